@@ -1,0 +1,1 @@
+//! ICMPv6 echo measurement (being written).

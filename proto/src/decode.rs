@@ -1,0 +1,489 @@
+//! Wire messages into validated domain types. Every error names the offending field, as a
+//! path from the message that was decoded (e.g. `results[3].ping.replies[0].from`).
+
+use crate::enums::*;
+use crate::v1;
+use sixmap_shared::ids::{ProbeId, ProbeSecret, ResultKey, TaskId};
+use sixmap_shared::measurement::{
+    ClockInfo, Family, IcmpError, MeasurementError, MeasurementKind, MeasurementResult,
+    MeasurementSpec, Outcome, PingReply, PingResult, PingSpec, SpecError, SpecKind, Target,
+    MAX_ERROR_MESSAGE_LEN,
+};
+use sixmap_shared::session::{
+    Ack, Assignment, Hello, MAX_BATCH_RESULTS, MAX_LOCAL_ADDRESSES, MIN_TASK_INTERVAL,
+    Rejection, Welcome,
+};
+use sixmap_shared::time::UnixMicros;
+use sixmap_shared::version::Version;
+use std::net::IpAddr;
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid field `{field}`: {reason}")]
+pub struct WireError {
+    pub field: String,
+    pub reason: String,
+}
+
+impl WireError {
+    fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    fn missing(field: &str) -> Self {
+        Self::new(field, "required but missing")
+    }
+
+    /// Prefixes the field path with the enclosing field.
+    fn within(mut self, outer: &str) -> Self {
+        self.field = format!("{outer}.{}", self.field);
+        self
+    }
+}
+
+impl From<SpecError> for WireError {
+    fn from(e: SpecError) -> Self {
+        match e {
+            SpecError::Field { field, reason } => Self::new(field, reason),
+            unsupported @ SpecError::Unsupported(_) => Self::new("kind", unsupported.to_string()),
+        }
+    }
+}
+
+fn address(field: &str, text: &str) -> Result<IpAddr, WireError> {
+    text.parse()
+        .map_err(|_| WireError::new(field, format!("{text:?} is not an IP address")))
+}
+
+fn optional_address(field: &str, text: &str) -> Result<Option<IpAddr>, WireError> {
+    if text.is_empty() {
+        Ok(None)
+    } else {
+        address(field, text).map(Some)
+    }
+}
+
+fn enum_value<E: TryFrom<i32>>(field: &str, raw: i32) -> Result<E, WireError> {
+    E::try_from(raw).map_err(|_| WireError::new(field, format!("unknown enum value {raw}")))
+}
+
+fn small<T: TryFrom<u32>>(field: &str, raw: u32) -> Result<T, WireError> {
+    T::try_from(raw).map_err(|_| WireError::new(field, format!("{raw} is out of range")))
+}
+
+fn probe_id(field: &str, raw: &str) -> Result<ProbeId, WireError> {
+    raw.parse().map_err(|e: sixmap_shared::IdError| WireError::new(field, e.to_string()))
+}
+
+fn task_id(field: &str, raw: u64) -> Result<TaskId, WireError> {
+    TaskId::new(raw).map_err(|e| WireError::new(field, e.to_string()))
+}
+
+pub fn result_key(key: Option<&v1::ResultKey>) -> Result<ResultKey, WireError> {
+    let key = key.ok_or_else(|| WireError::missing("key"))?;
+    if key.sequence == 0 {
+        return Err(WireError::new("key.sequence", "must be > 0"));
+    }
+    Ok(ResultKey {
+        probe_id: probe_id("key.probe_id", &key.probe_id)?,
+        boot_epoch: key.boot_epoch,
+        sequence: key.sequence,
+    })
+}
+
+pub fn spec(wire: &v1::MeasurementSpec) -> Result<MeasurementSpec, WireError> {
+    let target = wire.target.as_ref().ok_or_else(|| WireError::missing("target"))?;
+    let family = family_from_wire(enum_value("target.family", target.family)?).unwrap_or(Family::V6);
+    let target = match &target.kind {
+        Some(v1::target::Kind::Address(a)) => Target::Address(address("target.address", a)?),
+        Some(v1::target::Kind::Hostname(h)) => Target::hostname(h)?,
+        None => return Err(WireError::missing("target.address")),
+    };
+    let budget = wire.budget.as_ref().ok_or_else(|| WireError::missing("budget"))?;
+    let timeout = Duration::from_millis(u64::from(budget.timeout_ms));
+    use v1::measurement_spec::Kind as W;
+    let kind = match &wire.kind {
+        Some(W::Ping(p)) => SpecKind::Ping(PingSpec::new(p.count, p.interval_ms, p.payload_size)?),
+        Some(other) => return Err(SpecError::Unsupported(spec_kind_name(other)).into()),
+        None => return Err(WireError::missing("kind")),
+    };
+    Ok(MeasurementSpec::new(target, family, timeout, kind)?)
+}
+
+fn spec_kind_name(kind: &v1::measurement_spec::Kind) -> MeasurementKind {
+    use v1::measurement_spec::Kind as W;
+    match kind {
+        W::Ping(_) => MeasurementKind::Ping,
+        W::Traceroute(_) => MeasurementKind::Traceroute,
+        W::Dns(_) => MeasurementKind::Dns,
+        W::Tcp(_) => MeasurementKind::Tcp,
+        W::Tls(_) => MeasurementKind::Tls,
+        W::Http(_) => MeasurementKind::Http,
+        W::Quic(_) => MeasurementKind::Quic,
+        W::Pmtu(_) => MeasurementKind::Pmtu,
+        W::ExtHeaders(_) => MeasurementKind::ExtHeaders,
+        W::DualStack(_) => MeasurementKind::DualStack,
+    }
+}
+
+pub fn assignment(wire: &v1::TaskAssignment) -> Result<Assignment, WireError> {
+    let task_id = task_id("task_id", wire.task_id)?;
+    let spec = spec(wire.spec.as_ref().ok_or_else(|| WireError::missing("spec"))?)
+        .map_err(|e| e.within("spec"))?;
+    let interval = match wire.interval_s {
+        0 => None,
+        s => Some(Duration::from_secs(u64::from(s))),
+    };
+    if interval.is_some_and(|i| i < MIN_TASK_INTERVAL) {
+        return Err(WireError::new("interval_s", "below the minimum interval"));
+    }
+    Ok(Assignment {
+        task_id,
+        spec,
+        interval,
+        not_before: (wire.not_before_us != 0).then_some(UnixMicros(wire.not_before_us)),
+    })
+}
+
+fn icmp_error(field: &str, e: &v1::IcmpError) -> Result<IcmpError, WireError> {
+    Ok(IcmpError {
+        icmp_type: small(&format!("{field}.icmp_type"), e.icmp_type)?,
+        icmp_code: small(&format!("{field}.icmp_code"), e.icmp_code)?,
+        from: address(&format!("{field}.from"), &e.from)?,
+        mtu: (e.mtu != 0).then_some(e.mtu),
+    })
+}
+
+fn ping_result(p: &v1::PingResult) -> Result<PingResult, WireError> {
+    let replies = p
+        .replies
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let field = format!("ping.replies[{i}]");
+            Ok(PingReply {
+                sequence: small(&format!("{field}.sequence"), r.sequence)?,
+                rtt_ns: r.rtt_ns,
+                hop_limit: match r.hop_limit {
+                    0 => None,
+                    h => Some(small(&format!("{field}.hop_limit"), h)?),
+                },
+                duplicate: r.duplicate,
+                from: address(&format!("{field}.from"), &r.from)?,
+            })
+        })
+        .collect::<Result<Vec<_>, WireError>>()?;
+    let errors = p
+        .errors
+        .iter()
+        .enumerate()
+        .map(|(i, e)| icmp_error(&format!("ping.errors[{i}]"), e))
+        .collect::<Result<Vec<_>, _>>()?;
+    let result = PingResult {
+        sent: small("ping.sent", p.sent)?,
+        received: small("ping.received", p.received)?,
+        replies,
+        timestamp_source: timestamp_from_wire(enum_value(
+            "ping.timestamp_source",
+            p.timestamp_source,
+        )?)
+        .ok_or_else(|| WireError::missing("ping.timestamp_source"))?,
+        socket_kind: socket_from_wire(enum_value("ping.socket_kind", p.socket_kind)?)
+            .ok_or_else(|| WireError::missing("ping.socket_kind"))?,
+        errors,
+    };
+    result.validate()?;
+    Ok(result)
+}
+
+pub fn result(wire: &v1::MeasurementResult) -> Result<MeasurementResult, WireError> {
+    use v1::measurement_result::Kind as W;
+    let outcome = match (&wire.error, &wire.kind) {
+        (Some(e), _) => {
+            if e.message.len() > MAX_ERROR_MESSAGE_LEN {
+                return Err(WireError::new("error.message", "too long"));
+            }
+            Outcome::Failed(MeasurementError {
+                class: error_class_from_wire(enum_value("error.class", e.class)?)
+                    .ok_or_else(|| WireError::missing("error.class"))?,
+                message: e.message.clone(),
+            })
+        }
+        (None, Some(W::Ping(p))) => Outcome::Ping(ping_result(p)?),
+        (None, Some(_)) => {
+            return Err(WireError::new(
+                "kind",
+                "result kind not supported by this collector version",
+            ));
+        }
+        (None, None) => return Err(WireError::new("kind", "neither a result nor an error")),
+    };
+    let result = MeasurementResult {
+        key: result_key(wire.key.as_ref())?,
+        task_id: task_id("task_id", wire.task_id)?,
+        started_at: UnixMicros(wire.started_at_us),
+        duration_us: wire.duration_us,
+        family_requested: family_from_wire(enum_value("family_requested", wire.family_requested)?)
+            .ok_or_else(|| WireError::missing("family_requested"))?,
+        family_used: family_from_wire(enum_value("family_used", wire.family_used)?),
+        source: optional_address("source_address", &wire.source_address)?,
+        destination: optional_address("destination_address", &wire.destination_address)?,
+        software_version: wire.software_version.clone(),
+        clock: ClockInfo {
+            state: clock_from_wire(enum_value("clock_state", wire.clock_state)?),
+            offset_us: (wire.clock_offset_us != 0).then_some(wire.clock_offset_us),
+        },
+        outcome,
+    };
+    result.validate()?;
+    Ok(result)
+}
+
+/// Decodes a batch; each result is decoded on its own so one bad result does not sink the rest.
+pub fn batch(
+    wire: &v1::ResultBatch,
+) -> Result<Vec<Result<MeasurementResult, (Option<ResultKey>, WireError)>>, WireError> {
+    if wire.results.len() > MAX_BATCH_RESULTS {
+        return Err(WireError::new(
+            "results",
+            format!("{} results, limit is {MAX_BATCH_RESULTS}", wire.results.len()),
+        ));
+    }
+    Ok(wire
+        .results
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            result(r).map_err(|e| {
+                let key = result_key(r.key.as_ref()).ok();
+                (key, e.within(&format!("results[{i}]")))
+            })
+        })
+        .collect())
+}
+
+pub fn hello(wire: &v1::Hello) -> Result<Hello, WireError> {
+    if wire.local_addresses.len() > MAX_LOCAL_ADDRESSES {
+        return Err(WireError::new(
+            "local_addresses",
+            format!("more than {MAX_LOCAL_ADDRESSES}"),
+        ));
+    }
+    Ok(Hello {
+        probe_id: probe_id("probe_id", &wire.probe_id)?,
+        secret: wire
+            .probe_secret
+            .parse::<ProbeSecret>()
+            .map_err(|e| WireError::new("probe_secret", e.to_string()))?,
+        software_version: Version::parse(&wire.software_version).ok_or_else(|| {
+            WireError::new(
+                "software_version",
+                format!("{:?} is not major.minor.patch", wire.software_version),
+            )
+        })?,
+        boot_epoch: wire.boot_epoch,
+        // Unknown kinds come from newer probes: ignore them rather than refuse the probe.
+        capabilities: wire
+            .capabilities
+            .iter()
+            .filter_map(|k| v1::MeasurementKind::try_from(*k).ok())
+            .filter_map(kind_from_wire)
+            .collect(),
+        local_addresses: wire
+            .local_addresses
+            .iter()
+            .enumerate()
+            .map(|(i, a)| address(&format!("local_addresses[{i}]"), a))
+            .collect::<Result<_, _>>()?,
+        probe_time: UnixMicros(wire.probe_time_us),
+    })
+}
+
+pub fn welcome(wire: &v1::Welcome) -> Result<Welcome, WireError> {
+    if wire.heartbeat_interval_s == 0 {
+        return Err(WireError::new("heartbeat_interval_s", "must be >= 1"));
+    }
+    if wire.max_batch_results == 0 {
+        return Err(WireError::new("max_batch_results", "must be >= 1"));
+    }
+    Ok(Welcome {
+        server_time: UnixMicros(wire.server_time_us),
+        collector_version: wire.collector_version.clone(),
+        heartbeat_interval: Duration::from_secs(u64::from(wire.heartbeat_interval_s)),
+        max_batch_results: usize::try_from(wire.max_batch_results)
+            .unwrap_or(MAX_BATCH_RESULTS)
+            .min(MAX_BATCH_RESULTS),
+    })
+}
+
+pub fn ack(wire: &v1::Ack) -> Result<Ack, WireError> {
+    Ok(Ack {
+        batch_id: wire.batch_id,
+        stored: wire
+            .stored
+            .iter()
+            .enumerate()
+            .map(|(i, k)| result_key(Some(k)).map_err(|e| e.within(&format!("stored[{i}]"))))
+            .collect::<Result<_, _>>()?,
+        rejected: wire
+            .rejected
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                Ok(Rejection {
+                    key: result_key(r.key.as_ref())
+                        .map_err(|e| e.within(&format!("rejected[{i}]")))?,
+                    reason: r.reason.clone(),
+                })
+            })
+            .collect::<Result<_, WireError>>()?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encode;
+    use sixmap_shared::measurement::{ClockState, IcmpSocketKind, TimestampSource};
+
+    fn sample_result() -> MeasurementResult {
+        MeasurementResult {
+            key: ResultKey {
+                probe_id: "0123456789abcdef".parse().unwrap(),
+                boot_epoch: 3,
+                sequence: 9,
+            },
+            task_id: TaskId::new(5).unwrap(),
+            started_at: UnixMicros(1_700_000_000_000_000),
+            duration_us: 2_000,
+            family_requested: Family::V6,
+            family_used: Some(Family::V6),
+            source: Some("::1".parse().unwrap()),
+            destination: Some("::1".parse().unwrap()),
+            software_version: "0.1.0".into(),
+            clock: ClockInfo {
+                state: ClockState::Synchronized,
+                offset_us: Some(-40),
+            },
+            outcome: Outcome::Ping(PingResult {
+                sent: 2,
+                received: 1,
+                replies: vec![PingReply {
+                    sequence: 1,
+                    rtt_ns: 45_000,
+                    hop_limit: Some(64),
+                    duplicate: false,
+                    from: "::1".parse().unwrap(),
+                }],
+                timestamp_source: TimestampSource::Kernel,
+                socket_kind: IcmpSocketKind::Raw,
+                errors: vec![],
+            }),
+        }
+    }
+
+    #[test]
+    fn results_round_trip() {
+        let domain = sample_result();
+        assert_eq!(result(&encode::result(&domain)).unwrap(), domain);
+    }
+
+    #[test]
+    fn bad_result_fields_are_named() {
+        let mut wire = encode::result(&sample_result());
+        wire.source_address = "not-an-ip".into();
+        let err = result(&wire).unwrap_err();
+        assert_eq!(err.field, "source_address");
+
+        let mut wire = encode::result(&sample_result());
+        wire.task_id = 0;
+        assert_eq!(result(&wire).unwrap_err().field, "task_id");
+
+        let mut wire = encode::result(&sample_result());
+        if let Some(v1::measurement_result::Kind::Ping(p)) = &mut wire.kind {
+            p.replies[0].from = "x".into();
+        }
+        assert_eq!(result(&wire).unwrap_err().field, "ping.replies[0].from");
+
+        let mut wire = encode::result(&sample_result());
+        wire.kind = None;
+        assert_eq!(result(&wire).unwrap_err().field, "kind");
+
+        let mut wire = encode::result(&sample_result());
+        wire.family_requested = 99;
+        assert!(result(&wire).unwrap_err().to_string().contains("family_requested"));
+    }
+
+    #[test]
+    fn one_bad_result_does_not_sink_the_batch() {
+        let good = encode::result(&sample_result());
+        let mut bad = good.clone();
+        bad.destination_address = "2001:db8::zz".into();
+        let decoded = batch(&v1::ResultBatch {
+            batch_id: 1,
+            results: vec![good, bad],
+        })
+        .unwrap();
+        assert!(decoded[0].is_ok());
+        let (key, err) = decoded[1].clone().unwrap_err();
+        assert_eq!(key.unwrap().sequence, 9);
+        assert_eq!(err.field, "results[1].destination_address");
+    }
+
+    #[test]
+    fn assignments_round_trip_and_validate() {
+        let a = Assignment {
+            task_id: TaskId::new(11).unwrap(),
+            spec: MeasurementSpec::new(
+                Target::Address("::1".parse().unwrap()),
+                Family::V6,
+                Duration::from_secs(5),
+                SpecKind::Ping(PingSpec::new(3, 200, 0).unwrap()),
+            )
+            .unwrap(),
+            interval: Some(Duration::from_secs(30)),
+            not_before: None,
+        };
+        assert_eq!(assignment(&encode::assignment(&a)).unwrap(), a);
+
+        let mut wire = encode::assignment(&a);
+        if let Some(v1::measurement_spec::Kind::Ping(p)) =
+            wire.spec.as_mut().and_then(|s| s.kind.as_mut())
+        {
+            p.count = 1000;
+        }
+        assert_eq!(assignment(&wire).unwrap_err().field, "spec.ping.count");
+
+        let mut wire = encode::assignment(&a);
+        if let Some(s) = wire.spec.as_mut() {
+            s.kind = Some(v1::measurement_spec::Kind::Tcp(v1::TcpSpec { port: 80 }));
+        }
+        let err = assignment(&wire).unwrap_err().to_string();
+        assert!(err.contains("tcp") && err.contains("not supported"), "{err}");
+    }
+
+    #[test]
+    fn hello_checks_identity_and_version() {
+        let wire = v1::Hello {
+            probe_id: "0123456789abcdef".into(),
+            probe_secret: "ab".repeat(32),
+            software_version: "0.1.0".into(),
+            boot_epoch: 1,
+            capabilities: vec![1, 999],
+            local_addresses: vec!["2001:db8::5".into()],
+            probe_time_us: 0,
+        };
+        let h = hello(&wire).unwrap();
+        assert_eq!(h.capabilities, vec![MeasurementKind::Ping]);
+        assert_eq!(hello(&encode::hello(&h)).unwrap(), h);
+        let mut bad = wire.clone();
+        bad.software_version = "1.0".into();
+        assert_eq!(hello(&bad).unwrap_err().field, "software_version");
+        let mut bad = wire;
+        bad.probe_id = "nope".into();
+        assert_eq!(hello(&bad).unwrap_err().field, "probe_id");
+    }
+}

@@ -1,0 +1,22 @@
+//! sixmap domain types.
+//!
+//! Everything here is already validated: code that holds one of these types never re-checks it.
+//! Wire types (prost) never appear here; `sixmap-proto` converts them at the edge.
+
+pub mod config;
+pub mod ids;
+pub mod measurement;
+pub mod policy;
+pub mod session;
+pub mod time;
+pub mod version;
+
+pub use ids::{BootEpoch, IdError, ProbeId, ProbeSecret, ResultKey, TaskId};
+pub use measurement::{
+    ClockInfo, ClockState, ErrorClass, Family, IcmpError, IcmpSocketKind, MeasurementError, MeasurementKind,
+    MeasurementResult, MeasurementSpec, Outcome, PingReply, PingResult, PingSpec, SpecError,
+    SpecKind, Target, TimestampSource,
+};
+pub use policy::{PolicyViolation, TargetPolicy};
+pub use time::UnixMicros;
+pub use session::{Ack, Assignment, Hello, Rejection, Welcome};
