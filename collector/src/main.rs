@@ -1,1 +1,160 @@
-fn main() {}
+//! `sixmap-collector`: serve probes, or read stored results from the command line.
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use sixmap_collector::config::CollectorConfig;
+use sixmap_collector::store::{ResultQuery, SledStore, Store};
+use sixmap_shared::ProbeId;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "sixmap-collector", version, about = "sixmap collector: stores and serves IPv6 measurements")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gRPC server for probes, the HTTP API and the dashboard.
+    Serve(ServeArgs),
+    /// Print stored results as JSON lines, newest first (the collector must not be running on the same data dir).
+    Results {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Only this probe's results.
+        #[arg(long)]
+        probe: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// List enrolled probes as JSON lines (the collector must not be running on the same data dir).
+    Probes {
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// TOML config file; flags below override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    #[arg(long)]
+    grpc_listen: Option<SocketAddr>,
+    #[arg(long)]
+    http_listen: Option<SocketAddr>,
+    /// Accept this enrollment token (repeatable; added to the config's tokens).
+    #[arg(long = "enroll-token")]
+    enroll_tokens: Vec<String>,
+    /// Ping this target from every probe (repeatable; replaces the config's targets).
+    #[arg(long = "ping-target")]
+    ping_targets: Vec<String>,
+    /// Seconds between default ping runs.
+    #[arg(long)]
+    ping_every_s: Option<u64>,
+    #[arg(long)]
+    heartbeat_interval_s: Option<u64>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Results {
+            data_dir,
+            probe,
+            limit,
+        } => {
+            let probe = probe
+                .map(|p| p.parse::<ProbeId>())
+                .transpose()
+                .context("--probe")?;
+            let store = open_offline(&data_dir)?;
+            for result in store.results(&ResultQuery { probe, limit })? {
+                println!("{}", serde_json::to_string(&result)?);
+            }
+            Ok(())
+        }
+        Command::Probes { data_dir } => {
+            let store = open_offline(&data_dir)?;
+            for probe in store.probes()? {
+                let value = serde_json::json!({
+                    "id": probe.id, "hostname": probe.hostname, "enrolled_at": probe.enrolled_at,
+                    "last_seen": probe.last_seen, "software_version": probe.software_version,
+                });
+                println!("{value}");
+            }
+            Ok(())
+        }
+    }
+}
+
+fn open_offline(data_dir: &std::path::Path) -> anyhow::Result<SledStore> {
+    if !data_dir.join("conf").exists() {
+        bail!("{} holds no sixmap store", data_dir.display());
+    }
+    SledStore::open(data_dir).with_context(|| {
+        format!(
+            "opening {} (if a collector is running on it, use its HTTP API /api/v1/results instead)",
+            data_dir.display()
+        )
+    })
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let mut config = match &args.config {
+        Some(path) => CollectorConfig::load(path)?,
+        None => CollectorConfig::default(),
+    };
+    if let Some(dir) = args.data_dir {
+        config.data_dir = dir;
+    }
+    if let Some(addr) = args.grpc_listen {
+        config.grpc_listen = addr;
+    }
+    if let Some(addr) = args.http_listen {
+        config.http_listen = addr;
+    }
+    config.enrollment_tokens.extend(args.enroll_tokens);
+    if !args.ping_targets.is_empty() {
+        config.default_ping.targets = args.ping_targets;
+    }
+    if let Some(every) = args.ping_every_s {
+        config.default_ping.every_s = every;
+    }
+    if let Some(interval) = args.heartbeat_interval_s {
+        config.heartbeat_interval_s = interval;
+    }
+    let settings = config.validate(args.config.as_deref())?;
+
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let running = sixmap_collector::start(settings).await?;
+        // One machine-readable line on stdout, so scripts and tests learn the ports when
+        // they asked for port 0.
+        println!(
+            "sixmap-collector listening grpc={} http={}",
+            running.grpc_addr, running.http_addr
+        );
+        tokio::select! {
+            r = running.grpc => r.context("gRPC server task")?.context("gRPC server")?,
+            r = running.http => r.context("HTTP server task")?.context("HTTP server")?,
+            r = tokio::signal::ctrl_c() => {
+                r.context("waiting for Ctrl-C")?;
+                tracing::info!("shutting down on Ctrl-C");
+            }
+        }
+        anyhow::Ok(())
+    })
+}

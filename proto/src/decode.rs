@@ -242,10 +242,11 @@ pub fn result(wire: &v1::MeasurementResult) -> Result<MeasurementResult, WireErr
     Ok(result)
 }
 
+/// One decoded result of a batch; on error, the key too when it could be read.
+pub type BatchItem = Result<MeasurementResult, (Option<ResultKey>, WireError)>;
+
 /// Decodes a batch; each result is decoded on its own so one bad result does not sink the rest.
-pub fn batch(
-    wire: &v1::ResultBatch,
-) -> Result<Vec<Result<MeasurementResult, (Option<ResultKey>, WireError)>>, WireError> {
+pub fn batch(wire: &v1::ResultBatch) -> Result<Vec<BatchItem>, WireError> {
     if wire.results.len() > MAX_BATCH_RESULTS {
         return Err(WireError::new(
             "results",

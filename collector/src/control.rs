@@ -1,0 +1,287 @@
+//! The `ProbeControl` gRPC service: enrollment and probe sessions.
+
+use crate::config::Settings;
+use crate::ingest::ingest_batch;
+use crate::store::{ProbeRecord, Store, StoreError};
+use sixmap_proto::v1::probe_control_server::ProbeControl;
+use sixmap_proto::v1::{collector_message, probe_message};
+use sixmap_proto::{decode, encode, v1};
+use sixmap_shared::session::{Assignment, Hello, MAX_BATCH_RESULTS, Welcome};
+use sixmap_shared::version::SOFTWARE_VERSION;
+use sixmap_shared::{ProbeId, ProbeSecret, UnixMicros};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{info, warn};
+
+/// A probe must say hello this soon after opening a session.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+const MAX_HOSTNAME_LEN: usize = 64;
+
+#[derive(Debug, Clone)]
+pub struct ControlService {
+    store: Arc<dyn Store>,
+    settings: Arc<Settings>,
+}
+
+impl std::fmt::Debug for dyn Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Store")
+    }
+}
+
+fn internal(e: StoreError) -> Status {
+    warn!(error = %e, "store failure");
+    Status::unavailable(format!("collector storage unavailable: {e}"))
+}
+
+/// Runs blocking store work off the async workers.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Status::internal(format!("store task failed: {e}")))?
+        .map_err(internal)
+}
+
+impl ControlService {
+    pub fn new(store: Arc<dyn Store>, settings: Arc<Settings>) -> Self {
+        Self { store, settings }
+    }
+
+    fn token_valid(&self, token: &str) -> bool {
+        self.settings.enrollment_tokens.iter().any(|t| {
+            t.len() == token.len() && t.bytes().zip(token.bytes()).fold(0, |a, (x, y)| a | (x ^ y)) == 0
+        })
+    }
+
+    /// Checks identity and version; returns the probe's updated record.
+    async fn admit(&self, hello: &Hello) -> Result<ProbeRecord, Status> {
+        let store = self.store.clone();
+        let id = hello.probe_id.clone();
+        let record = blocking(move || store.probe(&id))
+            .await?
+            .ok_or_else(|| {
+                Status::unauthenticated(format!(
+                    "unknown probe {}: it is not enrolled with this collector (enroll again with a token)",
+                    hello.probe_id
+                ))
+            })?;
+        if !record.secret.matches(&hello.secret) {
+            return Err(Status::unauthenticated(format!(
+                "wrong secret for probe {}",
+                hello.probe_id
+            )));
+        }
+        if hello.software_version < self.settings.min_probe_version {
+            return Err(Status::failed_precondition(format!(
+                "probe version {} is older than the minimum {} this collector accepts: upgrade sixmap-probe",
+                hello.software_version, self.settings.min_probe_version
+            )));
+        }
+        let updated = ProbeRecord {
+            last_seen: Some(UnixMicros::now()),
+            software_version: Some(hello.software_version.to_string()),
+            boot_epoch: Some(hello.boot_epoch),
+            local_addresses: hello.local_addresses.clone(),
+            ..record
+        };
+        let store = self.store.clone();
+        let to_store = updated.clone();
+        blocking(move || store.update_probe(&to_store)).await?;
+        Ok(updated)
+    }
+
+    /// The tasks this probe runs now, recorded as assigned before they are sent.
+    async fn assignments_for(&self, probe: &ProbeId) -> Result<Vec<Assignment>, Status> {
+        let store = self.store.clone();
+        let settings = self.settings.clone();
+        let probe = probe.clone();
+        blocking(move || {
+            settings
+                .default_tasks
+                .iter()
+                .map(|task| {
+                    let task_id = store.task_id(&task.definition())?;
+                    store.record_assignment(&probe, task_id)?;
+                    Ok(Assignment {
+                        task_id,
+                        spec: task.spec.clone(),
+                        interval: Some(task.every),
+                        not_before: None,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+}
+
+type SessionStream = Pin<Box<dyn Stream<Item = Result<v1::CollectorMessage, Status>> + Send>>;
+
+fn message(kind: collector_message::Kind) -> Result<v1::CollectorMessage, Status> {
+    Ok(v1::CollectorMessage { kind: Some(kind) })
+}
+
+#[tonic::async_trait]
+impl ProbeControl for ControlService {
+    async fn enroll(
+        &self,
+        request: Request<v1::EnrollRequest>,
+    ) -> Result<Response<v1::EnrollResponse>, Status> {
+        let request = request.into_inner();
+        if self.settings.enrollment_tokens.is_empty() {
+            return Err(Status::failed_precondition(
+                "enrollment is disabled on this collector: no enrollment_tokens configured",
+            ));
+        }
+        if !self.token_valid(&request.token) {
+            return Err(Status::permission_denied("enrollment token not accepted"));
+        }
+        if request.hostname.len() > MAX_HOSTNAME_LEN {
+            return Err(Status::invalid_argument(format!(
+                "invalid field `hostname`: longer than {MAX_HOSTNAME_LEN} bytes"
+            )));
+        }
+        let random = |e: sixmap_shared::IdError| Status::internal(e.to_string());
+        let record = ProbeRecord {
+            id: ProbeId::random().map_err(random)?,
+            secret: ProbeSecret::random().map_err(random)?,
+            hostname: request.hostname,
+            enrolled_at: UnixMicros::now(),
+            last_seen: None,
+            software_version: Some(request.software_version),
+            boot_epoch: None,
+            local_addresses: Vec::new(),
+        };
+        let store = self.store.clone();
+        let to_store = record.clone();
+        blocking(move || {
+            store.create_probe(&to_store)?;
+            store.flush()
+        })
+        .await?;
+        info!(probe = %record.id, hostname = %record.hostname, "probe enrolled");
+        Ok(Response::new(v1::EnrollResponse {
+            probe_id: record.id.to_string(),
+            probe_secret: record.secret.expose().to_owned(),
+        }))
+    }
+
+    type SessionStream = SessionStream;
+
+    async fn session(
+        &self,
+        request: Request<Streaming<v1::ProbeMessage>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        let mut inbound = request.into_inner();
+        let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
+            .await
+            .map_err(|_| Status::deadline_exceeded("no hello within 10 s of opening the session"))??;
+        let hello = match first.and_then(|m| m.kind) {
+            Some(probe_message::Kind::Hello(hello)) => {
+                decode::hello(&hello).map_err(|e| Status::invalid_argument(format!("hello: {e}")))?
+            }
+            _ => return Err(Status::invalid_argument("the first session message must be hello")),
+        };
+        let record = self.admit(&hello).await?;
+        let assignments = self.assignments_for(&record.id).await?;
+        info!(
+            probe = %record.id,
+            version = %hello.software_version,
+            boot_epoch = hello.boot_epoch,
+            tasks = assignments.len(),
+            "probe session started"
+        );
+
+        let (tx, rx) = mpsc::channel(64);
+        let welcome = Welcome {
+            server_time: UnixMicros::now(),
+            collector_version: SOFTWARE_VERSION.to_owned(),
+            heartbeat_interval: self.settings.heartbeat_interval,
+            max_batch_results: MAX_BATCH_RESULTS,
+        };
+        let mut greeting = vec![message(collector_message::Kind::Welcome(encode::welcome(&welcome)))];
+        greeting.extend(
+            assignments
+                .iter()
+                .map(|a| message(collector_message::Kind::Assign(encode::assignment(a)))),
+        );
+        for item in greeting {
+            // A fresh channel of capacity 64 holds the greeting unless it is huge; wait if so.
+            if tx.send(item).await.is_err() {
+                return Err(Status::cancelled("probe went away during the greeting"));
+            }
+        }
+        tokio::spawn(serve_session(self.store.clone(), record.id, inbound, tx));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+/// Handles a probe's messages after hello until the stream ends or breaks a rule.
+async fn serve_session(
+    store: Arc<dyn Store>,
+    probe: ProbeId,
+    mut inbound: Streaming<v1::ProbeMessage>,
+    tx: mpsc::Sender<Result<v1::CollectorMessage, Status>>,
+) {
+    let outcome = session_loop(&store, &probe, &mut inbound, &tx).await;
+    match outcome {
+        Ok(()) => info!(probe = %probe, "probe session ended"),
+        Err(status) => {
+            warn!(probe = %probe, code = ?status.code(), message = status.message(), "probe session closed with error");
+            let _ = tx.send(Err(status)).await;
+        }
+    }
+}
+
+async fn session_loop(
+    store: &Arc<dyn Store>,
+    probe: &ProbeId,
+    inbound: &mut Streaming<v1::ProbeMessage>,
+    tx: &mpsc::Sender<Result<v1::CollectorMessage, Status>>,
+) -> Result<(), Status> {
+    while let Some(msg) = inbound.message().await? {
+        match msg.kind {
+            Some(probe_message::Kind::Hello(_)) => {
+                return Err(Status::invalid_argument("hello sent twice in one session"));
+            }
+            Some(probe_message::Kind::Heartbeat(_)) => {
+                let store = store.clone();
+                let probe = probe.clone();
+                blocking(move || match store.probe(&probe)? {
+                    Some(record) => store.update_probe(&ProbeRecord {
+                        last_seen: Some(UnixMicros::now()),
+                        ..record
+                    }),
+                    None => Ok(()),
+                })
+                .await?;
+            }
+            Some(probe_message::Kind::Results(batch)) => {
+                let store = store.clone();
+                let session_probe = probe.clone();
+                let outcome = blocking(move || ingest_batch(&*store, &session_probe, &batch)).await?;
+                let (ack, stats) = outcome.map_err(|e| Status::invalid_argument(e.to_string()))?;
+                for rejection in &ack.rejected {
+                    warn!(probe = %probe, key = %rejection.key, reason = %rejection.reason, "result rejected");
+                }
+                tracing::debug!(probe = %probe, new = stats.new, duplicate = stats.duplicate, rejected = stats.rejected, "batch stored");
+                if tx
+                    .send(message(collector_message::Kind::Ack(encode::ack(&ack))))
+                    .await
+                    .is_err()
+                {
+                    return Ok(());
+                }
+            }
+            None => return Err(Status::invalid_argument("empty or unknown session message")),
+        }
+    }
+    Ok(())
+}

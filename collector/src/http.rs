@@ -1,0 +1,159 @@
+//! HTTP: the JSON API under `/api/v1` and the dashboard at `/`.
+
+use crate::store::{ResultQuery, Store, StoreError};
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use sixmap_shared::measurement::{MeasurementResult, Outcome};
+use sixmap_shared::{ProbeId, UnixMicros};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+const DEFAULT_LIMIT: usize = 100;
+const MAX_LIMIT: usize = 10_000;
+
+pub fn router(store: Arc<dyn Store>) -> Router {
+    Router::new()
+        .route("/", get(dashboard))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/api/v1/results", get(results))
+        .route("/api/v1/probes", get(probes))
+        .with_state(store)
+}
+
+#[derive(Debug)]
+enum ApiError {
+    BadRequest(String),
+    Store(StoreError),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, message) = match self {
+            Self::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
+            Self::Store(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        };
+        (status, Json(serde_json::json!({ "error": message }))).into_response()
+    }
+}
+
+async fn run_blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::Store(StoreError::Backend(e.to_string())))?
+        .map_err(ApiError::Store)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResultsParams {
+    probe: Option<String>,
+    limit: Option<usize>,
+}
+
+#[derive(Debug, Serialize)]
+struct ResultsBody {
+    count: usize,
+    results: Vec<MeasurementResult>,
+}
+
+async fn results(
+    State(store): State<Arc<dyn Store>>,
+    params: Result<Query<ResultsParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<ResultsBody>, ApiError> {
+    let Query(params) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let probe = params
+        .probe
+        .map(|p| {
+            p.parse::<ProbeId>()
+                .map_err(|e| ApiError::BadRequest(format!("query parameter `probe`: {e}")))
+        })
+        .transpose()?;
+    let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(ApiError::BadRequest(format!(
+            "query parameter `limit`: must be 1..={MAX_LIMIT}"
+        )));
+    }
+    let results = run_blocking(move || store.results(&ResultQuery { probe, limit })).await?;
+    Ok(Json(ResultsBody {
+        count: results.len(),
+        results,
+    }))
+}
+
+/// A probe as the public API shows it: never its secret.
+#[derive(Debug, Serialize)]
+struct ProbeView {
+    id: ProbeId,
+    hostname: String,
+    enrolled_at: UnixMicros,
+    last_seen: Option<UnixMicros>,
+    software_version: Option<String>,
+    local_addresses: Vec<IpAddr>,
+    last_result: Option<LastResult>,
+}
+
+#[derive(Debug, Serialize)]
+struct LastResult {
+    started_at: UnixMicros,
+    destination: Option<IpAddr>,
+    summary: String,
+}
+
+fn summarize(result: &MeasurementResult) -> String {
+    match &result.outcome {
+        Outcome::Failed(e) => format!("failed ({:?}): {}", e.class, e.message),
+        Outcome::Ping(p) => match p.min_rtt() {
+            Some(rtt) => format!(
+                "ping {}/{} replies, min RTT {:.3} ms",
+                p.received,
+                p.sent,
+                rtt.as_secs_f64() * 1000.0
+            ),
+            None => format!("ping 0/{} replies", p.sent),
+        },
+    }
+}
+
+async fn probes(State(store): State<Arc<dyn Store>>) -> Result<Json<Vec<ProbeView>>, ApiError> {
+    let views = run_blocking(move || {
+        store
+            .probes()?
+            .into_iter()
+            .map(|p| {
+                let last = store
+                    .results(&ResultQuery {
+                        probe: Some(p.id.clone()),
+                        limit: 1,
+                    })?
+                    .into_iter()
+                    .next();
+                Ok(ProbeView {
+                    last_result: last.map(|r| LastResult {
+                        started_at: r.started_at,
+                        destination: r.destination,
+                        summary: summarize(&r),
+                    }),
+                    id: p.id,
+                    hostname: p.hostname,
+                    enrolled_at: p.enrolled_at,
+                    last_seen: p.last_seen,
+                    software_version: p.software_version,
+                    local_addresses: p.local_addresses,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()
+    })
+    .await?;
+    Ok(Json(views))
+}
+
+async fn dashboard() -> Html<&'static str> {
+    Html(include_str!("dashboard.html"))
+}

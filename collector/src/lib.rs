@@ -1,0 +1,86 @@
+//! sixmap collector: accepts probe sessions over gRPC, stores every result, serves the JSON
+//! API and the dashboard.
+
+pub mod config;
+pub mod control;
+pub mod http;
+pub mod ingest;
+pub mod store;
+
+use crate::config::Settings;
+use crate::control::ControlService;
+use crate::store::{SledStore, Store};
+use sixmap_proto::v1::probe_control_server::ProbeControlServer;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tracing::info;
+
+/// gRPC message size limit, both directions. A full result batch stays well below it.
+pub const MAX_GRPC_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Listen {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A started collector: its bound addresses and the tasks serving them.
+#[derive(Debug)]
+pub struct Running {
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub grpc: JoinHandle<Result<(), tonic::transport::Error>>,
+    pub http: JoinHandle<std::io::Result<()>>,
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Listen { what, addr, source })
+}
+
+/// Opens the store, binds both listeners and starts serving.
+pub async fn start(settings: Settings) -> Result<Running, StartError> {
+    let data_dir = settings.data_dir.clone();
+    let store: Arc<dyn Store> =
+        Arc::new(tokio::task::spawn_blocking(move || SledStore::open(&data_dir)).await.map_err(
+            |e| store::StoreError::Backend(e.to_string()),
+        )??);
+    let grpc_listener = bind("gRPC", settings.grpc_listen).await?;
+    let http_listener = bind("HTTP", settings.http_listen).await?;
+    let local = |l: &TcpListener, what, addr| {
+        l.local_addr()
+            .map_err(|source| StartError::Listen { what, addr, source })
+    };
+    let grpc_addr = local(&grpc_listener, "gRPC", settings.grpc_listen)?;
+    let http_addr = local(&http_listener, "HTTP", settings.http_listen)?;
+
+    let service = ProbeControlServer::new(ControlService::new(store.clone(), Arc::new(settings)))
+        .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES);
+    let grpc = tokio::spawn(
+        tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+            .add_service(service)
+            .serve_with_incoming(TcpListenerStream::new(grpc_listener)),
+    );
+    let http = tokio::spawn(async move {
+        axum::serve(http_listener, http::router(store)).await
+    });
+    info!(%grpc_addr, %http_addr, "collector serving");
+    Ok(Running {
+        grpc_addr,
+        http_addr,
+        grpc,
+        http,
+    })
+}

@@ -1,0 +1,280 @@
+//! The embedded store: one sled directory, no server.
+//!
+//! Layout (one tree each): `probes` id → JSON record; `tasks` definition → task id;
+//! `assignments` probe id ‖ task id → (); `results` probe id ‖ boot epoch ‖ sequence → JSON.
+//! Result keys sort by probe, then time of production, so per-probe scans are prefix scans.
+//! Values start with a format byte so the encoding can change without a migration of old data.
+
+use super::{Inserted, ProbeRecord, ResultQuery, Store, StoreError};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sixmap_shared::measurement::MeasurementResult;
+use sixmap_shared::{ProbeId, ResultKey, TaskId};
+use std::path::Path;
+
+const FORMAT_JSON: u8 = 1;
+
+#[derive(Debug, Clone)]
+pub struct SledStore {
+    db: sled::Db,
+    probes: sled::Tree,
+    tasks: sled::Tree,
+    assignments: sled::Tree,
+    results: sled::Tree,
+}
+
+fn backend(e: sled::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+    let mut bytes = vec![FORMAT_JSON];
+    serde_json::to_writer(&mut bytes, value).map_err(|e| StoreError::Backend(e.to_string()))?;
+    Ok(bytes)
+}
+
+fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        reason,
+    };
+    match bytes.split_first() {
+        Some((&FORMAT_JSON, json)) => serde_json::from_slice(json).map_err(|e| corrupt(e.to_string())),
+        Some((format, _)) => Err(corrupt(format!("unknown value format {format}"))),
+        None => Err(corrupt("empty value".into())),
+    }
+}
+
+fn result_key(key: &ResultKey) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(32);
+    bytes.extend_from_slice(key.probe_id.as_str().as_bytes());
+    bytes.extend_from_slice(&key.boot_epoch.to_be_bytes());
+    bytes.extend_from_slice(&key.sequence.to_be_bytes());
+    bytes
+}
+
+fn assignment_key(probe: &ProbeId, task: TaskId) -> Vec<u8> {
+    let mut bytes = probe.as_str().as_bytes().to_vec();
+    bytes.extend_from_slice(&task.get().to_be_bytes());
+    bytes
+}
+
+impl SledStore {
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .open()
+            .map_err(|e| StoreError::Backend(format!("cannot open store at {}: {e}", dir.display())))?;
+        let tree = |name: &str| db.open_tree(name).map_err(backend);
+        Ok(Self {
+            probes: tree("probes")?,
+            tasks: tree("tasks")?,
+            assignments: tree("assignments")?,
+            results: tree("results")?,
+            db,
+        })
+    }
+}
+
+impl Store for SledStore {
+    fn create_probe(&self, probe: &ProbeRecord) -> Result<(), StoreError> {
+        let swapped = self
+            .probes
+            .compare_and_swap(probe.id.as_str(), None as Option<&[u8]>, Some(encode(probe)?))
+            .map_err(backend)?;
+        swapped.map_err(|_| StoreError::ProbeExists(probe.id.clone()))
+    }
+
+    fn update_probe(&self, probe: &ProbeRecord) -> Result<(), StoreError> {
+        self.probes
+            .insert(probe.id.as_str(), encode(probe)?)
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn probe(&self, id: &ProbeId) -> Result<Option<ProbeRecord>, StoreError> {
+        self.probes
+            .get(id.as_str())
+            .map_err(backend)?
+            .map(|bytes| decode(id.as_str().as_bytes(), &bytes))
+            .transpose()
+    }
+
+    fn probes(&self) -> Result<Vec<ProbeRecord>, StoreError> {
+        self.probes
+            .iter()
+            .map(|entry| {
+                let (key, value) = entry.map_err(backend)?;
+                decode(&key, &value)
+            })
+            .collect()
+    }
+
+    fn task_id(&self, definition: &str) -> Result<TaskId, StoreError> {
+        loop {
+            if let Some(existing) = self.tasks.get(definition).map_err(backend)? {
+                let raw: [u8; 8] = existing.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+                    key: definition.to_owned(),
+                    reason: "task id is not 8 bytes".into(),
+                })?;
+                return TaskId::new(u64::from_be_bytes(raw)).map_err(|e| StoreError::Corrupt {
+                    key: definition.to_owned(),
+                    reason: e.to_string(),
+                });
+            }
+            // generate_id is monotonic across restarts; +1 keeps 0 (proto3's default) unused.
+            let id = self.db.generate_id().map_err(backend)? + 1;
+            let created = self
+                .tasks
+                .compare_and_swap(definition, None as Option<&[u8]>, Some(&id.to_be_bytes()[..]))
+                .map_err(backend)?;
+            if created.is_ok() {
+                return TaskId::new(id).map_err(|e| StoreError::Backend(e.to_string()));
+            }
+            // Lost a race with another session: loop and read the winner's id.
+        }
+    }
+
+    fn record_assignment(&self, probe: &ProbeId, task: TaskId) -> Result<(), StoreError> {
+        self.assignments
+            .insert(assignment_key(probe, task), &[])
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn is_assigned(&self, probe: &ProbeId, task: TaskId) -> Result<bool, StoreError> {
+        self.assignments
+            .contains_key(assignment_key(probe, task))
+            .map_err(backend)
+    }
+
+    fn insert_results(&self, results: &[MeasurementResult]) -> Result<Vec<Inserted>, StoreError> {
+        results
+            .iter()
+            .map(|result| {
+                let swapped = self
+                    .results
+                    .compare_and_swap(
+                        result_key(&result.key),
+                        None as Option<&[u8]>,
+                        Some(encode(result)?),
+                    )
+                    .map_err(backend)?;
+                Ok(if swapped.is_ok() {
+                    Inserted::New
+                } else {
+                    Inserted::Duplicate
+                })
+            })
+            .collect()
+    }
+
+    fn results(&self, query: &ResultQuery) -> Result<Vec<MeasurementResult>, StoreError> {
+        let scan = match &query.probe {
+            Some(probe) => self.results.scan_prefix(probe.as_str()),
+            None => self.results.iter(),
+        };
+        let mut out: Vec<MeasurementResult> = Vec::new();
+        if query.probe.is_some() {
+            for entry in scan.rev().take(query.limit) {
+                let (key, value) = entry.map_err(backend)?;
+                out.push(decode(&key, &value)?);
+            }
+        } else {
+            // Across probes, keys are not in time order: read all, keep the newest.
+            for entry in scan {
+                let (key, value) = entry.map_err(backend)?;
+                out.push(decode(&key, &value)?);
+            }
+            out.sort_by_key(|r| std::cmp::Reverse(r.started_at));
+            out.truncate(query.limit);
+        }
+        Ok(out)
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush().map_err(backend)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sixmap_shared::measurement::{
+        ClockInfo, ClockState, ErrorClass, Family, MeasurementError, Outcome,
+    };
+    use sixmap_shared::UnixMicros;
+
+    fn result(probe: &ProbeId, epoch: u64, sequence: u64, at: i64) -> MeasurementResult {
+        MeasurementResult {
+            key: ResultKey {
+                probe_id: probe.clone(),
+                boot_epoch: epoch,
+                sequence,
+            },
+            task_id: TaskId::new(1).unwrap(),
+            started_at: UnixMicros(at),
+            duration_us: 1,
+            family_requested: Family::V6,
+            family_used: None,
+            source: None,
+            destination: None,
+            software_version: "0.1.0".into(),
+            clock: ClockInfo {
+                state: ClockState::Unknown,
+                offset_us: None,
+            },
+            outcome: Outcome::Failed(MeasurementError {
+                class: ErrorClass::Network,
+                message: "no route".into(),
+            }),
+        }
+    }
+
+    #[test]
+    fn results_are_deduplicated_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let probe = ProbeId::random().unwrap();
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            let batch = [result(&probe, 1, 1, 10), result(&probe, 1, 2, 20)];
+            assert_eq!(
+                store.insert_results(&batch).unwrap(),
+                vec![Inserted::New, Inserted::New]
+            );
+            let again = [result(&probe, 1, 2, 20), result(&probe, 2, 1, 30)];
+            assert_eq!(
+                store.insert_results(&again).unwrap(),
+                vec![Inserted::Duplicate, Inserted::New]
+            );
+            store.flush().unwrap();
+        }
+        let store = SledStore::open(dir.path()).unwrap();
+        let newest = store
+            .results(&ResultQuery {
+                probe: Some(probe.clone()),
+                limit: 2,
+            })
+            .unwrap();
+        let keys: Vec<_> = newest.iter().map(|r| (r.key.boot_epoch, r.key.sequence)).collect();
+        assert_eq!(keys, vec![(2, 1), (1, 2)]);
+        let all = store.results(&ResultQuery { probe: None, limit: 10 }).unwrap();
+        assert_eq!(all.len(), 3);
+    }
+
+    #[test]
+    fn task_ids_are_stable_and_nonzero() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let a = store.task_id("ping ::1").unwrap();
+        let b = store.task_id("ping 2001:db8::1").unwrap();
+        assert_ne!(a, b);
+        assert_eq!(store.task_id("ping ::1").unwrap(), a);
+        let probe = ProbeId::random().unwrap();
+        assert!(!store.is_assigned(&probe, a).unwrap());
+        store.record_assignment(&probe, a).unwrap();
+        assert!(store.is_assigned(&probe, a).unwrap());
+        assert!(!store.is_assigned(&probe, b).unwrap());
+    }
+}
