@@ -1,1 +1,196 @@
-fn main() {}
+//! `sixmap-probe`: the probe daemon, and one-shot measurements by hand.
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use sixmap_probe::config::ProbeConfig;
+use sixmap_probe::engine::Engine;
+use sixmap_probe::ping::SocketPreference;
+use sixmap_shared::measurement::{
+    Family, MeasurementSpec, Outcome, PingSpec, SpecKind, Target,
+};
+use sixmap_shared::{TaskId, TargetPolicy};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(name = "sixmap-probe", version, about = "sixmap probe: measures IPv6 reachability and path quality")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Enroll if needed, then keep a session with the collector and run its tasks.
+    Run(RunArgs),
+    /// Run one measurement now and print the result.
+    Measure {
+        #[command(subcommand)]
+        kind: MeasureKind,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// TOML config file; flags below override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Collector URL, e.g. http://[2001:db8::10]:7400.
+    #[arg(long)]
+    collector: Option<String>,
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    #[arg(long)]
+    enrollment_token: Option<String>,
+    /// Allow loopback, ULA, documentation and private targets.
+    #[arg(long)]
+    lab_mode: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum MeasureKind {
+    /// ICMPv6 echo.
+    Ping {
+        /// IPv6 address or host name.
+        target: String,
+        #[arg(short = 'c', long, default_value_t = 3)]
+        count: u32,
+        #[arg(short = 'i', long, default_value_t = 1000)]
+        interval_ms: u32,
+        /// Payload bytes after the ICMPv6 header.
+        #[arg(short = 's', long, default_value_t = 56)]
+        size: u32,
+        #[arg(long, default_value_t = 10_000)]
+        timeout_ms: u64,
+        /// "auto", "datagram" or "raw".
+        #[arg(long, default_value = "auto")]
+        icmp_socket: String,
+        /// Allow loopback, ULA, documentation and private targets.
+        #[arg(long)]
+        lab_mode: bool,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    match cli.command {
+        Command::Run(args) => runtime.block_on(run(args)),
+        Command::Measure { kind } => runtime.block_on(measure(kind)),
+    }
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let mut config = match &args.config {
+        Some(path) => ProbeConfig::load(path)?,
+        None => ProbeConfig {
+            collector: args
+                .collector
+                .clone()
+                .context("--collector is required without --config")?,
+            state_dir: args
+                .state_dir
+                .clone()
+                .context("--state-dir is required without --config")?,
+            enrollment_token: None,
+            hostname: String::new(),
+            lab_mode: false,
+            icmp_socket: "auto".into(),
+        },
+    };
+    if let Some(collector) = args.collector {
+        config.collector = collector;
+    }
+    if let Some(dir) = args.state_dir {
+        config.state_dir = dir;
+    }
+    if let Some(token) = args.enrollment_token {
+        config.enrollment_token = Some(token);
+    }
+    config.lab_mode |= args.lab_mode;
+    let settings = config.validate(args.config.as_deref())?;
+    tokio::select! {
+        result = sixmap_probe::session::run(settings) => result?,
+        signal = tokio::signal::ctrl_c() => {
+            signal.context("waiting for Ctrl-C")?;
+            tracing::info!("shutting down on Ctrl-C");
+        }
+    }
+    Ok(())
+}
+
+async fn measure(kind: MeasureKind) -> anyhow::Result<()> {
+    let MeasureKind::Ping {
+        target,
+        count,
+        interval_ms,
+        size,
+        timeout_ms,
+        icmp_socket,
+        lab_mode,
+        json,
+    } = kind;
+    let target = match target.parse() {
+        Ok(address) => Target::Address(address),
+        Err(_) => Target::hostname(&target)?,
+    };
+    let family = match target {
+        Target::Address(a) => Family::of(a),
+        Target::Hostname(_) => Family::V6,
+    };
+    let spec = MeasurementSpec::new(
+        target,
+        family,
+        Duration::from_millis(timeout_ms),
+        SpecKind::Ping(PingSpec::new(count, interval_ms, size)?),
+    )?;
+    let engine = Engine {
+        policy: TargetPolicy { lab_mode },
+        icmp_socket: icmp_socket
+            .parse::<SocketPreference>()
+            .map_err(|e| anyhow::anyhow!("--icmp-socket: {e}"))?,
+    };
+    let produced = engine.run(TaskId::new(1)?, &spec).await;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&produced.outcome)?);
+    }
+    match &produced.outcome {
+        Outcome::Failed(e) => bail!("{:?}: {}", e.class, e.message),
+        Outcome::Ping(ping) if !json => {
+            let to = produced.destination.map(|d| d.to_string()).unwrap_or_default();
+            for reply in &ping.replies {
+                println!(
+                    "reply from {}: seq={} hlim={} time={:.3} ms{}",
+                    reply.from,
+                    reply.sequence,
+                    reply.hop_limit.map(|h| h.to_string()).unwrap_or_else(|| "?".into()),
+                    reply.rtt_ns as f64 / 1e6,
+                    if reply.duplicate { " (DUP!)" } else { "" }
+                );
+            }
+            for error in &ping.errors {
+                println!("ICMPv6 error type {} code {} from {}", error.icmp_type, error.icmp_code, error.from);
+            }
+            println!(
+                "--- {to} ping: {} sent, {} received, {:.0}% loss ({:?} socket, {:?} timestamps)",
+                ping.sent,
+                ping.received,
+                ping.loss() * 100.0,
+                ping.socket_kind,
+                ping.timestamp_source
+            );
+        }
+        Outcome::Ping(_) => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,277 @@
+//! The collector's gRPC service over real sockets: enrollment, admission at hello, and ingest.
+
+use sixmap_collector::config::CollectorConfig;
+use sixmap_proto::v1::probe_control_client::ProbeControlClient;
+use sixmap_proto::v1::{collector_message, probe_message};
+use sixmap_proto::{encode, v1};
+use sixmap_shared::config::parse_toml;
+use sixmap_shared::measurement::{
+    ClockInfo, ClockState, Family, IcmpSocketKind, MeasurementResult, Outcome, PingReply,
+    PingResult, TimestampSource,
+};
+use sixmap_shared::{ProbeId, ResultKey, TaskId, UnixMicros};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Code;
+use tonic::transport::Channel;
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    client: ProbeControlClient<Channel>,
+    http: std::net::SocketAddr,
+}
+
+async fn start(extra: &str) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "data_dir = {:?}\ngrpc_listen = \"[::1]:0\"\nhttp_listen = \"[::1]:0\"\n\
+         enrollment_tokens = [\"test-token-1\"]\n{extra}\n[default_ping]\ntargets = [\"::1\"]\n",
+        dir.path()
+    );
+    let settings = parse_toml::<CollectorConfig>(&text).unwrap().validate(None).unwrap();
+    let running = sixmap_collector::start(settings).await.unwrap();
+    let client = ProbeControlClient::connect(format!("http://{}", running.grpc_addr))
+        .await
+        .unwrap();
+    Harness {
+        _dir: dir,
+        client,
+        http: running.http_addr,
+    }
+}
+
+async fn enroll(client: &mut ProbeControlClient<Channel>) -> v1::EnrollResponse {
+    client
+        .enroll(v1::EnrollRequest {
+            token: "test-token-1".into(),
+            hostname: "pi".into(),
+            software_version: "0.1.0".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+fn hello(id: &str, secret: &str, version: &str) -> v1::ProbeMessage {
+    v1::ProbeMessage {
+        kind: Some(probe_message::Kind::Hello(v1::Hello {
+            probe_id: id.into(),
+            probe_secret: secret.into(),
+            software_version: version.into(),
+            boot_epoch: 1,
+            capabilities: vec![v1::MeasurementKind::Ping.into()],
+            local_addresses: vec!["::1".into()],
+            probe_time_us: UnixMicros::now().0,
+        })),
+    }
+}
+
+/// Opens a session, returning the sender for probe messages and the collector's stream.
+async fn open(
+    client: &mut ProbeControlClient<Channel>,
+    first: v1::ProbeMessage,
+) -> Result<
+    (
+        mpsc::Sender<v1::ProbeMessage>,
+        tonic::Streaming<v1::CollectorMessage>,
+    ),
+    tonic::Status,
+> {
+    let (tx, rx) = mpsc::channel(8);
+    tx.send(first).await.unwrap();
+    let response = client.session(ReceiverStream::new(rx)).await?;
+    Ok((tx, response.into_inner()))
+}
+
+fn ping_result(probe: &str, sequence: u64, task: u64) -> MeasurementResult {
+    MeasurementResult {
+        key: ResultKey {
+            probe_id: probe.parse::<ProbeId>().unwrap(),
+            boot_epoch: 1,
+            sequence,
+        },
+        task_id: TaskId::new(task).unwrap(),
+        started_at: UnixMicros::now(),
+        duration_us: 100,
+        family_requested: Family::V6,
+        family_used: Some(Family::V6),
+        source: Some("::1".parse().unwrap()),
+        destination: Some("::1".parse().unwrap()),
+        software_version: "0.1.0".into(),
+        clock: ClockInfo {
+            state: ClockState::Synchronized,
+            offset_us: None,
+        },
+        outcome: Outcome::Ping(PingResult {
+            sent: 1,
+            received: 1,
+            replies: vec![PingReply {
+                sequence: 0,
+                rtt_ns: 30_000,
+                hop_limit: Some(64),
+                duplicate: false,
+                from: "::1".parse().unwrap(),
+            }],
+            timestamp_source: TimestampSource::Kernel,
+            socket_kind: IcmpSocketKind::Raw,
+            errors: vec![],
+        }),
+    }
+}
+
+fn batch(id: u64, results: &[MeasurementResult]) -> v1::ProbeMessage {
+    v1::ProbeMessage {
+        kind: Some(probe_message::Kind::Results(v1::ResultBatch {
+            batch_id: id,
+            results: results.iter().map(encode::result).collect(),
+        })),
+    }
+}
+
+async fn next_ack(stream: &mut tonic::Streaming<v1::CollectorMessage>) -> v1::Ack {
+    loop {
+        match stream.message().await.unwrap().unwrap().kind {
+            Some(collector_message::Kind::Ack(ack)) => return ack,
+            _ => continue,
+        }
+    }
+}
+
+#[tokio::test]
+async fn enrollment_needs_a_valid_token() {
+    let mut h = start("").await;
+    let err = h
+        .client
+        .enroll(v1::EnrollRequest {
+            token: "wrong-token".into(),
+            hostname: String::new(),
+            software_version: "0.1.0".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    let ok = enroll(&mut h.client).await;
+    assert_eq!(ok.probe_id.len(), 16);
+}
+
+#[tokio::test]
+async fn unknown_probe_is_refused_with_a_clear_status() {
+    let mut h = start("").await;
+    let err = open(&mut h.client, hello("00000000deadbeef", &"a".repeat(64), "0.1.0"))
+        .await
+        .err()
+        .expect("session must be refused");
+    assert_eq!(err.code(), Code::Unauthenticated);
+    assert!(err.message().contains("unknown probe 00000000deadbeef"), "{}", err.message());
+
+    let probe = enroll(&mut h.client).await;
+    let err = open(&mut h.client, hello(&probe.probe_id, &"b".repeat(64), "0.1.0"))
+        .await
+        .err()
+        .expect("wrong secret must be refused");
+    assert_eq!(err.code(), Code::Unauthenticated);
+
+    let err = open(&mut h.client, hello(&probe.probe_id, "short", "0.1.0"))
+        .await
+        .err()
+        .expect("malformed hello must be refused");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("probe_secret"), "{}", err.message());
+}
+
+#[tokio::test]
+async fn old_probe_versions_are_told_to_upgrade() {
+    let mut h = start("min_probe_version = \"0.2.0\"").await;
+    let probe = enroll(&mut h.client).await;
+    let err = open(&mut h.client, hello(&probe.probe_id, &probe.probe_secret, "0.1.9"))
+        .await
+        .err()
+        .expect("old version must be refused");
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(err.message().contains("0.2.0") && err.message().contains("upgrade"));
+}
+
+#[tokio::test]
+async fn results_are_acked_deduplicated_and_unassigned_tasks_rejected() {
+    let mut h = start("").await;
+    let probe = enroll(&mut h.client).await;
+    let (tx, mut stream) = open(&mut h.client, hello(&probe.probe_id, &probe.probe_secret, "0.1.0"))
+        .await
+        .unwrap();
+
+    let welcome = stream.message().await.unwrap().unwrap();
+    assert!(matches!(welcome.kind, Some(collector_message::Kind::Welcome(_))));
+    let task = match stream.message().await.unwrap().unwrap().kind {
+        Some(collector_message::Kind::Assign(a)) => a.task_id,
+        other => panic!("expected an assignment, got {other:?}"),
+    };
+
+    let good = ping_result(&probe.probe_id, 1, task);
+    let unassigned = ping_result(&probe.probe_id, 2, task + 1000);
+    let foreign = ping_result("00000000deadbeef", 3, task);
+    tx.send(batch(7, &[good.clone(), unassigned, foreign])).await.unwrap();
+    let ack = next_ack(&mut stream).await;
+    assert_eq!(ack.batch_id, 7);
+    assert_eq!(ack.stored.len(), 1);
+    assert_eq!(ack.stored[0].sequence, 1);
+    assert_eq!(ack.rejected.len(), 2);
+    assert!(ack.rejected[0].reason.contains("never assigned"), "{}", ack.rejected[0].reason);
+    assert!(ack.rejected[1].reason.contains("belongs to probe"), "{}", ack.rejected[1].reason);
+
+    // A resend after a lost ack is acked again but stored once.
+    tx.send(batch(8, &[good])).await.unwrap();
+    let ack = next_ack(&mut stream).await;
+    assert_eq!(ack.stored.len(), 1);
+
+    let mut wire_bad = encode::result(&ping_result(&probe.probe_id, 4, task));
+    wire_bad.destination_address = "nope".into();
+    tx.send(v1::ProbeMessage {
+        kind: Some(probe_message::Kind::Results(v1::ResultBatch {
+            batch_id: 9,
+            results: vec![wire_bad],
+        })),
+    })
+    .await
+    .unwrap();
+    let ack = next_ack(&mut stream).await;
+    assert!(ack.stored.is_empty());
+    assert!(ack.rejected[0].reason.contains("results[0].destination_address"));
+
+    let body = http_get(h.http, &format!("/api/v1/results?probe={}", probe.probe_id)).await;
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["count"], 1, "{body}");
+
+    // A second hello on the same stream closes the session with a clear status.
+    tx.send(hello(&probe.probe_id, &probe.probe_secret, "0.1.0")).await.unwrap();
+    let err = loop {
+        match stream.message().await {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("stream ended without a status"),
+            Err(status) => break status,
+        }
+    };
+    assert!(err.message().contains("hello sent twice"), "{}", err.message());
+}
+
+#[tokio::test]
+async fn http_api_rejects_bad_parameters() {
+    let h = start("").await;
+    let body = http_get(h.http, "/api/v1/results?probe=xyz").await;
+    assert!(body.contains("`probe`"), "{body}");
+    let body = http_get(h.http, "/api/v1/results?limit=0").await;
+    assert!(body.contains("`limit`"), "{body}");
+}
+
+/// Minimal HTTP/1.1 GET over a real socket; returns the body.
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default()
+}

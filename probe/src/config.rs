@@ -1,0 +1,115 @@
+//! Probe configuration: a TOML file (unknown keys rejected) with command-line flags on top.
+
+use crate::ping::SocketPreference;
+use serde::Deserialize;
+use sixmap_shared::TargetPolicy;
+use sixmap_shared::config::{ConfigError, load_toml};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeConfig {
+    /// Collector gRPC endpoint, e.g. "http://[2001:db8::10]:7400".
+    pub collector: String,
+    /// Where the probe keeps its identity and boot counter.
+    pub state_dir: PathBuf,
+    /// One-time enrollment token; needed only until the probe has an identity.
+    #[serde(default)]
+    pub enrollment_token: Option<String>,
+    /// Name shown in the dashboard; defaults to empty.
+    #[serde(default)]
+    pub hostname: String,
+    /// Allow loopback, ULA, documentation and private targets (test networks, local demo).
+    #[serde(default)]
+    pub lab_mode: bool,
+    /// "auto" (datagram, then raw), "datagram" or "raw".
+    #[serde(default = "default_socket")]
+    pub icmp_socket: String,
+}
+
+fn default_socket() -> String {
+    "auto".into()
+}
+
+/// Checked settings the probe runs on.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub collector: String,
+    pub state_dir: PathBuf,
+    pub enrollment_token: Option<String>,
+    pub hostname: String,
+    pub policy: TargetPolicy,
+    pub icmp_socket: SocketPreference,
+}
+
+impl ProbeConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        load_toml(path)
+    }
+
+    pub fn validate(self, source: Option<&Path>) -> Result<Settings, ConfigError> {
+        let invalid = |key: &str, reason: String| ConfigError::invalid(key, source, reason);
+        let scheme_ok = ["http://", "https://"]
+            .iter()
+            .any(|s| self.collector.starts_with(s) && self.collector.len() > s.len());
+        if !scheme_ok || self.collector.parse::<tonic::transport::Uri>().is_err() {
+            return Err(invalid(
+                "collector",
+                format!("{:?} is not an http:// or https:// URL", self.collector),
+            ));
+        }
+        if self.state_dir.as_os_str().is_empty() {
+            return Err(invalid("state_dir", "must not be empty".into()));
+        }
+        if self.hostname.len() > 64 {
+            return Err(invalid("hostname", "at most 64 bytes".into()));
+        }
+        let icmp_socket = self
+            .icmp_socket
+            .parse()
+            .map_err(|e| invalid("icmp_socket", format!("{e}")))?;
+        Ok(Settings {
+            collector: self.collector,
+            state_dir: self.state_dir,
+            enrollment_token: self.enrollment_token.filter(|t| !t.is_empty()),
+            hostname: self.hostname,
+            policy: TargetPolicy {
+                lab_mode: self.lab_mode,
+            },
+            icmp_socket,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sixmap_shared::config::parse_toml;
+
+    #[test]
+    fn valid_config() {
+        let c: ProbeConfig = parse_toml(
+            "collector = \"http://[::1]:7400\"\nstate_dir = \"/tmp/p\"\nlab_mode = true\n",
+        )
+        .unwrap();
+        let s = c.validate(None).unwrap();
+        assert!(s.policy.lab_mode);
+        assert_eq!(s.icmp_socket, SocketPreference::Auto);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let err = parse_toml::<ProbeConfig>("collector = \"x\"\nstate_dir = \"/p\"\nlabmode = 1\n")
+            .unwrap_err();
+        assert!(err.contains("labmode"), "{err}");
+        let err = parse_toml::<ProbeConfig>("state_dir = \"/p\"\n").unwrap_err();
+        assert!(err.contains("collector"), "{err}");
+        let c: ProbeConfig = parse_toml("collector = \"ftp://x\"\nstate_dir = \"/p\"\n").unwrap();
+        assert!(c.validate(None).unwrap_err().to_string().contains("`collector`"));
+        let c: ProbeConfig = parse_toml(
+            "collector = \"http://[::1]:1\"\nstate_dir = \"/p\"\nicmp_socket = \"magic\"\n",
+        )
+        .unwrap();
+        assert!(c.validate(None).unwrap_err().to_string().contains("icmp_socket"));
+    }
+}

@@ -1,0 +1,189 @@
+//! Runs one measurement spec and describes what happened, success or failure.
+//!
+//! The probe's target policy is applied here, to literal targets and again to every address a
+//! name resolves to, whatever the collector asked for.
+
+use crate::ping::{self, PingError, SocketPreference};
+use sixmap_shared::measurement::{
+    ErrorClass, Family, MeasurementError, MeasurementSpec, Outcome, SpecKind, Target,
+};
+use sixmap_shared::{ClockState, TaskId, TargetPolicy, UnixMicros};
+use std::net::{IpAddr, Ipv6Addr};
+use std::time::Instant;
+
+/// A finished measurement before the session gives it its idempotency key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Produced {
+    pub task_id: TaskId,
+    pub started_at: UnixMicros,
+    pub duration_us: u64,
+    pub family_requested: Family,
+    pub family_used: Option<Family>,
+    pub source: Option<IpAddr>,
+    pub destination: Option<IpAddr>,
+    pub clock_state: ClockState,
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Engine {
+    pub policy: TargetPolicy,
+    pub icmp_socket: SocketPreference,
+}
+
+fn failure(class: ErrorClass, message: impl Into<String>) -> MeasurementError {
+    MeasurementError {
+        class,
+        message: message.into(),
+    }
+}
+
+impl Engine {
+    pub async fn run(&self, task_id: TaskId, spec: &MeasurementSpec) -> Produced {
+        let started_at = UnixMicros::now();
+        let clock = Instant::now();
+        let mut produced = Produced {
+            task_id,
+            started_at,
+            duration_us: 0,
+            family_requested: spec.family,
+            family_used: None,
+            source: None,
+            destination: None,
+            clock_state: crate::clock::clock_state(),
+            outcome: Outcome::Failed(failure(ErrorClass::Internal, "not run")),
+        };
+        produced.outcome = match self.measure(spec, &mut produced).await {
+            Ok(outcome) => outcome,
+            Err(error) => Outcome::Failed(error),
+        };
+        produced.duration_us = u64::try_from(clock.elapsed().as_micros()).unwrap_or(u64::MAX);
+        produced
+    }
+
+    async fn measure(
+        &self,
+        spec: &MeasurementSpec,
+        produced: &mut Produced,
+    ) -> Result<Outcome, MeasurementError> {
+        let destination = self.resolve(&spec.target, spec.family).await?;
+        produced.destination = Some(destination);
+        produced.family_used = Some(Family::of(destination));
+        let SpecKind::Ping(ping_spec) = &spec.kind;
+        let IpAddr::V6(v6) = destination else {
+            return Err(failure(
+                ErrorClass::Unsupported,
+                "ping over IPv4 is not implemented in this probe version",
+            ));
+        };
+        produced.source = ping::source_address_for(v6).ok().map(IpAddr::V6);
+        match ping::ping(v6, ping_spec, spec.timeout, self.icmp_socket).await {
+            Ok(result) => Ok(Outcome::Ping(result)),
+            Err(e @ (PingError::NoSocket { .. } | PingError::Socket { .. })) => {
+                Err(failure(ErrorClass::Permission, e.to_string()))
+            }
+            Err(e @ PingError::Send(_)) => Err(failure(ErrorClass::Network, e.to_string())),
+            Err(e @ PingError::Io(_)) => Err(failure(ErrorClass::Internal, e.to_string())),
+        }
+    }
+
+    /// The address to measure, refused if the policy forbids it.
+    async fn resolve(&self, target: &Target, family: Family) -> Result<IpAddr, MeasurementError> {
+        let address = match target {
+            Target::Address(address) => *address,
+            Target::Hostname(name) => tokio::net::lookup_host((name.as_str(), 0))
+                .await
+                .map_err(|e| failure(ErrorClass::Resolution, format!("{name}: {e}")))?
+                .map(|socket| canonical(socket.ip()))
+                .find(|ip| Family::of(*ip) == family)
+                .ok_or_else(|| {
+                    failure(
+                        ErrorClass::Resolution,
+                        format!("{name} has no {family:?} address"),
+                    )
+                })?,
+        };
+        self.policy
+            .check(address)
+            .map_err(|violation| failure(ErrorClass::Policy, violation.to_string()))?;
+        Ok(address)
+    }
+}
+
+/// Folds IPv4-mapped IPv6 addresses to IPv4 so the family is judged by what goes on the wire.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    }
+}
+
+/// Global and ULA addresses configured on this host, for the hello (link-local and loopback
+/// say nothing about the probe's network). Read from /proc; empty if unavailable.
+pub fn local_addresses() -> Vec<IpAddr> {
+    let Ok(text) = std::fs::read_to_string("/proc/net/if_inet6") else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .filter_map(|hex| u128::from_str_radix(hex, 16).ok())
+        .map(Ipv6Addr::from)
+        .filter(|a| !a.is_loopback() && (a.segments()[0] & 0xffc0) != 0xfe80)
+        .map(IpAddr::V6)
+        .take(sixmap_shared::session::MAX_LOCAL_ADDRESSES)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sixmap_shared::PingSpec;
+    use std::time::Duration;
+
+    fn spec(target: Target) -> MeasurementSpec {
+        MeasurementSpec::new(
+            target,
+            Family::V6,
+            Duration::from_secs(2),
+            SpecKind::Ping(PingSpec::new(1, 0, 0).unwrap()),
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn policy_refuses_before_any_packet() {
+        let engine = Engine {
+            policy: TargetPolicy::default(),
+            icmp_socket: SocketPreference::Auto,
+        };
+        let task = TaskId::new(1).unwrap();
+        let produced = engine
+            .run(task, &spec(Target::Address("::1".parse().unwrap())))
+            .await;
+        match produced.outcome {
+            Outcome::Failed(e) => {
+                assert_eq!(e.class, ErrorClass::Policy);
+                assert!(e.message.contains("::1"), "{}", e.message);
+            }
+            other => panic!("expected a policy failure, got {other:?}"),
+        }
+        // `localhost` resolves to ::1: the policy is checked again after resolution.
+        let produced = engine.run(task, &spec(Target::hostname("localhost").unwrap())).await;
+        assert!(
+            matches!(&produced.outcome, Outcome::Failed(e) if e.class == ErrorClass::Policy || e.class == ErrorClass::Resolution),
+            "{:?}",
+            produced.outcome
+        );
+    }
+
+    #[test]
+    fn mapped_addresses_count_as_ipv4() {
+        assert_eq!(
+            canonical("::ffff:192.0.2.1".parse().unwrap()),
+            "192.0.2.1".parse::<IpAddr>().unwrap()
+        );
+    }
+}

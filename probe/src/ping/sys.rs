@@ -1,0 +1,89 @@
+//! The only unsafe code of the ping engine: thin wrappers around `setsockopt(2)` and
+//! `recvmsg(2)`. Neither std nor socket2 sets arbitrary socket options (ICMP6_FILTER) or
+//! hands back the control messages we need (hop limit, kernel timestamps, error queue).
+//! Everything that interprets the returned bytes lives in safe code (`cmsg.rs`).
+#![allow(unsafe_code)]
+
+use std::io;
+use std::mem;
+use std::net::Ipv6Addr;
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+/// Sets a socket option whose value is given as its raw bytes.
+pub(super) fn set_option(
+    fd: BorrowedFd<'_>,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: &[u8],
+) -> io::Result<()> {
+    let len = libc::socklen_t::try_from(value.len())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `fd` is an open descriptor for the duration of the borrow, and `value` points
+    // to `len` initialised bytes that the kernel only reads.
+    let rc = unsafe { libc::setsockopt(fd.as_raw_fd(), level, name, value.as_ptr().cast(), len) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// What `recvmsg(2)` reported besides the bytes it wrote into the caller's buffers.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct RecvMeta {
+    /// Bytes written to the data buffer.
+    pub len: usize,
+    /// Source address of the datagram (for the error queue: the original destination).
+    pub from: Option<Ipv6Addr>,
+    /// Bytes of control messages written to the control buffer.
+    pub control_len: usize,
+    /// `msg_flags` (e.g. `MSG_TRUNC`, `MSG_CTRUNC`).
+    pub flags: libc::c_int,
+}
+
+/// One `recvmsg(2)` call into `data` and `control` (one iovec, no blocking if the socket is
+/// nonblocking).
+pub(super) fn recv_msg(
+    fd: BorrowedFd<'_>,
+    data: &mut [u8],
+    control: &mut [u8],
+    flags: libc::c_int,
+) -> io::Result<RecvMeta> {
+    let invalid = |_| io::Error::from(io::ErrorKind::InvalidInput);
+    let mut iov = libc::iovec {
+        iov_base: data.as_mut_ptr().cast(),
+        iov_len: data.len(),
+    };
+    // SAFETY: `sockaddr_in6` is plain old data for which all-zero bytes are a valid value.
+    let mut name: libc::sockaddr_in6 = unsafe { mem::zeroed() };
+    // SAFETY: `msghdr` is plain old data; all-zero is valid (null pointers, zero lengths).
+    // Zeroing rather than a struct literal also covers the private padding fields some
+    // libcs declare.
+    let mut msg: libc::msghdr = unsafe { mem::zeroed() };
+    msg.msg_name = (&raw mut name).cast();
+    msg.msg_namelen =
+        libc::socklen_t::try_from(mem::size_of::<libc::sockaddr_in6>()).map_err(invalid)?;
+    msg.msg_iov = &raw mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = control.len().try_into().map_err(invalid)?;
+    // SAFETY: `fd` is open for the borrow; every pointer in `msg` refers to a live, exclusively
+    // borrowed buffer (`name`, `iov` -> `data`, `control`) whose length is the one given, and
+    // the kernel writes at most those lengths.
+    let received = unsafe { libc::recvmsg(fd.as_raw_fd(), &raw mut msg, flags) };
+    if received < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let name_len = usize::try_from(msg.msg_namelen).unwrap_or(0);
+    let from = (name_len >= mem::size_of::<libc::sockaddr_in6>()
+        && libc::c_int::from(name.sin6_family) == libc::AF_INET6)
+        .then(|| Ipv6Addr::from(name.sin6_addr.s6_addr));
+    Ok(RecvMeta {
+        len: usize::try_from(received).unwrap_or(0).min(data.len()),
+        from,
+        control_len: usize::try_from(msg.msg_controllen)
+            .unwrap_or(0)
+            .min(control.len()),
+        flags: msg.msg_flags,
+    })
+}

@@ -1,0 +1,100 @@
+//! Runs assigned tasks on their schedule, independent of the connection: results produced
+//! while disconnected wait in the session's pending queue.
+
+use crate::engine::{Engine, Produced};
+use sixmap_shared::session::Assignment;
+use sixmap_shared::{TaskId, UnixMicros};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinHandle;
+use tracing::{debug, info};
+
+/// Measurements allowed to run at the same time on this probe, whatever is assigned.
+pub const MAX_CONCURRENT_MEASUREMENTS: usize = 8;
+
+#[derive(Debug)]
+pub struct Scheduler {
+    engine: Engine,
+    out: mpsc::Sender<Produced>,
+    running: HashMap<TaskId, (Assignment, JoinHandle<()>)>,
+    permits: Arc<Semaphore>,
+}
+
+impl Scheduler {
+    pub fn new(engine: Engine, out: mpsc::Sender<Produced>) -> Self {
+        Self {
+            engine,
+            out,
+            running: HashMap::new(),
+            permits: Arc::new(Semaphore::new(MAX_CONCURRENT_MEASUREMENTS)),
+        }
+    }
+
+    /// Starts a task, or keeps it running if the same assignment is already running (the
+    /// collector re-sends assignments on every reconnect).
+    pub fn assign(&mut self, assignment: Assignment) {
+        if let Some((current, handle)) = self.running.get(&assignment.task_id)
+            && *current == assignment
+            && !handle.is_finished()
+        {
+            debug!(task = %assignment.task_id, "assignment unchanged");
+            return;
+        }
+        info!(task = %assignment.task_id, target = %assignment.spec.target, kind = %assignment.spec.measurement_kind(), "task assigned");
+        let handle = tokio::spawn(run_task(
+            self.engine,
+            assignment.clone(),
+            self.out.clone(),
+            self.permits.clone(),
+        ));
+        if let Some((_, old)) = self.running.insert(assignment.task_id, (assignment, handle)) {
+            old.abort();
+        }
+    }
+
+    pub fn cancel(&mut self, task: TaskId, reason: &str) {
+        if let Some((_, handle)) = self.running.remove(&task) {
+            handle.abort();
+            info!(%task, reason, "task cancelled");
+        }
+    }
+}
+
+impl Drop for Scheduler {
+    fn drop(&mut self) {
+        for (_, handle) in self.running.values() {
+            handle.abort();
+        }
+    }
+}
+
+async fn run_task(
+    engine: Engine,
+    assignment: Assignment,
+    out: mpsc::Sender<Produced>,
+    permits: Arc<Semaphore>,
+) {
+    if let Some(not_before) = assignment.not_before {
+        tokio::time::sleep(not_before.saturating_since(UnixMicros::now())).await;
+    }
+    let mut ticks = assignment.interval.map(|every| {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks
+    });
+    loop {
+        if let Some(ticks) = ticks.as_mut() {
+            ticks.tick().await;
+        }
+        let produced = {
+            let Ok(_permit) = permits.acquire().await else {
+                return;
+            };
+            engine.run(assignment.task_id, &assignment.spec).await
+        };
+        if out.send(produced).await.is_err() || ticks.is_none() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! The probe binary: bad input gets a clear message and a non-zero exit; a manual ping works.
+
+use std::process::Command;
+
+fn probe(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_sixmap-probe"))
+        .args(args)
+        .output()
+        .expect("run sixmap-probe");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn config_errors_name_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let cases = [
+        ("unknown key", format!("collector = \"http://[::1]:1\"\nstate_dir = {state:?}\ncolour = 1\n"), "colour"),
+        ("malformed", "collector = \n".to_owned(), "line 1"),
+        ("missing key", format!("state_dir = {state:?}\n"), "collector"),
+        ("bad url", format!("collector = \"[::1]:7400\"\nstate_dir = {state:?}\n"), "`collector`"),
+        ("no token", format!("collector = \"http://[::1]:1\"\nstate_dir = {state:?}\n"), "enrollment_token"),
+    ];
+    for (name, text, expected) in cases {
+        let path = dir.path().join("probe.toml");
+        std::fs::write(&path, text).unwrap();
+        let (ok, _, stderr) = probe(&["run", "--config", path.to_str().unwrap()]);
+        assert!(!ok, "{name}: must fail");
+        assert!(stderr.contains(expected), "{name}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{name}: {stderr}");
+    }
+}
+
+#[test]
+fn corrupt_state_is_reported_not_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(state.join("identity.toml"), "garbage = [").unwrap();
+    let (ok, _, stderr) = probe(&[
+        "run",
+        "--collector",
+        "http://[::1]:1",
+        "--state-dir",
+        state.to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(stderr.contains("identity.toml") && stderr.contains("corrupt"), "{stderr}");
+}
+
+#[test]
+fn manual_ping_obeys_the_target_policy() {
+    let (ok, _, stderr) = probe(&["measure", "ping", "::1", "-c", "1"]);
+    assert!(!ok);
+    assert!(stderr.contains("Policy") && stderr.contains("lab_mode"), "{stderr}");
+    let (ok, _, stderr) = probe(&["measure", "ping", "ff02::1", "--lab-mode"]);
+    assert!(!ok && stderr.contains("Multicast"), "{stderr}");
+    let (ok, _, stderr) = probe(&["measure", "ping", "::1", "-c", "0"]);
+    assert!(!ok && stderr.contains("ping.count"), "{stderr}");
+}
+
+#[test]
+fn manual_ping_of_loopback_in_lab_mode() {
+    let (ok, stdout, stderr) = probe(&["measure", "ping", "::1", "-c", "2", "-i", "50", "--lab-mode"]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("2 sent, 2 received, 0% loss"), "{stdout}");
+    assert!(stdout.contains("hlim=64"), "{stdout}");
+}
