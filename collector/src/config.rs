@@ -3,9 +3,7 @@
 
 use serde::Deserialize;
 use sixmap_shared::config::{ConfigError, load_toml};
-use sixmap_shared::measurement::{
-    Family, MeasurementSpec, PingSpec, SpecKind, Target,
-};
+use sixmap_shared::measurement::{Family, MeasurementSpec, PingSpec, SpecKind, Target};
 use sixmap_shared::session::MIN_TASK_INTERVAL;
 use sixmap_shared::version::Version;
 use std::net::SocketAddr;

@@ -56,7 +56,11 @@ impl ControlService {
 
     fn token_valid(&self, token: &str) -> bool {
         self.settings.enrollment_tokens.iter().any(|t| {
-            t.len() == token.len() && t.bytes().zip(token.bytes()).fold(0, |a, (x, y)| a | (x ^ y)) == 0
+            t.len() == token.len()
+                && t.bytes()
+                    .zip(token.bytes())
+                    .fold(0, |a, (x, y)| a | (x ^ y))
+                    == 0
         })
     }
 
@@ -182,12 +186,17 @@ impl ProbeControl for ControlService {
         let mut inbound = request.into_inner();
         let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
             .await
-            .map_err(|_| Status::deadline_exceeded("no hello within 10 s of opening the session"))??;
+            .map_err(|_| {
+                Status::deadline_exceeded("no hello within 10 s of opening the session")
+            })??;
         let hello = match first.and_then(|m| m.kind) {
-            Some(probe_message::Kind::Hello(hello)) => {
-                decode::hello(&hello).map_err(|e| Status::invalid_argument(format!("hello: {e}")))?
+            Some(probe_message::Kind::Hello(hello)) => decode::hello(&hello)
+                .map_err(|e| Status::invalid_argument(format!("hello: {e}")))?,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "the first session message must be hello",
+                ));
             }
-            _ => return Err(Status::invalid_argument("the first session message must be hello")),
         };
         let record = self.admit(&hello).await?;
         let assignments = self.assignments_for(&record.id).await?;
@@ -206,7 +215,9 @@ impl ProbeControl for ControlService {
             heartbeat_interval: self.settings.heartbeat_interval,
             max_batch_results: MAX_BATCH_RESULTS,
         };
-        let mut greeting = vec![message(collector_message::Kind::Welcome(encode::welcome(&welcome)))];
+        let mut greeting = vec![message(collector_message::Kind::Welcome(encode::welcome(
+            &welcome,
+        )))];
         greeting.extend(
             assignments
                 .iter()
@@ -266,7 +277,8 @@ async fn session_loop(
             Some(probe_message::Kind::Results(batch)) => {
                 let store = store.clone();
                 let session_probe = probe.clone();
-                let outcome = blocking(move || ingest_batch(&*store, &session_probe, &batch)).await?;
+                let outcome =
+                    blocking(move || ingest_batch(&*store, &session_probe, &batch)).await?;
                 let (ack, stats) = outcome.map_err(|e| Status::invalid_argument(e.to_string()))?;
                 for rejection in &ack.rejected {
                     warn!(probe = %probe, key = %rejection.key, reason = %rejection.reason, "result rejected");

@@ -51,10 +51,11 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, Start
 /// Opens the store, binds both listeners and starts serving.
 pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let data_dir = settings.data_dir.clone();
-    let store: Arc<dyn Store> =
-        Arc::new(tokio::task::spawn_blocking(move || SledStore::open(&data_dir)).await.map_err(
-            |e| store::StoreError::Backend(e.to_string()),
-        )??);
+    let store: Arc<dyn Store> = Arc::new(
+        tokio::task::spawn_blocking(move || SledStore::open(&data_dir))
+            .await
+            .map_err(|e| store::StoreError::Backend(e.to_string()))??,
+    );
     let grpc_listener = bind("gRPC", settings.grpc_listen).await?;
     let http_listener = bind("HTTP", settings.http_listen).await?;
     let local = |l: &TcpListener, what, addr| {
@@ -73,9 +74,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
             .add_service(service)
             .serve_with_incoming(TcpListenerStream::new(grpc_listener)),
     );
-    let http = tokio::spawn(async move {
-        axum::serve(http_listener, http::router(store)).await
-    });
+    let http = tokio::spawn(async move { axum::serve(http_listener, http::router(store)).await });
     info!(%grpc_addr, %http_addr, "collector serving");
     Ok(Running {
         grpc_addr,

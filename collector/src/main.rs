@@ -9,7 +9,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "sixmap-collector", version, about = "sixmap collector: stores and serves IPv6 measurements")]
+#[command(
+    name = "sixmap-collector",
+    version,
+    about = "sixmap collector: stores and serves IPv6 measurements"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -17,8 +17,16 @@ fn config_errors_name_the_problem() {
     let cases = [
         ("unknown key", "data_dirr = \"/tmp/x\"\n", "data_dirr"),
         ("malformed", "grpc_listen = [\n", "line 1"),
-        ("bad address", "grpc_listen = \"not-an-address\"\n", "grpc_listen"),
-        ("bad target", "[default_ping]\ntargets = [\"bad host!\"]\n", "default_ping.targets"),
+        (
+            "bad address",
+            "grpc_listen = \"not-an-address\"\n",
+            "grpc_listen",
+        ),
+        (
+            "bad target",
+            "[default_ping]\ntargets = [\"bad host!\"]\n",
+            "default_ping.targets",
+        ),
     ];
     for (name, text, expected) in cases {
         let path = dir.path().join(format!("{}.toml", name.replace(' ', "-")));

@@ -28,7 +28,10 @@ async fn start(extra: &str) -> Harness {
          enrollment_tokens = [\"test-token-1\"]\n{extra}\n[default_ping]\ntargets = [\"::1\"]\n",
         dir.path()
     );
-    let settings = parse_toml::<CollectorConfig>(&text).unwrap().validate(None).unwrap();
+    let settings = parse_toml::<CollectorConfig>(&text)
+        .unwrap()
+        .validate(None)
+        .unwrap();
     let running = sixmap_collector::start(settings).await.unwrap();
     let client = ProbeControlClient::connect(format!("http://{}", running.grpc_addr))
         .await
@@ -157,18 +160,28 @@ async fn enrollment_needs_a_valid_token() {
 #[tokio::test]
 async fn unknown_probe_is_refused_with_a_clear_status() {
     let mut h = start("").await;
-    let err = open(&mut h.client, hello("00000000deadbeef", &"a".repeat(64), "0.1.0"))
-        .await
-        .err()
-        .expect("session must be refused");
+    let err = open(
+        &mut h.client,
+        hello("00000000deadbeef", &"a".repeat(64), "0.1.0"),
+    )
+    .await
+    .err()
+    .expect("session must be refused");
     assert_eq!(err.code(), Code::Unauthenticated);
-    assert!(err.message().contains("unknown probe 00000000deadbeef"), "{}", err.message());
+    assert!(
+        err.message().contains("unknown probe 00000000deadbeef"),
+        "{}",
+        err.message()
+    );
 
     let probe = enroll(&mut h.client).await;
-    let err = open(&mut h.client, hello(&probe.probe_id, &"b".repeat(64), "0.1.0"))
-        .await
-        .err()
-        .expect("wrong secret must be refused");
+    let err = open(
+        &mut h.client,
+        hello(&probe.probe_id, &"b".repeat(64), "0.1.0"),
+    )
+    .await
+    .err()
+    .expect("wrong secret must be refused");
     assert_eq!(err.code(), Code::Unauthenticated);
 
     let err = open(&mut h.client, hello(&probe.probe_id, "short", "0.1.0"))
@@ -183,10 +196,13 @@ async fn unknown_probe_is_refused_with_a_clear_status() {
 async fn old_probe_versions_are_told_to_upgrade() {
     let mut h = start("min_probe_version = \"0.2.0\"").await;
     let probe = enroll(&mut h.client).await;
-    let err = open(&mut h.client, hello(&probe.probe_id, &probe.probe_secret, "0.1.9"))
-        .await
-        .err()
-        .expect("old version must be refused");
+    let err = open(
+        &mut h.client,
+        hello(&probe.probe_id, &probe.probe_secret, "0.1.9"),
+    )
+    .await
+    .err()
+    .expect("old version must be refused");
     assert_eq!(err.code(), Code::FailedPrecondition);
     assert!(err.message().contains("0.2.0") && err.message().contains("upgrade"));
 }
@@ -195,12 +211,18 @@ async fn old_probe_versions_are_told_to_upgrade() {
 async fn results_are_acked_deduplicated_and_unassigned_tasks_rejected() {
     let mut h = start("").await;
     let probe = enroll(&mut h.client).await;
-    let (tx, mut stream) = open(&mut h.client, hello(&probe.probe_id, &probe.probe_secret, "0.1.0"))
-        .await
-        .unwrap();
+    let (tx, mut stream) = open(
+        &mut h.client,
+        hello(&probe.probe_id, &probe.probe_secret, "0.1.0"),
+    )
+    .await
+    .unwrap();
 
     let welcome = stream.message().await.unwrap().unwrap();
-    assert!(matches!(welcome.kind, Some(collector_message::Kind::Welcome(_))));
+    assert!(matches!(
+        welcome.kind,
+        Some(collector_message::Kind::Welcome(_))
+    ));
     let task = match stream.message().await.unwrap().unwrap().kind {
         Some(collector_message::Kind::Assign(a)) => a.task_id,
         other => panic!("expected an assignment, got {other:?}"),
@@ -209,14 +231,24 @@ async fn results_are_acked_deduplicated_and_unassigned_tasks_rejected() {
     let good = ping_result(&probe.probe_id, 1, task);
     let unassigned = ping_result(&probe.probe_id, 2, task + 1000);
     let foreign = ping_result("00000000deadbeef", 3, task);
-    tx.send(batch(7, &[good.clone(), unassigned, foreign])).await.unwrap();
+    tx.send(batch(7, &[good.clone(), unassigned, foreign]))
+        .await
+        .unwrap();
     let ack = next_ack(&mut stream).await;
     assert_eq!(ack.batch_id, 7);
     assert_eq!(ack.stored.len(), 1);
     assert_eq!(ack.stored[0].sequence, 1);
     assert_eq!(ack.rejected.len(), 2);
-    assert!(ack.rejected[0].reason.contains("never assigned"), "{}", ack.rejected[0].reason);
-    assert!(ack.rejected[1].reason.contains("belongs to probe"), "{}", ack.rejected[1].reason);
+    assert!(
+        ack.rejected[0].reason.contains("never assigned"),
+        "{}",
+        ack.rejected[0].reason
+    );
+    assert!(
+        ack.rejected[1].reason.contains("belongs to probe"),
+        "{}",
+        ack.rejected[1].reason
+    );
 
     // A resend after a lost ack is acked again but stored once.
     tx.send(batch(8, &[good])).await.unwrap();
@@ -235,14 +267,20 @@ async fn results_are_acked_deduplicated_and_unassigned_tasks_rejected() {
     .unwrap();
     let ack = next_ack(&mut stream).await;
     assert!(ack.stored.is_empty());
-    assert!(ack.rejected[0].reason.contains("results[0].destination_address"));
+    assert!(
+        ack.rejected[0]
+            .reason
+            .contains("results[0].destination_address")
+    );
 
     let body = http_get(h.http, &format!("/api/v1/results?probe={}", probe.probe_id)).await;
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(json["count"], 1, "{body}");
 
     // A second hello on the same stream closes the session with a clear status.
-    tx.send(hello(&probe.probe_id, &probe.probe_secret, "0.1.0")).await.unwrap();
+    tx.send(hello(&probe.probe_id, &probe.probe_secret, "0.1.0"))
+        .await
+        .unwrap();
     let err = loop {
         match stream.message().await {
             Ok(Some(_)) => continue,
@@ -250,7 +288,11 @@ async fn results_are_acked_deduplicated_and_unassigned_tasks_rejected() {
             Err(status) => break status,
         }
     };
-    assert!(err.message().contains("hello sent twice"), "{}", err.message());
+    assert!(
+        err.message().contains("hello sent twice"),
+        "{}",
+        err.message()
+    );
 }
 
 #[tokio::test]

@@ -27,7 +27,11 @@ impl Backoff {
             .saturating_mul(1u32 << self.attempt.min(20))
             .min(self.max);
         self.attempt = self.attempt.saturating_add(1);
-        let unit = if unit.is_finite() { unit.clamp(0.0, 1.0) } else { 0.5 };
+        let unit = if unit.is_finite() {
+            unit.clamp(0.0, 1.0)
+        } else {
+            0.5
+        };
         ceiling / 2 + ceiling.mul_f64(unit / 2.0)
     }
 

@@ -67,7 +67,7 @@ impl ProbeConfig {
         let icmp_socket = self
             .icmp_socket
             .parse()
-            .map_err(|e| invalid("icmp_socket", format!("{e}")))?;
+            .map_err(|e| invalid("icmp_socket", e.to_string()))?;
         Ok(Settings {
             collector: self.collector,
             state_dir: self.state_dir,
@@ -105,11 +105,21 @@ mod tests {
         let err = parse_toml::<ProbeConfig>("state_dir = \"/p\"\n").unwrap_err();
         assert!(err.contains("collector"), "{err}");
         let c: ProbeConfig = parse_toml("collector = \"ftp://x\"\nstate_dir = \"/p\"\n").unwrap();
-        assert!(c.validate(None).unwrap_err().to_string().contains("`collector`"));
+        assert!(
+            c.validate(None)
+                .unwrap_err()
+                .to_string()
+                .contains("`collector`")
+        );
         let c: ProbeConfig = parse_toml(
             "collector = \"http://[::1]:1\"\nstate_dir = \"/p\"\nicmp_socket = \"magic\"\n",
         )
         .unwrap();
-        assert!(c.validate(None).unwrap_err().to_string().contains("icmp_socket"));
+        assert!(
+            c.validate(None)
+                .unwrap_err()
+                .to_string()
+                .contains("icmp_socket")
+        );
     }
 }

@@ -7,7 +7,7 @@ use crate::ping::{self, PingError, SocketPreference};
 use sixmap_shared::measurement::{
     ErrorClass, Family, MeasurementError, MeasurementSpec, Outcome, SpecKind, Target,
 };
-use sixmap_shared::{ClockState, TaskId, TargetPolicy, UnixMicros};
+use sixmap_shared::{ClockState, TargetPolicy, TaskId, UnixMicros};
 use std::net::{IpAddr, Ipv6Addr};
 use std::time::Instant;
 
@@ -171,7 +171,9 @@ mod tests {
             other => panic!("expected a policy failure, got {other:?}"),
         }
         // `localhost` resolves to ::1: the policy is checked again after resolution.
-        let produced = engine.run(task, &spec(Target::hostname("localhost").unwrap())).await;
+        let produced = engine
+            .run(task, &spec(Target::hostname("localhost").unwrap()))
+            .await;
         assert!(
             matches!(&produced.outcome, Outcome::Failed(e) if e.class == ErrorClass::Policy || e.class == ErrorClass::Resolution),
             "{:?}",

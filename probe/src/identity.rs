@@ -132,7 +132,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(BOOT_EPOCH_FILE), "banana").unwrap();
         let err = next_boot_epoch(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("boot_epoch") && err.contains("banana"), "{err}");
+        assert!(
+            err.contains("boot_epoch") && err.contains("banana"),
+            "{err}"
+        );
         std::fs::write(dir.path().join(IDENTITY_FILE), "probe_id = 3").unwrap();
         let err = load_identity(dir.path()).unwrap_err().to_string();
         assert!(err.contains("identity.toml"), "{err}");

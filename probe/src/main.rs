@@ -5,15 +5,17 @@ use clap::{Parser, Subcommand};
 use sixmap_probe::config::ProbeConfig;
 use sixmap_probe::engine::Engine;
 use sixmap_probe::ping::SocketPreference;
-use sixmap_shared::measurement::{
-    Family, MeasurementSpec, Outcome, PingSpec, SpecKind, Target,
-};
-use sixmap_shared::{TaskId, TargetPolicy};
+use sixmap_shared::measurement::{Family, MeasurementSpec, Outcome, PingSpec, SpecKind, Target};
+use sixmap_shared::{TargetPolicy, TaskId};
 use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Debug, Parser)]
-#[command(name = "sixmap-probe", version, about = "sixmap probe: measures IPv6 reachability and path quality")]
+#[command(
+    name = "sixmap-probe",
+    version,
+    about = "sixmap probe: measures IPv6 reachability and path quality"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -167,19 +169,28 @@ async fn measure(kind: MeasureKind) -> anyhow::Result<()> {
     match &produced.outcome {
         Outcome::Failed(e) => bail!("{:?}: {}", e.class, e.message),
         Outcome::Ping(ping) if !json => {
-            let to = produced.destination.map(|d| d.to_string()).unwrap_or_default();
+            let to = produced
+                .destination
+                .map(|d| d.to_string())
+                .unwrap_or_default();
             for reply in &ping.replies {
                 println!(
                     "reply from {}: seq={} hlim={} time={:.3} ms{}",
                     reply.from,
                     reply.sequence,
-                    reply.hop_limit.map(|h| h.to_string()).unwrap_or_else(|| "?".into()),
+                    reply
+                        .hop_limit
+                        .map(|h| h.to_string())
+                        .unwrap_or_else(|| "?".into()),
                     reply.rtt_ns as f64 / 1e6,
                     if reply.duplicate { " (DUP!)" } else { "" }
                 );
             }
             for error in &ping.errors {
-                println!("ICMPv6 error type {} code {} from {}", error.icmp_type, error.icmp_code, error.from);
+                println!(
+                    "ICMPv6 error type {} code {} from {}",
+                    error.icmp_type, error.icmp_code, error.from
+                );
             }
             println!(
                 "--- {to} ping: {} sent, {} received, {:.0}% loss ({:?} socket, {:?} timestamps)",

@@ -48,7 +48,10 @@ impl Scheduler {
             self.out.clone(),
             self.permits.clone(),
         ));
-        if let Some((_, old)) = self.running.insert(assignment.task_id, (assignment, handle)) {
+        if let Some((_, old)) = self
+            .running
+            .insert(assignment.task_id, (assignment, handle))
+        {
             old.abort();
         }
     }

@@ -64,7 +64,11 @@ fn probe_message(kind: probe_message::Kind) -> v1::ProbeMessage {
 
 async fn connect(collector: &str) -> Result<ProbeControlClient<Channel>, End> {
     let endpoint = Endpoint::from_shared(collector.to_owned())
-        .map_err(|e| End::Fatal(ProbeError::Config(format!("collector URL {collector:?}: {e}"))))?
+        .map_err(|e| {
+            End::Fatal(ProbeError::Config(format!(
+                "collector URL {collector:?}: {e}"
+            )))
+        })?
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_keepalive(Some(Duration::from_secs(30)))
         .http2_keep_alive_interval(Duration::from_secs(30))
@@ -115,14 +119,12 @@ async fn identity(settings: &Settings) -> Result<Identity, ProbeError> {
         match attempt.await {
             Ok(response) => {
                 let identity = Identity {
-                    probe_id: response
-                        .probe_id
-                        .parse()
-                        .map_err(|e| ProbeError::Refused(format!("collector sent a bad probe id: {e}")))?,
-                    probe_secret: response
-                        .probe_secret
-                        .parse()
-                        .map_err(|e| ProbeError::Refused(format!("collector sent a bad secret: {e}")))?,
+                    probe_id: response.probe_id.parse().map_err(|e| {
+                        ProbeError::Refused(format!("collector sent a bad probe id: {e}"))
+                    })?,
+                    probe_secret: response.probe_secret.parse().map_err(|e| {
+                        ProbeError::Refused(format!("collector sent a bad secret: {e}"))
+                    })?,
                     collector: settings.collector.clone(),
                 };
                 identity::save_identity(&settings.state_dir, &identity)?;
@@ -238,7 +240,10 @@ impl Probe {
         self.pending.insert(sequence, result);
         while self.pending.len() > MAX_PENDING_RESULTS {
             if let Some((dropped, _)) = self.pending.pop_first() {
-                warn!(sequence = dropped, "pending results full: dropped the oldest");
+                warn!(
+                    sequence = dropped,
+                    "pending results full: dropped the oldest"
+                );
             }
         }
     }
@@ -272,7 +277,9 @@ impl Probe {
         };
         let (out, out_rx) = mpsc::channel(64);
         if out
-            .send(probe_message(probe_message::Kind::Hello(encode::hello(&hello))))
+            .send(probe_message(probe_message::Kind::Hello(encode::hello(
+                &hello,
+            ))))
             .await
             .is_err()
         {
@@ -391,7 +398,12 @@ impl Probe {
                         self.pending.remove(&rejection.key.sequence);
                         connection.in_flight.remove(&rejection.key.sequence);
                     }
-                    debug!(batch = ack.batch_id, stored = ack.stored.len(), rejected = ack.rejected.len(), "ack");
+                    debug!(
+                        batch = ack.batch_id,
+                        stored = ack.stored.len(),
+                        rejected = ack.rejected.len(),
+                        "ack"
+                    );
                 }
                 Err(e) => warn!(error = %e, "malformed ack ignored"),
             },

@@ -19,11 +19,27 @@ fn config_errors_name_the_problem() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let cases = [
-        ("unknown key", format!("collector = \"http://[::1]:1\"\nstate_dir = {state:?}\ncolour = 1\n"), "colour"),
+        (
+            "unknown key",
+            format!("collector = \"http://[::1]:1\"\nstate_dir = {state:?}\ncolour = 1\n"),
+            "colour",
+        ),
         ("malformed", "collector = \n".to_owned(), "line 1"),
-        ("missing key", format!("state_dir = {state:?}\n"), "collector"),
-        ("bad url", format!("collector = \"[::1]:7400\"\nstate_dir = {state:?}\n"), "`collector`"),
-        ("no token", format!("collector = \"http://[::1]:1\"\nstate_dir = {state:?}\n"), "enrollment_token"),
+        (
+            "missing key",
+            format!("state_dir = {state:?}\n"),
+            "collector",
+        ),
+        (
+            "bad url",
+            format!("collector = \"[::1]:7400\"\nstate_dir = {state:?}\n"),
+            "`collector`",
+        ),
+        (
+            "no token",
+            format!("collector = \"http://[::1]:1\"\nstate_dir = {state:?}\n"),
+            "enrollment_token",
+        ),
     ];
     for (name, text, expected) in cases {
         let path = dir.path().join("probe.toml");
@@ -49,14 +65,20 @@ fn corrupt_state_is_reported_not_a_crash() {
         state.to_str().unwrap(),
     ]);
     assert!(!ok);
-    assert!(stderr.contains("identity.toml") && stderr.contains("corrupt"), "{stderr}");
+    assert!(
+        stderr.contains("identity.toml") && stderr.contains("corrupt"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn manual_ping_obeys_the_target_policy() {
     let (ok, _, stderr) = probe(&["measure", "ping", "::1", "-c", "1"]);
     assert!(!ok);
-    assert!(stderr.contains("Policy") && stderr.contains("lab_mode"), "{stderr}");
+    assert!(
+        stderr.contains("Policy") && stderr.contains("lab_mode"),
+        "{stderr}"
+    );
     let (ok, _, stderr) = probe(&["measure", "ping", "ff02::1", "--lab-mode"]);
     assert!(!ok && stderr.contains("Multicast"), "{stderr}");
     let (ok, _, stderr) = probe(&["measure", "ping", "::1", "-c", "0"]);
@@ -65,7 +87,16 @@ fn manual_ping_obeys_the_target_policy() {
 
 #[test]
 fn manual_ping_of_loopback_in_lab_mode() {
-    let (ok, stdout, stderr) = probe(&["measure", "ping", "::1", "-c", "2", "-i", "50", "--lab-mode"]);
+    let (ok, stdout, stderr) = probe(&[
+        "measure",
+        "ping",
+        "::1",
+        "-c",
+        "2",
+        "-i",
+        "50",
+        "--lab-mode",
+    ]);
     assert!(ok, "{stderr}");
     assert!(stdout.contains("2 sent, 2 received, 0% loss"), "{stdout}");
     assert!(stdout.contains("hlim=64"), "{stdout}");

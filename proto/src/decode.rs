@@ -5,13 +5,13 @@ use crate::enums::*;
 use crate::v1;
 use sixmap_shared::ids::{ProbeId, ProbeSecret, ResultKey, TaskId};
 use sixmap_shared::measurement::{
-    ClockInfo, Family, IcmpError, MeasurementError, MeasurementKind, MeasurementResult,
-    MeasurementSpec, Outcome, PingReply, PingResult, PingSpec, SpecError, SpecKind, Target,
-    MAX_ERROR_MESSAGE_LEN,
+    ClockInfo, Family, IcmpError, MAX_ERROR_MESSAGE_LEN, MeasurementError, MeasurementKind,
+    MeasurementResult, MeasurementSpec, Outcome, PingReply, PingResult, PingSpec, SpecError,
+    SpecKind, Target,
 };
 use sixmap_shared::session::{
-    Ack, Assignment, Hello, MAX_BATCH_RESULTS, MAX_LOCAL_ADDRESSES, MIN_TASK_INTERVAL,
-    Rejection, Welcome,
+    Ack, Assignment, Hello, MAX_BATCH_RESULTS, MAX_LOCAL_ADDRESSES, MIN_TASK_INTERVAL, Rejection,
+    Welcome,
 };
 use sixmap_shared::time::UnixMicros;
 use sixmap_shared::version::Version;
@@ -75,7 +75,8 @@ fn small<T: TryFrom<u32>>(field: &str, raw: u32) -> Result<T, WireError> {
 }
 
 fn probe_id(field: &str, raw: &str) -> Result<ProbeId, WireError> {
-    raw.parse().map_err(|e: sixmap_shared::IdError| WireError::new(field, e.to_string()))
+    raw.parse()
+        .map_err(|e: sixmap_shared::IdError| WireError::new(field, e.to_string()))
 }
 
 fn task_id(field: &str, raw: u64) -> Result<TaskId, WireError> {
@@ -95,14 +96,21 @@ pub fn result_key(key: Option<&v1::ResultKey>) -> Result<ResultKey, WireError> {
 }
 
 pub fn spec(wire: &v1::MeasurementSpec) -> Result<MeasurementSpec, WireError> {
-    let target = wire.target.as_ref().ok_or_else(|| WireError::missing("target"))?;
-    let family = family_from_wire(enum_value("target.family", target.family)?).unwrap_or(Family::V6);
+    let target = wire
+        .target
+        .as_ref()
+        .ok_or_else(|| WireError::missing("target"))?;
+    let family =
+        family_from_wire(enum_value("target.family", target.family)?).unwrap_or(Family::V6);
     let target = match &target.kind {
         Some(v1::target::Kind::Address(a)) => Target::Address(address("target.address", a)?),
         Some(v1::target::Kind::Hostname(h)) => Target::hostname(h)?,
         None => return Err(WireError::missing("target.address")),
     };
-    let budget = wire.budget.as_ref().ok_or_else(|| WireError::missing("budget"))?;
+    let budget = wire
+        .budget
+        .as_ref()
+        .ok_or_else(|| WireError::missing("budget"))?;
     let timeout = Duration::from_millis(u64::from(budget.timeout_ms));
     use v1::measurement_spec::Kind as W;
     let kind = match &wire.kind {
@@ -131,8 +139,12 @@ fn spec_kind_name(kind: &v1::measurement_spec::Kind) -> MeasurementKind {
 
 pub fn assignment(wire: &v1::TaskAssignment) -> Result<Assignment, WireError> {
     let task_id = task_id("task_id", wire.task_id)?;
-    let spec = spec(wire.spec.as_ref().ok_or_else(|| WireError::missing("spec"))?)
-        .map_err(|e| e.within("spec"))?;
+    let spec = spec(
+        wire.spec
+            .as_ref()
+            .ok_or_else(|| WireError::missing("spec"))?,
+    )
+    .map_err(|e| e.within("spec"))?;
     let interval = match wire.interval_s {
         0 => None,
         s => Some(Duration::from_secs(u64::from(s))),
@@ -250,7 +262,10 @@ pub fn batch(wire: &v1::ResultBatch) -> Result<Vec<BatchItem>, WireError> {
     if wire.results.len() > MAX_BATCH_RESULTS {
         return Err(WireError::new(
             "results",
-            format!("{} results, limit is {MAX_BATCH_RESULTS}", wire.results.len()),
+            format!(
+                "{} results, limit is {MAX_BATCH_RESULTS}",
+                wire.results.len()
+            ),
         ));
     }
     Ok(wire
@@ -415,7 +430,12 @@ mod tests {
 
         let mut wire = encode::result(&sample_result());
         wire.family_requested = 99;
-        assert!(result(&wire).unwrap_err().to_string().contains("family_requested"));
+        assert!(
+            result(&wire)
+                .unwrap_err()
+                .to_string()
+                .contains("family_requested")
+        );
     }
 
     #[test]
@@ -463,7 +483,10 @@ mod tests {
             s.kind = Some(v1::measurement_spec::Kind::Tcp(v1::TcpSpec { port: 80 }));
         }
         let err = assignment(&wire).unwrap_err().to_string();
-        assert!(err.contains("tcp") && err.contains("not supported"), "{err}");
+        assert!(
+            err.contains("tcp") && err.contains("not supported"),
+            "{err}"
+        );
     }
 
     #[test]

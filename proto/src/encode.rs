@@ -2,11 +2,11 @@
 
 use crate::enums::*;
 use crate::v1;
+use sixmap_shared::ResultKey;
 use sixmap_shared::measurement::{
     IcmpError, MeasurementResult, MeasurementSpec, Outcome, PingResult, SpecKind, Target,
 };
 use sixmap_shared::session::{Ack, Assignment, Hello, Welcome};
-use sixmap_shared::ResultKey;
 
 fn millis_u32(d: std::time::Duration) -> u32 {
     u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
@@ -96,7 +96,10 @@ pub fn result(r: &MeasurementResult) -> v1::MeasurementResult {
             }),
             None,
         ),
-        Outcome::Ping(p) => (None, Some(v1::measurement_result::Kind::Ping(ping_result(p)))),
+        Outcome::Ping(p) => (
+            None,
+            Some(v1::measurement_result::Kind::Ping(ping_result(p))),
+        ),
     };
     v1::MeasurementResult {
         key: Some(result_key(&r.key)),

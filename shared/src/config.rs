@@ -25,7 +25,11 @@ pub enum ConfigError {
 
 impl ConfigError {
     /// A semantically wrong value found after parsing, e.g. a port of 0.
-    pub fn invalid(key: impl Into<String>, source: Option<&Path>, reason: impl Into<String>) -> Self {
+    pub fn invalid(
+        key: impl Into<String>,
+        source: Option<&Path>,
+        reason: impl Into<String>,
+    ) -> Self {
         Self::Invalid {
             key: key.into(),
             location: source
@@ -80,6 +84,9 @@ mod tests {
     #[test]
     fn missing_file_names_the_path() {
         let err = load_toml::<Example>(Path::new("/nonexistent/sixmap.toml")).unwrap_err();
-        assert!(err.to_string().contains("/nonexistent/sixmap.toml"), "{err}");
+        assert!(
+            err.to_string().contains("/nonexistent/sixmap.toml"),
+            "{err}"
+        );
     }
 }

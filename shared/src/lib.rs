@@ -13,10 +13,10 @@ pub mod version;
 
 pub use ids::{BootEpoch, IdError, ProbeId, ProbeSecret, ResultKey, TaskId};
 pub use measurement::{
-    ClockInfo, ClockState, ErrorClass, Family, IcmpError, IcmpSocketKind, MeasurementError, MeasurementKind,
-    MeasurementResult, MeasurementSpec, Outcome, PingReply, PingResult, PingSpec, SpecError,
-    SpecKind, Target, TimestampSource,
+    ClockInfo, ClockState, ErrorClass, Family, IcmpError, IcmpSocketKind, MeasurementError,
+    MeasurementKind, MeasurementResult, MeasurementSpec, Outcome, PingReply, PingResult, PingSpec,
+    SpecError, SpecKind, Target, TimestampSource,
 };
 pub use policy::{PolicyViolation, TargetPolicy};
-pub use time::UnixMicros;
 pub use session::{Ack, Assignment, Hello, Rejection, Welcome};
+pub use time::UnixMicros;

@@ -114,12 +114,17 @@ impl Target {
                     && label.len() <= 63
                     && !label.starts_with('-')
                     && !label.ends_with('-')
-                    && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
             });
         if labels_ok {
             Ok(Self::Hostname(name.to_ascii_lowercase()))
         } else {
-            Err(field("target.hostname", format!("{name:?} is not a valid DNS name")))
+            Err(field(
+                "target.hostname",
+                format!("{name:?} is not a valid DNS name"),
+            ))
         }
     }
 }
@@ -208,7 +213,10 @@ impl PingSpec {
     /// `interval_ms` 0 and `payload_size` 0 select the defaults.
     pub fn new(count: u32, interval_ms: u32, payload_size: u32) -> Result<Self, SpecError> {
         if count == 0 || count > Self::MAX_COUNT {
-            return Err(field("ping.count", format!("must be 1..={}", Self::MAX_COUNT)));
+            return Err(field(
+                "ping.count",
+                format!("must be 1..={}", Self::MAX_COUNT),
+            ));
         }
         let interval = match interval_ms {
             0 => Self::DEFAULT_INTERVAL,
@@ -217,7 +225,10 @@ impl PingSpec {
         if interval < Self::MIN_INTERVAL {
             return Err(field(
                 "ping.interval_ms",
-                format!("must be 0 (default) or >= {}", Self::MIN_INTERVAL.as_millis()),
+                format!(
+                    "must be 0 (default) or >= {}",
+                    Self::MIN_INTERVAL.as_millis()
+                ),
             ));
         }
         let payload_size = match payload_size {
@@ -395,7 +406,10 @@ pub struct PingResult {
 impl PingResult {
     pub fn validate(&self) -> Result<(), SpecError> {
         if u32::from(self.sent) > PingSpec::MAX_COUNT {
-            return Err(field("ping.sent", format!("more than {}", PingSpec::MAX_COUNT)));
+            return Err(field(
+                "ping.sent",
+                format!("more than {}", PingSpec::MAX_COUNT),
+            ));
         }
         let mut answered = HashSet::new();
         for reply in &self.replies {
@@ -518,12 +532,30 @@ mod tests {
         assert_eq!(result.validate(), Ok(()));
         assert!((result.loss() - 1.0 / 3.0).abs() < 1e-9);
         result.received = 3;
-        assert!(result.validate().unwrap_err().to_string().contains("ping.received"));
+        assert!(
+            result
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("ping.received")
+        );
         result.received = 2;
         result.replies.push(reply(7, false));
-        assert!(result.validate().unwrap_err().to_string().contains("sequence"));
+        assert!(
+            result
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("sequence")
+        );
         result.replies.pop();
         result.replies[2].duplicate = false;
-        assert!(result.validate().unwrap_err().to_string().contains("duplicate"));
+        assert!(
+            result
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("duplicate")
+        );
     }
 }

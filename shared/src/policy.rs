@@ -155,7 +155,12 @@ mod tests {
     #[test]
     fn global_addresses_pass() {
         let policy = TargetPolicy::default();
-        for a in ["2a00:1450:4001:80b::200e", "2606:4700::1111", "1.1.1.1", "193.0.14.129"] {
+        for a in [
+            "2a00:1450:4001:80b::200e",
+            "2606:4700::1111",
+            "1.1.1.1",
+            "193.0.14.129",
+        ] {
             assert_eq!(policy.check(ip(a)), Ok(()), "{a}");
         }
     }
@@ -199,7 +204,10 @@ mod tests {
         assert!(lab.check(ip("ff02::1")).is_err());
         assert!(lab.check(ip("::")).is_err());
         assert!(lab.check(ip("fe80::1")).is_err());
-        let hint = TargetPolicy::default().check(ip("::1")).unwrap_err().to_string();
+        let hint = TargetPolicy::default()
+            .check(ip("::1"))
+            .unwrap_err()
+            .to_string();
         assert!(hint.contains("lab_mode"), "{hint}");
     }
 }

@@ -43,6 +43,9 @@ mod tests {
             UnixMicros(10).saturating_since(UnixMicros(4)),
             Duration::from_micros(6)
         );
-        assert_eq!(UnixMicros(1).saturating_since(UnixMicros(4)), Duration::ZERO);
+        assert_eq!(
+            UnixMicros(1).saturating_since(UnixMicros(4)),
+            Duration::ZERO
+        );
     }
 }

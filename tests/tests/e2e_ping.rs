@@ -13,7 +13,16 @@ fn probe_pings_loopback_and_the_result_survives_a_collector_restart() {
     let data = work.path().join("collector-data");
     let collector = Collector::start(
         &data,
-        &["--enroll-token", TOKEN, "--ping-target", "::1", "--ping-every-s", "2", "--heartbeat-interval-s", "1"],
+        &[
+            "--enroll-token",
+            TOKEN,
+            "--ping-target",
+            "::1",
+            "--ping-every-s",
+            "2",
+            "--heartbeat-interval-s",
+            "1",
+        ],
     );
 
     let config = work.path().join("probe.toml");
@@ -33,7 +42,13 @@ fn probe_pings_loopback_and_the_result_survives_a_collector_restart() {
         let probes = collector.get_json("/api/v1/probes");
         probes[0]["id"].as_str().map(str::to_owned)
     })
-    .unwrap_or_else(|| panic!("probe never enrolled:\n{}\n{}", probe.log(), collector.process.log()));
+    .unwrap_or_else(|| {
+        panic!(
+            "probe never enrolled:\n{}\n{}",
+            probe.log(),
+            collector.process.log()
+        )
+    });
 
     let path = format!("/api/v1/results?probe={probe_id}");
     // Wait for two results: the session handles batches one at a time (store, flush, ack), so
@@ -48,7 +63,13 @@ fn probe_pings_loopback_and_the_result_survives_a_collector_restart() {
             .collect();
         (pings.len() >= 2).then(|| pings[pings.len() - 1].clone())
     })
-    .unwrap_or_else(|| panic!("no ping results stored:\nprobe:\n{}\ncollector:\n{}", probe.log(), collector.process.log()));
+    .unwrap_or_else(|| {
+        panic!(
+            "no ping results stored:\nprobe:\n{}\ncollector:\n{}",
+            probe.log(),
+            collector.process.log()
+        )
+    });
 
     let outcome = &result["outcome"];
     assert_eq!(result["destination"], "::1", "{result:#}");
@@ -59,7 +80,10 @@ fn probe_pings_loopback_and_the_result_survives_a_collector_restart() {
     for reply in outcome["replies"].as_array().unwrap() {
         let rtt_ns = reply["rtt_ns"].as_u64().unwrap();
         // Loopback: more than nothing, far less than 100 ms.
-        assert!(rtt_ns > 0 && rtt_ns < 100_000_000, "implausible RTT {rtt_ns} ns");
+        assert!(
+            rtt_ns > 0 && rtt_ns < 100_000_000,
+            "implausible RTT {rtt_ns} ns"
+        );
         assert_eq!(reply["hop_limit"], 64, "{reply}");
         assert_eq!(reply["from"], "::1");
     }
@@ -72,8 +96,16 @@ fn probe_pings_loopback_and_the_result_survives_a_collector_restart() {
 
     let restarted = Collector::start(&data, &[]);
     let body = restarted.get_json(&path);
-    let keys: Vec<_> = body["results"].as_array().unwrap().iter().map(|r| r["key"].clone()).collect();
-    assert!(keys.contains(&key), "result {key} lost across restart; have {keys:?}");
+    let keys: Vec<_> = body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["key"].clone())
+        .collect();
+    assert!(
+        keys.contains(&key),
+        "result {key} lost across restart; have {keys:?}"
+    );
 
     let dashboard = sixmap_tests::http_get(restarted.http, "/");
     assert_eq!(dashboard.0, 200);

@@ -39,7 +39,9 @@ fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError
         reason,
     };
     match bytes.split_first() {
-        Some((&FORMAT_JSON, json)) => serde_json::from_slice(json).map_err(|e| corrupt(e.to_string())),
+        Some((&FORMAT_JSON, json)) => {
+            serde_json::from_slice(json).map_err(|e| corrupt(e.to_string()))
+        }
         Some((format, _)) => Err(corrupt(format!("unknown value format {format}"))),
         None => Err(corrupt("empty value".into())),
     }
@@ -61,10 +63,9 @@ fn assignment_key(probe: &ProbeId, task: TaskId) -> Vec<u8> {
 
 impl SledStore {
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .open()
-            .map_err(|e| StoreError::Backend(format!("cannot open store at {}: {e}", dir.display())))?;
+        let db = sled::Config::new().path(dir).open().map_err(|e| {
+            StoreError::Backend(format!("cannot open store at {}: {e}", dir.display()))
+        })?;
         let tree = |name: &str| db.open_tree(name).map_err(backend);
         Ok(Self {
             probes: tree("probes")?,
@@ -80,7 +81,11 @@ impl Store for SledStore {
     fn create_probe(&self, probe: &ProbeRecord) -> Result<(), StoreError> {
         let swapped = self
             .probes
-            .compare_and_swap(probe.id.as_str(), None as Option<&[u8]>, Some(encode(probe)?))
+            .compare_and_swap(
+                probe.id.as_str(),
+                None as Option<&[u8]>,
+                Some(encode(probe)?),
+            )
             .map_err(backend)?;
         swapped.map_err(|_| StoreError::ProbeExists(probe.id.clone()))
     }
@@ -113,10 +118,14 @@ impl Store for SledStore {
     fn task_id(&self, definition: &str) -> Result<TaskId, StoreError> {
         loop {
             if let Some(existing) = self.tasks.get(definition).map_err(backend)? {
-                let raw: [u8; 8] = existing.as_ref().try_into().map_err(|_| StoreError::Corrupt {
-                    key: definition.to_owned(),
-                    reason: "task id is not 8 bytes".into(),
-                })?;
+                let raw: [u8; 8] =
+                    existing
+                        .as_ref()
+                        .try_into()
+                        .map_err(|_| StoreError::Corrupt {
+                            key: definition.to_owned(),
+                            reason: "task id is not 8 bytes".into(),
+                        })?;
                 return TaskId::new(u64::from_be_bytes(raw)).map_err(|e| StoreError::Corrupt {
                     key: definition.to_owned(),
                     reason: e.to_string(),
@@ -126,7 +135,11 @@ impl Store for SledStore {
             let id = self.db.generate_id().map_err(backend)? + 1;
             let created = self
                 .tasks
-                .compare_and_swap(definition, None as Option<&[u8]>, Some(&id.to_be_bytes()[..]))
+                .compare_and_swap(
+                    definition,
+                    None as Option<&[u8]>,
+                    Some(&id.to_be_bytes()[..]),
+                )
                 .map_err(backend)?;
             if created.is_ok() {
                 return TaskId::new(id).map_err(|e| StoreError::Backend(e.to_string()));
@@ -201,10 +214,10 @@ impl Store for SledStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sixmap_shared::UnixMicros;
     use sixmap_shared::measurement::{
         ClockInfo, ClockState, ErrorClass, Family, MeasurementError, Outcome,
     };
-    use sixmap_shared::UnixMicros;
 
     fn result(probe: &ProbeId, epoch: u64, sequence: u64, at: i64) -> MeasurementResult {
         MeasurementResult {
@@ -257,9 +270,17 @@ mod tests {
                 limit: 2,
             })
             .unwrap();
-        let keys: Vec<_> = newest.iter().map(|r| (r.key.boot_epoch, r.key.sequence)).collect();
+        let keys: Vec<_> = newest
+            .iter()
+            .map(|r| (r.key.boot_epoch, r.key.sequence))
+            .collect();
         assert_eq!(keys, vec![(2, 1), (1, 2)]);
-        let all = store.results(&ResultQuery { probe: None, limit: 10 }).unwrap();
+        let all = store
+            .results(&ResultQuery {
+                probe: None,
+                limit: 10,
+            })
+            .unwrap();
         assert_eq!(all.len(), 3);
     }
 
