@@ -17,7 +17,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_client(true)
         .build_server(true)
         .compile_protos(
-            &["proto/sixmap/v1/control.proto", "proto/sixmap/v1/measurement.proto"],
+            &[
+                "proto/sixmap/v1/control.proto",
+                "proto/sixmap/v1/measurement.proto",
+            ],
             &["proto"],
         )?;
     println!("cargo:rerun-if-changed=proto");

@@ -1,5 +1,7 @@
 //! The collector binary refuses bad input with a clear message and a non-zero exit.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers may fail loudly
+
 use std::process::Command;
 
 fn collector(args: &[&str]) -> (bool, String) {

@@ -1,5 +1,7 @@
 //! The collector's gRPC service over real sockets: enrollment, admission at hello, and ingest.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers may fail loudly
+
 use sixmap_collector::config::CollectorConfig;
 use sixmap_proto::v1::probe_control_client::ProbeControlClient;
 use sixmap_proto::v1::{collector_message, probe_message};
@@ -165,8 +167,7 @@ async fn unknown_probe_is_refused_with_a_clear_status() {
         hello("00000000deadbeef", &"a".repeat(64), "0.1.0"),
     )
     .await
-    .err()
-    .expect("session must be refused");
+    .expect_err("session must be refused");
     assert_eq!(err.code(), Code::Unauthenticated);
     assert!(
         err.message().contains("unknown probe 00000000deadbeef"),
@@ -180,14 +181,12 @@ async fn unknown_probe_is_refused_with_a_clear_status() {
         hello(&probe.probe_id, &"b".repeat(64), "0.1.0"),
     )
     .await
-    .err()
-    .expect("wrong secret must be refused");
+    .expect_err("wrong secret must be refused");
     assert_eq!(err.code(), Code::Unauthenticated);
 
     let err = open(&mut h.client, hello(&probe.probe_id, "short", "0.1.0"))
         .await
-        .err()
-        .expect("malformed hello must be refused");
+        .expect_err("malformed hello must be refused");
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(err.message().contains("probe_secret"), "{}", err.message());
 }
@@ -201,8 +200,7 @@ async fn old_probe_versions_are_told_to_upgrade() {
         hello(&probe.probe_id, &probe.probe_secret, "0.1.9"),
     )
     .await
-    .err()
-    .expect("old version must be refused");
+    .expect_err("old version must be refused");
     assert_eq!(err.code(), Code::FailedPrecondition);
     assert!(err.message().contains("0.2.0") && err.message().contains("upgrade"));
 }

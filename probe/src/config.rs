@@ -64,10 +64,12 @@ impl ProbeConfig {
         if self.hostname.len() > 64 {
             return Err(invalid("hostname", "at most 64 bytes".into()));
         }
-        let icmp_socket = self
-            .icmp_socket
-            .parse()
-            .map_err(|e| invalid("icmp_socket", e.to_string()))?;
+        let icmp_socket =
+            self.icmp_socket
+                .parse()
+                .map_err(|e: crate::ping::ParseSocketPreferenceError| {
+                    invalid("icmp_socket", e.to_string())
+                })?;
         Ok(Settings {
             collector: self.collector,
             state_dir: self.state_dir,

@@ -2,6 +2,8 @@
 //! pings ::1 as assigned, the result is stored, read back over HTTP, and survives a kill -9 of
 //! the collector.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers may fail loudly
+
 use sixmap_tests::{Collector, start_probe, wait_for};
 use std::time::Duration;
 

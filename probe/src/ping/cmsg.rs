@@ -38,18 +38,24 @@ impl<'a> Iterator for ControlMessages<'a> {
         let level = read_int(rest, size_of::<usize>())?;
         let kind = read_int(rest, size_of::<usize>() + size_of::<libc::c_int>())?;
         let data = rest.get(align(HEADER_LEN)?..len)?;
-        self.rest = align(len).and_then(|next| rest.get(next..)).unwrap_or_default();
+        self.rest = align(len)
+            .and_then(|next| rest.get(next..))
+            .unwrap_or_default();
         Some((level, kind, data))
     }
 }
 
 fn read_int(bytes: &[u8], offset: usize) -> Option<libc::c_int> {
     let end = offset.checked_add(size_of::<libc::c_int>())?;
-    Some(libc::c_int::from_ne_bytes(bytes.get(offset..end)?.try_into().ok()?))
+    Some(libc::c_int::from_ne_bytes(
+        bytes.get(offset..end)?.try_into().ok()?,
+    ))
 }
 
 fn read_u32(bytes: &[u8], offset: usize) -> Option<u32> {
-    Some(u32::from_ne_bytes(bytes.get(offset..offset.checked_add(4)?)?.try_into().ok()?))
+    Some(u32::from_ne_bytes(
+        bytes.get(offset..offset.checked_add(4)?)?.try_into().ok()?,
+    ))
 }
 
 /// An entry of the socket error queue (`struct sock_extended_err` and its offender).
@@ -168,8 +174,18 @@ pub(super) mod tests {
     #[test]
     fn parses_hop_limit_and_timestamp() {
         let mut control = Vec::new();
-        push(&mut control, libc::IPPROTO_IPV6, libc::IPV6_HOPLIMIT, &64i32.to_ne_bytes());
-        push(&mut control, libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS, &timespec_bytes(5, 7));
+        push(
+            &mut control,
+            libc::IPPROTO_IPV6,
+            libc::IPV6_HOPLIMIT,
+            &64i32.to_ne_bytes(),
+        );
+        push(
+            &mut control,
+            libc::SOL_SOCKET,
+            libc::SCM_TIMESTAMPNS,
+            &timespec_bytes(5, 7),
+        );
         let ancillary = parse(&control);
         assert_eq!(ancillary.hop_limit, Some(64));
         assert_eq!(ancillary.received_at, Some(Duration::new(5, 7)));
@@ -182,20 +198,38 @@ pub(super) mod tests {
         let data = extended_error_bytes(ORIGIN_ICMP6, 2, 0, 1280);
         push(&mut control, libc::IPPROTO_IPV6, libc::IPV6_RECVERR, &data);
         let error = parse(&control).extended_error.unwrap();
-        assert_eq!((error.origin, error.icmp_type, error.icmp_code), (ORIGIN_ICMP6, 2, 0));
+        assert_eq!(
+            (error.origin, error.icmp_type, error.icmp_code),
+            (ORIGIN_ICMP6, 2, 0)
+        );
         assert_eq!(error.info, 1280);
         assert_eq!(error.offender, Some("2001:db8::1".parse().unwrap()));
         // Without the offender address the error is still reported.
         let mut control = Vec::new();
-        push(&mut control, libc::IPPROTO_IPV6, libc::IPV6_RECVERR, &data[..16]);
+        push(
+            &mut control,
+            libc::IPPROTO_IPV6,
+            libc::IPV6_RECVERR,
+            &data[..16],
+        );
         assert_eq!(parse(&control).extended_error.unwrap().offender, None);
     }
 
     #[test]
     fn malformed_control_buffers_never_panic() {
         let mut control = Vec::new();
-        push(&mut control, libc::IPPROTO_IPV6, libc::IPV6_HOPLIMIT, &64i32.to_ne_bytes());
-        push(&mut control, libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS, &timespec_bytes(5, 7));
+        push(
+            &mut control,
+            libc::IPPROTO_IPV6,
+            libc::IPV6_HOPLIMIT,
+            &64i32.to_ne_bytes(),
+        );
+        push(
+            &mut control,
+            libc::SOL_SOCKET,
+            libc::SCM_TIMESTAMPNS,
+            &timespec_bytes(5, 7),
+        );
         // Every truncation (as with MSG_CTRUNC) parses to a prefix of the messages.
         for end in 0..control.len() {
             let ancillary = parse(&control[..end]);
@@ -209,12 +243,32 @@ pub(super) mod tests {
         }
         // Out-of-range values are dropped, not wrapped.
         let mut control = Vec::new();
-        push(&mut control, libc::IPPROTO_IPV6, libc::IPV6_HOPLIMIT, &300i32.to_ne_bytes());
-        push(&mut control, libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS, &timespec_bytes(-1, 0));
+        push(
+            &mut control,
+            libc::IPPROTO_IPV6,
+            libc::IPV6_HOPLIMIT,
+            &300i32.to_ne_bytes(),
+        );
+        push(
+            &mut control,
+            libc::SOL_SOCKET,
+            libc::SCM_TIMESTAMPNS,
+            &timespec_bytes(-1, 0),
+        );
         assert_eq!(parse(&control), Ancillary::default());
         let mut control = Vec::new();
-        push(&mut control, libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS, &timespec_bytes(1, 2_000_000_000));
-        push(&mut control, libc::IPPROTO_IPV6, libc::IPV6_RECVERR, &[1, 2, 3]);
+        push(
+            &mut control,
+            libc::SOL_SOCKET,
+            libc::SCM_TIMESTAMPNS,
+            &timespec_bytes(1, 2_000_000_000),
+        );
+        push(
+            &mut control,
+            libc::IPPROTO_IPV6,
+            libc::IPV6_RECVERR,
+            &[1, 2, 3],
+        );
         assert_eq!(parse(&control), Ancillary::default());
     }
 }

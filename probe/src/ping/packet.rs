@@ -259,27 +259,48 @@ pub(super) mod tests {
     #[test]
     fn matching_reply_is_recognised() {
         let packet = reply(IDENTIFIER, 3, &COOKIE);
-        assert_eq!(classify(&packet, &raw_matcher()), Ok(Incoming::Reply { sequence: 3 }));
+        assert_eq!(
+            classify(&packet, &raw_matcher()),
+            Ok(Incoming::Reply { sequence: 3 })
+        );
         // Datagram sockets: the kernel owns the identifier, so any value matches.
         let packet = reply(0x4242, 3, &COOKIE);
-        assert_eq!(classify(&packet, &datagram_matcher()), Ok(Incoming::Reply { sequence: 3 }));
+        assert_eq!(
+            classify(&packet, &datagram_matcher()),
+            Ok(Incoming::Reply { sequence: 3 })
+        );
     }
 
     #[test]
     fn foreign_replies_are_ignored() {
         let m = raw_matcher();
         let other_cookie = reply(IDENTIFIER, 3, b"someone!");
-        assert_eq!(classify(&other_cookie, &m), Err(Ignored::NotOurs("cookie differs")));
+        assert_eq!(
+            classify(&other_cookie, &m),
+            Err(Ignored::NotOurs("cookie differs"))
+        );
         let other_id = reply(IDENTIFIER + 1, 3, &COOKIE);
-        assert_eq!(classify(&other_id, &m), Err(Ignored::NotOurs("identifier differs")));
+        assert_eq!(
+            classify(&other_id, &m),
+            Err(Ignored::NotOurs("identifier differs"))
+        );
         let mut wrong_copy = reply(IDENTIFIER, 3, &COOKIE);
         wrong_copy[17] = 4;
-        assert_eq!(classify(&wrong_copy, &m), Err(Ignored::NotOurs("payload sequence differs")));
+        assert_eq!(
+            classify(&wrong_copy, &m),
+            Err(Ignored::NotOurs("payload sequence differs"))
+        );
         let mut wrong_code = reply(IDENTIFIER, 3, &COOKIE);
         wrong_code[1] = 1;
-        assert_eq!(classify(&wrong_code, &m), Err(Ignored::NotOurs("nonzero echo code")));
+        assert_eq!(
+            classify(&wrong_code, &m),
+            Err(Ignored::NotOurs("nonzero echo code"))
+        );
         let request = echo_request(IDENTIFIER, 3, &COOKIE, 56);
-        assert_eq!(classify(&request, &m), Err(Ignored::UnexpectedType(ECHO_REQUEST)));
+        assert_eq!(
+            classify(&request, &m),
+            Err(Ignored::UnexpectedType(ECHO_REQUEST))
+        );
     }
 
     #[test]
@@ -287,7 +308,10 @@ pub(super) mod tests {
         let packet = reply(IDENTIFIER, 3, &COOKIE);
         for end in 0..MARKER_LEN + ICMP_HEADER_LEN {
             let result = classify(&packet[..end], &raw_matcher());
-            assert!(matches!(result, Err(Ignored::Truncated(_))), "{end}: {result:?}");
+            assert!(
+                matches!(result, Err(Ignored::Truncated(_))),
+                "{end}: {result:?}"
+            );
         }
         assert!(classify(&packet[..18], &raw_matcher()).is_ok());
     }
@@ -306,11 +330,18 @@ pub(super) mod tests {
         let too_big = error(PACKET_TOO_BIG, 0, 1280, destination(), &request);
         assert!(matches!(
             classify(&too_big, &raw_matcher()),
-            Ok(Incoming::Error { mtu: Some(1280), icmp_type: 2, .. })
+            Ok(Incoming::Error {
+                mtu: Some(1280),
+                icmp_type: 2,
+                ..
+            })
         ));
         // A quote cut after the echo header still matches on the identifier.
         let short = error(3, 0, 0, destination(), &request[..8]);
-        assert!(matches!(classify(&short, &raw_matcher()), Ok(Incoming::Error { sequence: 1, .. })));
+        assert!(matches!(
+            classify(&short, &raw_matcher()),
+            Ok(Incoming::Error { sequence: 1, .. })
+        ));
     }
 
     #[test]
@@ -318,20 +349,38 @@ pub(super) mod tests {
         let m = raw_matcher();
         let request = echo_request(IDENTIFIER, 1, &COOKIE, 56);
         let elsewhere = error(1, 0, 0, "2001:db8::8".parse().unwrap(), &request);
-        assert_eq!(classify(&elsewhere, &m), Err(Ignored::NotOurs("quoted destination differs")));
+        assert_eq!(
+            classify(&elsewhere, &m),
+            Err(Ignored::NotOurs("quoted destination differs"))
+        );
         let other = echo_request(IDENTIFIER, 1, b"someone!", 56);
         let other = error(1, 0, 0, destination(), &other);
-        assert_eq!(classify(&other, &m), Err(Ignored::NotOurs("cookie differs")));
+        assert_eq!(
+            classify(&other, &m),
+            Err(Ignored::NotOurs("cookie differs"))
+        );
         let mut udp = error(1, 0, 0, destination(), &request);
         udp[8 + 6] = 17;
-        assert_eq!(classify(&udp, &m), Err(Ignored::NotOurs("quoted packet is not ICMPv6")));
+        assert_eq!(
+            classify(&udp, &m),
+            Err(Ignored::NotOurs("quoted packet is not ICMPv6"))
+        );
         let mut v4 = error(1, 0, 0, destination(), &request);
         v4[8] = 0x45;
-        assert_eq!(classify(&v4, &m), Err(Ignored::NotOurs("quoted packet is not IPv6")));
+        assert_eq!(
+            classify(&v4, &m),
+            Err(Ignored::NotOurs("quoted packet is not IPv6"))
+        );
         // An error quoting a reply (someone else's) is not about our request.
         let quoted_reply = error(1, 0, 0, destination(), &reply(IDENTIFIER, 1, &COOKIE));
-        assert_eq!(classify(&quoted_reply, &m), Err(Ignored::UnexpectedType(ECHO_REPLY)));
-        assert_eq!(classify(&[135, 0, 0, 0], &m), Err(Ignored::UnexpectedType(135)));
+        assert_eq!(
+            classify(&quoted_reply, &m),
+            Err(Ignored::UnexpectedType(ECHO_REPLY))
+        );
+        assert_eq!(
+            classify(&[135, 0, 0, 0], &m),
+            Err(Ignored::UnexpectedType(135))
+        );
     }
 
     #[test]
@@ -341,7 +390,10 @@ pub(super) mod tests {
         // Anything that cuts the IPv6 header or the echo header cannot be attributed.
         for end in 0..ICMP_HEADER_LEN + IPV6_HEADER_LEN + ICMP_HEADER_LEN {
             let result = classify(&packet[..end], &raw_matcher());
-            assert!(matches!(result, Err(Ignored::Truncated(_))), "{end}: {result:?}");
+            assert!(
+                matches!(result, Err(Ignored::Truncated(_))),
+                "{end}: {result:?}"
+            );
         }
         // From the echo header on, the identifier matches and a cut cookie matches as far
         // as it is quoted.
@@ -365,7 +417,10 @@ pub(super) mod tests {
         assert_eq!(quoted_echo(&request[..8], &m), Ok(2));
         assert!(quoted_echo(&request[..7], &m).is_err());
         let other = echo_request(0x4242, 2, b"someone!", 56);
-        assert_eq!(quoted_echo(&other, &m), Err(Ignored::NotOurs("cookie differs")));
+        assert_eq!(
+            quoted_echo(&other, &m),
+            Err(Ignored::NotOurs("cookie differs"))
+        );
     }
 
     #[test]
@@ -380,11 +435,18 @@ pub(super) mod tests {
         };
         let templates = [
             reply(IDENTIFIER, 1, &COOKIE),
-            error(1, 0, 0, destination(), &echo_request(IDENTIFIER, 1, &COOKIE, 56)),
+            error(
+                1,
+                0,
+                0,
+                destination(),
+                &echo_request(IDENTIFIER, 1, &COOKIE, 56),
+            ),
         ];
         for _ in 0..20_000 {
             let template = &templates[usize::from(next() % 2 == 0)];
-            let mut packet = template[..usize::try_from(next()).unwrap() % (template.len() + 1)].to_vec();
+            let mut packet =
+                template[..usize::try_from(next()).unwrap() % (template.len() + 1)].to_vec();
             if let Some(byte) = packet.get_mut(usize::try_from(next()).unwrap() % 80) {
                 *byte = u8::try_from(next() & 0xff).unwrap();
             }

@@ -1,13 +1,26 @@
-//! The only unsafe code of the ping engine: thin wrappers around `setsockopt(2)` and
-//! `recvmsg(2)`. Neither std nor socket2 sets arbitrary socket options (ICMP6_FILTER) or
-//! hands back the control messages we need (hop limit, kernel timestamps, error queue).
-//! Everything that interprets the returned bytes lives in safe code (`cmsg.rs`).
+//! The only unsafe code of the ping engine: thin wrappers around `setsockopt(2)`,
+//! `recvmsg(2)` and tokio's `AsyncFd` registration. Neither std nor socket2 sets arbitrary
+//! socket options (ICMP6_FILTER) or hands back the control messages we need (hop limit,
+//! kernel timestamps, error queue). Everything that interprets the returned bytes lives in
+//! safe code (`cmsg.rs`).
 #![allow(unsafe_code)]
 
+use socket2::Socket;
 use std::io;
 use std::mem;
 use std::net::Ipv6Addr;
 use std::os::fd::{AsRawFd, BorrowedFd};
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+
+/// Registers a socket with the tokio reactor (which needs the caller to vouch for the
+/// descriptor). Callers must not swap the socket through `AsyncFd::get_mut`.
+pub(super) fn register(socket: Socket, interest: Interest) -> io::Result<AsyncFd<Socket>> {
+    // SAFETY: `Socket` owns its descriptor (an `OwnedFd`): it stays open and refers to the
+    // same socket until the `AsyncFd` drops it, and `as_raw_fd` always returns it. The only
+    // caller (`IcmpSocket`) reaches the socket through `get_ref` alone.
+    unsafe { AsyncFd::register_with_interest(socket, interest) }.map_err(io::Error::from)
+}
 
 /// Sets a socket option whose value is given as its raw bytes.
 pub(super) fn set_option(
@@ -66,7 +79,13 @@ pub(super) fn recv_msg(
     msg.msg_iov = &raw mut iov;
     msg.msg_iovlen = 1;
     msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = control.len().try_into().map_err(invalid)?;
+    // `msg_controllen` is `size_t` with glibc (a no-op conversion) and `socklen_t` with musl.
+    #[allow(clippy::useless_conversion)]
+    let controllen = control
+        .len()
+        .try_into()
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    msg.msg_controllen = controllen;
     // SAFETY: `fd` is open for the borrow; every pointer in `msg` refers to a live, exclusively
     // borrowed buffer (`name`, `iov` -> `data`, `control`) whose length is the one given, and
     // the kernel writes at most those lengths.
@@ -75,15 +94,17 @@ pub(super) fn recv_msg(
         return Err(io::Error::last_os_error());
     }
     let name_len = usize::try_from(msg.msg_namelen).unwrap_or(0);
+    #[allow(clippy::useless_conversion)] // see `controllen`
+    let control_len = usize::try_from(msg.msg_controllen)
+        .unwrap_or(0)
+        .min(control.len());
     let from = (name_len >= mem::size_of::<libc::sockaddr_in6>()
         && libc::c_int::from(name.sin6_family) == libc::AF_INET6)
         .then(|| Ipv6Addr::from(name.sin6_addr.s6_addr));
     Ok(RecvMeta {
         len: usize::try_from(received).unwrap_or(0).min(data.len()),
         from,
-        control_len: usize::try_from(msg.msg_controllen)
-            .unwrap_or(0)
-            .min(control.len()),
+        control_len,
         flags: msg.msg_flags,
     })
 }

@@ -1,0 +1,188 @@
+//! An ICMPv6 socket of either kind, nonblocking and registered with tokio.
+
+use super::cmsg::{self, Ancillary};
+use super::packet::{ECHO_REPLY, ERROR_TYPES};
+use super::sys;
+use sixmap_shared::IcmpSocketKind;
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use std::io;
+use std::net::{Ipv6Addr, SocketAddrV6};
+use std::os::fd::AsFd;
+use tokio::io::Interest;
+use tokio::io::unix::{AsyncFd, AsyncFdReadyGuard};
+
+/// `ICMP6_FILTER` (`<netinet/icmp6.h>`, `ICMPV6_FILTER` in `<linux/icmpv6.h>`); libc lacks it.
+const ICMP6_FILTER: libc::c_int = 1;
+
+/// Readiness we wait for: datagram sockets report ICMPv6 errors through the error queue,
+/// which signals EPOLLERR, not EPOLLIN.
+const INTEREST: Interest = Interest::READABLE.add(Interest::ERROR);
+
+/// Which queue of the socket to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Queue {
+    Normal,
+    Errors,
+}
+
+/// One datagram read from the socket.
+#[derive(Debug)]
+pub(super) struct Message<'a> {
+    /// Starts at the ICMPv6 header (error queue: at the quoted echo request).
+    pub payload: &'a [u8],
+    pub from: Option<Ipv6Addr>,
+    pub ancillary: Ancillary,
+}
+
+#[derive(Debug)]
+pub(super) struct IcmpSocket {
+    /// Only ever used through `get_ref` (see `sys::register`).
+    fd: AsyncFd<Socket>,
+    kind: IcmpSocketKind,
+    destination: SockAddr,
+}
+
+/// Opens and configures a socket of `kind`; any failure here means "this kind is not
+/// available", which is what decides the fallback from datagram to raw.
+pub(super) fn open(kind: IcmpSocketKind) -> io::Result<Socket> {
+    let ty = match kind {
+        IcmpSocketKind::Datagram => Type::DGRAM,
+        IcmpSocketKind::Raw => Type::RAW,
+    };
+    // socket2 sets close-on-exec.
+    let socket = Socket::new(Domain::IPV6, ty, Some(Protocol::ICMPV6))?;
+    socket.set_nonblocking(true)?;
+    set_flag(&socket, libc::IPPROTO_IPV6, libc::IPV6_RECVHOPLIMIT)?;
+    set_flag(&socket, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS)?;
+    match kind {
+        IcmpSocketKind::Datagram => set_flag(&socket, libc::IPPROTO_IPV6, libc::IPV6_RECVERR)?,
+        IcmpSocketKind::Raw => {
+            let filter = icmp6_filter(ERROR_TYPES.chain([ECHO_REPLY]));
+            sys::set_option(socket.as_fd(), libc::IPPROTO_ICMPV6, ICMP6_FILTER, &filter)?;
+        }
+    }
+    Ok(socket)
+}
+
+fn set_flag(socket: &Socket, level: libc::c_int, name: libc::c_int) -> io::Result<()> {
+    sys::set_option(socket.as_fd(), level, name, &1i32.to_ne_bytes())
+}
+
+/// The `struct icmp6_filter` bytes that pass only `types`. On Linux a set bit blocks the
+/// type, so everything else stays blocked and the raw socket is not woken by the host's
+/// neighbour discovery, router advertisements or our own echo requests.
+fn icmp6_filter(types: impl IntoIterator<Item = u8>) -> [u8; 32] {
+    let mut words = [u32::MAX; 8];
+    for kind in types {
+        if let Some(word) = words.get_mut(usize::from(kind >> 5)) {
+            *word &= !(1u32 << (kind & 31));
+        }
+    }
+    let mut bytes = [0u8; 32];
+    for (chunk, word) in bytes.chunks_exact_mut(4).zip(words) {
+        chunk.copy_from_slice(&word.to_ne_bytes());
+    }
+    bytes
+}
+
+impl IcmpSocket {
+    /// Registers an opened socket with tokio. A datagram socket is connected, so the kernel
+    /// addresses our requests and reports errors for them. A raw socket stays unconnected:
+    /// connected raw ICMPv6 sockets only receive packets *from* the destination, which would
+    /// drop the errors routers on the path send us (and hard errors would fail later calls).
+    ///
+    /// Connecting fails like a send would (e.g. `ENETUNREACH`), so the error says so.
+    pub(super) fn new(
+        socket: Socket,
+        kind: IcmpSocketKind,
+        destination: Ipv6Addr,
+    ) -> Result<Self, ConnectError> {
+        let destination = SockAddr::from(SocketAddrV6::new(destination, 0, 0, 0));
+        if kind == IcmpSocketKind::Datagram {
+            socket
+                .connect(&destination)
+                .map_err(ConnectError::Connect)?;
+        }
+        let fd = sys::register(socket, INTEREST).map_err(ConnectError::Register)?;
+        Ok(Self {
+            fd,
+            kind,
+            destination,
+        })
+    }
+
+    pub(super) fn kind(&self) -> IcmpSocketKind {
+        self.kind
+    }
+
+    pub(super) async fn ready(&self) -> io::Result<AsyncFdReadyGuard<'_, Socket>> {
+        self.fd.ready(INTEREST).await
+    }
+
+    /// Sends one packet without waiting; a full send buffer is reported as `WouldBlock`.
+    pub(super) fn send(&self, packet: &[u8]) -> io::Result<()> {
+        let socket = self.fd.get_ref();
+        let written = match self.kind {
+            IcmpSocketKind::Datagram => socket.send(packet)?,
+            IcmpSocketKind::Raw => socket.send_to(packet, &self.destination)?,
+        };
+        if written == packet.len() {
+            Ok(())
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "echo request sent partially",
+            ))
+        }
+    }
+
+    /// Reads one datagram without waiting.
+    pub(super) fn recv<'a>(
+        &self,
+        data: &'a mut [u8],
+        control: &mut [u8],
+        queue: Queue,
+    ) -> io::Result<Message<'a>> {
+        let flags = match queue {
+            Queue::Normal => 0,
+            Queue::Errors => libc::MSG_ERRQUEUE,
+        };
+        let meta = sys::recv_msg(self.fd.get_ref().as_fd(), data, control, flags)?;
+        if meta.flags & libc::MSG_CTRUNC != 0 {
+            tracing::debug!("ICMPv6 control messages truncated");
+        }
+        let data: &'a [u8] = data;
+        Ok(Message {
+            payload: data.get(..meta.len).unwrap_or(data),
+            from: meta.from,
+            ancillary: cmsg::parse(control.get(..meta.control_len).unwrap_or_default()),
+        })
+    }
+}
+
+/// Why [`IcmpSocket::new`] failed.
+#[derive(Debug)]
+pub(super) enum ConnectError {
+    Connect(io::Error),
+    Register(io::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn blocks(filter: &[u8; 32], kind: u8) -> bool {
+        let word = usize::from(kind >> 5) * 4;
+        let word = u32::from_ne_bytes(filter[word..word + 4].try_into().unwrap());
+        word & (1 << (kind & 31)) != 0
+    }
+
+    #[test]
+    fn filter_passes_only_replies_and_errors() {
+        let filter = icmp6_filter(ERROR_TYPES.chain([ECHO_REPLY]));
+        for kind in 0..=255u8 {
+            let pass = matches!(kind, 1..=4 | 129);
+            assert_eq!(blocks(&filter, kind), !pass, "type {kind}");
+        }
+    }
+}
