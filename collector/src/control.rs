@@ -28,12 +28,6 @@ pub struct ControlService {
     settings: Arc<Settings>,
 }
 
-impl std::fmt::Debug for dyn Store {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Store")
-    }
-}
-
 fn internal(e: StoreError) -> Status {
     warn!(error = %e, "store failure");
     Status::unavailable(format!("collector storage unavailable: {e}"))

@@ -42,6 +42,11 @@ impl Process {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Waits up to `timeout` for the process to exit by itself.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        wait_for(timeout, || self.child.try_wait().ok().flatten())
+    }
+
     /// Kills without warning, like a power cut or `kill -9`.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

@@ -113,3 +113,41 @@ fn probe_pings_loopback_and_the_result_survives_a_collector_restart() {
     assert_eq!(dashboard.0, 200);
     assert!(dashboard.1.contains("sixmap collector"));
 }
+
+#[test]
+fn a_probe_unknown_to_the_collector_stops_with_a_clear_message() {
+    let work = tempfile::tempdir().unwrap();
+    let collector = Collector::start(
+        &work.path().join("collector-data"),
+        &["--enroll-token", TOKEN],
+    );
+    let state = work.path().join("probe-state");
+    std::fs::create_dir_all(&state).unwrap();
+    // An identity from some other collector (or one whose store was wiped).
+    std::fs::write(
+        state.join("identity.toml"),
+        format!(
+            "probe_id = \"00000000deadbeef\"\nprobe_secret = \"{}\"\ncollector = \"http://{}\"\n",
+            "ab".repeat(32),
+            collector.grpc
+        ),
+    )
+    .unwrap();
+    let config = work.path().join("probe.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "collector = \"http://{}\"\nstate_dir = {state:?}\n",
+            collector.grpc
+        ),
+    )
+    .unwrap();
+    let mut probe = start_probe(&config);
+    let status = probe
+        .wait_exit(Duration::from_secs(20))
+        .unwrap_or_else(|| panic!("probe kept running:\n{}", probe.log()));
+    assert!(!status.success());
+    let log = probe.log();
+    assert!(log.contains("unknown probe 00000000deadbeef"), "{log}");
+    assert!(!log.contains("panicked"), "{log}");
+}

@@ -50,7 +50,7 @@ pub struct ResultQuery {
     pub limit: usize,
 }
 
-pub trait Store: Send + Sync + 'static {
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Registers a newly enrolled probe; fails if the id exists.
     fn create_probe(&self, probe: &ProbeRecord) -> Result<(), StoreError>;
     /// Replaces an existing probe's record (last seen, version...).

@@ -1,8 +1,10 @@
 //! The embedded store: one sled directory, no server.
 //!
 //! Layout (one tree each): `probes` id → JSON record; `tasks` definition → task id;
-//! `assignments` probe id ‖ task id → (); `results` probe id ‖ boot epoch ‖ sequence → JSON.
+//! `assignments` probe id ‖ task id → (); `results` probe id ‖ boot epoch ‖ sequence → JSON;
+//! `results_by_time` start time ‖ result key → () (the newest results across probes).
 //! Result keys sort by probe, then time of production, so per-probe scans are prefix scans.
+//! A result and its time-index entry are written in one transaction.
 //! Values start with a format byte so the encoding can change without a migration of old data.
 
 use super::{Inserted, ProbeRecord, ResultQuery, Store, StoreError};
@@ -21,6 +23,7 @@ pub struct SledStore {
     tasks: sled::Tree,
     assignments: sled::Tree,
     results: sled::Tree,
+    results_by_time: sled::Tree,
 }
 
 fn backend(e: sled::Error) -> StoreError {
@@ -55,6 +58,15 @@ fn result_key(key: &ResultKey) -> Vec<u8> {
     bytes
 }
 
+/// Start time made to sort as unsigned big-endian bytes (sign bit flipped), then the result key.
+fn time_key(result: &MeasurementResult) -> Vec<u8> {
+    let mut bytes = ((result.started_at.0 as u64) ^ (1 << 63))
+        .to_be_bytes()
+        .to_vec();
+    bytes.extend_from_slice(&result_key(&result.key));
+    bytes
+}
+
 fn assignment_key(probe: &ProbeId, task: TaskId) -> Vec<u8> {
     let mut bytes = probe.as_str().as_bytes().to_vec();
     bytes.extend_from_slice(&task.get().to_be_bytes());
@@ -72,6 +84,7 @@ impl SledStore {
             tasks: tree("tasks")?,
             assignments: tree("assignments")?,
             results: tree("results")?,
+            results_by_time: tree("results_by_time")?,
             db,
         })
     }
@@ -162,45 +175,59 @@ impl Store for SledStore {
     }
 
     fn insert_results(&self, results: &[MeasurementResult]) -> Result<Vec<Inserted>, StoreError> {
-        results
+        use sled::Transactional;
+        use sled::transaction::{ConflictableTransactionError, TransactionError};
+        let encoded = results
             .iter()
-            .map(|result| {
-                let swapped = self
-                    .results
-                    .compare_and_swap(
-                        result_key(&result.key),
-                        None as Option<&[u8]>,
-                        Some(encode(result)?),
-                    )
-                    .map_err(backend)?;
-                Ok(if swapped.is_ok() {
-                    Inserted::New
-                } else {
-                    Inserted::Duplicate
-                })
+            .map(|r| Ok((result_key(&r.key), time_key(r), encode(r)?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        (&self.results, &self.results_by_time)
+            .transaction(|(results, by_time)| {
+                let mut outcome = Vec::with_capacity(encoded.len());
+                for (key, time, value) in &encoded {
+                    if results.get(key)?.is_some() {
+                        outcome.push(Inserted::Duplicate);
+                    } else {
+                        results.insert(key.as_slice(), value.as_slice())?;
+                        by_time.insert(time.as_slice(), &[])?;
+                        outcome.push(Inserted::New);
+                    }
+                }
+                Ok::<_, ConflictableTransactionError<()>>(outcome)
             })
-            .collect()
+            .map_err(|e: TransactionError<()>| StoreError::Backend(format!("{e:?}")))
     }
 
     fn results(&self, query: &ResultQuery) -> Result<Vec<MeasurementResult>, StoreError> {
-        let scan = match &query.probe {
-            Some(probe) => self.results.scan_prefix(probe.as_str()),
-            None => self.results.iter(),
+        let read = |key: &[u8]| -> Result<Option<MeasurementResult>, StoreError> {
+            self.results
+                .get(key)
+                .map_err(backend)?
+                .map(|value| decode(key, &value))
+                .transpose()
         };
-        let mut out: Vec<MeasurementResult> = Vec::new();
-        if query.probe.is_some() {
-            for entry in scan.rev().take(query.limit) {
-                let (key, value) = entry.map_err(backend)?;
-                out.push(decode(&key, &value)?);
+        let mut out = Vec::new();
+        match &query.probe {
+            Some(probe) => {
+                for entry in self
+                    .results
+                    .scan_prefix(probe.as_str())
+                    .rev()
+                    .take(query.limit)
+                {
+                    let (key, value) = entry.map_err(backend)?;
+                    out.push(decode(&key, &value)?);
+                }
             }
-        } else {
-            // Across probes, keys are not in time order: read all, keep the newest.
-            for entry in scan {
-                let (key, value) = entry.map_err(backend)?;
-                out.push(decode(&key, &value)?);
+            None => {
+                for entry in self.results_by_time.iter().rev().take(query.limit) {
+                    let (time_key, _) = entry.map_err(backend)?;
+                    // The result key follows the 8-byte time prefix.
+                    if let Some(result) = read(time_key.get(8..).unwrap_or_default())? {
+                        out.push(result);
+                    }
+                }
             }
-            out.sort_by_key(|r| std::cmp::Reverse(r.started_at));
-            out.truncate(query.limit);
         }
         Ok(out)
     }
