@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 use sixmap_shared::config::{ConfigError, load_toml};
-use sixmap_shared::measurement::{Family, MeasurementSpec, PingSpec, SpecKind, Target};
+use sixmap_shared::measurement::{MeasurementSpec, PingSpec, SpecKind, Target};
 use sixmap_shared::session::MIN_TASK_INTERVAL;
 use sixmap_shared::version::Version;
 use std::net::SocketAddr;
@@ -130,18 +130,11 @@ impl CollectorConfig {
             .targets
             .iter()
             .map(|text| {
-                let target = match text.parse() {
-                    Ok(address) => Target::Address(address),
-                    Err(_) => Target::hostname(text)
-                        .map_err(|e| invalid("default_ping.targets", e.to_string()))?,
-                };
-                let family = match target {
-                    Target::Address(a) => Family::of(a),
-                    Target::Hostname(_) => Family::V6,
-                };
+                let target = Target::parse(text)
+                    .map_err(|e| invalid("default_ping.targets", e.to_string()))?;
                 let spec = MeasurementSpec::new(
-                    target,
-                    family,
+                    target.clone(),
+                    target.default_family(),
                     Duration::from_millis(ping.timeout_ms),
                     SpecKind::Ping(ping_spec),
                 )

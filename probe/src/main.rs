@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand};
 use sixmap_probe::config::ProbeConfig;
 use sixmap_probe::engine::Engine;
 use sixmap_probe::ping::SocketPreference;
-use sixmap_shared::measurement::{Family, MeasurementSpec, Outcome, PingSpec, SpecKind, Target};
+use sixmap_shared::measurement::{MeasurementSpec, Outcome, PingSpec, SpecKind, Target};
 use sixmap_shared::{TargetPolicy, TaskId};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -142,17 +142,10 @@ async fn measure(kind: MeasureKind) -> anyhow::Result<()> {
         lab_mode,
         json,
     } = kind;
-    let target = match target.parse() {
-        Ok(address) => Target::Address(address),
-        Err(_) => Target::hostname(&target)?,
-    };
-    let family = match target {
-        Target::Address(a) => Family::of(a),
-        Target::Hostname(_) => Family::V6,
-    };
+    let target = Target::parse(&target)?;
     let spec = MeasurementSpec::new(
-        target,
-        family,
+        target.clone(),
+        target.default_family(),
         Duration::from_millis(timeout_ms),
         SpecKind::Ping(PingSpec::new(count, interval_ms, size)?),
     )?;

@@ -105,6 +105,23 @@ pub enum Target {
 }
 
 impl Target {
+    /// An IP address literal, or else a host name.
+    pub fn parse(text: &str) -> Result<Self, SpecError> {
+        match text.parse() {
+            Ok(address) => Ok(Self::Address(address)),
+            Err(_) => Self::hostname(text),
+        }
+    }
+
+    /// The family a measurement of this target uses unless told otherwise: the literal's
+    /// own, and IPv6 for names.
+    pub fn default_family(&self) -> Family {
+        match self {
+            Self::Address(address) => Family::of(*address),
+            Self::Hostname(_) => Family::V6,
+        }
+    }
+
     pub fn hostname(name: &str) -> Result<Self, SpecError> {
         let name = name.strip_suffix('.').unwrap_or(name);
         let labels_ok = !name.is_empty()
