@@ -177,13 +177,33 @@ struct Probe {
     produced: mpsc::Receiver<Produced>,
 }
 
+/// Batches sent but not yet acked on one connection. Bounded so the probe never floods a
+/// collector that is slow to ack, and keeps reading acks while it uploads a backlog.
+const MAX_BATCHES_IN_FLIGHT: usize = 8;
+
 /// Per-connection state.
 #[derive(Debug)]
 struct Connection {
     out: mpsc::Sender<v1::ProbeMessage>,
-    in_flight: BTreeSet<u64>,
+    /// Sequence numbers of each unacked batch, by batch id.
+    in_flight: BTreeMap<u64, Vec<u64>>,
+    /// The same sequence numbers, for quick lookup.
+    in_flight_sequences: BTreeSet<u64>,
     next_batch: u64,
     max_batch: usize,
+}
+
+impl Connection {
+    fn sent(&mut self, batch_id: u64, sequences: Vec<u64>) {
+        self.in_flight_sequences.extend(sequences.iter().copied());
+        self.in_flight.insert(batch_id, sequences);
+    }
+
+    fn acked(&mut self, batch_id: u64) {
+        for sequence in self.in_flight.remove(&batch_id).unwrap_or_default() {
+            self.in_flight_sequences.remove(&sequence);
+        }
+    }
 }
 
 impl Probe {
@@ -311,7 +331,8 @@ impl Probe {
         );
         let mut connection = Connection {
             out,
-            in_flight: BTreeSet::new(),
+            in_flight: BTreeMap::new(),
+            in_flight_sequences: BTreeSet::new(),
             next_batch: 1,
             max_batch: welcome.max_batch_results.clamp(1, MAX_BATCH_RESULTS),
         };
@@ -323,7 +344,12 @@ impl Probe {
         loop {
             tokio::select! {
                 message = inbound.message() => match message {
-                    Ok(Some(message)) => self.handle(message, &mut connection),
+                    Ok(Some(message)) => {
+                        self.handle(message, &mut connection);
+                        if let Err(end) = self.send_pending(&mut connection).await {
+                            return end;
+                        }
+                    }
                     Ok(None) => return End::Retry("collector closed the session".into()),
                     Err(status) => return classify("session", status),
                 },
@@ -346,28 +372,33 @@ impl Probe {
         }
     }
 
-    /// Sends every pending result that is not already on its way, in batches.
+    /// Sends pending results that are not already on their way, in batches, while the
+    /// in-flight window has room.
     async fn send_pending(&self, connection: &mut Connection) -> Result<(), End> {
+        let room = MAX_BATCHES_IN_FLIGHT.saturating_sub(connection.in_flight.len());
+        if room == 0 {
+            return Ok(());
+        }
         let unsent: Vec<&MeasurementResult> = self
             .pending
             .iter()
-            .filter(|(sequence, _)| !connection.in_flight.contains(sequence))
+            .filter(|(sequence, _)| !connection.in_flight_sequences.contains(sequence))
             .map(|(_, result)| result)
+            .take(room * connection.max_batch)
             .collect();
         for chunk in unsent.chunks(connection.max_batch) {
+            let batch_id = connection.next_batch;
+            connection.next_batch += 1;
             let batch = v1::ResultBatch {
-                batch_id: connection.next_batch,
+                batch_id,
                 results: chunk.iter().map(|r| encode::result(r)).collect(),
             };
-            connection.next_batch += 1;
             connection
                 .out
                 .send(probe_message(probe_message::Kind::Results(batch)))
                 .await
                 .map_err(|_| End::Retry("session stream closed".into()))?;
-            connection
-                .in_flight
-                .extend(chunk.iter().map(|r| r.key.sequence));
+            connection.sent(batch_id, chunk.iter().map(|r| r.key.sequence).collect());
         }
         Ok(())
     }
@@ -389,14 +420,15 @@ impl Probe {
                     let ours = |key: &ResultKey| {
                         key.probe_id == self.identity.probe_id && key.boot_epoch == self.boot_epoch
                     };
+                    // Results of the batch that the ack names neither way stay pending and
+                    // are sent again.
+                    connection.acked(ack.batch_id);
                     for key in ack.stored.iter().filter(|k| ours(k)) {
                         self.pending.remove(&key.sequence);
-                        connection.in_flight.remove(&key.sequence);
                     }
                     for rejection in ack.rejected.iter().filter(|r| ours(&r.key)) {
                         error!(key = %rejection.key, reason = %rejection.reason, "collector rejected a result; dropping it");
                         self.pending.remove(&rejection.key.sequence);
-                        connection.in_flight.remove(&rejection.key.sequence);
                     }
                     debug!(
                         batch = ack.batch_id,

@@ -91,18 +91,14 @@ pub struct Collector {
 }
 
 impl Collector {
-    /// Starts `sixmap-collector serve` on ephemeral loopback ports with `data_dir`.
+    /// Starts `sixmap-collector serve` on ephemeral loopback ports (unless `extra` names a
+    /// `--grpc-listen`) with `data_dir`.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Self {
         let data = data_dir.to_str().expect("utf-8 path");
-        let mut args = vec![
-            "serve",
-            "--data-dir",
-            data,
-            "--grpc-listen",
-            "[::1]:0",
-            "--http-listen",
-            "[::1]:0",
-        ];
+        let mut args = vec!["serve", "--data-dir", data, "--http-listen", "[::1]:0"];
+        if !extra.contains(&"--grpc-listen") {
+            args.extend_from_slice(&["--grpc-listen", "[::1]:0"]);
+        }
         args.extend_from_slice(extra);
         let log_dir = data_dir.parent().unwrap_or(data_dir);
         let (process, stdout) = spawn("sixmap-collector", &args, log_dir);

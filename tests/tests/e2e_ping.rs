@@ -151,3 +151,83 @@ fn a_probe_unknown_to_the_collector_stops_with_a_clear_message() {
     assert!(log.contains("unknown probe 00000000deadbeef"), "{log}");
     assert!(!log.contains("panicked"), "{log}");
 }
+
+#[test]
+fn results_produced_while_the_collector_is_down_arrive_once_and_none_is_lost() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("collector-data");
+    let args = [
+        "--enroll-token",
+        TOKEN,
+        "--ping-target",
+        "::1",
+        "--ping-every-s",
+        "1",
+    ];
+    let mut collector = Collector::start(&data, &args);
+    let grpc = collector.grpc;
+    let config = work.path().join("probe.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "collector = \"http://{grpc}\"\nstate_dir = {:?}\nenrollment_token = \"{TOKEN}\"\nlab_mode = true\n",
+            work.path().join("probe-state")
+        ),
+    )
+    .unwrap();
+    let probe = start_probe(&config);
+    let stored = |c: &Collector| {
+        c.get_json("/api/v1/results?limit=10000")["count"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    wait_for(Duration::from_secs(20), || {
+        (stored(&collector) >= 2).then_some(())
+    })
+    .unwrap_or_else(|| panic!("no results before the outage:\n{}", probe.log()));
+
+    collector.process.kill();
+    std::thread::sleep(Duration::from_secs(4));
+    let listen = grpc.to_string();
+    let mut restart_args = args.to_vec();
+    restart_args.extend_from_slice(&["--grpc-listen", &listen]);
+    let collector = Collector::start(&data, &restart_args);
+
+    let outage_over = unix_now_us();
+    // Wait until a result started after the restart is stored: everything before it has been
+    // uploaded too, since the probe sends pending results in sequence order.
+    wait_for(Duration::from_secs(40), || {
+        let body = collector.get_json("/api/v1/results?limit=1");
+        (body["results"][0]["started_at"].as_i64()? > outage_over).then_some(())
+    })
+    .unwrap_or_else(|| panic!("probe did not come back:\n{}", probe.log()));
+
+    let body = collector.get_json("/api/v1/results?limit=10000");
+    let mut sequences: Vec<u64> = body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            assert_eq!(r["key"]["boot_epoch"], 1);
+            r["key"]["sequence"].as_u64().unwrap()
+        })
+        .collect();
+    sequences.sort_unstable();
+    let expected: Vec<u64> = (1..=*sequences.last().unwrap()).collect();
+    assert_eq!(
+        sequences, expected,
+        "results lost or duplicated across the outage"
+    );
+    assert!(
+        sequences.len() >= 6,
+        "the outage should have produced results: {sequences:?}"
+    );
+}
+
+/// Wall clock in Unix microseconds, as results carry it.
+fn unix_now_us() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    i64::try_from(now.as_micros()).unwrap()
+}
