@@ -22,4 +22,4 @@ trap 'kill $collector 2>/dev/null; wait' EXIT INT TERM
 # The probe retries with backoff until the collector listens, so no wait is needed here.
 echo "dashboard: http://$http/   results: http://$http/api/v1/results"
 ./target/release/sixmap-probe run \
-  --collector "http://$grpc" --state-dir "$data/probe" --enrollment-token "$token" --lab-mode
+  --collector "http://$grpc" --state-dir "$data/probe" --enrollment-token "$token" --hostname local-demo --lab-mode

@@ -44,6 +44,9 @@ struct RunArgs {
     state_dir: Option<PathBuf>,
     #[arg(long)]
     enrollment_token: Option<String>,
+    /// Name shown in the collector's dashboard.
+    #[arg(long)]
+    hostname: Option<String>,
     /// Allow loopback, ULA, documentation and private targets.
     #[arg(long)]
     lab_mode: bool,
@@ -118,6 +121,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     if let Some(token) = args.enrollment_token {
         config.enrollment_token = Some(token);
+    }
+    if let Some(hostname) = args.hostname {
+        config.hostname = hostname;
     }
     config.lab_mode |= args.lab_mode;
     let settings = config.validate(args.config.as_deref())?;

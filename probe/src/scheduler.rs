@@ -101,3 +101,78 @@ async fn run_task(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ping::SocketPreference;
+    use sixmap_shared::TargetPolicy;
+    use sixmap_shared::measurement::{
+        ErrorClass, Family, MeasurementSpec, Outcome, PingSpec, SpecKind, Target,
+    };
+    use std::time::Duration;
+
+    fn assignment(task: u64, every: Option<u64>) -> Assignment {
+        Assignment {
+            task_id: TaskId::new(task).unwrap(),
+            // Refused by the default policy before any packet: fast and needs no privileges.
+            spec: MeasurementSpec::new(
+                Target::Address("::1".parse().unwrap()),
+                Family::V6,
+                Duration::from_secs(1),
+                SpecKind::Ping(PingSpec::new(1, 0, 0).unwrap()),
+            )
+            .unwrap(),
+            interval: every.map(Duration::from_secs),
+            not_before: None,
+        }
+    }
+
+    fn scheduler() -> (Scheduler, mpsc::Receiver<Produced>) {
+        let (tx, rx) = mpsc::channel(16);
+        let engine = Engine {
+            policy: TargetPolicy::default(),
+            icmp_socket: SocketPreference::Auto,
+        };
+        (Scheduler::new(engine, tx), rx)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn periodic_tasks_repeat_until_cancelled() {
+        let (mut scheduler, mut rx) = scheduler();
+        scheduler.assign(assignment(7, Some(60)));
+        for _ in 0..3 {
+            let produced = rx.recv().await.unwrap();
+            assert_eq!(produced.task_id.get(), 7);
+            assert!(
+                matches!(&produced.outcome, Outcome::Failed(e) if e.class == ErrorClass::Policy)
+            );
+        }
+        scheduler.cancel(TaskId::new(7).unwrap(), "test");
+        let more = tokio::time::timeout(Duration::from_secs(600), rx.recv()).await;
+        assert!(more.is_err(), "a cancelled task produced {more:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_shot_tasks_run_once_and_reassigning_does_not_restart() {
+        let (mut scheduler, mut rx) = scheduler();
+        scheduler.assign(assignment(1, None));
+        scheduler.assign(assignment(2, Some(3600)));
+        let mut seen = vec![
+            rx.recv().await.unwrap().task_id.get(),
+            rx.recv().await.unwrap().task_id.get(),
+        ];
+        seen.sort_unstable();
+        assert_eq!(seen, vec![1, 2]);
+        // The collector re-sends assignments on reconnect: an unchanged periodic task must not
+        // run again before its interval.
+        scheduler.assign(assignment(2, Some(3600)));
+        let early = tokio::time::timeout(Duration::from_secs(1800), rx.recv()).await;
+        assert!(
+            early.is_err(),
+            "re-assignment restarted the task: {early:?}"
+        );
+        let next = rx.recv().await.unwrap();
+        assert_eq!(next.task_id.get(), 2);
+    }
+}
