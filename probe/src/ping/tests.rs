@@ -233,6 +233,13 @@ fn spec(count: u32, interval_ms: u32) -> PingSpec {
     PingSpec::new(count, interval_ms, 0).unwrap()
 }
 
+/// Three quick echoes to ::1, which must succeed.
+async fn ping_loopback(preference: SocketPreference) -> PingResult {
+    ping(loopback(), &spec(3, 20), Duration::from_secs(2), preference)
+        .await
+        .unwrap()
+}
+
 fn assert_loopback_result(result: &PingResult, kind: IcmpSocketKind) {
     assert_eq!(result.validate(), Ok(()));
     assert_eq!(result.socket_kind, kind);
@@ -256,14 +263,7 @@ fn assert_loopback_result(result: &PingResult, kind: IcmpSocketKind) {
 
 #[tokio::test]
 async fn raw_ping_to_loopback() {
-    let result = ping(
-        loopback(),
-        &spec(3, 20),
-        Duration::from_secs(2),
-        SocketPreference::Raw,
-    )
-    .await
-    .unwrap();
+    let result = ping_loopback(SocketPreference::Raw).await;
     assert_loopback_result(&result, IcmpSocketKind::Raw);
 }
 
@@ -301,23 +301,9 @@ impl Drop for PingGroupRange {
 #[tokio::test]
 async fn datagram_and_auto_follow_ping_group_range() {
     let range = PingGroupRange::set("0 2147483647");
-    let datagram = ping(
-        loopback(),
-        &spec(3, 20),
-        Duration::from_secs(2),
-        SocketPreference::Datagram,
-    )
-    .await
-    .unwrap();
+    let datagram = ping_loopback(SocketPreference::Datagram).await;
     assert_loopback_result(&datagram, IcmpSocketKind::Datagram);
-    let auto = ping(
-        loopback(),
-        &spec(3, 20),
-        Duration::from_secs(2),
-        SocketPreference::Auto,
-    )
-    .await
-    .unwrap();
+    let auto = ping_loopback(SocketPreference::Auto).await;
     assert_loopback_result(&auto, IcmpSocketKind::Datagram);
     assert_unroutable_is_handled(SocketPreference::Datagram).await;
 
@@ -342,14 +328,7 @@ async fn datagram_and_auto_follow_ping_group_range() {
         "{err:?}"
     );
     assert!(err.to_string().contains("ping_group_range"), "{err}");
-    let auto = ping(
-        loopback(),
-        &spec(3, 20),
-        Duration::from_secs(2),
-        SocketPreference::Auto,
-    )
-    .await
-    .unwrap();
+    let auto = ping_loopback(SocketPreference::Auto).await;
     assert_loopback_result(&auto, IcmpSocketKind::Raw);
 }
 
