@@ -33,14 +33,10 @@ fn internal(e: StoreError) -> Status {
     Status::unavailable(format!("collector storage unavailable: {e}"))
 }
 
-/// Runs blocking store work off the async workers.
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, Status> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| Status::internal(format!("store task failed: {e}")))?
-        .map_err(internal)
+    crate::store::run_blocking(work).await.map_err(internal)
 }
 
 impl ControlService {

@@ -43,9 +43,8 @@ impl IntoResponse for ApiError {
 async fn run_blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(work)
+    crate::store::run_blocking(work)
         .await
-        .map_err(|e| ApiError::Store(StoreError::Backend(e.to_string())))?
         .map_err(ApiError::Store)
 }
 

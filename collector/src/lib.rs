@@ -18,8 +18,7 @@ use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 use tracing::info;
 
-/// gRPC message size limit, both directions. A full result batch stays well below it.
-pub const MAX_GRPC_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+use sixmap_shared::session::MAX_MESSAGE_BYTES;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -66,8 +65,8 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let http_addr = local(&http_listener, "HTTP", settings.http_listen)?;
 
     let service = ProbeControlServer::new(ControlService::new(store.clone(), Arc::new(settings)))
-        .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES);
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let grpc = tokio::spawn(
         tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))

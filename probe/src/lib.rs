@@ -1,6 +1,7 @@
 //! sixmap probe: measures IPv6 and reports to a collector over one outbound gRPC session.
 
 pub mod backoff;
+pub mod batching;
 pub mod clock;
 pub mod config;
 pub mod engine;

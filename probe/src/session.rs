@@ -2,6 +2,7 @@
 //! results, apply assignments, and resend whatever the collector has not acknowledged.
 
 use crate::backoff::{Backoff, random_unit};
+use crate::batching;
 use crate::config::Settings;
 use crate::engine::{Engine, Produced, local_addresses};
 use crate::identity::{self, Identity, StateError};
@@ -10,7 +11,7 @@ use sixmap_proto::v1::probe_control_client::ProbeControlClient;
 use sixmap_proto::v1::{collector_message, probe_message};
 use sixmap_proto::{decode, encode, v1};
 use sixmap_shared::measurement::{ClockInfo, MeasurementKind, MeasurementResult};
-use sixmap_shared::session::{Hello, MAX_BATCH_RESULTS};
+use sixmap_shared::session::{Hello, MAX_BATCH_RESULTS, MAX_MESSAGE_BYTES};
 use sixmap_shared::version::{SOFTWARE_VERSION, Version};
 use sixmap_shared::{BootEpoch, ResultKey, UnixMicros};
 use std::collections::{BTreeMap, BTreeSet};
@@ -26,8 +27,6 @@ pub const MAX_PENDING_RESULTS: usize = 10_000;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const BACKOFF_BASE: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(120);
-/// Collector message size limit (matches the collector's).
-const MAX_GRPC_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
@@ -78,8 +77,8 @@ async fn connect(collector: &str) -> Result<ProbeControlClient<Channel>, End> {
         .await
         .map_err(|e| End::Retry(format!("cannot reach collector {collector}: {e}")))?;
     Ok(ProbeControlClient::new(channel)
-        .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES))
 }
 
 /// Loads the identity, enrolling first if there is none. Retries while the collector is away.
@@ -379,26 +378,28 @@ impl Probe {
         if room == 0 {
             return Ok(());
         }
-        let unsent: Vec<&MeasurementResult> = self
+        let unsent = self
             .pending
             .iter()
             .filter(|(sequence, _)| !connection.in_flight_sequences.contains(sequence))
-            .map(|(_, result)| result)
+            .map(|(_, result)| encode::result(result))
             .take(room * connection.max_batch)
             .collect();
-        for chunk in unsent.chunks(connection.max_batch) {
+        let batches = batching::split(unsent, connection.max_batch, batching::BATCH_BYTE_BUDGET);
+        for results in batches.into_iter().take(room) {
             let batch_id = connection.next_batch;
             connection.next_batch += 1;
-            let batch = v1::ResultBatch {
-                batch_id,
-                results: chunk.iter().map(|r| encode::result(r)).collect(),
-            };
+            let sequences = results
+                .iter()
+                .filter_map(|r| r.key.as_ref().map(|k| k.sequence))
+                .collect();
+            let batch = v1::ResultBatch { batch_id, results };
             connection
                 .out
                 .send(probe_message(probe_message::Kind::Results(batch)))
                 .await
                 .map_err(|_| End::Retry("session stream closed".into()))?;
-            connection.sent(batch_id, chunk.iter().map(|r| r.key.sequence).collect());
+            connection.sent(batch_id, sequences);
         }
         Ok(())
     }

@@ -402,6 +402,45 @@ mod tests {
     }
 
     #[test]
+    fn the_largest_valid_result_is_small_next_to_the_message_limit() {
+        use prost::Message;
+        use sixmap_shared::session::MAX_MESSAGE_BYTES;
+        let far: IpAddr = "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff".parse().unwrap();
+        let mut largest = sample_result();
+        largest.source = Some(far);
+        largest.destination = Some(far);
+        largest.software_version = "9".repeat(64);
+        largest.outcome = Outcome::Ping(PingResult {
+            sent: 64,
+            received: 64,
+            replies: (0..64)
+                .map(|sequence| PingReply {
+                    sequence,
+                    rtt_ns: u64::MAX,
+                    hop_limit: Some(255),
+                    duplicate: false,
+                    from: far,
+                })
+                .collect(),
+            timestamp_source: TimestampSource::Kernel,
+            socket_kind: IcmpSocketKind::Raw,
+            errors: (0..256)
+                .map(|_| IcmpError {
+                    icmp_type: 255,
+                    icmp_code: 255,
+                    from: far,
+                    mtu: Some(u32::MAX),
+                })
+                .collect(),
+        });
+        assert_eq!(largest.validate(), Ok(()));
+        // Probes split batches by size as well as count; this bound keeps even
+        // size-limited batches large.
+        let len = encode::result(&largest).encoded_len();
+        assert!(len < MAX_MESSAGE_BYTES / 64, "{len} bytes");
+    }
+
+    #[test]
     fn results_round_trip() {
         let domain = sample_result();
         assert_eq!(result(&encode::result(&domain)).unwrap(), domain);

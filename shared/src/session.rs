@@ -9,6 +9,9 @@ use std::time::Duration;
 
 /// Upper bound on how many results one batch may carry; both sides use this constant.
 pub const MAX_BATCH_RESULTS: usize = 256;
+/// gRPC message size limit, both directions, on both sides. A full result batch stays well
+/// below it.
+pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 /// Upper bound on addresses a probe may list in its hello.
 pub const MAX_LOCAL_ADDRESSES: usize = 64;
 

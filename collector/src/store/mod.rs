@@ -50,6 +50,15 @@ pub struct ResultQuery {
     pub limit: usize,
 }
 
+/// Runs store work on a blocking thread, so async workers never wait on disk I/O.
+pub async fn run_blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
+}
+
 pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Registers a newly enrolled probe; fails if the id exists.
     fn create_probe(&self, probe: &ProbeRecord) -> Result<(), StoreError>;
