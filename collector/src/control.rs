@@ -2,7 +2,8 @@
 
 use crate::config::Settings;
 use crate::ingest::ingest_batch;
-use crate::store::{ProbeRecord, Store, StoreError};
+use crate::store::{ProbeRecord, Store, StoreError, TagEvent};
+use crate::tags::{self, TagInputs};
 use sixmap_proto::v1::probe_control_server::ProbeControl;
 use sixmap_proto::v1::{collector_message, probe_message};
 use sixmap_proto::{decode, encode, v1};
@@ -78,16 +79,14 @@ impl ControlService {
                 hello.software_version, self.settings.min_probe_version
             )));
         }
-        let updated = ProbeRecord {
-            last_seen: Some(UnixMicros::now()),
-            software_version: Some(hello.software_version.to_string()),
-            boot_epoch: Some(hello.boot_epoch),
-            local_addresses: hello.local_addresses.clone(),
-            ..record
-        };
-        let store = self.store.clone();
-        let to_store = updated.clone();
-        blocking(move || store.update_probe(&to_store)).await?;
+        let version = hello.software_version.to_string();
+        let (boot_epoch, addresses) = (hello.boot_epoch, hello.local_addresses.clone());
+        let (updated, _) = update_probe(&self.store, &record.id, move |r| {
+            r.software_version = Some(version);
+            r.boot_epoch = Some(boot_epoch);
+            r.local_addresses = addresses;
+        })
+        .await?;
         Ok(updated)
     }
 
@@ -114,6 +113,48 @@ impl ControlService {
         })
         .await
     }
+}
+
+/// Applies `change` to a probe's record, marks it seen now, recomputes its tags (recording
+/// any change in the tag history) and saves it. Returns the record and whether tags changed.
+async fn update_probe(
+    store: &Arc<dyn Store>,
+    probe: &ProbeId,
+    change: impl FnOnce(&mut ProbeRecord) + Send + 'static,
+) -> Result<(ProbeRecord, bool), Status> {
+    let store = store.clone();
+    let probe = probe.clone();
+    blocking(move || {
+        let Some(mut record) = store.probe(&probe)? else {
+            return Err(StoreError::Backend(format!("probe {probe} vanished from the store")));
+        };
+        let now = UnixMicros::now();
+        change(&mut record);
+        record.last_seen = Some(now);
+        let inputs = TagInputs {
+            local_addresses: &record.local_addresses,
+            self_test: record.self_test.as_ref(),
+            last_v6_success: record.last_v6_success,
+        };
+        let new_tags = tags::compute(&inputs, &record.tags, now);
+        let diff = tags::diff(&record.tags, &new_tags);
+        let changed = !diff.added.is_empty() || !diff.removed.is_empty();
+        if changed {
+            info!(probe = %probe, added = ?diff.added, removed = ?diff.removed, "probe tags changed");
+            store.record_tag_event(
+                &probe,
+                &TagEvent {
+                    at: now,
+                    added: diff.added,
+                    removed: diff.removed,
+                },
+            )?;
+        }
+        record.tags = new_tags;
+        store.update_probe(&record)?;
+        Ok((record, changed))
+    })
+    .await
 }
 
 type SessionStream = Pin<Box<dyn Stream<Item = Result<v1::CollectorMessage, Status>> + Send>>;
@@ -152,6 +193,9 @@ impl ProbeControl for ControlService {
             software_version: Some(request.software_version),
             boot_epoch: None,
             local_addresses: Vec::new(),
+            self_test: None,
+            last_v6_success: None,
+            tags: Vec::new(),
         };
         let store = self.store.clone();
         let to_store = record.clone();
@@ -208,6 +252,9 @@ impl ProbeControl for ControlService {
         let mut greeting = vec![message(collector_message::Kind::Welcome(encode::welcome(
             &welcome,
         )))];
+        greeting.push(message(collector_message::Kind::Tags(encode::tags(
+            &record.tags,
+        ))));
         greeting.extend(
             assignments
                 .iter()
@@ -241,6 +288,18 @@ async fn serve_session(
     }
 }
 
+/// Sends a probe its current tags; false if the session is gone.
+async fn send_tags(
+    tx: &mpsc::Sender<Result<v1::CollectorMessage, Status>>,
+    record: &ProbeRecord,
+) -> bool {
+    tx.send(message(collector_message::Kind::Tags(encode::tags(
+        &record.tags,
+    ))))
+    .await
+    .is_ok()
+}
+
 async fn session_loop(
     store: &Arc<dyn Store>,
     probe: &ProbeId,
@@ -253,33 +312,48 @@ async fn session_loop(
                 return Err(Status::invalid_argument("hello sent twice in one session"));
             }
             Some(probe_message::Kind::Heartbeat(_)) => {
-                let store = store.clone();
-                let probe = probe.clone();
-                blocking(move || match store.probe(&probe)? {
-                    Some(record) => store.update_probe(&ProbeRecord {
-                        last_seen: Some(UnixMicros::now()),
-                        ..record
-                    }),
-                    None => Ok(()),
-                })
-                .await?;
+                // Tags are recomputed on heartbeats too: v6-works expires and v6-stable-*
+                // matures with time alone.
+                let (record, changed) = update_probe(store, probe, |_| {}).await?;
+                if changed && !send_tags(tx, &record).await {
+                    return Ok(());
+                }
+            }
+            Some(probe_message::Kind::SelfTest(wire)) => {
+                let self_test = decode::self_test(&wire)
+                    .map_err(|e| Status::invalid_argument(format!("self_test: {e}")))?;
+                let (record, changed) =
+                    update_probe(store, probe, move |r| r.self_test = Some(self_test)).await?;
+                if changed && !send_tags(tx, &record).await {
+                    return Ok(());
+                }
             }
             Some(probe_message::Kind::Results(batch)) => {
-                let store = store.clone();
+                let store_for_batch = store.clone();
                 let session_probe = probe.clone();
                 let outcome =
-                    blocking(move || ingest_batch(&*store, &session_probe, &batch)).await?;
+                    blocking(move || ingest_batch(&*store_for_batch, &session_probe, &batch))
+                        .await?;
                 let (ack, stats) = outcome.map_err(|e| Status::invalid_argument(e.to_string()))?;
                 for rejection in &ack.rejected {
                     warn!(probe = %probe, key = %rejection.key, reason = %rejection.reason, "result rejected");
                 }
-                tracing::debug!(probe = %probe, new = stats.new, duplicate = stats.duplicate, rejected = stats.rejected, "batch stored");
+                tracing::debug!(probe = %probe, new = stats.new, duplicate = stats.duplicate, rejected = stats.rejected, losses = stats.losses_new, "batch stored");
                 if tx
                     .send(message(collector_message::Kind::Ack(encode::ack(&ack))))
                     .await
                     .is_err()
                 {
                     return Ok(());
+                }
+                if let Some(success) = stats.last_v6_success {
+                    let (record, changed) = update_probe(store, probe, move |r| {
+                        r.last_v6_success = r.last_v6_success.max(Some(success));
+                    })
+                    .await?;
+                    if changed && !send_tags(tx, &record).await {
+                        return Ok(());
+                    }
                 }
             }
             None => return Err(Status::invalid_argument("empty or unknown session message")),

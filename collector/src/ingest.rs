@@ -6,8 +6,10 @@
 
 use crate::store::{Store, StoreError};
 use sixmap_proto::{decode, v1};
+use sixmap_shared::health::OutboxLoss;
+use sixmap_shared::policy::classify;
 use sixmap_shared::session::{Ack, Rejection};
-use sixmap_shared::{MeasurementResult, ProbeId};
+use sixmap_shared::{Family, MeasurementResult, Outcome, ProbeId, UnixMicros};
 use tracing::warn;
 
 /// Counts of one batch, for logs and metrics.
@@ -16,6 +18,22 @@ pub struct BatchStats {
     pub new: usize,
     pub duplicate: usize,
     pub rejected: usize,
+    pub losses_new: usize,
+    /// Results counted in the new loss records.
+    pub lost_results: u64,
+    /// Start of the newest result in the batch that reached a global target over IPv6.
+    pub last_v6_success: Option<UnixMicros>,
+}
+
+/// Whether a result shows IPv6 working towards the Internet (not a lab or LAN target).
+fn v6_success(result: &MeasurementResult) -> bool {
+    let reached = match &result.outcome {
+        Outcome::Ping(ping) => ping.received > 0,
+        Outcome::Failed(_) => false,
+    };
+    reached
+        && result.family_used == Some(Family::V6)
+        && result.destination.is_some_and(|d| classify(d).is_none())
 }
 
 /// Validates, stores and flushes a batch; returns the ack to send.
@@ -50,8 +68,41 @@ pub fn ingest_batch(
             }
         }
     }
+    let losses = match decode::batch_losses(batch) {
+        Ok(losses) => losses,
+        Err(e) => return Ok(Err(e)),
+    };
+    let mut accepted_losses: Vec<OutboxLoss> = Vec::with_capacity(losses.len());
+    let mut refused_losses = Vec::new();
+    for item in losses {
+        match item {
+            Ok(loss) if &loss.key.probe_id == probe => accepted_losses.push(loss),
+            Ok(loss) => warn!(probe = %probe, key = %loss.key, "dropping another probe's loss record"),
+            // A loss record the collector cannot read is logged and acked, so the probe does
+            // not resend it forever; without a key it cannot be acked.
+            Err((key, error)) => {
+                warn!(probe = %probe, key = ?key.as_ref().map(|k| k.to_string()), %error, "malformed loss record");
+                refused_losses.extend(key.filter(|k| &k.probe_id == probe));
+            }
+        }
+    }
     let inserted = store.insert_results(&accepted)?;
+    let inserted_losses = store.insert_losses(&accepted_losses)?;
     store.flush()?;
+    let mut lost_results = 0;
+    let mut losses_new = 0;
+    for (loss, outcome) in accepted_losses.iter().zip(&inserted_losses) {
+        if matches!(outcome, crate::store::Inserted::New) {
+            losses_new += 1;
+            lost_results += loss.count;
+            warn!(probe = %probe, key = %loss.key, reason = ?loss.reason, count = loss.count, detail = %loss.detail, "probe reports lost results");
+        }
+    }
+    let last_v6_success = accepted
+        .iter()
+        .filter(|r| v6_success(r))
+        .map(|r| r.started_at)
+        .max();
     let new = inserted
         .iter()
         .filter(|i| matches!(i, crate::store::Inserted::New))
@@ -60,12 +111,20 @@ pub fn ingest_batch(
         new,
         duplicate: inserted.len() - new,
         rejected: rejected.len(),
+        losses_new,
+        lost_results,
+        last_v6_success,
     };
     Ok(Ok((
         Ack {
             batch_id: batch.batch_id,
             stored: accepted.into_iter().map(|r| r.key).collect(),
             rejected,
+            stored_losses: accepted_losses
+                .into_iter()
+                .map(|l| l.key)
+                .chain(refused_losses)
+                .collect(),
         },
         stats,
     )))

@@ -6,6 +6,7 @@ pub mod control;
 pub mod http;
 pub mod ingest;
 pub mod store;
+pub mod tags;
 
 use crate::config::Settings;
 use crate::control::ControlService;

@@ -25,7 +25,25 @@ pub struct ProbeConfig {
     /// "auto" (datagram, then raw), "datagram" or "raw".
     #[serde(default = "default_socket")]
     pub icmp_socket: String,
+    /// Upper bound of the on-disk outbox in bytes; beyond it the oldest undelivered results
+    /// are dropped and the loss is recorded and reported.
+    #[serde(default = "default_outbox_max_bytes")]
+    pub outbox_max_bytes: u64,
+    /// Host name the self-test resolves for AAAA records (via the system resolver).
+    #[serde(default = "default_aaaa_name")]
+    pub self_test_aaaa_name: String,
 }
+
+fn default_outbox_max_bytes() -> u64 {
+    crate::outbox::DEFAULT_MAX_BYTES
+}
+
+fn default_aaaa_name() -> String {
+    DEFAULT_AAAA_NAME.into()
+}
+
+/// A name that has long had AAAA records and belongs to an operator of Internet infrastructure.
+pub const DEFAULT_AAAA_NAME: &str = "www.ripe.net";
 
 fn default_socket() -> String {
     "auto".into()
@@ -40,6 +58,8 @@ pub struct Settings {
     pub hostname: String,
     pub policy: TargetPolicy,
     pub icmp_socket: SocketPreference,
+    pub outbox_max_bytes: u64,
+    pub self_test_aaaa_name: String,
 }
 
 impl ProbeConfig {
@@ -70,6 +90,22 @@ impl ProbeConfig {
                 .map_err(|e: crate::ping::ParseSocketPreferenceError| {
                     invalid("icmp_socket", e.to_string())
                 })?;
+        if self.outbox_max_bytes < crate::outbox::MIN_MAX_BYTES {
+            return Err(invalid(
+                "outbox_max_bytes",
+                format!(
+                    "{} is below the minimum of {} bytes",
+                    self.outbox_max_bytes,
+                    crate::outbox::MIN_MAX_BYTES
+                ),
+            ));
+        }
+        if sixmap_shared::Target::hostname(&self.self_test_aaaa_name).is_err() {
+            return Err(invalid(
+                "self_test_aaaa_name",
+                format!("{:?} is not a host name", self.self_test_aaaa_name),
+            ));
+        }
         Ok(Settings {
             collector: self.collector,
             state_dir: self.state_dir,
@@ -79,6 +115,8 @@ impl ProbeConfig {
                 lab_mode: self.lab_mode,
             },
             icmp_socket,
+            outbox_max_bytes: self.outbox_max_bytes,
+            self_test_aaaa_name: self.self_test_aaaa_name,
         })
     }
 }

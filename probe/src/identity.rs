@@ -41,8 +41,19 @@ fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -
     }
 }
 
-/// Writes `contents` to `path` atomically, readable only by the owner.
+/// Writes `contents` to `path` atomically, readable only by the owner, and makes it durable.
 fn replace_file(path: &Path, contents: &[u8]) -> Result<(), StateError> {
+    write_atomically(path, contents, true)
+}
+
+/// Writes `contents` to `path` atomically (readers see the old or the new file, whole), readable
+/// only by the owner. `durable` adds the fsyncs; files rewritten every few seconds skip them
+/// to spare SD cards.
+pub(crate) fn write_atomically(
+    path: &Path,
+    contents: &[u8],
+    durable: bool,
+) -> Result<(), StateError> {
     let tmp = path.with_extension("tmp");
     let mut file = std::fs::OpenOptions::new()
         .write(true)
@@ -52,9 +63,12 @@ fn replace_file(path: &Path, contents: &[u8]) -> Result<(), StateError> {
         .open(&tmp)
         .map_err(io("create", &tmp))?;
     file.write_all(contents).map_err(io("write", &tmp))?;
-    file.sync_all().map_err(io("sync", &tmp))?;
+    if durable {
+        file.sync_all().map_err(io("sync", &tmp))?;
+    }
     std::fs::rename(&tmp, path).map_err(io("rename into place", path))?;
-    if let Some(dir) = path.parent()
+    if durable
+        && let Some(dir) = path.parent()
         && let Ok(dir) = std::fs::File::open(dir)
     {
         // Persist the rename itself; failure here only weakens durability, so it is not fatal.

@@ -25,6 +25,8 @@ struct Cli {
 enum Command {
     /// Enroll if needed, then keep a session with the collector and run its tasks.
     Run(RunArgs),
+    /// Show whether the probe runs and is connected, its outbox, IPv6 status and tags.
+    Status(StatusArgs),
     /// Run one measurement now and print the result.
     Measure {
         #[command(subcommand)]
@@ -50,6 +52,21 @@ struct RunArgs {
     /// Allow loopback, ULA, documentation and private targets.
     #[arg(long)]
     lab_mode: bool,
+    /// Bound of the on-disk outbox in bytes.
+    #[arg(long)]
+    outbox_max_bytes: Option<u64>,
+}
+
+#[derive(Debug, clap::Args)]
+struct StatusArgs {
+    /// The probe's TOML config (to find its state directory).
+    #[arg(long, conflicts_with = "state_dir")]
+    config: Option<PathBuf>,
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// Print the status as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -91,6 +108,7 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     match cli.command {
         Command::Run(args) => runtime.block_on(run(args)),
+        Command::Status(args) => status(args),
         Command::Measure { kind } => runtime.block_on(measure(kind)),
     }
 }
@@ -111,8 +129,13 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             hostname: String::new(),
             lab_mode: false,
             icmp_socket: "auto".into(),
+            outbox_max_bytes: sixmap_probe::outbox::DEFAULT_MAX_BYTES,
+            self_test_aaaa_name: sixmap_probe::config::DEFAULT_AAAA_NAME.into(),
         },
     };
+    if let Some(bytes) = args.outbox_max_bytes {
+        config.outbox_max_bytes = bytes;
+    }
     if let Some(collector) = args.collector {
         config.collector = collector;
     }
@@ -133,6 +156,46 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             signal.context("waiting for Ctrl-C")?;
             tracing::info!("shutting down on Ctrl-C");
         }
+    }
+    Ok(())
+}
+
+fn status(args: StatusArgs) -> anyhow::Result<()> {
+    use sixmap_probe::status;
+    let state_dir = match (args.config, args.state_dir) {
+        (Some(path), _) => ProbeConfig::load(&path)?.state_dir,
+        (None, Some(dir)) => dir,
+        (None, None) => bail!("give --config or --state-dir"),
+    };
+    let now = sixmap_shared::UnixMicros::now();
+    let Some(mut current) = status::read(&state_dir).map_err(anyhow::Error::msg)? else {
+        bail!(
+            "no status in {}: the probe has not run with this state directory yet",
+            state_dir.display()
+        );
+    };
+    let alive = status::daemon_alive(&current, now);
+    if !alive {
+        // No daemon holds the outbox open: read it directly for current figures.
+        match sixmap_probe::outbox::inspect(&state_dir) {
+            Ok(Some(stats)) => {
+                current.outbox = sixmap_probe::outbox::OutboxStats {
+                    max_bytes: current.outbox.max_bytes,
+                    evicted_since_start: current.outbox.evicted_since_start,
+                    ..stats
+                };
+                current.connected = false;
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot read the outbox"),
+        }
+    }
+    if args.json {
+        let mut value = serde_json::to_value(&current)?;
+        value["running"] = serde_json::Value::Bool(alive);
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        print!("{}", status::render(&current, alive, now));
     }
     Ok(())
 }

@@ -2,28 +2,32 @@
 //! results, apply assignments, and resend whatever the collector has not acknowledged.
 
 use crate::backoff::{Backoff, random_unit};
-use crate::batching;
 use crate::config::Settings;
 use crate::engine::{Engine, Produced, local_addresses};
 use crate::identity::{self, Identity, StateError};
+use crate::outbox::{Outbox, OutboxError};
 use crate::scheduler::Scheduler;
+use crate::status::{self, ProbeStatus};
 use sixmap_proto::v1::probe_control_client::ProbeControlClient;
 use sixmap_proto::v1::{collector_message, probe_message};
 use sixmap_proto::{decode, encode, v1};
+use sixmap_shared::health::{ProbeTag, SelfTest};
 use sixmap_shared::measurement::{ClockInfo, MeasurementKind, MeasurementResult};
 use sixmap_shared::session::{Hello, MAX_BATCH_RESULTS, MAX_MESSAGE_BYTES};
 use sixmap_shared::version::{SOFTWARE_VERSION, Version};
-use sixmap_shared::{BootEpoch, ResultKey, UnixMicros};
-use std::collections::{BTreeMap, BTreeSet};
+use sixmap_shared::{BootEpoch, UnixMicros};
+use std::path::PathBuf;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
 use tonic::transport::{Channel, Endpoint};
 use tracing::{debug, error, info, warn};
 
-/// Results kept in memory while the collector is unreachable; the oldest go first beyond this.
-pub const MAX_PENDING_RESULTS: usize = 10_000;
+/// Results written to the outbox in one atomic write and flush, at most.
+const MAX_GROUP_COMMIT: usize = 256;
+/// How often the self-test runs again.
+const SELF_TEST_INTERVAL: Duration = Duration::from_secs(6 * 3600);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const BACKOFF_BASE: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(120);
@@ -32,6 +36,9 @@ const BACKOFF_MAX: Duration = Duration::from_secs(120);
 pub enum ProbeError {
     #[error(transparent)]
     State(#[from] StateError),
+    /// The outbox cannot be written: results could not be made durable.
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
     /// The collector refused this probe for a reason retrying cannot fix.
     #[error("collector refused the probe: {0}")]
     Refused(String),
@@ -145,35 +152,76 @@ pub async fn run(settings: Settings) -> Result<(), ProbeError> {
     let identity = identity(&settings).await?;
     let boot_epoch = identity::next_boot_epoch(&settings.state_dir)?;
     info!(probe = %identity.probe_id, boot_epoch, collector = %settings.collector, "probe starting");
-    let (produced_tx, produced_rx) = mpsc::channel(256);
+    let outbox = Outbox::open(
+        &settings.state_dir,
+        &identity.probe_id,
+        boot_epoch,
+        settings.outbox_max_bytes,
+        UnixMicros::now(),
+    )?;
+    let stats = outbox.stats();
+    info!(
+        results = stats.results,
+        bytes = stats.bytes,
+        loss_records = stats.loss_records,
+        "outbox opened"
+    );
+    let (produced_tx, produced_rx) = mpsc::channel(1024);
     let engine = Engine {
         policy: settings.policy,
         icmp_socket: settings.icmp_socket,
     };
+    let (self_test_tx, self_test_rx) = watch::channel(None);
+    tokio::spawn(self_test_loop(settings.self_test_aaaa_name.clone(), self_test_tx));
+    let now = UnixMicros::now();
     let mut probe = Probe {
         collector: settings.collector,
+        state_dir: settings.state_dir,
         identity,
         boot_epoch,
-        next_sequence: 1,
-        pending: BTreeMap::new(),
+        outbox,
         clock_offset_us: None,
         scheduler: Scheduler::new(engine, produced_tx),
         produced: produced_rx,
+        self_test: self_test_rx,
+        connected: false,
+        since: now,
+        last_error: None,
+        last_result_at: None,
+        tags: Vec::new(),
     };
+    probe.write_status();
     probe.run().await
+}
+
+/// Runs the self-test now and then every `SELF_TEST_INTERVAL`.
+async fn self_test_loop(aaaa_name: String, out: watch::Sender<Option<SelfTest>>) {
+    loop {
+        let result = crate::selftest::run(&aaaa_name, UnixMicros::now()).await;
+        debug!(?result, "self-test done");
+        if out.send(Some(result)).is_err() {
+            return;
+        }
+        tokio::time::sleep(SELF_TEST_INTERVAL).await;
+    }
 }
 
 #[derive(Debug)]
 struct Probe {
     collector: String,
+    state_dir: PathBuf,
     identity: Identity,
     boot_epoch: BootEpoch,
-    next_sequence: u64,
-    /// Produced, not yet acknowledged, by sequence number.
-    pending: BTreeMap<u64, MeasurementResult>,
+    outbox: Outbox,
     clock_offset_us: Option<i64>,
     scheduler: Scheduler,
     produced: mpsc::Receiver<Produced>,
+    self_test: watch::Receiver<Option<SelfTest>>,
+    connected: bool,
+    since: UnixMicros,
+    last_error: Option<String>,
+    last_result_at: Option<UnixMicros>,
+    tags: Vec<ProbeTag>,
 }
 
 /// Batches sent but not yet acked on one connection. Bounded so the probe never floods a
@@ -184,25 +232,7 @@ const MAX_BATCHES_IN_FLIGHT: usize = 8;
 #[derive(Debug)]
 struct Connection {
     out: mpsc::Sender<v1::ProbeMessage>,
-    /// Sequence numbers of each unacked batch, by batch id.
-    in_flight: BTreeMap<u64, Vec<u64>>,
-    /// The same sequence numbers, for quick lookup.
-    in_flight_sequences: BTreeSet<u64>,
-    next_batch: u64,
     max_batch: usize,
-}
-
-impl Connection {
-    fn sent(&mut self, batch_id: u64, sequences: Vec<u64>) {
-        self.in_flight_sequences.extend(sequences.iter().copied());
-        self.in_flight.insert(batch_id, sequences);
-    }
-
-    fn acked(&mut self, batch_id: u64) {
-        for sequence in self.in_flight.remove(&batch_id).unwrap_or_default() {
-            self.in_flight_sequences.remove(&sequence);
-        }
-    }
 }
 
 impl Probe {
@@ -210,20 +240,35 @@ impl Probe {
         let mut backoff = Backoff::new(BACKOFF_BASE, BACKOFF_MAX);
         loop {
             let mut welcomed = false;
-            match self.session(&mut welcomed).await {
-                End::Fatal(e) => return Err(e),
+            let end = self.session(&mut welcomed).await;
+            self.outbox.disconnected();
+            if self.connected {
+                self.connected = false;
+                self.since = UnixMicros::now();
+            }
+            match end {
+                End::Fatal(e) => {
+                    self.last_error = Some(e.to_string());
+                    self.write_status();
+                    return Err(e);
+                }
                 End::Retry(reason) => {
                     if welcomed {
                         backoff.reset();
                     }
                     let delay = backoff.next_delay(random_unit());
-                    warn!(%reason, retry_in = ?delay, pending = self.pending.len(), "session ended");
+                    let stats = self.outbox.stats();
+                    warn!(%reason, retry_in = ?delay, outbox_results = stats.results, "session ended");
+                    self.last_error = Some(reason);
+                    self.write_status();
                     let sleep = tokio::time::sleep(delay);
                     tokio::pin!(sleep);
+                    let mut status_tick = tokio::time::interval(status::WRITE_INTERVAL);
                     loop {
                         tokio::select! {
                             _ = &mut sleep => break,
-                            Some(produced) = self.produced.recv() => self.accept(produced),
+                            Some(produced) = self.produced.recv() => self.accept(produced)?,
+                            _ = status_tick.tick() => self.write_status(),
                         }
                     }
                 }
@@ -231,16 +276,25 @@ impl Probe {
         }
     }
 
-    /// Gives a finished measurement its idempotency key and queues it for upload.
-    fn accept(&mut self, produced: Produced) {
-        let sequence = self.next_sequence;
-        self.next_sequence += 1;
+    /// Writes a finished measurement, and any others already waiting, to the outbox with one
+    /// flush. Only then do they count as produced.
+    fn accept(&mut self, first: Produced) -> Result<(), ProbeError> {
+        let now = UnixMicros::now();
+        self.stage(first, now);
+        for _ in 1..MAX_GROUP_COMMIT {
+            match self.produced.try_recv() {
+                Ok(produced) => self.stage(produced, now),
+                Err(_) => break,
+            }
+        }
+        self.outbox.commit()?;
+        self.last_result_at = Some(now);
+        Ok(())
+    }
+
+    fn stage(&mut self, produced: Produced, now: UnixMicros) {
         let result = MeasurementResult {
-            key: ResultKey {
-                probe_id: self.identity.probe_id.clone(),
-                boot_epoch: self.boot_epoch,
-                sequence,
-            },
+            key: self.outbox.next_key(),
             task_id: produced.task_id,
             started_at: produced.started_at,
             duration_us: produced.duration_us,
@@ -256,14 +310,28 @@ impl Probe {
             outcome: produced.outcome,
         };
         debug!(key = %result.key, "result produced");
-        self.pending.insert(sequence, result);
-        while self.pending.len() > MAX_PENDING_RESULTS {
-            if let Some((dropped, _)) = self.pending.pop_first() {
-                warn!(
-                    sequence = dropped,
-                    "pending results full: dropped the oldest"
-                );
-            }
+        self.outbox.stage(&result, now);
+    }
+
+    fn write_status(&self) {
+        let status = ProbeStatus {
+            pid: std::process::id(),
+            updated_at: UnixMicros::now(),
+            probe_id: self.identity.probe_id.to_string(),
+            collector: self.collector.clone(),
+            boot_epoch: self.boot_epoch,
+            connected: self.connected,
+            since: self.since,
+            last_error: self.last_error.clone(),
+            last_result_at: self.last_result_at,
+            outbox: self.outbox.stats(),
+            clock_offset_us: self.clock_offset_us,
+            global_v6_addresses: status::global_v6(&local_addresses()),
+            self_test: self.self_test.borrow().clone(),
+            tags: self.tags.clone(),
+        };
+        if let Err(e) = status::write(&self.state_dir, &status) {
+            warn!(error = %e, "cannot write the status file");
         }
     }
 
@@ -322,29 +390,35 @@ impl Probe {
         let received_at = UnixMicros::now();
         // One-way delay is unknown here; the estimate is good to about half an RTT.
         self.clock_offset_us = Some(received_at.0.saturating_sub(welcome.server_time.0));
+        self.connected = true;
+        self.since = received_at;
+        self.last_error = None;
         info!(
             collector_version = %welcome.collector_version,
             clock_offset_us = self.clock_offset_us,
-            pending = self.pending.len(),
+            outbox_results = self.outbox.stats().results,
             "session established"
         );
+        self.write_status();
         let mut connection = Connection {
             out,
-            in_flight: BTreeMap::new(),
-            in_flight_sequences: BTreeSet::new(),
-            next_batch: 1,
             max_batch: welcome.max_batch_results.clamp(1, MAX_BATCH_RESULTS),
         };
+        // The current self-test goes first; later ones as they complete.
+        self.self_test.mark_changed();
         if let Err(end) = self.send_pending(&mut connection).await {
             return end;
         }
         let mut heartbeat = tokio::time::interval(welcome.heartbeat_interval);
         heartbeat.tick().await;
+        let mut status_tick = tokio::time::interval(status::WRITE_INTERVAL);
         loop {
             tokio::select! {
                 message = inbound.message() => match message {
                     Ok(Some(message)) => {
-                        self.handle(message, &mut connection);
+                        if let Err(end) = self.handle(message) {
+                            return end;
+                        }
                         if let Err(end) = self.send_pending(&mut connection).await {
                             return end;
                         }
@@ -353,58 +427,61 @@ impl Probe {
                     Err(status) => return classify("session", status),
                 },
                 Some(produced) = self.produced.recv() => {
-                    self.accept(produced);
+                    if let Err(e) = self.accept(produced) {
+                        return End::Fatal(e);
+                    }
                     if let Err(end) = self.send_pending(&mut connection).await {
                         return end;
                     }
                 }
+                changed = self.self_test.changed() => {
+                    let test = self.self_test.borrow_and_update().clone();
+                    if let (Ok(()), Some(test)) = (changed, test) {
+                        let message = probe_message(probe_message::Kind::SelfTest(encode::self_test(&test)));
+                        if connection.out.send(message).await.is_err() {
+                            return End::Retry("session stream closed".into());
+                        }
+                    }
+                }
                 _ = heartbeat.tick() => {
+                    let stats = self.outbox.stats();
                     let beat = v1::Heartbeat {
                         probe_time_us: UnixMicros::now().0,
-                        pending_results: self.pending.len() as u64,
+                        pending_results: stats.results,
+                        pending_bytes: stats.bytes,
                     };
                     if connection.out.send(probe_message(probe_message::Kind::Heartbeat(beat))).await.is_err() {
                         return End::Retry("session stream closed".into());
                     }
                 }
+                _ = status_tick.tick() => self.write_status(),
             }
         }
     }
 
-    /// Sends pending results that are not already on their way, in batches, while the
-    /// in-flight window has room.
-    async fn send_pending(&self, connection: &mut Connection) -> Result<(), End> {
-        let room = MAX_BATCHES_IN_FLIGHT.saturating_sub(connection.in_flight.len());
-        if room == 0 {
-            return Ok(());
-        }
-        let unsent = self
-            .pending
-            .iter()
-            .filter(|(sequence, _)| !connection.in_flight_sequences.contains(sequence))
-            .map(|(_, result)| encode::result(result))
-            .take(room * connection.max_batch)
-            .collect();
-        let batches = batching::split(unsent, connection.max_batch, batching::BATCH_BYTE_BUDGET);
-        for results in batches.into_iter().take(room) {
-            let batch_id = connection.next_batch;
-            connection.next_batch += 1;
-            let sequences = results
-                .iter()
-                .filter_map(|r| r.key.as_ref().map(|k| k.sequence))
-                .collect();
-            let batch = v1::ResultBatch { batch_id, results };
+    /// Sends what waits in the outbox, in batches, while the in-flight window has room.
+    async fn send_pending(&mut self, connection: &mut Connection) -> Result<(), End> {
+        loop {
+            let batch = self
+                .outbox
+                .next_batch(
+                    connection.max_batch,
+                    MAX_BATCHES_IN_FLIGHT,
+                    UnixMicros::now(),
+                )
+                .map_err(|e| End::Fatal(e.into()))?;
+            let Some(batch) = batch else {
+                return Ok(());
+            };
             connection
                 .out
                 .send(probe_message(probe_message::Kind::Results(batch)))
                 .await
                 .map_err(|_| End::Retry("session stream closed".into()))?;
-            connection.sent(batch_id, sequences);
         }
-        Ok(())
     }
 
-    fn handle(&mut self, message: v1::CollectorMessage, connection: &mut Connection) {
+    fn handle(&mut self, message: v1::CollectorMessage) -> Result<(), End> {
         match message.kind {
             Some(collector_message::Kind::Assign(wire)) => match decode::assignment(&wire) {
                 Ok(assignment) => self.scheduler.assign(assignment),
@@ -418,30 +495,35 @@ impl Probe {
             }
             Some(collector_message::Kind::Ack(wire)) => match decode::ack(&wire) {
                 Ok(ack) => {
-                    let ours = |key: &ResultKey| {
-                        key.probe_id == self.identity.probe_id && key.boot_epoch == self.boot_epoch
-                    };
-                    // Results of the batch that the ack names neither way stay pending and
-                    // are sent again.
-                    connection.acked(ack.batch_id);
-                    for key in ack.stored.iter().filter(|k| ours(k)) {
-                        self.pending.remove(&key.sequence);
-                    }
-                    for rejection in ack.rejected.iter().filter(|r| ours(&r.key)) {
+                    for rejection in &ack.rejected {
                         error!(key = %rejection.key, reason = %rejection.reason, "collector rejected a result; dropping it");
-                        self.pending.remove(&rejection.key.sequence);
                     }
                     debug!(
                         batch = ack.batch_id,
                         stored = ack.stored.len(),
                         rejected = ack.rejected.len(),
+                        losses = ack.stored_losses.len(),
                         "ack"
                     );
+                    // Results of the batch that the ack names neither way stay in the outbox
+                    // and are sent again.
+                    self.outbox
+                        .acked(&ack)
+                        .map_err(|e| End::Fatal(e.into()))?;
                 }
                 Err(e) => warn!(error = %e, "malformed ack ignored"),
+            },
+            Some(collector_message::Kind::Tags(wire)) => match decode::tags(&wire) {
+                Ok(tags) => {
+                    info!(tags = ?tags.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), "tags from the collector");
+                    self.tags = tags;
+                    self.write_status();
+                }
+                Err(e) => warn!(error = %e, "malformed tags ignored"),
             },
             Some(collector_message::Kind::Welcome(_)) => warn!("unexpected second welcome ignored"),
             None => warn!("empty collector message ignored"),
         }
+        Ok(())
     }
 }

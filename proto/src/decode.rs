@@ -3,6 +3,10 @@
 
 use crate::enums::*;
 use crate::v1;
+use sixmap_shared::health::{
+    MAX_LOSS_DETAIL_LEN, MAX_NAME_LEN, MAX_SELF_TEST_V4_ADDRESSES, OutboxLoss, ProbeTag, SelfTest,
+    TagName,
+};
 use sixmap_shared::ids::{ProbeId, ProbeSecret, ResultKey, TaskId};
 use sixmap_shared::measurement::{
     ClockInfo, Family, IcmpError, MAX_ERROR_MESSAGE_LEN, MeasurementError, MeasurementKind,
@@ -356,7 +360,170 @@ pub fn ack(wire: &v1::Ack) -> Result<Ack, WireError> {
                 })
             })
             .collect::<Result<_, WireError>>()?,
+        stored_losses: wire
+            .stored_losses
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                result_key(Some(k)).map_err(|e| e.within(&format!("stored_losses[{i}]")))
+            })
+            .collect::<Result<_, _>>()?,
     })
+}
+
+fn optional_key(field: &str, key: Option<&v1::ResultKey>) -> Result<Option<ResultKey>, WireError> {
+    key.map(|k| result_key(Some(k)).map_err(|e| e.within(field)))
+        .transpose()
+}
+
+fn optional_time(raw: i64) -> Option<UnixMicros> {
+    (raw != 0).then_some(UnixMicros(raw))
+}
+
+pub fn loss(wire: &v1::OutboxLoss) -> Result<OutboxLoss, WireError> {
+    let reason = enum_value::<v1::LossReason>("reason", wire.reason)?;
+    let reason = loss_reason_from_wire(reason).ok_or_else(|| WireError::missing("reason"))?;
+    if wire.detail.len() > MAX_LOSS_DETAIL_LEN {
+        return Err(WireError::new(
+            "detail",
+            format!("{} bytes, limit is {MAX_LOSS_DETAIL_LEN}", wire.detail.len()),
+        ));
+    }
+    let loss = OutboxLoss {
+        key: result_key(wire.key.as_ref())?,
+        reason,
+        count: wire.count,
+        bytes: wire.bytes,
+        first: optional_key("first", wire.first.as_ref())?,
+        last: optional_key("last", wire.last.as_ref())?,
+        oldest_started_at: optional_time(wire.oldest_started_at_us),
+        newest_started_at: optional_time(wire.newest_started_at_us),
+        recorded_at: UnixMicros(wire.recorded_at_us),
+        detail: wire.detail.clone(),
+    };
+    if let (Some(first), Some(last)) = (&loss.first, &loss.last)
+        && first > last
+    {
+        return Err(WireError::new("last", "comes before `first`"));
+    }
+    for (field, key) in [("first", &loss.first), ("last", &loss.last)] {
+        if key
+            .as_ref()
+            .is_some_and(|k| k.probe_id != loss.key.probe_id)
+        {
+            return Err(WireError::new(
+                format!("{field}.probe_id"),
+                "differs from key.probe_id",
+            ));
+        }
+    }
+    if let (Some(oldest), Some(newest)) = (loss.oldest_started_at, loss.newest_started_at)
+        && oldest > newest
+    {
+        return Err(WireError::new(
+            "newest_started_at_us",
+            "is before oldest_started_at_us",
+        ));
+    }
+    Ok(loss)
+}
+
+/// One decoded loss record of a batch; on error, the key too when it could be read.
+pub type LossItem = Result<OutboxLoss, (Option<ResultKey>, WireError)>;
+
+/// Decodes a batch's loss records, each on its own.
+pub fn batch_losses(wire: &v1::ResultBatch) -> Result<Vec<LossItem>, WireError> {
+    if wire.losses.len() > MAX_BATCH_RESULTS {
+        return Err(WireError::new(
+            "losses",
+            format!("{} records, limit is {MAX_BATCH_RESULTS}", wire.losses.len()),
+        ));
+    }
+    Ok(wire
+        .losses
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            loss(l).map_err(|e| {
+                let key = result_key(l.key.as_ref()).ok();
+                (key, e.within(&format!("losses[{i}]")))
+            })
+        })
+        .collect())
+}
+
+pub fn self_test(wire: &v1::SelfTest) -> Result<SelfTest, WireError> {
+    if wire.v4_addresses.len() > MAX_SELF_TEST_V4_ADDRESSES {
+        return Err(WireError::new(
+            "v4_addresses",
+            format!("more than {MAX_SELF_TEST_V4_ADDRESSES}"),
+        ));
+    }
+    let v4_addresses = wire
+        .v4_addresses
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            a.parse().map_err(|_| {
+                WireError::new(
+                    format!("v4_addresses[{i}]"),
+                    format!("{a:?} is not an IPv4 address"),
+                )
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    for (field, text) in [
+        ("v6_route_interface", &wire.v6_route_interface),
+        ("aaaa_name", &wire.aaaa_name),
+    ] {
+        if text.len() > MAX_NAME_LEN {
+            return Err(WireError::new(field, format!("longer than {MAX_NAME_LEN} bytes")));
+        }
+    }
+    let nat64_prefix = if wire.nat64_prefix.is_empty() {
+        None
+    } else {
+        Some(wire.nat64_prefix.parse().map_err(|_| {
+            WireError::new(
+                "nat64_prefix",
+                format!("{:?} is not an IPv6 address", wire.nat64_prefix),
+            )
+        })?)
+    };
+    Ok(SelfTest {
+        tested_at: UnixMicros(wire.tested_at_us),
+        default_route_v6: wire.default_route_v6,
+        default_route_v4: wire.default_route_v4,
+        v4_addresses,
+        v6_route_interface: (!wire.v6_route_interface.is_empty())
+            .then(|| wire.v6_route_interface.clone()),
+        v6_route_interface_kind: interface_kind_from_wire(wire.v6_route_interface_kind),
+        v6_route_mtu: (wire.v6_route_mtu != 0).then_some(wire.v6_route_mtu),
+        aaaa_name: wire.aaaa_name.clone(),
+        aaaa_resolved: wire.aaaa_resolved,
+        nat64_prefix,
+        clat: wire.clat,
+    })
+}
+
+/// Upper bound on tags in one message.
+const MAX_TAGS: usize = 64;
+
+pub fn tags(wire: &v1::ProbeTags) -> Result<Vec<ProbeTag>, WireError> {
+    if wire.tags.len() > MAX_TAGS {
+        return Err(WireError::new("tags", format!("more than {MAX_TAGS}")));
+    }
+    wire.tags
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            Ok(ProbeTag {
+                name: TagName::new(&t.name)
+                    .map_err(|e| WireError::new(format!("tags[{i}].name"), e.to_string()))?,
+                since: UnixMicros(t.since_us),
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 use crate::enums::*;
 use crate::v1;
 use sixmap_shared::ResultKey;
+use sixmap_shared::health::{OutboxLoss, ProbeTag, SelfTest};
 use sixmap_shared::measurement::{
     IcmpError, MeasurementResult, MeasurementSpec, Outcome, PingResult, SpecKind, Target,
 };
@@ -157,6 +158,50 @@ pub fn ack(a: &Ack) -> v1::Ack {
             .map(|r| v1::Rejection {
                 key: Some(result_key(&r.key)),
                 reason: r.reason.clone(),
+            })
+            .collect(),
+        stored_losses: a.stored_losses.iter().map(result_key).collect(),
+    }
+}
+
+pub fn loss(l: &OutboxLoss) -> v1::OutboxLoss {
+    v1::OutboxLoss {
+        key: Some(result_key(&l.key)),
+        reason: loss_reason_to_wire(l.reason).into(),
+        count: l.count,
+        bytes: l.bytes,
+        first: l.first.as_ref().map(result_key),
+        last: l.last.as_ref().map(result_key),
+        oldest_started_at_us: l.oldest_started_at.map_or(0, |t| t.0),
+        newest_started_at_us: l.newest_started_at.map_or(0, |t| t.0),
+        recorded_at_us: l.recorded_at.0,
+        detail: l.detail.clone(),
+    }
+}
+
+pub fn self_test(t: &SelfTest) -> v1::SelfTest {
+    v1::SelfTest {
+        tested_at_us: t.tested_at.0,
+        default_route_v6: t.default_route_v6,
+        default_route_v4: t.default_route_v4,
+        v4_addresses: t.v4_addresses.iter().map(|a| a.to_string()).collect(),
+        v6_route_interface: t.v6_route_interface.clone().unwrap_or_default(),
+        v6_route_interface_kind: interface_kind_to_wire(t.v6_route_interface_kind).into(),
+        v6_route_mtu: t.v6_route_mtu.unwrap_or(0),
+        aaaa_name: t.aaaa_name.clone(),
+        aaaa_resolved: t.aaaa_resolved,
+        nat64_prefix: t.nat64_prefix.map(|p| p.to_string()).unwrap_or_default(),
+        clat: t.clat,
+    }
+}
+
+pub fn tags(tags: &[ProbeTag]) -> v1::ProbeTags {
+    v1::ProbeTags {
+        tags: tags
+            .iter()
+            .map(|t| v1::ProbeTag {
+                name: t.name.to_string(),
+                since_us: t.since.0,
             })
             .collect(),
     }

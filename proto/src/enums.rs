@@ -1,6 +1,7 @@
 //! Enum mappings shared by both directions.
 
 use crate::v1;
+use sixmap_shared::health::{InterfaceKind, LossReason};
 use sixmap_shared::measurement::{
     ClockState, ErrorClass, Family, IcmpSocketKind, MeasurementKind, TimestampSource,
 };
@@ -110,5 +111,47 @@ pub(crate) fn socket_from_wire(kind: v1::IcmpSocketKind) -> Option<IcmpSocketKin
         v1::IcmpSocketKind::Unspecified => None,
         v1::IcmpSocketKind::Datagram => Some(IcmpSocketKind::Datagram),
         v1::IcmpSocketKind::Raw => Some(IcmpSocketKind::Raw),
+    }
+}
+
+pub(crate) fn loss_reason_to_wire(reason: LossReason) -> v1::LossReason {
+    match reason {
+        LossReason::OutboxFull => v1::LossReason::OutboxFull,
+        LossReason::OutboxCorrupt => v1::LossReason::OutboxCorrupt,
+        LossReason::UnreadableEntry => v1::LossReason::UnreadableEntry,
+    }
+}
+
+pub(crate) fn loss_reason_from_wire(reason: v1::LossReason) -> Option<LossReason> {
+    match reason {
+        v1::LossReason::Unspecified => None,
+        v1::LossReason::OutboxFull => Some(LossReason::OutboxFull),
+        v1::LossReason::OutboxCorrupt => Some(LossReason::OutboxCorrupt),
+        v1::LossReason::UnreadableEntry => Some(LossReason::UnreadableEntry),
+    }
+}
+
+pub(crate) fn interface_kind_to_wire(kind: InterfaceKind) -> v1::InterfaceKind {
+    match kind {
+        InterfaceKind::Unknown => v1::InterfaceKind::Unspecified,
+        InterfaceKind::Ethernet => v1::InterfaceKind::Ethernet,
+        InterfaceKind::Sit => v1::InterfaceKind::Sit,
+        InterfaceKind::Tunnel => v1::InterfaceKind::Tunnel,
+        InterfaceKind::Ppp => v1::InterfaceKind::Ppp,
+        InterfaceKind::Loopback => v1::InterfaceKind::Loopback,
+        InterfaceKind::Other => v1::InterfaceKind::Other,
+    }
+}
+
+/// Unknown values from newer probes read as `Unknown`: a self-test is advisory.
+pub(crate) fn interface_kind_from_wire(raw: i32) -> InterfaceKind {
+    match v1::InterfaceKind::try_from(raw) {
+        Ok(v1::InterfaceKind::Ethernet) => InterfaceKind::Ethernet,
+        Ok(v1::InterfaceKind::Sit) => InterfaceKind::Sit,
+        Ok(v1::InterfaceKind::Tunnel) => InterfaceKind::Tunnel,
+        Ok(v1::InterfaceKind::Ppp) => InterfaceKind::Ppp,
+        Ok(v1::InterfaceKind::Loopback) => InterfaceKind::Loopback,
+        Ok(v1::InterfaceKind::Other) => InterfaceKind::Other,
+        Ok(v1::InterfaceKind::Unspecified) | Err(_) => InterfaceKind::Unknown,
     }
 }

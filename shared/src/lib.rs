@@ -4,6 +4,7 @@
 //! Wire types (prost) never appear here; `sixmap-proto` converts them at the edge.
 
 pub mod config;
+pub mod health;
 pub mod ids;
 pub mod measurement;
 pub mod policy;
@@ -11,6 +12,9 @@ pub mod session;
 pub mod time;
 pub mod version;
 
+pub use health::{
+    InterfaceKind, LossReason, OutboxLoss, ProbeTag, SelfTest, TagName, TagNameError,
+};
 pub use ids::{BootEpoch, IdError, ProbeId, ProbeSecret, ResultKey, TaskId};
 pub use measurement::{
     ClockInfo, ClockState, ErrorClass, Family, IcmpError, IcmpSocketKind, MeasurementError,

@@ -59,4 +59,6 @@ pub struct Ack {
     pub batch_id: u64,
     pub stored: Vec<ResultKey>,
     pub rejected: Vec<Rejection>,
+    /// Loss records of the batch stored durably.
+    pub stored_losses: Vec<ResultKey>,
 }

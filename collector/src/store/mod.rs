@@ -9,6 +9,7 @@ mod sled_store;
 pub use sled_store::SledStore;
 
 use serde::{Deserialize, Serialize};
+use sixmap_shared::health::{OutboxLoss, ProbeTag, SelfTest, TagName};
 use sixmap_shared::measurement::MeasurementResult;
 use sixmap_shared::{ProbeId, ProbeSecret, TaskId, UnixMicros};
 use std::net::IpAddr;
@@ -34,6 +35,23 @@ pub struct ProbeRecord {
     pub software_version: Option<String>,
     pub boot_epoch: Option<u64>,
     pub local_addresses: Vec<IpAddr>,
+    /// The probe's latest self-test.
+    #[serde(default)]
+    pub self_test: Option<SelfTest>,
+    /// Start of the newest successful measurement over IPv6, for the v6-works tag.
+    #[serde(default)]
+    pub last_v6_success: Option<UnixMicros>,
+    /// Tags computed by the collector (never sent by the probe), with since when they hold.
+    #[serde(default)]
+    pub tags: Vec<ProbeTag>,
+}
+
+/// A change of a probe's tags, kept as history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TagEvent {
+    pub at: UnixMicros,
+    pub added: Vec<TagName>,
+    pub removed: Vec<TagName>,
 }
 
 /// Whether an inserted result was new or already stored under the same idempotency key.
@@ -75,6 +93,16 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Stores results unless their idempotency key is already present.
     fn insert_results(&self, results: &[MeasurementResult]) -> Result<Vec<Inserted>, StoreError>;
     fn results(&self, query: &ResultQuery) -> Result<Vec<MeasurementResult>, StoreError>;
+
+    /// Stores probes' loss records unless their key is already present (first version wins).
+    fn insert_losses(&self, losses: &[OutboxLoss]) -> Result<Vec<Inserted>, StoreError>;
+    /// Loss records, newest key first per probe.
+    fn losses(&self, query: &ResultQuery) -> Result<Vec<OutboxLoss>, StoreError>;
+
+    /// Appends to a probe's tag history.
+    fn record_tag_event(&self, probe: &ProbeId, event: &TagEvent) -> Result<(), StoreError>;
+    /// A probe's tag history, oldest first.
+    fn tag_history(&self, probe: &ProbeId) -> Result<Vec<TagEvent>, StoreError>;
 
     /// Makes everything written so far durable. Acks are sent only after this returns.
     fn flush(&self) -> Result<(), StoreError>;

@@ -2,14 +2,17 @@
 //!
 //! Layout (one tree each): `probes` id → JSON record; `tasks` definition → task id;
 //! `assignments` probe id ‖ task id → (); `results` probe id ‖ boot epoch ‖ sequence → JSON;
-//! `results_by_time` start time ‖ result key → () (the newest results across probes).
+//! `results_by_time` start time ‖ result key → () (the newest results across probes);
+//! `losses` loss key → JSON (probes' records of undelivered results); `tag_history` probe id ‖
+//! time ‖ counter → JSON tag event.
 //! Result keys sort by probe, then time of production, so per-probe scans are prefix scans.
 //! A result and its time-index entry are written in one transaction.
 //! Values start with a format byte so the encoding can change without a migration of old data.
 
-use super::{Inserted, ProbeRecord, ResultQuery, Store, StoreError};
+use super::{Inserted, ProbeRecord, ResultQuery, Store, StoreError, TagEvent};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use sixmap_shared::health::OutboxLoss;
 use sixmap_shared::measurement::MeasurementResult;
 use sixmap_shared::{ProbeId, ResultKey, TaskId};
 use std::path::Path;
@@ -24,6 +27,8 @@ pub struct SledStore {
     assignments: sled::Tree,
     results: sled::Tree,
     results_by_time: sled::Tree,
+    losses: sled::Tree,
+    tag_history: sled::Tree,
 }
 
 fn backend(e: sled::Error) -> StoreError {
@@ -85,6 +90,8 @@ impl SledStore {
             assignments: tree("assignments")?,
             results: tree("results")?,
             results_by_time: tree("results_by_time")?,
+            losses: tree("losses")?,
+            tag_history: tree("tag_history")?,
             db,
         })
     }
@@ -230,6 +237,64 @@ impl Store for SledStore {
             }
         }
         Ok(out)
+    }
+
+    fn insert_losses(&self, losses: &[OutboxLoss]) -> Result<Vec<Inserted>, StoreError> {
+        losses
+            .iter()
+            .map(|loss| {
+                let swapped = self
+                    .losses
+                    .compare_and_swap(
+                        result_key(&loss.key),
+                        None as Option<&[u8]>,
+                        Some(encode(loss)?),
+                    )
+                    .map_err(backend)?;
+                Ok(match swapped {
+                    Ok(()) => Inserted::New,
+                    Err(_) => Inserted::Duplicate,
+                })
+            })
+            .collect()
+    }
+
+    fn losses(&self, query: &ResultQuery) -> Result<Vec<OutboxLoss>, StoreError> {
+        let prefix = query
+            .probe
+            .as_ref()
+            .map(|p| p.as_str().as_bytes().to_vec())
+            .unwrap_or_default();
+        self.losses
+            .scan_prefix(prefix)
+            .rev()
+            .take(query.limit)
+            .map(|entry| {
+                let (key, value) = entry.map_err(backend)?;
+                decode(&key, &value)
+            })
+            .collect()
+    }
+
+    fn record_tag_event(&self, probe: &ProbeId, event: &TagEvent) -> Result<(), StoreError> {
+        let mut key = probe.as_str().as_bytes().to_vec();
+        key.extend_from_slice(&((event.at.0 as u64) ^ (1 << 63)).to_be_bytes());
+        // Two changes in the same microsecond must not overwrite each other.
+        key.extend_from_slice(&self.db.generate_id().map_err(backend)?.to_be_bytes());
+        self.tag_history
+            .insert(key, encode(event)?)
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn tag_history(&self, probe: &ProbeId) -> Result<Vec<TagEvent>, StoreError> {
+        self.tag_history
+            .scan_prefix(probe.as_str())
+            .map(|entry| {
+                let (key, value) = entry.map_err(backend)?;
+                decode(&key, &value)
+            })
+            .collect()
     }
 
     fn flush(&self) -> Result<(), StoreError> {

@@ -1,0 +1,483 @@
+//! The probe's on-disk outbox (sled): results wait here until the collector acks them.
+//!
+//! `crate::delivery` decides; this module persists its decisions. A result counts as produced
+//! only after `commit` has written and flushed it. Deletions after an ack are not flushed: if
+//! one is lost in a crash the result is sent again and the collector deduplicates it.
+//!
+//! Layout of the one tree: `r` ‖ boot epoch ‖ sequence → result; `l` ‖ boot epoch ‖ sequence →
+//! loss record; `meta/probe_id` → the probe the outbox belongs to. Values start with a format
+//! byte; a result value then holds its start time (8 bytes) and the protobuf-encoded result,
+//! which is exactly what is sent, so uploading needs no re-encoding.
+
+use crate::delivery::{BatchPlan, Change, Delivery, EntryMeta, OutboxKey};
+use prost::Message;
+use sixmap_proto::{decode, encode, v1};
+use sixmap_shared::health::OutboxLoss;
+use sixmap_shared::session::{Ack, MAX_MESSAGE_BYTES};
+use sixmap_shared::{BootEpoch, MeasurementResult, ProbeId, ResultKey, UnixMicros};
+use std::path::{Path, PathBuf};
+use tracing::{error, warn};
+
+/// Bytes of results a batch may carry, leaving room for the envelope and HTTP/2 framing.
+pub const BATCH_BYTE_BUDGET: u64 = (MAX_MESSAGE_BYTES / 2) as u64;
+/// Default bound of the outbox.
+pub const DEFAULT_MAX_BYTES: u64 = 64 * 1024 * 1024;
+/// Smallest bound accepted: room for a few hundred typical results.
+pub const MIN_MAX_BYTES: u64 = 64 * 1024;
+
+const FORMAT: u8 = 1;
+const RESULT_PREFIX: u8 = b'r';
+const LOSS_PREFIX: u8 = b'l';
+const PROBE_ID_KEY: &[u8] = b"meta/probe_id";
+const DIR_NAME: &str = "outbox";
+
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    #[error("outbox {path}: {action}: {reason}")]
+    Io {
+        path: PathBuf,
+        action: &'static str,
+        reason: String,
+    },
+}
+
+/// Outbox figures for status and heartbeats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OutboxStats {
+    pub results: u64,
+    pub bytes: u64,
+    pub max_bytes: u64,
+    pub oldest_started_at: Option<UnixMicros>,
+    pub loss_records: u64,
+    pub evicted_since_start: u64,
+}
+
+#[derive(Debug)]
+pub struct Outbox {
+    path: PathBuf,
+    db: sled::Db,
+    max_bytes: u64,
+    delivery: Delivery,
+    staged: sled::Batch,
+    staged_count: usize,
+}
+
+fn entry_key(prefix: u8, key: OutboxKey) -> [u8; 17] {
+    let mut bytes = [0; 17];
+    bytes[0] = prefix;
+    bytes[1..].copy_from_slice(&key.to_bytes());
+    bytes
+}
+
+fn result_value(result: &MeasurementResult) -> Vec<u8> {
+    let wire = encode::result(result).encode_to_vec();
+    let mut value = Vec::with_capacity(9 + wire.len());
+    value.push(FORMAT);
+    value.extend_from_slice(&result.started_at.0.to_be_bytes());
+    value.extend_from_slice(&wire);
+    value
+}
+
+/// Start time and payload of a stored result, if the value is well-formed.
+fn split_result_value(value: &[u8]) -> Option<(UnixMicros, &[u8])> {
+    let (&format, rest) = value.split_first()?;
+    let time: [u8; 8] = rest.get(..8)?.try_into().ok()?;
+    (format == FORMAT).then(|| (UnixMicros(i64::from_be_bytes(time)), &rest[8..]))
+}
+
+fn loss_value(loss: &OutboxLoss) -> Vec<u8> {
+    let mut value = vec![FORMAT];
+    value.extend_from_slice(&encode::loss(loss).encode_to_vec());
+    value
+}
+
+fn read_loss(value: &[u8]) -> Option<OutboxLoss> {
+    let (&format, wire) = value.split_first()?;
+    if format != FORMAT {
+        return None;
+    }
+    decode::loss(&v1::OutboxLoss::decode(wire).ok()?).ok()
+}
+
+/// Why sled would not open the outbox.
+enum OpenFailure {
+    /// Damaged files: moved aside and replaced.
+    Corrupt(String),
+    /// Anything else (another process holds it, permissions, a full disk): never a reason
+    /// to throw data away, so the probe stops and says why.
+    Unavailable(String),
+}
+
+/// How long to wait for a lock that a closing handle in this process may still hold
+/// (sled releases it from a background thread).
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Opens sled, turning a panic inside it (seen with damaged files) into an error.
+fn open_db(path: &Path) -> Result<sled::Db, OpenFailure> {
+    let started = std::time::Instant::now();
+    loop {
+        let attempt = {
+            let path = path.to_owned();
+            std::panic::catch_unwind(move || sled::Config::new().path(path).open())
+        };
+        match attempt {
+            Ok(Ok(db)) => return Ok(db),
+            Err(_) => {
+                return Err(OpenFailure::Corrupt(
+                    "the storage engine panicked while opening it".into(),
+                ));
+            }
+            Ok(Err(sled::Error::Io(e)))
+                if e.kind() == std::io::ErrorKind::WouldBlock && started.elapsed() < LOCK_WAIT =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Ok(Err(sled::Error::Io(e))) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                return Err(OpenFailure::Unavailable(
+                    "another process has it open (is a second sixmap-probe using this state directory?)".into(),
+                ));
+            }
+            Ok(Err(sled::Error::Io(e))) if environmental(e.kind()) => {
+                return Err(OpenFailure::Unavailable(e.to_string()));
+            }
+            Ok(Err(e)) => return Err(OpenFailure::Corrupt(e.to_string())),
+        }
+    }
+}
+
+/// I/O errors about the machine rather than the files' contents. Any other error counts as
+/// damage: the outbox is moved aside (kept for inspection), never retried in a crash loop.
+fn environmental(kind: std::io::ErrorKind) -> bool {
+    use std::io::ErrorKind as K;
+    matches!(
+        kind,
+        K::PermissionDenied | K::WouldBlock | K::StorageFull | K::ReadOnlyFilesystem | K::OutOfMemory
+    )
+}
+
+fn unavailable(path: &Path, action: &'static str) -> impl FnOnce(OpenFailure) -> OutboxError {
+    let path = path.to_owned();
+    move |failure| OutboxError::Io {
+        path,
+        action,
+        reason: match failure {
+            OpenFailure::Corrupt(reason) | OpenFailure::Unavailable(reason) => reason,
+        },
+    }
+}
+
+/// Moves a damaged or foreign outbox out of the way; returns where it went.
+fn move_aside(path: &Path, why: &str, now: UnixMicros) -> Result<PathBuf, OutboxError> {
+    let aside = path.with_file_name(format!("{DIR_NAME}.{why}-{}", now.0));
+    std::fs::rename(path, &aside).map_err(|e| OutboxError::Io {
+        path: path.to_owned(),
+        action: "move aside",
+        reason: e.to_string(),
+    })?;
+    Ok(aside)
+}
+
+impl Outbox {
+    /// Opens `state_dir/outbox`. A corrupt outbox is moved aside, replaced by an empty one,
+    /// and the loss is recorded as data; an outbox of another probe identity is moved aside.
+    pub fn open(
+        state_dir: &Path,
+        probe_id: &ProbeId,
+        boot_epoch: BootEpoch,
+        max_bytes: u64,
+        now: UnixMicros,
+    ) -> Result<Self, OutboxError> {
+        let path = state_dir.join(DIR_NAME);
+        let io = |action: &'static str| {
+            let path = path.clone();
+            move |e: sled::Error| OutboxError::Io {
+                path,
+                action,
+                reason: e.to_string(),
+            }
+        };
+        let mut replaced = None;
+        let db = match open_db(&path) {
+            Ok(db) => db,
+            Err(failure @ OpenFailure::Unavailable(_)) => {
+                return Err(unavailable(&path, "open")(failure));
+            }
+            Err(OpenFailure::Corrupt(reason)) => {
+                let aside = move_aside(&path, "corrupt", now)?;
+                error!(outbox = %path.display(), moved_to = %aside.display(), %reason, "outbox unreadable: moved aside, starting empty");
+                replaced = Some(format!(
+                    "outbox unreadable ({reason}); moved to {}",
+                    aside.display()
+                ));
+                open_db(&path).map_err(unavailable(&path, "create"))?
+            }
+        };
+        let owner = db.get(PROBE_ID_KEY).map_err(io("read"))?;
+        let db = match owner {
+            Some(owner) if owner.as_ref() != probe_id.as_str().as_bytes() => {
+                drop(db);
+                let owner = String::from_utf8_lossy(&owner).into_owned();
+                let aside = move_aside(&path, &format!("probe-{owner}"), now)?;
+                warn!(outbox = %path.display(), moved_to = %aside.display(), previous_probe = %owner, "outbox belongs to another probe identity: moved aside");
+                open_db(&path).map_err(unavailable(&path, "create"))?
+            }
+            _ => db,
+        };
+        db.insert(PROBE_ID_KEY, probe_id.as_str().as_bytes())
+            .map_err(io("write"))?;
+
+        let mut entries = Vec::new();
+        let mut unreadable = Vec::new();
+        for item in db.scan_prefix([RESULT_PREFIX]) {
+            let (key, value) = item.map_err(io("read"))?;
+            let Some(key) = OutboxKey::from_bytes(&key[1..]) else {
+                continue;
+            };
+            match split_result_value(&value) {
+                Some((started_at, payload)) => entries.push((
+                    key,
+                    EntryMeta {
+                        bytes: payload.len() as u64,
+                        started_at,
+                    },
+                )),
+                None => {
+                    entries.push((
+                        key,
+                        EntryMeta {
+                            bytes: 0,
+                            started_at: UnixMicros(0),
+                        },
+                    ));
+                    unreadable.push(key);
+                }
+            }
+        }
+        let mut losses = Vec::new();
+        for item in db.scan_prefix([LOSS_PREFIX]) {
+            let (key, value) = item.map_err(io("read"))?;
+            match read_loss(&value) {
+                Some(loss) => losses.push(loss),
+                None => {
+                    // Nothing to recover it from; its results were already gone.
+                    error!(key = ?key, "unreadable loss record dropped");
+                    db.remove(key).map_err(io("write"))?;
+                }
+            }
+        }
+        let delivery = Delivery::restore(probe_id.clone(), boot_epoch, max_bytes, entries, losses);
+        let mut outbox = Self {
+            path,
+            db,
+            max_bytes,
+            delivery,
+            staged: sled::Batch::default(),
+            staged_count: 0,
+        };
+        for key in unreadable {
+            let change = outbox.delivery.unreadable(key, now);
+            outbox.stage_change(change);
+        }
+        if let Some(detail) = replaced {
+            let change = outbox.delivery.outbox_replaced(detail, now);
+            outbox.stage_change(change);
+        }
+        outbox.commit()?;
+        Ok(outbox)
+    }
+
+    fn io(&self, action: &'static str) -> impl FnOnce(sled::Error) -> OutboxError + '_ {
+        move |e| OutboxError::Io {
+            path: self.path.clone(),
+            action,
+            reason: e.to_string(),
+        }
+    }
+
+    fn stage_change(&mut self, change: Change) {
+        for key in change.evicted {
+            self.staged.remove(&entry_key(RESULT_PREFIX, key));
+        }
+        for loss in &change.losses {
+            let key = entry_key(LOSS_PREFIX, OutboxKey::of(&loss.key));
+            self.staged.insert(&key, loss_value(loss));
+        }
+        self.staged_count += 1;
+    }
+
+    /// The idempotency key the next staged result must carry.
+    pub fn next_key(&self) -> ResultKey {
+        self.delivery.next_key()
+    }
+
+    /// Adds a result built with `next_key()`. It is not produced until `commit` returns.
+    pub fn stage(&mut self, result: &MeasurementResult, now: UnixMicros) {
+        let value = result_value(result);
+        let meta = EntryMeta {
+            bytes: (value.len() - 9) as u64,
+            started_at: result.started_at,
+        };
+        self.staged.insert(
+            &entry_key(RESULT_PREFIX, OutboxKey::of(&result.key)),
+            value,
+        );
+        let change = self.delivery.produced(meta, now);
+        self.stage_change(change);
+    }
+
+    /// Writes everything staged in one atomic batch and flushes it to disk.
+    pub fn commit(&mut self) -> Result<(), OutboxError> {
+        if self.staged_count == 0 {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.staged);
+        self.staged_count = 0;
+        self.db.apply_batch(batch).map_err(self.io("write"))?;
+        self.db.flush().map_err(self.io("flush"))?;
+        Ok(())
+    }
+
+    /// The next batch to upload, if any waits and the in-flight window has room.
+    pub fn next_batch(
+        &mut self,
+        max_results: usize,
+        max_in_flight: usize,
+        now: UnixMicros,
+    ) -> Result<Option<v1::ResultBatch>, OutboxError> {
+        loop {
+            let Some(plan) =
+                self.delivery
+                    .next_batch(max_results, BATCH_BYTE_BUDGET, max_in_flight)
+            else {
+                return Ok(None);
+            };
+            let BatchPlan {
+                batch_id,
+                results: keys,
+                losses,
+            } = plan;
+            let mut results = Vec::with_capacity(keys.len());
+            let mut damaged = false;
+            for key in keys {
+                let value = self
+                    .db
+                    .get(entry_key(RESULT_PREFIX, key))
+                    .map_err(self.io("read"))?;
+                let wire = value.as_deref().and_then(split_result_value).and_then(
+                    |(_, payload)| v1::MeasurementResult::decode(payload).ok(),
+                );
+                match wire {
+                    Some(wire) => results.push(wire),
+                    None => {
+                        error!(?key, "outbox entry unreadable: dropped and recorded as lost");
+                        let change = self.delivery.unreadable(key, now);
+                        self.stage_change(change);
+                        damaged = true;
+                    }
+                }
+            }
+            if damaged {
+                self.commit()?;
+            }
+            let losses: Vec<_> = losses
+                .iter()
+                .filter_map(|k| self.delivery.loss(*k))
+                .map(encode::loss)
+                .collect();
+            if results.is_empty() && losses.is_empty() {
+                // Everything planned was unreadable: that batch id stays unacked, harmlessly,
+                // until the connection ends. Plan again.
+                continue;
+            }
+            return Ok(Some(v1::ResultBatch {
+                batch_id,
+                results,
+                losses,
+            }));
+        }
+    }
+
+    /// Releases what the collector stored or rejected. Not flushed (see the module doc).
+    pub fn acked(&mut self, ack: &Ack) -> Result<(), OutboxError> {
+        let own = |k: &&ResultKey| &k.probe_id == self.delivery.probe_id();
+        let results: Vec<_> = ack
+            .stored
+            .iter()
+            .chain(ack.rejected.iter().map(|r| &r.key))
+            .filter(own)
+            .map(OutboxKey::of)
+            .collect();
+        let losses: Vec<_> = ack
+            .stored_losses
+            .iter()
+            .filter(own)
+            .map(OutboxKey::of)
+            .collect();
+        let released = self.delivery.acked(ack.batch_id, &results, &losses);
+        let mut batch = sled::Batch::default();
+        for key in released.results {
+            batch.remove(&entry_key(RESULT_PREFIX, key));
+        }
+        for key in released.losses {
+            batch.remove(&entry_key(LOSS_PREFIX, key));
+        }
+        self.db.apply_batch(batch).map_err(self.io("write"))
+    }
+
+    pub fn disconnected(&mut self) {
+        self.delivery.disconnected();
+    }
+
+    pub fn stats(&self) -> OutboxStats {
+        OutboxStats {
+            results: self.delivery.pending_results() as u64,
+            bytes: self.delivery.pending_bytes(),
+            max_bytes: self.max_bytes,
+            oldest_started_at: self.delivery.oldest_started_at(),
+            loss_records: self.delivery.pending_losses().count() as u64,
+            evicted_since_start: self.delivery.evicted_total(),
+        }
+    }
+
+    /// Loss records not yet delivered.
+    pub fn pending_losses(&self) -> Vec<OutboxLoss> {
+        self.delivery.pending_losses().cloned().collect()
+    }
+}
+
+/// Figures of an outbox no daemon holds open, for `sixmap-probe status`.
+pub fn inspect(state_dir: &Path) -> Result<Option<OutboxStats>, String> {
+    let path = state_dir.join(DIR_NAME);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let db = open_db(&path).map_err(|failure| match failure {
+        OpenFailure::Corrupt(reason) => format!("{} is damaged: {reason}", path.display()),
+        OpenFailure::Unavailable(reason) => format!("{}: {reason}", path.display()),
+    })?;
+    let mut stats = OutboxStats {
+        results: 0,
+        bytes: 0,
+        max_bytes: 0,
+        oldest_started_at: None,
+        loss_records: 0,
+        evicted_since_start: 0,
+    };
+    for item in db.scan_prefix([RESULT_PREFIX]) {
+        let (_, value) = item.map_err(|e| e.to_string())?;
+        stats.results += 1;
+        if let Some((started_at, payload)) = split_result_value(&value) {
+            stats.bytes += payload.len() as u64;
+            stats.oldest_started_at = Some(
+                stats
+                    .oldest_started_at
+                    .map_or(started_at, |t| t.min(started_at)),
+            );
+        }
+    }
+    stats.loss_records = db.scan_prefix([LOSS_PREFIX]).count() as u64;
+    Ok(Some(stats))
+}
+
+#[cfg(test)]
+mod tests;

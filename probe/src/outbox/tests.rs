@@ -1,0 +1,220 @@
+use super::*;
+use sixmap_shared::health::LossReason;
+use sixmap_shared::measurement::{
+    ClockInfo, ClockState, Family, IcmpError, IcmpSocketKind, Outcome, PingReply, PingResult,
+    TimestampSource,
+};
+use sixmap_shared::session::{MAX_BATCH_RESULTS, Rejection};
+use sixmap_shared::TaskId;
+use std::net::IpAddr;
+
+fn probe() -> ProbeId {
+    "0a0b0c0d0e0f1011".parse().unwrap()
+}
+
+/// A ping result; `big` makes it the largest a probe can produce.
+fn result(key: ResultKey, started_at: i64, big: bool) -> MeasurementResult {
+    let far: IpAddr = "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff".parse().unwrap();
+    let (replies, errors) = if big {
+        (
+            (0..64)
+                .map(|sequence| PingReply {
+                    sequence,
+                    rtt_ns: u64::MAX,
+                    hop_limit: Some(255),
+                    duplicate: false,
+                    from: far,
+                })
+                .collect(),
+            (0..256)
+                .map(|_| IcmpError {
+                    icmp_type: 255,
+                    icmp_code: 255,
+                    from: far,
+                    mtu: Some(u32::MAX),
+                })
+                .collect(),
+        )
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    MeasurementResult {
+        key,
+        task_id: TaskId::new(7).unwrap(),
+        started_at: UnixMicros(started_at),
+        duration_us: 5,
+        family_requested: Family::V6,
+        family_used: Some(Family::V6),
+        source: Some(far),
+        destination: Some(far),
+        software_version: "0.1.0".into(),
+        clock: ClockInfo {
+            state: ClockState::Synchronized,
+            offset_us: Some(-3),
+        },
+        outcome: Outcome::Ping(PingResult {
+            sent: if big { 64 } else { 1 },
+            received: if big { 64 } else { 0 },
+            replies,
+            timestamp_source: TimestampSource::Kernel,
+            socket_kind: IcmpSocketKind::Raw,
+            errors,
+        }),
+    }
+}
+
+fn produce(outbox: &mut Outbox, n: usize, big: bool) -> Vec<ResultKey> {
+    let mut keys = Vec::new();
+    for i in 0..n {
+        let key = outbox.next_key();
+        outbox.stage(&result(key.clone(), 1000 + i as i64, big), UnixMicros(1));
+        keys.push(key);
+    }
+    outbox.commit().unwrap();
+    keys
+}
+
+fn ack_all(batch: &v1::ResultBatch) -> Ack {
+    Ack {
+        batch_id: batch.batch_id,
+        stored: batch
+            .results
+            .iter()
+            .map(|r| decode::result_key(r.key.as_ref()).unwrap())
+            .collect(),
+        rejected: Vec::new(),
+        stored_losses: batch
+            .losses
+            .iter()
+            .map(|l| decode::result_key(l.key.as_ref()).unwrap())
+            .collect(),
+    }
+}
+
+#[test]
+fn results_survive_restart_until_acked() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut outbox = Outbox::open(dir.path(), &probe(), 1, 1 << 20, UnixMicros(1)).unwrap();
+        produce(&mut outbox, 3, false);
+        // Sent but never acked: the crash (drop) keeps them.
+        assert!(outbox.next_batch(10, 8, UnixMicros(2)).unwrap().is_some());
+    }
+    let mut outbox = Outbox::open(dir.path(), &probe(), 2, 1 << 20, UnixMicros(3)).unwrap();
+    assert_eq!(outbox.stats().results, 3);
+    assert_eq!(outbox.stats().oldest_started_at, Some(UnixMicros(1000)));
+    assert_eq!(outbox.next_key().boot_epoch, 2);
+    let batch = outbox.next_batch(2, 8, UnixMicros(4)).unwrap().unwrap();
+    assert_eq!(batch.results.len(), 2);
+    let decoded = decode::result(&batch.results[0]).unwrap();
+    assert_eq!(decoded, result(decoded.key.clone(), 1000, false));
+    // One stored, one rejected: both leave. The third was never sent.
+    let mut ack = ack_all(&batch);
+    let rejected = ack.stored.pop().unwrap();
+    ack.rejected.push(Rejection {
+        key: rejected,
+        reason: "bad".into(),
+    });
+    outbox.acked(&ack).unwrap();
+    assert_eq!(outbox.stats().results, 1);
+    drop(outbox);
+    let outbox = Outbox::open(dir.path(), &probe(), 3, 1 << 20, UnixMicros(5)).unwrap();
+    assert_eq!(outbox.stats().results, 1);
+    drop(outbox);
+    assert_eq!(inspect(dir.path()).unwrap().unwrap().results, 1);
+}
+
+#[test]
+fn a_full_batch_of_the_largest_results_fits_one_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut outbox = Outbox::open(dir.path(), &probe(), 1, 1 << 30, UnixMicros(1)).unwrap();
+    produce(&mut outbox, MAX_BATCH_RESULTS * 2, true);
+    let mut sent = 0;
+    while let Some(batch) = outbox
+        .next_batch(MAX_BATCH_RESULTS, usize::MAX, UnixMicros(2))
+        .unwrap()
+    {
+        let message = v1::ProbeMessage {
+            kind: Some(v1::probe_message::Kind::Results(batch.clone())),
+        };
+        assert!(message.encoded_len() <= MAX_MESSAGE_BYTES, "{}", message.encoded_len());
+        sent += batch.results.len();
+    }
+    assert_eq!(sent, MAX_BATCH_RESULTS * 2);
+}
+
+#[test]
+fn overflow_is_recorded_persisted_and_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let bound = MIN_MAX_BYTES;
+    let keys;
+    {
+        let mut outbox = Outbox::open(dir.path(), &probe(), 1, bound, UnixMicros(1)).unwrap();
+        keys = produce(&mut outbox, 2000, false);
+        let stats = outbox.stats();
+        assert!(stats.bytes <= bound, "{stats:?}");
+        assert!(stats.evicted_since_start > 0);
+        assert_eq!(stats.results + stats.evicted_since_start, 2000);
+    }
+    let mut outbox = Outbox::open(dir.path(), &probe(), 2, bound, UnixMicros(2)).unwrap();
+    let losses = outbox.pending_losses();
+    assert_eq!(losses.len(), 1);
+    let loss = &losses[0];
+    let kept = outbox.stats().results;
+    assert_eq!(loss.reason, LossReason::OutboxFull, "{loss:?}");
+    assert_eq!(loss.count + kept, 2000);
+    assert_eq!(loss.first.as_ref(), Some(&keys[0]));
+    assert_eq!(loss.last.as_ref(), Some(&keys[loss.count as usize - 1]));
+    assert_eq!(loss.oldest_started_at, Some(UnixMicros(1000)));
+    // The loss record travels with the first batch and leaves when acked.
+    let batch = outbox.next_batch(10, 8, UnixMicros(3)).unwrap().unwrap();
+    assert_eq!(batch.losses.len(), 1);
+    outbox.acked(&ack_all(&batch)).unwrap();
+    assert!(outbox.pending_losses().is_empty());
+}
+
+#[test]
+fn a_corrupt_outbox_is_moved_aside_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut outbox = Outbox::open(dir.path(), &probe(), 1, 1 << 20, UnixMicros(1)).unwrap();
+        produce(&mut outbox, 5, false);
+    }
+    // Overwrite every file of the store with garbage.
+    for entry in walk(&dir.path().join(DIR_NAME)) {
+        std::fs::write(&entry, vec![0xa5; 4096]).unwrap();
+    }
+    let outbox = Outbox::open(dir.path(), &probe(), 2, 1 << 20, UnixMicros(77)).unwrap();
+    let losses = outbox.pending_losses();
+    assert_eq!(losses.len(), 1, "{losses:?}");
+    assert_eq!(losses[0].reason, LossReason::OutboxCorrupt);
+    assert!(losses[0].detail.contains("outbox.corrupt-77"), "{}", losses[0].detail);
+    assert!(dir.path().join("outbox.corrupt-77").exists());
+    assert_eq!(outbox.stats().results, 0);
+}
+
+#[test]
+fn an_outbox_of_another_identity_is_moved_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut outbox = Outbox::open(dir.path(), &probe(), 1, 1 << 20, UnixMicros(1)).unwrap();
+        produce(&mut outbox, 2, false);
+    }
+    let other: ProbeId = "ffffffffffffffff".parse().unwrap();
+    let outbox = Outbox::open(dir.path(), &other, 1, 1 << 20, UnixMicros(9)).unwrap();
+    assert_eq!(outbox.stats().results, 0);
+    assert!(dir.path().join("outbox.probe-0a0b0c0d0e0f1011-9").exists());
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
