@@ -69,6 +69,7 @@ fn main() -> anyhow::Result<()> {
 
     let wire: Vec<v1::ResultBatch> = (0..batches)
         .map(|b| v1::ResultBatch {
+            losses: Vec::new(),
             batch_id: b,
             results: (0..batch_size)
                 .map(|i| encode::result(&result(&probe, task, 1 + b * batch_size + i)))

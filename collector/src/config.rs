@@ -26,6 +26,9 @@ pub struct CollectorConfig {
     pub heartbeat_interval_s: u64,
     /// The measurement every connected probe runs.
     pub default_ping: DefaultPing,
+    /// More ping tasks every connected probe runs, each with its own parameters (e.g. one per
+    /// packet size); same keys as `[default_ping]`.
+    pub ping_tasks: Vec<DefaultPing>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -40,6 +43,8 @@ pub struct DefaultPing {
     /// Milliseconds between echo requests within a run.
     pub interval_ms: u32,
     pub timeout_ms: u64,
+    /// ICMPv6 payload bytes per echo request; 0 uses the probe's default.
+    pub size: u32,
 }
 
 impl Default for CollectorConfig {
@@ -52,6 +57,7 @@ impl Default for CollectorConfig {
             min_probe_version: "0.1.0".into(),
             heartbeat_interval_s: 30,
             default_ping: DefaultPing::default(),
+            ping_tasks: Vec::new(),
         }
     }
 }
@@ -64,6 +70,7 @@ impl Default for DefaultPing {
             count: 3,
             interval_ms: 1000,
             timeout_ms: 10_000,
+            size: 0,
         }
     }
 }
@@ -94,6 +101,41 @@ impl DefaultTask {
     }
 }
 
+/// Upper bound on tasks every probe runs: each is one result per interval per probe.
+pub const MAX_DEFAULT_TASKS: usize = 1000;
+
+/// The tasks of one ping group; errors name the group's key.
+fn ping_tasks(
+    ping: &DefaultPing,
+    key: &str,
+    invalid: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<Vec<DefaultTask>, ConfigError> {
+    let every = Duration::from_secs(ping.every_s);
+    if every < MIN_TASK_INTERVAL {
+        return Err(invalid(
+            &format!("{key}.every_s"),
+            format!("must be >= {}", MIN_TASK_INTERVAL.as_secs()),
+        ));
+    }
+    let ping_spec = PingSpec::new(ping.count, ping.interval_ms, ping.size)
+        .map_err(|e| invalid(key, e.to_string()))?;
+    ping.targets
+        .iter()
+        .map(|text| {
+            let target = Target::parse(text)
+                .map_err(|e| invalid(&format!("{key}.targets"), e.to_string()))?;
+            let spec = MeasurementSpec::new(
+                target.clone(),
+                target.default_family(),
+                Duration::from_millis(ping.timeout_ms),
+                SpecKind::Ping(ping_spec),
+            )
+            .map_err(|e| invalid(key, format!("target {text}: {e}")))?;
+            Ok(DefaultTask { spec, every })
+        })
+        .collect()
+}
+
 impl CollectorConfig {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         load_toml(path)
@@ -116,32 +158,19 @@ impl CollectorConfig {
                 "each token must be at least 8 characters".into(),
             ));
         }
-        let ping = &self.default_ping;
-        let every = Duration::from_secs(ping.every_s);
-        if every < MIN_TASK_INTERVAL {
+        let mut default_tasks = ping_tasks(&self.default_ping, "default_ping", &invalid)?;
+        for (i, group) in self.ping_tasks.iter().enumerate() {
+            default_tasks.extend(ping_tasks(group, &format!("ping_tasks[{i}]"), &invalid)?);
+        }
+        if default_tasks.len() > MAX_DEFAULT_TASKS {
             return Err(invalid(
-                "default_ping.every_s",
-                format!("must be >= {}", MIN_TASK_INTERVAL.as_secs()),
+                "ping_tasks",
+                format!(
+                    "{} tasks in all, at most {MAX_DEFAULT_TASKS}",
+                    default_tasks.len()
+                ),
             ));
         }
-        let ping_spec = PingSpec::new(ping.count, ping.interval_ms, 0)
-            .map_err(|e| invalid("default_ping", e.to_string()))?;
-        let default_tasks = ping
-            .targets
-            .iter()
-            .map(|text| {
-                let target = Target::parse(text)
-                    .map_err(|e| invalid("default_ping.targets", e.to_string()))?;
-                let spec = MeasurementSpec::new(
-                    target.clone(),
-                    target.default_family(),
-                    Duration::from_millis(ping.timeout_ms),
-                    SpecKind::Ping(ping_spec),
-                )
-                .map_err(|e| invalid("default_ping", format!("target {text}: {e}")))?;
-                Ok(DefaultTask { spec, every })
-            })
-            .collect::<Result<Vec<_>, ConfigError>>()?;
         Ok(Settings {
             data_dir: self.data_dir,
             grpc_listen: self.grpc_listen,
@@ -191,5 +220,21 @@ mod tests {
         let config: CollectorConfig = parse_toml("[default_ping]\ncount = 0\n").unwrap();
         let err = config.validate(None).unwrap_err().to_string();
         assert!(err.contains("ping.count"), "{err}");
+        let config: CollectorConfig =
+            parse_toml("[[ping_tasks]]\ntargets = [\"::1\"]\nsize = 5\n").unwrap();
+        let err = config.validate(None).unwrap_err().to_string();
+        assert!(err.contains("ping_tasks[0]"), "{err}");
+    }
+
+    #[test]
+    fn ping_task_groups_add_distinct_tasks() {
+        let config: CollectorConfig = parse_toml(
+            "[[ping_tasks]]\ntargets = [\"::1\"]\nsize = 100\n[[ping_tasks]]\ntargets = [\"::1\"]\nsize = 200\nevery_s = 5\n",
+        )
+        .unwrap();
+        let tasks = config.validate(None).unwrap().default_tasks;
+        assert_eq!(tasks.len(), 2);
+        assert_ne!(tasks[0].definition(), tasks[1].definition());
+        assert_eq!(tasks[1].every, Duration::from_secs(5));
     }
 }

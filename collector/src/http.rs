@@ -1,12 +1,13 @@
 //! HTTP: the JSON API under `/api/v1` and the dashboard at `/`.
 
-use crate::store::{ResultQuery, Store, StoreError};
-use axum::extract::{Query, State};
+use crate::store::{ResultQuery, Store, StoreError, TagEvent};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+use sixmap_shared::health::{OutboxLoss, ProbeTag, SelfTest};
 use sixmap_shared::measurement::{MeasurementResult, Outcome};
 use sixmap_shared::{ProbeId, UnixMicros};
 use std::net::IpAddr;
@@ -21,6 +22,8 @@ pub fn router(store: Arc<dyn Store>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/api/v1/results", get(results))
         .route("/api/v1/probes", get(probes))
+        .route("/api/v1/probes/{id}/tags", get(tag_history))
+        .route("/api/v1/losses", get(losses))
         .with_state(store)
 }
 
@@ -55,6 +58,87 @@ struct ResultsParams {
     limit: Option<usize>,
 }
 
+fn parse_probe(text: &str, what: &str) -> Result<ProbeId, ApiError> {
+    text.parse::<ProbeId>()
+        .map_err(|e| ApiError::BadRequest(format!("{what}: {e}")))
+}
+
+fn result_query(
+    params: Result<Query<ResultsParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<ResultQuery, ApiError> {
+    let Query(params) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let probe = params
+        .probe
+        .map(|p| parse_probe(&p, "query parameter `probe`"))
+        .transpose()?;
+    let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(ApiError::BadRequest(format!(
+            "query parameter `limit`: must be 1..={MAX_LIMIT}"
+        )));
+    }
+    Ok(ResultQuery { probe, limit })
+}
+
+#[derive(Debug, Serialize)]
+struct LossesBody {
+    count: usize,
+    /// Results counted in these records.
+    lost_results: u64,
+    losses: Vec<OutboxLoss>,
+}
+
+/// Probes' records of results they dropped before delivery (outbox full, damaged outbox).
+async fn losses(
+    State(store): State<Arc<dyn Store>>,
+    params: Result<Query<ResultsParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<LossesBody>, ApiError> {
+    let query = result_query(params)?;
+    let losses = run_blocking(move || store.losses(&query)).await?;
+    Ok(Json(LossesBody {
+        count: losses.len(),
+        lost_results: losses.iter().map(|l| l.count).sum(),
+        losses,
+    }))
+}
+
+#[derive(Debug, Serialize)]
+struct TagsBody {
+    probe: ProbeId,
+    tags: Vec<ProbeTag>,
+    self_test: Option<SelfTest>,
+    /// Every change, oldest first.
+    history: Vec<TagEvent>,
+}
+
+async fn tag_history(
+    State(store): State<Arc<dyn Store>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let probe = parse_probe(&id, "probe id in the path")?;
+    let found = run_blocking(move || {
+        let Some(record) = store.probe(&probe)? else {
+            return Ok(None);
+        };
+        let history = store.tag_history(&probe)?;
+        Ok(Some(TagsBody {
+            probe,
+            tags: record.tags,
+            self_test: record.self_test,
+            history,
+        }))
+    })
+    .await?;
+    Ok(match found {
+        Some(body) => Json(body).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({ "error": format!("no probe {id}") })),
+        )
+            .into_response(),
+    })
+}
+
 #[derive(Debug, Serialize)]
 struct ResultsBody {
     count: usize,
@@ -65,21 +149,8 @@ async fn results(
     State(store): State<Arc<dyn Store>>,
     params: Result<Query<ResultsParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<ResultsBody>, ApiError> {
-    let Query(params) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let probe = params
-        .probe
-        .map(|p| {
-            p.parse::<ProbeId>()
-                .map_err(|e| ApiError::BadRequest(format!("query parameter `probe`: {e}")))
-        })
-        .transpose()?;
-    let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
-    if limit == 0 || limit > MAX_LIMIT {
-        return Err(ApiError::BadRequest(format!(
-            "query parameter `limit`: must be 1..={MAX_LIMIT}"
-        )));
-    }
-    let results = run_blocking(move || store.results(&ResultQuery { probe, limit })).await?;
+    let query = result_query(params)?;
+    let results = run_blocking(move || store.results(&query)).await?;
     Ok(Json(ResultsBody {
         count: results.len(),
         results,
@@ -95,6 +166,7 @@ struct ProbeView {
     last_seen: Option<UnixMicros>,
     software_version: Option<String>,
     local_addresses: Vec<IpAddr>,
+    tags: Vec<ProbeTag>,
     last_result: Option<LastResult>,
 }
 
@@ -145,6 +217,7 @@ async fn probes(State(store): State<Arc<dyn Store>>) -> Result<Json<Vec<ProbeVie
                     last_seen: p.last_seen,
                     software_version: p.software_version,
                     local_addresses: p.local_addresses,
+                    tags: p.tags,
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()

@@ -77,7 +77,9 @@ pub fn ingest_batch(
     for item in losses {
         match item {
             Ok(loss) if &loss.key.probe_id == probe => accepted_losses.push(loss),
-            Ok(loss) => warn!(probe = %probe, key = %loss.key, "dropping another probe's loss record"),
+            Ok(loss) => {
+                warn!(probe = %probe, key = %loss.key, "dropping another probe's loss record")
+            }
             // A loss record the collector cannot read is logged and acked, so the probe does
             // not resend it forever; without a key it cannot be acked.
             Err((key, error)) => {

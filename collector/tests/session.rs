@@ -129,6 +129,7 @@ fn batch(id: u64, results: &[MeasurementResult]) -> v1::ProbeMessage {
         kind: Some(probe_message::Kind::Results(v1::ResultBatch {
             batch_id: id,
             results: results.iter().map(encode::result).collect(),
+            losses: Vec::new(),
         })),
     }
 }
@@ -221,9 +222,12 @@ async fn results_are_acked_deduplicated_and_unassigned_tasks_rejected() {
         welcome.kind,
         Some(collector_message::Kind::Welcome(_))
     ));
-    let task = match stream.message().await.unwrap().unwrap().kind {
-        Some(collector_message::Kind::Assign(a)) => a.task_id,
-        other => panic!("expected an assignment, got {other:?}"),
+    let task = loop {
+        match stream.message().await.unwrap().unwrap().kind {
+            Some(collector_message::Kind::Assign(a)) => break a.task_id,
+            Some(collector_message::Kind::Tags(_)) => continue,
+            other => panic!("expected tags or an assignment, got {other:?}"),
+        }
     };
 
     let good = ping_result(&probe.probe_id, 1, task);
@@ -259,6 +263,7 @@ async fn results_are_acked_deduplicated_and_unassigned_tasks_rejected() {
         kind: Some(probe_message::Kind::Results(v1::ResultBatch {
             batch_id: 9,
             results: vec![wire_bad],
+            losses: Vec::new(),
         })),
     })
     .await
@@ -314,4 +319,100 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
         .split_once("\r\n\r\n")
         .map(|(_, body)| body.to_owned())
         .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn loss_records_are_stored_once_and_self_tests_become_tags() {
+    let mut h = start("").await;
+    let probe = enroll(&mut h.client).await;
+    let mut first = hello(&probe.probe_id, &probe.probe_secret, "0.1.0");
+    if let Some(probe_message::Kind::Hello(hello)) = first.kind.as_mut() {
+        hello.local_addresses = vec!["2001:4860:4860::8888".into()];
+    }
+    let (tx, mut stream) = open(&mut h.client, first).await.unwrap();
+    // The collector sends the tags it computed from the hello: a global address.
+    let initial = loop {
+        match stream.message().await.unwrap().unwrap().kind {
+            Some(collector_message::Kind::Tags(t)) => break t,
+            _ => continue,
+        }
+    };
+    let names = |t: &v1::ProbeTags| t.tags.iter().map(|t| t.name.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&initial), vec!["v6-capable"]);
+
+    tx.send(v1::ProbeMessage {
+        kind: Some(probe_message::Kind::SelfTest(v1::SelfTest {
+            tested_at_us: 1,
+            default_route_v6: true,
+            default_route_v4: true,
+            v4_addresses: vec!["100.64.3.4".into()],
+            v6_route_interface: "eth0".into(),
+            v6_route_interface_kind: v1::InterfaceKind::Ethernet.into(),
+            v6_route_mtu: 1500,
+            aaaa_name: "www.ripe.net".into(),
+            aaaa_resolved: Some(true),
+            nat64_prefix: String::new(),
+            clat: false,
+        })),
+    })
+    .await
+    .unwrap();
+    let updated = loop {
+        match stream.message().await.unwrap().unwrap().kind {
+            Some(collector_message::Kind::Tags(t)) => break t,
+            _ => continue,
+        }
+    };
+    assert_eq!(
+        names(&updated),
+        vec![
+            "v6-capable",
+            "resolves-aaaa",
+            "access-native",
+            "access-v4-cgnat"
+        ]
+    );
+
+    let key = |sequence| v1::ResultKey {
+        probe_id: probe.probe_id.clone(),
+        boot_epoch: 1,
+        sequence,
+    };
+    let loss = v1::OutboxLoss {
+        key: Some(key(1)),
+        reason: v1::LossReason::OutboxFull.into(),
+        count: 25,
+        bytes: 5000,
+        first: Some(key(4)),
+        last: Some(key(28)),
+        oldest_started_at_us: 10,
+        newest_started_at_us: 20,
+        recorded_at_us: 30,
+        detail: String::new(),
+    };
+    for batch_id in [1, 2] {
+        tx.send(v1::ProbeMessage {
+            kind: Some(probe_message::Kind::Results(v1::ResultBatch {
+                batch_id,
+                results: Vec::new(),
+                losses: vec![loss.clone()],
+            })),
+        })
+        .await
+        .unwrap();
+        let ack = next_ack(&mut stream).await;
+        assert_eq!(ack.stored_losses, vec![key(1)], "batch {batch_id}");
+    }
+    let body = http_get(h.http, &format!("/api/v1/losses?probe={}", probe.probe_id)).await;
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["count"], 1, "{body}");
+    assert_eq!(json["lost_results"], 25, "{body}");
+
+    let body = http_get(h.http, &format!("/api/v1/probes/{}/tags", probe.probe_id)).await;
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["history"].as_array().unwrap().len(), 2, "{body}");
+    assert_eq!(json["history"][1]["added"][0], "resolves-aaaa", "{body}");
+    assert_eq!(json["self_test"]["aaaa_name"], "www.ripe.net", "{body}");
+    let body = http_get(h.http, "/api/v1/probes/0000000000000000/tags").await;
+    assert!(body.contains("no probe"), "{body}");
 }

@@ -151,7 +151,11 @@ fn environmental(kind: std::io::ErrorKind) -> bool {
     use std::io::ErrorKind as K;
     matches!(
         kind,
-        K::PermissionDenied | K::WouldBlock | K::StorageFull | K::ReadOnlyFilesystem | K::OutOfMemory
+        K::PermissionDenied
+            | K::WouldBlock
+            | K::StorageFull
+            | K::ReadOnlyFilesystem
+            | K::OutOfMemory
     )
 }
 
@@ -317,10 +321,8 @@ impl Outbox {
             bytes: (value.len() - 9) as u64,
             started_at: result.started_at,
         };
-        self.staged.insert(
-            &entry_key(RESULT_PREFIX, OutboxKey::of(&result.key)),
-            value,
-        );
+        self.staged
+            .insert(&entry_key(RESULT_PREFIX, OutboxKey::of(&result.key)), value);
         let change = self.delivery.produced(meta, now);
         self.stage_change(change);
     }
@@ -363,13 +365,17 @@ impl Outbox {
                     .db
                     .get(entry_key(RESULT_PREFIX, key))
                     .map_err(self.io("read"))?;
-                let wire = value.as_deref().and_then(split_result_value).and_then(
-                    |(_, payload)| v1::MeasurementResult::decode(payload).ok(),
-                );
+                let wire = value
+                    .as_deref()
+                    .and_then(split_result_value)
+                    .and_then(|(_, payload)| v1::MeasurementResult::decode(payload).ok());
                 match wire {
                     Some(wire) => results.push(wire),
                     None => {
-                        error!(?key, "outbox entry unreadable: dropped and recorded as lost");
+                        error!(
+                            ?key,
+                            "outbox entry unreadable: dropped and recorded as lost"
+                        );
                         let change = self.delivery.unreadable(key, now);
                         self.stage_change(change);
                         damaged = true;

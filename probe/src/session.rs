@@ -172,7 +172,10 @@ pub async fn run(settings: Settings) -> Result<(), ProbeError> {
         icmp_socket: settings.icmp_socket,
     };
     let (self_test_tx, self_test_rx) = watch::channel(None);
-    tokio::spawn(self_test_loop(settings.self_test_aaaa_name.clone(), self_test_tx));
+    tokio::spawn(self_test_loop(
+        settings.self_test_aaaa_name.clone(),
+        self_test_tx,
+    ));
     let now = UnixMicros::now();
     let mut probe = Probe {
         collector: settings.collector,
@@ -507,9 +510,7 @@ impl Probe {
                     );
                     // Results of the batch that the ack names neither way stay in the outbox
                     // and are sent again.
-                    self.outbox
-                        .acked(&ack)
-                        .map_err(|e| End::Fatal(e.into()))?;
+                    self.outbox.acked(&ack).map_err(|e| End::Fatal(e.into()))?;
                 }
                 Err(e) => warn!(error = %e, "malformed ack ignored"),
             },

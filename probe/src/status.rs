@@ -7,9 +7,9 @@
 use crate::identity::{StateError, write_atomically};
 use crate::outbox::OutboxStats;
 use serde::{Deserialize, Serialize};
+use sixmap_shared::UnixMicros;
 use sixmap_shared::health::{ProbeTag, SelfTest};
 use sixmap_shared::policy::classify;
-use sixmap_shared::UnixMicros;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::path::Path;
@@ -94,7 +94,11 @@ fn mib(bytes: u64) -> String {
 /// Human-readable status. `alive` says whether the daemon runs.
 pub fn render(status: &ProbeStatus, alive: bool, now: UnixMicros) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "probe {}  (boot {})", status.probe_id, status.boot_epoch);
+    let _ = writeln!(
+        out,
+        "probe {}  (boot {})",
+        status.probe_id, status.boot_epoch
+    );
     if !alive {
         let _ = writeln!(
             out,

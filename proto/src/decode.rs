@@ -364,9 +364,7 @@ pub fn ack(wire: &v1::Ack) -> Result<Ack, WireError> {
             .stored_losses
             .iter()
             .enumerate()
-            .map(|(i, k)| {
-                result_key(Some(k)).map_err(|e| e.within(&format!("stored_losses[{i}]")))
-            })
+            .map(|(i, k)| result_key(Some(k)).map_err(|e| e.within(&format!("stored_losses[{i}]"))))
             .collect::<Result<_, _>>()?,
     })
 }
@@ -386,7 +384,10 @@ pub fn loss(wire: &v1::OutboxLoss) -> Result<OutboxLoss, WireError> {
     if wire.detail.len() > MAX_LOSS_DETAIL_LEN {
         return Err(WireError::new(
             "detail",
-            format!("{} bytes, limit is {MAX_LOSS_DETAIL_LEN}", wire.detail.len()),
+            format!(
+                "{} bytes, limit is {MAX_LOSS_DETAIL_LEN}",
+                wire.detail.len()
+            ),
         ));
     }
     let loss = OutboxLoss {
@@ -436,7 +437,10 @@ pub fn batch_losses(wire: &v1::ResultBatch) -> Result<Vec<LossItem>, WireError> 
     if wire.losses.len() > MAX_BATCH_RESULTS {
         return Err(WireError::new(
             "losses",
-            format!("{} records, limit is {MAX_BATCH_RESULTS}", wire.losses.len()),
+            format!(
+                "{} records, limit is {MAX_BATCH_RESULTS}",
+                wire.losses.len()
+            ),
         ));
     }
     Ok(wire
@@ -477,7 +481,10 @@ pub fn self_test(wire: &v1::SelfTest) -> Result<SelfTest, WireError> {
         ("aaaa_name", &wire.aaaa_name),
     ] {
         if text.len() > MAX_NAME_LEN {
-            return Err(WireError::new(field, format!("longer than {MAX_NAME_LEN} bytes")));
+            return Err(WireError::new(
+                field,
+                format!("longer than {MAX_NAME_LEN} bytes"),
+            ));
         }
     }
     let nat64_prefix = if wire.nat64_prefix.is_empty() {
@@ -652,12 +659,108 @@ mod tests {
         let decoded = batch(&v1::ResultBatch {
             batch_id: 1,
             results: vec![good, bad],
+            losses: Vec::new(),
         })
         .unwrap();
         assert!(decoded[0].is_ok());
         let (key, err) = decoded[1].clone().unwrap_err();
         assert_eq!(key.unwrap().sequence, 9);
         assert_eq!(err.field, "results[1].destination_address");
+    }
+
+    fn sample_loss() -> OutboxLoss {
+        let key = |sequence| ResultKey {
+            probe_id: "0123456789abcdef".parse().unwrap(),
+            boot_epoch: 2,
+            sequence,
+        };
+        OutboxLoss {
+            key: key(1),
+            reason: sixmap_shared::LossReason::OutboxFull,
+            count: 40,
+            bytes: 12_000,
+            first: Some(key(3)),
+            last: Some(key(50)),
+            oldest_started_at: Some(UnixMicros(100)),
+            newest_started_at: Some(UnixMicros(200)),
+            recorded_at: UnixMicros(300),
+            detail: String::new(),
+        }
+    }
+
+    #[test]
+    fn loss_records_round_trip_and_errors_name_the_field() {
+        let domain = sample_loss();
+        assert_eq!(loss(&encode::loss(&domain)).unwrap(), domain);
+        let mut wire = encode::loss(&domain);
+        wire.reason = 0;
+        assert_eq!(loss(&wire).unwrap_err().field, "reason");
+        let mut wire = encode::loss(&domain);
+        wire.first = wire.last.clone().map(|mut k| {
+            k.sequence += 1;
+            k
+        });
+        assert_eq!(loss(&wire).unwrap_err().field, "last");
+        let mut wire = encode::loss(&domain);
+        if let Some(k) = wire.last.as_mut() {
+            k.probe_id = "ffffffffffffffff".into();
+        }
+        assert_eq!(loss(&wire).unwrap_err().field, "last.probe_id");
+        let mut wire = encode::loss(&domain);
+        wire.detail = "x".repeat(MAX_LOSS_DETAIL_LEN + 1);
+        assert_eq!(loss(&wire).unwrap_err().field, "detail");
+        let mut bad = encode::loss(&domain);
+        bad.oldest_started_at_us = 500;
+        let decoded = batch_losses(&v1::ResultBatch {
+            batch_id: 1,
+            results: Vec::new(),
+            losses: vec![encode::loss(&domain), bad],
+        })
+        .unwrap();
+        assert!(decoded[0].is_ok());
+        let (key, err) = decoded[1].clone().unwrap_err();
+        assert_eq!(key.unwrap().sequence, 1);
+        assert_eq!(err.field, "losses[1].newest_started_at_us");
+    }
+
+    #[test]
+    fn self_tests_and_tags_round_trip_and_validate() {
+        let domain = SelfTest {
+            tested_at: UnixMicros(5),
+            default_route_v6: true,
+            default_route_v4: false,
+            v4_addresses: vec!["192.0.0.2".parse().unwrap()],
+            v6_route_interface: Some("eth0".into()),
+            v6_route_interface_kind: sixmap_shared::InterfaceKind::Ethernet,
+            v6_route_mtu: Some(1500),
+            aaaa_name: "www.ripe.net".into(),
+            aaaa_resolved: Some(true),
+            nat64_prefix: Some("64:ff9b::".parse().unwrap()),
+            clat: true,
+        };
+        assert_eq!(self_test(&encode::self_test(&domain)).unwrap(), domain);
+        let mut wire = encode::self_test(&domain);
+        wire.v4_addresses[0] = "2001:db8::1".into();
+        assert_eq!(self_test(&wire).unwrap_err().field, "v4_addresses[0]");
+        let mut wire = encode::self_test(&domain);
+        wire.nat64_prefix = "nope".into();
+        assert_eq!(self_test(&wire).unwrap_err().field, "nat64_prefix");
+        // An interface kind from a newer probe is read as unknown, not refused.
+        let mut wire = encode::self_test(&domain);
+        wire.v6_route_interface_kind = 99;
+        assert_eq!(
+            self_test(&wire).unwrap().v6_route_interface_kind,
+            sixmap_shared::InterfaceKind::Unknown
+        );
+
+        let tag_list = vec![ProbeTag {
+            name: TagName::new("v6-works").unwrap(),
+            since: UnixMicros(9),
+        }];
+        assert_eq!(tags(&encode::tags(&tag_list)).unwrap(), tag_list);
+        let mut wire = encode::tags(&tag_list);
+        wire.tags[0].name = "V6 Works".into();
+        assert_eq!(tags(&wire).unwrap_err().field, "tags[0].name");
     }
 
     #[test]

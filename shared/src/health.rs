@@ -144,7 +144,10 @@ mod tests {
 
     #[test]
     fn tag_names_are_checked() {
-        assert_eq!(TagName::new("v6-stable-30d").unwrap().as_str(), "v6-stable-30d");
+        assert_eq!(
+            TagName::new("v6-stable-30d").unwrap().as_str(),
+            "v6-stable-30d"
+        );
         assert!(TagName::new("").is_err());
         assert!(TagName::new("V6").is_err());
         assert!(TagName::new("a b").is_err());

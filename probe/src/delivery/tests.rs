@@ -237,7 +237,10 @@ impl World {
 
     fn persist(&mut self, change: Change) {
         for key in change.evicted {
-            assert!(self.disk_results.remove(&key).is_some(), "evicted {key:?} not on disk");
+            assert!(
+                self.disk_results.remove(&key).is_some(),
+                "evicted {key:?} not on disk"
+            );
             self.evicted.insert(key);
         }
         for loss in change.losses {
@@ -306,9 +309,7 @@ impl World {
                 let Some(ack) = self.acks.pop_front() else {
                     return;
                 };
-                let released = self
-                    .delivery
-                    .acked(ack.batch_id, &ack.results, &ack.losses);
+                let released = self.delivery.acked(ack.batch_id, &ack.results, &ack.losses);
                 for k in released.results {
                     assert!(
                         self.stored_results.contains(&k) || self.rejected.contains(&k),
@@ -349,7 +350,10 @@ impl World {
     fn check(&self) {
         // Counted as lost yet delivered is only possible when the probe never heard the ack.
         for k in self.evicted.intersection(&self.stored_results) {
-            assert!(self.ack_lost.contains(k), "{k:?} delivered and acked, yet evicted");
+            assert!(
+                self.ack_lost.contains(k),
+                "{k:?} delivered and acked, yet evicted"
+            );
         }
         for k in self.produced.keys() {
             let accounted = self.disk_results.contains_key(k)
@@ -373,7 +377,11 @@ impl World {
             .filter(|(k, _)| !self.disk_losses.contains_key(k))
             .map(|(_, l)| l.count)
             .sum::<u64>();
-        assert_eq!(loss_count, self.evicted.len() as u64, "loss records vs evictions");
+        assert_eq!(
+            loss_count,
+            self.evicted.len() as u64,
+            "loss records vs evictions"
+        );
         assert_eq!(self.delivery.pending_results(), self.disk_results.len());
         let disk_bytes: u64 = self.disk_results.values().map(|m| m.bytes).sum();
         assert_eq!(self.delivery.pending_bytes(), disk_bytes);

@@ -1,11 +1,11 @@
 use super::*;
+use sixmap_shared::TaskId;
 use sixmap_shared::health::LossReason;
 use sixmap_shared::measurement::{
     ClockInfo, ClockState, Family, IcmpError, IcmpSocketKind, Outcome, PingReply, PingResult,
     TimestampSource,
 };
 use sixmap_shared::session::{MAX_BATCH_RESULTS, Rejection};
-use sixmap_shared::TaskId;
 use std::net::IpAddr;
 
 fn probe() -> ProbeId {
@@ -137,7 +137,11 @@ fn a_full_batch_of_the_largest_results_fits_one_message() {
         let message = v1::ProbeMessage {
             kind: Some(v1::probe_message::Kind::Results(batch.clone())),
         };
-        assert!(message.encoded_len() <= MAX_MESSAGE_BYTES, "{}", message.encoded_len());
+        assert!(
+            message.encoded_len() <= MAX_MESSAGE_BYTES,
+            "{}",
+            message.encoded_len()
+        );
         sent += batch.results.len();
     }
     assert_eq!(sent, MAX_BATCH_RESULTS * 2);
@@ -188,7 +192,11 @@ fn a_corrupt_outbox_is_moved_aside_and_reported() {
     let losses = outbox.pending_losses();
     assert_eq!(losses.len(), 1, "{losses:?}");
     assert_eq!(losses[0].reason, LossReason::OutboxCorrupt);
-    assert!(losses[0].detail.contains("outbox.corrupt-77"), "{}", losses[0].detail);
+    assert!(
+        losses[0].detail.contains("outbox.corrupt-77"),
+        "{}",
+        losses[0].detail
+    );
     assert!(dir.path().join("outbox.corrupt-77").exists());
     assert_eq!(outbox.stats().results, 0);
 }
