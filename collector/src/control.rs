@@ -260,13 +260,17 @@ impl ProbeControl for ControlService {
                 .iter()
                 .map(|a| message(collector_message::Kind::Assign(encode::assignment(a)))),
         );
-        for item in greeting {
-            // A fresh channel of capacity 64 holds the greeting unless it is huge; wait if so.
-            if tx.send(item).await.is_err() {
-                return Err(Status::cancelled("probe went away during the greeting"));
+        // The greeting is sent from the session task: the stream is only read once this
+        // function returned, so sending more than the channel holds here would deadlock.
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            for item in greeting {
+                if tx.send(item).await.is_err() {
+                    return;
+                }
             }
-        }
-        tokio::spawn(serve_session(self.store.clone(), record.id, inbound, tx));
+            serve_session(store, record.id, inbound, tx).await;
+        });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }

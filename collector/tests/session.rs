@@ -416,3 +416,32 @@ async fn loss_records_are_stored_once_and_self_tests_become_tags() {
     let body = http_get(h.http, "/api/v1/probes/0000000000000000/tags").await;
     assert!(body.contains("no probe"), "{body}");
 }
+
+#[tokio::test]
+async fn a_greeting_larger_than_the_stream_buffer_is_delivered() {
+    let mut extra = String::new();
+    for size in 10..210 {
+        extra.push_str(&format!(
+            "[[ping_tasks]]\ntargets = [\"::1\"]\nsize = {size}\n"
+        ));
+    }
+    let mut h = start(&extra).await;
+    let probe = enroll(&mut h.client).await;
+    let (_tx, mut stream) = open(
+        &mut h.client,
+        hello(&probe.probe_id, &probe.probe_secret, "0.1.0"),
+    )
+    .await
+    .unwrap();
+    let mut assignments = 0;
+    while assignments < 201 {
+        match tokio::time::timeout(std::time::Duration::from_secs(10), stream.message()).await {
+            Ok(Ok(Some(m))) => {
+                if matches!(m.kind, Some(collector_message::Kind::Assign(_))) {
+                    assignments += 1;
+                }
+            }
+            other => panic!("after {assignments} assignments: {other:?}"),
+        }
+    }
+}

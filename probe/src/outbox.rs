@@ -16,7 +16,7 @@ use sixmap_shared::health::OutboxLoss;
 use sixmap_shared::session::{Ack, MAX_MESSAGE_BYTES};
 use sixmap_shared::{BootEpoch, MeasurementResult, ProbeId, ResultKey, UnixMicros};
 use std::path::{Path, PathBuf};
-use tracing::{error, warn};
+use tracing::{debug, error, warn};
 
 /// Bytes of results a batch may carry, leaving room for the envelope and HTTP/2 framing.
 pub const BATCH_BYTE_BUDGET: u64 = (MAX_MESSAGE_BYTES / 2) as u64;
@@ -60,6 +60,14 @@ pub struct Outbox {
     delivery: Delivery,
     staged: sled::Batch,
     staged_count: usize,
+    /// What the staged batch does, logged once it is durable (tests read these lines).
+    staged_log: Vec<StagedEvent>,
+}
+
+#[derive(Debug)]
+enum StagedEvent {
+    Produced(ResultKey, UnixMicros),
+    Dropped(OutboxKey),
 }
 
 fn entry_key(prefix: u8, key: OutboxKey) -> [u8; 17] {
@@ -277,6 +285,7 @@ impl Outbox {
             delivery,
             staged: sled::Batch::default(),
             staged_count: 0,
+            staged_log: Vec::new(),
         };
         for key in unreadable {
             let change = outbox.delivery.unreadable(key, now);
@@ -301,6 +310,7 @@ impl Outbox {
     fn stage_change(&mut self, change: Change) {
         for key in change.evicted {
             self.staged.remove(&entry_key(RESULT_PREFIX, key));
+            self.staged_log.push(StagedEvent::Dropped(key));
         }
         for loss in &change.losses {
             let key = entry_key(LOSS_PREFIX, OutboxKey::of(&loss.key));
@@ -323,6 +333,8 @@ impl Outbox {
         };
         self.staged
             .insert(&entry_key(RESULT_PREFIX, OutboxKey::of(&result.key)), value);
+        self.staged_log
+            .push(StagedEvent::Produced(result.key.clone(), result.started_at));
         let change = self.delivery.produced(meta, now);
         self.stage_change(change);
     }
@@ -336,6 +348,27 @@ impl Outbox {
         self.staged_count = 0;
         self.db.apply_batch(batch).map_err(self.io("write"))?;
         self.db.flush().map_err(self.io("flush"))?;
+        let mut dropped = 0;
+        for event in std::mem::take(&mut self.staged_log) {
+            match event {
+                StagedEvent::Produced(key, started_at) => {
+                    debug!(%key, started_at = started_at.0, "result produced");
+                }
+                StagedEvent::Dropped(key) => {
+                    dropped += 1;
+                    debug!(key = %format_args!("{}/{}/{}", self.delivery.probe_id(), key.boot_epoch, key.sequence), "result dropped from the outbox");
+                }
+            }
+        }
+        if dropped > 0 {
+            let stats = self.stats();
+            warn!(
+                dropped,
+                bytes = stats.bytes,
+                max_bytes = self.max_bytes,
+                "outbox full: dropped the oldest undelivered results (recorded as a loss)"
+            );
+        }
         Ok(())
     }
 

@@ -30,7 +30,8 @@ const MAX_GROUP_COMMIT: usize = 256;
 const SELF_TEST_INTERVAL: Duration = Duration::from_secs(6 * 3600);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const BACKOFF_BASE: Duration = Duration::from_secs(1);
-const BACKOFF_MAX: Duration = Duration::from_secs(120);
+/// Jitter spreads reconnections over [30, 60] s once a collector has been away for a while.
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
@@ -312,7 +313,6 @@ impl Probe {
             },
             outcome: produced.outcome,
         };
-        debug!(key = %result.key, "result produced");
         self.outbox.stage(&result, now);
     }
 

@@ -60,8 +60,8 @@ impl Drop for Process {
     }
 }
 
-fn spawn(name: &str, args: &[&str], log_dir: &Path) -> (Process, std::process::ChildStdout) {
-    let log = log_dir.join(format!("{name}-{}.log", std::process::id()));
+/// Starts `name` with `args`; its stderr goes to `log`.
+fn spawn(name: &str, args: &[&str], log: PathBuf) -> (Process, std::process::ChildStdout) {
     let stderr = std::fs::File::create(&log).expect("create log file");
     let mut child = Command::new(binary(name))
         .args(args)
@@ -101,7 +101,8 @@ impl Collector {
         }
         args.extend_from_slice(extra);
         let log_dir = data_dir.parent().unwrap_or(data_dir);
-        let (process, stdout) = spawn("sixmap-collector", &args, log_dir);
+        let log = log_dir.join(format!("sixmap-collector-{}.log", std::process::id()));
+        let (process, stdout) = spawn("sixmap-collector", &args, log);
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -134,13 +135,13 @@ impl Collector {
     }
 }
 
-/// Starts `sixmap-probe run --config <config>`.
+/// Starts `sixmap-probe run --config <config>`; its log is `<config>.log`, so probes sharing a
+/// directory keep separate logs.
 pub fn start_probe(config: &Path) -> Process {
-    let log_dir = config.parent().expect("config in a directory");
     let (process, _stdout) = spawn(
         "sixmap-probe",
         &["run", "--config", config.to_str().expect("utf-8 path")],
-        log_dir,
+        config.with_extension("log"),
     );
     process
 }
@@ -179,4 +180,94 @@ pub fn wait_for<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> O
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// A loopback TCP port free at the time of the call, for a collector that must come back on
+/// the same address after a restart.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("[::1]:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral port")
+}
+
+/// Position of a result in a probe's production order: (boot epoch, sequence).
+pub type Seq = (u64, u64);
+
+/// What a probe's debug log says it did: results made durable in its outbox (with their
+/// start time) and results it dropped from a full outbox.
+#[derive(Debug, Default, Clone)]
+pub struct ProbeLog {
+    pub produced: std::collections::BTreeMap<Seq, i64>,
+    pub dropped: std::collections::BTreeSet<Seq>,
+}
+
+fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    line.split_whitespace().find_map(|w| w.strip_prefix(name))
+}
+
+fn parse_key(text: &str) -> Option<Seq> {
+    let mut parts = text.split('/').skip(1);
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+impl ProbeLog {
+    /// Adds the lines of one probe process's log (a restarted probe starts a new log).
+    pub fn add(&mut self, log: &str) {
+        for line in log.lines() {
+            if line.contains("result produced") {
+                let key = field(line, "key=").and_then(parse_key);
+                let at = field(line, "started_at=").and_then(|t| t.parse().ok());
+                if let (Some(key), Some(at)) = (key, at) {
+                    self.produced.insert(key, at);
+                }
+            } else if line.contains("result dropped from the outbox")
+                && let Some(key) = field(line, "key=").and_then(parse_key)
+            {
+                self.dropped.insert(key);
+            }
+        }
+    }
+}
+
+/// A result as the collector's API returns it, reduced to what delivery tests compare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredResult {
+    pub task_id: u64,
+    pub started_at: i64,
+}
+
+/// Every result the collector stored for `probe`, by key; panics if a key appears twice.
+pub fn stored_results(
+    collector: &Collector,
+    probe: &str,
+) -> std::collections::BTreeMap<Seq, StoredResult> {
+    let body = collector.get_json(&format!("/api/v1/results?probe={probe}&limit=10000"));
+    let results = body["results"].as_array().expect("results array");
+    assert!(
+        results.len() < 10_000,
+        "test produced too many results to list"
+    );
+    let mut stored = std::collections::BTreeMap::new();
+    for r in results {
+        let key = (
+            r["key"]["boot_epoch"].as_u64().expect("boot_epoch"),
+            r["key"]["sequence"].as_u64().expect("sequence"),
+        );
+        let value = StoredResult {
+            task_id: r["task_id"].as_u64().expect("task_id"),
+            started_at: r["started_at"].as_i64().expect("started_at"),
+        };
+        assert!(
+            stored.insert(key, value).is_none(),
+            "result {key:?} listed twice"
+        );
+    }
+    stored
+}
+
+/// The probe's `status.json`, if written.
+pub fn probe_status(state_dir: &Path) -> Option<serde_json::Value> {
+    let text = std::fs::read_to_string(state_dir.join("status.json")).ok()?;
+    serde_json::from_str(&text).ok()
 }

@@ -1,0 +1,437 @@
+//! Zero-loss delivery with real processes: collectors and probes killed with SIGKILL, a
+//! collector away for minutes, a probe outbox overflowing.
+//!
+//! The truth each test checks against is the probe's own debug log, which names every result
+//! once it is durable in the outbox ("result produced") and every result dropped from a full
+//! outbox. At the end every probe is drained (restarted against a collector that assigns
+//! nothing, until its outbox is empty), and then the collector must hold exactly the results
+//! produced, minus those dropped, each once.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers may fail loudly
+
+use sixmap_tests::{
+    Collector, ProbeLog, Process, Seq, free_port, probe_status, start_probe, stored_results,
+    wait_for,
+};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const TOKEN: &str = "delivery-e2e-token";
+
+/// One test's collector: its data survives restarts on the same port.
+struct Site {
+    work: tempfile::TempDir,
+    port: u16,
+}
+
+impl Site {
+    fn new() -> Self {
+        Self {
+            work: tempfile::tempdir().unwrap(),
+            port: free_port(),
+        }
+    }
+
+    /// Starts (or restarts) the collector with `tasks` ping tasks to ::1, each every second.
+    fn collector(&self, tasks: usize) -> Collector {
+        let config = self.work.path().join(format!("collector-{tasks}.toml"));
+        let mut text = format!("enrollment_tokens = [\"{TOKEN}\"]\nheartbeat_interval_s = 1\n");
+        for i in 0..tasks {
+            // Distinct payload sizes make distinct tasks.
+            text.push_str(&format!(
+                "[[ping_tasks]]\ntargets = [\"::1\"]\nevery_s = 1\ncount = 1\ninterval_ms = 0\n\
+                 timeout_ms = 1000\nsize = {}\n",
+                10 + i
+            ));
+        }
+        std::fs::write(&config, text).unwrap();
+        let listen = format!("[::1]:{}", self.port);
+        Collector::start(
+            &self.work.path().join("collector-data"),
+            &[
+                "--config",
+                config.to_str().unwrap(),
+                "--grpc-listen",
+                &listen,
+            ],
+        )
+    }
+
+    fn probe(&self, name: &str, extra: &str) -> Probe {
+        let state_dir = self.work.path().join(format!("{name}-state"));
+        let config = self.work.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "collector = \"http://[::1]:{}\"\nstate_dir = {state_dir:?}\n\
+                 enrollment_token = \"{TOKEN}\"\nhostname = \"{name}\"\nlab_mode = true\n{extra}",
+                self.port
+            ),
+        )
+        .unwrap();
+        let mut probe = Probe {
+            config,
+            state_dir,
+            process: None,
+            log: ProbeLog::default(),
+            history: String::new(),
+        };
+        probe.start();
+        probe
+    }
+}
+
+/// A probe process that may be killed and restarted; its logs are kept across restarts.
+struct Probe {
+    config: PathBuf,
+    state_dir: PathBuf,
+    process: Option<Process>,
+    log: ProbeLog,
+    /// Logs of earlier processes, for failure messages.
+    history: String,
+}
+
+impl Probe {
+    fn start(&mut self) {
+        assert!(self.process.is_none());
+        self.process = Some(start_probe(&self.config));
+    }
+
+    /// SIGKILL, like a power cut; the log so far is kept.
+    fn kill(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.kill();
+            let log = process.log();
+            self.log.add(&log);
+            self.history.push_str(&log);
+        }
+    }
+
+    fn restart(&mut self) {
+        self.kill();
+        self.start();
+    }
+
+    fn logs(&self) -> String {
+        let current = self.process.as_ref().map(Process::log).unwrap_or_default();
+        let tail: String = format!("{}{current}", self.history)
+            .lines()
+            .rev()
+            .take(60)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n");
+        format!("probe {} log tail:\n{tail}", self.config.display())
+    }
+
+    /// The probe's id, once it has enrolled.
+    fn try_id(&self) -> Option<String> {
+        let text = std::fs::read_to_string(self.state_dir.join("identity.toml")).ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix("probe_id = "))
+            .map(|v| v.trim_matches('"').to_owned())
+    }
+
+    fn id(&self) -> String {
+        self.try_id().expect("the probe has enrolled")
+    }
+
+    /// Waits until the collector has at least `n` results of this probe.
+    fn wait_results(&self, collector: &Collector, n: usize) {
+        let done = wait_for(Duration::from_secs(60), || {
+            let id = self.try_id()?;
+            (stored_results(collector, &id).len() >= n).then_some(())
+        });
+        if done.is_none() {
+            panic!(
+                "fewer than {n} results stored\n{}\ncollector:\n{}",
+                self.logs(),
+                collector.process.log()
+            );
+        }
+    }
+
+    fn status(&self) -> serde_json::Value {
+        probe_status(&self.state_dir).unwrap_or_default()
+    }
+
+    /// Waits until this probe's current process is connected with an empty outbox.
+    fn wait_drained(&self, since: i64, timeout: Duration) {
+        let drained = wait_for(timeout, || {
+            let s = self.status();
+            // The file must come from the new process, written after the restart.
+            let fresh = s["updated_at"].as_i64()? > since;
+            (fresh
+                && s["connected"] == true
+                && s["outbox"]["results"] == 0
+                && s["outbox"]["loss_records"] == 0)
+                .then_some(())
+        });
+        if drained.is_none() {
+            panic!(
+                "outbox never drained; status: {:#}\n{}",
+                self.status(),
+                self.logs()
+            );
+        }
+    }
+}
+
+fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+/// Stops production (probes restarted against a collector with no tasks) and waits until every
+/// outbox is empty. Returns the collector, still running, and the probes' ids.
+fn drain(site: &Site, collector: Collector, probes: &mut [Probe]) -> Collector {
+    for probe in probes.iter_mut() {
+        probe.kill();
+    }
+    drop(collector);
+    let collector = site.collector(0);
+    let started = now_us();
+    for probe in probes.iter_mut() {
+        probe.start();
+    }
+    for probe in probes.iter() {
+        probe.wait_drained(started, Duration::from_secs(120));
+    }
+    for probe in probes.iter_mut() {
+        probe.kill();
+    }
+    collector
+}
+
+/// The collector holds exactly what the probe produced, minus what it dropped, each once; no
+/// measurement was stored under two keys. Returns how many results were checked.
+fn assert_exactly_once(collector: &Collector, probe: &Probe) -> usize {
+    let id = probe.id();
+    let stored = stored_results(collector, &id);
+    let produced = &probe.log.produced;
+    let missing: Vec<&Seq> = produced
+        .keys()
+        .filter(|k| !stored.contains_key(k) && !probe.log.dropped.contains(k))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} produced results never stored (first: {:?})\n{}",
+        missing.len(),
+        &missing[..missing.len().min(10)],
+        probe.logs()
+    );
+    let unknown: Vec<&Seq> = stored
+        .keys()
+        .filter(|k| !produced.contains_key(k))
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "stored results the probe never reported as produced: {:?}",
+        &unknown[..unknown.len().min(10)]
+    );
+    for (key, result) in &stored {
+        assert_eq!(
+            result.started_at, produced[key],
+            "result {key:?} stored with another start time"
+        );
+    }
+    let mut measurements = BTreeSet::new();
+    for result in stored.values() {
+        assert!(
+            measurements.insert((result.task_id, result.started_at)),
+            "one measurement stored twice: {result:?}"
+        );
+    }
+    eprintln!(
+        "probe {id}: {} results produced, {} stored exactly once, {} dropped from a full outbox",
+        produced.len(),
+        stored.len(),
+        probe.log.dropped.len()
+    );
+    stored.len()
+}
+
+fn losses(collector: &Collector, probe: &Probe) -> serde_json::Value {
+    collector.get_json(&format!("/api/v1/losses?probe={}&limit=10000", probe.id()))
+}
+
+#[test]
+fn collector_killed_repeatedly_while_probes_stream_loses_and_duplicates_nothing() {
+    let site = Site::new();
+    let mut collector = site.collector(100);
+    let mut probes = vec![site.probe("alpha", ""), site.probe("beta", "")];
+    for probe in &probes {
+        probe.wait_results(&collector, 50);
+    }
+    for _ in 0..4 {
+        std::thread::sleep(Duration::from_secs(4));
+        let mut old = collector;
+        old.process.kill();
+        collector = site.collector(100);
+    }
+    std::thread::sleep(Duration::from_secs(4));
+    let collector = drain(&site, collector, &mut probes);
+    let mut total = 0;
+    for probe in &probes {
+        total += assert_exactly_once(&collector, probe);
+        assert!(probe.log.dropped.is_empty());
+        assert_eq!(losses(&collector, probe)["count"], 0);
+    }
+    assert!(
+        total >= 2000,
+        "only {total} results: the test did not stress delivery"
+    );
+}
+
+#[test]
+fn probe_killed_mid_batch_loses_and_duplicates_nothing() {
+    let site = Site::new();
+    let collector = site.collector(100);
+    let mut probe = site.probe("gamma", "");
+    probe.wait_results(&collector, 50);
+    for round in 0..5u64 {
+        // Uneven pauses, so kills land at different points of the upload cycle.
+        std::thread::sleep(Duration::from_millis(1500 + 700 * round));
+        probe.restart();
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let mut probes = vec![probe];
+    let collector = drain(&site, collector, &mut probes);
+    let checked = assert_exactly_once(&collector, &probes[0]);
+    assert!(checked >= 1000, "only {checked} results");
+    // Every boot epoch's sequence numbers start at 1 and have no holes.
+    let mut by_epoch: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+    for (epoch, sequence) in probes[0].log.produced.keys() {
+        by_epoch.entry(*epoch).or_default().push(*sequence);
+    }
+    assert!(by_epoch.len() >= 6, "{by_epoch:?}");
+    for (epoch, sequences) in by_epoch {
+        let expected: Vec<u64> = (1..=sequences.len() as u64).collect();
+        assert_eq!(sequences, expected, "epoch {epoch}");
+    }
+}
+
+/// Runs `sixmap-probe status` for a state directory.
+fn status_text(state_dir: &Path) -> String {
+    let output = std::process::Command::new(sixmap_tests::binary("sixmap-probe"))
+        .args(["status", "--state-dir", state_dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[test]
+fn collector_away_for_minutes_then_everything_arrives() {
+    let site = Site::new();
+    let mut collector = site.collector(20);
+    let probe = site.probe("delta", "");
+    probe.wait_results(&collector, 20);
+    let before = probe_status(&probe.state_dir).unwrap();
+    assert_eq!(before["connected"], true, "{before:#}");
+    collector.process.kill();
+    let outage = Duration::from_secs(120);
+    std::thread::sleep(outage / 2);
+    let text = status_text(&probe.state_dir);
+    assert!(text.contains("DISCONNECTED"), "{text}");
+    assert!(!text.contains("NOT RUNNING"), "{text}");
+    std::thread::sleep(outage / 2);
+    let waiting = probe.status()["outbox"]["results"].as_u64().unwrap();
+    assert!(
+        waiting >= 20 * 100,
+        "only {waiting} results waited in the outbox"
+    );
+    drop(collector);
+    let collector = site.collector(20);
+    // The running probe finds the collector again by itself (backoff is capped at 60 s).
+    let back = wait_for(Duration::from_secs(90), || {
+        let s = probe.status();
+        (s["connected"] == true && s["outbox"]["results"].as_u64()? < 100).then_some(())
+    });
+    if back.is_none() {
+        panic!("probe did not catch up\n{}", probe.logs());
+    }
+    let text = status_text(&probe.state_dir);
+    assert!(text.contains("connected since"), "{text}");
+    let mut probes = vec![probe];
+    let collector = drain(&site, collector, &mut probes);
+    let checked = assert_exactly_once(&collector, &probes[0]);
+    assert!(checked >= 20 * 120, "only {checked} results");
+    assert_eq!(losses(&collector, &probes[0])["count"], 0);
+    let text = status_text(&probes[0].state_dir);
+    assert!(text.contains("NOT RUNNING"), "{text}");
+    assert!(text.contains("0 results waiting"), "{text}");
+}
+
+#[test]
+fn overflowing_outbox_reports_exactly_what_it_dropped() {
+    let site = Site::new();
+    let mut collector = site.collector(100);
+    // The smallest outbox allowed: a few hundred ping results.
+    let probe = site.probe("epsilon", "outbox_max_bytes = 65536\n");
+    probe.wait_results(&collector, 50);
+    collector.process.kill();
+    std::thread::sleep(Duration::from_secs(12));
+    drop(collector);
+    let collector = site.collector(100);
+    let mut probes = vec![probe];
+    let collector = drain(&site, collector, &mut probes);
+    let probe = &probes[0];
+    assert_exactly_once(&collector, probe);
+    let dropped = &probe.log.dropped;
+    assert!(dropped.len() >= 200, "only {} dropped", dropped.len());
+
+    let body = losses(&collector, probe);
+    let records = body["losses"].as_array().unwrap();
+    let total: u64 = records.iter().map(|r| r["count"].as_u64().unwrap()).sum();
+    assert_eq!(total, dropped.len() as u64, "loss records: {body:#}");
+    let seq = |k: &serde_json::Value| -> Seq {
+        (
+            k["boot_epoch"].as_u64().unwrap(),
+            k["sequence"].as_u64().unwrap(),
+        )
+    };
+    let ranges: Vec<(Seq, Seq, &serde_json::Value)> = records
+        .iter()
+        .map(|r| (seq(&r["first"]), seq(&r["last"]), r))
+        .collect();
+    for key in dropped {
+        assert!(
+            ranges
+                .iter()
+                .any(|(first, last, _)| first <= key && key <= last),
+            "dropped {key:?} outside every loss record: {body:#}"
+        );
+    }
+    // Where records do not overlap, each one's count and time range match its own drops.
+    let disjoint = ranges
+        .iter()
+        .enumerate()
+        .all(|(i, a)| ranges.iter().skip(i + 1).all(|b| a.1 < b.0 || b.1 < a.0));
+    if disjoint {
+        for (first, last, record) in &ranges {
+            let mine: Vec<&Seq> = dropped
+                .iter()
+                .filter(|k| first <= *k && *k <= last)
+                .collect();
+            assert_eq!(record["count"].as_u64().unwrap(), mine.len() as u64);
+            assert_eq!(mine.first().copied(), Some(first));
+            assert_eq!(mine.last().copied(), Some(last));
+            let times: Vec<i64> = mine.iter().map(|k| probe.log.produced[*k]).collect();
+            assert_eq!(
+                record["oldest_started_at"].as_i64(),
+                times.iter().min().copied()
+            );
+            assert_eq!(
+                record["newest_started_at"].as_i64(),
+                times.iter().max().copied()
+            );
+            assert_eq!(record["reason"], "outbox_full");
+        }
+    }
+}
