@@ -135,12 +135,10 @@ fn open_db(path: &Path) -> Result<sled::Db, OpenFailure> {
                     "the storage engine panicked while opening it".into(),
                 ));
             }
-            Ok(Err(sled::Error::Io(e)))
-                if e.kind() == std::io::ErrorKind::WouldBlock && started.elapsed() < LOCK_WAIT =>
-            {
+            Ok(Err(sled::Error::Io(e))) if is_locked(&e) && started.elapsed() < LOCK_WAIT => {
                 std::thread::sleep(std::time::Duration::from_millis(50));
             }
-            Ok(Err(sled::Error::Io(e))) if e.kind() == std::io::ErrorKind::WouldBlock => {
+            Ok(Err(sled::Error::Io(e))) if is_locked(&e) => {
                 return Err(OpenFailure::Unavailable(
                     "another process has it open (is a second sixmap-probe using this state directory?)".into(),
                 ));
@@ -151,6 +149,11 @@ fn open_db(path: &Path) -> Result<sled::Db, OpenFailure> {
             Ok(Err(e)) => return Err(OpenFailure::Corrupt(e.to_string())),
         }
     }
+}
+
+/// sled reports a held lock as an `Other` error whose text carries the OS error.
+fn is_locked(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::WouldBlock || e.to_string().contains("could not acquire lock")
 }
 
 /// I/O errors about the machine rather than the files' contents. Any other error counts as

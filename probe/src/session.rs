@@ -28,6 +28,8 @@ use tracing::{debug, error, info, warn};
 const MAX_GROUP_COMMIT: usize = 256;
 /// How often the self-test runs again.
 const SELF_TEST_INTERVAL: Duration = Duration::from_secs(6 * 3600);
+/// How long the collector may take to answer a hello.
+const WELCOME_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const BACKOFF_BASE: Duration = Duration::from_secs(1);
 /// Jitter spreads reconnections over [30, 60] s once a collector has been away for a while.
@@ -375,19 +377,32 @@ impl Probe {
         {
             return End::Retry("session channel closed".into());
         }
-        let mut inbound = match client.session(ReceiverStream::new(out_rx)).await {
-            Ok(response) => response.into_inner(),
-            Err(status) => return classify("session refused", status),
+        // A collector that accepts the stream but never answers must not stall the probe.
+        let opening = async {
+            let mut inbound = match client.session(ReceiverStream::new(out_rx)).await {
+                Ok(response) => response.into_inner(),
+                Err(status) => return Err(classify("session refused", status)),
+            };
+            match inbound.message().await {
+                Ok(Some(v1::CollectorMessage {
+                    kind: Some(collector_message::Kind::Welcome(w)),
+                })) => match decode::welcome(&w) {
+                    Ok(w) => Ok((inbound, w)),
+                    Err(e) => Err(End::Retry(format!("bad welcome: {e}"))),
+                },
+                Ok(_) => Err(End::Retry("collector did not start with a welcome".into())),
+                Err(status) => Err(classify("session refused", status)),
+            }
         };
-        let welcome = match inbound.message().await {
-            Ok(Some(v1::CollectorMessage {
-                kind: Some(collector_message::Kind::Welcome(w)),
-            })) => match decode::welcome(&w) {
-                Ok(w) => w,
-                Err(e) => return End::Retry(format!("bad welcome: {e}")),
-            },
-            Ok(_) => return End::Retry("collector did not start with a welcome".into()),
-            Err(status) => return classify("session refused", status),
+        let (mut inbound, welcome) = match tokio::time::timeout(WELCOME_TIMEOUT, opening).await {
+            Ok(Ok(opened)) => opened,
+            Ok(Err(end)) => return end,
+            Err(_) => {
+                return End::Retry(format!(
+                    "no welcome from the collector within {} s",
+                    WELCOME_TIMEOUT.as_secs()
+                ));
+            }
         };
         *welcomed = true;
         let received_at = UnixMicros::now();

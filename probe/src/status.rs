@@ -18,7 +18,8 @@ use std::time::Duration;
 const STATUS_FILE: &str = "status.json";
 /// How often the daemon rewrites the file; `status` calls it stale after a few periods.
 pub const WRITE_INTERVAL: Duration = Duration::from_secs(2);
-const STALE_AFTER: Duration = Duration::from_secs(30);
+/// Longer than a connection attempt can block the daemon (connect 10 s + welcome 30 s).
+const STALE_AFTER: Duration = Duration::from_secs(90);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProbeStatus {

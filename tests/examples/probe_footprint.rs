@@ -8,20 +8,26 @@
 //! cargo build --release -p sixmap-probe -p sixmap-collector && cargo run --release -p sixmap-tests --example probe_footprint
 //! ```
 //!
+//! Append `-- --tasks N` to assign N ping tasks instead of 100 in the periodic phases.
+//!
 //! Phases, each with a fresh collector, a fresh probe and fresh state directories:
 //! - idle: the collector assigns no task; once the probe is enrolled and connected it settles
 //!   10 s, then is sampled over 20 s;
-//! - 100 ping tasks to ::1 every 1 s (count 1, payload sizes 10..=109 so that the tasks are
-//!   distinct), i.e. 100 measurements/s; once results arrive at the collector it settles 10 s,
+//! - N (100) ping tasks to ::1 every 1 s (count 1, payload sizes 10, 11, ... so that the tasks
+//!   are distinct), i.e. N measurements/s; once results reach the collector it settles 10 s,
 //!   then is sampled over 30 s;
-//! - the same 100 tasks every 10 s (10 measurements/s, in bursts), sampled over 20 s.
+//! - the same N tasks every 10 s (N/10 measurements/s, in bursts), sampled over 20 s.
+//!
+//! A phase that fails (e.g. no result reaches the collector within 20 s) is shown as FAILED in
+//! the table, the other phases still run, the end of both processes' logs is printed to
+//! stderr, and the program exits with status 1.
 //!
 //! Figures: RSS is the mean of `VmRSS` sampled every second in the window, peak is `VmHWM`
 //! (the process's high-water mark since it started) at the end of the window, CPU is
 //! utime + stime from `/proc/<pid>/stat` over the window as a percentage of one core, results/s
 //! counts results the collector stored during the window (via `/api/v1/results`), disk is the
-//! probe's `write_bytes` from `/proc/<pid>/io` (its outbox). The collector's own figures are
-//! printed below the probe's.
+//! probe's `write_bytes` from `/proc/<pid>/io` (mostly its outbox). The collector's own figures
+//! are printed below the probe's.
 //!
 //! The probe is started by this program rather than by the harness's `start_probe`, which
 //! sets `RUST_LOG=...sixmap_probe=debug` (a debug line per result would inflate the CPU

@@ -226,3 +226,23 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     files
 }
+
+#[test]
+fn an_outbox_held_by_another_handle_is_an_error_not_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    let _held = Outbox::open(dir.path(), &probe(), 1, 1 << 20, UnixMicros(1)).unwrap();
+    let started = std::time::Instant::now();
+    // sled's lock is per process (flock), so a second handle in this process sees it only
+    // through sled's own check; either way nothing may be moved aside.
+    match Outbox::open(dir.path(), &probe(), 2, 1 << 20, UnixMicros(2)) {
+        Err(e) => assert!(e.to_string().contains("another process"), "{e}"),
+        Ok(outbox) => assert!(outbox.pending_losses().is_empty()),
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    let moved: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("outbox."))
+        .collect();
+    assert!(moved.is_empty(), "{moved:?}");
+}
