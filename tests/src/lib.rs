@@ -4,6 +4,8 @@
 
 #![allow(clippy::expect_used, clippy::panic)]
 
+pub mod lab;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
