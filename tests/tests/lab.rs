@@ -37,16 +37,31 @@ fn an_eight_hop_path_is_confirmed_by_traceroute_ping_and_tracepath() {
     assert_eq!(path.hops.len(), 8);
     let lab = &path.lab;
     let target = path.target.to_string();
-    let out = lab.exec(PROBE, &["traceroute", "-6", "-n", "-q", "1", "-w", "2", &target]);
+    let out = lab.exec(
+        PROBE,
+        &["traceroute", "-6", "-n", "-q", "1", "-w", "2", &target],
+    );
     let out = text(&out.unwrap());
     assert_eq!(traceroute_hops(&out), strings(&path.hops), "{out}");
     let target4 = path.target_v4.to_string();
-    let out = text(&lab.exec(PROBE, &["traceroute", "-4", "-n", "-q", "1", "-w", "2", &target4]).unwrap());
+    let out = text(
+        &lab.exec(
+            PROBE,
+            &["traceroute", "-4", "-n", "-q", "1", "-w", "2", &target4],
+        )
+        .unwrap(),
+    );
     assert_eq!(traceroute_hops(&out), strings(&path.hops_v4), "{out}");
     // Each of the 7 routers decrements the hop limit once: 64 - 7.
-    let out = text(&lab.exec(PROBE, &["ping", "-6", "-c", "2", "-i", "0.2", &target]).unwrap());
+    let out = text(
+        &lab.exec(PROBE, &["ping", "-6", "-c", "2", "-i", "0.2", &target])
+            .unwrap(),
+    );
     assert!(out.contains("ttl=57"), "{out}");
-    let out = text(&lab.exec(PROBE, &["tracepath", "-6", "-n", &target]).unwrap());
+    let out = text(
+        &lab.exec(PROBE, &["tracepath", "-6", "-n", &target])
+            .unwrap(),
+    );
     assert!(out.contains("pmtu 1500 hops 8 back 8"), "{out}");
 }
 
@@ -68,20 +83,41 @@ fn targets_fail_the_ways_their_ground_truth_says() {
     assert!(lab.node("v4only").interfaces[0].v4.is_some());
     // Broken v6: silence (blackhole), while IPv4 to the same host works.
     let out = ping6(t.broken_v6.0.to_string());
-    assert!(out.contains("100% packet loss") && !out.contains("nreachable"), "{out}");
+    assert!(
+        out.contains("100% packet loss") && !out.contains("nreachable"),
+        "{out}"
+    );
     assert!(ping4(t.broken_v6.1.to_string()).contains(" 0% packet loss"));
     // ICMPv6 errors from r2, each with its code. Address unreachable comes only after
     // neighbour discovery gave up (about 3 s).
     let r2 = t.r2.to_string();
     let out = text(&lab.exec_unchecked(
         PROBE,
-        &["ping", "-6", "-n", "-c", "1", "-W", "6", &t.address_unreachable.to_string()],
+        &[
+            "ping",
+            "-6",
+            "-n",
+            "-c",
+            "1",
+            "-W",
+            "6",
+            &t.address_unreachable.to_string(),
+        ],
     ));
-    assert!(out.contains(&format!("From {r2}")) && out.contains("Address unreachable"), "{out}");
+    assert!(
+        out.contains(&format!("From {r2}")) && out.contains("Address unreachable"),
+        "{out}"
+    );
     let out = ping6(t.admin_prohibited.to_string());
-    assert!(out.contains(&format!("From {r2}")) && out.contains("Administratively prohibited"), "{out}");
+    assert!(
+        out.contains(&format!("From {r2}")) && out.contains("Administratively prohibited"),
+        "{out}"
+    );
     let out = ping6(t.no_route.to_string());
-    assert!(out.contains(&format!("From {r2}")) && out.contains("No route"), "{out}");
+    assert!(
+        out.contains(&format!("From {r2}")) && out.contains("No route"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -89,23 +125,49 @@ fn the_narrow_link_is_1280_and_a_dropped_packet_too_big_makes_a_black_hole() {
     lab_or_skip!();
     let open = scenarios::pmtu(false).unwrap();
     let target = open.target.to_string();
-    let out = text(&open.lab.exec(PROBE, &["tracepath", "-6", "-n", &target]).unwrap());
+    let out = text(
+        &open
+            .lab
+            .exec(PROBE, &["tracepath", "-6", "-n", &target])
+            .unwrap(),
+    );
     assert!(out.contains("pmtu 1280"), "{out}");
     assert!(out.contains(&open.narrow_hop.to_string()), "{out}");
     // Don't fragment, 1400-byte payload: Packet Too Big comes back from r2 with MTU 1280.
-    let out = text(&open.lab.exec_unchecked(PROBE, &["ping", "-6", "-n", "-c", "1", "-W", "2", "-M", "do", "-s", "1400", &target]));
+    let out = text(&open.lab.exec_unchecked(
+        PROBE,
+        &[
+            "ping", "-6", "-n", "-c", "1", "-W", "2", "-M", "do", "-s", "1400", &target,
+        ],
+    ));
     // tracepath above already learned the MTU from r2's Packet Too Big, so ping may report it
     // from the route cache ("mtu: 1280") or from a new Packet Too Big ("mtu=1280").
-    assert!(out.contains("mtu=1280") || out.contains("mtu: 1280"), "{out}");
+    assert!(
+        out.contains("mtu=1280") || out.contains("mtu: 1280"),
+        "{out}"
+    );
     drop(open);
 
     let hole = scenarios::pmtu(true).unwrap();
     let target = hole.target.to_string();
-    let small = text(&hole.lab.exec_unchecked(PROBE, &["ping", "-6", "-n", "-c", "1", "-W", "2", "-s", "1200", &target]));
+    let small = text(&hole.lab.exec_unchecked(
+        PROBE,
+        &[
+            "ping", "-6", "-n", "-c", "1", "-W", "2", "-s", "1200", &target,
+        ],
+    ));
     assert!(small.contains(" 0% packet loss"), "{small}");
-    let big = text(&hole.lab.exec_unchecked(PROBE, &["ping", "-6", "-n", "-c", "2", "-W", "2", "-M", "do", "-s", "1400", &target]));
+    let big = text(&hole.lab.exec_unchecked(
+        PROBE,
+        &[
+            "ping", "-6", "-n", "-c", "2", "-W", "2", "-M", "do", "-s", "1400", &target,
+        ],
+    ));
     assert!(big.contains("100% packet loss"), "{big}");
-    assert!(!big.contains("mtu=1280") && !big.contains("mtu: 1280"), "{big}");
+    assert!(
+        !big.contains("mtu=1280") && !big.contains("mtu: 1280"),
+        "{big}"
+    );
 }
 
 /// Sends one UDP datagram from the probe with the given IPv6 extension header (by socket
@@ -162,8 +224,17 @@ fn operators_have_their_own_probes_and_paths() {
     assert_eq!(countries.len(), 2);
     let target = n.target.to_string();
     for probe in &n.probes {
-        let out = text(&n.lab.exec(&probe.node, &["traceroute", "-6", "-n", "-q", "1", "-w", "2", &target]).unwrap());
-        let expected = n.lab.expected_hops(&probe.node, "target", IpAddr::V6(n.target));
+        let out = text(
+            &n.lab
+                .exec(
+                    &probe.node,
+                    &["traceroute", "-6", "-n", "-q", "1", "-w", "2", &target],
+                )
+                .unwrap(),
+        );
+        let expected = n
+            .lab
+            .expected_hops(&probe.node, "target", IpAddr::V6(n.target));
         assert_eq!(expected.len(), 3, "operator router, core, target");
         assert_eq!(traceroute_hops(&out), strings(&expected), "{out}");
     }
@@ -172,7 +243,12 @@ fn operators_have_their_own_probes_and_paths() {
 #[test]
 fn labs_leave_nothing_behind_even_after_a_panic() {
     lab_or_skip!();
-    let topology = Topology::new().host("a").router("r").host("b").link("a", "r").link("r", "b");
+    let topology = Topology::new()
+        .host("a")
+        .router("r")
+        .host("b")
+        .link("a", "r")
+        .link("r", "b");
     let names: Vec<String> = {
         let lab = Lab::build(&topology).unwrap();
         lab.nodes().map(|n| n.netns.clone()).collect()
@@ -194,7 +270,8 @@ fn labs_leave_nothing_behind_even_after_a_panic() {
     let left = lab::namespaces(lab::NAMESPACE_PREFIX);
     assert!(names.iter().all(|n| !left.contains(n)), "{left:?}");
     // No veth of ours is left in the root namespace either.
-    let links = String::from_utf8_lossy(&lab::run("ip", &["-o", "link"]).unwrap().stdout).into_owned();
+    let links =
+        String::from_utf8_lossy(&lab::run("ip", &["-o", "link"]).unwrap().stdout).into_owned();
     assert!(!links.contains("sxl-"), "{links}");
 }
 
@@ -202,10 +279,100 @@ fn labs_leave_nothing_behind_even_after_a_panic() {
 fn bad_topologies_are_refused_with_the_reason() {
     let err = Lab::build(&Topology::new().host("a").link("a", "ghost")).unwrap_err();
     assert!(err.to_string().contains("unknown node ghost"), "{err}");
-    let err = Lab::build(&Topology::new().host("a b")).unwrap_err().to_string();
-    assert!(err.contains("\"a b\""), "{err}");
-    let err = Lab::build(&Topology::new().host("a").host("b").link_with("a", "b", Some(1000), false))
+    let err = Lab::build(&Topology::new().host("a b"))
         .unwrap_err()
         .to_string();
+    assert!(err.contains("\"a b\""), "{err}");
+    let err = Lab::build(&Topology::new().host("a").host("b").link_with(
+        "a",
+        "b",
+        Some(1000),
+        false,
+    ))
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("1280"), "{err}");
+}
+
+#[test]
+fn the_impaired_link_delays_and_drops_as_configured() {
+    lab_or_skip!();
+    let binary = sixmap_tests::binary("sixmap-lab");
+    // Tolerance: the forwarder releases late by its sleep granularity, and the machine may be
+    // busy with other tests: each RTT within [2 x delay, 2 x delay + 8 ms].
+    let s = scenarios::impaired(&binary, 25.0, 0.0, 0.0).unwrap();
+    let target = s.target.to_string();
+    let out = text(
+        &s.lab
+            .exec(
+                PROBE,
+                &["ping", "-6", "-n", "-c", "10", "-i", "0.1", &target],
+            )
+            .unwrap(),
+    );
+    let rtts: Vec<f64> = out
+        .lines()
+        .filter_map(|l| l.split("time=").nth(1))
+        .filter_map(|t| t.split_whitespace().next()?.parse().ok())
+        .collect();
+    assert_eq!(rtts.len(), 10, "{out}");
+    for rtt in &rtts {
+        assert!(
+            (50.0..58.0).contains(rtt),
+            "RTT {rtt} ms outside 50..58: {out}"
+        );
+    }
+    // The impairing router is one hop, and the only one.
+    assert!(out.contains("ttl=63"), "{out}");
+    let out = text(
+        &s.lab
+            .exec(
+                PROBE,
+                &["traceroute", "-6", "-n", "-q", "1", "-w", "2", &target],
+            )
+            .unwrap(),
+    );
+    assert_eq!(
+        traceroute_hops(&out),
+        vec![s.impairing_hop.to_string(), target.clone()],
+        "{out}"
+    );
+    let out = text(
+        &s.lab
+            .exec(PROBE, &["tracepath", "-6", "-n", &target])
+            .unwrap(),
+    );
+    assert!(out.contains("hops 2"), "{out}");
+    let target4 = s.target_v4.to_string();
+    let out = text(
+        &s.lab
+            .exec(
+                PROBE,
+                &["ping", "-4", "-n", "-c", "3", "-i", "0.1", &target4],
+            )
+            .unwrap(),
+    );
+    assert!(
+        out.contains("ttl=63") && out.contains(" 0% packet loss"),
+        "{out}"
+    );
+    drop(s);
+
+    // 10 % loss each way: about 19 % of round trips lost. 300 pings: 4 standard deviations
+    // either side is 10..28 %.
+    let s = scenarios::impaired(&binary, 1.0, 0.0, 10.0).unwrap();
+    let target = s.target.to_string();
+    let out = text(&s.lab.exec_unchecked(
+        PROBE,
+        &[
+            "ping", "-6", "-n", "-q", "-c", "300", "-i", "0.01", "-W", "1", &target,
+        ],
+    ));
+    let loss: f64 = out
+        .split(" received, ")
+        .nth(1)
+        .and_then(|r| r.split('%').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no loss figure: {out}"));
+    assert!((10.0..=28.0).contains(&loss), "loss {loss}%: {out}");
 }

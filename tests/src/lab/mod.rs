@@ -113,7 +113,10 @@ impl Topology {
                 }
             }
             if link.a == link.b {
-                return Err(LabError::Topology(format!("link from {} to itself", link.a)));
+                return Err(LabError::Topology(format!(
+                    "link from {} to itself",
+                    link.a
+                )));
             }
             if link.mtu.is_some_and(|m| m < 1280) {
                 return Err(LabError::Topology("IPv6 links need an MTU >= 1280".into()));
@@ -174,6 +177,8 @@ pub struct Lab {
     /// Next hop of every node towards every other node, along shortest paths.
     next_hops: BTreeMap<(String, String), String>,
     children: Vec<Child>,
+    /// Files of this lab's services (configs, certificates), removed with the lab.
+    scratch: std::path::PathBuf,
     keep: bool,
 }
 
@@ -328,8 +333,13 @@ impl Lab {
             nodes: BTreeMap::new(),
             next_hops: BTreeMap::new(),
             children: Vec::new(),
+            scratch: std::env::temp_dir().join(format!("{prefix}files")),
             keep: false,
         };
+        std::fs::create_dir_all(&lab.scratch).map_err(|e| LabError::Command {
+            command: format!("mkdir {}", lab.scratch.display()),
+            stderr: e.to_string(),
+        })?;
         // From here on, a failure drops `lab`, which removes what was built so far.
         for (name, role) in &topology.nodes {
             let netns = format!("{prefix}{name}");
@@ -366,7 +376,6 @@ impl Lab {
             // Every probe gets its ICMPv6 answer: no rate limit on errors in the lab.
             "net.ipv6.icmp.ratelimit=0".into(),
             "net.ipv4.icmp_ratelimit=0".into(),
-
             // Unprivileged ICMP echo sockets for every group, as on most distributions.
             "net.ipv4.ping_group_range=0 2147483647".into(),
         ] {
@@ -403,7 +412,16 @@ impl Lab {
         for (end, ns, ifname, host) in [(&link.a, &a_ns, &a_if, 1u8), (&link.b, &b_ns, &b_if, 2)] {
             let v6 = Ipv6Addr::new(0x2001, 0xdb8, k as u16, 0, 0, 0, 0, u16::from(host));
             let v4 = link.v4.then(|| Ipv4Addr::new(10, hi, lo, host));
-            ip(&["-n", ns, "link", "set", ifname, "mtu", &mtu.to_string(), "up"])?;
+            ip(&[
+                "-n",
+                ns,
+                "link",
+                "set",
+                ifname,
+                "mtu",
+                &mtu.to_string(),
+                "up",
+            ])?;
             ip(&[
                 "-n",
                 ns,
@@ -471,14 +489,20 @@ impl Lab {
         let links: BTreeMap<usize, (&str, &Interface)> = self
             .nodes
             .values()
-            .flat_map(|n| n.interfaces.iter().map(move |i| (i.link, (n.name.as_str(), i))))
+            .flat_map(|n| {
+                n.interfaces
+                    .iter()
+                    .map(move |i| (i.link, (n.name.as_str(), i)))
+            })
             .collect();
         for node in self.nodes.values() {
             for (k, (owner, iface)) in &links {
                 if node.interfaces.iter().any(|i| i.link == *k) {
                     continue;
                 }
-                let Some(via) = self.next_hops.get(&(node.name.clone(), (*owner).to_owned()))
+                let Some(via) = self
+                    .next_hops
+                    .get(&(node.name.clone(), (*owner).to_owned()))
                 else {
                     continue; // not connected
                 };
@@ -571,7 +595,9 @@ impl Lab {
             } else if let Some(iface) = self.node(node).towards(&previous) {
                 hops.push(match target {
                     IpAddr::V6(_) => IpAddr::V6(iface.v6),
-                    IpAddr::V4(_) => iface.v4.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), IpAddr::V4),
+                    IpAddr::V4(_) => iface
+                        .v4
+                        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), IpAddr::V4),
                 });
             }
             previous = node.clone();
@@ -582,7 +608,10 @@ impl Lab {
     /// Runs a command inside a node's namespace and waits for it.
     pub fn exec(&self, node: &str, argv: &[&str]) -> Result<Output, LabError> {
         let netns = &self.node(node).netns;
-        run("ip", &[&["netns", "exec", netns.as_str()][..], argv].concat())
+        run(
+            "ip",
+            &[&["netns", "exec", netns.as_str()][..], argv].concat(),
+        )
     }
 
     /// Like [`Lab::exec`], but returns the output whatever the exit status.
@@ -643,6 +672,11 @@ impl Lab {
         }
     }
 
+    /// A directory for this lab's files, removed with the lab.
+    pub fn scratch_dir(&self) -> &std::path::Path {
+        &self.scratch
+    }
+
     /// Keeps the lab (namespaces and programs) after this handle drops.
     pub fn keep(&mut self) {
         self.keep = true;
@@ -667,5 +701,6 @@ impl Drop for Lab {
         for node in self.nodes.values() {
             delete_namespace(&node.netns);
         }
+        let _ = std::fs::remove_dir_all(&self.scratch);
     }
 }

@@ -180,6 +180,122 @@ pub fn targets() -> Result<Targets, LabError> {
     })
 }
 
+/// Lab names published by [`with_services`]'s DNS server.
+pub mod names {
+    pub const V6_ONLY: &str = "v6only.lab";
+    pub const DUAL_STACK: &str = "dual.lab";
+    pub const V4_ONLY: &str = "v4only.lab";
+    pub const BROKEN_V6: &str = "broken.lab";
+}
+
+/// Scenario 6, on top of scenario 2: services in the target namespaces.
+#[derive(Debug)]
+pub struct Services {
+    pub targets: Targets,
+    /// The DNS server (on the dual-stack host), answering A/AAAA for [`names`] over UDP and TCP.
+    pub dns: (Ipv6Addr, Ipv4Addr),
+    /// CA of the HTTPS and QUIC servers' certificate (`dual.lab`, `v6only.lab` and the hosts'
+    /// addresses).
+    pub ca: super::services::LabCa,
+    /// Body served at `/` over HTTP (80), HTTPS (443) and HTTP/3 (UDP 443) by the dual-stack
+    /// and v6-only hosts.
+    pub body: String,
+    /// Nothing listens there: connections are refused.
+    pub closed_port: u16,
+    /// nftables drops packets to it: connections time out.
+    pub filtered_port: u16,
+}
+
+pub fn with_services() -> Result<Services, LabError> {
+    use super::services::{self, DnsRecord};
+    let mut targets = targets()?;
+    let (dual_v6, dual_v4) = targets.dual_stack;
+    let (broken_v6, broken_v4) = targets.broken_v6;
+    let records = [
+        DnsRecord {
+            name: names::V6_ONLY.into(),
+            aaaa: vec![targets.v6_only],
+            a: Vec::new(),
+        },
+        DnsRecord {
+            name: names::DUAL_STACK.into(),
+            aaaa: vec![dual_v6],
+            a: vec![dual_v4],
+        },
+        DnsRecord {
+            name: names::V4_ONLY.into(),
+            aaaa: Vec::new(),
+            a: vec![targets.v4_only],
+        },
+        DnsRecord {
+            name: names::BROKEN_V6.into(),
+            aaaa: vec![broken_v6],
+            a: vec![broken_v4],
+        },
+    ];
+    let lab = &mut targets.lab;
+    services::start_dns(lab, "dual", &records)?;
+    let dir = lab.scratch_dir().to_owned();
+    let ca = services::make_ca(
+        &dir,
+        &[names::DUAL_STACK, names::V6_ONLY],
+        &[
+            IpAddr::V6(dual_v6),
+            IpAddr::V4(dual_v4),
+            IpAddr::V6(targets.v6_only),
+        ],
+    )?;
+    let body = "sixmap lab: hello over IPv6\n".to_owned();
+    for node in ["dual", "v6only"] {
+        let node_dir = dir.join(node);
+        std::fs::create_dir_all(&node_dir).map_err(|e| LabError::Command {
+            command: format!("mkdir {}", node_dir.display()),
+            stderr: e.to_string(),
+        })?;
+        services::start_web(lab, node, &ca, &node_dir, &body)?;
+        services::start_quic(lab, node, &ca, &node_dir, &body)?;
+    }
+    let filtered_port = 8081;
+    services::filter_tcp_port(lab, "dual", filtered_port)?;
+    Ok(Services {
+        dns: (dual_v6, dual_v4),
+        ca,
+        body,
+        closed_port: 81,
+        filtered_port,
+        targets,
+    })
+}
+
+impl Truth for Services {
+    fn truth(&self) -> serde_json::Value {
+        let mut truth = self.targets.truth();
+        truth["scenario"] = json!("services");
+        truth["dns_server"] = json!([self.dns.0, self.dns.1]);
+        truth["names"] = json!({
+            names::V6_ONLY: "AAAA only",
+            names::DUAL_STACK: "AAAA and A",
+            names::V4_ONLY: "A only",
+            names::BROKEN_V6: "AAAA and A; IPv6 blackholed",
+        });
+        truth["ca_cert"] = json!(self.ca.ca_cert);
+        truth["web"] = json!({
+            "hosts": ["dual", "v6only"],
+            "http": 80, "https": 443, "http3_udp": 443,
+            "body": self.body,
+        });
+        truth["closed_tcp_port"] = json!(self.closed_port);
+        truth["filtered_tcp_port"] = json!(self.filtered_port);
+        truth
+    }
+    fn lab(&self) -> &Lab {
+        &self.targets.lab
+    }
+    fn lab_mut(&mut self) -> &mut Lab {
+        &mut self.targets.lab
+    }
+}
+
 /// Scenario 3: a 1280-byte link in the middle of the path. `r2` must send ICMPv6 Packet Too
 /// Big for larger packets; with `drop_ptb` an nftables rule on `r2` drops those messages (a
 /// path-MTU black hole).
@@ -448,6 +564,194 @@ impl Truth for Networks {
                 "node": p.node, "address": p.address, "asn": p.asn,
                 "country": p.country, "operator": p.operator,
             })).collect::<Vec<_>>(),
+        })
+    }
+    fn lab(&self) -> &Lab {
+        &self.lab
+    }
+    fn lab_mut(&mut self) -> &mut Lab {
+        &mut self.lab
+    }
+}
+
+/// Scenario 5: the link through router `imp` delays, jitters and drops packets in userspace
+/// (TUN devices and a forwarder process), because this kernel has no netem. The settings are
+/// the ground truth; each applies in each direction, so a round trip sees twice the delay.
+#[derive(Debug)]
+pub struct Impaired {
+    pub lab: Lab,
+    pub target: Ipv6Addr,
+    pub target_v4: Ipv4Addr,
+    pub delay_ms: f64,
+    pub jitter_ms: f64,
+    pub loss_percent: f64,
+    /// `imp`'s address facing the probe: the one hop between probe and target.
+    pub impairing_hop: Ipv6Addr,
+}
+
+/// Builds scenario 5. `lab_binary` is the `sixmap-lab` executable, which runs the forwarder
+/// (`sixmap-lab impair`) inside the router's namespace.
+pub fn impaired(
+    lab_binary: &std::path::Path,
+    delay_ms: f64,
+    jitter_ms: f64,
+    loss_percent: f64,
+) -> Result<Impaired, LabError> {
+    super::impair::Impairment::new(delay_ms, jitter_ms, loss_percent)
+        .map_err(LabError::Topology)?;
+    let topology = Topology::new()
+        .host(PROBE)
+        .router("imp")
+        .host("target")
+        .link(PROBE, "imp")
+        .link("imp", "target");
+    let mut lab = Lab::build(&topology)?;
+    let binary = lab_binary
+        .to_str()
+        .ok_or_else(|| LabError::Topology("sixmap-lab path is not UTF-8".into()))?
+        .to_owned();
+    let mut forwarder = lab.command("imp", &binary);
+    forwarder.args([
+        "impair",
+        "--tun-a",
+        "tunp",
+        "--tun-b",
+        "tunt",
+        "--delay-ms",
+        &delay_ms.to_string(),
+        "--jitter-ms",
+        &jitter_ms.to_string(),
+        "--loss",
+        &loss_percent.to_string(),
+    ]);
+    lab.spawn("imp", forwarder)?;
+    wait_for_link_up(&lab, "imp", "tunt")?;
+    wait_for_link_up(&lab, "imp", "tunp")?;
+    let imp = lab.node("imp").clone();
+    let to_probe = imp
+        .towards(PROBE)
+        .cloned()
+        .ok_or_else(|| LabError::Topology("imp not linked to the probe".into()))?;
+    let to_target = imp
+        .towards("target")
+        .cloned()
+        .ok_or_else(|| LabError::Topology("imp not linked to the target".into()))?;
+    // The recipe of `impair`'s module doc: re-injected packets take the main table; all
+    // other traffic goes through table 100, a copy of main with each real interface replaced
+    // by the TUN device towards it (and `src` set, so imp answers from the usual address).
+    let mut commands: Vec<Vec<String>> = Vec::new();
+    let families = [
+        (
+            "-6",
+            format!("{}/64", super::prefix64(to_target.v6)),
+            to_target.v6.to_string(),
+            format!("{}/64", super::prefix64(to_probe.v6)),
+            to_probe.v6.to_string(),
+        ),
+        (
+            "-4",
+            v4_prefix(to_target.v4),
+            to_target.v4.map(|a| a.to_string()).unwrap_or_default(),
+            v4_prefix(to_probe.v4),
+            to_probe.v4.map(|a| a.to_string()).unwrap_or_default(),
+        ),
+    ];
+    for (family, target_prefix, target_src, probe_prefix, probe_src) in &families {
+        if target_prefix.is_empty() || probe_prefix.is_empty() {
+            continue;
+        }
+        for args in [
+            vec![
+                "rule", "add", "pref", "1000", "iif", "tunp", "lookup", "main",
+            ],
+            vec![
+                "rule", "add", "pref", "1000", "iif", "tunt", "lookup", "main",
+            ],
+            vec!["rule", "add", "pref", "1001", "lookup", "100"],
+            vec![
+                "route",
+                "add",
+                target_prefix,
+                "dev",
+                "tunp",
+                "src",
+                target_src,
+                "table",
+                "100",
+            ],
+            vec![
+                "route",
+                "add",
+                probe_prefix,
+                "dev",
+                "tunt",
+                "src",
+                probe_src,
+                "table",
+                "100",
+            ],
+        ] {
+            let mut full = vec!["ip".to_owned(), (*family).to_owned()];
+            full.extend(args.iter().map(|a| (*a).to_owned()));
+            commands.push(full);
+        }
+    }
+    for command in &commands {
+        let argv: Vec<&str> = command.iter().map(String::as_str).collect();
+        lab.exec("imp", &argv)?;
+    }
+    let target_v4 = lab
+        .node("target")
+        .v4()
+        .ok_or_else(|| LabError::Topology("target has no IPv4".into()))?;
+    Ok(Impaired {
+        target: lab.node("target").v6(),
+        target_v4,
+        delay_ms,
+        jitter_ms,
+        loss_percent,
+        impairing_hop: to_probe.v6,
+        lab,
+    })
+}
+
+fn v4_prefix(address: Option<Ipv4Addr>) -> String {
+    address.map_or(String::new(), |a| {
+        let o = a.octets();
+        format!("{}.{}.{}.0/24", o[0], o[1], o[2])
+    })
+}
+
+/// Waits until a link exists and is up in a node (a TUN device the forwarder creates; IPv6
+/// refuses routes through a device that is down).
+fn wait_for_link_up(lab: &Lab, node: &str, link: &str) -> Result<(), LabError> {
+    for _ in 0..100 {
+        let out = lab.exec_unchecked(node, &["ip", "link", "show", "dev", link, "up"]);
+        if out.status.success() && !out.stdout.is_empty() {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Err(LabError::Topology(format!(
+        "{link} did not appear in {node}: the impairment forwarder did not start"
+    )))
+}
+
+impl Truth for Impaired {
+    fn truth(&self) -> serde_json::Value {
+        json!({
+            "scenario": "impaired",
+            "probe": PROBE,
+            "target": self.target, "target_v4": self.target_v4,
+            "impairing_hop": self.impairing_hop,
+            "each_direction": {
+                "delay_ms": self.delay_ms,
+                "jitter_ms": self.jitter_ms,
+                "loss_percent": self.loss_percent,
+            },
+            "expected_rtt_ms": 2.0 * self.delay_ms,
+            "expected_round_trip_loss_percent":
+                100.0 * (1.0 - (1.0 - self.loss_percent / 100.0).powi(2)),
         })
     }
     fn lab(&self) -> &Lab {
