@@ -81,10 +81,12 @@ impl ControlService {
         }
         let version = hello.software_version.to_string();
         let (boot_epoch, addresses) = (hello.boot_epoch, hello.local_addresses.clone());
+        let location = hello.location;
         let (updated, _) = update_probe(&self.store, &record.id, move |r| {
             r.software_version = Some(version);
             r.boot_epoch = Some(boot_epoch);
             r.local_addresses = addresses;
+            r.location = location;
         })
         .await?;
         Ok(updated)
@@ -196,6 +198,7 @@ impl ProbeControl for ControlService {
             self_test: None,
             last_v6_success: None,
             tags: Vec::new(),
+            location: None,
         };
         let store = self.store.clone();
         let to_store = record.clone();

@@ -167,6 +167,8 @@ struct ProbeView {
     software_version: Option<String>,
     local_addresses: Vec<IpAddr>,
     tags: Vec<ProbeTag>,
+    /// Degrees, rounded to a tenth.
+    location: Option<[f64; 2]>,
     last_result: Option<LastResult>,
 }
 
@@ -218,6 +220,7 @@ async fn probes(State(store): State<Arc<dyn Store>>) -> Result<Json<Vec<ProbeVie
                     software_version: p.software_version,
                     local_addresses: p.local_addresses,
                     tags: p.tags,
+                    location: p.location.map(|l| [l.latitude(), l.longitude()]),
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()

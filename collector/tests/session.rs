@@ -67,6 +67,7 @@ fn hello(id: &str, secret: &str, version: &str) -> v1::ProbeMessage {
             capabilities: vec![v1::MeasurementKind::Ping.into()],
             local_addresses: vec!["::1".into()],
             probe_time_us: UnixMicros::now().0,
+            location: None,
         })),
     }
 }

@@ -32,6 +32,12 @@ pub struct ProbeConfig {
     /// Host name the self-test resolves for AAAA records (via the system resolver).
     #[serde(default = "default_aaaa_name")]
     pub self_test_aaaa_name: String,
+    /// Where the probe is, in degrees, if the volunteer wants it on the map. Sent rounded to a
+    /// tenth of a degree (about 11 km); both or neither.
+    #[serde(default)]
+    pub latitude: Option<f64>,
+    #[serde(default)]
+    pub longitude: Option<f64>,
 }
 
 fn default_outbox_max_bytes() -> u64 {
@@ -60,6 +66,7 @@ pub struct Settings {
     pub icmp_socket: SocketPreference,
     pub outbox_max_bytes: u64,
     pub self_test_aaaa_name: String,
+    pub location: Option<sixmap_shared::session::CoarseLocation>,
 }
 
 impl ProbeConfig {
@@ -106,6 +113,26 @@ impl ProbeConfig {
                 format!("{:?} is not a host name", self.self_test_aaaa_name),
             ));
         }
+        let location = match (self.latitude, self.longitude) {
+            (None, None) => None,
+            (Some(latitude), Some(longitude)) => Some(
+                sixmap_shared::session::CoarseLocation::from_degrees(latitude, longitude)
+                    .ok_or_else(|| {
+                        invalid(
+                            "latitude",
+                            format!(
+                                "{latitude}, {longitude} is not a place: latitude -90..=90, longitude -180..=180"
+                            ),
+                        )
+                    })?,
+            ),
+            _ => {
+                return Err(invalid(
+                    "latitude",
+                    "give both latitude and longitude, or neither".into(),
+                ));
+            }
+        };
         Ok(Settings {
             collector: self.collector,
             state_dir: self.state_dir,
@@ -117,6 +144,7 @@ impl ProbeConfig {
             icmp_socket,
             outbox_max_bytes: self.outbox_max_bytes,
             self_test_aaaa_name: self.self_test_aaaa_name,
+            location,
         })
     }
 }
@@ -135,6 +163,25 @@ mod tests {
         let s = c.validate(None).unwrap();
         assert!(s.policy.lab_mode);
         assert_eq!(s.icmp_socket, SocketPreference::Auto);
+    }
+
+    #[test]
+    fn locations_are_rounded_and_need_both_coordinates() {
+        let base = "collector = \"http://[::1]:7400\"\nstate_dir = \"/tmp/p\"\n";
+        let c: ProbeConfig =
+            parse_toml(&format!("{base}latitude = 48.8566\nlongitude = 2.3522\n")).unwrap();
+        let l = c.validate(None).unwrap().location.unwrap();
+        assert_eq!((l.latitude(), l.longitude()), (48.9, 2.4));
+        let c: ProbeConfig = parse_toml(&format!("{base}latitude = 48.8\n")).unwrap();
+        assert!(c.validate(None).unwrap_err().to_string().contains("both"));
+        let c: ProbeConfig =
+            parse_toml(&format!("{base}latitude = 95.0\nlongitude = 0.0\n")).unwrap();
+        assert!(
+            c.validate(None)
+                .unwrap_err()
+                .to_string()
+                .contains("`latitude`")
+        );
     }
 
     #[test]

@@ -133,6 +133,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             icmp_socket: "auto".into(),
             outbox_max_bytes: sixmap_probe::outbox::DEFAULT_MAX_BYTES,
             self_test_aaaa_name: sixmap_probe::config::DEFAULT_AAAA_NAME.into(),
+            latitude: None,
+            longitude: None,
         },
     };
     if let Some(bytes) = args.outbox_max_bytes {

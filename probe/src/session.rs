@@ -195,6 +195,7 @@ pub async fn run(settings: Settings) -> Result<(), ProbeError> {
         last_error: None,
         last_result_at: None,
         tags: Vec::new(),
+        location: settings.location,
     };
     probe.write_status();
     probe.run().await
@@ -228,6 +229,7 @@ struct Probe {
     last_error: Option<String>,
     last_result_at: Option<UnixMicros>,
     tags: Vec<ProbeTag>,
+    location: Option<sixmap_shared::session::CoarseLocation>,
 }
 
 /// Batches sent but not yet acked on one connection. Bounded so the probe never floods a
@@ -354,6 +356,7 @@ impl Probe {
             capabilities: vec![MeasurementKind::Ping],
             local_addresses: local_addresses(),
             probe_time: UnixMicros::now(),
+            location: self.location,
         })
     }
 

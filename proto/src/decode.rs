@@ -14,8 +14,8 @@ use sixmap_shared::measurement::{
     SpecKind, Target,
 };
 use sixmap_shared::session::{
-    Ack, Assignment, Hello, MAX_BATCH_RESULTS, MAX_LOCAL_ADDRESSES, MIN_TASK_INTERVAL, Rejection,
-    Welcome,
+    Ack, Assignment, CoarseLocation, Hello, MAX_BATCH_RESULTS, MAX_LOCAL_ADDRESSES,
+    MIN_TASK_INTERVAL, Rejection, Welcome,
 };
 use sixmap_shared::time::UnixMicros;
 use sixmap_shared::version::Version;
@@ -319,6 +319,21 @@ pub fn hello(wire: &v1::Hello) -> Result<Hello, WireError> {
             .map(|(i, a)| address(&format!("local_addresses[{i}]"), a))
             .collect::<Result<_, _>>()?,
         probe_time: UnixMicros(wire.probe_time_us),
+        location: wire
+            .location
+            .as_ref()
+            .map(|l| {
+                CoarseLocation::from_tenths(l.latitude_e1, l.longitude_e1).ok_or_else(|| {
+                    WireError::new(
+                        "location",
+                        format!(
+                            "latitude_e1 {} / longitude_e1 {} is outside -900..=900 / -1800..=1800",
+                            l.latitude_e1, l.longitude_e1
+                        ),
+                    )
+                })
+            })
+            .transpose()?,
     })
 }
 
@@ -808,15 +823,26 @@ mod tests {
             capabilities: vec![1, 999],
             local_addresses: vec!["2001:db8::5".into()],
             probe_time_us: 0,
+            location: Some(v1::CoarseLocation {
+                latitude_e1: 524,
+                longitude_e1: 49,
+            }),
         };
         let h = hello(&wire).unwrap();
+        assert_eq!(h.location.map(|l| l.latitude()), Some(52.4));
         assert_eq!(h.capabilities, vec![MeasurementKind::Ping]);
         assert_eq!(hello(&encode::hello(&h)).unwrap(), h);
         let mut bad = wire.clone();
         bad.software_version = "1.0".into();
         assert_eq!(hello(&bad).unwrap_err().field, "software_version");
-        let mut bad = wire;
+        let mut bad = wire.clone();
         bad.probe_id = "nope".into();
         assert_eq!(hello(&bad).unwrap_err().field, "probe_id");
+        let mut bad = wire;
+        bad.location = Some(v1::CoarseLocation {
+            latitude_e1: 901,
+            longitude_e1: 0,
+        });
+        assert_eq!(hello(&bad).unwrap_err().field, "location");
     }
 }

@@ -136,6 +136,10 @@ pub fn hello(h: &Hello) -> v1::Hello {
             .collect(),
         local_addresses: h.local_addresses.iter().map(|a| a.to_string()).collect(),
         probe_time_us: h.probe_time.0,
+        location: h.location.map(|l| v1::CoarseLocation {
+            latitude_e1: l.latitude_e1(),
+            longitude_e1: l.longitude_e1(),
+        }),
     }
 }
 

@@ -25,6 +25,70 @@ pub struct Hello {
     pub capabilities: Vec<MeasurementKind>,
     pub local_addresses: Vec<IpAddr>,
     pub probe_time: UnixMicros,
+    pub location: Option<CoarseLocation>,
+}
+
+/// A location rounded to a tenth of a degree (about 11 km), for volunteers' privacy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CoarseLocation {
+    latitude_e1: i16,
+    longitude_e1: i16,
+}
+
+impl CoarseLocation {
+    /// From tenths of a degree, as the wire carries them.
+    pub fn from_tenths(latitude_e1: i32, longitude_e1: i32) -> Option<Self> {
+        let latitude_e1 = i16::try_from(latitude_e1).ok()?;
+        let longitude_e1 = i16::try_from(longitude_e1).ok()?;
+        ((-900..=900).contains(&latitude_e1) && (-1800..=1800).contains(&longitude_e1)).then_some(
+            Self {
+                latitude_e1,
+                longitude_e1,
+            },
+        )
+    }
+
+    /// Rounds degrees to the nearest tenth; `None` outside the globe or for NaN.
+    pub fn from_degrees(latitude: f64, longitude: f64) -> Option<Self> {
+        if !latitude.is_finite() || !longitude.is_finite() {
+            return None;
+        }
+        let tenths = |degrees: f64| (degrees * 10.0).round() as i32;
+        Self::from_tenths(tenths(latitude), tenths(longitude))
+    }
+
+    pub fn latitude_e1(self) -> i32 {
+        i32::from(self.latitude_e1)
+    }
+
+    pub fn longitude_e1(self) -> i32 {
+        i32::from(self.longitude_e1)
+    }
+
+    pub fn latitude(self) -> f64 {
+        f64::from(self.latitude_e1) / 10.0
+    }
+
+    pub fn longitude(self) -> f64 {
+        f64::from(self.longitude_e1) / 10.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_are_rounded_and_bounded() {
+        let l = CoarseLocation::from_degrees(52.37403, 4.88969).unwrap();
+        assert_eq!((l.latitude_e1(), l.longitude_e1()), (524, 49));
+        assert_eq!(l.latitude(), 52.4);
+        assert!(CoarseLocation::from_degrees(90.04, -180.0).is_some());
+        assert!(CoarseLocation::from_degrees(90.1, 0.0).is_none());
+        assert!(CoarseLocation::from_degrees(f64::NAN, 0.0).is_none());
+        assert!(CoarseLocation::from_tenths(0, 1801).is_none());
+        assert!(CoarseLocation::from_tenths(70_000, 0).is_none());
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

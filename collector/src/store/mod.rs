@@ -44,6 +44,9 @@ pub struct ProbeRecord {
     /// Tags computed by the collector (never sent by the probe), with since when they hold.
     #[serde(default)]
     pub tags: Vec<ProbeTag>,
+    /// Where the volunteer says the probe is, rounded to a tenth of a degree.
+    #[serde(default)]
+    pub location: Option<sixmap_shared::session::CoarseLocation>,
 }
 
 /// A change of a probe's tags, kept as history.
