@@ -65,6 +65,8 @@ fn main() -> anyhow::Result<()> {
     let store = SledStore::open(dir.path())?;
     let probe = ProbeId::random()?;
     let task = store.task_id("bench")?;
+    // No prefix data: enrichment lookups miss, as on a collector without imports.
+    let prefixes = sixmap_shared::prefixes::PrefixData::new();
     store.record_assignment(&probe, task)?;
 
     let wire: Vec<v1::ResultBatch> = (0..batches)
@@ -81,7 +83,8 @@ fn main() -> anyhow::Result<()> {
     let mut latencies = Vec::with_capacity(wire.len());
     for batch in &wire {
         let t = Instant::now();
-        let (ack, _) = ingest_batch(&store, &probe, batch)?.map_err(anyhow::Error::msg)?;
+        let (ack, _) =
+            ingest_batch(&store, &prefixes, &probe, batch)?.map_err(anyhow::Error::msg)?;
         anyhow::ensure!(ack.stored.len() as u64 == batch_size, "not all stored");
         latencies.push(t.elapsed());
     }
@@ -99,7 +102,7 @@ fn main() -> anyhow::Result<()> {
     // Same volume again as duplicates: the dedup path.
     let started = Instant::now();
     for batch in &wire {
-        ingest_batch(&store, &probe, batch)?.map_err(anyhow::Error::msg)?;
+        ingest_batch(&store, &prefixes, &probe, batch)?.map_err(anyhow::Error::msg)?;
     }
     println!(
         "re-ingest of duplicates: {:.0} results/s",

@@ -1,15 +1,18 @@
 //! The `ProbeControl` gRPC service: enrollment and probe sessions.
 
 use crate::config::Settings;
+use crate::enrich;
 use crate::ingest::ingest_batch;
 use crate::store::{ProbeRecord, Store, StoreError, TagEvent};
 use crate::tags::{self, TagInputs};
 use sixmap_proto::v1::probe_control_server::ProbeControl;
 use sixmap_proto::v1::{collector_message, probe_message};
 use sixmap_proto::{decode, encode, v1};
+use sixmap_shared::prefixes::{Enrichment, PrefixData};
 use sixmap_shared::session::{Assignment, Hello, MAX_BATCH_RESULTS, Welcome};
 use sixmap_shared::version::SOFTWARE_VERSION;
 use sixmap_shared::{ProbeId, ProbeSecret, UnixMicros};
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +30,7 @@ const MAX_HOSTNAME_LEN: usize = 64;
 pub struct ControlService {
     store: Arc<dyn Store>,
     settings: Arc<Settings>,
+    prefixes: Arc<PrefixData>,
 }
 
 fn internal(e: StoreError) -> Status {
@@ -41,8 +45,25 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl ControlService {
-    pub fn new(store: Arc<dyn Store>, settings: Arc<Settings>) -> Self {
-        Self { store, settings }
+    pub fn new(store: Arc<dyn Store>, settings: Arc<Settings>, prefixes: Arc<PrefixData>) -> Self {
+        Self {
+            store,
+            settings,
+            prefixes,
+        }
+    }
+
+    /// The probe's origin: from its first global IPv6 address, else the address its session
+    /// comes from (global ones only: private space says nothing about an operator).
+    fn probe_origin(&self, hello: &Hello, peer: Option<IpAddr>) -> Option<Enrichment> {
+        let global = |a: &IpAddr| sixmap_shared::policy::classify(*a).is_none();
+        hello
+            .local_addresses
+            .iter()
+            .filter(|a| a.is_ipv6())
+            .chain(peer.iter())
+            .filter(|a| global(a))
+            .find_map(|a| enrich::lookup(&self.prefixes, *a))
     }
 
     fn token_valid(&self, token: &str) -> bool {
@@ -56,7 +77,7 @@ impl ControlService {
     }
 
     /// Checks identity and version; returns the probe's updated record.
-    async fn admit(&self, hello: &Hello) -> Result<ProbeRecord, Status> {
+    async fn admit(&self, hello: &Hello, peer: Option<IpAddr>) -> Result<ProbeRecord, Status> {
         let store = self.store.clone();
         let id = hello.probe_id.clone();
         let record = blocking(move || store.probe(&id))
@@ -82,11 +103,13 @@ impl ControlService {
         let version = hello.software_version.to_string();
         let (boot_epoch, addresses) = (hello.boot_epoch, hello.local_addresses.clone());
         let location = hello.location;
+        let origin = self.probe_origin(hello, peer);
         let (updated, _) = update_probe(&self.store, &record.id, move |r| {
             r.software_version = Some(version);
             r.boot_epoch = Some(boot_epoch);
             r.local_addresses = addresses;
             r.location = location;
+            r.origin = origin;
         })
         .await?;
         Ok(updated)
@@ -199,6 +222,7 @@ impl ProbeControl for ControlService {
             last_v6_success: None,
             tags: Vec::new(),
             location: None,
+            origin: None,
         };
         let store = self.store.clone();
         let to_store = record.clone();
@@ -220,6 +244,7 @@ impl ProbeControl for ControlService {
         &self,
         request: Request<Streaming<v1::ProbeMessage>>,
     ) -> Result<Response<Self::SessionStream>, Status> {
+        let peer = request.remote_addr().map(|a| a.ip());
         let mut inbound = request.into_inner();
         let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
             .await
@@ -235,7 +260,7 @@ impl ProbeControl for ControlService {
                 ));
             }
         };
-        let record = self.admit(&hello).await?;
+        let record = self.admit(&hello, peer).await?;
         let assignments = self.assignments_for(&record.id).await?;
         info!(
             probe = %record.id,
@@ -266,13 +291,14 @@ impl ProbeControl for ControlService {
         // The greeting is sent from the session task: the stream is only read once this
         // function returned, so sending more than the channel holds here would deadlock.
         let store = self.store.clone();
+        let prefixes = self.prefixes.clone();
         tokio::spawn(async move {
             for item in greeting {
                 if tx.send(item).await.is_err() {
                     return;
                 }
             }
-            serve_session(store, record.id, inbound, tx).await;
+            serve_session(store, prefixes, record.id, inbound, tx).await;
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
@@ -281,11 +307,12 @@ impl ProbeControl for ControlService {
 /// Handles a probe's messages after hello until the stream ends or breaks a rule.
 async fn serve_session(
     store: Arc<dyn Store>,
+    prefixes: Arc<PrefixData>,
     probe: ProbeId,
     mut inbound: Streaming<v1::ProbeMessage>,
     tx: mpsc::Sender<Result<v1::CollectorMessage, Status>>,
 ) {
-    let outcome = session_loop(&store, &probe, &mut inbound, &tx).await;
+    let outcome = session_loop(&store, &prefixes, &probe, &mut inbound, &tx).await;
     match outcome {
         Ok(()) => info!(probe = %probe, "probe session ended"),
         Err(status) => {
@@ -309,6 +336,7 @@ async fn send_tags(
 
 async fn session_loop(
     store: &Arc<dyn Store>,
+    prefixes: &Arc<PrefixData>,
     probe: &ProbeId,
     inbound: &mut Streaming<v1::ProbeMessage>,
     tx: &mpsc::Sender<Result<v1::CollectorMessage, Status>>,
@@ -338,9 +366,11 @@ async fn session_loop(
             Some(probe_message::Kind::Results(batch)) => {
                 let store_for_batch = store.clone();
                 let session_probe = probe.clone();
-                let outcome =
-                    blocking(move || ingest_batch(&*store_for_batch, &session_probe, &batch))
-                        .await?;
+                let prefixes = prefixes.clone();
+                let outcome = blocking(move || {
+                    ingest_batch(&*store_for_batch, &prefixes, &session_probe, &batch)
+                })
+                .await?;
                 let (ack, stats) = outcome.map_err(|e| Status::invalid_argument(e.to_string()))?;
                 for rejection in &ack.rejected {
                     warn!(probe = %probe, key = %rejection.key, reason = %rejection.reason, "result rejected");

@@ -1,6 +1,6 @@
 //! HTTP: the JSON API under `/api/v1` and the dashboard at `/`.
 
-use crate::store::{ResultQuery, Store, StoreError, TagEvent};
+use crate::store::{ResultQuery, Store, StoreError, StoredResult, TagEvent};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
@@ -142,7 +142,7 @@ async fn tag_history(
 #[derive(Debug, Serialize)]
 struct ResultsBody {
     count: usize,
-    results: Vec<MeasurementResult>,
+    results: Vec<StoredResult>,
 }
 
 async fn results(
@@ -169,6 +169,8 @@ struct ProbeView {
     tags: Vec<ProbeTag>,
     /// Degrees, rounded to a tenth.
     location: Option<[f64; 2]>,
+    /// Origin AS and country of the probe's address.
+    origin: Option<sixmap_shared::prefixes::Enrichment>,
     last_result: Option<LastResult>,
 }
 
@@ -209,9 +211,9 @@ async fn probes(State(store): State<Arc<dyn Store>>) -> Result<Json<Vec<ProbeVie
                     .next();
                 Ok(ProbeView {
                     last_result: last.map(|r| LastResult {
-                        started_at: r.started_at,
-                        destination: r.destination,
-                        summary: summarize(&r),
+                        started_at: r.result.started_at,
+                        destination: r.result.destination,
+                        summary: summarize(&r.result),
                     }),
                     id: p.id,
                     hostname: p.hostname,
@@ -221,6 +223,7 @@ async fn probes(State(store): State<Arc<dyn Store>>) -> Result<Json<Vec<ProbeVie
                     local_addresses: p.local_addresses,
                     tags: p.tags,
                     location: p.location.map(|l| [l.latitude(), l.longitude()]),
+                    origin: p.origin,
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()

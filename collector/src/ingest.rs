@@ -4,10 +4,12 @@
 //! collector will never accept (malformed, another probe's, a task never assigned) is
 //! rejected explicitly so the probe can drop it instead of resending it forever.
 
-use crate::store::{Store, StoreError};
+use crate::enrich;
+use crate::store::{Store, StoreError, StoredResult};
 use sixmap_proto::{decode, v1};
 use sixmap_shared::health::OutboxLoss;
 use sixmap_shared::policy::classify;
+use sixmap_shared::prefixes::PrefixData;
 use sixmap_shared::session::{Ack, Rejection};
 use sixmap_shared::{Family, MeasurementResult, Outcome, ProbeId, UnixMicros};
 use tracing::warn;
@@ -36,10 +38,11 @@ fn v6_success(result: &MeasurementResult) -> bool {
         && result.destination.is_some_and(|d| classify(d).is_none())
 }
 
-/// Validates, stores and flushes a batch; returns the ack to send.
+/// Validates, enriches, stores and flushes a batch; returns the ack to send.
 /// A batch-level problem (too many results) rejects the whole batch with its field named.
 pub fn ingest_batch(
     store: &dyn Store,
+    prefixes: &PrefixData,
     probe: &ProbeId,
     batch: &v1::ResultBatch,
 ) -> Result<Result<(Ack, BatchStats), decode::WireError>, StoreError> {
@@ -88,7 +91,15 @@ pub fn ingest_batch(
             }
         }
     }
-    let inserted = store.insert_results(&accepted)?;
+    let stored: Vec<StoredResult> = accepted
+        .into_iter()
+        .map(|result| StoredResult {
+            probe_origin: result.source.and_then(|a| enrich::lookup(prefixes, a)),
+            target_origin: result.destination.and_then(|a| enrich::lookup(prefixes, a)),
+            result,
+        })
+        .collect();
+    let inserted = store.insert_results(&stored)?;
     let inserted_losses = store.insert_losses(&accepted_losses)?;
     store.flush()?;
     let mut lost_results = 0;
@@ -100,8 +111,9 @@ pub fn ingest_batch(
             warn!(probe = %probe, key = %loss.key, reason = ?loss.reason, count = loss.count, detail = %loss.detail, "probe reports lost results");
         }
     }
-    let last_v6_success = accepted
+    let last_v6_success = stored
         .iter()
+        .map(|s| &s.result)
         .filter(|r| v6_success(r))
         .map(|r| r.started_at)
         .max();
@@ -120,7 +132,7 @@ pub fn ingest_batch(
     Ok(Ok((
         Ack {
             batch_id: batch.batch_id,
-            stored: accepted.into_iter().map(|r| r.key).collect(),
+            stored: stored.into_iter().map(|s| s.result.key).collect(),
             rejected,
             stored_losses: accepted_losses
                 .into_iter()

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod control;
+pub mod enrich;
 pub mod http;
 pub mod ingest;
 pub mod store;
@@ -25,6 +26,8 @@ use sixmap_shared::session::MAX_MESSAGE_BYTES;
 pub enum StartError {
     #[error(transparent)]
     Store(#[from] store::StoreError),
+    #[error("prefix data: {0}")]
+    Prefixes(#[from] enrich::EnrichError),
     #[error("cannot listen on {addr} ({what}): {source}")]
     Listen {
         what: &'static str,
@@ -56,6 +59,19 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
             .await
             .map_err(|e| store::StoreError::Backend(e.to_string()))??,
     );
+    let data_dir = settings.data_dir.clone();
+    let (prefixes, reports) = tokio::task::spawn_blocking(move || enrich::load(&data_dir))
+        .await
+        .map_err(|e| store::StoreError::Backend(e.to_string()))??;
+    for report in &reports {
+        info!(file = %report.path.display(), kind = ?report.kind, records = report.counts.records, prefixes = report.counts.prefixes, "prefix data loaded");
+    }
+    if reports.is_empty() {
+        info!(
+            "no prefix data imported: results are stored without origin AS and country (see `sixmap-collector import-prefixes`)"
+        );
+    }
+    let prefixes = Arc::new(prefixes);
     let grpc_listener = bind("gRPC", settings.grpc_listen).await?;
     let http_listener = bind("HTTP", settings.http_listen).await?;
     let local = |l: &TcpListener, what, addr| {
@@ -65,9 +81,13 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let grpc_addr = local(&grpc_listener, "gRPC", settings.grpc_listen)?;
     let http_addr = local(&http_listener, "HTTP", settings.http_listen)?;
 
-    let service = ProbeControlServer::new(ControlService::new(store.clone(), Arc::new(settings)))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let service = ProbeControlServer::new(ControlService::new(
+        store.clone(),
+        Arc::new(settings),
+        prefixes,
+    ))
+    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let grpc = tokio::spawn(
         tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))

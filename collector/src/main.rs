@@ -38,6 +38,24 @@ enum Command {
         #[arg(long)]
         data_dir: PathBuf,
     },
+    /// Check prefix data files and add them to the data dir; the collector loads them at start
+    /// to give results and probes their origin AS and country.
+    ImportPrefixes {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// `@ip-location-db/asn` CSV files (asn-ipv4.csv, asn-ipv6.csv, *-num.csv).
+        #[arg(long)]
+        asn: Vec<PathBuf>,
+        /// `@ip-location-db/geo-whois-asn-country` CSV files.
+        #[arg(long)]
+        country: Vec<PathBuf>,
+        /// RIR delegated(-extended) statistics files.
+        #[arg(long)]
+        rir: Vec<PathBuf>,
+        /// Drop the earlier files of each kind given.
+        #[arg(long)]
+        replace: bool,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -90,6 +108,39 @@ fn main() -> anyhow::Result<()> {
             for result in store.results(&ResultQuery { probe, limit })? {
                 println!("{}", serde_json::to_string(&result)?);
             }
+            Ok(())
+        }
+        Command::ImportPrefixes {
+            data_dir,
+            asn,
+            country,
+            rir,
+            replace,
+        } => {
+            use sixmap_collector::enrich::{SourceKind, import};
+            if asn.is_empty() && country.is_empty() && rir.is_empty() {
+                bail!("give at least one --asn, --country or --rir file");
+            }
+            std::fs::create_dir_all(&data_dir)
+                .with_context(|| format!("creating {}", data_dir.display()))?;
+            for (kind, files) in [
+                (SourceKind::Asn, asn),
+                (SourceKind::Country, country),
+                (SourceKind::Rir, rir),
+            ] {
+                if files.is_empty() {
+                    continue;
+                }
+                for report in import(&data_dir, kind, &files, replace)? {
+                    println!(
+                        "{}: {} records, {} prefixes ({kind:?})",
+                        report.path.display(),
+                        report.counts.records,
+                        report.counts.prefixes
+                    );
+                }
+            }
+            println!("restart the collector to use the new prefix data");
             Ok(())
         }
         Command::Probes { data_dir } => {

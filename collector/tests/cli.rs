@@ -58,3 +58,46 @@ fn bad_flags_and_missing_stores_are_reported() {
     ]);
     assert!(!ok && stderr.contains("probe id"), "{stderr}");
 }
+
+#[test]
+fn prefix_imports_name_the_bad_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let (ok, stderr) = collector(&["import-prefixes", "--data-dir", data]);
+    assert!(!ok && stderr.contains("--asn"), "{stderr}");
+
+    let bad = dir.path().join("country.csv");
+    std::fs::write(
+        &bad,
+        "2001:200::,2001:200:ffff::,JP\n2a00::,2a00::ff,japan\n",
+    )
+    .unwrap();
+    let (ok, stderr) = collector(&[
+        "import-prefixes",
+        "--data-dir",
+        data,
+        "--country",
+        bad.to_str().unwrap(),
+    ]);
+    assert!(!ok, "must fail");
+    assert!(
+        stderr.contains("country.csv") && stderr.contains("line 2") && stderr.contains("japan"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    let good = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/fixtures/prefixes/delegated-ripencc-extended-sample");
+    let out = Command::new(env!("CARGO_BIN_EXE_sixmap-collector"))
+        .args(["import-prefixes", "--data-dir", data, "--rir"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("records") && stdout.contains("Rir"),
+        "{stdout}"
+    );
+}

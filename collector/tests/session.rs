@@ -24,7 +24,10 @@ struct Harness {
 }
 
 async fn start(extra: &str) -> Harness {
-    let dir = tempfile::tempdir().unwrap();
+    start_in(tempfile::tempdir().unwrap(), extra).await
+}
+
+async fn start_in(dir: tempfile::TempDir, extra: &str) -> Harness {
     let text = format!(
         "data_dir = {:?}\ngrpc_listen = \"[::1]:0\"\nhttp_listen = \"[::1]:0\"\n\
          enrollment_tokens = [\"test-token-1\"]\n{extra}\n[default_ping]\ntargets = [\"::1\"]\n",
@@ -445,4 +448,83 @@ async fn a_greeting_larger_than_the_stream_buffer_is_delivered() {
             other => panic!("after {assignments} assignments: {other:?}"),
         }
     }
+}
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/fixtures/prefixes")
+        .join(name)
+}
+
+#[tokio::test]
+async fn probes_and_results_are_enriched_with_imported_prefix_data() {
+    use sixmap_collector::enrich::{SourceKind, import};
+    let dir = tempfile::tempdir().unwrap();
+    import(
+        dir.path(),
+        SourceKind::Asn,
+        &[fixture("asn-ipv6.csv")],
+        false,
+    )
+    .unwrap();
+    import(
+        dir.path(),
+        SourceKind::Country,
+        &[fixture("geo-whois-asn-country-ipv6.csv")],
+        false,
+    )
+    .unwrap();
+    let mut h = start_in(dir, "").await;
+    let probe = enroll(&mut h.client).await;
+    let mut first = hello(&probe.probe_id, &probe.probe_secret, "0.1.0");
+    if let Some(probe_message::Kind::Hello(hello)) = first.kind.as_mut() {
+        hello.local_addresses = vec!["fd00::7".into(), "2001:4860:1::7".into()];
+        hello.location = Some(v1::CoarseLocation {
+            latitude_e1: 374,
+            longitude_e1: -1221,
+        });
+    }
+    let (tx, mut stream) = open(&mut h.client, first).await.unwrap();
+    let task = loop {
+        match stream.message().await.unwrap().unwrap().kind {
+            Some(collector_message::Kind::Assign(a)) => break a.task_id,
+            _ => continue,
+        }
+    };
+    let mut result = ping_result(&probe.probe_id, 1, task);
+    result.source = Some("2001:4860:1::7".parse().unwrap());
+    result.destination = Some("2001:67c:2e8::2".parse().unwrap());
+    result.outcome = Outcome::Ping(PingResult {
+        sent: 1,
+        received: 1,
+        replies: vec![PingReply {
+            sequence: 0,
+            rtt_ns: 30_000_000,
+            hop_limit: Some(52),
+            duplicate: false,
+            from: "2001:67c:2e8::2".parse().unwrap(),
+        }],
+        timestamp_source: TimestampSource::Kernel,
+        socket_kind: IcmpSocketKind::Raw,
+        errors: vec![],
+    });
+    tx.send(batch(1, &[result])).await.unwrap();
+    assert_eq!(next_ack(&mut stream).await.stored.len(), 1);
+
+    let body = http_get(h.http, "/api/v1/probes").await;
+    let probes: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let p = &probes[0];
+    assert_eq!(p["origin"]["asn"], 15169, "{body}");
+    assert_eq!(p["origin"]["as_name"], "Google LLC", "{body}");
+    assert_eq!(p["origin"]["country"], "US", "{body}");
+    assert_eq!(p["location"], serde_json::json!([37.4, -122.1]), "{body}");
+
+    let body = http_get(h.http, &format!("/api/v1/results?probe={}", probe.probe_id)).await;
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let r = &json["results"][0];
+    assert_eq!(r["probe_origin"]["asn"], 15169, "{body}");
+    assert_eq!(r["target_origin"]["asn"], 3333, "{body}");
+    assert_eq!(r["target_origin"]["country"], "NL", "{body}");
+    // The result itself is unchanged beside its enrichment.
+    assert_eq!(r["destination"], "2001:67c:2e8::2", "{body}");
 }

@@ -8,6 +8,7 @@ pub mod health;
 pub mod ids;
 pub mod measurement;
 pub mod policy;
+pub mod prefixes;
 pub mod session;
 pub mod time;
 pub mod version;

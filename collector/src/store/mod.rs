@@ -11,6 +11,7 @@ pub use sled_store::SledStore;
 use serde::{Deserialize, Serialize};
 use sixmap_shared::health::{OutboxLoss, ProbeTag, SelfTest, TagName};
 use sixmap_shared::measurement::MeasurementResult;
+use sixmap_shared::prefixes::Enrichment;
 use sixmap_shared::{ProbeId, ProbeSecret, TaskId, UnixMicros};
 use std::net::IpAddr;
 
@@ -47,6 +48,34 @@ pub struct ProbeRecord {
     /// Where the volunteer says the probe is, rounded to a tenth of a degree.
     #[serde(default)]
     pub location: Option<sixmap_shared::session::CoarseLocation>,
+    /// Origin AS and country of the probe's address, from the prefix data at its last hello.
+    #[serde(default)]
+    pub origin: Option<Enrichment>,
+}
+
+/// A result as stored: the probe's result and what the prefix data said at ingest about the
+/// addresses involved. The enrichment sits beside the result, so the result stays exactly
+/// what the probe sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredResult {
+    #[serde(flatten)]
+    pub result: MeasurementResult,
+    /// Origin AS and country of the probe's source address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe_origin: Option<Enrichment>,
+    /// Origin AS and country of the destination.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_origin: Option<Enrichment>,
+}
+
+impl From<MeasurementResult> for StoredResult {
+    fn from(result: MeasurementResult) -> Self {
+        Self {
+            result,
+            probe_origin: None,
+            target_origin: None,
+        }
+    }
 }
 
 /// A change of a probe's tags, kept as history.
@@ -94,8 +123,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn is_assigned(&self, probe: &ProbeId, task: TaskId) -> Result<bool, StoreError>;
 
     /// Stores results unless their idempotency key is already present.
-    fn insert_results(&self, results: &[MeasurementResult]) -> Result<Vec<Inserted>, StoreError>;
-    fn results(&self, query: &ResultQuery) -> Result<Vec<MeasurementResult>, StoreError>;
+    fn insert_results(&self, results: &[StoredResult]) -> Result<Vec<Inserted>, StoreError>;
+    fn results(&self, query: &ResultQuery) -> Result<Vec<StoredResult>, StoreError>;
 
     /// Stores probes' loss records unless their key is already present (first version wins).
     fn insert_losses(&self, losses: &[OutboxLoss]) -> Result<Vec<Inserted>, StoreError>;

@@ -9,7 +9,7 @@
 //! A result and its time-index entry are written in one transaction.
 //! Values start with a format byte so the encoding can change without a migration of old data.
 
-use super::{Inserted, ProbeRecord, ResultQuery, Store, StoreError, TagEvent};
+use super::{Inserted, ProbeRecord, ResultQuery, Store, StoreError, StoredResult, TagEvent};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sixmap_shared::health::OutboxLoss;
@@ -181,12 +181,12 @@ impl Store for SledStore {
             .map_err(backend)
     }
 
-    fn insert_results(&self, results: &[MeasurementResult]) -> Result<Vec<Inserted>, StoreError> {
+    fn insert_results(&self, results: &[StoredResult]) -> Result<Vec<Inserted>, StoreError> {
         use sled::Transactional;
         use sled::transaction::{ConflictableTransactionError, TransactionError};
         let encoded = results
             .iter()
-            .map(|r| Ok((result_key(&r.key), time_key(r), encode(r)?)))
+            .map(|r| Ok((result_key(&r.result.key), time_key(&r.result), encode(r)?)))
             .collect::<Result<Vec<_>, StoreError>>()?;
         (&self.results, &self.results_by_time)
             .transaction(|(results, by_time)| {
@@ -205,8 +205,8 @@ impl Store for SledStore {
             .map_err(|e: TransactionError<()>| StoreError::Backend(format!("{e:?}")))
     }
 
-    fn results(&self, query: &ResultQuery) -> Result<Vec<MeasurementResult>, StoreError> {
-        let read = |key: &[u8]| -> Result<Option<MeasurementResult>, StoreError> {
+    fn results(&self, query: &ResultQuery) -> Result<Vec<StoredResult>, StoreError> {
+        let read = |key: &[u8]| -> Result<Option<StoredResult>, StoreError> {
             self.results
                 .get(key)
                 .map_err(backend)?
@@ -343,12 +343,18 @@ mod tests {
         let probe = ProbeId::random().unwrap();
         {
             let store = SledStore::open(dir.path()).unwrap();
-            let batch = [result(&probe, 1, 1, 10), result(&probe, 1, 2, 20)];
+            let batch = [
+                result(&probe, 1, 1, 10).into(),
+                result(&probe, 1, 2, 20).into(),
+            ];
             assert_eq!(
                 store.insert_results(&batch).unwrap(),
                 vec![Inserted::New, Inserted::New]
             );
-            let again = [result(&probe, 1, 2, 20), result(&probe, 2, 1, 30)];
+            let again = [
+                result(&probe, 1, 2, 20).into(),
+                result(&probe, 2, 1, 30).into(),
+            ];
             assert_eq!(
                 store.insert_results(&again).unwrap(),
                 vec![Inserted::Duplicate, Inserted::New]
@@ -364,7 +370,7 @@ mod tests {
             .unwrap();
         let keys: Vec<_> = newest
             .iter()
-            .map(|r| (r.key.boot_epoch, r.key.sequence))
+            .map(|r| (r.result.key.boot_epoch, r.result.key.sequence))
             .collect();
         assert_eq!(keys, vec![(2, 1), (1, 2)]);
         let all = store
