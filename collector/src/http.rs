@@ -24,6 +24,8 @@ pub fn router(store: Arc<dyn Store>) -> Router {
         .route("/api/v1/probes", get(probes))
         .route("/api/v1/probes/{id}/tags", get(tag_history))
         .route("/api/v1/losses", get(losses))
+        .route("/api/v1/maps/countries", get(map_countries))
+        .route("/api/v1/maps/countries/{country}", get(map_country))
         .with_state(store)
 }
 
@@ -134,6 +136,38 @@ async fn tag_history(
         None => (
             StatusCode::NOT_FOUND,
             Json(serde_json::json!({ "error": format!("no probe {id}") })),
+        )
+            .into_response(),
+    })
+}
+
+/// Per-country IPv6 figures for the world map.
+async fn map_countries(
+    State(store): State<Arc<dyn Store>>,
+) -> Result<Json<crate::maps::Countries>, ApiError> {
+    let now = UnixMicros::now();
+    Ok(Json(
+        run_blocking(move || crate::maps::countries(&*store, now)).await?,
+    ))
+}
+
+/// One country: figures, operator ranking, probes.
+async fn map_country(
+    State(store): State<Arc<dyn Store>>,
+    Path(country): Path<String>,
+) -> Result<Response, ApiError> {
+    let code: sixmap_shared::prefixes::CountryCode = country
+        .parse()
+        .map_err(|e| ApiError::BadRequest(format!("country in the path: {e}")))?;
+    let now = UnixMicros::now();
+    let detail = run_blocking(move || crate::maps::country(&*store, code, now)).await?;
+    Ok(match detail {
+        Some(detail) => Json(detail).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({
+                "error": format!("no active probe with prefix data in {country}")
+            })),
         )
             .into_response(),
     })

@@ -6,6 +6,8 @@ pub mod control;
 pub mod enrich;
 pub mod http;
 pub mod ingest;
+pub mod maps;
+pub mod rollup;
 pub mod store;
 pub mod tags;
 

@@ -528,3 +528,120 @@ async fn probes_and_results_are_enriched_with_imported_prefix_data() {
     // The result itself is unchanged beside its enrichment.
     assert_eq!(r["destination"], "2001:67c:2e8::2", "{body}");
 }
+
+/// A probe that says hello from `address` and sends one ping result to a global destination,
+/// answered (`rtt_ms`) or not.
+async fn probe_reporting(h: &mut Harness, address: &str, rtt_ms: Option<u64>) -> String {
+    let probe = enroll(&mut h.client).await;
+    let mut first = hello(&probe.probe_id, &probe.probe_secret, "0.1.0");
+    if let Some(probe_message::Kind::Hello(hello)) = first.kind.as_mut() {
+        hello.local_addresses = vec![address.into()];
+    }
+    let (tx, mut stream) = open(&mut h.client, first).await.unwrap();
+    let task = loop {
+        match stream.message().await.unwrap().unwrap().kind {
+            Some(collector_message::Kind::Assign(a)) => break a.task_id,
+            _ => continue,
+        }
+    };
+    let mut result = ping_result(&probe.probe_id, 1, task);
+    let destination: std::net::IpAddr = "2001:67c:2e8::2".parse().unwrap();
+    result.source = Some(address.parse().unwrap());
+    result.destination = Some(destination);
+    result.outcome = Outcome::Ping(PingResult {
+        sent: 1,
+        received: u16::from(rtt_ms.is_some()),
+        replies: rtt_ms
+            .map(|ms| PingReply {
+                sequence: 0,
+                rtt_ns: ms * 1_000_000,
+                hop_limit: Some(50),
+                duplicate: false,
+                from: destination,
+            })
+            .into_iter()
+            .collect(),
+        timestamp_source: TimestampSource::Kernel,
+        socket_kind: IcmpSocketKind::Raw,
+        errors: vec![],
+    });
+    tx.send(batch(1, &[result])).await.unwrap();
+    assert_eq!(next_ack(&mut stream).await.stored.len(), 1);
+    // Tags follow the stored batch.
+    if rtt_ms.is_some() {
+        loop {
+            match stream.message().await.unwrap().unwrap().kind {
+                Some(collector_message::Kind::Tags(t))
+                    if t.tags.iter().any(|t| t.name == "v6-works") =>
+                {
+                    break;
+                }
+                _ => continue,
+            }
+        }
+    }
+    probe.probe_id
+}
+
+#[tokio::test]
+async fn national_figures_balance_operators_and_match_hand_computed_values() {
+    use sixmap_collector::enrich::{SourceKind, import};
+    let dir = tempfile::tempdir().unwrap();
+    import(
+        dir.path(),
+        SourceKind::Asn,
+        &[fixture("asn-ipv6.csv")],
+        false,
+    )
+    .unwrap();
+    let countries = dir.path().join("lab-countries.csv");
+    std::fs::write(
+        &countries,
+        "2001:4860::,2001:4860:ffff:ffff:ffff:ffff:ffff:ffff,XA\n\
+         2606:4700::,2606:4700:ffff:ffff:ffff:ffff:ffff:ffff,XA\n",
+    )
+    .unwrap();
+    import(dir.path(), SourceKind::Country, &[countries], false).unwrap();
+    let mut h = start_in(dir, "").await;
+    // AS15169: two probes, IPv6 works (30 and 40 ms). AS13335: one probe, no answer.
+    probe_reporting(&mut h, "2001:4860:1::1", Some(30)).await;
+    probe_reporting(&mut h, "2001:4860:2::1", Some(40)).await;
+    probe_reporting(&mut h, "2606:4700:1::1", None).await;
+
+    let body = http_get(h.http, "/api/v1/maps/countries").await;
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let xa = &json["countries"][0];
+    assert_eq!(xa["country"], "XA", "{body}");
+    assert_eq!(
+        (xa["probes"].as_u64(), xa["operators"].as_u64()),
+        (Some(3), Some(2))
+    );
+    let close =
+        |v: &serde_json::Value, expected: f64| (v.as_f64().unwrap() - expected).abs() < 1e-4;
+    // Pooled: 2 of 3. Balanced: mean of AS shares (1 + 0) / 2 = 0.5, n_eff = 2^2 / (1/2 + 1/1)
+    // = 2.6667 (Kish), so Wilson(1.3333, 2.6667).
+    let shares = &xa["v6_works"];
+    assert!(close(&shares["pooled"]["share"], 2.0 / 3.0), "{body}");
+    assert!(close(&shares["balanced"]["share"], 0.5), "{body}");
+    assert!(close(&shares["balanced"]["n"], 8.0 / 3.0), "{body}");
+    // Wilson(1.3333, 2.6667), z^2 = 3.841459: denominator 1 + z^2/n = 2.440547; centre 0.5;
+    // half = z / 2.440547 * sqrt(0.25/2.666667 + z^2/(4 * 7.111111))
+    //      = 0.803082 * sqrt(0.093750 + 0.135051) = 0.803082 * 0.478332 = 0.384140.
+    assert!(close(&shares["balanced"]["low"], 0.5 - 0.384140), "{body}");
+    assert!(close(&shares["balanced"]["high"], 0.5 + 0.384140), "{body}");
+    // Per-probe medians 30 and 40 (the third has none): median 35.
+    assert!(close(&xa["median_rtt_v6_ms"], 35.0), "{body}");
+
+    let body = http_get(h.http, "/api/v1/maps/countries/XA").await;
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let operators = json["operators"].as_array().unwrap();
+    assert_eq!(operators[0]["asn"], 15169, "podium: {body}");
+    assert_eq!(operators[0]["as_name"], "Google LLC", "{body}");
+    assert_eq!(operators[1]["asn"], 13335, "{body}");
+    assert!(close(&operators[1]["v6_works"]["share"], 0.0), "{body}");
+    assert_eq!(json["probes"].as_array().unwrap().len(), 3, "{body}");
+    let body = http_get(h.http, "/api/v1/maps/countries/ZZ").await;
+    assert!(body.contains("no active probe"), "{body}");
+    let body = http_get(h.http, "/api/v1/maps/countries/nl").await;
+    assert!(body.contains("country in the path"), "{body}");
+}

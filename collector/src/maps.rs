@@ -1,0 +1,237 @@
+//! National figures: per country and per operator (origin ASN), how much IPv6 works and how
+//! well, from the probes seen in the last day. The math (intervals, weighting, medians) is in
+//! [`crate::rollup`]; this module gathers the inputs from the store.
+//!
+//! Computed on request from probe records and their recent results. That is fine for the
+//! probe counts of one collector; stored daily rollups (read, not recomputed) come with the
+//! time series.
+
+use crate::rollup::{self, Balanced, OperatorShare};
+use crate::store::{ProbeRecord, ResultQuery, Store, StoreError};
+use crate::tags::Tag;
+use serde::Serialize;
+use sixmap_shared::policy::classify;
+use sixmap_shared::prefixes::CountryCode;
+use sixmap_shared::{Family, Outcome, ProbeId, UnixMicros};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Probes seen within this window count as active; their results within it are used.
+pub const WINDOW: Duration = Duration::from_secs(24 * 3600);
+/// Results read per probe for latency, newest first.
+const RESULTS_PER_PROBE: usize = 2000;
+
+/// How the figures are made, served with them so that a published number carries its method.
+pub const METHOD: &str = "Active probes: seen in the last 24 h, with an origin country and AS from the imported prefix data. \
+IPv6 works: the probe holds the v6-works tag (a successful measurement to a global IPv6 destination within 24 h). \
+National share: operator-balanced (each AS with probes counts equally; weight 1/probes-of-its-AS), 95% Wilson interval on the Kish effective sample size; \
+the pooled share of all probes is given beside it. RTT: median over probes of each probe's median ping RTT (min RTT of each result) \
+to global destinations in the last 24 h; penalty = IPv6 median - IPv4 median.";
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Shares {
+    /// Operator-balanced estimate.
+    pub balanced: rollup::Proportion,
+    /// All probes pooled.
+    pub pooled: rollup::Proportion,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CountrySummary {
+    pub country: CountryCode,
+    pub probes: usize,
+    pub operators: usize,
+    pub v6_works: Shares,
+    pub median_rtt_v6_ms: Option<f64>,
+    pub median_rtt_v4_ms: Option<f64>,
+    /// IPv6 median minus IPv4 median; positive means IPv6 is slower.
+    pub v6_penalty_ms: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Operator {
+    pub asn: u32,
+    pub as_name: Option<String>,
+    pub probes: usize,
+    pub v6_works: rollup::Proportion,
+    pub median_rtt_v6_ms: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MapProbe {
+    pub id: ProbeId,
+    pub asn: u32,
+    /// Degrees, rounded to a tenth, when the volunteer gave a location.
+    pub location: Option<[f64; 2]>,
+    pub v6_works: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CountryDetail {
+    #[serde(flatten)]
+    pub summary: CountrySummary,
+    /// Ranked by share, then probes ("podium").
+    pub operators: Vec<Operator>,
+    pub probes: Vec<MapProbe>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Countries {
+    pub generated_at: UnixMicros,
+    pub window_hours: u64,
+    pub method: &'static str,
+    pub countries: Vec<CountrySummary>,
+}
+
+/// One active, enriched probe and its latency samples.
+struct Observed {
+    record: ProbeRecord,
+    country: CountryCode,
+    asn: u32,
+    as_name: Option<String>,
+    works: bool,
+    rtt_v6: Vec<f64>,
+    rtt_v4: Vec<f64>,
+}
+
+fn observe(store: &dyn Store, now: UnixMicros) -> Result<Vec<Observed>, StoreError> {
+    let since = UnixMicros(now.0.saturating_sub(WINDOW.as_micros() as i64));
+    let mut observed = Vec::new();
+    for record in store.probes()? {
+        let active = record.last_seen.is_some_and(|t| t >= since);
+        let Some(origin) = record.origin.clone().filter(|_| active) else {
+            continue;
+        };
+        let (Some(country), Some(asn)) = (origin.country, origin.asn) else {
+            continue;
+        };
+        let works = record
+            .tags
+            .iter()
+            .any(|t| t.name.as_str() == Tag::V6Works.name());
+        let (mut rtt_v6, mut rtt_v4) = (Vec::new(), Vec::new());
+        let results = store.results(&ResultQuery {
+            probe: Some(record.id.clone()),
+            limit: RESULTS_PER_PROBE,
+        })?;
+        for stored in results {
+            let r = &stored.result;
+            if r.started_at < since || !r.destination.is_some_and(|d| classify(d).is_none()) {
+                continue;
+            }
+            let Outcome::Ping(ping) = &r.outcome else {
+                continue;
+            };
+            let Some(rtt) = ping.min_rtt() else { continue };
+            let ms = rtt.as_secs_f64() * 1000.0;
+            match r.family_used {
+                Some(Family::V6) => rtt_v6.push(ms),
+                Some(Family::V4) => rtt_v4.push(ms),
+                None => {}
+            }
+        }
+        observed.push(Observed {
+            record,
+            country,
+            asn,
+            as_name: origin.as_name,
+            works,
+            rtt_v6,
+            rtt_v4,
+        });
+    }
+    Ok(observed)
+}
+
+fn summarize(country: CountryCode, probes: &[&Observed]) -> Option<(CountrySummary, Balanced)> {
+    let observations: Vec<(u32, bool)> = probes.iter().map(|p| (p.asn, p.works)).collect();
+    let balanced = rollup::balanced_share(&observations)?;
+    let v6: Vec<Vec<f64>> = probes.iter().map(|p| p.rtt_v6.clone()).collect();
+    let v4: Vec<Vec<f64>> = probes.iter().map(|p| p.rtt_v4.clone()).collect();
+    let median_rtt_v6_ms = rollup::median_of_medians(&v6);
+    let median_rtt_v4_ms = rollup::median_of_medians(&v4);
+    let summary = CountrySummary {
+        country,
+        probes: balanced.probes,
+        operators: balanced.operators,
+        v6_works: Shares {
+            balanced: balanced.overall.clone(),
+            pooled: balanced.raw.clone(),
+        },
+        median_rtt_v6_ms,
+        median_rtt_v4_ms,
+        v6_penalty_ms: rollup::v6_penalty_ms(median_rtt_v6_ms, median_rtt_v4_ms),
+    };
+    Some((summary, balanced))
+}
+
+fn by_country(observed: &[Observed]) -> BTreeMap<CountryCode, Vec<&Observed>> {
+    let mut map: BTreeMap<CountryCode, Vec<&Observed>> = BTreeMap::new();
+    for o in observed {
+        map.entry(o.country).or_default().push(o);
+    }
+    map
+}
+
+/// Every country with active probes.
+pub fn countries(store: &dyn Store, now: UnixMicros) -> Result<Countries, StoreError> {
+    let observed = observe(store, now)?;
+    let countries = by_country(&observed)
+        .into_iter()
+        .filter_map(|(country, probes)| summarize(country, &probes).map(|(s, _)| s))
+        .collect();
+    Ok(Countries {
+        generated_at: now,
+        window_hours: WINDOW.as_secs() / 3600,
+        method: METHOD,
+        countries,
+    })
+}
+
+/// One country's page: its figures, operator ranking and probes; `None` without active probes.
+pub fn country(
+    store: &dyn Store,
+    country: CountryCode,
+    now: UnixMicros,
+) -> Result<Option<CountryDetail>, StoreError> {
+    let observed = observe(store, now)?;
+    let probes: Vec<&Observed> = observed.iter().filter(|o| o.country == country).collect();
+    let Some((summary, balanced)) = summarize(country, &probes) else {
+        return Ok(None);
+    };
+    let operators = balanced
+        .per_operator
+        .iter()
+        .map(
+            |OperatorShare {
+                 asn,
+                 probes: n,
+                 share,
+             }| {
+                let mine: Vec<&&Observed> = probes.iter().filter(|p| p.asn == *asn).collect();
+                let rtts: Vec<Vec<f64>> = mine.iter().map(|p| p.rtt_v6.clone()).collect();
+                Operator {
+                    asn: *asn,
+                    as_name: mine.iter().find_map(|p| p.as_name.clone()),
+                    probes: *n,
+                    v6_works: share.clone(),
+                    median_rtt_v6_ms: rollup::median_of_medians(&rtts),
+                }
+            },
+        )
+        .collect();
+    let probes = probes
+        .iter()
+        .map(|p| MapProbe {
+            id: p.record.id.clone(),
+            asn: p.asn,
+            location: p.record.location.map(|l| [l.latitude(), l.longitude()]),
+            v6_works: p.works,
+        })
+        .collect();
+    Ok(Some(CountryDetail {
+        summary,
+        operators,
+        probes,
+    }))
+}

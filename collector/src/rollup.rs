@@ -1,0 +1,590 @@
+//! Roll-ups published on the national and per-network maps: shares with their confidence
+//! intervals, medians, the IPv6 latency penalty and the trend projection.
+//!
+//! Pure arithmetic: no I/O and no clock, so every published figure can be recomputed by hand
+//! from the inputs. Regulators quote these numbers, so the method is stated here in full.
+//!
+//! # Method
+//!
+//! ## Shares and their 95 % interval (`wilson`)
+//!
+//! A share is `successes / n`. Its uncertainty is the 95 % Wilson score interval, with
+//! z = 1.959964 (the two-sided 97.5th percentile of the standard normal):
+//!
+//! ```text
+//! p      = successes / n
+//! centre = (p + z²/(2n)) / (1 + z²/n)
+//! half   = z / (1 + z²/n) · √( p(1 − p)/n + z²/(4n²) )
+//! [low, high] = [centre − half, centre + half], clamped to [0, 1]
+//! ```
+//!
+//! Wilson rather than the textbook normal ("Wald") interval because many networks have only a
+//! handful of probes and shares near 0 % or 100 %: there the Wald interval collapses to a single
+//! point (0/5 would read "0 % ± 0") or leaves [0, 1], while Wilson keeps a sensible width and
+//! near-nominal coverage at small n. At p = 0 the lower bound is exactly 0 and the upper bound
+//! is z²/(n + z²); at p = 1 the lower bound is n/(n + z²) and the upper bound exactly 1.
+//! `n` may be fractional (an effective sample size, below). There is no interval for n = 0.
+//!
+//! ## Operator-balanced national share (`balanced_share`)
+//!
+//! Volunteer probes are not spread like subscribers: one operator may host dozens of probes and
+//! another one. Pooling all probes would let the first decide the national figure. The national
+//! estimate therefore gives each probe the weight w = 1 / (number of probes in its ASN), so that
+//! every operator (ASN) with at least one probe counts equally; the estimate is the unweighted
+//! mean of the per-operator shares:
+//!
+//! ```text
+//! share = Σ w·x / Σ w = (1/K) · Σ_ASN share_ASN        (K = number of ASNs, x = 1 if it works)
+//! ```
+//!
+//! Unequal weights make the estimate noisier than a plain mean over the same probes; this is
+//! accounted for with Kish's effective sample size
+//!
+//! ```text
+//! n_eff = (Σ w)² / Σ w² = K² / Σ_ASN (1 / n_ASN)
+//! ```
+//!
+//! and the interval is the Wilson interval above with n = n_eff and successes = share · n_eff.
+//! K ≤ n_eff ≤ number of probes; with a single operator n_eff is its probe count and the
+//! balanced figure equals the pooled one.
+//!
+//! What this figure is, and is not: it answers "for a typical operator among those where we
+//! have probes, what share of its probes have working IPv6", not "what share of the country's
+//! subscribers have it" (operators are not weighted by size, and operators without probes are
+//! absent). Its interval reflects only the sampling of probes under the weights; it does not
+//! account for probes of one operator behaving alike (they usually do), so it understates the
+//! uncertainty when there are few operators. The plain pooled share (every probe weight 1, Wilson
+//! on all probes) is published beside it for comparison, with the per-operator shares ranked by
+//! share, then by number of probes, then by ASN.
+//!
+//! ## Medians (`median`, `median_of_medians`)
+//!
+//! The median of an odd count is the middle value, of an even count the mean of the two middle
+//! values. Latency figures are a median of medians: first each probe's median over its own
+//! samples, then the median of those per-probe medians, so that each probe counts once however
+//! many samples it sent (a probe measuring every minute does not outweigh one measuring hourly).
+//! Probes without samples are left out.
+//!
+//! ## IPv6 penalty (`v6_penalty_ms`)
+//!
+//! median(IPv6) − median(IPv4), in milliseconds, over the same population: positive means IPv6
+//! is slower. It is only given when both medians exist.
+//!
+//! ## Trend projection (`project_share`) — a projection, not a measurement
+//!
+//! The share's time series is extended by fitting an ordinary least-squares straight line to
+//! the logit of the share, logit(p) = ln(p / (1 − p)), against time in days, then
+//! transforming the line back with p = 1 / (1 + e^(−logit)). Shares are clamped to
+//! [0.001, 0.999] before the logit, which is infinite at 0 and 1; a series stuck at 0 % or 100 %
+//! therefore projects 0.1 % or 99.9 %.
+//!
+//! Why the logit scale: a straight line on the share itself leaves [0, 1] as soon as it is
+//! extended far enough (a rising share "reaches" 120 %), whereas any value on the logit scale
+//! maps back into (0, 1). A straight line in logit is the logistic S-curve commonly used to
+//! describe technology adoption, fitted here with two parameters and no assumed ceiling:
+//! simple, reproducible and bounded. It assumes the past trend continues; it knows nothing about
+//! operator roll-out plans, and it carries no uncertainty band, so it must be shown as a
+//! projection, visually distinct from measured points.
+//!
+//! A projection needs at least 3 points spanning at least 7 days; all inputs must be finite.
+//! Horizons are counted in days after the latest observed point. The slope is reported in logit
+//! units per year of 365.25 days (a slope of 1 per year multiplies the odds p/(1 − p) by
+//! e ≈ 2.72 each year).
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Two-sided 95 % quantile of the standard normal distribution.
+pub const Z_95: f64 = 1.959964;
+
+/// Shares are kept this far from 0 and 1 before the logit, which is infinite at both ends.
+const LOGIT_CLAMP: f64 = 0.001;
+
+const MIN_PROJECTION_POINTS: usize = 3;
+const MIN_PROJECTION_SPAN_DAYS: f64 = 7.0;
+const DAYS_PER_YEAR: f64 = 365.25;
+
+/// A share with its 95 % Wilson score interval.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Proportion {
+    pub share: f64,
+    pub low: f64,
+    pub high: f64,
+    /// Sample size; fractional when it is an effective sample size.
+    pub n: f64,
+    pub successes: f64,
+}
+
+/// The 95 % Wilson score interval of `successes` out of `n`.
+///
+/// `None` when `n` is not a positive finite number or `successes` is not within `0..=n`: such
+/// input is a caller's bug, and publishing an interval for it would hide that.
+pub fn wilson(successes: f64, n: f64) -> Option<Proportion> {
+    if !(n.is_finite() && n > 0.0 && successes.is_finite() && (0.0..=n).contains(&successes)) {
+        return None;
+    }
+    Some(interval(successes / n, successes, n))
+}
+
+/// Wilson interval for share `p` at sample size `n` (validated by the caller). Taking `p` apart
+/// from `successes` lets the balanced estimate keep its share exactly as the mean of operator
+/// shares instead of `share · n_eff / n_eff`.
+fn interval(p: f64, successes: f64, n: f64) -> Proportion {
+    let z2 = Z_95 * Z_95;
+    let denominator = 1.0 + z2 / n;
+    let centre = (p + z2 / (2.0 * n)) / denominator;
+    let half = Z_95 / denominator * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
+    // At p = 0 (p = 1) the bound is exactly 0 (1) algebraically; computing it leaves rounding
+    // residue such as 2.8e-17 that would otherwise reach published tables.
+    let low = if p <= 0.0 { 0.0 } else { centre - half };
+    let high = if p >= 1.0 { 1.0 } else { centre + half };
+    Proportion {
+        share: p,
+        low: low.clamp(0.0, 1.0),
+        high: high.clamp(0.0, 1.0),
+        n,
+        successes,
+    }
+}
+
+/// One operator's own share, as ranked on the national page.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OperatorShare {
+    pub asn: u32,
+    pub probes: usize,
+    pub share: Proportion,
+}
+
+/// A country's share, balanced across operators, with the pooled figure beside it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Balanced {
+    /// Mean of the operators' shares; `n` is Kish's effective sample size.
+    pub overall: Proportion,
+    /// Every probe weighted 1.
+    pub raw: Proportion,
+    pub operators: usize,
+    pub probes: usize,
+    /// By share descending, then probes descending, then ASN ascending.
+    pub per_operator: Vec<OperatorShare>,
+}
+
+/// Operator-balanced share of per-probe observations `(asn, works)` of one country; `None`
+/// without observations. See the module documentation for the method.
+pub fn balanced_share(observations: &[(u32, bool)]) -> Option<Balanced> {
+    let mut by_asn: BTreeMap<u32, (usize, usize)> = BTreeMap::new();
+    for &(asn, works) in observations {
+        let (probes, working) = by_asn.entry(asn).or_default();
+        *probes += 1;
+        *working += usize::from(works);
+    }
+
+    let mut per_operator = Vec::with_capacity(by_asn.len());
+    let mut share_sum = 0.0;
+    let mut inverse_sizes = 0.0;
+    for (&asn, &(probes, working)) in &by_asn {
+        let share = wilson(working as f64, probes as f64)?;
+        share_sum += share.share;
+        inverse_sizes += 1.0 / probes as f64;
+        per_operator.push(OperatorShare { asn, probes, share });
+    }
+    per_operator.sort_by(|a, b| {
+        b.share
+            .share
+            .total_cmp(&a.share.share)
+            .then(b.probes.cmp(&a.probes))
+            .then(a.asn.cmp(&b.asn))
+    });
+
+    let operators = per_operator.len();
+    let k = operators as f64;
+    let share = (share_sum / k).clamp(0.0, 1.0);
+    let n_eff = k * k / inverse_sizes;
+    if !(n_eff.is_finite() && n_eff > 0.0) {
+        return None;
+    }
+    let overall = interval(share, share * n_eff, n_eff);
+
+    let working = observations.iter().filter(|(_, works)| *works).count();
+    let raw = wilson(working as f64, observations.len() as f64)?;
+    Some(Balanced {
+        overall,
+        raw,
+        operators,
+        probes: observations.len(),
+        per_operator,
+    })
+}
+
+/// Median of `values` (sorted in place); the mean of the two middle values for an even count.
+/// `None` when empty. NaN does not panic: it sorts by `total_cmp`, after +∞ (or before −∞ if
+/// negative).
+pub fn median(values: &mut [f64]) -> Option<f64> {
+    values.sort_unstable_by(f64::total_cmp);
+    let len = values.len();
+    let upper = *values.get(len / 2)?;
+    if len % 2 == 1 {
+        return Some(upper);
+    }
+    let lower = *values.get(len / 2 - 1)?;
+    // Halving first cannot overflow for large finite values and is exact for normal numbers.
+    Some(lower / 2.0 + upper / 2.0)
+}
+
+/// Median of the per-group medians: each group (one probe's samples) counts once however many
+/// samples it holds. Empty groups are skipped; `None` when no group has a sample.
+pub fn median_of_medians(groups: &[Vec<f64>]) -> Option<f64> {
+    let mut medians: Vec<f64> = groups
+        .iter()
+        .filter_map(|group| median(&mut group.clone()))
+        .collect();
+    median(&mut medians)
+}
+
+/// IPv6 median minus IPv4 median, in milliseconds: positive means IPv6 is slower.
+pub fn v6_penalty_ms(median_v6: Option<f64>, median_v4: Option<f64>) -> Option<f64> {
+    Some(median_v6? - median_v4?)
+}
+
+/// A trend projection of a share; see the module documentation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Projection {
+    /// Fitted slope in logit units per 365.25 days.
+    pub slope_per_year_logit: f64,
+    /// `(day, projected share)`, one per horizon, `day` = latest observed day + horizon.
+    pub points: Vec<(f64, f64)>,
+}
+
+/// Least-squares line on the logit of `points` (`(days since epoch, share)`), projected
+/// `horizon_days` after the latest point. `None` with fewer than 3 points, a span under 7 days
+/// or any non-finite input.
+pub fn project_share(points: &[(f64, f64)], horizon_days: &[f64]) -> Option<Projection> {
+    if points.len() < MIN_PROJECTION_POINTS
+        || points
+            .iter()
+            .any(|(day, share)| !day.is_finite() || !share.is_finite())
+        || horizon_days.iter().any(|h| !h.is_finite())
+    {
+        return None;
+    }
+    let first = points.iter().map(|p| p.0).fold(f64::INFINITY, f64::min);
+    let last = points.iter().map(|p| p.0).fold(f64::NEG_INFINITY, f64::max);
+    if last - first < MIN_PROJECTION_SPAN_DAYS {
+        return None;
+    }
+
+    let count = points.len() as f64;
+    let logits: Vec<(f64, f64)> = points
+        .iter()
+        .map(|&(day, share)| (day, logit(share.clamp(LOGIT_CLAMP, 1.0 - LOGIT_CLAMP))))
+        .collect();
+    // Centred on the mean day: days since epoch are ~20 000, and squaring them uncentred
+    // would lose precision in the slope.
+    let mean_day = logits.iter().map(|p| p.0).sum::<f64>() / count;
+    let mean_logit = logits.iter().map(|p| p.1).sum::<f64>() / count;
+    let (sxx, sxy) = logits.iter().fold((0.0, 0.0), |(sxx, sxy), &(day, y)| {
+        let dx = day - mean_day;
+        (sxx + dx * dx, sxy + dx * (y - mean_logit))
+    });
+    if sxx <= 0.0 {
+        return None;
+    }
+    let slope = sxy / sxx;
+
+    let projected = horizon_days
+        .iter()
+        .map(|&horizon| {
+            let day = last + horizon;
+            (day, logistic(mean_logit + slope * (day - mean_day)))
+        })
+        .collect();
+    Some(Projection {
+        slope_per_year_logit: slope * DAYS_PER_YEAR,
+        points: projected,
+    })
+}
+
+fn logit(p: f64) -> f64 {
+    (p / (1.0 - p)).ln()
+}
+
+/// Stays within [0, 1] for any input: e^(−x) overflows to +∞ (giving 0), never to NaN.
+fn logistic(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // z² = 1.959964² = 3.841459 (3.841458881296) throughout.
+
+    fn close(actual: f64, expected: f64, tolerance: f64) {
+        assert!(
+            (actual - expected).abs() <= tolerance,
+            "{actual} is not within {tolerance} of {expected}"
+        );
+    }
+
+    fn interval_is(p: &Proportion, share: f64, low: f64, high: f64) {
+        close(p.share, share, 1e-12);
+        close(p.low, low, 1e-6);
+        close(p.high, high, 1e-6);
+    }
+
+    #[test]
+    fn wilson_eight_of_ten() {
+        // p = 0.8, n = 10; z²/n = 0.3841459, denominator = 1.3841459
+        // centre = (0.8 + 0.1920729) / 1.3841459 = 0.992073 / 1.3841459 = 0.716740
+        // radicand = 0.8·0.2/10 + 3.841459/400 = 0.016 + 0.0096036 = 0.0256036, √ = 0.160011
+        // half = 1.959964 / 1.3841459 · 0.160011 = 1.416010 · 0.160011 = 0.226578
+        // [0.716740 − 0.226578, 0.716740 + 0.226578] = [0.490162, 0.943318]
+        let p = wilson(8.0, 10.0).expect("n > 0");
+        interval_is(&p, 0.8, 0.490162, 0.943318);
+        assert_eq!((p.n, p.successes), (10.0, 8.0));
+    }
+
+    #[test]
+    fn wilson_none_of_five() {
+        // p = 0: low = 0 exactly; high = z²/(n + z²) = 3.841459 / 8.841459 = 0.434482
+        let p = wilson(0.0, 5.0).expect("n > 0");
+        assert_eq!(p.low, 0.0);
+        interval_is(&p, 0.0, 0.0, 0.434482);
+    }
+
+    #[test]
+    fn wilson_all_of_five() {
+        // p = 1: low = n/(n + z²) = 5 / 8.841459 = 0.565518; high = 1 exactly
+        let p = wilson(5.0, 5.0).expect("n > 0");
+        assert_eq!(p.high, 1.0);
+        interval_is(&p, 1.0, 0.565518, 1.0);
+    }
+
+    #[test]
+    fn wilson_half_of_hundred() {
+        // p = 0.5, n = 100: centre = 0.5 (symmetric); denominator = 1.03841459
+        // radicand = 0.25/100 + 3.841459/40000 = 0.0025 + 0.0000960 = 0.0025960, √ = 0.0509513
+        // half = 1.959964 / 1.03841459 · 0.0509513 = 1.887458 · 0.0509513 = 0.0961685
+        // [0.403832, 0.596168]
+        let p = wilson(50.0, 100.0).expect("n > 0");
+        interval_is(&p, 0.5, 0.403832, 0.596168);
+    }
+
+    #[test]
+    fn wilson_fractional_n() {
+        // 1.8 of 3.6: p = 0.5; denominator = 1 + 3.841459/3.6 = 2.067072
+        // radicand = 0.25/3.6 + 3.841459/(4·12.96) = 0.0694444 + 0.0741022 = 0.1435467, √ = 0.378876
+        // half = 1.959964 / 2.067072 · 0.378876 = 0.948184 · 0.378876 = 0.359244
+        // [0.140756, 0.859244]
+        let p = wilson(1.8, 3.6).expect("n > 0");
+        interval_is(&p, 0.5, 0.140756, 0.859244);
+    }
+
+    #[test]
+    fn wilson_refuses_what_is_not_a_sample() {
+        assert_eq!(wilson(0.0, 0.0), None);
+        assert_eq!(wilson(1.0, -1.0), None);
+        assert_eq!(wilson(3.0, 2.0), None);
+        assert_eq!(wilson(-1.0, 2.0), None);
+        assert_eq!(wilson(f64::NAN, 2.0), None);
+        assert_eq!(wilson(1.0, f64::INFINITY), None);
+    }
+
+    #[test]
+    fn big_operator_does_not_dominate() {
+        // AS1: 9 probes, all working; AS2: 1 probe, not working.
+        let mut observations = vec![(1, true); 9];
+        observations.push((2, false));
+        let b = balanced_share(&observations).expect("observations");
+
+        // raw 9/10: p = 0.9; centre = (0.9 + 0.1920729) / 1.3841459 = 0.788987
+        // radicand = 0.09/10 + 0.0096036 = 0.0186036, √ = 0.136395; half = 1.416010 · 0.136395
+        // = 0.193137 → [0.595850, 0.982124]
+        interval_is(&b.raw, 0.9, 0.595850, 0.982124);
+        assert_eq!((b.raw.n, b.raw.successes), (10.0, 9.0));
+
+        // balanced = (1 + 0)/2 = 0.5; n_eff = 2² / (1/9 + 1/1) = 4 / (10/9) = 3.6;
+        // successes = 0.5 · 3.6 = 1.8 → Wilson(1.8, 3.6) = [0.140756, 0.859244] (see above)
+        interval_is(&b.overall, 0.5, 0.140756, 0.859244);
+        close(b.overall.n, 3.6, 1e-12);
+        close(b.overall.successes, 1.8, 1e-12);
+
+        assert_eq!((b.operators, b.probes), (2, 10));
+        let asns: Vec<u32> = b.per_operator.iter().map(|o| o.asn).collect();
+        assert_eq!(asns, [1, 2]);
+        // AS1 9/9: low = 9 / (9 + 3.841459) = 0.700855, high = 1
+        interval_is(&b.per_operator[0].share, 1.0, 0.700855, 1.0);
+        assert_eq!(b.per_operator[0].probes, 9);
+        // AS2 0/1: low = 0, high = 3.841459 / 4.841459 = 0.793451
+        interval_is(&b.per_operator[1].share, 0.0, 0.0, 0.793451);
+        assert_eq!(b.per_operator[1].probes, 1);
+    }
+
+    #[test]
+    fn one_operator_balanced_equals_raw() {
+        // n_eff = 1² / (1/n) = n, so the two coincide (up to the rounding of 1/(1/n)).
+        for (working, total) in [(3_usize, 7_usize), (0, 4), (49, 49), (20, 49)] {
+            let observations: Vec<(u32, bool)> =
+                (0..total).map(|i| (64_500, i < working)).collect();
+            let b = balanced_share(&observations).expect("observations");
+            assert_eq!(b.overall.share, b.raw.share);
+            for (balanced, raw) in [
+                (b.overall.low, b.raw.low),
+                (b.overall.high, b.raw.high),
+                (b.overall.n, b.raw.n),
+                (b.overall.successes, b.raw.successes),
+            ] {
+                close(balanced, raw, 1e-12);
+            }
+            assert_eq!(b.per_operator.len(), 1);
+            assert_eq!(b.per_operator[0].share, b.raw);
+        }
+    }
+
+    #[test]
+    fn equal_sized_operators_match_pooled_share() {
+        // Every ASN with 2 probes: weights are all 1/2, n_eff = 3² / (3 · 1/2) = 6 = probes.
+        let observations = [
+            (10, true),
+            (10, true),
+            (20, true),
+            (20, false),
+            (30, false),
+            (30, false),
+        ];
+        let b = balanced_share(&observations).expect("observations");
+        close(b.overall.share, b.raw.share, 1e-12);
+        close(b.overall.n, 6.0, 1e-12);
+        close(b.overall.low, b.raw.low, 1e-12);
+        close(b.overall.high, b.raw.high, 1e-12);
+    }
+
+    #[test]
+    fn podium_order_and_balanced_interval() {
+        // AS5 1/1 (1.0), AS10 1/2 (0.5), AS20 2/4 (0.5), AS30 2/4 (0.5).
+        let mut observations = vec![(10, true), (10, false), (5, true)];
+        observations.extend([(30, true), (30, true), (30, false), (30, false)]);
+        observations.extend([(20, false), (20, true), (20, false), (20, true)]);
+        let b = balanced_share(&observations).expect("observations");
+
+        // share desc, then probes desc, then ASN asc
+        let podium: Vec<(u32, usize)> = b.per_operator.iter().map(|o| (o.asn, o.probes)).collect();
+        assert_eq!(podium, [(5, 1), (20, 4), (30, 4), (10, 2)]);
+
+        // balanced = (1 + 0.5 + 0.5 + 0.5) / 4 = 0.625; Σ 1/n = 1 + 1/2 + 1/4 + 1/4 = 2;
+        // n_eff = 4² / 2 = 8; successes = 0.625 · 8 = 5.
+        // Wilson(5, 8): denominator = 1 + 3.841459/8 = 1.480182;
+        // centre = (0.625 + 0.2400912) / 1.480182 = 0.584449;
+        // radicand = 0.625·0.375/8 + 3.841459/256 = 0.0292969 + 0.0150057 = 0.0443026, √ = 0.210482;
+        // half = 1.959964 / 1.480182 · 0.210482 = 1.324137 · 0.210482 = 0.278707
+        // → [0.305742, 0.863156]
+        interval_is(&b.overall, 0.625, 0.305742, 0.863156);
+        close(b.overall.n, 8.0, 1e-12);
+        close(b.overall.successes, 5.0, 1e-12);
+        // raw 6/11 = 0.545455; Wilson(6, 11) = [0.280092, 0.787287]
+        interval_is(&b.raw, 6.0 / 11.0, 0.280092, 0.787287);
+        assert_eq!((b.operators, b.probes), (4, 11));
+    }
+
+    #[test]
+    fn no_observations_no_share() {
+        assert_eq!(balanced_share(&[]), None);
+    }
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(&mut []), None);
+        assert_eq!(median(&mut [4.0]), Some(4.0));
+        assert_eq!(median(&mut [9.0, 1.0, 5.0]), Some(5.0));
+        // sorted 1, 2, 4, 10 → (2 + 4) / 2 = 3
+        assert_eq!(median(&mut [10.0, 2.0, 1.0, 4.0]), Some(3.0));
+        assert_eq!(median(&mut [f64::MAX, f64::MAX]), Some(f64::MAX));
+    }
+
+    #[test]
+    fn median_does_not_panic_on_nan() {
+        // NaN sorts last: 1, 2, NaN → 2
+        assert_eq!(median(&mut [f64::NAN, 2.0, 1.0]), Some(2.0));
+        assert!(median(&mut [f64::NAN]).is_some_and(f64::is_nan));
+    }
+
+    #[test]
+    fn each_probe_counts_once() {
+        // Probe A: 100 samples of 10 ms; probe B: 30 ms once; probe C: 40 ms, 50 ms.
+        // Pooled, the median would be 10 ms. Per-probe medians 10, 30, 45 → 30.
+        let groups = vec![vec![10.0; 100], vec![30.0], vec![50.0, 40.0], vec![]];
+        assert_eq!(median_of_medians(&groups), Some(30.0));
+        // Medians 10 and 30 → 20.
+        assert_eq!(median_of_medians(&groups[..2]), Some(20.0));
+        assert_eq!(median_of_medians(&[]), None);
+        assert_eq!(median_of_medians(&[vec![], vec![]]), None);
+    }
+
+    #[test]
+    fn v6_penalty() {
+        assert_eq!(v6_penalty_ms(Some(32.5), Some(30.0)), Some(2.5));
+        assert_eq!(v6_penalty_ms(Some(28.0), Some(30.0)), Some(-2.0));
+        assert_eq!(v6_penalty_ms(None, Some(30.0)), None);
+        assert_eq!(v6_penalty_ms(Some(30.0), None), None);
+        assert_eq!(v6_penalty_ms(None, None), None);
+    }
+
+    #[test]
+    fn constant_series_projects_constant() {
+        let points: Vec<(f64, f64)> = (0..6)
+            .map(|i| (19_000.0 + 30.0 * f64::from(i), 0.3))
+            .collect();
+        let p = project_share(&points, &[0.0, 90.0, 365.0]).expect("enough points");
+        close(p.slope_per_year_logit, 0.0, 1e-9);
+        assert_eq!(p.points.len(), 3);
+        for (&(day, share), horizon) in p.points.iter().zip([0.0, 90.0, 365.0]) {
+            assert_eq!(day, 19_150.0 + horizon);
+            close(share, 0.3, 1e-9);
+        }
+    }
+
+    #[test]
+    fn logistic_curve_is_recovered() {
+        // True curve: logit p(t) = 1.5 · (t − 19 800) / 365.25 (odds × e^1.5 a year).
+        let truth = |day: f64| logistic(1.5 * (day - 19_800.0) / DAYS_PER_YEAR);
+        let points: Vec<(f64, f64)> = (0..8)
+            .map(|i| 19_500.0 + 30.0 * f64::from(i))
+            .map(|day| (day, truth(day)))
+            .collect();
+        let p = project_share(&points, &[365.0]).expect("enough points");
+        close(p.slope_per_year_logit, 1.5, 1e-9);
+        let (day, share) = p.points[0];
+        assert_eq!(day, 19_710.0 + 365.0);
+        // truth: logit = 1.5 · 275 / 365.25 = 1.12936, p = 0.755721
+        close(share, truth(day), 0.01);
+        close(share, 0.755721, 1e-6);
+    }
+
+    #[test]
+    fn projection_stays_within_bounds() {
+        // Rising 20 points a month: a straight line on the share would pass 100 % in 2 weeks.
+        let points = [(0.0, 0.5), (30.0, 0.7), (60.0, 0.9)];
+        let p = project_share(&points, &[365.0, 3650.0, 1e6]).expect("enough points");
+        assert!(p.slope_per_year_logit > 0.0);
+        for (_, share) in &p.points {
+            assert!((0.0..=1.0).contains(share), "{share}");
+        }
+        // Falling to 0: clamped to 0.001, so the projection stays at 0.1 %.
+        let zeros = [(0.0, 0.0), (10.0, 0.0), (20.0, 0.0)];
+        let p = project_share(&zeros, &[365.0]).expect("enough points");
+        close(p.points[0].1, 0.001, 1e-12);
+    }
+
+    #[test]
+    fn projection_needs_three_points_over_a_week() {
+        assert_eq!(project_share(&[(0.0, 0.1), (30.0, 0.2)], &[365.0]), None);
+        assert_eq!(
+            project_share(&[(0.0, 0.1), (3.0, 0.2), (6.9, 0.3)], &[365.0]),
+            None
+        );
+        assert!(project_share(&[(0.0, 0.1), (3.0, 0.2), (7.0, 0.3)], &[365.0]).is_some());
+        assert_eq!(
+            project_share(&[(0.0, 0.1), (3.0, f64::NAN), (7.0, 0.3)], &[365.0]),
+            None
+        );
+    }
+}
