@@ -116,7 +116,8 @@ fn observe(store: &dyn Store, now: UnixMicros) -> Result<Vec<Observed>, StoreErr
         })?;
         for stored in results {
             let r = &stored.result;
-            if r.started_at < since || !r.destination.is_some_and(|d| classify(d).is_none()) {
+            let global = r.destination.is_some_and(|d| classify(d).is_none());
+            if r.started_at < since || !global {
                 continue;
             }
             let Outcome::Ping(ping) = &r.outcome else {
