@@ -10,7 +10,7 @@ token=local-demo-token
 grpc='[::1]:7400'
 http='[::1]:7480'
 
-cargo build --release --bins
+cargo build --release -p sixmap-collector -p sixmap-probe
 mkdir -p "$data"
 
 ./target/release/sixmap-collector serve \

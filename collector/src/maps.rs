@@ -66,10 +66,20 @@ pub struct MapProbe {
     pub v6_works: bool,
 }
 
+/// One country's page. The counts are `probe_count` and `operator_count` here, because
+/// `probes` and `operators` are the lists.
 #[derive(Debug, Clone, Serialize)]
 pub struct CountryDetail {
-    #[serde(flatten)]
-    pub summary: CountrySummary,
+    pub country: CountryCode,
+    pub generated_at: UnixMicros,
+    pub window_hours: u64,
+    pub method: &'static str,
+    pub probe_count: usize,
+    pub operator_count: usize,
+    pub v6_works: Shares,
+    pub median_rtt_v6_ms: Option<f64>,
+    pub median_rtt_v4_ms: Option<f64>,
+    pub v6_penalty_ms: Option<f64>,
     /// Ranked by share, then probes ("podium").
     pub operators: Vec<Operator>,
     pub probes: Vec<MapProbe>,
@@ -231,7 +241,16 @@ pub fn country(
         })
         .collect();
     Ok(Some(CountryDetail {
-        summary,
+        country: summary.country,
+        generated_at: now,
+        window_hours: WINDOW.as_secs() / 3600,
+        method: METHOD,
+        probe_count: summary.probes,
+        operator_count: summary.operators,
+        v6_works: summary.v6_works,
+        median_rtt_v6_ms: summary.median_rtt_v6_ms,
+        median_rtt_v4_ms: summary.median_rtt_v4_ms,
+        v6_penalty_ms: summary.v6_penalty_ms,
         operators,
         probes,
     }))

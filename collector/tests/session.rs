@@ -640,6 +640,12 @@ async fn national_figures_balance_operators_and_match_hand_computed_values() {
     assert_eq!(operators[1]["asn"], 13335, "{body}");
     assert!(close(&operators[1]["v6_works"]["share"], 0.0), "{body}");
     assert_eq!(json["probes"].as_array().unwrap().len(), 3, "{body}");
+    assert_eq!(json["probe_count"], 3, "{body}");
+    assert_eq!(json["operator_count"], 2, "{body}");
+    assert!(
+        json["method"].as_str().unwrap().contains("Wilson"),
+        "{body}"
+    );
     let body = http_get(h.http, "/api/v1/maps/countries/ZZ").await;
     assert!(body.contains("no active probe"), "{body}");
     let body = http_get(h.http, "/api/v1/maps/countries/nl").await;
