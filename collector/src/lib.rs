@@ -19,6 +19,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 use tracing::info;
 
@@ -94,7 +95,15 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
             .add_service(service)
-            .serve_with_incoming(TcpListenerStream::new(grpc_listener)),
+            .serve_with_incoming(TcpListenerStream::new(grpc_listener).map(|accepted| {
+                // Small messages (acks, welcome) must not wait for Nagle's algorithm: with it,
+                // each waited ~40 ms for the peer's delayed ACK.
+                accepted.inspect(|stream| {
+                    if let Err(e) = stream.set_nodelay(true) {
+                        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+                    }
+                })
+            })),
     );
     let http = tokio::spawn(async move { axum::serve(http_listener, http::router(store)).await });
     info!(%grpc_addr, %http_addr, "collector serving");
