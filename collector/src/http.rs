@@ -28,6 +28,7 @@ pub fn router(store: Arc<dyn Store>) -> Router {
         .route("/api/v1/losses", get(losses))
         .route("/api/v1/maps/countries", get(map_countries))
         .route("/api/v1/maps/countries/{country}", get(map_country))
+        .route("/api/v1/maps/countries/{country}/series", get(map_series))
         .route("/map", get(map_page))
         .route("/map/{country}", get(country_page))
         .route("/assets/{name}", get(asset))
@@ -153,6 +154,19 @@ async fn map_countries(
     let now = UnixMicros::now();
     Ok(Json(
         run_blocking(move || crate::maps::countries(&*store, now)).await?,
+    ))
+}
+
+/// One country's stored daily figures and their projected trend.
+async fn map_series(
+    State(store): State<Arc<dyn Store>>,
+    Path(country): Path<String>,
+) -> Result<Json<crate::daily::Series>, ApiError> {
+    let code: sixmap_shared::prefixes::CountryCode = country
+        .parse()
+        .map_err(|e| ApiError::BadRequest(format!("country in the path: {e}")))?;
+    Ok(Json(
+        run_blocking(move || crate::daily::series(&*store, code)).await?,
     ))
 }
 

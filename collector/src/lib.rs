@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod control;
+pub mod daily;
 pub mod enrich;
 pub mod http;
 pub mod ingest;
@@ -52,6 +53,25 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, Start
     TcpListener::bind(addr)
         .await
         .map_err(|source| StartError::Listen { what, addr, source })
+}
+
+/// Days of rollups recomputed at start, and how often today's and yesterday's are redone.
+const ROLLUP_BACKFILL_DAYS: i64 = 30;
+const ROLLUP_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Keeps the stored daily rollups current (see [`daily`]).
+async fn refresh_rollups(store: Arc<dyn Store>) {
+    let mut days = ROLLUP_BACKFILL_DAYS;
+    loop {
+        let now = sixmap_shared::UnixMicros::now();
+        let worker = store.clone();
+        match store::run_blocking(move || daily::refresh(&*worker, now, days)).await {
+            Ok(stored) => tracing::debug!(days, stored, "daily rollups refreshed"),
+            Err(e) => tracing::warn!(error = %e, "daily rollups not refreshed"),
+        }
+        days = 2;
+        tokio::time::sleep(ROLLUP_EVERY).await;
+    }
 }
 
 /// Opens the store, binds both listeners and starts serving.
@@ -105,6 +125,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
                 })
             })),
     );
+    tokio::spawn(refresh_rollups(store.clone()));
     let http = tokio::spawn(async move { axum::serve(http_listener, http::router(store)).await });
     info!(%grpc_addr, %http_addr, "collector serving");
     Ok(Running {

@@ -28,7 +28,7 @@ National share: operator-balanced (each AS with probes counts equally; weight 1/
 the pooled share of all probes is given beside it. RTT: median over probes of each probe's median ping RTT (min RTT of each result) \
 to global destinations in the last 24 h; penalty = IPv6 median - IPv4 median.";
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Shares {
     /// Operator-balanced estimate.
     pub balanced: rollup::Proportion,

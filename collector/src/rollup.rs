@@ -91,7 +91,7 @@
 //! units per year of 365.25 days (a slope of 1 per year multiplies the odds p/(1 − p) by
 //! e ≈ 2.72 each year).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Two-sided 95 % quantile of the standard normal distribution.
@@ -105,7 +105,7 @@ const MIN_PROJECTION_SPAN_DAYS: f64 = 7.0;
 const DAYS_PER_YEAR: f64 = 365.25;
 
 /// A share with its 95 % Wilson score interval.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Proportion {
     pub share: f64,
     pub low: f64,

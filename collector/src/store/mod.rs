@@ -126,6 +126,20 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn insert_results(&self, results: &[StoredResult]) -> Result<Vec<Inserted>, StoreError>;
     fn results(&self, query: &ResultQuery) -> Result<Vec<StoredResult>, StoreError>;
 
+    /// Results that started in `[from, to)`, oldest first, calling `visit` for each; stops
+    /// early when `visit` returns false.
+    fn scan_results_between(
+        &self,
+        from: UnixMicros,
+        to: UnixMicros,
+        visit: &mut dyn FnMut(StoredResult) -> bool,
+    ) -> Result<(), StoreError>;
+
+    /// Stores a day's rollup for a country (JSON), replacing an earlier one.
+    fn put_rollup(&self, day: &str, country: &str, json: &[u8]) -> Result<(), StoreError>;
+    /// A country's stored daily rollups, oldest first, as (day, JSON).
+    fn rollups(&self, country: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+
     /// Stores probes' loss records unless their key is already present (first version wins).
     fn insert_losses(&self, losses: &[OutboxLoss]) -> Result<Vec<Inserted>, StoreError>;
     /// Loss records, newest key first per probe.

@@ -4,7 +4,7 @@
 //! `assignments` probe id ‖ task id → (); `results` probe id ‖ boot epoch ‖ sequence → JSON;
 //! `results_by_time` start time ‖ result key → () (the newest results across probes);
 //! `losses` loss key → JSON (probes' records of undelivered results); `tag_history` probe id ‖
-//! time ‖ counter → JSON tag event.
+//! time ‖ counter → JSON tag event; `rollups` country ‖ '/' ‖ day → JSON daily figures.
 //! Result keys sort by probe, then time of production, so per-probe scans are prefix scans.
 //! A result and its time-index entry are written in one transaction.
 //! Values start with a format byte so the encoding can change without a migration of old data.
@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sixmap_shared::health::OutboxLoss;
 use sixmap_shared::measurement::MeasurementResult;
-use sixmap_shared::{ProbeId, ResultKey, TaskId};
+use sixmap_shared::{ProbeId, ResultKey, TaskId, UnixMicros};
 use std::path::Path;
 
 const FORMAT_JSON: u8 = 1;
@@ -29,6 +29,7 @@ pub struct SledStore {
     results_by_time: sled::Tree,
     losses: sled::Tree,
     tag_history: sled::Tree,
+    rollups: sled::Tree,
 }
 
 fn backend(e: sled::Error) -> StoreError {
@@ -92,6 +93,7 @@ impl SledStore {
             results_by_time: tree("results_by_time")?,
             losses: tree("losses")?,
             tag_history: tree("tag_history")?,
+            rollups: tree("rollups")?,
             db,
         })
     }
@@ -237,6 +239,47 @@ impl Store for SledStore {
             }
         }
         Ok(out)
+    }
+
+    fn scan_results_between(
+        &self,
+        from: UnixMicros,
+        to: UnixMicros,
+        visit: &mut dyn FnMut(StoredResult) -> bool,
+    ) -> Result<(), StoreError> {
+        let bound = |t: UnixMicros| ((t.0 as u64) ^ (1 << 63)).to_be_bytes();
+        for entry in self.results_by_time.range(bound(from)..bound(to)) {
+            let (time_key, _) = entry.map_err(backend)?;
+            let key = time_key.get(8..).unwrap_or_default();
+            let Some(value) = self.results.get(key).map_err(backend)? else {
+                continue;
+            };
+            if !visit(decode(key, &value)?) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn put_rollup(&self, day: &str, country: &str, json: &[u8]) -> Result<(), StoreError> {
+        self.rollups
+            .insert(format!("{country}/{day}"), json)
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn rollups(&self, country: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.rollups
+            .scan_prefix(format!("{country}/"))
+            .map(|entry| {
+                let (key, value) = entry.map_err(backend)?;
+                let day = String::from_utf8_lossy(&key)
+                    .split_once('/')
+                    .map(|(_, d)| d.to_owned())
+                    .unwrap_or_default();
+                Ok((day, value.to_vec()))
+            })
+            .collect()
     }
 
     fn insert_losses(&self, losses: &[OutboxLoss]) -> Result<Vec<Inserted>, StoreError> {

@@ -1,0 +1,330 @@
+//! Daily figures per country, stored, for the time series of the national pages.
+//!
+//! A day's figures come from that day's results alone (UTC days): a probe counts for a day if
+//! it sent a result that day and the result's source had an origin in the prefix data at
+//! ingest; IPv6 works for it that day if one of its results reached a global IPv6
+//! destination. Because they are rebuilt from stored results, rollups can be recomputed for
+//! any past day (after a late upload, or a fix of the method). The collector recomputes
+//! today and yesterday every few minutes, and the last 30 days when it starts.
+
+use crate::maps::Shares;
+use crate::rollup;
+use crate::store::{Store, StoreError, StoredResult};
+use serde::{Deserialize, Serialize};
+use sixmap_shared::policy::classify;
+use sixmap_shared::prefixes::CountryCode;
+use sixmap_shared::{Family, Outcome, ProbeId, UnixMicros};
+use std::collections::BTreeMap;
+
+const DAY_US: i64 = 86_400_000_000;
+
+/// Horizons of the trend projection shown on the national page: 1, 3 and 5 years.
+pub const PROJECTION_YEARS: [f64; 3] = [1.0, 3.0, 5.0];
+
+/// The start (00:00 UTC) of the day holding `t`.
+pub fn day_start(t: UnixMicros) -> UnixMicros {
+    UnixMicros(t.0.div_euclid(DAY_US) * DAY_US)
+}
+
+/// `YYYY-MM-DD` of the day holding `t` (proleptic Gregorian, UTC).
+pub fn day_label(t: UnixMicros) -> String {
+    // Howard Hinnant's days-from-civil, inverted.
+    let days = t.0.div_euclid(DAY_US) + 719_468;
+    let era = days.div_euclid(146_097);
+    let doe = days.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+/// One country's figures for one day.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CountryDay {
+    pub day: String,
+    /// Days since 1970-01-01 (for plotting and the projection).
+    pub day_number: i64,
+    pub probes: usize,
+    pub operators: usize,
+    pub v6_works: Shares,
+    pub median_rtt_v6_ms: Option<f64>,
+    pub median_rtt_v4_ms: Option<f64>,
+}
+
+#[derive(Default)]
+struct ProbeDay {
+    country: Option<CountryCode>,
+    asn: Option<u32>,
+    works: bool,
+    rtt_v6: Vec<f64>,
+    rtt_v4: Vec<f64>,
+}
+
+fn observe(day: &mut BTreeMap<ProbeId, ProbeDay>, stored: &StoredResult) {
+    let r = &stored.result;
+    let entry = day.entry(r.key.probe_id.clone()).or_default();
+    if let Some(origin) = &stored.probe_origin {
+        entry.country = entry.country.or(origin.country);
+        entry.asn = entry.asn.or(origin.asn);
+    }
+    let global = r.destination.is_some_and(|d| classify(d).is_none());
+    let Outcome::Ping(ping) = &r.outcome else {
+        return;
+    };
+    if !global {
+        return;
+    }
+    let Some(rtt) = ping.min_rtt() else { return };
+    let ms = rtt.as_secs_f64() * 1000.0;
+    match r.family_used {
+        Some(Family::V6) => {
+            entry.works = true;
+            entry.rtt_v6.push(ms);
+        }
+        Some(Family::V4) => entry.rtt_v4.push(ms),
+        None => {}
+    }
+}
+
+/// Computes the day holding `day` from its results, per country.
+pub fn compute_day(
+    store: &dyn Store,
+    day: UnixMicros,
+) -> Result<BTreeMap<CountryCode, CountryDay>, StoreError> {
+    let start = day_start(day);
+    let mut probes: BTreeMap<ProbeId, ProbeDay> = BTreeMap::new();
+    store.scan_results_between(start, UnixMicros(start.0 + DAY_US), &mut |stored| {
+        observe(&mut probes, &stored);
+        true
+    })?;
+    let mut by_country: BTreeMap<CountryCode, Vec<&ProbeDay>> = BTreeMap::new();
+    for probe in probes.values() {
+        if let (Some(country), Some(_)) = (probe.country, probe.asn) {
+            by_country.entry(country).or_default().push(probe);
+        }
+    }
+    let mut days = BTreeMap::new();
+    for (country, probes) in by_country {
+        let observations: Vec<(u32, bool)> = probes
+            .iter()
+            .filter_map(|p| p.asn.map(|asn| (asn, p.works)))
+            .collect();
+        let Some(balanced) = rollup::balanced_share(&observations) else {
+            continue;
+        };
+        let v6: Vec<Vec<f64>> = probes.iter().map(|p| p.rtt_v6.clone()).collect();
+        let v4: Vec<Vec<f64>> = probes.iter().map(|p| p.rtt_v4.clone()).collect();
+        days.insert(
+            country,
+            CountryDay {
+                day: day_label(start),
+                day_number: start.0 / DAY_US,
+                probes: balanced.probes,
+                operators: balanced.operators,
+                v6_works: Shares {
+                    balanced: balanced.overall,
+                    pooled: balanced.raw,
+                },
+                median_rtt_v6_ms: rollup::median_of_medians(&v6),
+                median_rtt_v4_ms: rollup::median_of_medians(&v4),
+            },
+        );
+    }
+    Ok(days)
+}
+
+/// Recomputes and stores the `days` days up to and including the one holding `now`.
+pub fn refresh(store: &dyn Store, now: UnixMicros, days: i64) -> Result<usize, StoreError> {
+    let mut stored = 0;
+    for back in 0..days {
+        let day = UnixMicros(day_start(now).0 - back * DAY_US);
+        for (country, figures) in compute_day(store, day)? {
+            let json = serde_json::to_vec(&figures)
+                .map_err(|e| StoreError::Backend(format!("encoding a rollup: {e}")))?;
+            store.put_rollup(&figures.day, &country.to_string(), &json)?;
+            stored += 1;
+        }
+    }
+    Ok(stored)
+}
+
+/// The trend of the balanced share, projected: never a measurement.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProjectionView {
+    pub label: &'static str,
+    pub slope_per_year_logit: f64,
+    /// (years ahead of the last day, day number, projected share).
+    pub points: Vec<(f64, f64, f64)>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Series {
+    pub country: CountryCode,
+    pub days: Vec<CountryDay>,
+    /// `None` with fewer than 3 days over less than a week.
+    pub projection: Option<ProjectionView>,
+}
+
+const PROJECTION_LABEL: &str = "Projection, not a measurement: a straight line fitted to the logit of the daily operator-balanced share, extended. It assumes the past trend continues.";
+
+/// A country's stored days and the projection of their trend.
+pub fn series(store: &dyn Store, country: CountryCode) -> Result<Series, StoreError> {
+    let mut days = Vec::new();
+    for (day, json) in store.rollups(&country.to_string())? {
+        let figures: CountryDay =
+            serde_json::from_slice(&json).map_err(|e| StoreError::Corrupt {
+                key: format!("rollup {country}/{day}"),
+                reason: e.to_string(),
+            })?;
+        days.push(figures);
+    }
+    let points: Vec<(f64, f64)> = days
+        .iter()
+        .map(|d| (d.day_number as f64, d.v6_works.balanced.share))
+        .collect();
+    let horizons: Vec<f64> = PROJECTION_YEARS.iter().map(|y| y * 365.25).collect();
+    let projection = rollup::project_share(&points, &horizons).map(|p| ProjectionView {
+        label: PROJECTION_LABEL,
+        slope_per_year_logit: p.slope_per_year_logit,
+        points: PROJECTION_YEARS
+            .iter()
+            .zip(p.points)
+            .map(|(years, (day, share))| (*years, day, share))
+            .collect(),
+    });
+    Ok(Series {
+        country,
+        days,
+        projection,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SledStore;
+    use sixmap_shared::measurement::{
+        ClockInfo, ClockState, IcmpSocketKind, MeasurementResult, PingReply, PingResult,
+        TimestampSource,
+    };
+    use sixmap_shared::prefixes::Enrichment;
+    use sixmap_shared::{ResultKey, TaskId};
+
+    #[test]
+    fn days_are_utc_calendar_days() {
+        assert_eq!(day_label(UnixMicros(0)), "1970-01-01");
+        assert_eq!(day_label(UnixMicros(-1)), "1969-12-31");
+        // 2024-02-29 12:00 UTC = 1709208000 s.
+        assert_eq!(day_label(UnixMicros(1_709_208_000_000_000)), "2024-02-29");
+        assert_eq!(day_label(UnixMicros(1_795_449_073_000_000)), "2026-11-23");
+        assert_eq!(day_start(UnixMicros(DAY_US + 5)), UnixMicros(DAY_US));
+        assert_eq!(day_start(UnixMicros(-5)), UnixMicros(-DAY_US));
+    }
+
+    fn result(probe: &str, sequence: u64, at: i64, works: bool, asn: u32) -> StoredResult {
+        let destination = "2001:67c:2e8::2".parse().unwrap();
+        StoredResult {
+            result: MeasurementResult {
+                key: ResultKey {
+                    probe_id: probe.parse().unwrap(),
+                    boot_epoch: 1,
+                    sequence,
+                },
+                task_id: TaskId::new(1).unwrap(),
+                started_at: UnixMicros(at),
+                duration_us: 1,
+                family_requested: Family::V6,
+                family_used: Some(Family::V6),
+                source: None,
+                destination: Some(destination),
+                software_version: "0.1.0".into(),
+                clock: ClockInfo {
+                    state: ClockState::Synchronized,
+                    offset_us: None,
+                },
+                outcome: Outcome::Ping(PingResult {
+                    sent: 1,
+                    received: u16::from(works),
+                    replies: if works {
+                        vec![PingReply {
+                            sequence: 0,
+                            rtt_ns: 20_000_000,
+                            hop_limit: Some(60),
+                            duplicate: false,
+                            from: destination,
+                        }]
+                    } else {
+                        Vec::new()
+                    },
+                    timestamp_source: TimestampSource::Kernel,
+                    socket_kind: IcmpSocketKind::Raw,
+                    errors: Vec::new(),
+                }),
+            },
+            probe_origin: Some(Enrichment {
+                asn: Some(asn),
+                as_name: None,
+                country: "XA".parse().ok(),
+            }),
+            target_origin: None,
+        }
+    }
+
+    #[test]
+    fn daily_rollups_are_stored_and_projected() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let day0 = 20_400 * DAY_US; // 2025-11-08
+        // Day 0: AS1 works (2 probes), AS2 does not (1 probe) -> balanced 0.5, pooled 2/3.
+        // Day 10: all three work -> 1.0 is clamped to 0.999 for the logit.
+        // Day 20: AS2 works, AS1's probes do not -> balanced 0.5.
+        let p1 = "00000000000000a1";
+        let p2 = "00000000000000a2";
+        let p3 = "00000000000000b1";
+        let results = [
+            result(p1, 1, day0 + 3_600_000_000, true, 1),
+            result(p2, 1, day0 + 7_200_000_000, true, 1),
+            result(p3, 1, day0 + 7_300_000_000, false, 2),
+            result(p1, 2, day0 + 10 * DAY_US, true, 1),
+            result(p2, 2, day0 + 10 * DAY_US + 1, true, 1),
+            result(p3, 2, day0 + 10 * DAY_US + 2, true, 2),
+            result(p1, 3, day0 + 20 * DAY_US, false, 1),
+            result(p2, 3, day0 + 20 * DAY_US + 1, false, 1),
+            result(p3, 3, day0 + 20 * DAY_US + 2, true, 2),
+        ];
+        store.insert_results(&results).unwrap();
+        let now = UnixMicros(day0 + 20 * DAY_US + 5_000_000);
+        assert_eq!(refresh(&store, now, 30).unwrap(), 3);
+        let series = series(&store, "XA".parse().unwrap()).unwrap();
+        let shares: Vec<f64> = series
+            .days
+            .iter()
+            .map(|d| d.v6_works.balanced.share)
+            .collect();
+        assert_eq!(shares, vec![0.5, 1.0, 0.5]);
+        assert_eq!(series.days[0].day, "2025-11-08");
+        assert_eq!(series.days[0].day_number, 20_400);
+        assert!((series.days[0].v6_works.pooled.share - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(series.days[0].median_rtt_v6_ms, Some(20.0));
+        assert_eq!(series.days[0].operators, 2);
+        // Symmetric around day 10, so the fitted line is flat: the projection stays at the
+        // mean logit, whatever the horizon.
+        let projection = series.projection.unwrap();
+        assert!(projection.label.contains("not a measurement"));
+        assert!(projection.slope_per_year_logit.abs() < 1e-9);
+        assert_eq!(projection.points.len(), 3);
+        let (years, day, _) = projection.points[2];
+        assert_eq!(years, 5.0);
+        assert!((day - (20_420.0 + 5.0 * 365.25)).abs() < 1e-9);
+        // Refreshing again replaces, never duplicates.
+        refresh(&store, now, 30).unwrap();
+        assert_eq!(series_len(&store), 3);
+    }
+
+    fn series_len(store: &SledStore) -> usize {
+        series(store, "XA".parse().unwrap()).unwrap().days.len()
+    }
+}
