@@ -2,9 +2,9 @@
 //! well, from the probes seen in the last day. The math (intervals, weighting, medians) is in
 //! [`crate::rollup`]; this module gathers the inputs from the store.
 //!
-//! Computed on request from probe records and their recent results. That is fine for the
-//! probe counts of one collector; stored daily rollups (read, not recomputed) come with the
-//! time series.
+//! Computed on request from probe records and their recent results: fine for the probe counts
+//! of one collector. The stored per-day figures behind the time series are in
+//! [`crate::daily`].
 
 use crate::rollup::{self, Balanced, OperatorShare};
 use crate::store::{ProbeRecord, ResultQuery, Store, StoreError};

@@ -15,7 +15,11 @@ struct Collector {
 }
 
 async fn start() -> Collector {
-    let dir = tempfile::tempdir().unwrap();
+    start_in(tempfile::tempdir().unwrap()).await
+}
+
+/// A collector on `dir`, which may hold a store already.
+async fn start_in(dir: tempfile::TempDir) -> Collector {
     let text = format!(
         "data_dir = {:?}\ngrpc_listen = \"[::1]:0\"\nhttp_listen = \"[::1]:0\"\n\
          enrollment_tokens = [\"test-token-1\"]\n[default_ping]\ntargets = [\"::1\"]\n",
@@ -244,6 +248,39 @@ async fn pages_load_nothing_from_elsewhere() {
             assert!(paths.contains("/api/v1/maps/countries"), "{page}");
         }
     }
+    // URLs the country page completes at run time: its figures (404 without probes, which the
+    // page reports as "no figures yet") and its daily series.
+    let country = get(c.http, "/map/NL").await.text();
+    assert!(
+        country.contains("`${api}/series`"),
+        "the country page fetches its series"
+    );
+    assert_eq!(get(c.http, "/api/v1/maps/countries/NL").await.status, 404);
+    assert_eq!(
+        get(c.http, "/api/v1/maps/countries/NL/series").await.status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn series_of_a_country_without_data_is_empty() {
+    let c = start().await;
+    let r = get(c.http, "/api/v1/maps/countries/NL/series").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), "application/json");
+    let series: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(
+        series,
+        serde_json::json!({ "country": "NL", "days": [], "projection": null })
+    );
+    for bad in ["nl1", "NLD", "N1"] {
+        let r = get(c.http, &format!("/api/v1/maps/countries/{bad}/series")).await;
+        assert_eq!(r.status, 400, "{bad}");
+    }
+    // The page says so in words, and says what a projection needs.
+    let page = get(c.http, "/map/NL").await.text();
+    assert!(page.contains("No daily figures stored yet for ${label}."));
+    assert!(page.contains("A projection needs at least 3 days over at least a week of data."));
 }
 
 /// Runs node, or says why not: when node is missing the test is skipped, except in CI
@@ -337,4 +374,194 @@ async fn inline_scripts_parse_and_cut_rings_at_the_antimeridian() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+/// One probe's ping on day `day` (days since 1970), from its own operator AS `probe + 1` in XA.
+fn ping(probe: u32, sequence: u64, day: i64, works: bool) -> sixmap_collector::store::StoredResult {
+    use sixmap_shared::measurement::{
+        ClockInfo, ClockState, Family, IcmpSocketKind, MeasurementResult, Outcome, PingReply,
+        PingResult, TimestampSource,
+    };
+    let destination = "2001:67c:2e8::2".parse().unwrap();
+    sixmap_collector::store::StoredResult {
+        result: MeasurementResult {
+            key: sixmap_shared::ResultKey {
+                probe_id: format!("{probe:016x}").parse().unwrap(),
+                boot_epoch: 1,
+                sequence,
+            },
+            task_id: sixmap_shared::TaskId::new(1).unwrap(),
+            started_at: sixmap_shared::UnixMicros(day * 86_400_000_000 + 3_600_000_000),
+            duration_us: 1,
+            family_requested: Family::V6,
+            family_used: Some(Family::V6),
+            source: None,
+            destination: Some(destination),
+            software_version: "0.1.0".into(),
+            clock: ClockInfo {
+                state: ClockState::Synchronized,
+                offset_us: None,
+            },
+            outcome: Outcome::Ping(PingResult {
+                sent: 1,
+                received: u16::from(works),
+                replies: if works {
+                    vec![PingReply {
+                        sequence: 0,
+                        rtt_ns: 15_000_000,
+                        hop_limit: Some(60),
+                        duplicate: false,
+                        from: destination,
+                    }]
+                } else {
+                    Vec::new()
+                },
+                timestamp_source: TimestampSource::Kernel,
+                socket_kind: IcmpSocketKind::Raw,
+                errors: Vec::new(),
+            }),
+        },
+        probe_origin: Some(sixmap_shared::prefixes::Enrichment {
+            asn: Some(probe + 1),
+            as_name: None,
+            country: "XA".parse().ok(),
+        }),
+        target_origin: None,
+    }
+}
+
+/// A fake DOM, enough for the country page's script to define its functions and for its chart
+/// to be drawn into; `main()` then waits forever on a `fetch` that never answers.
+const FAKE_DOM: &str = r#"
+class El {
+  constructor(tag) { this.tag = tag; this.attrs = {}; this.children = []; this.text = ""; this.style = {}; this.classList = { add() {} }; }
+  setAttribute(k, v) { this.attrs[k] = String(v); }
+  append(...c) { this.children.push(...c); }
+  replaceChildren(...c) { this.children = c; }
+  set textContent(t) { this.text = String(t); }
+  get textContent() { return this.text + this.children.map(c => c.textContent).join(""); }
+}
+globalThis.document = { getElementById: () => new El("any"), createElementNS: (ns, tag) => new El(tag),
+  querySelectorAll: () => [], querySelector: () => new El("any") };
+globalThis.location = { pathname: "/map/XA" };
+globalThis.fetch = () => new Promise(() => {});
+globalThis.window = { addEventListener() {} };
+"#;
+
+/// Draws the chart for the served series and variants of it at phone and desktop widths, and
+/// checks what is drawn: finite coordinates, one dot per day, and a projection only when there
+/// is one, right of the last measured day, labelled as a projection.
+const CHART_CHECK: &str = r#"
+const served = JSON.parse(require("fs").readFileSync(process.argv[2], "utf8"));
+const failures = [];
+const expect = (ok, what) => { if (!ok) failures.push(what); };
+const walk = (el, out = []) => { out.push(el); for (const c of el.children) walk(c, out); return out; };
+const has = (el, cls) => (el.attrs.class || "").split(" ").includes(cls);
+
+const template = served.days[0];
+const run = Array.from({ length: 40 }, (_, i) => ({ ...template, day_number: template.day_number + i,
+  day: new Date((template.day_number + i) * 86400000).toISOString().slice(0, 10) }));
+const saturated = { ...served, projection: { ...served.projection, slope_per_year_logit: 300,
+  points: served.projection.points.map(([y, d]) => [y, d, 1]) } };
+const cases = {
+  served, saturated,
+  "one day": { country: "XA", days: served.days.slice(0, 1), projection: null },
+  "no days": { country: "XA", days: [], projection: null },
+  "40 days": { country: "XA", days: run, projection: null },
+};
+for (const [name, series] of Object.entries(cases)) {
+  for (const W of [320, 1100]) {
+    const what = `${name} at ${W} px`;
+    const root = new El("svg");
+    drawSeriesChart(root, series, W, "2025-11-10");
+    const all = walk(root);
+    if (!series.days.length) { expect(all.length === 1, `${what}: nothing drawn`); continue; }
+    expect(root.attrs.viewBox.startsWith(`0 0 ${W} `), `${what}: viewBox ${root.attrs.viewBox}`);
+    const H = Number(root.attrs.viewBox.split(" ")[3]);
+    for (const el of all) for (const [k, v] of Object.entries(el.attrs)) {
+      expect(!/NaN|Infinity|undefined|null/.test(v), `${what}: <${el.tag} ${k}="${v}">`);
+    }
+    const dots = all.filter(el => has(el, "measured"));
+    expect(dots.length === series.days.length, `${what}: ${dots.length} dots`);
+    for (const d of dots) expect(+d.attrs.cx > 0 && +d.attrs.cx < W && +d.attrs.cy > 0 && +d.attrs.cy < H, `${what}: dot at ${d.attrs.cx},${d.attrs.cy}`);
+    expect(dots.every(d => d.children.some(t => t.tag === "title")), `${what}: dots have titles`);
+    const projected = all.filter(el => has(el, "projected"));
+    const labels = all.filter(el => el.tag === "text" && el.textContent.includes("(projection)"));
+    if (!series.projection) {
+      expect(!all.some(el => /projection|projected|future|trend/.test(el.attrs.class || "")), `${what}: no projection drawn`);
+      continue;
+    }
+    const lastX = Math.max(...dots.map(d => +d.attrs.cx));
+    expect(projected.length === series.projection.points.length, `${what}: ${projected.length} projected points`);
+    expect(projected.every(p => +p.attrs.cx > lastX && +p.attrs.cx < W), `${what}: projected points right of the last day`);
+    expect(all.some(el => has(el, "projection-line")) && all.some(el => has(el, "future")) && all.some(el => has(el, "hatch")),
+      `${what}: dashed line and hatched region`);
+    for (const [years] of series.projection.points) {
+      expect(labels.some(t => t.textContent.startsWith(`+${years} y: `)), `${what}: label for +${years} y`);
+    }
+    expect(labels.length === series.projection.points.length, `${what}: ${labels.length} labels`);
+    expect(!labels.some(t => t.textContent.includes("100 %")), `${what}: a projection never reaches 100 %`);
+  }
+}
+// The page redraws the server's fitted line from the days and the slope: it must pass through
+// the server's projected points.
+const trend = trendAt(served);
+let compared = 0;
+for (const [years, day, share] of served.projection.points) {
+  if (share < 0.999) { compared++; expect(Math.abs(trend(day) - share) < 1e-9, `trend at +${years} y: ${trend(day)} vs ${share}`); }
+}
+expect(compared > 0, "no unsaturated projected point to compare");
+if (failures.length) { console.error(failures.join("\n")); process.exit(1); }
+"#;
+
+#[tokio::test]
+async fn series_chart_draws_days_and_a_distinct_projection() {
+    // Seven days, ten days apart, from 2025-11-08: eight probes in eight operators, four or
+    // five of them with working IPv6, slowly more.
+    let dir = tempfile::tempdir().unwrap();
+    {
+        use sixmap_collector::store::{SledStore, Store};
+        let store = SledStore::open(dir.path()).unwrap();
+        let first = 20_400;
+        let working = [4, 4, 4, 5, 4, 4, 5];
+        let mut results = Vec::new();
+        for (i, works) in working.iter().enumerate() {
+            for probe in 0..8u32 {
+                let sequence = (i * 8) as u64 + u64::from(probe) + 1;
+                let day = first + 10 * i as i64;
+                results.push(ping(probe, sequence, day, probe < *works));
+            }
+        }
+        store.insert_results(&results).unwrap();
+        let now = sixmap_shared::UnixMicros((first + 61) * 86_400_000_000);
+        assert_eq!(
+            sixmap_collector::daily::refresh(&store, now, 70).unwrap(),
+            7
+        );
+        store.flush().unwrap();
+    }
+    let c = start_in(dir).await;
+    let r = get(c.http, "/api/v1/maps/countries/XA/series").await;
+    assert_eq!(r.status, 200);
+    let series: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(series["days"].as_array().unwrap().len(), 7, "{series}");
+    assert_eq!(series["days"][0]["day"], "2025-11-08");
+    assert!(series["projection"].is_object(), "{series}");
+
+    let page = get(c.http, "/map/XA").await.text();
+    let script = &inline_scripts(&page)[0];
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("series.json");
+    std::fs::write(&data, &r.body).unwrap();
+    let file = work.path().join("chart.js");
+    std::fs::write(&file, format!("{FAKE_DOM}\n{script}\n{CHART_CHECK}")).unwrap();
+    let Some(out) = node(&[file.as_os_str(), data.as_os_str()]) else {
+        return;
+    };
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
