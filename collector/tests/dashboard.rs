@@ -95,6 +95,7 @@ const ASSETS: &[(&str, &str)] = &[
     ("countries-110m.json", "application/json"),
     ("iso3166.json", "application/json"),
     ("topojson-client.min.js", "text/javascript; charset=utf-8"),
+    ("maps-common.js", "text/javascript; charset=utf-8"),
 ];
 
 const PAGES: &[&str] = &["/", "/map", "/map/NL"];
@@ -341,9 +342,22 @@ async fn inline_scripts_parse_and_cut_rings_at_the_antimeridian() {
         if *page == "/" {
             continue;
         }
-        // The page's own ring handling, run on the served atlas: no edge may run across the
+        // The pages' shared ring handling, run on the served atlas: no edge may run across the
         // map (±180°) and no point may leave it, except Antarctica's ring around the pole.
-        let script = &scripts[0];
+        let common = get(c.http, "/assets/maps-common.js").await.text();
+        // The shared script and the page's own run in one global scope: together they must
+        // parse (a name declared in both would be a SyntaxError in the browser).
+        let together = dir
+            .path()
+            .join(format!("together{}.js", page.replace('/', "_")));
+        std::fs::write(&together, format!("{common}\n{}", scripts.join("\n"))).unwrap();
+        let out = node(&["--check".as_ref(), together.as_os_str()]).unwrap();
+        assert!(
+            out.status.success(),
+            "{page} with maps-common.js: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let script = &common;
         let check = format!(
             "const topojson = require(process.argv[2]);\n\
              const atlas = require(process.argv[3]);\n{}\n{}\n\
@@ -554,7 +568,12 @@ async fn series_chart_draws_days_and_a_distinct_projection() {
     let data = work.path().join("series.json");
     std::fs::write(&data, &r.body).unwrap();
     let file = work.path().join("chart.js");
-    std::fs::write(&file, format!("{FAKE_DOM}\n{script}\n{CHART_CHECK}")).unwrap();
+    let common = get(c.http, "/assets/maps-common.js").await.text();
+    std::fs::write(
+        &file,
+        format!("{FAKE_DOM}\n{common}\n{script}\n{CHART_CHECK}"),
+    )
+    .unwrap();
     let Some(out) = node(&[file.as_os_str(), data.as_os_str()]) else {
         return;
     };
