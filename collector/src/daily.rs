@@ -89,62 +89,93 @@ fn observe(day: &mut BTreeMap<ProbeId, ProbeDay>, stored: &StoredResult) {
     }
 }
 
-/// Computes the day holding `day` from its results, per country.
-pub fn compute_day(
+/// Each probe's day: its origin (from its results' `probe_origin`) and what it measured.
+fn probe_days(
     store: &dyn Store,
-    day: UnixMicros,
-) -> Result<BTreeMap<CountryCode, CountryDay>, StoreError> {
-    let start = day_start(day);
+    start: UnixMicros,
+) -> Result<BTreeMap<ProbeId, ProbeDay>, StoreError> {
     let mut probes: BTreeMap<ProbeId, ProbeDay> = BTreeMap::new();
     store.scan_results_between(start, UnixMicros(start.0 + DAY_US), &mut |stored| {
         observe(&mut probes, &stored);
         true
     })?;
+    Ok(probes)
+}
+
+/// The figures of one group of probes (a country, or one network) for one day.
+fn figures(start: UnixMicros, probes: &[&ProbeDay]) -> Option<CountryDay> {
+    let observations: Vec<(u32, bool)> = probes
+        .iter()
+        .filter_map(|p| p.asn.map(|asn| (asn, p.works)))
+        .collect();
+    let balanced = rollup::balanced_share(&observations)?;
+    let v6: Vec<Vec<f64>> = probes.iter().map(|p| p.rtt_v6.clone()).collect();
+    let v4: Vec<Vec<f64>> = probes.iter().map(|p| p.rtt_v4.clone()).collect();
+    Some(CountryDay {
+        day: day_label(start),
+        day_number: start.0 / DAY_US,
+        probes: balanced.probes,
+        operators: balanced.operators,
+        v6_works: Shares {
+            balanced: balanced.overall,
+            pooled: balanced.raw,
+        },
+        median_rtt_v6_ms: rollup::median_of_medians(&v6),
+        median_rtt_v4_ms: rollup::median_of_medians(&v4),
+    })
+}
+
+/// One day's figures per country and per network (origin AS).
+#[derive(Debug, Default)]
+pub struct Day {
+    pub countries: BTreeMap<CountryCode, CountryDay>,
+    pub networks: BTreeMap<u32, CountryDay>,
+}
+
+/// Computes the day holding `day` from its results.
+pub fn compute_day(store: &dyn Store, day: UnixMicros) -> Result<Day, StoreError> {
+    let start = day_start(day);
+    let probes = probe_days(store, start)?;
     let mut by_country: BTreeMap<CountryCode, Vec<&ProbeDay>> = BTreeMap::new();
+    let mut by_network: BTreeMap<u32, Vec<&ProbeDay>> = BTreeMap::new();
     for probe in probes.values() {
-        if let (Some(country), Some(_)) = (probe.country, probe.asn) {
+        let Some(asn) = probe.asn else { continue };
+        by_network.entry(asn).or_default().push(probe);
+        if let Some(country) = probe.country {
             by_country.entry(country).or_default().push(probe);
         }
     }
-    let mut days = BTreeMap::new();
-    for (country, probes) in by_country {
-        let observations: Vec<(u32, bool)> = probes
-            .iter()
-            .filter_map(|p| p.asn.map(|asn| (asn, p.works)))
-            .collect();
-        let Some(balanced) = rollup::balanced_share(&observations) else {
-            continue;
-        };
-        let v6: Vec<Vec<f64>> = probes.iter().map(|p| p.rtt_v6.clone()).collect();
-        let v4: Vec<Vec<f64>> = probes.iter().map(|p| p.rtt_v4.clone()).collect();
-        days.insert(
-            country,
-            CountryDay {
-                day: day_label(start),
-                day_number: start.0 / DAY_US,
-                probes: balanced.probes,
-                operators: balanced.operators,
-                v6_works: Shares {
-                    balanced: balanced.overall,
-                    pooled: balanced.raw,
-                },
-                median_rtt_v6_ms: rollup::median_of_medians(&v6),
-                median_rtt_v4_ms: rollup::median_of_medians(&v4),
-            },
-        );
-    }
-    Ok(days)
+    Ok(Day {
+        countries: by_country
+            .into_iter()
+            .filter_map(|(c, p)| figures(start, &p).map(|f| (c, f)))
+            .collect(),
+        networks: by_network
+            .into_iter()
+            .filter_map(|(asn, p)| figures(start, &p).map(|f| (asn, f)))
+            .collect(),
+    })
+}
+
+/// Store key of a network's rollups; country codes never contain ':'.
+fn network_key(asn: u32) -> String {
+    format!("asn:{asn}")
 }
 
 /// Recomputes and stores the `days` days up to and including the one holding `now`.
 pub fn refresh(store: &dyn Store, now: UnixMicros, days: i64) -> Result<usize, StoreError> {
     let mut stored = 0;
     for back in 0..days {
-        let day = UnixMicros(day_start(now).0 - back * DAY_US);
-        for (country, figures) in compute_day(store, day)? {
-            let json = serde_json::to_vec(&figures)
+        let day = compute_day(store, UnixMicros(day_start(now).0 - back * DAY_US))?;
+        let keyed = day
+            .countries
+            .iter()
+            .map(|(c, f)| (c.to_string(), f))
+            .chain(day.networks.iter().map(|(asn, f)| (network_key(*asn), f)));
+        for (key, figures) in keyed {
+            let json = serde_json::to_vec(figures)
                 .map_err(|e| StoreError::Backend(format!("encoding a rollup: {e}")))?;
-            store.put_rollup(&figures.day, &country.to_string(), &json)?;
+            store.put_rollup(&figures.day, &key, &json)?;
             stored += 1;
         }
     }
@@ -168,15 +199,46 @@ pub struct Series {
     pub projection: Option<ProjectionView>,
 }
 
+/// A network's days: the same figures, for the probes of one origin AS (so the balanced and
+/// pooled shares coincide).
+#[derive(Debug, Clone, Serialize)]
+pub struct NetworkSeries {
+    pub asn: u32,
+    pub days: Vec<CountryDay>,
+    pub projection: Option<ProjectionView>,
+}
+
 const PROJECTION_LABEL: &str = "Projection, not a measurement: a straight line fitted to the logit of the daily operator-balanced share, extended. It assumes the past trend continues.";
 
 /// A country's stored days and the projection of their trend.
 pub fn series(store: &dyn Store, country: CountryCode) -> Result<Series, StoreError> {
+    let (days, projection) = stored_days(store, &country.to_string())?;
+    Ok(Series {
+        country,
+        days,
+        projection,
+    })
+}
+
+/// A network's stored days and the projection of their trend.
+pub fn network_series(store: &dyn Store, asn: u32) -> Result<NetworkSeries, StoreError> {
+    let (days, projection) = stored_days(store, &network_key(asn))?;
+    Ok(NetworkSeries {
+        asn,
+        days,
+        projection,
+    })
+}
+
+fn stored_days(
+    store: &dyn Store,
+    key: &str,
+) -> Result<(Vec<CountryDay>, Option<ProjectionView>), StoreError> {
     let mut days = Vec::new();
-    for (day, json) in store.rollups(&country.to_string())? {
+    for (day, json) in store.rollups(key)? {
         let figures: CountryDay =
             serde_json::from_slice(&json).map_err(|e| StoreError::Corrupt {
-                key: format!("rollup {country}/{day}"),
+                key: format!("rollup {key}/{day}"),
                 reason: e.to_string(),
             })?;
         days.push(figures);
@@ -195,11 +257,7 @@ pub fn series(store: &dyn Store, country: CountryCode) -> Result<Series, StoreEr
             .map(|(years, (day, share))| (*years, day, share))
             .collect(),
     });
-    Ok(Series {
-        country,
-        days,
-        projection,
-    })
+    Ok((days, projection))
 }
 
 #[cfg(test)]
@@ -297,7 +355,8 @@ mod tests {
         ];
         store.insert_results(&results).unwrap();
         let now = UnixMicros(day0 + 20 * DAY_US + 5_000_000);
-        assert_eq!(refresh(&store, now, 30).unwrap(), 3);
+        // Per day: the country and its two networks.
+        assert_eq!(refresh(&store, now, 30).unwrap(), 9);
         let series = series(&store, "XA".parse().unwrap()).unwrap();
         let shares: Vec<f64> = series
             .days
@@ -319,6 +378,12 @@ mod tests {
         let (years, day, _) = projection.points[2];
         assert_eq!(years, 5.0);
         assert!((day - (20_420.0 + 5.0 * 365.25)).abs() < 1e-9);
+        // AS1's own series: both probes work on days 0 and 10, neither on day 20.
+        let as1 = network_series(&store, 1).unwrap();
+        let shares: Vec<f64> = as1.days.iter().map(|d| d.v6_works.pooled.share).collect();
+        assert_eq!(shares, vec![1.0, 1.0, 0.0]);
+        assert_eq!(as1.days[0].operators, 1);
+        assert_eq!(as1.days[0].probes, 2);
         // Refreshing again replaces, never duplicates.
         refresh(&store, now, 30).unwrap();
         assert_eq!(series_len(&store), 3);

@@ -29,6 +29,7 @@ pub fn router(store: Arc<dyn Store>) -> Router {
         .route("/api/v1/maps/countries", get(map_countries))
         .route("/api/v1/maps/countries/{country}", get(map_country))
         .route("/api/v1/maps/countries/{country}/series", get(map_series))
+        .route("/api/v1/maps/networks/{asn}/series", get(network_series))
         .route("/map", get(map_page))
         .route("/map/{country}", get(country_page))
         .route("/assets/{name}", get(asset))
@@ -167,6 +168,21 @@ async fn map_series(
         .map_err(|e| ApiError::BadRequest(format!("country in the path: {e}")))?;
     Ok(Json(
         run_blocking(move || crate::daily::series(&*store, code)).await?,
+    ))
+}
+
+/// One network's (origin AS) stored daily figures and their projected trend.
+async fn network_series(
+    State(store): State<Arc<dyn Store>>,
+    Path(asn): Path<String>,
+) -> Result<Json<crate::daily::NetworkSeries>, ApiError> {
+    let asn: u32 = asn
+        .strip_prefix("AS")
+        .unwrap_or(&asn)
+        .parse()
+        .map_err(|_| ApiError::BadRequest(format!("AS number in the path: {asn:?} is not one")))?;
+    Ok(Json(
+        run_blocking(move || crate::daily::network_series(&*store, asn)).await?,
     ))
 }
 

@@ -548,9 +548,10 @@ async fn series_chart_draws_days_and_a_distinct_projection() {
         }
         store.insert_results(&results).unwrap();
         let now = sixmap_shared::UnixMicros((first + 61) * 86_400_000_000);
+        // 7 days, each with the country and its 8 networks (one AS per probe).
         assert_eq!(
             sixmap_collector::daily::refresh(&store, now, 70).unwrap(),
-            7
+            7 * 9
         );
         store.flush().unwrap();
     }

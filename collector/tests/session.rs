@@ -650,4 +650,11 @@ async fn national_figures_balance_operators_and_match_hand_computed_values() {
     assert!(body.contains("no active probe"), "{body}");
     let body = http_get(h.http, "/api/v1/maps/countries/nl").await;
     assert!(body.contains("country in the path"), "{body}");
+    // Daily series (filled by the background refresh; checked in `daily`'s tests).
+    let body = http_get(h.http, "/api/v1/maps/networks/AS15169/series").await;
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["asn"], 15169, "{body}");
+    assert!(json["days"].is_array(), "{body}");
+    let body = http_get(h.http, "/api/v1/maps/networks/ASX/series").await;
+    assert!(body.contains("AS number in the path"), "{body}");
 }
