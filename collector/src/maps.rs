@@ -7,7 +7,7 @@
 //! [`crate::daily`].
 
 use crate::rollup::{self, Balanced, OperatorShare};
-use crate::store::{ProbeRecord, ResultQuery, Store, StoreError};
+use crate::store::{ProbeRecord, Store, StoreError};
 use crate::tags::Tag;
 use serde::Serialize;
 use sixmap_shared::policy::classify;
@@ -18,8 +18,6 @@ use std::time::Duration;
 
 /// Probes seen within this window count as active; their results within it are used.
 pub const WINDOW: Duration = Duration::from_secs(24 * 3600);
-/// Results read per probe for latency, newest first.
-const RESULTS_PER_PROBE: usize = 2000;
 
 /// How the figures are made, served with them so that a published number carries its method.
 pub const METHOD: &str = "Active probes: seen in the last 24 h, with an origin country and AS from the imported prefix data. \
@@ -106,7 +104,7 @@ struct Observed {
 
 fn observe(store: &dyn Store, now: UnixMicros) -> Result<Vec<Observed>, StoreError> {
     let since = UnixMicros(now.0.saturating_sub(WINDOW.as_micros() as i64));
-    let mut observed = Vec::new();
+    let mut observed: BTreeMap<ProbeId, Observed> = BTreeMap::new();
     for record in store.probes()? {
         let active = record.last_seen.is_some_and(|t| t >= since);
         let Some(origin) = record.origin.clone().filter(|_| active) else {
@@ -119,39 +117,43 @@ fn observe(store: &dyn Store, now: UnixMicros) -> Result<Vec<Observed>, StoreErr
             .tags
             .iter()
             .any(|t| t.name.as_str() == Tag::V6Works.name());
-        let (mut rtt_v6, mut rtt_v4) = (Vec::new(), Vec::new());
-        let results = store.results(&ResultQuery {
-            probe: Some(record.id.clone()),
-            limit: RESULTS_PER_PROBE,
-        })?;
-        for stored in results {
-            let r = &stored.result;
-            let global = r.destination.is_some_and(|d| classify(d).is_none());
-            if r.started_at < since || !global {
-                continue;
-            }
-            let Outcome::Ping(ping) = &r.outcome else {
-                continue;
-            };
-            let Some(rtt) = ping.min_rtt() else { continue };
+        observed.insert(
+            record.id.clone(),
+            Observed {
+                record,
+                country,
+                asn,
+                as_name: origin.as_name,
+                works,
+                rtt_v6: Vec::new(),
+                rtt_v4: Vec::new(),
+            },
+        );
+    }
+    // One pass over the window's results (time index), not a scan per probe: only the last
+    // day is read, however long the probes' histories are.
+    store.scan_results_between(since, UnixMicros(now.0.saturating_add(1)), &mut |stored| {
+        let r = &stored.result;
+        let Some(probe) = observed.get_mut(&r.key.probe_id) else {
+            return true;
+        };
+        let global = r.destination.is_some_and(|d| classify(d).is_none());
+        if !global {
+            return true;
+        }
+        if let Outcome::Ping(ping) = &r.outcome
+            && let Some(rtt) = ping.min_rtt()
+        {
             let ms = rtt.as_secs_f64() * 1000.0;
             match r.family_used {
-                Some(Family::V6) => rtt_v6.push(ms),
-                Some(Family::V4) => rtt_v4.push(ms),
+                Some(Family::V6) => probe.rtt_v6.push(ms),
+                Some(Family::V4) => probe.rtt_v4.push(ms),
                 None => {}
             }
         }
-        observed.push(Observed {
-            record,
-            country,
-            asn,
-            as_name: origin.as_name,
-            works,
-            rtt_v6,
-            rtt_v4,
-        });
-    }
-    Ok(observed)
+        true
+    })?;
+    Ok(observed.into_values().collect())
 }
 
 fn summarize(country: CountryCode, probes: &[&Observed]) -> Option<(CountrySummary, Balanced)> {
