@@ -8,14 +8,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark may stop at the first failure
 
 use sixmap_collector::store::{ProbeRecord, SledStore, Store, StoredResult};
-use sixmap_collector::{daily, maps};
+use sixmap_collector::{daily, maps, testing};
 use sixmap_shared::health::{ProbeTag, TagName};
-use sixmap_shared::measurement::{
-    ClockInfo, ClockState, IcmpSocketKind, MeasurementResult, PingReply, PingResult,
-    TimestampSource,
-};
 use sixmap_shared::prefixes::{CountryCode, Enrichment};
-use sixmap_shared::{Family, Outcome, ProbeId, ProbeSecret, ResultKey, TaskId, UnixMicros};
+use sixmap_shared::{ProbeId, ProbeSecret, UnixMicros};
 use std::time::{Duration, Instant};
 
 const DAY_US: i64 = 86_400_000_000;
@@ -32,51 +28,16 @@ fn probe_id(i: u64) -> ProbeId {
 }
 
 fn result(probe: u64, sequence: u64, at: i64, origin: &Enrichment) -> StoredResult {
-    let destination = "2001:67c:2e8::2".parse().unwrap();
     // Every 7th probe's IPv6 fails; RTTs vary by probe and time.
     let works = !probe.is_multiple_of(7);
-    let rtt_ns = 5_000_000 + (probe * 997 + sequence * 31) % 80_000_000;
-    StoredResult {
-        result: MeasurementResult {
-            key: ResultKey {
-                probe_id: probe_id(probe),
-                boot_epoch: 1,
-                sequence,
-            },
-            task_id: TaskId::new(1).unwrap(),
-            started_at: UnixMicros(at),
-            duration_us: 1000,
-            family_requested: Family::V6,
-            family_used: Some(Family::V6),
-            source: None,
-            destination: Some(destination),
-            software_version: "0.1.0".into(),
-            clock: ClockInfo {
-                state: ClockState::Synchronized,
-                offset_us: Some(0),
-            },
-            outcome: Outcome::Ping(PingResult {
-                sent: 1,
-                received: u16::from(works),
-                replies: if works {
-                    vec![PingReply {
-                        sequence: 0,
-                        rtt_ns,
-                        hop_limit: Some(55),
-                        duplicate: false,
-                        from: destination,
-                    }]
-                } else {
-                    Vec::new()
-                },
-                timestamp_source: TimestampSource::Kernel,
-                socket_kind: IcmpSocketKind::Raw,
-                errors: Vec::new(),
-            }),
-        },
-        probe_origin: Some(origin.clone()),
-        target_origin: None,
-    }
+    let rtt = Duration::from_nanos(5_000_000 + (probe * 997 + sequence * 31) % 80_000_000);
+    testing::ping_v6(
+        probe_id(probe),
+        sequence,
+        UnixMicros(at),
+        works.then_some(rtt),
+        origin.clone(),
+    )
 }
 
 fn percentiles(mut samples: Vec<Duration>) -> String {

@@ -264,12 +264,7 @@ fn stored_days(
 mod tests {
     use super::*;
     use crate::store::SledStore;
-    use sixmap_shared::measurement::{
-        ClockInfo, ClockState, IcmpSocketKind, MeasurementResult, PingReply, PingResult,
-        TimestampSource,
-    };
     use sixmap_shared::prefixes::Enrichment;
-    use sixmap_shared::{ResultKey, TaskId};
 
     #[test]
     fn days_are_utc_calendar_days() {
@@ -283,52 +278,19 @@ mod tests {
     }
 
     fn result(probe: &str, sequence: u64, at: i64, works: bool, asn: u32) -> StoredResult {
-        let destination = "2001:67c:2e8::2".parse().unwrap();
-        StoredResult {
-            result: MeasurementResult {
-                key: ResultKey {
-                    probe_id: probe.parse().unwrap(),
-                    boot_epoch: 1,
-                    sequence,
-                },
-                task_id: TaskId::new(1).unwrap(),
-                started_at: UnixMicros(at),
-                duration_us: 1,
-                family_requested: Family::V6,
-                family_used: Some(Family::V6),
-                source: None,
-                destination: Some(destination),
-                software_version: "0.1.0".into(),
-                clock: ClockInfo {
-                    state: ClockState::Synchronized,
-                    offset_us: None,
-                },
-                outcome: Outcome::Ping(PingResult {
-                    sent: 1,
-                    received: u16::from(works),
-                    replies: if works {
-                        vec![PingReply {
-                            sequence: 0,
-                            rtt_ns: 20_000_000,
-                            hop_limit: Some(60),
-                            duplicate: false,
-                            from: destination,
-                        }]
-                    } else {
-                        Vec::new()
-                    },
-                    timestamp_source: TimestampSource::Kernel,
-                    socket_kind: IcmpSocketKind::Raw,
-                    errors: Vec::new(),
-                }),
-            },
-            probe_origin: Some(Enrichment {
-                asn: Some(asn),
-                as_name: None,
-                country: "XA".parse().ok(),
-            }),
-            target_origin: None,
-        }
+        let origin = Enrichment {
+            asn: Some(asn),
+            as_name: None,
+            country: "XA".parse().ok(),
+        };
+        let rtt = works.then_some(std::time::Duration::from_millis(20));
+        crate::testing::ping_v6(
+            probe.parse().unwrap(),
+            sequence,
+            UnixMicros(at),
+            rtt,
+            origin,
+        )
     }
 
     #[test]

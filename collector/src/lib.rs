@@ -11,6 +11,8 @@ pub mod maps;
 pub mod rollup;
 pub mod store;
 pub mod tags;
+#[doc(hidden)]
+pub mod testing;
 
 use crate::config::Settings;
 use crate::control::ControlService;

@@ -392,56 +392,18 @@ async fn inline_scripts_parse_and_cut_rings_at_the_antimeridian() {
 
 /// One probe's ping on day `day` (days since 1970), from its own operator AS `probe + 1` in XA.
 fn ping(probe: u32, sequence: u64, day: i64, works: bool) -> sixmap_collector::store::StoredResult {
-    use sixmap_shared::measurement::{
-        ClockInfo, ClockState, Family, IcmpSocketKind, MeasurementResult, Outcome, PingReply,
-        PingResult, TimestampSource,
+    let origin = sixmap_shared::prefixes::Enrichment {
+        asn: Some(probe + 1),
+        as_name: None,
+        country: "XA".parse().ok(),
     };
-    let destination = "2001:67c:2e8::2".parse().unwrap();
-    sixmap_collector::store::StoredResult {
-        result: MeasurementResult {
-            key: sixmap_shared::ResultKey {
-                probe_id: format!("{probe:016x}").parse().unwrap(),
-                boot_epoch: 1,
-                sequence,
-            },
-            task_id: sixmap_shared::TaskId::new(1).unwrap(),
-            started_at: sixmap_shared::UnixMicros(day * 86_400_000_000 + 3_600_000_000),
-            duration_us: 1,
-            family_requested: Family::V6,
-            family_used: Some(Family::V6),
-            source: None,
-            destination: Some(destination),
-            software_version: "0.1.0".into(),
-            clock: ClockInfo {
-                state: ClockState::Synchronized,
-                offset_us: None,
-            },
-            outcome: Outcome::Ping(PingResult {
-                sent: 1,
-                received: u16::from(works),
-                replies: if works {
-                    vec![PingReply {
-                        sequence: 0,
-                        rtt_ns: 15_000_000,
-                        hop_limit: Some(60),
-                        duplicate: false,
-                        from: destination,
-                    }]
-                } else {
-                    Vec::new()
-                },
-                timestamp_source: TimestampSource::Kernel,
-                socket_kind: IcmpSocketKind::Raw,
-                errors: Vec::new(),
-            }),
-        },
-        probe_origin: Some(sixmap_shared::prefixes::Enrichment {
-            asn: Some(probe + 1),
-            as_name: None,
-            country: "XA".parse().ok(),
-        }),
-        target_origin: None,
-    }
+    sixmap_collector::testing::ping_v6(
+        format!("{probe:016x}").parse().unwrap(),
+        sequence,
+        sixmap_shared::UnixMicros(day * 86_400_000_000 + 3_600_000_000),
+        works.then_some(std::time::Duration::from_millis(15)),
+        origin,
+    )
 }
 
 /// A fake DOM, enough for the country page's script to define its functions and for its chart
