@@ -262,6 +262,15 @@ fn summarize(result: &MeasurementResult) -> String {
             ),
             None => format!("ping 0/{} replies", p.sent),
         },
+        other => format!(
+            "{} {}",
+            other.kind().map(|k| k.name()).unwrap_or("?"),
+            if other.reached_destination() {
+                "reached the destination"
+            } else {
+                "did not reach the destination"
+            }
+        ),
     }
 }
 

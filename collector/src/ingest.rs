@@ -11,7 +11,7 @@ use sixmap_shared::health::OutboxLoss;
 use sixmap_shared::policy::classify;
 use sixmap_shared::prefixes::PrefixData;
 use sixmap_shared::session::{Ack, Rejection};
-use sixmap_shared::{Family, MeasurementResult, Outcome, ProbeId, UnixMicros};
+use sixmap_shared::{Family, MeasurementResult, ProbeId, UnixMicros};
 use tracing::warn;
 
 /// Counts of one batch, for logs and metrics.
@@ -29,11 +29,8 @@ pub struct BatchStats {
 
 /// Whether a result shows IPv6 working towards the Internet (not a lab or LAN target).
 fn v6_success(result: &MeasurementResult) -> bool {
-    let reached = match &result.outcome {
-        Outcome::Ping(ping) => ping.received > 0,
-        Outcome::Failed(_) => false,
-    };
-    reached
+    // A dual-stack result's own destination is the v6 leg's, checked by the outcome.
+    result.outcome.reached_destination()
         && result.family_used == Some(Family::V6)
         && result.destination.is_some_and(|d| classify(d).is_none())
 }

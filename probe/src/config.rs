@@ -38,6 +38,10 @@ pub struct ProbeConfig {
     pub latitude: Option<f64>,
     #[serde(default)]
     pub longitude: Option<f64>,
+    /// PEM file of extra certificate authorities trusted by TLS, HTTPS and QUIC measurements
+    /// besides the system's (a lab or enterprise CA).
+    #[serde(default)]
+    pub extra_ca_file: Option<PathBuf>,
 }
 
 fn default_outbox_max_bytes() -> u64 {
@@ -67,6 +71,7 @@ pub struct Settings {
     pub outbox_max_bytes: u64,
     pub self_test_aaaa_name: String,
     pub location: Option<sixmap_shared::session::CoarseLocation>,
+    pub extra_ca_file: Option<PathBuf>,
 }
 
 impl ProbeConfig {
@@ -145,6 +150,7 @@ impl ProbeConfig {
             outbox_max_bytes: self.outbox_max_bytes,
             self_test_aaaa_name: self.self_test_aaaa_name,
             location,
+            extra_ca_file: self.extra_ca_file,
         })
     }
 }

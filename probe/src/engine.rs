@@ -8,8 +8,9 @@ use sixmap_shared::measurement::{
     ErrorClass, Family, MeasurementError, MeasurementSpec, Outcome, SpecKind, Target,
 };
 use sixmap_shared::{ClockState, TargetPolicy, TaskId, UnixMicros};
-use std::net::{IpAddr, Ipv6Addr};
-use std::time::Instant;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 /// A finished measurement before the session gives it its idempotency key.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,17 +26,46 @@ pub struct Produced {
     pub outcome: Outcome,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Default)]
 pub struct Engine {
     pub policy: TargetPolicy,
     pub icmp_socket: SocketPreference,
+    /// PEM file of extra certificate authorities trusted for TLS, HTTPS and QUIC besides the
+    /// system's (a lab or an enterprise CA).
+    pub extra_ca_file: Option<PathBuf>,
 }
 
-fn failure(class: ErrorClass, message: impl Into<String>) -> MeasurementError {
+/// What a measurement module gets besides its own spec and the destination address.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    pub engine: &'a Engine,
+    /// The whole measurement must be over by then.
+    pub deadline: tokio::time::Instant,
+    /// The spec's packet budget, if it set one; modules also keep their own bound.
+    pub max_packets: Option<u16>,
+    /// The host name the target was given as (for SNI and the Host header).
+    pub target_name: Option<&'a str>,
+    /// Time spent resolving that name.
+    pub resolve_ns: Option<u64>,
+}
+
+impl Context<'_> {
+    /// Time left before the deadline (zero once passed).
+    pub fn remaining(&self) -> Duration {
+        self.deadline
+            .saturating_duration_since(tokio::time::Instant::now())
+    }
+}
+
+pub fn failure(class: ErrorClass, message: impl Into<String>) -> MeasurementError {
     MeasurementError {
         class,
         message: message.into(),
     }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 impl Engine {
@@ -53,9 +83,25 @@ impl Engine {
             clock_state: crate::clock::clock_state(),
             outcome: Outcome::Failed(failure(ErrorClass::Internal, "not run")),
         };
-        produced.outcome = match self.measure(spec, &mut produced).await {
-            Ok(outcome) => outcome,
-            Err(error) => Outcome::Failed(error),
+        let deadline = tokio::time::Instant::now() + spec.timeout;
+        // Modules stop at the deadline themselves; this bound only guards against one that
+        // does not, with a little slack so their own partial results win.
+        let bounded = tokio::time::timeout(
+            spec.timeout + Duration::from_millis(500),
+            self.measure(spec, deadline, &mut produced),
+        )
+        .await;
+        produced.outcome = match bounded {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(error)) => Outcome::Failed(error),
+            Err(_) => Outcome::Failed(failure(
+                ErrorClass::Internal,
+                format!(
+                    "{} measurement overran its {} ms timeout",
+                    spec.measurement_kind(),
+                    spec.timeout.as_millis()
+                ),
+            )),
         };
         produced.duration_us = u64::try_from(clock.elapsed().as_micros()).unwrap_or(u64::MAX);
         produced
@@ -64,31 +110,98 @@ impl Engine {
     async fn measure(
         &self,
         spec: &MeasurementSpec,
+        deadline: tokio::time::Instant,
         produced: &mut Produced,
     ) -> Result<Outcome, MeasurementError> {
+        let target_name = match &spec.target {
+            Target::Hostname(name) => Some(name.as_str()),
+            Target::Address(_) => None,
+        };
+        let mut ctx = Context {
+            engine: self,
+            deadline,
+            max_packets: spec.max_packets,
+            target_name,
+            resolve_ns: None,
+        };
+        if let SpecKind::DualStack(dual) = &spec.kind {
+            return crate::dualstack::run(&ctx, dual)
+                .await
+                .map(Outcome::DualStack);
+        }
+        let resolving = Instant::now();
         let destination = self.resolve(&spec.target, spec.family).await?;
+        if target_name.is_some() {
+            ctx.resolve_ns = Some(nanos(resolving.elapsed()));
+        }
         produced.destination = Some(destination);
         produced.family_used = Some(Family::of(destination));
-        let SpecKind::Ping(ping_spec) = &spec.kind;
-        let IpAddr::V6(v6) = destination else {
-            return Err(failure(
-                ErrorClass::Unsupported,
-                "ping over IPv4 is not implemented in this probe version",
-            ));
-        };
-        produced.source = ping::source_address_for(v6).ok().map(IpAddr::V6);
-        match ping::ping(v6, ping_spec, spec.timeout, self.icmp_socket).await {
-            Ok(result) => Ok(Outcome::Ping(result)),
-            Err(e @ (PingError::NoSocket { .. } | PingError::Socket { .. })) => {
-                Err(failure(ErrorClass::Permission, e.to_string()))
+        produced.source = source_address_for(destination).ok();
+        self.dispatch(&ctx, &spec.kind, destination).await
+    }
+
+    /// Runs one kind against an address already resolved and allowed by the policy.
+    pub async fn dispatch(
+        &self,
+        ctx: &Context<'_>,
+        kind: &SpecKind,
+        destination: IpAddr,
+    ) -> Result<Outcome, MeasurementError> {
+        match kind {
+            SpecKind::Ping(ping_spec) => {
+                let remaining = ctx.remaining();
+                let IpAddr::V6(v6) = destination else {
+                    return Err(failure(
+                        ErrorClass::Unsupported,
+                        "ping over IPv4 is not implemented in this probe version",
+                    ));
+                };
+                match ping::ping(v6, ping_spec, remaining, self.icmp_socket).await {
+                    Ok(result) => Ok(Outcome::Ping(result)),
+                    Err(e @ (PingError::NoSocket { .. } | PingError::Socket { .. })) => {
+                        Err(failure(ErrorClass::Permission, e.to_string()))
+                    }
+                    Err(e @ PingError::Send(_)) => Err(failure(ErrorClass::Network, e.to_string())),
+                    Err(e @ PingError::Io(_)) => Err(failure(ErrorClass::Internal, e.to_string())),
+                }
             }
-            Err(e @ PingError::Send(_)) => Err(failure(ErrorClass::Network, e.to_string())),
-            Err(e @ PingError::Io(_)) => Err(failure(ErrorClass::Internal, e.to_string())),
+            SpecKind::Traceroute(spec) => crate::traceroute::run(ctx, spec, destination)
+                .await
+                .map(Outcome::Traceroute),
+            SpecKind::Dns(spec) => crate::dns::run(ctx, spec, destination)
+                .await
+                .map(Outcome::Dns),
+            SpecKind::Tcp(spec) => crate::tcp::run(ctx, spec, destination)
+                .await
+                .map(Outcome::Tcp),
+            SpecKind::Tls(spec) => crate::tls::run(ctx, spec, destination)
+                .await
+                .map(Outcome::Tls),
+            SpecKind::Http(spec) => crate::http::run(ctx, spec, destination)
+                .await
+                .map(Outcome::Http),
+            SpecKind::Quic(spec) => crate::quic::run(ctx, spec, destination)
+                .await
+                .map(Outcome::Quic),
+            SpecKind::Pmtu(spec) => crate::pmtu::run(ctx, spec, destination)
+                .await
+                .map(Outcome::Pmtu),
+            SpecKind::ExtHeaders(spec) => crate::exthdr::run(ctx, spec, destination)
+                .await
+                .map(Outcome::ExtHeaders),
+            SpecKind::DualStack(_) => Err(failure(
+                ErrorClass::Unsupported,
+                "a dual-stack measurement cannot be nested",
+            )),
         }
     }
 
     /// The address to measure, refused if the policy forbids it.
-    async fn resolve(&self, target: &Target, family: Family) -> Result<IpAddr, MeasurementError> {
+    pub async fn resolve(
+        &self,
+        target: &Target,
+        family: Family,
+    ) -> Result<IpAddr, MeasurementError> {
         let address = match target {
             Target::Address(address) => *address,
             Target::Hostname(name) => tokio::net::lookup_host((name.as_str(), 0))
@@ -108,6 +221,18 @@ impl Engine {
             .map_err(|violation| failure(ErrorClass::Policy, violation.to_string()))?;
         Ok(address)
     }
+}
+
+/// The source address the kernel would pick for `destination` (no packet is sent).
+pub fn source_address_for(destination: IpAddr) -> std::io::Result<IpAddr> {
+    let bind: SocketAddr = match destination {
+        IpAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+        IpAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
+    };
+    let socket = UdpSocket::bind(bind)?;
+    // The port is never used; 9 (discard) because some kernels refuse port 0.
+    socket.connect((destination, 9))?;
+    Ok(socket.local_addr()?.ip())
 }
 
 /// Folds IPv4-mapped IPv6 addresses to IPv4 so the family is judged by what goes on the wire.
@@ -155,10 +280,7 @@ mod tests {
 
     #[tokio::test]
     async fn policy_refuses_before_any_packet() {
-        let engine = Engine {
-            policy: TargetPolicy::default(),
-            icmp_socket: SocketPreference::Auto,
-        };
+        let engine = Engine::default();
         let task = TaskId::new(1).unwrap();
         let produced = engine
             .run(task, &spec(Target::Address("::1".parse().unwrap())))

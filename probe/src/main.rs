@@ -1,14 +1,11 @@
 //! `sixmap-probe`: the probe daemon, and one-shot measurements by hand.
 
+mod measure_cli;
+
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use sixmap_probe::config::ProbeConfig;
-use sixmap_probe::engine::Engine;
-use sixmap_probe::ping::SocketPreference;
-use sixmap_shared::measurement::{MeasurementSpec, Outcome, PingSpec, SpecKind, Target};
-use sixmap_shared::{TargetPolicy, TaskId};
 use std::path::PathBuf;
-use std::time::Duration;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -28,10 +25,7 @@ enum Command {
     /// Show whether the probe runs and is connected, its outbox, IPv6 status and tags.
     Status(StatusArgs),
     /// Run one measurement now and print the result.
-    Measure {
-        #[command(subcommand)]
-        kind: MeasureKind,
-    },
+    Measure(measure_cli::MeasureArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -69,33 +63,6 @@ struct StatusArgs {
     json: bool,
 }
 
-#[derive(Debug, Subcommand)]
-enum MeasureKind {
-    /// ICMPv6 echo.
-    Ping {
-        /// IPv6 address or host name.
-        target: String,
-        #[arg(short = 'c', long, default_value_t = 3)]
-        count: u32,
-        #[arg(short = 'i', long, default_value_t = 1000)]
-        interval_ms: u32,
-        /// Payload bytes after the ICMPv6 header.
-        #[arg(short = 's', long, default_value_t = 56)]
-        size: u32,
-        #[arg(long, default_value_t = 10_000)]
-        timeout_ms: u64,
-        /// "auto", "datagram" or "raw".
-        #[arg(long, default_value = "auto")]
-        icmp_socket: String,
-        /// Allow loopback, ULA, documentation and private targets.
-        #[arg(long)]
-        lab_mode: bool,
-        /// Print the result as JSON.
-        #[arg(long)]
-        json: bool,
-    },
-}
-
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -111,7 +78,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Run(args) => runtime.block_on(run(args)),
         Command::Status(args) => status(args),
-        Command::Measure { kind } => runtime.block_on(measure(kind)),
+        Command::Measure(args) => runtime.block_on(measure_cli::measure(args)),
     }
 }
 
@@ -135,6 +102,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             self_test_aaaa_name: sixmap_probe::config::DEFAULT_AAAA_NAME.into(),
             latitude: None,
             longitude: None,
+            extra_ca_file: None,
         },
     };
     if let Some(bytes) = args.outbox_max_bytes {
@@ -200,74 +168,6 @@ fn status(args: StatusArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         print!("{}", status::render(&current, alive, now));
-    }
-    Ok(())
-}
-
-async fn measure(kind: MeasureKind) -> anyhow::Result<()> {
-    let MeasureKind::Ping {
-        target,
-        count,
-        interval_ms,
-        size,
-        timeout_ms,
-        icmp_socket,
-        lab_mode,
-        json,
-    } = kind;
-    let target = Target::parse(&target)?;
-    let spec = MeasurementSpec::new(
-        target.clone(),
-        target.default_family(),
-        Duration::from_millis(timeout_ms),
-        SpecKind::Ping(PingSpec::new(count, interval_ms, size)?),
-    )?;
-    let engine = Engine {
-        policy: TargetPolicy { lab_mode },
-        icmp_socket: icmp_socket
-            .parse::<SocketPreference>()
-            .map_err(|e| anyhow::anyhow!("--icmp-socket: {e}"))?,
-    };
-    let produced = engine.run(TaskId::new(1)?, &spec).await;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&produced.outcome)?);
-    }
-    match &produced.outcome {
-        Outcome::Failed(e) => bail!("{:?}: {}", e.class, e.message),
-        Outcome::Ping(ping) if !json => {
-            let to = produced
-                .destination
-                .map(|d| d.to_string())
-                .unwrap_or_default();
-            for reply in &ping.replies {
-                println!(
-                    "reply from {}: seq={} hlim={} time={:.3} ms{}",
-                    reply.from,
-                    reply.sequence,
-                    reply
-                        .hop_limit
-                        .map(|h| h.to_string())
-                        .unwrap_or_else(|| "?".into()),
-                    reply.rtt_ns as f64 / 1e6,
-                    if reply.duplicate { " (DUP!)" } else { "" }
-                );
-            }
-            for error in &ping.errors {
-                println!(
-                    "ICMPv6 error type {} code {} from {}",
-                    error.icmp_type, error.icmp_code, error.from
-                );
-            }
-            println!(
-                "--- {to} ping: {} sent, {} received, {:.0}% loss ({:?} socket, {:?} timestamps)",
-                ping.sent,
-                ping.received,
-                ping.loss() * 100.0,
-                ping.socket_kind,
-                ping.timestamp_source
-            );
-        }
-        Outcome::Ping(_) => {}
     }
     Ok(())
 }

@@ -43,7 +43,7 @@ impl Scheduler {
         }
         info!(task = %assignment.task_id, target = %assignment.spec.target, kind = %assignment.spec.measurement_kind(), "task assigned");
         let handle = tokio::spawn(run_task(
-            self.engine,
+            self.engine.clone(),
             assignment.clone(),
             self.out.clone(),
             self.permits.clone(),
@@ -105,8 +105,6 @@ async fn run_task(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ping::SocketPreference;
-    use sixmap_shared::TargetPolicy;
     use sixmap_shared::measurement::{
         ErrorClass, Family, MeasurementSpec, Outcome, PingSpec, SpecKind, Target,
     };
@@ -130,10 +128,7 @@ mod tests {
 
     fn scheduler() -> (Scheduler, mpsc::Receiver<Produced>) {
         let (tx, rx) = mpsc::channel(16);
-        let engine = Engine {
-            policy: TargetPolicy::default(),
-            icmp_socket: SocketPreference::Auto,
-        };
+        let engine = Engine::default();
         (Scheduler::new(engine, tx), rx)
     }
 

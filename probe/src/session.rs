@@ -173,6 +173,7 @@ pub async fn run(settings: Settings) -> Result<(), ProbeError> {
     let engine = Engine {
         policy: settings.policy,
         icmp_socket: settings.icmp_socket,
+        extra_ca_file: settings.extra_ca_file.clone(),
     };
     let (self_test_tx, self_test_rx) = watch::channel(None);
     tokio::spawn(self_test_loop(

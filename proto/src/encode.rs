@@ -24,6 +24,8 @@ pub fn spec(spec: &MeasurementSpec) -> v1::MeasurementSpec {
             interval_ms: millis_u32(p.interval()),
             payload_size: u32::from(p.payload_size()),
         }),
+        // Temporary while #4's wire mapping lands.
+        other => unimplemented!("wire encoding of {}", other.measurement_kind()),
     };
     v1::MeasurementSpec {
         target: Some(v1::Target {
@@ -101,6 +103,8 @@ pub fn result(r: &MeasurementResult) -> v1::MeasurementResult {
             None,
             Some(v1::measurement_result::Kind::Ping(ping_result(p))),
         ),
+        // Temporary while #4's wire mapping lands.
+        other => unimplemented!("wire encoding of {:?}", other.kind()),
     };
     v1::MeasurementResult {
         key: Some(result_key(&r.key)),

@@ -556,3 +556,36 @@ impl Session {
 
 #[cfg(test)]
 mod tests;
+
+/// Human-readable lines for `sixmap-probe measure`, in the style of iputils ping.
+pub fn render(ping: &PingResult) -> String {
+    let mut out = String::new();
+    for reply in &ping.replies {
+        out.push_str(&format!(
+            "reply from {}: seq={} hlim={} time={:.3} ms{}\n",
+            reply.from,
+            reply.sequence,
+            reply
+                .hop_limit
+                .map(|h| h.to_string())
+                .unwrap_or_else(|| "?".into()),
+            reply.rtt_ns as f64 / 1e6,
+            if reply.duplicate { " (DUP!)" } else { "" }
+        ));
+    }
+    for error in &ping.errors {
+        out.push_str(&format!(
+            "ICMPv6 error type {} code {} from {}\n",
+            error.icmp_type, error.icmp_code, error.from
+        ));
+    }
+    out.push_str(&format!(
+        "--- {} sent, {} received, {:.0}% loss ({:?} socket, {:?} timestamps)\n",
+        ping.sent,
+        ping.received,
+        ping.loss() * 100.0,
+        ping.socket_kind,
+        ping.timestamp_source
+    ));
+    out
+}

@@ -1,6 +1,31 @@
 //! Measurement specifications and results as the rest of sixmap sees them: validated,
 //! independent of the wire. Every kind the protocol names is listed in [`MeasurementKind`];
-//! this build runs ping, and refuses other kinds with [`SpecError::Unsupported`].
+//! each has its spec (checked on construction) and its result (checked by `validate`).
+
+mod connect;
+mod dns;
+mod dual;
+mod path;
+mod traceroute;
+
+pub use connect::{
+    CertificateSummary, ConnectOutcome, HttpMethod, HttpResult, HttpSpec, HttpUrl, QuicFailure,
+    QuicResult, QuicSpec, TcpResult, TcpSpec, TlsResult, TlsSpec,
+};
+pub use dns::{
+    DnsRecord, DnsResponse, DnsResult, DnsSpec, DnsTransport, QUERY_TYPES, parse_query_type,
+    query_type_name,
+};
+pub use dual::{
+    CONNECTION_ATTEMPT_DELAY, DualInner, DualLeg, DualStackResult, DualStackSpec,
+    happy_eyeballs_choice, hops_from_reply_hop_limit,
+};
+pub use path::{
+    ExtHeaderOutcome, ExtHeaderResult, ExtHeaderSpec, ExtHeaderType, PmtuResult, PmtuSpec,
+};
+pub use traceroute::{
+    HopAnswer, HopReply, TraceProtocol, TraceStop, TracerouteHop, TracerouteResult, TracerouteSpec,
+};
 
 use crate::ids::{ResultKey, TaskId};
 use crate::time::UnixMicros;
@@ -162,10 +187,13 @@ pub struct MeasurementSpec {
     pub family: Family,
     /// The whole measurement ends by this deadline.
     pub timeout: Duration,
+    /// Packets the measurement may send; `None` leaves the kind's own bound.
+    pub max_packets: Option<u16>,
     pub kind: SpecKind,
 }
 
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(60);
+pub const MAX_PACKETS: u32 = 1024;
 
 impl MeasurementSpec {
     pub fn new(
@@ -188,18 +216,38 @@ impl MeasurementSpec {
                 format!("address {address} is not {family:?}"),
             ));
         }
+        if matches!(kind, SpecKind::DualStack(_)) && !matches!(target, Target::Hostname(_)) {
+            return Err(field(
+                "target.hostname",
+                "a dual-stack measurement needs a host name with A and AAAA records",
+            ));
+        }
         Ok(Self {
             target,
             family,
             timeout,
+            max_packets: None,
             kind,
         })
     }
 
+    /// Bounds the packets sent; 0 keeps the kind's own bound.
+    pub fn with_max_packets(mut self, max_packets: u32) -> Result<Self, SpecError> {
+        self.max_packets = match max_packets {
+            0 => None,
+            n if n <= MAX_PACKETS => Some(n as u16),
+            _ => {
+                return Err(field(
+                    "budget.max_packets",
+                    format!("must be 0 (default) or 1..={MAX_PACKETS}"),
+                ));
+            }
+        };
+        Ok(self)
+    }
+
     pub fn measurement_kind(&self) -> MeasurementKind {
-        match self.kind {
-            SpecKind::Ping(_) => MeasurementKind::Ping,
-        }
+        self.kind.measurement_kind()
     }
 }
 
@@ -207,6 +255,32 @@ impl MeasurementSpec {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum SpecKind {
     Ping(PingSpec),
+    Traceroute(TracerouteSpec),
+    Dns(DnsSpec),
+    Tcp(TcpSpec),
+    Tls(TlsSpec),
+    Http(HttpSpec),
+    Quic(QuicSpec),
+    Pmtu(PmtuSpec),
+    ExtHeaders(ExtHeaderSpec),
+    DualStack(DualStackSpec),
+}
+
+impl SpecKind {
+    pub fn measurement_kind(&self) -> MeasurementKind {
+        match self {
+            Self::Ping(_) => MeasurementKind::Ping,
+            Self::Traceroute(_) => MeasurementKind::Traceroute,
+            Self::Dns(_) => MeasurementKind::Dns,
+            Self::Tcp(_) => MeasurementKind::Tcp,
+            Self::Tls(_) => MeasurementKind::Tls,
+            Self::Http(_) => MeasurementKind::Http,
+            Self::Quic(_) => MeasurementKind::Quic,
+            Self::Pmtu(_) => MeasurementKind::Pmtu,
+            Self::ExtHeaders(_) => MeasurementKind::ExtHeaders,
+            Self::DualStack(_) => MeasurementKind::DualStack,
+        }
+    }
 }
 
 /// ICMPv6 echo: `count` requests, `interval` apart, each with `payload_size` bytes of payload.
@@ -341,14 +415,7 @@ impl MeasurementResult {
                 format!("{used:?} does not match destination {destination}"),
             ));
         }
-        match &self.outcome {
-            Outcome::Failed(error) if error.message.len() > MAX_ERROR_MESSAGE_LEN => Err(field(
-                "error.message",
-                format!("longer than {MAX_ERROR_MESSAGE_LEN} bytes"),
-            )),
-            Outcome::Failed(_) => Ok(()),
-            Outcome::Ping(ping) => ping.validate(),
-        }
+        self.outcome.validate()
     }
 }
 
@@ -358,6 +425,75 @@ pub enum Outcome {
     /// The measurement could not run at all.
     Failed(MeasurementError),
     Ping(PingResult),
+    Traceroute(TracerouteResult),
+    Dns(DnsResult),
+    Tcp(TcpResult),
+    Tls(TlsResult),
+    Http(HttpResult),
+    Quic(QuicResult),
+    Pmtu(PmtuResult),
+    ExtHeaders(ExtHeaderResult),
+    DualStack(DualStackResult),
+}
+
+impl Outcome {
+    pub fn validate(&self) -> Result<(), SpecError> {
+        match self {
+            Outcome::Failed(error) if error.message.len() > MAX_ERROR_MESSAGE_LEN => Err(field(
+                "error.message",
+                format!("longer than {MAX_ERROR_MESSAGE_LEN} bytes"),
+            )),
+            Outcome::Failed(_) => Ok(()),
+            Outcome::Ping(r) => r.validate(),
+            Outcome::Traceroute(r) => r.validate(),
+            Outcome::Dns(r) => r.validate(),
+            Outcome::Tcp(r) => r.validate(),
+            Outcome::Tls(r) => r.validate(),
+            Outcome::Http(r) => r.validate(),
+            Outcome::Quic(r) => r.validate(),
+            Outcome::Pmtu(r) => r.validate(),
+            Outcome::ExtHeaders(r) => r.validate(),
+            Outcome::DualStack(r) => r.validate(),
+        }
+    }
+
+    /// Whether the destination answered at all (a refused TCP connection counts: the host
+    /// is reachable). For dual-stack, whether the IPv6 leg's destination answered.
+    pub fn reached_destination(&self) -> bool {
+        match self {
+            Outcome::Failed(_) => false,
+            Outcome::Ping(r) => r.received > 0,
+            Outcome::Traceroute(r) => r.reached_destination,
+            Outcome::Dns(r) => r.response.is_some(),
+            Outcome::Tcp(r) => matches!(
+                r.outcome,
+                ConnectOutcome::Connected | ConnectOutcome::Refused
+            ),
+            Outcome::Tls(r) => r.connect == ConnectOutcome::Connected,
+            Outcome::Http(r) => r.status.is_some(),
+            Outcome::Quic(r) => r.handshake_ok,
+            Outcome::Pmtu(r) => r.path_mtu > 0,
+            Outcome::ExtHeaders(_) => false,
+            Outcome::DualStack(r) => r.v6.outcome.reached_destination(),
+        }
+    }
+
+    /// The kind of measurement this outcome answers; `None` for a failure to run.
+    pub fn kind(&self) -> Option<MeasurementKind> {
+        Some(match self {
+            Outcome::Failed(_) => return None,
+            Outcome::Ping(_) => MeasurementKind::Ping,
+            Outcome::Traceroute(_) => MeasurementKind::Traceroute,
+            Outcome::Dns(_) => MeasurementKind::Dns,
+            Outcome::Tcp(_) => MeasurementKind::Tcp,
+            Outcome::Tls(_) => MeasurementKind::Tls,
+            Outcome::Http(_) => MeasurementKind::Http,
+            Outcome::Quic(_) => MeasurementKind::Quic,
+            Outcome::Pmtu(_) => MeasurementKind::Pmtu,
+            Outcome::ExtHeaders(_) => MeasurementKind::ExtHeaders,
+            Outcome::DualStack(_) => MeasurementKind::DualStack,
+        })
+    }
 }
 
 pub const MAX_ERROR_MESSAGE_LEN: usize = 1024;

@@ -1,0 +1,188 @@
+//! DNS queries to a resolver reached over the spec's target address.
+
+use super::{SpecError, field};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DnsTransport {
+    Udp,
+    Tcp,
+}
+
+/// Common query types by name, for CLIs and campaign specs; any other type is given by number.
+pub const QUERY_TYPES: [(&str, u16); 12] = [
+    ("A", 1),
+    ("NS", 2),
+    ("CNAME", 5),
+    ("SOA", 6),
+    ("PTR", 12),
+    ("MX", 15),
+    ("TXT", 16),
+    ("AAAA", 28),
+    ("SRV", 33),
+    ("DS", 43),
+    ("DNSKEY", 48),
+    ("HTTPS", 65),
+];
+
+pub const TYPE_AAAA: u16 = 28;
+
+/// A query type from its name ("AAAA") or number ("28").
+pub fn parse_query_type(text: &str) -> Result<u16, SpecError> {
+    if let Some((_, number)) = QUERY_TYPES
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(text))
+    {
+        return Ok(*number);
+    }
+    match text.parse::<u16>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(field(
+            "dns.query_type",
+            format!("{text:?} is neither a known type name nor a number 1..=65535"),
+        )),
+    }
+}
+
+pub fn query_type_name(number: u16) -> String {
+    QUERY_TYPES
+        .iter()
+        .find(|(_, n)| *n == number)
+        .map(|(name, _)| (*name).to_owned())
+        .unwrap_or_else(|| format!("TYPE{number}"))
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsSpec {
+    query_name: String,
+    query_type: u16,
+    transport: DnsTransport,
+    recursion_desired: bool,
+}
+
+impl DnsSpec {
+    /// `query_type` 0 selects AAAA. Names may contain underscores (`_443._tcp.example.org`).
+    pub fn new(
+        query_name: &str,
+        query_type: u32,
+        transport: DnsTransport,
+        recursion_desired: bool,
+    ) -> Result<Self, SpecError> {
+        let name = query_name.strip_suffix('.').unwrap_or(query_name);
+        let valid = name.len() <= 253
+            && (name.is_empty()
+                || name.split('.').all(|label| {
+                    !label.is_empty()
+                        && label.len() <= 63
+                        && label
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                }));
+        if !valid {
+            return Err(field(
+                "dns.query_name",
+                format!("{query_name:?} is not a valid DNS name"),
+            ));
+        }
+        let query_type = match query_type {
+            0 => TYPE_AAAA,
+            n => u16::try_from(n)
+                .map_err(|_| field("dns.query_type", "must be 0 (AAAA) or 1..=65535"))?,
+        };
+        Ok(Self {
+            query_name: name.to_ascii_lowercase(),
+            query_type,
+            transport,
+            recursion_desired,
+        })
+    }
+
+    /// The name without a trailing dot; empty for the root.
+    pub fn query_name(&self) -> &str {
+        &self.query_name
+    }
+    pub fn query_type(&self) -> u16 {
+        self.query_type
+    }
+    pub fn transport(&self) -> DnsTransport {
+        self.transport
+    }
+    pub fn recursion_desired(&self) -> bool {
+        self.recursion_desired
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsRecord {
+    pub name: String,
+    pub record_type: u16,
+    pub ttl: u32,
+    /// Presentation format of the RDATA where the probe knows the type, else `\# len hex`.
+    pub data: String,
+}
+
+/// The resolver's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsResponse {
+    pub rcode: u16,
+    /// Header flags as on the wire (QR, AA, TC, RD, RA, AD, CD bits of the second 16-bit word).
+    pub flags: u16,
+    pub answers: Vec<DnsRecord>,
+}
+
+impl DnsResponse {
+    pub const FLAG_TC: u16 = 0x0200;
+    pub const FLAG_AA: u16 = 0x0400;
+    pub const FLAG_RA: u16 = 0x0080;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsResult {
+    pub query_name: String,
+    pub query_type: u16,
+    /// UDP, or TCP when asked for or when a truncated UDP answer was retried over TCP.
+    pub transport_used: DnsTransport,
+    /// Time from sending the query to the (last) response.
+    pub rtt_ns: Option<u64>,
+    pub response: Option<DnsResponse>,
+    /// Why no response was obtained (timeout, refused connection, unreachable, malformed).
+    pub failure: Option<String>,
+}
+
+pub const MAX_DNS_ANSWERS: usize = 256;
+const MAX_DNS_TEXT: usize = 4096;
+
+impl DnsResult {
+    pub fn validate(&self) -> Result<(), SpecError> {
+        if self.response.is_some() == self.failure.is_some() {
+            return Err(field(
+                "dns.failure",
+                "exactly one of a response and a failure must be set",
+            ));
+        }
+        if self
+            .failure
+            .as_ref()
+            .is_some_and(|f| f.len() > MAX_DNS_TEXT)
+        {
+            return Err(field("dns.failure", "too long"));
+        }
+        if let Some(response) = &self.response {
+            if response.rcode > 0x0FFF {
+                return Err(field("dns.rcode", "more than 12 bits"));
+            }
+            if response.answers.len() > MAX_DNS_ANSWERS {
+                return Err(field("dns.answers", format!("more than {MAX_DNS_ANSWERS}")));
+            }
+            if response
+                .answers
+                .iter()
+                .any(|a| a.name.len() > 255 || a.data.len() > MAX_DNS_TEXT)
+            {
+                return Err(field("dns.answers", "a name or data field is too long"));
+            }
+        }
+        Ok(())
+    }
+}

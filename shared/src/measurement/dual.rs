@@ -1,0 +1,159 @@
+//! The paired dual-stack measurement: one name, measured over IPv6 and IPv4 at the same moment.
+
+use super::{Family, Outcome, SpecError, field};
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// The measurement run over each family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DualInner {
+    Ping,
+    Tcp,
+    Http,
+}
+
+impl DualInner {
+    pub fn parse(text: &str) -> Result<Self, SpecError> {
+        match text {
+            "ping" => Ok(Self::Ping),
+            "tcp" => Ok(Self::Tcp),
+            "http" => Ok(Self::Http),
+            other => Err(field(
+                "dual_stack.inner",
+                format!("{other:?} is not one of ping, tcp, http"),
+            )),
+        }
+    }
+}
+
+/// The target of the spec must be a host name with both A and AAAA records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DualStackSpec {
+    inner: DualInner,
+    port: u16,
+}
+
+impl DualStackSpec {
+    /// `port` 0 selects 80 for tcp and http; it must be 0 for ping.
+    pub fn new(inner: DualInner, port: u32) -> Result<Self, SpecError> {
+        let port = match (inner, port) {
+            (DualInner::Ping, 0) => 0,
+            (DualInner::Ping, _) => {
+                return Err(field("dual_stack.port", "ping takes no port"));
+            }
+            (_, 0) => 80,
+            (_, n) => u16::try_from(n)
+                .map_err(|_| field("dual_stack.port", "must be 0 (default) or 1..=65535"))?,
+        };
+        Ok(Self { inner, port })
+    }
+    pub fn inner(&self) -> DualInner {
+        self.inner
+    }
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+/// One family's half of a dual-stack measurement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DualLeg {
+    pub source: Option<IpAddr>,
+    pub destination: Option<IpAddr>,
+    pub duration_us: u64,
+    /// The inner measurement's outcome (never itself a dual-stack outcome).
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DualStackResult {
+    pub v6: Box<DualLeg>,
+    pub v4: Box<DualLeg>,
+    /// What an RFC 8305 client would have used, or `None` when neither family worked.
+    pub happy_eyeballs_choice: Option<Family>,
+    /// Path length in hops (routers + 1), estimated from the reply hop limit of ping legs.
+    pub v6_hops: Option<u8>,
+    pub v4_hops: Option<u8>,
+}
+
+impl DualStackResult {
+    pub fn validate(&self) -> Result<(), SpecError> {
+        for (name, leg) in [("dual_stack.v6", &self.v6), ("dual_stack.v4", &self.v4)] {
+            if matches!(leg.outcome, Outcome::DualStack(_)) {
+                return Err(field(name, "a leg cannot itself be dual-stack"));
+            }
+            leg.outcome.validate().map_err(|e| match e {
+                SpecError::Field { reason, .. } => field(name, reason),
+                other => other,
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// RFC 8305's Connection Attempt Delay: IPv4 is tried this long after IPv6 started.
+pub const CONNECTION_ATTEMPT_DELAY: Duration = Duration::from_millis(250);
+
+/// The family a Happy Eyeballs client connects with, given the time each family took to
+/// succeed (`None` = failed), both started at the same moment in this measurement.
+///
+/// IPv6 is tried first and IPv4 only after the attempt delay, so IPv4 wins only when it
+/// completes before IPv6 even with that head start (`v4 + delay < v6`). Address sorting and
+/// the 50 ms resolution delay are not modelled: both families are resolved before either leg.
+pub fn happy_eyeballs_choice(v6: Option<Duration>, v4: Option<Duration>) -> Option<Family> {
+    match (v6, v4) {
+        (Some(v6), Some(v4)) if v4 + CONNECTION_ATTEMPT_DELAY < v6 => Some(Family::V4),
+        (Some(_), _) => Some(Family::V6),
+        (None, Some(_)) => Some(Family::V4),
+        (None, None) => None,
+    }
+}
+
+/// Path length estimated from a reply's hop limit: senders start from 64, 128 or 255, so
+/// the smallest of those at or above the received value is taken as the initial one.
+pub fn hops_from_reply_hop_limit(received: u8) -> Option<u8> {
+    let initial = [64u8, 128, 255].into_iter().find(|i| *i >= received)?;
+    (initial - received).checked_add(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: fn(u64) -> Duration = Duration::from_millis;
+
+    #[test]
+    fn happy_eyeballs_prefers_v6_unless_v4_beats_the_head_start() {
+        assert_eq!(
+            happy_eyeballs_choice(Some(MS(30)), Some(MS(10))),
+            Some(Family::V6)
+        );
+        assert_eq!(
+            happy_eyeballs_choice(Some(MS(300)), Some(MS(10))),
+            Some(Family::V4)
+        );
+        assert_eq!(
+            happy_eyeballs_choice(Some(MS(260)), Some(MS(10))),
+            Some(Family::V6)
+        );
+        assert_eq!(happy_eyeballs_choice(None, Some(MS(10))), Some(Family::V4));
+        assert_eq!(happy_eyeballs_choice(Some(MS(900)), None), Some(Family::V6));
+        assert_eq!(happy_eyeballs_choice(None, None), None);
+    }
+
+    #[test]
+    fn hops_come_from_the_nearest_initial_hop_limit() {
+        assert_eq!(hops_from_reply_hop_limit(57), Some(8));
+        assert_eq!(hops_from_reply_hop_limit(64), Some(1));
+        assert_eq!(hops_from_reply_hop_limit(120), Some(9));
+        assert_eq!(hops_from_reply_hop_limit(250), Some(6));
+    }
+
+    #[test]
+    fn ping_takes_no_port() {
+        assert!(DualStackSpec::new(DualInner::Ping, 80).is_err());
+        assert_eq!(DualStackSpec::new(DualInner::Http, 0).unwrap().port(), 80);
+    }
+}
