@@ -284,6 +284,8 @@ pub fn delete_namespace(netns: &str) {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     let _ = ip(&["netns", "delete", netns]);
+    // `ip netns exec` bind-mounts files from here over /etc (see Lab::set_resolver).
+    let _ = std::fs::remove_dir_all(format!("/etc/netns/{netns}"));
 }
 
 /// Deletes labs whose creating process is gone (a test killed before it could clean up).
@@ -670,6 +672,24 @@ impl Lab {
                 stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
             })
         }
+    }
+
+    /// Makes programs run in `node` (through `ip netns exec`) resolve names with `server`:
+    /// `ip netns exec` mounts `/etc/netns/<namespace>/resolv.conf` over `/etc/resolv.conf`.
+    /// Removed with the namespace.
+    pub fn set_resolver(&self, node: &str, server: IpAddr) -> Result<(), LabError> {
+        let dir = format!("/etc/netns/{}", self.node(node).netns);
+        std::fs::create_dir_all(&dir)
+            .and_then(|()| {
+                std::fs::write(
+                    format!("{dir}/resolv.conf"),
+                    format!("nameserver {server}\noptions timeout:1 attempts:2\n"),
+                )
+            })
+            .map_err(|e| LabError::Command {
+                command: format!("write {dir}/resolv.conf"),
+                stderr: e.to_string(),
+            })
     }
 
     /// A directory for this lab's files, removed with the lab.

@@ -235,6 +235,8 @@ pub fn with_services() -> Result<Services, LabError> {
     ];
     let lab = &mut targets.lab;
     services::start_dns(lab, "dual", &records)?;
+    // The probe resolves the lab's names through the lab's own DNS server.
+    lab.set_resolver(PROBE, IpAddr::V6(dual_v6))?;
     let dir = lab.scratch_dir().to_owned();
     let ca = services::make_ca(
         &dir,
@@ -272,6 +274,7 @@ impl Truth for Services {
         let mut truth = self.targets.truth();
         truth["scenario"] = json!("services");
         truth["dns_server"] = json!([self.dns.0, self.dns.1]);
+        truth["probe_resolver"] = json!(self.dns.0);
         truth["names"] = json!({
             names::V6_ONLY: "AAAA only",
             names::DUAL_STACK: "AAAA and A",
