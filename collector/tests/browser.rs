@@ -1,0 +1,550 @@
+//! The national maps in a real browser: Debian's headless Chromium driven over WebDriver
+//! (chromedriver) against a collector serving a seeded store. The world map must colour exactly
+//! the countries with data, clicking a country must open its page, and the operator ranking
+//! there must match the data. Screenshots go to `<target>/tmp/browser-screenshots/`.
+//!
+//! Needs `chromium` and `chromium-driver` (installed by `.ci/run`); outside CI the test is
+//! skipped when they are missing, in CI (CI=true) it fails.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers may fail loudly
+
+use serde_json::{Value, json};
+use sixmap_collector::config::CollectorConfig;
+use sixmap_collector::store::{ProbeRecord, SledStore, Store};
+use sixmap_shared::config::parse_toml;
+use sixmap_shared::health::{ProbeTag, TagName};
+use sixmap_shared::prefixes::Enrichment;
+use sixmap_shared::{ProbeId, ProbeSecret, UnixMicros};
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// Seeded probes: (country, ASN, AS name, probes, of which IPv6 works).
+const PROBES: [(&str, u32, &str, u32, u32); 7] = [
+    ("DE", 3320, "Deutsche Telekom", 4, 4),
+    ("DE", 6805, "Telefonica Germany", 3, 1),
+    ("DE", 3209, "Vodafone", 2, 0),
+    ("FR", 3215, "Orange", 2, 2),
+    ("FR", 12322, "Free", 2, 1),
+    ("JP", 2516, "KDDI", 3, 2),
+    ("BR", 28573, "Claro", 2, 0),
+];
+
+fn seed(dir: &Path) {
+    let store = SledStore::open(dir).unwrap();
+    let now = UnixMicros::now();
+    let mut n = 0u64;
+    for (country, asn, name, probes, working) in PROBES {
+        for i in 0..probes {
+            n += 1;
+            let id: ProbeId = format!("{n:016x}").parse().unwrap();
+            let works = i < working;
+            let origin = Enrichment {
+                asn: Some(asn),
+                as_name: Some(name.into()),
+                country: Some(country.parse().unwrap()),
+            };
+            store
+                .create_probe(&ProbeRecord {
+                    id: id.clone(),
+                    secret: ProbeSecret::random().unwrap(),
+                    hostname: format!("probe-{n}"),
+                    enrolled_at: UnixMicros(now.0 - 86_400_000_000),
+                    last_seen: Some(now),
+                    software_version: Some("0.1.0".into()),
+                    boot_epoch: Some(1),
+                    local_addresses: Vec::new(),
+                    self_test: None,
+                    last_v6_success: None,
+                    // The map counts a probe as working by its v6-works tag, which the
+                    // collector gives for a successful global IPv6 measurement in 24 h.
+                    tags: if works {
+                        vec![ProbeTag {
+                            name: TagName::new("v6-works").unwrap(),
+                            since: UnixMicros(now.0 - 3_600_000_000),
+                        }]
+                    } else {
+                        Vec::new()
+                    },
+                    location: None,
+                    origin: Some(origin.clone()),
+                })
+                .unwrap();
+            // RTTs differ per operator so the ranking's RTT column is not constant.
+            let rtt = Duration::from_millis(10 + u64::from(asn % 40) + u64::from(i));
+            let results: Vec<_> = (1..=3)
+                .map(|sequence| {
+                    sixmap_collector::testing::ping_v6(
+                        id.clone(),
+                        sequence,
+                        UnixMicros(now.0 - 3_600_000_000 + sequence as i64 * 60_000_000),
+                        works.then_some(rtt),
+                        origin.clone(),
+                    )
+                })
+                .collect();
+            store.insert_results(&results).unwrap();
+        }
+    }
+    store.flush().unwrap();
+}
+
+/// Minimal WebDriver client (W3C protocol, JSON over HTTP/1.1) on std sockets.
+struct WebDriver {
+    addr: SocketAddr,
+    session: String,
+}
+
+fn read_response(stream: &mut TcpStream) -> (String, String) {
+    let mut raw = Vec::new();
+    let mut byte = [0u8; 1];
+    while !raw.ends_with(b"\r\n\r\n") {
+        let n = stream.read(&mut byte).unwrap();
+        assert!(n == 1, "connection closed inside the response head");
+        raw.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&raw).into_owned();
+    let length = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse::<usize>().ok())?
+        })
+        .expect("Content-Length");
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).unwrap();
+    (head, String::from_utf8_lossy(&body).into_owned())
+}
+
+fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>) -> Value {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let body = body.map(Value::to_string).unwrap_or_default();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    // chromedriver may keep the connection open: read the head, then Content-Length bytes.
+    let (head, body) = read_response(&mut stream);
+    let value: Value = serde_json::from_str(&body)
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}: {head}\n{body}"));
+    if let Some(error) = value["value"]["error"].as_str() {
+        panic!(
+            "{method} {path}: WebDriver error {error}: {}",
+            value["value"]["message"]
+        );
+    }
+    value["value"].clone()
+}
+
+impl WebDriver {
+    fn start(addr: SocketAddr) -> Self {
+        let capabilities = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                // As root in a closed network: no sandbox, and nothing that phones home.
+                "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                         "--no-first-run", "--disable-background-networking",
+                         "--disable-component-update", "--disable-sync",
+                         "--disable-dev-shm-usage", "--window-size=1280,900"],
+            },
+        }}});
+        let created = http(addr, "POST", "/session", Some(&capabilities));
+        let session = created["sessionId"].as_str().expect("sessionId").to_owned();
+        Self { addr, session }
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        http(
+            self.addr,
+            method,
+            &format!("/session/{}{path}", self.session),
+            body.as_ref(),
+        )
+    }
+
+    fn go(&self, url: &str) {
+        self.call("POST", "/url", Some(json!({ "url": url })));
+    }
+
+    fn url(&self) -> String {
+        self.call("GET", "/url", None)
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    fn script(&self, script: &str) -> Value {
+        self.call(
+            "POST",
+            "/execute/sync",
+            Some(json!({ "script": script, "args": [] })),
+        )
+    }
+
+    /// Evaluates `script` until it returns something truthy (not null/false), for `timeout`.
+    fn wait_for(&self, what: &str, script: &str, timeout: Duration) -> Value {
+        let start = Instant::now();
+        loop {
+            let value = self.script(script);
+            if !(value.is_null() || value == Value::Bool(false)) {
+                return value;
+            }
+            assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn element(&self, css: &str) -> String {
+        let found = self.call(
+            "POST",
+            "/element",
+            Some(json!({ "using": "css selector", "value": css })),
+        );
+        found
+            .as_object()
+            .and_then(|o| o.values().next())
+            .and_then(Value::as_str)
+            .expect("element reference")
+            .to_owned()
+    }
+
+    fn click(&self, css: &str) {
+        let element = self.element(css);
+        self.call(
+            "POST",
+            &format!("/element/{element}/click"),
+            Some(json!({})),
+        );
+    }
+
+    fn screenshot(&self, path: &Path) {
+        let encoded = self.call("GET", "/screenshot", None);
+        let png = base64_decode(encoded.as_str().expect("base64 screenshot"));
+        assert!(
+            png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000,
+            "screenshot is not a plausible PNG ({} bytes)",
+            png.len()
+        );
+        std::fs::write(path, png).unwrap();
+    }
+}
+
+impl Drop for WebDriver {
+    fn drop(&mut self) {
+        // Best effort: the driver's process group is killed next anyway.
+        if let Ok(mut stream) = TcpStream::connect(self.addr) {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let _ = write!(
+                stream,
+                "DELETE /session/{} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+                self.session
+            );
+            let _ = stream.read(&mut [0u8; 512]);
+        }
+    }
+}
+
+/// Standard base64 (RFC 4648) with padding, as WebDriver sends screenshots.
+fn base64_decode(text: &str) -> Vec<u8> {
+    let value = |c: u8| -> u32 {
+        match c {
+            b'A'..=b'Z' => u32::from(c - b'A'),
+            b'a'..=b'z' => u32::from(c - b'a') + 26,
+            b'0'..=b'9' => u32::from(c - b'0') + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => panic!("not base64: {c}"),
+        }
+    };
+    let clean: Vec<u8> = text.bytes().filter(|c| !c.is_ascii_whitespace()).collect();
+    let mut out = Vec::with_capacity(clean.len() / 4 * 3);
+    for chunk in clean.chunks(4) {
+        let data: Vec<u8> = chunk.iter().copied().filter(|c| *c != b'=').collect();
+        let mut n = 0u32;
+        for (i, c) in data.iter().enumerate() {
+            n |= value(*c) << (18 - 6 * i);
+        }
+        let bytes = n.to_be_bytes();
+        out.extend_from_slice(&bytes[1..data.len()]);
+    }
+    out
+}
+
+struct Driver(Child);
+
+impl Drop for Driver {
+    /// Kills chromedriver's whole process group: the browsers it started would outlive it.
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-9", "--", &format!("-{}", self.0.id())])
+            .status();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_chromedriver() -> (Driver, SocketAddr) {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let child = Command::new(CHROMEDRIVER)
+        .arg(format!("--port={port}"))
+        .process_group(0)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let start = Instant::now();
+    while TcpStream::connect(addr).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "chromedriver did not listen"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (Driver(child), addr)
+}
+
+fn screenshot_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The page's own formatting of a share with its interval (maps-common.js `interval`).
+fn interval(p: &Value) -> String {
+    let pc = |x: &Value| (x.as_f64().unwrap() * 100.0).round();
+    format!(
+        "{} % ({}–{} %)",
+        pc(&p["share"]),
+        pc(&p["low"]),
+        pc(&p["high"])
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn world_map_colours_countries_and_opens_the_country_ranking() {
+    if !Path::new(CHROMEDRIVER).exists() || !Path::new(CHROMIUM).exists() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must run the browser test: install chromium and chromium-driver"
+        );
+        eprintln!(
+            "skipped: needs {CHROMIUM} and {CHROMEDRIVER} (apt-get install chromium chromium-driver)"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    seed(dir.path());
+    let text = format!(
+        "data_dir = {:?}\ngrpc_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n",
+        dir.path()
+    );
+    let settings = parse_toml::<CollectorConfig>(&text)
+        .unwrap()
+        .validate(None)
+        .unwrap();
+    let running = sixmap_collector::start(settings).await.unwrap();
+    let base = format!("http://{}", running.http_addr);
+    let http_addr = running.http_addr;
+    let shots = screenshot_dir();
+    tokio::task::spawn_blocking(move || browse(&base, http_addr, &shots))
+        .await
+        .unwrap();
+}
+
+fn browse(base: &str, collector: SocketAddr, shots: &Path) {
+    // The figures the pages must show, from the API behind them.
+    let countries = api_json(collector, "/api/v1/maps/countries");
+    let with_data: BTreeMap<String, f64> = countries["countries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["country"].as_str().unwrap().to_owned(),
+                c["v6_works"]["balanced"]["share"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        with_data.keys().collect::<Vec<_>>(),
+        ["BR", "DE", "FR", "JP"],
+        "seeded countries"
+    );
+
+    let (_driver, addr) = start_chromedriver();
+    let browser = WebDriver::start(addr);
+    browser.go(&format!("{base}/map"));
+    browser.wait_for(
+        "the map to draw its countries",
+        "return document.querySelectorAll('#countries path').length > 100",
+        Duration::from_secs(30),
+    );
+    let drawn = browser.script(
+        "const fills = {}; let noData = null, others = 0;
+         for (const p of document.querySelectorAll('#countries path')) {
+           const fill = getComputedStyle(p).fill;
+           if (p.classList.contains('data')) fills[p.dataset.code] = fill;
+           else { others++; noData = noData || fill; }
+         }
+         return { fills, noData, others, status: document.getElementById('status').textContent };",
+    );
+    browser.screenshot(&shots.join("world-map.png"));
+    let fills = drawn["fills"].as_object().unwrap();
+    let coloured: Vec<&String> = fills.keys().collect();
+    assert_eq!(
+        coloured,
+        with_data.keys().collect::<Vec<_>>(),
+        "exactly the countries with data are coloured: {drawn}"
+    );
+    let no_data = drawn["noData"].as_str().unwrap();
+    assert!(drawn["others"].as_u64().unwrap() > 100, "{drawn}");
+    for (code, fill) in fills {
+        assert_ne!(
+            fill.as_str().unwrap(),
+            no_data,
+            "{code} has the no-data colour"
+        );
+    }
+    // Different shares, different colours; the colour scale is monotone in the share.
+    let mut by_share: Vec<(f64, &str)> = with_data
+        .iter()
+        .map(|(code, share)| (*share, fills[code].as_str().unwrap()))
+        .collect();
+    by_share.sort_by(|a, b| a.0.total_cmp(&b.0));
+    for pair in by_share.windows(2) {
+        if pair[0].0 != pair[1].0 {
+            assert_ne!(pair[0].1, pair[1].1, "shares {:?} drawn alike", pair);
+        }
+    }
+    assert!(
+        drawn["status"]
+            .as_str()
+            .unwrap()
+            .contains("4 countries with data"),
+        "{drawn}"
+    );
+    // The table under the map lists the same countries, best share first.
+    let table = browser.script(
+        "return [...document.querySelectorAll('#table tbody tr')].map(r => r.cells[0].textContent);",
+    );
+    let listed: Vec<&str> = table
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        listed,
+        ["France (FR)", "Japan (JP)", "Germany (DE)", "Brazil (BR)"],
+        "country table order (balanced share FR 0.75, JP 0.67, DE 0.44, BR 0)"
+    );
+
+    // A click on Germany opens its national page.
+    browser.click("#countries path[data-code='DE']");
+    let start = Instant::now();
+    while !browser.url().ends_with("/map/DE") {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "click did not open /map/DE: {}",
+            browser.url()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let rows = browser.wait_for(
+        "the operator ranking",
+        "const s = document.getElementById('ranking');
+         if (!s || s.hidden) return null;
+         return [...document.querySelectorAll('#operators-table tbody tr')]
+           .map(r => ({ podium: r.className === 'podium', cells: [...r.cells].map(c => c.textContent) }));",
+        Duration::from_secs(30),
+    );
+    browser.screenshot(&shots.join("country-DE.png"));
+    browser.script("document.getElementById('ranking').scrollIntoView(); return true;");
+    browser.screenshot(&shots.join("country-DE-ranking.png"));
+    let detail = api_json(collector, "/api/v1/maps/countries/DE");
+    let operators = detail["operators"].as_array().unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), operators.len(), "{rows:?}");
+    assert_eq!(operators.len(), 3);
+    for (i, (row, op)) in rows.iter().zip(operators).enumerate() {
+        let expected = [
+            (i + 1).to_string(),
+            format!("AS{} {}", op["asn"], op["as_name"].as_str().unwrap()),
+            op["probes"].to_string(),
+            interval(&op["v6_works"]),
+            format!(
+                "{:.1} ms",
+                op["median_rtt_v6_ms"].as_f64().unwrap_or(f64::NAN)
+            ),
+        ];
+        let cells: Vec<String> = row["cells"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_owned())
+            .collect();
+        let expected_rtt_missing = op["median_rtt_v6_ms"].is_null();
+        assert_eq!(cells[..4], expected[..4], "ranking row {i}");
+        if expected_rtt_missing {
+            assert_eq!(cells[4], "—", "ranking row {i}");
+        } else {
+            assert_eq!(cells[4], expected[4], "ranking row {i}");
+        }
+        assert!(row["podium"].as_bool().unwrap(), "top three are the podium");
+    }
+    // The seeded truth: Telekom 4/4, then Telefonica 1/3, then Vodafone 0/2.
+    let order: Vec<u64> = operators
+        .iter()
+        .map(|o| o["asn"].as_u64().unwrap())
+        .collect();
+    assert_eq!(order, [3320, 6805, 3209]);
+    let figures = browser.script(
+        "return ['balanced', 'probes', 'operators'].map(id => document.getElementById(id).textContent);",
+    );
+    assert_eq!(
+        figures,
+        json!([interval(&detail["v6_works"]["balanced"]), "9", "3"])
+    );
+    eprintln!("screenshots in {}", shots.display());
+}
+
+fn api_json(addr: SocketAddr, path: &str) -> Value {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{path}: {head}");
+    serde_json::from_str(body).unwrap()
+}
+
+#[test]
+fn base64_decodes_padded_input() {
+    assert_eq!(base64_decode("aGVsbG8="), b"hello");
+    assert_eq!(base64_decode("aGk="), b"hi");
+    assert_eq!(base64_decode("YWJj"), b"abc");
+}
