@@ -214,7 +214,14 @@ pub fn spec(wire: &v1::MeasurementSpec) -> Result<MeasurementSpec, WireError> {
             }
             SpecKind::DualStack(DualStackSpec::new(inner, d.port)?)
         }
-        None => return Err(WireError::missing("kind")),
+        // prost leaves a oneof variant from a newer peer unset: say so, as the compatibility
+        // rules ask, rather than only "missing".
+        None => {
+            return Err(WireError::new(
+                "kind",
+                "unset, or a measurement kind this version does not support",
+            ));
+        }
     };
     Ok(
         MeasurementSpec::new(target, family, timeout, kind)?
@@ -580,7 +587,12 @@ fn outcome(
         (None, Some(W::Pmtu(p))) => Outcome::Pmtu(pmtu_result(p)?),
         (None, Some(W::ExtHeaders(e))) => Outcome::ExtHeaders(ext_header_result(e)?),
         (None, Some(W::DualStack(d))) => Outcome::DualStack(dual_stack_result(d)?),
-        (None, None) => return Err(WireError::new("kind", "neither a result nor an error")),
+        (None, None) => {
+            return Err(WireError::new(
+                "kind",
+                "neither a result nor an error (or a result kind this version does not support)",
+            ));
+        }
     })
 }
 
