@@ -9,9 +9,12 @@ use sixmap_shared::health::{
 };
 use sixmap_shared::ids::{ProbeId, ProbeSecret, ResultKey, TaskId};
 use sixmap_shared::measurement::{
-    ClockInfo, Family, IcmpError, MAX_ERROR_MESSAGE_LEN, MeasurementError, MeasurementKind,
-    MeasurementResult, MeasurementSpec, Outcome, PingReply, PingResult, PingSpec, SpecError,
-    SpecKind, Target,
+    CertificateSummary, ClockInfo, DnsRecord, DnsResponse, DnsResult, DnsSpec, DualLeg,
+    DualStackResult, DualStackSpec, ExtHeaderOutcome, ExtHeaderResult, ExtHeaderSpec, Family,
+    HopAnswer, HopReply, HttpResult, HttpSpec, IcmpError, MAX_ERROR_MESSAGE_LEN, MeasurementError,
+    MeasurementResult, MeasurementSpec, Outcome, PingReply, PingResult, PingSpec, PmtuResult,
+    PmtuSpec, QuicResult, QuicSpec, SpecError, SpecKind, Target, TcpResult, TcpSpec, TlsResult,
+    TlsSpec, TracerouteHop, TracerouteResult, TracerouteSpec,
 };
 use sixmap_shared::session::{
     Ack, Assignment, CoarseLocation, Hello, MAX_BATCH_RESULTS, MAX_LOCAL_ADDRESSES,
@@ -74,8 +77,37 @@ fn enum_value<E: TryFrom<i32>>(field: &str, raw: i32) -> Result<E, WireError> {
     E::try_from(raw).map_err(|_| WireError::new(field, format!("unknown enum value {raw}")))
 }
 
+/// A required enum field: a number this version does not know and UNSPECIFIED (which `map`
+/// turns into `None`) are both refused, naming the field.
+fn required<W: TryFrom<i32>, D>(
+    field: &str,
+    raw: i32,
+    map: fn(W) -> Option<D>,
+) -> Result<D, WireError> {
+    map(enum_value(field, raw)?)
+        .ok_or_else(|| WireError::new(field, "unspecified, but a value is required"))
+}
+
 fn small<T: TryFrom<u32>>(field: &str, raw: u32) -> Result<T, WireError> {
     T::try_from(raw).map_err(|_| WireError::new(field, format!("{raw} is out of range")))
+}
+
+/// A small number where 0 means unknown.
+fn optional_small<T: TryFrom<u32>>(field: &str, raw: u32) -> Result<Option<T>, WireError> {
+    match raw {
+        0 => Ok(None),
+        n => small(field, n).map(Some),
+    }
+}
+
+/// A duration or count where 0 means unknown.
+fn nonzero(raw: u64) -> Option<u64> {
+    (raw != 0).then_some(raw)
+}
+
+/// Text where empty means unknown or none.
+fn optional_text(text: &str) -> Option<String> {
+    (!text.is_empty()).then(|| text.to_owned())
 }
 
 fn probe_id(field: &str, raw: &str) -> Result<ProbeId, WireError> {
@@ -117,28 +149,84 @@ pub fn spec(wire: &v1::MeasurementSpec) -> Result<MeasurementSpec, WireError> {
         .ok_or_else(|| WireError::missing("budget"))?;
     let timeout = Duration::from_millis(u64::from(budget.timeout_ms));
     use v1::measurement_spec::Kind as W;
+    // Each kind goes through its shared constructor, so the wire accepts exactly what the
+    // domain does and errors carry the constructor's field name (`traceroute.max_hops`).
     let kind = match &wire.kind {
         Some(W::Ping(p)) => SpecKind::Ping(PingSpec::new(p.count, p.interval_ms, p.payload_size)?),
-        Some(other) => return Err(SpecError::Unsupported(spec_kind_name(other)).into()),
-        None => return Err(WireError::missing("kind")),
+        Some(W::Traceroute(t)) => SpecKind::Traceroute(TracerouteSpec::new(
+            required("traceroute.protocol", t.protocol, trace_protocol_from_wire)?,
+            t.first_hop,
+            t.max_hops,
+            t.probes_per_hop,
+            t.max_silent_hops,
+            t.port,
+            t.flow_label,
+        )?),
+        Some(W::Dns(d)) => SpecKind::Dns(DnsSpec::new(
+            &d.query_name,
+            d.query_type,
+            required("dns.transport", d.transport, dns_transport_from_wire)?,
+            d.recursion_desired,
+        )?),
+        Some(W::Tcp(t)) => SpecKind::Tcp(TcpSpec::new(t.port)?),
+        Some(W::Tls(t)) => {
+            SpecKind::Tls(TlsSpec::new(t.port, Some(&t.server_name), t.alpn.clone())?)
+        }
+        Some(W::Http(h)) => SpecKind::Http(HttpSpec::new(&h.url, &h.method, h.max_body_bytes)?),
+        Some(W::Quic(q)) => {
+            SpecKind::Quic(QuicSpec::new(q.port, Some(&q.server_name), q.alpn.clone())?)
+        }
+        Some(W::Pmtu(p)) => SpecKind::Pmtu(PmtuSpec::new(
+            p.max_size,
+            required("pmtu.protocol", p.protocol, trace_protocol_from_wire)?,
+        )?),
+        Some(W::ExtHeaders(e)) => {
+            let headers = e
+                .headers
+                .iter()
+                .enumerate()
+                .map(|(i, h)| {
+                    required(
+                        &format!("ext_headers.headers[{i}]"),
+                        *h,
+                        ext_header_from_wire,
+                    )
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            SpecKind::ExtHeaders(ExtHeaderSpec::new(headers, e.option_bytes)?)
+        }
+        Some(W::DualStack(d)) => {
+            let inner = enum_value::<v1::MeasurementKind>("dual_stack.inner", d.inner)?;
+            let inner = dual_inner_from_wire(inner)
+                .ok_or_else(|| WireError::new("dual_stack.inner", "must be PING, TCP or HTTP"))?;
+            // The name is carried twice; two different names would leave the probe guessing.
+            if !d.hostname.is_empty() {
+                let same = match (&target, Target::hostname(&d.hostname)) {
+                    (Target::Hostname(t), Ok(Target::Hostname(h))) => *t == h,
+                    _ => false,
+                };
+                if !same {
+                    return Err(WireError::new(
+                        "dual_stack.hostname",
+                        format!("{:?} differs from the target", d.hostname),
+                    ));
+                }
+            }
+            SpecKind::DualStack(DualStackSpec::new(inner, d.port)?)
+        }
+        // prost leaves a oneof variant from a newer peer unset: say so, as the compatibility
+        // rules ask, rather than only "missing".
+        None => {
+            return Err(WireError::new(
+                "kind",
+                "unset, or a measurement kind this version does not support",
+            ));
+        }
     };
-    Ok(MeasurementSpec::new(target, family, timeout, kind)?)
-}
-
-fn spec_kind_name(kind: &v1::measurement_spec::Kind) -> MeasurementKind {
-    use v1::measurement_spec::Kind as W;
-    match kind {
-        W::Ping(_) => MeasurementKind::Ping,
-        W::Traceroute(_) => MeasurementKind::Traceroute,
-        W::Dns(_) => MeasurementKind::Dns,
-        W::Tcp(_) => MeasurementKind::Tcp,
-        W::Tls(_) => MeasurementKind::Tls,
-        W::Http(_) => MeasurementKind::Http,
-        W::Quic(_) => MeasurementKind::Quic,
-        W::Pmtu(_) => MeasurementKind::Pmtu,
-        W::ExtHeaders(_) => MeasurementKind::ExtHeaders,
-        W::DualStack(_) => MeasurementKind::DualStack,
-    }
+    Ok(
+        MeasurementSpec::new(target, family, timeout, kind)?
+            .with_max_packets(budget.max_packets)?,
+    )
 }
 
 pub fn assignment(wire: &v1::TaskAssignment) -> Result<Assignment, WireError> {
@@ -215,9 +303,270 @@ fn ping_result(p: &v1::PingResult) -> Result<PingResult, WireError> {
     Ok(result)
 }
 
-pub fn result(wire: &v1::MeasurementResult) -> Result<MeasurementResult, WireError> {
+fn traceroute_result(t: &v1::TracerouteResult) -> Result<TracerouteResult, WireError> {
+    let hops = t
+        .hops
+        .iter()
+        .enumerate()
+        .map(|(i, hop)| {
+            let field = format!("traceroute.hops[{i}]");
+            let replies = hop
+                .replies
+                .iter()
+                .enumerate()
+                .map(|(j, r)| traceroute_reply(&format!("{field}.replies[{j}]"), r))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(TracerouteHop {
+                hop_limit: small(&format!("{field}.hop_limit"), hop.hop_limit)?,
+                replies,
+            })
+        })
+        .collect::<Result<Vec<_>, WireError>>()?;
+    Ok(TracerouteResult {
+        protocol: required("traceroute.protocol", t.protocol, trace_protocol_from_wire)?,
+        flow_label: t.flow_label,
+        hops,
+        reached_destination: t.reached_destination,
+        stop: required("traceroute.stop", t.stop, trace_stop_from_wire)?,
+        packets_sent: t.packets_sent,
+    })
+}
+
+/// One probe slot: an empty `from` is a probe without answer.
+fn traceroute_reply(field: &str, r: &v1::TracerouteReply) -> Result<Option<HopReply>, WireError> {
+    if r.from.is_empty() {
+        return Ok(None);
+    }
+    let answer = if r.tcp_flags != 0 {
+        if r.icmp_type != 0 || r.icmp_code != 0 || r.mtu != 0 {
+            return Err(WireError::new(
+                format!("{field}.tcp_flags"),
+                "a TCP answer has no icmp_type, icmp_code or mtu",
+            ));
+        }
+        HopAnswer::Tcp {
+            flags: small(&format!("{field}.tcp_flags"), r.tcp_flags)?,
+        }
+    } else {
+        HopAnswer::Icmp {
+            icmp_type: small(&format!("{field}.icmp_type"), r.icmp_type)?,
+            icmp_code: small(&format!("{field}.icmp_code"), r.icmp_code)?,
+            mtu: (r.mtu != 0).then_some(r.mtu),
+        }
+    };
+    Ok(Some(HopReply {
+        from: address(&format!("{field}.from"), &r.from)?,
+        rtt_ns: r.rtt_ns,
+        answer,
+    }))
+}
+
+fn dns_result(d: &v1::DnsResult) -> Result<DnsResult, WireError> {
+    let response = if d.answered {
+        let answers = d
+            .answers
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                Ok(DnsRecord {
+                    name: a.name.clone(),
+                    record_type: small(&format!("dns.answers[{i}].record_type"), a.record_type)?,
+                    ttl: a.ttl,
+                    data: a.data.clone(),
+                })
+            })
+            .collect::<Result<Vec<_>, WireError>>()?;
+        Some(DnsResponse {
+            rcode: small("dns.rcode", d.rcode)?,
+            flags: small("dns.flags", d.flags)?,
+            answers,
+        })
+    } else {
+        // Response fields without a response would be dropped silently: refuse instead.
+        if d.rcode != 0 || d.flags != 0 || !d.answers.is_empty() {
+            return Err(WireError::new(
+                "dns.answered",
+                "false, but rcode, flags or answers are set",
+            ));
+        }
+        None
+    };
+    Ok(DnsResult {
+        query_name: d.query_name.clone(),
+        query_type: small("dns.query_type", d.query_type)?,
+        transport_used: required(
+            "dns.transport_used",
+            d.transport_used,
+            dns_transport_from_wire,
+        )?,
+        rtt_ns: nonzero(d.rtt_ns),
+        response,
+        failure: optional_text(&d.failure),
+    })
+}
+
+fn optional_icmp_error(
+    field: &str,
+    e: Option<&v1::IcmpError>,
+) -> Result<Option<IcmpError>, WireError> {
+    e.map(|e| icmp_error(field, e)).transpose()
+}
+
+fn tcp_result(t: &v1::TcpResult) -> Result<TcpResult, WireError> {
+    Ok(TcpResult {
+        port: small("tcp.port", t.port)?,
+        outcome: required("tcp.outcome", t.outcome, connect_from_wire)?,
+        connect_ns: nonzero(t.connect_ns),
+        icmp_error: optional_icmp_error("tcp.icmp_error", t.icmp_error.as_ref())?,
+    })
+}
+
+fn tls_result(t: &v1::TlsResult) -> Result<TlsResult, WireError> {
+    Ok(TlsResult {
+        connect: required("tls.connect", t.connect, connect_from_wire)?,
+        connect_ns: nonzero(t.connect_ns),
+        handshake_ok: t.handshake_ok,
+        handshake_ns: nonzero(t.handshake_ns),
+        version: optional_text(&t.version),
+        cipher_suite: optional_text(&t.cipher_suite),
+        alpn: optional_text(&t.alpn),
+        chain: t
+            .chain
+            .iter()
+            .map(|c| CertificateSummary {
+                subject: c.subject.clone(),
+                issuer: c.issuer.clone(),
+                not_before: optional_time(c.not_before_us),
+                not_after: optional_time(c.not_after_us),
+            })
+            .collect(),
+        certificate_verified: t.certificate_verified,
+        failure: optional_text(&t.failure),
+    })
+}
+
+fn http_result(h: &v1::HttpResult) -> Result<HttpResult, WireError> {
+    Ok(HttpResult {
+        connect: required("http.connect", h.connect, connect_from_wire)?,
+        status: optional_small("http.status", h.status)?,
+        http_version: optional_text(&h.http_version),
+        dns_ns: nonzero(h.dns_ns),
+        connect_ns: nonzero(h.connect_ns),
+        tls_ns: nonzero(h.tls_ns),
+        first_byte_ns: nonzero(h.first_byte_ns),
+        total_ns: h.total_ns,
+        body_bytes: h.body_bytes,
+        body_truncated: h.body_truncated,
+        failure: optional_text(&h.failure),
+    })
+}
+
+fn quic_result(q: &v1::QuicResult) -> Result<QuicResult, WireError> {
+    // FAILURE_NONE is a meaningful value here (no failure), so only unknown numbers fail.
+    let failure = quic_failure_from_wire(enum_value("quic.failure", q.failure)?);
+    Ok(QuicResult {
+        handshake_ok: q.handshake_ok,
+        version: (q.version != 0).then_some(q.version),
+        alpn: optional_text(&q.alpn),
+        handshake_ns: nonzero(q.handshake_ns),
+        failure,
+        failure_detail: optional_text(&q.failure_detail),
+    })
+}
+
+fn pmtu_result(p: &v1::PmtuResult) -> Result<PmtuResult, WireError> {
+    Ok(PmtuResult {
+        path_mtu: p.path_mtu,
+        black_hole: p.black_hole,
+        black_hole_hop: optional_small("pmtu.black_hole_hop", p.black_hole_hop)?,
+        black_hole_from: optional_address("pmtu.black_hole_from", &p.black_hole_from)?,
+        too_big: p
+            .too_big
+            .iter()
+            .enumerate()
+            .map(|(i, e)| icmp_error(&format!("pmtu.too_big[{i}]"), e))
+            .collect::<Result<_, _>>()?,
+        packets_sent: p.packets_sent,
+    })
+}
+
+fn ext_header_result(e: &v1::ExtHeaderResult) -> Result<ExtHeaderResult, WireError> {
+    let outcomes = e
+        .outcomes
+        .iter()
+        .enumerate()
+        .map(|(i, o)| {
+            let field = format!("ext_headers.outcomes[{i}]");
+            Ok(ExtHeaderOutcome {
+                header: required(&format!("{field}.header"), o.header, ext_header_from_wire)?,
+                survived: o.survived,
+                dropped_at_hop: optional_small(
+                    &format!("{field}.dropped_at_hop"),
+                    o.dropped_at_hop,
+                )?,
+                last_responder: optional_address(
+                    &format!("{field}.last_responder"),
+                    &o.last_responder,
+                )?,
+                icmp_error: optional_icmp_error(
+                    &format!("{field}.icmp_error"),
+                    o.icmp_error.as_ref(),
+                )?,
+            })
+        })
+        .collect::<Result<Vec<_>, WireError>>()?;
+    Ok(ExtHeaderResult {
+        outcomes,
+        packets_sent: e.packets_sent,
+    })
+}
+
+/// One leg of a dual-stack result: a nested `MeasurementResult` of which only the addresses,
+/// the duration and the outcome are read (it has no key or task of its own).
+fn dual_leg(field: &str, wire: Option<&v1::MeasurementResult>) -> Result<DualLeg, WireError> {
+    let wire = wire.ok_or_else(|| WireError::missing(field))?;
+    let leg = || -> Result<DualLeg, WireError> {
+        // Refused before its outcome is decoded, so nesting can never recurse further.
+        if matches!(wire.kind, Some(v1::measurement_result::Kind::DualStack(_))) {
+            return Err(WireError::new(
+                "dual_stack",
+                "a leg cannot itself be dual-stack",
+            ));
+        }
+        let outcome = outcome(wire.error.as_ref(), wire.kind.as_ref())?;
+        // Validated here as well as with the whole result, so that the error keeps the
+        // leg's inner field name.
+        outcome.validate()?;
+        Ok(DualLeg {
+            source: optional_address("source_address", &wire.source_address)?,
+            destination: optional_address("destination_address", &wire.destination_address)?,
+            duration_us: wire.duration_us,
+            outcome,
+        })
+    };
+    leg().map_err(|e| e.within(field))
+}
+
+fn dual_stack_result(d: &v1::DualStackResult) -> Result<DualStackResult, WireError> {
+    Ok(DualStackResult {
+        v6: Box::new(dual_leg("dual_stack.v6", d.v6.as_deref())?),
+        v4: Box::new(dual_leg("dual_stack.v4", d.v4.as_deref())?),
+        happy_eyeballs_choice: family_from_wire(enum_value(
+            "dual_stack.happy_eyeballs_choice",
+            d.happy_eyeballs_choice,
+        )?),
+        v6_hops: optional_small("dual_stack.v6_hops", d.v6_hops)?,
+        v4_hops: optional_small("dual_stack.v4_hops", d.v4_hops)?,
+    })
+}
+
+/// The outcome carried by a result's `error` field or `kind` oneof (an error wins).
+fn outcome(
+    error: Option<&v1::MeasurementError>,
+    kind: Option<&v1::measurement_result::Kind>,
+) -> Result<Outcome, WireError> {
     use v1::measurement_result::Kind as W;
-    let outcome = match (&wire.error, &wire.kind) {
+    Ok(match (error, kind) {
         (Some(e), _) => {
             if e.message.len() > MAX_ERROR_MESSAGE_LEN {
                 return Err(WireError::new("error.message", "too long"));
@@ -229,14 +578,26 @@ pub fn result(wire: &v1::MeasurementResult) -> Result<MeasurementResult, WireErr
             })
         }
         (None, Some(W::Ping(p))) => Outcome::Ping(ping_result(p)?),
-        (None, Some(_)) => {
+        (None, Some(W::Traceroute(t))) => Outcome::Traceroute(traceroute_result(t)?),
+        (None, Some(W::Dns(d))) => Outcome::Dns(dns_result(d)?),
+        (None, Some(W::Tcp(t))) => Outcome::Tcp(tcp_result(t)?),
+        (None, Some(W::Tls(t))) => Outcome::Tls(tls_result(t)?),
+        (None, Some(W::Http(h))) => Outcome::Http(http_result(h)?),
+        (None, Some(W::Quic(q))) => Outcome::Quic(quic_result(q)?),
+        (None, Some(W::Pmtu(p))) => Outcome::Pmtu(pmtu_result(p)?),
+        (None, Some(W::ExtHeaders(e))) => Outcome::ExtHeaders(ext_header_result(e)?),
+        (None, Some(W::DualStack(d))) => Outcome::DualStack(dual_stack_result(d)?),
+        (None, None) => {
             return Err(WireError::new(
                 "kind",
-                "result kind not supported by this collector version",
+                "neither a result nor an error (or a result kind this version does not support)",
             ));
         }
-        (None, None) => return Err(WireError::new("kind", "neither a result nor an error")),
-    };
+    })
+}
+
+pub fn result(wire: &v1::MeasurementResult) -> Result<MeasurementResult, WireError> {
+    let outcome = outcome(wire.error.as_ref(), wire.kind.as_ref())?;
     let result = MeasurementResult {
         key: result_key(wire.key.as_ref())?,
         task_id: task_id("task_id", wire.task_id)?,
@@ -552,7 +913,9 @@ pub fn tags(wire: &v1::ProbeTags) -> Result<Vec<ProbeTag>, WireError> {
 mod tests {
     use super::*;
     use crate::encode;
-    use sixmap_shared::measurement::{ClockState, IcmpSocketKind, TimestampSource};
+    use sixmap_shared::measurement::{
+        ClockState, IcmpSocketKind, MeasurementKind, TimestampSource,
+    };
 
     fn sample_result() -> MeasurementResult {
         MeasurementResult {
@@ -804,13 +1167,11 @@ mod tests {
 
         let mut wire = encode::assignment(&a);
         if let Some(s) = wire.spec.as_mut() {
-            s.kind = Some(v1::measurement_spec::Kind::Tcp(v1::TcpSpec { port: 80 }));
+            s.kind = Some(v1::measurement_spec::Kind::Tcp(v1::TcpSpec {
+                port: 70_000,
+            }));
         }
-        let err = assignment(&wire).unwrap_err().to_string();
-        assert!(
-            err.contains("tcp") && err.contains("not supported"),
-            "{err}"
-        );
+        assert_eq!(assignment(&wire).unwrap_err().field, "spec.tcp.port");
     }
 
     #[test]

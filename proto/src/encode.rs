@@ -5,7 +5,9 @@ use crate::v1;
 use sixmap_shared::ResultKey;
 use sixmap_shared::health::{OutboxLoss, ProbeTag, SelfTest};
 use sixmap_shared::measurement::{
-    IcmpError, MeasurementResult, MeasurementSpec, Outcome, PingResult, SpecKind, Target,
+    CertificateSummary, DnsResult, DualLeg, DualStackResult, ExtHeaderResult, HopAnswer,
+    HttpMethod, HttpResult, IcmpError, MeasurementResult, MeasurementSpec, Outcome, PingResult,
+    PmtuResult, QuicResult, SpecKind, Target, TcpResult, TlsResult, TracerouteResult,
 };
 use sixmap_shared::session::{Ack, Assignment, Hello, Welcome};
 
@@ -18,14 +20,74 @@ pub fn spec(spec: &MeasurementSpec) -> v1::MeasurementSpec {
         Target::Address(a) => v1::target::Kind::Address(a.to_string()),
         Target::Hostname(h) => v1::target::Kind::Hostname(h.clone()),
     };
+    use v1::measurement_spec::Kind as W;
+    // Every field is written with the value the spec resolved (defaults applied), so a probe
+    // with different defaults still runs exactly what the collector validated.
     let kind = match &spec.kind {
-        SpecKind::Ping(p) => v1::measurement_spec::Kind::Ping(v1::PingSpec {
+        SpecKind::Ping(p) => W::Ping(v1::PingSpec {
             count: u32::from(p.count()),
             interval_ms: millis_u32(p.interval()),
             payload_size: u32::from(p.payload_size()),
         }),
-        // Temporary while #4's wire mapping lands.
-        other => unimplemented!("wire encoding of {}", other.measurement_kind()),
+        SpecKind::Traceroute(t) => W::Traceroute(v1::TracerouteSpec {
+            protocol: trace_protocol_to_wire(t.protocol()).into(),
+            first_hop: u32::from(t.first_hop()),
+            max_hops: u32::from(t.max_hops()),
+            probes_per_hop: u32::from(t.probes_per_hop()),
+            max_silent_hops: u32::from(t.max_silent_hops()),
+            port: u32::from(t.port()),
+            flow_label: t.flow_label(),
+        }),
+        SpecKind::Dns(d) => W::Dns(v1::DnsSpec {
+            query_name: d.query_name().to_owned(),
+            query_type: u32::from(d.query_type()),
+            transport: dns_transport_to_wire(d.transport()).into(),
+            recursion_desired: d.recursion_desired(),
+        }),
+        SpecKind::Tcp(t) => W::Tcp(v1::TcpSpec {
+            port: u32::from(t.port()),
+        }),
+        SpecKind::Tls(t) => W::Tls(v1::TlsSpec {
+            port: u32::from(t.port()),
+            server_name: t.server_name().unwrap_or_default().to_owned(),
+            alpn: t.alpn().to_vec(),
+        }),
+        SpecKind::Http(h) => W::Http(v1::HttpSpec {
+            url: h.url().to_string(),
+            method: match h.method() {
+                HttpMethod::Get => "GET",
+                HttpMethod::Head => "HEAD",
+            }
+            .to_owned(),
+            max_body_bytes: h.max_body_bytes(),
+        }),
+        SpecKind::Quic(q) => W::Quic(v1::QuicSpec {
+            port: u32::from(q.port()),
+            server_name: q.server_name().unwrap_or_default().to_owned(),
+            alpn: q.alpn().to_vec(),
+        }),
+        SpecKind::Pmtu(p) => W::Pmtu(v1::PmtuSpec {
+            max_size: u32::from(p.max_size()),
+            protocol: trace_protocol_to_wire(p.protocol()).into(),
+        }),
+        SpecKind::ExtHeaders(e) => W::ExtHeaders(v1::ExtHeaderSpec {
+            headers: e
+                .headers()
+                .iter()
+                .map(|h| ext_header_to_wire(*h).into())
+                .collect(),
+            option_bytes: u32::from(e.option_bytes()),
+        }),
+        SpecKind::DualStack(d) => W::DualStack(v1::DualStackSpec {
+            // The domain keeps the name only as the target (a dual-stack spec always has a
+            // host name there); the wire repeats it here as the message documents.
+            hostname: match &spec.target {
+                Target::Hostname(h) => h.clone(),
+                Target::Address(_) => String::new(),
+            },
+            inner: dual_inner_to_wire(d.inner()).into(),
+            port: u32::from(d.port()),
+        }),
     };
     v1::MeasurementSpec {
         target: Some(v1::Target {
@@ -34,7 +96,7 @@ pub fn spec(spec: &MeasurementSpec) -> v1::MeasurementSpec {
         }),
         budget: Some(v1::Budget {
             timeout_ms: millis_u32(spec.timeout),
-            max_packets: 0,
+            max_packets: spec.max_packets.map_or(0, u32::from),
         }),
         kind: Some(kind),
     }
@@ -90,22 +152,225 @@ fn ping_result(p: &PingResult) -> v1::PingResult {
     }
 }
 
-pub fn result(r: &MeasurementResult) -> v1::MeasurementResult {
-    let (error, kind) = match &r.outcome {
-        Outcome::Failed(e) => (
-            Some(v1::MeasurementError {
+fn traceroute_result(t: &TracerouteResult) -> v1::TracerouteResult {
+    v1::TracerouteResult {
+        hops: t
+            .hops
+            .iter()
+            .map(|hop| v1::TracerouteHop {
+                hop_limit: u32::from(hop.hop_limit),
+                replies: hop
+                    .replies
+                    .iter()
+                    .map(|slot| match slot {
+                        // No answer: an all-default reply, recognised by its empty `from`.
+                        None => v1::TracerouteReply::default(),
+                        Some(reply) => {
+                            let mut wire = v1::TracerouteReply {
+                                from: reply.from.to_string(),
+                                rtt_ns: reply.rtt_ns,
+                                ..Default::default()
+                            };
+                            match reply.answer {
+                                HopAnswer::Icmp {
+                                    icmp_type,
+                                    icmp_code,
+                                    mtu,
+                                } => {
+                                    wire.icmp_type = u32::from(icmp_type);
+                                    wire.icmp_code = u32::from(icmp_code);
+                                    wire.mtu = mtu.unwrap_or(0);
+                                }
+                                HopAnswer::Tcp { flags } => wire.tcp_flags = u32::from(flags),
+                            }
+                            wire
+                        }
+                    })
+                    .collect(),
+            })
+            .collect(),
+        reached_destination: t.reached_destination,
+        packets_sent: t.packets_sent,
+        flow_label: t.flow_label,
+        protocol: trace_protocol_to_wire(t.protocol).into(),
+        stop: trace_stop_to_wire(t.stop).into(),
+    }
+}
+
+fn dns_result(d: &DnsResult) -> v1::DnsResult {
+    let response = d.response.as_ref();
+    v1::DnsResult {
+        rcode: response.map_or(0, |r| u32::from(r.rcode)),
+        answers: response
+            .map(|r| {
+                r.answers
+                    .iter()
+                    .map(|a| v1::DnsRecord {
+                        name: a.name.clone(),
+                        record_type: u32::from(a.record_type),
+                        ttl: a.ttl,
+                        data: a.data.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        flags: response.map_or(0, |r| u32::from(r.flags)),
+        rtt_ns: d.rtt_ns.unwrap_or(0),
+        transport_used: dns_transport_to_wire(d.transport_used).into(),
+        query_name: d.query_name.clone(),
+        query_type: u32::from(d.query_type),
+        answered: response.is_some(),
+        failure: d.failure.clone().unwrap_or_default(),
+    }
+}
+
+fn tcp_result(t: &TcpResult) -> v1::TcpResult {
+    v1::TcpResult {
+        outcome: connect_to_wire(t.outcome).into(),
+        connect_ns: t.connect_ns.unwrap_or(0),
+        icmp_error: t.icmp_error.as_ref().map(icmp_error),
+        port: u32::from(t.port),
+    }
+}
+
+fn certificate(c: &CertificateSummary) -> v1::CertificateSummary {
+    v1::CertificateSummary {
+        subject: c.subject.clone(),
+        issuer: c.issuer.clone(),
+        not_before_us: c.not_before.map_or(0, |t| t.0),
+        not_after_us: c.not_after.map_or(0, |t| t.0),
+    }
+}
+
+fn tls_result(t: &TlsResult) -> v1::TlsResult {
+    v1::TlsResult {
+        connect: connect_to_wire(t.connect).into(),
+        handshake_ok: t.handshake_ok,
+        version: t.version.clone().unwrap_or_default(),
+        cipher_suite: t.cipher_suite.clone().unwrap_or_default(),
+        alpn: t.alpn.clone().unwrap_or_default(),
+        chain: t.chain.iter().map(certificate).collect(),
+        connect_ns: t.connect_ns.unwrap_or(0),
+        handshake_ns: t.handshake_ns.unwrap_or(0),
+        failure: t.failure.clone().unwrap_or_default(),
+        certificate_verified: t.certificate_verified,
+    }
+}
+
+fn http_result(h: &HttpResult) -> v1::HttpResult {
+    v1::HttpResult {
+        status: h.status.map_or(0, u32::from),
+        dns_ns: h.dns_ns.unwrap_or(0),
+        connect_ns: h.connect_ns.unwrap_or(0),
+        tls_ns: h.tls_ns.unwrap_or(0),
+        first_byte_ns: h.first_byte_ns.unwrap_or(0),
+        total_ns: h.total_ns,
+        body_bytes: h.body_bytes,
+        body_truncated: h.body_truncated,
+        failure: h.failure.clone().unwrap_or_default(),
+        connect: connect_to_wire(h.connect).into(),
+        http_version: h.http_version.clone().unwrap_or_default(),
+    }
+}
+
+fn quic_result(q: &QuicResult) -> v1::QuicResult {
+    v1::QuicResult {
+        handshake_ok: q.handshake_ok,
+        version: q.version.unwrap_or(0),
+        alpn: q.alpn.clone().unwrap_or_default(),
+        handshake_ns: q.handshake_ns.unwrap_or(0),
+        failure: quic_failure_to_wire(q.failure).into(),
+        failure_detail: q.failure_detail.clone().unwrap_or_default(),
+    }
+}
+
+fn pmtu_result(p: &PmtuResult) -> v1::PmtuResult {
+    v1::PmtuResult {
+        path_mtu: p.path_mtu,
+        black_hole: p.black_hole,
+        black_hole_hop: p.black_hole_hop.map_or(0, u32::from),
+        black_hole_from: p.black_hole_from.map(|a| a.to_string()).unwrap_or_default(),
+        too_big: p.too_big.iter().map(icmp_error).collect(),
+        packets_sent: p.packets_sent,
+    }
+}
+
+fn ext_header_result(e: &ExtHeaderResult) -> v1::ExtHeaderResult {
+    v1::ExtHeaderResult {
+        outcomes: e
+            .outcomes
+            .iter()
+            .map(|o| v1::ExtHeaderOutcome {
+                header: ext_header_to_wire(o.header).into(),
+                survived: o.survived,
+                dropped_at_hop: o.dropped_at_hop.map_or(0, u32::from),
+                icmp_error: o.icmp_error.as_ref().map(icmp_error),
+                last_responder: o.last_responder.map(|a| a.to_string()).unwrap_or_default(),
+            })
+            .collect(),
+        packets_sent: e.packets_sent,
+    }
+}
+
+/// A leg carries only what differs per family; key, task, clock and versions are the
+/// enclosing result's.
+fn dual_leg(leg: &DualLeg) -> v1::MeasurementResult {
+    let (error, kind) = outcome(&leg.outcome);
+    v1::MeasurementResult {
+        duration_us: leg.duration_us,
+        source_address: leg.source.map(|a| a.to_string()).unwrap_or_default(),
+        destination_address: leg.destination.map(|a| a.to_string()).unwrap_or_default(),
+        error,
+        kind,
+        ..Default::default()
+    }
+}
+
+fn dual_stack_result(d: &DualStackResult) -> v1::DualStackResult {
+    v1::DualStackResult {
+        v6: Some(Box::new(dual_leg(&d.v6))),
+        v4: Some(Box::new(dual_leg(&d.v4))),
+        happy_eyeballs_choice: d
+            .happy_eyeballs_choice
+            .map_or(v1::AddressFamily::Unspecified, family_to_wire)
+            .into(),
+        v6_hops: d.v6_hops.map_or(0, u32::from),
+        v4_hops: d.v4_hops.map_or(0, u32::from),
+    }
+}
+
+/// The `error` field and the `kind` oneof of a result (or of a dual-stack leg).
+fn outcome(
+    outcome: &Outcome,
+) -> (
+    Option<v1::MeasurementError>,
+    Option<v1::measurement_result::Kind>,
+) {
+    use v1::measurement_result::Kind as W;
+    let kind = match outcome {
+        Outcome::Failed(e) => {
+            let error = v1::MeasurementError {
                 class: error_class_to_wire(e.class).into(),
                 message: e.message.clone(),
-            }),
-            None,
-        ),
-        Outcome::Ping(p) => (
-            None,
-            Some(v1::measurement_result::Kind::Ping(ping_result(p))),
-        ),
-        // Temporary while #4's wire mapping lands.
-        other => unimplemented!("wire encoding of {:?}", other.kind()),
+            };
+            return (Some(error), None);
+        }
+        Outcome::Ping(p) => W::Ping(ping_result(p)),
+        Outcome::Traceroute(t) => W::Traceroute(traceroute_result(t)),
+        Outcome::Dns(d) => W::Dns(dns_result(d)),
+        Outcome::Tcp(t) => W::Tcp(tcp_result(t)),
+        Outcome::Tls(t) => W::Tls(tls_result(t)),
+        Outcome::Http(h) => W::Http(http_result(h)),
+        Outcome::Quic(q) => W::Quic(quic_result(q)),
+        Outcome::Pmtu(p) => W::Pmtu(pmtu_result(p)),
+        Outcome::ExtHeaders(e) => W::ExtHeaders(ext_header_result(e)),
+        Outcome::DualStack(d) => W::DualStack(Box::new(dual_stack_result(d))),
     };
+    (None, Some(kind))
+}
+
+pub fn result(r: &MeasurementResult) -> v1::MeasurementResult {
+    let (error, kind) = outcome(&r.outcome);
     v1::MeasurementResult {
         key: Some(result_key(&r.key)),
         task_id: r.task_id.get(),

@@ -3,7 +3,8 @@
 use crate::v1;
 use sixmap_shared::health::{InterfaceKind, LossReason};
 use sixmap_shared::measurement::{
-    ClockState, ErrorClass, Family, IcmpSocketKind, MeasurementKind, TimestampSource,
+    ClockState, ConnectOutcome, DnsTransport, DualInner, ErrorClass, ExtHeaderType, Family,
+    IcmpSocketKind, MeasurementKind, QuicFailure, TimestampSource, TraceProtocol, TraceStop,
 };
 
 pub(crate) fn kind_to_wire(kind: MeasurementKind) -> v1::MeasurementKind {
@@ -153,5 +154,136 @@ pub(crate) fn interface_kind_from_wire(raw: i32) -> InterfaceKind {
         Ok(v1::InterfaceKind::Loopback) => InterfaceKind::Loopback,
         Ok(v1::InterfaceKind::Other) => InterfaceKind::Other,
         Ok(v1::InterfaceKind::Unspecified) | Err(_) => InterfaceKind::Unknown,
+    }
+}
+
+// The measurement enums below map UNSPECIFIED (and values a newer peer may add) to `None`:
+// the decoder turns that into an error naming the field, since each of these is required.
+
+pub(crate) fn trace_protocol_to_wire(protocol: TraceProtocol) -> v1::TracerouteProtocol {
+    match protocol {
+        TraceProtocol::Icmp => v1::TracerouteProtocol::Icmp,
+        TraceProtocol::Udp => v1::TracerouteProtocol::Udp,
+        TraceProtocol::TcpSyn => v1::TracerouteProtocol::TcpSyn,
+    }
+}
+
+pub(crate) fn trace_protocol_from_wire(protocol: v1::TracerouteProtocol) -> Option<TraceProtocol> {
+    match protocol {
+        v1::TracerouteProtocol::Unspecified => None,
+        v1::TracerouteProtocol::Icmp => Some(TraceProtocol::Icmp),
+        v1::TracerouteProtocol::Udp => Some(TraceProtocol::Udp),
+        v1::TracerouteProtocol::TcpSyn => Some(TraceProtocol::TcpSyn),
+    }
+}
+
+pub(crate) fn trace_stop_to_wire(stop: TraceStop) -> v1::TraceStop {
+    match stop {
+        TraceStop::Reached => v1::TraceStop::Reached,
+        TraceStop::Unreachable => v1::TraceStop::Unreachable,
+        TraceStop::SilentHops => v1::TraceStop::SilentHops,
+        TraceStop::MaxHops => v1::TraceStop::MaxHops,
+        TraceStop::Timeout => v1::TraceStop::Timeout,
+    }
+}
+
+pub(crate) fn trace_stop_from_wire(stop: v1::TraceStop) -> Option<TraceStop> {
+    match stop {
+        v1::TraceStop::Unspecified => None,
+        v1::TraceStop::Reached => Some(TraceStop::Reached),
+        v1::TraceStop::Unreachable => Some(TraceStop::Unreachable),
+        v1::TraceStop::SilentHops => Some(TraceStop::SilentHops),
+        v1::TraceStop::MaxHops => Some(TraceStop::MaxHops),
+        v1::TraceStop::Timeout => Some(TraceStop::Timeout),
+    }
+}
+
+pub(crate) fn dns_transport_to_wire(transport: DnsTransport) -> v1::DnsTransport {
+    match transport {
+        DnsTransport::Udp => v1::DnsTransport::Udp,
+        DnsTransport::Tcp => v1::DnsTransport::Tcp,
+    }
+}
+
+pub(crate) fn dns_transport_from_wire(transport: v1::DnsTransport) -> Option<DnsTransport> {
+    match transport {
+        v1::DnsTransport::Unspecified => None,
+        v1::DnsTransport::Udp => Some(DnsTransport::Udp),
+        v1::DnsTransport::Tcp => Some(DnsTransport::Tcp),
+    }
+}
+
+pub(crate) fn connect_to_wire(outcome: ConnectOutcome) -> v1::ConnectOutcome {
+    match outcome {
+        ConnectOutcome::Connected => v1::ConnectOutcome::Connected,
+        ConnectOutcome::Refused => v1::ConnectOutcome::Refused,
+        ConnectOutcome::Timeout => v1::ConnectOutcome::Timeout,
+        ConnectOutcome::Unreachable => v1::ConnectOutcome::Unreachable,
+    }
+}
+
+pub(crate) fn connect_from_wire(outcome: v1::ConnectOutcome) -> Option<ConnectOutcome> {
+    match outcome {
+        v1::ConnectOutcome::Unspecified => None,
+        v1::ConnectOutcome::Connected => Some(ConnectOutcome::Connected),
+        v1::ConnectOutcome::Refused => Some(ConnectOutcome::Refused),
+        v1::ConnectOutcome::Timeout => Some(ConnectOutcome::Timeout),
+        v1::ConnectOutcome::Unreachable => Some(ConnectOutcome::Unreachable),
+    }
+}
+
+/// `None` is "no failure" (FAILURE_NONE), not an unknown value: the caller checks the number.
+pub(crate) fn quic_failure_to_wire(failure: Option<QuicFailure>) -> v1::quic_result::Failure {
+    use v1::quic_result::Failure as W;
+    match failure {
+        None => W::None,
+        Some(QuicFailure::UdpBlocked) => W::UdpBlocked,
+        Some(QuicFailure::Handshake) => W::Handshake,
+        Some(QuicFailure::Certificate) => W::Certificate,
+    }
+}
+
+pub(crate) fn quic_failure_from_wire(failure: v1::quic_result::Failure) -> Option<QuicFailure> {
+    use v1::quic_result::Failure as W;
+    match failure {
+        W::None => None,
+        W::UdpBlocked => Some(QuicFailure::UdpBlocked),
+        W::Handshake => Some(QuicFailure::Handshake),
+        W::Certificate => Some(QuicFailure::Certificate),
+    }
+}
+
+pub(crate) fn ext_header_to_wire(header: ExtHeaderType) -> v1::ExtHeaderType {
+    match header {
+        ExtHeaderType::HopByHop => v1::ExtHeaderType::HopByHop,
+        ExtHeaderType::DestinationOptions => v1::ExtHeaderType::DestinationOptions,
+        ExtHeaderType::Fragment => v1::ExtHeaderType::Fragment,
+    }
+}
+
+pub(crate) fn ext_header_from_wire(header: v1::ExtHeaderType) -> Option<ExtHeaderType> {
+    match header {
+        v1::ExtHeaderType::Unspecified => None,
+        v1::ExtHeaderType::HopByHop => Some(ExtHeaderType::HopByHop),
+        v1::ExtHeaderType::DestinationOptions => Some(ExtHeaderType::DestinationOptions),
+        v1::ExtHeaderType::Fragment => Some(ExtHeaderType::Fragment),
+    }
+}
+
+pub(crate) fn dual_inner_to_wire(inner: DualInner) -> v1::MeasurementKind {
+    match inner {
+        DualInner::Ping => v1::MeasurementKind::Ping,
+        DualInner::Tcp => v1::MeasurementKind::Tcp,
+        DualInner::Http => v1::MeasurementKind::Http,
+    }
+}
+
+/// `None` for kinds that cannot be paired (and UNSPECIFIED).
+pub(crate) fn dual_inner_from_wire(kind: v1::MeasurementKind) -> Option<DualInner> {
+    match kind {
+        v1::MeasurementKind::Ping => Some(DualInner::Ping),
+        v1::MeasurementKind::Tcp => Some(DualInner::Tcp),
+        v1::MeasurementKind::Http => Some(DualInner::Http),
+        _ => None,
     }
 }

@@ -18,4 +18,7 @@ pub mod decode;
 pub mod encode;
 mod enums;
 
+#[cfg(test)]
+mod kinds_tests;
+
 pub use decode::WireError;

@@ -1,0 +1,729 @@
+//! Wire round trips and field-named errors for every measurement kind, specs and results.
+
+use crate::{decode, encode, v1};
+use prost::Message;
+use sixmap_shared::ids::{ResultKey, TaskId};
+use sixmap_shared::measurement::*;
+use sixmap_shared::session::{Assignment, MAX_MESSAGE_BYTES};
+use sixmap_shared::time::UnixMicros;
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::time::Duration;
+
+fn ip(text: &str) -> IpAddr {
+    text.parse().unwrap()
+}
+
+fn spec(target: &str, kind: SpecKind) -> MeasurementSpec {
+    let target = Target::parse(target).unwrap();
+    let family = target.default_family();
+    MeasurementSpec::new(target, family, Duration::from_secs(20), kind).unwrap()
+}
+
+/// One realistic spec of every kind, non-default values wherever the kind has them.
+fn specs() -> Vec<MeasurementSpec> {
+    vec![
+        spec(
+            "2001:db8::1",
+            SpecKind::Ping(PingSpec::new(5, 200, 1232).unwrap()),
+        ),
+        spec(
+            "www.example.org",
+            SpecKind::Traceroute(
+                TracerouteSpec::new(TraceProtocol::TcpSyn, 2, 40, 2, 8, 443, 0x1_2345).unwrap(),
+            ),
+        )
+        .with_max_packets(90)
+        .unwrap(),
+        spec(
+            "2001:4860:4860::8888",
+            SpecKind::Dns(
+                DnsSpec::new("_443._tcp.Example.ORG.", 33, DnsTransport::Tcp, true).unwrap(),
+            ),
+        ),
+        spec("2001:db8::80", SpecKind::Tcp(TcpSpec::new(8080).unwrap())),
+        spec(
+            "2001:db8::443",
+            SpecKind::Tls(
+                TlsSpec::new(
+                    8443,
+                    Some("www.example.org"),
+                    vec!["h2".into(), "http/1.1".into()],
+                )
+                .unwrap(),
+            ),
+        ),
+        spec(
+            "www.example.org",
+            SpecKind::Http(
+                HttpSpec::new("https://www.example.org:8443/a?b=c", "HEAD", 4096).unwrap(),
+            ),
+        ),
+        spec(
+            "quic.example.org",
+            SpecKind::Quic(QuicSpec::new(0, None, vec![]).unwrap()),
+        ),
+        spec(
+            "2001:db8::9",
+            SpecKind::Pmtu(PmtuSpec::new(9000, TraceProtocol::Udp).unwrap()),
+        ),
+        spec(
+            "2001:db8::9",
+            SpecKind::ExtHeaders(
+                ExtHeaderSpec::new(vec![ExtHeaderType::Fragment, ExtHeaderType::HopByHop], 16)
+                    .unwrap(),
+            ),
+        ),
+        spec(
+            "dual.example.org",
+            SpecKind::DualStack(DualStackSpec::new(DualInner::Http, 8080).unwrap()),
+        ),
+    ]
+}
+
+#[test]
+fn every_spec_kind_round_trips() {
+    let specs = specs();
+    let kinds: HashSet<_> = specs.iter().map(|s| s.measurement_kind()).collect();
+    assert_eq!(
+        kinds.len(),
+        MeasurementKind::ALL.len(),
+        "a kind lacks a sample"
+    );
+    for (i, spec) in specs.into_iter().enumerate() {
+        let a = Assignment {
+            task_id: TaskId::new(1 + i as u64).unwrap(),
+            spec,
+            interval: Some(Duration::from_secs(300)),
+            not_before: None,
+        };
+        // Through bytes as well, as a probe receives it.
+        let bytes = encode::assignment(&a).encode_to_vec();
+        let wire = v1::TaskAssignment::decode(bytes.as_slice()).unwrap();
+        assert_eq!(decode::assignment(&wire).unwrap(), a);
+    }
+}
+
+fn base(outcome: Outcome) -> MeasurementResult {
+    MeasurementResult {
+        key: ResultKey {
+            probe_id: "0123456789abcdef".parse().unwrap(),
+            boot_epoch: 4,
+            sequence: 77,
+        },
+        task_id: TaskId::new(12).unwrap(),
+        started_at: UnixMicros(1_763_000_000_000_000),
+        duration_us: 1_250_000,
+        family_requested: Family::V6,
+        family_used: Some(Family::V6),
+        source: Some(ip("2001:db8:100::2")),
+        destination: Some(ip("2001:db8::1")),
+        software_version: "0.2.0".into(),
+        clock: ClockInfo {
+            state: ClockState::Synchronized,
+            offset_us: Some(1_500),
+        },
+        outcome,
+    }
+}
+
+fn icmp(icmp_type: u8, icmp_code: u8, from: &str, mtu: Option<u32>) -> IcmpError {
+    IcmpError {
+        icmp_type,
+        icmp_code,
+        from: ip(from),
+        mtu,
+    }
+}
+
+fn hop_reply(from: &str, rtt_ns: u64, answer: HopAnswer) -> Option<HopReply> {
+    Some(HopReply {
+        from: ip(from),
+        rtt_ns,
+        answer,
+    })
+}
+
+const TIME_EXCEEDED: HopAnswer = HopAnswer::Icmp {
+    icmp_type: 3,
+    icmp_code: 0,
+    mtu: None,
+};
+
+fn traceroute() -> TracerouteResult {
+    TracerouteResult {
+        protocol: TraceProtocol::TcpSyn,
+        flow_label: 0x1_2345,
+        hops: vec![
+            TracerouteHop {
+                hop_limit: 1,
+                replies: vec![
+                    hop_reply("2001:db8:100::1", 800_000, TIME_EXCEEDED),
+                    hop_reply("2001:db8:100::1", 750_000, TIME_EXCEEDED),
+                    None,
+                ],
+            },
+            TracerouteHop {
+                hop_limit: 2,
+                replies: vec![None, None, None],
+            },
+            TracerouteHop {
+                hop_limit: 3,
+                replies: vec![
+                    hop_reply(
+                        "2001:db8:3::1",
+                        9_000_000,
+                        HopAnswer::Icmp {
+                            icmp_type: 2,
+                            icmp_code: 0,
+                            mtu: Some(1280),
+                        },
+                    ),
+                    hop_reply("2001:db8:3::2", 9_100_000, TIME_EXCEEDED),
+                    None,
+                ],
+            },
+            TracerouteHop {
+                hop_limit: 5,
+                replies: vec![
+                    hop_reply("2001:db8::1", 12_000_000, HopAnswer::Tcp { flags: 0x12 }),
+                    hop_reply("2001:db8::1", 12_500_000, HopAnswer::Tcp { flags: 0x14 }),
+                ],
+            },
+        ],
+        reached_destination: true,
+        stop: TraceStop::Reached,
+        packets_sent: 12,
+    }
+}
+
+fn ping_outcome(from: &str, hop_limit: u8) -> Outcome {
+    Outcome::Ping(PingResult {
+        sent: 3,
+        received: 2,
+        replies: vec![
+            PingReply {
+                sequence: 0,
+                rtt_ns: 21_000_000,
+                hop_limit: Some(hop_limit),
+                duplicate: false,
+                from: ip(from),
+            },
+            PingReply {
+                sequence: 2,
+                rtt_ns: 20_500_000,
+                hop_limit: Some(hop_limit),
+                duplicate: false,
+                from: ip(from),
+            },
+        ],
+        timestamp_source: TimestampSource::Kernel,
+        socket_kind: IcmpSocketKind::Datagram,
+        errors: vec![],
+    })
+}
+
+/// One realistic result of every kind (and a few second shapes: failures, absent options).
+fn outcomes() -> Vec<Outcome> {
+    vec![
+        ping_outcome("2001:db8::1", 57),
+        Outcome::Traceroute(traceroute()),
+        Outcome::Dns(DnsResult {
+            query_name: "example.org".into(),
+            query_type: 28,
+            transport_used: DnsTransport::Udp,
+            rtt_ns: Some(3_100_000),
+            response: Some(DnsResponse {
+                rcode: 0,
+                flags: 0x8180,
+                answers: vec![DnsRecord {
+                    name: "example.org".into(),
+                    record_type: 28,
+                    ttl: 3600,
+                    data: "2606:2800:21f:cb07:6820:80da:af6b:8b2c".into(),
+                }],
+            }),
+            failure: None,
+        }),
+        Outcome::Dns(DnsResult {
+            query_name: String::new(),
+            query_type: 2,
+            transport_used: DnsTransport::Tcp,
+            rtt_ns: None,
+            response: None,
+            failure: Some("timeout after 5000 ms".into()),
+        }),
+        Outcome::Tcp(TcpResult {
+            port: 443,
+            outcome: ConnectOutcome::Connected,
+            connect_ns: Some(1_200_000),
+            icmp_error: None,
+        }),
+        Outcome::Tcp(TcpResult {
+            port: 25,
+            outcome: ConnectOutcome::Unreachable,
+            connect_ns: None,
+            icmp_error: Some(icmp(1, 1, "2001:db8:3::1", None)),
+        }),
+        Outcome::Tls(TlsResult {
+            connect: ConnectOutcome::Connected,
+            connect_ns: Some(1_100_000),
+            handshake_ok: true,
+            handshake_ns: Some(9_800_000),
+            version: Some("TLSv1.3".into()),
+            cipher_suite: Some("TLS_AES_128_GCM_SHA256".into()),
+            alpn: Some("h2".into()),
+            chain: vec![
+                CertificateSummary {
+                    subject: "CN=www.example.org".into(),
+                    issuer: "CN=Example CA".into(),
+                    not_before: Some(UnixMicros(1_750_000_000_000_000)),
+                    not_after: Some(UnixMicros(1_780_000_000_000_000)),
+                },
+                CertificateSummary {
+                    subject: "CN=Example CA".into(),
+                    issuer: "CN=Example Root".into(),
+                    not_before: None,
+                    not_after: None,
+                },
+            ],
+            certificate_verified: true,
+            failure: None,
+        }),
+        Outcome::Http(HttpResult {
+            connect: ConnectOutcome::Connected,
+            status: Some(200),
+            http_version: Some("HTTP/1.1".into()),
+            dns_ns: None,
+            connect_ns: Some(1_000_000),
+            tls_ns: Some(8_000_000),
+            first_byte_ns: Some(30_000_000),
+            total_ns: 45_000_000,
+            body_bytes: 4096,
+            body_truncated: true,
+            failure: None,
+        }),
+        Outcome::Http(HttpResult {
+            connect: ConnectOutcome::Timeout,
+            status: None,
+            http_version: None,
+            dns_ns: Some(2_000_000),
+            connect_ns: None,
+            tls_ns: None,
+            first_byte_ns: None,
+            total_ns: 10_000_000_000,
+            body_bytes: 0,
+            body_truncated: false,
+            failure: Some("connect timed out".into()),
+        }),
+        Outcome::Quic(QuicResult {
+            handshake_ok: true,
+            version: Some(1),
+            alpn: Some("h3".into()),
+            handshake_ns: Some(20_100_000),
+            failure: None,
+            failure_detail: None,
+        }),
+        Outcome::Quic(QuicResult {
+            handshake_ok: false,
+            version: None,
+            alpn: None,
+            handshake_ns: None,
+            failure: Some(QuicFailure::UdpBlocked),
+            failure_detail: Some("no datagram back within 5 s".into()),
+        }),
+        Outcome::Pmtu(PmtuResult {
+            path_mtu: 1280,
+            black_hole: true,
+            black_hole_hop: Some(3),
+            black_hole_from: Some(ip("2001:db8:3::1")),
+            too_big: vec![icmp(2, 0, "2001:db8:2::1", Some(1400))],
+            packets_sent: 24,
+        }),
+        Outcome::ExtHeaders(ExtHeaderResult {
+            outcomes: vec![
+                ExtHeaderOutcome {
+                    header: ExtHeaderType::HopByHop,
+                    survived: false,
+                    dropped_at_hop: Some(2),
+                    last_responder: Some(ip("2001:db8:100::1")),
+                    icmp_error: Some(icmp(4, 1, "2001:db8:2::1", None)),
+                },
+                ExtHeaderOutcome {
+                    header: ExtHeaderType::DestinationOptions,
+                    survived: true,
+                    dropped_at_hop: None,
+                    last_responder: None,
+                    icmp_error: None,
+                },
+                ExtHeaderOutcome {
+                    header: ExtHeaderType::Fragment,
+                    survived: true,
+                    dropped_at_hop: None,
+                    last_responder: None,
+                    icmp_error: None,
+                },
+            ],
+            packets_sent: 30,
+        }),
+        Outcome::DualStack(dual_stack()),
+        Outcome::Failed(MeasurementError {
+            class: ErrorClass::Policy,
+            message: "target 10.0.0.1 is private".into(),
+        }),
+    ]
+}
+
+fn dual_stack() -> DualStackResult {
+    DualStackResult {
+        v6: Box::new(DualLeg {
+            source: Some(ip("2001:db8:100::2")),
+            destination: Some(ip("2001:db8::1")),
+            duration_us: 2_100_000,
+            outcome: ping_outcome("2001:db8::1", 57),
+        }),
+        v4: Box::new(DualLeg {
+            source: None,
+            destination: Some(ip("192.0.2.1")),
+            duration_us: 5_000_000,
+            outcome: Outcome::Failed(MeasurementError {
+                class: ErrorClass::Network,
+                message: "no IPv4 route".into(),
+            }),
+        }),
+        happy_eyeballs_choice: Some(Family::V6),
+        v6_hops: Some(8),
+        v4_hops: None,
+    }
+}
+
+#[test]
+fn every_result_kind_round_trips() {
+    let outcomes = outcomes();
+    let kinds: HashSet<_> = outcomes.iter().filter_map(Outcome::kind).collect();
+    assert_eq!(
+        kinds.len(),
+        MeasurementKind::ALL.len(),
+        "a kind lacks a sample"
+    );
+    for outcome in outcomes {
+        let domain = base(outcome);
+        assert_eq!(domain.validate(), Ok(()), "{domain:?}");
+        let bytes = encode::result(&domain).encode_to_vec();
+        let wire = v1::MeasurementResult::decode(bytes.as_slice()).unwrap();
+        assert_eq!(decode::result(&wire).unwrap(), domain);
+    }
+}
+
+fn wire_of(outcome: Outcome) -> v1::MeasurementResult {
+    encode::result(&base(outcome))
+}
+
+fn field_of(wire: &v1::MeasurementResult) -> String {
+    decode::result(wire).unwrap_err().field
+}
+
+fn traceroute_wire(wire: &mut v1::MeasurementResult) -> &mut v1::TracerouteResult {
+    match wire.kind.as_mut() {
+        Some(v1::measurement_result::Kind::Traceroute(t)) => t,
+        _ => unreachable!(),
+    }
+}
+
+fn dual_wire(wire: &mut v1::MeasurementResult) -> &mut v1::DualStackResult {
+    match wire.kind.as_mut() {
+        Some(v1::measurement_result::Kind::DualStack(d)) => d,
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn bad_result_fields_are_named() {
+    use v1::measurement_result::Kind as W;
+    let trace = || wire_of(Outcome::Traceroute(traceroute()));
+
+    // Enum numbers this version does not know, and required enums left unspecified.
+    let mut wire = trace();
+    traceroute_wire(&mut wire).protocol = 99;
+    assert_eq!(field_of(&wire), "traceroute.protocol");
+    let mut wire = trace();
+    traceroute_wire(&mut wire).stop = 0;
+    assert_eq!(field_of(&wire), "traceroute.stop");
+    for (outcome, field) in [
+        (4, "tcp.outcome"),
+        (6, "tls.connect"),
+        (7, "http.connect"),
+        (9, "quic.failure"),
+        (12, "ext_headers.outcomes[0].header"),
+    ] {
+        let mut wire = wire_of(outcomes().swap_remove(outcome));
+        match wire.kind.as_mut() {
+            Some(W::Tcp(t)) => t.outcome = 0,
+            Some(W::Tls(t)) => t.connect = 42,
+            Some(W::Http(h)) => h.connect = 0,
+            Some(W::Quic(q)) => q.failure = 17,
+            Some(W::ExtHeaders(e)) => e.outcomes[0].header = 0,
+            _ => unreachable!(),
+        }
+        assert_eq!(field_of(&wire), field);
+    }
+
+    // Addresses.
+    let mut wire = trace();
+    traceroute_wire(&mut wire).hops[2].replies[1].from = "2001:db8::zz".into();
+    assert_eq!(field_of(&wire), "traceroute.hops[2].replies[1].from");
+    let mut wire = wire_of(outcomes().swap_remove(11));
+    if let Some(W::Pmtu(p)) = wire.kind.as_mut() {
+        p.black_hole_from = "router-3".into();
+    }
+    assert_eq!(field_of(&wire), "pmtu.black_hole_from");
+
+    // Out-of-range numbers.
+    let mut wire = wire_of(outcomes().swap_remove(4));
+    if let Some(W::Tcp(t)) = wire.kind.as_mut() {
+        t.port = 70_000;
+    }
+    assert_eq!(field_of(&wire), "tcp.port");
+    let mut wire = trace();
+    traceroute_wire(&mut wire).hops[0].hop_limit = 300;
+    assert_eq!(field_of(&wire), "traceroute.hops[0].hop_limit");
+
+    // Hop limits must increase: caught by the shared validation, named there.
+    let mut wire = trace();
+    traceroute_wire(&mut wire).hops[1].hop_limit = 1;
+    assert_eq!(field_of(&wire), "traceroute.hops.hop_limit");
+
+    // A TCP answer carries no ICMP fields.
+    let mut wire = trace();
+    traceroute_wire(&mut wire).hops[3].replies[0].icmp_type = 1;
+    assert_eq!(field_of(&wire), "traceroute.hops[3].replies[0].tcp_flags");
+
+    // Response fields without a response.
+    let mut wire = wire_of(outcomes().swap_remove(3));
+    if let Some(W::Dns(d)) = wire.kind.as_mut() {
+        d.rcode = 2;
+    }
+    assert_eq!(field_of(&wire), "dns.answered");
+}
+
+#[test]
+fn dual_stack_legs_are_decoded_on_their_own() {
+    let dual = || wire_of(Outcome::DualStack(dual_stack()));
+
+    // A leg nested in a leg is refused before it is decoded.
+    let mut wire = dual();
+    let nested = dual_wire(&mut dual()).clone();
+    if let Some(v6) = dual_wire(&mut wire).v6.as_mut() {
+        v6.kind = Some(v1::measurement_result::Kind::DualStack(Box::new(nested)));
+    }
+    assert_eq!(field_of(&wire), "dual_stack.v6.dual_stack");
+
+    // Errors inside a leg keep the leg's path and the inner field.
+    let mut wire = dual();
+    if let Some(Some(v1::measurement_result::Kind::Ping(p))) =
+        dual_wire(&mut wire).v6.as_mut().map(|l| l.kind.as_mut())
+    {
+        p.replies[1].from = "nope".into();
+    }
+    assert_eq!(field_of(&wire), "dual_stack.v6.ping.replies[1].from");
+    let mut wire = dual();
+    if let Some(Some(v1::measurement_result::Kind::Ping(p))) =
+        dual_wire(&mut wire).v6.as_mut().map(|l| l.kind.as_mut())
+    {
+        p.received = 3;
+    }
+    assert_eq!(field_of(&wire), "dual_stack.v6.ping.received");
+    let mut wire = dual();
+    if let Some(v4) = dual_wire(&mut wire).v4.as_mut() {
+        v4.destination_address = "192.0.2".into();
+    }
+    assert_eq!(field_of(&wire), "dual_stack.v4.destination_address");
+
+    let mut wire = dual();
+    dual_wire(&mut wire).v4 = None;
+    assert_eq!(field_of(&wire), "dual_stack.v4");
+    let mut wire = dual();
+    dual_wire(&mut wire).happy_eyeballs_choice = 5;
+    assert_eq!(field_of(&wire), "dual_stack.happy_eyeballs_choice");
+
+    // A leg needs no key or task of its own, and the encoder sends none.
+    let mut wire = dual();
+    let leg = dual_wire(&mut wire).v6.as_deref().cloned().unwrap();
+    assert!(leg.key.is_none() && leg.task_id == 0 && leg.software_version.is_empty());
+}
+
+#[test]
+fn bad_spec_fields_are_named() {
+    use v1::measurement_spec::Kind as W;
+    let field_of = |index: usize, change: &dyn Fn(&mut v1::MeasurementSpec)| {
+        let mut wire = encode::spec(&specs()[index]);
+        change(&mut wire);
+        decode::spec(&wire).unwrap_err().field
+    };
+    fn kind(wire: &mut v1::MeasurementSpec) -> &mut W {
+        wire.kind.as_mut().unwrap()
+    }
+
+    assert_eq!(
+        field_of(1, &|w| if let W::Traceroute(t) = kind(w) {
+            t.protocol = 0;
+        }),
+        "traceroute.protocol"
+    );
+    assert_eq!(
+        field_of(1, &|w| if let W::Traceroute(t) = kind(w) {
+            t.first_hop = 50;
+        }),
+        "traceroute.first_hop"
+    );
+    assert_eq!(
+        field_of(2, &|w| if let W::Dns(d) = kind(w) {
+            d.transport = 7;
+        }),
+        "dns.transport"
+    );
+    assert_eq!(
+        field_of(2, &|w| if let W::Dns(d) = kind(w) {
+            d.query_type = 70_000;
+        }),
+        "dns.query_type"
+    );
+    assert_eq!(
+        field_of(3, &|w| if let W::Tcp(t) = kind(w) {
+            t.port = 65_536;
+        }),
+        "tcp.port"
+    );
+    assert_eq!(
+        field_of(4, &|w| if let W::Tls(t) = kind(w) {
+            t.server_name = "not a name".into();
+        }),
+        "tls.server_name"
+    );
+    assert_eq!(
+        field_of(5, &|w| if let W::Http(h) = kind(w) {
+            h.url = "ftp://example.org/".into();
+        }),
+        "http.url"
+    );
+    assert_eq!(
+        field_of(7, &|w| if let W::Pmtu(p) = kind(w) {
+            p.protocol = 3;
+        }),
+        "pmtu.protocol"
+    );
+    assert_eq!(
+        field_of(8, &|w| if let W::ExtHeaders(e) = kind(w) {
+            e.headers.push(0);
+        }),
+        "ext_headers.headers[2]"
+    );
+    assert_eq!(
+        field_of(9, &|w| if let W::DualStack(d) = kind(w) {
+            d.inner = 2;
+        }),
+        "dual_stack.inner"
+    );
+    assert_eq!(
+        field_of(9, &|w| if let W::DualStack(d) = kind(w) {
+            d.hostname = "other.example.org".into();
+        }),
+        "dual_stack.hostname"
+    );
+    // A dual-stack spec needs a name: refused by the shared constructor, naming the target.
+    assert_eq!(
+        field_of(9, &|w| {
+            if let Some(t) = w.target.as_mut() {
+                t.kind = Some(v1::target::Kind::Address("2001:db8::1".into()));
+            }
+            if let W::DualStack(d) = kind(w) {
+                d.hostname.clear();
+            }
+        }),
+        "target.hostname"
+    );
+    assert_eq!(
+        field_of(0, &|w| if let Some(b) = w.budget.as_mut() {
+            b.max_packets = 5000;
+        }),
+        "budget.max_packets"
+    );
+}
+
+fn far(i: u16) -> IpAddr {
+    IpAddr::V6(std::net::Ipv6Addr::new(
+        0x2001, 0xdb8, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff, i,
+    ))
+}
+
+/// The largest traceroute a spec allows: 64 hop limits, 5 answered probes each.
+fn largest_traceroute(hops: u8, replies: u8) -> TracerouteResult {
+    TracerouteResult {
+        protocol: TraceProtocol::Udp,
+        flow_label: TracerouteSpec::MAX_FLOW_LABEL,
+        hops: (1..=hops)
+            .map(|hop_limit| TracerouteHop {
+                hop_limit,
+                replies: (0..replies)
+                    .map(|i| {
+                        hop_reply(
+                            &far(0xff00 | u16::from(i)).to_string(),
+                            u64::MAX,
+                            HopAnswer::Icmp {
+                                icmp_type: 255,
+                                icmp_code: 255,
+                                mtu: Some(u32::MAX),
+                            },
+                        )
+                    })
+                    .collect(),
+            })
+            .collect(),
+        reached_destination: false,
+        stop: TraceStop::MaxHops,
+        packets_sent: u32::MAX,
+    }
+}
+
+#[test]
+fn the_largest_results_fit_the_message_limit() {
+    let mut largest = base(Outcome::Traceroute(largest_traceroute(
+        TracerouteSpec::MAX_HOPS as u8,
+        TracerouteSpec::MAX_PROBES_PER_HOP as u8,
+    )));
+    largest.software_version = "9".repeat(MAX_SOFTWARE_VERSION_LEN);
+    assert_eq!(largest.validate(), Ok(()));
+    // What a probe can actually produce stays small next to a batch, like ping.
+    let len = encode::result(&largest).encoded_len();
+    assert!(len < MAX_MESSAGE_BYTES / 64, "{len} bytes");
+
+    // The validators' own bounds (255 hops x 16 slots; 256 DNS answers of 4 KiB) are far
+    // beyond any spec, yet such a result must still travel, alone, in one message.
+    let mut largest = base(Outcome::Traceroute(largest_traceroute(255, 16)));
+    assert_eq!(largest.validate(), Ok(()));
+    let len = encode::result(&largest).encoded_len();
+    assert!(len < MAX_MESSAGE_BYTES / 8, "{len} bytes");
+    largest.outcome = Outcome::Dns(DnsResult {
+        query_name: "x".repeat(253),
+        query_type: u16::MAX,
+        transport_used: DnsTransport::Tcp,
+        rtt_ns: Some(u64::MAX),
+        response: Some(DnsResponse {
+            rcode: 0xFFF,
+            flags: u16::MAX,
+            // The validator's limit (not exported by shared).
+            answers: (0..256)
+                .map(|_| DnsRecord {
+                    name: "n".repeat(255),
+                    record_type: u16::MAX,
+                    ttl: u32::MAX,
+                    data: "d".repeat(4096),
+                })
+                .collect(),
+        }),
+        failure: None,
+    });
+    assert_eq!(largest.validate(), Ok(()));
+    let len = encode::result(&largest).encoded_len();
+    assert!(len < MAX_MESSAGE_BYTES / 2, "{len} bytes");
+}
