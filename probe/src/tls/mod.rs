@@ -147,14 +147,19 @@ pub fn server_name(
     destination: IpAddr,
 ) -> Result<ServerName<'static>, MeasurementError> {
     match name {
-        Some(name) => ServerName::try_from(name.to_owned()).map_err(|e| {
-            failure(
-                ErrorClass::Internal,
-                format!("{name:?} is not a server name: {e}"),
-            )
-        }),
+        Some(name) => dns_name(name),
         None => Ok(ServerName::IpAddress(destination.into())),
     }
+}
+
+/// A DNS name to send as SNI and to verify.
+pub fn dns_name(name: &str) -> Result<ServerName<'static>, MeasurementError> {
+    ServerName::try_from(name.to_owned()).map_err(|e| {
+        failure(
+            ErrorClass::Internal,
+            format!("{name:?} is not a server name: {e}"),
+        )
+    })
 }
 
 /// A handshake error from tokio-rustls in words.
