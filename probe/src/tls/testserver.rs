@@ -33,7 +33,7 @@ pub fn context<'a>(engine: &'a Engine, name: Option<&'a str>, timeout: Duration)
     }
 }
 
-fn server_config(alpn: &[&str]) -> Arc<rustls::ServerConfig> {
+pub fn server_config(alpn: &[&str]) -> Arc<rustls::ServerConfig> {
     let cert = CertificateDer::from_pem_slice(include_bytes!("testdata/leaf.pem")).unwrap();
     let key = PrivateKeyDer::from_pem_slice(include_bytes!("testdata/leaf.key")).unwrap();
     let mut config = rustls::ServerConfig::builder_with_provider(super::provider())
