@@ -90,7 +90,7 @@ pub async fn run(
             }
         }
     };
-    result.failure = outcome.err();
+    result.failure = outcome.err().map(tls::bounded);
     total(&mut result);
     Ok(result)
 }

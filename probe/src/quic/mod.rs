@@ -130,7 +130,7 @@ pub async fn run(
     };
     result.handshake_ok = failure_class.is_none();
     result.failure = failure_class;
-    result.failure_detail = detail;
+    result.failure_detail = detail.map(tls::bounded);
     endpoint.close(0u32.into(), b"sixmap: done");
     if result.version.is_some() {
         // Let the endpoint send the CONNECTION_CLOSE before the socket goes away.

@@ -106,7 +106,8 @@ pub async fn run(
         (None, problem) => problem,
         (Some(error), None) => Some(error),
         (Some(error), Some(problem)) => Some(format!("{error}; {problem}")),
-    };
+    }
+    .map(bounded);
     Ok(result)
 }
 
@@ -196,6 +197,22 @@ fn suite_name(suite: rustls::CipherSuite) -> String {
         .as_str()
         .map(str::to_owned)
         .unwrap_or_else(|| format!("{suite:?}"))
+}
+
+/// Failure texts quote what the server chose (certificate names, close reasons); results
+/// allow 4096 bytes, so keep well under.
+const MAX_FAILURE: usize = 1024;
+
+pub(crate) fn bounded(mut text: String) -> String {
+    if text.len() > MAX_FAILURE {
+        let mut end = MAX_FAILURE;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
 }
 
 pub(crate) fn nanos(d: Duration) -> u64 {
@@ -316,6 +333,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_tls12_only_server_is_measured_as_such() {
+        let config = super::testserver::server_config_for(&[], &[&rustls::version::TLS12]);
+        let (address, server) = super::testserver::tls_with(config, Vec::new()).await;
+        let engine = engine(true);
+        let ctx = context(&engine, Some("fixture.test"), Duration::from_secs(5));
+        let result = run(&ctx, &spec(None, address.port(), &[]), address.ip())
+            .await
+            .unwrap();
+        server.await.unwrap();
+        assert!(
+            result.handshake_ok && result.certificate_verified,
+            "{result:?}"
+        );
+        assert_eq!(result.version.as_deref(), Some("TLSv1.2"));
+        assert!(
+            result
+                .cipher_suite
+                .as_deref()
+                .unwrap()
+                .starts_with("TLS_ECDHE_ECDSA_"),
+            "{result:?}"
+        );
+    }
+
+    #[tokio::test]
     async fn bad_certificates_are_recorded_not_fatal() {
         // Unknown issuer: the fixture CA is not trusted.
         let (address, server) = tls(&[], Vec::new()).await;
@@ -427,6 +469,13 @@ mod tests {
         assert_eq!(result.connect, ConnectOutcome::Refused);
         assert!(!result.handshake_ok && result.chain.is_empty());
         assert!(result.failure.unwrap().contains("refused"));
+    }
+
+    #[test]
+    fn failure_texts_are_bounded() {
+        assert_eq!(bounded("short".into()), "short");
+        let long = bounded("é".repeat(2000));
+        assert!(long.len() <= MAX_FAILURE + '…'.len_utf8() && long.ends_with('…'));
     }
 
     #[test]

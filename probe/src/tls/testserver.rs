@@ -34,10 +34,17 @@ pub fn context<'a>(engine: &'a Engine, name: Option<&'a str>, timeout: Duration)
 }
 
 pub fn server_config(alpn: &[&str]) -> Arc<rustls::ServerConfig> {
+    server_config_for(alpn, rustls::DEFAULT_VERSIONS)
+}
+
+pub fn server_config_for(
+    alpn: &[&str],
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Arc<rustls::ServerConfig> {
     let cert = CertificateDer::from_pem_slice(include_bytes!("testdata/leaf.pem")).unwrap();
     let key = PrivateKeyDer::from_pem_slice(include_bytes!("testdata/leaf.key")).unwrap();
     let mut config = rustls::ServerConfig::builder_with_provider(super::provider())
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .unwrap()
         .with_no_client_auth()
         .with_single_cert(vec![cert], key)
@@ -68,9 +75,17 @@ pub async fn tls(
     alpn: &[&str],
     response: Vec<u8>,
 ) -> (SocketAddr, tokio::task::JoinHandle<Vec<u8>>) {
+    tls_with(server_config(alpn), response).await
+}
+
+/// A TLS server for one connection with the given configuration.
+pub async fn tls_with(
+    config: Arc<rustls::ServerConfig>,
+    response: Vec<u8>,
+) -> (SocketAddr, tokio::task::JoinHandle<Vec<u8>>) {
     let listener = TcpListener::bind("[::1]:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(server_config(alpn));
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
     let task = tokio::spawn(async move {
         let (tcp, _) = listener.accept().await.unwrap();
         match acceptor.accept(tcp).await {
