@@ -204,7 +204,7 @@ pub fn render(result: &QuicResult) -> String {
     if let Some(version) = result.version {
         let _ = writeln!(
             out,
-            "QUIC version: {version:#x}, ALPN: {}",
+            "QUIC version: {version}, ALPN: {}",
             result.alpn.as_deref().unwrap_or("none")
         );
     }
