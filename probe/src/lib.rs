@@ -21,3 +21,4 @@ pub mod status;
 pub mod tcp;
 pub mod tls;
 pub mod traceroute;
+pub mod trust;

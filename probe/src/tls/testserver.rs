@@ -1,0 +1,108 @@
+//! Local servers for unit tests: TLS with the fixture certificate (`fixture.test`,
+//! 2001:db8::443, signed by the fixture CA) and plain TCP, on ::1, each answering with what
+//! the test hands it.
+
+use crate::engine::{Context, Engine};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+pub fn fixture_ca() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/tls/testdata/ca.pem")
+}
+
+pub fn engine(trust_fixture_ca: bool) -> Engine {
+    Engine {
+        extra_ca_file: trust_fixture_ca.then(fixture_ca),
+        ..Engine::default()
+    }
+}
+
+pub fn context<'a>(engine: &'a Engine, name: Option<&'a str>, timeout: Duration) -> Context<'a> {
+    Context {
+        engine,
+        deadline: tokio::time::Instant::now() + timeout,
+        max_packets: None,
+        target_name: name,
+        resolve_ns: None,
+    }
+}
+
+pub fn server_config(alpn: &[&str]) -> Arc<rustls::ServerConfig> {
+    server_config_for(alpn, rustls::DEFAULT_VERSIONS)
+}
+
+pub fn server_config_for(
+    alpn: &[&str],
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Arc<rustls::ServerConfig> {
+    let cert = CertificateDer::from_pem_slice(include_bytes!("testdata/leaf.pem")).unwrap();
+    let key = PrivateKeyDer::from_pem_slice(include_bytes!("testdata/leaf.key")).unwrap();
+    let mut config = rustls::ServerConfig::builder_with_provider(super::provider())
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .unwrap();
+    config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+    Arc::new(config)
+}
+
+/// Reads the request head (to the blank line, EOF, or half a second of silence: a TLS
+/// client waits for the server), then writes `response` and closes.
+async fn answer<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, response: Vec<u8>) -> Vec<u8> {
+    let mut request = Vec::new();
+    let mut byte = [0u8; 1];
+    while !request.ends_with(b"\r\n\r\n") {
+        let read = tokio::time::timeout(Duration::from_millis(500), stream.read(&mut byte));
+        match read.await {
+            Ok(Ok(1)) => request.push(byte[0]),
+            _ => break,
+        }
+    }
+    let _ = stream.write_all(&response).await;
+    let _ = stream.shutdown().await;
+    request
+}
+
+/// A TLS server for one connection; the join handle gives the request it read.
+pub async fn tls(
+    alpn: &[&str],
+    response: Vec<u8>,
+) -> (SocketAddr, tokio::task::JoinHandle<Vec<u8>>) {
+    tls_with(server_config(alpn), response).await
+}
+
+/// A TLS server for one connection with the given configuration.
+pub async fn tls_with(
+    config: Arc<rustls::ServerConfig>,
+    response: Vec<u8>,
+) -> (SocketAddr, tokio::task::JoinHandle<Vec<u8>>) {
+    let listener = TcpListener::bind("[::1]:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let task = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        match acceptor.accept(tcp).await {
+            Ok(tls) => answer(tls, response).await,
+            Err(_) => Vec::new(),
+        }
+    });
+    (address, task)
+}
+
+/// A plain TCP server for one connection.
+pub async fn plain(response: Vec<u8>) -> (SocketAddr, tokio::task::JoinHandle<Vec<u8>>) {
+    let listener = TcpListener::bind("[::1]:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        answer(tcp, response).await
+    });
+    (address, task)
+}
