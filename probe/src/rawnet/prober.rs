@@ -372,6 +372,8 @@ pub struct Exchanged {
     pub budget_spent: bool,
     /// Every planned probe was sent or skipped (neither the budget nor the deadline cut in).
     pub complete: bool,
+    /// Planned probes dealt with so far (sent, skipped or refused), in plan order.
+    pub handled: usize,
 }
 
 impl Exchanged {
@@ -382,6 +384,7 @@ impl Exchanged {
             too_big_locally: vec![false; len],
             budget_spent: false,
             complete: false,
+            handled: 0,
         }
     }
 
@@ -426,6 +429,7 @@ impl Prober {
             {
                 let index = next;
                 next += 1;
+                ex.handled = next;
                 if skip(item, &ex) {
                     continue;
                 }
@@ -441,6 +445,7 @@ impl Prober {
                     Err(SendError::Budget) => {
                         ex.budget_spent = true;
                         next = plan.len();
+                        ex.handled = next;
                     }
                     Err(SendError::TooBig) => {
                         if let Some(slot) = ex.too_big_locally.get_mut(index) {

@@ -1,0 +1,130 @@
+//! Path measurements of our own probe (`sixmap-probe measure traceroute|pmtu|exthdr`) run in
+//! the lab's probe namespace and compared, field by field, with each scenario's ground
+//! truth. Raw sockets need root, which the lab needs anyway.
+//!
+//! The probe binary must be current: run through `cargo test --workspace`, or build it
+//! first (`cargo build -p sixmap-probe`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers may fail loudly
+
+use serde_json::Value;
+use sixmap_tests::lab::scenarios::{self, ExtHeaderDrops, PROBE};
+use sixmap_tests::lab::Lab;
+use sixmap_tests::lab_or_skip;
+use std::net::{IpAddr, Ipv6Addr};
+
+/// Runs `sixmap-probe measure ARGS --json --lab-mode` in the probe namespace and returns the
+/// JSON it printed (also when the measurement failed, which exits non-zero).
+fn measure(lab: &Lab, args: &[&str]) -> Value {
+    let probe = sixmap_tests::binary("sixmap-probe");
+    let probe = probe.to_str().unwrap();
+    let mut argv = vec![probe, "measure"];
+    argv.extend_from_slice(args);
+    argv.extend_from_slice(&["--json", "--lab-mode"]);
+    let output = lab.exec_unchecked(PROBE, &argv);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "{argv:?}: no JSON ({e}): {stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+fn outcome<'a>(json: &'a Value, kind: &str) -> &'a Value {
+    let outcome = &json["outcome"];
+    assert_eq!(outcome["kind"], kind, "{json:#}");
+    outcome
+}
+
+fn address(value: &Value) -> IpAddr {
+    value
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an address: {value}"))
+}
+
+/// `(hop_limit, responders)` per hop, and `(type, code)` (or TCP flags) of every answer at
+/// the last hop.
+fn hops(outcome: &Value) -> Vec<(u64, Vec<Option<IpAddr>>)> {
+    outcome["hops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|hop| {
+            let replies = hop["replies"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| (!r.is_null()).then(|| address(&r["from"])))
+                .collect();
+            (hop["hop_limit"].as_u64().unwrap(), replies)
+        })
+        .collect()
+}
+
+fn last_hop_answers(outcome: &Value) -> Vec<Value> {
+    let hops = outcome["hops"].as_array().unwrap();
+    hops.last().unwrap()["replies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| !r.is_null())
+        .map(|r| {
+            let mut answer = r.clone();
+            let object = answer.as_object_mut().unwrap();
+            object.remove("from");
+            object.remove("rtt_ns");
+            answer
+        })
+        .collect()
+}
+
+fn icmp(icmp_type: u8, icmp_code: u8) -> Value {
+    serde_json::json!({"answer": "icmp", "icmp_type": icmp_type, "icmp_code": icmp_code, "mtu": null})
+}
+
+#[test]
+fn traceroute_finds_the_ground_truth_path_with_icmp_udp_and_tcp() {
+    lab_or_skip!();
+    let path = scenarios::long_path(5).unwrap();
+    assert_eq!(path.hops.len(), 6);
+    let target = path.target.to_string();
+    for (protocol, answer) in [
+        ("icmp", icmp(129, 0)),
+        ("udp", icmp(1, 4)),
+        // Nothing listens on port 80: the target resets (RST|ACK).
+        ("tcp", serde_json::json!({"answer": "tcp", "flags": 0x14})),
+    ] {
+        let json = measure(
+            &path.lab,
+            &[
+                "traceroute", &target, "-P", protocol, "-m", "12", "-q", "3", "--flow-label",
+                "74565", // 0x12345
+            ],
+        );
+        let out = outcome(&json, "traceroute");
+        let expected: Vec<(u64, Vec<Option<IpAddr>>)> = path
+            .hops
+            .iter()
+            .enumerate()
+            .map(|(i, hop)| (i as u64 + 1, vec![Some(*hop); 3]))
+            .collect();
+        assert_eq!(hops(out), expected, "{protocol}: {json:#}");
+        assert_eq!(out["stop"], "reached", "{protocol}");
+        assert_eq!(out["reached_destination"], true, "{protocol}");
+        assert_eq!(out["protocol"], if protocol == "tcp" { "tcp_syn" } else { protocol });
+        assert_eq!(out["flow_label"], 0x12345);
+        assert_eq!(last_hop_answers(out), vec![answer; 3], "{protocol}: {json:#}");
+        // Routers before the target answer Time Exceeded (code 0: hop limit).
+        for hop in &out["hops"].as_array().unwrap()[..5] {
+            for reply in hop["replies"].as_array().unwrap() {
+                assert_eq!((reply["icmp_type"].as_u64(), reply["icmp_code"].as_u64()), (Some(3), Some(0)));
+                assert!(reply["rtt_ns"].as_u64().unwrap() > 0);
+            }
+        }
+        // All 12 hop limits go out in the first round; later rounds stop at the target.
+        let sent = out["packets_sent"].as_u64().unwrap();
+        assert!((18..=36).contains(&sent), "{protocol}: {sent} packets");
+    }
+}
