@@ -128,3 +128,65 @@ fn traceroute_finds_the_ground_truth_path_with_icmp_udp_and_tcp() {
         assert!((18..=36).contains(&sent), "{protocol}: {sent} packets");
     }
 }
+
+#[test]
+fn traceroute_stops_where_the_targets_scenario_says() {
+    lab_or_skip!();
+    let t = scenarios::targets().unwrap();
+    let r1 = IpAddr::V6(t.lab.node("r1").towards(PROBE).unwrap().v6);
+    let r2 = IpAddr::V6(t.r2);
+    // Address unreachable: r2 has a connected route, so it forwards like any router (Time
+    // Exceeded at hop 2) and answers hop 3 once neighbour discovery fails. Prohibit and
+    // unreachable routes answer at route lookup, before the hop limit is looked at: r2's
+    // error comes already at hop 2. The trace stops at the error either way.
+    for (address, code, last_hop) in [
+        (t.address_unreachable, 3, 3u64),
+        (t.admin_prohibited, 1, 2),
+        (t.no_route, 0, 2),
+    ] {
+        let json = measure(
+            &t.lab,
+            &["traceroute", &address.to_string(), "-m", "8", "-q", "2", "--timeout-ms", "9000"],
+        );
+        let out = outcome(&json, "traceroute");
+        let mut expected = vec![(1, vec![Some(r1); 2]), (2, vec![Some(r2); 2])];
+        if last_hop == 3 {
+            expected.push((3, vec![Some(r2); 2]));
+        }
+        assert_eq!(hops(out), expected, "{address}: {json:#}");
+        assert_eq!(out["stop"], "unreachable", "{address}");
+        assert_eq!(out["reached_destination"], false);
+        assert_eq!(last_hop_answers(out), vec![icmp(1, code); 2], "{address}");
+    }
+    // Broken IPv6: r1 blackholes the route, so not even hop 1 answers; the trace gives up
+    // after max_silent_hops silent hops.
+    let json = measure(
+        &t.lab,
+        &["traceroute", &t.broken_v6.0.to_string(), "-m", "8", "-q", "2", "--max-silent", "4"],
+    );
+    let out = outcome(&json, "traceroute");
+    assert_eq!(
+        hops(out),
+        (1..=4).map(|h| (h, vec![None, None])).collect::<Vec<_>>(),
+        "{json:#}"
+    );
+    assert_eq!(out["stop"], "silent_hops");
+    assert_eq!(out["packets_sent"], 16, "8 hop limits, 2 rounds");
+    // The v6-only host is reached in three hops.
+    let json = measure(&t.lab, &["traceroute", &t.v6_only.to_string(), "-m", "8", "-q", "1"]);
+    let out = outcome(&json, "traceroute");
+    assert_eq!(
+        hops(out),
+        vec![
+            (1, vec![Some(r1)]),
+            (2, vec![Some(r2)]),
+            (3, vec![Some(IpAddr::V6(t.v6_only))])
+        ]
+    );
+    assert_eq!(out["stop"], "reached");
+    // IPv4 targets are refused, saying so.
+    let json = measure(&t.lab, &["traceroute", &t.v4_only.to_string()]);
+    let failed = outcome(&json, "failed");
+    assert_eq!(failed["class"], "unsupported");
+    assert!(failed["message"].as_str().unwrap().contains("IPv4"), "{json:#}");
+}
