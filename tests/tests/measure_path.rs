@@ -23,12 +23,15 @@ fn measure(lab: &Lab, args: &[&str]) -> Value {
     argv.extend_from_slice(&["--json", "--lab-mode"]);
     let output = lab.exec_unchecked(PROBE, &argv);
     let stdout = String::from_utf8_lossy(&output.stdout);
-    serde_json::from_str(&stdout).unwrap_or_else(|e| {
+    eprintln!("{}", args.join(" "));
+    let json: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
         panic!(
             "{argv:?}: no JSON ({e}): {stdout}{}",
             String::from_utf8_lossy(&output.stderr)
         )
-    })
+    });
+    eprintln!("  -> {} in {} us", json["outcome"], json["duration_us"]);
+    json
 }
 
 fn outcome<'a>(json: &'a Value, kind: &str) -> &'a Value {
@@ -189,4 +192,41 @@ fn traceroute_stops_where_the_targets_scenario_says() {
     let failed = outcome(&json, "failed");
     assert_eq!(failed["class"], "unsupported");
     assert!(failed["message"].as_str().unwrap().contains("IPv4"), "{json:#}");
+}
+
+#[test]
+fn pmtu_finds_1280_and_the_black_hole_router() {
+    lab_or_skip!();
+    let open = scenarios::pmtu(false).unwrap();
+    let target = open.target.to_string();
+    for protocol in ["icmp", "udp"] {
+        let json = measure(&open.lab, &["pmtu", &target, "--max-size", "1500", "-P", protocol]);
+        let out = outcome(&json, "pmtu");
+        assert_eq!(out["path_mtu"], open.path_mtu, "{protocol}: {json:#}");
+        assert_eq!(out["black_hole"], false, "{protocol}: {json:#}");
+        assert_eq!(out["black_hole_hop"], Value::Null);
+        assert_eq!(out["black_hole_from"], Value::Null);
+        // r2 reports the narrow link, once (repeats are not listed twice).
+        assert_eq!(
+            out["too_big"],
+            serde_json::json!([{"icmp_type": 2, "icmp_code": 0, "from": open.narrow_hop, "mtu": 1280}]),
+            "{protocol}: {json:#}"
+        );
+    }
+    drop(open);
+
+    let hole = scenarios::pmtu(true).unwrap();
+    assert!(hole.ptb_dropped);
+    let target = hole.target.to_string();
+    for protocol in ["icmp", "udp"] {
+        let json = measure(&hole.lab, &["pmtu", &target, "--max-size", "1500", "-P", protocol]);
+        let out = outcome(&json, "pmtu");
+        assert_eq!(out["path_mtu"], hole.path_mtu, "{protocol}: {json:#}");
+        assert_eq!(out["black_hole"], true, "{protocol}: {json:#}");
+        assert_eq!(out["too_big"], serde_json::json!([]), "{protocol}: {json:#}");
+        // r1 (hop 1) and r2 (hop 2) answer large packets with Time Exceeded; from hop 3 on,
+        // r2 would have to forward them onto the 1280 link and its Packet Too Big is dropped.
+        assert_eq!(out["black_hole_hop"], 3, "{protocol}: {json:#}");
+        assert_eq!(address(&out["black_hole_from"]), IpAddr::V6(hole.narrow_hop));
+    }
 }

@@ -60,9 +60,19 @@ pub struct Sender {
 
 impl Sender {
     pub fn open() -> Result<Self, SocketError> {
-        Ok(Self {
-            socket: open("IPv6 (IPPROTO_RAW)", libc::IPPROTO_RAW)?,
-        })
+        let what = "IPv6 (IPPROTO_RAW)";
+        let socket = open(what, libc::IPPROTO_RAW)?;
+        // Size probes by the interface MTU, not by the kernel's path MTU cache: once a Packet
+        // Too Big (perhaps provoked by our own probes) lowered the cached MTU, larger probes
+        // would fail locally with EMSGSIZE and never test the path again.
+        sys::set_option(
+            socket.as_fd(),
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MTU_DISCOVER,
+            &libc::IPV6_PMTUDISC_PROBE.to_ne_bytes(),
+        )
+        .map_err(|source| SocketError::Setup { what, source })?;
+        Ok(Self { socket })
     }
 
     /// Sends one packet to `destination` without waiting. Packets larger than the outgoing
