@@ -11,7 +11,7 @@ use serde_json::Value;
 use sixmap_tests::lab::scenarios::{self, ExtHeaderDrops, PROBE};
 use sixmap_tests::lab::Lab;
 use sixmap_tests::lab_or_skip;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 
 /// Runs `sixmap-probe measure ARGS --json --lab-mode` in the probe namespace and returns the
 /// JSON it printed (also when the measurement failed, which exits non-zero).
@@ -228,5 +228,54 @@ fn pmtu_finds_1280_and_the_black_hole_router() {
         // r2 would have to forward them onto the 1280 link and its Packet Too Big is dropped.
         assert_eq!(out["black_hole_hop"], 3, "{protocol}: {json:#}");
         assert_eq!(address(&out["black_hole_from"]), IpAddr::V6(hole.narrow_hop));
+    }
+}
+
+#[test]
+fn exthdr_finds_the_router_that_drops_each_configured_header() {
+    lab_or_skip!();
+    for drops in [
+        ExtHeaderDrops {
+            hop_by_hop: true,
+            destination_options: false,
+            fragment: true,
+        },
+        ExtHeaderDrops {
+            hop_by_hop: false,
+            destination_options: true,
+            fragment: false,
+        },
+        ExtHeaderDrops::default(),
+    ] {
+        let s = scenarios::ext_headers(drops).unwrap();
+        // Larger options headers carry an experimental "skip if unknown" option instead of
+        // padding alone (Linux drops more than 7 bytes of padding); they must get through all
+        // the same where nothing filters.
+        let option_bytes = if drops == ExtHeaderDrops::default() { "64" } else { "8" };
+        let json = measure(
+            &s.lab,
+            &["exthdr", &s.target.to_string(), "--option-bytes", option_bytes],
+        );
+        let out = outcome(&json, "ext_headers");
+        // r2 (hop 2) still answers hop-limited probes with Time Exceeded: its forward filter
+        // drops only what it would forward, so probes die at hop 3 (the target's).
+        let expected = |header: &str, dropped: bool| {
+            if dropped {
+                serde_json::json!({"header": header, "survived": false, "dropped_at_hop": 3,
+                    "last_responder": s.dropping_hop, "icmp_error": null})
+            } else {
+                serde_json::json!({"header": header, "survived": true, "dropped_at_hop": null,
+                    "last_responder": null, "icmp_error": null})
+            }
+        };
+        assert_eq!(
+            out["outcomes"],
+            serde_json::json!([
+                expected("hop_by_hop", drops.hop_by_hop),
+                expected("destination_options", drops.destination_options),
+                expected("fragment", drops.fragment),
+            ]),
+            "{drops:?}: {json:#}"
+        );
     }
 }
