@@ -282,3 +282,140 @@ pub fn render(result: &TracerouteResult) -> String {
     out
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rawnet::build::ProbeParams;
+    use sixmap_shared::measurement::TraceProtocol;
+
+    const DESTINATION: &str = "2001:db8:9::2";
+
+    fn router(n: u16) -> Ipv6Addr {
+        Ipv6Addr::new(0x2001, 0xdb8, n, 0, 0, 0, 0, 1)
+    }
+
+    fn spec(max_hops: u32, probes: u32, silent: u32) -> TracerouteSpec {
+        TracerouteSpec::new(TraceProtocol::Icmp, 1, max_hops, probes, silent, 0, 7).unwrap()
+    }
+
+    /// An exchange where every planned probe was sent and `answer(hop)` answered it.
+    fn exchange(
+        plan: &[Planned],
+        answer: impl Fn(u8) -> Option<(Ipv6Addr, AnswerKind)>,
+    ) -> Exchanged {
+        let mut ex = Exchanged {
+            ids: (0..plan.len()).map(|i| Some(i as u16)).collect(),
+            answers: vec![None; plan.len()],
+            too_big_locally: vec![false; plan.len()],
+            budget_spent: false,
+            complete: true,
+            handled: plan.len(),
+        };
+        for (i, p) in plan.iter().enumerate() {
+            ex.answers[i] = answer(p.hop_limit).map(|(from, kind)| Answer {
+                id: i as u16,
+                probe: ProbeParams {
+                    id: i as u16,
+                    hop_limit: p.hop_limit,
+                    ext: None,
+                    size: 0,
+                },
+                from,
+                rtt_ns: 1000 * u64::from(p.hop_limit),
+                kind,
+                reply_hop_limit: None,
+            });
+        }
+        ex
+    }
+
+    fn exceeded() -> AnswerKind {
+        AnswerKind::IcmpError {
+            icmp_type: 3,
+            icmp_code: 0,
+            info: 0,
+            parameter_in: None,
+        }
+    }
+
+    #[test]
+    fn the_trace_ends_at_the_destination_and_drops_later_hops() {
+        let destination: Ipv6Addr = DESTINATION.parse().unwrap();
+        let spec = spec(10, 2, 3);
+        let plan = plan(&spec);
+        assert_eq!(plan.len(), 20);
+        // Rounds over all hop limits, not hop by hop.
+        assert_eq!(plan[..3].iter().map(|p| p.hop_limit).collect::<Vec<_>>(), [1, 2, 3]);
+        let ex = exchange(&plan, |hop| match hop {
+            1..=3 => Some((router(u16::from(hop)), exceeded())),
+            _ => Some((destination, AnswerKind::EchoReply)),
+        });
+        assert!(finished(&plan, &ex, destination));
+        let result = conclude(&spec, &plan, &ex, destination, 20);
+        assert_eq!(result.stop, TraceStop::Reached);
+        assert!(result.reached_destination);
+        assert_eq!(
+            result.path(),
+            vec![
+                Some(router(1).into()),
+                Some(router(2).into()),
+                Some(router(3).into()),
+                Some(destination.into())
+            ]
+        );
+        assert_eq!(result.hops[3].replies.len(), 2);
+        assert_eq!(result.validate(), Ok(()));
+        assert!(render(&result).contains(" 4  2001:db8:9::2  0.004 ms  0.004 ms"), "{}", render(&result));
+    }
+
+    #[test]
+    fn silent_hops_end_the_trace_after_the_configured_run() {
+        let destination: Ipv6Addr = DESTINATION.parse().unwrap();
+        let spec = spec(10, 1, 3);
+        let plan = plan(&spec);
+        let ex = exchange(&plan, |hop| (hop == 1).then(|| (router(1), exceeded())));
+        assert!(!finished(&plan, &ex, destination));
+        let result = conclude(&spec, &plan, &ex, destination, 10);
+        assert_eq!(result.stop, TraceStop::SilentHops);
+        assert_eq!(result.hops.len(), 4, "hop 1 and three silent hops");
+        assert_eq!(result.hops[3].replies, vec![None]);
+    }
+
+    #[test]
+    fn unreachable_and_timeout_and_max_hops() {
+        let destination: Ipv6Addr = DESTINATION.parse().unwrap();
+        let spec = spec(6, 1, 5);
+        let plan = plan(&spec);
+        let unreachable = AnswerKind::IcmpError {
+            icmp_type: 1,
+            icmp_code: 3,
+            info: 0,
+            parameter_in: None,
+        };
+        let ex = exchange(&plan, |hop| match hop {
+            1 => Some((router(1), exceeded())),
+            _ => Some((router(2), unreachable)),
+        });
+        let result = conclude(&spec, &plan, &ex, destination, 6);
+        assert_eq!((result.stop, result.hops.len()), (TraceStop::Unreachable, 2));
+        // Every hop answered by routers only: max hops; the same cut by the deadline: timeout.
+        let mut ex = exchange(&plan, |hop| Some((router(u16::from(hop)), exceeded())));
+        assert_eq!(conclude(&spec, &plan, &ex, destination, 6).stop, TraceStop::MaxHops);
+        ex.complete = false;
+        assert_eq!(conclude(&spec, &plan, &ex, destination, 6).stop, TraceStop::Timeout);
+        // Port unreachable from the destination itself means it was reached (UDP).
+        let port = AnswerKind::IcmpError {
+            icmp_type: 1,
+            icmp_code: 4,
+            info: 0,
+            parameter_in: None,
+        };
+        let ex = exchange(&plan, |hop| match hop {
+            1 => Some((router(1), exceeded())),
+            _ => Some((destination, port)),
+        });
+        let result = conclude(&spec, &plan, &ex, destination, 6);
+        assert_eq!((result.stop, result.hops.len()), (TraceStop::Reached, 2));
+    }
+}

@@ -139,3 +139,71 @@ pub fn compare(plan: &[Planned], ex: &Exchanged, reference: Variant, destination
     }
     located
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rawnet::build::ProbeParams;
+
+    fn at(n: u16) -> Ipv6Addr {
+        Ipv6Addr::new(0x2001, 0xdb8, n, 0, 0, 0, 0, 2)
+    }
+
+    #[test]
+    fn the_first_hop_answering_only_the_reference_is_the_drop() {
+        let destination = at(9);
+        let small = Variant { ext: None, size: 1280 };
+        let large = Variant { ext: None, size: 1500 };
+        let plan: Vec<Planned> = (1..=5u8)
+            .flat_map(|hop_limit| {
+                [small, large].map(|v| Planned {
+                    hop_limit,
+                    ext: v.ext,
+                    size: v.size,
+                })
+            })
+            .collect();
+        let exceeded = AnswerKind::IcmpError {
+            icmp_type: TIME_EXCEEDED,
+            icmp_code: 0,
+            info: 0,
+            parameter_in: None,
+        };
+        let mut ex = Exchanged {
+            ids: (0..plan.len()).map(|i| Some(i as u16)).collect(),
+            answers: vec![None; plan.len()],
+            too_big_locally: vec![false; plan.len()],
+            budget_spent: false,
+            complete: true,
+            handled: plan.len(),
+        };
+        for (i, p) in plan.iter().enumerate() {
+            let (from, kind) = match p.hop_limit {
+                4.. => (destination, AnswerKind::EchoReply),
+                hop => (at(u16::from(hop)), exceeded),
+            };
+            // Large packets die after hop 2's router.
+            if p.size == 1500 && p.hop_limit >= 3 {
+                continue;
+            }
+            ex.answers[i] = Some(Answer {
+                id: i as u16,
+                probe: ProbeParams {
+                    id: i as u16,
+                    hop_limit: p.hop_limit,
+                    ext: None,
+                    size: p.size,
+                },
+                from,
+                rtt_ns: 1,
+                kind,
+                reply_hop_limit: None,
+            });
+        }
+        let located = compare(&plan, &ex, small, destination);
+        assert_eq!(located.hop, Some(3));
+        assert_eq!(located.last_responder, Some(at(2)));
+        assert!(located.reference_reached);
+        assert!(located.test_errors.is_empty());
+    }
+}
