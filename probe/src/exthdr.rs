@@ -13,8 +13,7 @@ use crate::engine::{Context, failure};
 use crate::rawnet::locate::{self, Variant};
 use crate::rawnet::parse::TIME_EXCEEDED;
 use crate::rawnet::{
-    Answer, AnswerKind, ExtHeader, Planned, ProbeError, Prober, ipv4_unsupported,
-    measurement_error,
+    Answer, AnswerKind, ExtHeader, Planned, ProbeError, Prober, ipv4_unsupported, measurement_error,
 };
 use sixmap_shared::measurement::{
     ErrorClass, ExtHeaderOutcome, ExtHeaderResult, ExtHeaderSpec, ExtHeaderType, IcmpError,
@@ -91,9 +90,7 @@ fn icmp_error(answer: &Answer) -> Option<IcmpError> {
 /// Picks the error to report for `ext`: one whose Parameter Problem pointer falls in the
 /// header itself first, else the first error.
 fn error_naming(answers: &[&Answer], ext: ExtHeader) -> Option<IcmpError> {
-    let names = |a: &&&Answer| {
-        matches!(a.kind, AnswerKind::IcmpError { parameter_in: Some(p), .. } if p == ext.next_header())
-    };
+    let names = |a: &&&Answer| matches!(a.kind, AnswerKind::IcmpError { parameter_in: Some(p), .. } if p == ext.next_header());
     answers
         .iter()
         .find(names)
@@ -135,7 +132,11 @@ async fn measure(
             .collect()
     };
     let plain = answers_for(None);
-    let plain_reply = plain.iter().find(|a| is_echo_reply(a, destination)).copied().copied();
+    let plain_reply = plain
+        .iter()
+        .find(|a| is_echo_reply(a, destination))
+        .copied()
+        .copied();
     let wait = plain_reply.map_or(FIRST_WAIT, |a| {
         (Duration::from_nanos(a.rtt_ns) * 4 + Duration::from_millis(150))
             .clamp(Duration::from_millis(250), FIRST_WAIT)
@@ -143,7 +144,9 @@ async fn measure(
     let scan_hops = plain_reply
         .and_then(|a| a.reply_hop_limit)
         .and_then(hops_from_reply_hop_limit)
-        .map_or(DEFAULT_SCAN_HOPS, |hops| hops.saturating_add(1).min(HOP_LIMIT));
+        .map_or(DEFAULT_SCAN_HOPS, |hops| {
+            hops.saturating_add(1).min(HOP_LIMIT)
+        });
     let mut outcomes = Vec::new();
     let first_round: Vec<(ExtHeaderType, ExtHeader, bool, Option<IcmpError>)> = headers
         .iter()

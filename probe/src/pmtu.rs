@@ -138,8 +138,12 @@ impl Search {
                 self.failed = Some(self.failed.map_or(size, |f| f.min(size)));
                 for error in errors {
                     if let Some(mtu) = error.mtu {
-                        // A PTB can only lower the size to try; never below the minimum.
-                        self.hint = Some(mtu.clamp(MIN_SIZE, size.saturating_sub(1).max(MIN_SIZE)));
+                        // The link's MTU is known now: nothing larger fits, so the next try
+                        // is exactly the MTU (IPv6 links carry at least 1280 whatever a
+                        // Packet Too Big claims).
+                        let mtu = mtu.clamp(MIN_SIZE, size.saturating_sub(1).max(MIN_SIZE));
+                        self.failed = self.failed.map(|f| f.min(mtu + 1));
+                        self.hint = Some(mtu);
                     }
                     let known = self
                         .too_big
@@ -271,7 +275,9 @@ async fn measure(
         let scan_hops = search
             .reply_hop_limit
             .and_then(hops_from_reply_hop_limit)
-            .map_or(DEFAULT_SCAN_HOPS, |hops| hops.saturating_add(1).min(HOP_LIMIT));
+            .map_or(DEFAULT_SCAN_HOPS, |hops| {
+                hops.saturating_add(1).min(HOP_LIMIT)
+            });
         let located = locate::locate(
             prober,
             Variant {
@@ -368,7 +374,13 @@ mod tests {
         assert_eq!(search.next_sizes(1500), vec![1400]);
         search.hint = None;
         search.record(1400, &SizeOutcome::Passed);
-        assert_eq!(search.next_sizes(1500).len(), 7);
+        assert!(search.next_sizes(1500).is_empty(), "1401 and up do not fit");
+        // A Packet Too Big naming the minimum settles it at once.
+        let mut search = Search::new();
+        search.record(1280, &SizeOutcome::Passed);
+        search.record(1500, &SizeOutcome::TooBig(vec![error(1280)]));
+        assert!(search.next_sizes(1500).is_empty());
+        assert_eq!((search.passed, search.failed), (Some(1280), Some(1281)));
         assert_eq!(search.too_big, vec![error(1400)]);
         assert_eq!(search.silent, None);
     }

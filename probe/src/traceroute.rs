@@ -36,9 +36,9 @@ pub async fn run(
     let IpAddr::V6(destination) = destination else {
         return Err(ipv4_unsupported("traceroute"));
     };
-    let limit = ctx
-        .max_packets
-        .map_or(spec.packet_budget(), |max| spec.packet_budget().min(u32::from(max)));
+    let limit = ctx.max_packets.map_or(spec.packet_budget(), |max| {
+        spec.packet_budget().min(u32::from(max))
+    });
     let mut prober = Prober::open(
         destination,
         spec.protocol(),
@@ -91,11 +91,13 @@ fn ending(answer: &Answer, destination: Ipv6Addr) -> Option<TraceStop> {
             icmp_type: DESTINATION_UNREACHABLE,
             icmp_code,
             ..
-        } => Some(if icmp_code == PORT_UNREACHABLE && answer.from == destination {
-            TraceStop::Reached
-        } else {
-            TraceStop::Unreachable
-        }),
+        } => Some(
+            if icmp_code == PORT_UNREACHABLE && answer.from == destination {
+                TraceStop::Reached
+            } else {
+                TraceStop::Unreachable
+            },
+        ),
         _ => None,
     }
 }
@@ -154,13 +156,18 @@ fn conclude(
         let replies: Vec<Option<HopReply>> = plan
             .iter()
             .enumerate()
-            .filter(|(i, p)| p.hop_limit == hop_limit && ex.ids.get(*i).is_some_and(Option::is_some))
+            .filter(|(i, p)| {
+                p.hop_limit == hop_limit && ex.ids.get(*i).is_some_and(Option::is_some)
+            })
             .map(|(i, _)| {
-                ex.answers.get(i).and_then(Option::as_ref).map(|a| HopReply {
-                    from: IpAddr::V6(a.from),
-                    rtt_ns: a.rtt_ns,
-                    answer: hop_answer(a.kind),
-                })
+                ex.answers
+                    .get(i)
+                    .and_then(Option::as_ref)
+                    .map(|a| HopReply {
+                        from: IpAddr::V6(a.from),
+                        rtt_ns: a.rtt_ns,
+                        answer: hop_answer(a.kind),
+                    })
             })
             .collect();
         if !replies.is_empty() {
@@ -207,12 +214,9 @@ fn silent_run_end(hops: &[TracerouteHop], max_silent: u8) -> Option<u8> {
 
 fn describe(answer: &HopAnswer) -> String {
     match *answer {
-        HopAnswer::Icmp {
-            icmp_type: 3, ..
+        HopAnswer::Icmp { icmp_type: 3, .. } | HopAnswer::Icmp { icmp_type: 129, .. } => {
+            String::new()
         }
-        | HopAnswer::Icmp {
-            icmp_type: 129, ..
-        } => String::new(),
         HopAnswer::Icmp {
             icmp_type: 1,
             icmp_code,
@@ -282,7 +286,6 @@ pub fn render(result: &TracerouteResult) -> String {
     out
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -346,7 +349,10 @@ mod tests {
         let plan = plan(&spec);
         assert_eq!(plan.len(), 20);
         // Rounds over all hop limits, not hop by hop.
-        assert_eq!(plan[..3].iter().map(|p| p.hop_limit).collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(
+            plan[..3].iter().map(|p| p.hop_limit).collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
         let ex = exchange(&plan, |hop| match hop {
             1..=3 => Some((router(u16::from(hop)), exceeded())),
             _ => Some((destination, AnswerKind::EchoReply)),
@@ -366,7 +372,11 @@ mod tests {
         );
         assert_eq!(result.hops[3].replies.len(), 2);
         assert_eq!(result.validate(), Ok(()));
-        assert!(render(&result).contains(" 4  2001:db8:9::2  0.004 ms  0.004 ms"), "{}", render(&result));
+        assert!(
+            render(&result).contains(" 4  2001:db8:9::2  0.004 ms  0.004 ms"),
+            "{}",
+            render(&result)
+        );
     }
 
     #[test]
@@ -398,12 +408,21 @@ mod tests {
             _ => Some((router(2), unreachable)),
         });
         let result = conclude(&spec, &plan, &ex, destination, 6);
-        assert_eq!((result.stop, result.hops.len()), (TraceStop::Unreachable, 2));
+        assert_eq!(
+            (result.stop, result.hops.len()),
+            (TraceStop::Unreachable, 2)
+        );
         // Every hop answered by routers only: max hops; the same cut by the deadline: timeout.
         let mut ex = exchange(&plan, |hop| Some((router(u16::from(hop)), exceeded())));
-        assert_eq!(conclude(&spec, &plan, &ex, destination, 6).stop, TraceStop::MaxHops);
+        assert_eq!(
+            conclude(&spec, &plan, &ex, destination, 6).stop,
+            TraceStop::MaxHops
+        );
         ex.complete = false;
-        assert_eq!(conclude(&spec, &plan, &ex, destination, 6).stop, TraceStop::Timeout);
+        assert_eq!(
+            conclude(&spec, &plan, &ex, destination, 6).stop,
+            TraceStop::Timeout
+        );
         // Port unreachable from the destination itself means it was reached (UDP).
         let port = AnswerKind::IcmpError {
             icmp_type: 1,

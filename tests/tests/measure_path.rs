@@ -8,8 +8,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers may fail loudly
 
 use serde_json::Value;
-use sixmap_tests::lab::scenarios::{self, ExtHeaderDrops, PROBE};
 use sixmap_tests::lab::Lab;
+use sixmap_tests::lab::scenarios::{self, ExtHeaderDrops, PROBE};
 use sixmap_tests::lab_or_skip;
 use std::net::IpAddr;
 
@@ -102,7 +102,15 @@ fn traceroute_finds_the_ground_truth_path_with_icmp_udp_and_tcp() {
         let json = measure(
             &path.lab,
             &[
-                "traceroute", &target, "-P", protocol, "-m", "12", "-q", "3", "--flow-label",
+                "traceroute",
+                &target,
+                "-P",
+                protocol,
+                "-m",
+                "12",
+                "-q",
+                "3",
+                "--flow-label",
                 "74565", // 0x12345
             ],
         );
@@ -116,13 +124,27 @@ fn traceroute_finds_the_ground_truth_path_with_icmp_udp_and_tcp() {
         assert_eq!(hops(out), expected, "{protocol}: {json:#}");
         assert_eq!(out["stop"], "reached", "{protocol}");
         assert_eq!(out["reached_destination"], true, "{protocol}");
-        assert_eq!(out["protocol"], if protocol == "tcp" { "tcp_syn" } else { protocol });
+        assert_eq!(
+            out["protocol"],
+            if protocol == "tcp" {
+                "tcp_syn"
+            } else {
+                protocol
+            }
+        );
         assert_eq!(out["flow_label"], 0x12345);
-        assert_eq!(last_hop_answers(out), vec![answer; 3], "{protocol}: {json:#}");
+        assert_eq!(
+            last_hop_answers(out),
+            vec![answer; 3],
+            "{protocol}: {json:#}"
+        );
         // Routers before the target answer Time Exceeded (code 0: hop limit).
         for hop in &out["hops"].as_array().unwrap()[..5] {
             for reply in hop["replies"].as_array().unwrap() {
-                assert_eq!((reply["icmp_type"].as_u64(), reply["icmp_code"].as_u64()), (Some(3), Some(0)));
+                assert_eq!(
+                    (reply["icmp_type"].as_u64(), reply["icmp_code"].as_u64()),
+                    (Some(3), Some(0))
+                );
                 assert!(reply["rtt_ns"].as_u64().unwrap() > 0);
             }
         }
@@ -149,7 +171,16 @@ fn traceroute_stops_where_the_targets_scenario_says() {
     ] {
         let json = measure(
             &t.lab,
-            &["traceroute", &address.to_string(), "-m", "8", "-q", "2", "--timeout-ms", "9000"],
+            &[
+                "traceroute",
+                &address.to_string(),
+                "-m",
+                "8",
+                "-q",
+                "2",
+                "--timeout-ms",
+                "9000",
+            ],
         );
         let out = outcome(&json, "traceroute");
         let mut expected = vec![(1, vec![Some(r1); 2]), (2, vec![Some(r2); 2])];
@@ -165,7 +196,16 @@ fn traceroute_stops_where_the_targets_scenario_says() {
     // after max_silent_hops silent hops.
     let json = measure(
         &t.lab,
-        &["traceroute", &t.broken_v6.0.to_string(), "-m", "8", "-q", "2", "--max-silent", "4"],
+        &[
+            "traceroute",
+            &t.broken_v6.0.to_string(),
+            "-m",
+            "8",
+            "-q",
+            "2",
+            "--max-silent",
+            "4",
+        ],
     );
     let out = outcome(&json, "traceroute");
     assert_eq!(
@@ -176,7 +216,10 @@ fn traceroute_stops_where_the_targets_scenario_says() {
     assert_eq!(out["stop"], "silent_hops");
     assert_eq!(out["packets_sent"], 16, "8 hop limits, 2 rounds");
     // The v6-only host is reached in three hops.
-    let json = measure(&t.lab, &["traceroute", &t.v6_only.to_string(), "-m", "8", "-q", "1"]);
+    let json = measure(
+        &t.lab,
+        &["traceroute", &t.v6_only.to_string(), "-m", "8", "-q", "1"],
+    );
     let out = outcome(&json, "traceroute");
     assert_eq!(
         hops(out),
@@ -191,7 +234,10 @@ fn traceroute_stops_where_the_targets_scenario_says() {
     let json = measure(&t.lab, &["traceroute", &t.v4_only.to_string()]);
     let failed = outcome(&json, "failed");
     assert_eq!(failed["class"], "unsupported");
-    assert!(failed["message"].as_str().unwrap().contains("IPv4"), "{json:#}");
+    assert!(
+        failed["message"].as_str().unwrap().contains("IPv4"),
+        "{json:#}"
+    );
 }
 
 #[test]
@@ -200,7 +246,10 @@ fn pmtu_finds_1280_and_the_black_hole_router() {
     let open = scenarios::pmtu(false).unwrap();
     let target = open.target.to_string();
     for protocol in ["icmp", "udp"] {
-        let json = measure(&open.lab, &["pmtu", &target, "--max-size", "1500", "-P", protocol]);
+        let json = measure(
+            &open.lab,
+            &["pmtu", &target, "--max-size", "1500", "-P", protocol],
+        );
         let out = outcome(&json, "pmtu");
         assert_eq!(out["path_mtu"], open.path_mtu, "{protocol}: {json:#}");
         assert_eq!(out["black_hole"], false, "{protocol}: {json:#}");
@@ -219,15 +268,25 @@ fn pmtu_finds_1280_and_the_black_hole_router() {
     assert!(hole.ptb_dropped);
     let target = hole.target.to_string();
     for protocol in ["icmp", "udp"] {
-        let json = measure(&hole.lab, &["pmtu", &target, "--max-size", "1500", "-P", protocol]);
+        let json = measure(
+            &hole.lab,
+            &["pmtu", &target, "--max-size", "1500", "-P", protocol],
+        );
         let out = outcome(&json, "pmtu");
         assert_eq!(out["path_mtu"], hole.path_mtu, "{protocol}: {json:#}");
         assert_eq!(out["black_hole"], true, "{protocol}: {json:#}");
-        assert_eq!(out["too_big"], serde_json::json!([]), "{protocol}: {json:#}");
+        assert_eq!(
+            out["too_big"],
+            serde_json::json!([]),
+            "{protocol}: {json:#}"
+        );
         // r1 (hop 1) and r2 (hop 2) answer large packets with Time Exceeded; from hop 3 on,
         // r2 would have to forward them onto the 1280 link and its Packet Too Big is dropped.
         assert_eq!(out["black_hole_hop"], 3, "{protocol}: {json:#}");
-        assert_eq!(address(&out["black_hole_from"]), IpAddr::V6(hole.narrow_hop));
+        assert_eq!(
+            address(&out["black_hole_from"]),
+            IpAddr::V6(hole.narrow_hop)
+        );
     }
 }
 
@@ -251,10 +310,19 @@ fn exthdr_finds_the_router_that_drops_each_configured_header() {
         // Larger options headers carry an experimental "skip if unknown" option instead of
         // padding alone (Linux drops more than 7 bytes of padding); they must get through all
         // the same where nothing filters.
-        let option_bytes = if drops == ExtHeaderDrops::default() { "64" } else { "8" };
+        let option_bytes = if drops == ExtHeaderDrops::default() {
+            "64"
+        } else {
+            "8"
+        };
         let json = measure(
             &s.lab,
-            &["exthdr", &s.target.to_string(), "--option-bytes", option_bytes],
+            &[
+                "exthdr",
+                &s.target.to_string(),
+                "--option-bytes",
+                option_bytes,
+            ],
         );
         let out = outcome(&json, "ext_headers");
         // r2 (hop 2) still answers hop-limited probes with Time Exceeded: its forward filter
@@ -276,6 +344,43 @@ fn exthdr_finds_the_router_that_drops_each_configured_header() {
                 expected("fragment", drops.fragment),
             ]),
             "{drops:?}: {json:#}"
+        );
+    }
+}
+
+#[test]
+fn without_cap_net_raw_the_measurements_say_what_is_missing() {
+    lab_or_skip!();
+    let path = scenarios::long_path(1).unwrap();
+    let target = path.target.to_string();
+    let probe = sixmap_tests::binary("sixmap-probe");
+    for args in [
+        vec!["traceroute", target.as_str()],
+        vec!["pmtu", target.as_str()],
+        vec!["exthdr", target.as_str()],
+    ] {
+        // Run as nobody with every capability dropped.
+        let mut argv = vec![
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+            probe.to_str().unwrap(),
+            "measure",
+        ];
+        argv.extend_from_slice(&args);
+        argv.extend_from_slice(&["--json", "--lab-mode"]);
+        let output = path.lab.exec_unchecked(PROBE, &argv);
+        assert!(!output.status.success());
+        let json: Value = serde_json::from_slice(&output.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stderr)));
+        let failed = outcome(&json, "failed");
+        assert_eq!(failed["class"], "permission", "{json:#}");
+        assert!(
+            failed["message"].as_str().unwrap().contains("CAP_NET_RAW"),
+            "{json:#}"
         );
     }
 }

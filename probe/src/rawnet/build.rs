@@ -53,9 +53,17 @@ const OPTION_PADN: u8 = 1;
 /// The transport of a flow and what stays constant in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
-    Icmp { identifier: u16 },
-    Udp { source_port: u16, destination_port: u16 },
-    TcpSyn { source_port: u16, destination_port: u16 },
+    Icmp {
+        identifier: u16,
+    },
+    Udp {
+        source_port: u16,
+        destination_port: u16,
+    },
+    TcpSyn {
+        source_port: u16,
+        destination_port: u16,
+    },
 }
 
 impl Transport {
@@ -111,7 +119,8 @@ impl ExtHeader {
                 if len < 8 || len % 8 != 0 || len > MAX_OPTIONS_LEN {
                     return Err(BuildError::OptionsLength(len));
                 }
-                let units = u8::try_from(len / 8 - 1).map_err(|_| BuildError::OptionsLength(len))?;
+                let units =
+                    u8::try_from(len / 8 - 1).map_err(|_| BuildError::OptionsLength(len))?;
                 out.extend_from_slice(&[next, units]);
                 write_padding_options(len - 2, out);
             }
@@ -198,8 +207,11 @@ impl Flow {
             return Err(BuildError::TooLarge(size));
         }
         let mut packet = Vec::with_capacity(size);
-        let payload_len = u16::try_from(size - IPV6_HEADER_LEN).map_err(|_| BuildError::TooLarge(size))?;
-        let first = probe.ext.map_or(self.transport.next_header(), ExtHeader::next_header);
+        let payload_len =
+            u16::try_from(size - IPV6_HEADER_LEN).map_err(|_| BuildError::TooLarge(size))?;
+        let first = probe
+            .ext
+            .map_or(self.transport.next_header(), ExtHeader::next_header);
         let label = self.flow_label;
         // Version 6, traffic class 0, then the flow label's 20 bits.
         packet.extend_from_slice(&[

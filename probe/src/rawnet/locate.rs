@@ -76,7 +76,9 @@ pub async fn locate(
     // Beyond the hop where the reference reached the destination nothing is learnt.
     let reached = |plan: &[Planned], ex: &Exchanged| {
         ex.answered()
-            .filter(|(i, a)| a.from == destination && plan.get(*i).is_some_and(|p| is_variant(p, reference)))
+            .filter(|(i, a)| {
+                a.from == destination && plan.get(*i).is_some_and(|p| is_variant(p, reference))
+            })
             .filter_map(|(i, _)| plan.get(i).map(|p| p.hop_limit))
             .min()
     };
@@ -98,7 +100,12 @@ fn is_variant(planned: &Planned, variant: Variant) -> bool {
 }
 
 /// The comparison itself, pure: per hop, did the reference and the test pass?
-pub fn compare(plan: &[Planned], ex: &Exchanged, reference: Variant, destination: Ipv6Addr) -> Located {
+pub fn compare(
+    plan: &[Planned],
+    ex: &Exchanged,
+    reference: Variant,
+    destination: Ipv6Addr,
+) -> Located {
     let mut located = Located::default();
     let max_hop = plan.iter().map(|p| p.hop_limit).max().unwrap_or(0);
     let mut previous_test_responder = None;
@@ -152,8 +159,14 @@ mod tests {
     #[test]
     fn the_first_hop_answering_only_the_reference_is_the_drop() {
         let destination = at(9);
-        let small = Variant { ext: None, size: 1280 };
-        let large = Variant { ext: None, size: 1500 };
+        let small = Variant {
+            ext: None,
+            size: 1280,
+        };
+        let large = Variant {
+            ext: None,
+            size: 1500,
+        };
         let plan: Vec<Planned> = (1..=5u8)
             .flat_map(|hop_limit| {
                 [small, large].map(|v| Planned {

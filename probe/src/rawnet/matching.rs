@@ -2,10 +2,7 @@
 //! identifier or ports, destination, cookie) must match, and the probe id must come with
 //! its companion word (see `build`).
 
-use super::build::{
-    COOKIE_LEN, Flow, TCP_ACK, TCP_RST,
-    TCP_SYN, Transport, id_of_tcp_sequence,
-};
+use super::build::{COOKIE_LEN, Flow, TCP_ACK, TCP_RST, TCP_SYN, Transport, id_of_tcp_sequence};
 use super::checksum::companion;
 use super::parse::{self, Icmpv6, ParseError, Quoted};
 use std::net::Ipv6Addr;
@@ -47,9 +44,16 @@ use MatchError::NotOurs;
 
 /// The id in the first payload words (`id`, companion, cookie), checking as much of the
 /// cookie as is there. `id` comes from elsewhere for ICMPv6 (the sequence number).
-fn check_marker(flow: &Flow, id: u16, words: &[u8], cookie_required: bool) -> Result<(), MatchError> {
+fn check_marker(
+    flow: &Flow,
+    id: u16,
+    words: &[u8],
+    cookie_required: bool,
+) -> Result<(), MatchError> {
     match words.get(..2) {
-        Some(w) if w != companion(id).to_be_bytes() => return Err(NotOurs("companion word differs")),
+        Some(w) if w != companion(id).to_be_bytes() => {
+            return Err(NotOurs("companion word differs"));
+        }
         Some(_) => {}
         None if cookie_required => return Err(ParseError::Truncated("companion word").into()),
         None => return Ok(()),

@@ -144,7 +144,12 @@ impl Prober {
                     source: io::Error::other("the kernel picked an IPv4 source"),
                 });
             }
-            Err(source) => return Err(ProbeError::NoRoute { destination, source }),
+            Err(source) => {
+                return Err(ProbeError::NoRoute {
+                    destination,
+                    source,
+                });
+            }
         };
         let transport = match protocol {
             TraceProtocol::Icmp => Transport::Icmp {
@@ -207,8 +212,9 @@ impl Prober {
         self.book.sent.get(&id)
     }
 
-    /// Builds and sends one probe; its id comes back. Network errors (no route) fail the
-    /// first probe only: after that a lost probe is just unanswered.
+    /// Builds and sends one probe; its id comes back. ([`Prober::exchange`] fails the
+    /// measurement when the very first probe cannot leave, e.g. no route; later failures
+    /// only leave a probe unsent.)
     pub fn send(
         &mut self,
         hop_limit: u8,
@@ -230,13 +236,6 @@ impl Prober {
         match self.sender.send(&packet, self.flow.destination) {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) => return Err(SendError::TooBig),
-            Err(e) if self.book.packets_sent > 0 => {
-                tracing::debug!(id, hop_limit, error = %e, "probe not sent");
-                return Err(SendError::Failed(ProbeError::Send {
-                    destination: self.flow.destination,
-                    source: e,
-                }));
-            }
             Err(source) => {
                 return Err(SendError::Failed(ProbeError::Send {
                     destination: self.flow.destination,
@@ -299,7 +298,12 @@ impl Prober {
 
 impl Book {
     /// Reads what is queued on `receiver` (up to the budget); true once the queue is empty.
-    fn drain(&mut self, flow: &Flow, receiver: &Receiver, listen: Listen) -> Result<bool, ProbeError> {
+    fn drain(
+        &mut self,
+        flow: &Flow,
+        receiver: &Receiver,
+        listen: Listen,
+    ) -> Result<bool, ProbeError> {
         for _ in 0..RECV_BUDGET {
             let received = match receiver.recv(&mut self.data, &mut self.control) {
                 Ok(received) => received,
@@ -337,7 +341,8 @@ impl Book {
                 .zip(sent.at.realtime)
                 .and_then(|(received, sent)| received.checked_sub(sent))
                 .filter(|rtt| !rtt.is_zero());
-            let rtt = kernel_rtt.unwrap_or_else(|| now.saturating_duration_since(sent.at.monotonic));
+            let rtt =
+                kernel_rtt.unwrap_or_else(|| now.saturating_duration_since(sent.at.monotonic));
             self.answers.push_back(Answer {
                 id: matched.id,
                 probe: sent.params,

@@ -35,12 +35,13 @@ pub enum SocketError {
 }
 
 fn open(what: &'static str, protocol: libc::c_int) -> Result<Socket, SocketError> {
-    let socket = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::from(protocol))).map_err(
-        |source| match source.raw_os_error() {
-            Some(libc::EPERM | libc::EACCES) => SocketError::Permission { what, source },
-            _ => SocketError::Setup { what, source },
-        },
-    )?;
+    let socket =
+        Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::from(protocol))).map_err(|source| {
+            match source.raw_os_error() {
+                Some(libc::EPERM | libc::EACCES) => SocketError::Permission { what, source },
+                _ => SocketError::Setup { what, source },
+            }
+        })?;
     socket
         .set_nonblocking(true)
         .map_err(|source| SocketError::Setup { what, source })?;
@@ -83,7 +84,10 @@ impl Sender {
         if written == packet.len() {
             Ok(())
         } else {
-            Err(io::Error::new(io::ErrorKind::WriteZero, "probe sent partially"))
+            Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "probe sent partially",
+            ))
         }
     }
 }
@@ -139,7 +143,11 @@ impl Receiver {
     }
 
     /// Reads one packet without waiting (`WouldBlock` when none is queued).
-    pub(crate) fn recv<'a>(&self, data: &'a mut [u8], control: &mut [u8]) -> io::Result<Received<'a>> {
+    pub(crate) fn recv<'a>(
+        &self,
+        data: &'a mut [u8],
+        control: &mut [u8],
+    ) -> io::Result<Received<'a>> {
         let meta = sys::recv_msg(self.fd.get_ref().as_fd(), data, control, 0)?;
         let data: &'a [u8] = data;
         Ok(Received {

@@ -147,17 +147,31 @@ fn options_headers_skip_cleanly() {
     // Next header ICMPv6, length 0 (8 bytes), PadN of 4.
     assert_eq!(packet[40..48], [58, 0, 1, 4, 0, 0, 0, 0]);
     let packet = f
-        .build(&probe(1, 64, Some(ExtHeader::DestinationOptions { len: 24 }), 0))
+        .build(&probe(
+            1,
+            64,
+            Some(ExtHeader::DestinationOptions { len: 24 }),
+            0,
+        ))
         .unwrap();
     assert_eq!(packet[6], 60);
     // Longer: one experimental option (type 0x1e, "skip if unknown") filling the room.
     assert_eq!(packet[40..44], [58, 2, 0x1e, 20]);
     assert!(packet[44..64].iter().all(|b| *b == 0));
     let packet = f
-        .build(&probe(1, 64, Some(ExtHeader::Fragment { identification: 9 }), 0))
+        .build(&probe(
+            1,
+            64,
+            Some(ExtHeader::Fragment { identification: 9 }),
+            0,
+        ))
         .unwrap();
     assert_eq!(packet[6], 44);
-    assert_eq!(packet[40..48], [58, 0, 0, 0, 0, 0, 0, 9], "atomic: offset 0, M=0");
+    assert_eq!(
+        packet[40..48],
+        [58, 0, 0, 0, 0, 0, 0, 9],
+        "atomic: offset 0, M=0"
+    );
     assert_eq!(
         f.build(&probe(1, 64, Some(ExtHeader::HopByHop { len: 12 }), 0)),
         Err(BuildError::OptionsLength(12))
@@ -206,10 +220,17 @@ fn quoted_probes_match_back_to_their_id_for_every_transport_and_header() {
 fn parameter_problem_names_the_header_its_pointer_is_in() {
     let f = flow(TRANSPORTS[0]);
     let packet = f
-        .build(&probe(5, 64, Some(ExtHeader::DestinationOptions { len: 16 }), 0))
+        .build(&probe(
+            5,
+            64,
+            Some(ExtHeader::DestinationOptions { len: 16 }),
+            0,
+        ))
         .unwrap();
     // Pointer 42: the option type inside the Destination Options header.
-    let matched = f.match_icmpv6(destination(), &error(4, 2, 42, &packet)).unwrap();
+    let matched = f
+        .match_icmpv6(destination(), &error(4, 2, 42, &packet))
+        .unwrap();
     assert_eq!(
         matched.kind,
         AnswerKind::IcmpError {
@@ -220,7 +241,9 @@ fn parameter_problem_names_the_header_its_pointer_is_in() {
         }
     );
     // Pointer 6 (the IPv6 next header field) is in no extension header.
-    let matched = f.match_icmpv6(destination(), &error(4, 1, 6, &packet)).unwrap();
+    let matched = f
+        .match_icmpv6(destination(), &error(4, 1, 6, &packet))
+        .unwrap();
     assert!(matches!(
         matched.kind,
         AnswerKind::IcmpError {
@@ -274,7 +297,10 @@ fn echo_replies_match_only_from_the_destination_with_our_cookie() {
     forged[7] ^= 1;
     assert!(f.match_icmpv6(destination(), &forged).is_err());
     // Neighbour discovery and the like are not answers.
-    assert!(f.match_icmpv6(destination(), &[135, 0, 0, 0, 0, 0, 0, 0]).is_err());
+    assert!(
+        f.match_icmpv6(destination(), &[135, 0, 0, 0, 0, 0, 0, 0])
+            .is_err()
+    );
 }
 
 fn tcp_segment(sport: u16, dport: u16, sequence: u32, ack: u32, flags: u8) -> Vec<u8> {
@@ -331,7 +357,12 @@ fn syn_ack_and_reset_give_back_the_probe() {
 fn hostile_quotes_are_refused_with_a_reason() {
     let f = flow(TRANSPORTS[1]);
     let packet = f
-        .build(&probe(1, 1, Some(ExtHeader::DestinationOptions { len: 16 }), 0))
+        .build(&probe(
+            1,
+            1,
+            Some(ExtHeader::DestinationOptions { len: 16 }),
+            0,
+        ))
         .unwrap();
     // An extension header longer than the quote.
     let mut lying = packet.clone();
@@ -360,7 +391,12 @@ fn hostile_quotes_are_refused_with_a_reason() {
     );
     // A later fragment has no transport header.
     let mut fragment = f
-        .build(&probe(1, 1, Some(ExtHeader::Fragment { identification: 1 }), 0))
+        .build(&probe(
+            1,
+            1,
+            Some(ExtHeader::Fragment { identification: 1 }),
+            0,
+        ))
         .unwrap();
     fragment[43] = 0x08; // offset 1
     assert_eq!(
@@ -375,7 +411,9 @@ fn hostile_quotes_are_refused_with_a_reason() {
     let plain = f.build(&probe(9, 1, None, 0)).unwrap();
     assert_eq!(
         f.match_icmpv6(router(), &error(3, 0, 0, &plain[..48])),
-        Err(MatchError::Parse(ParseError::Truncated("quoted UDP probe id")))
+        Err(MatchError::Parse(ParseError::Truncated(
+            "quoted UDP probe id"
+        )))
     );
     // A quote to another destination is someone else's.
     let mut elsewhere = plain.clone();
@@ -432,7 +470,13 @@ fn thousands_of_random_and_mutated_packets_never_panic() {
             }
         }
     }
-    seeds.push(tcp_segment(443, 50001, 1, tcp_sequence(3).wrapping_add(1), 0x12));
+    seeds.push(tcp_segment(
+        443,
+        50001,
+        1,
+        tcp_sequence(3).wrapping_add(1),
+        0x12,
+    ));
     let mut count = 0;
     // Random bytes, often starting like an ICMPv6 error quoting IPv6 so the deep paths run.
     for _ in 0..3000 {
