@@ -105,7 +105,7 @@ impl ExtHeader {
         }
     }
 
-    pub fn len(self) -> usize {
+    pub fn wire_len(self) -> usize {
         match self {
             Self::HopByHop { len } | Self::DestinationOptions { len } => usize::from(len),
             Self::Fragment { .. } => 8,
@@ -192,7 +192,7 @@ pub enum BuildError {
 impl Flow {
     /// The smallest whole packet of this flow carrying `ext`.
     pub fn min_size(&self, ext: Option<ExtHeader>) -> usize {
-        IPV6_HEADER_LEN + ext.map_or(0, ExtHeader::len) + self.transport.min_len()
+        IPV6_HEADER_LEN + ext.map_or(0, ExtHeader::wire_len) + self.transport.min_len()
     }
 
     pub fn build(&self, probe: &ProbeParams) -> Result<Vec<u8>, BuildError> {

@@ -69,7 +69,7 @@ fn error(kind: u8, code: u8, info: u32, packet: &[u8]) -> Vec<u8> {
 }
 
 fn transport_start(ext: Option<ExtHeader>) -> usize {
-    IPV6_HEADER_LEN + ext.map_or(0, ExtHeader::len)
+    IPV6_HEADER_LEN + ext.map_or(0, ExtHeader::wire_len)
 }
 
 #[test]
