@@ -12,8 +12,10 @@
 use crate::engine::{Context, failure};
 use crate::rawnet::locate::{self, Variant};
 use crate::rawnet::parse::TIME_EXCEEDED;
+use crate::rawnet::prober::settle_wait;
 use crate::rawnet::{
-    Answer, AnswerKind, ExtHeader, Planned, ProbeError, Prober, ipv4_unsupported, measurement_error,
+    Answer, AnswerKind, Exchanged, ExtHeader, Planned, ProbeError, Prober, ipv4_unsupported,
+    measurement_error,
 };
 use sixmap_shared::measurement::{
     ErrorClass, ExtHeaderOutcome, ExtHeaderResult, ExtHeaderSpec, ExtHeaderType, IcmpError,
@@ -122,8 +124,20 @@ async fn measure(
             size: 0,
         })
         .collect();
+    // Plain probes answered tell how long the others deserve to be waited for.
+    let settled = |ex: &Exchanged| {
+        ex.handled == plan.len()
+            && ex
+                .answered()
+                .filter(|(i, a)| {
+                    plan.get(*i).is_some_and(|p| p.ext.is_none()) && is_echo_reply(a, destination)
+                })
+                .map(|(_, a)| a.settles_at())
+                .min()
+                .is_some_and(|at| Instant::now() >= at)
+    };
     let ex = prober
-        .exchange(&plan, GAP, FIRST_WAIT, end, |_, _| false, |_| false)
+        .exchange(&plan, GAP, FIRST_WAIT, end, |_, _| false, settled)
         .await?;
     let answers_for = |ext: Option<ExtHeader>| -> Vec<&Answer> {
         ex.answered()
@@ -137,10 +151,7 @@ async fn measure(
         .find(|a| is_echo_reply(a, destination))
         .copied()
         .copied();
-    let wait = plain_reply.map_or(FIRST_WAIT, |a| {
-        (Duration::from_nanos(a.rtt_ns) * 4 + Duration::from_millis(150))
-            .clamp(Duration::from_millis(250), FIRST_WAIT)
-    });
+    let wait = plain_reply.map_or(FIRST_WAIT, |a| settle_wait(Duration::from_nanos(a.rtt_ns)));
     let scan_hops = plain_reply
         .and_then(|a| a.reply_hop_limit)
         .and_then(hops_from_reply_hop_limit)

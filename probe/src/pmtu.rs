@@ -17,8 +17,9 @@
 use crate::engine::{Context, failure};
 use crate::rawnet::locate::{self, Variant};
 use crate::rawnet::parse::PACKET_TOO_BIG;
+use crate::rawnet::prober::settle_wait;
 use crate::rawnet::{
-    Answer, AnswerKind, Planned, ProbeError, Prober, ipv4_unsupported, measurement_error,
+    Answer, AnswerKind, Exchanged, Planned, ProbeError, Prober, ipv4_unsupported, measurement_error,
 };
 use sixmap_shared::measurement::{
     ErrorClass, IcmpError, MeasurementError, PmtuResult, PmtuSpec, hops_from_reply_hop_limit,
@@ -166,9 +167,7 @@ impl Search {
 
     /// The wait for a round's answers: a few round trips, within sane bounds.
     fn wait(&self) -> Duration {
-        self.rtt.map_or(FIRST_WAIT, |rtt| {
-            (rtt * 4 + Duration::from_millis(150)).clamp(Duration::from_millis(250), FIRST_WAIT)
-        })
+        self.rtt.map_or(FIRST_WAIT, settle_wait)
     }
 }
 
@@ -212,8 +211,19 @@ async fn measure(
                 )
             })
             .collect();
+        // Once the destination answered one size, the others have had their chance a few
+        // of its round trips later: lost sizes do not hold the round for the whole wait.
+        let settled = |ex: &Exchanged| {
+            ex.handled == plan.len()
+                && ex
+                    .answered()
+                    .filter(|(_, a)| from_destination(a, destination))
+                    .map(|(_, a)| a.settles_at())
+                    .min()
+                    .is_some_and(|at| Instant::now() >= at)
+        };
         let ex = prober
-            .exchange(&plan, GAP, search.wait(), end, |_, _| false, |_| false)
+            .exchange(&plan, GAP, search.wait(), end, |_, _| false, settled)
             .await?;
         if !ex.complete {
             break; // deadline or budget: what is known stands

@@ -328,6 +328,7 @@ mod tests {
                 rtt_ns: 1000 * u64::from(p.hop_limit),
                 kind,
                 reply_hop_limit: None,
+                received: tokio::time::Instant::now(),
             });
         }
         ex

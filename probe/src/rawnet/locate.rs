@@ -211,6 +211,7 @@ mod tests {
                 rtt_ns: 1,
                 kind,
                 reply_hop_limit: None,
+                received: tokio::time::Instant::now(),
             });
         }
         let located = compare(&plan, &ex, small, destination);

@@ -92,6 +92,21 @@ pub struct Answer {
     pub kind: AnswerKind,
     /// The answer's own hop limit on arrival.
     pub reply_hop_limit: Option<u8>,
+    /// When it was read (monotonic clock).
+    pub received: Instant,
+}
+
+impl Answer {
+    /// The time until which the other probes of a round are worth waiting for, once this
+    /// answer came: a few of its round trips, within sane bounds.
+    pub fn settles_at(&self) -> Instant {
+        self.received + settle_wait(Duration::from_nanos(self.rtt_ns))
+    }
+}
+
+/// How long to wait for answers given a round-trip time seen on the same path.
+pub fn settle_wait(rtt: Duration) -> Duration {
+    (rtt * 4 + Duration::from_millis(150)).clamp(Duration::from_millis(250), Duration::from_secs(2))
 }
 
 #[derive(Debug)]
@@ -350,6 +365,7 @@ impl Book {
                 rtt_ns: u64::try_from(rtt.as_nanos()).unwrap_or(u64::MAX),
                 kind: matched.kind,
                 reply_hop_limit: received.ancillary.hop_limit,
+                received: now,
             });
         }
         Ok(false)
