@@ -385,14 +385,14 @@ mod tests {
         search.hint = None;
         search.record(1400, &SizeOutcome::Passed);
         assert!(search.next_sizes(1500).is_empty(), "1401 and up do not fit");
+        assert_eq!(search.too_big, vec![error(1400)]);
+        assert_eq!(search.silent, None);
         // A Packet Too Big naming the minimum settles it at once.
         let mut search = Search::new();
         search.record(1280, &SizeOutcome::Passed);
         search.record(1500, &SizeOutcome::TooBig(vec![error(1280)]));
         assert!(search.next_sizes(1500).is_empty());
         assert_eq!((search.passed, search.failed), (Some(1280), Some(1281)));
-        assert_eq!(search.too_big, vec![error(1400)]);
-        assert_eq!(search.silent, None);
     }
 
     #[test]
