@@ -14,6 +14,7 @@ pub mod outbox;
 pub mod ping;
 pub mod pmtu;
 pub mod quic;
+pub mod rawnet;
 pub mod scheduler;
 pub mod selftest;
 pub mod session;

@@ -60,7 +60,7 @@ fn read_u32(bytes: &[u8], offset: usize) -> Option<u32> {
 
 /// An entry of the socket error queue (`struct sock_extended_err` and its offender).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct ExtendedError {
+pub(crate) struct ExtendedError {
     pub origin: u8,
     pub icmp_type: u8,
     pub icmp_code: u8,
@@ -72,14 +72,14 @@ pub(super) struct ExtendedError {
 
 /// The control messages we ask for, as far as the kernel delivered them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(super) struct Ancillary {
+pub(crate) struct Ancillary {
     pub hop_limit: Option<u8>,
     /// Kernel receive time (`SCM_TIMESTAMPNS`, CLOCK_REALTIME) since the Unix epoch.
     pub received_at: Option<Duration>,
     pub extended_error: Option<ExtendedError>,
 }
 
-pub(super) fn parse(control: &[u8]) -> Ancillary {
+pub(crate) fn parse(control: &[u8]) -> Ancillary {
     let mut ancillary = Ancillary::default();
     for (level, kind, data) in (ControlMessages { rest: control }) {
         match (level, kind) {

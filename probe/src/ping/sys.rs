@@ -1,4 +1,4 @@
-//! The only unsafe code of the ping engine: thin wrappers around `setsockopt(2)`,
+//! The only unsafe code of the ping engine (shared with `rawnet`'s raw sockets): thin wrappers around `setsockopt(2)`,
 //! `recvmsg(2)` and tokio's `AsyncFd` registration. Neither std nor socket2 sets arbitrary
 //! socket options (ICMP6_FILTER) or hands back the control messages we need (hop limit,
 //! kernel timestamps, error queue). Everything that interprets the returned bytes lives in
@@ -15,15 +15,15 @@ use tokio::io::unix::AsyncFd;
 
 /// Registers a socket with the tokio reactor (which needs the caller to vouch for the
 /// descriptor). Callers must not swap the socket through `AsyncFd::get_mut`.
-pub(super) fn register(socket: Socket, interest: Interest) -> io::Result<AsyncFd<Socket>> {
+pub(crate) fn register(socket: Socket, interest: Interest) -> io::Result<AsyncFd<Socket>> {
     // SAFETY: `Socket` owns its descriptor (an `OwnedFd`): it stays open and refers to the
-    // same socket until the `AsyncFd` drops it, and `as_raw_fd` always returns it. The only
-    // caller (`IcmpSocket`) reaches the socket through `get_ref` alone.
+    // same socket until the `AsyncFd` drops it, and `as_raw_fd` always returns it. The callers
+    // (`IcmpSocket`, `rawnet::socket`) reach the socket through `get_ref` alone.
     unsafe { AsyncFd::register_with_interest(socket, interest) }.map_err(io::Error::from)
 }
 
 /// Sets a socket option whose value is given as its raw bytes.
-pub(super) fn set_option(
+pub(crate) fn set_option(
     fd: BorrowedFd<'_>,
     level: libc::c_int,
     name: libc::c_int,
@@ -43,7 +43,7 @@ pub(super) fn set_option(
 
 /// What `recvmsg(2)` reported besides the bytes it wrote into the caller's buffers.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct RecvMeta {
+pub(crate) struct RecvMeta {
     /// Bytes written to the data buffer.
     pub len: usize,
     /// Source address of the datagram (for the error queue: the original destination).
@@ -56,7 +56,7 @@ pub(super) struct RecvMeta {
 
 /// One `recvmsg(2)` call into `data` and `control` (one iovec, no blocking if the socket is
 /// nonblocking).
-pub(super) fn recv_msg(
+pub(crate) fn recv_msg(
     fd: BorrowedFd<'_>,
     data: &mut [u8],
     control: &mut [u8],

@@ -1,0 +1,174 @@
+//! The raw sockets of path measurements: one that sends whole IPv6 packets
+//! (`IPPROTO_RAW`, header included), and receivers for ICMPv6 and TCP with kernel receive
+//! timestamps. All need CAP_NET_RAW. The few syscalls that need `unsafe` are `ping::sys`'s.
+
+use crate::ping::cmsg::{self, Ancillary};
+use crate::ping::sys;
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use std::io;
+use std::net::{Ipv6Addr, SocketAddrV6};
+use std::os::fd::AsFd;
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+
+/// `ICMP6_FILTER` (`<netinet/icmp6.h>`); libc lacks it.
+const ICMP6_FILTER: libc::c_int = 1;
+/// Room for the answers of a parallel trace arriving together (best effort: the kernel caps
+/// it at `net.core.rmem_max`).
+const RECEIVE_BUFFER: usize = 1 << 20;
+
+pub const CAP_NET_RAW_REMEDY: &str = "raw IPv6 sockets need CAP_NET_RAW (e.g. `setcap \
+    cap_net_raw+ep sixmap-probe`, or `AmbientCapabilities=CAP_NET_RAW` in the systemd unit)";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SocketError {
+    #[error("cannot open a raw {what} socket ({source}): {CAP_NET_RAW_REMEDY}")]
+    Permission {
+        what: &'static str,
+        source: io::Error,
+    },
+    #[error("cannot set up a raw {what} socket: {source}")]
+    Setup {
+        what: &'static str,
+        source: io::Error,
+    },
+}
+
+fn open(what: &'static str, protocol: libc::c_int) -> Result<Socket, SocketError> {
+    let socket =
+        Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::from(protocol))).map_err(|source| {
+            match source.raw_os_error() {
+                Some(libc::EPERM | libc::EACCES) => SocketError::Permission { what, source },
+                _ => SocketError::Setup { what, source },
+            }
+        })?;
+    socket
+        .set_nonblocking(true)
+        .map_err(|source| SocketError::Setup { what, source })?;
+    Ok(socket)
+}
+
+fn set_flag(socket: &Socket, level: libc::c_int, name: libc::c_int) -> io::Result<()> {
+    sys::set_option(socket.as_fd(), level, name, &1i32.to_ne_bytes())
+}
+
+/// Sends whole IPv6 packets as built: with `IPPROTO_RAW` the kernel adds no header and
+/// changes nothing (flow label, hop limit, extension headers, checksums are ours).
+#[derive(Debug)]
+pub struct Sender {
+    socket: Socket,
+}
+
+impl Sender {
+    pub fn open() -> Result<Self, SocketError> {
+        let what = "IPv6 (IPPROTO_RAW)";
+        let socket = open(what, libc::IPPROTO_RAW)?;
+        // Size probes by the interface MTU, not by the kernel's path MTU cache: once a Packet
+        // Too Big (perhaps provoked by our own probes) lowered the cached MTU, larger probes
+        // would fail locally with EMSGSIZE and never test the path again.
+        sys::set_option(
+            socket.as_fd(),
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MTU_DISCOVER,
+            &libc::IPV6_PMTUDISC_PROBE.to_ne_bytes(),
+        )
+        .map_err(|source| SocketError::Setup { what, source })?;
+        Ok(Self { socket })
+    }
+
+    /// Sends one packet to `destination` without waiting. Packets larger than the outgoing
+    /// interface's MTU fail with `EMSGSIZE` (the kernel never fragments them).
+    pub fn send(&self, packet: &[u8], destination: Ipv6Addr) -> io::Result<()> {
+        let to = SockAddr::from(SocketAddrV6::new(destination, 0, 0, 0));
+        let written = self.socket.send_to(packet, &to)?;
+        if written == packet.len() {
+            Ok(())
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "probe sent partially",
+            ))
+        }
+    }
+}
+
+/// What a receiver reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listen {
+    /// ICMPv6 echo replies and errors (types 1-4, 129), from the ICMPv6 header on.
+    Icmpv6,
+    /// TCP segments, from the TCP header on.
+    Tcp,
+}
+
+/// A raw receiving socket registered with tokio; only ever used through `get_ref` (see
+/// `ping::sys::register`).
+#[derive(Debug)]
+pub struct Receiver {
+    fd: AsyncFd<Socket>,
+}
+
+/// One packet read.
+#[derive(Debug)]
+pub(crate) struct Received<'a> {
+    pub data: &'a [u8],
+    pub from: Option<Ipv6Addr>,
+    pub ancillary: Ancillary,
+}
+
+impl Receiver {
+    pub fn open(listen: Listen) -> Result<Self, SocketError> {
+        let (what, protocol) = match listen {
+            Listen::Icmpv6 => ("ICMPv6", libc::IPPROTO_ICMPV6),
+            Listen::Tcp => ("TCP", libc::IPPROTO_TCP),
+        };
+        let socket = open(what, protocol)?;
+        let setup = |source| SocketError::Setup { what, source };
+        set_flag(&socket, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS).map_err(setup)?;
+        set_flag(&socket, libc::IPPROTO_IPV6, libc::IPV6_RECVHOPLIMIT).map_err(setup)?;
+        if listen == Listen::Icmpv6 {
+            let filter = icmp6_filter([1, 2, 3, 4, super::build::ICMPV6_ECHO_REPLY]);
+            sys::set_option(socket.as_fd(), libc::IPPROTO_ICMPV6, ICMP6_FILTER, &filter)
+                .map_err(setup)?;
+        }
+        if let Err(e) = socket.set_recv_buffer_size(RECEIVE_BUFFER) {
+            tracing::debug!(error = %e, "receive buffer left at its default");
+        }
+        let fd = sys::register(socket, Interest::READABLE).map_err(setup)?;
+        Ok(Self { fd })
+    }
+
+    pub async fn readable(&self) -> io::Result<tokio::io::unix::AsyncFdReadyGuard<'_, Socket>> {
+        self.fd.readable().await
+    }
+
+    /// Reads one packet without waiting (`WouldBlock` when none is queued).
+    pub(crate) fn recv<'a>(
+        &self,
+        data: &'a mut [u8],
+        control: &mut [u8],
+    ) -> io::Result<Received<'a>> {
+        let meta = sys::recv_msg(self.fd.get_ref().as_fd(), data, control, 0)?;
+        let data: &'a [u8] = data;
+        Ok(Received {
+            data: data.get(..meta.len).unwrap_or(data),
+            from: meta.from,
+            ancillary: cmsg::parse(control.get(..meta.control_len).unwrap_or_default()),
+        })
+    }
+}
+
+/// The `struct icmp6_filter` bytes that pass only `types` (on Linux a set bit blocks).
+fn icmp6_filter(types: impl IntoIterator<Item = u8>) -> [u8; 32] {
+    let mut words = [u32::MAX; 8];
+    for kind in types {
+        if let Some(word) = words.get_mut(usize::from(kind >> 5)) {
+            *word &= !(1u32 << (kind & 31));
+        }
+    }
+    let mut bytes = [0u8; 32];
+    for (chunk, word) in bytes.chunks_exact_mut(4).zip(words) {
+        chunk.copy_from_slice(&word.to_ne_bytes());
+    }
+    bytes
+}
