@@ -7,10 +7,10 @@
 //! kernel (`SO_TIMESTAMPNS`) when it provides them, so scheduling delays of the probe do not
 //! inflate round-trip times.
 
-mod cmsg;
+pub(crate) mod cmsg;
 mod packet;
 mod socket;
-mod sys;
+pub(crate) mod sys;
 
 use packet::{Icmp, Ignored, Incoming, Matcher};
 use sixmap_shared::{IcmpError, IcmpSocketKind, PingReply, PingResult, PingSpec, TimestampSource};
