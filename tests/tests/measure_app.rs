@@ -331,4 +331,42 @@ fn ipv4_ping_reports_ttl_and_hops_on_a_long_path() {
             }
         }
     }
+    // ICMP errors over IPv4: r7, the last router, has an "unreachable" and a "prohibit" route
+    // into the target's subnet; its answer comes from its address facing the probe. One
+    // request per run: IPv4 route errors are rate limited per peer (`net.ipv4.route.
+    // error_burst`, 5 then 1/s, not per namespace), so four runs stay within the burst.
+    let r7 = path.hops_v4[6];
+    for (route, address, code) in [
+        ("unreachable", "10.0.8.77", 1),
+        ("prohibit", "10.0.8.78", 13),
+    ] {
+        lab.exec(
+            "r7",
+            &["ip", "route", "add", route, &format!("{address}/32")],
+        )
+        .unwrap();
+        for socket in ["datagram", "raw"] {
+            let outcome = measure(
+                lab,
+                &[
+                    "ping",
+                    address,
+                    "-c",
+                    "1",
+                    "--timeout-ms",
+                    "500",
+                    "--icmp-socket",
+                    socket,
+                ],
+            );
+            assert_eq!(outcome["received"], 0, "{outcome}");
+            let error =
+                serde_json::json!({"icmp_type": 3, "icmp_code": code, "from": r7, "mtu": null});
+            assert_eq!(
+                outcome["errors"],
+                serde_json::json!([error]),
+                "{socket}: {outcome}"
+            );
+        }
+    }
 }
