@@ -26,7 +26,15 @@ pub async fn run(
     spec: &DnsSpec,
     destination: IpAddr,
 ) -> Result<DnsResult, MeasurementError> {
-    let server = SocketAddr::new(destination, PORT);
+    measure(SocketAddr::new(destination, PORT), spec, ctx.deadline).await
+}
+
+/// The measurement against any server address (tests use a loopback port).
+async fn measure(
+    server: SocketAddr,
+    spec: &DnsSpec,
+    deadline: Instant,
+) -> Result<DnsResult, MeasurementError> {
     let query = Query::new(
         random_id()?,
         spec.query_name(),
@@ -37,12 +45,12 @@ pub async fn run(
     let (transport_used, outcome) = match spec.transport() {
         DnsTransport::Tcp => (
             DnsTransport::Tcp,
-            transport::tcp(server, &query, ctx.deadline).await,
+            transport::tcp(server, &query, deadline).await,
         ),
-        DnsTransport::Udp => match transport::udp(server, &query, ctx.deadline).await {
+        DnsTransport::Udp => match transport::udp(server, &query, deadline).await {
             Ok((_, message)) if message.header.word & DnsResponse::FLAG_TC != 0 => (
                 DnsTransport::Tcp,
-                transport::tcp(server, &query, ctx.deadline)
+                transport::tcp(server, &query, deadline)
                     .await
                     .map_err(|e| Failure::AfterTruncation(Box::new(e))),
             ),

@@ -1,5 +1,6 @@
 use super::*;
-use wire::tests::{question, record, response_counts};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use wire::tests::{question, record, response as wire_response, response_counts};
 
 /// A response with one record of every type the probe presents, plus an unknown one and OPT.
 fn rich_response() -> Vec<u8> {
@@ -159,4 +160,72 @@ fn random_bytes_never_panic() {
 fn rcodes_have_names() {
     assert_eq!(rcode_name(3), "NXDOMAIN");
     assert_eq!(rcode_name(19), "RCODE19");
+}
+
+/// A fake server on loopback: a stale answer, a spoofed one from another port, then a
+/// truncated one over UDP; the full answer over TCP. The measurement must ignore the first
+/// two, retry the third over TCP, and say so.
+#[tokio::test]
+async fn truncated_udp_answer_is_retried_over_tcp() {
+    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let port = udp.local_addr().unwrap().port();
+    let Ok(tcp) = tokio::net::TcpListener::bind(("127.0.0.1", port)).await else {
+        return; // the port is taken for TCP on this host: nothing to test this run
+    };
+    let spoofer = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let serve = async move {
+        let mut buf = vec![0u8; 512];
+        let (_, client) = udp.recv_from(&mut buf).await.unwrap();
+        let id = u16::from_be_bytes([buf[0], buf[1]]);
+        assert_eq!(buf[2] & 0x01, 0x01, "RD set as the spec asks");
+        let aaaa = record(
+            28,
+            7,
+            &[0x20, 1, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+        );
+        let stale = wire_response(id.wrapping_add(1), 0x8580, &question(28), &[&aaaa]);
+        udp.send_to(&stale, client).await.unwrap();
+        let spoofed = wire_response(id, 0x8580, &question(28), &[&aaaa]);
+        spoofer.send_to(&spoofed, client).await.unwrap();
+        let truncated = wire_response(id, 0x8780, &question(28), &[]);
+        udp.send_to(&truncated, client).await.unwrap();
+        let (mut stream, _) = tcp.accept().await.unwrap();
+        let mut prefix = [0u8; 2];
+        stream.read_exact(&mut prefix).await.unwrap();
+        let mut body = vec![0u8; usize::from(u16::from_be_bytes(prefix))];
+        stream.read_exact(&mut body).await.unwrap();
+        assert_eq!(body[..2], id.to_be_bytes());
+        let full = wire_response(id, 0x8580, &question(28), &[&aaaa]);
+        let mut frame = u16::try_from(full.len()).unwrap().to_be_bytes().to_vec();
+        frame.extend_from_slice(&full);
+        stream.write_all(&frame).await.unwrap();
+    };
+    let server_task = tokio::spawn(serve);
+    let spec = DnsSpec::new("dual.lab", 28, DnsTransport::Udp, true).unwrap();
+    let deadline = Instant::now() + std::time::Duration::from_secs(5);
+    let result = measure(([127, 0, 0, 1], port).into(), &spec, deadline)
+        .await
+        .unwrap();
+    server_task.await.unwrap();
+    assert_eq!(result.transport_used, DnsTransport::Tcp, "{result:?}");
+    assert_eq!(result.failure, None);
+    let response = result.response.unwrap();
+    assert_eq!(response.flags & DnsResponse::FLAG_TC, 0);
+    assert_eq!(response.answers.len(), 1);
+    assert_eq!(response.answers[0].data, "2001:db8::2");
+    assert_eq!(response.answers[0].ttl, 7);
+    assert!(result.rtt_ns.is_some());
+}
+
+#[tokio::test]
+async fn a_silent_server_is_a_timeout_outcome() {
+    let silent = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let spec = DnsSpec::new("dual.lab", 1, DnsTransport::Udp, false).unwrap();
+    let deadline = Instant::now() + std::time::Duration::from_millis(200);
+    let result = measure(silent.local_addr().unwrap(), &spec, deadline)
+        .await
+        .unwrap();
+    assert_eq!(result.response, None);
+    assert_eq!(result.rtt_ns, None);
+    assert!(result.failure.unwrap().starts_with("timeout"));
 }
