@@ -295,7 +295,7 @@ fn dns_tcp_and_dualstack_match_the_services_truth() {
 }
 
 #[test]
-fn ipv4_ping_reports_ttl_and_hops_on_a_long_path() {
+fn ipv4_ttl_and_icmp_errors_on_a_long_path() {
     lab_or_skip!();
     let path = scenarios::long_path(7).unwrap();
     let lab = &path.lab;
@@ -368,5 +368,24 @@ fn ipv4_ping_reports_ttl_and_hops_on_a_long_path() {
                 "{socket}: {outcome}"
             );
         }
+    }
+    // TCP over IPv4 meets the same errors, from r6 (its own per-peer error budget): the
+    // connect fails at once and the ICMP error is read from the socket's error queue.
+    let r6 = path.hops_v4[5];
+    for (route, address, code) in [
+        ("unreachable", "10.0.8.87", 1),
+        ("prohibit", "10.0.8.88", 13),
+    ] {
+        lab.exec(
+            "r6",
+            &["ip", "route", "add", route, &format!("{address}/32")],
+        )
+        .unwrap();
+        let outcome = measure(lab, &["tcp", address, "80", "--timeout-ms", "2000"]);
+        assert_eq!(outcome["outcome"], "unreachable", "{outcome}");
+        assert_eq!(
+            outcome["icmp_error"],
+            serde_json::json!({"icmp_type": 3, "icmp_code": code, "from": r6, "mtu": null}),
+        );
     }
 }
