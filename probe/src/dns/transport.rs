@@ -58,12 +58,7 @@ fn classify(server: SocketAddr, error: io::Error) -> Failure {
     match error.raw_os_error() {
         Some(libc::ECONNREFUSED) => Failure::Refused {
             server,
-            detail: match error.kind() {
-                io::ErrorKind::ConnectionRefused => {
-                    "with a refusal (RST or ICMP port unreachable)".into()
-                }
-                _ => error.to_string(),
-            },
+            detail: "with a refusal (RST or ICMP port unreachable)".into(),
         },
         Some(
             libc::EHOSTUNREACH
