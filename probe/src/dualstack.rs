@@ -1,19 +1,337 @@
 //! The paired dual-stack measurement: the same name over IPv6 and IPv4 at the same moment.
+//!
+//! The name is resolved once to both families (the system resolver, as applications do),
+//! each address is checked against the target policy, then the inner measurement runs over
+//! both families concurrently, so both legs see the same network conditions. From the legs
+//! come what a Happy Eyeballs (RFC 8305) client would have picked and, for ping, path lengths.
 
-use crate::engine::{Context, failure};
-use sixmap_shared::measurement::{DualStackResult, DualStackSpec, ErrorClass, MeasurementError};
+use crate::engine::{Context, failure, source_address_for};
+use sixmap_shared::measurement::{
+    ConnectOutcome, DualInner, DualLeg, DualStackResult, DualStackSpec, ErrorClass, Family,
+    HttpSpec, MeasurementError, Outcome, PingSpec, SpecKind, TcpSpec, happy_eyeballs_choice,
+    hops_from_reply_hop_limit,
+};
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+/// Echo requests per family for the ping inner measurement, and their spacing: enough for a
+/// minimum RTT without making the pair slow.
+const PING_COUNT: u32 = 3;
+const PING_INTERVAL_MS: u32 = 200;
 
 pub async fn run(
-    _ctx: &Context<'_>,
-    _spec: &DualStackSpec,
+    ctx: &Context<'_>,
+    spec: &DualStackSpec,
 ) -> Result<DualStackResult, MeasurementError> {
-    Err(failure(
-        ErrorClass::Unsupported,
-        "dual_stack is not implemented in this probe version",
-    ))
+    let name = ctx.target_name.ok_or_else(|| {
+        failure(
+            ErrorClass::Internal,
+            "a dual-stack measurement needs a host name",
+        )
+    })?;
+    let resolving = Instant::now();
+    let addresses = resolve(name).await?;
+    let resolve_ns = nanos(resolving.elapsed());
+    let kind = inner_kind(spec, name, ctx.max_packets)?;
+    let leg_ctx = Context {
+        resolve_ns: Some(resolve_ns),
+        ..*ctx
+    };
+    let (v6, v4) = tokio::join!(
+        leg(&leg_ctx, &kind, name, Family::V6, addresses.v6),
+        leg(&leg_ctx, &kind, name, Family::V4, addresses.v4),
+    );
+    let result = DualStackResult {
+        happy_eyeballs_choice: happy_eyeballs_choice(
+            success_time(&v6.outcome),
+            success_time(&v4.outcome),
+        ),
+        v6_hops: hops(&v6.outcome),
+        v4_hops: hops(&v4.outcome),
+        v6: Box::new(v6),
+        v4: Box::new(v4),
+    };
+    result.validate().map_err(|e| {
+        failure(
+            ErrorClass::Internal,
+            format!("dual_stack produced an invalid result: {e}"),
+        )
+    })?;
+    Ok(result)
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// The first address of each family the name resolves to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Addresses {
+    v6: Option<IpAddr>,
+    v4: Option<IpAddr>,
+}
+
+async fn resolve(name: &str) -> Result<Addresses, MeasurementError> {
+    let found = tokio::net::lookup_host((name, 0))
+        .await
+        .map_err(|e| failure(ErrorClass::Resolution, format!("{name}: {e}")))?;
+    let mut addresses = Addresses { v6: None, v4: None };
+    for socket in found {
+        // IPv4-mapped answers count as IPv4: that is what goes on the wire.
+        let ip = match socket.ip() {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+            v4 => v4,
+        };
+        match Family::of(ip) {
+            Family::V6 => addresses.v6 = addresses.v6.or(Some(ip)),
+            Family::V4 => addresses.v4 = addresses.v4.or(Some(ip)),
+        }
+    }
+    if addresses.v6.is_none() && addresses.v4.is_none() {
+        return Err(failure(
+            ErrorClass::Resolution,
+            format!("{name} has neither an AAAA nor an A record"),
+        ));
+    }
+    Ok(addresses)
+}
+
+/// The measurement each leg runs.
+fn inner_kind(
+    spec: &DualStackSpec,
+    name: &str,
+    max_packets: Option<u16>,
+) -> Result<SpecKind, MeasurementError> {
+    let invalid = |e: sixmap_shared::measurement::SpecError| {
+        failure(ErrorClass::Internal, format!("inner measurement: {e}"))
+    };
+    Ok(match spec.inner() {
+        DualInner::Ping => {
+            // The budget covers both legs.
+            let count = max_packets.map_or(PING_COUNT, |n| (u32::from(n) / 2).clamp(1, PING_COUNT));
+            SpecKind::Ping(PingSpec::new(count, PING_INTERVAL_MS, 0).map_err(invalid)?)
+        }
+        DualInner::Tcp => SpecKind::Tcp(TcpSpec::new(u32::from(spec.port())).map_err(invalid)?),
+        DualInner::Http => SpecKind::Http(
+            HttpSpec::new(&format!("http://{name}:{}/", spec.port()), "GET", 0).map_err(invalid)?,
+        ),
+    })
+}
+
+/// One family's half: policy check, then the inner measurement through the engine.
+async fn leg(
+    ctx: &Context<'_>,
+    kind: &SpecKind,
+    name: &str,
+    family: Family,
+    address: Option<IpAddr>,
+) -> DualLeg {
+    let started = Instant::now();
+    let mut leg = DualLeg {
+        source: None,
+        destination: address,
+        duration_us: 0,
+        outcome: Outcome::Failed(failure(ErrorClass::Internal, "not run")),
+    };
+    leg.outcome = match address {
+        None => Outcome::Failed(failure(
+            ErrorClass::Resolution,
+            format!(
+                "{name} has no {} record",
+                match family {
+                    Family::V6 => "AAAA",
+                    Family::V4 => "A",
+                }
+            ),
+        )),
+        Some(address) => match ctx.engine.policy.check(address) {
+            Err(violation) => Outcome::Failed(failure(ErrorClass::Policy, violation.to_string())),
+            Ok(()) => {
+                leg.source = source_address_for(address).ok();
+                ctx.engine
+                    .dispatch(ctx, kind, address)
+                    .await
+                    .unwrap_or_else(Outcome::Failed)
+            }
+        },
+    };
+    leg.duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    leg
+}
+
+/// How long the leg took to succeed, in the sense Happy Eyeballs races on: the TCP handshake
+/// (tcp, http), or for ping the fastest echo. `None` when the leg did not work.
+fn success_time(outcome: &Outcome) -> Option<Duration> {
+    match outcome {
+        Outcome::Tcp(r) if r.outcome == ConnectOutcome::Connected => {
+            r.connect_ns.map(Duration::from_nanos)
+        }
+        Outcome::Http(r) if r.connect == ConnectOutcome::Connected => {
+            r.connect_ns.map(Duration::from_nanos)
+        }
+        Outcome::Ping(r) => r.min_rtt(),
+        _ => None,
+    }
+}
+
+/// Path length from the hop limit of the first echo reply.
+fn hops(outcome: &Outcome) -> Option<u8> {
+    let Outcome::Ping(r) = outcome else {
+        return None;
+    };
+    r.replies
+        .iter()
+        .find(|reply| !reply.duplicate)
+        .and_then(|reply| reply.hop_limit)
+        .and_then(hops_from_reply_hop_limit)
+}
+
+fn describe(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Failed(e) => format!("failed ({:?}): {}", e.class, e.message),
+        Outcome::Ping(r) => format!(
+            "ping {}/{} replies, min rtt {}",
+            r.received,
+            r.sent,
+            r.min_rtt()
+                .map_or("-".into(), |d| format!("{:.3} ms", d.as_secs_f64() * 1e3))
+        ),
+        Outcome::Tcp(r) => crate::tcp::render(r).trim_end().to_owned(),
+        Outcome::Http(r) => format!(
+            "http {:?} status {}",
+            r.connect,
+            r.status.map_or("-".into(), |s| s.to_string())
+        ),
+        other => format!("{:?}", other.kind()),
+    }
 }
 
 /// Human-readable lines for `sixmap-probe measure`.
 pub fn render(result: &DualStackResult) -> String {
-    format!("{result:?}\n")
+    let mut out = String::new();
+    for (name, leg, hops) in [
+        ("IPv6", &result.v6, result.v6_hops),
+        ("IPv4", &result.v4, result.v4_hops),
+    ] {
+        let endpoint = |a: Option<IpAddr>| a.map_or("?".to_owned(), |a| a.to_string());
+        let _ = write!(
+            out,
+            "{name}: {} -> {}: {}",
+            endpoint(leg.source),
+            endpoint(leg.destination),
+            describe(&leg.outcome)
+        );
+        if let Some(hops) = hops {
+            let _ = write!(out, ", {hops} hops");
+        }
+        out.push('\n');
+    }
+    let _ = writeln!(
+        out,
+        "happy eyeballs would use: {}",
+        match result.happy_eyeballs_choice {
+            Some(Family::V6) => "IPv6",
+            Some(Family::V4) => "IPv4",
+            None => "neither",
+        }
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sixmap_shared::measurement::{
+        IcmpSocketKind, PingReply, PingResult, TcpResult, TimestampSource,
+    };
+
+    fn tcp(outcome: ConnectOutcome, ms: u64) -> Outcome {
+        Outcome::Tcp(TcpResult {
+            port: 80,
+            outcome,
+            connect_ns: Some(ms * 1_000_000),
+            icmp_error: None,
+        })
+    }
+
+    #[test]
+    fn only_working_legs_have_a_time() {
+        assert_eq!(
+            success_time(&tcp(ConnectOutcome::Connected, 3)),
+            Some(Duration::from_millis(3))
+        );
+        assert_eq!(success_time(&tcp(ConnectOutcome::Refused, 3)), None);
+        assert_eq!(
+            success_time(&Outcome::Failed(failure(ErrorClass::Resolution, "x"))),
+            None
+        );
+    }
+
+    #[test]
+    fn ping_legs_give_time_and_hops() {
+        let reply = |sequence, rtt_ns, hop_limit, duplicate| PingReply {
+            sequence,
+            rtt_ns,
+            hop_limit: Some(hop_limit),
+            duplicate,
+            from: "2001:db8::1".parse().unwrap(),
+        };
+        let outcome = Outcome::Ping(PingResult {
+            sent: 2,
+            received: 2,
+            replies: vec![
+                reply(0, 5_000_000, 57, false),
+                reply(0, 1_000, 57, true),
+                reply(1, 4_000_000, 57, false),
+            ],
+            timestamp_source: TimestampSource::Kernel,
+            socket_kind: IcmpSocketKind::Datagram,
+            errors: vec![],
+        });
+        assert_eq!(success_time(&outcome), Some(Duration::from_millis(4)));
+        assert_eq!(hops(&outcome), Some(8));
+        assert_eq!(hops(&tcp(ConnectOutcome::Connected, 1)), None);
+    }
+
+    #[test]
+    fn inner_specs_follow_the_spec_and_budget() {
+        let ping = DualStackSpec::new(DualInner::Ping, 0).unwrap();
+        let SpecKind::Ping(p) = inner_kind(&ping, "dual.lab", Some(2)).unwrap() else {
+            panic!("not ping");
+        };
+        assert_eq!(p.count(), 1);
+        let http = DualStackSpec::new(DualInner::Http, 8080).unwrap();
+        let SpecKind::Http(h) = inner_kind(&http, "dual.lab", None).unwrap() else {
+            panic!("not http");
+        };
+        assert_eq!(h.url().to_string(), "http://dual.lab:8080/");
+        let tcp = DualStackSpec::new(DualInner::Tcp, 0).unwrap();
+        assert_eq!(
+            inner_kind(&tcp, "dual.lab", None).unwrap(),
+            SpecKind::Tcp(TcpSpec::new(80).unwrap())
+        );
+    }
+
+    #[tokio::test]
+    async fn localhost_legs_are_refused_by_the_policy() {
+        let engine = crate::engine::Engine::default();
+        let ctx = Context {
+            engine: &engine,
+            deadline: tokio::time::Instant::now() + Duration::from_secs(2),
+            max_packets: None,
+            target_name: Some("localhost"),
+            resolve_ns: None,
+        };
+        let spec = DualStackSpec::new(DualInner::Tcp, 80).unwrap();
+        let result = run(&ctx, &spec).await.unwrap();
+        for leg in [&result.v6, &result.v4] {
+            assert!(
+                matches!(&leg.outcome, Outcome::Failed(e) if matches!(e.class, ErrorClass::Policy | ErrorClass::Resolution)),
+                "{leg:?}"
+            );
+        }
+        assert_eq!(result.happy_eyeballs_choice, None);
+        assert!(render(&result).contains("happy eyeballs would use: neither"));
+    }
 }

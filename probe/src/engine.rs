@@ -150,13 +150,7 @@ impl Engine {
         match kind {
             SpecKind::Ping(ping_spec) => {
                 let remaining = ctx.remaining();
-                let IpAddr::V6(v6) = destination else {
-                    return Err(failure(
-                        ErrorClass::Unsupported,
-                        "ping over IPv4 is not implemented in this probe version",
-                    ));
-                };
-                match ping::ping(v6, ping_spec, remaining, self.icmp_socket).await {
+                match ping::ping(destination, ping_spec, remaining, self.icmp_socket).await {
                     Ok(result) => Ok(Outcome::Ping(result)),
                     Err(e @ (PingError::NoSocket { .. } | PingError::Socket { .. })) => {
                         Err(failure(ErrorClass::Permission, e.to_string()))

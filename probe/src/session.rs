@@ -354,7 +354,7 @@ impl Probe {
             secret: self.identity.probe_secret.clone(),
             software_version,
             boot_epoch: self.boot_epoch,
-            capabilities: vec![MeasurementKind::Ping],
+            capabilities: MeasurementKind::ALL.to_vec(),
             local_addresses: local_addresses(),
             probe_time: UnixMicros::now(),
             location: self.location,

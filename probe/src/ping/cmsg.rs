@@ -4,17 +4,18 @@
 //! (or hostile, or truncated) buffers can be tested directly.
 
 use std::mem::size_of;
-use std::net::Ipv6Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 /// `struct cmsghdr` in the kernel ABI: `size_t cmsg_len; int cmsg_level; int cmsg_type;`.
 const HEADER_LEN: usize = size_of::<usize>() + 2 * size_of::<libc::c_int>();
-/// `struct sock_extended_err` is 16 bytes; the offender `sockaddr_in6` follows it.
+/// `struct sock_extended_err` is 16 bytes; the offender `sockaddr_in6` / `sockaddr_in` follows.
 const EXTENDED_ERR_LEN: usize = 16;
-const SOCKADDR_IN6_LEN: usize = 28;
 
 /// Origin of an error-queue entry that came from an ICMPv6 message (`SO_EE_ORIGIN_ICMP6`).
-pub(super) const ORIGIN_ICMP6: u8 = 3;
+pub(crate) const ORIGIN_ICMP6: u8 = 3;
+/// Origin of an error-queue entry that came from an ICMP (v4) message (`SO_EE_ORIGIN_ICMP`).
+pub(crate) const ORIGIN_ICMP: u8 = 2;
 
 /// `CMSG_ALIGN`: control messages are padded to the size of `size_t`.
 fn align(len: usize) -> Option<usize> {
@@ -64,15 +65,16 @@ pub(crate) struct ExtendedError {
     pub origin: u8,
     pub icmp_type: u8,
     pub icmp_code: u8,
-    /// For ICMPv6 "packet too big": the MTU.
+    /// For ICMPv6 "packet too big" and ICMP "fragmentation needed": the MTU.
     pub info: u32,
-    /// The node that sent the ICMPv6 error.
-    pub offender: Option<Ipv6Addr>,
+    /// The node that sent the ICMP error.
+    pub offender: Option<IpAddr>,
 }
 
 /// The control messages we ask for, as far as the kernel delivered them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Ancillary {
+    /// IPv6 hop limit or IPv4 TTL of the received packet.
     pub hop_limit: Option<u8>,
     /// Kernel receive time (`SCM_TIMESTAMPNS`, CLOCK_REALTIME) since the Unix epoch.
     pub received_at: Option<Duration>,
@@ -83,11 +85,11 @@ pub(crate) fn parse(control: &[u8]) -> Ancillary {
     let mut ancillary = Ancillary::default();
     for (level, kind, data) in (ControlMessages { rest: control }) {
         match (level, kind) {
-            (libc::IPPROTO_IPV6, libc::IPV6_HOPLIMIT) => {
+            (libc::IPPROTO_IPV6, libc::IPV6_HOPLIMIT) | (libc::IPPROTO_IP, libc::IP_TTL) => {
                 ancillary.hop_limit = read_int(data, 0).and_then(|h| u8::try_from(h).ok());
             }
             (libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS) => ancillary.received_at = timespec(data),
-            (libc::IPPROTO_IPV6, libc::IPV6_RECVERR) => {
+            (libc::IPPROTO_IPV6, libc::IPV6_RECVERR) | (libc::IPPROTO_IP, libc::IP_RECVERR) => {
                 ancillary.extended_error = extended_error(data);
             }
             _ => tracing::debug!(level, kind, "ignored unexpected control message"),
@@ -116,9 +118,7 @@ fn timespec(data: &[u8]) -> Option<Duration> {
 
 fn extended_error(data: &[u8]) -> Option<ExtendedError> {
     let header = data.get(..EXTENDED_ERR_LEN)?;
-    let offender = data
-        .get(EXTENDED_ERR_LEN..EXTENDED_ERR_LEN + SOCKADDR_IN6_LEN)
-        .and_then(sockaddr_in6);
+    let offender = data.get(EXTENDED_ERR_LEN..).and_then(sockaddr);
     Some(ExtendedError {
         origin: *header.get(4)?,
         icmp_type: *header.get(5)?,
@@ -128,14 +128,19 @@ fn extended_error(data: &[u8]) -> Option<ExtendedError> {
     })
 }
 
-/// The address of a `sockaddr_in6` (family, port, flow info, address, scope id), if it is one.
-fn sockaddr_in6(bytes: &[u8]) -> Option<Ipv6Addr> {
-    let family = u16::from_ne_bytes(bytes.get(..2)?.try_into().ok()?);
-    if libc::c_int::from(family) != libc::AF_INET6 {
-        return None;
+/// The address of a `sockaddr_in6` (family, port, flow info, address, scope id) or a
+/// `sockaddr_in` (family, port, address), if it is one.
+fn sockaddr(bytes: &[u8]) -> Option<IpAddr> {
+    let family = libc::c_int::from(u16::from_ne_bytes(bytes.get(..2)?.try_into().ok()?));
+    if family == libc::AF_INET6 {
+        let octets: [u8; 16] = bytes.get(8..24)?.try_into().ok()?;
+        Some(IpAddr::V6(Ipv6Addr::from(octets)))
+    } else if family == libc::AF_INET {
+        let octets: [u8; 4] = bytes.get(4..8)?.try_into().ok()?;
+        Some(IpAddr::V4(Ipv4Addr::from(octets)))
+    } else {
+        None
     }
-    let octets: [u8; 16] = bytes.get(8..24)?.try_into().ok()?;
-    Some(Ipv6Addr::from(octets))
 }
 
 #[cfg(test)]
@@ -204,6 +209,25 @@ pub(super) mod tests {
         );
         assert_eq!(error.info, 1280);
         assert_eq!(error.offender, Some("2001:db8::1".parse().unwrap()));
+        // The IPv4 flavour: IP_RECVERR with a `sockaddr_in` offender, and IP_TTL.
+        let mut v4 = data[..16].to_vec();
+        v4[4] = ORIGIN_ICMP;
+        let family = u16::try_from(libc::AF_INET).unwrap();
+        v4.extend_from_slice(&family.to_ne_bytes());
+        v4.extend_from_slice(&[0, 0, 192, 0, 2, 9, 0, 0, 0, 0, 0, 0, 0, 0]);
+        let mut control = Vec::new();
+        push(&mut control, libc::IPPROTO_IP, libc::IP_RECVERR, &v4);
+        push(
+            &mut control,
+            libc::IPPROTO_IP,
+            libc::IP_TTL,
+            &57i32.to_ne_bytes(),
+        );
+        let ancillary = parse(&control);
+        let error = ancillary.extended_error.unwrap();
+        assert_eq!(error.origin, ORIGIN_ICMP);
+        assert_eq!(error.offender, Some("192.0.2.9".parse().unwrap()));
+        assert_eq!(ancillary.hop_limit, Some(57));
         // Without the offender address the error is still reported.
         let mut control = Vec::new();
         push(

@@ -1,6 +1,6 @@
-//! ICMPv6 echo ("ping") over real sockets (Linux).
+//! ICMPv6 and ICMP (v4) echo ("ping") over real sockets (Linux).
 //!
-//! Each measurement opens its own socket: an unprivileged ICMPv6 datagram socket when the
+//! Each measurement opens its own socket: an unprivileged ICMP datagram socket when the
 //! process group is inside `net.ipv4.ping_group_range`, else a raw socket (CAP_NET_RAW).
 //! Requests carry a random per-measurement cookie, so replies to other pings on the host and
 //! late replies to earlier measurements are never counted. Receive times come from the
@@ -12,18 +12,18 @@ mod packet;
 mod socket;
 pub(crate) mod sys;
 
-use packet::{Ignored, Incoming, Matcher};
+use packet::{Icmp, Ignored, Incoming, Matcher};
 use sixmap_shared::{IcmpError, IcmpSocketKind, PingReply, PingResult, PingSpec, TimestampSource};
 use socket::{ConnectError, IcmpSocket, Message, Queue};
 use std::fmt;
 use std::io;
-use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6, UdpSocket};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6, UdpSocket};
 use std::str::FromStr;
 use std::time::{Duration, SystemTime};
 use tokio::io::unix::AsyncFdReadyGuard;
 use tokio::time::Instant;
 
-/// Which ICMPv6 socket kind to use.
+/// Which ICMP socket kind to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SocketPreference {
     /// Datagram if the sysctl allows it, else raw.
@@ -89,23 +89,23 @@ fn kind_name(kind: &IcmpSocketKind) -> &'static str {
 pub enum PingError {
     /// Neither socket kind could be opened.
     #[error(
-        "cannot open an ICMPv6 socket: datagram socket failed ({datagram}): {}; \
+        "cannot open an ICMP socket: datagram socket failed ({datagram}): {}; \
          raw socket failed ({raw}): {}",
         DATAGRAM_REMEDY,
         RAW_REMEDY
     )]
     NoSocket { datagram: io::Error, raw: io::Error },
     /// The requested socket kind could not be opened.
-    #[error("cannot open a {} ICMPv6 socket ({source}): {}", kind_name(.kind), remedy(.kind))]
+    #[error("cannot open a {} ICMP socket ({source}): {}", kind_name(.kind), remedy(.kind))]
     Socket {
         kind: IcmpSocketKind,
         source: io::Error,
     },
     /// Sending failed before any request left (e.g. no route: `ENETUNREACH`).
-    #[error("cannot send ICMPv6 echo requests: {0}")]
+    #[error("cannot send ICMP echo requests: {0}")]
     Send(io::Error),
     /// Any other failure of the socket (registering it with tokio, receiving).
-    #[error("ICMPv6 socket error: {0}")]
+    #[error("ICMP socket error: {0}")]
     Io(io::Error),
 }
 
@@ -124,13 +124,15 @@ const DUPLICATES_PER_REQUEST: usize = 3;
 
 /// Sends `spec.count()` echo requests to `destination`, `spec.interval()` apart, each with
 /// `spec.payload_size()` payload bytes, and collects replies until all are answered or
-/// `deadline` (measured from the start) elapses.
+/// `deadline` (measured from the start) elapses. The destination's family decides between
+/// ICMPv6 and ICMP.
 pub async fn ping(
-    destination: Ipv6Addr,
+    destination: impl Into<IpAddr>,
     spec: &PingSpec,
     deadline: Duration,
     preference: SocketPreference,
 ) -> Result<PingResult, PingError> {
+    let destination = destination.into();
     let start = Instant::now();
     let end = start
         .checked_add(deadline)
@@ -184,15 +186,13 @@ fn random_marker() -> Result<([u8; packet::COOKIE_LEN], u16), PingError> {
     ))
 }
 
-fn open_socket(
-    destination: Ipv6Addr,
-    preference: SocketPreference,
-) -> Result<IcmpSocket, PingError> {
+fn open_socket(destination: IpAddr, preference: SocketPreference) -> Result<IcmpSocket, PingError> {
     use IcmpSocketKind::{Datagram, Raw};
-    let opened = |kind| socket::open(kind).map(|socket| (socket, kind));
+    let icmp = Icmp::of(destination);
+    let opened = |kind| socket::open(kind, icmp).map(|socket| (socket, kind));
     let (socket, kind) = match preference {
         SocketPreference::Auto => opened(Datagram).or_else(|datagram| {
-            tracing::debug!(%datagram, "no datagram ICMPv6 socket, trying a raw one");
+            tracing::debug!(%datagram, "no datagram ICMP socket, trying a raw one");
             opened(Raw).map_err(|raw| PingError::NoSocket { datagram, raw })
         })?,
         SocketPreference::Datagram => opened(Datagram).map_err(|source| PingError::Socket {
@@ -283,6 +283,7 @@ impl Exchange<'_> {
     fn send_next(&self, session: &mut Session) -> Result<(), PingError> {
         let sequence = session.sent();
         let packet = packet::echo_request(
+            Icmp::of(self.matcher.destination),
             self.identifier,
             sequence,
             &self.matcher.cookie,
@@ -352,9 +353,9 @@ impl Exchange<'_> {
                 session.record_reply(sequence, from, &message.ancillary, Instant::now());
             }
             Ok((error @ Incoming::Error { .. }, Some(from))) => session.record_error(error, from),
-            Ok((_, None)) => tracing::debug!("ignored ICMPv6 answer without a source address"),
+            Ok((_, None)) => tracing::debug!("ignored ICMP answer without a source address"),
             Err(reason) => {
-                tracing::debug!(%reason, from = ?message.from, ?queue, "ignored ICMPv6 packet");
+                tracing::debug!(%reason, from = ?message.from, ?queue, "ignored ICMP packet");
             }
         }
     }
@@ -365,15 +366,20 @@ impl Exchange<'_> {
 fn queued_error(
     message: &Message<'_>,
     matcher: &Matcher,
-) -> Result<(Incoming, Option<Ipv6Addr>), Ignored> {
+) -> Result<(Incoming, Option<IpAddr>), Ignored> {
     let error = message
         .ancillary
         .extended_error
         .ok_or(Ignored::Truncated("extended error"))?;
-    if error.origin != cmsg::ORIGIN_ICMP6 {
-        return Err(Ignored::NotOurs("queued error did not come from ICMPv6"));
+    let icmp = Icmp::of(matcher.destination);
+    let origin = match icmp {
+        Icmp::V6 => cmsg::ORIGIN_ICMP6,
+        Icmp::V4 => cmsg::ORIGIN_ICMP,
+    };
+    if error.origin != origin {
+        return Err(Ignored::NotOurs("queued error did not come from ICMP"));
     }
-    if !packet::ERROR_TYPES.contains(&error.icmp_type) {
+    if !icmp.is_error(error.icmp_type) {
         return Err(Ignored::UnexpectedType(error.icmp_type));
     }
     let sequence = packet::quoted_echo(message.payload, matcher)?;
@@ -381,7 +387,7 @@ fn queued_error(
         sequence,
         icmp_type: error.icmp_type,
         icmp_code: error.icmp_code,
-        mtu: (error.icmp_type == packet::PACKET_TOO_BIG).then_some(error.info),
+        mtu: icmp.mtu(error.icmp_type, error.icmp_code, error.info),
     };
     Ok((incoming, error.offender))
 }
@@ -414,7 +420,7 @@ struct Request {
 #[derive(Debug)]
 struct Answer {
     sequence: u16,
-    from: Ipv6Addr,
+    from: IpAddr,
     hop_limit: Option<u8>,
     duplicate: bool,
     kernel_rtt_ns: Option<u64>,
@@ -460,7 +466,7 @@ impl Session {
     fn record_reply(
         &mut self,
         sequence: u16,
-        from: Ipv6Addr,
+        from: IpAddr,
         ancillary: &cmsg::Ancillary,
         now: Instant,
     ) {
@@ -495,7 +501,7 @@ impl Session {
         });
     }
 
-    fn record_error(&mut self, error: Incoming, from: Ipv6Addr) {
+    fn record_error(&mut self, error: Incoming, from: IpAddr) {
         let Incoming::Error {
             sequence,
             icmp_type,
@@ -506,17 +512,17 @@ impl Session {
             return;
         };
         if usize::from(sequence) >= self.requests.len() {
-            tracing::debug!(sequence, %from, "ignored ICMPv6 error about a request never sent");
+            tracing::debug!(sequence, %from, "ignored ICMP error about a request never sent");
             return;
         }
         if self.errors.len() >= ERRORS_PER_REQUEST * self.requests.len() {
-            tracing::debug!(sequence, %from, icmp_type, "ignored ICMPv6 error beyond the limit");
+            tracing::debug!(sequence, %from, icmp_type, "ignored ICMP error beyond the limit");
             return;
         }
         self.errors.push(IcmpError {
             icmp_type,
             icmp_code,
-            from: from.into(),
+            from,
             mtu,
         });
     }
@@ -540,7 +546,7 @@ impl Session {
                     },
                     hop_limit: a.hop_limit,
                     duplicate: a.duplicate,
-                    from: a.from.into(),
+                    from: a.from,
                 })
                 .collect(),
             timestamp_source: if kernel {
@@ -575,7 +581,7 @@ pub fn render(ping: &PingResult) -> String {
     }
     for error in &ping.errors {
         out.push_str(&format!(
-            "ICMPv6 error type {} code {} from {}\n",
+            "ICMP error type {} code {} from {}\n",
             error.icmp_type, error.icmp_code, error.from
         ));
     }

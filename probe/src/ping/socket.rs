@@ -1,18 +1,21 @@
-//! An ICMPv6 socket of either kind, nonblocking and registered with tokio.
+//! An ICMPv6 or ICMP (v4) socket of either kind, nonblocking and registered with tokio.
 
 use super::cmsg::{self, Ancillary};
-use super::packet::{ECHO_REPLY, ERROR_TYPES};
+use super::packet::{self, ECHO_REPLY, ECHO_REPLY_V4, ERROR_TYPES, ERROR_TYPES_V4, Icmp};
 use super::sys;
 use sixmap_shared::IcmpSocketKind;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::io;
-use std::net::{Ipv6Addr, SocketAddrV6};
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsFd;
 use tokio::io::Interest;
 use tokio::io::unix::{AsyncFd, AsyncFdReadyGuard};
 
 /// `ICMP6_FILTER` (`<netinet/icmp6.h>`, `ICMPV6_FILTER` in `<linux/icmpv6.h>`); libc lacks it.
 const ICMP6_FILTER: libc::c_int = 1;
+/// `ICMP_FILTER` at level `SOL_RAW` (`<linux/icmp.h>`): a 32-bit mask of ICMP types to drop.
+const ICMP_FILTER: libc::c_int = 1;
+const SOL_RAW: libc::c_int = 255;
 
 /// Readiness we wait for: datagram sockets report ICMPv6 errors through the error queue,
 /// which signals EPOLLERR, not EPOLLIN.
@@ -28,9 +31,9 @@ pub(super) enum Queue {
 /// One datagram read from the socket.
 #[derive(Debug)]
 pub(super) struct Message<'a> {
-    /// Starts at the ICMPv6 header (error queue: at the quoted echo request).
+    /// Starts at the ICMP header (error queue: at the quoted echo request).
     pub payload: &'a [u8],
-    pub from: Option<Ipv6Addr>,
+    pub from: Option<IpAddr>,
     pub ancillary: Ancillary,
 }
 
@@ -39,29 +42,54 @@ pub(super) struct IcmpSocket {
     /// Only ever used through `get_ref` (see `sys::register`).
     fd: AsyncFd<Socket>,
     kind: IcmpSocketKind,
+    icmp: Icmp,
     destination: SockAddr,
 }
 
 /// Opens and configures a socket of `kind`; any failure here means "this kind is not
 /// available", which is what decides the fallback from datagram to raw.
-pub(super) fn open(kind: IcmpSocketKind) -> io::Result<Socket> {
+pub(super) fn open(kind: IcmpSocketKind, icmp: Icmp) -> io::Result<Socket> {
     let ty = match kind {
         IcmpSocketKind::Datagram => Type::DGRAM,
         IcmpSocketKind::Raw => Type::RAW,
     };
     // socket2 sets close-on-exec.
-    let socket = Socket::new(Domain::IPV6, ty, Some(Protocol::ICMPV6))?;
+    let socket = match icmp {
+        Icmp::V6 => Socket::new(Domain::IPV6, ty, Some(Protocol::ICMPV6))?,
+        Icmp::V4 => Socket::new(Domain::IPV4, ty, Some(Protocol::ICMPV4))?,
+    };
     socket.set_nonblocking(true)?;
-    set_flag(&socket, libc::IPPROTO_IPV6, libc::IPV6_RECVHOPLIMIT)?;
     set_flag(&socket, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS)?;
-    match kind {
-        IcmpSocketKind::Datagram => set_flag(&socket, libc::IPPROTO_IPV6, libc::IPV6_RECVERR)?,
-        IcmpSocketKind::Raw => {
+    match icmp {
+        Icmp::V6 => set_flag(&socket, libc::IPPROTO_IPV6, libc::IPV6_RECVHOPLIMIT)?,
+        Icmp::V4 => set_flag(&socket, libc::IPPROTO_IP, libc::IP_RECVTTL)?,
+    }
+    match (kind, icmp) {
+        (IcmpSocketKind::Datagram, Icmp::V6) => {
+            set_flag(&socket, libc::IPPROTO_IPV6, libc::IPV6_RECVERR)?;
+        }
+        (IcmpSocketKind::Datagram, Icmp::V4) => {
+            set_flag(&socket, libc::IPPROTO_IP, libc::IP_RECVERR)?;
+        }
+        (IcmpSocketKind::Raw, Icmp::V6) => {
             let filter = icmp6_filter(ERROR_TYPES.chain([ECHO_REPLY]));
             sys::set_option(socket.as_fd(), libc::IPPROTO_ICMPV6, ICMP6_FILTER, &filter)?;
         }
+        (IcmpSocketKind::Raw, Icmp::V4) => {
+            let filter = icmp_filter(ERROR_TYPES_V4.into_iter().chain([ECHO_REPLY_V4]));
+            sys::set_option(socket.as_fd(), SOL_RAW, ICMP_FILTER, &filter.to_ne_bytes())?;
+        }
     }
     Ok(socket)
+}
+
+/// The `struct icmp_filter` mask that passes only `types` (a set bit drops the type), so a
+/// raw ICMP socket is not woken by every echo request and redirect the host sees.
+fn icmp_filter(types: impl IntoIterator<Item = u8>) -> u32 {
+    types
+        .into_iter()
+        .filter(|kind| *kind < 32)
+        .fold(u32::MAX, |mask, kind| mask & !(1u32 << kind))
 }
 
 fn set_flag(socket: &Socket, level: libc::c_int, name: libc::c_int) -> io::Result<()> {
@@ -95,9 +123,10 @@ impl IcmpSocket {
     pub(super) fn new(
         socket: Socket,
         kind: IcmpSocketKind,
-        destination: Ipv6Addr,
+        destination: IpAddr,
     ) -> Result<Self, ConnectError> {
-        let destination = SockAddr::from(SocketAddrV6::new(destination, 0, 0, 0));
+        let icmp = Icmp::of(destination);
+        let destination = SockAddr::from(SocketAddr::new(destination, 0));
         if kind == IcmpSocketKind::Datagram {
             socket
                 .connect(&destination)
@@ -107,6 +136,7 @@ impl IcmpSocket {
         Ok(Self {
             fd,
             kind,
+            icmp,
             destination,
         })
     }
@@ -152,8 +182,14 @@ impl IcmpSocket {
             tracing::debug!("ICMPv6 control messages truncated");
         }
         let data: &'a [u8] = data;
+        let mut payload = data.get(..meta.len).unwrap_or(data);
+        // Raw IPv4 sockets deliver the IP header too (raw IPv6 ones never do); an implausible
+        // one leaves nothing to match.
+        if self.kind == IcmpSocketKind::Raw && self.icmp == Icmp::V4 && queue == Queue::Normal {
+            payload = packet::strip_ipv4_header(payload).unwrap_or_default();
+        }
         Ok(Message {
-            payload: data.get(..meta.len).unwrap_or(data),
+            payload,
             from: meta.from,
             ancillary: cmsg::parse(control.get(..meta.control_len).unwrap_or_default()),
         })
@@ -175,6 +211,15 @@ mod tests {
         let word = usize::from(kind >> 5) * 4;
         let word = u32::from_ne_bytes(filter[word..word + 4].try_into().unwrap());
         word & (1 << (kind & 31)) != 0
+    }
+
+    #[test]
+    fn v4_filter_passes_only_replies_and_errors() {
+        let mask = icmp_filter(ERROR_TYPES_V4.into_iter().chain([ECHO_REPLY_V4]));
+        for kind in 0..32u8 {
+            let pass = matches!(kind, 0 | 3 | 11 | 12);
+            assert_eq!(mask & (1 << kind) != 0, !pass, "type {kind}");
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! The only unsafe code of the ping engine (shared with `rawnet`'s raw sockets): thin wrappers around `setsockopt(2)`,
-//! `recvmsg(2)` and tokio's `AsyncFd` registration. Neither std nor socket2 sets arbitrary
+//! The only unsafe code of the probe: thin wrappers around `setsockopt(2)`, `recvmsg(2)` and
+//! tokio's `AsyncFd` registration, used by ping, by the tcp measurement (its socket's error
+//! queue) and by `rawnet`'s raw sockets. Neither std nor socket2 sets arbitrary
 //! socket options (ICMP6_FILTER) or hands back the control messages we need (hop limit,
 //! kernel timestamps, error queue). Everything that interprets the returned bytes lives in
 //! safe code (`cmsg.rs`).
@@ -8,7 +9,7 @@
 use socket2::Socket;
 use std::io;
 use std::mem;
-use std::net::Ipv6Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, BorrowedFd};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
@@ -47,7 +48,7 @@ pub(crate) struct RecvMeta {
     /// Bytes written to the data buffer.
     pub len: usize,
     /// Source address of the datagram (for the error queue: the original destination).
-    pub from: Option<Ipv6Addr>,
+    pub from: Option<IpAddr>,
     /// Bytes of control messages written to the control buffer.
     pub control_len: usize,
     /// `msg_flags` (e.g. `MSG_TRUNC`, `MSG_CTRUNC`).
@@ -67,15 +68,16 @@ pub(crate) fn recv_msg(
         iov_base: data.as_mut_ptr().cast(),
         iov_len: data.len(),
     };
-    // SAFETY: `sockaddr_in6` is plain old data for which all-zero bytes are a valid value.
-    let mut name: libc::sockaddr_in6 = unsafe { mem::zeroed() };
+    // SAFETY: `sockaddr_storage` is plain old data for which all-zero bytes are a valid
+    // value; it has room for the source address of either family.
+    let mut name: libc::sockaddr_storage = unsafe { mem::zeroed() };
     // SAFETY: `msghdr` is plain old data; all-zero is valid (null pointers, zero lengths).
     // Zeroing rather than a struct literal also covers the private padding fields some
     // libcs declare.
     let mut msg: libc::msghdr = unsafe { mem::zeroed() };
     msg.msg_name = (&raw mut name).cast();
     msg.msg_namelen =
-        libc::socklen_t::try_from(mem::size_of::<libc::sockaddr_in6>()).map_err(invalid)?;
+        libc::socklen_t::try_from(mem::size_of::<libc::sockaddr_storage>()).map_err(invalid)?;
     msg.msg_iov = &raw mut iov;
     msg.msg_iovlen = 1;
     msg.msg_control = control.as_mut_ptr().cast();
@@ -98,13 +100,28 @@ pub(crate) fn recv_msg(
     let control_len = usize::try_from(msg.msg_controllen)
         .unwrap_or(0)
         .min(control.len());
-    let from = (name_len >= mem::size_of::<libc::sockaddr_in6>()
-        && libc::c_int::from(name.sin6_family) == libc::AF_INET6)
-        .then(|| Ipv6Addr::from(name.sin6_addr.s6_addr));
+    let from = source_address(&name, name_len);
     Ok(RecvMeta {
         len: usize::try_from(received).unwrap_or(0).min(data.len()),
         from,
         control_len,
         flags: msg.msg_flags,
     })
+}
+
+/// The address in a `sockaddr_storage` the kernel filled with `len` bytes, if it is one.
+fn source_address(name: &libc::sockaddr_storage, len: usize) -> Option<IpAddr> {
+    let family = libc::c_int::from(name.ss_family);
+    if family == libc::AF_INET6 && len >= mem::size_of::<libc::sockaddr_in6>() {
+        // SAFETY: the kernel wrote a `sockaddr_in6` (family and length say so) into storage
+        // that is larger and at least as aligned; reading it by value copies plain data.
+        let v6: libc::sockaddr_in6 = unsafe { *(std::ptr::from_ref(name).cast()) };
+        Some(IpAddr::V6(Ipv6Addr::from(v6.sin6_addr.s6_addr)))
+    } else if family == libc::AF_INET && len >= mem::size_of::<libc::sockaddr_in>() {
+        // SAFETY: as above, for a `sockaddr_in`.
+        let v4: libc::sockaddr_in = unsafe { *(std::ptr::from_ref(name).cast()) };
+        Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(v4.sin_addr.s_addr))))
+    } else {
+        None
+    }
 }

@@ -91,7 +91,7 @@ fn session_flags_duplicates_and_uses_kernel_times() {
     for _ in 0..3 {
         session.record_sent(sent_at(start, 1_000));
     }
-    let from = loopback();
+    let from = IpAddr::from(loopback());
     session.record_reply(2, from, &received(64, Some(1_007)), later);
     session.record_reply(0, from, &received(64, Some(1_005)), later);
     session.record_reply(2, from, &received(63, Some(1_009)), later);
@@ -125,14 +125,14 @@ fn session_falls_back_to_userspace_times_for_all_replies() {
     session.record_sent(sent_at(start, 1_000));
     session.record_reply(
         0,
-        loopback(),
+        loopback().into(),
         &received(64, Some(1_001)),
         start + Duration::from_millis(3),
     );
     // One reply without a kernel timestamp puts the whole result on the userspace clock.
     session.record_reply(
         1,
-        loopback(),
+        loopback().into(),
         &received(64, None),
         start + Duration::from_millis(4),
     );
@@ -151,7 +151,7 @@ fn session_rejects_kernel_times_before_the_send() {
     // The realtime clock stepped back between send and receive.
     session.record_reply(
         0,
-        loopback(),
+        loopback().into(),
         &received(64, Some(900)),
         start + Duration::from_millis(2),
     );
@@ -171,7 +171,7 @@ fn session_bounds_errors_and_duplicates() {
     // About a request never sent: ignored.
     session.record_error(error(1), "2001:db8::1".parse().unwrap());
     for _ in 0..10 {
-        session.record_reply(0, loopback(), &received(64, Some(1_001)), start);
+        session.record_reply(0, loopback().into(), &received(64, Some(1_001)), start);
     }
     let result = session.finish(IcmpSocketKind::Raw);
     assert_eq!(result.errors.len(), ERRORS_PER_REQUEST);
@@ -184,10 +184,10 @@ fn queued_errors_are_matched_by_their_quote() {
     let matcher = Matcher {
         cookie: packet::tests::COOKIE,
         identifier: None,
-        destination: packet::tests::destination(),
+        destination: packet::tests::destination().into(),
     };
-    let request = packet::echo_request(0x4242, 0, &packet::tests::COOKIE, 56);
-    let offender: Ipv6Addr = "2001:db8::1".parse().unwrap();
+    let request = packet::echo_request(Icmp::V6, 0x4242, 0, &packet::tests::COOKIE, 56);
+    let offender: IpAddr = "2001:db8::1".parse().unwrap();
     let message = |extended_error| Message {
         payload: &request,
         from: Some(matcher.destination),
@@ -235,12 +235,29 @@ fn spec(count: u32, interval_ms: u32) -> PingSpec {
 
 /// Three quick echoes to ::1, which must succeed.
 async fn ping_loopback(preference: SocketPreference) -> PingResult {
-    ping(loopback(), &spec(3, 20), Duration::from_secs(2), preference)
-        .await
-        .unwrap()
+    ping_to(loopback().into(), preference).await
+}
+
+fn loopback_v4() -> IpAddr {
+    IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+}
+
+async fn ping_to(destination: IpAddr, preference: SocketPreference) -> PingResult {
+    ping(
+        destination,
+        &spec(3, 20),
+        Duration::from_secs(2),
+        preference,
+    )
+    .await
+    .unwrap()
 }
 
 fn assert_loopback_result(result: &PingResult, kind: IcmpSocketKind) {
+    assert_result_from(result, kind, loopback().into());
+}
+
+fn assert_result_from(result: &PingResult, kind: IcmpSocketKind, from: IpAddr) {
     assert_eq!(result.validate(), Ok(()));
     assert_eq!(result.socket_kind, kind);
     assert_eq!((result.sent, result.received), (3, 3), "{result:?}");
@@ -255,7 +272,7 @@ fn assert_loopback_result(result: &PingResult, kind: IcmpSocketKind) {
             "{reply:?}"
         );
         assert_eq!(reply.hop_limit, Some(64), "{reply:?}");
-        assert_eq!(reply.from, std::net::IpAddr::V6(loopback()));
+        assert_eq!(reply.from, from);
         assert!(!reply.duplicate);
     }
     assert!(result.errors.is_empty(), "{result:?}");
@@ -265,6 +282,9 @@ fn assert_loopback_result(result: &PingResult, kind: IcmpSocketKind) {
 async fn raw_ping_to_loopback() {
     let result = ping_loopback(SocketPreference::Raw).await;
     assert_loopback_result(&result, IcmpSocketKind::Raw);
+    // ICMP (v4) over a raw socket: the IP header is stripped, TTL comes from IP_RECVTTL.
+    let result = ping_to(loopback_v4(), SocketPreference::Raw).await;
+    assert_result_from(&result, IcmpSocketKind::Raw, loopback_v4());
 }
 
 /// Sets `net.ipv4.ping_group_range` and restores the old value when dropped, also when the
@@ -306,6 +326,8 @@ async fn datagram_and_auto_follow_ping_group_range() {
     let auto = ping_loopback(SocketPreference::Auto).await;
     assert_loopback_result(&auto, IcmpSocketKind::Datagram);
     assert_unroutable_is_handled(SocketPreference::Datagram).await;
+    let v4 = ping_to(loopback_v4(), SocketPreference::Datagram).await;
+    assert_result_from(&v4, IcmpSocketKind::Datagram, loopback_v4());
 
     // An empty range forbids datagram sockets: naming the sysctl, or falling back to raw.
     range.change("1 0");
@@ -330,13 +352,21 @@ async fn datagram_and_auto_follow_ping_group_range() {
     assert!(err.to_string().contains("ping_group_range"), "{err}");
     let auto = ping_loopback(SocketPreference::Auto).await;
     assert_loopback_result(&auto, IcmpSocketKind::Raw);
+    let auto = ping_to(loopback_v4(), SocketPreference::Auto).await;
+    assert_result_from(&auto, IcmpSocketKind::Raw, loopback_v4());
 }
 
 /// A destination nobody answers: either the send fails or nothing comes back (ICMPv6 errors
 /// may), never a panic.
 async fn assert_unroutable_is_handled(preference: SocketPreference) {
-    for destination in ["2001:db8:dead::1", "fe80::dead", "::ffff:192.0.2.1"] {
-        let destination: Ipv6Addr = destination.parse().unwrap();
+    for destination in [
+        "2001:db8:dead::1",
+        "fe80::dead",
+        "::ffff:192.0.2.1",
+        "203.0.113.254",
+        "0.0.0.1",
+    ] {
+        let destination: IpAddr = destination.parse().unwrap();
         match ping(
             destination,
             &spec(2, 50),

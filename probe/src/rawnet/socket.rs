@@ -152,7 +152,11 @@ impl Receiver {
         let data: &'a [u8] = data;
         Ok(Received {
             data: data.get(..meta.len).unwrap_or(data),
-            from: meta.from,
+            // An IPv6 raw socket only receives from IPv6 sources.
+            from: meta.from.and_then(|from| match from {
+                std::net::IpAddr::V6(v6) => Some(v6),
+                std::net::IpAddr::V4(_) => None,
+            }),
             ancillary: cmsg::parse(control.get(..meta.control_len).unwrap_or_default()),
         })
     }

@@ -1,0 +1,179 @@
+//! DNS measurement: one query to the resolver at the destination address, over UDP (retried
+//! over TCP when the answer is truncated) or TCP, with a hand-written message codec.
+//!
+//! Timeouts, refusals, unreachable servers and malformed responses are outcomes of the
+//! measurement (`DnsResult::failure`), not errors: they are what was measured.
+
+mod present;
+mod transport;
+mod wire;
+
+use crate::engine::{Context, failure};
+use sixmap_shared::measurement::{
+    DnsRecord, DnsResponse, DnsResult, DnsSpec, DnsTransport, ErrorClass, MeasurementError,
+    query_type_name,
+};
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use tokio::time::Instant;
+use transport::Failure;
+use wire::{Message, Query};
+
+pub const PORT: u16 = 53;
+
+pub async fn run(
+    ctx: &Context<'_>,
+    spec: &DnsSpec,
+    destination: IpAddr,
+) -> Result<DnsResult, MeasurementError> {
+    measure(SocketAddr::new(destination, PORT), spec, ctx.deadline).await
+}
+
+/// The measurement against any server address (tests use a loopback port).
+async fn measure(
+    server: SocketAddr,
+    spec: &DnsSpec,
+    deadline: Instant,
+) -> Result<DnsResult, MeasurementError> {
+    let query = Query::new(
+        random_id()?,
+        spec.query_name(),
+        spec.query_type(),
+        spec.recursion_desired(),
+    );
+    let started = Instant::now();
+    let (transport_used, outcome) = match spec.transport() {
+        DnsTransport::Tcp => (
+            DnsTransport::Tcp,
+            transport::tcp(server, &query, deadline).await,
+        ),
+        DnsTransport::Udp => match transport::udp(server, &query, deadline).await {
+            Ok((_, message)) if message.header.word & DnsResponse::FLAG_TC != 0 => (
+                DnsTransport::Tcp,
+                transport::tcp(server, &query, deadline)
+                    .await
+                    .map_err(|e| Failure::AfterTruncation(Box::new(e))),
+            ),
+            other => (DnsTransport::Udp, other),
+        },
+    };
+    // From the first query sent to the response used (over TCP after a truncation).
+    let rtt_ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    let (rtt_ns, response, failure_text) = match outcome {
+        Ok((bytes, message)) => (Some(rtt_ns), Some(response(&bytes, &message)), None),
+        Err(failure) => (None, None, Some(failure.to_string())),
+    };
+    let result = DnsResult {
+        query_name: spec.query_name().to_owned(),
+        query_type: spec.query_type(),
+        transport_used,
+        rtt_ns,
+        response,
+        failure: failure_text,
+    };
+    result.validate().map_err(|e| {
+        failure(
+            ErrorClass::Internal,
+            format!("dns produced an invalid result: {e}"),
+        )
+    })?;
+    Ok(result)
+}
+
+fn random_id() -> Result<u16, MeasurementError> {
+    let mut bytes = [0u8; 2];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| failure(ErrorClass::Internal, format!("no random query id: {e}")))?;
+    Ok(u16::from_ne_bytes(bytes))
+}
+
+fn response(bytes: &[u8], message: &Message) -> DnsResponse {
+    DnsResponse {
+        rcode: message.rcode,
+        flags: message.header.flags(),
+        answers: message
+            .answers
+            .iter()
+            .map(|r| DnsRecord {
+                name: present::owner(&r.name),
+                record_type: r.rtype,
+                ttl: r.ttl,
+                data: present::rdata(bytes, r.rtype, r.rdata.clone()),
+            })
+            .collect(),
+    }
+}
+
+pub fn rcode_name(rcode: u16) -> String {
+    match rcode {
+        0 => "NOERROR".into(),
+        1 => "FORMERR".into(),
+        2 => "SERVFAIL".into(),
+        3 => "NXDOMAIN".into(),
+        4 => "NOTIMP".into(),
+        5 => "REFUSED".into(),
+        16 => "BADVERS".into(),
+        n => format!("RCODE{n}"),
+    }
+}
+
+fn flag_names(flags: u16) -> String {
+    [
+        (0x8000, "qr"),
+        (DnsResponse::FLAG_AA, "aa"),
+        (DnsResponse::FLAG_TC, "tc"),
+        (0x0100, "rd"),
+        (DnsResponse::FLAG_RA, "ra"),
+        (0x0020, "ad"),
+        (0x0010, "cd"),
+    ]
+    .iter()
+    .filter(|(bit, _)| flags & bit != 0)
+    .map(|(_, name)| *name)
+    .collect::<Vec<_>>()
+    .join(" ")
+}
+
+/// Human-readable lines for `sixmap-probe measure`, in the spirit of dig.
+pub fn render(result: &DnsResult) -> String {
+    let mut out = format!(
+        ";; {} {} over {:?}",
+        if result.query_name.is_empty() {
+            "."
+        } else {
+            &result.query_name
+        },
+        query_type_name(result.query_type),
+        result.transport_used
+    );
+    if let Some(ns) = result.rtt_ns {
+        let _ = write!(out, " in {:.3} ms", ns as f64 / 1e6);
+    }
+    out.push('\n');
+    if let Some(failure) = &result.failure {
+        let _ = writeln!(out, ";; no answer: {failure}");
+    }
+    if let Some(response) = &result.response {
+        let _ = writeln!(
+            out,
+            ";; {}, flags: {}; {} answers",
+            rcode_name(response.rcode),
+            flag_names(response.flags),
+            response.answers.len()
+        );
+        for a in &response.answers {
+            let _ = writeln!(
+                out,
+                "{}\t{}\tIN\t{}\t{}",
+                a.name,
+                a.ttl,
+                query_type_name(a.record_type),
+                a.data
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

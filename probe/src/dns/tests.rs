@@ -1,0 +1,231 @@
+use super::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use wire::tests::{question, record, response as wire_response, response_counts};
+
+/// A response with one record of every type the probe presents, plus an unknown one and OPT.
+fn rich_response() -> Vec<u8> {
+    let mut soa = vec![2, b'n', b's', 0xC0, 12, 0xC0, 12];
+    for n in [1u32, 2, 3, 4, 5] {
+        soa.extend_from_slice(&n.to_be_bytes());
+    }
+    let answers = [
+        record(1, 1, &[192, 0, 2, 1]),
+        record(
+            28,
+            2,
+            &[0x20, 1, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+        ),
+        record(5, 3, &[3, b'w', b'w', b'w', 0xC0, 12]),
+        record(2, 4, &[0xC0, 12]),
+        record(12, 5, &[0xC0, 12]),
+        record(15, 6, &[0, 10, 0xC0, 12]),
+        record(16, 7, b"\x03abc\x00"),
+        record(6, 8, &soa),
+        record(33, 9, &[0, 1, 0, 2, 0, 80, 0xC0, 12]),
+        record(65, 10, &[0, 1, 0]),
+    ];
+    let opt = [0u8, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0];
+    let mut records: Vec<&[u8]> = answers.iter().map(Vec::as_slice).collect();
+    records.push(&opt);
+    response_counts(0x4242, 0x8580, &question(28), &records, [10, 0, 1])
+}
+
+fn decode(bytes: &[u8]) -> Result<Message, wire::DecodeError> {
+    wire::decode_rest(bytes, wire::decode_front(bytes)?, 256)
+}
+
+#[test]
+fn every_known_type_is_presented() {
+    let bytes = rich_response();
+    let message = decode(&bytes).unwrap();
+    let r = response(&bytes, &message);
+    assert_eq!((r.rcode, r.flags), (0, 0x8580));
+    let data: Vec<&str> = r.answers.iter().map(|a| a.data.as_str()).collect();
+    assert_eq!(
+        data,
+        [
+            "192.0.2.1",
+            "2001:db8::1",
+            "www.dual.lab.",
+            "dual.lab.",
+            "dual.lab.",
+            "10 dual.lab.",
+            "\"abc\" \"\"",
+            "ns.dual.lab. dual.lab. 1 2 3 4 5",
+            "1 2 80 dual.lab.",
+            "\\# 3 000100",
+        ]
+    );
+    assert!(r.answers.iter().all(|a| a.name == "dual.lab"));
+    let result = DnsResult {
+        query_name: "dual.lab".into(),
+        query_type: 28,
+        transport_used: DnsTransport::Udp,
+        rtt_ns: Some(1_500_000),
+        response: Some(r),
+        failure: None,
+    };
+    assert_eq!(result.validate(), Ok(()));
+    let text = render(&result);
+    assert!(
+        text.contains("NOERROR, flags: qr aa rd ra; 10 answers"),
+        "{text}"
+    );
+    assert!(
+        text.contains("dual.lab\t2\tIN\tAAAA\t2001:db8::1"),
+        "{text}"
+    );
+}
+
+/// Thousands of mutated responses (cut, bytes overwritten, pointers planted): decoding and
+/// presentation must never panic, and whatever decodes must make a valid result.
+#[test]
+fn mutated_responses_never_panic() {
+    let template = rich_response();
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut decoded = 0;
+    for round in 0..5000 {
+        let mut bytes = template.clone();
+        for _ in 0..(1 + next() % 4) {
+            let at = (next() as usize) % bytes.len().max(1);
+            match next() % 4 {
+                0 => bytes.truncate(at),
+                1 => {
+                    if let Some(b) = bytes.get_mut(at) {
+                        *b = next() as u8;
+                    }
+                }
+                2 => {
+                    // A compression pointer to a random place, possibly forward or into itself.
+                    let target = (next() as usize) % (bytes.len() + 8);
+                    if at + 1 < bytes.len() {
+                        bytes[at] = 0xC0 | ((target >> 8) as u8 & 0x3F);
+                        bytes[at + 1] = target as u8;
+                    }
+                }
+                _ => bytes.insert(at.min(bytes.len()), next() as u8),
+            }
+        }
+        if round % 7 == 0 {
+            // Random lengths in the counts.
+            if let Some(b) = bytes.get_mut(7) {
+                *b = next() as u8;
+            }
+        }
+        if let Ok(message) = decode(&bytes) {
+            decoded += 1;
+            let r = response(&bytes, &message);
+            let result = DnsResult {
+                query_name: "dual.lab".into(),
+                query_type: 28,
+                transport_used: DnsTransport::Udp,
+                rtt_ns: None,
+                response: Some(r),
+                failure: None,
+            };
+            assert_eq!(result.validate(), Ok(()), "round {round}");
+        }
+    }
+    assert!(decoded > 100, "only {decoded} mutated responses decoded");
+}
+
+#[test]
+fn random_bytes_never_panic() {
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for _ in 0..3000 {
+        let len = (next() % 600) as usize;
+        let mut bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        if bytes.len() > 3 {
+            bytes[2] |= 0x80;
+        }
+        if let Ok(message) = decode(&bytes) {
+            let _ = response(&bytes, &message);
+        }
+    }
+}
+
+#[test]
+fn rcodes_have_names() {
+    assert_eq!(rcode_name(3), "NXDOMAIN");
+    assert_eq!(rcode_name(19), "RCODE19");
+}
+
+/// A fake server on loopback: a stale answer, a spoofed one from another port, then a
+/// truncated one over UDP; the full answer over TCP. The measurement must ignore the first
+/// two, retry the third over TCP, and say so.
+#[tokio::test]
+async fn truncated_udp_answer_is_retried_over_tcp() {
+    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let port = udp.local_addr().unwrap().port();
+    let Ok(tcp) = tokio::net::TcpListener::bind(("127.0.0.1", port)).await else {
+        return; // the port is taken for TCP on this host: nothing to test this run
+    };
+    let spoofer = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let serve = async move {
+        let mut buf = vec![0u8; 512];
+        let (_, client) = udp.recv_from(&mut buf).await.unwrap();
+        let id = u16::from_be_bytes([buf[0], buf[1]]);
+        assert_eq!(buf[2] & 0x01, 0x01, "RD set as the spec asks");
+        let aaaa = record(
+            28,
+            7,
+            &[0x20, 1, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+        );
+        let stale = wire_response(id.wrapping_add(1), 0x8580, &question(28), &[&aaaa]);
+        udp.send_to(&stale, client).await.unwrap();
+        let spoofed = wire_response(id, 0x8580, &question(28), &[&aaaa]);
+        spoofer.send_to(&spoofed, client).await.unwrap();
+        let truncated = wire_response(id, 0x8780, &question(28), &[]);
+        udp.send_to(&truncated, client).await.unwrap();
+        let (mut stream, _) = tcp.accept().await.unwrap();
+        let mut prefix = [0u8; 2];
+        stream.read_exact(&mut prefix).await.unwrap();
+        let mut body = vec![0u8; usize::from(u16::from_be_bytes(prefix))];
+        stream.read_exact(&mut body).await.unwrap();
+        assert_eq!(body[..2], id.to_be_bytes());
+        let full = wire_response(id, 0x8580, &question(28), &[&aaaa]);
+        let mut frame = u16::try_from(full.len()).unwrap().to_be_bytes().to_vec();
+        frame.extend_from_slice(&full);
+        stream.write_all(&frame).await.unwrap();
+    };
+    let server_task = tokio::spawn(serve);
+    let spec = DnsSpec::new("dual.lab", 28, DnsTransport::Udp, true).unwrap();
+    let deadline = Instant::now() + std::time::Duration::from_secs(5);
+    let result = measure(([127, 0, 0, 1], port).into(), &spec, deadline)
+        .await
+        .unwrap();
+    server_task.await.unwrap();
+    assert_eq!(result.transport_used, DnsTransport::Tcp, "{result:?}");
+    assert_eq!(result.failure, None);
+    let response = result.response.unwrap();
+    assert_eq!(response.flags & DnsResponse::FLAG_TC, 0);
+    assert_eq!(response.answers.len(), 1);
+    assert_eq!(response.answers[0].data, "2001:db8::2");
+    assert_eq!(response.answers[0].ttl, 7);
+    assert!(result.rtt_ns.is_some());
+}
+
+#[tokio::test]
+async fn a_silent_server_is_a_timeout_outcome() {
+    let silent = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let spec = DnsSpec::new("dual.lab", 1, DnsTransport::Udp, false).unwrap();
+    let deadline = Instant::now() + std::time::Duration::from_millis(200);
+    let result = measure(silent.local_addr().unwrap(), &spec, deadline)
+        .await
+        .unwrap();
+    assert_eq!(result.response, None);
+    assert_eq!(result.rtt_ns, None);
+    assert!(result.failure.unwrap().starts_with("timeout"));
+}
