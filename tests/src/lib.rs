@@ -40,6 +40,16 @@ pub struct Process {
 }
 
 impl Process {
+    /// Takes charge of a child started elsewhere (e.g. inside a lab namespace); `log` is where
+    /// its stderr goes.
+    pub fn from_child(child: Child, name: &str, log: PathBuf) -> Self {
+        Self {
+            child,
+            name: name.to_owned(),
+            log,
+        }
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
