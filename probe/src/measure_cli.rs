@@ -52,7 +52,7 @@ struct Common {
 
 #[derive(Debug, Subcommand)]
 enum MeasureKind {
-    /// ICMPv6 echo.
+    /// ICMP echo over IPv6 (or IPv4 with -4 or an IPv4 literal).
     Ping {
         /// Address or host name.
         target: String,

@@ -12,7 +12,7 @@ use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::Instant;
 
 /// Answers kept per response; the shared result type refuses more.
-const MAX_ANSWERS: usize = 256; // = sixmap_shared measurement::dns::MAX_DNS_ANSWERS (not re-exported)
+const MAX_ANSWERS: usize = sixmap_shared::measurement::MAX_DNS_ANSWERS;
 /// Frames read from one TCP connection before giving up on a server that keeps sending
 /// responses to other queries.
 const MAX_TCP_FRAMES: usize = 4;

@@ -81,8 +81,12 @@ pub struct DualStackResult {
 impl DualStackResult {
     pub fn validate(&self) -> Result<(), SpecError> {
         for (name, leg) in [("dual_stack.v6", &self.v6), ("dual_stack.v4", &self.v4)] {
-            if matches!(leg.outcome, Outcome::DualStack(_)) {
-                return Err(field(name, "a leg cannot itself be dual-stack"));
+            // Only the kinds a dual-stack spec can name: this also bounds a result's size.
+            if !matches!(
+                leg.outcome,
+                Outcome::Failed(_) | Outcome::Ping(_) | Outcome::Tcp(_) | Outcome::Http(_)
+            ) {
+                return Err(field(name, "a leg must be a ping, tcp or http outcome"));
             }
             leg.outcome.validate().map_err(|e| match e {
                 SpecError::Field { reason, .. } => field(name, reason),
@@ -149,6 +153,38 @@ mod tests {
         assert_eq!(hops_from_reply_hop_limit(64), Some(1));
         assert_eq!(hops_from_reply_hop_limit(120), Some(9));
         assert_eq!(hops_from_reply_hop_limit(250), Some(6));
+    }
+
+    #[test]
+    fn legs_are_only_the_kinds_a_spec_can_name() {
+        use crate::measurement::{ErrorClass, MeasurementError, PmtuResult};
+        let failed = || DualLeg {
+            source: None,
+            destination: None,
+            duration_us: 1,
+            outcome: Outcome::Failed(MeasurementError {
+                class: ErrorClass::Resolution,
+                message: "no A record".into(),
+            }),
+        };
+        let mut result = DualStackResult {
+            v6: Box::new(failed()),
+            v4: Box::new(failed()),
+            happy_eyeballs_choice: None,
+            v6_hops: None,
+            v4_hops: None,
+        };
+        assert_eq!(result.validate(), Ok(()));
+        result.v4.outcome = Outcome::Pmtu(PmtuResult {
+            path_mtu: 1500,
+            black_hole: false,
+            black_hole_hop: None,
+            black_hole_from: None,
+            too_big: Vec::new(),
+            packets_sent: 3,
+        });
+        let err = result.validate().unwrap_err().to_string();
+        assert!(err.contains("dual_stack.v4"), "{err}");
     }
 
     #[test]

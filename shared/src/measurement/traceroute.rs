@@ -258,6 +258,15 @@ impl TracerouteResult {
                 return Err(field("traceroute.hops.replies", "more than 16 per hop"));
             }
             answers += hop.replies.len();
+            // On the wire, TCP flags 0 means "an ICMP answer".
+            if hop
+                .replies
+                .iter()
+                .flatten()
+                .any(|r| r.answer == HopAnswer::Tcp { flags: 0 })
+            {
+                return Err(field("traceroute.hops.replies.tcp_flags", "must not be 0"));
+            }
         }
         if (self.packets_sent as usize) < answers {
             return Err(field(
