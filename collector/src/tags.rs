@@ -276,6 +276,8 @@ mod tests {
             aaaa_resolved: Some(false),
             nat64_prefix: None,
             clat: false,
+            global_v6_address: false,
+            collector_v6: None,
         }
     }
 

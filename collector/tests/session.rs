@@ -357,6 +357,8 @@ async fn loss_records_are_stored_once_and_self_tests_become_tags() {
             aaaa_resolved: Some(true),
             nat64_prefix: String::new(),
             clat: false,
+            global_v6_address: true,
+            collector_v6: Some(true),
         })),
     })
     .await

@@ -26,14 +26,23 @@ const WELL_KNOWN_IPV4_ONLY: [Ipv4Addr; 2] =
 /// `aaaa_resolved` is `Some(any IPv6 answer)` when the lookup returned, and `None` when it
 /// failed or timed out: `getaddrinfo` does not reliably tell "no such name / no AAAA" from "no
 /// resolver reachable", so a failure is reported as unknown rather than as a negative answer.
-pub async fn run(aaaa_name: &str, now: UnixMicros) -> SelfTest {
-    run_at(Path::new("/"), aaaa_name, now).await
+///
+/// `collector` is the collector's URL: the self-test tries a TCP connection to it over IPv6.
+pub async fn run(aaaa_name: &str, collector: Option<&str>, now: UnixMicros) -> SelfTest {
+    let mut test = run_at(Path::new("/"), aaaa_name, now).await;
+    if let Some(url) = collector {
+        test.collector_v6 = collector_reachable_v6(url).await;
+    }
+    test
 }
 
 /// The self-test with procfs and sysfs read under `root`, so tests can supply a fake tree.
 async fn run_at(root: &Path, aaaa_name: &str, now: UnixMicros) -> SelfTest {
     let (aaaa_resolved, nat64_answers) =
         tokio::join!(resolves_aaaa(aaaa_name), lookup(NAT64_DISCOVERY_NAME));
+    let global_v6_address = read(root, "proc/net/if_inet6")
+        .await
+        .is_some_and(|text| has_global_v6_address(&text));
     let v6_route_interface = read(root, "proc/net/ipv6_route")
         .await
         .and_then(|text| parse_ipv6_default_route(&text));
@@ -65,7 +74,45 @@ async fn run_at(root: &Path, aaaa_name: &str, now: UnixMicros) -> SelfTest {
         aaaa_resolved,
         nat64_prefix: nat64_answers.and_then(|answers| nat64_prefix(&answers)),
         clat,
+        global_v6_address,
+        collector_v6: None,
     }
+}
+
+/// Whether `/proc/net/if_inet6` lists a global unicast address (2000::/3): what a host needs
+/// to reach the IPv6 Internet without translation.
+pub fn has_global_v6_address(if_inet6: &str) -> bool {
+    if_inet6
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .filter_map(|hex| u128::from_str_radix(hex, 16).ok())
+        .any(|address| address >> 125 == 0b001)
+}
+
+const COLLECTOR_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// A TCP connection to the collector's host and port over IPv6: `Some(connected)`, or `None`
+/// when the URL names no IPv6 address (an IPv4 literal, a name without AAAA, no resolver).
+pub async fn collector_reachable_v6(url: &str) -> Option<bool> {
+    let uri: tonic::transport::Uri = url.parse().ok()?;
+    let host = uri.host()?.trim_start_matches('[').trim_end_matches(']');
+    let port = uri
+        .port_u16()
+        .unwrap_or(if uri.scheme_str() == Some("https") {
+            443
+        } else {
+            80
+        });
+    let address = match host.parse::<IpAddr>() {
+        Ok(IpAddr::V6(v6)) => IpAddr::V6(v6),
+        Ok(IpAddr::V4(_)) => return None,
+        Err(_) => lookup(host).await?.into_iter().find(IpAddr::is_ipv6)?,
+    };
+    let connect = tokio::net::TcpStream::connect((address, port));
+    Some(matches!(
+        tokio::time::timeout(COLLECTOR_CONNECT_TIMEOUT, connect).await,
+        Ok(Ok(_))
+    ))
 }
 
 async fn read(root: &Path, relative: &str) -> Option<String> {
@@ -621,9 +668,34 @@ Id 100:
         assert!(test.clat, "named clat4");
     }
 
+    #[test]
+    fn global_addresses_are_2000_slash_3() {
+        let link_local_and_loopback = "fe800000000000000211aafffe0b2c3d 02 40 20 80 eth0\n\
+                                       00000000000000000000000000000001 01 80 10 80 lo\n";
+        assert!(!has_global_v6_address(link_local_and_loopback));
+        let ula = "fd000000000000000000000000000001 02 40 00 80 eth0\n";
+        assert!(!has_global_v6_address(ula));
+        let global = "2a0104f8000000000000000000000002 02 40 00 80 eth0\n";
+        assert!(has_global_v6_address(&format!(
+            "{link_local_and_loopback}{global}"
+        )));
+    }
+
+    #[tokio::test]
+    async fn the_collector_is_tried_over_ipv6_only() {
+        let listener = tokio::net::TcpListener::bind("[::1]:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let url = format!("http://[::1]:{port}");
+        assert_eq!(collector_reachable_v6(&url).await, Some(true));
+        drop(listener);
+        assert_eq!(collector_reachable_v6(&url).await, Some(false));
+        assert_eq!(collector_reachable_v6("http://127.0.0.1:7400").await, None);
+        assert_eq!(collector_reachable_v6("not a url").await, None);
+    }
+
     #[tokio::test]
     async fn runs_against_this_host() {
-        let test = run("localhost", UnixMicros(1)).await;
+        let test = run("localhost", None, UnixMicros(1)).await;
         assert_eq!(test.tested_at, UnixMicros(1));
         assert_eq!(test.aaaa_name, "localhost");
         assert!(test.v4_addresses.iter().all(|a| !a.is_loopback()));

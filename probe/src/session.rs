@@ -178,6 +178,7 @@ pub async fn run(settings: Settings) -> Result<(), ProbeError> {
     let (self_test_tx, self_test_rx) = watch::channel(None);
     tokio::spawn(self_test_loop(
         settings.self_test_aaaa_name.clone(),
+        settings.collector.clone(),
         self_test_tx,
     ));
     let now = UnixMicros::now();
@@ -203,9 +204,13 @@ pub async fn run(settings: Settings) -> Result<(), ProbeError> {
 }
 
 /// Runs the self-test now and then every `SELF_TEST_INTERVAL`.
-async fn self_test_loop(aaaa_name: String, out: watch::Sender<Option<SelfTest>>) {
+async fn self_test_loop(
+    aaaa_name: String,
+    collector: String,
+    out: watch::Sender<Option<SelfTest>>,
+) {
     loop {
-        let result = crate::selftest::run(&aaaa_name, UnixMicros::now()).await;
+        let result = crate::selftest::run(&aaaa_name, Some(&collector), UnixMicros::now()).await;
         debug!(?result, "self-test done");
         if out.send(Some(result)).is_err() {
             return;

@@ -160,9 +160,18 @@ pub fn render(status: &ProbeStatus, alive: bool, now: UnixMicros) -> String {
         let nat64 = t
             .nat64_prefix
             .map_or(String::new(), |p| format!(", NAT64 prefix {p}/96"));
+        let collector = match t.collector_v6 {
+            Some(true) => ", collector reachable over IPv6",
+            Some(false) => ", collector NOT reachable over IPv6",
+            None => "",
+        };
+        let tunnel = match t.v6_route_mtu {
+            Some(mtu) if mtu < 1500 => format!(", IPv6 route MTU {mtu} (tunnel?)"),
+            _ => String::new(),
+        };
         let _ = writeln!(
             out,
-            "self-test:   {} AAAA {aaaa}{nat64} ({})",
+            "self-test:   {} AAAA {aaaa}{nat64}{collector}{tunnel} ({})",
             t.aaaa_name,
             ago(now, t.tested_at)
         );

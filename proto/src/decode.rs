@@ -886,6 +886,8 @@ pub fn self_test(wire: &v1::SelfTest) -> Result<SelfTest, WireError> {
         aaaa_resolved: wire.aaaa_resolved,
         nat64_prefix,
         clat: wire.clat,
+        global_v6_address: wire.global_v6_address,
+        collector_v6: wire.collector_v6,
     })
 }
 
@@ -1115,6 +1117,8 @@ mod tests {
             aaaa_resolved: Some(true),
             nat64_prefix: Some("64:ff9b::".parse().unwrap()),
             clat: true,
+            global_v6_address: true,
+            collector_v6: Some(false),
         };
         assert_eq!(self_test(&encode::self_test(&domain)).unwrap(), domain);
         let mut wire = encode::self_test(&domain);

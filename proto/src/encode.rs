@@ -465,6 +465,8 @@ pub fn self_test(t: &SelfTest) -> v1::SelfTest {
         aaaa_resolved: t.aaaa_resolved,
         nat64_prefix: t.nat64_prefix.map(|p| p.to_string()).unwrap_or_default(),
         clat: t.clat,
+        global_v6_address: t.global_v6_address,
+        collector_v6: t.collector_v6,
     }
 }
 

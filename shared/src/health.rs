@@ -50,6 +50,13 @@ pub struct SelfTest {
     pub nat64_prefix: Option<Ipv6Addr>,
     /// The customer side of 464XLAT is present.
     pub clat: bool,
+    /// The host has a global unicast IPv6 address (2000::/3).
+    #[serde(default)]
+    pub global_v6_address: bool,
+    /// A TCP connection to the collector over IPv6 worked; `None` when the collector's host
+    /// has no IPv6 address to try.
+    #[serde(default)]
+    pub collector_v6: Option<bool>,
 }
 
 /// A tag the collector computed for a probe, and since when it holds.
