@@ -125,7 +125,12 @@ fn main() -> anyhow::Result<()> {
     );
 
     let t = Instant::now();
-    let rollups = daily::refresh(&store, now, DAYS + 1)?;
+    let rollups = daily::refresh(
+        &store,
+        &sixmap_shared::prefixes::PrefixData::new(),
+        now,
+        DAYS + 1,
+    )?;
     println!(
         "daily rollups, all {} days recomputed: {rollups} stored in {:.1} s",
         DAYS + 1,
@@ -133,7 +138,13 @@ fn main() -> anyhow::Result<()> {
     );
     println!(
         "daily rollups, today + yesterday:       {}",
-        time(5, || daily::refresh(&store, now, 2).unwrap())
+        time(5, || daily::refresh(
+            &store,
+            &sixmap_shared::prefixes::PrefixData::new(),
+            now,
+            2
+        )
+        .unwrap())
     );
     println!(
         "GET /api/v1/maps/countries:             {}",

@@ -6,13 +6,21 @@
 //! destination. Because they are rebuilt from stored results, rollups can be recomputed for
 //! any past day (after a late upload, or a fix of the method). The collector recomputes
 //! today and yesterday every few minutes, and the last 30 days when it starts.
+//!
+//! Path quality is counted over that day's results to global IPv6 destinations, pooled over
+//! the group's probes (not operator-balanced; each figure carries its sample size and 95 %
+//! Wilson interval): ping loss (requests unanswered / sent); the PMTU black-hole rate (pmtu
+//! results that found one); the extension-header drop rate per header (exthdr outcomes where
+//! the header did not reach the destination); and the domestic-path share: of the traceroutes
+//! from a country's probes to destinations in that same country, those whose every hop that
+//! answered and has a country in the prefix data lies in that country.
 
 use crate::maps::Shares;
-use crate::rollup;
+use crate::rollup::{self, Proportion};
 use crate::store::{Store, StoreError, StoredResult};
 use serde::{Deserialize, Serialize};
 use sixmap_shared::policy::classify;
-use sixmap_shared::prefixes::CountryCode;
+use sixmap_shared::prefixes::{CountryCode, PrefixData};
 use sixmap_shared::{Family, Outcome, ProbeId, UnixMicros};
 use std::collections::BTreeMap;
 
@@ -52,6 +60,44 @@ pub struct CountryDay {
     pub v6_works: Shares,
     pub median_rtt_v6_ms: Option<f64>,
     pub median_rtt_v4_ms: Option<f64>,
+    /// Share of IPv6 echo requests unanswered (pooled over the group's pings).
+    #[serde(default)]
+    pub ping_loss_v6: Option<Proportion>,
+    /// Share of pmtu results that found a black hole.
+    #[serde(default)]
+    pub pmtu_black_holes: Option<Proportion>,
+    /// Per extension header (`hbh`, `dst`, `frag`): share of tests where it was dropped.
+    #[serde(default)]
+    pub ext_header_drops: BTreeMap<String, Proportion>,
+    /// Share of traceroutes to destinations in the probes' own country that stayed in it.
+    #[serde(default)]
+    pub domestic_paths: Option<Proportion>,
+}
+
+/// Counts of successes out of trials, turned into a [`Proportion`] when there was a trial.
+#[derive(Debug, Default, Clone, Copy)]
+struct Count {
+    hits: u64,
+    trials: u64,
+}
+
+impl Count {
+    fn add(&mut self, hit: bool) {
+        self.add_many(u64::from(hit), 1);
+    }
+    fn add_many(&mut self, hits: u64, trials: u64) {
+        self.hits += hits;
+        self.trials += trials;
+    }
+    fn sum<'a>(counts: impl Iterator<Item = &'a Count>) -> Count {
+        counts.fold(Count::default(), |a, c| Count {
+            hits: a.hits + c.hits,
+            trials: a.trials + c.trials,
+        })
+    }
+    fn proportion(self) -> Option<Proportion> {
+        rollup::wilson(self.hits as f64, self.trials as f64)
+    }
 }
 
 #[derive(Default)]
@@ -61,9 +107,13 @@ struct ProbeDay {
     works: bool,
     rtt_v6: Vec<f64>,
     rtt_v4: Vec<f64>,
+    lost_v6: Count,
+    black_holes: Count,
+    ext_drops: BTreeMap<&'static str, Count>,
+    domestic: Count,
 }
 
-fn observe(day: &mut BTreeMap<ProbeId, ProbeDay>, stored: &StoredResult) {
+fn observe(day: &mut BTreeMap<ProbeId, ProbeDay>, stored: &StoredResult, prefixes: &PrefixData) {
     let r = &stored.result;
     let entry = day.entry(r.key.probe_id.clone()).or_default();
     if let Some(origin) = &stored.probe_origin {
@@ -71,11 +121,52 @@ fn observe(day: &mut BTreeMap<ProbeId, ProbeDay>, stored: &StoredResult) {
         entry.asn = entry.asn.or(origin.asn);
     }
     let global = r.destination.is_some_and(|d| classify(d).is_none());
+    if !global {
+        return;
+    }
+    let v6 = r.family_used == Some(Family::V6);
+    match &r.outcome {
+        Outcome::Pmtu(pmtu) if v6 => entry.black_holes.add(pmtu.black_hole),
+        Outcome::ExtHeaders(ext) if v6 => {
+            for outcome in &ext.outcomes {
+                entry
+                    .ext_drops
+                    .entry(outcome.header.name())
+                    .or_default()
+                    .add(!outcome.survived);
+            }
+        }
+        Outcome::Traceroute(trace) if v6 => {
+            let home = stored
+                .probe_origin
+                .as_ref()
+                .and_then(|o| o.country)
+                .filter(|home| {
+                    stored.target_origin.as_ref().and_then(|t| t.country) == Some(*home)
+                });
+            if let Some(home) = home {
+                let countries: Vec<CountryCode> = trace
+                    .hops
+                    .iter()
+                    .flat_map(|hop| hop.responders())
+                    .filter(|hop| classify(*hop).is_none())
+                    .filter_map(|hop| prefixes.lookup(hop).country)
+                    .collect();
+                if !countries.is_empty() {
+                    entry.domestic.add(countries.iter().all(|c| *c == home));
+                }
+            }
+        }
+        _ => {}
+    }
     let Outcome::Ping(ping) = &r.outcome else {
         return;
     };
-    if !global {
-        return;
+    if v6 {
+        entry.lost_v6.add_many(
+            u64::from(ping.sent - ping.received.min(ping.sent)),
+            u64::from(ping.sent),
+        );
     }
     let Some(rtt) = ping.min_rtt() else { return };
     let ms = rtt.as_secs_f64() * 1000.0;
@@ -92,11 +183,12 @@ fn observe(day: &mut BTreeMap<ProbeId, ProbeDay>, stored: &StoredResult) {
 /// Each probe's day: its origin (from its results' `probe_origin`) and what it measured.
 fn probe_days(
     store: &dyn Store,
+    prefixes: &PrefixData,
     start: UnixMicros,
 ) -> Result<BTreeMap<ProbeId, ProbeDay>, StoreError> {
     let mut probes: BTreeMap<ProbeId, ProbeDay> = BTreeMap::new();
     store.scan_results_between(start, UnixMicros(start.0 + DAY_US), &mut |stored| {
-        observe(&mut probes, &stored);
+        observe(&mut probes, &stored, prefixes);
         true
     })?;
     Ok(probes)
@@ -122,6 +214,17 @@ fn figures(start: UnixMicros, probes: &[&ProbeDay]) -> Option<CountryDay> {
         },
         median_rtt_v6_ms: rollup::median_of_medians(&v6),
         median_rtt_v4_ms: rollup::median_of_medians(&v4),
+        ping_loss_v6: Count::sum(probes.iter().map(|p| &p.lost_v6)).proportion(),
+        pmtu_black_holes: Count::sum(probes.iter().map(|p| &p.black_holes)).proportion(),
+        ext_header_drops: ["hbh", "dst", "frag"]
+            .into_iter()
+            .filter_map(|header| {
+                Count::sum(probes.iter().filter_map(|p| p.ext_drops.get(header)))
+                    .proportion()
+                    .map(|p| (header.to_owned(), p))
+            })
+            .collect(),
+        domestic_paths: Count::sum(probes.iter().map(|p| &p.domestic)).proportion(),
     })
 }
 
@@ -133,9 +236,13 @@ pub struct Day {
 }
 
 /// Computes the day holding `day` from its results.
-pub fn compute_day(store: &dyn Store, day: UnixMicros) -> Result<Day, StoreError> {
+pub fn compute_day(
+    store: &dyn Store,
+    prefixes: &PrefixData,
+    day: UnixMicros,
+) -> Result<Day, StoreError> {
     let start = day_start(day);
-    let probes = probe_days(store, start)?;
+    let probes = probe_days(store, prefixes, start)?;
     let mut by_country: BTreeMap<CountryCode, Vec<&ProbeDay>> = BTreeMap::new();
     let mut by_network: BTreeMap<u32, Vec<&ProbeDay>> = BTreeMap::new();
     for probe in probes.values() {
@@ -163,10 +270,20 @@ fn network_key(asn: u32) -> String {
 }
 
 /// Recomputes and stores the `days` days up to and including the one holding `now`.
-pub fn refresh(store: &dyn Store, now: UnixMicros, days: i64) -> Result<usize, StoreError> {
+/// `prefixes` places traceroute hops in countries (for the domestic-path share).
+pub fn refresh(
+    store: &dyn Store,
+    prefixes: &PrefixData,
+    now: UnixMicros,
+    days: i64,
+) -> Result<usize, StoreError> {
     let mut stored = 0;
     for back in 0..days {
-        let day = compute_day(store, UnixMicros(day_start(now).0 - back * DAY_US))?;
+        let day = compute_day(
+            store,
+            prefixes,
+            UnixMicros(day_start(now).0 - back * DAY_US),
+        )?;
         let keyed = day
             .countries
             .iter()
@@ -318,7 +435,7 @@ mod tests {
         store.insert_results(&results).unwrap();
         let now = UnixMicros(day0 + 20 * DAY_US + 5_000_000);
         // Per day: the country and its two networks.
-        assert_eq!(refresh(&store, now, 30).unwrap(), 9);
+        assert_eq!(refresh(&store, &PrefixData::new(), now, 30).unwrap(), 9);
         let series = series(&store, "XA".parse().unwrap()).unwrap();
         let shares: Vec<f64> = series
             .days
@@ -347,8 +464,145 @@ mod tests {
         assert_eq!(as1.days[0].operators, 1);
         assert_eq!(as1.days[0].probes, 2);
         // Refreshing again replaces, never duplicates.
-        refresh(&store, now, 30).unwrap();
+        refresh(&store, &PrefixData::new(), now, 30).unwrap();
         assert_eq!(series_len(&store), 3);
+    }
+
+    /// A stored result of probe p1 (AS1, XA) towards the synthetic global destination.
+    fn with_outcome(
+        sequence: u64,
+        at: i64,
+        outcome: Outcome,
+        target: Option<&str>,
+    ) -> StoredResult {
+        let mut stored = result("00000000000000a1", sequence, at, true, 1);
+        stored.result.outcome = outcome;
+        stored.target_origin = target.map(|country| Enrichment {
+            asn: None,
+            as_name: None,
+            country: country.parse().ok(),
+        });
+        stored
+    }
+
+    fn trace(hops: &[&str]) -> Outcome {
+        use sixmap_shared::measurement::{
+            HopAnswer, HopReply, TraceProtocol, TraceStop, TracerouteHop, TracerouteResult,
+        };
+        Outcome::Traceroute(TracerouteResult {
+            protocol: TraceProtocol::Icmp,
+            flow_label: 0,
+            hops: hops
+                .iter()
+                .enumerate()
+                .map(|(i, from)| TracerouteHop {
+                    hop_limit: i as u8 + 1,
+                    replies: vec![Some(HopReply {
+                        from: from.parse().unwrap(),
+                        rtt_ns: 1_000_000,
+                        answer: HopAnswer::Icmp {
+                            icmp_type: 3,
+                            icmp_code: 0,
+                            mtu: None,
+                        },
+                    })],
+                })
+                .collect(),
+            reached_destination: true,
+            stop: TraceStop::Reached,
+            packets_sent: hops.len() as u32,
+        })
+    }
+
+    #[test]
+    fn path_quality_is_pooled_with_intervals() {
+        use sixmap_shared::measurement::{
+            ExtHeaderOutcome, ExtHeaderResult, ExtHeaderType, PmtuResult,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let t = 20_400 * DAY_US + 3_600_000_000;
+        let pmtu = |black_hole: bool| {
+            Outcome::Pmtu(PmtuResult {
+                path_mtu: 1280,
+                black_hole,
+                black_hole_hop: black_hole.then_some(3),
+                black_hole_from: None,
+                too_big: Vec::new(),
+                packets_sent: 10,
+            })
+        };
+        let ext = |dropped: &[(ExtHeaderType, bool)]| {
+            Outcome::ExtHeaders(ExtHeaderResult {
+                outcomes: dropped
+                    .iter()
+                    .map(|(header, dropped)| ExtHeaderOutcome {
+                        header: *header,
+                        survived: !dropped,
+                        dropped_at_hop: dropped.then_some(2),
+                        last_responder: None,
+                        icmp_error: None,
+                    })
+                    .collect(),
+                packets_sent: 6,
+            })
+        };
+        use ExtHeaderType::{DestinationOptions as Dst, Fragment as Frag, HopByHop as Hbh};
+        let mut results = vec![
+            // Pings: one answered, one lost -> loss 1/2.
+            result("00000000000000a1", 1, t, true, 1),
+            result("00000000000000a1", 2, t + 1, false, 1),
+            // PMTU: one black hole in three.
+            with_outcome(3, t + 2, pmtu(true), None),
+            with_outcome(4, t + 3, pmtu(false), None),
+            with_outcome(5, t + 4, pmtu(false), None),
+            // Extension headers: HBH dropped 1/2, DstOpts 0/1, Fragment 1/1.
+            with_outcome(
+                6,
+                t + 5,
+                ext(&[(Hbh, true), (Dst, false), (Frag, true)]),
+                None,
+            ),
+            with_outcome(7, t + 6, ext(&[(Hbh, false)]), None),
+            // Traceroutes to a destination in XA: one stays in XA, one crosses XB; one to XB
+            // does not count (not a domestic destination).
+            with_outcome(8, t + 7, trace(&["2a00:1::1", "2a00:1::2"]), Some("XA")),
+            with_outcome(9, t + 8, trace(&["2a00:1::1", "2a00:2::1"]), Some("XA")),
+            with_outcome(10, t + 9, trace(&["2a00:2::1"]), Some("XB")),
+        ];
+        // A lab (documentation-range) destination counts for nothing.
+        let mut lab = with_outcome(11, t + 10, pmtu(true), None);
+        lab.result.destination = Some("2001:db8::1".parse().unwrap());
+        results.push(lab);
+        store.insert_results(&results).unwrap();
+        let mut prefixes = PrefixData::new();
+        prefixes
+            .country
+            .insert("2a00:1::".parse().unwrap(), 32, "XA".parse().unwrap())
+            .unwrap();
+        prefixes
+            .country
+            .insert("2a00:2::".parse().unwrap(), 32, "XB".parse().unwrap())
+            .unwrap();
+        refresh(&store, &prefixes, UnixMicros(t), 1).unwrap();
+        let day = series(&store, "XA".parse().unwrap())
+            .unwrap()
+            .days
+            .remove(0);
+        let check = |p: &Option<Proportion>, hits: f64, n: f64| {
+            let p = p.as_ref().expect("a figure");
+            assert_eq!((p.successes, p.n), (hits, n));
+            assert_eq!(Some(p), rollup::wilson(hits, n).as_ref());
+        };
+        check(&day.ping_loss_v6, 1.0, 2.0);
+        check(&day.pmtu_black_holes, 1.0, 3.0);
+        // Wilson 1/3: [0.0615, 0.7923], by hand from the score interval.
+        let holes = day.pmtu_black_holes.as_ref().unwrap();
+        assert!((holes.low - 0.0615).abs() < 1e-4 && (holes.high - 0.7923).abs() < 1e-4);
+        check(&day.ext_header_drops.get("hbh").cloned(), 1.0, 2.0);
+        check(&day.ext_header_drops.get("dst").cloned(), 0.0, 1.0);
+        check(&day.ext_header_drops.get("frag").cloned(), 1.0, 1.0);
+        check(&day.domestic_paths, 1.0, 2.0);
     }
 
     fn series_len(store: &SledStore) -> usize {

@@ -18,6 +18,7 @@ use crate::config::Settings;
 use crate::control::ControlService;
 use crate::store::{SledStore, Store};
 use sixmap_proto::v1::probe_control_server::ProbeControlServer;
+use sixmap_shared::prefixes::PrefixData;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -62,12 +63,13 @@ const ROLLUP_BACKFILL_DAYS: i64 = 30;
 const ROLLUP_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Keeps the stored daily rollups current (see [`daily`]).
-async fn refresh_rollups(store: Arc<dyn Store>) {
+async fn refresh_rollups(store: Arc<dyn Store>, prefixes: Arc<PrefixData>) {
     let mut days = ROLLUP_BACKFILL_DAYS;
     loop {
         let now = sixmap_shared::UnixMicros::now();
         let worker = store.clone();
-        match store::run_blocking(move || daily::refresh(&*worker, now, days)).await {
+        let prefixes = prefixes.clone();
+        match store::run_blocking(move || daily::refresh(&*worker, &prefixes, now, days)).await {
             Ok(stored) => tracing::debug!(days, stored, "daily rollups refreshed"),
             Err(e) => tracing::warn!(error = %e, "daily rollups not refreshed"),
         }
@@ -109,7 +111,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let service = ProbeControlServer::new(ControlService::new(
         store.clone(),
         Arc::new(settings),
-        prefixes,
+        prefixes.clone(),
     ))
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -127,7 +129,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
                 })
             })),
     );
-    tokio::spawn(refresh_rollups(store.clone()));
+    tokio::spawn(refresh_rollups(store.clone(), prefixes));
     let http = tokio::spawn(async move { axum::serve(http_listener, http::router(store)).await });
     info!(%grpc_addr, %http_addr, "collector serving");
     Ok(Running {

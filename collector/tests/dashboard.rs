@@ -512,7 +512,13 @@ async fn series_chart_draws_days_and_a_distinct_projection() {
         let now = sixmap_shared::UnixMicros((first + 61) * 86_400_000_000);
         // 7 days, each with the country and its 8 networks (one AS per probe).
         assert_eq!(
-            sixmap_collector::daily::refresh(&store, now, 70).unwrap(),
+            sixmap_collector::daily::refresh(
+                &store,
+                &sixmap_shared::prefixes::PrefixData::new(),
+                now,
+                70
+            )
+            .unwrap(),
             7 * 9
         );
         store.flush().unwrap();
