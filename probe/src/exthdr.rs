@@ -41,9 +41,7 @@ pub async fn run(
     let IpAddr::V6(destination) = destination else {
         return Err(ipv4_unsupported("extension-header measurement"));
     };
-    let limit = ctx
-        .max_packets
-        .map_or(OWN_BUDGET, |max| OWN_BUDGET.min(u32::from(max)));
+    let limit = crate::rawnet::packet_limit(ctx, OWN_BUDGET);
     let mut prober = Prober::open(destination, TraceProtocol::Icmp, 0, 0, limit)
         .map_err(|e| measurement_error(&e))?;
     let result = measure(&mut prober, spec, ctx.deadline)

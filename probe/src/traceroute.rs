@@ -36,9 +36,7 @@ pub async fn run(
     let IpAddr::V6(destination) = destination else {
         return Err(ipv4_unsupported("traceroute"));
     };
-    let limit = ctx.max_packets.map_or(spec.packet_budget(), |max| {
-        spec.packet_budget().min(u32::from(max))
-    });
+    let limit = crate::rawnet::packet_limit(ctx, spec.packet_budget());
     let mut prober = Prober::open(
         destination,
         spec.protocol(),

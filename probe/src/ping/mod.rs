@@ -9,7 +9,7 @@
 
 pub(crate) mod cmsg;
 mod packet;
-mod socket;
+pub(crate) mod socket;
 pub(crate) mod sys;
 
 use packet::{Icmp, Ignored, Incoming, Matcher};

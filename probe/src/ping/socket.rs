@@ -99,7 +99,7 @@ fn set_flag(socket: &Socket, level: libc::c_int, name: libc::c_int) -> io::Resul
 /// The `struct icmp6_filter` bytes that pass only `types`. On Linux a set bit blocks the
 /// type, so everything else stays blocked and the raw socket is not woken by the host's
 /// neighbour discovery, router advertisements or our own echo requests.
-fn icmp6_filter(types: impl IntoIterator<Item = u8>) -> [u8; 32] {
+pub(crate) fn icmp6_filter(types: impl IntoIterator<Item = u8>) -> [u8; 32] {
     let mut words = [u32::MAX; 8];
     for kind in types {
         if let Some(word) = words.get_mut(usize::from(kind >> 5)) {

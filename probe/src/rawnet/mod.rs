@@ -39,6 +39,11 @@ pub fn measurement_error(error: &ProbeError) -> MeasurementError {
     failure(class, error.to_string())
 }
 
+/// Packets a measurement may send: its own bound, lowered by the spec's budget if it set one.
+pub fn packet_limit(ctx: &crate::engine::Context<'_>, own: u32) -> u32 {
+    ctx.max_packets.map_or(own, |max| own.min(u32::from(max)))
+}
+
 /// The answer to IPv4 targets, which these measurements do not probe.
 pub fn ipv4_unsupported(kind: &str) -> MeasurementError {
     failure(

@@ -127,7 +127,8 @@ impl Receiver {
         set_flag(&socket, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS).map_err(setup)?;
         set_flag(&socket, libc::IPPROTO_IPV6, libc::IPV6_RECVHOPLIMIT).map_err(setup)?;
         if listen == Listen::Icmpv6 {
-            let filter = icmp6_filter([1, 2, 3, 4, super::build::ICMPV6_ECHO_REPLY]);
+            let filter =
+                crate::ping::socket::icmp6_filter([1, 2, 3, 4, super::build::ICMPV6_ECHO_REPLY]);
             sys::set_option(socket.as_fd(), libc::IPPROTO_ICMPV6, ICMP6_FILTER, &filter)
                 .map_err(setup)?;
         }
@@ -160,19 +161,4 @@ impl Receiver {
             ancillary: cmsg::parse(control.get(..meta.control_len).unwrap_or_default()),
         })
     }
-}
-
-/// The `struct icmp6_filter` bytes that pass only `types` (on Linux a set bit blocks).
-fn icmp6_filter(types: impl IntoIterator<Item = u8>) -> [u8; 32] {
-    let mut words = [u32::MAX; 8];
-    for kind in types {
-        if let Some(word) = words.get_mut(usize::from(kind >> 5)) {
-            *word &= !(1u32 << (kind & 31));
-        }
-    }
-    let mut bytes = [0u8; 32];
-    for (chunk, word) in bytes.chunks_exact_mut(4).zip(words) {
-        chunk.copy_from_slice(&word.to_ne_bytes());
-    }
-    bytes
 }
