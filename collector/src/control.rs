@@ -31,6 +31,8 @@ pub struct ControlService {
     store: Arc<dyn Store>,
     settings: Arc<Settings>,
     prefixes: Arc<PrefixData>,
+    /// Campaign tasks for probes saying hello, and the registry of live sessions.
+    campaigns: Option<Arc<crate::campaign::Campaigns>>,
 }
 
 fn internal(e: StoreError) -> Status {
@@ -50,13 +52,22 @@ impl ControlService {
             store,
             settings,
             prefixes,
+            campaigns: None,
         }
+    }
+
+    /// Adds campaign tasks to probes' assignments and keeps the live-session registry.
+    pub fn with_campaigns(mut self, campaigns: Arc<crate::campaign::Campaigns>) -> Self {
+        self.campaigns = Some(campaigns);
+        self
     }
 
     /// The probe's origin: from its first global IPv6 address, else the address its session
     /// comes from (global ones only: private space says nothing about an operator).
     fn probe_origin(&self, hello: &Hello, peer: Option<IpAddr>) -> Option<Enrichment> {
-        let global = |a: &IpAddr| sixmap_shared::policy::classify(*a).is_none();
+        // In lab mode the lab's documentation and private addresses stand for operators.
+        let lab_mode = self.settings.lab_mode;
+        let global = |a: &IpAddr| lab_mode || sixmap_shared::policy::classify(*a).is_none();
         hello
             .local_addresses
             .iter()
@@ -261,7 +272,19 @@ impl ProbeControl for ControlService {
             }
         };
         let record = self.admit(&hello, peer).await?;
-        let assignments = self.assignments_for(&record.id).await?;
+        let (tx, rx) = mpsc::channel(64);
+        // Registered before campaign tasks are computed, so a campaign created meanwhile
+        // reaches this session one way or the other.
+        if let Some(campaigns) = &self.campaigns {
+            campaigns.connected(&record.id, tx.clone());
+        }
+        let mut assignments = self.assignments_for(&record.id).await?;
+        if let Some(campaigns) = self.campaigns.clone() {
+            let probe = record.clone();
+            assignments.extend(
+                blocking(move || campaigns.assignments_for(&probe, UnixMicros::now())).await?,
+            );
+        }
         info!(
             probe = %record.id,
             version = %hello.software_version,
@@ -270,7 +293,6 @@ impl ProbeControl for ControlService {
             "probe session started"
         );
 
-        let (tx, rx) = mpsc::channel(64);
         let welcome = Welcome {
             server_time: UnixMicros::now(),
             collector_version: SOFTWARE_VERSION.to_owned(),
@@ -292,13 +314,23 @@ impl ProbeControl for ControlService {
         // function returned, so sending more than the channel holds here would deadlock.
         let store = self.store.clone();
         let prefixes = self.prefixes.clone();
+        let campaigns = self.campaigns.clone();
         tokio::spawn(async move {
+            let probe = record.id.clone();
+            let registered = tx.clone();
+            let mut greeted = true;
             for item in greeting {
                 if tx.send(item).await.is_err() {
-                    return;
+                    greeted = false;
+                    break;
                 }
             }
-            serve_session(store, prefixes, record.id, inbound, tx).await;
+            if greeted {
+                serve_session(store, prefixes, record.id, inbound, tx).await;
+            }
+            if let Some(campaigns) = campaigns {
+                campaigns.disconnected(&probe, &registered);
+            }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
