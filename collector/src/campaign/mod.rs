@@ -912,6 +912,24 @@ pub async fn run_ticker(campaigns: Arc<Campaigns>) {
     }
 }
 
+impl Campaigns {
+    /// The report of a campaign now; blocking.
+    pub fn report(&self, id: u64, now: UnixMicros) -> Result<report::Report, CampaignError> {
+        let record = self.load(id)?;
+        let results = self.results(id)?;
+        let progress = self.progress(&record, &results, now);
+        Ok(report::build(&record, &results, progress, now))
+    }
+
+    /// A campaign with its progress, as `show` prints it; blocking.
+    pub fn show(&self, id: u64, now: UnixMicros) -> Result<serde_json::Value, CampaignError> {
+        let record = self.load(id)?;
+        let results = self.results(id)?;
+        let progress = self.progress(&record, &results, now);
+        Ok(serde_json::json!({ "campaign": record, "progress": progress }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -934,22 +952,157 @@ mod tests {
         assert_eq!(stable_hash(&[b""]), stable_hash(&[b""]));
         assert_ne!(stable_hash(&[b"a", b"b"]), stable_hash(&[b"ab"]));
     }
-}
 
-impl Campaigns {
-    /// The report of a campaign now; blocking.
-    pub fn report(&self, id: u64, now: UnixMicros) -> Result<report::Report, CampaignError> {
-        let record = self.load(id)?;
-        let results = self.results(id)?;
-        let progress = self.progress(&record, &results, now);
-        Ok(report::build(&record, &results, progress, now))
+    use crate::store::SledStore;
+    use sixmap_shared::ProbeSecret;
+    use sixmap_shared::prefixes::Enrichment;
+
+    const NOW: UnixMicros = UnixMicros(1_790_000_000_000_000);
+
+    fn probe(n: u8, asn: Option<u32>, country: &str) -> ProbeRecord {
+        ProbeRecord {
+            id: format!("{n:016x}").parse().unwrap(),
+            secret: ProbeSecret::random().unwrap(),
+            hostname: format!("p{n}"),
+            enrolled_at: NOW,
+            last_seen: Some(NOW),
+            software_version: None,
+            boot_epoch: None,
+            local_addresses: Vec::new(),
+            self_test: None,
+            last_v6_success: None,
+            tags: Vec::new(),
+            location: None,
+            origin: asn.map(|asn| Enrichment {
+                asn: Some(asn),
+                as_name: Some(format!("AS{asn} name")),
+                country: country.parse().ok(),
+            }),
+        }
     }
 
-    /// A campaign with its progress, as `show` prints it; blocking.
-    pub fn show(&self, id: u64, now: UnixMicros) -> Result<serde_json::Value, CampaignError> {
-        let record = self.load(id)?;
-        let results = self.results(id)?;
-        let progress = self.progress(&record, &results, now);
-        Ok(serde_json::json!({ "campaign": record, "progress": progress }))
+    fn service(dir: &std::path::Path, probes: &[ProbeRecord], limit: Option<u64>) -> Campaigns {
+        let store: Arc<dyn Store> = Arc::new(SledStore::open(dir).unwrap());
+        for p in probes {
+            store.create_probe(p).unwrap();
+        }
+        Campaigns::new(store, false, limit)
+    }
+
+    const SPEC: &str = "name = \"t\"\ntargets = [\"example.org\"]\n\
+        [[measurements]]\nkind = \"ping\"\ntimeout_ms = 5000\n";
+
+    fn fleet() -> Vec<ProbeRecord> {
+        vec![
+            probe(1, Some(64500), "XA"),
+            probe(2, Some(64500), "XA"),
+            probe(3, Some(64500), "XA"),
+            probe(4, Some(64501), "XA"),
+            probe(5, Some(64502), "XB"),
+            probe(6, None, "XA"),
+        ]
+    }
+
+    #[test]
+    fn selection_filters_and_stratifies_stably() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = service(dir.path(), &fleet(), None);
+        let all = c.create("reg", "toml", SPEC, NOW).unwrap();
+        assert_eq!(all.probes.len(), 6);
+        let spec = format!("{SPEC}[selection]\ncountries = [\"XA\"]\nper_operator = 2\n");
+        let picked = c.create("reg", "toml", &spec, NOW).unwrap();
+        let asns: Vec<_> = picked.probes.iter().map(|p| p.asn).collect();
+        assert_eq!(asns, [Some(64500), Some(64500), Some(64501)]);
+        // The same picks from another store with the same probes: by hash, not by chance.
+        let dir2 = tempfile::tempdir().unwrap();
+        let again = service(dir2.path(), &fleet(), None)
+            .create("reg", "toml", &spec, NOW)
+            .unwrap();
+        let ids = |r: &CampaignRecord| r.probes.iter().map(|p| p.probe.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(&picked), ids(&again));
+        // Campaign task ids are their own.
+        assert!(
+            picked
+                .tasks
+                .iter()
+                .all(|t| !all.tasks.iter().any(|a| a.task_id == t.task_id))
+        );
+    }
+
+    #[test]
+    fn a_selection_matching_no_probe_names_the_criterion() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = service(dir.path(), &[], None);
+        let err = empty
+            .create("reg", "toml", SPEC, NOW)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`selection`") && err.contains("no probe is enrolled"),
+            "{err}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let c = service(dir.path(), &fleet(), None);
+        for (selection, field) in [
+            ("countries = [\"XC\"]", "selection.countries"),
+            ("countries = [\"XB\"]\nasns = [64500]", "selection.asns"),
+            ("tags = [\"v6-works\"]", "selection.tags"),
+        ] {
+            let spec = format!("{SPEC}[selection]\n{selection}\n");
+            let err = c.create("reg", "toml", &spec, NOW).unwrap_err().to_string();
+            assert!(err.contains(&format!("`{field}`")), "{err}");
+        }
+    }
+
+    #[test]
+    fn budgets_are_checked_at_creation() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = service(dir.path(), &fleet(), Some(10));
+        // 6 probes × 1 task once: 6 probe-tests.
+        let spec = format!("{SPEC}[budget]\nper_hour = 5\n");
+        let err = c.create("reg", "toml", &spec, NOW).unwrap_err().to_string();
+        assert!(
+            err.contains("budget.per_hour") && err.contains("6 probe-tests"),
+            "{err}"
+        );
+        let first = c.create("reg", "toml", SPEC, NOW).unwrap();
+        let err = c.create("reg", "toml", SPEC, NOW).unwrap_err();
+        assert!(matches!(err, CampaignError::OverBudget(_)), "{err}");
+        assert!(
+            err.to_string().contains("\"reg\"") && err.to_string().contains("6 are committed"),
+            "{err}"
+        );
+        // Another owner has their own limit; a cancelled campaign no longer counts.
+        c.create("other", "toml", SPEC, NOW).unwrap();
+        c.cancel(first.id, "test", NOW).unwrap();
+        c.create("reg", "toml", SPEC, NOW).unwrap();
+        let err = c.cancel(first.id, "again", NOW).unwrap_err();
+        assert!(matches!(err, CampaignError::Ended(..)), "{err}");
+    }
+
+    #[test]
+    fn periodic_campaigns_reach_probes_that_join_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = service(dir.path(), &fleet()[..1], None);
+        let spec = format!(
+            "{SPEC}[selection]\nper_operator = 1\n[schedule]\nevery_s = 600\nspread_s = 300\n"
+        );
+        let record = c.create("reg", "toml", &spec, NOW).unwrap();
+        let late = probe(5, Some(64502), "XB");
+        c.store.create_probe(&late).unwrap();
+        let later = UnixMicros(NOW.0 + 1_000_000);
+        let assigned = c.assignments_for(&late, later).unwrap();
+        assert_eq!(assigned.len(), 1);
+        let a = &assigned[0];
+        assert_eq!(a.interval, Some(Duration::from_secs(600)));
+        let at = a.not_before.unwrap();
+        assert!(at > later && at.0 < NOW.0 + 600_000_000, "{at:?}");
+        assert!(c.store.is_assigned(&late.id, a.task_id).unwrap());
+        assert_eq!(c.get(record.id).unwrap().probes.len(), 2);
+        // Its operator already has its one probe: a second one is not given the campaign.
+        let second = probe(7, Some(64502), "XB");
+        assert!(c.assignments_for(&second, later).unwrap().is_empty());
+        // A probe chosen earlier gets the same slot on every reconnect.
+        assert_eq!(c.assignments_for(&late, later).unwrap(), assigned);
     }
 }

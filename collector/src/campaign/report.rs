@@ -772,11 +772,11 @@ pub fn to_html(report: &Report) -> String {
             },
         );
     }
-    let _ = write!(
+    let _ = writeln!(
         h,
         "</table><h2>Methodology ({})</h2><p>{}</p><p>Intervals are 95 % Wilson score \
          intervals; n is the sample size (an effective one for balanced figures).</p>\
-         <h2>Campaign spec</h2><pre>{}</pre></body></html>\n",
+         <h2>Campaign spec</h2><pre>{}</pre></body></html>",
         report.methodology_version,
         esc(report.methodology).replace('\n', "</p><p>"),
         esc(&c.spec_text),
