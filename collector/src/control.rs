@@ -273,6 +273,18 @@ impl ProbeControl for ControlService {
         };
         let record = self.admit(&hello, peer).await?;
         let (tx, rx) = mpsc::channel(64);
+        let welcome = Welcome {
+            server_time: UnixMicros::now(),
+            collector_version: SOFTWARE_VERSION.to_owned(),
+            heartbeat_interval: self.settings.heartbeat_interval,
+            max_batch_results: MAX_BATCH_RESULTS,
+        };
+        // The welcome goes first into the (empty) channel: a probe drops a session that does
+        // not start with it, and campaign tasks may be pushed as soon as it is registered.
+        tx.try_send(message(collector_message::Kind::Welcome(encode::welcome(
+            &welcome,
+        ))))
+        .map_err(|_| Status::internal("session channel full at start"))?;
         // Registered before campaign tasks are computed, so a campaign created meanwhile
         // reaches this session one way or the other.
         if let Some(campaigns) = &self.campaigns {
@@ -293,18 +305,9 @@ impl ProbeControl for ControlService {
             "probe session started"
         );
 
-        let welcome = Welcome {
-            server_time: UnixMicros::now(),
-            collector_version: SOFTWARE_VERSION.to_owned(),
-            heartbeat_interval: self.settings.heartbeat_interval,
-            max_batch_results: MAX_BATCH_RESULTS,
-        };
-        let mut greeting = vec![message(collector_message::Kind::Welcome(encode::welcome(
-            &welcome,
-        )))];
-        greeting.push(message(collector_message::Kind::Tags(encode::tags(
+        let mut greeting = vec![message(collector_message::Kind::Tags(encode::tags(
             &record.tags,
-        ))));
+        )))];
         greeting.extend(
             assignments
                 .iter()

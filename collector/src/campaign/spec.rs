@@ -659,4 +659,32 @@ every_s = 300
         assert_eq!(parse_time("2026-13-01T00:00:00Z"), None);
         assert_eq!(parse_time("2026-11-23"), None);
     }
+
+    #[test]
+    fn the_templates_are_valid_once_given_targets() {
+        for (name, text) in [
+            (
+                "government-portals",
+                include_str!("../../../deploy/campaigns/government-portals.toml"),
+            ),
+            (
+                "operator-ranking",
+                include_str!("../../../deploy/campaigns/operator-ranking.toml"),
+            ),
+        ] {
+            let mut input = parse("toml", text).unwrap();
+            input.targets.push("www.example.org".into());
+            let (spec, tasks) =
+                validate(&input, NOW, false).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(spec.selection.per_operator.is_some(), "{name}");
+            assert!(!tasks.is_empty(), "{name}");
+        }
+        // The portals template needs the regulator's list.
+        let input = parse(
+            "toml",
+            include_str!("../../../deploy/campaigns/government-portals.toml"),
+        )
+        .unwrap();
+        assert_eq!(validate(&input, NOW, false).unwrap_err().field, "targets");
+    }
 }
