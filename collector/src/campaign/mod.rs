@@ -789,6 +789,11 @@ impl Campaigns {
                 )?;
                 continue;
             }
+            let once = record.spec.schedule.every.is_none();
+            // Reading the results every tick is only needed to end the campaign on them.
+            if !once && record.spec.budget.total.is_none() {
+                continue;
+            }
             let results = self.results(record.id)?;
             if let Some(total) = record.spec.budget.total
                 && results.len() as u64 >= total
