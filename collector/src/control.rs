@@ -291,11 +291,19 @@ impl ProbeControl for ControlService {
             campaigns.connected(&record.id, tx.clone());
         }
         let mut assignments = self.assignments_for(&record.id).await?;
+        let mut ended = Vec::new();
         if let Some(campaigns) = self.campaigns.clone() {
             let probe = record.clone();
-            assignments.extend(
-                blocking(move || campaigns.assignments_for(&probe, UnixMicros::now())).await?,
-            );
+            let (more, stale) = blocking(move || {
+                let now = UnixMicros::now();
+                Ok((
+                    campaigns.assignments_for(&probe, now)?,
+                    campaigns.ended_tasks_for(&probe.id, now)?,
+                ))
+            })
+            .await?;
+            assignments.extend(more);
+            ended = stale;
         }
         info!(
             probe = %record.id,
@@ -313,6 +321,12 @@ impl ProbeControl for ControlService {
                 .iter()
                 .map(|a| message(collector_message::Kind::Assign(encode::assignment(a)))),
         );
+        greeting.extend(ended.into_iter().map(|(task, reason)| {
+            message(collector_message::Kind::Cancel(v1::Cancel {
+                task_id: task.get(),
+                reason,
+            }))
+        }));
         // The greeting is sent from the session task: the stream is only read once this
         // function returned, so sending more than the channel holds here would deadlock.
         let store = self.store.clone();

@@ -75,20 +75,7 @@ async fn campaigns_reach_connected_probes_and_errors_name_the_field() {
         .unwrap()
         .into_inner();
     let (tx, rx) = tokio::sync::mpsc::channel(8);
-    tx.send(v1::ProbeMessage {
-        kind: Some(probe_message::Kind::Hello(v1::Hello {
-            probe_id: identity.probe_id.clone(),
-            probe_secret: identity.probe_secret.clone(),
-            software_version: "0.1.0".into(),
-            boot_epoch: 1,
-            capabilities: vec![v1::MeasurementKind::Ping.into()],
-            local_addresses: vec!["::1".into()],
-            probe_time_us: UnixMicros::now().0,
-            location: None,
-        })),
-    })
-    .await
-    .unwrap();
+    tx.send(hello(&identity, 1)).await.unwrap();
     let mut stream = control
         .session(ReceiverStream::new(rx))
         .await
@@ -191,4 +178,33 @@ async fn campaigns_reach_connected_probes_and_errors_name_the_field() {
         .unwrap()
         .into_inner();
     assert!(list.json.contains("\"cancelled\""), "{}", list.json);
+
+    // A probe away when the campaign ended is told at its next hello.
+    drop(tx);
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    tx.send(hello(&identity, 2)).await.unwrap();
+    let mut stream = control
+        .session(ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    match next_task_message(&mut stream).await {
+        collector_message::Kind::Cancel(c) => assert_eq!(c.task_id, task_id),
+        other => panic!("expected a cancel at hello, got {other:?}"),
+    }
+}
+
+fn hello(identity: &v1::EnrollResponse, boot_epoch: u64) -> v1::ProbeMessage {
+    v1::ProbeMessage {
+        kind: Some(probe_message::Kind::Hello(v1::Hello {
+            probe_id: identity.probe_id.clone(),
+            probe_secret: identity.probe_secret.clone(),
+            software_version: "0.1.0".into(),
+            boot_epoch,
+            capabilities: vec![v1::MeasurementKind::Ping.into()],
+            local_addresses: vec!["::1".into()],
+            probe_time_us: UnixMicros::now().0,
+            location: None,
+        })),
+    }
 }

@@ -620,6 +620,38 @@ impl Campaigns {
         Ok(out)
     }
 
+    /// Tasks of campaigns that ended in the last 30 days that `probe` was given, with the
+    /// reason: sent as cancels at hello, since a probe away when its campaign ended kept
+    /// running them. Blocking.
+    pub fn ended_tasks_for(
+        &self,
+        probe: &ProbeId,
+        now: UnixMicros,
+    ) -> Result<Vec<(TaskId, String)>, StoreError> {
+        const RECENTLY: i64 = 30 * 86_400 * 1_000_000;
+        let records = match self.all() {
+            Ok(r) => r,
+            Err(CampaignError::Store(e)) => return Err(e),
+            Err(e) => return Err(StoreError::Backend(e.to_string())),
+        };
+        Ok(records
+            .iter()
+            .filter(|r| {
+                r.ended_at
+                    .is_some_and(|t| now.0.saturating_sub(t.0) < RECENTLY)
+            })
+            .filter(|r| r.probes.iter().any(|p| &p.probe == probe))
+            .flat_map(|r| {
+                let reason = format!(
+                    "campaign {}: {}",
+                    r.id,
+                    r.status_reason.as_deref().unwrap_or("ended")
+                );
+                r.tasks.iter().map(move |t| (t.task_id, reason.clone()))
+            })
+            .collect())
+    }
+
     /// Registers a connected probe's session stream.
     pub fn connected(&self, probe: &ProbeId, tx: SessionSender) {
         lock(&self.sessions).insert(probe.clone(), tx);
