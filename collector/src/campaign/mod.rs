@@ -318,15 +318,9 @@ fn select(spec: &CampaignSpec, probes: &[ProbeRecord], now: UnixMicros) -> Vec<P
     chosen
 }
 
-/// When a probe's task should first run: at its own offset within the spread (a stable hash
-/// of campaign, probe and task), and for a periodic campaign the next such slot from now, so
-/// a reconnecting probe keeps its phase.
-fn not_before(
-    record: &CampaignRecord,
-    probe: &ProbeId,
-    task: TaskId,
-    now: UnixMicros,
-) -> Option<UnixMicros> {
+/// The first run of a probe's task: at its own offset within the spread after the start (a
+/// stable hash of campaign, probe and task), so runs do not come in bursts.
+fn first_slot(record: &CampaignRecord, probe: &ProbeId, task: TaskId) -> i64 {
     let schedule = &record.spec.schedule;
     let spread_us = u64::try_from(schedule.spread.as_micros())
         .unwrap_or(u64::MAX)
@@ -336,15 +330,29 @@ fn not_before(
         probe.as_str().as_bytes(),
         &task.get().to_be_bytes(),
     ]) % spread_us;
-    let first = schedule
+    schedule
         .start
         .0
-        .saturating_add(i64::try_from(offset).unwrap_or(0));
-    let at = match schedule.every {
+        .saturating_add(i64::try_from(offset).unwrap_or(0))
+}
+
+fn every_us(every: Duration) -> i64 {
+    i64::try_from(every.as_micros()).unwrap_or(i64::MAX).max(1)
+}
+
+/// When a probe's task should first run: its first slot, and for a periodic campaign the
+/// next of its slots from now, so a reconnecting probe keeps its phase.
+fn not_before(
+    record: &CampaignRecord,
+    probe: &ProbeId,
+    task: TaskId,
+    now: UnixMicros,
+) -> Option<UnixMicros> {
+    let first = first_slot(record, probe, task);
+    let at = match record.spec.schedule.every {
         Some(every) if first < now.0 => {
-            let every = i64::try_from(every.as_micros()).unwrap_or(i64::MAX).max(1);
-            let behind = now.0 - first;
-            first + (behind / every + 1) * every
+            let every = every_us(every);
+            first + ((now.0 - first) / every + 1) * every
         }
         _ => first,
     };
@@ -391,11 +399,11 @@ impl Campaigns {
         self.store.put_campaign(record.id, &json)
     }
 
-    pub fn all(&self) -> Result<Vec<CampaignRecord>, CampaignError> {
+    pub fn all(&self) -> Result<Vec<CampaignRecord>, StoreError> {
         self.store
             .campaigns()?
             .into_iter()
-            .map(|(id, bytes)| Ok(serde_json::from_slice(&bytes).map_err(|e| corrupt(id, e))?))
+            .map(|(id, bytes)| serde_json::from_slice(&bytes).map_err(|e| corrupt(id, e)))
             .collect()
     }
 
@@ -572,11 +580,7 @@ impl Campaigns {
         now: UnixMicros,
     ) -> Result<Vec<Assignment>, StoreError> {
         let _guard = lock(&self.records);
-        let records = match self.all() {
-            Ok(r) => r,
-            Err(CampaignError::Store(e)) => return Err(e),
-            Err(e) => return Err(StoreError::Backend(e.to_string())),
-        };
+        let records = self.all()?;
         let mut out = Vec::new();
         for mut record in records.into_iter().filter(CampaignRecord::is_active) {
             if record.spec.schedule.stop.is_some_and(|stop| stop <= now) {
@@ -629,11 +633,7 @@ impl Campaigns {
         now: UnixMicros,
     ) -> Result<Vec<(TaskId, String)>, StoreError> {
         const RECENTLY: i64 = 30 * 86_400 * 1_000_000;
-        let records = match self.all() {
-            Ok(r) => r,
-            Err(CampaignError::Store(e)) => return Err(e),
-            Err(e) => return Err(StoreError::Backend(e.to_string())),
-        };
+        let records = self.all()?;
         Ok(records
             .iter()
             .filter(|r| {
@@ -788,12 +788,27 @@ impl Campaigns {
                     .ended_at
                     .or(record.spec.schedule.stop)
                     .map_or(now, |t| t.min(now));
-                let elapsed = until.0.saturating_sub(record.spec.schedule.start.0).max(0);
-                let every_us = i64::try_from(every.as_micros()).unwrap_or(i64::MAX).max(1);
-                // Runs whose slot has passed: at most one per interval, and the first once the
-                // spread is over.
-                let runs = (elapsed / every_us) as u64;
-                p.results_expected = pairs * runs;
+                // Slots passed since each probe was given the campaign, per task.
+                let every = every_us(every);
+                p.results_expected = record
+                    .probes
+                    .iter()
+                    .flat_map(|probe| record.tasks.iter().map(move |t| (probe, t.task_id)))
+                    .map(|(probe, task)| {
+                        let first = first_slot(record, &probe.probe, task);
+                        // A probe that joined later starts at its next slot.
+                        let first = if first < probe.assigned_at.0 {
+                            first + ((probe.assigned_at.0 - first) / every + 1) * every
+                        } else {
+                            first
+                        };
+                        if until.0 < first {
+                            0
+                        } else {
+                            ((until.0 - first) / every + 1) as u64
+                        }
+                    })
+                    .sum();
                 p.complete = !record.is_active();
             }
         }
@@ -804,11 +819,7 @@ impl Campaigns {
     /// every result is in. Blocking; run periodically.
     pub fn tick(&self, now: UnixMicros) -> Result<(), StoreError> {
         let _guard = lock(&self.records);
-        let records = match self.all() {
-            Ok(r) => r,
-            Err(CampaignError::Store(e)) => return Err(e),
-            Err(e) => return Err(StoreError::Backend(e.to_string())),
-        };
+        let records = self.all()?;
         for record in records.into_iter().filter(CampaignRecord::is_active) {
             if let Some(stop) = record.spec.schedule.stop
                 && stop <= now
@@ -1141,5 +1152,22 @@ mod tests {
         assert!(c.assignments_for(&second, later).unwrap().is_empty());
         // A probe chosen earlier gets the same slot on every reconnect.
         assert_eq!(c.assignments_for(&late, later).unwrap(), assigned);
+    }
+
+    #[test]
+    fn progress_counts_the_slots_that_passed() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = service(dir.path(), &fleet()[..2], None);
+        let spec = format!("{SPEC}[schedule]\nevery_s = 600\nspread_s = 300\n");
+        let record = c.create("reg", "toml", &spec, NOW).unwrap();
+        let at = |s: i64| UnixMicros(NOW.0 + s * 1_000_000);
+        // Before the start nothing is due; once the spread is over, one run per probe; ten
+        // intervals later, eleven.
+        assert_eq!(c.progress(&record, &[], NOW).results_expected, 0);
+        assert_eq!(c.progress(&record, &[], at(300)).results_expected, 2);
+        assert_eq!(c.progress(&record, &[], at(6300)).results_expected, 22);
+        let once = c.create("reg", "toml", SPEC, NOW).unwrap();
+        let p = c.progress(&once, &[], at(10));
+        assert_eq!((p.results_expected, p.complete), (2, false));
     }
 }
