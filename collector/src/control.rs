@@ -56,7 +56,7 @@ impl ControlService {
         }
     }
 
-    /// Adds campaign tasks to probes' assignments and keeps the live-session registry.
+    /// Adds campaign tasks to probes' sessions (see [`crate::campaign::Campaigns::greet`]).
     pub fn with_campaigns(mut self, campaigns: Arc<crate::campaign::Campaigns>) -> Self {
         self.campaigns = Some(campaigns);
         self
@@ -272,39 +272,7 @@ impl ProbeControl for ControlService {
             }
         };
         let record = self.admit(&hello, peer).await?;
-        let (tx, rx) = mpsc::channel(64);
-        let welcome = Welcome {
-            server_time: UnixMicros::now(),
-            collector_version: SOFTWARE_VERSION.to_owned(),
-            heartbeat_interval: self.settings.heartbeat_interval,
-            max_batch_results: MAX_BATCH_RESULTS,
-        };
-        // The welcome goes first into the (empty) channel: a probe drops a session that does
-        // not start with it, and campaign tasks may be pushed as soon as it is registered.
-        tx.try_send(message(collector_message::Kind::Welcome(encode::welcome(
-            &welcome,
-        ))))
-        .map_err(|_| Status::internal("session channel full at start"))?;
-        // Registered before campaign tasks are computed, so a campaign created meanwhile
-        // reaches this session one way or the other.
-        if let Some(campaigns) = &self.campaigns {
-            campaigns.connected(&record.id, tx.clone());
-        }
-        let mut assignments = self.assignments_for(&record.id).await?;
-        let mut ended = Vec::new();
-        if let Some(campaigns) = self.campaigns.clone() {
-            let probe = record.clone();
-            let (more, stale) = blocking(move || {
-                let now = UnixMicros::now();
-                Ok((
-                    campaigns.assignments_for(&probe, now)?,
-                    campaigns.ended_tasks_for(&probe.id, now)?,
-                ))
-            })
-            .await?;
-            assignments.extend(more);
-            ended = stale;
-        }
+        let assignments = self.assignments_for(&record.id).await?;
         info!(
             probe = %record.id,
             version = %hello.software_version,
@@ -313,40 +281,44 @@ impl ProbeControl for ControlService {
             "probe session started"
         );
 
-        let mut greeting = vec![message(collector_message::Kind::Tags(encode::tags(
-            &record.tags,
+        let (tx, rx) = mpsc::channel(64);
+        let welcome = Welcome {
+            server_time: UnixMicros::now(),
+            collector_version: SOFTWARE_VERSION.to_owned(),
+            heartbeat_interval: self.settings.heartbeat_interval,
+            max_batch_results: MAX_BATCH_RESULTS,
+        };
+        let mut greeting = vec![message(collector_message::Kind::Welcome(encode::welcome(
+            &welcome,
         )))];
+        greeting.push(message(collector_message::Kind::Tags(encode::tags(
+            &record.tags,
+        ))));
         greeting.extend(
             assignments
                 .iter()
                 .map(|a| message(collector_message::Kind::Assign(encode::assignment(a)))),
         );
-        greeting.extend(ended.into_iter().map(|(task, reason)| {
-            message(collector_message::Kind::Cancel(v1::Cancel {
-                task_id: task.get(),
-                reason,
-            }))
-        }));
         // The greeting is sent from the session task: the stream is only read once this
         // function returned, so sending more than the channel holds here would deadlock.
         let store = self.store.clone();
         let prefixes = self.prefixes.clone();
         let campaigns = self.campaigns.clone();
         tokio::spawn(async move {
-            let probe = record.id.clone();
-            let registered = tx.clone();
-            let mut greeted = true;
             for item in greeting {
                 if tx.send(item).await.is_err() {
-                    greeted = false;
-                    break;
+                    return;
                 }
             }
-            if greeted {
-                serve_session(store, prefixes, record.id, inbound, tx).await;
+            // After the welcome, which a probe needs first: campaign tasks, then pushes.
+            if let Some(campaigns) = &campaigns
+                && !campaigns.greet(&record, &tx).await
+            {
+                return;
             }
+            serve_session(store, prefixes, record.id.clone(), inbound, tx.clone()).await;
             if let Some(campaigns) = campaigns {
-                campaigns.disconnected(&probe, &registered);
+                campaigns.disconnected(&record.id, &tx);
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))

@@ -81,7 +81,7 @@ async fn campaigns_reach_connected_probes_and_errors_name_the_field() {
         .await
         .unwrap()
         .into_inner();
-    // The welcome comes first; the session is registered for campaign pushes by then.
+    // The welcome comes first; campaign tasks follow the greeting or are pushed.
     let welcome = stream.message().await.unwrap().unwrap();
     assert!(matches!(
         welcome.kind,

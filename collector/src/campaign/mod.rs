@@ -652,6 +652,54 @@ impl Campaigns {
             .collect())
     }
 
+    /// Starts a probe's session on the campaign side, after its greeting: registers the
+    /// session for pushes, then sends the probe's campaign tasks and cancels for the tasks of
+    /// campaigns that ended while it was away. Registering first means a campaign created
+    /// meanwhile reaches the probe one way or the other (a task sent twice is harmless: the
+    /// probe keeps an identical assignment). False if the session is over.
+    pub async fn greet(self: &Arc<Self>, probe: &ProbeRecord, tx: &SessionSender) -> bool {
+        self.connected(&probe.id, tx.clone());
+        let this = self.clone();
+        let record = probe.clone();
+        let work = crate::store::run_blocking(move || {
+            let now = UnixMicros::now();
+            Ok((
+                this.assignments_for(&record, now)?,
+                this.ended_tasks_for(&record.id, now)?,
+            ))
+        })
+        .await;
+        let (assignments, ended) = match work {
+            Ok(found) => found,
+            Err(e) => {
+                warn!(probe = %probe.id, error = %e, "campaign tasks not computed");
+                let _ = tx
+                    .send(Err(Status::unavailable(format!(
+                        "collector storage unavailable: {e}"
+                    ))))
+                    .await;
+                return false;
+            }
+        };
+        if !assignments.is_empty() || !ended.is_empty() {
+            info!(probe = %probe.id, tasks = assignments.len(), cancelled = ended.len(), "campaign tasks sent");
+        }
+        let cancels = ended
+            .into_iter()
+            .map(|(task, reason)| v1::CollectorMessage {
+                kind: Some(collector_message::Kind::Cancel(v1::Cancel {
+                    task_id: task.get(),
+                    reason,
+                })),
+            });
+        for message in assignments.iter().map(assign_message).chain(cancels) {
+            if tx.send(Ok(message)).await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+
     /// Registers a connected probe's session stream.
     pub fn connected(&self, probe: &ProbeId, tx: SessionSender) {
         lock(&self.sessions).insert(probe.clone(), tx);
