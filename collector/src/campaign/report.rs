@@ -783,3 +783,200 @@ pub fn to_html(report: &Report) -> String {
     );
     h
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::campaign::{CampaignProbe, CampaignRecord, CampaignStatus, CampaignTask, spec};
+    use crate::testing::ping_v6;
+    use sixmap_shared::TaskId;
+    use sixmap_shared::measurement::{ConnectOutcome, ErrorClass, HttpResult, MeasurementError};
+    use sixmap_shared::prefixes::Enrichment;
+    use std::time::Duration;
+
+    const NOW: UnixMicros = UnixMicros(1_790_000_000_000_000);
+
+    fn record() -> CampaignRecord {
+        let text = "name = \"r\"\ntargets = [\"a.example\", \"none.example\"]\n\
+            [[measurements]]\nkind = \"ping\"\ntimeout_ms = 2000\n\
+            [[measurements]]\nkind = \"http\"\nfamily = \"both\"\nurl = \"http://{target}/\"\ntimeout_ms = 2000\n";
+        let (spec, tasks) =
+            spec::validate(&spec::parse("toml", text).unwrap(), NOW, false).unwrap();
+        let probe = |n: u8, asn| CampaignProbe {
+            probe: format!("{n:016x}").parse().unwrap(),
+            asn: Some(asn),
+            as_name: None,
+            country: Some("XA".into()),
+            assigned_at: NOW,
+        };
+        CampaignRecord {
+            id: 1,
+            owner: "o".into(),
+            created_at: NOW,
+            status: CampaignStatus::Active,
+            status_reason: None,
+            ended_at: None,
+            spec,
+            spec_text: text.into(),
+            tasks: tasks
+                .into_iter()
+                .enumerate()
+                .map(|(i, task)| CampaignTask {
+                    task_id: TaskId::new(i as u64 + 1).unwrap(),
+                    task,
+                })
+                .collect(),
+            probes: vec![probe(1, 64500), probe(2, 64500), probe(3, 64501)],
+            skipped_over_budget: Default::default(),
+            declared: Vec::new(),
+        }
+    }
+
+    /// A result of `task` (1-based, in the record's order) from probe `n`.
+    fn result(n: u8, seq: u64, task: u64, outcome: Outcome, v6: bool) -> StoredResult {
+        let mut r = ping_v6(
+            format!("{n:016x}").parse().unwrap(),
+            seq,
+            UnixMicros(NOW.0 + seq as i64),
+            Some(Duration::from_millis(10)),
+            Enrichment::default(),
+        );
+        r.result.task_id = TaskId::new(task).unwrap();
+        r.result.outcome = outcome;
+        if !v6 {
+            r.result.destination = Some("192.0.2.1".parse().unwrap());
+            r.result.family_requested = Family::V4;
+            r.result.family_used = Some(Family::V4);
+        }
+        r
+    }
+
+    fn http(status: Option<u16>, body: u64) -> Outcome {
+        Outcome::Http(HttpResult {
+            connect: ConnectOutcome::Connected,
+            status,
+            http_version: None,
+            dns_ns: None,
+            connect_ns: None,
+            tls_ns: None,
+            first_byte_ns: None,
+            total_ns: 1,
+            body_bytes: body,
+            body_truncated: false,
+            failure: None,
+        })
+    }
+
+    #[test]
+    fn figures_follow_the_latest_result_per_probe() {
+        let rec = record();
+        // Tasks: 1 ping a, 2 ping none, 3 http a v6, 4 http a v4, 5 http none v6, 6 http none v4.
+        let labels: Vec<_> = rec
+            .tasks
+            .iter()
+            .map(|t| format!("{} {}", t.task.target, task_label(&t.task.spec)))
+            .collect();
+        assert_eq!(
+            labels[..4],
+            [
+                "a.example ping v6",
+                "none.example ping v6",
+                "a.example http v6",
+                "a.example http v4"
+            ]
+        );
+        let lost = || {
+            ping_v6(
+                format!("{:016x}", 3).parse().unwrap(),
+                9,
+                NOW,
+                None,
+                Enrichment::default(),
+            )
+            .result
+            .outcome
+        };
+        let no_name = || {
+            Outcome::Failed(MeasurementError {
+                class: ErrorClass::Resolution,
+                message: "no AAAA".into(),
+            })
+        };
+        let mut results = vec![
+            // Probe 1 first failed, then reached a.example: only the latest counts.
+            result(1, 1, 1, lost(), true),
+            result(
+                1,
+                2,
+                1,
+                ping_v6(
+                    format!("{:016x}", 1).parse().unwrap(),
+                    2,
+                    NOW,
+                    Some(Duration::from_millis(10)),
+                    Enrichment::default(),
+                )
+                .result
+                .outcome,
+                true,
+            ),
+            result(
+                2,
+                1,
+                1,
+                ping_v6(
+                    format!("{:016x}", 2).parse().unwrap(),
+                    1,
+                    NOW,
+                    Some(Duration::from_millis(30)),
+                    Enrichment::default(),
+                )
+                .result
+                .outcome,
+                true,
+            ),
+            result(3, 1, 1, lost(), true),
+            result(1, 3, 3, http(Some(200), 100), true),
+            result(1, 4, 4, http(Some(200), 100), false),
+            result(2, 2, 3, http(Some(200), 100), true),
+            result(2, 3, 4, http(Some(200), 99), false),
+            result(3, 2, 3, http(None, 0), true),
+        ];
+        for n in 1..=3u8 {
+            let mut r = result(n, 10, 2, no_name(), true);
+            r.result.destination = None;
+            results.push(r);
+        }
+        let progress = crate::campaign::Progress::default();
+        let report = build(&rec, &results, progress, NOW);
+        let a = &report.targets[0];
+        assert_eq!(a.aaaa_published, Some(true));
+        let reach = a.reachable_v6.as_ref().unwrap();
+        // AS64500: both probes; AS64501: its one probe reached neither by ping nor by HTTP.
+        let by_asn: Vec<_> = reach
+            .operators
+            .iter()
+            .map(|o| (o.asn, o.share.successes, o.share.n))
+            .collect();
+        assert_eq!(by_asn, [(64500, 2.0, 2.0), (64501, 0.0, 1.0)]);
+        assert!((reach.overall.share - 0.5).abs() < 1e-12);
+        let content = a.same_content_v4_v6.as_ref().unwrap();
+        assert_eq!((content.compared, content.same), (2, 1));
+        let none = &report.targets[1];
+        assert_eq!(none.aaaa_published, Some(false));
+        // Operator ranking counts only targets with AAAA: one pair per probe.
+        let ranking: Vec<_> = report
+            .operators
+            .iter()
+            .map(|o| (o.rank, o.asn, o.v6_reachability.n, o.probes))
+            .collect();
+        assert_eq!(ranking, [(1, 64500, 2.0, 2), (2, 64501, 1.0, 1)]);
+        assert_eq!(report.operators[0].median_v6_rtt_ms, Some(20.0));
+        let csv = to_csv(&report);
+        assert!(
+            csv.contains("target,a.example,,,,aaaa_published,yes"),
+            "{csv}"
+        );
+        assert!(to_html(&report).contains("a.example"));
+    }
+}
