@@ -37,6 +37,12 @@ pub struct CollectorConfig {
     /// Tasks of any kind every connected probe runs: one `[[tasks]]` table per group of
     /// targets sharing the same parameters. See [`TaskTable`] for the keys.
     pub tasks: Vec<TaskTable>,
+    /// Lab networks only: campaigns may target private and documentation addresses, and a
+    /// probe's origin may come from such an address. Never set on a public collector.
+    pub lab_mode: bool,
+    /// Probe-tests per hour one campaign owner may commission across their active campaigns;
+    /// 0 means no limit.
+    pub campaign_owner_hourly_limit: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -148,9 +154,14 @@ impl Default for CollectorConfig {
             default_ping: DefaultPing::default(),
             ping_tasks: Vec::new(),
             tasks: Vec::new(),
+            lab_mode: false,
+            campaign_owner_hourly_limit: DEFAULT_OWNER_HOURLY_LIMIT,
         }
     }
 }
+
+/// Default per-owner limit: 100 000 probe-tests an hour (about 28 a second across all probes).
+pub const DEFAULT_OWNER_HOURLY_LIMIT: u64 = 100_000;
 
 impl Default for DefaultPing {
     fn default() -> Self {
@@ -175,6 +186,9 @@ pub struct Settings {
     pub min_probe_version: Version,
     pub heartbeat_interval: Duration,
     pub default_tasks: Vec<DefaultTask>,
+    pub lab_mode: bool,
+    /// `None`: owners are not limited.
+    pub campaign_owner_hourly_limit: Option<u64>,
 }
 
 /// A task every connected probe runs.
@@ -287,7 +301,8 @@ fn config_key(field: &str) -> &str {
 }
 
 /// The tasks of one `[[tasks]]` table; errors name `key` and the table's own key.
-fn table_tasks(
+/// Campaign specs reuse it for their measurement tables, so both accept the same keys.
+pub fn table_tasks(
     table: &TaskTable,
     key: &str,
     invalid: &dyn Fn(&str, String) -> ConfigError,
@@ -526,6 +541,9 @@ impl CollectorConfig {
             min_probe_version,
             heartbeat_interval: Duration::from_secs(self.heartbeat_interval_s),
             default_tasks,
+            lab_mode: self.lab_mode,
+            campaign_owner_hourly_limit: (self.campaign_owner_hourly_limit > 0)
+                .then_some(self.campaign_owner_hourly_limit),
         })
     }
 }

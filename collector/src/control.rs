@@ -31,6 +31,8 @@ pub struct ControlService {
     store: Arc<dyn Store>,
     settings: Arc<Settings>,
     prefixes: Arc<PrefixData>,
+    /// Campaign tasks for probes saying hello, and the registry of live sessions.
+    campaigns: Option<Arc<crate::campaign::Campaigns>>,
 }
 
 fn internal(e: StoreError) -> Status {
@@ -50,13 +52,22 @@ impl ControlService {
             store,
             settings,
             prefixes,
+            campaigns: None,
         }
+    }
+
+    /// Adds campaign tasks to probes' sessions (see [`crate::campaign::Campaigns::greet`]).
+    pub fn with_campaigns(mut self, campaigns: Arc<crate::campaign::Campaigns>) -> Self {
+        self.campaigns = Some(campaigns);
+        self
     }
 
     /// The probe's origin: from its first global IPv6 address, else the address its session
     /// comes from (global ones only: private space says nothing about an operator).
     fn probe_origin(&self, hello: &Hello, peer: Option<IpAddr>) -> Option<Enrichment> {
-        let global = |a: &IpAddr| sixmap_shared::policy::classify(*a).is_none();
+        // In lab mode the lab's documentation and private addresses stand for operators.
+        let lab_mode = self.settings.lab_mode;
+        let global = |a: &IpAddr| lab_mode || sixmap_shared::policy::classify(*a).is_none();
         hello
             .local_addresses
             .iter()
@@ -292,13 +303,23 @@ impl ProbeControl for ControlService {
         // function returned, so sending more than the channel holds here would deadlock.
         let store = self.store.clone();
         let prefixes = self.prefixes.clone();
+        let campaigns = self.campaigns.clone();
         tokio::spawn(async move {
             for item in greeting {
                 if tx.send(item).await.is_err() {
                     return;
                 }
             }
-            serve_session(store, prefixes, record.id, inbound, tx).await;
+            // After the welcome, which a probe needs first: campaign tasks, then pushes.
+            if let Some(campaigns) = &campaigns
+                && !campaigns.greet(&record, &tx).await
+            {
+                return;
+            }
+            serve_session(store, prefixes, record.id.clone(), inbound, tx.clone()).await;
+            if let Some(campaigns) = campaigns {
+                campaigns.disconnected(&record.id, &tx);
+            }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }

@@ -1,6 +1,7 @@
 //! sixmap collector: accepts probe sessions over gRPC, stores every result, serves the JSON
 //! API and the dashboard.
 
+pub mod campaign;
 pub mod config;
 pub mod control;
 pub mod daily;
@@ -17,6 +18,7 @@ pub mod testing;
 use crate::config::Settings;
 use crate::control::ControlService;
 use crate::store::{SledStore, Store};
+use sixmap_proto::v1::campaign_service_server::CampaignServiceServer;
 use sixmap_proto::v1::probe_control_server::ProbeControlServer;
 use sixmap_shared::prefixes::PrefixData;
 use std::net::SocketAddr;
@@ -108,17 +110,24 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let grpc_addr = local(&grpc_listener, "gRPC", settings.grpc_listen)?;
     let http_addr = local(&http_listener, "HTTP", settings.http_listen)?;
 
-    let service = ProbeControlServer::new(ControlService::new(
+    let campaigns = Arc::new(campaign::Campaigns::new(
         store.clone(),
-        Arc::new(settings),
-        prefixes.clone(),
-    ))
+        settings.lab_mode,
+        settings.campaign_owner_hourly_limit,
+    ));
+    let campaign_service =
+        CampaignServiceServer::new(campaign::grpc::CampaignGrpc::new(campaigns.clone()));
+    let service = ProbeControlServer::new(
+        ControlService::new(store.clone(), Arc::new(settings), prefixes.clone())
+            .with_campaigns(campaigns.clone()),
+    )
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let grpc = tokio::spawn(
         tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
             .add_service(service)
+            .add_service(campaign_service)
             .serve_with_incoming(TcpListenerStream::new(grpc_listener).map(|accepted| {
                 // Small messages (acks, welcome) must not wait for Nagle's algorithm: with it,
                 // each waited ~40 ms for the peer's delayed ACK.
@@ -130,7 +139,9 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
             })),
     );
     tokio::spawn(refresh_rollups(store.clone(), prefixes));
-    let http = tokio::spawn(async move { axum::serve(http_listener, http::router(store)).await });
+    tokio::spawn(campaign::run_ticker(campaigns.clone()));
+    let router = http::router(store).merge(campaign::http::router(campaigns));
+    let http = tokio::spawn(async move { axum::serve(http_listener, router).await });
     info!(%grpc_addr, %http_addr, "collector serving");
     Ok(Running {
         grpc_addr,

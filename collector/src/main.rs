@@ -33,6 +33,10 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
+    /// Commission, follow and publish measurement campaigns (talks to a running collector's
+    /// HTTP API).
+    #[command(subcommand)]
+    Campaign(CampaignCommand),
     /// List enrolled probes as JSON lines (the collector must not be running on the same data dir).
     Probes {
         #[arg(long)]
@@ -55,6 +59,84 @@ enum Command {
         /// Drop the earlier files of each kind given.
         #[arg(long)]
         replace: bool,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct Remote {
+    /// The collector's HTTP API.
+    #[arg(long, default_value = "http://[::1]:7480")]
+    collector: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum CampaignCommand {
+    /// Create a campaign from a spec file (TOML, or JSON if it ends in .json) or a template.
+    Create {
+        #[command(flatten)]
+        remote: Remote,
+        /// Who commissions it (until API tokens carry the caller's identity).
+        #[arg(long)]
+        owner: String,
+        #[arg(long, conflicts_with = "template")]
+        spec: Option<PathBuf>,
+        /// `government-portals` or `operator-ranking` (deploy/campaigns/*.toml).
+        #[arg(long)]
+        template: Option<String>,
+        /// Targets to add, one per line (`#` starts a comment); repeatable.
+        #[arg(long = "targets-file")]
+        targets_files: Vec<PathBuf>,
+        /// A target to add; repeatable.
+        #[arg(long = "target")]
+        targets: Vec<String>,
+    },
+    /// List campaigns.
+    List {
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Show a campaign and its progress; --follow prints progress until it ends.
+    Show {
+        #[command(flatten)]
+        remote: Remote,
+        id: u64,
+        #[arg(long)]
+        follow: bool,
+        /// With --follow: give up after this many seconds.
+        #[arg(long, default_value_t = 3600)]
+        timeout_s: u64,
+    },
+    /// Cancel a campaign; probes drop its tasks.
+    Cancel {
+        #[command(flatten)]
+        remote: Remote,
+        id: u64,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Print or save a campaign's report (json, csv or html); --wait follows progress until
+    /// every result is in first.
+    Report {
+        #[command(flatten)]
+        remote: Remote,
+        id: u64,
+        #[arg(long, default_value = "json")]
+        format: String,
+        #[arg(long)]
+        output: Option<PathBuf>,
+        #[arg(long)]
+        wait: bool,
+        /// With --wait: give up after this many seconds.
+        #[arg(long, default_value_t = 3600)]
+        timeout_s: u64,
+    },
+    /// Import operators' declared figures (CSV: asn,metric,value,as_of,source), shown beside
+    /// the measured ones in reports.
+    ImportDeclared {
+        #[command(flatten)]
+        remote: Remote,
+        id: u64,
+        file: PathBuf,
     },
 }
 
@@ -143,6 +225,7 @@ fn main() -> anyhow::Result<()> {
             println!("restart the collector to use the new prefix data");
             Ok(())
         }
+        Command::Campaign(command) => campaign(command),
         Command::Probes { data_dir } => {
             let store = open_offline(&data_dir)?;
             for probe in store.probes()? {
@@ -214,4 +297,261 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         anyhow::Ok(())
     })
+}
+
+const TEMPLATES: [(&str, &str); 2] = [
+    (
+        "government-portals",
+        include_str!("../../deploy/campaigns/government-portals.toml"),
+    ),
+    (
+        "operator-ranking",
+        include_str!("../../deploy/campaigns/operator-ranking.toml"),
+    ),
+];
+
+fn client(remote: &Remote) -> anyhow::Result<sixmap_collector::campaign::client::Client> {
+    Ok(sixmap_collector::campaign::client::Client::new(
+        &remote.collector,
+    )?)
+}
+
+/// The body of a successful reply, or the collector's error message.
+fn ok_body(what: &str, reply: sixmap_collector::campaign::client::Reply) -> anyhow::Result<String> {
+    if (200..300).contains(&reply.status) {
+        return Ok(reply.body);
+    }
+    let message = serde_json::from_str::<serde_json::Value>(&reply.body)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(str::to_owned))
+        .unwrap_or(reply.body);
+    bail!("{what}: {message} (HTTP {})", reply.status)
+}
+
+fn read_targets(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading targets file {}", path.display()))?;
+    Ok(text
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect())
+}
+
+/// One line of progress for people.
+fn progress_line(show: &serde_json::Value) -> String {
+    let c = &show["campaign"];
+    let p = &show["progress"];
+    let (done, expected) = (
+        p["results_in"].as_u64().unwrap_or(0),
+        p["results_expected"].as_u64().unwrap_or(0),
+    );
+    let percent = if expected > 0 {
+        format!(
+            "{:.0} %",
+            100.0 * done.min(expected) as f64 / expected as f64
+        )
+    } else {
+        "-".into()
+    };
+    format!(
+        "campaign {} [{}]: {done}/{expected} results ({percent}), {} reached; probes {} assigned, {} connected, {} reporting; not reached: {}",
+        c["id"],
+        c["status"].as_str().unwrap_or("?"),
+        p["reached"],
+        p["probes_assigned"],
+        p["probes_connected"],
+        p["probes_reporting"],
+        p["failures"],
+    )
+}
+
+/// Prints progress to stderr until the campaign is complete or ended.
+fn follow(
+    client: &sixmap_collector::campaign::client::Client,
+    id: u64,
+    timeout: std::time::Duration,
+) -> anyhow::Result<serde_json::Value> {
+    let deadline = std::time::Instant::now() + timeout;
+    let mut last = String::new();
+    loop {
+        let body = ok_body("show", client.get(&format!("/api/v1/campaigns/{id}"))?)?;
+        let show: serde_json::Value = serde_json::from_str(&body)?;
+        let line = progress_line(&show);
+        if line != last {
+            eprintln!("{line}");
+            last = line;
+        }
+        let done = show["progress"]["complete"].as_bool().unwrap_or(false)
+            || show["campaign"]["status"].as_str() != Some("active");
+        if done {
+            return Ok(show);
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("campaign {id} still running after {} s", timeout.as_secs());
+        }
+        std::thread::sleep(std::time::Duration::from_secs(2));
+    }
+}
+
+fn campaign(command: CampaignCommand) -> anyhow::Result<()> {
+    use sixmap_collector::campaign::spec::SpecInput;
+    match command {
+        CampaignCommand::Create {
+            remote,
+            owner,
+            spec,
+            template,
+            targets_files,
+            targets,
+        } => {
+            let (text, format, base) = match (&spec, &template) {
+                (Some(path), _) => {
+                    let text = std::fs::read_to_string(path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    let format = if path.extension().is_some_and(|e| e == "json") {
+                        "json"
+                    } else {
+                        "toml"
+                    };
+                    (
+                        text,
+                        format,
+                        path.parent().map(std::path::Path::to_path_buf),
+                    )
+                }
+                (None, Some(name)) => {
+                    let Some((_, text)) = TEMPLATES.iter().find(|(n, _)| n == name) else {
+                        let names: Vec<_> = TEMPLATES.iter().map(|(n, _)| *n).collect();
+                        bail!("--template {name:?}: not one of {}", names.join(", "));
+                    };
+                    ((*text).to_owned(), "toml", None)
+                }
+                (None, None) => bail!("give --spec FILE or --template NAME"),
+            };
+            let mut input: SpecInput = sixmap_collector::campaign::spec::parse(format, &text)?;
+            let mut extra = targets;
+            let had_file = input.targets_file.is_some();
+            if let Some(file) = input.targets_file.take() {
+                let path = base.unwrap_or_default().join(file);
+                extra.extend(read_targets(&path)?);
+            }
+            for file in &targets_files {
+                extra.extend(read_targets(file)?);
+            }
+            // Unchanged specs travel as written, so the report embeds the regulator's text.
+            let (text, format) = if extra.is_empty() && !had_file && spec.is_some() {
+                (text, format)
+            } else {
+                input.targets.extend(extra);
+                (serde_json::to_string_pretty(&input)?, "json")
+            };
+            let body = serde_json::json!({ "owner": owner, "format": format, "spec": text });
+            let client = client(&remote)?;
+            let created = ok_body(
+                "create",
+                client.post("/api/v1/campaigns", "application/json", &body.to_string())?,
+            )?;
+            let record: serde_json::Value = serde_json::from_str(&created)?;
+            eprintln!(
+                "created campaign {}: {} tasks on {} probes",
+                record["id"],
+                record["tasks"].as_array().map_or(0, Vec::len),
+                record["probes"].as_array().map_or(0, Vec::len)
+            );
+            println!("{}", record["id"]);
+            Ok(())
+        }
+        CampaignCommand::List { remote } => {
+            let body = ok_body("list", client(&remote)?.get("/api/v1/campaigns")?)?;
+            let list: serde_json::Value = serde_json::from_str(&body)?;
+            for c in list["campaigns"].as_array().into_iter().flatten() {
+                println!(
+                    "{}\t{}\t{}\t{} targets, {} tasks, {} probes\t{}",
+                    c["id"],
+                    c["status"].as_str().unwrap_or("?"),
+                    c["owner"].as_str().unwrap_or("?"),
+                    c["targets"],
+                    c["tasks"],
+                    c["probes"],
+                    c["name"].as_str().unwrap_or("?"),
+                );
+            }
+            Ok(())
+        }
+        CampaignCommand::Show {
+            remote,
+            id,
+            follow: keep,
+            timeout_s,
+        } => {
+            let client = client(&remote)?;
+            let show = if keep {
+                follow(&client, id, std::time::Duration::from_secs(timeout_s))?
+            } else {
+                let body = ok_body("show", client.get(&format!("/api/v1/campaigns/{id}"))?)?;
+                serde_json::from_str(&body)?
+            };
+            println!("{}", serde_json::to_string_pretty(&show)?);
+            Ok(())
+        }
+        CampaignCommand::Cancel { remote, id, reason } => {
+            let body = serde_json::json!({ "reason": reason }).to_string();
+            ok_body(
+                "cancel",
+                client(&remote)?.post(
+                    &format!("/api/v1/campaigns/{id}/cancel"),
+                    "application/json",
+                    &body,
+                )?,
+            )?;
+            eprintln!("campaign {id} cancelled");
+            Ok(())
+        }
+        CampaignCommand::Report {
+            remote,
+            id,
+            format,
+            output,
+            wait,
+            timeout_s,
+        } => {
+            let client = client(&remote)?;
+            if wait {
+                follow(&client, id, std::time::Duration::from_secs(timeout_s))?;
+            }
+            let body = ok_body(
+                "report",
+                client.get(&format!("/api/v1/campaigns/{id}/report?format={format}"))?,
+            )?;
+            match output {
+                Some(path) => {
+                    std::fs::write(&path, &body)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    eprintln!("report written to {}", path.display());
+                }
+                None => print!("{body}"),
+            }
+            Ok(())
+        }
+        CampaignCommand::ImportDeclared { remote, id, file } => {
+            let csv = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let body = ok_body(
+                "import-declared",
+                client(&remote)?.post(
+                    &format!("/api/v1/campaigns/{id}/declared"),
+                    "text/csv",
+                    &csv,
+                )?,
+            )?;
+            let v: serde_json::Value = serde_json::from_str(&body)?;
+            eprintln!(
+                "{} declared figures imported into campaign {id}",
+                v["declared"].as_array().map_or(0, Vec::len)
+            );
+            Ok(())
+        }
+    }
 }

@@ -152,4 +152,44 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Makes everything written so far durable. Acks are sent only after this returns.
     fn flush(&self) -> Result<(), StoreError>;
+
+    // Campaigns (see `crate::campaign`). Default bodies keep other backends compiling until
+    // they store campaigns; the collector then refuses campaign requests with this error.
+
+    /// A new campaign id, never 0 and never reused.
+    fn next_campaign_id(&self) -> Result<u64, StoreError> {
+        Err(unsupported())
+    }
+    /// Stores a campaign record (JSON), replacing an earlier version.
+    fn put_campaign(&self, id: u64, json: &[u8]) -> Result<(), StoreError> {
+        let _ = (id, json);
+        Err(unsupported())
+    }
+    fn campaign(&self, id: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        let _ = id;
+        Err(unsupported())
+    }
+    /// Every campaign record, by id.
+    fn campaigns(&self) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        Err(unsupported())
+    }
+    /// Marks `task` as a task of `campaign`: results of it stored from then on are indexed
+    /// under the campaign.
+    fn link_campaign_task(&self, task: TaskId, campaign: u64) -> Result<(), StoreError> {
+        let _ = (task, campaign);
+        Err(unsupported())
+    }
+    /// The results of a campaign's tasks, by result key; stops when `visit` returns false.
+    fn campaign_results(
+        &self,
+        campaign: u64,
+        visit: &mut dyn FnMut(StoredResult) -> bool,
+    ) -> Result<(), StoreError> {
+        let _ = (campaign, visit);
+        Err(unsupported())
+    }
+}
+
+fn unsupported() -> StoreError {
+    StoreError::Backend("this storage backend does not keep campaigns".into())
 }

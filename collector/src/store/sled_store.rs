@@ -4,7 +4,9 @@
 //! `assignments` probe id ‖ task id → (); `results` probe id ‖ boot epoch ‖ sequence → JSON;
 //! `results_by_time` start time ‖ result key → () (the newest results across probes);
 //! `losses` loss key → JSON (probes' records of undelivered results); `tag_history` probe id ‖
-//! time ‖ counter → JSON tag event; `rollups` country ‖ '/' ‖ day → JSON daily figures.
+//! time ‖ counter → JSON tag event; `rollups` country ‖ '/' ‖ day → JSON daily figures;
+//! `campaigns` campaign id → JSON record; `campaign_tasks` task id → campaign id;
+//! `campaign_results` campaign id ‖ result key → () (written with the result it indexes).
 //! Result keys sort by probe, then time of production, so per-probe scans are prefix scans.
 //! A result and its time-index entry are written in one transaction.
 //! Values start with a format byte so the encoding can change without a migration of old data.
@@ -30,6 +32,9 @@ pub struct SledStore {
     losses: sled::Tree,
     tag_history: sled::Tree,
     rollups: sled::Tree,
+    campaigns: sled::Tree,
+    campaign_tasks: sled::Tree,
+    campaign_results: sled::Tree,
 }
 
 fn backend(e: sled::Error) -> StoreError {
@@ -94,6 +99,9 @@ impl SledStore {
             losses: tree("losses")?,
             tag_history: tree("tag_history")?,
             rollups: tree("rollups")?,
+            campaigns: tree("campaigns")?,
+            campaign_tasks: tree("campaign_tasks")?,
+            campaign_results: tree("campaign_results")?,
             db,
         })
     }
@@ -188,17 +196,34 @@ impl Store for SledStore {
         use sled::transaction::{ConflictableTransactionError, TransactionError};
         let encoded = results
             .iter()
-            .map(|r| Ok((result_key(&r.result.key), time_key(&r.result), encode(r)?)))
+            .map(|r| {
+                let key = result_key(&r.result.key);
+                // A campaign task's result is indexed under its campaign in the same
+                // transaction, so a report never misses a stored result.
+                let campaign = self
+                    .campaign_tasks
+                    .get(r.result.task_id.get().to_be_bytes())
+                    .map_err(backend)?
+                    .map(|id| {
+                        let mut index = id.to_vec();
+                        index.extend_from_slice(&key);
+                        index
+                    });
+                Ok((key, time_key(&r.result), encode(r)?, campaign))
+            })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        (&self.results, &self.results_by_time)
-            .transaction(|(results, by_time)| {
+        (&self.results, &self.results_by_time, &self.campaign_results)
+            .transaction(|(results, by_time, by_campaign)| {
                 let mut outcome = Vec::with_capacity(encoded.len());
-                for (key, time, value) in &encoded {
+                for (key, time, value, campaign) in &encoded {
                     if results.get(key)?.is_some() {
                         outcome.push(Inserted::Duplicate);
                     } else {
                         results.insert(key.as_slice(), value.as_slice())?;
                         by_time.insert(time.as_slice(), &[])?;
+                        if let Some(index) = campaign {
+                            by_campaign.insert(index.as_slice(), &[])?;
+                        }
                         outcome.push(Inserted::New);
                     }
                 }
@@ -342,6 +367,65 @@ impl Store for SledStore {
 
     fn flush(&self) -> Result<(), StoreError> {
         self.db.flush().map_err(backend)?;
+        Ok(())
+    }
+
+    fn next_campaign_id(&self) -> Result<u64, StoreError> {
+        // Shares the monotonic generator with task ids; +1 keeps 0 unused.
+        Ok(self.db.generate_id().map_err(backend)? + 1)
+    }
+
+    fn put_campaign(&self, id: u64, json: &[u8]) -> Result<(), StoreError> {
+        self.campaigns
+            .insert(id.to_be_bytes(), json)
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn campaign(&self, id: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .campaigns
+            .get(id.to_be_bytes())
+            .map_err(backend)?
+            .map(|v| v.to_vec()))
+    }
+
+    fn campaigns(&self) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        self.campaigns
+            .iter()
+            .map(|entry| {
+                let (key, value) = entry.map_err(backend)?;
+                let raw: [u8; 8] = key.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+                    key: format!("campaigns/{key:?}"),
+                    reason: "campaign id is not 8 bytes".into(),
+                })?;
+                Ok((u64::from_be_bytes(raw), value.to_vec()))
+            })
+            .collect()
+    }
+
+    fn link_campaign_task(&self, task: TaskId, campaign: u64) -> Result<(), StoreError> {
+        self.campaign_tasks
+            .insert(task.get().to_be_bytes(), &campaign.to_be_bytes())
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn campaign_results(
+        &self,
+        campaign: u64,
+        visit: &mut dyn FnMut(StoredResult) -> bool,
+    ) -> Result<(), StoreError> {
+        for entry in self.campaign_results.scan_prefix(campaign.to_be_bytes()) {
+            let (index, _) = entry.map_err(backend)?;
+            let key = index.get(8..).unwrap_or_default();
+            let Some(value) = self.results.get(key).map_err(backend)? else {
+                continue;
+            };
+            if !visit(decode(key, &value)?) {
+                break;
+            }
+        }
         Ok(())
     }
 }

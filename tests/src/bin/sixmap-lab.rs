@@ -40,6 +40,8 @@ enum Scenario {
     Impaired,
     /// Three operators in two lab countries, each with probes.
     Networks,
+    /// `networks` plus the `services` targets and a collector host: the campaign lab.
+    Campaign,
 }
 
 #[derive(Debug, Subcommand)]
@@ -125,6 +127,7 @@ fn main() -> anyhow::Result<()> {
                     Box::new(scenarios::impaired(&me, delay_ms, jitter_ms, loss)?)
                 }
                 Scenario::Networks => Box::new(scenarios::networks()?),
+                Scenario::Campaign => Box::new(sixmap_tests::lab::campaign::campaign()?),
             };
             println!("{}", serde_json::to_string_pretty(&built.truth())?);
             let lab = built.lab();

@@ -1,0 +1,982 @@
+//! A campaign's published figures, from its stored results: pure, so each figure can be
+//! recomputed by hand from the results export. [`METHODOLOGY`] states the method and is
+//! embedded, with its version and the campaign spec, in every rendering.
+
+use super::spec::{is_reachability_kind, task_label};
+use super::{CampaignRecord, DeclaredFigure, Progress};
+use crate::rollup::{self, Balanced, Proportion};
+use crate::store::StoredResult;
+use serde::Serialize;
+use sixmap_shared::measurement::{Family, MeasurementKind, Outcome, Target};
+use sixmap_shared::{ProbeId, UnixMicros};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::Write;
+use std::net::IpAddr;
+
+/// Bumped whenever a figure's definition changes, so published reports say which applies.
+pub const METHODOLOGY_VERSION: &str = "sixmap-campaign-report/1";
+
+pub const METHODOLOGY: &str = "\
+Observations. For each probe, target, measurement kind and address family only the probe's \
+latest result counts, so a probe measuring often does not outweigh one measuring rarely. \
+Operators are the origin AS of the probe's address when it was chosen (imported prefix data); \
+probes without one are grouped under AS 0.\n\
+AAAA published: yes when any probe's IPv6 measurement of the name resolved an IPv6 address; \
+no when every IPv6 measurement failed at name resolution; unknown otherwise. An address target \
+is its own answer.\n\
+Reachable over IPv6: a probe reaches a target when the latest IPv6 result of at least one \
+reachability measurement (ping, traceroute, tcp, tls, http, quic, dual_stack's IPv6 leg) \
+reached the destination (an answer of any kind, a refused TCP connection included). Per \
+operator: the share of its probes, with the 95 % Wilson score interval. Overall: the \
+operator-balanced share (each operator counts equally; Kish effective sample size), with the \
+pooled share beside it (collector/src/rollup.rs states both methods).\n\
+HTTP over IPv6 works: the probe's latest IPv6 HTTP result has a status 200-399.\n\
+Same certificate over IPv4 and IPv6: the latest TLS results of one probe over both families \
+present the same leaf certificate (subject, issuer, validity period). Same content: the latest \
+HTTP results of one probe over both families have the same status and the same body size and \
+truncation; the probe reports body sizes, not body hashes, so equal sizes of different bodies \
+count as the same content. Only probes with results over both families are compared.\n\
+Operator ranking: per operator, the (probe, target) pairs over the targets with AAAA \
+published, and the share of those reached over IPv6, with its 95 % Wilson interval; ranked by \
+share, then sample size, then ASN. Pairs of one probe are not independent, so the interval \
+understates the uncertainty when an operator has few probes. Median IPv6 RTT: the median over \
+probes of each probe's median ping RTT (first replies).\n\
+Declared figures are the operators' own, imported as given, and shown beside the measured \
+ones without adjustment.";
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CampaignInfo {
+    pub id: u64,
+    pub name: String,
+    pub description: String,
+    pub owner: String,
+    pub status: super::CampaignStatus,
+    pub status_reason: Option<String>,
+    pub created_at: UnixMicros,
+    pub spec: super::spec::CampaignSpec,
+    pub spec_text: String,
+}
+
+/// A yes/no figure compared over probes with both families.
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    /// Probes with results over both families.
+    pub compared: u64,
+    pub same: u64,
+    pub share: Option<Proportion>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OperatorFigure {
+    pub asn: u32,
+    pub as_name: Option<String>,
+    pub country: Option<String>,
+    pub probes: usize,
+    pub share: Proportion,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ShareFigure {
+    /// Operator-balanced.
+    pub overall: Proportion,
+    /// Every probe weighted 1.
+    pub pooled: Proportion,
+    pub operators: Vec<OperatorFigure>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetReport {
+    pub target: String,
+    pub aaaa_published: Option<bool>,
+    /// IPv6 addresses the probes resolved.
+    pub v6_addresses: Vec<IpAddr>,
+    pub reachable_v6: Option<ShareFigure>,
+    pub http_v6_works: Option<ShareFigure>,
+    pub same_certificate_v4_v6: Option<Comparison>,
+    pub same_content_v4_v6: Option<Comparison>,
+    /// Results per measurement (`http v6`...).
+    pub results: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OperatorReport {
+    pub rank: usize,
+    pub asn: u32,
+    pub as_name: Option<String>,
+    pub country: Option<String>,
+    pub probes: usize,
+    /// (probe, target) pairs over targets with AAAA published, reached over IPv6.
+    pub v6_reachability: Proportion,
+    pub http_v6: Option<Proportion>,
+    pub median_v6_rtt_ms: Option<f64>,
+    pub declared: Vec<DeclaredFigure>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub methodology_version: &'static str,
+    pub methodology: &'static str,
+    pub generated_at: UnixMicros,
+    pub campaign: CampaignInfo,
+    pub progress: Progress,
+    pub targets: Vec<TargetReport>,
+    pub operators: Vec<OperatorReport>,
+    /// Declared figures of operators without measured figures.
+    pub declared_unmatched: Vec<DeclaredFigure>,
+}
+
+type Key = (ProbeId, String, MeasurementKind, Family);
+
+fn http_works(outcome: &Outcome) -> bool {
+    matches!(outcome, Outcome::Http(h) if h.status.is_some_and(|s| (200..400).contains(&s)))
+}
+
+fn share_figure(
+    observations: &[(u32, bool)],
+    names: &BTreeMap<u32, (Option<String>, Option<String>)>,
+) -> Option<ShareFigure> {
+    let Balanced {
+        overall,
+        raw,
+        per_operator,
+        ..
+    } = rollup::balanced_share(observations)?;
+    Some(ShareFigure {
+        overall,
+        pooled: raw,
+        operators: per_operator
+            .into_iter()
+            .map(|o| {
+                let (as_name, country) = names.get(&o.asn).cloned().unwrap_or_default();
+                OperatorFigure {
+                    asn: o.asn,
+                    as_name,
+                    country,
+                    probes: o.probes,
+                    share: o.share,
+                }
+            })
+            .collect(),
+    })
+}
+
+fn comparison(pairs: &[bool]) -> Option<Comparison> {
+    if pairs.is_empty() {
+        return None;
+    }
+    let same = pairs.iter().filter(|s| **s).count() as u64;
+    Some(Comparison {
+        compared: pairs.len() as u64,
+        same,
+        share: rollup::wilson(same as f64, pairs.len() as f64),
+    })
+}
+
+/// Builds the report of `record` from its results.
+pub fn build(
+    record: &CampaignRecord,
+    results: &[StoredResult],
+    progress: Progress,
+    now: UnixMicros,
+) -> Report {
+    let asn_of: BTreeMap<&ProbeId, u32> = record
+        .probes
+        .iter()
+        .map(|p| (&p.probe, p.asn.unwrap_or(0)))
+        .collect();
+    let mut names: BTreeMap<u32, (Option<String>, Option<String>)> = BTreeMap::new();
+    for p in &record.probes {
+        names
+            .entry(p.asn.unwrap_or(0))
+            .or_insert((p.as_name.clone(), p.country.clone()));
+    }
+    // Latest result per (probe, target, kind, family).
+    // Iteration order does not matter: every figure below goes through ordered maps.
+    let mut latest: HashMap<Key, &StoredResult> = HashMap::new();
+    let mut counts: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    for r in results {
+        let Some(task) = record.tasks.iter().find(|t| t.task_id == r.result.task_id) else {
+            continue;
+        };
+        let spec = &task.task.spec;
+        *counts
+            .entry(task.task.target.clone())
+            .or_default()
+            .entry(task_label(spec))
+            .or_default() += 1;
+        let key = (
+            r.result.key.probe_id.clone(),
+            task.task.target.clone(),
+            spec.measurement_kind(),
+            spec.family,
+        );
+        let newer = latest
+            .get(&key)
+            .is_none_or(|old| old.result.started_at <= r.result.started_at);
+        if newer {
+            latest.insert(key, r);
+        }
+    }
+
+    let mut operator_pairs: Vec<(u32, bool)> = Vec::new();
+    let mut operator_http: Vec<(u32, bool)> = Vec::new();
+    let mut targets = Vec::new();
+    for target in &record.spec.targets {
+        let of_target: Vec<(&Key, &&StoredResult)> =
+            latest.iter().filter(|(k, _)| &k.1 == target).collect();
+        let v6: Vec<&(&Key, &&StoredResult)> = of_target
+            .iter()
+            .filter(|(k, _)| k.3 == Family::V6)
+            .collect();
+        let v6_addresses: BTreeSet<IpAddr> = v6
+            .iter()
+            .filter_map(|(_, r)| r.result.destination)
+            .filter(|a| a.is_ipv6())
+            .collect();
+        let aaaa_published = match Target::parse(target) {
+            Ok(Target::Address(a)) => Some(a.is_ipv6()),
+            _ if !v6_addresses.is_empty() => Some(true),
+            _ if !v6.is_empty()
+                && v6.iter().all(|(_, r)| {
+                    matches!(&r.result.outcome, Outcome::Failed(e)
+                        if e.class == sixmap_shared::measurement::ErrorClass::Resolution)
+                }) =>
+            {
+                Some(false)
+            }
+            _ => None,
+        };
+        // Per probe: reached by any reachability kind over IPv6; HTTP over IPv6 works.
+        let mut reached: BTreeMap<&ProbeId, bool> = BTreeMap::new();
+        let mut http: BTreeMap<&ProbeId, bool> = BTreeMap::new();
+        for (key, r) in &v6 {
+            if is_reachability_kind(key.2) {
+                let hit = r.result.outcome.reached_destination();
+                *reached.entry(&key.0).or_default() |= hit;
+            }
+            if key.2 == MeasurementKind::Http {
+                http.insert(&key.0, http_works(&r.result.outcome));
+            }
+        }
+        let observe = |m: &BTreeMap<&ProbeId, bool>| -> Vec<(u32, bool)> {
+            m.iter()
+                .map(|(p, ok)| (asn_of.get(p).copied().unwrap_or(0), *ok))
+                .collect()
+        };
+        let reach_obs = observe(&reached);
+        let http_obs = observe(&http);
+        if aaaa_published == Some(true) {
+            operator_pairs.extend(&reach_obs);
+            operator_http.extend(&http_obs);
+        }
+        // Both families, per probe.
+        let get = |probe: &ProbeId, kind, family| {
+            latest.get(&(probe.clone(), target.clone(), kind, family))
+        };
+        let probes: BTreeSet<&ProbeId> = of_target.iter().map(|(k, _)| &k.0).collect();
+        let mut same_cert = Vec::new();
+        let mut same_content = Vec::new();
+        for probe in probes {
+            let tls = |f| match get(probe, MeasurementKind::Tls, f).map(|r| &r.result.outcome) {
+                Some(Outcome::Tls(t)) => t.chain.first().cloned(),
+                _ => None,
+            };
+            if let (Some(a), Some(b)) = (tls(Family::V6), tls(Family::V4)) {
+                same_cert.push(a == b);
+            }
+            let page = |f| match get(probe, MeasurementKind::Http, f).map(|r| &r.result.outcome) {
+                Some(Outcome::Http(h)) if h.status.is_some() => {
+                    Some((h.status, h.body_bytes, h.body_truncated))
+                }
+                _ => None,
+            };
+            if let (Some(a), Some(b)) = (page(Family::V6), page(Family::V4)) {
+                same_content.push(a == b);
+            }
+        }
+        targets.push(TargetReport {
+            target: target.clone(),
+            aaaa_published,
+            v6_addresses: v6_addresses.into_iter().collect(),
+            reachable_v6: share_figure(&reach_obs, &names),
+            http_v6_works: share_figure(&http_obs, &names),
+            same_certificate_v4_v6: comparison(&same_cert),
+            same_content_v4_v6: comparison(&same_content),
+            results: counts.remove(target).unwrap_or_default(),
+        });
+    }
+
+    // Per operator: pairs over AAAA targets, ranked as the national pages rank operators.
+    let mut operators = Vec::new();
+    if let Some(balanced) = rollup::balanced_share(&operator_pairs) {
+        let http_by_asn = rollup::balanced_share(&operator_http)
+            .map(|b| {
+                b.per_operator
+                    .into_iter()
+                    .map(|o| (o.asn, o.share))
+                    .collect::<BTreeMap<_, _>>()
+            })
+            .unwrap_or_default();
+        for (i, o) in balanced.per_operator.into_iter().enumerate() {
+            let (as_name, country) = names.get(&o.asn).cloned().unwrap_or_default();
+            let rtts: Vec<Vec<f64>> = latest
+                .iter()
+                .filter(|(k, _)| {
+                    k.2 == MeasurementKind::Ping
+                        && k.3 == Family::V6
+                        && asn_of.get(&k.0).copied().unwrap_or(0) == o.asn
+                })
+                .fold(BTreeMap::<&ProbeId, Vec<f64>>::new(), |mut m, (k, r)| {
+                    if let Outcome::Ping(p) = &r.result.outcome
+                        && let Some(rtt) = p.min_rtt()
+                    {
+                        m.entry(&k.0).or_default().push(rtt.as_secs_f64() * 1000.0);
+                    }
+                    m
+                })
+                .into_values()
+                .collect();
+            operators.push(OperatorReport {
+                rank: i + 1,
+                asn: o.asn,
+                as_name,
+                country,
+                probes: record
+                    .probes
+                    .iter()
+                    .filter(|p| p.asn.unwrap_or(0) == o.asn)
+                    .count(),
+                v6_reachability: o.share,
+                http_v6: http_by_asn.get(&o.asn).cloned(),
+                median_v6_rtt_ms: rollup::median_of_medians(&rtts),
+                declared: record
+                    .declared
+                    .iter()
+                    .filter(|d| d.asn == o.asn)
+                    .cloned()
+                    .collect(),
+            });
+        }
+    }
+    let measured: BTreeSet<u32> = operators.iter().map(|o| o.asn).collect();
+    Report {
+        methodology_version: METHODOLOGY_VERSION,
+        methodology: METHODOLOGY,
+        generated_at: now,
+        campaign: CampaignInfo {
+            id: record.id,
+            name: record.spec.name.clone(),
+            description: record.spec.description.clone(),
+            owner: record.owner.clone(),
+            status: record.status,
+            status_reason: record.status_reason.clone(),
+            created_at: record.created_at,
+            spec: record.spec.clone(),
+            spec_text: record.spec_text.clone(),
+        },
+        progress,
+        targets,
+        operators,
+        declared_unmatched: record
+            .declared
+            .iter()
+            .filter(|d| !measured.contains(&d.asn))
+            .cloned()
+            .collect(),
+    }
+}
+
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_owned()
+    }
+}
+
+fn num(v: f64) -> String {
+    format!("{v:.4}")
+}
+
+/// One CSV table in long form: `section,target,asn,as_name,country,metric,value,successes,n,
+/// ci_low,ci_high,source`. The first rows carry the methodology version and the spec.
+pub fn to_csv(report: &Report) -> String {
+    let mut out = String::from(
+        "section,target,asn,as_name,country,metric,value,successes,n,ci_low,ci_high,source\n",
+    );
+    let mut row = |section: &str,
+                   target: &str,
+                   asn: Option<u32>,
+                   as_name: Option<&str>,
+                   country: Option<&str>,
+                   metric: &str,
+                   value: String,
+                   p: Option<&Proportion>,
+                   source: &str| {
+        let (s, n, lo, hi) = p.map_or_else(Default::default, |p| {
+            (num(p.successes), num(p.n), num(p.low), num(p.high))
+        });
+        let _ = writeln!(
+            out,
+            "{section},{},{},{},{},{metric},{},{s},{n},{lo},{hi},{}",
+            csv_field(target),
+            asn.map(|a| a.to_string()).unwrap_or_default(),
+            csv_field(as_name.unwrap_or("")),
+            country.unwrap_or(""),
+            csv_field(&value),
+            csv_field(source),
+        );
+    };
+    let spec = serde_json::to_string(&report.campaign.spec).unwrap_or_default();
+    row(
+        "meta",
+        "",
+        None,
+        None,
+        None,
+        "methodology_version",
+        report.methodology_version.into(),
+        None,
+        "",
+    );
+    row(
+        "meta",
+        "",
+        None,
+        None,
+        None,
+        "campaign",
+        format!("{} ({})", report.campaign.name, report.campaign.id),
+        None,
+        "",
+    );
+    row(
+        "meta",
+        "",
+        None,
+        None,
+        None,
+        "campaign_spec",
+        spec,
+        None,
+        "",
+    );
+    row(
+        "meta",
+        "",
+        None,
+        None,
+        None,
+        "generated_at_us",
+        report.generated_at.0.to_string(),
+        None,
+        "",
+    );
+    for t in &report.targets {
+        let aaaa = match t.aaaa_published {
+            Some(true) => "yes",
+            Some(false) => "no",
+            None => "unknown",
+        };
+        row(
+            "target",
+            &t.target,
+            None,
+            None,
+            None,
+            "aaaa_published",
+            aaaa.into(),
+            None,
+            "measured",
+        );
+        for (metric, figure) in [
+            ("reachable_v6", &t.reachable_v6),
+            ("http_v6_works", &t.http_v6_works),
+        ] {
+            if let Some(f) = figure {
+                row(
+                    "target",
+                    &t.target,
+                    None,
+                    None,
+                    None,
+                    metric,
+                    num(f.overall.share),
+                    Some(&f.overall),
+                    "measured, operator-balanced",
+                );
+                for o in &f.operators {
+                    row(
+                        "target_operator",
+                        &t.target,
+                        Some(o.asn),
+                        o.as_name.as_deref(),
+                        o.country.as_deref(),
+                        metric,
+                        num(o.share.share),
+                        Some(&o.share),
+                        "measured",
+                    );
+                }
+            }
+        }
+        for (metric, c) in [
+            ("same_certificate_v4_v6", &t.same_certificate_v4_v6),
+            ("same_content_v4_v6", &t.same_content_v4_v6),
+        ] {
+            if let Some(c) = c {
+                let value = c.share.as_ref().map(|p| num(p.share)).unwrap_or_default();
+                row(
+                    "target",
+                    &t.target,
+                    None,
+                    None,
+                    None,
+                    metric,
+                    value,
+                    c.share.as_ref(),
+                    "measured",
+                );
+            }
+        }
+    }
+    for o in &report.operators {
+        let (name, cc) = (o.as_name.as_deref(), o.country.as_deref());
+        row(
+            "operator",
+            "",
+            Some(o.asn),
+            name,
+            cc,
+            "rank",
+            o.rank.to_string(),
+            None,
+            "measured",
+        );
+        row(
+            "operator",
+            "",
+            Some(o.asn),
+            name,
+            cc,
+            "probes",
+            o.probes.to_string(),
+            None,
+            "measured",
+        );
+        row(
+            "operator",
+            "",
+            Some(o.asn),
+            name,
+            cc,
+            "v6_reachability",
+            num(o.v6_reachability.share),
+            Some(&o.v6_reachability),
+            "measured",
+        );
+        if let Some(h) = &o.http_v6 {
+            row(
+                "operator",
+                "",
+                Some(o.asn),
+                name,
+                cc,
+                "http_v6",
+                num(h.share),
+                Some(h),
+                "measured",
+            );
+        }
+        if let Some(rtt) = o.median_v6_rtt_ms {
+            row(
+                "operator",
+                "",
+                Some(o.asn),
+                name,
+                cc,
+                "median_v6_rtt_ms",
+                format!("{rtt:.3}"),
+                None,
+                "measured",
+            );
+        }
+        for d in &o.declared {
+            row(
+                "operator",
+                "",
+                Some(o.asn),
+                name,
+                cc,
+                &d.metric,
+                d.value.to_string(),
+                None,
+                &format!("declared {} ({})", d.as_of, d.source),
+            );
+        }
+    }
+    for d in &report.declared_unmatched {
+        row(
+            "operator",
+            "",
+            Some(d.asn),
+            None,
+            None,
+            &d.metric,
+            d.value.to_string(),
+            None,
+            &format!("declared {} ({})", d.as_of, d.source),
+        );
+    }
+    out
+}
+
+fn esc(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn pct(p: &Proportion) -> String {
+    format!(
+        "{:.1} % <small>[{:.1}–{:.1}] n={}</small>",
+        p.share * 100.0,
+        p.low * 100.0,
+        p.high * 100.0,
+        if p.n.fract() == 0.0 {
+            format!("{}", p.n)
+        } else {
+            format!("{:.1}", p.n)
+        }
+    )
+}
+
+/// A self-contained printable page (no scripts, no external resources).
+pub fn to_html(report: &Report) -> String {
+    let c = &report.campaign;
+    let mut h = String::new();
+    let _ = write!(
+        h,
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{name} — sixmap \
+         campaign report</title><style>body{{font:14px/1.4 sans-serif;max-width:60em;margin:2em auto;color:#111}}\
+         table{{border-collapse:collapse;width:100%;margin:1em 0}}th,td{{border:1px solid #999;padding:.3em .5em;text-align:left}}\
+         th{{background:#eee}}small{{color:#555}}pre{{white-space:pre-wrap;background:#f6f6f6;padding:.5em;font-size:12px}}\
+         @media print{{body{{margin:0;max-width:none}}h2{{page-break-after:avoid}}table{{page-break-inside:avoid}}}}</style></head><body>\
+         <h1>{name}</h1><p>{desc}</p><p>Campaign {id}, commissioned by {owner}; status {status:?}{reason}. \
+         Report generated at {gen} (Unix µs). Methodology <b>{mv}</b>.</p>",
+        name = esc(&c.name),
+        desc = esc(&c.description),
+        id = c.id,
+        owner = esc(&c.owner),
+        status = c.status,
+        reason = c.status_reason.as_deref().map(|r| format!(" ({})", esc(r))).unwrap_or_default(),
+        gen = report.generated_at.0,
+        mv = report.methodology_version,
+    );
+    let p = &report.progress;
+    let _ = write!(
+        h,
+        "<h2>Progress</h2><p>{} probes assigned ({} connected, {} reporting), {} tasks, {} of {} \
+         results in, {} reached the destination; not reached: {}.</p>",
+        p.probes_assigned,
+        p.probes_connected,
+        p.probes_reporting,
+        p.tasks,
+        p.results_in,
+        p.results_expected,
+        p.reached,
+        esc(&format!("{:?}", p.failures)),
+    );
+    h.push_str(
+        "<h2>Targets</h2><table><tr><th>Target</th><th>AAAA published</th><th>Reachable over \
+         IPv6 (operator-balanced)</th><th>HTTP over IPv6 works</th><th>Same certificate v4/v6</th>\
+         <th>Same content v4/v6</th></tr>",
+    );
+    let cmp = |c: &Option<Comparison>| {
+        c.as_ref()
+            .map(|c| format!("{} of {}", c.same, c.compared))
+            .unwrap_or_else(|| "—".into())
+    };
+    for t in &report.targets {
+        let fig = |f: &Option<ShareFigure>| {
+            f.as_ref()
+                .map(|f| pct(&f.overall))
+                .unwrap_or_else(|| "—".into())
+        };
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&t.target),
+            match t.aaaa_published {
+                Some(true) => "yes",
+                Some(false) => "no",
+                None => "unknown",
+            },
+            fig(&t.reachable_v6),
+            fig(&t.http_v6_works),
+            cmp(&t.same_certificate_v4_v6),
+            cmp(&t.same_content_v4_v6),
+        );
+    }
+    h.push_str("</table><h3>Reachable over IPv6, per operator</h3><table><tr><th>Target</th><th>Operator</th><th>Share</th></tr>");
+    for t in &report.targets {
+        for o in t.reachable_v6.iter().flat_map(|f| &f.operators) {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>AS{} {} {}</td><td>{}</td></tr>",
+                esc(&t.target),
+                o.asn,
+                esc(o.as_name.as_deref().unwrap_or("")),
+                esc(o.country.as_deref().unwrap_or("")),
+                pct(&o.share)
+            );
+        }
+    }
+    h.push_str(
+        "</table><h2>Operator ranking</h2><table><tr><th>#</th><th>Operator</th><th>Probes</th>\
+         <th>IPv6 reachability (targets with AAAA)</th><th>HTTP over IPv6</th><th>Median IPv6 \
+         RTT</th><th>Declared by the operator</th></tr>",
+    );
+    for o in &report.operators {
+        let declared: Vec<String> = o
+            .declared
+            .iter()
+            .map(|d| {
+                format!(
+                    "{} = {} ({}, {})",
+                    esc(&d.metric),
+                    d.value,
+                    esc(&d.as_of),
+                    esc(&d.source)
+                )
+            })
+            .collect();
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>AS{} {} {}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            o.rank,
+            o.asn,
+            esc(o.as_name.as_deref().unwrap_or("")),
+            esc(o.country.as_deref().unwrap_or("")),
+            o.probes,
+            pct(&o.v6_reachability),
+            o.http_v6.as_ref().map(pct).unwrap_or_else(|| "—".into()),
+            o.median_v6_rtt_ms
+                .map(|m| format!("{m:.1} ms"))
+                .unwrap_or_else(|| "—".into()),
+            if declared.is_empty() {
+                "—".into()
+            } else {
+                declared.join("<br>")
+            },
+        );
+    }
+    let _ = writeln!(
+        h,
+        "</table><h2>Methodology ({})</h2><p>{}</p><p>Intervals are 95 % Wilson score \
+         intervals; n is the sample size (an effective one for balanced figures).</p>\
+         <h2>Campaign spec</h2><pre>{}</pre></body></html>",
+        report.methodology_version,
+        esc(report.methodology).replace('\n', "</p><p>"),
+        esc(&c.spec_text),
+    );
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::campaign::{CampaignProbe, CampaignRecord, CampaignStatus, CampaignTask, spec};
+    use crate::testing::ping_v6;
+    use sixmap_shared::TaskId;
+    use sixmap_shared::measurement::{ConnectOutcome, ErrorClass, HttpResult, MeasurementError};
+    use sixmap_shared::prefixes::Enrichment;
+    use std::time::Duration;
+
+    const NOW: UnixMicros = UnixMicros(1_790_000_000_000_000);
+
+    fn record() -> CampaignRecord {
+        let text = "name = \"r\"\ntargets = [\"a.example\", \"none.example\"]\n\
+            [[measurements]]\nkind = \"ping\"\ntimeout_ms = 2000\n\
+            [[measurements]]\nkind = \"http\"\nfamily = \"both\"\nurl = \"http://{target}/\"\ntimeout_ms = 2000\n";
+        let (spec, tasks) =
+            spec::validate(&spec::parse("toml", text).unwrap(), NOW, false).unwrap();
+        let probe = |n: u8, asn| CampaignProbe {
+            probe: format!("{n:016x}").parse().unwrap(),
+            asn: Some(asn),
+            as_name: None,
+            country: Some("XA".into()),
+            assigned_at: NOW,
+        };
+        CampaignRecord {
+            id: 1,
+            owner: "o".into(),
+            created_at: NOW,
+            status: CampaignStatus::Active,
+            status_reason: None,
+            ended_at: None,
+            spec,
+            spec_text: text.into(),
+            tasks: tasks
+                .into_iter()
+                .enumerate()
+                .map(|(i, task)| CampaignTask {
+                    task_id: TaskId::new(i as u64 + 1).unwrap(),
+                    task,
+                })
+                .collect(),
+            probes: vec![probe(1, 64500), probe(2, 64500), probe(3, 64501)],
+            skipped_over_budget: Default::default(),
+            declared: Vec::new(),
+        }
+    }
+
+    /// A result of `task` (1-based, in the record's order) from probe `n`.
+    fn result(n: u8, seq: u64, task: u64, outcome: Outcome, v6: bool) -> StoredResult {
+        let mut r = ping_v6(
+            format!("{n:016x}").parse().unwrap(),
+            seq,
+            UnixMicros(NOW.0 + seq as i64),
+            Some(Duration::from_millis(10)),
+            Enrichment::default(),
+        );
+        r.result.task_id = TaskId::new(task).unwrap();
+        r.result.outcome = outcome;
+        if !v6 {
+            r.result.destination = Some("192.0.2.1".parse().unwrap());
+            r.result.family_requested = Family::V4;
+            r.result.family_used = Some(Family::V4);
+        }
+        r
+    }
+
+    fn http(status: Option<u16>, body: u64) -> Outcome {
+        Outcome::Http(HttpResult {
+            connect: ConnectOutcome::Connected,
+            status,
+            http_version: None,
+            dns_ns: None,
+            connect_ns: None,
+            tls_ns: None,
+            first_byte_ns: None,
+            total_ns: 1,
+            body_bytes: body,
+            body_truncated: false,
+            failure: None,
+        })
+    }
+
+    #[test]
+    fn figures_follow_the_latest_result_per_probe() {
+        let rec = record();
+        // Tasks: 1 ping a, 2 ping none, 3 http a v6, 4 http a v4, 5 http none v6, 6 http none v4.
+        let labels: Vec<_> = rec
+            .tasks
+            .iter()
+            .map(|t| format!("{} {}", t.task.target, task_label(&t.task.spec)))
+            .collect();
+        assert_eq!(
+            labels[..4],
+            [
+                "a.example ping v6",
+                "none.example ping v6",
+                "a.example http v6",
+                "a.example http v4"
+            ]
+        );
+        let lost = || {
+            ping_v6(
+                format!("{:016x}", 3).parse().unwrap(),
+                9,
+                NOW,
+                None,
+                Enrichment::default(),
+            )
+            .result
+            .outcome
+        };
+        let no_name = || {
+            Outcome::Failed(MeasurementError {
+                class: ErrorClass::Resolution,
+                message: "no AAAA".into(),
+            })
+        };
+        let mut results = vec![
+            // Probe 1 first failed, then reached a.example: only the latest counts.
+            result(1, 1, 1, lost(), true),
+            result(
+                1,
+                2,
+                1,
+                ping_v6(
+                    format!("{:016x}", 1).parse().unwrap(),
+                    2,
+                    NOW,
+                    Some(Duration::from_millis(10)),
+                    Enrichment::default(),
+                )
+                .result
+                .outcome,
+                true,
+            ),
+            result(
+                2,
+                1,
+                1,
+                ping_v6(
+                    format!("{:016x}", 2).parse().unwrap(),
+                    1,
+                    NOW,
+                    Some(Duration::from_millis(30)),
+                    Enrichment::default(),
+                )
+                .result
+                .outcome,
+                true,
+            ),
+            result(3, 1, 1, lost(), true),
+            result(1, 3, 3, http(Some(200), 100), true),
+            result(1, 4, 4, http(Some(200), 100), false),
+            result(2, 2, 3, http(Some(200), 100), true),
+            result(2, 3, 4, http(Some(200), 99), false),
+            result(3, 2, 3, http(None, 0), true),
+        ];
+        for n in 1..=3u8 {
+            let mut r = result(n, 10, 2, no_name(), true);
+            r.result.destination = None;
+            results.push(r);
+        }
+        let progress = crate::campaign::Progress::default();
+        let report = build(&rec, &results, progress, NOW);
+        let a = &report.targets[0];
+        assert_eq!(a.aaaa_published, Some(true));
+        let reach = a.reachable_v6.as_ref().unwrap();
+        // AS64500: both probes; AS64501: its one probe reached neither by ping nor by HTTP.
+        let by_asn: Vec<_> = reach
+            .operators
+            .iter()
+            .map(|o| (o.asn, o.share.successes, o.share.n))
+            .collect();
+        assert_eq!(by_asn, [(64500, 2.0, 2.0), (64501, 0.0, 1.0)]);
+        assert!((reach.overall.share - 0.5).abs() < 1e-12);
+        let content = a.same_content_v4_v6.as_ref().unwrap();
+        assert_eq!((content.compared, content.same), (2, 1));
+        let none = &report.targets[1];
+        assert_eq!(none.aaaa_published, Some(false));
+        // Operator ranking counts only targets with AAAA: one pair per probe.
+        let ranking: Vec<_> = report
+            .operators
+            .iter()
+            .map(|o| (o.rank, o.asn, o.v6_reachability.n, o.probes))
+            .collect();
+        assert_eq!(ranking, [(1, 64500, 2.0, 2), (2, 64501, 1.0, 1)]);
+        assert_eq!(report.operators[0].median_v6_rtt_ms, Some(20.0));
+        let csv = to_csv(&report);
+        assert!(
+            csv.contains("target,a.example,,,,aaaa_published,yes"),
+            "{csv}"
+        );
+        assert!(to_html(&report).contains("a.example"));
+    }
+}

@@ -1,0 +1,690 @@
+//! Campaign specs: what to measure, against which targets, from which probes, how often and
+//! within which budget. A spec comes as TOML or JSON (the same keys); [`validate`] checks it
+//! into a [`CampaignSpec`] and the measurement tasks it expands to, and every error names the
+//! field (`targets[2]`, `measurements[0].kind`, `schedule.every_s`...) and the problem.
+//!
+//! Measurement tables take exactly the keys of the collector config's `[[tasks]]` tables
+//! (see [`crate::config::TaskTable`]) and are checked by the same code
+//! ([`crate::config::table_tasks`]), except that `targets` and `every_s` come from the
+//! campaign, `family` may also be `"both"` (one task per family), and `url` may contain
+//! `{target}`, replaced by each target (a literal IPv6 address in brackets).
+
+use crate::config::{TaskTable, table_tasks};
+use serde::{Deserialize, Serialize};
+use sixmap_shared::UnixMicros;
+use sixmap_shared::config::ConfigError;
+use sixmap_shared::health::TagName;
+use sixmap_shared::measurement::{Family, MeasurementKind, MeasurementSpec, Target};
+use sixmap_shared::policy::classify;
+use sixmap_shared::prefixes::CountryCode;
+use std::time::Duration;
+
+/// A spec field that is wrong, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid campaign spec: `{field}`: {reason}")]
+pub struct SpecFieldError {
+    pub field: String,
+    pub reason: String,
+}
+
+fn invalid(field: impl Into<String>, reason: impl Into<String>) -> SpecFieldError {
+    SpecFieldError {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+/// Shortest interval of a periodic campaign: a regulator's campaign runs on many probes, and
+/// volunteers' links are not a load generator.
+pub const MIN_CAMPAIGN_INTERVAL: Duration = Duration::from_secs(60);
+/// Longest time a one-off campaign's runs may be spread over.
+pub const MAX_ONCE_SPREAD: Duration = Duration::from_secs(3600);
+/// Default spread of a one-off campaign's runs.
+pub const DEFAULT_ONCE_SPREAD: Duration = Duration::from_secs(60);
+pub const MAX_TARGETS: usize = 1000;
+pub const MAX_MEASUREMENTS: usize = 16;
+/// Upper bound on tasks (targets × measurements × families) in one campaign.
+pub const MAX_TASKS: usize = 2000;
+pub const MAX_NAME_LEN: usize = 200;
+
+/// A spec as written; see the module documentation and `deploy/campaigns/*.toml`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpecInput {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// Host names or addresses.
+    #[serde(default)]
+    pub targets: Vec<String>,
+    /// A file of targets, one per line (`#` comments); read by the CLI, which sends the
+    /// targets themselves. The collector refuses it: it reads no files for clients.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targets_file: Option<String>,
+    #[serde(default)]
+    pub measurements: Vec<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default)]
+    pub selection: Selection,
+    #[serde(default)]
+    pub schedule: ScheduleInput,
+    #[serde(default)]
+    pub budget: Budget,
+}
+
+/// Which probes run the campaign. Empty lists select everything; the criteria combine.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Selection {
+    /// ISO 3166-1 alpha-2 codes of the probes' origin (from the imported prefix data).
+    #[serde(default)]
+    pub countries: Vec<String>,
+    /// Origin ASNs of the probes.
+    #[serde(default)]
+    pub asns: Vec<u32>,
+    /// Probe tags the collector computed (e.g. `v6-works`); a probe needs all of them.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Stratification: at most this many probes per operator (origin ASN), picked by a
+    /// stable hash of the probe id, connected probes first. Probes without an origin AS are
+    /// then left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_operator: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleInput {
+    /// RFC 3339 UTC time (`2026-12-01T08:00:00Z`); default: at creation.
+    #[serde(default)]
+    pub start: Option<String>,
+    /// RFC 3339 UTC time after which nothing more runs; default: never (periodic) .
+    #[serde(default)]
+    pub stop: Option<String>,
+    /// Seconds between runs; absent: the campaign runs once.
+    #[serde(default)]
+    pub every_s: Option<u64>,
+    /// Seconds over which the probes' runs are spread (each probe and task at its own offset);
+    /// default the interval, or 60 s for a one-off campaign.
+    #[serde(default)]
+    pub spread_s: Option<u64>,
+}
+
+/// Limits on what the campaign may cost volunteers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Budget {
+    /// Probe-tests (one task run on one probe) per hour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_hour: Option<u64>,
+    /// Probe-tests over the whole campaign.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<u64>,
+}
+
+/// When the campaign runs, resolved against the time of creation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Schedule {
+    pub start: UnixMicros,
+    pub stop: Option<UnixMicros>,
+    /// `None`: once.
+    pub every: Option<Duration>,
+    pub spread: Duration,
+}
+
+/// A validated spec.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CampaignSpec {
+    pub name: String,
+    pub description: String,
+    pub targets: Vec<String>,
+    /// The measurement tables as given (for the report), checked.
+    pub measurements: Vec<serde_json::Map<String, serde_json::Value>>,
+    pub selection: Selection,
+    pub schedule: Schedule,
+    pub budget: Budget,
+}
+
+/// One measurement of one target, as a task probes run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CampaignTaskSpec {
+    /// The campaign target it measures, as written in the spec.
+    pub target: String,
+    pub spec: MeasurementSpec,
+}
+
+impl CampaignSpec {
+    /// Probe-tests one selected probe runs per hour (a one-off campaign's runs all count in
+    /// its first hour).
+    pub fn tests_per_probe_hour(&self, tasks: usize) -> u64 {
+        let tasks = tasks as u64;
+        match self.schedule.every {
+            None => tasks,
+            Some(every) => (tasks * 3600).div_ceil(every.as_secs().max(1)),
+        }
+    }
+
+    /// Probe-tests one selected probe runs over the whole campaign; `None` if it never stops.
+    pub fn tests_per_probe_total(&self, tasks: usize) -> Option<u64> {
+        let tasks = tasks as u64;
+        match self.schedule.every {
+            None => Some(tasks),
+            Some(every) => {
+                let stop = self.schedule.stop?;
+                let span_s =
+                    u64::try_from(stop.0.saturating_sub(self.schedule.start.0) / 1_000_000)
+                        .unwrap_or(0);
+                Some(tasks * (span_s / every.as_secs().max(1) + 1))
+            }
+        }
+    }
+}
+
+/// Parses a spec in `format` (`toml` or `json`).
+pub fn parse(format: &str, text: &str) -> Result<SpecInput, SpecFieldError> {
+    match format {
+        "toml" => sixmap_shared::config::parse_toml(text).map_err(|e| invalid("spec", e)),
+        "json" => serde_json::from_str(text).map_err(|e| invalid("spec", e.to_string())),
+        other => Err(invalid(
+            "format",
+            format!("{other:?} is not \"toml\" or \"json\""),
+        )),
+    }
+}
+
+/// Reads an RFC 3339 UTC time (`YYYY-MM-DDTHH:MM:SSZ`, optional fraction ignored).
+pub fn parse_time(text: &str) -> Option<UnixMicros> {
+    let text = text
+        .strip_suffix('Z')
+        .or_else(|| text.strip_suffix("+00:00"))?;
+    let (date, time) = text.split_once(['T', ' '])?;
+    let mut d = date.split('-');
+    let year: i64 = d.next()?.parse().ok()?;
+    let month: i64 = d.next()?.parse().ok()?;
+    let day: i64 = d.next()?.parse().ok()?;
+    let time = time.split('.').next()?;
+    let mut t = time.split(':');
+    let hour: i64 = t.next()?.parse().ok()?;
+    let minute: i64 = t.next()?.parse().ok()?;
+    let second: i64 = t.next()?.parse().ok()?;
+    if d.next().is_some() || t.next().is_some() {
+        return None;
+    }
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 {
+        return None;
+    }
+    if second > 60 {
+        return None;
+    }
+    // Howard Hinnant's days-from-civil (the inverse of `daily::day_label`).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second;
+    Some(UnixMicros(seconds * 1_000_000))
+}
+
+/// Checks `input` at time `now`; `lab_mode` allows private and documentation targets.
+pub fn validate(
+    input: &SpecInput,
+    now: UnixMicros,
+    lab_mode: bool,
+) -> Result<(CampaignSpec, Vec<CampaignTaskSpec>), SpecFieldError> {
+    let name = input.name.trim();
+    if name.is_empty() || name.len() > MAX_NAME_LEN {
+        return Err(invalid(
+            "name",
+            format!("required, 1..={MAX_NAME_LEN} bytes"),
+        ));
+    }
+    if input.targets_file.is_some() {
+        return Err(invalid(
+            "targets_file",
+            "the collector reads no files for clients: list the targets in `targets` \
+             (`sixmap-collector campaign create` reads targets_file for you)",
+        ));
+    }
+    let targets = check_targets(&input.targets, lab_mode)?;
+    let schedule = check_schedule(&input.schedule, now)?;
+    check_selection(&input.selection)?;
+    if input.measurements.is_empty() {
+        return Err(invalid(
+            "measurements",
+            "at least one measurement is required",
+        ));
+    }
+    if input.measurements.len() > MAX_MEASUREMENTS {
+        return Err(invalid(
+            "measurements",
+            format!("at most {MAX_MEASUREMENTS} measurements"),
+        ));
+    }
+    let mut tasks = Vec::new();
+    for (i, table) in input.measurements.iter().enumerate() {
+        let key = format!("measurements[{i}]");
+        tasks.extend(measurement_tasks(table, &key, &targets, &schedule)?);
+        if tasks.len() > MAX_TASKS {
+            return Err(invalid(
+                "measurements",
+                format!("more than {MAX_TASKS} tasks (targets × measurements × families)"),
+            ));
+        }
+    }
+    let longest = tasks
+        .iter()
+        .map(|t| t.spec.timeout)
+        .max()
+        .unwrap_or_default();
+    if let Some(every) = schedule.every
+        && every < longest
+    {
+        return Err(invalid(
+            "schedule.every_s",
+            format!(
+                "{} s is shorter than the longest measurement timeout ({} ms)",
+                every.as_secs(),
+                longest.as_millis()
+            ),
+        ));
+    }
+    let spec = CampaignSpec {
+        name: name.to_owned(),
+        description: input.description.clone(),
+        targets,
+        measurements: input.measurements.clone(),
+        selection: input.selection.clone(),
+        schedule,
+        budget: input.budget,
+    };
+    if spec.budget.per_hour == Some(0) || spec.budget.total == Some(0) {
+        return Err(invalid(
+            "budget",
+            "a budget of 0 allows nothing: leave it out or raise it",
+        ));
+    }
+    Ok((spec, tasks))
+}
+
+fn check_targets(targets: &[String], lab_mode: bool) -> Result<Vec<String>, SpecFieldError> {
+    if targets.is_empty() {
+        return Err(invalid("targets", "at least one target is required"));
+    }
+    if targets.len() > MAX_TARGETS {
+        return Err(invalid("targets", format!("at most {MAX_TARGETS} targets")));
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::with_capacity(targets.len());
+    for (i, text) in targets.iter().enumerate() {
+        let field = format!("targets[{i}]");
+        let target = Target::parse(text.trim()).map_err(|e| invalid(&field, e.to_string()))?;
+        if let Target::Address(address) = target
+            && let Some(category) = classify(address)
+            && !lab_mode
+        {
+            return Err(invalid(
+                &field,
+                format!(
+                    "{address} is a {category:?} address, not a public one; only a collector \
+                     in lab mode (`lab_mode = true`) accepts such targets"
+                ),
+            ));
+        }
+        let canonical = target.to_string();
+        if !seen.insert(canonical.clone()) {
+            return Err(invalid(&field, format!("{canonical} is listed twice")));
+        }
+        out.push(canonical);
+    }
+    Ok(out)
+}
+
+fn check_schedule(input: &ScheduleInput, now: UnixMicros) -> Result<Schedule, SpecFieldError> {
+    let time = |field: &str, text: &Option<String>| {
+        text.as_deref()
+            .map(|t| {
+                parse_time(t).ok_or_else(|| {
+                    invalid(
+                        field,
+                        format!("{t:?} is not an RFC 3339 UTC time like 2026-12-01T08:00:00Z"),
+                    )
+                })
+            })
+            .transpose()
+    };
+    let start = time("schedule.start", &input.start)?
+        .unwrap_or(now)
+        .max(now);
+    let stop = time("schedule.stop", &input.stop)?;
+    if let Some(stop) = stop
+        && stop <= start
+    {
+        return Err(invalid(
+            "schedule.stop",
+            "must be after schedule.start (and in the future)",
+        ));
+    }
+    let every = match input.every_s {
+        None => None,
+        Some(s) if Duration::from_secs(s) < MIN_CAMPAIGN_INTERVAL => {
+            return Err(invalid(
+                "schedule.every_s",
+                format!(
+                    "{s} s is shorter than the minimum {} s (leave it out to run once)",
+                    MIN_CAMPAIGN_INTERVAL.as_secs()
+                ),
+            ));
+        }
+        Some(s) if s > 7 * 86_400 => {
+            return Err(invalid(
+                "schedule.every_s",
+                format!("{s} s is more than a week"),
+            ));
+        }
+        Some(s) => Some(Duration::from_secs(s)),
+    };
+    let spread = match (input.spread_s, every) {
+        (None, Some(every)) => every,
+        (None, None) => DEFAULT_ONCE_SPREAD,
+        (Some(s), Some(every)) if Duration::from_secs(s) > every => {
+            return Err(invalid(
+                "schedule.spread_s",
+                format!("{s} s is longer than the interval ({} s)", every.as_secs()),
+            ));
+        }
+        (Some(s), None) if Duration::from_secs(s) > MAX_ONCE_SPREAD => {
+            return Err(invalid(
+                "schedule.spread_s",
+                format!("{s} s is more than {} s", MAX_ONCE_SPREAD.as_secs()),
+            ));
+        }
+        (Some(s), _) => Duration::from_secs(s),
+    };
+    Ok(Schedule {
+        start,
+        stop,
+        every,
+        spread,
+    })
+}
+
+fn check_selection(selection: &Selection) -> Result<(), SpecFieldError> {
+    for (i, country) in selection.countries.iter().enumerate() {
+        country
+            .parse::<CountryCode>()
+            .map_err(|e| invalid(format!("selection.countries[{i}]"), e.to_string()))?;
+    }
+    for (i, tag) in selection.tags.iter().enumerate() {
+        TagName::new(tag).map_err(|e| invalid(format!("selection.tags[{i}]"), e.to_string()))?;
+    }
+    if let Some(k) = selection.per_operator
+        && !(1..=1000).contains(&k)
+    {
+        return Err(invalid("selection.per_operator", "must be 1..=1000"));
+    }
+    Ok(())
+}
+
+/// The tasks of one measurement table over every target.
+fn measurement_tasks(
+    table: &serde_json::Map<String, serde_json::Value>,
+    key: &str,
+    targets: &[String],
+    schedule: &Schedule,
+) -> Result<Vec<CampaignTaskSpec>, SpecFieldError> {
+    for reserved in ["targets", "every_s"] {
+        if table.contains_key(reserved) {
+            return Err(invalid(
+                format!("{key}.{reserved}"),
+                "given once for the whole campaign (top-level `targets`, `schedule.every_s`)",
+            ));
+        }
+    }
+    let both = table.get("family").and_then(|f| f.as_str()) == Some("both");
+    let families: Vec<Option<&str>> = match table.get("family").and_then(|f| f.as_str()) {
+        Some("both") => vec![Some("v6"), Some("v4")],
+        Some(other) => vec![Some(other)],
+        None => vec![None],
+    };
+    let url = table.get("url").and_then(|u| u.as_str());
+    let mut tasks = Vec::new();
+    for target in targets {
+        for family in &families {
+            // "both" means both families of a name; an address literal has only its own.
+            if both
+                && let Ok(address) = target.parse::<std::net::IpAddr>()
+                && family.is_some_and(|f| (f == "v6") != address.is_ipv6())
+            {
+                continue;
+            }
+            let mut object = table.clone();
+            object.insert("targets".into(), serde_json::json!([target]));
+            // The config's tables need an interval; a one-off campaign's tasks run once
+            // whatever this says (the assignment carries no interval).
+            let every = schedule.every.map_or(1, |e| e.as_secs());
+            object.insert("every_s".into(), serde_json::json!(every));
+            match family {
+                Some(f) => object.insert("family".into(), serde_json::json!(f)),
+                None => object.remove("family"),
+            };
+            if let Some(url) = url {
+                let host = match target.parse::<std::net::Ipv6Addr>() {
+                    Ok(v6) => format!("[{v6}]"),
+                    Err(_) => target.clone(),
+                };
+                object.insert(
+                    "url".into(),
+                    serde_json::json!(url.replace("{target}", &host)),
+                );
+            }
+            let parsed: TaskTable = serde_json::from_value(serde_json::Value::Object(object))
+                .map_err(|e| invalid(key, e.to_string()))?;
+            let made = table_tasks(&parsed, key, &|k, reason| {
+                ConfigError::invalid(k, None, reason)
+            })
+            .map_err(|e| match e {
+                ConfigError::Invalid { key, reason, .. } => invalid(key, reason),
+                other => invalid(key, other.to_string()),
+            })?;
+            tasks.extend(made.into_iter().map(|task| CampaignTaskSpec {
+                target: target.clone(),
+                spec: task.spec,
+            }));
+        }
+    }
+    Ok(tasks)
+}
+
+/// The kind and family of a task, as reports name it (`http v6`).
+pub fn task_label(spec: &MeasurementSpec) -> String {
+    let family = match spec.family {
+        Family::V6 => "v6",
+        Family::V4 => "v4",
+    };
+    format!("{} {family}", spec.measurement_kind())
+}
+
+/// Kinds whose success says the target answered over the family used.
+pub fn is_reachability_kind(kind: MeasurementKind) -> bool {
+    !matches!(
+        kind,
+        MeasurementKind::Dns | MeasurementKind::Pmtu | MeasurementKind::ExtHeaders
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: UnixMicros = UnixMicros(1_790_000_000_000_000);
+
+    const GOOD: &str = r#"
+name = "lab"
+targets = ["dual.lab", "2001:db8:1::1"]
+[[measurements]]
+kind = "ping"
+timeout_ms = 3000
+count = 2
+[[measurements]]
+kind = "http"
+family = "both"
+timeout_ms = 3000
+url = "http://{target}/"
+[schedule]
+every_s = 300
+"#;
+
+    fn check(
+        text: &str,
+        lab: bool,
+    ) -> Result<(CampaignSpec, Vec<CampaignTaskSpec>), SpecFieldError> {
+        validate(&parse("toml", text)?, NOW, lab)
+    }
+
+    #[test]
+    fn a_good_spec_expands_into_tasks() {
+        let (spec, tasks) = check(GOOD, true).unwrap();
+        // The name: ping, http v6, http v4; the IPv6 literal: ping and http v6 only.
+        assert_eq!(spec.schedule.every, Some(Duration::from_secs(300)));
+        assert_eq!(spec.schedule.spread, Duration::from_secs(300));
+        let labels: Vec<_> = tasks
+            .iter()
+            .map(|t| format!("{} {}", t.target, task_label(&t.spec)))
+            .collect();
+        assert_eq!(
+            labels,
+            [
+                "dual.lab ping v6",
+                "2001:db8:1::1 ping v6",
+                "dual.lab http v6",
+                "dual.lab http v4",
+                "2001:db8:1::1 http v6"
+            ]
+        );
+        assert_eq!(spec.tests_per_probe_hour(tasks.len()), 60);
+    }
+
+    #[test]
+    fn the_invalid_specs_of_the_issue_name_their_field() {
+        // A public address in place of the lab one, so only the change under test is wrong.
+        let good = GOOD.replace("2001:db8:1::1", "2001:500:2f::f");
+        assert!(check(&good, false).is_ok());
+        let cases: Vec<(String, &str, &str)> = vec![
+            (
+                good.replace("kind = \"ping\"", "kind = \"pingg\""),
+                "measurements[0].kind",
+                "pingg",
+            ),
+            (
+                good.replace(
+                    "targets = [\"dual.lab\", \"2001:500:2f::f\"]",
+                    "targets = []",
+                ),
+                "targets",
+                "at least one",
+            ),
+            (
+                good.replace("every_s = 300", "every_s = 5"),
+                "schedule.every_s",
+                "minimum 60",
+            ),
+            (
+                good.replace("every_s = 300", "every_s = 0"),
+                "schedule.every_s",
+                "minimum",
+            ),
+            (
+                good.replace("2001:500:2f::f", "10.1.2.3"),
+                "targets[1]",
+                "lab mode",
+            ),
+            (
+                good.replace("2001:500:2f::f", "fd00::1"),
+                "targets[1]",
+                "UniqueLocal",
+            ),
+            (
+                good.replace("[schedule]", "[schedule]\nstop = \"2020-01-01T00:00:00Z\""),
+                "schedule.stop",
+                "after",
+            ),
+            (
+                good.replace("count = 2", "count = 2\nurl = \"x\""),
+                "measurements[0].url",
+                "not a key of kind ping",
+            ),
+            (
+                good.replace(
+                    "[schedule]",
+                    "[selection]\ncountries = [\"xa\"]\n[schedule]",
+                ),
+                "selection.countries[0]",
+                "country code",
+            ),
+        ];
+        for (text, field, reason) in cases {
+            let err = check(&text, false).unwrap_err();
+            assert_eq!(err.field, field, "{err}");
+            assert!(err.to_string().contains(reason), "{err}");
+        }
+        // Lab mode allows the private target; a documentation address needs it too.
+        assert!(check(&good.replace("2001:500:2f::f", "10.1.2.3"), true).is_ok());
+        let err = check(GOOD, false).unwrap_err();
+        assert_eq!(err.field, "targets[1]", "{err}");
+    }
+
+    #[test]
+    fn json_and_toml_specs_are_the_same() {
+        let toml = parse("toml", GOOD).unwrap();
+        let json = serde_json::to_string(&toml).unwrap();
+        let again = parse("json", &json).unwrap();
+        let (a, ta) = validate(&toml, NOW, true).unwrap();
+        let (b, tb) = validate(&again, NOW, true).unwrap();
+        assert_eq!(ta, tb);
+        assert_eq!(a.targets, b.targets);
+        let err = parse("json", "{\"name\": \"x\", \"colour\": 1}").unwrap_err();
+        assert!(err.reason.contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn times_parse() {
+        assert_eq!(parse_time("1970-01-01T00:00:00Z"), Some(UnixMicros(0)));
+        assert_eq!(
+            parse_time("2026-11-23T18:00:00Z"),
+            Some(UnixMicros(1_795_456_800_000_000))
+        );
+        assert_eq!(parse_time("2026-13-01T00:00:00Z"), None);
+        assert_eq!(parse_time("2026-11-23"), None);
+    }
+
+    #[test]
+    fn the_templates_are_valid_once_given_targets() {
+        for (name, text) in [
+            (
+                "government-portals",
+                include_str!("../../../deploy/campaigns/government-portals.toml"),
+            ),
+            (
+                "operator-ranking",
+                include_str!("../../../deploy/campaigns/operator-ranking.toml"),
+            ),
+        ] {
+            let mut input = parse("toml", text).unwrap();
+            input.targets.push("www.example.org".into());
+            let (spec, tasks) =
+                validate(&input, NOW, false).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(spec.selection.per_operator.is_some(), "{name}");
+            assert!(!tasks.is_empty(), "{name}");
+        }
+        // The portals template needs the regulator's list.
+        let input = parse(
+            "toml",
+            include_str!("../../../deploy/campaigns/government-portals.toml"),
+        )
+        .unwrap();
+        assert_eq!(validate(&input, NOW, false).unwrap_err().field, "targets");
+    }
+}

@@ -1,0 +1,447 @@
+//! Issue #8 end to end: a collector and five probes in three operators' lab networks; a
+//! regulator creates a campaign over the lab's targets with the CLI, follows it, and the report's
+//! per-target and per-operator figures equal the lab's ground truth. Invalid specs and an owner
+//! over budget get clear errors naming the problem.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use sixmap_tests::lab::campaign::{COLLECTOR, CampaignLab, campaign};
+use sixmap_tests::lab::scenarios::names;
+use sixmap_tests::{binary, wait_for};
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "campaign-lab-token";
+const API: &str = "http://[::1]:7480";
+
+const SPEC: &str = r#"
+name = "Lab IPv6 readiness"
+description = "The lab's four targets from every lab operator."
+targets = ["v6only.lab", "dual.lab", "broken.lab", "v4only.lab"]
+
+[[measurements]]
+kind = "ping"
+timeout_ms = 2000
+count = 2
+interval_ms = 200
+
+[[measurements]]
+kind = "http"
+family = "both"
+url = "http://{target}/"
+timeout_ms = 3000
+
+[[measurements]]
+kind = "tls"
+family = "both"
+timeout_ms = 3000
+
+[selection]
+countries = ["XA", "XB"]
+per_operator = 2
+
+[schedule]
+spread_s = 2
+"#;
+
+fn cli(lab: &CampaignLab, args: &[&str]) -> Output {
+    lab.lab
+        .command(COLLECTOR, binary("sixmap-collector").to_str().unwrap())
+        .arg("campaign")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run sixmap-collector campaign")
+}
+
+fn api(lab: &CampaignLab, path: &str) -> Option<serde_json::Value> {
+    let out = lab
+        .lab
+        .exec_unchecked(COLLECTOR, &["curl", "-sf", &format!("{API}{path}")]);
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn a_campaign_over_lab_targets_reports_the_lab_truth() {
+    let started = Instant::now();
+    let lab = campaign().expect("campaign lab");
+    let dir = lab.lab.scratch_dir().to_owned();
+    let data = dir.join("collector-data");
+    let collector_bin = binary("sixmap-collector");
+    let import = std::process::Command::new(&collector_bin)
+        .args([
+            "import-prefixes",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--asn",
+        ])
+        .arg(&lab.asn_csv)
+        .arg("--country")
+        .arg(&lab.country_csv)
+        .output()
+        .unwrap();
+    assert!(import.status.success(), "{}", text(&import.stderr));
+
+    // The owner limit leaves room for one run of this campaign (100 probe-tests), not two.
+    let config = dir.join("collector.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {data:?}\ngrpc_listen = \"[{}]:7400\"\nhttp_listen = \"[::]:7480\"\n\
+             enrollment_tokens = [\"{TOKEN}\"]\nheartbeat_interval_s = 1\nlab_mode = true\n\
+             campaign_owner_hourly_limit = 150\n",
+            lab.collector
+        ),
+    )
+    .unwrap();
+    let collector_log = dir.join("collector.log");
+    let mut lab = lab;
+    let mut command = lab.lab.command(COLLECTOR, collector_bin.to_str().unwrap());
+    command
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .env("RUST_LOG", "info,sixmap_collector=debug")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&collector_log).unwrap());
+    lab.lab.spawn(COLLECTOR, command).unwrap();
+    let log = |what: &str| {
+        let mut all = format!(
+            "{what}\n--- collector:\n{}",
+            std::fs::read_to_string(&collector_log).unwrap_or_default()
+        );
+        for p in &lab.probes {
+            let path = dir.join(format!("{}.log", p.node));
+            let probe_log = std::fs::read_to_string(path).unwrap_or_default();
+            let tail: Vec<_> = probe_log.lines().rev().take(30).collect();
+            all.push_str(&format!(
+                "\n--- {}:\n{}",
+                p.node,
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            ));
+        }
+        all
+    };
+    wait_for(Duration::from_secs(15), || {
+        api(&lab, "/healthz").or_else(|| api(&lab, "/api/v1/campaigns"))
+    })
+    .unwrap_or_else(|| panic!("{}", log("collector never answered")));
+
+    // One probe per lab probe host, each in its own namespace.
+    let probe_bin = binary("sixmap-probe");
+    for p in lab.probes.clone() {
+        let config = dir.join(format!("{}.toml", p.node));
+        std::fs::write(
+            &config,
+            format!(
+                "collector = \"http://[{}]:7400\"\nstate_dir = {:?}\nenrollment_token = \"{TOKEN}\"\n\
+                 hostname = \"{}\"\nlab_mode = true\n",
+                lab.collector,
+                dir.join(format!("{}-state", p.node)),
+                p.node
+            ),
+        )
+        .unwrap();
+        let mut command = lab.lab.command(&p.node, probe_bin.to_str().unwrap());
+        command
+            .args(["run", "--config", config.to_str().unwrap()])
+            .env("RUST_LOG", "info,sixmap_probe=debug")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join(format!("{}.log", p.node))).unwrap());
+        lab.lab.spawn(&p.node, command).unwrap();
+    }
+    // Every probe connected, with its operator's origin from the imported prefix data.
+    wait_for(Duration::from_secs(20), || {
+        let probes = api(&lab, "/api/v1/probes")?;
+        let ready = probes
+            .as_array()?
+            .iter()
+            .filter(|p| p["last_seen"].is_number() && p["origin"]["asn"].is_number())
+            .count();
+        (ready == lab.probes.len()).then_some(())
+    })
+    .unwrap_or_else(|| panic!("{}", log("probes did not all connect with an origin")));
+    eprintln!(
+        "lab and {} probes up after {:?}",
+        lab.probes.len(),
+        started.elapsed()
+    );
+
+    // Invalid specs, each with the field named.
+    let bad_dir = dir.join("bad");
+    std::fs::create_dir_all(&bad_dir).unwrap();
+    for (name, spec, field, reason) in [
+        (
+            "unknown-kind",
+            SPEC.replace("kind = \"ping\"", "kind = \"pong\""),
+            "measurements[0].kind",
+            "pong",
+        ),
+        (
+            "empty-targets",
+            SPEC.replace(
+                "targets = [\"v6only.lab\", \"dual.lab\", \"broken.lab\", \"v4only.lab\"]",
+                "targets = []",
+            ),
+            "targets",
+            "at least one target",
+        ),
+        (
+            "bad-interval",
+            SPEC.replace("spread_s = 2", "every_s = 10"),
+            "schedule.every_s",
+            "minimum 60",
+        ),
+        (
+            "no-probe",
+            SPEC.replace("countries = [\"XA\", \"XB\"]", "countries = [\"XC\"]"),
+            "selection.countries",
+            "no known probe is in XC",
+        ),
+        (
+            "no-asn-probe",
+            SPEC.replace("per_operator = 2", "asns = [64999]"),
+            "selection.asns",
+            "AS64999",
+        ),
+    ] {
+        let path = bad_dir.join(format!("{name}.toml"));
+        std::fs::write(&path, spec).unwrap();
+        let out = cli(
+            &lab,
+            &[
+                "create",
+                "--collector",
+                API,
+                "--owner",
+                "regulator-xa",
+                "--spec",
+                path.to_str().unwrap(),
+            ],
+        );
+        let stderr = text(&out.stderr);
+        assert!(!out.status.success(), "{name} was accepted");
+        assert!(
+            stderr.contains(&format!("`{field}`")) && stderr.contains(reason),
+            "{name}: {stderr}"
+        );
+    }
+
+    // The campaign: created with the CLI, followed, reported.
+    let spec_path = dir.join("lab-campaign.toml");
+    std::fs::write(&spec_path, SPEC).unwrap();
+    let out = cli(
+        &lab,
+        &[
+            "create",
+            "--collector",
+            API,
+            "--owner",
+            "regulator-xa",
+            "--spec",
+            spec_path.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", log(&text(&out.stderr)));
+    let id = text(&out.stdout).trim().to_owned();
+    // The same owner again, while the first runs: over the owner's hourly limit.
+    let out = cli(
+        &lab,
+        &[
+            "create",
+            "--collector",
+            API,
+            "--owner",
+            "regulator-xa",
+            "--spec",
+            spec_path.to_str().unwrap(),
+        ],
+    );
+    let stderr = text(&out.stderr);
+    assert!(
+        !out.status.success()
+            && stderr.contains("over budget")
+            && stderr.contains("regulator-xa")
+            && stderr.contains("150"),
+        "{stderr}"
+    );
+
+    let out = cli(
+        &lab,
+        &[
+            "report",
+            &id,
+            "--collector",
+            API,
+            "--wait",
+            "--timeout-s",
+            "40",
+            "--format",
+            "json",
+        ],
+    );
+    assert!(out.status.success(), "{}", log(&text(&out.stderr)));
+    let progress_lines = text(&out.stderr);
+    assert!(
+        progress_lines.contains("results ("),
+        "no progress shown: {progress_lines}"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    eprintln!("report after {:?}", started.elapsed());
+
+    assert_eq!(report["methodology_version"], "sixmap-campaign-report/1");
+    assert_eq!(
+        report["campaign"]["spec"]["targets"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
+    assert!(
+        report["campaign"]["spec_text"]
+            .as_str()
+            .unwrap()
+            .contains("Lab IPv6 readiness")
+    );
+    let progress = &report["progress"];
+    assert_eq!(progress["probes_assigned"], 5, "{progress}");
+    assert_eq!(progress["tasks"], 20, "{progress}");
+    assert_eq!(progress["results_in"], 100, "{progress}");
+    assert_eq!(progress["complete"], true, "{progress}");
+
+    let target = |name: &str| {
+        report["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["target"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {report:#}"))
+            .clone()
+    };
+    // (target, AAAA published, share reachable over v6 and HTTP over v6 working, per operator)
+    for (name, aaaa, works) in [
+        (names::V6_ONLY, true, 1.0),
+        (names::DUAL_STACK, true, 1.0),
+        (names::BROKEN_V6, true, 0.0),
+        (names::V4_ONLY, false, 0.0),
+    ] {
+        let t = target(name);
+        assert_eq!(t["aaaa_published"], aaaa, "{name}: {t:#}");
+        for figure in ["reachable_v6", "http_v6_works"] {
+            let f = &t[figure];
+            assert_eq!(f["overall"]["share"], works, "{name} {figure}: {f:#}");
+            let operators = f["operators"].as_array().unwrap();
+            assert_eq!(operators.len(), 3, "{name} {figure}: {f:#}");
+            for o in operators {
+                let probes = lab.probes.iter().filter(|p| o["asn"] == p.asn).count();
+                assert_eq!(o["probes"], probes, "{name} {figure}: {o}");
+                assert_eq!(o["share"]["share"], works, "{name} {figure}: {o}");
+                assert_eq!(o["share"]["n"], probes as f64, "{name} {figure}: {o}");
+            }
+        }
+    }
+    // Same certificate and content over both families where both exist; nothing to compare
+    // where one family has no address (v6-only, v4-only) or no server (broken).
+    let dual = target(names::DUAL_STACK);
+    for key in ["same_certificate_v4_v6", "same_content_v4_v6"] {
+        assert_eq!(dual[key]["compared"], 5, "{dual:#}");
+        assert_eq!(dual[key]["same"], 5, "{dual:#}");
+        for other in [names::V6_ONLY, names::BROKEN_V6, names::V4_ONLY] {
+            assert!(
+                target(other)[key].is_null(),
+                "{other} {key}: {:#}",
+                target(other)
+            );
+        }
+    }
+    // Per operator: each probe reaches 2 of the 3 targets with AAAA; ties ranked by sample
+    // size, then ASN.
+    let operators = report["operators"].as_array().unwrap();
+    let ranking: Vec<_> = operators
+        .iter()
+        .map(|o| o["asn"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ranking, [64500, 64502, 64501], "{operators:#?}");
+    for o in operators {
+        let probes = lab.probes.iter().filter(|p| o["asn"] == p.asn).count() as f64;
+        let country = lab
+            .probes
+            .iter()
+            .find(|p| o["asn"] == p.asn)
+            .unwrap()
+            .country;
+        assert_eq!(o["country"], country);
+        assert_eq!(o["v6_reachability"]["n"], probes * 3.0, "{o}");
+        assert_eq!(o["v6_reachability"]["successes"], probes * 2.0, "{o}");
+        let low = o["v6_reachability"]["low"].as_f64().unwrap();
+        let high = o["v6_reachability"]["high"].as_f64().unwrap();
+        assert!(low < 2.0 / 3.0 && 2.0 / 3.0 < high, "{o}");
+        assert!(o["median_v6_rtt_ms"].as_f64().unwrap() > 0.0, "{o}");
+    }
+
+    // Declared figures appear beside the measured ones; CSV and HTML carry the method and spec.
+    let declared = dir.join("declared.csv");
+    std::fs::write(&declared, "asn,metric,value,as_of,source\n64500,ipv6_activation_rate,0.8,2026-09-30,\"opa Q3 report\"\n").unwrap();
+    let out = cli(
+        &lab,
+        &[
+            "import-declared",
+            &id,
+            declared.to_str().unwrap(),
+            "--collector",
+            API,
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let csv_path = dir.join("report.csv");
+    let out = cli(
+        &lab,
+        &[
+            "report",
+            &id,
+            "--collector",
+            API,
+            "--format",
+            "csv",
+            "--output",
+            csv_path.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let csv = std::fs::read_to_string(&csv_path).unwrap();
+    assert!(
+        csv.contains("meta,,,,,methodology_version,sixmap-campaign-report/1"),
+        "{csv}"
+    );
+    assert!(csv.contains("campaign_spec"), "{csv}");
+    assert!(
+        csv.contains("operator,,64500,Lab operator opa,XA,ipv6_activation_rate,0.8,"),
+        "{csv}"
+    );
+    assert!(
+        csv.contains("operator,,64501,Lab operator opb,XA,v6_reachability,0.6667,2.0000,3.0000"),
+        "{csv}"
+    );
+    let out = cli(
+        &lab,
+        &["report", &id, "--collector", API, "--format", "html"],
+    );
+    let html = text(&out.stdout);
+    assert!(
+        html.contains("sixmap-campaign-report/1")
+            && html.contains("ipv6_activation_rate")
+            && html.contains("per_operator = 2"),
+        "{html}"
+    );
+
+    let out = cli(&lab, &["list", "--collector", API]);
+    assert!(
+        text(&out.stdout).contains("Lab IPv6 readiness"),
+        "{}",
+        text(&out.stdout)
+    );
+    eprintln!("done after {:?}", started.elapsed());
+}
