@@ -21,7 +21,9 @@ const FORMAT_JSON: u8 = 1;
 
 #[derive(Debug, Clone)]
 pub struct SledStore {
-    db: sled::Db,
+    pub(super) db: sled::Db,
+    /// Tokens, certificates and the audit log (`sled_auth`).
+    pub(super) auth: super::sled_auth::AuthTrees,
     probes: sled::Tree,
     tasks: sled::Tree,
     assignments: sled::Tree,
@@ -32,17 +34,17 @@ pub struct SledStore {
     rollups: sled::Tree,
 }
 
-fn backend(e: sled::Error) -> StoreError {
+pub(super) fn backend(e: sled::Error) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
-fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+pub(super) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
     let mut bytes = vec![FORMAT_JSON];
     serde_json::to_writer(&mut bytes, value).map_err(|e| StoreError::Backend(e.to_string()))?;
     Ok(bytes)
 }
 
-fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+pub(super) fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
     let corrupt = |reason: String| StoreError::Corrupt {
         key: String::from_utf8_lossy(key).into_owned(),
         reason,
@@ -94,6 +96,7 @@ impl SledStore {
             losses: tree("losses")?,
             tag_history: tree("tag_history")?,
             rollups: tree("rollups")?,
+            auth: super::sled_auth::AuthTrees::open(&db)?,
             db,
         })
     }
