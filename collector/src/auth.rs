@@ -125,7 +125,9 @@ pub enum TokenRefusal {
     Malformed,
     #[error("enrollment token not accepted: this collector never issued it")]
     Unknown,
-    #[error("enrollment token {0} has already been used: ask the collector's operator for a new one")]
+    #[error(
+        "enrollment token {0} has already been used: ask the collector's operator for a new one"
+    )]
     Used(String),
     #[error("enrollment token {0} has expired: ask the collector's operator for a new one")]
     Expired(String),
@@ -411,7 +413,10 @@ mod tests {
             per_routed_prefix: 3,
         };
         let prefix = Some(("2001:db8::".parse().unwrap(), 32));
-        let mut existing = vec![probe("alice", "2001:db8:1:1::5"), probe("bob", "2001:db8:1:1::6")];
+        let mut existing = vec![
+            probe("alice", "2001:db8:1:1::5"),
+            probe("bob", "2001:db8:1:1::6"),
+        ];
         let from: IpAddr = "2001:db8:1:1::9".parse().unwrap();
         assert_eq!(cap_refusal(&existing, "alice", from, prefix, caps), None);
         existing.push(probe("alice", "2001:db8:1:1::7"));
@@ -442,7 +447,10 @@ mod tests {
         assert!(check_name("owner", "Uni Example").is_ok());
         assert!(check_name("owner", "").is_err());
         assert!(check_name("owner", "a\nb").is_err());
-        assert_eq!(token_secret(&format!("{}.{}", "a".repeat(64), "b".repeat(64))), Some(&*"a".repeat(64)));
+        assert_eq!(
+            token_secret(&format!("{}.{}", "a".repeat(64), "b".repeat(64))),
+            Some(&*"a".repeat(64))
+        );
         assert_eq!(token_secret("abc.def"), None);
     }
 }

@@ -488,7 +488,10 @@ impl CollectorConfig {
             return Err(invalid("heartbeat_interval_s", "must be 1..=3600".into()));
         }
         if self.max_probes_per_owner_per_64 == 0 {
-            return Err(invalid("max_probes_per_owner_per_64", "must be at least 1".into()));
+            return Err(invalid(
+                "max_probes_per_owner_per_64",
+                "must be at least 1".into(),
+            ));
         }
         if self.max_probes_per_owner_per_prefix == 0 {
             return Err(invalid(

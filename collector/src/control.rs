@@ -1,8 +1,10 @@
 //! The `ProbeControl` gRPC service: enrollment and probe sessions.
 
+use crate::auth::{self, TokenRefusal};
 use crate::config::Settings;
 use crate::enrich;
 use crate::ingest::ingest_batch;
+use crate::pki::{Pki, sha256_hex};
 use crate::store::{ProbeRecord, Store, StoreError, TagEvent};
 use crate::tags::{self, TagInputs};
 use sixmap_proto::v1::probe_control_server::ProbeControl;
@@ -11,8 +13,6 @@ use sixmap_proto::{decode, encode, v1};
 use sixmap_shared::prefixes::{Enrichment, PrefixData};
 use sixmap_shared::session::{Assignment, Hello, MAX_BATCH_RESULTS, Welcome};
 use sixmap_shared::version::SOFTWARE_VERSION;
-use crate::auth::{self, TokenRefusal};
-use crate::pki::{Pki, sha256_hex};
 use sixmap_shared::{ProbeId, UnixMicros};
 use std::net::IpAddr;
 use std::pin::Pin;
@@ -267,17 +267,21 @@ impl ProbeControl for ControlService {
         let now = UnixMicros::now();
         let store = self.store.clone();
         let token = request.token.clone();
-        let (hash, token) = match blocking(move || auth::check_enrollment_token(&*store, &token, now)).await? {
-            Ok(found) => found,
-            Err(refusal) => {
-                let target = match &refusal {
-                    TokenRefusal::Used(id) | TokenRefusal::Expired(id) | TokenRefusal::Revoked(id) => id.clone(),
-                    TokenRefusal::Malformed | TokenRefusal::Unknown => "-".into(),
-                };
-                self.audit("anonymous", target, format!("refused: {refusal}")).await;
-                return Err(Status::permission_denied(refusal.to_string()));
-            }
-        };
+        let (hash, token) =
+            match blocking(move || auth::check_enrollment_token(&*store, &token, now)).await? {
+                Ok(found) => found,
+                Err(refusal) => {
+                    let target = match &refusal {
+                        TokenRefusal::Used(id)
+                        | TokenRefusal::Expired(id)
+                        | TokenRefusal::Revoked(id) => id.clone(),
+                        TokenRefusal::Malformed | TokenRefusal::Unknown => "-".into(),
+                    };
+                    self.audit("anonymous", target, format!("refused: {refusal}"))
+                        .await;
+                    return Err(Status::permission_denied(refusal.to_string()));
+                }
+            };
         let identity = format!("enrollment-token:{} (owner {})", token.id, token.owner);
         if request.hostname.len() > MAX_HOSTNAME_LEN {
             return Err(Status::invalid_argument(format!(
@@ -291,11 +295,18 @@ impl ProbeControl for ControlService {
         let store = self.store.clone();
         let (owner, caps) = (token.owner.clone(), self.settings.enrollment_caps);
         let refusal = blocking(move || {
-            Ok(auth::cap_refusal(&store.probes()?, &owner, from, prefix, caps))
+            Ok(auth::cap_refusal(
+                &store.probes()?,
+                &owner,
+                from,
+                prefix,
+                caps,
+            ))
         })
         .await?;
         if let Some(refusal) = refusal {
-            self.audit(&identity, token.id.clone(), format!("refused: {refusal}")).await;
+            self.audit(&identity, token.id.clone(), format!("refused: {refusal}"))
+                .await;
             return Err(Status::resource_exhausted(format!(
                 "enrollment refused: {refusal}"
             )));
@@ -329,7 +340,8 @@ impl ProbeControl for ControlService {
         let to_store = record.clone();
         let consumed = blocking(move || {
             // The token is spent first: of two enrollments racing with one token, one wins.
-            if let Err(refusal) = auth::consume_enrollment_token(&*store, &hash, &token, &id, now)? {
+            if let Err(refusal) = auth::consume_enrollment_token(&*store, &hash, &token, &id, now)?
+            {
                 return Ok(Err(refusal));
             }
             store.create_probe(&to_store)?;
@@ -341,10 +353,12 @@ impl ProbeControl for ControlService {
         })
         .await?;
         if let Err(refusal) = consumed {
-            self.audit(&identity, "-".into(), format!("refused: {refusal}")).await;
+            self.audit(&identity, "-".into(), format!("refused: {refusal}"))
+                .await;
             return Err(Status::permission_denied(refusal.to_string()));
         }
-        self.audit(&identity, record.id.to_string(), "ok".into()).await;
+        self.audit(&identity, record.id.to_string(), "ok".into())
+            .await;
         info!(probe = %record.id, hostname = %record.hostname, owner = ?record.owner, %from, "probe enrolled");
         Ok(Response::new(v1::EnrollResponse {
             probe_id: record.id.to_string(),

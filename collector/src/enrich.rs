@@ -153,7 +153,9 @@ pub fn lookup(data: &PrefixData, address: IpAddr) -> Option<Enrichment> {
 /// The routed prefix holding an address: the most specific prefix of the ASN data (an
 /// announced prefix's origin), or `None` when the data does not cover the address.
 pub fn routed_prefix(data: &PrefixData, address: IpAddr) -> Option<(IpAddr, u8)> {
-    data.asn.lookup(address).map(|(_, network, len)| (network, len))
+    data.asn
+        .lookup(address)
+        .map(|(_, network, len)| (network, len))
 }
 
 #[cfg(test)]

@@ -122,10 +122,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
 impl<S: Send + Sync> OptionalFromRequestParts<S> for Caller {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        _: &S,
-    ) -> Result<Option<Self>, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Option<Self>, Self::Rejection> {
         Ok(parts.extensions.get::<Caller>().cloned())
     }
 }
@@ -181,7 +178,9 @@ pub fn required(method: &Method, path: &str, access: Access) -> Need {
         return Need::AnyToken;
     }
     // Raw data, and whatever else is added later until the table names it.
-    if access.raw_data_public && (under("/api/v1/results") || under("/api/v1/probes") || under("/api/v1/losses")) {
+    if access.raw_data_public
+        && (under("/api/v1/results") || under("/api/v1/probes") || under("/api/v1/losses"))
+    {
         Need::Public
     } else {
         Need::Role(Role::Researcher)
@@ -336,13 +335,16 @@ async fn audit_log(
     caller: Caller,
     params: Result<Query<AuditParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, Response> {
-    caller.require(Role::Admin).map_err(IntoResponse::into_response)?;
-    let Query(params) =
-        params.map_err(|e| error(StatusCode::BAD_REQUEST, e.body_text()))?;
+    caller
+        .require(Role::Admin)
+        .map_err(IntoResponse::into_response)?;
+    let Query(params) = params.map_err(|e| error(StatusCode::BAD_REQUEST, e.body_text()))?;
     let limit = params.limit.unwrap_or(100).clamp(1, 10_000);
     let store = state.store.clone();
     let entries: Vec<AuditEntry> = blocking(move || store.audit(limit)).await?;
-    Ok(Json(serde_json::json!({ "count": entries.len(), "entries": entries })))
+    Ok(Json(
+        serde_json::json!({ "count": entries.len(), "entries": entries }),
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -359,7 +361,9 @@ async fn create_enrollment_token(
     caller: Caller,
     body: Result<Json<NewEnrollmentToken>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, Response> {
-    caller.require(Role::Admin).map_err(IntoResponse::into_response)?;
+    caller
+        .require(Role::Admin)
+        .map_err(IntoResponse::into_response)?;
     let Json(body) = body.map_err(|e| error(StatusCode::BAD_REQUEST, e.body_text()))?;
     let lifetime = match &body.expires_in {
         Some(text) => auth::parse_duration(text).map_err(auth_error)?,
@@ -392,7 +396,9 @@ async fn list_enrollment_tokens(
     State(state): State<AuthState>,
     caller: Caller,
 ) -> Result<Json<serde_json::Value>, Response> {
-    caller.require(Role::Admin).map_err(IntoResponse::into_response)?;
+    caller
+        .require(Role::Admin)
+        .map_err(IntoResponse::into_response)?;
     let store = state.store.clone();
     let tokens = blocking(move || store.enrollment_tokens()).await?;
     let records: Vec<_> = tokens.into_iter().map(|(_, r)| r).collect();
@@ -406,10 +412,15 @@ async fn revoke_probe(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, Response> {
-    caller.require(Role::Admin).map_err(IntoResponse::into_response)?;
-    let probe: ProbeId = id
-        .parse()
-        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("probe id in the path: {e}")))?;
+    caller
+        .require(Role::Admin)
+        .map_err(IntoResponse::into_response)?;
+    let probe: ProbeId = id.parse().map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            format!("probe id in the path: {e}"),
+        )
+    })?;
     let store = state.store.clone();
     let revoked = crate::store::run_blocking(move || {
         Ok(auth::revoke_probe(&*store, &probe, UnixMicros::now()))
@@ -436,13 +447,31 @@ mod tests {
         let get = Method::GET;
         assert_eq!(required(&get, "/map", private), Need::Public);
         assert_eq!(required(&get, "/map/DE", private), Need::Public);
-        assert_eq!(required(&get, "/api/v1/maps/countries", private), Need::Public);
-        assert_eq!(required(&get, "/assets/maps-common.js", private), Need::Public);
-        assert_eq!(required(&get, "/api/v1/results", private), Need::Role(Role::Researcher));
-        assert_eq!(required(&get, "/api/v1/probes/ab/tags", private), Need::Role(Role::Researcher));
-        assert_eq!(required(&get, "/api/v1/audit", private), Need::Role(Role::Admin));
+        assert_eq!(
+            required(&get, "/api/v1/maps/countries", private),
+            Need::Public
+        );
+        assert_eq!(
+            required(&get, "/assets/maps-common.js", private),
+            Need::Public
+        );
+        assert_eq!(
+            required(&get, "/api/v1/results", private),
+            Need::Role(Role::Researcher)
+        );
+        assert_eq!(
+            required(&get, "/api/v1/probes/ab/tags", private),
+            Need::Role(Role::Researcher)
+        );
+        assert_eq!(
+            required(&get, "/api/v1/audit", private),
+            Need::Role(Role::Admin)
+        );
         // A path that only starts like a public one is not public.
-        assert_eq!(required(&get, "/mapx", private), Need::Role(Role::Researcher));
+        assert_eq!(
+            required(&get, "/mapx", private),
+            Need::Role(Role::Researcher)
+        );
         assert_eq!(
             required(&Method::POST, "/api/v1/campaigns", private),
             Need::Role(Role::Campaigner)
@@ -451,7 +480,10 @@ mod tests {
             required(&Method::DELETE, "/api/v1/probes/ab/tags", private),
             Need::Role(Role::Admin)
         );
-        assert_eq!(required(&Method::POST, "/map", private), Need::Role(Role::Admin));
+        assert_eq!(
+            required(&Method::POST, "/map", private),
+            Need::Role(Role::Admin)
+        );
         let open = Access {
             raw_data_public: true,
             maps_public: false,

@@ -2,8 +2,8 @@
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use sixmap_collector::config::CollectorConfig;
 use sixmap_collector::auth;
+use sixmap_collector::config::CollectorConfig;
 use sixmap_collector::store::{AuthStore, ResultQuery, SledStore, Store};
 use sixmap_shared::{ProbeId, UnixMicros};
 use std::net::SocketAddr;
@@ -288,7 +288,10 @@ fn token(command: TokenCommand) -> anyhow::Result<()> {
             let store = open_offline(&data_dir)?;
             let record = auth::revoke_enrollment_token(&store, &id, UnixMicros::now())?;
             auth::audit(&store, "cli", "token revoke", &id, "ok");
-            println!("enrollment token {} (owner {:?}) revoked", record.id, record.owner);
+            println!(
+                "enrollment token {} (owner {:?}) revoked",
+                record.id, record.owner
+            );
             Ok(())
         }
     }
@@ -331,9 +334,9 @@ fn api_token(command: ApiTokenCommand) -> anyhow::Result<()> {
 fn humantime(d: std::time::Duration) -> String {
     let s = d.as_secs();
     match s {
-        _ if s % 86_400 == 0 => format!("{} days", s / 86_400),
-        _ if s % 3600 == 0 => format!("{} hours", s / 3600),
-        _ if s % 60 == 0 => format!("{} minutes", s / 60),
+        _ if s.is_multiple_of(86_400) => format!("{} days", s / 86_400),
+        _ if s.is_multiple_of(3600) => format!("{} hours", s / 3600),
+        _ if s.is_multiple_of(60) => format!("{} minutes", s / 60),
         _ => format!("{s} seconds"),
     }
 }

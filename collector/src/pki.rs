@@ -133,8 +133,10 @@ impl Pki {
             path: cert_path.clone(),
             reason,
         };
-        let ca_der = pem_certificate(&cert_pem).ok_or_else(|| corrupt_cert("no certificate".into()))?;
-        let issuer = Issuer::from_ca_cert_der(&ca_der, key).map_err(|e| corrupt_cert(e.to_string()))?;
+        let ca_der =
+            pem_certificate(&cert_pem).ok_or_else(|| corrupt_cert("no certificate".into()))?;
+        let issuer =
+            Issuer::from_ca_cert_der(&ca_der, key).map_err(|e| corrupt_cert(e.to_string()))?;
         Ok(Self {
             fingerprint: sha256_hex(&ca_der),
             ca_der,
@@ -236,13 +238,15 @@ impl Pki {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut roots = rustls::RootCertStore::empty();
         roots.add(self.ca_der.clone())?;
-        let verifier =
-            rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                // Enrollment comes without a client certificate; `Session` refuses such
-                // connections itself.
-                .allow_unauthenticated()
-                .build()
-                .map_err(|e| PkiError::Verifier(e.to_string()))?;
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        // Enrollment comes without a client certificate; `Session` refuses such
+        // connections itself.
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| PkiError::Verifier(e.to_string()))?;
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .with_client_cert_verifier(verifier)
@@ -313,9 +317,7 @@ pub fn tls_incoming(
 /// The first certificate of a PEM text.
 fn pem_certificate(text: &str) -> Option<CertificateDer<'static>> {
     use rustls::pki_types::pem::PemObject;
-    CertificateDer::pem_slice_iter(text.as_bytes())
-        .next()?
-        .ok()
+    CertificateDer::pem_slice_iter(text.as_bytes()).next()?.ok()
 }
 
 #[cfg(test)]
@@ -333,7 +335,11 @@ mod tests {
         let key = dir.path().join("pki").join(CA_KEY_FILE);
         let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        let mode = std::fs::metadata(dir.path().join("pki")).unwrap().permissions().mode() & 0o777;
+        let mode = std::fs::metadata(dir.path().join("pki"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o700);
 
         let probe_key = KeyPair::generate().unwrap();
@@ -353,6 +359,9 @@ mod tests {
             pki.issue_probe_certificate(&probe, &tampered, UnixMicros::now()),
             Err(PkiError::BadCsr(_))
         ));
-        assert!(pki.issue_probe_certificate(&probe, &[], UnixMicros::now()).is_err());
+        assert!(
+            pki.issue_probe_certificate(&probe, &[], UnixMicros::now())
+                .is_err()
+        );
     }
 }

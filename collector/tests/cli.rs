@@ -137,16 +137,33 @@ fn tokens_are_made_listed_and_revoked_from_the_command_line() {
     let id = record["id"].as_str().unwrap();
     stdout_of(&["token", "revoke", "--data-dir", data, id]);
     let list = stdout_of(&["token", "list", "--data-dir", data]);
-    assert!(list.contains("\"revoked_at\":1") || list.contains("\"revoked_at\":"), "{list}");
+    assert!(
+        list.contains("\"revoked_at\":1") || list.contains("\"revoked_at\":"),
+        "{list}"
+    );
     let (ok, stderr) = collector(&["token", "revoke", "--data-dir", data, "nope"]);
     assert!(!ok && stderr.contains("no enrollment token"), "{stderr}");
 
     let api = stdout_of(&[
-        "api-token", "create", "--data-dir", data, "--role", "researcher", "--name", "alice",
+        "api-token",
+        "create",
+        "--data-dir",
+        data,
+        "--role",
+        "researcher",
+        "--name",
+        "alice",
     ]);
     assert!(api.trim().starts_with("sxa_"), "{api}");
     let (ok, stderr) = collector(&[
-        "api-token", "create", "--data-dir", data, "--role", "boss", "--name", "x",
+        "api-token",
+        "create",
+        "--data-dir",
+        data,
+        "--role",
+        "boss",
+        "--name",
+        "x",
     ]);
     assert!(!ok && stderr.contains("not a role"), "{stderr}");
     let (ok, stderr) = collector(&["probe", "revoke", "--data-dir", data, "0123456789abcdef"]);

@@ -51,7 +51,10 @@ async fn start_in(dir: tempfile::TempDir, extra: &str) -> Harness {
                 .unwrap()
                 .0
         };
-        (make(Role::Admin, "test-admin"), make(Role::Researcher, "test-researcher"))
+        (
+            make(Role::Admin, "test-admin"),
+            make(Role::Researcher, "test-researcher"),
+        )
     };
     // Most tests read raw results over HTTP without a token; the access tests say otherwise.
     let public = if extra.contains("raw_data_public") {
@@ -109,7 +112,9 @@ impl Harness {
     /// Enrollment as a probe does it: CA pinned by the token's fingerprint, CSR for a new key.
     async fn try_enroll(&self, token: &str) -> Result<(Enrolled, rcgen::KeyPair), tonic::Status> {
         let tls = collector_tls::enrollment_config(&self.ca_fingerprint).unwrap();
-        let mut client = collector_tls::connect(&self.url(), tls, |e| e).await.unwrap();
+        let mut client = collector_tls::connect(&self.url(), tls, |e| e)
+            .await
+            .unwrap();
         let key = rcgen::KeyPair::generate().unwrap();
         let csr = rcgen::CertificateParams::default()
             .serialize_request(&key)
@@ -129,7 +134,9 @@ impl Harness {
             PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
         )
         .unwrap();
-        let client = collector_tls::connect(&self.url(), tls, |e| e).await.unwrap();
+        let client = collector_tls::connect(&self.url(), tls, |e| e)
+            .await
+            .unwrap();
         Ok((
             Enrolled {
                 probe_id: response.probe_id,
@@ -271,7 +278,11 @@ async fn enrollment_tokens_are_single_use_and_expire() {
 
     let err = h.try_enroll(&token).await.err().expect("reuse must fail");
     assert_eq!(err.code(), Code::PermissionDenied);
-    assert!(err.message().contains("already been used"), "{}", err.message());
+    assert!(
+        err.message().contains("already been used"),
+        "{}",
+        err.message()
+    );
 
     let short = h.token_for("alice", "1s").await;
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
@@ -280,7 +291,11 @@ async fn enrollment_tokens_are_single_use_and_expire() {
     assert!(err.message().contains("expired"), "{}", err.message());
 
     let forged = format!("{}.{}", "ab".repeat(32), h.ca_fingerprint);
-    let err = h.try_enroll(&forged).await.err().expect("unknown must fail");
+    let err = h
+        .try_enroll(&forged)
+        .await
+        .err()
+        .expect("unknown must fail");
     assert!(err.message().contains("never issued"), "{}", err.message());
 
     // Every attempt is in the audit log, and only admins read it.
@@ -295,7 +310,10 @@ async fn enrollment_tokens_are_single_use_and_expire() {
         .map(|e| e["outcome"].as_str().unwrap())
         .collect();
     assert_eq!(outcomes.len(), 4, "{body}");
-    assert!(outcomes.iter().filter(|o| o.starts_with("refused")).count() == 3, "{body}");
+    assert!(
+        outcomes.iter().filter(|o| o.starts_with("refused")).count() == 3,
+        "{body}"
+    );
     let (status, _) = http(h.http, "GET", "/api/v1/audit", None, "").await;
     assert_eq!(status, 401);
 }
@@ -310,7 +328,11 @@ async fn sessions_need_this_collectors_certificate_and_speak_only_for_their_prob
         .await
         .expect_err("a session without a certificate must be refused");
     assert_eq!(err.code(), Code::Unauthenticated);
-    assert!(err.message().contains("no client certificate"), "{}", err.message());
+    assert!(
+        err.message().contains("no client certificate"),
+        "{}",
+        err.message()
+    );
 
     // A certificate from another collector's CA is refused in the TLS handshake.
     let other_dir = tempfile::tempdir().unwrap();
@@ -320,7 +342,11 @@ async fn sessions_need_this_collectors_certificate_and_speak_only_for_their_prob
         .serialize_request(&key)
         .unwrap();
     let foreign_cert = other
-        .issue_probe_certificate(&"00000000deadbeef".parse().unwrap(), csr.der(), UnixMicros::now())
+        .issue_probe_certificate(
+            &"00000000deadbeef".parse().unwrap(),
+            csr.der(),
+            UnixMicros::now(),
+        )
         .unwrap();
     let ours = Pki::load_or_create(h.dir.path()).unwrap();
     let tls = collector_tls::session_config(
@@ -349,22 +375,38 @@ async fn sessions_need_this_collectors_certificate_and_speak_only_for_their_prob
         .await
         .expect_err("hello naming another probe must be refused");
     assert_eq!(err.code(), Code::PermissionDenied);
-    assert!(err.message().contains("belongs to probe"), "{}", err.message());
+    assert!(
+        err.message().contains("belongs to probe"),
+        "{}",
+        err.message()
+    );
     // ...and results keyed with another probe's id are rejected.
-    let (tx, mut stream) = open(&mut a.client, hello(&a.probe_id, "0.1.0")).await.unwrap();
+    let (tx, mut stream) = open(&mut a.client, hello(&a.probe_id, "0.1.0"))
+        .await
+        .unwrap();
     let task = loop {
         match stream.message().await.unwrap().unwrap().kind {
             Some(collector_message::Kind::Assign(assign)) => break assign.task_id,
             _ => continue,
         }
     };
-    tx.send(batch(1, &[ping_result(&b.probe_id, 1, task), ping_result(&a.probe_id, 1, task)]))
-        .await
-        .unwrap();
+    tx.send(batch(
+        1,
+        &[
+            ping_result(&b.probe_id, 1, task),
+            ping_result(&a.probe_id, 1, task),
+        ],
+    ))
+    .await
+    .unwrap();
     let ack = next_ack(&mut stream).await;
     assert_eq!(ack.stored.len(), 1);
     assert_eq!(ack.rejected.len(), 1);
-    assert!(ack.rejected[0].reason.contains("belongs to probe"), "{}", ack.rejected[0].reason);
+    assert!(
+        ack.rejected[0].reason.contains("belongs to probe"),
+        "{}",
+        ack.rejected[0].reason
+    );
     let body = http_get(h.http, &format!("/api/v1/results?probe={}", b.probe_id)).await;
     assert!(body.contains("\"count\":0"), "{body}");
 }
@@ -406,7 +448,10 @@ async fn api_writes_need_the_right_role_and_are_audited() {
     let (status, body) = http(h.http, "GET", "/api/v1/results", None, "").await;
     assert_eq!(status, 401, "{body}");
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert!(json["error"].as_str().unwrap().contains("API token"), "{body}");
+    assert!(
+        json["error"].as_str().unwrap().contains("API token"),
+        "{body}"
+    );
     // Maps are public by default; raw results are not.
     let (status, _) = http(h.http, "GET", "/api/v1/maps/countries", None, "").await;
     assert_eq!(status, 200);
@@ -445,7 +490,10 @@ async fn api_writes_need_the_right_role_and_are_audited() {
     assert_eq!(newest["action"], "POST /api/v1/enrollment-tokens", "{body}");
     assert_eq!(newest["identity"], "api:test-admin (admin)", "{body}");
     assert_eq!(newest["outcome"], "ok (201)", "{body}");
-    assert_eq!(entries[1]["identity"], "api:test-researcher (researcher)", "{body}");
+    assert_eq!(
+        entries[1]["identity"], "api:test-researcher (researcher)",
+        "{body}"
+    );
     assert_eq!(entries[1]["outcome"], "denied (403)", "{body}");
     assert_eq!(entries[2]["identity"], "anonymous", "{body}");
     assert_eq!(entries[2]["outcome"], "denied (401)", "{body}");
@@ -454,12 +502,9 @@ async fn api_writes_need_the_right_role_and_are_audited() {
 async fn old_probe_versions_are_told_to_upgrade() {
     let h = start("min_probe_version = \"0.2.0\"").await;
     let mut probe = h.enroll().await;
-    let err = open(
-        &mut probe.client,
-        hello(&probe.probe_id, "0.1.9"),
-    )
-    .await
-    .expect_err("old version must be refused");
+    let err = open(&mut probe.client, hello(&probe.probe_id, "0.1.9"))
+        .await
+        .expect_err("old version must be refused");
     assert_eq!(err.code(), Code::FailedPrecondition);
     assert!(err.message().contains("0.2.0") && err.message().contains("upgrade"));
 }
@@ -468,12 +513,9 @@ async fn old_probe_versions_are_told_to_upgrade() {
 async fn results_are_acked_deduplicated_and_unassigned_tasks_rejected() {
     let h = start("").await;
     let mut probe = h.enroll().await;
-    let (tx, mut stream) = open(
-        &mut probe.client,
-        hello(&probe.probe_id, "0.1.0"),
-    )
-    .await
-    .unwrap();
+    let (tx, mut stream) = open(&mut probe.client, hello(&probe.probe_id, "0.1.0"))
+        .await
+        .unwrap();
 
     let welcome = stream.message().await.unwrap().unwrap();
     assert!(matches!(
@@ -539,9 +581,7 @@ async fn results_are_acked_deduplicated_and_unassigned_tasks_rejected() {
     assert_eq!(json["count"], 1, "{body}");
 
     // A second hello on the same stream closes the session with a clear status.
-    tx.send(hello(&probe.probe_id, "0.1.0"))
-        .await
-        .unwrap();
+    tx.send(hello(&probe.probe_id, "0.1.0")).await.unwrap();
     let err = loop {
         match stream.message().await {
             Ok(Some(_)) => continue,
@@ -685,12 +725,9 @@ async fn a_greeting_larger_than_the_stream_buffer_is_delivered() {
     }
     let h = start(&extra).await;
     let mut probe = h.enroll().await;
-    let (_tx, mut stream) = open(
-        &mut probe.client,
-        hello(&probe.probe_id, "0.1.0"),
-    )
-    .await
-    .unwrap();
+    let (_tx, mut stream) = open(&mut probe.client, hello(&probe.probe_id, "0.1.0"))
+        .await
+        .unwrap();
     let mut assignments = 0;
     while assignments < 201 {
         match tokio::time::timeout(std::time::Duration::from_secs(10), stream.message()).await {

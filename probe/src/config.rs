@@ -81,8 +81,8 @@ impl ProbeConfig {
 
     pub fn validate(self, source: Option<&Path>) -> Result<Settings, ConfigError> {
         let invalid = |key: &str, reason: String| ConfigError::invalid(key, source, reason);
-        let scheme_ok = self.collector.len() > "https://".len()
-            && self.collector.starts_with("https://");
+        let scheme_ok =
+            self.collector.len() > "https://".len() && self.collector.starts_with("https://");
         if !scheme_ok || self.collector.parse::<tonic::transport::Uri>().is_err() {
             return Err(invalid(
                 "collector",

@@ -8,8 +8,8 @@
 //! Files are replaced atomically (write, fsync, rename) so a power cut leaves the old or the
 //! new version, never half of one.
 
-use serde::{Deserialize, Serialize};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use serde::{Deserialize, Serialize};
 use sixmap_shared::{BootEpoch, ProbeId};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;

@@ -2,9 +2,9 @@
 //! results, apply assignments, and resend whatever the collector has not acknowledged.
 
 use crate::backoff::{Backoff, random_unit};
+use crate::collector_tls;
 use crate::config::Settings;
 use crate::engine::{Engine, Produced, local_addresses};
-use crate::collector_tls;
 use crate::identity::{self, Identity, StateError};
 use crate::outbox::{Outbox, OutboxError};
 use crate::scheduler::Scheduler;
@@ -18,11 +18,11 @@ use sixmap_shared::session::{Hello, MAX_BATCH_RESULTS, MAX_MESSAGE_BYTES};
 use sixmap_shared::version::{SOFTWARE_VERSION, Version};
 use sixmap_shared::{BootEpoch, UnixMicros};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
-use std::sync::Arc;
 use tonic::transport::{Channel, Endpoint};
 use tracing::{debug, error, info, warn};
 
@@ -128,7 +128,9 @@ fn token_fingerprint(token: &str) -> Option<&str> {
 
 /// Loads the identity and the TLS configuration of sessions, enrolling first if there is no
 /// identity. Retries while the collector is away.
-async fn identity(settings: &Settings) -> Result<(Identity, Arc<rustls::ClientConfig>), ProbeError> {
+async fn identity(
+    settings: &Settings,
+) -> Result<(Identity, Arc<rustls::ClientConfig>), ProbeError> {
     identity::ensure_state_dir(&settings.state_dir)?;
     if let Some(message) = identity::revoked(&settings.state_dir) {
         return Err(ProbeError::Revoked(format!(
@@ -139,12 +141,11 @@ async fn identity(settings: &Settings) -> Result<(Identity, Arc<rustls::ClientCo
     }
     let session_tls = |identity: Identity| -> Result<_, ProbeError> {
         let credentials = identity::load_credentials(&settings.state_dir)?;
-        let tls = collector_tls::session_config(
-            credentials.ca,
-            credentials.certificate,
-            credentials.key,
-        )
-        .map_err(|e| ProbeError::Config(format!("TLS setup with the stored identity: {e}")))?;
+        let tls =
+            collector_tls::session_config(credentials.ca, credentials.certificate, credentials.key)
+                .map_err(|e| {
+                    ProbeError::Config(format!("TLS setup with the stored identity: {e}"))
+                })?;
         Ok((identity, tls))
     };
     if let Some(identity) = identity::load_identity(&settings.state_dir)? {
@@ -202,7 +203,8 @@ async fn identity(settings: &Settings) -> Result<(Identity, Arc<rustls::ClientCo
             Ok(response) => {
                 if collector_tls::sha256_hex(&response.ca_certificate_der) != fingerprint {
                     return Err(ProbeError::Refused(
-                        "the collector sent a CA certificate other than the one the token names".into(),
+                        "the collector sent a CA certificate other than the one the token names"
+                            .into(),
                     ));
                 }
                 let identity = Identity {

@@ -32,7 +32,10 @@ fn all<T: serde::de::DeserializeOwned>(tree: &sled::Tree) -> Result<Vec<(String,
     tree.iter()
         .map(|entry| {
             let (key, value) = entry.map_err(backend)?;
-            Ok((String::from_utf8_lossy(&key).into_owned(), decode(&key, &value)?))
+            Ok((
+                String::from_utf8_lossy(&key).into_owned(),
+                decode(&key, &value)?,
+            ))
         })
         .collect()
 }
