@@ -333,12 +333,13 @@ fn api_token(command: ApiTokenCommand) -> anyhow::Result<()> {
 
 fn humantime(d: std::time::Duration) -> String {
     let s = d.as_secs();
-    match s {
-        _ if s.is_multiple_of(86_400) => format!("{} days", s / 86_400),
-        _ if s.is_multiple_of(3600) => format!("{} hours", s / 3600),
-        _ if s.is_multiple_of(60) => format!("{} minutes", s / 60),
-        _ => format!("{s} seconds"),
-    }
+    let (n, unit) = match s {
+        _ if s.is_multiple_of(86_400) => (s / 86_400, "day"),
+        _ if s.is_multiple_of(3600) => (s / 3600, "hour"),
+        _ if s.is_multiple_of(60) => (s / 60, "minute"),
+        _ => (s, "second"),
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
 }
 
 /// Opens (or creates) the store for an admin command; fails with advice if the collector is

@@ -120,7 +120,9 @@ impl Pki {
             .create(&dir)
             .map_err(io("create", &dir))?;
         let (cert_path, key_path) = (dir.join(CA_CERT_FILE), dir.join(CA_KEY_FILE));
-        if !key_path.exists() {
+        // The certificate is written last, so it marks a complete CA; a key without one is
+        // what a crash during creation leaves, and has signed nothing.
+        if !cert_path.exists() {
             Self::create(&cert_path, &key_path)?;
         }
         let key_pem = std::fs::read_to_string(&key_path).map_err(io("read", &key_path))?;
@@ -165,6 +167,7 @@ impl Pki {
         // Certificate first: a key without a certificate would be recreated, not trusted.
         let tmp = cert_path.with_extension("pem.tmp");
         let _ = std::fs::remove_file(&tmp);
+        let _ = std::fs::remove_file(key_path);
         create_private(&tmp, cert.pem().as_bytes())?;
         create_private(key_path, key.serialize_pem().as_bytes())?;
         std::fs::rename(&tmp, cert_path).map_err(io("rename into place", cert_path))?;
