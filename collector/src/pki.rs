@@ -281,7 +281,8 @@ pub fn tls_incoming(
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
     tokio::spawn(async move {
-        loop {
+        // Ends when the server dropped the stream (it stopped serving).
+        while !tx.is_closed() {
             let Ok(permit) = permits.clone().acquire_owned().await else {
                 return;
             };

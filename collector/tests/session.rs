@@ -290,6 +290,21 @@ async fn enrollment_tokens_are_single_use_and_expire() {
     assert_eq!(err.code(), Code::PermissionDenied);
     assert!(err.message().contains("expired"), "{}", err.message());
 
+    // A probe whose token names another CA never sends it: the handshake fails first.
+    let wrong = collector_tls::enrollment_config(&"00".repeat(32)).unwrap();
+    let err = match collector_tls::connect(&h.url(), wrong, |e| e).await {
+        Err(e) => format!("{e:?}"),
+        Ok(mut client) => client
+            .enroll(v1::EnrollRequest {
+                token: token.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect_err("a server outside the pinned CA must not be trusted")
+            .to_string(),
+    };
+    assert!(err.contains("did not present the CA"), "{err}");
+
     let forged = format!("{}.{}", "ab".repeat(32), h.ca_fingerprint);
     let err = h
         .try_enroll(&forged)
