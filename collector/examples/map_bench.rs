@@ -11,7 +11,7 @@ use sixmap_collector::store::{ProbeRecord, SledStore, Store, StoredResult};
 use sixmap_collector::{daily, maps, testing};
 use sixmap_shared::health::{ProbeTag, TagName};
 use sixmap_shared::prefixes::{CountryCode, Enrichment};
-use sixmap_shared::{ProbeId, ProbeSecret, UnixMicros};
+use sixmap_shared::{ProbeId, UnixMicros};
 use std::time::{Duration, Instant};
 
 const DAY_US: i64 = 86_400_000_000;
@@ -86,7 +86,6 @@ fn main() -> anyhow::Result<()> {
         };
         store.create_probe(&ProbeRecord {
             id: probe_id(p),
-            secret: ProbeSecret::random()?,
             hostname: String::new(),
             enrolled_at: UnixMicros(start),
             last_seen: Some(now),
@@ -105,6 +104,11 @@ fn main() -> anyhow::Result<()> {
             },
             location: None,
             origin: Some(origin.clone()),
+            owner: None,
+            enrolled_from: None,
+            enrolled_prefix: None,
+            certificate_sha256: None,
+            revoked_at: None,
         })?;
         for s in 0..per_probe {
             // Spread evenly over the 30 days.

@@ -24,8 +24,16 @@ pub struct CollectorConfig {
     pub grpc_listen: SocketAddr,
     /// HTTP listener for the JSON API and the dashboard.
     pub http_listen: SocketAddr,
-    /// Tokens accepted by Enroll. Empty disables enrollment.
-    pub enrollment_tokens: Vec<String>,
+    /// Most probes one token owner may enroll in one IPv6 /64 (one IPv4 address).
+    pub max_probes_per_owner_per_64: usize,
+    /// Most probes one token owner may enroll in one routed prefix (from the prefix data).
+    pub max_probes_per_owner_per_prefix: usize,
+    /// Serve raw results, probes and losses without an API token (default: researcher or
+    /// admin token needed).
+    pub raw_data_public: bool,
+    /// Serve the maps, their API (`/map`, `/api/v1/maps/*`, `/assets/*`) and the dashboard
+    /// page without a token (default: yes).
+    pub maps_public: bool,
     /// Probes older than this are refused at hello.
     pub min_probe_version: String,
     pub heartbeat_interval_s: u64,
@@ -148,7 +156,10 @@ impl Default for CollectorConfig {
             data_dir: PathBuf::from("sixmap-data"),
             grpc_listen: SocketAddr::from(([0u16; 8], 7400)),
             http_listen: SocketAddr::from(([0u16; 8], 7480)),
-            enrollment_tokens: Vec::new(),
+            max_probes_per_owner_per_64: 3,
+            max_probes_per_owner_per_prefix: 20,
+            raw_data_public: false,
+            maps_public: true,
             min_probe_version: "0.1.0".into(),
             heartbeat_interval_s: 30,
             default_ping: DefaultPing::default(),
@@ -182,7 +193,8 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub grpc_listen: SocketAddr,
     pub http_listen: SocketAddr,
-    pub enrollment_tokens: Vec<String>,
+    pub enrollment_caps: crate::auth::EnrollmentCaps,
+    pub access: crate::http_auth::Access,
     pub min_probe_version: Version,
     pub heartbeat_interval: Duration,
     pub default_tasks: Vec<DefaultTask>,
@@ -490,10 +502,16 @@ impl CollectorConfig {
         if self.heartbeat_interval_s == 0 || self.heartbeat_interval_s > 3600 {
             return Err(invalid("heartbeat_interval_s", "must be 1..=3600".into()));
         }
-        if self.enrollment_tokens.iter().any(|t| t.len() < 8) {
+        if self.max_probes_per_owner_per_64 == 0 {
             return Err(invalid(
-                "enrollment_tokens",
-                "each token must be at least 8 characters".into(),
+                "max_probes_per_owner_per_64",
+                "must be at least 1".into(),
+            ));
+        }
+        if self.max_probes_per_owner_per_prefix == 0 {
+            return Err(invalid(
+                "max_probes_per_owner_per_prefix",
+                "must be at least 1".into(),
             ));
         }
         let mut default_tasks = ping_tasks(&self.default_ping, "default_ping", &invalid)?;
@@ -537,7 +555,14 @@ impl CollectorConfig {
             data_dir: self.data_dir,
             grpc_listen: self.grpc_listen,
             http_listen: self.http_listen,
-            enrollment_tokens: self.enrollment_tokens,
+            enrollment_caps: crate::auth::EnrollmentCaps {
+                per_64: self.max_probes_per_owner_per_64,
+                per_routed_prefix: self.max_probes_per_owner_per_prefix,
+            },
+            access: crate::http_auth::Access {
+                raw_data_public: self.raw_data_public,
+                maps_public: self.maps_public,
+            },
             min_probe_version,
             heartbeat_interval: Duration::from_secs(self.heartbeat_interval_s),
             default_tasks,
@@ -559,7 +584,7 @@ mod tests {
             r#"
             data_dir = "/var/lib/sixmap"
             grpc_listen = "[::1]:7400"
-            enrollment_tokens = ["volunteer-2026"]
+            max_probes_per_owner_per_64 = 2
             [default_ping]
             targets = ["::1", "example.org"]
             every_s = 30

@@ -1,8 +1,10 @@
 //! The `ProbeControl` gRPC service: enrollment and probe sessions.
 
+use crate::auth::{self, TokenRefusal};
 use crate::config::Settings;
 use crate::enrich;
 use crate::ingest::ingest_batch;
+use crate::pki::{Pki, sha256_hex};
 use crate::store::{ProbeRecord, Store, StoreError, TagEvent};
 use crate::tags::{self, TagInputs};
 use sixmap_proto::v1::probe_control_server::ProbeControl;
@@ -11,7 +13,7 @@ use sixmap_proto::{decode, encode, v1};
 use sixmap_shared::prefixes::{Enrichment, PrefixData};
 use sixmap_shared::session::{Assignment, Hello, MAX_BATCH_RESULTS, Welcome};
 use sixmap_shared::version::SOFTWARE_VERSION;
-use sixmap_shared::{ProbeId, ProbeSecret, UnixMicros};
+use sixmap_shared::{ProbeId, UnixMicros};
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -33,6 +35,7 @@ pub struct ControlService {
     prefixes: Arc<PrefixData>,
     /// Campaign tasks for probes saying hello, and the registry of live sessions.
     campaigns: Option<Arc<crate::campaign::Campaigns>>,
+    pki: Arc<Pki>,
 }
 
 fn internal(e: StoreError) -> Status {
@@ -47,12 +50,18 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl ControlService {
-    pub fn new(store: Arc<dyn Store>, settings: Arc<Settings>, prefixes: Arc<PrefixData>) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        settings: Arc<Settings>,
+        prefixes: Arc<PrefixData>,
+        pki: Arc<Pki>,
+    ) -> Self {
         Self {
             store,
             settings,
             prefixes,
             campaigns: None,
+            pki,
         }
     }
 
@@ -77,32 +86,17 @@ impl ControlService {
             .find_map(|a| enrich::lookup(&self.prefixes, *a))
     }
 
-    fn token_valid(&self, token: &str) -> bool {
-        self.settings.enrollment_tokens.iter().any(|t| {
-            t.len() == token.len()
-                && t.bytes()
-                    .zip(token.bytes())
-                    .fold(0, |a, (x, y)| a | (x ^ y))
-                    == 0
-        })
-    }
-
     /// Checks identity and version; returns the probe's updated record.
-    async fn admit(&self, hello: &Hello, peer: Option<IpAddr>) -> Result<ProbeRecord, Status> {
-        let store = self.store.clone();
-        let id = hello.probe_id.clone();
-        let record = blocking(move || store.probe(&id))
-            .await?
-            .ok_or_else(|| {
-                Status::unauthenticated(format!(
-                    "unknown probe {}: it is not enrolled with this collector (enroll again with a token)",
-                    hello.probe_id
-                ))
-            })?;
-        if !record.secret.matches(&hello.secret) {
-            return Err(Status::unauthenticated(format!(
-                "wrong secret for probe {}",
-                hello.probe_id
+    async fn admit(
+        &self,
+        record: ProbeRecord,
+        hello: &Hello,
+        peer: Option<IpAddr>,
+    ) -> Result<ProbeRecord, Status> {
+        if hello.probe_id != record.id {
+            return Err(Status::permission_denied(format!(
+                "hello names probe {} but the client certificate belongs to probe {}: a probe speaks only for itself",
+                hello.probe_id, record.id
             )));
         }
         if hello.software_version < self.settings.min_probe_version {
@@ -124,6 +118,17 @@ impl ControlService {
         })
         .await?;
         Ok(updated)
+    }
+
+    /// Records an enrollment attempt in the audit log.
+    async fn audit(&self, identity: &str, target: String, outcome: String) {
+        let store = self.store.clone();
+        let identity = identity.to_owned();
+        let _ = blocking(move || {
+            auth::audit(&*store, &identity, "enroll", &target, &outcome);
+            Ok(())
+        })
+        .await;
     }
 
     /// The tasks this probe runs now, recorded as assigned before they are sent.
@@ -151,6 +156,64 @@ impl ControlService {
     }
 }
 
+type PeerCerts = Option<Arc<Vec<rustls::pki_types::CertificateDer<'static>>>>;
+
+/// The peer's address and client certificates, from the TLS connection the request came on.
+fn connection<T>(request: &Request<T>) -> (Option<IpAddr>, PeerCerts) {
+    (request.remote_addr().map(|a| a.ip()), request.peer_certs())
+}
+
+/// The status a revoked probe gets; the probe stops on it (it is `PermissionDenied`).
+fn revoked(record: &ProbeRecord) -> Option<Status> {
+    record.revoked_at.map(|at| {
+        Status::permission_denied(format!(
+            "probe {} was revoked by the collector's operator (at {} us since 1970): it may no longer report; ask the operator, and enroll again with a new token if they agree",
+            record.id, at.0
+        ))
+    })
+}
+
+/// **The one place where a connection becomes a probe identity.** The TLS layer has already
+/// checked that the client certificate chains to the collector's CA (see
+/// [`crate::pki::Pki::server_config`]); this maps the certificate to the probe it was issued
+/// to, by the SHA-256 of its DER, recorded at enrollment ([`crate::store::AuthStore::bind_certificate`]).
+/// Nothing the probe says (hello, result keys) can change who it is. Refuses connections
+/// without a certificate, certificates this collector does not know (e.g. issued before its
+/// store was wiped) and revoked probes, each with a message saying what to do.
+pub async fn probe_identity(
+    store: &Arc<dyn Store>,
+    peer_certs: PeerCerts,
+) -> Result<ProbeRecord, Status> {
+    let leaf = peer_certs
+        .as_deref()
+        .and_then(|certs| certs.first())
+        .ok_or_else(|| {
+            Status::unauthenticated(
+                "no client certificate: a session needs the certificate this probe received at enrollment",
+            )
+        })?;
+    let fingerprint = sha256_hex(leaf);
+    let store = store.clone();
+    let lookup = fingerprint.clone();
+    let record = blocking(move || {
+        let Some(id) = store.certificate_probe(&lookup)? else {
+            return Ok(None);
+        };
+        store.probe(&id)
+    })
+    .await?
+    .ok_or_else(|| {
+        Status::unauthenticated(format!(
+            "unknown probe certificate {}: it is not enrolled with this collector (enroll again with a token)",
+            &fingerprint[..16]
+        ))
+    })?;
+    match revoked(&record) {
+        Some(status) => Err(status),
+        None => Ok(record),
+    }
+}
+
 /// Applies `change` to a probe's record, marks it seen now, recomputes its tags (recording
 /// any change in the tag history) and saves it. Returns the record and whether tags changed.
 async fn update_probe(
@@ -164,6 +227,10 @@ async fn update_probe(
         let Some(mut record) = store.probe(&probe)? else {
             return Err(StoreError::Backend(format!("probe {probe} vanished from the store")));
         };
+        if record.revoked_at.is_some() {
+            // Revoked while connected: the session ends at its next heartbeat or batch.
+            return Ok(Err(record));
+        }
         let now = UnixMicros::now();
         change(&mut record);
         record.last_seen = Some(now);
@@ -188,9 +255,10 @@ async fn update_probe(
         }
         record.tags = new_tags;
         store.update_probe(&record)?;
-        Ok((record, changed))
+        Ok(Ok((record, changed)))
     })
-    .await
+    .await?
+    .map_err(|record| revoked(&record).unwrap_or_else(|| Status::internal("revocation state")))
 }
 
 type SessionStream = Pin<Box<dyn Stream<Item = Result<v1::CollectorMessage, Status>> + Send>>;
@@ -205,26 +273,65 @@ impl ProbeControl for ControlService {
         &self,
         request: Request<v1::EnrollRequest>,
     ) -> Result<Response<v1::EnrollResponse>, Status> {
+        let (peer, _) = connection(&request);
         let request = request.into_inner();
-        if self.settings.enrollment_tokens.is_empty() {
-            return Err(Status::failed_precondition(
-                "enrollment is disabled on this collector: no enrollment_tokens configured",
-            ));
-        }
-        if !self.token_valid(&request.token) {
-            return Err(Status::permission_denied("enrollment token not accepted"));
-        }
+        let now = UnixMicros::now();
+        let store = self.store.clone();
+        let token = request.token.clone();
+        let (hash, token) =
+            match blocking(move || auth::check_enrollment_token(&*store, &token, now)).await? {
+                Ok(found) => found,
+                Err(refusal) => {
+                    let target = match &refusal {
+                        TokenRefusal::Used(id)
+                        | TokenRefusal::Expired(id)
+                        | TokenRefusal::Revoked(id) => id.clone(),
+                        TokenRefusal::Malformed | TokenRefusal::Unknown => "-".into(),
+                    };
+                    self.audit("anonymous", target, format!("refused: {refusal}"))
+                        .await;
+                    return Err(Status::permission_denied(refusal.to_string()));
+                }
+            };
+        let identity = format!("enrollment-token:{} (owner {})", token.id, token.owner);
         if request.hostname.len() > MAX_HOSTNAME_LEN {
             return Err(Status::invalid_argument(format!(
                 "invalid field `hostname`: longer than {MAX_HOSTNAME_LEN} bytes"
             )));
         }
+        let Some(from) = peer else {
+            return Err(Status::internal("enrollment without a peer address"));
+        };
+        let prefix = enrich::routed_prefix(&self.prefixes, from);
+        let store = self.store.clone();
+        let (owner, caps) = (token.owner.clone(), self.settings.enrollment_caps);
+        let refusal = blocking(move || {
+            Ok(auth::cap_refusal(
+                &store.probes()?,
+                &owner,
+                from,
+                prefix,
+                caps,
+            ))
+        })
+        .await?;
+        if let Some(refusal) = refusal {
+            self.audit(&identity, token.id.clone(), format!("refused: {refusal}"))
+                .await;
+            return Err(Status::resource_exhausted(format!(
+                "enrollment refused: {refusal}"
+            )));
+        }
         let random = |e: sixmap_shared::IdError| Status::internal(e.to_string());
+        let id = ProbeId::random().map_err(random)?;
+        let certificate = self
+            .pki
+            .issue_probe_certificate(&id, &request.csr_der, now)
+            .map_err(|e| Status::invalid_argument(format!("invalid field `csr_der`: {e}")))?;
         let record = ProbeRecord {
-            id: ProbeId::random().map_err(random)?,
-            secret: ProbeSecret::random().map_err(random)?,
+            id: id.clone(),
             hostname: request.hostname,
-            enrolled_at: UnixMicros::now(),
+            enrolled_at: now,
             last_seen: None,
             software_version: Some(request.software_version),
             boot_epoch: None,
@@ -234,18 +341,41 @@ impl ProbeControl for ControlService {
             tags: Vec::new(),
             location: None,
             origin: None,
+            owner: Some(token.owner.clone()),
+            enrolled_from: Some(from),
+            enrolled_prefix: prefix,
+            certificate_sha256: Some(sha256_hex(&certificate)),
+            revoked_at: None,
         };
         let store = self.store.clone();
         let to_store = record.clone();
-        blocking(move || {
+        let consumed = blocking(move || {
+            // The token is spent first: of two enrollments racing with one token, one wins.
+            if let Err(refusal) = auth::consume_enrollment_token(&*store, &hash, &token, &id, now)?
+            {
+                return Ok(Err(refusal));
+            }
             store.create_probe(&to_store)?;
-            store.flush()
+            if let Some(fingerprint) = &to_store.certificate_sha256 {
+                store.bind_certificate(fingerprint, &id)?;
+            }
+            store.flush()?;
+            Ok(Ok(()))
         })
         .await?;
-        info!(probe = %record.id, hostname = %record.hostname, "probe enrolled");
+        if let Err(refusal) = consumed {
+            self.audit(&identity, "-".into(), format!("refused: {refusal}"))
+                .await;
+            return Err(Status::permission_denied(refusal.to_string()));
+        }
+        self.audit(&identity, record.id.to_string(), "ok".into())
+            .await;
+        info!(probe = %record.id, hostname = %record.hostname, owner = ?record.owner, %from, "probe enrolled");
         Ok(Response::new(v1::EnrollResponse {
             probe_id: record.id.to_string(),
-            probe_secret: record.secret.expose().to_owned(),
+            probe_secret: String::new(),
+            certificate_der: certificate.to_vec(),
+            ca_certificate_der: self.pki.ca_der().to_vec(),
         }))
     }
 
@@ -255,7 +385,8 @@ impl ProbeControl for ControlService {
         &self,
         request: Request<Streaming<v1::ProbeMessage>>,
     ) -> Result<Response<Self::SessionStream>, Status> {
-        let peer = request.remote_addr().map(|a| a.ip());
+        let (peer, certs) = connection(&request);
+        let record = probe_identity(&self.store, certs).await?;
         let mut inbound = request.into_inner();
         let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
             .await
@@ -271,7 +402,7 @@ impl ProbeControl for ControlService {
                 ));
             }
         };
-        let record = self.admit(&hello, peer).await?;
+        let record = self.admit(record, &hello, peer).await?;
         let assignments = self.assignments_for(&record.id).await?;
         info!(
             probe = %record.id,

@@ -150,6 +150,14 @@ pub fn lookup(data: &PrefixData, address: IpAddr) -> Option<Enrichment> {
     (found != Enrichment::default()).then_some(found)
 }
 
+/// The routed prefix holding an address: the most specific prefix of the ASN data (an
+/// announced prefix's origin), or `None` when the data does not cover the address.
+pub fn routed_prefix(data: &PrefixData, address: IpAddr) -> Option<(IpAddr, u8)> {
+    data.asn
+        .lookup(address)
+        .map(|(_, network, len)| (network, len))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

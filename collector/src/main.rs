@@ -2,9 +2,10 @@
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use sixmap_collector::auth;
 use sixmap_collector::config::CollectorConfig;
-use sixmap_collector::store::{ResultQuery, SledStore, Store};
-use sixmap_shared::ProbeId;
+use sixmap_collector::store::{AuthStore, ResultQuery, SledStore, Store};
+use sixmap_shared::{ProbeId, UnixMicros};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -42,6 +43,17 @@ enum Command {
         #[arg(long)]
         data_dir: PathBuf,
     },
+    /// One-time enrollment tokens for volunteers (collector stopped; while it runs, use
+    /// POST /api/v1/enrollment-tokens with an admin API token).
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Probes: revoke one (collector stopped; while it runs, use
+    /// POST /api/v1/probes/ID/revoke with an admin API token).
+    #[command(subcommand)]
+    Probe(ProbeCommand),
+    /// Bearer tokens for the HTTP API, each with one role (collector stopped).
+    #[command(subcommand, name = "api-token")]
+    ApiToken(ApiTokenCommand),
     /// Check prefix data files and add them to the data dir; the collector loads them at start
     /// to give results and probes their origin AS and country.
     ImportPrefixes {
@@ -62,11 +74,77 @@ enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Create a token and print it (shown once; only its hash is stored). The token carries
+    /// the fingerprint of the collector's CA, which it creates first if needed.
+    Create {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Who the token is for; enrollment caps count probes per owner.
+        #[arg(long)]
+        owner: String,
+        /// Lifetime such as 30m, 12h or 7d (default 7d).
+        #[arg(long)]
+        expires_in: Option<String>,
+    },
+    /// List tokens (never their secrets) as JSON lines.
+    List {
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+    /// Revoke an unused token by its id (from `token list`).
+    Revoke {
+        #[arg(long)]
+        data_dir: PathBuf,
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ProbeCommand {
+    /// Revoke a probe: refused at its next hello, with a message saying so.
+    Revoke {
+        #[arg(long)]
+        data_dir: PathBuf,
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ApiTokenCommand {
+    /// Create an API token and print it (shown once; only its hash is stored).
+    Create {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// admin, campaigner or researcher.
+        #[arg(long)]
+        role: sixmap_collector::store::Role,
+        /// Who holds it; shown in the audit log.
+        #[arg(long)]
+        name: String,
+    },
+    /// List API tokens (never their secrets) as JSON lines.
+    List {
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+    /// Revoke an API token by its id.
+    Revoke {
+        #[arg(long)]
+        data_dir: PathBuf,
+        id: String,
+    },
+}
+
 #[derive(Debug, clap::Args)]
 struct Remote {
     /// The collector's HTTP API.
     #[arg(long, default_value = "http://[::1]:7480")]
     collector: String,
+    /// API token (`sxa_…`; campaign writes need a campaigner's). Default: $SIXMAP_API_TOKEN.
+    #[arg(long)]
+    token: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -75,9 +153,10 @@ enum CampaignCommand {
     Create {
         #[command(flatten)]
         remote: Remote,
-        /// Who commissions it (until API tokens carry the caller's identity).
+        /// Who commissions it; only used when the collector runs without API tokens (with a
+        /// token, the owner is the token's holder).
         #[arg(long)]
-        owner: String,
+        owner: Option<String>,
         #[arg(long, conflicts_with = "template")]
         spec: Option<PathBuf>,
         /// `government-portals` or `operator-ranking` (deploy/campaigns/*.toml).
@@ -151,9 +230,9 @@ struct ServeArgs {
     grpc_listen: Option<SocketAddr>,
     #[arg(long)]
     http_listen: Option<SocketAddr>,
-    /// Accept this enrollment token (repeatable; added to the config's tokens).
-    #[arg(long = "enroll-token")]
-    enroll_tokens: Vec<String>,
+    /// Serve raw results, probes and losses without an API token (the local demo).
+    #[arg(long)]
+    raw_data_public: bool,
     /// Ping this target from every probe (repeatable; replaces the config's targets).
     #[arg(long = "ping-target")]
     ping_targets: Vec<String>,
@@ -226,18 +305,141 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Campaign(command) => campaign(command),
+        Command::Token(command) => token(command),
+        Command::Probe(ProbeCommand::Revoke { data_dir, id }) => {
+            let probe: ProbeId = id.parse().context("probe id")?;
+            let store = open_offline(&data_dir)?;
+            let record = auth::revoke_probe(&store, &probe, UnixMicros::now())?;
+            auth::audit(&store, "cli", "probe revoke", &id, "ok");
+            println!(
+                "probe {} revoked: it is refused at its next hello",
+                record.id
+            );
+            Ok(())
+        }
+        Command::ApiToken(command) => api_token(command),
         Command::Probes { data_dir } => {
             let store = open_offline(&data_dir)?;
             for probe in store.probes()? {
                 let value = serde_json::json!({
                     "id": probe.id, "hostname": probe.hostname, "enrolled_at": probe.enrolled_at,
                     "last_seen": probe.last_seen, "software_version": probe.software_version,
+                    "owner": probe.owner, "revoked_at": probe.revoked_at,
                 });
                 println!("{value}");
             }
             Ok(())
         }
     }
+}
+
+fn token(command: TokenCommand) -> anyhow::Result<()> {
+    match command {
+        TokenCommand::Create {
+            data_dir,
+            owner,
+            expires_in,
+        } => {
+            let lifetime = match expires_in {
+                Some(text) => auth::parse_duration(&text)?,
+                None => auth::DEFAULT_TOKEN_LIFETIME,
+            };
+            let store = open_store(&data_dir)?;
+            let pki = sixmap_collector::pki::Pki::load_or_create(&data_dir)?;
+            let (token, record) = auth::create_enrollment_token(
+                &store,
+                pki.fingerprint(),
+                &owner,
+                lifetime,
+                "cli",
+                UnixMicros::now(),
+            )?;
+            auth::audit(&store, "cli", "token create", &record.id, "ok");
+            eprintln!(
+                "enrollment token {} for {owner:?}, single use, expires in {}: give it to the volunteer privately",
+                record.id,
+                humantime(lifetime)
+            );
+            // Alone on stdout, so scripts can take it.
+            println!("{token}");
+            Ok(())
+        }
+        TokenCommand::List { data_dir } => {
+            let store = open_offline(&data_dir)?;
+            for (_, record) in store.enrollment_tokens()? {
+                println!("{}", serde_json::to_string(&record)?);
+            }
+            Ok(())
+        }
+        TokenCommand::Revoke { data_dir, id } => {
+            let store = open_offline(&data_dir)?;
+            let record = auth::revoke_enrollment_token(&store, &id, UnixMicros::now())?;
+            auth::audit(&store, "cli", "token revoke", &id, "ok");
+            println!(
+                "enrollment token {} (owner {:?}) revoked",
+                record.id, record.owner
+            );
+            Ok(())
+        }
+    }
+}
+
+fn api_token(command: ApiTokenCommand) -> anyhow::Result<()> {
+    match command {
+        ApiTokenCommand::Create {
+            data_dir,
+            role,
+            name,
+        } => {
+            let store = open_store(&data_dir)?;
+            let (token, record) = auth::create_api_token(&store, role, &name, UnixMicros::now())?;
+            auth::audit(&store, "cli", "api-token create", &record.id, "ok");
+            eprintln!(
+                "API token {} for {name:?} with role {role}: send it as `Authorization: Bearer <token>`",
+                record.id
+            );
+            println!("{token}");
+            Ok(())
+        }
+        ApiTokenCommand::List { data_dir } => {
+            let store = open_offline(&data_dir)?;
+            for (_, record) in store.api_tokens()? {
+                println!("{}", serde_json::to_string(&record)?);
+            }
+            Ok(())
+        }
+        ApiTokenCommand::Revoke { data_dir, id } => {
+            let store = open_offline(&data_dir)?;
+            let record = auth::revoke_api_token(&store, &id, UnixMicros::now())?;
+            auth::audit(&store, "cli", "api-token revoke", &id, "ok");
+            println!("API token {} ({:?}) revoked", record.id, record.name);
+            Ok(())
+        }
+    }
+}
+
+fn humantime(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    let (n, unit) = match s {
+        _ if s.is_multiple_of(86_400) => (s / 86_400, "day"),
+        _ if s.is_multiple_of(3600) => (s / 3600, "hour"),
+        _ if s.is_multiple_of(60) => (s / 60, "minute"),
+        _ => (s, "second"),
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
+}
+
+/// Opens (or creates) the store for an admin command; fails with advice if the collector is
+/// running on it.
+fn open_store(data_dir: &std::path::Path) -> anyhow::Result<SledStore> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    SledStore::open(data_dir).with_context(|| {
+        format!(
+            "opening {} (if a collector is running on it, use its HTTP API with an admin token instead)",
+            data_dir.display()
+        )
+    })
 }
 
 fn open_offline(data_dir: &std::path::Path) -> anyhow::Result<SledStore> {
@@ -266,7 +468,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(addr) = args.http_listen {
         config.http_listen = addr;
     }
-    config.enrollment_tokens.extend(args.enroll_tokens);
+    config.raw_data_public |= args.raw_data_public;
     if !args.ping_targets.is_empty() {
         config.default_ping.targets = args.ping_targets;
     }
@@ -311,9 +513,11 @@ const TEMPLATES: [(&str, &str); 2] = [
 ];
 
 fn client(remote: &Remote) -> anyhow::Result<sixmap_collector::campaign::client::Client> {
-    Ok(sixmap_collector::campaign::client::Client::new(
-        &remote.collector,
-    )?)
+    let token = remote
+        .token
+        .clone()
+        .or_else(|| std::env::var("SIXMAP_API_TOKEN").ok());
+    Ok(sixmap_collector::campaign::client::Client::new(&remote.collector)?.with_token(token))
 }
 
 /// The body of a successful reply, or the collector's error message.

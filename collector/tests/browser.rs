@@ -14,7 +14,7 @@ use sixmap_collector::store::{ProbeRecord, SledStore, Store};
 use sixmap_shared::config::parse_toml;
 use sixmap_shared::health::{ProbeTag, TagName};
 use sixmap_shared::prefixes::Enrichment;
-use sixmap_shared::{ProbeId, ProbeSecret, UnixMicros};
+use sixmap_shared::{ProbeId, UnixMicros};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -54,7 +54,6 @@ fn seed(dir: &Path) {
             store
                 .create_probe(&ProbeRecord {
                     id: id.clone(),
-                    secret: ProbeSecret::random().unwrap(),
                     hostname: format!("probe-{n}"),
                     enrolled_at: UnixMicros(now.0 - 86_400_000_000),
                     last_seen: Some(now),
@@ -75,6 +74,11 @@ fn seed(dir: &Path) {
                     },
                     location: None,
                     origin: Some(origin.clone()),
+                    owner: None,
+                    enrolled_from: None,
+                    enrolled_prefix: None,
+                    certificate_sha256: None,
+                    revoked_at: None,
                 })
                 .unwrap();
             // RTTs differ per operator so the ranking's RTT column is not constant.

@@ -4,10 +4,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers may fail loudly
 
+use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+use sixmap_collector::auth;
 use sixmap_collector::config::CollectorConfig;
+use sixmap_collector::pki::Pki;
+use sixmap_collector::store::{Role, SledStore};
+use sixmap_probe::collector_tls;
 use sixmap_proto::v1;
 use sixmap_proto::v1::campaign_service_client::CampaignServiceClient;
-use sixmap_proto::v1::probe_control_client::ProbeControlClient;
 use sixmap_proto::v1::{collector_message, probe_message};
 use sixmap_shared::UnixMicros;
 use sixmap_shared::config::parse_toml;
@@ -39,9 +43,28 @@ async fn next_task_message(
 #[tokio::test]
 async fn campaigns_reach_connected_probes_and_errors_name_the_field() {
     let dir = tempfile::tempdir().unwrap();
+    // An enrollment token made before the collector starts (the store is one process's).
+    let (token, fingerprint, api) = {
+        let store = SledStore::open(dir.path()).unwrap();
+        let (api, _) =
+            auth::create_api_token(&store, Role::Campaigner, "regulator", UnixMicros::now())
+                .unwrap();
+        let pki = Pki::load_or_create(dir.path()).unwrap();
+        let (token, _) = auth::create_enrollment_token(
+            &store,
+            pki.fingerprint(),
+            "volunteer",
+            Duration::from_secs(3600),
+            "test",
+            UnixMicros::now(),
+        )
+        .unwrap();
+        (token, pki.fingerprint().to_owned(), api)
+    };
+
     let text = format!(
         "data_dir = {:?}\ngrpc_listen = \"[::1]:0\"\nhttp_listen = \"[::1]:0\"\n\
-         enrollment_tokens = [\"test-token-1\"]\nlab_mode = true\n",
+         lab_mode = true\n",
         dir.path()
     );
     let settings = parse_toml::<CollectorConfig>(&text)
@@ -49,31 +72,63 @@ async fn campaigns_reach_connected_probes_and_errors_name_the_field() {
         .validate(None)
         .unwrap();
     let running = sixmap_collector::start(settings).await.unwrap();
-    let url = format!("http://{}", running.grpc_addr);
-    let mut control = ProbeControlClient::connect(url.clone()).await.unwrap();
-    let mut campaigns = CampaignServiceClient::connect(url).await.unwrap();
+    let url = format!("https://{}", running.grpc_addr);
+    // The campaign service is reached over TLS with the collector's CA pinned.
+    let pinned = collector_tls::enrollment_config(&fingerprint).unwrap();
+    let mut campaigns = CampaignServiceClient::new(
+        collector_tls::channel(&url, pinned.clone(), |e| e)
+            .await
+            .unwrap(),
+    );
+
+    // Without an API token nothing is served, not even a list.
+    let err = campaigns
+        .list(v1::ListCampaignsRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated, "{err}");
 
     // No probe yet: the selection matches nothing.
     let err = campaigns
-        .create(v1::CreateCampaignRequest {
-            spec: SPEC.into(),
-            format: String::new(),
-            owner: "regulator".into(),
-        })
+        .create(authed(
+            &api,
+            v1::CreateCampaignRequest {
+                spec: SPEC.into(),
+                format: String::new(),
+                owner: "regulator".into(),
+            },
+        ))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "{err}");
     assert!(err.message().contains("`selection`"), "{err}");
 
-    let identity = control
+    // Enroll as a probe does: CSR for a new key, then a session with the client certificate.
+    let key = rcgen::KeyPair::generate().unwrap();
+    let csr = rcgen::CertificateParams::default()
+        .serialize_request(&key)
+        .unwrap();
+    let identity = collector_tls::connect(&url, pinned, |e| e)
+        .await
+        .unwrap()
         .enroll(v1::EnrollRequest {
-            token: "test-token-1".into(),
+            token,
             hostname: "pi".into(),
             software_version: "0.1.0".into(),
+            csr_der: csr.der().to_vec(),
         })
         .await
         .unwrap()
         .into_inner();
+    let session_tls = collector_tls::session_config(
+        identity.ca_certificate_der.clone().into(),
+        identity.certificate_der.clone().into(),
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+    )
+    .unwrap();
+    let mut control = collector_tls::connect(&url, session_tls, |e| e)
+        .await
+        .unwrap();
     let (tx, rx) = tokio::sync::mpsc::channel(8);
     tx.send(hello(&identity, 1)).await.unwrap();
     let mut stream = control
@@ -89,11 +144,14 @@ async fn campaigns_reach_connected_probes_and_errors_name_the_field() {
     ));
 
     let created = campaigns
-        .create(v1::CreateCampaignRequest {
-            spec: SPEC.into(),
-            format: "toml".into(),
-            owner: "regulator".into(),
-        })
+        .create(authed(
+            &api,
+            v1::CreateCampaignRequest {
+                spec: SPEC.into(),
+                format: "toml".into(),
+                owner: "regulator".into(),
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -111,7 +169,7 @@ async fn campaigns_reach_connected_probes_and_errors_name_the_field() {
     }
 
     let shown = campaigns
-        .show(v1::CampaignRef { id })
+        .show(authed(&api, v1::CampaignRef { id }))
         .await
         .unwrap()
         .into_inner();
@@ -120,10 +178,13 @@ async fn campaigns_reach_connected_probes_and_errors_name_the_field() {
     assert_eq!(shown["progress"]["probes_connected"], 1, "{shown}");
 
     campaigns
-        .cancel(v1::CancelCampaignRequest {
-            id,
-            reason: "test over".into(),
-        })
+        .cancel(authed(
+            &api,
+            v1::CancelCampaignRequest {
+                id,
+                reason: "test over".into(),
+            },
+        ))
         .await
         .unwrap();
     match next_task_message(&mut stream).await {
@@ -134,19 +195,25 @@ async fn campaigns_reach_connected_probes_and_errors_name_the_field() {
         other => panic!("expected a cancel, got {other:?}"),
     }
     let err = campaigns
-        .cancel(v1::CancelCampaignRequest {
-            id,
-            reason: String::new(),
-        })
+        .cancel(authed(
+            &api,
+            v1::CancelCampaignRequest {
+                id,
+                reason: String::new(),
+            },
+        ))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition, "{err}");
 
     let report = campaigns
-        .report(v1::ReportRequest {
-            id,
-            format: "csv".into(),
-        })
+        .report(authed(
+            &api,
+            v1::ReportRequest {
+                id,
+                format: "csv".into(),
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -158,22 +225,25 @@ async fn campaigns_reach_connected_probes_and_errors_name_the_field() {
     );
 
     let err = campaigns
-        .create(v1::CreateCampaignRequest {
-            spec: SPEC.replace("every_s = 60", "every_s = 5"),
-            format: "toml".into(),
-            owner: "regulator".into(),
-        })
+        .create(authed(
+            &api,
+            v1::CreateCampaignRequest {
+                spec: SPEC.replace("every_s = 60", "every_s = 5"),
+                format: "toml".into(),
+                owner: "regulator".into(),
+            },
+        ))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(err.message().contains("`schedule.every_s`"), "{err}");
     let err = campaigns
-        .show(v1::CampaignRef { id: 999_999 })
+        .show(authed(&api, v1::CampaignRef { id: 999_999 }))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
     let list = campaigns
-        .list(v1::ListCampaignsRequest {})
+        .list(authed(&api, v1::ListCampaignsRequest {}))
         .await
         .unwrap()
         .into_inner();
@@ -192,6 +262,15 @@ async fn campaigns_reach_connected_probes_and_errors_name_the_field() {
         collector_message::Kind::Cancel(c) => assert_eq!(c.task_id, task_id),
         other => panic!("expected a cancel at hello, got {other:?}"),
     }
+}
+
+/// A campaign call carrying an API token, as every one must.
+fn authed<T>(token: &str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
 }
 
 fn hello(identity: &v1::EnrollResponse, boot_epoch: u64) -> v1::ProbeMessage {

@@ -2,13 +2,23 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers may fail loudly
 
+use sixmap_collector::auth;
 use sixmap_collector::campaign::client::Client;
 use sixmap_collector::config::CollectorConfig;
+use sixmap_collector::store::{Role, SledStore};
+use sixmap_shared::UnixMicros;
 use sixmap_shared::config::parse_toml;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn http_errors_name_the_problem() {
     let dir = tempfile::tempdir().unwrap();
+    // A campaigner's API token, made before the collector opens the store.
+    let token = {
+        let store = SledStore::open(dir.path()).unwrap();
+        auth::create_api_token(&store, Role::Campaigner, "regulator", UnixMicros::now())
+            .unwrap()
+            .0
+    };
     let text = format!(
         "data_dir = {:?}\ngrpc_listen = \"[::1]:0\"\nhttp_listen = \"[::1]:0\"\n",
         dir.path()
@@ -18,9 +28,15 @@ async fn http_errors_name_the_problem() {
         .validate(None)
         .unwrap();
     let running = sixmap_collector::start(settings).await.unwrap();
-    let client = Client::new(&format!("http://{}", running.http_addr)).unwrap();
+    let anonymous = Client::new(&format!("http://{}", running.http_addr)).unwrap();
+    let client = anonymous.clone().with_token(Some(token));
     tokio::task::spawn_blocking(move || {
         let json = |body: &str| serde_json::from_str::<serde_json::Value>(body).unwrap();
+        // Campaign writes need a campaigner's token.
+        let reply = anonymous
+            .post("/api/v1/campaigns", "application/json", "{}")
+            .unwrap();
+        assert_eq!(reply.status, 401, "{}", reply.body);
         // A spec as a JSON object; no probe is enrolled, so the selection is empty.
         let spec = serde_json::json!({
             "owner": "regulator",

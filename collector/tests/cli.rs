@@ -101,3 +101,71 @@ fn prefix_imports_name_the_bad_file_and_line() {
         "{stdout}"
     );
 }
+
+fn stdout_of(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_sixmap-collector"))
+        .args(args)
+        .output()
+        .expect("run sixmap-collector");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn tokens_are_made_listed_and_revoked_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let token = stdout_of(&["token", "create", "--data-dir", data, "--owner", "uni-a"]);
+    let (secret, fingerprint) = token.trim().split_once('.').unwrap();
+    assert_eq!((secret.len(), fingerprint.len()), (64, 64), "{token}");
+    // The CA was created for the token, private.
+    use std::os::unix::fs::PermissionsExt;
+    let key = std::path::Path::new(data).join("pki/ca.key");
+    let mode = std::fs::metadata(key).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    let list = stdout_of(&["token", "list", "--data-dir", data]);
+    let record: serde_json::Value = serde_json::from_str(list.trim()).unwrap();
+    assert_eq!(record["owner"], "uni-a");
+    // Only the hash is stored: the secret appears nowhere in the store's listing.
+    assert!(!list.contains(secret), "{list}");
+    let id = record["id"].as_str().unwrap();
+    stdout_of(&["token", "revoke", "--data-dir", data, id]);
+    let list = stdout_of(&["token", "list", "--data-dir", data]);
+    assert!(
+        list.contains("\"revoked_at\":1") || list.contains("\"revoked_at\":"),
+        "{list}"
+    );
+    let (ok, stderr) = collector(&["token", "revoke", "--data-dir", data, "nope"]);
+    assert!(!ok && stderr.contains("no enrollment token"), "{stderr}");
+
+    let api = stdout_of(&[
+        "api-token",
+        "create",
+        "--data-dir",
+        data,
+        "--role",
+        "researcher",
+        "--name",
+        "alice",
+    ]);
+    assert!(api.trim().starts_with("sxa_"), "{api}");
+    let (ok, stderr) = collector(&[
+        "api-token",
+        "create",
+        "--data-dir",
+        data,
+        "--role",
+        "boss",
+        "--name",
+        "x",
+    ]);
+    assert!(!ok && stderr.contains("not a role"), "{stderr}");
+    let (ok, stderr) = collector(&["probe", "revoke", "--data-dir", data, "0123456789abcdef"]);
+    assert!(!ok && stderr.contains("no probe"), "{stderr}");
+}

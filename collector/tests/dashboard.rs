@@ -22,7 +22,7 @@ async fn start() -> Collector {
 async fn start_in(dir: tempfile::TempDir) -> Collector {
     let text = format!(
         "data_dir = {:?}\ngrpc_listen = \"[::1]:0\"\nhttp_listen = \"[::1]:0\"\n\
-         enrollment_tokens = [\"test-token-1\"]\n[default_ping]\ntargets = [\"::1\"]\n",
+         raw_data_public = true\n[default_ping]\ntargets = [\"::1\"]\n",
         dir.path()
     );
     let settings = parse_toml::<CollectorConfig>(&text)

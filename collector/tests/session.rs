@@ -2,7 +2,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers may fail loudly
 
+use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+use sixmap_collector::auth;
 use sixmap_collector::config::CollectorConfig;
+use sixmap_collector::pki::Pki;
+use sixmap_collector::store::{Role, SledStore};
+use sixmap_probe::collector_tls;
 use sixmap_proto::v1::probe_control_client::ProbeControlClient;
 use sixmap_proto::v1::{collector_message, probe_message};
 use sixmap_proto::{encode, v1};
@@ -18,9 +23,20 @@ use tonic::Code;
 use tonic::transport::Channel;
 
 struct Harness {
-    _dir: tempfile::TempDir,
-    client: ProbeControlClient<Channel>,
+    dir: tempfile::TempDir,
+    grpc: std::net::SocketAddr,
     http: std::net::SocketAddr,
+    /// An admin API token, made before the collector started (the store is one process's).
+    admin: String,
+    /// A researcher API token (reads raw data, may not write).
+    researcher: String,
+    ca_fingerprint: String,
+}
+
+/// A probe enrolled over TLS with a CSR, and a client presenting its certificate.
+struct Enrolled {
+    probe_id: String,
+    client: ProbeControlClient<Channel>,
 }
 
 async fn start(extra: &str) -> Harness {
@@ -28,9 +44,27 @@ async fn start(extra: &str) -> Harness {
 }
 
 async fn start_in(dir: tempfile::TempDir, extra: &str) -> Harness {
+    let (admin, researcher) = {
+        let store = SledStore::open(dir.path()).unwrap();
+        let make = |role, name| {
+            auth::create_api_token(&store, role, name, UnixMicros::now())
+                .unwrap()
+                .0
+        };
+        (
+            make(Role::Admin, "test-admin"),
+            make(Role::Researcher, "test-researcher"),
+        )
+    };
+    // Most tests read raw results over HTTP without a token; the access tests say otherwise.
+    let public = if extra.contains("raw_data_public") {
+        ""
+    } else {
+        "raw_data_public = true\n"
+    };
     let text = format!(
         "data_dir = {:?}\ngrpc_listen = \"[::1]:0\"\nhttp_listen = \"[::1]:0\"\n\
-         enrollment_tokens = [\"test-token-1\"]\n{extra}\n[default_ping]\ntargets = [\"::1\"]\n",
+         {public}{extra}\n[default_ping]\ntargets = [\"::1\"]\n",
         dir.path()
     );
     let settings = parse_toml::<CollectorConfig>(&text)
@@ -38,33 +72,91 @@ async fn start_in(dir: tempfile::TempDir, extra: &str) -> Harness {
         .validate(None)
         .unwrap();
     let running = sixmap_collector::start(settings).await.unwrap();
-    let client = ProbeControlClient::connect(format!("http://{}", running.grpc_addr))
-        .await
-        .unwrap();
+    let ca_fingerprint = Pki::load_or_create(dir.path())
+        .unwrap()
+        .fingerprint()
+        .to_owned();
     Harness {
-        _dir: dir,
-        client,
+        dir,
+        grpc: running.grpc_addr,
         http: running.http_addr,
+        admin,
+        researcher,
+        ca_fingerprint,
     }
 }
 
-async fn enroll(client: &mut ProbeControlClient<Channel>) -> v1::EnrollResponse {
-    client
-        .enroll(v1::EnrollRequest {
-            token: "test-token-1".into(),
-            hostname: "pi".into(),
-            software_version: "0.1.0".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
+impl Harness {
+    fn url(&self) -> String {
+        format!("https://{}", self.grpc)
+    }
+
+    /// A new enrollment token for `owner`, made through the admin API.
+    async fn token_for(&self, owner: &str, expires_in: &str) -> String {
+        let body = serde_json::json!({ "owner": owner, "expires_in": expires_in }).to_string();
+        let (status, answer) = http(
+            self.http,
+            "POST",
+            "/api/v1/enrollment-tokens",
+            Some(&self.admin),
+            &body,
+        )
+        .await;
+        assert_eq!(status, 201, "{answer}");
+        let json: serde_json::Value = serde_json::from_str(&answer).unwrap();
+        let token = json["token"].as_str().unwrap().to_owned();
+        assert!(token.ends_with(&self.ca_fingerprint), "{token}");
+        token
+    }
+
+    /// Enrollment as a probe does it: CA pinned by the token's fingerprint, CSR for a new key.
+    async fn try_enroll(&self, token: &str) -> Result<(Enrolled, rcgen::KeyPair), tonic::Status> {
+        let tls = collector_tls::enrollment_config(&self.ca_fingerprint).unwrap();
+        let mut client = collector_tls::connect(&self.url(), tls, |e| e)
+            .await
+            .unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let csr = rcgen::CertificateParams::default()
+            .serialize_request(&key)
+            .unwrap();
+        let response = client
+            .enroll(v1::EnrollRequest {
+                token: token.into(),
+                hostname: "pi".into(),
+                software_version: "0.1.0".into(),
+                csr_der: csr.der().to_vec(),
+            })
+            .await?
+            .into_inner();
+        let tls = collector_tls::session_config(
+            response.ca_certificate_der.into(),
+            response.certificate_der.into(),
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        )
+        .unwrap();
+        let client = collector_tls::connect(&self.url(), tls, |e| e)
+            .await
+            .unwrap();
+        Ok((
+            Enrolled {
+                probe_id: response.probe_id,
+                client,
+            },
+            key,
+        ))
+    }
+
+    async fn enroll(&self) -> Enrolled {
+        let token = self.token_for("volunteer", "1h").await;
+        self.try_enroll(&token).await.unwrap().0
+    }
 }
 
-fn hello(id: &str, secret: &str, version: &str) -> v1::ProbeMessage {
+fn hello(id: &str, version: &str) -> v1::ProbeMessage {
     v1::ProbeMessage {
         kind: Some(probe_message::Kind::Hello(v1::Hello {
             probe_id: id.into(),
-            probe_secret: secret.into(),
+            probe_secret: String::new(),
             software_version: version.into(),
             boot_epoch: 1,
             capabilities: vec![v1::MeasurementKind::Ping.into()],
@@ -147,79 +239,298 @@ async fn next_ack(stream: &mut tonic::Streaming<v1::CollectorMessage>) -> v1::Ac
     }
 }
 
-#[tokio::test]
-async fn enrollment_needs_a_valid_token() {
-    let mut h = start("").await;
-    let err = h
-        .client
-        .enroll(v1::EnrollRequest {
-            token: "wrong-token".into(),
-            hostname: String::new(),
-            software_version: "0.1.0".into(),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Code::PermissionDenied);
-    let ok = enroll(&mut h.client).await;
-    assert_eq!(ok.probe_id.len(), 16);
+/// Any HTTP/1.1 request over a real socket, with an optional bearer token; status and body.
+async fn http(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    bearer: Option<&str>,
+    body: &str,
+) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let auth = bearer
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: test\r\n{auth}Content-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, body.to_owned())
 }
 
 #[tokio::test]
-async fn unknown_probe_is_refused_with_a_clear_status() {
-    let mut h = start("").await;
-    let err = open(
-        &mut h.client,
-        hello("00000000deadbeef", &"a".repeat(64), "0.1.0"),
-    )
-    .await
-    .expect_err("session must be refused");
-    assert_eq!(err.code(), Code::Unauthenticated);
+async fn enrollment_tokens_are_single_use_and_expire() {
+    let h = start("").await;
+    let token = h.token_for("alice", "1h").await;
+    let (probe, _) = h.try_enroll(&token).await.unwrap();
+    assert_eq!(probe.probe_id.len(), 16);
+
+    let err = h.try_enroll(&token).await.err().expect("reuse must fail");
+    assert_eq!(err.code(), Code::PermissionDenied);
     assert!(
-        err.message().contains("unknown probe 00000000deadbeef"),
+        err.message().contains("already been used"),
         "{}",
         err.message()
     );
 
-    let probe = enroll(&mut h.client).await;
-    let err = open(
-        &mut h.client,
-        hello(&probe.probe_id, &"b".repeat(64), "0.1.0"),
-    )
-    .await
-    .expect_err("wrong secret must be refused");
-    assert_eq!(err.code(), Code::Unauthenticated);
+    let short = h.token_for("alice", "1s").await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let err = h.try_enroll(&short).await.err().expect("expired must fail");
+    assert_eq!(err.code(), Code::PermissionDenied);
+    assert!(err.message().contains("expired"), "{}", err.message());
 
-    let err = open(&mut h.client, hello(&probe.probe_id, "short", "0.1.0"))
+    // A probe whose token names another CA never sends it: the handshake fails first.
+    let wrong = collector_tls::enrollment_config(&"00".repeat(32)).unwrap();
+    let err = match collector_tls::connect(&h.url(), wrong, |e| e).await {
+        Err(e) => format!("{e:?}"),
+        Ok(mut client) => client
+            .enroll(v1::EnrollRequest {
+                token: token.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect_err("a server outside the pinned CA must not be trusted")
+            .to_string(),
+    };
+    assert!(err.contains("did not present the CA"), "{err}");
+
+    let forged = format!("{}.{}", "ab".repeat(32), h.ca_fingerprint);
+    let err = h
+        .try_enroll(&forged)
         .await
-        .expect_err("malformed hello must be refused");
-    assert_eq!(err.code(), Code::InvalidArgument);
-    assert!(err.message().contains("probe_secret"), "{}", err.message());
+        .err()
+        .expect("unknown must fail");
+    assert!(err.message().contains("never issued"), "{}", err.message());
+
+    // Every attempt is in the audit log, and only admins read it.
+    let (status, body) = http(h.http, "GET", "/api/v1/audit", Some(&h.admin), "").await;
+    assert_eq!(status, 200, "{body}");
+    let audit: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let outcomes: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "enroll")
+        .map(|e| e["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes.len(), 4, "{body}");
+    assert!(
+        outcomes.iter().filter(|o| o.starts_with("refused")).count() == 3,
+        "{body}"
+    );
+    let (status, _) = http(h.http, "GET", "/api/v1/audit", None, "").await;
+    assert_eq!(status, 401);
 }
 
 #[tokio::test]
-async fn old_probe_versions_are_told_to_upgrade() {
-    let mut h = start("min_probe_version = \"0.2.0\"").await;
-    let probe = enroll(&mut h.client).await;
-    let err = open(
-        &mut h.client,
-        hello(&probe.probe_id, &probe.probe_secret, "0.1.9"),
+async fn sessions_need_this_collectors_certificate_and_speak_only_for_their_probe() {
+    let h = start("").await;
+    // No client certificate: the TLS handshake passes (enrollment needs that), the session not.
+    let tls = collector_tls::enrollment_config(&h.ca_fingerprint).unwrap();
+    let mut anonymous = collector_tls::connect(&h.url(), tls, |e| e).await.unwrap();
+    let err = open(&mut anonymous, hello("00000000deadbeef", "0.1.0"))
+        .await
+        .expect_err("a session without a certificate must be refused");
+    assert_eq!(err.code(), Code::Unauthenticated);
+    assert!(
+        err.message().contains("no client certificate"),
+        "{}",
+        err.message()
+    );
+
+    // A certificate from another collector's CA is refused in the TLS handshake.
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = Pki::load_or_create(other_dir.path()).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let csr = rcgen::CertificateParams::default()
+        .serialize_request(&key)
+        .unwrap();
+    let foreign_cert = other
+        .issue_probe_certificate(
+            &"00000000deadbeef".parse().unwrap(),
+            csr.der(),
+            UnixMicros::now(),
+        )
+        .unwrap();
+    let ours = Pki::load_or_create(h.dir.path()).unwrap();
+    let tls = collector_tls::session_config(
+        ours.ca_der().clone(),
+        foreign_cert,
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
     )
+    .unwrap();
+    if let Ok(mut client) = collector_tls::connect(&h.url(), tls, |e| e).await {
+        // TLS 1.3: the server checks the client certificate after the client's handshake is
+        // done, so the refusal may only show on the first request; it must be the TLS one.
+        let err = open(&mut client, hello("00000000deadbeef", "0.1.0"))
+            .await
+            .expect_err("a certificate of another CA must not open a session");
+        assert!(
+            !err.message().contains("unknown probe certificate"),
+            "refused by the application, not TLS: {}",
+            err.message()
+        );
+    }
+
+    // A probe's certificate speaks for that probe only: its hello may not name another...
+    let mut a = h.enroll().await;
+    let b = h.enroll().await;
+    let err = open(&mut a.client, hello(&b.probe_id, "0.1.0"))
+        .await
+        .expect_err("hello naming another probe must be refused");
+    assert_eq!(err.code(), Code::PermissionDenied);
+    assert!(
+        err.message().contains("belongs to probe"),
+        "{}",
+        err.message()
+    );
+    // ...and results keyed with another probe's id are rejected.
+    let (tx, mut stream) = open(&mut a.client, hello(&a.probe_id, "0.1.0"))
+        .await
+        .unwrap();
+    let task = loop {
+        match stream.message().await.unwrap().unwrap().kind {
+            Some(collector_message::Kind::Assign(assign)) => break assign.task_id,
+            _ => continue,
+        }
+    };
+    tx.send(batch(
+        1,
+        &[
+            ping_result(&b.probe_id, 1, task),
+            ping_result(&a.probe_id, 1, task),
+        ],
+    ))
     .await
-    .expect_err("old version must be refused");
+    .unwrap();
+    let ack = next_ack(&mut stream).await;
+    assert_eq!(ack.stored.len(), 1);
+    assert_eq!(ack.rejected.len(), 1);
+    assert!(
+        ack.rejected[0].reason.contains("belongs to probe"),
+        "{}",
+        ack.rejected[0].reason
+    );
+    let body = http_get(h.http, &format!("/api/v1/results?probe={}", b.probe_id)).await;
+    assert!(body.contains("\"count\":0"), "{body}");
+}
+
+#[tokio::test]
+async fn a_revoked_probe_is_refused_at_hello_with_a_clear_status() {
+    let h = start("").await;
+    let mut probe = h.enroll().await;
+    let path = format!("/api/v1/probes/{}/revoke", probe.probe_id);
+    let (status, body) = http(h.http, "POST", &path, None, "").await;
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = http(h.http, "POST", &path, Some(&h.admin), "").await;
+    assert_eq!(status, 200, "{body}");
+    let err = open(&mut probe.client, hello(&probe.probe_id, "0.1.0"))
+        .await
+        .expect_err("a revoked probe must be refused");
+    assert_eq!(err.code(), Code::PermissionDenied);
+    assert!(err.message().contains("was revoked"), "{}", err.message());
+}
+
+#[tokio::test]
+async fn enrollments_over_an_owners_cap_fail_clearly() {
+    let h = start("max_probes_per_owner_per_64 = 1").await;
+    h.enroll().await;
+    // Same owner, same /64 (every test enrollment comes from ::1).
+    let token = h.token_for("volunteer", "1h").await;
+    let err = h.try_enroll(&token).await.err().expect("over the cap");
+    assert_eq!(err.code(), Code::ResourceExhausted);
+    assert!(err.message().contains("::/64"), "{}", err.message());
+    // Another owner is not affected.
+    let token = h.token_for("bob", "1h").await;
+    assert!(h.try_enroll(&token).await.is_ok());
+}
+
+#[tokio::test]
+async fn api_writes_need_the_right_role_and_are_audited() {
+    let h = start("raw_data_public = false").await;
+    let researcher = h.researcher.clone();
+    let (status, body) = http(h.http, "GET", "/api/v1/results", None, "").await;
+    assert_eq!(status, 401, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        json["error"].as_str().unwrap().contains("API token"),
+        "{body}"
+    );
+    // Maps are public by default; raw results are not.
+    let (status, _) = http(h.http, "GET", "/api/v1/maps/countries", None, "").await;
+    assert_eq!(status, 200);
+    let (status, _) = http(h.http, "GET", "/api/v1/results", Some(&researcher), "").await;
+    assert_eq!(status, 200);
+    let (status, body) = http(h.http, "GET", "/api/v1/results", Some("sxa_nonsense"), "").await;
+    assert_eq!(status, 401, "{body}");
+
+    let write = |bearer: Option<String>| {
+        let addr = h.http;
+        async move {
+            http(
+                addr,
+                "POST",
+                "/api/v1/enrollment-tokens",
+                bearer.as_deref(),
+                "{\"owner\": \"carol\"}",
+            )
+            .await
+        }
+    };
+    let (status, body) = write(None).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("\"error\""), "{body}");
+    let (status, body) = write(Some(researcher.clone())).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("needs role admin"), "{body}");
+    let (status, body) = write(Some(h.admin.clone())).await;
+    assert_eq!(status, 201, "{body}");
+
+    let (status, body) = http(h.http, "GET", "/api/v1/audit?limit=10", Some(&h.admin), "").await;
+    assert_eq!(status, 200, "{body}");
+    let audit: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let entries = audit["entries"].as_array().unwrap();
+    let newest = &entries[0];
+    assert_eq!(newest["action"], "POST /api/v1/enrollment-tokens", "{body}");
+    assert_eq!(newest["identity"], "api:test-admin (admin)", "{body}");
+    assert_eq!(newest["outcome"], "ok (201)", "{body}");
+    assert_eq!(
+        entries[1]["identity"], "api:test-researcher (researcher)",
+        "{body}"
+    );
+    assert_eq!(entries[1]["outcome"], "denied (403)", "{body}");
+    assert_eq!(entries[2]["identity"], "anonymous", "{body}");
+    assert_eq!(entries[2]["outcome"], "denied (401)", "{body}");
+}
+#[tokio::test]
+async fn old_probe_versions_are_told_to_upgrade() {
+    let h = start("min_probe_version = \"0.2.0\"").await;
+    let mut probe = h.enroll().await;
+    let err = open(&mut probe.client, hello(&probe.probe_id, "0.1.9"))
+        .await
+        .expect_err("old version must be refused");
     assert_eq!(err.code(), Code::FailedPrecondition);
     assert!(err.message().contains("0.2.0") && err.message().contains("upgrade"));
 }
 
 #[tokio::test]
 async fn results_are_acked_deduplicated_and_unassigned_tasks_rejected() {
-    let mut h = start("").await;
-    let probe = enroll(&mut h.client).await;
-    let (tx, mut stream) = open(
-        &mut h.client,
-        hello(&probe.probe_id, &probe.probe_secret, "0.1.0"),
-    )
-    .await
-    .unwrap();
+    let h = start("").await;
+    let mut probe = h.enroll().await;
+    let (tx, mut stream) = open(&mut probe.client, hello(&probe.probe_id, "0.1.0"))
+        .await
+        .unwrap();
 
     let welcome = stream.message().await.unwrap().unwrap();
     assert!(matches!(
@@ -285,9 +596,7 @@ async fn results_are_acked_deduplicated_and_unassigned_tasks_rejected() {
     assert_eq!(json["count"], 1, "{body}");
 
     // A second hello on the same stream closes the session with a clear status.
-    tx.send(hello(&probe.probe_id, &probe.probe_secret, "0.1.0"))
-        .await
-        .unwrap();
+    tx.send(hello(&probe.probe_id, "0.1.0")).await.unwrap();
     let err = loop {
         match stream.message().await {
             Ok(Some(_)) => continue,
@@ -327,13 +636,13 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
 
 #[tokio::test]
 async fn loss_records_are_stored_once_and_self_tests_become_tags() {
-    let mut h = start("").await;
-    let probe = enroll(&mut h.client).await;
-    let mut first = hello(&probe.probe_id, &probe.probe_secret, "0.1.0");
+    let h = start("").await;
+    let mut probe = h.enroll().await;
+    let mut first = hello(&probe.probe_id, "0.1.0");
     if let Some(probe_message::Kind::Hello(hello)) = first.kind.as_mut() {
         hello.local_addresses = vec!["2001:4860:4860::8888".into()];
     }
-    let (tx, mut stream) = open(&mut h.client, first).await.unwrap();
+    let (tx, mut stream) = open(&mut probe.client, first).await.unwrap();
     // The collector sends the tags it computed from the hello: a global address.
     let initial = loop {
         match stream.message().await.unwrap().unwrap().kind {
@@ -431,14 +740,11 @@ async fn a_greeting_larger_than_the_stream_buffer_is_delivered() {
             "[[ping_tasks]]\ntargets = [\"::1\"]\nsize = {size}\n"
         ));
     }
-    let mut h = start(&extra).await;
-    let probe = enroll(&mut h.client).await;
-    let (_tx, mut stream) = open(
-        &mut h.client,
-        hello(&probe.probe_id, &probe.probe_secret, "0.1.0"),
-    )
-    .await
-    .unwrap();
+    let h = start(&extra).await;
+    let mut probe = h.enroll().await;
+    let (_tx, mut stream) = open(&mut probe.client, hello(&probe.probe_id, "0.1.0"))
+        .await
+        .unwrap();
     let mut assignments = 0;
     while assignments < 201 {
         match tokio::time::timeout(std::time::Duration::from_secs(10), stream.message()).await {
@@ -476,9 +782,9 @@ async fn probes_and_results_are_enriched_with_imported_prefix_data() {
         false,
     )
     .unwrap();
-    let mut h = start_in(dir, "").await;
-    let probe = enroll(&mut h.client).await;
-    let mut first = hello(&probe.probe_id, &probe.probe_secret, "0.1.0");
+    let h = start_in(dir, "").await;
+    let mut probe = h.enroll().await;
+    let mut first = hello(&probe.probe_id, "0.1.0");
     if let Some(probe_message::Kind::Hello(hello)) = first.kind.as_mut() {
         hello.local_addresses = vec!["fd00::7".into(), "2001:4860:1::7".into()];
         hello.location = Some(v1::CoarseLocation {
@@ -486,7 +792,7 @@ async fn probes_and_results_are_enriched_with_imported_prefix_data() {
             longitude_e1: -1221,
         });
     }
-    let (tx, mut stream) = open(&mut h.client, first).await.unwrap();
+    let (tx, mut stream) = open(&mut probe.client, first).await.unwrap();
     let task = loop {
         match stream.message().await.unwrap().unwrap().kind {
             Some(collector_message::Kind::Assign(a)) => break a.task_id,
@@ -533,13 +839,13 @@ async fn probes_and_results_are_enriched_with_imported_prefix_data() {
 
 /// A probe that says hello from `address` and sends one ping result to a global destination,
 /// answered (`rtt_ms`) or not.
-async fn probe_reporting(h: &mut Harness, address: &str, rtt_ms: Option<u64>) -> String {
-    let probe = enroll(&mut h.client).await;
-    let mut first = hello(&probe.probe_id, &probe.probe_secret, "0.1.0");
+async fn probe_reporting(h: &Harness, address: &str, rtt_ms: Option<u64>) -> String {
+    let mut probe = h.enroll().await;
+    let mut first = hello(&probe.probe_id, "0.1.0");
     if let Some(probe_message::Kind::Hello(hello)) = first.kind.as_mut() {
         hello.local_addresses = vec![address.into()];
     }
-    let (tx, mut stream) = open(&mut h.client, first).await.unwrap();
+    let (tx, mut stream) = open(&mut probe.client, first).await.unwrap();
     let task = loop {
         match stream.message().await.unwrap().unwrap().kind {
             Some(collector_message::Kind::Assign(a)) => break a.task_id,
@@ -604,11 +910,11 @@ async fn national_figures_balance_operators_and_match_hand_computed_values() {
     )
     .unwrap();
     import(dir.path(), SourceKind::Country, &[countries], false).unwrap();
-    let mut h = start_in(dir, "").await;
+    let h = start_in(dir, "").await;
     // AS15169: two probes, IPv6 works (30 and 40 ms). AS13335: one probe, no answer.
-    probe_reporting(&mut h, "2001:4860:1::1", Some(30)).await;
-    probe_reporting(&mut h, "2001:4860:2::1", Some(40)).await;
-    probe_reporting(&mut h, "2606:4700:1::1", None).await;
+    probe_reporting(&h, "2001:4860:1::1", Some(30)).await;
+    probe_reporting(&h, "2001:4860:2::1", Some(40)).await;
+    probe_reporting(&h, "2606:4700:1::1", None).await;
 
     let body = http_get(h.http, "/api/v1/maps/countries").await;
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();

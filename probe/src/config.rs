@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProbeConfig {
-    /// Collector gRPC endpoint, e.g. "http://[2001:db8::10]:7400".
+    /// Collector gRPC endpoint, e.g. "https://[2001:db8::10]:7400" (TLS 1.3, always).
     pub collector: String,
     /// Where the probe keeps its identity and boot counter.
     pub state_dir: PathBuf,
@@ -81,13 +81,15 @@ impl ProbeConfig {
 
     pub fn validate(self, source: Option<&Path>) -> Result<Settings, ConfigError> {
         let invalid = |key: &str, reason: String| ConfigError::invalid(key, source, reason);
-        let scheme_ok = ["http://", "https://"]
-            .iter()
-            .any(|s| self.collector.starts_with(s) && self.collector.len() > s.len());
+        let scheme_ok =
+            self.collector.len() > "https://".len() && self.collector.starts_with("https://");
         if !scheme_ok || self.collector.parse::<tonic::transport::Uri>().is_err() {
             return Err(invalid(
                 "collector",
-                format!("{:?} is not an http:// or https:// URL", self.collector),
+                format!(
+                    "{:?} is not an https:// URL (the collector speaks TLS only)",
+                    self.collector
+                ),
             ));
         }
         if self.state_dir.as_os_str().is_empty() {
@@ -163,7 +165,7 @@ mod tests {
     #[test]
     fn valid_config() {
         let c: ProbeConfig = parse_toml(
-            "collector = \"http://[::1]:7400\"\nstate_dir = \"/tmp/p\"\nlab_mode = true\n",
+            "collector = \"https://[::1]:7400\"\nstate_dir = \"/tmp/p\"\nlab_mode = true\n",
         )
         .unwrap();
         let s = c.validate(None).unwrap();
@@ -173,7 +175,7 @@ mod tests {
 
     #[test]
     fn locations_are_rounded_and_need_both_coordinates() {
-        let base = "collector = \"http://[::1]:7400\"\nstate_dir = \"/tmp/p\"\n";
+        let base = "collector = \"https://[::1]:7400\"\nstate_dir = \"/tmp/p\"\n";
         let c: ProbeConfig =
             parse_toml(&format!("{base}latitude = 48.8566\nlongitude = 2.3522\n")).unwrap();
         let l = c.validate(None).unwrap().location.unwrap();
@@ -205,7 +207,7 @@ mod tests {
                 .contains("`collector`")
         );
         let c: ProbeConfig = parse_toml(
-            "collector = \"http://[::1]:1\"\nstate_dir = \"/p\"\nicmp_socket = \"magic\"\n",
+            "collector = \"https://[::1]:1\"\nstate_dir = \"/p\"\nicmp_socket = \"magic\"\n",
         )
         .unwrap();
         assert!(

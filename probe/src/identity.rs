@@ -1,16 +1,27 @@
 //! The probe's persistent state: its identity (from enrollment) and its boot counter.
 //!
+//! Identity files: `identity.toml` (probe id, collector, CA fingerprint), `key.pem` (the
+//! probe's private key, generated on first start, mode 0600, never sent anywhere), `cert.der`
+//! (its client certificate from the collector) and `ca.der` (the collector's CA, the only
+//! trust anchor for the collector).
+//!
 //! Files are replaced atomically (write, fsync, rename) so a power cut leaves the old or the
 //! new version, never half of one.
 
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde::{Deserialize, Serialize};
-use sixmap_shared::{BootEpoch, ProbeId, ProbeSecret};
+use sixmap_shared::{BootEpoch, ProbeId};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 const IDENTITY_FILE: &str = "identity.toml";
 const BOOT_EPOCH_FILE: &str = "boot_epoch";
+const KEY_FILE: &str = "key.pem";
+const CERT_FILE: &str = "cert.der";
+const CA_FILE: &str = "ca.der";
+/// Written when the collector revoked this probe; the probe then refuses to start.
+const REVOKED_FILE: &str = "revoked";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -28,9 +39,18 @@ pub enum StateError {
 #[serde(deny_unknown_fields)]
 pub struct Identity {
     pub probe_id: ProbeId,
-    pub probe_secret: ProbeSecret,
     /// Collector that issued the identity: an identity is only valid there.
     pub collector: String,
+    /// SHA-256 of the collector's CA certificate (`ca.der`), from the enrollment token.
+    pub ca_sha256: String,
+}
+
+/// What the probe presents and trusts in its TLS sessions with the collector.
+#[derive(Debug)]
+pub struct Credentials {
+    pub key: PrivateKeyDer<'static>,
+    pub certificate: CertificateDer<'static>,
+    pub ca: CertificateDer<'static>,
 }
 
 fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StateError + 'a {
@@ -93,6 +113,63 @@ pub fn load_identity(dir: &Path) -> Result<Option<Identity>, StateError> {
         .map_err(|reason| StateError::Corrupt { path, reason })
 }
 
+/// The probe's key pair, generated and saved (mode 0600) on first use.
+pub fn load_or_create_key(dir: &Path) -> Result<rcgen::KeyPair, StateError> {
+    let path = dir.join(KEY_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => rcgen::KeyPair::from_pem(&text).map_err(|e| StateError::Corrupt {
+            path,
+            reason: e.to_string(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = rcgen::KeyPair::generate().map_err(|e| StateError::Corrupt {
+                path: path.clone(),
+                reason: format!("cannot generate a key pair: {e}"),
+            })?;
+            replace_file(&path, key.serialize_pem().as_bytes())?;
+            Ok(key)
+        }
+        Err(e) => Err(io("read", &path)(e)),
+    }
+}
+
+/// Saves what enrollment returned; the identity file goes last, so an identity on disk always
+/// has its certificate beside it.
+pub fn save_enrollment(
+    dir: &Path,
+    identity: &Identity,
+    certificate: &[u8],
+    ca: &[u8],
+) -> Result<(), StateError> {
+    replace_file(&dir.join(CERT_FILE), certificate)?;
+    replace_file(&dir.join(CA_FILE), ca)?;
+    save_identity(dir, identity)
+}
+
+/// The key, certificate and CA saved at enrollment.
+pub fn load_credentials(dir: &Path) -> Result<Credentials, StateError> {
+    let key = load_or_create_key(dir)?;
+    let read = |name: &str| {
+        let path = dir.join(name);
+        std::fs::read(&path).map_err(io("read", &path))
+    };
+    Ok(Credentials {
+        key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        certificate: CertificateDer::from(read(CERT_FILE)?),
+        ca: CertificateDer::from(read(CA_FILE)?),
+    })
+}
+
+/// Remembers that the collector revoked this probe, with its message.
+pub fn mark_revoked(dir: &Path, message: &str) -> Result<(), StateError> {
+    replace_file(&dir.join(REVOKED_FILE), message.as_bytes())
+}
+
+/// The collector's message if it revoked this probe earlier.
+pub fn revoked(dir: &Path) -> Option<String> {
+    std::fs::read_to_string(dir.join(REVOKED_FILE)).ok()
+}
+
 pub fn save_identity(dir: &Path, identity: &Identity) -> Result<(), StateError> {
     let path = dir.join(IDENTITY_FILE);
     let text = toml::to_string(identity).map_err(|e| StateError::Corrupt {
@@ -132,13 +209,30 @@ mod tests {
         assert_eq!(load_identity(dir.path()).unwrap(), None);
         let identity = Identity {
             probe_id: ProbeId::random().unwrap(),
-            probe_secret: ProbeSecret::random().unwrap(),
-            collector: "http://[::1]:7400".into(),
+            collector: "https://[::1]:7400".into(),
+            ca_sha256: "ab".repeat(32),
         };
         save_identity(dir.path(), &identity).unwrap();
         assert_eq!(load_identity(dir.path()).unwrap(), Some(identity));
         assert_eq!(next_boot_epoch(dir.path()).unwrap(), 1);
         assert_eq!(next_boot_epoch(dir.path()).unwrap(), 2);
+    }
+
+    #[test]
+    fn the_key_is_made_once_and_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let a = load_or_create_key(dir.path()).unwrap();
+        let b = load_or_create_key(dir.path()).unwrap();
+        assert_eq!(a.serialize_der(), b.serialize_der());
+        let mode = std::fs::metadata(dir.path().join(KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(revoked(dir.path()), None);
+        mark_revoked(dir.path(), "gone").unwrap();
+        assert_eq!(revoked(dir.path()).as_deref(), Some("gone"));
     }
 
     #[test]

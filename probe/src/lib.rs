@@ -2,6 +2,7 @@
 
 pub mod backoff;
 pub mod clock;
+pub mod collector_tls;
 pub mod config;
 pub mod delivery;
 pub mod dns;

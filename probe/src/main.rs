@@ -5,6 +5,10 @@ mod measure_cli;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use sixmap_probe::config::ProbeConfig;
+use sixmap_probe::session::ProbeError;
+
+/// Exit status when the collector refused the probe for good (revoked, unknown, too old).
+const EXIT_REFUSED: i32 = 78;
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
@@ -33,11 +37,12 @@ struct RunArgs {
     /// TOML config file; flags below override it.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Collector URL, e.g. http://[2001:db8::10]:7400.
+    /// Collector URL, e.g. https://[2001:db8::10]:7400.
     #[arg(long)]
     collector: Option<String>,
     #[arg(long)]
     state_dir: Option<PathBuf>,
+    /// One-time token from the collector's operator: <secret>.<CA fingerprint>.
     #[arg(long)]
     enrollment_token: Option<String>,
     /// Name shown in the collector's dashboard.
@@ -123,7 +128,15 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     config.lab_mode |= args.lab_mode;
     let settings = config.validate(args.config.as_deref())?;
     tokio::select! {
-        result = sixmap_probe::session::run(settings) => result?,
+        result = sixmap_probe::session::run(settings) => match result {
+            Err(e @ (ProbeError::Revoked(_) | ProbeError::Refused(_))) => {
+                tracing::error!("{e}");
+                // EX_CONFIG: the unit's RestartPreventExitStatus keeps systemd from
+                // restarting a probe that a restart cannot help.
+                std::process::exit(EXIT_REFUSED);
+            }
+            other => other?,
+        },
         signal = tokio::signal::ctrl_c() => {
             signal.context("waiting for Ctrl-C")?;
             tracing::info!("shutting down on Ctrl-C");

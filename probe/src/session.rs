@@ -2,6 +2,7 @@
 //! results, apply assignments, and resend whatever the collector has not acknowledged.
 
 use crate::backoff::{Backoff, random_unit};
+use crate::collector_tls;
 use crate::config::Settings;
 use crate::engine::{Engine, Produced, local_addresses};
 use crate::identity::{self, Identity, StateError};
@@ -17,6 +18,7 @@ use sixmap_shared::session::{Hello, MAX_BATCH_RESULTS, MAX_MESSAGE_BYTES};
 use sixmap_shared::version::{SOFTWARE_VERSION, Version};
 use sixmap_shared::{BootEpoch, UnixMicros};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
@@ -45,6 +47,9 @@ pub enum ProbeError {
     /// The collector refused this probe for a reason retrying cannot fix.
     #[error("collector refused the probe: {0}")]
     Refused(String),
+    /// The collector's operator revoked this probe; it will not start again with this identity.
+    #[error("{0}")]
+    Revoked(String),
     #[error("{0}")]
     Config(String),
 }
@@ -60,6 +65,12 @@ enum End {
 fn classify(context: &str, status: tonic::Status) -> End {
     let message = format!("{context}: {} ({:?})", status.message(), status.code());
     match status.code() {
+        Code::PermissionDenied if status.message().contains("was revoked") => {
+            End::Fatal(ProbeError::Revoked(format!(
+                "this probe was revoked by the collector and stops for good: {}",
+                status.message()
+            )))
+        }
         Code::Unauthenticated | Code::PermissionDenied | Code::FailedPrecondition => {
             End::Fatal(ProbeError::Refused(message))
         }
@@ -67,33 +78,76 @@ fn classify(context: &str, status: tonic::Status) -> End {
     }
 }
 
+/// An error with its causes: tonic's transport errors say little at the top level, and a TLS
+/// refusal (wrong CA, revoked certificate) is only named further down.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 fn probe_message(kind: probe_message::Kind) -> v1::ProbeMessage {
     v1::ProbeMessage { kind: Some(kind) }
 }
 
-async fn connect(collector: &str) -> Result<ProbeControlClient<Channel>, End> {
-    let endpoint = Endpoint::from_shared(collector.to_owned())
-        .map_err(|e| {
-            End::Fatal(ProbeError::Config(format!(
-                "collector URL {collector:?}: {e}"
-            )))
-        })?
-        .connect_timeout(CONNECT_TIMEOUT)
-        .tcp_keepalive(Some(Duration::from_secs(30)))
-        .http2_keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_timeout(Duration::from_secs(20));
-    let channel = endpoint
-        .connect()
-        .await
-        .map_err(|e| End::Retry(format!("cannot reach collector {collector}: {e}")))?;
-    Ok(ProbeControlClient::new(channel)
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES))
+async fn connect(
+    collector: &str,
+    tls: Arc<rustls::ClientConfig>,
+) -> Result<ProbeControlClient<Channel>, End> {
+    let configure = |endpoint: Endpoint| {
+        endpoint
+            .connect_timeout(CONNECT_TIMEOUT)
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_timeout(Duration::from_secs(20))
+    };
+    match collector_tls::connect(collector, tls, configure).await {
+        Ok(client) => Ok(client
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)),
+        Err(e @ collector_tls::ConnectError::Url(_)) => {
+            Err(End::Fatal(ProbeError::Config(e.to_string())))
+        }
+        Err(e) => Err(End::Retry(chain(&e))),
+    }
 }
 
-/// Loads the identity, enrolling first if there is none. Retries while the collector is away.
-async fn identity(settings: &Settings) -> Result<Identity, ProbeError> {
+/// The enrollment token's two parts: the secret the collector checks and the fingerprint of
+/// the collector's CA the probe pins.
+fn token_fingerprint(token: &str) -> Option<&str> {
+    let hex = |t: &str| t.len() == 64 && t.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    token
+        .split_once('.')
+        .filter(|(secret, fp)| hex(secret) && hex(fp))
+        .map(|(_, fp)| fp)
+}
+
+/// Loads the identity and the TLS configuration of sessions, enrolling first if there is no
+/// identity. Retries while the collector is away.
+async fn identity(
+    settings: &Settings,
+) -> Result<(Identity, Arc<rustls::ClientConfig>), ProbeError> {
     identity::ensure_state_dir(&settings.state_dir)?;
+    if let Some(message) = identity::revoked(&settings.state_dir) {
+        return Err(ProbeError::Revoked(format!(
+            "{message} (remove {} and identity.toml from {} to enroll again with a new token)",
+            "revoked",
+            settings.state_dir.display()
+        )));
+    }
+    let session_tls = |identity: Identity| -> Result<_, ProbeError> {
+        let credentials = identity::load_credentials(&settings.state_dir)?;
+        let tls =
+            collector_tls::session_config(credentials.ca, credentials.certificate, credentials.key)
+                .map_err(|e| {
+                    ProbeError::Config(format!("TLS setup with the stored identity: {e}"))
+                })?;
+        Ok((identity, tls))
+    };
     if let Some(identity) = identity::load_identity(&settings.state_dir)? {
         if identity.collector != settings.collector {
             return Err(ProbeError::Config(format!(
@@ -103,7 +157,7 @@ async fn identity(settings: &Settings) -> Result<Identity, ProbeError> {
                 settings.collector
             )));
         }
-        return Ok(identity);
+        return session_tls(identity);
     }
     let Some(token) = settings.enrollment_token.clone() else {
         return Err(ProbeError::Config(format!(
@@ -111,34 +165,63 @@ async fn identity(settings: &Settings) -> Result<Identity, ProbeError> {
             settings.state_dir.display()
         )));
     };
+    let Some(fingerprint) = token_fingerprint(&token).map(str::to_owned) else {
+        return Err(ProbeError::Config(
+            "enrollment_token is not of the form <64 hex digits>.<64 hex digits>: copy the whole token".into(),
+        ));
+    };
+    // The key pair is made before the first attempt and kept, whatever happens next.
+    let key = identity::load_or_create_key(&settings.state_dir)?;
+    let csr = rcgen::CertificateParams::default()
+        .serialize_request(&key)
+        .map_err(|e| ProbeError::Config(format!("cannot make a certificate request: {e}")))?;
+    let tls = collector_tls::enrollment_config(&fingerprint)
+        .map_err(|e| ProbeError::Config(format!("TLS setup for enrollment: {e}")))?;
     let mut backoff = Backoff::new(BACKOFF_BASE, BACKOFF_MAX);
     loop {
         let attempt = async {
-            let mut client = connect(&settings.collector).await?;
+            let mut client = connect(&settings.collector, tls.clone()).await?;
             client
                 .enroll(v1::EnrollRequest {
                     token: token.clone(),
                     hostname: settings.hostname.clone(),
                     software_version: SOFTWARE_VERSION.to_owned(),
+                    csr_der: csr.der().to_vec(),
                 })
                 .await
                 .map(tonic::Response::into_inner)
-                .map_err(|s| classify("enrollment", s))
+                .map_err(|s| match s.code() {
+                    // Over the owner's cap, or a request the collector cannot use: retrying
+                    // the same request changes nothing.
+                    Code::ResourceExhausted | Code::InvalidArgument => {
+                        End::Fatal(ProbeError::Refused(format!("enrollment: {}", s.message())))
+                    }
+                    _ => classify("enrollment", s),
+                })
         };
         match attempt.await {
             Ok(response) => {
+                if collector_tls::sha256_hex(&response.ca_certificate_der) != fingerprint {
+                    return Err(ProbeError::Refused(
+                        "the collector sent a CA certificate other than the one the token names"
+                            .into(),
+                    ));
+                }
                 let identity = Identity {
                     probe_id: response.probe_id.parse().map_err(|e| {
                         ProbeError::Refused(format!("collector sent a bad probe id: {e}"))
                     })?,
-                    probe_secret: response.probe_secret.parse().map_err(|e| {
-                        ProbeError::Refused(format!("collector sent a bad secret: {e}"))
-                    })?,
                     collector: settings.collector.clone(),
+                    ca_sha256: fingerprint.clone(),
                 };
-                identity::save_identity(&settings.state_dir, &identity)?;
+                identity::save_enrollment(
+                    &settings.state_dir,
+                    &identity,
+                    &response.certificate_der,
+                    &response.ca_certificate_der,
+                )?;
                 info!(probe = %identity.probe_id, "enrolled");
-                return Ok(identity);
+                return session_tls(identity);
             }
             Err(End::Fatal(e)) => return Err(e),
             Err(End::Retry(reason)) => {
@@ -152,7 +235,7 @@ async fn identity(settings: &Settings) -> Result<Identity, ProbeError> {
 
 /// Runs the probe until a fatal error.
 pub async fn run(settings: Settings) -> Result<(), ProbeError> {
-    let identity = identity(&settings).await?;
+    let (identity, tls) = identity(&settings).await?;
     let boot_epoch = identity::next_boot_epoch(&settings.state_dir)?;
     info!(probe = %identity.probe_id, boot_epoch, collector = %settings.collector, "probe starting");
     let outbox = Outbox::open(
@@ -186,6 +269,7 @@ pub async fn run(settings: Settings) -> Result<(), ProbeError> {
         collector: settings.collector,
         state_dir: settings.state_dir,
         identity,
+        tls,
         boot_epoch,
         outbox,
         clock_offset_us: None,
@@ -224,6 +308,7 @@ struct Probe {
     collector: String,
     state_dir: PathBuf,
     identity: Identity,
+    tls: Arc<rustls::ClientConfig>,
     boot_epoch: BootEpoch,
     outbox: Outbox,
     clock_offset_us: Option<i64>,
@@ -262,6 +347,10 @@ impl Probe {
             }
             match end {
                 End::Fatal(e) => {
+                    if let ProbeError::Revoked(message) = &e {
+                        // Remembered, so a restart (systemd, reboot) does not knock again.
+                        identity::mark_revoked(&self.state_dir, message)?;
+                    }
                     self.last_error = Some(e.to_string());
                     self.write_status();
                     return Err(e);
@@ -356,7 +445,6 @@ impl Probe {
         })?;
         Ok(Hello {
             probe_id: self.identity.probe_id.clone(),
-            secret: self.identity.probe_secret.clone(),
             software_version,
             boot_epoch: self.boot_epoch,
             capabilities: MeasurementKind::ALL.to_vec(),
@@ -368,7 +456,7 @@ impl Probe {
 
     /// One session from connect to end. Sets `welcomed` once the collector accepted us.
     async fn session(&mut self, welcomed: &mut bool) -> End {
-        let mut client = match connect(&self.collector).await {
+        let mut client = match connect(&self.collector, self.tls.clone()).await {
             Ok(client) => client,
             Err(end) => return end,
         };

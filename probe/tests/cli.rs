@@ -23,7 +23,7 @@ fn config_errors_name_the_problem() {
     let cases = [
         (
             "unknown key",
-            format!("collector = \"http://[::1]:1\"\nstate_dir = {state:?}\ncolour = 1\n"),
+            format!("collector = \"https://[::1]:1\"\nstate_dir = {state:?}\ncolour = 1\n"),
             "colour",
         ),
         ("malformed", "collector = \n".to_owned(), "line 1"),
@@ -38,8 +38,20 @@ fn config_errors_name_the_problem() {
             "`collector`",
         ),
         (
+            "plain http",
+            format!("collector = \"http://[::1]:7400\"\nstate_dir = {state:?}\n"),
+            "https://",
+        ),
+        (
+            "token without the CA fingerprint",
+            format!(
+                "collector = \"https://[::1]:1\"\nstate_dir = {state:?}\nenrollment_token = \"old-style\"\n"
+            ),
+            "<64 hex digits>.<64 hex digits>",
+        ),
+        (
             "no token",
-            format!("collector = \"http://[::1]:1\"\nstate_dir = {state:?}\n"),
+            format!("collector = \"https://[::1]:1\"\nstate_dir = {state:?}\n"),
             "enrollment_token",
         ),
     ];
@@ -62,7 +74,7 @@ fn corrupt_state_is_reported_not_a_crash() {
     let (ok, _, stderr) = probe(&[
         "run",
         "--collector",
-        "http://[::1]:1",
+        "https://[::1]:1",
         "--state-dir",
         state.to_str().unwrap(),
     ]);

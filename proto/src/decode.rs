@@ -7,7 +7,7 @@ use sixmap_shared::health::{
     MAX_LOSS_DETAIL_LEN, MAX_NAME_LEN, MAX_SELF_TEST_V4_ADDRESSES, OutboxLoss, ProbeTag, SelfTest,
     TagName,
 };
-use sixmap_shared::ids::{ProbeId, ProbeSecret, ResultKey, TaskId};
+use sixmap_shared::ids::{ProbeId, ResultKey, TaskId};
 use sixmap_shared::measurement::{
     CertificateSummary, ClockInfo, DnsRecord, DnsResponse, DnsResult, DnsSpec, DualLeg,
     DualStackResult, DualStackSpec, ExtHeaderOutcome, ExtHeaderResult, ExtHeaderSpec, Family,
@@ -654,11 +654,8 @@ pub fn hello(wire: &v1::Hello) -> Result<Hello, WireError> {
         ));
     }
     Ok(Hello {
+        // `probe_secret` is ignored: the session's client certificate is the identity.
         probe_id: probe_id("probe_id", &wire.probe_id)?,
-        secret: wire
-            .probe_secret
-            .parse::<ProbeSecret>()
-            .map_err(|e| WireError::new("probe_secret", e.to_string()))?,
         software_version: Version::parse(&wire.software_version).ok_or_else(|| {
             WireError::new(
                 "software_version",
@@ -1182,7 +1179,7 @@ mod tests {
     fn hello_checks_identity_and_version() {
         let wire = v1::Hello {
             probe_id: "0123456789abcdef".into(),
-            probe_secret: "ab".repeat(32),
+            probe_secret: String::new(),
             software_version: "0.1.0".into(),
             boot_epoch: 1,
             capabilities: vec![1, 999],

@@ -395,7 +395,7 @@ pub fn result(r: &MeasurementResult) -> v1::MeasurementResult {
 pub fn hello(h: &Hello) -> v1::Hello {
     v1::Hello {
         probe_id: h.probe_id.to_string(),
-        probe_secret: h.secret.expose().to_owned(),
+        probe_secret: String::new(),
         software_version: h.software_version.to_string(),
         boot_epoch: h.boot_epoch,
         capabilities: h

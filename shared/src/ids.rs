@@ -1,4 +1,4 @@
-//! Identities: probes, their secrets, tasks and result idempotency keys.
+//! Identities: probes, tasks and result idempotency keys.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -9,8 +9,6 @@ use std::str::FromStr;
 pub enum IdError {
     #[error("probe id must be {PROBE_ID_HEX_LEN} lowercase hex digits, got {0:?}")]
     ProbeId(String),
-    #[error("probe secret must be {PROBE_SECRET_HEX_LEN} lowercase hex digits")]
-    ProbeSecret,
     #[error("task id must be greater than zero")]
     TaskId,
     #[error("random number source failed: {0}")]
@@ -18,7 +16,6 @@ pub enum IdError {
 }
 
 const PROBE_ID_HEX_LEN: usize = 16;
-const PROBE_SECRET_HEX_LEN: usize = 64;
 
 fn is_lower_hex(text: &str, len: usize) -> bool {
     text.len() == len && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
@@ -75,62 +72,6 @@ impl fmt::Display for ProbeId {
     }
 }
 
-/// The shared secret a probe presents at hello. Never printed: `Debug` redacts it.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct ProbeSecret(String);
-
-impl ProbeSecret {
-    pub fn random() -> Result<Self, IdError> {
-        random_hex::<{ PROBE_SECRET_HEX_LEN / 2 }>().map(Self)
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// Comparison whose time does not depend on where the secrets differ.
-    pub fn matches(&self, other: &ProbeSecret) -> bool {
-        self.0.len() == other.0.len()
-            && self
-                .0
-                .bytes()
-                .zip(other.0.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
-    }
-}
-
-impl fmt::Debug for ProbeSecret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ProbeSecret(<redacted>)")
-    }
-}
-
-impl FromStr for ProbeSecret {
-    type Err = IdError;
-    fn from_str(text: &str) -> Result<Self, IdError> {
-        if is_lower_hex(text, PROBE_SECRET_HEX_LEN) {
-            Ok(Self(text.to_owned()))
-        } else {
-            Err(IdError::ProbeSecret)
-        }
-    }
-}
-
-impl TryFrom<String> for ProbeSecret {
-    type Error = IdError;
-    fn try_from(text: String) -> Result<Self, IdError> {
-        text.parse()
-    }
-}
-
-impl From<ProbeSecret> for String {
-    fn from(secret: ProbeSecret) -> String {
-        secret.0
-    }
-}
-
 /// A task id chosen by the collector; never zero so that proto3's default is never valid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -182,16 +123,6 @@ mod tests {
         assert!("0123".parse::<ProbeId>().is_err());
         let err = "zz".parse::<ProbeId>().unwrap_err().to_string();
         assert!(err.contains("probe id"), "{err}");
-    }
-
-    #[test]
-    fn secrets_compare_and_never_print() {
-        let a = ProbeSecret::random().unwrap();
-        let b = ProbeSecret::random().unwrap();
-        assert!(a.matches(&a.clone()));
-        assert!(!a.matches(&b));
-        assert!(!format!("{a:?}").contains(a.expose()));
-        assert!("short".parse::<ProbeSecret>().is_err());
     }
 
     #[test]

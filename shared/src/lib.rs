@@ -16,7 +16,7 @@ pub mod version;
 pub use health::{
     InterfaceKind, LossReason, OutboxLoss, ProbeTag, SelfTest, TagName, TagNameError,
 };
-pub use ids::{BootEpoch, IdError, ProbeId, ProbeSecret, ResultKey, TaskId};
+pub use ids::{BootEpoch, IdError, ProbeId, ResultKey, TaskId};
 pub use measurement::{
     ClockInfo, ClockState, ErrorClass, Family, IcmpError, IcmpSocketKind, MeasurementError,
     MeasurementKind, MeasurementResult, MeasurementSpec, Outcome, PingReply, PingResult, PingSpec,

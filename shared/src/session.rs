@@ -1,6 +1,6 @@
 //! Session-level messages between probe and collector, validated.
 
-use crate::ids::{BootEpoch, ProbeId, ProbeSecret, ResultKey, TaskId};
+use crate::ids::{BootEpoch, ProbeId, ResultKey, TaskId};
 use crate::measurement::{MeasurementKind, MeasurementSpec};
 use crate::time::UnixMicros;
 use crate::version::Version;
@@ -12,14 +12,19 @@ pub const MAX_BATCH_RESULTS: usize = 256;
 /// gRPC message size limit, both directions, on both sides. A full result batch stays well
 /// below it.
 pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+/// The name in the collector's TLS server certificate, which probes verify. Probes reach the
+/// collector at whatever address they are configured with; what authenticates it is the
+/// collector's own CA, pinned at enrollment, which issues this one server name only.
+pub const COLLECTOR_TLS_NAME: &str = "sixmap-collector";
+
 /// Upper bound on addresses a probe may list in its hello.
 pub const MAX_LOCAL_ADDRESSES: usize = 64;
 
 /// The first message of every session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hello {
+    /// Must match the session's client certificate, which is what identifies the probe.
     pub probe_id: ProbeId,
-    pub secret: ProbeSecret,
     pub software_version: Version,
     pub boot_epoch: BootEpoch,
     pub capabilities: Vec<MeasurementKind>,

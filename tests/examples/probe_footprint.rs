@@ -42,7 +42,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-const TOKEN: &str = "footprint-enrollment-token";
 /// Log filter of the probe under test: what a deployed probe runs with.
 const PROBE_LOG: &str = "info";
 const HEARTBEAT_INTERVAL_S: u64 = 30;
@@ -299,9 +298,7 @@ struct PhaseResult {
 }
 
 fn collector_config(tasks: Option<Tasks>) -> String {
-    let mut toml = format!(
-        "enrollment_tokens = [\"{TOKEN}\"]\nheartbeat_interval_s = {HEARTBEAT_INTERVAL_S}\n"
-    );
+    let mut toml = format!("heartbeat_interval_s = {HEARTBEAT_INTERVAL_S}\n");
     if let Some(tasks) = tasks {
         for i in 0..tasks.count {
             // Distinct payload sizes make distinct tasks; 10 is the smallest size allowed.
@@ -342,9 +339,11 @@ fn run_phase(work: &Path, spec: &PhaseSpec, ticks_per_s: u64) -> Result<PhaseRes
     std::fs::write(
         &probe_toml,
         format!(
-            "collector = \"http://{}\"\nstate_dir = {:?}\nenrollment_token = \"{TOKEN}\"\n\
+            "collector = \"{}\"\nstate_dir = {:?}\nenrollment_token = \"{}\"\n\
              hostname = \"footprint\"\nlab_mode = true\n",
-            collector.grpc, state_dir
+            collector.url(),
+            state_dir,
+            collector.enrollment_token("footprint")
         ),
     )
     .expect("write probe.toml");

@@ -100,13 +100,59 @@ pub struct Collector {
     pub process: Process,
     pub grpc: SocketAddr,
     pub http: SocketAddr,
+    /// An admin API token made for this run; [`Collector::get_json`] sends it.
+    pub admin: String,
+}
+
+/// Runs a `sixmap-collector` admin command (the collector must not be running on its data
+/// dir) and returns what it printed on stdout.
+pub fn collector_command(args: &[&str]) -> String {
+    let out = Command::new(binary("sixmap-collector"))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run sixmap-collector {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "sixmap-collector {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A new one-time enrollment token from a running collector's admin API.
+pub fn enrollment_token(http: SocketAddr, admin: &str, owner: &str) -> String {
+    let body = format!("{{\"owner\": \"{owner}\", \"expires_in\": \"1d\"}}");
+    let (status, answer) = http_request(
+        http,
+        "POST",
+        "/api/v1/enrollment-tokens",
+        Some(admin),
+        &body,
+    );
+    assert_eq!(status, 201, "creating an enrollment token: {answer}");
+    let json: serde_json::Value =
+        serde_json::from_str(&answer).unwrap_or_else(|e| panic!("{e}: {answer}"));
+    json["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no token in {answer}"))
+        .to_owned()
 }
 
 impl Collector {
     /// Starts `sixmap-collector serve` on ephemeral loopback ports (unless `extra` names a
-    /// `--grpc-listen`) with `data_dir`.
+    /// `--grpc-listen`) with `data_dir`, after making an admin API token for the test.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Self {
         let data = data_dir.to_str().expect("utf-8 path");
+        let admin = collector_command(&[
+            "api-token",
+            "create",
+            "--data-dir",
+            data,
+            "--role",
+            "admin",
+            "--name",
+            "e2e",
+        ]);
         let mut args = vec!["serve", "--data-dir", data, "--http-listen", "[::1]:0"];
         if !extra.contains(&"--grpc-listen") {
             args.extend_from_slice(&["--grpc-listen", "[::1]:0"]);
@@ -136,12 +182,23 @@ impl Collector {
             grpc: field("grpc="),
             http: field("http="),
             process,
+            admin,
         }
     }
 
-    /// GET on the collector's HTTP API, parsed as JSON.
+    /// The URL probes are configured with.
+    pub fn url(&self) -> String {
+        format!("https://{}", self.grpc)
+    }
+
+    /// A new one-time enrollment token for `owner`.
+    pub fn enrollment_token(&self, owner: &str) -> String {
+        enrollment_token(self.http, &self.admin, owner)
+    }
+
+    /// GET on the collector's HTTP API as its admin, parsed as JSON.
     pub fn get_json(&self, path: &str) -> serde_json::Value {
-        let (status, body) = http_get(self.http, path);
+        let (status, body) = http_request(self.http, "GET", path, Some(&self.admin), "");
         assert_eq!(status, 200, "GET {path}: {body}");
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
     }
@@ -158,15 +215,31 @@ pub fn start_probe(config: &Path) -> Process {
     process
 }
 
-/// Minimal blocking HTTP/1.1 GET; returns status and body.
+/// Minimal blocking HTTP/1.1 GET without a token; returns status and body.
 pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    http_request(addr, "GET", path, None, "")
+}
+
+/// Minimal blocking HTTP/1.1 request with an optional bearer token; returns status and body.
+pub fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    bearer: Option<&str>,
+    body: &str,
+) -> (u16, String) {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
+    let auth = bearer
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: sixmap\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: sixmap\r\n{auth}Content-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
     )
     .expect("send request");
     let mut response = String::new();

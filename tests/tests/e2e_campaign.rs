@@ -7,11 +7,10 @@
 
 use sixmap_tests::lab::campaign::{COLLECTOR, CampaignLab, campaign};
 use sixmap_tests::lab::scenarios::names;
-use sixmap_tests::{binary, wait_for};
+use sixmap_tests::{binary, collector_command, wait_for};
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-const TOKEN: &str = "campaign-lab-token";
 const API: &str = "http://[::1]:7480";
 
 const SPEC: &str = r#"
@@ -44,9 +43,11 @@ per_operator = 2
 spread_s = 2
 "#;
 
-fn cli(lab: &CampaignLab, args: &[&str]) -> Output {
+/// `sixmap-collector campaign …` as the campaigner holding `token`.
+fn cli(lab: &CampaignLab, token: &str, args: &[&str]) -> Output {
     lab.lab
         .command(COLLECTOR, binary("sixmap-collector").to_str().unwrap())
+        .env("SIXMAP_API_TOKEN", token)
         .arg("campaign")
         .args(args)
         .stdout(Stdio::piped())
@@ -55,10 +56,13 @@ fn cli(lab: &CampaignLab, args: &[&str]) -> Output {
         .expect("run sixmap-collector campaign")
 }
 
-fn api(lab: &CampaignLab, path: &str) -> Option<serde_json::Value> {
-    let out = lab
-        .lab
-        .exec_unchecked(COLLECTOR, &["curl", "-sf", &format!("{API}{path}")]);
+/// GET on the collector's API with `token` (raw data needs one).
+fn api(lab: &CampaignLab, token: &str, path: &str) -> Option<serde_json::Value> {
+    let bearer = format!("Authorization: Bearer {token}");
+    let out = lab.lab.exec_unchecked(
+        COLLECTOR,
+        &["curl", "-sf", "-H", &bearer, &format!("{API}{path}")],
+    );
     serde_json::from_slice(&out.stdout).ok()
 }
 
@@ -87,13 +91,54 @@ fn a_campaign_over_lab_targets_reports_the_lab_truth() {
         .unwrap();
     assert!(import.status.success(), "{}", text(&import.stderr));
 
+    // Tokens, made while the collector is stopped (its store is one process's): an admin's for
+    // reading the API, a campaigner's (its name is the campaigns' owner), and one enrollment
+    // token per probe (single use).
+    let data_arg = data.to_str().unwrap();
+    let admin = collector_command(&[
+        "api-token",
+        "create",
+        "--data-dir",
+        data_arg,
+        "--role",
+        "admin",
+        "--name",
+        "lab-admin",
+    ]);
+    let campaigner = collector_command(&[
+        "api-token",
+        "create",
+        "--data-dir",
+        data_arg,
+        "--role",
+        "campaigner",
+        "--name",
+        "regulator-xa",
+    ]);
+    let enrollment: Vec<String> = lab
+        .probes
+        .iter()
+        .map(|_| {
+            collector_command(&[
+                "token",
+                "create",
+                "--data-dir",
+                data_arg,
+                "--owner",
+                "lab",
+                "--expires-in",
+                "1h",
+            ])
+        })
+        .collect();
+
     // The owner limit leaves room for one run of this campaign (100 probe-tests), not two.
     let config = dir.join("collector.toml");
     std::fs::write(
         &config,
         format!(
             "data_dir = {data:?}\ngrpc_listen = \"[{}]:7400\"\nhttp_listen = \"[::]:7480\"\n\
-             enrollment_tokens = [\"{TOKEN}\"]\nheartbeat_interval_s = 1\nlab_mode = true\n\
+             heartbeat_interval_s = 1\nlab_mode = true\n\
              campaign_owner_hourly_limit = 150\n",
             lab.collector
         ),
@@ -126,18 +171,18 @@ fn a_campaign_over_lab_targets_reports_the_lab_truth() {
         all
     };
     wait_for(Duration::from_secs(15), || {
-        api(&lab, "/healthz").or_else(|| api(&lab, "/api/v1/campaigns"))
+        api(&lab, &admin, "/healthz").or_else(|| api(&lab, &admin, "/api/v1/campaigns"))
     })
     .unwrap_or_else(|| panic!("{}", log("collector never answered")));
 
     // One probe per lab probe host, each in its own namespace.
     let probe_bin = binary("sixmap-probe");
-    for p in lab.probes.clone() {
+    for (p, token) in lab.probes.clone().into_iter().zip(&enrollment) {
         let config = dir.join(format!("{}.toml", p.node));
         std::fs::write(
             &config,
             format!(
-                "collector = \"http://[{}]:7400\"\nstate_dir = {:?}\nenrollment_token = \"{TOKEN}\"\n\
+                "collector = \"https://[{}]:7400\"\nstate_dir = {:?}\nenrollment_token = \"{token}\"\n\
                  hostname = \"{}\"\nlab_mode = true\n",
                 lab.collector,
                 dir.join(format!("{}-state", p.node)),
@@ -155,7 +200,7 @@ fn a_campaign_over_lab_targets_reports_the_lab_truth() {
     }
     // Every probe connected, with its operator's origin from the imported prefix data.
     wait_for(Duration::from_secs(20), || {
-        let probes = api(&lab, "/api/v1/probes")?;
+        let probes = api(&lab, &admin, "/api/v1/probes")?;
         let ready = probes
             .as_array()?
             .iter()
@@ -212,6 +257,7 @@ fn a_campaign_over_lab_targets_reports_the_lab_truth() {
         std::fs::write(&path, spec).unwrap();
         let out = cli(
             &lab,
+            &campaigner,
             &[
                 "create",
                 "--collector",
@@ -235,6 +281,7 @@ fn a_campaign_over_lab_targets_reports_the_lab_truth() {
     std::fs::write(&spec_path, SPEC).unwrap();
     let out = cli(
         &lab,
+        &campaigner,
         &[
             "create",
             "--collector",
@@ -250,6 +297,7 @@ fn a_campaign_over_lab_targets_reports_the_lab_truth() {
     // The same owner again, while the first runs: over the owner's hourly limit.
     let out = cli(
         &lab,
+        &campaigner,
         &[
             "create",
             "--collector",
@@ -271,6 +319,7 @@ fn a_campaign_over_lab_targets_reports_the_lab_truth() {
 
     let out = cli(
         &lab,
+        &campaigner,
         &[
             "report",
             &id,
@@ -387,6 +436,7 @@ fn a_campaign_over_lab_targets_reports_the_lab_truth() {
     std::fs::write(&declared, "asn,metric,value,as_of,source\n64500,ipv6_activation_rate,0.8,2026-09-30,\"opa Q3 report\"\n").unwrap();
     let out = cli(
         &lab,
+        &campaigner,
         &[
             "import-declared",
             &id,
@@ -399,6 +449,7 @@ fn a_campaign_over_lab_targets_reports_the_lab_truth() {
     let csv_path = dir.join("report.csv");
     let out = cli(
         &lab,
+        &campaigner,
         &[
             "report",
             &id,
@@ -427,6 +478,7 @@ fn a_campaign_over_lab_targets_reports_the_lab_truth() {
     );
     let out = cli(
         &lab,
+        &campaigner,
         &["report", &id, "--collector", API, "--format", "html"],
     );
     let html = text(&out.stdout);
@@ -437,7 +489,7 @@ fn a_campaign_over_lab_targets_reports_the_lab_truth() {
         "{html}"
     );
 
-    let out = cli(&lab, &["list", "--collector", API]);
+    let out = cli(&lab, &campaigner, &["list", "--collector", API]);
     assert!(
         text(&out.stdout).contains("Lab IPv6 readiness"),
         "{}",

@@ -17,12 +17,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-const TOKEN: &str = "delivery-e2e-token";
-
 /// One test's collector: its data survives restarts on the same port.
 struct Site {
     work: tempfile::TempDir,
     port: u16,
+    /// HTTP address and admin token of the collector started last, for enrollment tokens.
+    api: std::cell::RefCell<Option<(std::net::SocketAddr, String)>>,
 }
 
 impl Site {
@@ -30,13 +30,14 @@ impl Site {
         Self {
             work: tempfile::tempdir().unwrap(),
             port: free_port(),
+            api: std::cell::RefCell::new(None),
         }
     }
 
     /// Starts (or restarts) the collector with `tasks` ping tasks to ::1, each every second.
     fn collector(&self, tasks: usize) -> Collector {
         let config = self.work.path().join(format!("collector-{tasks}.toml"));
-        let mut text = format!("enrollment_tokens = [\"{TOKEN}\"]\nheartbeat_interval_s = 1\n");
+        let mut text = "heartbeat_interval_s = 1\n".to_owned();
         for i in 0..tasks {
             // Distinct payload sizes make distinct tasks.
             text.push_str(&format!(
@@ -47,7 +48,7 @@ impl Site {
         }
         std::fs::write(&config, text).unwrap();
         let listen = format!("[::1]:{}", self.port);
-        Collector::start(
+        let collector = Collector::start(
             &self.work.path().join("collector-data"),
             &[
                 "--config",
@@ -55,17 +56,22 @@ impl Site {
                 "--grpc-listen",
                 &listen,
             ],
-        )
+        );
+        *self.api.borrow_mut() = Some((collector.http, collector.admin.clone()));
+        collector
     }
 
     fn probe(&self, name: &str, extra: &str) -> Probe {
         let state_dir = self.work.path().join(format!("{name}-state"));
         let config = self.work.path().join(format!("{name}.toml"));
+        let (http, admin) = self.api.borrow().clone().expect("a collector runs");
+        // One owner per probe: the enrollment caps count probes per owner and /64.
+        let token = sixmap_tests::enrollment_token(http, &admin, name);
         std::fs::write(
             &config,
             format!(
-                "collector = \"http://[::1]:{}\"\nstate_dir = {state_dir:?}\n\
-                 enrollment_token = \"{TOKEN}\"\nhostname = \"{name}\"\nlab_mode = true\n{extra}",
+                "collector = \"https://[::1]:{}\"\nstate_dir = {state_dir:?}\n\
+                 enrollment_token = \"{token}\"\nhostname = \"{name}\"\nlab_mode = true\n{extra}",
                 self.port
             ),
         )

@@ -10,14 +10,12 @@
 use serde_json::Value;
 use sixmap_tests::lab::scenarios::{self, PROBE, names};
 use sixmap_tests::lab_or_skip;
-use sixmap_tests::{Process, binary, wait_for};
+use sixmap_tests::{Process, binary, collector_command, wait_for};
 use std::io::{BufRead, BufReader};
 use std::net::IpAddr;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
-
-const TOKEN: &str = "lab-token-e2e-measurements";
 
 /// The tasks: one per kind (two for traceroute and dns), all against lab services.
 fn tasks(s: &scenarios::Services) -> String {
@@ -119,9 +117,20 @@ fn spawn_in_lab(
     (Process::from_child(child, name, log.to_owned()), stdout)
 }
 
-fn api(lab: &sixmap_tests::lab::Lab, http: &str, path: &str) -> Value {
+/// GET on the collector's API (inside the lab) with an API token.
+fn api(lab: &sixmap_tests::lab::Lab, http: &str, token: &str, path: &str) -> Value {
+    let bearer = format!("Authorization: Bearer {token}");
     let out = lab
-        .exec(PROBE, &["curl", "-sf", &format!("http://{http}{path}")])
+        .exec(
+            PROBE,
+            &[
+                "curl",
+                "-sf",
+                "-H",
+                &bearer,
+                &format!("http://{http}{path}"),
+            ],
+        )
         .unwrap();
     serde_json::from_slice(&out.stdout).unwrap()
 }
@@ -132,13 +141,26 @@ fn every_kind_runs_from_collector_config_to_stored_result() {
     let services = scenarios::with_services().unwrap();
     let lab = &services.targets.lab;
     let dir = tempfile::tempdir().unwrap();
+    // A researcher's API token to read results, and the probe's one-time enrollment token,
+    // made before the collector opens its store.
+    let data = dir.path().join("data");
+    let data_arg = data.to_str().unwrap();
+    let reader = collector_command(&[
+        "api-token",
+        "create",
+        "--data-dir",
+        data_arg,
+        "--role",
+        "researcher",
+        "--name",
+        "e2e",
+    ]);
+    let token = collector_command(&["token", "create", "--data-dir", data_arg, "--owner", "lab"]);
     let collector_config = dir.path().join("collector.toml");
     std::fs::write(
         &collector_config,
         format!(
-            "data_dir = {:?}\ngrpc_listen = \"[::1]:0\"\nhttp_listen = \"[::1]:0\"\n\
-             enrollment_tokens = [\"{TOKEN}\"]\n{}",
-            dir.path().join("data"),
+            "data_dir = {data:?}\ngrpc_listen = \"[::1]:0\"\nhttp_listen = \"[::1]:0\"\n{}",
             tasks(&services)
         ),
     )
@@ -162,7 +184,7 @@ fn every_kind_runs_from_collector_config_to_stored_result() {
     std::fs::write(
         &probe_config,
         format!(
-            "collector = \"http://{grpc}\"\nstate_dir = {:?}\nenrollment_token = \"{TOKEN}\"\n\
+            "collector = \"https://{grpc}\"\nstate_dir = {:?}\nenrollment_token = \"{token}\"\n\
              hostname = \"lab-probe\"\nlab_mode = true\nicmp_socket = \"raw\"\n\
              extra_ca_file = {:?}\n",
             dir.path().join("probe-state"),
@@ -191,7 +213,7 @@ fn every_kind_runs_from_collector_config_to_stored_result() {
         "dual_stack",
     ];
     let results = wait_for(Duration::from_secs(60), || {
-        let body = api(lab, &http, "/api/v1/results?limit=100");
+        let body = api(lab, &http, &reader, "/api/v1/results?limit=100");
         let results = body["results"].as_array().cloned().unwrap_or_default();
         let have = |k: &str| results.iter().any(|r| r["outcome"]["kind"] == k);
         kinds.iter().all(|k| have(k)).then_some(results)
@@ -294,6 +316,6 @@ fn every_kind_runs_from_collector_config_to_stored_result() {
     assert_eq!(dual["outcome"]["v4_hops"], broken_path.len(), "{dual}");
 
     // Results are enriched and listed per probe: the probe's dashboard entry shows them.
-    let probes = api(lab, &http, "/api/v1/probes");
+    let probes = api(lab, &http, &reader, "/api/v1/probes");
     assert_eq!(probes.as_array().unwrap().len(), 1, "{probes}");
 }

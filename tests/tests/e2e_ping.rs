@@ -7,8 +7,6 @@
 use sixmap_tests::{Collector, start_probe, wait_for};
 use std::time::Duration;
 
-const TOKEN: &str = "e2e-enrollment-token";
-
 #[test]
 fn probe_pings_loopback_and_the_result_survives_a_collector_restart() {
     let work = tempfile::tempdir().unwrap();
@@ -16,8 +14,6 @@ fn probe_pings_loopback_and_the_result_survives_a_collector_restart() {
     let collector = Collector::start(
         &data,
         &[
-            "--enroll-token",
-            TOKEN,
             "--ping-target",
             "::1",
             "--ping-every-s",
@@ -31,10 +27,11 @@ fn probe_pings_loopback_and_the_result_survives_a_collector_restart() {
     std::fs::write(
         &config,
         format!(
-            "collector = \"http://{}\"\nstate_dir = {:?}\nenrollment_token = \"{TOKEN}\"\n\
+            "collector = \"{}\"\nstate_dir = {:?}\nenrollment_token = \"{}\"\n\
              hostname = \"e2e\"\nlab_mode = true\n",
-            collector.grpc,
-            work.path().join("probe-state")
+            collector.url(),
+            work.path().join("probe-state"),
+            collector.enrollment_token("e2e")
         ),
     )
     .unwrap();
@@ -115,63 +112,73 @@ fn probe_pings_loopback_and_the_result_survives_a_collector_restart() {
 }
 
 #[test]
-fn a_probe_unknown_to_the_collector_stops_with_a_clear_message() {
+fn a_revoked_probe_stops_with_a_clear_message_and_stays_stopped() {
     let work = tempfile::tempdir().unwrap();
     let collector = Collector::start(
         &work.path().join("collector-data"),
-        &["--enroll-token", TOKEN],
+        &["--heartbeat-interval-s", "1"],
     );
     let state = work.path().join("probe-state");
-    std::fs::create_dir_all(&state).unwrap();
-    // An identity from some other collector (or one whose store was wiped).
-    std::fs::write(
-        state.join("identity.toml"),
-        format!(
-            "probe_id = \"00000000deadbeef\"\nprobe_secret = \"{}\"\ncollector = \"http://{}\"\n",
-            "ab".repeat(32),
-            collector.grpc
-        ),
-    )
-    .unwrap();
     let config = work.path().join("probe.toml");
     std::fs::write(
         &config,
         format!(
-            "collector = \"http://{}\"\nstate_dir = {state:?}\n",
-            collector.grpc
+            "collector = \"{}\"\nstate_dir = {state:?}\nenrollment_token = \"{}\"\n",
+            collector.url(),
+            collector.enrollment_token("e2e")
         ),
     )
     .unwrap();
     let mut probe = start_probe(&config);
+    let id = wait_for(Duration::from_secs(20), || {
+        let probes = collector.get_json("/api/v1/probes");
+        probes[0]["id"].as_str().map(str::to_owned)
+    })
+    .unwrap_or_else(|| panic!("probe never enrolled:\n{}", probe.log()));
+    let (status, body) = sixmap_tests::http_request(
+        collector.http,
+        "POST",
+        &format!("/api/v1/probes/{id}/revoke"),
+        Some(&collector.admin),
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+    // The open session ends at the next heartbeat, and the probe stops with EX_CONFIG.
     let status = probe
         .wait_exit(Duration::from_secs(20))
         .unwrap_or_else(|| panic!("probe kept running:\n{}", probe.log()));
-    assert!(!status.success());
+    assert_eq!(status.code(), Some(78), "{}", probe.log());
     let log = probe.log();
-    assert!(log.contains("unknown probe 00000000deadbeef"), "{log}");
+    assert!(log.contains("was revoked"), "{log}");
     assert!(!log.contains("panicked"), "{log}");
+    // Started again (systemd, a reboot), it stops at once without knocking on the collector.
+    let mut again = start_probe(&config);
+    let status = again
+        .wait_exit(Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("restarted probe kept running:\n{}", again.log()));
+    assert_eq!(status.code(), Some(78));
+    assert!(again.log().contains("revoked"), "{}", again.log());
+    assert!(
+        !again.log().contains("session established"),
+        "{}",
+        again.log()
+    );
 }
 
 #[test]
 fn results_produced_while_the_collector_is_down_arrive_once_and_none_is_lost() {
     let work = tempfile::tempdir().unwrap();
     let data = work.path().join("collector-data");
-    let args = [
-        "--enroll-token",
-        TOKEN,
-        "--ping-target",
-        "::1",
-        "--ping-every-s",
-        "1",
-    ];
+    let args = ["--ping-target", "::1", "--ping-every-s", "1"];
     let mut collector = Collector::start(&data, &args);
     let grpc = collector.grpc;
     let config = work.path().join("probe.toml");
     std::fs::write(
         &config,
         format!(
-            "collector = \"http://{grpc}\"\nstate_dir = {:?}\nenrollment_token = \"{TOKEN}\"\nlab_mode = true\n",
-            work.path().join("probe-state")
+            "collector = \"https://{grpc}\"\nstate_dir = {:?}\nenrollment_token = \"{}\"\nlab_mode = true\n",
+            work.path().join("probe-state"),
+            collector.enrollment_token("e2e")
         ),
     )
     .unwrap();

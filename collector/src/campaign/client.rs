@@ -22,6 +22,8 @@ pub enum ClientError {
 #[derive(Debug, Clone)]
 pub struct Client {
     authority: String,
+    /// API token sent as `Authorization: Bearer …` (campaign writes need a campaigner's).
+    token: Option<String>,
 }
 
 /// An HTTP response: status and body.
@@ -42,7 +44,14 @@ impl Client {
         }
         Ok(Self {
             authority: authority.to_owned(),
+            token: None,
         })
+    }
+
+    /// Sends `token` as the bearer token with every request.
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        self.token = token.filter(|t| !t.is_empty());
+        self
     }
 
     pub fn get(&self, path: &str) -> Result<Reply, ClientError> {
@@ -78,6 +87,9 @@ impl Client {
             "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nAccept: */*\r\n",
             self.authority
         );
+        if let Some(token) = &self.token {
+            request.push_str(&format!("Authorization: Bearer {token}\r\n"));
+        }
         if let Some((content_type, body)) = body {
             request.push_str(&format!(
                 "Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",

@@ -90,8 +90,10 @@ async fn list(State(c): State<Arc<Campaigns>>) -> Result<Json<serde_json::Value>
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CreateBody {
-    /// Stands in for the caller's identity until #6's tokens provide it.
-    owner: String,
+    /// Ignored when the request carries an API token: the owner is then the token's holder
+    /// (budgets are per owner, so a caller cannot spend another's).
+    #[serde(default)]
+    owner: Option<String>,
     #[serde(default)]
     format: Option<String>,
     spec: serde_json::Value,
@@ -99,6 +101,7 @@ struct CreateBody {
 
 async fn create(
     State(c): State<Arc<Campaigns>>,
+    caller: Option<crate::http_auth::Caller>,
     body: Result<Json<CreateBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(body) = body.map_err(|e| bad("body", e.body_text()))?;
@@ -112,7 +115,13 @@ async fn create(
             ));
         }
     };
-    let owner = body.owner;
+    // The access table lets only campaigners and admins write here, so a caller is known;
+    // `owner` in the body serves collectors configured without API access control.
+    let owner = match (caller, body.owner) {
+        (Some(caller), _) => caller.name,
+        (None, Some(owner)) => owner,
+        (None, None) => return Err(bad("owner", "give an owner or an API token".into())),
+    };
     let record = blocking(move || c.create(&owner, &format, &text, UnixMicros::now())).await?;
     Ok((StatusCode::CREATED, Json(record)).into_response())
 }

@@ -1050,7 +1050,6 @@ mod tests {
     }
 
     use crate::store::SledStore;
-    use sixmap_shared::ProbeSecret;
     use sixmap_shared::prefixes::Enrichment;
 
     const NOW: UnixMicros = UnixMicros(1_790_000_000_000_000);
@@ -1058,7 +1057,6 @@ mod tests {
     fn probe(n: u8, asn: Option<u32>, country: &str) -> ProbeRecord {
         ProbeRecord {
             id: format!("{n:016x}").parse().unwrap(),
-            secret: ProbeSecret::random().unwrap(),
             hostname: format!("p{n}"),
             enrolled_at: NOW,
             last_seen: Some(NOW),
@@ -1074,6 +1072,11 @@ mod tests {
                 as_name: Some(format!("AS{asn} name")),
                 country: country.parse().ok(),
             }),
+            owner: None,
+            enrolled_from: None,
+            enrolled_prefix: None,
+            certificate_sha256: None,
+            revoked_at: None,
         }
     }
 

@@ -4,15 +4,18 @@
 //! Methods are synchronous and quick except [`Store::flush`]; async callers run `flush` on a
 //! blocking thread.
 
+pub mod auth;
+mod sled_auth;
 mod sled_store;
 
+pub use auth::{ApiTokenRecord, AuditEntry, AuthStore, EnrollmentTokenRecord, Role};
 pub use sled_store::SledStore;
 
 use serde::{Deserialize, Serialize};
 use sixmap_shared::health::{OutboxLoss, ProbeTag, SelfTest, TagName};
 use sixmap_shared::measurement::MeasurementResult;
 use sixmap_shared::prefixes::Enrichment;
-use sixmap_shared::{ProbeId, ProbeSecret, TaskId, UnixMicros};
+use sixmap_shared::{ProbeId, TaskId, UnixMicros};
 use std::net::IpAddr;
 
 #[derive(Debug, thiserror::Error)]
@@ -29,7 +32,6 @@ pub enum StoreError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProbeRecord {
     pub id: ProbeId,
-    pub secret: ProbeSecret,
     pub hostname: String,
     pub enrolled_at: UnixMicros,
     pub last_seen: Option<UnixMicros>,
@@ -51,6 +53,20 @@ pub struct ProbeRecord {
     /// Origin AS and country of the probe's address, from the prefix data at its last hello.
     #[serde(default)]
     pub origin: Option<Enrichment>,
+    /// Owner of the enrollment token it enrolled with (enrollment caps count per owner).
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// Address its enrollment came from, and the routed prefix holding it then.
+    #[serde(default)]
+    pub enrolled_from: Option<IpAddr>,
+    #[serde(default)]
+    pub enrolled_prefix: Option<(IpAddr, u8)>,
+    /// SHA-256 (hex) of the client certificate issued at enrollment.
+    #[serde(default)]
+    pub certificate_sha256: Option<String>,
+    /// Set when an admin revoked the probe: it is refused at hello from then on.
+    #[serde(default)]
+    pub revoked_at: Option<UnixMicros>,
 }
 
 /// A result as stored: the probe's result and what the prefix data said at ingest about the
@@ -109,7 +125,7 @@ pub async fn run_blocking<T: Send + 'static>(
         .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
 }
 
-pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+pub trait Store: AuthStore + Send + Sync + std::fmt::Debug + 'static {
     /// Registers a newly enrolled probe; fails if the id exists.
     fn create_probe(&self, probe: &ProbeRecord) -> Result<(), StoreError>;
     /// Replaces an existing probe's record (last seen, version...).

@@ -23,7 +23,9 @@ const FORMAT_JSON: u8 = 1;
 
 #[derive(Debug, Clone)]
 pub struct SledStore {
-    db: sled::Db,
+    pub(super) db: sled::Db,
+    /// Tokens, certificates and the audit log (`sled_auth`).
+    pub(super) auth: super::sled_auth::AuthTrees,
     probes: sled::Tree,
     tasks: sled::Tree,
     assignments: sled::Tree,
@@ -37,17 +39,17 @@ pub struct SledStore {
     campaign_results: sled::Tree,
 }
 
-fn backend(e: sled::Error) -> StoreError {
+pub(super) fn backend(e: sled::Error) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
-fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+pub(super) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
     let mut bytes = vec![FORMAT_JSON];
     serde_json::to_writer(&mut bytes, value).map_err(|e| StoreError::Backend(e.to_string()))?;
     Ok(bytes)
 }
 
-fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+pub(super) fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
     let corrupt = |reason: String| StoreError::Corrupt {
         key: String::from_utf8_lossy(key).into_owned(),
         reason,
@@ -102,6 +104,7 @@ impl SledStore {
             campaigns: tree("campaigns")?,
             campaign_tasks: tree("campaign_tasks")?,
             campaign_results: tree("campaign_results")?,
+            auth: super::sled_auth::AuthTrees::open(&db)?,
             db,
         })
     }

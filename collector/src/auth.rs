@@ -1,0 +1,456 @@
+//! Who may enroll probes and use the API: enrollment tokens, API tokens, probe revocation and
+//! the enrollment caps that keep one owner from farming probes.
+//!
+//! Token formats (secrets are 32 random bytes, lowercase hex; only their SHA-256 is stored):
+//! - enrollment token: `<secret>.<CA fingerprint>`; the probe pins the collector's CA with the
+//!   fingerprint before it sends the token, so the token is never shown to an impostor;
+//! - API token: `sxa_<secret>`, sent as `Authorization: Bearer sxa_…`.
+
+use crate::pki::sha256_hex;
+use crate::store::{
+    ApiTokenRecord, AuditEntry, EnrollmentTokenRecord, ProbeRecord, Role, Store, StoreError,
+};
+use sixmap_shared::{ProbeId, UnixMicros};
+use std::net::IpAddr;
+use std::time::Duration;
+
+const SECRET_BYTES: usize = 32;
+const API_TOKEN_PREFIX: &str = "sxa_";
+/// Enrollment tokens expire after this unless told otherwise: a token sitting in a mailbox for
+/// months is a liability.
+pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(7 * 86_400);
+const MAX_NAME_LEN: usize = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("random number source failed: {0}")]
+    Random(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no {what} with id {id:?}")]
+    NotFound { what: &'static str, id: String },
+}
+
+fn secret() -> Result<String, AuthError> {
+    let mut bytes = [0u8; SECRET_BYTES];
+    getrandom::fill(&mut bytes).map_err(|e| AuthError::Random(e.to_string()))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn is_hex(text: &str, len: usize) -> bool {
+    text.len() == len && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Short public id of a token: the start of its hash, enough to tell tokens apart.
+fn token_id(hash: &str) -> String {
+    hash.chars().take(12).collect()
+}
+
+/// Owners and API token names: people read them in listings and the audit log.
+pub fn check_name(what: &str, name: &str) -> Result<(), AuthError> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | '@' | ' '));
+    if ok {
+        Ok(())
+    } else {
+        Err(AuthError::Invalid(format!(
+            "{what} {name:?}: 1..={MAX_NAME_LEN} letters, digits, spaces or - _ . @"
+        )))
+    }
+}
+
+/// Parses "90s", "30m", "12h", "7d" (or a bare number of seconds).
+pub fn parse_duration(text: &str) -> Result<Duration, AuthError> {
+    let bad = || AuthError::Invalid(format!("{text:?} is not a duration like 30m, 12h or 7d"));
+    let (number, unit) = match text.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&text[..i], c),
+        _ => (text, 's'),
+    };
+    let n: u64 = number.parse().map_err(|_| bad())?;
+    let seconds = match unit {
+        's' => n,
+        'm' => n.checked_mul(60).ok_or_else(bad)?,
+        'h' => n.checked_mul(3600).ok_or_else(bad)?,
+        'd' => n.checked_mul(86_400).ok_or_else(bad)?,
+        _ => return Err(bad()),
+    };
+    if seconds == 0 {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs(seconds))
+}
+
+fn plus(now: UnixMicros, lifetime: Duration) -> UnixMicros {
+    let micros = i64::try_from(lifetime.as_micros()).unwrap_or(i64::MAX);
+    UnixMicros(now.0.saturating_add(micros))
+}
+
+/// Creates a one-time enrollment token for `owner`; returns the token text (shown once, never
+/// stored) and its record.
+pub fn create_enrollment_token(
+    store: &dyn Store,
+    ca_fingerprint: &str,
+    owner: &str,
+    lifetime: Duration,
+    created_by: &str,
+    now: UnixMicros,
+) -> Result<(String, EnrollmentTokenRecord), AuthError> {
+    check_name("owner", owner)?;
+    let secret = secret()?;
+    let hash = sha256_hex(secret.as_bytes());
+    let record = EnrollmentTokenRecord {
+        id: token_id(&hash),
+        owner: owner.to_owned(),
+        created_at: now,
+        created_by: created_by.to_owned(),
+        expires_at: Some(plus(now, lifetime)),
+        used_at: None,
+        used_by: None,
+        revoked_at: None,
+    };
+    store.put_enrollment_token(&hash, &record)?;
+    store.flush()?;
+    Ok((format!("{secret}.{ca_fingerprint}"), record))
+}
+
+/// Why an enrollment token was refused; the message goes to the volunteer as is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenRefusal {
+    #[error("enrollment token not accepted: it is not of the form <secret>.<fingerprint>")]
+    Malformed,
+    #[error("enrollment token not accepted: this collector never issued it")]
+    Unknown,
+    #[error(
+        "enrollment token {0} has already been used: ask the collector's operator for a new one"
+    )]
+    Used(String),
+    #[error("enrollment token {0} has expired: ask the collector's operator for a new one")]
+    Expired(String),
+    #[error("enrollment token {0} was revoked by the collector's operator")]
+    Revoked(String),
+}
+
+/// The secret part of an enrollment token (the probe keeps the fingerprint part).
+pub fn token_secret(token: &str) -> Option<&str> {
+    let (secret, fingerprint) = token.split_once('.')?;
+    (is_hex(secret, 2 * SECRET_BYTES) && is_hex(fingerprint, 64)).then_some(secret)
+}
+
+/// Looks an enrollment token up and checks it can be used now. Returns its hash and record;
+/// [`consume_enrollment_token`] then marks it used atomically.
+pub fn check_enrollment_token(
+    store: &dyn Store,
+    token: &str,
+    now: UnixMicros,
+) -> Result<Result<(String, EnrollmentTokenRecord), TokenRefusal>, StoreError> {
+    let Some(secret) = token_secret(token) else {
+        return Ok(Err(TokenRefusal::Malformed));
+    };
+    let hash = sha256_hex(secret.as_bytes());
+    let Some(record) = store.enrollment_token(&hash)? else {
+        return Ok(Err(TokenRefusal::Unknown));
+    };
+    let id = record.id.clone();
+    Ok(if record.revoked_at.is_some() {
+        Err(TokenRefusal::Revoked(id))
+    } else if record.used_at.is_some() {
+        Err(TokenRefusal::Used(id))
+    } else if record.expires_at.is_some_and(|t| t <= now) {
+        Err(TokenRefusal::Expired(id))
+    } else {
+        Ok((hash, record))
+    })
+}
+
+/// Marks a checked token used by `probe`; `Used` if another enrollment won the race.
+pub fn consume_enrollment_token(
+    store: &dyn Store,
+    hash: &str,
+    record: &EnrollmentTokenRecord,
+    probe: &ProbeId,
+    now: UnixMicros,
+) -> Result<Result<(), TokenRefusal>, StoreError> {
+    let used = EnrollmentTokenRecord {
+        used_at: Some(now),
+        used_by: Some(probe.clone()),
+        ..record.clone()
+    };
+    Ok(if store.replace_enrollment_token(hash, record, &used)? {
+        Ok(())
+    } else {
+        Err(TokenRefusal::Used(record.id.clone()))
+    })
+}
+
+/// Revokes an unused enrollment token by its id.
+pub fn revoke_enrollment_token(
+    store: &dyn Store,
+    id: &str,
+    now: UnixMicros,
+) -> Result<EnrollmentTokenRecord, AuthError> {
+    let not_found = || AuthError::NotFound {
+        what: "enrollment token",
+        id: id.to_owned(),
+    };
+    let (hash, record) = store
+        .enrollment_tokens()?
+        .into_iter()
+        .find(|(_, r)| r.id == id)
+        .ok_or_else(not_found)?;
+    let revoked = EnrollmentTokenRecord {
+        revoked_at: Some(now),
+        ..record.clone()
+    };
+    if !store.replace_enrollment_token(&hash, &record, &revoked)? {
+        return Err(AuthError::Invalid(format!(
+            "enrollment token {id} changed meanwhile; try again"
+        )));
+    }
+    store.flush()?;
+    Ok(revoked)
+}
+
+/// Revokes a probe: its certificate is refused at its next hello and its open session ends at
+/// its next heartbeat.
+pub fn revoke_probe(
+    store: &dyn Store,
+    probe: &ProbeId,
+    now: UnixMicros,
+) -> Result<ProbeRecord, AuthError> {
+    let mut record = store.probe(probe)?.ok_or_else(|| AuthError::NotFound {
+        what: "probe",
+        id: probe.to_string(),
+    })?;
+    if record.revoked_at.is_none() {
+        record.revoked_at = Some(now);
+        store.update_probe(&record)?;
+        store.flush()?;
+    }
+    Ok(record)
+}
+
+/// Creates an API token; returns the token text (shown once) and its record.
+pub fn create_api_token(
+    store: &dyn Store,
+    role: Role,
+    name: &str,
+    now: UnixMicros,
+) -> Result<(String, ApiTokenRecord), AuthError> {
+    check_name("name", name)?;
+    let secret = secret()?;
+    let hash = sha256_hex(secret.as_bytes());
+    let record = ApiTokenRecord {
+        id: token_id(&hash),
+        name: name.to_owned(),
+        role,
+        created_at: now,
+        revoked_at: None,
+    };
+    store.put_api_token(&hash, &record)?;
+    store.flush()?;
+    Ok((format!("{API_TOKEN_PREFIX}{secret}"), record))
+}
+
+/// Revokes an API token by its id.
+pub fn revoke_api_token(
+    store: &dyn Store,
+    id: &str,
+    now: UnixMicros,
+) -> Result<ApiTokenRecord, AuthError> {
+    let (hash, mut record) = store
+        .api_tokens()?
+        .into_iter()
+        .find(|(_, r)| r.id == id)
+        .ok_or_else(|| AuthError::NotFound {
+            what: "API token",
+            id: id.to_owned(),
+        })?;
+    record.revoked_at.get_or_insert(now);
+    store.put_api_token(&hash, &record)?;
+    store.flush()?;
+    Ok(record)
+}
+
+/// The API token a bearer value names, if it is one of ours and not revoked.
+pub fn api_token(store: &dyn Store, bearer: &str) -> Result<Option<ApiTokenRecord>, StoreError> {
+    let Some(secret) = bearer
+        .strip_prefix(API_TOKEN_PREFIX)
+        .filter(|s| is_hex(s, 2 * SECRET_BYTES))
+    else {
+        return Ok(None);
+    };
+    Ok(store
+        .api_token(&sha256_hex(secret.as_bytes()))?
+        .filter(|t| t.revoked_at.is_none()))
+}
+
+/// Records a write in the audit log. A failure to record is logged, and does not undo the
+/// write it describes (which has already happened).
+pub fn audit(store: &dyn Store, identity: &str, action: &str, target: &str, outcome: &str) {
+    let entry = AuditEntry {
+        at: UnixMicros::now(),
+        identity: identity.to_owned(),
+        action: action.to_owned(),
+        target: target.to_owned(),
+        outcome: outcome.to_owned(),
+    };
+    if let Err(e) = store.append_audit(&entry).and_then(|()| store.flush()) {
+        tracing::error!(error = %e, ?entry, "cannot write the audit log");
+    }
+}
+
+/// Limits on probes per token owner, checked at enrollment against the address the
+/// enrollment comes from (the TCP peer: a probe cannot choose it freely, unlike the addresses
+/// it reports).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnrollmentCaps {
+    /// Probes of one owner in one IPv6 /64 (one IPv4 address for IPv4 peers).
+    pub per_64: usize,
+    /// Probes of one owner in one routed prefix (from the imported prefix data); not checked
+    /// when the prefix data does not know the address.
+    pub per_routed_prefix: usize,
+}
+
+/// The /64 of an IPv6 address (IPv4: the address itself), as (network, length).
+pub fn site_of(address: IpAddr) -> (IpAddr, u8) {
+    match address {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => (IpAddr::V4(v4), 32),
+            None => {
+                let bits = u128::from(v6) & !((1u128 << 64) - 1);
+                (IpAddr::V6(bits.into()), 64)
+            }
+        },
+        IpAddr::V4(_) => (address, 32),
+    }
+}
+
+fn contains((network, len): (IpAddr, u8), address: IpAddr) -> bool {
+    match (network, address) {
+        (IpAddr::V6(n), IpAddr::V6(a)) => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+            u128::from(n) & mask == u128::from(a) & mask
+        }
+        (IpAddr::V4(n), IpAddr::V4(a)) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+            u32::from(n) & mask == u32::from(a) & mask
+        }
+        _ => false,
+    }
+}
+
+/// Whether enrolling one more probe of `owner` from `from` (in routed prefix `prefix`) would
+/// exceed a cap; the refusal names the cap. Revoked probes do not count.
+pub fn cap_refusal(
+    existing: &[ProbeRecord],
+    owner: &str,
+    from: IpAddr,
+    prefix: Option<(IpAddr, u8)>,
+    caps: EnrollmentCaps,
+) -> Option<String> {
+    let site = site_of(from);
+    let mine = || {
+        existing
+            .iter()
+            .filter(|p| p.revoked_at.is_none() && p.owner.as_deref() == Some(owner))
+    };
+    let in_site = mine()
+        .filter(|p| p.enrolled_from.is_some_and(|a| contains(site, a)))
+        .count();
+    if in_site >= caps.per_64 {
+        return Some(format!(
+            "owner {owner:?} already has {in_site} probes in {}/{}, the most this collector allows per network site: measurements from one place count once, so more probes there would only skew the maps",
+            site.0, site.1
+        ));
+    }
+    let prefix = prefix?;
+    let in_prefix = mine()
+        .filter(|p| p.enrolled_from.is_some_and(|a| contains(prefix, a)))
+        .count();
+    (in_prefix >= caps.per_routed_prefix).then(|| {
+        format!(
+            "owner {owner:?} already has {in_prefix} probes in the routed prefix {}/{}, the most this collector allows per owner and prefix",
+            prefix.0, prefix.1
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probe(owner: &str, from: &str) -> ProbeRecord {
+        ProbeRecord {
+            id: ProbeId::random().unwrap(),
+            hostname: String::new(),
+            enrolled_at: UnixMicros(0),
+            last_seen: None,
+            software_version: None,
+            boot_epoch: None,
+            local_addresses: Vec::new(),
+            self_test: None,
+            last_v6_success: None,
+            tags: Vec::new(),
+            location: None,
+            origin: None,
+            owner: Some(owner.into()),
+            enrolled_from: Some(from.parse().unwrap()),
+            enrolled_prefix: None,
+            certificate_sha256: None,
+            revoked_at: None,
+        }
+    }
+
+    #[test]
+    fn caps_count_one_owners_probes_per_site_and_prefix() {
+        let caps = EnrollmentCaps {
+            per_64: 2,
+            per_routed_prefix: 3,
+        };
+        let prefix = Some(("2001:db8::".parse().unwrap(), 32));
+        let mut existing = vec![
+            probe("alice", "2001:db8:1:1::5"),
+            probe("bob", "2001:db8:1:1::6"),
+        ];
+        let from: IpAddr = "2001:db8:1:1::9".parse().unwrap();
+        assert_eq!(cap_refusal(&existing, "alice", from, prefix, caps), None);
+        existing.push(probe("alice", "2001:db8:1:1::7"));
+        let refusal = cap_refusal(&existing, "alice", from, prefix, caps).unwrap();
+        assert!(refusal.contains("2001:db8:1:1::/64"), "{refusal}");
+        // Another /64 of the same prefix is fine until the prefix cap.
+        let other: IpAddr = "2001:db8:2:1::9".parse().unwrap();
+        assert_eq!(cap_refusal(&existing, "alice", other, prefix, caps), None);
+        existing.push(probe("alice", "2001:db8:3:1::1"));
+        let refusal = cap_refusal(&existing, "alice", other, prefix, caps).unwrap();
+        assert!(refusal.contains("routed prefix 2001:db8::/32"), "{refusal}");
+        // Without prefix data only the site cap applies; revoked probes do not count.
+        assert_eq!(cap_refusal(&existing, "alice", other, None, caps), None);
+        for p in &mut existing {
+            p.revoked_at = Some(UnixMicros(1));
+        }
+        assert_eq!(cap_refusal(&existing, "alice", from, prefix, caps), None);
+        assert_eq!(site_of("192.0.2.7".parse().unwrap()).1, 32);
+    }
+
+    #[test]
+    fn durations_and_names() {
+        assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(604_800));
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("3w").is_err());
+        assert!(parse_duration("").is_err());
+        assert!(check_name("owner", "Uni Example").is_ok());
+        assert!(check_name("owner", "").is_err());
+        assert!(check_name("owner", "a\nb").is_err());
+        assert_eq!(
+            token_secret(&format!("{}.{}", "a".repeat(64), "b".repeat(64))),
+            Some(&*"a".repeat(64))
+        );
+        assert_eq!(token_secret("abc.def"), None);
+    }
+}
