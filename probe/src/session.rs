@@ -174,6 +174,9 @@ pub async fn run(settings: Settings) -> Result<(), ProbeError> {
         policy: settings.policy,
         icmp_socket: settings.icmp_socket,
         extra_ca_file: settings.extra_ca_file.clone(),
+        budget: Some(std::sync::Arc::new(
+            crate::safety::PacketBudget::per_minute(settings.packet_budget_per_minute),
+        )),
     };
     let (self_test_tx, self_test_rx) = watch::channel(None);
     tokio::spawn(self_test_loop(
@@ -188,7 +191,7 @@ pub async fn run(settings: Settings) -> Result<(), ProbeError> {
         boot_epoch,
         outbox,
         clock_offset_us: None,
-        scheduler: Scheduler::new(engine, produced_tx),
+        scheduler: Scheduler::with_limit(engine, produced_tx, settings.max_concurrent_measurements),
         produced: produced_rx,
         self_test: self_test_rx,
         connected: false,
