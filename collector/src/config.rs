@@ -37,6 +37,8 @@ pub struct CollectorConfig {
     /// Tasks of any kind every connected probe runs: one `[[tasks]]` table per group of
     /// targets sharing the same parameters. See [`TaskTable`] for the keys.
     pub tasks: Vec<TaskTable>,
+    /// Server resource limits (`[limits]`); see [`crate::limits::LimitsConfig`].
+    pub limits: crate::limits::LimitsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -148,6 +150,7 @@ impl Default for CollectorConfig {
             default_ping: DefaultPing::default(),
             ping_tasks: Vec::new(),
             tasks: Vec::new(),
+            limits: crate::limits::LimitsConfig::default(),
         }
     }
 }
@@ -175,6 +178,7 @@ pub struct Settings {
     pub min_probe_version: Version,
     pub heartbeat_interval: Duration,
     pub default_tasks: Vec<DefaultTask>,
+    pub limits: crate::limits::Limits,
 }
 
 /// A task every connected probe runs.
@@ -526,6 +530,7 @@ impl CollectorConfig {
             min_probe_version,
             heartbeat_interval: Duration::from_secs(self.heartbeat_interval_s),
             default_tasks,
+            limits: self.limits.validate(source)?,
         })
     }
 }

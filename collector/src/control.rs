@@ -31,6 +31,8 @@ pub struct ControlService {
     store: Arc<dyn Store>,
     settings: Arc<Settings>,
     prefixes: Arc<PrefixData>,
+    /// One permit per admitted session (`limits.grpc_max_sessions`), held until it ends.
+    sessions: Arc<tokio::sync::Semaphore>,
 }
 
 fn internal(e: StoreError) -> Status {
@@ -47,6 +49,9 @@ async fn blocking<T: Send + 'static>(
 impl ControlService {
     pub fn new(store: Arc<dyn Store>, settings: Arc<Settings>, prefixes: Arc<PrefixData>) -> Self {
         Self {
+            sessions: Arc::new(tokio::sync::Semaphore::new(
+                settings.limits.grpc_max_sessions,
+            )),
             store,
             settings,
             prefixes,
@@ -261,6 +266,15 @@ impl ProbeControl for ControlService {
             }
         };
         let record = self.admit(&hello, peer).await?;
+        // Counted after admission: sessions that never say a valid hello end within
+        // HELLO_TIMEOUT, so only admitted ones hold resources for long.
+        let Ok(session_permit) = self.sessions.clone().try_acquire_owned() else {
+            warn!(probe = %record.id, limit = self.settings.limits.grpc_max_sessions, "session refused: at the session limit");
+            return Err(Status::resource_exhausted(format!(
+                "the collector serves its maximum of {} probe sessions; retry later",
+                self.settings.limits.grpc_max_sessions
+            )));
+        };
         let assignments = self.assignments_for(&record.id).await?;
         info!(
             probe = %record.id,
@@ -293,6 +307,7 @@ impl ProbeControl for ControlService {
         let store = self.store.clone();
         let prefixes = self.prefixes.clone();
         tokio::spawn(async move {
+            let _session_permit = session_permit;
             for item in greeting {
                 if tx.send(item).await.is_err() {
                     return;

@@ -7,6 +7,7 @@ pub mod daily;
 pub mod enrich;
 pub mod http;
 pub mod ingest;
+pub mod limits;
 pub mod maps;
 pub mod rollup;
 pub mod store;
@@ -106,6 +107,9 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let grpc_addr = local(&grpc_listener, "gRPC", settings.grpc_listen)?;
     let http_addr = local(&http_listener, "HTTP", settings.http_listen)?;
 
+    let server_limits = settings.limits.clone();
+    // One message-size limit, the probe's too: larger messages are refused by tonic with
+    // OUT_OF_RANGE when received and RESOURCE_EXHAUSTED when sent, and the stream ends.
     let service = ProbeControlServer::new(ControlService::new(
         store.clone(),
         Arc::new(settings),
@@ -113,22 +117,32 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     ))
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let streams = u32::try_from(server_limits.grpc_streams_per_connection).unwrap_or(u32::MAX);
+    let tcp_keepalive = server_limits.tcp_keepalive;
     let grpc = tokio::spawn(
         tonic::transport::Server::builder()
-            .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+            .timeout(server_limits.grpc_request_timeout)
+            .concurrency_limit_per_connection(server_limits.grpc_streams_per_connection)
+            .max_concurrent_streams(Some(streams))
+            .http2_keepalive_interval(Some(server_limits.grpc_keepalive_interval))
+            .http2_keepalive_timeout(Some(server_limits.grpc_keepalive_timeout))
+            // Headers of a gRPC call are small; 16 KiB bounds what a client can make us hold.
+            .http2_max_header_list_size(Some(16 * 1024))
             .add_service(service)
-            .serve_with_incoming(TcpListenerStream::new(grpc_listener).map(|accepted| {
+            .serve_with_incoming(TcpListenerStream::new(grpc_listener).map(move |accepted| {
                 // Small messages (acks, welcome) must not wait for Nagle's algorithm: with it,
-                // each waited ~40 ms for the peer's delayed ACK.
-                accepted.inspect(|stream| {
-                    if let Err(e) = stream.set_nodelay(true) {
-                        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-                    }
-                })
+                // each waited ~40 ms for the peer's delayed ACK. (tonic's own tcp_keepalive
+                // setting does not apply to serve_with_incoming.)
+                accepted.inspect(|stream| limits::tune_accepted(stream, tcp_keepalive))
             })),
     );
     tokio::spawn(refresh_rollups(store.clone()));
-    let http = tokio::spawn(async move { axum::serve(http_listener, http::router(store)).await });
+    let app = limits::http_layers(http::router(store), &server_limits);
+    let http = tokio::spawn(limits::serve_http(
+        http_listener,
+        app,
+        server_limits.clone(),
+    ));
     info!(%grpc_addr, %http_addr, "collector serving");
     Ok(Running {
         grpc_addr,

@@ -64,7 +64,7 @@ pub struct TargetPolicy {
 
 impl TargetPolicy {
     pub fn check(&self, address: IpAddr) -> Result<(), PolicyViolation> {
-        let Some(category) = classify(address) else {
+        let Some(category) = classify_target(address) else {
             return Ok(());
         };
         if self.lab_mode && !category.refused_in_lab() {
@@ -81,6 +81,29 @@ impl TargetPolicy {
             hint,
         })
     }
+}
+
+/// Why `address` may not be a measurement target: [`classify`], and also the tunnel forms
+/// whose packets are carried to an IPv4 host the probe cannot judge or must not reach: Teredo
+/// (2001::/32, through relays to an obfuscated IPv4 client) and 6to4 (2002::/16) of a
+/// non-global IPv4 address. As a probe's *own* address these are globally reachable (the
+/// `access-tunnel` tag), which is why [`classify`] does not refuse them.
+pub fn classify_target(address: IpAddr) -> Option<NonGlobal> {
+    if let Some(category) = classify(address) {
+        return Some(category);
+    }
+    let IpAddr::V6(v6) = address else {
+        return None;
+    };
+    let s = v6.segments();
+    if s[0] == 0x2001 && s[1] == 0 {
+        return Some(NonGlobal::Teredo);
+    }
+    if s[0] == 0x2002 {
+        let v4 = Ipv4Addr::new((s[1] >> 8) as u8, s[1] as u8, (s[2] >> 8) as u8, s[2] as u8);
+        return classify_v4(v4);
+    }
+    None
 }
 
 /// The category of a non-global address, or `None` for a globally routable one.
@@ -100,20 +123,11 @@ fn classify_v6(address: Ipv6Addr) -> Option<NonGlobal> {
     // Forms that embed an IPv4 address which decides where the packets really end up: the
     // embedded address is judged too, so a collector cannot reach a volunteer's LAN through
     // a translator or relay (RFC 6052 NAT64, RFC 3056 6to4, deprecated IPv4-compatible).
-    let embedded_low = Ipv4Addr::new(
-        (s[6] >> 8) as u8,
-        s[6] as u8,
-        (s[7] >> 8) as u8,
-        s[7] as u8,
-    );
+    let embedded_low = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
     if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
         // The well-known NAT64 prefix: a global IPv4 behind it is a fair target (it is how a
         // v6-only network reaches v4-only services); a non-global one is refused as itself.
         return classify_v4(embedded_low);
-    }
-    if s[0] == 0x2002 {
-        let v4 = Ipv4Addr::new((s[1] >> 8) as u8, s[1] as u8, (s[2] >> 8) as u8, s[2] as u8);
-        return classify_v4(v4);
     }
     if s[..6] == [0; 6] && !address.is_unspecified() && !address.is_loopback() {
         // ::a.b.c.d (IPv4-compatible, deprecated by RFC 4291): never a real target.
@@ -139,11 +153,9 @@ fn classify_v6(address: Ipv6Addr) -> Option<NonGlobal> {
         NonGlobal::Documentation
     } else if s[0] == 0x2001 && s[1] == 0x0002 && s[2] == 0 {
         NonGlobal::Benchmarking
-    } else if s[0] == 0x2001 && s[1] == 0 {
-        NonGlobal::Teredo
     } else if s[0] == 0x2001 && matches!(s[1] & 0xfff0, 0x0010 | 0x0020) {
         NonGlobal::Orchid
-    } else if s[0] == 0x2001 && s[1] < 0x0200 && !protocol_assignment_is_global(s) {
+    } else if s[0] == 0x2001 && s[1] != 0 && s[1] < 0x0200 && !protocol_assignment_is_global(s) {
         NonGlobal::ProtocolAssignment
     } else if s[0] == 0x0100 && s[1] == 0 && s[2] == 0 && s[3] == 0 {
         NonGlobal::Discard
@@ -306,6 +318,20 @@ mod tests {
             assert_eq!(err.category, category, "{address}");
             assert!(err.to_string().contains(&ip(address).to_string()), "{err}");
         }
+    }
+
+    #[test]
+    fn tunnel_addresses_are_global_but_not_targets() {
+        // A probe's own 6to4 or Teredo address still counts as global (tags rely on it)...
+        for a in ["2002:c000:204::1", "2001:0:4136:e378:8000:63bf:3fff:fdd2"] {
+            assert_eq!(classify(ip(a)), None, "{a}");
+        }
+        // ...but neither is a target when it leads to a relay or to a non-global IPv4 host.
+        assert_eq!(
+            classify_target(ip("2002:c000:204::1")),
+            Some(NonGlobal::Documentation)
+        );
+        assert_eq!(classify_target(ip("2002:0808:0808::1")), None);
     }
 
     #[test]
