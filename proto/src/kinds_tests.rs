@@ -775,7 +775,10 @@ fn write_fuzz_seeds() {
         probe_secret: "s".repeat(32),
         software_version: "0.2.0".into(),
         boot_epoch: 4,
-        capabilities: vec![v1::MeasurementKind::Ping.into(), v1::MeasurementKind::Dns.into()],
+        capabilities: vec![
+            v1::MeasurementKind::Ping.into(),
+            v1::MeasurementKind::Dns.into(),
+        ],
         local_addresses: vec!["2001:db8::2".into(), "192.0.2.1".into()],
         probe_time_us: 1_763_000_000_000_000,
         location: None,
