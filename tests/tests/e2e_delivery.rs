@@ -61,11 +61,14 @@ impl Site {
     fn probe(&self, name: &str, extra: &str) -> Probe {
         let state_dir = self.work.path().join(format!("{name}-state"));
         let config = self.work.path().join(format!("{name}.toml"));
+        // Up to 100 one-packet tasks a second: 6000 packets a minute, within the largest
+        // packet budget, so the probes measure rather than refuse (both would be delivered).
         std::fs::write(
             &config,
             format!(
                 "collector = \"http://[::1]:{}\"\nstate_dir = {state_dir:?}\n\
-                 enrollment_token = \"{TOKEN}\"\nhostname = \"{name}\"\nlab_mode = true\n{extra}",
+                 enrollment_token = \"{TOKEN}\"\nhostname = \"{name}\"\nlab_mode = true\n\
+                 packet_budget_per_minute = 60000\n{extra}",
                 self.port
             ),
         )
