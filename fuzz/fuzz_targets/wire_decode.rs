@@ -27,7 +27,10 @@ fuzz_target!(|data: &[u8]| {
             if let Ok(wire) = v1::MeasurementResult::decode(bytes)
                 && let Ok(result) = decode::result(&wire)
             {
-                assert!(result.validate().is_ok(), "decode accepted an invalid result");
+                assert!(
+                    result.validate().is_ok(),
+                    "decode accepted an invalid result"
+                );
             }
         }
         2 => {
