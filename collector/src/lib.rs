@@ -119,6 +119,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let streams = u32::try_from(server_limits.grpc_streams_per_connection).unwrap_or(u32::MAX);
     let tcp_keepalive = server_limits.tcp_keepalive;
+    let handshake_timeout = server_limits.grpc_handshake_timeout;
     let grpc = tokio::spawn(
         tonic::transport::Server::builder()
             .timeout(server_limits.grpc_request_timeout)
@@ -133,7 +134,10 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
                 // Small messages (acks, welcome) must not wait for Nagle's algorithm: with it,
                 // each waited ~40 ms for the peer's delayed ACK. (tonic's own tcp_keepalive
                 // setting does not apply to serve_with_incoming.)
-                accepted.inspect(|stream| limits::tune_accepted(stream, tcp_keepalive))
+                accepted.map(|stream| {
+                    limits::tune_accepted(&stream, tcp_keepalive);
+                    limits::HandshakeDeadline::new(stream, handshake_timeout)
+                })
             })),
     );
     tokio::spawn(refresh_rollups(store.clone()));

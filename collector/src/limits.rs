@@ -19,9 +19,13 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Router};
 use serde::Deserialize;
 use sixmap_shared::config::ConfigError;
+use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tracing::{debug, warn};
@@ -36,6 +40,10 @@ pub struct LimitsConfig {
     /// Concurrent gRPC streams (and requests in progress) per connection. A probe needs one
     /// session and, once, an enrollment.
     pub grpc_streams_per_connection: usize,
+    /// Time a new gRPC connection has to send the HTTP/2 preface; a silent one is closed
+    /// (without this, a client that connects and sends nothing holds its socket forever:
+    /// HTTP/2 keepalive only starts after the handshake).
+    pub grpc_handshake_timeout_s: u64,
     /// Time a gRPC call may take until its response starts (enrollment; a session's hello and
     /// admission). A session's stream itself lives on.
     pub grpc_request_timeout_s: u64,
@@ -64,6 +72,7 @@ impl Default for LimitsConfig {
         Self {
             grpc_max_sessions: 10_000,
             grpc_streams_per_connection: 8,
+            grpc_handshake_timeout_s: 10,
             grpc_request_timeout_s: 30,
             grpc_keepalive_interval_s: 30,
             grpc_keepalive_timeout_s: 20,
@@ -82,6 +91,7 @@ impl Default for LimitsConfig {
 pub struct Limits {
     pub grpc_max_sessions: usize,
     pub grpc_streams_per_connection: usize,
+    pub grpc_handshake_timeout: Duration,
     pub grpc_request_timeout: Duration,
     pub grpc_keepalive_interval: Duration,
     pub grpc_keepalive_timeout: Duration,
@@ -127,6 +137,11 @@ impl LimitsConfig {
                 "grpc_streams_per_connection",
                 self.grpc_streams_per_connection,
                 1024,
+            )?,
+            grpc_handshake_timeout: seconds(
+                "grpc_handshake_timeout_s",
+                self.grpc_handshake_timeout_s,
+                600,
             )?,
             grpc_request_timeout: seconds(
                 "grpc_request_timeout_s",
@@ -189,6 +204,87 @@ pub fn tune_accepted(stream: &TcpStream, keepalive: Duration) {
         .with_retries(4);
     if let Err(e) = socket2::SockRef::from(stream).set_tcp_keepalive(&params) {
         debug!(error = %e, "cannot set TCP keepalive");
+    }
+}
+
+/// HTTP/2's client connection preface ("PRI * HTTP/2.0...") is 24 bytes.
+const H2_PREFACE_LEN: usize = 24;
+
+/// An accepted gRPC connection that must deliver the HTTP/2 preface before a deadline;
+/// reads fail with `TimedOut` after it, which makes hyper close the connection.
+#[derive(Debug)]
+pub struct HandshakeDeadline {
+    inner: TcpStream,
+    received: usize,
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl HandshakeDeadline {
+    pub fn new(inner: TcpStream, timeout: Duration) -> Self {
+        Self {
+            inner,
+            received: 0,
+            deadline: Some(Box::pin(tokio::time::sleep(timeout))),
+        }
+    }
+}
+
+impl AsyncRead for HandshakeDeadline {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let Some(deadline) = this.deadline.as_mut() {
+            if let Poll::Ready(Ok(())) = polled {
+                this.received += buf.filled().len() - before;
+                if this.received >= H2_PREFACE_LEN {
+                    this.deadline = None;
+                }
+            } else if polled.is_pending() && deadline.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "no HTTP/2 preface within the handshake timeout",
+                )));
+            }
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for HandshakeDeadline {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+impl tonic::transport::server::Connected for HandshakeDeadline {
+    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.inner.connect_info()
     }
 }
 

@@ -326,3 +326,26 @@ async fn request_timeouts_and_body_limits_apply_to_every_route() {
         "{answer}"
     );
 }
+
+#[tokio::test]
+async fn a_silent_grpc_connection_is_closed_after_the_handshake_timeout() {
+    let collector = start("grpc_handshake_timeout_s = 1").await;
+    let mut silent = TcpStream::connect(collector.grpc).await.unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 256];
+    tokio::time::timeout(Duration::from_secs(10), async {
+        // The server's SETTINGS may come first; then the connection must end.
+        while matches!(silent.read(&mut buf).await, Ok(n) if n > 0) {}
+    })
+    .await
+    .expect("a connection that never sent the HTTP/2 preface stayed open");
+    let closed_after = started.elapsed();
+    assert!(
+        closed_after >= Duration::from_millis(900),
+        "{closed_after:?}"
+    );
+    // Real clients are unaffected, also once the deadline has passed on their connection.
+    let mut c = client(collector.grpc).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(enroll(&mut c, "test-token-1".into()).await.is_ok());
+}
