@@ -32,11 +32,17 @@ impl Produced {
     /// The result of a task the probe refused to run at all: it is reported like any other
     /// result, so the collector sees why nothing was measured.
     pub fn refused(task_id: TaskId, spec: &MeasurementSpec, error: MeasurementError) -> Self {
+        Self::refused_as(task_id, spec.family, error)
+    }
+
+    /// [`Produced::refused`] for a task whose spec could not even be read (the family the
+    /// collector asked for is then unknown and reported as IPv6).
+    pub fn refused_as(task_id: TaskId, family: Family, error: MeasurementError) -> Self {
         Self {
             task_id,
             started_at: UnixMicros::now(),
             duration_us: 0,
-            family_requested: spec.family,
+            family_requested: family,
             family_used: None,
             source: None,
             destination: None,

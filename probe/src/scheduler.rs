@@ -84,6 +84,18 @@ impl Scheduler {
         }
     }
 
+    /// Reports a task the probe will not run at all (its assignment could not be accepted),
+    /// so the collector learns why no results come. Any earlier version of the task stops.
+    pub fn refuse(&mut self, task: TaskId, error: sixmap_shared::measurement::MeasurementError) {
+        self.cancel(task, "replaced by an assignment the probe refused");
+        warn!(%task, reason = %error.message, "task refused");
+        let refused = Produced::refused_as(task, sixmap_shared::measurement::Family::V6, error);
+        let out = self.out.clone();
+        tokio::spawn(async move {
+            let _ = out.send(refused).await;
+        });
+    }
+
     pub fn cancel(&mut self, task: TaskId, reason: &str) {
         if let Some((_, handle)) = self.running.remove(&task) {
             handle.abort();

@@ -510,8 +510,19 @@ impl Probe {
         match message.kind {
             Some(collector_message::Kind::Assign(wire)) => match decode::assignment(&wire) {
                 Ok(assignment) => self.scheduler.assign(assignment),
-                // A probe older than the collector's features must say so, not crash.
-                Err(e) => warn!(task = wire.task_id, error = %e, "assignment refused"),
+                // A probe older than the collector's features, or a spec outside the probe's
+                // bounds, must say so, not crash: reported as a result when the task id is
+                // usable, so the collector sees the refusal.
+                Err(e) => match sixmap_shared::TaskId::new(wire.task_id) {
+                    Ok(task) => self.scheduler.refuse(
+                        task,
+                        crate::engine::failure(
+                            sixmap_shared::measurement::ErrorClass::Policy,
+                            format!("assignment refused by the probe: {e}"),
+                        ),
+                    ),
+                    Err(_) => warn!(task = wire.task_id, error = %e, "assignment refused"),
+                },
             },
             Some(collector_message::Kind::Cancel(cancel)) => {
                 if let Ok(task) = sixmap_shared::TaskId::new(cancel.task_id) {

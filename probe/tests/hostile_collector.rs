@@ -39,7 +39,8 @@ const BUDGET: u32 = 100;
 
 #[derive(Clone)]
 struct Hostile {
-    tasks: Vec<Assignment>,
+    /// Sent as they are on the wire, so some can break the spec's bounds.
+    tasks: Vec<v1::TaskAssignment>,
     results: mpsc::Sender<v1::MeasurementResult>,
 }
 
@@ -87,9 +88,7 @@ impl ProbeControl for Hostile {
                 .await;
             for task in &tasks {
                 let _ = tx
-                    .send(message(collector_message::Kind::Assign(
-                        encode::assignment(task),
-                    )))
+                    .send(message(collector_message::Kind::Assign(task.clone())))
                     .await;
             }
             while let Ok(Some(msg)) = inbound.message().await {
@@ -239,6 +238,16 @@ async fn a_hostile_collector_cannot_aim_the_probe_at_local_or_special_targets() 
             SpecKind::Traceroute(far),
         ),
     ];
+    // Beyond what a spec may say: a million echo requests of 65000 bytes each.
+    let mut flood = encode::assignment(&task(14, "2001:4860:4860::8888", Family::V6, ping()));
+    if let Some(v1::measurement_spec::Kind::Ping(p)) =
+        flood.spec.as_mut().and_then(|s| s.kind.as_mut())
+    {
+        p.count = 1_000_000;
+        p.payload_size = 65_000;
+    }
+    let mut tasks: Vec<v1::TaskAssignment> = tasks.iter().map(encode::assignment).collect();
+    tasks.push(flood);
     let expected = tasks.len();
 
     let (results_tx, mut results_rx) = mpsc::channel(256);
@@ -307,6 +316,7 @@ async fn a_hostile_collector_cannot_aim_the_probe_at_local_or_special_targets() 
         (10, "Loopback"),
         (11, "Loopback"),
         (13, "packet_budget_per_minute"),
+        (14, "ping.count"),
     ] {
         assert!(
             refused[&task].contains(words),
