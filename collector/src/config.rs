@@ -51,6 +51,8 @@ pub struct CollectorConfig {
     /// Probe-tests per hour one campaign owner may commission across their active campaigns;
     /// 0 means no limit.
     pub campaign_owner_hourly_limit: u64,
+    /// Server resource limits (`[limits]`); see [`crate::limits::LimitsConfig`].
+    pub limits: crate::limits::LimitsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -167,6 +169,7 @@ impl Default for CollectorConfig {
             tasks: Vec::new(),
             lab_mode: false,
             campaign_owner_hourly_limit: DEFAULT_OWNER_HOURLY_LIMIT,
+            limits: crate::limits::LimitsConfig::default(),
         }
     }
 }
@@ -201,6 +204,7 @@ pub struct Settings {
     pub lab_mode: bool,
     /// `None`: owners are not limited.
     pub campaign_owner_hourly_limit: Option<u64>,
+    pub limits: crate::limits::Limits,
 }
 
 /// A task every connected probe runs.
@@ -569,6 +573,7 @@ impl CollectorConfig {
             lab_mode: self.lab_mode,
             campaign_owner_hourly_limit: (self.campaign_owner_hourly_limit > 0)
                 .then_some(self.campaign_owner_hourly_limit),
+            limits: self.limits.validate(source)?,
         })
     }
 }

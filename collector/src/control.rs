@@ -36,6 +36,8 @@ pub struct ControlService {
     /// Campaign tasks for probes saying hello, and the registry of live sessions.
     campaigns: Option<Arc<crate::campaign::Campaigns>>,
     pki: Arc<Pki>,
+    /// One permit per admitted session (`limits.grpc_max_sessions`), held until it ends.
+    sessions: Arc<tokio::sync::Semaphore>,
 }
 
 fn internal(e: StoreError) -> Status {
@@ -57,6 +59,9 @@ impl ControlService {
         pki: Arc<Pki>,
     ) -> Self {
         Self {
+            sessions: Arc::new(tokio::sync::Semaphore::new(
+                settings.limits.grpc_max_sessions,
+            )),
             store,
             settings,
             prefixes,
@@ -403,6 +408,15 @@ impl ProbeControl for ControlService {
             }
         };
         let record = self.admit(record, &hello, peer).await?;
+        // Counted after admission: sessions that never say a valid hello end within
+        // HELLO_TIMEOUT, so only admitted ones hold resources for long.
+        let Ok(session_permit) = self.sessions.clone().try_acquire_owned() else {
+            warn!(probe = %record.id, limit = self.settings.limits.grpc_max_sessions, "session refused: at the session limit");
+            return Err(Status::resource_exhausted(format!(
+                "the collector serves its maximum of {} probe sessions; retry later",
+                self.settings.limits.grpc_max_sessions
+            )));
+        };
         let assignments = self.assignments_for(&record.id).await?;
         info!(
             probe = %record.id,
@@ -436,6 +450,7 @@ impl ProbeControl for ControlService {
         let prefixes = self.prefixes.clone();
         let campaigns = self.campaigns.clone();
         tokio::spawn(async move {
+            let _session_permit = session_permit;
             for item in greeting {
                 if tx.send(item).await.is_err() {
                     return;

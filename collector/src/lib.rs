@@ -10,6 +10,7 @@ pub mod enrich;
 pub mod http;
 pub mod http_auth;
 pub mod ingest;
+pub mod limits;
 pub mod maps;
 pub mod pki;
 pub mod rollup;
@@ -122,6 +123,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let http_addr = local(&http_listener, "HTTP", settings.http_listen)?;
 
     let access = settings.access;
+    let server_limits = settings.limits.clone();
     let campaigns = Arc::new(campaign::Campaigns::new(
         store.clone(),
         settings.lab_mode,
@@ -140,15 +142,32 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         )
         .with_campaigns(campaigns.clone()),
     )
+    // One message-size limit, the probe's too: larger messages are refused by tonic with
+    // OUT_OF_RANGE when received and RESOURCE_EXHAUSTED when sent, and the stream ends.
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let streams = u32::try_from(server_limits.grpc_streams_per_connection).unwrap_or(u32::MAX);
+    let tcp_keepalive = server_limits.tcp_keepalive;
+    let handshake_timeout = server_limits.grpc_handshake_timeout;
     let grpc = tokio::spawn(
         tonic::transport::Server::builder()
-            .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+            .timeout(server_limits.grpc_request_timeout)
+            .concurrency_limit_per_connection(server_limits.grpc_streams_per_connection)
+            .max_concurrent_streams(Some(streams))
+            .http2_keepalive_interval(Some(server_limits.grpc_keepalive_interval))
+            .http2_keepalive_timeout(Some(server_limits.grpc_keepalive_timeout))
+            // Headers of a gRPC call are small; 16 KiB bounds what a client can make us hold.
+            .http2_max_header_list_size(Some(16 * 1024))
             .add_service(service)
             .add_service(campaign_service)
-            // TLS 1.3 with client certificates (`pki`); TCP_NODELAY is set there too.
-            .serve_with_incoming(pki::tls_incoming(grpc_listener, tls)),
+            // TLS 1.3 with client certificates (`pki`), within the handshake deadline; TCP
+            // keepalive and TCP_NODELAY are set there too.
+            .serve_with_incoming(pki::tls_incoming(
+                grpc_listener,
+                tls,
+                tcp_keepalive,
+                handshake_timeout,
+            )),
     );
     tokio::spawn(refresh_rollups(store.clone(), prefixes));
     tokio::spawn(campaign::run_ticker(campaigns.clone()));
@@ -158,7 +177,12 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         pki,
         access,
     );
-    let http = tokio::spawn(async move { axum::serve(http_listener, router).await });
+    let app = limits::http_layers(router, &server_limits);
+    let http = tokio::spawn(limits::serve_http(
+        http_listener,
+        app,
+        server_limits.clone(),
+    ));
     info!(%grpc_addr, %http_addr, "collector serving");
     Ok(Running {
         grpc_addr,

@@ -265,8 +265,6 @@ impl Pki {
 
 /// TLS handshakes under way at once, at most; more connections wait in the kernel's backlog.
 const MAX_HANDSHAKES: usize = 256;
-/// A client must finish its TLS handshake this soon after connecting.
-const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Accepted connections after their TLS handshake, for tonic's `serve_with_incoming`.
 /// Handshakes run concurrently (a slow or silent client holds up nobody) and are bounded in
@@ -274,6 +272,8 @@ const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10
 pub fn tls_incoming(
     listener: tokio::net::TcpListener,
     config: Arc<rustls::ServerConfig>,
+    tcp_keepalive: std::time::Duration,
+    handshake_timeout: std::time::Duration,
 ) -> tokio_stream::wrappers::ReceiverStream<
     std::io::Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>,
 > {
@@ -295,14 +295,11 @@ pub fn tls_incoming(
                     continue;
                 }
             };
-            // Small messages (acks, welcome) must not wait for Nagle's algorithm: with it,
-            // each waited ~40 ms for the peer's delayed ACK.
-            if let Err(e) = stream.set_nodelay(true) {
-                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-            }
+            // TCP_NODELAY (small acks must not wait for Nagle) and keepalive.
+            crate::limits::tune_accepted(&stream, tcp_keepalive);
             let (acceptor, tx) = (acceptor.clone(), tx.clone());
             tokio::spawn(async move {
-                let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+                let handshake = tokio::time::timeout(handshake_timeout, acceptor.accept(stream));
                 match handshake.await {
                     Ok(Ok(tls)) => {
                         drop(permit);

@@ -42,6 +42,21 @@ pub struct ProbeConfig {
     /// besides the system's (a lab or enterprise CA).
     #[serde(default)]
     pub extra_ca_file: Option<PathBuf>,
+    /// Packets the probe may send per minute, all measurements together; a task whose worst
+    /// case does not fit is refused (and reported) instead of run.
+    #[serde(default = "default_packet_budget")]
+    pub packet_budget_per_minute: u32,
+    /// Measurements running at the same time, at most; others wait for a slot.
+    #[serde(default = "default_max_concurrent")]
+    pub max_concurrent_measurements: usize,
+}
+
+fn default_packet_budget() -> u32 {
+    crate::safety::DEFAULT_PACKETS_PER_MINUTE
+}
+
+fn default_max_concurrent() -> usize {
+    crate::safety::DEFAULT_MAX_CONCURRENT
 }
 
 fn default_outbox_max_bytes() -> u64 {
@@ -72,6 +87,8 @@ pub struct Settings {
     pub self_test_aaaa_name: String,
     pub location: Option<sixmap_shared::session::CoarseLocation>,
     pub extra_ca_file: Option<PathBuf>,
+    pub packet_budget_per_minute: u32,
+    pub max_concurrent_measurements: usize,
 }
 
 impl ProbeConfig {
@@ -120,6 +137,27 @@ impl ProbeConfig {
                 format!("{:?} is not a host name", self.self_test_aaaa_name),
             ));
         }
+        use crate::safety::{MAX_CONCURRENT_LIMIT, MAX_PACKETS_PER_MINUTE, MIN_PACKETS_PER_MINUTE};
+        if !(MIN_PACKETS_PER_MINUTE..=MAX_PACKETS_PER_MINUTE)
+            .contains(&self.packet_budget_per_minute)
+        {
+            return Err(invalid(
+                "packet_budget_per_minute",
+                format!(
+                    "{} is outside {MIN_PACKETS_PER_MINUTE}..={MAX_PACKETS_PER_MINUTE}",
+                    self.packet_budget_per_minute
+                ),
+            ));
+        }
+        if !(1..=MAX_CONCURRENT_LIMIT).contains(&self.max_concurrent_measurements) {
+            return Err(invalid(
+                "max_concurrent_measurements",
+                format!(
+                    "{} is outside 1..={MAX_CONCURRENT_LIMIT}",
+                    self.max_concurrent_measurements
+                ),
+            ));
+        }
         let location = match (self.latitude, self.longitude) {
             (None, None) => None,
             (Some(latitude), Some(longitude)) => Some(
@@ -153,6 +191,8 @@ impl ProbeConfig {
             self_test_aaaa_name: self.self_test_aaaa_name,
             location,
             extra_ca_file: self.extra_ca_file,
+            packet_budget_per_minute: self.packet_budget_per_minute,
+            max_concurrent_measurements: self.max_concurrent_measurements,
         })
     }
 }
@@ -171,6 +211,41 @@ mod tests {
         let s = c.validate(None).unwrap();
         assert!(s.policy.lab_mode);
         assert_eq!(s.icmp_socket, SocketPreference::Auto);
+        assert_eq!(s.packet_budget_per_minute, 600);
+        assert_eq!(s.max_concurrent_measurements, 8);
+    }
+
+    #[test]
+    fn safety_limits_are_bounded() {
+        let base = "collector = \"http://[::1]:7400\"\nstate_dir = \"/tmp/p\"\n";
+        for (line, key) in [
+            ("packet_budget_per_minute = 0", "packet_budget_per_minute"),
+            (
+                "packet_budget_per_minute = 1000000",
+                "packet_budget_per_minute",
+            ),
+            (
+                "max_concurrent_measurements = 0",
+                "max_concurrent_measurements",
+            ),
+            (
+                "max_concurrent_measurements = 1000",
+                "max_concurrent_measurements",
+            ),
+        ] {
+            let c: ProbeConfig = parse_toml(&format!("{base}{line}\n")).unwrap();
+            let err = c.validate(None).unwrap_err().to_string();
+            assert!(err.contains(key), "{err}");
+        }
+        let c: ProbeConfig = parse_toml(&format!(
+            "{base}packet_budget_per_minute = 120\nmax_concurrent_measurements = 2\n"
+        ))
+        .unwrap();
+        let s = c.validate(None).unwrap();
+        assert_eq!(
+            (s.packet_budget_per_minute, s.max_concurrent_measurements),
+            (120, 2)
+        );
     }
 
     #[test]

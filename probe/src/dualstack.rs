@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 /// Echo requests per family for the ping inner measurement, and their spacing: enough for a
 /// minimum RTT without making the pair slow.
-const PING_COUNT: u32 = 3;
+pub(crate) const PING_COUNT: u32 = 3;
 const PING_INTERVAL_MS: u32 = 200;
 
 pub async fn run(

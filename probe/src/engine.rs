@@ -4,12 +4,14 @@
 //! name resolves to, whatever the collector asked for.
 
 use crate::ping::{self, PingError, SocketPreference};
+use crate::safety::{PacketBudget, worst_case_packets};
 use sixmap_shared::measurement::{
     ErrorClass, Family, MeasurementError, MeasurementSpec, Outcome, SpecKind, Target,
 };
 use sixmap_shared::{ClockState, TargetPolicy, TaskId, UnixMicros};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A finished measurement before the session gives it its idempotency key.
@@ -26,6 +28,30 @@ pub struct Produced {
     pub outcome: Outcome,
 }
 
+impl Produced {
+    /// The result of a task the probe refused to run at all: it is reported like any other
+    /// result, so the collector sees why nothing was measured.
+    pub fn refused(task_id: TaskId, spec: &MeasurementSpec, error: MeasurementError) -> Self {
+        Self::refused_as(task_id, spec.family, error)
+    }
+
+    /// [`Produced::refused`] for a task whose spec could not even be read (the family the
+    /// collector asked for is then unknown and reported as IPv6).
+    pub fn refused_as(task_id: TaskId, family: Family, error: MeasurementError) -> Self {
+        Self {
+            task_id,
+            started_at: UnixMicros::now(),
+            duration_us: 0,
+            family_requested: family,
+            family_used: None,
+            source: None,
+            destination: None,
+            clock_state: crate::clock::clock_state(),
+            outcome: Outcome::Failed(error),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Engine {
     pub policy: TargetPolicy,
@@ -33,6 +59,10 @@ pub struct Engine {
     /// PEM file of extra certificate authorities trusted for TLS, HTTPS and QUIC besides the
     /// system's (a lab or an enterprise CA).
     pub extra_ca_file: Option<PathBuf>,
+    /// The probe-wide packet budget every measurement is charged against before it starts;
+    /// `None` (the default) leaves only each kind's own bound, as for `sixmap-probe measure`,
+    /// which the volunteer runs by hand.
+    pub budget: Option<Arc<PacketBudget>>,
 }
 
 /// What a measurement module gets besides its own spec and the destination address.
@@ -83,6 +113,16 @@ impl Engine {
             clock_state: crate::clock::clock_state(),
             outcome: Outcome::Failed(failure(ErrorClass::Internal, "not run")),
         };
+        // The probe's own safety checks, before anything is resolved or sent.
+        let charged = match self.admit(spec) {
+            Ok(charged) => charged,
+            Err(refusal) => {
+                produced.outcome = Outcome::Failed(refusal);
+                produced.duration_us =
+                    u64::try_from(clock.elapsed().as_micros()).unwrap_or(u64::MAX);
+                return produced;
+            }
+        };
         let deadline = tokio::time::Instant::now() + spec.timeout;
         // Modules stop at the deadline themselves; this bound only guards against one that
         // does not, with a little slack so their own partial results win.
@@ -103,8 +143,37 @@ impl Engine {
                 ),
             )),
         };
+        // Refused by the policy after DNS, or the name did not resolve: no packet went to the
+        // target, so the budget gets its packets back.
+        if let (Some(budget), Outcome::Failed(e)) = (&self.budget, &produced.outcome)
+            && matches!(e.class, ErrorClass::Policy | ErrorClass::Resolution)
+        {
+            budget.refund(charged);
+        }
         produced.duration_us = u64::try_from(clock.elapsed().as_micros()).unwrap_or(u64::MAX);
         produced
+    }
+
+    /// Checks a literal target against the policy and charges the measurement's worst-case
+    /// packet count to the budget; returns the packets charged. Host names are checked after
+    /// resolution, in [`Engine::resolve`].
+    pub fn admit(&self, spec: &MeasurementSpec) -> Result<u32, MeasurementError> {
+        if let Target::Address(address) = spec.target {
+            self.policy
+                .check(address)
+                .map_err(|violation| failure(ErrorClass::Policy, violation.to_string()))?;
+        }
+        let Some(budget) = &self.budget else {
+            return Ok(0);
+        };
+        let needed = worst_case_packets(spec);
+        budget.try_take(needed).map_err(|refusal| {
+            failure(
+                ErrorClass::Policy,
+                format!("{} measurement refused: {refusal}", spec.measurement_kind()),
+            )
+        })?;
+        Ok(needed)
     }
 
     async fn measure(
@@ -295,6 +364,68 @@ mod tests {
             "{:?}",
             produced.outcome
         );
+    }
+
+    fn ping(target: Target, count: u32) -> MeasurementSpec {
+        MeasurementSpec::new(
+            target,
+            Family::V6,
+            Duration::from_secs(2),
+            SpecKind::Ping(PingSpec::new(count, 0, 0).unwrap()),
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_packet_budget_is_charged_before_and_refunded_when_nothing_was_sent() {
+        let budget = Arc::new(PacketBudget::per_minute(10));
+        let engine = Engine {
+            budget: Some(budget.clone()),
+            ..Engine::default()
+        };
+        let task = TaskId::new(1).unwrap();
+        let class = |p: &Produced| match &p.outcome {
+            Outcome::Failed(e) => (e.class, e.message.clone()),
+            other => panic!("expected a failure, got {other:?}"),
+        };
+        // A refused literal costs nothing.
+        let refused = engine
+            .run(task, &ping(Target::Address("::1".parse().unwrap()), 8))
+            .await;
+        assert_eq!(class(&refused).0, ErrorClass::Policy);
+        assert_eq!(budget.available(), 10);
+        // A name that does not resolve sent nothing to a target: its charge comes back.
+        let unresolved = engine
+            .run(
+                task,
+                &ping(Target::hostname("sixmap-test.invalid").unwrap(), 8),
+            )
+            .await;
+        assert_eq!(class(&unresolved).0, ErrorClass::Resolution);
+        assert_eq!(budget.available(), 10);
+        // Over budget: refused before resolution or any packet, as a policy failure.
+        let (c, message) = class(
+            &engine
+                .run(
+                    task,
+                    &ping(Target::Address("2001:4860::1".parse().unwrap()), 11),
+                )
+                .await,
+        );
+        assert_eq!(c, ErrorClass::Policy);
+        assert!(message.contains("packet_budget_per_minute"), "{message}");
+        budget.try_take(5).unwrap();
+        let (c, message) = class(
+            &engine
+                .run(
+                    task,
+                    &ping(Target::Address("2001:4860::1".parse().unwrap()), 8),
+                )
+                .await,
+        );
+        assert_eq!(c, ErrorClass::Policy);
+        assert!(message.contains("packet budget exhausted"), "{message}");
+        assert!(message.starts_with("ping measurement refused"), "{message}");
     }
 
     #[test]

@@ -25,7 +25,7 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
 use tokio::time::Instant;
 
-const OWN_BUDGET: u32 = 512;
+pub(crate) const OWN_BUDGET: u32 = 512;
 /// Probes per header (and plain) in the first round: one lost packet is not a drop.
 const ATTEMPTS: u8 = 2;
 const HOP_LIMIT: u8 = 64;

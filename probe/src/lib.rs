@@ -16,6 +16,7 @@ pub mod ping;
 pub mod pmtu;
 pub mod quic;
 pub mod rawnet;
+pub mod safety;
 pub mod scheduler;
 pub mod selftest;
 pub mod session;

@@ -108,6 +108,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             latitude: None,
             longitude: None,
             extra_ca_file: None,
+            packet_budget_per_minute: sixmap_probe::safety::DEFAULT_PACKETS_PER_MINUTE,
+            max_concurrent_measurements: sixmap_probe::safety::DEFAULT_MAX_CONCURRENT,
         },
     };
     if let Some(bytes) = args.outbox_max_bytes {

@@ -314,6 +314,8 @@ pub async fn measure(args: MeasureArgs) -> anyhow::Result<()> {
             .parse::<SocketPreference>()
             .map_err(|e| anyhow::anyhow!("--icmp-socket: {e}"))?,
         extra_ca_file: common.ca_file.clone(),
+        // Run by hand, once: the kind's own bounds apply, not the daemon's per-minute budget.
+        budget: None,
     };
     if let Some(path) = &common.ca_file {
         std::fs::metadata(path).with_context(|| format!("--ca-file {}", path.display()))?;

@@ -30,7 +30,7 @@ use tokio::time::Instant;
 
 /// Packets a measurement sends at most unless the spec's budget is smaller: search rounds
 /// (at most 14 probes each) and one hop scan.
-const OWN_BUDGET: u32 = 256;
+pub(crate) const OWN_BUDGET: u32 = 256;
 const MIN_SIZE: u32 = PmtuSpec::MIN_SIZE as u32;
 /// Probes per size: one lost packet must not pass for a black hole.
 const ATTEMPTS: usize = 2;

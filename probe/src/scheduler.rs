@@ -2,16 +2,21 @@
 //! while disconnected wait in the session's pending queue.
 
 use crate::engine::{Engine, Produced};
+use sixmap_shared::measurement::{ErrorClass, Outcome};
 use sixmap_shared::session::Assignment;
 use sixmap_shared::{TaskId, UnixMicros};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
-/// Measurements allowed to run at the same time on this probe, whatever is assigned.
-pub const MAX_CONCURRENT_MEASUREMENTS: usize = 8;
+/// Measurements allowed to run at the same time on this probe by default, whatever is
+/// assigned (`max_concurrent_measurements` in the probe config).
+pub const MAX_CONCURRENT_MEASUREMENTS: usize = crate::safety::DEFAULT_MAX_CONCURRENT;
+/// Tasks a probe keeps assigned at once: each costs a timer and a little memory, and a
+/// compromised collector must not exhaust a Raspberry Pi by assigning millions.
+pub const MAX_ASSIGNED_TASKS: usize = 4096;
 
 #[derive(Debug)]
 pub struct Scheduler {
@@ -23,11 +28,16 @@ pub struct Scheduler {
 
 impl Scheduler {
     pub fn new(engine: Engine, out: mpsc::Sender<Produced>) -> Self {
+        Self::with_limit(engine, out, MAX_CONCURRENT_MEASUREMENTS)
+    }
+
+    /// A scheduler running at most `max_concurrent` measurements at a time (at least one).
+    pub fn with_limit(engine: Engine, out: mpsc::Sender<Produced>, max_concurrent: usize) -> Self {
         Self {
             engine,
             out,
             running: HashMap::new(),
-            permits: Arc::new(Semaphore::new(MAX_CONCURRENT_MEASUREMENTS)),
+            permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
         }
     }
 
@@ -40,6 +50,24 @@ impl Scheduler {
         {
             debug!(task = %assignment.task_id, "assignment unchanged");
             return;
+        }
+        if !self.running.contains_key(&assignment.task_id) {
+            self.running.retain(|_, (_, handle)| !handle.is_finished());
+            if self.running.len() >= MAX_ASSIGNED_TASKS {
+                let error = crate::engine::failure(
+                    sixmap_shared::measurement::ErrorClass::Policy,
+                    format!(
+                        "task refused: the probe already runs its maximum of {MAX_ASSIGNED_TASKS} tasks"
+                    ),
+                );
+                warn!(task = %assignment.task_id, reason = %error.message, "task refused by the probe's safety policy");
+                let refused = Produced::refused(assignment.task_id, &assignment.spec, error);
+                let out = self.out.clone();
+                tokio::spawn(async move {
+                    let _ = out.send(refused).await;
+                });
+                return;
+            }
         }
         info!(task = %assignment.task_id, target = %assignment.spec.target, kind = %assignment.spec.measurement_kind(), "task assigned");
         let handle = tokio::spawn(run_task(
@@ -54,6 +82,18 @@ impl Scheduler {
         {
             old.abort();
         }
+    }
+
+    /// Reports a task the probe will not run at all (its assignment could not be accepted),
+    /// so the collector learns why no results come. Any earlier version of the task stops.
+    pub fn refuse(&mut self, task: TaskId, error: sixmap_shared::measurement::MeasurementError) {
+        self.cancel(task, "replaced by an assignment the probe refused");
+        warn!(%task, reason = %error.message, "task refused");
+        let refused = Produced::refused_as(task, sixmap_shared::measurement::Family::V6, error);
+        let out = self.out.clone();
+        tokio::spawn(async move {
+            let _ = out.send(refused).await;
+        });
     }
 
     pub fn cancel(&mut self, task: TaskId, reason: &str) {
@@ -86,6 +126,8 @@ async fn run_task(
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticks
     });
+    // The last refusal logged, so a periodic task refused on every run logs once at warn.
+    let mut last_refusal: Option<String> = None;
     loop {
         if let Some(ticks) = ticks.as_mut() {
             ticks.tick().await;
@@ -96,6 +138,17 @@ async fn run_task(
             };
             engine.run(assignment.task_id, &assignment.spec).await
         };
+        match &produced.outcome {
+            Outcome::Failed(e) if e.class == ErrorClass::Policy => {
+                if last_refusal.as_deref() == Some(e.message.as_str()) {
+                    debug!(task = %assignment.task_id, reason = %e.message, "task refused again");
+                } else {
+                    warn!(task = %assignment.task_id, target = %assignment.spec.target, reason = %e.message, "task refused by the probe's safety policy");
+                    last_refusal = Some(e.message.clone());
+                }
+            }
+            _ => last_refusal = None,
+        }
         if out.send(produced).await.is_err() || ticks.is_none() {
             return;
         }
@@ -105,9 +158,7 @@ async fn run_task(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sixmap_shared::measurement::{
-        ErrorClass, Family, MeasurementSpec, Outcome, PingSpec, SpecKind, Target,
-    };
+    use sixmap_shared::measurement::{Family, MeasurementSpec, PingSpec, SpecKind, Target};
     use std::time::Duration;
 
     fn assignment(task: u64, every: Option<u64>) -> Assignment {

@@ -257,6 +257,9 @@ pub async fn run(settings: Settings) -> Result<(), ProbeError> {
         policy: settings.policy,
         icmp_socket: settings.icmp_socket,
         extra_ca_file: settings.extra_ca_file.clone(),
+        budget: Some(std::sync::Arc::new(
+            crate::safety::PacketBudget::per_minute(settings.packet_budget_per_minute),
+        )),
     };
     let (self_test_tx, self_test_rx) = watch::channel(None);
     tokio::spawn(self_test_loop(
@@ -273,7 +276,7 @@ pub async fn run(settings: Settings) -> Result<(), ProbeError> {
         boot_epoch,
         outbox,
         clock_offset_us: None,
-        scheduler: Scheduler::new(engine, produced_tx),
+        scheduler: Scheduler::with_limit(engine, produced_tx, settings.max_concurrent_measurements),
         produced: produced_rx,
         self_test: self_test_rx,
         connected: false,
@@ -600,8 +603,19 @@ impl Probe {
         match message.kind {
             Some(collector_message::Kind::Assign(wire)) => match decode::assignment(&wire) {
                 Ok(assignment) => self.scheduler.assign(assignment),
-                // A probe older than the collector's features must say so, not crash.
-                Err(e) => warn!(task = wire.task_id, error = %e, "assignment refused"),
+                // A probe older than the collector's features, or a spec outside the probe's
+                // bounds, must say so, not crash: reported as a result when the task id is
+                // usable, so the collector sees the refusal.
+                Err(e) => match sixmap_shared::TaskId::new(wire.task_id) {
+                    Ok(task) => self.scheduler.refuse(
+                        task,
+                        crate::engine::failure(
+                            sixmap_shared::measurement::ErrorClass::Policy,
+                            format!("assignment refused by the probe: {e}"),
+                        ),
+                    ),
+                    Err(_) => warn!(task = wire.task_id, error = %e, "assignment refused"),
+                },
             },
             Some(collector_message::Kind::Cancel(cancel)) => {
                 if let Ok(task) = sixmap_shared::TaskId::new(cancel.task_id) {

@@ -727,3 +727,65 @@ fn the_largest_results_fit_the_message_limit() {
     let len = encode::result(&largest).encoded_len();
     assert!(len < MAX_MESSAGE_BYTES / 2, "{len} bytes");
 }
+
+/// Writes the seed corpus of the `wire_decode` fuzz target (one file per sample message, its
+/// first byte the target's message selector) into `$SIXMAP_FUZZ_SEEDS`:
+/// `SIXMAP_FUZZ_SEEDS=fuzz/corpus/wire_decode cargo test -p sixmap-proto write_fuzz_seeds -- --ignored`
+#[test]
+#[ignore = "writes files; run by hand to refresh the fuzz seeds"]
+fn write_fuzz_seeds() {
+    let Some(dir) = std::env::var_os("SIXMAP_FUZZ_SEEDS") else {
+        return;
+    };
+    let dir = std::path::PathBuf::from(dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut n = 0;
+    let mut write = |selector: u8, bytes: Vec<u8>| {
+        let mut data = vec![selector];
+        data.extend(bytes);
+        std::fs::write(dir.join(format!("seed-{selector}-{n:03}")), data).unwrap();
+        n += 1;
+    };
+    for (i, spec) in specs().into_iter().enumerate() {
+        let a = Assignment {
+            task_id: TaskId::new(i as u64 + 1).unwrap(),
+            spec: spec.clone(),
+            interval: Some(Duration::from_secs(300)),
+            not_before: None,
+        };
+        write(0, encode::assignment(&a).encode_to_vec());
+        write(4, encode::spec(&spec).encode_to_vec());
+        let message = v1::CollectorMessage {
+            kind: Some(v1::collector_message::Kind::Assign(encode::assignment(&a))),
+        };
+        write(7, message.encode_to_vec());
+    }
+    let results: Vec<v1::MeasurementResult> = outcomes().into_iter().map(wire_of).collect();
+    for result in &results {
+        write(1, result.encode_to_vec());
+    }
+    let batch = v1::ResultBatch {
+        batch_id: 3,
+        results,
+        losses: Vec::new(),
+    };
+    write(2, batch.encode_to_vec());
+    let hello = v1::Hello {
+        probe_id: "0123456789abcdef".into(),
+        probe_secret: "s".repeat(32),
+        software_version: "0.2.0".into(),
+        boot_epoch: 4,
+        capabilities: vec![
+            v1::MeasurementKind::Ping.into(),
+            v1::MeasurementKind::Dns.into(),
+        ],
+        local_addresses: vec!["2001:db8::2".into(), "192.0.2.1".into()],
+        probe_time_us: 1_763_000_000_000_000,
+        location: None,
+    };
+    write(3, hello.encode_to_vec());
+    let message = v1::ProbeMessage {
+        kind: Some(v1::probe_message::Kind::Hello(hello)),
+    };
+    write(7, message.encode_to_vec());
+}

@@ -67,11 +67,14 @@ impl Site {
         let (http, admin) = self.api.borrow().clone().expect("a collector runs");
         // One owner per probe: the enrollment caps count probes per owner and /64.
         let token = sixmap_tests::enrollment_token(http, &admin, name);
+        // Up to 100 one-packet tasks a second: 6000 packets a minute, within the largest
+        // packet budget, so the probes measure rather than refuse (both would be delivered).
         std::fs::write(
             &config,
             format!(
                 "collector = \"https://[::1]:{}\"\nstate_dir = {state_dir:?}\n\
-                 enrollment_token = \"{token}\"\nhostname = \"{name}\"\nlab_mode = true\n{extra}",
+                 enrollment_token = \"{token}\"\nhostname = \"{name}\"\nlab_mode = true\n\
+                 packet_budget_per_minute = 60000\n{extra}",
                 self.port
             ),
         )

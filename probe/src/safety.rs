@@ -1,0 +1,313 @@
+//! The probe's own limits on what it sends, enforced whatever the collector assigns: a packet
+//! budget for the whole probe (a token bucket charged with a measurement's worst case before
+//! it starts) and the worst-case packet count of every measurement kind, derived from its spec.
+//!
+//! Together with the target policy (`sixmap_shared::policy`) this is what keeps a volunteer's
+//! probe harmless if its collector is compromised: a task over budget is refused before any
+//! packet and reported as a `Policy` failure, like a refused target.
+
+use sixmap_shared::measurement::{DualInner, HttpSpec, MeasurementSpec, SpecKind, TracerouteSpec};
+use std::sync::Mutex;
+use tokio::time::Instant;
+
+/// Default packets per minute for the whole probe: 10 per second on average, less than one
+/// web page load, yet enough for the largest single measurement (an extension-header test,
+/// 512 packets) and a handful of pings and traceroutes every minute.
+pub const DEFAULT_PACKETS_PER_MINUTE: u32 = 600;
+/// Bounds of `packet_budget_per_minute` in the probe config.
+pub const MIN_PACKETS_PER_MINUTE: u32 = 10;
+pub const MAX_PACKETS_PER_MINUTE: u32 = 60_000;
+
+/// Default cap on measurements running at the same time: a Raspberry Pi runs eight with room
+/// to spare, and the packet budget, not this cap, bounds the traffic.
+pub const DEFAULT_MAX_CONCURRENT: usize = 8;
+pub const MAX_CONCURRENT_LIMIT: usize = 64;
+
+/// Packets of one TCP connection at worst: up to six SYNs within the longest timeout (Linux
+/// retransmits after 1, 3, 7, 15 and 31 s), the handshake's ACK, a FIN, its ACK and a RST.
+const TCP_CONNECTION: u32 = 10;
+/// A TLS handshake on top of the connection: ClientHello, ACKs of the server's flight (up to
+/// 16 certificates), Finished and close_notify.
+const TLS_HANDSHAKE: u32 = 8;
+/// A QUIC handshake: the padded Initial and its retransmissions within the timeout,
+/// Handshake-level ACKs and Finished, and the CONNECTION_CLOSE.
+const QUIC_HANDSHAKE: u32 = 16;
+/// Smallest IPv6 TCP segment payload (1280-byte minimum MTU minus IPv6 and TCP headers):
+/// with delayed ACKs the probe sends one ACK per two received segments.
+const MIN_SEGMENT: u32 = 1220;
+
+/// The most packets `spec` can make the probe send. Kinds with a raw-socket prober
+/// (traceroute, PMTU, extension headers) are bounded by their prober's limit and the spec's
+/// `max_packets`; the others by their spec and the protocol's retransmission rules.
+pub fn worst_case_packets(spec: &MeasurementSpec) -> u32 {
+    kind_packets(&spec.kind, spec.max_packets)
+}
+
+fn kind_packets(kind: &SpecKind, max_packets: Option<u16>) -> u32 {
+    let capped = |own: u32| max_packets.map_or(own, |max| own.min(u32::from(max)));
+    match kind {
+        SpecKind::Ping(ping) => u32::from(ping.count()),
+        SpecKind::Traceroute(trace) => capped(traceroute(trace)),
+        SpecKind::Dns(dns) => match dns.transport() {
+            // One datagram, and a TCP retry if the answer is truncated.
+            sixmap_shared::measurement::DnsTransport::Udp => 1 + TCP_CONNECTION + 1,
+            sixmap_shared::measurement::DnsTransport::Tcp => TCP_CONNECTION + 1,
+        },
+        SpecKind::Tcp(_) => TCP_CONNECTION,
+        SpecKind::Tls(_) => TCP_CONNECTION + TLS_HANDSHAKE,
+        SpecKind::Http(http) => http_packets(http),
+        SpecKind::Quic(_) => QUIC_HANDSHAKE,
+        SpecKind::Pmtu(_) => capped(crate::pmtu::OWN_BUDGET),
+        SpecKind::ExtHeaders(_) => capped(crate::exthdr::OWN_BUDGET),
+        // Both families at once: twice the inner measurement the legs run.
+        SpecKind::DualStack(dual) => {
+            2 * match dual.inner() {
+                DualInner::Ping => max_packets.map_or(crate::dualstack::PING_COUNT, |n| {
+                    (u32::from(n) / 2).clamp(1, crate::dualstack::PING_COUNT)
+                }),
+                DualInner::Tcp => TCP_CONNECTION,
+                DualInner::Http => {
+                    TCP_CONNECTION + 2 + HttpSpec::DEFAULT_MAX_BODY.div_ceil(2 * MIN_SEGMENT)
+                }
+            }
+        }
+    }
+}
+
+fn traceroute(spec: &TracerouteSpec) -> u32 {
+    spec.packet_budget()
+}
+
+fn http_packets(spec: &HttpSpec) -> u32 {
+    let tls = if spec.url().https { TLS_HANDSHAKE } else { 0 };
+    // The request (two segments at most) and one ACK per two segments of the bounded body;
+    // headers are bounded well below one body's worth.
+    TCP_CONNECTION + tls + 2 + spec.max_body_bytes().div_ceil(2 * MIN_SEGMENT) + 2
+}
+
+/// Why the budget refused a measurement.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BudgetRefusal {
+    #[error(
+        "needs up to {needed} packets, more than the probe's whole packet budget of {per_minute} per minute (packet_budget_per_minute in the probe config)"
+    )]
+    Never { needed: u32, per_minute: u32 },
+    #[error(
+        "packet budget exhausted: needs up to {needed} packets, {available} of {per_minute} per minute left; the task runs again at its next interval"
+    )]
+    Exhausted {
+        needed: u32,
+        available: u32,
+        per_minute: u32,
+    },
+}
+
+/// A token bucket of packets for the whole probe: `per_minute` tokens at most, refilled
+/// continuously at `per_minute` per minute. Measurements take their worst case up front, so
+/// the traffic in any minute stays below two budgets' worth even in bursts.
+#[derive(Debug)]
+pub struct PacketBudget {
+    per_minute: u32,
+    state: Mutex<Bucket>,
+}
+
+#[derive(Debug)]
+struct Bucket {
+    /// Tokens in micro-packets, so slow refills are not lost to rounding.
+    micro: u64,
+    at: Instant,
+}
+
+const MICRO: u64 = 1_000_000;
+
+impl PacketBudget {
+    /// A full bucket.
+    pub fn per_minute(per_minute: u32) -> Self {
+        Self {
+            per_minute,
+            state: Mutex::new(Bucket {
+                micro: u64::from(per_minute) * MICRO,
+                at: Instant::now(),
+            }),
+        }
+    }
+
+    pub fn limit(&self) -> u32 {
+        self.per_minute
+    }
+
+    /// Takes `needed` packets, or says why not (and takes nothing).
+    pub fn try_take(&self, needed: u32) -> Result<(), BudgetRefusal> {
+        if needed > self.per_minute {
+            return Err(BudgetRefusal::Never {
+                needed,
+                per_minute: self.per_minute,
+            });
+        }
+        let mut bucket = self.bucket();
+        let want = u64::from(needed) * MICRO;
+        if bucket.micro < want {
+            return Err(BudgetRefusal::Exhausted {
+                needed,
+                available: u32::try_from(bucket.micro / MICRO).unwrap_or(u32::MAX),
+                per_minute: self.per_minute,
+            });
+        }
+        bucket.micro -= want;
+        Ok(())
+    }
+
+    /// Gives back packets a measurement took but never sent (it was refused before its first
+    /// packet, e.g. by the target policy after DNS).
+    pub fn refund(&self, packets: u32) {
+        let mut bucket = self.bucket();
+        let full = u64::from(self.per_minute) * MICRO;
+        bucket.micro = (bucket.micro + u64::from(packets) * MICRO).min(full);
+    }
+
+    /// Packets available now.
+    pub fn available(&self) -> u32 {
+        u32::try_from(self.bucket().micro / MICRO).unwrap_or(u32::MAX)
+    }
+
+    /// The bucket, refilled up to now.
+    fn bucket(&self) -> std::sync::MutexGuard<'_, Bucket> {
+        // A poisoned lock only means another thread panicked while holding plain integers.
+        let mut bucket = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        let elapsed = now.saturating_duration_since(bucket.at);
+        let refill = u64::try_from(
+            elapsed.as_micros() * u128::from(self.per_minute) * u128::from(MICRO) / 60_000_000,
+        )
+        .unwrap_or(u64::MAX);
+        let full = u64::from(self.per_minute) * MICRO;
+        bucket.micro = bucket.micro.saturating_add(refill).min(full);
+        bucket.at = now;
+        bucket
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sixmap_shared::Target;
+    use sixmap_shared::measurement::{
+        DnsSpec, DnsTransport, DualStackSpec, ExtHeaderSpec, Family, PingSpec, PmtuSpec, QuicSpec,
+        TcpSpec, TlsSpec, TraceProtocol,
+    };
+    use std::time::Duration;
+
+    fn spec(kind: SpecKind) -> MeasurementSpec {
+        let target = match kind {
+            SpecKind::DualStack(_) => Target::hostname("example.org").unwrap(),
+            _ => Target::Address("2001:4860::1".parse().unwrap()),
+        };
+        MeasurementSpec::new(target, Family::V6, Duration::from_secs(10), kind).unwrap()
+    }
+
+    #[test]
+    fn worst_cases_follow_the_spec_bounds() {
+        let ping = |n| spec(SpecKind::Ping(PingSpec::new(n, 0, 0).unwrap()));
+        assert_eq!(worst_case_packets(&ping(5)), 5);
+        assert_eq!(worst_case_packets(&ping(PingSpec::MAX_COUNT)), 64);
+
+        let trace = TracerouteSpec::new(TraceProtocol::Udp, 0, 0, 0, 0, 0, 0).unwrap();
+        let full = spec(SpecKind::Traceroute(trace));
+        assert_eq!(worst_case_packets(&full), 30 * 3);
+        assert_eq!(
+            worst_case_packets(&full.clone().with_max_packets(40).unwrap()),
+            40
+        );
+        let biggest = TracerouteSpec::new(TraceProtocol::Icmp, 1, 64, 5, 0, 0, 0).unwrap();
+        assert_eq!(
+            worst_case_packets(&spec(SpecKind::Traceroute(biggest))),
+            320
+        );
+
+        let pmtu = spec(SpecKind::Pmtu(
+            PmtuSpec::new(0, TraceProtocol::Icmp).unwrap(),
+        ));
+        assert_eq!(worst_case_packets(&pmtu), 256);
+        assert_eq!(worst_case_packets(&pmtu.with_max_packets(20).unwrap()), 20);
+        let ext = spec(SpecKind::ExtHeaders(ExtHeaderSpec::new(vec![], 0).unwrap()));
+        assert_eq!(worst_case_packets(&ext), 512);
+
+        let dns = |t| {
+            spec(SpecKind::Dns(
+                DnsSpec::new("example.org", 0, t, true).unwrap(),
+            ))
+        };
+        assert_eq!(worst_case_packets(&dns(DnsTransport::Udp)), 12);
+        assert_eq!(worst_case_packets(&dns(DnsTransport::Tcp)), 11);
+        assert_eq!(
+            worst_case_packets(&spec(SpecKind::Tcp(TcpSpec::new(443).unwrap()))),
+            10
+        );
+        let tls = TlsSpec::new(443, None, vec![]).unwrap();
+        assert_eq!(worst_case_packets(&spec(SpecKind::Tls(tls))), 18);
+        let quic = QuicSpec::new(443, None, vec![]).unwrap();
+        assert_eq!(worst_case_packets(&spec(SpecKind::Quic(quic))), 16);
+
+        let http = |url, body| spec(SpecKind::Http(HttpSpec::new(url, "GET", body).unwrap()));
+        // 64 KiB default body: 27 ACKs; the largest (1 MiB) over TLS stays below 500.
+        assert_eq!(
+            worst_case_packets(&http("http://example.org/", 0)),
+            10 + 2 + 27 + 2
+        );
+        let largest = worst_case_packets(&http("https://example.org/", HttpSpec::MAX_BODY));
+        assert_eq!(largest, 10 + 8 + 2 + 430 + 2);
+
+        let dual = |inner, port| {
+            spec(SpecKind::DualStack(
+                DualStackSpec::new(inner, port).unwrap(),
+            ))
+        };
+        assert_eq!(worst_case_packets(&dual(DualInner::Ping, 0)), 6);
+        assert_eq!(worst_case_packets(&dual(DualInner::Tcp, 443)), 20);
+        assert_eq!(
+            worst_case_packets(&dual(DualInner::Http, 80)),
+            2 * (10 + 2 + 27)
+        );
+    }
+
+    #[test]
+    fn the_default_budget_fits_every_single_measurement() {
+        // The largest of all: the extension-header test without a max_packets bound.
+        let ext = spec(SpecKind::ExtHeaders(ExtHeaderSpec::new(vec![], 0).unwrap()));
+        assert!(worst_case_packets(&ext) <= DEFAULT_PACKETS_PER_MINUTE);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bucket_refuses_then_refills() {
+        let budget = PacketBudget::per_minute(600);
+        assert_eq!(budget.try_take(500), Ok(()));
+        assert_eq!(
+            budget.try_take(200),
+            Err(BudgetRefusal::Exhausted {
+                needed: 200,
+                available: 100,
+                per_minute: 600
+            })
+        );
+        // Nothing was taken by the refusal.
+        assert_eq!(budget.available(), 100);
+        assert!(matches!(
+            budget.try_take(601),
+            Err(BudgetRefusal::Never { .. })
+        ));
+        // 10 packets per second come back.
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert_eq!(budget.available(), 200);
+        assert_eq!(budget.try_take(200), Ok(()));
+        budget.refund(50);
+        assert_eq!(budget.available(), 50);
+        // Never more than one minute's worth, however long it waits.
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        assert_eq!(budget.available(), 600);
+        budget.refund(600);
+        assert_eq!(budget.available(), 600);
+    }
+}
