@@ -18,6 +18,7 @@ pub mod rawnet;
 pub mod scheduler;
 pub mod selftest;
 pub mod session;
+pub mod setup;
 pub mod status;
 pub mod tcp;
 pub mod tls;
