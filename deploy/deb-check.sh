@@ -13,6 +13,8 @@
 #
 # Needs: cargo-deb (installed with `cargo install cargo-deb --locked` if missing), systemd's
 # systemd-analyze, adduser, setpriv (util-linux). Debs land in target/debian/.
+# The checks pass single-quoted scripts to bash -c on purpose (expanded there, not here).
+# shellcheck disable=SC2016
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export RUST_BACKTRACE=0

@@ -231,6 +231,14 @@ mod tests {
     }
 
     #[test]
+    fn the_example_config_is_valid() {
+        let text = include_str!("../../deploy/probe.example.toml");
+        let config: ProbeConfig = sixmap_shared::config::parse_toml(text).unwrap();
+        assert_eq!(config.state_dir, Path::new(DEFAULT_STATE_DIR));
+        config.validate(None).unwrap();
+    }
+
+    #[test]
     fn unknown_groups_are_named() {
         let err = group_id("sixmap-no-such-group").unwrap_err().to_string();
         assert!(err.contains("sixmap-no-such-group"), "{err}");
