@@ -55,11 +55,12 @@ done
 step "build (release) and package"
 cargo build --release --locked -p sixmap-probe -p sixmap-collector
 version=$(./target/release/sixmap-probe --version | awk '{print $2}')
-mkdir -p target/debian
+mkdir -p target/debian target/deb-upgrade
+# The same build as a later package revision, to check upgrades. Made first and elsewhere:
+# cargo-deb deletes older builds of a package from the directory it writes to.
+probe_deb2=$(cargo deb -p sixmap-probe --no-build --deb-revision 2 --output target/deb-upgrade/)
 probe_deb=$(cargo deb -p sixmap-probe --no-build --output target/debian/)
 collector_deb=$(cargo deb -p sixmap-collector --no-build --output target/debian/)
-# The same build as a later package revision, to check upgrades.
-probe_deb2=$(cargo deb -p sixmap-probe --no-build --deb-revision 2 --output target/debian/)
 ls -l "$probe_deb" "$collector_deb" "$probe_deb2"
 for deb in "$probe_deb" "$collector_deb"; do
   echo "-- $deb"
@@ -93,7 +94,7 @@ check "the collector config holds a generated token, not the example's" \
 check "sixmap-collector.service is enabled" \
   test -L /etc/systemd/system/multi-user.target.wants/sixmap-collector.service
 check "systemd-analyze verify sixmap-collector.service" \
-  verify /lib/systemd/system/sixmap-collector.service
+  verify /usr/lib/systemd/system/sixmap-collector.service
 sixmap-collector --version
 
 step "install the probe, first without a token"
@@ -106,17 +107,17 @@ check "user sixmap-probe is a system user without a login shell" \
            getent passwd sixmap-probe | grep -q ":/usr/sbin/nologin$"'
 check "sixmap-probe.service is enabled" \
   test -L /etc/systemd/system/multi-user.target.wants/sixmap-probe.service
-check "systemd-analyze verify sixmap-probe.service" verify /lib/systemd/system/sixmap-probe.service
+check "systemd-analyze verify sixmap-probe.service" verify /usr/lib/systemd/system/sixmap-probe.service
 check "the unit grants CAP_NET_RAW and nothing else" \
-  bash -c 'grep -qx "AmbientCapabilities=CAP_NET_RAW" /lib/systemd/system/sixmap-probe.service &&
-           grep -qx "CapabilityBoundingSet=CAP_NET_RAW" /lib/systemd/system/sixmap-probe.service'
+  bash -c 'grep -qx "AmbientCapabilities=CAP_NET_RAW" /usr/lib/systemd/system/sixmap-probe.service &&
+           grep -qx "CapabilityBoundingSet=CAP_NET_RAW" /usr/lib/systemd/system/sixmap-probe.service'
 check "/usr/bin/sixmap-probe --version is $version" \
   bash -c "[ \"\$(sixmap-probe --version)\" = 'sixmap-probe $version' ]"
 
 step "systemd-analyze security (offline)"
 for unit in sixmap-probe sixmap-collector; do
   SYSTEMD_LOG_COLOR=0 systemd-analyze security --offline=yes --no-pager \
-    "/lib/systemd/system/$unit.service" > "$tmp/$unit.security" 2>&1 || true
+    "/usr/lib/systemd/system/$unit.service" > "$tmp/$unit.security" 2>&1 || true
   grep -E '^\S*✗' "$tmp/$unit.security" | sed 's/^/   /' | head -40 || true
   score=$(grep -o 'Overall exposure level for .*' "$tmp/$unit.security" || true)
   [ -n "$score" ] || { cat "$tmp/$unit.security"; fail "no exposure level for $unit"; }
@@ -193,7 +194,7 @@ probe_pid='' collector_pid=''
 step "remove keeps config, state and users"
 dpkg -r sixmap-probe sixmap-collector
 check "binaries gone" bash -c '! command -v sixmap-probe && ! command -v sixmap-collector'
-check "units gone" bash -c '! ls /lib/systemd/system/sixmap-* 2>/dev/null'
+check "units gone" bash -c '! ls /usr/lib/systemd/system/sixmap-* 2>/dev/null'
 check "config and state kept" \
   test -e /etc/sixmap/probe.toml -a -e /var/lib/sixmap-probe/identity.toml -a -e /etc/sixmap/collector.toml
 check "users kept" getent passwd sixmap-probe sixmap-collector
