@@ -20,6 +20,7 @@ pub mod safety;
 pub mod scheduler;
 pub mod selftest;
 pub mod session;
+pub mod setup;
 pub mod status;
 pub mod tcp;
 pub mod tls;

@@ -30,6 +30,9 @@ enum Command {
     Status(StatusArgs),
     /// Run one measurement now and print the result.
     Measure(measure_cli::MeasureArgs),
+    /// Write the config file of an installed probe (collector URL, enrollment token); the
+    /// probe enrolls with the token on its next start.
+    Setup(SetupArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -57,8 +60,37 @@ struct RunArgs {
 }
 
 #[derive(Debug, clap::Args)]
+struct SetupArgs {
+    /// Collector URL, e.g. http://collector.example.net:7400.
+    #[arg(long)]
+    collector: String,
+    /// Enrollment token from the collector's operator.
+    #[arg(long)]
+    token: String,
+    /// Name shown in the collector's dashboard.
+    #[arg(long, default_value = "")]
+    hostname: String,
+    /// Where the probe is, in degrees (sent rounded to 0.1 degree); with --longitude.
+    #[arg(long, allow_negative_numbers = true)]
+    latitude: Option<f64>,
+    #[arg(long, allow_negative_numbers = true)]
+    longitude: Option<f64>,
+    /// The config file to write.
+    #[arg(long, default_value = sixmap_probe::setup::DEFAULT_CONFIG_PATH)]
+    config: PathBuf,
+    #[arg(long, default_value = sixmap_probe::setup::DEFAULT_STATE_DIR)]
+    state_dir: PathBuf,
+    /// Group that may read the file (mode 0640): the service's.
+    #[arg(long, default_value = sixmap_probe::setup::SERVICE_GROUP)]
+    group: String,
+    /// Replace an existing config file.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Debug, clap::Args)]
 struct StatusArgs {
-    /// The probe's TOML config (to find its state directory).
+    /// The probe's TOML config (to find its state directory) [default: /etc/sixmap/probe.toml].
     #[arg(long, conflicts_with = "state_dir")]
     config: Option<PathBuf>,
     #[arg(long)]
@@ -84,7 +116,38 @@ fn main() -> anyhow::Result<()> {
         Command::Run(args) => runtime.block_on(run(args)),
         Command::Status(args) => status(args),
         Command::Measure(args) => runtime.block_on(measure_cli::measure(args)),
+        Command::Setup(args) => setup(args),
     }
+}
+
+fn setup(args: SetupArgs) -> anyhow::Result<()> {
+    use sixmap_probe::setup;
+    let text = setup::render(&setup::SetupValues {
+        collector: args.collector,
+        token: args.token,
+        hostname: args.hostname,
+        state_dir: args.state_dir.clone(),
+        latitude: args.latitude,
+        longitude: args.longitude,
+    })?;
+    let gid = setup::group_id(&args.group)?;
+    setup::write_config(&args.config, &text, Some(gid), args.force)?;
+    println!(
+        "wrote {} (mode 0640, group {})",
+        args.config.display(),
+        args.group
+    );
+    // Reading the state directory needs the service's rights; without them, say nothing.
+    if let Ok(Some(identity)) = sixmap_probe::identity::load_identity(&args.state_dir) {
+        println!(
+            "note: {} already holds the identity of probe {} (from {}); the token is used only without one",
+            args.state_dir.display(),
+            identity.probe_id,
+            identity.collector
+        );
+    }
+    println!("start or restart the probe: sudo systemctl restart sixmap-probe");
+    Ok(())
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -152,7 +215,13 @@ fn status(args: StatusArgs) -> anyhow::Result<()> {
     let state_dir = match (args.config, args.state_dir) {
         (Some(path), _) => ProbeConfig::load(&path)?.state_dir,
         (None, Some(dir)) => dir,
-        (None, None) => bail!("give --config or --state-dir"),
+        (None, None) => {
+            ProbeConfig::load(std::path::Path::new(
+                sixmap_probe::setup::DEFAULT_CONFIG_PATH,
+            ))
+            .context("no --config or --state-dir: reading the package's config (written by `sixmap-probe setup`)")?
+            .state_dir
+        }
     };
     let now = sixmap_shared::UnixMicros::now();
     let Some(mut current) = status::read(&state_dir).map_err(anyhow::Error::msg)? else {

@@ -59,7 +59,12 @@ pub(super) fn open(kind: IcmpSocketKind, icmp: Icmp) -> io::Result<Socket> {
         Icmp::V4 => Socket::new(Domain::IPV4, ty, Some(Protocol::ICMPV4))?,
     };
     socket.set_nonblocking(true)?;
-    set_flag(&socket, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS)?;
+    // Kernel receive timestamps when offered; without them RTTs come from the probe's own
+    // clock and the result says so (`timestamp_source`). Every Linux offers them, but
+    // qemu-user (used to test the Raspberry Pi builds) refuses this option.
+    if let Err(e) = set_flag(&socket, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS) {
+        tracing::debug!(error = %e, "no kernel receive timestamps; using the probe's clock");
+    }
     match icmp {
         Icmp::V6 => set_flag(&socket, libc::IPPROTO_IPV6, libc::IPV6_RECVHOPLIMIT)?,
         Icmp::V4 => set_flag(&socket, libc::IPPROTO_IP, libc::IP_RECVTTL)?,
