@@ -217,7 +217,7 @@ mod tests {
 
     #[test]
     fn safety_limits_are_bounded() {
-        let base = "collector = \"http://[::1]:7400\"\nstate_dir = \"/tmp/p\"\n";
+        let base = "collector = \"https://[::1]:7400\"\nstate_dir = \"/tmp/p\"\n";
         for (line, key) in [
             ("packet_budget_per_minute = 0", "packet_budget_per_minute"),
             (
