@@ -13,6 +13,7 @@
 //! between two nodes is the ground truth tests compare against.
 
 pub mod impair;
+pub mod many;
 pub mod scenarios;
 pub mod services;
 mod tun;
