@@ -130,14 +130,14 @@ pub fn iputils_ping(text: &str) -> Result<PingRun, ParseError> {
             if let [sent, received, ..] = numbers[..] {
                 summary = Some((sent, received));
             }
-        } else if line.contains("icmp_seq=") && !line.contains("DUP!") {
-            if let Some(ms) = line
+        } else if line.contains("icmp_seq=")
+            && !line.contains("DUP!")
+            && let Some(ms) = line
                 .split_whitespace()
                 .find_map(|w| w.strip_prefix("time="))
                 .and_then(|t| t.parse::<f64>().ok())
-            {
-                rtts_ms.push(ms);
-            }
+        {
+            rtts_ms.push(ms);
         }
     }
     let (sent, received) = summary.ok_or_else(|| error(TOOL, "no summary line"))?;

@@ -132,3 +132,22 @@ fn nft_counter_listing() {
     assert_eq!(nft_packets(text), Ok(42));
     assert!(nft_packets("table inet x {}").is_err());
 }
+
+#[test]
+fn trippy_json_report() {
+    let text = r#"{"info": {"target": {"ip": "2001:db8:72::2", "hostname": "2001:db8:72::2"},
+        "start_timestamp": "2026-11-23T18:12:44.052298449Z", "end_timestamp": "2026-11-23T18:12:44.374362796Z"},
+      "hops": [
+        {"ttl": 1, "hosts": [{"ip": "2001:db8:71::1", "hostname": "2001:db8:71::1"}], "extensions": [],
+         "loss_pct": "0.00", "sent": 3, "last": "0.09", "recv": 3, "avg": "0.09", "nat": null, "tos": 0},
+        {"ttl": 2, "hosts": [], "extensions": [], "loss_pct": "100.00", "sent": 3, "recv": 0},
+        {"ttl": 3, "hosts": [{"ip": "2001:db8:72::2", "hostname": "2001:db8:72::2"}], "extensions": [],
+         "loss_pct": "0.00", "sent": 3, "last": "0.03", "recv": 3, "avg": "0.02", "nat": null, "tos": 0}]}"#;
+    let trace = trippy_json(text).unwrap();
+    assert_eq!(trace.destination, Some(ip("2001:db8:72::2")));
+    assert_eq!(
+        trace.hops,
+        vec![Some(ip("2001:db8:71::1")), None, Some(ip("2001:db8:72::2"))]
+    );
+    assert!(trippy_json(r#"{"info": {}}"#).is_err());
+}
