@@ -523,7 +523,18 @@ fn dublin_failure(
             "on the same path's IPv4 address it runs (exit 0, trace.json written, {:.1} s)",
             v4.wall.as_secs_f64()
         ),
-        Ok(v4) => format!("IPv4 too failed: {}", tail(&v4.stdout)),
+        Ok(v4) => format!(
+            "on the same path's IPv4 address it {} after {:.1} s without a trace.json; it last said {:?}",
+            if v4.timed_out {
+                "was stopped".to_owned()
+            } else if v4.success {
+                "exited 0".to_owned()
+            } else {
+                "exited non-zero".to_owned()
+            },
+            v4.wall.as_secs_f64(),
+            tail(&format!("{}\n{}", v4.stdout, v4.stderr))
+        ),
         Err(e) => format!("IPv4 could not start: {e}"),
     };
     let _ = std::fs::remove_file(trace_json);
