@@ -203,6 +203,20 @@ fn strings(argv: &[&str]) -> Vec<String> {
     argv.iter().map(|s| (*s).to_owned()).collect()
 }
 
+/// A command line as a person would type it (arguments with spaces quoted).
+fn shell_line(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            if a.contains(' ') {
+                format!("'{a}'")
+            } else {
+                a.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn tail(text: &str) -> String {
     let line = text
         .lines()
@@ -267,12 +281,12 @@ fn ping_bench(args: &Args, probe: &Path) -> Result<Benchmark> {
     ];
     let metrics = vec![
         Metric {
-            name: "|median RTT - truth| ms".into(),
+            name: "median RTT error vs truth, ms".into(),
             better: Better::Lower,
             precision: 3,
         },
         Metric {
-            name: "|loss - truth| points".into(),
+            name: "loss error vs truth, points".into(),
             better: Better::Lower,
             precision: 2,
         },
@@ -292,7 +306,7 @@ fn ping_bench(args: &Args, probe: &Path) -> Result<Benchmark> {
         .zip(&commands)
         .map(|(t, c)| {
             let mut r = ToolResult::new(t.name, metrics.len());
-            r.command = c.join(" ");
+            r.command = shell_line(c);
             r.failure = t.missing();
             r
         })
@@ -438,7 +452,7 @@ fn trace_bench(args: &Args, probe: &Path) -> Result<Benchmark> {
         .zip(&commands)
         .map(|(t, c)| {
             let mut r = ToolResult::new(t.name, metrics.len());
-            r.command = c.join(" ");
+            r.command = shell_line(c);
             r.failure = t.missing();
             r
         })
@@ -553,7 +567,7 @@ fn many_bench(args: &Args, probe: &Path) -> Result<Benchmark> {
     let addresses: Vec<Ipv6Addr> = s.destinations.iter().map(|d| d.address).collect();
     let texts: Vec<String> = addresses.iter().map(Ipv6Addr::to_string).collect();
     eprintln!(
-        "many targets: {} destinations at 3..6 hops, cap {} packets/s",
+        "many targets: {} destinations at 4..7 hops, cap {} packets/s",
         texts.len(),
         args.pps
     );
@@ -621,8 +635,8 @@ fn many_bench(args: &Args, probe: &Path) -> Result<Benchmark> {
             precision: 0,
         },
         Metric {
-            name: "packets per second sent (cap)".into(),
-            better: Better::Lower,
+            name: format!("packets per second sent (cap {})", args.pps),
+            better: Better::Info,
             precision: 1,
         },
         Metric {
@@ -646,7 +660,7 @@ fn many_bench(args: &Args, probe: &Path) -> Result<Benchmark> {
                     c[3 + texts.len()..].join(" ")
                 )
             } else {
-                c.join(" ")
+                shell_line(c)
             };
             r.failure = t.missing();
             r

@@ -1,12 +1,12 @@
 //! Many targets behind routers, for traceroutes of many destinations at once (the benchmark's
-//! packets-per-second runs): four target hosts at 3, 4, 5 and 6 hops from the probe, each
-//! answering on `per_host` addresses of its link's /64 besides its own.
+//! packets-per-second runs): four target hosts behind 3, 4, 5 and 6 routers (so 4..7 hops
+//! from the probe), each answering on `per_host` addresses of its link's /64 besides its own.
 //!
 //! ```text
-//! probe - r1 - r2 - r3 - ta                 (ta's addresses: 3 hops)
-//!               \- r4 - r5 - tb             (4 hops)
-//!               \- r6 - r7 - r8 - tc        (5 hops)
-//!               \- r9 - r10 - r11 - r12 - td (6 hops)
+//! probe - r1 - r2 - r3 - ta                 (ta's addresses: 4 hops)
+//!               \- r4 - r5 - tb             (5 hops)
+//!               \- r6 - r7 - r8 - tc        (6 hops)
+//!               \- r9 - r10 - r11 - r12 - td (7 hops)
 //! ```
 
 use super::scenarios::{PROBE, Truth};
