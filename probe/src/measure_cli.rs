@@ -3,15 +3,17 @@
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
-use sixmap_probe::engine::{Engine, Produced};
+use sixmap_probe::engine::{Context, Engine, Produced};
 use sixmap_probe::ping::SocketPreference;
+use sixmap_probe::rawnet::pacer::Pacer;
 use sixmap_shared::measurement::{
-    DnsSpec, DnsTransport, DualInner, DualStackSpec, ExtHeaderSpec, ExtHeaderType, Family,
-    HttpSpec, HttpUrl, MeasurementSpec, Outcome, PingSpec, PmtuSpec, QuicSpec, SpecKind, Target,
-    TcpSpec, TlsSpec, TraceProtocol, TracerouteSpec, parse_query_type,
+    DnsSpec, DnsTransport, DualInner, DualStackSpec, ErrorClass, ExtHeaderSpec, ExtHeaderType,
+    Family, HttpSpec, HttpUrl, MeasurementSpec, Outcome, PingSpec, PmtuSpec, QuicSpec, SpecKind,
+    Target, TcpSpec, TlsSpec, TraceProtocol, TracerouteSpec, parse_query_type,
 };
 use sixmap_shared::{TargetPolicy, TaskId};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, Args)]
@@ -64,9 +66,17 @@ enum MeasureKind {
         #[arg(short = 's', long, default_value_t = 56)]
         size: u32,
     },
-    /// Paris-style traceroute (constant flow) with all hop limits probed in parallel.
+    /// Paris-style traceroute (constant flow) with all hop limits probed in parallel. Several
+    /// targets are traced at once (at most --parallel), all under one --pps cap if given.
     Traceroute {
-        target: String,
+        #[arg(required = true, num_args = 1..)]
+        targets: Vec<String>,
+        /// Packets per second at most, over all targets together.
+        #[arg(long)]
+        pps: Option<u32>,
+        /// Traces running at the same time when several targets are given.
+        #[arg(long, default_value_t = 32)]
+        parallel: u32,
         /// icmp, udp or tcp (SYN).
         #[arg(short = 'P', long, default_value = "icmp")]
         protocol: String,
@@ -193,7 +203,7 @@ fn spec_of(kind: MeasureKind, common: &Common) -> anyhow::Result<MeasurementSpec
             SpecKind::Ping(PingSpec::new(count, interval_ms, size)?),
         ),
         MeasureKind::Traceroute {
-            target,
+            targets,
             protocol,
             first_hop,
             max_hops,
@@ -201,18 +211,23 @@ fn spec_of(kind: MeasureKind, common: &Common) -> anyhow::Result<MeasurementSpec
             max_silent,
             port,
             flow_label,
-        } => (
-            target,
-            SpecKind::Traceroute(TracerouteSpec::new(
-                TraceProtocol::parse(&protocol)?,
-                first_hop,
-                max_hops,
-                probes,
-                max_silent,
-                port,
-                flow_label,
-            )?),
-        ),
+            ..
+        } => {
+            let [target] = <[String; 1]>::try_from(targets)
+                .map_err(|t| anyhow::anyhow!("one target expected, got {}", t.len()))?;
+            (
+                target,
+                SpecKind::Traceroute(TracerouteSpec::new(
+                    TraceProtocol::parse(&protocol)?,
+                    first_hop,
+                    max_hops,
+                    probes,
+                    max_silent,
+                    port,
+                    flow_label,
+                )?),
+            )
+        }
         MeasureKind::Dns {
             resolver,
             name,
@@ -304,7 +319,6 @@ fn spec_of(kind: MeasureKind, common: &Common) -> anyhow::Result<MeasurementSpec
 
 pub async fn measure(args: MeasureArgs) -> anyhow::Result<()> {
     let common = args.common;
-    let spec = spec_of(args.kind, &common)?;
     let engine = Engine {
         policy: TargetPolicy {
             lab_mode: common.lab_mode,
@@ -320,6 +334,26 @@ pub async fn measure(args: MeasureArgs) -> anyhow::Result<()> {
     if let Some(path) = &common.ca_file {
         std::fs::metadata(path).with_context(|| format!("--ca-file {}", path.display()))?;
     }
+    if let MeasureKind::Traceroute {
+        targets,
+        pps,
+        parallel,
+        ..
+    } = &args.kind
+        && (targets.len() > 1 || pps.is_some())
+    {
+        let (targets, pps, parallel) = (targets.clone(), *pps, *parallel);
+        let mut first = args.kind;
+        if let MeasureKind::Traceroute { targets, .. } = &mut first {
+            // The spec is the same for every target; this one only carries the settings.
+            *targets = vec!["::".into()];
+        }
+        let SpecKind::Traceroute(trace) = spec_of(first, &common)?.kind else {
+            bail!("not a traceroute");
+        };
+        return many_traceroutes(engine, &targets, trace, pps, parallel, &common).await;
+    }
+    let spec = spec_of(args.kind, &common)?;
     let produced = engine.run(TaskId::new(1)?, &spec).await;
     if common.json {
         println!("{}", serde_json::to_string_pretty(&json(&spec, &produced))?);
@@ -330,6 +364,144 @@ pub async fn measure(args: MeasureArgs) -> anyhow::Result<()> {
         bail!("{:?}: {}", e.class, e.message);
     }
     Ok(())
+}
+
+/// Traces every target, at most `parallel` at once, all probes under one `pps` cap; prints
+/// each result as `measure traceroute` does for one, in target order.
+async fn many_traceroutes(
+    engine: Engine,
+    targets: &[String],
+    trace: TracerouteSpec,
+    pps: Option<u32>,
+    parallel: u32,
+    common: &Common,
+) -> anyhow::Result<()> {
+    let pacer = pps
+        .map(Pacer::new)
+        .transpose()
+        .context("--pps")?
+        .map(Arc::new);
+    let slots = Arc::new(tokio::sync::Semaphore::new(parallel.clamp(1, 1024) as usize));
+    let engine = Arc::new(engine);
+    let started = std::time::Instant::now();
+    let mut tasks = Vec::new();
+    for (i, text) in targets.iter().enumerate() {
+        let task_id = TaskId::new(u64::try_from(i)?.saturating_add(1))?;
+        let (target, family) = target_and_family(text, common)?;
+        let spec = MeasurementSpec::new(
+            target,
+            family,
+            Duration::from_millis(common.timeout_ms),
+            SpecKind::Traceroute(trace),
+        )?
+        .with_max_packets(common.max_packets)?;
+        let (engine, pacer, slots) = (engine.clone(), pacer.clone(), slots.clone());
+        tasks.push(tokio::spawn(async move {
+            // The semaphore is never closed, so a permit always comes.
+            let _permit = slots.acquire_owned().await;
+            let produced = trace_one(&engine, task_id, &spec, pacer).await;
+            (spec, produced)
+        }));
+    }
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.context("a trace panicked")?);
+    }
+    let duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    let failed = results
+        .iter()
+        .filter(|(_, p)| matches!(p.outcome, Outcome::Failed(_)))
+        .count();
+    if common.json {
+        let all = serde_json::json!({
+            "targets": targets.len(),
+            "pps": pps,
+            "parallel": parallel,
+            "duration_us": duration_us,
+            "packets_sent": results.iter().map(|(_, p)| match &p.outcome {
+                Outcome::Traceroute(r) => u64::from(r.packets_sent),
+                _ => 0,
+            }).sum::<u64>(),
+            "results": results.iter().map(|(spec, p)| json(spec, p)).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&all)?);
+    } else {
+        for (_, produced) in &results {
+            print!("{}", render(produced));
+            if let Outcome::Failed(e) = &produced.outcome {
+                println!("failed: {:?}: {}", e.class, e.message);
+            }
+        }
+        println!(
+            "{} targets in {:.3} s ({} failed)",
+            targets.len(),
+            duration_us as f64 / 1e6,
+            failed
+        );
+    }
+    if failed > 0 {
+        bail!("{failed} of {} traces failed", targets.len());
+    }
+    Ok(())
+}
+
+/// One trace as [`Engine::run`] does it (policy, resolution, deadline), with a shared pacer.
+async fn trace_one(
+    engine: &Engine,
+    task_id: TaskId,
+    spec: &MeasurementSpec,
+    pacer: Option<Arc<Pacer>>,
+) -> Produced {
+    let started_at = sixmap_shared::UnixMicros::now();
+    let clock = std::time::Instant::now();
+    let mut produced = Produced {
+        task_id,
+        started_at,
+        duration_us: 0,
+        family_requested: spec.family,
+        family_used: None,
+        source: None,
+        destination: None,
+        clock_state: sixmap_probe::clock::clock_state(),
+        outcome: Outcome::Failed(sixmap_probe::engine::failure(
+            ErrorClass::Internal,
+            "not run",
+        )),
+    };
+    let deadline = tokio::time::Instant::now() + spec.timeout;
+    let outcome = async {
+        let destination = engine.resolve(&spec.target, spec.family).await?;
+        produced.destination = Some(destination);
+        produced.family_used = Some(Family::of(destination));
+        produced.source = sixmap_probe::engine::source_address_for(destination).ok();
+        let SpecKind::Traceroute(trace) = &spec.kind else {
+            return Err(sixmap_probe::engine::failure(
+                ErrorClass::Internal,
+                "not a traceroute",
+            ));
+        };
+        let ctx = Context {
+            engine,
+            deadline,
+            max_packets: spec.max_packets,
+            target_name: None,
+            resolve_ns: None,
+        };
+        sixmap_probe::traceroute::run_paced(&ctx, trace, destination, pacer)
+            .await
+            .map(Outcome::Traceroute)
+    };
+    let bounded = tokio::time::timeout(spec.timeout + Duration::from_millis(500), outcome).await;
+    produced.outcome = match bounded {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(error)) => Outcome::Failed(error),
+        Err(_) => Outcome::Failed(sixmap_probe::engine::failure(
+            ErrorClass::Internal,
+            "traceroute overran its timeout",
+        )),
+    };
+    produced.duration_us = u64::try_from(clock.elapsed().as_micros()).unwrap_or(u64::MAX);
+    produced
 }
 
 /// Everything a result records except its key, as the collector would store it.

@@ -9,6 +9,7 @@
 //! are dropped. Without either, `max_silent_hops` consecutive silent hops end it.
 
 use crate::engine::Context;
+use crate::rawnet::pacer::Pacer;
 use crate::rawnet::parse::{DESTINATION_UNREACHABLE, PACKET_TOO_BIG, PORT_UNREACHABLE};
 use crate::rawnet::{
     self, Answer, AnswerKind, Exchanged, Planned, Prober, ipv4_unsupported, measurement_error,
@@ -18,6 +19,7 @@ use sixmap_shared::measurement::{
     TracerouteSpec,
 };
 use std::net::{IpAddr, Ipv6Addr};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Time between two probes: keeps routers' ICMPv6 rate limits (a burst of about six, then a
@@ -33,6 +35,17 @@ pub async fn run(
     spec: &TracerouteSpec,
     destination: IpAddr,
 ) -> Result<TracerouteResult, MeasurementError> {
+    run_paced(ctx, spec, destination, None).await
+}
+
+/// [`run`], with every probe taking a slot from `pacer` first (a packets-per-second cap
+/// shared by traces that run at the same time).
+pub async fn run_paced(
+    ctx: &Context<'_>,
+    spec: &TracerouteSpec,
+    destination: IpAddr,
+    pacer: Option<Arc<Pacer>>,
+) -> Result<TracerouteResult, MeasurementError> {
     let IpAddr::V6(destination) = destination else {
         return Err(ipv4_unsupported("traceroute"));
     };
@@ -45,6 +58,7 @@ pub async fn run(
         limit,
     )
     .map_err(|e| measurement_error(&e))?;
+    prober.set_pacer(pacer);
     let plan = plan(spec);
     let ex = prober
         .exchange(

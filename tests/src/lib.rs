@@ -4,6 +4,7 @@
 
 #![allow(clippy::expect_used, clippy::panic)]
 
+pub mod bench;
 pub mod lab;
 
 use std::io::{BufRead, BufReader, Read, Write};

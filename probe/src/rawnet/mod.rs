@@ -8,6 +8,7 @@
 //! - [`checksum`]: the Internet checksum and the words that keep it constant.
 //! - [`socket`], [`prober`]: raw sockets (CAP_NET_RAW) and the send/receive book-keeping.
 //! - [`locate`]: the hop where one kind of packet stops while another goes on.
+//! - [`pacer`]: a packets-per-second cap shared by several probers.
 //!
 //! `build`, `parse`, `matching` and `checksum` do no I/O and read no clock.
 
@@ -15,6 +16,7 @@ pub mod build;
 pub mod checksum;
 pub mod locate;
 pub mod matching;
+pub mod pacer;
 pub mod parse;
 pub mod prober;
 pub mod socket;

@@ -7,11 +7,13 @@
 
 use super::build::{BuildError, ExtHeader, Flow, ProbeParams, Transport};
 use super::matching::{AnswerKind, MatchError};
+use super::pacer::Pacer;
 use super::socket::{Listen, Receiver, Sender, SocketError};
 use sixmap_shared::measurement::TraceProtocol;
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, Ipv6Addr};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
@@ -116,6 +118,8 @@ pub struct Prober {
     icmp: Receiver,
     tcp: Option<Receiver>,
     book: Book,
+    /// A packets-per-second cap shared with other probers, if any.
+    pacer: Option<Arc<Pacer>>,
 }
 
 #[derive(Debug)]
@@ -207,7 +211,13 @@ impl Prober {
                 data: vec![0; DATA_BUFFER_LEN],
                 control: vec![0; CONTROL_BUFFER_LEN],
             },
+            pacer: None,
         })
+    }
+
+    /// Makes [`Prober::exchange`] take a slot from `pacer` before each probe.
+    pub fn set_pacer(&mut self, pacer: Option<Arc<Pacer>>) {
+        self.pacer = pacer;
     }
 
     pub fn flow(&self) -> &Flow {
@@ -449,34 +459,42 @@ impl Prober {
                 && now >= next_send_at
             {
                 let index = next;
-                next += 1;
-                ex.handled = next;
+                ex.handled = index + 1;
                 if skip(item, &ex) {
+                    next = index + 1;
                     continue;
                 }
-                match self.send(item.hop_limit, item.ext, item.size) {
-                    Ok(id) => {
-                        if let Some(slot) = ex.ids.get_mut(index) {
-                            *slot = Some(id);
+                let paced = self.pacer.as_ref().map_or(Ok(()), |p| p.try_take(now));
+                if let Err(slot) = paced {
+                    // Not this probe's turn under the shared cap: wait for the slot.
+                    ex.handled = index;
+                    next_send_at = slot;
+                } else {
+                    next = index + 1;
+                    match self.send(item.hop_limit, item.ext, item.size) {
+                        Ok(id) => {
+                            if let Some(slot) = ex.ids.get_mut(index) {
+                                *slot = Some(id);
+                            }
+                            by_id.insert(id, index);
+                            last_send = Some(now);
+                            next_send_at = now + gap;
                         }
-                        by_id.insert(id, index);
-                        last_send = Some(now);
-                        next_send_at = now + gap;
-                    }
-                    Err(SendError::Budget) => {
-                        ex.budget_spent = true;
-                        next = plan.len();
-                        ex.handled = next;
-                    }
-                    Err(SendError::TooBig) => {
-                        if let Some(slot) = ex.too_big_locally.get_mut(index) {
-                            *slot = true;
+                        Err(SendError::Budget) => {
+                            ex.budget_spent = true;
+                            next = plan.len();
+                            ex.handled = next;
                         }
+                        Err(SendError::TooBig) => {
+                            if let Some(slot) = ex.too_big_locally.get_mut(index) {
+                                *slot = true;
+                            }
+                        }
+                        Err(SendError::Failed(e)) if self.packets_sent() == 0 => return Err(e),
+                        Err(SendError::Failed(e)) => tracing::debug!(error = %e, "probe lost"),
                     }
-                    Err(SendError::Failed(e)) if self.packets_sent() == 0 => return Err(e),
-                    Err(SendError::Failed(e)) => tracing::debug!(error = %e, "probe lost"),
+                    continue;
                 }
-                continue;
             }
             let all_sent = next >= plan.len();
             if finished(&ex) {

@@ -14,6 +14,7 @@
 
 pub mod campaign;
 pub mod impair;
+pub mod many;
 pub mod scenarios;
 pub mod services;
 mod tun;
