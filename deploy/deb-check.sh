@@ -3,10 +3,15 @@
 # this machine, as root:
 #   - systemd-analyze verify and systemd-analyze security (exposure score) on both units;
 #   - install (dpkg -i): service users, config files and their modes, enabled units;
+#   - an enrollment token and an admin API token made with the CLI, as the service user, on
+#     the unit's data directory, with the collector stopped (it creates its CA there);
 #   - the collector and the probe started by hand the way their units run them (systemd is
-#     not PID 1 here): the probe enrolls with the token given at install and writes its
-#     identity into its state directory; `sixmap-probe status` reads it;
+#     not PID 1 here): `sixmap-probe setup --collector https://... --token ...`, the probe
+#     enrolls over TLS with the CA pinned by the token and keeps key, certificate and CA in
+#     its state directory; `sixmap-probe status` says connected, the API lists it (admin
+#     token; anonymous reads are refused);
 #   - an upgrade to a new package revision keeps config, identity and users;
+#   - revocation through the API: the probe exits with status 78 and refuses to start again;
 #   - remove keeps config and state, purge leaves nothing (users, /etc/sixmap, /var/lib).
 #
 #   deploy/deb-check.sh
@@ -82,15 +87,18 @@ verify() { # verify UNIT_FILE: no output at all means no complaint
 }
 
 step "install the collector"
-dpkg -i "$collector_deb"
+out=$(dpkg -i "$collector_deb" 2>&1) || { printf '%s\n' "$out"; fail "dpkg -i $collector_deb"; }
+printf '%s\n' "$out"
+check "postinst says how to make enrollment tokens" \
+  grep -q "sixmap-collector token create" <<<"$out"
 check "user sixmap-collector is a system user without a login shell" \
   bash -c '[ "$(getent passwd sixmap-collector | cut -d: -f3)" -lt 1000 ] &&
            getent passwd sixmap-collector | grep -q ":/usr/sbin/nologin$"'
 check "/etc/sixmap/collector.toml is 0640 root:sixmap-collector" \
   bash -c '[ "$(stat -c "%a %U:%G" /etc/sixmap/collector.toml)" = "640 root:sixmap-collector" ]'
-check "the collector config holds a generated token, not the example's" \
-  bash -c '! grep -q change-me /etc/sixmap/collector.toml &&
-           grep -Eq "^enrollment_tokens = \[\"[0-9a-f]{32}\"\]" /etc/sixmap/collector.toml'
+check "the collector config is the example as shipped (no token in it)" \
+  bash -c 'cmp -s /etc/sixmap/collector.toml /usr/share/sixmap-collector/collector.example.toml &&
+           ! grep -q "^enrollment_tokens" /etc/sixmap/collector.toml'
 check "sixmap-collector.service is enabled" \
   test -L /etc/systemd/system/multi-user.target.wants/sixmap-collector.service
 check "systemd-analyze verify sixmap-collector.service" \
@@ -100,7 +108,8 @@ sixmap-collector --version
 step "install the probe, first without a token"
 out=$(dpkg -i "$probe_deb" 2>&1) || { printf '%s\n' "$out"; fail "dpkg -i $probe_deb"; }
 printf '%s\n' "$out"
-check "postinst says how to configure" grep -q "sixmap-probe setup --collector URL --token TOKEN" <<<"$out"
+check "postinst says how to configure" \
+  grep -q "sixmap-probe setup --collector https://HOST:7400 --token TOKEN" <<<"$out"
 check "no config is written without a token" test ! -e /etc/sixmap/probe.toml
 check "user sixmap-probe is a system user without a login shell" \
   bash -c '[ "$(getent passwd sixmap-probe | cut -d: -f3)" -lt 1000 ] &&
@@ -124,14 +133,35 @@ for unit in sixmap-probe sixmap-collector; do
   echo "$score"
 done
 
+step "tokens from the CLI: collector stopped, as its user, on the unit's data directory"
+# systemd makes the StateDirectory on start; do the same. Commands run as the service user
+# with no capabilities, like the unit (and like `sudo -u sixmap-collector` in the guide).
+data=/var/lib/sixmap-collector
+install -d -o sixmap-collector -g sixmap-collector -m 0700 "$data"
+# (An array, not a function: a command started with & must give its own pid in $!.)
+as_collector=(setpriv --reuid sixmap-collector --regid sixmap-collector --init-groups
+  --no-new-privs --bounding-set -all --inh-caps -all)
+token=$("${as_collector[@]}" sixmap-collector token create --data-dir "$data" --owner deb-check \
+  --expires-in 1h)
+admin=$("${as_collector[@]}" sixmap-collector api-token create --data-dir "$data" --role admin \
+  --name deb-check)
+check "the enrollment token is <64 hex>.<64 hex>" \
+  grep -Eqx '[0-9a-f]{64}\.[0-9a-f]{64}' <<<"$token"
+check "the API token is sxa_..." grep -q '^sxa_' <<<"$admin"
+check "the CA is in $data/pki (0700, key 0600, the service user's)" bash -c "
+  [ \"\$(stat -c '%a %U' $data/pki)\" = '700 sixmap-collector' ] &&
+  [ \"\$(stat -c '%a %U' $data/pki/ca.key)\" = '600 sixmap-collector' ] &&
+  test -s $data/pki/ca.pem"
+"${as_collector[@]}" sixmap-collector token list --data-dir "$data" | tee "$tmp/tokens"
+check "token list shows the owner and no secret" \
+  bash -c "grep -q deb-check '$tmp/tokens' && ! grep -q '${token%%.*}' '$tmp/tokens'"
+
 step "run the collector as its unit does (user, state directory)"
-# systemd makes the StateDirectory on start; do the same, then run as the service user with no
-# capabilities. Ports: ephemeral on ::1, so nothing else on this machine is disturbed.
-install -d -o sixmap-collector -g sixmap-collector -m 0700 /var/lib/sixmap-collector
-setpriv --reuid sixmap-collector --regid sixmap-collector --init-groups --no-new-privs \
-  --bounding-set -all --inh-caps -all \
-  sixmap-collector serve --config /etc/sixmap/collector.toml \
-    --grpc-listen '[::1]:0' --http-listen '[::1]:0' > "$tmp/collector.out" 2> "$tmp/collector.err" &
+# Ports: ephemeral on ::1, so nothing else on this machine is disturbed. A short heartbeat so
+# that the revocation below ends the probe's session within seconds (the unit keeps 30 s).
+"${as_collector[@]}" sixmap-collector serve --config /etc/sixmap/collector.toml \
+    --grpc-listen '[::1]:0' --http-listen '[::1]:0' --heartbeat-interval-s 2 \
+    > "$tmp/collector.out" 2> "$tmp/collector.err" &
 collector_pid=$!
 for _ in $(seq 100); do
   grep -q 'listening' "$tmp/collector.out" 2>/dev/null && break
@@ -142,21 +172,34 @@ grpc=$(sed -n 's/.*grpc=\([^ ]*\).*/\1/p' "$tmp/collector.out")
 http=$(sed -n 's/.*http=\([^ ]*\).*/\1/p' "$tmp/collector.out")
 [ -n "$grpc" ] || fail "collector did not report its ports"
 echo "collector: grpc $grpc, http $http"
-token=$(sed -n 's/^enrollment_tokens = \["\([0-9a-f]*\)"\]/\1/p' /etc/sixmap/collector.toml)
+check "the CLI refuses to open the store while the collector runs" \
+  absent "${as_collector[@]}" sixmap-collector token create --data-dir "$data" --owner x 2>/dev/null
+check "anonymous reads of probes are refused (401; raw_data_public = false)" \
+  bash -c "[ \"\$(curl -s -o /dev/null -w '%{http_code}' 'http://$http/api/v1/probes')\" = 401 ]"
+check "an admin makes a token over the API while the collector runs" bash -c "
+  curl -fsS -H 'Authorization: Bearer $admin' -H 'Content-Type: application/json' \
+    -d '{\"owner\":\"deb-check-api\",\"expires_in\":\"1h\"}' \
+    'http://$http/api/v1/enrollment-tokens' |
+  grep -Eq '\"token\":\"[0-9a-f]{64}\.${token#*.}\"'"
 
 step "configure the probe with sixmap-probe setup"
-sixmap-probe setup --collector "http://$grpc" --token "$token" --hostname deb-check
+check "setup refuses an http:// collector URL" \
+  absent sixmap-probe setup --collector "http://$grpc" --token "$token" 2>/dev/null
+check "nothing written by the refused setup" test ! -e /etc/sixmap/probe.toml
+sixmap-probe setup --collector "https://$grpc" --token "$token" --hostname deb-check
 check "/etc/sixmap/probe.toml is 0640 root:sixmap-probe" \
   bash -c '[ "$(stat -c "%a %U:%G" /etc/sixmap/probe.toml)" = "640 root:sixmap-probe" ]'
 check "setup refuses to overwrite without --force" \
-  absent sixmap-probe setup --collector "http://$grpc" --token "$token" 2>/dev/null
+  absent sixmap-probe setup --collector "https://$grpc" --token "$token" 2>/dev/null
 
-step "first start: the probe enrolls with the token and makes its identity"
+step "first start: the probe enrolls with the token (mTLS) and keeps its identity"
 install -d -o sixmap-probe -g sixmap-probe -m 0700 /var/lib/sixmap-probe
 # As the unit: its user, CAP_NET_RAW as the only (ambient) capability, no new privileges.
-setpriv --reuid sixmap-probe --regid sixmap-probe --init-groups --no-new-privs \
-  --bounding-set -all,+net_raw --inh-caps -all,+net_raw --ambient-caps -all,+net_raw \
-  sixmap-probe run --config /etc/sixmap/probe.toml 2> "$tmp/probe.err" &
+# (An array, not a function: $! must be the probe's pid, not a subshell's.)
+run_probe=(setpriv --reuid sixmap-probe --regid sixmap-probe --init-groups --no-new-privs
+  --bounding-set '-all,+net_raw' --inh-caps '-all,+net_raw' --ambient-caps '-all,+net_raw'
+  sixmap-probe run --config /etc/sixmap/probe.toml)
+"${run_probe[@]}" 2> "$tmp/probe.err" &
 probe_pid=$!
 for _ in $(seq 150); do
   [ -e /var/lib/sixmap-probe/identity.toml ] && [ -e /var/lib/sixmap-probe/status.json ] && break
@@ -164,8 +207,14 @@ for _ in $(seq 150); do
   sleep 0.2
 done
 sleep 3 # a hello and a status write
-check "identity.toml is 0600 sixmap-probe" \
-  bash -c '[ "$(stat -c "%a %U" /var/lib/sixmap-probe/identity.toml)" = "600 sixmap-probe" ]'
+stat -c "%A %U %n" /var/lib/sixmap-probe/* | sed 's/^/   /'
+check "identity.toml and key.pem are 0600 sixmap-probe" bash -c '
+  [ "$(stat -c "%a %U" /var/lib/sixmap-probe/identity.toml)" = "600 sixmap-probe" ] &&
+  [ "$(stat -c "%a %U" /var/lib/sixmap-probe/key.pem)" = "600 sixmap-probe" ]'
+check "the probe holds its certificate and the collector's CA" \
+  test -s /var/lib/sixmap-probe/cert.der -a -s /var/lib/sixmap-probe/ca.der
+check "the CA the probe keeps is the one the token pinned" \
+  bash -c "[ \"\$(sha256sum < /var/lib/sixmap-probe/ca.der | cut -d' ' -f1)\" = '${token#*.}' ]"
 check "the probe's log says it enrolled" grep -q 'enrolled' "$tmp/probe.err"
 check "the probe's capabilities are CAP_NET_RAW only" bash -c "
   grep -E '^Cap(Eff|Bnd|Amb):' /proc/$probe_pid/status | sed 's/^/   /'
@@ -174,8 +223,11 @@ echo "-- sudo -u sixmap-probe sixmap-probe status"
 setpriv --reuid sixmap-probe --regid sixmap-probe --init-groups sixmap-probe status | tee "$tmp/status"
 check "status shows the probe running and connected" \
   bash -c "grep -q ' connected since' '$tmp/status' && ! grep -q 'NOT RUNNING' '$tmp/status'"
-check "the collector lists the probe" \
-  bash -c "curl -fsS 'http://$http/api/v1/probes' | grep -q deb-check"
+probe_id=$(sed -n 's/^probe_id = "\(.*\)"$/\1/p' /var/lib/sixmap-probe/identity.toml)
+[ -n "$probe_id" ] || fail "no probe_id in identity.toml"
+check "the collector lists probe $probe_id (admin API token)" bash -c "
+  curl -fsS -H 'Authorization: Bearer $admin' 'http://$http/api/v1/probes' |
+  grep -q '$probe_id'"
 
 step "upgrade to revision 2 while configured and enrolled"
 sum_conf=$(sha256sum < /etc/sixmap/probe.toml)
@@ -187,9 +239,27 @@ check "config unchanged by the upgrade" bash -c "[ \"\$(sha256sum < /etc/sixmap/
 check "identity unchanged by the upgrade" \
   bash -c "[ \"\$(sha256sum < /var/lib/sixmap-probe/identity.toml)\" = '$sum_id' ]"
 
-kill "$probe_pid" "$collector_pid"
-wait "$probe_pid" "$collector_pid" 2>/dev/null || true
-probe_pid='' collector_pid=''
+step "revocation: the probe exits with 78 and stays stopped"
+check "an admin revokes the probe over the API" bash -c "
+  curl -fsS -X POST -H 'Authorization: Bearer $admin' \
+    'http://$http/api/v1/probes/$probe_id/revoke' | grep -q revoked_at"
+for _ in $(seq 150); do kill -0 "$probe_pid" 2>/dev/null || break; sleep 0.2; done
+rc=0; wait "$probe_pid" || rc=$?
+probe_pid=''
+sed 's/^/   /' "$tmp/probe.err" | tail -3
+check "the revoked probe exited with status 78 (RestartPreventExitStatus)" test "$rc" = 78
+check "it remembers the revocation in its state directory" test -s /var/lib/sixmap-probe/revoked
+rc=0; "${run_probe[@]}" 2> "$tmp/probe2.err" || rc=$?
+check "started again, it refuses at once with 78" test "$rc" = 78
+check "the unit does not restart on 78" \
+  grep -qx 'RestartPreventExitStatus=78' /usr/lib/systemd/system/sixmap-probe.service
+
+kill "$collector_pid"
+wait "$collector_pid" 2>/dev/null || true
+collector_pid=''
+"${as_collector[@]}" sixmap-collector probes --data-dir "$data" > "$tmp/probes"
+check "the CLI (collector stopped) shows the probe revoked" \
+  bash -c "grep '$probe_id' '$tmp/probes' | grep -Eq '\"revoked_at\":[0-9]'"
 
 step "remove keeps config, state and users"
 dpkg -r sixmap-probe sixmap-collector
@@ -201,10 +271,19 @@ check "users kept" getent passwd sixmap-probe sixmap-collector
 
 step "install with the token in the environment (SIXMAP_COLLECTOR, SIXMAP_TOKEN)"
 dpkg --purge sixmap-probe >/dev/null
-SIXMAP_COLLECTOR="http://[2001:db8::10]:7400" SIXMAP_TOKEN=token-from-env dpkg -i "$probe_deb"
+env_token="$(printf '%064d' 1).$(printf '%064d' 2)"
+out=$(SIXMAP_COLLECTOR="http://[2001:db8::10]:7400" SIXMAP_TOKEN="$env_token" \
+  dpkg -i "$probe_deb" 2>&1) || { printf '%s\n' "$out"; fail "dpkg -i with an http:// URL"; }
+printf '%s\n' "$out"
+check "an http:// URL in the environment: installed, not configured, told why" bash -c '
+  test ! -e /etc/sixmap/probe.toml && grep -q "not an https:// URL" <<<"$1" &&
+  grep -q "not configured yet" <<<"$1"' _ "$out"
+dpkg --purge sixmap-probe >/dev/null
+SIXMAP_COLLECTOR="https://[2001:db8::10]:7400" SIXMAP_TOKEN="$env_token" dpkg -i "$probe_deb"
 check "postinst wrote the config from the environment" \
-  bash -c 'grep -qx "enrollment_token = \"token-from-env\"" /etc/sixmap/probe.toml &&
-           [ "$(stat -c "%a %U:%G" /etc/sixmap/probe.toml)" = "640 root:sixmap-probe" ]'
+  bash -c 'grep -qx "enrollment_token = \"$1\"" /etc/sixmap/probe.toml &&
+           grep -qx "collector = \"https://\[2001:db8::10\]:7400\"" /etc/sixmap/probe.toml &&
+           [ "$(stat -c "%a %U:%G" /etc/sixmap/probe.toml)" = "640 root:sixmap-probe" ]' _ "$env_token"
 
 step "purge leaves nothing"
 dpkg -r sixmap-probe >/dev/null

@@ -61,7 +61,7 @@ struct RunArgs {
 
 #[derive(Debug, clap::Args)]
 struct SetupArgs {
-    /// Collector URL, e.g. http://collector.example.net:7400.
+    /// Collector URL, always https, e.g. https://collector.example.net:7400.
     #[arg(long)]
     collector: String,
     /// Enrollment token from the collector's operator.
