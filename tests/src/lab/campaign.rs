@@ -5,7 +5,7 @@
 //! probe. Also the prefix files mapping each probe's /64 to its operator, in the
 //! `@ip-location-db` formats `sixmap-collector import-prefixes` reads.
 
-use super::scenarios::{OPERATORS, names};
+use super::scenarios::{OPERATORS, blackhole_v6, make_v4_only, names};
 use super::services::{self, DnsRecord, LabCa};
 use super::{Lab, LabError, Topology, prefix64};
 use serde_json::json;
@@ -62,27 +62,7 @@ pub fn campaign() -> Result<CampaignLab, LabError> {
     }
     let mut lab = Lab::build(&topology)?;
     // v4only: no IPv6 address at all.
-    let v4only_if = lab
-        .node("v4only")
-        .interfaces
-        .first()
-        .cloned()
-        .ok_or_else(|| LabError::Topology("v4only has no link".into()))?;
-    lab.exec(
-        "v4only",
-        &[
-            "ip",
-            "-6",
-            "addr",
-            "del",
-            &format!("{}/64", v4only_if.v6),
-            "dev",
-            &v4only_if.name,
-        ],
-    )?;
-    let v4_only = v4only_if
-        .v4
-        .ok_or_else(|| LabError::Topology("v4only has no IPv4".into()))?;
+    let v4_only = make_v4_only(&lab, "v4only")?;
     let broken_v6 = lab.node("broken").v6();
     let broken_v4 = lab
         .node("broken")
@@ -90,17 +70,7 @@ pub fn campaign() -> Result<CampaignLab, LabError> {
         .ok_or_else(|| LabError::Topology("broken has no IPv4".into()))?;
     // On core, where the route to it is a static one (as `targets()` does on r1): every
     // probe's path crosses core.
-    lab.exec(
-        "core",
-        &[
-            "ip",
-            "-6",
-            "route",
-            "replace",
-            "blackhole",
-            &format!("{}/64", prefix64(broken_v6)),
-        ],
-    )?;
+    blackhole_v6(&lab, "core", broken_v6)?;
     let dual_v6 = lab.node("dual").v6();
     let dual_v4 = lab
         .node("dual")

@@ -79,6 +79,49 @@ pub struct Targets {
     pub r2: Ipv6Addr,
 }
 
+/// Removes the IPv6 address of `node`'s first interface, leaving it IPv4-only; returns its
+/// IPv4 address.
+pub(super) fn make_v4_only(lab: &Lab, node: &str) -> Result<Ipv4Addr, LabError> {
+    let interface = lab
+        .node(node)
+        .interfaces
+        .first()
+        .cloned()
+        .ok_or_else(|| LabError::Topology(format!("{node} has no link")))?;
+    lab.exec(
+        node,
+        &[
+            "ip",
+            "-6",
+            "addr",
+            "del",
+            &format!("{}/64", interface.v6),
+            "dev",
+            &interface.name,
+        ],
+    )?;
+    interface
+        .v4
+        .ok_or_else(|| LabError::Topology(format!("{node} has no IPv4")))
+}
+
+/// Makes `router` silently drop IPv6 packets to the /64 of `address` (a broken-v6 host:
+/// published, unreachable, no ICMP error).
+pub(super) fn blackhole_v6(lab: &Lab, router: &str, address: Ipv6Addr) -> Result<(), LabError> {
+    lab.exec(
+        router,
+        &[
+            "ip",
+            "-6",
+            "route",
+            "replace",
+            "blackhole",
+            &format!("{}/64", super::prefix64(address)),
+        ],
+    )
+    .map(drop)
+}
+
 pub fn targets() -> Result<Targets, LabError> {
     let topology = Topology::new()
         .host(PROBE)
@@ -96,43 +139,13 @@ pub fn targets() -> Result<Targets, LabError> {
         .link("r2", "broken");
     let lab = Lab::build(&topology)?;
     // v4only: no IPv6 address at all on its side of the link.
-    let v4only_if = lab
-        .node("v4only")
-        .interfaces
-        .first()
-        .cloned()
-        .ok_or_else(|| LabError::Topology("v4only has no link".into()))?;
-    lab.exec(
-        "v4only",
-        &[
-            "ip",
-            "-6",
-            "addr",
-            "del",
-            &format!("{}/64", v4only_if.v6),
-            "dev",
-            &v4only_if.name,
-        ],
-    )?;
-    let v4_only = v4only_if
-        .v4
-        .ok_or_else(|| LabError::Topology("v4only has no IPv4".into()))?;
+    let v4_only = make_v4_only(&lab, "v4only")?;
     let broken = lab.node("broken");
     let broken_v6 = broken.v6();
     let broken_v4 = broken
         .v4()
         .ok_or_else(|| LabError::Topology("broken has no IPv4".into()))?;
-    lab.exec(
-        "r1",
-        &[
-            "ip",
-            "-6",
-            "route",
-            "replace",
-            "blackhole",
-            &format!("{}/64", super::prefix64(broken_v6)),
-        ],
-    )?;
+    blackhole_v6(&lab, "r1", broken_v6)?;
     let dual = lab.node("dual");
     let dual_v6 = dual.v6();
     let dual_v4 = dual
