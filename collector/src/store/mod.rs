@@ -5,10 +5,12 @@
 //! blocking thread.
 
 pub mod auth;
+pub mod filter;
 mod sled_auth;
 mod sled_store;
 
 pub use auth::{ApiTokenRecord, AuditEntry, AuthStore, EnrollmentTokenRecord, Role};
+pub use filter::{KindFilter, ResultCursor, ResultFilter, TargetFilter, scan_filtered};
 pub use sled_store::SledStore;
 
 use serde::{Deserialize, Serialize};
@@ -193,6 +195,11 @@ pub trait Store: AuthStore + Send + Sync + std::fmt::Debug + 'static {
     /// under the campaign.
     fn link_campaign_task(&self, task: TaskId, campaign: u64) -> Result<(), StoreError> {
         let _ = (task, campaign);
+        Err(unsupported())
+    }
+    /// The tasks linked to a campaign.
+    fn campaign_tasks(&self, campaign: u64) -> Result<Vec<TaskId>, StoreError> {
+        let _ = campaign;
         Err(unsupported())
     }
     /// The results of a campaign's tasks, by result key; stops when `visit` returns false.

@@ -414,6 +414,26 @@ impl Store for SledStore {
         Ok(())
     }
 
+    fn campaign_tasks(&self, campaign: u64) -> Result<Vec<TaskId>, StoreError> {
+        let mut tasks = Vec::new();
+        for entry in self.campaign_tasks.iter() {
+            let (task, linked) = entry.map_err(backend)?;
+            if linked.as_ref() != campaign.to_be_bytes() {
+                continue;
+            }
+            let raw = <[u8; 8]>::try_from(task.as_ref())
+                .ok()
+                .map(u64::from_be_bytes)
+                .and_then(|raw| TaskId::new(raw).ok())
+                .ok_or_else(|| StoreError::Corrupt {
+                    key: format!("campaign_tasks/{task:?}"),
+                    reason: "task id is not 8 bytes or is 0".into(),
+                })?;
+            tasks.push(raw);
+        }
+        Ok(tasks)
+    }
+
     fn campaign_results(
         &self,
         campaign: u64,

@@ -1,0 +1,489 @@
+//! Which stored results a query, a stream or an export selects, and where a page ends.
+//!
+//! One filter type serves the HTTP query API, the gRPC query stream, exports and dumps, so
+//! they cannot disagree about what "results of AS 3320 in March" means. Results are always
+//! visited in (start time, result key) order; a [`ResultCursor`] names the last result of a
+//! page, so the next page starts right after it even while new results arrive.
+
+use super::{Store, StoreError, StoredResult};
+use sixmap_shared::measurement::{MeasurementKind, Outcome};
+use sixmap_shared::prefixes::CountryCode;
+use sixmap_shared::{ProbeId, ResultKey, TaskId, UnixMicros};
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+/// What kind of result to select: a measurement kind, or results that could not run at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KindFilter {
+    Kind(MeasurementKind),
+    Failed,
+}
+
+impl KindFilter {
+    pub fn matches(self, outcome: &Outcome) -> bool {
+        match self {
+            Self::Failed => matches!(outcome, Outcome::Failed(_)),
+            Self::Kind(kind) => outcome.kind() == Some(kind),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Failed => "failed",
+            Self::Kind(kind) => kind.name(),
+        }
+    }
+}
+
+impl FromStr for KindFilter {
+    type Err = FilterError;
+    fn from_str(text: &str) -> Result<Self, FilterError> {
+        if text == "failed" {
+            return Ok(Self::Failed);
+        }
+        MeasurementKind::ALL
+            .into_iter()
+            .find(|kind| kind.name() == text)
+            .map(Self::Kind)
+            .ok_or_else(|| FilterError::invalid("type", text, "a measurement kind or \"failed\""))
+    }
+}
+
+/// An address or a prefix of destinations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TargetFilter {
+    pub network: IpAddr,
+    pub prefix_len: u8,
+}
+
+impl TargetFilter {
+    pub fn matches(self, address: IpAddr) -> bool {
+        match (self.network, address) {
+            (IpAddr::V6(net), IpAddr::V6(a)) => {
+                prefix_eq(&net.octets(), &a.octets(), self.prefix_len)
+            }
+            (IpAddr::V4(net), IpAddr::V4(a)) => {
+                prefix_eq(&net.octets(), &a.octets(), self.prefix_len)
+            }
+            _ => false,
+        }
+    }
+}
+
+fn prefix_eq(a: &[u8], b: &[u8], bits: u8) -> bool {
+    let full = usize::from(bits / 8);
+    let rest = bits % 8;
+    if a[..full] != b[..full] {
+        return false;
+    }
+    if rest == 0 {
+        return true;
+    }
+    let mask = 0xffu8 << (8 - rest);
+    (a[full] & mask) == (b[full] & mask)
+}
+
+impl FromStr for TargetFilter {
+    type Err = FilterError;
+    fn from_str(text: &str) -> Result<Self, FilterError> {
+        let bad =
+            || FilterError::invalid("target", text, "an IP address or prefix (2001:db8::/32)");
+        let (address, len) = match text.split_once('/') {
+            Some((address, len)) => (address, Some(len)),
+            None => (text, None),
+        };
+        let network: IpAddr = address.parse().map_err(|_| bad())?;
+        let max = if network.is_ipv6() { 128 } else { 32 };
+        let prefix_len = match len {
+            Some(len) => len
+                .parse::<u8>()
+                .ok()
+                .filter(|l| *l <= max)
+                .ok_or_else(bad)?,
+            None => max,
+        };
+        Ok(Self {
+            network,
+            prefix_len,
+        })
+    }
+}
+
+impl fmt::Display for TargetFilter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix_len)
+    }
+}
+
+/// Where a page of results ended: the last result's start time and key.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ResultCursor {
+    pub started_at: UnixMicros,
+    pub key: ResultKey,
+}
+
+impl ResultCursor {
+    pub fn of(result: &StoredResult) -> Self {
+        Self {
+            started_at: result.result.started_at,
+            key: result.result.key.clone(),
+        }
+    }
+}
+
+/// Text form `<started_at µs>.<probe id>.<boot epoch>.<sequence>`: opaque to clients, but
+/// readable in logs and stable across backends and restarts.
+impl fmt::Display for ResultCursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}.{}.{}.{}",
+            self.started_at.0, self.key.probe_id, self.key.boot_epoch, self.key.sequence
+        )
+    }
+}
+
+impl FromStr for ResultCursor {
+    type Err = FilterError;
+    fn from_str(text: &str) -> Result<Self, FilterError> {
+        let bad = || FilterError::invalid("cursor", text, "a cursor returned by an earlier page");
+        let mut parts = text.split('.');
+        let mut next = || parts.next().ok_or_else(bad);
+        let started_at = next()?.parse::<i64>().map_err(|_| bad())?;
+        let probe_id = next()?.parse::<ProbeId>().map_err(|_| bad())?;
+        let boot_epoch = next()?.parse::<u64>().map_err(|_| bad())?;
+        let sequence = next()?.parse::<u64>().map_err(|_| bad())?;
+        if parts.next().is_some() {
+            return Err(bad());
+        }
+        Ok(Self {
+            started_at: UnixMicros(started_at),
+            key: ResultKey {
+                probe_id,
+                boot_epoch,
+                sequence,
+            },
+        })
+    }
+}
+
+/// Every set field narrows the selection; the default selects every result.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResultFilter {
+    /// Start time at or after this.
+    pub from: Option<UnixMicros>,
+    /// Start time before this.
+    pub to: Option<UnixMicros>,
+    pub probe: Option<ProbeId>,
+    pub task: Option<TaskId>,
+    pub campaign: Option<u64>,
+    /// Origin AS of the probe's source address, as enriched at ingest.
+    pub probe_asn: Option<u32>,
+    pub probe_country: Option<CountryCode>,
+    /// Origin AS and country of the destination, as enriched at ingest.
+    pub target_asn: Option<u32>,
+    pub target_country: Option<CountryCode>,
+    pub target: Option<TargetFilter>,
+    pub kind: Option<KindFilter>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FilterError {
+    #[error("parameter `{name}` = {value:?} is not {expected}")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+    #[error("unknown parameter `{0}`")]
+    Unknown(String),
+    #[error("`from` ({from}) must be before `to` ({to})")]
+    EmptyRange { from: i64, to: i64 },
+}
+
+impl FilterError {
+    fn invalid(name: &'static str, value: &str, expected: &'static str) -> Self {
+        Self::Invalid {
+            name,
+            value: value.chars().take(80).collect(),
+            expected,
+        }
+    }
+}
+
+/// Parses a time as RFC 3339 / ISO 8601 UTC (`2026-03-01`, `2026-03-01T12:00:00Z`) or as
+/// microseconds since the Unix epoch.
+pub fn parse_time(name: &'static str, text: &str) -> Result<UnixMicros, FilterError> {
+    if let Ok(micros) = text.parse::<i64>() {
+        return Ok(UnixMicros(micros));
+    }
+    parse_utc(text).map(UnixMicros).ok_or_else(|| {
+        FilterError::invalid(
+            name,
+            text,
+            "a UTC date/time (2026-03-01T12:00:00Z) or µs since 1970",
+        )
+    })
+}
+
+fn parse_utc(text: &str) -> Option<i64> {
+    let (date, time) = match text.split_once(['T', ' ']) {
+        Some((date, time)) => (date, Some(time.strip_suffix('Z').unwrap_or(time))),
+        None => (text, None),
+    };
+    let mut d = date.split('-');
+    let year: i64 = d.next()?.parse().ok()?;
+    let month: u32 = d.next()?.parse().ok()?;
+    let day: u32 = d.next()?.parse().ok()?;
+    if d.next().is_some() || !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+        return None;
+    }
+    let mut seconds = days_from_civil(year, month, day) * 86_400;
+    if let Some(time) = time {
+        let mut t = time.split(':');
+        let h: i64 = t.next()?.parse().ok()?;
+        let m: i64 = t.next()?.parse().ok()?;
+        let s: i64 = t.next().map_or(Some(0), |s| s.parse().ok())?;
+        if t.next().is_some() || h > 23 || m > 59 || s > 60 {
+            return None;
+        }
+        seconds += h * 3600 + m * 60 + s;
+    }
+    seconds.checked_mul(1_000_000)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = i64::from(month);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+impl ResultFilter {
+    /// Reads the filter from query-string pairs (`from`, `to`, `probe`, `task`, `campaign`,
+    /// `probe_asn`, `probe_country`, `target_asn`, `target_country`, `target`, `type`).
+    /// Names in `ignore` belong to the caller (`limit`, `cursor`, `format`, ...); any other
+    /// name is an error, so a typo never silently widens a query.
+    pub fn from_pairs<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+        ignore: &[&str],
+    ) -> Result<Self, FilterError> {
+        let mut filter = Self::default();
+        for (name, value) in pairs {
+            match name {
+                "from" => filter.from = Some(parse_time("from", value)?),
+                "to" => filter.to = Some(parse_time("to", value)?),
+                "probe" => {
+                    filter.probe = Some(value.parse().map_err(|_| {
+                        FilterError::invalid("probe", value, "a probe id (16 lowercase hex digits)")
+                    })?)
+                }
+                "task" => {
+                    filter.task = Some(
+                        value
+                            .parse::<u64>()
+                            .ok()
+                            .and_then(|raw| TaskId::new(raw).ok())
+                            .ok_or_else(|| {
+                                FilterError::invalid("task", value, "a task id (> 0)")
+                            })?,
+                    )
+                }
+                "campaign" => {
+                    filter.campaign = Some(
+                        value
+                            .parse::<u64>()
+                            .ok()
+                            .filter(|id| *id > 0)
+                            .ok_or_else(|| {
+                                FilterError::invalid("campaign", value, "a campaign id (> 0)")
+                            })?,
+                    )
+                }
+                "probe_asn" => filter.probe_asn = Some(parse_asn("probe_asn", value)?),
+                "target_asn" => filter.target_asn = Some(parse_asn("target_asn", value)?),
+                "probe_country" => {
+                    filter.probe_country = Some(parse_country("probe_country", value)?)
+                }
+                "target_country" => {
+                    filter.target_country = Some(parse_country("target_country", value)?)
+                }
+                "target" => filter.target = Some(value.parse()?),
+                "type" => filter.kind = Some(value.parse()?),
+                other if ignore.contains(&other) => {}
+                other => return Err(FilterError::Unknown(other.chars().take(40).collect())),
+            }
+        }
+        if let (Some(from), Some(to)) = (filter.from, filter.to)
+            && from >= to
+        {
+            return Err(FilterError::EmptyRange {
+                from: from.0,
+                to: to.0,
+            });
+        }
+        Ok(filter)
+    }
+
+    /// Whether a result passes every field but `campaign` (which needs the store; see
+    /// [`scan_filtered`]).
+    pub fn matches(&self, stored: &StoredResult) -> bool {
+        let r = &stored.result;
+        let asn = |e: &Option<sixmap_shared::prefixes::Enrichment>| e.as_ref().and_then(|e| e.asn);
+        let country =
+            |e: &Option<sixmap_shared::prefixes::Enrichment>| e.as_ref().and_then(|e| e.country);
+        self.from.is_none_or(|from| r.started_at >= from)
+            && self.to.is_none_or(|to| r.started_at < to)
+            && self.probe.as_ref().is_none_or(|p| *p == r.key.probe_id)
+            && self.task.is_none_or(|t| t == r.task_id)
+            && self
+                .probe_asn
+                .is_none_or(|a| asn(&stored.probe_origin) == Some(a))
+            && self
+                .probe_country
+                .is_none_or(|c| country(&stored.probe_origin) == Some(c))
+            && self
+                .target_asn
+                .is_none_or(|a| asn(&stored.target_origin) == Some(a))
+            && self
+                .target_country
+                .is_none_or(|c| country(&stored.target_origin) == Some(c))
+            && self
+                .target
+                .is_none_or(|t| r.destination.is_some_and(|d| t.matches(d)))
+            && self.kind.is_none_or(|k| k.matches(&r.outcome))
+    }
+}
+
+fn parse_asn(name: &'static str, text: &str) -> Result<u32, FilterError> {
+    text.strip_prefix("AS")
+        .unwrap_or(text)
+        .parse()
+        .map_err(|_| FilterError::invalid(name, text, "an AS number (3320 or AS3320)"))
+}
+
+fn parse_country(name: &'static str, text: &str) -> Result<CountryCode, FilterError> {
+    text.to_ascii_uppercase()
+        .parse()
+        .map_err(|_| FilterError::invalid(name, text, "a two-letter country code"))
+}
+
+/// Visits the results `filter` selects in (start time, key) order, starting after `after`,
+/// until `visit` returns false. Works on any [`Store`] through `scan_results_between`.
+pub fn scan_filtered(
+    store: &dyn Store,
+    filter: &ResultFilter,
+    after: Option<&ResultCursor>,
+    visit: &mut dyn FnMut(StoredResult) -> bool,
+) -> Result<(), StoreError> {
+    let campaign_tasks: Option<BTreeSet<TaskId>> = match filter.campaign {
+        Some(campaign) => Some(store.campaign_tasks(campaign)?.into_iter().collect()),
+        None => None,
+    };
+    let from = match (filter.from, after) {
+        (Some(from), Some(after)) => from.max(after.started_at),
+        (None, Some(after)) => after.started_at,
+        (Some(from), None) => from,
+        (None, None) => UnixMicros(i64::MIN),
+    };
+    let to = filter.to.unwrap_or(UnixMicros(i64::MAX));
+    store.scan_results_between(from, to, &mut |stored| {
+        if let Some(after) = after
+            && (stored.result.started_at, &stored.result.key) <= (after.started_at, &after.key)
+        {
+            return true;
+        }
+        let in_campaign = campaign_tasks
+            .as_ref()
+            .is_none_or(|tasks| tasks.contains(&stored.result.task_id));
+        if in_campaign && filter.matches(&stored) {
+            visit(stored)
+        } else {
+            true
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_parse_as_utc_dates_or_micros() {
+        assert_eq!(
+            parse_time("from", "1970-01-02").unwrap(),
+            UnixMicros(86_400_000_000)
+        );
+        assert_eq!(
+            parse_time("from", "2026-03-01T12:00:00Z").unwrap(),
+            UnixMicros(1_772_366_400_000_000)
+        );
+        assert_eq!(parse_time("from", "42").unwrap(), UnixMicros(42));
+        for bad in ["2026-13-01", "yesterday", "2026-03-01T25:00:00Z", ""] {
+            assert!(parse_time("from", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn unknown_and_bad_parameters_are_named() {
+        let err = ResultFilter::from_pairs([("probee", "x")], &[]).unwrap_err();
+        assert!(err.to_string().contains("probee"), "{err}");
+        let err = ResultFilter::from_pairs([("type", "pingg")], &[]).unwrap_err();
+        assert!(err.to_string().contains("type"), "{err}");
+        let err = ResultFilter::from_pairs([("from", "2026-03-02"), ("to", "2026-03-01")], &[])
+            .unwrap_err();
+        assert!(matches!(err, FilterError::EmptyRange { .. }), "{err}");
+        let ok = ResultFilter::from_pairs(
+            [
+                ("probe_asn", "AS3320"),
+                ("probe_country", "de"),
+                ("limit", "5"),
+                ("type", "ext_headers"),
+            ],
+            &["limit"],
+        )
+        .unwrap();
+        assert_eq!(ok.probe_asn, Some(3320));
+        assert_eq!(ok.kind, Some(KindFilter::Kind(MeasurementKind::ExtHeaders)));
+    }
+
+    #[test]
+    fn target_prefixes_match_by_bits() {
+        let t: TargetFilter = "2001:db8:80::/41".parse().unwrap();
+        assert!(t.matches("2001:db8:80::1".parse().unwrap()));
+        assert!(t.matches("2001:db8:ff::1".parse().unwrap()));
+        assert!(!t.matches("2001:db8:7f::1".parse().unwrap()));
+        assert!(!t.matches("192.0.2.1".parse().unwrap()));
+        assert!("2001:db8::/129".parse::<TargetFilter>().is_err());
+        let one: TargetFilter = "192.0.2.7".parse().unwrap();
+        assert!(one.matches("192.0.2.7".parse().unwrap()));
+        assert!(!one.matches("192.0.2.8".parse().unwrap()));
+    }
+
+    #[test]
+    fn cursors_round_trip_and_reject_junk() {
+        let cursor = ResultCursor {
+            started_at: UnixMicros(-5),
+            key: ResultKey {
+                probe_id: "0123456789abcdef".parse().unwrap(),
+                boot_epoch: 3,
+                sequence: 9,
+            },
+        };
+        assert_eq!(cursor.to_string().parse::<ResultCursor>().unwrap(), cursor);
+        for bad in [
+            "",
+            "1.2.3",
+            "1.0123456789abcdef.3.9.9",
+            "x.0123456789abcdef.3.9",
+        ] {
+            assert!(bad.parse::<ResultCursor>().is_err(), "{bad}");
+        }
+    }
+}
