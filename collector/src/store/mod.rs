@@ -1,14 +1,17 @@
 //! Where the collector keeps probes, task assignments and results.
 //!
-//! [`Store`] is the seam for backends: sled (embedded, the default) now, ClickHouse later.
+//! [`Store`] is the seam for backends: sled (embedded, the default) and ClickHouse (shared by
+//! several collectors; `clickhouse`).
 //! Methods are synchronous and quick except [`Store::flush`]; async callers run `flush` on a
 //! blocking thread.
 
 pub mod auth;
+pub mod clickhouse;
 mod sled_auth;
 mod sled_store;
 
 pub use auth::{ApiTokenRecord, AuditEntry, AuthStore, EnrollmentTokenRecord, Role};
+pub use clickhouse::{ClickHouseConfig, ClickHouseStore};
 pub use sled_store::SledStore;
 
 use serde::{Deserialize, Serialize};
@@ -193,6 +196,11 @@ pub trait Store: AuthStore + Send + Sync + std::fmt::Debug + 'static {
     /// under the campaign.
     fn link_campaign_task(&self, task: TaskId, campaign: u64) -> Result<(), StoreError> {
         let _ = (task, campaign);
+        Err(unsupported())
+    }
+    /// The tasks linked to a campaign.
+    fn campaign_tasks(&self, campaign: u64) -> Result<Vec<TaskId>, StoreError> {
+        let _ = campaign;
         Err(unsupported())
     }
     /// The results of a campaign's tasks, by result key; stops when `visit` returns false.
