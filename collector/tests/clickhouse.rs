@@ -3,6 +3,8 @@
 //! Distributed table over two shards, and the SQL replayed on current ClickHouse with chdb.
 //! Without ClickHouse installed the tests skip, and fail when `CI=true`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers may fail loudly
+
 use sixmap_collector::store::{
     AuditEntry, AuthStore, ClickHouseConfig, ClickHouseStore, EnrollmentTokenRecord, Inserted,
     ProbeRecord, ResultQuery, Store, StoreError, StoredResult, TagEvent,
@@ -730,4 +732,119 @@ fn current_clickhouse_accepts_the_same_sql() {
         "chdb refused a statement:\n{stdout}\n{stderr}"
     );
     assert!(stdout.contains("statements accepted"), "{stdout}");
+}
+
+fn collector_cli(args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sixmap-collector"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A `serve` process, killed on drop.
+struct Serving(std::process::Child);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `sixmap-collector serve` and returns it with its HTTP address.
+fn serve(config: &std::path::Path, data_dir: &std::path::Path) -> (Serving, String) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sixmap-collector"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let serving = Serving(child);
+    let mut line = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .unwrap();
+    let http = line
+        .trim()
+        .split_once("http=")
+        .map(|(_, a)| a.to_owned())
+        .unwrap_or_else(|| panic!("no listening line: {line:?}"));
+    (serving, http)
+}
+
+fn get(address: &str, path: &str, bearer: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: localhost\r\nAuthorization: Bearer {bearer}\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+/// Two collector processes run at once on one ClickHouse store and one CA directory; the
+/// admin CLI works on the same store while they run.
+#[test]
+fn two_collectors_and_the_cli_share_one_clickhouse_store() {
+    let Some(server) = clickhouse::require() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("collector.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = \"{data}\"\npki_dir = \"{pki}\"\ngrpc_listen = \"127.0.0.1:0\"\n\
+             http_listen = \"127.0.0.1:0\"\n[store]\nbackend = \"clickhouse\"\n\
+             [store.clickhouse]\nurl = \"{url}\"\ndatabase = \"shared\"\n",
+            data = dir.path().join("a").display(),
+            pki = dir.path().join("pki").display(),
+            url = server.url(),
+        ),
+    )
+    .unwrap();
+    let config_arg = config.to_str().unwrap();
+    let admin = collector_cli(&[
+        "api-token",
+        "create",
+        "--config",
+        config_arg,
+        "--role",
+        "admin",
+        "--name",
+        "ops",
+    ]);
+    let admin = admin.trim();
+    let (_one, http_one) = serve(&config, &dir.path().join("a"));
+    let (_two, http_two) = serve(&config, &dir.path().join("b"));
+    // While both run, the CLI writes to the same store.
+    let token = collector_cli(&[
+        "token", "create", "--config", config_arg, "--owner", "uni-a",
+    ]);
+    let fingerprint = token.trim().split_once('.').unwrap().1.to_owned();
+    let list = collector_cli(&["token", "list", "--config", config_arg]);
+    assert!(list.contains("uni-a"), "{list}");
+    for http in [&http_one, &http_two] {
+        let audit = get(http, "/api/v1/audit", admin);
+        assert!(audit.contains(" 200 "), "{audit}");
+        assert!(audit.contains("token create"), "{audit}");
+    }
+    // One CA for all: the token pins the CA in the shared pki_dir.
+    let ca = std::fs::read_to_string(dir.path().join("pki/ca.pem")).unwrap();
+    let der = sixmap_collector::pki::Pki::load_or_create_in(&dir.path().join("pki")).unwrap();
+    assert_eq!(der.fingerprint(), fingerprint, "{ca}");
 }
