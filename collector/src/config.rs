@@ -1164,4 +1164,17 @@ mod tests {
         let unknown = parse_toml::<CollectorConfig>("[store]\nbackend = \"postgres\"\n");
         assert!(unknown.is_err());
     }
+
+    #[test]
+    fn the_clickhouse_cluster_example_is_valid() {
+        let config: CollectorConfig =
+            parse_toml(include_str!("../../deploy/clickhouse/collector.toml")).unwrap();
+        let settings = config.validate(None).unwrap();
+        let StoreSettings::ClickHouse(ch) = settings.store else {
+            panic!("the example must use ClickHouse");
+        };
+        assert_eq!(ch.cluster.as_deref(), Some("sixmap"));
+        assert_eq!(ch.shard_urls.len(), 2);
+        assert_eq!(settings.pki_dir, PathBuf::from("/var/lib/sixmap/pki"));
+    }
 }

@@ -75,7 +75,7 @@ impl ClickHouseStore {
             let answer = self.client.query(&sql)?;
             rows::number(&self.table("campaigns"), answer.trim().as_bytes())
         };
-        let mut candidate = 1 + highest(format!(
+        let first = 1 + highest(format!(
             "SELECT max(id) FROM {} FORMAT TabSeparated",
             self.table("campaigns")
         ))?
@@ -84,11 +84,11 @@ impl ClickHouseStore {
              FORMAT TabSeparated",
             self.table("claims")
         ))?);
-        for _ in 0..CAMPAIGN_ID_ATTEMPTS {
+        // A lost claim means another collector took that id: try the next one.
+        for candidate in (first..).take(CAMPAIGN_ID_ATTEMPTS) {
             if self.claim("campaign_id", &candidate.to_string())? {
                 return Ok(candidate);
             }
-            candidate += 1;
         }
         Err(StoreError::Backend(format!(
             "no campaign id claimed after {CAMPAIGN_ID_ATTEMPTS} attempts (many collectors \
