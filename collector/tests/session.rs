@@ -6,8 +6,8 @@ use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use sixmap_collector::auth;
 use sixmap_collector::config::CollectorConfig;
 use sixmap_collector::pki::Pki;
-use sixmap_collector::store::{ClickHouseConfig, ClickHouseStore, Role, SledStore, Store};
-use sixmap_collector::testing::clickhouse::ClickHouseServer;
+use sixmap_collector::store::Role;
+use sixmap_collector::testing::clickhouse::{ClickHouseServer, test_store};
 use sixmap_probe::collector_tls;
 use sixmap_proto::v1::probe_control_client::ProbeControlClient;
 use sixmap_proto::v1::{collector_message, probe_message};
@@ -34,23 +34,6 @@ struct Harness {
     ca_fingerprint: String,
     /// With `SIXMAP_TEST_STORE=clickhouse`: the server the collector stores into.
     _clickhouse: Option<ClickHouseServer>,
-}
-
-/// `SIXMAP_TEST_STORE=clickhouse` runs these tests on a ClickHouse store (a server of the
-/// test's own) instead of sled: the `[store]` lines to add, the server, and the store.
-fn test_store(dir: &std::path::Path) -> (String, Option<ClickHouseServer>, Box<dyn Store>) {
-    if std::env::var("SIXMAP_TEST_STORE").is_ok_and(|v| v == "clickhouse") {
-        let server = ClickHouseServer::start("").unwrap();
-        let store =
-            ClickHouseStore::open(&ClickHouseConfig::local(&server.url(), "sixmap")).unwrap();
-        let lines = format!(
-            "[store]\nbackend = \"clickhouse\"\n[store.clickhouse]\nurl = \"{}\"\n",
-            server.url()
-        );
-        (lines, Some(server), Box::new(store))
-    } else {
-        (String::new(), None, Box::new(SledStore::open(dir).unwrap()))
-    }
 }
 
 /// A probe enrolled over TLS with a CSR, and a client presenting its certificate.

@@ -193,3 +193,33 @@ impl Drop for ClickHouseServer {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// The store a collector test runs on: sled in `data_dir`, or with
+/// `SIXMAP_TEST_STORE=clickhouse` a ClickHouse server of the test's own. Returns the config
+/// lines that select it (to append to the test's collector config), the server (keep it
+/// alive for the test), and the store (drop it before the collector opens a sled store).
+#[allow(clippy::expect_used)] // test support: a test that cannot get its store must fail
+pub fn test_store(
+    data_dir: &Path,
+) -> (
+    String,
+    Option<ClickHouseServer>,
+    Box<dyn crate::store::Store>,
+) {
+    if std::env::var("SIXMAP_TEST_STORE").is_ok_and(|v| v == "clickhouse") {
+        let server = ClickHouseServer::start("").expect("starting ClickHouse for the test");
+        let store = crate::store::ClickHouseStore::open(&crate::store::ClickHouseConfig::local(
+            &server.url(),
+            "sixmap",
+        ))
+        .expect("opening the ClickHouse store");
+        let lines = format!(
+            "\n[store]\nbackend = \"clickhouse\"\n[store.clickhouse]\nurl = \"{}\"\n",
+            server.url()
+        );
+        (lines, Some(server), Box::new(store))
+    } else {
+        let store = crate::store::SledStore::open(data_dir).expect("opening the sled store");
+        (String::new(), None, Box::new(store))
+    }
+}
