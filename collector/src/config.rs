@@ -18,8 +18,13 @@ use std::time::Duration;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CollectorConfig {
-    /// Directory of the embedded store.
+    /// Directory of the embedded store, the prefix data and (by default) the CA.
     pub data_dir: PathBuf,
+    /// Directory of the collector's CA (default `<data_dir>/pki`). Collectors sharing one
+    /// store must share one CA: point them at the same directory (or copies of it).
+    pub pki_dir: Option<PathBuf>,
+    /// Where probes, tokens, campaigns and results are kept (`[store]`).
+    pub store: StoreConfig,
     /// gRPC listener for probes.
     pub grpc_listen: SocketAddr,
     /// HTTP listener for the JSON API and the dashboard.
@@ -156,6 +161,8 @@ impl Default for CollectorConfig {
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from("sixmap-data"),
+            pki_dir: None,
+            store: StoreConfig::default(),
             grpc_listen: SocketAddr::from(([0u16; 8], 7400)),
             http_listen: SocketAddr::from(([0u16; 8], 7480)),
             max_probes_per_owner_per_64: 3,
@@ -171,6 +178,166 @@ impl Default for CollectorConfig {
             campaign_owner_hourly_limit: DEFAULT_OWNER_HOURLY_LIMIT,
             limits: crate::limits::LimitsConfig::default(),
         }
+    }
+}
+
+/// `[store]`: which backend keeps the collector's data.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `"sled"` (embedded, in `data_dir`; the default) or `"clickhouse"`.
+    pub backend: BackendName,
+    /// `[store.clickhouse]`, used when `backend = "clickhouse"`.
+    pub clickhouse: ClickHouseToml,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendName {
+    #[default]
+    Sled,
+    Clickhouse,
+}
+
+/// `[store.clickhouse]`: a ClickHouse server (or cluster) over its HTTP interface.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClickHouseToml {
+    /// HTTP interface, `http://host:port` (no TLS: keep it on loopback or a private network).
+    pub url: String,
+    pub database: String,
+    pub user: String,
+    pub password: String,
+    /// Prepended to table names, for several deployments in one database.
+    pub table_prefix: String,
+    /// A cluster of the servers' `remote_servers`: results and records go to Distributed
+    /// tables over `<table>_local` tables on every shard.
+    pub cluster: Option<String>,
+    /// With `cluster`: every shard's HTTP interface, where the local tables are created at
+    /// start (default: `url` only, i.e. they were created there beforehand).
+    pub shard_urls: Vec<String>,
+    /// Deadline of each request to ClickHouse, in seconds.
+    pub timeout_s: u64,
+}
+
+impl std::fmt::Debug for ClickHouseToml {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClickHouseToml")
+            .field("url", &self.url)
+            .field("database", &self.database)
+            .field("user", &self.user)
+            .field("cluster", &self.cluster)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for ClickHouseToml {
+    fn default() -> Self {
+        Self {
+            url: "http://127.0.0.1:8123".into(),
+            database: "sixmap".into(),
+            user: "default".into(),
+            password: String::new(),
+            table_prefix: String::new(),
+            cluster: None,
+            shard_urls: Vec::new(),
+            timeout_s: 30,
+        }
+    }
+}
+
+/// The store a collector opens.
+#[derive(Debug, Clone)]
+pub enum StoreSettings {
+    Sled,
+    ClickHouse(crate::store::ClickHouseConfig),
+}
+
+/// An identifier ClickHouse takes unquoted: letters, digits, underscores, not starting with
+/// a digit.
+fn is_identifier(text: &str) -> bool {
+    text.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !text.starts_with(|c: char| c.is_ascii_digit())
+}
+
+fn http_url(text: &str) -> Result<(), String> {
+    let uri: hyper::Uri = text
+        .parse()
+        .map_err(|e| format!("{text:?} is not a URL: {e}"))?;
+    if uri.scheme_str() != Some("http") {
+        return Err(format!(
+            "{text:?}: only http:// is supported (keep ClickHouse on loopback or a private network)"
+        ));
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(format!("{text:?} has no host"));
+    }
+    if uri.query().is_some() {
+        return Err(format!("{text:?}: no query string (use the other keys)"));
+    }
+    Ok(())
+}
+
+impl StoreConfig {
+    fn validate(&self, source: Option<&Path>) -> Result<StoreSettings, ConfigError> {
+        let invalid = |key: &str, reason: String| ConfigError::invalid(key, source, reason);
+        if self.backend == BackendName::Sled {
+            return Ok(StoreSettings::Sled);
+        }
+        let ch = &self.clickhouse;
+        http_url(&ch.url).map_err(|reason| invalid("store.clickhouse.url", reason))?;
+        for (i, url) in ch.shard_urls.iter().enumerate() {
+            http_url(url)
+                .map_err(|reason| invalid(&format!("store.clickhouse.shard_urls[{i}]"), reason))?;
+        }
+        if ch.database.is_empty() || !is_identifier(&ch.database) {
+            return Err(invalid(
+                "store.clickhouse.database",
+                format!(
+                    "{:?}: letters, digits and _ only, not starting with a digit",
+                    ch.database
+                ),
+            ));
+        }
+        if !is_identifier(&ch.table_prefix) {
+            return Err(invalid(
+                "store.clickhouse.table_prefix",
+                format!("{:?}: letters, digits and _ only", ch.table_prefix),
+            ));
+        }
+        if let Some(cluster) = &ch.cluster
+            && (cluster.is_empty() || !is_identifier(cluster))
+        {
+            return Err(invalid(
+                "store.clickhouse.cluster",
+                format!("{cluster:?}: letters, digits and _ only"),
+            ));
+        }
+        if ch.cluster.is_none() && !ch.shard_urls.is_empty() {
+            return Err(invalid(
+                "store.clickhouse.shard_urls",
+                "only used with store.clickhouse.cluster".into(),
+            ));
+        }
+        if ch.user.is_empty() {
+            return Err(invalid("store.clickhouse.user", "must not be empty".into()));
+        }
+        if ch.timeout_s == 0 || ch.timeout_s > 3600 {
+            return Err(invalid(
+                "store.clickhouse.timeout_s",
+                "must be 1..=3600".into(),
+            ));
+        }
+        Ok(StoreSettings::ClickHouse(crate::store::ClickHouseConfig {
+            url: ch.url.clone(),
+            database: ch.database.clone(),
+            user: ch.user.clone(),
+            password: ch.password.clone(),
+            table_prefix: ch.table_prefix.clone(),
+            cluster: ch.cluster.clone(),
+            shard_urls: ch.shard_urls.clone(),
+            timeout: Duration::from_secs(ch.timeout_s),
+        }))
     }
 }
 
@@ -194,6 +361,9 @@ impl Default for DefaultPing {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub data_dir: PathBuf,
+    /// The CA's directory (`pki_dir`, default `<data_dir>/pki`).
+    pub pki_dir: PathBuf,
+    pub store: StoreSettings,
     pub grpc_listen: SocketAddr,
     pub http_listen: SocketAddr,
     pub enrollment_caps: crate::auth::EnrollmentCaps,
@@ -555,7 +725,17 @@ impl CollectorConfig {
                 ),
             ));
         }
+        let store = self.store.validate(source)?;
+        let pki_dir = match &self.pki_dir {
+            Some(dir) if dir.as_os_str().is_empty() => {
+                return Err(invalid("pki_dir", "must not be empty".into()));
+            }
+            Some(dir) => dir.clone(),
+            None => self.data_dir.join("pki"),
+        };
         Ok(Settings {
+            pki_dir,
+            store,
             data_dir: self.data_dir,
             grpc_listen: self.grpc_listen,
             http_listen: self.http_listen,
@@ -925,5 +1105,76 @@ mod tests {
         assert_eq!(tasks.len(), 2);
         assert_ne!(tasks[0].definition(), tasks[1].definition());
         assert_eq!(tasks[1].every, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn store_defaults_to_sled_and_pki_to_the_data_dir() {
+        let config: CollectorConfig = parse_toml("data_dir = \"/d\"\n").unwrap();
+        let settings = config.validate(None).unwrap();
+        assert!(matches!(settings.store, StoreSettings::Sled));
+        assert_eq!(settings.pki_dir, PathBuf::from("/d/pki"));
+    }
+
+    #[test]
+    fn clickhouse_store_config_parses() {
+        let config: CollectorConfig = parse_toml(
+            r#"
+            pki_dir = "/shared/pki"
+            [store]
+            backend = "clickhouse"
+            [store.clickhouse]
+            url = "http://127.0.0.1:8123"
+            database = "sixmap"
+            cluster = "two_shards"
+            shard_urls = ["http://127.0.0.1:8123", "http://127.0.0.1:8124"]
+            "#,
+        )
+        .unwrap();
+        let settings = config.validate(None).unwrap();
+        assert_eq!(settings.pki_dir, PathBuf::from("/shared/pki"));
+        let StoreSettings::ClickHouse(ch) = settings.store else {
+            panic!("not clickhouse");
+        };
+        assert_eq!(ch.database, "sixmap");
+        assert_eq!(ch.user, "default");
+        assert_eq!(ch.cluster.as_deref(), Some("two_shards"));
+        assert_eq!(ch.shard_urls.len(), 2);
+    }
+
+    #[test]
+    fn bad_clickhouse_settings_name_their_key() {
+        for (toml, key) in [
+            ("url = \"https://ch:8443\"", "store.clickhouse.url"),
+            ("url = \"not a url\"", "store.clickhouse.url"),
+            ("database = \"a-b\"", "store.clickhouse.database"),
+            ("cluster = \"x y\"", "store.clickhouse.cluster"),
+            (
+                "shard_urls = [\"http://a:1\"]",
+                "store.clickhouse.shard_urls",
+            ),
+            ("timeout_s = 0", "store.clickhouse.timeout_s"),
+        ] {
+            let config: CollectorConfig = parse_toml(&format!(
+                "[store]\nbackend = \"clickhouse\"\n[store.clickhouse]\n{toml}\n"
+            ))
+            .unwrap();
+            let error = config.validate(None).unwrap_err().to_string();
+            assert!(error.contains(key), "{toml}: {error}");
+        }
+        let unknown = parse_toml::<CollectorConfig>("[store]\nbackend = \"postgres\"\n");
+        assert!(unknown.is_err());
+    }
+
+    #[test]
+    fn the_clickhouse_cluster_example_is_valid() {
+        let config: CollectorConfig =
+            parse_toml(include_str!("../../deploy/clickhouse/collector.toml")).unwrap();
+        let settings = config.validate(None).unwrap();
+        let StoreSettings::ClickHouse(ch) = settings.store else {
+            panic!("the example must use ClickHouse");
+        };
+        assert_eq!(ch.cluster.as_deref(), Some("sixmap"));
+        assert_eq!(ch.shard_urls.len(), 2);
+        assert_eq!(settings.pki_dir, PathBuf::from("/var/lib/sixmap/pki"));
     }
 }

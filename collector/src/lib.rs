@@ -19,9 +19,9 @@ pub mod tags;
 #[doc(hidden)]
 pub mod testing;
 
-use crate::config::Settings;
+use crate::config::{Settings, StoreSettings};
 use crate::control::ControlService;
-use crate::store::{SledStore, Store};
+use crate::store::{ClickHouseStore, SledStore, Store};
 use sixmap_proto::v1::campaign_service_server::CampaignServiceServer;
 use sixmap_proto::v1::probe_control_server::ProbeControlServer;
 use sixmap_shared::prefixes::PrefixData;
@@ -84,14 +84,25 @@ async fn refresh_rollups(store: Arc<dyn Store>, prefixes: Arc<PrefixData>) {
     }
 }
 
+/// Opens the configured store: sled in `data_dir`, or ClickHouse (schema created or migrated).
+pub fn open_store(
+    settings: &StoreSettings,
+    data_dir: &std::path::Path,
+) -> Result<Arc<dyn Store>, store::StoreError> {
+    Ok(match settings {
+        StoreSettings::Sled => Arc::new(SledStore::open(data_dir)?),
+        StoreSettings::ClickHouse(config) => Arc::new(ClickHouseStore::open(config)?),
+    })
+}
+
 /// Opens the store, binds both listeners and starts serving.
 pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let data_dir = settings.data_dir.clone();
-    let store: Arc<dyn Store> = Arc::new(
-        tokio::task::spawn_blocking(move || SledStore::open(&data_dir))
+    let store_settings = settings.store.clone();
+    let store: Arc<dyn Store> =
+        tokio::task::spawn_blocking(move || open_store(&store_settings, &data_dir))
             .await
-            .map_err(|e| store::StoreError::Backend(e.to_string()))??,
-    );
+            .map_err(|e| store::StoreError::Backend(e.to_string()))??;
     let data_dir = settings.data_dir.clone();
     let (prefixes, reports) = tokio::task::spawn_blocking(move || enrich::load(&data_dir))
         .await
@@ -105,9 +116,9 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         );
     }
     let prefixes = Arc::new(prefixes);
-    let data_dir = settings.data_dir.clone();
+    let pki_dir = settings.pki_dir.clone();
     let pki = Arc::new(
-        tokio::task::spawn_blocking(move || pki::Pki::load_or_create(&data_dir))
+        tokio::task::spawn_blocking(move || pki::Pki::load_or_create_in(&pki_dir))
             .await
             .map_err(|e| store::StoreError::Backend(e.to_string()))??,
     );

@@ -4,10 +4,12 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use sixmap_collector::auth;
 use sixmap_collector::config::CollectorConfig;
-use sixmap_collector::store::{AuthStore, ResultQuery, SledStore, Store};
+use sixmap_collector::config::StoreSettings;
+use sixmap_collector::store::{ClickHouseStore, ResultQuery, SledStore, Store};
 use sixmap_shared::{ProbeId, UnixMicros};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -24,10 +26,10 @@ struct Cli {
 enum Command {
     /// Run the gRPC server for probes, the HTTP API and the dashboard.
     Serve(ServeArgs),
-    /// Print stored results as JSON lines, newest first (the collector must not be running on the same data dir).
+    /// Print stored results as JSON lines, newest first (a sled store: the collector must not be running on the same data dir).
     Results {
-        #[arg(long)]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
         /// Only this probe's results.
         #[arg(long)]
         probe: Option<String>,
@@ -38,20 +40,20 @@ enum Command {
     /// HTTP API).
     #[command(subcommand)]
     Campaign(CampaignCommand),
-    /// List enrolled probes as JSON lines (the collector must not be running on the same data dir).
+    /// List enrolled probes as JSON lines (a sled store: the collector must not be running on the same data dir).
     Probes {
-        #[arg(long)]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
     },
-    /// One-time enrollment tokens for volunteers (collector stopped; while it runs, use
-    /// POST /api/v1/enrollment-tokens with an admin API token).
+    /// One-time enrollment tokens for volunteers (a sled store: collector stopped, or use
+    /// POST /api/v1/enrollment-tokens with an admin API token; ClickHouse: any time).
     #[command(subcommand)]
     Token(TokenCommand),
-    /// Probes: revoke one (collector stopped; while it runs, use
-    /// POST /api/v1/probes/ID/revoke with an admin API token).
+    /// Probes: revoke one (a sled store: collector stopped, or use
+    /// POST /api/v1/probes/ID/revoke with an admin API token; ClickHouse: any time).
     #[command(subcommand)]
     Probe(ProbeCommand),
-    /// Bearer tokens for the HTTP API, each with one role (collector stopped).
+    /// Bearer tokens for the HTTP API, each with one role (a sled store: collector stopped).
     #[command(subcommand, name = "api-token")]
     ApiToken(ApiTokenCommand),
     /// Check prefix data files and add them to the data dir; the collector loads them at start
@@ -79,8 +81,8 @@ enum TokenCommand {
     /// Create a token and print it (shown once; only its hash is stored). The token carries
     /// the fingerprint of the collector's CA, which it creates first if needed.
     Create {
-        #[arg(long)]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
         /// Who the token is for; enrollment caps count probes per owner.
         #[arg(long)]
         owner: String,
@@ -90,13 +92,13 @@ enum TokenCommand {
     },
     /// List tokens (never their secrets) as JSON lines.
     List {
-        #[arg(long)]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// Revoke an unused token by its id (from `token list`).
     Revoke {
-        #[arg(long)]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
         id: String,
     },
 }
@@ -105,8 +107,8 @@ enum TokenCommand {
 enum ProbeCommand {
     /// Revoke a probe: refused at its next hello, with a message saying so.
     Revoke {
-        #[arg(long)]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
         id: String,
     },
 }
@@ -115,8 +117,8 @@ enum ProbeCommand {
 enum ApiTokenCommand {
     /// Create an API token and print it (shown once; only its hash is stored).
     Create {
-        #[arg(long)]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
         /// admin, campaigner or researcher.
         #[arg(long)]
         role: sixmap_collector::store::Role,
@@ -126,15 +128,27 @@ enum ApiTokenCommand {
     },
     /// List API tokens (never their secrets) as JSON lines.
     List {
-        #[arg(long)]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// Revoke an API token by its id.
     Revoke {
-        #[arg(long)]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
         id: String,
     },
+}
+
+/// Which store an admin command works on: the collector's config file (its `[store]`,
+/// `data_dir` and `pki_dir`), a sled data dir, or both (`--data-dir` overrides the config's).
+/// With the sled store the collector must be stopped; with ClickHouse it may keep running.
+#[derive(Debug, clap::Args)]
+struct StoreArgs {
+    /// The collector's TOML config file.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -257,7 +271,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Results {
-            data_dir,
+            store,
             probe,
             limit,
         } => {
@@ -265,7 +279,8 @@ fn main() -> anyhow::Result<()> {
                 .map(|p| p.parse::<ProbeId>())
                 .transpose()
                 .context("--probe")?;
-            let store = open_offline(&data_dir)?;
+            let opened = open_admin(&store, false)?;
+            let store = &*opened.store;
             for result in store.results(&ResultQuery { probe, limit })? {
                 println!("{}", serde_json::to_string(&result)?);
             }
@@ -306,11 +321,12 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Campaign(command) => campaign(command),
         Command::Token(command) => token(command),
-        Command::Probe(ProbeCommand::Revoke { data_dir, id }) => {
+        Command::Probe(ProbeCommand::Revoke { store, id }) => {
             let probe: ProbeId = id.parse().context("probe id")?;
-            let store = open_offline(&data_dir)?;
-            let record = auth::revoke_probe(&store, &probe, UnixMicros::now())?;
-            auth::audit(&store, "cli", "probe revoke", &id, "ok");
+            let opened = open_admin(&store, false)?;
+            let store = &*opened.store;
+            let record = auth::revoke_probe(store, &probe, UnixMicros::now())?;
+            auth::audit(store, "cli", "probe revoke", &id, "ok");
             println!(
                 "probe {} revoked: it is refused at its next hello",
                 record.id
@@ -318,8 +334,9 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::ApiToken(command) => api_token(command),
-        Command::Probes { data_dir } => {
-            let store = open_offline(&data_dir)?;
+        Command::Probes { store } => {
+            let opened = open_admin(&store, false)?;
+            let store = &*opened.store;
             for probe in store.probes()? {
                 let value = serde_json::json!({
                     "id": probe.id, "hostname": probe.hostname, "enrolled_at": probe.enrolled_at,
@@ -336,7 +353,7 @@ fn main() -> anyhow::Result<()> {
 fn token(command: TokenCommand) -> anyhow::Result<()> {
     match command {
         TokenCommand::Create {
-            data_dir,
+            store,
             owner,
             expires_in,
         } => {
@@ -344,17 +361,18 @@ fn token(command: TokenCommand) -> anyhow::Result<()> {
                 Some(text) => auth::parse_duration(&text)?,
                 None => auth::DEFAULT_TOKEN_LIFETIME,
             };
-            let store = open_store(&data_dir)?;
-            let pki = sixmap_collector::pki::Pki::load_or_create(&data_dir)?;
+            let opened = open_admin(&store, true)?;
+            let store = &*opened.store;
+            let pki = sixmap_collector::pki::Pki::load_or_create_in(&opened.pki_dir)?;
             let (token, record) = auth::create_enrollment_token(
-                &store,
+                store,
                 pki.fingerprint(),
                 &owner,
                 lifetime,
                 "cli",
                 UnixMicros::now(),
             )?;
-            auth::audit(&store, "cli", "token create", &record.id, "ok");
+            auth::audit(store, "cli", "token create", &record.id, "ok");
             eprintln!(
                 "enrollment token {} for {owner:?}, single use, expires in {}: give it to the volunteer privately",
                 record.id,
@@ -364,17 +382,19 @@ fn token(command: TokenCommand) -> anyhow::Result<()> {
             println!("{token}");
             Ok(())
         }
-        TokenCommand::List { data_dir } => {
-            let store = open_offline(&data_dir)?;
+        TokenCommand::List { store } => {
+            let opened = open_admin(&store, false)?;
+            let store = &*opened.store;
             for (_, record) in store.enrollment_tokens()? {
                 println!("{}", serde_json::to_string(&record)?);
             }
             Ok(())
         }
-        TokenCommand::Revoke { data_dir, id } => {
-            let store = open_offline(&data_dir)?;
-            let record = auth::revoke_enrollment_token(&store, &id, UnixMicros::now())?;
-            auth::audit(&store, "cli", "token revoke", &id, "ok");
+        TokenCommand::Revoke { store, id } => {
+            let opened = open_admin(&store, false)?;
+            let store = &*opened.store;
+            let record = auth::revoke_enrollment_token(store, &id, UnixMicros::now())?;
+            auth::audit(store, "cli", "token revoke", &id, "ok");
             println!(
                 "enrollment token {} (owner {:?}) revoked",
                 record.id, record.owner
@@ -386,14 +406,11 @@ fn token(command: TokenCommand) -> anyhow::Result<()> {
 
 fn api_token(command: ApiTokenCommand) -> anyhow::Result<()> {
     match command {
-        ApiTokenCommand::Create {
-            data_dir,
-            role,
-            name,
-        } => {
-            let store = open_store(&data_dir)?;
-            let (token, record) = auth::create_api_token(&store, role, &name, UnixMicros::now())?;
-            auth::audit(&store, "cli", "api-token create", &record.id, "ok");
+        ApiTokenCommand::Create { store, role, name } => {
+            let opened = open_admin(&store, true)?;
+            let store = &*opened.store;
+            let (token, record) = auth::create_api_token(store, role, &name, UnixMicros::now())?;
+            auth::audit(store, "cli", "api-token create", &record.id, "ok");
             eprintln!(
                 "API token {} for {name:?} with role {role}: send it as `Authorization: Bearer <token>`",
                 record.id
@@ -401,17 +418,19 @@ fn api_token(command: ApiTokenCommand) -> anyhow::Result<()> {
             println!("{token}");
             Ok(())
         }
-        ApiTokenCommand::List { data_dir } => {
-            let store = open_offline(&data_dir)?;
+        ApiTokenCommand::List { store } => {
+            let opened = open_admin(&store, false)?;
+            let store = &*opened.store;
             for (_, record) in store.api_tokens()? {
                 println!("{}", serde_json::to_string(&record)?);
             }
             Ok(())
         }
-        ApiTokenCommand::Revoke { data_dir, id } => {
-            let store = open_offline(&data_dir)?;
-            let record = auth::revoke_api_token(&store, &id, UnixMicros::now())?;
-            auth::audit(&store, "cli", "api-token revoke", &id, "ok");
+        ApiTokenCommand::Revoke { store, id } => {
+            let opened = open_admin(&store, false)?;
+            let store = &*opened.store;
+            let record = auth::revoke_api_token(store, &id, UnixMicros::now())?;
+            auth::audit(store, "cli", "api-token revoke", &id, "ok");
             println!("API token {} ({:?}) revoked", record.id, record.name);
             Ok(())
         }
@@ -429,28 +448,48 @@ fn humantime(d: std::time::Duration) -> String {
     format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
 }
 
-/// Opens (or creates) the store for an admin command; fails with advice if the collector is
-/// running on it.
-fn open_store(data_dir: &std::path::Path) -> anyhow::Result<SledStore> {
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("creating {}", data_dir.display()))?;
-    SledStore::open(data_dir).with_context(|| {
-        format!(
-            "opening {} (if a collector is running on it, use its HTTP API with an admin token instead)",
-            data_dir.display()
-        )
-    })
+/// The store an admin command works on, and the CA directory that goes with it.
+struct Opened {
+    store: Arc<dyn Store>,
+    pki_dir: PathBuf,
 }
 
-fn open_offline(data_dir: &std::path::Path) -> anyhow::Result<SledStore> {
-    if !data_dir.join("conf").exists() {
-        bail!("{} holds no sixmap store", data_dir.display());
+/// Opens the store named by `--config` and/or `--data-dir`. A sled store is created only when
+/// `create` (commands that write); it fails with advice if the collector is running on it.
+fn open_admin(args: &StoreArgs, create: bool) -> anyhow::Result<Opened> {
+    let mut config = match &args.config {
+        Some(path) => CollectorConfig::load(path)?,
+        None if args.data_dir.is_some() => CollectorConfig::default(),
+        None => bail!("give --config (the collector's config file) or --data-dir"),
+    };
+    if let Some(dir) = &args.data_dir {
+        config.data_dir = dir.clone();
     }
-    SledStore::open(data_dir).with_context(|| {
-        format!(
-            "opening {} (if a collector is running on it, use its HTTP API /api/v1/results instead)",
-            data_dir.display()
-        )
+    let settings = config.validate(args.config.as_deref())?;
+    let data_dir = &settings.data_dir;
+    let store: Arc<dyn Store> = match &settings.store {
+        StoreSettings::Sled => {
+            if create {
+                std::fs::create_dir_all(data_dir)
+                    .with_context(|| format!("creating {}", data_dir.display()))?;
+            } else if !data_dir.join("conf").exists() {
+                bail!("{} holds no sixmap store", data_dir.display());
+            }
+            Arc::new(SledStore::open(data_dir).with_context(|| {
+                format!(
+                    "opening {} (if a collector is running on it, use its HTTP API with an admin token instead)",
+                    data_dir.display()
+                )
+            })?)
+        }
+        StoreSettings::ClickHouse(clickhouse) => Arc::new(
+            ClickHouseStore::open(clickhouse)
+                .with_context(|| format!("opening the ClickHouse store at {}", clickhouse.url))?,
+        ),
+    };
+    Ok(Opened {
+        store,
+        pki_dir: settings.pki_dir,
     })
 }
 

@@ -113,7 +113,13 @@ fn create_private(path: &Path, contents: &[u8]) -> Result<(), PkiError> {
 impl Pki {
     /// Loads the CA from `<data_dir>/pki/`, creating it on first use.
     pub fn load_or_create(data_dir: &Path) -> Result<Self, PkiError> {
-        let dir = data_dir.join("pki");
+        Self::load_or_create_in(&data_dir.join("pki"))
+    }
+
+    /// Loads the CA from `dir` (the `pki_dir` setting), creating it on first use. Collectors
+    /// sharing one store share this directory, so they issue and trust the same certificates.
+    pub fn load_or_create_in(dir: &Path) -> Result<Self, PkiError> {
+        let dir = dir.to_path_buf();
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)

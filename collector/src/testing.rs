@@ -1,6 +1,8 @@
 //! Synthetic stored results for the collector's tests and benchmarks (the daily rollups'
 //! unit tests, the dashboard tests, `map_bench`): one builder instead of a copy in each.
 
+pub mod clickhouse;
+
 use crate::store::StoredResult;
 use sixmap_shared::measurement::{
     ClockInfo, ClockState, IcmpSocketKind, MeasurementResult, PingReply, PingResult,

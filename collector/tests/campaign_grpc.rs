@@ -8,7 +8,8 @@ use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use sixmap_collector::auth;
 use sixmap_collector::config::CollectorConfig;
 use sixmap_collector::pki::Pki;
-use sixmap_collector::store::{Role, SledStore};
+use sixmap_collector::store::Role;
+use sixmap_collector::testing::clickhouse::test_store;
 use sixmap_probe::collector_tls;
 use sixmap_proto::v1;
 use sixmap_proto::v1::campaign_service_client::CampaignServiceClient;
@@ -44,14 +45,14 @@ async fn next_task_message(
 async fn campaigns_reach_connected_probes_and_errors_name_the_field() {
     let dir = tempfile::tempdir().unwrap();
     // An enrollment token made before the collector starts (the store is one process's).
+    let (store_lines, _clickhouse, store) = test_store(dir.path());
     let (token, fingerprint, api) = {
-        let store = SledStore::open(dir.path()).unwrap();
         let (api, _) =
-            auth::create_api_token(&store, Role::Campaigner, "regulator", UnixMicros::now())
+            auth::create_api_token(&*store, Role::Campaigner, "regulator", UnixMicros::now())
                 .unwrap();
         let pki = Pki::load_or_create(dir.path()).unwrap();
         let (token, _) = auth::create_enrollment_token(
-            &store,
+            &*store,
             pki.fingerprint(),
             "volunteer",
             Duration::from_secs(3600),
@@ -61,10 +62,11 @@ async fn campaigns_reach_connected_probes_and_errors_name_the_field() {
         .unwrap();
         (token, pki.fingerprint().to_owned(), api)
     };
+    drop(store);
 
     let text = format!(
         "data_dir = {:?}\ngrpc_listen = \"[::1]:0\"\nhttp_listen = \"[::1]:0\"\n\
-         lab_mode = true\n",
+         lab_mode = true\n{store_lines}",
         dir.path()
     );
     let settings = parse_toml::<CollectorConfig>(&text)

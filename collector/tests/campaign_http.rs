@@ -5,7 +5,8 @@
 use sixmap_collector::auth;
 use sixmap_collector::campaign::client::Client;
 use sixmap_collector::config::CollectorConfig;
-use sixmap_collector::store::{Role, SledStore};
+use sixmap_collector::store::Role;
+use sixmap_collector::testing::clickhouse::test_store;
 use sixmap_shared::UnixMicros;
 use sixmap_shared::config::parse_toml;
 
@@ -13,14 +14,15 @@ use sixmap_shared::config::parse_toml;
 async fn http_errors_name_the_problem() {
     let dir = tempfile::tempdir().unwrap();
     // A campaigner's API token, made before the collector opens the store.
+    let (store_lines, _clickhouse, store) = test_store(dir.path());
     let token = {
-        let store = SledStore::open(dir.path()).unwrap();
-        auth::create_api_token(&store, Role::Campaigner, "regulator", UnixMicros::now())
+        auth::create_api_token(&*store, Role::Campaigner, "regulator", UnixMicros::now())
             .unwrap()
             .0
     };
+    drop(store);
     let text = format!(
-        "data_dir = {:?}\ngrpc_listen = \"[::1]:0\"\nhttp_listen = \"[::1]:0\"\n",
+        "data_dir = {:?}\ngrpc_listen = \"[::1]:0\"\nhttp_listen = \"[::1]:0\"\n{store_lines}",
         dir.path()
     );
     let settings = parse_toml::<CollectorConfig>(&text)

@@ -6,7 +6,8 @@ use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use sixmap_collector::auth;
 use sixmap_collector::config::CollectorConfig;
 use sixmap_collector::pki::Pki;
-use sixmap_collector::store::{Role, SledStore};
+use sixmap_collector::store::Role;
+use sixmap_collector::testing::clickhouse::{ClickHouseServer, test_store};
 use sixmap_probe::collector_tls;
 use sixmap_proto::v1::probe_control_client::ProbeControlClient;
 use sixmap_proto::v1::{collector_message, probe_message};
@@ -31,6 +32,8 @@ struct Harness {
     /// A researcher API token (reads raw data, may not write).
     researcher: String,
     ca_fingerprint: String,
+    /// With `SIXMAP_TEST_STORE=clickhouse`: the server the collector stores into.
+    _clickhouse: Option<ClickHouseServer>,
 }
 
 /// A probe enrolled over TLS with a CSR, and a client presenting its certificate.
@@ -44,10 +47,10 @@ async fn start(extra: &str) -> Harness {
 }
 
 async fn start_in(dir: tempfile::TempDir, extra: &str) -> Harness {
+    let (store_lines, clickhouse, store) = test_store(dir.path());
     let (admin, researcher) = {
-        let store = SledStore::open(dir.path()).unwrap();
         let make = |role, name| {
-            auth::create_api_token(&store, role, name, UnixMicros::now())
+            auth::create_api_token(&*store, role, name, UnixMicros::now())
                 .unwrap()
                 .0
         };
@@ -56,6 +59,7 @@ async fn start_in(dir: tempfile::TempDir, extra: &str) -> Harness {
             make(Role::Researcher, "test-researcher"),
         )
     };
+    drop(store);
     // Most tests read raw results over HTTP without a token; the access tests say otherwise.
     let public = if extra.contains("raw_data_public") {
         ""
@@ -64,7 +68,7 @@ async fn start_in(dir: tempfile::TempDir, extra: &str) -> Harness {
     };
     let text = format!(
         "data_dir = {:?}\ngrpc_listen = \"[::1]:0\"\nhttp_listen = \"[::1]:0\"\n\
-         {public}{extra}\n[default_ping]\ntargets = [\"::1\"]\n",
+         {public}{extra}\n[default_ping]\ntargets = [\"::1\"]\n{store_lines}",
         dir.path()
     );
     let settings = parse_toml::<CollectorConfig>(&text)
@@ -83,6 +87,7 @@ async fn start_in(dir: tempfile::TempDir, extra: &str) -> Harness {
         admin,
         researcher,
         ca_fingerprint,
+        _clickhouse: clickhouse,
     }
 }
 

@@ -1,15 +1,18 @@
 //! Where the collector keeps probes, task assignments and results.
 //!
-//! [`Store`] is the seam for backends: sled (embedded, the default) now, ClickHouse later.
+//! [`Store`] is the seam for backends: sled (embedded, the default) and ClickHouse (shared by
+//! several collectors; `clickhouse`).
 //! Methods are synchronous and quick except [`Store::flush`]; async callers run `flush` on a
 //! blocking thread.
 
 pub mod auth;
+pub mod clickhouse;
 pub mod filter;
 mod sled_auth;
 mod sled_store;
 
 pub use auth::{ApiTokenRecord, AuditEntry, AuthStore, EnrollmentTokenRecord, Role};
+pub use clickhouse::{ClickHouseConfig, ClickHouseStore};
 pub use filter::{KindFilter, ResultCursor, ResultFilter, TargetFilter, scan_filtered};
 pub use sled_store::SledStore;
 

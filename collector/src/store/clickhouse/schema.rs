@@ -1,0 +1,271 @@
+//! Tables, their creation, and schema migrations.
+//!
+//! SQL here runs on Debian's ClickHouse 18.16 and on current releases (checked with chdb by
+//! `collector/tests/clickhouse_current.py`): MergeTree engines in the `PARTITION BY … ORDER BY`
+//! syntax, plain column types (no Nullable, LowCardinality, Map or JSON), no settings in
+//! statements. Mutable records live in `ReplacingMergeTree(version)` tables and are read
+//! newest-version-first with `LIMIT 1 BY key`, which works through Distributed tables too;
+//! background merges only save space.
+//!
+//! With a cluster, each table `t` is a Distributed table over `t_local` on every shard, with
+//! a sharding key that keeps one probe's results (and their dedup) or one record's versions
+//! on one shard. The migrations table stays local to each server.
+
+use super::super::StoreError;
+use super::client::HttpClient;
+
+/// Where the tables live.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub database: String,
+    /// Prepended to every table name (several deployments in one database).
+    pub table_prefix: String,
+    /// Cluster of `remote_servers` the Distributed tables span; `None`: plain tables.
+    pub cluster: Option<String>,
+}
+
+/// One logical table.
+struct Table {
+    name: &'static str,
+    columns: &'static str,
+    /// Engine clause after `ENGINE =`.
+    engine: &'static str,
+    /// Sharding expression of the Distributed table.
+    shard_by: &'static str,
+}
+
+/// The tables of schema version 1.
+const TABLES_V1: &[Table] = &[
+    Table {
+        name: "results",
+        columns: "started_at Int64, probe_id String, boot_epoch UInt64, sequence UInt64, \
+                  task_id UInt64, campaign UInt64, kind String, family String, \
+                  destination String, probe_asn UInt32, probe_country String, \
+                  target_asn UInt32, target_country String, json String",
+        engine: "ReplacingMergeTree() \
+                 PARTITION BY toYYYYMM(toDateTime(intDiv(started_at, 1000000))) \
+                 ORDER BY (started_at, probe_id, boot_epoch, sequence)",
+        shard_by: "cityHash64(probe_id)",
+    },
+    Table {
+        name: "losses",
+        columns: "probe_id String, boot_epoch UInt64, sequence UInt64, inserted_at Int64, \
+                  json String",
+        // The first stored version of a loss record wins: read oldest `inserted_at` first.
+        engine: "MergeTree() ORDER BY (probe_id, boot_epoch, sequence, inserted_at)",
+        shard_by: "cityHash64(probe_id)",
+    },
+    Table {
+        name: "probes",
+        columns: "id String, version UInt64, json String",
+        engine: "ReplacingMergeTree(version) ORDER BY id",
+        shard_by: "cityHash64(id)",
+    },
+    Table {
+        name: "tasks",
+        columns: "task_id UInt64, definition String",
+        engine: "ReplacingMergeTree() ORDER BY task_id",
+        shard_by: "task_id",
+    },
+    Table {
+        name: "assignments",
+        columns: "probe_id String, task_id UInt64",
+        engine: "ReplacingMergeTree() ORDER BY (probe_id, task_id)",
+        shard_by: "cityHash64(probe_id)",
+    },
+    Table {
+        name: "rollups",
+        columns: "country String, day String, version UInt64, json String",
+        engine: "ReplacingMergeTree(version) ORDER BY (country, day)",
+        shard_by: "cityHash64(country)",
+    },
+    Table {
+        name: "tag_history",
+        columns: "probe_id String, at Int64, nonce UInt64, json String",
+        engine: "ReplacingMergeTree() ORDER BY (probe_id, at, nonce)",
+        shard_by: "cityHash64(probe_id)",
+    },
+    Table {
+        name: "campaigns",
+        columns: "id UInt64, version UInt64, json String",
+        engine: "ReplacingMergeTree(version) ORDER BY id",
+        shard_by: "id",
+    },
+    Table {
+        name: "campaign_tasks",
+        columns: "task_id UInt64, campaign UInt64, version UInt64",
+        engine: "ReplacingMergeTree(version) ORDER BY task_id",
+        shard_by: "task_id",
+    },
+    Table {
+        name: "enrollment_tokens",
+        columns: "hash String, version UInt64, json String",
+        engine: "ReplacingMergeTree(version) ORDER BY hash",
+        shard_by: "cityHash64(hash)",
+    },
+    Table {
+        name: "api_tokens",
+        columns: "hash String, version UInt64, json String",
+        engine: "ReplacingMergeTree(version) ORDER BY hash",
+        shard_by: "cityHash64(hash)",
+    },
+    Table {
+        name: "certificates",
+        columns: "fingerprint String, version UInt64, probe_id String",
+        engine: "ReplacingMergeTree(version) ORDER BY fingerprint",
+        shard_by: "cityHash64(fingerprint)",
+    },
+    Table {
+        name: "audit",
+        columns: "at Int64, nonce UInt64, json String",
+        engine: "ReplacingMergeTree() ORDER BY (at, nonce)",
+        shard_by: "nonce",
+    },
+    Table {
+        name: "claims",
+        columns: "scope String, subject String, nonce UInt64",
+        // Every claim row is kept: the claim protocol (`claims`) reads them all.
+        engine: "MergeTree() ORDER BY (scope, subject, nonce)",
+        shard_by: "cityHash64(scope, subject)",
+    },
+];
+
+/// Schema versions in order; each one's statements are idempotent (`IF NOT EXISTS`).
+const MIGRATIONS: &[(u32, &str, &[Table])] = &[(1, "initial tables", TABLES_V1)];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+impl Layout {
+    /// The fully qualified name queries use for a logical table.
+    pub fn table(&self, name: &str) -> String {
+        format!("{}.{}{}", self.database, self.table_prefix, name)
+    }
+
+    fn local(&self, name: &str) -> String {
+        match self.cluster {
+            Some(_) => format!("{}_local", self.table(name)),
+            None => self.table(name),
+        }
+    }
+
+    fn migrations_table(&self) -> String {
+        self.table("schema_migrations")
+    }
+
+    /// Statements that create the database and every table of `tables` (idempotent).
+    fn create(&self, tables: &[Table]) -> Vec<String> {
+        let mut statements = Vec::new();
+        for table in tables {
+            statements.push(format!(
+                "CREATE TABLE IF NOT EXISTS {} ({}) ENGINE = {}",
+                self.local(table.name),
+                table.columns,
+                table.engine
+            ));
+            if let Some(cluster) = &self.cluster {
+                statements.push(format!(
+                    "CREATE TABLE IF NOT EXISTS {} AS {} ENGINE = Distributed({}, {}, {}{}_local, {})",
+                    self.table(table.name),
+                    self.local(table.name),
+                    cluster,
+                    self.database,
+                    self.table_prefix,
+                    table.name,
+                    table.shard_by
+                ));
+            }
+        }
+        statements
+    }
+
+    /// Every statement that builds the current schema from nothing, in order.
+    pub fn schema_statements(&self) -> Vec<String> {
+        let mut statements = vec![
+            format!("CREATE DATABASE IF NOT EXISTS {}", self.database),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {} (version UInt32, applied_at Int64, description String) \
+                 ENGINE = MergeTree() ORDER BY version",
+                self.migrations_table()
+            ),
+        ];
+        for (_, _, tables) in MIGRATIONS {
+            statements.extend(self.create(tables));
+        }
+        statements
+    }
+
+    /// Brings the server behind `client` to [`SCHEMA_VERSION`]; harmless when it is there or
+    /// when another collector migrates at the same time.
+    pub fn migrate(&self, client: &HttpClient) -> Result<u32, StoreError> {
+        client.query(&format!("CREATE DATABASE IF NOT EXISTS {}", self.database))?;
+        client.query(&self.schema_statements()[1])?;
+        let current: u32 = client
+            .query(&format!(
+                "SELECT max(version) FROM {} FORMAT TabSeparated",
+                self.migrations_table()
+            ))?
+            .trim()
+            .parse()
+            .map_err(|e| StoreError::Corrupt {
+                key: self.migrations_table(),
+                reason: format!("schema version is not a number: {e}"),
+            })?;
+        if current > SCHEMA_VERSION {
+            return Err(StoreError::Backend(format!(
+                "the ClickHouse schema is at version {current}, newer than this collector's \
+                 {SCHEMA_VERSION}: upgrade the collector"
+            )));
+        }
+        for (version, description, tables) in MIGRATIONS {
+            if *version <= current {
+                continue;
+            }
+            for statement in self.create(tables) {
+                client.query(&statement)?;
+            }
+            client.insert(
+                &format!("INSERT INTO {} FORMAT JSONEachRow", self.migrations_table()),
+                serde_json::json!({
+                    "version": version,
+                    "applied_at": sixmap_shared::UnixMicros::now().0,
+                    "description": description,
+                })
+                .to_string(),
+            )?;
+            tracing::info!(version, description, database = %self.database, "ClickHouse schema migrated");
+        }
+        Ok(SCHEMA_VERSION.max(current))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_layout_puts_distributed_tables_over_local_ones() {
+        let layout = Layout {
+            database: "db".into(),
+            table_prefix: "x_".into(),
+            cluster: Some("two".into()),
+        };
+        let statements = layout.schema_statements();
+        assert!(statements.iter().any(|s| {
+            s.starts_with("CREATE TABLE IF NOT EXISTS db.x_results_local (started_at Int64")
+        }));
+        assert!(statements.iter().any(|s| s.contains(
+            "db.x_results AS db.x_results_local ENGINE = Distributed(two, db, x_results_local, cityHash64(probe_id))"
+        )));
+        let plain = Layout {
+            cluster: None,
+            ..layout
+        };
+        assert!(
+            !plain
+                .schema_statements()
+                .iter()
+                .any(|s| s.contains("Distributed"))
+        );
+    }
+}

@@ -1,0 +1,850 @@
+//! The ClickHouse store against real ClickHouse servers started by the test (Debian's 18.16
+//! here): the sled store's behaviour, concurrent token claims from two store instances, a
+//! Distributed table over two shards, and the SQL replayed on current ClickHouse with chdb.
+//! Without ClickHouse installed the tests skip, and fail when `CI=true`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers may fail loudly
+
+use sixmap_collector::store::{
+    AuditEntry, AuthStore, ClickHouseConfig, ClickHouseStore, EnrollmentTokenRecord, Inserted,
+    ProbeRecord, ResultQuery, Store, StoreError, StoredResult, TagEvent,
+};
+use sixmap_collector::testing::clickhouse::{self, ClickHouseServer};
+use sixmap_collector::testing::ping_v6;
+use sixmap_shared::health::{LossReason, OutboxLoss, TagName};
+use sixmap_shared::prefixes::Enrichment;
+use sixmap_shared::{ProbeId, ResultKey, TaskId, UnixMicros};
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+fn config(server: &ClickHouseServer, database: &str) -> ClickHouseConfig {
+    ClickHouseConfig::local(&server.url(), database)
+}
+
+fn result(probe: &ProbeId, epoch: u64, sequence: u64, at: i64) -> StoredResult {
+    let mut r = ping_v6(
+        probe.clone(),
+        sequence,
+        UnixMicros(at),
+        Some(Duration::from_millis(3)),
+        Enrichment {
+            asn: Some(64500),
+            as_name: Some("EXAMPLE-AS, with\ttab and 'quote' \\ and é".into()),
+            country: "DE".parse().ok(),
+        },
+    );
+    r.result.key.boot_epoch = epoch;
+    r
+}
+
+fn probe_record(hostname: &str) -> ProbeRecord {
+    ProbeRecord {
+        id: ProbeId::random().unwrap(),
+        hostname: hostname.into(),
+        enrolled_at: UnixMicros(1),
+        last_seen: None,
+        software_version: Some("0.1.0".into()),
+        boot_epoch: None,
+        local_addresses: vec!["2001:db8::1".parse().unwrap()],
+        self_test: None,
+        last_v6_success: None,
+        tags: Vec::new(),
+        location: None,
+        origin: None,
+        owner: Some("alice".into()),
+        enrolled_from: None,
+        enrolled_prefix: None,
+        certificate_sha256: None,
+        revoked_at: None,
+    }
+}
+
+fn keys(results: &[StoredResult]) -> Vec<(u64, u64)> {
+    results
+        .iter()
+        .map(|r| (r.result.key.boot_epoch, r.result.key.sequence))
+        .collect()
+}
+
+fn scan(store: &dyn Store, from: i64, to: i64) -> Vec<StoredResult> {
+    let mut seen = Vec::new();
+    store
+        .scan_results_between(UnixMicros(from), UnixMicros(to), &mut |r| {
+            seen.push(r);
+            true
+        })
+        .unwrap();
+    seen
+}
+
+/// Runs raw SQL (test-only tampering, e.g. to fake two collectors racing).
+fn sql(url: &str, statement: &str) -> String {
+    use std::io::{Read, Write};
+    let address = url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    let request = format!(
+        "POST / HTTP/1.0\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n{statement}",
+        statement.len()
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"),
+        "{statement}: {answer}"
+    );
+    answer
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default()
+}
+
+fn results_are_deduplicated_ordered_and_survive_reopen(server: &ClickHouseServer) {
+    let probe = ProbeId::random().unwrap();
+    let other = ProbeId::random().unwrap();
+    {
+        let store = ClickHouseStore::open(&config(server, "dedup")).unwrap();
+        let batch = [result(&probe, 1, 1, 10), result(&probe, 1, 2, 20)];
+        assert_eq!(
+            store.insert_results(&batch).unwrap(),
+            vec![Inserted::New, Inserted::New]
+        );
+        let again = [
+            result(&probe, 1, 2, 20),
+            result(&probe, 2, 1, 30),
+            result(&probe, 2, 1, 30),
+        ];
+        assert_eq!(
+            store.insert_results(&again).unwrap(),
+            vec![Inserted::Duplicate, Inserted::New, Inserted::Duplicate]
+        );
+        assert_eq!(
+            store.insert_results(&[result(&other, 1, 1, 20)]).unwrap(),
+            vec![Inserted::New]
+        );
+        assert!(store.insert_results(&[]).unwrap().is_empty());
+        store.flush().unwrap();
+    }
+    // Reopen: the schema is already there (creating it again is harmless).
+    let store = ClickHouseStore::open(&config(server, "dedup")).unwrap();
+    let newest = store
+        .results(&ResultQuery {
+            probe: Some(probe.clone()),
+            limit: 2,
+        })
+        .unwrap();
+    assert_eq!(keys(&newest), vec![(2, 1), (1, 2)]);
+    // Read back exactly what was stored, enrichment with tabs and quotes included.
+    assert_eq!(newest[0], result(&probe, 2, 1, 30));
+    let all = store
+        .results(&ResultQuery {
+            probe: None,
+            limit: 10,
+        })
+        .unwrap();
+    assert_eq!(all.len(), 4);
+    assert_eq!(all[0].result.started_at, UnixMicros(30));
+
+    // Two collectors that raced both inserted the same rows: readers still see each once.
+    sql(
+        &server.url(),
+        "INSERT INTO dedup.results SELECT * FROM dedup.results",
+    );
+    let all = store
+        .results(&ResultQuery {
+            probe: None,
+            limit: 10,
+        })
+        .unwrap();
+    assert_eq!(all.len(), 4);
+    let scanned = scan(&store, 0, 1000);
+    let order: Vec<_> = scanned
+        .iter()
+        .map(|r| {
+            (
+                r.result.started_at.0,
+                r.result.key.probe_id.to_string(),
+                r.result.key.boot_epoch,
+                r.result.key.sequence,
+            )
+        })
+        .collect();
+    assert_eq!(order.len(), 4);
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}");
+    assert_eq!(scan(&store, 20, 30).len(), 2);
+    // A visitor that stops early stops the scan.
+    let mut visited = 0;
+    store
+        .scan_results_between(UnixMicros(0), UnixMicros(1000), &mut |_| {
+            visited += 1;
+            false
+        })
+        .unwrap();
+    assert_eq!(visited, 1);
+    // A duplicate arriving after the race is still recognized.
+    assert_eq!(
+        store.insert_results(&[result(&probe, 1, 1, 10)]).unwrap(),
+        vec![Inserted::Duplicate]
+    );
+}
+
+fn a_long_scan_pages_through_everything_once(server: &ClickHouseServer) {
+    let store = ClickHouseStore::open(&config(server, "pages")).unwrap();
+    let probes: Vec<_> = (0..3).map(|_| ProbeId::random().unwrap()).collect();
+    // 12 000 results over 4 000 distinct start times: pages (5 000 rows) end mid-timestamp.
+    for chunk in 0..4 {
+        let batch: Vec<_> = (0..1000)
+            .flat_map(|i| {
+                let at = chunk * 1000 + i;
+                probes
+                    .iter()
+                    .map(move |p| result(p, 1, at as u64 + 1, at))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        store.insert_results(&batch).unwrap();
+    }
+    let scanned = scan(&store, 0, 10_000);
+    assert_eq!(scanned.len(), 12_000);
+    let order: Vec<_> = scanned
+        .iter()
+        .map(|r| {
+            (
+                r.result.started_at.0,
+                r.result.key.probe_id.to_string(),
+                r.result.key.sequence,
+            )
+        })
+        .collect();
+    assert!(
+        order.windows(2).all(|w| w[0] < w[1]),
+        "not strictly ordered"
+    );
+}
+
+fn records_behave_like_sled(server: &ClickHouseServer) {
+    let store = ClickHouseStore::open(&config(server, "records")).unwrap();
+    // Probes: created once, then updated.
+    let mut probe = probe_record("pi-1");
+    store.create_probe(&probe).unwrap();
+    assert!(matches!(
+        store.create_probe(&probe),
+        Err(StoreError::ProbeExists(_))
+    ));
+    probe.last_seen = Some(UnixMicros(99));
+    store.update_probe(&probe).unwrap();
+    assert_eq!(store.probe(&probe.id).unwrap(), Some(probe.clone()));
+    let second = probe_record("pi-2");
+    store.create_probe(&second).unwrap();
+    let mut all = store.probes().unwrap();
+    all.sort_by(|a, b| a.hostname.cmp(&b.hostname));
+    assert_eq!(all, vec![probe.clone(), second]);
+    assert_eq!(store.probe(&ProbeId::random().unwrap()).unwrap(), None);
+
+    // Task ids: stable, distinct, non-zero, the same from another store instance.
+    let a = store.task_id("ping ::1").unwrap();
+    let b = store.task_id("ping 2001:db8::1").unwrap();
+    assert_ne!(a, b);
+    assert_eq!(store.task_id("ping ::1").unwrap(), a);
+    let other = ClickHouseStore::open(&config(server, "records")).unwrap();
+    assert_eq!(other.task_id("ping ::1").unwrap(), a);
+    assert!(!store.is_assigned(&probe.id, a).unwrap());
+    store.record_assignment(&probe.id, a).unwrap();
+    assert!(other.is_assigned(&probe.id, a).unwrap());
+    assert!(!store.is_assigned(&probe.id, b).unwrap());
+
+    // Rollups: replaced per day, oldest day first.
+    store.put_rollup("2026-01-02", "DE", b"{\"v\":1}").unwrap();
+    store.put_rollup("2026-01-01", "DE", b"{\"v\":2}").unwrap();
+    store.put_rollup("2026-01-02", "DE", b"{\"v\":3}").unwrap();
+    store.put_rollup("2026-01-01", "FR", b"{\"v\":4}").unwrap();
+    assert_eq!(
+        store.rollups("DE").unwrap(),
+        vec![
+            ("2026-01-01".to_owned(), b"{\"v\":2}".to_vec()),
+            ("2026-01-02".to_owned(), b"{\"v\":3}".to_vec()),
+        ]
+    );
+
+    // Tag history: oldest first, two changes in one microsecond both kept.
+    let event = |at, tag: &str| TagEvent {
+        at: UnixMicros(at),
+        added: vec![TagName::new(tag).unwrap()],
+        removed: Vec::new(),
+    };
+    store.record_tag_event(&probe.id, &event(5, "b")).unwrap();
+    store.record_tag_event(&probe.id, &event(2, "a")).unwrap();
+    store.record_tag_event(&probe.id, &event(5, "c")).unwrap();
+    let history = store.tag_history(&probe.id).unwrap();
+    assert_eq!(history.len(), 3);
+    assert_eq!(history[0], event(2, "a"));
+    assert_eq!(history[1], event(5, "b"));
+    assert_eq!(history[2], event(5, "c"));
+
+    // Losses: first version wins, newest key first.
+    let loss = |sequence, detail: &str| OutboxLoss {
+        key: ResultKey {
+            probe_id: probe.id.clone(),
+            boot_epoch: 1,
+            sequence,
+        },
+        reason: LossReason::OutboxFull,
+        count: 3,
+        bytes: 100,
+        first: None,
+        last: None,
+        oldest_started_at: None,
+        newest_started_at: None,
+        recorded_at: UnixMicros(7),
+        detail: detail.into(),
+    };
+    assert_eq!(
+        store
+            .insert_losses(&[loss(1, "first"), loss(2, "x")])
+            .unwrap(),
+        vec![Inserted::New, Inserted::New]
+    );
+    assert_eq!(
+        store.insert_losses(&[loss(1, "second")]).unwrap(),
+        vec![Inserted::Duplicate]
+    );
+    let losses = store
+        .losses(&ResultQuery {
+            probe: Some(probe.id.clone()),
+            limit: 10,
+        })
+        .unwrap();
+    assert_eq!(losses, vec![loss(2, "x"), loss(1, "first")]);
+
+    // Audit: newest first, entries of one microsecond all kept.
+    for (at, action) in [(1, "a"), (3, "c"), (3, "d"), (2, "b")] {
+        store
+            .append_audit(&AuditEntry {
+                at: UnixMicros(at),
+                identity: "cli".into(),
+                action: action.into(),
+                target: "t".into(),
+                outcome: "ok".into(),
+            })
+            .unwrap();
+    }
+    let actions: Vec<_> = store
+        .audit(3)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(actions, vec!["d", "c", "b"]);
+
+    // API tokens and certificate bindings.
+    let api = sixmap_collector::store::ApiTokenRecord {
+        id: "abc".into(),
+        name: "alice".into(),
+        role: sixmap_collector::store::Role::Researcher,
+        created_at: UnixMicros(1),
+        revoked_at: None,
+    };
+    store.put_api_token("hash-1", &api).unwrap();
+    let revoked = sixmap_collector::store::ApiTokenRecord {
+        revoked_at: Some(UnixMicros(2)),
+        ..api.clone()
+    };
+    store.put_api_token("hash-1", &revoked).unwrap();
+    assert_eq!(store.api_token("hash-1").unwrap(), Some(revoked.clone()));
+    assert_eq!(store.api_token("nope").unwrap(), None);
+    assert_eq!(
+        other.api_tokens().unwrap(),
+        vec![("hash-1".to_owned(), revoked)]
+    );
+    store.bind_certificate("fp'1", &probe.id).unwrap();
+    assert_eq!(
+        other.certificate_probe("fp'1").unwrap(),
+        Some(probe.id.clone())
+    );
+    assert_eq!(other.certificate_probe("fp2").unwrap(), None);
+}
+
+fn campaigns_are_shared(server: &ClickHouseServer) {
+    let one = ClickHouseStore::open(&config(server, "campaigns")).unwrap();
+    let two = ClickHouseStore::open(&config(server, "campaigns")).unwrap();
+    let a = one.next_campaign_id().unwrap();
+    let b = two.next_campaign_id().unwrap();
+    assert!(a > 0 && b > a, "{a} then {b}");
+    one.put_campaign(a, b"{\"state\":\"new\"}").unwrap();
+    two.put_campaign(a, b"{\"state\":\"running\"}").unwrap();
+    two.put_campaign(b, b"{\"state\":\"new\"}").unwrap();
+    assert_eq!(
+        one.campaign(a).unwrap(),
+        Some(b"{\"state\":\"running\"}".to_vec())
+    );
+    assert_eq!(one.campaign(9_999_999).unwrap(), None);
+    assert_eq!(
+        one.campaigns().unwrap(),
+        vec![
+            (a, b"{\"state\":\"running\"}".to_vec()),
+            (b, b"{\"state\":\"new\"}".to_vec())
+        ]
+    );
+    // A later id is above both, even with no campaign record stored for it yet.
+    assert!(one.next_campaign_id().unwrap() > b);
+
+    let task = one.task_id(&format!("campaign:{a}:ping")).unwrap();
+    let probe = ProbeId::random().unwrap();
+    let mut before = result(&probe, 1, 1, 10);
+    before.result.task_id = task;
+    one.insert_results(&[before]).unwrap();
+    one.link_campaign_task(task, a).unwrap();
+    assert_eq!(two.campaign_tasks(a).unwrap(), vec![task]);
+    assert!(two.campaign_tasks(b).unwrap().is_empty());
+    // Results stored after the link are the campaign's, also when another collector
+    // stores them.
+    let mut linked = Vec::new();
+    for sequence in [3, 2] {
+        let mut r = result(&probe, 1, sequence, 20);
+        r.result.task_id = task;
+        linked.push(r);
+    }
+    let mut unrelated = result(&probe, 1, 4, 20);
+    unrelated.result.task_id = TaskId::new(77).unwrap();
+    linked.push(unrelated);
+    two.insert_results(&linked).unwrap();
+    let mut seen = Vec::new();
+    one.campaign_results(a, &mut |r| {
+        seen.push(r.result.key.sequence);
+        true
+    })
+    .unwrap();
+    assert_eq!(seen, vec![2, 3]);
+}
+
+#[test]
+fn the_clickhouse_store_behaves_like_the_sled_store() {
+    let Some(server) = clickhouse::require() else {
+        return;
+    };
+    results_are_deduplicated_ordered_and_survive_reopen(&server);
+    a_long_scan_pages_through_everything_once(&server);
+    records_behave_like_sled(&server);
+    campaigns_are_shared(&server);
+}
+
+fn token(owner: &str) -> EnrollmentTokenRecord {
+    EnrollmentTokenRecord {
+        id: "t1".into(),
+        owner: owner.into(),
+        created_at: UnixMicros(1),
+        created_by: "cli".into(),
+        expires_at: None,
+        used_at: None,
+        used_by: None,
+        revoked_at: None,
+    }
+}
+
+/// Several store instances (as several collectors) use one token at the same moment:
+/// exactly one succeeds, every time.
+fn concurrent_token_claims(config: &ClickHouseConfig, rounds: usize) {
+    let stores: Vec<Arc<ClickHouseStore>> = (0..3)
+        .map(|_| Arc::new(ClickHouseStore::open(config).unwrap()))
+        .collect();
+    for round in 0..rounds {
+        let hash = format!("token-{round}");
+        let fresh = token("alice");
+        stores[0].put_enrollment_token(&hash, &fresh).unwrap();
+        let barrier = Arc::new(Barrier::new(stores.len()));
+        let handles: Vec<_> = stores
+            .iter()
+            .enumerate()
+            .map(|(i, store)| {
+                let (store, barrier, hash, fresh) =
+                    (store.clone(), barrier.clone(), hash.clone(), fresh.clone());
+                std::thread::spawn(move || {
+                    let used = EnrollmentTokenRecord {
+                        used_at: Some(UnixMicros(100 + i as i64)),
+                        ..fresh.clone()
+                    };
+                    barrier.wait();
+                    store
+                        .replace_enrollment_token(&hash, &fresh, &used)
+                        .unwrap()
+                        .then_some(used)
+                })
+            })
+            .collect();
+        let winners: Vec<_> = handles
+            .into_iter()
+            .filter_map(|h| h.join().unwrap())
+            .collect();
+        assert_eq!(winners.len(), 1, "round {round}: {winners:?}");
+        // Everyone reads the winner's record; using it again fails.
+        for store in &stores {
+            assert_eq!(
+                store.enrollment_token(&hash).unwrap().as_ref(),
+                Some(&winners[0])
+            );
+        }
+        assert!(
+            !stores[1]
+                .replace_enrollment_token(&hash, &fresh, &token("mallory"))
+                .unwrap()
+        );
+        // The next state of the token (e.g. a revocation) can still be written once.
+        let revoked = EnrollmentTokenRecord {
+            revoked_at: Some(UnixMicros(200)),
+            ..winners[0].clone()
+        };
+        assert!(
+            stores[2]
+                .replace_enrollment_token(&hash, &winners[0], &revoked)
+                .unwrap()
+        );
+        assert_eq!(stores[0].enrollment_token(&hash).unwrap(), Some(revoked));
+    }
+    assert_eq!(stores[0].enrollment_tokens().unwrap().len(), rounds);
+}
+
+#[test]
+fn one_of_several_collectors_wins_a_token() {
+    let Some(server) = clickhouse::require() else {
+        return;
+    };
+    concurrent_token_claims(&config(&server, "tokens"), 4);
+}
+
+fn remote_servers(cluster: &str, tcp_ports: [u16; 2]) -> String {
+    let shards: String = tcp_ports
+        .iter()
+        .map(|port| {
+            format!("<shard><replica><host>127.0.0.1</host><port>{port}</port></replica></shard>")
+        })
+        .collect();
+    format!("<remote_servers><{cluster}>{shards}</{cluster}></remote_servers>")
+}
+
+#[test]
+fn a_distributed_table_over_two_shards_sees_every_result_once() {
+    if clickhouse::require_with("").is_none() {
+        return;
+    }
+    let ports: Vec<u16> = (0..4).map(|_| clickhouse::free_port().unwrap()).collect();
+    let cluster = remote_servers("sixmap_two", [ports[1], ports[3]]);
+    let one = ClickHouseServer::start_on(ports[0], ports[1], &cluster).unwrap();
+    let two = ClickHouseServer::start_on(ports[2], ports[3], &cluster).unwrap();
+    let mut config = config(&one, "sharded");
+    config.cluster = Some("sixmap_two".into());
+    config.shard_urls = vec![one.url(), two.url()];
+    let store = ClickHouseStore::open(&config).unwrap();
+    // A second collector talking to the other shard's server.
+    let mut other_config = config.clone();
+    other_config.url = two.url();
+    let other = ClickHouseStore::open(&other_config).unwrap();
+
+    let probes: Vec<_> = (0..20).map(|_| ProbeId::random().unwrap()).collect();
+    let batch: Vec<_> = probes
+        .iter()
+        .enumerate()
+        .flat_map(|(i, p)| (1..=5).map(move |s| result(p, 1, s, (i * 10) as i64 + s as i64)))
+        .collect();
+    assert!(
+        store
+            .insert_results(&batch)
+            .unwrap()
+            .iter()
+            .all(|i| *i == Inserted::New)
+    );
+    // Through the other server: all duplicates.
+    assert!(
+        other
+            .insert_results(&batch[..30])
+            .unwrap()
+            .iter()
+            .all(|i| *i == Inserted::Duplicate)
+    );
+    let local = |server: &ClickHouseServer| -> usize {
+        sql(
+            &server.url(),
+            "SELECT count() FROM sharded.results_local FORMAT TabSeparated",
+        )
+        .trim()
+        .parse()
+        .unwrap()
+    };
+    let (on_one, on_two) = (local(&one), local(&two));
+    assert!(on_one > 0 && on_two > 0, "{on_one} and {on_two}");
+    assert_eq!(on_one + on_two, 100);
+    // One probe's results live on one shard.
+    for server in [&one, &two] {
+        let spread = sql(
+            &server.url(),
+            "SELECT count() FROM (SELECT probe_id FROM sharded.results_local GROUP BY probe_id \
+             HAVING count() != 5) FORMAT TabSeparated",
+        );
+        assert_eq!(spread.trim(), "0");
+    }
+    // Racing duplicates on both shards are still read once, from either server.
+    for server in [&one, &two] {
+        sql(
+            &server.url(),
+            "INSERT INTO sharded.results_local SELECT * FROM sharded.results_local",
+        );
+    }
+    for s in [&store, &other] {
+        assert_eq!(scan(s, 0, 1_000_000).len(), 100);
+        assert_eq!(
+            s.results(&ResultQuery {
+                probe: None,
+                limit: 1000
+            })
+            .unwrap()
+            .len(),
+            100
+        );
+        assert_eq!(
+            keys(
+                &s.results(&ResultQuery {
+                    probe: Some(probes[3].clone()),
+                    limit: 1000
+                })
+                .unwrap()
+            ),
+            vec![(1, 5), (1, 4), (1, 3), (1, 2), (1, 1)]
+        );
+    }
+    // Shared records and single-use tokens work across the shards too.
+    let probe = probe_record("pi-sharded");
+    store.create_probe(&probe).unwrap();
+    assert_eq!(other.probe(&probe.id).unwrap(), Some(probe));
+    concurrent_token_claims(&config, 2);
+}
+
+/// Replays every statement the store sent to 18.16 on current ClickHouse (chdb) with
+/// `collector/tests/clickhouse_current.py`.
+#[test]
+fn current_clickhouse_accepts_the_same_sql() {
+    let Some(server) = clickhouse::require() else {
+        return;
+    };
+    let chdb = std::process::Command::new("python3")
+        .args(["-c", "import chdb"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !chdb {
+        let why = "python3 with chdb is missing (pip install chdb)";
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("cannot check the SQL on current ClickHouse in CI: {why}");
+        }
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let store = ClickHouseStore::open_recording(&config(&server, "replay")).unwrap();
+    let probe = probe_record("pi");
+    store.create_probe(&probe).unwrap();
+    store.update_probe(&probe).unwrap();
+    store.probe(&probe.id).unwrap();
+    store.probes().unwrap();
+    let task = store.task_id("ping ::1").unwrap();
+    store.record_assignment(&probe.id, task).unwrap();
+    store.is_assigned(&probe.id, task).unwrap();
+    let id = store.next_campaign_id().unwrap();
+    store.put_campaign(id, b"{}").unwrap();
+    store.campaign(id).unwrap();
+    store.campaigns().unwrap();
+    store.link_campaign_task(task, id).unwrap();
+    store.campaign_tasks(id).unwrap();
+    let mut r = result(&probe.id, 1, 1, 1_700_000_000_000_000);
+    r.result.task_id = task;
+    store
+        .insert_results(&[r.clone(), result(&probe.id, 1, 2, 5)])
+        .unwrap();
+    store.insert_results(&[r]).unwrap();
+    store
+        .results(&ResultQuery {
+            probe: Some(probe.id.clone()),
+            limit: 5,
+        })
+        .unwrap();
+    store
+        .results(&ResultQuery {
+            probe: None,
+            limit: 5,
+        })
+        .unwrap();
+    scan(&store, 0, i64::MAX);
+    store.campaign_results(id, &mut |_| true).unwrap();
+    store.put_rollup("2026-01-01", "DE", b"{}").unwrap();
+    store.rollups("DE").unwrap();
+    store
+        .record_tag_event(
+            &probe.id,
+            &TagEvent {
+                at: UnixMicros(1),
+                added: Vec::new(),
+                removed: Vec::new(),
+            },
+        )
+        .unwrap();
+    store.tag_history(&probe.id).unwrap();
+    store.put_enrollment_token("h", &token("alice")).unwrap();
+    store
+        .replace_enrollment_token("h", &token("alice"), &token("bob"))
+        .unwrap();
+    store.enrollment_tokens().unwrap();
+    store
+        .append_audit(&AuditEntry {
+            at: UnixMicros(1),
+            identity: "cli".into(),
+            action: "a".into(),
+            target: "t".into(),
+            outcome: "ok".into(),
+        })
+        .unwrap();
+    store.audit(5).unwrap();
+    store.bind_certificate("fp", &probe.id).unwrap();
+    store.certificate_probe("fp").unwrap();
+    store.api_tokens().unwrap();
+    store
+        .losses(&ResultQuery {
+            probe: None,
+            limit: 5,
+        })
+        .unwrap();
+
+    let recorded = store.recorded();
+    assert!(recorded.len() > 40, "{} statements", recorded.len());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("statements.jsonl");
+    let lines: String = recorded
+        .iter()
+        .map(|s| format!("{}\n", serde_json::to_string(s).unwrap()))
+        .collect();
+    std::fs::write(&path, lines).unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clickhouse_current.py");
+    let output = std::process::Command::new("python3")
+        .arg(script)
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    eprintln!("{stdout}{stderr}");
+    assert!(
+        output.status.success(),
+        "chdb refused a statement:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("statements accepted"), "{stdout}");
+}
+
+fn collector_cli(args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sixmap-collector"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A `serve` process, killed on drop.
+struct Serving(std::process::Child);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `sixmap-collector serve` and returns it with its HTTP address.
+fn serve(config: &std::path::Path, data_dir: &std::path::Path) -> (Serving, String) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sixmap-collector"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let serving = Serving(child);
+    let mut line = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .unwrap();
+    let http = line
+        .trim()
+        .split_once("http=")
+        .map(|(_, a)| a.to_owned())
+        .unwrap_or_else(|| panic!("no listening line: {line:?}"));
+    (serving, http)
+}
+
+fn get(address: &str, path: &str, bearer: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: localhost\r\nAuthorization: Bearer {bearer}\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+/// Two collector processes run at once on one ClickHouse store and one CA directory; the
+/// admin CLI works on the same store while they run.
+#[test]
+fn two_collectors_and_the_cli_share_one_clickhouse_store() {
+    let Some(server) = clickhouse::require() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("collector.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = \"{data}\"\npki_dir = \"{pki}\"\ngrpc_listen = \"127.0.0.1:0\"\n\
+             http_listen = \"127.0.0.1:0\"\n[store]\nbackend = \"clickhouse\"\n\
+             [store.clickhouse]\nurl = \"{url}\"\ndatabase = \"shared\"\n",
+            data = dir.path().join("a").display(),
+            pki = dir.path().join("pki").display(),
+            url = server.url(),
+        ),
+    )
+    .unwrap();
+    let config_arg = config.to_str().unwrap();
+    let admin = collector_cli(&[
+        "api-token",
+        "create",
+        "--config",
+        config_arg,
+        "--role",
+        "admin",
+        "--name",
+        "ops",
+    ]);
+    let admin = admin.trim();
+    let (_one, http_one) = serve(&config, &dir.path().join("a"));
+    let (_two, http_two) = serve(&config, &dir.path().join("b"));
+    // While both run, the CLI writes to the same store.
+    let token = collector_cli(&[
+        "token", "create", "--config", config_arg, "--owner", "uni-a",
+    ]);
+    let fingerprint = token.trim().split_once('.').unwrap().1.to_owned();
+    let list = collector_cli(&["token", "list", "--config", config_arg]);
+    assert!(list.contains("uni-a"), "{list}");
+    for http in [&http_one, &http_two] {
+        let audit = get(http, "/api/v1/audit", admin);
+        assert!(audit.contains(" 200 "), "{audit}");
+        assert!(audit.contains("token create"), "{audit}");
+    }
+    // One CA for all: the token pins the CA in the shared pki_dir.
+    let ca = std::fs::read_to_string(dir.path().join("pki/ca.pem")).unwrap();
+    let der = sixmap_collector::pki::Pki::load_or_create_in(&dir.path().join("pki")).unwrap();
+    assert_eq!(der.fingerprint(), fingerprint, "{ca}");
+}
