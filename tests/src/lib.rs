@@ -5,6 +5,7 @@
 #![allow(clippy::expect_used, clippy::panic)]
 
 pub mod bench;
+pub mod delivery;
 pub mod lab;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -144,16 +145,13 @@ impl Collector {
     /// `--grpc-listen`) with `data_dir`, after making an admin API token for the test.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Self {
         let data = data_dir.to_str().expect("utf-8 path");
-        let admin = collector_command(&[
-            "api-token",
-            "create",
-            "--data-dir",
-            data,
-            "--role",
-            "admin",
-            "--name",
-            "e2e",
-        ]);
+        // The token must land in the store the collector will use, which its config names.
+        let mut token_args = vec!["api-token", "create", "--data-dir", data];
+        if let Some(at) = extra.iter().position(|a| *a == "--config") {
+            token_args.extend_from_slice(&extra[at..(at + 2).min(extra.len())]);
+        }
+        token_args.extend_from_slice(&["--role", "admin", "--name", "e2e"]);
+        let admin = collector_command(&token_args);
         let mut args = vec!["serve", "--data-dir", data, "--http-listen", "[::1]:0"];
         if !extra.contains(&"--grpc-listen") {
             args.extend_from_slice(&["--grpc-listen", "[::1]:0"]);

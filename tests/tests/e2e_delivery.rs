@@ -9,12 +9,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers may fail loudly
 
-use sixmap_tests::{
-    Collector, ProbeLog, Process, Seq, free_port, probe_status, start_probe, stored_results,
-    wait_for,
-};
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use sixmap_tests::delivery::{Probe, assert_exactly_once};
+use sixmap_tests::{Collector, Seq, free_port, probe_status, wait_for};
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::Duration;
 
 /// One test's collector: its data survives restarts on the same port.
@@ -79,113 +77,7 @@ impl Site {
             ),
         )
         .unwrap();
-        let mut probe = Probe {
-            config,
-            state_dir,
-            process: None,
-            log: ProbeLog::default(),
-            history: String::new(),
-        };
-        probe.start();
-        probe
-    }
-}
-
-/// A probe process that may be killed and restarted; its logs are kept across restarts.
-struct Probe {
-    config: PathBuf,
-    state_dir: PathBuf,
-    process: Option<Process>,
-    log: ProbeLog,
-    /// Logs of earlier processes, for failure messages.
-    history: String,
-}
-
-impl Probe {
-    fn start(&mut self) {
-        assert!(self.process.is_none());
-        self.process = Some(start_probe(&self.config));
-    }
-
-    /// SIGKILL, like a power cut; the log so far is kept.
-    fn kill(&mut self) {
-        if let Some(mut process) = self.process.take() {
-            process.kill();
-            let log = process.log();
-            self.log.add(&log);
-            self.history.push_str(&log);
-        }
-    }
-
-    fn restart(&mut self) {
-        self.kill();
-        self.start();
-    }
-
-    fn logs(&self) -> String {
-        let current = self.process.as_ref().map(Process::log).unwrap_or_default();
-        let tail: String = format!("{}{current}", self.history)
-            .lines()
-            .rev()
-            .take(60)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect::<Vec<_>>()
-            .join("\n");
-        format!("probe {} log tail:\n{tail}", self.config.display())
-    }
-
-    /// The probe's id, once it has enrolled.
-    fn try_id(&self) -> Option<String> {
-        let text = std::fs::read_to_string(self.state_dir.join("identity.toml")).ok()?;
-        text.lines()
-            .find_map(|l| l.strip_prefix("probe_id = "))
-            .map(|v| v.trim_matches('"').to_owned())
-    }
-
-    fn id(&self) -> String {
-        self.try_id().expect("the probe has enrolled")
-    }
-
-    /// Waits until the collector has at least `n` results of this probe.
-    fn wait_results(&self, collector: &Collector, n: usize) {
-        let done = wait_for(Duration::from_secs(60), || {
-            let id = self.try_id()?;
-            (stored_results(collector, &id).len() >= n).then_some(())
-        });
-        if done.is_none() {
-            panic!(
-                "fewer than {n} results stored\n{}\ncollector:\n{}",
-                self.logs(),
-                collector.process.log()
-            );
-        }
-    }
-
-    fn status(&self) -> serde_json::Value {
-        probe_status(&self.state_dir).unwrap_or_default()
-    }
-
-    /// Waits until this probe's current process is connected with an empty outbox.
-    fn wait_drained(&self, since: i64, timeout: Duration) {
-        let drained = wait_for(timeout, || {
-            let s = self.status();
-            // The file must come from the new process, written after the restart.
-            let fresh = s["updated_at"].as_i64()? > since;
-            (fresh
-                && s["connected"] == true
-                && s["outbox"]["results"] == 0
-                && s["outbox"]["loss_records"] == 0)
-                .then_some(())
-        });
-        if drained.is_none() {
-            panic!(
-                "outbox never drained; status: {:#}\n{}",
-                self.status(),
-                self.logs()
-            );
-        }
+        Probe::start_new(config, state_dir)
     }
 }
 
@@ -215,54 +107,6 @@ fn drain(site: &Site, collector: Collector, probes: &mut [Probe]) -> Collector {
         probe.kill();
     }
     collector
-}
-
-/// The collector holds exactly what the probe produced, minus what it dropped, each once; no
-/// measurement was stored under two keys. Returns how many results were checked.
-fn assert_exactly_once(collector: &Collector, probe: &Probe) -> usize {
-    let id = probe.id();
-    let stored = stored_results(collector, &id);
-    let produced = &probe.log.produced;
-    let missing: Vec<&Seq> = produced
-        .keys()
-        .filter(|k| !stored.contains_key(k) && !probe.log.dropped.contains(k))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "{} produced results never stored (first: {:?})\n{}",
-        missing.len(),
-        &missing[..missing.len().min(10)],
-        probe.logs()
-    );
-    let unknown: Vec<&Seq> = stored
-        .keys()
-        .filter(|k| !produced.contains_key(k))
-        .collect();
-    assert!(
-        unknown.is_empty(),
-        "stored results the probe never reported as produced: {:?}",
-        &unknown[..unknown.len().min(10)]
-    );
-    for (key, result) in &stored {
-        assert_eq!(
-            result.started_at, produced[key],
-            "result {key:?} stored with another start time"
-        );
-    }
-    let mut measurements = BTreeSet::new();
-    for result in stored.values() {
-        assert!(
-            measurements.insert((result.task_id, result.started_at)),
-            "one measurement stored twice: {result:?}"
-        );
-    }
-    eprintln!(
-        "probe {id}: {} results produced, {} stored exactly once, {} dropped from a full outbox",
-        produced.len(),
-        stored.len(),
-        probe.log.dropped.len()
-    );
-    stored.len()
 }
 
 fn losses(collector: &Collector, probe: &Probe) -> serde_json::Value {
