@@ -246,7 +246,7 @@ async fn identity(
             Err(End::Fatal(e)) => return Err(e),
             Err(End::Retry(reason)) => {
                 let delay = pause(&mut backoff, collectors.failed(false));
-                warn!(%reason, %collector, next = collectors.current(), retry_in = ?delay, "enrollment failed");
+                warn!(%reason, %collector, next = %collectors.current(), retry_in = ?delay, "enrollment failed");
                 tokio::time::sleep(delay).await;
             }
         }
@@ -404,7 +404,7 @@ impl Probe {
                     let collector = self.collectors.current().to_owned();
                     let delay = pause(&mut backoff, self.collectors.failed(welcomed));
                     let stats = self.outbox.stats();
-                    warn!(%reason, %collector, next = self.collectors.current(), retry_in = ?delay, outbox_results = stats.results, "session ended");
+                    warn!(%reason, %collector, next = %self.collectors.current(), retry_in = ?delay, outbox_results = stats.results, "session ended");
                     self.last_error = Some(reason);
                     self.write_status();
                     let sleep = tokio::time::sleep(delay);
