@@ -56,7 +56,7 @@ impl Rotation {
         // new round.
         self.failures = if welcomed { 1 } else { self.failures + 1 };
         self.current = (self.current + 1) % self.collectors.len();
-        if self.failures % self.collectors.len() == 0 {
+        if self.failures.is_multiple_of(self.collectors.len()) {
             Pause::Backoff
         } else {
             Pause::Short
