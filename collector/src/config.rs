@@ -39,6 +39,9 @@ pub struct CollectorConfig {
     /// Serve the maps, their API (`/map`, `/api/v1/maps/*`, `/assets/*`) and the dashboard
     /// page without a token (default: yes).
     pub maps_public: bool,
+    /// Serve `/metrics` (Prometheus) without a token (default: yes; it holds counts and
+    /// latencies, no personal data). Otherwise an admin token is needed.
+    pub metrics_public: bool,
     /// Probes older than this are refused at hello.
     pub min_probe_version: String,
     pub heartbeat_interval_s: u64,
@@ -169,6 +172,7 @@ impl Default for CollectorConfig {
             max_probes_per_owner_per_prefix: 20,
             raw_data_public: false,
             maps_public: true,
+            metrics_public: true,
             min_probe_version: "0.1.0".into(),
             heartbeat_interval_s: 30,
             default_ping: DefaultPing::default(),
@@ -746,6 +750,7 @@ impl CollectorConfig {
             access: crate::http_auth::Access {
                 raw_data_public: self.raw_data_public,
                 maps_public: self.maps_public,
+                metrics_public: self.metrics_public,
             },
             min_probe_version,
             heartbeat_interval: Duration::from_secs(self.heartbeat_interval_s),

@@ -3,7 +3,8 @@
 use crate::auth::{self, TokenRefusal};
 use crate::config::Settings;
 use crate::enrich;
-use crate::ingest::ingest_batch;
+use crate::ingest::{BatchStats, ingest_batch};
+use crate::metrics::{RejectReason, metrics};
 use crate::pki::{Pki, sha256_hex};
 use crate::store::{ProbeRecord, Store, StoreError, TagEvent};
 use crate::tags::{self, TagInputs};
@@ -295,11 +296,13 @@ impl ProbeControl for ControlService {
                     };
                     self.audit("anonymous", target, format!("refused: {refusal}"))
                         .await;
+                    metrics().enrollment("refused_token");
                     return Err(Status::permission_denied(refusal.to_string()));
                 }
             };
         let identity = format!("enrollment-token:{} (owner {})", token.id, token.owner);
         if request.hostname.len() > MAX_HOSTNAME_LEN {
+            metrics().enrollment("invalid");
             return Err(Status::invalid_argument(format!(
                 "invalid field `hostname`: longer than {MAX_HOSTNAME_LEN} bytes"
             )));
@@ -323,6 +326,7 @@ impl ProbeControl for ControlService {
         if let Some(refusal) = refusal {
             self.audit(&identity, token.id.clone(), format!("refused: {refusal}"))
                 .await;
+            metrics().enrollment("refused_cap");
             return Err(Status::resource_exhausted(format!(
                 "enrollment refused: {refusal}"
             )));
@@ -332,7 +336,10 @@ impl ProbeControl for ControlService {
         let certificate = self
             .pki
             .issue_probe_certificate(&id, &request.csr_der, now)
-            .map_err(|e| Status::invalid_argument(format!("invalid field `csr_der`: {e}")))?;
+            .map_err(|e| {
+                metrics().enrollment("invalid");
+                Status::invalid_argument(format!("invalid field `csr_der`: {e}"))
+            })?;
         let record = ProbeRecord {
             id: id.clone(),
             hostname: request.hostname,
@@ -371,10 +378,12 @@ impl ProbeControl for ControlService {
         if let Err(refusal) = consumed {
             self.audit(&identity, "-".into(), format!("refused: {refusal}"))
                 .await;
+            metrics().enrollment("refused_token");
             return Err(Status::permission_denied(refusal.to_string()));
         }
         self.audit(&identity, record.id.to_string(), "ok".into())
             .await;
+        metrics().enrollment("ok");
         info!(probe = %record.id, hostname = %record.hostname, owner = ?record.owner, %from, "probe enrolled");
         Ok(Response::new(v1::EnrollResponse {
             probe_id: record.id.to_string(),
@@ -449,8 +458,10 @@ impl ProbeControl for ControlService {
         let store = self.store.clone();
         let prefixes = self.prefixes.clone();
         let campaigns = self.campaigns.clone();
+        let open_session = metrics().session();
         tokio::spawn(async move {
             let _session_permit = session_permit;
+            let _open_session = open_session;
             for item in greeting {
                 if tx.send(item).await.is_err() {
                     return;
@@ -501,6 +512,26 @@ async fn send_tags(
     .is_ok()
 }
 
+/// Adds one stored batch's counts to the metrics.
+fn count_batch(stats: &BatchStats) {
+    let m = metrics();
+    m.results_stored.with(&["new"]).add(stats.new as u64);
+    m.results_stored
+        .with(&["duplicate"])
+        .add(stats.duplicate as u64);
+    for (reason, count) in [
+        (RejectReason::Malformed, stats.rejected_malformed),
+        (RejectReason::ForeignProbe, stats.rejected_foreign_probe),
+        (RejectReason::UnassignedTask, stats.rejected_unassigned_task),
+    ] {
+        if count > 0 {
+            m.results_rejected.with(&[reason.label()]).add(count as u64);
+        }
+    }
+    m.loss_records.add(stats.losses_new as u64);
+    m.lost_results.add(stats.lost_results);
+}
+
 async fn session_loop(
     store: &Arc<dyn Store>,
     prefixes: &Arc<PrefixData>,
@@ -531,6 +562,11 @@ async fn session_loop(
                 }
             }
             Some(probe_message::Kind::Results(batch)) => {
+                let received_at = std::time::Instant::now();
+                let m = metrics();
+                m.batches.inc();
+                let batch_len = batch.results.len() as u64;
+                m.results_received.add(batch_len);
                 let store_for_batch = store.clone();
                 let session_probe = probe.clone();
                 let prefixes = prefixes.clone();
@@ -538,7 +574,13 @@ async fn session_loop(
                     ingest_batch(&*store_for_batch, &prefixes, &session_probe, &batch)
                 })
                 .await?;
-                let (ack, stats) = outcome.map_err(|e| Status::invalid_argument(e.to_string()))?;
+                let (ack, stats) = outcome.map_err(|e| {
+                    m.results_rejected
+                        .with(&[RejectReason::Malformed.label()])
+                        .add(batch_len);
+                    Status::invalid_argument(e.to_string())
+                })?;
+                count_batch(&stats);
                 for rejection in &ack.rejected {
                     warn!(probe = %probe, key = %rejection.key, reason = %rejection.reason, "result rejected");
                 }
@@ -550,6 +592,8 @@ async fn session_loop(
                 {
                     return Ok(());
                 }
+                m.acks_sent.inc();
+                m.ack_latency.observe_duration(received_at.elapsed());
                 if let Some(success) = stats.last_v6_success {
                     let (record, changed) = update_probe(store, probe, move |r| {
                         r.last_v6_success = r.last_v6_success.max(Some(success));

@@ -24,13 +24,16 @@ use serde::Deserialize;
 use sixmap_shared::{ProbeId, UnixMicros};
 use std::sync::Arc;
 
-/// What may be read without a token (config keys `raw_data_public`, `maps_public`).
+/// What may be read without a token (config keys `raw_data_public`, `maps_public`,
+/// `metrics_public`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Access {
     /// Raw results, probes (with their addresses), loss records.
     pub raw_data_public: bool,
     /// The maps, their API, their assets and the dashboard page.
     pub maps_public: bool,
+    /// `/metrics` (counts and latencies, no personal data); otherwise admins only.
+    pub metrics_public: bool,
 }
 
 /// The authenticated caller of an HTTP request: the API token's holder and role.
@@ -161,6 +164,13 @@ pub fn required(method: &Method, path: &str, access: Access) -> Need {
     }
     if path == "/healthz" {
         return Need::Public;
+    }
+    if path == "/metrics" {
+        return if access.metrics_public {
+            Need::Public
+        } else {
+            Need::Role(Role::Admin)
+        };
     }
     if under("/api/v1/audit") || under("/api/v1/enrollment-tokens") {
         return Need::Role(Role::Admin);
@@ -443,6 +453,7 @@ mod tests {
         let private = Access {
             raw_data_public: false,
             maps_public: true,
+            metrics_public: true,
         };
         let get = Method::GET;
         assert_eq!(required(&get, "/map", private), Need::Public);
@@ -487,10 +498,17 @@ mod tests {
         let open = Access {
             raw_data_public: true,
             maps_public: false,
+            metrics_public: false,
         };
         assert_eq!(required(&get, "/api/v1/results", open), Need::Public);
         assert_eq!(required(&get, "/map", open), Need::AnyToken);
         assert_eq!(required(&get, "/healthz", open), Need::Public);
+        assert_eq!(required(&get, "/metrics", private), Need::Public);
+        assert_eq!(required(&get, "/metrics", open), Need::Role(Role::Admin));
+        assert_eq!(
+            required(&get, "/metrics/x", private),
+            Need::Role(Role::Researcher)
+        );
         assert!(Role::Admin.allows(Role::Campaigner));
         assert!(!Role::Researcher.allows(Role::Campaigner));
     }

@@ -5,6 +5,7 @@
 //! rejected explicitly so the probe can drop it instead of resending it forever.
 
 use crate::enrich;
+use crate::metrics::RejectReason;
 use crate::store::{Store, StoreError, StoredResult};
 use sixmap_proto::{decode, v1};
 use sixmap_shared::health::OutboxLoss;
@@ -20,6 +21,10 @@ pub struct BatchStats {
     pub new: usize,
     pub duplicate: usize,
     pub rejected: usize,
+    /// `rejected` by reason: malformed, another probe's, a task never assigned.
+    pub rejected_malformed: usize,
+    pub rejected_foreign_probe: usize,
+    pub rejected_unassigned_task: usize,
     pub losses_new: usize,
     /// Results counted in the new loss records.
     pub lost_results: u64,
@@ -49,19 +54,26 @@ pub fn ingest_batch(
     };
     let mut accepted: Vec<MeasurementResult> = Vec::with_capacity(decoded.len());
     let mut rejected = Vec::new();
+    let mut reasons = [0usize; 3];
     for item in decoded {
         match item {
             Ok(result) => match admissible(store, probe, &result)? {
                 Ok(()) => accepted.push(result),
-                Err(reason) => rejected.push(Rejection {
-                    key: result.key,
-                    reason,
-                }),
+                Err((class, reason)) => {
+                    reasons[class as usize] += 1;
+                    rejected.push(Rejection {
+                        key: result.key,
+                        reason,
+                    })
+                }
             },
-            Err((Some(key), error)) => rejected.push(Rejection {
-                key,
-                reason: error.to_string(),
-            }),
+            Err((Some(key), error)) => {
+                reasons[RejectReason::Malformed as usize] += 1;
+                rejected.push(Rejection {
+                    key,
+                    reason: error.to_string(),
+                })
+            }
             Err((None, error)) => {
                 // Without a key the probe cannot be told which one; it is a probe bug.
                 warn!(probe = %probe, %error, "dropping result without a valid key");
@@ -98,7 +110,11 @@ pub fn ingest_batch(
         .collect();
     let inserted = store.insert_results(&stored)?;
     let inserted_losses = store.insert_losses(&accepted_losses)?;
+    let flush_started = std::time::Instant::now();
     store.flush()?;
+    crate::metrics::metrics()
+        .store_flush
+        .observe_duration(flush_started.elapsed());
     let mut lost_results = 0;
     let mut losses_new = 0;
     for (loss, outcome) in accepted_losses.iter().zip(&inserted_losses) {
@@ -122,6 +138,9 @@ pub fn ingest_batch(
         new,
         duplicate: inserted.len() - new,
         rejected: rejected.len(),
+        rejected_malformed: reasons[RejectReason::Malformed as usize],
+        rejected_foreign_probe: reasons[RejectReason::ForeignProbe as usize],
+        rejected_unassigned_task: reasons[RejectReason::UnassignedTask as usize],
         losses_new,
         lost_results,
         last_v6_success,
@@ -146,17 +165,23 @@ fn admissible(
     store: &dyn Store,
     probe: &ProbeId,
     result: &MeasurementResult,
-) -> Result<Result<(), String>, StoreError> {
+) -> Result<Result<(), (RejectReason, String)>, StoreError> {
     if &result.key.probe_id != probe {
-        return Ok(Err(format!(
-            "result {} belongs to probe {}, but this session is probe {probe}",
-            result.key, result.key.probe_id
+        return Ok(Err((
+            RejectReason::ForeignProbe,
+            format!(
+                "result {} belongs to probe {}, but this session is probe {probe}",
+                result.key, result.key.probe_id
+            ),
         )));
     }
     if !store.is_assigned(probe, result.task_id)? {
-        return Ok(Err(format!(
-            "task_id {} was never assigned to probe {probe}",
-            result.task_id
+        return Ok(Err((
+            RejectReason::UnassignedTask,
+            format!(
+                "task_id {} was never assigned to probe {probe}",
+                result.task_id
+            ),
         )));
     }
     Ok(Ok(()))

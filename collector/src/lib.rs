@@ -12,6 +12,7 @@ pub mod http_auth;
 pub mod ingest;
 pub mod limits;
 pub mod maps;
+pub mod metrics;
 pub mod pki;
 pub mod rollup;
 pub mod store;
@@ -183,12 +184,16 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     tokio::spawn(refresh_rollups(store.clone(), prefixes));
     tokio::spawn(campaign::run_ticker(campaigns.clone()));
     let router = http_auth::protect(
-        http::router(store.clone()).merge(campaign::http::router(campaigns)),
+        http::router(store.clone())
+            .merge(campaign::http::router(campaigns))
+            .merge(metrics::router()),
         store,
         pki,
         access,
     );
-    let app = limits::http_layers(router, &server_limits);
+    // Outermost, so refusals by the limits and the access table are counted too.
+    let app = limits::http_layers(router, &server_limits)
+        .layer(axum::middleware::from_fn(metrics::track_http));
     let http = tokio::spawn(limits::serve_http(
         http_listener,
         app,

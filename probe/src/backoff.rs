@@ -35,6 +35,18 @@ impl Backoff {
         ceiling / 2 + ceiling.mul_f64(unit / 2.0)
     }
 
+    /// The first step's delay, without counting an attempt: the pause before trying another
+    /// collector of the list (see `failover`).
+    pub fn first_delay(&self, unit: f64) -> Duration {
+        let unit = if unit.is_finite() {
+            unit.clamp(0.0, 1.0)
+        } else {
+            0.5
+        };
+        let ceiling = self.base.min(self.max);
+        ceiling / 2 + ceiling.mul_f64(unit / 2.0)
+    }
+
     /// After a session got as far as a welcome, start again from `base`.
     pub fn reset(&mut self) {
         self.attempt = 0;
@@ -68,6 +80,13 @@ mod tests {
         }
         b.reset();
         assert!(b.next_delay(f64::NAN) <= Duration::from_secs(1));
+        // The short pause stays at the first step however far the backoff grew.
+        for _ in 0..10 {
+            b.next_delay(0.5);
+        }
+        assert_eq!(b.first_delay(0.0), Duration::from_millis(500));
+        assert!(b.first_delay(0.999) < Duration::from_secs(1));
+        assert_eq!(b.next_delay(0.0), Duration::from_secs(30));
     }
 
     #[test]

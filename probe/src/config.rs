@@ -10,7 +10,12 @@ use std::path::{Path, PathBuf};
 #[serde(deny_unknown_fields)]
 pub struct ProbeConfig {
     /// Collector gRPC endpoint, e.g. "https://[2001:db8::10]:7400" (TLS 1.3, always).
-    pub collector: String,
+    #[serde(default)]
+    pub collector: Option<String>,
+    /// Several collectors sharing one store and CA, tried in order: the probe uses the first
+    /// that works and moves to the next when it fails. Instead of `collector`.
+    #[serde(default)]
+    pub collectors: Option<Vec<String>>,
     /// Where the probe keeps its identity and boot counter.
     pub state_dir: PathBuf,
     /// One-time enrollment token; needed only until the probe has an identity.
@@ -49,6 +54,10 @@ pub struct ProbeConfig {
     /// Measurements running at the same time, at most; others wait for a slot.
     #[serde(default = "default_max_concurrent")]
     pub max_concurrent_measurements: usize,
+    /// Serve Prometheus metrics at `http://<this>/metrics`, e.g. "[::1]:9464". Off unless set:
+    /// the probe opens no inbound port unless its owner asks for one.
+    #[serde(default)]
+    pub metrics_listen: Option<String>,
 }
 
 fn default_packet_budget() -> u32 {
@@ -77,7 +86,8 @@ fn default_socket() -> String {
 /// Checked settings the probe runs on.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub collector: String,
+    /// In the order they are tried; never empty.
+    pub collectors: Vec<String>,
     pub state_dir: PathBuf,
     pub enrollment_token: Option<String>,
     pub hostname: String,
@@ -89,6 +99,25 @@ pub struct Settings {
     pub extra_ca_file: Option<PathBuf>,
     pub packet_budget_per_minute: u32,
     pub max_concurrent_measurements: usize,
+    pub metrics_listen: Option<std::net::SocketAddr>,
+}
+
+impl Settings {
+    /// The first collector listed: where self-tests check reachability.
+    pub fn first_collector(&self) -> &str {
+        self.collectors.first().map_or("", String::as_str)
+    }
+}
+
+/// Checks one collector URL: https:// (TLS only) and a valid URI.
+fn check_collector(url: &str) -> Result<(), String> {
+    let scheme_ok = url.len() > "https://".len() && url.starts_with("https://");
+    if !scheme_ok || url.parse::<tonic::transport::Uri>().is_err() {
+        return Err(format!(
+            "{url:?} is not an https:// URL (the collector speaks TLS only)"
+        ));
+    }
+    Ok(())
 }
 
 impl ProbeConfig {
@@ -98,17 +127,42 @@ impl ProbeConfig {
 
     pub fn validate(self, source: Option<&Path>) -> Result<Settings, ConfigError> {
         let invalid = |key: &str, reason: String| ConfigError::invalid(key, source, reason);
-        let scheme_ok =
-            self.collector.len() > "https://".len() && self.collector.starts_with("https://");
-        if !scheme_ok || self.collector.parse::<tonic::transport::Uri>().is_err() {
-            return Err(invalid(
-                "collector",
-                format!(
-                    "{:?} is not an https:// URL (the collector speaks TLS only)",
-                    self.collector
-                ),
-            ));
-        }
+        let collectors = match (self.collector, self.collectors) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "collectors",
+                    "give either `collector` (one URL) or `collectors` (a list), not both".into(),
+                ));
+            }
+            (None, None) => {
+                return Err(invalid(
+                    "collector",
+                    "missing: give the collector's URL (`collector = \"https://...\"`) or a list (`collectors = [...]`)".into(),
+                ));
+            }
+            (Some(one), None) => {
+                check_collector(&one).map_err(|e| invalid("collector", e))?;
+                vec![one]
+            }
+            (None, Some(list)) => {
+                if list.is_empty() {
+                    return Err(invalid(
+                        "collectors",
+                        "the list is empty: give at least one https:// URL".into(),
+                    ));
+                }
+                for (i, url) in list.iter().enumerate() {
+                    check_collector(url).map_err(|e| invalid(&format!("collectors[{i}]"), e))?;
+                    if list[..i].contains(url) {
+                        return Err(invalid(
+                            &format!("collectors[{i}]"),
+                            format!("{url:?} is listed twice"),
+                        ));
+                    }
+                }
+                list
+            }
+        };
         if self.state_dir.as_os_str().is_empty() {
             return Err(invalid("state_dir", "must not be empty".into()));
         }
@@ -178,8 +232,17 @@ impl ProbeConfig {
                 ));
             }
         };
+        let metrics_listen = match &self.metrics_listen {
+            None => None,
+            Some(text) => Some(text.parse::<std::net::SocketAddr>().map_err(|_| {
+                invalid(
+                    "metrics_listen",
+                    format!("{text:?} is not an address and port, e.g. \"[::1]:9464\""),
+                )
+            })?),
+        };
         Ok(Settings {
-            collector: self.collector,
+            collectors,
             state_dir: self.state_dir,
             enrollment_token: self.enrollment_token.filter(|t| !t.is_empty()),
             hostname: self.hostname,
@@ -193,6 +256,7 @@ impl ProbeConfig {
             extra_ca_file: self.extra_ca_file,
             packet_budget_per_minute: self.packet_budget_per_minute,
             max_concurrent_measurements: self.max_concurrent_measurements,
+            metrics_listen,
         })
     }
 }
@@ -272,8 +336,9 @@ mod tests {
         let err = parse_toml::<ProbeConfig>("collector = \"x\"\nstate_dir = \"/p\"\nlabmode = 1\n")
             .unwrap_err();
         assert!(err.contains("labmode"), "{err}");
-        let err = parse_toml::<ProbeConfig>("state_dir = \"/p\"\n").unwrap_err();
-        assert!(err.contains("collector"), "{err}");
+        let c: ProbeConfig = parse_toml("state_dir = \"/p\"\n").unwrap();
+        let err = c.validate(None).unwrap_err().to_string();
+        assert!(err.contains("`collector`"), "{err}");
         let c: ProbeConfig = parse_toml("collector = \"ftp://x\"\nstate_dir = \"/p\"\n").unwrap();
         assert!(
             c.validate(None)
@@ -291,5 +356,61 @@ mod tests {
                 .to_string()
                 .contains("icmp_socket")
         );
+    }
+
+    #[test]
+    fn several_collectors_are_listed_in_order() {
+        let base = "state_dir = \"/p\"\n";
+        let c: ProbeConfig = parse_toml(&format!(
+            "{base}collectors = [\"https://a:7400\", \"https://[2001:db8::1]:7400\"]\n"
+        ))
+        .unwrap();
+        let s = c.validate(None).unwrap();
+        assert_eq!(
+            s.collectors,
+            ["https://a:7400", "https://[2001:db8::1]:7400"]
+        );
+        assert_eq!(s.first_collector(), "https://a:7400");
+        let one: ProbeConfig =
+            parse_toml(&format!("{base}collector = \"https://a:7400\"\n")).unwrap();
+        assert_eq!(one.validate(None).unwrap().collectors, ["https://a:7400"]);
+        for (text, needles) in [
+            (
+                "collector = \"https://a:1\"\ncollectors = [\"https://b:1\"]\n",
+                &["`collectors`", "`collector`"][..],
+            ),
+            ("collectors = []\n", &["`collectors`", "empty"][..]),
+            (
+                "collectors = [\"https://a:1\", \"http://b:1\"]\n",
+                &["`collectors[1]`", "https://"][..],
+            ),
+            (
+                "collectors = [\"https://a:1\", \"https://a:1\"]\n",
+                &["`collectors[1]`", "twice"][..],
+            ),
+        ] {
+            let c: ProbeConfig = parse_toml(&format!("{base}{text}")).unwrap();
+            let err = c.validate(None).unwrap_err().to_string();
+            for needle in needles {
+                assert!(err.contains(needle), "{needle:?} not in {err}");
+            }
+        }
+    }
+
+    #[test]
+    fn metrics_listen_is_off_by_default_and_checked() {
+        let base = "collector = \"https://a:1\"\nstate_dir = \"/p\"\n";
+        let c: ProbeConfig = parse_toml(base).unwrap();
+        assert_eq!(c.validate(None).unwrap().metrics_listen, None);
+        let c: ProbeConfig =
+            parse_toml(&format!("{base}metrics_listen = \"[::1]:9464\"\n")).unwrap();
+        assert_eq!(
+            c.validate(None).unwrap().metrics_listen,
+            Some("[::1]:9464".parse().unwrap())
+        );
+        let c: ProbeConfig =
+            parse_toml(&format!("{base}metrics_listen = \"localhost\"\n")).unwrap();
+        let err = c.validate(None).unwrap_err().to_string();
+        assert!(err.contains("`metrics_listen`"), "{err}");
     }
 }

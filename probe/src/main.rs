@@ -40,9 +40,10 @@ struct RunArgs {
     /// TOML config file; flags below override it.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Collector URL, e.g. https://[2001:db8::10]:7400.
+    /// Collector URL, e.g. https://[2001:db8::10]:7400; give it several times for collectors
+    /// sharing one store, tried in order (replaces the config's `collector`/`collectors`).
     #[arg(long)]
-    collector: Option<String>,
+    collector: Vec<String>,
     #[arg(long)]
     state_dir: Option<PathBuf>,
     /// One-time token from the collector's operator: <secret>.<CA fingerprint>.
@@ -61,9 +62,10 @@ struct RunArgs {
 
 #[derive(Debug, clap::Args)]
 struct SetupArgs {
-    /// Collector URL, always https, e.g. https://collector.example.net:7400.
-    #[arg(long)]
-    collector: String,
+    /// Collector URL, always https, e.g. https://collector.example.net:7400; give it several
+    /// times for collectors sharing one store (the probe fails over between them).
+    #[arg(long, required = true)]
+    collector: Vec<String>,
     /// Enrollment token from the collector's operator.
     #[arg(long)]
     token: String,
@@ -123,7 +125,7 @@ fn main() -> anyhow::Result<()> {
 fn setup(args: SetupArgs) -> anyhow::Result<()> {
     use sixmap_probe::setup;
     let text = setup::render(&setup::SetupValues {
-        collector: args.collector,
+        collectors: args.collector,
         token: args.token,
         hostname: args.hostname,
         state_dir: args.state_dir.clone(),
@@ -154,10 +156,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut config = match &args.config {
         Some(path) => ProbeConfig::load(path)?,
         None => ProbeConfig {
-            collector: args
-                .collector
-                .clone()
-                .context("--collector is required without --config")?,
+            collector: None,
+            collectors: Some(args.collector.clone()).filter(|c| !c.is_empty()),
             state_dir: args
                 .state_dir
                 .clone()
@@ -173,13 +173,15 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             extra_ca_file: None,
             packet_budget_per_minute: sixmap_probe::safety::DEFAULT_PACKETS_PER_MINUTE,
             max_concurrent_measurements: sixmap_probe::safety::DEFAULT_MAX_CONCURRENT,
+            metrics_listen: None,
         },
     };
     if let Some(bytes) = args.outbox_max_bytes {
         config.outbox_max_bytes = bytes;
     }
-    if let Some(collector) = args.collector {
-        config.collector = collector;
+    if !args.collector.is_empty() {
+        config.collector = None;
+        config.collectors = Some(args.collector);
     }
     if let Some(dir) = args.state_dir {
         config.state_dir = dir;

@@ -139,6 +139,7 @@ impl PacketBudget {
     /// Takes `needed` packets, or says why not (and takes nothing).
     pub fn try_take(&self, needed: u32) -> Result<(), BudgetRefusal> {
         if needed > self.per_minute {
+            crate::metrics::metrics().budget_refusals.inc();
             return Err(BudgetRefusal::Never {
                 needed,
                 per_minute: self.per_minute,
@@ -147,6 +148,7 @@ impl PacketBudget {
         let mut bucket = self.bucket();
         let want = u64::from(needed) * MICRO;
         if bucket.micro < want {
+            crate::metrics::metrics().budget_refusals.inc();
             return Err(BudgetRefusal::Exhausted {
                 needed,
                 available: u32::try_from(bucket.micro / MICRO).unwrap_or(u32::MAX),

@@ -5,7 +5,9 @@ use crate::backoff::{Backoff, random_unit};
 use crate::collector_tls;
 use crate::config::Settings;
 use crate::engine::{Engine, Produced, local_addresses};
+use crate::failover::{Pause, Rotation};
 use crate::identity::{self, Identity, StateError};
+use crate::metrics::metrics;
 use crate::outbox::{Outbox, OutboxError};
 use crate::scheduler::Scheduler;
 use crate::status::{self, ProbeStatus};
@@ -52,6 +54,19 @@ pub enum ProbeError {
     Revoked(String),
     #[error("{0}")]
     Config(String),
+}
+
+/// The pause before the next attempt, as `failover` decides it.
+fn pause(backoff: &mut Backoff, pause: Pause) -> Duration {
+    match pause {
+        Pause::Short => backoff.first_delay(random_unit()),
+        Pause::Backoff => backoff.next_delay(random_unit()),
+    }
+}
+
+fn rotation(settings: &Settings) -> Result<Rotation, ProbeError> {
+    Rotation::new(settings.collectors.clone())
+        .ok_or_else(|| ProbeError::Config("no collector configured".into()))
 }
 
 /// Why a session ended.
@@ -149,12 +164,14 @@ async fn identity(
         Ok((identity, tls))
     };
     if let Some(identity) = identity::load_identity(&settings.state_dir)? {
-        if identity.collector != settings.collector {
+        // Collectors sharing a store share a CA, so the identity is valid at each of them;
+        // the one that issued it must be among them, or the config names another site.
+        if !settings.collectors.contains(&identity.collector) {
             return Err(ProbeError::Config(format!(
-                "the identity in {} was issued by {}, but the config names {}: move identity.toml aside to enroll with the new collector",
+                "the identity in {} was issued by {}, but the config names {}: list that collector too if it shares their store, or move identity.toml aside to enroll with the new one",
                 settings.state_dir.display(),
                 identity.collector,
-                settings.collector
+                settings.collectors.join(", ")
             )));
         }
         return session_tls(identity);
@@ -178,9 +195,12 @@ async fn identity(
     let tls = collector_tls::enrollment_config(&fingerprint)
         .map_err(|e| ProbeError::Config(format!("TLS setup for enrollment: {e}")))?;
     let mut backoff = Backoff::new(BACKOFF_BASE, BACKOFF_MAX);
+    // Any collector of the list can enroll: they share the CA the token names.
+    let mut collectors = rotation(settings)?;
     loop {
+        let collector = collectors.current().to_owned();
         let attempt = async {
-            let mut client = connect(&settings.collector, tls.clone()).await?;
+            let mut client = connect(&collector, tls.clone()).await?;
             client
                 .enroll(v1::EnrollRequest {
                     token: token.clone(),
@@ -211,7 +231,7 @@ async fn identity(
                     probe_id: response.probe_id.parse().map_err(|e| {
                         ProbeError::Refused(format!("collector sent a bad probe id: {e}"))
                     })?,
-                    collector: settings.collector.clone(),
+                    collector: collector.clone(),
                     ca_sha256: fingerprint.clone(),
                 };
                 identity::save_enrollment(
@@ -220,13 +240,13 @@ async fn identity(
                     &response.certificate_der,
                     &response.ca_certificate_der,
                 )?;
-                info!(probe = %identity.probe_id, "enrolled");
+                info!(probe = %identity.probe_id, %collector, "enrolled");
                 return session_tls(identity);
             }
             Err(End::Fatal(e)) => return Err(e),
             Err(End::Retry(reason)) => {
-                let delay = backoff.next_delay(random_unit());
-                warn!(%reason, retry_in = ?delay, "enrollment failed");
+                let delay = pause(&mut backoff, collectors.failed(false));
+                warn!(%reason, %collector, next = %collectors.current(), retry_in = ?delay, "enrollment failed");
                 tokio::time::sleep(delay).await;
             }
         }
@@ -235,9 +255,18 @@ async fn identity(
 
 /// Runs the probe until a fatal error.
 pub async fn run(settings: Settings) -> Result<(), ProbeError> {
+    // First, so an owner can watch a probe that is still waiting to enroll.
+    if let Some(addr) = settings.metrics_listen {
+        let bound = crate::metrics::start(addr).await.map_err(|e| {
+            ProbeError::Config(format!("metrics_listen: cannot listen on {addr}: {e}"))
+        })?;
+        info!(%bound, "metrics served at http://{bound}/metrics");
+    }
     let (identity, tls) = identity(&settings).await?;
     let boot_epoch = identity::next_boot_epoch(&settings.state_dir)?;
-    info!(probe = %identity.probe_id, boot_epoch, collector = %settings.collector, "probe starting");
+    let collectors = rotation(&settings)?;
+    info!(probe = %identity.probe_id, boot_epoch, collectors = %settings.collectors.join(", "), "probe starting");
+
     let outbox = Outbox::open(
         &settings.state_dir,
         &identity.probe_id,
@@ -264,12 +293,12 @@ pub async fn run(settings: Settings) -> Result<(), ProbeError> {
     let (self_test_tx, self_test_rx) = watch::channel(None);
     tokio::spawn(self_test_loop(
         settings.self_test_aaaa_name.clone(),
-        settings.collector.clone(),
+        settings.first_collector().to_owned(),
         self_test_tx,
     ));
     let now = UnixMicros::now();
     let mut probe = Probe {
-        collector: settings.collector,
+        collectors,
         state_dir: settings.state_dir,
         identity,
         tls,
@@ -308,7 +337,8 @@ async fn self_test_loop(
 
 #[derive(Debug)]
 struct Probe {
-    collector: String,
+    /// The collectors and the one in use.
+    collectors: Rotation,
     state_dir: PathBuf,
     identity: Identity,
     tls: Arc<rustls::ClientConfig>,
@@ -343,7 +373,16 @@ impl Probe {
         loop {
             let mut welcomed = false;
             let end = self.session(&mut welcomed).await;
+            // Batches in flight go back to waiting: whatever this collector did not ack is
+            // sent again, to it or to the next one.
             self.outbox.disconnected();
+            metrics().connected.set(0);
+            let stage = if welcomed {
+                "after_welcome"
+            } else {
+                "before_welcome"
+            };
+            metrics().session_failures.with(&[stage]).inc();
             if self.connected {
                 self.connected = false;
                 self.since = UnixMicros::now();
@@ -362,9 +401,10 @@ impl Probe {
                     if welcomed {
                         backoff.reset();
                     }
-                    let delay = backoff.next_delay(random_unit());
+                    let collector = self.collectors.current().to_owned();
+                    let delay = pause(&mut backoff, self.collectors.failed(welcomed));
                     let stats = self.outbox.stats();
-                    warn!(%reason, retry_in = ?delay, outbox_results = stats.results, "session ended");
+                    warn!(%reason, %collector, next = %self.collectors.current(), retry_in = ?delay, outbox_results = stats.results, "session ended");
                     self.last_error = Some(reason);
                     self.write_status();
                     let sleep = tokio::time::sleep(delay);
@@ -387,18 +427,34 @@ impl Probe {
     fn accept(&mut self, first: Produced) -> Result<(), ProbeError> {
         let now = UnixMicros::now();
         self.stage(first, now);
+        let mut staged = 1;
         for _ in 1..MAX_GROUP_COMMIT {
             match self.produced.try_recv() {
-                Ok(produced) => self.stage(produced, now),
+                Ok(produced) => {
+                    self.stage(produced, now);
+                    staged += 1;
+                }
                 Err(_) => break,
             }
         }
         self.outbox.commit()?;
+        metrics().results_produced.add(staged);
+        self.publish_outbox();
         self.last_result_at = Some(now);
         Ok(())
     }
 
+    /// The outbox's figures as metrics gauges.
+    fn publish_outbox(&self) {
+        let stats = self.outbox.stats();
+        let m = metrics();
+        m.outbox_results.set_u64(stats.results);
+        m.outbox_bytes.set_u64(stats.bytes);
+        m.outbox_loss_records.set_u64(stats.loss_records);
+    }
+
     fn stage(&mut self, produced: Produced, now: UnixMicros) {
+        metrics().measured(&produced.outcome);
         let result = MeasurementResult {
             key: self.outbox.next_key(),
             task_id: produced.task_id,
@@ -419,11 +475,13 @@ impl Probe {
     }
 
     fn write_status(&self) {
+        self.publish_outbox();
         let status = ProbeStatus {
             pid: std::process::id(),
             updated_at: UnixMicros::now(),
             probe_id: self.identity.probe_id.to_string(),
-            collector: self.collector.clone(),
+            collector: self.collectors.current().to_owned(),
+            collectors: self.collectors.all().to_vec(),
             boot_epoch: self.boot_epoch,
             connected: self.connected,
             since: self.since,
@@ -459,7 +517,10 @@ impl Probe {
 
     /// One session from connect to end. Sets `welcomed` once the collector accepted us.
     async fn session(&mut self, welcomed: &mut bool) -> End {
-        let mut client = match connect(&self.collector, self.tls.clone()).await {
+        let collector = self.collectors.current().to_owned();
+        metrics().use_collector(self.collectors.all(), &collector);
+        debug!(%collector, "connecting");
+        let mut client = match connect(&collector, self.tls.clone()).await {
             Ok(client) => client,
             Err(end) => return end,
         };
@@ -511,7 +572,10 @@ impl Probe {
         self.connected = true;
         self.since = received_at;
         self.last_error = None;
+        metrics().connected.set(1);
+        metrics().sessions_established.inc();
         info!(
+            %collector,
             collector_version = %welcome.collector_version,
             clock_offset_us = self.clock_offset_us,
             outbox_results = self.outbox.stats().results,
@@ -637,6 +701,9 @@ impl Probe {
                     // Results of the batch that the ack names neither way stay in the outbox
                     // and are sent again.
                     self.outbox.acked(&ack).map_err(|e| End::Fatal(e.into()))?;
+                    metrics().results_acked.add(ack.stored.len() as u64);
+                    metrics().results_rejected.add(ack.rejected.len() as u64);
+                    self.publish_outbox();
                 }
                 Err(e) => warn!(error = %e, "malformed ack ignored"),
             },

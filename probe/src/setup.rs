@@ -37,7 +37,8 @@ pub enum SetupError {
 /// What a volunteer gives at setup.
 #[derive(Debug, Clone)]
 pub struct SetupValues {
-    pub collector: String,
+    /// One, or several sharing a store (tried in order).
+    pub collectors: Vec<String>,
     pub token: String,
     pub hostname: String,
     pub state_dir: PathBuf,
@@ -67,8 +68,22 @@ pub fn render(values: &SetupValues) -> Result<String, SetupError> {
         "# sixmap-probe configuration, written by `sixmap-probe setup`.\n\
          # Every key: /usr/share/doc/sixmap-probe/examples/probe.toml\n\n",
     );
-    text += "# Collector gRPC endpoint.\n";
-    text += &format!("collector = {}\n", quoted(&values.collector));
+    match &values.collectors[..] {
+        [] => {
+            return Err(SetupError::Invalid(
+                "no collector URL given: give --collector".into(),
+            ));
+        }
+        [one] => {
+            text += "# Collector gRPC endpoint.\n";
+            text += &format!("collector = {}\n", quoted(one));
+        }
+        several => {
+            text += "# Collectors sharing one store, tried in order; the probe fails over.\n";
+            let list: Vec<String> = several.iter().map(|c| quoted(c)).collect();
+            text += &format!("collectors = [{}]\n", list.join(", "));
+        }
+    }
     text += "# Identity and boot counter (made on first start), outbox and status.\n";
     text += &format!("state_dir = {}\n", quoted(state_dir));
     text += "# Used once, to enroll, while the state directory holds no identity.\n";
@@ -179,7 +194,7 @@ mod tests {
 
     fn values() -> SetupValues {
         SetupValues {
-            collector: "https://collector.example.net:7400".into(),
+            collectors: vec!["https://collector.example.net:7400".into()],
             token: "volunteer \"token\"\\x".into(),
             hostname: "pi-kitchen".into(),
             state_dir: DEFAULT_STATE_DIR.into(),
@@ -206,14 +221,42 @@ mod tests {
     #[test]
     fn bad_values_are_refused_before_anything_is_written() {
         let mut v = values();
-        v.collector = "collector.example.net:7400".into();
+        v.collectors = vec!["collector.example.net:7400".into()];
         assert!(render(&v).unwrap_err().to_string().contains("`collector`"));
+        let mut v = values();
+        v.collectors = Vec::new();
+        assert!(render(&v).unwrap_err().to_string().contains("--collector"));
         let mut v = values();
         v.token = "  ".into();
         assert!(render(&v).unwrap_err().to_string().contains("token"));
         let mut v = values();
         v.longitude = None;
         assert!(render(&v).unwrap_err().to_string().contains("both"));
+    }
+
+    #[test]
+    fn several_collectors_become_a_list() {
+        let mut v = values();
+        v.collectors.push("https://[2001:db8::2]:7400".into());
+        let text = render(&v).unwrap();
+        let settings = sixmap_shared::config::parse_toml::<ProbeConfig>(&text)
+            .unwrap()
+            .validate(None)
+            .unwrap();
+        assert_eq!(
+            settings.collectors,
+            [
+                "https://collector.example.net:7400",
+                "https://[2001:db8::2]:7400"
+            ]
+        );
+        v.collectors[1] = "http://b:1".into();
+        assert!(
+            render(&v)
+                .unwrap_err()
+                .to_string()
+                .contains("collectors[1]")
+        );
     }
 
     #[test]

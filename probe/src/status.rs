@@ -26,7 +26,12 @@ pub struct ProbeStatus {
     pub pid: u32,
     pub updated_at: UnixMicros,
     pub probe_id: String,
+    /// The collector in use, or being tried while disconnected.
     pub collector: String,
+    /// Every collector configured, in the order they are tried (empty in files written before
+    /// failover existed).
+    #[serde(default)]
+    pub collectors: Vec<String>,
     pub boot_epoch: u64,
     pub connected: bool,
     /// Since when `connected` has its current value.
@@ -118,6 +123,15 @@ pub fn render(status: &ProbeStatus, alive: bool, now: UnixMicros) -> String {
         status.collector,
         ago(now, status.since)
     );
+    if status.collectors.len() > 1 {
+        let others: Vec<&str> = status
+            .collectors
+            .iter()
+            .filter(|c| **c != status.collector)
+            .map(String::as_str)
+            .collect();
+        let _ = writeln!(out, "failover:    {}", others.join(", "));
+    }
     if let (false, Some(error)) = (status.connected, &status.last_error) {
         let _ = writeln!(out, "last error:  {error}");
     }
@@ -206,7 +220,8 @@ mod tests {
             pid: std::process::id(),
             updated_at: UnixMicros(10_000_000),
             probe_id: "00112233445566aa".into(),
-            collector: "http://[::1]:7400".into(),
+            collector: "https://[::1]:7400".into(),
+            collectors: vec!["https://[::1]:7400".into(), "https://[::1]:7401".into()],
             boot_epoch: 3,
             connected: false,
             since: UnixMicros(1_000_000),
@@ -242,7 +257,8 @@ mod tests {
         let text = render(&status(), false, UnixMicros(20_000_000));
         for needle in [
             "NOT RUNNING",
-            "DISCONNECTED since 19 s ago",
+            "collector:   https://[::1]:7400 DISCONNECTED since 19 s ago",
+            "failover:    https://[::1]:7401\n",
             "cannot reach collector",
             "12 results waiting, 3.0 MiB of 64.0 MiB, oldest from 18 s ago",
             "4 results dropped",

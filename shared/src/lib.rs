@@ -7,6 +7,7 @@ pub mod config;
 pub mod health;
 pub mod ids;
 pub mod measurement;
+pub mod metrics;
 pub mod policy;
 pub mod prefixes;
 pub mod session;
