@@ -159,7 +159,7 @@ pub fn required(method: &Method, path: &str, access: Access) -> Need {
             Need::Role(Role::Admin)
         };
     }
-    if path == "/healthz" {
+    if path == "/healthz" || path == "/api/v1/openapi.json" {
         return Need::Public;
     }
     if under("/api/v1/audit") || under("/api/v1/enrollment-tokens") {
@@ -179,7 +179,10 @@ pub fn required(method: &Method, path: &str, access: Access) -> Need {
     }
     // Raw data, and whatever else is added later until the table names it.
     if access.raw_data_public
-        && (under("/api/v1/results") || under("/api/v1/probes") || under("/api/v1/losses"))
+        && (under("/api/v1/results")
+            || under("/api/v1/query")
+            || under("/api/v1/probes")
+            || under("/api/v1/losses"))
     {
         Need::Public
     } else {
@@ -489,6 +492,18 @@ mod tests {
             maps_public: false,
         };
         assert_eq!(required(&get, "/api/v1/results", open), Need::Public);
+        assert_eq!(
+            required(&get, "/api/v1/query/results", private),
+            Need::Role(Role::Researcher)
+        );
+        assert_eq!(
+            required(&get, "/api/v1/query/aggregates", open),
+            Need::Public
+        );
+        assert_eq!(
+            required(&get, "/api/v1/openapi.json", private),
+            Need::Public
+        );
         assert_eq!(required(&get, "/map", open), Need::AnyToken);
         assert_eq!(required(&get, "/healthz", open), Need::Public);
         assert!(Role::Admin.allows(Role::Campaigner));

@@ -12,7 +12,9 @@ pub mod http_auth;
 pub mod ingest;
 pub mod limits;
 pub mod maps;
+pub mod openapi;
 pub mod pki;
+pub mod query;
 pub mod rollup;
 pub mod store;
 pub mod tags;
@@ -24,6 +26,7 @@ use crate::control::ControlService;
 use crate::store::{SledStore, Store};
 use sixmap_proto::v1::campaign_service_server::CampaignServiceServer;
 use sixmap_proto::v1::probe_control_server::ProbeControlServer;
+use sixmap_proto::v1::query_service_server::QueryServiceServer;
 use sixmap_shared::prefixes::PrefixData;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -133,6 +136,10 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         campaigns.clone(),
         store.clone(),
     ));
+    let query_service = QueryServiceServer::new(query::grpc::QueryGrpc::new(
+        store.clone(),
+        access.raw_data_public,
+    ));
     let service = ProbeControlServer::new(
         ControlService::new(
             store.clone(),
@@ -160,6 +167,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
             .http2_max_header_list_size(Some(16 * 1024))
             .add_service(service)
             .add_service(campaign_service)
+            .add_service(query_service)
             // TLS 1.3 with client certificates (`pki`), within the handshake deadline; TCP
             // keepalive and TCP_NODELAY are set there too.
             .serve_with_incoming(pki::tls_incoming(
@@ -172,7 +180,9 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     tokio::spawn(refresh_rollups(store.clone(), prefixes));
     tokio::spawn(campaign::run_ticker(campaigns.clone()));
     let router = http_auth::protect(
-        http::router(store.clone()).merge(campaign::http::router(campaigns)),
+        http::router(store.clone())
+            .merge(campaign::http::router(campaigns))
+            .merge(query::router(store.clone())),
         store,
         pki,
         access,
