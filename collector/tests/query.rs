@@ -22,6 +22,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tonic::Code;
 
+/// Which results a filter should keep.
+type Keep = Box<dyn Fn(&StoredResult) -> bool>;
+
 const PROBES: [&str; 3] = ["00000000000000aa", "00000000000000bb", "00000000000000cc"];
 const CAMPAIGN: u64 = 4;
 const CAMPAIGN_TASK: u64 = 9;
@@ -38,7 +41,7 @@ fn origin(asn: u32, country: &str) -> Enrichment {
 /// destinations in two ASes, some of the campaign's task, one in six unanswered.
 fn result(i: u64) -> StoredResult {
     let probe = PROBES[(i % 3) as usize].parse().unwrap();
-    let rtt = (i % 6 != 0).then(|| Duration::from_millis(5 + i % 40));
+    let rtt = (!i.is_multiple_of(6)).then(|| Duration::from_millis(5 + i % 40));
     let probe_origin = match i % 3 {
         0 => origin(3320, "DE"),
         1 => origin(1136, "NL"),
@@ -58,7 +61,7 @@ fn result(i: u64) -> StoredResult {
     };
     r.result.destination = Some(destination);
     r.target_origin = Some(target_origin);
-    if i % 5 == 0 {
+    if i.is_multiple_of(5) {
         r.result.task_id = TaskId::new(CAMPAIGN_TASK).unwrap();
     }
     r
@@ -174,7 +177,7 @@ async fn http_filters_pages_errors_and_access() {
         // Every filter narrows to exactly the results it names.
         let all: Vec<StoredResult> = (0..N).map(result).collect();
         let t0 = 1_700_000_000_000_000i64;
-        let cases: Vec<(String, Box<dyn Fn(&StoredResult) -> bool>)> = vec![
+        let cases: Vec<(String, Keep)> = vec![
             ("type=ping".into(), Box::new(|_| true)),
             ("type=dns".into(), Box::new(|_| false)),
             (
@@ -467,6 +470,32 @@ async fn grpc_streams_filtered_results_and_stops_when_the_client_leaves() {
         streamed < 200,
         "{streamed} results read for a client that took 5 (buffer 32, HTTP/2 window)"
     );
+
+    // Streams that are not read hold their scans; past the cap new ones are refused.
+    let mut held = Vec::new();
+    for _ in 0..sixmap_collector::query::grpc::MAX_STREAMS {
+        held.push(
+            client
+                .stream_results(with_token(v1::ResultQuery::default(), &served.researcher))
+                .await
+                .unwrap()
+                .into_inner(),
+        );
+    }
+    let err = client
+        .stream_results(with_token(v1::ResultQuery::default(), &served.researcher))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err}");
+    drop(held);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while stats.active_streams.load(Ordering::Relaxed) > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "held scans did not end"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     // Aggregates over gRPC: the same groups as over HTTP.
     let mut request = tonic::Request::new(v1::AggregateQuery {

@@ -19,6 +19,9 @@ use tonic::{Request, Response, Status};
 /// Results buffered between the scan and a client: enough to keep a fast client busy, few
 /// enough that a stalled client holds little memory.
 const STREAM_BUFFER: usize = 32;
+/// Streams scanning at once. Each holds a blocking thread for as long as its client reads,
+/// so slow clients must not be able to take the whole blocking pool that ingest needs.
+pub const MAX_STREAMS: u64 = 16;
 
 /// Counters of the query streams, for tests and metrics.
 #[derive(Debug, Default)]
@@ -33,15 +36,26 @@ pub struct QueryStats {
 struct Active(Arc<QueryStats>);
 
 impl Active {
-    fn start(stats: Arc<QueryStats>) -> Self {
-        stats.active_streams.fetch_add(1, Ordering::Relaxed);
-        Self(stats)
+    /// Counts a new stream, or refuses it when [`MAX_STREAMS`] are running.
+    fn start(stats: Arc<QueryStats>) -> Result<Self, Status> {
+        let admitted =
+            stats
+                .active_streams
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                    (n < MAX_STREAMS).then_some(n + 1)
+                });
+        match admitted {
+            Ok(_) => Ok(Self(stats)),
+            Err(_) => Err(Status::resource_exhausted(format!(
+                "{MAX_STREAMS} result streams are running; retry later"
+            ))),
+        }
     }
 }
 
 impl Drop for Active {
     fn drop(&mut self) {
-        self.0.active_streams.fetch_sub(1, Ordering::Relaxed);
+        self.0.active_streams.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -168,7 +182,7 @@ impl QueryService for QueryGrpc {
         };
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let store = self.store.clone();
-        let active = Active::start(self.stats.clone());
+        let active = Active::start(self.stats.clone())?;
         tracing::debug!(?filter, "query stream started");
         tokio::task::spawn_blocking(move || {
             let stats = active.0.clone();
