@@ -62,7 +62,10 @@ fn main() -> anyhow::Result<()> {
     }
     store.insert_results(&batch)?;
     store.flush()?;
-    println!("{total} results stored in {:.1} s", built.elapsed().as_secs_f64());
+    println!(
+        "{total} results stored in {:.1} s",
+        built.elapsed().as_secs_f64()
+    );
 
     let t = Instant::now();
     let first = page(&store, &request(&[("limit", "1000")]), PAGE_MAX_SCANNED)?;
@@ -91,7 +94,11 @@ fn main() -> anyhow::Result<()> {
     );
 
     let t = Instant::now();
-    let none = page(&store, &request(&[("probe_country", "ZZ")]), PAGE_MAX_SCANNED)?;
+    let none = page(
+        &store,
+        &request(&[("probe_country", "ZZ")]),
+        PAGE_MAX_SCANNED,
+    )?;
     println!(
         "a page matching nothing (budget {PAGE_MAX_SCANNED}): {:>8.1} ms, cursor: {}",
         t.elapsed().as_secs_f64() * 1e3,

@@ -535,3 +535,68 @@ async fn grpc_streams_filtered_results_and_stops_when_the_client_leaves() {
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(err.message().contains("group_by"), "{}", err.message());
 }
+
+/// The collector as started by `sixmap-collector run`: the query routes, the description
+/// and the gRPC service are wired in, behind the same tokens.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_running_collector_serves_the_query_service() {
+    use sixmap_collector::config::CollectorConfig;
+    use sixmap_probe::collector_tls;
+    use sixmap_shared::config::parse_toml;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (researcher, fingerprint) = {
+        let store = SledStore::open(dir.path()).unwrap();
+        store
+            .insert_results(&(1..=25).map(result).collect::<Vec<_>>())
+            .unwrap();
+        let (token, _) =
+            auth::create_api_token(&store, Role::Researcher, "lab", UnixMicros::now()).unwrap();
+        let pki = Pki::load_or_create(dir.path()).unwrap();
+        (token, pki.fingerprint().to_owned())
+    };
+    let text = format!(
+        "data_dir = {:?}\ngrpc_listen = \"[::1]:0\"\nhttp_listen = \"[::1]:0\"\n",
+        dir.path()
+    );
+    let settings = parse_toml::<CollectorConfig>(&text)
+        .unwrap()
+        .validate(None)
+        .unwrap();
+    let running = sixmap_collector::start(settings).await.unwrap();
+
+    let anonymous = Client::new(&format!("http://{}", running.http_addr)).unwrap();
+    let client = anonymous.clone().with_token(Some(researcher.clone()));
+    tokio::task::spawn_blocking(move || {
+        assert_eq!(anonymous.get("/api/v1/openapi.json").unwrap().status, 200);
+        assert_eq!(anonymous.get("/api/v1/query/results").unwrap().status, 401);
+        let reply = client.get("/api/v1/query/results?limit=10").unwrap();
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert_eq!(json(&reply.body)["results"].as_array().unwrap().len(), 10);
+        let reply = client.get("/api/v1/query/aggregates?group_by=day").unwrap();
+        assert_eq!(json(&reply.body)["results"], 25, "{}", reply.body);
+    })
+    .await
+    .unwrap();
+
+    let url = format!("https://{}", running.grpc_addr);
+    let pinned = collector_tls::enrollment_config(&fingerprint).unwrap();
+    let mut query =
+        QueryServiceClient::new(collector_tls::channel(&url, pinned, |e| e).await.unwrap());
+    let err = query
+        .stream_results(v1::ResultQuery::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated, "{err}");
+    let mut request = tonic::Request::new(v1::ResultQuery::default());
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {researcher}").parse().unwrap(),
+    );
+    let mut stream = query.stream_results(request).await.unwrap().into_inner();
+    let mut n = 0;
+    while stream.message().await.unwrap().is_some() {
+        n += 1;
+    }
+    assert_eq!(n, 25);
+}
