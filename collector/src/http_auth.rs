@@ -27,7 +27,7 @@ use std::sync::Arc;
 /// What may be read without a token (config keys `raw_data_public`, `maps_public`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Access {
-    /// Raw results, probes (with their addresses), loss records.
+    /// Raw results (also through the query API), probes (with their addresses), loss records.
     pub raw_data_public: bool,
     /// The maps, their API, their assets and the dashboard page.
     pub maps_public: bool,
