@@ -289,6 +289,7 @@ async fn http_filters_pages_errors_and_access() {
             ("from=yesterday", "from"),
             ("from=2026-02-01&to=2026-01-01", "from"),
             ("probes=00000000000000aa", "probes"),
+            ("type=ping&type=dns", "type"),
         ] {
             let reply = client
                 .get(&format!("/api/v1/query/results?{query}"))

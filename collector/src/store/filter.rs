@@ -199,6 +199,8 @@ pub enum FilterError {
     },
     #[error("unknown parameter `{0}`")]
     Unknown(String),
+    #[error("parameter `{0}` is given more than once")]
+    Repeated(&'static str),
     #[error("`from` ({from}) must be before `to` ({to})")]
     EmptyRange { from: i64, to: i64 },
 }
@@ -265,6 +267,21 @@ fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// The query-string names [`ResultFilter::from_pairs`] reads.
+pub const FILTER_NAMES: [&str; 11] = [
+    "from",
+    "to",
+    "probe",
+    "task",
+    "campaign",
+    "probe_asn",
+    "probe_country",
+    "target_asn",
+    "target_country",
+    "target",
+    "type",
+];
+
 impl ResultFilter {
     /// Reads the filter from query-string pairs (`from`, `to`, `probe`, `task`, `campaign`,
     /// `probe_asn`, `probe_country`, `target_asn`, `target_country`, `target`, `type`).
@@ -275,7 +292,15 @@ impl ResultFilter {
         ignore: &[&str],
     ) -> Result<Self, FilterError> {
         let mut filter = Self::default();
+        let mut seen: Vec<&str> = Vec::new();
         for (name, value) in pairs {
+            // Two values for one field would silently keep the last: refuse instead.
+            if let Some(&known) = FILTER_NAMES.iter().find(|n| **n == name) {
+                if seen.contains(&known) {
+                    return Err(FilterError::Repeated(known));
+                }
+                seen.push(known);
+            }
             match name {
                 "from" => filter.from = Some(parse_time("from", value)?),
                 "to" => filter.to = Some(parse_time("to", value)?),
@@ -469,6 +494,9 @@ mod tests {
     fn unknown_and_bad_parameters_are_named() {
         let err = ResultFilter::from_pairs([("probee", "x")], &[]).unwrap_err();
         assert!(err.to_string().contains("probee"), "{err}");
+        let err =
+            ResultFilter::from_pairs([("probe_asn", "1"), ("probe_asn", "2")], &[]).unwrap_err();
+        assert!(matches!(err, FilterError::Repeated("probe_asn")), "{err}");
         let err = ResultFilter::from_pairs([("type", "pingg")], &[]).unwrap_err();
         assert!(err.to_string().contains("type"), "{err}");
         let err = ResultFilter::from_pairs([("from", "2026-03-02"), ("to", "2026-03-01")], &[])
