@@ -21,6 +21,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "proto/sixmap/v1/control.proto",
                 "proto/sixmap/v1/measurement.proto",
                 "proto/sixmap/v1/campaign.proto",
+                "proto/sixmap/v1/query.proto",
             ],
             &["proto"],
         )?;

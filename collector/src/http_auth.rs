@@ -28,7 +28,7 @@ use std::sync::Arc;
 /// `metrics_public`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Access {
-    /// Raw results, probes (with their addresses), loss records.
+    /// Raw results (also through the query API), probes (with their addresses), loss records.
     pub raw_data_public: bool,
     /// The maps, their API, their assets and the dashboard page.
     pub maps_public: bool,
@@ -162,7 +162,7 @@ pub fn required(method: &Method, path: &str, access: Access) -> Need {
             Need::Role(Role::Admin)
         };
     }
-    if path == "/healthz" {
+    if path == "/healthz" || path == "/api/v1/openapi.json" {
         return Need::Public;
     }
     if path == "/metrics" {
@@ -189,7 +189,10 @@ pub fn required(method: &Method, path: &str, access: Access) -> Need {
     }
     // Raw data, and whatever else is added later until the table names it.
     if access.raw_data_public
-        && (under("/api/v1/results") || under("/api/v1/probes") || under("/api/v1/losses"))
+        && (under("/api/v1/results")
+            || under("/api/v1/query")
+            || under("/api/v1/probes")
+            || under("/api/v1/losses"))
     {
         Need::Public
     } else {
@@ -501,6 +504,18 @@ mod tests {
             metrics_public: false,
         };
         assert_eq!(required(&get, "/api/v1/results", open), Need::Public);
+        assert_eq!(
+            required(&get, "/api/v1/query/results", private),
+            Need::Role(Role::Researcher)
+        );
+        assert_eq!(
+            required(&get, "/api/v1/query/aggregates", open),
+            Need::Public
+        );
+        assert_eq!(
+            required(&get, "/api/v1/openapi.json", private),
+            Need::Public
+        );
         assert_eq!(required(&get, "/map", open), Need::AnyToken);
         assert_eq!(required(&get, "/healthz", open), Need::Public);
         assert_eq!(required(&get, "/metrics", private), Need::Public);

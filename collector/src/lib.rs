@@ -13,7 +13,9 @@ pub mod ingest;
 pub mod limits;
 pub mod maps;
 pub mod metrics;
+pub mod openapi;
 pub mod pki;
+pub mod query;
 pub mod rollup;
 pub mod store;
 pub mod tags;
@@ -25,6 +27,7 @@ use crate::control::ControlService;
 use crate::store::{ClickHouseStore, SledStore, Store};
 use sixmap_proto::v1::campaign_service_server::CampaignServiceServer;
 use sixmap_proto::v1::probe_control_server::ProbeControlServer;
+use sixmap_proto::v1::query_service_server::QueryServiceServer;
 use sixmap_shared::prefixes::PrefixData;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -145,6 +148,10 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         campaigns.clone(),
         store.clone(),
     ));
+    let query_service = QueryServiceServer::new(query::grpc::QueryGrpc::new(
+        store.clone(),
+        access.raw_data_public,
+    ));
     let service = ProbeControlServer::new(
         ControlService::new(
             store.clone(),
@@ -172,6 +179,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
             .http2_max_header_list_size(Some(16 * 1024))
             .add_service(service)
             .add_service(campaign_service)
+            .add_service(query_service)
             // TLS 1.3 with client certificates (`pki`), within the handshake deadline; TCP
             // keepalive and TCP_NODELAY are set there too.
             .serve_with_incoming(pki::tls_incoming(
@@ -186,7 +194,8 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let router = http_auth::protect(
         http::router(store.clone())
             .merge(campaign::http::router(campaigns))
-            .merge(metrics::router()),
+            .merge(metrics::router())
+            .merge(query::router(store.clone())),
         store,
         pki,
         access,

@@ -908,6 +908,94 @@ pub fn tags(wire: &v1::ProbeTags) -> Result<Vec<ProbeTag>, WireError> {
         .collect()
 }
 
+/// A query filter as named parameters, with the names of the HTTP query API (`from`, `to`,
+/// `probe`, `task`, `campaign`, `probe_asn`, `probe_country`, `target_asn`, `target_country`,
+/// `target`, `type`; times in µs). Unset fields are left out. The collector validates the
+/// pairs with the same parser as its HTTP API, so both interfaces accept and refuse the same
+/// filters, and errors name the field by these names.
+pub fn filter_params(wire: Option<&v1::ResultFilter>) -> Vec<(&'static str, String)> {
+    let Some(f) = wire else {
+        return Vec::new();
+    };
+    let numbers = [
+        ("from", f.from.map(|v| v.to_string())),
+        ("to", f.to.map(|v| v.to_string())),
+        ("task", f.task.map(|v| v.to_string())),
+        ("campaign", f.campaign.map(|v| v.to_string())),
+        ("probe_asn", f.probe_asn.map(|v| v.to_string())),
+        ("target_asn", f.target_asn.map(|v| v.to_string())),
+    ];
+    let texts = [
+        ("probe", &f.probe),
+        ("probe_country", &f.probe_country),
+        ("target_country", &f.target_country),
+        ("target", &f.target),
+        ("type", &f.r#type),
+    ];
+    numbers
+        .into_iter()
+        .filter_map(|(name, value)| value.map(|v| (name, v)))
+        .chain(
+            texts
+                .into_iter()
+                .filter(|(_, value)| !value.is_empty())
+                .map(|(name, value)| (name, value.clone())),
+        )
+        .collect()
+}
+
+/// What the prefix data said about an address; empty text means unknown.
+pub fn origin(wire: &v1::Origin) -> Result<sixmap_shared::prefixes::Enrichment, WireError> {
+    let country = match wire.country.as_str() {
+        "" => None,
+        text => Some(
+            text.parse()
+                .map_err(|e: sixmap_shared::prefixes::CountryCodeError| {
+                    WireError::new("country", e.to_string())
+                })?,
+        ),
+    };
+    Ok(sixmap_shared::prefixes::Enrichment {
+        asn: wire.asn,
+        as_name: optional_text(&wire.as_name),
+        country,
+    })
+}
+
+/// A result from the query stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueriedResult {
+    pub result: MeasurementResult,
+    pub probe_origin: Option<sixmap_shared::prefixes::Enrichment>,
+    pub target_origin: Option<sixmap_shared::prefixes::Enrichment>,
+    /// Resumes a stream after this result.
+    pub cursor: String,
+}
+
+pub fn query_result(wire: &v1::QueryResult) -> Result<QueriedResult, WireError> {
+    let result = wire
+        .result
+        .as_ref()
+        .ok_or_else(|| WireError::missing("result"))
+        .and_then(|r| self::result(r).map_err(|e| e.within("result")))?;
+    let probe_origin = wire
+        .probe_origin
+        .as_ref()
+        .map(|o| origin(o).map_err(|e| e.within("probe_origin")))
+        .transpose()?;
+    let target_origin = wire
+        .target_origin
+        .as_ref()
+        .map(|o| origin(o).map_err(|e| e.within("target_origin")))
+        .transpose()?;
+    Ok(QueriedResult {
+        result,
+        probe_origin,
+        target_origin,
+        cursor: wire.cursor.clone(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1206,5 +1294,43 @@ mod tests {
             longitude_e1: 0,
         });
         assert_eq!(hello(&bad).unwrap_err().field, "location");
+    }
+}
+
+#[cfg(test)]
+mod query_tests {
+    use super::*;
+
+    #[test]
+    fn filters_become_named_parameters_and_origins_are_checked() {
+        assert!(filter_params(None).is_empty());
+        let wire = v1::ResultFilter {
+            from: Some(5),
+            task: Some(0),
+            probe_country: "NL".into(),
+            r#type: "ping".into(),
+            ..Default::default()
+        };
+        let mut pairs = filter_params(Some(&wire));
+        pairs.sort();
+        assert_eq!(
+            pairs,
+            vec![
+                ("from", "5".to_owned()),
+                ("probe_country", "NL".to_owned()),
+                ("task", "0".to_owned()),
+                ("type", "ping".to_owned()),
+            ]
+        );
+        let bad = v1::QueryResult {
+            result: None,
+            ..Default::default()
+        };
+        assert_eq!(query_result(&bad).unwrap_err().field, "result");
+        let bad_origin = v1::Origin {
+            country: "Netherlands".into(),
+            ..Default::default()
+        };
+        assert_eq!(origin(&bad_origin).unwrap_err().field, "country");
     }
 }

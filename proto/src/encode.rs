@@ -481,3 +481,28 @@ pub fn tags(tags: &[ProbeTag]) -> v1::ProbeTags {
             .collect(),
     }
 }
+
+/// What the prefix data said about an address (query service).
+pub fn origin(e: &sixmap_shared::prefixes::Enrichment) -> v1::Origin {
+    v1::Origin {
+        asn: e.asn,
+        as_name: e.as_name.clone().unwrap_or_default(),
+        country: e.country.map(|c| c.to_string()).unwrap_or_default(),
+    }
+}
+
+/// A stored result on the query stream: the result as the probe sent it, the enrichment
+/// beside it, and the cursor that resumes a stream after it.
+pub fn query_result(
+    r: &MeasurementResult,
+    probe_origin: Option<&sixmap_shared::prefixes::Enrichment>,
+    target_origin: Option<&sixmap_shared::prefixes::Enrichment>,
+    cursor: String,
+) -> v1::QueryResult {
+    v1::QueryResult {
+        result: Some(result(r)),
+        probe_origin: probe_origin.map(origin),
+        target_origin: target_origin.map(origin),
+        cursor,
+    }
+}

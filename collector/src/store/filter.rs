@@ -199,6 +199,8 @@ pub enum FilterError {
     },
     #[error("unknown parameter `{0}`")]
     Unknown(String),
+    #[error("parameter `{0}` is given more than once")]
+    Repeated(&'static str),
     #[error("`from` ({from}) must be before `to` ({to})")]
     EmptyRange { from: i64, to: i64 },
 }
@@ -265,6 +267,21 @@ fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// The query-string names [`ResultFilter::from_pairs`] reads.
+pub const FILTER_NAMES: [&str; 11] = [
+    "from",
+    "to",
+    "probe",
+    "task",
+    "campaign",
+    "probe_asn",
+    "probe_country",
+    "target_asn",
+    "target_country",
+    "target",
+    "type",
+];
+
 impl ResultFilter {
     /// Reads the filter from query-string pairs (`from`, `to`, `probe`, `task`, `campaign`,
     /// `probe_asn`, `probe_country`, `target_asn`, `target_country`, `target`, `type`).
@@ -275,7 +292,15 @@ impl ResultFilter {
         ignore: &[&str],
     ) -> Result<Self, FilterError> {
         let mut filter = Self::default();
+        let mut seen: Vec<&str> = Vec::new();
         for (name, value) in pairs {
+            // Two values for one field would silently keep the last: refuse instead.
+            if let Some(&known) = FILTER_NAMES.iter().find(|n| **n == name) {
+                if seen.contains(&known) {
+                    return Err(FilterError::Repeated(known));
+                }
+                seen.push(known);
+            }
             match name {
                 "from" => filter.from = Some(parse_time("from", value)?),
                 "to" => filter.to = Some(parse_time("to", value)?),
@@ -382,6 +407,32 @@ pub fn scan_filtered(
     after: Option<&ResultCursor>,
     visit: &mut dyn FnMut(StoredResult) -> bool,
 ) -> Result<(), StoreError> {
+    scan_filtered_bounded(store, filter, after, u64::MAX, visit).map(|_| ())
+}
+
+/// How a bounded scan ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScanEnd {
+    /// Every result in the filter's time range was looked at.
+    Exhausted,
+    /// `visit` asked to stop.
+    Stopped,
+    /// `max_scanned` rows were read; the cursor names the last row read, which need not
+    /// match the filter. Scanning again after it continues where this scan stopped.
+    Budget(ResultCursor),
+}
+
+/// [`scan_filtered`], reading at most `max_scanned` stored rows (matching or not), so that a
+/// request whose filter matches little cannot read the whole store at once.
+pub fn scan_filtered_bounded(
+    store: &dyn Store,
+    filter: &ResultFilter,
+    after: Option<&ResultCursor>,
+    max_scanned: u64,
+    visit: &mut dyn FnMut(StoredResult) -> bool,
+) -> Result<ScanEnd, StoreError> {
+    let mut scanned = 0u64;
+    let mut end = ScanEnd::Exhausted;
     let campaign_tasks: Option<BTreeSet<TaskId>> = match filter.campaign {
         Some(campaign) => Some(store.campaign_tasks(campaign)?.into_iter().collect()),
         None => None,
@@ -399,15 +450,24 @@ pub fn scan_filtered(
         {
             return true;
         }
+        scanned += 1;
+        let last = (scanned >= max_scanned).then(|| ResultCursor::of(&stored));
         let in_campaign = campaign_tasks
             .as_ref()
             .is_none_or(|tasks| tasks.contains(&stored.result.task_id));
-        if in_campaign && filter.matches(&stored) {
-            visit(stored)
-        } else {
-            true
+        if in_campaign && filter.matches(&stored) && !visit(stored) {
+            end = ScanEnd::Stopped;
+            return false;
         }
-    })
+        match last {
+            Some(cursor) => {
+                end = ScanEnd::Budget(cursor);
+                false
+            }
+            None => true,
+        }
+    })?;
+    Ok(end)
 }
 
 #[cfg(test)]
@@ -434,6 +494,9 @@ mod tests {
     fn unknown_and_bad_parameters_are_named() {
         let err = ResultFilter::from_pairs([("probee", "x")], &[]).unwrap_err();
         assert!(err.to_string().contains("probee"), "{err}");
+        let err =
+            ResultFilter::from_pairs([("probe_asn", "1"), ("probe_asn", "2")], &[]).unwrap_err();
+        assert!(matches!(err, FilterError::Repeated("probe_asn")), "{err}");
         let err = ResultFilter::from_pairs([("type", "pingg")], &[]).unwrap_err();
         assert!(err.to_string().contains("type"), "{err}");
         let err = ResultFilter::from_pairs([("from", "2026-03-02"), ("to", "2026-03-01")], &[])
@@ -485,5 +548,131 @@ mod tests {
         ] {
             assert!(bad.parse::<ResultCursor>().is_err(), "{bad}");
         }
+    }
+
+    /// A sled store with 30 pings: probes a and b alternate, one every second; results 0..10
+    /// belong to task 7, linked to campaign 3; every fifth one is lost.
+    fn store_with_results() -> (tempfile::TempDir, crate::store::SledStore) {
+        use crate::store::Store;
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::SledStore::open(dir.path()).unwrap();
+        let campaign_task = TaskId::new(7).unwrap();
+        store.link_campaign_task(campaign_task, 3).unwrap();
+        let results: Vec<StoredResult> = (0..30u64)
+            .map(|i| {
+                let probe = if i % 2 == 0 {
+                    "00000000000000aa"
+                } else {
+                    "00000000000000bb"
+                };
+                let rtt = (i % 5 != 0).then(|| std::time::Duration::from_millis(10 + i));
+                let mut r = crate::testing::ping_v6(
+                    probe.parse().unwrap(),
+                    i,
+                    UnixMicros(1_000_000 * i as i64),
+                    rtt,
+                    sixmap_shared::prefixes::Enrichment {
+                        asn: Some(64_500 + (i % 3) as u32),
+                        as_name: None,
+                        country: Some("NL".parse().unwrap()),
+                    },
+                );
+                if i < 10 {
+                    r.result.task_id = campaign_task;
+                }
+                r
+            })
+            .collect();
+        store.insert_results(&results).unwrap();
+        (dir, store)
+    }
+
+    fn sequences(store: &dyn Store, filter: &ResultFilter) -> Vec<u64> {
+        let mut seen = Vec::new();
+        scan_filtered(store, filter, None, &mut |r| {
+            seen.push(r.result.key.sequence);
+            true
+        })
+        .unwrap();
+        seen
+    }
+
+    #[test]
+    fn filters_narrow_a_real_store() {
+        let (_dir, store) = store_with_results();
+        let all = sequences(&store, &ResultFilter::default());
+        assert_eq!(all, (0..30).collect::<Vec<_>>(), "oldest first");
+        let campaign = ResultFilter {
+            campaign: Some(3),
+            ..Default::default()
+        };
+        assert_eq!(sequences(&store, &campaign), (0..10).collect::<Vec<_>>());
+        let unknown_campaign = ResultFilter {
+            campaign: Some(4),
+            ..Default::default()
+        };
+        assert!(sequences(&store, &unknown_campaign).is_empty());
+        let window = ResultFilter::from_pairs(
+            [
+                ("from", "5000000"),
+                ("to", "9000000"),
+                ("probe", "00000000000000bb"),
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(sequences(&store, &window), vec![5, 7]);
+        let asn = ResultFilter::from_pairs([("probe_asn", "AS64502")], &[]).unwrap();
+        assert_eq!(
+            sequences(&store, &asn),
+            vec![2, 5, 8, 11, 14, 17, 20, 23, 26, 29]
+        );
+        let elsewhere = ResultFilter::from_pairs([("probe_country", "de")], &[]).unwrap();
+        assert!(sequences(&store, &elsewhere).is_empty());
+    }
+
+    #[test]
+    fn pages_and_budgets_continue_where_they_stopped() {
+        let (_dir, store) = store_with_results();
+        let filter = ResultFilter {
+            campaign: Some(3),
+            ..Default::default()
+        };
+        // Pages of 4 by cursor: every campaign result once, in order.
+        let mut cursor = None;
+        let mut seen = Vec::new();
+        loop {
+            let mut page = Vec::new();
+            scan_filtered(&store, &filter, cursor.as_ref(), &mut |r| {
+                page.push(r);
+                page.len() < 4
+            })
+            .unwrap();
+            let Some(last) = page.last() else { break };
+            cursor = Some(ResultCursor::of(last));
+            seen.extend(page.iter().map(|r| r.result.key.sequence));
+        }
+        assert_eq!(seen, (0..10).collect::<Vec<_>>());
+
+        // A budget of 7 rows: the cursor may name a row outside the campaign, and scanning
+        // on from it still finds each result once.
+        let mut after = None;
+        let mut seen = Vec::new();
+        let mut rounds = 0;
+        loop {
+            rounds += 1;
+            let end = scan_filtered_bounded(&store, &filter, after.as_ref(), 7, &mut |r| {
+                seen.push(r.result.key.sequence);
+                true
+            })
+            .unwrap();
+            match end {
+                ScanEnd::Budget(cursor) => after = Some(cursor),
+                ScanEnd::Exhausted => break,
+                ScanEnd::Stopped => panic!("the visitor never stops"),
+            }
+        }
+        assert_eq!(seen, (0..10).collect::<Vec<_>>());
+        assert_eq!(rounds, 5, "30 rows in budgets of 7");
     }
 }

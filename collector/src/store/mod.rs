@@ -13,7 +13,10 @@ mod sled_store;
 
 pub use auth::{ApiTokenRecord, AuditEntry, AuthStore, EnrollmentTokenRecord, Role};
 pub use clickhouse::{ClickHouseConfig, ClickHouseStore};
-pub use filter::{KindFilter, ResultCursor, ResultFilter, TargetFilter, scan_filtered};
+pub use filter::{
+    KindFilter, ResultCursor, ResultFilter, ScanEnd, TargetFilter, scan_filtered,
+    scan_filtered_bounded,
+};
 pub use sled_store::SledStore;
 
 use serde::{Deserialize, Serialize};
