@@ -571,11 +571,19 @@ async fn results_are_acked_deduplicated_and_unassigned_tasks_rejected() {
         "{}",
         ack.rejected[1].reason
     );
+    // The metrics count rejections by reason (process-wide: other tests of this binary add
+    // to them, never subtract).
+    let m = sixmap_collector::metrics::metrics();
+    for reason in ["unassigned_task", "foreign_probe"] {
+        assert!(m.results_rejected.with(&[reason]).get() >= 1, "{reason}");
+    }
+    let duplicates = m.results_stored.with(&["duplicate"]).get();
 
     // A resend after a lost ack is acked again but stored once.
     tx.send(batch(8, &[good])).await.unwrap();
     let ack = next_ack(&mut stream).await;
     assert_eq!(ack.stored.len(), 1);
+    assert!(m.results_stored.with(&["duplicate"]).get() > duplicates);
 
     let mut wire_bad = encode::result(&ping_result(&probe.probe_id, 4, task));
     wire_bad.destination_address = "nope".into();

@@ -7,6 +7,12 @@
 //! in the list, after a short pause. Only when every collector failed in a row does the
 //! exponential backoff grow, so a dead collector costs one short pause, and a dead site is not
 //! hammered.
+//!
+//! A refusal that retrying cannot fix (unknown certificate, version too old) ends the probe
+//! only once every collector of the list refused it since the last working session: with a
+//! shared store they all answer alike, and one collector set up with the wrong store must not
+//! stop every probe that fails over to it. (A revocation ends the probe at once; the session
+//! loop does not ask here.)
 
 /// How long to wait before the next attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,6 +23,15 @@ pub enum Pause {
     Backoff,
 }
 
+/// What to do after a collector refused the probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Another collector may still accept: pause, then try it.
+    TryNext(Pause),
+    /// Every collector refused: stop.
+    GiveUp,
+}
+
 /// The configured collectors and the one in use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rotation {
@@ -24,12 +39,15 @@ pub struct Rotation {
     current: usize,
     /// Attempts that failed since the last welcome (or the start).
     failures: usize,
+    /// Per collector: its latest attempt since the last welcome ended in a refusal.
+    refused: Vec<bool>,
 }
 
 impl Rotation {
     /// `None` for an empty list (the config refuses one).
     pub fn new(collectors: Vec<String>) -> Option<Self> {
         (!collectors.is_empty()).then_some(Self {
+            refused: vec![false; collectors.len()],
             collectors,
             current: 0,
             failures: 0,
@@ -52,6 +70,27 @@ impl Rotation {
     /// Records that the current collector failed (`welcomed`: after a working session; else
     /// the attempt never got that far), moves to the next one and says how long to pause.
     pub fn failed(&mut self, welcomed: bool) -> Pause {
+        if welcomed {
+            self.refused.fill(false);
+        } else if let Some(refused) = self.refused.get_mut(self.current) {
+            *refused = false;
+        }
+        self.advance(welcomed)
+    }
+
+    /// Records that the current collector refused the probe for a reason retrying it cannot
+    /// fix; says whether another collector remains to be asked.
+    pub fn refused(&mut self) -> Refusal {
+        if let Some(refused) = self.refused.get_mut(self.current) {
+            *refused = true;
+        }
+        if self.refused.iter().all(|r| *r) {
+            return Refusal::GiveUp;
+        }
+        Refusal::TryNext(self.advance(false))
+    }
+
+    fn advance(&mut self, welcomed: bool) -> Pause {
         // A session that worked restarts the count: its collector is the first failure of a
         // new round.
         self.failures = if welcomed { 1 } else { self.failures + 1 };
@@ -101,6 +140,27 @@ mod tests {
         assert_eq!(r.failed(false), Pause::Short);
         assert_eq!(r.failed(false), Pause::Backoff);
         assert_eq!(r.current(), "https://c1:7400");
+    }
+
+    #[test]
+    fn the_probe_gives_up_only_when_every_collector_refused() {
+        let mut one = rotation(1);
+        assert_eq!(one.refused(), Refusal::GiveUp);
+        let mut r = rotation(3);
+        assert_eq!(r.refused(), Refusal::TryNext(Pause::Short));
+        // c1 is down: that says nothing about whether it would accept.
+        assert_eq!(r.failed(false), Pause::Short);
+        assert_eq!(r.refused(), Refusal::TryNext(Pause::Backoff));
+        assert_eq!(r.current(), "https://c0:7400");
+        assert_eq!(r.refused(), Refusal::TryNext(Pause::Short));
+        assert_eq!(r.current(), "https://c1:7400");
+        assert_eq!(r.refused(), Refusal::GiveUp);
+        // A working session anywhere forgets earlier refusals.
+        let mut r = rotation(2);
+        assert_eq!(r.refused(), Refusal::TryNext(Pause::Short));
+        assert_eq!(r.failed(true), Pause::Short);
+        assert_eq!(r.refused(), Refusal::TryNext(Pause::Backoff));
+        assert_eq!(r.refused(), Refusal::GiveUp);
     }
 
     /// A model: under any sequence of outcomes every collector is tried within one round, the

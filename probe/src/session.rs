@@ -5,7 +5,7 @@ use crate::backoff::{Backoff, random_unit};
 use crate::collector_tls;
 use crate::config::Settings;
 use crate::engine::{Engine, Produced, local_addresses};
-use crate::failover::{Pause, Rotation};
+use crate::failover::{Pause, Refusal, Rotation};
 use crate::identity::{self, Identity, StateError};
 use crate::metrics::metrics;
 use crate::outbox::{Outbox, OutboxError};
@@ -243,6 +243,16 @@ async fn identity(
                 info!(probe = %identity.probe_id, %collector, "enrolled");
                 return session_tls(identity);
             }
+            Err(End::Fatal(ProbeError::Refused(reason))) => match collectors.refused() {
+                // Collectors sharing a store answer a token alike; one that refuses may be
+                // set up with another store, so the others are asked before giving up.
+                Refusal::TryNext(p) => {
+                    let delay = pause(&mut backoff, p);
+                    warn!(%reason, %collector, next = %collectors.current(), retry_in = ?delay, "enrollment refused; asking the next collector");
+                    tokio::time::sleep(delay).await;
+                }
+                Refusal::GiveUp => return Err(ProbeError::Refused(reason)),
+            },
             Err(End::Fatal(e)) => return Err(e),
             Err(End::Retry(reason)) => {
                 let delay = pause(&mut backoff, collectors.failed(false));
@@ -387,8 +397,24 @@ impl Probe {
                 self.connected = false;
                 self.since = UnixMicros::now();
             }
-            match end {
-                End::Fatal(e) => {
+            if welcomed {
+                backoff.reset();
+            }
+            let collector = self.collectors.current().to_owned();
+            let next = match end {
+                End::Retry(reason) => Ok((
+                    reason,
+                    pause(&mut backoff, self.collectors.failed(welcomed)),
+                )),
+                // Other collectors of the list may still accept (see `failover`).
+                End::Fatal(ProbeError::Refused(reason)) => match self.collectors.refused() {
+                    Refusal::TryNext(p) => Ok((reason, pause(&mut backoff, p))),
+                    Refusal::GiveUp => Err(ProbeError::Refused(reason)),
+                },
+                End::Fatal(e) => Err(e),
+            };
+            match next {
+                Err(e) => {
                     if let ProbeError::Revoked(message) = &e {
                         // Remembered, so a restart (systemd, reboot) does not knock again.
                         identity::mark_revoked(&self.state_dir, message)?;
@@ -397,12 +423,7 @@ impl Probe {
                     self.write_status();
                     return Err(e);
                 }
-                End::Retry(reason) => {
-                    if welcomed {
-                        backoff.reset();
-                    }
-                    let collector = self.collectors.current().to_owned();
-                    let delay = pause(&mut backoff, self.collectors.failed(welcomed));
+                Ok((reason, delay)) => {
                     let stats = self.outbox.stats();
                     warn!(%reason, %collector, next = %self.collectors.current(), retry_in = ?delay, outbox_results = stats.results, "session ended");
                     self.last_error = Some(reason);

@@ -227,3 +227,65 @@ fn a_killed_collector_is_replaced_and_nothing_is_lost() {
     assert!(at_a.len() > at_a_before.len());
     drop(probe);
 }
+
+#[test]
+fn a_collector_that_does_not_know_the_probe_does_not_stop_it() {
+    let work = tempfile::tempdir().unwrap();
+    let (a_data, b_data) = (work.path().join("a/data"), work.path().join("b/data"));
+    std::fs::create_dir_all(a_data.parent().unwrap()).unwrap();
+    std::fs::create_dir_all(b_data.parent().unwrap()).unwrap();
+    let (a_port, b_port) = (free_port(), free_port());
+    // B gets A's CA and tasks but not what comes later: the token and the probe are unknown
+    // to it, as to a collector set up with the wrong store.
+    drop(collector_on(&a_data, a_port));
+    let copied = std::process::Command::new("cp")
+        .args(["-a", a_data.to_str().unwrap(), b_data.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let a = collector_on(&a_data, a_port);
+    let b = collector_on(&b_data, b_port);
+    let state = work.path().join("probe-state");
+    let config = work.path().join("probe.toml");
+    // B first: it refuses the token, then the certificate; A accepts both.
+    write_probe_config(
+        &config,
+        &state,
+        &[b.url(), a.url()],
+        &a.enrollment_token("failover"),
+    );
+    let mut probe = start_probe(&config);
+    let id = wait_for(Duration::from_secs(30), || {
+        a.get_json("/api/v1/probes")[0]["id"]
+            .as_str()
+            .map(str::to_owned)
+    })
+    .unwrap_or_else(|| panic!("probe never enrolled at A:\n{}", probe.log()));
+    wait_for(Duration::from_secs(30), || {
+        (stored_results(&a, &id).len() >= 2).then_some(())
+    })
+    .unwrap_or_else(|| panic!("no results at A:\n{}", probe.log()));
+    assert_eq!(
+        probe.wait_exit(Duration::from_millis(100)),
+        None,
+        "{}",
+        probe.log()
+    );
+    let log = probe.log();
+    let from_b = format!("collector={}", b.url());
+    assert!(
+        log.lines()
+            .any(|l| l.contains("enrollment refused") && l.contains(&from_b)),
+        "{log}"
+    );
+    assert!(
+        log.lines().any(|l| l.contains("session ended")
+            && l.contains("unknown probe certificate")
+            && l.contains(&from_b)),
+        "{log}"
+    );
+    assert_eq!(
+        b.get_json("/api/v1/probes").as_array().map(Vec::len),
+        Some(0)
+    );
+}
