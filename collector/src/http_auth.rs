@@ -179,7 +179,10 @@ pub fn required(method: &Method, path: &str, access: Access) -> Need {
     }
     // Raw data, and whatever else is added later until the table names it.
     if access.raw_data_public
-        && (under("/api/v1/results") || under("/api/v1/probes") || under("/api/v1/losses"))
+        && (under("/api/v1/results")
+            || under("/api/v1/probes")
+            || under("/api/v1/losses")
+            || under("/api/v1/export"))
     {
         Need::Public
     } else {
