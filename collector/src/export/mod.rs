@@ -18,6 +18,8 @@ pub mod parquet;
 pub mod progress;
 pub mod remote;
 pub mod row;
+#[doc(hidden)]
+pub mod samples;
 
 use crate::store::{ResultFilter, Store, StoreError, StoredResult, scan_filtered};
 use std::fmt;
