@@ -319,3 +319,44 @@ pub async fn run(store: Arc<dyn Store>, dumps: Dumps) {
         tokio::time::sleep(Duration::from_secs(600)).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_errors_name_the_key() {
+        let config = DumpsConfig {
+            enabled: true,
+            formats: vec!["jsonl".into(), "xml".into()],
+            ..DumpsConfig::default()
+        };
+        let err = config
+            .validate(Path::new("/d"), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("dumps.formats") && err.contains("xml"),
+            "{err}"
+        );
+        let off = DumpsConfig::default()
+            .validate(Path::new("/d"), None)
+            .unwrap();
+        assert!(off.is_none());
+        let on = DumpsConfig {
+            enabled: true,
+            ..DumpsConfig::default()
+        }
+        .validate(Path::new("/d"), None)
+        .unwrap()
+        .unwrap();
+        assert_eq!(on.dir, Path::new("/d/dumps"));
+        assert_eq!(on.formats, [Format::Jsonl, Format::Parquet]);
+    }
+
+    #[test]
+    fn day_names_are_utc_dates() {
+        assert_eq!(day_name(0), "1970-01-01");
+        assert_eq!(day_name(20_513), "2026-03-01");
+    }
+}
