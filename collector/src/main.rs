@@ -36,7 +36,7 @@ enum Command {
     },
     /// Export results as jsonl, csv, parquet or atlas (RIPE Atlas JSON), from the local store
     /// (collector stopped) or a running collector (--url); see docs/export.md.
-    Export(sixmap_collector::export::cli::ExportArgs),
+    Export(Box<sixmap_collector::export::cli::ExportArgs>),
     /// Commission, follow and publish measurement campaigns (talks to a running collector's
     /// HTTP API).
     #[command(subcommand)]

@@ -38,7 +38,7 @@ pub fn outcome(i: u64) -> Outcome {
         0 | 1 => {
             let sent = 3u16;
             let replies: Vec<PingReply> = (0..sent)
-                .filter(|s| i % VARIANTS == 0 || *s != 1)
+                .filter(|s| i.is_multiple_of(VARIANTS) || *s != 1)
                 .map(|s| PingReply {
                     sequence: s,
                     rtt_ns: rtt(i + u64::from(s), 8_000),
@@ -235,7 +235,7 @@ pub fn sample(i: u64, probes: u64, start: UnixMicros, step_us: i64) -> StoredRes
             destination: dst,
             software_version: "0.1.0".into(),
             clock: ClockInfo {
-                state: if i % 5 == 0 {
+                state: if i.is_multiple_of(5) {
                     ClockState::Unknown
                 } else {
                     ClockState::Synchronized
@@ -249,7 +249,7 @@ pub fn sample(i: u64, probes: u64, start: UnixMicros, step_us: i64) -> StoredRes
             as_name: Some(format!("AS{asn} name, with a comma")),
             country: "DE".parse().ok(),
         }),
-        target_origin: (i % 2 == 0).then(|| Enrichment {
+        target_origin: i.is_multiple_of(2).then(|| Enrichment {
             asn: Some(3333),
             as_name: Some("RIPE-NCC".into()),
             country: "NL".parse().ok(),
