@@ -245,16 +245,28 @@ fn pyarrow_and_duckdb_read_the_parquet_export() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    // More than one row group of 65,536 rows.
-    let n = 70_000;
+    let n = 5_000;
     let store = SledStore::open(&dir.path().join("store")).unwrap();
     fill(&store, n, 1_000_000);
-    let (parquet, stats) = export_file(&store, Format::Parquet, dir.path());
+    // Small row groups (production: 65,536 rows), so the readers cross group boundaries.
+    let parquet = dir.path().join("export.parquet");
+    let writer = export::parquet::ParquetWriter::with_row_groups(
+        std::fs::File::create(&parquet).unwrap(),
+        2048,
+    )
+    .unwrap();
+    let stats = export::export_with(
+        &store,
+        &ResultFilter::default(),
+        Box::new(writer),
+        &mut |_| {},
+    )
+    .unwrap();
     let (jsonl, _) = export_file(&store, Format::Jsonl, dir.path());
     assert_eq!(stats.rows, n);
     let ours = jsonl_rows(&jsonl);
     let read: Value = serde_json::from_str(&python("read_parquet.py", &parquet)).unwrap();
-    assert_eq!(read["row_groups"], 2);
+    assert_eq!(read["row_groups"], 3);
     assert_eq!(read["duckdb"], serde_json::json!([n, n, n]));
     let schema = &read["schema"];
     assert_eq!(schema["started_at"], "timestamp[us, tz=UTC]");

@@ -20,6 +20,10 @@ use tracing::{info, warn};
 
 const DAY_US: i64 = 86_400_000_000;
 
+/// How far back catching up goes: a probe whose clock was wildly off (a result "from 1970")
+/// must not make the collector write decades of empty files.
+pub const MAX_CATCH_UP_DAYS: i64 = 366;
+
 /// `[dumps]` in the collector config.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -279,7 +283,8 @@ pub fn write_due(
     // The last day whose end (plus the grace period) has passed.
     let last = (now.0.saturating_sub(delay)).div_euclid(DAY_US) - 1;
     let mut written = Vec::new();
-    for day in first.0.div_euclid(DAY_US)..=last {
+    let oldest = first.0.div_euclid(DAY_US).max(last - MAX_CATCH_UP_DAYS + 1);
+    for day in oldest..=last {
         for &format in &dumps.formats {
             let name = format!("{}.{}", day_name(day), format.extension());
             if dumps.dir.join(&name).exists() {

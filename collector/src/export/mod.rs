@@ -134,7 +134,16 @@ pub fn export<W: Write + Send + 'static>(
     out: W,
     progress: &mut dyn FnMut(&ExportStats),
 ) -> Result<ExportStats, ExportError> {
-    let mut writer = writer(format, out)?;
+    export_with(store, filter, writer(format, out)?, progress)
+}
+
+/// [`export`] through a writer built by the caller.
+pub fn export_with(
+    store: &dyn Store,
+    filter: &ResultFilter,
+    mut writer: Box<dyn ExportWriter>,
+    progress: &mut dyn FnMut(&ExportStats),
+) -> Result<ExportStats, ExportError> {
     let mut stats = ExportStats::default();
     let mut failure = None;
     scan_filtered(store, filter, None, &mut |stored| {

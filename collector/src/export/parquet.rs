@@ -64,6 +64,7 @@ pub struct ParquetWriter<W: Write + Send> {
     file: SerializedFileWriter<W>,
     buffers: Vec<Buffer>,
     rows: usize,
+    group_rows: usize,
 }
 
 impl<W: Write + Send> std::fmt::Debug for ParquetWriter<W> {
@@ -76,6 +77,11 @@ impl<W: Write + Send> std::fmt::Debug for ParquetWriter<W> {
 
 impl<W: Write + Send> ParquetWriter<W> {
     pub fn new(out: W) -> Result<Self, ExportError> {
+        Self::with_row_groups(out, ROW_GROUP_ROWS)
+    }
+
+    /// A writer with row groups of `group_rows` rows (tests use small groups).
+    pub fn with_row_groups(out: W, group_rows: usize) -> Result<Self, ExportError> {
         let schema = Arc::new(parse_message_type(&schema())?);
         let props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
@@ -98,6 +104,7 @@ impl<W: Write + Send> ParquetWriter<W> {
             file,
             buffers,
             rows: 0,
+            group_rows: group_rows.max(1),
         })
     }
 
@@ -179,7 +186,7 @@ impl<W: Write + Send> ExportWriter for ParquetWriter<W> {
             buffer.levels.push(i16::from(present));
         }
         self.rows += 1;
-        if self.rows >= ROW_GROUP_ROWS {
+        if self.rows >= self.group_rows {
             self.flush_group()?;
         }
         Ok(true)
