@@ -61,6 +61,8 @@ pub struct CollectorConfig {
     pub campaign_owner_hourly_limit: u64,
     /// Server resource limits (`[limits]`); see [`crate::limits::LimitsConfig`].
     pub limits: crate::limits::LimitsConfig,
+    /// Daily open-data dumps (`[dumps]`); see [`crate::export::dumps::DumpsConfig`].
+    pub dumps: crate::export::dumps::DumpsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -181,6 +183,7 @@ impl Default for CollectorConfig {
             lab_mode: false,
             campaign_owner_hourly_limit: DEFAULT_OWNER_HOURLY_LIMIT,
             limits: crate::limits::LimitsConfig::default(),
+            dumps: Default::default(),
         }
     }
 }
@@ -379,6 +382,8 @@ pub struct Settings {
     /// `None`: owners are not limited.
     pub campaign_owner_hourly_limit: Option<u64>,
     pub limits: crate::limits::Limits,
+    /// `None` when daily dumps are off.
+    pub dumps: Option<crate::export::dumps::Dumps>,
 }
 
 /// A task every connected probe runs.
@@ -737,6 +742,7 @@ impl CollectorConfig {
             Some(dir) => dir.clone(),
             None => self.data_dir.join("pki"),
         };
+        let dumps = self.dumps.validate(&self.data_dir, source)?;
         Ok(Settings {
             pki_dir,
             store,
@@ -759,6 +765,7 @@ impl CollectorConfig {
             campaign_owner_hourly_limit: (self.campaign_owner_hourly_limit > 0)
                 .then_some(self.campaign_owner_hourly_limit),
             limits: self.limits.validate(source)?,
+            dumps,
         })
     }
 }

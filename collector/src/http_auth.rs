@@ -192,7 +192,8 @@ pub fn required(method: &Method, path: &str, access: Access) -> Need {
         && (under("/api/v1/results")
             || under("/api/v1/query")
             || under("/api/v1/probes")
-            || under("/api/v1/losses"))
+            || under("/api/v1/losses")
+            || under("/api/v1/export"))
     {
         Need::Public
     } else {

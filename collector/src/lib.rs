@@ -7,6 +7,7 @@ pub mod config;
 pub mod control;
 pub mod daily;
 pub mod enrich;
+pub mod export;
 pub mod http;
 pub mod http_auth;
 pub mod ingest;
@@ -138,6 +139,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let http_addr = local(&http_listener, "HTTP", settings.http_listen)?;
 
     let access = settings.access;
+    let dumps = settings.dumps.clone();
     let server_limits = settings.limits.clone();
     let campaigns = Arc::new(campaign::Campaigns::new(
         store.clone(),
@@ -191,11 +193,15 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     );
     tokio::spawn(refresh_rollups(store.clone(), prefixes));
     tokio::spawn(campaign::run_ticker(campaigns.clone()));
+    if let Some(dumps) = dumps {
+        tokio::spawn(export::dumps::run(store.clone(), dumps));
+    }
     let router = http_auth::protect(
         http::router(store.clone())
             .merge(campaign::http::router(campaigns))
             .merge(metrics::router())
-            .merge(query::router(store.clone())),
+            .merge(query::router(store.clone()))
+            .merge(export::http::router(store.clone())),
         store,
         pki,
         access,

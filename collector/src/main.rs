@@ -36,6 +36,9 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
+    /// Export results as jsonl, csv, parquet or atlas (RIPE Atlas JSON), from the local store
+    /// (collector stopped) or a running collector (--url); see docs/export.md.
+    Export(Box<sixmap_collector::export::cli::ExportArgs>),
     /// Commission, follow and publish measurement campaigns (talks to a running collector's
     /// HTTP API).
     #[command(subcommand)]
@@ -270,6 +273,10 @@ fn main() -> anyhow::Result<()> {
         .init();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Export(args) => {
+            sixmap_collector::export::cli::run(&args)?;
+            Ok(())
+        }
         Command::Results {
             store,
             probe,

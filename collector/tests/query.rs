@@ -99,6 +99,7 @@ async fn serve(n: u64) -> Served {
         Access {
             raw_data_public: false,
             maps_public: true,
+            metrics_public: true,
         },
     );
     let listener = tokio::net::TcpListener::bind("[::1]:0").await.unwrap();

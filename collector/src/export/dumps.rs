@@ -1,0 +1,367 @@
+//! Daily open-data dumps: once a UTC day has ended (plus a grace period for late uploads),
+//! its results are written to `<dir>/YYYY-MM-DD.<ext>` in each configured format, with a
+//! `.sha256` beside each (`sha256sum -c` format) and an `index.json` listing them all.
+//!
+//! Every file is written to a temporary name, fsynced and renamed, so a dump that exists is
+//! complete; days whose files exist are skipped, and missing days since the first stored
+//! result are caught up at start. The clock is a parameter ([`write_due`]) so tests can run
+//! days in any order; only [`run`] reads the OS clock.
+
+use super::{Format, row};
+use crate::store::{ResultFilter, Store, StoreError};
+use serde::{Deserialize, Serialize};
+use sixmap_shared::UnixMicros;
+use sixmap_shared::config::ConfigError;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{info, warn};
+
+const DAY_US: i64 = 86_400_000_000;
+
+/// How far back catching up goes: a probe whose clock was wildly off (a result "from 1970")
+/// must not make the collector write decades of empty files.
+pub const MAX_CATCH_UP_DAYS: i64 = 366;
+
+/// `[dumps]` in the collector config.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DumpsConfig {
+    /// Off by default: publishing raw results is the operator's decision (they hold probe
+    /// addresses), like `raw_data_public`.
+    pub enabled: bool,
+    /// Default `<data_dir>/dumps`.
+    pub dir: Option<PathBuf>,
+    /// Default JSON Lines (complete, the API's own form) and Parquet (compact, typed).
+    pub formats: Vec<String>,
+    /// How long after a day ends its dump waits for results uploaded late (outboxes of
+    /// probes that were offline); default one hour.
+    pub delay_s: u64,
+}
+
+impl Default for DumpsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            dir: None,
+            formats: vec!["jsonl".into(), "parquet".into()],
+            delay_s: 3600,
+        }
+    }
+}
+
+/// Validated dump settings; `None` in [`DumpsConfig::validate`] when disabled.
+#[derive(Debug, Clone)]
+pub struct Dumps {
+    pub dir: PathBuf,
+    pub formats: Vec<Format>,
+    pub delay: Duration,
+}
+
+impl DumpsConfig {
+    pub fn validate(
+        self,
+        data_dir: &Path,
+        source: Option<&Path>,
+    ) -> Result<Option<Dumps>, ConfigError> {
+        if !self.enabled {
+            return Ok(None);
+        }
+        let mut formats = Vec::new();
+        for name in &self.formats {
+            let format = name.parse::<Format>().map_err(|e| {
+                ConfigError::invalid("dumps.formats".to_owned(), source, e.to_string())
+            })?;
+            if !formats.contains(&format) {
+                formats.push(format);
+            }
+        }
+        if formats.is_empty() {
+            return Err(ConfigError::invalid(
+                "dumps.formats".to_owned(),
+                source,
+                "name at least one format".to_owned(),
+            ));
+        }
+        if self.delay_s > 7 * 86_400 {
+            return Err(ConfigError::invalid(
+                "dumps.delay_s".to_owned(),
+                source,
+                format!("{} s is more than a week", self.delay_s),
+            ));
+        }
+        Ok(Some(Dumps {
+            dir: self.dir.unwrap_or_else(|| data_dir.join("dumps")),
+            formats,
+            delay: Duration::from_secs(self.delay_s),
+        }))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DumpError {
+    #[error("dump {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("dump {path}: {source}")]
+    Export {
+        path: PathBuf,
+        source: super::ExportError,
+    },
+}
+
+/// One file of `index.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexEntry {
+    pub day: String,
+    pub format: String,
+    pub file: String,
+    pub bytes: u64,
+    pub sha256: String,
+    pub rows: u64,
+}
+
+fn day_name(day: i64) -> String {
+    let (y, m, d) = row::civil_from_days(day);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DumpError + '_ {
+    move |source| DumpError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Writes `bytes` to `path` atomically: temporary file, fsync, rename, fsync of the dir.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), DumpError> {
+    let temp = temp_name(path);
+    let mut file = std::fs::File::create(&temp).map_err(io(path))?;
+    file.write_all(bytes).map_err(io(path))?;
+    file.sync_all().map_err(io(path))?;
+    std::fs::rename(&temp, path).map_err(io(path))?;
+    sync_dir(path)
+}
+
+fn temp_name(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    path.with_file_name(name)
+}
+
+fn sync_dir(path: &Path) -> Result<(), DumpError> {
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(dir))?;
+    }
+    Ok(())
+}
+
+/// A writer that hashes what passes through it.
+struct Hashing {
+    file: std::fs::File,
+    digest: ring::digest::Context,
+    bytes: u64,
+}
+
+impl Write for Hashing {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(data)?;
+        self.digest.update(&data[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Writes one day's dump in one format; returns its index entry.
+fn write_day(
+    store: &dyn Store,
+    dir: &Path,
+    day: i64,
+    format: Format,
+) -> Result<IndexEntry, DumpError> {
+    let name = format!("{}.{}", day_name(day), format.extension());
+    let path = dir.join(&name);
+    let temp = temp_name(&path);
+    let file = std::fs::File::create(&temp).map_err(io(&path))?;
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    // The export writers own their output; this one reports the digest when dropped.
+    struct Reporting(Option<Hashing>, std::sync::mpsc::SyncSender<Hashing>);
+    impl Write for Reporting {
+        fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+            self.0.as_mut().map_or(Ok(data.len()), |h| h.write(data))
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.0.as_mut().map_or(Ok(()), Hashing::flush)
+        }
+    }
+    impl Drop for Reporting {
+        fn drop(&mut self) {
+            if let Some(h) = self.0.take() {
+                let _ = self.1.send(h);
+            }
+        }
+    }
+    let out = Reporting(
+        Some(Hashing {
+            file,
+            digest: ring::digest::Context::new(&ring::digest::SHA256),
+            bytes: 0,
+        }),
+        tx,
+    );
+    let filter = ResultFilter {
+        from: Some(UnixMicros(day * DAY_US)),
+        to: Some(UnixMicros((day + 1) * DAY_US)),
+        ..ResultFilter::default()
+    };
+    let stats = match super::export(store, &filter, format, out, &mut |_| {}) {
+        Ok(stats) => stats,
+        Err(source) => {
+            let _ = std::fs::remove_file(&temp);
+            return Err(DumpError::Export { path, source });
+        }
+    };
+    let hashing = rx.recv().map_err(|_| DumpError::Io {
+        path: path.clone(),
+        source: std::io::Error::other("export writer kept its output"),
+    })?;
+    hashing.file.sync_all().map_err(io(&path))?;
+    let sha256 = hex(hashing.digest.finish().as_ref());
+    std::fs::rename(&temp, &path).map_err(io(&path))?;
+    sync_dir(&path)?;
+    let entry = IndexEntry {
+        day: day_name(day),
+        format: format.name().into(),
+        file: name.clone(),
+        bytes: hashing.bytes,
+        sha256: sha256.clone(),
+        rows: stats.rows,
+    };
+    write_atomically(
+        &dir.join(format!("{name}.sha256")),
+        format!("{sha256}  {name}\n").as_bytes(),
+    )?;
+    Ok(entry)
+}
+
+/// Writes every missing dump of the days that ended at least `delay` before `now`, from the
+/// day of the oldest stored result on, and rewrites `index.json`. Returns the files written.
+pub fn write_due(
+    store: &dyn Store,
+    dumps: &Dumps,
+    now: UnixMicros,
+) -> Result<Vec<IndexEntry>, DumpError> {
+    std::fs::create_dir_all(&dumps.dir).map_err(io(&dumps.dir))?;
+    let index_path = dumps.dir.join("index.json");
+    let mut index: Vec<IndexEntry> = std::fs::read(&index_path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default();
+    let mut first = None;
+    store.scan_results_between(UnixMicros(i64::MIN), UnixMicros(i64::MAX), &mut |r| {
+        first = Some(r.result.started_at);
+        false
+    })?;
+    let Some(first) = first else {
+        return Ok(Vec::new());
+    };
+    let delay = i64::try_from(dumps.delay.as_micros()).unwrap_or(i64::MAX);
+    // The last day whose end (plus the grace period) has passed.
+    let last = (now.0.saturating_sub(delay)).div_euclid(DAY_US) - 1;
+    let mut written = Vec::new();
+    let oldest = first.0.div_euclid(DAY_US).max(last - MAX_CATCH_UP_DAYS + 1);
+    for day in oldest..=last {
+        for &format in &dumps.formats {
+            let name = format!("{}.{}", day_name(day), format.extension());
+            if dumps.dir.join(&name).exists() {
+                continue;
+            }
+            let entry = write_day(store, &dumps.dir, day, format)?;
+            info!(file = %entry.file, rows = entry.rows, bytes = entry.bytes, "daily dump written");
+            index.retain(|e| e.file != entry.file);
+            index.push(entry.clone());
+            written.push(entry);
+        }
+    }
+    if !written.is_empty() {
+        index.sort_by(|a, b| (&a.day, &a.file).cmp(&(&b.day, &b.file)));
+        let json = serde_json::to_vec_pretty(&index).map_err(|e| DumpError::Io {
+            path: index_path.clone(),
+            source: std::io::Error::other(e),
+        })?;
+        write_atomically(&index_path, &json)?;
+    }
+    Ok(written)
+}
+
+/// The collector's dump task: catches up at start, then checks every ten minutes.
+pub async fn run(store: Arc<dyn Store>, dumps: Dumps) {
+    loop {
+        let (store2, dumps2) = (store.clone(), dumps.clone());
+        match tokio::task::spawn_blocking(move || {
+            write_due(store2.as_ref(), &dumps2, UnixMicros::now())
+        })
+        .await
+        {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => warn!(error = %e, "daily dumps failed; retrying in 10 min"),
+            Err(e) => warn!(error = %e, "daily dump task failed; retrying in 10 min"),
+        }
+        tokio::time::sleep(Duration::from_secs(600)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_errors_name_the_key() {
+        let config = DumpsConfig {
+            enabled: true,
+            formats: vec!["jsonl".into(), "xml".into()],
+            ..DumpsConfig::default()
+        };
+        let err = config
+            .validate(Path::new("/d"), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("dumps.formats") && err.contains("xml"),
+            "{err}"
+        );
+        let off = DumpsConfig::default()
+            .validate(Path::new("/d"), None)
+            .unwrap();
+        assert!(off.is_none());
+        let on = DumpsConfig {
+            enabled: true,
+            ..DumpsConfig::default()
+        }
+        .validate(Path::new("/d"), None)
+        .unwrap()
+        .unwrap();
+        assert_eq!(on.dir, Path::new("/d/dumps"));
+        assert_eq!(on.formats, [Format::Jsonl, Format::Parquet]);
+    }
+
+    #[test]
+    fn day_names_are_utc_dates() {
+        assert_eq!(day_name(0), "1970-01-01");
+        assert_eq!(day_name(20_513), "2026-03-01");
+    }
+}
