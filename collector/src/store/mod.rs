@@ -11,7 +11,7 @@ mod sled_store;
 
 pub use auth::{ApiTokenRecord, AuditEntry, AuthStore, EnrollmentTokenRecord, Role};
 pub use filter::{
-    KindFilter, ResultCursor, ResultFilter, ScanEnd, TargetFilter, scan_filtered,
+    KindFilter, ResultCursor, ResultFilter, ScanBudget, ScanEnd, TargetFilter, scan_filtered,
     scan_filtered_bounded,
 };
 pub use sled_store::SledStore;
