@@ -9,7 +9,8 @@
 
 use sixmap_collector::query::aggregate::{AggregateRequest, aggregate};
 use sixmap_collector::query::page::page;
-use sixmap_collector::query::{AGGREGATE_MAX_SCANNED, PAGE_MAX_SCANNED, PageRequest};
+use sixmap_collector::query::{PAGE_MAX_SCANNED, PageRequest};
+use sixmap_collector::store::ScanBudget;
 use sixmap_collector::store::{SledStore, Store};
 use sixmap_collector::testing;
 use sixmap_shared::UnixMicros;
@@ -68,7 +69,11 @@ fn main() -> anyhow::Result<()> {
     );
 
     let t = Instant::now();
-    let first = page(&store, &request(&[("limit", "1000")]), PAGE_MAX_SCANNED)?;
+    let first = page(
+        &store,
+        &request(&[("limit", "1000")]),
+        ScanBudget::rows(PAGE_MAX_SCANNED),
+    )?;
     println!(
         "first page of 1000, no filter:           {:>8.1} ms",
         t.elapsed().as_secs_f64() * 1e3
@@ -80,7 +85,7 @@ fn main() -> anyhow::Result<()> {
     let (mut pages, mut seen) = (0, 0);
     let mut next = request(&[("probe_country", "AB"), ("limit", "10000")]);
     loop {
-        let p = page(&store, &next, PAGE_MAX_SCANNED)?;
+        let p = page(&store, &next, ScanBudget::rows(PAGE_MAX_SCANNED))?;
         pages += 1;
         seen += p.results.len();
         match p.next_cursor {
@@ -97,7 +102,7 @@ fn main() -> anyhow::Result<()> {
     let none = page(
         &store,
         &request(&[("probe_country", "ZZ")]),
-        PAGE_MAX_SCANNED,
+        ScanBudget::rows(PAGE_MAX_SCANNED),
     )?;
     println!(
         "a page matching nothing (budget {PAGE_MAX_SCANNED}): {:>8.1} ms, cursor: {}",
@@ -108,7 +113,7 @@ fn main() -> anyhow::Result<()> {
     for group_by in ["country", "asn,day"] {
         let t = Instant::now();
         let request = AggregateRequest::from_pairs([("group_by", group_by)]).unwrap();
-        let a = aggregate(&store, &request, AGGREGATE_MAX_SCANNED)?;
+        let a = aggregate(&store, &request, ScanBudget::UNLIMITED)?;
         println!(
             "aggregate by {group_by:<8} over {} results: {:>8.1} ms, {} groups, truncated {}",
             a.results,

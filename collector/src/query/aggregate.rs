@@ -4,7 +4,9 @@
 //! selects.
 
 use super::ParamError;
-use crate::store::{ResultFilter, ScanEnd, Store, StoreError, StoredResult, scan_filtered_bounded};
+use crate::store::{
+    ResultFilter, ScanBudget, ScanEnd, Store, StoreError, StoredResult, scan_filtered_bounded,
+};
 use serde::Serialize;
 use sixmap_shared::UnixMicros;
 use sixmap_shared::measurement::Outcome;
@@ -145,7 +147,7 @@ pub struct Aggregates {
     pub rows: Vec<AggregateRow>,
     /// Results counted, over all groups.
     pub results: u64,
-    /// True when the scan stopped at the row budget: the rows then cover results up to
+    /// True when the scan stopped at the row or time budget: the rows then cover results up to
     /// `scanned_until` only; narrow `from`/`to` to get complete figures.
     pub truncated: bool,
     /// Start time of the last stored row read when truncated.
@@ -191,15 +193,15 @@ fn median(values: &mut [u64]) -> Option<f64> {
     Some(ns / 1e6)
 }
 
-/// Groups what `request.filter` selects, reading at most `max_scanned` stored rows.
+/// Groups what `request.filter` selects, within `budget`.
 pub fn aggregate(
     store: &dyn Store,
     request: &AggregateRequest,
-    max_scanned: u64,
+    budget: ScanBudget,
 ) -> Result<Aggregates, StoreError> {
     let mut groups: BTreeMap<Key, Group> = BTreeMap::new();
     let mut results = 0u64;
-    let end = scan_filtered_bounded(store, &request.filter, None, max_scanned, &mut |stored| {
+    let end = scan_filtered_bounded(store, &request.filter, None, budget, &mut |stored| {
         results += 1;
         let group = groups
             .entry(key(&stored, request.group_by, request.side))
@@ -288,7 +290,8 @@ mod tests {
             group_by,
             side: Side::Probe,
         };
-        let by_country = aggregate(&store, &request(GroupBy::Country), 100).unwrap();
+        let by_country =
+            aggregate(&store, &request(GroupBy::Country), ScanBudget::rows(100)).unwrap();
         assert!(!by_country.truncated);
         assert_eq!(by_country.results, 5);
         let rows: Vec<_> = by_country
@@ -314,7 +317,8 @@ mod tests {
         let nl = &by_country.rows[2];
         assert!((nl.success_share - 2.0 / 3.0).abs() < 1e-9);
 
-        let by_asn_day = aggregate(&store, &request(GroupBy::AsnDay), 100).unwrap();
+        let by_asn_day =
+            aggregate(&store, &request(GroupBy::AsnDay), ScanBudget::rows(100)).unwrap();
         let keys: Vec<_> = by_asn_day
             .rows
             .iter()
@@ -337,11 +341,13 @@ mod tests {
             side: Side::Target,
             ..request(GroupBy::Country)
         };
-        let rows = aggregate(&store, &target, 100).unwrap().rows;
+        let rows = aggregate(&store, &target, ScanBudget::rows(100))
+            .unwrap()
+            .rows;
         assert_eq!(rows.len(), 1);
         assert_eq!((rows[0].country.clone(), rows[0].count), (Some(None), 5));
 
-        let cut = aggregate(&store, &request(GroupBy::Day), 2).unwrap();
+        let cut = aggregate(&store, &request(GroupBy::Day), ScanBudget::rows(2)).unwrap();
         assert!(cut.truncated);
         assert_eq!(cut.results, 2);
         assert_eq!(cut.scanned_until, Some(UnixMicros(20)));

@@ -5,7 +5,7 @@
 //! has gone (the channel's receiver is dropped with the response stream).
 
 use super::aggregate::{AggregateRequest, Aggregates, aggregate};
-use super::{AGGREGATE_MAX_SCANNED, ParamError};
+use super::{ParamError, aggregate_budget};
 use crate::auth;
 use crate::store::{ResultCursor, ResultFilter, Role, Store, StoreError, scan_filtered};
 use sixmap_proto::v1::query_service_server::QueryService;
@@ -228,7 +228,7 @@ impl QueryService for QueryGrpc {
             .map_err(invalid)?;
         let store = self.store.clone();
         let aggregates =
-            crate::store::run_blocking(move || aggregate(&*store, &request, AGGREGATE_MAX_SCANNED))
+            crate::store::run_blocking(move || aggregate(&*store, &request, aggregate_budget()))
                 .await
                 .map_err(unavailable)?;
         Ok(Response::new(aggregate_reply(aggregates)))

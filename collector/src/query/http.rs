@@ -4,7 +4,7 @@
 
 use super::aggregate::{AggregateRequest, Aggregates, aggregate};
 use super::page::{Page, page};
-use super::{AGGREGATE_MAX_SCANNED, PAGE_MAX_SCANNED, PageRequest, ParamError};
+use super::{PageRequest, ParamError, aggregate_budget, page_budget};
 use crate::store::{Store, StoreError};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -80,7 +80,7 @@ async fn results(
     let request = PageRequest::from_pairs(pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())))
         .map_err(QueryError::Param)?;
     let started = Instant::now();
-    let page = blocking(move || page(&*store, &request, PAGE_MAX_SCANNED)).await?;
+    let page = blocking(move || page(&*store, &request, page_budget())).await?;
     tracing::debug!(
         results = page.results.len(),
         more = page.next_cursor.is_some(),
@@ -99,7 +99,7 @@ async fn aggregates(
     let request = AggregateRequest::from_pairs(pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())))
         .map_err(QueryError::Param)?;
     let started = Instant::now();
-    let aggregates = blocking(move || aggregate(&*store, &request, AGGREGATE_MAX_SCANNED)).await?;
+    let aggregates = blocking(move || aggregate(&*store, &request, aggregate_budget())).await?;
     tracing::debug!(
         groups = aggregates.rows.len(),
         results = aggregates.results,

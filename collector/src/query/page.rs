@@ -1,7 +1,9 @@
 //! One page of results: oldest first, ending at `limit` results or at the scan budget.
 
 use super::PageRequest;
-use crate::store::{ResultCursor, ScanEnd, Store, StoreError, StoredResult, scan_filtered_bounded};
+use crate::store::{
+    ResultCursor, ScanBudget, ScanEnd, Store, StoreError, StoredResult, scan_filtered_bounded,
+};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize)]
@@ -24,13 +26,13 @@ fn cursor_text<S: serde::Serializer>(
 }
 
 /// Reads one page. A full page gets a cursor at its last result even if nothing follows (the
-/// next page is then empty); a page cut by `max_scanned` gets a cursor at the last row read,
+/// next page is then empty); a page cut by the budget gets a cursor at the last row read,
 /// which may be a result the filter does not select, and may hold fewer than `limit` results,
 /// even none.
 pub fn page(
     store: &dyn Store,
     request: &PageRequest,
-    max_scanned: u64,
+    budget: ScanBudget,
 ) -> Result<Page, StoreError> {
     let limit = request.limit.max(1);
     let mut results = Vec::new();
@@ -38,7 +40,7 @@ pub fn page(
         store,
         &request.filter,
         request.after.as_ref(),
-        max_scanned,
+        budget,
         &mut |r| {
             results.push(r);
             results.len() < limit

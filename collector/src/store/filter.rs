@@ -407,7 +407,7 @@ pub fn scan_filtered(
     after: Option<&ResultCursor>,
     visit: &mut dyn FnMut(StoredResult) -> bool,
 ) -> Result<(), StoreError> {
-    scan_filtered_bounded(store, filter, after, u64::MAX, visit).map(|_| ())
+    scan_filtered_bounded(store, filter, after, ScanBudget::UNLIMITED, visit).map(|_| ())
 }
 
 /// How a bounded scan ended.
@@ -417,18 +417,50 @@ pub enum ScanEnd {
     Exhausted,
     /// `visit` asked to stop.
     Stopped,
-    /// `max_scanned` rows were read; the cursor names the last row read, which need not
-    /// match the filter. Scanning again after it continues where this scan stopped.
+    /// The budget was spent; the cursor names the last row read, which need not match the
+    /// filter. Scanning again after it continues where this scan stopped.
     Budget(ResultCursor),
 }
 
-/// [`scan_filtered`], reading at most `max_scanned` stored rows (matching or not), so that a
-/// request whose filter matches little cannot read the whole store at once.
+/// How much one scan may read: stored rows (matching or not) and time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScanBudget {
+    pub rows: u64,
+    /// Stop at the first row read at or after this instant.
+    pub until: Option<std::time::Instant>,
+}
+
+impl ScanBudget {
+    pub const UNLIMITED: Self = Self {
+        rows: u64::MAX,
+        until: None,
+    };
+
+    pub fn rows(rows: u64) -> Self {
+        Self { rows, until: None }
+    }
+
+    /// At most `rows` rows and `time` from now. Time matters as much as rows: a row costs
+    /// tens of µs on a server and more on a Raspberry Pi, and requests have a deadline.
+    pub fn within(rows: u64, time: std::time::Duration) -> Self {
+        Self {
+            rows,
+            until: std::time::Instant::now().checked_add(time),
+        }
+    }
+
+    fn spent(&self, scanned: u64) -> bool {
+        scanned >= self.rows || self.until.is_some_and(|u| std::time::Instant::now() >= u)
+    }
+}
+
+/// [`scan_filtered`] within a [`ScanBudget`], so that a request whose filter matches little
+/// cannot read the whole store at once.
 pub fn scan_filtered_bounded(
     store: &dyn Store,
     filter: &ResultFilter,
     after: Option<&ResultCursor>,
-    max_scanned: u64,
+    budget: ScanBudget,
     visit: &mut dyn FnMut(StoredResult) -> bool,
 ) -> Result<ScanEnd, StoreError> {
     let mut scanned = 0u64;
@@ -451,7 +483,7 @@ pub fn scan_filtered_bounded(
             return true;
         }
         scanned += 1;
-        let last = (scanned >= max_scanned).then(|| ResultCursor::of(&stored));
+        let last = budget.spent(scanned).then(|| ResultCursor::of(&stored));
         let in_campaign = campaign_tasks
             .as_ref()
             .is_none_or(|tasks| tasks.contains(&stored.result.task_id));
@@ -661,10 +693,16 @@ mod tests {
         let mut rounds = 0;
         loop {
             rounds += 1;
-            let end = scan_filtered_bounded(&store, &filter, after.as_ref(), 7, &mut |r| {
-                seen.push(r.result.key.sequence);
-                true
-            })
+            let end = scan_filtered_bounded(
+                &store,
+                &filter,
+                after.as_ref(),
+                ScanBudget::rows(7),
+                &mut |r| {
+                    seen.push(r.result.key.sequence);
+                    true
+                },
+            )
             .unwrap();
             match end {
                 ScanEnd::Budget(cursor) => after = Some(cursor),
@@ -674,5 +712,18 @@ mod tests {
         }
         assert_eq!(seen, (0..10).collect::<Vec<_>>());
         assert_eq!(rounds, 5, "30 rows in budgets of 7");
+
+        // A deadline already past: one row is read, and the cursor goes on from it.
+        let past = ScanBudget {
+            rows: u64::MAX,
+            until: Some(std::time::Instant::now()),
+        };
+        let end =
+            scan_filtered_bounded(&store, &ResultFilter::default(), None, past, &mut |_| true)
+                .unwrap();
+        let ScanEnd::Budget(cursor) = end else {
+            panic!("a past deadline ends the scan: {end:?}")
+        };
+        assert_eq!(cursor.key.sequence, 0);
     }
 }

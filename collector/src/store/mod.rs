@@ -14,7 +14,7 @@ mod sled_store;
 pub use auth::{ApiTokenRecord, AuditEntry, AuthStore, EnrollmentTokenRecord, Role};
 pub use clickhouse::{ClickHouseConfig, ClickHouseStore};
 pub use filter::{
-    KindFilter, ResultCursor, ResultFilter, ScanEnd, TargetFilter, scan_filtered,
+    KindFilter, ResultCursor, ResultFilter, ScanBudget, ScanEnd, TargetFilter, scan_filtered,
     scan_filtered_bounded,
 };
 pub use sled_store::SledStore;
