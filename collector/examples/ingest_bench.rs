@@ -5,9 +5,12 @@
 //!
 //! Prints results per second with durable acks (one flush per batch), and the same inserts
 //! without per-batch flushes for comparison.
+//!
+//! With `SIXMAP_BENCH_CLICKHOUSE=http://127.0.0.1:8123` the store is ClickHouse (a fresh
+//! database on that server) instead of sled, and a full time-ordered scan is timed too.
 
 use sixmap_collector::ingest::ingest_batch;
-use sixmap_collector::store::{SledStore, Store};
+use sixmap_collector::store::{ClickHouseConfig, ClickHouseStore, SledStore, Store};
 use sixmap_proto::{encode, v1};
 use sixmap_shared::measurement::{
     ClockInfo, ClockState, Family, IcmpSocketKind, MeasurementResult, Outcome, PingReply,
@@ -62,7 +65,18 @@ fn main() -> anyhow::Result<()> {
     let batches: u64 = args.next().map(|a| a.parse()).transpose()?.unwrap_or(400);
     let batch_size: u64 = args.next().map(|a| a.parse()).transpose()?.unwrap_or(256);
     let dir = tempfile::tempdir()?;
-    let store = SledStore::open(dir.path())?;
+    let clickhouse = std::env::var("SIXMAP_BENCH_CLICKHOUSE").ok();
+    let store: Box<dyn Store> = match &clickhouse {
+        Some(url) => {
+            let database = format!("bench_{}", ProbeId::random()?.as_str());
+            println!("store: ClickHouse at {url}, database {database}");
+            Box::new(ClickHouseStore::open(&ClickHouseConfig::local(
+                url, &database,
+            ))?)
+        }
+        None => Box::new(SledStore::open(dir.path())?),
+    };
+    let store = &*store;
     let probe = ProbeId::random()?;
     let task = store.task_id("bench")?;
     // No prefix data: enrichment lookups miss, as on a collector without imports.
@@ -84,7 +98,7 @@ fn main() -> anyhow::Result<()> {
     for batch in &wire {
         let t = Instant::now();
         let (ack, _) =
-            ingest_batch(&store, &prefixes, &probe, batch)?.map_err(anyhow::Error::msg)?;
+            ingest_batch(store, &prefixes, &probe, batch)?.map_err(anyhow::Error::msg)?;
         anyhow::ensure!(ack.stored.len() as u64 == batch_size, "not all stored");
         latencies.push(t.elapsed());
     }
@@ -102,12 +116,26 @@ fn main() -> anyhow::Result<()> {
     // Same volume again as duplicates: the dedup path.
     let started = Instant::now();
     for batch in &wire {
-        ingest_batch(&store, &prefixes, &probe, batch)?.map_err(anyhow::Error::msg)?;
+        ingest_batch(store, &prefixes, &probe, batch)?.map_err(anyhow::Error::msg)?;
     }
     println!(
         "re-ingest of duplicates: {:.0} results/s",
         total as f64 / started.elapsed().as_secs_f64()
     );
+    if clickhouse.is_some() {
+        let started = Instant::now();
+        let mut scanned = 0u64;
+        store.scan_results_between(UnixMicros(i64::MIN), UnixMicros(i64::MAX), &mut |_| {
+            scanned += 1;
+            true
+        })?;
+        anyhow::ensure!(scanned == total, "scanned {scanned} of {total}");
+        println!(
+            "time-ordered scan of everything: {:.0} results/s",
+            total as f64 / started.elapsed().as_secs_f64()
+        );
+        return Ok(());
+    }
     let bytes: u64 = walk_size(dir.path());
     println!(
         "store size on disk: {:.1} MiB ({:.0} bytes/result)",

@@ -128,12 +128,17 @@ impl HttpClient {
             .recv()
             .map_err(|e| backend(format!("ClickHouse client thread ended: {e}")))?
             .map_err(|e| backend(format!("cannot start the ClickHouse client runtime: {e}")))?;
+        let mut connector = HttpConnector::new();
+        // Requests are written as headers then body: without TCP_NODELAY, Nagle's algorithm
+        // and the server's delayed ACK would hold the body back for tens of milliseconds.
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(timeout));
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             // Below the server's keep_alive_timeout (3 s by default), so a pooled connection
             // is not reused just as the server closes it.
             .pool_idle_timeout(Duration::from_secs(2))
-            .build(HttpConnector::new());
+            .build(connector);
         Ok(Self {
             endpoint,
             handle,
@@ -204,17 +209,31 @@ impl HttpClient {
         let what = head(sql);
         let base = self.endpoint.base.clone();
         async move {
-            let request = hyper::Request::post(url)
-                .body(Full::new(Bytes::from(body)))
-                .map_err(|e| backend(format!("bad ClickHouse request for {what}: {e}")))?;
-            let response = tokio::time::timeout(timeout, client.request(request))
-                .await
-                .map_err(|_| {
-                    backend(format!(
-                        "ClickHouse at {base} did not answer within {timeout:?}: {what}"
-                    ))
-                })?
-                .map_err(|e| backend(format!("ClickHouse at {base} unreachable: {e:?}")))?;
+            let body = Bytes::from(body);
+            let mut attempt = 0;
+            let response = loop {
+                attempt += 1;
+                let request = hyper::Request::post(url.as_str())
+                    .body(Full::new(body.clone()))
+                    .map_err(|e| backend(format!("bad ClickHouse request for {what}: {e}")))?;
+                match tokio::time::timeout(timeout, client.request(request)).await {
+                    Err(_) => {
+                        return Err(backend(format!(
+                            "ClickHouse at {base} did not answer within {timeout:?}: {what}"
+                        )));
+                    }
+                    Ok(Ok(response)) => break response,
+                    // A pooled connection the server closed meanwhile fails like this; one
+                    // retry is safe because every statement the store sends is idempotent
+                    // (reads dedup by key, rows carry their own versions and nonces).
+                    Ok(Err(e)) if attempt < 2 => {
+                        tracing::debug!(error = ?e, "ClickHouse request failed, retrying once");
+                    }
+                    Ok(Err(e)) => {
+                        return Err(backend(format!("ClickHouse at {base} unreachable: {e:?}")));
+                    }
+                }
+            };
             if response.status() == hyper::StatusCode::OK {
                 return Ok(response);
             }

@@ -133,6 +133,9 @@ pub struct ClickHouseStore {
     known_tasks: Mutex<HashSet<String>>,
     /// Task → campaign links seen; links never change once written.
     campaign_links: Mutex<HashMap<u64, u64>>,
+    /// (probe, task) assignments seen: assignments are never removed, and ingest asks for
+    /// every result, so this saves a query per result.
+    known_assignments: Mutex<HashSet<(String, u64)>>,
     /// How long a claimant waits before reading the claims (see [`claims`]).
     settle: Duration,
 }
@@ -179,6 +182,7 @@ impl ClickHouseStore {
             versions: VersionClock::default(),
             known_tasks: Mutex::new(HashSet::new()),
             campaign_links: Mutex::new(HashMap::new()),
+            known_assignments: Mutex::new(HashSet::new()),
             settle: claims::SETTLE,
         })
     }

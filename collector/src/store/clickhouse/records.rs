@@ -7,6 +7,9 @@ use crate::store::{ProbeRecord, StoreError, TagEvent};
 use serde_json::json;
 use sixmap_shared::{ProbeId, TaskId};
 
+/// Most (probe, task) pairs remembered as assigned (about 100 bytes each).
+const MAX_KNOWN_ASSIGNMENTS: usize = 1_000_000;
+
 /// A task id from a definition: the first 63 bits of its SHA-256, never 0.
 pub fn task_id_of(definition: &str) -> u64 {
     let digest = ring::digest::digest(&ring::digest::SHA256, definition.as_bytes());
@@ -152,13 +155,29 @@ impl ClickHouseStore {
         probe: &ProbeId,
         task: TaskId,
     ) -> Result<bool, StoreError> {
+        let key = (probe.as_str().to_owned(), task.get());
+        if self
+            .known_assignments
+            .lock()
+            .is_ok_and(|known| known.contains(&key))
+        {
+            return Ok(true);
+        }
         let answer = self.client.query(&format!(
             "SELECT count() FROM {} WHERE probe_id = {} AND task_id = {} FORMAT TabSeparated",
             self.table("assignments"),
             quote(probe.as_str()),
             task.get()
         ))?;
-        Ok(answer.trim() != "0")
+        let assigned = answer.trim() != "0";
+        if assigned && let Ok(mut known) = self.known_assignments.lock() {
+            // Bounded: past this many pairs, start over rather than grow without limit.
+            if known.len() >= MAX_KNOWN_ASSIGNMENTS {
+                known.clear();
+            }
+            known.insert(key);
+        }
+        Ok(assigned)
     }
 
     pub(super) fn put_rollup_row(

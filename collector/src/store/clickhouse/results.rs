@@ -231,6 +231,14 @@ impl ClickHouseStore {
             let mut count = 0;
             while let Some(line) = lines.next_line()? {
                 count += 1;
+                // An error after the answer started comes as text in the body (the status
+                // was already 200).
+                if line.starts_with(b"Code: ") {
+                    return Err(StoreError::Backend(format!(
+                        "ClickHouse failed while scanning {table}: {}",
+                        String::from_utf8_lossy(&line)
+                    )));
+                }
                 let mut fields = rows::fields(&line);
                 let Some(json) = fields.pop() else {
                     return Err(rows::corrupt(&table, "empty line"));
