@@ -1,10 +1,14 @@
-//! Export benchmark: a synthetic sled store of results of every kind (`export::samples`:
-//! pings, traceroutes, DNS, HTTP, TCP and failures), then a full export in each format to a
-//! file, printing rows/s, MB/s and the peak RSS of each export.
+//! Export benchmark, in two parts, each printing rows/s, MB/s and peak RSS per format:
+//!
+//! 1. the writers alone: N synthetic results of every kind (`export::samples`: pings,
+//!    traceroutes, DNS, HTTP, TCP and failures) made in memory and written to a file, which
+//!    measures the formats themselves;
+//! 2. end to end: a sled store of the same N results, then a full export in each format
+//!    (`export::export`, as the CLI and the HTTP endpoint do), which adds the store's scan.
 //!
 //! Run: `cargo run --release -p sixmap-collector --example export_bench -- [--results N]
-//! [--dir D]` (default 1,000,000 results from 2,000 probes over 30 days). With `--dir`, the
-//! store is built there once and reused by later runs with the same N.
+//! [--dir D] [--writers-only]` (default 1,000,000 results from 2,000 probes over 30 days).
+//! With `--dir`, the store is built there once and reused by later runs with the same N.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark may stop at the first failure
 
@@ -24,6 +28,70 @@ struct Args {
     /// Keep the store here (reused when it holds the same number of results).
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// Skip the store part.
+    #[arg(long)]
+    writers_only: bool,
+}
+
+fn header(title: &str) {
+    println!("{title}");
+    println!(
+        "{:<8} {:>10} {:>9} {:>10} {:>8} {:>9} {:>9}",
+        "format", "rows", "skipped", "rows/s", "MB", "MB/s", "peak RSS"
+    );
+}
+
+fn line(format: Format, stats: export::ExportStats, seconds: f64, bytes: u64) {
+    let mb = bytes as f64 / 1e6;
+    println!(
+        "{:<8} {:>10} {:>9} {:>10.0} {:>8.1} {:>9.1} {:>6.0} MB",
+        format.name(),
+        stats.rows,
+        stats.skipped,
+        (stats.rows + stats.skipped) as f64 / seconds,
+        mb,
+        mb / seconds,
+        peak_rss_mb()
+    );
+}
+
+fn start_and_step(results: u64) -> (UnixMicros, i64) {
+    // 30 days of results.
+    let step = (30 * 86_400_000_000 / results.max(1) as i64).max(1);
+    (UnixMicros(1_772_323_200_000_000), step)
+}
+
+/// The writers alone, fed results made in memory.
+fn writers_alone(args: &Args, dir: &std::path::Path) {
+    let (start, step) = start_and_step(args.results);
+    header("writers alone (results made in memory)");
+    for format in Format::ALL {
+        let path = dir.join(format!("mem.{}", format.extension()));
+        let file = std::fs::File::create(&path).unwrap();
+        reset_peak();
+        let started = Instant::now();
+        let mut writer = export::writer(format, file).unwrap();
+        let mut stats = export::ExportStats::default();
+        for i in 0..args.results {
+            if writer
+                .write(&samples::sample(i, args.probes, start, step))
+                .unwrap()
+            {
+                stats.rows += 1;
+            } else {
+                stats.skipped += 1;
+            }
+        }
+        writer.finish().unwrap();
+        let seconds = started.elapsed().as_secs_f64();
+        line(
+            format,
+            stats,
+            seconds,
+            std::fs::metadata(&path).unwrap().len(),
+        );
+        std::fs::remove_file(&path).unwrap();
+    }
 }
 
 /// Peak resident set size since the last reset, in MB (Linux `VmHWM`).
@@ -46,6 +114,10 @@ fn reset_peak() {
 fn main() {
     let args = Args::parse();
     let temp = tempfile::tempdir().unwrap();
+    writers_alone(&args, temp.path());
+    if args.writers_only {
+        return;
+    }
     let dir = args
         .dir
         .clone()
@@ -55,9 +127,7 @@ fn main() {
     let have = std::fs::read_to_string(&marker).ok();
     if have.as_deref() != Some(&args.results.to_string()) {
         let started = Instant::now();
-        // 30 days of results.
-        let step = (30 * 86_400_000_000 / args.results.max(1) as i64).max(1);
-        let start = UnixMicros(1_772_323_200_000_000);
+        let (start, step) = start_and_step(args.results);
         let mut batch = Vec::with_capacity(10_000);
         for i in 0..args.results {
             batch.push(samples::sample(i, args.probes, start, step));
@@ -75,10 +145,7 @@ fn main() {
             started.elapsed().as_secs_f64()
         );
     }
-    println!(
-        "{:<8} {:>10} {:>9} {:>10} {:>8} {:>9} {:>9}",
-        "format", "rows", "skipped", "rows/s", "MB", "MB/s", "peak RSS"
-    );
+    header("end to end from the sled store (export::export: the CLI's and the endpoint's path)");
     for format in Format::ALL {
         let path = temp.path().join(format!("out.{}", format.extension()));
         let file = std::fs::File::create(&path).unwrap();
@@ -87,16 +154,11 @@ fn main() {
         let stats =
             export::export(&store, &ResultFilter::default(), format, file, &mut |_| {}).unwrap();
         let seconds = started.elapsed().as_secs_f64();
-        let mb = std::fs::metadata(&path).unwrap().len() as f64 / 1e6;
-        println!(
-            "{:<8} {:>10} {:>9} {:>10.0} {:>8.1} {:>9.1} {:>6.0} MB",
-            format.name(),
-            stats.rows,
-            stats.skipped,
-            (stats.rows + stats.skipped) as f64 / seconds,
-            mb,
-            mb / seconds,
-            peak_rss_mb()
+        line(
+            format,
+            stats,
+            seconds,
+            std::fs::metadata(&path).unwrap().len(),
         );
         std::fs::remove_file(&path).unwrap();
     }

@@ -193,3 +193,23 @@ pub fn fetch(
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_must_be_plain_http_authorities() {
+        assert_eq!(authority("http://[::1]:7480/").unwrap(), "[::1]:7480");
+        let err = authority("https://collector.example:7480").unwrap_err();
+        assert!(err.to_string().contains("plain HTTP"), "{err}");
+        assert!(authority("http://host:1/api").is_err());
+    }
+
+    #[test]
+    fn query_values_round_trip_through_encoding() {
+        let value = "2026-03-01T00:00:00Z&x=1 +/";
+        let pairs = super::super::http::query_pairs(&format!("from={}", encode(value))).unwrap();
+        assert_eq!(pairs, [("from".to_owned(), value.to_owned())]);
+    }
+}
