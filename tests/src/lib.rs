@@ -158,7 +158,15 @@ impl Collector {
         }
         args.extend_from_slice(extra);
         let log_dir = data_dir.parent().unwrap_or(data_dir);
-        let log = log_dir.join(format!("sixmap-collector-{}.log", std::process::id()));
+        // One log per data dir: tests running several collectors keep each one's log.
+        let name = data_dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("data");
+        let log = log_dir.join(format!(
+            "sixmap-collector-{}-{name}.log",
+            std::process::id()
+        ));
         let (process, stdout) = spawn("sixmap-collector", &args, log);
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {

@@ -27,7 +27,7 @@ impl Site {
     fn config(&self, tasks: usize) -> PathBuf {
         let path = self.work.path().join(format!("collector-{tasks}.toml"));
         let mut text = format!(
-            "heartbeat_interval_s = 1\npki_dir = {:?}\n\n[store]\nbackend = \"clickhouse\"\n\
+            "heartbeat_interval_s = 1\nlab_mode = true\npki_dir = {:?}\n\n[store]\nbackend = \"clickhouse\"\n\
              [store.clickhouse]\nurl = \"{}\"\ndatabase = \"scaleout\"\n",
             self.work.path().join("pki"),
             self.clickhouse.url()
@@ -131,6 +131,60 @@ fn probes_fail_over_between_collectors_sharing_clickhouse_and_lose_nothing() {
             );
         }
         collectors[victim] = Some(site.collector(victim, TASKS));
+    }
+
+    // The probes are on collector 1 now (round 2 killed collector 0). A campaign created at
+    // collector 0 reaches them through the shared store: collector 1's campaign ticker sees
+    // it and pushes its task to the probes connected there.
+    let at_zero = collectors[0].as_ref().unwrap();
+    let spec = serde_json::json!({
+        "spec": {
+            "name": "cross-collector",
+            "targets": ["::1"],
+            "measurements": [{"kind": "ping", "count": 1, "timeout_ms": 1000}],
+            // Each probe runs it within a second, not at its own moment of the default 5 min.
+            "schedule": {"spread_s": 1},
+        },
+    });
+    let (status, body) = sixmap_tests::http_request(
+        at_zero.http,
+        "POST",
+        "/api/v1/campaigns",
+        Some(&at_zero.admin),
+        &spec.to_string(),
+    );
+    assert_eq!(status, 201, "creating a campaign at collector 0: {body}");
+    let campaign: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let task = campaign["tasks"][0]["task_id"].as_u64().unwrap();
+    let reached = wait_for(Duration::from_secs(30), || {
+        probes
+            .iter()
+            .all(|p| {
+                p.try_id().is_some_and(|id| {
+                    stored_results(collectors[1].as_ref().unwrap(), &id)
+                        .values()
+                        .any(|r| r.task_id == task)
+                })
+            })
+            .then_some(())
+    });
+    if reached.is_none() {
+        let logs: Vec<String> = probes
+            .iter()
+            .map(|p| {
+                let log = p.process.as_ref().map(|p| p.log()).unwrap_or_default();
+                log.lines()
+                    .filter(|l| !l.contains("result produced") && !l.contains("batch"))
+                    .map(|l| format!("{l}\n"))
+                    .collect::<String>()
+            })
+            .collect();
+        panic!(
+            "the campaign created at collector 0 never ran on the probes at collector 1: \
+             {body}\n{}\ncollector 1:\n{}",
+            logs.join("\n"),
+            collectors[1].as_ref().unwrap().process.log()
+        );
     }
 
     // Stop production: probes restarted against collectors that assign nothing, until every

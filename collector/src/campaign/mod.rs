@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tonic::Status;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// Sender of a probe's session stream.
 pub type SessionSender = mpsc::Sender<Result<v1::CollectorMessage, Status>>;
@@ -169,6 +169,16 @@ pub struct Campaigns {
     sessions: Mutex<HashMap<ProbeId, SessionSender>>,
     /// Serialises read-modify-write of campaign records (one collector process).
     records: Mutex<()>,
+    /// Campaigns whose tasks (active) or cancels (ended) this process has pushed to its
+    /// connected probes. With several collectors on one store, a campaign created or ended
+    /// at another collector shows up here as new at the next tick.
+    pushed: Mutex<Pushed>,
+}
+
+#[derive(Debug, Default)]
+struct Pushed {
+    active: HashSet<u64>,
+    ended: HashSet<u64>,
 }
 
 /// A stable 64-bit FNV-1a hash: stratified picks must not change across restarts or Rust
@@ -375,6 +385,7 @@ impl Campaigns {
             owner_hourly_limit,
             sessions: Mutex::new(HashMap::new()),
             records: Mutex::new(()),
+            pushed: Mutex::new(Pushed::default()),
         }
     }
 
@@ -525,15 +536,8 @@ impl Campaigns {
         self.save(&record)?;
         self.store.flush()?;
         info!(campaign = id, owner, name = %record.spec.name, probes = record.probes.len(), tasks = record.tasks.len(), "campaign created");
-        let sessions = lock(&self.sessions).clone();
-        for probe in &record.probes {
-            if let Some(tx) = sessions.get(&probe.probe) {
-                for a in self.assignments_of(&record, &probe.probe, &HashSet::new(), now) {
-                    // A full or closed stream: the probe gets it at its next hello.
-                    let _ = tx.try_send(Ok(assign_message(&a)));
-                }
-            }
-        }
+        self.push_assignments(&record, now, false)?;
+        lock(&self.pushed).active.insert(record.id);
         Ok(record)
     }
 
@@ -733,6 +737,41 @@ impl Campaigns {
         self.save(&record)?;
         self.store.flush()?;
         info!(campaign = record.id, ?status, reason, "campaign ended");
+        self.push_cancels(&record, &reason);
+        lock(&self.pushed).ended.insert(record.id);
+        Ok(record)
+    }
+
+    /// Sends a campaign's tasks to its chosen probes connected to this collector; with
+    /// `skip_answered`, leaves out one-off tasks a probe already answered (a campaign this
+    /// process did not create may be old).
+    fn push_assignments(
+        &self,
+        record: &CampaignRecord,
+        now: UnixMicros,
+        skip_answered: bool,
+    ) -> Result<(), StoreError> {
+        let sessions = lock(&self.sessions).clone();
+        let once = record.spec.schedule.every.is_none();
+        for probe in &record.probes {
+            if let Some(tx) = sessions.get(&probe.probe) {
+                let answered = if skip_answered && once {
+                    self.answered(record.id, &probe.probe)?
+                } else {
+                    HashSet::new()
+                };
+                for a in self.assignments_of(record, &probe.probe, &answered, now) {
+                    // A full or closed stream: the probe gets it at its next hello.
+                    let sent = tx.try_send(Ok(assign_message(&a))).is_ok();
+                    debug!(campaign = record.id, probe = %probe.probe, task = %a.task_id, sent, "campaign task pushed");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Tells a campaign's probes connected to this collector to stop its tasks.
+    fn push_cancels(&self, record: &CampaignRecord, reason: &str) {
         let sessions = lock(&self.sessions).clone();
         for probe in &record.probes {
             if let Some(tx) = sessions.get(&probe.probe) {
@@ -747,7 +786,31 @@ impl Campaigns {
                 }
             }
         }
-        Ok(record)
+    }
+
+    /// Pushes what other collectors sharing the store decided: tasks of campaigns created
+    /// there, cancels of campaigns ended there, to the probes connected here. Sending a task
+    /// or a cancel twice is harmless (the probe keeps one identical assignment), so a restart
+    /// that forgets what was pushed only repeats messages.
+    fn push_others(&self, records: &[CampaignRecord], now: UnixMicros) -> Result<(), StoreError> {
+        const RECENTLY: i64 = 30 * 86_400 * 1_000_000;
+        for record in records {
+            if record.is_active() {
+                if lock(&self.pushed).active.insert(record.id) {
+                    debug!(
+                        campaign = record.id,
+                        "campaign seen: its tasks go to the probes connected here"
+                    );
+                    self.push_assignments(record, now, true)?;
+                }
+            } else if record.ended_at.is_some_and(|at| now.0 - at.0 < RECENTLY)
+                && lock(&self.pushed).ended.insert(record.id)
+            {
+                let reason = record.status_reason.as_deref().unwrap_or("ended");
+                self.push_cancels(record, reason);
+            }
+        }
+        Ok(())
     }
 
     /// Cancels a campaign; blocking.
@@ -868,6 +931,7 @@ impl Campaigns {
     pub fn tick(&self, now: UnixMicros) -> Result<(), StoreError> {
         let _guard = lock(&self.records);
         let records = self.all()?;
+        self.push_others(&records, now)?;
         for record in records.into_iter().filter(CampaignRecord::is_active) {
             if let Some(stop) = record.spec.schedule.stop
                 && stop <= now
