@@ -99,7 +99,6 @@ pub fn fetch(
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| protocol("malformed status line"))?;
     let mut chunked = false;
-    let mut length: Option<u64> = None;
     loop {
         line.clear();
         reader.read_line(&mut line).map_err(io)?;
@@ -112,8 +111,6 @@ pub fn fetch(
             let value = value.trim();
             if name == "transfer-encoding" && value.to_ascii_lowercase().contains("chunked") {
                 chunked = true;
-            } else if name == "content-length" {
-                length = value.parse().ok();
             }
         }
     }
@@ -133,7 +130,6 @@ pub fn fetch(
     }
     if !chunked {
         // Every complete export ends with its counts in trailers, which need chunking.
-        let _ = length;
         return Err(protocol(
             "the response is not chunked, so it carries no row counts",
         ));
