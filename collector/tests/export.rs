@@ -470,8 +470,9 @@ async fn http_export_streams_what_the_cli_writes() {
         };
         for format in Format::ALL {
             let mut body = Vec::new();
-            let stats =
-                remote::fetch(&url, Some(&token), &query(format), &mut body, &mut |_| {}).unwrap();
+            let stats = remote::fetch(&url, Some(&token), &query(format), &mut body, &mut |_| {})
+                .unwrap()
+                .expect("the collector sends the counts as trailers");
             let cli = std::fs::read(dir_path.join(format!("cli.{}", format.extension()))).unwrap();
             assert_eq!(body, cli, "{format}: HTTP and CLI differ");
             assert!(stats.rows > 0);
