@@ -430,8 +430,10 @@ async fn http_export_streams_what_the_cli_writes() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("probe_asn"));
 
+    // Daily dumps on: the collector catches up the ended days at start.
     let text = format!(
-        "data_dir = {:?}\ngrpc_listen = \"[::1]:0\"\nhttp_listen = \"[::1]:0\"\n",
+        "data_dir = {:?}\ngrpc_listen = \"[::1]:0\"\nhttp_listen = \"[::1]:0\"\n\
+         [dumps]\nenabled = true\nformats = [\"csv\"]\n",
         data
     );
     let settings = parse_toml::<CollectorConfig>(&text)
@@ -440,6 +442,23 @@ async fn http_export_streams_what_the_cli_writes() {
         .unwrap();
     let running = sixmap_collector::start(settings).await.unwrap();
     let url = format!("http://{}", running.http_addr);
+    let first_dump = data.join("dumps/2026-03-01.csv");
+    for _ in 0..300 {
+        if first_dump.exists() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let dumped = std::fs::read_to_string(&first_dump).expect("the collector wrote no dump");
+    let day0 = results
+        .iter()
+        .filter(|r| r.result.started_at.0 < DAY0 + DAY_US)
+        .count();
+    assert_eq!(
+        dumped.lines().count(),
+        1 + day0,
+        "header and one line per result"
+    );
     let dir_path = dir.path().to_owned();
     tokio::task::spawn_blocking(move || {
         let query = |format: Format| {
@@ -451,8 +470,9 @@ async fn http_export_streams_what_the_cli_writes() {
         };
         for format in Format::ALL {
             let mut body = Vec::new();
-            let stats =
-                remote::fetch(&url, Some(&token), &query(format), &mut body, &mut |_| {}).unwrap();
+            let stats = remote::fetch(&url, Some(&token), &query(format), &mut body, &mut |_| {})
+                .unwrap()
+                .expect("the collector sends the counts as trailers");
             let cli = std::fs::read(dir_path.join(format!("cli.{}", format.extension()))).unwrap();
             assert_eq!(body, cli, "{format}: HTTP and CLI differ");
             assert!(stats.rows > 0);

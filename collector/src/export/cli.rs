@@ -152,8 +152,9 @@ fn temp_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
-/// Runs the export the arguments describe.
-pub fn run(args: &ExportArgs) -> Result<ExportStats, CliError> {
+/// Runs the export the arguments describe; the counts are `None` when a running collector's
+/// trailers did not come through (a proxy that drops them).
+pub fn run(args: &ExportArgs) -> Result<Option<ExportStats>, CliError> {
     let format: Format = args.format.parse().map_err(CliError::Format)?;
     // Validate the filter locally first: the same errors, before any I/O.
     let filter = ResultFilter::from_pairs(args.filter_pairs(), &[])?;
@@ -169,7 +170,7 @@ pub fn run(args: &ExportArgs) -> Result<ExportStats, CliError> {
             })?;
             let (output, out) = Output::open(&args.output)?;
             match super::export(&store, &filter, format, out, &mut |s| progress.rows(s)) {
-                Ok(stats) => output.commit().map(|()| stats),
+                Ok(stats) => output.commit().map(|()| Some(stats)),
                 Err(e) => {
                     output.discard();
                     Err(e.into())
@@ -203,8 +204,10 @@ pub fn run(args: &ExportArgs) -> Result<ExportStats, CliError> {
         }
         _ => return Err(CliError::Source),
     };
-    if let Ok(stats) = &result {
-        progress.finish(stats);
+    match &result {
+        Ok(Some(stats)) => progress.finish(stats),
+        Ok(None) => progress.finish_uncounted(),
+        Err(_) => {}
     }
     result
 }

@@ -77,6 +77,20 @@ impl Progress {
     }
 }
 
+impl Progress {
+    /// The final line when the collector's counts did not arrive.
+    pub fn finish_uncounted(&mut self) {
+        if self.live && self.last_draw.is_some() {
+            eprint!("\r\x1b[K");
+        }
+        eprintln!(
+            "exported ? rows (the collector's counts did not arrive: a proxy dropping HTTP \
+             trailers?) in {:.1} s",
+            self.started.elapsed().as_secs_f64()
+        );
+    }
+}
+
 pub fn summary(stats: &ExportStats, elapsed: Duration) -> String {
     format!(
         "exported {} rows (skipped {} without an Atlas form) in {:.1} s",
