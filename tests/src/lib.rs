@@ -6,6 +6,7 @@
 
 pub mod bench;
 pub mod lab;
+pub mod loadgen;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
