@@ -1,9 +1,10 @@
 //! The `ProbeControl` gRPC service: enrollment and probe sessions.
 
 use crate::auth::{self, TokenRefusal};
+use crate::commit::GroupCommit;
 use crate::config::Settings;
 use crate::enrich;
-use crate::ingest::ingest_batch;
+use crate::ingest::write_batch;
 use crate::pki::{Pki, sha256_hex};
 use crate::store::{ProbeRecord, Store, StoreError, TagEvent};
 use crate::tags::{self, TagInputs};
@@ -38,6 +39,8 @@ pub struct ControlService {
     pki: Arc<Pki>,
     /// One permit per admitted session (`limits.grpc_max_sessions`), held until it ends.
     sessions: Arc<tokio::sync::Semaphore>,
+    /// The flushes that make sessions' batches durable before their acks, shared.
+    commits: Arc<GroupCommit>,
 }
 
 fn internal(e: StoreError) -> Status {
@@ -62,6 +65,7 @@ impl ControlService {
             sessions: Arc::new(tokio::sync::Semaphore::new(
                 settings.limits.grpc_max_sessions,
             )),
+            commits: GroupCommit::new(store.clone()),
             store,
             settings,
             prefixes,
@@ -449,6 +453,7 @@ impl ProbeControl for ControlService {
         let store = self.store.clone();
         let prefixes = self.prefixes.clone();
         let campaigns = self.campaigns.clone();
+        let commits = self.commits.clone();
         tokio::spawn(async move {
             let _session_permit = session_permit;
             for item in greeting {
@@ -462,7 +467,15 @@ impl ProbeControl for ControlService {
             {
                 return;
             }
-            serve_session(store, prefixes, record.id.clone(), inbound, tx.clone()).await;
+            serve_session(
+                store,
+                commits,
+                prefixes,
+                record.id.clone(),
+                inbound,
+                tx.clone(),
+            )
+            .await;
             if let Some(campaigns) = campaigns {
                 campaigns.disconnected(&record.id, &tx);
             }
@@ -474,12 +487,13 @@ impl ProbeControl for ControlService {
 /// Handles a probe's messages after hello until the stream ends or breaks a rule.
 async fn serve_session(
     store: Arc<dyn Store>,
+    commits: Arc<GroupCommit>,
     prefixes: Arc<PrefixData>,
     probe: ProbeId,
     mut inbound: Streaming<v1::ProbeMessage>,
     tx: mpsc::Sender<Result<v1::CollectorMessage, Status>>,
 ) {
-    let outcome = session_loop(&store, &prefixes, &probe, &mut inbound, &tx).await;
+    let outcome = session_loop(&store, &commits, &prefixes, &probe, &mut inbound, &tx).await;
     match outcome {
         Ok(()) => info!(probe = %probe, "probe session ended"),
         Err(status) => {
@@ -503,6 +517,7 @@ async fn send_tags(
 
 async fn session_loop(
     store: &Arc<dyn Store>,
+    commits: &Arc<GroupCommit>,
     prefixes: &Arc<PrefixData>,
     probe: &ProbeId,
     inbound: &mut Streaming<v1::ProbeMessage>,
@@ -535,10 +550,12 @@ async fn session_loop(
                 let session_probe = probe.clone();
                 let prefixes = prefixes.clone();
                 let outcome = blocking(move || {
-                    ingest_batch(&*store_for_batch, &prefixes, &session_probe, &batch)
+                    write_batch(&*store_for_batch, &prefixes, &session_probe, &batch)
                 })
                 .await?;
                 let (ack, stats) = outcome.map_err(|e| Status::invalid_argument(e.to_string()))?;
+                // Durable before the ack: one flush shared with every session waiting.
+                commits.flush().await.map_err(internal)?;
                 for rejection in &ack.rejected {
                     warn!(probe = %probe, key = %rejection.key, reason = %rejection.reason, "result rejected");
                 }

@@ -15,7 +15,15 @@ fn loadgen_counts_exactly_what_the_collector_stored() {
         .arg(work.path())
         .arg("--collector-bin")
         .arg(binary("sixmap-collector"))
-        .args(["ingest", "--probes", "20", "--duration-s", "2", "--batch", "20"])
+        .args([
+            "ingest",
+            "--probes",
+            "20",
+            "--duration-s",
+            "2",
+            "--batch",
+            "20",
+        ])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

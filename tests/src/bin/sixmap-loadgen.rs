@@ -119,7 +119,9 @@ fn setup(common: &Common) -> Result<Setup> {
     let source = match common.connect_grpc {
         Some(grpc) => CollectorSource::External {
             grpc,
-            http: common.connect_http.context("--connect-http is required with --connect-grpc")?,
+            http: common
+                .connect_http
+                .context("--connect-http is required with --connect-grpc")?,
             admin: common
                 .admin_token
                 .clone()

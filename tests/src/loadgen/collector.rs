@@ -26,7 +26,9 @@ impl Backend {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CollectorError {
-    #[error("{path} is missing: build it with `cargo build --release -p sixmap-collector` (or pass --collector-bin)")]
+    #[error(
+        "{path} is missing: build it with `cargo build --release -p sixmap-collector` (or pass --collector-bin)"
+    )]
     Binary { path: PathBuf },
     #[error("cannot {what}: {source}")]
     Io {

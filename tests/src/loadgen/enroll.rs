@@ -160,10 +160,11 @@ async fn token(target: &Target) -> Result<String, EnrollError> {
             body: answer,
         });
     }
-    let json: serde_json::Value = serde_json::from_str(&answer).map_err(|e| EnrollError::Token {
-        status,
-        body: format!("{e}: {answer}"),
-    })?;
+    let json: serde_json::Value =
+        serde_json::from_str(&answer).map_err(|e| EnrollError::Token {
+            status,
+            body: format!("{e}: {answer}"),
+        })?;
     json["token"]
         .as_str()
         .map(str::to_owned)
@@ -234,12 +235,12 @@ pub async fn enroll(
     let connections = concurrency.div_ceil(4).clamp(1, 64);
     let mut clients = Vec::with_capacity(connections);
     for _ in 0..connections {
-        let tls = collector_tls::enrollment_config(&pin).map_err(|e| EnrollError::Tls(e.to_string()))?;
-        let client = collector_tls::connect(&url, tls, |e| {
-            e.connect_timeout(Duration::from_secs(30))
-        })
-        .await
-        .map_err(|e| EnrollError::Connect(e.to_string()))?;
+        let tls =
+            collector_tls::enrollment_config(&pin).map_err(|e| EnrollError::Tls(e.to_string()))?;
+        let client =
+            collector_tls::connect(&url, tls, |e| e.connect_timeout(Duration::from_secs(30)))
+                .await
+                .map_err(|e| EnrollError::Connect(e.to_string()))?;
         clients.push(client);
     }
     let permits = Arc::new(Semaphore::new(concurrency.max(1)));
@@ -259,7 +260,8 @@ pub async fn enroll(
     }
     let mut out = Vec::with_capacity(count);
     while let Some(joined) = tasks.join_next().await {
-        let identity = joined.map_err(|e| EnrollError::Connect(format!("enrollment task: {e}")))??;
+        let identity =
+            joined.map_err(|e| EnrollError::Connect(format!("enrollment task: {e}")))??;
         out.push(identity);
     }
     Ok(out)

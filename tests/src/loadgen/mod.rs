@@ -169,8 +169,7 @@ pub async fn prepare(setup: &Setup, count: usize, max_sessions: usize) -> Result
                 http: *http,
                 admin: admin.clone(),
             };
-            let identities =
-                enroll_into(&target, 0, count, setup.enroll_concurrency, None).await?;
+            let identities = enroll_into(&target, 0, count, setup.enroll_concurrency, None).await?;
             Ok(Ready {
                 process: None,
                 grpc: *grpc,
@@ -501,7 +500,11 @@ pub async fn idle(setup: &Setup, plan: &IdlePlan) -> Result<report::Idle, LoadEr
     drop(opened_tx);
     let (mut opened, mut failed, mut first_failure) = (0usize, 0usize, None);
     let mut steps = Vec::new();
-    while let Some(outcome) = opened_rx.recv().await {
+    // Each holder reports once (and keeps its sender while it holds the session).
+    for _ in 0..ready.identities.len() {
+        let Some(outcome) = opened_rx.recv().await else {
+            break;
+        };
         match outcome {
             Ok(()) => {
                 opened += 1;
@@ -509,7 +512,11 @@ pub async fn idle(setup: &Setup, plan: &IdlePlan) -> Result<report::Idle, LoadEr
                     let rss = collector_pid
                         .and_then(|p| procstat::memory(p).ok())
                         .map_or(0, |m| m.rss_kib);
-                    info!(sessions = opened, collector_rss_mib = rss / 1024, "sessions open");
+                    info!(
+                        sessions = opened,
+                        collector_rss_mib = rss / 1024,
+                        "sessions open"
+                    );
                     steps.push(report::IdleStep {
                         sessions: opened,
                         rss_kib: rss,
@@ -526,7 +533,12 @@ pub async fn idle(setup: &Setup, plan: &IdlePlan) -> Result<report::Idle, LoadEr
         }
     }
     let connect_seconds = started.elapsed().as_secs_f64();
-    info!(opened, failed, seconds = connect_seconds, "holding sessions");
+    info!(
+        opened,
+        failed,
+        seconds = connect_seconds,
+        "holding sessions"
+    );
     let held_from = Instant::now();
     tokio::time::sleep(plan.hold).await;
     // After the hold, with every session still open: the steady-state memory.

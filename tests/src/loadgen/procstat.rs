@@ -116,7 +116,8 @@ mod tests {
     #[test]
     fn stat_counts_fields_after_the_name() {
         // utime 250 and stime 50 ticks; the name holds a space and a parenthesis.
-        let text = "4242 (tokio (rt) x) S 1 4242 4242 0 -1 4194304 100 0 0 0 250 50 0 0 20 0 9 0 1 2 3";
+        let text =
+            "4242 (tokio (rt) x) S 1 4242 4242 0 -1 4194304 100 0 0 0 250 50 0 0 20 0 9 0 1 2 3";
         assert!((parse_stat(text).unwrap() - 3.0).abs() < 1e-9);
         assert!(parse_stat("4242 (x) S 1").is_err());
     }

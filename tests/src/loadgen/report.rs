@@ -10,7 +10,9 @@ pub fn quantile(sorted: &[u64], q: f64) -> Option<u64> {
         return None;
     }
     let rank = (q.clamp(0.0, 1.0) * sorted.len() as f64).ceil() as usize;
-    sorted.get(rank.saturating_sub(1).min(sorted.len() - 1)).copied()
+    sorted
+        .get(rank.saturating_sub(1).min(sorted.len() - 1))
+        .copied()
 }
 
 /// The 1-minute load average, to say how busy the machine was.
@@ -131,8 +133,17 @@ impl Ingest {
             self.probes, self.batch_size, self.window, self.backend
         );
         let rows: Vec<(&str, String)> = vec![
-            ("results acked", format!("{} of {} sent ({} rejected)", self.acked, self.sent, self.rejected)),
-            ("duration", format!("{:.1} s (first batch to last ack)", self.seconds)),
+            (
+                "results acked",
+                format!(
+                    "{} of {} sent ({} rejected)",
+                    self.acked, self.sent, self.rejected
+                ),
+            ),
+            (
+                "duration",
+                format!("{:.1} s (first batch to last ack)", self.seconds),
+            ),
             ("results/s acked", format!("{:.0}", self.per_second())),
             ("ack latency p50", ms(self.latency_ms(0.5))),
             ("ack latency p99", ms(self.latency_ms(0.99))),
@@ -263,7 +274,12 @@ impl Idle {
             self.wanted, self.backend
         );
         let _ = writeln!(out, "  {:>9}  {:>17}", "sessions", "collector RSS MiB");
-        let _ = writeln!(out, "  {:>9}  {:>17.0}", 0, self.rss_base_kib as f64 / 1024.0);
+        let _ = writeln!(
+            out,
+            "  {:>9}  {:>17.0}",
+            0,
+            self.rss_base_kib as f64 / 1024.0
+        );
         for step in &self.steps {
             let _ = writeln!(
                 out,
@@ -290,7 +306,11 @@ impl Idle {
         if let Some(c) = self.collector {
             rows.push((
                 "collector peak (VmHWM)",
-                format!("{:.0} MiB, CPU {:.1} s", c.hwm_kib as f64 / 1024.0, c.cpu_seconds),
+                format!(
+                    "{:.0} MiB, CPU {:.1} s",
+                    c.hwm_kib as f64 / 1024.0,
+                    c.cpu_seconds
+                ),
             ));
         }
         rows.push((

@@ -118,14 +118,7 @@ fn base(probe: &ProbeId, outcome: Outcome, rng: &mut Rng) -> MeasurementResult {
         family_requested: Family::V6,
         family_used: reached.then_some(Family::V6),
         source: Some(IpAddr::V6(Ipv6Addr::new(
-            0x2a02,
-            0x8109,
-            0x1c40,
-            0x1d00,
-            0x1e2f,
-            0x3aff,
-            0xfe4b,
-            0x8a1,
+            0x2a02, 0x8109, 0x1c40, 0x1d00, 0x1e2f, 0x3aff, 0xfe4b, 0x8a1,
         ))),
         destination: reached.then_some(destination),
         software_version: sixmap_shared::version::SOFTWARE_VERSION.to_owned(),
@@ -261,7 +254,10 @@ fn tls(rng: &mut Rng) -> Outcome {
         cipher_suite: Some("TLS13_AES_128_GCM_SHA256".into()),
         alpn: Some("h2".into()),
         chain: vec![
-            certificate("CN=www.example-operator.net", "C=US, O=Let's Encrypt, CN=R11"),
+            certificate(
+                "CN=www.example-operator.net",
+                "C=US, O=Let's Encrypt, CN=R11",
+            ),
             certificate(
                 "C=US, O=Let's Encrypt, CN=R11",
                 "C=US, O=Internet Security Research Group, CN=ISRG Root X1",

@@ -125,7 +125,8 @@ impl Session {
                     .ok_or_else(|| session.fail("session ended during the greeting"))?;
                 match msg.kind {
                     Some(collector_message::Kind::Welcome(w)) => {
-                        session.heartbeat = Duration::from_secs(u64::from(w.heartbeat_interval_s.max(1)));
+                        session.heartbeat =
+                            Duration::from_secs(u64::from(w.heartbeat_interval_s.max(1)));
                         session.max_batch = w.max_batch_results.max(1) as usize;
                     }
                     Some(collector_message::Kind::Assign(a)) => {
