@@ -312,8 +312,8 @@ async fn open_all(
     let permits = Arc::new(Semaphore::new(concurrency.max(1)));
     let epoch = boot_epoch();
     let mut tasks = tokio::task::JoinSet::new();
-    for identity in identities.iter().cloned() {
-        let permits = permits.clone();
+    for identity in identities {
+        let (permits, identity) = (permits.clone(), identity.clone());
         tasks.spawn(async move {
             let _permit = permits.acquire_owned().await;
             Session::open(grpc, &identity, epoch, true).await
@@ -478,8 +478,9 @@ pub async fn idle(setup: &Setup, plan: &IdlePlan) -> Result<report::Idle, LoadEr
     let epoch = boot_epoch();
     let mut holders = tokio::task::JoinSet::new();
     let started = Instant::now();
-    for identity in ready.identities.iter().cloned() {
+    for identity in &ready.identities {
         let (permits, opened_tx, stopped) = (permits.clone(), opened_tx.clone(), stopped.clone());
+        let identity = identity.clone();
         let grpc = ready.grpc;
         holders.spawn(async move {
             let permit = permits.acquire_owned().await;
