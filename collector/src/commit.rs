@@ -17,6 +17,9 @@ type Flush = dyn Fn() -> Result<(), StoreError> + Send + Sync;
 pub struct GroupCommit {
     flush: Arc<Flush>,
     state: Mutex<State>,
+    /// Batch writes running at once: about one per core. sled serialises transactions, so
+    /// hundreds of sessions writing at once on blocking threads mostly contend.
+    writers: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for GroupCommit {
@@ -42,10 +45,26 @@ impl GroupCommit {
     pub fn with_flush(
         flush: impl Fn() -> Result<(), StoreError> + Send + Sync + 'static,
     ) -> Arc<Self> {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Arc::new(Self {
             flush: Arc::new(flush),
             state: Mutex::new(State::default()),
+            writers: Arc::new(tokio::sync::Semaphore::new(cores)),
         })
+    }
+
+    /// Runs a batch's store writes on a blocking thread, at most about one per core at once.
+    pub async fn write<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let _permit = self
+            .writers
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Backend("batch writers closed".into()))?;
+        crate::store::run_blocking(work).await
     }
 
     /// Returns once a flush that started after this call has completed: everything the

@@ -549,10 +549,12 @@ async fn session_loop(
                 let store_for_batch = store.clone();
                 let session_probe = probe.clone();
                 let prefixes = prefixes.clone();
-                let outcome = blocking(move || {
-                    write_batch(&*store_for_batch, &prefixes, &session_probe, &batch)
-                })
-                .await?;
+                let outcome = commits
+                    .write(move || {
+                        write_batch(&*store_for_batch, &prefixes, &session_probe, &batch)
+                    })
+                    .await
+                    .map_err(internal)?;
                 let (ack, stats) = outcome.map_err(|e| Status::invalid_argument(e.to_string()))?;
                 // Durable before the ack: one flush shared with every session waiting.
                 commits.flush().await.map_err(internal)?;
