@@ -1,9 +1,10 @@
 //! The `ProbeControl` gRPC service: enrollment and probe sessions.
 
 use crate::auth::{self, TokenRefusal};
+use crate::commit::GroupCommit;
 use crate::config::Settings;
 use crate::enrich;
-use crate::ingest::{BatchStats, ingest_batch};
+use crate::ingest::{BatchStats, write_batch};
 use crate::metrics::{RejectReason, metrics};
 use crate::pki::{Pki, sha256_hex};
 use crate::store::{ProbeRecord, Store, StoreError, TagEvent};
@@ -39,6 +40,8 @@ pub struct ControlService {
     pki: Arc<Pki>,
     /// One permit per admitted session (`limits.grpc_max_sessions`), held until it ends.
     sessions: Arc<tokio::sync::Semaphore>,
+    /// The flushes that make sessions' batches durable before their acks, shared.
+    commits: Arc<GroupCommit>,
 }
 
 fn internal(e: StoreError) -> Status {
@@ -63,6 +66,7 @@ impl ControlService {
             sessions: Arc::new(tokio::sync::Semaphore::new(
                 settings.limits.grpc_max_sessions,
             )),
+            commits: GroupCommit::new(store.clone()),
             store,
             settings,
             prefixes,
@@ -459,6 +463,7 @@ impl ProbeControl for ControlService {
         let prefixes = self.prefixes.clone();
         let campaigns = self.campaigns.clone();
         let open_session = metrics().session();
+        let commits = self.commits.clone();
         tokio::spawn(async move {
             let _session_permit = session_permit;
             let _open_session = open_session;
@@ -473,7 +478,15 @@ impl ProbeControl for ControlService {
             {
                 return;
             }
-            serve_session(store, prefixes, record.id.clone(), inbound, tx.clone()).await;
+            serve_session(
+                store,
+                commits,
+                prefixes,
+                record.id.clone(),
+                inbound,
+                tx.clone(),
+            )
+            .await;
             if let Some(campaigns) = campaigns {
                 campaigns.disconnected(&record.id, &tx);
             }
@@ -485,12 +498,13 @@ impl ProbeControl for ControlService {
 /// Handles a probe's messages after hello until the stream ends or breaks a rule.
 async fn serve_session(
     store: Arc<dyn Store>,
+    commits: Arc<GroupCommit>,
     prefixes: Arc<PrefixData>,
     probe: ProbeId,
     mut inbound: Streaming<v1::ProbeMessage>,
     tx: mpsc::Sender<Result<v1::CollectorMessage, Status>>,
 ) {
-    let outcome = session_loop(&store, &prefixes, &probe, &mut inbound, &tx).await;
+    let outcome = session_loop(&store, &commits, &prefixes, &probe, &mut inbound, &tx).await;
     match outcome {
         Ok(()) => info!(probe = %probe, "probe session ended"),
         Err(status) => {
@@ -534,6 +548,7 @@ fn count_batch(stats: &BatchStats) {
 
 async fn session_loop(
     store: &Arc<dyn Store>,
+    commits: &Arc<GroupCommit>,
     prefixes: &Arc<PrefixData>,
     probe: &ProbeId,
     inbound: &mut Streaming<v1::ProbeMessage>,
@@ -570,10 +585,12 @@ async fn session_loop(
                 let store_for_batch = store.clone();
                 let session_probe = probe.clone();
                 let prefixes = prefixes.clone();
-                let outcome = blocking(move || {
-                    ingest_batch(&*store_for_batch, &prefixes, &session_probe, &batch)
-                })
-                .await?;
+                let outcome = commits
+                    .write(move || {
+                        write_batch(&*store_for_batch, &prefixes, &session_probe, &batch)
+                    })
+                    .await
+                    .map_err(internal)?;
                 let (ack, stats) = outcome.map_err(|e| {
                     m.results_rejected
                         .with(&[RejectReason::Malformed.label()])
@@ -581,6 +598,8 @@ async fn session_loop(
                     Status::invalid_argument(e.to_string())
                 })?;
                 count_batch(&stats);
+                // Durable before the ack: one flush shared with every session waiting.
+                commits.flush().await.map_err(internal)?;
                 for rejection in &ack.rejected {
                     warn!(probe = %probe, key = %rejection.key, reason = %rejection.reason, "result rejected");
                 }

@@ -48,6 +48,20 @@ pub fn ingest_batch(
     probe: &ProbeId,
     batch: &v1::ResultBatch,
 ) -> Result<Result<(Ack, BatchStats), decode::WireError>, StoreError> {
+    let outcome = write_batch(store, prefixes, probe, batch)?;
+    store.flush()?;
+    Ok(outcome)
+}
+
+/// [`ingest_batch`] without the flush: the ack it returns may be sent only once a flush
+/// that started after this returned has completed (sessions share them through
+/// [`crate::commit::GroupCommit`]).
+pub fn write_batch(
+    store: &dyn Store,
+    prefixes: &PrefixData,
+    probe: &ProbeId,
+    batch: &v1::ResultBatch,
+) -> Result<Result<(Ack, BatchStats), decode::WireError>, StoreError> {
     let decoded = match decode::batch(batch) {
         Ok(decoded) => decoded,
         Err(e) => return Ok(Err(e)),
@@ -110,11 +124,6 @@ pub fn ingest_batch(
         .collect();
     let inserted = store.insert_results(&stored)?;
     let inserted_losses = store.insert_losses(&accepted_losses)?;
-    let flush_started = std::time::Instant::now();
-    store.flush()?;
-    crate::metrics::metrics()
-        .store_flush
-        .observe_duration(flush_started.elapsed());
     let mut lost_results = 0;
     let mut losses_new = 0;
     for (loss, outcome) in accepted_losses.iter().zip(&inserted_losses) {

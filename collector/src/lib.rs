@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod campaign;
+pub mod commit;
 pub mod config;
 pub mod control;
 pub mod daily;

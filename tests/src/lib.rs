@@ -7,6 +7,7 @@
 pub mod bench;
 pub mod delivery;
 pub mod lab;
+pub mod loadgen;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
