@@ -151,16 +151,26 @@ pub fn command(binary: &Path, args: &[&str]) -> Result<String, CollectorError> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
-/// Makes an admin API token on a stopped collector's data dir.
-pub fn admin_token(binary: &Path, data_dir: &Path) -> Result<String, CollectorError> {
-    let data = data_dir.display().to_string();
+/// Makes an admin API token in the store the collector on `data_dir` will use: its sled
+/// store (the collector stopped), or the backend its config names (written here first, as
+/// [`Process::start`] writes it).
+pub fn admin_token(
+    binary: &Path,
+    data_dir: &Path,
+    backend: &Backend,
+    max_sessions: usize,
+) -> Result<String, CollectorError> {
+    let config = data_dir.with_extension("toml");
+    std::fs::write(&config, config_toml(data_dir, backend, max_sessions))
+        .map_err(io(format!("write {}", config.display())))?;
+    let config = config.display().to_string();
     command(
         binary,
         &[
             "api-token",
             "create",
-            "--data-dir",
-            &data,
+            "--config",
+            &config,
             "--role",
             "admin",
             "--name",

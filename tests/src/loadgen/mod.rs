@@ -192,7 +192,7 @@ pub async fn prepare(setup: &Setup, count: usize, max_sessions: usize) -> Result
             let data_dir = run.join("collector");
             if *backend != Backend::Sled {
                 // Probes and certificates live in the backend's store: no template to copy.
-                let admin = collector::admin_token(binary, &data_dir)?;
+                let admin = collector::admin_token(binary, &data_dir, backend, max_sessions)?;
                 let process = Process::start(binary, &data_dir, backend, max_sessions, log_filter)?;
                 let target = enroll::Target {
                     grpc: process.grpc,
@@ -223,7 +223,7 @@ pub async fn prepare(setup: &Setup, count: usize, max_sessions: usize) -> Result
                 let admin = match std::fs::read_to_string(&token_path) {
                     Ok(token) => token.trim().to_owned(),
                     Err(_) => {
-                        let token = collector::admin_token(binary, &template)?;
+                        let token = collector::admin_token(binary, &template, backend, max_sessions)?;
                         std::fs::write(&token_path, &token)
                             .map_err(io_error("write", &token_path))?;
                         token
