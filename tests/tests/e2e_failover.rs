@@ -49,6 +49,21 @@ fn keys(stored: &std::collections::BTreeMap<Seq, sixmap_tests::StoredResult>) ->
     stored.keys().copied().collect()
 }
 
+/// Waits until the probe has enrolled at `a` and delivered results there; its id.
+fn enrolled_and_delivering(a: &Collector, probe: &sixmap_tests::Process) -> String {
+    let id = wait_for(Duration::from_secs(30), || {
+        a.get_json("/api/v1/probes")[0]["id"]
+            .as_str()
+            .map(str::to_owned)
+    })
+    .unwrap_or_else(|| panic!("probe never enrolled at A:\n{}", probe.log()));
+    wait_for(Duration::from_secs(30), || {
+        (stored_results(a, &id).len() >= 2).then_some(())
+    })
+    .unwrap_or_else(|| panic!("no results at A:\n{}", probe.log()));
+    id
+}
+
 #[test]
 fn an_unreachable_first_collector_is_skipped() {
     let work = tempfile::tempdir().unwrap();
@@ -140,16 +155,7 @@ fn a_killed_collector_is_replaced_and_nothing_is_lost() {
         &a.enrollment_token("failover"),
     );
     let mut probe = start_probe(&config);
-    let id = wait_for(Duration::from_secs(30), || {
-        a.get_json("/api/v1/probes")[0]["id"]
-            .as_str()
-            .map(str::to_owned)
-    })
-    .unwrap_or_else(|| panic!("probe never enrolled:\n{}", probe.log()));
-    wait_for(Duration::from_secs(30), || {
-        (stored_results(&a, &id).len() >= 2).then_some(())
-    })
-    .unwrap_or_else(|| panic!("no results at A:\n{}", probe.log()));
+    let id = enrolled_and_delivering(&a, &probe);
     probe.kill();
     log.add(&probe.log());
     drop(a);
@@ -255,16 +261,7 @@ fn a_collector_that_does_not_know_the_probe_does_not_stop_it() {
         &a.enrollment_token("failover"),
     );
     let mut probe = start_probe(&config);
-    let id = wait_for(Duration::from_secs(30), || {
-        a.get_json("/api/v1/probes")[0]["id"]
-            .as_str()
-            .map(str::to_owned)
-    })
-    .unwrap_or_else(|| panic!("probe never enrolled at A:\n{}", probe.log()));
-    wait_for(Duration::from_secs(30), || {
-        (stored_results(&a, &id).len() >= 2).then_some(())
-    })
-    .unwrap_or_else(|| panic!("no results at A:\n{}", probe.log()));
+    enrolled_and_delivering(&a, &probe);
     assert_eq!(
         probe.wait_exit(Duration::from_millis(100)),
         None,

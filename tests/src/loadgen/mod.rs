@@ -223,7 +223,8 @@ pub async fn prepare(setup: &Setup, count: usize, max_sessions: usize) -> Result
                 let admin = match std::fs::read_to_string(&token_path) {
                     Ok(token) => token.trim().to_owned(),
                     Err(_) => {
-                        let token = collector::admin_token(binary, &template, backend, max_sessions)?;
+                        let token =
+                            collector::admin_token(binary, &template, backend, max_sessions)?;
                         std::fs::write(&token_path, &token)
                             .map_err(io_error("write", &token_path))?;
                         token

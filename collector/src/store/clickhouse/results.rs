@@ -154,13 +154,23 @@ impl ClickHouseStore {
                 "json": rows::to_json(stored_result)?,
             }));
         }
+        self.insert_new_rows(&table, &new_rows)?;
+        Ok(outcome)
+    }
+
+    /// One INSERT for the rows of a batch that were not stored yet (none: no request).
+    fn insert_new_rows(
+        &self,
+        table: &str,
+        new_rows: &[serde_json::Value],
+    ) -> Result<(), StoreError> {
         if !new_rows.is_empty() {
             self.client.insert(
                 &format!("INSERT INTO {table} FORMAT JSONEachRow"),
-                rows::each_row(&new_rows),
+                rows::each_row(new_rows),
             )?;
         }
-        Ok(outcome)
+        Ok(())
     }
 
     pub(super) fn result_rows(&self, query: &ResultQuery) -> Result<Vec<StoredResult>, StoreError> {
@@ -350,12 +360,7 @@ impl ClickHouseStore {
                 "json": rows::to_json(loss)?,
             }));
         }
-        if !new_rows.is_empty() {
-            self.client.insert(
-                &format!("INSERT INTO {table} FORMAT JSONEachRow"),
-                rows::each_row(&new_rows),
-            )?;
-        }
+        self.insert_new_rows(&table, &new_rows)?;
         Ok(outcome)
     }
 
