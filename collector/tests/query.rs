@@ -468,8 +468,11 @@ async fn grpc_streams_filtered_results_and_stops_when_the_client_leaves() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let streamed = stats.results_streamed.load(Ordering::Relaxed) - before;
+    // What may be read past the client: the 32-slot channel plus what HTTP/2's 64 KiB flow
+    // window and the transport buffers hold (a few hundred small results, more or less
+    // depending on when the reset arrives); a scan that ignored the client would read all.
     assert!(
-        streamed < 200,
+        streamed < N / 3,
         "{streamed} results read for a client that took 5 (buffer 32, HTTP/2 window)"
     );
 
