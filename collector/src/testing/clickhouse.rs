@@ -42,15 +42,24 @@ pub fn require() -> Option<ClickHouseServer> {
     require_with("")
 }
 
+/// Whether ClickHouse is installed; if not, says the test is skipped, or fails it in CI.
+#[allow(clippy::panic)] // test support: a test that cannot run in CI must fail loudly
+pub fn available() -> bool {
+    if binary().is_some() {
+        return true;
+    }
+    let why = "ClickHouse is not installed (apt-get install clickhouse-server)";
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("ClickHouse test cannot run in CI: {why}");
+    }
+    eprintln!("skipped: {why}");
+    false
+}
+
 /// Like [`require`], with extra top-level config (e.g. `<remote_servers>`).
 #[allow(clippy::panic)] // test support: a test that cannot get its server must fail loudly
 pub fn require_with(extra_config: &str) -> Option<ClickHouseServer> {
-    if binary().is_none() {
-        let why = "ClickHouse is not installed (apt-get install clickhouse-server)";
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("ClickHouse test cannot run in CI: {why}");
-        }
-        eprintln!("skipped: {why}");
+    if !available() {
         return None;
     }
     match ClickHouseServer::start(extra_config) {
