@@ -291,6 +291,36 @@ impl RssSampler {
     }
 }
 
+/// CPU time and RSS of the collector (when its pid is known) and of the loadgen itself, from
+/// the start of a measured phase to its end.
+#[derive(Debug)]
+struct Meters {
+    collector: Option<(Pid, f64, RssSampler)>,
+    own_cpu0: f64,
+    own_rss: RssSampler,
+}
+
+impl Meters {
+    fn start(collector_pid: Option<Pid>) -> Self {
+        Self {
+            collector: collector_pid.map(|pid| (pid, cpu(pid), RssSampler::start(pid))),
+            own_cpu0: cpu(Pid::Own),
+            own_rss: RssSampler::start(Pid::Own),
+        }
+    }
+
+    /// The collector's cost (if measured) and the loadgen's.
+    fn finish(self) -> (Option<Cost>, Cost) {
+        let cost = |pid: Pid, cpu0: f64, rss: RssSampler| Cost {
+            cpu_seconds: cpu(pid) - cpu0,
+            rss_max_kib: rss.stop(),
+            hwm_kib: procstat::memory(pid).map_or(0, |m| m.hwm_kib),
+        };
+        let collector = self.collector.map(|(pid, cpu0, rss)| cost(pid, cpu0, rss));
+        (collector, cost(Pid::Own, self.own_cpu0, self.own_rss))
+    }
+}
+
 /// CPU seconds of a process so far; 0 if unreadable (the loss is reported as such).
 fn cpu(pid: Pid) -> f64 {
     procstat::cpu_seconds(pid).unwrap_or_else(|e| {
@@ -360,10 +390,7 @@ pub async fn ingest(setup: &Setup, plan: &IngestPlan) -> Result<report::Ingest, 
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     let load_before = report::load_average();
-    let collector_cpu0 = collector_pid.map(cpu);
-    let own_cpu0 = cpu(Pid::Own);
-    let collector_rss = collector_pid.map(RssSampler::start);
-    let own_rss = RssSampler::start(Pid::Own);
+    let meters = Meters::start(collector_pid);
     let started = Instant::now();
     let _ = go.send(true);
     let mut tally = session::IngestTally::default();
@@ -377,19 +404,7 @@ pub async fn ingest(setup: &Setup, plan: &IngestPlan) -> Result<report::Ingest, 
         tally.rejection = tally.rejection.or(one.rejection);
     }
     let seconds = started.elapsed().as_secs_f64();
-    let collector = match (collector_pid, collector_cpu0) {
-        (Some(pid), Some(cpu0)) => Some(Cost {
-            cpu_seconds: cpu(pid) - cpu0,
-            rss_max_kib: collector_rss.map_or(0, RssSampler::stop),
-            hwm_kib: procstat::memory(pid).map_or(0, |m| m.hwm_kib),
-        }),
-        _ => None,
-    };
-    let loadgen = Cost {
-        cpu_seconds: cpu(Pid::Own) - own_cpu0,
-        rss_max_kib: own_rss.stop(),
-        hwm_kib: procstat::memory(Pid::Own).map_or(0, |m| m.hwm_kib),
-    };
+    let (collector, loadgen) = meters.finish();
     let load_after = report::load_average();
     if let Some(process) = ready.process.as_mut() {
         if process.exited() {
@@ -469,10 +484,7 @@ pub async fn idle(setup: &Setup, plan: &IdlePlan) -> Result<report::Idle, LoadEr
     let rss_base_kib = collector_pid
         .and_then(|p| procstat::memory(p).ok())
         .map_or(0, |m| m.rss_kib);
-    let collector_cpu0 = collector_pid.map(cpu);
-    let own_cpu0 = cpu(Pid::Own);
-    let own_rss = RssSampler::start(Pid::Own);
-    let collector_rss = collector_pid.map(RssSampler::start);
+    let meters = Meters::start(collector_pid);
     let (stop, stopped) = watch::channel(false);
     let (opened_tx, mut opened_rx) = tokio::sync::mpsc::unbounded_channel();
     let permits = Arc::new(Semaphore::new(setup.connect_concurrency.max(1)));
@@ -561,19 +573,7 @@ pub async fn idle(setup: &Setup, plan: &IdlePlan) -> Result<report::Idle, LoadEr
             held += 1;
         }
     }
-    let collector = match (collector_pid, collector_cpu0) {
-        (Some(pid), Some(cpu0)) => Some(Cost {
-            cpu_seconds: cpu(pid) - cpu0,
-            rss_max_kib: collector_rss.map_or(0, RssSampler::stop),
-            hwm_kib: procstat::memory(pid).map_or(0, |m| m.hwm_kib),
-        }),
-        _ => None,
-    };
-    let loadgen = Cost {
-        cpu_seconds: cpu(Pid::Own) - own_cpu0,
-        rss_max_kib: own_rss.stop(),
-        hwm_kib: procstat::memory(Pid::Own).map_or(0, |m| m.hwm_kib),
-    };
+    let (collector, loadgen) = meters.finish();
     if let Some(process) = ready.process.as_mut() {
         if process.exited() {
             return Err(LoadError::Run(format!(
