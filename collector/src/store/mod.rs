@@ -177,6 +177,38 @@ pub trait Store: AuthStore + Send + Sync + std::fmt::Debug + 'static {
     /// Makes everything written so far durable. Acks are sent only after this returns.
     fn flush(&self) -> Result<(), StoreError>;
 
+    // The ingest log: every new result once, in the order it was stored, so figures kept
+    // beside the results (`crate::figures`) are folded in exactly once, whatever the results'
+    // start times. A duplicate is never logged. Written in the same commit as the result.
+
+    /// Results logged after position `after`, in log order, at most `max`, calling `visit`
+    /// with each one's position (positions only increase); stops when `visit` returns false.
+    fn ingest_log_after(
+        &self,
+        after: u64,
+        max: usize,
+        visit: &mut dyn FnMut(u64, StoredResult) -> bool,
+    ) -> Result<(), StoreError> {
+        let _ = (after, max, visit);
+        Err(StoreError::Backend(
+            "this storage backend keeps no ingest log".into(),
+        ))
+    }
+    /// The newest log position (0 when the log is empty): where a rebuild from raw results
+    /// stands, so the fold continues after it.
+    fn ingest_log_head(&self) -> Result<u64, StoreError> {
+        Err(StoreError::Backend(
+            "this storage backend keeps no ingest log".into(),
+        ))
+    }
+    /// Forgets log entries up to and including `upto` (already folded into durable figures).
+    fn prune_ingest_log(&self, upto: u64) -> Result<(), StoreError> {
+        let _ = upto;
+        Err(StoreError::Backend(
+            "this storage backend keeps no ingest log".into(),
+        ))
+    }
+
     // Campaigns (see `crate::campaign`). Default bodies keep other backends compiling until
     // they store campaigns; the collector then refuses campaign requests with this error.
 
