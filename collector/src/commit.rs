@@ -7,8 +7,10 @@
 //! durable" still holds: a waiter is released only by a flush that started after it joined,
 //! hence after its write returned.
 
+use crate::fatal::Fatal;
 use crate::store::{Store, StoreError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 use tokio::sync::oneshot;
 
 type Flush = dyn Fn() -> Result<(), StoreError> + Send + Sync;
@@ -20,6 +22,8 @@ pub struct GroupCommit {
     /// Batch writes running at once: about one per core. sled serialises transactions, so
     /// hundreds of sessions writing at once on blocking threads mostly contend.
     writers: Arc<tokio::sync::Semaphore>,
+    /// Where store failures go, and how long a flush may take before it counts as one.
+    fatal: OnceLock<(Fatal, Duration)>,
 }
 
 impl std::fmt::Debug for GroupCommit {
@@ -57,7 +61,23 @@ impl GroupCommit {
             flush: Arc::new(flush),
             state: Mutex::new(State::default()),
             writers: Arc::new(tokio::sync::Semaphore::new(cores)),
+            fatal: OnceLock::new(),
         })
+    }
+
+    /// Reports failed writes and flushes (and flushes slower than `flush_timeout`) to
+    /// `fatal`. Set once; later calls are ignored.
+    pub fn report_failures_to(&self, fatal: Fatal, flush_timeout: Duration) {
+        let _ = self.fatal.set((fatal, flush_timeout));
+    }
+
+    fn failed(&self, what: &str, e: &StoreError) {
+        // A corrupt record or a duplicate probe is about the data, not the store.
+        if matches!(e, StoreError::Backend(_)) {
+            if let Some((fatal, _)) = self.fatal.get() {
+                fatal.trigger(format!("store {what} failed: {e}"));
+            }
+        }
     }
 
     /// Runs a batch's store writes on a blocking thread, at most about one per core at once.
@@ -71,7 +91,11 @@ impl GroupCommit {
             .acquire_owned()
             .await
             .map_err(|_| StoreError::Backend("batch writers closed".into()))?;
-        crate::store::run_blocking(work).await
+        let written = crate::store::run_blocking(work).await;
+        if let Err(e) = &written {
+            self.failed("write", e);
+        }
+        written
     }
 
     /// Returns once a flush that started after this call has completed: everything the
@@ -112,9 +136,21 @@ impl GroupCommit {
                 std::mem::take(&mut state.waiting)
             };
             let flush = self.flush.clone();
-            let outcome = crate::store::run_blocking(move || flush())
-                .await
-                .map_err(|e| e.to_string());
+            let flushing = crate::store::run_blocking(move || flush());
+            let outcome = match self.fatal.get() {
+                Some((_, timeout)) => match tokio::time::timeout(*timeout, flushing).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => Err(StoreError::Backend(format!(
+                        "a flush took longer than {} s",
+                        timeout.as_secs()
+                    ))),
+                },
+                None => flushing.await,
+            };
+            if let Err(e) = &outcome {
+                self.failed("flush", e);
+            }
+            let outcome = outcome.map_err(|e| e.to_string());
             for waiter in waiters {
                 // A session that went away does not care.
                 let _ = waiter.send(outcome.clone());
@@ -178,5 +214,37 @@ mod tests {
         let err = commit.flush().await.unwrap_err().to_string();
         assert!(err.contains("disk full"), "{err}");
         commit.flush().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn failed_and_stuck_flushes_and_failed_writes_are_fatal() {
+        let fails = GroupCommit::with_flush(|| Err(StoreError::Backend("Too many open files".into())));
+        let fatal = Fatal::default();
+        fails.report_failures_to(fatal.clone(), Duration::from_secs(30));
+        assert!(fails.flush().await.is_err());
+        assert!(fatal.reason().unwrap().contains("Too many open files"));
+
+        let stuck = GroupCommit::with_flush(|| {
+            std::thread::sleep(Duration::from_secs(3));
+            Ok(())
+        });
+        let fatal = Fatal::default();
+        stuck.report_failures_to(fatal.clone(), Duration::from_millis(300));
+        assert!(stuck.flush().await.is_err());
+        assert!(fatal.reason().unwrap().contains("longer than"));
+
+        let writes = GroupCommit::with_flush(|| Ok(()));
+        let fatal = Fatal::default();
+        writes.report_failures_to(fatal.clone(), Duration::from_secs(30));
+        let refused: Result<(), _> = writes
+            .write(|| Err(StoreError::Corrupt { key: "k".into(), reason: "bad".into() }))
+            .await;
+        assert!(refused.is_err());
+        assert!(fatal.reason().is_none(), "a corrupt record is not a broken store");
+        let failed: Result<(), _> = writes
+            .write(|| Err(StoreError::Backend("No space left on device".into())))
+            .await;
+        assert!(failed.is_err());
+        assert!(fatal.reason().unwrap().contains("No space left"));
     }
 }

@@ -24,7 +24,6 @@ const MAX_LIMIT: usize = 10_000;
 pub fn router(store: Arc<dyn Store>) -> Router {
     Router::new()
         .route("/", get(dashboard))
-        .route("/healthz", get(|| async { "ok\n" }))
         .route("/api/v1/results", get(results))
         .route("/api/v1/probes", get(probes))
         .route("/api/v1/probes/{id}/tags", get(tag_history))
@@ -55,10 +54,11 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Store reads on the readers' bounded pool (`limits::readers`), never ingest's threads.
 async fn run_blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    crate::store::run_blocking(work)
+    crate::limits::readers::read_blocking(work)
         .await
         .map_err(ApiError::Store)
 }

@@ -9,6 +9,8 @@ pub mod control;
 pub mod daily;
 pub mod enrich;
 pub mod export;
+pub mod fatal;
+pub mod health;
 pub mod http;
 pub mod http_auth;
 pub mod ingest;
@@ -32,6 +34,7 @@ use sixmap_proto::v1::probe_control_server::ProbeControlServer;
 use sixmap_proto::v1::query_service_server::QueryServiceServer;
 use sixmap_shared::prefixes::PrefixData;
 use std::net::SocketAddr;
+use tonic::service::interceptor::InterceptedService;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -62,6 +65,12 @@ pub struct Running {
     pub http_addr: SocketAddr,
     pub grpc: JoinHandle<Result<(), tonic::transport::Error>>,
     pub http: JoinHandle<std::io::Result<()>>,
+    /// Reports a broken store; `serve` exits non-zero on it (see [`fatal`]).
+    pub fatal: fatal::Fatal,
+    /// The long-response budget and the readers' pool, for tests and the soak.
+    pub shared: limits::Shared,
+    /// The gRPC port's connection counts.
+    pub grpc_gate: limits::grpc::GrpcGate,
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
@@ -109,6 +118,14 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         tokio::task::spawn_blocking(move || open_store(&store_settings, &data_dir))
             .await
             .map_err(|e| store::StoreError::Backend(e.to_string()))??;
+    start_with_store(settings, store).await
+}
+
+/// [`start`] on a store opened by the caller (tests wrap one to inject failures).
+pub async fn start_with_store(
+    settings: Settings,
+    store: Arc<dyn Store>,
+) -> Result<Running, StartError> {
     let data_dir = settings.data_dir.clone();
     let (prefixes, reports) = tokio::task::spawn_blocking(move || enrich::load(&data_dir))
         .await
@@ -151,10 +168,14 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         campaigns.clone(),
         store.clone(),
     ));
-    let query_service = QueryServiceServer::new(query::grpc::QueryGrpc::new(
-        store.clone(),
-        access.raw_data_public,
-    ));
+    let fatal = fatal::Fatal::default();
+    let shared = limits::Shared::new(&server_limits);
+    let gate = limits::grpc::GrpcGate::new(&server_limits);
+    let seen = gate.request_seen();
+    let query_service = QueryServiceServer::new(
+        query::grpc::QueryGrpc::new(store.clone(), access.raw_data_public)
+            .with_limits(&shared, server_limits.stream_write_timeout),
+    );
     let service = ProbeControlServer::new(
         ControlService::new(
             store.clone(),
@@ -162,7 +183,8 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
             prefixes.clone(),
             pki.clone(),
         )
-        .with_campaigns(campaigns.clone()),
+        .with_campaigns(campaigns.clone())
+        .with_fatal(fatal.clone(), server_limits.store_flush_timeout),
     )
     // One message-size limit, the probe's too: larger messages are refused by tonic with
     // OUT_OF_RANGE when received and RESOURCE_EXHAUSTED when sent, and the stream ends.
@@ -180,9 +202,11 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
             .http2_keepalive_timeout(Some(server_limits.grpc_keepalive_timeout))
             // Headers of a gRPC call are small; 16 KiB bounds what a client can make us hold.
             .http2_max_header_list_size(Some(16 * 1024))
-            .add_service(service)
-            .add_service(campaign_service)
-            .add_service(query_service)
+            // Every service marks its caller's connection as having made a call (the
+            // first-call deadline of anonymous connections, `limits::grpc`).
+            .add_service(InterceptedService::new(service, seen.clone()))
+            .add_service(InterceptedService::new(campaign_service, seen.clone()))
+            .add_service(InterceptedService::new(query_service, seen))
             // TLS 1.3 with client certificates (`pki`), within the handshake deadline; TCP
             // keepalive and TCP_NODELAY are set there too.
             .serve_with_incoming(pki::tls_incoming(
@@ -190,6 +214,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
                 tls,
                 tcp_keepalive,
                 handshake_timeout,
+                gate.clone(),
             )),
     );
     tokio::spawn(refresh_rollups(store.clone(), prefixes));
@@ -202,13 +227,14 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
             .merge(campaign::http::router(campaigns))
             .merge(metrics::router())
             .merge(query::router(store.clone()))
-            .merge(export::http::router(store.clone())),
+            .merge(export::http::router(store.clone()))
+            .merge(health::router(store.clone(), fatal.clone())),
         store,
         pki,
         access,
     );
     // Outermost, so refusals by the limits and the access table are counted too.
-    let app = limits::http_layers(router, &server_limits)
+    let app = limits::http_layers_with(router, &server_limits, &shared)
         .layer(axum::middleware::from_fn(metrics::track_http));
     let http = tokio::spawn(limits::serve_http(
         http_listener,
@@ -221,5 +247,8 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         http_addr,
         grpc,
         http,
+        fatal,
+        shared,
+        grpc_gate: gate,
     })
 }

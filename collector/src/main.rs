@@ -536,6 +536,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             running.grpc_addr, running.http_addr
         );
         tokio::select! {
+            reason = running.fatal.wait() => {
+                // Not served around: the supervisor restarts the collector on a working store.
+                anyhow::bail!("stopping: the store failed ({reason})");
+            }
             r = running.grpc => r.context("gRPC server task")?.context("gRPC server")?,
             r = running.http => r.context("HTTP server task")?.context("HTTP server")?,
             r = tokio::signal::ctrl_c() => {

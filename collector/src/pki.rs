@@ -274,14 +274,17 @@ const MAX_HANDSHAKES: usize = 256;
 
 /// Accepted connections after their TLS handshake, for tonic's `serve_with_incoming`.
 /// Handshakes run concurrently (a slow or silent client holds up nobody) and are bounded in
-/// number and time; failed ones are logged and dropped.
+/// number and time; failed ones are logged and dropped. The connection limits of the port
+/// (per source, in total, the reserve for certified probes, the first-call deadline of
+/// anonymous connections) are `gate`'s (`limits::grpc`).
 pub fn tls_incoming(
     listener: tokio::net::TcpListener,
     config: Arc<rustls::ServerConfig>,
     tcp_keepalive: std::time::Duration,
     handshake_timeout: std::time::Duration,
+    gate: crate::limits::grpc::GrpcGate,
 ) -> tokio_stream::wrappers::ReceiverStream<
-    std::io::Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>,
+    std::io::Result<tokio_rustls::server::TlsStream<crate::limits::grpc::Guarded>>,
 > {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
@@ -301,14 +304,27 @@ pub fn tls_incoming(
                     continue;
                 }
             };
+            let stream = match gate.admit(stream, peer) {
+                Ok(stream) => stream,
+                Err(refusal) => {
+                    // Closed at once: the source holds its share already.
+                    tracing::debug!(%peer, ?refusal, "gRPC connection refused");
+                    continue;
+                }
+            };
             // TCP_NODELAY (small acks must not wait for Nagle) and keepalive.
-            crate::limits::tune_accepted(&stream, tcp_keepalive);
-            let (acceptor, tx) = (acceptor.clone(), tx.clone());
+            crate::limits::tune_accepted(stream.tcp(), tcp_keepalive);
+            let (acceptor, tx, gate) = (acceptor.clone(), tx.clone(), gate.clone());
             tokio::spawn(async move {
                 let handshake = tokio::time::timeout(handshake_timeout, acceptor.accept(stream));
                 match handshake.await {
-                    Ok(Ok(tls)) => {
+                    Ok(Ok(mut tls)) => {
                         drop(permit);
+                        let certified = tls.get_ref().1.peer_certificates().is_some();
+                        if let Err(refusal) = gate.established(tls.get_mut().0, certified) {
+                            tracing::info!(%peer, certified, ?refusal, "gRPC connection refused: limit reached");
+                            return;
+                        }
                         let _ = tx.send(Ok(tls)).await;
                     }
                     // A probe with a certificate from another CA ends here.

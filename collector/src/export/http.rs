@@ -6,6 +6,11 @@
 //! its writer only appends, the footer last. The counts go out as HTTP trailers
 //! (`X-Sixmap-Rows`, `X-Sixmap-Skipped`) to clients that send `TE: trailers` (our CLI).
 //! Access is that of raw results (`http_auth::required`).
+//!
+//! An export is a long response (`limits::streams`: a permit held until the body ends or
+//! the client goes) and scans on one of the readers' threads (`limits::readers`). A client
+//! that stops reading is disconnected after the write timeout (`limits::serve_http`); the
+//! scan then stops at its next chunk and its thread is free again.
 
 use super::{ExportStats, Format};
 use crate::store::{ResultFilter, Store};
@@ -102,7 +107,18 @@ async fn export(State(store): State<Arc<dyn Store>>, RawQuery(query): RawQuery) 
     };
     let (tx, rx) = mpsc::channel(8);
     let sender = tx.clone();
+    let reader = match crate::limits::readers::Readers::current().acquire().await {
+        Ok(permit) => permit,
+        Err(e) => {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(serde_json::json!({ "error": e.to_string() })),
+            )
+                .into_response();
+        }
+    };
     tokio::task::spawn_blocking(move || {
+        let _reader = reader;
         let started = std::time::Instant::now();
         let out = ChannelWriter {
             tx: sender,

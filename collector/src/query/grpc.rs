@@ -3,6 +3,12 @@
 //! `StreamResults` scans on a blocking thread that feeds a small bounded channel: the scan
 //! advances only as fast as the client reads, and stops at the next result once the client
 //! has gone (the channel's receiver is dropped with the response stream).
+//!
+//! A stream counts against the process's budget of long responses (`limits::streams`,
+//! shared with HTTP exports; per source too) and scans on one of the readers' threads
+//! (`limits::readers`). A client that reads nothing for the write timeout loses its stream
+//! (DEADLINE_EXCEEDED after what was buffered): HTTP/2 flow control would otherwise keep the
+//! scan, its thread and its permit waiting for as long as the connection lives.
 
 use super::aggregate::{AggregateRequest, Aggregates, aggregate};
 use super::{ParamError, aggregate_budget};
@@ -11,7 +17,10 @@ use crate::store::{ResultCursor, ResultFilter, Role, Store, StoreError, scan_fil
 use sixmap_proto::v1::query_service_server::QueryService;
 use sixmap_proto::{decode, encode, v1};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use crate::limits::readers::Readers;
+use crate::limits::streams::Streams;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -19,8 +28,8 @@ use tonic::{Request, Response, Status};
 /// Results buffered between the scan and a client: enough to keep a fast client busy, few
 /// enough that a stalled client holds little memory.
 const STREAM_BUFFER: usize = 32;
-/// Streams scanning at once. Each holds a blocking thread for as long as its client reads,
-/// so slow clients must not be able to take the whole blocking pool that ingest needs.
+/// Streams at once when the service stands alone (the collector shares its `[limits]`
+/// budget with HTTP instead, see [`QueryGrpc::with_limits`]).
 pub const MAX_STREAMS: u64 = 16;
 
 /// Counters of the query streams, for tests and metrics.
@@ -36,20 +45,9 @@ pub struct QueryStats {
 struct Active(Arc<QueryStats>);
 
 impl Active {
-    /// Counts a new stream, or refuses it when [`MAX_STREAMS`] are running.
-    fn start(stats: Arc<QueryStats>) -> Result<Self, Status> {
-        let admitted =
-            stats
-                .active_streams
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                    (n < MAX_STREAMS).then_some(n + 1)
-                });
-        match admitted {
-            Ok(_) => Ok(Self(stats)),
-            Err(_) => Err(Status::resource_exhausted(format!(
-                "{MAX_STREAMS} result streams are running; retry later"
-            ))),
-        }
+    fn start(stats: Arc<QueryStats>) -> Self {
+        stats.active_streams.fetch_add(1, Ordering::AcqRel);
+        Self(stats)
     }
 }
 
@@ -66,6 +64,9 @@ pub struct QueryGrpc {
     store: Arc<dyn Store>,
     raw_data_public: bool,
     stats: Arc<QueryStats>,
+    streams: Streams,
+    readers: Readers,
+    write_timeout: Duration,
 }
 
 impl std::fmt::Debug for QueryGrpc {
@@ -78,11 +79,26 @@ impl std::fmt::Debug for QueryGrpc {
 
 impl QueryGrpc {
     pub fn new(store: Arc<dyn Store>, raw_data_public: bool) -> Self {
+        let limits = crate::limits::Limits {
+            max_streams: MAX_STREAMS as usize,
+            ..crate::limits::Limits::default()
+        };
         Self {
             store,
             raw_data_public,
             stats: Arc::default(),
+            streams: Streams::new(&limits),
+            readers: Readers::new(limits.reader_threads),
+            write_timeout: limits.stream_write_timeout,
         }
+    }
+
+    /// Uses the process's long-response budget, readers and write timeout.
+    pub fn with_limits(mut self, shared: &crate::limits::Shared, write_timeout: Duration) -> Self {
+        self.streams = shared.streams.clone();
+        self.readers = shared.readers.clone();
+        self.write_timeout = write_timeout;
+        self
     }
 
     pub fn stats(&self) -> Arc<QueryStats> {
@@ -160,13 +176,14 @@ fn aggregate_reply(a: Aggregates) -> v1::AggregateReply {
 
 #[tonic::async_trait]
 impl QueryService for QueryGrpc {
-    type StreamResultsStream = ReceiverStream<Result<v1::QueryResult, Status>>;
+    type StreamResultsStream = ResultStream;
 
     async fn stream_results(
         &self,
         request: Request<v1::ResultQuery>,
     ) -> Result<Response<Self::StreamResultsStream>, Status> {
         self.authorize(&request).await?;
+        let remote = request.remote_addr();
         let query = request.into_inner();
         let filter = filter(query.filter.as_ref())?;
         let after = match query.cursor.as_str() {
@@ -180,14 +197,27 @@ impl QueryService for QueryGrpc {
             0 => u64::MAX,
             n => n,
         };
+        let permit = self
+            .streams
+            .try_start(remote.map(|a| a.ip()))
+            .map_err(|e| Status::resource_exhausted(e.to_string()))?;
+        let reader = self.readers.acquire().await.map_err(unavailable)?;
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let store = self.store.clone();
-        let active = Active::start(self.stats.clone())?;
+        let active = Active::start(self.stats.clone());
+        let stalled = Arc::new(AtomicBool::new(false));
+        let stalled_flag = stalled.clone();
+        let write_timeout = self.write_timeout;
+        let runtime = tokio::runtime::Handle::current();
         tracing::debug!(?filter, "query stream started");
         tokio::task::spawn_blocking(move || {
+            let (_permit, _reader) = (permit, reader);
             let stats = active.0.clone();
             let mut sent = 0u64;
             let mut client_gone = false;
+            // Waits for room in the channel at most `write_timeout`: a client that reads
+            // nothing for that long is taken as gone.
+            let send = |item| runtime.block_on(tx.send_timeout(item, write_timeout));
             let scanned = scan_filtered(&*store, &filter, after.as_ref(), &mut |stored| {
                 let cursor = ResultCursor::of(&stored).to_string();
                 let item = encode::query_result(
@@ -196,21 +226,34 @@ impl QueryService for QueryGrpc {
                     stored.target_origin.as_ref(),
                     cursor,
                 );
-                if tx.blocking_send(Ok(item)).is_err() {
-                    client_gone = true;
-                    return false;
+                match send(Ok(item)) {
+                    Ok(()) => {}
+                    Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
+                        stalled_flag.store(true, Ordering::Release);
+                        client_gone = true;
+                        return false;
+                    }
+                    Err(mpsc::error::SendTimeoutError::Closed(_)) => {
+                        client_gone = true;
+                        return false;
+                    }
                 }
                 stats.results_streamed.fetch_add(1, Ordering::Relaxed);
                 sent += 1;
                 sent < limit
             });
             if let Err(e) = scanned {
-                let _ = tx.blocking_send(Err(unavailable(e)));
+                let _ = send(Err(unavailable(e)));
             }
             tracing::debug!(sent, client_gone, "query stream ended");
             drop(active);
         });
-        Ok(Response::new(ReceiverStream::new(rx)))
+        Ok(Response::new(ResultStream {
+            inner: ReceiverStream::new(rx),
+            stalled,
+            write_timeout,
+            ended: false,
+        }))
     }
 
     async fn aggregate(
@@ -232,5 +275,38 @@ impl QueryService for QueryGrpc {
                 .await
                 .map_err(unavailable)?;
         Ok(Response::new(aggregate_reply(aggregates)))
+    }
+}
+
+#[derive(Debug)]
+/// The results of a stream, then DEADLINE_EXCEEDED instead of a clean end when the scan gave
+/// up on a client that stopped reading (so a truncated stream never looks complete).
+pub struct ResultStream {
+    inner: ReceiverStream<Result<v1::QueryResult, Status>>,
+    stalled: Arc<AtomicBool>,
+    write_timeout: Duration,
+    ended: bool,
+}
+
+impl tokio_stream::Stream for ResultStream {
+    type Item = Result<v1::QueryResult, Status>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        if self.ended {
+            return std::task::Poll::Ready(None);
+        }
+        match std::pin::Pin::new(&mut self.inner).poll_next(cx) {
+            std::task::Poll::Ready(None) if self.stalled.load(Ordering::Acquire) => {
+                self.ended = true;
+                std::task::Poll::Ready(Some(Err(Status::deadline_exceeded(format!(
+                    "the stream read nothing for {} s and was ended",
+                    self.write_timeout.as_secs()
+                )))))
+            }
+            other => other,
+        }
     }
 }

@@ -66,7 +66,7 @@ fn pairs(query: Pairs) -> Result<Vec<(String, String)>, QueryError> {
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, QueryError> {
-    crate::store::run_blocking(work)
+    crate::limits::readers::read_blocking(work)
         .await
         .map_err(QueryError::Store)
 }

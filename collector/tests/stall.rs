@@ -1,0 +1,396 @@
+//! Issue #19: anonymous clients must not stall the collector. Over real sockets, with
+//! lowered limits so that each attack runs in seconds: idle and per-source floods on the gRPC
+//! and HTTP ports, exports whose clients never read, and through each of them an enrolled
+//! probe still gets its batches acked.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers may fail loudly
+
+use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use sixmap_collector::auth;
+use sixmap_collector::config::CollectorConfig;
+use sixmap_collector::export::samples;
+use sixmap_collector::pki::Pki;
+use sixmap_collector::store::{Role, SledStore, Store, StoredResult};
+use sixmap_probe::collector_tls;
+use sixmap_proto::v1;
+use sixmap_proto::v1::probe_control_client::ProbeControlClient;
+use sixmap_proto::v1::{collector_message, probe_message};
+use sixmap_shared::UnixMicros;
+use sixmap_shared::config::parse_toml;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
+
+struct Collector {
+    _dir: tempfile::TempDir,
+    grpc: SocketAddr,
+    http: SocketAddr,
+    ca_fingerprint: String,
+    tokens: std::cell::RefCell<Vec<String>>,
+    admin: String,
+    running: sixmap_collector::Running,
+}
+
+/// A collector on `[::]` (so that 127.0.0.x are other sources than ::1) with `limits`, no
+/// source exempt, and `results` stored results.
+async fn start(limits: &str, results: u64) -> Collector {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca_fingerprint, tokens, admin) = {
+        let store = SledStore::open(dir.path()).unwrap();
+        let pki = Pki::load_or_create(dir.path()).unwrap();
+        let tokens = (0..4)
+            .map(|i| {
+                auth::create_enrollment_token(
+                    &store,
+                    pki.fingerprint(),
+                    &format!("owner-{i}"),
+                    Duration::from_secs(3600),
+                    "test",
+                    UnixMicros::now(),
+                )
+                .unwrap()
+                .0
+            })
+            .collect();
+        let (admin, _) =
+            auth::create_api_token(&store, Role::Admin, "ops", UnixMicros::now()).unwrap();
+        let stored: Vec<StoredResult> = (0..results)
+            .map(|i| samples::sample(i, 7, UnixMicros(1_767_225_600_000_000), 1_000_000))
+            .collect();
+        for chunk in stored.chunks(5000) {
+            store.insert_results(chunk).unwrap();
+        }
+        store.flush().unwrap();
+        (pki.fingerprint().to_owned(), tokens, admin)
+    };
+    let text = format!(
+        "data_dir = {:?}\ngrpc_listen = \"[::]:0\"\nhttp_listen = \"[::]:0\"\nraw_data_public = true\n\
+         [default_ping]\ntargets = [\"::1\"]\n[limits]\nsource_exempt = []\n{limits}\n",
+        dir.path()
+    );
+    let settings = parse_toml::<CollectorConfig>(&text)
+        .unwrap()
+        .validate(None)
+        .unwrap();
+    let running = sixmap_collector::start(settings).await.unwrap();
+    let port = |a: SocketAddr| SocketAddr::new("::1".parse().unwrap(), a.port());
+    Collector {
+        _dir: dir,
+        grpc: port(running.grpc_addr),
+        http: port(running.http_addr),
+        ca_fingerprint,
+        tokens: std::cell::RefCell::new(tokens),
+        admin,
+        running,
+    }
+}
+
+impl Collector {
+    fn url(&self) -> String {
+        format!("https://{}", self.grpc)
+    }
+
+    /// Enrolls a new probe and returns its id and a client presenting its certificate.
+    async fn enroll(&self) -> (String, ProbeControlClient<Channel>) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let csr = rcgen::CertificateParams::default()
+            .serialize_request(&key)
+            .unwrap();
+        let tls = collector_tls::enrollment_config(&self.ca_fingerprint).unwrap();
+        let mut client = collector_tls::connect(&self.url(), tls, |e| e)
+            .await
+            .unwrap();
+        let response = client
+            .enroll(v1::EnrollRequest {
+                token: self.tokens.borrow_mut().pop().unwrap(),
+                hostname: "pi".into(),
+                software_version: "0.1.0".into(),
+                csr_der: csr.der().to_vec(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let tls = collector_tls::session_config(
+            response.ca_certificate_der.into(),
+            response.certificate_der.into(),
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        )
+        .unwrap();
+        let client = collector_tls::connect(&self.url(), tls, |e| e)
+            .await
+            .unwrap();
+        (response.probe_id, client)
+    }
+
+    /// A TLS connection without a client certificate from `from` that sends nothing after
+    /// its handshake; `None` when the collector closed it during or right after it.
+    async fn anonymous_tls(
+        &self,
+        from: &str,
+    ) -> Option<tokio_rustls::client::TlsStream<TcpStream>> {
+        let addr = if from.contains(':') {
+            self.grpc
+        } else {
+            SocketAddr::new("127.0.0.1".parse().unwrap(), self.grpc.port())
+        };
+        let socket = if from.contains(':') {
+            tokio::net::TcpSocket::new_v6().unwrap()
+        } else {
+            tokio::net::TcpSocket::new_v4().unwrap()
+        };
+        socket.bind(SocketAddr::new(from.parse().unwrap(), 0)).unwrap();
+        let tcp = socket.connect(addr).await.unwrap();
+        let tls = collector_tls::enrollment_config(&self.ca_fingerprint).unwrap();
+        let connector = tokio_rustls::TlsConnector::from(tls);
+        let name = ServerName::try_from(sixmap_collector::pki::SERVER_NAME).unwrap();
+        let mut stream = tokio::time::timeout(Duration::from_secs(10), connector.connect(name, tcp))
+            .await
+            .ok()?
+            .ok()?;
+        // A refused connection is closed right after the handshake.
+        let mut byte = [0u8; 1];
+        match tokio::time::timeout(Duration::from_millis(500), stream.read(&mut byte)).await {
+            // Silence, or the server's HTTP/2 settings: open.
+            Err(_) | Ok(Ok(1..)) => Some(stream),
+            Ok(_) => None,
+        }
+    }
+}
+
+fn hello(probe_id: &str) -> v1::ProbeMessage {
+    v1::ProbeMessage {
+        kind: Some(probe_message::Kind::Hello(v1::Hello {
+            probe_id: probe_id.to_owned(),
+            probe_secret: String::new(),
+            software_version: "0.1.0".into(),
+            boot_epoch: 1,
+            capabilities: vec![v1::MeasurementKind::Ping.into()],
+            local_addresses: vec!["::1".into()],
+            probe_time_us: UnixMicros::now().0,
+            location: None,
+        })),
+    }
+}
+
+/// Opens a session, sends one empty batch and waits for its ack: the probe is served.
+async fn delivers(client: &mut ProbeControlClient<Channel>, probe_id: &str) -> Duration {
+    let started = Instant::now();
+    let (tx, rx) = mpsc::channel(8);
+    tx.send(hello(probe_id)).await.unwrap();
+    let mut inbound = tokio::time::timeout(
+        Duration::from_secs(20),
+        client.session(ReceiverStream::new(rx)),
+    )
+    .await
+    .expect("no session within 20 s")
+    .unwrap()
+    .into_inner();
+    tx.send(v1::ProbeMessage {
+        kind: Some(probe_message::Kind::Results(v1::ResultBatch {
+            batch_id: 7,
+            results: Vec::new(),
+            losses: Vec::new(),
+        })),
+    })
+    .await
+    .unwrap();
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(20), inbound.message())
+            .await
+            .expect("no ack within 20 s")
+            .unwrap()
+            .unwrap();
+        if let Some(collector_message::Kind::Ack(ack)) = message.kind {
+            assert_eq!(ack.batch_id, 7);
+            return started.elapsed();
+        }
+    }
+}
+
+/// Reads until the peer closes, or `None` if it is still open after `wait`.
+async fn closed_within(stream: &mut (impl AsyncReadExt + Unpin), wait: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(wait, async {
+        while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
+    })
+    .await
+    .ok()
+    .map(|()| started.elapsed())
+}
+
+async fn http_raw(addr: SocketAddr, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_connections_are_capped_per_source_and_enrolled_probes_keep_their_reserve() {
+    let collector = start(
+        "grpc_max_connections = 6\ngrpc_reserved_connections = 2\n\
+         grpc_max_connections_per_source = 3\ngrpc_anonymous_request_timeout_s = 60",
+        0,
+    )
+    .await;
+    let (probe, mut client) = collector.enroll().await;
+    // One source (::1) gets 3 anonymous connections; its 4th is closed at once.
+    let mut held = Vec::new();
+    for i in 0..3 {
+        held.push(
+            collector
+                .anonymous_tls("::1")
+                .await
+                .unwrap_or_else(|| panic!("anonymous connection {i} refused")),
+        );
+    }
+    assert!(
+        collector.anonymous_tls("::1").await.is_none(),
+        "a 4th connection from one source was kept"
+    );
+    // Another source fills the anonymous share (6 - 2 reserved = 4)...
+    held.push(collector.anonymous_tls("127.0.0.2").await.expect("another source"));
+    assert!(
+        collector.anonymous_tls("127.0.0.3").await.is_none(),
+        "an anonymous connection beyond the anonymous share was kept"
+    );
+    assert_eq!(collector.running.grpc_gate.open().1, 4);
+    // ...and the enrolled probe still gets in and is acked, on a reserved place.
+    delivers(&mut client, &probe).await;
+    drop(held);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_anonymous_grpc_connection_that_makes_no_call_is_closed() {
+    let collector = start("grpc_anonymous_request_timeout_s = 1", 0).await;
+    let mut idle = collector.anonymous_tls("::1").await.expect("handshake");
+    let closed = closed_within(&mut idle, Duration::from_secs(10))
+        .await
+        .expect("an idle TLS connection without a client certificate stayed open");
+    assert!(closed < Duration::from_secs(5), "{closed:?}");
+    // Enrollment (an anonymous connection that makes its call) works, and the probe's own
+    // connection (with its certificate) is not subject to the deadline.
+    let (probe, mut client) = collector.enroll().await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    delivers(&mut client, &probe).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_connections_are_capped_per_source_and_idle_ones_closed_with_a_reserve_for_tokens() {
+    let collector = start(
+        "http_max_connections = 5\nhttp_reserved_connections = 1\n\
+         http_max_connections_per_source = 2\nhttp_header_timeout_s = 4",
+        0,
+    )
+    .await;
+    let v4 = |host: &str| SocketAddr::new(host.parse().unwrap(), collector.http.port());
+    let connect_from = |host: &'static str| async move {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::new(host.parse().unwrap(), 0)).unwrap();
+        socket.connect(v4("127.0.0.1")).await.unwrap()
+    };
+    // An idle connection (no byte sent) is closed after the header timeout.
+    let mut idle = TcpStream::connect(collector.http).await.unwrap();
+    let closed = closed_within(&mut idle, Duration::from_secs(10))
+        .await
+        .expect("an idle HTTP connection stayed open");
+    assert!(closed >= Duration::from_millis(3500) && closed < Duration::from_secs(9), "{closed:?}");
+
+    // Two idle connections from one source; its third is closed at once.
+    let _a = connect_from("127.0.0.2").await;
+    let _b = connect_from("127.0.0.2").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut third = connect_from("127.0.0.2").await;
+    let refused = closed_within(&mut third, Duration::from_secs(1)).await;
+    assert!(refused.is_some(), "a third connection from one source was kept");
+    // Two more sources fill the general slots (5 - 1 reserved).
+    let _c = connect_from("127.0.0.3").await;
+    let _d = connect_from("127.0.0.4").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The reserved slot serves a caller with a token, not an anonymous one.
+    let anonymous = http_raw(
+        collector.http,
+        b"GET /api/v1/probes HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(anonymous.starts_with("HTTP/1.1 503"), "{anonymous}");
+    let with_token = http_raw(
+        collector.http,
+        format!(
+            "GET /api/v1/probes HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+            collector.admin
+        )
+        .as_bytes(),
+    )
+    .await;
+    assert!(with_token.starts_with("HTTP/1.1 200"), "{with_token}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exports_that_are_never_read_are_bounded_and_dropped_and_ingest_goes_on() {
+    // 20,000 results: an export far larger than the socket buffers.
+    let collector = start(
+        "max_streams = 3\nmax_streams_per_source = 100\nreader_threads = 4\n\
+         stream_write_timeout_s = 2",
+        20_000,
+    )
+    .await;
+    let (probe, mut client) = collector.enroll().await;
+    let shared = collector.running.shared.clone();
+    // Twelve clients ask for an export and never read a byte.
+    let mut stalled = Vec::new();
+    let mut refused = 0;
+    for _ in 0..12 {
+        let mut stream = TcpStream::connect(collector.http).await.unwrap();
+        stream
+            .write_all(b"GET /api/v1/export?format=jsonl HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).await.unwrap();
+        match &head {
+            b"HTTP/1.1 200" => stalled.push(stream),
+            b"HTTP/1.1 503" => refused += 1,
+            other => panic!("{}", String::from_utf8_lossy(other)),
+        }
+    }
+    assert_eq!(stalled.len(), 3, "long responses beyond the budget were started");
+    assert_eq!(refused, 9);
+    assert!(shared.streams.in_use() <= 3);
+    assert!(shared.readers.in_use() <= 4);
+    // The probe is acked meanwhile.
+    delivers(&mut client, &probe).await;
+    // The stalled clients are dropped after the write timeout: their permits and reader
+    // threads come back (the scans stopped).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while shared.streams.in_use() > 0 || shared.readers.in_use() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "stalled exports still hold {} streams and {} readers",
+            shared.streams.in_use(),
+            shared.readers.in_use()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for mut stream in stalled {
+        // What was in flight can still be read, then the connection ends short of the
+        // whole export (no terminating chunk).
+        let mut rest = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest)).await;
+        assert!(!rest.ends_with(b"0\r\n\r\n"), "a dropped export looked complete");
+    }
+    // A client that reads gets the whole export afterwards.
+    let whole = http_raw(
+        collector.http,
+        b"GET /api/v1/export?format=jsonl HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(whole.starts_with("HTTP/1.1 200"), "{}", &whole[..whole.len().min(200)]);
+    assert!(whole.matches('\n').count() >= 20_000, "{} bytes", whole.len());
+}
