@@ -283,3 +283,104 @@ impl AuthStore for SledStore {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::auth::{EnrollmentOutcome, owner_networks};
+    use sixmap_shared::UnixMicros;
+
+    fn token() -> EnrollmentTokenRecord {
+        EnrollmentTokenRecord {
+            id: "t1".into(),
+            owner: "alice".into(),
+            created_at: UnixMicros(1),
+            created_by: "cli".into(),
+            expires_at: None,
+            used_at: None,
+            used_by: None,
+            revoked_at: None,
+            enrollment: None,
+        }
+    }
+
+    #[test]
+    fn an_enrollment_is_recorded_whole_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let fresh = token();
+        store.put_enrollment_token("h1", &fresh).unwrap();
+        let probe: ProbeId = "00000000000000b1".parse().unwrap();
+        let networks = owner_networks("2001:db8:1:1::5".parse().unwrap(), None);
+        let enrollment = NewEnrollment {
+            token_hash: "h1".into(),
+            expected: fresh.clone(),
+            used: EnrollmentTokenRecord {
+                used_at: Some(UnixMicros(2)),
+                used_by: Some(probe.clone()),
+                enrollment: Some(EnrollmentOutcome {
+                    csr_sha256: "c".into(),
+                    certificate_hex: "00".into(),
+                    enrolled_from: None,
+                    enrolled_prefix: None,
+                }),
+                ..fresh.clone()
+            },
+            probe: probe.clone(),
+            fingerprint: "f1".into(),
+            owner: "alice".into(),
+            networks: networks.clone(),
+            audit: AuditEntry {
+                at: UnixMicros(2),
+                identity: "enrollment-token:t1 (owner alice)".into(),
+                action: "enroll".into(),
+                target: probe.to_string(),
+                outcome: "ok".into(),
+            },
+        };
+        assert!(store.record_enrollment(&enrollment).unwrap());
+        assert_eq!(
+            store.enrollment_token("h1").unwrap().unwrap().used_by,
+            Some(probe.clone())
+        );
+        assert_eq!(store.certificate_probe("f1").unwrap(), Some(probe.clone()));
+        assert_eq!(
+            store.owner_probes("alice", &networks[0], 10).unwrap(),
+            [probe.clone()]
+        );
+        assert_eq!(store.audit(10).unwrap()[0].outcome, "ok");
+        // A second enrollment expecting the fresh token writes nothing at all.
+        let other: ProbeId = "00000000000000b2".parse().unwrap();
+        let late = NewEnrollment {
+            probe: other.clone(),
+            fingerprint: "f2".into(),
+            ..enrollment
+        };
+        assert!(!store.record_enrollment(&late).unwrap());
+        assert_eq!(store.certificate_probe("f2").unwrap(), None);
+        assert_eq!(
+            store.owner_probes("alice", &networks[0], 10).unwrap().len(),
+            1
+        );
+        assert_eq!(store.audit(10).unwrap().len(), 1);
+        // Unindexing (revocation) frees the place; other owners and networks are apart.
+        assert!(
+            store
+                .owner_probes("bob", &networks[0], 10)
+                .unwrap()
+                .is_empty()
+        );
+        store
+            .index_owner_probe("alice", &networks, &probe, false)
+            .unwrap();
+        assert!(
+            store
+                .owner_probes("alice", &networks[0], 10)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(!store.owner_index_complete().unwrap());
+        store.mark_owner_index_complete().unwrap();
+        assert!(store.owner_index_complete().unwrap());
+    }
+}
