@@ -106,6 +106,23 @@ pub fn create_enrollment_token(
     created_by: &str,
     now: UnixMicros,
 ) -> Result<(String, EnrollmentTokenRecord), AuthError> {
+    let (token, hash, record) =
+        new_enrollment_token(ca_fingerprint, owner, lifetime, created_by, now)?;
+    store.put_enrollment_token(&hash, &record)?;
+    store.flush()?;
+    Ok((token, record))
+}
+
+/// A new enrollment token, not yet stored: its text, the hash to store it under, and its
+/// record. [`create_enrollment_token`] stores and flushes it; bulk tools store many and flush
+/// once.
+pub fn new_enrollment_token(
+    ca_fingerprint: &str,
+    owner: &str,
+    lifetime: Duration,
+    created_by: &str,
+    now: UnixMicros,
+) -> Result<(String, String, EnrollmentTokenRecord), AuthError> {
     check_name("owner", owner)?;
     if lifetime > MAX_TOKEN_LIFETIME {
         return Err(AuthError::Invalid(format!(
@@ -127,9 +144,7 @@ pub fn create_enrollment_token(
         revoked_at: None,
         enrollment: None,
     };
-    store.put_enrollment_token(&hash, &record)?;
-    store.flush()?;
-    Ok((format!("{secret}.{ca_fingerprint}"), record))
+    Ok((format!("{secret}.{ca_fingerprint}"), hash, record))
 }
 
 /// Why an enrollment token was refused; the message goes to the volunteer as is.
