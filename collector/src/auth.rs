@@ -7,11 +7,14 @@
 //! - API token: `sxa_<secret>`, sent as `Authorization: Bearer sxa_…`.
 
 use crate::pki::sha256_hex;
+pub use crate::store::auth::{owner_networks, site_of};
 use crate::store::{
     ApiTokenRecord, AuditEntry, EnrollmentTokenRecord, ProbeRecord, Role, Store, StoreError,
 };
 use sixmap_shared::{ProbeId, UnixMicros};
+use std::collections::HashSet;
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const SECRET_BYTES: usize = 32;
@@ -19,6 +22,9 @@ const API_TOKEN_PREFIX: &str = "sxa_";
 /// Enrollment tokens expire after this unless told otherwise: a token sitting in a mailbox for
 /// months is a liability.
 pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(7 * 86_400);
+/// The longest an enrollment token may live: a year covers any mailing of probes, and a
+/// bound keeps `expires_in = 99999999999999d` from meaning "never".
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(366 * 86_400);
 const MAX_NAME_LEN: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
@@ -100,7 +106,31 @@ pub fn create_enrollment_token(
     created_by: &str,
     now: UnixMicros,
 ) -> Result<(String, EnrollmentTokenRecord), AuthError> {
+    let (token, hash, record) =
+        new_enrollment_token(ca_fingerprint, owner, lifetime, created_by, now)?;
+    store.put_enrollment_token(&hash, &record)?;
+    store.flush()?;
+    Ok((token, record))
+}
+
+/// A new enrollment token, not yet stored: its text, the hash to store it under, and its
+/// record. [`create_enrollment_token`] stores and flushes it; bulk tools store many and flush
+/// once.
+pub fn new_enrollment_token(
+    ca_fingerprint: &str,
+    owner: &str,
+    lifetime: Duration,
+    created_by: &str,
+    now: UnixMicros,
+) -> Result<(String, String, EnrollmentTokenRecord), AuthError> {
     check_name("owner", owner)?;
+    if lifetime > MAX_TOKEN_LIFETIME {
+        return Err(AuthError::Invalid(format!(
+            "`expires_in`: {} s is longer than the maximum token lifetime of {} days",
+            lifetime.as_secs(),
+            MAX_TOKEN_LIFETIME.as_secs() / 86_400
+        )));
+    }
     let secret = secret()?;
     let hash = sha256_hex(secret.as_bytes());
     let record = EnrollmentTokenRecord {
@@ -112,10 +142,9 @@ pub fn create_enrollment_token(
         used_at: None,
         used_by: None,
         revoked_at: None,
+        enrollment: None,
     };
-    store.put_enrollment_token(&hash, &record)?;
-    store.flush()?;
-    Ok((format!("{secret}.{ca_fingerprint}"), record))
+    Ok((format!("{secret}.{ca_fingerprint}"), hash, record))
 }
 
 /// Why an enrollment token was refused; the message goes to the volunteer as is.
@@ -167,24 +196,25 @@ pub fn check_enrollment_token(
     })
 }
 
-/// Marks a checked token used by `probe`; `Used` if another enrollment won the race.
-pub fn consume_enrollment_token(
-    store: &dyn Store,
-    hash: &str,
-    record: &EnrollmentTokenRecord,
-    probe: &ProbeId,
-    now: UnixMicros,
-) -> Result<Result<(), TokenRefusal>, StoreError> {
-    let used = EnrollmentTokenRecord {
-        used_at: Some(now),
-        used_by: Some(probe.clone()),
-        ..record.clone()
-    };
-    Ok(if store.replace_enrollment_token(hash, record, &used)? {
-        Ok(())
-    } else {
-        Err(TokenRefusal::Used(record.id.clone()))
-    })
+/// The stored hash of an enrollment token, if it has the token's form.
+pub fn enrollment_token_hash(token: &str) -> Option<String> {
+    token_secret(token).map(|secret| sha256_hex(secret.as_bytes()))
+}
+
+/// Lowercase hex of `bytes` (certificates kept with their enrollment).
+pub fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The bytes of lowercase or uppercase hex text; `None` if it is not hex.
+pub fn from_hex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 /// Revokes an unused enrollment token by its id.
@@ -229,6 +259,11 @@ pub fn revoke_probe(
     if record.revoked_at.is_none() {
         record.revoked_at = Some(now);
         store.update_probe(&record)?;
+        // Revoked probes no longer count against their owner's enrollment caps.
+        if let (Some(owner), Some(from)) = (&record.owner, record.enrolled_from) {
+            let networks = owner_networks(from, record.enrolled_prefix);
+            store.index_owner_probe(owner, &networks, &record.id, false)?;
+        }
         store.flush()?;
     }
     Ok(record)
@@ -316,73 +351,135 @@ pub struct EnrollmentCaps {
     pub per_routed_prefix: usize,
 }
 
-/// The /64 of an IPv6 address (IPv4: the address itself), as (network, length).
-pub fn site_of(address: IpAddr) -> (IpAddr, u8) {
-    match address {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => (IpAddr::V4(v4), 32),
-            None => {
-                let bits = u128::from(v6) & !((1u128 << 64) - 1);
-                (IpAddr::V6(bits.into()), 64)
+/// Indexes the unrevoked probes enrolled before the owner index existed (once per store).
+pub fn complete_owner_index(store: &dyn Store) -> Result<(), StoreError> {
+    if store.owner_index_complete()? {
+        return Ok(());
+    }
+    let mut indexed = 0usize;
+    for probe in store.probes()? {
+        if let (None, Some(owner), Some(from)) =
+            (probe.revoked_at, &probe.owner, probe.enrolled_from)
+        {
+            let networks = owner_networks(from, probe.enrolled_prefix);
+            store.index_owner_probe(owner, &networks, &probe.id, true)?;
+            indexed += 1;
+        }
+    }
+    store.mark_owner_index_complete()?;
+    store.flush()?;
+    tracing::info!(indexed, "owner index of enrolled probes built");
+    Ok(())
+}
+
+/// An enrollment between its cap check and the moment its probe is in the store.
+#[derive(Debug, Clone)]
+struct Pending {
+    owner: String,
+    networks: Vec<String>,
+    probe: ProbeId,
+}
+
+/// Makes the per-owner caps atomic within this collector: the cap check counts the owner's
+/// stored probes (from the owner index: only that owner's entries are read, whatever the
+/// size of the fleet) plus the enrollments that passed the check but are not stored yet, and
+/// registers the new one, under one lock. Of 60 parallel enrollments against a cap of 3,
+/// exactly 3 pass. Slow store writes (ClickHouse's claim) happen outside the lock.
+///
+/// Collectors sharing a ClickHouse store each apply this to their own enrollments only: a
+/// cap can then be exceeded by enrollments racing at different collectors (documented in
+/// docs/security.md).
+#[derive(Debug, Default)]
+pub struct EnrollmentGate {
+    pending: Mutex<Vec<Pending>>,
+    /// Whether `complete_owner_index` ran in this process.
+    index_checked: std::sync::atomic::AtomicBool,
+}
+
+/// A passed cap check; dropping it (once the probe is stored, or the enrollment failed)
+/// leaves the count to the store.
+#[derive(Debug)]
+pub struct Reservation {
+    gate: Arc<EnrollmentGate>,
+    probe: ProbeId,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        lock(&self.gate.pending).retain(|p| p.probe != self.probe);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The list stays consistent even if a holder panicked (each change is one call).
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl EnrollmentGate {
+    /// Checks the caps for one more probe `probe` of `owner` enrolling from `from` (in routed
+    /// prefix `prefix`) and reserves its place; `Err` names the cap that refuses it.
+    pub fn reserve(
+        self: &Arc<Self>,
+        store: &dyn Store,
+        owner: &str,
+        from: IpAddr,
+        prefix: Option<(IpAddr, u8)>,
+        caps: EnrollmentCaps,
+        probe: &ProbeId,
+    ) -> Result<Result<Reservation, String>, StoreError> {
+        let mut pending = lock(&self.pending);
+        if !self
+            .index_checked
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            complete_owner_index(store)?;
+            self.index_checked
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
+        let networks = owner_networks(from, prefix);
+        let site = site_of(from);
+        for (network, cap) in networks.iter().zip([caps.per_64, caps.per_routed_prefix]) {
+            let mut probes: HashSet<ProbeId> = store
+                .owner_probes(owner, network, cap.saturating_add(pending.len()))?
+                .into_iter()
+                .collect();
+            probes.extend(
+                pending
+                    .iter()
+                    .filter(|p| p.owner == owner && p.networks.contains(network))
+                    .map(|p| p.probe.clone()),
+            );
+            let count = probes.len();
+            if count >= cap {
+                return Ok(Err(if network.starts_with("site ") {
+                    format!(
+                        "owner {owner:?} already has {count} probes in {}/{}, the most this collector allows per network site: measurements from one place count once, so more probes there would only skew the maps",
+                        site.0, site.1
+                    )
+                } else {
+                    let (network, len) = prefix.unwrap_or(site);
+                    format!(
+                        "owner {owner:?} already has {count} probes in the routed prefix {network}/{len}, the most this collector allows per owner and prefix"
+                    )
+                }));
             }
-        },
-        IpAddr::V4(_) => (address, 32),
-    }
-}
-
-fn contains((network, len): (IpAddr, u8), address: IpAddr) -> bool {
-    match (network, address) {
-        (IpAddr::V6(n), IpAddr::V6(a)) => {
-            let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
-            u128::from(n) & mask == u128::from(a) & mask
         }
-        (IpAddr::V4(n), IpAddr::V4(a)) => {
-            let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
-            u32::from(n) & mask == u32::from(a) & mask
-        }
-        _ => false,
+        pending.push(Pending {
+            owner: owner.to_owned(),
+            networks,
+            probe: probe.clone(),
+        });
+        Ok(Ok(Reservation {
+            gate: self.clone(),
+            probe: probe.clone(),
+        }))
     }
-}
-
-/// Whether enrolling one more probe of `owner` from `from` (in routed prefix `prefix`) would
-/// exceed a cap; the refusal names the cap. Revoked probes do not count.
-pub fn cap_refusal(
-    existing: &[ProbeRecord],
-    owner: &str,
-    from: IpAddr,
-    prefix: Option<(IpAddr, u8)>,
-    caps: EnrollmentCaps,
-) -> Option<String> {
-    let site = site_of(from);
-    let mine = || {
-        existing
-            .iter()
-            .filter(|p| p.revoked_at.is_none() && p.owner.as_deref() == Some(owner))
-    };
-    let in_site = mine()
-        .filter(|p| p.enrolled_from.is_some_and(|a| contains(site, a)))
-        .count();
-    if in_site >= caps.per_64 {
-        return Some(format!(
-            "owner {owner:?} already has {in_site} probes in {}/{}, the most this collector allows per network site: measurements from one place count once, so more probes there would only skew the maps",
-            site.0, site.1
-        ));
-    }
-    let prefix = prefix?;
-    let in_prefix = mine()
-        .filter(|p| p.enrolled_from.is_some_and(|a| contains(prefix, a)))
-        .count();
-    (in_prefix >= caps.per_routed_prefix).then(|| {
-        format!(
-            "owner {owner:?} already has {in_prefix} probes in the routed prefix {}/{}, the most this collector allows per owner and prefix",
-            prefix.0, prefix.1
-        )
-    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::AuthStore;
 
     fn probe(owner: &str, from: &str) -> ProbeRecord {
         ProbeRecord {
@@ -400,7 +497,7 @@ mod tests {
             origin: None,
             owner: Some(owner.into()),
             enrolled_from: Some(from.parse().unwrap()),
-            enrolled_prefix: None,
+            enrolled_prefix: Some(("2001:db8::".parse().unwrap(), 32)),
             certificate_sha256: None,
             revoked_at: None,
         }
@@ -408,33 +505,85 @@ mod tests {
 
     #[test]
     fn caps_count_one_owners_probes_per_site_and_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::SledStore::open(dir.path()).unwrap();
         let caps = EnrollmentCaps {
             per_64: 2,
             per_routed_prefix: 3,
         };
         let prefix = Some(("2001:db8::".parse().unwrap(), 32));
-        let mut existing = vec![
+        // Probes stored before the owner index existed are indexed at the first check.
+        let existing = [
             probe("alice", "2001:db8:1:1::5"),
             probe("bob", "2001:db8:1:1::6"),
         ];
+        for p in &existing {
+            store.create_probe(p).unwrap();
+        }
+        let gate = Arc::new(EnrollmentGate::default());
         let from: IpAddr = "2001:db8:1:1::9".parse().unwrap();
-        assert_eq!(cap_refusal(&existing, "alice", from, prefix, caps), None);
-        existing.push(probe("alice", "2001:db8:1:1::7"));
-        let refusal = cap_refusal(&existing, "alice", from, prefix, caps).unwrap();
+        let id = || ProbeId::random().unwrap();
+        let second = gate
+            .reserve(&store, "alice", from, prefix, caps, &id())
+            .unwrap()
+            .unwrap();
+        // The reserved (not yet stored) probe counts: alice is at her /64 cap.
+        let refusal = gate
+            .reserve(&store, "alice", from, prefix, caps, &id())
+            .unwrap()
+            .unwrap_err();
         assert!(refusal.contains("2001:db8:1:1::/64"), "{refusal}");
+        drop(second);
+        let third = probe("alice", "2001:db8:3:1::1");
+        store.create_probe(&third).unwrap();
+        store
+            .index_owner_probe(
+                "alice",
+                &owner_networks(third.enrolled_from.unwrap(), prefix),
+                &third.id,
+                true,
+            )
+            .unwrap();
         // Another /64 of the same prefix is fine until the prefix cap.
         let other: IpAddr = "2001:db8:2:1::9".parse().unwrap();
-        assert_eq!(cap_refusal(&existing, "alice", other, prefix, caps), None);
-        existing.push(probe("alice", "2001:db8:3:1::1"));
-        let refusal = cap_refusal(&existing, "alice", other, prefix, caps).unwrap();
+        let fourth = gate
+            .reserve(&store, "alice", other, prefix, caps, &id())
+            .unwrap()
+            .unwrap();
+        let refusal = gate
+            .reserve(&store, "alice", other, prefix, caps, &id())
+            .unwrap()
+            .unwrap_err();
         assert!(refusal.contains("routed prefix 2001:db8::/32"), "{refusal}");
+        drop(fourth);
         // Without prefix data only the site cap applies; revoked probes do not count.
-        assert_eq!(cap_refusal(&existing, "alice", other, None, caps), None);
-        for p in &mut existing {
-            p.revoked_at = Some(UnixMicros(1));
-        }
-        assert_eq!(cap_refusal(&existing, "alice", from, prefix, caps), None);
+        assert!(
+            gate.reserve(&store, "alice", other, None, caps, &id())
+                .unwrap()
+                .is_ok()
+        );
+        let held = gate
+            .reserve(&store, "alice", from, None, caps, &id())
+            .unwrap()
+            .unwrap();
+        assert!(
+            gate.reserve(&store, "alice", from, None, caps, &id())
+                .unwrap()
+                .is_err()
+        );
+        revoke_probe(&store, &existing[0].id, UnixMicros(1)).unwrap();
+        assert!(
+            gate.reserve(&store, "alice", from, None, caps, &id())
+                .unwrap()
+                .is_ok()
+        );
+        drop(held);
         assert_eq!(site_of("192.0.2.7".parse().unwrap()).1, 32);
+        assert_eq!(
+            from_hex(&to_hex(&[0, 1, 254, 255])),
+            Some(vec![0, 1, 254, 255])
+        );
+        assert_eq!(from_hex("0g"), None);
     }
 
     #[test]
@@ -444,6 +593,7 @@ mod tests {
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("3w").is_err());
         assert!(parse_duration("").is_err());
+        assert!(parse_duration("99999999999999999999d").is_err());
         assert!(check_name("owner", "Uni Example").is_ok());
         assert!(check_name("owner", "").is_err());
         assert!(check_name("owner", "a\nb").is_err());

@@ -9,6 +9,10 @@ use sixmap_shared::measurement::{
     Target, TcpSpec, TlsSpec, TraceProtocol, TracerouteSpec, parse_query_type,
 };
 use sixmap_shared::session::MIN_TASK_INTERVAL;
+
+/// The longest interval of a default task, as for campaigns (`schedule.every_s`): an
+/// interval beyond it (`every_s = 18446744073709551615`) would only overflow schedules.
+pub const MAX_TASK_INTERVAL: Duration = Duration::from_secs(7 * 86_400);
 use sixmap_shared::version::Version;
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -410,10 +414,14 @@ fn ping_tasks(
     invalid: &dyn Fn(&str, String) -> ConfigError,
 ) -> Result<Vec<DefaultTask>, ConfigError> {
     let every = Duration::from_secs(ping.every_s);
-    if every < MIN_TASK_INTERVAL {
+    if every < MIN_TASK_INTERVAL || every > MAX_TASK_INTERVAL {
         return Err(invalid(
             &format!("{key}.every_s"),
-            format!("must be >= {}", MIN_TASK_INTERVAL.as_secs()),
+            format!(
+                "must be {}..={} (a week)",
+                MIN_TASK_INTERVAL.as_secs(),
+                MAX_TASK_INTERVAL.as_secs()
+            ),
         ));
     }
     let ping_spec = PingSpec::new(ping.count, ping.interval_ms, ping.size)
@@ -531,10 +539,14 @@ pub fn table_tasks(
         ));
     }
     let every = Duration::from_secs(table.every_s);
-    if every < MIN_TASK_INTERVAL {
+    if every < MIN_TASK_INTERVAL || every > MAX_TASK_INTERVAL {
         return Err(at(
             "every_s",
-            format!("must be >= {}", MIN_TASK_INTERVAL.as_secs()),
+            format!(
+                "must be {}..={} (a week)",
+                MIN_TASK_INTERVAL.as_secs(),
+                MAX_TASK_INTERVAL.as_secs()
+            ),
         ));
     }
     let family = match table.family.as_deref() {
@@ -768,6 +780,21 @@ impl CollectorConfig {
             dumps,
         })
     }
+}
+
+/// Checks at start what validation cannot: that `[dumps] dir` exists or can be created and
+/// is writable, so a wrong path stops the collector with the key named, not a day later.
+pub fn check_dumps_dir(dumps: &crate::export::dumps::Dumps) -> Result<(), ConfigError> {
+    crate::private_files::check_writable_dir(&dumps.dir).map_err(|e| {
+        ConfigError::invalid(
+            "dumps.dir",
+            None,
+            format!(
+                "{}: cannot create it or write in it: {e}",
+                dumps.dir.display()
+            ),
+        )
+    })
 }
 
 #[cfg(test)]
@@ -1072,6 +1099,10 @@ mod tests {
         assert!(err.contains("every_s"), "{err}");
         for (common, key) in [
             ("every_s = 0\ntimeout_ms = 5000\n", "every_s"),
+            (
+                "every_s = 18446744073709551615\ntimeout_ms = 5000\n",
+                "every_s",
+            ),
             ("every_s = 60\ntimeout_ms = 0\n", "timeout_ms"),
             ("every_s = 60\ntimeout_ms = 60001\n", "timeout_ms"),
         ] {

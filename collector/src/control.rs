@@ -7,11 +7,13 @@ use crate::enrich;
 use crate::ingest::{BatchStats, write_batch};
 use crate::metrics::{RejectReason, metrics};
 use crate::pki::{Pki, sha256_hex};
-use crate::store::{ProbeRecord, Store, StoreError, TagEvent};
+use crate::store::auth::{EnrollmentOutcome, NewEnrollment};
+use crate::store::{AuditEntry, EnrollmentTokenRecord, ProbeRecord, Store, StoreError, TagEvent};
 use crate::tags::{self, TagInputs};
 use sixmap_proto::v1::probe_control_server::ProbeControl;
 use sixmap_proto::v1::{collector_message, probe_message};
 use sixmap_proto::{decode, encode, v1};
+use sixmap_shared::enrollment::EnrollRequest;
 use sixmap_shared::prefixes::{Enrichment, PrefixData};
 use sixmap_shared::session::{Assignment, Hello, MAX_BATCH_RESULTS, Welcome};
 use sixmap_shared::version::SOFTWARE_VERSION;
@@ -28,7 +30,6 @@ use tracing::{info, warn};
 
 /// A probe must say hello this soon after opening a session.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
-const MAX_HOSTNAME_LEN: usize = 64;
 
 #[derive(Debug, Clone)]
 pub struct ControlService {
@@ -42,6 +43,8 @@ pub struct ControlService {
     sessions: Arc<tokio::sync::Semaphore>,
     /// The flushes that make sessions' batches durable before their acks, shared.
     commits: Arc<GroupCommit>,
+    /// Makes the per-owner enrollment caps atomic (see [`auth::EnrollmentGate`]).
+    enrollments: Arc<auth::EnrollmentGate>,
 }
 
 fn internal(e: StoreError) -> Status {
@@ -67,6 +70,7 @@ impl ControlService {
                 settings.limits.grpc_max_sessions,
             )),
             commits: GroupCommit::new(store.clone()),
+            enrollments: Arc::default(),
             store,
             settings,
             prefixes,
@@ -137,6 +141,85 @@ impl ControlService {
         Ok(updated)
     }
 
+    /// The answer to an enrollment whose token was used by an enrollment with the same CSR:
+    /// the same probe id and certificate (the reply was lost, or two attempts raced), with
+    /// whatever a crash left unwritten written now. `None` if the token was used otherwise.
+    async fn repeat_enrollment(
+        &self,
+        request: &EnrollRequest,
+        csr_sha256: &str,
+    ) -> Result<Option<v1::EnrollResponse>, Status> {
+        let Some(hash) = auth::enrollment_token_hash(&request.token) else {
+            return Ok(None);
+        };
+        let store = self.store.clone();
+        let token = blocking(move || store.enrollment_token(&hash)).await?;
+        let Some(token) = token else {
+            return Ok(None);
+        };
+        let (Some(probe), Some(outcome)) = (token.used_by.clone(), token.enrollment.clone()) else {
+            return Ok(None);
+        };
+        if outcome.csr_sha256 != csr_sha256 || token.revoked_at.is_some() {
+            return Ok(None);
+        }
+        let Some(certificate) = auth::from_hex(&outcome.certificate_hex) else {
+            return Err(Status::internal(format!(
+                "enrollment token {}: stored certificate is not hex",
+                token.id
+            )));
+        };
+        let fingerprint = sha256_hex(&certificate);
+        let (store, id) = (self.store.clone(), probe.clone());
+        let record = ProbeRecord {
+            id: probe.clone(),
+            hostname: request.hostname.clone(),
+            enrolled_at: token.used_at.unwrap_or_else(UnixMicros::now),
+            last_seen: None,
+            software_version: Some(request.software_version.clone()),
+            boot_epoch: None,
+            local_addresses: Vec::new(),
+            self_test: None,
+            last_v6_success: None,
+            tags: Vec::new(),
+            location: None,
+            origin: None,
+            owner: Some(token.owner.clone()),
+            enrolled_from: outcome.enrolled_from,
+            enrolled_prefix: outcome.enrolled_prefix,
+            certificate_sha256: Some(fingerprint.clone()),
+            revoked_at: None,
+        };
+        let stored = blocking(move || {
+            let existing = store.probe(&id)?;
+            if existing.is_none() {
+                // Only when a crash came between the enrollment and its probe record.
+                store.create_probe(&record)?;
+                store.bind_certificate(&fingerprint, &id)?;
+                store.flush()?;
+            }
+            Ok(existing)
+        })
+        .await?;
+        if let Some(status) = stored.as_ref().and_then(revoked) {
+            return Err(status);
+        }
+        self.audit(
+            &format!("enrollment-token:{} (owner {})", token.id, token.owner),
+            probe.to_string(),
+            "ok (repeated: same token and CSR, same certificate)".into(),
+        )
+        .await;
+        metrics().enrollment("repeated");
+        info!(probe = %probe, "enrollment repeated: same certificate sent again");
+        Ok(Some(v1::EnrollResponse {
+            probe_id: probe.to_string(),
+            probe_secret: String::new(),
+            certificate_der: certificate,
+            ca_certificate_der: self.pki.ca_der().to_vec(),
+        }))
+    }
+
     /// Records an enrollment attempt in the audit log.
     async fn audit(&self, identity: &str, target: String, outcome: String) {
         let store = self.store.clone();
@@ -171,6 +254,11 @@ impl ControlService {
         })
         .await
     }
+}
+
+/// The public id of an enrollment token (start of its hash), for refusals; "-" if malformed.
+fn enrollment_token_id(token: &str) -> String {
+    auth::enrollment_token_hash(token).map_or_else(|| "-".into(), |h| h.chars().take(12).collect())
 }
 
 type PeerCerts = Option<Arc<Vec<rustls::pki_types::CertificateDer<'static>>>>;
@@ -291,57 +379,42 @@ impl ProbeControl for ControlService {
         request: Request<v1::EnrollRequest>,
     ) -> Result<Response<v1::EnrollResponse>, Status> {
         let (peer, _) = connection(&request);
-        let request = request.into_inner();
+        // Bounds and characters of every field first: nothing unchecked reaches the logs.
+        let request = decode::enroll_request(request.get_ref()).map_err(|e| {
+            metrics().enrollment("invalid");
+            Status::invalid_argument(format!("invalid field `{}`: {}", e.field, e.reason))
+        })?;
         let now = UnixMicros::now();
+        let csr_sha256 = sha256_hex(&request.csr_der);
         let store = self.store.clone();
         let token = request.token.clone();
-        let (hash, token) =
-            match blocking(move || auth::check_enrollment_token(&*store, &token, now)).await? {
-                Ok(found) => found,
-                Err(refusal) => {
-                    let target = match &refusal {
-                        TokenRefusal::Used(id)
-                        | TokenRefusal::Expired(id)
-                        | TokenRefusal::Revoked(id) => id.clone(),
-                        TokenRefusal::Malformed | TokenRefusal::Unknown => "-".into(),
-                    };
-                    self.audit("anonymous", target, format!("refused: {refusal}"))
-                        .await;
-                    metrics().enrollment("refused_token");
-                    return Err(Status::permission_denied(refusal.to_string()));
+        let checked = blocking(move || auth::check_enrollment_token(&*store, &token, now)).await?;
+        let (hash, token) = match checked {
+            Ok(found) => found,
+            Err(refusal) => {
+                // A retry after a lost reply: the same token and CSR get the same answer.
+                if matches!(refusal, TokenRefusal::Used(_))
+                    && let Some(answer) = self.repeat_enrollment(&request, &csr_sha256).await?
+                {
+                    return Ok(Response::new(answer));
                 }
-            };
+                let target = match &refusal {
+                    TokenRefusal::Used(id)
+                    | TokenRefusal::Expired(id)
+                    | TokenRefusal::Revoked(id) => id.clone(),
+                    TokenRefusal::Malformed | TokenRefusal::Unknown => "-".into(),
+                };
+                self.audit("anonymous", target, format!("refused: {refusal}"))
+                    .await;
+                metrics().enrollment("refused_token");
+                return Err(Status::permission_denied(refusal.to_string()));
+            }
+        };
         let identity = format!("enrollment-token:{} (owner {})", token.id, token.owner);
-        if request.hostname.len() > MAX_HOSTNAME_LEN {
-            metrics().enrollment("invalid");
-            return Err(Status::invalid_argument(format!(
-                "invalid field `hostname`: longer than {MAX_HOSTNAME_LEN} bytes"
-            )));
-        }
         let Some(from) = peer else {
             return Err(Status::internal("enrollment without a peer address"));
         };
         let prefix = enrich::routed_prefix(&self.prefixes, from);
-        let store = self.store.clone();
-        let (owner, caps) = (token.owner.clone(), self.settings.enrollment_caps);
-        let refusal = blocking(move || {
-            Ok(auth::cap_refusal(
-                &store.probes()?,
-                &owner,
-                from,
-                prefix,
-                caps,
-            ))
-        })
-        .await?;
-        if let Some(refusal) = refusal {
-            self.audit(&identity, token.id.clone(), format!("refused: {refusal}"))
-                .await;
-            metrics().enrollment("refused_cap");
-            return Err(Status::resource_exhausted(format!(
-                "enrollment refused: {refusal}"
-            )));
-        }
         let random = |e: sixmap_shared::IdError| Status::internal(e.to_string());
         let id = ProbeId::random().map_err(random)?;
         let certificate = self
@@ -351,12 +424,32 @@ impl ProbeControl for ControlService {
                 metrics().enrollment("invalid");
                 Status::invalid_argument(format!("invalid field `csr_der`: {e}"))
             })?;
+        let (store, gate) = (self.store.clone(), self.enrollments.clone());
+        let (owner, caps, probe) = (
+            token.owner.clone(),
+            self.settings.enrollment_caps,
+            id.clone(),
+        );
+        let reservation =
+            blocking(move || gate.reserve(&*store, &owner, from, prefix, caps, &probe)).await?;
+        let reservation = match reservation {
+            Ok(reservation) => reservation,
+            Err(refusal) => {
+                self.audit(&identity, token.id.clone(), format!("refused: {refusal}"))
+                    .await;
+                metrics().enrollment("refused_cap");
+                return Err(Status::resource_exhausted(format!(
+                    "enrollment refused: {refusal}"
+                )));
+            }
+        };
+        let fingerprint = sha256_hex(&certificate);
         let record = ProbeRecord {
             id: id.clone(),
-            hostname: request.hostname,
+            hostname: request.hostname.clone(),
             enrolled_at: now,
             last_seen: None,
-            software_version: Some(request.software_version),
+            software_version: Some(request.software_version.clone()),
             boot_epoch: None,
             local_addresses: Vec::new(),
             self_test: None,
@@ -367,35 +460,65 @@ impl ProbeControl for ControlService {
             owner: Some(token.owner.clone()),
             enrolled_from: Some(from),
             enrolled_prefix: prefix,
-            certificate_sha256: Some(sha256_hex(&certificate)),
+            certificate_sha256: Some(fingerprint.clone()),
             revoked_at: None,
+        };
+        let enrollment = NewEnrollment {
+            token_hash: hash,
+            used: EnrollmentTokenRecord {
+                used_at: Some(now),
+                used_by: Some(id.clone()),
+                enrollment: Some(EnrollmentOutcome {
+                    csr_sha256: csr_sha256.clone(),
+                    certificate_hex: auth::to_hex(&certificate),
+                    enrolled_from: Some(from),
+                    enrolled_prefix: prefix,
+                }),
+                ..token.clone()
+            },
+            expected: token,
+            probe: id.clone(),
+            fingerprint,
+            owner: record.owner.clone().unwrap_or_default(),
+            networks: auth::owner_networks(from, prefix),
+            audit: AuditEntry {
+                at: now,
+                identity: identity.clone(),
+                action: "enroll".into(),
+                target: id.to_string(),
+                outcome: "ok".into(),
+            },
         };
         let store = self.store.clone();
         let to_store = record.clone();
-        let consumed = blocking(move || {
-            // The token is spent first: of two enrollments racing with one token, one wins.
-            if let Err(refusal) = auth::consume_enrollment_token(&*store, &hash, &token, &id, now)?
-            {
-                return Ok(Err(refusal));
+        let recorded = blocking(move || {
+            // The token, certificate binding, owner index and "ok" audit entry in one
+            // transaction; the probe record after it (a retry recreates it if a crash came
+            // between). The reservation holds the cap until the probe is stored.
+            let _reservation = reservation;
+            if !store.record_enrollment(&enrollment)? {
+                return Ok(false);
             }
             store.create_probe(&to_store)?;
-            if let Some(fingerprint) = &to_store.certificate_sha256 {
-                store.bind_certificate(fingerprint, &id)?;
-            }
-            store.flush()?;
-            Ok(Ok(()))
+            Ok(true)
         })
         .await?;
-        if let Err(refusal) = consumed {
+        if !recorded {
+            // Another enrollment with this token won the race; if it sent the same CSR, it
+            // was this probe's own retry, and this one gets the same answer.
+            if let Some(answer) = self.repeat_enrollment(&request, &csr_sha256).await? {
+                return Ok(Response::new(answer));
+            }
+            let refusal = TokenRefusal::Used(enrollment_token_id(&request.token));
             self.audit(&identity, "-".into(), format!("refused: {refusal}"))
                 .await;
             metrics().enrollment("refused_token");
             return Err(Status::permission_denied(refusal.to_string()));
         }
-        self.audit(&identity, record.id.to_string(), "ok".into())
-            .await;
+        let store = self.store.clone();
+        blocking(move || store.flush()).await?;
         metrics().enrollment("ok");
-        info!(probe = %record.id, hostname = %record.hostname, owner = ?record.owner, %from, "probe enrolled");
+        info!(probe = %record.id, hostname = ?record.hostname, owner = ?record.owner, %from, "probe enrolled");
         Ok(Response::new(v1::EnrollResponse {
             probe_id: record.id.to_string(),
             probe_secret: String::new(),

@@ -3,7 +3,7 @@
 //! the binary: see `collector/assets/README.md`). The pages fetch nothing from elsewhere.
 
 use crate::store::{ResultQuery, Store, StoreError, StoredResult, TagEvent};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -68,6 +68,32 @@ async fn run_blocking<T: Send + 'static>(
 struct ResultsParams {
     probe: Option<String>,
     limit: Option<usize>,
+}
+
+/// The map routes take no query parameters: one given is a mistake, named in a 400.
+fn no_parameters(query: Option<String>) -> Result<(), ApiError> {
+    match query.as_deref().filter(|q| !q.is_empty()) {
+        None => Ok(()),
+        Some(query) => {
+            let name: String = query
+                .split(['&', '='])
+                .next()
+                .unwrap_or_default()
+                .chars()
+                .take(40)
+                .collect();
+            Err(ApiError::BadRequest(format!(
+                "unknown parameter `{name}`: this route takes no query parameters"
+            )))
+        }
+    }
+}
+
+/// A country code in a path, in any case (`de` is `DE`), as `probe_country` in queries.
+fn country_in_path(text: &str) -> Result<sixmap_shared::prefixes::CountryCode, ApiError> {
+    text.to_ascii_uppercase()
+        .parse()
+        .map_err(|e| ApiError::BadRequest(format!("country in the path: {e}")))
 }
 
 fn parse_probe(text: &str, what: &str) -> Result<ProbeId, ApiError> {
@@ -154,7 +180,9 @@ async fn tag_history(
 /// Per-country IPv6 figures for the world map.
 async fn map_countries(
     State(store): State<Arc<dyn Store>>,
+    RawQuery(query): RawQuery,
 ) -> Result<Json<crate::maps::Countries>, ApiError> {
+    no_parameters(query)?;
     let now = UnixMicros::now();
     Ok(Json(
         run_blocking(move || crate::maps::countries(&*store, now)).await?,
@@ -165,10 +193,10 @@ async fn map_countries(
 async fn map_series(
     State(store): State<Arc<dyn Store>>,
     Path(country): Path<String>,
+    RawQuery(query): RawQuery,
 ) -> Result<Json<crate::daily::Series>, ApiError> {
-    let code: sixmap_shared::prefixes::CountryCode = country
-        .parse()
-        .map_err(|e| ApiError::BadRequest(format!("country in the path: {e}")))?;
+    no_parameters(query)?;
+    let code = country_in_path(&country)?;
     Ok(Json(
         run_blocking(move || crate::daily::series(&*store, code)).await?,
     ))
@@ -178,7 +206,9 @@ async fn map_series(
 async fn network_series(
     State(store): State<Arc<dyn Store>>,
     Path(asn): Path<String>,
+    RawQuery(query): RawQuery,
 ) -> Result<Json<crate::daily::NetworkSeries>, ApiError> {
+    no_parameters(query)?;
     let asn: u32 = asn
         .strip_prefix("AS")
         .unwrap_or(&asn)
@@ -193,10 +223,10 @@ async fn network_series(
 async fn map_country(
     State(store): State<Arc<dyn Store>>,
     Path(country): Path<String>,
+    RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    let code: sixmap_shared::prefixes::CountryCode = country
-        .parse()
-        .map_err(|e| ApiError::BadRequest(format!("country in the path: {e}")))?;
+    no_parameters(query)?;
+    let code = country_in_path(&country)?;
     let now = UnixMicros::now();
     let detail = run_blocking(move || crate::maps::country(&*store, code, now)).await?;
     Ok(match detail {
@@ -204,7 +234,7 @@ async fn map_country(
         None => (
             StatusCode::NOT_FOUND,
             Json(serde_json::json!({
-                "error": format!("no active probe with prefix data in {country}")
+                "error": format!("no active probe with prefix data in {code}")
             })),
         )
             .into_response(),

@@ -12,7 +12,7 @@
 
 use crate::auth;
 use crate::pki::Pki;
-use crate::store::{AuditEntry, Role, Store, StoreError};
+use crate::store::{AuditEntry, EnrollmentTokenRecord, Role, Store, StoreError};
 use axum::extract::{FromRequestParts, OptionalFromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{Method, StatusCode, header};
@@ -223,9 +223,17 @@ async fn blocking<T: Send + 'static>(
 /// The caller named by the request's bearer token: `Ok(None)` without one, 401 for a token
 /// that is not (or no longer) valid.
 async fn caller(state: &AuthState, parts: &Parts) -> Result<Option<Caller>, Response> {
-    let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+    let mut values = parts.headers.get_all(header::AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
         return Ok(None);
     };
+    if values.next().is_some() {
+        // Which one would count? Proxies and servers disagree: refuse rather than guess.
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "the `Authorization` header is given more than once; send one".into(),
+        ));
+    }
     let bearer = value
         .to_str()
         .ok()
@@ -259,6 +267,31 @@ fn check(need: Need, caller: Option<&Caller>) -> Result<(), AuthRejection> {
         (Need::AnyToken, Some(_)) => Ok(()),
         (Need::Role(role), Some(caller)) => caller.require(role),
     }
+}
+
+/// Gives the router's own 404 and 405 answers (no route, no such method) the API's JSON
+/// error body; answers that already have a body type are left alone.
+async fn json_errors(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path: String = request.uri().path().chars().take(200).collect();
+    let response = next.run(request).await;
+    let status = response.status();
+    if (status == StatusCode::NOT_FOUND || status == StatusCode::METHOD_NOT_ALLOWED)
+        && !response.headers().contains_key(header::CONTENT_TYPE)
+    {
+        let message = if status == StatusCode::NOT_FOUND {
+            format!("no such resource: {path:?} (see /api/v1/openapi.json)")
+        } else {
+            format!("{method} is not allowed on {path:?}")
+        };
+        let (mut parts, _) = response.into_parts();
+        parts.headers.remove(header::CONTENT_LENGTH);
+        let body = error(status, message);
+        let (new_parts, body) = body.into_parts();
+        parts.headers.extend(new_parts.headers);
+        return Response::from_parts(parts, body);
+    }
+    response
 }
 
 async fn middleware(State(state): State<AuthState>, request: Request, next: Next) -> Response {
@@ -319,6 +352,7 @@ pub fn protect(router: Router, store: Arc<dyn Store>, pki: Arc<Pki>, access: Acc
                 .with_state(state.clone()),
         )
         .layer(axum::middleware::from_fn_with_state(state, middleware))
+        .layer(axum::middleware::from_fn(json_errors))
 }
 
 fn error(status: StatusCode, message: String) -> Response {
@@ -380,7 +414,8 @@ async fn create_enrollment_token(
         .map_err(IntoResponse::into_response)?;
     let Json(body) = body.map_err(|e| error(StatusCode::BAD_REQUEST, e.body_text()))?;
     let lifetime = match &body.expires_in {
-        Some(text) => auth::parse_duration(text).map_err(auth_error)?,
+        Some(text) => auth::parse_duration(text)
+            .map_err(|e| error(StatusCode::BAD_REQUEST, format!("`expires_in`: {e}")))?,
         None => auth::DEFAULT_TOKEN_LIFETIME,
     };
     let (store, pki) = (state.store.clone(), state.pki.clone());
@@ -415,7 +450,14 @@ async fn list_enrollment_tokens(
         .map_err(IntoResponse::into_response)?;
     let store = state.store.clone();
     let tokens = blocking(move || store.enrollment_tokens()).await?;
-    let records: Vec<_> = tokens.into_iter().map(|(_, r)| r).collect();
+    // The certificate kept for repeated enrollments is not for listings (1 KB a token).
+    let records: Vec<_> = tokens
+        .into_iter()
+        .map(|(_, r)| EnrollmentTokenRecord {
+            enrollment: None,
+            ..r
+        })
+        .collect();
     Ok(Json(serde_json::json!({ "tokens": records })))
 }
 

@@ -19,6 +19,7 @@ pub mod maps;
 pub mod metrics;
 pub mod openapi;
 pub mod pki;
+pub mod private_files;
 pub mod query;
 pub mod rollup;
 pub mod store;
@@ -50,6 +51,8 @@ pub enum StartError {
     Pki(#[from] pki::PkiError),
     #[error("prefix data: {0}")]
     Prefixes(#[from] enrich::EnrichError),
+    #[error(transparent)]
+    Config(#[from] sixmap_shared::config::ConfigError),
     #[error("cannot listen on {addr} ({what}): {source}")]
     Listen {
         what: &'static str,
@@ -105,7 +108,15 @@ pub fn open_store(
     data_dir: &std::path::Path,
 ) -> Result<Arc<dyn Store>, store::StoreError> {
     Ok(match settings {
-        StoreSettings::Sled => Arc::new(SledStore::open(data_dir)?),
+        StoreSettings::Sled => {
+            let private = |e: std::io::Error| {
+                store::StoreError::Backend(format!("data directory {}: {e}", data_dir.display()))
+            };
+            private_files::create_private_dir(data_dir).map_err(private)?;
+            let store = SledStore::open(data_dir)?;
+            private_files::restrict_store_files(data_dir).map_err(private)?;
+            Arc::new(store)
+        }
         StoreSettings::ClickHouse(config) => Arc::new(ClickHouseStore::open(config)?),
     })
 }
@@ -157,6 +168,9 @@ pub async fn start_with_store(
     let http_addr = local(&http_listener, "HTTP", settings.http_listen)?;
 
     let access = settings.access;
+    if let Some(dumps) = &settings.dumps {
+        config::check_dumps_dir(dumps)?;
+    }
     let dumps = settings.dumps.clone();
     let server_limits = settings.limits.clone();
     let campaigns = Arc::new(campaign::Campaigns::new(

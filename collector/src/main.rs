@@ -304,7 +304,7 @@ fn main() -> anyhow::Result<()> {
             if asn.is_empty() && country.is_empty() && rir.is_empty() {
                 bail!("give at least one --asn, --country or --rir file");
             }
-            std::fs::create_dir_all(&data_dir)
+            sixmap_collector::private_files::create_private_dir(&data_dir)
                 .with_context(|| format!("creating {}", data_dir.display()))?;
             for (kind, files) in [
                 (SourceKind::Asn, asn),
@@ -477,17 +477,20 @@ fn open_admin(args: &StoreArgs, create: bool) -> anyhow::Result<Opened> {
     let store: Arc<dyn Store> = match &settings.store {
         StoreSettings::Sled => {
             if create {
-                std::fs::create_dir_all(data_dir)
+                sixmap_collector::private_files::create_private_dir(data_dir)
                     .with_context(|| format!("creating {}", data_dir.display()))?;
             } else if !data_dir.join("conf").exists() {
                 bail!("{} holds no sixmap store", data_dir.display());
             }
-            Arc::new(SledStore::open(data_dir).with_context(|| {
+            let store = SledStore::open(data_dir).with_context(|| {
                 format!(
                     "opening {} (if a collector is running on it, use its HTTP API with an admin token instead)",
                     data_dir.display()
                 )
-            })?)
+            })?;
+            sixmap_collector::private_files::restrict_store_files(data_dir)
+                .with_context(|| format!("making {} private", data_dir.display()))?;
+            Arc::new(store)
         }
         StoreSettings::ClickHouse(clickhouse) => Arc::new(
             ClickHouseStore::open(clickhouse)

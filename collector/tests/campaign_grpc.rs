@@ -46,9 +46,13 @@ async fn campaigns_reach_connected_probes_and_errors_name_the_field() {
     let dir = tempfile::tempdir().unwrap();
     // An enrollment token made before the collector starts (the store is one process's).
     let (store_lines, _clickhouse, store) = test_store(dir.path());
-    let (token, fingerprint, api) = {
+    let (token, fingerprint, api, intruder) = {
         let (api, _) =
             auth::create_api_token(&*store, Role::Campaigner, "regulator", UnixMicros::now())
+                .unwrap();
+        // Another campaigner, who may not touch the regulator's campaigns.
+        let (intruder, _) =
+            auth::create_api_token(&*store, Role::Campaigner, "intruder", UnixMicros::now())
                 .unwrap();
         let pki = Pki::load_or_create(dir.path()).unwrap();
         let (token, _) = auth::create_enrollment_token(
@@ -60,7 +64,7 @@ async fn campaigns_reach_connected_probes_and_errors_name_the_field() {
             UnixMicros::now(),
         )
         .unwrap();
-        (token, pki.fingerprint().to_owned(), api)
+        (token, pki.fingerprint().to_owned(), api, intruder)
     };
     drop(store);
 
@@ -179,6 +183,18 @@ async fn campaigns_reach_connected_probes_and_errors_name_the_field() {
     assert_eq!(shown["progress"]["probes_assigned"], 1, "{shown}");
     assert_eq!(shown["progress"]["probes_connected"], 1, "{shown}");
 
+    let err = campaigns
+        .cancel(authed(
+            &intruder,
+            v1::CancelCampaignRequest {
+                id,
+                reason: "mine now".into(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err}");
+    assert!(err.message().contains("belongs to"), "{err}");
     campaigns
         .cancel(authed(
             &api,

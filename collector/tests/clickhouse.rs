@@ -475,6 +475,7 @@ fn token(owner: &str) -> EnrollmentTokenRecord {
         used_at: None,
         used_by: None,
         revoked_at: None,
+        enrollment: None,
     }
 }
 

@@ -646,6 +646,31 @@ pub fn batch(wire: &v1::ResultBatch) -> Result<Vec<BatchItem>, WireError> {
         .collect())
 }
 
+/// An enrollment request with every field within bounds (hostname and version free of
+/// control characters, the CSR and token of bounded size); the error names the field.
+/// Bounds are checked before anything is copied: a 3 MB version string is refused unread.
+pub fn enroll_request(
+    wire: &v1::EnrollRequest,
+) -> Result<sixmap_shared::enrollment::EnrollRequest, WireError> {
+    use sixmap_shared::enrollment::EnrollRequest;
+    let invalid =
+        |e: sixmap_shared::enrollment::EnrollFieldError| WireError::new(e.field, e.reason);
+    EnrollRequest::check(
+        &wire.token,
+        &wire.hostname,
+        &wire.software_version,
+        &wire.csr_der,
+    )
+    .map_err(invalid)?;
+    EnrollRequest::new(
+        wire.token.clone(),
+        wire.hostname.clone(),
+        wire.software_version.clone(),
+        wire.csr_der.clone(),
+    )
+    .map_err(invalid)
+}
+
 pub fn hello(wire: &v1::Hello) -> Result<Hello, WireError> {
     if wire.local_addresses.len() > MAX_LOCAL_ADDRESSES {
         return Err(WireError::new(

@@ -142,8 +142,21 @@ impl CampaignService for CampaignGrpc {
         let r = request.into_inner();
         let c = self.campaigns.clone();
         let id = r.id;
-        let cancelled = blocking(move || c.cancel(r.id, &r.reason, UnixMicros::now())).await;
-        let outcome = if cancelled.is_ok() { "ok" } else { "refused" };
+        let (name, admin) = (token.name.clone(), token.role == Role::Admin);
+        let cancelled = blocking(move || {
+            c.cancel(
+                r.id,
+                super::Writer { name: &name, admin },
+                &r.reason,
+                UnixMicros::now(),
+            )
+        })
+        .await;
+        let outcome = match &cancelled {
+            Ok(_) => "ok",
+            Err(status) if status.code() == tonic::Code::PermissionDenied => "denied",
+            Err(_) => "refused",
+        };
         self.audit(
             &token,
             "grpc campaign cancel",

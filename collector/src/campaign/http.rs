@@ -1,11 +1,14 @@
 //! HTTP JSON API of campaigns under `/api/v1/campaigns` (what the CLI uses).
 //!
 //! - `GET /api/v1/campaigns`: summaries.
-//! - `POST /api/v1/campaigns` with `{"owner": "...", "format": "toml"|"json", "spec": "<text>"}`
-//!   (or `"spec"` as a JSON object): 201 with the campaign; 400 naming the spec field; 403
-//!   over budget.
+//! - `POST /api/v1/campaigns` with `{"format": "toml"|"json", "spec": "<text>"}` (or `"spec"`
+//!   as a JSON object): 201 with the campaign; 400 naming the spec field; 403 over budget. The
+//!   owner is the calling API token's holder (an `owner` in the body is ignored).
 //! - `GET /api/v1/campaigns/{id}`: the campaign and its progress.
 //! - `POST /api/v1/campaigns/{id}/cancel` with optional `{"reason": "..."}`.
+//!
+//! Writes to a campaign (cancel, declared figures) are for its owner (the name of the API
+//! token that created it) and admins; others get 403.
 //! - `GET /api/v1/campaigns/{id}/report?format=json|csv|html`.
 //! - `POST /api/v1/campaigns/{id}/declared` with a CSV body (`asn,metric,value,as_of,source`).
 
@@ -34,7 +37,7 @@ pub fn status_of(e: &CampaignError) -> StatusCode {
     match e {
         CampaignError::Spec(_) | CampaignError::Declared(_) => StatusCode::BAD_REQUEST,
         CampaignError::NotFound(_) => StatusCode::NOT_FOUND,
-        CampaignError::OverBudget(_) => StatusCode::FORBIDDEN,
+        CampaignError::OverBudget(_) | CampaignError::NotOwner { .. } => StatusCode::FORBIDDEN,
         CampaignError::Ended(..) => StatusCode::CONFLICT,
         CampaignError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
     }
@@ -90,10 +93,10 @@ async fn list(State(c): State<Arc<Campaigns>>) -> Result<Json<serde_json::Value>
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CreateBody {
-    /// Ignored when the request carries an API token: the owner is then the token's holder
-    /// (budgets are per owner, so a caller cannot spend another's).
-    #[serde(default)]
-    owner: Option<String>,
+    /// Accepted from older clients and ignored: the owner is the calling token's holder
+    /// (budgets and write access are per owner, so a caller cannot act as another).
+    #[serde(default, rename = "owner")]
+    _owner: Option<serde::de::IgnoredAny>,
     #[serde(default)]
     format: Option<String>,
     spec: serde_json::Value,
@@ -116,11 +119,11 @@ async fn create(
         }
     };
     // The access table lets only campaigners and admins write here, so a caller is known;
-    // `owner` in the body serves collectors configured without API access control.
-    let owner = match (caller, body.owner) {
-        (Some(caller), _) => caller.name,
-        (None, Some(owner)) => owner,
-        (None, None) => return Err(bad("owner", "give an owner or an API token".into())),
+    // the owner is always the caller (the body's `owner` is ignored), so no one can create a
+    // campaign in another's name or spend another's budget.
+    let owner = match caller {
+        Some(caller) => caller.name,
+        None => return Err(bad("owner", "this needs an API token".into())),
     };
     let record = blocking(move || c.create(&owner, &format, &text, UnixMicros::now())).await?;
     Ok((StatusCode::CREATED, Json(record)).into_response())
@@ -140,8 +143,18 @@ struct CancelBody {
     reason: String,
 }
 
+/// The caller as a campaign writer. The access table lets only campaigners and admins
+/// write under `/api/v1/campaigns`, so a caller is always known here.
+fn writer(caller: &crate::http_auth::Caller) -> super::Writer<'_> {
+    super::Writer {
+        name: &caller.name,
+        admin: caller.role == crate::store::Role::Admin,
+    }
+}
+
 async fn cancel(
     State(c): State<Arc<Campaigns>>,
+    caller: crate::http_auth::Caller,
     Path(id): Path<String>,
     body: String,
 ) -> Result<Json<super::CampaignRecord>, ApiError> {
@@ -152,7 +165,7 @@ async fn cancel(
         serde_json::from_str(&body).map_err(|e| bad("body", e.to_string()))?
     };
     Ok(Json(
-        blocking(move || c.cancel(id, &body.reason, UnixMicros::now())).await?,
+        blocking(move || c.cancel(id, writer(&caller), &body.reason, UnixMicros::now())).await?,
     ))
 }
 
@@ -194,11 +207,12 @@ async fn report_of(
 
 async fn declared(
     State(c): State<Arc<Campaigns>>,
+    caller: crate::http_auth::Caller,
     Path(id): Path<String>,
     body: String,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let id = parse_id(&id)?;
-    let record = blocking(move || c.import_declared(id, &body)).await?;
+    let record = blocking(move || c.import_declared(id, writer(&caller), &body)).await?;
     Ok(Json(
         serde_json::json!({ "campaign": record.id, "declared": record.declared }),
     ))

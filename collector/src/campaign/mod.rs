@@ -50,6 +50,8 @@ pub enum CampaignError {
     Ended(u64, String),
     #[error("invalid declared figures: {0}")]
     Declared(String),
+    #[error("campaign {id} belongs to {owner:?}: only its owner or an admin may change it")]
+    NotOwner { id: u64, owner: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -96,7 +98,8 @@ pub struct DeclaredFigure {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CampaignRecord {
     pub id: u64,
-    /// Who commissioned it (until #6's identities: as the request says).
+    /// Who commissioned it: the name of the API token that created it. Only this owner (any
+    /// of their tokens) or an admin may change it.
     pub owner: String,
     pub created_at: UnixMicros,
     pub status: CampaignStatus,
@@ -156,6 +159,27 @@ pub struct CampaignSummary {
     pub targets: usize,
     pub tasks: usize,
     pub probes: usize,
+}
+
+/// Who asks to change a campaign: the caller's API token holder, and whether it is an admin.
+#[derive(Debug, Clone, Copy)]
+pub struct Writer<'a> {
+    pub name: &'a str,
+    pub admin: bool,
+}
+
+impl Writer<'_> {
+    /// Refuses unless this writer owns `record` or is an admin.
+    fn check(&self, record: &CampaignRecord) -> Result<(), CampaignError> {
+        if self.admin || self.name == record.owner {
+            Ok(())
+        } else {
+            Err(CampaignError::NotOwner {
+                id: record.id,
+                owner: record.owner.clone(),
+            })
+        }
+    }
 }
 
 /// The campaign service: state shared by the gRPC, HTTP and control-plane paths.
@@ -817,11 +841,13 @@ impl Campaigns {
     pub fn cancel(
         &self,
         id: u64,
+        by: Writer<'_>,
         reason: &str,
         now: UnixMicros,
     ) -> Result<CampaignRecord, CampaignError> {
         let _guard = lock(&self.records);
         let record = self.load(id)?;
+        by.check(&record)?;
         if !record.is_active() {
             return Err(CampaignError::Ended(id, format!("{:?}", record.status)));
         }
@@ -977,10 +1003,16 @@ impl Campaigns {
 
     /// Replaces the campaign's declared figures with those of a CSV file
     /// (`asn,metric,value,as_of,source`, header line optional).
-    pub fn import_declared(&self, id: u64, csv: &str) -> Result<CampaignRecord, CampaignError> {
+    pub fn import_declared(
+        &self,
+        id: u64,
+        by: Writer<'_>,
+        csv: &str,
+    ) -> Result<CampaignRecord, CampaignError> {
         let figures = parse_declared(csv).map_err(CampaignError::Declared)?;
         let _guard = lock(&self.records);
         let mut record = self.load(id)?;
+        by.check(&record)?;
         record.declared = figures;
         self.save(&record)?;
         self.store.flush()?;
@@ -1237,10 +1269,41 @@ mod tests {
         );
         // Another owner has their own limit; a cancelled campaign no longer counts.
         c.create("other", "toml", SPEC, NOW).unwrap();
-        c.cancel(first.id, "test", NOW).unwrap();
+        let reg = Writer {
+            name: "reg",
+            admin: false,
+        };
+        c.cancel(first.id, reg, "test", NOW).unwrap();
         c.create("reg", "toml", SPEC, NOW).unwrap();
-        let err = c.cancel(first.id, "again", NOW).unwrap_err();
+        let err = c.cancel(first.id, reg, "again", NOW).unwrap_err();
         assert!(matches!(err, CampaignError::Ended(..)), "{err}");
+    }
+
+    #[test]
+    fn only_the_owner_or_an_admin_changes_a_campaign() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = service(dir.path(), &fleet(), None);
+        let record = c.create("reg", "toml", SPEC, NOW).unwrap();
+        let other = Writer {
+            name: "other",
+            admin: false,
+        };
+        let err = c.cancel(record.id, other, "mine now", NOW).unwrap_err();
+        assert!(
+            matches!(&err, CampaignError::NotOwner { owner, .. } if owner == "reg"),
+            "{err}"
+        );
+        let csv = "asn,metric,value,as_of,source\n64500,activation,0.5,2026-01-01,x\n";
+        let err = c.import_declared(record.id, other, csv).unwrap_err();
+        assert!(matches!(err, CampaignError::NotOwner { .. }), "{err}");
+        assert!(c.get(record.id).unwrap().is_active());
+        assert!(c.get(record.id).unwrap().declared.is_empty());
+        let admin = Writer {
+            name: "ops",
+            admin: true,
+        };
+        c.import_declared(record.id, admin, csv).unwrap();
+        c.cancel(record.id, admin, "by the operator", NOW).unwrap();
     }
 
     #[test]

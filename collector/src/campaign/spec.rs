@@ -192,6 +192,15 @@ pub fn parse(format: &str, text: &str) -> Result<SpecInput, SpecFieldError> {
     }
 }
 
+/// How far ahead a campaign may be scheduled to start.
+pub const MAX_START_AHEAD: Duration = Duration::from_secs(366 * 86_400);
+/// The longest a campaign with a stop time may run (ten years).
+pub const MAX_DURATION: Duration = Duration::from_secs(3653 * 86_400);
+
+fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
 /// Reads an RFC 3339 UTC time (`YYYY-MM-DDTHH:MM:SSZ`, optional fraction ignored).
 pub fn parse_time(text: &str) -> Option<UnixMicros> {
     let text = text
@@ -210,7 +219,14 @@ pub fn parse_time(text: &str) -> Option<UnixMicros> {
     if d.next().is_some() || t.next().is_some() {
         return None;
     }
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 {
+    // Years 1970..=9999 and real dates only: a year like 9223372036854775807 would wrap
+    // the arithmetic below, and 2026-02-30 is no day at all.
+    if !(1970..=9999).contains(&year)
+        || !(1..=12).contains(&month)
+        || !(1..=i64::from(crate::store::filter::days_in_month(year, month as u32))).contains(&day)
+        || hour > 23
+        || minute > 59
+    {
         return None;
     }
     if second > 60 {
@@ -349,7 +365,11 @@ fn check_schedule(input: &ScheduleInput, now: UnixMicros) -> Result<Schedule, Sp
                 parse_time(t).ok_or_else(|| {
                     invalid(
                         field,
-                        format!("{t:?} is not an RFC 3339 UTC time like 2026-12-01T08:00:00Z"),
+                        format!(
+                            "{:?} is not an RFC 3339 UTC time like 2026-12-01T08:00:00Z \
+                             (a real date in 1970..=9999)",
+                            t.chars().take(40).collect::<String>()
+                        ),
                     )
                 })
             })
@@ -358,6 +378,15 @@ fn check_schedule(input: &ScheduleInput, now: UnixMicros) -> Result<Schedule, Sp
     let start = time("schedule.start", &input.start)?
         .unwrap_or(now)
         .max(now);
+    if start.0 > now.0.saturating_add(micros(MAX_START_AHEAD)) {
+        return Err(invalid(
+            "schedule.start",
+            format!(
+                "more than {} days ahead: create the campaign closer to its start",
+                MAX_START_AHEAD.as_secs() / 86_400
+            ),
+        ));
+    }
     let stop = time("schedule.stop", &input.stop)?;
     if let Some(stop) = stop
         && stop <= start
@@ -365,6 +394,17 @@ fn check_schedule(input: &ScheduleInput, now: UnixMicros) -> Result<Schedule, Sp
         return Err(invalid(
             "schedule.stop",
             "must be after schedule.start (and in the future)",
+        ));
+    }
+    if let Some(stop) = stop
+        && stop.0 > start.0.saturating_add(micros(MAX_DURATION))
+    {
+        return Err(invalid(
+            "schedule.stop",
+            format!(
+                "more than {} days after the start: campaigns run at most that long",
+                MAX_DURATION.as_secs() / 86_400
+            ),
         ));
     }
     let every = match input.every_s {
@@ -610,6 +650,29 @@ every_s = 300
                 good.replace("[schedule]", "[schedule]\nstop = \"2020-01-01T00:00:00Z\""),
                 "schedule.stop",
                 "after",
+            ),
+            (
+                good.replace(
+                    "[schedule]",
+                    "[schedule]\nstart = \"9223372036854775807-01-01T00:00:00Z\"",
+                ),
+                "schedule.start",
+                "1970..=9999",
+            ),
+            (
+                good.replace("[schedule]", "[schedule]\nstart = \"2026-02-30T00:00:00Z\""),
+                "schedule.start",
+                "real date",
+            ),
+            (
+                good.replace("[schedule]", "[schedule]\nstart = \"2099-01-01T00:00:00Z\""),
+                "schedule.start",
+                "days ahead",
+            ),
+            (
+                good.replace("[schedule]", "[schedule]\nstop = \"9999-01-01T00:00:00Z\""),
+                "schedule.stop",
+                "days after the start",
             ),
             (
                 good.replace("count = 2", "count = 2\nurl = \"x\""),

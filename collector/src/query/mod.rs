@@ -62,7 +62,7 @@ impl ParamError {
         match self {
             Self::Filter(FilterError::Invalid { name, .. }) => (*name).to_owned(),
             Self::Filter(FilterError::Unknown(name)) => name.clone(),
-            Self::Filter(FilterError::Repeated(name)) => (*name).to_owned(),
+            Self::Filter(FilterError::Repeated(name)) => name.clone(),
             Self::Filter(FilterError::EmptyRange { .. }) => "from".to_owned(),
             Self::Limit(_) => "limit".to_owned(),
             Self::GroupBy(_) => "group_by".to_owned(),

@@ -5,6 +5,7 @@
 use super::StoreError;
 use serde::{Deserialize, Serialize};
 use sixmap_shared::{ProbeId, UnixMicros};
+use std::net::IpAddr;
 
 /// A one-time enrollment token, stored under the SHA-256 of its secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,6 +21,69 @@ pub struct EnrollmentTokenRecord {
     pub used_at: Option<UnixMicros>,
     pub used_by: Option<ProbeId>,
     pub revoked_at: Option<UnixMicros>,
+    /// The enrollment that used it, kept so a retry after a lost reply (same token, same CSR)
+    /// gets the same probe id and certificate instead of a refusal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enrollment: Option<EnrollmentOutcome>,
+}
+
+/// What an enrollment answered, stored with the token it used.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrollmentOutcome {
+    /// SHA-256 (hex) of the CSR's DER: a retry must send the same request.
+    pub csr_sha256: String,
+    /// The issued client certificate, DER in lowercase hex.
+    pub certificate_hex: String,
+    /// Where the enrollment came from, for the probe record a retry may have to recreate.
+    #[serde(default)]
+    pub enrolled_from: Option<IpAddr>,
+    #[serde(default)]
+    pub enrolled_prefix: Option<(IpAddr, u8)>,
+}
+
+/// The owner-index networks of a probe enrolled from `from` (in routed prefix `prefix`):
+/// its site (the /64, or the IPv4 address) and its routed prefix. Enrollment caps count
+/// an owner's unrevoked probes per network.
+pub fn owner_networks(from: IpAddr, prefix: Option<(IpAddr, u8)>) -> Vec<String> {
+    let (site, len) = site_of(from);
+    let mut networks = vec![format!("site {site}/{len}")];
+    if let Some((network, len)) = prefix {
+        networks.push(format!("prefix {network}/{len}"));
+    }
+    networks
+}
+
+/// The /64 of an IPv6 address (IPv4 and IPv4-mapped: the address itself), as (network,
+/// length).
+pub fn site_of(address: IpAddr) -> (IpAddr, u8) {
+    match address {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => (IpAddr::V4(v4), 32),
+            None => {
+                let bits = u128::from(v6) & !((1u128 << 64) - 1);
+                (IpAddr::V6(bits.into()), 64)
+            }
+        },
+        IpAddr::V4(_) => (address, 32),
+    }
+}
+
+/// An enrollment to record in one step ([`AuthStore::record_enrollment`]).
+#[derive(Debug, Clone)]
+pub struct NewEnrollment {
+    pub token_hash: String,
+    /// The token as checked; the enrollment is recorded only if it is still so.
+    pub expected: EnrollmentTokenRecord,
+    /// The token marked used, with its [`EnrollmentOutcome`].
+    pub used: EnrollmentTokenRecord,
+    pub probe: ProbeId,
+    /// SHA-256 of the issued certificate's DER.
+    pub fingerprint: String,
+    pub owner: String,
+    /// [`owner_networks`] of the probe.
+    pub networks: Vec<String>,
+    /// The "ok" entry of the audit log.
+    pub audit: AuditEntry,
 }
 
 /// What an API token may do. Admins may do everything; the others only their own part.
@@ -119,6 +183,35 @@ pub trait AuthStore {
     /// Records which probe a client certificate (by SHA-256 of its DER) was issued to.
     fn bind_certificate(&self, fingerprint: &str, probe: &ProbeId) -> Result<(), StoreError>;
     fn certificate_probe(&self, fingerprint: &str) -> Result<Option<ProbeId>, StoreError>;
+
+    /// Records an enrollment: the token goes from `expected` to `used`, the certificate is
+    /// bound to the probe, the probe is indexed under its owner's networks and the audit
+    /// entry appended — in one transaction where the backend has them (sled); ClickHouse
+    /// writes them in that order after the token's claim, and a retry of the enrollment
+    /// repairs what a crash left out. False (nothing written) if the token was not
+    /// `expected` any more.
+    fn record_enrollment(&self, enrollment: &NewEnrollment) -> Result<bool, StoreError>;
+    /// Unrevoked probes of `owner` indexed under `network` (see [`owner_networks`]), at most
+    /// `limit`: reads only that owner's entries, whatever the fleet's size (sled). ClickHouse
+    /// filters the probe records (one read of the fleet).
+    fn owner_probes(
+        &self,
+        owner: &str,
+        network: &str,
+        limit: usize,
+    ) -> Result<Vec<ProbeId>, StoreError>;
+    /// Adds (`present`) or removes a probe's owner-index entries (revocation; indexing
+    /// probes enrolled before the index existed).
+    fn index_owner_probe(
+        &self,
+        owner: &str,
+        networks: &[String],
+        probe: &ProbeId,
+        present: bool,
+    ) -> Result<(), StoreError>;
+    /// Whether probes enrolled before the owner index existed have been indexed.
+    fn owner_index_complete(&self) -> Result<bool, StoreError>;
+    fn mark_owner_index_complete(&self) -> Result<(), StoreError>;
 
     fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;
     /// Newest first, at most `limit`.

@@ -200,7 +200,7 @@ pub enum FilterError {
     #[error("unknown parameter `{0}`")]
     Unknown(String),
     #[error("parameter `{0}` is given more than once")]
-    Repeated(&'static str),
+    Repeated(String),
     #[error("`from` ({from}) must be before `to` ({to})")]
     EmptyRange { from: i64, to: i64 },
 }
@@ -215,19 +215,38 @@ impl FilterError {
     }
 }
 
+/// Times in parameters lie within ±(µs from 1970 to the end of 9999), dates in years
+/// 1970..=9999: a bound that keeps every time arithmetic on them far from overflowing.
+pub const MAX_TIME: UnixMicros = UnixMicros(253_402_300_799_999_999);
+
 /// Parses a time as RFC 3339 / ISO 8601 UTC (`2026-03-01`, `2026-03-01T12:00:00Z`) or as
-/// microseconds since the Unix epoch.
+/// microseconds since the Unix epoch, within 1970..=9999. Dates that do not exist
+/// (`2026-02-30`) are refused.
 pub fn parse_time(name: &'static str, text: &str) -> Result<UnixMicros, FilterError> {
-    if let Ok(micros) = text.parse::<i64>() {
-        return Ok(UnixMicros(micros));
+    let micros = match text.parse::<i64>() {
+        Ok(micros) => Some(micros),
+        Err(_) => parse_utc(text),
+    };
+    micros
+        .filter(|m| (-MAX_TIME.0..=MAX_TIME.0).contains(m))
+        .map(UnixMicros)
+        .ok_or_else(|| {
+            FilterError::invalid(
+                name,
+                text,
+                "an existing UTC date/time in 1970..=9999 (2026-03-01T12:00:00Z) or µs since 1970",
+            )
+        })
+}
+
+/// Days in `month` of `year` (proleptic Gregorian).
+pub fn days_in_month(year: i64, month: u32) -> u32 {
+    match month {
+        4 | 6 | 9 | 11 => 30,
+        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        2 => 28,
+        _ => 31,
     }
-    parse_utc(text).map(UnixMicros).ok_or_else(|| {
-        FilterError::invalid(
-            name,
-            text,
-            "a UTC date/time (2026-03-01T12:00:00Z) or µs since 1970",
-        )
-    })
 }
 
 fn parse_utc(text: &str) -> Option<i64> {
@@ -239,7 +258,11 @@ fn parse_utc(text: &str) -> Option<i64> {
     let year: i64 = d.next()?.parse().ok()?;
     let month: u32 = d.next()?.parse().ok()?;
     let day: u32 = d.next()?.parse().ok()?;
-    if d.next().is_some() || !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+    if d.next().is_some()
+        || !(1970..=9999).contains(&year)
+        || !(1..=12).contains(&month)
+        || !(1..=days_in_month(year, month)).contains(&day)
+    {
         return None;
     }
     let mut seconds = days_from_civil(year, month, day) * 86_400;
@@ -286,7 +309,8 @@ impl ResultFilter {
     /// Reads the filter from query-string pairs (`from`, `to`, `probe`, `task`, `campaign`,
     /// `probe_asn`, `probe_country`, `target_asn`, `target_country`, `target`, `type`).
     /// Names in `ignore` belong to the caller (`limit`, `cursor`, `format`, ...); any other
-    /// name is an error, so a typo never silently widens a query.
+    /// name is an error, so a typo never silently widens a query. Every parameter, the
+    /// caller's too, is single-valued: a repeated one is an error naming it.
     pub fn from_pairs<'a>(
         pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
         ignore: &[&str],
@@ -294,12 +318,12 @@ impl ResultFilter {
         let mut filter = Self::default();
         let mut seen: Vec<&str> = Vec::new();
         for (name, value) in pairs {
-            // Two values for one field would silently keep the last: refuse instead.
-            if let Some(&known) = FILTER_NAMES.iter().find(|n| **n == name) {
-                if seen.contains(&known) {
-                    return Err(FilterError::Repeated(known));
+            // Two values for one parameter would silently keep one of them: refuse instead.
+            if FILTER_NAMES.contains(&name) || ignore.contains(&name) {
+                if seen.contains(&name) {
+                    return Err(FilterError::Repeated(name.to_owned()));
                 }
-                seen.push(known);
+                seen.push(name);
             }
             match name {
                 "from" => filter.from = Some(parse_time("from", value)?),
@@ -517,8 +541,24 @@ mod tests {
             UnixMicros(1_772_366_400_000_000)
         );
         assert_eq!(parse_time("from", "42").unwrap(), UnixMicros(42));
-        for bad in ["2026-13-01", "yesterday", "2026-03-01T25:00:00Z", ""] {
-            assert!(parse_time("from", bad).is_err(), "{bad}");
+        assert_eq!(
+            parse_time("from", "2024-02-29").unwrap(),
+            UnixMicros(1_709_164_800_000_000)
+        );
+        for bad in [
+            "2026-13-01",
+            "yesterday",
+            "2026-03-01T25:00:00Z",
+            "",
+            "2026-02-30",
+            "2025-02-29",
+            "2026-04-31",
+            "9223372036854775807-01-01",
+            "10000-01-01",
+            "9223372036854775807",
+        ] {
+            let err = parse_time("from", bad).unwrap_err();
+            assert!(err.to_string().contains("`from`"), "{bad}: {err}");
         }
     }
 
@@ -528,7 +568,21 @@ mod tests {
         assert!(err.to_string().contains("probee"), "{err}");
         let err =
             ResultFilter::from_pairs([("probe_asn", "1"), ("probe_asn", "2")], &[]).unwrap_err();
-        assert!(matches!(err, FilterError::Repeated("probe_asn")), "{err}");
+        assert!(
+            matches!(&err, FilterError::Repeated(n) if n == "probe_asn"),
+            "{err}"
+        );
+        // The caller's own parameters are single-valued too.
+        for name in ["limit", "group_by", "format", "cursor"] {
+            let err =
+                ResultFilter::from_pairs([(name, "1"), ("type", "ping"), (name, "2")], &[name])
+                    .unwrap_err();
+            assert!(
+                err.to_string()
+                    .contains(&format!("`{name}` is given more than once")),
+                "{err}"
+            );
+        }
         let err = ResultFilter::from_pairs([("type", "pingg")], &[]).unwrap_err();
         assert!(err.to_string().contains("type"), "{err}");
         let err = ResultFilter::from_pairs([("from", "2026-03-02"), ("to", "2026-03-01")], &[])

@@ -1,11 +1,14 @@
 //! [`AuthStore`] on sled. Trees: `enrollment_tokens` and `api_tokens` (SHA-256 hex of the
 //! secret → JSON record), `certificates` (SHA-256 hex of a client certificate → probe id),
-//! `audit` (time ‖ counter → JSON entry).
+//! `audit` (time ‖ counter → JSON entry), `owner_index` (owner ‖ 0 ‖ network ‖ 0 ‖ probe id
+//! → (), unrevoked probes only), `auth_meta` (flags such as "owner index complete").
 
-use super::auth::{ApiTokenRecord, AuditEntry, AuthStore, EnrollmentTokenRecord};
+use super::auth::{ApiTokenRecord, AuditEntry, AuthStore, EnrollmentTokenRecord, NewEnrollment};
 use super::sled_store::{backend, decode, encode};
 use super::{SledStore, StoreError};
 use sixmap_shared::ProbeId;
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 /// The trees behind [`AuthStore`], opened with the rest of the store.
 #[derive(Debug, Clone)]
@@ -14,6 +17,34 @@ pub(super) struct AuthTrees {
     api_tokens: sled::Tree,
     certificates: sled::Tree,
     audit: sled::Tree,
+    owner_index: sled::Tree,
+    meta: sled::Tree,
+}
+
+const OWNER_INDEX_COMPLETE: &[u8] = b"owner_index_complete";
+
+/// `owner ‖ 0 ‖ network ‖ 0`: owners and networks never contain a NUL (`auth::check_name`).
+fn owner_prefix(owner: &str, network: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(owner.len() + network.len() + 2);
+    key.extend_from_slice(owner.as_bytes());
+    key.push(0);
+    key.extend_from_slice(network.as_bytes());
+    key.push(0);
+    key
+}
+
+fn owner_key(owner: &str, network: &str, probe: &ProbeId) -> Vec<u8> {
+    let mut key = owner_prefix(owner, network);
+    key.extend_from_slice(probe.as_str().as_bytes());
+    key
+}
+
+/// Audit keys sort by time (sign bit flipped), then a unique id: two writes in the same
+/// microsecond are both kept.
+fn audit_key(entry: &AuditEntry, id: u64) -> Vec<u8> {
+    let mut key = ((entry.at.0 as u64) ^ (1 << 63)).to_be_bytes().to_vec();
+    key.extend_from_slice(&id.to_be_bytes());
+    key
 }
 
 impl AuthTrees {
@@ -24,6 +55,8 @@ impl AuthTrees {
             api_tokens: tree("api_tokens")?,
             certificates: tree("certificates")?,
             audit: tree("audit")?,
+            owner_index: tree("owner_index")?,
+            meta: tree("auth_meta")?,
         })
     }
 }
@@ -133,10 +166,103 @@ impl AuthStore for SledStore {
             .transpose()
     }
 
+    fn record_enrollment(&self, e: &NewEnrollment) -> Result<bool, StoreError> {
+        let t = &self.auth;
+        let audit_key = audit_key(&e.audit, self.db.generate_id().map_err(backend)?);
+        let (used, audit) = (encode(&e.used)?, encode(&e.audit)?);
+        let hash = e.token_hash.as_str();
+        // One sled transaction over the four trees: all of it is written or none.
+        let outcome = (
+            &t.enrollment_tokens,
+            &t.certificates,
+            &t.owner_index,
+            &t.audit,
+        )
+            .transaction(|(tokens, certificates, index, log)| {
+                let Some(current) = tokens.get(hash)? else {
+                    return Ok(false);
+                };
+                // Compare decoded records, not bytes: equal records may be encoded differently.
+                let decoded: EnrollmentTokenRecord = decode(hash.as_bytes(), &current)
+                    .map_err(ConflictableTransactionError::Abort)?;
+                if decoded != e.expected {
+                    return Ok(false);
+                }
+                tokens.insert(hash.as_bytes(), used.as_slice())?;
+                certificates.insert(e.fingerprint.as_bytes(), e.probe.as_str().as_bytes())?;
+                for network in &e.networks {
+                    index.insert(owner_key(&e.owner, network, &e.probe), &[][..])?;
+                }
+                log.insert(audit_key.as_slice(), audit.as_slice())?;
+                Ok(true)
+            });
+        match outcome {
+            Ok(recorded) => Ok(recorded),
+            Err(TransactionError::Abort(e)) => Err(e),
+            Err(TransactionError::Storage(e)) => Err(backend(e)),
+        }
+    }
+
+    fn owner_probes(
+        &self,
+        owner: &str,
+        network: &str,
+        limit: usize,
+    ) -> Result<Vec<ProbeId>, StoreError> {
+        let prefix = owner_prefix(owner, network);
+        self.auth
+            .owner_index
+            .scan_prefix(&prefix)
+            .keys()
+            .take(limit)
+            .map(|key| {
+                let key = key.map_err(backend)?;
+                let id = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+                id.parse::<ProbeId>().map_err(|e| StoreError::Corrupt {
+                    key: String::from_utf8_lossy(&key).into_owned(),
+                    reason: e.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    fn index_owner_probe(
+        &self,
+        owner: &str,
+        networks: &[String],
+        probe: &ProbeId,
+        present: bool,
+    ) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for network in networks {
+            let key = owner_key(owner, network, probe);
+            if present {
+                batch.insert(key, &[][..]);
+            } else {
+                batch.remove(key);
+            }
+        }
+        self.auth.owner_index.apply_batch(batch).map_err(backend)
+    }
+
+    fn owner_index_complete(&self) -> Result<bool, StoreError> {
+        Ok(self
+            .auth
+            .meta
+            .contains_key(OWNER_INDEX_COMPLETE)
+            .map_err(backend)?)
+    }
+
+    fn mark_owner_index_complete(&self) -> Result<(), StoreError> {
+        self.auth
+            .meta
+            .insert(OWNER_INDEX_COMPLETE, &[][..])
+            .map_err(backend)?;
+        Ok(())
+    }
+
     fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
-        let mut key = ((entry.at.0 as u64) ^ (1 << 63)).to_be_bytes().to_vec();
-        // Two writes in the same microsecond must both be kept.
-        key.extend_from_slice(&self.db.generate_id().map_err(backend)?.to_be_bytes());
+        let key = audit_key(entry, self.db.generate_id().map_err(backend)?);
         self.auth
             .audit
             .insert(key, encode(entry)?)
@@ -155,5 +281,106 @@ impl AuthStore for SledStore {
                 decode(&key, &value)
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::auth::{EnrollmentOutcome, owner_networks};
+    use sixmap_shared::UnixMicros;
+
+    fn token() -> EnrollmentTokenRecord {
+        EnrollmentTokenRecord {
+            id: "t1".into(),
+            owner: "alice".into(),
+            created_at: UnixMicros(1),
+            created_by: "cli".into(),
+            expires_at: None,
+            used_at: None,
+            used_by: None,
+            revoked_at: None,
+            enrollment: None,
+        }
+    }
+
+    #[test]
+    fn an_enrollment_is_recorded_whole_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let fresh = token();
+        store.put_enrollment_token("h1", &fresh).unwrap();
+        let probe: ProbeId = "00000000000000b1".parse().unwrap();
+        let networks = owner_networks("2001:db8:1:1::5".parse().unwrap(), None);
+        let enrollment = NewEnrollment {
+            token_hash: "h1".into(),
+            expected: fresh.clone(),
+            used: EnrollmentTokenRecord {
+                used_at: Some(UnixMicros(2)),
+                used_by: Some(probe.clone()),
+                enrollment: Some(EnrollmentOutcome {
+                    csr_sha256: "c".into(),
+                    certificate_hex: "00".into(),
+                    enrolled_from: None,
+                    enrolled_prefix: None,
+                }),
+                ..fresh.clone()
+            },
+            probe: probe.clone(),
+            fingerprint: "f1".into(),
+            owner: "alice".into(),
+            networks: networks.clone(),
+            audit: AuditEntry {
+                at: UnixMicros(2),
+                identity: "enrollment-token:t1 (owner alice)".into(),
+                action: "enroll".into(),
+                target: probe.to_string(),
+                outcome: "ok".into(),
+            },
+        };
+        assert!(store.record_enrollment(&enrollment).unwrap());
+        assert_eq!(
+            store.enrollment_token("h1").unwrap().unwrap().used_by,
+            Some(probe.clone())
+        );
+        assert_eq!(store.certificate_probe("f1").unwrap(), Some(probe.clone()));
+        assert_eq!(
+            store.owner_probes("alice", &networks[0], 10).unwrap(),
+            [probe.clone()]
+        );
+        assert_eq!(store.audit(10).unwrap()[0].outcome, "ok");
+        // A second enrollment expecting the fresh token writes nothing at all.
+        let other: ProbeId = "00000000000000b2".parse().unwrap();
+        let late = NewEnrollment {
+            probe: other.clone(),
+            fingerprint: "f2".into(),
+            ..enrollment
+        };
+        assert!(!store.record_enrollment(&late).unwrap());
+        assert_eq!(store.certificate_probe("f2").unwrap(), None);
+        assert_eq!(
+            store.owner_probes("alice", &networks[0], 10).unwrap().len(),
+            1
+        );
+        assert_eq!(store.audit(10).unwrap().len(), 1);
+        // Unindexing (revocation) frees the place; other owners and networks are apart.
+        assert!(
+            store
+                .owner_probes("bob", &networks[0], 10)
+                .unwrap()
+                .is_empty()
+        );
+        store
+            .index_owner_probe("alice", &networks, &probe, false)
+            .unwrap();
+        assert!(
+            store
+                .owner_probes("alice", &networks[0], 10)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(!store.owner_index_complete().unwrap());
+        store.mark_owner_index_complete().unwrap();
+        assert!(store.owner_index_complete().unwrap());
     }
 }

@@ -1,10 +1,17 @@
 //! [`AuthStore`] on ClickHouse: tokens and certificate bindings as versioned records, the
 //! audit log as appended rows. Single use of enrollment tokens rests on `claims`.
+//!
+//! No owner index: [`AuthStore::owner_probes`] filters the probe records (one read of the
+//! fleet per enrollment), and an enrollment's rows are written one after the other, not in a
+//! transaction; a retry of the enrollment rewrites what a crash left out.
 
 use super::ClickHouseStore;
 use super::rows::{self, quote};
+use crate::store::Store;
 use crate::store::StoreError;
-use crate::store::auth::{ApiTokenRecord, AuditEntry, AuthStore, EnrollmentTokenRecord};
+use crate::store::auth::{
+    ApiTokenRecord, AuditEntry, AuthStore, EnrollmentTokenRecord, NewEnrollment, owner_networks,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -152,6 +159,56 @@ impl AuthStore for ClickHouseStore {
                 .map_err(|e| rows::corrupt(&table, e))
         })
         .transpose()
+    }
+
+    fn record_enrollment(&self, e: &NewEnrollment) -> Result<bool, StoreError> {
+        // The token's claim decides; the rest follows (and is rewritten by a retry).
+        if !self.replace_enrollment_token(&e.token_hash, &e.expected, &e.used)? {
+            return Ok(false);
+        }
+        self.bind_certificate(&e.fingerprint, &e.probe)?;
+        self.append_audit(&e.audit)?;
+        Ok(true)
+    }
+
+    fn owner_probes(
+        &self,
+        owner: &str,
+        network: &str,
+        limit: usize,
+    ) -> Result<Vec<ProbeId>, StoreError> {
+        Ok(Store::probes(self)?
+            .into_iter()
+            .filter(|p| p.revoked_at.is_none() && p.owner.as_deref() == Some(owner))
+            .filter(|p| {
+                p.enrolled_from.is_some_and(|from| {
+                    owner_networks(from, p.enrolled_prefix)
+                        .iter()
+                        .any(|n| n == network)
+                })
+            })
+            .map(|p| p.id)
+            .take(limit)
+            .collect())
+    }
+
+    fn index_owner_probe(
+        &self,
+        _owner: &str,
+        _networks: &[String],
+        _probe: &ProbeId,
+        _present: bool,
+    ) -> Result<(), StoreError> {
+        // Nothing to maintain: `owner_probes` reads the probe records themselves.
+        Ok(())
+    }
+
+    fn owner_index_complete(&self) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+
+    fn mark_owner_index_complete(&self) -> Result<(), StoreError> {
+        Ok(())
     }
 
     fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
