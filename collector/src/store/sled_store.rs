@@ -26,6 +26,8 @@ pub struct SledStore {
     pub(super) db: sled::Db,
     /// Tokens, certificates and the audit log (`sled_auth`).
     pub(super) auth: super::sled_auth::AuthTrees,
+    /// Figures kept at ingest (`sled_figures`).
+    pub(super) figures: super::sled_figures::FigureTrees,
     probes: sled::Tree,
     tasks: sled::Tree,
     assignments: sled::Tree,
@@ -105,6 +107,7 @@ impl SledStore {
             campaign_tasks: tree("campaign_tasks")?,
             campaign_results: tree("campaign_results")?,
             auth: super::sled_auth::AuthTrees::open(&db)?,
+            figures: super::sled_figures::FigureTrees::open(&db)?,
             db,
         })
     }
