@@ -141,6 +141,58 @@ pub fn rebuild(
     Ok(results)
 }
 
+/// What `sixmap-collector rollups rebuild` did.
+#[derive(Debug)]
+pub struct Rebuilt {
+    /// Results read, when the store keeps figures.
+    pub results: Option<u64>,
+    pub days: usize,
+    pub rollups: usize,
+}
+
+impl std::fmt::Display for Rebuilt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.results {
+            Some(results) => write!(
+                f,
+                "figures rebuilt from {results} results; daily rollups of {} days recomputed ({} stored)",
+                self.days, self.rollups
+            ),
+            None => write!(
+                f,
+                "this store keeps no figures: daily rollups of the last {} days recomputed from results ({} stored)",
+                self.days, self.rollups
+            ),
+        }
+    }
+}
+
+/// Every figure from the raw results, then every day's rollups from them; on a store that
+/// keeps no figures, the last [`ROLLUP_BACKFILL_DAYS`] days' rollups from scans. The store must
+/// not be ingesting.
+pub fn rebuild_everything(
+    store: &dyn Store,
+    prefixes: &PrefixData,
+    now: UnixMicros,
+) -> Result<Rebuilt, StoreError> {
+    if !store.keeps_figures() {
+        let rollups = crate::daily::refresh(store, prefixes, now, ROLLUP_BACKFILL_DAYS)?;
+        return Ok(Rebuilt {
+            results: None,
+            days: ROLLUP_BACKFILL_DAYS as usize,
+            rollups,
+        });
+    }
+    let results = rebuild(store, prefixes, now)?;
+    let days = super::read::days(store)?;
+    let rollups = crate::daily::store_days(store, &days)?;
+    Ok(Rebuilt {
+        results: Some(results),
+        days: days.len(),
+        rollups,
+    })
+}
+
 /// Builds the figures if the store keeps them but has none yet. Call before serving probes.
 pub fn ensure(store: &dyn Store, prefixes: &PrefixData, now: UnixMicros) -> Result<(), StoreError> {
     if store.keeps_figures() && store.figures_cursor()?.is_none() {
