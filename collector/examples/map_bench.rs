@@ -1,14 +1,19 @@
-//! Map query benchmark: a synthetic sled store of enriched results, then the latency of the
-//! queries behind the national map.
+//! Map query benchmark: a synthetic sled store of enriched results (written straight to the
+//! store in bulk, no network), then the latency of the public reads behind the national map,
+//! the daily series and the aggregates: "scan" computes them from the results as before
+//! figures existed, "figures" reads the figures kept at ingest (`figures`).
 //!
 //! Run: `cargo run --release -p sixmap-collector --example map_bench [RESULTS] [PROBES]`
 //! (defaults: 1,000,000 results from 2,000 probes over 30 days, in 40 countries of 10
-//! networks each). The store takes about 1.3 KB per result on disk.
+//! networks each).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark may stop at the first failure
 
 use sixmap_collector::store::{ProbeRecord, SledStore, Store, StoredResult};
-use sixmap_collector::{daily, maps, testing};
+use sixmap_collector::figures::{Source, fold};
+use sixmap_collector::query::aggregate::{self, AggregateRequest, GroupBy, Side};
+use sixmap_collector::store::{ResultFilter, ScanBudget};
+use sixmap_collector::{daily, maps, query, testing};
 use sixmap_shared::health::{ProbeTag, TagName};
 use sixmap_shared::prefixes::{CountryCode, Enrichment};
 use sixmap_shared::{ProbeId, UnixMicros};
@@ -128,39 +133,90 @@ fn main() -> anyhow::Result<()> {
         built.elapsed().as_secs_f64()
     );
 
-    let t = Instant::now();
-    let rollups = daily::refresh(
-        &store,
-        &sixmap_shared::prefixes::PrefixData::new(),
-        now,
-        DAYS + 1,
-    )?;
+    let disk = fs_size(dir.path());
     println!(
-        "daily rollups, all {} days recomputed: {rollups} stored in {:.1} s",
+        "store on disk: {:.1} MB, {:.0} bytes per stored result",
+        disk as f64 / 1e6,
+        disk as f64 / stored as f64
+    );
+    let prefixes = sixmap_shared::prefixes::PrefixData::new();
+    let t = Instant::now();
+    fold::rebuild(&store, &prefixes, now)?;
+    println!(
+        "figures rebuilt from all results (what `rollups rebuild` does): {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let t = Instant::now();
+    let rollups = daily::refresh(&store, &prefixes, now, DAYS + 1)?;
+    println!(
+        "daily rollups, all {} days from figures: {rollups} stored in {:.2} s",
         DAYS + 1,
         t.elapsed().as_secs_f64()
     );
-    println!(
-        "daily rollups, today + yesterday:       {}",
-        time(5, || daily::refresh(
-            &store,
-            &sixmap_shared::prefixes::PrefixData::new(),
-            now,
-            2
-        )
-        .unwrap())
-    );
-    println!(
-        "GET /api/v1/maps/countries:             {}",
-        time(5, || maps::countries(&store, now).unwrap())
-    );
     let aa = country(0);
+    let request = |group_by| AggregateRequest {
+        filter: ResultFilter::default(),
+        group_by,
+        side: Side::Probe,
+    };
+    let today = now.0.div_euclid(DAY_US);
+    // Scan runs are few: each reads the last day (maps) or up to 1 M results (aggregates).
+    let scan_runs = if stored > 2_000_000 { 3 } else { 5 };
+    for (source, runs) in [(Source::Scan, scan_runs), (Source::Figures, 200)] {
+        let name = match source {
+            Source::Scan => "scan   ",
+            Source::Figures => "figures",
+        };
+        println!(
+            "[{name}] GET /api/v1/maps/countries:            {}",
+            time(runs, || maps::countries_from(&store, now, source).unwrap())
+        );
+        println!(
+            "[{name}] GET /api/v1/maps/countries/AA:         {}",
+            time(runs, || maps::country_from(&store, aa, now, source).unwrap())
+        );
+        println!(
+            "[{name}] daily rollups, today + yesterday:      {}",
+            time(runs, || match source {
+                Source::Scan => {
+                    for back in 0..2 {
+                        let day = sixmap_shared::UnixMicros(now.0 - back * DAY_US);
+                        daily::compute_day_from(&store, &prefixes, day, Source::Scan).unwrap();
+                    }
+                }
+                Source::Figures => {
+                    daily::store_days(&store, &[today - 1, today]).unwrap();
+                }
+            })
+        );
+        for group_by in [GroupBy::Country, GroupBy::AsnDay] {
+            println!(
+                "[{name}] GET /api/v1/query/aggregates?group_by={:<11} {}",
+                group_by.name(),
+                time(runs, || {
+                    let a = match source {
+                        Source::Scan => aggregate::aggregate_scan(
+                            &store,
+                            &request(group_by),
+                            query::aggregate_budget(),
+                        )
+                        .unwrap(),
+                        Source::Figures => {
+                            aggregate::from_figures(&store, &request(group_by), u64::MAX).unwrap()
+                        }
+                    };
+                    (a.results, a.truncated)
+                })
+            );
+        }
+    }
+    let a = aggregate::aggregate_scan(&store, &request(GroupBy::Country), query::aggregate_budget())?;
     println!(
-        "GET /api/v1/maps/countries/AA:          {}",
-        time(5, || maps::country(&store, aa, now).unwrap())
+        "(the scan aggregate stops at its budget: {} results read, truncated: {})",
+        a.results, a.truncated
     );
     println!(
-        "GET /api/v1/maps/countries/AA/series:   {}",
+        "GET /api/v1/maps/countries/AA/series:    {}",
         time(200, || daily::series(&store, aa).unwrap())
     );
     println!(
@@ -168,4 +224,19 @@ fn main() -> anyhow::Result<()> {
         time(200, || daily::network_series(&store, 64_512).unwrap())
     );
     Ok(())
+}
+
+fn fs_size(path: &std::path::Path) -> u64 {
+    std::fs::read_dir(path)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => fs_size(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
 }

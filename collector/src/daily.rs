@@ -15,6 +15,7 @@
 //! from a country's probes to destinations in that same country, those whose every hop that
 //! answered and has a country in the prefix data lies in that country.
 
+use crate::figures::{Count, EXT_HEADERS, ProbeDay, Source, read};
 use crate::maps::Shares;
 use crate::rollup::{self, Proportion};
 use crate::store::{Store, StoreError, StoredResult};
@@ -75,33 +76,50 @@ pub struct CountryDay {
 }
 
 /// Counts of successes out of trials, turned into a [`Proportion`] when there was a trial.
-#[derive(Debug, Default, Clone, Copy)]
-struct Count {
-    hits: u64,
-    trials: u64,
+fn proportion(count: Count) -> Option<Proportion> {
+    rollup::wilson(count.hits as f64, count.trials as f64)
 }
 
-impl Count {
-    fn add(&mut self, hit: bool) {
-        self.add_many(u64::from(hit), 1);
-    }
-    fn add_many(&mut self, hits: u64, trials: u64) {
-        self.hits += hits;
-        self.trials += trials;
-    }
-    fn sum<'a>(counts: impl Iterator<Item = &'a Count>) -> Count {
-        counts.fold(Count::default(), |a, c| Count {
-            hits: a.hits + c.hits,
-            trials: a.trials + c.trials,
-        })
-    }
-    fn proportion(self) -> Option<Proportion> {
-        rollup::wilson(self.hits as f64, self.trials as f64)
+fn sum<'a>(counts: impl Iterator<Item = &'a Count>) -> Count {
+    counts.fold(Count::default(), |a, c| Count {
+        hits: a.hits + c.hits,
+        trials: a.trials + c.trials,
+    })
+}
+
+/// One probe's day as the figures need it, from either source.
+struct DayProbe {
+    country: Option<CountryCode>,
+    asn: Option<u32>,
+    works: bool,
+    median_v6: Option<f64>,
+    median_v4: Option<f64>,
+    lost_v6: Count,
+    black_holes: Count,
+    /// Per header of [`EXT_HEADERS`].
+    ext_drops: [Count; 3],
+    domestic: Count,
+}
+
+impl DayProbe {
+    fn from_figure(day: &ProbeDay) -> Self {
+        Self {
+            country: day.country.map(|c| c.value),
+            asn: day.asn.map(|a| a.value),
+            works: day.works,
+            median_v6: day.rtt_v6.median_ms(),
+            median_v4: day.rtt_v4.median_ms(),
+            lost_v6: day.lost_v6,
+            black_holes: day.black_holes,
+            ext_drops: day.ext_drops,
+            domestic: day.domestic,
+        }
     }
 }
 
+/// The reference computation from a day's raw results: exact medians from every sample.
 #[derive(Default)]
-struct ProbeDay {
+struct ScanDay {
     country: Option<CountryCode>,
     asn: Option<u32>,
     works: bool,
@@ -109,11 +127,27 @@ struct ProbeDay {
     rtt_v4: Vec<f64>,
     lost_v6: Count,
     black_holes: Count,
-    ext_drops: BTreeMap<&'static str, Count>,
+    ext_drops: [Count; 3],
     domestic: Count,
 }
 
-fn observe(day: &mut BTreeMap<ProbeId, ProbeDay>, stored: &StoredResult, prefixes: &PrefixData) {
+impl ScanDay {
+    fn into_probe(mut self) -> DayProbe {
+        DayProbe {
+            country: self.country,
+            asn: self.asn,
+            works: self.works,
+            median_v6: rollup::median(&mut self.rtt_v6),
+            median_v4: rollup::median(&mut self.rtt_v4),
+            lost_v6: self.lost_v6,
+            black_holes: self.black_holes,
+            ext_drops: self.ext_drops,
+            domestic: self.domestic,
+        }
+    }
+}
+
+fn observe(day: &mut BTreeMap<ProbeId, ScanDay>, stored: &StoredResult, prefixes: &PrefixData) {
     let r = &stored.result;
     let entry = day.entry(r.key.probe_id.clone()).or_default();
     if let Some(origin) = &stored.probe_origin {
@@ -129,11 +163,9 @@ fn observe(day: &mut BTreeMap<ProbeId, ProbeDay>, stored: &StoredResult, prefixe
         Outcome::Pmtu(pmtu) if v6 => entry.black_holes.add(pmtu.black_hole),
         Outcome::ExtHeaders(ext) if v6 => {
             for outcome in &ext.outcomes {
-                entry
-                    .ext_drops
-                    .entry(outcome.header.name())
-                    .or_default()
-                    .add(!outcome.survived);
+                if let Some(i) = EXT_HEADERS.iter().position(|h| *h == outcome.header.name()) {
+                    entry.ext_drops[i].add(!outcome.survived);
+                }
             }
         }
         Outcome::Traceroute(trace) if v6 => {
@@ -180,29 +212,36 @@ fn observe(day: &mut BTreeMap<ProbeId, ProbeDay>, stored: &StoredResult, prefixe
     }
 }
 
-/// Each probe's day: its origin (from its results' `probe_origin`) and what it measured.
+/// Each probe's day, from the stored figures or from a scan of the day's results.
 fn probe_days(
     store: &dyn Store,
     prefixes: &PrefixData,
     start: UnixMicros,
-) -> Result<BTreeMap<ProbeId, ProbeDay>, StoreError> {
-    let mut probes: BTreeMap<ProbeId, ProbeDay> = BTreeMap::new();
+    source: Source,
+) -> Result<Vec<DayProbe>, StoreError> {
+    if source == Source::Figures {
+        return Ok(read::probe_days(store, start)?
+            .values()
+            .map(DayProbe::from_figure)
+            .collect());
+    }
+    let mut probes: BTreeMap<ProbeId, ScanDay> = BTreeMap::new();
     store.scan_results_between(start, UnixMicros(start.0 + DAY_US), &mut |stored| {
         observe(&mut probes, &stored, prefixes);
         true
     })?;
-    Ok(probes)
+    Ok(probes.into_values().map(ScanDay::into_probe).collect())
 }
 
 /// The figures of one group of probes (a country, or one network) for one day.
-fn figures(start: UnixMicros, probes: &[&ProbeDay]) -> Option<CountryDay> {
+fn figures(start: UnixMicros, probes: &[&DayProbe]) -> Option<CountryDay> {
     let observations: Vec<(u32, bool)> = probes
         .iter()
         .filter_map(|p| p.asn.map(|asn| (asn, p.works)))
         .collect();
     let balanced = rollup::balanced_share(&observations)?;
-    let v6: Vec<Vec<f64>> = probes.iter().map(|p| p.rtt_v6.clone()).collect();
-    let v4: Vec<Vec<f64>> = probes.iter().map(|p| p.rtt_v4.clone()).collect();
+    let mut v6: Vec<f64> = probes.iter().filter_map(|p| p.median_v6).collect();
+    let mut v4: Vec<f64> = probes.iter().filter_map(|p| p.median_v4).collect();
     Some(CountryDay {
         day: day_label(start),
         day_number: start.0 / DAY_US,
@@ -212,19 +251,19 @@ fn figures(start: UnixMicros, probes: &[&ProbeDay]) -> Option<CountryDay> {
             balanced: balanced.overall,
             pooled: balanced.raw,
         },
-        median_rtt_v6_ms: rollup::median_of_medians(&v6),
-        median_rtt_v4_ms: rollup::median_of_medians(&v4),
-        ping_loss_v6: Count::sum(probes.iter().map(|p| &p.lost_v6)).proportion(),
-        pmtu_black_holes: Count::sum(probes.iter().map(|p| &p.black_holes)).proportion(),
-        ext_header_drops: ["hbh", "dst", "frag"]
-            .into_iter()
-            .filter_map(|header| {
-                Count::sum(probes.iter().filter_map(|p| p.ext_drops.get(header)))
-                    .proportion()
-                    .map(|p| (header.to_owned(), p))
+        median_rtt_v6_ms: rollup::median(&mut v6),
+        median_rtt_v4_ms: rollup::median(&mut v4),
+        ping_loss_v6: proportion(sum(probes.iter().map(|p| &p.lost_v6))),
+        pmtu_black_holes: proportion(sum(probes.iter().map(|p| &p.black_holes))),
+        ext_header_drops: EXT_HEADERS
+            .iter()
+            .enumerate()
+            .filter_map(|(i, header)| {
+                proportion(sum(probes.iter().map(|p| &p.ext_drops[i])))
+                    .map(|p| ((*header).to_owned(), p))
             })
             .collect(),
-        domestic_paths: Count::sum(probes.iter().map(|p| &p.domestic)).proportion(),
+        domestic_paths: proportion(sum(probes.iter().map(|p| &p.domestic))),
     })
 }
 
@@ -235,17 +274,29 @@ pub struct Day {
     pub networks: BTreeMap<u32, CountryDay>,
 }
 
-/// Computes the day holding `day` from its results.
+/// Computes the day holding `day`: from the stored figures when the store keeps them, else
+/// from the day's results.
 pub fn compute_day(
     store: &dyn Store,
     prefixes: &PrefixData,
     day: UnixMicros,
 ) -> Result<Day, StoreError> {
+    compute_day_from(store, prefixes, day, Source::of(store)?)
+}
+
+/// [`compute_day`] from the given source (`Scan` is the reference the figures are tested
+/// against; it reads the whole day's results).
+pub fn compute_day_from(
+    store: &dyn Store,
+    prefixes: &PrefixData,
+    day: UnixMicros,
+    source: Source,
+) -> Result<Day, StoreError> {
     let start = day_start(day);
-    let probes = probe_days(store, prefixes, start)?;
-    let mut by_country: BTreeMap<CountryCode, Vec<&ProbeDay>> = BTreeMap::new();
-    let mut by_network: BTreeMap<u32, Vec<&ProbeDay>> = BTreeMap::new();
-    for probe in probes.values() {
+    let probes = probe_days(store, prefixes, start, source)?;
+    let mut by_country: BTreeMap<CountryCode, Vec<&DayProbe>> = BTreeMap::new();
+    let mut by_network: BTreeMap<u32, Vec<&DayProbe>> = BTreeMap::new();
+    for probe in &probes {
         let Some(asn) = probe.asn else { continue };
         by_network.entry(asn).or_default().push(probe);
         if let Some(country) = probe.country {
@@ -270,31 +321,51 @@ fn network_key(asn: u32) -> String {
 }
 
 /// Recomputes and stores the `days` days up to and including the one holding `now`.
-/// `prefixes` places traceroute hops in countries (for the domestic-path share).
+/// `prefixes` places traceroute hops in countries (for the domestic-path share) when the
+/// figures come from a scan; kept figures placed them when they were folded.
 pub fn refresh(
     store: &dyn Store,
     prefixes: &PrefixData,
     now: UnixMicros,
     days: i64,
 ) -> Result<usize, StoreError> {
+    let source = Source::of(store)?;
     let mut stored = 0;
     for back in 0..days {
-        let day = compute_day(
+        let day = UnixMicros(day_start(now).0 - back * DAY_US);
+        stored += put_day(store, &compute_day_from(store, prefixes, day, source)?)?;
+    }
+    Ok(stored)
+}
+
+/// Recomputes and stores the given days (numbers since 1970-01-01) from the stored figures:
+/// O(probes of each day). The folder calls it for the days it changed.
+pub fn store_days(store: &dyn Store, days: &[i64]) -> Result<usize, StoreError> {
+    let mut stored = 0;
+    for day in days {
+        let day = compute_day_from(
             store,
-            prefixes,
-            UnixMicros(day_start(now).0 - back * DAY_US),
+            &PrefixData::new(),
+            UnixMicros(day.saturating_mul(DAY_US)),
+            Source::Figures,
         )?;
-        let keyed = day
-            .countries
-            .iter()
-            .map(|(c, f)| (c.to_string(), f))
-            .chain(day.networks.iter().map(|(asn, f)| (network_key(*asn), f)));
-        for (key, figures) in keyed {
-            let json = serde_json::to_vec(figures)
-                .map_err(|e| StoreError::Backend(format!("encoding a rollup: {e}")))?;
-            store.put_rollup(&figures.day, &key, &json)?;
-            stored += 1;
-        }
+        stored += put_day(store, &day)?;
+    }
+    Ok(stored)
+}
+
+fn put_day(store: &dyn Store, day: &Day) -> Result<usize, StoreError> {
+    let keyed = day
+        .countries
+        .iter()
+        .map(|(c, f)| (c.to_string(), f))
+        .chain(day.networks.iter().map(|(asn, f)| (network_key(*asn), f)));
+    let mut stored = 0;
+    for (key, figures) in keyed {
+        let json = serde_json::to_vec(figures)
+            .map_err(|e| StoreError::Backend(format!("encoding a rollup: {e}")))?;
+        store.put_rollup(&figures.day, &key, &json)?;
+        stored += 1;
     }
     Ok(stored)
 }

@@ -10,6 +10,7 @@ pub mod daily;
 pub mod enrich;
 pub mod export;
 pub mod fatal;
+pub mod figures;
 pub mod health;
 pub mod http;
 pub mod http_auth;
@@ -150,6 +151,17 @@ pub async fn start_with_store(
         );
     }
     let prefixes = Arc::new(prefixes);
+    // Figures are built (if the store has none yet) before any probe can store a result: a
+    // rebuild must not race ingest (`figures::fold`).
+    let keeps_figures = store.keeps_figures();
+    if keeps_figures {
+        let (s, p) = (store.clone(), prefixes.clone());
+        tokio::task::spawn_blocking(move || {
+            figures::fold::ensure(&*s, &p, sixmap_shared::UnixMicros::now())
+        })
+        .await
+        .map_err(|e| store::StoreError::Backend(e.to_string()))??;
+    }
     let pki_dir = settings.pki_dir.clone();
     let pki = Arc::new(
         tokio::task::spawn_blocking(move || pki::Pki::load_or_create_in(&pki_dir))
@@ -231,7 +243,12 @@ pub async fn start_with_store(
                 gate.clone(),
             )),
     );
-    tokio::spawn(refresh_rollups(store.clone(), prefixes));
+    if keeps_figures {
+        // Folds new results into the figures and refreshes the rollups of changed days.
+        tokio::spawn(figures::fold::run(store.clone(), prefixes));
+    } else {
+        tokio::spawn(refresh_rollups(store.clone(), prefixes));
+    }
     tokio::spawn(campaign::run_ticker(campaigns.clone()));
     if let Some(dumps) = dumps {
         tokio::spawn(export::dumps::run(store.clone(), dumps));

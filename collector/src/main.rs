@@ -43,6 +43,9 @@ enum Command {
     /// HTTP API).
     #[command(subcommand)]
     Campaign(CampaignCommand),
+    /// Daily rollups and the figures behind maps and aggregates (docs/figures.md).
+    #[command(subcommand)]
+    Rollups(RollupsCommand),
     /// List enrolled probes as JSON lines (a sled store: the collector must not be running on the same data dir).
     Probes {
         #[command(flatten)]
@@ -76,6 +79,16 @@ enum Command {
         /// Drop the earlier files of each kind given.
         #[arg(long)]
         replace: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RollupsCommand {
+    /// Recompute every figure and daily rollup from the raw results and replace the stored
+    /// ones (a sled store: the collector must be stopped).
+    Rebuild {
+        #[command(flatten)]
+        store: StoreArgs,
     },
 }
 
@@ -326,6 +339,17 @@ fn main() -> anyhow::Result<()> {
             println!("restart the collector to use the new prefix data");
             Ok(())
         }
+        Command::Rollups(RollupsCommand::Rebuild { store }) => {
+            let opened = open_admin(&store, false)?;
+            let (prefixes, _) = sixmap_collector::enrich::load(&opened.data_dir)?;
+            let done = sixmap_collector::figures::fold::rebuild_everything(
+                &*opened.store,
+                &prefixes,
+                UnixMicros::now(),
+            )?;
+            println!("{done}");
+            Ok(())
+        }
         Command::Campaign(command) => campaign(command),
         Command::Token(command) => token(command),
         Command::Probe(ProbeCommand::Revoke { store, id }) => {
@@ -459,6 +483,7 @@ fn humantime(d: std::time::Duration) -> String {
 struct Opened {
     store: Arc<dyn Store>,
     pki_dir: PathBuf,
+    data_dir: PathBuf,
 }
 
 /// Opens the store named by `--config` and/or `--data-dir`. A sled store is created only when
@@ -500,6 +525,7 @@ fn open_admin(args: &StoreArgs, create: bool) -> anyhow::Result<Opened> {
     Ok(Opened {
         store,
         pki_dir: settings.pki_dir,
+        data_dir: settings.data_dir,
     })
 }
 

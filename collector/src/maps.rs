@@ -2,10 +2,13 @@
 //! well, from the probes seen in the last day. The math (intervals, weighting, medians) is in
 //! [`crate::rollup`]; this module gathers the inputs from the store.
 //!
-//! Computed on request from probe records and their recent results: fine for the probe counts
-//! of one collector. The stored per-day figures behind the time series are in
-//! [`crate::daily`].
+//! Computed on request from probe records (last seen, tags, origin) and the RTT figures kept at
+//! ingest (`crate::figures`: each probe's hourly RTT histograms over the last 25 hours): the
+//! cost grows with active probes, not with stored results. A store that keeps no figures
+//! (ClickHouse) scans the last day's results instead. The stored per-day figures behind the
+//! time series are in [`crate::daily`].
 
+use crate::figures::{HOUR_US, Source, read};
 use crate::rollup::{self, Balanced, OperatorShare};
 use crate::store::{ProbeRecord, Store, StoreError};
 use crate::tags::Tag;
@@ -25,6 +28,14 @@ IPv6 works: the probe holds the v6-works tag (a successful measurement to a glob
 National share: operator-balanced (each AS with probes counts equally; weight 1/probes-of-its-AS), 95% Wilson interval on the Kish effective sample size; \
 the pooled share of all probes is given beside it. RTT: median over probes of each probe's median ping RTT (min RTT of each result) \
 to global destinations in the last 24 h; penalty = IPv6 median - IPv4 median.";
+
+/// The method of figures served from the kept figures: the same, with the two differences.
+pub const METHOD_FIGURES: &str = "Active probes: seen in the last 24 h, with an origin country and AS from the imported prefix data. \
+IPv6 works: the probe holds the v6-works tag (a successful measurement to a global IPv6 destination within 24 h). \
+National share: operator-balanced (each AS with probes counts equally; weight 1/probes-of-its-AS), 95% Wilson interval on the Kish effective sample size; \
+the pooled share of all probes is given beside it. RTT: median over probes of each probe's median ping RTT (min RTT of each result) \
+to global destinations in the UTC hours overlapping the last 24 h (24 to 25 h), read from per-probe hourly histograms kept as results arrive \
+(each median within 1% of the exact one; results count about a second after they are stored); penalty = IPv6 median - IPv4 median.";
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Shares {
@@ -72,6 +83,7 @@ pub struct CountryDetail {
     pub generated_at: UnixMicros,
     pub window_hours: u64,
     pub method: &'static str,
+    pub source: Source,
     pub probe_count: usize,
     pub operator_count: usize,
     pub v6_works: Shares,
@@ -88,6 +100,7 @@ pub struct Countries {
     pub generated_at: UnixMicros,
     pub window_hours: u64,
     pub method: &'static str,
+    pub source: Source,
     pub countries: Vec<CountrySummary>,
 }
 
@@ -98,11 +111,23 @@ struct Observed {
     asn: u32,
     as_name: Option<String>,
     works: bool,
-    rtt_v6: Vec<f64>,
-    rtt_v4: Vec<f64>,
+    /// The probe's median RTT over the window, per family.
+    rtt_v6: Option<f64>,
+    rtt_v4: Option<f64>,
 }
 
-fn observe(store: &dyn Store, now: UnixMicros) -> Result<Vec<Observed>, StoreError> {
+fn method(source: Source) -> &'static str {
+    match source {
+        Source::Figures => METHOD_FIGURES,
+        Source::Scan => METHOD,
+    }
+}
+
+fn observe(
+    store: &dyn Store,
+    now: UnixMicros,
+    source: Source,
+) -> Result<Vec<Observed>, StoreError> {
     let since = UnixMicros(now.0.saturating_sub(WINDOW.as_micros() as i64));
     let mut observed: BTreeMap<ProbeId, Observed> = BTreeMap::new();
     for record in store.probes()? {
@@ -125,18 +150,34 @@ fn observe(store: &dyn Store, now: UnixMicros) -> Result<Vec<Observed>, StoreErr
                 asn,
                 as_name: origin.as_name,
                 works,
-                rtt_v6: Vec::new(),
-                rtt_v4: Vec::new(),
+                rtt_v6: None,
+                rtt_v4: None,
             },
         );
     }
+    if source == Source::Figures {
+        // Whole hours from the one holding `since` to the one holding `now`.
+        let hours = read::probe_hours(
+            store,
+            since.0.div_euclid(HOUR_US),
+            now.0.div_euclid(HOUR_US) + 1,
+        )?;
+        for (id, hour) in hours {
+            if let Some(probe) = observed.get_mut(&id) {
+                probe.rtt_v6 = hour.rtt_v6.median_ms();
+                probe.rtt_v4 = hour.rtt_v4.median_ms();
+            }
+        }
+        return Ok(observed.into_values().collect());
+    }
+    let mut samples: BTreeMap<ProbeId, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
     // One pass over the window's results (time index), not a scan per probe: only the last
     // day is read, however long the probes' histories are.
     store.scan_results_between(since, UnixMicros(now.0.saturating_add(1)), &mut |stored| {
         let r = &stored.result;
-        let Some(probe) = observed.get_mut(&r.key.probe_id) else {
+        if !observed.contains_key(&r.key.probe_id) {
             return true;
-        };
+        }
         let global = r.destination.is_some_and(|d| classify(d).is_none());
         if !global {
             return true;
@@ -145,24 +186,31 @@ fn observe(store: &dyn Store, now: UnixMicros) -> Result<Vec<Observed>, StoreErr
             && let Some(rtt) = ping.min_rtt()
         {
             let ms = rtt.as_secs_f64() * 1000.0;
+            let probe = samples.entry(r.key.probe_id.clone()).or_default();
             match r.family_used {
-                Some(Family::V6) => probe.rtt_v6.push(ms),
-                Some(Family::V4) => probe.rtt_v4.push(ms),
+                Some(Family::V6) => probe.0.push(ms),
+                Some(Family::V4) => probe.1.push(ms),
                 None => {}
             }
         }
         true
     })?;
+    for (id, (mut v6, mut v4)) in samples {
+        if let Some(probe) = observed.get_mut(&id) {
+            probe.rtt_v6 = rollup::median(&mut v6);
+            probe.rtt_v4 = rollup::median(&mut v4);
+        }
+    }
     Ok(observed.into_values().collect())
 }
 
 fn summarize(country: CountryCode, probes: &[&Observed]) -> Option<(CountrySummary, Balanced)> {
     let observations: Vec<(u32, bool)> = probes.iter().map(|p| (p.asn, p.works)).collect();
     let balanced = rollup::balanced_share(&observations)?;
-    let v6: Vec<Vec<f64>> = probes.iter().map(|p| p.rtt_v6.clone()).collect();
-    let v4: Vec<Vec<f64>> = probes.iter().map(|p| p.rtt_v4.clone()).collect();
-    let median_rtt_v6_ms = rollup::median_of_medians(&v6);
-    let median_rtt_v4_ms = rollup::median_of_medians(&v4);
+    let mut v6: Vec<f64> = probes.iter().filter_map(|p| p.rtt_v6).collect();
+    let mut v4: Vec<f64> = probes.iter().filter_map(|p| p.rtt_v4).collect();
+    let median_rtt_v6_ms = rollup::median(&mut v6);
+    let median_rtt_v4_ms = rollup::median(&mut v4);
     let summary = CountrySummary {
         country,
         probes: balanced.probes,
@@ -188,7 +236,17 @@ fn by_country(observed: &[Observed]) -> BTreeMap<CountryCode, Vec<&Observed>> {
 
 /// Every country with active probes.
 pub fn countries(store: &dyn Store, now: UnixMicros) -> Result<Countries, StoreError> {
-    let observed = observe(store, now)?;
+    countries_from(store, now, Source::of(store)?)
+}
+
+/// [`countries`] from the given source (`Scan` is the reference the figures are tested
+/// against).
+pub fn countries_from(
+    store: &dyn Store,
+    now: UnixMicros,
+    source: Source,
+) -> Result<Countries, StoreError> {
+    let observed = observe(store, now, source)?;
     let countries = by_country(&observed)
         .into_iter()
         .filter_map(|(country, probes)| summarize(country, &probes).map(|(s, _)| s))
@@ -196,7 +254,8 @@ pub fn countries(store: &dyn Store, now: UnixMicros) -> Result<Countries, StoreE
     Ok(Countries {
         generated_at: now,
         window_hours: WINDOW.as_secs() / 3600,
-        method: METHOD,
+        method: method(source),
+        source,
         countries,
     })
 }
@@ -207,7 +266,17 @@ pub fn country(
     country: CountryCode,
     now: UnixMicros,
 ) -> Result<Option<CountryDetail>, StoreError> {
-    let observed = observe(store, now)?;
+    country_from(store, country, now, Source::of(store)?)
+}
+
+/// [`country`] from the given source.
+pub fn country_from(
+    store: &dyn Store,
+    country: CountryCode,
+    now: UnixMicros,
+    source: Source,
+) -> Result<Option<CountryDetail>, StoreError> {
+    let observed = observe(store, now, source)?;
     let probes: Vec<&Observed> = observed.iter().filter(|o| o.country == country).collect();
     let Some((summary, balanced)) = summarize(country, &probes) else {
         return Ok(None);
@@ -222,13 +291,13 @@ pub fn country(
                  share,
              }| {
                 let mine: Vec<&&Observed> = probes.iter().filter(|p| p.asn == *asn).collect();
-                let rtts: Vec<Vec<f64>> = mine.iter().map(|p| p.rtt_v6.clone()).collect();
+                let mut rtts: Vec<f64> = mine.iter().filter_map(|p| p.rtt_v6).collect();
                 Operator {
                     asn: *asn,
                     as_name: mine.iter().find_map(|p| p.as_name.clone()),
                     probes: *n,
                     v6_works: share.clone(),
-                    median_rtt_v6_ms: rollup::median_of_medians(&rtts),
+                    median_rtt_v6_ms: rollup::median(&mut rtts),
                 }
             },
         )
@@ -246,7 +315,8 @@ pub fn country(
         country: summary.country,
         generated_at: now,
         window_hours: WINDOW.as_secs() / 3600,
-        method: METHOD,
+        method: method(source),
+        source,
         probe_count: summary.probes,
         operator_count: summary.operators,
         v6_works: summary.v6_works,

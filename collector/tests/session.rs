@@ -929,7 +929,15 @@ async fn national_figures_balance_operators_and_match_hand_computed_values() {
     probe_reporting(&h, "2001:4860:2::1", Some(40)).await;
     probe_reporting(&h, "2606:4700:1::1", None).await;
 
-    let body = http_get(h.http, "/api/v1/maps/countries").await;
+    // The RTT figures are folded in about a second after the results are stored.
+    let mut body = String::new();
+    for _ in 0..100 {
+        body = http_get(h.http, "/api/v1/maps/countries").await;
+        if body.contains("\"median_rtt_v6_ms\":3") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
     let xa = &json["countries"][0];
     assert_eq!(xa["country"], "XA", "{body}");
@@ -950,8 +958,10 @@ async fn national_figures_balance_operators_and_match_hand_computed_values() {
     //      = 0.803082 * sqrt(0.093750 + 0.135051) = 0.803082 * 0.478332 = 0.384140.
     assert!(close(&shares["balanced"]["low"], 0.5 - 0.384140), "{body}");
     assert!(close(&shares["balanced"]["high"], 0.5 + 0.384140), "{body}");
-    // Per-probe medians 30 and 40 (the third has none): median 35.
-    assert!(close(&xa["median_rtt_v6_ms"], 35.0), "{body}");
+    // Per-probe medians 30 and 40 (the third has none): median 35, read from histograms
+    // within 1 % (`figures::sketch`).
+    let median = xa["median_rtt_v6_ms"].as_f64().unwrap();
+    assert!((median - 35.0).abs() <= 0.35, "{body}");
 
     let body = http_get(h.http, "/api/v1/maps/countries/XA").await;
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();

@@ -2,8 +2,16 @@
 //! day: the simple research aggregates. The published national figures (operator-balanced,
 //! with intervals) are `daily` and `maps`; these are plain counts over whatever the filter
 //! selects.
+//!
+//! A request whose filter is only a time range on whole UTC days (`from`/`to` at 00:00 or
+//! absent) is answered from the tallies kept at ingest (`crate::figures`): O(days × groups),
+//! medians within 1 % of the exact ones, `source: "figures"`. Any other filter, or a store that
+//! keeps no figures, scans the results within the request's budget (`source: "scan"`).
 
-use super::ParamError;
+use super::{AGGREGATE_MAX_SCANNED, ParamError};
+use crate::figures::read::{self, TallyRow};
+use crate::figures::sketch::Sketch;
+use crate::figures::{DAY_US, Side as FigureSide, Source};
 use crate::store::{
     ResultFilter, ScanBudget, ScanEnd, Store, StoreError, StoredResult, scan_filtered_bounded,
 };
@@ -152,6 +160,8 @@ pub struct Aggregates {
     pub truncated: bool,
     /// Start time of the last stored row read when truncated.
     pub scanned_until: Option<UnixMicros>,
+    /// Whether the answer came from the figures kept at ingest or from a scan of the results.
+    pub source: Source,
 }
 
 #[derive(Debug, Default)]
@@ -193,8 +203,125 @@ fn median(values: &mut [u64]) -> Option<f64> {
     Some(ns / 1e6)
 }
 
-/// Groups what `request.filter` selects, within `budget`.
+/// Groups what `request.filter` selects, within `budget`: from the kept figures when they can
+/// answer (module doc), else by a scan.
 pub fn aggregate(
+    store: &dyn Store,
+    request: &AggregateRequest,
+    budget: ScanBudget,
+) -> Result<Aggregates, StoreError> {
+    if answerable_from_figures(&request.filter) && read::ready(store)? {
+        return from_figures(store, request, AGGREGATE_MAX_SCANNED);
+    }
+    aggregate_scan(store, request, budget)
+}
+
+/// Only a time range, on day boundaries: what the daily tallies can answer exactly.
+pub fn answerable_from_figures(filter: &ResultFilter) -> bool {
+    let only_time = *filter
+        == ResultFilter {
+            from: filter.from,
+            to: filter.to,
+            ..ResultFilter::default()
+        };
+    let whole_day = |t: Option<UnixMicros>| t.is_none_or(|t| t.0.rem_euclid(DAY_US) == 0);
+    only_time && whole_day(filter.from) && whole_day(filter.to)
+}
+
+#[derive(Default)]
+struct Summed {
+    count: u64,
+    success: u64,
+    rtt: Sketch,
+}
+
+/// The aggregates from the daily tallies, reading at most `max_rows` of them; past that the
+/// answer covers the whole days read before and says `truncated`.
+pub fn from_figures(
+    store: &dyn Store,
+    request: &AggregateRequest,
+    max_rows: u64,
+) -> Result<Aggregates, StoreError> {
+    let side = match request.side {
+        Side::Probe => FigureSide::Probe,
+        Side::Target => FigureSide::Target,
+    };
+    let from_day = request
+        .filter
+        .from
+        .map_or(i64::MIN, |t| t.0.div_euclid(DAY_US));
+    let to_day = request
+        .filter
+        .to
+        .map_or(i64::MAX, |t| t.0.div_euclid(DAY_US));
+    let group_by = request.group_by;
+    let mut groups: BTreeMap<Key, Summed> = BTreeMap::new();
+    // A day's rows are added only once the whole day was read, so a cut answer holds whole days.
+    let mut pending: Vec<TallyRow> = Vec::new();
+    let mut read_rows = 0u64;
+    let mut cut_at = None;
+    let add = |rows: &mut Vec<TallyRow>, groups: &mut BTreeMap<Key, Summed>| {
+        for row in rows.drain(..) {
+            let key = (
+                group_by
+                    .country()
+                    .then(|| row.country.map(|c| c.to_string())),
+                group_by.asn().then_some(row.asn),
+                group_by
+                    .day()
+                    .then(|| crate::daily::day_label(UnixMicros(row.day.saturating_mul(DAY_US)))),
+            );
+            let group = groups.entry(key).or_default();
+            group.count += row.tally.count;
+            group.success += row.tally.success;
+            group.rtt.merge(&row.tally.rtt);
+        }
+    };
+    read::tallies(store, side, from_day, to_day, &mut |row| {
+        if pending.last().is_some_and(|p| p.day != row.day) {
+            add(&mut pending, &mut groups);
+        }
+        read_rows += 1;
+        if read_rows > max_rows {
+            cut_at = Some(UnixMicros(row.day.saturating_mul(DAY_US)));
+            pending.clear();
+            return false;
+        }
+        pending.push(row);
+        true
+    })?;
+    add(&mut pending, &mut groups);
+    let mut results = 0;
+    let rows = groups
+        .into_iter()
+        .map(|((country, asn, day), g)| {
+            results += g.count;
+            AggregateRow {
+                country,
+                asn,
+                day,
+                count: g.count,
+                success: g.success,
+                success_share: g.success as f64 / g.count.max(1) as f64,
+                pings_answered: g.rtt.count(),
+                median_rtt_ms: g.rtt.median_ms(),
+            }
+        })
+        .collect();
+    Ok(Aggregates {
+        group_by: request.group_by.name(),
+        side: request.side.name(),
+        rows,
+        results,
+        truncated: cut_at.is_some(),
+        scanned_until: cut_at,
+        source: Source::Figures,
+    })
+}
+
+/// Groups what `request.filter` selects by scanning the results, within `budget` (the
+/// reference the figures are tested against).
+pub fn aggregate_scan(
     store: &dyn Store,
     request: &AggregateRequest,
     budget: ScanBudget,
@@ -243,6 +370,7 @@ pub fn aggregate(
         results,
         truncated: scanned_until.is_some(),
         scanned_until,
+        source: Source::Scan,
     })
 }
 

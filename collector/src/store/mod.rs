@@ -7,12 +7,15 @@
 
 pub mod auth;
 pub mod clickhouse;
+pub mod figure_store;
 pub mod filter;
 mod sled_auth;
+mod sled_figures;
 mod sled_store;
 
 pub use auth::{ApiTokenRecord, AuditEntry, AuthStore, EnrollmentTokenRecord, Role};
 pub use clickhouse::{ClickHouseConfig, ClickHouseStore};
+pub use figure_store::{FigureStore, FigureWrite};
 pub use filter::{
     KindFilter, ResultCursor, ResultFilter, ScanBudget, ScanEnd, TargetFilter, scan_filtered,
     scan_filtered_bounded,
@@ -133,7 +136,7 @@ pub async fn run_blocking<T: Send + 'static>(
         .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
 }
 
-pub trait Store: AuthStore + Send + Sync + std::fmt::Debug + 'static {
+pub trait Store: AuthStore + FigureStore + Send + Sync + std::fmt::Debug + 'static {
     /// Registers a newly enrolled probe; fails if the id exists.
     fn create_probe(&self, probe: &ProbeRecord) -> Result<(), StoreError>;
     /// Replaces an existing probe's record (last seen, version...).

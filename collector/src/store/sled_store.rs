@@ -6,7 +6,9 @@
 //! `losses` loss key → JSON (probes' records of undelivered results); `tag_history` probe id ‖
 //! time ‖ counter → JSON tag event; `rollups` country ‖ '/' ‖ day → JSON daily figures;
 //! `campaigns` campaign id → JSON record; `campaign_tasks` task id → campaign id;
-//! `campaign_results` campaign id ‖ result key → () (written with the result it indexes).
+//! `campaign_results` campaign id ‖ result key → () (written with the result it indexes);
+//! `ingest_log` `p` ‖ position → result key (every new result once, in commit order, written
+//! with the result) and `h` → the newest position ever given (kept when the log is pruned).
 //! Result keys sort by probe, then time of production, so per-probe scans are prefix scans.
 //! A result and its time-index entry are written in one transaction.
 //! Values start with a format byte so the encoding can change without a migration of old data.
@@ -26,6 +28,8 @@ pub struct SledStore {
     pub(super) db: sled::Db,
     /// Tokens, certificates and the audit log (`sled_auth`).
     pub(super) auth: super::sled_auth::AuthTrees,
+    /// Figures kept at ingest (`sled_figures`).
+    pub(super) figures: super::sled_figures::FigureTrees,
     probes: sled::Tree,
     tasks: sled::Tree,
     assignments: sled::Tree,
@@ -37,6 +41,47 @@ pub struct SledStore {
     campaigns: sled::Tree,
     campaign_tasks: sled::Tree,
     campaign_results: sled::Tree,
+    ingest_log: sled::Tree,
+    /// Held while a batch is checked for duplicates, given log positions and written, so
+    /// positions increase in commit order: a reader never sees a position before a smaller
+    /// one that commits later. Holds the newest position given.
+    log_head: std::sync::Arc<std::sync::Mutex<u64>>,
+}
+
+const LOG_ENTRY: u8 = b'p';
+const LOG_HEAD: &[u8] = b"h";
+
+fn log_key(position: u64) -> [u8; 9] {
+    let mut key = [LOG_ENTRY; 9];
+    key[1..].copy_from_slice(&position.to_be_bytes());
+    key
+}
+
+fn u64_value(key: &[u8], bytes: &[u8]) -> Result<u64, StoreError> {
+    <[u8; 8]>::try_from(bytes)
+        .map(u64::from_be_bytes)
+        .map_err(|_| StoreError::Corrupt {
+            key: String::from_utf8_lossy(key).into_owned(),
+            reason: format!("expected 8 bytes, found {}", bytes.len()),
+        })
+}
+
+/// The newest log position: the head record, or the last entry if newer.
+fn read_log_head(log: &sled::Tree) -> Result<u64, StoreError> {
+    let recorded = match log.get(LOG_HEAD).map_err(backend)? {
+        Some(bytes) => u64_value(LOG_HEAD, &bytes)?,
+        None => 0,
+    };
+    let last = match log
+        .scan_prefix([LOG_ENTRY])
+        .next_back()
+        .transpose()
+        .map_err(backend)?
+    {
+        Some((key, _)) => u64_value(&key, key.get(1..).unwrap_or_default())?,
+        None => 0,
+    };
+    Ok(recorded.max(last))
 }
 
 pub(super) fn backend(e: sled::Error) -> StoreError {
@@ -92,7 +137,11 @@ impl SledStore {
             StoreError::Backend(format!("cannot open store at {}: {e}", dir.display()))
         })?;
         let tree = |name: &str| db.open_tree(name).map_err(backend);
+        let ingest_log = tree("ingest_log")?;
+        let head = read_log_head(&ingest_log)?;
         Ok(Self {
+            ingest_log,
+            log_head: std::sync::Arc::new(std::sync::Mutex::new(head)),
             probes: tree("probes")?,
             tasks: tree("tasks")?,
             assignments: tree("assignments")?,
@@ -105,6 +154,7 @@ impl SledStore {
             campaign_tasks: tree("campaign_tasks")?,
             campaign_results: tree("campaign_results")?,
             auth: super::sled_auth::AuthTrees::open(&db)?,
+            figures: super::sled_figures::FigureTrees::open(&db)?,
             db,
         })
     }
@@ -215,10 +265,21 @@ impl Store for SledStore {
                 Ok((key, time_key(&r.result), encode(r)?, campaign))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        (&self.results, &self.results_by_time, &self.campaign_results)
-            .transaction(|(results, by_time, by_campaign)| {
+        let mut head = self
+            .log_head
+            .lock()
+            .map_err(|_| StoreError::Backend("ingest log lock poisoned".into()))?;
+        let (outcome, newest) = (
+            &self.results,
+            &self.results_by_time,
+            &self.campaign_results,
+            &self.ingest_log,
+        )
+            .transaction(|(results, by_time, by_campaign, log)| {
                 let mut outcome = Vec::with_capacity(encoded.len());
+                let mut position = *head;
                 for (key, time, value, campaign) in &encoded {
+                    // A key twice in one batch is stored once, like a resend.
                     if results.get(key)?.is_some() {
                         outcome.push(Inserted::Duplicate);
                     } else {
@@ -227,12 +288,19 @@ impl Store for SledStore {
                         if let Some(index) = campaign {
                             by_campaign.insert(index.as_slice(), &[])?;
                         }
+                        position += 1;
+                        log.insert(&log_key(position), key.as_slice())?;
                         outcome.push(Inserted::New);
                     }
                 }
-                Ok::<_, ConflictableTransactionError<()>>(outcome)
+                if position != *head {
+                    log.insert(LOG_HEAD, &position.to_be_bytes())?;
+                }
+                Ok::<_, ConflictableTransactionError<()>>((outcome, position))
             })
-            .map_err(|e: TransactionError<()>| StoreError::Backend(format!("{e:?}")))
+            .map_err(|e: TransactionError<()>| StoreError::Backend(format!("{e:?}")))?;
+        *head = newest;
+        Ok(outcome)
     }
 
     fn results(&self, query: &ResultQuery) -> Result<Vec<StoredResult>, StoreError> {
@@ -287,6 +355,54 @@ impl Store for SledStore {
             }
         }
         Ok(())
+    }
+
+    fn ingest_log_after(
+        &self,
+        after: u64,
+        max: usize,
+        visit: &mut dyn FnMut(u64, StoredResult) -> bool,
+    ) -> Result<(), StoreError> {
+        let Some(first) = after.checked_add(1) else {
+            return Ok(());
+        };
+        for entry in self
+            .ingest_log
+            .range(log_key(first)..=log_key(u64::MAX))
+            .take(max)
+        {
+            let (log_key, result_key) = entry.map_err(backend)?;
+            let position = u64_value(&log_key, log_key.get(1..).unwrap_or_default())?;
+            // Written in the result's own transaction: a logged result is always there.
+            let value = self
+                .results
+                .get(&result_key)
+                .map_err(backend)?
+                .ok_or_else(|| StoreError::Corrupt {
+                    key: format!("ingest_log/{position}"),
+                    reason: "the logged result is not stored".into(),
+                })?;
+            if !visit(position, decode(&result_key, &value)?) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn ingest_log_head(&self) -> Result<u64, StoreError> {
+        self.log_head
+            .lock()
+            .map(|head| *head)
+            .map_err(|_| StoreError::Backend("ingest log lock poisoned".into()))
+    }
+
+    fn prune_ingest_log(&self, upto: u64) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for entry in self.ingest_log.range(log_key(0)..=log_key(upto)) {
+            let (key, _) = entry.map_err(backend)?;
+            batch.remove(key);
+        }
+        self.ingest_log.apply_batch(batch).map_err(backend)
     }
 
     fn put_rollup(&self, day: &str, country: &str, json: &[u8]) -> Result<(), StoreError> {
@@ -530,6 +646,138 @@ mod tests {
             })
             .unwrap();
         assert_eq!(all.len(), 3);
+    }
+
+    fn logged(store: &SledStore, after: u64) -> Vec<(u64, u64)> {
+        let mut seen = Vec::new();
+        store
+            .ingest_log_after(after, usize::MAX, &mut |position, r| {
+                seen.push((position, r.result.key.sequence));
+                true
+            })
+            .unwrap();
+        seen
+    }
+
+    #[test]
+    fn the_ingest_log_holds_new_results_once_in_commit_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let probe = ProbeId::random().unwrap();
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            assert_eq!(store.ingest_log_head().unwrap(), 0);
+            // Start times out of order: the log follows commits, not measurement time.
+            store
+                .insert_results(&[
+                    result(&probe, 1, 1, 50).into(),
+                    result(&probe, 1, 2, 10).into(),
+                ])
+                .unwrap();
+            // A resend, a key twice in one batch and one new result.
+            let outcome = store
+                .insert_results(&[
+                    result(&probe, 1, 2, 10).into(),
+                    result(&probe, 1, 3, 5).into(),
+                    result(&probe, 1, 3, 5).into(),
+                ])
+                .unwrap();
+            assert_eq!(
+                outcome,
+                vec![Inserted::Duplicate, Inserted::New, Inserted::Duplicate]
+            );
+            let all = logged(&store, 0);
+            let sequences: Vec<u64> = all.iter().map(|(_, s)| *s).collect();
+            assert_eq!(
+                sequences,
+                vec![1, 2, 3],
+                "every new result once, in commit order"
+            );
+            assert!(all.windows(2).all(|w| w[0].0 < w[1].0), "{all:?}");
+            assert_eq!(store.ingest_log_head().unwrap(), all[2].0);
+            assert_eq!(logged(&store, all[0].0), all[1..].to_vec());
+            let mut first = Vec::new();
+            store
+                .ingest_log_after(0, 1, &mut |p, _| {
+                    first.push(p);
+                    true
+                })
+                .unwrap();
+            assert_eq!(first, vec![all[0].0], "at most `max`");
+            store.prune_ingest_log(all[1].0).unwrap();
+            assert_eq!(logged(&store, 0), all[2..].to_vec());
+            store.flush().unwrap();
+        }
+        // Reopened: the pruned log, the head and the positions go on from where they were.
+        let store = SledStore::open(dir.path()).unwrap();
+        let kept = logged(&store, 0);
+        assert_eq!(kept.len(), 1);
+        let head = store.ingest_log_head().unwrap();
+        assert_eq!(head, kept[0].0);
+        store.prune_ingest_log(head).unwrap();
+        assert!(logged(&store, 0).is_empty());
+        assert_eq!(
+            store.ingest_log_head().unwrap(),
+            head,
+            "the head outlives pruning"
+        );
+        store.flush().unwrap();
+        drop(store);
+        let store = SledStore::open(dir.path()).unwrap();
+        assert_eq!(store.ingest_log_head().unwrap(), head);
+        store
+            .insert_results(&[result(&probe, 2, 1, 1).into()])
+            .unwrap();
+        let after = logged(&store, head);
+        assert_eq!(after.len(), 1);
+        assert!(
+            after[0].0 > head,
+            "positions never go back: {after:?} after {head}"
+        );
+    }
+
+    #[test]
+    fn a_reader_following_the_log_misses_nothing_while_writers_race() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let writers: Vec<_> = (0..3u64)
+            .map(|w| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    let probe = ProbeId::random().unwrap();
+                    for b in 0..40u64 {
+                        let batch: Vec<StoredResult> = (0..10)
+                            .map(|i| result(&probe, 1, b * 10 + i, (w * 1000 + b) as i64).into())
+                            .collect();
+                        store.insert_results(&batch).unwrap();
+                    }
+                })
+            })
+            .collect();
+        // Follow the log as the figures do: always after the last position seen.
+        let mut after = 0;
+        let mut seen = 0usize;
+        let mut done = false;
+        while !done {
+            done = writers.iter().all(|w| w.is_finished());
+            store
+                .ingest_log_after(after, 64, &mut |position, _| {
+                    assert!(position > after);
+                    after = position;
+                    seen += 1;
+                    true
+                })
+                .unwrap();
+        }
+        for w in writers {
+            w.join().unwrap();
+        }
+        store
+            .ingest_log_after(after, usize::MAX, &mut |_, _| {
+                seen += 1;
+                true
+            })
+            .unwrap();
+        assert_eq!(seen, 3 * 40 * 10);
     }
 
     #[test]

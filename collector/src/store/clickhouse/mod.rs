@@ -208,6 +208,9 @@ impl ClickHouseStore {
     }
 }
 
+/// No figures kept yet: reads compute them from scans (`crate::figures::read`).
+impl super::FigureStore for ClickHouseStore {}
+
 impl Store for ClickHouseStore {
     fn create_probe(&self, probe: &ProbeRecord) -> Result<(), StoreError> {
         self.create_probe_row(probe)
