@@ -126,8 +126,6 @@ async fn run_task(
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticks
     });
-    // The last refusal logged, so a periodic task refused on every run logs once at warn.
-    let mut last_refusal: Option<String> = None;
     loop {
         if let Some(ticks) = ticks.as_mut() {
             ticks.tick().await;
@@ -138,19 +136,31 @@ async fn run_task(
             };
             engine.run(assignment.task_id, &assignment.spec).await
         };
-        match &produced.outcome {
-            Outcome::Failed(e) if e.class == ErrorClass::Policy => {
-                if last_refusal.as_deref() == Some(e.message.as_str()) {
-                    debug!(task = %assignment.task_id, reason = %e.message, "task refused again");
-                } else {
-                    warn!(task = %assignment.task_id, target = %assignment.spec.target, reason = %e.message, "task refused by the probe's safety policy");
-                    last_refusal = Some(e.message.clone());
-                }
-            }
-            _ => last_refusal = None,
+        if let Outcome::Failed(e) = &produced.outcome
+            && e.class == ErrorClass::Policy
+        {
+            log_refusal(&assignment, &e.message);
         }
         if out.send(produced).await.is_err() || ticks.is_none() {
             return;
+        }
+    }
+}
+
+/// A refusal repeats at every run of a periodic task (and across tasks with the same target):
+/// logged once per class, then summarised (`lograte`), never once per run.
+fn log_refusal(assignment: &Assignment, reason: &str) {
+    let kind = assignment.spec.measurement_kind().to_string();
+    let target = assignment.spec.target.to_string();
+    match crate::lograte::check(&crate::lograte::class_of(&kind, &target, reason)) {
+        crate::lograte::Verdict::First => {
+            warn!(task = %assignment.task_id, %kind, %target, %reason, "task refused by the probe's safety policy");
+        }
+        crate::lograte::Verdict::Summary { repeated, over } => {
+            warn!(task = %assignment.task_id, %kind, %target, %reason, repeated, over_s = over.as_secs(), "task refused by the probe's safety policy (repeated {repeated} times)");
+        }
+        crate::lograte::Verdict::Suppressed => {
+            debug!(task = %assignment.task_id, %reason, "task refused again");
         }
     }
 }
