@@ -19,6 +19,7 @@ pub mod maps;
 pub mod metrics;
 pub mod openapi;
 pub mod pki;
+pub mod public_cache;
 pub mod query;
 pub mod rollup;
 pub mod store;
@@ -224,6 +225,11 @@ pub async fn start_with_store(
     }
     let router = http_auth::protect(
         http::router(store.clone())
+            // Maps and the probe list: one computation per moment for all callers.
+            .layer(axum::middleware::from_fn_with_state(
+                public_cache::PublicCache::default(),
+                public_cache::serve,
+            ))
             .merge(campaign::http::router(campaigns))
             .merge(metrics::router())
             .merge(query::router(store.clone()))

@@ -394,3 +394,19 @@ async fn exports_that_are_never_read_are_bounded_and_dropped_and_ingest_goes_on(
     assert!(whole.starts_with("HTTP/1.1 200"), "{}", &whole[..whole.len().min(200)]);
     assert!(whole.matches('\n').count() >= 20_000, "{} bytes", whole.len());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_commits_to_the_store_and_fails_after_a_fatal_store_error() {
+    let collector = start("", 0).await;
+    let healthz = || {
+        http_raw(
+            collector.http,
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+    };
+    assert!(healthz().await.starts_with("HTTP/1.1 200"));
+    collector.running.fatal.trigger("flush failed: Too many open files");
+    let answer = healthz().await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("Too many open files"), "{answer}");
+}
