@@ -35,10 +35,10 @@ use sixmap_proto::v1::probe_control_server::ProbeControlServer;
 use sixmap_proto::v1::query_service_server::QueryServiceServer;
 use sixmap_shared::prefixes::PrefixData;
 use std::net::SocketAddr;
-use tonic::service::interceptor::InterceptedService;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tonic::service::interceptor::InterceptedService;
 use tracing::info;
 
 use sixmap_shared::session::MAX_MESSAGE_BYTES;

@@ -115,7 +115,9 @@ mod tests {
     async fn get_body(addr: std::net::SocketAddr, path: &str) -> String {
         let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
         stream
-            .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+            .write_all(
+                format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+            )
             .await
             .unwrap();
         let mut answer = String::new();
@@ -152,11 +154,22 @@ mod tests {
         }
         for call in calls {
             let answer = call.await.unwrap();
-            assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("figures"), "{answer}");
+            assert!(
+                answer.starts_with("HTTP/1.1 200") && answer.ends_with("figures"),
+                "{answer}"
+            );
         }
         assert_eq!(computed.load(Ordering::SeqCst), 1);
         tokio::time::sleep(FRESH_FOR + Duration::from_millis(100)).await;
-        assert!(get_body(addr, "/api/v1/maps/countries").await.ends_with("figures"));
-        assert_eq!(computed.load(Ordering::SeqCst), 2, "a stale entry was served");
+        assert!(
+            get_body(addr, "/api/v1/maps/countries")
+                .await
+                .ends_with("figures")
+        );
+        assert_eq!(
+            computed.load(Ordering::SeqCst),
+            2,
+            "a stale entry was served"
+        );
     }
 }

@@ -250,9 +250,16 @@ async fn a_full_disk_makes_healthz_fail_and_the_collector_exit_non_zero() {
     assert!(stderr.contains("store failed"), "{stderr}");
     // sled may still fit /healthz's small record into space it holds already: then that
     // check rightly says 200 (it did commit); the batches needing new space fail.
-    eprintln!("healthz on the full disk: {}", health.lines().next().unwrap_or(""));
+    eprintln!(
+        "healthz on the full disk: {}",
+        health.lines().next().unwrap_or("")
+    );
     eprintln!(
         "collector's last words: {}",
-        stderr.lines().filter(|l| l.contains("store")).last().unwrap_or("")
+        stderr
+            .lines()
+            .filter(|l| l.contains("store"))
+            .last()
+            .unwrap_or("")
     );
 }

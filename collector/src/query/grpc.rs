@@ -13,12 +13,12 @@
 use super::aggregate::{AggregateRequest, Aggregates, aggregate};
 use super::{ParamError, aggregate_budget};
 use crate::auth;
+use crate::limits::readers::Readers;
+use crate::limits::streams::Streams;
 use crate::store::{ResultCursor, ResultFilter, Role, Store, StoreError, scan_filtered};
 use sixmap_proto::v1::query_service_server::QueryService;
 use sixmap_proto::{decode, encode, v1};
 use std::sync::Arc;
-use crate::limits::readers::Readers;
-use crate::limits::streams::Streams;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
