@@ -150,15 +150,15 @@ async fn deliver(
         let (sent_at, meter) = (sent_at.clone(), meter.clone());
         tokio::spawn(async move {
             while let Ok(Some(message)) = inbound.message().await {
-                if let Some(collector_message::Kind::Ack(ack)) = message.kind {
-                    if let Some(at) = sent_at.lock().unwrap().remove(&ack.batch_id) {
-                        meter
-                            .ack_us
-                            .lock()
-                            .unwrap()
-                            .push(at.elapsed().as_micros() as u64);
-                        meter.acked.fetch_add(BATCH, Ordering::AcqRel);
-                    }
+                if let Some(collector_message::Kind::Ack(ack)) = message.kind
+                    && let Some(at) = sent_at.lock().unwrap().remove(&ack.batch_id)
+                {
+                    meter
+                        .ack_us
+                        .lock()
+                        .unwrap()
+                        .push(at.elapsed().as_micros() as u64);
+                    meter.acked.fetch_add(BATCH, Ordering::AcqRel);
                 }
             }
         })

@@ -73,10 +73,10 @@ impl GroupCommit {
 
     fn failed(&self, what: &str, e: &StoreError) {
         // A corrupt record or a duplicate probe is about the data, not the store.
-        if matches!(e, StoreError::Backend(_)) {
-            if let Some((fatal, _)) = self.fatal.get() {
-                fatal.trigger(format!("store {what} failed: {e}"));
-            }
+        if matches!(e, StoreError::Backend(_))
+            && let Some((fatal, _)) = self.fatal.get()
+        {
+            fatal.trigger(format!("store {what} failed: {e}"));
         }
     }
 

@@ -43,10 +43,10 @@ impl PublicCache {
     /// The cell for `key`: the fresh one, or a new one; `None` when full of fresh entries.
     fn cell(&self, key: &str) -> Option<Cell> {
         let mut entries = self.entries.lock().ok()?;
-        if let Some((at, cell)) = entries.get(key) {
-            if at.elapsed() < FRESH_FOR {
-                return Some(cell.clone());
-            }
+        if let Some((at, cell)) = entries.get(key)
+            && at.elapsed() < FRESH_FOR
+        {
+            return Some(cell.clone());
         }
         if entries.len() >= MAX_ENTRIES {
             entries.retain(|_, (at, _)| at.elapsed() < FRESH_FOR);

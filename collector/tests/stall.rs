@@ -104,9 +104,10 @@ impl Collector {
         let mut client = collector_tls::connect(&self.url(), tls, |e| e)
             .await
             .unwrap();
+        let token = self.tokens.borrow_mut().pop().unwrap();
         let response = client
             .enroll(v1::EnrollRequest {
-                token: self.tokens.borrow_mut().pop().unwrap(),
+                token,
                 hostname: "pi".into(),
                 software_version: "0.1.0".into(),
                 csr_der: csr.der().to_vec(),

@@ -237,10 +237,10 @@ async fn a_full_disk_makes_healthz_fail_and_the_collector_exit_non_zero() {
         while let Ok(Ok(Some(message))) =
             tokio::time::timeout(Duration::from_millis(50), inbound.message()).await
         {
-            if let Some(collector_message::Kind::Ack(ack)) = message.kind {
-                if !ack.rejected.is_empty() {
-                    eprintln!("batch {}: {} rejected", ack.batch_id, ack.rejected.len());
-                }
+            if let Some(collector_message::Kind::Ack(ack)) = message.kind
+                && !ack.rejected.is_empty()
+            {
+                eprintln!("batch {}: {} rejected", ack.batch_id, ack.rejected.len());
             }
         }
     };
@@ -256,10 +256,6 @@ async fn a_full_disk_makes_healthz_fail_and_the_collector_exit_non_zero() {
     );
     eprintln!(
         "collector's last words: {}",
-        stderr
-            .lines()
-            .filter(|l| l.contains("store"))
-            .last()
-            .unwrap_or("")
+        stderr.lines().rfind(|l| l.contains("store")).unwrap_or("")
     );
 }

@@ -164,15 +164,14 @@ pub struct RequestSeen {
 
 impl tonic::service::Interceptor for RequestSeen {
     fn call(&mut self, request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        if let Some(peer) = request.remote_addr() {
-            if let Some(state) = self
+        if let Some(peer) = request.remote_addr()
+            && let Some(state) = self
                 .connections
                 .lock()
                 .ok()
                 .and_then(|m| m.get(&peer).cloned())
-            {
-                state.requested.store(true, Ordering::Release);
-            }
+        {
+            state.requested.store(true, Ordering::Release);
         }
         Ok(request)
     }
@@ -193,13 +192,12 @@ pub struct Guarded {
 
 impl Drop for Guarded {
     fn drop(&mut self) {
-        if let Ok(mut map) = self.gate.connections.lock() {
-            if map
+        if let Ok(mut map) = self.gate.connections.lock()
+            && map
                 .get(&self.peer)
                 .is_some_and(|s| Arc::ptr_eq(s, &self.state))
-            {
-                map.remove(&self.peer);
-            }
+        {
+            map.remove(&self.peer);
         }
     }
 }

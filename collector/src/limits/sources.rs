@@ -105,12 +105,12 @@ pub struct SourceSlot {
 
 impl Drop for SourceSlot {
     fn drop(&mut self) {
-        if let Ok(mut counts) = self.inner.counts.lock() {
-            if let Some(n) = counts.get_mut(&self.source) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    counts.remove(&self.source);
-                }
+        if let Ok(mut counts) = self.inner.counts.lock()
+            && let Some(n) = counts.get_mut(&self.source)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(&self.source);
             }
         }
     }
