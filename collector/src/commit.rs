@@ -73,10 +73,10 @@ impl GroupCommit {
 
     fn failed(&self, what: &str, e: &StoreError) {
         // A corrupt record or a duplicate probe is about the data, not the store.
-        if matches!(e, StoreError::Backend(_)) {
-            if let Some((fatal, _)) = self.fatal.get() {
-                fatal.trigger(format!("store {what} failed: {e}"));
-            }
+        if matches!(e, StoreError::Backend(_))
+            && let Some((fatal, _)) = self.fatal.get()
+        {
+            fatal.trigger(format!("store {what} failed: {e}"));
         }
     }
 
@@ -218,7 +218,8 @@ mod tests {
 
     #[tokio::test]
     async fn failed_and_stuck_flushes_and_failed_writes_are_fatal() {
-        let fails = GroupCommit::with_flush(|| Err(StoreError::Backend("Too many open files".into())));
+        let fails =
+            GroupCommit::with_flush(|| Err(StoreError::Backend("Too many open files".into())));
         let fatal = Fatal::default();
         fails.report_failures_to(fatal.clone(), Duration::from_secs(30));
         assert!(fails.flush().await.is_err());
@@ -237,10 +238,18 @@ mod tests {
         let fatal = Fatal::default();
         writes.report_failures_to(fatal.clone(), Duration::from_secs(30));
         let refused: Result<(), _> = writes
-            .write(|| Err(StoreError::Corrupt { key: "k".into(), reason: "bad".into() }))
+            .write(|| {
+                Err(StoreError::Corrupt {
+                    key: "k".into(),
+                    reason: "bad".into(),
+                })
+            })
             .await;
         assert!(refused.is_err());
-        assert!(fatal.reason().is_none(), "a corrupt record is not a broken store");
+        assert!(
+            fatal.reason().is_none(),
+            "a corrupt record is not a broken store"
+        );
         let failed: Result<(), _> = writes
             .write(|| Err(StoreError::Backend("No space left on device".into())))
             .await;

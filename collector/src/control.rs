@@ -81,7 +81,11 @@ impl ControlService {
 
     /// Store writes and flushes that fail (or hang past `flush_timeout`) are reported to
     /// `fatal` (see [`crate::commit`]).
-    pub fn with_fatal(self, fatal: crate::fatal::Fatal, flush_timeout: std::time::Duration) -> Self {
+    pub fn with_fatal(
+        self,
+        fatal: crate::fatal::Fatal,
+        flush_timeout: std::time::Duration,
+    ) -> Self {
         self.commits.report_failures_to(fatal, flush_timeout);
         self
     }

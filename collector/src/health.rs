@@ -7,11 +7,11 @@
 
 use crate::fatal::Fatal;
 use crate::store::{Store, StoreError};
+use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
 use sixmap_shared::{ProbeId, TaskId};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -109,5 +109,9 @@ async fn healthz(State(health): State<Arc<Health>>) -> Response {
 }
 
 fn unhealthy(message: String) -> Response {
-    (StatusCode::SERVICE_UNAVAILABLE, format!("unhealthy: {message}\n")).into_response()
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("unhealthy: {message}\n"),
+    )
+        .into_response()
 }

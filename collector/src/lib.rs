@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod pki;
 pub mod private_files;
+pub mod public_cache;
 pub mod query;
 pub mod rollup;
 pub mod store;
@@ -36,10 +37,10 @@ use sixmap_proto::v1::probe_control_server::ProbeControlServer;
 use sixmap_proto::v1::query_service_server::QueryServiceServer;
 use sixmap_shared::prefixes::PrefixData;
 use std::net::SocketAddr;
-use tonic::service::interceptor::InterceptedService;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tonic::service::interceptor::InterceptedService;
 use tracing::info;
 
 use sixmap_shared::session::MAX_MESSAGE_BYTES;
@@ -255,6 +256,11 @@ pub async fn start_with_store(
     }
     let router = http_auth::protect(
         http::router(store.clone())
+            // Maps and the probe list: one computation per moment for all callers.
+            .layer(axum::middleware::from_fn_with_state(
+                public_cache::PublicCache::default(),
+                public_cache::serve,
+            ))
             .merge(campaign::http::router(campaigns))
             .merge(metrics::router())
             .merge(query::router(store.clone()))

@@ -261,7 +261,11 @@ impl LimitsConfig {
             )?,
             // tokio's blocking pool holds 512 threads; readers must leave most of it.
             reader_threads: count("reader_threads", self.reader_threads, 256)?,
-            store_flush_timeout: seconds("store_flush_timeout_s", self.store_flush_timeout_s, 3600)?,
+            store_flush_timeout: seconds(
+                "store_flush_timeout_s",
+                self.store_flush_timeout_s,
+                3600,
+            )?,
             grpc_max_sessions: count("grpc_max_sessions", self.grpc_max_sessions, 1_000_000)?,
             grpc_streams_per_connection: count(
                 "grpc_streams_per_connection",
@@ -528,10 +532,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
         Pin::new(&mut self.inner).poll_flush(cx)
     }
 
-    fn poll_shutdown(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<std::io::Result<()>> {
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

@@ -104,9 +104,10 @@ impl Collector {
         let mut client = collector_tls::connect(&self.url(), tls, |e| e)
             .await
             .unwrap();
+        let token = self.tokens.borrow_mut().pop().unwrap();
         let response = client
             .enroll(v1::EnrollRequest {
-                token: self.tokens.borrow_mut().pop().unwrap(),
+                token,
                 hostname: "pi".into(),
                 software_version: "0.1.0".into(),
                 csr_der: csr.der().to_vec(),
@@ -142,15 +143,18 @@ impl Collector {
         } else {
             tokio::net::TcpSocket::new_v4().unwrap()
         };
-        socket.bind(SocketAddr::new(from.parse().unwrap(), 0)).unwrap();
+        socket
+            .bind(SocketAddr::new(from.parse().unwrap(), 0))
+            .unwrap();
         let tcp = socket.connect(addr).await.unwrap();
         let tls = collector_tls::enrollment_config(&self.ca_fingerprint).unwrap();
         let connector = tokio_rustls::TlsConnector::from(tls);
         let name = ServerName::try_from(sixmap_collector::pki::SERVER_NAME).unwrap();
-        let mut stream = tokio::time::timeout(Duration::from_secs(10), connector.connect(name, tcp))
-            .await
-            .ok()?
-            .ok()?;
+        let mut stream =
+            tokio::time::timeout(Duration::from_secs(10), connector.connect(name, tcp))
+                .await
+                .ok()?
+                .ok()?;
         // A refused connection is closed right after the handshake.
         let mut byte = [0u8; 1];
         match tokio::time::timeout(Duration::from_millis(500), stream.read(&mut byte)).await {
@@ -212,7 +216,10 @@ async fn delivers(client: &mut ProbeControlClient<Channel>, probe_id: &str) -> D
 }
 
 /// Reads until the peer closes, or `None` if it is still open after `wait`.
-async fn closed_within(stream: &mut (impl AsyncReadExt + Unpin), wait: Duration) -> Option<Duration> {
+async fn closed_within(
+    stream: &mut (impl AsyncReadExt + Unpin),
+    wait: Duration,
+) -> Option<Duration> {
     let started = Instant::now();
     let mut buf = [0u8; 4096];
     tokio::time::timeout(wait, async {
@@ -255,7 +262,12 @@ async fn grpc_connections_are_capped_per_source_and_enrolled_probes_keep_their_r
         "a 4th connection from one source was kept"
     );
     // Another source fills the anonymous share (6 - 2 reserved = 4)...
-    held.push(collector.anonymous_tls("127.0.0.2").await.expect("another source"));
+    held.push(
+        collector
+            .anonymous_tls("127.0.0.2")
+            .await
+            .expect("another source"),
+    );
     assert!(
         collector.anonymous_tls("127.0.0.3").await.is_none(),
         "an anonymous connection beyond the anonymous share was kept"
@@ -292,7 +304,9 @@ async fn http_connections_are_capped_per_source_and_idle_ones_closed_with_a_rese
     let v4 = |host: &str| SocketAddr::new(host.parse().unwrap(), collector.http.port());
     let connect_from = |host: &'static str| async move {
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket.bind(SocketAddr::new(host.parse().unwrap(), 0)).unwrap();
+        socket
+            .bind(SocketAddr::new(host.parse().unwrap(), 0))
+            .unwrap();
         socket.connect(v4("127.0.0.1")).await.unwrap()
     };
     // An idle connection (no byte sent) is closed after the header timeout.
@@ -300,7 +314,10 @@ async fn http_connections_are_capped_per_source_and_idle_ones_closed_with_a_rese
     let closed = closed_within(&mut idle, Duration::from_secs(10))
         .await
         .expect("an idle HTTP connection stayed open");
-    assert!(closed >= Duration::from_millis(3500) && closed < Duration::from_secs(9), "{closed:?}");
+    assert!(
+        closed >= Duration::from_millis(3500) && closed < Duration::from_secs(9),
+        "{closed:?}"
+    );
 
     // Two idle connections from one source; its third is closed at once.
     let _a = connect_from("127.0.0.2").await;
@@ -308,7 +325,10 @@ async fn http_connections_are_capped_per_source_and_idle_ones_closed_with_a_rese
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut third = connect_from("127.0.0.2").await;
     let refused = closed_within(&mut third, Duration::from_secs(1)).await;
-    assert!(refused.is_some(), "a third connection from one source was kept");
+    assert!(
+        refused.is_some(),
+        "a third connection from one source was kept"
+    );
     // Two more sources fill the general slots (5 - 1 reserved).
     let _c = connect_from("127.0.0.3").await;
     let _d = connect_from("127.0.0.4").await;
@@ -360,7 +380,11 @@ async fn exports_that_are_never_read_are_bounded_and_dropped_and_ingest_goes_on(
             other => panic!("{}", String::from_utf8_lossy(other)),
         }
     }
-    assert_eq!(stalled.len(), 3, "long responses beyond the budget were started");
+    assert_eq!(
+        stalled.len(),
+        3,
+        "long responses beyond the budget were started"
+    );
     assert_eq!(refused, 9);
     assert!(shared.streams.in_use() <= 3);
     assert!(shared.readers.in_use() <= 4);
@@ -383,14 +407,47 @@ async fn exports_that_are_never_read_are_bounded_and_dropped_and_ingest_goes_on(
         // whole export (no terminating chunk).
         let mut rest = Vec::new();
         let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest)).await;
-        assert!(!rest.ends_with(b"0\r\n\r\n"), "a dropped export looked complete");
+        assert!(
+            !rest.ends_with(b"0\r\n\r\n"),
+            "a dropped export looked complete"
+        );
     }
-    // A client that reads gets the whole export afterwards.
-    let whole = http_raw(
-        collector.http,
-        b"GET /api/v1/export?format=jsonl HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-    )
-    .await;
-    assert!(whole.starts_with("HTTP/1.1 200"), "{}", &whole[..whole.len().min(200)]);
-    assert!(whole.matches('\n').count() >= 20_000, "{} bytes", whole.len());
+    // A client that reads gets a whole export afterwards (the first 1000 s: 1000 rows).
+    let mut reader = TcpStream::connect(collector.http).await.unwrap();
+    reader
+        .write_all(b"GET /api/v1/export?format=jsonl&to=2026-01-01T00:16:40Z HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut whole = Vec::new();
+    tokio::time::timeout(Duration::from_secs(60), reader.read_to_end(&mut whole))
+        .await
+        .expect("the export did not finish within 60 s")
+        .unwrap();
+    let whole = String::from_utf8_lossy(&whole);
+    assert!(
+        whole.starts_with("HTTP/1.1 200"),
+        "{}",
+        &whole[..whole.len().min(200)]
+    );
+    assert!(whole.ends_with("0\r\n\r\n"), "the export was cut short");
+    assert!(whole.matches('\n').count() >= 1000, "{} bytes", whole.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_commits_to_the_store_and_fails_after_a_fatal_store_error() {
+    let collector = start("", 0).await;
+    let healthz = || {
+        http_raw(
+            collector.http,
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+    };
+    assert!(healthz().await.starts_with("HTTP/1.1 200"));
+    collector
+        .running
+        .fatal
+        .trigger("flush failed: Too many open files");
+    let answer = healthz().await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("Too many open files"), "{answer}");
 }

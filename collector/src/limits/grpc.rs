@@ -142,9 +142,7 @@ impl GrpcGate {
             anonymous: Some(self.open_anonymous.clone()),
         });
         if !conn.state.requested.load(Ordering::Acquire) {
-            conn.deadline = Some(Box::pin(tokio::time::sleep(
-                self.anonymous_request_timeout,
-            )));
+            conn.deadline = Some(Box::pin(tokio::time::sleep(self.anonymous_request_timeout)));
         }
         Ok(())
     }
@@ -166,11 +164,14 @@ pub struct RequestSeen {
 
 impl tonic::service::Interceptor for RequestSeen {
     fn call(&mut self, request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        if let Some(peer) = request.remote_addr() {
-            if let Some(state) = self.connections.lock().ok().and_then(|m| m.get(&peer).cloned())
-            {
-                state.requested.store(true, Ordering::Release);
-            }
+        if let Some(peer) = request.remote_addr()
+            && let Some(state) = self
+                .connections
+                .lock()
+                .ok()
+                .and_then(|m| m.get(&peer).cloned())
+        {
+            state.requested.store(true, Ordering::Release);
         }
         Ok(request)
     }
@@ -191,13 +192,12 @@ pub struct Guarded {
 
 impl Drop for Guarded {
     fn drop(&mut self) {
-        if let Ok(mut map) = self.gate.connections.lock() {
-            if map
+        if let Ok(mut map) = self.gate.connections.lock()
+            && map
                 .get(&self.peer)
                 .is_some_and(|s| Arc::ptr_eq(s, &self.state))
-            {
-                map.remove(&self.peer);
-            }
+        {
+            map.remove(&self.peer);
         }
     }
 }
@@ -256,10 +256,7 @@ impl AsyncWrite for Guarded {
         Pin::new(&mut self.inner).poll_flush(cx)
     }
 
-    fn poll_shutdown(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<std::io::Result<()>> {
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

@@ -73,7 +73,9 @@ impl Exempt {
                 u32::from(n) & mask == u32::from(a) & mask
             }
             (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.len)).unwrap_or(0);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.len))
+                    .unwrap_or(0);
                 u128::from(n) & mask == u128::from(a) & mask
             }
             _ => false,
@@ -103,12 +105,12 @@ pub struct SourceSlot {
 
 impl Drop for SourceSlot {
     fn drop(&mut self) {
-        if let Ok(mut counts) = self.inner.counts.lock() {
-            if let Some(n) = counts.get_mut(&self.source) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    counts.remove(&self.source);
-                }
+        if let Ok(mut counts) = self.inner.counts.lock()
+            && let Some(n) = counts.get_mut(&self.source)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(&self.source);
             }
         }
     }
@@ -170,7 +172,10 @@ mod tests {
             Source::of(ip("2001:db8:1:2::1")),
             Source::of(ip("2001:db8:1:3::1"))
         );
-        assert_eq!(Source::of(ip("::ffff:192.0.2.1")), Source::of(ip("192.0.2.1")));
+        assert_eq!(
+            Source::of(ip("::ffff:192.0.2.1")),
+            Source::of(ip("192.0.2.1"))
+        );
         let exempt: Vec<Exempt> = ["::1", "127.0.0.0/8"]
             .iter()
             .map(|s| s.parse().unwrap())

@@ -6,11 +6,11 @@
 
 use super::sources::{PerSource, SourceSlot};
 use axum::body::Body;
+use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::body::Bytes;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -27,7 +27,9 @@ pub struct Streams {
 /// Why a long response was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StreamRefused {
-    #[error("the collector serves {0} long responses (exports, result pages, reports) at once; retry shortly")]
+    #[error(
+        "the collector serves {0} long responses (exports, result pages, reports) at once; retry shortly"
+    )]
     Full(usize),
     #[error("your address already has {0} long responses in progress; finish one first")]
     PerSource(usize),
@@ -175,7 +177,10 @@ mod tests {
             StreamRefused::PerSource(2)
         );
         let _p3 = streams.try_start(Some(b)).unwrap();
-        assert_eq!(streams.try_start(Some(b)).unwrap_err(), StreamRefused::Full(3));
+        assert_eq!(
+            streams.try_start(Some(b)).unwrap_err(),
+            StreamRefused::Full(3)
+        );
         assert_eq!(streams.in_use(), 3);
         drop(p1);
         assert!(streams.try_start(Some(b)).is_ok());

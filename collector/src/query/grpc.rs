@@ -13,12 +13,12 @@
 use super::aggregate::{AggregateRequest, Aggregates, aggregate};
 use super::{ParamError, aggregate_budget};
 use crate::auth;
+use crate::limits::readers::Readers;
+use crate::limits::streams::Streams;
 use crate::store::{ResultCursor, ResultFilter, Role, Store, StoreError, scan_filtered};
 use sixmap_proto::v1::query_service_server::QueryService;
 use sixmap_proto::{decode, encode, v1};
 use std::sync::Arc;
-use crate::limits::readers::Readers;
-use crate::limits::streams::Streams;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -217,7 +217,14 @@ impl QueryService for QueryGrpc {
             let mut client_gone = false;
             // Waits for room in the channel at most `write_timeout`: a client that reads
             // nothing for that long is taken as gone.
-            let send = |item| runtime.block_on(tx.send_timeout(item, write_timeout));
+            let send = |item| {
+                runtime
+                    .block_on(tx.send_timeout(item, write_timeout))
+                    .map_err(|e| match e {
+                        mpsc::error::SendTimeoutError::Timeout(_) => Unsent::Stalled,
+                        mpsc::error::SendTimeoutError::Closed(_) => Unsent::Gone,
+                    })
+            };
             let scanned = scan_filtered(&*store, &filter, after.as_ref(), &mut |stored| {
                 let cursor = ResultCursor::of(&stored).to_string();
                 let item = encode::query_result(
@@ -228,12 +235,12 @@ impl QueryService for QueryGrpc {
                 );
                 match send(Ok(item)) {
                     Ok(()) => {}
-                    Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
+                    Err(Unsent::Stalled) => {
                         stalled_flag.store(true, Ordering::Release);
                         client_gone = true;
                         return false;
                     }
-                    Err(mpsc::error::SendTimeoutError::Closed(_)) => {
+                    Err(Unsent::Gone) => {
                         client_gone = true;
                         return false;
                     }
@@ -276,6 +283,14 @@ impl QueryService for QueryGrpc {
                 .map_err(unavailable)?;
         Ok(Response::new(aggregate_reply(aggregates)))
     }
+}
+
+/// Why a result could not be handed to the client.
+enum Unsent {
+    /// It read nothing for the write timeout.
+    Stalled,
+    /// It went away.
+    Gone,
 }
 
 #[derive(Debug)]

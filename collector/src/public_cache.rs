@@ -1,0 +1,175 @@
+//! A short-lived cache with single flight for the public map and probe-list responses
+//! (`/api/v1/probes`, `/api/v1/maps/...`): they are the same for every caller the access
+//! table lets through, and change slowly, so many anonymous clients asking at once cost one
+//! computation per [`FRESH_FOR`] instead of one each (issue #19: 250 clients made
+//! `/api/v1/probes` go from 15 ms to 823 ms median). Waiters share the computation of the
+//! first; if it is dropped (its client left, a timeout), the next waiter computes. Keys are
+//! bounded ([`MAX_ENTRIES`]); past that, responses are computed without caching.
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::OnceCell;
+
+pub const FRESH_FOR: Duration = Duration::from_secs(2);
+pub const MAX_ENTRIES: usize = 1024;
+/// Larger responses are not kept.
+pub const MAX_BODY: usize = 16 << 20;
+
+#[derive(Debug, Clone)]
+struct Cached {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+type Cell = Arc<OnceCell<Cached>>;
+
+#[derive(Debug, Clone, Default)]
+pub struct PublicCache {
+    entries: Arc<Mutex<HashMap<String, (Instant, Cell)>>>,
+}
+
+fn cacheable(method: &Method, path: &str) -> bool {
+    method == Method::GET && (path == "/api/v1/probes" || path.starts_with("/api/v1/maps/"))
+}
+
+impl PublicCache {
+    /// The cell for `key`: the fresh one, or a new one; `None` when full of fresh entries.
+    fn cell(&self, key: &str) -> Option<Cell> {
+        let mut entries = self.entries.lock().ok()?;
+        if let Some((at, cell)) = entries.get(key)
+            && at.elapsed() < FRESH_FOR
+        {
+            return Some(cell.clone());
+        }
+        if entries.len() >= MAX_ENTRIES {
+            entries.retain(|_, (at, _)| at.elapsed() < FRESH_FOR);
+            if entries.len() >= MAX_ENTRIES {
+                return None;
+            }
+        }
+        let cell = Cell::default();
+        entries.insert(key.to_owned(), (Instant::now(), cell.clone()));
+        Some(cell)
+    }
+}
+
+/// Middleware for the public read routes.
+pub async fn serve(State(cache): State<PublicCache>, request: Request, next: Next) -> Response {
+    if !cacheable(request.method(), request.uri().path()) {
+        return next.run(request).await;
+    }
+    let key = request.uri().to_string();
+    let Some(cell) = cache.cell(&key) else {
+        return next.run(request).await;
+    };
+    let mut request = Some(request);
+    let computed = cell
+        .get_or_try_init(|| async {
+            let Some(request) = request.take() else {
+                return Err(());
+            };
+            let response = next.run(request).await;
+            let (parts, body) = response.into_parts();
+            match axum::body::to_bytes(body, MAX_BODY).await {
+                Ok(body) => Ok(Cached {
+                    status: parts.status,
+                    headers: parts.headers,
+                    body,
+                }),
+                Err(_) => Err(()),
+            }
+        })
+        .await;
+    match computed {
+        Ok(cached) => {
+            let mut response = Response::new(Body::from(cached.body.clone()));
+            *response.status_mut() = cached.status;
+            *response.headers_mut() = cached.headers.clone();
+            response
+        }
+        Err(()) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({
+                "error": "the response could not be computed; retry shortly", "status": 503
+            })),
+        )
+            .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::Router;
+    use axum::routing::get;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn get_body(addr: std::net::SocketAddr, path: &str) -> String {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(
+                format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+            )
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        answer
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_requests_share_one_computation() {
+        let computed = Arc::new(AtomicUsize::new(0));
+        let counter = computed.clone();
+        let app = Router::new()
+            .route(
+                "/api/v1/maps/countries",
+                get(move || {
+                    let counter = counter.clone();
+                    async move {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        "figures"
+                    }
+                }),
+            )
+            .layer(axum::middleware::from_fn_with_state(
+                PublicCache::default(),
+                serve,
+            ));
+        let listener = tokio::net::TcpListener::bind("[::1]:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let mut calls = Vec::new();
+        for _ in 0..50 {
+            calls.push(tokio::spawn(get_body(addr, "/api/v1/maps/countries")));
+        }
+        for call in calls {
+            let answer = call.await.unwrap();
+            assert!(
+                answer.starts_with("HTTP/1.1 200") && answer.ends_with("figures"),
+                "{answer}"
+            );
+        }
+        assert_eq!(computed.load(Ordering::SeqCst), 1);
+        tokio::time::sleep(FRESH_FOR + Duration::from_millis(100)).await;
+        assert!(
+            get_body(addr, "/api/v1/maps/countries")
+                .await
+                .ends_with("figures")
+        );
+        assert_eq!(
+            computed.load(Ordering::SeqCst),
+            2,
+            "a stale entry was served"
+        );
+    }
+}
