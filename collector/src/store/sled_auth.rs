@@ -246,11 +246,10 @@ impl AuthStore for SledStore {
     }
 
     fn owner_index_complete(&self) -> Result<bool, StoreError> {
-        Ok(self
-            .auth
+        self.auth
             .meta
             .contains_key(OWNER_INDEX_COMPLETE)
-            .map_err(backend)?)
+            .map_err(backend)
     }
 
     fn mark_owner_index_complete(&self) -> Result<(), StoreError> {
@@ -346,7 +345,7 @@ mod tests {
         assert_eq!(store.certificate_probe("f1").unwrap(), Some(probe.clone()));
         assert_eq!(
             store.owner_probes("alice", &networks[0], 10).unwrap(),
-            [probe.clone()]
+            std::slice::from_ref(&probe)
         );
         assert_eq!(store.audit(10).unwrap()[0].outcome, "ok");
         // A second enrollment expecting the fresh token writes nothing at all.
