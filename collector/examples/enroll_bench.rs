@@ -107,9 +107,7 @@ async fn enroll_over_grpc(probes: usize) {
                         })
                         .await
                         .unwrap();
-                    done.lock()
-                        .unwrap()
-                        .push((sent.elapsed(), begin.elapsed()));
+                    done.lock().unwrap().push((sent.elapsed(), begin.elapsed()));
                 }
             })
         })
