@@ -201,6 +201,16 @@ pub fn enrollment_token_hash(token: &str) -> Option<String> {
     token_secret(token).map(|secret| sha256_hex(secret.as_bytes()))
 }
 
+/// SHA-256 (hex) of the public key a CSR asks a certificate for; `None` if it is no CSR. A
+/// probe retrying its enrollment sends a new CSR for the same key (ECDSA signatures are
+/// randomised), so retries are recognised by the key, not the CSR's bytes.
+pub fn csr_key_sha256(csr_der: &[u8]) -> Option<String> {
+    let csr = rcgen::CertificateSigningRequestParams::from_der(&csr_der.to_vec().into()).ok()?;
+    Some(sha256_hex(&rcgen::PublicKeyData::subject_public_key_info(
+        &csr.public_key,
+    )))
+}
+
 /// Lowercase hex of `bytes` (certificates kept with their enrollment).
 pub fn to_hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -322,6 +332,17 @@ pub fn api_token(store: &dyn Store, bearer: &str) -> Result<Option<ApiTokenRecor
     Ok(store
         .api_token(&sha256_hex(secret.as_bytes()))?
         .filter(|t| t.revoked_at.is_none()))
+}
+
+/// Refuses gRPC metadata with more than one `authorization` entry: which would count is
+/// not for the server to guess (as two `Authorization` headers on the HTTP API).
+pub fn single_authorization(metadata: &tonic::metadata::MetadataMap) -> Result<(), tonic::Status> {
+    if metadata.get_all("authorization").iter().nth(1).is_some() {
+        return Err(tonic::Status::invalid_argument(
+            "`authorization` metadata is given more than once; send one",
+        ));
+    }
+    Ok(())
 }
 
 /// Records a write in the audit log. A failure to record is logged, and does not undo the

@@ -30,8 +30,9 @@ pub struct EnrollmentTokenRecord {
 /// What an enrollment answered, stored with the token it used.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnrollmentOutcome {
-    /// SHA-256 (hex) of the CSR's DER: a retry must send the same request.
-    pub csr_sha256: String,
+    /// SHA-256 (hex) of the public key (SubjectPublicKeyInfo) the CSR was for: a retry must
+    /// be for the same key (its CSR differs: signatures are randomised).
+    pub public_key_sha256: String,
     /// The issued client certificate, DER in lowercase hex.
     pub certificate_hex: String,
     /// Where the enrollment came from, for the probe record a retry may have to recreate.

@@ -318,7 +318,7 @@ mod tests {
                 used_at: Some(UnixMicros(2)),
                 used_by: Some(probe.clone()),
                 enrollment: Some(EnrollmentOutcome {
-                    csr_sha256: "c".into(),
+                    public_key_sha256: "k".into(),
                     certificate_hex: "00".into(),
                     enrolled_from: None,
                     enrolled_prefix: None,
