@@ -170,8 +170,8 @@ enum CampaignCommand {
     Create {
         #[command(flatten)]
         remote: Remote,
-        /// Who commissions it; only used when the collector runs without API tokens (with a
-        /// token, the owner is the token's holder).
+        /// Ignored, kept so older scripts still run: the campaign's owner is always the
+        /// holder of the API token that creates it.
         #[arg(long)]
         owner: Option<String>,
         #[arg(long, conflicts_with = "template")]
