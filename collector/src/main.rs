@@ -393,7 +393,7 @@ fn token(command: TokenCommand) -> anyhow::Result<()> {
             let opened = open_admin(&store, false)?;
             let store = &*opened.store;
             for (_, record) in store.enrollment_tokens()? {
-                println!("{}", serde_json::to_string(&record)?);
+                println!("{}", serde_json::to_string(&record.for_listing())?);
             }
             Ok(())
         }

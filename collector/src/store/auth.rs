@@ -27,6 +27,17 @@ pub struct EnrollmentTokenRecord {
     pub enrollment: Option<EnrollmentOutcome>,
 }
 
+impl EnrollmentTokenRecord {
+    /// The record as listings show it: without the certificate kept for repeated
+    /// enrollments (a kilobyte per used token).
+    pub fn for_listing(self) -> Self {
+        Self {
+            enrollment: None,
+            ..self
+        }
+    }
+}
+
 /// What an enrollment answered, stored with the token it used.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnrollmentOutcome {
