@@ -12,7 +12,6 @@ use crate::store::{
     ApiTokenRecord, AuditEntry, EnrollmentTokenRecord, ProbeRecord, Role, Store, StoreError,
 };
 use sixmap_shared::{ProbeId, UnixMicros};
-use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -402,9 +401,9 @@ struct Pending {
 }
 
 /// Makes the per-owner caps atomic within this collector: the cap check counts the owner's
-/// stored probes (from the owner index: only that owner's entries are read, whatever the
-/// size of the fleet) plus the enrollments that passed the check but are not stored yet, and
-/// registers the new one, under one lock. Of 60 parallel enrollments against a cap of 3,
+/// stored probes (a counter kept with the owner index: one read, whatever the size of the
+/// fleet) plus the enrollments that passed the check but are not stored yet, and registers
+/// the new one, under one lock. Of 60 parallel enrollments against a cap of 3,
 /// exactly 3 pass. Slow store writes (ClickHouse's claim) happen outside the lock.
 ///
 /// Collectors sharing a ClickHouse store each apply this to their own enrollments only: a
@@ -460,17 +459,17 @@ impl EnrollmentGate {
         let networks = owner_networks(from, prefix);
         let site = site_of(from);
         for (network, cap) in networks.iter().zip([caps.per_64, caps.per_routed_prefix]) {
-            let mut probes: HashSet<ProbeId> = store
-                .owner_probes(owner, network, cap.saturating_add(pending.len()))?
-                .into_iter()
-                .collect();
-            probes.extend(
-                pending
-                    .iter()
-                    .filter(|p| p.owner == owner && p.networks.contains(network))
-                    .map(|p| p.probe.clone()),
-            );
-            let count = probes.len();
+            // Stored probes (one counter), plus enrollments in progress not yet stored (an
+            // index lookup each; at most the enrollments in flight).
+            let mut count = store.owner_probe_count(owner, network)?;
+            for p in pending
+                .iter()
+                .filter(|p| p.owner == owner && p.networks.contains(network))
+            {
+                if !store.owner_has_probe(owner, network, &p.probe)? {
+                    count += 1;
+                }
+            }
             if count >= cap {
                 return Ok(Err(if network.starts_with("site ") {
                     format!(
