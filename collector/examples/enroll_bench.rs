@@ -107,9 +107,7 @@ async fn enroll_over_grpc(probes: usize) {
                         })
                         .await
                         .unwrap();
-                    done.lock()
-                        .unwrap()
-                        .push((sent.elapsed(), begin.elapsed()));
+                    done.lock().unwrap().push((sent.elapsed(), begin.elapsed()));
                 }
             })
         })
@@ -139,15 +137,26 @@ async fn enroll_over_grpc(probes: usize) {
     drop(running);
 }
 
-/// The cap check alone, on a store of `probes` enrolled probes of distinct owners and /64s.
+/// The cap check alone, on a store of `probes` enrolled probes: odd ones of distinct owners
+/// and /64s, even ones all of owner "big" in one /64 (as the loadgen enrolls).
 fn cap_check(probes: usize) {
     let dir = tempfile::tempdir().unwrap();
     let store = SledStore::open(dir.path()).unwrap();
     let now = UnixMicros::now();
     for i in 0..probes {
-        let from: std::net::IpAddr = format!("2001:db8:{:x}:{:x}::1", i / 65_536, i % 65_536)
-            .parse()
-            .unwrap();
+        let big = i.is_multiple_of(2);
+        let from: std::net::IpAddr = if big {
+            format!("2001:db8:ffff:ffff::{:x}", i + 1)
+        } else {
+            format!("2001:db8:{:x}:{:x}::1", i / 65_536, i % 65_536)
+        }
+        .parse()
+        .unwrap();
+        let owner = if big {
+            "big".to_owned()
+        } else {
+            format!("volunteer-{i}")
+        };
         store
             .create_probe(&ProbeRecord {
                 id: format!("{i:016x}").parse::<ProbeId>().unwrap(),
@@ -162,7 +171,7 @@ fn cap_check(probes: usize) {
                 tags: Vec::new(),
                 location: None,
                 origin: None,
-                owner: Some(format!("volunteer-{i}")),
+                owner: Some(owner),
                 enrolled_from: Some(from),
                 enrolled_prefix: None,
                 certificate_sha256: None,
@@ -172,6 +181,7 @@ fn cap_check(probes: usize) {
     }
     auth::complete_owner_index(&store).unwrap();
     let network = auth::owner_networks("2001:db8:0:7::1".parse().unwrap(), None);
+    let big_network = auth::owner_networks("2001:db8:ffff:ffff::1".parse().unwrap(), None);
     let time = |f: &dyn Fn()| {
         median(
             (0..21)
@@ -183,28 +193,34 @@ fn cap_check(probes: usize) {
                 .collect(),
         )
     };
+    // What each enrollment did before: read every probe record, keep the owner's.
     let before = time(&|| {
         let mine = store
             .probes()
             .unwrap()
             .iter()
-            .filter(|p| p.owner.as_deref() == Some("volunteer-7"))
+            .filter(|p| p.owner.as_deref() == Some("big"))
             .count();
-        assert_eq!(mine, 1);
+        assert_eq!(mine, probes.div_ceil(2));
+    });
+    let after_big = time(&|| {
+        assert_eq!(
+            store.owner_probe_count("big", &big_network[0]).unwrap(),
+            probes.div_ceil(2)
+        );
     });
     let after = time(&|| {
         assert_eq!(
-            store
-                .owner_probes("volunteer-7", &network[0], 3)
-                .unwrap()
-                .len(),
+            store.owner_probe_count("volunteer-7", &network[0]).unwrap(),
             1
         );
     });
     println!(
-        "cap check with {probes} probes stored: reading every probe record (before) {:.3} ms, owner index (now) {:.3} ms",
+        "cap check with {probes} probes stored: reading every probe record (before) {:.3} ms; owner index (now) {:.4} ms for an owner with one probe, {:.4} ms for an owner with {} probes in one /64",
         before.as_secs_f64() * 1000.0,
-        after.as_secs_f64() * 1000.0
+        after.as_secs_f64() * 1000.0,
+        after_big.as_secs_f64() * 1000.0,
+        probes.div_ceil(2)
     );
 }
 

@@ -12,7 +12,6 @@ use crate::store::{
     ApiTokenRecord, AuditEntry, EnrollmentTokenRecord, ProbeRecord, Role, Store, StoreError,
 };
 use sixmap_shared::{ProbeId, UnixMicros};
-use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -201,6 +200,16 @@ pub fn enrollment_token_hash(token: &str) -> Option<String> {
     token_secret(token).map(|secret| sha256_hex(secret.as_bytes()))
 }
 
+/// SHA-256 (hex) of the public key a CSR asks a certificate for; `None` if it is no CSR. A
+/// probe retrying its enrollment sends a new CSR for the same key (ECDSA signatures are
+/// randomised), so retries are recognised by the key, not the CSR's bytes.
+pub fn csr_key_sha256(csr_der: &[u8]) -> Option<String> {
+    let csr = rcgen::CertificateSigningRequestParams::from_der(&csr_der.to_vec().into()).ok()?;
+    Some(sha256_hex(&rcgen::PublicKeyData::subject_public_key_info(
+        &csr.public_key,
+    )))
+}
+
 /// Lowercase hex of `bytes` (certificates kept with their enrollment).
 pub fn to_hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -208,7 +217,7 @@ pub fn to_hex(bytes: &[u8]) -> String {
 
 /// The bytes of lowercase or uppercase hex text; `None` if it is not hex.
 pub fn from_hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())
@@ -324,6 +333,17 @@ pub fn api_token(store: &dyn Store, bearer: &str) -> Result<Option<ApiTokenRecor
         .filter(|t| t.revoked_at.is_none()))
 }
 
+/// Refuses gRPC metadata with more than one `authorization` entry: which would count is
+/// not for the server to guess (as two `Authorization` headers on the HTTP API).
+pub fn single_authorization(metadata: &tonic::metadata::MetadataMap) -> Result<(), tonic::Status> {
+    if metadata.get_all("authorization").iter().nth(1).is_some() {
+        return Err(tonic::Status::invalid_argument(
+            "`authorization` metadata is given more than once; send one",
+        ));
+    }
+    Ok(())
+}
+
 /// Records a write in the audit log. A failure to record is logged, and does not undo the
 /// write it describes (which has already happened).
 pub fn audit(store: &dyn Store, identity: &str, action: &str, target: &str, outcome: &str) {
@@ -381,9 +401,9 @@ struct Pending {
 }
 
 /// Makes the per-owner caps atomic within this collector: the cap check counts the owner's
-/// stored probes (from the owner index: only that owner's entries are read, whatever the
-/// size of the fleet) plus the enrollments that passed the check but are not stored yet, and
-/// registers the new one, under one lock. Of 60 parallel enrollments against a cap of 3,
+/// stored probes (a counter kept with the owner index: one read, whatever the size of the
+/// fleet) plus the enrollments that passed the check but are not stored yet, and registers
+/// the new one, under one lock. Of 60 parallel enrollments against a cap of 3,
 /// exactly 3 pass. Slow store writes (ClickHouse's claim) happen outside the lock.
 ///
 /// Collectors sharing a ClickHouse store each apply this to their own enrollments only: a
@@ -439,17 +459,17 @@ impl EnrollmentGate {
         let networks = owner_networks(from, prefix);
         let site = site_of(from);
         for (network, cap) in networks.iter().zip([caps.per_64, caps.per_routed_prefix]) {
-            let mut probes: HashSet<ProbeId> = store
-                .owner_probes(owner, network, cap.saturating_add(pending.len()))?
-                .into_iter()
-                .collect();
-            probes.extend(
-                pending
-                    .iter()
-                    .filter(|p| p.owner == owner && p.networks.contains(network))
-                    .map(|p| p.probe.clone()),
-            );
-            let count = probes.len();
+            // Stored probes (one counter), plus enrollments in progress not yet stored (an
+            // index lookup each; at most the enrollments in flight).
+            let mut count = store.owner_probe_count(owner, network)?;
+            for p in pending
+                .iter()
+                .filter(|p| p.owner == owner && p.networks.contains(network))
+            {
+                if !store.owner_has_probe(owner, network, &p.probe)? {
+                    count += 1;
+                }
+            }
             if count >= cap {
                 return Ok(Err(if network.starts_with("site ") {
                     format!(

@@ -145,13 +145,13 @@ impl ControlService {
         Ok(updated)
     }
 
-    /// The answer to an enrollment whose token was used by an enrollment with the same CSR:
+    /// The answer to an enrollment whose token was used by an enrollment for the same key:
     /// the same probe id and certificate (the reply was lost, or two attempts raced), with
     /// whatever a crash left unwritten written now. `None` if the token was used otherwise.
     async fn repeat_enrollment(
         &self,
         request: &EnrollRequest,
-        csr_sha256: &str,
+        key_sha256: &str,
     ) -> Result<Option<v1::EnrollResponse>, Status> {
         let Some(hash) = auth::enrollment_token_hash(&request.token) else {
             return Ok(None);
@@ -164,7 +164,7 @@ impl ControlService {
         let (Some(probe), Some(outcome)) = (token.used_by.clone(), token.enrollment.clone()) else {
             return Ok(None);
         };
-        if outcome.csr_sha256 != csr_sha256 || token.revoked_at.is_some() {
+        if outcome.public_key_sha256 != key_sha256 || token.revoked_at.is_some() {
             return Ok(None);
         }
         let Some(certificate) = auth::from_hex(&outcome.certificate_hex) else {
@@ -211,7 +211,7 @@ impl ControlService {
         self.audit(
             &format!("enrollment-token:{} (owner {})", token.id, token.owner),
             probe.to_string(),
-            "ok (repeated: same token and CSR, same certificate)".into(),
+            "ok (repeated: same token and key, same certificate)".into(),
         )
         .await;
         metrics().enrollment("repeated");
@@ -389,7 +389,12 @@ impl ProbeControl for ControlService {
             Status::invalid_argument(format!("invalid field `{}`: {}", e.field, e.reason))
         })?;
         let now = UnixMicros::now();
-        let csr_sha256 = sha256_hex(&request.csr_der);
+        let Some(key_sha256) = auth::csr_key_sha256(&request.csr_der) else {
+            metrics().enrollment("invalid");
+            return Err(Status::invalid_argument(
+                "invalid field `csr_der`: not a PKCS #10 certificate signing request",
+            ));
+        };
         let store = self.store.clone();
         let token = request.token.clone();
         let checked = blocking(move || auth::check_enrollment_token(&*store, &token, now)).await?;
@@ -398,7 +403,7 @@ impl ProbeControl for ControlService {
             Err(refusal) => {
                 // A retry after a lost reply: the same token and CSR get the same answer.
                 if matches!(refusal, TokenRefusal::Used(_))
-                    && let Some(answer) = self.repeat_enrollment(&request, &csr_sha256).await?
+                    && let Some(answer) = self.repeat_enrollment(&request, &key_sha256).await?
                 {
                     return Ok(Response::new(answer));
                 }
@@ -473,7 +478,7 @@ impl ProbeControl for ControlService {
                 used_at: Some(now),
                 used_by: Some(id.clone()),
                 enrollment: Some(EnrollmentOutcome {
-                    csr_sha256: csr_sha256.clone(),
+                    public_key_sha256: key_sha256.clone(),
                     certificate_hex: auth::to_hex(&certificate),
                     enrolled_from: Some(from),
                     enrolled_prefix: prefix,
@@ -508,9 +513,9 @@ impl ProbeControl for ControlService {
         })
         .await?;
         if !recorded {
-            // Another enrollment with this token won the race; if it sent the same CSR, it
+            // Another enrollment with this token won the race; if it was for the same key, it
             // was this probe's own retry, and this one gets the same answer.
-            if let Some(answer) = self.repeat_enrollment(&request, &csr_sha256).await? {
+            if let Some(answer) = self.repeat_enrollment(&request, &key_sha256).await? {
                 return Ok(Response::new(answer));
             }
             let refusal = TokenRefusal::Used(enrollment_token_id(&request.token));

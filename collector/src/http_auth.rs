@@ -450,13 +450,9 @@ async fn list_enrollment_tokens(
         .map_err(IntoResponse::into_response)?;
     let store = state.store.clone();
     let tokens = blocking(move || store.enrollment_tokens()).await?;
-    // The certificate kept for repeated enrollments is not for listings (1 KB a token).
     let records: Vec<_> = tokens
         .into_iter()
-        .map(|(_, r)| EnrollmentTokenRecord {
-            enrollment: None,
-            ..r
-        })
+        .map(|(_, r)| EnrollmentTokenRecord::for_listing(r))
         .collect();
     Ok(Json(serde_json::json!({ "tokens": records })))
 }

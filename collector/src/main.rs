@@ -183,8 +183,8 @@ enum CampaignCommand {
     Create {
         #[command(flatten)]
         remote: Remote,
-        /// Who commissions it; only used when the collector runs without API tokens (with a
-        /// token, the owner is the token's holder).
+        /// Ignored, kept so older scripts still run: the campaign's owner is always the
+        /// holder of the API token that creates it.
         #[arg(long)]
         owner: Option<String>,
         #[arg(long, conflicts_with = "template")]
@@ -417,7 +417,7 @@ fn token(command: TokenCommand) -> anyhow::Result<()> {
             let opened = open_admin(&store, false)?;
             let store = &*opened.store;
             for (_, record) in store.enrollment_tokens()? {
-                println!("{}", serde_json::to_string(&record)?);
+                println!("{}", serde_json::to_string(&record.for_listing())?);
             }
             Ok(())
         }

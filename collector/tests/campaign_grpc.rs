@@ -195,6 +195,14 @@ async fn campaigns_reach_connected_probes_and_errors_name_the_field() {
         .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied, "{err}");
     assert!(err.message().contains("belongs to"), "{err}");
+    // Two tokens in one call: neither counts.
+    let mut twice = authed(&api, v1::ListCampaignsRequest {});
+    twice.metadata_mut().append(
+        "authorization",
+        format!("Bearer {intruder}").parse().unwrap(),
+    );
+    let err = campaigns.list(twice).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err}");
     campaigns
         .cancel(authed(
             &api,

@@ -73,9 +73,13 @@ async fn start(extra: &str, tokens: usize) -> (Harness, Vec<String>) {
 }
 
 fn csr() -> Vec<u8> {
-    let key = rcgen::KeyPair::generate().unwrap();
+    csr_for(&rcgen::KeyPair::generate().unwrap())
+}
+
+/// A new CSR for `key` (its signature, and so its bytes, differ every time).
+fn csr_for(key: &rcgen::KeyPair) -> Vec<u8> {
     rcgen::CertificateParams::default()
-        .serialize_request(&key)
+        .serialize_request(key)
         .unwrap()
         .der()
         .to_vec()
@@ -165,18 +169,25 @@ async fn parallel_enrollments_of_one_owner_respect_the_cap_exactly() {
 }
 
 #[tokio::test]
-async fn a_retry_with_the_same_token_and_csr_gets_the_same_certificate() {
+async fn a_retry_with_the_same_token_and_key_gets_the_same_certificate() {
     let (h, tokens) = start("max_probes_per_owner_per_64 = 1", 2).await;
-    let csr = csr();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let csr = csr_for(&key);
     let first = h.enroll(request(&tokens[0], &csr)).await.unwrap();
-    // The reply was lost: the probe sends the same request again.
+    // The reply was lost: the probe sends the same request again, and again with a new CSR
+    // for the same key (what a restarted probe sends).
     let again = h.enroll(request(&tokens[0], &csr)).await.unwrap();
+    assert_eq!(again.probe_id, first.probe_id);
+    assert_eq!(again.certificate_der, first.certificate_der);
+    let new_csr = csr_for(&key);
+    assert_ne!(new_csr, csr);
+    let again = h.enroll(request(&tokens[0], &new_csr)).await.unwrap();
     assert_eq!(again.probe_id, first.probe_id);
     assert_eq!(again.certificate_der, first.certificate_der);
     // The retry counted nothing against the cap of 1: still one probe.
     let probes = h.get("/api/v1/probes").await;
     assert_eq!(probes.as_array().unwrap().len(), 1, "{probes}");
-    // Another CSR with the used token is refused as before.
+    // A CSR for another key with the used token is refused as before.
     let err = h
         .enroll(request(&tokens[0], &self::csr()))
         .await
@@ -197,7 +208,7 @@ async fn a_retry_with_the_same_token_and_csr_gets_the_same_certificate() {
             .iter()
             .filter(|o| o.starts_with("ok (repeated"))
             .count(),
-        1,
+        2,
         "{outcomes:?}"
     );
 }

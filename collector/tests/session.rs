@@ -979,7 +979,13 @@ async fn national_figures_balance_operators_and_match_hand_computed_values() {
     );
     let body = http_get(h.http, "/api/v1/maps/countries/ZZ").await;
     assert!(body.contains("no active probe"), "{body}");
+    // Country codes in any case, as `probe_country` in the query API.
     let body = http_get(h.http, "/api/v1/maps/countries/nl").await;
+    assert!(
+        body.contains("no active probe with prefix data in NL"),
+        "{body}"
+    );
+    let body = http_get(h.http, "/api/v1/maps/countries/n1").await;
     assert!(body.contains("country in the path"), "{body}");
     // Daily series (filled by the background refresh; checked in `daily`'s tests).
     let body = http_get(h.http, "/api/v1/maps/networks/AS15169/series").await;

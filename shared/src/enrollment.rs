@@ -9,7 +9,7 @@ pub const MAX_VERSION_LEN: usize = 64;
 /// Longest enrollment token accepted (`<64 hex>.<64 hex>` is 129 bytes).
 pub const MAX_TOKEN_LEN: usize = 256;
 /// Largest certificate signing request accepted (an ECDSA or RSA-4096 CSR is well under).
-pub const MAX_CSR_BYTES: usize = 16 * 1024;
+pub const MAX_CSR_BYTES: usize = 4096;
 
 /// An enrollment request whose fields are within bounds. The token and CSR are still to be
 /// checked against the collector's state (token store, CA).
@@ -157,7 +157,7 @@ mod tests {
             request("pi", "0.1\n").unwrap_err().field,
             "software_version"
         );
-        let err = EnrollRequest::new("t".into(), "pi".into(), "0.1.0".into(), vec![0; 17_000]);
+        let err = EnrollRequest::new("t".into(), "pi".into(), "0.1.0".into(), vec![0; 5000]);
         assert_eq!(err.unwrap_err().field, "csr_der");
         let err = EnrollRequest::new("t".repeat(300), "pi".into(), "0.1.0".into(), vec![1]);
         assert_eq!(err.unwrap_err().field, "token");

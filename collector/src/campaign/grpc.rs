@@ -38,6 +38,7 @@ impl CampaignGrpc {
         request: &Request<T>,
         needed: Option<Role>,
     ) -> Result<ApiTokenRecord, Status> {
+        auth::single_authorization(request.metadata())?;
         let bearer = request
             .metadata()
             .get("authorization")

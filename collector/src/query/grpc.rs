@@ -106,6 +106,7 @@ impl QueryGrpc {
     }
 
     async fn authorize<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        crate::auth::single_authorization(request.metadata())?;
         let header = request.metadata().get("authorization");
         if self.raw_data_public && header.is_none() {
             return Ok(());

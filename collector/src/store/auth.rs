@@ -27,11 +27,23 @@ pub struct EnrollmentTokenRecord {
     pub enrollment: Option<EnrollmentOutcome>,
 }
 
+impl EnrollmentTokenRecord {
+    /// The record as listings show it: without the certificate kept for repeated
+    /// enrollments (a kilobyte per used token).
+    pub fn for_listing(self) -> Self {
+        Self {
+            enrollment: None,
+            ..self
+        }
+    }
+}
+
 /// What an enrollment answered, stored with the token it used.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnrollmentOutcome {
-    /// SHA-256 (hex) of the CSR's DER: a retry must send the same request.
-    pub csr_sha256: String,
+    /// SHA-256 (hex) of the public key (SubjectPublicKeyInfo) the CSR was for: a retry must
+    /// be for the same key (its CSR differs: signatures are randomised).
+    pub public_key_sha256: String,
     /// The issued client certificate, DER in lowercase hex.
     pub certificate_hex: String,
     /// Where the enrollment came from, for the probe record a retry may have to recreate.
@@ -191,15 +203,17 @@ pub trait AuthStore {
     /// repairs what a crash left out. False (nothing written) if the token was not
     /// `expected` any more.
     fn record_enrollment(&self, enrollment: &NewEnrollment) -> Result<bool, StoreError>;
-    /// Unrevoked probes of `owner` indexed under `network` (see [`owner_networks`]), at most
-    /// `limit`: reads only that owner's entries, whatever the fleet's size (sled). ClickHouse
-    /// filters the probe records (one read of the fleet).
-    fn owner_probes(
+    /// How many unrevoked probes of `owner` are indexed under `network` (see
+    /// [`owner_networks`]): one counter read in sled, whatever the size of the fleet or of the
+    /// owner's share. ClickHouse filters the probe records (one read of the fleet).
+    fn owner_probe_count(&self, owner: &str, network: &str) -> Result<usize, StoreError>;
+    /// Whether `probe` is counted under `owner` and `network`.
+    fn owner_has_probe(
         &self,
         owner: &str,
         network: &str,
-        limit: usize,
-    ) -> Result<Vec<ProbeId>, StoreError>;
+        probe: &ProbeId,
+    ) -> Result<bool, StoreError>;
     /// Adds (`present`) or removes a probe's owner-index entries (revocation; indexing
     /// probes enrolled before the index existed).
     fn index_owner_probe(

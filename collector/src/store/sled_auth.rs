@@ -1,7 +1,9 @@
 //! [`AuthStore`] on sled. Trees: `enrollment_tokens` and `api_tokens` (SHA-256 hex of the
 //! secret → JSON record), `certificates` (SHA-256 hex of a client certificate → probe id),
 //! `audit` (time ‖ counter → JSON entry), `owner_index` (owner ‖ 0 ‖ network ‖ 0 ‖ probe id
-//! → (), unrevoked probes only), `auth_meta` (flags such as "owner index complete").
+//! → (), unrevoked probes only) with `owner_counts` (owner ‖ 0 ‖ network ‖ 0 → number of
+//! its entries, u64 big-endian, changed in the same transaction), `auth_meta` (flags such as
+//! "owner index complete").
 
 use super::auth::{ApiTokenRecord, AuditEntry, AuthStore, EnrollmentTokenRecord, NewEnrollment};
 use super::sled_store::{backend, decode, encode};
@@ -18,6 +20,7 @@ pub(super) struct AuthTrees {
     certificates: sled::Tree,
     audit: sled::Tree,
     owner_index: sled::Tree,
+    owner_counts: sled::Tree,
     meta: sled::Tree,
 }
 
@@ -39,6 +42,48 @@ fn owner_key(owner: &str, network: &str, probe: &ProbeId) -> Vec<u8> {
     key
 }
 
+fn count_of(value: Option<&[u8]>) -> u64 {
+    value
+        .and_then(|v| <[u8; 8]>::try_from(v).ok())
+        .map_or(0, u64::from_be_bytes)
+}
+
+type Tx<'a> = &'a sled::transaction::TransactionalTree;
+
+/// Adds (`present`) or removes `probe`'s entry under (`owner`, `network`) and keeps the
+/// count in step, inside a transaction; does nothing if the entry is already so.
+fn set_owner_entry(
+    index: Tx<'_>,
+    counts: Tx<'_>,
+    owner: &str,
+    network: &str,
+    probe: &ProbeId,
+    present: bool,
+) -> sled::transaction::ConflictableTransactionResult<(), StoreError> {
+    let key = owner_key(owner, network, probe);
+    if index.get(&key)?.is_some() == present {
+        return Ok(());
+    }
+    let count_key = owner_prefix(owner, network);
+    let count = count_of(counts.get(&count_key)?.as_deref());
+    let count = if present {
+        index.insert(key, &[][..])?;
+        count.saturating_add(1)
+    } else {
+        index.remove(key)?;
+        count.saturating_sub(1)
+    };
+    counts.insert(count_key, &count.to_be_bytes()[..])?;
+    Ok(())
+}
+
+fn transaction_error(e: TransactionError<StoreError>) -> StoreError {
+    match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => backend(e),
+    }
+}
+
 /// Audit keys sort by time (sign bit flipped), then a unique id: two writes in the same
 /// microsecond are both kept.
 fn audit_key(entry: &AuditEntry, id: u64) -> Vec<u8> {
@@ -56,6 +101,7 @@ impl AuthTrees {
             certificates: tree("certificates")?,
             audit: tree("audit")?,
             owner_index: tree("owner_index")?,
+            owner_counts: tree("owner_counts")?,
             meta: tree("auth_meta")?,
         })
     }
@@ -171,14 +217,15 @@ impl AuthStore for SledStore {
         let audit_key = audit_key(&e.audit, self.db.generate_id().map_err(backend)?);
         let (used, audit) = (encode(&e.used)?, encode(&e.audit)?);
         let hash = e.token_hash.as_str();
-        // One sled transaction over the four trees: all of it is written or none.
-        let outcome = (
+        // One sled transaction over the five trees: all of it is written or none.
+        (
             &t.enrollment_tokens,
             &t.certificates,
             &t.owner_index,
+            &t.owner_counts,
             &t.audit,
         )
-            .transaction(|(tokens, certificates, index, log)| {
+            .transaction(|(tokens, certificates, index, counts, log)| {
                 let Some(current) = tokens.get(hash)? else {
                     return Ok(false);
                 };
@@ -191,39 +238,33 @@ impl AuthStore for SledStore {
                 tokens.insert(hash.as_bytes(), used.as_slice())?;
                 certificates.insert(e.fingerprint.as_bytes(), e.probe.as_str().as_bytes())?;
                 for network in &e.networks {
-                    index.insert(owner_key(&e.owner, network, &e.probe), &[][..])?;
+                    set_owner_entry(index, counts, &e.owner, network, &e.probe, true)?;
                 }
                 log.insert(audit_key.as_slice(), audit.as_slice())?;
                 Ok(true)
-            });
-        match outcome {
-            Ok(recorded) => Ok(recorded),
-            Err(TransactionError::Abort(e)) => Err(e),
-            Err(TransactionError::Storage(e)) => Err(backend(e)),
-        }
+            })
+            .map_err(transaction_error)
     }
 
-    fn owner_probes(
+    fn owner_probe_count(&self, owner: &str, network: &str) -> Result<usize, StoreError> {
+        let count = self
+            .auth
+            .owner_counts
+            .get(owner_prefix(owner, network))
+            .map_err(backend)?;
+        Ok(usize::try_from(count_of(count.as_deref())).unwrap_or(usize::MAX))
+    }
+
+    fn owner_has_probe(
         &self,
         owner: &str,
         network: &str,
-        limit: usize,
-    ) -> Result<Vec<ProbeId>, StoreError> {
-        let prefix = owner_prefix(owner, network);
+        probe: &ProbeId,
+    ) -> Result<bool, StoreError> {
         self.auth
             .owner_index
-            .scan_prefix(&prefix)
-            .keys()
-            .take(limit)
-            .map(|key| {
-                let key = key.map_err(backend)?;
-                let id = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
-                id.parse::<ProbeId>().map_err(|e| StoreError::Corrupt {
-                    key: String::from_utf8_lossy(&key).into_owned(),
-                    reason: e.to_string(),
-                })
-            })
-            .collect()
+            .contains_key(owner_key(owner, network, probe))
+            .map_err(backend)
     }
 
     fn index_owner_probe(
@@ -233,24 +274,22 @@ impl AuthStore for SledStore {
         probe: &ProbeId,
         present: bool,
     ) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
-        for network in networks {
-            let key = owner_key(owner, network, probe);
-            if present {
-                batch.insert(key, &[][..]);
-            } else {
-                batch.remove(key);
-            }
-        }
-        self.auth.owner_index.apply_batch(batch).map_err(backend)
+        let t = &self.auth;
+        (&t.owner_index, &t.owner_counts)
+            .transaction(|(index, counts)| {
+                for network in networks {
+                    set_owner_entry(index, counts, owner, network, probe, present)?;
+                }
+                Ok(())
+            })
+            .map_err(transaction_error)
     }
 
     fn owner_index_complete(&self) -> Result<bool, StoreError> {
-        Ok(self
-            .auth
+        self.auth
             .meta
             .contains_key(OWNER_INDEX_COMPLETE)
-            .map_err(backend)?)
+            .map_err(backend)
     }
 
     fn mark_owner_index_complete(&self) -> Result<(), StoreError> {
@@ -319,7 +358,7 @@ mod tests {
                 used_at: Some(UnixMicros(2)),
                 used_by: Some(probe.clone()),
                 enrollment: Some(EnrollmentOutcome {
-                    csr_sha256: "c".into(),
+                    public_key_sha256: "k".into(),
                     certificate_hex: "00".into(),
                     enrolled_from: None,
                     enrolled_prefix: None,
@@ -344,9 +383,11 @@ mod tests {
             Some(probe.clone())
         );
         assert_eq!(store.certificate_probe("f1").unwrap(), Some(probe.clone()));
-        assert_eq!(
-            store.owner_probes("alice", &networks[0], 10).unwrap(),
-            [probe.clone()]
+        assert_eq!(store.owner_probe_count("alice", &networks[0]).unwrap(), 1);
+        assert!(
+            store
+                .owner_has_probe("alice", &networks[0], &probe)
+                .unwrap()
         );
         assert_eq!(store.audit(10).unwrap()[0].outcome, "ok");
         // A second enrollment expecting the fresh token writes nothing at all.
@@ -358,27 +399,28 @@ mod tests {
         };
         assert!(!store.record_enrollment(&late).unwrap());
         assert_eq!(store.certificate_probe("f2").unwrap(), None);
-        assert_eq!(
-            store.owner_probes("alice", &networks[0], 10).unwrap().len(),
-            1
+        assert_eq!(store.owner_probe_count("alice", &networks[0]).unwrap(), 1);
+        assert!(
+            !store
+                .owner_has_probe("alice", &networks[0], &other)
+                .unwrap()
         );
         assert_eq!(store.audit(10).unwrap().len(), 1);
-        // Unindexing (revocation) frees the place; other owners and networks are apart.
-        assert!(
+        // Unindexing (revocation) frees the place, once however often it is done; other
+        // owners are apart; indexing twice counts once.
+        assert_eq!(store.owner_probe_count("bob", &networks[0]).unwrap(), 0);
+        for _ in 0..2 {
             store
-                .owner_probes("bob", &networks[0], 10)
-                .unwrap()
-                .is_empty()
-        );
-        store
-            .index_owner_probe("alice", &networks, &probe, false)
-            .unwrap();
-        assert!(
+                .index_owner_probe("alice", &networks, &probe, false)
+                .unwrap();
+        }
+        assert_eq!(store.owner_probe_count("alice", &networks[0]).unwrap(), 0);
+        for _ in 0..2 {
             store
-                .owner_probes("alice", &networks[0], 10)
-                .unwrap()
-                .is_empty()
-        );
+                .index_owner_probe("alice", &networks, &other, true)
+                .unwrap();
+        }
+        assert_eq!(store.owner_probe_count("alice", &networks[0]).unwrap(), 1);
         assert!(!store.owner_index_complete().unwrap());
         store.mark_owner_index_complete().unwrap();
         assert!(store.owner_index_complete().unwrap());

@@ -1,7 +1,7 @@
 //! [`AuthStore`] on ClickHouse: tokens and certificate bindings as versioned records, the
 //! audit log as appended rows. Single use of enrollment tokens rests on `claims`.
 //!
-//! No owner index: [`AuthStore::owner_probes`] filters the probe records (one read of the
+//! No owner index: [`AuthStore::owner_probe_count`] filters the probe records (one read of the
 //! fleet per enrollment), and an enrollment's rows are written one after the other, not in a
 //! transaction; a retry of the enrollment rewrites what a crash left out.
 
@@ -70,6 +70,17 @@ impl ClickHouseStore {
         })
         .collect()
     }
+}
+
+/// Whether a probe record counts against `owner`'s cap in `network`.
+fn counted(p: &crate::store::ProbeRecord, owner: &str, network: &str) -> bool {
+    p.revoked_at.is_none()
+        && p.owner.as_deref() == Some(owner)
+        && p.enrolled_from.is_some_and(|from| {
+            owner_networks(from, p.enrolled_prefix)
+                .iter()
+                .any(|n| n == network)
+        })
 }
 
 impl AuthStore for ClickHouseStore {
@@ -171,25 +182,20 @@ impl AuthStore for ClickHouseStore {
         Ok(true)
     }
 
-    fn owner_probes(
+    fn owner_probe_count(&self, owner: &str, network: &str) -> Result<usize, StoreError> {
+        Ok(Store::probes(self)?
+            .iter()
+            .filter(|p| counted(p, owner, network))
+            .count())
+    }
+
+    fn owner_has_probe(
         &self,
         owner: &str,
         network: &str,
-        limit: usize,
-    ) -> Result<Vec<ProbeId>, StoreError> {
-        Ok(Store::probes(self)?
-            .into_iter()
-            .filter(|p| p.revoked_at.is_none() && p.owner.as_deref() == Some(owner))
-            .filter(|p| {
-                p.enrolled_from.is_some_and(|from| {
-                    owner_networks(from, p.enrolled_prefix)
-                        .iter()
-                        .any(|n| n == network)
-                })
-            })
-            .map(|p| p.id)
-            .take(limit)
-            .collect())
+        probe: &ProbeId,
+    ) -> Result<bool, StoreError> {
+        Ok(Store::probe(self, probe)?.is_some_and(|p| counted(&p, owner, network)))
     }
 
     fn index_owner_probe(
@@ -199,7 +205,7 @@ impl AuthStore for ClickHouseStore {
         _probe: &ProbeId,
         _present: bool,
     ) -> Result<(), StoreError> {
-        // Nothing to maintain: `owner_probes` reads the probe records themselves.
+        // Nothing to maintain: `owner_probe_count` reads the probe records themselves.
         Ok(())
     }
 
