@@ -12,7 +12,7 @@
 use sixmap_collector::store::{ProbeRecord, SledStore, Store, StoredResult};
 use sixmap_collector::figures::{Source, fold};
 use sixmap_collector::query::aggregate::{self, AggregateRequest, GroupBy, Side};
-use sixmap_collector::store::{ResultFilter, ScanBudget};
+use sixmap_collector::store::ResultFilter;
 use sixmap_collector::{daily, maps, query, testing};
 use sixmap_shared::health::{ProbeTag, TagName};
 use sixmap_shared::prefixes::{CountryCode, Enrichment};

@@ -169,3 +169,50 @@ fn tokens_are_made_listed_and_revoked_from_the_command_line() {
     let (ok, stderr) = collector(&["probe", "revoke", "--data-dir", data, "0123456789abcdef"]);
     assert!(!ok && stderr.contains("no probe"), "{stderr}");
 }
+
+#[test]
+fn rollups_rebuild_recomputes_figures_and_rollups_from_results() {
+    use sixmap_collector::store::{FigureStore, SledStore, Store};
+    use sixmap_shared::UnixMicros;
+    use sixmap_shared::prefixes::Enrichment;
+    let dir = tempfile::tempdir().unwrap();
+    let day = 20_400 * 86_400_000_000i64;
+    {
+        let store = SledStore::open(dir.path()).unwrap();
+        let origin = Enrichment {
+            asn: Some(1),
+            as_name: None,
+            country: Some("XA".parse().unwrap()),
+        };
+        let results: Vec<_> = (1..=5)
+            .map(|s| {
+                sixmap_collector::testing::ping_v6(
+                    "00000000000000a1".parse().unwrap(),
+                    s,
+                    UnixMicros(day + s as i64),
+                    Some(std::time::Duration::from_millis(20)),
+                    origin.clone(),
+                )
+            })
+            .collect();
+        store.insert_results(&results).unwrap();
+        store.flush().unwrap();
+        assert_eq!(store.figures_cursor().unwrap(), None);
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_sixmap-collector"))
+        .args(["rollups", "rebuild", "--data-dir", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("figures rebuilt from 5 results"), "{stdout}");
+    let store = SledStore::open(dir.path()).unwrap();
+    assert_eq!(store.figures_cursor().unwrap(), Some(5), "the log head");
+    let rollups = store.rollups("XA").unwrap();
+    assert_eq!(rollups.len(), 1, "{rollups:?}");
+    assert_eq!(rollups[0].0, "2025-11-08");
+    // An empty directory is refused with a message, not a panic.
+    let empty = tempfile::tempdir().unwrap();
+    let (ok, stderr) = collector(&["rollups", "rebuild", "--data-dir", empty.path().to_str().unwrap()]);
+    assert!(!ok && stderr.contains("holds no sixmap store"), "{stderr}");
+}
