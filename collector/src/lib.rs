@@ -110,12 +110,12 @@ pub fn open_store(
     data_dir: &std::path::Path,
 ) -> Result<Arc<dyn Store>, store::StoreError> {
     Ok(match settings {
-        StoreSettings::Sled => {
+        StoreSettings::Sled { cache_mb } => {
             let private = |e: std::io::Error| {
                 store::StoreError::Backend(format!("data directory {}: {e}", data_dir.display()))
             };
             private_files::create_private_dir(data_dir).map_err(private)?;
-            let store = SledStore::open(data_dir)?;
+            let store = SledStore::open_with_cache(data_dir, *cache_mb)?;
             private_files::restrict_store_files(data_dir).map_err(private)?;
             Arc::new(store)
         }
