@@ -290,6 +290,7 @@ fn records_behave_like_sled(server: &ClickHouseServer) {
         },
         reason: LossReason::OutboxFull,
         count: 3,
+        count_unknown: false,
         bytes: 100,
         first: None,
         last: None,

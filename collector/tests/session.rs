@@ -717,6 +717,7 @@ async fn loss_records_are_stored_once_and_self_tests_become_tags() {
         newest_started_at_us: 20,
         recorded_at_us: 30,
         detail: String::new(),
+        count_unknown: false,
     };
     for batch_id in [1, 2] {
         tx.send(v1::ProbeMessage {

@@ -12,6 +12,7 @@
 //! - results in flight are never evicted, so a result is never both delivered and counted
 //!   as lost; the size bound can therefore be passed by at most the in-flight window.
 
+use crate::ledger::Undelivered;
 use sixmap_shared::health::{LossReason, OutboxLoss};
 use sixmap_shared::{BootEpoch, ProbeId, ResultKey, UnixMicros};
 use std::collections::{BTreeMap, BTreeSet};
@@ -255,6 +256,7 @@ impl Delivery {
             key: self.new_loss_key(),
             reason,
             count: 1,
+            count_unknown: false,
             bytes: meta.bytes,
             first: Some(victim_key.clone()),
             last: Some(victim_key),
@@ -277,17 +279,35 @@ impl Delivery {
         key
     }
 
-    /// Records that the whole previous outbox was unreadable and moved aside.
-    pub fn outbox_replaced(&mut self, detail: String, now: UnixMicros) -> Change {
+    /// Records that a whole earlier outbox was lost (unreadable and moved aside, or gone):
+    /// `lost` is what the ledger says it held, `None` when nothing is known (count unknown).
+    pub fn outbox_lost(
+        &mut self,
+        reason: LossReason,
+        lost: Option<Undelivered>,
+        detail: String,
+        now: UnixMicros,
+    ) -> Change {
+        let lost = lost.unwrap_or(Undelivered {
+            count_unknown: true,
+            ..Undelivered::default()
+        });
+        let probe_id = self.probe_id.clone();
+        let key = |k: OutboxKey| ResultKey {
+            probe_id: probe_id.clone(),
+            boot_epoch: k.boot_epoch,
+            sequence: k.sequence,
+        };
         let loss = OutboxLoss {
             key: self.new_loss_key(),
-            reason: LossReason::OutboxCorrupt,
-            count: 0,
-            bytes: 0,
-            first: None,
-            last: None,
-            oldest_started_at: None,
-            newest_started_at: None,
+            reason,
+            count: lost.count,
+            count_unknown: lost.count_unknown,
+            bytes: lost.bytes,
+            first: lost.first.map(key),
+            last: lost.last.map(key),
+            oldest_started_at: lost.oldest_started_at,
+            newest_started_at: lost.newest_started_at,
             recorded_at: now,
             detail,
         };
@@ -432,6 +452,41 @@ impl Delivery {
 
     pub fn loss(&self, key: OutboxKey) -> Option<&OutboxLoss> {
         self.losses.get(&key)
+    }
+
+    /// What only the outbox remembers: results waiting and results counted by loss records
+    /// not yet delivered, for the ledger. Cheap (loss records are few): called at every
+    /// commit. Times come from the first and last waiting result in key order.
+    pub fn undelivered(&self) -> Undelivered {
+        let first_entry = self.entries.first_key_value();
+        let last_entry = self.entries.last_key_value();
+        let losses = self.losses.values();
+        let key = |k: &ResultKey| OutboxKey::of(k);
+        Undelivered {
+            count: self.entries.len() as u64 + losses.clone().map(|l| l.count).sum::<u64>(),
+            count_unknown: losses.clone().any(|l| l.count_unknown),
+            bytes: self.bytes + losses.clone().map(|l| l.bytes).sum::<u64>(),
+            first: first_entry
+                .map(|(k, _)| *k)
+                .into_iter()
+                .chain(losses.clone().filter_map(|l| l.first.as_ref().map(key)))
+                .min(),
+            last: last_entry
+                .map(|(k, _)| *k)
+                .into_iter()
+                .chain(losses.clone().filter_map(|l| l.last.as_ref().map(key)))
+                .max(),
+            oldest_started_at: first_entry
+                .map(|(_, m)| m.started_at)
+                .into_iter()
+                .chain(losses.clone().filter_map(|l| l.oldest_started_at))
+                .min(),
+            newest_started_at: last_entry
+                .map(|(_, m)| m.started_at)
+                .into_iter()
+                .chain(losses.filter_map(|l| l.newest_started_at))
+                .max(),
+        }
     }
 
     pub fn oldest_started_at(&self) -> Option<UnixMicros> {

@@ -12,7 +12,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde::{Deserialize, Serialize};
 use sixmap_shared::{BootEpoch, ProbeId};
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 const IDENTITY_FILE: &str = "identity.toml";
@@ -97,8 +97,68 @@ pub(crate) fn write_atomically(
     Ok(())
 }
 
+/// Creates the state directory private (0700) and makes what an older version left in it
+/// private too: it holds the key, the identity and raw results, also outside systemd (whose
+/// unit sets the same modes).
 pub fn ensure_state_dir(dir: &Path) -> Result<(), StateError> {
-    std::fs::create_dir_all(dir).map_err(io("create state directory", dir))
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io("create state directory", dir))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(io("make private", dir))?;
+    make_private(dir);
+    Ok(())
+}
+
+/// Creates `dir` (0700) if missing; an existing one is left as it is.
+pub(crate) fn create_private_dir(dir: &Path) -> Result<(), StateError> {
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(io("create", dir)(e)),
+    }
+}
+
+/// Takes group and other permissions away from everything under `dir` (files 0600,
+/// directories 0700; symbolic links are not followed). Best effort: a file that cannot be
+/// changed is still protected by the private directory above it.
+pub(crate) fn make_private(dir: &Path) {
+    fn walk(dir: &Path, depth: usize) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            let mode = meta.permissions().mode();
+            if meta.is_dir() {
+                if mode & 0o077 != 0 {
+                    let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700));
+                }
+                if depth > 0 {
+                    walk(&path, depth - 1);
+                }
+            } else if meta.is_file() && mode & 0o077 != 0 {
+                let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+            }
+        }
+    }
+    walk(dir, 3);
+}
+
+/// New files of this process (the outbox's storage engine makes its own) get no group or
+/// other permissions.
+#[allow(unsafe_code)]
+pub fn private_umask() {
+    // SAFETY: umask(2) only sets the process's file mode creation mask; it cannot fail and
+    // touches no memory.
+    unsafe {
+        libc::umask(0o077);
+    }
 }
 
 pub fn load_identity(dir: &Path) -> Result<Option<Identity>, StateError> {

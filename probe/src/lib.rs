@@ -12,6 +12,8 @@ pub mod exthdr;
 pub mod failover;
 pub mod http;
 pub mod identity;
+pub mod ledger;
+pub mod lograte;
 pub mod metrics;
 pub mod outbox;
 pub mod ping;

@@ -194,6 +194,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     config.lab_mode |= args.lab_mode;
     let settings = config.validate(args.config.as_deref())?;
+    // Private files also outside systemd (whose unit sets UMask=0077 too).
+    sixmap_probe::identity::private_umask();
+    // SIGTERM (systemd stop, reboot) ends the run like Ctrl-C: the outbox is dropped, which
+    // leaves the ledger durable and marked clean.
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
     tokio::select! {
         result = sixmap_probe::session::run(settings) => match result {
             Err(e @ (ProbeError::Revoked(_) | ProbeError::Refused(_))) => {
@@ -208,6 +214,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             signal.context("waiting for Ctrl-C")?;
             tracing::info!("shutting down on Ctrl-C");
         }
+        _ = terminate.recv() => tracing::info!("shutting down on SIGTERM"),
     }
     Ok(())
 }

@@ -10,13 +10,15 @@
 //! which is exactly what is sent, so uploading needs no re-encoding.
 
 use crate::delivery::{BatchPlan, Change, Delivery, EntryMeta, OutboxKey};
+use crate::identity::{StateError, create_private_dir, make_private};
+use crate::ledger::{self, Ledger, RESERVE_STRIDE, Record};
 use prost::Message;
 use sixmap_proto::{decode, encode, v1};
-use sixmap_shared::health::OutboxLoss;
+use sixmap_shared::health::{LossReason, OutboxLoss};
 use sixmap_shared::session::{Ack, MAX_MESSAGE_BYTES};
 use sixmap_shared::{BootEpoch, MeasurementResult, ProbeId, ResultKey, UnixMicros};
 use std::path::{Path, PathBuf};
-use tracing::{debug, error, warn};
+use tracing::{debug, error, info, warn};
 
 /// Bytes of results a batch may carry, leaving room for the envelope and HTTP/2 framing.
 pub const BATCH_BYTE_BUDGET: u64 = (MAX_MESSAGE_BYTES / 2) as u64;
@@ -29,6 +31,8 @@ const FORMAT: u8 = 1;
 const RESULT_PREFIX: u8 = b'r';
 const LOSS_PREFIX: u8 = b'l';
 const PROBE_ID_KEY: &[u8] = b"meta/probe_id";
+/// A random id made with the outbox; the ledger names it (see `crate::ledger`).
+const OUTBOX_ID_KEY: &[u8] = b"meta/outbox_id";
 const DIR_NAME: &str = "outbox";
 
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +43,8 @@ pub enum OutboxError {
         action: &'static str,
         reason: String,
     },
+    #[error(transparent)]
+    State(#[from] StateError),
 }
 
 /// Outbox figures for status and heartbeats.
@@ -62,6 +68,11 @@ pub struct Outbox {
     staged_count: usize,
     /// What the staged batch does, logged once it is durable (tests read these lines).
     staged_log: Vec<StagedEvent>,
+    ledger: Ledger,
+    outbox_id: u64,
+    boot_id: [u8; 16],
+    /// The highest sequence of this epoch a durable ledger record allows.
+    reserved: u64,
 }
 
 #[derive(Debug)]
@@ -193,12 +204,16 @@ fn move_aside(path: &Path, why: &str, now: UnixMicros) -> Result<PathBuf, Outbox
 }
 
 impl Outbox {
-    /// Opens `state_dir/outbox`. A corrupt outbox is moved aside, replaced by an empty one,
-    /// and the loss is recorded as data; an outbox of another probe identity is moved aside.
+    /// Opens `state_dir/outbox`, taking its lock, and only then asks `next_epoch` for the boot
+    /// epoch of this run: a start that fails on the lock (a second probe process) must not use
+    /// up an epoch. A corrupt outbox is moved aside, replaced by an empty one, and the loss is
+    /// recorded as data; an outbox of another probe identity is moved aside. When the outbox
+    /// the ledger describes is gone (damaged, deleted, emptied), what it held undelivered is
+    /// recorded as a loss: exact, or an unknown count within bounds (see `crate::ledger`).
     pub fn open(
         state_dir: &Path,
         probe_id: &ProbeId,
-        boot_epoch: BootEpoch,
+        next_epoch: impl FnOnce() -> Result<BootEpoch, StateError>,
         max_bytes: u64,
         now: UnixMicros,
     ) -> Result<Self, OutboxError> {
@@ -211,7 +226,15 @@ impl Outbox {
                 reason: e.to_string(),
             }
         };
-        let mut replaced = None;
+        let (ledger, previous) = Ledger::open(state_dir).map_err(|e| OutboxError::Io {
+            path: state_dir.join("ledger"),
+            action: "open ledger",
+            reason: e.to_string(),
+        })?;
+        // A ledger of another identity says nothing about this probe's results.
+        let previous = previous.filter(|r| &r.probe_id == probe_id);
+        create_private_dir(&path)?;
+        let mut lost: Option<(LossReason, String)> = None;
         let db = match open_db(&path) {
             Ok(db) => db,
             Err(failure @ OpenFailure::Unavailable(_)) => {
@@ -220,10 +243,19 @@ impl Outbox {
             Err(OpenFailure::Corrupt(reason)) => {
                 let aside = move_aside(&path, "corrupt", now)?;
                 error!(outbox = %path.display(), moved_to = %aside.display(), %reason, "outbox unreadable: moved aside, starting empty");
-                replaced = Some(format!(
-                    "outbox unreadable ({reason}); moved to {}",
-                    aside.display()
+                // The detail is published by the collector: a file name, never a path of the
+                // volunteer's machine or the storage engine's message (it may hold one).
+                let name = aside
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                lost = Some((
+                    LossReason::OutboxCorrupt,
+                    format!(
+                        "outbox unreadable at start (damaged storage files); moved aside as {name} in the probe's state directory"
+                    ),
                 ));
+                create_private_dir(&path)?;
                 open_db(&path).map_err(unavailable(&path, "create"))?
             }
         };
@@ -234,12 +266,60 @@ impl Outbox {
                 let owner = String::from_utf8_lossy(&owner).into_owned();
                 let aside = move_aside(&path, &format!("probe-{owner}"), now)?;
                 warn!(outbox = %path.display(), moved_to = %aside.display(), previous_probe = %owner, "outbox belongs to another probe identity: moved aside");
+                create_private_dir(&path)?;
                 open_db(&path).map_err(unavailable(&path, "create"))?
             }
             _ => db,
         };
+        // The lock is held from here on: only now is this run's epoch taken.
+        let boot_epoch = next_epoch()?;
+        let outbox_id = match db.get(OUTBOX_ID_KEY).map_err(io("read"))? {
+            Some(id) => u64::from_be_bytes(id.as_ref().try_into().unwrap_or([0; 8])),
+            None => 0,
+        };
+        let outbox_id = if outbox_id == 0 {
+            // A new outbox, or one written before outbox ids existed (it has a probe id).
+            let fresh = db.get(PROBE_ID_KEY).map_err(io("read"))?.is_none();
+            if fresh
+                && lost.is_none()
+                && let Some(previous) = &previous
+            {
+                lost = Some((
+                    LossReason::OutboxMissing,
+                    format!(
+                        "outbox missing or emptied since boot epoch {} (it was deleted or replaced while the probe was stopped)",
+                        previous.epoch
+                    ),
+                ));
+            }
+            let mut id = [0u8; 8];
+            getrandom::fill(&mut id).map_err(|e| OutboxError::Io {
+                path: path.clone(),
+                action: "make an outbox id",
+                reason: e.to_string(),
+            })?;
+            let id = u64::from_be_bytes(id).max(1);
+            db.insert(OUTBOX_ID_KEY, &id.to_be_bytes())
+                .map_err(io("write"))?;
+            id
+        } else {
+            if lost.is_none()
+                && let Some(previous) = &previous
+                && previous.outbox_id != outbox_id
+            {
+                lost = Some((
+                    LossReason::OutboxMissing,
+                    format!(
+                        "outbox replaced by another one since boot epoch {}",
+                        previous.epoch
+                    ),
+                ));
+            }
+            outbox_id
+        };
         db.insert(PROBE_ID_KEY, probe_id.as_str().as_bytes())
             .map_err(io("write"))?;
+        make_private(&path);
 
         let mut entries = Vec::new();
         let mut unreadable = Vec::new();
@@ -289,17 +369,76 @@ impl Outbox {
             staged: sled::Batch::default(),
             staged_count: 0,
             staged_log: Vec::new(),
+            ledger,
+            outbox_id,
+            boot_id: ledger::boot_id(),
+            reserved: 0,
         };
         for key in unreadable {
             let change = outbox.delivery.unreadable(key, now);
             outbox.stage_change(change);
         }
-        if let Some(detail) = replaced {
-            let change = outbox.delivery.outbox_replaced(detail, now);
-            outbox.stage_change(change);
+        if let Some((reason, detail)) = lost {
+            let known = previous.as_ref().map(|p| p.lost(outbox.boot_id));
+            match known {
+                // The ledger says nothing was undelivered: nothing was lost.
+                Some(None) => {
+                    info!(
+                        ?reason,
+                        "the previous outbox is gone but held nothing undelivered"
+                    )
+                }
+                Some(Some(lost)) => {
+                    warn!(
+                        ?reason,
+                        count = lost.count,
+                        count_unknown = lost.count_unknown,
+                        "the previous outbox is gone: recording what it held undelivered as lost"
+                    );
+                    let change = outbox.delivery.outbox_lost(reason, Some(lost), detail, now);
+                    outbox.stage_change(change);
+                }
+                None => {
+                    warn!(
+                        ?reason,
+                        "the previous outbox is gone and no ledger says what it held: recording a loss of unknown count"
+                    );
+                    let change = outbox.delivery.outbox_lost(reason, None, detail, now);
+                    outbox.stage_change(change);
+                }
+            }
         }
+        outbox.staged_count += 1;
         outbox.commit()?;
+        // This run's first record: durable, so a power cut at any later point still finds
+        // the new outbox id and a reservation bounding this epoch.
+        outbox.reserved = RESERVE_STRIDE;
+        outbox.write_ledger(false, true)?;
         Ok(outbox)
+    }
+
+    fn ledger_record(&self, clean: bool) -> Record {
+        Record {
+            probe_id: self.delivery.probe_id().clone(),
+            outbox_id: self.outbox_id,
+            boot_id: self.boot_id,
+            clean,
+            epoch: self.delivery.next_key().boot_epoch,
+            reserved: self.reserved,
+            next_sequence: self.delivery.next_key().sequence,
+            undelivered: self.delivery.undelivered(),
+        }
+    }
+
+    fn write_ledger(&mut self, clean: bool, durable: bool) -> Result<(), OutboxError> {
+        let record = self.ledger_record(clean);
+        self.ledger
+            .write(&record, durable)
+            .map_err(|e| OutboxError::Io {
+                path: self.ledger.path().to_owned(),
+                action: "write ledger",
+                reason: e.to_string(),
+            })
     }
 
     fn io(&self, action: &'static str) -> impl FnOnce(sled::Error) -> OutboxError + '_ {
@@ -347,10 +486,18 @@ impl Outbox {
         if self.staged_count == 0 {
             return Ok(());
         }
+        let produced = self.delivery.next_key().sequence.saturating_sub(1);
+        if produced > self.reserved {
+            // Durable before any result past the old reservation is: after a power cut the
+            // ledger still bounds this epoch's sequences.
+            self.reserved = produced + RESERVE_STRIDE;
+            self.write_ledger(false, true)?;
+        }
         let batch = std::mem::take(&mut self.staged);
         self.staged_count = 0;
         self.db.apply_batch(batch).map_err(self.io("write"))?;
         self.db.flush().map_err(self.io("flush"))?;
+        self.write_ledger(false, false)?;
         let mut dropped = 0;
         for event in std::mem::take(&mut self.staged_log) {
             match event {
@@ -364,13 +511,25 @@ impl Outbox {
             }
         }
         if dropped > 0 {
+            // A full outbox drops at every commit while the collector is away: rate-limited.
             let stats = self.stats();
-            warn!(
-                dropped,
-                bytes = stats.bytes,
-                max_bytes = self.max_bytes,
-                "outbox full: dropped the oldest undelivered results (recorded as a loss)"
-            );
+            match crate::lograte::check("outbox full") {
+                crate::lograte::Verdict::First => warn!(
+                    dropped,
+                    bytes = stats.bytes,
+                    max_bytes = self.max_bytes,
+                    "outbox full: dropped the oldest undelivered results (recorded as a loss)"
+                ),
+                crate::lograte::Verdict::Summary { repeated, over } => warn!(
+                    dropped,
+                    bytes = stats.bytes,
+                    max_bytes = self.max_bytes,
+                    repeated,
+                    over_s = over.as_secs(),
+                    "outbox full: dropped the oldest undelivered results (recorded as a loss; repeated {repeated} times)"
+                ),
+                crate::lograte::Verdict::Suppressed => {}
+            }
         }
         Ok(())
     }
@@ -463,7 +622,8 @@ impl Outbox {
         for key in released.losses {
             batch.remove(&entry_key(LOSS_PREFIX, key));
         }
-        self.db.apply_batch(batch).map_err(self.io("write"))
+        self.db.apply_batch(batch).map_err(self.io("write"))?;
+        self.write_ledger(false, false)
     }
 
     pub fn disconnected(&mut self) {
@@ -484,6 +644,16 @@ impl Outbox {
     /// Loss records not yet delivered.
     pub fn pending_losses(&self) -> Vec<OutboxLoss> {
         self.delivery.pending_losses().cloned().collect()
+    }
+}
+
+impl Drop for Outbox {
+    /// A clean stop (shutdown signal, error, end of a test) leaves a durable record marked
+    /// clean, so even a reboot right after keeps the ledger exact.
+    fn drop(&mut self) {
+        if let Err(e) = self.write_ledger(true, true) {
+            warn!(error = %e, "cannot record the outbox ledger at stop");
+        }
     }
 }
 

@@ -273,17 +273,18 @@ pub async fn run(settings: Settings) -> Result<(), ProbeError> {
         info!(%bound, "metrics served at http://{bound}/metrics");
     }
     let (identity, tls) = identity(&settings).await?;
-    let boot_epoch = identity::next_boot_epoch(&settings.state_dir)?;
     let collectors = rotation(&settings)?;
-    info!(probe = %identity.probe_id, boot_epoch, collectors = %settings.collectors.join(", "), "probe starting");
-
+    // The outbox's lock first, the boot epoch after (inside `open`): a start that fails on
+    // the lock (a second probe process) must not use up an epoch.
     let outbox = Outbox::open(
         &settings.state_dir,
         &identity.probe_id,
-        boot_epoch,
+        || identity::next_boot_epoch(&settings.state_dir),
         settings.outbox_max_bytes,
         UnixMicros::now(),
     )?;
+    let boot_epoch = outbox.next_key().boot_epoch;
+    info!(probe = %identity.probe_id, boot_epoch, collectors = %settings.collectors.join(", "), "probe starting");
     let stats = outbox.stats();
     info!(
         results = stats.results,

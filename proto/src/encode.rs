@@ -459,6 +459,7 @@ pub fn loss(l: &OutboxLoss) -> v1::OutboxLoss {
         newest_started_at_us: l.newest_started_at.map_or(0, |t| t.0),
         recorded_at_us: l.recorded_at.0,
         detail: l.detail.clone(),
+        count_unknown: l.count_unknown,
     }
 }
 

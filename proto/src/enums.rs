@@ -120,6 +120,8 @@ pub(crate) fn loss_reason_to_wire(reason: LossReason) -> v1::LossReason {
         LossReason::OutboxFull => v1::LossReason::OutboxFull,
         LossReason::OutboxCorrupt => v1::LossReason::OutboxCorrupt,
         LossReason::UnreadableEntry => v1::LossReason::UnreadableEntry,
+        LossReason::OutboxMissing => v1::LossReason::OutboxMissing,
+        LossReason::EpochGap => v1::LossReason::EpochGap,
     }
 }
 
@@ -129,6 +131,8 @@ pub(crate) fn loss_reason_from_wire(reason: v1::LossReason) -> Option<LossReason
         v1::LossReason::OutboxFull => Some(LossReason::OutboxFull),
         v1::LossReason::OutboxCorrupt => Some(LossReason::OutboxCorrupt),
         v1::LossReason::UnreadableEntry => Some(LossReason::UnreadableEntry),
+        v1::LossReason::OutboxMissing => Some(LossReason::OutboxMissing),
+        v1::LossReason::EpochGap => Some(LossReason::EpochGap),
     }
 }
 

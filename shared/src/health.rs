@@ -119,10 +119,16 @@ impl fmt::Display for TagName {
 pub enum LossReason {
     /// The outbox reached its size bound; the oldest results went.
     OutboxFull,
-    /// The outbox could not be opened and was moved aside; its contents are unknown.
+    /// The outbox could not be opened and was moved aside.
     OutboxCorrupt,
     /// One stored entry could not be read back.
     UnreadableEntry,
+    /// The outbox was gone or emptied at start while the probe's ledger says it held
+    /// undelivered results.
+    OutboxMissing,
+    /// Made by the collector: boot epochs jumped between two hellos with nothing to say what
+    /// the skipped epochs produced.
+    EpochGap,
 }
 
 /// Results a probe dropped before delivery. Stored by the collector like results, so a gap in
@@ -132,8 +138,12 @@ pub struct OutboxLoss {
     /// Identity of the record; its sequence space is separate from the results'.
     pub key: ResultKey,
     pub reason: LossReason,
-    /// Results dropped; 0 when unknown.
+    /// Results dropped; exact unless `count_unknown`.
     pub count: u64,
+    /// The count is not known: `count` is then 0 or a lower bound, and `first`/`last`, when
+    /// set, bound the keys that may be lost.
+    #[serde(default)]
+    pub count_unknown: bool,
     pub bytes: u64,
     /// First and last dropped result, in production order, when known.
     pub first: Option<ResultKey>,

@@ -131,10 +131,21 @@ fn unreadable_and_corrupt_outboxes_are_recorded() {
     assert_eq!(change.evicted, vec![key(1, 1)]);
     assert_eq!(change.losses[0].reason, LossReason::UnreadableEntry);
     assert_eq!(d.pending_results(), 0);
-    let change = d.outbox_replaced("moved to x".into(), UnixMicros(10));
+    let change = d.outbox_lost(
+        LossReason::OutboxCorrupt,
+        None,
+        "moved aside".into(),
+        UnixMicros(10),
+    );
     assert_eq!(change.losses[0].reason, LossReason::OutboxCorrupt);
     assert_eq!(change.losses[0].count, 0);
+    assert!(change.losses[0].count_unknown);
     assert_eq!(d.pending_losses().count(), 2);
+    // Both records count in what only the outbox remembers.
+    let undelivered = d.undelivered();
+    assert_eq!(undelivered.count, 1);
+    assert!(undelivered.count_unknown);
+    assert_eq!(undelivered.first, Some(key(1, 1)));
 }
 
 // ---- model-based test ----
