@@ -236,7 +236,7 @@ pub async fn start_with_store(
             .add_service(InterceptedService::new(query_service, seen))
             // TLS 1.3 with client certificates (`pki`), within the handshake deadline; TCP
             // keepalive and TCP_NODELAY are set there too.
-            .serve_with_incoming(pki::tls_incoming(
+            .serve_with_incoming(pki::tls_incoming_gated(
                 grpc_listener,
                 tls,
                 tcp_keepalive,

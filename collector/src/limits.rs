@@ -129,7 +129,7 @@ impl Default for LimitsConfig {
             http_max_concurrent_requests: 256,
             http_max_connections: 1024,
             http_reserved_connections: 64,
-            http_max_connections_per_source: 64,
+            http_max_connections_per_source: 16,
             grpc_max_connections: 12_288,
             grpc_reserved_connections: 10_240,
             grpc_max_connections_per_source: 32,

@@ -272,12 +272,31 @@ impl Pki {
 /// TLS handshakes under way at once, at most; more connections wait in the kernel's backlog.
 const MAX_HANDSHAKES: usize = 256;
 
+/// [`tls_incoming_gated`] with the default connection limits and no first-call deadline
+/// in effect (a server without [`crate::limits::grpc::RequestSeen`] could not disarm it),
+/// for test servers.
+pub fn tls_incoming(
+    listener: tokio::net::TcpListener,
+    config: Arc<rustls::ServerConfig>,
+    tcp_keepalive: std::time::Duration,
+    handshake_timeout: std::time::Duration,
+) -> tokio_stream::wrappers::ReceiverStream<
+    std::io::Result<tokio_rustls::server::TlsStream<crate::limits::grpc::Guarded>>,
+> {
+    let limits = crate::limits::Limits {
+        grpc_anonymous_request_timeout: std::time::Duration::from_secs(24 * 3600),
+        ..crate::limits::Limits::default()
+    };
+    let gate = crate::limits::grpc::GrpcGate::new(&limits);
+    tls_incoming_gated(listener, config, tcp_keepalive, handshake_timeout, gate)
+}
+
 /// Accepted connections after their TLS handshake, for tonic's `serve_with_incoming`.
 /// Handshakes run concurrently (a slow or silent client holds up nobody) and are bounded in
 /// number and time; failed ones are logged and dropped. The connection limits of the port
 /// (per source, in total, the reserve for certified probes, the first-call deadline of
 /// anonymous connections) are `gate`'s (`limits::grpc`).
-pub fn tls_incoming(
+pub fn tls_incoming_gated(
     listener: tokio::net::TcpListener,
     config: Arc<rustls::ServerConfig>,
     tcp_keepalive: std::time::Duration,
