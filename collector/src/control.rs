@@ -546,6 +546,9 @@ fn count_batch(stats: &BatchStats) {
     m.lost_results.add(stats.lost_results);
 }
 
+/// How much newer a v6 success must be before a session writes it to the probe's record.
+const V6_SUCCESS_EVERY_US: i64 = 60_000_000;
+
 async fn session_loop(
     store: &Arc<dyn Store>,
     commits: &Arc<GroupCommit>,
@@ -554,6 +557,9 @@ async fn session_loop(
     inbound: &mut Streaming<v1::ProbeMessage>,
     tx: &mpsc::Sender<Result<v1::CollectorMessage, Status>>,
 ) -> Result<(), Status> {
+    // The newest v6 success written to the probe's record by this session: rewriting the
+    // record for every batch cost as much as storing the batch, and v6-works looks at a day.
+    let mut v6_recorded: Option<UnixMicros> = None;
     while let Some(msg) = inbound.message().await? {
         match msg.kind {
             Some(probe_message::Kind::Hello(_)) => {
@@ -613,7 +619,10 @@ async fn session_loop(
                 }
                 m.acks_sent.inc();
                 m.ack_latency.observe_duration(received_at.elapsed());
-                if let Some(success) = stats.last_v6_success {
+                if let Some(success) = stats.last_v6_success.filter(|s| {
+                    v6_recorded.is_none_or(|r| s.0 >= r.0.saturating_add(V6_SUCCESS_EVERY_US))
+                }) {
+                    v6_recorded = Some(success);
                     let (record, changed) = update_probe(store, probe, move |r| {
                         r.last_v6_success = r.last_v6_success.max(Some(success));
                     })

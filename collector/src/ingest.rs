@@ -12,7 +12,8 @@ use sixmap_shared::health::OutboxLoss;
 use sixmap_shared::policy::classify;
 use sixmap_shared::prefixes::PrefixData;
 use sixmap_shared::session::{Ack, Rejection};
-use sixmap_shared::{Family, MeasurementResult, ProbeId, UnixMicros};
+use sixmap_shared::{Family, MeasurementResult, ProbeId, TaskId, UnixMicros};
+use std::collections::HashMap;
 use tracing::warn;
 
 /// Counts of one batch, for logs and metrics.
@@ -69,9 +70,11 @@ pub fn write_batch(
     let mut accepted: Vec<MeasurementResult> = Vec::with_capacity(decoded.len());
     let mut rejected = Vec::new();
     let mut reasons = [0usize; 3];
+    // A batch holds results of a handful of tasks: ask the store once per task.
+    let mut assigned = HashMap::new();
     for item in decoded {
         match item {
-            Ok(result) => match admissible(store, probe, &result)? {
+            Ok(result) => match admissible(store, &mut assigned, probe, &result)? {
                 Ok(()) => accepted.push(result),
                 Err((class, reason)) => {
                     reasons[class as usize] += 1;
@@ -172,6 +175,7 @@ pub fn write_batch(
 /// `Err(reason)` if this result must never be stored.
 fn admissible(
     store: &dyn Store,
+    assigned: &mut HashMap<TaskId, bool>,
     probe: &ProbeId,
     result: &MeasurementResult,
 ) -> Result<Result<(), (RejectReason, String)>, StoreError> {
@@ -184,7 +188,15 @@ fn admissible(
             ),
         )));
     }
-    if !store.is_assigned(probe, result.task_id)? {
+    let is_assigned = match assigned.get(&result.task_id) {
+        Some(known) => *known,
+        None => {
+            let known = store.is_assigned(probe, result.task_id)?;
+            assigned.insert(result.task_id, known);
+            known
+        }
+    };
+    if !is_assigned {
         return Ok(Err((
             RejectReason::UnassignedTask,
             format!(

@@ -97,7 +97,9 @@ pub fn open_store(
     data_dir: &std::path::Path,
 ) -> Result<Arc<dyn Store>, store::StoreError> {
     Ok(match settings {
-        StoreSettings::Sled => Arc::new(SledStore::open(data_dir)?),
+        StoreSettings::Sled { cache_mb } => {
+            Arc::new(SledStore::open_with_cache(data_dir, *cache_mb)?)
+        }
         StoreSettings::ClickHouse(config) => Arc::new(ClickHouseStore::open(config)?),
     })
 }

@@ -46,6 +46,14 @@ enum Command {
     /// Daily rollups and the figures behind maps and aggregates (docs/figures.md).
     #[command(subcommand)]
     Rollups(RollupsCommand),
+    /// Move a sled store's results into the current layout (time-ordered, compact) and exit.
+    /// The collector also does this when it starts; this does it ahead, with progress logged
+    /// on stderr. Safe to interrupt and run again: each step is atomic. The collector must
+    /// not be running on the same data dir.
+    Migrate {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// List enrolled probes as JSON lines (a sled store: the collector must not be running on the same data dir).
     Probes {
         #[command(flatten)]
@@ -365,6 +373,13 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::ApiToken(command) => api_token(command),
+        Command::Migrate { store } => {
+            // Opening a sled store migrates it (progress and counts in the log).
+            let opened = open_admin(&store, false)?;
+            opened.store.flush()?;
+            eprintln!("the store's results are in the current layout");
+            Ok(())
+        }
         Command::Probes { store } => {
             let opened = open_admin(&store, false)?;
             let store = &*opened.store;
@@ -500,14 +515,14 @@ fn open_admin(args: &StoreArgs, create: bool) -> anyhow::Result<Opened> {
     let settings = config.validate(args.config.as_deref())?;
     let data_dir = &settings.data_dir;
     let store: Arc<dyn Store> = match &settings.store {
-        StoreSettings::Sled => {
+        StoreSettings::Sled { cache_mb } => {
             if create {
                 std::fs::create_dir_all(data_dir)
                     .with_context(|| format!("creating {}", data_dir.display()))?;
             } else if !data_dir.join("conf").exists() {
                 bail!("{} holds no sixmap store", data_dir.display());
             }
-            Arc::new(SledStore::open(data_dir).with_context(|| {
+            Arc::new(SledStore::open_with_cache(data_dir, *cache_mb).with_context(|| {
                 format!(
                     "opening {} (if a collector is running on it, use its HTTP API with an admin token instead)",
                     data_dir.display()

@@ -357,8 +357,12 @@ async fn grpc_streams_filtered_results_and_stops_when_the_client_leaves() {
             .add_service(QueryServiceServer::new(service))
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
+    // Small HTTP/2 windows, so a stream nobody reads cannot take the whole store into the
+    // transport's buffers: its scan then holds, however fast the store reads.
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .unwrap()
+        .initial_stream_window_size(16 * 1024)
+        .initial_connection_window_size(64 * 1024)
         .connect()
         .await
         .unwrap();

@@ -597,11 +597,40 @@ fn outcome(
 }
 
 pub fn result(wire: &v1::MeasurementResult) -> Result<MeasurementResult, WireError> {
+    let result = result_with(
+        wire,
+        result_key(wire.key.as_ref())?,
+        UnixMicros(wire.started_at_us),
+    )?;
+    result.validate()?;
+    Ok(result)
+}
+
+/// A result kept by a store as [`crate::encode::stored_result`] wrote it, with the key and
+/// start time the store kept beside it. A damaged value is an error naming the field, never
+/// a panic; the cross-field checks of `validate` ran when the result was accepted and are
+/// not repeated, so a store never refuses to read back what it once stored.
+pub fn stored_result(
+    bytes: &[u8],
+    key: ResultKey,
+    started_at: UnixMicros,
+) -> Result<MeasurementResult, WireError> {
+    use prost::Message;
+    let wire = v1::MeasurementResult::decode(bytes)
+        .map_err(|e| WireError::new("result", format!("not a protobuf result: {e}")))?;
+    result_with(&wire, key, started_at)
+}
+
+fn result_with(
+    wire: &v1::MeasurementResult,
+    key: ResultKey,
+    started_at: UnixMicros,
+) -> Result<MeasurementResult, WireError> {
     let outcome = outcome(wire.error.as_ref(), wire.kind.as_ref())?;
     let result = MeasurementResult {
-        key: result_key(wire.key.as_ref())?,
+        key,
         task_id: task_id("task_id", wire.task_id)?,
-        started_at: UnixMicros(wire.started_at_us),
+        started_at,
         duration_us: wire.duration_us,
         family_requested: family_from_wire(enum_value("family_requested", wire.family_requested)?)
             .ok_or_else(|| WireError::missing("family_requested"))?,
@@ -615,7 +644,6 @@ pub fn result(wire: &v1::MeasurementResult) -> Result<MeasurementResult, WireErr
         },
         outcome,
     };
-    result.validate()?;
     Ok(result)
 }
 
@@ -1038,6 +1066,31 @@ mod tests {
                 errors: vec![],
             }),
         }
+    }
+
+    #[test]
+    fn stored_results_round_trip_without_their_key_and_refuse_damage() {
+        let original = sample_result();
+        let bytes = encode::stored_result(&original);
+        let full = {
+            use prost::Message;
+            encode::result(&original).encode_to_vec()
+        };
+        assert!(
+            bytes.len() + 20 < full.len(),
+            "{} vs {}",
+            bytes.len(),
+            full.len()
+        );
+        let back = stored_result(&bytes, original.key.clone(), original.started_at).unwrap();
+        assert_eq!(back, original);
+        for cut in [1, bytes.len() / 2, bytes.len() - 1] {
+            assert!(
+                stored_result(&bytes[..cut], original.key.clone(), original.started_at).is_err(),
+                "cut at {cut}"
+            );
+        }
+        assert!(stored_result(&[0xff; 8], original.key.clone(), original.started_at).is_err());
     }
 
     #[test]

@@ -392,6 +392,16 @@ pub fn result(r: &MeasurementResult) -> v1::MeasurementResult {
     }
 }
 
+/// A result as a store keeps it: its protobuf bytes without the key and the start time, which
+/// the store holds in the row's key ([`crate::decode::stored_result`] puts them back).
+pub fn stored_result(r: &MeasurementResult) -> Vec<u8> {
+    use prost::Message;
+    let mut wire = result(r);
+    wire.key = None;
+    wire.started_at_us = 0;
+    wire.encode_to_vec()
+}
+
 pub fn hello(h: &Hello) -> v1::Hello {
     v1::Hello {
         probe_id: h.probe_id.to_string(),

@@ -598,9 +598,10 @@ mod tests {
                     "00000000000000bb"
                 };
                 let rtt = (i % 5 != 0).then(|| std::time::Duration::from_millis(10 + i));
+                // Sequences start at 1 (0 is no valid key); `sequences` gives back `i`.
                 let mut r = crate::testing::ping_v6(
                     probe.parse().unwrap(),
-                    i,
+                    i + 1,
                     UnixMicros(1_000_000 * i as i64),
                     rtt,
                     sixmap_shared::prefixes::Enrichment {
@@ -622,7 +623,7 @@ mod tests {
     fn sequences(store: &dyn Store, filter: &ResultFilter) -> Vec<u64> {
         let mut seen = Vec::new();
         scan_filtered(store, filter, None, &mut |r| {
-            seen.push(r.result.key.sequence);
+            seen.push(r.result.key.sequence - 1);
             true
         })
         .unwrap();
@@ -682,7 +683,7 @@ mod tests {
             .unwrap();
             let Some(last) = page.last() else { break };
             cursor = Some(ResultCursor::of(last));
-            seen.extend(page.iter().map(|r| r.result.key.sequence));
+            seen.extend(page.iter().map(|r| r.result.key.sequence - 1));
         }
         assert_eq!(seen, (0..10).collect::<Vec<_>>());
 
@@ -699,7 +700,7 @@ mod tests {
                 after.as_ref(),
                 ScanBudget::rows(7),
                 &mut |r| {
-                    seen.push(r.result.key.sequence);
+                    seen.push(r.result.key.sequence - 1);
                     true
                 },
             )
@@ -724,6 +725,6 @@ mod tests {
         let ScanEnd::Budget(cursor) = end else {
             panic!("a past deadline ends the scan: {end:?}")
         };
-        assert_eq!(cursor.key.sequence, 0);
+        assert_eq!(cursor.key.sequence, 1);
     }
 }

@@ -9,6 +9,8 @@ pub mod auth;
 pub mod clickhouse;
 pub mod figure_store;
 pub mod filter;
+mod migrate;
+mod result_codec;
 mod sled_auth;
 mod sled_figures;
 mod sled_store;
@@ -20,7 +22,8 @@ pub use filter::{
     KindFilter, ResultCursor, ResultFilter, ScanBudget, ScanEnd, TargetFilter, scan_filtered,
     scan_filtered_bounded,
 };
-pub use sled_store::SledStore;
+pub use migrate::Migrated;
+pub use sled_store::{DEFAULT_CACHE_MB, SledStore};
 
 use serde::{Deserialize, Serialize};
 use sixmap_shared::health::{OutboxLoss, ProbeTag, SelfTest, TagName};

@@ -1,27 +1,48 @@
 //! The embedded store: one sled directory, no server.
 //!
 //! Layout (one tree each): `probes` id → JSON record; `tasks` definition → task id;
-//! `assignments` probe id ‖ task id → (); `results` probe id ‖ boot epoch ‖ sequence → JSON;
-//! `results_by_time` start time ‖ result key → () (the newest results across probes);
-//! `losses` loss key → JSON (probes' records of undelivered results); `tag_history` probe id ‖
-//! time ‖ counter → JSON tag event; `rollups` country ‖ '/' ‖ day → JSON daily figures;
-//! `campaigns` campaign id → JSON record; `campaign_tasks` task id → campaign id;
-//! `campaign_results` campaign id ‖ result key → () (written with the result it indexes);
-//! `ingest_log` `p` ‖ position → result key (every new result once, in commit order, written
-//! with the result) and `h` → the newest position ever given (kept when the log is pruned).
-//! Result keys sort by probe, then time of production, so per-probe scans are prefix scans.
-//! A result and its time-index entry are written in one transaction.
-//! Values start with a format byte so the encoding can change without a migration of old data.
+//! `assignments` probe id ‖ task id → (); `losses` loss key → JSON (probes' records of
+//! undelivered results); `tag_history` probe id ‖ time ‖ counter → JSON tag event; `rollups`
+//! country ‖ '/' ‖ day → JSON daily figures; `campaigns` campaign id → JSON record;
+//! `campaign_tasks` task id → campaign id (also held in memory).
+//!
+//! Results live in one tree, `results_v2`, so that a result, its indexes and its ingest log
+//! entry are written by one atomic `apply_batch` (no transaction over several trees); a
+//! one-byte prefix keeps each part a contiguous range (row keys and values: `result_codec`):
+//! - `r` ‖ start time ‖ result key → the result (format byte 2: enrichment, then the
+//!   protobuf): the rows themselves in time order, so scans by time read sequentially;
+//! - `k` ‖ result key → start time: the dedup index, and per probe (result keys sort by probe,
+//!   boot epoch, sequence) the newest-first index;
+//! - `c` ‖ campaign id ‖ result key → start time: the results of a campaign's tasks;
+//! - `l` ‖ log position → row key: the ingest log, every new result once, in commit order;
+//! - `h` → the newest log position ever given (kept when the log is pruned).
+//!
+//! Stores of the earlier layout (`results` as JSON + `results_by_time`) are migrated when
+//! opened (`migrate`). Other values start with a format byte (1 = JSON).
 
+use super::result_codec::{self, RESULT_KEY_LEN, ROW_KEY_LEN};
 use super::{Inserted, ProbeRecord, ResultQuery, Store, StoreError, StoredResult, TagEvent};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sixmap_shared::health::OutboxLoss;
-use sixmap_shared::measurement::MeasurementResult;
 use sixmap_shared::{ProbeId, ResultKey, TaskId, UnixMicros};
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
 
-const FORMAT_JSON: u8 = 1;
+const FORMAT_JSON: u8 = result_codec::FORMAT_JSON;
+
+/// The tree of results, indexes and log (module doc).
+pub(super) const RESULTS_TREE: &str = "results_v2";
+pub(super) const ROW: u8 = b'r';
+pub(super) const BY_KEY: u8 = b'k';
+pub(super) const BY_CAMPAIGN: u8 = b'c';
+const LOG: u8 = b'l';
+pub(super) const LOG_HEAD: &[u8] = b"h";
+
+/// sled's page cache when the config says nothing: with it the collector stays under 1 GiB
+/// resident at full ingest (sled's own default is 1 GiB of cache alone).
+pub const DEFAULT_CACHE_MB: u64 = 256;
 
 #[derive(Debug, Clone)]
 pub struct SledStore {
@@ -33,55 +54,22 @@ pub struct SledStore {
     probes: sled::Tree,
     tasks: sled::Tree,
     assignments: sled::Tree,
-    results: sled::Tree,
-    results_by_time: sled::Tree,
     losses: sled::Tree,
     tag_history: sled::Tree,
     rollups: sled::Tree,
     campaigns: sled::Tree,
     campaign_tasks: sled::Tree,
-    campaign_results: sled::Tree,
-    ingest_log: sled::Tree,
+    results: sled::Tree,
     /// Held while a batch is checked for duplicates, given log positions and written, so
-    /// positions increase in commit order: a reader never sees a position before a smaller
-    /// one that commits later. Holds the newest position given.
-    log_head: std::sync::Arc<std::sync::Mutex<u64>>,
-}
-
-const LOG_ENTRY: u8 = b'p';
-const LOG_HEAD: &[u8] = b"h";
-
-fn log_key(position: u64) -> [u8; 9] {
-    let mut key = [LOG_ENTRY; 9];
-    key[1..].copy_from_slice(&position.to_be_bytes());
-    key
-}
-
-fn u64_value(key: &[u8], bytes: &[u8]) -> Result<u64, StoreError> {
-    <[u8; 8]>::try_from(bytes)
-        .map(u64::from_be_bytes)
-        .map_err(|_| StoreError::Corrupt {
-            key: String::from_utf8_lossy(key).into_owned(),
-            reason: format!("expected 8 bytes, found {}", bytes.len()),
-        })
-}
-
-/// The newest log position: the head record, or the last entry if newer.
-fn read_log_head(log: &sled::Tree) -> Result<u64, StoreError> {
-    let recorded = match log.get(LOG_HEAD).map_err(backend)? {
-        Some(bytes) => u64_value(LOG_HEAD, &bytes)?,
-        None => 0,
-    };
-    let last = match log
-        .scan_prefix([LOG_ENTRY])
-        .next_back()
-        .transpose()
-        .map_err(backend)?
-    {
-        Some((key, _)) => u64_value(&key, key.get(1..).unwrap_or_default())?,
-        None => 0,
-    };
-    Ok(recorded.max(last))
+    /// positions increase in commit order (a reader never sees a position before a smaller
+    /// one that commits later) and two writers of one key cannot both store it. Holds the
+    /// newest position given.
+    writer: Arc<Mutex<u64>>,
+    /// `campaign_tasks`, read by every result stored: task id → campaign id. Updated under
+    /// its write lock together with the tree.
+    campaign_of: Arc<RwLock<HashMap<u64, u64>>>,
+    /// What opening it migrated from the earlier layout.
+    migrated: super::migrate::Migrated,
 }
 
 pub(super) fn backend(e: sled::Error) -> StoreError {
@@ -108,21 +96,23 @@ pub(super) fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T,
     }
 }
 
-fn result_key(key: &ResultKey) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(32);
-    bytes.extend_from_slice(key.probe_id.as_str().as_bytes());
-    bytes.extend_from_slice(&key.boot_epoch.to_be_bytes());
-    bytes.extend_from_slice(&key.sequence.to_be_bytes());
-    bytes
+/// `prefix` ‖ the parts, as one key.
+pub(super) fn key_of(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + parts.iter().map(|p| p.len()).sum::<usize>());
+    key.push(prefix);
+    for part in parts {
+        key.extend_from_slice(part);
+    }
+    key
 }
 
-/// Start time made to sort as unsigned big-endian bytes (sign bit flipped), then the result key.
-fn time_key(result: &MeasurementResult) -> Vec<u8> {
-    let mut bytes = ((result.started_at.0 as u64) ^ (1 << 63))
-        .to_be_bytes()
-        .to_vec();
-    bytes.extend_from_slice(&result_key(&result.key));
-    bytes
+fn log_key(position: u64) -> Vec<u8> {
+    key_of(LOG, &[&position.to_be_bytes()])
+}
+
+/// The key of a loss record (the same shape as a result key).
+fn loss_key(key: &ResultKey) -> [u8; RESULT_KEY_LEN] {
+    result_codec::result_key_bytes(key)
 }
 
 fn assignment_key(probe: &ProbeId, task: TaskId) -> Vec<u8> {
@@ -131,32 +121,105 @@ fn assignment_key(probe: &ProbeId, task: TaskId) -> Vec<u8> {
     bytes
 }
 
+fn u64_of(key: &[u8], bytes: &[u8]) -> Result<u64, StoreError> {
+    <[u8; 8]>::try_from(bytes)
+        .map(u64::from_be_bytes)
+        .map_err(|_| StoreError::Corrupt {
+            key: String::from_utf8_lossy(key).into_owned(),
+            reason: format!("expected 8 bytes, found {}", bytes.len()),
+        })
+}
+
+/// The newest log position: the head record, or the last entry if newer.
+pub(super) fn read_log_head(results: &sled::Tree) -> Result<u64, StoreError> {
+    let recorded = match results.get(LOG_HEAD).map_err(backend)? {
+        Some(bytes) => u64_of(LOG_HEAD, &bytes)?,
+        None => 0,
+    };
+    let last = match results
+        .scan_prefix([LOG])
+        .next_back()
+        .transpose()
+        .map_err(backend)?
+    {
+        Some((key, _)) => u64_of(&key, key.get(1..).unwrap_or_default())?,
+        None => 0,
+    };
+    Ok(recorded.max(last))
+}
+
+fn poisoned() -> StoreError {
+    StoreError::Backend("store lock poisoned".into())
+}
+
 impl SledStore {
+    /// Opens (or creates) the store in `dir` with the default cache, migrating an earlier
+    /// layout first.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let db = sled::Config::new().path(dir).open().map_err(|e| {
-            StoreError::Backend(format!("cannot open store at {}: {e}", dir.display()))
-        })?;
+        Self::open_with_cache(dir, DEFAULT_CACHE_MB)
+    }
+
+    /// [`SledStore::open`] with sled's page cache bounded to `cache_mb` MiB.
+    pub fn open_with_cache(dir: &Path, cache_mb: u64) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_mb.saturating_mul(1024 * 1024))
+            .open()
+            .map_err(|e| {
+                StoreError::Backend(format!("cannot open store at {}: {e}", dir.display()))
+            })?;
         let tree = |name: &str| db.open_tree(name).map_err(backend);
-        let ingest_log = tree("ingest_log")?;
-        let head = read_log_head(&ingest_log)?;
+        let results = tree(RESULTS_TREE)?;
+        let migrated = super::migrate::run(&db, &results, super::migrate::CHUNK, None)?;
+        let head = read_log_head(&results)?;
+        let campaign_tasks = tree("campaign_tasks")?;
+        let mut campaign_of = HashMap::new();
+        for entry in campaign_tasks.iter() {
+            let (task, campaign) = entry.map_err(backend)?;
+            campaign_of.insert(u64_of(&task, &task)?, u64_of(&task, &campaign)?);
+        }
         Ok(Self {
-            ingest_log,
-            log_head: std::sync::Arc::new(std::sync::Mutex::new(head)),
             probes: tree("probes")?,
             tasks: tree("tasks")?,
             assignments: tree("assignments")?,
-            results: tree("results")?,
-            results_by_time: tree("results_by_time")?,
             losses: tree("losses")?,
             tag_history: tree("tag_history")?,
             rollups: tree("rollups")?,
             campaigns: tree("campaigns")?,
-            campaign_tasks: tree("campaign_tasks")?,
-            campaign_results: tree("campaign_results")?,
+            campaign_tasks,
+            results,
+            writer: Arc::new(Mutex::new(head)),
+            campaign_of: Arc::new(RwLock::new(campaign_of)),
+            migrated,
             auth: super::sled_auth::AuthTrees::open(&db)?,
             figures: super::sled_figures::FigureTrees::open(&db)?,
             db,
         })
+    }
+
+    /// What opening the store moved from the earlier layout (`sixmap-collector migrate`).
+    pub fn migrated(&self) -> super::migrate::Migrated {
+        self.migrated
+    }
+
+    /// The row of a result, by its row key (time ‖ result key).
+    fn row(&self, row: &[u8]) -> Result<Option<StoredResult>, StoreError> {
+        self.results
+            .get(key_of(ROW, &[row]))
+            .map_err(backend)?
+            .map(|value| result_codec::decode_value(row, &value))
+            .transpose()
+    }
+
+    /// The row an index entry (`prefix` ‖ ... ‖ result key → start time) points at.
+    fn indexed(&self, index_key: &[u8], time: &[u8]) -> Result<Option<StoredResult>, StoreError> {
+        let start = index_key.len().saturating_sub(RESULT_KEY_LEN);
+        let result_key = index_key.get(start..).unwrap_or_default();
+        let started_at = result_codec::parse_time(index_key, time)?;
+        let mut row = [0u8; ROW_KEY_LEN];
+        row[..8].copy_from_slice(&result_codec::time_bytes(started_at));
+        row[8..].copy_from_slice(result_key);
+        self.row(&row)
     }
 }
 
@@ -245,92 +308,68 @@ impl Store for SledStore {
     }
 
     fn insert_results(&self, results: &[StoredResult]) -> Result<Vec<Inserted>, StoreError> {
-        use sled::Transactional;
-        use sled::transaction::{ConflictableTransactionError, TransactionError};
-        let encoded = results
-            .iter()
-            .map(|r| {
-                let key = result_key(&r.result.key);
-                // A campaign task's result is indexed under its campaign in the same
-                // transaction, so a report never misses a stored result.
-                let campaign = self
-                    .campaign_tasks
-                    .get(r.result.task_id.get().to_be_bytes())
+        // Encoding needs no lock: only the duplicate check and the write are serialised.
+        let encoded: Vec<_> = {
+            let campaign_of = self.campaign_of.read().map_err(|_| poisoned())?;
+            results
+                .iter()
+                .map(|r| {
+                    let key = result_codec::result_key_bytes(&r.result.key);
+                    let time = result_codec::time_bytes(r.result.started_at);
+                    let campaign = campaign_of.get(&r.result.task_id.get()).copied();
+                    (key, time, result_codec::encode_value(r), campaign)
+                })
+                .collect()
+        };
+        let mut head = self.writer.lock().map_err(|_| poisoned())?;
+        let mut batch = sled::Batch::default();
+        let mut outcome = Vec::with_capacity(encoded.len());
+        let mut in_batch = HashSet::with_capacity(encoded.len());
+        let mut position = *head;
+        for (key, time, value, campaign) in encoded {
+            // A key twice in one batch is stored once, like a resend.
+            if !in_batch.insert(key)
+                || self
+                    .results
+                    .contains_key(key_of(BY_KEY, &[&key]))
                     .map_err(backend)?
-                    .map(|id| {
-                        let mut index = id.to_vec();
-                        index.extend_from_slice(&key);
-                        index
-                    });
-                Ok((key, time_key(&r.result), encode(r)?, campaign))
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        let mut head = self
-            .log_head
-            .lock()
-            .map_err(|_| StoreError::Backend("ingest log lock poisoned".into()))?;
-        let (outcome, newest) = (
-            &self.results,
-            &self.results_by_time,
-            &self.campaign_results,
-            &self.ingest_log,
-        )
-            .transaction(|(results, by_time, by_campaign, log)| {
-                let mut outcome = Vec::with_capacity(encoded.len());
-                let mut position = *head;
-                for (key, time, value, campaign) in &encoded {
-                    // A key twice in one batch is stored once, like a resend.
-                    if results.get(key)?.is_some() {
-                        outcome.push(Inserted::Duplicate);
-                    } else {
-                        results.insert(key.as_slice(), value.as_slice())?;
-                        by_time.insert(time.as_slice(), &[])?;
-                        if let Some(index) = campaign {
-                            by_campaign.insert(index.as_slice(), &[])?;
-                        }
-                        position += 1;
-                        log.insert(&log_key(position), key.as_slice())?;
-                        outcome.push(Inserted::New);
-                    }
-                }
-                if position != *head {
-                    log.insert(LOG_HEAD, &position.to_be_bytes())?;
-                }
-                Ok::<_, ConflictableTransactionError<()>>((outcome, position))
-            })
-            .map_err(|e: TransactionError<()>| StoreError::Backend(format!("{e:?}")))?;
-        *head = newest;
+            {
+                outcome.push(Inserted::Duplicate);
+                continue;
+            }
+            let row = key_of(ROW, &[&time, &key]);
+            batch.insert(key_of(BY_KEY, &[&key]), &time);
+            if let Some(campaign) = campaign {
+                // Indexed with the result itself, so a report never misses a stored result.
+                batch.insert(key_of(BY_CAMPAIGN, &[&campaign.to_be_bytes(), &key]), &time);
+            }
+            position += 1;
+            batch.insert(log_key(position), &row[1..]);
+            batch.insert(row, value);
+            outcome.push(Inserted::New);
+        }
+        if position != *head {
+            batch.insert(LOG_HEAD, &position.to_be_bytes());
+            self.results.apply_batch(batch).map_err(backend)?;
+            *head = position;
+        }
         Ok(outcome)
     }
 
     fn results(&self, query: &ResultQuery) -> Result<Vec<StoredResult>, StoreError> {
-        let read = |key: &[u8]| -> Result<Option<StoredResult>, StoreError> {
-            self.results
-                .get(key)
-                .map_err(backend)?
-                .map(|value| decode(key, &value))
-                .transpose()
-        };
         let mut out = Vec::new();
         match &query.probe {
             Some(probe) => {
-                for entry in self
-                    .results
-                    .scan_prefix(probe.as_str())
-                    .rev()
-                    .take(query.limit)
-                {
-                    let (key, value) = entry.map_err(backend)?;
-                    out.push(decode(&key, &value)?);
+                let prefix = key_of(BY_KEY, &[probe.as_str().as_bytes()]);
+                for entry in self.results.scan_prefix(prefix).rev().take(query.limit) {
+                    let (index, time) = entry.map_err(backend)?;
+                    out.extend(self.indexed(&index, &time)?);
                 }
             }
             None => {
-                for entry in self.results_by_time.iter().rev().take(query.limit) {
-                    let (time_key, _) = entry.map_err(backend)?;
-                    // The result key follows the 8-byte time prefix.
-                    if let Some(result) = read(time_key.get(8..).unwrap_or_default())? {
-                        out.push(result);
-                    }
+                for entry in self.results.scan_prefix([ROW]).rev().take(query.limit) {
+                    let (row, value) = entry.map_err(backend)?;
+                    out.push(result_codec::decode_value(&row[1..], &value)?);
                 }
             }
         }
@@ -343,14 +382,14 @@ impl Store for SledStore {
         to: UnixMicros,
         visit: &mut dyn FnMut(StoredResult) -> bool,
     ) -> Result<(), StoreError> {
-        let bound = |t: UnixMicros| ((t.0 as u64) ^ (1 << 63)).to_be_bytes();
-        for entry in self.results_by_time.range(bound(from)..bound(to)) {
-            let (time_key, _) = entry.map_err(backend)?;
-            let key = time_key.get(8..).unwrap_or_default();
-            let Some(value) = self.results.get(key).map_err(backend)? else {
-                continue;
-            };
-            if !visit(decode(key, &value)?) {
+        if from >= to {
+            return Ok(());
+        }
+        let bound = |t: UnixMicros| key_of(ROW, &[&result_codec::time_bytes(t)]);
+        // The rows themselves, in time order: one sequential read, no lookups.
+        for entry in self.results.range(bound(from)..bound(to)) {
+            let (row, value) = entry.map_err(backend)?;
+            if !visit(result_codec::decode_value(&row[1..], &value)?) {
                 break;
             }
         }
@@ -367,22 +406,18 @@ impl Store for SledStore {
             return Ok(());
         };
         for entry in self
-            .ingest_log
+            .results
             .range(log_key(first)..=log_key(u64::MAX))
             .take(max)
         {
-            let (log_key, result_key) = entry.map_err(backend)?;
-            let position = u64_value(&log_key, log_key.get(1..).unwrap_or_default())?;
-            // Written in the result's own transaction: a logged result is always there.
-            let value = self
-                .results
-                .get(&result_key)
-                .map_err(backend)?
-                .ok_or_else(|| StoreError::Corrupt {
-                    key: format!("ingest_log/{position}"),
-                    reason: "the logged result is not stored".into(),
-                })?;
-            if !visit(position, decode(&result_key, &value)?) {
+            let (log_key, row) = entry.map_err(backend)?;
+            let position = u64_of(&log_key, log_key.get(1..).unwrap_or_default())?;
+            // Written in the result's own batch: a logged result is always there.
+            let stored = self.row(&row)?.ok_or_else(|| StoreError::Corrupt {
+                key: format!("ingest log position {position}"),
+                reason: "the logged result is not stored".into(),
+            })?;
+            if !visit(position, stored) {
                 break;
             }
         }
@@ -390,19 +425,16 @@ impl Store for SledStore {
     }
 
     fn ingest_log_head(&self) -> Result<u64, StoreError> {
-        self.log_head
-            .lock()
-            .map(|head| *head)
-            .map_err(|_| StoreError::Backend("ingest log lock poisoned".into()))
+        self.writer.lock().map(|head| *head).map_err(|_| poisoned())
     }
 
     fn prune_ingest_log(&self, upto: u64) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
-        for entry in self.ingest_log.range(log_key(0)..=log_key(upto)) {
+        for entry in self.results.range(log_key(0)..=log_key(upto)) {
             let (key, _) = entry.map_err(backend)?;
             batch.remove(key);
         }
-        self.ingest_log.apply_batch(batch).map_err(backend)
+        self.results.apply_batch(batch).map_err(backend)
     }
 
     fn put_rollup(&self, day: &str, country: &str, json: &[u8]) -> Result<(), StoreError> {
@@ -433,7 +465,7 @@ impl Store for SledStore {
                 let swapped = self
                     .losses
                     .compare_and_swap(
-                        result_key(&loss.key),
+                        loss_key(&loss.key),
                         None as Option<&[u8]>,
                         Some(encode(loss)?),
                     )
@@ -524,29 +556,24 @@ impl Store for SledStore {
     }
 
     fn link_campaign_task(&self, task: TaskId, campaign: u64) -> Result<(), StoreError> {
+        // Tree and memory change under the same lock, so no result stored meanwhile can
+        // read the link from one and not the other.
+        let mut campaign_of = self.campaign_of.write().map_err(|_| poisoned())?;
         self.campaign_tasks
             .insert(task.get().to_be_bytes(), &campaign.to_be_bytes())
             .map_err(backend)?;
+        campaign_of.insert(task.get(), campaign);
         Ok(())
     }
 
     fn campaign_tasks(&self, campaign: u64) -> Result<Vec<TaskId>, StoreError> {
-        let mut tasks = Vec::new();
-        for entry in self.campaign_tasks.iter() {
-            let (task, linked) = entry.map_err(backend)?;
-            if linked.as_ref() != campaign.to_be_bytes() {
-                continue;
-            }
-            let raw = <[u8; 8]>::try_from(task.as_ref())
-                .ok()
-                .map(u64::from_be_bytes)
-                .and_then(|raw| TaskId::new(raw).ok())
-                .ok_or_else(|| StoreError::Corrupt {
-                    key: format!("campaign_tasks/{task:?}"),
-                    reason: "task id is not 8 bytes or is 0".into(),
-                })?;
-            tasks.push(raw);
-        }
+        let campaign_of = self.campaign_of.read().map_err(|_| poisoned())?;
+        let mut tasks: Vec<TaskId> = campaign_of
+            .iter()
+            .filter(|(_, linked)| **linked == campaign)
+            .filter_map(|(task, _)| TaskId::new(*task).ok())
+            .collect();
+        tasks.sort();
         Ok(tasks)
     }
 
@@ -555,13 +582,13 @@ impl Store for SledStore {
         campaign: u64,
         visit: &mut dyn FnMut(StoredResult) -> bool,
     ) -> Result<(), StoreError> {
-        for entry in self.campaign_results.scan_prefix(campaign.to_be_bytes()) {
-            let (index, _) = entry.map_err(backend)?;
-            let key = index.get(8..).unwrap_or_default();
-            let Some(value) = self.results.get(key).map_err(backend)? else {
+        let prefix = key_of(BY_CAMPAIGN, &[&campaign.to_be_bytes()]);
+        for entry in self.results.scan_prefix(prefix) {
+            let (index, time) = entry.map_err(backend)?;
+            let Some(stored) = self.indexed(&index, &time)? else {
                 continue;
             };
-            if !visit(decode(key, &value)?) {
+            if !visit(stored) {
                 break;
             }
         }
@@ -574,7 +601,7 @@ mod tests {
     use super::*;
     use sixmap_shared::UnixMicros;
     use sixmap_shared::measurement::{
-        ClockInfo, ClockState, ErrorClass, Family, MeasurementError, Outcome,
+        ClockInfo, ClockState, ErrorClass, Family, MeasurementError, MeasurementResult, Outcome,
     };
 
     fn result(probe: &ProbeId, epoch: u64, sequence: u64, at: i64) -> MeasurementResult {
@@ -746,7 +773,9 @@ mod tests {
                     let probe = ProbeId::random().unwrap();
                     for b in 0..40u64 {
                         let batch: Vec<StoredResult> = (0..10)
-                            .map(|i| result(&probe, 1, b * 10 + i, (w * 1000 + b) as i64).into())
+                            .map(|i| {
+                                result(&probe, 1, b * 10 + i + 1, (w * 1000 + b) as i64).into()
+                            })
                             .collect();
                         store.insert_results(&batch).unwrap();
                     }
