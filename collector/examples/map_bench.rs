@@ -9,10 +9,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark may stop at the first failure
 
-use sixmap_collector::store::{ProbeRecord, SledStore, Store, StoredResult};
 use sixmap_collector::figures::{Source, fold};
 use sixmap_collector::query::aggregate::{self, AggregateRequest, GroupBy, Side};
 use sixmap_collector::store::ResultFilter;
+use sixmap_collector::store::{ProbeRecord, SledStore, Store, StoredResult};
 use sixmap_collector::{daily, maps, query, testing};
 use sixmap_shared::health::{ProbeTag, TagName};
 use sixmap_shared::prefixes::{CountryCode, Enrichment};
@@ -173,7 +173,8 @@ fn main() -> anyhow::Result<()> {
         );
         println!(
             "[{name}] GET /api/v1/maps/countries/AA:         {}",
-            time(runs, || maps::country_from(&store, aa, now, source).unwrap())
+            time(runs, || maps::country_from(&store, aa, now, source)
+                .unwrap())
         );
         println!(
             "[{name}] daily rollups, today + yesterday:      {}",
@@ -210,7 +211,11 @@ fn main() -> anyhow::Result<()> {
             );
         }
     }
-    let a = aggregate::aggregate_scan(&store, &request(GroupBy::Country), query::aggregate_budget())?;
+    let a = aggregate::aggregate_scan(
+        &store,
+        &request(GroupBy::Country),
+        query::aggregate_budget(),
+    )?;
     println!(
         "(the scan aggregate stops at its budget: {} results read, truncated: {})",
         a.results, a.truncated

@@ -200,12 +200,24 @@ fn rollups_rebuild_recomputes_figures_and_rollups_from_results() {
         assert_eq!(store.figures_cursor().unwrap(), None);
     }
     let out = Command::new(env!("CARGO_BIN_EXE_sixmap-collector"))
-        .args(["rollups", "rebuild", "--data-dir", dir.path().to_str().unwrap()])
+        .args([
+            "rollups",
+            "rebuild",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("figures rebuilt from 5 results"), "{stdout}");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("figures rebuilt from 5 results"),
+        "{stdout}"
+    );
     let store = SledStore::open(dir.path()).unwrap();
     assert_eq!(store.figures_cursor().unwrap(), Some(5), "the log head");
     let rollups = store.rollups("XA").unwrap();
@@ -213,6 +225,11 @@ fn rollups_rebuild_recomputes_figures_and_rollups_from_results() {
     assert_eq!(rollups[0].0, "2025-11-08");
     // An empty directory is refused with a message, not a panic.
     let empty = tempfile::tempdir().unwrap();
-    let (ok, stderr) = collector(&["rollups", "rebuild", "--data-dir", empty.path().to_str().unwrap()]);
+    let (ok, stderr) = collector(&[
+        "rollups",
+        "rebuild",
+        "--data-dir",
+        empty.path().to_str().unwrap(),
+    ]);
     assert!(!ok && stderr.contains("holds no sixmap store"), "{stderr}");
 }

@@ -70,7 +70,10 @@ fn figures_equal_a_rebuild_after_kill_9_during_ingest() {
         load.kill();
     }
     let store = SledStore::open(&data).unwrap();
-    let cursor = store.figures_cursor().unwrap().expect("figures were built at start");
+    let cursor = store
+        .figures_cursor()
+        .unwrap()
+        .expect("figures were built at start");
     assert!(cursor > 0, "nothing was folded while the collector ran");
     // What the next start would do: fold what the log still holds.
     let now = UnixMicros::now();

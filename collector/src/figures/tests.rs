@@ -313,21 +313,24 @@ fn random_result(rng: &mut Rng, p: u64, seq: u64) -> StoredResult {
             too_big: Vec::new(),
             packets_sent: 4,
         }),
-        1 => Outcome::ExtHeaders(ExtHeaderResult {
-            outcomes: ExtHeaderType::ALL
-                .iter()
-                .filter_map(|header| {
-                    (rng.below(2) == 0).then(|| ExtHeaderOutcome {
-                        header: *header,
+        1 => {
+            let mut outcomes = Vec::new();
+            for header in ExtHeaderType::ALL {
+                if rng.below(2) == 0 {
+                    outcomes.push(ExtHeaderOutcome {
+                        header,
                         survived: rng.below(2) == 0,
                         dropped_at_hop: None,
                         last_responder: None,
                         icmp_error: None,
-                    })
-                })
-                .collect(),
-            packets_sent: 3,
-        }),
+                    });
+                }
+            }
+            Outcome::ExtHeaders(ExtHeaderResult {
+                outcomes,
+                packets_sent: 3,
+            })
+        }
         2 => Outcome::Traceroute(TracerouteResult {
             protocol: TraceProtocol::Icmp,
             flow_label: 0,
