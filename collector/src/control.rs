@@ -142,6 +142,13 @@ impl ControlService {
             r.origin = origin;
         })
         .await?;
+        // Skipped or regressed boot epochs are flagged as a loss of unknown count.
+        if let Some(gap) =
+            crate::epochs::gap(&record.id, record.boot_epoch, boot_epoch, UnixMicros::now())
+        {
+            let store = self.store.clone();
+            blocking(move || crate::epochs::record(&*store, gap)).await?;
+        }
         Ok(updated)
     }
 

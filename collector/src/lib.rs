@@ -8,6 +8,7 @@ pub mod config;
 pub mod control;
 pub mod daily;
 pub mod enrich;
+pub mod epochs;
 pub mod export;
 pub mod fatal;
 pub mod figures;

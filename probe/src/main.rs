@@ -6,6 +6,9 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use sixmap_probe::config::ProbeConfig;
 use sixmap_probe::session::ProbeError;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 /// Exit status when the collector refused the probe for good (revoked, unknown, too old).
 const EXIT_REFUSED: i32 = 78;
@@ -104,16 +107,28 @@ struct StatusArgs {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+    // `target=level` directives (`info,sixmap_probe=debug`): tracing-subscriber's `Targets`
+    // rather than `EnvFilter`, whose regex engine is a tenth of the binary.
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|text| text.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                // Colour codes only on a terminal, not in journald or log files.
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
         )
-        .with_writer(std::io::stderr)
-        // Colour codes only on a terminal, not in journald or log files.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with(filter)
         .init();
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    // Two workers whatever the core count: the probe's work is waiting on sockets and
+    // timers, and each thread costs memory (stack, allocator arena) on a Raspberry Pi.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
     match cli.command {
         Command::Run(args) => runtime.block_on(run(args)),
         Command::Status(args) => status(args),

@@ -127,6 +127,9 @@ enum OpenFailure {
     Unavailable(String),
 }
 
+/// Bound of sled's page cache.
+const CACHE_BYTES: u64 = 2 * 1024 * 1024;
+
 /// How long to wait for a lock that a closing handle in this process may still hold
 /// (sled releases it from a background thread).
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -137,7 +140,17 @@ fn open_db(path: &Path) -> Result<sled::Db, OpenFailure> {
     loop {
         let attempt = {
             let path = path.to_owned();
-            std::panic::catch_unwind(move || sled::Config::new().path(path).open())
+            std::panic::catch_unwind(move || {
+                sled::Config::new()
+                    .path(path)
+                    // sled caches up to 1 GiB by default: an offline probe's memory would
+                    // grow with its outbox.
+                    .cache_capacity(CACHE_BYTES)
+                    // No background flusher thread waking every 500 ms: `commit` flushes
+                    // what must be durable, and deletions after acks need no flush.
+                    .flush_every_ms(None)
+                    .open()
+            })
         };
         match attempt {
             Ok(Ok(db)) => return Ok(db),
