@@ -6,7 +6,9 @@ use super::*;
 use crate::query::aggregate::{
     AggregateRequest, GroupBy, Side as AggSide, aggregate_scan, from_figures,
 };
-use crate::store::auth::{ApiTokenRecord, AuditEntry, AuthStore, EnrollmentTokenRecord};
+use crate::store::auth::{
+    ApiTokenRecord, AuditEntry, AuthStore, EnrollmentTokenRecord, NewEnrollment,
+};
 use crate::store::{
     FigureStore, FigureWrite, Inserted, ProbeRecord, ResultFilter, ResultQuery, ScanBudget,
     SledStore, Store, StoreError, StoredResult, TagEvent,
@@ -84,6 +86,30 @@ impl AuthStore for LoggedStore {
     }
     fn append_audit(&self, e: &AuditEntry) -> Result<(), StoreError> {
         self.inner.append_audit(e)
+    }
+    fn record_enrollment(&self, e: &NewEnrollment) -> Result<bool, StoreError> {
+        self.inner.record_enrollment(e)
+    }
+    fn owner_probe_count(&self, o: &str, n: &str) -> Result<usize, StoreError> {
+        self.inner.owner_probe_count(o, n)
+    }
+    fn owner_has_probe(&self, o: &str, n: &str, p: &ProbeId) -> Result<bool, StoreError> {
+        self.inner.owner_has_probe(o, n, p)
+    }
+    fn index_owner_probe(
+        &self,
+        o: &str,
+        n: &[String],
+        p: &ProbeId,
+        present: bool,
+    ) -> Result<(), StoreError> {
+        self.inner.index_owner_probe(o, n, p, present)
+    }
+    fn owner_index_complete(&self) -> Result<bool, StoreError> {
+        self.inner.owner_index_complete()
+    }
+    fn mark_owner_index_complete(&self) -> Result<(), StoreError> {
+        self.inner.mark_owner_index_complete()
     }
     fn audit(&self, l: usize) -> Result<Vec<AuditEntry>, StoreError> {
         self.inner.audit(l)
