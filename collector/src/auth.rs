@@ -430,6 +430,21 @@ impl Drop for Reservation {
     }
 }
 
+impl Reservation {
+    /// Runs `store_it` (the write that puts the probe into the owner index) under the gate's
+    /// lock and ends the reservation in the same step, so a cap check sees the enrollment
+    /// either pending or stored, never neither: checking the counter and then the pending
+    /// list while the write lands between them would count it nowhere.
+    pub fn commit<T>(self, store_it: impl FnOnce() -> T) -> T {
+        let gate = self.gate.clone();
+        let mut pending = lock(&gate.pending);
+        let outcome = store_it();
+        pending.retain(|p| p.probe != self.probe);
+        drop(pending);
+        outcome
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // The list stays consistent even if a holder panicked (each change is one call).
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -459,17 +474,13 @@ impl EnrollmentGate {
         let networks = owner_networks(from, prefix);
         let site = site_of(from);
         for (network, cap) in networks.iter().zip([caps.per_64, caps.per_routed_prefix]) {
-            // Stored probes (one counter), plus enrollments in progress not yet stored (an
-            // index lookup each; at most the enrollments in flight).
-            let mut count = store.owner_probe_count(owner, network)?;
-            for p in pending
-                .iter()
-                .filter(|p| p.owner == owner && p.networks.contains(network))
-            {
-                if !store.owner_has_probe(owner, network, &p.probe)? {
-                    count += 1;
-                }
-            }
+            // Stored probes (one counter), plus enrollments in progress: an enrollment leaves
+            // `pending` in the same locked step that stores it (`Reservation::commit`).
+            let count = store.owner_probe_count(owner, network)?
+                + pending
+                    .iter()
+                    .filter(|p| p.owner == owner && p.networks.contains(network))
+                    .count();
             if count >= cap {
                 return Ok(Err(if network.starts_with("site ") {
                     format!(

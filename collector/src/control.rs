@@ -511,8 +511,7 @@ impl ProbeControl for ControlService {
             // The token, certificate binding, owner index and "ok" audit entry in one
             // transaction; the probe record after it (a retry recreates it if a crash came
             // between). The reservation holds the cap until the probe is stored.
-            let _reservation = reservation;
-            if !store.record_enrollment(&enrollment)? {
+            if !reservation.commit(|| store.record_enrollment(&enrollment))? {
                 return Ok(false);
             }
             store.create_probe(&to_store)?;
