@@ -146,9 +146,10 @@ fn open_db(path: &Path) -> Result<sled::Db, OpenFailure> {
                     // sled caches up to 1 GiB by default: an offline probe's memory would
                     // grow with its outbox.
                     .cache_capacity(CACHE_BYTES)
-                    // No background flusher thread waking every 500 ms: `commit` flushes
-                    // what must be durable, and deletions after acks need no flush.
-                    .flush_every_ms(None)
+                    // sled's background flusher stays (every 500 ms): `commit` flushes what
+                    // must be durable, but deletions after acks must reach the disk soon too,
+                    // or after a power cut the probe resends (and reports as waiting) results
+                    // the collector already has.
                     .open()
             })
         };
