@@ -665,6 +665,11 @@ impl Drop for Outbox {
     /// A clean stop (shutdown signal, error, end of a test) leaves a durable record marked
     /// clean, so even a reboot right after keeps the ledger exact.
     fn drop(&mut self) {
+        // Acked deletions are only flushed by sled's background flusher; a clean stop makes
+        // them durable so the outbox it leaves holds exactly what the collector lacks.
+        if let Err(e) = self.db.flush() {
+            warn!(error = %e, path = %self.path.display(), "cannot flush the outbox at stop");
+        }
         if let Err(e) = self.write_ledger(true, true) {
             warn!(error = %e, "cannot record the outbox ledger at stop");
         }

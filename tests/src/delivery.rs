@@ -49,6 +49,22 @@ impl Probe {
         }
     }
 
+    /// Stops the probe as systemd does (SIGTERM): a clean stop flushes the outbox, so what it
+    /// shows afterwards is exact. After `kill` an acked result may still show as waiting (its
+    /// deletion is not flushed; it is resent and deduplicated).
+    pub fn stop(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            let clean = process.terminate(Duration::from_secs(20));
+            let log = process.log();
+            assert!(
+                clean,
+                "the probe did not stop on SIGTERM within 20 s\n{log}"
+            );
+            self.log.add(&log);
+            self.history.push_str(&log);
+        }
+    }
+
     pub fn restart(&mut self) {
         self.kill();
         self.start();

@@ -62,6 +62,26 @@ impl Process {
         wait_for(timeout, || self.child.try_wait().ok().flatten())
     }
 
+    /// Stops the process as systemd does (SIGTERM), waiting up to `timeout` for it to exit
+    /// before killing it. Returns whether it exited by itself.
+    pub fn terminate(&mut self, timeout: Duration) -> bool {
+        // kill(1) rather than libc: the test crates stay free of unsafe code. The child is not
+        // reaped yet, so its pid cannot have been reused.
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !sent {
+            self.kill();
+            return false;
+        }
+        let exited = self.wait_exit(timeout).is_some();
+        if !exited {
+            self.kill();
+        }
+        exited
+    }
+
     /// Kills without warning, like a power cut or `kill -9`.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

@@ -104,7 +104,7 @@ fn drain(site: &Site, collector: Collector, probes: &mut [Probe]) -> Collector {
         probe.wait_drained(started, Duration::from_secs(120));
     }
     for probe in probes.iter_mut() {
-        probe.kill();
+        probe.stop();
     }
     collector
 }
