@@ -6,17 +6,18 @@
 //!   fingerprint before it sends the token, so the token is never shown to an impostor;
 //! - API token: `sxa_<secret>`, sent as `Authorization: Bearer sxa_…`.
 
-use crate::pki::sha256_hex;
 pub use crate::store::auth::{owner_networks, site_of};
 use crate::store::{
     ApiTokenRecord, AuditEntry, EnrollmentTokenRecord, ProbeRecord, Role, Store, StoreError,
 };
+use sixmap_shared::digest::{hex_lower, is_hex_lower, sha256_hex};
+use sixmap_shared::enrollment::{EnrollmentToken, TOKEN_SECRET_BYTES};
 use sixmap_shared::{ProbeId, UnixMicros};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-const SECRET_BYTES: usize = 32;
+const SECRET_BYTES: usize = TOKEN_SECRET_BYTES;
 const API_TOKEN_PREFIX: &str = "sxa_";
 /// Enrollment tokens expire after this unless told otherwise: a token sitting in a mailbox for
 /// months is a liability.
@@ -41,11 +42,7 @@ pub enum AuthError {
 fn secret() -> Result<String, AuthError> {
     let mut bytes = [0u8; SECRET_BYTES];
     getrandom::fill(&mut bytes).map_err(|e| AuthError::Random(e.to_string()))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
-}
-
-fn is_hex(text: &str, len: usize) -> bool {
-    text.len() == len && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    Ok(hex_lower(&bytes))
 }
 
 /// Short public id of a token: the start of its hash, enough to tell tokens apart.
@@ -143,7 +140,11 @@ pub fn new_enrollment_token(
         revoked_at: None,
         enrollment: None,
     };
-    Ok((format!("{secret}.{ca_fingerprint}"), hash, record))
+    let token = EnrollmentToken {
+        secret: &secret,
+        ca_fingerprint,
+    };
+    Ok((token.to_string(), hash, record))
 }
 
 /// Why an enrollment token was refused; the message goes to the volunteer as is.
@@ -165,8 +166,7 @@ pub enum TokenRefusal {
 
 /// The secret part of an enrollment token (the probe keeps the fingerprint part).
 pub fn token_secret(token: &str) -> Option<&str> {
-    let (secret, fingerprint) = token.split_once('.')?;
-    (is_hex(secret, 2 * SECRET_BYTES) && is_hex(fingerprint, 64)).then_some(secret)
+    EnrollmentToken::parse(token).map(|t| t.secret)
 }
 
 /// Looks an enrollment token up and checks it can be used now. Returns its hash and record;
@@ -324,7 +324,7 @@ pub fn revoke_api_token(
 pub fn api_token(store: &dyn Store, bearer: &str) -> Result<Option<ApiTokenRecord>, StoreError> {
     let Some(secret) = bearer
         .strip_prefix(API_TOKEN_PREFIX)
-        .filter(|s| is_hex(s, 2 * SECRET_BYTES))
+        .filter(|s| is_hex_lower(s, 2 * SECRET_BYTES))
     else {
         return Ok(None);
     };

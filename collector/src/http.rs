@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use sixmap_shared::health::{OutboxLoss, ProbeTag, SelfTest};
 use sixmap_shared::measurement::{
     ConnectOutcome, DualLeg, Family, MeasurementResult, Outcome, QuicFailure, TraceStop,
-    query_type_name,
+    query_type_name, rcode_name,
 };
 use sixmap_shared::{ProbeId, UnixMicros};
 use std::net::IpAddr;
@@ -302,27 +302,6 @@ fn in_ms(ns: Option<u64>) -> String {
     ns.map(|ns| format!(" {}", ms(ns))).unwrap_or_default()
 }
 
-fn connect_word(outcome: ConnectOutcome) -> &'static str {
-    match outcome {
-        ConnectOutcome::Connected => "connected",
-        ConnectOutcome::Refused => "refused",
-        ConnectOutcome::Timeout => "timed out",
-        ConnectOutcome::Unreachable => "unreachable",
-    }
-}
-
-fn rcode_name(rcode: u16) -> String {
-    match rcode {
-        0 => "NOERROR".into(),
-        1 => "FORMERR".into(),
-        2 => "SERVFAIL".into(),
-        3 => "NXDOMAIN".into(),
-        4 => "NOTIMP".into(),
-        5 => "REFUSED".into(),
-        n => format!("RCODE{n}"),
-    }
-}
-
 fn plural(n: usize, word: &str) -> String {
     if n == 1 {
         format!("1 {word}")
@@ -377,7 +356,7 @@ fn summarize_outcome(outcome: &Outcome) -> String {
         Outcome::Tcp(t) => format!(
             "tcp {} {}{}",
             t.port,
-            connect_word(t.outcome),
+            t.outcome.words(),
             in_ms(t.connect_ns)
         ),
         Outcome::Tls(t) => {
@@ -393,7 +372,7 @@ fn summarize_outcome(outcome: &Outcome) -> String {
                     }
                 )
             } else if t.connect != ConnectOutcome::Connected {
-                format!("tls connect {}", connect_word(t.connect))
+                format!("tls connect {}", t.connect.words())
             } else {
                 format!(
                     "tls handshake failed: {}",
@@ -404,7 +383,7 @@ fn summarize_outcome(outcome: &Outcome) -> String {
         Outcome::Http(h) => match h.status {
             Some(status) => format!("http {status} in {}", ms(h.total_ns)),
             None if h.connect != ConnectOutcome::Connected => {
-                format!("http connect {}", connect_word(h.connect))
+                format!("http connect {}", h.connect.words())
             }
             None => format!(
                 "http no response: {}",

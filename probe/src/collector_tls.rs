@@ -14,18 +14,10 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use sixmap_proto::v1::probe_control_client::ProbeControlClient;
+use sixmap_shared::digest::sha256_hex;
 use sixmap_shared::session::COLLECTOR_TLS_NAME;
 use std::sync::Arc;
 use tonic::transport::{Channel, Endpoint, Uri};
-
-/// Lowercase hex SHA-256: the CA fingerprint carried by enrollment tokens.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, bytes)
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
 
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())

@@ -7,7 +7,7 @@
 //! [`MAX_REQUEST_BYTES`] within [`READ_TIMEOUT`], serves a few clients at a time and closes
 //! every connection after one answer.
 
-use sixmap_shared::measurement::{ErrorClass, Outcome};
+use sixmap_shared::measurement::Outcome;
 use sixmap_shared::metrics::{CONTENT_TYPE, Counter, Family, Gauge, Registry};
 use sixmap_shared::version::SOFTWARE_VERSION;
 use std::net::SocketAddr;
@@ -42,17 +42,6 @@ pub struct ProbeMetrics {
     pub sessions_established: Arc<Counter>,
     pub session_failures: Arc<Family<Counter>>,
     pub collector: Arc<Family<Gauge>>,
-}
-
-fn class_label(class: ErrorClass) -> &'static str {
-    match class {
-        ErrorClass::Policy => "policy",
-        ErrorClass::Resolution => "resolution",
-        ErrorClass::Permission => "permission",
-        ErrorClass::Network => "network",
-        ErrorClass::Unsupported => "unsupported",
-        ErrorClass::Internal => "internal",
-    }
 }
 
 impl ProbeMetrics {
@@ -132,9 +121,7 @@ impl ProbeMetrics {
     pub fn measured(&self, outcome: &Outcome) {
         self.measurements.inc();
         if let Outcome::Failed(error) = outcome {
-            self.measurement_errors
-                .with(&[class_label(error.class)])
-                .inc();
+            self.measurement_errors.with(&[error.class.label()]).inc();
         }
     }
 
@@ -288,7 +275,7 @@ async fn answer(mut stream: TcpStream) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sixmap_shared::measurement::MeasurementError;
+    use sixmap_shared::measurement::{ErrorClass, MeasurementError};
 
     #[test]
     fn names_are_valid_and_values_move() {

@@ -134,11 +134,7 @@ async fn connect(
 /// The enrollment token's two parts: the secret the collector checks and the fingerprint of
 /// the collector's CA the probe pins.
 fn token_fingerprint(token: &str) -> Option<&str> {
-    let hex = |t: &str| t.len() == 64 && t.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-    token
-        .split_once('.')
-        .filter(|(secret, fp)| hex(secret) && hex(fp))
-        .map(|(_, fp)| fp)
+    sixmap_shared::enrollment::EnrollmentToken::parse(token).map(|t| t.ca_fingerprint)
 }
 
 /// Loads the identity and the TLS configuration of sessions, enrolling first if there is no
@@ -221,7 +217,7 @@ async fn identity(
         };
         match attempt.await {
             Ok(response) => {
-                if collector_tls::sha256_hex(&response.ca_certificate_der) != fingerprint {
+                if sixmap_shared::digest::sha256_hex(&response.ca_certificate_der) != fingerprint {
                     return Err(ProbeError::Refused(
                         "the collector sent a CA certificate other than the one the token names"
                             .into(),

@@ -132,12 +132,7 @@ fn queued_icmp_error(fd: &OwnedFd) -> Option<IcmpError> {
 
 /// Human-readable lines for `sixmap-probe measure`.
 pub fn render(result: &TcpResult) -> String {
-    let outcome = match result.outcome {
-        ConnectOutcome::Connected => "connected",
-        ConnectOutcome::Refused => "refused",
-        ConnectOutcome::Timeout => "timed out",
-        ConnectOutcome::Unreachable => "unreachable",
-    };
+    let outcome = result.outcome.words();
     let mut out = format!("port {}: {outcome}", result.port);
     if let Some(ns) = result.connect_ns {
         out.push_str(&format!(" after {:.3} ms", ns as f64 / 1e6));

@@ -11,6 +11,37 @@ pub const MAX_TOKEN_LEN: usize = 256;
 /// Largest certificate signing request accepted (an ECDSA or RSA-4096 CSR is well under).
 pub const MAX_CSR_BYTES: usize = 4096;
 
+/// Random bytes in an enrollment token's secret (and an API token's).
+pub const TOKEN_SECRET_BYTES: usize = 32;
+
+/// An enrollment token as the volunteer pastes it: `<secret>.<CA fingerprint>`, both 64
+/// lowercase hex digits. The collector checks the secret; the probe pins the fingerprint
+/// before it trusts the collector it enrolls with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnrollmentToken<'a> {
+    pub secret: &'a str,
+    pub ca_fingerprint: &'a str,
+}
+
+impl<'a> EnrollmentToken<'a> {
+    /// The token's two parts, or `None` if `text` is not of the form above.
+    pub fn parse(text: &'a str) -> Option<Self> {
+        let (secret, ca_fingerprint) = text.split_once('.')?;
+        let well_formed = crate::digest::is_hex_lower(secret, 2 * TOKEN_SECRET_BYTES)
+            && crate::digest::is_hex_lower(ca_fingerprint, 64);
+        well_formed.then_some(Self {
+            secret,
+            ca_fingerprint,
+        })
+    }
+}
+
+impl std::fmt::Display for EnrollmentToken<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.secret, self.ca_fingerprint)
+    }
+}
+
 /// An enrollment request whose fields are within bounds. The token and CSR are still to be
 /// checked against the collector's state (token store, CA).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,6 +160,29 @@ mod tests {
 
     fn request(hostname: &str, version: &str) -> Result<EnrollRequest, EnrollFieldError> {
         EnrollRequest::new("t".into(), hostname.into(), version.into(), vec![1])
+    }
+
+    #[test]
+    fn tokens_round_trip_and_refuse_other_forms() {
+        let secret = "a".repeat(64);
+        let fingerprint = "0123456789abcdef".repeat(4);
+        let text = format!("{secret}.{fingerprint}");
+        let token = EnrollmentToken::parse(&text).expect("well formed");
+        assert_eq!(
+            (token.secret, token.ca_fingerprint),
+            (&secret[..], &fingerprint[..])
+        );
+        assert_eq!(token.to_string(), text);
+        for bad in [
+            String::new(),
+            secret.clone(),
+            format!("{secret}.{}", fingerprint.to_uppercase()),
+            format!("{secret}.{fingerprint}0"),
+            format!("{}.{fingerprint}", &secret[1..]),
+            format!("{secret}:{fingerprint}"),
+        ] {
+            assert_eq!(EnrollmentToken::parse(&bad), None, "{bad}");
+        }
     }
 
     #[test]

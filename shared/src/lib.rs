@@ -4,6 +4,7 @@
 //! Wire types (prost) never appear here; `sixmap-proto` converts them at the edge.
 
 pub mod config;
+pub mod digest;
 pub mod enrollment;
 pub mod health;
 pub mod ids;

@@ -21,7 +21,7 @@ pub mod spec;
 use crate::store::{ProbeRecord, Store, StoreError, StoredResult};
 use serde::{Deserialize, Serialize};
 use sixmap_proto::v1::{self, collector_message};
-use sixmap_shared::measurement::{ErrorClass, Outcome};
+use sixmap_shared::measurement::Outcome;
 use sixmap_shared::session::Assignment;
 use sixmap_shared::{ProbeId, TaskId, UnixMicros};
 use spec::{CampaignSpec, CampaignTaskSpec, SpecFieldError};
@@ -900,14 +900,7 @@ impl Campaigns {
                 p.reached += 1;
             } else {
                 let class = match &r.result.outcome {
-                    Outcome::Failed(e) => match e.class {
-                        ErrorClass::Policy => "policy",
-                        ErrorClass::Resolution => "resolution",
-                        ErrorClass::Permission => "permission",
-                        ErrorClass::Network => "network",
-                        ErrorClass::Unsupported => "unsupported",
-                        ErrorClass::Internal => "internal",
-                    },
+                    Outcome::Failed(e) => e.class.label(),
                     _ => "unreached",
                 };
                 *p.failures.entry(class.to_owned()).or_default() += 1;

@@ -11,7 +11,7 @@ mod wire;
 use crate::engine::{Context, failure};
 use sixmap_shared::measurement::{
     DnsRecord, DnsResponse, DnsResult, DnsSpec, DnsTransport, ErrorClass, MeasurementError,
-    query_type_name,
+    query_type_name, rcode_name,
 };
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
@@ -101,19 +101,6 @@ fn response(bytes: &[u8], message: &Message) -> DnsResponse {
                 data: present::rdata(bytes, r.rtype, r.rdata.clone()),
             })
             .collect(),
-    }
-}
-
-pub fn rcode_name(rcode: u16) -> String {
-    match rcode {
-        0 => "NOERROR".into(),
-        1 => "FORMERR".into(),
-        2 => "SERVFAIL".into(),
-        3 => "NXDOMAIN".into(),
-        4 => "NOTIMP".into(),
-        5 => "REFUSED".into(),
-        16 => "BADVERS".into(),
-        n => format!("RCODE{n}"),
     }
 }
 

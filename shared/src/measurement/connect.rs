@@ -16,6 +16,18 @@ pub enum ConnectOutcome {
     Unreachable,
 }
 
+impl ConnectOutcome {
+    /// The outcome in words, for people (CLI output, dashboards, reports).
+    pub fn words(self) -> &'static str {
+        match self {
+            Self::Connected => "connected",
+            Self::Refused => "refused",
+            Self::Timeout => "timed out",
+            Self::Unreachable => "unreachable",
+        }
+    }
+}
+
 fn port(field_name: &'static str, raw: u32, default: u16) -> Result<u16, SpecError> {
     match raw {
         0 => Ok(default),

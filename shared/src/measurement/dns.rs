@@ -53,6 +53,21 @@ pub fn query_type_name(number: u16) -> String {
         .unwrap_or_else(|| format!("TYPE{number}"))
 }
 
+/// The mnemonic of a DNS response code (RFC 1035, RFC 6891 for BADVERS), `RCODE<n>` for
+/// the rest: probe output and the collector's pages use the same words.
+pub fn rcode_name(rcode: u16) -> String {
+    match rcode {
+        0 => "NOERROR".into(),
+        1 => "FORMERR".into(),
+        2 => "SERVFAIL".into(),
+        3 => "NXDOMAIN".into(),
+        4 => "NOTIMP".into(),
+        5 => "REFUSED".into(),
+        16 => "BADVERS".into(),
+        n => format!("RCODE{n}"),
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DnsSpec {
     query_name: String,

@@ -14,7 +14,7 @@ pub use connect::{
 };
 pub use dns::{
     DnsRecord, DnsResponse, DnsResult, DnsSpec, DnsTransport, MAX_DNS_ANSWERS, QUERY_TYPES,
-    parse_query_type, query_type_name,
+    parse_query_type, query_type_name, rcode_name,
 };
 pub use dual::{
     CONNECTION_ATTEMPT_DELAY, DualInner, DualLeg, DualStackResult, DualStackSpec,
@@ -507,6 +507,21 @@ pub enum ErrorClass {
     Network,
     Unsupported,
     Internal,
+}
+
+impl ErrorClass {
+    /// The class as it appears in metrics labels, progress figures and exports (the same word
+    /// as its serde name).
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Policy => "policy",
+            Self::Resolution => "resolution",
+            Self::Permission => "permission",
+            Self::Network => "network",
+            Self::Unsupported => "unsupported",
+            Self::Internal => "internal",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
