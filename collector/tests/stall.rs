@@ -451,3 +451,70 @@ async fn healthz_commits_to_the_store_and_fails_after_a_fatal_store_error() {
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     assert!(answer.contains("Too many open files"), "{answer}");
 }
+
+/// Waits until no reader thread is busy; panics after `within`.
+async fn readers_idle(collector: &Collector, within: Duration) {
+    let readers = &collector.running.shared.readers;
+    let deadline = Instant::now() + within;
+    while readers.in_use() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "{} reader threads still busy for requests whose clients left",
+            readers.in_use()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_whose_clients_leave_stop_their_store_reads() {
+    let collector = start("reader_threads = 2", 20_000).await;
+    let readers = collector.running.shared.readers.clone();
+    // Filters that match none of the 20,000 results: the scans read every row and send
+    // nothing, so only the stop can end them early.
+    //
+    // An export: its headers go out at once, then its client leaves.
+    let mut stream = TcpStream::connect(collector.http).await.unwrap();
+    stream
+        .write_all(b"GET /api/v1/export?format=jsonl&probe_asn=64999 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    drop(stream);
+    readers_idle(&collector, Duration::from_secs(30)).await;
+    assert_eq!(
+        readers.stopped(),
+        1,
+        "the export's scan ran to its end after its client left"
+    );
+    // An aggregate query: its client leaves while the scan runs, before any answer.
+    let mut stream = TcpStream::connect(collector.http).await.unwrap();
+    stream
+        .write_all(
+            b"GET /api/v1/query/aggregates?group_by=country&probe_asn=64999 HTTP/1.1\r\nHost: x\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while readers.in_use() == 0 {
+        assert!(Instant::now() < deadline, "the aggregate never started");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    drop(stream);
+    readers_idle(&collector, Duration::from_secs(30)).await;
+    assert_eq!(
+        readers.stopped(),
+        2,
+        "the aggregate's scan ran to its end after its client left"
+    );
+    // A client that stays gets its answer (nothing matched), and nothing more was stopped.
+    let answer = http_raw(
+        collector.http,
+        b"GET /api/v1/query/aggregates?group_by=country&probe_asn=64999 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(readers.stopped(), 2);
+}
