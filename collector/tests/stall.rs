@@ -518,3 +518,62 @@ async fn requests_whose_clients_leave_stop_their_store_reads() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert_eq!(readers.stopped(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn campaign_reports_take_reader_threads_and_long_response_permits() {
+    let collector = start(
+        "reader_threads = 3\nmax_streams = 2\nmax_streams_per_source = 100",
+        0,
+    )
+    .await;
+    let (probe, mut client) = collector.enroll().await;
+    let shared = collector.running.shared.clone();
+    // Every reader thread is busy (as with slow reads of other clients).
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(shared.readers.acquire().await.unwrap());
+    }
+    let report = format!(
+        "GET /api/v1/campaigns/41/report?format=json HTTP/1.1\r\nHost: x\r\n\
+         Authorization: Bearer {}\r\nConnection: close\r\n\r\n",
+        collector.admin
+    );
+    let mut waiting = Vec::new();
+    for _ in 0..2 {
+        let mut stream = TcpStream::connect(collector.http).await.unwrap();
+        stream.write_all(report.as_bytes()).await.unwrap();
+        waiting.push(stream);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while shared.streams.in_use() < 2 {
+        assert!(Instant::now() < deadline, "the reports took no permits");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // A third report is beyond the long-response budget.
+    let refused = http_raw(collector.http, report.as_bytes()).await;
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    assert!(refused.contains("long responses"), "{refused}");
+    // The two wait for a reader thread instead of taking one of ingest's...
+    for stream in &mut waiting {
+        let mut byte = [0u8; 1];
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), stream.read(&mut byte))
+                .await
+                .is_err(),
+            "a report was served while every reader thread was busy"
+        );
+    }
+    // ...which keep storing the probes' results.
+    delivers(&mut client, &probe).await;
+    drop(held);
+    for mut stream in waiting {
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut answer))
+            .await
+            .expect("the report did not come once readers were free")
+            .unwrap();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+    }
+    assert_eq!(shared.streams.in_use(), 0);
+}
