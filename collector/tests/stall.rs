@@ -5,12 +5,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers may fail loudly
 
-use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+mod common;
+
+use rustls::pki_types::ServerName;
 use sixmap_collector::auth;
 use sixmap_collector::config::CollectorConfig;
-use sixmap_collector::export::samples;
-use sixmap_collector::pki::Pki;
-use sixmap_collector::store::{Role, SledStore, Store, StoredResult};
+use sixmap_collector::store::Role;
 use sixmap_probe::collector_tls;
 use sixmap_proto::v1;
 use sixmap_proto::v1::probe_control_client::ProbeControlClient;
@@ -40,32 +40,10 @@ struct Collector {
 async fn start(limits: &str, results: u64) -> Collector {
     let dir = tempfile::tempdir().unwrap();
     let (ca_fingerprint, tokens, admin) = {
-        let store = SledStore::open(dir.path()).unwrap();
-        let pki = Pki::load_or_create(dir.path()).unwrap();
-        let tokens = (0..4)
-            .map(|i| {
-                auth::create_enrollment_token(
-                    &store,
-                    pki.fingerprint(),
-                    &format!("owner-{i}"),
-                    Duration::from_secs(3600),
-                    "test",
-                    UnixMicros::now(),
-                )
-                .unwrap()
-                .0
-            })
-            .collect();
+        let prepared = common::prepare(dir.path(), 4, results);
         let (admin, _) =
-            auth::create_api_token(&store, Role::Admin, "ops", UnixMicros::now()).unwrap();
-        let stored: Vec<StoredResult> = (0..results)
-            .map(|i| samples::sample(i, 7, UnixMicros(1_767_225_600_000_000), 1_000_000))
-            .collect();
-        for chunk in stored.chunks(5000) {
-            store.insert_results(chunk).unwrap();
-        }
-        store.flush().unwrap();
-        (pki.fingerprint().to_owned(), tokens, admin)
+            auth::create_api_token(&prepared.store, Role::Admin, "ops", UnixMicros::now()).unwrap();
+        (prepared.ca_fingerprint, prepared.tokens, admin)
     };
     let text = format!(
         "data_dir = {:?}\ngrpc_listen = \"[::]:0\"\nhttp_listen = \"[::]:0\"\nraw_data_public = true\n\
@@ -96,35 +74,8 @@ impl Collector {
 
     /// Enrolls a new probe and returns its id and a client presenting its certificate.
     async fn enroll(&self) -> (String, ProbeControlClient<Channel>) {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let csr = rcgen::CertificateParams::default()
-            .serialize_request(&key)
-            .unwrap();
-        let tls = collector_tls::enrollment_config(&self.ca_fingerprint).unwrap();
-        let mut client = collector_tls::connect(&self.url(), tls, |e| e)
-            .await
-            .unwrap();
         let token = self.tokens.borrow_mut().pop().unwrap();
-        let response = client
-            .enroll(v1::EnrollRequest {
-                token,
-                hostname: "pi".into(),
-                software_version: "0.1.0".into(),
-                csr_der: csr.der().to_vec(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        let tls = collector_tls::session_config(
-            response.ca_certificate_der.into(),
-            response.certificate_der.into(),
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-        )
-        .unwrap();
-        let client = collector_tls::connect(&self.url(), tls, |e| e)
-            .await
-            .unwrap();
-        (response.probe_id, client)
+        common::enroll(&self.url(), &self.ca_fingerprint, token).await
     }
 
     /// A TLS connection without a client certificate from `from` that sends nothing after
@@ -165,26 +116,11 @@ impl Collector {
     }
 }
 
-fn hello(probe_id: &str) -> v1::ProbeMessage {
-    v1::ProbeMessage {
-        kind: Some(probe_message::Kind::Hello(v1::Hello {
-            probe_id: probe_id.to_owned(),
-            probe_secret: String::new(),
-            software_version: "0.1.0".into(),
-            boot_epoch: 1,
-            capabilities: vec![v1::MeasurementKind::Ping.into()],
-            local_addresses: vec!["::1".into()],
-            probe_time_us: UnixMicros::now().0,
-            location: None,
-        })),
-    }
-}
-
 /// Opens a session, sends one empty batch and waits for its ack: the probe is served.
 async fn delivers(client: &mut ProbeControlClient<Channel>, probe_id: &str) -> Duration {
     let started = Instant::now();
     let (tx, rx) = mpsc::channel(8);
-    tx.send(hello(probe_id)).await.unwrap();
+    tx.send(common::hello(probe_id)).await.unwrap();
     let mut inbound = tokio::time::timeout(
         Duration::from_secs(20),
         client.session(ReceiverStream::new(rx)),
