@@ -166,6 +166,16 @@ async fn closed_within(
     .map(|()| started.elapsed())
 }
 
+/// Sends `request` and reads the status line's first 12 bytes (`HTTP/1.1 200`); the
+/// connection stays open.
+async fn request_head(addr: SocketAddr, request: &[u8]) -> (TcpStream, [u8; 12]) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).await.unwrap();
+    (stream, head)
+}
+
 async fn http_raw(addr: SocketAddr, request: &[u8]) -> String {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     stream.write_all(request).await.unwrap();
@@ -303,13 +313,11 @@ async fn exports_that_are_never_read_are_bounded_and_dropped_and_ingest_goes_on(
     let mut stalled = Vec::new();
     let mut refused = 0;
     for _ in 0..12 {
-        let mut stream = TcpStream::connect(collector.http).await.unwrap();
-        stream
-            .write_all(b"GET /api/v1/export?format=jsonl HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .unwrap();
-        let mut head = [0u8; 12];
-        stream.read_exact(&mut head).await.unwrap();
+        let (stream, head) = request_head(
+            collector.http,
+            b"GET /api/v1/export?format=jsonl HTTP/1.1\r\nHost: x\r\n\r\n",
+        )
+        .await;
         match &head {
             b"HTTP/1.1 200" => stalled.push(stream),
             b"HTTP/1.1 503" => refused += 1,
@@ -410,13 +418,11 @@ async fn requests_whose_clients_leave_stop_their_store_reads() {
     // nothing, so only the stop can end them early.
     //
     // An export: its headers go out at once, then its client leaves.
-    let mut stream = TcpStream::connect(collector.http).await.unwrap();
-    stream
-        .write_all(b"GET /api/v1/export?format=jsonl&probe_asn=64999 HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let mut head = [0u8; 12];
-    stream.read_exact(&mut head).await.unwrap();
+    let (stream, head) = request_head(
+        collector.http,
+        b"GET /api/v1/export?format=jsonl&probe_asn=64999 HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .await;
     assert_eq!(&head, b"HTTP/1.1 200");
     drop(stream);
     readers_idle(&collector, Duration::from_secs(30)).await;

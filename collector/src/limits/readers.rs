@@ -164,14 +164,23 @@ impl Readers {
         work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let permit = self.acquire().await?;
+        let (_stop, job) = self.job(permit, work);
+        crate::store::run_blocking(job).await
+    }
+
+    /// `work` as a job holding `permit`, and the guard that stops it.
+    fn job<T>(
+        &self,
+        permit: OwnedSemaphorePermit,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> (StopOnDrop, impl FnOnce() -> T + Send + 'static) {
         let flags = Arc::new(Flags::default());
-        let _stop = StopOnDrop(flags.clone());
+        let stop = StopOnDrop(flags.clone());
         let stopped = self.stopped.clone();
-        crate::store::run_blocking(move || {
+        (stop, move || {
             let _permit = permit;
             as_job(flags, &stopped, work)
         })
-        .await
     }
 
     /// Starts `work` on a blocking thread holding `permit` without waiting for it: for a
@@ -181,13 +190,8 @@ impl Readers {
         permit: OwnedSemaphorePermit,
         work: impl FnOnce() + Send + 'static,
     ) -> StopOnDrop {
-        let flags = Arc::new(Flags::default());
-        let stop = StopOnDrop(flags.clone());
-        let stopped = self.stopped.clone();
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            as_job(flags, &stopped, work)
-        });
+        let (stop, job) = self.job(permit, work);
+        tokio::task::spawn_blocking(job);
         stop
     }
 }
