@@ -332,8 +332,15 @@ async fn exports_that_are_never_read_are_bounded_and_dropped_and_ingest_goes_on(
     assert_eq!(refused, 9);
     assert!(shared.streams.in_use() <= 3);
     assert!(shared.readers.in_use() <= 4);
-    // The probe is acked meanwhile.
+    // The probe is acked meanwhile, and the map's short reads find a reader thread: the
+    // stalled exports can hold at most max_streams of them.
     delivers(&mut client, &probe).await;
+    let probes = http_raw(
+        collector.http,
+        b"GET /api/v1/probes HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(probes.starts_with("HTTP/1.1 200"), "{probes}");
     // The stalled clients are dropped after the write timeout: their permits and reader
     // threads come back (the scans stopped).
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -412,7 +419,7 @@ async fn readers_idle(collector: &Collector, within: Duration) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_whose_clients_leave_stop_their_store_reads() {
-    let collector = start("reader_threads = 2", 20_000).await;
+    let collector = start("reader_threads = 2\nmax_streams = 1", 20_000).await;
     let readers = collector.running.shared.readers.clone();
     // Filters that match none of the 20,000 results: the scans read every row and send
     // nothing, so only the stop can end them early.
