@@ -176,6 +176,16 @@ async fn request_head(addr: SocketAddr, request: &[u8]) -> (TcpStream, [u8; 12])
     (stream, head)
 }
 
+/// Reads `stream` to its end, which must come within `within`.
+async fn read_all(stream: &mut TcpStream, within: Duration, what: &str) -> String {
+    let mut answer = Vec::new();
+    tokio::time::timeout(within, stream.read_to_end(&mut answer))
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not end within {within:?}"))
+        .unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
 async fn http_raw(addr: SocketAddr, request: &[u8]) -> String {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     stream.write_all(request).await.unwrap();
@@ -369,12 +379,7 @@ async fn exports_that_are_never_read_are_bounded_and_dropped_and_ingest_goes_on(
         .write_all(b"GET /api/v1/export?format=jsonl&to=2026-01-01T00:16:40Z HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .await
         .unwrap();
-    let mut whole = Vec::new();
-    tokio::time::timeout(Duration::from_secs(60), reader.read_to_end(&mut whole))
-        .await
-        .expect("the export did not finish within 60 s")
-        .unwrap();
-    let whole = String::from_utf8_lossy(&whole);
+    let whole = read_all(&mut reader, Duration::from_secs(60), "the export").await;
     assert!(
         whole.starts_with("HTTP/1.1 200"),
         "{}",
@@ -516,12 +521,7 @@ async fn campaign_reports_take_reader_threads_and_long_response_permits() {
     delivers(&mut client, &probe).await;
     drop(held);
     for mut stream in waiting {
-        let mut answer = Vec::new();
-        tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut answer))
-            .await
-            .expect("the report did not come once readers were free")
-            .unwrap();
-        let answer = String::from_utf8_lossy(&answer);
+        let answer = read_all(&mut stream, Duration::from_secs(30), "the report").await;
         assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
     }
     assert_eq!(shared.streams.in_use(), 0);
