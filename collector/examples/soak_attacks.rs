@@ -14,18 +14,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a benchmark may fail loudly
 
-use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
-use sixmap_collector::auth;
-use sixmap_collector::export::samples;
-use sixmap_collector::pki::Pki;
-use sixmap_collector::store::{SledStore, Store, StoredResult};
+// The collector tests' harness: preparing the store, reading the ports, enrolling.
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use rustls::pki_types::ServerName;
 use sixmap_probe::collector_tls;
 use sixmap_proto::v1::probe_control_client::ProbeControlClient;
 use sixmap_proto::v1::{collector_message, probe_message};
 use sixmap_proto::{encode, v1};
 use sixmap_shared::prefixes::Enrichment;
 use sixmap_shared::{ProbeId, TaskId, UnixMicros};
-use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -80,38 +79,6 @@ fn percentile<T: Copy + PartialOrd>(values: &mut [T], p: f64) -> Option<T> {
     Some(values[i])
 }
 
-async fn enroll(
-    url: &str,
-    fingerprint: &str,
-    token: String,
-) -> (ProbeId, ProbeControlClient<Channel>) {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let csr = rcgen::CertificateParams::default()
-        .serialize_request(&key)
-        .unwrap();
-    let tls = collector_tls::enrollment_config(fingerprint).unwrap();
-    let enrolled = collector_tls::connect(url, tls, |e| e)
-        .await
-        .unwrap()
-        .enroll(v1::EnrollRequest {
-            token,
-            hostname: "soak".into(),
-            software_version: "0.1.0".into(),
-            csr_der: csr.der().to_vec(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let tls = collector_tls::session_config(
-        enrolled.ca_certificate_der.into(),
-        enrolled.certificate_der.into(),
-        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-    )
-    .unwrap();
-    let client = collector_tls::connect(url, tls, |e| e).await.unwrap();
-    (enrolled.probe_id.parse().unwrap(), client)
-}
-
 /// One probe: a session, a batch every [`BATCH_EVERY`], acks timed.
 async fn deliver(
     probe: ProbeId,
@@ -120,20 +87,7 @@ async fn deliver(
     stop: Arc<AtomicBool>,
 ) {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
-    tx.send(v1::ProbeMessage {
-        kind: Some(probe_message::Kind::Hello(v1::Hello {
-            probe_id: probe.as_str().to_owned(),
-            probe_secret: String::new(),
-            software_version: "0.1.0".into(),
-            boot_epoch: 1,
-            capabilities: vec![v1::MeasurementKind::Ping.into()],
-            local_addresses: vec!["::1".into()],
-            probe_time_us: UnixMicros::now().0,
-            location: None,
-        })),
-    })
-    .await
-    .unwrap();
+    tx.send(common::hello(probe.as_str())).await.unwrap();
     let mut inbound = client
         .session(ReceiverStream::new(rx))
         .await
@@ -371,30 +325,8 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let (fingerprint, tokens) = {
-        let store = SledStore::open(&data).unwrap();
-        let pki = Pki::load_or_create(&data).unwrap();
-        let tokens: Vec<String> = (0..PROBES)
-            .map(|i| {
-                auth::create_enrollment_token(
-                    &store,
-                    pki.fingerprint(),
-                    &format!("owner-{i}"),
-                    Duration::from_secs(3600),
-                    "soak",
-                    UnixMicros::now(),
-                )
-                .unwrap()
-                .0
-            })
-            .collect();
-        let stored: Vec<StoredResult> = (0..STORED)
-            .map(|i| samples::sample(i, 7, UnixMicros(1_767_225_600_000_000), 1_000_000))
-            .collect();
-        for chunk in stored.chunks(5000) {
-            store.insert_results(chunk).unwrap();
-        }
-        store.flush().unwrap();
-        (pki.fingerprint().to_owned(), tokens)
+        let prepared = common::prepare(&data, PROBES, STORED);
+        (prepared.ca_fingerprint, prepared.tokens)
     };
     let config = dir.path().join("collector.toml");
     std::fs::write(
@@ -405,31 +337,21 @@ fn main() {
         ),
     )
     .unwrap();
-    let mut child = std::process::Command::new(&binary)
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::fs::File::create(dir.path().join("collector.log")).unwrap())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{}: {e} (build it with --release first)", binary.display()));
-    let pid = child.id();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = |key: &str| -> u16 {
-        let addr: SocketAddr = line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix(key))
+    let served = common::serve(
+        &binary,
+        &config,
+        std::fs::File::create(dir.path().join("collector.log"))
             .unwrap()
-            .parse()
-            .unwrap();
-        addr.port()
-    };
-    let grpc6 = SocketAddr::new("::1".parse().unwrap(), port("grpc="));
-    let grpc4 = SocketAddr::new("127.0.0.1".parse().unwrap(), port("grpc="));
-    let http4 = SocketAddr::new("127.0.0.1".parse().unwrap(), port("http="));
+            .into(),
+        Some("warn"),
+    );
+    let mut child = served.child;
+    let pid = child.id();
+    let port = |addr: SocketAddr| addr.port();
+    let (grpc_port, http_port) = (port(served.grpc), port(served.http));
+    let grpc6 = SocketAddr::new("::1".parse().unwrap(), grpc_port);
+    let grpc4 = SocketAddr::new("127.0.0.1".parse().unwrap(), grpc_port);
+    let http4 = SocketAddr::new("127.0.0.1".parse().unwrap(), http_port);
     println!(
         "collector {} pid {pid}; phases of {} s; {PROBES} probes, {} results/s offered",
         binary.display(),
@@ -443,7 +365,8 @@ fn main() {
         let meter = Arc::new(Meter::default());
         let stop_all = Arc::new(AtomicBool::new(false));
         for token in tokens {
-            let (probe, client) = enroll(&url, &fingerprint, token).await;
+            let (probe, client) = common::enroll(&url, &fingerprint, token).await;
+            let probe: ProbeId = probe.parse().unwrap();
             tokio::spawn(deliver(probe, client, meter.clone(), stop_all.clone()));
         }
         tokio::spawn(visit(http4, meter.clone(), stop_all.clone()));

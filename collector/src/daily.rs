@@ -151,28 +151,32 @@ impl ScanDay {
     }
 }
 
-fn observe(day: &mut BTreeMap<ProbeId, ScanDay>, stored: &StoredResult, prefixes: &PrefixData) {
-    let r = &stored.result;
-    let entry = day.entry(r.key.probe_id.clone()).or_default();
-    if let Some(origin) = &stored.probe_origin {
-        entry.country = entry.country.or(origin.country);
-        entry.asn = entry.asn.or(origin.asn);
-    }
-    let global = r.destination.is_some_and(|d| classify(d).is_none());
-    if !global {
+/// Where a probe's day keeps the tallies of its global IPv6 results.
+pub(crate) struct V6Tallies<'a> {
+    pub lost: &'a mut Count,
+    pub black_holes: &'a mut Count,
+    pub ext_drops: &'a mut [Count; 3],
+    pub domestic: &'a mut Count,
+}
+
+/// Adds a result to a probe's day tallies over IPv6 (module doc): ping loss, PMTU black
+/// holes, extension-header drops and domestic traceroute paths. The one rule for both the
+/// scans here and the figures kept at ingest (`crate::figures`); the caller has checked the
+/// destination is global.
+pub(crate) fn observe_v6(stored: &StoredResult, prefixes: &PrefixData, tallies: V6Tallies<'_>) {
+    if stored.result.family_used != Some(Family::V6) {
         return;
     }
-    let v6 = r.family_used == Some(Family::V6);
-    match &r.outcome {
-        Outcome::Pmtu(pmtu) if v6 => entry.black_holes.add(pmtu.black_hole),
-        Outcome::ExtHeaders(ext) if v6 => {
+    match &stored.result.outcome {
+        Outcome::Pmtu(pmtu) => tallies.black_holes.add(pmtu.black_hole),
+        Outcome::ExtHeaders(ext) => {
             for outcome in &ext.outcomes {
                 if let Some(i) = EXT_HEADERS.iter().position(|h| *h == outcome.header.name()) {
-                    entry.ext_drops[i].add(!outcome.survived);
+                    tallies.ext_drops[i].add(!outcome.survived);
                 }
             }
         }
-        Outcome::Traceroute(trace) if v6 => {
+        Outcome::Traceroute(trace) => {
             let home = stored
                 .probe_origin
                 .as_ref()
@@ -189,21 +193,42 @@ fn observe(day: &mut BTreeMap<ProbeId, ScanDay>, stored: &StoredResult, prefixes
                     .filter_map(|hop| prefixes.lookup(hop).country)
                     .collect();
                 if !countries.is_empty() {
-                    entry.domestic.add(countries.iter().all(|c| *c == home));
+                    tallies.domestic.add(countries.iter().all(|c| *c == home));
                 }
             }
         }
+        Outcome::Ping(ping) => tallies.lost.add_many(
+            u64::from(ping.sent - ping.received.min(ping.sent)),
+            u64::from(ping.sent),
+        ),
         _ => {}
     }
+}
+
+fn observe(day: &mut BTreeMap<ProbeId, ScanDay>, stored: &StoredResult, prefixes: &PrefixData) {
+    let r = &stored.result;
+    let entry = day.entry(r.key.probe_id.clone()).or_default();
+    if let Some(origin) = &stored.probe_origin {
+        entry.country = entry.country.or(origin.country);
+        entry.asn = entry.asn.or(origin.asn);
+    }
+    let global = r.destination.is_some_and(|d| classify(d).is_none());
+    if !global {
+        return;
+    }
+    observe_v6(
+        stored,
+        prefixes,
+        V6Tallies {
+            lost: &mut entry.lost_v6,
+            black_holes: &mut entry.black_holes,
+            ext_drops: &mut entry.ext_drops,
+            domestic: &mut entry.domestic,
+        },
+    );
     let Outcome::Ping(ping) = &r.outcome else {
         return;
     };
-    if v6 {
-        entry.lost_v6.add_many(
-            u64::from(ping.sent - ping.received.min(ping.sent)),
-            u64::from(ping.sent),
-        );
-    }
     let Some(rtt) = ping.min_rtt() else { return };
     let ms = rtt.as_secs_f64() * 1000.0;
     match r.family_used {

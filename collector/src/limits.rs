@@ -106,7 +106,9 @@ pub struct LimitsConfig {
     /// scan stops).
     pub stream_write_timeout_s: u64,
     /// Threads reading the store for the API at once (below tokio's blocking pool of 512,
-    /// so ingest's writes and flushes always find a thread).
+    /// so ingest's writes and flushes always find a thread). More than `max_streams`: a long
+    /// response holds its thread while its client reads (or until the write timeout), so
+    /// the rest are what short reads (the map, the probe list) always have.
     pub reader_threads: usize,
     /// A group-commit flush of the store that takes longer than this is taken as a broken
     /// store: the collector exits (non-zero) for its supervisor to restart it.
@@ -138,7 +140,7 @@ impl Default for LimitsConfig {
             max_streams: 32,
             max_streams_per_source: 4,
             stream_write_timeout_s: 30,
-            reader_threads: 32,
+            reader_threads: 48,
             store_flush_timeout_s: 60,
         }
     }
@@ -260,7 +262,19 @@ impl LimitsConfig {
                 3600,
             )?,
             // tokio's blocking pool holds 512 threads; readers must leave most of it.
-            reader_threads: count("reader_threads", self.reader_threads, 256)?,
+            reader_threads: if self.reader_threads > self.max_streams {
+                count("reader_threads", self.reader_threads, 256)?
+            } else {
+                // Long responses could otherwise take every reader thread and starve the
+                // short reads (seen in the soak: 32 stalled exports held all 32).
+                return Err(invalid(
+                    "reader_threads",
+                    format!(
+                        "{} leaves no thread for short reads: it must be more than max_streams ({})",
+                        self.reader_threads, self.max_streams
+                    ),
+                ));
+            },
             store_flush_timeout: seconds(
                 "store_flush_timeout_s",
                 self.store_flush_timeout_s,
@@ -650,6 +664,11 @@ mod tests {
             ("grpc_max_sessions = 0", "limits.grpc_max_sessions"),
             ("http_max_body_bytes = 10", "limits.http_max_body_bytes"),
             ("http_header_timeout_s = 0", "limits.http_header_timeout_s"),
+            ("reader_threads = 32", "limits.reader_threads"),
+            (
+                "max_streams = 4\nreader_threads = 4",
+                "more than max_streams (4)",
+            ),
         ] {
             let w: Wrapper = parse_toml(&format!("[limits]\n{line}\n")).unwrap();
             let err = w.limits.validate(None).unwrap_err().to_string();

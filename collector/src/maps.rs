@@ -173,7 +173,13 @@ fn observe(
     let mut samples: BTreeMap<ProbeId, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
     // One pass over the window's results (time index), not a scan per probe: only the last
     // day is read, however long the probes' histories are.
+    let mut gone = false;
     store.scan_results_between(since, UnixMicros(now.0.saturating_add(1)), &mut |stored| {
+        // The request behind this read went away: stop (`limits::readers`).
+        if crate::limits::readers::cancelled() {
+            gone = true;
+            return false;
+        }
         let r = &stored.result;
         if !observed.contains_key(&r.key.probe_id) {
             return true;
@@ -195,6 +201,9 @@ fn observe(
         }
         true
     })?;
+    if gone {
+        return Err(StoreError::Cancelled);
+    }
     for (id, (mut v6, mut v4)) in samples {
         if let Some(probe) = observed.get_mut(&id) {
             probe.rtt_v6 = rollup::median(&mut v6);

@@ -5,19 +5,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers may fail loudly
 
+mod common;
+
 use axum::Router;
 use axum::routing::{get, post};
-use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
-use sixmap_collector::auth;
 use sixmap_collector::config::CollectorConfig;
 use sixmap_collector::limits::{self, Limits};
-use sixmap_collector::pki::Pki;
-use sixmap_collector::store::SledStore;
 use sixmap_probe::collector_tls;
 use sixmap_proto::v1;
 use sixmap_proto::v1::probe_control_client::ProbeControlClient;
 use sixmap_proto::v1::{collector_message, probe_message};
-use sixmap_shared::UnixMicros;
 use sixmap_shared::config::parse_toml;
 use sixmap_shared::session::MAX_MESSAGE_BYTES;
 use std::net::SocketAddr;
@@ -42,23 +39,8 @@ struct Collector {
 async fn start(limits: &str) -> Collector {
     let dir = tempfile::tempdir().unwrap();
     let (ca_fingerprint, tokens) = {
-        let store = SledStore::open(dir.path()).unwrap();
-        let pki = Pki::load_or_create(dir.path()).unwrap();
-        let tokens = (0..6)
-            .map(|i| {
-                auth::create_enrollment_token(
-                    &store,
-                    pki.fingerprint(),
-                    &format!("owner-{i}"),
-                    Duration::from_secs(3600),
-                    "test",
-                    UnixMicros::now(),
-                )
-                .unwrap()
-                .0
-            })
-            .collect();
-        (pki.fingerprint().to_owned(), tokens)
+        let prepared = common::prepare(dir.path(), 6, 0);
+        (prepared.ca_fingerprint, prepared.tokens)
     };
     let text = format!(
         "data_dir = {:?}\ngrpc_listen = \"[::1]:0\"\nhttp_listen = \"[::1]:0\"\n\
@@ -101,32 +83,7 @@ impl Collector {
 
     /// Enrolls a new probe and returns its id and a client presenting its certificate.
     async fn enroll(&self) -> (String, ProbeControlClient<Channel>) {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let csr = rcgen::CertificateParams::default()
-            .serialize_request(&key)
-            .unwrap();
-        let response = self
-            .client()
-            .await
-            .enroll(v1::EnrollRequest {
-                token: self.token(),
-                hostname: "pi".into(),
-                software_version: "0.1.0".into(),
-                csr_der: csr.der().to_vec(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        let tls = collector_tls::session_config(
-            response.ca_certificate_der.into(),
-            response.certificate_der.into(),
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-        )
-        .unwrap();
-        let client = collector_tls::connect(&self.url(), tls, |e| e)
-            .await
-            .unwrap();
-        (response.probe_id, client)
+        common::enroll(&self.url(), &self.ca_fingerprint, self.token()).await
     }
 }
 
@@ -145,21 +102,6 @@ async fn enroll_with(
         .map(tonic::Response::into_inner)
 }
 
-fn hello(probe_id: &str) -> v1::ProbeMessage {
-    v1::ProbeMessage {
-        kind: Some(probe_message::Kind::Hello(v1::Hello {
-            probe_id: probe_id.to_owned(),
-            probe_secret: String::new(),
-            software_version: "0.1.0".into(),
-            boot_epoch: 1,
-            capabilities: vec![v1::MeasurementKind::Ping.into()],
-            local_addresses: vec!["::1".into()],
-            probe_time_us: UnixMicros::now().0,
-            location: None,
-        })),
-    }
-}
-
 /// Opens a session and waits for the welcome.
 async fn session(
     client: &mut ProbeControlClient<Channel>,
@@ -172,7 +114,7 @@ async fn session(
     tonic::Status,
 > {
     let (tx, rx) = mpsc::channel(8);
-    tx.send(hello(probe_id)).await.unwrap();
+    tx.send(common::hello(probe_id)).await.unwrap();
     let mut inbound = client.session(ReceiverStream::new(rx)).await?.into_inner();
     let first = inbound.message().await?.unwrap();
     assert!(matches!(

@@ -5,12 +5,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers may fail loudly
 
-use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+mod common;
+
+use rustls::pki_types::ServerName;
 use sixmap_collector::auth;
 use sixmap_collector::config::CollectorConfig;
-use sixmap_collector::export::samples;
-use sixmap_collector::pki::Pki;
-use sixmap_collector::store::{Role, SledStore, Store, StoredResult};
+use sixmap_collector::store::Role;
 use sixmap_probe::collector_tls;
 use sixmap_proto::v1;
 use sixmap_proto::v1::probe_control_client::ProbeControlClient;
@@ -40,32 +40,10 @@ struct Collector {
 async fn start(limits: &str, results: u64) -> Collector {
     let dir = tempfile::tempdir().unwrap();
     let (ca_fingerprint, tokens, admin) = {
-        let store = SledStore::open(dir.path()).unwrap();
-        let pki = Pki::load_or_create(dir.path()).unwrap();
-        let tokens = (0..4)
-            .map(|i| {
-                auth::create_enrollment_token(
-                    &store,
-                    pki.fingerprint(),
-                    &format!("owner-{i}"),
-                    Duration::from_secs(3600),
-                    "test",
-                    UnixMicros::now(),
-                )
-                .unwrap()
-                .0
-            })
-            .collect();
+        let prepared = common::prepare(dir.path(), 4, results);
         let (admin, _) =
-            auth::create_api_token(&store, Role::Admin, "ops", UnixMicros::now()).unwrap();
-        let stored: Vec<StoredResult> = (0..results)
-            .map(|i| samples::sample(i, 7, UnixMicros(1_767_225_600_000_000), 1_000_000))
-            .collect();
-        for chunk in stored.chunks(5000) {
-            store.insert_results(chunk).unwrap();
-        }
-        store.flush().unwrap();
-        (pki.fingerprint().to_owned(), tokens, admin)
+            auth::create_api_token(&prepared.store, Role::Admin, "ops", UnixMicros::now()).unwrap();
+        (prepared.ca_fingerprint, prepared.tokens, admin)
     };
     let text = format!(
         "data_dir = {:?}\ngrpc_listen = \"[::]:0\"\nhttp_listen = \"[::]:0\"\nraw_data_public = true\n\
@@ -96,35 +74,8 @@ impl Collector {
 
     /// Enrolls a new probe and returns its id and a client presenting its certificate.
     async fn enroll(&self) -> (String, ProbeControlClient<Channel>) {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let csr = rcgen::CertificateParams::default()
-            .serialize_request(&key)
-            .unwrap();
-        let tls = collector_tls::enrollment_config(&self.ca_fingerprint).unwrap();
-        let mut client = collector_tls::connect(&self.url(), tls, |e| e)
-            .await
-            .unwrap();
         let token = self.tokens.borrow_mut().pop().unwrap();
-        let response = client
-            .enroll(v1::EnrollRequest {
-                token,
-                hostname: "pi".into(),
-                software_version: "0.1.0".into(),
-                csr_der: csr.der().to_vec(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        let tls = collector_tls::session_config(
-            response.ca_certificate_der.into(),
-            response.certificate_der.into(),
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-        )
-        .unwrap();
-        let client = collector_tls::connect(&self.url(), tls, |e| e)
-            .await
-            .unwrap();
-        (response.probe_id, client)
+        common::enroll(&self.url(), &self.ca_fingerprint, token).await
     }
 
     /// A TLS connection without a client certificate from `from` that sends nothing after
@@ -165,26 +116,11 @@ impl Collector {
     }
 }
 
-fn hello(probe_id: &str) -> v1::ProbeMessage {
-    v1::ProbeMessage {
-        kind: Some(probe_message::Kind::Hello(v1::Hello {
-            probe_id: probe_id.to_owned(),
-            probe_secret: String::new(),
-            software_version: "0.1.0".into(),
-            boot_epoch: 1,
-            capabilities: vec![v1::MeasurementKind::Ping.into()],
-            local_addresses: vec!["::1".into()],
-            probe_time_us: UnixMicros::now().0,
-            location: None,
-        })),
-    }
-}
-
 /// Opens a session, sends one empty batch and waits for its ack: the probe is served.
 async fn delivers(client: &mut ProbeControlClient<Channel>, probe_id: &str) -> Duration {
     let started = Instant::now();
     let (tx, rx) = mpsc::channel(8);
-    tx.send(hello(probe_id)).await.unwrap();
+    tx.send(common::hello(probe_id)).await.unwrap();
     let mut inbound = tokio::time::timeout(
         Duration::from_secs(20),
         client.session(ReceiverStream::new(rx)),
@@ -228,6 +164,26 @@ async fn closed_within(
     .await
     .ok()
     .map(|()| started.elapsed())
+}
+
+/// Sends `request` and reads the status line's first 12 bytes (`HTTP/1.1 200`); the
+/// connection stays open.
+async fn request_head(addr: SocketAddr, request: &[u8]) -> (TcpStream, [u8; 12]) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).await.unwrap();
+    (stream, head)
+}
+
+/// Reads `stream` to its end, which must come within `within`.
+async fn read_all(stream: &mut TcpStream, within: Duration, what: &str) -> String {
+    let mut answer = Vec::new();
+    tokio::time::timeout(within, stream.read_to_end(&mut answer))
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not end within {within:?}"))
+        .unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
 }
 
 async fn http_raw(addr: SocketAddr, request: &[u8]) -> String {
@@ -367,13 +323,11 @@ async fn exports_that_are_never_read_are_bounded_and_dropped_and_ingest_goes_on(
     let mut stalled = Vec::new();
     let mut refused = 0;
     for _ in 0..12 {
-        let mut stream = TcpStream::connect(collector.http).await.unwrap();
-        stream
-            .write_all(b"GET /api/v1/export?format=jsonl HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .unwrap();
-        let mut head = [0u8; 12];
-        stream.read_exact(&mut head).await.unwrap();
+        let (stream, head) = request_head(
+            collector.http,
+            b"GET /api/v1/export?format=jsonl HTTP/1.1\r\nHost: x\r\n\r\n",
+        )
+        .await;
         match &head {
             b"HTTP/1.1 200" => stalled.push(stream),
             b"HTTP/1.1 503" => refused += 1,
@@ -388,8 +342,15 @@ async fn exports_that_are_never_read_are_bounded_and_dropped_and_ingest_goes_on(
     assert_eq!(refused, 9);
     assert!(shared.streams.in_use() <= 3);
     assert!(shared.readers.in_use() <= 4);
-    // The probe is acked meanwhile.
+    // The probe is acked meanwhile, and the map's short reads find a reader thread: the
+    // stalled exports can hold at most max_streams of them.
     delivers(&mut client, &probe).await;
+    let probes = http_raw(
+        collector.http,
+        b"GET /api/v1/probes HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(probes.starts_with("HTTP/1.1 200"), "{probes}");
     // The stalled clients are dropped after the write timeout: their permits and reader
     // threads come back (the scans stopped).
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -418,12 +379,7 @@ async fn exports_that_are_never_read_are_bounded_and_dropped_and_ingest_goes_on(
         .write_all(b"GET /api/v1/export?format=jsonl&to=2026-01-01T00:16:40Z HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .await
         .unwrap();
-    let mut whole = Vec::new();
-    tokio::time::timeout(Duration::from_secs(60), reader.read_to_end(&mut whole))
-        .await
-        .expect("the export did not finish within 60 s")
-        .unwrap();
-    let whole = String::from_utf8_lossy(&whole);
+    let whole = read_all(&mut reader, Duration::from_secs(60), "the export").await;
     assert!(
         whole.starts_with("HTTP/1.1 200"),
         "{}",
@@ -450,4 +406,123 @@ async fn healthz_commits_to_the_store_and_fails_after_a_fatal_store_error() {
     let answer = healthz().await;
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     assert!(answer.contains("Too many open files"), "{answer}");
+}
+
+/// Waits until no reader thread is busy; panics after `within`.
+async fn readers_idle(collector: &Collector, within: Duration) {
+    let readers = &collector.running.shared.readers;
+    let deadline = Instant::now() + within;
+    while readers.in_use() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "{} reader threads still busy for requests whose clients left",
+            readers.in_use()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_whose_clients_leave_stop_their_store_reads() {
+    let collector = start("reader_threads = 2\nmax_streams = 1", 20_000).await;
+    let readers = collector.running.shared.readers.clone();
+    // Filters that match none of the 20,000 results: the scans read every row and send
+    // nothing, so only the stop can end them early.
+    //
+    // An export: its headers go out at once, then its client leaves.
+    let (stream, head) = request_head(
+        collector.http,
+        b"GET /api/v1/export?format=jsonl&probe_asn=64999 HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .await;
+    assert_eq!(&head, b"HTTP/1.1 200");
+    drop(stream);
+    readers_idle(&collector, Duration::from_secs(30)).await;
+    assert_eq!(
+        readers.stopped(),
+        1,
+        "the export's scan ran to its end after its client left"
+    );
+    // An aggregate query: its client leaves while the scan runs, before any answer.
+    let mut stream = TcpStream::connect(collector.http).await.unwrap();
+    stream
+        .write_all(
+            b"GET /api/v1/query/aggregates?group_by=country&probe_asn=64999 HTTP/1.1\r\nHost: x\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while readers.in_use() == 0 {
+        assert!(Instant::now() < deadline, "the aggregate never started");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    drop(stream);
+    readers_idle(&collector, Duration::from_secs(30)).await;
+    assert_eq!(
+        readers.stopped(),
+        2,
+        "the aggregate's scan ran to its end after its client left"
+    );
+    // A client that stays gets its answer (nothing matched), and nothing more was stopped.
+    let answer = http_raw(
+        collector.http,
+        b"GET /api/v1/query/aggregates?group_by=country&probe_asn=64999 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(readers.stopped(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn campaign_reports_take_reader_threads_and_long_response_permits() {
+    let collector = start(
+        "reader_threads = 3\nmax_streams = 2\nmax_streams_per_source = 100",
+        0,
+    )
+    .await;
+    let (probe, mut client) = collector.enroll().await;
+    let shared = collector.running.shared.clone();
+    // Every reader thread is busy (as with slow reads of other clients).
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(shared.readers.acquire().await.unwrap());
+    }
+    let report = format!(
+        "GET /api/v1/campaigns/41/report?format=json HTTP/1.1\r\nHost: x\r\n\
+         Authorization: Bearer {}\r\nConnection: close\r\n\r\n",
+        collector.admin
+    );
+    let mut waiting = Vec::new();
+    for _ in 0..2 {
+        let mut stream = TcpStream::connect(collector.http).await.unwrap();
+        stream.write_all(report.as_bytes()).await.unwrap();
+        waiting.push(stream);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while shared.streams.in_use() < 2 {
+        assert!(Instant::now() < deadline, "the reports took no permits");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // A third report is beyond the long-response budget.
+    let refused = http_raw(collector.http, report.as_bytes()).await;
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    assert!(refused.contains("long responses"), "{refused}");
+    // The two wait for a reader thread instead of taking one of ingest's...
+    for stream in &mut waiting {
+        let mut byte = [0u8; 1];
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), stream.read(&mut byte))
+                .await
+                .is_err(),
+            "a report was served while every reader thread was busy"
+        );
+    }
+    // ...which keep storing the probes' results.
+    delivers(&mut client, &probe).await;
+    drop(held);
+    for mut stream in waiting {
+        let answer = read_all(&mut stream, Duration::from_secs(30), "the report").await;
+        assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+    }
+    assert_eq!(shared.streams.in_use(), 0);
 }

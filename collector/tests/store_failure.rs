@@ -5,19 +5,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers may fail loudly
 
-use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
-use sixmap_collector::auth;
-use sixmap_collector::pki::Pki;
-use sixmap_collector::store::SledStore;
-use sixmap_probe::collector_tls;
+mod common;
+
 use sixmap_proto::v1::{collector_message, probe_message};
 use sixmap_proto::{encode, v1};
 use sixmap_shared::prefixes::Enrichment;
 use sixmap_shared::{ProbeId, TaskId, UnixMicros};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -63,13 +60,7 @@ impl Drop for Tmpfs {
     }
 }
 
-struct Served {
-    child: Child,
-    grpc: SocketAddr,
-    http: SocketAddr,
-}
-
-fn serve(data: &Path) -> Served {
+fn serve(data: &Path) -> common::Served {
     let config = data.join("collector.toml");
     std::fs::write(
         &config,
@@ -79,29 +70,12 @@ fn serve(data: &Path) -> Served {
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sixmap-collector"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = |key: &str| -> SocketAddr {
-        line.split_whitespace()
-            .find_map(|w| w.strip_prefix(key))
-            .unwrap_or_else(|| panic!("no {key} in {line:?}"))
-            .parse()
-            .unwrap()
-    };
-    Served {
-        grpc: addr("grpc="),
-        http: addr("http="),
-        child,
-    }
+    common::serve(
+        Path::new(env!("CARGO_BIN_EXE_sixmap-collector")),
+        &config,
+        Stdio::piped(),
+        None,
+    )
 }
 
 async fn healthz(addr: SocketAddr) -> String {
@@ -120,62 +94,16 @@ async fn a_full_disk_makes_healthz_fail_and_the_collector_exit_non_zero() {
     let fs = Tmpfs::mount("24m");
     let data = fs.path.join("data");
     let (fingerprint, token) = {
-        let store = SledStore::open(&data).unwrap();
-        let pki = Pki::load_or_create(&data).unwrap();
-        let (token, _) = auth::create_enrollment_token(
-            &store,
-            pki.fingerprint(),
-            "owner",
-            Duration::from_secs(3600),
-            "test",
-            UnixMicros::now(),
-        )
-        .unwrap();
-        (pki.fingerprint().to_owned(), token)
+        let mut prepared = common::prepare(&data, 1, 0);
+        (prepared.ca_fingerprint, prepared.tokens.remove(0))
     };
     let mut served = serve(&data);
     let url = format!("https://{}", served.grpc);
 
     // Enroll and open a session; the welcome's assignments give the task to report on.
-    let key = rcgen::KeyPair::generate().unwrap();
-    let csr = rcgen::CertificateParams::default()
-        .serialize_request(&key)
-        .unwrap();
-    let tls = collector_tls::enrollment_config(&fingerprint).unwrap();
-    let enrolled = collector_tls::connect(&url, tls, |e| e)
-        .await
-        .unwrap()
-        .enroll(v1::EnrollRequest {
-            token,
-            hostname: "pi".into(),
-            software_version: "0.1.0".into(),
-            csr_der: csr.der().to_vec(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let tls = collector_tls::session_config(
-        enrolled.ca_certificate_der.into(),
-        enrolled.certificate_der.into(),
-        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-    )
-    .unwrap();
-    let mut client = collector_tls::connect(&url, tls, |e| e).await.unwrap();
+    let (probe_id, mut client) = common::enroll(&url, &fingerprint, token).await;
     let (tx, rx) = mpsc::channel(64);
-    tx.send(v1::ProbeMessage {
-        kind: Some(probe_message::Kind::Hello(v1::Hello {
-            probe_id: enrolled.probe_id.clone(),
-            probe_secret: String::new(),
-            software_version: "0.1.0".into(),
-            boot_epoch: 1,
-            capabilities: vec![v1::MeasurementKind::Ping.into()],
-            local_addresses: vec!["::1".into()],
-            probe_time_us: UnixMicros::now().0,
-            location: None,
-        })),
-    })
-    .await
-    .unwrap();
+    tx.send(common::hello(&probe_id)).await.unwrap();
     let mut inbound = client
         .session(ReceiverStream::new(rx))
         .await
@@ -199,7 +127,7 @@ async fn a_full_disk_makes_healthz_fail_and_the_collector_exit_non_zero() {
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let health = healthz(served.http).await;
     eprintln!("healthz: {}", health.lines().next().unwrap_or(""));
-    let probe: ProbeId = enrolled.probe_id.parse().unwrap();
+    let probe: ProbeId = probe_id.parse().unwrap();
     // Batches until the collector gives up on its store.
     let started = Instant::now();
     let mut sequence = 0u64;

@@ -166,9 +166,10 @@ impl ProbeConfig {
         if self.state_dir.as_os_str().is_empty() {
             return Err(invalid("state_dir", "must not be empty".into()));
         }
-        if self.hostname.len() > 64 {
-            return Err(invalid("hostname", "at most 64 bytes".into()));
-        }
+        // The collector's rule: a name it would refuse at enrollment is refused here, at
+        // start, with the same reason.
+        sixmap_shared::enrollment::check_hostname(&self.hostname)
+            .map_err(|e| invalid("hostname", e.reason))?;
         let icmp_socket =
             self.icmp_socket
                 .parse()
@@ -310,6 +311,22 @@ mod tests {
             (s.packet_budget_per_minute, s.max_concurrent_measurements),
             (120, 2)
         );
+    }
+
+    #[test]
+    fn hostnames_follow_the_collectors_enrollment_rule() {
+        let base = "collector = \"https://[::1]:7400\"\nstate_dir = \"/tmp/p\"\n";
+        let c: ProbeConfig = parse_toml(&format!("{base}hostname = \"pi-4 (kitchen)\"\n")).unwrap();
+        assert_eq!(c.validate(None).unwrap().hostname, "pi-4 (kitchen)");
+        for bad in ["pi\\u001b[31m", "a;b", "pi\\nroot", &"x".repeat(65)] {
+            let c: ProbeConfig = parse_toml(&format!("{base}hostname = \"{bad}\"\n")).unwrap();
+            let err = c.validate(None).unwrap_err().to_string();
+            assert!(err.contains("hostname"), "{bad}: {err}");
+            assert!(
+                err.contains("not allowed") || err.contains("longer than"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

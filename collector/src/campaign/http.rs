@@ -11,6 +11,9 @@
 //! token that created it) and admins; others get 403.
 //! - `GET /api/v1/campaigns/{id}/report?format=json|csv|html`.
 //! - `POST /api/v1/campaigns/{id}/declared` with a CSV body (`asn,metric,value,as_of,source`).
+//!
+//! Store work runs on the readers' bounded pool (`limits::readers`); reports are long
+//! responses and hold a permit of the shared budget (`limits::streams`) until sent.
 
 use super::{CampaignError, Campaigns, report};
 use axum::extract::{Path, Query, State};
@@ -67,16 +70,15 @@ fn bad(field: &str, reason: String) -> ApiError {
     }))
 }
 
+/// Store work on the readers' bounded pool (`limits::readers`) like the rest of the HTTP
+/// API, so campaign requests never take the threads ingest needs; a request that goes away
+/// stops its report's scan.
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, CampaignError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(work)
+    crate::limits::readers::read_blocking(move || Ok(work()))
         .await
-        .map_err(|e| {
-            ApiError(CampaignError::Store(crate::store::StoreError::Backend(
-                e.to_string(),
-            )))
-        })?
+        .map_err(|e| ApiError(CampaignError::Store(e)))?
         .map_err(ApiError)
 }
 

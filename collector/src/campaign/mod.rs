@@ -862,10 +862,16 @@ impl Campaigns {
     /// The campaign's stored results.
     pub fn results(&self, id: u64) -> Result<Vec<StoredResult>, StoreError> {
         let mut out = Vec::new();
+        let mut gone = false;
         self.store.campaign_results(id, &mut |r| {
+            // The request behind this read went away: stop (`limits::readers`).
+            gone = crate::limits::readers::cancelled();
             out.push(r);
-            true
+            !gone
         })?;
+        if gone {
+            return Err(StoreError::Cancelled);
+        }
         Ok(out)
     }
 

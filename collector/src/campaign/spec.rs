@@ -76,8 +76,9 @@ pub struct SpecInput {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Selection {
-    /// ISO 3166-1 alpha-2 codes of the probes' origin (from the imported prefix data).
-    #[serde(default)]
+    /// ISO 3166-1 alpha-2 codes of the probes' origin (from the imported prefix data), in
+    /// any case at decode (`de` is `DE`, as `probe_country` in queries) and upper case after.
+    #[serde(default, deserialize_with = "upper_case")]
     pub countries: Vec<String>,
     /// Origin ASNs of the probes.
     #[serde(default)]
@@ -90,6 +91,13 @@ pub struct Selection {
     /// then left out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub per_operator: Option<u32>,
+}
+
+fn upper_case<'de, D: serde::Deserializer<'de>>(decoder: D) -> Result<Vec<String>, D::Error> {
+    Ok(Vec::<String>::deserialize(decoder)?
+        .into_iter()
+        .map(|code| code.to_ascii_uppercase())
+        .collect())
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -378,34 +386,28 @@ fn check_schedule(input: &ScheduleInput, now: UnixMicros) -> Result<Schedule, Sp
     let start = time("schedule.start", &input.start)?
         .unwrap_or(now)
         .max(now);
-    if start.0 > now.0.saturating_add(micros(MAX_START_AHEAD)) {
-        return Err(invalid(
-            "schedule.start",
-            format!(
-                "more than {} days ahead: create the campaign closer to its start",
-                MAX_START_AHEAD.as_secs() / 86_400
-            ),
-        ));
-    }
+    not_after(
+        "schedule.start",
+        start,
+        now,
+        MAX_START_AHEAD,
+        "ahead: create the campaign closer to its start",
+    )?;
     let stop = time("schedule.stop", &input.stop)?;
-    if let Some(stop) = stop
-        && stop <= start
-    {
-        return Err(invalid(
+    if let Some(stop) = stop {
+        if stop <= start {
+            return Err(invalid(
+                "schedule.stop",
+                "must be after schedule.start (and in the future)",
+            ));
+        }
+        not_after(
             "schedule.stop",
-            "must be after schedule.start (and in the future)",
-        ));
-    }
-    if let Some(stop) = stop
-        && stop.0 > start.0.saturating_add(micros(MAX_DURATION))
-    {
-        return Err(invalid(
-            "schedule.stop",
-            format!(
-                "more than {} days after the start: campaigns run at most that long",
-                MAX_DURATION.as_secs() / 86_400
-            ),
-        ));
+            stop,
+            start,
+            MAX_DURATION,
+            "after the start: campaigns run at most that long",
+        )?;
     }
     let every = match input.every_s {
         None => None,
@@ -418,30 +420,28 @@ fn check_schedule(input: &ScheduleInput, now: UnixMicros) -> Result<Schedule, Sp
                 ),
             ));
         }
-        Some(s) if s > 7 * 86_400 => {
-            return Err(invalid(
-                "schedule.every_s",
-                format!("{s} s is more than a week"),
-            ));
-        }
-        Some(s) => Some(Duration::from_secs(s)),
+        Some(s) => Some(seconds_at_most(
+            "schedule.every_s",
+            s,
+            Duration::from_secs(7 * 86_400),
+            "more than a week",
+        )?),
     };
     let spread = match (input.spread_s, every) {
         (None, Some(every)) => every,
         (None, None) => DEFAULT_ONCE_SPREAD,
-        (Some(s), Some(every)) if Duration::from_secs(s) > every => {
-            return Err(invalid(
-                "schedule.spread_s",
-                format!("{s} s is longer than the interval ({} s)", every.as_secs()),
-            ));
-        }
-        (Some(s), None) if Duration::from_secs(s) > MAX_ONCE_SPREAD => {
-            return Err(invalid(
-                "schedule.spread_s",
-                format!("{s} s is more than {} s", MAX_ONCE_SPREAD.as_secs()),
-            ));
-        }
-        (Some(s), _) => Duration::from_secs(s),
+        (Some(s), Some(every)) => seconds_at_most(
+            "schedule.spread_s",
+            s,
+            every,
+            &format!("longer than the interval ({} s)", every.as_secs()),
+        )?,
+        (Some(s), None) => seconds_at_most(
+            "schedule.spread_s",
+            s,
+            MAX_ONCE_SPREAD,
+            &format!("more than {} s", MAX_ONCE_SPREAD.as_secs()),
+        )?,
     };
     Ok(Schedule {
         start,
@@ -449,6 +449,39 @@ fn check_schedule(input: &ScheduleInput, now: UnixMicros) -> Result<Schedule, Sp
         every,
         spread,
     })
+}
+
+/// `Err` naming `field` when `time` is more than `bound` after `base`: "more than N days
+/// {beyond}".
+fn not_after(
+    field: &str,
+    time: UnixMicros,
+    base: UnixMicros,
+    bound: Duration,
+    beyond: &str,
+) -> Result<(), SpecFieldError> {
+    if time.0 > base.0.saturating_add(micros(bound)) {
+        return Err(invalid(
+            field,
+            format!("more than {} days {beyond}", bound.as_secs() / 86_400),
+        ));
+    }
+    Ok(())
+}
+
+/// `seconds` as a duration, or `Err` naming `field` when it is more than `max`: "N s is
+/// {beyond}".
+fn seconds_at_most(
+    field: &str,
+    seconds: u64,
+    max: Duration,
+    beyond: &str,
+) -> Result<Duration, SpecFieldError> {
+    let duration = Duration::from_secs(seconds);
+    if duration > max {
+        return Err(invalid(field, format!("{seconds} s is {beyond}")));
+    }
+    Ok(duration)
 }
 
 fn check_selection(selection: &Selection) -> Result<(), SpecFieldError> {
@@ -682,7 +715,7 @@ every_s = 300
             (
                 good.replace(
                     "[schedule]",
-                    "[selection]\ncountries = [\"xa\"]\n[schedule]",
+                    "[selection]\ncountries = [\"x1\"]\n[schedule]",
                 ),
                 "selection.countries[0]",
                 "country code",
@@ -693,6 +726,18 @@ every_s = 300
             assert_eq!(err.field, field, "{err}");
             assert!(err.to_string().contains(reason), "{err}");
         }
+        // Country codes in lower case are taken as upper case, as the query API does.
+        let lower = good.replace(
+            "[schedule]",
+            "[selection]\ncountries = [\"de\"]\n[schedule]",
+        );
+        assert!(check(&lower, false).is_ok());
+        let json = r#"{"name": "x", "targets": ["2001:500:2f::f"],
+            "measurements": [{"kind": "ping"}], "selection": {"countries": ["de", "Fr"]}}"#;
+        assert_eq!(
+            parse("json", json).unwrap().selection.countries,
+            ["DE", "FR"]
+        );
         // Lab mode allows the private target; a documentation address needs it too.
         assert!(check(&good.replace("2001:500:2f::f", "10.1.2.3"), true).is_ok());
         let err = check(GOOD, false).unwrap_err();

@@ -10,7 +10,8 @@
 //! An export is a long response (`limits::streams`: a permit held until the body ends or
 //! the client goes) and scans on one of the readers' threads (`limits::readers`). A client
 //! that stops reading is disconnected after the write timeout (`limits::serve_http`); the
-//! scan then stops at its next chunk and its thread is free again.
+//! dropped body stops the scan at its next row (`limits::readers::check`), and its thread
+//! is free again.
 
 use super::{ExportStats, Format};
 use crate::store::{ResultFilter, Store};
@@ -107,7 +108,8 @@ async fn export(State(store): State<Arc<dyn Store>>, RawQuery(query): RawQuery) 
     };
     let (tx, rx) = mpsc::channel(8);
     let sender = tx.clone();
-    let reader = match crate::limits::readers::Readers::current().acquire().await {
+    let readers = crate::limits::readers::Readers::current();
+    let reader = match readers.acquire().await {
         Ok(permit) => permit,
         Err(e) => {
             return (
@@ -117,8 +119,9 @@ async fn export(State(store): State<Arc<dyn Store>>, RawQuery(query): RawQuery) 
                 .into_response();
         }
     };
-    tokio::task::spawn_blocking(move || {
-        let _reader = reader;
+    // The body holds the job's stop guard: a client that goes (or is cut off by the write
+    // timeout) stops the scan at its next row, even one that writes nothing.
+    let stop = readers.spawn(reader, move || {
         let started = std::time::Instant::now();
         let out = ChannelWriter {
             tx: sender,
@@ -138,7 +141,7 @@ async fn export(State(store): State<Arc<dyn Store>>, RawQuery(query): RawQuery) 
             }
         }
     });
-    let mut response = Response::new(Body::new(ChannelBody { rx }));
+    let mut response = Response::new(Body::new(ChannelBody { rx, _stop: stop }));
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -203,6 +206,7 @@ impl Write for ChannelWriter {
 
 struct ChannelBody {
     rx: mpsc::Receiver<Chunk>,
+    _stop: crate::limits::readers::StopOnDrop,
 }
 
 impl http_body::Body for ChannelBody {

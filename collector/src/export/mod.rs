@@ -152,16 +152,20 @@ pub fn export_with(
     let mut stats = ExportStats::default();
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<StoredResult>>(4);
     std::thread::scope(|scope| {
+        // The scan is part of the caller's reader job: it stops when the request goes.
+        let job = crate::limits::readers::job();
         let reader = scope.spawn(move || {
             let mut chunk = Vec::with_capacity(CHUNK);
             let mut open = true;
-            scan_filtered(store, filter, None, &mut |stored| {
-                chunk.push(stored);
-                if chunk.len() == CHUNK {
-                    let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
-                    open = tx.send(full).is_ok();
-                }
-                open
+            job.enter(|| {
+                scan_filtered(store, filter, None, &mut |stored| {
+                    chunk.push(stored);
+                    if chunk.len() == CHUNK {
+                        let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+                        open = tx.send(full).is_ok();
+                    }
+                    open
+                })
             })?;
             if open && !chunk.is_empty() {
                 // The writer may have stopped meanwhile; then nobody wants the rest.

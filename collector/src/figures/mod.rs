@@ -465,7 +465,6 @@ impl FigureSet {
         let day = at.div_euclid(DAY_US);
         let order: Order = (at, r.key.boot_epoch, r.key.sequence);
         let global = r.destination.is_some_and(|d| classify(d).is_none());
-        let v6 = r.family_used == Some(Family::V6);
         let ping_rtt_ns = match &r.outcome {
             Outcome::Ping(ping) => ping
                 .min_rtt()
@@ -511,44 +510,16 @@ impl FigureSet {
         if !global {
             return;
         }
-        match &r.outcome {
-            Outcome::Pmtu(pmtu) if v6 => entry.black_holes.add(pmtu.black_hole),
-            Outcome::ExtHeaders(ext) if v6 => {
-                for outcome in &ext.outcomes {
-                    if let Some(i) = EXT_HEADERS.iter().position(|h| *h == outcome.header.name()) {
-                        entry.ext_drops[i].add(!outcome.survived);
-                    }
-                }
-            }
-            Outcome::Traceroute(trace) if v6 => {
-                let home = stored
-                    .probe_origin
-                    .as_ref()
-                    .and_then(|o| o.country)
-                    .filter(|home| {
-                        stored.target_origin.as_ref().and_then(|t| t.country) == Some(*home)
-                    });
-                if let Some(home) = home {
-                    let countries: Vec<CountryCode> = trace
-                        .hops
-                        .iter()
-                        .flat_map(|hop| hop.responders())
-                        .filter(|hop| classify(*hop).is_none())
-                        .filter_map(|hop| prefixes.lookup(hop).country)
-                        .collect();
-                    if !countries.is_empty() {
-                        entry.domestic.add(countries.iter().all(|c| *c == home));
-                    }
-                }
-            }
-            Outcome::Ping(ping) if v6 => {
-                entry.lost_v6.add_many(
-                    u64::from(ping.sent - ping.received.min(ping.sent)),
-                    u64::from(ping.sent),
-                );
-            }
-            _ => {}
-        }
+        crate::daily::observe_v6(
+            stored,
+            prefixes,
+            crate::daily::V6Tallies {
+                lost: &mut entry.lost_v6,
+                black_holes: &mut entry.black_holes,
+                ext_drops: &mut entry.ext_drops,
+                domestic: &mut entry.domestic,
+            },
+        );
         let Some(ns) = ping_rtt_ns else { return };
         match r.family_used {
             Some(Family::V6) => {

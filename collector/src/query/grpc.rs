@@ -278,10 +278,12 @@ impl QueryService for QueryGrpc {
         let request = AggregateRequest::from_pairs(pairs.iter().map(|(n, v)| (*n, v.as_str())))
             .map_err(invalid)?;
         let store = self.store.clone();
-        let aggregates =
-            crate::store::run_blocking(move || aggregate(&*store, &request, aggregate_budget()))
-                .await
-                .map_err(unavailable)?;
+        // On the readers' pool: a call the client cancels stops its scan.
+        let aggregates = self
+            .readers
+            .run(move || aggregate(&*store, &request, aggregate_budget()))
+            .await
+            .map_err(unavailable)?;
         Ok(Response::new(aggregate_reply(aggregates)))
     }
 }

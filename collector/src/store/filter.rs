@@ -500,7 +500,13 @@ pub fn scan_filtered_bounded(
         (None, None) => UnixMicros(i64::MIN),
     };
     let to = filter.to.unwrap_or(UnixMicros(i64::MAX));
+    let mut gone = false;
     store.scan_results_between(from, to, &mut |stored| {
+        // The request behind this read went away: stop (`limits::readers`).
+        if crate::limits::readers::cancelled() {
+            gone = true;
+            return false;
+        }
         if let Some(after) = after
             && (stored.result.started_at, &stored.result.key) <= (after.started_at, &after.key)
         {
@@ -523,6 +529,9 @@ pub fn scan_filtered_bounded(
             None => true,
         }
     })?;
+    if gone {
+        return Err(StoreError::Cancelled);
+    }
     Ok(end)
 }
 

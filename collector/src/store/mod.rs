@@ -40,6 +40,10 @@ pub enum StoreError {
     Corrupt { key: String, reason: String },
     #[error("probe {0} is already registered")]
     ProbeExists(ProbeId),
+    /// A read stopped because the request it served was dropped (its client went away or
+    /// its deadline passed): `limits::readers::check`.
+    #[error("the read was stopped: its client went away or its deadline passed")]
+    Cancelled,
 }
 
 /// What the collector knows about an enrolled probe.

@@ -3,7 +3,10 @@
 //!
 //! No owner index: [`AuthStore::owner_probe_count`] filters the probe records (one read of the
 //! fleet per enrollment), and an enrollment's rows are written one after the other, not in a
-//! transaction; a retry of the enrollment rewrites what a crash left out.
+//! transaction; a retry of the enrollment rewrites what a crash left out. The per-owner caps
+//! are atomic within one collector because the enrollment gate (`auth::EnrollmentGate`) holds
+//! an enrollment's reservation until its probe record is written (`control`); collectors
+//! sharing one ClickHouse store do not see each other's enrollments in progress.
 
 use super::ClickHouseStore;
 use super::rows::{self, quote};
