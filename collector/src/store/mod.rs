@@ -121,6 +121,8 @@ pub struct TagEvent {
 }
 
 /// Whether an inserted result was new or already stored under the same idempotency key.
+/// ClickHouse asks nothing at ingest: there `Duplicate` means seen lately by this collector,
+/// and a result stored earlier elsewhere counts as `New` (stored again, read once).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Inserted {
     New,

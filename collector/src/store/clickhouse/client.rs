@@ -50,7 +50,8 @@ impl std::fmt::Debug for Endpoint {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Sent {
     pub sql: String,
-    /// Rows sent with an INSERT.
+    /// Rows sent with an INSERT (bytes above ASCII written as TabSeparated `\xHH` escapes,
+    /// which ClickHouse reads as the same bytes, so the text replays anywhere).
     pub data: Option<String>,
 }
 
@@ -196,20 +197,19 @@ impl HttpClient {
     fn send(
         &self,
         sql: &str,
-        data: Option<String>,
+        data: Option<Bytes>,
     ) -> impl Future<Output = Result<hyper::Response<Incoming>, StoreError>> + Send + 'static {
         // With rows, the statement goes in the URL and the rows in the body; without, the
         // statement is the body (no URL length limit).
         let (url, body) = match data {
             Some(rows) => (self.url(Some(sql)), rows),
-            None => (self.url(None), sql.to_owned()),
+            None => (self.url(None), Bytes::from(sql.to_owned())),
         };
         let client = self.client.clone();
         let timeout = self.timeout;
         let what = head(sql);
         let base = self.endpoint.base.clone();
         async move {
-            let body = Bytes::from(body);
             let mut attempt = 0;
             let response = loop {
                 attempt += 1;
@@ -260,6 +260,12 @@ impl HttpClient {
 
     /// Runs a statement and returns the whole answer.
     pub fn query(&self, sql: &str) -> Result<String, StoreError> {
+        String::from_utf8(self.query_bytes(sql)?)
+            .map_err(|e| backend(format!("ClickHouse answer is not UTF-8: {e}")))
+    }
+
+    /// Runs a statement and returns the whole answer as bytes (binary columns).
+    pub fn query_bytes(&self, sql: &str) -> Result<Vec<u8>, StoreError> {
         self.keep(sql, None);
         let response = self.send(sql, None);
         let timeout = self.timeout;
@@ -272,13 +278,20 @@ impl HttpClient {
                 .map_err(|e| backend(format!("reading ClickHouse answer to {what}: {e}")))?;
             Ok(collected.to_bytes())
         })?;
-        String::from_utf8(answer.to_vec())
-            .map_err(|e| backend(format!("ClickHouse answer is not UTF-8: {e}")))
+        Ok(answer.to_vec())
     }
 
     /// Runs `INSERT INTO … FORMAT …` with `rows` as its data.
     pub fn insert(&self, sql: &str, rows: String) -> Result<(), StoreError> {
-        self.keep(sql, Some(&rows));
+        self.insert_bytes(sql, Bytes::from(rows))
+    }
+
+    /// Runs `INSERT INTO … FORMAT …` with `rows` (any bytes, e.g. TabSeparated with binary
+    /// strings) as its data.
+    pub fn insert_bytes(&self, sql: &str, rows: Bytes) -> Result<(), StoreError> {
+        if self.recorded.is_some() {
+            self.keep(sql, Some(&ascii_escaped(&rows)));
+        }
         let response = self.send(sql, Some(rows));
         let timeout = self.timeout;
         self.run(async move {
@@ -373,6 +386,20 @@ impl Lines {
             }
         }
     }
+}
+
+/// TabSeparated data as ASCII text: bytes above 0x7f become `\xHH`, which ClickHouse's
+/// TabSeparated parser reads back as the same byte.
+fn ascii_escaped(rows: &[u8]) -> String {
+    let mut out = String::with_capacity(rows.len());
+    for &b in rows {
+        if b.is_ascii() {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("\\x{b:02X}"));
+        }
+    }
+    out
 }
 
 struct Unpark(std::thread::Thread);

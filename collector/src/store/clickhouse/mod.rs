@@ -2,20 +2,26 @@
 //! same probes, tokens, campaigns and results, so any collector serves any probe.
 //!
 //! Design (see `schema` for the tables):
-//! - **Results** are one row each: the columns queries filter and sort on, and the whole
-//!   [`StoredResult`] as JSON, so a read gives back exactly what was stored. Idempotency:
-//!   a batch first asks which of its keys are stored (one query), then inserts the new ones
-//!   (one INSERT). Two collectors racing on the same key may both insert it; the table is a
-//!   `ReplacingMergeTree` on the key and every read deduplicates with `LIMIT 1 BY` key, so
-//!   no reader ever sees a duplicate. A result is only lost if its INSERT was not
-//!   acknowledged, and then the probe was not acked either and sends it again.
+//! - **Results** are one row each: typed columns for what queries filter and sort on and what
+//!   figures count (time, key, task, campaign, kind, family, destination, origins, reached,
+//!   global destination, ping RTT), and the result itself in `raw`, in the compact form the
+//!   sled store keeps (`store::result_codec`: the probe's protobuf plus the enrichment), so a
+//!   read gives back exactly what was stored. Rows of schema 1 hold JSON in `json` instead
+//!   and are read as such.
+//! - **Ingest** asks ClickHouse nothing: a batch becomes TabSeparated rows queued in memory
+//!   ([`pending`]), and [`Store::flush`] (the group commit, for every session at once) sends
+//!   everything queued in one INSERT; acks wait for that flush. Idempotency is the table's:
+//!   `results` is a `ReplacingMergeTree` on (start time, result key), a resent result (same
+//!   key, same start time) is simply inserted again, and every read keeps one row per key
+//!   with `LIMIT 1 BY`, so no answer counts a result twice, before or after merges. The
+//!   new / duplicate split of an ack is what this collector saw lately (counts only).
 //! - **Durability**: an INSERT that returned 200 is committed (visible to every later
 //!   query, and on its shard with `insert_distributed_sync=1`) and survives a crash of the
 //!   ClickHouse process, since the part is in the OS page cache and on disk soon after.
 //!   ClickHouse 18.16 does not fsync parts (newer releases can with `fsync_after_insert`,
 //!   which 18.16 does not accept), so a power loss of the server within the kernel's
 //!   writeback delay (about 30 s) can lose acknowledged rows; replication is ClickHouse's
-//!   answer to that, not fsync. [`Store::flush`] therefore has nothing left to do.
+//!   answer to that, not fsync.
 //! - **Mutable records** (probes, tokens, campaigns, rollups) are versioned rows in
 //!   `ReplacingMergeTree(version)` tables, read newest version first with `LIMIT 1 BY`.
 //!   Versions come from [`VersionClock`]: microseconds, strictly increasing per process.
@@ -27,6 +33,7 @@
 mod auth;
 mod claims;
 pub mod client;
+mod pending;
 mod records;
 mod results;
 mod rows;
@@ -133,6 +140,10 @@ pub struct ClickHouseStore {
     known_tasks: Mutex<HashSet<String>>,
     /// Task → campaign links seen; links never change once written.
     campaign_links: Mutex<HashMap<u64, u64>>,
+    /// Tasks found linked to no campaign, and when (see `results::campaigns_of`).
+    unlinked_tasks: Mutex<HashMap<u64, std::time::Instant>>,
+    /// Result rows waiting for the next flush.
+    pending: pending::Pending,
     /// (probe, task) assignments seen: assignments are never removed, and ingest asks for
     /// every result, so this saves a query per result.
     known_assignments: Mutex<HashSet<(String, u64)>>,
@@ -182,6 +193,8 @@ impl ClickHouseStore {
             versions: VersionClock::default(),
             known_tasks: Mutex::new(HashSet::new()),
             campaign_links: Mutex::new(HashMap::new()),
+            unlinked_tasks: Mutex::new(HashMap::new()),
+            pending: pending::Pending::default(),
             known_assignments: Mutex::new(HashSet::new()),
             settle: claims::SETTLE,
         })
@@ -205,6 +218,19 @@ impl ClickHouseStore {
 
     fn table(&self, name: &str) -> String {
         self.layout.table(name)
+    }
+}
+
+impl Drop for ClickHouseStore {
+    fn drop(&mut self) {
+        // Results queued but never flushed were never acked (acks wait for a flush); sending
+        // them still saves the probes a resend.
+        let waiting = self.pending.waiting();
+        if waiting > 0
+            && let Err(e) = self.flush_results()
+        {
+            tracing::warn!(waiting, error = %e, "queued results not sent to ClickHouse at close (never acked: probes resend them)");
+        }
     }
 }
 
@@ -282,9 +308,9 @@ impl Store for ClickHouseStore {
     }
 
     fn flush(&self) -> Result<(), StoreError> {
-        // Every write was an INSERT that ClickHouse acknowledged: committed (see the module
-        // docs for what that means on disk).
-        Ok(())
+        // Results wait here for one INSERT per flush; every other write was an INSERT that
+        // ClickHouse acknowledged: committed (see the module docs for what that means on disk).
+        self.flush_results()
     }
 
     fn next_campaign_id(&self) -> Result<u64, StoreError> {

@@ -3,11 +3,15 @@
 
 use super::ClickHouseStore;
 use super::rows::{self, quote};
+use crate::store::result_codec;
 use crate::store::{Inserted, ResultQuery, StoreError, StoredResult};
 use serde_json::json;
 use sixmap_shared::health::OutboxLoss;
 use sixmap_shared::{ResultKey, UnixMicros};
 use std::collections::HashSet;
+
+/// How long a task found linked to no campaign is taken as unlinked.
+const LINK_RECHECK: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Rows per page of a scan: one sorted page at a time on the server, streamed to us.
 const PAGE: usize = 5000;
@@ -87,7 +91,116 @@ fn after(columns: &[&str], last: &[String]) -> String {
     format!("({})", alternatives.join(" OR "))
 }
 
+/// The columns an INSERT of results writes, in the order [`push_row`] writes them (`json`
+/// stays empty: the result is in `raw`).
+const INSERT_COLUMNS: &str = "started_at, probe_id, boot_epoch, sequence, task_id, campaign, \
+     kind, family, destination, probe_asn, probe_country, target_asn, target_country, \
+     reached, global, ping_rtt_ns, raw";
+
+/// The columns a read of results selects: what [`decode_row`] needs.
+const READ_COLUMNS: &str = "started_at, probe_id, boot_epoch, sequence, raw, json";
+
+/// One TabSeparated field: the bytes, with the escapes ClickHouse reads back.
+fn push_escaped(out: &mut Vec<u8>, bytes: &[u8]) {
+    for &b in bytes {
+        match b {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            0 => out.extend_from_slice(b"\\0"),
+            b => out.push(b),
+        }
+    }
+}
+
+/// A result's row, TabSeparated, in [`INSERT_COLUMNS`] order.
+fn push_row(out: &mut Vec<u8>, stored: &StoredResult, campaign: u64) {
+    use sixmap_shared::measurement::{Family, Outcome};
+    use std::io::Write as _;
+    let r = &stored.result;
+    let origin = |e: &Option<sixmap_shared::prefixes::Enrichment>| {
+        let asn = e.as_ref().and_then(|e| e.asn).unwrap_or(0);
+        let country = e
+            .as_ref()
+            .and_then(|e| e.country)
+            .map(|c| c.to_string())
+            .unwrap_or_default();
+        (asn, country)
+    };
+    let (probe_asn, probe_country) = origin(&stored.probe_origin);
+    let (target_asn, target_country) = origin(&stored.target_origin);
+    let family = match r.family_used.unwrap_or(r.family_requested) {
+        Family::V6 => "v6",
+        Family::V4 => "v4",
+    };
+    let ping_rtt_ns = match &r.outcome {
+        Outcome::Ping(ping) => ping
+            .min_rtt()
+            .map_or(-1, |rtt| i64::try_from(rtt.as_nanos()).unwrap_or(i64::MAX)),
+        _ => -1,
+    };
+    let global = r
+        .destination
+        .is_some_and(|d| sixmap_shared::policy::classify(d).is_none());
+    // Writing to a Vec cannot fail.
+    let _ = write!(
+        out,
+        "{}\t{}\t{}\t{}\t{}\t{campaign}\t{}\t{family}\t{}\t{probe_asn}\t{probe_country}\t\
+         {target_asn}\t{target_country}\t{}\t{}\t{ping_rtt_ns}\t",
+        r.started_at.0,
+        r.key.probe_id.as_str(),
+        r.key.boot_epoch,
+        r.key.sequence,
+        r.task_id.get(),
+        r.outcome.kind().map_or("failed", |k| k.name()),
+        r.destination.map(|d| d.to_string()).unwrap_or_default(),
+        u8::from(r.outcome.reached_destination()),
+        u8::from(global),
+    );
+    push_escaped(out, &result_codec::encode_value(stored));
+    out.push(b'\n');
+}
+
+/// A hash of a result key, for [`super::pending::Pending::mark_seen`].
+fn key_hash(key: &ResultKey) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    key.probe_id.as_str().hash(&mut hasher);
+    key.boot_epoch.hash(&mut hasher);
+    key.sequence.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// A result from the fields of [`READ_COLUMNS`]: the compact value when there is one, else
+/// the JSON a schema-1 row holds.
+fn decode_row(table: &str, fields: &[Vec<u8>]) -> Result<StoredResult, StoreError> {
+    let [at, probe, epoch, sequence, raw, json] = fields else {
+        return Err(rows::corrupt(table, "wrong number of columns"));
+    };
+    if raw.is_empty() {
+        return rows::json(table, json);
+    }
+    let at: i64 = rows::number(table, at)?;
+    if probe.len() != 16 {
+        return Err(rows::corrupt(
+            table,
+            format!("probe id {:?}", String::from_utf8_lossy(probe)),
+        ));
+    }
+    let mut row = Vec::with_capacity(result_codec::ROW_KEY_LEN);
+    row.extend_from_slice(&result_codec::time_bytes(UnixMicros(at)));
+    row.extend_from_slice(probe);
+    row.extend_from_slice(&rows::number::<u64>(table, epoch)?.to_be_bytes());
+    row.extend_from_slice(&rows::number::<u64>(table, sequence)?.to_be_bytes());
+    result_codec::decode_value(&row, raw)
+}
+
 impl ClickHouseStore {
+    /// Queues a batch for the next flush (no request to ClickHouse but, for a task not seen
+    /// lately, one lookup of its campaign). Results repeated within the batch are written
+    /// once; a result stored before is written again and counted once by every read (see
+    /// [`super::pending`]). `Duplicate` means seen before by this collector lately.
     pub(super) fn insert_result_rows(
         &self,
         results: &[StoredResult],
@@ -95,67 +208,43 @@ impl ClickHouseStore {
         if results.is_empty() {
             return Ok(Vec::new());
         }
-        let table = self.table("results");
-        // A retransmitted result is the same result, with the same start time: bounding the
-        // lookup by time lets ClickHouse use the primary key.
-        let (first, last) = results.iter().fold((i64::MAX, i64::MIN), |(lo, hi), r| {
-            (lo.min(r.result.started_at.0), hi.max(r.result.started_at.0))
-        });
-        let stored = stored_keys(
-            &self.client.query(&format!(
-                "SELECT probe_id, boot_epoch, sequence FROM {table} \
-                 WHERE started_at >= {first} AND started_at <= {last} AND {} \
-                 FORMAT TabSeparated",
-                keys_in(results.iter().map(|r| &r.result.key))
-            ))?,
-            &table,
-        )?;
         let campaigns = self.campaigns_of(results.iter().map(|r| r.result.task_id.get()))?;
-        let mut seen = HashSet::new();
+        let hashes: Vec<u64> = results.iter().map(|r| key_hash(&r.result.key)).collect();
+        let seen_before = self.pending.mark_seen(&hashes);
+        let mut in_batch = HashSet::with_capacity(results.len());
         let mut outcome = Vec::with_capacity(results.len());
-        let mut new_rows = Vec::new();
-        for stored_result in results {
-            let key = key_of(&stored_result.result.key);
-            if stored.contains(&key) || !seen.insert(key) {
+        let mut rows = Vec::with_capacity(results.len() * 512);
+        let mut count = 0;
+        for (stored, seen) in results.iter().zip(seen_before) {
+            if !in_batch.insert(key_of(&stored.result.key)) {
                 outcome.push(Inserted::Duplicate);
                 continue;
             }
-            outcome.push(Inserted::New);
-            let r = &stored_result.result;
-            let campaign = campaigns.get(&r.task_id.get()).copied().unwrap_or(0);
-            let origin = |e: &Option<sixmap_shared::prefixes::Enrichment>| {
-                let asn = e.as_ref().and_then(|e| e.asn).unwrap_or(0);
-                let country = e
-                    .as_ref()
-                    .and_then(|e| e.country)
-                    .map(|c| c.to_string())
-                    .unwrap_or_default();
-                (asn, country)
-            };
-            let (probe_asn, probe_country) = origin(&stored_result.probe_origin);
-            let (target_asn, target_country) = origin(&stored_result.target_origin);
-            new_rows.push(json!({
-                "started_at": r.started_at.0,
-                "probe_id": r.key.probe_id.as_str(),
-                "boot_epoch": r.key.boot_epoch,
-                "sequence": r.key.sequence,
-                "task_id": r.task_id.get(),
-                "campaign": campaign,
-                "kind": r.outcome.kind().map_or("failed", |k| k.name()),
-                "family": match r.family_used.unwrap_or(r.family_requested) {
-                    sixmap_shared::measurement::Family::V6 => "v6",
-                    sixmap_shared::measurement::Family::V4 => "v4",
-                },
-                "destination": r.destination.map(|d| d.to_string()).unwrap_or_default(),
-                "probe_asn": probe_asn,
-                "probe_country": probe_country,
-                "target_asn": target_asn,
-                "target_country": target_country,
-                "json": rows::to_json(stored_result)?,
-            }));
+            outcome.push(if seen {
+                Inserted::Duplicate
+            } else {
+                Inserted::New
+            });
+            let task = stored.result.task_id.get();
+            push_row(
+                &mut rows,
+                stored,
+                campaigns.get(&task).copied().unwrap_or(0),
+            );
+            count += 1;
         }
-        self.insert_new_rows(&table, &new_rows)?;
+        self.pending.add(&rows, count)?;
         Ok(outcome)
+    }
+
+    /// Sends the queued results in one INSERT (see [`super::pending::Pending::flush`]).
+    pub(super) fn flush_results(&self) -> Result<(), StoreError> {
+        let sql = format!(
+            "INSERT INTO {} ({INSERT_COLUMNS}) FORMAT TabSeparated",
+            self.table("results")
+        );
+        self.pending
+            .flush(|rows| self.client.insert_bytes(&sql, rows))
     }
 
     /// One INSERT for the rows of a batch that were not stored yet (none: no request).
@@ -174,24 +263,26 @@ impl ClickHouseStore {
     }
 
     pub(super) fn result_rows(&self, query: &ResultQuery) -> Result<Vec<StoredResult>, StoreError> {
+        // Reads see every result written before them, queued ones included.
+        self.flush_results()?;
         let table = self.table("results");
         let sql = match &query.probe {
             Some(probe) => format!(
-                "SELECT json FROM {table} WHERE probe_id = {} \
+                "SELECT {READ_COLUMNS} FROM {table} WHERE probe_id = {} \
                  ORDER BY boot_epoch DESC, sequence DESC \
                  LIMIT 1 BY probe_id, boot_epoch, sequence LIMIT {} FORMAT TabSeparated",
                 quote(probe.as_str()),
                 query.limit
             ),
             None => format!(
-                "SELECT json FROM {table} \
+                "SELECT {READ_COLUMNS} FROM {table} \
                  ORDER BY started_at DESC, probe_id DESC, boot_epoch DESC, sequence DESC \
                  LIMIT 1 BY probe_id, boot_epoch, sequence LIMIT {} FORMAT TabSeparated",
                 query.limit
             ),
         };
-        rows::lines(&self.client.query(&sql)?)
-            .map(|f| rows::json(&table, f.first().map_or(&[][..], Vec::as_slice)))
+        rows::byte_lines(&self.client.query_bytes(&sql)?)
+            .map(|fields| decode_row(&table, &fields))
             .collect()
     }
 
@@ -224,6 +315,7 @@ impl ClickHouseStore {
         order: Order,
         visit: &mut dyn FnMut(StoredResult) -> bool,
     ) -> Result<(), StoreError> {
+        self.flush_results()?;
         let table = self.table("results");
         let columns = order.columns();
         let listed = columns.join(", ");
@@ -234,7 +326,7 @@ impl ClickHouseStore {
                 .map(|last| format!(" AND {}", after(columns, last)))
                 .unwrap_or_default();
             let mut lines = self.client.stream(&format!(
-                "SELECT {listed}, json FROM {table} WHERE {filter}{continuation} \
+                "SELECT {READ_COLUMNS} FROM {table} WHERE {filter}{continuation} \
                  ORDER BY {listed} LIMIT 1 BY probe_id, boot_epoch, sequence LIMIT {PAGE} \
                  FORMAT TabSeparated"
             ))?;
@@ -249,28 +341,25 @@ impl ClickHouseStore {
                         String::from_utf8_lossy(&line)
                     )));
                 }
-                let mut fields = rows::fields(&line);
-                let Some(json) = fields.pop() else {
-                    return Err(rows::corrupt(&table, "empty line"));
-                };
-                if fields.len() != columns.len() {
+                let fields = rows::fields(&line);
+                let [at, probe, epoch, sequence, ..] = fields.as_slice() else {
                     return Err(rows::corrupt(&table, "wrong number of columns"));
-                }
+                };
                 // Sort values as SQL literals for the next page's condition.
-                let values = columns
-                    .iter()
-                    .zip(&fields)
-                    .map(|(column, value)| {
-                        let text = rows::text(&table, value)?;
-                        Ok(if *column == "probe_id" {
-                            quote(&text)
-                        } else {
-                            rows::number::<i128>(&table, value)?.to_string()
-                        })
-                    })
-                    .collect::<Result<Vec<_>, StoreError>>()?;
-                last = Some(values);
-                if !visit(rows::json(&table, &json)?) {
+                let key = vec![
+                    quote(&rows::text(&table, probe)?),
+                    rows::number::<u64>(&table, epoch)?.to_string(),
+                    rows::number::<u64>(&table, sequence)?.to_string(),
+                ];
+                last = Some(match order {
+                    Order::Key => key,
+                    Order::Time => {
+                        let mut values = vec![rows::number::<i64>(&table, at)?.to_string()];
+                        values.extend(key);
+                        values
+                    }
+                });
+                if !visit(decode_row(&table, &fields)?) {
                     return Ok(());
                 }
             }
@@ -280,7 +369,9 @@ impl ClickHouseStore {
         }
     }
 
-    /// Campaigns of the given tasks, for those linked to one.
+    /// Campaigns of the given tasks, for those linked to one. A task found unlinked is asked
+    /// about again only after [`LINK_RECHECK`], so batches of ordinary tasks cost no query;
+    /// a link made by another collector is seen within that delay (links made here at once).
     fn campaigns_of(
         &self,
         tasks: impl Iterator<Item = u64>,
@@ -293,23 +384,31 @@ impl ClickHouseStore {
                 .campaign_links
                 .lock()
                 .map_err(|_| StoreError::Backend("campaign link cache poisoned".into()))?;
+            let unlinked = self
+                .unlinked_tasks
+                .lock()
+                .map_err(|_| StoreError::Backend("campaign link cache poisoned".into()))?;
             for task in tasks {
                 match links.get(&task) {
                     Some(&campaign) => {
                         found.insert(task, campaign);
                     }
-                    None => unknown.push(task.to_string()),
+                    None if unlinked
+                        .get(&task)
+                        .is_some_and(|checked| checked.elapsed() < LINK_RECHECK) => {}
+                    None => unknown.push(task),
                 }
             }
         }
         if unknown.is_empty() {
             return Ok(found);
         }
+        let unknown_list: Vec<String> = unknown.iter().map(u64::to_string).collect();
         let table = self.table("campaign_tasks");
         let answer = self.client.query(&format!(
             "SELECT task_id, campaign FROM {table} WHERE task_id IN ({}) \
              ORDER BY version DESC LIMIT 1 BY task_id FORMAT TabSeparated",
-            unknown.join(", ")
+            unknown_list.join(", ")
         ))?;
         let mut links = self
             .campaign_links
@@ -322,6 +421,16 @@ impl ClickHouseStore {
             let (task, campaign) = (rows::number(&table, task)?, rows::number(&table, campaign)?);
             links.insert(task, campaign);
             found.insert(task, campaign);
+        }
+        if let Ok(mut unlinked) = self.unlinked_tasks.lock() {
+            let now = std::time::Instant::now();
+            // Bounded: entries are refreshed, and the map is cleared when it grows large.
+            if unlinked.len() > 100_000 {
+                unlinked.clear();
+            }
+            for task in unknown.into_iter().filter(|t| !found.contains_key(t)) {
+                unlinked.insert(task, now);
+            }
         }
         Ok(found)
     }

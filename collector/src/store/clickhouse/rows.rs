@@ -58,6 +58,14 @@ pub fn lines(answer: &str) -> impl Iterator<Item = Vec<Vec<u8>>> + '_ {
         .map(|line| fields(line.as_bytes()))
 }
 
+/// The lines of a whole TabSeparated answer with binary fields.
+pub fn byte_lines(answer: &[u8]) -> impl Iterator<Item = Vec<Vec<u8>>> + '_ {
+    answer
+        .split(|&b| b == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(fields)
+}
+
 pub fn corrupt(table: &str, reason: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt {
         key: table.to_owned(),

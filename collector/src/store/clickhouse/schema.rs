@@ -130,11 +130,40 @@ const TABLES_V1: &[Table] = &[
     },
 ];
 
-/// Schema versions in order; each one's statements are idempotent (`IF NOT EXISTS`).
-const MIGRATIONS: &[(u32, &str, &[Table])] = &[(1, "initial tables", TABLES_V1)];
+/// Columns schema version 2 adds to `results`: the typed fields figures need beside the
+/// filter columns of version 1, and the result itself in the compact form the sled store
+/// keeps (`store::result_codec`) instead of JSON. Rows written by version 1 keep their JSON
+/// in `json` with `raw` empty (and these columns at their defaults); reads decode either.
+const RESULTS_V2: &[(&str, &str)] = &[
+    // Whether the destination answered (`Outcome::reached_destination`).
+    ("reached", "UInt8"),
+    // Whether the destination is a global address (not lab, LAN or documentation space).
+    ("global", "UInt8"),
+    // Smallest RTT of an answered ping in nanoseconds, -1 for anything else.
+    ("ping_rtt_ns", "Int64 DEFAULT -1"),
+    ("raw", "String"),
+];
+
+/// What a schema version changes.
+enum Step {
+    Create(&'static [Table]),
+    /// Columns added to a table (`ALTER TABLE … ADD COLUMN`; 18.16 has no `IF NOT EXISTS`
+    /// there, so columns already present are skipped).
+    AddColumns(&'static str, &'static [(&'static str, &'static str)]),
+}
+
+/// Schema versions in order; each one's steps are idempotent.
+const MIGRATIONS: &[(u32, &str, Step)] = &[
+    (1, "initial tables", Step::Create(TABLES_V1)),
+    (
+        2,
+        "results: typed figure columns and compact raw results",
+        Step::AddColumns("results", RESULTS_V2),
+    ),
+];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 impl Layout {
     /// The fully qualified name queries use for a logical table.
@@ -179,6 +208,58 @@ impl Layout {
         statements
     }
 
+    /// `ALTER TABLE … ADD COLUMN` for the columns of `columns` not in `present`, on the local
+    /// table and (with a cluster) the Distributed one.
+    fn add_columns(
+        &self,
+        table: &str,
+        columns: &[(&str, &str)],
+        present: &[String],
+    ) -> Vec<String> {
+        let missing: Vec<String> = columns
+            .iter()
+            .filter(|(name, _)| !present.iter().any(|p| p == name))
+            .map(|(name, kind)| format!("ADD COLUMN {name} {kind}"))
+            .collect();
+        if missing.is_empty() {
+            return Vec::new();
+        }
+        let mut tables = vec![self.local(table)];
+        if self.cluster.is_some() {
+            tables.push(self.table(table));
+        }
+        tables
+            .into_iter()
+            .map(|t| format!("ALTER TABLE {t} {}", missing.join(", ")))
+            .collect()
+    }
+
+    fn step_statements(&self, step: &Step, present: &[String]) -> Vec<String> {
+        match step {
+            Step::Create(tables) => self.create(tables),
+            Step::AddColumns(table, columns) => self.add_columns(table, columns, present),
+        }
+    }
+
+    /// The columns a table has now on the server behind `client` (of the local table, the
+    /// one altered first).
+    fn columns_of(&self, client: &HttpClient, table: &str) -> Result<Vec<String>, StoreError> {
+        let local = self.local(table);
+        let name = local
+            .strip_prefix(&format!("{}.", self.database))
+            .unwrap_or(&local);
+        Ok(client
+            .query(&format!(
+                "SELECT name FROM system.columns WHERE database = {} AND table = {} \
+                 FORMAT TabSeparated",
+                super::rows::quote(&self.database),
+                super::rows::quote(name)
+            ))?
+            .lines()
+            .map(str::to_owned)
+            .collect())
+    }
+
     /// Every statement that builds the current schema from nothing, in order.
     pub fn schema_statements(&self) -> Vec<String> {
         let mut statements = vec![
@@ -189,8 +270,8 @@ impl Layout {
                 self.migrations_table()
             ),
         ];
-        for (_, _, tables) in MIGRATIONS {
-            statements.extend(self.create(tables));
+        for (_, _, step) in MIGRATIONS {
+            statements.extend(self.step_statements(step, &[]));
         }
         statements
     }
@@ -217,12 +298,23 @@ impl Layout {
                  {SCHEMA_VERSION}: upgrade the collector"
             )));
         }
-        for (version, description, tables) in MIGRATIONS {
+        for (version, description, step) in MIGRATIONS {
             if *version <= current {
                 continue;
             }
-            for statement in self.create(tables) {
-                client.query(&statement)?;
+            let present = match step {
+                Step::Create(_) => Vec::new(),
+                Step::AddColumns(table, _) => self.columns_of(client, table)?,
+            };
+            for statement in self.step_statements(step, &present) {
+                if let Err(e) = client.query(&statement) {
+                    // Another collector migrating at the same moment added it first.
+                    let raced = matches!(step, Step::AddColumns(..))
+                        && e.to_string().contains("already exists");
+                    if !raced {
+                        return Err(e);
+                    }
+                }
             }
             client.insert(
                 &format!("INSERT INTO {} FORMAT JSONEachRow", self.migrations_table()),
