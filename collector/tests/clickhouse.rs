@@ -1223,7 +1223,13 @@ fn sled_and_clickhouse_answer_the_same() {
     // The answers hold something to compare: the maps and daily figures have countries.
     let maps_at = 2 + probes.len() + 3;
     assert!(on_sled[maps_at].contains("\"DE\""), "{}", on_sled[maps_at]);
-    assert!(on_sled.last().unwrap().contains("DE"));
+    // Which days hold a DE probe-day with figures depends on the seed; one of the three must.
+    assert!(
+        on_sled[on_sled.len() - 3..]
+            .iter()
+            .any(|day| day.contains("DE")),
+        "no daily figure for DE (seed {seed})"
+    );
     for (i, (a, b)) in on_sled.iter().zip(&on_clickhouse).enumerate() {
         assert!(
             a == b,
