@@ -35,6 +35,7 @@ pub mod read;
 pub mod sketch;
 #[cfg(test)]
 mod tests;
+pub(crate) mod v6_tallies;
 
 use crate::store::StoredResult;
 use codec::{CodecError, Reader, put_i64, put_u64};
@@ -510,10 +511,10 @@ impl FigureSet {
         if !global {
             return;
         }
-        crate::daily::observe_v6(
+        v6_tallies::observe_v6(
             stored,
             prefixes,
-            crate::daily::V6Tallies {
+            v6_tallies::V6Tallies {
                 lost: &mut entry.lost_v6,
                 black_holes: &mut entry.black_holes,
                 ext_drops: &mut entry.ext_drops,
