@@ -14,13 +14,15 @@
 //! - `k` ‖ result key → start time: the dedup index, and per probe (result keys sort by probe,
 //!   boot epoch, sequence) the newest-first index;
 //! - `c` ‖ campaign id ‖ result key → start time: the results of a campaign's tasks;
-//! - `l` ‖ log position → row key: the ingest log, every new result once, in commit order;
+//! - `l` ‖ log position → the ingest log, every new result once, in commit order: one entry
+//!   per stored batch holding its new rows (`sled_log`);
 //! - `h` → the newest log position ever given (kept when the log is pruned).
 //!
 //! Stores of the earlier layout (`results` as JSON + `results_by_time`) are migrated when
 //! opened (`migrate`). Other values start with a format byte (1 = JSON).
 
 use super::result_codec::{self, RESULT_KEY_LEN, ROW_KEY_LEN};
+use super::sled_log;
 use super::{Inserted, ProbeRecord, ResultQuery, Store, StoreError, StoredResult, TagEvent};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -142,7 +144,10 @@ pub(super) fn read_log_head(results: &sled::Tree) -> Result<u64, StoreError> {
         .transpose()
         .map_err(backend)?
     {
-        Some((key, _)) => u64_of(&key, key.get(1..).unwrap_or_default())?,
+        Some((key, entry)) => {
+            let first = u64_of(&key, key.get(1..).unwrap_or_default())?;
+            first.saturating_add(sled_log::count(first, &entry)?.saturating_sub(1))
+        }
         None => 0,
     };
     Ok(recorded.max(last))
@@ -325,7 +330,8 @@ impl Store for SledStore {
         let mut batch = sled::Batch::default();
         let mut outcome = Vec::with_capacity(encoded.len());
         let mut in_batch = HashSet::with_capacity(encoded.len());
-        let mut position = *head;
+        let mut logged =
+            sled_log::EntryWriter::with_capacity(encoded.iter().map(|e| e.2.len() + 48).sum());
         for (key, time, value, campaign) in encoded {
             // A key twice in one batch is stored once, like a resend.
             if !in_batch.insert(key)
@@ -343,15 +349,17 @@ impl Store for SledStore {
                 // Indexed with the result itself, so a report never misses a stored result.
                 batch.insert(key_of(BY_CAMPAIGN, &[&campaign.to_be_bytes(), &key]), &time);
             }
-            position += 1;
-            batch.insert(log_key(position), &row[1..]);
+            logged.push(&row[1..], &value);
             batch.insert(row, value);
             outcome.push(Inserted::New);
         }
-        if position != *head {
-            batch.insert(LOG_HEAD, &position.to_be_bytes());
+        if logged.count() > 0 {
+            let first = *head + 1;
+            let last = *head + u64::from(logged.count());
+            batch.insert(log_key(first), logged.finish());
+            batch.insert(LOG_HEAD, &last.to_be_bytes());
             self.results.apply_batch(batch).map_err(backend)?;
-            *head = position;
+            *head = last;
         }
         Ok(outcome)
     }
@@ -402,23 +410,44 @@ impl Store for SledStore {
         max: usize,
         visit: &mut dyn FnMut(u64, StoredResult) -> bool,
     ) -> Result<(), StoreError> {
-        let Some(first) = after.checked_add(1) else {
+        let Some(wanted) = after.checked_add(1) else {
             return Ok(());
         };
-        for entry in self
+        // The entry holding `wanted` may start before it: begin at the last entry at or
+        // before it.
+        let start = match self
             .results
-            .range(log_key(first)..=log_key(u64::MAX))
-            .take(max)
+            .range(log_key(0)..=log_key(wanted))
+            .next_back()
+            .transpose()
+            .map_err(backend)?
         {
-            let (log_key, row) = entry.map_err(backend)?;
-            let position = u64_of(&log_key, log_key.get(1..).unwrap_or_default())?;
-            // Written in the result's own batch: a logged result is always there.
-            let stored = self.row(&row)?.ok_or_else(|| StoreError::Corrupt {
-                key: format!("ingest log position {position}"),
-                reason: "the logged result is not stored".into(),
-            })?;
-            if !visit(position, stored) {
-                break;
+            Some((key, _)) => key.to_vec(),
+            None => log_key(wanted),
+        };
+        let mut left = max;
+        for entry in self.results.range(start..=log_key(u64::MAX)) {
+            let (key, entry) = entry.map_err(backend)?;
+            let first = u64_of(&key, key.get(1..).unwrap_or_default())?;
+            for (position, logged) in (first..).zip(sled_log::rows(first, &entry)?) {
+                if position < wanted {
+                    continue;
+                }
+                if left == 0 {
+                    return Ok(());
+                }
+                left -= 1;
+                let stored = match logged.value {
+                    Some(value) => result_codec::decode_value(logged.row, value)?,
+                    // Written in the result's own batch: a logged result is always there.
+                    None => self.row(logged.row)?.ok_or_else(|| StoreError::Corrupt {
+                        key: format!("ingest log position {position}"),
+                        reason: "the logged result is not stored".into(),
+                    })?,
+                };
+                if !visit(position, stored) {
+                    return Ok(());
+                }
             }
         }
         Ok(())
@@ -429,10 +458,15 @@ impl Store for SledStore {
     }
 
     fn prune_ingest_log(&self, upto: u64) -> Result<(), StoreError> {
+        // Whole entries only: one partly folded stays until the rest is.
         let mut batch = sled::Batch::default();
         for entry in self.results.range(log_key(0)..=log_key(upto)) {
-            let (key, _) = entry.map_err(backend)?;
-            batch.remove(key);
+            let (key, entry) = entry.map_err(backend)?;
+            let first = u64_of(&key, key.get(1..).unwrap_or_default())?;
+            let last = first.saturating_add(sled_log::count(first, &entry)?.saturating_sub(1));
+            if last <= upto {
+                batch.remove(key);
+            }
         }
         self.results.apply_batch(batch).map_err(backend)
     }
@@ -760,6 +794,46 @@ mod tests {
             after[0].0 > head,
             "positions never go back: {after:?} after {head}"
         );
+    }
+
+    #[test]
+    fn log_entries_of_the_per_result_layout_are_still_read_and_pruned() {
+        // A store stopped before its log was folded, written when the log held one row key
+        // per result: after the upgrade the folder must still read those results once.
+        let dir = tempfile::tempdir().unwrap();
+        let probe = ProbeId::random().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        store
+            .insert_results(&[
+                result(&probe, 1, 1, 50).into(),
+                result(&probe, 1, 2, 60).into(),
+            ])
+            .unwrap();
+        let legacy = result(&probe, 1, 3, 70);
+        store.insert_results(&[legacy.clone().into()]).unwrap();
+        // Rewrite the last batch's entry (position 3) as the earlier layout wrote it.
+        let row = result_codec::row_key(legacy.started_at, &legacy.key);
+        store.results.insert(log_key(3), &row[..]).unwrap();
+        store.flush().unwrap();
+        drop(store);
+        let store = SledStore::open(dir.path()).unwrap();
+        assert_eq!(store.ingest_log_head().unwrap(), 3);
+        assert_eq!(logged(&store, 0), vec![(1, 1), (2, 2), (3, 3)]);
+        assert_eq!(
+            logged(&store, 1),
+            vec![(2, 2), (3, 3)],
+            "from inside a batch"
+        );
+        store.prune_ingest_log(1).unwrap();
+        assert_eq!(
+            logged(&store, 1),
+            vec![(2, 2), (3, 3)],
+            "a batch partly folded stays until all of it is"
+        );
+        store.prune_ingest_log(2).unwrap();
+        assert_eq!(logged(&store, 0), vec![(3, 3)]);
+        store.prune_ingest_log(3).unwrap();
+        assert!(logged(&store, 0).is_empty());
     }
 
     #[test]

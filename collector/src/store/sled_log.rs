@@ -1,0 +1,168 @@
+//! The sled store's ingest log entries: one per stored batch, not one per result.
+//!
+//! The figures' folder reads every new result once (`crate::figures::fold`). An entry per
+//! result cost two more tree updates per result (its insert, and its removal once folded)
+//! and a row lookup when folded; sled's per-update node copies made that a quarter of the
+//! collector's ingest CPU. An entry per batch holds the rows themselves (row key and value,
+//! as written beside it), so the folder reads it sequentially, and pruning removes one entry
+//! per batch.
+//!
+//! Key: `l` ‖ position of the batch's first new result (u64, big-endian); its results have
+//! the positions that follow, in order. Value ([`FORMAT_BATCH`]): the format byte, the count
+//! (u32 BE), then per result its row key ([`ROW_KEY_LEN`] bytes), the value's length (u32 BE)
+//! and the value. Entries written before this layout hold one row key alone (exactly
+//! `ROW_KEY_LEN` bytes, no format byte): the row is then read from the results.
+
+use super::StoreError;
+use super::result_codec::ROW_KEY_LEN;
+
+/// The format byte of a batch entry. A legacy entry is exactly `ROW_KEY_LEN` bytes long; a
+/// batch entry never is (header and at least one row key plus length).
+pub(super) const FORMAT_BATCH: u8 = 0xB1;
+const HEADER_LEN: usize = 1 + 4;
+
+/// Builds one batch entry.
+#[derive(Debug)]
+pub(super) struct EntryWriter {
+    bytes: Vec<u8>,
+    count: u32,
+}
+
+impl EntryWriter {
+    pub(super) fn with_capacity(bytes: usize) -> Self {
+        let mut out = Vec::with_capacity(HEADER_LEN + bytes);
+        out.push(FORMAT_BATCH);
+        out.extend_from_slice(&0u32.to_be_bytes());
+        Self {
+            bytes: out,
+            count: 0,
+        }
+    }
+
+    /// Adds a result: its row key (without the tree prefix) and its stored value.
+    pub(super) fn push(&mut self, row: &[u8], value: &[u8]) {
+        debug_assert_eq!(row.len(), ROW_KEY_LEN);
+        self.bytes.extend_from_slice(row);
+        // Values are a result's compact form, far below 4 GiB (a gRPC message is bounded).
+        let len = u32::try_from(value.len()).unwrap_or(u32::MAX);
+        self.bytes.extend_from_slice(&len.to_be_bytes());
+        self.bytes.extend_from_slice(value);
+        self.count += 1;
+    }
+
+    pub(super) fn count(&self) -> u32 {
+        self.count
+    }
+
+    pub(super) fn finish(mut self) -> Vec<u8> {
+        self.bytes[1..HEADER_LEN].copy_from_slice(&self.count.to_be_bytes());
+        self.bytes
+    }
+}
+
+/// One result of an entry: its row key and, unless the entry is legacy, its value.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct LoggedRow<'a> {
+    pub row: &'a [u8],
+    pub value: Option<&'a [u8]>,
+}
+
+fn corrupt(position: u64, reason: impl Into<String>) -> StoreError {
+    StoreError::Corrupt {
+        key: format!("ingest log entry {position}"),
+        reason: reason.into(),
+    }
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
+    let raw: [u8; 4] = bytes.get(at..at + 4)?.try_into().ok()?;
+    Some(u32::from_be_bytes(raw))
+}
+
+/// How many results the entry at `first` holds.
+pub(super) fn count(first: u64, entry: &[u8]) -> Result<u64, StoreError> {
+    if entry.len() == ROW_KEY_LEN {
+        return Ok(1);
+    }
+    match entry.first() {
+        Some(&FORMAT_BATCH) => u32_at(entry, 1)
+            .map(u64::from)
+            .ok_or_else(|| corrupt(first, "truncated header")),
+        Some(format) => Err(corrupt(first, format!("unknown format {format}"))),
+        None => Err(corrupt(first, "empty entry")),
+    }
+}
+
+/// The results of the entry at `first`, in position order.
+pub(super) fn rows(first: u64, entry: &[u8]) -> Result<Vec<LoggedRow<'_>>, StoreError> {
+    if entry.len() == ROW_KEY_LEN {
+        return Ok(vec![LoggedRow {
+            row: entry,
+            value: None,
+        }]);
+    }
+    let n = count(first, entry)?;
+    let mut out = Vec::with_capacity(usize::try_from(n).unwrap_or(0).min(1 << 16));
+    let mut at = HEADER_LEN;
+    for _ in 0..n {
+        let row = entry
+            .get(at..at + ROW_KEY_LEN)
+            .ok_or_else(|| corrupt(first, "truncated row key"))?;
+        at += ROW_KEY_LEN;
+        let len = u32_at(entry, at).ok_or_else(|| corrupt(first, "truncated value length"))?;
+        at += 4;
+        let len = usize::try_from(len).map_err(|_| corrupt(first, "value too long"))?;
+        let value = entry
+            .get(at..at + len)
+            .ok_or_else(|| corrupt(first, "truncated value"))?;
+        at += len;
+        out.push(LoggedRow {
+            row,
+            value: Some(value),
+        });
+    }
+    if at != entry.len() {
+        return Err(corrupt(first, "bytes after the last result"));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_round_trip_and_damage_is_named() {
+        let row = |i: u8| [i; ROW_KEY_LEN];
+        let mut writer = EntryWriter::with_capacity(0);
+        writer.push(&row(1), b"one");
+        writer.push(&row(2), b"");
+        writer.push(&row(3), &[7; 300]);
+        assert_eq!(writer.count(), 3);
+        let entry = writer.finish();
+        assert_eq!(count(5, &entry).unwrap(), 3);
+        let read = rows(5, &entry).unwrap();
+        assert_eq!(read.len(), 3);
+        assert_eq!(read[0].row, &row(1));
+        assert_eq!(read[0].value, Some(&b"one"[..]));
+        assert_eq!(read[1].value, Some(&b""[..]));
+        assert_eq!(read[2].value.map(<[u8]>::len), Some(300));
+
+        // A legacy entry: one row key, no value.
+        let legacy_entry = row(4);
+        let legacy = rows(9, &legacy_entry).unwrap();
+        assert_eq!(legacy.len(), 1);
+        assert!(legacy[0].value.is_none());
+        assert_eq!(count(9, &row(4)).unwrap(), 1);
+
+        for cut in [1, HEADER_LEN + 3, entry.len() - 1] {
+            let err = rows(5, &entry[..cut]).unwrap_err().to_string();
+            assert!(err.contains("ingest log entry 5"), "{err}");
+        }
+        let mut longer = entry.clone();
+        longer.push(0);
+        assert!(rows(5, &longer).is_err());
+        assert!(count(5, &[9, 0, 0, 0, 1]).is_err());
+        assert!(count(5, &[]).is_err());
+    }
+}
