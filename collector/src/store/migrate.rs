@@ -39,6 +39,8 @@ pub struct Migrated {
     pub campaign_entries: u64,
     /// Whether no row of the earlier layout is left.
     pub complete: bool,
+    /// Per-result index entries converted to index blocks (`sled_index`).
+    pub index_entries: u64,
 }
 
 fn tx_error(e: TransactionError<StoreError>) -> StoreError {
@@ -266,6 +268,67 @@ mod tests {
         db.flush().unwrap();
     }
 
+    /// The writer of the layout before index blocks, as the release before this one stored
+    /// results: time-ordered compact rows, one `k` index entry per result, campaign entries.
+    fn write_per_result_index_layout(
+        dir: &std::path::Path,
+        results: &[StoredResult],
+        campaign_task: TaskId,
+    ) {
+        let db = sled::open(dir).unwrap();
+        let tree = db
+            .open_tree(super::super::sled_store::RESULTS_TREE)
+            .unwrap();
+        db.open_tree("campaign_tasks")
+            .unwrap()
+            .insert(campaign_task.get().to_be_bytes(), &7u64.to_be_bytes())
+            .unwrap();
+        for r in results {
+            let key = result_codec::result_key_bytes(&r.result.key);
+            let time = result_codec::time_bytes(r.result.started_at);
+            tree.insert(key_of(BY_KEY, &[&key]), &time).unwrap();
+            tree.insert(key_of(ROW, &[&time, &key]), result_codec::encode_value(r))
+                .unwrap();
+            if r.result.task_id == campaign_task {
+                tree.insert(key_of(BY_CAMPAIGN, &[&7u64.to_be_bytes(), &key]), &time)
+                    .unwrap();
+            }
+        }
+        db.flush().unwrap();
+    }
+
+    #[test]
+    fn a_store_with_one_index_entry_per_result_is_converted_to_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let (results, task) = old_results();
+        write_per_result_index_layout(dir.path(), &results, task);
+        // Interrupted after some chunks (each one atomic) without a flush, as by a crash.
+        {
+            let db = sled::open(dir.path()).unwrap();
+            let tree = db
+                .open_tree(super::super::sled_store::RESULTS_TREE)
+                .unwrap();
+            let done =
+                super::super::sled_index::convert_per_result_entries(&tree, 17, Some(5)).unwrap();
+            assert_eq!(done, 85);
+            assert_eq!(tree.scan_prefix([BY_KEY]).count(), 300 - 85);
+            assert!(tree.scan_prefix([b'b']).count() > 0);
+        }
+        let store = SledStore::open(dir.path()).unwrap();
+        assert_eq!(store.migrated().index_entries, 300 - 85);
+        assert_eq!(store.migrated().results, 0);
+        assert_eq!(
+            store.results.scan_prefix([BY_KEY]).count(),
+            0,
+            "no entry left"
+        );
+        check_migrated(&store, &results);
+        drop(store);
+        let store = SledStore::open(dir.path()).unwrap();
+        assert_eq!(store.migrated().index_entries, 0, "nothing left to convert");
+        check_migrated(&store, &results);
+    }
+
     /// 300 results of 3 probes with times out of key order, every third enriched, every
     /// fifth of the campaign's task.
     fn old_results() -> (Vec<StoredResult>, TaskId) {
@@ -373,7 +436,8 @@ mod tests {
             Migrated {
                 results: 300,
                 campaign_entries: 60,
-                complete: true
+                complete: true,
+                index_entries: 300,
             }
         );
         check_migrated(&store, &results);

@@ -13,6 +13,7 @@ mod migrate;
 mod result_codec;
 mod sled_auth;
 mod sled_figures;
+mod sled_index;
 mod sled_log;
 mod sled_store;
 

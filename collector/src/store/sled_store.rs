@@ -11,8 +11,10 @@
 //! one-byte prefix keeps each part a contiguous range (row keys and values: `result_codec`):
 //! - `r` ‖ start time ‖ result key → the result (format byte 2: enrichment, then the
 //!   protobuf): the rows themselves in time order, so scans by time read sequentially;
-//! - `k` ‖ result key → start time: the dedup index, and per probe (result keys sort by probe,
-//!   boot epoch, sequence) the newest-first index;
+//! - `b` ‖ probe ‖ boot epoch ‖ sequence / 64 → the start times of those results stored: the
+//!   dedup index, and per probe (blocks sort by probe, boot epoch, sequence) the newest-first
+//!   index (`sled_index`; stores with one `k` ‖ result key entry per result are converted
+//!   when opened);
 //! - `c` ‖ campaign id ‖ result key → start time: the results of a campaign's tasks;
 //! - `l` ‖ log position → the ingest log, every new result once, in commit order: one entry
 //!   per stored batch holding its new rows (`sled_log`);
@@ -22,13 +24,14 @@
 //! opened (`migrate`). Other values start with a format byte (1 = JSON).
 
 use super::result_codec::{self, RESULT_KEY_LEN, ROW_KEY_LEN};
-use super::sled_log;
 use super::{Inserted, ProbeRecord, ResultQuery, Store, StoreError, StoredResult, TagEvent};
+use super::{sled_index, sled_log};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sixmap_shared::health::OutboxLoss;
 use sixmap_shared::{ProbeId, ResultKey, TaskId, UnixMicros};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -61,7 +64,7 @@ pub struct SledStore {
     rollups: sled::Tree,
     campaigns: sled::Tree,
     campaign_tasks: sled::Tree,
-    results: sled::Tree,
+    pub(super) results: sled::Tree,
     /// Held while a batch is checked for duplicates, given log positions and written, so
     /// positions increase in commit order (a reader never sees a position before a smaller
     /// one that commits later) and two writers of one key cannot both store it. Holds the
@@ -175,7 +178,9 @@ impl SledStore {
             })?;
         let tree = |name: &str| db.open_tree(name).map_err(backend);
         let results = tree(RESULTS_TREE)?;
-        let migrated = super::migrate::run(&db, &results, super::migrate::CHUNK, None)?;
+        let mut migrated = super::migrate::run(&db, &results, super::migrate::CHUNK, None)?;
+        migrated.index_entries =
+            sled_index::convert_per_result_entries(&results, super::migrate::CHUNK, None)?;
         let head = read_log_head(&results)?;
         let campaign_tasks = tree("campaign_tasks")?;
         let mut campaign_of = HashMap::new();
@@ -329,22 +334,23 @@ impl Store for SledStore {
         let mut head = self.writer.lock().map_err(|_| poisoned())?;
         let mut batch = sled::Batch::default();
         let mut outcome = Vec::with_capacity(encoded.len());
-        let mut in_batch = HashSet::with_capacity(encoded.len());
+        // A batch's results are mostly consecutive sequence numbers of one probe: a few
+        // index blocks, each read once here and written once below.
+        let mut blocks: HashMap<sled_index::BlockKey, sled_index::Block> = HashMap::new();
         let mut logged =
             sled_log::EntryWriter::with_capacity(encoded.iter().map(|e| e.2.len() + 48).sum());
         for (key, time, value, campaign) in encoded {
-            // A key twice in one batch is stored once, like a resend.
-            if !in_batch.insert(key)
-                || self
-                    .results
-                    .contains_key(key_of(BY_KEY, &[&key]))
-                    .map_err(backend)?
-            {
+            let (block_key, slot) = sled_index::locate(&key);
+            let block = match blocks.entry(block_key) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(e) => e.insert(sled_index::load(&self.results, &block_key)?),
+            };
+            // Stored already, or a key twice in one batch: stored once, like a resend.
+            if !block.insert(slot, time) {
                 outcome.push(Inserted::Duplicate);
                 continue;
             }
             let row = key_of(ROW, &[&time, &key]);
-            batch.insert(key_of(BY_KEY, &[&key]), &time);
             if let Some(campaign) = campaign {
                 // Indexed with the result itself, so a report never misses a stored result.
                 batch.insert(key_of(BY_CAMPAIGN, &[&campaign.to_be_bytes(), &key]), &time);
@@ -354,6 +360,11 @@ impl Store for SledStore {
             outcome.push(Inserted::New);
         }
         if logged.count() > 0 {
+            for (key, block) in &blocks {
+                if block.changed() {
+                    batch.insert(&key[..], block.encode());
+                }
+            }
             let first = *head + 1;
             let last = *head + u64::from(logged.count());
             batch.insert(log_key(first), logged.finish());
@@ -368,10 +379,17 @@ impl Store for SledStore {
         let mut out = Vec::new();
         match &query.probe {
             Some(probe) => {
-                let prefix = key_of(BY_KEY, &[probe.as_str().as_bytes()]);
-                for entry in self.results.scan_prefix(prefix).rev().take(query.limit) {
-                    let (index, time) = entry.map_err(backend)?;
-                    out.extend(self.indexed(&index, &time)?);
+                let prefix = sled_index::probe_prefix(probe.as_str().as_bytes());
+                'blocks: for entry in self.results.scan_prefix(prefix).rev() {
+                    let (block_key, value) = entry.map_err(backend)?;
+                    let block = sled_index::Block::decode(&block_key, &value)?;
+                    for (slot, time) in block.newest_first() {
+                        if out.len() >= query.limit {
+                            break 'blocks;
+                        }
+                        let key = sled_index::result_key(&block_key, slot)?;
+                        out.extend(self.row(&[&time[..], &key[..]].concat())?);
+                    }
                 }
             }
             None => {
