@@ -18,24 +18,30 @@ use sixmap_shared::{ProbeId, UnixMicros};
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use crate::map_view::MapView;
+
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 10_000;
 
-pub fn router(store: Arc<dyn Store>) -> Router {
+pub fn router(store: Arc<dyn Store>, maps: MapView) -> Router {
+    // The map pages answer from the snapshot kept in memory (`map_view`).
+    let map_routes = Router::new()
+        .route("/api/v1/maps/countries", get(map_countries))
+        .route("/api/v1/maps/countries/{country}", get(map_country))
+        .with_state((store.clone(), maps));
     Router::new()
         .route("/", get(dashboard))
         .route("/api/v1/results", get(results))
         .route("/api/v1/probes", get(probes))
         .route("/api/v1/probes/{id}/tags", get(tag_history))
         .route("/api/v1/losses", get(losses))
-        .route("/api/v1/maps/countries", get(map_countries))
-        .route("/api/v1/maps/countries/{country}", get(map_country))
         .route("/api/v1/maps/countries/{country}/series", get(map_series))
         .route("/api/v1/maps/networks/{asn}/series", get(network_series))
         .route("/map", get(map_page))
         .route("/map/{country}", get(country_page))
         .route("/assets/{name}", get(asset))
         .with_state(store)
+        .merge(map_routes)
 }
 
 #[derive(Debug)]
@@ -179,14 +185,12 @@ async fn tag_history(
 
 /// Per-country IPv6 figures for the world map.
 async fn map_countries(
-    State(store): State<Arc<dyn Store>>,
+    State((store, maps)): State<(Arc<dyn Store>, MapView)>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<crate::maps::Countries>, ApiError> {
     no_parameters(query)?;
-    let now = UnixMicros::now();
-    Ok(Json(
-        run_blocking(move || crate::maps::countries(&*store, now)).await?,
-    ))
+    let snapshot = run_blocking(move || maps.snapshot(&*store)).await?;
+    Ok(Json(snapshot.countries()))
 }
 
 /// One country's stored daily figures and their projected trend.
@@ -221,14 +225,14 @@ async fn network_series(
 
 /// One country: figures, operator ranking, probes.
 async fn map_country(
-    State(store): State<Arc<dyn Store>>,
+    State((store, maps)): State<(Arc<dyn Store>, MapView)>,
     Path(country): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     no_parameters(query)?;
     let code = country_in_path(&country)?;
-    let now = UnixMicros::now();
-    let detail = run_blocking(move || crate::maps::country(&*store, code, now)).await?;
+    let snapshot = run_blocking(move || maps.snapshot(&*store)).await?;
+    let detail = snapshot.country(code);
     Ok(match detail {
         Some(detail) => Json(detail).into_response(),
         None => (

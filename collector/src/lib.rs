@@ -17,6 +17,7 @@ pub mod http;
 pub mod http_auth;
 pub mod ingest;
 pub mod limits;
+pub mod map_view;
 pub mod maps;
 pub mod metrics;
 pub mod openapi;
@@ -255,8 +256,10 @@ pub async fn start_with_store(
     if let Some(dumps) = dumps {
         tokio::spawn(export::dumps::run(store.clone(), dumps));
     }
+    let map_view = map_view::MapView::default();
+    tokio::spawn(map_view::run(map_view.clone(), store.clone()));
     let router = http_auth::protect(
-        http::router(store.clone())
+        http::router(store.clone(), map_view)
             // Maps and the probe list: one computation per moment for all callers.
             .layer(axum::middleware::from_fn_with_state(
                 public_cache::PublicCache::default(),

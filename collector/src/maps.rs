@@ -243,9 +243,73 @@ fn by_country(observed: &[Observed]) -> BTreeMap<CountryCode, Vec<&Observed>> {
     map
 }
 
+/// What the map pages are computed from: the active probes at one moment, each with its
+/// origin, IPv6 state and RTT medians. Taking one costs O(active probes × hours) with figures
+/// (a day's results without); answering from one costs O(active probes), so the collector
+/// keeps a recent one in memory ([`crate::map_view`]) and requests never read the store.
+pub struct Snapshot {
+    pub generated_at: UnixMicros,
+    pub source: Source,
+    observed: Vec<Observed>,
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("generated_at", &self.generated_at)
+            .field("source", &self.source)
+            .field("probes", &self.observed.len())
+            .finish()
+    }
+}
+
+impl Snapshot {
+    /// From the figures when the store keeps them, else from a scan.
+    pub fn take(store: &dyn Store, now: UnixMicros) -> Result<Self, StoreError> {
+        Self::take_from(store, now, Source::of(store)?)
+    }
+
+    pub fn take_from(
+        store: &dyn Store,
+        now: UnixMicros,
+        source: Source,
+    ) -> Result<Self, StoreError> {
+        Ok(Self {
+            generated_at: now,
+            source,
+            observed: observe(store, now, source)?,
+        })
+    }
+
+    /// Every country with active probes.
+    pub fn countries(&self) -> Countries {
+        let countries = by_country(&self.observed)
+            .into_iter()
+            .filter_map(|(country, probes)| summarize(country, &probes).map(|(s, _)| s))
+            .collect();
+        Countries {
+            generated_at: self.generated_at,
+            window_hours: WINDOW.as_secs() / 3600,
+            method: method(self.source),
+            source: self.source,
+            countries,
+        }
+    }
+
+    /// One country's page; `None` without active probes there.
+    pub fn country(&self, country: CountryCode) -> Option<CountryDetail> {
+        let probes: Vec<&Observed> = self
+            .observed
+            .iter()
+            .filter(|o| o.country == country)
+            .collect();
+        country_detail(country, &probes, self.generated_at, self.source)
+    }
+}
+
 /// Every country with active probes.
 pub fn countries(store: &dyn Store, now: UnixMicros) -> Result<Countries, StoreError> {
-    countries_from(store, now, Source::of(store)?)
+    Ok(Snapshot::take(store, now)?.countries())
 }
 
 /// [`countries`] from the given source (`Scan` is the reference the figures are tested
@@ -255,18 +319,7 @@ pub fn countries_from(
     now: UnixMicros,
     source: Source,
 ) -> Result<Countries, StoreError> {
-    let observed = observe(store, now, source)?;
-    let countries = by_country(&observed)
-        .into_iter()
-        .filter_map(|(country, probes)| summarize(country, &probes).map(|(s, _)| s))
-        .collect();
-    Ok(Countries {
-        generated_at: now,
-        window_hours: WINDOW.as_secs() / 3600,
-        method: method(source),
-        source,
-        countries,
-    })
+    Ok(Snapshot::take_from(store, now, source)?.countries())
 }
 
 /// One country's page: its figures, operator ranking and probes; `None` without active probes.
@@ -275,7 +328,7 @@ pub fn country(
     country: CountryCode,
     now: UnixMicros,
 ) -> Result<Option<CountryDetail>, StoreError> {
-    country_from(store, country, now, Source::of(store)?)
+    Ok(Snapshot::take(store, now)?.country(country))
 }
 
 /// [`country`] from the given source.
@@ -285,11 +338,16 @@ pub fn country_from(
     now: UnixMicros,
     source: Source,
 ) -> Result<Option<CountryDetail>, StoreError> {
-    let observed = observe(store, now, source)?;
-    let probes: Vec<&Observed> = observed.iter().filter(|o| o.country == country).collect();
-    let Some((summary, balanced)) = summarize(country, &probes) else {
-        return Ok(None);
-    };
+    Ok(Snapshot::take_from(store, now, source)?.country(country))
+}
+
+fn country_detail(
+    country: CountryCode,
+    probes: &[&Observed],
+    now: UnixMicros,
+    source: Source,
+) -> Option<CountryDetail> {
+    let (summary, balanced) = summarize(country, probes)?;
     let operators = balanced
         .per_operator
         .iter()
@@ -320,7 +378,7 @@ pub fn country_from(
             v6_works: p.works,
         })
         .collect();
-    Ok(Some(CountryDetail {
+    Some(CountryDetail {
         country: summary.country,
         generated_at: now,
         window_hours: WINDOW.as_secs() / 3600,
@@ -334,5 +392,5 @@ pub fn country_from(
         v6_penalty_ms: summary.v6_penalty_ms,
         operators,
         probes,
-    }))
+    })
 }
