@@ -296,6 +296,7 @@ pub async fn run(settings: Settings) -> Result<(), ProbeError> {
         budget: Some(std::sync::Arc::new(
             crate::safety::PacketBudget::per_minute(settings.packet_budget_per_minute),
         )),
+        pacer: None,
     };
     let (self_test_tx, self_test_rx) = watch::channel(None);
     tokio::spawn(self_test_loop(
@@ -691,7 +692,7 @@ impl Probe {
                 Err(e) => match sixmap_shared::TaskId::new(wire.task_id) {
                     Ok(task) => self.scheduler.refuse(
                         task,
-                        crate::engine::failure(
+                        crate::context::failure(
                             sixmap_shared::measurement::ErrorClass::Policy,
                             format!("assignment refused by the probe: {e}"),
                         ),

@@ -1,8 +1,8 @@
 //! An ICMPv6 or ICMP (v4) socket of either kind, nonblocking and registered with tokio.
 
-use super::cmsg::{self, Ancillary};
 use super::packet::{self, ECHO_REPLY, ECHO_REPLY_V4, ERROR_TYPES, ERROR_TYPES_V4, Icmp};
-use super::sys;
+use crate::sock::cmsg::{self, Ancillary};
+use crate::sock::sys;
 use sixmap_shared::IcmpSocketKind;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::io;

@@ -1,9 +1,9 @@
 //! The raw sockets of path measurements: one that sends whole IPv6 packets
 //! (`IPPROTO_RAW`, header included), and receivers for ICMPv6 and TCP with kernel receive
-//! timestamps. All need CAP_NET_RAW. The few syscalls that need `unsafe` are `ping::sys`'s.
+//! timestamps. All need CAP_NET_RAW. The few syscalls that need `unsafe` are `sock::sys`'s.
 
-use crate::ping::cmsg::{self, Ancillary};
-use crate::ping::sys;
+use crate::sock::cmsg::{self, Ancillary};
+use crate::sock::sys;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::io;
 use std::net::{Ipv6Addr, SocketAddrV6};
@@ -102,7 +102,7 @@ pub enum Listen {
 }
 
 /// A raw receiving socket registered with tokio; only ever used through `get_ref` (see
-/// `ping::sys::register`).
+/// `sock::sys::register`).
 #[derive(Debug)]
 pub struct Receiver {
     fd: AsyncFd<Socket>,
