@@ -101,7 +101,7 @@ fn watch_errors(socket: &TcpSocket, destination: IpAddr) -> io::Result<OwnedFd> 
         IpAddr::V6(_) => (libc::IPPROTO_IPV6, libc::IPV6_RECVERR),
         IpAddr::V4(_) => (libc::IPPROTO_IP, libc::IP_RECVERR),
     };
-    sys::set_option(socket.as_fd(), level, name, &1i32.to_ne_bytes())?;
+    crate::sock::set_flag(socket, level, name)?;
     socket.as_fd().try_clone_to_owned()
 }
 
