@@ -12,7 +12,6 @@
 //! - results in flight are never evicted, so a result is never both delivered and counted
 //!   as lost; the size bound can therefore be passed by at most the in-flight window.
 
-use crate::ledger::Undelivered;
 use sixmap_shared::health::{LossReason, OutboxLoss};
 use sixmap_shared::{BootEpoch, ProbeId, ResultKey, UnixMicros};
 use std::collections::{BTreeMap, BTreeSet};
@@ -47,6 +46,27 @@ impl OutboxKey {
             boot_epoch: u64::from_be_bytes(epoch),
             sequence: u64::from_be_bytes(sequence),
         })
+    }
+}
+
+/// What the outbox holds undelivered: the summary the ledger records beside it (after every
+/// commit and ack), so that losing the outbox is counted as a loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Undelivered {
+    /// Results waiting, plus results counted by loss records not yet delivered.
+    pub count: u64,
+    /// Some pending loss record has an unknown count.
+    pub count_unknown: bool,
+    pub bytes: u64,
+    pub first: Option<OutboxKey>,
+    pub last: Option<OutboxKey>,
+    pub oldest_started_at: Option<UnixMicros>,
+    pub newest_started_at: Option<UnixMicros>,
+}
+
+impl Undelivered {
+    pub fn is_empty(&self) -> bool {
+        self.count == 0 && !self.count_unknown
     }
 }
 

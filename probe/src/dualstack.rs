@@ -5,19 +5,18 @@
 //! both families concurrently, so both legs see the same network conditions. From the legs
 //! come what a Happy Eyeballs (RFC 8305) client would have picked and, for ping, path lengths.
 
-use crate::engine::{Context, failure, source_address_for};
+use crate::context::{Context, failure};
+use crate::sock::source_address_for;
 use sixmap_shared::measurement::{
     ConnectOutcome, DualInner, DualLeg, DualStackResult, DualStackSpec, ErrorClass, Family,
     HttpSpec, MeasurementError, Outcome, PingSpec, SpecKind, TcpSpec, happy_eyeballs_choice,
     hops_from_reply_hop_limit,
 };
-use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-/// Echo requests per family for the ping inner measurement, and their spacing: enough for a
-/// minimum RTT without making the pair slow.
-pub(crate) const PING_COUNT: u32 = 3;
+/// Spacing of the ping inner measurement's echo requests (their number is
+/// [`crate::safety::dual_ping_count`]): a minimum RTT without making the pair slow.
 const PING_INTERVAL_MS: u32 = 200;
 
 pub async fn run(
@@ -108,8 +107,7 @@ fn inner_kind(
     };
     Ok(match spec.inner() {
         DualInner::Ping => {
-            // The budget covers both legs.
-            let count = max_packets.map_or(PING_COUNT, |n| (u32::from(n) / 2).clamp(1, PING_COUNT));
+            let count = crate::safety::dual_ping_count(max_packets);
             SpecKind::Ping(PingSpec::new(count, PING_INTERVAL_MS, 0).map_err(invalid)?)
         }
         DualInner::Tcp => SpecKind::Tcp(TcpSpec::new(u32::from(spec.port())).map_err(invalid)?),
@@ -119,7 +117,7 @@ fn inner_kind(
     })
 }
 
-/// One family's half: policy check, then the inner measurement through the engine.
+/// One family's half: policy check, then the inner measurement through the context's dispatch.
 async fn leg(
     ctx: &Context<'_>,
     kind: &SpecKind,
@@ -145,12 +143,11 @@ async fn leg(
                 }
             ),
         )),
-        Some(address) => match ctx.engine.policy.check(address) {
+        Some(address) => match ctx.policy.check(address) {
             Err(violation) => Outcome::Failed(failure(ErrorClass::Policy, violation.to_string())),
             Ok(()) => {
                 leg.source = source_address_for(address).ok();
-                ctx.engine
-                    .dispatch(ctx, kind, address)
+                (ctx.dispatch)(ctx, kind, address)
                     .await
                     .unwrap_or_else(Outcome::Failed)
             }
@@ -185,58 +182,6 @@ fn hops(outcome: &Outcome) -> Option<u8> {
         .find(|reply| !reply.duplicate)
         .and_then(|reply| reply.hop_limit)
         .and_then(hops_from_reply_hop_limit)
-}
-
-fn describe(outcome: &Outcome) -> String {
-    match outcome {
-        Outcome::Failed(e) => format!("failed ({:?}): {}", e.class, e.message),
-        Outcome::Ping(r) => format!(
-            "ping {}/{} replies, min rtt {}",
-            r.received,
-            r.sent,
-            r.min_rtt()
-                .map_or("-".into(), |d| format!("{:.3} ms", d.as_secs_f64() * 1e3))
-        ),
-        Outcome::Tcp(r) => crate::tcp::render(r).trim_end().to_owned(),
-        Outcome::Http(r) => format!(
-            "http {:?} status {}",
-            r.connect,
-            r.status.map_or("-".into(), |s| s.to_string())
-        ),
-        other => format!("{:?}", other.kind()),
-    }
-}
-
-/// Human-readable lines for `sixmap-probe measure`.
-pub fn render(result: &DualStackResult) -> String {
-    let mut out = String::new();
-    for (name, leg, hops) in [
-        ("IPv6", &result.v6, result.v6_hops),
-        ("IPv4", &result.v4, result.v4_hops),
-    ] {
-        let endpoint = |a: Option<IpAddr>| a.map_or("?".to_owned(), |a| a.to_string());
-        let _ = write!(
-            out,
-            "{name}: {} -> {}: {}",
-            endpoint(leg.source),
-            endpoint(leg.destination),
-            describe(&leg.outcome)
-        );
-        if let Some(hops) = hops {
-            let _ = write!(out, ", {hops} hops");
-        }
-        out.push('\n');
-    }
-    let _ = writeln!(
-        out,
-        "happy eyeballs would use: {}",
-        match result.happy_eyeballs_choice {
-            Some(Family::V6) => "IPv6",
-            Some(Family::V4) => "IPv4",
-            None => "neither",
-        }
-    );
-    out
 }
 
 #[cfg(test)]
@@ -315,14 +260,7 @@ mod tests {
 
     #[tokio::test]
     async fn localhost_legs_are_refused_by_the_policy() {
-        let engine = crate::engine::Engine::default();
-        let ctx = Context {
-            engine: &engine,
-            deadline: tokio::time::Instant::now() + Duration::from_secs(2),
-            max_packets: None,
-            target_name: Some("localhost"),
-            resolve_ns: None,
-        };
+        let ctx = crate::context::for_test(None, Some("localhost"), Duration::from_secs(2));
         let spec = DualStackSpec::new(DualInner::Tcp, 80).unwrap();
         let result = run(&ctx, &spec).await.unwrap();
         for leg in [&result.v6, &result.v4] {
@@ -332,6 +270,6 @@ mod tests {
             );
         }
         assert_eq!(result.happy_eyeballs_choice, None);
-        assert!(render(&result).contains("happy eyeballs would use: neither"));
+        assert!(crate::render::dualstack(&result).contains("happy eyeballs would use: neither"));
     }
 }

@@ -3,13 +3,16 @@
 //! The probe's target policy is applied here, to literal targets and again to every address a
 //! name resolves to, whatever the collector asked for.
 
+use crate::context::{Context, Dispatched, failure};
 use crate::ping::{self, PingError, SocketPreference};
+use crate::rawnet::pacer::Pacer;
 use crate::safety::{PacketBudget, worst_case_packets};
+use crate::sock::source_address_for;
 use sixmap_shared::measurement::{
     ErrorClass, Family, MeasurementError, MeasurementSpec, Outcome, SpecKind, Target,
 };
 use sixmap_shared::{ClockState, TargetPolicy, TaskId, UnixMicros};
-use std::net::{IpAddr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv6Addr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -63,35 +66,9 @@ pub struct Engine {
     /// `None` (the default) leaves only each kind's own bound, as for `sixmap-probe measure`,
     /// which the volunteer runs by hand.
     pub budget: Option<Arc<PacketBudget>>,
-}
-
-/// What a measurement module gets besides its own spec and the destination address.
-#[derive(Debug, Clone, Copy)]
-pub struct Context<'a> {
-    pub engine: &'a Engine,
-    /// The whole measurement must be over by then.
-    pub deadline: tokio::time::Instant,
-    /// The spec's packet budget, if it set one; modules also keep their own bound.
-    pub max_packets: Option<u16>,
-    /// The host name the target was given as (for SNI and the Host header).
-    pub target_name: Option<&'a str>,
-    /// Time spent resolving that name.
-    pub resolve_ns: Option<u64>,
-}
-
-impl Context<'_> {
-    /// Time left before the deadline (zero once passed).
-    pub fn remaining(&self) -> Duration {
-        self.deadline
-            .saturating_duration_since(tokio::time::Instant::now())
-    }
-}
-
-pub fn failure(class: ErrorClass, message: impl Into<String>) -> MeasurementError {
-    MeasurementError {
-        class,
-        message: message.into(),
-    }
+    /// A packets-per-second cap shared by the traceroutes this engine runs at the same time
+    /// (`measure traceroute T1 T2 … --pps N`); `None` in the daemon, whose budget bounds them.
+    pub pacer: Option<Arc<Pacer>>,
 }
 
 fn nanos(d: Duration) -> u64 {
@@ -187,7 +164,11 @@ impl Engine {
             Target::Address(_) => None,
         };
         let mut ctx = Context {
-            engine: self,
+            policy: self.policy,
+            extra_ca_file: self.extra_ca_file.as_deref(),
+            icmp_socket: self.icmp_socket,
+            pacer: self.pacer.as_ref(),
+            dispatch,
             deadline,
             max_packets: spec.max_packets,
             target_name,
@@ -206,57 +187,7 @@ impl Engine {
         produced.destination = Some(destination);
         produced.family_used = Some(Family::of(destination));
         produced.source = source_address_for(destination).ok();
-        self.dispatch(&ctx, &spec.kind, destination).await
-    }
-
-    /// Runs one kind against an address already resolved and allowed by the policy.
-    pub async fn dispatch(
-        &self,
-        ctx: &Context<'_>,
-        kind: &SpecKind,
-        destination: IpAddr,
-    ) -> Result<Outcome, MeasurementError> {
-        match kind {
-            SpecKind::Ping(ping_spec) => {
-                let remaining = ctx.remaining();
-                match ping::ping(destination, ping_spec, remaining, self.icmp_socket).await {
-                    Ok(result) => Ok(Outcome::Ping(result)),
-                    Err(e @ (PingError::NoSocket { .. } | PingError::Socket { .. })) => {
-                        Err(failure(ErrorClass::Permission, e.to_string()))
-                    }
-                    Err(e @ PingError::Send(_)) => Err(failure(ErrorClass::Network, e.to_string())),
-                    Err(e @ PingError::Io(_)) => Err(failure(ErrorClass::Internal, e.to_string())),
-                }
-            }
-            SpecKind::Traceroute(spec) => crate::traceroute::run(ctx, spec, destination)
-                .await
-                .map(Outcome::Traceroute),
-            SpecKind::Dns(spec) => crate::dns::run(ctx, spec, destination)
-                .await
-                .map(Outcome::Dns),
-            SpecKind::Tcp(spec) => crate::tcp::run(ctx, spec, destination)
-                .await
-                .map(Outcome::Tcp),
-            SpecKind::Tls(spec) => crate::tls::run(ctx, spec, destination)
-                .await
-                .map(Outcome::Tls),
-            SpecKind::Http(spec) => crate::http::run(ctx, spec, destination)
-                .await
-                .map(Outcome::Http),
-            SpecKind::Quic(spec) => crate::quic::run(ctx, spec, destination)
-                .await
-                .map(Outcome::Quic),
-            SpecKind::Pmtu(spec) => crate::pmtu::run(ctx, spec, destination)
-                .await
-                .map(Outcome::Pmtu),
-            SpecKind::ExtHeaders(spec) => crate::exthdr::run(ctx, spec, destination)
-                .await
-                .map(Outcome::ExtHeaders),
-            SpecKind::DualStack(_) => Err(failure(
-                ErrorClass::Unsupported,
-                "a dual-stack measurement cannot be nested",
-            )),
-        }
+        run_kind(&ctx, &spec.kind, destination).await
     }
 
     /// The address to measure, refused if the policy forbids it.
@@ -286,16 +217,58 @@ impl Engine {
     }
 }
 
-/// The source address the kernel would pick for `destination` (no packet is sent).
-pub fn source_address_for(destination: IpAddr) -> std::io::Result<IpAddr> {
-    let bind: SocketAddr = match destination {
-        IpAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
-        IpAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
-    };
-    let socket = UdpSocket::bind(bind)?;
-    // The port is never used; 9 (discard) because some kernels refuse port 0.
-    socket.connect((destination, 9))?;
-    Ok(socket.local_addr()?.ip())
+/// The context's [`Dispatch`](crate::context::Dispatch): how a dual-stack leg runs its inner kind.
+fn dispatch<'c>(ctx: &'c Context<'c>, kind: &'c SpecKind, destination: IpAddr) -> Dispatched<'c> {
+    Box::pin(run_kind(ctx, kind, destination))
+}
+
+/// Runs one kind against an address already resolved and allowed by the policy.
+async fn run_kind(
+    ctx: &Context<'_>,
+    kind: &SpecKind,
+    destination: IpAddr,
+) -> Result<Outcome, MeasurementError> {
+    match kind {
+        SpecKind::Ping(ping_spec) => {
+            let remaining = ctx.remaining();
+            match ping::ping(destination, ping_spec, remaining, ctx.icmp_socket).await {
+                Ok(result) => Ok(Outcome::Ping(result)),
+                Err(e @ (PingError::NoSocket { .. } | PingError::Socket { .. })) => {
+                    Err(failure(ErrorClass::Permission, e.to_string()))
+                }
+                Err(e @ PingError::Send(_)) => Err(failure(ErrorClass::Network, e.to_string())),
+                Err(e @ PingError::Io(_)) => Err(failure(ErrorClass::Internal, e.to_string())),
+            }
+        }
+        SpecKind::Traceroute(spec) => crate::traceroute::run(ctx, spec, destination)
+            .await
+            .map(Outcome::Traceroute),
+        SpecKind::Dns(spec) => crate::dns::run(ctx, spec, destination)
+            .await
+            .map(Outcome::Dns),
+        SpecKind::Tcp(spec) => crate::tcp::run(ctx, spec, destination)
+            .await
+            .map(Outcome::Tcp),
+        SpecKind::Tls(spec) => crate::tls::run(ctx, spec, destination)
+            .await
+            .map(Outcome::Tls),
+        SpecKind::Http(spec) => crate::http::run(ctx, spec, destination)
+            .await
+            .map(Outcome::Http),
+        SpecKind::Quic(spec) => crate::quic::run(ctx, spec, destination)
+            .await
+            .map(Outcome::Quic),
+        SpecKind::Pmtu(spec) => crate::pmtu::run(ctx, spec, destination)
+            .await
+            .map(Outcome::Pmtu),
+        SpecKind::ExtHeaders(spec) => crate::exthdr::run(ctx, spec, destination)
+            .await
+            .map(Outcome::ExtHeaders),
+        SpecKind::DualStack(_) => Err(failure(
+            ErrorClass::Unsupported,
+            "a dual-stack measurement cannot be nested",
+        )),
+    }
 }
 
 /// Folds IPv4-mapped IPv6 addresses to IPv4 so the family is judged by what goes on the wire.

@@ -9,13 +9,12 @@
 //! `last_responder`. An ICMPv6 error answering probes with the header (e.g. Parameter
 //! Problem pointing into it) is recorded.
 
-use crate::engine::{Context, failure};
+use crate::context::{Context, failure, ipv4_unsupported};
 use crate::rawnet::locate::{self, Variant};
 use crate::rawnet::parse::TIME_EXCEEDED;
 use crate::rawnet::prober::settle_wait;
 use crate::rawnet::{
-    Answer, AnswerKind, Exchanged, ExtHeader, Planned, ProbeError, Prober, ipv4_unsupported,
-    measurement_error,
+    Answer, AnswerKind, Exchanged, ExtHeader, Planned, ProbeError, Prober, measurement_error,
 };
 use sixmap_shared::measurement::{
     ErrorClass, ExtHeaderOutcome, ExtHeaderResult, ExtHeaderSpec, ExtHeaderType, IcmpError,
@@ -25,7 +24,6 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
 use tokio::time::Instant;
 
-pub(crate) const OWN_BUDGET: u32 = 512;
 /// Probes per header (and plain) in the first round: one lost packet is not a drop.
 const ATTEMPTS: u8 = 2;
 const HOP_LIMIT: u8 = 64;
@@ -41,7 +39,7 @@ pub async fn run(
     let IpAddr::V6(destination) = destination else {
         return Err(ipv4_unsupported("extension-header measurement"));
     };
-    let limit = crate::rawnet::packet_limit(ctx, OWN_BUDGET);
+    let limit = ctx.packet_limit(crate::safety::EXTHDR_PACKETS);
     let mut prober = Prober::open(destination, TraceProtocol::Icmp, 0, 0, limit)
         .map_err(|e| measurement_error(&e))?;
     let result = measure(&mut prober, spec, ctx.deadline)
@@ -203,31 +201,4 @@ async fn measure(
         outcomes,
         packets_sent: prober.packets_sent(),
     })
-}
-
-/// Human-readable lines for `sixmap-probe measure`.
-pub fn render(result: &ExtHeaderResult) -> String {
-    let mut out = String::new();
-    for outcome in &result.outcomes {
-        out.push_str(&format!("{:<4} ", outcome.header.name()));
-        if outcome.survived {
-            out.push_str("survived");
-        } else {
-            out.push_str("dropped");
-            match (outcome.dropped_at_hop, outcome.last_responder) {
-                (Some(hop), Some(from)) => out.push_str(&format!(" at hop {hop}, after {from}")),
-                (Some(hop), None) => out.push_str(&format!(" at hop {hop}")),
-                _ => out.push_str(" (hop not located)"),
-            }
-        }
-        if let Some(error) = &outcome.icmp_error {
-            out.push_str(&format!(
-                "; ICMPv6 type {} code {} from {}",
-                error.icmp_type, error.icmp_code, error.from
-            ));
-        }
-        out.push('\n');
-    }
-    out.push_str(&format!("{} packets sent\n", result.packets_sent));
-    out
 }

@@ -23,7 +23,7 @@
 //! Two slots (at 0 and 512 bytes) alternate, each with a generation and a checksum, so a
 //! write torn by a power cut leaves the previous record readable.
 
-use crate::delivery::OutboxKey;
+use crate::delivery::{OutboxKey, Undelivered};
 use sixmap_shared::{BootEpoch, ProbeId, UnixMicros};
 use std::fs::File;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -35,26 +35,6 @@ const SLOT_BYTES: u64 = 512;
 /// Results an epoch may produce past the last durable record before the next fsync.
 pub const RESERVE_STRIDE: u64 = 1024;
 const RECORD_LEN: usize = 4 + 8 + 16 + 8 + 16 + 1 + 8 * 5 + 16 * 2 + 8 * 2 + 8;
-
-/// What the outbox held undelivered when the record was written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Undelivered {
-    /// Results waiting, plus results counted by loss records not yet delivered.
-    pub count: u64,
-    /// Some pending loss record has an unknown count.
-    pub count_unknown: bool,
-    pub bytes: u64,
-    pub first: Option<OutboxKey>,
-    pub last: Option<OutboxKey>,
-    pub oldest_started_at: Option<UnixMicros>,
-    pub newest_started_at: Option<UnixMicros>,
-}
-
-impl Undelivered {
-    pub fn is_empty(&self) -> bool {
-        self.count == 0 && !self.count_unknown
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {

@@ -3,13 +3,13 @@
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
-use sixmap_probe::engine::{Context, Engine, Produced};
+use sixmap_probe::engine::{Engine, Produced};
 use sixmap_probe::ping::SocketPreference;
 use sixmap_probe::rawnet::pacer::Pacer;
 use sixmap_shared::measurement::{
-    DnsSpec, DnsTransport, DualInner, DualStackSpec, ErrorClass, ExtHeaderSpec, ExtHeaderType,
-    Family, HttpSpec, HttpUrl, MeasurementSpec, Outcome, PingSpec, PmtuSpec, QuicSpec, SpecKind,
-    Target, TcpSpec, TlsSpec, TraceProtocol, TracerouteSpec, parse_query_type,
+    DnsSpec, DnsTransport, DualInner, DualStackSpec, ExtHeaderSpec, ExtHeaderType, Family,
+    HttpSpec, HttpUrl, MeasurementSpec, Outcome, PingSpec, PmtuSpec, QuicSpec, SpecKind, Target,
+    TcpSpec, TlsSpec, TraceProtocol, TracerouteSpec, parse_query_type,
 };
 use sixmap_shared::{TargetPolicy, TaskId};
 use std::path::PathBuf;
@@ -330,6 +330,7 @@ pub async fn measure(args: MeasureArgs) -> anyhow::Result<()> {
         extra_ca_file: common.ca_file.clone(),
         // Run by hand, once: the kind's own bounds apply, not the daemon's per-minute budget.
         budget: None,
+        pacer: None,
     };
     if let Some(path) = &common.ca_file {
         std::fs::metadata(path).with_context(|| format!("--ca-file {}", path.display()))?;
@@ -358,7 +359,7 @@ pub async fn measure(args: MeasureArgs) -> anyhow::Result<()> {
     if common.json {
         println!("{}", serde_json::to_string_pretty(&json(&spec, &produced))?);
     } else {
-        print!("{}", render(&produced));
+        print!("{}", sixmap_probe::render::produced(&produced));
     }
     if let Outcome::Failed(e) = &produced.outcome {
         bail!("{:?}: {}", e.class, e.message);
@@ -381,6 +382,7 @@ async fn many_traceroutes(
         .transpose()
         .context("--pps")?
         .map(Arc::new);
+    let engine = Engine { pacer, ..engine };
     let slots = Arc::new(tokio::sync::Semaphore::new(parallel.clamp(1, 1024) as usize));
     let engine = Arc::new(engine);
     let started = std::time::Instant::now();
@@ -395,11 +397,11 @@ async fn many_traceroutes(
             SpecKind::Traceroute(trace),
         )?
         .with_max_packets(common.max_packets)?;
-        let (engine, pacer, slots) = (engine.clone(), pacer.clone(), slots.clone());
+        let (engine, slots) = (engine.clone(), slots.clone());
         tasks.push(tokio::spawn(async move {
             // The semaphore is never closed, so a permit always comes.
             let _permit = slots.acquire_owned().await;
-            let produced = trace_one(&engine, task_id, &spec, pacer).await;
+            let produced = engine.run(task_id, &spec).await;
             (spec, produced)
         }));
     }
@@ -427,7 +429,7 @@ async fn many_traceroutes(
         println!("{}", serde_json::to_string_pretty(&all)?);
     } else {
         for (_, produced) in &results {
-            print!("{}", render(produced));
+            print!("{}", sixmap_probe::render::produced(produced));
             if let Outcome::Failed(e) = &produced.outcome {
                 println!("failed: {:?}: {}", e.class, e.message);
             }
@@ -445,65 +447,6 @@ async fn many_traceroutes(
     Ok(())
 }
 
-/// One trace as [`Engine::run`] does it (policy, resolution, deadline), with a shared pacer.
-async fn trace_one(
-    engine: &Engine,
-    task_id: TaskId,
-    spec: &MeasurementSpec,
-    pacer: Option<Arc<Pacer>>,
-) -> Produced {
-    let started_at = sixmap_shared::UnixMicros::now();
-    let clock = std::time::Instant::now();
-    let mut produced = Produced {
-        task_id,
-        started_at,
-        duration_us: 0,
-        family_requested: spec.family,
-        family_used: None,
-        source: None,
-        destination: None,
-        clock_state: sixmap_probe::clock::clock_state(),
-        outcome: Outcome::Failed(sixmap_probe::engine::failure(
-            ErrorClass::Internal,
-            "not run",
-        )),
-    };
-    let deadline = tokio::time::Instant::now() + spec.timeout;
-    let outcome = async {
-        let destination = engine.resolve(&spec.target, spec.family).await?;
-        produced.destination = Some(destination);
-        produced.family_used = Some(Family::of(destination));
-        produced.source = sixmap_probe::engine::source_address_for(destination).ok();
-        let SpecKind::Traceroute(trace) = &spec.kind else {
-            return Err(sixmap_probe::engine::failure(
-                ErrorClass::Internal,
-                "not a traceroute",
-            ));
-        };
-        let ctx = Context {
-            engine,
-            deadline,
-            max_packets: spec.max_packets,
-            target_name: None,
-            resolve_ns: None,
-        };
-        sixmap_probe::traceroute::run_paced(&ctx, trace, destination, pacer)
-            .await
-            .map(Outcome::Traceroute)
-    };
-    let bounded = tokio::time::timeout(spec.timeout + Duration::from_millis(500), outcome).await;
-    produced.outcome = match bounded {
-        Ok(Ok(outcome)) => outcome,
-        Ok(Err(error)) => Outcome::Failed(error),
-        Err(_) => Outcome::Failed(sixmap_probe::engine::failure(
-            ErrorClass::Internal,
-            "traceroute overran its timeout",
-        )),
-    };
-    produced.duration_us = u64::try_from(clock.elapsed().as_micros()).unwrap_or(u64::MAX);
-    produced
-}
-
 /// Everything a result records except its key, as the collector would store it.
 fn json(spec: &MeasurementSpec, produced: &Produced) -> serde_json::Value {
     serde_json::json!({
@@ -518,29 +461,4 @@ fn json(spec: &MeasurementSpec, produced: &Produced) -> serde_json::Value {
         "clock_state": produced.clock_state,
         "outcome": produced.outcome,
     })
-}
-
-fn render(produced: &Produced) -> String {
-    let mut out = String::new();
-    if let Some(destination) = produced.destination {
-        let source = produced
-            .source
-            .map(|s| s.to_string())
-            .unwrap_or_else(|| "?".into());
-        out.push_str(&format!("{source} -> {destination}\n"));
-    }
-    out.push_str(&match &produced.outcome {
-        Outcome::Failed(_) => String::new(),
-        Outcome::Ping(r) => sixmap_probe::ping::render(r),
-        Outcome::Traceroute(r) => sixmap_probe::traceroute::render(r),
-        Outcome::Dns(r) => sixmap_probe::dns::render(r),
-        Outcome::Tcp(r) => sixmap_probe::tcp::render(r),
-        Outcome::Tls(r) => sixmap_probe::tls::render(r),
-        Outcome::Http(r) => sixmap_probe::http::render(r),
-        Outcome::Quic(r) => sixmap_probe::quic::render(r),
-        Outcome::Pmtu(r) => sixmap_probe::pmtu::render(r),
-        Outcome::ExtHeaders(r) => sixmap_probe::exthdr::render(r),
-        Outcome::DualStack(r) => sixmap_probe::dualstack::render(r),
-    });
-    out
 }

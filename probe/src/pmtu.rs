@@ -14,12 +14,12 @@
 //! `black_hole_from`, the one that drops them (it cannot forward them and its Packet Too
 //! Big never arrives).
 
-use crate::engine::{Context, failure};
+use crate::context::{Context, failure, ipv4_unsupported};
 use crate::rawnet::locate::{self, Variant};
 use crate::rawnet::parse::PACKET_TOO_BIG;
 use crate::rawnet::prober::settle_wait;
 use crate::rawnet::{
-    Answer, AnswerKind, Exchanged, Planned, ProbeError, Prober, ipv4_unsupported, measurement_error,
+    Answer, AnswerKind, Exchanged, Planned, ProbeError, Prober, measurement_error,
 };
 use sixmap_shared::measurement::{
     ErrorClass, IcmpError, MeasurementError, PmtuResult, PmtuSpec, hops_from_reply_hop_limit,
@@ -28,9 +28,6 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// Packets a measurement sends at most unless the spec's budget is smaller: search rounds
-/// (at most 14 probes each) and one hop scan.
-pub(crate) const OWN_BUDGET: u32 = 256;
 const MIN_SIZE: u32 = PmtuSpec::MIN_SIZE as u32;
 /// Probes per size: one lost packet must not pass for a black hole.
 const ATTEMPTS: usize = 2;
@@ -55,7 +52,7 @@ pub async fn run(
     let IpAddr::V6(destination) = destination else {
         return Err(ipv4_unsupported("pmtu"));
     };
-    let limit = crate::rawnet::packet_limit(ctx, OWN_BUDGET);
+    let limit = ctx.packet_limit(crate::safety::PMTU_PACKETS);
     let mut prober = Prober::open(
         destination,
         spec.protocol(),
@@ -330,35 +327,6 @@ fn too_big(answer: &Answer) -> Option<IcmpError> {
         }),
         _ => None,
     }
-}
-
-/// Human-readable lines for `sixmap-probe measure`.
-pub fn render(result: &PmtuResult) -> String {
-    let mut out = if result.path_mtu == 0 {
-        "path MTU unknown: the destination did not answer 1280-byte probes\n".to_owned()
-    } else {
-        format!("path MTU {} bytes\n", result.path_mtu)
-    };
-    for error in &result.too_big {
-        out.push_str(&format!(
-            "packet too big from {}: mtu {}\n",
-            error.from,
-            error.mtu.unwrap_or(0)
-        ));
-    }
-    if result.black_hole {
-        out.push_str("black hole: larger packets vanish without Packet Too Big");
-        match (result.black_hole_hop, result.black_hole_from) {
-            (Some(hop), Some(from)) => {
-                out.push_str(&format!(" at hop {hop}, just after {from}"));
-            }
-            (Some(hop), None) => out.push_str(&format!(" at hop {hop}")),
-            _ => out.push_str(" (hop not located)"),
-        }
-        out.push('\n');
-    }
-    out.push_str(&format!("{} packets sent\n", result.packets_sent));
-    out
 }
 
 #[cfg(test)]

@@ -36,6 +36,22 @@ const QUIC_HANDSHAKE: u32 = 16;
 /// with delayed ACKs the probe sends one ACK per two received segments.
 const MIN_SEGMENT: u32 = 1220;
 
+/// Packets a path MTU measurement sends at most unless the spec's budget is smaller: search
+/// rounds (at most 14 probes each) and one hop scan.
+pub const PMTU_PACKETS: u32 = 256;
+/// Packets an extension-header measurement sends at most unless the spec's budget is smaller.
+pub const EXTHDR_PACKETS: u32 = 512;
+/// Echo requests per family of a dual-stack ping: enough for a minimum RTT without making the
+/// pair slow.
+const DUAL_PING_COUNT: u32 = 3;
+
+/// Echo requests each leg of a dual-stack ping sends: the spec's budget covers both legs.
+pub fn dual_ping_count(max_packets: Option<u16>) -> u32 {
+    max_packets.map_or(DUAL_PING_COUNT, |n| {
+        (u32::from(n) / 2).clamp(1, DUAL_PING_COUNT)
+    })
+}
+
 /// The most packets `spec` can make the probe send. Kinds with a raw-socket prober
 /// (traceroute, PMTU, extension headers) are bounded by their prober's limit and the spec's
 /// `max_packets`; the others by their spec and the protocol's retransmission rules.
@@ -57,14 +73,12 @@ fn kind_packets(kind: &SpecKind, max_packets: Option<u16>) -> u32 {
         SpecKind::Tls(_) => TCP_CONNECTION + TLS_HANDSHAKE,
         SpecKind::Http(http) => http_packets(http),
         SpecKind::Quic(_) => QUIC_HANDSHAKE,
-        SpecKind::Pmtu(_) => capped(crate::pmtu::OWN_BUDGET),
-        SpecKind::ExtHeaders(_) => capped(crate::exthdr::OWN_BUDGET),
+        SpecKind::Pmtu(_) => capped(PMTU_PACKETS),
+        SpecKind::ExtHeaders(_) => capped(EXTHDR_PACKETS),
         // Both families at once: twice the inner measurement the legs run.
         SpecKind::DualStack(dual) => {
             2 * match dual.inner() {
-                DualInner::Ping => max_packets.map_or(crate::dualstack::PING_COUNT, |n| {
-                    (u32::from(n) / 2).clamp(1, crate::dualstack::PING_COUNT)
-                }),
+                DualInner::Ping => dual_ping_count(max_packets),
                 DualInner::Tcp => TCP_CONNECTION,
                 DualInner::Http => {
                     TCP_CONNECTION + 2 + HttpSpec::DEFAULT_MAX_BODY.div_ceil(2 * MIN_SEGMENT)

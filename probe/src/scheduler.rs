@@ -54,7 +54,7 @@ impl Scheduler {
         if !self.running.contains_key(&assignment.task_id) {
             self.running.retain(|_, (_, handle)| !handle.is_finished());
             if self.running.len() >= MAX_ASSIGNED_TASKS {
-                let error = crate::engine::failure(
+                let error = crate::context::failure(
                     sixmap_shared::measurement::ErrorClass::Policy,
                     format!(
                         "task refused: the probe already runs its maximum of {MAX_ASSIGNED_TASKS} tasks"

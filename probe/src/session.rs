@@ -1,31 +1,30 @@
-//! The probe's side of the control protocol: enroll once, then keep one session open, send
-//! results, apply assignments, and resend whatever the collector has not acknowledged.
+//! The probe's side of the control protocol: with the identity from `enroll`, keep one session
+//! open, send results, apply assignments, and resend whatever the collector has not
+//! acknowledged.
 
-use crate::backoff::{Backoff, random_unit};
-use crate::collector_tls;
+use crate::backoff::Backoff;
 use crate::config::Settings;
 use crate::engine::{Engine, Produced, local_addresses};
-use crate::failover::{Pause, Refusal, Rotation};
-use crate::identity::{self, Identity, StateError};
+use crate::enroll::Enrolled;
+use crate::failover::{Refusal, Rotation};
+use crate::identity;
+pub use crate::link::ProbeError;
+use crate::link::{BACKOFF_BASE, BACKOFF_MAX, End, classify, connect, pause, rotation};
 use crate::metrics::metrics;
-use crate::outbox::{Outbox, OutboxError};
+use crate::outbox::Outbox;
 use crate::scheduler::Scheduler;
 use crate::status::{self, ProbeStatus};
-use sixmap_proto::v1::probe_control_client::ProbeControlClient;
 use sixmap_proto::v1::{collector_message, probe_message};
 use sixmap_proto::{decode, encode, v1};
 use sixmap_shared::health::{ProbeTag, SelfTest};
 use sixmap_shared::measurement::{ClockInfo, MeasurementKind, MeasurementResult};
-use sixmap_shared::session::{Hello, MAX_BATCH_RESULTS, MAX_MESSAGE_BYTES};
+use sixmap_shared::session::{Hello, MAX_BATCH_RESULTS};
 use sixmap_shared::version::{SOFTWARE_VERSION, Version};
 use sixmap_shared::{BootEpoch, UnixMicros};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::Code;
-use tonic::transport::{Channel, Endpoint};
 use tracing::{debug, error, info, warn};
 
 /// Results written to the outbox in one atomic write and flush, at most.
@@ -34,229 +33,9 @@ const MAX_GROUP_COMMIT: usize = 256;
 const SELF_TEST_INTERVAL: Duration = Duration::from_secs(6 * 3600);
 /// How long the collector may take to answer a hello.
 const WELCOME_TIMEOUT: Duration = Duration::from_secs(30);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-const BACKOFF_BASE: Duration = Duration::from_secs(1);
-/// Jitter spreads reconnections over [30, 60] s once a collector has been away for a while.
-const BACKOFF_MAX: Duration = Duration::from_secs(60);
-
-#[derive(Debug, thiserror::Error)]
-pub enum ProbeError {
-    #[error(transparent)]
-    State(#[from] StateError),
-    /// The outbox cannot be written: results could not be made durable.
-    #[error(transparent)]
-    Outbox(#[from] OutboxError),
-    /// The collector refused this probe for a reason retrying cannot fix.
-    #[error("collector refused the probe: {0}")]
-    Refused(String),
-    /// The collector's operator revoked this probe; it will not start again with this identity.
-    #[error("{0}")]
-    Revoked(String),
-    #[error("{0}")]
-    Config(String),
-}
-
-/// The pause before the next attempt, as `failover` decides it.
-fn pause(backoff: &mut Backoff, pause: Pause) -> Duration {
-    match pause {
-        Pause::Short => backoff.first_delay(random_unit()),
-        Pause::Backoff => backoff.next_delay(random_unit()),
-    }
-}
-
-fn rotation(settings: &Settings) -> Result<Rotation, ProbeError> {
-    Rotation::new(settings.collectors.clone())
-        .ok_or_else(|| ProbeError::Config("no collector configured".into()))
-}
-
-/// Why a session ended.
-#[derive(Debug)]
-enum End {
-    /// Transient: reconnect after a backoff.
-    Retry(String),
-    Fatal(ProbeError),
-}
-
-fn classify(context: &str, status: tonic::Status) -> End {
-    let message = format!("{context}: {} ({:?})", status.message(), status.code());
-    match status.code() {
-        Code::PermissionDenied if status.message().contains("was revoked") => {
-            End::Fatal(ProbeError::Revoked(format!(
-                "this probe was revoked by the collector and stops for good: {}",
-                status.message()
-            )))
-        }
-        Code::Unauthenticated | Code::PermissionDenied | Code::FailedPrecondition => {
-            End::Fatal(ProbeError::Refused(message))
-        }
-        _ => End::Retry(message),
-    }
-}
-
-/// An error with its causes: tonic's transport errors say little at the top level, and a TLS
-/// refusal (wrong CA, revoked certificate) is only named further down.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
 
 fn probe_message(kind: probe_message::Kind) -> v1::ProbeMessage {
     v1::ProbeMessage { kind: Some(kind) }
-}
-
-async fn connect(
-    collector: &str,
-    tls: Arc<rustls::ClientConfig>,
-) -> Result<ProbeControlClient<Channel>, End> {
-    let configure = |endpoint: Endpoint| {
-        endpoint
-            .connect_timeout(CONNECT_TIMEOUT)
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .keep_alive_timeout(Duration::from_secs(20))
-    };
-    match collector_tls::connect(collector, tls, configure).await {
-        Ok(client) => Ok(client
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES)),
-        Err(e @ collector_tls::ConnectError::Url(_)) => {
-            Err(End::Fatal(ProbeError::Config(e.to_string())))
-        }
-        Err(e) => Err(End::Retry(chain(&e))),
-    }
-}
-
-/// The enrollment token's two parts: the secret the collector checks and the fingerprint of
-/// the collector's CA the probe pins.
-fn token_fingerprint(token: &str) -> Option<&str> {
-    sixmap_shared::enrollment::EnrollmentToken::parse(token).map(|t| t.ca_fingerprint)
-}
-
-/// Loads the identity and the TLS configuration of sessions, enrolling first if there is no
-/// identity. Retries while the collector is away.
-async fn identity(
-    settings: &Settings,
-) -> Result<(Identity, Arc<rustls::ClientConfig>), ProbeError> {
-    identity::ensure_state_dir(&settings.state_dir)?;
-    if let Some(message) = identity::revoked(&settings.state_dir) {
-        return Err(ProbeError::Revoked(format!(
-            "{message} (remove {} and identity.toml from {} to enroll again with a new token)",
-            "revoked",
-            settings.state_dir.display()
-        )));
-    }
-    let session_tls = |identity: Identity| -> Result<_, ProbeError> {
-        let credentials = identity::load_credentials(&settings.state_dir)?;
-        let tls =
-            collector_tls::session_config(credentials.ca, credentials.certificate, credentials.key)
-                .map_err(|e| {
-                    ProbeError::Config(format!("TLS setup with the stored identity: {e}"))
-                })?;
-        Ok((identity, tls))
-    };
-    if let Some(identity) = identity::load_identity(&settings.state_dir)? {
-        // Collectors sharing a store share a CA, so the identity is valid at each of them;
-        // the one that issued it must be among them, or the config names another site.
-        if !settings.collectors.contains(&identity.collector) {
-            return Err(ProbeError::Config(format!(
-                "the identity in {} was issued by {}, but the config names {}: list that collector too if it shares their store, or move identity.toml aside to enroll with the new one",
-                settings.state_dir.display(),
-                identity.collector,
-                settings.collectors.join(", ")
-            )));
-        }
-        return session_tls(identity);
-    }
-    let Some(token) = settings.enrollment_token.clone() else {
-        return Err(ProbeError::Config(format!(
-            "no identity in {} and no enrollment_token in the config: ask the collector's operator for a token",
-            settings.state_dir.display()
-        )));
-    };
-    let Some(fingerprint) = token_fingerprint(&token).map(str::to_owned) else {
-        return Err(ProbeError::Config(
-            "enrollment_token is not of the form <64 hex digits>.<64 hex digits>: copy the whole token".into(),
-        ));
-    };
-    // The key pair is made before the first attempt and kept, whatever happens next.
-    let key = identity::load_or_create_key(&settings.state_dir)?;
-    let csr = rcgen::CertificateParams::default()
-        .serialize_request(&key)
-        .map_err(|e| ProbeError::Config(format!("cannot make a certificate request: {e}")))?;
-    let tls = collector_tls::enrollment_config(&fingerprint)
-        .map_err(|e| ProbeError::Config(format!("TLS setup for enrollment: {e}")))?;
-    let mut backoff = Backoff::new(BACKOFF_BASE, BACKOFF_MAX);
-    // Any collector of the list can enroll: they share the CA the token names.
-    let mut collectors = rotation(settings)?;
-    loop {
-        let collector = collectors.current().to_owned();
-        let attempt = async {
-            let mut client = connect(&collector, tls.clone()).await?;
-            client
-                .enroll(v1::EnrollRequest {
-                    token: token.clone(),
-                    hostname: settings.hostname.clone(),
-                    software_version: SOFTWARE_VERSION.to_owned(),
-                    csr_der: csr.der().to_vec(),
-                })
-                .await
-                .map(tonic::Response::into_inner)
-                .map_err(|s| match s.code() {
-                    // Over the owner's cap, or a request the collector cannot use: retrying
-                    // the same request changes nothing.
-                    Code::ResourceExhausted | Code::InvalidArgument => {
-                        End::Fatal(ProbeError::Refused(format!("enrollment: {}", s.message())))
-                    }
-                    _ => classify("enrollment", s),
-                })
-        };
-        match attempt.await {
-            Ok(response) => {
-                if sixmap_shared::digest::sha256_hex(&response.ca_certificate_der) != fingerprint {
-                    return Err(ProbeError::Refused(
-                        "the collector sent a CA certificate other than the one the token names"
-                            .into(),
-                    ));
-                }
-                let identity = Identity {
-                    probe_id: response.probe_id.parse().map_err(|e| {
-                        ProbeError::Refused(format!("collector sent a bad probe id: {e}"))
-                    })?,
-                    collector: collector.clone(),
-                    ca_sha256: fingerprint.clone(),
-                };
-                identity::save_enrollment(
-                    &settings.state_dir,
-                    &identity,
-                    &response.certificate_der,
-                    &response.ca_certificate_der,
-                )?;
-                info!(probe = %identity.probe_id, %collector, "enrolled");
-                return session_tls(identity);
-            }
-            Err(End::Fatal(ProbeError::Refused(reason))) => match collectors.refused() {
-                // Collectors sharing a store answer a token alike; one that refuses may be
-                // set up with another store, so the others are asked before giving up.
-                Refusal::TryNext(p) => {
-                    let delay = pause(&mut backoff, p);
-                    warn!(%reason, %collector, next = %collectors.current(), retry_in = ?delay, "enrollment refused; asking the next collector");
-                    tokio::time::sleep(delay).await;
-                }
-                Refusal::GiveUp => return Err(ProbeError::Refused(reason)),
-            },
-            Err(End::Fatal(e)) => return Err(e),
-            Err(End::Retry(reason)) => {
-                let delay = pause(&mut backoff, collectors.failed(false));
-                warn!(%reason, %collector, next = %collectors.current(), retry_in = ?delay, "enrollment failed");
-                tokio::time::sleep(delay).await;
-            }
-        }
-    }
 }
 
 /// Runs the probe until a fatal error.
@@ -268,19 +47,19 @@ pub async fn run(settings: Settings) -> Result<(), ProbeError> {
         })?;
         info!(%bound, "metrics served at http://{bound}/metrics");
     }
-    let (identity, tls) = identity(&settings).await?;
+    let enrolled = crate::enroll::load_or_enroll(&settings).await?;
     let collectors = rotation(&settings)?;
     // The outbox's lock first, the boot epoch after (inside `open`): a start that fails on
     // the lock (a second probe process) must not use up an epoch.
     let outbox = Outbox::open(
         &settings.state_dir,
-        &identity.probe_id,
+        &enrolled.identity.probe_id,
         || identity::next_boot_epoch(&settings.state_dir),
         settings.outbox_max_bytes,
         UnixMicros::now(),
     )?;
     let boot_epoch = outbox.next_key().boot_epoch;
-    info!(probe = %identity.probe_id, boot_epoch, collectors = %settings.collectors.join(", "), "probe starting");
+    info!(probe = %enrolled.identity.probe_id, boot_epoch, collectors = %settings.collectors.join(", "), "probe starting");
     let stats = outbox.stats();
     info!(
         results = stats.results,
@@ -296,6 +75,7 @@ pub async fn run(settings: Settings) -> Result<(), ProbeError> {
         budget: Some(std::sync::Arc::new(
             crate::safety::PacketBudget::per_minute(settings.packet_budget_per_minute),
         )),
+        pacer: None,
     };
     let (self_test_tx, self_test_rx) = watch::channel(None);
     tokio::spawn(self_test_loop(
@@ -307,17 +87,18 @@ pub async fn run(settings: Settings) -> Result<(), ProbeError> {
     let mut probe = Probe {
         collectors,
         state_dir: settings.state_dir,
-        identity,
-        tls,
+        enrolled,
         boot_epoch,
         outbox,
         clock_offset_us: None,
         scheduler: Scheduler::with_limit(engine, produced_tx, settings.max_concurrent_measurements),
         produced: produced_rx,
         self_test: self_test_rx,
-        connected: false,
-        since: now,
-        last_error: None,
+        link: Link {
+            connected: false,
+            since: now,
+            last_error: None,
+        },
         last_result_at: None,
         tags: Vec::new(),
         location: settings.location,
@@ -347,20 +128,42 @@ struct Probe {
     /// The collectors and the one in use.
     collectors: Rotation,
     state_dir: PathBuf,
-    identity: Identity,
-    tls: Arc<rustls::ClientConfig>,
+    /// Who this probe is and the TLS configuration of its sessions.
+    enrolled: Enrolled,
     boot_epoch: BootEpoch,
     outbox: Outbox,
     clock_offset_us: Option<i64>,
     scheduler: Scheduler,
     produced: mpsc::Receiver<Produced>,
     self_test: watch::Receiver<Option<SelfTest>>,
-    connected: bool,
-    since: UnixMicros,
-    last_error: Option<String>,
+    link: Link,
     last_result_at: Option<UnixMicros>,
     tags: Vec<ProbeTag>,
     location: Option<sixmap_shared::session::CoarseLocation>,
+}
+
+/// Whether a session is up, since when, and why the last one ended: what `status.json` says
+/// of the connection.
+#[derive(Debug)]
+struct Link {
+    connected: bool,
+    since: UnixMicros,
+    last_error: Option<String>,
+}
+
+impl Link {
+    fn up(&mut self, at: UnixMicros) {
+        self.connected = true;
+        self.since = at;
+        self.last_error = None;
+    }
+
+    fn down(&mut self, at: UnixMicros) {
+        if self.connected {
+            self.connected = false;
+            self.since = at;
+        }
+    }
 }
 
 /// Batches sent but not yet acked on one connection. Bounded so the probe never floods a
@@ -390,10 +193,7 @@ impl Probe {
                 "before_welcome"
             };
             metrics().session_failures.with(&[stage]).inc();
-            if self.connected {
-                self.connected = false;
-                self.since = UnixMicros::now();
-            }
+            self.link.down(UnixMicros::now());
             if welcomed {
                 backoff.reset();
             }
@@ -416,14 +216,14 @@ impl Probe {
                         // Remembered, so a restart (systemd, reboot) does not knock again.
                         identity::mark_revoked(&self.state_dir, message)?;
                     }
-                    self.last_error = Some(e.to_string());
+                    self.link.last_error = Some(e.to_string());
                     self.write_status();
                     return Err(e);
                 }
                 Ok((reason, delay)) => {
                     let stats = self.outbox.stats();
                     warn!(%reason, %collector, next = %self.collectors.current(), retry_in = ?delay, outbox_results = stats.results, "session ended");
-                    self.last_error = Some(reason);
+                    self.link.last_error = Some(reason);
                     self.write_status();
                     let sleep = tokio::time::sleep(delay);
                     tokio::pin!(sleep);
@@ -497,13 +297,13 @@ impl Probe {
         let status = ProbeStatus {
             pid: std::process::id(),
             updated_at: UnixMicros::now(),
-            probe_id: self.identity.probe_id.to_string(),
+            probe_id: self.enrolled.identity.probe_id.to_string(),
             collector: self.collectors.current().to_owned(),
             collectors: self.collectors.all().to_vec(),
             boot_epoch: self.boot_epoch,
-            connected: self.connected,
-            since: self.since,
-            last_error: self.last_error.clone(),
+            connected: self.link.connected,
+            since: self.link.since,
+            last_error: self.link.last_error.clone(),
             last_result_at: self.last_result_at,
             outbox: self.outbox.stats(),
             clock_offset_us: self.clock_offset_us,
@@ -523,7 +323,7 @@ impl Probe {
             )))
         })?;
         Ok(Hello {
-            probe_id: self.identity.probe_id.clone(),
+            probe_id: self.enrolled.identity.probe_id.clone(),
             software_version,
             boot_epoch: self.boot_epoch,
             capabilities: MeasurementKind::ALL.to_vec(),
@@ -538,7 +338,7 @@ impl Probe {
         let collector = self.collectors.current().to_owned();
         metrics().use_collector(self.collectors.all(), &collector);
         debug!(%collector, "connecting");
-        let mut client = match connect(&collector, self.tls.clone()).await {
+        let mut client = match connect(&collector, self.enrolled.tls.clone()).await {
             Ok(client) => client,
             Err(end) => return end,
         };
@@ -587,9 +387,7 @@ impl Probe {
         let received_at = UnixMicros::now();
         // One-way delay is unknown here; the estimate is good to about half an RTT.
         self.clock_offset_us = Some(received_at.0.saturating_sub(welcome.server_time.0));
-        self.connected = true;
-        self.since = received_at;
-        self.last_error = None;
+        self.link.up(received_at);
         metrics().connected.set(1);
         metrics().sessions_established.inc();
         info!(
@@ -691,7 +489,7 @@ impl Probe {
                 Err(e) => match sixmap_shared::TaskId::new(wire.task_id) {
                     Ok(task) => self.scheduler.refuse(
                         task,
-                        crate::engine::failure(
+                        crate::context::failure(
                             sixmap_shared::measurement::ErrorClass::Policy,
                             format!("assignment refused by the probe: {e}"),
                         ),

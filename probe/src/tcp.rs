@@ -2,8 +2,8 @@
 //! out, unreachable), with the ICMP error behind an unreachable destination when the kernel
 //! queued it on the socket's error queue (`IPV6_RECVERR` / `IP_RECVERR`).
 
-use crate::engine::{Context, failure};
-use crate::ping::{cmsg, sys};
+use crate::context::{Context, failure};
+use crate::sock::{cmsg, sys};
 use sixmap_shared::measurement::{
     ConnectOutcome, ErrorClass, IcmpError, MeasurementError, TcpResult, TcpSpec,
 };
@@ -101,7 +101,7 @@ fn watch_errors(socket: &TcpSocket, destination: IpAddr) -> io::Result<OwnedFd> 
         IpAddr::V6(_) => (libc::IPPROTO_IPV6, libc::IPV6_RECVERR),
         IpAddr::V4(_) => (libc::IPPROTO_IP, libc::IP_RECVERR),
     };
-    sys::set_option(socket.as_fd(), level, name, &1i32.to_ne_bytes())?;
+    crate::sock::set_flag(socket, level, name)?;
     socket.as_fd().try_clone_to_owned()
 }
 
@@ -130,36 +130,11 @@ fn queued_icmp_error(fd: &OwnedFd) -> Option<IcmpError> {
     None
 }
 
-/// Human-readable lines for `sixmap-probe measure`.
-pub fn render(result: &TcpResult) -> String {
-    let outcome = result.outcome.words();
-    let mut out = format!("port {}: {outcome}", result.port);
-    if let Some(ns) = result.connect_ns {
-        out.push_str(&format!(" after {:.3} ms", ns as f64 / 1e6));
-    }
-    out.push('\n');
-    if let Some(icmp) = &result.icmp_error {
-        out.push_str(&format!(
-            "ICMP error type {} code {} from {}\n",
-            icmp.icmp_type, icmp.icmp_code, icmp.from
-        ));
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::Engine;
-
-    fn ctx(engine: &Engine, timeout: Duration) -> Context<'_> {
-        Context {
-            engine,
-            deadline: Instant::now() + timeout,
-            max_packets: None,
-            target_name: None,
-            resolve_ns: None,
-        }
+    fn ctx(timeout: Duration) -> Context<'static> {
+        crate::context::for_test(None, None, timeout)
     }
 
     #[test]
@@ -180,20 +155,19 @@ mod tests {
 
     #[tokio::test]
     async fn loopback_connects_and_refuses() {
-        let engine = Engine::default();
         for local in ["127.0.0.1", "::1"] {
             let local: IpAddr = local.parse().unwrap();
             let listener = tokio::net::TcpListener::bind((local, 0)).await.unwrap();
             let port = listener.local_addr().unwrap().port();
             let spec = TcpSpec::new(u32::from(port)).unwrap();
-            let result = run(&ctx(&engine, Duration::from_secs(2)), &spec, local)
+            let result = run(&ctx(Duration::from_secs(2)), &spec, local)
                 .await
                 .unwrap();
             assert_eq!(result.outcome, ConnectOutcome::Connected, "{result:?}");
             assert!(result.connect_ns.is_some_and(|ns| ns > 0));
-            assert!(render(&result).contains("connected after"));
+            assert!(crate::render::tcp(&result).contains("connected after"));
             drop(listener);
-            let result = run(&ctx(&engine, Duration::from_secs(2)), &spec, local)
+            let result = run(&ctx(Duration::from_secs(2)), &spec, local)
                 .await
                 .unwrap();
             assert_eq!(result.outcome, ConnectOutcome::Refused, "{result:?}");

@@ -8,18 +8,14 @@
 //! unreachable, SYN-ACK or RST) or where a destination unreachable came back; hops beyond it
 //! are dropped. Without either, `max_silent_hops` consecutive silent hops end it.
 
-use crate::engine::Context;
-use crate::rawnet::pacer::Pacer;
+use crate::context::{Context, ipv4_unsupported};
 use crate::rawnet::parse::{DESTINATION_UNREACHABLE, PACKET_TOO_BIG, PORT_UNREACHABLE};
-use crate::rawnet::{
-    self, Answer, AnswerKind, Exchanged, Planned, Prober, ipv4_unsupported, measurement_error,
-};
+use crate::rawnet::{self, Answer, AnswerKind, Exchanged, Planned, Prober, measurement_error};
 use sixmap_shared::measurement::{
     HopAnswer, HopReply, MeasurementError, TraceStop, TracerouteHop, TracerouteResult,
     TracerouteSpec,
 };
 use std::net::{IpAddr, Ipv6Addr};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// Time between two probes: keeps routers' ICMPv6 rate limits (a burst of about six, then a
@@ -30,26 +26,17 @@ const GAP: Duration = Duration::from_millis(5);
 /// spends on neighbour discovery before "address unreachable".
 const WAIT: Duration = Duration::from_secs(4);
 
+/// Every probe takes a slot from the context's pacer first, if it has one (a
+/// packets-per-second cap shared by traces that run at the same time).
 pub async fn run(
     ctx: &Context<'_>,
     spec: &TracerouteSpec,
     destination: IpAddr,
 ) -> Result<TracerouteResult, MeasurementError> {
-    run_paced(ctx, spec, destination, None).await
-}
-
-/// [`run`], with every probe taking a slot from `pacer` first (a packets-per-second cap
-/// shared by traces that run at the same time).
-pub async fn run_paced(
-    ctx: &Context<'_>,
-    spec: &TracerouteSpec,
-    destination: IpAddr,
-    pacer: Option<Arc<Pacer>>,
-) -> Result<TracerouteResult, MeasurementError> {
     let IpAddr::V6(destination) = destination else {
         return Err(ipv4_unsupported("traceroute"));
     };
-    let limit = crate::rawnet::packet_limit(ctx, spec.packet_budget());
+    let limit = ctx.packet_limit(spec.packet_budget());
     let mut prober = Prober::open(
         destination,
         spec.protocol(),
@@ -58,7 +45,7 @@ pub async fn run_paced(
         limit,
     )
     .map_err(|e| measurement_error(&e))?;
-    prober.set_pacer(pacer);
+    prober.set_pacer(ctx.pacer.cloned());
     let plan = plan(spec);
     let ex = prober
         .exchange(
@@ -73,7 +60,7 @@ pub async fn run_paced(
         .map_err(|e| measurement_error(&e))?;
     let result = conclude(spec, &plan, &ex, destination, prober.packets_sent());
     result.validate().map_err(|e| {
-        crate::engine::failure(
+        crate::context::failure(
             sixmap_shared::measurement::ErrorClass::Internal,
             format!("traceroute produced an invalid result: {e}"),
         )
@@ -224,80 +211,6 @@ fn silent_run_end(hops: &[TracerouteHop], max_silent: u8) -> Option<u8> {
     None
 }
 
-fn describe(answer: &HopAnswer) -> String {
-    match *answer {
-        HopAnswer::Icmp { icmp_type: 3, .. } | HopAnswer::Icmp { icmp_type: 129, .. } => {
-            String::new()
-        }
-        HopAnswer::Icmp {
-            icmp_type: 1,
-            icmp_code,
-            ..
-        } => format!(
-            " !{}",
-            match icmp_code {
-                0 => "N (no route)",
-                1 => "X (administratively prohibited)",
-                2 => "S (beyond scope)",
-                3 => "H (address unreachable)",
-                4 => "P (port unreachable)",
-                5 => "F (source address failed policy)",
-                6 => "R (reject route)",
-                _ => "? (unreachable)",
-            }
-        ),
-        HopAnswer::Icmp {
-            icmp_type: 2, mtu, ..
-        } => format!(" (packet too big, mtu {})", mtu.unwrap_or(0)),
-        HopAnswer::Icmp {
-            icmp_type,
-            icmp_code,
-            ..
-        } => format!(" (ICMPv6 type {icmp_type} code {icmp_code})"),
-        HopAnswer::Tcp { flags } => {
-            if flags & rawnet::build::TCP_RST != 0 {
-                " [RST]".into()
-            } else {
-                " [SYN-ACK]".into()
-            }
-        }
-    }
-}
-
-/// Human-readable lines for `sixmap-probe measure`, in the style of traceroute.
-pub fn render(result: &TracerouteResult) -> String {
-    let mut out = format!(
-        "traceroute ({}, flow label {:#07x}): {:?} after {} hops, {} packets sent\n",
-        result.protocol.name(),
-        result.flow_label,
-        result.stop,
-        result.hops.len(),
-        result.packets_sent
-    );
-    for hop in &result.hops {
-        out.push_str(&format!("{:>3} ", hop.hop_limit));
-        let mut previous: Option<IpAddr> = None;
-        for reply in &hop.replies {
-            match reply {
-                None => out.push_str(" *"),
-                Some(reply) => {
-                    if previous != Some(reply.from) {
-                        out.push_str(&format!(" {}", reply.from));
-                        previous = Some(reply.from);
-                    }
-                    out.push_str(&format!(
-                        "  {:.3} ms{}",
-                        reply.rtt_ns as f64 / 1e6,
-                        describe(&reply.answer)
-                    ));
-                }
-            }
-        }
-        out.push('\n');
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -386,9 +299,9 @@ mod tests {
         assert_eq!(result.hops[3].replies.len(), 2);
         assert_eq!(result.validate(), Ok(()));
         assert!(
-            render(&result).contains(" 4  2001:db8:9::2  0.004 ms  0.004 ms"),
+            crate::render::traceroute(&result).contains(" 4  2001:db8:9::2  0.004 ms  0.004 ms"),
             "{}",
-            render(&result)
+            crate::render::traceroute(&result)
         );
     }
 

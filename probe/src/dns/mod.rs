@@ -8,12 +8,10 @@ mod present;
 mod transport;
 mod wire;
 
-use crate::engine::{Context, failure};
+use crate::context::{Context, failure};
 use sixmap_shared::measurement::{
     DnsRecord, DnsResponse, DnsResult, DnsSpec, DnsTransport, ErrorClass, MeasurementError,
-    query_type_name, rcode_name,
 };
-use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use tokio::time::Instant;
 use transport::Failure;
@@ -102,64 +100,6 @@ fn response(bytes: &[u8], message: &Message) -> DnsResponse {
             })
             .collect(),
     }
-}
-
-fn flag_names(flags: u16) -> String {
-    [
-        (0x8000, "qr"),
-        (DnsResponse::FLAG_AA, "aa"),
-        (DnsResponse::FLAG_TC, "tc"),
-        (0x0100, "rd"),
-        (DnsResponse::FLAG_RA, "ra"),
-        (0x0020, "ad"),
-        (0x0010, "cd"),
-    ]
-    .iter()
-    .filter(|(bit, _)| flags & bit != 0)
-    .map(|(_, name)| *name)
-    .collect::<Vec<_>>()
-    .join(" ")
-}
-
-/// Human-readable lines for `sixmap-probe measure`, in the spirit of dig.
-pub fn render(result: &DnsResult) -> String {
-    let mut out = format!(
-        ";; {} {} over {:?}",
-        if result.query_name.is_empty() {
-            "."
-        } else {
-            &result.query_name
-        },
-        query_type_name(result.query_type),
-        result.transport_used
-    );
-    if let Some(ns) = result.rtt_ns {
-        let _ = write!(out, " in {:.3} ms", ns as f64 / 1e6);
-    }
-    out.push('\n');
-    if let Some(failure) = &result.failure {
-        let _ = writeln!(out, ";; no answer: {failure}");
-    }
-    if let Some(response) = &result.response {
-        let _ = writeln!(
-            out,
-            ";; {}, flags: {}; {} answers",
-            rcode_name(response.rcode),
-            flag_names(response.flags),
-            response.answers.len()
-        );
-        for a in &response.answers {
-            let _ = writeln!(
-                out,
-                "{}\t{}\tIN\t{}\t{}",
-                a.name,
-                a.ttl,
-                query_type_name(a.record_type),
-                a.data
-            );
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
 use super::*;
+use sixmap_shared::measurement::rcode_name;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wire::tests::{question, record, response as wire_response, response_counts};
 
@@ -66,7 +67,7 @@ fn every_known_type_is_presented() {
         failure: None,
     };
     assert_eq!(result.validate(), Ok(()));
-    let text = render(&result);
+    let text = crate::render::dns(&result);
     assert!(
         text.contains("NOERROR, flags: qr aa rd ra; 10 answers"),
         "{text}"

@@ -10,15 +10,14 @@
 
 pub mod response;
 
-use crate::engine::{Context, failure};
-use crate::tls::{self, connect, millis, nanos};
+use crate::context::{Context, failure};
+use crate::tls::{self, connect, nanos};
 use response::{HttpError, Progress};
 use rustls::client::danger::ServerCertVerifier;
 use rustls::pki_types::ServerName;
 use sixmap_shared::measurement::{
     ConnectOutcome, ErrorClass, HttpMethod, HttpResult, HttpSpec, HttpUrl, MeasurementError,
 };
-use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
@@ -180,55 +179,18 @@ fn server_name(url: &HttpUrl) -> Result<ServerName<'static>, MeasurementError> {
     }
 }
 
-/// Human-readable lines for `sixmap-probe measure`.
-pub fn render(result: &HttpResult) -> String {
-    let mut out = String::new();
-    let time = |ns: Option<u64>| ns.map(millis).unwrap_or_else(|| "-".into());
-    let _ = writeln!(out, "connect: {:?}", result.connect);
-    if let Some(status) = result.status {
-        let _ = writeln!(
-            out,
-            "status: {status} ({})",
-            result.http_version.as_deref().unwrap_or("?")
-        );
-        let _ = writeln!(
-            out,
-            "body: {} bytes{}",
-            result.body_bytes,
-            if result.body_truncated {
-                " (truncated at the cap)"
-            } else {
-                ""
-            }
-        );
-    }
-    let _ = writeln!(
-        out,
-        "timings: dns {}, connect {}, tls {}, first byte {}, total {}",
-        time(result.dns_ns),
-        time(result.connect_ns),
-        time(result.tls_ns),
-        time(result.first_byte_ns),
-        millis(result.total_ns)
-    );
-    if let Some(failure) = &result.failure {
-        let _ = writeln!(out, "failure: {failure}");
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tls::testserver::{context, engine, plain, tls};
+    use crate::tls::testserver::{ca, context, plain, tls};
     use std::time::Duration;
 
     const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 28\r\n\r\nsixmap lab: hello over IPv6\n";
 
     async fn measure(url: String, method: &str, max: u32, trust: bool) -> HttpResult {
         let spec = HttpSpec::new(&url, method, max).unwrap();
-        let engine = engine(trust);
-        let mut ctx = context(&engine, None, Duration::from_secs(3));
+        let ca = ca(trust);
+        let mut ctx = context(ca.as_deref(), None, Duration::from_secs(3));
         ctx.resolve_ns = Some(1000);
         run(&ctx, &spec, "::1".parse().unwrap()).await.unwrap()
     }
@@ -278,7 +240,7 @@ mod tests {
             (result.status, result.body_bytes, result.failure.as_deref()),
             (Some(200), 0, None)
         );
-        assert!(render(&result).contains("status: 200"));
+        assert!(crate::render::http(&result).contains("status: 200"));
     }
 
     #[tokio::test]

@@ -7,11 +7,11 @@
 //! kernel (`SO_TIMESTAMPNS`) when it provides them, so scheduling delays of the probe do not
 //! inflate round-trip times.
 
-pub(crate) mod cmsg;
 mod packet;
 pub(crate) mod socket;
-pub(crate) mod sys;
 
+use crate::clock::SentAt;
+use crate::sock::cmsg;
 use packet::{Icmp, Ignored, Incoming, Matcher};
 use sixmap_shared::{IcmpError, IcmpSocketKind, PingReply, PingResult, PingSpec, TimestampSource};
 use socket::{ConnectError, IcmpSocket, Message, Queue};
@@ -19,7 +19,7 @@ use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6, UdpSocket};
 use std::str::FromStr;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 use tokio::io::unix::AsyncFdReadyGuard;
 use tokio::time::Instant;
 
@@ -392,25 +392,6 @@ fn queued_error(
     Ok((incoming, error.offender))
 }
 
-/// When a request left, on both clocks: the realtime one to compare with kernel receive
-/// timestamps, the monotonic one as the fallback.
-#[derive(Debug, Clone, Copy)]
-struct SentAt {
-    monotonic: Instant,
-    realtime: Option<Duration>,
-}
-
-impl SentAt {
-    fn now() -> Self {
-        Self {
-            realtime: SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .ok(),
-            monotonic: Instant::now(),
-        }
-    }
-}
-
 #[derive(Debug)]
 struct Request {
     sent_at: SentAt,
@@ -484,12 +465,9 @@ impl Session {
         self.duplicates += usize::from(duplicate);
         let sent_at = request.sent_at;
         // Clock steps can make the kernel difference negative or zero: then it is unusable.
-        let kernel_rtt_ns = ancillary
-            .received_at
-            .zip(sent_at.realtime)
-            .and_then(|(received, sent)| received.checked_sub(sent))
-            .and_then(|rtt| u64::try_from(rtt.as_nanos()).ok())
-            .filter(|ns| *ns > 0);
+        let kernel_rtt_ns = sent_at
+            .kernel_rtt(ancillary.received_at)
+            .and_then(|rtt| u64::try_from(rtt.as_nanos()).ok());
         let userspace_rtt = now.saturating_duration_since(sent_at.monotonic);
         self.answers.push(Answer {
             sequence,
@@ -562,36 +540,3 @@ impl Session {
 
 #[cfg(test)]
 mod tests;
-
-/// Human-readable lines for `sixmap-probe measure`, in the style of iputils ping.
-pub fn render(ping: &PingResult) -> String {
-    let mut out = String::new();
-    for reply in &ping.replies {
-        out.push_str(&format!(
-            "reply from {}: seq={} hlim={} time={:.3} ms{}\n",
-            reply.from,
-            reply.sequence,
-            reply
-                .hop_limit
-                .map(|h| h.to_string())
-                .unwrap_or_else(|| "?".into()),
-            reply.rtt_ns as f64 / 1e6,
-            if reply.duplicate { " (DUP!)" } else { "" }
-        ));
-    }
-    for error in &ping.errors {
-        out.push_str(&format!(
-            "ICMP error type {} code {} from {}\n",
-            error.icmp_type, error.icmp_code, error.from
-        ));
-    }
-    out.push_str(&format!(
-        "--- {} sent, {} received, {:.0}% loss ({:?} socket, {:?} timestamps)\n",
-        ping.sent,
-        ping.received,
-        ping.loss() * 100.0,
-        ping.socket_kind,
-        ping.timestamp_source
-    ));
-    out
-}

@@ -1,8 +1,8 @@
 //! An ICMPv6 or ICMP (v4) socket of either kind, nonblocking and registered with tokio.
 
-use super::cmsg::{self, Ancillary};
 use super::packet::{self, ECHO_REPLY, ECHO_REPLY_V4, ERROR_TYPES, ERROR_TYPES_V4, Icmp};
-use super::sys;
+use crate::sock::cmsg::{self, Ancillary};
+use crate::sock::{set_flag, set_icmp6_filter, sys};
 use sixmap_shared::IcmpSocketKind;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::io;
@@ -11,8 +11,6 @@ use std::os::fd::AsFd;
 use tokio::io::Interest;
 use tokio::io::unix::{AsyncFd, AsyncFdReadyGuard};
 
-/// `ICMP6_FILTER` (`<netinet/icmp6.h>`, `ICMPV6_FILTER` in `<linux/icmpv6.h>`); libc lacks it.
-const ICMP6_FILTER: libc::c_int = 1;
 /// `ICMP_FILTER` at level `SOL_RAW` (`<linux/icmp.h>`): a 32-bit mask of ICMP types to drop.
 const ICMP_FILTER: libc::c_int = 1;
 const SOL_RAW: libc::c_int = 255;
@@ -77,8 +75,7 @@ pub(super) fn open(kind: IcmpSocketKind, icmp: Icmp) -> io::Result<Socket> {
             set_flag(&socket, libc::IPPROTO_IP, libc::IP_RECVERR)?;
         }
         (IcmpSocketKind::Raw, Icmp::V6) => {
-            let filter = icmp6_filter(ERROR_TYPES.chain([ECHO_REPLY]));
-            sys::set_option(socket.as_fd(), libc::IPPROTO_ICMPV6, ICMP6_FILTER, &filter)?;
+            set_icmp6_filter(&socket, ERROR_TYPES.chain([ECHO_REPLY]))?;
         }
         (IcmpSocketKind::Raw, Icmp::V4) => {
             let filter = icmp_filter(ERROR_TYPES_V4.into_iter().chain([ECHO_REPLY_V4]));
@@ -95,27 +92,6 @@ fn icmp_filter(types: impl IntoIterator<Item = u8>) -> u32 {
         .into_iter()
         .filter(|kind| *kind < 32)
         .fold(u32::MAX, |mask, kind| mask & !(1u32 << kind))
-}
-
-fn set_flag(socket: &Socket, level: libc::c_int, name: libc::c_int) -> io::Result<()> {
-    sys::set_option(socket.as_fd(), level, name, &1i32.to_ne_bytes())
-}
-
-/// The `struct icmp6_filter` bytes that pass only `types`. On Linux a set bit blocks the
-/// type, so everything else stays blocked and the raw socket is not woken by the host's
-/// neighbour discovery, router advertisements or our own echo requests.
-pub(crate) fn icmp6_filter(types: impl IntoIterator<Item = u8>) -> [u8; 32] {
-    let mut words = [u32::MAX; 8];
-    for kind in types {
-        if let Some(word) = words.get_mut(usize::from(kind >> 5)) {
-            *word &= !(1u32 << (kind & 31));
-        }
-    }
-    let mut bytes = [0u8; 32];
-    for (chunk, word) in bytes.chunks_exact_mut(4).zip(words) {
-        chunk.copy_from_slice(&word.to_ne_bytes());
-    }
-    bytes
 }
 
 impl IcmpSocket {
@@ -229,7 +205,7 @@ mod tests {
 
     #[test]
     fn filter_passes_only_replies_and_errors() {
-        let filter = icmp6_filter(ERROR_TYPES.chain([ECHO_REPLY]));
+        let filter = crate::sock::icmp6_filter(ERROR_TYPES.chain([ECHO_REPLY]));
         for kind in 0..=255u8 {
             let pass = matches!(kind, 1..=4 | 129);
             assert_eq!(blocks(&filter, kind), !pass, "type {kind}");

@@ -8,14 +8,13 @@
 
 pub mod socket;
 
-use crate::engine::{Context, failure};
+use crate::context::{Context, failure};
 use crate::tls::verifier::RecordingVerifier;
-use crate::tls::{self, millis, nanos};
+use crate::tls::{self, nanos};
 use quinn::crypto::rustls::{HandshakeData, QuicClientConfig};
 use quinn::{ConnectionError, Endpoint, EndpointConfig, IdleTimeout, TransportConfig};
 use rustls::client::danger::ServerCertVerifier;
 use sixmap_shared::measurement::{ErrorClass, MeasurementError, QuicFailure, QuicResult, QuicSpec};
-use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -183,45 +182,10 @@ fn silent(answered: bool, elapsed: Duration) -> (Option<QuicFailure>, Option<Str
     }
 }
 
-/// Human-readable lines for `sixmap-probe measure`.
-pub fn render(result: &QuicResult) -> String {
-    let mut out = String::new();
-    let handshake = if result.handshake_ok {
-        "ok"
-    } else if result.version.is_some() {
-        "completed, certificate rejected"
-    } else {
-        "failed"
-    };
-    let _ = writeln!(
-        out,
-        "handshake: {handshake} ({})",
-        result
-            .handshake_ns
-            .map(millis)
-            .unwrap_or_else(|| "-".into())
-    );
-    if let Some(version) = result.version {
-        let _ = writeln!(
-            out,
-            "QUIC version: {version}, ALPN: {}",
-            result.alpn.as_deref().unwrap_or("none")
-        );
-    }
-    if let Some(failure) = result.failure {
-        let _ = writeln!(
-            out,
-            "failure: {failure:?}: {}",
-            result.failure_detail.as_deref().unwrap_or("")
-        );
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tls::testserver::{context, engine, server_config};
+    use crate::tls::testserver::{ca, context, server_config};
     use quinn::crypto::rustls::QuicServerConfig;
 
     /// A QUIC server on ::1 offering `alpn`, accepting connections until dropped.
@@ -250,8 +214,8 @@ mod tests {
             alpn.iter().map(|p| (*p).to_owned()).collect(),
         )
         .unwrap();
-        let engine = engine(trust);
-        let ctx = context(&engine, Some("fixture.test"), timeout);
+        let ca = ca(trust);
+        let ctx = context(ca.as_deref(), Some("fixture.test"), timeout);
         let result = run(&ctx, &spec, "::1".parse().unwrap()).await.unwrap();
         result.validate().unwrap();
         result
@@ -265,7 +229,7 @@ mod tests {
         assert_eq!(result.version, Some(1));
         assert_eq!(result.alpn.as_deref(), Some("h3"));
         assert!(result.handshake_ns.is_some());
-        assert!(render(&result).contains("handshake: ok"));
+        assert!(crate::render::quic(&result).contains("handshake: ok"));
     }
 
     #[tokio::test]

@@ -9,12 +9,13 @@ use super::build::{BuildError, ExtHeader, Flow, ProbeParams, Transport};
 use super::matching::{AnswerKind, MatchError};
 use super::pacer::Pacer;
 use super::socket::{Listen, Receiver, Sender, SocketError};
-use sixmap_shared::measurement::TraceProtocol;
+use crate::clock::SentAt;
+use sixmap_shared::measurement::{ErrorClass, MeasurementError, TraceProtocol};
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 use tokio::time::Instant;
 
 /// Big enough for any answer: ICMPv6 errors quote at most 1280 bytes in all, and a raw TCP
@@ -46,6 +47,22 @@ pub enum ProbeError {
     Random(String),
 }
 
+/// The measurement's classified error for a probing failure.
+pub fn measurement_error(error: &ProbeError) -> MeasurementError {
+    let class = match error {
+        ProbeError::Socket(SocketError::Permission { .. }) => ErrorClass::Permission,
+        ProbeError::NoRoute { .. } | ProbeError::Send { .. } => ErrorClass::Network,
+        ProbeError::Socket(_)
+        | ProbeError::Build(_)
+        | ProbeError::Receive(_)
+        | ProbeError::Random(_) => ErrorClass::Internal,
+    };
+    MeasurementError {
+        class,
+        message: error.to_string(),
+    }
+}
+
 /// Why one probe did not leave.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
@@ -56,25 +73,6 @@ pub enum SendError {
     TooBig,
     #[error(transparent)]
     Failed(#[from] ProbeError),
-}
-
-/// When a probe left, on both clocks: the realtime one to compare with kernel receive
-/// timestamps, the monotonic one as the fallback.
-#[derive(Debug, Clone, Copy)]
-pub struct SentAt {
-    pub monotonic: Instant,
-    realtime: Option<Duration>,
-}
-
-impl SentAt {
-    fn now() -> Self {
-        Self {
-            realtime: SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .ok(),
-            monotonic: Instant::now(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -155,7 +153,7 @@ impl Prober {
         flow_label: u32,
         limit: u32,
     ) -> Result<Self, ProbeError> {
-        let source = match crate::engine::source_address_for(IpAddr::V6(destination)) {
+        let source = match crate::sock::source_address_for(IpAddr::V6(destination)) {
             Ok(IpAddr::V6(source)) => source,
             Ok(IpAddr::V4(_)) => {
                 return Err(ProbeError::NoRoute {
@@ -360,14 +358,10 @@ impl Book {
                 continue;
             }
             sent.answered = true;
-            let kernel_rtt = received
-                .ancillary
-                .received_at
-                .zip(sent.at.realtime)
-                .and_then(|(received, sent)| received.checked_sub(sent))
-                .filter(|rtt| !rtt.is_zero());
-            let rtt =
-                kernel_rtt.unwrap_or_else(|| now.saturating_duration_since(sent.at.monotonic));
+            let rtt = sent
+                .at
+                .kernel_rtt(received.ancillary.received_at)
+                .unwrap_or_else(|| now.saturating_duration_since(sent.at.monotonic));
             self.answers.push_back(Answer {
                 id: matched.id,
                 probe: sent.params,

@@ -1,9 +1,9 @@
 //! The raw sockets of path measurements: one that sends whole IPv6 packets
 //! (`IPPROTO_RAW`, header included), and receivers for ICMPv6 and TCP with kernel receive
-//! timestamps. All need CAP_NET_RAW. The few syscalls that need `unsafe` are `ping::sys`'s.
+//! timestamps. All need CAP_NET_RAW. The few syscalls that need `unsafe` are `sock::sys`'s.
 
-use crate::ping::cmsg::{self, Ancillary};
-use crate::ping::sys;
+use crate::sock::cmsg::{self, Ancillary};
+use crate::sock::{set_flag, set_icmp6_filter, sys};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::io;
 use std::net::{Ipv6Addr, SocketAddrV6};
@@ -11,8 +11,6 @@ use std::os::fd::AsFd;
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
-/// `ICMP6_FILTER` (`<netinet/icmp6.h>`); libc lacks it.
-const ICMP6_FILTER: libc::c_int = 1;
 /// Room for the answers of a parallel trace arriving together (best effort: the kernel caps
 /// it at `net.core.rmem_max`).
 const RECEIVE_BUFFER: usize = 1 << 20;
@@ -46,10 +44,6 @@ fn open(what: &'static str, protocol: libc::c_int) -> Result<Socket, SocketError
         .set_nonblocking(true)
         .map_err(|source| SocketError::Setup { what, source })?;
     Ok(socket)
-}
-
-fn set_flag(socket: &Socket, level: libc::c_int, name: libc::c_int) -> io::Result<()> {
-    sys::set_option(socket.as_fd(), level, name, &1i32.to_ne_bytes())
 }
 
 /// Sends whole IPv6 packets as built: with `IPPROTO_RAW` the kernel adds no header and
@@ -102,7 +96,7 @@ pub enum Listen {
 }
 
 /// A raw receiving socket registered with tokio; only ever used through `get_ref` (see
-/// `ping::sys::register`).
+/// `sock::sys::register`).
 #[derive(Debug)]
 pub struct Receiver {
     fd: AsyncFd<Socket>,
@@ -127,9 +121,7 @@ impl Receiver {
         set_flag(&socket, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS).map_err(setup)?;
         set_flag(&socket, libc::IPPROTO_IPV6, libc::IPV6_RECVHOPLIMIT).map_err(setup)?;
         if listen == Listen::Icmpv6 {
-            let filter =
-                crate::ping::socket::icmp6_filter([1, 2, 3, 4, super::build::ICMPV6_ECHO_REPLY]);
-            sys::set_option(socket.as_fd(), libc::IPPROTO_ICMPV6, ICMP6_FILTER, &filter)
+            set_icmp6_filter(&socket, [1, 2, 3, 4, super::build::ICMPV6_ECHO_REPLY])
                 .map_err(setup)?;
         }
         if let Err(e) = socket.set_recv_buffer_size(RECEIVE_BUFFER) {

@@ -11,7 +11,7 @@ pub(crate) mod testserver;
 pub mod verifier;
 pub mod x509;
 
-use crate::engine::{Context, failure};
+use crate::context::{Context, failure};
 use rustls::client::danger::ServerCertVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::ServerName;
@@ -19,7 +19,6 @@ use rustls::{ClientConfig, ProtocolVersion, RootCertStore};
 use sixmap_shared::measurement::{
     ConnectOutcome, ErrorClass, MeasurementError, TlsResult, TlsSpec,
 };
-use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -121,7 +120,7 @@ pub fn provider() -> Arc<CryptoProvider> {
 
 /// The trust anchors, or a measurement error saying what is wrong with them.
 pub fn anchors(ctx: &Context<'_>) -> Result<Arc<RootCertStore>, MeasurementError> {
-    crate::trust::anchors(ctx.engine.extra_ca_file.as_deref())
+    crate::trust::anchors(ctx.extra_ca_file)
         .map_err(|e| failure(ErrorClass::Internal, e.to_string()))
 }
 
@@ -219,70 +218,9 @@ pub(crate) fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
-pub(crate) fn millis(ns: u64) -> String {
-    format!("{:.3} ms", ns as f64 / 1e6)
-}
-
-/// Human-readable lines for `sixmap-probe measure`.
-pub fn render(result: &TlsResult) -> String {
-    let mut out = String::new();
-    let time = |ns: Option<u64>| ns.map(millis).unwrap_or_else(|| "-".into());
-    let _ = writeln!(
-        out,
-        "connect: {:?} ({})",
-        result.connect,
-        time(result.connect_ns)
-    );
-    if result.connect == ConnectOutcome::Connected {
-        let _ = writeln!(
-            out,
-            "handshake: {} ({})",
-            if result.handshake_ok { "ok" } else { "failed" },
-            time(result.handshake_ns)
-        );
-    }
-    if result.handshake_ok {
-        let _ = writeln!(
-            out,
-            "version: {}, cipher suite: {}, ALPN: {}",
-            result.version.as_deref().unwrap_or("?"),
-            result.cipher_suite.as_deref().unwrap_or("?"),
-            result.alpn.as_deref().unwrap_or("none")
-        );
-    }
-    for (i, cert) in result.chain.iter().enumerate() {
-        let _ = writeln!(out, "certificate {i}: {}", cert.subject);
-        let _ = writeln!(out, "  issuer: {}", cert.issuer);
-        let date = |t: Option<sixmap_shared::UnixMicros>| {
-            t.map(x509::iso8601).unwrap_or_else(|| "?".into())
-        };
-        let _ = writeln!(
-            out,
-            "  valid: {} .. {}",
-            date(cert.not_before),
-            date(cert.not_after)
-        );
-    }
-    if !result.chain.is_empty() {
-        let _ = writeln!(
-            out,
-            "certificate verified: {}",
-            if result.certificate_verified {
-                "yes"
-            } else {
-                "no"
-            }
-        );
-    }
-    if let Some(failure) = &result.failure {
-        let _ = writeln!(out, "failure: {failure}");
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
-    use super::testserver::{context, engine, tls};
+    use super::testserver::{ca, context, tls};
     use super::*;
 
     fn spec(name: Option<&str>, port: u16, alpn: &[&str]) -> TlsSpec {
@@ -297,8 +235,8 @@ mod tests {
     #[tokio::test]
     async fn a_trusted_server_verifies_with_version_suite_alpn_and_chain() {
         let (address, server) = tls(&["h2", "http/1.1"], Vec::new()).await;
-        let engine = engine(true);
-        let ctx = context(&engine, Some("fixture.test"), Duration::from_secs(5));
+        let ca = ca(true);
+        let ctx = context(ca.as_deref(), Some("fixture.test"), Duration::from_secs(5));
         let result = run(
             &ctx,
             &spec(None, address.port(), &["http/1.1"]),
@@ -328,7 +266,7 @@ mod tests {
             "C=DE, O=sixmap test, CN=sixmap test CA"
         );
         result.validate().unwrap();
-        let text = render(&result);
+        let text = crate::render::tls(&result);
         assert!(text.contains("certificate verified: yes"), "{text}");
     }
 
@@ -336,8 +274,8 @@ mod tests {
     async fn a_tls12_only_server_is_measured_as_such() {
         let config = super::testserver::server_config_for(&[], &[&rustls::version::TLS12]);
         let (address, server) = super::testserver::tls_with(config, Vec::new()).await;
-        let engine = engine(true);
-        let ctx = context(&engine, Some("fixture.test"), Duration::from_secs(5));
+        let ca = ca(true);
+        let ctx = context(ca.as_deref(), Some("fixture.test"), Duration::from_secs(5));
         let result = run(&ctx, &spec(None, address.port(), &[]), address.ip())
             .await
             .unwrap();
@@ -361,9 +299,9 @@ mod tests {
     async fn bad_certificates_are_recorded_not_fatal() {
         // Unknown issuer: the fixture CA is not trusted.
         let (address, server) = tls(&[], Vec::new()).await;
-        let engine_untrusted = engine(false);
+        let untrusted = ca(false);
         let ctx = context(
-            &engine_untrusted,
+            untrusted.as_deref(),
             Some("fixture.test"),
             Duration::from_secs(5),
         );
@@ -388,8 +326,8 @@ mod tests {
 
         // Name mismatch: SNI from the spec wins over the target name.
         let (address, server) = tls(&[], Vec::new()).await;
-        let engine = engine(true);
-        let ctx = context(&engine, Some("fixture.test"), Duration::from_secs(5));
+        let ca = ca(true);
+        let ctx = context(ca.as_deref(), Some("fixture.test"), Duration::from_secs(5));
         let result = run(
             &ctx,
             &spec(Some("wrong.test"), address.port(), &[]),
@@ -411,7 +349,7 @@ mod tests {
         // An address literal: no SNI, the certificate's IP addresses are checked (::1 is not
         // among them).
         let (address, server) = tls(&[], Vec::new()).await;
-        let ctx = context(&engine, None, Duration::from_secs(5));
+        let ctx = context(ca.as_deref(), None, Duration::from_secs(5));
         let result = run(&ctx, &spec(None, address.port(), &[]), address.ip())
             .await
             .unwrap();
@@ -425,8 +363,8 @@ mod tests {
     #[tokio::test]
     async fn alpn_mismatch_and_non_tls_servers_fail_the_handshake() {
         let (address, server) = tls(&["h2"], Vec::new()).await;
-        let engine = engine(true);
-        let ctx = context(&engine, Some("fixture.test"), Duration::from_secs(5));
+        let ca = ca(true);
+        let ctx = context(ca.as_deref(), Some("fixture.test"), Duration::from_secs(5));
         let result = run(
             &ctx,
             &spec(None, address.port(), &["http/1.1"]),
@@ -461,8 +399,8 @@ mod tests {
         let listener = std::net::TcpListener::bind("[::1]:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         drop(listener);
-        let engine = engine(true);
-        let ctx = context(&engine, Some("fixture.test"), Duration::from_secs(5));
+        let ca = ca(true);
+        let ctx = context(ca.as_deref(), Some("fixture.test"), Duration::from_secs(5));
         let result = run(&ctx, &spec(None, port, &[]), "::1".parse().unwrap())
             .await
             .unwrap();
@@ -480,11 +418,8 @@ mod tests {
 
     #[test]
     fn a_missing_extra_ca_file_is_a_clear_error() {
-        let engine = crate::engine::Engine {
-            extra_ca_file: Some("/nonexistent/ca.pem".into()),
-            ..Default::default()
-        };
-        let ctx = super::testserver::context(&engine, None, Duration::from_secs(1));
+        let ca = std::path::Path::new("/nonexistent/ca.pem");
+        let ctx = crate::context::for_test(Some(ca), None, Duration::from_secs(1));
         let err = anchors(&ctx).unwrap_err();
         assert!(err.message.contains("/nonexistent/ca.pem"), "{err:?}");
     }

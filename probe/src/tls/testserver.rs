@@ -2,11 +2,11 @@
 //! 2001:db8::443, signed by the fixture CA) and plain TCP, on ::1, each answering with what
 //! the test hands it.
 
-use crate::engine::{Context, Engine};
+use crate::context::Context;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -16,21 +16,13 @@ pub fn fixture_ca() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/tls/testdata/ca.pem")
 }
 
-pub fn engine(trust_fixture_ca: bool) -> Engine {
-    Engine {
-        extra_ca_file: trust_fixture_ca.then(fixture_ca),
-        ..Engine::default()
-    }
+/// The extra CA file of a test's context: the fixture CA, or none (the system store only).
+pub fn ca(trust_fixture_ca: bool) -> Option<PathBuf> {
+    trust_fixture_ca.then(fixture_ca)
 }
 
-pub fn context<'a>(engine: &'a Engine, name: Option<&'a str>, timeout: Duration) -> Context<'a> {
-    Context {
-        engine,
-        deadline: tokio::time::Instant::now() + timeout,
-        max_packets: None,
-        target_name: name,
-        resolve_ns: None,
-    }
+pub fn context<'a>(ca: Option<&'a Path>, name: Option<&'a str>, timeout: Duration) -> Context<'a> {
+    crate::context::for_test(ca, name, timeout)
 }
 
 pub fn server_config(alpn: &[&str]) -> Arc<rustls::ServerConfig> {
