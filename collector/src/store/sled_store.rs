@@ -156,6 +156,36 @@ pub(super) fn read_log_head(results: &sled::Tree) -> Result<u64, StoreError> {
     Ok(recorded.max(last))
 }
 
+/// How long opening waits for the store's file lock: a handle of this process that was just
+/// dropped releases it from sled's background thread a moment later (a restart in-process,
+/// tests reopening a store). Another process holding it is refused after this wait.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn open_waiting_for_lock(dir: &Path, cache_mb: u64) -> Result<sled::Db, StoreError> {
+    let started = std::time::Instant::now();
+    loop {
+        let opened = sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_mb.saturating_mul(1024 * 1024))
+            .open();
+        match opened {
+            Ok(db) => return Ok(db),
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && started.elapsed() < LOCK_WAIT =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(e) => {
+                return Err(StoreError::Backend(format!(
+                    "cannot open store at {}: {e}",
+                    dir.display()
+                )));
+            }
+        }
+    }
+}
+
 fn poisoned() -> StoreError {
     StoreError::Backend("store lock poisoned".into())
 }
@@ -169,13 +199,7 @@ impl SledStore {
 
     /// [`SledStore::open`] with sled's page cache bounded to `cache_mb` MiB.
     pub fn open_with_cache(dir: &Path, cache_mb: u64) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(cache_mb.saturating_mul(1024 * 1024))
-            .open()
-            .map_err(|e| {
-                StoreError::Backend(format!("cannot open store at {}: {e}", dir.display()))
-            })?;
+        let db = open_waiting_for_lock(dir, cache_mb)?;
         let tree = |name: &str| db.open_tree(name).map_err(backend);
         let results = tree(RESULTS_TREE)?;
         let mut migrated = super::migrate::run(&db, &results, super::migrate::CHUNK, None)?;
