@@ -3,7 +3,7 @@
 //! the daily series and the aggregates: "scan" computes them from the results as before
 //! figures existed, "figures" reads the figures kept at ingest (`figures`).
 //!
-//! Run: `cargo run --release -p sixmap-collector --example map_bench [RESULTS] [PROBES]`
+//! Run: `cargo run --release -p sixmap-collector --example map_bench [RESULTS] [PROBES] [--no-scan]`
 //! (defaults: 1,000,000 results from 2,000 probes over 30 days, in 40 countries of 10
 //! networks each).
 
@@ -75,6 +75,8 @@ fn main() -> anyhow::Result<()> {
         .transpose()?
         .unwrap_or(1_000_000);
     let probes: u64 = args.next().map(|a| a.parse()).transpose()?.unwrap_or(2_000);
+    // `--no-scan`: skip the scan reference (minutes at 10 M results).
+    let with_scan = args.next().as_deref() != Some("--no-scan");
     let per_probe = (total / probes).max(1);
     let dir = tempfile::tempdir()?;
     let store = SledStore::open(dir.path())?;
@@ -162,7 +164,27 @@ fn main() -> anyhow::Result<()> {
     let today = now.0.div_euclid(DAY_US);
     // Scan runs are few: each reads the last day (maps) or up to 1 M results (aggregates).
     let scan_runs = if stored > 2_000_000 { 3 } else { 5 };
-    for (source, runs) in [(Source::Scan, scan_runs), (Source::Figures, 200)] {
+    // What a map request costs now: the answer from the snapshot kept in memory
+    // (`map_view`), serialised as the handler does; the snapshot is taken in the background.
+    let snapshot = maps::Snapshot::take(&store, now)?;
+    println!(
+        "[view   ] snapshot taken (background, >= 1 s apart):  {}",
+        time(20, || maps::Snapshot::take(&store, now).unwrap())
+    );
+    println!(
+        "[view   ] GET /api/v1/maps/countries:            {}",
+        time(2000, || serde_json::to_vec(&snapshot.countries()).unwrap())
+    );
+    println!(
+        "[view   ] GET /api/v1/maps/countries/AA:         {}",
+        time(2000, || serde_json::to_vec(&snapshot.country(aa)).unwrap())
+    );
+    let sources = if with_scan {
+        vec![(Source::Scan, scan_runs), (Source::Figures, 200)]
+    } else {
+        vec![(Source::Figures, 200)]
+    };
+    for (source, runs) in sources {
         let name = match source {
             Source::Scan => "scan   ",
             Source::Figures => "figures",
@@ -211,15 +233,17 @@ fn main() -> anyhow::Result<()> {
             );
         }
     }
-    let a = aggregate::aggregate_scan(
-        &store,
-        &request(GroupBy::Country),
-        query::aggregate_budget(),
-    )?;
-    println!(
-        "(the scan aggregate stops at its budget: {} results read, truncated: {})",
-        a.results, a.truncated
-    );
+    if with_scan {
+        let a = aggregate::aggregate_scan(
+            &store,
+            &request(GroupBy::Country),
+            query::aggregate_budget(),
+        )?;
+        println!(
+            "(the scan aggregate stops at its budget: {} results read, truncated: {})",
+            a.results, a.truncated
+        );
+    }
     println!(
         "GET /api/v1/maps/countries/AA/series:    {}",
         time(200, || daily::series(&store, aa).unwrap())
