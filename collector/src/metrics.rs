@@ -55,6 +55,8 @@ pub struct CollectorMetrics {
     pub ack_latency: Arc<Histogram>,
     pub store_flush: Arc<Histogram>,
     pub http_requests: Arc<Family<Counter>>,
+    pub reader_jobs_running: Arc<Gauge>,
+    pub reader_jobs_stopped: Arc<Counter>,
 }
 
 impl CollectorMetrics {
@@ -124,6 +126,14 @@ impl CollectorMetrics {
                 "sixmap_collector_http_requests_total",
                 "HTTP requests by route template (\"unmatched\" for unknown paths) and status class (2xx, 4xx...).",
                 &["route", "status"],
+            ),
+            reader_jobs_running: r.gauge(
+                "sixmap_collector_reader_jobs_running",
+                "API store reads running now on the readers' pool (at most [limits] reader_threads).",
+            ),
+            reader_jobs_stopped: r.counter(
+                "sixmap_collector_reader_jobs_stopped_total",
+                "API store reads that stopped early because their request went away (timed out, client left).",
             ),
             registry: r,
         }

@@ -471,6 +471,20 @@ async fn requests_whose_clients_leave_stop_their_store_reads() {
     .await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert_eq!(readers.stopped(), 2);
+    // Operators see the same on /metrics (process-wide: other tests here may add to it).
+    let metrics = http_raw(
+        collector.http,
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let value = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("{name} missing from /metrics: {metrics}"))
+    };
+    assert!(value("sixmap_collector_reader_jobs_stopped_total") >= 2.0);
+    assert!(value("sixmap_collector_reader_jobs_running") >= 0.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

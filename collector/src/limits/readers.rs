@@ -107,11 +107,30 @@ impl Job {
 /// Runs `work` as the reader job of this thread with `flags`; counts it in `stopped` if it
 /// ended early because its request went away.
 fn as_job<T>(flags: Arc<Flags>, stopped: &AtomicU64, work: impl FnOnce() -> T) -> T {
+    let metrics = crate::metrics::metrics();
+    let _running = Running::start(&metrics.reader_jobs_running);
     let out = Job(Some(flags.clone())).enter(work);
     if flags.seen.load(Ordering::Relaxed) {
         stopped.fetch_add(1, Ordering::Relaxed);
+        metrics.reader_jobs_stopped.inc();
     }
     out
+}
+
+/// One job in `sixmap_collector_reader_jobs_running`, also if the job panics.
+struct Running<'a>(&'a sixmap_shared::metrics::Gauge);
+
+impl<'a> Running<'a> {
+    fn start(gauge: &'a sixmap_shared::metrics::Gauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 impl Readers {
