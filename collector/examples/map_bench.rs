@@ -95,6 +95,7 @@ fn main() -> anyhow::Result<()> {
     let probes: u64 = args.next().map(|a| a.parse()).transpose()?.unwrap_or(2_000);
     let per_probe = (total / probes).max(1);
     let dir = tempfile::tempdir()?;
+    let now = UnixMicros::now();
     // Kept alive for the whole run (the server stops when dropped).
     let mut _server = None;
     let store: Box<dyn Store> = if clickhouse {
@@ -106,12 +107,14 @@ fn main() -> anyhow::Result<()> {
                 hold: Duration::from_secs(600),
                 expiry: Duration::from_secs(1200),
             });
+        // Figures built on the empty database (what the folder does first), then folded
+        // incrementally after the results are in.
+        fold::rebuild(&store, &sixmap_shared::prefixes::PrefixData::new(), now)?;
         _server = Some(server);
         Box::new(store)
     } else {
         Box::new(SledStore::open(dir.path())?)
     };
-    let now = UnixMicros::now();
     let start = now.0 - DAYS * DAY_US;
 
     let built = Instant::now();
