@@ -3,16 +3,22 @@
 //! the daily series and the aggregates: "scan" computes them from the results as before
 //! figures existed, "figures" reads the figures kept at ingest (`figures`).
 //!
-//! Run: `cargo run --release -p sixmap-collector --example map_bench [RESULTS] [PROBES] [--no-scan]`
-//! (defaults: 1,000,000 results from 2,000 probes over 30 days, in 40 countries of 10
-//! networks each).
+//! Run: `cargo run --release -p sixmap-collector --example map_bench [RESULTS] [PROBES]
+//! [--no-scan] [--store clickhouse]` (defaults: 1,000,000 results from 2,000 probes over 30
+//! days, in 40 countries of 10 networks each; sled). `--no-scan` skips the scan reference
+//! (minutes at 10 M results). With `--store clickhouse` the results go through the
+//! ClickHouse store into a ClickHouse server the benchmark starts (Debian's binary, as the
+//! tests do), and the figures are folded incrementally as a collector's folder does.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark may stop at the first failure
 
 use sixmap_collector::figures::{Source, fold};
 use sixmap_collector::query::aggregate::{self, AggregateRequest, GroupBy, Side};
 use sixmap_collector::store::ResultFilter;
-use sixmap_collector::store::{ProbeRecord, SledStore, Store, StoredResult};
+use sixmap_collector::store::clickhouse::figures::FoldTiming;
+use sixmap_collector::store::{
+    ClickHouseConfig, ClickHouseStore, ProbeRecord, SledStore, Store, StoredResult,
+};
 use sixmap_collector::{daily, maps, query, testing};
 use sixmap_shared::health::{ProbeTag, TagName};
 use sixmap_shared::prefixes::{CountryCode, Enrichment};
@@ -68,7 +74,20 @@ fn time<T>(runs: usize, mut f: impl FnMut() -> T) -> String {
 }
 
 fn main() -> anyhow::Result<()> {
-    let mut args = std::env::args().skip(1);
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let clickhouse = match args.iter().position(|a| a == "--store") {
+        Some(i) => {
+            let backend = args.get(i + 1).cloned().unwrap_or_default();
+            args.drain(i..(i + 2).min(args.len()));
+            match backend.as_str() {
+                "clickhouse" => true,
+                "sled" => false,
+                other => anyhow::bail!("--store takes sled or clickhouse, not {other:?}"),
+            }
+        }
+        None => false,
+    };
+    let mut args = args.into_iter();
     let total: u64 = args
         .next()
         .map(|a| a.parse())
@@ -79,8 +98,26 @@ fn main() -> anyhow::Result<()> {
     let with_scan = args.next().as_deref() != Some("--no-scan");
     let per_probe = (total / probes).max(1);
     let dir = tempfile::tempdir()?;
-    let store = SledStore::open(dir.path())?;
     let now = UnixMicros::now();
+    // Kept alive for the whole run (the server stops when dropped).
+    let mut _server = None;
+    let store: Box<dyn Store> = if clickhouse {
+        let server = testing::clickhouse::require()
+            .ok_or_else(|| anyhow::anyhow!("no ClickHouse server binary installed"))?;
+        let store = ClickHouseStore::open(&ClickHouseConfig::local(&server.url(), "map_bench"))?
+            .with_fold_timing(FoldTiming {
+                lag: Duration::ZERO,
+                hold: Duration::from_secs(600),
+                expiry: Duration::from_secs(1200),
+            });
+        // Figures built on the empty database (what the folder does first), then folded
+        // incrementally after the results are in.
+        fold::rebuild(&store, &sixmap_shared::prefixes::PrefixData::new(), now)?;
+        _server = Some(server);
+        Box::new(store)
+    } else {
+        Box::new(SledStore::open(dir.path())?)
+    };
     let start = now.0 - DAYS * DAY_US;
 
     let built = Instant::now();
@@ -124,6 +161,9 @@ fn main() -> anyhow::Result<()> {
             if batch.len() == batch.capacity() {
                 store.insert_results(&batch)?;
                 batch.clear();
+                if clickhouse {
+                    store.flush()?;
+                }
             }
         }
     }
@@ -135,21 +175,43 @@ fn main() -> anyhow::Result<()> {
         built.elapsed().as_secs_f64()
     );
 
-    let disk = fs_size(dir.path());
-    println!(
-        "store on disk: {:.1} MB, {:.0} bytes per stored result",
-        disk as f64 / 1e6,
-        disk as f64 / stored as f64
-    );
     let prefixes = sixmap_shared::prefixes::PrefixData::new();
+    let store = &*store;
+    if clickhouse {
+        // What the collector's folder does, from the first result to the last.
+        let t = Instant::now();
+        let mut folded = 0;
+        loop {
+            let before = store.figures_cursor()?;
+            let round =
+                fold::fold_once(store, &prefixes, fold::FOLD_CHUNK, fold::hours_since(now))?;
+            folded += round.folded;
+            if round.folded == 0 && store.figures_cursor()? == before {
+                break;
+            }
+        }
+        println!(
+            "figures folded incrementally (the folder's rounds of {}): {folded} results in {:.1} s, {:.0} results/s",
+            fold::FOLD_CHUNK,
+            t.elapsed().as_secs_f64(),
+            folded as f64 / t.elapsed().as_secs_f64()
+        );
+    } else {
+        let disk = fs_size(dir.path());
+        println!(
+            "store on disk: {:.1} MB, {:.0} bytes per stored result",
+            disk as f64 / 1e6,
+            disk as f64 / stored as f64
+        );
+        let t = Instant::now();
+        fold::rebuild(store, &prefixes, now)?;
+        println!(
+            "figures rebuilt from all results (what `rollups rebuild` does): {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+    }
     let t = Instant::now();
-    fold::rebuild(&store, &prefixes, now)?;
-    println!(
-        "figures rebuilt from all results (what `rollups rebuild` does): {:.1} s",
-        t.elapsed().as_secs_f64()
-    );
-    let t = Instant::now();
-    let rollups = daily::refresh(&store, &prefixes, now, DAYS + 1)?;
+    let rollups = daily::refresh(store, &prefixes, now, DAYS + 1)?;
     println!(
         "daily rollups, all {} days from figures: {rollups} stored in {:.2} s",
         DAYS + 1,
@@ -166,10 +228,10 @@ fn main() -> anyhow::Result<()> {
     let scan_runs = if stored > 2_000_000 { 3 } else { 5 };
     // What a map request costs now: the answer from the snapshot kept in memory
     // (`map_view`), serialised as the handler does; the snapshot is taken in the background.
-    let snapshot = maps::Snapshot::take(&store, now)?;
+    let snapshot = maps::Snapshot::take(store, now)?;
     println!(
         "[view   ] snapshot taken (background, >= 1 s apart):  {}",
-        time(20, || maps::Snapshot::take(&store, now).unwrap())
+        time(20, || maps::Snapshot::take(store, now).unwrap())
     );
     println!(
         "[view   ] GET /api/v1/maps/countries:            {}",
@@ -191,26 +253,29 @@ fn main() -> anyhow::Result<()> {
         };
         println!(
             "[{name}] GET /api/v1/maps/countries:            {}",
-            time(runs, || maps::countries_from(&store, now, source).unwrap())
+            time(runs, || maps::countries_from(store, now, source).unwrap())
         );
         println!(
             "[{name}] GET /api/v1/maps/countries/AA:         {}",
-            time(runs, || maps::country_from(&store, aa, now, source)
-                .unwrap())
+            time(runs, || maps::country_from(store, aa, now, source).unwrap())
         );
         println!(
             "[{name}] daily rollups, today + yesterday:      {}",
-            time(runs, || match source {
-                Source::Scan => {
-                    for back in 0..2 {
-                        let day = sixmap_shared::UnixMicros(now.0 - back * DAY_US);
-                        daily::compute_day_from(&store, &prefixes, day, Source::Scan).unwrap();
+            // On ClickHouse storing them is one INSERT per day and group: a few runs.
+            time(
+                if clickhouse { runs.min(5) } else { runs },
+                || match source {
+                    Source::Scan => {
+                        for back in 0..2 {
+                            let day = sixmap_shared::UnixMicros(now.0 - back * DAY_US);
+                            daily::compute_day_from(store, &prefixes, day, Source::Scan).unwrap();
+                        }
+                    }
+                    Source::Figures => {
+                        daily::store_days(store, &[today - 1, today]).unwrap();
                     }
                 }
-                Source::Figures => {
-                    daily::store_days(&store, &[today - 1, today]).unwrap();
-                }
-            })
+            )
         );
         for group_by in [GroupBy::Country, GroupBy::AsnDay] {
             println!(
@@ -219,13 +284,13 @@ fn main() -> anyhow::Result<()> {
                 time(runs, || {
                     let a = match source {
                         Source::Scan => aggregate::aggregate_scan(
-                            &store,
+                            store,
                             &request(group_by),
                             query::aggregate_budget(),
                         )
                         .unwrap(),
                         Source::Figures => {
-                            aggregate::from_figures(&store, &request(group_by), u64::MAX).unwrap()
+                            aggregate::from_figures(store, &request(group_by), u64::MAX).unwrap()
                         }
                     };
                     (a.results, a.truncated)
@@ -235,7 +300,7 @@ fn main() -> anyhow::Result<()> {
     }
     if with_scan {
         let a = aggregate::aggregate_scan(
-            &store,
+            store,
             &request(GroupBy::Country),
             query::aggregate_budget(),
         )?;
@@ -246,11 +311,11 @@ fn main() -> anyhow::Result<()> {
     }
     println!(
         "GET /api/v1/maps/countries/AA/series:    {}",
-        time(200, || daily::series(&store, aa).unwrap())
+        time(200, || daily::series(store, aa).unwrap())
     );
     println!(
         "GET /api/v1/maps/networks/AS64512/series: {}",
-        time(200, || daily::network_series(&store, 64_512).unwrap())
+        time(200, || daily::network_series(store, 64_512).unwrap())
     );
     Ok(())
 }

@@ -24,7 +24,7 @@ pub const REFRESH_MIN: Duration = Duration::from_secs(1);
 /// Longest time between two background snapshots.
 pub const REFRESH_AT_LEAST: Duration = Duration::from_secs(30);
 /// How often the refresher looks at the figures' cursor.
-const POLL: Duration = Duration::from_millis(250);
+const POLL: Duration = Duration::from_millis(500);
 /// A snapshot older than this is not served: the request takes a new one.
 pub const SERVE_FOR: Duration = Duration::from_secs(120);
 

@@ -6,8 +6,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers may fail loudly
 
 use sixmap_collector::store::{
-    AuditEntry, AuthStore, ClickHouseConfig, ClickHouseStore, EnrollmentTokenRecord, Inserted,
-    ProbeRecord, ResultQuery, Store, StoreError, StoredResult, TagEvent,
+    AuditEntry, AuthStore, ClickHouseConfig, ClickHouseStore, EnrollmentTokenRecord, FigureStore,
+    Inserted, ProbeRecord, ResultQuery, Store, StoreError, StoredResult, TagEvent,
 };
 use sixmap_collector::testing::clickhouse::{self, ClickHouseServer};
 use sixmap_collector::testing::ping_v6;
@@ -787,7 +787,13 @@ fn current_clickhouse_accepts_the_same_sql() {
         eprintln!("skipped: {why}");
         return;
     }
-    let store = ClickHouseStore::open_recording(&config(&server, "replay")).unwrap();
+    let store = ClickHouseStore::open_recording(&config(&server, "replay"))
+        .unwrap()
+        .with_fold_timing(sixmap_collector::store::clickhouse::figures::FoldTiming {
+            lag: Duration::ZERO,
+            hold: Duration::from_secs(60),
+            expiry: Duration::from_secs(120),
+        });
     let probe = probe_record("pi");
     store.create_probe(&probe).unwrap();
     store.update_probe(&probe).unwrap();
@@ -859,6 +865,42 @@ fn current_clickhouse_accepts_the_same_sql() {
             limit: 5,
         })
         .unwrap();
+    let networks = vec!["site 2001:db8::/64".to_owned()];
+    store
+        .index_owner_probe("alice", &networks, &probe.id, true)
+        .unwrap();
+    store.owner_probe_count("alice", &networks[0]).unwrap();
+    store
+        .owner_has_probe("alice", &networks[0], &probe.id)
+        .unwrap();
+    store.mark_owner_index_complete().unwrap();
+    store.owner_index_complete().unwrap();
+    // Figures: fold rounds (the second finds only a copy), reads, a rebuild.
+    {
+        use sixmap_collector::figures::fold;
+        let prefixes = sixmap_shared::prefixes::PrefixData::new();
+        store
+            .insert_results(&[result(&probe.id, 1, 9, 1_700_000_000_000_000)])
+            .unwrap();
+        fold::rebuild(&store, &prefixes, UnixMicros(1_700_000_000_000_000)).unwrap();
+        store
+            .insert_results(&[
+                result(&probe.id, 1, 10, 1_700_000_000_000_000),
+                result(&probe.id, 1, 9, 1_700_000_000_000_000),
+            ])
+            .unwrap();
+        store.flush().unwrap();
+        assert!(
+            fold::fold_once(&store, &prefixes, 1, i64::MIN)
+                .unwrap()
+                .folded
+                > 0
+        );
+        fold::fold_once(&store, &prefixes, 10, i64::MIN).unwrap();
+        store.figure(b"D").unwrap();
+        store.figure_rows(b"A", b"Z", &mut |_, _| true).unwrap();
+        fold::rebuild(&store, &prefixes, UnixMicros(1_700_000_000_000_000)).unwrap();
+    }
 
     let recorded = store.recorded();
     assert!(recorded.len() > 40, "{} statements", recorded.len());
@@ -1061,12 +1103,16 @@ fn random_result(rng: &mut Random, probe: &ProbeId, sequence: u64, at: i64) -> S
 }
 
 /// The same randomised results, resent within batches, across batches and through a second
-/// collector, go into a sled store and a ClickHouse store: every answer computed from the
-/// results (query pages, time scans, the maps, the aggregates, the daily figures) is equal.
+/// collector, go into a sled store and a ClickHouse store, each folding its figures in rounds
+/// of random sizes between batches: the figure rows are equal (and equal a rebuild), and every
+/// answer (query pages, time scans, and the maps, aggregates and daily figures read from the
+/// figures) is equal.
 #[test]
 fn sled_and_clickhouse_answer_the_same() {
     use sixmap_collector::figures::Source;
-    use sixmap_collector::query::aggregate::{AggregateRequest, GroupBy, Side, aggregate_scan};
+    use sixmap_collector::figures::fold;
+    use sixmap_collector::query::aggregate::{AggregateRequest, GroupBy, Side, aggregate};
+    use sixmap_collector::store::clickhouse::figures::FoldTiming;
     use sixmap_collector::store::{ResultFilter, ScanBudget, SledStore};
     let Some(server) = clickhouse::require() else {
         return;
@@ -1080,9 +1126,19 @@ fn sled_and_clickhouse_answer_the_same() {
     let mut rng = Random(seed);
     let dir = tempfile::tempdir().unwrap();
     let sled = SledStore::open(dir.path()).unwrap();
-    let clickhouse = ClickHouseStore::open(&config(&server, "differential")).unwrap();
+    // Figures fold what was flushed before (one process: no lag needed).
+    let timing = FoldTiming {
+        lag: Duration::ZERO,
+        hold: Duration::from_secs(120),
+        expiry: Duration::from_secs(240),
+    };
+    let clickhouse = ClickHouseStore::open(&config(&server, "differential"))
+        .unwrap()
+        .with_fold_timing(timing);
     // A second collector on the same ClickHouse, which has seen none of the results.
-    let second = ClickHouseStore::open(&config(&server, "differential")).unwrap();
+    let second = ClickHouseStore::open(&config(&server, "differential"))
+        .unwrap()
+        .with_fold_timing(timing);
     // No merges: the copies of resent results stay, as they do until ClickHouse merges them.
     sql(&server.url(), "SYSTEM STOP MERGES differential.results");
 
@@ -1105,6 +1161,22 @@ fn sled_and_clickhouse_answer_the_same() {
         sled.create_probe(p).unwrap();
         clickhouse.create_probe(p).unwrap();
     }
+    let prefixes = sixmap_shared::prefixes::PrefixData::new();
+    let hours = fold::hours_since(now);
+    fold::ensure(&sled, &prefixes, now).unwrap();
+    // ClickHouse's figures are built by the folder holding the lease (here: on an empty
+    // database, so nothing to read).
+    fold::ensure(&clickhouse, &prefixes, now).unwrap();
+    assert_eq!(clickhouse.figures_cursor().unwrap(), None);
+    fold::rebuild(&clickhouse, &prefixes, now).unwrap();
+    // Folds in rounds of a random size, as the folder task does between batches.
+    let fold_some = |store: &dyn Store, max: usize| loop {
+        let before = store.figures_cursor().unwrap();
+        let round = fold::fold_once(store, &prefixes, max, hours).unwrap();
+        if round.folded == 0 && store.figures_cursor().unwrap() == before {
+            return;
+        }
+    };
     let mut all = Vec::new();
     for p in &probes {
         for sequence in 1..=80 {
@@ -1133,10 +1205,57 @@ fn sled_and_clickhouse_answer_the_same() {
         };
         through.insert_results(&batch).unwrap();
         through.flush().unwrap();
+        // Folds now and then, so resends land in later rounds than their originals.
+        if rng.below(4) == 0 {
+            let max = 1 + rng.below(40) as usize;
+            fold_some(&sled, max);
+            fold_some(&clickhouse, max);
+            // The second collector does not hold the folder lease: it folds nothing.
+            let cursor = clickhouse.figures_cursor().unwrap();
+            assert_eq!(
+                fold::fold_once(&second, &prefixes, max, hours)
+                    .unwrap()
+                    .folded,
+                0
+            );
+            assert_eq!(clickhouse.figures_cursor().unwrap(), cursor);
+        }
     }
     // A whole resend through the second collector, as after a failover.
     second.insert_results(&all[..100]).unwrap();
     second.flush().unwrap();
+    fold_some(&sled, 1000);
+    fold_some(&clickhouse, 1000);
+    assert_eq!(Source::of(&clickhouse).unwrap(), Source::Figures);
+    assert_eq!(Source::of(&sled).unwrap(), Source::Figures);
+    // The rows themselves are equal, and equal a rebuild from the raw results.
+    let figure_rows = |store: &dyn Store| {
+        let mut rows = Vec::new();
+        store
+            .figure_rows(b"A", b"Z", &mut |k, v| {
+                rows.push((k.to_vec(), v.to_vec()));
+                true
+            })
+            .unwrap();
+        rows
+    };
+    let folded = figure_rows(&clickhouse);
+    assert!(folded.len() > 20, "{} figure rows", folded.len());
+    assert_same_figures(
+        &folded,
+        &figure_rows(&sled),
+        &format!("sled vs ClickHouse, seed {seed}"),
+    );
+    let (rebuilt, _) = fold::compute(&clickhouse, &prefixes, hours).unwrap();
+    let rebuilt: Vec<(Vec<u8>, Vec<u8>)> = rebuilt
+        .rows
+        .iter()
+        .map(|(k, f)| (k.encode(), f.encode()))
+        .collect();
+    assert!(
+        folded == rebuilt,
+        "folded figures differ from a rebuild (seed {seed})"
+    );
 
     let stores: [&dyn Store; 2] = [&sled, &clickhouse];
     let answers = |store: &dyn Store| -> Vec<String> {
@@ -1166,14 +1285,14 @@ fn sled_and_clickhouse_answer_the_same() {
                 .collect();
             out.push(format!("{} results\n{}", scanned.len(), scanned.join("\n")));
         }
-        let maps = sixmap_collector::maps::countries_from(store, now, Source::Scan).unwrap();
+        let maps = sixmap_collector::maps::countries_from(store, now, Source::Figures).unwrap();
         out.push(serde_json::to_string(&maps).unwrap());
         for country in ["DE", "NL", "FR", "US"] {
             let detail = sixmap_collector::maps::country_from(
                 store,
                 country.parse().unwrap(),
                 now,
-                Source::Scan,
+                Source::Figures,
             )
             .unwrap();
             out.push(serde_json::to_string(&detail).unwrap());
@@ -1198,17 +1317,22 @@ fn sled_and_clickhouse_answer_the_same() {
                         group_by,
                         side,
                     };
-                    let answer =
-                        aggregate_scan(store, &request, ScanBudget::rows(1_000_000)).unwrap();
+                    // From the daily tallies without a filter, by a scan with one.
+                    let answer = aggregate(store, &request, ScanBudget::rows(1_000_000)).unwrap();
+                    let expected = if request.filter == ResultFilter::default() {
+                        Source::Figures
+                    } else {
+                        Source::Scan
+                    };
+                    assert_eq!(answer.source, expected);
                     out.push(serde_json::to_string(&answer).unwrap());
                 }
             }
         }
-        let prefixes = sixmap_shared::prefixes::PrefixData::new();
         for day in 0..3 {
             let at = UnixMicros(now.0 - day * DAY);
             let computed =
-                sixmap_collector::daily::compute_day_from(store, &prefixes, at, Source::Scan)
+                sixmap_collector::daily::compute_day_from(store, &prefixes, at, Source::Figures)
                     .unwrap();
             out.push(format!("{computed:?}"));
         }
@@ -1245,4 +1369,215 @@ fn sled_and_clickhouse_answer_the_same() {
     .parse()
     .unwrap();
     assert!(rows > all.len(), "{rows} rows");
+}
+
+/// Panics with the rows only one side has, decoded.
+fn assert_same_figures(a: &[(Vec<u8>, Vec<u8>)], b: &[(Vec<u8>, Vec<u8>)], what: &str) {
+    use sixmap_collector::figures::{Figure, FigureKey};
+    if a == b {
+        return;
+    }
+    let show = |rows: &[(Vec<u8>, Vec<u8>)]| -> Vec<String> {
+        rows.iter()
+            .map(|(k, v)| format!("{:?} {:?}", FigureKey::decode(k), Figure::decode(v)))
+            .collect()
+    };
+    let (a, b) = (show(a), show(b));
+    let only_a: Vec<&String> = a.iter().filter(|x| !b.contains(x)).take(3).collect();
+    let only_b: Vec<&String> = b.iter().filter(|x| !a.contains(x)).take(3).collect();
+    panic!(
+        "figure rows differ ({what}): {} vs {} rows\nfirst only: {only_a:#?}\nsecond only: {only_b:#?}",
+        a.len(),
+        b.len()
+    );
+}
+
+/// Every figure row of a store, in key order.
+fn all_figure_rows(store: &dyn Store) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut rows = Vec::new();
+    store
+        .figure_rows(b"A", b"Z", &mut |k, v| {
+            rows.push((k.to_vec(), v.to_vec()));
+            true
+        })
+        .unwrap();
+    rows
+}
+
+/// The folding collector dies in the middle of a round (it read the round's results and wrote
+/// nothing): the other collector sharing the ClickHouse refuses to fold or write figures while
+/// the lease may still be held, takes the lease over once it expired, and folds on from the
+/// cursor. With resends before and after, the figures then equal a rebuild from raw results.
+#[test]
+fn a_folder_dying_mid_round_is_replaced_and_figures_equal_a_rebuild() {
+    use sixmap_collector::figures::fold;
+    use sixmap_collector::store::clickhouse::figures::FoldTiming;
+    let Some(server) = clickhouse::require() else {
+        return;
+    };
+    let timing = FoldTiming {
+        lag: Duration::ZERO,
+        hold: Duration::from_secs(2),
+        expiry: Duration::from_secs(4),
+    };
+    let open = || {
+        ClickHouseStore::open(&config(&server, "takeover"))
+            .unwrap()
+            .with_fold_timing(timing)
+    };
+    let (first, second) = (open(), open());
+    const DAY: i64 = 86_400_000_000;
+    let now = UnixMicros(1_800_000_000_000_000);
+    let hours = fold::hours_since(now);
+    let prefixes = sixmap_shared::prefixes::PrefixData::new();
+    let mut rng = Random(0x5eed_f01d);
+    let probes: Vec<ProbeId> = (0..4).map(|_| ProbeId::random().unwrap()).collect();
+    let mut all = Vec::new();
+    for p in &probes {
+        for sequence in 1..=60 {
+            let at = now.0 - 1 - rng.below(2 * DAY as u64) as i64;
+            all.push(random_result(&mut rng, p, sequence, at));
+        }
+    }
+    let (early, late) = all.split_at(150);
+    // The first collector builds the figures from the results stored so far; then many
+    // flushes (a round takes whole flushes), with copies in both collectors.
+    for chunk in early[..20].chunks(10) {
+        first.insert_results(chunk).unwrap();
+        first.flush().unwrap();
+    }
+    fold::rebuild(&first, &prefixes, now).unwrap();
+    for (store, part) in [(&first, &early[20..100]), (&second, &early[10..])] {
+        for chunk in part.chunks(10) {
+            store.insert_results(chunk).unwrap();
+            store.flush().unwrap();
+        }
+    }
+    // It folds two rounds, then reads a third and dies before writing it.
+    for _ in 0..2 {
+        assert!(
+            fold::fold_once(&first, &prefixes, 40, hours)
+                .unwrap()
+                .folded
+                > 0
+        );
+    }
+    let cursor = first.figures_cursor().unwrap().unwrap();
+    let mut read = 0;
+    first
+        .ingest_log_after(cursor, 1000, &mut |_, _| {
+            read += 1;
+            true
+        })
+        .unwrap();
+    assert!(read > 0);
+    drop(first);
+
+    // Until the lease expires the second collector folds nothing and may not write figures.
+    second.insert_results(&late[..30]).unwrap();
+    second.insert_results(&early[..20]).unwrap();
+    second.flush().unwrap();
+    assert_eq!(
+        fold::fold_once(&second, &prefixes, 40, hours)
+            .unwrap()
+            .folded,
+        0
+    );
+    let refused = second.put_figures(&[], cursor).unwrap_err().to_string();
+    assert!(refused.contains("figures lease"), "{refused}");
+    assert_eq!(second.figures_cursor().unwrap(), Some(cursor));
+
+    // Then it takes over and folds everything, once.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut folded = 0;
+    while folded == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "lease never taken over"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        folded = fold::fold_once(&second, &prefixes, 40, hours)
+            .unwrap()
+            .folded;
+    }
+    second.insert_results(&late[30..]).unwrap();
+    second.insert_results(&all[..60]).unwrap();
+    second.flush().unwrap();
+    loop {
+        let before = second.figures_cursor().unwrap();
+        let round = fold::fold_once(&second, &prefixes, 40, hours).unwrap();
+        if round.folded == 0 && second.figures_cursor().unwrap() == before {
+            break;
+        }
+    }
+    let folded = all_figure_rows(&second);
+    let (rebuilt, results) = fold::compute(&second, &prefixes, hours).unwrap();
+    assert_eq!(results, all.len() as u64);
+    let rebuilt: Vec<(Vec<u8>, Vec<u8>)> = rebuilt
+        .rows
+        .iter()
+        .map(|(k, f)| (k.encode(), f.encode()))
+        .collect();
+    assert!(!folded.is_empty());
+    assert_same_figures(&folded, &rebuilt, "folded vs rebuilt");
+    // A rebuild by the lease holder gives the same rows back.
+    fold::rebuild(&second, &prefixes, now).unwrap();
+    assert!(all_figure_rows(&second) == rebuilt);
+    assert!(second.figures_cursor().unwrap().is_some());
+}
+
+/// Enrollment caps read the owner index: one owner's entries in one network, not the fleet.
+#[test]
+fn the_owner_index_counts_an_owners_probes_per_network() {
+    use sixmap_collector::store::auth::owner_networks;
+    let Some(server) = clickhouse::require() else {
+        return;
+    };
+    let store = ClickHouseStore::open(&config(&server, "owners")).unwrap();
+    let prefix = Some(("2001:db8::".parse().unwrap(), 32));
+    let networks = owner_networks("2001:db8:1:1::5".parse().unwrap(), prefix);
+    let (probe, other) = (ProbeId::random().unwrap(), ProbeId::random().unwrap());
+    assert_eq!(store.owner_probe_count("alice", &networks[0]).unwrap(), 0);
+    store
+        .index_owner_probe("alice", &networks, &probe, true)
+        .unwrap();
+    store
+        .index_owner_probe("alice", &networks, &probe, true)
+        .unwrap();
+    for network in &networks {
+        assert_eq!(store.owner_probe_count("alice", network).unwrap(), 1);
+        assert!(store.owner_has_probe("alice", network, &probe).unwrap());
+        assert!(!store.owner_has_probe("alice", network, &other).unwrap());
+    }
+    assert_eq!(store.owner_probe_count("bob", &networks[0]).unwrap(), 0);
+    store
+        .index_owner_probe("alice", &networks, &other, true)
+        .unwrap();
+    assert_eq!(store.owner_probe_count("alice", &networks[1]).unwrap(), 2);
+    // Revoked: counted no more.
+    store
+        .index_owner_probe("alice", &networks, &probe, false)
+        .unwrap();
+    assert_eq!(store.owner_probe_count("alice", &networks[0]).unwrap(), 1);
+    assert!(
+        !store
+            .owner_has_probe("alice", &networks[0], &probe)
+            .unwrap()
+    );
+    // A quote in an owner name is data, not SQL.
+    assert_eq!(store.owner_probe_count("o'neil", &networks[0]).unwrap(), 0);
+    assert!(!store.owner_index_complete().unwrap());
+    store.mark_owner_index_complete().unwrap();
+    assert!(store.owner_index_complete().unwrap());
+    // Probes stored before the index existed are indexed once, by the first enrollment check.
+    let mut old = probe_record("old");
+    old.owner = Some("carol".into());
+    old.enrolled_from = Some("2001:db8:1:1::7".parse().unwrap());
+    old.enrolled_prefix = prefix;
+    store.create_probe(&old).unwrap();
+    let fresh = ClickHouseStore::open(&config(&server, "owners_legacy")).unwrap();
+    fresh.create_probe(&old).unwrap();
+    sixmap_collector::auth::complete_owner_index(&fresh).unwrap();
+    assert_eq!(fresh.owner_probe_count("carol", &networks[0]).unwrap(), 1);
+    assert!(fresh.owner_index_complete().unwrap());
 }

@@ -930,9 +930,10 @@ async fn national_figures_balance_operators_and_match_hand_computed_values() {
     probe_reporting(&h, "2001:4860:2::1", Some(40)).await;
     probe_reporting(&h, "2606:4700:1::1", None).await;
 
-    // The RTT figures are folded in about a second after the results are stored.
+    // The RTT figures are folded in about a second after the results are stored (on
+    // ClickHouse: after the fold lag, request timeout + 5 s).
     let mut body = String::new();
-    for _ in 0..100 {
+    for _ in 0..600 {
         body = http_get(h.http, "/api/v1/maps/countries").await;
         if body.contains("\"median_rtt_v6_ms\":3") {
             break;

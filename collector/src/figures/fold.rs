@@ -79,10 +79,15 @@ pub fn fold_once(
             _ => None,
         })
         .collect();
+    let keys: Vec<Vec<u8>> = set.rows.keys().map(FigureKey::encode).collect();
+    let stored_rows = store.figures_many(&keys)?;
     let mut rows: Vec<FigureWrite> = Vec::with_capacity(set.rows.len());
-    for (key, mut figure) in set.rows {
-        let key = key.encode();
-        if let Some(stored) = store.figure(&key)? {
+    for ((key, mut figure), stored) in keys
+        .into_iter()
+        .zip(set.rows.into_values())
+        .zip(stored_rows)
+    {
+        if let Some(stored) = stored {
             let mut stored = Figure::decode(&stored).map_err(|e| corrupt(&key, e))?;
             stored.merge(&figure);
             figure = stored;
@@ -103,16 +108,34 @@ pub fn compute(
     prefixes: &PrefixData,
     hours_since: i64,
 ) -> Result<(FigureSet, u64), StoreError> {
+    compute_upto(store, prefixes, hours_since, None)
+}
+
+/// [`compute`] of the results the figures at log position `head` count, where the store can
+/// tell (`FigureStore::results_logged_upto`); all results otherwise or with `None`.
+pub fn compute_upto(
+    store: &dyn Store,
+    prefixes: &PrefixData,
+    hours_since: i64,
+    head: Option<u64>,
+) -> Result<(FigureSet, u64), StoreError> {
     let mut set = FigureSet::default();
     let mut results = 0u64;
-    store.scan_results_between(UnixMicros(i64::MIN), UnixMicros(i64::MAX), &mut |stored| {
+    let mut visit = |stored: crate::store::StoredResult| {
         set.fold(&stored, prefixes, hours_since);
         results += 1;
         if results.is_multiple_of(1_000_000) {
             tracing::info!(results, "figures rebuild: results read");
         }
         true
-    })?;
+    };
+    let bounded = match head {
+        Some(head) => store.results_logged_upto(head, &mut visit)?,
+        None => false,
+    };
+    if !bounded {
+        store.scan_results_between(UnixMicros(i64::MIN), UnixMicros(i64::MAX), &mut visit)?;
+    }
     Ok((set, results))
 }
 
@@ -124,7 +147,7 @@ pub fn rebuild(
     now: UnixMicros,
 ) -> Result<u64, StoreError> {
     let head = store.ingest_log_head()?;
-    let (set, results) = compute(store, prefixes, hours_since(now))?;
+    let (set, results) = compute_upto(store, prefixes, hours_since(now), Some(head))?;
     let rows: Vec<(Vec<u8>, Vec<u8>)> = set
         .rows
         .iter()
@@ -195,7 +218,10 @@ pub fn rebuild_everything(
 
 /// Builds the figures if the store keeps them but has none yet. Call before serving probes.
 pub fn ensure(store: &dyn Store, prefixes: &PrefixData, now: UnixMicros) -> Result<(), StoreError> {
-    if store.keeps_figures() && store.figures_cursor()?.is_none() {
+    if store.keeps_figures()
+        && !store.figures_built_by_folder()
+        && store.figures_cursor()?.is_none()
+    {
         tracing::info!("no figures yet: building them from the stored results");
         rebuild(store, prefixes, now)?;
     }
@@ -249,6 +275,22 @@ pub async fn run(store: Arc<dyn Store>, prefixes: Arc<PrefixData>) {
     let mut pruned_at: Option<Instant> = None;
     loop {
         let now = UnixMicros::now();
+        if store.figures_built_by_folder() {
+            // No figures yet: the folder that gets to write them builds them.
+            let (worker, p) = (store.clone(), prefixes.clone());
+            let built = crate::store::run_blocking(move || match worker.figures_cursor()? {
+                Some(_) => Ok(Vec::new()),
+                None => {
+                    rebuild(&*worker, &p, now)?;
+                    super::read::days(&*worker)
+                }
+            })
+            .await;
+            match built {
+                Ok(days) => dirty.extend(days),
+                Err(e) => tracing::debug!(error = %e, "figures not built here"),
+            }
+        }
         let (worker, p) = (store.clone(), prefixes.clone());
         match crate::store::run_blocking(move || fold_all(&*worker, &p, now)).await {
             Ok((folded, days)) => {

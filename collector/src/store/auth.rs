@@ -205,7 +205,7 @@ pub trait AuthStore {
     fn record_enrollment(&self, enrollment: &NewEnrollment) -> Result<bool, StoreError>;
     /// How many unrevoked probes of `owner` are indexed under `network` (see
     /// [`owner_networks`]): one counter read in sled, whatever the size of the fleet or of the
-    /// owner's share. ClickHouse filters the probe records (one read of the fleet).
+    /// owner's share; in ClickHouse that owner's index entries in that network.
     fn owner_probe_count(&self, owner: &str, network: &str) -> Result<usize, StoreError>;
     /// Whether `probe` is counted under `owner` and `network`.
     fn owner_has_probe(

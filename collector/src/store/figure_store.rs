@@ -5,7 +5,7 @@
 //! The default bodies keep no figures (ClickHouse today): readers then compute the same
 //! figures from a scan of the results, as before figures existed (`crate::figures::read`).
 
-use super::StoreError;
+use super::{StoreError, StoredResult};
 
 /// A figure row to write: key, and the new value or `None` to delete it.
 pub type FigureWrite = (Vec<u8>, Option<Vec<u8>>);
@@ -16,6 +16,12 @@ pub trait FigureStore {
     fn keeps_figures(&self) -> bool {
         false
     }
+    /// Whether the folder task builds the figures when there are none, rather than the
+    /// collector's start (`figures::fold::ensure`): a store shared by collectors, where one
+    /// folder at a time may write them.
+    fn figures_built_by_folder(&self) -> bool {
+        false
+    }
     /// The ingest log position the stored figures include; `None` before the first rebuild.
     fn figures_cursor(&self) -> Result<Option<u64>, StoreError> {
         Err(no_figures())
@@ -24,6 +30,22 @@ pub trait FigureStore {
     fn figure(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let _ = key;
         Err(no_figures())
+    }
+    /// Several rows' values, in the order of `keys` (one request where a request is costly).
+    fn figures_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        keys.iter().map(|key| self.figure(key)).collect()
+    }
+    /// Visits the results the figures at log position `head` count, when the store can tell
+    /// them apart from results stored since (a store other collectors write during a rebuild:
+    /// ClickHouse); `false`: it cannot, and the caller scans every result (sled, whose rebuild
+    /// runs with ingest stopped).
+    fn results_logged_upto(
+        &self,
+        head: u64,
+        visit: &mut dyn FnMut(StoredResult) -> bool,
+    ) -> Result<bool, StoreError> {
+        let _ = (head, visit);
+        Ok(false)
     }
     /// Rows with keys in `[from, to)`, in key order; stops when `visit` returns false.
     fn figure_rows(

@@ -222,8 +222,9 @@ pub fn test_store(
             "sixmap",
         ))
         .expect("opening the ClickHouse store");
+        // A short request timeout: the figures fold results that are that much (+ 5 s) old.
         let lines = format!(
-            "\n[store]\nbackend = \"clickhouse\"\n[store.clickhouse]\nurl = \"{}\"\n",
+            "\n[store]\nbackend = \"clickhouse\"\n[store.clickhouse]\nurl = \"{}\"\ntimeout_s = 5\n",
             server.url()
         );
         (lines, Some(server), Box::new(store))

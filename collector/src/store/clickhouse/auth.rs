@@ -1,19 +1,21 @@
 //! [`AuthStore`] on ClickHouse: tokens and certificate bindings as versioned records, the
 //! audit log as appended rows. Single use of enrollment tokens rests on `claims`.
 //!
-//! No owner index: [`AuthStore::owner_probe_count`] filters the probe records (one read of the
-//! fleet per enrollment), and an enrollment's rows are written one after the other, not in a
-//! transaction; a retry of the enrollment rewrites what a crash left out. The per-owner caps
-//! are atomic within one collector because the enrollment gate (`auth::EnrollmentGate`) holds
-//! an enrollment's reservation until its probe record is written (`control`); collectors
-//! sharing one ClickHouse store do not see each other's enrollments in progress.
+//! The owner index is the `owner_probes` table: one versioned row per (owner, network,
+//! probe) saying whether the probe counts, sorted by owner and network, so
+//! [`AuthStore::owner_probe_count`] reads that owner's rows in that network only, whatever
+//! the size of the fleet. An enrollment's rows (token, certificate binding, index entry,
+//! audit) are written one after the other, not in a transaction; a retry of the enrollment
+//! rewrites what a crash left out. The per-owner caps are atomic within one collector because
+//! the enrollment gate (`auth::EnrollmentGate`) holds an enrollment's reservation until its
+//! index entry and probe record are written (`control`); collectors sharing one ClickHouse
+//! store do not see each other's enrollments in progress.
 
 use super::ClickHouseStore;
 use super::rows::{self, quote};
-use crate::store::Store;
 use crate::store::StoreError;
 use crate::store::auth::{
-    ApiTokenRecord, AuditEntry, AuthStore, EnrollmentTokenRecord, NewEnrollment, owner_networks,
+    ApiTokenRecord, AuditEntry, AuthStore, EnrollmentTokenRecord, NewEnrollment,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -73,17 +75,6 @@ impl ClickHouseStore {
         })
         .collect()
     }
-}
-
-/// Whether a probe record counts against `owner`'s cap in `network`.
-fn counted(p: &crate::store::ProbeRecord, owner: &str, network: &str) -> bool {
-    p.revoked_at.is_none()
-        && p.owner.as_deref() == Some(owner)
-        && p.enrolled_from.is_some_and(|from| {
-            owner_networks(from, p.enrolled_prefix)
-                .iter()
-                .any(|n| n == network)
-        })
 }
 
 impl AuthStore for ClickHouseStore {
@@ -181,15 +172,21 @@ impl AuthStore for ClickHouseStore {
             return Ok(false);
         }
         self.bind_certificate(&e.fingerprint, &e.probe)?;
+        self.index_owner_probe(&e.owner, &e.networks, &e.probe, true)?;
         self.append_audit(&e.audit)?;
         Ok(true)
     }
 
     fn owner_probe_count(&self, owner: &str, network: &str) -> Result<usize, StoreError> {
-        Ok(Store::probes(self)?
-            .iter()
-            .filter(|p| counted(p, owner, network))
-            .count())
+        let table = self.table("owner_probes");
+        let answer = self.client.query(&format!(
+            "SELECT count() FROM (SELECT argMax(present, version) AS counted FROM {table} \
+             WHERE owner = {} AND network = {} GROUP BY probe_id) WHERE counted = 1 \
+             FORMAT TabSeparated",
+            quote(owner),
+            quote(network)
+        ))?;
+        rows::number(&table, answer.trim().as_bytes())
     }
 
     fn owner_has_probe(
@@ -198,26 +195,56 @@ impl AuthStore for ClickHouseStore {
         network: &str,
         probe: &ProbeId,
     ) -> Result<bool, StoreError> {
-        Ok(Store::probe(self, probe)?.is_some_and(|p| counted(&p, owner, network)))
+        let table = self.table("owner_probes");
+        let answer = self.client.query(&format!(
+            "SELECT argMax(present, version) FROM {table} \
+             WHERE owner = {} AND network = {} AND probe_id = {} FORMAT TabSeparated",
+            quote(owner),
+            quote(network),
+            quote(probe.as_str())
+        ))?;
+        Ok(answer.trim() == "1")
     }
 
     fn index_owner_probe(
         &self,
-        _owner: &str,
-        _networks: &[String],
-        _probe: &ProbeId,
-        _present: bool,
+        owner: &str,
+        networks: &[String],
+        probe: &ProbeId,
+        present: bool,
     ) -> Result<(), StoreError> {
-        // Nothing to maintain: `owner_probe_count` reads the probe records themselves.
-        Ok(())
+        if networks.is_empty() {
+            return Ok(());
+        }
+        let version = self.versions.next();
+        let entries: Vec<serde_json::Value> = networks
+            .iter()
+            .map(|network| {
+                json!({
+                    "owner": owner,
+                    "network": network,
+                    "probe_id": probe.as_str(),
+                    "version": version,
+                    "present": u8::from(present),
+                })
+            })
+            .collect();
+        self.insert_rows("owner_probes", &entries)
     }
 
     fn owner_index_complete(&self) -> Result<bool, StoreError> {
-        Ok(true)
+        let table = self.table("markers");
+        let answer = self.client.query(&format!(
+            "SELECT count() FROM {table} WHERE name = 'owner_index_complete' FORMAT TabSeparated"
+        ))?;
+        Ok(answer.trim() != "0")
     }
 
     fn mark_owner_index_complete(&self) -> Result<(), StoreError> {
-        Ok(())
+        self.insert_rows(
+            "markers",
+            &[json!({ "name": "owner_index_complete", "version": self.versions.next() })],
+        )
     }
 
     fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {

@@ -33,6 +33,7 @@
 mod auth;
 mod claims;
 pub mod client;
+pub mod figures;
 mod pending;
 mod records;
 mod results;
@@ -149,6 +150,11 @@ pub struct ClickHouseStore {
     known_assignments: Mutex<HashSet<(String, u64)>>,
     /// How long a claimant waits before reading the claims (see [`claims`]).
     settle: Duration,
+    /// The figures folder's lag and lease times (see [`figures`]).
+    fold_timing: figures::FoldTiming,
+    /// This process in the folder lease (random).
+    holder: u64,
+    lease: Mutex<figures::Lease>,
 }
 
 impl ClickHouseStore {
@@ -197,7 +203,16 @@ impl ClickHouseStore {
             pending: pending::Pending::default(),
             known_assignments: Mutex::new(HashSet::new()),
             settle: claims::SETTLE,
+            fold_timing: figures::FoldTiming::for_timeout(config.timeout),
+            holder: rows::nonce()?,
+            lease: Mutex::new(figures::Lease::default()),
         })
+    }
+
+    /// Other figures timing (tests: a short lag and lease, with a short request timeout).
+    pub fn with_fold_timing(mut self, timing: figures::FoldTiming) -> Self {
+        self.fold_timing = timing;
+        self
     }
 
     /// Statements sent so far, when opened with [`open_recording`](Self::open_recording).
@@ -233,9 +248,6 @@ impl Drop for ClickHouseStore {
         }
     }
 }
-
-/// No figures kept yet: reads compute them from scans (`crate::figures::read`).
-impl super::FigureStore for ClickHouseStore {}
 
 impl Store for ClickHouseStore {
     fn create_probe(&self, probe: &ProbeRecord) -> Result<(), StoreError> {
@@ -311,6 +323,24 @@ impl Store for ClickHouseStore {
         // Results wait here for one INSERT per flush; every other write was an INSERT that
         // ClickHouse acknowledged: committed (see the module docs for what that means on disk).
         self.flush_results()
+    }
+
+    fn ingest_log_after(
+        &self,
+        after: u64,
+        max: usize,
+        visit: &mut dyn FnMut(u64, StoredResult) -> bool,
+    ) -> Result<(), StoreError> {
+        self.log_after(after, max, visit)
+    }
+
+    fn ingest_log_head(&self) -> Result<u64, StoreError> {
+        Ok(self.log_head())
+    }
+
+    fn prune_ingest_log(&self, _upto: u64) -> Result<(), StoreError> {
+        // The log is the results table: nothing to forget.
+        Ok(())
     }
 
     fn next_campaign_id(&self) -> Result<u64, StoreError> {

@@ -91,9 +91,9 @@ fn after(columns: &[&str], last: &[String]) -> String {
     format!("({})", alternatives.join(" OR "))
 }
 
-/// The columns an INSERT of results writes, in the order [`push_row`] writes them (`json`
-/// stays empty: the result is in `raw`).
-const INSERT_COLUMNS: &str = "started_at, probe_id, boot_epoch, sequence, task_id, campaign, \
+/// The columns an INSERT of results writes: the flush's stamp ([`stamp_rows`]), then what
+/// [`push_row`] writes (`json` stays empty: the result is in `raw`).
+const INSERT_COLUMNS: &str = "inserted_at, started_at, probe_id, boot_epoch, sequence, task_id, campaign, \
      kind, family, destination, probe_asn, probe_country, target_asn, target_country, \
      reached, global, ping_rtt_ns, raw";
 
@@ -101,7 +101,7 @@ const INSERT_COLUMNS: &str = "started_at, probe_id, boot_epoch, sequence, task_i
 const READ_COLUMNS: &str = "started_at, probe_id, boot_epoch, sequence, raw, json";
 
 /// One TabSeparated field: the bytes, with the escapes ClickHouse reads back.
-fn push_escaped(out: &mut Vec<u8>, bytes: &[u8]) {
+pub(super) fn push_escaped(out: &mut Vec<u8>, bytes: &[u8]) {
     for &b in bytes {
         match b {
             b'\\' => out.extend_from_slice(b"\\\\"),
@@ -160,6 +160,19 @@ fn push_row(out: &mut Vec<u8>, stored: &StoredResult, campaign: u64) {
     );
     push_escaped(out, &result_codec::encode_value(stored));
     out.push(b'\n');
+}
+
+/// `rows` (TabSeparated lines, escaped so a line never holds a raw newline) with `stamp` as
+/// their first field.
+fn stamp_rows(rows: &[u8], stamp: u64) -> Vec<u8> {
+    let prefix = format!("{stamp}\t");
+    let lines = rows.iter().filter(|&&b| b == b'\n').count();
+    let mut out = Vec::with_capacity(rows.len() + lines * prefix.len());
+    for line in rows.split_inclusive(|&b| b == b'\n') {
+        out.extend_from_slice(prefix.as_bytes());
+        out.extend_from_slice(line);
+    }
+    out
 }
 
 /// A hash of a result key, for [`super::pending::Pending::mark_seen`].
@@ -237,14 +250,28 @@ impl ClickHouseStore {
         Ok(outcome)
     }
 
-    /// Sends the queued results in one INSERT (see [`super::pending::Pending::flush`]).
+    /// Sends the queued results in one INSERT (see [`super::pending::Pending::flush`]),
+    /// every row stamped with this flush's insertion stamp (the figures' ingest log position,
+    /// `super::figures`): taken when the INSERT starts, so a row becomes visible within the
+    /// request timeout of its stamp; rows of a failed flush get a new stamp when sent again.
     pub(super) fn flush_results(&self) -> Result<(), StoreError> {
         let sql = format!(
             "INSERT INTO {} ({INSERT_COLUMNS}) FORMAT TabSeparated",
             self.table("results")
         );
-        self.pending
-            .flush(|rows| self.client.insert_bytes(&sql, rows))
+        self.pending.flush(|rows| {
+            let started = std::time::Instant::now();
+            let stamp = self.versions.next();
+            let sent = self
+                .client
+                .insert_bytes(&sql, stamp_rows(&rows, stamp).into());
+            if sent.is_ok() && started.elapsed() >= self.fold_timing.lag {
+                // The folder may have passed this stamp already: the figures can miss these
+                // rows until `sixmap-collector rollups rebuild`.
+                tracing::error!(elapsed = ?started.elapsed(), lag = ?self.fold_timing.lag, "a results INSERT took longer than the figures' fold lag");
+            }
+            sent
+        })
     }
 
     /// One INSERT for the rows of a batch that were not stored yet (none: no request).
@@ -297,6 +324,65 @@ impl ClickHouseStore {
             Order::Time,
             visit,
         )
+    }
+
+    /// Every result (one copy per key) whose first copy was inserted at stamp `head` or
+    /// before: what the figures at cursor `head` count (`super::figures`).
+    pub(super) fn scan_inserted_upto(
+        &self,
+        head: u64,
+        visit: &mut dyn FnMut(StoredResult) -> bool,
+    ) -> Result<(), StoreError> {
+        self.scan_pages(&format!("inserted_at <= {head}"), Order::Time, visit)
+    }
+
+    /// The figures' ingest log from `after` (exclusive) to `upto` (inclusive): each result
+    /// whose first copy has a stamp in that range, once, in stamp order, with its stamp.
+    /// Two queries, whatever the number of rows: the rows, and which of their keys have a
+    /// copy stamped at `after` or before (folded already).
+    pub(super) fn first_insertions(
+        &self,
+        after: u64,
+        upto: u64,
+    ) -> Result<Vec<(u64, StoredResult)>, StoreError> {
+        let table = self.table("results");
+        let round = format!("inserted_at > {after} AND inserted_at <= {upto}");
+        let earlier = stored_keys(
+            &self.client.query(&format!(
+                "SELECT DISTINCT probe_id, boot_epoch, sequence FROM {table} \
+                 WHERE inserted_at <= {after} \
+                 AND started_at IN (SELECT started_at FROM {table} WHERE {round}) \
+                 AND (probe_id, boot_epoch, sequence) IN \
+                 (SELECT probe_id, boot_epoch, sequence FROM {table} WHERE {round}) \
+                 FORMAT TabSeparated"
+            ))?,
+            &table,
+        )?;
+        let answer = self.client.query_bytes(&format!(
+            "SELECT inserted_at, {READ_COLUMNS} FROM {table} WHERE {round} \
+             ORDER BY inserted_at FORMAT TabSeparated"
+        ))?;
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for fields in rows::byte_lines(&answer) {
+            let Some((stamp, rest)) = fields.split_first() else {
+                return Err(rows::corrupt(&table, "empty line"));
+            };
+            let stamp: u64 = rows::number(&table, stamp)?;
+            let [_, probe, epoch, sequence, ..] = rest else {
+                return Err(rows::corrupt(&table, "wrong number of columns"));
+            };
+            let key = (
+                rows::text(&table, probe)?,
+                rows::number::<u64>(&table, epoch)?,
+                rows::number::<u64>(&table, sequence)?,
+            );
+            if earlier.contains(&key) || !seen.insert(key) {
+                continue;
+            }
+            out.push((stamp, decode_row(&table, rest)?));
+        }
+        Ok(out)
     }
 
     pub(super) fn scan_campaign(
@@ -496,6 +582,12 @@ impl ClickHouseStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_row_gets_the_stamp_first() {
+        assert_eq!(stamp_rows(b"a\tb\nc\\n\n", 7), b"7\ta\tb\n7\tc\\n\n");
+        assert!(stamp_rows(b"", 7).is_empty());
+    }
 
     #[test]
     fn continuation_is_a_lexicographic_after() {

@@ -144,12 +144,55 @@ const RESULTS_V2: &[(&str, &str)] = &[
     ("raw", "String"),
 ];
 
+/// Schema version 3: the insertion stamp of each result row (the figures' ingest log, see
+/// `super::figures`), added to the end of the sorting key, so that merges keep every copy of
+/// a resent result (with the sorting key alone they would keep the newest copy, and the
+/// folder could no longer see that the key was stored, and folded, before). Rows stored before
+/// it have stamp 0 (a column added to a sorting key takes no default).
+const RESULTS_V3_STAMP: (&str, &str, &str) = (
+    "inserted_at",
+    "Int64",
+    "started_at, probe_id, boot_epoch, sequence, inserted_at",
+);
+
+/// Schema version 3: figures (versioned rows, newest wins; the fold cursor and the folder's
+/// lease are rows of the same table, so a round's rows and cursor are one INSERT: one part,
+/// all or nothing) and the owner index of enrollment caps.
+const TABLES_V3: &[Table] = &[
+    Table {
+        name: "figures",
+        columns: "key String, version UInt64, value String",
+        engine: "ReplacingMergeTree(version) ORDER BY key",
+        // One shard holds every figure row: a round stays one INSERT of one part.
+        shard_by: "0",
+    },
+    Table {
+        name: "owner_probes",
+        columns: "owner String, network String, probe_id String, version UInt64, present UInt8",
+        engine: "ReplacingMergeTree(version) ORDER BY (owner, network, probe_id)",
+        shard_by: "cityHash64(owner, network)",
+    },
+    Table {
+        name: "markers",
+        columns: "name String, version UInt64",
+        engine: "ReplacingMergeTree(version) ORDER BY name",
+        shard_by: "cityHash64(name)",
+    },
+];
+
 /// What a schema version changes.
 enum Step {
     Create(&'static [Table]),
     /// Columns added to a table (`ALTER TABLE … ADD COLUMN`; 18.16 has no `IF NOT EXISTS`
     /// there, so columns already present are skipped).
     AddColumns(&'static str, &'static [(&'static str, &'static str)]),
+    /// New tables, then a column added to a table and to the end of its sorting key
+    /// (name, type, new sorting key; the Distributed table only gets the column).
+    Both(
+        &'static [Table],
+        &'static str,
+        (&'static str, &'static str, &'static str),
+    ),
 }
 
 /// Schema versions in order; each one's steps are idempotent.
@@ -160,10 +203,15 @@ const MIGRATIONS: &[(u32, &str, Step)] = &[
         "results: typed figure columns and compact raw results",
         Step::AddColumns("results", RESULTS_V2),
     ),
+    (
+        3,
+        "results: insertion stamps; figures, owner index",
+        Step::Both(TABLES_V3, "results", RESULTS_V3_STAMP),
+    ),
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 impl Layout {
     /// The fully qualified name queries use for a logical table.
@@ -238,6 +286,22 @@ impl Layout {
         match step {
             Step::Create(tables) => self.create(tables),
             Step::AddColumns(table, columns) => self.add_columns(table, columns, present),
+            Step::Both(tables, table, (column, kind, order_by)) => {
+                let mut statements = self.create(tables);
+                if !present.iter().any(|p| p == column) {
+                    statements.push(format!(
+                        "ALTER TABLE {} ADD COLUMN {column} {kind}, MODIFY ORDER BY ({order_by})",
+                        self.local(table)
+                    ));
+                    if self.cluster.is_some() {
+                        statements.push(format!(
+                            "ALTER TABLE {} ADD COLUMN {column} {kind}",
+                            self.table(table)
+                        ));
+                    }
+                }
+                statements
+            }
         }
     }
 
@@ -304,12 +368,14 @@ impl Layout {
             }
             let present = match step {
                 Step::Create(_) => Vec::new(),
-                Step::AddColumns(table, _) => self.columns_of(client, table)?,
+                Step::AddColumns(table, _) | Step::Both(_, table, _) => {
+                    self.columns_of(client, table)?
+                }
             };
             for statement in self.step_statements(step, &present) {
                 if let Err(e) = client.query(&statement) {
                     // Another collector migrating at the same moment added it first.
-                    let raced = matches!(step, Step::AddColumns(..))
+                    let raced = matches!(step, Step::AddColumns(..) | Step::Both(..))
                         && e.to_string().contains("already exists");
                     if !raced {
                         return Err(e);
