@@ -1,6 +1,7 @@
 //! sixmap collector: accepts probe sessions over gRPC, stores every result, serves the JSON
 //! API and the dashboard.
 
+pub mod admin;
 pub mod auth;
 pub mod campaign;
 pub mod commit;
