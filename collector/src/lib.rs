@@ -9,6 +9,7 @@ pub mod config;
 pub mod control;
 pub mod daily;
 pub mod enrich;
+pub mod enroll;
 pub mod epochs;
 pub mod export;
 pub mod fatal;

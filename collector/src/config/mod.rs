@@ -135,7 +135,7 @@ pub struct Settings {
     pub store: StoreSettings,
     pub grpc_listen: SocketAddr,
     pub http_listen: SocketAddr,
-    pub enrollment_caps: crate::auth::EnrollmentCaps,
+    pub enrollment_caps: crate::enroll::gate::EnrollmentCaps,
     pub access: crate::http_auth::Access,
     pub min_probe_version: Version,
     pub heartbeat_interval: Duration,
@@ -281,7 +281,7 @@ impl CollectorConfig {
             data_dir: self.data_dir,
             grpc_listen: self.grpc_listen,
             http_listen: self.http_listen,
-            enrollment_caps: crate::auth::EnrollmentCaps {
+            enrollment_caps: crate::enroll::gate::EnrollmentCaps {
                 per_64: self.max_probes_per_owner_per_64,
                 per_routed_prefix: self.max_probes_per_owner_per_prefix,
             },
