@@ -153,25 +153,14 @@ impl Enroller {
                 }
             };
         let fingerprint = sha256_hex(&certificate);
-        let record = ProbeRecord {
-            id: id.clone(),
-            hostname: request.hostname.clone(),
-            enrolled_at: now,
-            last_seen: None,
-            software_version: Some(request.software_version.clone()),
-            boot_epoch: None,
-            local_addresses: Vec::new(),
-            self_test: None,
-            last_v6_success: None,
-            tags: Vec::new(),
-            location: None,
-            origin: None,
-            owner: Some(token.owner.clone()),
-            enrolled_from: Some(from),
-            enrolled_prefix: prefix,
-            certificate_sha256: Some(fingerprint.clone()),
-            revoked_at: None,
-        };
+        let record = probe_record(
+            id.clone(),
+            request,
+            now,
+            &token.owner,
+            (Some(from), prefix),
+            fingerprint.clone(),
+        );
         let enrollment = NewEnrollment {
             token_hash: hash,
             used: EnrollmentTokenRecord {
@@ -262,25 +251,14 @@ impl Enroller {
         let existing = store.probe(&probe)?;
         if existing.is_none() {
             // Only when a crash came between the enrollment and its probe record.
-            store.create_probe(&ProbeRecord {
-                id: probe.clone(),
-                hostname: request.hostname.clone(),
-                enrolled_at: token.used_at.unwrap_or_else(UnixMicros::now),
-                last_seen: None,
-                software_version: Some(request.software_version.clone()),
-                boot_epoch: None,
-                local_addresses: Vec::new(),
-                self_test: None,
-                last_v6_success: None,
-                tags: Vec::new(),
-                location: None,
-                origin: None,
-                owner: Some(token.owner.clone()),
-                enrolled_from: outcome.enrolled_from,
-                enrolled_prefix: outcome.enrolled_prefix,
-                certificate_sha256: Some(fingerprint.clone()),
-                revoked_at: None,
-            })?;
+            store.create_probe(&probe_record(
+                probe.clone(),
+                request,
+                token.used_at.unwrap_or_else(UnixMicros::now),
+                &token.owner,
+                (outcome.enrolled_from, outcome.enrolled_prefix),
+                fingerprint.clone(),
+            ))?;
             store.bind_certificate(&fingerprint, &probe)?;
             store.flush()?;
         }
@@ -303,5 +281,36 @@ impl Enroller {
     /// Records an enrollment attempt in the audit log (a failure to record is logged there).
     fn audit(&self, identity: &str, target: &str, outcome: &str) {
         auth::audit(&*self.store, identity, "enroll", target, outcome);
+    }
+}
+
+/// The record of a newly enrolled probe: what its enrollment tells (who, from where, which
+/// certificate); the rest comes with its sessions.
+fn probe_record(
+    id: ProbeId,
+    request: &EnrollRequest,
+    enrolled_at: UnixMicros,
+    owner: &str,
+    (enrolled_from, enrolled_prefix): (Option<IpAddr>, Option<(IpAddr, u8)>),
+    fingerprint: String,
+) -> ProbeRecord {
+    ProbeRecord {
+        id,
+        hostname: request.hostname.clone(),
+        enrolled_at,
+        last_seen: None,
+        software_version: Some(request.software_version.clone()),
+        boot_epoch: None,
+        local_addresses: Vec::new(),
+        self_test: None,
+        last_v6_success: None,
+        tags: Vec::new(),
+        location: None,
+        origin: None,
+        owner: Some(owner.to_owned()),
+        enrolled_from,
+        enrolled_prefix,
+        certificate_sha256: Some(fingerprint),
+        revoked_at: None,
     }
 }
