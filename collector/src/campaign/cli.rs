@@ -2,7 +2,7 @@
 //! through a running collector's HTTP API (the [`client`](super::client)).
 
 use super::client::{Client, Reply};
-use super::{CampaignRecord, Progress};
+use super::{CampaignStatus, Progress};
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use serde::Deserialize;
@@ -132,11 +132,18 @@ fn read_targets(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
         .collect())
 }
 
-/// What `GET /api/v1/campaigns/ID` answers ([`super::Campaigns::show`]).
+/// What `GET /api/v1/campaigns/ID` answers ([`super::Campaigns::show`]), as far as the CLI
+/// reads it: the record's head (not its spec, whose keys may grow) and the progress.
 #[derive(Debug, Deserialize)]
 struct Shown {
-    campaign: CampaignRecord,
+    campaign: Head,
     progress: Progress,
+}
+
+#[derive(Debug, Deserialize)]
+struct Head {
+    id: u64,
+    status: CampaignStatus,
 }
 
 /// One line of progress for people.
@@ -186,7 +193,7 @@ fn follow(
             eprintln!("{line}");
             last = line;
         }
-        if shown.progress.complete || !shown.campaign.is_active() {
+        if shown.progress.complete || shown.campaign.status != CampaignStatus::Active {
             return Ok(raw);
         }
         if std::time::Instant::now() > deadline {
