@@ -363,3 +363,41 @@ pub fn run(command: CampaignCommand) -> anyhow::Result<()> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_lines_come_from_the_typed_answer_whatever_else_it_holds() {
+        let mut progress = Progress {
+            probes_assigned: 3,
+            probes_connected: 2,
+            probes_reporting: 1,
+            tasks: 2,
+            results_expected: 6,
+            results_in: 3,
+            reached: 2,
+            ..Progress::default()
+        };
+        progress.failures.insert("unreached".into(), 1);
+        // Keys the CLI does not read (a spec grown by a newer collector) are no obstacle.
+        let answer = serde_json::json!({
+            "campaign": { "id": 7, "status": "active", "spec": { "a_new_key": true } },
+            "progress": progress,
+        });
+        let shown = Shown::deserialize(&answer).unwrap();
+        assert_eq!(
+            progress_line(&shown),
+            "campaign 7 [active]: 3/6 results (50 %), 2 reached; probes 3 assigned, 2 connected, \
+             1 reporting; not reached: {\"unreached\":1}"
+        );
+        let ended = serde_json::json!({
+            "campaign": { "id": 7, "status": "budget_spent" },
+            "progress": Progress::default(),
+        });
+        let shown = Shown::deserialize(&ended).unwrap();
+        assert_eq!(shown.campaign.status, CampaignStatus::BudgetSpent);
+        assert!(progress_line(&shown).contains("[budget_spent]: 0/0 results (-)"));
+    }
+}
