@@ -179,7 +179,7 @@ fn cap_check(probes: usize) {
             })
             .unwrap();
     }
-    auth::complete_owner_index(&store).unwrap();
+    sixmap_collector::enroll::gate::complete_owner_index(&store).unwrap();
     let network = auth::owner_networks("2001:db8:0:7::1".parse().unwrap(), None);
     let big_network = auth::owner_networks("2001:db8:ffff:ffff::1".parse().unwrap(), None);
     let time = |f: &dyn Fn()| {

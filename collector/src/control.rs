@@ -1,20 +1,20 @@
-//! The `ProbeControl` gRPC service: enrollment and probe sessions.
+//! The `ProbeControl` gRPC service: probe sessions, and the enrollment front end (the flow
+//! itself is [`crate::enroll`]).
 
-use crate::auth::{self, TokenRefusal};
+use crate::auth;
 use crate::commit::GroupCommit;
 use crate::config::Settings;
 use crate::enrich;
+use crate::enroll::{EnrollError, Enroller};
 use crate::ingest::{BatchStats, write_batch};
 use crate::metrics::{RejectReason, metrics};
 use crate::pki::Pki;
-use crate::store::auth::{EnrollmentOutcome, NewEnrollment};
-use crate::store::{AuditEntry, EnrollmentTokenRecord, ProbeRecord, Store, StoreError, TagEvent};
+use crate::store::{ProbeRecord, Store, StoreError, TagEvent};
 use crate::tags::{self, TagInputs};
 use sixmap_proto::v1::probe_control_server::ProbeControl;
 use sixmap_proto::v1::{collector_message, probe_message};
 use sixmap_proto::{decode, encode, v1};
 use sixmap_shared::digest::sha256_hex;
-use sixmap_shared::enrollment::EnrollRequest;
 use sixmap_shared::prefixes::{Enrichment, PrefixData};
 use sixmap_shared::session::{Assignment, Hello, MAX_BATCH_RESULTS, Welcome};
 use sixmap_shared::version::SOFTWARE_VERSION;
@@ -44,8 +44,8 @@ pub struct ControlService {
     sessions: Arc<tokio::sync::Semaphore>,
     /// The flushes that make sessions' batches durable before their acks, shared.
     commits: Arc<GroupCommit>,
-    /// Makes the per-owner enrollment caps atomic (see [`auth::EnrollmentGate`]).
-    enrollments: Arc<auth::EnrollmentGate>,
+    /// The enrollment flow ([`crate::enroll`]).
+    enroller: Arc<Enroller>,
 }
 
 fn internal(e: StoreError) -> Status {
@@ -71,7 +71,12 @@ impl ControlService {
                 settings.limits.grpc_max_sessions,
             )),
             commits: GroupCommit::new(store.clone()),
-            enrollments: Arc::default(),
+            enroller: Arc::new(Enroller::new(
+                store.clone(),
+                pki.clone(),
+                prefixes.clone(),
+                settings.enrollment_caps,
+            )),
             store,
             settings,
             prefixes,
@@ -153,96 +158,6 @@ impl ControlService {
         Ok(updated)
     }
 
-    /// The answer to an enrollment whose token was used by an enrollment for the same key:
-    /// the same probe id and certificate (the reply was lost, or two attempts raced), with
-    /// whatever a crash left unwritten written now. `None` if the token was used otherwise.
-    async fn repeat_enrollment(
-        &self,
-        request: &EnrollRequest,
-        key_sha256: &str,
-    ) -> Result<Option<v1::EnrollResponse>, Status> {
-        let Some(hash) = auth::enrollment_token_hash(&request.token) else {
-            return Ok(None);
-        };
-        let store = self.store.clone();
-        let token = blocking(move || store.enrollment_token(&hash)).await?;
-        let Some(token) = token else {
-            return Ok(None);
-        };
-        let (Some(probe), Some(outcome)) = (token.used_by.clone(), token.enrollment.clone()) else {
-            return Ok(None);
-        };
-        if outcome.public_key_sha256 != key_sha256 || token.revoked_at.is_some() {
-            return Ok(None);
-        }
-        let Some(certificate) = auth::from_hex(&outcome.certificate_hex) else {
-            return Err(Status::internal(format!(
-                "enrollment token {}: stored certificate is not hex",
-                token.id
-            )));
-        };
-        let fingerprint = sha256_hex(&certificate);
-        let (store, id) = (self.store.clone(), probe.clone());
-        let record = ProbeRecord {
-            id: probe.clone(),
-            hostname: request.hostname.clone(),
-            enrolled_at: token.used_at.unwrap_or_else(UnixMicros::now),
-            last_seen: None,
-            software_version: Some(request.software_version.clone()),
-            boot_epoch: None,
-            local_addresses: Vec::new(),
-            self_test: None,
-            last_v6_success: None,
-            tags: Vec::new(),
-            location: None,
-            origin: None,
-            owner: Some(token.owner.clone()),
-            enrolled_from: outcome.enrolled_from,
-            enrolled_prefix: outcome.enrolled_prefix,
-            certificate_sha256: Some(fingerprint.clone()),
-            revoked_at: None,
-        };
-        let stored = blocking(move || {
-            let existing = store.probe(&id)?;
-            if existing.is_none() {
-                // Only when a crash came between the enrollment and its probe record.
-                store.create_probe(&record)?;
-                store.bind_certificate(&fingerprint, &id)?;
-                store.flush()?;
-            }
-            Ok(existing)
-        })
-        .await?;
-        if let Some(status) = stored.as_ref().and_then(revoked) {
-            return Err(status);
-        }
-        self.audit(
-            &format!("enrollment-token:{} (owner {})", token.id, token.owner),
-            probe.to_string(),
-            "ok (repeated: same token and key, same certificate)".into(),
-        )
-        .await;
-        metrics().enrollment("repeated");
-        info!(probe = %probe, "enrollment repeated: same certificate sent again");
-        Ok(Some(v1::EnrollResponse {
-            probe_id: probe.to_string(),
-            probe_secret: String::new(),
-            certificate_der: certificate,
-            ca_certificate_der: self.pki.ca_der().to_vec(),
-        }))
-    }
-
-    /// Records an enrollment attempt in the audit log.
-    async fn audit(&self, identity: &str, target: String, outcome: String) {
-        let store = self.store.clone();
-        let identity = identity.to_owned();
-        let _ = blocking(move || {
-            auth::audit(&*store, &identity, "enroll", &target, &outcome);
-            Ok(())
-        })
-        .await;
-    }
-
     /// The tasks this probe runs now, recorded as assigned before they are sent.
     async fn assignments_for(&self, probe: &ProbeId) -> Result<Vec<Assignment>, Status> {
         let store = self.store.clone();
@@ -268,11 +183,6 @@ impl ControlService {
     }
 }
 
-/// The public id of an enrollment token (start of its hash), for refusals; "-" if malformed.
-fn enrollment_token_id(token: &str) -> String {
-    auth::enrollment_token_hash(token).map_or_else(|| "-".into(), |h| h.chars().take(12).collect())
-}
-
 type PeerCerts = Option<Arc<Vec<rustls::pki_types::CertificateDer<'static>>>>;
 
 /// The peer's address and client certificates, from the TLS connection the request came on.
@@ -282,12 +192,19 @@ fn connection<T>(request: &Request<T>) -> (Option<IpAddr>, PeerCerts) {
 
 /// The status a revoked probe gets; the probe stops on it (it is `PermissionDenied`).
 fn revoked(record: &ProbeRecord) -> Option<Status> {
-    record.revoked_at.map(|at| {
-        Status::permission_denied(format!(
-            "probe {} was revoked by the collector's operator (at {} us since 1970): it may no longer report; ask the operator, and enroll again with a new token if they agree",
-            record.id, at.0
-        ))
-    })
+    auth::revocation_message(record).map(Status::permission_denied)
+}
+
+/// The status of a failed enrollment: the probe tells a refusal (stop, ask for a new token)
+/// from a collector that cannot answer now (retry) by it.
+fn enroll_status(e: EnrollError) -> Status {
+    match e {
+        EnrollError::Invalid { .. } => Status::invalid_argument(e.to_string()),
+        EnrollError::Token(_) | EnrollError::Revoked(_) => Status::permission_denied(e.to_string()),
+        EnrollError::Cap(_) => Status::resource_exhausted(e.to_string()),
+        EnrollError::Internal(message) => Status::internal(message),
+        EnrollError::Store(e) => internal(e),
+    }
 }
 
 /// **The one place where a connection becomes a probe identity.** The TLS layer has already
@@ -396,154 +313,18 @@ impl ProbeControl for ControlService {
             metrics().enrollment("invalid");
             Status::invalid_argument(format!("invalid field `{}`: {}", e.field, e.reason))
         })?;
-        let now = UnixMicros::now();
-        let Some(key_sha256) = auth::csr_key_sha256(&request.csr_der) else {
-            metrics().enrollment("invalid");
-            return Err(Status::invalid_argument(
-                "invalid field `csr_der`: not a PKCS #10 certificate signing request",
-            ));
-        };
-        let store = self.store.clone();
-        let token = request.token.clone();
-        let checked = blocking(move || auth::check_enrollment_token(&*store, &token, now)).await?;
-        let (hash, token) = match checked {
-            Ok(found) => found,
-            Err(refusal) => {
-                // A retry after a lost reply: the same token and CSR get the same answer.
-                if matches!(refusal, TokenRefusal::Used(_))
-                    && let Some(answer) = self.repeat_enrollment(&request, &key_sha256).await?
-                {
-                    return Ok(Response::new(answer));
-                }
-                let target = match &refusal {
-                    TokenRefusal::Used(id)
-                    | TokenRefusal::Expired(id)
-                    | TokenRefusal::Revoked(id) => id.clone(),
-                    TokenRefusal::Malformed | TokenRefusal::Unknown => "-".into(),
-                };
-                self.audit("anonymous", target, format!("refused: {refusal}"))
-                    .await;
-                metrics().enrollment("refused_token");
-                return Err(Status::permission_denied(refusal.to_string()));
-            }
-        };
-        let identity = format!("enrollment-token:{} (owner {})", token.id, token.owner);
-        let Some(from) = peer else {
-            return Err(Status::internal("enrollment without a peer address"));
-        };
-        let prefix = enrich::routed_prefix(&self.prefixes, from);
-        let random = |e: sixmap_shared::IdError| Status::internal(e.to_string());
-        let id = ProbeId::random().map_err(random)?;
-        let certificate = self
-            .pki
-            .issue_probe_certificate(&id, &request.csr_der, now)
-            .map_err(|e| {
-                metrics().enrollment("invalid");
-                Status::invalid_argument(format!("invalid field `csr_der`: {e}"))
-            })?;
-        let (store, gate) = (self.store.clone(), self.enrollments.clone());
-        let (owner, caps, probe) = (
-            token.owner.clone(),
-            self.settings.enrollment_caps,
-            id.clone(),
-        );
-        let reservation =
-            blocking(move || gate.reserve(&*store, &owner, from, prefix, caps, &probe)).await?;
-        let reservation = match reservation {
-            Ok(reservation) => reservation,
-            Err(refusal) => {
-                self.audit(&identity, token.id.clone(), format!("refused: {refusal}"))
-                    .await;
-                metrics().enrollment("refused_cap");
-                return Err(Status::resource_exhausted(format!(
-                    "enrollment refused: {refusal}"
-                )));
-            }
-        };
-        let fingerprint = sha256_hex(&certificate);
-        let record = ProbeRecord {
-            id: id.clone(),
-            hostname: request.hostname.clone(),
-            enrolled_at: now,
-            last_seen: None,
-            software_version: Some(request.software_version.clone()),
-            boot_epoch: None,
-            local_addresses: Vec::new(),
-            self_test: None,
-            last_v6_success: None,
-            tags: Vec::new(),
-            location: None,
-            origin: None,
-            owner: Some(token.owner.clone()),
-            enrolled_from: Some(from),
-            enrolled_prefix: prefix,
-            certificate_sha256: Some(fingerprint.clone()),
-            revoked_at: None,
-        };
-        let enrollment = NewEnrollment {
-            token_hash: hash,
-            used: EnrollmentTokenRecord {
-                used_at: Some(now),
-                used_by: Some(id.clone()),
-                enrollment: Some(EnrollmentOutcome {
-                    public_key_sha256: key_sha256.clone(),
-                    certificate_hex: auth::to_hex(&certificate),
-                    enrolled_from: Some(from),
-                    enrolled_prefix: prefix,
-                }),
-                ..token.clone()
-            },
-            expected: token,
-            probe: id.clone(),
-            fingerprint,
-            owner: record.owner.clone().unwrap_or_default(),
-            networks: auth::owner_networks(from, prefix),
-            audit: AuditEntry {
-                at: now,
-                identity: identity.clone(),
-                action: "enroll".into(),
-                target: id.to_string(),
-                outcome: "ok".into(),
-            },
-        };
-        let store = self.store.clone();
-        let to_store = record.clone();
-        let recorded = blocking(move || {
-            // The token, certificate binding, owner index and "ok" audit entry in one
-            // transaction; the probe record after it (a retry recreates it if a crash came
-            // between). The reservation holds the cap until the probe is stored: both writes
-            // are in the commit, since a store without an owner index (ClickHouse) counts
-            // the probe records themselves, and one written after the reservation ended was
-            // counted nowhere in between (5 of 60 parallel enrollments got in against 3).
-            reservation.commit(|| {
-                if !store.record_enrollment(&enrollment)? {
-                    return Ok(false);
-                }
-                store.create_probe(&to_store)?;
-                Ok(true)
-            })
+        let enroller = self.enroller.clone();
+        // The whole flow in one blocking step (`enroll`): token, caps, certificate, records.
+        let enrolled = crate::store::run_blocking(move || {
+            Ok(enroller.enroll(&request, peer, UnixMicros::now()))
         })
-        .await?;
-        if !recorded {
-            // Another enrollment with this token won the race; if it was for the same key, it
-            // was this probe's own retry, and this one gets the same answer.
-            if let Some(answer) = self.repeat_enrollment(&request, &key_sha256).await? {
-                return Ok(Response::new(answer));
-            }
-            let refusal = TokenRefusal::Used(enrollment_token_id(&request.token));
-            self.audit(&identity, "-".into(), format!("refused: {refusal}"))
-                .await;
-            metrics().enrollment("refused_token");
-            return Err(Status::permission_denied(refusal.to_string()));
-        }
-        let store = self.store.clone();
-        blocking(move || store.flush()).await?;
-        metrics().enrollment("ok");
-        info!(probe = %record.id, hostname = ?record.hostname, owner = ?record.owner, %from, "probe enrolled");
+        .await
+        .map_err(internal)?
+        .map_err(enroll_status)?;
         Ok(Response::new(v1::EnrollResponse {
-            probe_id: record.id.to_string(),
+            probe_id: enrolled.probe.to_string(),
             probe_secret: String::new(),
-            certificate_der: certificate.to_vec(),
+            certificate_der: enrolled.certificate_der,
             ca_certificate_der: self.pki.ca_der().to_vec(),
         }))
     }

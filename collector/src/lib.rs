@@ -1,6 +1,7 @@
 //! sixmap collector: accepts probe sessions over gRPC, stores every result, serves the JSON
 //! API and the dashboard.
 
+pub mod admin;
 pub mod auth;
 pub mod campaign;
 pub mod commit;
@@ -8,6 +9,7 @@ pub mod config;
 pub mod control;
 pub mod daily;
 pub mod enrich;
+pub mod enroll;
 pub mod epochs;
 pub mod export;
 pub mod fatal;

@@ -1117,6 +1117,8 @@ fn sled_and_clickhouse_answer_the_same() {
     let Some(server) = clickhouse::require() else {
         return;
     };
+    // A new seed each run (printed, so a failure can be replayed): the wall clock is right here.
+    #[allow(clippy::disallowed_methods, clippy::disallowed_types)]
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

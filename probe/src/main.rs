@@ -220,7 +220,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             Err(e @ (ProbeError::Revoked(_) | ProbeError::Refused(_))) => {
                 tracing::error!("{e}");
                 // EX_CONFIG: the unit's RestartPreventExitStatus keeps systemd from
-                // restarting a probe that a restart cannot help.
+                // restarting a probe that a restart cannot help. Exiting here, in main, is
+                // the point of the exit code; the session has already ended.
+                #[allow(clippy::disallowed_methods)]
                 std::process::exit(EXIT_REFUSED);
             }
             other => other?,

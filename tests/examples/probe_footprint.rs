@@ -40,7 +40,7 @@ use sixmap_tests::{Collector, binary, wait_for};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// Log filter of the probe under test: what a deployed probe runs with.
 const PROBE_LOG: &str = "info";
@@ -207,10 +207,7 @@ fn clock_ticks_per_second() -> u64 {
 }
 
 fn now_micros() -> u64 {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970");
-    u64::try_from(since.as_micros()).expect("micros fit in u64")
+    u64::try_from(sixmap_shared::UnixMicros::now().0).expect("clock after 1970")
 }
 
 /// What one process did during a window.
@@ -669,6 +666,8 @@ fn main() {
             eprintln!("\n=== phase {name:?} failed: {failure}");
         }
         drop(work);
+        // In main, after the work directory is gone: a benchmark failure must fail the run.
+        #[allow(clippy::disallowed_methods)]
         std::process::exit(1);
     }
 }

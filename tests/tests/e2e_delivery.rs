@@ -82,10 +82,7 @@ impl Site {
 }
 
 fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
+    sixmap_shared::UnixMicros::now().0
 }
 
 /// Stops production (probes restarted against a collector with no tasks) and waits until every

@@ -233,8 +233,5 @@ fn results_produced_while_the_collector_is_down_arrive_once_and_none_is_lost() {
 
 /// Wall clock in Unix microseconds, as results carry it.
 fn unix_now_us() -> i64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap();
-    i64::try_from(now.as_micros()).unwrap()
+    sixmap_shared::UnixMicros::now().0
 }

@@ -216,8 +216,5 @@ fn probes_fail_over_between_collectors_sharing_clickhouse_and_lose_nothing() {
 }
 
 fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
+    sixmap_shared::UnixMicros::now().0
 }

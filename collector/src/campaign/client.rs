@@ -72,6 +72,8 @@ impl Client {
             addr: self.authority.clone(),
             source: e,
         };
+        // A synchronous client of the CLI: blocking name resolution is what it wants.
+        #[allow(clippy::disallowed_methods)]
         let addr = self
             .authority
             .to_socket_addrs()

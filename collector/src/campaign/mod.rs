@@ -12,31 +12,36 @@
 //! `campaign:<id>:...`), so they never collide; the store indexes their results under the
 //! campaign as they are stored, so a report reads only its own results.
 
+pub mod cli;
 pub mod client;
+mod declared;
 pub mod grpc;
 pub mod http;
+mod progress;
+mod registry;
 pub mod report;
+mod selection;
+mod slots;
 pub mod spec;
 
 use crate::store::{ProbeRecord, Store, StoreError, StoredResult};
 use serde::{Deserialize, Serialize};
 use sixmap_proto::v1::{self, collector_message};
-use sixmap_shared::measurement::Outcome;
 use sixmap_shared::session::Assignment;
 use sixmap_shared::{ProbeId, TaskId, UnixMicros};
 use spec::{CampaignSpec, CampaignTaskSpec, SpecFieldError};
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::mpsc;
 use tonic::Status;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
-/// Sender of a probe's session stream.
-pub type SessionSender = mpsc::Sender<Result<v1::CollectorMessage, Status>>;
-
-/// A probe counts as connected for selection if seen this recently.
-const RECENT: Duration = Duration::from_secs(24 * 3600);
+pub use declared::parse_declared;
+pub use progress::Progress;
+pub use registry::SessionSender;
+use registry::{Pushed, assign_message};
+use selection::{campaign_probe, empty_selection, probe_matches, select};
+use slots::not_before;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CampaignError {
@@ -65,6 +70,18 @@ pub enum CampaignStatus {
     Cancelled,
     /// The total budget was spent.
     BudgetSpent,
+}
+
+impl CampaignStatus {
+    /// The word the API writes (its serde name).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Finished => "finished",
+            Self::Cancelled => "cancelled",
+            Self::BudgetSpent => "budget_spent",
+        }
+    }
 }
 
 /// One task of a campaign.
@@ -128,26 +145,6 @@ impl CampaignRecord {
     }
 }
 
-/// How far a campaign has got.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Progress {
-    pub probes_assigned: usize,
-    pub probes_connected: usize,
-    pub probes_reporting: usize,
-    pub tasks: usize,
-    /// Runs due so far (one-off: every probe × task).
-    pub results_expected: u64,
-    pub results_in: u64,
-    /// Results whose destination answered.
-    pub reached: u64,
-    /// Results that did not reach the destination, by class: `unreached` when the
-    /// measurement ran but nothing answered, else the class of the failure to run
-    /// (`resolution`, `network`, `policy`...).
-    pub failures: BTreeMap<String, u64>,
-    pub skipped_over_budget: usize,
-    pub complete: bool,
-}
-
 /// A summary for lists.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CampaignSummary {
@@ -199,27 +196,6 @@ pub struct Campaigns {
     pushed: Mutex<Pushed>,
 }
 
-#[derive(Debug, Default)]
-struct Pushed {
-    active: HashSet<u64>,
-    ended: HashSet<u64>,
-}
-
-/// A stable 64-bit FNV-1a hash: stratified picks must not change across restarts or Rust
-/// versions (std's hasher is randomly keyed).
-fn stable_hash(parts: &[&[u8]]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for part in parts {
-        for &b in *part {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        h ^= 0xff;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
-}
-
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic while holding the lock leaves nothing half-written that we rely on.
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -229,175 +205,6 @@ fn corrupt(id: u64, e: serde_json::Error) -> StoreError {
     StoreError::Corrupt {
         key: format!("campaigns/{id}"),
         reason: e.to_string(),
-    }
-}
-
-fn probe_matches(spec: &CampaignSpec, probe: &ProbeRecord) -> bool {
-    let origin = probe.origin.as_ref();
-    let country = origin.and_then(|o| o.country).map(|c| c.to_string());
-    let asn = origin.and_then(|o| o.asn);
-    let sel = &spec.selection;
-    (sel.countries.is_empty() || country.is_some_and(|c| sel.countries.contains(&c)))
-        && (sel.asns.is_empty() || asn.is_some_and(|a| sel.asns.contains(&a)))
-        && sel
-            .tags
-            .iter()
-            .all(|t| probe.tags.iter().any(|pt| pt.name.as_str() == t))
-        && (sel.per_operator.is_none() || asn.is_some())
-}
-
-fn campaign_probe(probe: &ProbeRecord, now: UnixMicros) -> CampaignProbe {
-    let origin = probe.origin.as_ref();
-    CampaignProbe {
-        probe: probe.id.clone(),
-        asn: origin.and_then(|o| o.asn),
-        as_name: origin.and_then(|o| o.as_name.clone()),
-        country: origin.and_then(|o| o.country).map(|c| c.to_string()),
-        assigned_at: now,
-    }
-}
-
-/// The first selection criterion that leaves no probe, with the reason.
-fn empty_selection(spec: &CampaignSpec, probes: &[ProbeRecord]) -> SpecFieldError {
-    let sel = &spec.selection;
-    let mut left: Vec<&ProbeRecord> = probes.iter().collect();
-    let err = |field: &str, reason: String| SpecFieldError {
-        field: field.to_owned(),
-        reason,
-    };
-    if left.is_empty() {
-        return err(
-            "selection",
-            "no probe is enrolled with this collector".into(),
-        );
-    }
-    if !sel.countries.is_empty() {
-        left.retain(|p| {
-            p.origin
-                .as_ref()
-                .and_then(|o| o.country)
-                .is_some_and(|c| sel.countries.contains(&c.to_string()))
-        });
-        if left.is_empty() {
-            return err(
-                "selection.countries",
-                format!("no known probe is in {}", sel.countries.join(", ")),
-            );
-        }
-    }
-    if !sel.asns.is_empty() {
-        left.retain(|p| {
-            p.origin
-                .as_ref()
-                .and_then(|o| o.asn)
-                .is_some_and(|a| sel.asns.contains(&a))
-        });
-        if left.is_empty() {
-            let asns: Vec<_> = sel.asns.iter().map(|a| format!("AS{a}")).collect();
-            return err(
-                "selection.asns",
-                format!(
-                    "no known probe (of those the earlier criteria kept) is in {}",
-                    asns.join(", ")
-                ),
-            );
-        }
-    }
-    if !sel.tags.is_empty() {
-        left.retain(|p| {
-            sel.tags
-                .iter()
-                .all(|t| p.tags.iter().any(|pt| pt.name.as_str() == t))
-        });
-        if left.is_empty() {
-            return err(
-                "selection.tags",
-                format!(
-                    "no known probe (of those the earlier criteria kept) has every tag of {}",
-                    sel.tags.join(", ")
-                ),
-            );
-        }
-    }
-    err(
-        "selection.per_operator",
-        "stratifying by operator needs probes with an origin AS, and none has one (import \
-         prefix data with `sixmap-collector import-prefixes`)"
-            .into(),
-    )
-}
-
-/// Picks the probes of a new campaign: every matching probe, or with `per_operator = k` the
-/// first k of each origin AS ordered by (seen in the last 24 h first, stable hash).
-fn select(spec: &CampaignSpec, probes: &[ProbeRecord], now: UnixMicros) -> Vec<ProbeRecord> {
-    let matching: Vec<&ProbeRecord> = probes.iter().filter(|p| probe_matches(spec, p)).collect();
-    let Some(k) = spec.selection.per_operator else {
-        return matching.into_iter().cloned().collect();
-    };
-    let recent = |p: &ProbeRecord| {
-        p.last_seen
-            .is_some_and(|s| now.saturating_since(s) <= RECENT)
-    };
-    let mut by_asn: BTreeMap<u32, Vec<&ProbeRecord>> = BTreeMap::new();
-    for p in matching {
-        if let Some(asn) = p.origin.as_ref().and_then(|o| o.asn) {
-            by_asn.entry(asn).or_default().push(p);
-        }
-    }
-    let mut chosen = Vec::new();
-    for (_, mut group) in by_asn {
-        group.sort_by_key(|p| (!recent(p), stable_hash(&[p.id.as_str().as_bytes()])));
-        chosen.extend(group.into_iter().take(k as usize).cloned());
-    }
-    chosen
-}
-
-/// The first run of a probe's task: at its own offset within the spread after the start (a
-/// stable hash of campaign, probe and task), so runs do not come in bursts.
-fn first_slot(record: &CampaignRecord, probe: &ProbeId, task: TaskId) -> i64 {
-    let schedule = &record.spec.schedule;
-    let spread_us = u64::try_from(schedule.spread.as_micros())
-        .unwrap_or(u64::MAX)
-        .max(1);
-    let offset = stable_hash(&[
-        &record.id.to_be_bytes(),
-        probe.as_str().as_bytes(),
-        &task.get().to_be_bytes(),
-    ]) % spread_us;
-    schedule
-        .start
-        .0
-        .saturating_add(i64::try_from(offset).unwrap_or(0))
-}
-
-fn every_us(every: Duration) -> i64 {
-    i64::try_from(every.as_micros()).unwrap_or(i64::MAX).max(1)
-}
-
-/// When a probe's task should first run: its first slot, and for a periodic campaign the
-/// next of its slots from now, so a reconnecting probe keeps its phase.
-fn not_before(
-    record: &CampaignRecord,
-    probe: &ProbeId,
-    task: TaskId,
-    now: UnixMicros,
-) -> Option<UnixMicros> {
-    let first = first_slot(record, probe, task);
-    let at = match record.spec.schedule.every {
-        Some(every) if first < now.0 => {
-            let every = every_us(every);
-            first + ((now.0 - first) / every + 1) * every
-        }
-        _ => first,
-    };
-    (at > now.0).then_some(UnixMicros(at))
-}
-
-fn assign_message(a: &Assignment) -> v1::CollectorMessage {
-    v1::CollectorMessage {
-        kind: Some(collector_message::Kind::Assign(
-            sixmap_proto::encode::assignment(a),
-        )),
     }
 }
 
@@ -728,25 +535,6 @@ impl Campaigns {
         true
     }
 
-    /// Registers a connected probe's session stream.
-    pub fn connected(&self, probe: &ProbeId, tx: SessionSender) {
-        lock(&self.sessions).insert(probe.clone(), tx);
-    }
-
-    /// Forgets a session stream, unless a newer session of the probe replaced it.
-    pub fn disconnected(&self, probe: &ProbeId, tx: &SessionSender) {
-        let mut sessions = lock(&self.sessions);
-        if sessions.get(probe).is_some_and(|s| s.same_channel(tx)) {
-            sessions.remove(probe);
-        }
-    }
-
-    fn is_connected(&self, probe: &ProbeId) -> bool {
-        lock(&self.sessions)
-            .get(probe)
-            .is_some_and(|tx| !tx.is_closed())
-    }
-
     /// Ends a campaign: records why and tells connected probes to stop its tasks.
     fn end(
         &self,
@@ -764,77 +552,6 @@ impl Campaigns {
         self.push_cancels(&record, &reason);
         lock(&self.pushed).ended.insert(record.id);
         Ok(record)
-    }
-
-    /// Sends a campaign's tasks to its chosen probes connected to this collector; with
-    /// `skip_answered`, leaves out one-off tasks a probe already answered (a campaign this
-    /// process did not create may be old).
-    fn push_assignments(
-        &self,
-        record: &CampaignRecord,
-        now: UnixMicros,
-        skip_answered: bool,
-    ) -> Result<(), StoreError> {
-        let sessions = lock(&self.sessions).clone();
-        let once = record.spec.schedule.every.is_none();
-        for probe in &record.probes {
-            if let Some(tx) = sessions.get(&probe.probe) {
-                let answered = if skip_answered && once {
-                    self.answered(record.id, &probe.probe)?
-                } else {
-                    HashSet::new()
-                };
-                for a in self.assignments_of(record, &probe.probe, &answered, now) {
-                    // A full or closed stream: the probe gets it at its next hello.
-                    let sent = tx.try_send(Ok(assign_message(&a))).is_ok();
-                    debug!(campaign = record.id, probe = %probe.probe, task = %a.task_id, sent, "campaign task pushed");
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Tells a campaign's probes connected to this collector to stop its tasks.
-    fn push_cancels(&self, record: &CampaignRecord, reason: &str) {
-        let sessions = lock(&self.sessions).clone();
-        for probe in &record.probes {
-            if let Some(tx) = sessions.get(&probe.probe) {
-                for task in &record.tasks {
-                    let cancel = v1::CollectorMessage {
-                        kind: Some(collector_message::Kind::Cancel(v1::Cancel {
-                            task_id: task.task_id.get(),
-                            reason: format!("campaign {}: {reason}", record.id),
-                        })),
-                    };
-                    let _ = tx.try_send(Ok(cancel));
-                }
-            }
-        }
-    }
-
-    /// Pushes what other collectors sharing the store decided: tasks of campaigns created
-    /// there, cancels of campaigns ended there, to the probes connected here. Sending a task
-    /// or a cancel twice is harmless (the probe keeps one identical assignment), so a restart
-    /// that forgets what was pushed only repeats messages.
-    fn push_others(&self, records: &[CampaignRecord], now: UnixMicros) -> Result<(), StoreError> {
-        const RECENTLY: i64 = 30 * 86_400 * 1_000_000;
-        for record in records {
-            if record.is_active() {
-                if lock(&self.pushed).active.insert(record.id) {
-                    debug!(
-                        campaign = record.id,
-                        "campaign seen: its tasks go to the probes connected here"
-                    );
-                    self.push_assignments(record, now, true)?;
-                }
-            } else if record.ended_at.is_some_and(|at| now.0 - at.0 < RECENTLY)
-                && lock(&self.pushed).ended.insert(record.id)
-            {
-                let reason = record.status_reason.as_deref().unwrap_or("ended");
-                self.push_cancels(record, reason);
-            }
-        }
-        Ok(())
     }
 
     /// Cancels a campaign; blocking.
@@ -873,82 +590,6 @@ impl Campaigns {
             return Err(StoreError::Cancelled);
         }
         Ok(out)
-    }
-
-    /// Progress of a campaign from its results.
-    pub fn progress(
-        &self,
-        record: &CampaignRecord,
-        results: &[StoredResult],
-        now: UnixMicros,
-    ) -> Progress {
-        let mut p = Progress {
-            probes_assigned: record.probes.len(),
-            probes_connected: record
-                .probes
-                .iter()
-                .filter(|c| self.is_connected(&c.probe))
-                .count(),
-            tasks: record.tasks.len(),
-            skipped_over_budget: record.skipped_over_budget.len(),
-            ..Progress::default()
-        };
-        let mut reporting = HashSet::new();
-        let mut answered = HashSet::new();
-        for r in results {
-            let Some(task) = record.task(r.result.task_id) else {
-                continue;
-            };
-            p.results_in += 1;
-            reporting.insert(r.result.key.probe_id.clone());
-            answered.insert((r.result.key.probe_id.clone(), task.task_id));
-            if r.result.outcome.reached_destination() {
-                p.reached += 1;
-            } else {
-                let class = match &r.result.outcome {
-                    Outcome::Failed(e) => e.class.label(),
-                    _ => "unreached",
-                };
-                *p.failures.entry(class.to_owned()).or_default() += 1;
-            }
-        }
-        p.probes_reporting = reporting.len();
-        let pairs = (record.probes.len() * record.tasks.len()) as u64;
-        match record.spec.schedule.every {
-            None => {
-                p.results_expected = pairs;
-                p.complete = answered.len() as u64 >= pairs;
-            }
-            Some(every) => {
-                let until = record
-                    .ended_at
-                    .or(record.spec.schedule.stop)
-                    .map_or(now, |t| t.min(now));
-                // Slots passed since each probe was given the campaign, per task.
-                let every = every_us(every);
-                p.results_expected = record
-                    .probes
-                    .iter()
-                    .flat_map(|probe| record.tasks.iter().map(move |t| (probe, t.task_id)))
-                    .map(|(probe, task)| {
-                        let first = first_slot(record, &probe.probe, task);
-                        // A probe that joined later starts at its next slot.
-                        let first = if first < probe.assigned_at.0 {
-                            first + ((probe.assigned_at.0 - first) / every + 1) * every
-                        } else {
-                            first
-                        };
-                        if until.0 < first {
-                            0
-                        } else {
-                            ((until.0 - first) / every + 1) as u64
-                        }
-                    })
-                    .sum();
-                p.complete = !record.is_active();
-            }
-        }
-        p
     }
 
     /// Ends campaigns whose schedule is over, whose total budget is spent, or (one-off) whose
@@ -1019,79 +660,6 @@ impl Campaigns {
     }
 }
 
-/// Splits one CSV line (RFC 4180 quoting).
-pub fn csv_fields(line: &str) -> Vec<String> {
-    let mut fields = Vec::new();
-    let mut field = String::new();
-    let mut quoted = false;
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (c, quoted) {
-            ('"', true) if chars.peek() == Some(&'"') => {
-                field.push('"');
-                chars.next();
-            }
-            ('"', true) => quoted = false,
-            ('"', false) if field.is_empty() => quoted = true,
-            (',', false) => fields.push(std::mem::take(&mut field)),
-            (c, _) => field.push(c),
-        }
-    }
-    fields.push(field);
-    fields
-}
-
-/// Parses declared figures; errors name the line.
-pub fn parse_declared(csv: &str) -> Result<Vec<DeclaredFigure>, String> {
-    let mut out = Vec::new();
-    for (i, line) in csv.lines().enumerate() {
-        let line = line.trim_end_matches('\r');
-        if line.trim().is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let f = csv_fields(line);
-        if i == 0
-            && f.first()
-                .is_some_and(|h| h.trim().eq_ignore_ascii_case("asn"))
-        {
-            continue;
-        }
-        let at = |reason: String| format!("line {}: {reason}", i + 1);
-        if f.len() != 5 {
-            return Err(at(format!(
-                "{} fields, expected 5: asn,metric,value,as_of,source",
-                f.len()
-            )));
-        }
-        let asn = f[0]
-            .trim()
-            .trim_start_matches("AS")
-            .parse::<u32>()
-            .map_err(|_| at(format!("asn {:?} is not a number", f[0])))?;
-        let value = f[2]
-            .trim()
-            .parse::<f64>()
-            .ok()
-            .filter(|v| v.is_finite())
-            .ok_or_else(|| at(format!("value {:?} is not a number", f[2])))?;
-        let metric = f[1].trim();
-        if metric.is_empty() {
-            return Err(at("metric is empty".into()));
-        }
-        out.push(DeclaredFigure {
-            asn,
-            metric: metric.to_owned(),
-            value,
-            as_of: f[3].trim().to_owned(),
-            source: f[4].trim().to_owned(),
-        });
-        if out.len() > 10_000 {
-            return Err(at("more than 10000 figures".into()));
-        }
-    }
-    Ok(out)
-}
-
 /// Keeps campaign states current: ends finished ones every few seconds.
 pub async fn run_ticker(campaigns: Arc<Campaigns>) {
     loop {
@@ -1123,6 +691,7 @@ impl Campaigns {
 
 #[cfg(test)]
 mod tests {
+    use super::selection::stable_hash;
     use super::*;
 
     #[test]

@@ -75,6 +75,8 @@ pub fn fetch(
         addr: addr.clone(),
         reason: reason.to_owned(),
     };
+    // The CLI's synchronous export client: blocking name resolution is what it wants.
+    #[allow(clippy::disallowed_methods)]
     let socket = addr
         .to_socket_addrs()
         .map_err(io)?

@@ -1,0 +1,403 @@
+//! The `sixmap-collector campaign` commands: commission, follow and publish campaigns
+//! through a running collector's HTTP API (the [`client`](super::client)).
+
+use super::client::{Client, Reply};
+use super::{CampaignStatus, Progress};
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use serde::Deserialize;
+use std::path::PathBuf;
+
+#[derive(Debug, clap::Args)]
+pub struct Remote {
+    /// The collector's HTTP API.
+    #[arg(long, default_value = "http://[::1]:7480")]
+    collector: String,
+    /// API token (`sxa_…`; campaign writes need a campaigner's). Default: $SIXMAP_API_TOKEN.
+    #[arg(long)]
+    token: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CampaignCommand {
+    /// Create a campaign from a spec file (TOML, or JSON if it ends in .json) or a template.
+    Create {
+        #[command(flatten)]
+        remote: Remote,
+        /// Ignored, kept so older scripts still run: the campaign's owner is always the
+        /// holder of the API token that creates it.
+        #[arg(long)]
+        owner: Option<String>,
+        #[arg(long, conflicts_with = "template")]
+        spec: Option<PathBuf>,
+        /// `government-portals` or `operator-ranking` (deploy/campaigns/*.toml).
+        #[arg(long)]
+        template: Option<String>,
+        /// Targets to add, one per line (`#` starts a comment); repeatable.
+        #[arg(long = "targets-file")]
+        targets_files: Vec<PathBuf>,
+        /// A target to add; repeatable.
+        #[arg(long = "target")]
+        targets: Vec<String>,
+    },
+    /// List campaigns.
+    List {
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Show a campaign and its progress; --follow prints progress until it ends.
+    Show {
+        #[command(flatten)]
+        remote: Remote,
+        id: u64,
+        #[arg(long)]
+        follow: bool,
+        /// With --follow: give up after this many seconds.
+        #[arg(long, default_value_t = 3600)]
+        timeout_s: u64,
+    },
+    /// Cancel a campaign; probes drop its tasks.
+    Cancel {
+        #[command(flatten)]
+        remote: Remote,
+        id: u64,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Print or save a campaign's report (json, csv or html); --wait follows progress until
+    /// every result is in first.
+    Report {
+        #[command(flatten)]
+        remote: Remote,
+        id: u64,
+        #[arg(long, default_value = "json")]
+        format: String,
+        #[arg(long)]
+        output: Option<PathBuf>,
+        #[arg(long)]
+        wait: bool,
+        /// With --wait: give up after this many seconds.
+        #[arg(long, default_value_t = 3600)]
+        timeout_s: u64,
+    },
+    /// Import operators' declared figures (CSV: asn,metric,value,as_of,source), shown beside
+    /// the measured ones in reports.
+    ImportDeclared {
+        #[command(flatten)]
+        remote: Remote,
+        id: u64,
+        file: PathBuf,
+    },
+}
+
+const TEMPLATES: [(&str, &str); 2] = [
+    (
+        "government-portals",
+        include_str!("../../../deploy/campaigns/government-portals.toml"),
+    ),
+    (
+        "operator-ranking",
+        include_str!("../../../deploy/campaigns/operator-ranking.toml"),
+    ),
+];
+
+fn client(remote: &Remote) -> anyhow::Result<Client> {
+    let token = remote
+        .token
+        .clone()
+        .or_else(|| std::env::var("SIXMAP_API_TOKEN").ok());
+    Ok(Client::new(&remote.collector)?.with_token(token))
+}
+
+/// The body of a successful reply, or the collector's error message.
+fn ok_body(what: &str, reply: Reply) -> anyhow::Result<String> {
+    if (200..300).contains(&reply.status) {
+        return Ok(reply.body);
+    }
+    let message = serde_json::from_str::<serde_json::Value>(&reply.body)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(str::to_owned))
+        .unwrap_or(reply.body);
+    bail!("{what}: {message} (HTTP {})", reply.status)
+}
+
+fn read_targets(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading targets file {}", path.display()))?;
+    Ok(text
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect())
+}
+
+/// What `GET /api/v1/campaigns/ID` answers ([`super::Campaigns::show`]), as far as the CLI
+/// reads it: the record's head (not its spec, whose keys may grow) and the progress.
+#[derive(Debug, Deserialize)]
+struct Shown {
+    campaign: Head,
+    progress: Progress,
+}
+
+#[derive(Debug, Deserialize)]
+struct Head {
+    id: u64,
+    status: CampaignStatus,
+}
+
+/// One line of progress for people.
+fn progress_line(show: &Shown) -> String {
+    let (c, p) = (&show.campaign, &show.progress);
+    let (done, expected) = (p.results_in, p.results_expected);
+    let percent = if expected > 0 {
+        format!(
+            "{:.0} %",
+            100.0 * done.min(expected) as f64 / expected as f64
+        )
+    } else {
+        "-".into()
+    };
+    let failures = serde_json::to_string(&p.failures).unwrap_or_default();
+    format!(
+        "campaign {} [{}]: {done}/{expected} results ({percent}), {} reached; probes {} assigned, {} connected, {} reporting; not reached: {failures}",
+        c.id,
+        c.status.as_str(),
+        p.reached,
+        p.probes_assigned,
+        p.probes_connected,
+        p.probes_reporting,
+    )
+}
+
+/// Fetches a campaign: the reply as sent (printed as is) and its typed reading.
+fn show(client: &Client, id: u64) -> anyhow::Result<(serde_json::Value, Shown)> {
+    let body = ok_body("show", client.get(&format!("/api/v1/campaigns/{id}"))?)?;
+    let raw: serde_json::Value = serde_json::from_str(&body)?;
+    let typed = Shown::deserialize(&raw).context("reading the collector's campaign")?;
+    Ok((raw, typed))
+}
+
+/// Prints progress to stderr until the campaign is complete or ended.
+fn follow(
+    client: &Client,
+    id: u64,
+    timeout: std::time::Duration,
+) -> anyhow::Result<serde_json::Value> {
+    let deadline = std::time::Instant::now() + timeout;
+    let mut last = String::new();
+    loop {
+        let (raw, shown) = show(client, id)?;
+        let line = progress_line(&shown);
+        if line != last {
+            eprintln!("{line}");
+            last = line;
+        }
+        if shown.progress.complete || shown.campaign.status != CampaignStatus::Active {
+            return Ok(raw);
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("campaign {id} still running after {} s", timeout.as_secs());
+        }
+        std::thread::sleep(std::time::Duration::from_secs(2));
+    }
+}
+
+/// Runs one `campaign` subcommand.
+pub fn run(command: CampaignCommand) -> anyhow::Result<()> {
+    use super::spec::SpecInput;
+    match command {
+        CampaignCommand::Create {
+            remote,
+            owner,
+            spec,
+            template,
+            targets_files,
+            targets,
+        } => {
+            let (text, format, base) = match (&spec, &template) {
+                (Some(path), _) => {
+                    let text = std::fs::read_to_string(path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    let format = if path.extension().is_some_and(|e| e == "json") {
+                        "json"
+                    } else {
+                        "toml"
+                    };
+                    (
+                        text,
+                        format,
+                        path.parent().map(std::path::Path::to_path_buf),
+                    )
+                }
+                (None, Some(name)) => {
+                    let Some((_, text)) = TEMPLATES.iter().find(|(n, _)| n == name) else {
+                        let names: Vec<_> = TEMPLATES.iter().map(|(n, _)| *n).collect();
+                        bail!("--template {name:?}: not one of {}", names.join(", "));
+                    };
+                    ((*text).to_owned(), "toml", None)
+                }
+                (None, None) => bail!("give --spec FILE or --template NAME"),
+            };
+            let mut input: SpecInput = super::spec::parse(format, &text)?;
+            let mut extra = targets;
+            let had_file = input.targets_file.is_some();
+            if let Some(file) = input.targets_file.take() {
+                let path = base.unwrap_or_default().join(file);
+                extra.extend(read_targets(&path)?);
+            }
+            for file in &targets_files {
+                extra.extend(read_targets(file)?);
+            }
+            // Unchanged specs travel as written, so the report embeds the regulator's text.
+            let (text, format) = if extra.is_empty() && !had_file && spec.is_some() {
+                (text, format)
+            } else {
+                input.targets.extend(extra);
+                (serde_json::to_string_pretty(&input)?, "json")
+            };
+            let body = serde_json::json!({ "owner": owner, "format": format, "spec": text });
+            let client = client(&remote)?;
+            let created = ok_body(
+                "create",
+                client.post("/api/v1/campaigns", "application/json", &body.to_string())?,
+            )?;
+            let record: serde_json::Value = serde_json::from_str(&created)?;
+            eprintln!(
+                "created campaign {}: {} tasks on {} probes",
+                record["id"],
+                record["tasks"].as_array().map_or(0, Vec::len),
+                record["probes"].as_array().map_or(0, Vec::len)
+            );
+            println!("{}", record["id"]);
+            Ok(())
+        }
+        CampaignCommand::List { remote } => {
+            let body = ok_body("list", client(&remote)?.get("/api/v1/campaigns")?)?;
+            let list: serde_json::Value = serde_json::from_str(&body)?;
+            for c in list["campaigns"].as_array().into_iter().flatten() {
+                println!(
+                    "{}\t{}\t{}\t{} targets, {} tasks, {} probes\t{}",
+                    c["id"],
+                    c["status"].as_str().unwrap_or("?"),
+                    c["owner"].as_str().unwrap_or("?"),
+                    c["targets"],
+                    c["tasks"],
+                    c["probes"],
+                    c["name"].as_str().unwrap_or("?"),
+                );
+            }
+            Ok(())
+        }
+        CampaignCommand::Show {
+            remote,
+            id,
+            follow: keep,
+            timeout_s,
+        } => {
+            let client = client(&remote)?;
+            let show = if keep {
+                follow(&client, id, std::time::Duration::from_secs(timeout_s))?
+            } else {
+                show(&client, id)?.0
+            };
+            println!("{}", serde_json::to_string_pretty(&show)?);
+            Ok(())
+        }
+        CampaignCommand::Cancel { remote, id, reason } => {
+            let body = serde_json::json!({ "reason": reason }).to_string();
+            ok_body(
+                "cancel",
+                client(&remote)?.post(
+                    &format!("/api/v1/campaigns/{id}/cancel"),
+                    "application/json",
+                    &body,
+                )?,
+            )?;
+            eprintln!("campaign {id} cancelled");
+            Ok(())
+        }
+        CampaignCommand::Report {
+            remote,
+            id,
+            format,
+            output,
+            wait,
+            timeout_s,
+        } => {
+            let client = client(&remote)?;
+            if wait {
+                follow(&client, id, std::time::Duration::from_secs(timeout_s))?;
+            }
+            let body = ok_body(
+                "report",
+                client.get(&format!("/api/v1/campaigns/{id}/report?format={format}"))?,
+            )?;
+            match output {
+                Some(path) => {
+                    std::fs::write(&path, &body)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    eprintln!("report written to {}", path.display());
+                }
+                None => print!("{body}"),
+            }
+            Ok(())
+        }
+        CampaignCommand::ImportDeclared { remote, id, file } => {
+            let csv = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let body = ok_body(
+                "import-declared",
+                client(&remote)?.post(
+                    &format!("/api/v1/campaigns/{id}/declared"),
+                    "text/csv",
+                    &csv,
+                )?,
+            )?;
+            let v: serde_json::Value = serde_json::from_str(&body)?;
+            eprintln!(
+                "{} declared figures imported into campaign {id}",
+                v["declared"].as_array().map_or(0, Vec::len)
+            );
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_lines_come_from_the_typed_answer_whatever_else_it_holds() {
+        let mut progress = Progress {
+            probes_assigned: 3,
+            probes_connected: 2,
+            probes_reporting: 1,
+            tasks: 2,
+            results_expected: 6,
+            results_in: 3,
+            reached: 2,
+            ..Progress::default()
+        };
+        progress.failures.insert("unreached".into(), 1);
+        // Keys the CLI does not read (a spec grown by a newer collector) are no obstacle.
+        let answer = serde_json::json!({
+            "campaign": { "id": 7, "status": "active", "spec": { "a_new_key": true } },
+            "progress": progress,
+        });
+        let shown = Shown::deserialize(&answer).unwrap();
+        assert_eq!(
+            progress_line(&shown),
+            "campaign 7 [active]: 3/6 results (50 %), 2 reached; probes 3 assigned, 2 connected, \
+             1 reporting; not reached: {\"unreached\":1}"
+        );
+        let ended = serde_json::json!({
+            "campaign": { "id": 7, "status": "budget_spent" },
+            "progress": Progress::default(),
+        });
+        let shown = Shown::deserialize(&ended).unwrap();
+        assert_eq!(shown.campaign.status, CampaignStatus::BudgetSpent);
+        assert!(progress_line(&shown).contains("[budget_spent]: 0/0 results (-)"));
+    }
+}

@@ -1,0 +1,326 @@
+//! HTTP: the JSON API under `/api/v1` (this module), the dashboard at `/`, the national map
+//! pages at `/map` and `/map/{CC}` and their files at `/assets/<name>` ([`pages`]), the
+//! dashboard's result summaries ([`summary`]).
+
+use crate::store::{ResultQuery, Store, StoreError, StoredResult, TagEvent};
+use axum::extract::{Path, Query, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use sixmap_shared::health::{OutboxLoss, ProbeTag, SelfTest};
+use sixmap_shared::{ProbeId, UnixMicros};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use crate::map_view::MapView;
+
+mod pages;
+mod summary;
+
+use pages::{asset, country_page, dashboard, map_page};
+use summary::summarize;
+
+const DEFAULT_LIMIT: usize = 100;
+const MAX_LIMIT: usize = 10_000;
+
+pub fn router(store: Arc<dyn Store>, maps: MapView) -> Router {
+    // The map pages answer from the snapshot kept in memory (`map_view`).
+    let map_routes = Router::new()
+        .route("/api/v1/maps/countries", get(map_countries))
+        .route("/api/v1/maps/countries/{country}", get(map_country))
+        .with_state((store.clone(), maps));
+    Router::new()
+        .route("/", get(dashboard))
+        .route("/api/v1/results", get(results))
+        .route("/api/v1/probes", get(probes))
+        .route("/api/v1/probes/{id}/tags", get(tag_history))
+        .route("/api/v1/losses", get(losses))
+        .route("/api/v1/maps/countries/{country}/series", get(map_series))
+        .route("/api/v1/maps/networks/{asn}/series", get(network_series))
+        .route("/map", get(map_page))
+        .route("/map/{country}", get(country_page))
+        .route("/assets/{name}", get(asset))
+        .with_state(store)
+        .merge(map_routes)
+}
+
+#[derive(Debug)]
+enum ApiError {
+    BadRequest(String),
+    Store(StoreError),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, message) = match self {
+            Self::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
+            Self::Store(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        };
+        (status, Json(serde_json::json!({ "error": message }))).into_response()
+    }
+}
+
+/// Store reads on the readers' bounded pool (`limits::readers`), never ingest's threads.
+async fn run_blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    crate::limits::readers::read_blocking(work)
+        .await
+        .map_err(ApiError::Store)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResultsParams {
+    probe: Option<String>,
+    limit: Option<usize>,
+}
+
+/// The map routes take no query parameters: one given is a mistake, named in a 400.
+fn no_parameters(query: Option<String>) -> Result<(), ApiError> {
+    match query.as_deref().filter(|q| !q.is_empty()) {
+        None => Ok(()),
+        Some(query) => {
+            let name: String = query
+                .split(['&', '='])
+                .next()
+                .unwrap_or_default()
+                .chars()
+                .take(40)
+                .collect();
+            Err(ApiError::BadRequest(format!(
+                "unknown parameter `{name}`: this route takes no query parameters"
+            )))
+        }
+    }
+}
+
+/// A country code in a path, in any case (`de` is `DE`), as `probe_country` in queries.
+fn country_in_path(text: &str) -> Result<sixmap_shared::prefixes::CountryCode, ApiError> {
+    text.to_ascii_uppercase()
+        .parse()
+        .map_err(|e| ApiError::BadRequest(format!("country in the path: {e}")))
+}
+
+fn parse_probe(text: &str, what: &str) -> Result<ProbeId, ApiError> {
+    text.parse::<ProbeId>()
+        .map_err(|e| ApiError::BadRequest(format!("{what}: {e}")))
+}
+
+fn result_query(
+    params: Result<Query<ResultsParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<ResultQuery, ApiError> {
+    let Query(params) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let probe = params
+        .probe
+        .map(|p| parse_probe(&p, "query parameter `probe`"))
+        .transpose()?;
+    let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(ApiError::BadRequest(format!(
+            "query parameter `limit`: must be 1..={MAX_LIMIT}"
+        )));
+    }
+    Ok(ResultQuery { probe, limit })
+}
+
+#[derive(Debug, Serialize)]
+struct LossesBody {
+    count: usize,
+    /// Results counted in these records.
+    lost_results: u64,
+    losses: Vec<OutboxLoss>,
+}
+
+/// Probes' records of results they dropped before delivery (outbox full, damaged outbox).
+async fn losses(
+    State(store): State<Arc<dyn Store>>,
+    params: Result<Query<ResultsParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<LossesBody>, ApiError> {
+    let query = result_query(params)?;
+    let losses = run_blocking(move || store.losses(&query)).await?;
+    Ok(Json(LossesBody {
+        count: losses.len(),
+        lost_results: losses.iter().map(|l| l.count).sum(),
+        losses,
+    }))
+}
+
+#[derive(Debug, Serialize)]
+struct TagsBody {
+    probe: ProbeId,
+    tags: Vec<ProbeTag>,
+    self_test: Option<SelfTest>,
+    /// Every change, oldest first.
+    history: Vec<TagEvent>,
+}
+
+async fn tag_history(
+    State(store): State<Arc<dyn Store>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let probe = parse_probe(&id, "probe id in the path")?;
+    let found = run_blocking(move || {
+        let Some(record) = store.probe(&probe)? else {
+            return Ok(None);
+        };
+        let history = store.tag_history(&probe)?;
+        Ok(Some(TagsBody {
+            probe,
+            tags: record.tags,
+            self_test: record.self_test,
+            history,
+        }))
+    })
+    .await?;
+    Ok(match found {
+        Some(body) => Json(body).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({ "error": format!("no probe {id}") })),
+        )
+            .into_response(),
+    })
+}
+
+/// Per-country IPv6 figures for the world map.
+async fn map_countries(
+    State((store, maps)): State<(Arc<dyn Store>, MapView)>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<crate::maps::Countries>, ApiError> {
+    no_parameters(query)?;
+    let snapshot = run_blocking(move || maps.snapshot(&*store)).await?;
+    Ok(Json(snapshot.countries()))
+}
+
+/// One country's stored daily figures and their projected trend.
+async fn map_series(
+    State(store): State<Arc<dyn Store>>,
+    Path(country): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<crate::daily::Series>, ApiError> {
+    no_parameters(query)?;
+    let code = country_in_path(&country)?;
+    Ok(Json(
+        run_blocking(move || crate::daily::series(&*store, code)).await?,
+    ))
+}
+
+/// One network's (origin AS) stored daily figures and their projected trend.
+async fn network_series(
+    State(store): State<Arc<dyn Store>>,
+    Path(asn): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<crate::daily::NetworkSeries>, ApiError> {
+    no_parameters(query)?;
+    let asn: u32 = asn
+        .strip_prefix("AS")
+        .unwrap_or(&asn)
+        .parse()
+        .map_err(|_| ApiError::BadRequest(format!("AS number in the path: {asn:?} is not one")))?;
+    Ok(Json(
+        run_blocking(move || crate::daily::network_series(&*store, asn)).await?,
+    ))
+}
+
+/// One country: figures, operator ranking, probes.
+async fn map_country(
+    State((store, maps)): State<(Arc<dyn Store>, MapView)>,
+    Path(country): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    no_parameters(query)?;
+    let code = country_in_path(&country)?;
+    let snapshot = run_blocking(move || maps.snapshot(&*store)).await?;
+    let detail = snapshot.country(code);
+    Ok(match detail {
+        Some(detail) => Json(detail).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({
+                "error": format!("no active probe with prefix data in {code}")
+            })),
+        )
+            .into_response(),
+    })
+}
+
+#[derive(Debug, Serialize)]
+struct ResultsBody {
+    count: usize,
+    results: Vec<StoredResult>,
+}
+
+async fn results(
+    State(store): State<Arc<dyn Store>>,
+    params: Result<Query<ResultsParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<ResultsBody>, ApiError> {
+    let query = result_query(params)?;
+    let results = run_blocking(move || store.results(&query)).await?;
+    Ok(Json(ResultsBody {
+        count: results.len(),
+        results,
+    }))
+}
+
+/// A probe as the public API shows it: never its secret.
+#[derive(Debug, Serialize)]
+struct ProbeView {
+    id: ProbeId,
+    hostname: String,
+    enrolled_at: UnixMicros,
+    last_seen: Option<UnixMicros>,
+    software_version: Option<String>,
+    local_addresses: Vec<IpAddr>,
+    tags: Vec<ProbeTag>,
+    /// Degrees, rounded to a tenth.
+    location: Option<[f64; 2]>,
+    /// Origin AS and country of the probe's address.
+    origin: Option<sixmap_shared::prefixes::Enrichment>,
+    last_result: Option<LastResult>,
+}
+
+#[derive(Debug, Serialize)]
+struct LastResult {
+    started_at: UnixMicros,
+    destination: Option<IpAddr>,
+    summary: String,
+}
+
+async fn probes(State(store): State<Arc<dyn Store>>) -> Result<Json<Vec<ProbeView>>, ApiError> {
+    let views = run_blocking(move || {
+        store
+            .probes()?
+            .into_iter()
+            .map(|p| {
+                let last = store
+                    .results(&ResultQuery {
+                        probe: Some(p.id.clone()),
+                        limit: 1,
+                    })?
+                    .into_iter()
+                    .next();
+                Ok(ProbeView {
+                    last_result: last.map(|r| LastResult {
+                        started_at: r.result.started_at,
+                        destination: r.result.destination,
+                        summary: summarize(&r.result),
+                    }),
+                    id: p.id,
+                    hostname: p.hostname,
+                    enrolled_at: p.enrolled_at,
+                    last_seen: p.last_seen,
+                    software_version: p.software_version,
+                    local_addresses: p.local_addresses,
+                    tags: p.tags,
+                    location: p.location.map(|l| [l.latitude(), l.longitude()]),
+                    origin: p.origin,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()
+    })
+    .await?;
+    Ok(Json(views))
+}
