@@ -7,7 +7,7 @@
 //! the size of the fleet. An enrollment's rows (token, certificate binding, index entry,
 //! audit) are written one after the other, not in a transaction; a retry of the enrollment
 //! rewrites what a crash left out. The per-owner caps are atomic within one collector because
-//! the enrollment gate (`auth::EnrollmentGate`) holds an enrollment's reservation until its
+//! the enrollment gate (`enroll::gate::EnrollmentGate`) holds an enrollment's reservation until its
 //! index entry and probe record are written (`control`); collectors sharing one ClickHouse
 //! store do not see each other's enrollments in progress.
 
