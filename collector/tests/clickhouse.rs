@@ -1579,7 +1579,7 @@ fn the_owner_index_counts_an_owners_probes_per_network() {
     store.create_probe(&old).unwrap();
     let fresh = ClickHouseStore::open(&config(&server, "owners_legacy")).unwrap();
     fresh.create_probe(&old).unwrap();
-    sixmap_collector::auth::complete_owner_index(&fresh).unwrap();
+    sixmap_collector::enroll::gate::complete_owner_index(&fresh).unwrap();
     assert_eq!(fresh.owner_probe_count("carol", &networks[0]).unwrap(), 1);
     assert!(fresh.owner_index_complete().unwrap());
 }
