@@ -147,6 +147,87 @@ fn figures_cursor(store: &dyn Store) -> Result<Option<Option<u64>>, StoreError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::{ProbeRecord, SledStore};
+    use sixmap_shared::ProbeId;
+    use sixmap_shared::prefixes::Enrichment;
+
+    fn active_probe(store: &dyn Store, n: u64, country: &str) {
+        store
+            .create_probe(&ProbeRecord {
+                id: format!("{n:016x}").parse::<ProbeId>().unwrap(),
+                hostname: String::new(),
+                enrolled_at: UnixMicros(0),
+                last_seen: Some(UnixMicros::now()),
+                software_version: None,
+                boot_epoch: Some(1),
+                local_addresses: Vec::new(),
+                self_test: None,
+                last_v6_success: None,
+                tags: Vec::new(),
+                location: None,
+                origin: Some(Enrichment {
+                    asn: Some(64_500),
+                    as_name: None,
+                    country: Some(country.parse().unwrap()),
+                }),
+                owner: None,
+                enrolled_from: None,
+                enrolled_prefix: None,
+                certificate_sha256: None,
+                revoked_at: None,
+            })
+            .unwrap();
+    }
+
+    fn countries(snapshot: &Snapshot) -> Vec<String> {
+        snapshot
+            .countries()
+            .countries
+            .iter()
+            .map(|c| c.country.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn requests_answer_from_the_kept_snapshot_and_replace_a_stale_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let view = MapView::default();
+        active_probe(&store, 1, "NL");
+        // No snapshot yet: the first request takes one.
+        assert_eq!(countries(&view.snapshot(&store).unwrap()), ["NL"]);
+        // A flood of requests meanwhile reads nothing from the store: a probe that appeared
+        // since is not seen until the next refresh.
+        active_probe(&store, 2, "DE");
+        for _ in 0..1000 {
+            assert_eq!(countries(&view.snapshot(&store).unwrap()), ["NL"]);
+        }
+        // The refresher's newer snapshot is served; a slower, older one never replaces it.
+        let fresh = Arc::new(Snapshot::take(&store, UnixMicros::now()).unwrap());
+        view.keep(fresh, Instant::now());
+        let older = Instant::now().checked_sub(Duration::from_secs(5)).unwrap();
+        view.keep(
+            Arc::new(Snapshot::take(&store, UnixMicros(0)).unwrap()),
+            older,
+        );
+        assert_eq!(countries(&view.snapshot(&store).unwrap()), ["DE", "NL"]);
+        // A snapshot older than SERVE_FOR (refresher stuck) is not served: the request
+        // takes its own.
+        let stale = MapView::default();
+        // The monotonic clock counts from boot: a build of these tests takes longer.
+        let long_ago = Instant::now()
+            .checked_sub(SERVE_FOR + Duration::from_secs(1))
+            .unwrap();
+        stale.keep(
+            Arc::new(Snapshot::take(&store, UnixMicros::now()).unwrap()),
+            long_ago,
+        );
+        active_probe(&store, 3, "FR");
+        assert_eq!(
+            countries(&stale.snapshot(&store).unwrap()),
+            ["DE", "FR", "NL"]
+        );
+    }
 
     #[test]
     fn refreshes_follow_the_figures_and_stay_a_small_share_of_time() {
