@@ -20,6 +20,8 @@ use super::result_codec::ROW_KEY_LEN;
 /// batch entry never is (header and at least one row key plus length).
 pub(super) const FORMAT_BATCH: u8 = 0xB1;
 const HEADER_LEN: usize = 1 + 4;
+/// Bytes an entry spends on each result besides its value: row key and value length.
+pub(super) const PER_ROW: usize = ROW_KEY_LEN + 4;
 
 /// Builds one batch entry.
 #[derive(Debug)]

@@ -361,8 +361,9 @@ impl Store for SledStore {
         // A batch's results are mostly consecutive sequence numbers of one probe: a few
         // index blocks, each read once here and written once below.
         let mut blocks: HashMap<sled_index::BlockKey, sled_index::Block> = HashMap::new();
-        let mut logged =
-            sled_log::EntryWriter::with_capacity(encoded.iter().map(|e| e.2.len() + 48).sum());
+        let mut logged = sled_log::EntryWriter::with_capacity(
+            encoded.iter().map(|e| e.2.len() + sled_log::PER_ROW).sum(),
+        );
         for (key, time, value, campaign) in encoded {
             let (block_key, slot) = sled_index::locate(&key);
             let block = match blocks.entry(block_key) {
