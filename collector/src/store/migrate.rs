@@ -12,9 +12,9 @@
 //! (figures are rebuilt from the raw results after a migration).
 
 use super::result_codec::{self, RESULT_KEY_LEN};
-use super::sled_store::{
-    BY_CAMPAIGN, BY_KEY, LOG_HEAD, ROW, backend, decode, key_of, read_log_head,
-};
+pub use super::sled_db::Migrated;
+use super::sled_db::{BY_CAMPAIGN, BY_KEY, LOG_HEAD, ROW, backend, decode, key_of};
+use super::sled_log::read_log_head;
 use super::{StoreError, StoredResult};
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
@@ -29,19 +29,6 @@ const OLD_BY_TIME: &str = "results_by_time";
 const OLD_CAMPAIGN: &str = "campaign_results";
 const OLD_LOG: &str = "ingest_log";
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
-
-/// What a migration did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Migrated {
-    /// Results moved into the time-ordered layout.
-    pub results: u64,
-    /// Campaign index entries moved.
-    pub campaign_entries: u64,
-    /// Whether no row of the earlier layout is left.
-    pub complete: bool,
-    /// Per-result index entries converted to index blocks (`sled_index`).
-    pub index_entries: u64,
-}
 
 fn tx_error(e: TransactionError<StoreError>) -> StoreError {
     match e {
@@ -255,7 +242,7 @@ mod tests {
             .unwrap();
         for r in results {
             let key = result_codec::result_key_bytes(&r.result.key);
-            rows.insert(key, super::super::sled_store::encode(r).unwrap())
+            rows.insert(key, super::super::sled_db::encode(r).unwrap())
                 .unwrap();
             let time = result_codec::time_bytes(r.result.started_at);
             by_time.insert([&time[..], &key[..]].concat(), &[]).unwrap();
@@ -276,9 +263,7 @@ mod tests {
         campaign_task: TaskId,
     ) {
         let db = sled::open(dir).unwrap();
-        let tree = db
-            .open_tree(super::super::sled_store::RESULTS_TREE)
-            .unwrap();
+        let tree = db.open_tree(super::super::sled_db::RESULTS_TREE).unwrap();
         db.open_tree("campaign_tasks")
             .unwrap()
             .insert(campaign_task.get().to_be_bytes(), &7u64.to_be_bytes())
@@ -305,9 +290,7 @@ mod tests {
         // Interrupted after some chunks (each one atomic) without a flush, as by a crash.
         {
             let db = sled::open(dir.path()).unwrap();
-            let tree = db
-                .open_tree(super::super::sled_store::RESULTS_TREE)
-                .unwrap();
+            let tree = db.open_tree(super::super::sled_db::RESULTS_TREE).unwrap();
             let done =
                 super::super::sled_index::convert_per_result_entries(&tree, 17, Some(5)).unwrap();
             assert_eq!(done, 85);
@@ -457,9 +440,7 @@ mod tests {
         // final flush: as after a crash, each finished chunk is whole.
         for stop_after in [2, 9] {
             let db = sled::open(dir.path()).unwrap();
-            let new = db
-                .open_tree(super::super::sled_store::RESULTS_TREE)
-                .unwrap();
+            let new = db.open_tree(super::super::sled_db::RESULTS_TREE).unwrap();
             let partial = run(&db, &new, 17, Some(stop_after)).unwrap();
             assert!(!partial.complete);
             db.flush().unwrap();

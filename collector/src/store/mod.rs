@@ -12,6 +12,7 @@ pub mod filter;
 mod migrate;
 mod result_codec;
 mod sled_auth;
+mod sled_db;
 mod sled_figures;
 mod sled_index;
 mod sled_log;
@@ -25,7 +26,7 @@ pub use filter::{
     scan_filtered_bounded,
 };
 pub use migrate::Migrated;
-pub use sled_store::{DEFAULT_CACHE_MB, SledStore};
+pub use sled_db::{DEFAULT_CACHE_MB, SledStore};
 
 use serde::{Deserialize, Serialize};
 use sixmap_shared::health::{OutboxLoss, ProbeTag, SelfTest, TagName};

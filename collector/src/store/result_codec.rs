@@ -15,7 +15,7 @@ use sixmap_shared::prefixes::Enrichment;
 use sixmap_shared::{ProbeId, ResultKey, UnixMicros};
 
 /// Values written before the compact layout: JSON of a `StoredResult` (read by the migration).
-pub(super) const FORMAT_JSON: u8 = 1;
+pub(super) use super::sled_db::FORMAT_JSON;
 /// The compact value described in the module doc.
 pub(super) const FORMAT_PROTO: u8 = 2;
 
@@ -163,7 +163,7 @@ pub(super) fn decode_value(row: &[u8], value: &[u8]) -> Result<StoredResult, Sto
     };
     match reader.byte()? {
         FORMAT_PROTO => {}
-        FORMAT_JSON => return super::sled_store::decode(row, value),
+        FORMAT_JSON => return super::sled_db::decode(row, value),
         other => return Err(corrupt(row, format!("unknown value format {other}"))),
     }
     let present = reader.byte()?;

@@ -5,24 +5,12 @@
 //! its entries, u64 big-endian, changed in the same transaction), `auth_meta` (flags such as
 //! "owner index complete").
 
+use super::StoreError;
 use super::auth::{ApiTokenRecord, AuditEntry, AuthStore, EnrollmentTokenRecord, NewEnrollment};
-use super::sled_store::{backend, decode, encode};
-use super::{SledStore, StoreError};
+use super::sled_db::{AuthTrees, SledStore, backend, decode, encode};
 use sixmap_shared::ProbeId;
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
-
-/// The trees behind [`AuthStore`], opened with the rest of the store.
-#[derive(Debug, Clone)]
-pub(super) struct AuthTrees {
-    enrollment_tokens: sled::Tree,
-    api_tokens: sled::Tree,
-    certificates: sled::Tree,
-    audit: sled::Tree,
-    owner_index: sled::Tree,
-    owner_counts: sled::Tree,
-    meta: sled::Tree,
-}
 
 const OWNER_INDEX_COMPLETE: &[u8] = b"owner_index_complete";
 

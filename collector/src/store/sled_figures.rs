@@ -3,15 +3,10 @@
 //! every kind). One tree, so a fold's rows and its cursor go in one atomic `apply_batch`.
 
 use super::figure_store::{FigureStore, FigureWrite};
-use super::sled_store::backend;
-use super::{SledStore, Store, StoreError};
+use super::sled_db::{FigureTrees, SledStore, backend};
+use super::{Store, StoreError};
 
 const CURSOR: &[u8] = b"~cursor";
-
-#[derive(Debug, Clone)]
-pub(super) struct FigureTrees {
-    figures: sled::Tree,
-}
 
 impl FigureTrees {
     pub(super) fn open(db: &sled::Db) -> Result<Self, StoreError> {

@@ -19,7 +19,7 @@
 
 use super::StoreError;
 use super::result_codec::RESULT_KEY_LEN;
-use super::sled_store::{BY_KEY, backend};
+use super::sled_db::{BY_KEY, backend};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use tracing::info;

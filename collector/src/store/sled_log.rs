@@ -15,6 +15,7 @@
 
 use super::StoreError;
 use super::result_codec::ROW_KEY_LEN;
+use super::sled_db::{LOG, LOG_HEAD, backend, u64_of};
 
 /// The format byte of a batch entry. A legacy entry is exactly `ROW_KEY_LEN` bytes long; a
 /// batch entry never is (header and at least one row key plus length).
@@ -127,6 +128,27 @@ pub(super) fn rows(first: u64, entry: &[u8]) -> Result<Vec<LoggedRow<'_>>, Store
         return Err(corrupt(first, "bytes after the last result"));
     }
     Ok(out)
+}
+
+/// The newest log position: the head record, or the last entry if newer.
+pub(super) fn read_log_head(results: &sled::Tree) -> Result<u64, StoreError> {
+    let recorded = match results.get(LOG_HEAD).map_err(backend)? {
+        Some(bytes) => u64_of(LOG_HEAD, &bytes)?,
+        None => 0,
+    };
+    let last = match results
+        .scan_prefix([LOG])
+        .next_back()
+        .transpose()
+        .map_err(backend)?
+    {
+        Some((key, entry)) => {
+            let first = u64_of(&key, key.get(1..).unwrap_or_default())?;
+            first.saturating_add(count(first, &entry)?.saturating_sub(1))
+        }
+        None => 0,
+    };
+    Ok(recorded.max(last))
 }
 
 #[cfg(test)]

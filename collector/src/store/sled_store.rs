@@ -24,96 +24,19 @@
 //! opened (`migrate`). Other values start with a format byte (1 = JSON).
 
 use super::result_codec::{self, RESULT_KEY_LEN, ROW_KEY_LEN};
+use super::sled_db::{
+    AuthTrees, BY_CAMPAIGN, DEFAULT_CACHE_MB, FigureTrees, LOG_HEAD, Migrated, RESULTS_TREE, ROW,
+    SledStore, backend, decode, encode, key_of, log_key, poisoned, u64_of,
+};
+use super::sled_log::read_log_head;
 use super::{Inserted, ProbeRecord, ResultQuery, Store, StoreError, StoredResult, TagEvent};
 use super::{sled_index, sled_log};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use sixmap_shared::health::OutboxLoss;
 use sixmap_shared::{ProbeId, ResultKey, TaskId, UnixMicros};
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
-
-const FORMAT_JSON: u8 = result_codec::FORMAT_JSON;
-
-/// The tree of results, indexes and log (module doc).
-pub(super) const RESULTS_TREE: &str = "results_v2";
-pub(super) const ROW: u8 = b'r';
-pub(super) const BY_KEY: u8 = b'k';
-pub(super) const BY_CAMPAIGN: u8 = b'c';
-const LOG: u8 = b'l';
-pub(super) const LOG_HEAD: &[u8] = b"h";
-
-/// sled's page cache when the config says nothing: with it the collector stays under 1 GiB
-/// resident at full ingest (sled's own default is 1 GiB of cache alone).
-pub const DEFAULT_CACHE_MB: u64 = 256;
-
-#[derive(Debug, Clone)]
-pub struct SledStore {
-    pub(super) db: sled::Db,
-    /// Tokens, certificates and the audit log (`sled_auth`).
-    pub(super) auth: super::sled_auth::AuthTrees,
-    /// Figures kept at ingest (`sled_figures`).
-    pub(super) figures: super::sled_figures::FigureTrees,
-    probes: sled::Tree,
-    tasks: sled::Tree,
-    assignments: sled::Tree,
-    losses: sled::Tree,
-    tag_history: sled::Tree,
-    rollups: sled::Tree,
-    campaigns: sled::Tree,
-    campaign_tasks: sled::Tree,
-    pub(super) results: sled::Tree,
-    /// Held while a batch is checked for duplicates, given log positions and written, so
-    /// positions increase in commit order (a reader never sees a position before a smaller
-    /// one that commits later) and two writers of one key cannot both store it. Holds the
-    /// newest position given.
-    writer: Arc<Mutex<u64>>,
-    /// `campaign_tasks`, read by every result stored: task id → campaign id. Updated under
-    /// its write lock together with the tree.
-    campaign_of: Arc<RwLock<HashMap<u64, u64>>>,
-    /// What opening it migrated from the earlier layout.
-    migrated: super::migrate::Migrated,
-}
-
-pub(super) fn backend(e: sled::Error) -> StoreError {
-    StoreError::Backend(e.to_string())
-}
-
-pub(super) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
-    let mut bytes = vec![FORMAT_JSON];
-    serde_json::to_writer(&mut bytes, value).map_err(|e| StoreError::Backend(e.to_string()))?;
-    Ok(bytes)
-}
-
-pub(super) fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
-    let corrupt = |reason: String| StoreError::Corrupt {
-        key: String::from_utf8_lossy(key).into_owned(),
-        reason,
-    };
-    match bytes.split_first() {
-        Some((&FORMAT_JSON, json)) => {
-            serde_json::from_slice(json).map_err(|e| corrupt(e.to_string()))
-        }
-        Some((format, _)) => Err(corrupt(format!("unknown value format {format}"))),
-        None => Err(corrupt("empty value".into())),
-    }
-}
-
-/// `prefix` ‖ the parts, as one key.
-pub(super) fn key_of(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
-    let mut key = Vec::with_capacity(1 + parts.iter().map(|p| p.len()).sum::<usize>());
-    key.push(prefix);
-    for part in parts {
-        key.extend_from_slice(part);
-    }
-    key
-}
-
-fn log_key(position: u64) -> Vec<u8> {
-    key_of(LOG, &[&position.to_be_bytes()])
-}
 
 /// The key of a loss record (the same shape as a result key).
 fn loss_key(key: &ResultKey) -> [u8; RESULT_KEY_LEN] {
@@ -124,36 +47,6 @@ fn assignment_key(probe: &ProbeId, task: TaskId) -> Vec<u8> {
     let mut bytes = probe.as_str().as_bytes().to_vec();
     bytes.extend_from_slice(&task.get().to_be_bytes());
     bytes
-}
-
-fn u64_of(key: &[u8], bytes: &[u8]) -> Result<u64, StoreError> {
-    <[u8; 8]>::try_from(bytes)
-        .map(u64::from_be_bytes)
-        .map_err(|_| StoreError::Corrupt {
-            key: String::from_utf8_lossy(key).into_owned(),
-            reason: format!("expected 8 bytes, found {}", bytes.len()),
-        })
-}
-
-/// The newest log position: the head record, or the last entry if newer.
-pub(super) fn read_log_head(results: &sled::Tree) -> Result<u64, StoreError> {
-    let recorded = match results.get(LOG_HEAD).map_err(backend)? {
-        Some(bytes) => u64_of(LOG_HEAD, &bytes)?,
-        None => 0,
-    };
-    let last = match results
-        .scan_prefix([LOG])
-        .next_back()
-        .transpose()
-        .map_err(backend)?
-    {
-        Some((key, entry)) => {
-            let first = u64_of(&key, key.get(1..).unwrap_or_default())?;
-            first.saturating_add(sled_log::count(first, &entry)?.saturating_sub(1))
-        }
-        None => 0,
-    };
-    Ok(recorded.max(last))
 }
 
 /// How long opening waits for the store's file lock: a handle of this process that was just
@@ -184,10 +77,6 @@ fn open_waiting_for_lock(dir: &Path, cache_mb: u64) -> Result<sled::Db, StoreErr
             }
         }
     }
-}
-
-fn poisoned() -> StoreError {
-    StoreError::Backend("store lock poisoned".into())
 }
 
 impl SledStore {
@@ -225,14 +114,14 @@ impl SledStore {
             writer: Arc::new(Mutex::new(head)),
             campaign_of: Arc::new(RwLock::new(campaign_of)),
             migrated,
-            auth: super::sled_auth::AuthTrees::open(&db)?,
-            figures: super::sled_figures::FigureTrees::open(&db)?,
+            auth: AuthTrees::open(&db)?,
+            figures: FigureTrees::open(&db)?,
             db,
         })
     }
 
     /// What opening the store moved from the earlier layout (`sixmap-collector migrate`).
-    pub fn migrated(&self) -> super::migrate::Migrated {
+    pub fn migrated(&self) -> Migrated {
         self.migrated
     }
 
