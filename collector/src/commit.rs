@@ -8,6 +8,7 @@
 //! hence after its write returned.
 
 use crate::fatal::Fatal;
+use crate::figures::feed::Feed;
 use crate::store::{Store, StoreError};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -29,6 +30,8 @@ pub struct GroupCommit {
     writers: Arc<tokio::sync::Semaphore>,
     /// Where store failures go, and how long a flush may take before it counts as one.
     fatal: OnceLock<(Fatal, Duration)>,
+    /// Where the batches written here hand their figure deltas to the folder.
+    feed: OnceLock<Arc<Feed>>,
 }
 
 impl std::fmt::Debug for GroupCommit {
@@ -67,6 +70,7 @@ impl GroupCommit {
             state: Mutex::new(State::default()),
             writers: Arc::new(tokio::sync::Semaphore::new(cores)),
             fatal: OnceLock::new(),
+            feed: OnceLock::new(),
         })
     }
 
@@ -74,6 +78,17 @@ impl GroupCommit {
     /// `fatal`. Set once; later calls are ignored.
     pub fn report_failures_to(&self, fatal: Fatal, flush_timeout: Duration) {
         let _ = self.fatal.set((fatal, flush_timeout));
+    }
+
+    /// Batches written through this hand their figure deltas to `feed` (the folder's). Set
+    /// once; later calls are ignored.
+    pub fn hand_figures_to(&self, feed: Arc<Feed>) {
+        let _ = self.feed.set(feed);
+    }
+
+    /// The folder's feed, if the figures are folded here.
+    pub fn figures_feed(&self) -> Option<Arc<Feed>> {
+        self.feed.get().cloned()
     }
 
     fn failed(&self, what: &str, e: &StoreError) {

@@ -96,6 +96,12 @@ impl ControlService {
         self
     }
 
+    /// Sessions hand each stored batch's figure deltas to `feed`, the folder's.
+    pub fn with_figures_feed(self, feed: Arc<crate::figures::feed::Feed>) -> Self {
+        self.commits.hand_figures_to(feed);
+        self
+    }
+
     /// Adds campaign tasks to probes' sessions (see [`crate::campaign::Campaigns::greet`]).
     pub fn with_campaigns(mut self, campaigns: Arc<crate::campaign::Campaigns>) -> Self {
         self.campaigns = Some(campaigns);
@@ -523,9 +529,16 @@ async fn session_loop(
                 let store_for_batch = store.clone();
                 let session_probe = probe.clone();
                 let prefixes = prefixes.clone();
+                let feed = commits.figures_feed();
                 let outcome = commits
                     .write(move || {
-                        write_batch(&*store_for_batch, &prefixes, &session_probe, &batch)
+                        write_batch(
+                            &*store_for_batch,
+                            &prefixes,
+                            &session_probe,
+                            &batch,
+                            feed.as_deref(),
+                        )
                     })
                     .await
                     .map_err(internal)?;

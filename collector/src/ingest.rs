@@ -5,6 +5,8 @@
 //! rejected explicitly so the probe can drop it instead of resending it forever.
 
 use crate::enrich;
+use crate::figures::feed::Feed;
+use crate::figures::fold::hours_since;
 use crate::metrics::RejectReason;
 use crate::store::{Store, StoreError, StoredResult};
 use sixmap_proto::{decode, v1};
@@ -49,19 +51,21 @@ pub fn ingest_batch(
     probe: &ProbeId,
     batch: &v1::ResultBatch,
 ) -> Result<Result<(Ack, BatchStats), decode::WireError>, StoreError> {
-    let outcome = write_batch(store, prefixes, probe, batch)?;
+    let outcome = write_batch(store, prefixes, probe, batch, None)?;
     store.flush()?;
     Ok(outcome)
 }
 
 /// [`ingest_batch`] without the flush: the ack it returns may be sent only once a flush
 /// that started after this returned has completed (sessions share them through
-/// [`crate::commit::GroupCommit`]).
+/// [`crate::commit::GroupCommit`]). The figure deltas of the new results go to `feed`
+/// (the folder's) when the store says where it logged them.
 pub fn write_batch(
     store: &dyn Store,
     prefixes: &PrefixData,
     probe: &ProbeId,
     batch: &v1::ResultBatch,
+    feed: Option<&Feed>,
 ) -> Result<Result<(Ack, BatchStats), decode::WireError>, StoreError> {
     let decoded = match decode::batch(batch) {
         Ok(decoded) => decoded,
@@ -125,7 +129,21 @@ pub fn write_batch(
             result,
         })
         .collect();
-    let inserted = store.insert_results(&stored)?;
+    let (inserted, logged_from) = store.insert_results_logged(&stored)?;
+    if let (Some(feed), Some(first)) = (feed, logged_from) {
+        let new: Vec<&StoredResult> = stored
+            .iter()
+            .zip(&inserted)
+            .filter(|(_, i)| matches!(i, crate::store::Inserted::New))
+            .map(|(s, _)| s)
+            .collect();
+        feed.offer(
+            first,
+            new.into_iter(),
+            prefixes,
+            hours_since(UnixMicros::now()),
+        );
+    }
     let inserted_losses = store.insert_losses(&accepted_losses)?;
     let mut lost_results = 0;
     let mut losses_new = 0;

@@ -200,6 +200,8 @@ pub async fn start_with_store(
         store.clone(),
     ));
     let fatal = fatal::Fatal::default();
+    // Sessions hand the folder each stored batch's figure deltas (`figures::feed`).
+    let feed = Arc::new(figures::feed::Feed::default());
     let shared = limits::Shared::new(&server_limits);
     let gate = limits::grpc::GrpcGate::new(&server_limits);
     let seen = gate.request_seen();
@@ -215,7 +217,8 @@ pub async fn start_with_store(
             pki.clone(),
         )
         .with_campaigns(campaigns.clone())
-        .with_fatal(fatal.clone(), server_limits.store_flush_timeout),
+        .with_fatal(fatal.clone(), server_limits.store_flush_timeout)
+        .with_figures_feed(feed.clone()),
     )
     // One message-size limit, the probe's too: larger messages are refused by tonic with
     // OUT_OF_RANGE when received and RESOURCE_EXHAUSTED when sent, and the stream ends.
@@ -250,7 +253,7 @@ pub async fn start_with_store(
     );
     if keeps_figures {
         // Folds new results into the figures and refreshes the rollups of changed days.
-        tokio::spawn(figures::fold::run(store.clone(), prefixes));
+        tokio::spawn(figures::fold::run(store.clone(), prefixes, feed));
     } else {
         tokio::spawn(refresh_rollups(store.clone(), prefixes));
     }

@@ -2,7 +2,8 @@
 //! and the rebuild from raw results.
 //!
 //! A background task ([`run`]) folds what the log holds every [`FOLD_EVERY`], so published
-//! figures lag stored results by about that much. Each round reads at most [`FOLD_CHUNK`]
+//! figures lag stored results by about that much; where sessions handed over a batch's
+//! deltas (`super::feed`) it takes those instead of reading the results back. Each round reads at most [`FOLD_CHUNK`]
 //! log entries, merges their deltas into the stored rows, writes the rows and the position
 //! folded up to in one atomic write, makes it durable, and only then prunes the log: a crash
 //! at any point leaves either the whole round or none of it, and the log still holds what the
@@ -16,6 +17,7 @@
 //! written before figures), and `sixmap-collector rollups rebuild` runs it on a stopped
 //! collector's store.
 
+use super::feed::{Feed, Next};
 use super::read::corrupt;
 use super::{DAY_US, Figure, FigureKey, FigureSet, HOUR_US, kind, range_start};
 use crate::store::{FigureWrite, Store, StoreError};
@@ -47,27 +49,102 @@ pub struct Round {
     pub folded: usize,
     /// Days (numbers) whose probe-day rows changed.
     pub days: BTreeSet<i64>,
+    /// The round stopped where handed-over deltas take over: more is ready at once.
+    pub more_waiting: bool,
+    /// Of `folded`, the results read back from the ingest log (not handed over).
+    pub from_log: usize,
 }
 
-/// Folds up to `max` logged results into the stored figures (see the module doc).
+/// Folds up to `max` logged results into the stored figures (see the module doc), reading
+/// them from the ingest log.
 pub fn fold_once(
     store: &dyn Store,
     prefixes: &PrefixData,
     max: usize,
     hours_since: i64,
 ) -> Result<Round, StoreError> {
-    let cursor = store.figures_cursor()?.ok_or_else(|| {
-        StoreError::Backend("figures were never built: rebuild them first".into())
-    })?;
+    fold_round(store, prefixes, None, max, hours_since)
+}
+
+/// [`fold_once`] taking the deltas sessions handed over (`feed`) where they continue from
+/// the cursor, and the log elsewhere.
+pub fn fold_once_fed(
+    store: &dyn Store,
+    prefixes: &PrefixData,
+    feed: &Feed,
+    max: usize,
+    hours_since: i64,
+) -> Result<Round, StoreError> {
+    fold_round(store, prefixes, Some(feed), max, hours_since)
+}
+
+/// The figures of the logged results after `cursor`: at most `max`, none after `upto`.
+fn read_log(
+    store: &dyn Store,
+    prefixes: &PrefixData,
+    cursor: u64,
+    max: usize,
+    upto: Option<u64>,
+    hours_since: i64,
+) -> Result<(FigureSet, u64, usize), StoreError> {
     let mut set = FigureSet::default();
     let mut last = cursor;
     let mut folded = 0;
     store.ingest_log_after(cursor, max, &mut |position, stored| {
+        if upto.is_some_and(|upto| position > upto) {
+            return false;
+        }
         set.fold(&stored, prefixes, hours_since);
         last = position;
         folded += 1;
         true
     })?;
+    Ok((set, last, folded))
+}
+
+fn fold_round(
+    store: &dyn Store,
+    prefixes: &PrefixData,
+    feed: Option<&Feed>,
+    max: usize,
+    hours_since: i64,
+) -> Result<Round, StoreError> {
+    let cursor = store.figures_cursor()?.ok_or_else(|| {
+        StoreError::Backend("figures were never built: rebuild them first".into())
+    })?;
+    let mut from_log = true;
+    let (set, last, folded, more_waiting) = match feed.map(|feed| feed.next(cursor, max)) {
+        Some(Next::Deltas { set, last, results }) => {
+            from_log = false;
+            (set, last, results, false)
+        }
+        Some(Next::Log { upto }) => {
+            let (set, last, folded) = read_log(store, prefixes, cursor, max, upto, hours_since)?;
+            match upto {
+                // Positions are given in commit order with their log entry: the log holds
+                // every one up to a handed-over delta. If it does not, the figures would stop
+                // here for good; they go on, and `rollups rebuild` recounts.
+                Some(upto) if folded == 0 && upto > cursor => {
+                    tracing::warn!(
+                        from = cursor + 1,
+                        upto,
+                        "ingest log positions missing before handed-over figures; skipped (run `sixmap-collector rollups rebuild` to recount)"
+                    );
+                    store.put_figures(&[], upto)?;
+                    return Ok(Round {
+                        more_waiting: true,
+                        ..Round::default()
+                    });
+                }
+                Some(upto) => (set, last, folded, last == upto),
+                None => (set, last, folded, false),
+            }
+        }
+        None => {
+            let (set, last, folded) = read_log(store, prefixes, cursor, max, None, hours_since)?;
+            (set, last, folded, false)
+        }
+    };
     if folded == 0 {
         return Ok(Round::default());
     }
@@ -98,7 +175,12 @@ pub fn fold_once(
     // Durable before the log forgets what they hold (and it covers the logged results too).
     store.flush()?;
     store.prune_ingest_log(last)?;
-    Ok(Round { folded, days })
+    Ok(Round {
+        folded,
+        days,
+        more_waiting,
+        from_log: if from_log { folded } else { 0 },
+    })
 }
 
 /// Every figure computed from all stored results: the reference the incremental path must
@@ -252,23 +334,25 @@ pub fn prune_hours(store: &dyn Store, hours_since: i64) -> Result<usize, StoreEr
 fn fold_all(
     store: &dyn Store,
     prefixes: &PrefixData,
+    feed: &Feed,
     now: UnixMicros,
-) -> Result<(usize, BTreeSet<i64>), StoreError> {
+) -> Result<(usize, usize, BTreeSet<i64>), StoreError> {
     let mut days = BTreeSet::new();
-    let mut total = 0;
+    let (mut total, mut from_log) = (0, 0);
     loop {
-        let round = fold_once(store, prefixes, FOLD_CHUNK, hours_since(now))?;
+        let round = fold_once_fed(store, prefixes, feed, FOLD_CHUNK, hours_since(now))?;
         total += round.folded;
+        from_log += round.from_log;
         days.extend(round.days);
-        if round.folded < FOLD_CHUNK {
-            return Ok((total, days));
+        if round.folded < FOLD_CHUNK && !round.more_waiting {
+            return Ok((total, from_log, days));
         }
     }
 }
 
 /// The folder task: folds every [`FOLD_EVERY`], refreshes the daily rollups of changed days
 /// every [`ROLLUPS_EVERY`], and drops hourly rows past [`HOURS_KEPT`].
-pub async fn run(store: Arc<dyn Store>, prefixes: Arc<PrefixData>) {
+pub async fn run(store: Arc<dyn Store>, prefixes: Arc<PrefixData>, feed: Arc<Feed>) {
     let today = UnixMicros::now().0.div_euclid(DAY_US);
     let mut dirty: BTreeSet<i64> = (today - ROLLUP_BACKFILL_DAYS + 1..=today).collect();
     let mut rollups_at: Option<Instant> = None;
@@ -291,11 +375,11 @@ pub async fn run(store: Arc<dyn Store>, prefixes: Arc<PrefixData>) {
                 Err(e) => tracing::debug!(error = %e, "figures not built here"),
             }
         }
-        let (worker, p) = (store.clone(), prefixes.clone());
-        match crate::store::run_blocking(move || fold_all(&*worker, &p, now)).await {
-            Ok((folded, days)) => {
+        let (worker, p, f) = (store.clone(), prefixes.clone(), feed.clone());
+        match crate::store::run_blocking(move || fold_all(&*worker, &p, &f, now)).await {
+            Ok((folded, from_log, days)) => {
                 if folded > 0 {
-                    tracing::debug!(folded, "results folded into figures");
+                    tracing::debug!(folded, from_log, "results folded into figures");
                 }
                 dirty.extend(days);
             }

@@ -30,6 +30,7 @@
 //! randomised test checks that.
 
 pub mod codec;
+pub mod feed;
 pub mod fold;
 pub mod read;
 pub mod sketch;

@@ -684,3 +684,104 @@ fn hour_rows_are_kept_for_recent_hours_only_and_pruned() {
     super::fold::rebuild(&store, &prefixes, UnixMicros(NOW)).unwrap();
     assert_eq!(hours(&store), 1);
 }
+
+/// The ingest path's hand-off (`feed`) on the sled store: deltas handed over late, out of
+/// order, never (a session that stopped, a full feed) or lost with a restart; the folder mixes
+/// them with log reads, and the figures still equal a rebuild.
+#[test]
+fn figures_fed_by_sessions_equal_a_rebuild_whatever_reaches_the_folder() {
+    use super::feed::Feed;
+    use super::fold::fold_once_fed;
+    use crate::store::SledStore;
+    let prefixes = prefixes();
+    for seed in 1..=4u64 {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rng = Rng(seed);
+        let store = SledStore::open(dir.path()).unwrap();
+        add_probes(&store, &mut rng);
+        super::fold::rebuild(&store, &prefixes, UnixMicros(NOW)).unwrap();
+        let mut feed = Feed::default();
+        let mut sent: Vec<StoredResult> = Vec::new();
+        let mut late: Vec<(u64, Vec<StoredResult>)> = Vec::new();
+        let mut seq = [0u64; 6];
+        let (mut from_feed, mut from_log) = (0usize, 0usize);
+        for _ in 0..80 {
+            let mut batch = Vec::new();
+            for _ in 0..rng.below(25) {
+                if !sent.is_empty() && rng.below(6) == 0 {
+                    batch.push(rng.pick(&sent).clone());
+                    continue;
+                }
+                let p = rng.below(6);
+                seq[p as usize] += 1;
+                let r = random_result(&mut rng, p, seq[p as usize]);
+                sent.push(r.clone());
+                batch.push(r);
+            }
+            let (inserted, first) = store.insert_results_logged(&batch).unwrap();
+            let new: Vec<StoredResult> = batch
+                .into_iter()
+                .zip(&inserted)
+                .filter(|(_, i)| **i == Inserted::New)
+                .map(|(r, _)| r)
+                .collect();
+            assert_eq!(first.is_some(), !new.is_empty());
+            if let Some(first) = first {
+                match rng.below(8) {
+                    // Never handed over: the session stopped after storing.
+                    0 => {}
+                    // Handed over after a later batch's.
+                    1 | 2 => late.push((first, new)),
+                    _ => feed.offer(first, new.iter(), &prefixes, i64::MIN),
+                }
+            }
+            if rng.below(4) == 0 {
+                for (first, new) in late.drain(..) {
+                    feed.offer(first, new.iter(), &prefixes, i64::MIN);
+                }
+            }
+            if rng.below(15) == 0 {
+                // A restart: what was handed over is gone; the log is not.
+                feed = Feed::default();
+                late.clear();
+            }
+            if rng.below(3) == 0 {
+                let round = fold_once_fed(
+                    &store,
+                    &prefixes,
+                    &feed,
+                    1 + rng.below(60) as usize,
+                    i64::MIN,
+                )
+                .unwrap();
+                from_log += round.from_log;
+                from_feed += round.folded - round.from_log;
+            }
+        }
+        for (first, new) in late.drain(..) {
+            feed.offer(first, new.iter(), &prefixes, i64::MIN);
+        }
+        loop {
+            let round = fold_once_fed(&store, &prefixes, &feed, 50, i64::MIN).unwrap();
+            if round.folded == 0 && !round.more_waiting {
+                break;
+            }
+        }
+        assert_eq!(
+            store.figures_cursor().unwrap(),
+            Some(store.ingest_log_head().unwrap()),
+            "seed {seed}: everything logged is folded"
+        );
+        let (rebuilt, results) = compute(&store, &prefixes, i64::MIN).unwrap();
+        assert!(results > 300, "seed {seed}: {results} results");
+        assert!(
+            from_feed > 0 && from_log > 0,
+            "seed {seed}: {from_feed} {from_log}"
+        );
+        let incremental = stored_rows(&store);
+        assert_eq!(incremental.len(), rebuilt.rows.len(), "seed {seed}");
+        for (key, figure) in &rebuilt.rows {
+            assert_eq!(incremental.get(key), Some(figure), "seed {seed}: {key:?}");
+        }
+    }
+}

@@ -163,6 +163,16 @@ pub trait Store: AuthStore + FigureStore + Send + Sync + std::fmt::Debug + 'stat
 
     /// Stores results unless their idempotency key is already present.
     fn insert_results(&self, results: &[StoredResult]) -> Result<Vec<Inserted>, StoreError>;
+
+    /// [`Store::insert_results`], also saying where the new results went in the ingest log:
+    /// the position of the first; the others follow in the order of their `New` outcomes.
+    /// `None` where the store gives no positions (the default), or nothing was new.
+    fn insert_results_logged(
+        &self,
+        results: &[StoredResult],
+    ) -> Result<(Vec<Inserted>, Option<u64>), StoreError> {
+        Ok((self.insert_results(results)?, None))
+    }
     fn results(&self, query: &ResultQuery) -> Result<Vec<StoredResult>, StoreError>;
 
     /// Results that started in `[from, to)`, oldest first, calling `visit` for each; stops

@@ -1,30 +1,33 @@
 //! The sled store's ingest log entries: one per stored batch, not one per result.
 //!
-//! The figures' folder reads every new result once (`crate::figures::fold`). An entry per
-//! result cost two more tree updates per result (its insert, and its removal once folded)
-//! and a row lookup when folded; sled's per-update node copies made that a quarter of the
-//! collector's ingest CPU. An entry per batch holds the rows themselves (row key and value,
-//! as written beside it), so the folder reads it sequentially, and pruning removes one entry
-//! per batch.
+//! The figures' folder counts every new result once (`crate::figures::fold`). While the
+//! collector runs it gets each batch's figure deltas in memory from the session that stored
+//! it (`crate::figures::feed`); the log is what survives a restart, and what the folder reads
+//! when a delta is missing. An entry per result cost two more tree updates per result (its
+//! insert, and its removal once folded); an entry holding the rows' values doubled the bytes
+//! sled writes per result. An entry per batch holds the batch's row keys only, and pruning
+//! removes one entry per batch.
 //!
 //! Key: `l` ‖ position of the batch's first new result (u64, big-endian); its results have
-//! the positions that follow, in order. Value ([`FORMAT_BATCH`]): the format byte, the count
-//! (u32 BE), then per result its row key ([`ROW_KEY_LEN`] bytes), the value's length (u32 BE)
-//! and the value. Entries written before this layout hold one row key alone (exactly
-//! `ROW_KEY_LEN` bytes, no format byte): the row is then read from the results.
+//! the positions that follow, in order. Value ([`FORMAT_KEYS`]): the format byte, the count
+//! (u32 BE), then each result's row key ([`ROW_KEY_LEN`] bytes). Earlier entries are read too:
+//! [`FORMAT_BATCH`] (each row key followed by its value's length (u32 BE) and the value) and
+//! the first layout (exactly `ROW_KEY_LEN` bytes, one row key, no format byte). Where an entry
+//! holds no value the row is read from the results.
 
 use super::StoreError;
 use super::result_codec::ROW_KEY_LEN;
 use super::sled_db::{LOG, LOG_HEAD, backend, u64_of};
 
-/// The format byte of a batch entry. A legacy entry is exactly `ROW_KEY_LEN` bytes long; a
-/// batch entry never is (header and at least one row key plus length).
+/// The format byte of an entry of row keys (the layout written now; see the module doc).
+/// A first-layout entry is exactly `ROW_KEY_LEN` bytes long; an entry with a
+/// header never is (header and at least one row key).
+pub(super) const FORMAT_KEYS: u8 = 0xB2;
+/// The format byte of an entry holding row keys and values (read only).
 pub(super) const FORMAT_BATCH: u8 = 0xB1;
 const HEADER_LEN: usize = 1 + 4;
-/// Bytes an entry spends on each result besides its value: row key and value length.
-pub(super) const PER_ROW: usize = ROW_KEY_LEN + 4;
 
-/// Builds one batch entry.
+/// Builds one entry.
 #[derive(Debug)]
 pub(super) struct EntryWriter {
     bytes: Vec<u8>,
@@ -32,9 +35,9 @@ pub(super) struct EntryWriter {
 }
 
 impl EntryWriter {
-    pub(super) fn with_capacity(bytes: usize) -> Self {
-        let mut out = Vec::with_capacity(HEADER_LEN + bytes);
-        out.push(FORMAT_BATCH);
+    pub(super) fn with_capacity(results: usize) -> Self {
+        let mut out = Vec::with_capacity(HEADER_LEN + results * ROW_KEY_LEN);
+        out.push(FORMAT_KEYS);
         out.extend_from_slice(&0u32.to_be_bytes());
         Self {
             bytes: out,
@@ -42,14 +45,10 @@ impl EntryWriter {
         }
     }
 
-    /// Adds a result: its row key (without the tree prefix) and its stored value.
-    pub(super) fn push(&mut self, row: &[u8], value: &[u8]) {
+    /// Adds a result by its row key (without the tree prefix).
+    pub(super) fn push(&mut self, row: &[u8]) {
         debug_assert_eq!(row.len(), ROW_KEY_LEN);
         self.bytes.extend_from_slice(row);
-        // Values are a result's compact form, far below 4 GiB (a gRPC message is bounded).
-        let len = u32::try_from(value.len()).unwrap_or(u32::MAX);
-        self.bytes.extend_from_slice(&len.to_be_bytes());
-        self.bytes.extend_from_slice(value);
         self.count += 1;
     }
 
@@ -61,6 +60,19 @@ impl EntryWriter {
         self.bytes[1..HEADER_LEN].copy_from_slice(&self.count.to_be_bytes());
         self.bytes
     }
+}
+
+/// An entry as [`FORMAT_BATCH`] wrote it: row keys with their values (tests of upgrades).
+#[cfg(test)]
+pub(super) fn batch_entry_with_values(rows: &[(&[u8], &[u8])]) -> Vec<u8> {
+    let mut out = vec![FORMAT_BATCH];
+    out.extend_from_slice(&u32::try_from(rows.len()).unwrap_or(u32::MAX).to_be_bytes());
+    for (row, value) in rows {
+        out.extend_from_slice(row);
+        out.extend_from_slice(&u32::try_from(value.len()).unwrap_or(u32::MAX).to_be_bytes());
+        out.extend_from_slice(value);
+    }
+    out
 }
 
 /// One result of an entry: its row key and, unless the entry is legacy, its value.
@@ -88,7 +100,7 @@ pub(super) fn count(first: u64, entry: &[u8]) -> Result<u64, StoreError> {
         return Ok(1);
     }
     match entry.first() {
-        Some(&FORMAT_BATCH) => u32_at(entry, 1)
+        Some(&(FORMAT_BATCH | FORMAT_KEYS)) => u32_at(entry, 1)
             .map(u64::from)
             .ok_or_else(|| corrupt(first, "truncated header")),
         Some(format) => Err(corrupt(first, format!("unknown format {format}"))),
@@ -105,6 +117,19 @@ pub(super) fn rows(first: u64, entry: &[u8]) -> Result<Vec<LoggedRow<'_>>, Store
         }]);
     }
     let n = count(first, entry)?;
+    if entry.first() == Some(&FORMAT_KEYS) {
+        let keys = entry.get(HEADER_LEN..).unwrap_or_default();
+        if u64::try_from(keys.len()).ok() != n.checked_mul(ROW_KEY_LEN as u64) {
+            return Err(corrupt(
+                first,
+                format!("{} bytes of row keys for {n} results", keys.len()),
+            ));
+        }
+        return Ok(keys
+            .chunks_exact(ROW_KEY_LEN)
+            .map(|row| LoggedRow { row, value: None })
+            .collect());
+    }
     let mut out = Vec::with_capacity(usize::try_from(n).unwrap_or(0).min(1 << 16));
     let mut at = HEADER_LEN;
     for _ in 0..n {
@@ -159,33 +184,44 @@ mod tests {
     fn entries_round_trip_and_damage_is_named() {
         let row = |i: u8| [i; ROW_KEY_LEN];
         let mut writer = EntryWriter::with_capacity(0);
-        writer.push(&row(1), b"one");
-        writer.push(&row(2), b"");
-        writer.push(&row(3), &[7; 300]);
+        for i in 1..=3 {
+            writer.push(&row(i));
+        }
         assert_eq!(writer.count(), 3);
         let entry = writer.finish();
+        assert_eq!(entry.len(), HEADER_LEN + 3 * ROW_KEY_LEN);
         assert_eq!(count(5, &entry).unwrap(), 3);
         let read = rows(5, &entry).unwrap();
-        assert_eq!(read.len(), 3);
+        let keys: Vec<&[u8]> = read.iter().map(|r| r.row).collect();
+        assert_eq!(keys, vec![&row(1)[..], &row(2)[..], &row(3)[..]]);
+        assert!(read.iter().all(|r| r.value.is_none()));
+
+        // The layout with values, as the previous release wrote it.
+        let batch =
+            batch_entry_with_values(&[(&row(1), b"one"), (&row(2), b""), (&row(3), &[7; 300])]);
+        assert_eq!(count(5, &batch).unwrap(), 3);
+        let read = rows(5, &batch).unwrap();
         assert_eq!(read[0].row, &row(1));
         assert_eq!(read[0].value, Some(&b"one"[..]));
         assert_eq!(read[1].value, Some(&b""[..]));
         assert_eq!(read[2].value.map(<[u8]>::len), Some(300));
 
-        // A legacy entry: one row key, no value.
+        // A first-layout entry: one row key, no value.
         let legacy_entry = row(4);
         let legacy = rows(9, &legacy_entry).unwrap();
         assert_eq!(legacy.len(), 1);
         assert!(legacy[0].value.is_none());
         assert_eq!(count(9, &row(4)).unwrap(), 1);
 
-        for cut in [1, HEADER_LEN + 3, entry.len() - 1] {
-            let err = rows(5, &entry[..cut]).unwrap_err().to_string();
-            assert!(err.contains("ingest log entry 5"), "{err}");
+        for damaged in [&entry, &batch] {
+            for cut in [1, HEADER_LEN + 3, damaged.len() - 1] {
+                let err = rows(5, &damaged[..cut]).unwrap_err().to_string();
+                assert!(err.contains("ingest log entry 5"), "{err}");
+            }
+            let mut longer = damaged.clone();
+            longer.push(0);
+            assert!(rows(5, &longer).is_err());
         }
-        let mut longer = entry.clone();
-        longer.push(0);
-        assert!(rows(5, &longer).is_err());
         assert!(count(5, &[9, 0, 0, 0, 1]).is_err());
         assert!(count(5, &[]).is_err());
     }

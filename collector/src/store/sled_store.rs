@@ -231,6 +231,14 @@ impl Store for SledStore {
     }
 
     fn insert_results(&self, results: &[StoredResult]) -> Result<Vec<Inserted>, StoreError> {
+        self.insert_results_logged(results)
+            .map(|(outcome, _)| outcome)
+    }
+
+    fn insert_results_logged(
+        &self,
+        results: &[StoredResult],
+    ) -> Result<(Vec<Inserted>, Option<u64>), StoreError> {
         // Encoding needs no lock: only the duplicate check and the write are serialised.
         let encoded: Vec<_> = {
             let campaign_of = self.campaign_of.read().map_err(|_| poisoned())?;
@@ -250,9 +258,7 @@ impl Store for SledStore {
         // A batch's results are mostly consecutive sequence numbers of one probe: a few
         // index blocks, each read once here and written once below.
         let mut blocks: HashMap<sled_index::BlockKey, sled_index::Block> = HashMap::new();
-        let mut logged = sled_log::EntryWriter::with_capacity(
-            encoded.iter().map(|e| e.2.len() + sled_log::PER_ROW).sum(),
-        );
+        let mut logged = sled_log::EntryWriter::with_capacity(encoded.len());
         for (key, time, value, campaign) in encoded {
             let (block_key, slot) = sled_index::locate(&key);
             let block = match blocks.entry(block_key) {
@@ -269,7 +275,7 @@ impl Store for SledStore {
                 // Indexed with the result itself, so a report never misses a stored result.
                 batch.insert(key_of(BY_CAMPAIGN, &[&campaign.to_be_bytes(), &key]), &time);
             }
-            logged.push(&row[1..], &value);
+            logged.push(&row[1..]);
             batch.insert(row, value);
             outcome.push(Inserted::New);
         }
@@ -285,8 +291,9 @@ impl Store for SledStore {
             batch.insert(LOG_HEAD, &last.to_be_bytes());
             self.results.apply_batch(batch).map_err(backend)?;
             *head = last;
+            return Ok((outcome, Some(first)));
         }
-        Ok(outcome)
+        Ok((outcome, None))
     }
 
     fn results(&self, query: &ResultQuery) -> Result<Vec<StoredResult>, StoreError> {
@@ -729,7 +736,7 @@ mod tests {
     }
 
     #[test]
-    fn log_entries_of_the_per_result_layout_are_still_read_and_pruned() {
+    fn log_entries_of_earlier_layouts_are_still_read_and_pruned() {
         // A store stopped before its log was folded, written when the log held one row key
         // per result: after the upgrade the folder must still read those results once.
         let dir = tempfile::tempdir().unwrap();
@@ -743,9 +750,25 @@ mod tests {
             .unwrap();
         let legacy = result(&probe, 1, 3, 70);
         store.insert_results(&[legacy.clone().into()]).unwrap();
-        // Rewrite the last batch's entry (position 3) as the earlier layout wrote it.
+        // Rewrite the last batch's entry (position 3) as the first layout wrote it.
         let row = result_codec::row_key(legacy.started_at, &legacy.key);
         store.results.insert(log_key(3), &row[..]).unwrap();
+        // And the first batch's (positions 1 and 2) as the previous release wrote it, each
+        // row key with the row's value.
+        let rows: Vec<(Vec<u8>, Vec<u8>)> = store
+            .results
+            .scan_prefix([ROW])
+            .take(2)
+            .map(|entry| {
+                let (key, value) = entry.unwrap();
+                (key[1..].to_vec(), value.to_vec())
+            })
+            .collect();
+        let pairs: Vec<(&[u8], &[u8])> = rows.iter().map(|(k, v)| (&k[..], &v[..])).collect();
+        store
+            .results
+            .insert(log_key(1), sled_log::batch_entry_with_values(&pairs))
+            .unwrap();
         store.flush().unwrap();
         drop(store);
         let store = SledStore::open(dir.path()).unwrap();
