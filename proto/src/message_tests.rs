@@ -83,7 +83,10 @@ fn probe_messages_round_trip() {
         collector_v6: None,
     };
     for (sent, expected) in [
-        (ProbeMessage::Hello(hello.clone()), ProbeMessage::Hello(hello)),
+        (
+            ProbeMessage::Hello(hello.clone()),
+            ProbeMessage::Hello(hello),
+        ),
         (
             ProbeMessage::Heartbeat(heartbeat),
             ProbeMessage::Heartbeat(heartbeat),
@@ -106,10 +109,7 @@ fn probe_messages_round_trip() {
         ProbeMessage::Results(ReceivedBatch {
             batch_id: 9,
             result_count: results.len(),
-            items: Ok((
-                results.into_iter().map(Ok).collect(),
-                vec![Ok(loss(1))]
-            )),
+            items: Ok((results.into_iter().map(Ok).collect(), vec![Ok(loss(1))])),
         })
     );
 }
@@ -215,7 +215,10 @@ fn collector_messages_round_trip() {
             CollectorMessage::Assign(assignment.clone()),
             CollectorMessage::Assign(Ok(assignment)),
         ),
-        (CollectorMessage::Ack(ack.clone()), CollectorMessage::Ack(ack)),
+        (
+            CollectorMessage::Ack(ack.clone()),
+            CollectorMessage::Ack(ack),
+        ),
         (
             CollectorMessage::Cancel(cancel.clone()),
             CollectorMessage::Cancel(cancel),
@@ -242,8 +245,7 @@ fn an_unusable_assignment_is_content_with_its_task_when_valid() {
             not_before_us: 0,
         })),
     };
-    let Ok(CollectorMessage::Assign(Err((task, e)))) =
-        decode::collector_message(assign(7, None))
+    let Ok(CollectorMessage::Assign(Err((task, e)))) = decode::collector_message(assign(7, None))
     else {
         panic!("an assignment without a spec is content")
     };
