@@ -606,3 +606,71 @@ async fn session_loop(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio_stream::StreamExt;
+
+    fn outbound(
+        capacity: usize,
+    ) -> (
+        Outbound,
+        mpsc::Sender<CollectorMessage>,
+        oneshot::Sender<Status>,
+    ) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let (failed, failure) = oneshot::channel();
+        let out = Outbound {
+            messages: rx,
+            failure: Some(failure),
+            done: false,
+        };
+        (out, tx, failed)
+    }
+
+    fn tags() -> CollectorMessage {
+        CollectorMessage::Tags(Vec::new())
+    }
+
+    #[tokio::test]
+    async fn a_failed_session_ends_its_stream_with_the_status_after_what_was_queued() {
+        let (mut out, tx, failed) = outbound(4);
+        tx.send(tags()).await.unwrap();
+        tx.send(tags()).await.unwrap();
+        failed.send(Status::invalid_argument("bad")).unwrap();
+        // `tx` stays alive, as the registry's copy may: the status must not wait for it.
+        for _ in 0..2 {
+            let wire = out.next().await.unwrap().unwrap();
+            assert!(matches!(
+                wire.kind,
+                Some(v1::collector_message::Kind::Tags(_))
+            ));
+        }
+        let status = tokio::time::timeout(Duration::from_secs(5), out.next())
+            .await
+            .expect("the status waited for every sender to go")
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert!(out.next().await.is_none());
+        drop(tx);
+    }
+
+    #[tokio::test]
+    async fn a_session_that_ended_well_ends_its_stream_once_every_sender_is_gone() {
+        let (mut out, tx, failed) = outbound(4);
+        let registry = tx.clone();
+        tx.send(tags()).await.unwrap();
+        drop(failed);
+        drop(tx);
+        assert!(out.next().await.unwrap().is_ok());
+        // The registry may still push to the probe.
+        let waiting = tokio::time::timeout(Duration::from_millis(50), out.next()).await;
+        assert!(waiting.is_err(), "the stream ended while a sender lived");
+        registry.try_send(tags()).unwrap();
+        assert!(out.next().await.unwrap().is_ok());
+        drop(registry);
+        assert!(out.next().await.is_none());
+    }
+}
