@@ -361,7 +361,8 @@ impl Probe {
                 Ok(Some(first)) => match decode::collector_message(first) {
                     Ok(CollectorMessage::Welcome(w)) => Ok((inbound, w)),
                     Ok(_) => Err(End::Retry("collector did not start with a welcome".into())),
-                    Err(e) => Err(End::Retry(format!("bad welcome: {e}"))),
+                    // The field path names the message (`welcome.heartbeat_interval_s`).
+                    Err(e) => Err(End::Retry(format!("bad first message: {e}"))),
                 },
                 Ok(None) => Err(End::Retry("collector did not start with a welcome".into())),
                 Err(status) => Err(classify("session refused", status)),
