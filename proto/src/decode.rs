@@ -30,7 +30,7 @@ use std::time::Duration;
 /// [`FieldError`](sixmap_shared::session::FieldError), so received messages can carry it per
 /// item.
 pub use sixmap_shared::session::FieldError as WireError;
-pub use sixmap_shared::session::{BatchItem, LossItem};
+pub use sixmap_shared::session::{BatchItem, DecodedItem, LossItem};
 
 fn address(field: &str, text: &str) -> Result<IpAddr, WireError> {
     text.parse()
@@ -619,28 +619,39 @@ fn result_with(
     Ok(result)
 }
 
-/// Decodes a batch; each result is decoded on its own so one bad result does not sink the rest.
-pub fn batch(wire: &v1::ResultBatch) -> Result<Vec<BatchItem>, WireError> {
-    if wire.results.len() > MAX_BATCH_RESULTS {
+/// Decodes each of a batch's `items` (its field `field`, counted in `unit`) on its own, so one
+/// bad item does not sink the rest; a failed item keeps its key when that could be read. More
+/// than [`MAX_BATCH_RESULTS`] items refuse the whole batch.
+fn batch_items<W, T>(
+    field: &str,
+    unit: &str,
+    items: &[W],
+    one: impl Fn(&W) -> Result<T, WireError>,
+    key: impl Fn(&W) -> Option<&v1::ResultKey>,
+) -> Result<Vec<DecodedItem<T>>, WireError> {
+    if items.len() > MAX_BATCH_RESULTS {
         return Err(WireError::new(
-            "results",
-            format!(
-                "{} results, limit is {MAX_BATCH_RESULTS}",
-                wire.results.len()
-            ),
+            field,
+            format!("{} {unit}, limit is {MAX_BATCH_RESULTS}", items.len()),
         ));
     }
-    Ok(wire
-        .results
+    Ok(items
         .iter()
         .enumerate()
-        .map(|(i, r)| {
-            result(r).map_err(|e| {
-                let key = result_key(r.key.as_ref()).ok();
-                (key, e.within(&format!("results[{i}]")))
+        .map(|(i, item)| {
+            one(item).map_err(|e| {
+                let key = result_key(key(item)).ok();
+                (key, e.within(&format!("{field}[{i}]")))
             })
         })
         .collect())
+}
+
+/// Decodes a batch's results, each on its own.
+pub fn batch(wire: &v1::ResultBatch) -> Result<Vec<BatchItem>, WireError> {
+    batch_items("results", "results", &wire.results, result, |r| {
+        r.key.as_ref()
+    })
 }
 
 /// An enrollment request with every field within bounds (hostname and version free of
@@ -827,26 +838,7 @@ pub fn loss(wire: &v1::OutboxLoss) -> Result<OutboxLoss, WireError> {
 
 /// Decodes a batch's loss records, each on its own.
 pub fn batch_losses(wire: &v1::ResultBatch) -> Result<Vec<LossItem>, WireError> {
-    if wire.losses.len() > MAX_BATCH_RESULTS {
-        return Err(WireError::new(
-            "losses",
-            format!(
-                "{} records, limit is {MAX_BATCH_RESULTS}",
-                wire.losses.len()
-            ),
-        ));
-    }
-    Ok(wire
-        .losses
-        .iter()
-        .enumerate()
-        .map(|(i, l)| {
-            loss(l).map_err(|e| {
-                let key = result_key(l.key.as_ref()).ok();
-                (key, e.within(&format!("losses[{i}]")))
-            })
-        })
-        .collect())
+    batch_items("losses", "records", &wire.losses, loss, |l| l.key.as_ref())
 }
 
 pub fn self_test(wire: &v1::SelfTest) -> Result<SelfTest, WireError> {

@@ -195,11 +195,13 @@ pub struct ResultBatch {
     pub losses: Vec<OutboxLoss>,
 }
 
-/// One result of a received batch, decoded on its own; on error, its key too when that could
-/// be read (so the result can be rejected by name rather than dropped).
-pub type BatchItem = Result<MeasurementResult, (Option<ResultKey>, FieldError)>;
-/// One loss record of a received batch, decoded on its own, like [`BatchItem`].
-pub type LossItem = Result<OutboxLoss, (Option<ResultKey>, FieldError)>;
+/// One item of a received batch, decoded on its own; on error, its key too when that could be
+/// read (so the item can be answered by name rather than dropped).
+pub type DecodedItem<T> = Result<T, (Option<ResultKey>, FieldError)>;
+/// One result of a received batch.
+pub type BatchItem = DecodedItem<MeasurementResult>;
+/// One loss record of a received batch.
+pub type LossItem = DecodedItem<OutboxLoss>;
 
 /// A result batch as the collector receives it: one bad result does not sink the rest.
 #[derive(Debug, Clone, PartialEq, Eq)]
