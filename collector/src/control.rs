@@ -12,20 +12,22 @@ use crate::pki::Pki;
 use crate::store::{ProbeRecord, Store, StoreError, TagEvent};
 use crate::tags::{self, TagInputs};
 use sixmap_proto::v1::probe_control_server::ProbeControl;
-use sixmap_proto::v1::{collector_message, probe_message};
 use sixmap_proto::{decode, encode, v1};
 use sixmap_shared::digest::sha256_hex;
 use sixmap_shared::prefixes::{Enrichment, PrefixData};
-use sixmap_shared::session::{Assignment, Hello, MAX_BATCH_RESULTS, Welcome};
+use sixmap_shared::session::{
+    Assignment, CollectorMessage, Hello, MAX_BATCH_RESULTS, ProbeMessage, Welcome,
+};
 use sixmap_shared::version::SOFTWARE_VERSION;
 use sixmap_shared::{ProbeId, UnixMicros};
+use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_stream::Stream;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{info, warn};
 
@@ -303,8 +305,48 @@ async fn update_probe(
 
 type SessionStream = Pin<Box<dyn Stream<Item = Result<v1::CollectorMessage, Status>> + Send>>;
 
-fn message(kind: collector_message::Kind) -> Result<v1::CollectorMessage, Status> {
-    Ok(v1::CollectorMessage { kind: Some(kind) })
+/// The edge of a session's outbound stream: what the session and the campaign registry send
+/// (domain messages, on one bounded channel, so a probe that does not read holds them back),
+/// encoded for the wire, then the status the session ended with, if it failed.
+struct Outbound {
+    messages: mpsc::Receiver<CollectorMessage>,
+    /// Resolves with the error the session ended with; dropped unsent when it ended well.
+    failure: Option<oneshot::Receiver<Status>>,
+    done: bool,
+}
+
+impl Stream for Outbound {
+    type Item = Result<v1::CollectorMessage, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        // Messages queued before a failure go first, as they were sent first.
+        let drained = match self.messages.poll_recv(cx) {
+            Poll::Ready(Some(message)) => {
+                return Poll::Ready(Some(Ok(encode::collector_message(&message))));
+            }
+            Poll::Ready(None) => true,
+            Poll::Pending => false,
+        };
+        if let Some(failure) = self.failure.as_mut() {
+            match Pin::new(failure).poll(cx) {
+                Poll::Ready(Ok(status)) => {
+                    self.done = true;
+                    return Poll::Ready(Some(Err(status)));
+                }
+                Poll::Ready(Err(_)) => self.failure = None,
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        if drained {
+            self.done = true;
+            Poll::Ready(None)
+        } else {
+            Poll::Pending
+        }
+    }
 }
 
 #[tonic::async_trait]
@@ -349,9 +391,9 @@ impl ProbeControl for ControlService {
             .map_err(|_| {
                 Status::deadline_exceeded("no hello within 10 s of opening the session")
             })??;
-        let hello = match first.and_then(|m| m.kind) {
-            Some(probe_message::Kind::Hello(hello)) => decode::hello(&hello)
-                .map_err(|e| Status::invalid_argument(format!("hello: {e}")))?,
+        let first = first.map(decode::probe_message).transpose();
+        let hello = match first.map_err(|e| Status::invalid_argument(e.to_string()))? {
+            Some(ProbeMessage::Hello(hello)) => hello,
             _ => {
                 return Err(Status::invalid_argument(
                     "the first session message must be hello",
@@ -378,23 +420,18 @@ impl ProbeControl for ControlService {
         );
 
         let (tx, rx) = mpsc::channel(64);
+        let (failed, failure) = oneshot::channel();
         let welcome = Welcome {
             server_time: UnixMicros::now(),
             collector_version: SOFTWARE_VERSION.to_owned(),
             heartbeat_interval: self.settings.heartbeat_interval,
             max_batch_results: MAX_BATCH_RESULTS,
         };
-        let mut greeting = vec![message(collector_message::Kind::Welcome(encode::welcome(
-            &welcome,
-        )))];
-        greeting.push(message(collector_message::Kind::Tags(encode::tags(
-            &record.tags,
-        ))));
-        greeting.extend(
-            assignments
-                .iter()
-                .map(|a| message(collector_message::Kind::Assign(encode::assignment(a)))),
-        );
+        let mut greeting = vec![
+            CollectorMessage::Welcome(welcome),
+            CollectorMessage::Tags(record.tags.clone()),
+        ];
+        greeting.extend(assignments.into_iter().map(CollectorMessage::Assign));
         // The greeting is sent from the session task: the stream is only read once this
         // function returned, so sending more than the channel holds here would deadlock.
         let store = self.store.clone();
@@ -411,10 +448,15 @@ impl ProbeControl for ControlService {
                 }
             }
             // After the welcome, which a probe needs first: campaign tasks, then pushes.
-            if let Some(campaigns) = &campaigns
-                && !campaigns.greet(&record, &tx).await
-            {
-                return;
+            if let Some(campaigns) = &campaigns {
+                match campaigns.greet(&record, &tx).await {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    Err(e) => {
+                        let _ = failed.send(internal(e));
+                        return;
+                    }
+                }
             }
             serve_session(
                 store,
@@ -423,13 +465,18 @@ impl ProbeControl for ControlService {
                 record.id.clone(),
                 inbound,
                 tx.clone(),
+                failed,
             )
             .await;
             if let Some(campaigns) = campaigns {
                 campaigns.disconnected(&record.id, &tx);
             }
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(Outbound {
+            messages: rx,
+            failure: Some(failure),
+            done: false,
+        })))
     }
 }
 
@@ -440,28 +487,24 @@ async fn serve_session(
     prefixes: Arc<PrefixData>,
     probe: ProbeId,
     mut inbound: Streaming<v1::ProbeMessage>,
-    tx: mpsc::Sender<Result<v1::CollectorMessage, Status>>,
+    tx: mpsc::Sender<CollectorMessage>,
+    failed: oneshot::Sender<Status>,
 ) {
     let outcome = session_loop(&store, &commits, &prefixes, &probe, &mut inbound, &tx).await;
     match outcome {
         Ok(()) => info!(probe = %probe, "probe session ended"),
         Err(status) => {
             warn!(probe = %probe, code = ?status.code(), message = status.message(), "probe session closed with error");
-            let _ = tx.send(Err(status)).await;
+            let _ = failed.send(status);
         }
     }
 }
 
 /// Sends a probe its current tags; false if the session is gone.
-async fn send_tags(
-    tx: &mpsc::Sender<Result<v1::CollectorMessage, Status>>,
-    record: &ProbeRecord,
-) -> bool {
-    tx.send(message(collector_message::Kind::Tags(encode::tags(
-        &record.tags,
-    ))))
-    .await
-    .is_ok()
+async fn send_tags(tx: &mpsc::Sender<CollectorMessage>, record: &ProbeRecord) -> bool {
+    tx.send(CollectorMessage::Tags(record.tags.clone()))
+        .await
+        .is_ok()
 }
 
 /// Adds one stored batch's counts to the metrics.
@@ -493,17 +536,20 @@ async fn session_loop(
     prefixes: &Arc<PrefixData>,
     probe: &ProbeId,
     inbound: &mut Streaming<v1::ProbeMessage>,
-    tx: &mpsc::Sender<Result<v1::CollectorMessage, Status>>,
+    tx: &mpsc::Sender<CollectorMessage>,
 ) -> Result<(), Status> {
     // The newest v6 success written to the probe's record by this session: rewriting the
     // record for every batch cost as much as storing the batch, and v6-works looks at a day.
     let mut v6_recorded: Option<UnixMicros> = None;
-    while let Some(msg) = inbound.message().await? {
-        match msg.kind {
-            Some(probe_message::Kind::Hello(_)) => {
+    while let Some(wire) = inbound.message().await? {
+        // Decoded once, here; a result batch item by item, so its errors are in the batch.
+        let message =
+            decode::probe_message(wire).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        match message {
+            ProbeMessage::Hello(_) => {
                 return Err(Status::invalid_argument("hello sent twice in one session"));
             }
-            Some(probe_message::Kind::Heartbeat(_)) => {
+            ProbeMessage::Heartbeat(_) => {
                 // Tags are recomputed on heartbeats too: v6-works expires and v6-stable-*
                 // matures with time alone.
                 let (record, changed) = update_probe(store, probe, |_| {}).await?;
@@ -511,20 +557,18 @@ async fn session_loop(
                     return Ok(());
                 }
             }
-            Some(probe_message::Kind::SelfTest(wire)) => {
-                let self_test = decode::self_test(&wire)
-                    .map_err(|e| Status::invalid_argument(format!("self_test: {e}")))?;
+            ProbeMessage::SelfTest(self_test) => {
                 let (record, changed) =
                     update_probe(store, probe, move |r| r.self_test = Some(self_test)).await?;
                 if changed && !send_tags(tx, &record).await {
                     return Ok(());
                 }
             }
-            Some(probe_message::Kind::Results(batch)) => {
+            ProbeMessage::Results(batch) => {
                 let received_at = std::time::Instant::now();
                 let m = metrics();
                 m.batches.inc();
-                let batch_len = batch.results.len() as u64;
+                let batch_len = batch.result_count as u64;
                 m.results_received.add(batch_len);
                 let store_for_batch = store.clone();
                 let session_probe = probe.clone();
@@ -536,7 +580,7 @@ async fn session_loop(
                             &*store_for_batch,
                             &prefixes,
                             &session_probe,
-                            &batch,
+                            batch,
                             feed.as_deref(),
                         )
                     })
@@ -555,11 +599,7 @@ async fn session_loop(
                     warn!(probe = %probe, key = %rejection.key, reason = %rejection.reason, "result rejected");
                 }
                 tracing::debug!(probe = %probe, new = stats.new, duplicate = stats.duplicate, rejected = stats.rejected, losses = stats.losses_new, "batch stored");
-                if tx
-                    .send(message(collector_message::Kind::Ack(encode::ack(&ack))))
-                    .await
-                    .is_err()
-                {
+                if tx.send(CollectorMessage::Ack(ack)).await.is_err() {
                     return Ok(());
                 }
                 m.acks_sent.inc();
@@ -577,8 +617,75 @@ async fn session_loop(
                     }
                 }
             }
-            None => return Err(Status::invalid_argument("empty or unknown session message")),
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio_stream::StreamExt;
+
+    fn outbound(
+        capacity: usize,
+    ) -> (
+        Outbound,
+        mpsc::Sender<CollectorMessage>,
+        oneshot::Sender<Status>,
+    ) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let (failed, failure) = oneshot::channel();
+        let out = Outbound {
+            messages: rx,
+            failure: Some(failure),
+            done: false,
+        };
+        (out, tx, failed)
+    }
+
+    fn tags() -> CollectorMessage {
+        CollectorMessage::Tags(Vec::new())
+    }
+
+    #[tokio::test]
+    async fn a_failed_session_ends_its_stream_with_the_status_after_what_was_queued() {
+        let (mut out, tx, failed) = outbound(4);
+        tx.send(tags()).await.unwrap();
+        tx.send(tags()).await.unwrap();
+        failed.send(Status::invalid_argument("bad")).unwrap();
+        // `tx` stays alive, as the registry's copy may: the status must not wait for it.
+        for _ in 0..2 {
+            let wire = out.next().await.unwrap().unwrap();
+            assert!(matches!(
+                wire.kind,
+                Some(v1::collector_message::Kind::Tags(_))
+            ));
+        }
+        let status = tokio::time::timeout(Duration::from_secs(5), out.next())
+            .await
+            .expect("the status waited for every sender to go")
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert!(out.next().await.is_none());
+        drop(tx);
+    }
+
+    #[tokio::test]
+    async fn a_session_that_ended_well_ends_its_stream_once_every_sender_is_gone() {
+        let (mut out, tx, failed) = outbound(4);
+        let registry = tx.clone();
+        tx.send(tags()).await.unwrap();
+        drop(failed);
+        drop(tx);
+        assert!(out.next().await.unwrap().is_ok());
+        // The registry may still push to the probe.
+        let waiting = tokio::time::timeout(Duration::from_millis(50), out.next()).await;
+        assert!(waiting.is_err(), "the stream ended while a sender lived");
+        registry.try_send(tags()).unwrap();
+        assert!(out.next().await.unwrap().is_ok());
+        drop(registry);
+        assert!(out.next().await.is_none());
+    }
 }

@@ -9,11 +9,10 @@ use crate::figures::feed::Feed;
 use crate::figures::fold::hours_since;
 use crate::metrics::RejectReason;
 use crate::store::{Store, StoreError, StoredResult};
-use sixmap_proto::{decode, v1};
 use sixmap_shared::health::OutboxLoss;
 use sixmap_shared::policy::classify;
 use sixmap_shared::prefixes::PrefixData;
-use sixmap_shared::session::{Ack, Rejection};
+use sixmap_shared::session::{Ack, FieldError, ReceivedBatch, Rejection};
 use sixmap_shared::{Family, MeasurementResult, ProbeId, TaskId, UnixMicros};
 use std::collections::HashMap;
 use tracing::warn;
@@ -43,14 +42,15 @@ fn v6_success(result: &MeasurementResult) -> bool {
         && result.destination.is_some_and(|d| classify(d).is_none())
 }
 
-/// Validates, enriches, stores and flushes a batch; returns the ack to send.
-/// A batch-level problem (too many results) rejects the whole batch with its field named.
+/// Checks, enriches, stores and flushes a batch (decoded at the edge of the session stream,
+/// each result on its own); returns the ack to send. A batch-level problem (too many results)
+/// rejects the whole batch with its field named.
 pub fn ingest_batch(
     store: &dyn Store,
     prefixes: &PrefixData,
     probe: &ProbeId,
-    batch: &v1::ResultBatch,
-) -> Result<Result<(Ack, BatchStats), decode::WireError>, StoreError> {
+    batch: ReceivedBatch,
+) -> Result<Result<(Ack, BatchStats), FieldError>, StoreError> {
     let outcome = write_batch(store, prefixes, probe, batch, None)?;
     store.flush()?;
     Ok(outcome)
@@ -64,11 +64,12 @@ pub fn write_batch(
     store: &dyn Store,
     prefixes: &PrefixData,
     probe: &ProbeId,
-    batch: &v1::ResultBatch,
+    batch: ReceivedBatch,
     feed: Option<&Feed>,
-) -> Result<Result<(Ack, BatchStats), decode::WireError>, StoreError> {
-    let decoded = match decode::batch(batch) {
-        Ok(decoded) => decoded,
+) -> Result<Result<(Ack, BatchStats), FieldError>, StoreError> {
+    let batch_id = batch.batch_id;
+    let (decoded, losses) = match batch.items {
+        Ok(items) => items,
         Err(e) => return Ok(Err(e)),
     };
     let mut accepted: Vec<MeasurementResult> = Vec::with_capacity(decoded.len());
@@ -101,10 +102,6 @@ pub fn write_batch(
             }
         }
     }
-    let losses = match decode::batch_losses(batch) {
-        Ok(losses) => losses,
-        Err(e) => return Ok(Err(e)),
-    };
     let mut accepted_losses: Vec<OutboxLoss> = Vec::with_capacity(losses.len());
     let mut refused_losses = Vec::new();
     for item in losses {
@@ -177,7 +174,7 @@ pub fn write_batch(
     };
     Ok(Ok((
         Ack {
-            batch_id: batch.batch_id,
+            batch_id,
             stored: stored.into_iter().map(|s| s.result.key).collect(),
             rejected,
             stored_losses: accepted_losses

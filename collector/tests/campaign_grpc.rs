@@ -4,7 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers may fail loudly
 
-use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+mod common;
+
 use sixmap_collector::auth;
 use sixmap_collector::config::CollectorConfig;
 use sixmap_collector::pki::Pki;
@@ -110,31 +111,7 @@ async fn campaigns_reach_connected_probes_and_errors_name_the_field() {
     assert!(err.message().contains("`selection`"), "{err}");
 
     // Enroll as a probe does: CSR for a new key, then a session with the client certificate.
-    let key = rcgen::KeyPair::generate().unwrap();
-    let csr = rcgen::CertificateParams::default()
-        .serialize_request(&key)
-        .unwrap();
-    let identity = collector_tls::connect(&url, pinned, |e| e)
-        .await
-        .unwrap()
-        .enroll(v1::EnrollRequest {
-            token,
-            hostname: "pi".into(),
-            software_version: "0.1.0".into(),
-            csr_der: csr.der().to_vec(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let session_tls = collector_tls::session_config(
-        identity.ca_certificate_der.clone().into(),
-        identity.certificate_der.clone().into(),
-        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-    )
-    .unwrap();
-    let mut control = collector_tls::connect(&url, session_tls, |e| e)
-        .await
-        .unwrap();
+    let (identity, mut control, _) = common::try_enroll(&url, &fingerprint, token).await.unwrap();
     let (tx, rx) = tokio::sync::mpsc::channel(8);
     tx.send(hello(&identity, 1)).await.unwrap();
     let mut stream = control

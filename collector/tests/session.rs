@@ -2,6 +2,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers may fail loudly
 
+mod common;
+
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use sixmap_collector::auth;
 use sixmap_collector::config::CollectorConfig;
@@ -116,32 +118,8 @@ impl Harness {
 
     /// Enrollment as a probe does it: CA pinned by the token's fingerprint, CSR for a new key.
     async fn try_enroll(&self, token: &str) -> Result<(Enrolled, rcgen::KeyPair), tonic::Status> {
-        let tls = collector_tls::enrollment_config(&self.ca_fingerprint).unwrap();
-        let mut client = collector_tls::connect(&self.url(), tls, |e| e)
-            .await
-            .unwrap();
-        let key = rcgen::KeyPair::generate().unwrap();
-        let csr = rcgen::CertificateParams::default()
-            .serialize_request(&key)
-            .unwrap();
-        let response = client
-            .enroll(v1::EnrollRequest {
-                token: token.into(),
-                hostname: "pi".into(),
-                software_version: "0.1.0".into(),
-                csr_der: csr.der().to_vec(),
-            })
-            .await?
-            .into_inner();
-        let tls = collector_tls::session_config(
-            response.ca_certificate_der.into(),
-            response.certificate_der.into(),
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-        )
-        .unwrap();
-        let client = collector_tls::connect(&self.url(), tls, |e| e)
-            .await
-            .unwrap();
+        let (response, client, key) =
+            common::try_enroll(&self.url(), &self.ca_fingerprint, token.into()).await?;
         Ok((
             Enrolled {
                 probe_id: response.probe_id,

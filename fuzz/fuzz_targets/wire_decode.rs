@@ -35,9 +35,11 @@ fuzz_target!(|data: &[u8]| {
         }
         2 => {
             if let Ok(wire) = v1::ResultBatch::decode(bytes) {
-                let _ = decode::batch(&wire);
-                let _ = decode::batch_losses(&wire);
+                let _ = decode::received_batch(&wire);
             }
+            // The probe's outbox entries, as read back from a disk that may be damaged.
+            let _ = decode::outbox_result(bytes);
+            let _ = decode::outbox_loss(bytes);
         }
         3 => {
             if let Ok(wire) = v1::Hello::decode(bytes) {
@@ -60,16 +62,12 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         _ => {
-            // Whole session messages, as each side reads them off the stream.
-            if let Ok(wire) = v1::CollectorMessage::decode(bytes)
-                && let Some(v1::collector_message::Kind::Assign(a)) = wire.kind
-            {
-                let _ = decode::assignment(&a);
+            // Whole session messages, decoded as each daemon's edge does.
+            if let Ok(wire) = v1::CollectorMessage::decode(bytes) {
+                let _ = decode::collector_message(wire);
             }
-            if let Ok(wire) = v1::ProbeMessage::decode(bytes)
-                && let Some(v1::probe_message::Kind::Hello(h)) = wire.kind
-            {
-                let _ = decode::hello(&h);
+            if let Ok(wire) = v1::ProbeMessage::decode(bytes) {
+                let _ = decode::probe_message(wire);
             }
         }
     }

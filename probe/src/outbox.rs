@@ -6,16 +6,17 @@
 //!
 //! Layout of the one tree: `r` ‖ boot epoch ‖ sequence → result; `l` ‖ boot epoch ‖ sequence →
 //! loss record; `meta/probe_id` → the probe the outbox belongs to. Values start with a format
-//! byte; a result value then holds its start time (8 bytes) and the protobuf-encoded result,
-//! which is exactly what is sent, so uploading needs no re-encoding.
+//! byte; a result value then holds its start time (8 bytes) and the protobuf-encoded result
+//! (`sixmap_proto::encode::outbox_result`), the wire form, so the format on disk stays
+//! readable across versions as the wire does. Uploading reads it back into a domain result
+//! without validating it again: the collector judges what was stored.
 
 use crate::delivery::{BatchPlan, Change, Delivery, EntryMeta, OutboxKey};
 use crate::identity::{StateError, create_private_dir, make_private};
 use crate::ledger::{self, Ledger, RESERVE_STRIDE, Record};
-use prost::Message;
-use sixmap_proto::{decode, encode, v1};
+use sixmap_proto::{decode, encode};
 use sixmap_shared::health::{LossReason, OutboxLoss};
-use sixmap_shared::session::{Ack, MAX_MESSAGE_BYTES};
+use sixmap_shared::session::{Ack, MAX_MESSAGE_BYTES, ResultBatch};
 use sixmap_shared::{BootEpoch, MeasurementResult, ProbeId, ResultKey, UnixMicros};
 use std::path::{Path, PathBuf};
 use tracing::{debug, error, info, warn};
@@ -89,7 +90,7 @@ fn entry_key(prefix: u8, key: OutboxKey) -> [u8; 17] {
 }
 
 fn result_value(result: &MeasurementResult) -> Vec<u8> {
-    let wire = encode::result(result).encode_to_vec();
+    let wire = encode::outbox_result(result);
     let mut value = Vec::with_capacity(9 + wire.len());
     value.push(FORMAT);
     value.extend_from_slice(&result.started_at.0.to_be_bytes());
@@ -106,7 +107,7 @@ fn split_result_value(value: &[u8]) -> Option<(UnixMicros, &[u8])> {
 
 fn loss_value(loss: &OutboxLoss) -> Vec<u8> {
     let mut value = vec![FORMAT];
-    value.extend_from_slice(&encode::loss(loss).encode_to_vec());
+    value.extend_from_slice(&encode::outbox_loss(loss));
     value
 }
 
@@ -115,7 +116,7 @@ fn read_loss(value: &[u8]) -> Option<OutboxLoss> {
     if format != FORMAT {
         return None;
     }
-    decode::loss(&v1::OutboxLoss::decode(wire).ok()?).ok()
+    decode::outbox_loss(wire).ok()
 }
 
 /// Why sled would not open the outbox.
@@ -554,7 +555,7 @@ impl Outbox {
         max_results: usize,
         max_in_flight: usize,
         now: UnixMicros,
-    ) -> Result<Option<v1::ResultBatch>, OutboxError> {
+    ) -> Result<Option<ResultBatch>, OutboxError> {
         loop {
             let Some(plan) =
                 self.delivery
@@ -574,12 +575,12 @@ impl Outbox {
                     .db
                     .get(entry_key(RESULT_PREFIX, key))
                     .map_err(self.io("read"))?;
-                let wire = value
+                let result = value
                     .as_deref()
                     .and_then(split_result_value)
-                    .and_then(|(_, payload)| v1::MeasurementResult::decode(payload).ok());
-                match wire {
-                    Some(wire) => results.push(wire),
+                    .and_then(|(_, payload)| decode::outbox_result(payload).ok());
+                match result {
+                    Some(result) => results.push(result),
                     None => {
                         error!(
                             ?key,
@@ -596,15 +597,14 @@ impl Outbox {
             }
             let losses: Vec<_> = losses
                 .iter()
-                .filter_map(|k| self.delivery.loss(*k))
-                .map(encode::loss)
+                .filter_map(|k| self.delivery.loss(*k).cloned())
                 .collect();
             if results.is_empty() && losses.is_empty() {
                 // Everything planned was unreadable: that batch id stays unacked, harmlessly,
                 // until the connection ends. Plan again.
                 continue;
             }
-            return Ok(Some(v1::ResultBatch {
+            return Ok(Some(ResultBatch {
                 batch_id,
                 results,
                 losses,

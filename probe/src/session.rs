@@ -14,16 +14,18 @@ use crate::metrics::metrics;
 use crate::outbox::Outbox;
 use crate::scheduler::Scheduler;
 use crate::status::{self, ProbeStatus};
-use sixmap_proto::v1::{collector_message, probe_message};
-use sixmap_proto::{decode, encode, v1};
+use sixmap_proto::{decode, encode};
 use sixmap_shared::health::{ProbeTag, SelfTest};
 use sixmap_shared::measurement::{ClockInfo, MeasurementKind, MeasurementResult};
-use sixmap_shared::session::{Hello, MAX_BATCH_RESULTS};
+use sixmap_shared::session::{
+    CollectorMessage, Heartbeat, Hello, MAX_BATCH_RESULTS, ProbeMessage, ReceivedCollectorMessage,
+};
 use sixmap_shared::version::{SOFTWARE_VERSION, Version};
 use sixmap_shared::{BootEpoch, UnixMicros};
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tracing::{debug, error, info, warn};
 
@@ -33,10 +35,6 @@ const MAX_GROUP_COMMIT: usize = 256;
 const SELF_TEST_INTERVAL: Duration = Duration::from_secs(6 * 3600);
 /// How long the collector may take to answer a hello.
 const WELCOME_TIMEOUT: Duration = Duration::from_secs(30);
-
-fn probe_message(kind: probe_message::Kind) -> v1::ProbeMessage {
-    v1::ProbeMessage { kind: Some(kind) }
-}
 
 /// Runs the probe until a fatal error.
 pub async fn run(settings: Settings) -> Result<(), ProbeError> {
@@ -173,7 +171,7 @@ const MAX_BATCHES_IN_FLIGHT: usize = 8;
 /// Per-connection state.
 #[derive(Debug)]
 struct Connection {
-    out: mpsc::Sender<v1::ProbeMessage>,
+    out: mpsc::Sender<ProbeMessage>,
     max_batch: usize,
 }
 
@@ -347,29 +345,26 @@ impl Probe {
             Err(end) => return end,
         };
         let (out, out_rx) = mpsc::channel(64);
-        if out
-            .send(probe_message(probe_message::Kind::Hello(encode::hello(
-                &hello,
-            ))))
-            .await
-            .is_err()
-        {
+        if out.send(ProbeMessage::Hello(hello)).await.is_err() {
             return End::Retry("session channel closed".into());
         }
         // A collector that accepts the stream but never answers must not stall the probe.
+        // The edge of the stream: messages are encoded here on the way out and decoded once on
+        // the way in.
+        let outbound = ReceiverStream::new(out_rx).map(|m| encode::probe_message(&m));
         let opening = async {
-            let mut inbound = match client.session(ReceiverStream::new(out_rx)).await {
+            let mut inbound = match client.session(outbound).await {
                 Ok(response) => response.into_inner(),
                 Err(status) => return Err(classify("session refused", status)),
             };
             match inbound.message().await {
-                Ok(Some(v1::CollectorMessage {
-                    kind: Some(collector_message::Kind::Welcome(w)),
-                })) => match decode::welcome(&w) {
-                    Ok(w) => Ok((inbound, w)),
-                    Err(e) => Err(End::Retry(format!("bad welcome: {e}"))),
+                Ok(Some(first)) => match decode::collector_message(first) {
+                    Ok(CollectorMessage::Welcome(w)) => Ok((inbound, w)),
+                    Ok(_) => Err(End::Retry("collector did not start with a welcome".into())),
+                    // The field path names the message (`welcome.heartbeat_interval_s`).
+                    Err(e) => Err(End::Retry(format!("bad first message: {e}"))),
                 },
-                Ok(_) => Err(End::Retry("collector did not start with a welcome".into())),
+                Ok(None) => Err(End::Retry("collector did not start with a welcome".into())),
                 Err(status) => Err(classify("session refused", status)),
             }
         };
@@ -414,7 +409,14 @@ impl Probe {
             tokio::select! {
                 message = inbound.message() => match message {
                     Ok(Some(message)) => {
-                        if let Err(end) = self.handle(message) {
+                        let handled = match decode::collector_message(message) {
+                            Ok(message) => self.handle(message),
+                            Err(e) => {
+                                warn!(error = %e, "malformed collector message ignored");
+                                Ok(())
+                            }
+                        };
+                        if let Err(end) = handled {
                             return end;
                         }
                         if let Err(end) = self.send_pending(&mut connection).await {
@@ -434,21 +436,20 @@ impl Probe {
                 }
                 changed = self.self_test.changed() => {
                     let test = self.self_test.borrow_and_update().clone();
-                    if let (Ok(()), Some(test)) = (changed, test) {
-                        let message = probe_message(probe_message::Kind::SelfTest(encode::self_test(&test)));
-                        if connection.out.send(message).await.is_err() {
-                            return End::Retry("session stream closed".into());
-                        }
+                    if let (Ok(()), Some(test)) = (changed, test)
+                        && connection.out.send(ProbeMessage::SelfTest(test)).await.is_err()
+                    {
+                        return End::Retry("session stream closed".into());
                     }
                 }
                 _ = heartbeat.tick() => {
                     let stats = self.outbox.stats();
-                    let beat = v1::Heartbeat {
-                        probe_time_us: UnixMicros::now().0,
+                    let beat = Heartbeat {
+                        probe_time: UnixMicros::now(),
                         pending_results: stats.results,
                         pending_bytes: stats.bytes,
                     };
-                    if connection.out.send(probe_message(probe_message::Kind::Heartbeat(beat))).await.is_err() {
+                    if connection.out.send(ProbeMessage::Heartbeat(beat)).await.is_err() {
                         return End::Retry("session stream closed".into());
                     }
                 }
@@ -473,66 +474,53 @@ impl Probe {
             };
             connection
                 .out
-                .send(probe_message(probe_message::Kind::Results(batch)))
+                .send(ProbeMessage::Results(batch))
                 .await
                 .map_err(|_| End::Retry("session stream closed".into()))?;
         }
     }
 
-    fn handle(&mut self, message: v1::CollectorMessage) -> Result<(), End> {
-        match message.kind {
-            Some(collector_message::Kind::Assign(wire)) => match decode::assignment(&wire) {
-                Ok(assignment) => self.scheduler.assign(assignment),
-                // A probe older than the collector's features, or a spec outside the probe's
-                // bounds, must say so, not crash: reported as a result when the task id is
-                // usable, so the collector sees the refusal.
-                Err(e) => match sixmap_shared::TaskId::new(wire.task_id) {
-                    Ok(task) => self.scheduler.refuse(
-                        task,
-                        crate::context::failure(
-                            sixmap_shared::measurement::ErrorClass::Policy,
-                            format!("assignment refused by the probe: {e}"),
-                        ),
-                    ),
-                    Err(_) => warn!(task = wire.task_id, error = %e, "assignment refused"),
-                },
-            },
-            Some(collector_message::Kind::Cancel(cancel)) => {
-                if let Ok(task) = sixmap_shared::TaskId::new(cancel.task_id) {
-                    self.scheduler.cancel(task, &cancel.reason);
-                }
+    fn handle(&mut self, message: ReceivedCollectorMessage) -> Result<(), End> {
+        match message {
+            CollectorMessage::Assign(Ok(assignment)) => self.scheduler.assign(assignment),
+            // A probe older than the collector's features, or a spec outside the probe's
+            // bounds, must say so, not crash: reported as a result when the task id is usable,
+            // so the collector sees the refusal.
+            CollectorMessage::Assign(Err((Some(task), e))) => self.scheduler.refuse(
+                task,
+                crate::context::failure(
+                    sixmap_shared::measurement::ErrorClass::Policy,
+                    format!("assignment refused by the probe: {e}"),
+                ),
+            ),
+            CollectorMessage::Assign(Err((None, e))) => warn!(error = %e, "assignment refused"),
+            CollectorMessage::Cancel(cancel) => {
+                self.scheduler.cancel(cancel.task_id, &cancel.reason)
             }
-            Some(collector_message::Kind::Ack(wire)) => match decode::ack(&wire) {
-                Ok(ack) => {
-                    for rejection in &ack.rejected {
-                        error!(key = %rejection.key, reason = %rejection.reason, "collector rejected a result; dropping it");
-                    }
-                    debug!(
-                        batch = ack.batch_id,
-                        stored = ack.stored.len(),
-                        rejected = ack.rejected.len(),
-                        losses = ack.stored_losses.len(),
-                        "ack"
-                    );
-                    // Results of the batch that the ack names neither way stay in the outbox
-                    // and are sent again.
-                    self.outbox.acked(&ack).map_err(|e| End::Fatal(e.into()))?;
-                    metrics().results_acked.add(ack.stored.len() as u64);
-                    metrics().results_rejected.add(ack.rejected.len() as u64);
-                    self.publish_outbox();
+            CollectorMessage::Ack(ack) => {
+                for rejection in &ack.rejected {
+                    error!(key = %rejection.key, reason = %rejection.reason, "collector rejected a result; dropping it");
                 }
-                Err(e) => warn!(error = %e, "malformed ack ignored"),
-            },
-            Some(collector_message::Kind::Tags(wire)) => match decode::tags(&wire) {
-                Ok(tags) => {
-                    info!(tags = ?tags.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), "tags from the collector");
-                    self.tags = tags;
-                    self.write_status();
-                }
-                Err(e) => warn!(error = %e, "malformed tags ignored"),
-            },
-            Some(collector_message::Kind::Welcome(_)) => warn!("unexpected second welcome ignored"),
-            None => warn!("empty collector message ignored"),
+                debug!(
+                    batch = ack.batch_id,
+                    stored = ack.stored.len(),
+                    rejected = ack.rejected.len(),
+                    losses = ack.stored_losses.len(),
+                    "ack"
+                );
+                // Results of the batch that the ack names neither way stay in the outbox and
+                // are sent again.
+                self.outbox.acked(&ack).map_err(|e| End::Fatal(e.into()))?;
+                metrics().results_acked.add(ack.stored.len() as u64);
+                metrics().results_rejected.add(ack.rejected.len() as u64);
+                self.publish_outbox();
+            }
+            CollectorMessage::Tags(tags) => {
+                info!(tags = ?tags.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), "tags from the collector");
+                self.tags = tags;
+                self.write_status();
+            }
+            CollectorMessage::Welcome(_) => warn!("unexpected second welcome ignored"),
         }
         Ok(())
     }

@@ -13,52 +13,24 @@ use sixmap_shared::measurement::{
     DualStackResult, DualStackSpec, ExtHeaderOutcome, ExtHeaderResult, ExtHeaderSpec, Family,
     HopAnswer, HopReply, HttpResult, HttpSpec, IcmpError, MAX_ERROR_MESSAGE_LEN, MeasurementError,
     MeasurementResult, MeasurementSpec, Outcome, PingReply, PingResult, PingSpec, PmtuResult,
-    PmtuSpec, QuicResult, QuicSpec, SpecError, SpecKind, Target, TcpResult, TcpSpec, TlsResult,
-    TlsSpec, TracerouteHop, TracerouteResult, TracerouteSpec,
+    PmtuSpec, QuicResult, QuicSpec, SpecKind, Target, TcpResult, TcpSpec, TlsResult, TlsSpec,
+    TracerouteHop, TracerouteResult, TracerouteSpec,
 };
 use sixmap_shared::session::{
-    Ack, Assignment, CoarseLocation, Hello, MAX_BATCH_RESULTS, MAX_LOCAL_ADDRESSES,
-    MIN_TASK_INTERVAL, Rejection, Welcome,
+    Ack, Assignment, Cancel, CoarseLocation, CollectorMessage, Heartbeat, Hello, MAX_BATCH_RESULTS,
+    MAX_LOCAL_ADDRESSES, MIN_TASK_INTERVAL, ProbeMessage, ReceivedBatch, ReceivedCollectorMessage,
+    ReceivedProbeMessage, Rejection, Welcome,
 };
 use sixmap_shared::time::UnixMicros;
 use sixmap_shared::version::Version;
 use std::net::IpAddr;
 use std::time::Duration;
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid field `{field}`: {reason}")]
-pub struct WireError {
-    pub field: String,
-    pub reason: String,
-}
-
-impl WireError {
-    fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            reason: reason.into(),
-        }
-    }
-
-    fn missing(field: &str) -> Self {
-        Self::new(field, "required but missing")
-    }
-
-    /// Prefixes the field path with the enclosing field.
-    fn within(mut self, outer: &str) -> Self {
-        self.field = format!("{outer}.{}", self.field);
-        self
-    }
-}
-
-impl From<SpecError> for WireError {
-    fn from(e: SpecError) -> Self {
-        match e {
-            SpecError::Field { field, reason } => Self::new(field, reason),
-            unsupported @ SpecError::Unsupported(_) => Self::new("kind", unsupported.to_string()),
-        }
-    }
-}
+/// A field that failed validation: the domain's
+/// [`FieldError`](sixmap_shared::session::FieldError), so received messages can carry it per
+/// item.
+pub use sixmap_shared::session::FieldError as WireError;
+pub use sixmap_shared::session::{BatchItem, DecodedItem, LossItem};
 
 fn address(field: &str, text: &str) -> Result<IpAddr, WireError> {
     text.parse()
@@ -647,31 +619,39 @@ fn result_with(
     Ok(result)
 }
 
-/// One decoded result of a batch; on error, the key too when it could be read.
-pub type BatchItem = Result<MeasurementResult, (Option<ResultKey>, WireError)>;
-
-/// Decodes a batch; each result is decoded on its own so one bad result does not sink the rest.
-pub fn batch(wire: &v1::ResultBatch) -> Result<Vec<BatchItem>, WireError> {
-    if wire.results.len() > MAX_BATCH_RESULTS {
+/// Decodes each of a batch's `items` (its field `field`, counted in `unit`) on its own, so one
+/// bad item does not sink the rest; a failed item keeps its key when that could be read. More
+/// than [`MAX_BATCH_RESULTS`] items refuse the whole batch.
+fn batch_items<W, T>(
+    field: &str,
+    unit: &str,
+    items: &[W],
+    one: impl Fn(&W) -> Result<T, WireError>,
+    key: impl Fn(&W) -> Option<&v1::ResultKey>,
+) -> Result<Vec<DecodedItem<T>>, WireError> {
+    if items.len() > MAX_BATCH_RESULTS {
         return Err(WireError::new(
-            "results",
-            format!(
-                "{} results, limit is {MAX_BATCH_RESULTS}",
-                wire.results.len()
-            ),
+            field,
+            format!("{} {unit}, limit is {MAX_BATCH_RESULTS}", items.len()),
         ));
     }
-    Ok(wire
-        .results
+    Ok(items
         .iter()
         .enumerate()
-        .map(|(i, r)| {
-            result(r).map_err(|e| {
-                let key = result_key(r.key.as_ref()).ok();
-                (key, e.within(&format!("results[{i}]")))
+        .map(|(i, item)| {
+            one(item).map_err(|e| {
+                let key = result_key(key(item)).ok();
+                (key, e.within(&format!("{field}[{i}]")))
             })
         })
         .collect())
+}
+
+/// Decodes a batch's results, each on its own.
+pub fn batch(wire: &v1::ResultBatch) -> Result<Vec<BatchItem>, WireError> {
+    batch_items("results", "results", &wire.results, result, |r| {
+        r.key.as_ref()
+    })
 }
 
 /// An enrollment request with every field within bounds (hostname and version free of
@@ -856,31 +836,9 @@ pub fn loss(wire: &v1::OutboxLoss) -> Result<OutboxLoss, WireError> {
     Ok(loss)
 }
 
-/// One decoded loss record of a batch; on error, the key too when it could be read.
-pub type LossItem = Result<OutboxLoss, (Option<ResultKey>, WireError)>;
-
 /// Decodes a batch's loss records, each on its own.
 pub fn batch_losses(wire: &v1::ResultBatch) -> Result<Vec<LossItem>, WireError> {
-    if wire.losses.len() > MAX_BATCH_RESULTS {
-        return Err(WireError::new(
-            "losses",
-            format!(
-                "{} records, limit is {MAX_BATCH_RESULTS}",
-                wire.losses.len()
-            ),
-        ));
-    }
-    Ok(wire
-        .losses
-        .iter()
-        .enumerate()
-        .map(|(i, l)| {
-            loss(l).map_err(|e| {
-                let key = result_key(l.key.as_ref()).ok();
-                (key, e.within(&format!("losses[{i}]")))
-            })
-        })
-        .collect())
+    batch_items("losses", "records", &wire.losses, loss, |l| l.key.as_ref())
 }
 
 pub fn self_test(wire: &v1::SelfTest) -> Result<SelfTest, WireError> {
@@ -960,6 +918,94 @@ pub fn tags(wire: &v1::ProbeTags) -> Result<Vec<ProbeTag>, WireError> {
             })
         })
         .collect()
+}
+
+pub fn heartbeat(wire: &v1::Heartbeat) -> Heartbeat {
+    Heartbeat {
+        probe_time: UnixMicros(wire.probe_time_us),
+        pending_results: wire.pending_results,
+        pending_bytes: wire.pending_bytes,
+    }
+}
+
+/// A batch as the collector ingests it: every result and loss record decoded on its own, so
+/// one bad item does not sink the rest; too many of either refuses the whole batch.
+pub fn received_batch(wire: &v1::ResultBatch) -> ReceivedBatch {
+    ReceivedBatch {
+        batch_id: wire.batch_id,
+        result_count: wire.results.len(),
+        items: batch(wire).and_then(|results| Ok((results, batch_losses(wire)?))),
+    }
+}
+
+/// What a probe sent on its session stream, decoded once at the collector's edge. A result
+/// batch is decoded item by item ([`received_batch`]); an error in any other message names
+/// the field from the message (`hello.probe_id`), and a message of no known kind is an error
+/// of field `kind`.
+pub fn probe_message(wire: v1::ProbeMessage) -> Result<ReceivedProbeMessage, WireError> {
+    use v1::probe_message::Kind;
+    match wire.kind {
+        Some(Kind::Hello(h)) => hello(&h)
+            .map(ProbeMessage::Hello)
+            .map_err(|e| e.within("hello")),
+        Some(Kind::Heartbeat(h)) => Ok(ProbeMessage::Heartbeat(heartbeat(&h))),
+        Some(Kind::Results(b)) => Ok(ProbeMessage::Results(received_batch(&b))),
+        Some(Kind::SelfTest(t)) => self_test(&t)
+            .map(ProbeMessage::SelfTest)
+            .map_err(|e| e.within("self_test")),
+        None => Err(WireError::new("kind", "empty or unknown session message")),
+    }
+}
+
+/// What the collector sent on a session stream, decoded once at the probe's edge. An
+/// assignment the probe cannot use is not an error of the message but its content
+/// ([`sixmap_shared::session::AssignmentItem`]): the probe reports the refusal as the task's
+/// result. Other errors name the field from the message (`ack.stored[0]`).
+pub fn collector_message(
+    wire: v1::CollectorMessage,
+) -> Result<ReceivedCollectorMessage, WireError> {
+    use v1::collector_message::Kind;
+    match wire.kind {
+        Some(Kind::Welcome(w)) => welcome(&w)
+            .map(CollectorMessage::Welcome)
+            .map_err(|e| e.within("welcome")),
+        Some(Kind::Assign(a)) => Ok(CollectorMessage::Assign(
+            assignment(&a).map_err(|e| (TaskId::new(a.task_id).ok(), e)),
+        )),
+        Some(Kind::Ack(a)) => ack(&a)
+            .map(CollectorMessage::Ack)
+            .map_err(|e| e.within("ack")),
+        Some(Kind::Cancel(c)) => Ok(CollectorMessage::Cancel(Cancel {
+            task_id: task_id("task_id", c.task_id).map_err(|e| e.within("cancel"))?,
+            reason: c.reason,
+        })),
+        Some(Kind::Tags(t)) => tags(&t)
+            .map(CollectorMessage::Tags)
+            .map_err(|e| e.within("tags")),
+        None => Err(WireError::new("kind", "empty or unknown session message")),
+    }
+}
+
+/// A result as the probe's outbox keeps it ([`crate::encode::outbox_result`]). Not validated
+/// again: the outbox sends what it stored and the collector judges it, rejecting by name what
+/// it will never accept.
+pub fn outbox_result(bytes: &[u8]) -> Result<MeasurementResult, WireError> {
+    use prost::Message;
+    let wire = v1::MeasurementResult::decode(bytes)
+        .map_err(|e| WireError::new("result", format!("not a protobuf result: {e}")))?;
+    result_with(
+        &wire,
+        result_key(wire.key.as_ref())?,
+        UnixMicros(wire.started_at_us),
+    )
+}
+
+/// A loss record as the probe's outbox keeps it ([`crate::encode::outbox_loss`]).
+pub fn outbox_loss(bytes: &[u8]) -> Result<OutboxLoss, WireError> {
+    use prost::Message;
+    let wire = v1::OutboxLoss::decode(bytes)
+        .map_err(|e| WireError::new("loss", format!("not a protobuf loss record: {e}")))?;
+    loss(&wire)
 }
 
 /// A query filter as named parameters, with the names of the HTTP query API (`from`, `to`,

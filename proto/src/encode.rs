@@ -9,7 +9,9 @@ use sixmap_shared::measurement::{
     HttpMethod, HttpResult, IcmpError, MeasurementResult, MeasurementSpec, Outcome, PingResult,
     PmtuResult, QuicResult, SpecKind, Target, TcpResult, TlsResult, TracerouteResult,
 };
-use sixmap_shared::session::{Ack, Assignment, Hello, Welcome};
+use sixmap_shared::session::{
+    Ack, Assignment, CollectorMessage, Heartbeat, Hello, ProbeMessage, ResultBatch, Welcome,
+};
 
 fn millis_u32(d: std::time::Duration) -> u32 {
     u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
@@ -400,6 +402,70 @@ pub fn stored_result(r: &MeasurementResult) -> Vec<u8> {
     wire.key = None;
     wire.started_at_us = 0;
     wire.encode_to_vec()
+}
+
+/// A result as the probe's outbox keeps it: the wire message's bytes, so uploading a batch
+/// needs no other form ([`crate::decode::outbox_result`] reads it back).
+pub fn outbox_result(r: &MeasurementResult) -> Vec<u8> {
+    use prost::Message;
+    result(r).encode_to_vec()
+}
+
+/// A loss record as the probe's outbox keeps it ([`crate::decode::outbox_loss`]).
+pub fn outbox_loss(l: &OutboxLoss) -> Vec<u8> {
+    use prost::Message;
+    loss(l).encode_to_vec()
+}
+
+pub fn heartbeat(h: &Heartbeat) -> v1::Heartbeat {
+    v1::Heartbeat {
+        probe_time_us: h.probe_time.0,
+        pending_results: h.pending_results,
+        pending_bytes: h.pending_bytes,
+    }
+}
+
+pub fn batch(b: &ResultBatch) -> v1::ResultBatch {
+    v1::ResultBatch {
+        batch_id: b.batch_id,
+        results: b.results.iter().map(result).collect(),
+        losses: b.losses.iter().map(loss).collect(),
+    }
+}
+
+/// What a probe sends on its session stream, encoded at the probe's edge.
+pub fn probe_message(m: &ProbeMessage) -> v1::ProbeMessage {
+    use v1::probe_message::Kind;
+    let kind = match m {
+        ProbeMessage::Hello(h) => Kind::Hello(hello(h)),
+        ProbeMessage::Heartbeat(h) => Kind::Heartbeat(heartbeat(h)),
+        ProbeMessage::Results(b) => Kind::Results(batch(b)),
+        ProbeMessage::SelfTest(t) => Kind::SelfTest(self_test(t)),
+    };
+    v1::ProbeMessage { kind: Some(kind) }
+}
+
+/// Bytes `m` takes on the wire (without gRPC framing), to check it against
+/// [`sixmap_shared::session::MAX_MESSAGE_BYTES`].
+pub fn probe_message_len(m: &ProbeMessage) -> usize {
+    use prost::Message;
+    probe_message(m).encoded_len()
+}
+
+/// What the collector sends on a session stream, encoded at the collector's edge.
+pub fn collector_message(m: &CollectorMessage) -> v1::CollectorMessage {
+    use v1::collector_message::Kind;
+    let kind = match m {
+        CollectorMessage::Welcome(w) => Kind::Welcome(welcome(w)),
+        CollectorMessage::Assign(a) => Kind::Assign(assignment(a)),
+        CollectorMessage::Ack(a) => Kind::Ack(ack(a)),
+        CollectorMessage::Cancel(c) => Kind::Cancel(v1::Cancel {
+            task_id: c.task_id.get(),
+            reason: c.reason.clone(),
+        }),
+        CollectorMessage::Tags(t) => Kind::Tags(tags(t)),
+    };
+    v1::CollectorMessage { kind: Some(kind) }
 }
 
 pub fn hello(h: &Hello) -> v1::Hello {

@@ -21,7 +21,7 @@ fn spec(target: &str, kind: SpecKind) -> MeasurementSpec {
 }
 
 /// One realistic spec of every kind, non-default values wherever the kind has them.
-fn specs() -> Vec<MeasurementSpec> {
+pub(crate) fn specs() -> Vec<MeasurementSpec> {
     vec![
         spec(
             "2001:db8::1",
@@ -104,7 +104,7 @@ fn every_spec_kind_round_trips() {
     }
 }
 
-fn base(outcome: Outcome) -> MeasurementResult {
+pub(crate) fn base(outcome: Outcome) -> MeasurementResult {
     MeasurementResult {
         key: ResultKey {
             probe_id: "0123456789abcdef".parse().unwrap(),
@@ -224,7 +224,7 @@ fn ping_outcome(from: &str, hop_limit: u8) -> Outcome {
 }
 
 /// One realistic result of every kind (and a few second shapes: failures, absent options).
-fn outcomes() -> Vec<Outcome> {
+pub(crate) fn outcomes() -> Vec<Outcome> {
     vec![
         ping_outcome("2001:db8::1", 57),
         Outcome::Traceroute(traceroute()),

@@ -2,7 +2,10 @@
 //!
 //! [`v1`] is generated from `proto/sixmap/v1/*.proto`. The rest of sixmap works on the validated
 //! types in `sixmap-shared`: [`decode`] turns wire messages into domain types, naming the field
-//! that is wrong, and [`encode`] turns domain types into wire messages.
+//! that is wrong, and [`encode`] turns domain types into wire messages. The session messages
+//! (`sixmap_shared::session::{ProbeMessage, CollectorMessage}`) cross here once, at the edge
+//! of each daemon's stream; the probe's outbox keeps results in their wire form through
+//! [`encode::outbox_result`] and [`decode::outbox_result`].
 
 #[allow(
     clippy::all,
@@ -20,5 +23,7 @@ mod enums;
 
 #[cfg(test)]
 mod kinds_tests;
+#[cfg(test)]
+mod message_tests;
 
 pub use decode::WireError;

@@ -26,5 +26,7 @@ pub use measurement::{
     SpecError, SpecKind, Target, TimestampSource,
 };
 pub use policy::{PolicyViolation, TargetPolicy};
-pub use session::{Ack, Assignment, Hello, Rejection, Welcome};
+pub use session::{
+    Ack, Assignment, CollectorMessage, FieldError, Hello, ProbeMessage, Rejection, Welcome,
+};
 pub use time::UnixMicros;

@@ -1,7 +1,12 @@
 //! Session-level messages between probe and collector, validated.
+//!
+//! [`ProbeMessage`] and [`CollectorMessage`] are what the two daemons say on a session stream.
+//! `sixmap-proto` turns them into wire messages and back, once, at the edge of the stream; the
+//! daemons match these enums, never protobuf wrappers.
 
+use crate::health::{OutboxLoss, ProbeTag, SelfTest};
 use crate::ids::{BootEpoch, ProbeId, ResultKey, TaskId};
-use crate::measurement::{MeasurementKind, MeasurementSpec};
+use crate::measurement::{MeasurementKind, MeasurementResult, MeasurementSpec, SpecError};
 use crate::time::UnixMicros;
 use crate::version::Version;
 use std::net::IpAddr;
@@ -130,4 +135,144 @@ pub struct Ack {
     pub rejected: Vec<Rejection>,
     /// Loss records of the batch stored durably.
     pub stored_losses: Vec<ResultKey>,
+}
+
+/// A message field that failed validation, named by its path from the decoded message
+/// (e.g. `results[3].ping.replies[0].from`). `sixmap-proto` reports every decoding problem
+/// with one (as `WireError`); it lives here so received messages can carry per-item outcomes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid field `{field}`: {reason}")]
+pub struct FieldError {
+    pub field: String,
+    pub reason: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    pub fn missing(field: &str) -> Self {
+        Self::new(field, "required but missing")
+    }
+
+    /// Prefixes the field path with the enclosing field.
+    #[must_use]
+    pub fn within(mut self, outer: &str) -> Self {
+        self.field = format!("{outer}.{}", self.field);
+        self
+    }
+}
+
+impl From<SpecError> for FieldError {
+    fn from(e: SpecError) -> Self {
+        match e {
+            SpecError::Field { field, reason } => Self::new(field, reason),
+            unsupported @ SpecError::Unsupported(_) => Self::new("kind", unsupported.to_string()),
+        }
+    }
+}
+
+/// Sent by the probe every heartbeat interval (see [`Welcome::heartbeat_interval`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Heartbeat {
+    pub probe_time: UnixMicros,
+    /// Results produced but not yet acknowledged (the probe's outbox).
+    pub pending_results: u64,
+    /// Bytes those results take in the outbox.
+    pub pending_bytes: u64,
+}
+
+/// Results and loss records as a probe sends them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResultBatch {
+    /// Probe-chosen, echoed in the [`Ack`].
+    pub batch_id: u64,
+    pub results: Vec<MeasurementResult>,
+    pub losses: Vec<OutboxLoss>,
+}
+
+/// One item of a received batch, decoded on its own; on error, its key too when that could be
+/// read (so the item can be answered by name rather than dropped).
+pub type DecodedItem<T> = Result<T, (Option<ResultKey>, FieldError)>;
+/// One result of a received batch.
+pub type BatchItem = DecodedItem<MeasurementResult>;
+/// One loss record of a received batch.
+pub type LossItem = DecodedItem<OutboxLoss>;
+
+/// A result batch as the collector receives it: one bad result does not sink the rest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedBatch {
+    pub batch_id: u64,
+    /// How many results the batch carried, well-formed or not.
+    pub result_count: usize,
+    /// The results and loss records, each decoded on its own; `Err` for a problem of the
+    /// whole batch (more results or losses than [`MAX_BATCH_RESULTS`]), which refuses it all.
+    pub items: Result<(Vec<BatchItem>, Vec<LossItem>), FieldError>,
+}
+
+/// Everything a probe sends on a session stream. `B` is the result batch: [`ResultBatch`] as
+/// the probe builds it, [`ReceivedBatch`] as the collector decodes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeMessage<B = ResultBatch> {
+    /// The first message of every session, and only the first.
+    Hello(Hello),
+    Heartbeat(Heartbeat),
+    Results(B),
+    SelfTest(SelfTest),
+}
+
+/// A probe message as the collector decodes it.
+pub type ReceivedProbeMessage = ProbeMessage<ReceivedBatch>;
+
+/// The collector tells the probe to stop a task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cancel {
+    /// Unknown ids are ignored by the probe.
+    pub task_id: TaskId,
+    /// For people: logged by the probe.
+    pub reason: String,
+}
+
+/// A received assignment; on error, its task id too when that is valid, so the probe can
+/// report the refusal as the task's result (a probe older than the collector's features, a
+/// spec outside the probe's bounds).
+pub type AssignmentItem = Result<Assignment, (Option<TaskId>, FieldError)>;
+
+/// Everything the collector sends on a session stream. `A` is the assignment: [`Assignment`]
+/// as the collector builds it, [`AssignmentItem`] as the probe decodes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CollectorMessage<A = Assignment> {
+    /// The answer to a hello, and the first message of every session.
+    Welcome(Welcome),
+    Assign(A),
+    Ack(Ack),
+    Cancel(Cancel),
+    /// The probe's current tags: after the welcome and on every change.
+    Tags(Vec<ProbeTag>),
+}
+
+/// A collector message as the probe decodes it.
+pub type ReceivedCollectorMessage = CollectorMessage<AssignmentItem>;
+
+#[cfg(test)]
+mod message_tests {
+    use super::*;
+
+    #[test]
+    fn field_errors_name_their_path() {
+        let e = FieldError::missing("from")
+            .within("replies[0]")
+            .within("ping");
+        assert_eq!(e.field, "ping.replies[0].from");
+        assert_eq!(
+            e.to_string(),
+            "invalid field `ping.replies[0].from`: required but missing"
+        );
+        let unsupported: FieldError = SpecError::Unsupported(MeasurementKind::Ping).into();
+        assert_eq!(unsupported.field, "kind");
+    }
 }

@@ -26,20 +26,18 @@ pub mod spec;
 
 use crate::store::{ProbeRecord, Store, StoreError, StoredResult};
 use serde::{Deserialize, Serialize};
-use sixmap_proto::v1::{self, collector_message};
-use sixmap_shared::session::Assignment;
+use sixmap_shared::session::{Assignment, Cancel, CollectorMessage};
 use sixmap_shared::{ProbeId, TaskId, UnixMicros};
 use spec::{CampaignSpec, CampaignTaskSpec, SpecFieldError};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tonic::Status;
 use tracing::{info, warn};
 
 pub use declared::parse_declared;
 pub use progress::Progress;
+use registry::Pushed;
 pub use registry::SessionSender;
-use registry::{Pushed, assign_message};
 use selection::{campaign_probe, empty_selection, probe_matches, select};
 use slots::not_before;
 
@@ -491,8 +489,13 @@ impl Campaigns {
     /// session for pushes, then sends the probe's campaign tasks and cancels for the tasks of
     /// campaigns that ended while it was away. Registering first means a campaign created
     /// meanwhile reaches the probe one way or the other (a task sent twice is harmless: the
-    /// probe keeps an identical assignment). False if the session is over.
-    pub async fn greet(self: &Arc<Self>, probe: &ProbeRecord, tx: &SessionSender) -> bool {
+    /// probe keeps an identical assignment). False if the session is over; a store failure
+    /// is returned for the session to end with it.
+    pub async fn greet(
+        self: &Arc<Self>,
+        probe: &ProbeRecord,
+        tx: &SessionSender,
+    ) -> Result<bool, StoreError> {
         self.connected(&probe.id, tx.clone());
         let this = self.clone();
         let record = probe.clone();
@@ -508,12 +511,7 @@ impl Campaigns {
             Ok(found) => found,
             Err(e) => {
                 warn!(probe = %probe.id, error = %e, "campaign tasks not computed");
-                let _ = tx
-                    .send(Err(Status::unavailable(format!(
-                        "collector storage unavailable: {e}"
-                    ))))
-                    .await;
-                return false;
+                return Err(e);
             }
         };
         if !assignments.is_empty() || !ended.is_empty() {
@@ -521,18 +519,17 @@ impl Campaigns {
         }
         let cancels = ended
             .into_iter()
-            .map(|(task, reason)| v1::CollectorMessage {
-                kind: Some(collector_message::Kind::Cancel(v1::Cancel {
-                    task_id: task.get(),
-                    reason,
-                })),
-            });
-        for message in assignments.iter().map(assign_message).chain(cancels) {
-            if tx.send(Ok(message)).await.is_err() {
-                return false;
+            .map(|(task_id, reason)| CollectorMessage::Cancel(Cancel { task_id, reason }));
+        for message in assignments
+            .into_iter()
+            .map(CollectorMessage::Assign)
+            .chain(cancels)
+        {
+            if tx.send(message).await.is_err() {
+                return Ok(false);
             }
         }
-        true
+        Ok(true)
     }
 
     /// Ends a campaign: records why and tells connected probes to stop its tasks.

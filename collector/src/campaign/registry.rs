@@ -2,31 +2,22 @@
 //! at once instead of at their next hello, and what this process has pushed.
 
 use crate::store::StoreError;
-use sixmap_proto::v1::{self, collector_message};
-use sixmap_shared::session::Assignment;
+use sixmap_shared::session::{Cancel, CollectorMessage};
 use sixmap_shared::{ProbeId, UnixMicros};
 use std::collections::HashSet;
 use tokio::sync::mpsc;
-use tonic::Status;
 use tracing::debug;
 
 use super::{CampaignRecord, Campaigns, lock};
 
-/// Sender of a probe's session stream.
-pub type SessionSender = mpsc::Sender<Result<v1::CollectorMessage, Status>>;
+/// Sender of a probe's session stream, bounded: the session's edge (`crate::control`) encodes
+/// what it carries for the wire.
+pub type SessionSender = mpsc::Sender<CollectorMessage>;
 
 #[derive(Debug, Default)]
 pub(super) struct Pushed {
     pub(super) active: HashSet<u64>,
     pub(super) ended: HashSet<u64>,
-}
-
-pub(super) fn assign_message(a: &Assignment) -> v1::CollectorMessage {
-    v1::CollectorMessage {
-        kind: Some(collector_message::Kind::Assign(
-            sixmap_proto::encode::assignment(a),
-        )),
-    }
 }
 
 impl Campaigns {
@@ -69,8 +60,9 @@ impl Campaigns {
                 };
                 for a in self.assignments_of(record, &probe.probe, &answered, now) {
                     // A full or closed stream: the probe gets it at its next hello.
-                    let sent = tx.try_send(Ok(assign_message(&a))).is_ok();
-                    debug!(campaign = record.id, probe = %probe.probe, task = %a.task_id, sent, "campaign task pushed");
+                    let task = a.task_id;
+                    let sent = tx.try_send(CollectorMessage::Assign(a)).is_ok();
+                    debug!(campaign = record.id, probe = %probe.probe, task = %task, sent, "campaign task pushed");
                 }
             }
         }
@@ -83,13 +75,11 @@ impl Campaigns {
         for probe in &record.probes {
             if let Some(tx) = sessions.get(&probe.probe) {
                 for task in &record.tasks {
-                    let cancel = v1::CollectorMessage {
-                        kind: Some(collector_message::Kind::Cancel(v1::Cancel {
-                            task_id: task.task_id.get(),
-                            reason: format!("campaign {}: {reason}", record.id),
-                        })),
-                    };
-                    let _ = tx.try_send(Ok(cancel));
+                    let cancel = CollectorMessage::Cancel(Cancel {
+                        task_id: task.task_id,
+                        reason: format!("campaign {}: {reason}", record.id),
+                    });
+                    let _ = tx.try_send(cancel);
                 }
             }
         }

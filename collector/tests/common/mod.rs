@@ -1,5 +1,5 @@
-//! The harness shared by the collector's hostile tests (`limits`, `stall`, `store_failure`)
-//! and the issue #19 soak (`examples/soak_attacks.rs`, through `#[path]`): one copy of
+//! The harness shared by the collector's gRPC tests (`limits`, `stall`, `store_failure`,
+//! `session`, `campaign_grpc`) and the issue #19 soak (`examples/soak_attacks.rs`, through `#[path]`): one copy of
 //! preparing a store with enrollment tokens, reading the ports a `serve` process prints,
 //! enrolling a probe, and a probe's hello.
 //!
@@ -108,13 +108,21 @@ pub fn serve(binary: &Path, config: &Path, stderr: Stdio, log: Option<&str>) -> 
     }
 }
 
-/// Enrolls a new probe at the collector on `url` (CA pinned by `fingerprint`) with `token`
-/// and returns its id and a client presenting its certificate.
-pub async fn enroll(
+/// Enrollment as a probe does it, at the collector on `url` (CA pinned by `fingerprint`) with
+/// `token`: a CSR for a new key, then a client presenting the issued certificate. Returns the
+/// collector's answer, that client and the key; a refused enrollment is its status.
+pub async fn try_enroll(
     url: &str,
     fingerprint: &str,
     token: String,
-) -> (String, ProbeControlClient<Channel>) {
+) -> Result<
+    (
+        v1::EnrollResponse,
+        ProbeControlClient<Channel>,
+        rcgen::KeyPair,
+    ),
+    tonic::Status,
+> {
     let key = rcgen::KeyPair::generate().unwrap();
     let csr = rcgen::CertificateParams::default()
         .serialize_request(&key)
@@ -129,16 +137,25 @@ pub async fn enroll(
             software_version: "0.1.0".into(),
             csr_der: csr.der().to_vec(),
         })
-        .await
-        .unwrap()
+        .await?
         .into_inner();
     let tls = collector_tls::session_config(
-        enrolled.ca_certificate_der.into(),
-        enrolled.certificate_der.into(),
+        enrolled.ca_certificate_der.clone().into(),
+        enrolled.certificate_der.clone().into(),
         PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
     )
     .unwrap();
     let client = collector_tls::connect(url, tls, |e| e).await.unwrap();
+    Ok((enrolled, client, key))
+}
+
+/// [`try_enroll`] that must succeed: the new probe's id and its client.
+pub async fn enroll(
+    url: &str,
+    fingerprint: &str,
+    token: String,
+) -> (String, ProbeControlClient<Channel>) {
+    let (enrolled, client, _) = try_enroll(url, fingerprint, token).await.unwrap();
     (enrolled.probe_id, client)
 }
 

@@ -6,7 +6,7 @@ use sixmap_shared::measurement::{
     ClockInfo, ClockState, Family, IcmpError, IcmpSocketKind, Outcome, PingReply, PingResult,
     TimestampSource,
 };
-use sixmap_shared::session::{MAX_BATCH_RESULTS, Rejection};
+use sixmap_shared::session::{MAX_BATCH_RESULTS, ProbeMessage, Rejection};
 use std::net::IpAddr;
 
 /// A boot epoch source for `Outbox::open`.
@@ -80,20 +80,12 @@ fn produce(outbox: &mut Outbox, n: usize, big: bool) -> Vec<ResultKey> {
     keys
 }
 
-fn ack_all(batch: &v1::ResultBatch) -> Ack {
+fn ack_all(batch: &ResultBatch) -> Ack {
     Ack {
         batch_id: batch.batch_id,
-        stored: batch
-            .results
-            .iter()
-            .map(|r| decode::result_key(r.key.as_ref()).unwrap())
-            .collect(),
+        stored: batch.results.iter().map(|r| r.key.clone()).collect(),
         rejected: Vec::new(),
-        stored_losses: batch
-            .losses
-            .iter()
-            .map(|l| decode::result_key(l.key.as_ref()).unwrap())
-            .collect(),
+        stored_losses: batch.losses.iter().map(|l| l.key.clone()).collect(),
     }
 }
 
@@ -113,8 +105,8 @@ fn results_survive_restart_until_acked() {
     assert_eq!(outbox.next_key().boot_epoch, 2);
     let batch = outbox.next_batch(2, 8, UnixMicros(4)).unwrap().unwrap();
     assert_eq!(batch.results.len(), 2);
-    let decoded = decode::result(&batch.results[0]).unwrap();
-    assert_eq!(decoded, result(decoded.key.clone(), 1000, false));
+    let sent = &batch.results[0];
+    assert_eq!(*sent, result(sent.key.clone(), 1000, false));
     // One stored, one rejected: both leave. The third was never sent.
     let mut ack = ack_all(&batch);
     let rejected = ack.stored.pop().unwrap();
@@ -141,15 +133,9 @@ fn a_full_batch_of_the_largest_results_fits_one_message() {
         .next_batch(MAX_BATCH_RESULTS, usize::MAX, UnixMicros(2))
         .unwrap()
     {
-        let message = v1::ProbeMessage {
-            kind: Some(v1::probe_message::Kind::Results(batch.clone())),
-        };
-        assert!(
-            message.encoded_len() <= MAX_MESSAGE_BYTES,
-            "{}",
-            message.encoded_len()
-        );
         sent += batch.results.len();
+        let len = encode::probe_message_len(&ProbeMessage::Results(batch));
+        assert!(len <= MAX_MESSAGE_BYTES, "{len}");
     }
     assert_eq!(sent, MAX_BATCH_RESULTS * 2);
 }
