@@ -121,36 +121,17 @@ impl Feed {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sixmap_shared::measurement::{
-        ClockInfo, ClockState, ErrorClass, Family, MeasurementError, MeasurementResult, Outcome,
-    };
-    use sixmap_shared::{ProbeId, ResultKey, TaskId, UnixMicros};
+    use sixmap_shared::prefixes::Enrichment;
+    use sixmap_shared::{ProbeId, UnixMicros};
 
     fn stored(probe: &ProbeId, sequence: u64) -> StoredResult {
-        MeasurementResult {
-            key: ResultKey {
-                probe_id: probe.clone(),
-                boot_epoch: 1,
-                sequence,
-            },
-            task_id: TaskId::new(1).unwrap(),
-            started_at: UnixMicros(1_700_000_000_000_000 + sequence as i64),
-            duration_us: 1,
-            family_requested: Family::V6,
-            family_used: None,
-            source: None,
-            destination: None,
-            software_version: "0.1.0".into(),
-            clock: ClockInfo {
-                state: ClockState::Unknown,
-                offset_us: None,
-            },
-            outcome: Outcome::Failed(MeasurementError {
-                class: ErrorClass::Network,
-                message: "no route".into(),
-            }),
-        }
-        .into()
+        crate::testing::ping_v6(
+            probe.clone(),
+            sequence,
+            UnixMicros(1_700_000_000_000_000 + sequence as i64),
+            None,
+            Enrichment::default(),
+        )
     }
 
     fn offer(feed: &Feed, first: u64, results: &[StoredResult]) {

@@ -498,6 +498,32 @@ fn json<T: serde::Serialize>(value: &T) -> Value {
     serde_json::to_value(value).unwrap()
 }
 
+/// Up to 24 results of six probes: new ones (next sequence of `seq`, kept in `sent`) and
+/// replays of earlier ones (lost acks), sometimes with other contents.
+fn random_batch(
+    rng: &mut Rng,
+    sent: &mut Vec<StoredResult>,
+    seq: &mut [u64; 6],
+) -> Vec<StoredResult> {
+    let mut batch = Vec::new();
+    for _ in 0..rng.below(25) {
+        if !sent.is_empty() && rng.below(6) == 0 {
+            let mut again = rng.pick(sent).clone();
+            if rng.below(2) == 0 {
+                again.probe_origin = None;
+            }
+            batch.push(again);
+            continue;
+        }
+        let p = rng.below(6);
+        seq[p as usize] += 1;
+        let r = random_result(rng, p, seq[p as usize]);
+        sent.push(r.clone());
+        batch.push(r);
+    }
+    batch
+}
+
 #[test]
 fn incremental_figures_equal_a_rebuild_and_publish_what_scans_do() {
     let prefixes = prefixes();
@@ -509,23 +535,7 @@ fn incremental_figures_equal_a_rebuild_and_publish_what_scans_do() {
         let mut sent: Vec<StoredResult> = Vec::new();
         let mut seq = [0u64; 6];
         for round in 0..60 {
-            let mut batch = Vec::new();
-            for _ in 0..rng.below(25) {
-                // Replays of earlier results (lost acks), sometimes with other contents.
-                if !sent.is_empty() && rng.below(6) == 0 {
-                    let mut again = rng.pick(&sent).clone();
-                    if rng.below(2) == 0 {
-                        again.probe_origin = None;
-                    }
-                    batch.push(again);
-                    continue;
-                }
-                let p = rng.below(6);
-                seq[p as usize] += 1;
-                let r = random_result(&mut rng, p, seq[p as usize]);
-                sent.push(r.clone());
-                batch.push(r);
-            }
+            let batch = random_batch(&mut rng, &mut sent, &mut seq);
             store.insert_results(&batch).unwrap();
             if rng.below(3) == 0 {
                 // A write that fails (a crash before it) changes nothing; the next round
@@ -706,18 +716,7 @@ fn figures_fed_by_sessions_equal_a_rebuild_whatever_reaches_the_folder() {
         let mut seq = [0u64; 6];
         let (mut from_feed, mut from_log) = (0usize, 0usize);
         for _ in 0..80 {
-            let mut batch = Vec::new();
-            for _ in 0..rng.below(25) {
-                if !sent.is_empty() && rng.below(6) == 0 {
-                    batch.push(rng.pick(&sent).clone());
-                    continue;
-                }
-                let p = rng.below(6);
-                seq[p as usize] += 1;
-                let r = random_result(&mut rng, p, seq[p as usize]);
-                sent.push(r.clone());
-                batch.push(r);
-            }
+            let batch = random_batch(&mut rng, &mut sent, &mut seq);
             let (inserted, first) = store.insert_results_logged(&batch).unwrap();
             let new: Vec<StoredResult> = batch
                 .into_iter()
