@@ -195,12 +195,11 @@ pub async fn start_with_store(
         settings.lab_mode,
         settings.campaign_owner_hourly_limit,
     ));
-    let campaign_service = CampaignServiceServer::new(campaign::grpc::CampaignGrpc::new(
-        campaigns.clone(),
-        store.clone(),
-    ));
     let fatal = fatal::Fatal::default();
     let shared = limits::Shared::new(&server_limits);
+    let campaign_service = CampaignServiceServer::new(
+        campaign::grpc::CampaignGrpc::new(campaigns.clone(), store.clone()).with_limits(&shared),
+    );
     let gate = limits::grpc::GrpcGate::new(&server_limits);
     let seen = gate.request_seen();
     let query_service = QueryServiceServer::new(
