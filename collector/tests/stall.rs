@@ -198,8 +198,10 @@ async fn http_raw(addr: SocketAddr, request: &[u8]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_connections_are_capped_per_source_and_enrolled_probes_keep_their_reserve() {
     let collector = start(
+        // The handshake rate is not what this tests (a burst of 3 would refuse the 4th).
         "grpc_max_connections = 6\ngrpc_reserved_connections = 2\n\
-         grpc_max_connections_per_source = 3\ngrpc_anonymous_request_timeout_s = 60",
+         grpc_max_connections_per_source = 3\ngrpc_anonymous_request_timeout_s = 60\n\
+         grpc_handshakes_per_source_per_s = 1000",
         0,
     )
     .await;
@@ -233,6 +235,36 @@ async fn grpc_connections_are_capped_per_source_and_enrolled_probes_keep_their_r
     // ...and the enrolled probe still gets in and is acked, on a reserved place.
     delivers(&mut client, &probe).await;
     drop(held);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_that_handshakes_in_a_loop_is_refused_before_its_handshakes_and_probes_get_in() {
+    // Connect, handshake, leave, again: each connection is gone before the next, so the
+    // concurrency caps never bind; the handshake rate does (burst = the per-source cap).
+    let collector = start(
+        "grpc_max_connections_per_source = 4
+grpc_handshakes_per_source_per_s = 1",
+        0,
+    )
+    .await;
+    let mut completed = 0;
+    for _ in 0..12 {
+        if let Some(tls) = collector.anonymous_tls("127.0.0.2").await {
+            completed += 1;
+            drop(tls);
+        }
+    }
+    assert!(
+        (4..=6).contains(&completed),
+        "{completed} of 12 handshakes in a row from one source were served (burst 4, then 1/s)"
+    );
+    // Another source is not affected, and neither is an enrolled probe.
+    assert!(collector.anonymous_tls("127.0.0.3").await.is_some());
+    let (probe, mut client) = collector.enroll().await;
+    delivers(&mut client, &probe).await;
+    // The source gets its rate back with time.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert!(collector.anonymous_tls("127.0.0.2").await.is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
