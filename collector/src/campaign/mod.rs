@@ -24,7 +24,7 @@ mod selection;
 mod slots;
 pub mod spec;
 
-use crate::store::{ProbeRecord, Store, StoreError, StoredResult};
+use crate::store::{CampaignCell, ProbeRecord, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use sixmap_shared::session::{Assignment, Cancel, CollectorMessage};
 use sixmap_shared::{ProbeId, TaskId, UnixMicros};
@@ -573,14 +573,15 @@ impl Campaigns {
         Ok(self.end(record, CampaignStatus::Cancelled, reason, now)?)
     }
 
-    /// The campaign's stored results.
-    pub fn results(&self, id: u64) -> Result<Vec<StoredResult>, StoreError> {
+    /// The campaign's cells (per task and probe: counts and the latest result), what
+    /// reports and progress read; O(cells), not O(results) in stores that keep them.
+    pub fn cells(&self, id: u64) -> Result<Vec<CampaignCell>, StoreError> {
         let mut out = Vec::new();
         let mut gone = false;
-        self.store.campaign_results(id, &mut |r| {
+        self.store.campaign_cells(id, &mut |cell| {
             // The request behind this read went away: stop (`limits::readers`).
             gone = crate::limits::readers::cancelled();
-            out.push(r);
+            out.push(cell);
             !gone
         })?;
         if gone {
@@ -608,13 +609,14 @@ impl Campaigns {
                 continue;
             }
             let once = record.spec.schedule.every.is_none();
-            // Reading the results every tick is only needed to end the campaign on them.
+            // Reading the cells every tick is only needed to end the campaign on them.
             if !once && record.spec.budget.total.is_none() {
                 continue;
             }
-            let results = self.results(record.id)?;
+            let cells = self.cells(record.id)?;
+            let spent: u64 = cells.iter().map(|c| c.results).sum();
             if let Some(total) = record.spec.budget.total
-                && results.len() as u64 >= total
+                && spent >= total
             {
                 self.end(
                     record,
@@ -624,8 +626,7 @@ impl Campaigns {
                 )?;
                 continue;
             }
-            if record.spec.schedule.every.is_none()
-                && self.progress(&record, &results, now).complete
+            if record.spec.schedule.every.is_none() && self.progress(&record, &cells, now).complete
             {
                 self.end(
                     record,
@@ -672,16 +673,16 @@ impl Campaigns {
     /// The report of a campaign now; blocking.
     pub fn report(&self, id: u64, now: UnixMicros) -> Result<report::Report, CampaignError> {
         let record = self.load(id)?;
-        let results = self.results(id)?;
-        let progress = self.progress(&record, &results, now);
-        Ok(report::build(&record, &results, progress, now))
+        let cells = self.cells(id)?;
+        let progress = self.progress(&record, &cells, now);
+        Ok(report::build(&record, &cells, progress, now))
     }
 
     /// A campaign with its progress, as `show` prints it; blocking.
     pub fn show(&self, id: u64, now: UnixMicros) -> Result<serde_json::Value, CampaignError> {
         let record = self.load(id)?;
-        let results = self.results(id)?;
-        let progress = self.progress(&record, &results, now);
+        let cells = self.cells(id)?;
+        let progress = self.progress(&record, &cells, now);
         Ok(serde_json::json!({ "campaign": record, "progress": progress }))
     }
 }
