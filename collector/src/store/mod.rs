@@ -12,6 +12,7 @@ pub mod filter;
 mod migrate;
 mod result_codec;
 mod sled_auth;
+mod sled_cells;
 mod sled_db;
 mod sled_figures;
 mod sled_index;
