@@ -828,6 +828,7 @@ fn current_clickhouse_accepts_the_same_sql() {
         .unwrap();
     scan(&store, 0, i64::MAX);
     store.campaign_results(id, &mut |_| true).unwrap();
+    store.campaign_cells(id, &mut |_| true).unwrap();
     store.put_rollup("2026-01-01", "DE", b"{}").unwrap();
     store.rollups("DE").unwrap();
     store
@@ -1371,6 +1372,102 @@ fn sled_and_clickhouse_answer_the_same() {
     .parse()
     .unwrap();
     assert!(rows > all.len(), "{rows} rows");
+}
+
+/// A campaign's cells (what reports and progress read) from ClickHouse equal the sled
+/// store's and a fold over the distinct results: random results of several tasks (one of
+/// no campaign), failures of several classes, start-time ties, resent within and across
+/// batches and through a second collector, with merges stopped so the copies stay.
+#[test]
+fn campaign_cells_equal_on_sled_and_clickhouse() {
+    use sixmap_collector::store::{CampaignCell, SledStore, fold_cells};
+    use sixmap_shared::measurement::{ErrorClass, MeasurementError, Outcome};
+    let Some(server) = clickhouse::require() else {
+        return;
+    };
+    // A new seed each run (printed, so a failure can be replayed): the wall clock is right here.
+    #[allow(clippy::disallowed_methods, clippy::disallowed_types)]
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    eprintln!("seed {seed}");
+    let mut rng = Random(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let sled = SledStore::open(dir.path()).unwrap();
+    let one = ClickHouseStore::open(&config(&server, "cells")).unwrap();
+    let two = ClickHouseStore::open(&config(&server, "cells")).unwrap();
+    sql(&server.url(), "SYSTEM STOP MERGES cells.results");
+    let campaign = one.next_campaign_id().unwrap();
+    let tasks: Vec<TaskId> = (0..4)
+        .map(|i| one.task_id(&format!("campaign task {i}")).unwrap())
+        .collect();
+    for task in &tasks[..3] {
+        one.link_campaign_task(*task, campaign).unwrap();
+        sled.link_campaign_task(*task, campaign).unwrap();
+    }
+    let mut all = Vec::new();
+    for _ in 0..5 {
+        let probe = ProbeId::random().unwrap();
+        for sequence in 1..=40 {
+            let at = 1_800_000_000_000_000 + rng.below(8) as i64;
+            let mut r = random_result(&mut rng, &probe, sequence, at);
+            r.result.task_id = tasks[rng.below(4) as usize];
+            if rng.below(8) == 0 {
+                r.result.outcome = Outcome::Failed(MeasurementError {
+                    class: ErrorClass::Resolution,
+                    message: "no AAAA".into(),
+                });
+            }
+            all.push(r);
+        }
+    }
+    let mut sent = 0;
+    while sent < all.len() {
+        let size = 1 + rng.below(30) as usize;
+        let mut batch: Vec<StoredResult> = all[sent..(sent + size).min(all.len())].to_vec();
+        sent += batch.len();
+        if rng.below(2) == 0 {
+            batch.push(all[rng.below(sent as u64) as usize].clone());
+        }
+        if rng.below(4) == 0 {
+            batch.push(batch[0].clone());
+        }
+        sled.insert_results(&batch).unwrap();
+        let through = if rng.below(4) == 0 { &two } else { &one };
+        through.insert_results(&batch).unwrap();
+        through.flush().unwrap();
+    }
+    let cells = |store: &dyn Store| {
+        let mut out: Vec<CampaignCell> = Vec::new();
+        store
+            .campaign_cells(campaign, &mut |c| {
+                out.push(c);
+                true
+            })
+            .unwrap();
+        out
+    };
+    let mut distinct = std::collections::HashMap::new();
+    for r in &all {
+        distinct
+            .entry(r.result.key.clone())
+            .or_insert_with(|| r.clone());
+    }
+    let expected = fold_cells(
+        distinct
+            .into_values()
+            .filter(|r| tasks[..3].contains(&r.result.task_id)),
+    );
+    assert!(expected.len() >= 10, "{} cells", expected.len());
+    assert!(expected.iter().any(|c| c.failures.len() >= 2));
+    assert!(cells(&sled) == expected, "sled cells differ (seed {seed})");
+    let on_clickhouse = cells(&two);
+    for (a, b) in on_clickhouse.iter().zip(&expected) {
+        assert_eq!(a, b, "seed {seed}");
+    }
+    assert_eq!(on_clickhouse.len(), expected.len(), "seed {seed}");
 }
 
 /// Panics with the rows only one side has, decoded.

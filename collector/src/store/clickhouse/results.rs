@@ -4,11 +4,11 @@
 use super::ClickHouseStore;
 use super::rows::{self, quote};
 use crate::store::result_codec;
-use crate::store::{Inserted, ResultQuery, StoreError, StoredResult};
+use crate::store::{CampaignCell, Inserted, ResultQuery, StoreError, StoredResult, failure_class};
 use serde_json::json;
 use sixmap_shared::health::OutboxLoss;
 use sixmap_shared::{ResultKey, UnixMicros};
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 /// How long a task found linked to no campaign is taken as unlinked.
 const LINK_RECHECK: std::time::Duration = std::time::Duration::from_secs(2);
@@ -391,6 +391,92 @@ impl ClickHouseStore {
         visit: &mut dyn FnMut(StoredResult) -> bool,
     ) -> Result<(), StoreError> {
         self.scan_pages(&format!("campaign = {campaign}"), Order::Key, visit)
+    }
+
+    /// The cells of a campaign (`Store::campaign_cells`) in three reads, none returning a row
+    /// per stored result that reached its destination: the result keys per (task, probe)
+    /// (deduplicated, then grouped), the latest row per (task, probe), and the rows that did
+    /// not reach (for their failure class, which no column holds; rows of schema 1 have no
+    /// `reached` and are read here too, and count as failures only if they did not reach).
+    pub(super) fn campaign_cells_of(
+        &self,
+        campaign: u64,
+        visit: &mut dyn FnMut(CampaignCell) -> bool,
+    ) -> Result<(), StoreError> {
+        self.flush_results()?;
+        let table = self.table("results");
+        let counts = self.client.query_bytes(&format!(
+            "SELECT task_id, probe_id, count() FROM (SELECT task_id, probe_id, boot_epoch, \
+             sequence FROM {table} WHERE campaign = {campaign} \
+             LIMIT 1 BY probe_id, boot_epoch, sequence) \
+             GROUP BY task_id, probe_id FORMAT TabSeparated"
+        ))?;
+        let mut results: BTreeMap<(u64, String), u64> = BTreeMap::new();
+        for fields in rows::byte_lines(&counts) {
+            let [task, probe, count] = fields.as_slice() else {
+                return Err(rows::corrupt(&table, "expected task_id, probe_id, count"));
+            };
+            results.insert(
+                (rows::number(&table, task)?, rows::text(&table, probe)?),
+                rows::number(&table, count)?,
+            );
+        }
+        // Ties of start time go to the larger result key, as `store::is_newer` says.
+        let latest = self.client.query_bytes(&format!(
+            "SELECT {READ_COLUMNS} FROM {table} WHERE campaign = {campaign} \
+             ORDER BY task_id, probe_id, started_at DESC, boot_epoch DESC, sequence DESC \
+             LIMIT 1 BY task_id, probe_id FORMAT TabSeparated"
+        ))?;
+        // Results stored by another collector between these reads may show in one and not
+        // another: a cell is then as of one of them (a row seen counts at least once), as
+        // any report taken during ingest is as of about its time.
+        let mut cells: BTreeMap<(u64, String), CampaignCell> = BTreeMap::new();
+        for fields in rows::byte_lines(&latest) {
+            let r = decode_row(&table, &fields)?;
+            let key = (
+                r.result.task_id.get(),
+                r.result.key.probe_id.as_str().to_owned(),
+            );
+            let n = results.get(&key).copied().unwrap_or(1);
+            cells.insert(
+                key,
+                CampaignCell {
+                    task_id: r.result.task_id,
+                    probe_id: r.result.key.probe_id.clone(),
+                    results: n,
+                    reached: 0,
+                    failures: BTreeMap::new(),
+                    latest: r,
+                },
+            );
+        }
+        self.scan_pages(
+            &format!("campaign = {campaign} AND reached = 0"),
+            Order::Key,
+            &mut |r| {
+                let key = (
+                    r.result.task_id.get(),
+                    r.result.key.probe_id.as_str().to_owned(),
+                );
+                if let (Some(class), Some(cell)) =
+                    (failure_class(&r.result.outcome), cells.get_mut(&key))
+                {
+                    *cell.failures.entry(class.to_owned()).or_default() += 1;
+                }
+                true
+            },
+        )?;
+        for cell in cells.values_mut() {
+            let failed: u64 = cell.failures.values().sum();
+            cell.results = cell.results.max(failed);
+            cell.reached = cell.results - failed;
+        }
+        for cell in cells.into_values() {
+            if !visit(cell) {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// Visits the deduplicated rows matching `filter` in `order`, one page per query, each
