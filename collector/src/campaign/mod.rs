@@ -1088,4 +1088,90 @@ mod tests {
         let c = Campaigns::new(Arc::new(SledStore::open(dir.path()).unwrap()), false, None);
         assert!(c.cells(record.id).unwrap() == before);
     }
+
+    /// The cost of a report over a campaign of many results, from cells and (as before
+    /// cells) from every result. Figures in `docs/benchmarks.md`; run with
+    /// `cargo test -p sixmap-collector --release --lib report_cost -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "benchmark: prints figures"]
+    fn report_cost_from_cells_and_from_every_result() {
+        let n: u64 = std::env::var("SIXMAP_REPORT_RESULTS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(200_000);
+        let dir = tempfile::tempdir().unwrap();
+        let c = service(dir.path(), &fleet(), None);
+        let spec = "name = \"b\"\ntargets = [\"a.example\", \"b.example\"]\n\
+            [[measurements]]\nkind = \"ping\"\nfamily = \"both\"\ntimeout_ms = 2000\n\
+            [[measurements]]\nkind = \"http\"\nfamily = \"both\"\nurl = \"http://{target}/\"\ntimeout_ms = 2000\n";
+        let record = c.create("reg", "toml", spec, NOW).unwrap();
+        let mut rng = Random(0x5eed);
+        let per_probe = n / record.probes.len() as u64;
+        let started = std::time::Instant::now();
+        for probe in &record.probes {
+            let mut batch = Vec::with_capacity(100);
+            for sequence in 1..=per_probe {
+                let task = record.tasks[rng.below(record.tasks.len() as u64) as usize].task_id;
+                batch.push(random_result(&mut rng, &probe.probe, task, false, sequence));
+                if batch.len() == 100 {
+                    c.store.insert_results(&batch).unwrap();
+                    batch.clear();
+                }
+            }
+            c.store.insert_results(&batch).unwrap();
+        }
+        c.store.flush().unwrap();
+        let ingest = started.elapsed();
+        // The same results as tasks of no campaign: no `c` index entry and no cell written,
+        // so the difference bounds what campaign results cost at ingest.
+        let plain = c.store.task_id("ping outside any campaign").unwrap();
+        let started = std::time::Instant::now();
+        for probe in &record.probes {
+            let mut batch = Vec::with_capacity(100);
+            for sequence in 1..=per_probe {
+                let mut r = random_result(&mut rng, &probe.probe, plain, false, sequence);
+                r.result.key.boot_epoch += 10;
+                batch.push(r);
+                if batch.len() == 100 {
+                    c.store.insert_results(&batch).unwrap();
+                    batch.clear();
+                }
+            }
+            c.store.insert_results(&batch).unwrap();
+        }
+        c.store.flush().unwrap();
+        let ingest_plain = started.elapsed();
+        let now = UnixMicros(NOW.0 + 3_600_000_000);
+        let time = |f: &dyn Fn() -> String| {
+            let started = std::time::Instant::now();
+            let out = f();
+            (started.elapsed(), out)
+        };
+        let (from_cells, a) =
+            time(&|| serde_json::to_string(&c.report(record.id, now).unwrap()).unwrap());
+        let (from_results, b) = time(&|| {
+            let mut all = Vec::new();
+            c.store
+                .campaign_results(record.id, &mut |r| {
+                    all.push(r);
+                    true
+                })
+                .unwrap();
+            let cells = crate::store::fold_cells(all);
+            let progress = c.progress(&record, &cells, now);
+            serde_json::to_string(&report::build(&record, &cells, progress, now)).unwrap()
+        });
+        assert!(a == b, "the two reports differ");
+        let cells = c.cells(record.id).unwrap().len();
+        eprintln!(
+            "{} results, {cells} cells (ingest {:.2} s; of no campaign {:.2} s): report from \
+             cells {:.2} ms, from every result {:.1} ms ({:.0}x)",
+            per_probe * record.probes.len() as u64,
+            ingest.as_secs_f64(),
+            ingest_plain.as_secs_f64(),
+            from_cells.as_secs_f64() * 1e3,
+            from_results.as_secs_f64() * 1e3,
+            from_results.as_secs_f64() / from_cells.as_secs_f64()
+        );
+    }
 }
