@@ -16,6 +16,9 @@
 //!   index (`sled_index`; stores with one `k` ‖ result key entry per result are converted
 //!   when opened);
 //! - `c` ‖ campaign id ‖ result key → start time: the results of a campaign's tasks;
+//! - `s` ‖ campaign id ‖ task id ‖ probe → the campaign cell: results, reached, failures by
+//!   class and the latest row key, written with the results it counts (`sled_cells`); `t` →
+//!   how far cells were built from the `c` index of a store written before them;
 //! - `l` ‖ log position → the ingest log, every new result once, in commit order: one entry
 //!   per stored batch holding its new rows (`sled_log`);
 //! - `h` → the newest log position ever given (kept when the log is pruned).
