@@ -690,6 +690,11 @@ fn a_distributed_table_over_two_shards_sees_every_result_once() {
     other_config.url = two.url();
     let other = ClickHouseStore::open(&other_config).unwrap();
 
+    // Every result is a campaign's: its cells are read across the shards too.
+    let campaign = store.next_campaign_id().unwrap();
+    store
+        .link_campaign_task(TaskId::new(1).unwrap(), campaign)
+        .unwrap();
     let probes: Vec<_> = (0..20).map(|_| ProbeId::random().unwrap()).collect();
     let batch: Vec<_> = probes
         .iter()
@@ -760,6 +765,13 @@ fn a_distributed_table_over_two_shards_sees_every_result_once() {
             ),
             vec![(1, 5), (1, 4), (1, 3), (1, 2), (1, 1)]
         );
+        let mut cells = Vec::new();
+        s.campaign_cells(campaign, &mut |c| {
+            cells.push((c.results, c.reached, c.latest.result.key.sequence));
+            true
+        })
+        .unwrap();
+        assert_eq!(cells, vec![(5, 5, 5); 20]);
     }
     // Shared records and single-use tokens work across the shards too.
     let probe = probe_record("pi-sharded");
