@@ -4,7 +4,9 @@
 use super::ClickHouseStore;
 use super::rows::{self, quote};
 use crate::store::result_codec;
-use crate::store::{CampaignCell, Inserted, ResultQuery, StoreError, StoredResult, failure_class};
+use crate::store::{
+    CampaignCell, Inserted, ResultQuery, StoreError, StoredResult, failure_class, is_newer,
+};
 use serde_json::json;
 use sixmap_shared::health::OutboxLoss;
 use sixmap_shared::{ResultKey, UnixMicros};
@@ -395,9 +397,10 @@ impl ClickHouseStore {
 
     /// The cells of a campaign (`Store::campaign_cells`) in three reads, none returning a row
     /// per stored result that reached its destination: the result keys per (task, probe)
-    /// (deduplicated, then grouped), the latest row per (task, probe), and the rows that did
-    /// not reach (for their failure class, which no column holds; rows of schema 1 have no
-    /// `reached` and are read here too, and count as failures only if they did not reach).
+    /// (deduplicated, then grouped), the rows at each cell's latest start time (the rows'
+    /// wide columns are never sorted: only the start times are aggregated), and the rows that
+    /// did not reach (for their failure class, which no column holds; rows of schema 1 have
+    /// no `reached` and are read here too, and count as failures only if they did not reach).
     pub(super) fn campaign_cells_of(
         &self,
         campaign: u64,
@@ -421,22 +424,31 @@ impl ClickHouseStore {
                 rows::number(&table, count)?,
             );
         }
-        // Ties of start time go to the larger result key, as `store::is_newer` says.
+        // GLOBAL: with a cluster the subquery runs once over every shard, not per shard on
+        // its local rows (18.16 refuses a distributed subquery in a distributed IN).
         let latest = self.client.query_bytes(&format!(
             "SELECT {READ_COLUMNS} FROM {table} WHERE campaign = {campaign} \
-             ORDER BY task_id, probe_id, started_at DESC, boot_epoch DESC, sequence DESC \
-             LIMIT 1 BY task_id, probe_id FORMAT TabSeparated"
+             AND (task_id, probe_id, started_at) GLOBAL IN (SELECT task_id, probe_id, \
+             max(started_at) FROM {table} WHERE campaign = {campaign} \
+             GROUP BY task_id, probe_id) FORMAT TabSeparated"
         ))?;
-        // Results stored by another collector between these reads may show in one and not
-        // another: a cell is then as of one of them (a row seen counts at least once), as
-        // any report taken during ingest is as of about its time.
-        let mut cells: BTreeMap<(u64, String), CampaignCell> = BTreeMap::new();
+        let mut newest: BTreeMap<(u64, String), StoredResult> = BTreeMap::new();
         for fields in rows::byte_lines(&latest) {
             let r = decode_row(&table, &fields)?;
             let key = (
                 r.result.task_id.get(),
                 r.result.key.probe_id.as_str().to_owned(),
             );
+            // Ties of start time go to the larger result key (copies are equal).
+            if newest.get(&key).is_none_or(|old| is_newer(&r, old)) {
+                newest.insert(key, r);
+            }
+        }
+        // Results stored by another collector between these reads may show in one and not
+        // another: a cell is then as of one of them (a row seen counts at least once), as
+        // any report taken during ingest is as of about its time.
+        let mut cells: BTreeMap<(u64, String), CampaignCell> = BTreeMap::new();
+        for (key, r) in newest {
             let n = results.get(&key).copied().unwrap_or(1);
             cells.insert(
                 key,
