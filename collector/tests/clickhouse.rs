@@ -1482,6 +1482,78 @@ fn campaign_cells_equal_on_sled_and_clickhouse() {
     assert_eq!(on_clickhouse.len(), expected.len(), "seed {seed}");
 }
 
+/// The cost of a campaign's cells on ClickHouse (three queries) against reading every result
+/// of the campaign and folding them (what reports did before cells). Figures in
+/// `docs/benchmarks.md`; run with `cargo test -p sixmap-collector --test clickhouse
+/// cells_cost -- --ignored --nocapture`.
+#[test]
+#[ignore = "benchmark: prints figures"]
+fn campaign_cells_cost_on_clickhouse() {
+    use sixmap_collector::store::fold_cells;
+    let Some(server) = clickhouse::require() else {
+        return;
+    };
+    let n: u64 = std::env::var("SIXMAP_REPORT_RESULTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let store = ClickHouseStore::open(&config(&server, "cells_cost")).unwrap();
+    let campaign = store.next_campaign_id().unwrap();
+    let tasks: Vec<TaskId> = (0..8)
+        .map(|i| store.task_id(&format!("cost task {i}")).unwrap())
+        .collect();
+    for task in &tasks {
+        store.link_campaign_task(*task, campaign).unwrap();
+    }
+    let mut rng = Random(0x5eed);
+    let probes: Vec<ProbeId> = (0..6).map(|_| ProbeId::random().unwrap()).collect();
+    let per_probe = n / probes.len() as u64;
+    for probe in &probes {
+        let mut batch = Vec::with_capacity(5000);
+        for sequence in 1..=per_probe {
+            let at = 1_800_000_000_000_000 + sequence as i64 * 1_000_000;
+            let mut r = random_result(&mut rng, probe, sequence, at);
+            r.result.task_id = tasks[rng.below(tasks.len() as u64) as usize];
+            batch.push(r);
+            if batch.len() == 5000 {
+                store.insert_results(&batch).unwrap();
+                store.flush().unwrap();
+                batch.clear();
+            }
+        }
+        store.insert_results(&batch).unwrap();
+        store.flush().unwrap();
+    }
+    let started = std::time::Instant::now();
+    let mut cells = Vec::new();
+    store
+        .campaign_cells(campaign, &mut |c| {
+            cells.push(c);
+            true
+        })
+        .unwrap();
+    let from_cells = started.elapsed();
+    let started = std::time::Instant::now();
+    let mut all = Vec::new();
+    store
+        .campaign_results(campaign, &mut |r| {
+            all.push(r);
+            true
+        })
+        .unwrap();
+    let folded = fold_cells(all);
+    let from_results = started.elapsed();
+    assert!(cells == folded, "cells differ from the fold");
+    eprintln!(
+        "{} results, {} cells: cells {:.1} ms, every result {:.1} ms ({:.0}x)",
+        per_probe * probes.len() as u64,
+        cells.len(),
+        from_cells.as_secs_f64() * 1e3,
+        from_results.as_secs_f64() * 1e3,
+        from_results.as_secs_f64() / from_cells.as_secs_f64()
+    );
+}
+
 /// Panics with the rows only one side has, decoded.
 fn assert_same_figures(a: &[(Vec<u8>, Vec<u8>)], b: &[(Vec<u8>, Vec<u8>)], what: &str) {
     use sixmap_collector::figures::{Figure, FigureKey};
