@@ -203,6 +203,8 @@ pub(super) fn build_from_index(
     };
     let mut folded = 0u64;
     let mut steps = 0usize;
+    // A large store takes minutes (one row read per entry): say how far it got.
+    let mut reported = std::time::Instant::now();
     loop {
         let entries: Vec<(sled::IVec, sled::IVec)> = tree
             .range::<Vec<u8>, _>((after.clone(), Bound::Unbounded))
@@ -266,6 +268,13 @@ pub(super) fn build_from_index(
         tree.apply_batch(batch).map_err(backend)?;
         folded += entries.len() as u64;
         after = Bound::Excluded(last);
+        if reported.elapsed() >= std::time::Duration::from_secs(5) {
+            info!(
+                entries = folded,
+                "building campaign cells from the campaign index"
+            );
+            reported = std::time::Instant::now();
+        }
     }
 }
 
@@ -360,5 +369,47 @@ mod tests {
         for cut in 0..bytes.len() {
             assert!(Cell::decode(b"k", &bytes[..cut]).is_err(), "cut at {cut}");
         }
+    }
+
+    /// How long opening a store of the previous release takes to build its cells; run with
+    /// `cargo test -p sixmap-collector --lib cells_build_cost -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "benchmark: prints figures"]
+    fn cells_build_cost() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let task = TaskId::new(5).unwrap();
+        store.link_campaign_task(task, 1).unwrap();
+        let probes: Vec<ProbeId> = (0..6).map(|_| ProbeId::random().unwrap()).collect();
+        for probe in &probes {
+            for first in (1..=33_300u64).step_by(100) {
+                let batch: Vec<StoredResult> = (first..first + 100)
+                    .map(|sequence| {
+                        let at = UnixMicros(1_790_000_000_000_000 + sequence as i64);
+                        let mut r =
+                            ping_v6(probe.clone(), sequence, at, None, Enrichment::default());
+                        r.result.task_id = task;
+                        r
+                    })
+                    .collect();
+                store.insert_results(&batch).unwrap();
+            }
+        }
+        let mut batch = sled::Batch::default();
+        for entry in store.results.scan_prefix([CELL]).keys() {
+            batch.remove(entry.unwrap());
+        }
+        batch.remove(CELLS_CURSOR);
+        store.results.apply_batch(batch).unwrap();
+        let started = std::time::Instant::now();
+        let folded = build_from_index(&store.results, crate::store::migrate::CHUNK, None).unwrap();
+        eprintln!(
+            "cells built from {folded} campaign index entries in {:.2} s",
+            started.elapsed().as_secs_f64()
+        );
+        assert_eq!(
+            cells(&store, 1).iter().map(|c| c.results).sum::<u64>(),
+            folded
+        );
     }
 }
