@@ -12,6 +12,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark may stop at the first failure
 
+/// The daemon's allocator (`sixmap-collector`'s main.rs), so the figures are the daemon's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::Parser;
 use sixmap_collector::export::{self, Format, samples};
 use sixmap_collector::store::{ResultFilter, SledStore, Store};

@@ -12,6 +12,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark may stop at the first failure
 
+/// The daemon's allocator (`sixmap-collector`'s main.rs), so the figures are the daemon's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use sixmap_collector::figures::{Source, fold};
 use sixmap_collector::query::aggregate::{self, AggregateRequest, GroupBy, Side};
 use sixmap_collector::store::ResultFilter;

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! cargo build --release -p sixmap-collector --bin sixmap-collector --example soak_attacks
-//! ulimit -n 65536; target/release/examples/soak_attacks [PHASE_SECONDS]
+//! ulimit -n 65536; target/release/examples/soak_attacks [PHASE_SECONDS] [--split-cores]
 //! ```
 //!
 //! Attackers come from 127.0.0.2-127.0.0.17 (16 sources; `source_exempt = []` so loopback
@@ -315,6 +315,10 @@ fn main() {
             .and_then(|s| s.parse().ok())
             .unwrap_or(20),
     );
+    // `--split-cores`: the collector on CPU 0, this process (attackers, probes, visitor) on
+    // the others, so the attackers' own CPU is not taken from the collector: what an attacker
+    // on another machine would do. `taskset` (util-linux) sets the affinities.
+    let split_cores = std::env::args().any(|a| a == "--split-cores");
     let binary = std::env::current_exe()
         .unwrap()
         .parent()
@@ -347,6 +351,20 @@ fn main() {
     );
     let mut child = served.child;
     let pid = child.id();
+    if split_cores {
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        assert!(cpus >= 2, "--split-cores needs two CPUs");
+        let others = format!("1-{}", cpus - 1);
+        for (cpu, target) in [("0", pid), (others.as_str(), std::process::id())] {
+            let status = std::process::Command::new("taskset")
+                .args(["-a", "-p", "-c", cpu, &target.to_string()])
+                .stdout(std::process::Stdio::null())
+                .status()
+                .expect("taskset (util-linux)");
+            assert!(status.success(), "taskset -c {cpu} {target}");
+        }
+        println!("collector pinned to CPU 0, attackers and probes to CPUs {others}");
+    }
     let port = |addr: SocketAddr| addr.port();
     let (grpc_port, http_port) = (port(served.grpc), port(served.http));
     let grpc6 = SocketAddr::new("::1".parse().unwrap(), grpc_port);

@@ -195,14 +195,13 @@ pub async fn start_with_store(
         settings.lab_mode,
         settings.campaign_owner_hourly_limit,
     ));
-    let campaign_service = CampaignServiceServer::new(campaign::grpc::CampaignGrpc::new(
-        campaigns.clone(),
-        store.clone(),
-    ));
     let fatal = fatal::Fatal::default();
     // Sessions hand the folder each stored batch's figure deltas (`figures::feed`).
     let feed = Arc::new(figures::feed::Feed::default());
     let shared = limits::Shared::new(&server_limits);
+    let campaign_service = CampaignServiceServer::new(
+        campaign::grpc::CampaignGrpc::new(campaigns.clone(), store.clone()).with_limits(&shared),
+    );
     let gate = limits::grpc::GrpcGate::new(&server_limits);
     let seen = gate.request_seen();
     let query_service = QueryServiceServer::new(

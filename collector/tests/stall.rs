@@ -13,6 +13,7 @@ use sixmap_collector::config::CollectorConfig;
 use sixmap_collector::store::Role;
 use sixmap_probe::collector_tls;
 use sixmap_proto::v1;
+use sixmap_proto::v1::campaign_service_client::CampaignServiceClient;
 use sixmap_proto::v1::probe_control_client::ProbeControlClient;
 use sixmap_proto::v1::{collector_message, probe_message};
 use sixmap_shared::UnixMicros;
@@ -197,8 +198,10 @@ async fn http_raw(addr: SocketAddr, request: &[u8]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_connections_are_capped_per_source_and_enrolled_probes_keep_their_reserve() {
     let collector = start(
+        // The handshake rate is not what this tests (a burst of 3 would refuse the 4th).
         "grpc_max_connections = 6\ngrpc_reserved_connections = 2\n\
-         grpc_max_connections_per_source = 3\ngrpc_anonymous_request_timeout_s = 60",
+         grpc_max_connections_per_source = 3\ngrpc_anonymous_request_timeout_s = 60\n\
+         grpc_handshakes_per_source_per_s = 1000",
         0,
     )
     .await;
@@ -232,6 +235,36 @@ async fn grpc_connections_are_capped_per_source_and_enrolled_probes_keep_their_r
     // ...and the enrolled probe still gets in and is acked, on a reserved place.
     delivers(&mut client, &probe).await;
     drop(held);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_that_handshakes_in_a_loop_is_refused_before_its_handshakes_and_probes_get_in() {
+    // Connect, handshake, leave, again: each connection is gone before the next, so the
+    // concurrency caps never bind; the handshake rate does (burst = the per-source cap).
+    let collector = start(
+        "grpc_max_connections_per_source = 4
+grpc_handshakes_per_source_per_s = 1",
+        0,
+    )
+    .await;
+    let mut completed = 0;
+    for _ in 0..12 {
+        if let Some(tls) = collector.anonymous_tls("127.0.0.2").await {
+            completed += 1;
+            drop(tls);
+        }
+    }
+    assert!(
+        (4..=6).contains(&completed),
+        "{completed} of 12 handshakes in a row from one source were served (burst 4, then 1/s)"
+    );
+    // Another source is not affected, and neither is an enrolled probe.
+    assert!(collector.anonymous_tls("127.0.0.3").await.is_some());
+    let (probe, mut client) = collector.enroll().await;
+    delivers(&mut client, &probe).await;
+    // The source gets its rate back with time.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert!(collector.anonymous_tls("127.0.0.2").await.is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -538,5 +571,115 @@ async fn campaign_reports_take_reader_threads_and_long_response_permits() {
         let answer = read_all(&mut stream, Duration::from_secs(30), "the report").await;
         assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
     }
+    assert_eq!(shared.streams.in_use(), 0);
+}
+
+/// Threads of this process (the collector runs in it).
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").unwrap().count()
+}
+
+fn authed<T>(token: &str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn campaign_grpc_calls_wait_for_reader_threads_and_reports_take_long_response_permits() {
+    let collector = start(
+        "reader_threads = 3\nmax_streams = 2\nmax_streams_per_source = 100",
+        0,
+    )
+    .await;
+    let (probe, mut client) = collector.enroll().await;
+    let shared = collector.running.shared.clone();
+    let tls = collector_tls::enrollment_config(&collector.ca_fingerprint).unwrap();
+    let mut channels = Vec::new();
+    for _ in 0..4 {
+        channels.push(
+            collector_tls::channel(&collector.url(), tls.clone(), |e| e)
+                .await
+                .unwrap(),
+        );
+    }
+    let mut campaigns = CampaignServiceClient::new(channels[0].clone());
+    // A report beyond the long-response budget is refused, as over HTTP.
+    let full: Vec<_> = (0..2)
+        .map(|_| shared.streams.try_start(None).unwrap())
+        .collect();
+    let refused = campaigns
+        .report(authed(
+            &collector.admin,
+            v1::ReportRequest {
+                id: 41,
+                format: String::new(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::ResourceExhausted, "{refused}");
+    drop(full);
+
+    // Every reader thread is busy (as with slow reads of other clients)...
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(shared.readers.acquire().await.unwrap());
+    }
+    let before = threads();
+    // ...and 32 campaign calls come at once, some with a token nobody issued.
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..32 {
+        let mut campaigns = CampaignServiceClient::new(channels[i % 4].clone());
+        let token = if i % 4 == 3 {
+            "sxa_forged".to_owned()
+        } else {
+            collector.admin.clone()
+        };
+        calls.spawn(async move {
+            let answer = if i % 2 == 0 {
+                campaigns
+                    .list(authed(&token, v1::ListCampaignsRequest {}))
+                    .await
+                    .map(|_| ())
+            } else {
+                campaigns
+                    .show(authed(&token, v1::CampaignRef { id: 41 }))
+                    .await
+                    .map(|_| ())
+            };
+            (i, answer.map_err(|e| e.code()))
+        });
+    }
+    // They wait for a reader thread, token checks included, instead of each taking one of
+    // the blocking threads that ingest needs...
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        calls.try_join_next().is_none(),
+        "a campaign call was served while every reader thread was busy"
+    );
+    assert!(
+        threads() < before + 8,
+        "32 waiting calls grew the process from {before} to {} threads",
+        threads()
+    );
+    // ...which keep storing the probes' results.
+    delivers(&mut client, &probe).await;
+    drop(held);
+    while let Some(joined) = tokio::time::timeout(Duration::from_secs(30), calls.join_next())
+        .await
+        .expect("the campaign calls did not finish once readers were free")
+    {
+        let (i, answer) = joined.unwrap();
+        let expected = match (i % 4, i % 2) {
+            (3, _) => Err(tonic::Code::Unauthenticated),
+            (_, 0) => Ok(()),
+            _ => Err(tonic::Code::NotFound),
+        };
+        assert_eq!(answer, expected, "call {i}");
+    }
+    assert_eq!(shared.readers.in_use(), 0);
     assert_eq!(shared.streams.in_use(), 0);
 }

@@ -1,10 +1,19 @@
 //! The gRPC `CampaignService`, served next to `ProbeControl`; documents are the HTTP API's
 //! JSON bodies.
+//!
+//! Every store access (the token check, the campaign work, the audit entry) runs on the
+//! process's bounded reader pool (`limits::readers`), like the HTTP API's campaign routes:
+//! many calls at once wait for a reader thread instead of each taking one of tokio's blocking
+//! threads, which ingest's batch writes and flushes need (issue #19). A call whose client goes
+//! away stops its report's scan. Reports also take a place in the long-response budget
+//! (`limits::streams`), as they do over HTTP.
 
 use super::http::status_of;
 use super::{CampaignError, Campaigns, report};
 use crate::auth;
-use crate::store::{ApiTokenRecord, Role, Store};
+use crate::limits::readers::Readers;
+use crate::limits::streams::Streams;
+use crate::store::{ApiTokenRecord, Role, Store, StoreError};
 use axum::http::StatusCode;
 use sixmap_proto::v1;
 use sixmap_proto::v1::campaign_service_server::CampaignService;
@@ -19,6 +28,8 @@ use tonic::{Request, Response, Status};
 pub struct CampaignGrpc {
     campaigns: Arc<Campaigns>,
     store: Arc<dyn Store>,
+    readers: Readers,
+    streams: Streams,
 }
 
 impl std::fmt::Debug for CampaignGrpc {
@@ -29,11 +40,38 @@ impl std::fmt::Debug for CampaignGrpc {
 
 impl CampaignGrpc {
     pub fn new(campaigns: Arc<Campaigns>, store: Arc<dyn Store>) -> Self {
-        Self { campaigns, store }
+        let limits = crate::limits::Limits::default();
+        Self {
+            campaigns,
+            store,
+            readers: Readers::new(limits.reader_threads),
+            streams: Streams::new(&limits),
+        }
+    }
+
+    /// Uses the process's reader pool and long-response budget, shared with the HTTP API and
+    /// the query service.
+    pub fn with_limits(mut self, shared: &crate::limits::Shared) -> Self {
+        self.readers = shared.readers.clone();
+        self.streams = shared.streams.clone();
+        self
+    }
+
+    /// Runs campaign store work on a reader thread; if the call goes away first, its scan is
+    /// asked to stop.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> Result<T, CampaignError> + Send + 'static,
+    ) -> Result<T, Status> {
+        self.readers
+            .run(move || Ok(work()))
+            .await
+            .map_err(unavailable)?
+            .map_err(status)
     }
 
     /// The caller's token, if it may do what needs `needed` (`None`: any valid token).
-    fn authorize<T>(
+    async fn authorize<T>(
         &self,
         request: &Request<T>,
         needed: Option<Role>,
@@ -49,8 +87,12 @@ impl CampaignGrpc {
                     "this needs an API token: send `authorization: Bearer sxa_…` metadata",
                 )
             })?;
-        let token = auth::api_token(&*self.store, bearer.trim())
-            .map_err(|e| Status::unavailable(e.to_string()))?
+        let (store, bearer) = (self.store.clone(), bearer.trim().to_owned());
+        let token = self
+            .readers
+            .run(move || auth::api_token(&*store, &bearer))
+            .await
+            .map_err(unavailable)?
             .ok_or_else(|| Status::unauthenticated("unknown or revoked API token"))?;
         match needed {
             Some(role) if !token.role.allows(role) => Err(Status::permission_denied(format!(
@@ -61,10 +103,25 @@ impl CampaignGrpc {
         }
     }
 
-    fn audit(&self, token: &ApiTokenRecord, action: &str, target: &str, outcome: &str) {
+    /// Writes the audit entry of a write; a failure to write it is logged by `auth::audit`.
+    async fn audit(&self, token: &ApiTokenRecord, action: &str, target: String, outcome: &str) {
         let identity = format!("api:{} ({})", token.name, token.role);
-        auth::audit(&*self.store, &identity, action, target, outcome);
+        let (store, action, outcome) = (self.store.clone(), action.to_owned(), outcome.to_owned());
+        let written = self
+            .readers
+            .run(move || {
+                auth::audit(&*store, &identity, &action, &target, &outcome);
+                Ok(())
+            })
+            .await;
+        if let Err(e) = written {
+            tracing::error!(error = %e, "cannot write the audit log");
+        }
     }
+}
+
+fn unavailable(e: StoreError) -> Status {
+    Status::unavailable(e.to_string())
 }
 
 fn status(e: CampaignError) -> Status {
@@ -76,15 +133,6 @@ fn status(e: CampaignError) -> Status {
         StatusCode::CONFLICT => Status::failed_precondition(message),
         _ => Status::unavailable(message),
     }
-}
-
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, CampaignError> + Send + 'static,
-) -> Result<T, Status> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| Status::internal(e.to_string()))?
-        .map_err(status)
 }
 
 fn document(value: &impl serde::Serialize) -> Result<Response<v1::CampaignDocument>, Status> {
@@ -99,7 +147,7 @@ impl CampaignService for CampaignGrpc {
         &self,
         request: Request<v1::CreateCampaignRequest>,
     ) -> Result<Response<v1::CampaignDocument>, Status> {
-        let token = self.authorize(&request, Some(Role::Campaigner))?;
+        let token = self.authorize(&request, Some(Role::Campaigner)).await?;
         let r = request.into_inner();
         let c = self.campaigns.clone();
         let format = if r.format.is_empty() {
@@ -109,9 +157,12 @@ impl CampaignService for CampaignGrpc {
         };
         // The owner is the token's holder (budgets are per owner); the request's field is ignored.
         let owner = token.name.clone();
-        let created = blocking(move || c.create(&owner, &format, &r.spec, UnixMicros::now())).await;
+        let created = self
+            .blocking(move || c.create(&owner, &format, &r.spec, UnixMicros::now()))
+            .await;
         let outcome = if created.is_ok() { "ok" } else { "refused" };
-        self.audit(&token, "grpc campaign create", "campaigns", outcome);
+        self.audit(&token, "grpc campaign create", "campaigns".into(), outcome)
+            .await;
         document(&created?)
     }
 
@@ -119,9 +170,9 @@ impl CampaignService for CampaignGrpc {
         &self,
         request: Request<v1::ListCampaignsRequest>,
     ) -> Result<Response<v1::CampaignDocument>, Status> {
-        self.authorize(&request, None)?;
+        self.authorize(&request, None).await?;
         let c = self.campaigns.clone();
-        let summaries = blocking(move || c.summaries()).await?;
+        let summaries = self.blocking(move || c.summaries()).await?;
         document(&serde_json::json!({ "campaigns": summaries }))
     }
 
@@ -129,30 +180,31 @@ impl CampaignService for CampaignGrpc {
         &self,
         request: Request<v1::CampaignRef>,
     ) -> Result<Response<v1::CampaignDocument>, Status> {
-        self.authorize(&request, None)?;
+        self.authorize(&request, None).await?;
         let id = request.into_inner().id;
         let c = self.campaigns.clone();
-        document(&blocking(move || c.show(id, UnixMicros::now())).await?)
+        document(&self.blocking(move || c.show(id, UnixMicros::now())).await?)
     }
 
     async fn cancel(
         &self,
         request: Request<v1::CancelCampaignRequest>,
     ) -> Result<Response<v1::CampaignDocument>, Status> {
-        let token = self.authorize(&request, Some(Role::Campaigner))?;
+        let token = self.authorize(&request, Some(Role::Campaigner)).await?;
         let r = request.into_inner();
         let c = self.campaigns.clone();
         let id = r.id;
         let (name, admin) = (token.name.clone(), token.role == Role::Admin);
-        let cancelled = blocking(move || {
-            c.cancel(
-                r.id,
-                super::Writer { name: &name, admin },
-                &r.reason,
-                UnixMicros::now(),
-            )
-        })
-        .await;
+        let cancelled = self
+            .blocking(move || {
+                c.cancel(
+                    r.id,
+                    super::Writer { name: &name, admin },
+                    &r.reason,
+                    UnixMicros::now(),
+                )
+            })
+            .await;
         let outcome = match &cancelled {
             Ok(_) => "ok",
             Err(status) if status.code() == tonic::Code::PermissionDenied => "denied",
@@ -161,9 +213,10 @@ impl CampaignService for CampaignGrpc {
         self.audit(
             &token,
             "grpc campaign cancel",
-            &format!("campaign {id}"),
+            format!("campaign {id}"),
             outcome,
-        );
+        )
+        .await;
         document(&cancelled?)
     }
 
@@ -171,10 +224,17 @@ impl CampaignService for CampaignGrpc {
         &self,
         request: Request<v1::ReportRequest>,
     ) -> Result<Response<v1::ReportDocument>, Status> {
-        self.authorize(&request, None)?;
+        self.authorize(&request, None).await?;
+        // A place in the long-response budget for the whole call, as over HTTP.
+        let _long = self
+            .streams
+            .try_start(request.remote_addr().map(|a| a.ip()))
+            .map_err(|e| Status::resource_exhausted(e.to_string()))?;
         let r = request.into_inner();
         let c = self.campaigns.clone();
-        let report = blocking(move || c.report(r.id, UnixMicros::now())).await?;
+        let report = self
+            .blocking(move || c.report(r.id, UnixMicros::now()))
+            .await?;
         let (content_type, body) = match r.format.as_str() {
             "" | "json" => (
                 "application/json",

@@ -3,7 +3,9 @@
 use crate::store::auth::{owner_networks, site_of};
 use crate::store::{Store, StoreError};
 use sixmap_shared::ProbeId;
+use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Limits on probes per token owner, checked at enrollment against the address the
@@ -42,25 +44,37 @@ pub fn complete_owner_index(store: &dyn Store) -> Result<(), StoreError> {
 /// An enrollment between its cap check and the moment its probe is in the store.
 #[derive(Debug, Clone)]
 struct Pending {
-    owner: String,
     networks: Vec<String>,
     probe: ProbeId,
 }
 
+/// One owner's enrollments in progress. Its lock is the owner's critical section: the cap
+/// check and the write that stores a probe hold it, so they are atomic for that owner.
+type OwnerPending = Arc<Mutex<Vec<Pending>>>;
+
 /// Makes the per-owner caps atomic within this collector: the cap check counts the owner's
 /// stored probes (a counter kept with the owner index: one read, whatever the size of the
 /// fleet) plus the enrollments that passed the check but are not stored yet, and registers
-/// the new one, under one lock. Of 60 parallel enrollments against a cap of 3,
-/// exactly 3 pass. Slow store writes (ClickHouse's claim) happen outside the lock.
+/// the new one, under that owner's lock. Of 60 parallel enrollments of one owner against a
+/// cap of 3, exactly 3 pass.
+///
+/// The lock is per owner because the caps are: the write that stores a probe holds it (see
+/// [`Reservation::commit`]), and on ClickHouse that write waits about a second for its claim
+/// to settle, so one lock for everybody let one enrollment per second through the whole
+/// collector. Owners' entries leave the map when nobody holds or waits for them, so the map
+/// is as large as the enrollments in flight, not the set of owners ever seen.
 ///
 /// Collectors sharing a ClickHouse store each apply this to their own enrollments only: a
 /// cap can then be exceeded by enrollments racing at different collectors (documented in
 /// docs/security.md).
 #[derive(Debug, Default)]
 pub struct EnrollmentGate {
-    pending: Mutex<Vec<Pending>>,
+    owners: Mutex<HashMap<String, OwnerPending>>,
+    /// Held while `complete_owner_index` runs, so it runs once even if the first enrollments
+    /// of several owners arrive together.
+    index_lock: Mutex<()>,
     /// Whether `complete_owner_index` ran in this process.
-    index_checked: std::sync::atomic::AtomicBool,
+    index_checked: AtomicBool,
 }
 
 /// A passed cap check; dropping it (once the probe is stored, or the enrollment failed)
@@ -68,36 +82,78 @@ pub struct EnrollmentGate {
 #[derive(Debug)]
 pub struct Reservation {
     gate: Arc<EnrollmentGate>,
+    owner: String,
+    /// `Some` until dropped: `Drop` hands it back to the gate.
+    pending: Option<OwnerPending>,
     probe: ProbeId,
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        lock(&self.gate.pending).retain(|p| p.probe != self.probe);
+        if let Some(pending) = self.pending.take() {
+            lock(&pending).retain(|p| p.probe != self.probe);
+            self.gate.release(&self.owner, pending);
+        }
     }
 }
 
 impl Reservation {
-    /// Runs `store_it` (the write that puts the probe into the owner index) under the gate's
+    /// Runs `store_it` (the write that puts the probe into the owner index) under the owner's
     /// lock and ends the reservation in the same step, so a cap check sees the enrollment
     /// either pending or stored, never neither: checking the counter and then the pending
-    /// list while the write lands between them would count it nowhere.
+    /// list while the write lands between them would count it nowhere. Other owners'
+    /// enrollments are not held up by it.
     pub fn commit<T>(self, store_it: impl FnOnce() -> T) -> T {
-        let gate = self.gate.clone();
-        let mut pending = lock(&gate.pending);
+        let Some(owner_pending) = &self.pending else {
+            // Only `Drop` takes it.
+            return store_it();
+        };
+        let mut pending = lock(owner_pending);
         let outcome = store_it();
         pending.retain(|p| p.probe != self.probe);
         drop(pending);
+        // `Drop` finds the probe gone and releases the owner's entry.
         outcome
     }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // The list stays consistent even if a holder panicked (each change is one call).
+    // The state stays consistent even if a holder panicked (each change is one call).
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl EnrollmentGate {
+    /// The owner's pending list, created if the owner has none in flight. The caller must
+    /// hand it back with [`release`](Self::release).
+    fn acquire(&self, owner: &str) -> OwnerPending {
+        lock(&self.owners)
+            .entry(owner.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// Hands back the owner's entry from [`acquire`](Self::acquire), and removes it from the
+    /// map if nobody else holds it (no reservation, no cap check in progress) and nothing is
+    /// pending. The caller must not hold `pending`'s lock.
+    fn release(&self, owner: &str, pending: OwnerPending) {
+        let mut owners = lock(&self.owners);
+        // Under the map's lock no new holder can appear; two references are the map's and
+        // the caller's, so nobody else can hold the inner lock and taking it cannot block.
+        if Arc::strong_count(&pending) == 2 && lock(&pending).is_empty() {
+            owners.remove(owner);
+        }
+        // The caller's reference goes while the map is still locked: of two holders releasing
+        // at once, the second then sees itself as the last and removes the entry.
+        drop(pending);
+        drop(owners);
+    }
+
+    /// How many owners have an entry (enrollments in flight); for tests of the cleanup.
+    #[cfg(test)]
+    fn owners_in_flight(&self) -> usize {
+        lock(&self.owners).len()
+    }
+
     /// Checks the caps for one more probe `probe` of `owner` enrolling from `from` (in routed
     /// prefix `prefix`) and reserves its place; `Err` names the cap that refuses it.
     pub fn reserve(
@@ -109,48 +165,63 @@ impl EnrollmentGate {
         caps: EnrollmentCaps,
         probe: &ProbeId,
     ) -> Result<Result<Reservation, String>, StoreError> {
-        let mut pending = lock(&self.pending);
-        if !self
-            .index_checked
-            .load(std::sync::atomic::Ordering::Acquire)
-        {
-            complete_owner_index(store)?;
-            self.index_checked
-                .store(true, std::sync::atomic::Ordering::Release);
-        }
-        let networks = owner_networks(from, prefix);
-        let site = site_of(from);
-        for (network, cap) in networks.iter().zip([caps.per_64, caps.per_routed_prefix]) {
-            // Stored probes (one counter), plus enrollments in progress: an enrollment leaves
-            // `pending` in the same locked step that stores it (`Reservation::commit`).
-            let count = store.owner_probe_count(owner, network)?
-                + pending
-                    .iter()
-                    .filter(|p| p.owner == owner && p.networks.contains(network))
-                    .count();
-            if count >= cap {
-                return Ok(Err(if network.starts_with("site ") {
-                    format!(
-                        "owner {owner:?} already has {count} probes in {}/{}, the most this collector allows per network site: measurements from one place count once, so more probes there would only skew the maps",
-                        site.0, site.1
-                    )
-                } else {
-                    let (network, len) = prefix.unwrap_or(site);
-                    format!(
-                        "owner {owner:?} already has {count} probes in the routed prefix {network}/{len}, the most this collector allows per owner and prefix"
-                    )
-                }));
+        if !self.index_checked.load(Ordering::Acquire) {
+            let _building = lock(&self.index_lock);
+            if !self.index_checked.load(Ordering::Acquire) {
+                complete_owner_index(store)?;
+                self.index_checked.store(true, Ordering::Release);
             }
         }
-        pending.push(Pending {
-            owner: owner.to_owned(),
-            networks,
-            probe: probe.clone(),
-        });
-        Ok(Ok(Reservation {
-            gate: self.clone(),
-            probe: probe.clone(),
-        }))
+        let owner_pending = self.acquire(owner);
+        // The cap check under the owner's lock; registers `probe` as pending if it passes.
+        let check = || -> Result<Result<(), String>, StoreError> {
+            let mut pending = lock(&owner_pending);
+            let networks = owner_networks(from, prefix);
+            let site = site_of(from);
+            for (network, cap) in networks.iter().zip([caps.per_64, caps.per_routed_prefix]) {
+                // Stored probes (one counter), plus enrollments in progress: an enrollment leaves
+                // `pending` in the same locked step that stores it (`Reservation::commit`).
+                let count = store.owner_probe_count(owner, network)?
+                    + pending
+                        .iter()
+                        .filter(|p| p.networks.contains(network))
+                        .count();
+                if count >= cap {
+                    return Ok(Err(if network.starts_with("site ") {
+                        format!(
+                            "owner {owner:?} already has {count} probes in {}/{}, the most this collector allows per network site: measurements from one place count once, so more probes there would only skew the maps",
+                            site.0, site.1
+                        )
+                    } else {
+                        let (network, len) = prefix.unwrap_or(site);
+                        format!(
+                            "owner {owner:?} already has {count} probes in the routed prefix {network}/{len}, the most this collector allows per owner and prefix"
+                        )
+                    }));
+                }
+            }
+            pending.push(Pending {
+                networks,
+                probe: probe.clone(),
+            });
+            Ok(Ok(()))
+        };
+        match check() {
+            Ok(Ok(())) => Ok(Ok(Reservation {
+                gate: self.clone(),
+                owner: owner.to_owned(),
+                pending: Some(owner_pending),
+                probe: probe.clone(),
+            })),
+            Ok(Err(refusal)) => {
+                self.release(owner, owner_pending);
+                Ok(Err(refusal))
+            }
+            Err(e) => {
+                self.release(owner, owner_pending);
+                Err(e)
+            }
+        }
     }
 }
 
@@ -264,5 +335,67 @@ mod tests {
             Some(vec![0, 1, 254, 255])
         );
         assert_eq!(from_hex("0g"), None);
+    }
+    /// The gate serialises one owner's enrollments, not everybody's: while owner A's store
+    /// write is in progress (on ClickHouse about a second per enrollment), owner B's
+    /// enrollment is checked and stored. With one lock for all owners, B waited for A.
+    #[test]
+    fn owners_enroll_in_parallel_and_leave_no_entry_behind() {
+        use std::sync::mpsc;
+        use std::time::Duration;
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::SledStore::open(dir.path()).unwrap();
+        let caps = EnrollmentCaps {
+            per_64: 1,
+            per_routed_prefix: 1,
+        };
+        let gate = Arc::new(EnrollmentGate::default());
+        let from: IpAddr = "2001:db8:1:1::9".parse().unwrap();
+        let (inside_tx, inside_rx) = mpsc::channel();
+        let (go_tx, go_rx) = mpsc::channel::<()>();
+        let (done_tx, done_rx) = mpsc::channel();
+        let (gate_ref, store) = (&gate, &store);
+        std::thread::scope(|s| {
+            let gate = gate_ref;
+            let a = s.spawn(move || {
+                let held = gate
+                    .reserve(
+                        store,
+                        "alice",
+                        from,
+                        None,
+                        caps,
+                        &ProbeId::random().unwrap(),
+                    )
+                    .unwrap()
+                    .unwrap();
+                held.commit(|| {
+                    inside_tx.send(()).unwrap();
+                    // Holds alice's critical section until the test lets go.
+                    let _ = go_rx.recv();
+                });
+            });
+            inside_rx.recv().unwrap();
+            let b = s.spawn(move || {
+                let bob = gate
+                    .reserve(store, "bob", from, None, caps, &ProbeId::random().unwrap())
+                    .unwrap()
+                    .unwrap();
+                bob.commit(|| ());
+                let _ = done_tx.send(());
+            });
+            // Bob, from the same /64, enrolls meanwhile. The timeout only ends the test when
+            // the gate is shared: bob then waits for alice's write, which never ends by itself.
+            let bob_done = done_rx.recv_timeout(Duration::from_secs(30));
+            go_tx.send(()).unwrap();
+            a.join().unwrap();
+            b.join().unwrap();
+            assert!(
+                bob_done.is_ok(),
+                "bob's enrollment waited for alice's store write"
+            );
+        });
+        // Entries live only while an owner has enrollments in flight.
+        assert_eq!(gate.owners_in_flight(), 0);
     }
 }

@@ -7,12 +7,16 @@
 //! - In total: at most `grpc_max_connections` established connections, of which the last
 //!   `grpc_reserved_connections` take only connections with a client certificate, so
 //!   enrolled probes still get in when anonymous clients have filled their share.
+//! - Per source, at most `grpc_handshakes_per_source_per_s` TLS handshakes per second after
+//!   a burst of `grpc_max_connections_per_source`: a client that connects, handshakes and
+//!   leaves in a loop costs the collector a handshake's CPU (signature, key exchange) each
+//!   time, and the concurrency caps alone do not bound that rate.
 //! - A connection without a client certificate must start a call (enrollment, a campaign or
 //!   query call) within `grpc_anonymous_request_timeout_s` of its handshake, or it is closed:
 //!   an idle TLS connection (no HTTP/2 preface, or a preface and no request) holds nothing
 //!   for long. A request seen by [`RequestSeen`] disarms the deadline.
 
-use super::sources::{PerSource, SourceSlot};
+use super::sources::{PerSource, PerSourceRate, SourceSlot};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -27,6 +31,7 @@ use tokio::net::TcpStream;
 #[derive(Debug, Clone)]
 pub struct GrpcGate {
     per_source: PerSource,
+    handshakes: PerSourceRate,
     max: usize,
     anonymous_max: usize,
     open: Arc<AtomicUsize>,
@@ -44,6 +49,8 @@ struct ConnState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
     PerSource,
+    /// The source started more handshakes than `grpc_handshakes_per_source_per_s`.
+    HandshakeRate,
     Full,
     AnonymousShareFull,
 }
@@ -79,6 +86,11 @@ impl GrpcGate {
                 limits.grpc_max_connections_per_source,
                 &limits.source_exempt,
             ),
+            handshakes: PerSourceRate::new(
+                limits.grpc_handshakes_per_source_per_s,
+                limits.grpc_max_connections_per_source,
+                &limits.source_exempt,
+            ),
             max: limits.grpc_max_connections,
             anonymous_max: limits.grpc_max_connections - limits.grpc_reserved_connections,
             open: Arc::default(),
@@ -98,6 +110,9 @@ impl GrpcGate {
 
     /// A freshly accepted connection, before its handshake: counted against its source.
     pub fn admit(&self, stream: TcpStream, peer: SocketAddr) -> Result<Guarded, Refusal> {
+        if !self.handshakes.allow(peer.ip(), std::time::Instant::now()) {
+            return Err(Refusal::HandshakeRate);
+        }
         let slot = self
             .per_source
             .try_take(peer.ip())

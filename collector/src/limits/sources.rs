@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 /// The key a peer address is counted under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -157,13 +158,95 @@ impl PerSource {
     }
 }
 
+/// Sources followed by a [`PerSourceRate`] at most: beyond, sources with a full bucket are
+/// forgotten, and if none is, new sources pass unchecked (the concurrency caps still bound
+/// what they hold) rather than the map growing without bound.
+const MAX_RATED_SOURCES: usize = 65_536;
+
+/// Per-source rate of an event (a TLS handshake) with a burst: a token bucket per source.
+/// The time is a parameter, so the rule is tested without the clock. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct PerSourceRate {
+    inner: Arc<RateInner>,
+}
+
+#[derive(Debug)]
+struct RateInner {
+    per_second: f64,
+    burst: f64,
+    exempt: Vec<Exempt>,
+    buckets: Mutex<HashMap<Source, Bucket>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn refill(&mut self, now: Instant, per_second: f64, burst: f64) {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * per_second).min(burst);
+        self.at = now;
+    }
+}
+
+impl PerSourceRate {
+    pub fn new(per_second: u32, burst: usize, exempt: &[Exempt]) -> Self {
+        Self {
+            inner: Arc::new(RateInner {
+                per_second: f64::from(per_second),
+                burst: burst.max(1) as f64,
+                exempt: exempt.to_vec(),
+                buckets: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Whether `ip`'s source may have one more event at `now` (and counts it if so).
+    pub fn allow(&self, ip: IpAddr, now: Instant) -> bool {
+        if self.inner.exempt.iter().any(|e| e.contains(ip)) {
+            return true;
+        }
+        let (per_second, burst) = (self.inner.per_second, self.inner.burst);
+        let source = Source::of(ip);
+        let Ok(mut buckets) = self.inner.buckets.lock() else {
+            return true;
+        };
+        if buckets.len() >= MAX_RATED_SOURCES && !buckets.contains_key(&source) {
+            buckets.retain(|_, b| {
+                b.refill(now, per_second, burst);
+                b.tokens < burst
+            });
+            if buckets.len() >= MAX_RATED_SOURCES {
+                return true;
+            }
+        }
+        let bucket = buckets.entry(source).or_insert(Bucket {
+            tokens: burst,
+            at: now,
+        });
+        bucket.refill(now, per_second, burst);
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
     #[test]
     fn sources_are_v4_addresses_and_v6_64s_with_exemptions() {
-        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         assert_eq!(
             Source::of(ip("2001:db8:1:2::1")),
             Source::of(ip("2001:db8:1:2:ffff::9"))
@@ -194,5 +277,40 @@ mod tests {
             std::mem::forget(caps.try_take(ip("::1")).unwrap());
         }
         assert_eq!(caps.held(ip("127.0.0.2")), 5);
+    }
+
+    #[test]
+    fn a_source_gets_its_burst_then_its_rate_and_others_are_not_affected() {
+        let rate = PerSourceRate::new(2, 4, &["::1".parse().unwrap()]);
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + std::time::Duration::from_millis(ms);
+        let a = ip("2001:db8::1");
+        for _ in 0..4 {
+            assert!(rate.allow(a, t0));
+        }
+        assert!(!rate.allow(a, t0), "burst spent");
+        assert!(!rate.allow(ip("2001:db8::2"), at(100)), "the same /64");
+        assert!(rate.allow(ip("2001:db8:0:1::1"), t0), "another /64");
+        assert!(rate.allow(a, at(500)), "2/s: one more after half a second");
+        assert!(!rate.allow(a, at(500)));
+        assert!(rate.allow(a, at(10_000)), "refilled");
+        for _ in 0..100 {
+            assert!(rate.allow(ip("::1"), t0), "exempt");
+        }
+    }
+
+    #[test]
+    fn the_followed_sources_stay_bounded() {
+        let rate = PerSourceRate::new(1, 1, &[]);
+        let t0 = Instant::now();
+        for i in 0..(MAX_RATED_SOURCES as u32 + 10) {
+            let ip = IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+            assert!(rate.allow(ip, t0), "first event of a new source");
+        }
+        assert!(rate.inner.buckets.lock().unwrap().len() <= MAX_RATED_SOURCES);
+        // Once their buckets refill, old sources are forgotten to make room.
+        let later = t0 + std::time::Duration::from_secs(5);
+        assert!(rate.allow(ip("192.0.2.1"), later));
+        assert!(!rate.allow(ip("192.0.2.1"), later), "followed again");
     }
 }
