@@ -690,6 +690,11 @@ fn a_distributed_table_over_two_shards_sees_every_result_once() {
     other_config.url = two.url();
     let other = ClickHouseStore::open(&other_config).unwrap();
 
+    // Every result is a campaign's: its cells are read across the shards too.
+    let campaign = store.next_campaign_id().unwrap();
+    store
+        .link_campaign_task(TaskId::new(1).unwrap(), campaign)
+        .unwrap();
     let probes: Vec<_> = (0..20).map(|_| ProbeId::random().unwrap()).collect();
     let batch: Vec<_> = probes
         .iter()
@@ -760,6 +765,13 @@ fn a_distributed_table_over_two_shards_sees_every_result_once() {
             ),
             vec![(1, 5), (1, 4), (1, 3), (1, 2), (1, 1)]
         );
+        let mut cells = Vec::new();
+        s.campaign_cells(campaign, &mut |c| {
+            cells.push((c.results, c.reached, c.latest.result.key.sequence));
+            true
+        })
+        .unwrap();
+        assert_eq!(cells, vec![(5, 5, 5); 20]);
     }
     // Shared records and single-use tokens work across the shards too.
     let probe = probe_record("pi-sharded");
@@ -828,6 +840,7 @@ fn current_clickhouse_accepts_the_same_sql() {
         .unwrap();
     scan(&store, 0, i64::MAX);
     store.campaign_results(id, &mut |_| true).unwrap();
+    store.campaign_cells(id, &mut |_| true).unwrap();
     store.put_rollup("2026-01-01", "DE", b"{}").unwrap();
     store.rollups("DE").unwrap();
     store
@@ -1371,6 +1384,174 @@ fn sled_and_clickhouse_answer_the_same() {
     .parse()
     .unwrap();
     assert!(rows > all.len(), "{rows} rows");
+}
+
+/// A campaign's cells (what reports and progress read) from ClickHouse equal the sled
+/// store's and a fold over the distinct results: random results of several tasks (one of
+/// no campaign), failures of several classes, start-time ties, resent within and across
+/// batches and through a second collector, with merges stopped so the copies stay.
+#[test]
+fn campaign_cells_equal_on_sled_and_clickhouse() {
+    use sixmap_collector::store::{CampaignCell, SledStore, fold_cells};
+    use sixmap_shared::measurement::{ErrorClass, MeasurementError, Outcome};
+    let Some(server) = clickhouse::require() else {
+        return;
+    };
+    // A new seed each run (printed, so a failure can be replayed): the wall clock is right here.
+    #[allow(clippy::disallowed_methods, clippy::disallowed_types)]
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    eprintln!("seed {seed}");
+    let mut rng = Random(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let sled = SledStore::open(dir.path()).unwrap();
+    let one = ClickHouseStore::open(&config(&server, "cells")).unwrap();
+    let two = ClickHouseStore::open(&config(&server, "cells")).unwrap();
+    sql(&server.url(), "SYSTEM STOP MERGES cells.results");
+    let campaign = one.next_campaign_id().unwrap();
+    let tasks: Vec<TaskId> = (0..4)
+        .map(|i| one.task_id(&format!("campaign task {i}")).unwrap())
+        .collect();
+    for task in &tasks[..3] {
+        one.link_campaign_task(*task, campaign).unwrap();
+        sled.link_campaign_task(*task, campaign).unwrap();
+    }
+    let mut all = Vec::new();
+    for _ in 0..5 {
+        let probe = ProbeId::random().unwrap();
+        for sequence in 1..=40 {
+            let at = 1_800_000_000_000_000 + rng.below(8) as i64;
+            let mut r = random_result(&mut rng, &probe, sequence, at);
+            r.result.task_id = tasks[rng.below(4) as usize];
+            if rng.below(8) == 0 {
+                r.result.outcome = Outcome::Failed(MeasurementError {
+                    class: ErrorClass::Resolution,
+                    message: "no AAAA".into(),
+                });
+            }
+            all.push(r);
+        }
+    }
+    let mut sent = 0;
+    while sent < all.len() {
+        let size = 1 + rng.below(30) as usize;
+        let mut batch: Vec<StoredResult> = all[sent..(sent + size).min(all.len())].to_vec();
+        sent += batch.len();
+        if rng.below(2) == 0 {
+            batch.push(all[rng.below(sent as u64) as usize].clone());
+        }
+        if rng.below(4) == 0 {
+            batch.push(batch[0].clone());
+        }
+        sled.insert_results(&batch).unwrap();
+        let through = if rng.below(4) == 0 { &two } else { &one };
+        through.insert_results(&batch).unwrap();
+        through.flush().unwrap();
+    }
+    let cells = |store: &dyn Store| {
+        let mut out: Vec<CampaignCell> = Vec::new();
+        store
+            .campaign_cells(campaign, &mut |c| {
+                out.push(c);
+                true
+            })
+            .unwrap();
+        out
+    };
+    let mut distinct = std::collections::HashMap::new();
+    for r in &all {
+        distinct
+            .entry(r.result.key.clone())
+            .or_insert_with(|| r.clone());
+    }
+    let expected = fold_cells(
+        distinct
+            .into_values()
+            .filter(|r| tasks[..3].contains(&r.result.task_id)),
+    );
+    assert!(expected.len() >= 10, "{} cells", expected.len());
+    assert!(expected.iter().any(|c| c.failures.len() >= 2));
+    assert!(cells(&sled) == expected, "sled cells differ (seed {seed})");
+    let on_clickhouse = cells(&two);
+    for (a, b) in on_clickhouse.iter().zip(&expected) {
+        assert_eq!(a, b, "seed {seed}");
+    }
+    assert_eq!(on_clickhouse.len(), expected.len(), "seed {seed}");
+}
+
+/// The cost of a campaign's cells on ClickHouse (three queries) against reading every result
+/// of the campaign and folding them (what reports did before cells). Figures in
+/// `docs/benchmarks.md`; run with `cargo test -p sixmap-collector --test clickhouse
+/// cells_cost -- --ignored --nocapture`.
+#[test]
+#[ignore = "benchmark: prints figures"]
+fn campaign_cells_cost_on_clickhouse() {
+    use sixmap_collector::store::fold_cells;
+    let Some(server) = clickhouse::require() else {
+        return;
+    };
+    let n: u64 = std::env::var("SIXMAP_REPORT_RESULTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let store = ClickHouseStore::open(&config(&server, "cells_cost")).unwrap();
+    let campaign = store.next_campaign_id().unwrap();
+    let tasks: Vec<TaskId> = (0..8)
+        .map(|i| store.task_id(&format!("cost task {i}")).unwrap())
+        .collect();
+    for task in &tasks {
+        store.link_campaign_task(*task, campaign).unwrap();
+    }
+    let mut rng = Random(0x5eed);
+    let probes: Vec<ProbeId> = (0..6).map(|_| ProbeId::random().unwrap()).collect();
+    let per_probe = n / probes.len() as u64;
+    for probe in &probes {
+        let mut batch = Vec::with_capacity(5000);
+        for sequence in 1..=per_probe {
+            let at = 1_800_000_000_000_000 + sequence as i64 * 1_000_000;
+            let mut r = random_result(&mut rng, probe, sequence, at);
+            r.result.task_id = tasks[rng.below(tasks.len() as u64) as usize];
+            batch.push(r);
+            if batch.len() == 5000 {
+                store.insert_results(&batch).unwrap();
+                store.flush().unwrap();
+                batch.clear();
+            }
+        }
+        store.insert_results(&batch).unwrap();
+        store.flush().unwrap();
+    }
+    let started = std::time::Instant::now();
+    let mut cells = Vec::new();
+    store
+        .campaign_cells(campaign, &mut |c| {
+            cells.push(c);
+            true
+        })
+        .unwrap();
+    let from_cells = started.elapsed();
+    let started = std::time::Instant::now();
+    let mut all = Vec::new();
+    store
+        .campaign_results(campaign, &mut |r| {
+            all.push(r);
+            true
+        })
+        .unwrap();
+    let folded = fold_cells(all);
+    let from_results = started.elapsed();
+    assert!(cells == folded, "cells differ from the fold");
+    eprintln!(
+        "{} results, {} cells: cells {:.1} ms, every result {:.1} ms ({:.0}x)",
+        per_probe * probes.len() as u64,
+        cells.len(),
+        from_cells.as_secs_f64() * 1e3,
+        from_results.as_secs_f64() * 1e3,
+        from_results.as_secs_f64() / from_cells.as_secs_f64()
+    );
 }
 
 /// Panics with the rows only one side has, decoded.

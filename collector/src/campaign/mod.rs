@@ -24,7 +24,7 @@ mod selection;
 mod slots;
 pub mod spec;
 
-use crate::store::{ProbeRecord, Store, StoreError, StoredResult};
+use crate::store::{CampaignCell, ProbeRecord, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use sixmap_shared::session::{Assignment, Cancel, CollectorMessage};
 use sixmap_shared::{ProbeId, TaskId, UnixMicros};
@@ -573,14 +573,15 @@ impl Campaigns {
         Ok(self.end(record, CampaignStatus::Cancelled, reason, now)?)
     }
 
-    /// The campaign's stored results.
-    pub fn results(&self, id: u64) -> Result<Vec<StoredResult>, StoreError> {
+    /// The campaign's cells (per task and probe: counts and the latest result), what
+    /// reports and progress read; O(cells), not O(results) in stores that keep them.
+    pub fn cells(&self, id: u64) -> Result<Vec<CampaignCell>, StoreError> {
         let mut out = Vec::new();
         let mut gone = false;
-        self.store.campaign_results(id, &mut |r| {
+        self.store.campaign_cells(id, &mut |cell| {
             // The request behind this read went away: stop (`limits::readers`).
             gone = crate::limits::readers::cancelled();
-            out.push(r);
+            out.push(cell);
             !gone
         })?;
         if gone {
@@ -608,13 +609,14 @@ impl Campaigns {
                 continue;
             }
             let once = record.spec.schedule.every.is_none();
-            // Reading the results every tick is only needed to end the campaign on them.
+            // Reading the cells every tick is only needed to end the campaign on them.
             if !once && record.spec.budget.total.is_none() {
                 continue;
             }
-            let results = self.results(record.id)?;
+            let cells = self.cells(record.id)?;
+            let spent: u64 = cells.iter().map(|c| c.results).sum();
             if let Some(total) = record.spec.budget.total
-                && results.len() as u64 >= total
+                && spent >= total
             {
                 self.end(
                     record,
@@ -624,8 +626,7 @@ impl Campaigns {
                 )?;
                 continue;
             }
-            if record.spec.schedule.every.is_none()
-                && self.progress(&record, &results, now).complete
+            if record.spec.schedule.every.is_none() && self.progress(&record, &cells, now).complete
             {
                 self.end(
                     record,
@@ -672,16 +673,16 @@ impl Campaigns {
     /// The report of a campaign now; blocking.
     pub fn report(&self, id: u64, now: UnixMicros) -> Result<report::Report, CampaignError> {
         let record = self.load(id)?;
-        let results = self.results(id)?;
-        let progress = self.progress(&record, &results, now);
-        Ok(report::build(&record, &results, progress, now))
+        let cells = self.cells(id)?;
+        let progress = self.progress(&record, &cells, now);
+        Ok(report::build(&record, &cells, progress, now))
     }
 
     /// A campaign with its progress, as `show` prints it; blocking.
     pub fn show(&self, id: u64, now: UnixMicros) -> Result<serde_json::Value, CampaignError> {
         let record = self.load(id)?;
-        let results = self.results(id)?;
-        let progress = self.progress(&record, &results, now);
+        let cells = self.cells(id)?;
+        let progress = self.progress(&record, &cells, now);
         Ok(serde_json::json!({ "campaign": record, "progress": progress }))
     }
 }
@@ -912,5 +913,265 @@ mod tests {
         let once = c.create("reg", "toml", SPEC, NOW).unwrap();
         let p = c.progress(&once, &[], at(10));
         assert_eq!((p.results_expected, p.complete), (2, false));
+    }
+
+    /// A small deterministic generator (xorshift64*): reproducible from the printed seed.
+    struct Random(u64);
+
+    impl Random {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
+        }
+    }
+
+    /// A random result of `task` from `probe`: answered or not, failed to run for one of two
+    /// reasons, or an HTTP answer of a random status and size; start times from a small set,
+    /// so results of one cell often start at the same time (the tie rule decides).
+    fn random_result(
+        rng: &mut Random,
+        probe: &ProbeId,
+        task: TaskId,
+        http: bool,
+        sequence: u64,
+    ) -> crate::store::StoredResult {
+        use sixmap_shared::measurement::{
+            ConnectOutcome, ErrorClass, HttpResult, MeasurementError, Outcome,
+        };
+        let at = UnixMicros(NOW.0 + rng.below(6) as i64 * 1_000_000);
+        let rtt = (rng.below(3) != 0).then(|| Duration::from_micros(500 + rng.below(9_000)));
+        let mut r =
+            crate::testing::ping_v6(probe.clone(), sequence, at, rtt, Enrichment::default());
+        r.result.task_id = task;
+        r.result.key.boot_epoch = 1 + rng.below(2);
+        // HTTP tasks mostly get HTTP answers, so both families' pages are often compared.
+        let pick = if http { 2 + rng.below(3) } else { rng.below(6) };
+        r.result.outcome = match pick {
+            0 => Outcome::Failed(MeasurementError {
+                class: ErrorClass::Resolution,
+                message: "no AAAA".into(),
+            }),
+            1 => Outcome::Failed(MeasurementError {
+                class: ErrorClass::Network,
+                message: "no route".into(),
+            }),
+            2..=4 if http || pick < 4 => Outcome::Http(HttpResult {
+                connect: ConnectOutcome::Connected,
+                status: [None, Some(200), Some(302), Some(503)][rng.below(4) as usize],
+                http_version: None,
+                dns_ns: None,
+                connect_ns: None,
+                tls_ns: None,
+                first_byte_ns: None,
+                total_ns: 1,
+                body_bytes: rng.below(3),
+                body_truncated: false,
+                failure: None,
+            }),
+            _ => r.result.outcome,
+        };
+        r
+    }
+
+    /// Reports and progress from the store's cells equal those from every stored result
+    /// (today's fold, `store::fold_cells`): random results of several tasks, targets and
+    /// families, resent within and across batches, with results of a task of no campaign.
+    #[test]
+    fn reports_from_cells_equal_reports_from_every_result() {
+        #[allow(clippy::disallowed_methods, clippy::disallowed_types)]
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64
+            | 1;
+        eprintln!("seed {seed}");
+        let mut rng = Random(seed);
+        let dir = tempfile::tempdir().unwrap();
+        let c = service(dir.path(), &fleet(), None);
+        let spec = "name = \"d\"\ntargets = [\"a.example\", \"b.example\", \"2a00:1450:4001:800::200e\"]\n\
+            [[measurements]]\nkind = \"ping\"\nfamily = \"both\"\ntimeout_ms = 2000\n\
+            [[measurements]]\nkind = \"http\"\nfamily = \"both\"\nurl = \"http://{target}/\"\ntimeout_ms = 2000\n\
+            [[measurements]]\nkind = \"tcp\"\nport = 443\ntimeout_ms = 2000\n";
+        let record = c.create("reg", "toml", spec, NOW).unwrap();
+        let other = c.create("reg", "toml", SPEC, NOW).unwrap();
+        assert!(record.tasks.len() >= 12, "{} tasks", record.tasks.len());
+        let mut tasks: Vec<TaskId> = record.tasks.iter().map(|t| t.task_id).collect();
+        tasks.push(other.tasks[0].task_id);
+        // A task of no campaign: stored, counted nowhere.
+        tasks.push(c.store.task_id("ping outside any campaign").unwrap());
+        let mut all = Vec::new();
+        for probe in &record.probes {
+            for sequence in 1..=60 + rng.below(60) {
+                let task = tasks[rng.below(tasks.len() as u64) as usize];
+                let http = record.task(task).is_some_and(|t| {
+                    t.task.spec.measurement_kind()
+                        == sixmap_shared::measurement::MeasurementKind::Http
+                });
+                all.push(random_result(&mut rng, &probe.probe, task, http, sequence));
+            }
+        }
+        // The same key from another boot is another result; the dedup key is the whole key.
+        let mut sent = 0;
+        while sent < all.len() {
+            let size = 1 + rng.below(40) as usize;
+            let mut batch = all[sent..(sent + size).min(all.len())].to_vec();
+            sent += batch.len();
+            if rng.below(2) == 0 {
+                batch.push(all[rng.below(sent as u64) as usize].clone());
+            }
+            if rng.below(4) == 0 {
+                batch.push(batch[0].clone());
+            }
+            c.store.insert_results(&batch).unwrap();
+        }
+        let mut unique: HashMap<sixmap_shared::ResultKey, crate::store::StoredResult> =
+            HashMap::new();
+        for r in &all {
+            unique
+                .entry(r.result.key.clone())
+                .or_insert_with(|| r.clone());
+        }
+        let now = UnixMicros(NOW.0 + 3_600_000_000);
+        for campaign in [&record, &other] {
+            let from_cells = c.cells(campaign.id).unwrap();
+            let mut stored = Vec::new();
+            c.store
+                .campaign_results(campaign.id, &mut |r| {
+                    stored.push(r);
+                    true
+                })
+                .unwrap();
+            let from_results = crate::store::fold_cells(stored);
+            let expected = crate::store::fold_cells(
+                unique
+                    .values()
+                    .filter(|r| campaign.task(r.result.task_id).is_some())
+                    .cloned(),
+            );
+            assert!(from_cells == expected, "cells differ (seed {seed})");
+            assert!(from_results == expected, "results differ (seed {seed})");
+            let progress = c.progress(campaign, &from_cells, now);
+            assert_eq!(progress, c.progress(campaign, &from_results, now));
+            assert_eq!(
+                progress.results_in,
+                expected.iter().map(|cell| cell.results).sum::<u64>()
+            );
+            let report = |cells: &[CampaignCell]| {
+                let progress = c.progress(campaign, cells, now);
+                serde_json::to_string(&report::build(campaign, cells, progress, now)).unwrap()
+            };
+            let expected = report(&from_results);
+            assert!(
+                report(&from_cells) == expected,
+                "reports differ (seed {seed})"
+            );
+            let served = serde_json::to_string(&c.report(campaign.id, now).unwrap()).unwrap();
+            assert!(served == expected, "served report differs (seed {seed})");
+        }
+        // The report has figures to compare: results counted per target, failures by class.
+        let big = c.report(record.id, now).unwrap();
+        assert!(big.targets.iter().all(|t| !t.results.is_empty()));
+        assert!(big.progress.failures.contains_key("resolution"));
+        assert!(big.progress.reached > 0);
+        assert!(
+            big.targets.iter().any(|t| t
+                .same_content_v4_v6
+                .as_ref()
+                .is_some_and(|s| s.compared > 0)),
+            "no page compared over both families (seed {seed})"
+        );
+        // The same cells after a reopen.
+        let before = c.cells(record.id).unwrap();
+        drop(c);
+        let c = Campaigns::new(Arc::new(SledStore::open(dir.path()).unwrap()), false, None);
+        assert!(c.cells(record.id).unwrap() == before);
+    }
+
+    /// The cost of a report over a campaign of many results, from cells and (as before
+    /// cells) from every result. Figures in `docs/benchmarks.md`; run with
+    /// `cargo test -p sixmap-collector --release --lib report_cost -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "benchmark: prints figures"]
+    fn report_cost_from_cells_and_from_every_result() {
+        let n: u64 = std::env::var("SIXMAP_REPORT_RESULTS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(200_000);
+        let dir = tempfile::tempdir().unwrap();
+        let c = service(dir.path(), &fleet(), None);
+        let spec = "name = \"b\"\ntargets = [\"a.example\", \"b.example\"]\n\
+            [[measurements]]\nkind = \"ping\"\nfamily = \"both\"\ntimeout_ms = 2000\n\
+            [[measurements]]\nkind = \"http\"\nfamily = \"both\"\nurl = \"http://{target}/\"\ntimeout_ms = 2000\n";
+        let record = c.create("reg", "toml", spec, NOW).unwrap();
+        let mut rng = Random(0x5eed);
+        let per_probe = n / record.probes.len() as u64;
+        let started = std::time::Instant::now();
+        for probe in &record.probes {
+            let mut batch = Vec::with_capacity(100);
+            for sequence in 1..=per_probe {
+                let task = record.tasks[rng.below(record.tasks.len() as u64) as usize].task_id;
+                batch.push(random_result(&mut rng, &probe.probe, task, false, sequence));
+                if batch.len() == 100 {
+                    c.store.insert_results(&batch).unwrap();
+                    batch.clear();
+                }
+            }
+            c.store.insert_results(&batch).unwrap();
+        }
+        c.store.flush().unwrap();
+        let ingest = started.elapsed();
+        // The same results as tasks of no campaign: no `c` index entry and no cell written,
+        // so the difference bounds what campaign results cost at ingest.
+        let plain = c.store.task_id("ping outside any campaign").unwrap();
+        let started = std::time::Instant::now();
+        for probe in &record.probes {
+            let mut batch = Vec::with_capacity(100);
+            for sequence in 1..=per_probe {
+                let mut r = random_result(&mut rng, &probe.probe, plain, false, sequence);
+                r.result.key.boot_epoch += 10;
+                batch.push(r);
+                if batch.len() == 100 {
+                    c.store.insert_results(&batch).unwrap();
+                    batch.clear();
+                }
+            }
+            c.store.insert_results(&batch).unwrap();
+        }
+        c.store.flush().unwrap();
+        let ingest_plain = started.elapsed();
+        let now = UnixMicros(NOW.0 + 3_600_000_000);
+        let time = |f: &dyn Fn() -> String| {
+            let started = std::time::Instant::now();
+            let out = f();
+            (started.elapsed(), out)
+        };
+        let (from_cells, a) =
+            time(&|| serde_json::to_string(&c.report(record.id, now).unwrap()).unwrap());
+        let (from_results, b) = time(&|| {
+            let mut all = Vec::new();
+            c.store
+                .campaign_results(record.id, &mut |r| {
+                    all.push(r);
+                    true
+                })
+                .unwrap();
+            let cells = crate::store::fold_cells(all);
+            let progress = c.progress(&record, &cells, now);
+            serde_json::to_string(&report::build(&record, &cells, progress, now)).unwrap()
+        });
+        assert!(a == b, "the two reports differ");
+        let cells = c.cells(record.id).unwrap().len();
+        eprintln!(
+            "{} results, {cells} cells (ingest {:.2} s; of no campaign {:.2} s): report from \
+             cells {:.2} ms, from every result {:.1} ms ({:.0}x)",
+            per_probe * record.probes.len() as u64,
+            ingest.as_secs_f64(),
+            ingest_plain.as_secs_f64(),
+            from_cells.as_secs_f64() * 1e3,
+            from_results.as_secs_f64() * 1e3,
+            from_results.as_secs_f64() / from_cells.as_secs_f64()
+        );
     }
 }

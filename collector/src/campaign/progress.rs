@@ -1,10 +1,9 @@
 //! How far a campaign has got: results in, reached, failures by class, and the results
 //! expected so far (one-off: every probe x task; periodic: the slots that passed).
 
-use crate::store::StoredResult;
+use crate::store::CampaignCell;
 use serde::{Deserialize, Serialize};
 use sixmap_shared::UnixMicros;
-use sixmap_shared::measurement::Outcome;
 use std::collections::{BTreeMap, HashSet};
 
 use super::slots::{every_us, first_slot};
@@ -31,11 +30,11 @@ pub struct Progress {
 }
 
 impl Campaigns {
-    /// Progress of a campaign from its results.
+    /// Progress of a campaign from its cells (per task and probe: `Store::campaign_cells`).
     pub fn progress(
         &self,
         record: &CampaignRecord,
-        results: &[StoredResult],
+        cells: &[CampaignCell],
         now: UnixMicros,
     ) -> Progress {
         let mut p = Progress {
@@ -51,21 +50,16 @@ impl Campaigns {
         };
         let mut reporting = HashSet::new();
         let mut answered = HashSet::new();
-        for r in results {
-            let Some(task) = record.task(r.result.task_id) else {
+        for cell in cells {
+            let Some(task) = record.task(cell.task_id) else {
                 continue;
             };
-            p.results_in += 1;
-            reporting.insert(r.result.key.probe_id.clone());
-            answered.insert((r.result.key.probe_id.clone(), task.task_id));
-            if r.result.outcome.reached_destination() {
-                p.reached += 1;
-            } else {
-                let class = match &r.result.outcome {
-                    Outcome::Failed(e) => e.class.label(),
-                    _ => "unreached",
-                };
-                *p.failures.entry(class.to_owned()).or_default() += 1;
+            p.results_in += cell.results;
+            reporting.insert(cell.probe_id.clone());
+            answered.insert((cell.probe_id.clone(), task.task_id));
+            p.reached += cell.reached;
+            for (class, n) in &cell.failures {
+                *p.failures.entry(class.clone()).or_default() += n;
             }
         }
         p.probes_reporting = reporting.len();

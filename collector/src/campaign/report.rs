@@ -5,7 +5,7 @@
 use super::spec::{is_reachability_kind, task_label};
 use super::{CampaignRecord, DeclaredFigure, Progress};
 use crate::rollup::{self, Balanced, Proportion};
-use crate::store::StoredResult;
+use crate::store::{CampaignCell, StoredResult, is_newer};
 use serde::Serialize;
 use sixmap_shared::measurement::{Family, MeasurementKind, Outcome, Target};
 use sixmap_shared::{ProbeId, UnixMicros};
@@ -172,10 +172,11 @@ fn comparison(pairs: &[bool]) -> Option<Comparison> {
     })
 }
 
-/// Builds the report of `record` from its results.
+/// Builds the report of `record` from its cells (per task and probe: each holds its count
+/// and latest result, all a figure below needs).
 pub fn build(
     record: &CampaignRecord,
-    results: &[StoredResult],
+    cells: &[CampaignCell],
     progress: Progress,
     now: UnixMicros,
 ) -> Report {
@@ -194,8 +195,8 @@ pub fn build(
     // Iteration order does not matter: every figure below goes through ordered maps.
     let mut latest: HashMap<Key, &StoredResult> = HashMap::new();
     let mut counts: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
-    for r in results {
-        let Some(task) = record.tasks.iter().find(|t| t.task_id == r.result.task_id) else {
+    for cell in cells {
+        let Some(task) = record.tasks.iter().find(|t| t.task_id == cell.task_id) else {
             continue;
         };
         let spec = &task.task.spec;
@@ -203,16 +204,17 @@ pub fn build(
             .entry(task.task.target.clone())
             .or_default()
             .entry(task_label(spec))
-            .or_default() += 1;
+            .or_default() += cell.results;
         let key = (
-            r.result.key.probe_id.clone(),
+            cell.probe_id.clone(),
             task.task.target.clone(),
             spec.measurement_kind(),
             spec.family,
         );
-        let newer = latest
-            .get(&key)
-            .is_none_or(|old| old.result.started_at <= r.result.started_at);
+        // The newest over the tasks of the key; ties by result key (`store::is_newer`), so
+        // the answer does not depend on the order cells are read in.
+        let r = &cell.latest;
+        let newer = latest.get(&key).is_none_or(|old| is_newer(r, old));
         if newer {
             latest.insert(key, r);
         }
@@ -948,7 +950,7 @@ mod tests {
             results.push(r);
         }
         let progress = crate::campaign::Progress::default();
-        let report = build(&rec, &results, progress, NOW);
+        let report = build(&rec, &crate::store::fold_cells(results), progress, NOW);
         let a = &report.targets[0];
         assert_eq!(a.aaaa_published, Some(true));
         let reach = a.reachable_v6.as_ref().unwrap();

@@ -421,6 +421,7 @@ mod tests {
                 campaign_entries: 60,
                 complete: true,
                 index_entries: 300,
+                cell_entries: 60,
             }
         );
         check_migrated(&store, &results);

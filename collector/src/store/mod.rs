@@ -12,6 +12,7 @@ pub mod filter;
 mod migrate;
 mod result_codec;
 mod sled_auth;
+mod sled_cells;
 mod sled_db;
 mod sled_figures;
 mod sled_index;
@@ -33,6 +34,7 @@ use sixmap_shared::health::{OutboxLoss, ProbeTag, SelfTest, TagName};
 use sixmap_shared::measurement::MeasurementResult;
 use sixmap_shared::prefixes::Enrichment;
 use sixmap_shared::{ProbeId, TaskId, UnixMicros};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +115,91 @@ impl From<MeasurementResult> for StoredResult {
             target_origin: None,
         }
     }
+}
+
+/// What a campaign's reports need of the results of one (task, probe): kept by the store as
+/// results come in, so a report or a progress check reads one cell per (task, probe), not
+/// every result (issue #18).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CampaignCell {
+    pub task_id: TaskId,
+    pub probe_id: ProbeId,
+    /// Results stored (each result key once).
+    pub results: u64,
+    /// Of those, results whose destination answered.
+    pub reached: u64,
+    /// The others, by [`failure_class`].
+    pub failures: BTreeMap<String, u64>,
+    /// The newest result by [`is_newer`].
+    pub latest: StoredResult,
+}
+
+impl CampaignCell {
+    /// A cell holding one result.
+    pub fn new(first: StoredResult) -> Self {
+        let mut cell = Self {
+            task_id: first.result.task_id,
+            probe_id: first.result.key.probe_id.clone(),
+            results: 0,
+            reached: 0,
+            failures: BTreeMap::new(),
+            latest: first.clone(),
+        };
+        cell.count(&first);
+        cell
+    }
+
+    /// Counts one more result of this cell (never the same result key twice: callers
+    /// deduplicate) and keeps it if it is the newest.
+    pub fn add(&mut self, result: StoredResult) {
+        self.count(&result);
+        if is_newer(&result, &self.latest) {
+            self.latest = result;
+        }
+    }
+
+    fn count(&mut self, result: &StoredResult) {
+        self.results += 1;
+        match failure_class(&result.result.outcome) {
+            None => self.reached += 1,
+            Some(class) => *self.failures.entry(class.to_owned()).or_default() += 1,
+        }
+    }
+}
+
+/// Why a result did not reach its destination: `unreached` when the measurement ran but
+/// nothing answered, else the class of the failure to run (`resolution`, `network`...);
+/// `None` when the destination answered.
+pub fn failure_class(outcome: &sixmap_shared::measurement::Outcome) -> Option<&'static str> {
+    use sixmap_shared::measurement::Outcome;
+    if outcome.reached_destination() {
+        return None;
+    }
+    Some(match outcome {
+        Outcome::Failed(e) => e.class.label(),
+        _ => "unreached",
+    })
+}
+
+/// Whether `a` is newer than `b`: later start, ties broken by the larger result key, so the
+/// latest result is the same whatever order a store reads results in.
+pub fn is_newer(a: &StoredResult, b: &StoredResult) -> bool {
+    (a.result.started_at, &a.result.key) > (b.result.started_at, &b.result.key)
+}
+
+/// The cells of `results` (each result key once), by (task, probe): what a store without
+/// cells of its own answers, and the reference the stores' cells are tested against.
+pub fn fold_cells(results: impl IntoIterator<Item = StoredResult>) -> Vec<CampaignCell> {
+    let mut cells: BTreeMap<(TaskId, ProbeId), CampaignCell> = BTreeMap::new();
+    for r in results {
+        match cells.entry((r.result.task_id, r.result.key.probe_id.clone())) {
+            std::collections::btree_map::Entry::Occupied(mut e) => e.get_mut().add(r),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(CampaignCell::new(r));
+            }
+        }
+    }
+    cells.into_values().collect()
 }
 
 /// A change of a probe's tags, kept as history.
@@ -273,6 +360,26 @@ pub trait Store: AuthStore + FigureStore + Send + Sync + std::fmt::Debug + 'stat
     ) -> Result<(), StoreError> {
         let _ = (campaign, visit);
         Err(unsupported())
+    }
+    /// The cells of a campaign (one per task and probe with results), by task then probe;
+    /// stops when `visit` returns false. The default folds [`Store::campaign_results`]:
+    /// stores that keep cells answer in O(cells) instead.
+    fn campaign_cells(
+        &self,
+        campaign: u64,
+        visit: &mut dyn FnMut(CampaignCell) -> bool,
+    ) -> Result<(), StoreError> {
+        let mut results = Vec::new();
+        self.campaign_results(campaign, &mut |r| {
+            results.push(r);
+            true
+        })?;
+        for cell in fold_cells(results) {
+            if !visit(cell) {
+                break;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -20,6 +20,9 @@ pub(super) const BY_KEY: u8 = b'k';
 pub(super) const BY_CAMPAIGN: u8 = b'c';
 pub(super) const LOG: u8 = b'l';
 pub(super) const LOG_HEAD: &[u8] = b"h";
+/// Campaign cells (`sled_cells`) and how far they were built from the campaign index.
+pub(super) const CELL: u8 = b's';
+pub(super) const CELLS_CURSOR: &[u8] = b"t";
 
 /// sled's page cache when the config says nothing: with it the collector stays under 1 GiB
 /// resident at full ingest (sled's own default is 1 GiB of cache alone).
@@ -133,4 +136,6 @@ pub struct Migrated {
     pub complete: bool,
     /// Per-result index entries converted to index blocks (`sled_index`).
     pub index_entries: u64,
+    /// Campaign index entries counted into campaign cells (`sled_cells`).
+    pub cell_entries: u64,
 }

@@ -16,6 +16,9 @@
 //!   index (`sled_index`; stores with one `k` ‖ result key entry per result are converted
 //!   when opened);
 //! - `c` ‖ campaign id ‖ result key → start time: the results of a campaign's tasks;
+//! - `s` ‖ campaign id ‖ task id ‖ probe → the campaign cell: results, reached, failures by
+//!   class and the latest row key, written with the results it counts (`sled_cells`); `t` →
+//!   how far cells were built from the `c` index of a store written before them;
 //! - `l` ‖ log position → the ingest log, every new result once, in commit order: one entry
 //!   per stored batch holding its new rows (`sled_log`);
 //! - `h` → the newest log position ever given (kept when the log is pruned).
@@ -25,12 +28,13 @@
 
 use super::result_codec::{self, RESULT_KEY_LEN, ROW_KEY_LEN};
 use super::sled_db::{
-    AuthTrees, BY_CAMPAIGN, DEFAULT_CACHE_MB, FigureTrees, LOG_HEAD, Migrated, RESULTS_TREE, ROW,
-    SledStore, backend, decode, encode, key_of, log_key, poisoned, u64_of,
+    self, AuthTrees, BY_CAMPAIGN, DEFAULT_CACHE_MB, FigureTrees, LOG_HEAD, Migrated, RESULTS_TREE,
+    ROW, SledStore, backend, decode, encode, key_of, log_key, poisoned, u64_of,
 };
 use super::sled_log::read_log_head;
+use super::{CampaignCell, failure_class};
 use super::{Inserted, ProbeRecord, ResultQuery, Store, StoreError, StoredResult, TagEvent};
-use super::{sled_index, sled_log};
+use super::{sled_cells, sled_index, sled_log};
 use sixmap_shared::health::OutboxLoss;
 use sixmap_shared::{ProbeId, ResultKey, TaskId, UnixMicros};
 use std::collections::HashMap;
@@ -94,6 +98,8 @@ impl SledStore {
         let mut migrated = super::migrate::run(&db, &results, super::migrate::CHUNK, None)?;
         migrated.index_entries =
             sled_index::convert_per_result_entries(&results, super::migrate::CHUNK, None)?;
+        migrated.cell_entries =
+            sled_cells::build_from_index(&results, super::migrate::CHUNK, None)?;
         let head = read_log_head(&results)?;
         let campaign_tasks = tree("campaign_tasks")?;
         let mut campaign_of = HashMap::new();
@@ -247,7 +253,10 @@ impl Store for SledStore {
                 .map(|r| {
                     let key = result_codec::result_key_bytes(&r.result.key);
                     let time = result_codec::time_bytes(r.result.started_at);
-                    let campaign = campaign_of.get(&r.result.task_id.get()).copied();
+                    // With the failure class its cell counts it under.
+                    let campaign = campaign_of
+                        .get(&r.result.task_id.get())
+                        .map(|c| (*c, r.result.task_id.get(), failure_class(&r.result.outcome)));
                     (key, time, result_codec::encode_value(r), campaign)
                 })
                 .collect()
@@ -259,6 +268,9 @@ impl Store for SledStore {
         // index blocks, each read once here and written once below.
         let mut blocks: HashMap<sled_index::BlockKey, sled_index::Block> = HashMap::new();
         let mut logged = sled_log::EntryWriter::with_capacity(encoded.len());
+        // The campaign cells the batch's new results count in (a batch is one probe's: a
+        // few tasks), each read once here and written with the results.
+        let mut cells = sled_cells::Changes::default();
         for (key, time, value, campaign) in encoded {
             let (block_key, slot) = sled_index::locate(&key);
             let block = match blocks.entry(block_key) {
@@ -271,9 +283,19 @@ impl Store for SledStore {
                 continue;
             }
             let row = key_of(ROW, &[&time, &key]);
-            if let Some(campaign) = campaign {
-                // Indexed with the result itself, so a report never misses a stored result.
+            if let Some((campaign, task, class)) = campaign {
+                // Indexed and counted with the result itself, so a report never misses a
+                // stored result nor counts one twice.
                 batch.insert(key_of(BY_CAMPAIGN, &[&campaign.to_be_bytes(), &key]), &time);
+                let mut row_key = [0u8; ROW_KEY_LEN];
+                row_key[..8].copy_from_slice(&time);
+                row_key[8..].copy_from_slice(&key);
+                cells.add(
+                    &self.results,
+                    sled_cells::cell_key(campaign, task, &key),
+                    class,
+                    &row_key,
+                )?;
             }
             logged.push(&row[1..]);
             batch.insert(row, value);
@@ -285,6 +307,7 @@ impl Store for SledStore {
                     batch.insert(&key[..], block.encode());
                 }
             }
+            cells.write(&mut batch);
             let first = *head + 1;
             let last = *head + u64::from(logged.count());
             batch.insert(log_key(first), logged.finish());
@@ -562,6 +585,44 @@ impl Store for SledStore {
                 continue;
             };
             if !visit(stored) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn campaign_cells(
+        &self,
+        campaign: u64,
+        visit: &mut dyn FnMut(CampaignCell) -> bool,
+    ) -> Result<(), StoreError> {
+        let prefix = key_of(sled_db::CELL, &[&campaign.to_be_bytes()]);
+        for entry in self.results.scan_prefix(prefix) {
+            let (key, value) = entry.map_err(backend)?;
+            let cell = sled_cells::Cell::decode(&key, &value)?;
+            let corrupt = |reason: &str| StoreError::Corrupt {
+                key: String::from_utf8_lossy(&key).into_owned(),
+                reason: reason.into(),
+            };
+            let task = key
+                .get(9..17)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .and_then(|b| TaskId::new(u64::from_be_bytes(b)).ok())
+                .ok_or_else(|| corrupt("campaign cell key without a task id"))?;
+            // The latest row is never deleted (rows are kept forever); one missing is damage.
+            let latest = self
+                .row(&cell.latest)?
+                .ok_or_else(|| corrupt("the latest result of a campaign cell is missing"))?;
+            let probe_id = latest.result.key.probe_id.clone();
+            let keep_going = visit(CampaignCell {
+                task_id: task,
+                probe_id,
+                results: cell.results,
+                reached: cell.reached,
+                failures: cell.failures,
+                latest,
+            });
+            if !keep_going {
                 break;
             }
         }

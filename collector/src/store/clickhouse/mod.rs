@@ -374,4 +374,12 @@ impl Store for ClickHouseStore {
     ) -> Result<(), StoreError> {
         self.scan_campaign(campaign, visit)
     }
+
+    fn campaign_cells(
+        &self,
+        campaign: u64,
+        visit: &mut dyn FnMut(super::CampaignCell) -> bool,
+    ) -> Result<(), StoreError> {
+        self.campaign_cells_of(campaign, visit)
+    }
 }

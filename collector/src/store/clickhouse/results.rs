@@ -4,11 +4,13 @@
 use super::ClickHouseStore;
 use super::rows::{self, quote};
 use crate::store::result_codec;
-use crate::store::{Inserted, ResultQuery, StoreError, StoredResult};
+use crate::store::{
+    CampaignCell, Inserted, ResultQuery, StoreError, StoredResult, failure_class, is_newer,
+};
 use serde_json::json;
 use sixmap_shared::health::OutboxLoss;
 use sixmap_shared::{ResultKey, UnixMicros};
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 /// How long a task found linked to no campaign is taken as unlinked.
 const LINK_RECHECK: std::time::Duration = std::time::Duration::from_secs(2);
@@ -391,6 +393,111 @@ impl ClickHouseStore {
         visit: &mut dyn FnMut(StoredResult) -> bool,
     ) -> Result<(), StoreError> {
         self.scan_pages(&format!("campaign = {campaign}"), Order::Key, visit)
+    }
+
+    /// The cells of a campaign (`Store::campaign_cells`) in three reads, none returning a row
+    /// per stored result that reached its destination: the result keys per (task, probe)
+    /// (deduplicated, then grouped), the rows at each cell's latest start time (the rows'
+    /// wide columns are never sorted: only the start times are aggregated), and the rows that
+    /// did not reach (for their failure class, which no column holds; rows of schema 1 have
+    /// no `reached` and are read here too, and count as failures only if they did not reach).
+    pub(super) fn campaign_cells_of(
+        &self,
+        campaign: u64,
+        visit: &mut dyn FnMut(CampaignCell) -> bool,
+    ) -> Result<(), StoreError> {
+        self.flush_results()?;
+        let table = self.table("results");
+        let counts = self.client.query_bytes(&format!(
+            "SELECT task_id, probe_id, count() FROM (SELECT task_id, probe_id, boot_epoch, \
+             sequence FROM {table} WHERE campaign = {campaign} \
+             LIMIT 1 BY probe_id, boot_epoch, sequence) \
+             GROUP BY task_id, probe_id FORMAT TabSeparated"
+        ))?;
+        let mut results: BTreeMap<(u64, String), u64> = BTreeMap::new();
+        for fields in rows::byte_lines(&counts) {
+            let [task, probe, count] = fields.as_slice() else {
+                return Err(rows::corrupt(&table, "expected task_id, probe_id, count"));
+            };
+            results.insert(
+                (rows::number(&table, task)?, rows::text(&table, probe)?),
+                rows::number(&table, count)?,
+            );
+        }
+        // GLOBAL: with a cluster the subquery runs once over every shard, not per shard on
+        // its local rows (18.16 refuses a distributed subquery in a distributed IN).
+        let latest = self.client.query_bytes(&format!(
+            "SELECT {READ_COLUMNS} FROM {table} WHERE campaign = {campaign} \
+             AND (task_id, probe_id, started_at) GLOBAL IN (SELECT task_id, probe_id, \
+             max(started_at) FROM {table} WHERE campaign = {campaign} \
+             GROUP BY task_id, probe_id) FORMAT TabSeparated"
+        ))?;
+        let mut newest: BTreeMap<(u64, String), StoredResult> = BTreeMap::new();
+        for fields in rows::byte_lines(&latest) {
+            let r = decode_row(&table, &fields)?;
+            let key = (
+                r.result.task_id.get(),
+                r.result.key.probe_id.as_str().to_owned(),
+            );
+            // Ties of start time go to the larger result key (copies are equal).
+            if newest.get(&key).is_none_or(|old| is_newer(&r, old)) {
+                newest.insert(key, r);
+            }
+        }
+        // Results stored by another collector between these reads may show in one and not
+        // another: a cell is then as of one of them (a row seen counts at least once), as
+        // any report taken during ingest is as of about its time.
+        let mut cells: BTreeMap<(u64, String), CampaignCell> = BTreeMap::new();
+        for (key, r) in newest {
+            let n = results.get(&key).copied().unwrap_or(1);
+            cells.insert(
+                key,
+                CampaignCell {
+                    task_id: r.result.task_id,
+                    probe_id: r.result.key.probe_id.clone(),
+                    results: n,
+                    reached: 0,
+                    failures: BTreeMap::new(),
+                    latest: r,
+                },
+            );
+        }
+        // One streamed answer, in no order: the counts do not depend on it.
+        let mut lines = self.client.stream(&format!(
+            "SELECT {READ_COLUMNS} FROM {table} WHERE campaign = {campaign} AND reached = 0 \
+             LIMIT 1 BY probe_id, boot_epoch, sequence FORMAT TabSeparated"
+        ))?;
+        while let Some(line) = lines.next_line()? {
+            // An error after the answer started comes as text in the body (the status was
+            // already 200).
+            if line.starts_with(b"Code: ") {
+                return Err(StoreError::Backend(format!(
+                    "ClickHouse failed while reading the cells of campaign {campaign}: {}",
+                    String::from_utf8_lossy(&line)
+                )));
+            }
+            let r = decode_row(&table, &rows::fields(&line))?;
+            let key = (
+                r.result.task_id.get(),
+                r.result.key.probe_id.as_str().to_owned(),
+            );
+            if let (Some(class), Some(cell)) =
+                (failure_class(&r.result.outcome), cells.get_mut(&key))
+            {
+                *cell.failures.entry(class.to_owned()).or_default() += 1;
+            }
+        }
+        for cell in cells.values_mut() {
+            let failed: u64 = cell.failures.values().sum();
+            cell.results = cell.results.max(failed);
+            cell.reached = cell.results - failed;
+        }
+        for cell in cells.into_values() {
+            if !visit(cell) {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// Visits the deduplicated rows matching `filter` in `order`, one page per query, each
