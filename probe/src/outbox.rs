@@ -16,6 +16,7 @@ use crate::identity::{StateError, create_private_dir, make_private};
 use crate::ledger::{self, Ledger, RESERVE_STRIDE, Record};
 use sixmap_proto::{decode, encode};
 use sixmap_shared::health::{LossReason, OutboxLoss};
+use sixmap_shared::measurement::{MAX_ERROR_MESSAGE_LEN, Outcome};
 use sixmap_shared::session::{Ack, MAX_MESSAGE_BYTES, ResultBatch};
 use sixmap_shared::{BootEpoch, MeasurementResult, ProbeId, ResultKey, UnixMicros};
 use std::path::{Path, PathBuf};
@@ -90,6 +91,20 @@ fn entry_key(prefix: u8, key: OutboxKey) -> [u8; 17] {
 }
 
 fn result_value(result: &MeasurementResult) -> Vec<u8> {
+    // What is stored must read back (`decode::outbox_result` checks it as the collector will):
+    // an over-long error text from the OS or a peer is cut, not a reason to lose the result.
+    let bounded;
+    let result = match &result.outcome {
+        Outcome::Failed(e) if e.message.len() > MAX_ERROR_MESSAGE_LEN => {
+            let mut copy = result.clone();
+            if let Outcome::Failed(e) = &mut copy.outcome {
+                e.bound_message();
+            }
+            bounded = copy;
+            &bounded
+        }
+        _ => result,
+    };
     let wire = encode::outbox_result(result);
     let mut value = Vec::with_capacity(9 + wire.len());
     value.push(FORMAT);

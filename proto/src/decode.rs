@@ -986,9 +986,9 @@ pub fn collector_message(
     }
 }
 
-/// A result as the probe's outbox keeps it ([`crate::encode::outbox_result`]). Not validated
-/// again: the outbox sends what it stored and the collector judges it, rejecting by name what
-/// it will never accept.
+/// A result as the probe's outbox keeps it ([`crate::encode::outbox_result`]), checked as
+/// the collector checks it: the outbox stores only results that pass (it bounds error texts
+/// before storing), so one that does not is damage.
 pub fn outbox_result(bytes: &[u8]) -> Result<MeasurementResult, WireError> {
     use prost::Message;
     let wire = v1::MeasurementResult::decode(bytes)

@@ -103,20 +103,26 @@ impl CampaignGrpc {
         }
     }
 
-    /// Writes the audit entry of a write; a failure to write it is logged by `auth::audit`.
-    async fn audit(&self, token: &ApiTokenRecord, action: &str, target: String, outcome: &str) {
+    /// Runs a write and writes its audit entry in the same reader job: a call dropped while
+    /// it waits (client gone, request timeout) then leaves both undone or both done, never a
+    /// write without its entry. `outcome` names the result for the log ("ok", "refused"...);
+    /// a failure to write the entry is logged by `auth::audit`.
+    async fn audited<T: Send + 'static>(
+        &self,
+        token: &ApiTokenRecord,
+        action: &'static str,
+        target: String,
+        outcome: fn(&Result<T, CampaignError>) -> &'static str,
+        work: impl FnOnce() -> Result<T, CampaignError> + Send + 'static,
+    ) -> Result<T, Status> {
         let identity = format!("api:{} ({})", token.name, token.role);
-        let (store, action, outcome) = (self.store.clone(), action.to_owned(), outcome.to_owned());
-        let written = self
-            .readers
-            .run(move || {
-                auth::audit(&*store, &identity, &action, &target, &outcome);
-                Ok(())
-            })
-            .await;
-        if let Err(e) = written {
-            tracing::error!(error = %e, "cannot write the audit log");
-        }
+        let store = self.store.clone();
+        self.blocking(move || {
+            let done = work();
+            auth::audit(&*store, &identity, action, &target, outcome(&done));
+            done
+        })
+        .await
     }
 }
 
@@ -158,10 +164,13 @@ impl CampaignService for CampaignGrpc {
         // The owner is the token's holder (budgets are per owner); the request's field is ignored.
         let owner = token.name.clone();
         let created = self
-            .blocking(move || c.create(&owner, &format, &r.spec, UnixMicros::now()))
-            .await;
-        let outcome = if created.is_ok() { "ok" } else { "refused" };
-        self.audit(&token, "grpc campaign create", "campaigns".into(), outcome)
+            .audited(
+                &token,
+                "grpc campaign create",
+                "campaigns".into(),
+                |done| if done.is_ok() { "ok" } else { "refused" },
+                move || c.create(&owner, &format, &r.spec, UnixMicros::now()),
+            )
             .await;
         document(&created?)
     }
@@ -196,27 +205,25 @@ impl CampaignService for CampaignGrpc {
         let id = r.id;
         let (name, admin) = (token.name.clone(), token.role == Role::Admin);
         let cancelled = self
-            .blocking(move || {
-                c.cancel(
-                    r.id,
-                    super::Writer { name: &name, admin },
-                    &r.reason,
-                    UnixMicros::now(),
-                )
-            })
+            .audited(
+                &token,
+                "grpc campaign cancel",
+                format!("campaign {id}"),
+                |done| match done {
+                    Ok(_) => "ok",
+                    Err(CampaignError::NotOwner { .. }) => "denied",
+                    Err(_) => "refused",
+                },
+                move || {
+                    c.cancel(
+                        r.id,
+                        super::Writer { name: &name, admin },
+                        &r.reason,
+                        UnixMicros::now(),
+                    )
+                },
+            )
             .await;
-        let outcome = match &cancelled {
-            Ok(_) => "ok",
-            Err(status) if status.code() == tonic::Code::PermissionDenied => "denied",
-            Err(_) => "refused",
-        };
-        self.audit(
-            &token,
-            "grpc campaign cancel",
-            format!("campaign {id}"),
-            outcome,
-        )
-        .await;
         document(&cancelled?)
     }
 

@@ -19,6 +19,10 @@ use std::sync::Mutex;
 /// Deltas kept at most (about a batch each): beyond this the folder is far behind, and the
 /// results wait for it in the log instead of in memory.
 pub const MAX_PENDING: usize = 8_192;
+/// Figure rows kept at most over all deltas: a batch of results with scattered times and
+/// targets makes a delta of hundreds of rows, so the count of deltas alone does not bound
+/// the memory (a row with its sketch is a few hundred bytes).
+pub const MAX_PENDING_ROWS: usize = 250_000;
 
 /// A batch's delta: the figures of the results at log positions `first..=last`.
 #[derive(Debug)]
@@ -30,7 +34,22 @@ struct Delta {
 /// Deltas handed from sessions to the folder (module doc).
 #[derive(Debug, Default)]
 pub struct Feed {
-    pending: Mutex<BTreeMap<u64, Delta>>,
+    pending: Mutex<Pending>,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    deltas: BTreeMap<u64, Delta>,
+    /// Figure rows over all `deltas`.
+    rows: usize,
+}
+
+impl Pending {
+    fn remove_first(&mut self) -> Option<(u64, Delta)> {
+        let (first, delta) = self.deltas.pop_first()?;
+        self.rows = self.rows.saturating_sub(delta.set.rows.len());
+        Some((first, delta))
+    }
 }
 
 /// What the folder should fold next, after its cursor.
@@ -68,9 +87,13 @@ impl Feed {
         for stored in new {
             set.fold(stored, prefixes, hours_since);
         }
+        let rows = set.rows.len();
         let mut pending = self.lock();
-        if pending.len() < MAX_PENDING {
-            pending.insert(first, Delta { last, set });
+        if pending.deltas.len() < MAX_PENDING && pending.rows + rows <= MAX_PENDING_ROWS {
+            pending.rows += rows;
+            if let Some(replaced) = pending.deltas.insert(first, Delta { last, set }) {
+                pending.rows -= replaced.set.rows.len();
+            }
         }
     }
 
@@ -83,25 +106,28 @@ impl Feed {
         {
             let mut pending = self.lock();
             // Folded already (through the log), whole or in part: a delta cannot be split.
-            while let Some(entry) = pending.first_entry() {
-                if *entry.key() > cursor {
-                    break;
-                }
-                entry.remove();
+            while pending
+                .deltas
+                .first_key_value()
+                .is_some_and(|(first, _)| *first <= cursor)
+            {
+                pending.remove_first();
             }
-            while let Some(entry) = pending.first_entry() {
-                let n = usize::try_from(entry.get().last - *entry.key() + 1).unwrap_or(usize::MAX);
-                if *entry.key() != last + 1 || (results > 0 && results.saturating_add(n) > max) {
+            while let Some((first, delta)) = pending.deltas.first_key_value() {
+                let n = usize::try_from(delta.last - first + 1).unwrap_or(usize::MAX);
+                if *first != last + 1 || (results > 0 && results.saturating_add(n) > max) {
                     break;
                 }
-                let delta = entry.remove();
+                let Some((_, delta)) = pending.remove_first() else {
+                    break;
+                };
                 last = delta.last;
                 results = results.saturating_add(n);
                 taken.push(delta.set);
             }
             if taken.is_empty() {
                 return Next::Log {
-                    upto: pending.keys().next().map(|first| first - 1),
+                    upto: pending.deltas.keys().next().map(|first| first - 1),
                 };
             }
         }
@@ -112,7 +138,7 @@ impl Feed {
         Next::Deltas { set, last, results }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Delta>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
         // A panic while holding it leaves a map of whole deltas: still usable.
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -209,7 +235,7 @@ mod tests {
         for position in 1..=(MAX_PENDING as u64 + 10) {
             offer(&feed, position, &one);
         }
-        assert_eq!(feed.lock().len(), MAX_PENDING);
+        assert_eq!(feed.lock().deltas.len(), MAX_PENDING);
         match feed.next(0, usize::MAX) {
             Next::Deltas { last, .. } => assert_eq!(last, MAX_PENDING as u64),
             other => panic!("{other:?}"),
@@ -218,5 +244,39 @@ mod tests {
             feed.next(MAX_PENDING as u64, 10),
             Next::Log { upto: None }
         ));
+    }
+
+    #[test]
+    fn memory_is_bounded_by_figure_rows_too() {
+        let probe = ProbeId::random().unwrap();
+        // Results a day apart: each makes its own day rows, so a delta has many rows.
+        let scattered: Vec<StoredResult> = (0..200)
+            .map(|i| {
+                crate::testing::ping_v6(
+                    probe.clone(),
+                    i + 1,
+                    UnixMicros(1_700_000_000_000_000 + i as i64 * super::super::DAY_US),
+                    None,
+                    Enrichment::default(),
+                )
+            })
+            .collect();
+        let feed = Feed::default();
+        let mut position = 1;
+        for _ in 0..MAX_PENDING {
+            offer(&feed, position, &scattered);
+            position += scattered.len() as u64;
+        }
+        let pending = feed.lock();
+        assert!(pending.rows <= MAX_PENDING_ROWS, "{}", pending.rows);
+        assert!(pending.deltas.len() < MAX_PENDING);
+        assert_eq!(
+            pending.rows,
+            pending
+                .deltas
+                .values()
+                .map(|d| d.set.rows.len())
+                .sum::<usize>()
+        );
     }
 }

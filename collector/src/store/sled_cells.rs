@@ -165,8 +165,15 @@ impl Changes {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => {
                 let stored = tree.get(key).map_err(backend)?;
-                let cell = match stored {
-                    Some(bytes) => Cell::decode(&key, &bytes)?,
+                let cell = match stored.map(|bytes| Cell::decode(&key, &bytes)) {
+                    Some(Ok(cell)) => cell,
+                    // A damaged cell must not stop the probe's results from being stored
+                    // (the batch would be refused and resent forever): it starts again from
+                    // this result, and its report undercounts until the cells are rebuilt.
+                    Some(Err(e)) => {
+                        tracing::error!(error = %e, "damaged campaign cell replaced; its counts restart");
+                        Cell::new(*row)
+                    }
                     None => Cell::new(*row),
                 };
                 e.insert(cell)
@@ -296,6 +303,38 @@ mod tests {
             })
             .unwrap();
         out
+    }
+
+    /// A damaged cell does not stop ingest: it starts again from the next result.
+    #[test]
+    fn a_damaged_cell_is_replaced_and_results_are_still_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let probe: ProbeId = "00000000000000aa".parse().unwrap();
+        let task = TaskId::new(5).unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        store.link_campaign_task(task, 3).unwrap();
+        let result = |sequence: u64| {
+            let at = UnixMicros(1_790_000_000_000_000 + sequence as i64);
+            let mut r = ping_v6(probe.clone(), sequence, at, None, Enrichment::default());
+            r.result.task_id = task;
+            r
+        };
+        store.insert_results(&[result(1)]).unwrap();
+        let key = store
+            .results
+            .scan_prefix([CELL])
+            .keys()
+            .next()
+            .unwrap()
+            .unwrap();
+        store.results.insert(key, &b"\xffdamaged"[..]).unwrap();
+        assert_eq!(
+            store.insert_results(&[result(2)]).unwrap(),
+            vec![crate::store::Inserted::New]
+        );
+        let read = cells(&store, 3);
+        assert_eq!(read.len(), 1);
+        assert_eq!(read[0].results, 1, "counted again from the next result");
     }
 
     /// A store written before cells existed (its `c` index but no cells) gets them at open:

@@ -423,3 +423,27 @@ fn a_start_refused_by_the_lock_takes_no_boot_epoch() {
         "1\n"
     );
 }
+
+#[test]
+fn a_failure_with_an_over_long_error_text_is_sent_cut_not_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut outbox = Outbox::open(dir.path(), &probe(), epoch(1), 1 << 20, UnixMicros(1)).unwrap();
+    let key = outbox.next_key();
+    let mut failed = result(key.clone(), 1000, false);
+    failed.outcome = Outcome::Failed(sixmap_shared::measurement::MeasurementError {
+        class: sixmap_shared::measurement::ErrorClass::Network,
+        message: "x".repeat(5000),
+    });
+    outbox.stage(&failed, UnixMicros(1));
+    outbox.commit().unwrap();
+    let batch = outbox.next_batch(10, 8, UnixMicros(2)).unwrap().unwrap();
+    assert_eq!(batch.results.len(), 1, "sent, not dropped as damage");
+    assert!(batch.losses.is_empty(), "{:?}", batch.losses);
+    match &batch.results[0].outcome {
+        Outcome::Failed(e) => {
+            assert!(e.message.len() <= sixmap_shared::measurement::MAX_ERROR_MESSAGE_LEN);
+            assert!(e.message.starts_with("xxxx") && e.message.ends_with('…'));
+        }
+        other => panic!("{other:?}"),
+    }
+}

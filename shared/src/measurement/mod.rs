@@ -530,6 +530,24 @@ pub struct MeasurementError {
     pub message: String,
 }
 
+impl MeasurementError {
+    /// Cuts the message to [`MAX_ERROR_MESSAGE_LEN`] bytes (at a character boundary, ending
+    /// in "…"), the most a result may carry: an OS or peer error text of any length then
+    /// still makes a valid result instead of one the collector refuses.
+    pub fn bound_message(&mut self) {
+        if self.message.len() <= MAX_ERROR_MESSAGE_LEN {
+            return;
+        }
+        let ellipsis = '…';
+        let mut end = MAX_ERROR_MESSAGE_LEN - ellipsis.len_utf8();
+        while !self.message.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.message.truncate(end);
+        self.message.push(ellipsis);
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TimestampSource {
@@ -631,6 +649,31 @@ impl PingResult {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn long_error_messages_are_cut_to_the_limit_at_a_character_boundary() {
+        for filler in ["a", "é", "€"] {
+            let mut e = MeasurementError {
+                class: ErrorClass::Network,
+                message: filler.repeat(2000),
+            };
+            e.bound_message();
+            assert!(
+                e.message.len() <= MAX_ERROR_MESSAGE_LEN,
+                "{}",
+                e.message.len()
+            );
+            assert!(e.message.len() > MAX_ERROR_MESSAGE_LEN - 8);
+            assert!(e.message.ends_with('…'));
+        }
+        let mut short = MeasurementError {
+            class: ErrorClass::Network,
+            message: "no route".into(),
+        };
+        short.bound_message();
+        assert_eq!(short.message, "no route");
+    }
+
     use super::*;
 
     #[test]
