@@ -1115,6 +1115,18 @@ fn random_result(rng: &mut Random, probe: &ProbeId, sequence: u64, at: i64) -> S
     r
 }
 
+/// A new seed each run, printed so a failure can be replayed: the wall clock is right here.
+#[allow(clippy::disallowed_methods, clippy::disallowed_types)]
+fn fresh_seed() -> u64 {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    eprintln!("seed {seed}");
+    seed
+}
+
 /// The same randomised results, resent within batches, across batches and through a second
 /// collector, go into a sled store and a ClickHouse store, each folding its figures in rounds
 /// of random sizes between batches: the figure rows are equal (and equal a rebuild), and every
@@ -1130,14 +1142,7 @@ fn sled_and_clickhouse_answer_the_same() {
     let Some(server) = clickhouse::require() else {
         return;
     };
-    // A new seed each run (printed, so a failure can be replayed): the wall clock is right here.
-    #[allow(clippy::disallowed_methods, clippy::disallowed_types)]
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
-    eprintln!("seed {seed}");
+    let seed = fresh_seed();
     let mut rng = Random(seed);
     let dir = tempfile::tempdir().unwrap();
     let sled = SledStore::open(dir.path()).unwrap();
@@ -1397,14 +1402,7 @@ fn campaign_cells_equal_on_sled_and_clickhouse() {
     let Some(server) = clickhouse::require() else {
         return;
     };
-    // A new seed each run (printed, so a failure can be replayed): the wall clock is right here.
-    #[allow(clippy::disallowed_methods, clippy::disallowed_types)]
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
-    eprintln!("seed {seed}");
+    let seed = fresh_seed();
     let mut rng = Random(seed);
     let dir = tempfile::tempdir().unwrap();
     let sled = SledStore::open(dir.path()).unwrap();
