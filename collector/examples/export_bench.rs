@@ -35,6 +35,12 @@ struct Args {
     /// Skip the store part.
     #[arg(long)]
     writers_only: bool,
+    /// Skip the writers-alone part.
+    #[arg(long)]
+    store_only: bool,
+    /// Only these formats (comma-separated), e.g. `--formats jsonl` for a profile of one.
+    #[arg(long, value_delimiter = ',', default_values_t = Format::ALL)]
+    formats: Vec<Format>,
 }
 
 fn header(title: &str) {
@@ -118,7 +124,9 @@ fn reset_peak() {
 fn main() {
     let args = Args::parse();
     let temp = tempfile::tempdir().unwrap();
-    writers_alone(&args, temp.path());
+    if !args.store_only {
+        writers_alone(&args, temp.path());
+    }
     if args.writers_only {
         return;
     }
@@ -150,7 +158,7 @@ fn main() {
         );
     }
     header("end to end from the sled store (export::export: the CLI's and the endpoint's path)");
-    for format in Format::ALL {
+    for &format in &args.formats {
         let path = temp.path().join(format!("out.{}", format.extension()));
         let file = std::fs::File::create(&path).unwrap();
         reset_peak();

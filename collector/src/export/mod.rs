@@ -20,8 +20,9 @@ pub mod remote;
 pub mod row;
 #[doc(hidden)]
 pub mod samples;
+mod scan;
 
-use crate::store::{ResultFilter, Store, StoreError, StoredResult, scan_filtered};
+use crate::store::{ResultFilter, Store, StoreError, StoredResult};
 use std::fmt;
 use std::io::Write;
 use std::str::FromStr;
@@ -139,67 +140,29 @@ pub fn export<W: Write + Send + 'static>(
 
 /// [`export`] through a writer built by the caller.
 ///
-/// The store is read and decoded on a thread of its own while this one formats, so an
-/// export on two cores runs at the pace of the slower half rather than of both added up.
-/// The reader stays at most a few chunks ahead, and stops when the writer fails.
+/// The store is read on a thread of its own and decoded on others (`scan`) while this one
+/// formats, so an export runs at the pace of the writer rather than of the decoding.
 pub fn export_with(
     store: &dyn Store,
     filter: &ResultFilter,
     mut writer: Box<dyn ExportWriter>,
     progress: &mut dyn FnMut(&ExportStats),
 ) -> Result<ExportStats, ExportError> {
-    const CHUNK: usize = 512;
     let mut stats = ExportStats::default();
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<StoredResult>>(4);
-    std::thread::scope(|scope| {
-        // The scan is part of the caller's reader job: it stops when the request goes.
-        let job = crate::limits::readers::job();
-        let reader = scope.spawn(move || {
-            let mut chunk = Vec::with_capacity(CHUNK);
-            let mut open = true;
-            job.enter(|| {
-                scan_filtered(store, filter, None, &mut |stored| {
-                    chunk.push(stored);
-                    if chunk.len() == CHUNK {
-                        let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
-                        open = tx.send(full).is_ok();
-                    }
-                    open
-                })
-            })?;
-            if open && !chunk.is_empty() {
-                // The writer may have stopped meanwhile; then nobody wants the rest.
-                let _ = tx.send(chunk);
+    scan::in_order(store, filter, &mut |chunk| {
+        for stored in chunk {
+            if writer.write(stored)? {
+                stats.rows += 1;
+            } else {
+                stats.skipped += 1;
             }
-            Ok::<(), StoreError>(())
-        });
-        let mut failure = None;
-        'chunks: for chunk in &rx {
-            for stored in &chunk {
-                match writer.write(stored) {
-                    Ok(true) => stats.rows += 1,
-                    Ok(false) => stats.skipped += 1,
-                    Err(e) => {
-                        failure = Some(e);
-                        break 'chunks;
-                    }
-                }
-                if (stats.rows + stats.skipped) % 4096 == 0 {
-                    progress(&stats);
-                }
+            if (stats.rows + stats.skipped) % 4096 == 0 {
+                progress(&stats);
             }
         }
-        // Ends the reader at its next chunk if the writer stopped early.
-        drop(rx);
-        let scanned = reader
-            .join()
-            .map_err(|_| StoreError::Backend("the export's store reader panicked".into()))?;
-        if let Some(e) = failure {
-            return Err(e);
-        }
-        scanned?;
-        writer.finish()?;
-        progress(&stats);
-        Ok(stats)
-    })
+        Ok(())
+    })?;
+    writer.finish()?;
+    progress(&stats);
+    Ok(stats)
 }

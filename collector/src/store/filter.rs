@@ -423,6 +423,51 @@ fn parse_country(name: &'static str, text: &str) -> Result<CountryCode, FilterEr
         .map_err(|_| FilterError::invalid(name, text, "a two-letter country code"))
 }
 
+/// What a scan for `filter` reads and what it keeps: the time range (from just at `after`, if
+/// given) and the campaign's tasks, looked up once. Shared by the scans here and the
+/// export's, which decodes on several threads (`export::export_with`).
+#[derive(Debug)]
+pub struct ScanPlan<'f> {
+    filter: &'f ResultFilter,
+    /// Read results that started in `[from, to)`.
+    pub from: UnixMicros,
+    pub to: UnixMicros,
+    campaign_tasks: Option<BTreeSet<TaskId>>,
+}
+
+impl<'f> ScanPlan<'f> {
+    pub fn new(
+        store: &dyn Store,
+        filter: &'f ResultFilter,
+        after: Option<&ResultCursor>,
+    ) -> Result<Self, StoreError> {
+        let campaign_tasks = match filter.campaign {
+            Some(campaign) => Some(store.campaign_tasks(campaign)?.into_iter().collect()),
+            None => None,
+        };
+        let from = match (filter.from, after) {
+            (Some(from), Some(after)) => from.max(after.started_at),
+            (None, Some(after)) => after.started_at,
+            (Some(from), None) => from,
+            (None, None) => UnixMicros(i64::MIN),
+        };
+        Ok(Self {
+            filter,
+            from,
+            to: filter.to.unwrap_or(UnixMicros(i64::MAX)),
+            campaign_tasks,
+        })
+    }
+
+    /// Whether the filter keeps `stored`, a result the scan read (so within the time range).
+    pub fn selects(&self, stored: &StoredResult) -> bool {
+        self.campaign_tasks
+            .as_ref()
+            .is_none_or(|tasks| tasks.contains(&stored.result.task_id))
+            && self.filter.matches(stored)
+    }
+}
+
 /// Visits the results `filter` selects in (start time, key) order, starting after `after`,
 /// until `visit` returns false. Works on any [`Store`] through `scan_results_between`.
 pub fn scan_filtered(
@@ -489,19 +534,9 @@ pub fn scan_filtered_bounded(
 ) -> Result<ScanEnd, StoreError> {
     let mut scanned = 0u64;
     let mut end = ScanEnd::Exhausted;
-    let campaign_tasks: Option<BTreeSet<TaskId>> = match filter.campaign {
-        Some(campaign) => Some(store.campaign_tasks(campaign)?.into_iter().collect()),
-        None => None,
-    };
-    let from = match (filter.from, after) {
-        (Some(from), Some(after)) => from.max(after.started_at),
-        (None, Some(after)) => after.started_at,
-        (Some(from), None) => from,
-        (None, None) => UnixMicros(i64::MIN),
-    };
-    let to = filter.to.unwrap_or(UnixMicros(i64::MAX));
+    let plan = ScanPlan::new(store, filter, after)?;
     let mut gone = false;
-    store.scan_results_between(from, to, &mut |stored| {
+    store.scan_results_between(plan.from, plan.to, &mut |stored| {
         // The request behind this read went away: stop (`limits::readers`).
         if crate::limits::readers::cancelled() {
             gone = true;
@@ -514,10 +549,7 @@ pub fn scan_filtered_bounded(
         }
         scanned += 1;
         let last = budget.spent(scanned).then(|| ResultCursor::of(&stored));
-        let in_campaign = campaign_tasks
-            .as_ref()
-            .is_none_or(|tasks| tasks.contains(&stored.result.task_id));
-        if in_campaign && filter.matches(&stored) && !visit(stored) {
+        if plan.selects(&stored) && !visit(stored) {
             end = ScanEnd::Stopped;
             return false;
         }

@@ -23,10 +23,11 @@ pub use auth::{ApiTokenRecord, AuditEntry, AuthStore, EnrollmentTokenRecord, Rol
 pub use clickhouse::{ClickHouseConfig, ClickHouseStore};
 pub use figure_store::{FigureStore, FigureWrite};
 pub use filter::{
-    KindFilter, ResultCursor, ResultFilter, ScanBudget, ScanEnd, TargetFilter, scan_filtered,
-    scan_filtered_bounded,
+    KindFilter, ResultCursor, ResultFilter, ScanBudget, ScanEnd, ScanPlan, TargetFilter,
+    scan_filtered, scan_filtered_bounded,
 };
 pub use migrate::Migrated;
+pub use result_codec::Undecoded;
 pub use sled_db::{DEFAULT_CACHE_MB, SledStore};
 
 use serde::{Deserialize, Serialize};
@@ -270,6 +271,17 @@ pub trait Store: AuthStore + FigureStore + Send + Sync + std::fmt::Debug + 'stat
         to: UnixMicros,
         visit: &mut dyn FnMut(StoredResult) -> bool,
     ) -> Result<(), StoreError>;
+
+    /// [`Store::scan_results_between`] handing each result over before it is decoded, so
+    /// the caller can decode on other threads. The default decodes here.
+    fn scan_undecoded_between(
+        &self,
+        from: UnixMicros,
+        to: UnixMicros,
+        visit: &mut dyn FnMut(Undecoded) -> bool,
+    ) -> Result<(), StoreError> {
+        self.scan_results_between(from, to, &mut |stored| visit(Undecoded::ready(stored)))
+    }
 
     /// Stores a day's rollup for a country (JSON), replacing an earlier one.
     fn put_rollup(&self, day: &str, country: &str, json: &[u8]) -> Result<(), StoreError>;

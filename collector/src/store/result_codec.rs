@@ -153,6 +153,43 @@ pub(super) fn encode_value(stored: &StoredResult) -> Vec<u8> {
     out
 }
 
+/// A stored result read but not decoded yet. Decoding is most of what a scan costs, so a
+/// scan may hand rows over like this and its caller decode them on threads of its own
+/// (`export`); a backend that has nothing to defer hands over results already decoded.
+#[derive(Debug)]
+pub struct Undecoded(Deferred);
+
+#[derive(Debug)]
+enum Deferred {
+    Ready(Box<StoredResult>),
+    /// A sled row as read: the whole key (with its tree prefix) and the value. `IVec`s share
+    /// sled's buffers, so handing a row over copies nothing.
+    SledRow {
+        key: sled::IVec,
+        value: sled::IVec,
+    },
+}
+
+impl Undecoded {
+    pub fn ready(stored: StoredResult) -> Self {
+        Self(Deferred::Ready(Box::new(stored)))
+    }
+
+    /// A row of the results tree: `key` is the tree key, the row key after its prefix byte.
+    pub(super) fn sled_row(key: sled::IVec, value: sled::IVec) -> Self {
+        Self(Deferred::SledRow { key, value })
+    }
+
+    pub fn decode(self) -> Result<StoredResult, StoreError> {
+        match self.0 {
+            Deferred::Ready(stored) => Ok(*stored),
+            Deferred::SledRow { key, value } => {
+                decode_value(key.get(1..).unwrap_or_default(), &value)
+            }
+        }
+    }
+}
+
 /// Reads a value back; `row` is the row key it was stored under (for its key and start time).
 pub(super) fn decode_value(row: &[u8], value: &[u8]) -> Result<StoredResult, StoreError> {
     let (started_at, key) = parse_row_key(row)?;

@@ -26,6 +26,7 @@
 //! Stores of the earlier layout (`results` as JSON + `results_by_time`) are migrated when
 //! opened (`migrate`). Other values start with a format byte (1 = JSON).
 
+use super::Undecoded;
 use super::result_codec::{self, RESULT_KEY_LEN, ROW_KEY_LEN};
 use super::sled_db::{
     self, AuthTrees, BY_CAMPAIGN, DEFAULT_CACHE_MB, FigureTrees, LOG_HEAD, Migrated, RESULTS_TREE,
@@ -352,6 +353,23 @@ impl Store for SledStore {
         to: UnixMicros,
         visit: &mut dyn FnMut(StoredResult) -> bool,
     ) -> Result<(), StoreError> {
+        let mut failed = None;
+        self.scan_undecoded_between(from, to, &mut |row| match row.decode() {
+            Ok(stored) => visit(stored),
+            Err(e) => {
+                failed = Some(e);
+                false
+            }
+        })?;
+        failed.map_or(Ok(()), Err)
+    }
+
+    fn scan_undecoded_between(
+        &self,
+        from: UnixMicros,
+        to: UnixMicros,
+        visit: &mut dyn FnMut(Undecoded) -> bool,
+    ) -> Result<(), StoreError> {
         if from >= to {
             return Ok(());
         }
@@ -359,7 +377,7 @@ impl Store for SledStore {
         // The rows themselves, in time order: one sequential read, no lookups.
         for entry in self.results.range(bound(from)..bound(to)) {
             let (row, value) = entry.map_err(backend)?;
-            if !visit(result_codec::decode_value(&row[1..], &value)?) {
+            if !visit(Undecoded::sled_row(row, value)) {
                 break;
             }
         }
@@ -912,5 +930,42 @@ mod tests {
         store.record_assignment(&probe, a).unwrap();
         assert!(store.is_assigned(&probe, a).unwrap());
         assert!(!store.is_assigned(&probe, b).unwrap());
+    }
+
+    /// A damaged row is an error for every reader of it, the export's decoders included: never
+    /// skipped, never served around.
+    #[test]
+    fn a_damaged_row_fails_scans_and_exports() {
+        let dir = tempfile::tempdir().unwrap();
+        let probe = ProbeId::random().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let batch: Vec<StoredResult> = (1..=3000)
+            .map(|n| result(&probe, 1, n, 10 * n as i64).into())
+            .collect();
+        store.insert_results(&batch).unwrap();
+        let row = store
+            .results
+            .scan_prefix([ROW])
+            .keys()
+            .nth(2500)
+            .unwrap()
+            .unwrap();
+        store.results.insert(row, &b"\x09damaged"[..]).unwrap();
+        let scanned =
+            store.scan_results_between(UnixMicros(0), UnixMicros(i64::MAX), &mut |_| true);
+        assert!(
+            matches!(scanned, Err(StoreError::Corrupt { .. })),
+            "{scanned:?}"
+        );
+        let mut rows = 0;
+        let exported = crate::export::export_with(
+            &store,
+            &crate::store::ResultFilter::default(),
+            crate::export::writer(crate::export::Format::Jsonl, std::io::sink()).unwrap(),
+            &mut |stats| rows = stats.rows,
+        );
+        let error = exported.unwrap_err().to_string();
+        assert!(error.contains("unknown value format 9"), "{error}");
+        assert!(rows <= 2500, "nothing after the damaged row: {rows}");
     }
 }
