@@ -48,8 +48,8 @@ struct Pending {
     probe: ProbeId,
 }
 
-/// One owner's enrollments in progress. Its lock is the owner's critical section: the cap
-/// check and the write that stores a probe hold it, so they are atomic for that owner.
+/// One owner's enrollments in progress. Its lock is the owner's critical section: cap checks
+/// and reservations hold it, so they are atomic for that owner.
 type OwnerPending = Arc<Mutex<Vec<Pending>>>;
 
 /// Makes the per-owner caps atomic within this collector: the cap check counts the owner's
@@ -58,10 +58,10 @@ type OwnerPending = Arc<Mutex<Vec<Pending>>>;
 /// the new one, under that owner's lock. Of 60 parallel enrollments of one owner against a
 /// cap of 3, exactly 3 pass.
 ///
-/// The lock is per owner because the caps are: the write that stores a probe holds it (see
-/// [`Reservation::commit`]), and on ClickHouse that write waits about a second for its claim
-/// to settle, so one lock for everybody let one enrollment per second through the whole
-/// collector. Owners' entries leave the map when nobody holds or waits for them, so the map
+/// The lock is per owner because the caps are, and it is not held through the write that
+/// stores a probe (see [`Reservation::commit`]): on ClickHouse that write waits about a second
+/// for its claim to settle, and one lock through it let one enrollment per second through the
+/// whole collector (or per owner). Owners' entries leave the map when nobody holds or waits for them, so the map
 /// is as large as the enrollments in flight, not the set of owners ever seen.
 ///
 /// Collectors sharing a ClickHouse store each apply this to their own enrollments only: a
@@ -98,22 +98,16 @@ impl Drop for Reservation {
 }
 
 impl Reservation {
-    /// Runs `store_it` (the write that puts the probe into the owner index) under the owner's
-    /// lock and ends the reservation in the same step, so a cap check sees the enrollment
-    /// either pending or stored, never neither: checking the counter and then the pending
-    /// list while the write lands between them would count it nowhere. Other owners'
-    /// enrollments are not held up by it.
+    /// Runs `store_it` (the write that puts the probe into the owner index), then ends the
+    /// reservation. The write runs outside the owner's lock: on ClickHouse it waits about a
+    /// second for its token claim to settle, and holding the lock through it let one
+    /// enrollment per second through per owner (a fleet enrolled under one owner took
+    /// minutes). A cap check meanwhile sees the probe pending until it is in the index, and
+    /// the reservation stays until the write has returned, so the enrollment is always
+    /// counted (see `reserve`).
     pub fn commit<T>(self, store_it: impl FnOnce() -> T) -> T {
-        let Some(owner_pending) = &self.pending else {
-            // Only `Drop` takes it.
-            return store_it();
-        };
-        let mut pending = lock(owner_pending);
-        let outcome = store_it();
-        pending.retain(|p| p.probe != self.probe);
-        drop(pending);
-        // `Drop` finds the probe gone and releases the owner's entry.
-        outcome
+        store_it()
+        // `Drop` takes the probe out of the pending list and releases the owner's entry.
     }
 }
 
@@ -179,13 +173,17 @@ impl EnrollmentGate {
             let networks = owner_networks(from, prefix);
             let site = site_of(from);
             for (network, cap) in networks.iter().zip([caps.per_64, caps.per_routed_prefix]) {
-                // Stored probes (one counter), plus enrollments in progress: an enrollment leaves
-                // `pending` in the same locked step that stores it (`Reservation::commit`).
-                let count = store.owner_probe_count(owner, network)?
-                    + pending
-                        .iter()
-                        .filter(|p| p.networks.contains(network))
-                        .count();
+                // Enrollments in progress whose probe is not in the index yet, then the
+                // index's counter: in this order, a write landing meanwhile is counted twice
+                // at worst (a refusal in a window of milliseconds), never nowhere. Pending
+                // entries leave only under this lock, after their write (`commit`).
+                let mut unstored = 0;
+                for p in pending.iter().filter(|p| p.networks.contains(network)) {
+                    if !store.owner_has_probe(owner, network, &p.probe)? {
+                        unstored += 1;
+                    }
+                }
+                let count = unstored + store.owner_probe_count(owner, network)?;
                 if count >= cap {
                     return Ok(Err(if network.starts_with("site ") {
                         format!(
@@ -396,6 +394,43 @@ mod tests {
             );
         });
         // Entries live only while an owner has enrollments in flight.
+        assert_eq!(gate.owners_in_flight(), 0);
+    }
+
+    /// One owner's enrollments overlap too (ClickHouse's write waits about a second each),
+    /// and the count stays exact: a probe whose write has landed in the index while it is
+    /// still pending counts once, and a pending one not yet written counts as well.
+    #[test]
+    fn one_owners_enrollments_overlap_and_each_counts_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::SledStore::open(dir.path()).unwrap();
+        let caps = EnrollmentCaps {
+            per_64: 2,
+            per_routed_prefix: 10,
+        };
+        let gate = Arc::new(EnrollmentGate::default());
+        let from: IpAddr = "2001:db8:1:1::9".parse().unwrap();
+        let networks = owner_networks(from, None);
+        let first = ProbeId::random().unwrap();
+        let reserve = |id: &ProbeId| gate.reserve(&store, "alice", from, None, caps, id).unwrap();
+        let held = reserve(&first).unwrap();
+        held.commit(|| {
+            // Alice's first write lands in the index and has not returned yet.
+            store
+                .index_owner_probe("alice", &networks, &first, true)
+                .unwrap();
+            // Her second enrollment is checked meanwhile: the first counts once, so there is
+            // room for it.
+            let second = reserve(&ProbeId::random().unwrap()).expect("room for a second probe");
+            // A third is refused: one stored, one pending.
+            let refusal = reserve(&ProbeId::random().unwrap()).unwrap_err();
+            assert!(refusal.contains("already has 2 probes"), "{refusal}");
+            drop(second);
+        });
+        // The first is stored: one more fits, not two.
+        let again = reserve(&ProbeId::random().unwrap()).unwrap();
+        assert!(reserve(&ProbeId::random().unwrap()).is_err());
+        drop(again);
         assert_eq!(gate.owners_in_flight(), 0);
     }
 }

@@ -189,10 +189,9 @@ impl Enroller {
         };
         // The token, certificate binding, owner index and "ok" audit entry in one
         // transaction; the probe record after it (a retry recreates it if a crash came
-        // between). The reservation holds the cap until the probe is stored: both writes are
-        // in the commit, since a store without an owner index (ClickHouse) counts the probe
-        // records themselves, and one written after the reservation ended was counted
-        // nowhere in between (5 of 60 parallel enrollments got in against 3).
+        // between). The reservation holds the cap until both writes have returned: one
+        // written after the reservation ended was once counted nowhere in between (5 of 60
+        // parallel enrollments got in against 3).
         let recorded = reservation.commit(|| {
             if !store.record_enrollment(&enrollment)? {
                 return Ok::<_, StoreError>(false);
