@@ -1305,6 +1305,23 @@ fn sled_and_clickhouse_answer_the_same() {
                 .collect();
             out.push(format!("{} results\n{}", scanned.len(), scanned.join("\n")));
         }
+        // Exports, whose rows each backend hands over undecoded to the export's decoders.
+        for format in sixmap_collector::export::Format::ALL {
+            let mut file = tempfile::tempfile().unwrap();
+            let stats = sixmap_collector::export::export(
+                store,
+                &ResultFilter::default(),
+                format,
+                file.try_clone().unwrap(),
+                &mut |_| {},
+            )
+            .unwrap();
+            let mut bytes = Vec::new();
+            std::io::Seek::rewind(&mut file).unwrap();
+            std::io::Read::read_to_end(&mut file, &mut bytes).unwrap();
+            let digest = sixmap_shared::digest::sha256_hex(&bytes);
+            out.push(format!("{format}: {stats:?}, {digest}"));
+        }
         let maps = sixmap_collector::maps::countries_from(store, now, Source::Figures).unwrap();
         out.push(serde_json::to_string(&maps).unwrap());
         for country in ["DE", "NL", "FR", "US"] {
@@ -1365,7 +1382,7 @@ fn sled_and_clickhouse_answer_the_same() {
         "every result stored once"
     );
     // The answers hold something to compare: the maps and daily figures have countries.
-    let maps_at = 2 + probes.len() + 3;
+    let maps_at = 2 + probes.len() + 3 + sixmap_collector::export::Format::ALL.len();
     assert!(on_sled[maps_at].contains("\"DE\""), "{}", on_sled[maps_at]);
     // Which days hold a DE probe-day with figures depends on the seed; one of the three must.
     assert!(

@@ -168,6 +168,11 @@ enum Deferred {
         key: sled::IVec,
         value: sled::IVec,
     },
+    /// A row key and value read from elsewhere (ClickHouse's `raw` column).
+    Row {
+        row: Vec<u8>,
+        value: Vec<u8>,
+    },
 }
 
 impl Undecoded {
@@ -180,14 +185,37 @@ impl Undecoded {
         Self(Deferred::SledRow { key, value })
     }
 
+    /// A row key ([`ROW_KEY_LEN`] bytes) and its value.
+    pub(super) fn row(row: Vec<u8>, value: Vec<u8>) -> Self {
+        Self(Deferred::Row { row, value })
+    }
+
     pub fn decode(self) -> Result<StoredResult, StoreError> {
         match self.0 {
             Deferred::Ready(stored) => Ok(*stored),
             Deferred::SledRow { key, value } => {
                 decode_value(key.get(1..).unwrap_or_default(), &value)
             }
+            Deferred::Row { row, value } => decode_value(&row, &value),
         }
     }
+}
+
+/// Runs `scan` over undecoded rows, decoding each for `visit`: a scan of decoded results
+/// from one of undecoded rows. The first row that fails to decode ends it with its error.
+pub(super) fn decode_each(
+    scan: impl FnOnce(&mut dyn FnMut(Undecoded) -> bool) -> Result<(), StoreError>,
+    visit: &mut dyn FnMut(StoredResult) -> bool,
+) -> Result<(), StoreError> {
+    let mut failed = None;
+    scan(&mut |row| match row.decode() {
+        Ok(stored) => visit(stored),
+        Err(e) => {
+            failed = Some(e);
+            false
+        }
+    })?;
+    failed.map_or(Ok(()), Err)
 }
 
 /// Reads a value back; `row` is the row key it was stored under (for its key and start time).

@@ -353,15 +353,7 @@ impl Store for SledStore {
         to: UnixMicros,
         visit: &mut dyn FnMut(StoredResult) -> bool,
     ) -> Result<(), StoreError> {
-        let mut failed = None;
-        self.scan_undecoded_between(from, to, &mut |row| match row.decode() {
-            Ok(stored) => visit(stored),
-            Err(e) => {
-                failed = Some(e);
-                false
-            }
-        })?;
-        failed.map_or(Ok(()), Err)
+        result_codec::decode_each(|rows| self.scan_undecoded_between(from, to, rows), visit)
     }
 
     fn scan_undecoded_between(

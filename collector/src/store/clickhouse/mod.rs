@@ -41,6 +41,7 @@ mod rows;
 pub mod schema;
 
 use super::{Inserted, ProbeRecord, ResultQuery, Store, StoreError, StoredResult, TagEvent};
+use super::{Undecoded, result_codec};
 use client::{Endpoint, HttpClient};
 use schema::Layout;
 use sixmap_shared::health::OutboxLoss;
@@ -291,6 +292,15 @@ impl Store for ClickHouseStore {
         from: UnixMicros,
         to: UnixMicros,
         visit: &mut dyn FnMut(StoredResult) -> bool,
+    ) -> Result<(), StoreError> {
+        result_codec::decode_each(|rows| self.scan_time(from, to, rows), visit)
+    }
+
+    fn scan_undecoded_between(
+        &self,
+        from: UnixMicros,
+        to: UnixMicros,
+        visit: &mut dyn FnMut(Undecoded) -> bool,
     ) -> Result<(), StoreError> {
         self.scan_time(from, to, visit)
     }

@@ -5,7 +5,8 @@ use super::ClickHouseStore;
 use super::rows::{self, quote};
 use crate::store::result_codec;
 use crate::store::{
-    CampaignCell, Inserted, ResultQuery, StoreError, StoredResult, failure_class, is_newer,
+    CampaignCell, Inserted, ResultQuery, StoreError, StoredResult, Undecoded, failure_class,
+    is_newer,
 };
 use serde_json::json;
 use sixmap_shared::health::OutboxLoss;
@@ -196,6 +197,25 @@ fn decode_row(table: &str, fields: &[Vec<u8>]) -> Result<StoredResult, StoreErro
     if raw.is_empty() {
         return rows::json(table, json);
     }
+    result_codec::decode_value(&row_key(table, [at, probe, epoch, sequence])?, raw)
+}
+
+/// [`decode_row`] with the compact value's decoding left to the caller ([`Undecoded`]).
+fn undecoded_row(table: &str, fields: Vec<Vec<u8>>) -> Result<Undecoded, StoreError> {
+    let Ok([at, probe, epoch, sequence, raw, json]) = <[Vec<u8>; 6]>::try_from(fields) else {
+        return Err(rows::corrupt(table, "wrong number of columns"));
+    };
+    if raw.is_empty() {
+        return rows::json(table, &json).map(Undecoded::ready);
+    }
+    Ok(Undecoded::row(
+        row_key(table, [&at, &probe, &epoch, &sequence])?,
+        raw,
+    ))
+}
+
+/// The sled row key (`result_codec`) of a row's start time and result key fields.
+fn row_key(table: &str, [at, probe, epoch, sequence]: [&[u8]; 4]) -> Result<Vec<u8>, StoreError> {
     let at: i64 = rows::number(table, at)?;
     if probe.len() != 16 {
         return Err(rows::corrupt(
@@ -208,7 +228,7 @@ fn decode_row(table: &str, fields: &[Vec<u8>]) -> Result<StoredResult, StoreErro
     row.extend_from_slice(probe);
     row.extend_from_slice(&rows::number::<u64>(table, epoch)?.to_be_bytes());
     row.extend_from_slice(&rows::number::<u64>(table, sequence)?.to_be_bytes());
-    result_codec::decode_value(&row, raw)
+    Ok(row)
 }
 
 impl ClickHouseStore {
@@ -319,7 +339,7 @@ impl ClickHouseStore {
         &self,
         from: UnixMicros,
         to: UnixMicros,
-        visit: &mut dyn FnMut(StoredResult) -> bool,
+        visit: &mut dyn FnMut(Undecoded) -> bool,
     ) -> Result<(), StoreError> {
         self.scan_pages(
             &format!("started_at >= {} AND started_at < {}", from.0, to.0),
@@ -335,7 +355,10 @@ impl ClickHouseStore {
         head: u64,
         visit: &mut dyn FnMut(StoredResult) -> bool,
     ) -> Result<(), StoreError> {
-        self.scan_pages(&format!("inserted_at <= {head}"), Order::Time, visit)
+        result_codec::decode_each(
+            |rows| self.scan_pages(&format!("inserted_at <= {head}"), Order::Time, rows),
+            visit,
+        )
     }
 
     /// The figures' ingest log from `after` (exclusive) to `upto` (inclusive): each result
@@ -392,7 +415,10 @@ impl ClickHouseStore {
         campaign: u64,
         visit: &mut dyn FnMut(StoredResult) -> bool,
     ) -> Result<(), StoreError> {
-        self.scan_pages(&format!("campaign = {campaign}"), Order::Key, visit)
+        result_codec::decode_each(
+            |rows| self.scan_pages(&format!("campaign = {campaign}"), Order::Key, rows),
+            visit,
+        )
     }
 
     /// The cells of a campaign (`Store::campaign_cells`) in three reads, none returning a row
@@ -506,7 +532,7 @@ impl ClickHouseStore {
         &self,
         filter: &str,
         order: Order,
-        visit: &mut dyn FnMut(StoredResult) -> bool,
+        visit: &mut dyn FnMut(Undecoded) -> bool,
     ) -> Result<(), StoreError> {
         self.flush_results()?;
         let table = self.table("results");
@@ -552,7 +578,7 @@ impl ClickHouseStore {
                         values
                     }
                 });
-                if !visit(decode_row(&table, &fields)?) {
+                if !visit(undecoded_row(&table, fields)?) {
                     return Ok(());
                 }
             }
