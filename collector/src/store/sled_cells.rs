@@ -13,9 +13,13 @@
 //! index key folded) in one atomic batch, so a crash leaves every index entry either counted
 //! once or not yet, and the next open continues after the cursor. When the index is done the
 //! cursor becomes [`BUILT`] and opening skips the fold.
+//!
+//! Every stored batch also records the ingest-log head its cells count up to (`u`). A release
+//! without cells (a rollback) stores results without counting them and without moving `u`:
+//! at the next open `u` is behind the log head, so the cells are deleted and built again.
 
 use super::result_codec::{self, RESULT_KEY_LEN, ROW_KEY_LEN};
-use super::sled_db::{BY_CAMPAIGN, CELL, CELLS_CURSOR, ROW, backend, key_of};
+use super::sled_db::{BY_CAMPAIGN, CELL, CELLS_CURSOR, CELLS_HEAD, LOG_HEAD, ROW, backend, key_of};
 use super::{StoreError, failure_class};
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
@@ -199,9 +203,25 @@ pub(super) fn build_from_index(
     chunk: usize,
     max_chunks: Option<usize>,
 ) -> Result<u64, StoreError> {
-    let cursor = tree.get(CELLS_CURSOR).map_err(backend)?;
+    let mut cursor = tree.get(CELLS_CURSOR).map_err(backend)?;
+    let log_head = tree.get(LOG_HEAD).map_err(backend)?.unwrap_or_default();
     if cursor.as_deref() == Some(BUILT) {
-        return Ok(0);
+        match tree.get(CELLS_HEAD).map_err(backend)? {
+            Some(counted) if counted == log_head => return Ok(0),
+            // Built by a release that kept cells but not this marker: they count everything.
+            None => {
+                tree.insert(CELLS_HEAD, log_head).map_err(backend)?;
+                return Ok(0);
+            }
+            Some(_) => {
+                tracing::warn!(
+                    "results were stored by a release without campaign cells (a rollback?): \
+                     rebuilding the cells from the campaign index"
+                );
+                delete_cells(tree, chunk)?;
+                cursor = None;
+            }
+        }
     }
     let chunk = chunk.max(1);
     let mut after: Bound<Vec<u8>> = match cursor {
@@ -223,7 +243,11 @@ pub(super) fn build_from_index(
             .collect::<Result<_, _>>()
             .map_err(backend)?;
         let Some((last, _)) = entries.last() else {
-            tree.insert(CELLS_CURSOR, BUILT).map_err(backend)?;
+            // Nothing stores results while the store opens: the log head is still `log_head`.
+            let mut done = sled::Batch::default();
+            done.insert(CELLS_CURSOR, BUILT);
+            done.insert(CELLS_HEAD, log_head.clone());
+            tree.apply_batch(done).map_err(backend)?;
             if folded > 0 {
                 info!(
                     entries = folded,
@@ -282,6 +306,23 @@ pub(super) fn build_from_index(
             );
             reported = std::time::Instant::now();
         }
+    }
+}
+
+/// Deletes every cell in atomic chunks, then the build's cursor. A crash in between leaves
+/// the cursor at [`BUILT`] with the stale head, so the next open deletes the rest.
+fn delete_cells(tree: &sled::Tree, chunk: usize) -> Result<(), StoreError> {
+    loop {
+        let mut batch = sled::Batch::default();
+        let mut deleted = 0;
+        for key in tree.scan_prefix([CELL]).keys().take(chunk.max(1)) {
+            batch.remove(key.map_err(backend)?);
+            deleted += 1;
+        }
+        if deleted == 0 {
+            return tree.remove(CELLS_CURSOR).map(drop).map_err(backend);
+        }
+        tree.apply_batch(batch).map_err(backend)?;
     }
 }
 
@@ -390,6 +431,57 @@ mod tests {
         let store = SledStore::open(dir.path()).unwrap();
         assert_eq!(store.migrated().cell_entries, 0, "nothing left to build");
         assert_eq!(cells(&store, 3).iter().map(|c| c.results).sum::<u64>(), 60);
+    }
+
+    /// A rollback to a release without cells, which stores campaign results without counting
+    /// them, then an upgrade: the cells are rebuilt at open and count every result once.
+    #[test]
+    fn cells_are_rebuilt_after_results_stored_by_a_release_without_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let probe: ProbeId = "00000000000000aa".parse().unwrap();
+        let task = TaskId::new(5).unwrap();
+        let results: Vec<StoredResult> = (1..=40u64)
+            .map(|sequence| {
+                let at = UnixMicros(1_790_000_000_000_000 + sequence as i64);
+                let rtt = (sequence % 4 != 0).then_some(Duration::from_millis(sequence));
+                let mut r = ping_v6(probe.clone(), sequence, at, rtt, Enrichment::default());
+                r.result.task_id = task;
+                r
+            })
+            .collect();
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            store.link_campaign_task(task, 3).unwrap();
+            store.insert_results(&results[..25]).unwrap();
+            // What the cells and their head were after the first 25.
+            let before: Vec<(sled::IVec, sled::IVec)> = store
+                .results
+                .scan_prefix([CELL])
+                .chain(
+                    store
+                        .results
+                        .get(CELLS_HEAD)
+                        .transpose()
+                        .map(|v| v.map(|v| (sled::IVec::from(CELLS_HEAD), v))),
+                )
+                .collect::<Result<_, _>>()
+                .unwrap();
+            // The old release stores the other 15: rows, index and log, and no cells.
+            store.insert_results(&results[25..]).unwrap();
+            for (key, value) in before {
+                store.results.insert(key, value).unwrap();
+            }
+            assert_eq!(cells(&store, 3)[0].results, 25, "the rollback's undercount");
+            store.flush().unwrap();
+        }
+        let store = SledStore::open(dir.path()).unwrap();
+        assert!(cells(&store, 3) == fold_cells(results.iter().cloned()));
+        assert_eq!(store.migrated().cell_entries, 40);
+        drop(store);
+        // Counted: the next open builds nothing.
+        let store = SledStore::open(dir.path()).unwrap();
+        assert_eq!(store.migrated().cell_entries, 0);
+        assert_eq!(cells(&store, 3)[0].results, 40);
     }
 
     #[test]

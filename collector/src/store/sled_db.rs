@@ -23,6 +23,10 @@ pub(super) const LOG_HEAD: &[u8] = b"h";
 /// Campaign cells (`sled_cells`) and how far they were built from the campaign index.
 pub(super) const CELL: u8 = b's';
 pub(super) const CELLS_CURSOR: &[u8] = b"t";
+/// The ingest-log head the campaign cells count up to, written with every stored batch by
+/// releases that keep cells; behind [`LOG_HEAD`] at open when a release without cells
+/// stored results meanwhile (a rollback), and the cells are then rebuilt (`sled_cells`).
+pub(super) const CELLS_HEAD: &[u8] = b"u";
 
 /// sled's page cache when the config says nothing: with it the collector stays under 1 GiB
 /// resident at full ingest (sled's own default is 1 GiB of cache alone).

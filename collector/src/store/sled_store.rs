@@ -29,8 +29,8 @@
 use super::Undecoded;
 use super::result_codec::{self, RESULT_KEY_LEN, ROW_KEY_LEN};
 use super::sled_db::{
-    self, AuthTrees, BY_CAMPAIGN, DEFAULT_CACHE_MB, FigureTrees, LOG_HEAD, Migrated, RESULTS_TREE,
-    ROW, SledStore, backend, decode, encode, key_of, log_key, poisoned, u64_of,
+    self, AuthTrees, BY_CAMPAIGN, CELLS_HEAD, DEFAULT_CACHE_MB, FigureTrees, LOG_HEAD, Migrated,
+    RESULTS_TREE, ROW, SledStore, backend, decode, encode, key_of, log_key, poisoned, u64_of,
 };
 use super::sled_log::read_log_head;
 use super::{CampaignCell, failure_class};
@@ -313,6 +313,8 @@ impl Store for SledStore {
             let last = *head + u64::from(logged.count());
             batch.insert(log_key(first), logged.finish());
             batch.insert(LOG_HEAD, &last.to_be_bytes());
+            // The cells count this batch too (`sled_cells::build_from_index`).
+            batch.insert(CELLS_HEAD, &last.to_be_bytes());
             self.results.apply_batch(batch).map_err(backend)?;
             *head = last;
             return Ok((outcome, Some(first)));
