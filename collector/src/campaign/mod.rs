@@ -17,6 +17,7 @@ pub mod client;
 mod declared;
 pub mod grpc;
 pub mod http;
+pub mod presence;
 mod progress;
 mod registry;
 pub mod report;

@@ -2,28 +2,37 @@
 //! recomputed by hand from the results export. [`METHODOLOGY`] states the method and is
 //! embedded, with its version and the campaign spec, in every rendering.
 
+use super::presence::{self, Answer, Presence, Source, TYPE_A, TYPE_AAAA, Verdict};
 use super::spec::{is_reachability_kind, task_label};
 use super::{CampaignRecord, DeclaredFigure, Progress};
 use crate::rollup::{self, Balanced, Proportion};
 use crate::store::{CampaignCell, StoredResult, is_newer};
 use serde::Serialize;
-use sixmap_shared::measurement::{Family, MeasurementKind, Outcome, Target};
+use sixmap_shared::measurement::{Family, MeasurementKind, Outcome, SpecKind, Target};
 use sixmap_shared::{ProbeId, UnixMicros};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write;
 use std::net::IpAddr;
 
 /// Bumped whenever a figure's definition changes, so published reports say which applies.
-pub const METHODOLOGY_VERSION: &str = "sixmap-campaign-report/1";
+pub const METHODOLOGY_VERSION: &str = "sixmap-campaign-report/2";
 
 pub const METHODOLOGY: &str = "\
 Observations. For each probe, target, measurement kind and address family only the probe's \
 latest result counts, so a probe measuring often does not outweigh one measuring rarely. \
 Operators are the origin AS of the probe's address when it was chosen (imported prefix data); \
 probes without one are grouped under AS 0.\n\
-AAAA published: yes when any probe's IPv6 measurement of the name resolved an IPv6 address; \
-no when every IPv6 measurement failed at name resolution; unknown otherwise. An address target \
-is its own answer.\n\
+AAAA published (and A published, the same way): from DNS questions about the name (`dns` \
+measurements, normally asked of each probe's own resolver), each probe's latest answer per \
+record type. A probe votes yes when its resolver returned the record; no when the answer was \
+NOERROR or NXDOMAIN without it while the same probe's question of the other type was answered \
+(so its resolver works for that name); inconclusive otherwise (SERVFAIL, REFUSED, timeouts, an \
+unreachable resolver, or an empty answer the other question cannot confirm). A probe whose \
+resolver failed both questions is excluded from the figure, with the reason. The figure is yes \
+when any probe voted yes, else no when any voted no, else inconclusive; the counts are shown. \
+A resolver's failure is never a no. Without DNS questions of a type, an address of that family \
+resolved by another measurement still counts as yes; nothing counts as no. An address target is \
+its own answer.\n\
 Reachable over IPv6: a probe reaches a target when the latest IPv6 result of at least one \
 reachability measurement (ping, traceroute, tcp, tls, http, quic, dual_stack's IPv6 leg) \
 reached the destination (an answer of any kind, a refused TCP connection included). Per \
@@ -87,7 +96,12 @@ pub struct ShareFigure {
 #[derive(Debug, Clone, Serialize)]
 pub struct TargetReport {
     pub target: String,
+    /// `aaaa.verdict` as a boolean: yes / no, null when inconclusive or not measured.
     pub aaaa_published: Option<bool>,
+    /// AAAA published: verdict, source, the probes' votes and the probes excluded.
+    pub aaaa: Presence,
+    /// A published, the same way.
+    pub a: Presence,
     /// IPv6 addresses the probes resolved.
     pub v6_addresses: Vec<IpAddr>,
     pub reachable_v6: Option<ShareFigure>,
@@ -160,6 +174,44 @@ fn share_figure(
     })
 }
 
+/// The presence of `query_type` records of `target` from the probes' DNS questions about it
+/// ([`presence::presence`]); without any, yes when another measurement resolved an address of
+/// the type's family (`resolved`), else not measured.
+fn dns_presence(
+    dns_latest: &HashMap<(ProbeId, String, u16), &StoredResult>,
+    target: &str,
+    query_type: u16,
+    resolved: bool,
+) -> Presence {
+    let name = target
+        .strip_suffix('.')
+        .unwrap_or(target)
+        .to_ascii_lowercase();
+    let other_type = if query_type == TYPE_AAAA {
+        TYPE_A
+    } else {
+        TYPE_AAAA
+    };
+    let mut asked: BTreeMap<ProbeId, (Option<Answer>, Option<Answer>)> = BTreeMap::new();
+    for ((probe, asked_name, t), r) in dns_latest {
+        if *asked_name != name {
+            continue;
+        }
+        let votes = asked.entry(probe.clone()).or_default();
+        if *t == query_type {
+            votes.0 = Some(presence::answer(&r.result.outcome, *t));
+        } else if *t == other_type {
+            votes.1 = Some(presence::answer(&r.result.outcome, *t));
+        }
+    }
+    let p = presence::presence(query_type, &asked);
+    match p.verdict {
+        Verdict::NotMeasured if resolved => Presence::fixed(Verdict::Yes, Source::Resolved),
+        Verdict::NotMeasured => Presence::fixed(Verdict::NotMeasured, Source::None),
+        _ => p,
+    }
+}
+
 fn comparison(pairs: &[bool]) -> Option<Comparison> {
     if pairs.is_empty() {
         return None;
@@ -194,6 +246,9 @@ pub fn build(
     // Latest result per (probe, target, kind, family).
     // Iteration order does not matter: every figure below goes through ordered maps.
     let mut latest: HashMap<Key, &StoredResult> = HashMap::new();
+    // DNS questions apart, per (probe, name asked, record type): a probe's AAAA and A
+    // questions of one name share the other key's kind and family.
+    let mut dns_latest: HashMap<(ProbeId, String, u16), &StoredResult> = HashMap::new();
     let mut counts: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
     for cell in cells {
         let Some(task) = record.tasks.iter().find(|t| t.task_id == cell.task_id) else {
@@ -214,6 +269,17 @@ pub fn build(
         // The newest over the tasks of the key; ties by result key (`store::is_newer`), so
         // the answer does not depend on the order cells are read in.
         let r = &cell.latest;
+        if let SpecKind::Dns(dns) = &spec.kind {
+            let key = (
+                cell.probe_id.clone(),
+                dns.query_name().to_owned(),
+                dns.query_type(),
+            );
+            if dns_latest.get(&key).is_none_or(|old| is_newer(r, old)) {
+                dns_latest.insert(key, r);
+            }
+            continue;
+        }
         let newer = latest.get(&key).is_none_or(|old| is_newer(r, old));
         if newer {
             latest.insert(key, r);
@@ -235,19 +301,25 @@ pub fn build(
             .filter_map(|(_, r)| r.result.destination)
             .filter(|a| a.is_ipv6())
             .collect();
-        let aaaa_published = match Target::parse(target) {
-            Ok(Target::Address(a)) => Some(a.is_ipv6()),
-            _ if !v6_addresses.is_empty() => Some(true),
-            _ if !v6.is_empty()
-                && v6.iter().all(|(_, r)| {
-                    matches!(&r.result.outcome, Outcome::Failed(e)
-                        if e.class == sixmap_shared::measurement::ErrorClass::Resolution)
-                }) =>
-            {
-                Some(false)
+        let (aaaa, a) = match Target::parse(target) {
+            Ok(Target::Address(address)) => {
+                let own = |yes| if yes { Verdict::Yes } else { Verdict::No };
+                (
+                    Presence::fixed(own(address.is_ipv6()), Source::Address),
+                    Presence::fixed(own(address.is_ipv4()), Source::Address),
+                )
             }
-            _ => None,
+            _ => {
+                let v4_resolved = of_target.iter().any(|(k, r)| {
+                    k.3 == Family::V4 && r.result.destination.is_some_and(|d| d.is_ipv4())
+                });
+                (
+                    dns_presence(&dns_latest, target, TYPE_AAAA, !v6_addresses.is_empty()),
+                    dns_presence(&dns_latest, target, TYPE_A, v4_resolved),
+                )
+            }
         };
+        let aaaa_published = aaaa.as_bool();
         // Per probe: reached by any reachability kind over IPv6; HTTP over IPv6 works.
         let mut reached: BTreeMap<&ProbeId, bool> = BTreeMap::new();
         let mut http: BTreeMap<&ProbeId, bool> = BTreeMap::new();
@@ -299,6 +371,8 @@ pub fn build(
         targets.push(TargetReport {
             target: target.clone(),
             aaaa_published,
+            aaaa,
+            a,
             v6_addresses: v6_addresses.into_iter().collect(),
             reachable_v6: share_figure(&reach_obs, &names),
             http_v6_works: share_figure(&http_obs, &names),
@@ -475,22 +549,59 @@ pub fn to_csv(report: &Report) -> String {
         "",
     );
     for t in &report.targets {
-        let aaaa = match t.aaaa_published {
-            Some(true) => "yes",
-            Some(false) => "no",
-            None => "unknown",
-        };
-        row(
-            "target",
-            &t.target,
-            None,
-            None,
-            None,
-            "aaaa_published",
-            aaaa.into(),
-            None,
-            "measured",
-        );
+        for (metric, p) in [("aaaa", &t.aaaa), ("a", &t.a)] {
+            let source = match p.source {
+                Source::Dns => "measured (DNS, probes' resolvers)",
+                Source::Address => "address literal",
+                Source::Resolved => "resolved by other measurements",
+                Source::None => "",
+            };
+            row(
+                "target",
+                &t.target,
+                None,
+                None,
+                None,
+                &format!("{metric}_published"),
+                p.verdict.as_str().into(),
+                None,
+                source,
+            );
+            if p.source != Source::Dns {
+                continue;
+            }
+            for (votes, count) in [
+                ("yes", p.yes),
+                ("no", p.no),
+                ("inconclusive", p.inconclusive),
+                ("excluded", p.excluded.len() as u64),
+            ] {
+                row(
+                    "target",
+                    &t.target,
+                    None,
+                    None,
+                    None,
+                    &format!("{metric}_probes_{votes}"),
+                    count.to_string(),
+                    None,
+                    "measured",
+                );
+            }
+            for e in &p.excluded {
+                row(
+                    "target_excluded",
+                    &t.target,
+                    None,
+                    None,
+                    None,
+                    &format!("{metric}_excluded_probe"),
+                    e.probe.to_string(),
+                    None,
+                    &e.reason,
+                );
+            }
+        }
         for (metric, figure) in [
             ("reachable_v6", &t.reachable_v6),
             ("http_v6_works", &t.http_v6_works),
@@ -654,6 +765,25 @@ fn pct(p: &Proportion) -> String {
     )
 }
 
+/// A presence figure's table cell: the verdict, and the probes' votes when DNS made it.
+fn presence_cell(p: &Presence) -> String {
+    match p.source {
+        Source::Dns => format!(
+            "{} <small>({} yes, {} no, {} inconclusive, {} excluded)</small>",
+            p.verdict.as_str(),
+            p.yes,
+            p.no,
+            p.inconclusive,
+            p.excluded.len()
+        ),
+        Source::Resolved => format!(
+            "{} <small>(resolved by other measurements)</small>",
+            p.verdict.as_str()
+        ),
+        Source::Address | Source::None => p.verdict.as_str().to_owned(),
+    }
+}
+
 /// A self-contained printable page (no scripts, no external resources).
 pub fn to_html(report: &Report) -> String {
     let c = &report.campaign;
@@ -691,8 +821,8 @@ pub fn to_html(report: &Report) -> String {
         esc(&format!("{:?}", p.failures)),
     );
     h.push_str(
-        "<h2>Targets</h2><table><tr><th>Target</th><th>AAAA published</th><th>Reachable over \
-         IPv6 (operator-balanced)</th><th>HTTP over IPv6 works</th><th>Same certificate v4/v6</th>\
+        "<h2>Targets</h2><table><tr><th>Target</th><th>AAAA published</th><th>A published</th>\
+         <th>Reachable over IPv6 (operator-balanced)</th><th>HTTP over IPv6 works</th><th>Same certificate v4/v6</th>\
          <th>Same content v4/v6</th></tr>",
     );
     let cmp = |c: &Option<Comparison>| {
@@ -708,17 +838,40 @@ pub fn to_html(report: &Report) -> String {
         };
         let _ = write!(
             h,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&t.target),
-            match t.aaaa_published {
-                Some(true) => "yes",
-                Some(false) => "no",
-                None => "unknown",
-            },
+            presence_cell(&t.aaaa),
+            presence_cell(&t.a),
             fig(&t.reachable_v6),
             fig(&t.http_v6_works),
             cmp(&t.same_certificate_v4_v6),
             cmp(&t.same_content_v4_v6),
+        );
+    }
+    let excluded: Vec<String> = report
+        .targets
+        .iter()
+        .flat_map(|t| {
+            [("AAAA", &t.aaaa), ("A", &t.a)]
+                .into_iter()
+                .flat_map(move |(ty, p)| {
+                    p.excluded.iter().map(move |e| {
+                        format!(
+                            "<tr><td>{}</td><td>{ty}</td><td>{}</td><td>{}</td></tr>",
+                            esc(&t.target),
+                            e.probe,
+                            esc(&e.reason)
+                        )
+                    })
+                })
+        })
+        .collect();
+    if !excluded.is_empty() {
+        let _ = write!(
+            h,
+            "</table><h3>Probes excluded from the DNS figures</h3><table><tr><th>Target</th>\
+             <th>Record</th><th>Probe</th><th>Reason</th></tr>{}",
+            excluded.concat()
         );
     }
     h.push_str("</table><h3>Reachable over IPv6, per operator</h3><table><tr><th>Target</th><th>Operator</th><th>Share</th></tr>");
@@ -801,7 +954,9 @@ mod tests {
     fn record() -> CampaignRecord {
         let text = "name = \"r\"\ntargets = [\"a.example\", \"none.example\"]\n\
             [[measurements]]\nkind = \"ping\"\ntimeout_ms = 2000\n\
-            [[measurements]]\nkind = \"http\"\nfamily = \"both\"\nurl = \"http://{target}/\"\ntimeout_ms = 2000\n";
+            [[measurements]]\nkind = \"http\"\nfamily = \"both\"\nurl = \"http://{target}/\"\ntimeout_ms = 2000\n\
+            [[measurements]]\nkind = \"dns\"\nquery_name = \"{target}\"\nquery_type = \"AAAA\"\nsystem_resolver = true\ntimeout_ms = 2000\n\
+            [[measurements]]\nkind = \"dns\"\nquery_name = \"{target}\"\nquery_type = \"A\"\nsystem_resolver = true\ntimeout_ms = 2000\n";
         let (spec, tasks) =
             spec::validate(&spec::parse("toml", text).unwrap(), NOW, false).unwrap();
         let probe = |n: u8, asn| CampaignProbe {
@@ -949,6 +1104,42 @@ mod tests {
             r.result.destination = None;
             results.push(r);
         }
+        // DNS (tasks 7 AAAA a, 8 AAAA none, 9 A a, 10 A none). Probe 1's resolver works: a has
+        // both records, none only an A. Probe 2's resolver fails everything (SERVFAIL, then a
+        // timeout). Probe 3 asked none's AAAA only and got NXDOMAIN, unconfirmed by an A answer.
+        let dns = |ty: u16, rcode: Option<u16>, records: &[u16]| {
+            Outcome::Dns(sixmap_shared::measurement::DnsResult {
+                query_name: String::new(),
+                query_type: ty,
+                transport_used: sixmap_shared::measurement::DnsTransport::Udp,
+                rtt_ns: rcode.map(|_| 1),
+                response: rcode.map(|rcode| sixmap_shared::measurement::DnsResponse {
+                    rcode,
+                    flags: 0,
+                    answers: records
+                        .iter()
+                        .map(|t| sixmap_shared::measurement::DnsRecord {
+                            name: String::new(),
+                            record_type: *t,
+                            ttl: 1,
+                            data: String::new(),
+                        })
+                        .collect(),
+                }),
+                failure: rcode.is_none().then(|| "timeout".into()),
+            })
+        };
+        results.extend([
+            result(1, 20, 7, dns(28, Some(0), &[28]), true),
+            result(1, 21, 9, dns(1, Some(0), &[1]), true),
+            result(1, 22, 8, dns(28, Some(0), &[]), true),
+            result(1, 23, 10, dns(1, Some(0), &[1]), true),
+            result(2, 20, 7, dns(28, Some(2), &[]), true),
+            result(2, 21, 9, dns(1, None, &[]), true),
+            result(2, 22, 8, dns(28, Some(2), &[]), true),
+            result(2, 23, 10, dns(1, None, &[]), true),
+            result(3, 22, 8, dns(28, Some(3), &[]), true),
+        ]);
         let progress = crate::campaign::Progress::default();
         let report = build(&rec, &crate::store::fold_cells(results), progress, NOW);
         let a = &report.targets[0];
@@ -964,8 +1155,22 @@ mod tests {
         assert!((reach.overall.share - 0.5).abs() < 1e-12);
         let content = a.same_content_v4_v6.as_ref().unwrap();
         assert_eq!((content.compared, content.same), (2, 1));
+        assert_eq!(a.aaaa.verdict, Verdict::Yes);
+        assert_eq!((a.aaaa.yes, a.aaaa.no, a.aaaa.inconclusive), (1, 0, 0));
+        assert_eq!(a.aaaa.excluded.len(), 1, "{:?}", a.aaaa);
+        assert_eq!(a.aaaa.excluded[0].probe.to_string(), format!("{:016x}", 2));
+        assert_eq!(a.a.verdict, Verdict::Yes);
         let none = &report.targets[1];
+        // No from probe 1's working resolver; probe 2 excluded; probe 3 inconclusive.
         assert_eq!(none.aaaa_published, Some(false));
+        assert_eq!(
+            (none.aaaa.verdict, none.aaaa.no, none.aaaa.inconclusive),
+            (Verdict::No, 1, 1)
+        );
+        assert_eq!(none.aaaa.excluded.len(), 1);
+        assert_eq!(none.a.verdict, Verdict::Yes);
+        // The resolver's DNS answers are no IPv6 address of the target.
+        assert!(none.v6_addresses.is_empty(), "{:?}", none.v6_addresses);
         // Operator ranking counts only targets with AAAA: one pair per probe.
         let ranking: Vec<_> = report
             .operators
@@ -979,6 +1184,30 @@ mod tests {
             csv.contains("target,a.example,,,,aaaa_published,yes"),
             "{csv}"
         );
-        assert!(to_html(&report).contains("a.example"));
+        assert!(
+            csv.contains("target,none.example,,,,aaaa_published,no,"),
+            "{csv}"
+        );
+        assert!(
+            csv.contains("target,a.example,,,,aaaa_probes_excluded,1,"),
+            "{csv}"
+        );
+        assert!(
+            csv.contains(&format!(
+                "target_excluded,a.example,,,,aaaa_excluded_probe,{:016x},,,,,resolver failed both questions (AAAA: SERVFAIL; A: timeout)",
+                2
+            )),
+            "{csv}"
+        );
+        let html = to_html(&report);
+        assert!(html.contains("a.example"));
+        assert!(
+            html.contains("yes <small>(1 yes, 0 no, 0 inconclusive, 1 excluded)</small>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("Probes excluded from the DNS figures"),
+            "{html}"
+        );
     }
 }
