@@ -5,7 +5,7 @@
 use super::presence::{self, Answer, Presence, Source, TYPE_A, TYPE_AAAA, Verdict};
 use super::spec::{is_reachability_kind, task_label};
 use super::{CampaignRecord, DeclaredFigure, Progress};
-use crate::rollup::{self, Balanced, Proportion};
+use crate::rollup::{self, Balanced, MinSample, Proportion, RankRange};
 use crate::store::{CampaignCell, StoredResult, is_newer};
 use serde::Serialize;
 use sixmap_shared::measurement::{Family, MeasurementKind, Outcome, SpecKind, Target};
@@ -37,8 +37,13 @@ Reachable over IPv6: a probe reaches a target when the latest IPv6 result of at 
 reachability measurement (ping, traceroute, tcp, tls, http, quic, dual_stack's IPv6 leg) \
 reached the destination (an answer of any kind, a refused TCP connection included). Per \
 operator: the share of its probes, with the 95 % Wilson score interval. Overall: the \
-operator-balanced share (each operator counts equally; Kish effective sample size), with the \
-pooled share beside it (collector/src/rollup.rs states both methods).\n\
+operator-balanced share (each operator counts equally), its interval on an effective sample \
+size that accounts for unequal weights (Kish) and for probes of one operator behaving alike \
+(between-operator variance), with the pooled share beside it (collector/src/rollup.rs states \
+both methods).\n\
+Minimum sample: a figure over fewer probes than the collector's published minimum \
+(`min_probes`, in the report) is insufficient data: its number of probes is shown, no share, \
+interval, RTT or rank.\n\
 HTTP over IPv6 works: the probe's latest IPv6 HTTP result has a status 200-399.\n\
 Same certificate over IPv4 and IPv6: the latest TLS results of one probe over both families \
 present the same leaf certificate (subject, issuer, validity period). Same content: the latest \
@@ -46,9 +51,12 @@ HTTP results of one probe over both families have the same status and the same b
 truncation; the probe reports body sizes, not body hashes, so equal sizes of different bodies \
 count as the same content. Only probes with results over both families are compared.\n\
 Operator ranking: per operator, the (probe, target) pairs over the targets with AAAA \
-published, and the share of those reached over IPv6, with its 95 % Wilson interval; ranked by \
-share, then sample size, then ASN. Pairs of one probe are not independent, so the interval \
-understates the uncertainty when an operator has few probes. Median IPv6 RTT: the median over \
+published, and the share of those reached over IPv6, with its 95 % Wilson interval; listed by \
+share, then sample size, then ASN, and ranked by interval: an operator's rank range runs from 1 \
++ the number of operators whose interval lies entirely above its own to the number of ranked \
+operators minus those entirely below, so operators the data cannot tell apart share ranks. \
+Pairs of one probe are not independent, so the interval understates the uncertainty when an \
+operator has few probes. Median IPv6 RTT: the median over \
 probes of each probe's median ping RTT (first replies).\n\
 Declared figures are the operators' own, imported as given, and shown beside the measured \
 ones without adjustment.";
@@ -81,15 +89,21 @@ pub struct OperatorFigure {
     pub as_name: Option<String>,
     pub country: Option<String>,
     pub probes: usize,
-    pub share: Proportion,
+    /// Fewer probes than the minimum sample: no share.
+    pub insufficient_data: bool,
+    pub share: Option<Proportion>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ShareFigure {
+    /// Probes behind the figure.
+    pub probes: usize,
+    /// Fewer probes than the minimum sample: no overall or pooled share.
+    pub insufficient_data: bool,
     /// Operator-balanced.
-    pub overall: Proportion,
+    pub overall: Option<Proportion>,
     /// Every probe weighted 1.
-    pub pooled: Proportion,
+    pub pooled: Option<Proportion>,
     pub operators: Vec<OperatorFigure>,
 }
 
@@ -114,13 +128,19 @@ pub struct TargetReport {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct OperatorReport {
-    pub rank: usize,
+    /// The best rank of `rank_range`; null with insufficient data.
+    pub rank: Option<usize>,
+    /// Rank range by interval among the operators with sufficient data
+    /// (`rollup::rank_ranges`): operators whose intervals overlap share ranks.
+    pub rank_range: Option<RankRange>,
+    /// Fewer reporting probes than the minimum sample: no share, RTT or rank.
+    pub insufficient_data: bool,
     pub asn: u32,
     pub as_name: Option<String>,
     pub country: Option<String>,
     pub probes: usize,
     /// (probe, target) pairs over targets with AAAA published, reached over IPv6.
-    pub v6_reachability: Proportion,
+    pub v6_reachability: Option<Proportion>,
     pub http_v6: Option<Proportion>,
     pub median_v6_rtt_ms: Option<f64>,
     pub declared: Vec<DeclaredFigure>,
@@ -131,6 +151,8 @@ pub struct Report {
     pub methodology_version: &'static str,
     pub methodology: &'static str,
     pub generated_at: UnixMicros,
+    /// The minimum sample applied (collector config `[publication] min_probes`).
+    pub min_probes: usize,
     pub campaign: CampaignInfo,
     pub progress: Progress,
     pub targets: Vec<TargetReport>,
@@ -148,26 +170,33 @@ fn http_works(outcome: &Outcome) -> bool {
 fn share_figure(
     observations: &[(u32, bool)],
     names: &BTreeMap<u32, (Option<String>, Option<String>)>,
+    rule: MinSample,
 ) -> Option<ShareFigure> {
     let Balanced {
         overall,
         raw,
         per_operator,
+        probes,
         ..
     } = rollup::balanced_share(observations)?;
+    let sufficient = rule.allows(probes);
     Some(ShareFigure {
-        overall,
-        pooled: raw,
+        probes,
+        insufficient_data: !sufficient,
+        overall: sufficient.then_some(overall),
+        pooled: sufficient.then_some(raw),
         operators: per_operator
             .into_iter()
             .map(|o| {
                 let (as_name, country) = names.get(&o.asn).cloned().unwrap_or_default();
+                let sufficient = rule.allows(o.probes);
                 OperatorFigure {
                     asn: o.asn,
                     as_name,
                     country,
                     probes: o.probes,
-                    share: o.share,
+                    insufficient_data: !sufficient,
+                    share: sufficient.then_some(o.share),
                 }
             })
             .collect(),
@@ -231,6 +260,7 @@ pub fn build(
     cells: &[CampaignCell],
     progress: Progress,
     now: UnixMicros,
+    rule: MinSample,
 ) -> Report {
     let asn_of: BTreeMap<&ProbeId, u32> = record
         .probes
@@ -288,6 +318,8 @@ pub fn build(
 
     let mut operator_pairs: Vec<(u32, bool)> = Vec::new();
     let mut operator_http: Vec<(u32, bool)> = Vec::new();
+    // Per operator, the probes behind its pairs: the minimum sample counts probes, not pairs.
+    let mut reporting: BTreeMap<u32, BTreeSet<&ProbeId>> = BTreeMap::new();
     let mut targets = Vec::new();
     for target in &record.spec.targets {
         let of_target: Vec<(&Key, &&StoredResult)> =
@@ -342,6 +374,10 @@ pub fn build(
         if aaaa_published == Some(true) {
             operator_pairs.extend(&reach_obs);
             operator_http.extend(&http_obs);
+            for p in reached.keys() {
+                let asn = asn_of.get(p).copied().unwrap_or(0);
+                reporting.entry(asn).or_default().insert(p);
+            }
         }
         // Both families, per probe.
         let get = |probe: &ProbeId, kind, family| {
@@ -374,8 +410,8 @@ pub fn build(
             aaaa,
             a,
             v6_addresses: v6_addresses.into_iter().collect(),
-            reachable_v6: share_figure(&reach_obs, &names),
-            http_v6_works: share_figure(&http_obs, &names),
+            reachable_v6: share_figure(&reach_obs, &names, rule),
+            http_v6_works: share_figure(&http_obs, &names, rule),
             same_certificate_v4_v6: comparison(&same_cert),
             same_content_v4_v6: comparison(&same_content),
             results: counts.remove(target).unwrap_or_default(),
@@ -393,7 +429,24 @@ pub fn build(
                     .collect::<BTreeMap<_, _>>()
             })
             .unwrap_or_default();
-        for (i, o) in balanced.per_operator.into_iter().enumerate() {
+        // Ranked among the operators with enough probes, in the podium order; the others
+        // after them, without share or rank.
+        let (ranked, unranked): (Vec<_>, Vec<_>) =
+            balanced.per_operator.into_iter().partition(|o| {
+                rule.allows(reporting.get(&o.asn).map_or(0, BTreeSet::len))
+            });
+        let ranks = rollup::rank_ranges(
+            &ranked
+                .iter()
+                .map(|o| (o.share.low, o.share.high))
+                .collect::<Vec<_>>(),
+        );
+        let ordered = ranked
+            .into_iter()
+            .zip(ranks.into_iter().map(Some))
+            .chain(unranked.into_iter().zip(std::iter::repeat(None)));
+        for (o, rank) in ordered {
+            let sufficient = rank.is_some();
             let (as_name, country) = names.get(&o.asn).cloned().unwrap_or_default();
             let rtts: Vec<Vec<f64>> = latest
                 .iter()
@@ -413,7 +466,9 @@ pub fn build(
                 .into_values()
                 .collect();
             operators.push(OperatorReport {
-                rank: i + 1,
+                rank: rank.map(|r: RankRange| r.best),
+                rank_range: rank,
+                insufficient_data: !sufficient,
                 asn: o.asn,
                 as_name,
                 country,
@@ -422,9 +477,9 @@ pub fn build(
                     .iter()
                     .filter(|p| p.asn.unwrap_or(0) == o.asn)
                     .count(),
-                v6_reachability: o.share,
-                http_v6: http_by_asn.get(&o.asn).cloned(),
-                median_v6_rtt_ms: rollup::median_of_medians(&rtts),
+                v6_reachability: sufficient.then_some(o.share),
+                http_v6: http_by_asn.get(&o.asn).cloned().filter(|_| sufficient),
+                median_v6_rtt_ms: rollup::median_of_medians(&rtts).filter(|_| sufficient),
                 declared: record
                     .declared
                     .iter()
@@ -439,6 +494,7 @@ pub fn build(
         methodology_version: METHODOLOGY_VERSION,
         methodology: METHODOLOGY,
         generated_at: now,
+        min_probes: rule.min_probes,
         campaign: CampaignInfo {
             id: record.id,
             name: record.spec.name.clone(),
@@ -460,6 +516,11 @@ pub fn build(
             .cloned()
             .collect(),
     }
+}
+
+/// A share for the CSV, or "insufficient data" with the probes behind it.
+fn share_text(p: Option<&Proportion>, probes: usize) -> String {
+    p.map_or_else(|| format!("insufficient data (n={probes})"), |p| num(p.share))
 }
 
 fn csv_field(text: &str) -> String {
@@ -548,6 +609,17 @@ pub fn to_csv(report: &Report) -> String {
         None,
         "",
     );
+    row(
+        "meta",
+        "",
+        None,
+        None,
+        None,
+        "min_probes",
+        report.min_probes.to_string(),
+        None,
+        "",
+    );
     for t in &report.targets {
         for (metric, p) in [("aaaa", &t.aaaa), ("a", &t.a)] {
             let source = match p.source {
@@ -614,8 +686,8 @@ pub fn to_csv(report: &Report) -> String {
                     None,
                     None,
                     metric,
-                    num(f.overall.share),
-                    Some(&f.overall),
+                    share_text(f.overall.as_ref(), f.probes),
+                    f.overall.as_ref(),
                     "measured, operator-balanced",
                 );
                 for o in &f.operators {
@@ -626,8 +698,8 @@ pub fn to_csv(report: &Report) -> String {
                         o.as_name.as_deref(),
                         o.country.as_deref(),
                         metric,
-                        num(o.share.share),
-                        Some(&o.share),
+                        share_text(o.share.as_ref(), o.probes),
+                        o.share.as_ref(),
                         "measured",
                     );
                 }
@@ -662,9 +734,11 @@ pub fn to_csv(report: &Report) -> String {
             name,
             cc,
             "rank",
-            o.rank.to_string(),
+            o.rank_range
+                .map(|r| r.to_string())
+                .unwrap_or_else(|| "insufficient data".into()),
             None,
-            "measured",
+            "measured, by interval",
         );
         row(
             "operator",
@@ -684,8 +758,8 @@ pub fn to_csv(report: &Report) -> String {
             name,
             cc,
             "v6_reachability",
-            num(o.v6_reachability.share),
-            Some(&o.v6_reachability),
+            share_text(o.v6_reachability.as_ref(), o.probes),
+            o.v6_reachability.as_ref(),
             "measured",
         );
         if let Some(h) = &o.http_v6 {
@@ -765,6 +839,14 @@ fn pct(p: &Proportion) -> String {
     )
 }
 
+/// A share with its interval, or "insufficient data" with the probes behind it.
+fn pct_or_insufficient(p: Option<&Proportion>, probes: usize) -> String {
+    p.map_or_else(
+        || format!("insufficient data <small>n={probes} probes</small>"),
+        pct,
+    )
+}
+
 /// A presence figure's table cell: the verdict, and the probes' votes when DNS made it.
 fn presence_cell(p: &Presence) -> String {
     match p.source {
@@ -833,7 +915,7 @@ pub fn to_html(report: &Report) -> String {
     for t in &report.targets {
         let fig = |f: &Option<ShareFigure>| {
             f.as_ref()
-                .map(|f| pct(&f.overall))
+                .map(|f| pct_or_insufficient(f.overall.as_ref(), f.probes))
                 .unwrap_or_else(|| "—".into())
         };
         let _ = write!(
@@ -884,7 +966,7 @@ pub fn to_html(report: &Report) -> String {
                 o.asn,
                 esc(o.as_name.as_deref().unwrap_or("")),
                 esc(o.country.as_deref().unwrap_or("")),
-                pct(&o.share)
+                pct_or_insufficient(o.share.as_ref(), o.probes)
             );
         }
     }
@@ -910,12 +992,12 @@ pub fn to_html(report: &Report) -> String {
         let _ = write!(
             h,
             "<tr><td>{}</td><td>AS{} {} {}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            o.rank,
+            o.rank_range.map(|r| r.to_string()).unwrap_or_else(|| "—".into()),
             o.asn,
             esc(o.as_name.as_deref().unwrap_or("")),
             esc(o.country.as_deref().unwrap_or("")),
             o.probes,
-            pct(&o.v6_reachability),
+            pct_or_insufficient(o.v6_reachability.as_ref(), o.probes),
             o.http_v6.as_ref().map(pct).unwrap_or_else(|| "—".into()),
             o.median_v6_rtt_ms
                 .map(|m| format!("{m:.1} ms"))
@@ -930,10 +1012,12 @@ pub fn to_html(report: &Report) -> String {
     let _ = writeln!(
         h,
         "</table><h2>Methodology ({})</h2><p>{}</p><p>Intervals are 95 % Wilson score \
-         intervals; n is the sample size (an effective one for balanced figures).</p>\
+         intervals; n is the sample size (an effective one for balanced figures). Figures \
+         over fewer than {} probes are shown as insufficient data.</p>\
          <h2>Campaign spec</h2><pre>{}</pre></body></html>",
         report.methodology_version,
         esc(report.methodology).replace('\n', "</p><p>"),
+        report.min_probes,
         esc(&c.spec_text),
     );
     h
@@ -1141,7 +1225,15 @@ mod tests {
             result(3, 22, 8, dns(28, Some(3), &[]), true),
         ]);
         let progress = crate::campaign::Progress::default();
-        let report = build(&rec, &crate::store::fold_cells(results), progress, NOW);
+        let cells = crate::store::fold_cells(results);
+        // Every figure published (a minimum of one probe): the figures themselves.
+        let report = build(
+            &rec,
+            &cells,
+            progress.clone(),
+            NOW,
+            MinSample { min_probes: 1 },
+        );
         let a = &report.targets[0];
         assert_eq!(a.aaaa_published, Some(true));
         let reach = a.reachable_v6.as_ref().unwrap();
@@ -1149,10 +1241,13 @@ mod tests {
         let by_asn: Vec<_> = reach
             .operators
             .iter()
-            .map(|o| (o.asn, o.share.successes, o.share.n))
+            .map(|o| {
+                let share = o.share.as_ref().unwrap();
+                (o.asn, share.successes, share.n)
+            })
             .collect();
         assert_eq!(by_asn, [(64500, 2.0, 2.0), (64501, 0.0, 1.0)]);
-        assert!((reach.overall.share - 0.5).abs() < 1e-12);
+        assert!((reach.overall.as_ref().unwrap().share - 0.5).abs() < 1e-12);
         let content = a.same_content_v4_v6.as_ref().unwrap();
         assert_eq!((content.compared, content.same), (2, 1));
         assert_eq!(a.aaaa.verdict, Verdict::Yes);
@@ -1171,13 +1266,26 @@ mod tests {
         assert_eq!(none.a.verdict, Verdict::Yes);
         // The resolver's DNS answers are no IPv6 address of the target.
         assert!(none.v6_addresses.is_empty(), "{:?}", none.v6_addresses);
-        // Operator ranking counts only targets with AAAA: one pair per probe.
+        // Operator ranking counts only targets with AAAA: one pair per probe. 2/2 ([0.34, 1])
+        // and 0/1 ([0, 0.79]) overlap: the data cannot order them, both rank 1–2.
         let ranking: Vec<_> = report
             .operators
             .iter()
-            .map(|o| (o.rank, o.asn, o.v6_reachability.n, o.probes))
+            .map(|o| {
+                (
+                    o.rank_range.map(|r| r.to_string()),
+                    o.asn,
+                    o.v6_reachability.as_ref().unwrap().n,
+                    o.probes,
+                )
+            })
             .collect();
-        assert_eq!(ranking, [(1, 64500, 2.0, 2), (2, 64501, 1.0, 1)]);
+        let both = Some("1–2".to_owned());
+        assert_eq!(
+            ranking,
+            [(both.clone(), 64500, 2.0, 2), (both, 64501, 1.0, 1)]
+        );
+        assert_eq!(report.operators[0].rank, Some(1));
         assert_eq!(report.operators[0].median_v6_rtt_ms, Some(20.0));
         let csv = to_csv(&report);
         assert!(
@@ -1205,8 +1313,37 @@ mod tests {
             html.contains("yes <small>(1 yes, 0 no, 0 inconclusive, 1 excluded)</small>"),
             "{html}"
         );
+        assert!(html.contains("Probes excluded from the DNS figures"), "{html}");
+        assert!(html.contains("<tr><td>1–2</td><td>AS64500"), "{html}");
+
+        // Under the default minimum of three probes: a.example's overall figure (three probes)
+        // stands, each operator's (two and one) is insufficient data: n shown, no share, no rank.
+        let report = build(&rec, &cells, progress, NOW, MinSample::default());
+        assert_eq!(report.min_probes, 3);
+        let reach = report.targets[0].reachable_v6.as_ref().unwrap();
+        assert!(!reach.insufficient_data && reach.overall.is_some());
+        assert_eq!(reach.probes, 3);
+        for o in &reach.operators {
+            assert!(o.insufficient_data && o.share.is_none(), "{o:?}");
+        }
+        for o in &report.operators {
+            assert!(o.insufficient_data, "{o:?}");
+            assert_eq!((o.rank, o.rank_range), (None, None));
+            assert!(o.v6_reachability.is_none() && o.median_v6_rtt_ms.is_none());
+        }
+        let csv = to_csv(&report);
+        assert!(csv.contains("meta,,,,,min_probes,3,"), "{csv}");
         assert!(
-            html.contains("Probes excluded from the DNS figures"),
+            csv.contains("target_operator,a.example,64501,,XA,reachable_v6,insufficient data (n=1),"),
+            "{csv}"
+        );
+        assert!(
+            csv.contains("operator,,64500,,XA,rank,insufficient data,"),
+            "{csv}"
+        );
+        let html = to_html(&report);
+        assert!(
+            html.contains("<tr><td>—</td><td>AS64500  XA</td><td>2</td><td>insufficient data <small>n=2 probes</small>"),
             "{html}"
         );
     }

@@ -191,8 +191,9 @@ async fn map_countries(
     RawQuery(query): RawQuery,
 ) -> Result<Json<crate::maps::Countries>, ApiError> {
     no_parameters(query)?;
+    let rule = maps.rule();
     let snapshot = run_blocking(move || maps.snapshot(&*store)).await?;
-    Ok(Json(snapshot.countries()))
+    Ok(Json(snapshot.countries_with(rule)))
 }
 
 /// One country's stored daily figures and their projected trend.
@@ -233,8 +234,9 @@ async fn map_country(
 ) -> Result<Response, ApiError> {
     no_parameters(query)?;
     let code = country_in_path(&country)?;
+    let rule = maps.rule();
     let snapshot = run_blocking(move || maps.snapshot(&*store)).await?;
-    let detail = snapshot.country(code);
+    let detail = snapshot.country_with(code, rule);
     Ok(match detail {
         Some(detail) => Json(detail).into_response(),
         None => (
