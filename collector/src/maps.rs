@@ -451,3 +451,98 @@ fn country_detail(
         probes,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SledStore;
+    use sixmap_shared::health::{ProbeTag, TagName};
+    use sixmap_shared::prefixes::Enrichment;
+
+    const NOW: UnixMicros = UnixMicros(1_790_000_000_000_000);
+
+    /// Active probes `(country, asn, v6 works)`, without RTT samples.
+    fn snapshot(probes: &[(&str, u32, bool)]) -> Snapshot {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        for (i, (country, asn, works)) in probes.iter().enumerate() {
+            let tags = if *works {
+                vec![ProbeTag {
+                    name: TagName::new(Tag::V6Works.name()).unwrap(),
+                    since: NOW,
+                }]
+            } else {
+                Vec::new()
+            };
+            store
+                .create_probe(&ProbeRecord {
+                    id: format!("{:016x}", i + 1).parse().unwrap(),
+                    hostname: format!("p{i}"),
+                    enrolled_at: NOW,
+                    last_seen: Some(NOW),
+                    software_version: None,
+                    boot_epoch: None,
+                    local_addresses: Vec::new(),
+                    self_test: None,
+                    last_v6_success: None,
+                    tags,
+                    location: None,
+                    origin: Some(Enrichment {
+                        asn: Some(*asn),
+                        as_name: None,
+                        country: Some(country.parse().unwrap()),
+                    }),
+                    owner: None,
+                    enrolled_from: None,
+                    enrolled_prefix: None,
+                    certificate_sha256: None,
+                    revoked_at: None,
+                })
+                .unwrap();
+        }
+        Snapshot::take_from(&store, NOW, Source::Scan).unwrap()
+    }
+
+    #[test]
+    fn a_country_with_one_probe_is_insufficient_data_not_zero_percent() {
+        let s = snapshot(&[
+            ("XA", 1, false),
+            ("XB", 2, true),
+            ("XB", 2, true),
+            ("XB", 3, false),
+        ]);
+        let rule = MinSample { min_probes: 3 };
+        let countries = s.countries_with(rule);
+        assert_eq!(countries.min_probes, 3);
+        let xa = &countries.countries[0];
+        assert_eq!((xa.country.to_string(), xa.probes), ("XA".to_owned(), 1));
+        assert!(xa.insufficient_data);
+        assert!(xa.v6_works.is_none() && xa.median_rtt_v6_ms.is_none());
+        let json = serde_json::to_value(xa).unwrap();
+        assert!(json["v6_works"].is_null(), "{json}");
+        let xb = &countries.countries[1];
+        assert!(!xb.insufficient_data && xb.v6_works.is_some());
+        // Without a minimum (the reference computation), XA's 0 % is published.
+        let all = s.countries();
+        assert_eq!(
+            all.countries[0].v6_works.as_ref().unwrap().balanced.share,
+            0.0
+        );
+
+        // On the country page the operators under the minimum are listed last, without share
+        // or rank.
+        let xb = s
+            .country_with("XB".parse().unwrap(), MinSample { min_probes: 2 })
+            .unwrap();
+        let rows: Vec<_> = xb
+            .operators
+            .iter()
+            .map(|o| (o.asn, o.insufficient_data, o.rank.map(|r| r.to_string())))
+            .collect();
+        assert_eq!(rows, [(2, false, Some("1".into())), (3, true, None)]);
+        assert!(xb.operators[1].v6_works.is_none());
+        let page = s.country_with("XA".parse().unwrap(), rule).unwrap();
+        assert!(page.insufficient_data && page.v6_works.is_none());
+        assert_eq!(page.probe_count, 1);
+    }
+}

@@ -685,7 +685,13 @@ impl Campaigns {
         let record = self.load(id)?;
         let cells = self.cells(id)?;
         let progress = self.progress(&record, &cells, now);
-        Ok(report::build(&record, &cells, progress, now, self.publication))
+        Ok(report::build(
+            &record,
+            &cells,
+            progress,
+            now,
+            self.publication,
+        ))
     }
 
     /// A campaign with its progress, as `show` prints it; blocking.

@@ -431,10 +431,10 @@ pub fn build(
             .unwrap_or_default();
         // Ranked among the operators with enough probes, in the podium order; the others
         // after them, without share or rank.
-        let (ranked, unranked): (Vec<_>, Vec<_>) =
-            balanced.per_operator.into_iter().partition(|o| {
-                rule.allows(reporting.get(&o.asn).map_or(0, BTreeSet::len))
-            });
+        let (ranked, unranked): (Vec<_>, Vec<_>) = balanced
+            .per_operator
+            .into_iter()
+            .partition(|o| rule.allows(reporting.get(&o.asn).map_or(0, BTreeSet::len)));
         let ranks = rollup::rank_ranges(
             &ranked
                 .iter()
@@ -520,7 +520,10 @@ pub fn build(
 
 /// A share for the CSV, or "insufficient data" with the probes behind it.
 fn share_text(p: Option<&Proportion>, probes: usize) -> String {
-    p.map_or_else(|| format!("insufficient data (n={probes})"), |p| num(p.share))
+    p.map_or_else(
+        || format!("insufficient data (n={probes})"),
+        |p| num(p.share),
+    )
 }
 
 fn csv_field(text: &str) -> String {
@@ -992,7 +995,9 @@ pub fn to_html(report: &Report) -> String {
         let _ = write!(
             h,
             "<tr><td>{}</td><td>AS{} {} {}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            o.rank_range.map(|r| r.to_string()).unwrap_or_else(|| "—".into()),
+            o.rank_range
+                .map(|r| r.to_string())
+                .unwrap_or_else(|| "—".into()),
             o.asn,
             esc(o.as_name.as_deref().unwrap_or("")),
             esc(o.country.as_deref().unwrap_or("")),
@@ -1313,7 +1318,10 @@ mod tests {
             html.contains("yes <small>(1 yes, 0 no, 0 inconclusive, 1 excluded)</small>"),
             "{html}"
         );
-        assert!(html.contains("Probes excluded from the DNS figures"), "{html}");
+        assert!(
+            html.contains("Probes excluded from the DNS figures"),
+            "{html}"
+        );
         assert!(html.contains("<tr><td>1–2</td><td>AS64500"), "{html}");
 
         // Under the default minimum of three probes: a.example's overall figure (three probes)
@@ -1334,7 +1342,9 @@ mod tests {
         let csv = to_csv(&report);
         assert!(csv.contains("meta,,,,,min_probes,3,"), "{csv}");
         assert!(
-            csv.contains("target_operator,a.example,64501,,XA,reachable_v6,insufficient data (n=1),"),
+            csv.contains(
+                "target_operator,a.example,64501,,XA,reachable_v6,insufficient data (n=1),"
+            ),
             "{csv}"
         );
         assert!(
