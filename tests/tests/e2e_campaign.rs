@@ -322,8 +322,8 @@ fn a_campaign_over_lab_targets_reports_the_lab_truth() {
         let path = bad_dir.join(format!("{name}.toml"));
         std::fs::write(&path, spec).unwrap();
         let out = cli(
-            &lab,
-            &campaigner,
+            lab,
+            campaigner,
             &[
                 "create",
                 "--collector",
@@ -346,8 +346,8 @@ fn a_campaign_over_lab_targets_reports_the_lab_truth() {
     let spec_path = dir.join("lab-campaign.toml");
     std::fs::write(&spec_path, SPEC).unwrap();
     let out = cli(
-        &lab,
-        &campaigner,
+        lab,
+        campaigner,
         &[
             "create",
             "--collector",
@@ -362,8 +362,8 @@ fn a_campaign_over_lab_targets_reports_the_lab_truth() {
     let id = text(&out.stdout).trim().to_owned();
     // The same owner again, while the first runs: over the owner's hourly limit.
     let out = cli(
-        &lab,
-        &campaigner,
+        lab,
+        campaigner,
         &[
             "create",
             "--collector",
@@ -384,8 +384,8 @@ fn a_campaign_over_lab_targets_reports_the_lab_truth() {
     );
 
     let out = cli(
-        &lab,
-        &campaigner,
+        lab,
+        campaigner,
         &[
             "report",
             &id,
@@ -518,8 +518,8 @@ fn a_campaign_over_lab_targets_reports_the_lab_truth() {
     let declared = dir.join("declared.csv");
     std::fs::write(&declared, "asn,metric,value,as_of,source\n64500,ipv6_activation_rate,0.8,2026-09-30,\"opa Q3 report\"\n").unwrap();
     let out = cli(
-        &lab,
-        &campaigner,
+        lab,
+        campaigner,
         &[
             "import-declared",
             &id,
@@ -531,8 +531,8 @@ fn a_campaign_over_lab_targets_reports_the_lab_truth() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let csv_path = dir.join("report.csv");
     let out = cli(
-        &lab,
-        &campaigner,
+        lab,
+        campaigner,
         &[
             "report",
             &id,
@@ -560,8 +560,8 @@ fn a_campaign_over_lab_targets_reports_the_lab_truth() {
         "{csv}"
     );
     let out = cli(
-        &lab,
-        &campaigner,
+        lab,
+        campaigner,
         &["report", &id, "--collector", API, "--format", "html"],
     );
     let html = text(&out.stdout);
@@ -572,7 +572,7 @@ fn a_campaign_over_lab_targets_reports_the_lab_truth() {
         "{html}"
     );
 
-    let out = cli(&lab, &campaigner, &["list", "--collector", API]);
+    let out = cli(lab, campaigner, &["list", "--collector", API]);
     assert!(
         text(&out.stdout).contains("Lab IPv6 readiness"),
         "{}",
