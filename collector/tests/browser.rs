@@ -1,7 +1,7 @@
 //! The national maps in a real browser: Debian's headless Chromium driven over WebDriver
 //! (chromedriver) against a collector serving a seeded store. The world map must colour exactly
-//! the countries with data (hatched, without a share, those under the minimum sample: Brazil's
-//! two probes), clicking a country must open its page, and the operator ranking there (rank
+//! the countries with data (those under the minimum sample, Brazil's two probes, in a neutral
+//! insufficient-data fill, without a share), clicking a country must open its page, and the operator ranking there (rank
 //! ranges by interval, "insufficient data" under the minimum) must match the data. Screenshots go to `<target>/tmp/browser-screenshots/`.
 //!
 //! Needs `chromium` and `chromium-driver` (installed by `.ci/run`); outside CI the test is
@@ -426,10 +426,10 @@ fn browse(base: &str, collector: SocketAddr, shots: &Path) {
     );
     browser.screenshot(&shots.join("world-map.png"));
     let fills = drawn["fills"].as_object().unwrap();
-    let hatched = fills["BR"].as_str().unwrap();
-    assert!(
-        hatched.contains("url("),
-        "BR is hatched, not coloured: {drawn}"
+    let insufficient = fills["BR"].as_str().unwrap();
+    assert_eq!(
+        insufficient, "rgb(236, 230, 211)",
+        "BR has the insufficient-data fill, not a share's colour: {drawn}"
     );
     let coloured: Vec<&String> = fills.keys().filter(|code| *code != "BR").collect();
     assert_eq!(
@@ -446,7 +446,11 @@ fn browse(base: &str, collector: SocketAddr, shots: &Path) {
             "{code} has the no-data colour"
         );
         if code != "BR" {
-            assert_ne!(fill.as_str().unwrap(), hatched, "{code} is hatched");
+            assert_ne!(
+                fill.as_str().unwrap(),
+                insufficient,
+                "{code} has the insufficient-data fill"
+            );
         }
     }
     // Different shares, different colours; the colour scale is monotone in the share.

@@ -30,6 +30,8 @@ pub fn router(store: Arc<dyn Store>, maps: MapView) -> Router {
     let map_routes = Router::new()
         .route("/api/v1/maps/countries", get(map_countries))
         .route("/api/v1/maps/countries/{country}", get(map_country))
+        .route("/api/v1/maps/countries/{country}/series", get(map_series))
+        .route("/api/v1/maps/networks/{asn}/series", get(network_series))
         .with_state((store.clone(), maps));
     Router::new()
         .route("/", get(dashboard))
@@ -37,8 +39,6 @@ pub fn router(store: Arc<dyn Store>, maps: MapView) -> Router {
         .route("/api/v1/probes", get(probes))
         .route("/api/v1/probes/{id}/tags", get(tag_history))
         .route("/api/v1/losses", get(losses))
-        .route("/api/v1/maps/countries/{country}/series", get(map_series))
-        .route("/api/v1/maps/networks/{asn}/series", get(network_series))
         .route("/map", get(map_page))
         .route("/map/{country}", get(country_page))
         .route("/assets/{name}", get(asset))
@@ -198,20 +198,21 @@ async fn map_countries(
 
 /// One country's stored daily figures and their projected trend.
 async fn map_series(
-    State(store): State<Arc<dyn Store>>,
+    State((store, maps)): State<(Arc<dyn Store>, MapView)>,
     Path(country): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<crate::daily::Series>, ApiError> {
     no_parameters(query)?;
     let code = country_in_path(&country)?;
+    let rule = maps.rule();
     Ok(Json(
-        run_blocking(move || crate::daily::series(&*store, code)).await?,
+        run_blocking(move || crate::daily::series_with(&*store, code, rule)).await?,
     ))
 }
 
 /// One network's (origin AS) stored daily figures and their projected trend.
 async fn network_series(
-    State(store): State<Arc<dyn Store>>,
+    State((store, maps)): State<(Arc<dyn Store>, MapView)>,
     Path(asn): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<crate::daily::NetworkSeries>, ApiError> {
@@ -221,8 +222,9 @@ async fn network_series(
         .unwrap_or(&asn)
         .parse()
         .map_err(|_| ApiError::BadRequest(format!("AS number in the path: {asn:?} is not one")))?;
+    let rule = maps.rule();
     Ok(Json(
-        run_blocking(move || crate::daily::network_series(&*store, asn)).await?,
+        run_blocking(move || crate::daily::network_series_with(&*store, asn, rule)).await?,
     ))
 }
 
