@@ -380,6 +380,103 @@ pub struct NetworkSeries {
 
 const PROJECTION_LABEL: &str = "Projection, not a measurement: a straight line fitted to the logit of the daily operator-balanced share, extended. It assumes the past trend continues.";
 
+/// `YYYY-MM-DD` checked as a real UTC day; `None` otherwise (also for any other spelling of
+/// one, so a day has one key).
+pub fn parse_day(text: &str) -> Option<UnixMicros> {
+    let start = crate::campaign::spec::parse_time(&format!("{text}T00:00:00Z"))?;
+    (day_label(start) == text).then_some(start)
+}
+
+/// One country's stored figures of a past day, as published.
+#[derive(Debug, Clone, Serialize)]
+pub struct DayCountry {
+    pub country: CountryCode,
+    #[serde(flatten)]
+    pub figures: CountryDay,
+    /// IPv6 median minus IPv4 median; positive means IPv6 is slower.
+    pub v6_penalty_ms: Option<f64>,
+}
+
+/// Every country's stored figures of one day (the historical map).
+#[derive(Debug, Clone, Serialize)]
+pub struct DayCountries {
+    pub date: String,
+    /// Always `rollups`: the day's stored daily figures, not the live 24-hour window.
+    pub source: &'static str,
+    pub method: &'static str,
+    pub min_probes: usize,
+    pub countries: Vec<DayCountry>,
+}
+
+const DAY_METHOD: &str = "Stored daily rollups: a probe counts for a UTC day if it sent a result that day with an origin in the prefix data; \
+IPv6 works for it that day if one of its results reached a global IPv6 destination (collector/src/daily.rs). National share: operator-balanced, \
+95% Wilson interval on the effective sample size of collector/src/rollup.rs, computed when the day was stored. Days under the minimum \
+sample (min_probes) are insufficient data: n only.";
+
+fn decode_day(key: &str, day: &str, json: &[u8]) -> Result<CountryDay, StoreError> {
+    serde_json::from_slice(json).map_err(|e| StoreError::Corrupt {
+        key: format!("rollup {key}/{day}"),
+        reason: e.to_string(),
+    })
+}
+
+/// Every country's stored figures of `day` under `rule`: O(rollups of that day).
+pub fn countries_on(
+    store: &dyn Store,
+    day: UnixMicros,
+    rule: MinSample,
+) -> Result<DayCountries, StoreError> {
+    let date = day_label(day);
+    let mut countries = Vec::new();
+    for (key, json) in store.rollups_of_day(&date)? {
+        // Networks (`asn:N`) share the day's index; only country codes are countries.
+        let Ok(country) = key.parse::<CountryCode>() else {
+            continue;
+        };
+        let figures = published(decode_day(&key, &date, &json)?, rule);
+        countries.push(DayCountry {
+            country,
+            v6_penalty_ms: rollup::v6_penalty_ms(
+                figures.median_rtt_v6_ms,
+                figures.median_rtt_v4_ms,
+            ),
+            figures,
+        });
+    }
+    Ok(DayCountries {
+        date,
+        source: "rollups",
+        method: DAY_METHOD,
+        min_probes: rule.min_probes,
+        countries,
+    })
+}
+
+/// One country's stored figures of `day` under `rule`; `None` when none is stored.
+pub fn country_on(
+    store: &dyn Store,
+    country: CountryCode,
+    day: UnixMicros,
+    rule: MinSample,
+) -> Result<Option<DayCountry>, StoreError> {
+    let date = day_label(day);
+    let key = country.to_string();
+    for (stored, json) in store.rollups(&key)? {
+        if stored == date {
+            let figures = published(decode_day(&key, &date, &json)?, rule);
+            return Ok(Some(DayCountry {
+                country,
+                v6_penalty_ms: rollup::v6_penalty_ms(
+                    figures.median_rtt_v6_ms,
+                    figures.median_rtt_v4_ms,
+                ),
+                figures,
+            }));
+        }
+    }
+    Ok(None)
+}
+
 /// Every day published (no minimum sample): the tests' reference.
 const EVERY_DAY: MinSample = MinSample { min_probes: 1 };
 
@@ -474,6 +571,21 @@ mod tests {
     use super::*;
     use crate::store::SledStore;
     use sixmap_shared::prefixes::Enrichment;
+
+    #[test]
+    fn dates_in_queries_are_real_utc_days() {
+        assert_eq!(parse_day("2024-02-29"), Some(UnixMicros(19_782 * DAY_US)));
+        for bad in [
+            "2023-02-29",
+            "2024-2-29",
+            "2024-02-29T00:00:00Z",
+            "",
+            "20240229",
+            "2024-13-01",
+        ] {
+            assert_eq!(parse_day(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn days_are_utc_calendar_days() {

@@ -3,7 +3,8 @@
 //! Layout (one tree each): `probes` id → JSON record; `tasks` definition → task id;
 //! `assignments` probe id ‖ task id → (); `losses` loss key → JSON (probes' records of
 //! undelivered results); `tag_history` probe id ‖ time ‖ counter → JSON tag event; `rollups`
-//! country ‖ '/' ‖ day → JSON daily figures; `campaigns` campaign id → JSON record;
+//! country ‖ '/' ‖ day → JSON daily figures, and '@' ‖ day ‖ '/' ‖ country → empty (the
+//! day's index); `campaigns` campaign id → JSON record;
 //! `campaign_tasks` task id → campaign id (also held in memory).
 //!
 //! Results live in one tree, `results_v2`, so that a result, its indexes and its ingest log
@@ -434,10 +435,32 @@ impl Store for SledStore {
     }
 
     fn put_rollup(&self, day: &str, country: &str, json: &[u8]) -> Result<(), StoreError> {
-        self.rollups
-            .insert(format!("{country}/{day}"), json)
-            .map_err(backend)?;
+        // With an index entry `@day/key` (empty), so a day's rollups are found without reading
+        // every key's; `@` starts no country code or `asn:` key. Both or neither are written.
+        let mut batch = sled::Batch::default();
+        batch.insert(format!("{country}/{day}").as_bytes(), json);
+        batch.insert(format!("@{day}/{country}").as_bytes(), &[][..]);
+        self.rollups.apply_batch(batch).map_err(backend)?;
         Ok(())
+    }
+
+    fn rollups_of_day(&self, day: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let mut found = Vec::new();
+        for entry in self.rollups.scan_prefix(format!("@{day}/")) {
+            let (key, _) = entry.map_err(backend)?;
+            let key = String::from_utf8_lossy(&key);
+            let Some((_, country)) = key.split_once('/') else {
+                continue;
+            };
+            if let Some(json) = self
+                .rollups
+                .get(format!("{country}/{day}"))
+                .map_err(backend)?
+            {
+                found.push((country.to_owned(), json.to_vec()));
+            }
+        }
+        Ok(found)
     }
 
     fn rollups(&self, country: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
