@@ -688,6 +688,37 @@ mod tests {
     }
 
     #[test]
+    fn rollups_by_key_and_by_day() {
+        // As `records_behave_like_sled` in tests/clickhouse.rs.
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        store.put_rollup("2026-01-02", "DE", b"{\"v\":1}").unwrap();
+        store.put_rollup("2026-01-01", "DE", b"{\"v\":2}").unwrap();
+        store.put_rollup("2026-01-02", "DE", b"{\"v\":3}").unwrap();
+        store.put_rollup("2026-01-01", "FR", b"{\"v\":4}").unwrap();
+        store
+            .put_rollup("2026-01-01", "asn:64500", b"{\"v\":5}")
+            .unwrap();
+        // The day index is no country's rollup.
+        assert_eq!(
+            store.rollups("DE").unwrap(),
+            vec![
+                ("2026-01-01".to_owned(), b"{\"v\":2}".to_vec()),
+                ("2026-01-02".to_owned(), b"{\"v\":3}".to_vec()),
+            ]
+        );
+        assert_eq!(
+            store.rollups_of_day("2026-01-01").unwrap(),
+            vec![
+                ("DE".to_owned(), b"{\"v\":2}".to_vec()),
+                ("FR".to_owned(), b"{\"v\":4}".to_vec()),
+                ("asn:64500".to_owned(), b"{\"v\":5}".to_vec()),
+            ]
+        );
+        assert_eq!(store.rollups_of_day("2026-01-03").unwrap(), vec![]);
+    }
+
+    #[test]
     fn results_are_deduplicated_and_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let probe = ProbeId::random().unwrap();
