@@ -202,12 +202,16 @@ pub async fn start_with_store(
         config::check_dumps_dir(dumps)?;
     }
     let dumps = settings.dumps.clone();
+    let publication = settings.publication;
     let server_limits = settings.limits.clone();
-    let campaigns = Arc::new(campaign::Campaigns::new(
-        store.clone(),
-        settings.lab_mode,
-        settings.campaign_owner_hourly_limit,
-    ));
+    let campaigns = Arc::new(
+        campaign::Campaigns::new(
+            store.clone(),
+            settings.lab_mode,
+            settings.campaign_owner_hourly_limit,
+        )
+        .with_publication(publication),
+    );
     let fatal = fatal::Fatal::default();
     // Sessions hand the folder each stored batch's figure deltas (`figures::feed`).
     let feed = Arc::new(figures::feed::Feed::default());
@@ -273,7 +277,7 @@ pub async fn start_with_store(
     if let Some(dumps) = dumps {
         tokio::spawn(export::dumps::run(store.clone(), dumps));
     }
-    let map_view = map_view::MapView::default();
+    let map_view = map_view::MapView::with_rule(publication);
     tokio::spawn(map_view::run(map_view.clone(), store.clone()));
     let router = http_auth::protect(
         http::router(store.clone(), map_view)

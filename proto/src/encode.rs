@@ -45,6 +45,7 @@ pub fn spec(spec: &MeasurementSpec) -> v1::MeasurementSpec {
             query_type: u32::from(d.query_type()),
             transport: dns_transport_to_wire(d.transport()).into(),
             recursion_desired: d.recursion_desired(),
+            system_resolver: d.system_resolver(),
         }),
         SpecKind::Tcp(t) => W::Tcp(v1::TcpSpec {
             port: u32::from(t.port()),

@@ -78,6 +78,15 @@ pub(crate) fn specs() -> Vec<MeasurementSpec> {
             "dual.example.org",
             SpecKind::DualStack(DualStackSpec::new(DualInner::Http, 8080).unwrap()),
         ),
+        // A question about the target, asked of the probe host's own resolver.
+        spec(
+            "www.example.org",
+            SpecKind::Dns(
+                DnsSpec::new("www.example.org", 1, DnsTransport::Udp, true)
+                    .unwrap()
+                    .with_system_resolver(true),
+            ),
+        ),
     ]
 }
 

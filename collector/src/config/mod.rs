@@ -6,6 +6,7 @@ use sixmap_shared::config::{ConfigError, load_toml};
 use sixmap_shared::measurement::{MeasurementSpec, PingSpec, SpecKind, Target};
 use sixmap_shared::session::MIN_TASK_INTERVAL;
 
+mod publication;
 mod store;
 mod task_table;
 
@@ -66,6 +67,8 @@ pub struct CollectorConfig {
     pub limits: crate::limits::LimitsConfig,
     /// Daily open-data dumps (`[dumps]`); see [`crate::export::dumps::DumpsConfig`].
     pub dumps: crate::export::dumps::DumpsConfig,
+    /// What maps and reports publish (`[publication]`); see [`publication::PublicationConfig`].
+    pub publication: publication::PublicationConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -106,6 +109,7 @@ impl Default for CollectorConfig {
             campaign_owner_hourly_limit: DEFAULT_OWNER_HOURLY_LIMIT,
             limits: crate::limits::LimitsConfig::default(),
             dumps: Default::default(),
+            publication: Default::default(),
         }
     }
 }
@@ -146,6 +150,7 @@ pub struct Settings {
     pub limits: crate::limits::Limits,
     /// `None` when daily dumps are off.
     pub dumps: Option<crate::export::dumps::Dumps>,
+    pub publication: crate::rollup::MinSample,
 }
 
 /// A task every connected probe runs.
@@ -298,6 +303,7 @@ impl CollectorConfig {
                 .then_some(self.campaign_owner_hourly_limit),
             limits: self.limits.validate(source)?,
             dumps,
+            publication: self.publication.validate(source)?,
         })
     }
 }

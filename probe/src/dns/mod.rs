@@ -19,6 +19,39 @@ use wire::{Message, Query};
 
 pub const PORT: u16 = 53;
 
+/// Where the host's resolver configuration lives (in a network namespace, `ip netns exec`
+/// mounts the namespace's own over it).
+const RESOLV_CONF: &str = "/etc/resolv.conf";
+
+/// The host's own resolver: the first usable `nameserver` of `/etc/resolv.conf`, the one the
+/// C library asks first. A missing file or no usable entry is a resolution failure: the
+/// host cannot look names up either.
+pub async fn system_resolver() -> Result<IpAddr, MeasurementError> {
+    let text = tokio::fs::read_to_string(RESOLV_CONF).await.map_err(|e| {
+        failure(
+            ErrorClass::Resolution,
+            format!("system resolver: {RESOLV_CONF}: {e}"),
+        )
+    })?;
+    first_nameserver(&text).ok_or_else(|| {
+        failure(
+            ErrorClass::Resolution,
+            format!("system resolver: no usable nameserver in {RESOLV_CONF}"),
+        )
+    })
+}
+
+/// The first `nameserver` address of a resolv.conf text. Entries with a zone (`fe80::1%eth0`)
+/// are skipped: a socket address here carries no zone, and such a query could not be sent.
+fn first_nameserver(text: &str) -> Option<IpAddr> {
+    text.lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            (words.next() == Some("nameserver")).then(|| words.next())?
+        })
+        .find_map(|address| address.parse().ok())
+}
+
 pub async fn run(
     ctx: &Context<'_>,
     spec: &DnsSpec,

@@ -230,3 +230,23 @@ async fn a_silent_server_is_a_timeout_outcome() {
     assert_eq!(result.rtt_ns, None);
     assert!(result.failure.unwrap().starts_with("timeout"));
 }
+
+#[test]
+fn the_system_resolver_is_the_first_usable_nameserver() {
+    let text = "# generated\nsearch lab\nnameserver fe80::1%eth0\n  nameserver   2001:db8::53 \n\
+                nameserver 192.0.2.53\noptions timeout:1\n";
+    assert_eq!(
+        first_nameserver(text),
+        Some("2001:db8::53".parse().unwrap())
+    );
+    assert_eq!(
+        first_nameserver("nameserver 127.0.0.53\n"),
+        Some("127.0.0.53".parse().unwrap())
+    );
+    // Commented, misspelt or empty entries are not resolvers.
+    assert_eq!(
+        first_nameserver("#nameserver 2001:db8::1\nnameservers 2001:db8::2\nnameserver\n"),
+        None
+    );
+    assert_eq!(first_nameserver(""), None);
+}

@@ -74,6 +74,10 @@ pub struct DnsSpec {
     query_type: u16,
     transport: DnsTransport,
     recursion_desired: bool,
+    /// Ask the probe host's own resolver instead of the target (see `with_system_resolver`).
+    /// Absent in specs stored before the field existed: those asked the target.
+    #[serde(default)]
+    system_resolver: bool,
 }
 
 impl DnsSpec {
@@ -110,7 +114,16 @@ impl DnsSpec {
             query_type,
             transport,
             recursion_desired,
+            system_resolver: false,
         })
+    }
+
+    /// Sends the query to the probe host's own resolver (the first `nameserver` of its
+    /// `/etc/resolv.conf`) instead of the target, which is then only the name measured (a
+    /// label, neither resolved nor contacted): what the name's users get from their resolvers.
+    pub fn with_system_resolver(mut self, system_resolver: bool) -> Self {
+        self.system_resolver = system_resolver;
+        self
     }
 
     /// The name without a trailing dot; empty for the root.
@@ -125,6 +138,9 @@ impl DnsSpec {
     }
     pub fn recursion_desired(&self) -> bool {
         self.recursion_desired
+    }
+    pub fn system_resolver(&self) -> bool {
+        self.system_resolver
     }
 }
 
