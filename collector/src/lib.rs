@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod auth;
 pub mod campaign;
+pub mod client;
 pub mod commit;
 pub mod config;
 pub mod control;

@@ -61,15 +61,16 @@ enum Command {
         #[command(flatten)]
         store: admin::StoreArgs,
     },
-    /// One-time enrollment tokens for volunteers (a sled store: collector stopped, or use
-    /// POST /api/v1/enrollment-tokens with an admin API token; ClickHouse: any time).
+    /// One-time enrollment tokens for volunteers: on a running collector with --url and an
+    /// admin API token, or on the store (a sled store: collector stopped).
     #[command(subcommand)]
     Token(admin::TokenCommand),
-    /// Probes: revoke one (a sled store: collector stopped, or use
-    /// POST /api/v1/probes/ID/revoke with an admin API token; ClickHouse: any time).
+    /// Probes: list them, revoke one (on a running collector with --url and an admin API
+    /// token, or on the store: a sled store with the collector stopped).
     #[command(subcommand)]
     Probe(admin::ProbeCommand),
-    /// Bearer tokens for the HTTP API, each with one role (a sled store: collector stopped).
+    /// Bearer tokens for the HTTP API, each with one role (on a running collector with --url
+    /// and an admin API token, or on the store: a sled store with the collector stopped).
     #[command(subcommand, name = "api-token")]
     ApiToken(admin::ApiTokenCommand),
     /// Check prefix data files and add them to the data dir; the collector loads them at start
