@@ -462,15 +462,17 @@ struct ListParams {
     after: Option<String>,
 }
 
-/// Checks the caller is an admin and reads the listing's parameters.
+/// Checks the caller is an admin and reads the listing's parameters (a refusal answers as
+/// JSON `{"error", "status"}` like every other).
 fn list_request(
     caller: &Caller,
     params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
-) -> Result<auth::PageRequest, Response> {
-    caller
-        .require(Role::Admin)
-        .map_err(IntoResponse::into_response)?;
-    let Query(params) = params.map_err(|e| error(StatusCode::BAD_REQUEST, e.body_text()))?;
+) -> Result<auth::PageRequest, AuthRejection> {
+    caller.require(Role::Admin)?;
+    let Query(params) = params.map_err(|e| AuthRejection {
+        status: StatusCode::BAD_REQUEST,
+        message: e.body_text(),
+    })?;
     Ok(auth::PageRequest {
         after: params.after,
         limit: params.limit,
@@ -505,7 +507,7 @@ async fn list_enrollment_tokens(
     caller: Caller,
     params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, Response> {
-    let request = list_request(&caller, params)?;
+    let request = list_request(&caller, params).map_err(IntoResponse::into_response)?;
     listing("tokens", state.store, request, auth::list_enrollment_tokens).await
 }
 
@@ -515,7 +517,7 @@ async fn list_api_tokens(
     caller: Caller,
     params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, Response> {
-    let request = list_request(&caller, params)?;
+    let request = list_request(&caller, params).map_err(IntoResponse::into_response)?;
     listing("api_tokens", state.store, request, auth::list_api_tokens).await
 }
 
@@ -525,7 +527,7 @@ async fn list_probes(
     caller: Caller,
     params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, Response> {
-    let request = list_request(&caller, params)?;
+    let request = list_request(&caller, params).map_err(IntoResponse::into_response)?;
     listing("probes", state.store, request, auth::list_probes).await
 }
 
