@@ -8,9 +8,11 @@ use sixmap_shared::session::MIN_TASK_INTERVAL;
 
 mod store;
 mod task_table;
+mod tls;
 
 pub use store::{BackendName, ClickHouseToml, StoreConfig, StoreSettings};
 pub use task_table::{MAX_TASK_INTERVAL, QueryType, TaskTable, table_tasks};
+pub use tls::{PublicName, TlsConfig, TlsSettings};
 
 use sixmap_shared::version::Version;
 use std::collections::HashSet;
@@ -66,6 +68,8 @@ pub struct CollectorConfig {
     pub limits: crate::limits::LimitsConfig,
     /// Daily open-data dumps (`[dumps]`); see [`crate::export::dumps::DumpsConfig`].
     pub dumps: crate::export::dumps::DumpsConfig,
+    /// The gRPC certificate's public names (`[tls]`); see [`TlsConfig`].
+    pub tls: TlsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -106,6 +110,7 @@ impl Default for CollectorConfig {
             campaign_owner_hourly_limit: DEFAULT_OWNER_HOURLY_LIMIT,
             limits: crate::limits::LimitsConfig::default(),
             dumps: Default::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -146,6 +151,7 @@ pub struct Settings {
     pub limits: crate::limits::Limits,
     /// `None` when daily dumps are off.
     pub dumps: Option<crate::export::dumps::Dumps>,
+    pub tls: TlsSettings,
 }
 
 /// A task every connected probe runs.
@@ -298,6 +304,7 @@ impl CollectorConfig {
                 .then_some(self.campaign_owner_hourly_limit),
             limits: self.limits.validate(source)?,
             dumps,
+            tls: self.tls.validate(source)?,
         })
     }
 }
