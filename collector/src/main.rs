@@ -117,7 +117,20 @@ struct ServeArgs {
     heartbeat_interval_s: Option<u64>,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line with each cause once: anyhow's own report would list again, under
+            // "Caused by", the causes our messages already quote.
+            eprintln!("Error: {}", sixmap_shared::errors::chain(e.as_ref()));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The command line's work; its error is printed by `main`.
+fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

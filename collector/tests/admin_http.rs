@@ -433,6 +433,9 @@ async fn enrollment_tokens_and_probes_through_the_environment() {
         "{}",
         run.stderr
     );
+    // One line, each cause once (anyhow's report would repeat it under "Caused by").
+    assert_eq!(run.stderr.matches("refused").count(), 1, "{}", run.stderr);
+    assert_eq!(run.stderr.trim().lines().count(), 1, "{}", run.stderr);
     // --url without a token is refused before anything is sent.
     let run = cli(&["probe", "list", "--url", &h.url], &[]).await;
     assert!(

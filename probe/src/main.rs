@@ -109,7 +109,20 @@ struct StatusArgs {
     json: bool,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    match main_result() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line with each cause once: anyhow's own report would list again, under
+            // "Caused by", the causes our messages already quote.
+            eprintln!("Error: {}", sixmap_shared::errors::chain(e.as_ref()));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The command line's work; its error is printed by `main`.
+fn main_result() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // `target=level` directives (`info,sixmap_probe=debug`): tracing-subscriber's `Targets`
     // rather than `EnvFilter`, whose regex engine is a tenth of the binary.

@@ -158,41 +158,13 @@ pub async fn check_collector(url: &str, token: &str, timeout: Duration) -> Resul
             "no TLS answer within {} s",
             timeout.as_secs()
         ))),
-        Ok(Err(collector_tls::ConnectError::Transport { source, .. })) => {
-            Err(failed(format!("cannot connect: {}", error_chain(&source))))
-        }
+        Ok(Err(collector_tls::ConnectError::Transport { source, .. })) => Err(failed(format!(
+            "cannot connect: {}",
+            sixmap_shared::errors::chain(&source)
+        ))),
         Ok(Err(e)) => Err(failed(e.to_string())),
         Ok(Ok(_channel)) => Ok(()),
     }
-}
-
-/// An error and its sources as one line, each distinct message once: layers that repeat
-/// their inner error's text (or say only "transport error") add nothing to read.
-pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut next = Some(error);
-    while let Some(e) = next {
-        let text = e.to_string();
-        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        next = e.source();
-    }
-    // An outer text that merely wraps an inner one adds nothing; keep the most specific.
-    let kept: Vec<&String> = parts
-        .iter()
-        .enumerate()
-        .filter(|(i, p)| {
-            !parts[i + 1..]
-                .iter()
-                .any(|inner| inner.contains(p.as_str()))
-        })
-        .map(|(_, p)| p)
-        .collect();
-    kept.iter()
-        .map(|p| p.as_str())
-        .collect::<Vec<_>>()
-        .join(": ")
 }
 
 /// The numeric id of a group, through NSS (`getent`), as `chown` needs it.
@@ -380,43 +352,6 @@ mod tests {
         let config: ProbeConfig = sixmap_shared::config::parse_toml(text).unwrap();
         assert_eq!(config.state_dir, Path::new(DEFAULT_STATE_DIR));
         config.validate(None).unwrap();
-    }
-
-    #[test]
-    fn error_chains_say_each_thing_once() {
-        #[derive(Debug)]
-        struct Layer(&'static str, Option<Box<Layer>>);
-        impl std::fmt::Display for Layer {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.0)
-            }
-        }
-        impl std::error::Error for Layer {
-            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-                self.1.as_deref().map(|l| l as _)
-            }
-        }
-        let inner = Layer("connection refused (os error 111)", None);
-        let chain = Layer(
-            "transport error",
-            Some(Box::new(Layer(
-                "transport error",
-                Some(Box::new(Layer(
-                    "client error (Connect)",
-                    Some(Box::new(inner)),
-                ))),
-            ))),
-        );
-        assert_eq!(
-            error_chain(&chain),
-            "transport error: client error (Connect): connection refused (os error 111)"
-        );
-        // An outer message that already quotes its source is not repeated either.
-        let wrapped = Layer(
-            "dns error: no such host",
-            Some(Box::new(Layer("no such host", None))),
-        );
-        assert_eq!(error_chain(&wrapped), "dns error: no such host");
     }
 
     #[test]
