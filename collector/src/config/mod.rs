@@ -400,6 +400,7 @@ mod tests {
             timeout_ms = 5000
             query_name = "example.org"
             query_type = 65
+            port = 5353
 
             [[tasks]]
             kind = "tcp"
@@ -484,10 +485,11 @@ mod tests {
             (SpecKind::Dns(a), SpecKind::Dns(https)) => {
                 assert_eq!((a.query_type(), a.transport()), (1, DnsTransport::Tcp));
                 assert_eq!(
-                    (https.query_type(), https.transport()),
-                    (65, DnsTransport::Udp)
+                    (https.query_type(), https.transport(), https.port()),
+                    (65, DnsTransport::Udp, 5353)
                 );
                 assert!(a.recursion_desired());
+                assert_eq!(a.port(), 53);
             }
             other => panic!("{other:?}"),
         }
@@ -563,6 +565,11 @@ mod tests {
                 "kind = \"dns\"\ntargets = [\"::1\"]\nquery_name = \"x.org\"\ntransport = \"quic\"\n",
                 "transport",
                 "udp or tcp",
+            ),
+            (
+                "kind = \"dns\"\ntargets = [\"::1\"]\nquery_name = \"x.org\"\nport = 70000\n",
+                "port",
+                "1..=65535",
             ),
             (
                 "kind = \"http\"\nurl = \"ftp://x.org/\"\n",

@@ -43,7 +43,7 @@ pub const MAX_TASK_INTERVAL: Duration = Duration::from_secs(7 * 86_400);
 ///   `flow_label` (0..=0xFFFFF, default 0).
 /// - `dns`: `query_name` (required), `query_type` (a name such as `"AAAA"` or a number;
 ///   default AAAA), `transport` (`udp` or `tcp`; default `udp`), `recursion_desired`
-///   (default true).
+///   (default true), `port` (the resolver's; default 53).
 /// - `tcp`: `port` (required, 1..=65535).
 /// - `tls` and `quic`: `port` (default 443), `server_name` (SNI; default the target's host
 ///   name), `alpn` (list; default none for tls, `["h3"]` for quic).
@@ -140,7 +140,13 @@ fn keys_of(kind: MeasurementKind) -> &'static [&'static str] {
             "port",
             "flow_label",
         ],
-        MeasurementKind::Dns => &["query_name", "query_type", "transport", "recursion_desired"],
+        MeasurementKind::Dns => &[
+            "query_name",
+            "query_type",
+            "transport",
+            "recursion_desired",
+            "port",
+        ],
         MeasurementKind::Tcp => &["port"],
         MeasurementKind::Tls | MeasurementKind::Quic => &["port", "server_name", "alpn"],
         MeasurementKind::Http => &["url", "method", "max_body_bytes"],
@@ -265,6 +271,7 @@ pub fn table_tasks(
                 transport,
                 table.recursion_desired.unwrap_or(true),
             )
+            .and_then(|spec| spec.with_port(table.port.unwrap_or(0)))
             .map(SpecKind::Dns)
         }
         MeasurementKind::Tcp => {

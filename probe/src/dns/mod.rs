@@ -17,14 +17,17 @@ use tokio::time::Instant;
 use transport::Failure;
 use wire::{Message, Query};
 
-pub const PORT: u16 = 53;
-
 pub async fn run(
     ctx: &Context<'_>,
     spec: &DnsSpec,
     destination: IpAddr,
 ) -> Result<DnsResult, MeasurementError> {
-    measure(SocketAddr::new(destination, PORT), spec, ctx.deadline).await
+    measure(
+        SocketAddr::new(destination, spec.port()),
+        spec,
+        ctx.deadline,
+    )
+    .await
 }
 
 /// The measurement against any server address (tests use a loopback port).
