@@ -90,6 +90,11 @@ impl Client {
         &self.url
     }
 
+    /// Whether requests carry an API token.
+    pub fn has_token(&self) -> bool {
+        self.token.is_some()
+    }
+
     /// Sends `token` as the bearer token with every request.
     pub fn with_token(mut self, token: Option<String>) -> Self {
         self.token = token.filter(|t| !t.is_empty());

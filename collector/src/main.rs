@@ -4,7 +4,6 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use sixmap_collector::admin;
 use sixmap_collector::config::CollectorConfig;
-use sixmap_collector::store::ResultQuery;
 use sixmap_shared::ProbeId;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -28,10 +27,12 @@ struct Cli {
 enum Command {
     /// Run the gRPC server for probes, the HTTP API and the dashboard.
     Serve(ServeArgs),
-    /// Print stored results as JSON lines, newest first (a sled store: the collector must not be running on the same data dir).
+    /// Print stored results as JSON lines, newest first: from a running collector (--url, a
+    /// researcher's token unless raw data is public) or the store (a sled store: collector
+    /// stopped).
     Results {
         #[command(flatten)]
-        store: admin::StoreArgs,
+        target: admin::AdminArgs,
         /// Only this probe's results.
         #[arg(long)]
         probe: Option<String>,
@@ -148,7 +149,7 @@ fn run() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Results {
-            store,
+            target,
             probe,
             limit,
         } => {
@@ -156,12 +157,7 @@ fn run() -> anyhow::Result<()> {
                 .map(|p| p.parse::<ProbeId>())
                 .transpose()
                 .context("--probe")?;
-            let opened = admin::open_admin(&store, false)?;
-            let store = &*opened.store;
-            for result in store.results(&ResultQuery { probe, limit })? {
-                println!("{}", serde_json::to_string(&result)?);
-            }
-            Ok(())
+            admin::results(&target, probe, limit)
         }
         Command::ImportPrefixes {
             data_dir,

@@ -68,6 +68,18 @@ async fn start() -> Harness {
                 revoked_at: None,
             })
             .unwrap();
+        let results: Vec<_> = (1..=3u64)
+            .map(|s| {
+                sixmap_collector::testing::ping_v6(
+                    PROBE.parse().unwrap(),
+                    s,
+                    UnixMicros(now.0 - 1_000_000 * s as i64),
+                    Some(std::time::Duration::from_millis(9)),
+                    Default::default(),
+                )
+            })
+            .collect();
+        store.insert_results(&results).unwrap();
         store.flush().unwrap();
         (admin, researcher)
     };
@@ -436,6 +448,29 @@ async fn enrollment_tokens_and_probes_through_the_environment() {
     // One line, each cause once (anyhow's report would repeat it under "Caused by").
     assert_eq!(run.stderr.matches("refused").count(), 1, "{}", run.stderr);
     assert_eq!(run.stderr.trim().lines().count(), 1, "{}", run.stderr);
+    // Results: the same JSON lines as from the store, a researcher's token is enough.
+    let run = cli(&["results", "--limit", "2", "--token", &h.researcher], &env).await;
+    assert!(run.ok, "{}", run.stderr);
+    let lines: Vec<serde_json::Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{}", run.stdout);
+    assert!(run.stdout.contains(PROBE), "{}", run.stdout);
+    let run = cli(&["results", "--probe", "0123456789abcdef"], &env).await;
+    assert!(
+        run.ok && run.stdout.is_empty(),
+        "{} {}",
+        run.stdout,
+        run.stderr
+    );
+    let run = cli(&["results", "--limit", "0"], &env).await;
+    assert!(
+        !run.ok && run.stderr.contains("limit") && run.stderr.contains(&h.url),
+        "{}",
+        run.stderr
+    );
     // --url without a token is refused before anything is sent.
     let run = cli(&["probe", "list", "--url", &h.url], &[]).await;
     assert!(

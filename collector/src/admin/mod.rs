@@ -135,7 +135,8 @@ pub struct AdminArgs {
     /// --data-dir is given.
     #[arg(long, conflicts_with_all = ["config", "data_dir"])]
     url: Option<String>,
-    /// Admin API token (`sxa_…`) for the collector's HTTP API. Default: $SIXMAP_API_TOKEN.
+    /// API token (`sxa_…`) for the collector's HTTP API: an admin's for tokens and probes, a
+    /// researcher's for results. Default: $SIXMAP_API_TOKEN.
     #[arg(long)]
     token: Option<String>,
 }
@@ -150,7 +151,23 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
+/// The target of a token or probe command: a running collector needs an admin token.
 fn target(args: &AdminArgs) -> anyhow::Result<Target<'_>> {
+    let target = target_of(args)?;
+    if let Target::Remote(client) = &target
+        && !client.has_token()
+    {
+        bail!(
+            "collector at {}: give an admin API token (--token or $SIXMAP_API_TOKEN)",
+            client.url()
+        );
+    }
+    Ok(target)
+}
+
+/// Where `args` point; a running collector gets the token the flags or environment give,
+/// if any (raw data may be public).
+fn target_of(args: &AdminArgs) -> anyhow::Result<Target<'_>> {
     let store_named = args.store.config.is_some() || args.store.data_dir.is_some();
     let url = args.url.clone().or_else(|| {
         (!store_named)
@@ -163,14 +180,8 @@ fn target(args: &AdminArgs) -> anyhow::Result<Target<'_>> {
         }
         return Ok(Target::Store(&args.store));
     };
-    let client = Client::new(&url)?;
-    let Some(token) = args.token.clone().or_else(|| env(crate::client::TOKEN_ENV)) else {
-        bail!(
-            "collector at {}: give an admin API token (--token or $SIXMAP_API_TOKEN)",
-            client.url()
-        );
-    };
-    Ok(Target::Remote(client.with_token(Some(token))))
+    let token = args.token.clone().or_else(|| env(crate::client::TOKEN_ENV));
+    Ok(Target::Remote(Client::new(&url)?.with_token(token)))
 }
 
 /// Percent-encodes an id for a URL path, so whatever is typed stays one path segment.
@@ -520,6 +531,42 @@ pub fn probe(command: ProbeCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `results`: stored results as JSON lines, newest first, from the store or a running
+/// collector (`GET /api/v1/results`: the same documents, at most 10,000).
+pub fn results(args: &AdminArgs, probe: Option<ProbeId>, limit: usize) -> anyhow::Result<()> {
+    let lines: Vec<String> = match target_of(args)? {
+        Target::Remote(client) => {
+            let mut path = format!("/api/v1/results?limit={limit}");
+            if let Some(probe) = &probe {
+                path.push_str(&format!("&probe={}", segment(probe.as_str())));
+            }
+            let text = client.get(&path)?.into_ok("results")?;
+            let body: serde_json::Value = serde_json::from_str(&text).with_context(|| {
+                format!(
+                    "collector at {}: results: the answer is not JSON",
+                    client.url()
+                )
+            })?;
+            let results: Vec<serde_json::Value> = field(&client, &body, "results")?;
+            results.iter().map(ToString::to_string).collect()
+        }
+        Target::Store(store) => {
+            let opened = open_admin(store, false)?;
+            let query = crate::store::ResultQuery { probe, limit };
+            opened
+                .store
+                .results(&query)?
+                .iter()
+                .map(serde_json::to_string)
+                .collect::<Result<_, _>>()?
+        }
+    };
+    for line in lines {
+        println!("{line}");
+    }
+    Ok(())
 }
 
 fn humantime(d: std::time::Duration) -> String {
