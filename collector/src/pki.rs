@@ -27,7 +27,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// The name in the collector's server certificate, and the one probes verify.
-use crate::config::PublicName;
 pub use sixmap_shared::session::COLLECTOR_TLS_NAME as SERVER_NAME;
 /// Largest CSR accepted at enrollment (a P-256 or Ed25519 CSR is a few hundred bytes).
 pub const MAX_CSR_BYTES: usize = 4096;
@@ -270,6 +269,24 @@ impl Pki {
             )?;
         config.alpn_protocols = vec![b"h2".to_vec()];
         Ok(Arc::new(config))
+    }
+}
+
+/// One subject alternative name of the server certificate besides [`SERVER_NAME`] (from
+/// `[tls] public_names`, checked by `config`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublicName {
+    /// A host name, lowercase, without a trailing dot.
+    Dns(String),
+    Ip(std::net::IpAddr),
+}
+
+impl std::fmt::Display for PublicName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Dns(name) => f.write_str(name),
+            Self::Ip(ip) => write!(f, "{ip}"),
+        }
     }
 }
 

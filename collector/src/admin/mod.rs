@@ -1,6 +1,6 @@
-//! The admin commands of `sixmap-collector`: enrollment tokens, API tokens, probes, rollups.
-//! Token and probe commands act on a running collector over its HTTP API (`--url`, or
-//! `$SIXMAP_COLLECTOR` when no store is named; with an admin API token), or on the store
+//! The admin commands of `sixmap-collector`: enrollment tokens, API tokens, probes, results,
+//! rollups. Token, probe and results commands act on a running collector over its HTTP API
+//! (`--url`, or `$SIXMAP_COLLECTOR` when no store is named; with an API token), or on the store
 //! directly (`--config` / `--data-dir`; with the sled store the collector must be stopped,
 //! with ClickHouse it may keep running). Both ways print the same: a table for people, the
 //! API's document with `--json`. `table` renders the tables.

@@ -5,6 +5,7 @@
 //! checks the name it dialled. `public_names` adds those names, DNS or IP, to the certificate
 //! made at each start; `sixmap-collector` always stays in it.
 
+pub use crate::pki::PublicName;
 use serde::Deserialize;
 use sixmap_shared::config::ConfigError;
 use std::net::IpAddr;
@@ -21,23 +22,6 @@ pub struct TlsConfig {
     /// `["collector.example.org", "2001:db8::5"]`; each becomes a subject alternative name of
     /// the server certificate, beside `sixmap-collector`.
     pub public_names: Vec<String>,
-}
-
-/// One subject alternative name of the server certificate.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PublicName {
-    /// A host name, lowercase, without a trailing dot.
-    Dns(String),
-    Ip(IpAddr),
-}
-
-impl std::fmt::Display for PublicName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Dns(name) => f.write_str(name),
-            Self::Ip(ip) => write!(f, "{ip}"),
-        }
-    }
 }
 
 /// `[tls]` checked.
