@@ -57,7 +57,8 @@ enum Command {
         #[command(flatten)]
         store: admin::StoreArgs,
     },
-    /// List enrolled probes as JSON lines (a sled store: the collector must not be running on the same data dir).
+    /// List enrolled probes as JSON lines from the store (a sled store: the collector must not
+    /// be running on the same data dir; while it runs, `probe list --url`).
     Probes {
         #[command(flatten)]
         store: admin::StoreArgs,
