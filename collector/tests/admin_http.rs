@@ -206,7 +206,7 @@ async fn api_tokens_are_made_listed_and_revoked_on_a_running_collector() {
         &[],
     )
     .await;
-    assert!(!run.ok && run.stderr.contains("HTTP API"), "{}", run.stderr);
+    assert!(!run.ok && run.stderr.contains("--url"), "{}", run.stderr);
 
     let made = h
         .ok(

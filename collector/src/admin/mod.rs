@@ -611,7 +611,7 @@ pub fn open_admin(args: &StoreArgs, create: bool) -> anyhow::Result<Opened> {
             }
             let store = SledStore::open_with_cache(data_dir, *cache_mb).with_context(|| {
                 format!(
-                    "opening {} (if a collector is running on it, use its HTTP API with an admin token instead)",
+                    "opening {} (if a collector is running on it, act through it instead: --url http://HOST:PORT and an admin API token, or $SIXMAP_COLLECTOR and $SIXMAP_API_TOKEN)",
                     data_dir.display()
                 )
             })?;
