@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod auth;
 pub mod campaign;
+pub mod client;
 pub mod commit;
 pub mod config;
 pub mod control;
@@ -186,8 +187,14 @@ pub async fn start_with_store(
             .await
             .map_err(|e| store::StoreError::Backend(e.to_string()))??,
     );
-    let tls = pki.server_config()?;
-    info!(ca_fingerprint = %pki.fingerprint(), "collector CA loaded");
+    let tls = pki.server_config(&settings.tls.public_names)?;
+    let public_names: Vec<String> = settings
+        .tls
+        .public_names
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    info!(ca_fingerprint = %pki.fingerprint(), ?public_names, "collector CA loaded");
     let grpc_listener = bind("gRPC", settings.grpc_listen).await?;
     let http_listener = bind("HTTP", settings.http_listen).await?;
     let local = |l: &TcpListener, what, addr| {

@@ -141,7 +141,8 @@ pub fn spec(wire: &v1::MeasurementSpec) -> Result<MeasurementSpec, WireError> {
                 required("dns.transport", d.transport, dns_transport_from_wire)?,
                 d.recursion_desired,
             )?
-            .with_system_resolver(d.system_resolver),
+            .with_system_resolver(d.system_resolver)
+            .with_port(d.port)?,
         ),
         Some(W::Tcp(t)) => SpecKind::Tcp(TcpSpec::new(t.port)?),
         Some(W::Tls(t)) => {

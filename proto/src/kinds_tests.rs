@@ -87,6 +87,16 @@ pub(crate) fn specs() -> Vec<MeasurementSpec> {
                     .with_system_resolver(true),
             ),
         ),
+        // Last, so the indexes other tests use stay.
+        spec(
+            "2001:db8::53",
+            SpecKind::Dns(
+                DnsSpec::new("example.org", 28, DnsTransport::Udp, false)
+                    .unwrap()
+                    .with_port(5353)
+                    .unwrap(),
+            ),
+        ),
     ]
 }
 

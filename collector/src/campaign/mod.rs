@@ -13,7 +13,6 @@
 //! campaign as they are stored, so a report reads only its own results.
 
 pub mod cli;
-pub mod client;
 mod declared;
 pub mod grpc;
 pub mod http;

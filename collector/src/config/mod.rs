@@ -9,9 +9,11 @@ use sixmap_shared::session::MIN_TASK_INTERVAL;
 mod publication;
 mod store;
 mod task_table;
+mod tls;
 
 pub use store::{BackendName, ClickHouseToml, StoreConfig, StoreSettings};
 pub use task_table::{MAX_TASK_INTERVAL, QueryType, TaskTable, table_tasks};
+pub use tls::{PublicName, TlsConfig, TlsSettings};
 
 use sixmap_shared::version::Version;
 use std::collections::HashSet;
@@ -69,6 +71,8 @@ pub struct CollectorConfig {
     pub dumps: crate::export::dumps::DumpsConfig,
     /// What maps and reports publish (`[publication]`); see [`publication::PublicationConfig`].
     pub publication: publication::PublicationConfig,
+    /// The gRPC certificate's public names (`[tls]`); see [`TlsConfig`].
+    pub tls: TlsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -110,6 +114,7 @@ impl Default for CollectorConfig {
             limits: crate::limits::LimitsConfig::default(),
             dumps: Default::default(),
             publication: Default::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -151,6 +156,7 @@ pub struct Settings {
     /// `None` when daily dumps are off.
     pub dumps: Option<crate::export::dumps::Dumps>,
     pub publication: crate::rollup::MinSample,
+    pub tls: TlsSettings,
 }
 
 /// A task every connected probe runs.
@@ -304,6 +310,7 @@ impl CollectorConfig {
             limits: self.limits.validate(source)?,
             dumps,
             publication: self.publication.validate(source)?,
+            tls: self.tls.validate(source)?,
         })
     }
 }
@@ -399,6 +406,7 @@ mod tests {
             timeout_ms = 5000
             query_name = "example.org"
             query_type = 65
+            port = 5353
 
             [[tasks]]
             kind = "tcp"
@@ -483,10 +491,11 @@ mod tests {
             (SpecKind::Dns(a), SpecKind::Dns(https)) => {
                 assert_eq!((a.query_type(), a.transport()), (1, DnsTransport::Tcp));
                 assert_eq!(
-                    (https.query_type(), https.transport()),
-                    (65, DnsTransport::Udp)
+                    (https.query_type(), https.transport(), https.port()),
+                    (65, DnsTransport::Udp, 5353)
                 );
                 assert!(a.recursion_desired());
+                assert_eq!(a.port(), 53);
             }
             other => panic!("{other:?}"),
         }
@@ -562,6 +571,11 @@ mod tests {
                 "kind = \"dns\"\ntargets = [\"::1\"]\nquery_name = \"x.org\"\ntransport = \"quic\"\n",
                 "transport",
                 "udp or tcp",
+            ),
+            (
+                "kind = \"dns\"\ntargets = [\"::1\"]\nquery_name = \"x.org\"\nport = 70000\n",
+                "port",
+                "1..=65535",
             ),
             (
                 "kind = \"http\"\nurl = \"ftp://x.org/\"\n",

@@ -44,7 +44,8 @@ pub const MAX_TASK_INTERVAL: Duration = Duration::from_secs(7 * 86_400);
 /// - `dns`: `query_name` (required), `query_type` (a name such as `"AAAA"` or a number;
 ///   default AAAA), `transport` (`udp` or `tcp`; default `udp`), `recursion_desired`
 ///   (default true), `system_resolver` (default false: ask the target; true: ask the probe
-///   host's own resolver, the target then being only the name measured).
+///   host's own resolver, the target then being only the name measured), `port` (the resolver's;
+///   default 53).
 /// - `tcp`: `port` (required, 1..=65535).
 /// - `tls` and `quic`: `port` (default 443), `server_name` (SNI; default the target's host
 ///   name), `alpn` (list; default none for tls, `["h3"]` for quic).
@@ -149,6 +150,7 @@ fn keys_of(kind: MeasurementKind) -> &'static [&'static str] {
             "transport",
             "recursion_desired",
             "system_resolver",
+            "port",
         ],
         MeasurementKind::Tcp => &["port"],
         MeasurementKind::Tls | MeasurementKind::Quic => &["port", "server_name", "alpn"],
@@ -274,6 +276,7 @@ pub fn table_tasks(
                 transport,
                 table.recursion_desired.unwrap_or(true),
             )
+            .and_then(|spec| spec.with_port(table.port.unwrap_or(0)))
             .map(|spec| {
                 SpecKind::Dns(spec.with_system_resolver(table.system_resolver.unwrap_or(false)))
             })

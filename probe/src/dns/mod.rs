@@ -17,8 +17,6 @@ use tokio::time::Instant;
 use transport::Failure;
 use wire::{Message, Query};
 
-pub const PORT: u16 = 53;
-
 /// Where the host's resolver configuration lives (in a network namespace, `ip netns exec`
 /// mounts the namespace's own over it).
 const RESOLV_CONF: &str = "/etc/resolv.conf";
@@ -57,7 +55,12 @@ pub async fn run(
     spec: &DnsSpec,
     destination: IpAddr,
 ) -> Result<DnsResult, MeasurementError> {
-    measure(SocketAddr::new(destination, PORT), spec, ctx.deadline).await
+    measure(
+        SocketAddr::new(destination, spec.port()),
+        spec,
+        ctx.deadline,
+    )
+    .await
 }
 
 /// The measurement against any server address (tests use a loopback port).
