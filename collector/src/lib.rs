@@ -2,6 +2,7 @@
 //! API and the dashboard.
 
 pub mod admin;
+pub mod alerts;
 pub mod auth;
 pub mod campaign;
 pub mod commit;
@@ -202,6 +203,7 @@ pub async fn start_with_store(
         config::check_dumps_dir(dumps)?;
     }
     let dumps = settings.dumps.clone();
+    let alerts = settings.alerts.clone();
     let server_limits = settings.limits.clone();
     let campaigns = Arc::new(campaign::Campaigns::new(
         store.clone(),
@@ -273,6 +275,8 @@ pub async fn start_with_store(
     if let Some(dumps) = dumps {
         tokio::spawn(export::dumps::run(store.clone(), dumps));
     }
+    let alert_webhooks = alerts.webhooks.iter().map(|w| w.name.clone()).collect();
+    alerts::spawn(store.clone(), alerts);
     let map_view = map_view::MapView::default();
     tokio::spawn(map_view::run(map_view.clone(), store.clone()));
     let router = http_auth::protect(
@@ -286,7 +290,8 @@ pub async fn start_with_store(
             .merge(metrics::router())
             .merge(query::router(store.clone()))
             .merge(export::http::router(store.clone()))
-            .merge(health::router(store.clone(), fatal.clone())),
+            .merge(health::router(store.clone(), fatal.clone()))
+            .merge(alerts::http::router(store.clone(), alert_webhooks)),
         store,
         pki,
         access,

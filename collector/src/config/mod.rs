@@ -6,9 +6,11 @@ use sixmap_shared::config::{ConfigError, load_toml};
 use sixmap_shared::measurement::{MeasurementSpec, PingSpec, SpecKind, Target};
 use sixmap_shared::session::MIN_TASK_INTERVAL;
 
+mod alerts;
 mod store;
 mod task_table;
 
+pub use alerts::{Alerts, AlertsConfig, Rule, RuleKind, Webhook};
 pub use store::{BackendName, ClickHouseToml, StoreConfig, StoreSettings};
 pub use task_table::{MAX_TASK_INTERVAL, QueryType, TaskTable, table_tasks};
 
@@ -66,6 +68,8 @@ pub struct CollectorConfig {
     pub limits: crate::limits::LimitsConfig,
     /// Daily open-data dumps (`[dumps]`); see [`crate::export::dumps::DumpsConfig`].
     pub dumps: crate::export::dumps::DumpsConfig,
+    /// Alert rules and webhooks (`[alerts]`); see [`AlertsConfig`].
+    pub alerts: AlertsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -106,6 +110,7 @@ impl Default for CollectorConfig {
             campaign_owner_hourly_limit: DEFAULT_OWNER_HOURLY_LIMIT,
             limits: crate::limits::LimitsConfig::default(),
             dumps: Default::default(),
+            alerts: AlertsConfig::default(),
         }
     }
 }
@@ -146,6 +151,7 @@ pub struct Settings {
     pub limits: crate::limits::Limits,
     /// `None` when daily dumps are off.
     pub dumps: Option<crate::export::dumps::Dumps>,
+    pub alerts: Alerts,
 }
 
 /// A task every connected probe runs.
@@ -298,6 +304,7 @@ impl CollectorConfig {
                 .then_some(self.campaign_owner_hourly_limit),
             limits: self.limits.validate(source)?,
             dumps,
+            alerts: self.alerts.validate(source)?,
         })
     }
 }

@@ -1,0 +1,222 @@
+//! The rules: pure functions from what the collector keeps (probe records, stored daily
+//! rollups) and the time to the alerts that hold now. [`evaluate`] reads their inputs: the
+//! probe records (O(probes)) and the watched groups' stored days (O(groups × days)); never
+//! a result.
+
+use super::{Alert, alert_id};
+use crate::config::{Rule, RuleKind};
+use crate::daily::{self, CountryDay};
+use crate::store::{ProbeRecord, Store, StoreError};
+use serde_json::json;
+use sixmap_shared::UnixMicros;
+use std::time::Duration;
+
+const DAY_US: i64 = 86_400_000_000;
+
+/// How long after its threshold an outage still raises an alert: an alert dropped from a
+/// full outbox is not raised again for a probe that has been gone for months.
+pub const OFFLINE_WINDOW: Duration = Duration::from_secs(7 * 86_400);
+
+/// Every rule's alerts at `now`.
+pub fn evaluate(store: &dyn Store, rules: &[Rule], now: UnixMicros) -> Result<Vec<Alert>, StoreError> {
+    let mut alerts = Vec::new();
+    let mut probes: Option<Vec<ProbeRecord>> = None;
+    for rule in rules {
+        match &rule.kind {
+            RuleKind::ProbeOffline { after } => {
+                if probes.is_none() {
+                    probes = Some(store.probes()?);
+                }
+                let probes = probes.as_deref().unwrap_or_default();
+                alerts.extend(probe_offline(&rule.id, *after, probes, now));
+            }
+            RuleKind::ShareDrop {
+                countries,
+                networks,
+                points,
+                min_probes,
+            } => {
+                for country in countries {
+                    let series = daily::series(store, *country)?;
+                    let subject = format!("country:{country}");
+                    let link = format!("/api/v1/maps/countries/{country}/series");
+                    alerts.extend(share_drop(&rule.id, &subject, &link, &series.days, *points, *min_probes, now));
+                }
+                for asn in networks {
+                    let series = daily::network_series(store, *asn)?;
+                    let subject = format!("asn:{asn}");
+                    let link = format!("/api/v1/maps/networks/{asn}/series");
+                    alerts.extend(share_drop(&rule.id, &subject, &link, &series.days, *points, *min_probes, now));
+                }
+            }
+        }
+    }
+    Ok(alerts)
+}
+
+/// Probes not seen for more than `after` (never seen: since enrollment), unrevoked, within
+/// [`OFFLINE_WINDOW`] of the threshold. One alert per outage: its id holds the last-seen
+/// time, so the same outage never raises two and the next one raises a new one.
+pub fn probe_offline(rule: &str, after: Duration, probes: &[ProbeRecord], now: UnixMicros) -> Vec<Alert> {
+    let after_us = i64::try_from(after.as_micros()).unwrap_or(i64::MAX);
+    let window_us = i64::try_from(OFFLINE_WINDOW.as_micros()).unwrap_or(i64::MAX);
+    probes
+        .iter()
+        .filter(|p| p.revoked_at.is_none())
+        .filter_map(|p| {
+            let since = p.last_seen.unwrap_or(p.enrolled_at);
+            let gone = now.0.saturating_sub(since.0);
+            if gone <= after_us || gone > after_us.saturating_add(window_us) {
+                return None;
+            }
+            let hours = gone as f64 / 3.6e9;
+            Some(Alert {
+                id: alert_id(rule, &format!("probe:{}:{}", p.id, since.0)),
+                rule: rule.to_owned(),
+                kind: "probe_offline".into(),
+                subject: format!("probe:{}", p.id),
+                created_at: now,
+                summary: format!("probe {} ({}) not seen for {hours:.1} h", p.id, p.hostname),
+                evidence: json!({
+                    "probe": p.id.as_str(),
+                    "hostname": p.hostname,
+                    // The owner goes to the webhook only; `GET /api/v1/alerts` removes it.
+                    "owner": p.owner,
+                    "last_seen": p.last_seen,
+                    "enrolled_at": p.enrolled_at,
+                    "offline_hours": hours,
+                    "threshold_hours": after.as_secs_f64() / 3600.0,
+                    "origin": p.origin,
+                }),
+                links: vec![format!("/api/v1/probes/{}/tags", p.id), "/api/v1/probes".into()],
+            })
+        })
+        .collect()
+}
+
+/// An alert when the group's operator-balanced IPv6 share fell by more than `points`
+/// percentage points from the day before its newest stored day, beyond both days' 95 %
+/// intervals (the day before's lower bound above the newest day's upper bound), with at
+/// least `min_probes` probes on each day. Only a newest day of today or yesterday counts
+/// (a stale series raises nothing). The id holds the newest day: one alert per drop.
+pub fn share_drop(
+    rule: &str,
+    subject: &str,
+    link: &str,
+    days: &[CountryDay],
+    points: f64,
+    min_probes: usize,
+    now: UnixMicros,
+) -> Option<Alert> {
+    let today = now.0.div_euclid(DAY_US);
+    let newest = days.iter().max_by_key(|d| d.day_number)?;
+    if newest.day_number < today - 1 {
+        return None;
+    }
+    let before = days.iter().find(|d| d.day_number == newest.day_number - 1)?;
+    let (was, is) = (&before.v6_works.balanced, &newest.v6_works.balanced);
+    let drop = (was.share - is.share) * 100.0;
+    let enough = before.probes >= min_probes && newest.probes >= min_probes;
+    if !(enough && drop > points && was.low > is.high) {
+        return None;
+    }
+    Some(Alert {
+        id: alert_id(rule, &format!("{subject}:{}", newest.day)),
+        rule: rule.to_owned(),
+        kind: "share_drop".into(),
+        subject: subject.to_owned(),
+        created_at: now,
+        summary: format!(
+            "{subject}: IPv6 share {:.1} % on {} after {:.1} % on {} (−{drop:.1} points)",
+            is.share * 100.0,
+            newest.day,
+            was.share * 100.0,
+            before.day
+        ),
+        evidence: json!({
+            "drop_points": drop,
+            "threshold_points": points,
+            "min_probes": min_probes,
+            "before": {"day": before.day, "probes": before.probes, "operators": before.operators, "v6_works": before.v6_works},
+            "after": {"day": newest.day, "probes": newest.probes, "operators": newest.operators, "v6_works": newest.v6_works},
+        }),
+        links: vec![link.to_owned()],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::maps::Shares;
+    use crate::rollup::Proportion;
+
+    const H: i64 = 3_600_000_000;
+
+    fn probe(id: &str, last_seen: Option<i64>) -> ProbeRecord {
+        serde_json::from_value(json!({
+            "id": id, "hostname": "pi", "enrolled_at": 0, "last_seen": last_seen,
+            "software_version": null, "boot_epoch": null, "local_addresses": [],
+            "owner": "alice@example.org",
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn offline_probes_raise_one_alert_per_outage() {
+        let id = "0123456789abcdef";
+        let after = Duration::from_secs(2 * 3600);
+        let probes = [probe(id, Some(100 * H))];
+        assert!(probe_offline("r", after, &probes, UnixMicros(102 * H)).is_empty());
+        let first = probe_offline("r", after, &probes, UnixMicros(102 * H + 1));
+        let later = probe_offline("r", after, &probes, UnixMicros(110 * H));
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].id, later[0].id, "same outage, same id");
+        assert_eq!(first[0].evidence["owner"], "alice@example.org");
+        assert_eq!(first[0].links[0], format!("/api/v1/probes/{id}/tags"));
+        // Seen again, gone again: a new outage.
+        let again = [probe(id, Some(200 * H))];
+        assert_ne!(probe_offline("r", after, &again, UnixMicros(203 * H))[0].id, first[0].id);
+        // Past the window: nothing.
+        assert!(probe_offline("r", after, &probes, UnixMicros(102 * H + 7 * 24 * H + 1)).is_empty());
+        let mut revoked = probe(id, Some(100 * H));
+        revoked.revoked_at = Some(UnixMicros(101 * H));
+        assert!(probe_offline("r", after, &[revoked], UnixMicros(110 * H)).is_empty());
+    }
+
+    fn share(share: f64, low: f64, high: f64) -> Proportion {
+        Proportion { share, low, high, n: 100.0, successes: share * 100.0 }
+    }
+
+    fn day(n: i64, probes: usize, p: Proportion) -> CountryDay {
+        serde_json::from_value(json!({
+            "day": format!("d{n}"), "day_number": n, "probes": probes, "operators": 3,
+            "v6_works": Shares { balanced: p.clone(), pooled: p },
+            "median_rtt_v6_ms": null, "median_rtt_v4_ms": null,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn share_drop_needs_the_points_the_intervals_and_the_sample() {
+        let now = UnixMicros(20_001 * DAY_US + 5);
+        let check = |days: &[CountryDay], min: usize| {
+            share_drop("r", "country:DE", "/l", days, 10.0, min, now)
+        };
+        let before = day(20_000, 20, share(0.60, 0.55, 0.65));
+        let fell = day(20_001, 20, share(0.40, 0.35, 0.45));
+        let alert = check(&[before.clone(), fell.clone()], 5).unwrap();
+        assert!((alert.evidence["drop_points"].as_f64().unwrap() - 20.0).abs() < 1e-9);
+        assert_eq!(alert.evidence["before"]["probes"], 20);
+        assert_eq!(alert.id, check(&[before.clone(), fell.clone()], 5).unwrap().id);
+        // Overlapping intervals: within the noise.
+        assert!(check(&[before.clone(), day(20_001, 20, share(0.40, 0.35, 0.56))], 5).is_none());
+        // Too small a drop.
+        assert!(check(&[before.clone(), day(20_001, 20, share(0.52, 0.50, 0.54))], 5).is_none());
+        // Too few probes.
+        assert!(check(&[before.clone(), fell.clone()], 21).is_none());
+        // Not consecutive days, or a stale series.
+        assert!(check(&[day(19_999, 20, share(0.6, 0.55, 0.65)), fell.clone()], 5).is_none());
+        let stale = UnixMicros(20_003 * DAY_US);
+        assert!(share_drop("r", "c", "/l", &[before, fell], 10.0, 5, stale).is_none());
+    }
+}
