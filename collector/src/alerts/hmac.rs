@@ -94,8 +94,15 @@ mod tests {
     fn agrees_with_ring_hmac_at_every_key_length_around_the_block() {
         for len in [0, 1, 63, 64, 65, 200] {
             let key = vec![0x5a; len];
-            let reference = ring::hmac::sign(&ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &key), b"body");
-            assert_eq!(hmac_sha256(&key, b"body"), reference.as_ref(), "key length {len}");
+            let reference = ring::hmac::sign(
+                &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &key),
+                b"body",
+            );
+            assert_eq!(
+                hmac_sha256(&key, b"body"),
+                reference.as_ref(),
+                "key length {len}"
+            );
         }
     }
 

@@ -79,9 +79,8 @@ fn page(
     limit: usize,
     cursor: Option<(i64, String)>,
 ) -> Page {
-    alerts.sort_by(|a, b| {
-        (b.alert.created_at, &b.alert.id).cmp(&(a.alert.created_at, &a.alert.id))
-    });
+    alerts
+        .sort_by(|a, b| (b.alert.created_at, &b.alert.id).cmp(&(a.alert.created_at, &a.alert.id)));
     let older = |a: &StoredAlert| match &cursor {
         None => true,
         Some((time, id)) => (a.alert.created_at.0, &a.alert.id) < (*time, id),
@@ -90,7 +89,11 @@ fn page(
     let more = chosen.len() > limit;
     chosen.truncate(limit);
     let next_cursor = more
-        .then(|| chosen.last().map(|a| format!("{}.{}", a.alert.created_at.0, a.alert.id)))
+        .then(|| {
+            chosen
+                .last()
+                .map(|a| format!("{}.{}", a.alert.created_at.0, a.alert.id))
+        })
         .flatten();
     let alerts = chosen
         .into_iter()
@@ -102,7 +105,12 @@ fn page(
             }
             let deliveries = webhooks
                 .iter()
-                .map(|w| (w.clone(), stored.deliveries.get(w).cloned().unwrap_or_default()))
+                .map(|w| {
+                    (
+                        w.clone(),
+                        stored.deliveries.get(w).cloned().unwrap_or_default(),
+                    )
+                })
                 .collect();
             Listed {
                 alert,

@@ -279,7 +279,12 @@ async fn deliver(store: Arc<dyn Store>, settings: Arc<Alerts>, hook: Webhook, wa
             .alert_deliveries
             .with(&[if error.is_none() { "ok" } else { "failed" }])
             .inc();
-        let (s, id, name, e2) = (store.clone(), alert.id.clone(), hook.name.clone(), error.clone());
+        let (s, id, name, e2) = (
+            store.clone(),
+            alert.id.clone(),
+            hook.name.clone(),
+            error.clone(),
+        );
         let recorded =
             crate::store::run_blocking(move || record_attempt(&*s, &id, &name, sent_at, e2)).await;
         match (error, recorded) {
@@ -297,5 +302,83 @@ async fn deliver(store: Arc<dyn Store>, settings: Arc<Alerts>, hook: Webhook, wa
                 warn!(webhook = %hook.name, alert = %alert.id, error = %e, failures = state.failures, retry_in_ms = at.saturating_since(UnixMicros::now()).as_millis() as u64, "alert delivery failed");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SledStore;
+
+    fn alert(id: &str, t: i64) -> Alert {
+        Alert {
+            id: id.into(),
+            rule: "r".into(),
+            kind: "probe_offline".into(),
+            subject: "probe:x".into(),
+            created_at: UnixMicros(t),
+            summary: String::new(),
+            evidence: serde_json::Value::Null,
+            links: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_outbox_stores_an_event_once_keeps_deliveries_across_reopen_and_drops_the_oldest() {
+        let dir = tempfile::tempdir().unwrap();
+        let hooks = vec!["w".to_string()];
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            assert_eq!(
+                record(&store, vec![alert("a", 1), alert("a", 1)], &hooks, 3).unwrap(),
+                1
+            );
+            record_attempt(
+                &store,
+                "a",
+                "w",
+                UnixMicros(5),
+                Some("answered status 500".into()),
+            )
+            .unwrap();
+            record_attempt(&store, "a", "w", UnixMicros(6), None).unwrap();
+        }
+        let store = SledStore::open(dir.path()).unwrap();
+        // The same event detected again after the reopen: nothing new, state kept.
+        assert_eq!(record(&store, vec![alert("a", 9)], &hooks, 3).unwrap(), 0);
+        let a = &stored(&store).unwrap()[0];
+        assert_eq!(a.alert.created_at, UnixMicros(1));
+        assert_eq!(
+            a.deliveries["w"],
+            Delivery {
+                delivered_at: Some(UnixMicros(6)),
+                attempts: 2,
+                last_attempt: Some(UnixMicros(6)),
+                last_error: None,
+            }
+        );
+        let dropped = crate::metrics::metrics().alerts_dropped.get();
+        assert_eq!(
+            record(
+                &store,
+                vec![alert("b", 2), alert("c", 3), alert("d", 4), alert("e", 5)],
+                &hooks,
+                3
+            )
+            .unwrap(),
+            4
+        );
+        let mut left: Vec<String> = stored(&store)
+            .unwrap()
+            .into_iter()
+            .map(|s| s.alert.id)
+            .collect();
+        left.sort();
+        // The delivered one went first, then the oldest undelivered.
+        assert_eq!(left, ["c", "d", "e"]);
+        assert!(crate::metrics::metrics().alerts_dropped.get() >= dropped + 1);
+        // A dropped alert is not brought back by a late delivery record.
+        record_attempt(&store, "b", "w", UnixMicros(7), None).unwrap();
+        assert_eq!(stored(&store).unwrap().len(), 3);
     }
 }

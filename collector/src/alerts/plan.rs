@@ -90,7 +90,9 @@ pub fn evict(alerts: &[StoredAlert], webhooks: &[String], cap: usize) -> (Vec<St
     // Fully delivered first, then by age.
     order.sort_by(|a, b| {
         let key = |s: &StoredAlert| (!s.delivered_to_all(webhooks), s.alert.created_at);
-        key(a).cmp(&key(b)).then_with(|| a.alert.id.cmp(&b.alert.id))
+        key(a)
+            .cmp(&key(b))
+            .then_with(|| a.alert.id.cmp(&b.alert.id))
     });
     let dropped: Vec<&StoredAlert> = order.into_iter().take(excess).collect();
     let undelivered = dropped
@@ -157,8 +159,14 @@ mod tests {
             alert("b", 20),
         ];
         let state = WebhookState::default();
-        assert_eq!(state.next("w1", &alerts, UnixMicros(0)), Step::Send("b".into()));
-        assert_eq!(state.next("w2", &alerts, UnixMicros(0)), Step::Send("a".into()));
+        assert_eq!(
+            state.next("w1", &alerts, UnixMicros(0)),
+            Step::Send("b".into())
+        );
+        assert_eq!(
+            state.next("w2", &alerts, UnixMicros(0)),
+            Step::Send("a".into())
+        );
         let all = vec![delivered(alert("a", 10), "w1")];
         assert_eq!(state.next("w1", &all, UnixMicros(0)), Step::Idle);
     }
@@ -169,13 +177,25 @@ mod tests {
         let mut state = WebhookState::default();
         let now = UnixMicros(1_000_000);
         assert_eq!(state.failed(now, B), UnixMicros(2_000_000));
-        assert_eq!(state.next("w", &alerts, UnixMicros(1_500_000)), Step::WaitUntil(UnixMicros(2_000_000)));
-        assert_eq!(state.next("w", &alerts, UnixMicros(2_000_000)), Step::Send("a".into()));
-        assert_eq!(state.failed(UnixMicros(2_000_000), B), UnixMicros(4_000_000));
+        assert_eq!(
+            state.next("w", &alerts, UnixMicros(1_500_000)),
+            Step::WaitUntil(UnixMicros(2_000_000))
+        );
+        assert_eq!(
+            state.next("w", &alerts, UnixMicros(2_000_000)),
+            Step::Send("a".into())
+        );
+        assert_eq!(
+            state.failed(UnixMicros(2_000_000), B),
+            UnixMicros(4_000_000)
+        );
         state.delivered();
         assert_eq!(state, WebhookState::default());
         let rest = vec![delivered(alert("a", 10), "w"), alert("b", 20)];
-        assert_eq!(state.next("w", &rest, UnixMicros(2_000_001)), Step::Send("b".into()));
+        assert_eq!(
+            state.next("w", &rest, UnixMicros(2_000_001)),
+            Step::Send("b".into())
+        );
     }
 
     #[test]

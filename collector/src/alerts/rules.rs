@@ -18,7 +18,11 @@ const DAY_US: i64 = 86_400_000_000;
 pub const OFFLINE_WINDOW: Duration = Duration::from_secs(7 * 86_400);
 
 /// Every rule's alerts at `now`.
-pub fn evaluate(store: &dyn Store, rules: &[Rule], now: UnixMicros) -> Result<Vec<Alert>, StoreError> {
+pub fn evaluate(
+    store: &dyn Store,
+    rules: &[Rule],
+    now: UnixMicros,
+) -> Result<Vec<Alert>, StoreError> {
     let mut alerts = Vec::new();
     let mut probes: Option<Vec<ProbeRecord>> = None;
     for rule in rules {
@@ -40,13 +44,29 @@ pub fn evaluate(store: &dyn Store, rules: &[Rule], now: UnixMicros) -> Result<Ve
                     let series = daily::series(store, *country)?;
                     let subject = format!("country:{country}");
                     let link = format!("/api/v1/maps/countries/{country}/series");
-                    alerts.extend(share_drop(&rule.id, &subject, &link, &series.days, *points, *min_probes, now));
+                    alerts.extend(share_drop(
+                        &rule.id,
+                        &subject,
+                        &link,
+                        &series.days,
+                        *points,
+                        *min_probes,
+                        now,
+                    ));
                 }
                 for asn in networks {
                     let series = daily::network_series(store, *asn)?;
                     let subject = format!("asn:{asn}");
                     let link = format!("/api/v1/maps/networks/{asn}/series");
-                    alerts.extend(share_drop(&rule.id, &subject, &link, &series.days, *points, *min_probes, now));
+                    alerts.extend(share_drop(
+                        &rule.id,
+                        &subject,
+                        &link,
+                        &series.days,
+                        *points,
+                        *min_probes,
+                        now,
+                    ));
                 }
             }
         }
@@ -57,7 +77,12 @@ pub fn evaluate(store: &dyn Store, rules: &[Rule], now: UnixMicros) -> Result<Ve
 /// Probes not seen for more than `after` (never seen: since enrollment), unrevoked, within
 /// [`OFFLINE_WINDOW`] of the threshold. One alert per outage: its id holds the last-seen
 /// time, so the same outage never raises two and the next one raises a new one.
-pub fn probe_offline(rule: &str, after: Duration, probes: &[ProbeRecord], now: UnixMicros) -> Vec<Alert> {
+pub fn probe_offline(
+    rule: &str,
+    after: Duration,
+    probes: &[ProbeRecord],
+    now: UnixMicros,
+) -> Vec<Alert> {
     let after_us = i64::try_from(after.as_micros()).unwrap_or(i64::MAX);
     let window_us = i64::try_from(OFFLINE_WINDOW.as_micros()).unwrap_or(i64::MAX);
     probes
@@ -88,7 +113,10 @@ pub fn probe_offline(rule: &str, after: Duration, probes: &[ProbeRecord], now: U
                     "threshold_hours": after.as_secs_f64() / 3600.0,
                     "origin": p.origin,
                 }),
-                links: vec![format!("/api/v1/probes/{}/tags", p.id), "/api/v1/probes".into()],
+                links: vec![
+                    format!("/api/v1/probes/{}/tags", p.id),
+                    "/api/v1/probes".into(),
+                ],
             })
         })
         .collect()
@@ -113,7 +141,9 @@ pub fn share_drop(
     if newest.day_number < today - 1 {
         return None;
     }
-    let before = days.iter().find(|d| d.day_number == newest.day_number - 1)?;
+    let before = days
+        .iter()
+        .find(|d| d.day_number == newest.day_number - 1)?;
     let (was, is) = (&before.v6_works.balanced, &newest.v6_works.balanced);
     let drop = (was.share - is.share) * 100.0;
     let enough = before.probes >= min_probes && newest.probes >= min_probes;
@@ -175,16 +205,27 @@ mod tests {
         assert_eq!(first[0].links[0], format!("/api/v1/probes/{id}/tags"));
         // Seen again, gone again: a new outage.
         let again = [probe(id, Some(200 * H))];
-        assert_ne!(probe_offline("r", after, &again, UnixMicros(203 * H))[0].id, first[0].id);
+        assert_ne!(
+            probe_offline("r", after, &again, UnixMicros(203 * H))[0].id,
+            first[0].id
+        );
         // Past the window: nothing.
-        assert!(probe_offline("r", after, &probes, UnixMicros(102 * H + 7 * 24 * H + 1)).is_empty());
+        assert!(
+            probe_offline("r", after, &probes, UnixMicros(102 * H + 7 * 24 * H + 1)).is_empty()
+        );
         let mut revoked = probe(id, Some(100 * H));
         revoked.revoked_at = Some(UnixMicros(101 * H));
         assert!(probe_offline("r", after, &[revoked], UnixMicros(110 * H)).is_empty());
     }
 
     fn share(share: f64, low: f64, high: f64) -> Proportion {
-        Proportion { share, low, high, n: 100.0, successes: share * 100.0 }
+        Proportion {
+            share,
+            low,
+            high,
+            n: 100.0,
+            successes: share * 100.0,
+        }
     }
 
     fn day(n: i64, probes: usize, p: Proportion) -> CountryDay {
@@ -207,11 +248,26 @@ mod tests {
         let alert = check(&[before.clone(), fell.clone()], 5).unwrap();
         assert!((alert.evidence["drop_points"].as_f64().unwrap() - 20.0).abs() < 1e-9);
         assert_eq!(alert.evidence["before"]["probes"], 20);
-        assert_eq!(alert.id, check(&[before.clone(), fell.clone()], 5).unwrap().id);
+        assert_eq!(
+            alert.id,
+            check(&[before.clone(), fell.clone()], 5).unwrap().id
+        );
         // Overlapping intervals: within the noise.
-        assert!(check(&[before.clone(), day(20_001, 20, share(0.40, 0.35, 0.56))], 5).is_none());
+        assert!(
+            check(
+                &[before.clone(), day(20_001, 20, share(0.40, 0.35, 0.56))],
+                5
+            )
+            .is_none()
+        );
         // Too small a drop.
-        assert!(check(&[before.clone(), day(20_001, 20, share(0.52, 0.50, 0.54))], 5).is_none());
+        assert!(
+            check(
+                &[before.clone(), day(20_001, 20, share(0.52, 0.50, 0.54))],
+                5
+            )
+            .is_none()
+        );
         // Too few probes.
         assert!(check(&[before.clone(), fell.clone()], 21).is_none());
         // Not consecutive days, or a stale series.

@@ -163,8 +163,9 @@ fn parse_url(url: &str) -> Result<(String, String), String> {
 
 impl AlertsConfig {
     pub fn validate(self, source: Option<&Path>) -> Result<Alerts, ConfigError> {
-        let invalid =
-            |key: &str, reason: String| ConfigError::invalid(format!("alerts.{key}"), source, reason);
+        let invalid = |key: &str, reason: String| {
+            ConfigError::invalid(format!("alerts.{key}"), source, reason)
+        };
         if !(1..=86_400).contains(&self.evaluate_every_s) {
             return Err(invalid("evaluate_every_s", "must be 1..=86400".into()));
         }
@@ -224,7 +225,10 @@ impl AlertsConfig {
             }
             let unused = |field: &str, set: bool| {
                 if set {
-                    Err(invalid(&key(field), format!("not a key of kind {:?}", rule.kind)))
+                    Err(invalid(
+                        &key(field),
+                        format!("not a key of kind {:?}", rule.kind),
+                    ))
                 } else {
                     Ok(())
                 }
@@ -340,9 +344,16 @@ mod tests {
         assert!(!format!("{:?}", alerts.webhooks[0]).contains("0123456789abcdef"));
         assert_eq!(
             alerts.rules[1].kind,
-            RuleKind::ProbeOffline { after: Duration::from_secs(6 * 3600) }
+            RuleKind::ProbeOffline {
+                after: Duration::from_secs(6 * 3600)
+            }
         );
-        let RuleKind::ShareDrop { countries, min_probes, .. } = &alerts.rules[0].kind else {
+        let RuleKind::ShareDrop {
+            countries,
+            min_probes,
+            ..
+        } = &alerts.rules[0].kind
+        else {
             panic!("{:?}", alerts.rules[0]);
         };
         assert_eq!(countries[0].to_string(), "DE");
@@ -352,16 +363,53 @@ mod tests {
     #[test]
     fn errors_name_the_key() {
         let cases = [
-            (format!("{HOOK}[[rules]]\nid = \"a\"\nkind = \"share_drop\"\ncountries = [\"DE\"]\n"), "alerts.rules[0].points"),
-            (format!("{HOOK}[[rules]]\nid = \"a\"\nkind = \"share_drop\"\npoints = 5\n"), "alerts.rules[0].countries"),
-            (format!("{HOOK}[[rules]]\nid = \"a\"\nkind = \"share_drop\"\ncountries = [\"XYZ\"]\npoints = 5\n"), "alerts.rules[0].countries"),
-            (format!("{HOOK}[[rules]]\nid = \"a\"\nkind = \"probe_offline\"\nhours = 2\npoints = 3\n"), "alerts.rules[0].points"),
-            (format!("{HOOK}[[rules]]\nid = \"a\"\nkind = \"probe_offline\"\nhours = 0\n"), "alerts.rules[0].hours"),
-            (format!("{HOOK}[[rules]]\nid = \"a\"\nkind = \"nope\"\n"), "alerts.rules[0].kind"),
-            (format!("{HOOK}[[rules]]\nid = \"a b\"\nkind = \"probe_offline\"\nhours = 1\n"), "alerts.rules[0].id"),
-            ("[[rules]]\nid = \"a\"\nkind = \"probe_offline\"\nhours = 1\n".to_string(), "alerts.webhooks"),
-            ("[[webhooks]]\nname = \"a\"\nurl = \"https://x/\"\nsecret = \"0123456789abcdef\"\n".to_string(), "alerts.webhooks[0].url"),
-            ("[[webhooks]]\nname = \"a\"\nurl = \"http://x/\"\nsecret = \"short\"\n".to_string(), "alerts.webhooks[0].secret"),
+            (
+                format!(
+                    "{HOOK}[[rules]]\nid = \"a\"\nkind = \"share_drop\"\ncountries = [\"DE\"]\n"
+                ),
+                "alerts.rules[0].points",
+            ),
+            (
+                format!("{HOOK}[[rules]]\nid = \"a\"\nkind = \"share_drop\"\npoints = 5\n"),
+                "alerts.rules[0].countries",
+            ),
+            (
+                format!(
+                    "{HOOK}[[rules]]\nid = \"a\"\nkind = \"share_drop\"\ncountries = [\"XYZ\"]\npoints = 5\n"
+                ),
+                "alerts.rules[0].countries",
+            ),
+            (
+                format!(
+                    "{HOOK}[[rules]]\nid = \"a\"\nkind = \"probe_offline\"\nhours = 2\npoints = 3\n"
+                ),
+                "alerts.rules[0].points",
+            ),
+            (
+                format!("{HOOK}[[rules]]\nid = \"a\"\nkind = \"probe_offline\"\nhours = 0\n"),
+                "alerts.rules[0].hours",
+            ),
+            (
+                format!("{HOOK}[[rules]]\nid = \"a\"\nkind = \"nope\"\n"),
+                "alerts.rules[0].kind",
+            ),
+            (
+                format!("{HOOK}[[rules]]\nid = \"a b\"\nkind = \"probe_offline\"\nhours = 1\n"),
+                "alerts.rules[0].id",
+            ),
+            (
+                "[[rules]]\nid = \"a\"\nkind = \"probe_offline\"\nhours = 1\n".to_string(),
+                "alerts.webhooks",
+            ),
+            (
+                "[[webhooks]]\nname = \"a\"\nurl = \"https://x/\"\nsecret = \"0123456789abcdef\"\n"
+                    .to_string(),
+                "alerts.webhooks[0].url",
+            ),
+            (
+                "[[webhooks]]\nname = \"a\"\nurl = \"http://x/\"\nsecret = \"short\"\n".to_string(),
+                "alerts.webhooks[0].secret",
+            ),
             (format!("{HOOK}{HOOK}"), "alerts.webhooks[1].name"),
             ("timeout_ms = 1\n".to_string(), "alerts.timeout_ms"),
         ];

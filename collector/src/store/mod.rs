@@ -239,7 +239,9 @@ pub async fn run_blocking<T: Send + 'static>(
         .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
 }
 
-pub trait Store: AuthStore + FigureStore + AlertStore + Send + Sync + std::fmt::Debug + 'static {
+pub trait Store:
+    AuthStore + FigureStore + AlertStore + Send + Sync + std::fmt::Debug + 'static
+{
     /// Registers a newly enrolled probe; fails if the id exists.
     fn create_probe(&self, probe: &ProbeRecord) -> Result<(), StoreError>;
     /// Replaces an existing probe's record (last seen, version...).

@@ -2,9 +2,9 @@
 //! by the caller (`crate::alerts`), so a detected alert or a recorded delivery survives a
 //! crash.
 
+use super::StoreError;
 use super::alert_store::AlertStore;
 use super::sled_db::{SledStore, backend};
-use super::StoreError;
 
 const TREE: &str = "alerts";
 
