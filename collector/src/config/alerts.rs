@@ -285,7 +285,7 @@ impl AlertsConfig {
                     let hours = rule
                         .hours
                         .ok_or_else(|| invalid(&key("hours"), "is required".into()))?;
-                    if !(hours >= 0.0001 && hours <= 8760.0) {
+                    if !(0.0001..=8760.0).contains(&hours) {
                         return Err(invalid(&key("hours"), "must be in [0.0001, 8760]".into()));
                     }
                     RuleKind::ProbeOffline {

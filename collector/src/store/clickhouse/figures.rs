@@ -505,7 +505,3 @@ mod tests {
         assert!(parse_lease("t", b"3").is_err());
     }
 }
-
-// Alerts are not kept in ClickHouse yet: the default bodies refuse, and the alert task says
-// so in its log (`crate::alerts`).
-impl crate::store::AlertStore for ClickHouseStore {}
