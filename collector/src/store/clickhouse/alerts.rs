@@ -9,7 +9,7 @@ use super::rows::{self, quote};
 use crate::store::{AlertStore, StoreError};
 use serde_json::json;
 
-fn text<'a>(json: &'a [u8]) -> Result<&'a str, StoreError> {
+fn text(json: &[u8]) -> Result<&str, StoreError> {
     std::str::from_utf8(json)
         .map_err(|e| StoreError::Backend(format!("alert record is not UTF-8 text: {e}")))
 }
