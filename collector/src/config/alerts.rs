@@ -418,4 +418,20 @@ mod tests {
             assert!(error.contains(key), "{toml}: {error} should name {key}");
         }
     }
+
+    #[test]
+    fn the_example_config_alerts_are_valid_uncommented() {
+        let text = include_str!("../../../deploy/collector.example.toml");
+        let start = text.find("[alerts]").unwrap();
+        let end = start + text[start..].find("\n\n").unwrap();
+        let uncommented: String = text[start..end]
+            .lines()
+            .map(|l| l.strip_prefix('#').unwrap_or(l).trim_start())
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let config: crate::config::CollectorConfig =
+            sixmap_shared::config::parse_toml(&uncommented).unwrap();
+        let alerts = config.alerts.validate(None).unwrap();
+        assert_eq!((alerts.webhooks.len(), alerts.rules.len()), (1, 2));
+    }
 }
