@@ -160,12 +160,25 @@ fn prepare(dir: &Path) -> (ProbeId, String) {
 }
 
 /// The config of a collector in `dir` whose alerts go to `hooks` (name, address).
+/// The rule of the offline tests: a probe not seen for half an hour.
+const OFFLINE_RULE: &str =
+    "[[alerts.rules]]\nid = \"offline\"\nkind = \"probe_offline\"\nhours = 0.5\n";
+
 fn config(dir: &Path, hooks: &[(&str, SocketAddr)], timeout_ms: u64) -> std::path::PathBuf {
+    config_with(dir, hooks, timeout_ms, OFFLINE_RULE)
+}
+
+fn config_with(
+    dir: &Path,
+    hooks: &[(&str, SocketAddr)],
+    timeout_ms: u64,
+    rules: &str,
+) -> std::path::PathBuf {
     let mut text = format!(
         "data_dir = {:?}\ngrpc_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n\
          raw_data_public = true\n\
          [alerts]\nevaluate_every_s = 1\ntimeout_ms = {timeout_ms}\nbackoff_initial_ms = 100\n\
-         backoff_max_s = 1\n[[alerts.rules]]\nid = \"offline\"\nkind = \"probe_offline\"\nhours = 0.5\n",
+         backoff_max_s = 1\n{rules}",
         dir.join("data")
     );
     for (name, addr) in hooks {
@@ -473,4 +486,79 @@ async fn hostile_receivers_cost_a_timeout_each_and_stall_nothing() {
     for request in hostile.got().iter().chain(good.got().iter()) {
         verify(request);
     }
+}
+
+/// A stored day of a group's figures with the balanced (and pooled) share `share` in
+/// [`low`, `high`].
+fn day(t: UnixMicros, probes: usize, share: f64, low: f64, high: f64) -> Vec<u8> {
+    let p = serde_json::json!({"share": share, "low": low, "high": high, "n": probes, "successes": share * probes as f64});
+    serde_json::to_vec(&serde_json::json!({
+        "day": sixmap_collector::daily::day_label(t),
+        "day_number": t.0.div_euclid(86_400_000_000),
+        "probes": probes, "operators": 4,
+        "v6_works": {"balanced": p, "pooled": p},
+        "median_rtt_v6_ms": null, "median_rtt_v4_ms": null,
+    }))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_share_drop_in_the_stored_rollups_is_delivered_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    {
+        let store = SledStore::open(&data).unwrap();
+        let today = UnixMicros::now();
+        let yesterday = UnixMicros(today.0 - 86_400_000_000);
+        let label = sixmap_collector::daily::day_label;
+        // Germany: 60 % → 40 %, intervals apart: an alert.
+        store
+            .put_rollup(
+                &label(yesterday),
+                "DE",
+                &day(yesterday, 20, 0.6, 0.55, 0.65),
+            )
+            .unwrap();
+        store
+            .put_rollup(&label(today), "DE", &day(today, 20, 0.4, 0.35, 0.45))
+            .unwrap();
+        // AS64500: the same fall, but its intervals overlap: noise, no alert.
+        store
+            .put_rollup(
+                &label(yesterday),
+                "asn:64500",
+                &day(yesterday, 6, 0.6, 0.3, 0.85),
+            )
+            .unwrap();
+        store
+            .put_rollup(&label(today), "asn:64500", &day(today, 6, 0.4, 0.15, 0.7))
+            .unwrap();
+        store.flush().unwrap();
+    }
+    let receiver = Receiver::start(vec![Answer::Status(200)]).await;
+    let rule = "[[alerts.rules]]\nid = \"drop\"\nkind = \"share_drop\"\ncountries = [\"de\"]\n\
+                networks = [64500]\npoints = 10\nmin_probes = 5\n";
+    let config = config_with(dir.path(), &[("ops", receiver.addr)], 2000, rule);
+    let collector = Collector::start(&config);
+    wait_for("the alert", Duration::from_secs(30), || {
+        !receiver.got().is_empty()
+    })
+    .await;
+    // Evaluated again every second: still one alert.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    drop(collector);
+    let got = receiver.got();
+    assert_eq!(got.len(), 1, "{got:#?}");
+    verify(&got[0]);
+    let alert: serde_json::Value = serde_json::from_slice(&got[0].body).unwrap();
+    assert_eq!(alert["kind"], "share_drop");
+    assert_eq!(alert["subject"], "country:DE");
+    assert_eq!(alert["links"][0], "/api/v1/maps/countries/DE/series");
+    let evidence = &alert["evidence"];
+    assert!(
+        (evidence["drop_points"].as_f64().unwrap() - 20.0).abs() < 1e-9,
+        "{evidence}"
+    );
+    assert_eq!(evidence["before"]["probes"], 20);
+    assert_eq!(evidence["after"]["v6_works"]["balanced"]["high"], 0.45);
 }
