@@ -1,10 +1,11 @@
 //! Alerts (issue #21): rules evaluated every `[alerts] evaluate_every_s` over what the
-//! collector already keeps (probe records, the stored daily rollups: O(probes + watched
-//! groups), never a scan of results) raise alerts into a durable outbox in the store; one
+//! collector already keeps (probe records, the stored daily rollups, campaign cells:
+//! O(probes + watched groups + cells), never a scan of results) raise alerts into a durable outbox in the store; one
 //! delivery task per webhook POSTs them, signed, until a 2xx is recorded.
 //!
 //! - `plan`: what to send next, backoff, what to drop when full (pure, no I/O, no clock).
-//! - `rules`: the rules as pure functions of their inputs (`share_drop`, `probe_offline`).
+//! - `rules`: the rules as pure functions of their inputs (`share_drop`, `probe_offline`,
+//!   `target_lost_v6`).
 //! - `hmac`: HMAC-SHA256 (RFC 2104) for `X-Sixmap-Signature`.
 //! - `webhook`: one POST with a deadline; the answer's body is never read.
 //! - `http`: `GET /api/v1/alerts`.
@@ -38,9 +39,9 @@ pub struct Alert {
     /// Stable: [`alert_id`] of the rule and the event.
     pub id: String,
     pub rule: String,
-    /// `share_drop` or `probe_offline`.
+    /// `share_drop`, `probe_offline` or `target_lost_v6`.
     pub kind: String,
-    /// What it is about: `country:DE`, `asn:64500`, `probe:<id>`.
+    /// What it is about: `country:DE`, `asn:64500`, `probe:<id>`, `campaign:<id>:target:<t>`.
     pub subject: String,
     pub created_at: UnixMicros,
     /// One line for people.

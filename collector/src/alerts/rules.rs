@@ -4,11 +4,15 @@
 //! a result.
 
 use super::{Alert, alert_id};
+use crate::campaign::CampaignRecord;
+use crate::campaign::spec::is_reachability_kind;
 use crate::config::{Rule, RuleKind};
 use crate::daily::{self, CountryDay};
-use crate::store::{ProbeRecord, Store, StoreError};
+use crate::store::{CampaignCell, ProbeRecord, Store, StoreError, failure_class};
 use serde_json::json;
 use sixmap_shared::UnixMicros;
+use sixmap_shared::measurement::Family;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 const DAY_US: i64 = 86_400_000_000;
@@ -33,6 +37,31 @@ pub fn evaluate(
                 }
                 let probes = probes.as_deref().unwrap_or_default();
                 alerts.extend(probe_offline(&rule.id, *after, probes, now));
+            }
+            RuleKind::TargetLostV6 {
+                campaigns,
+                min_probes,
+            } => {
+                for (id, json) in store.campaigns()? {
+                    if !campaigns.is_empty() && !campaigns.contains(&id) {
+                        continue;
+                    }
+                    let record: CampaignRecord =
+                        serde_json::from_slice(&json).map_err(|e| StoreError::Corrupt {
+                            key: format!("campaigns/{id}"),
+                            reason: e.to_string(),
+                        })?;
+                    if !record.is_active() {
+                        continue;
+                    }
+                    let mut cells = Vec::new();
+                    store.campaign_cells(id, &mut |cell| {
+                        cells.push(cell);
+                        true
+                    })?;
+                    let seen = observations(&record, &cells);
+                    alerts.extend(target_lost_v6(&rule.id, id, &seen, *min_probes, now));
+                }
             }
             RuleKind::ShareDrop {
                 countries,
@@ -174,6 +203,113 @@ pub fn share_drop(
     })
 }
 
+/// One probe's IPv6 reachability cell of a campaign target (task and probe), as
+/// [`target_lost_v6`] needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observation {
+    pub target: String,
+    pub probe: String,
+    /// Results of the cell that reached the target, ever.
+    pub reached: u64,
+    /// Whether its newest result reached it; else the failure class.
+    pub latest_failure: Option<&'static str>,
+    pub latest_at: UnixMicros,
+}
+
+/// The IPv6 reachability cells of `record` (tasks over IPv6 of a kind that reaches its
+/// target: not DNS, PMTU or extension headers).
+pub fn observations(record: &CampaignRecord, cells: &[CampaignCell]) -> Vec<Observation> {
+    cells
+        .iter()
+        .filter_map(|cell| {
+            let task = record.tasks.iter().find(|t| t.task_id == cell.task_id)?;
+            let spec = &task.task.spec;
+            (spec.family == Family::V6 && is_reachability_kind(spec.measurement_kind())).then(
+                || Observation {
+                    target: task.task.target.clone(),
+                    probe: cell.probe_id.to_string(),
+                    reached: cell.reached,
+                    latest_failure: failure_class(&cell.latest.result.outcome),
+                    latest_at: cell.latest.result.started_at,
+                },
+            )
+        })
+        .collect()
+}
+
+/// A campaign target that was reached over IPv6 (some result ever reached it) and is no
+/// longer: the newest IPv6 result of every probe measuring it failed, from at least
+/// `min_probes` probes. `lost` says what: `aaaa` when every newest failure is a name
+/// resolution failure (the AAAA record went), else `reachability`. The id holds the count
+/// of results that ever reached the target, which stays put while it is lost and grows when
+/// it comes back: one alert per loss.
+pub fn target_lost_v6(
+    rule: &str,
+    campaign: u64,
+    seen: &[Observation],
+    min_probes: usize,
+    now: UnixMicros,
+) -> Vec<Alert> {
+    let mut by_target: BTreeMap<&str, Vec<&Observation>> = BTreeMap::new();
+    for o in seen {
+        by_target.entry(&o.target).or_default().push(o);
+    }
+    let mut alerts = Vec::new();
+    for (target, cells) in by_target {
+        let reached: u64 = cells.iter().map(|o| o.reached).sum();
+        let mut probes: BTreeMap<&str, (&'static str, UnixMicros)> = BTreeMap::new();
+        let mut works = false;
+        for o in &cells {
+            match o.latest_failure {
+                None => works = true,
+                Some(class) => {
+                    let entry = probes.entry(&o.probe).or_insert((class, o.latest_at));
+                    if o.latest_at > entry.1 {
+                        *entry = (class, o.latest_at);
+                    }
+                }
+            }
+        }
+        if reached == 0 || works || probes.len() < min_probes {
+            continue;
+        }
+        let lost = if probes.values().all(|(class, _)| *class == "resolution") {
+            "aaaa"
+        } else {
+            "reachability"
+        };
+        let subject = format!("campaign:{campaign}:target:{target}");
+        let failures: BTreeMap<&str, serde_json::Value> = probes
+            .iter()
+            .map(|(p, (class, at))| (*p, json!({"class": class, "at": at})))
+            .collect();
+        alerts.push(Alert {
+            id: alert_id(rule, &format!("{subject}:{reached}")),
+            rule: rule.to_owned(),
+            kind: "target_lost_v6".into(),
+            subject,
+            created_at: now,
+            summary: format!(
+                "campaign {campaign}: {target} lost its IPv6 {lost} from all {} probes measuring it",
+                probes.len()
+            ),
+            evidence: json!({
+                "campaign": campaign,
+                "target": target,
+                "lost": lost,
+                "probes": probes.len(),
+                "reached_before": reached,
+                "latest_failures": failures,
+            }),
+            links: vec![
+                format!("/api/v1/campaigns/{campaign}"),
+                format!("/api/v1/campaigns/{campaign}/report"),
+            ],
+        });
+    }
+    alerts
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,5 +410,118 @@ mod tests {
         assert!(check(&[day(19_999, 20, share(0.6, 0.55, 0.65)), fell.clone()], 5).is_none());
         let stale = UnixMicros(20_003 * DAY_US);
         assert!(share_drop("r", "c", "/l", &[before, fell], 10.0, 5, stale).is_none());
+    }
+
+    fn seen(
+        target: &str,
+        probe: &str,
+        reached: u64,
+        failure: Option<&'static str>,
+        at: i64,
+    ) -> Observation {
+        Observation {
+            target: target.into(),
+            probe: probe.into(),
+            reached,
+            latest_failure: failure,
+            latest_at: UnixMicros(at),
+        }
+    }
+
+    #[test]
+    fn a_target_lost_from_every_probe_after_working_raises_one_alert_per_loss() {
+        let now = UnixMicros(100);
+        let lost = [
+            seen("a.example", "p1", 3, Some("resolution"), 10),
+            seen("a.example", "p2", 0, Some("resolution"), 11),
+            // Another target still works from one probe; a third never worked.
+            seen("b.example", "p1", 2, Some("timeout"), 10),
+            seen("b.example", "p2", 2, None, 12),
+            seen("c.example", "p1", 0, Some("timeout"), 10),
+        ];
+        let alerts = target_lost_v6("r", 7, &lost, 1, now);
+        assert_eq!(alerts.len(), 1, "{alerts:#?}");
+        assert_eq!(alerts[0].subject, "campaign:7:target:a.example");
+        assert_eq!(alerts[0].evidence["lost"], "aaaa");
+        assert_eq!(alerts[0].evidence["probes"], 2);
+        assert_eq!(alerts[0].links[1], "/api/v1/campaigns/7/report");
+        // Still lost later (newer failures): the same alert.
+        let later = [
+            seen("a.example", "p1", 3, Some("timeout"), 50),
+            seen("a.example", "p2", 0, Some("resolution"), 51),
+        ];
+        let again = target_lost_v6("r", 7, &later, 1, UnixMicros(200));
+        assert_eq!(again[0].id, alerts[0].id);
+        assert_eq!(again[0].evidence["lost"], "reachability");
+        // Back, then lost again: a new alert.
+        let relapse = [seen("a.example", "p1", 5, Some("timeout"), 90)];
+        assert_ne!(target_lost_v6("r", 7, &relapse, 1, now)[0].id, alerts[0].id);
+        // Too few probes failing.
+        assert!(target_lost_v6("r", 7, &lost[..2], 3, now).is_empty());
+    }
+
+    #[test]
+    fn target_lost_v6_reads_campaign_cells_from_the_store() {
+        use crate::campaign::Campaigns;
+        use crate::config::Rule;
+        use crate::store::{SledStore, StoredResult};
+        use sixmap_shared::measurement::{ErrorClass, MeasurementError, Outcome};
+        use std::sync::Arc;
+
+        const NOW: UnixMicros = UnixMicros(1_790_000_000_000_000);
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
+        let ids = ["00000000000000a1", "00000000000000a2"];
+        for id in ids {
+            let mut p = probe(id, Some(NOW.0));
+            p.enrolled_at = NOW;
+            store.create_probe(&p).unwrap();
+        }
+        let spec = "name = \"t\"\ntargets = [\"example.org\"]\n\
+                    [[measurements]]\nkind = \"ping\"\ntimeout_ms = 5000\n";
+        let record = Campaigns::new(store.clone(), false, None)
+            .create("reg", "toml", spec, NOW)
+            .unwrap();
+        let task = record.tasks[0].task_id;
+        let result = |probe: &str, sequence: u64, reached: bool| {
+            let mut r: StoredResult = crate::export::samples::sample(0, 1, NOW, 0);
+            r.result.key.probe_id = probe.parse().unwrap();
+            r.result.key.sequence = sequence;
+            r.result.task_id = task;
+            r.result.started_at = UnixMicros(NOW.0 + sequence as i64);
+            if !reached {
+                r.result.outcome = Outcome::Failed(MeasurementError {
+                    class: ErrorClass::Resolution,
+                    message: "no AAAA".into(),
+                });
+                r.result.destination = None;
+                r.result.family_used = None;
+            }
+            r
+        };
+        let rules = [Rule {
+            id: "lost".into(),
+            kind: RuleKind::TargetLostV6 {
+                campaigns: vec![],
+                min_probes: 2,
+            },
+        }];
+        let later = UnixMicros(NOW.0 + 10);
+        store
+            .insert_results(&[result(ids[0], 1, true), result(ids[1], 1, true)])
+            .unwrap();
+        assert!(evaluate(&*store, &rules, later).unwrap().is_empty());
+        // One probe loses it: the other still reaches it.
+        store.insert_results(&[result(ids[0], 2, false)]).unwrap();
+        assert!(evaluate(&*store, &rules, later).unwrap().is_empty());
+        store.insert_results(&[result(ids[1], 2, false)]).unwrap();
+        let alerts = evaluate(&*store, &rules, later).unwrap();
+        assert_eq!(alerts.len(), 1, "{alerts:#?}");
+        assert_eq!(
+            alerts[0].subject,
+            format!("campaign:{}:target:example.org", record.id)
+        );
+        assert_eq!(alerts[0].evidence["lost"], "aaaa");
+        assert_eq!(alerts[0].evidence["reached_before"], 2);
     }
 }

@@ -60,8 +60,11 @@ pub struct WebhookToml {
 pub struct RuleToml {
     /// Part of every alert's id, so keep it stable: renaming a rule re-raises its alerts.
     pub id: String,
-    /// `share_drop` or `probe_offline`.
+    /// `share_drop`, `probe_offline` or `target_lost_v6`.
     pub kind: String,
+    /// `target_lost_v6`: the campaigns watched (ids); empty: every active campaign.
+    #[serde(default)]
+    pub campaigns: Vec<u64>,
     /// `share_drop`: countries (ISO 3166 alpha-2) and networks (origin AS numbers) watched.
     #[serde(default)]
     pub countries: Vec<String>,
@@ -69,7 +72,8 @@ pub struct RuleToml {
     pub networks: Vec<u32>,
     /// `share_drop`: the drop in percentage points of the operator-balanced IPv6 share.
     pub points: Option<f64>,
-    /// `share_drop`: fewest probes on each of the two days.
+    /// `share_drop`: fewest probes on each of the two days; `target_lost_v6`: fewest probes
+    /// whose latest IPv6 result failed.
     pub min_probes: Option<usize>,
     /// `probe_offline`: hours without contact (fractions allowed, for tests).
     pub hours: Option<f64>,
@@ -106,6 +110,11 @@ pub enum RuleKind {
     },
     ProbeOffline {
         after: Duration,
+    },
+    TargetLostV6 {
+        /// Empty: every active campaign.
+        campaigns: Vec<u64>,
+        min_probes: usize,
     },
 }
 
@@ -236,6 +245,7 @@ impl AlertsConfig {
             let kind = match rule.kind.as_str() {
                 "share_drop" => {
                     unused("hours", rule.hours.is_some())?;
+                    unused("campaigns", !rule.campaigns.is_empty())?;
                     let points = rule
                         .points
                         .ok_or_else(|| invalid(&key("points"), "is required".into()))?;
@@ -276,6 +286,7 @@ impl AlertsConfig {
                     }
                 }
                 "probe_offline" => {
+                    unused("campaigns", !rule.campaigns.is_empty())?;
                     unused("points", rule.points.is_some())?;
                     unused("min_probes", rule.min_probes.is_some())?;
                     unused(
@@ -292,10 +303,32 @@ impl AlertsConfig {
                         after: Duration::from_secs_f64(hours * 3600.0),
                     }
                 }
+                "target_lost_v6" => {
+                    unused("points", rule.points.is_some())?;
+                    unused("hours", rule.hours.is_some())?;
+                    unused(
+                        "countries",
+                        !rule.countries.is_empty() || !rule.networks.is_empty(),
+                    )?;
+                    if rule.campaigns.len() > MAX_SUBJECTS || rule.campaigns.contains(&0) {
+                        return Err(invalid(
+                            &key("campaigns"),
+                            format!("at most {MAX_SUBJECTS} campaign ids, none 0"),
+                        ));
+                    }
+                    let min_probes = rule.min_probes.unwrap_or(1);
+                    if min_probes == 0 {
+                        return Err(invalid(&key("min_probes"), "must be at least 1".into()));
+                    }
+                    RuleKind::TargetLostV6 {
+                        campaigns: rule.campaigns,
+                        min_probes,
+                    }
+                }
                 other => {
                     return Err(invalid(
                         &key("kind"),
-                        format!("{other:?}: expected share_drop or probe_offline"),
+                        format!("{other:?}: expected share_drop, probe_offline or target_lost_v6"),
                     ));
                 }
             };
@@ -336,7 +369,8 @@ mod tests {
     fn valid_rules_and_webhooks() {
         let alerts = parse(&format!(
             "{HOOK}[[rules]]\nid = \"de-drop\"\nkind = \"share_drop\"\ncountries = [\"de\"]\nnetworks = [64500]\npoints = 5\n\
-             [[rules]]\nid = \"offline\"\nkind = \"probe_offline\"\nhours = 6\n"
+             [[rules]]\nid = \"offline\"\nkind = \"probe_offline\"\nhours = 6\n\
+             [[rules]]\nid = \"lost\"\nkind = \"target_lost_v6\"\ncampaigns = [7]\n"
         ))
         .unwrap();
         assert_eq!(alerts.webhooks[0].authority, "[::1]:9000");
@@ -346,6 +380,13 @@ mod tests {
             alerts.rules[1].kind,
             RuleKind::ProbeOffline {
                 after: Duration::from_secs(6 * 3600)
+            }
+        );
+        assert_eq!(
+            alerts.rules[2].kind,
+            RuleKind::TargetLostV6 {
+                campaigns: vec![7],
+                min_probes: 1
             }
         );
         let RuleKind::ShareDrop {
@@ -394,6 +435,18 @@ mod tests {
                 "alerts.rules[0].kind",
             ),
             (
+                format!(
+                    "{HOOK}[[rules]]\nid = \"a\"\nkind = \"target_lost_v6\"\ncampaigns = [0]\n"
+                ),
+                "alerts.rules[0].campaigns",
+            ),
+            (
+                format!(
+                    "{HOOK}[[rules]]\nid = \"a\"\nkind = \"probe_offline\"\nhours = 1\ncampaigns = [3]\n"
+                ),
+                "alerts.rules[0].campaigns",
+            ),
+            (
                 format!("{HOOK}[[rules]]\nid = \"a b\"\nkind = \"probe_offline\"\nhours = 1\n"),
                 "alerts.rules[0].id",
             ),
@@ -432,6 +485,6 @@ mod tests {
         let config: crate::config::CollectorConfig =
             sixmap_shared::config::parse_toml(&uncommented).unwrap();
         let alerts = config.alerts.validate(None).unwrap();
-        assert_eq!((alerts.webhooks.len(), alerts.rules.len()), (1, 2));
+        assert_eq!((alerts.webhooks.len(), alerts.rules.len()), (1, 3));
     }
 }
