@@ -159,15 +159,17 @@ fn prepare(dir: &Path) -> (ProbeId, String) {
     (id, token)
 }
 
-/// The config of a collector in `dir` whose alerts go to `hooks` (name, address).
-/// The rule of the offline tests: a probe not seen for half an hour.
+/// The rule of the offline tests: a probe not seen for 1.8 s (counted from the collector's
+/// start: the probe's hour of absence before it does not count).
 const OFFLINE_RULE: &str =
-    "[[alerts.rules]]\nid = \"offline\"\nkind = \"probe_offline\"\nhours = 0.5\n";
+    "[[alerts.rules]]\nid = \"offline\"\nkind = \"probe_offline\"\nhours = 0.0005\n";
 
+/// The config of a collector in `dir` whose alerts go to `hooks` (name, address).
 fn config(dir: &Path, hooks: &[(&str, SocketAddr)], timeout_ms: u64) -> std::path::PathBuf {
     config_with(dir, hooks, timeout_ms, OFFLINE_RULE)
 }
 
+/// [`config`] with other rules.
 fn config_with(
     dir: &Path,
     hooks: &[(&str, SocketAddr)],

@@ -212,6 +212,7 @@ pub fn spawn(store: Arc<dyn Store>, settings: Alerts) {
 
 async fn evaluate(store: Arc<dyn Store>, settings: Arc<Alerts>, wake: Arc<Vec<Arc<Notify>>>) {
     let names: Vec<String> = settings.webhooks.iter().map(|w| w.name.clone()).collect();
+    let up_since = UnixMicros::now();
     loop {
         let now = UnixMicros::now();
         let (s, rules, names2, cap) = (
@@ -221,7 +222,7 @@ async fn evaluate(store: Arc<dyn Store>, settings: Arc<Alerts>, wake: Arc<Vec<Ar
             settings.max_stored,
         );
         let outcome = crate::store::run_blocking(move || {
-            let alerts = rules::evaluate(&*s, &rules, now)?;
+            let alerts = rules::evaluate(&*s, &rules, now, up_since)?;
             record(&*s, alerts, &names2, cap)
         })
         .await;

@@ -21,11 +21,13 @@ const DAY_US: i64 = 86_400_000_000;
 /// full outbox is not raised again for a probe that has been gone for months.
 pub const OFFLINE_WINDOW: Duration = Duration::from_secs(7 * 86_400);
 
-/// Every rule's alerts at `now`.
+/// Every rule's alerts at `now`, for a collector serving since `up_since` (see
+/// [`probe_offline`]).
 pub fn evaluate(
     store: &dyn Store,
     rules: &[Rule],
     now: UnixMicros,
+    up_since: UnixMicros,
 ) -> Result<Vec<Alert>, StoreError> {
     let mut alerts = Vec::new();
     let mut probes: Option<Vec<ProbeRecord>> = None;
@@ -36,7 +38,7 @@ pub fn evaluate(
                     probes = Some(store.probes()?);
                 }
                 let probes = probes.as_deref().unwrap_or_default();
-                alerts.extend(probe_offline(&rule.id, *after, probes, now));
+                alerts.extend(probe_offline(&rule.id, *after, probes, now, up_since));
             }
             RuleKind::TargetLostV6 {
                 campaigns,
@@ -104,13 +106,17 @@ pub fn evaluate(
 }
 
 /// Probes not seen for more than `after` (never seen: since enrollment), unrevoked, within
-/// [`OFFLINE_WINDOW`] of the threshold. One alert per outage: its id holds the last-seen
-/// time, so the same outage never raises two and the next one raises a new one.
+/// [`OFFLINE_WINDOW`] of the threshold. Only absence while this collector serves counts
+/// (from `up_since`): after the collector itself was down for hours, its probes get that
+/// long to reconnect instead of all being reported at once. One alert per outage: its id
+/// holds the last-seen time, so the same outage never raises two (after a restart too) and
+/// the next one raises a new one.
 pub fn probe_offline(
     rule: &str,
     after: Duration,
     probes: &[ProbeRecord],
     now: UnixMicros,
+    up_since: UnixMicros,
 ) -> Vec<Alert> {
     let after_us = i64::try_from(after.as_micros()).unwrap_or(i64::MAX);
     let window_us = i64::try_from(OFFLINE_WINDOW.as_micros()).unwrap_or(i64::MAX);
@@ -120,7 +126,8 @@ pub fn probe_offline(
         .filter_map(|p| {
             let since = p.last_seen.unwrap_or(p.enrolled_at);
             let gone = now.0.saturating_sub(since.0);
-            if gone <= after_us || gone > after_us.saturating_add(window_us) {
+            let watched = now.0.saturating_sub(since.0.max(up_since.0));
+            if watched <= after_us || gone > after_us.saturating_add(window_us) {
                 return None;
             }
             let hours = gone as f64 / 3.6e9;
@@ -332,9 +339,9 @@ mod tests {
         let id = "0123456789abcdef";
         let after = Duration::from_secs(2 * 3600);
         let probes = [probe(id, Some(100 * H))];
-        assert!(probe_offline("r", after, &probes, UnixMicros(102 * H)).is_empty());
-        let first = probe_offline("r", after, &probes, UnixMicros(102 * H + 1));
-        let later = probe_offline("r", after, &probes, UnixMicros(110 * H));
+        assert!(probe_offline("r", after, &probes, UnixMicros(102 * H), UnixMicros(0)).is_empty());
+        let first = probe_offline("r", after, &probes, UnixMicros(102 * H + 1), UnixMicros(0));
+        let later = probe_offline("r", after, &probes, UnixMicros(110 * H), UnixMicros(0));
         assert_eq!(first.len(), 1);
         assert_eq!(first[0].id, later[0].id, "same outage, same id");
         assert_eq!(first[0].evidence["owner"], "alice@example.org");
@@ -342,16 +349,31 @@ mod tests {
         // Seen again, gone again: a new outage.
         let again = [probe(id, Some(200 * H))];
         assert_ne!(
-            probe_offline("r", after, &again, UnixMicros(203 * H))[0].id,
+            probe_offline("r", after, &again, UnixMicros(203 * H), UnixMicros(0))[0].id,
             first[0].id
         );
         // Past the window: nothing.
         assert!(
-            probe_offline("r", after, &probes, UnixMicros(102 * H + 7 * 24 * H + 1)).is_empty()
+            probe_offline(
+                "r",
+                after,
+                &probes,
+                UnixMicros(102 * H + 7 * 24 * H + 1),
+                UnixMicros(0)
+            )
+            .is_empty()
         );
+        // A collector up since 101 h counts the absence from then: alerted an hour later,
+        // with the same id.
+        let up = UnixMicros(101 * H);
+        assert!(probe_offline("r", after, &probes, UnixMicros(102 * H + 1), up).is_empty());
+        let late = probe_offline("r", after, &probes, UnixMicros(103 * H + 1), up);
+        assert_eq!(late[0].id, first[0].id);
         let mut revoked = probe(id, Some(100 * H));
         revoked.revoked_at = Some(UnixMicros(101 * H));
-        assert!(probe_offline("r", after, &[revoked], UnixMicros(110 * H)).is_empty());
+        assert!(
+            probe_offline("r", after, &[revoked], UnixMicros(110 * H), UnixMicros(0)).is_empty()
+        );
     }
 
     fn share(share: f64, low: f64, high: f64) -> Proportion {
@@ -510,12 +532,20 @@ mod tests {
         store
             .insert_results(&[result(ids[0], 1, true), result(ids[1], 1, true)])
             .unwrap();
-        assert!(evaluate(&*store, &rules, later).unwrap().is_empty());
+        assert!(
+            evaluate(&*store, &rules, later, UnixMicros(0))
+                .unwrap()
+                .is_empty()
+        );
         // One probe loses it: the other still reaches it.
         store.insert_results(&[result(ids[0], 2, false)]).unwrap();
-        assert!(evaluate(&*store, &rules, later).unwrap().is_empty());
+        assert!(
+            evaluate(&*store, &rules, later, UnixMicros(0))
+                .unwrap()
+                .is_empty()
+        );
         store.insert_results(&[result(ids[1], 2, false)]).unwrap();
-        let alerts = evaluate(&*store, &rules, later).unwrap();
+        let alerts = evaluate(&*store, &rules, later, UnixMicros(0)).unwrap();
         assert_eq!(alerts.len(), 1, "{alerts:#?}");
         assert_eq!(
             alerts[0].subject,
