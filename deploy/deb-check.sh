@@ -279,8 +279,17 @@ check "an http:// URL in the environment: installed, not configured, told why" b
   test ! -e /etc/sixmap/probe.toml && grep -q "not an https:// URL" <<<"$1" &&
   grep -q "not configured yet" <<<"$1"' _ "$out"
 dpkg --purge sixmap-probe >/dev/null
-SIXMAP_COLLECTOR="https://[2001:db8::10]:7400" SIXMAP_TOKEN="$env_token" dpkg -i "$probe_deb"
-check "postinst wrote the config from the environment" \
+# setup checks the collector live before writing: nobody answers at 2001:db8::10.
+out=$(SIXMAP_COLLECTOR="https://[2001:db8::10]:7400" SIXMAP_TOKEN="$env_token" \
+  dpkg -i "$probe_deb" 2>&1) || { printf '%s\n' "$out"; fail "dpkg -i with an unreachable collector"; }
+printf '%s\n' "$out"
+check "an unreachable collector in the environment: installed, not configured, told why" bash -c '
+  test ! -e /etc/sixmap/probe.toml && grep -q "2001:db8::10" <<<"$1" &&
+  grep -q "not configured yet" <<<"$1"' _ "$out"
+dpkg --purge sixmap-probe >/dev/null
+SIXMAP_COLLECTOR="https://[2001:db8::10]:7400" SIXMAP_TOKEN="$env_token" SIXMAP_NO_CHECK=1 \
+  dpkg -i "$probe_deb"
+check "postinst wrote the config from the environment (SIXMAP_NO_CHECK=1)" \
   bash -c 'grep -qx "enrollment_token = \"$1\"" /etc/sixmap/probe.toml &&
            grep -qx "collector = \"https://\[2001:db8::10\]:7400\"" /etc/sixmap/probe.toml &&
            [ "$(stat -c "%a %U:%G" /etc/sixmap/probe.toml)" = "640 root:sixmap-probe" ]' _ "$env_token"

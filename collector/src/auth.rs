@@ -264,6 +264,125 @@ pub fn api_token(store: &dyn Store, bearer: &str) -> Result<Option<ApiTokenRecor
         .filter(|t| t.revoked_at.is_none()))
 }
 
+/// Records one listing answer at most when the caller asks for no number: enough for a screen.
+pub const DEFAULT_LIST_LIMIT: usize = 100;
+/// Records one listing answers at most, whatever the caller asks: listings are paged so that one
+/// request stays bounded however many probes and tokens the collector has.
+pub const MAX_LIST_LIMIT: usize = 1000;
+/// The longest `after` cursor a listing accepts: ids are 12 (tokens) or 16 (probes) characters.
+const MAX_CURSOR_LEN: usize = 64;
+
+/// One page of a listing in id order, and the id to ask `after` for the next one (`None`: this
+/// was the last page).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<String>,
+}
+
+/// Where a listing starts and how much it returns, as a caller asked: `limit` is brought into
+/// 1..=[`MAX_LIST_LIMIT`] (default [`DEFAULT_LIST_LIMIT`]); an over-long cursor is refused.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PageRequest {
+    pub after: Option<String>,
+    pub limit: Option<usize>,
+}
+
+impl PageRequest {
+    fn limit(&self) -> usize {
+        self.limit
+            .unwrap_or(DEFAULT_LIST_LIMIT)
+            .clamp(1, MAX_LIST_LIMIT)
+    }
+
+    fn check(&self) -> Result<(), AuthError> {
+        match &self.after {
+            Some(after) if after.len() > MAX_CURSOR_LEN => Err(AuthError::Invalid(format!(
+                "`after`: {} characters; ids are at most {MAX_CURSOR_LEN}",
+                after.len()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// The page of `items` this request selects, by the id `key` gives.
+    pub fn page<T>(&self, mut items: Vec<T>, key: impl Fn(&T) -> &str) -> Page<T> {
+        items.sort_by(|a, b| key(a).cmp(key(b)));
+        if let Some(after) = &self.after {
+            items.retain(|item| key(item) > after.as_str());
+        }
+        let limit = self.limit();
+        let next = (items.len() > limit).then(|| key(&items[limit - 1]).to_owned());
+        items.truncate(limit);
+        Page { items, next }
+    }
+}
+
+/// A probe as the admin listing shows it: who enrolled it, from where, and whether it is
+/// revoked (not its self-test or tags: those are `/api/v1/probes`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ProbeListing {
+    pub id: ProbeId,
+    pub hostname: String,
+    pub owner: Option<String>,
+    pub enrolled_at: UnixMicros,
+    pub enrolled_from: Option<std::net::IpAddr>,
+    pub last_seen: Option<UnixMicros>,
+    pub software_version: Option<String>,
+    pub revoked_at: Option<UnixMicros>,
+}
+
+impl From<ProbeRecord> for ProbeListing {
+    fn from(p: ProbeRecord) -> Self {
+        Self {
+            id: p.id,
+            hostname: p.hostname,
+            owner: p.owner,
+            enrolled_at: p.enrolled_at,
+            enrolled_from: p.enrolled_from,
+            last_seen: p.last_seen,
+            software_version: p.software_version,
+            revoked_at: p.revoked_at,
+        }
+    }
+}
+
+/// API tokens without their secrets (only hashes are stored anyway), one page.
+pub fn list_api_tokens(
+    store: &dyn Store,
+    request: &PageRequest,
+) -> Result<Page<ApiTokenRecord>, AuthError> {
+    request.check()?;
+    let records = store.api_tokens()?.into_iter().map(|(_, r)| r).collect();
+    Ok(request.page(records, |r| &r.id))
+}
+
+/// Enrollment tokens without their secrets or kept certificates, one page.
+pub fn list_enrollment_tokens(
+    store: &dyn Store,
+    request: &PageRequest,
+) -> Result<Page<EnrollmentTokenRecord>, AuthError> {
+    request.check()?;
+    let records = store
+        .enrollment_tokens()?
+        .into_iter()
+        .map(|(_, r)| r.for_listing())
+        .collect();
+    Ok(request.page(records, |r| &r.id))
+}
+
+/// Enrolled probes, revoked ones too, one page. The store reads every probe record (the
+/// `Store` trait has no ranged read of probes); what crosses the wire stays bounded.
+pub fn list_probes(
+    store: &dyn Store,
+    request: &PageRequest,
+) -> Result<Page<ProbeListing>, AuthError> {
+    request.check()?;
+    let probes: Vec<ProbeListing> = store.probes()?.into_iter().map(Into::into).collect();
+    // Probe ids are fixed-width lowercase hex, so text order is id order.
+    Ok(request.page(probes, |p| p.id.as_str()))
+}
+
 /// Refuses gRPC metadata with more than one `authorization` entry: which would count is
 /// not for the server to guess (as two `Authorization` headers on the HTTP API).
 pub fn single_authorization(metadata: &tonic::metadata::MetadataMap) -> Result<(), tonic::Status> {
@@ -311,5 +430,28 @@ mod tests {
             Some(&*"a".repeat(64))
         );
         assert_eq!(token_secret("abc.def"), None);
+    }
+
+    #[test]
+    fn listings_page_in_id_order_within_the_cap() {
+        let ids: Vec<String> = (0..2500).rev().map(|i| format!("{i:05}")).collect();
+        let ask = |after: Option<&str>, limit| PageRequest {
+            after: after.map(str::to_owned),
+            limit,
+        };
+        let first = ask(None, Some(3)).page(ids.clone(), |s| s);
+        assert_eq!(first.items, ["00000", "00001", "00002"]);
+        assert_eq!(first.next.as_deref(), Some("00002"));
+        let second = ask(Some("00002"), Some(3)).page(ids.clone(), |s| s);
+        assert_eq!(second.items, ["00003", "00004", "00005"]);
+        // Asking for more than the cap gets the cap, and a cursor to go on.
+        let capped = ask(None, Some(usize::MAX)).page(ids.clone(), |s| s);
+        assert_eq!(capped.items.len(), MAX_LIST_LIMIT);
+        assert_eq!(capped.next.as_deref(), Some("00999"));
+        assert_eq!(ask(None, None).page(ids.clone(), |s| s).items.len(), 100);
+        assert_eq!(ask(None, Some(0)).page(ids.clone(), |s| s).items.len(), 1);
+        let last = ask(Some("02497"), Some(10)).page(ids.clone(), |s| s);
+        assert_eq!((last.items.len(), last.next), (2, None));
+        assert!(ask(Some(&"x".repeat(65)), None).check().is_err());
     }
 }

@@ -22,7 +22,7 @@
 use crate::figures::v6_tallies::{V6Tallies, observe_v6};
 use crate::figures::{Count, EXT_HEADERS, ProbeDay, Source, read};
 use crate::maps::Shares;
-use crate::rollup::{self, Proportion};
+use crate::rollup::{self, MinSample, Proportion};
 use crate::store::{Store, StoreError, StoredResult};
 use serde::{Deserialize, Serialize};
 use sixmap_shared::policy::classify;
@@ -63,7 +63,12 @@ pub struct CountryDay {
     pub day_number: i64,
     pub probes: usize,
     pub operators: usize,
-    pub v6_works: Shares,
+    /// Fewer probes than the minimum sample where the day is published: every share and
+    /// median below is null (stored days always have them).
+    #[serde(default)]
+    pub insufficient_data: bool,
+    /// Null when `insufficient_data`.
+    pub v6_works: Option<Shares>,
     pub median_rtt_v6_ms: Option<f64>,
     pub median_rtt_v4_ms: Option<f64>,
     /// Share of IPv6 echo requests unanswered (pooled over the group's pings).
@@ -223,10 +228,11 @@ fn figures(start: UnixMicros, probes: &[&DayProbe]) -> Option<CountryDay> {
         day_number: start.0 / DAY_US,
         probes: balanced.probes,
         operators: balanced.operators,
-        v6_works: Shares {
+        insufficient_data: false,
+        v6_works: Some(Shares {
             balanced: balanced.overall,
             pooled: balanced.raw,
-        },
+        }),
         median_rtt_v6_ms: rollup::median(&mut v6),
         median_rtt_v4_ms: rollup::median(&mut v4),
         ping_loss_v6: proportion(sum(probes.iter().map(|p| &p.lost_v6))),
@@ -374,9 +380,119 @@ pub struct NetworkSeries {
 
 const PROJECTION_LABEL: &str = "Projection, not a measurement: a straight line fitted to the logit of the daily operator-balanced share, extended. It assumes the past trend continues.";
 
-/// A country's stored days and the projection of their trend.
+/// `YYYY-MM-DD` checked as a real UTC day; `None` otherwise (also for any other spelling of
+/// one, so a day has one key).
+pub fn parse_day(text: &str) -> Option<UnixMicros> {
+    let start = crate::campaign::spec::parse_time(&format!("{text}T00:00:00Z"))?;
+    (day_label(start) == text).then_some(start)
+}
+
+/// One country's stored figures of a past day, as published.
+#[derive(Debug, Clone, Serialize)]
+pub struct DayCountry {
+    pub country: CountryCode,
+    #[serde(flatten)]
+    pub figures: CountryDay,
+    /// IPv6 median minus IPv4 median; positive means IPv6 is slower.
+    pub v6_penalty_ms: Option<f64>,
+}
+
+/// Every country's stored figures of one day (the historical map).
+#[derive(Debug, Clone, Serialize)]
+pub struct DayCountries {
+    pub date: String,
+    /// Always `rollups`: the day's stored daily figures, not the live 24-hour window.
+    pub source: &'static str,
+    pub method: &'static str,
+    pub min_probes: usize,
+    pub countries: Vec<DayCountry>,
+}
+
+const DAY_METHOD: &str = "Stored daily rollups: a probe counts for a UTC day if it sent a result that day with an origin in the prefix data; \
+IPv6 works for it that day if one of its results reached a global IPv6 destination (collector/src/daily.rs). National share: operator-balanced, \
+95% Wilson interval on the effective sample size of collector/src/rollup.rs, computed when the day was stored. Days under the minimum \
+sample (min_probes) are insufficient data: n only.";
+
+fn decode_day(key: &str, day: &str, json: &[u8]) -> Result<CountryDay, StoreError> {
+    serde_json::from_slice(json).map_err(|e| StoreError::Corrupt {
+        key: format!("rollup {key}/{day}"),
+        reason: e.to_string(),
+    })
+}
+
+/// Every country's stored figures of `day` under `rule`: O(rollups of that day).
+pub fn countries_on(
+    store: &dyn Store,
+    day: UnixMicros,
+    rule: MinSample,
+) -> Result<DayCountries, StoreError> {
+    let date = day_label(day);
+    let mut countries = Vec::new();
+    for (key, json) in store.rollups_of_day(&date)? {
+        // Networks (`asn:N`) share the day's index; only country codes are countries.
+        let Ok(country) = key.parse::<CountryCode>() else {
+            continue;
+        };
+        let figures = published(decode_day(&key, &date, &json)?, rule);
+        countries.push(DayCountry {
+            country,
+            v6_penalty_ms: rollup::v6_penalty_ms(
+                figures.median_rtt_v6_ms,
+                figures.median_rtt_v4_ms,
+            ),
+            figures,
+        });
+    }
+    Ok(DayCountries {
+        date,
+        source: "rollups",
+        method: DAY_METHOD,
+        min_probes: rule.min_probes,
+        countries,
+    })
+}
+
+/// One country's stored figures of `day` under `rule`; `None` when none is stored.
+pub fn country_on(
+    store: &dyn Store,
+    country: CountryCode,
+    day: UnixMicros,
+    rule: MinSample,
+) -> Result<Option<DayCountry>, StoreError> {
+    let date = day_label(day);
+    let key = country.to_string();
+    for (stored, json) in store.rollups(&key)? {
+        if stored == date {
+            let figures = published(decode_day(&key, &date, &json)?, rule);
+            return Ok(Some(DayCountry {
+                country,
+                v6_penalty_ms: rollup::v6_penalty_ms(
+                    figures.median_rtt_v6_ms,
+                    figures.median_rtt_v4_ms,
+                ),
+                figures,
+            }));
+        }
+    }
+    Ok(None)
+}
+
+/// Every day published (no minimum sample): the tests' reference.
+const EVERY_DAY: MinSample = MinSample { min_probes: 1 };
+
+/// A country's stored days and the projection of their trend, every day published.
 pub fn series(store: &dyn Store, country: CountryCode) -> Result<Series, StoreError> {
-    let (days, projection) = stored_days(store, &country.to_string())?;
+    series_with(store, country, EVERY_DAY)
+}
+
+/// A country's stored days under `rule` (days with fewer probes: insufficient data, left out
+/// of the projection) and the projection of their trend.
+pub fn series_with(
+    store: &dyn Store,
+    country: CountryCode,
+    rule: MinSample,
+) -> Result<Series, StoreError> {
+    let (days, projection) = stored_days(store, &country.to_string(), rule)?;
     Ok(Series {
         country,
         days,
@@ -384,9 +500,18 @@ pub fn series(store: &dyn Store, country: CountryCode) -> Result<Series, StoreEr
     })
 }
 
-/// A network's stored days and the projection of their trend.
+/// A network's stored days and the projection of their trend, every day published.
 pub fn network_series(store: &dyn Store, asn: u32) -> Result<NetworkSeries, StoreError> {
-    let (days, projection) = stored_days(store, &network_key(asn))?;
+    network_series_with(store, asn, EVERY_DAY)
+}
+
+/// A network's stored days under `rule`, as [`series_with`].
+pub fn network_series_with(
+    store: &dyn Store,
+    asn: u32,
+    rule: MinSample,
+) -> Result<NetworkSeries, StoreError> {
+    let (days, projection) = stored_days(store, &network_key(asn), rule)?;
     Ok(NetworkSeries {
         asn,
         days,
@@ -394,9 +519,26 @@ pub fn network_series(store: &dyn Store, asn: u32) -> Result<NetworkSeries, Stor
     })
 }
 
+/// A stored day as published under `rule`: below the minimum, n and counts without any
+/// share or median.
+fn published(mut day: CountryDay, rule: MinSample) -> CountryDay {
+    if !rule.allows(day.probes) {
+        day.insufficient_data = true;
+        day.v6_works = None;
+        day.median_rtt_v6_ms = None;
+        day.median_rtt_v4_ms = None;
+        day.ping_loss_v6 = None;
+        day.pmtu_black_holes = None;
+        day.ext_header_drops = BTreeMap::new();
+        day.domestic_paths = None;
+    }
+    day
+}
+
 fn stored_days(
     store: &dyn Store,
     key: &str,
+    rule: MinSample,
 ) -> Result<(Vec<CountryDay>, Option<ProjectionView>), StoreError> {
     let mut days = Vec::new();
     for (day, json) in store.rollups(key)? {
@@ -405,11 +547,11 @@ fn stored_days(
                 key: format!("rollup {key}/{day}"),
                 reason: e.to_string(),
             })?;
-        days.push(figures);
+        days.push(published(figures, rule));
     }
     let points: Vec<(f64, f64)> = days
         .iter()
-        .map(|d| (d.day_number as f64, d.v6_works.balanced.share))
+        .filter_map(|d| Some((d.day_number as f64, d.v6_works.as_ref()?.balanced.share)))
         .collect();
     let horizons: Vec<f64> = PROJECTION_YEARS.iter().map(|y| y * 365.25).collect();
     let projection = rollup::project_share(&points, &horizons).map(|p| ProjectionView {
@@ -429,6 +571,21 @@ mod tests {
     use super::*;
     use crate::store::SledStore;
     use sixmap_shared::prefixes::Enrichment;
+
+    #[test]
+    fn dates_in_queries_are_real_utc_days() {
+        assert_eq!(parse_day("2024-02-29"), Some(UnixMicros(19_782 * DAY_US)));
+        for bad in [
+            "2023-02-29",
+            "2024-2-29",
+            "2024-02-29T00:00:00Z",
+            "",
+            "20240229",
+            "2024-13-01",
+        ] {
+            assert_eq!(parse_day(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn days_are_utc_calendar_days() {
@@ -487,12 +644,20 @@ mod tests {
         let shares: Vec<f64> = series
             .days
             .iter()
-            .map(|d| d.v6_works.balanced.share)
+            .map(|d| d.v6_works.as_ref().unwrap().balanced.share)
             .collect();
         assert_eq!(shares, vec![0.5, 1.0, 0.5]);
         assert_eq!(series.days[0].day, "2025-11-08");
         assert_eq!(series.days[0].day_number, 20_400);
-        assert!((series.days[0].v6_works.pooled.share - 2.0 / 3.0).abs() < 1e-12);
+        assert!((series.days[0].v6_works.as_ref().unwrap().pooled.share - 2.0 / 3.0).abs() < 1e-12);
+        // Under a minimum of three probes: day 0 (3 probes) stands; the trend uses only the
+        // days with enough probes.
+        let strict = series_with(&store, "XA".parse().unwrap(), MinSample::default()).unwrap();
+        for (d, all) in strict.days.iter().zip(&series.days) {
+            assert_eq!(d.probes, all.probes);
+            assert_eq!(d.insufficient_data, d.probes < 3, "{d:?}");
+            assert_eq!(d.v6_works.is_none(), d.probes < 3, "{d:?}");
+        }
         assert_eq!(series.days[0].median_rtt_v6_ms, Some(20.0));
         assert_eq!(series.days[0].operators, 2);
         // Symmetric around day 10, so the fitted line is flat: the projection stays at the
@@ -506,7 +671,20 @@ mod tests {
         assert!((day - (20_420.0 + 5.0 * 365.25)).abs() < 1e-9);
         // AS1's own series: both probes work on days 0 and 10, neither on day 20.
         let as1 = network_series(&store, 1).unwrap();
-        let shares: Vec<f64> = as1.days.iter().map(|d| d.v6_works.pooled.share).collect();
+        let shares: Vec<f64> = as1
+            .days
+            .iter()
+            .map(|d| d.v6_works.as_ref().unwrap().pooled.share)
+            .collect();
+        // AS1 has two probes: under the default minimum, no day of it is published.
+        let strict = network_series_with(&store, 1, MinSample::default()).unwrap();
+        assert!(
+            strict
+                .days
+                .iter()
+                .all(|d| d.insufficient_data && d.v6_works.is_none())
+        );
+        assert!(strict.projection.is_none());
         assert_eq!(shares, vec![1.0, 1.0, 0.0]);
         assert_eq!(as1.days[0].operators, 1);
         assert_eq!(as1.days[0].probes, 2);

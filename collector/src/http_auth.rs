@@ -12,7 +12,7 @@
 
 use crate::auth;
 use crate::pki::Pki;
-use crate::store::{AuditEntry, EnrollmentTokenRecord, Role, Store, StoreError};
+use crate::store::{AuditEntry, Role, Store, StoreError};
 use axum::extract::{FromRequestParts, OptionalFromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{Method, StatusCode, header};
@@ -147,7 +147,7 @@ fn is_read(method: &Method) -> bool {
 /// **The access table.** Writes (anything but GET and HEAD) always need a token: campaign
 /// writes a campaigner's, all others an admin's. Reads: maps public by default, raw data
 /// (results, probes with their addresses, losses) for researchers unless configured public,
-/// the audit log and token listings for admins.
+/// the audit log, token listings and the admin view of probes (`/api/v1/admin/…`) for admins.
 pub fn required(method: &Method, path: &str, access: Access) -> Need {
     let under = |prefix: &str| {
         path == prefix
@@ -172,7 +172,11 @@ pub fn required(method: &Method, path: &str, access: Access) -> Need {
             Need::Role(Role::Admin)
         };
     }
-    if under("/api/v1/audit") || under("/api/v1/enrollment-tokens") {
+    if under("/api/v1/audit")
+        || under("/api/v1/enrollment-tokens")
+        || under("/api/v1/api-tokens")
+        || under("/api/v1/admin")
+    {
         return Need::Role(Role::Admin);
     }
     let map = path == "/" || under("/map") || under("/api/v1/maps") || under("/assets");
@@ -352,6 +356,16 @@ pub fn protect(router: Router, store: Arc<dyn Store>, pki: Arc<Pki>, access: Acc
                     "/api/v1/enrollment-tokens",
                     get(list_enrollment_tokens).post(create_enrollment_token),
                 )
+                .route(
+                    "/api/v1/enrollment-tokens/{id}/revoke",
+                    post(revoke_enrollment_token),
+                )
+                .route(
+                    "/api/v1/api-tokens",
+                    get(list_api_tokens).post(create_api_token),
+                )
+                .route("/api/v1/api-tokens/{id}/revoke", post(revoke_api_token))
+                .route("/api/v1/admin/probes", get(list_probes))
                 .route("/api/v1/probes/{id}/revoke", post(revoke_probe))
                 .with_state(state.clone()),
         )
@@ -444,21 +458,162 @@ async fn create_enrollment_token(
         .into_response())
 }
 
-/// Enrollment tokens without their secrets (admins).
+/// `?limit=N&after=ID` of the listings: a page of at most [`auth::MAX_LIST_LIMIT`] in id order.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListParams {
+    limit: Option<usize>,
+    after: Option<String>,
+}
+
+/// Checks the caller is an admin and reads the listing's parameters (a refusal answers as
+/// JSON `{"error", "status"}` like every other).
+fn list_request(
+    caller: &Caller,
+    params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<auth::PageRequest, AuthRejection> {
+    caller.require(Role::Admin)?;
+    let Query(params) = params.map_err(|e| AuthRejection {
+        status: StatusCode::BAD_REQUEST,
+        message: e.body_text(),
+    })?;
+    Ok(auth::PageRequest {
+        after: params.after,
+        limit: params.limit,
+    })
+}
+
+/// Runs an admin listing on the readers' pool (it reads every record of its kind), and
+/// answers `{<name>: [...], "next": ID or null}`.
+async fn listing<T: serde::Serialize + Send + 'static>(
+    name: &'static str,
+    store: Arc<dyn Store>,
+    request: auth::PageRequest,
+    list: fn(&dyn Store, &auth::PageRequest) -> Result<auth::Page<T>, auth::AuthError>,
+) -> Result<Json<serde_json::Value>, Response> {
+    let page = crate::limits::readers::read_blocking(move || Ok(list(&*store, &request)))
+        .await
+        .map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?
+        .map_err(auth_error)?;
+    let mut body = serde_json::Map::new();
+    body.insert(
+        name.into(),
+        serde_json::to_value(page.items)
+            .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?,
+    );
+    body.insert("next".into(), page.next.into());
+    Ok(Json(serde_json::Value::Object(body)))
+}
+
+/// Enrollment tokens without their secrets (admins), one page.
 async fn list_enrollment_tokens(
     State(state): State<AuthState>,
     caller: Caller,
+    params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, Response> {
+    let request = list_request(&caller, params).map_err(IntoResponse::into_response)?;
+    listing("tokens", state.store, request, auth::list_enrollment_tokens).await
+}
+
+/// API tokens without their secrets (admins), one page.
+async fn list_api_tokens(
+    State(state): State<AuthState>,
+    caller: Caller,
+    params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, Response> {
+    let request = list_request(&caller, params).map_err(IntoResponse::into_response)?;
+    listing("api_tokens", state.store, request, auth::list_api_tokens).await
+}
+
+/// Enrolled probes as admins see them (owner, enrollment address, revocation), one page.
+async fn list_probes(
+    State(state): State<AuthState>,
+    caller: Caller,
+    params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, Response> {
+    let request = list_request(&caller, params).map_err(IntoResponse::into_response)?;
+    listing("probes", state.store, request, auth::list_probes).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewApiToken {
+    role: Role,
+    name: String,
+}
+
+/// Creates an API token (admins); its text is in this answer only.
+async fn create_api_token(
+    State(state): State<AuthState>,
+    caller: Caller,
+    body: Result<Json<NewApiToken>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, Response> {
+    caller
+        .require(Role::Admin)
+        .map_err(IntoResponse::into_response)?;
+    let Json(body) = body.map_err(|e| error(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let store = state.store.clone();
+    let (token, record) = crate::store::run_blocking(move || {
+        Ok(auth::create_api_token(
+            &*store,
+            body.role,
+            &body.name,
+            UnixMicros::now(),
+        ))
+    })
+    .await
+    .map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?
+    .map_err(auth_error)?;
+    tracing::info!(token = %record.id, role = %record.role, by = %caller.identity(), "API token created");
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "token": token, "record": record })),
+    )
+        .into_response())
+}
+
+/// Revokes an API token (admins): the next request with it is refused with 401.
+async fn revoke_api_token(
+    State(state): State<AuthState>,
+    caller: Caller,
+    Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, Response> {
     caller
         .require(Role::Admin)
         .map_err(IntoResponse::into_response)?;
     let store = state.store.clone();
-    let tokens = blocking(move || store.enrollment_tokens()).await?;
-    let records: Vec<_> = tokens
-        .into_iter()
-        .map(|(_, r)| EnrollmentTokenRecord::for_listing(r))
-        .collect();
-    Ok(Json(serde_json::json!({ "tokens": records })))
+    let record = crate::store::run_blocking(move || {
+        Ok(auth::revoke_api_token(&*store, &id, UnixMicros::now()))
+    })
+    .await
+    .map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?
+    .map_err(auth_error)?;
+    tracing::warn!(token = %record.id, by = %caller.identity(), "API token revoked");
+    Ok(Json(serde_json::json!({ "record": record })))
+}
+
+/// Revokes an enrollment token (admins): no probe can enroll with it from then on.
+async fn revoke_enrollment_token(
+    State(state): State<AuthState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, Response> {
+    caller
+        .require(Role::Admin)
+        .map_err(IntoResponse::into_response)?;
+    let store = state.store.clone();
+    let record = crate::store::run_blocking(move || {
+        Ok(auth::revoke_enrollment_token(
+            &*store,
+            &id,
+            UnixMicros::now(),
+        ))
+    })
+    .await
+    .map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?
+    .map_err(auth_error)?;
+    tracing::warn!(token = %record.id, owner = %record.owner, by = %caller.identity(), "enrollment token revoked");
+    Ok(Json(serde_json::json!({ "record": record.for_listing() })))
 }
 
 /// Revokes a probe (admins): refused at its next hello, its session ends at its next
@@ -560,6 +715,22 @@ mod tests {
             Need::Public
         );
         assert_eq!(required(&get, "/map", open), Need::AnyToken);
+        // Admin listings stay admin's even where raw data is public.
+        for path in [
+            "/api/v1/api-tokens",
+            "/api/v1/enrollment-tokens",
+            "/api/v1/admin/probes",
+        ] {
+            assert_eq!(
+                required(&get, path, open),
+                Need::Role(Role::Admin),
+                "{path}"
+            );
+        }
+        assert_eq!(
+            required(&Method::POST, "/api/v1/api-tokens/ab/revoke", open),
+            Need::Role(Role::Admin)
+        );
         assert_eq!(required(&get, "/healthz", open), Need::Public);
         assert_eq!(required(&get, "/metrics", private), Need::Public);
         assert_eq!(required(&get, "/metrics", open), Need::Role(Role::Admin));

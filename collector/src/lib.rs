@@ -5,6 +5,7 @@ pub mod admin;
 pub mod alerts;
 pub mod auth;
 pub mod campaign;
+pub mod client;
 pub mod commit;
 pub mod config;
 pub mod control;
@@ -187,8 +188,14 @@ pub async fn start_with_store(
             .await
             .map_err(|e| store::StoreError::Backend(e.to_string()))??,
     );
-    let tls = pki.server_config()?;
-    info!(ca_fingerprint = %pki.fingerprint(), "collector CA loaded");
+    let tls = pki.server_config(&settings.tls.public_names)?;
+    let public_names: Vec<String> = settings
+        .tls
+        .public_names
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    info!(ca_fingerprint = %pki.fingerprint(), ?public_names, "collector CA loaded");
     let grpc_listener = bind("gRPC", settings.grpc_listen).await?;
     let http_listener = bind("HTTP", settings.http_listen).await?;
     let local = |l: &TcpListener, what, addr| {
@@ -203,13 +210,17 @@ pub async fn start_with_store(
         config::check_dumps_dir(dumps)?;
     }
     let dumps = settings.dumps.clone();
+    let publication = settings.publication;
     let alerts = settings.alerts.clone();
     let server_limits = settings.limits.clone();
-    let campaigns = Arc::new(campaign::Campaigns::new(
-        store.clone(),
-        settings.lab_mode,
-        settings.campaign_owner_hourly_limit,
-    ));
+    let campaigns = Arc::new(
+        campaign::Campaigns::new(
+            store.clone(),
+            settings.lab_mode,
+            settings.campaign_owner_hourly_limit,
+        )
+        .with_publication(publication),
+    );
     let fatal = fatal::Fatal::default();
     // Sessions hand the folder each stored batch's figure deltas (`figures::feed`).
     let feed = Arc::new(figures::feed::Feed::default());
@@ -277,7 +288,7 @@ pub async fn start_with_store(
     }
     let alert_webhooks = alerts.webhooks.iter().map(|w| w.name.clone()).collect();
     alerts::spawn(store.clone(), alerts);
-    let map_view = map_view::MapView::default();
+    let map_view = map_view::MapView::with_rule(publication);
     tokio::spawn(map_view::run(map_view.clone(), store.clone()));
     let router = http_auth::protect(
         http::router(store.clone(), map_view)

@@ -4,7 +4,6 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use sixmap_collector::admin;
 use sixmap_collector::config::CollectorConfig;
-use sixmap_collector::store::ResultQuery;
 use sixmap_shared::ProbeId;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -28,10 +27,12 @@ struct Cli {
 enum Command {
     /// Run the gRPC server for probes, the HTTP API and the dashboard.
     Serve(ServeArgs),
-    /// Print stored results as JSON lines, newest first (a sled store: the collector must not be running on the same data dir).
+    /// Print stored results as JSON lines, newest first: from a running collector (--url, a
+    /// researcher's token unless raw data is public) or the store (a sled store: collector
+    /// stopped).
     Results {
         #[command(flatten)]
-        store: admin::StoreArgs,
+        target: admin::AdminArgs,
         /// Only this probe's results.
         #[arg(long)]
         probe: Option<String>,
@@ -56,20 +57,22 @@ enum Command {
         #[command(flatten)]
         store: admin::StoreArgs,
     },
-    /// List enrolled probes as JSON lines (a sled store: the collector must not be running on the same data dir).
+    /// List enrolled probes as JSON lines from the store (a sled store: the collector must not
+    /// be running on the same data dir; while it runs, `probe list --url`).
     Probes {
         #[command(flatten)]
         store: admin::StoreArgs,
     },
-    /// One-time enrollment tokens for volunteers (a sled store: collector stopped, or use
-    /// POST /api/v1/enrollment-tokens with an admin API token; ClickHouse: any time).
+    /// One-time enrollment tokens for volunteers: on a running collector with --url and an
+    /// admin API token, or on the store (a sled store: collector stopped).
     #[command(subcommand)]
     Token(admin::TokenCommand),
-    /// Probes: revoke one (a sled store: collector stopped, or use
-    /// POST /api/v1/probes/ID/revoke with an admin API token; ClickHouse: any time).
+    /// Probes: list them, revoke one (on a running collector with --url and an admin API
+    /// token, or on the store: a sled store with the collector stopped).
     #[command(subcommand)]
     Probe(admin::ProbeCommand),
-    /// Bearer tokens for the HTTP API, each with one role (a sled store: collector stopped).
+    /// Bearer tokens for the HTTP API, each with one role (on a running collector with --url
+    /// and an admin API token, or on the store: a sled store with the collector stopped).
     #[command(subcommand, name = "api-token")]
     ApiToken(admin::ApiTokenCommand),
     /// Check prefix data files and add them to the data dir; the collector loads them at start
@@ -116,7 +119,20 @@ struct ServeArgs {
     heartbeat_interval_s: Option<u64>,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line with each cause once: anyhow's own report would list again, under
+            // "Caused by", the causes our messages already quote.
+            eprintln!("Error: {}", sixmap_shared::errors::chain(e.as_ref()));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The command line's work; its error is printed by `main`.
+fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -134,7 +150,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Results {
-            store,
+            target,
             probe,
             limit,
         } => {
@@ -142,12 +158,7 @@ fn main() -> anyhow::Result<()> {
                 .map(|p| p.parse::<ProbeId>())
                 .transpose()
                 .context("--probe")?;
-            let opened = admin::open_admin(&store, false)?;
-            let store = &*opened.store;
-            for result in store.results(&ResultQuery { probe, limit })? {
-                println!("{}", serde_json::to_string(&result)?);
-            }
-            Ok(())
+            admin::results(&target, probe, limit)
         }
         Command::ImportPrefixes {
             data_dir,

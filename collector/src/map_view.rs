@@ -13,6 +13,7 @@
 //! of being served around.
 
 use crate::maps::Snapshot;
+use crate::rollup::MinSample;
 use crate::store::{Store, StoreError};
 use sixmap_shared::UnixMicros;
 use std::sync::{Arc, RwLock};
@@ -38,9 +39,23 @@ struct Taken {
 #[derive(Debug, Clone, Default)]
 pub struct MapView {
     current: Arc<RwLock<Option<Taken>>>,
+    /// The minimum-sample rule the map routes publish under.
+    rule: MinSample,
 }
 
 impl MapView {
+    /// A view whose routes publish under `rule` (the collector's `[publication]`).
+    pub fn with_rule(rule: MinSample) -> Self {
+        Self {
+            current: Arc::default(),
+            rule,
+        }
+    }
+
+    pub fn rule(&self) -> MinSample {
+        self.rule
+    }
+
     /// The snapshot to answer from: the kept one if fresh enough, else a new one taken now
     /// (on the caller's thread: call it from the readers' pool).
     pub fn snapshot(&self, store: &dyn Store) -> Result<Arc<Snapshot>, StoreError> {

@@ -9,7 +9,7 @@
 //! time series are in [`crate::daily`].
 
 use crate::figures::{HOUR_US, Source, read};
-use crate::rollup::{self, Balanced, OperatorShare};
+use crate::rollup::{self, Balanced, MinSample, OperatorShare, RankRange};
 use crate::store::{ProbeRecord, Store, StoreError};
 use crate::tags::Tag;
 use serde::Serialize;
@@ -25,15 +25,19 @@ pub const WINDOW: Duration = Duration::from_secs(24 * 3600);
 /// How the figures are made, served with them so that a published number carries its method.
 pub const METHOD: &str = "Active probes: seen in the last 24 h, with an origin country and AS from the imported prefix data. \
 IPv6 works: the probe holds the v6-works tag (a successful measurement to a global IPv6 destination within 24 h). \
-National share: operator-balanced (each AS with probes counts equally; weight 1/probes-of-its-AS), 95% Wilson interval on the Kish effective sample size; \
-the pooled share of all probes is given beside it. RTT: median over probes of each probe's median ping RTT (min RTT of each result) \
+National share: operator-balanced (each AS with probes counts equally; weight 1/probes-of-its-AS), 95% Wilson interval on an effective sample size: Kish's, \
+lowered by the between-operator variance so that operators, not probes, are the independent units (collector/src/rollup.rs); \
+the pooled share of all probes is given beside it. Operators are ranked by interval: a rank range from 1 + the operators entirely above to the count minus those entirely below. \
+A country or operator with fewer probes than the published minimum (min_probes) is insufficient data: its n is shown, no share, RTT or rank. RTT: median over probes of each probe's median ping RTT (min RTT of each result) \
 to global destinations in the last 24 h; penalty = IPv6 median - IPv4 median.";
 
 /// The method of figures served from the kept figures: the same, with the two differences.
 pub const METHOD_FIGURES: &str = "Active probes: seen in the last 24 h, with an origin country and AS from the imported prefix data. \
 IPv6 works: the probe holds the v6-works tag (a successful measurement to a global IPv6 destination within 24 h). \
-National share: operator-balanced (each AS with probes counts equally; weight 1/probes-of-its-AS), 95% Wilson interval on the Kish effective sample size; \
-the pooled share of all probes is given beside it. RTT: median over probes of each probe's median ping RTT (min RTT of each result) \
+National share: operator-balanced (each AS with probes counts equally; weight 1/probes-of-its-AS), 95% Wilson interval on an effective sample size: Kish's, \
+lowered by the between-operator variance so that operators, not probes, are the independent units (collector/src/rollup.rs); \
+the pooled share of all probes is given beside it. Operators are ranked by interval: a rank range from 1 + the operators entirely above to the count minus those entirely below. \
+A country or operator with fewer probes than the published minimum (min_probes) is insufficient data: its n is shown, no share, RTT or rank. RTT: median over probes of each probe's median ping RTT (min RTT of each result) \
 to global destinations in the UTC hours overlapping the last 24 h (24 to 25 h), read from per-probe hourly histograms kept as results arrive \
 (each median within 1% of the exact one; results count about a second after they are stored); penalty = IPv6 median - IPv4 median.";
 
@@ -50,7 +54,10 @@ pub struct CountrySummary {
     pub country: CountryCode,
     pub probes: usize,
     pub operators: usize,
-    pub v6_works: Shares,
+    /// Fewer probes than the minimum sample: the figures below are null.
+    pub insufficient_data: bool,
+    /// Null when `insufficient_data`.
+    pub v6_works: Option<Shares>,
     pub median_rtt_v6_ms: Option<f64>,
     pub median_rtt_v4_ms: Option<f64>,
     /// IPv6 median minus IPv4 median; positive means IPv6 is slower.
@@ -62,7 +69,11 @@ pub struct Operator {
     pub asn: u32,
     pub as_name: Option<String>,
     pub probes: usize,
-    pub v6_works: rollup::Proportion,
+    /// Fewer probes than the minimum sample: no share, RTT or rank.
+    pub insufficient_data: bool,
+    /// Rank range by interval among the operators with sufficient data (`rollup::rank_ranges`).
+    pub rank: Option<RankRange>,
+    pub v6_works: Option<rollup::Proportion>,
     pub median_rtt_v6_ms: Option<f64>,
 }
 
@@ -86,11 +97,15 @@ pub struct CountryDetail {
     pub source: Source,
     pub probe_count: usize,
     pub operator_count: usize,
-    pub v6_works: Shares,
+    /// The minimum sample applied (collector config `[publication] min_probes`).
+    pub min_probes: usize,
+    pub insufficient_data: bool,
+    /// Null when `insufficient_data`.
+    pub v6_works: Option<Shares>,
     pub median_rtt_v6_ms: Option<f64>,
     pub median_rtt_v4_ms: Option<f64>,
     pub v6_penalty_ms: Option<f64>,
-    /// Ranked by share, then probes ("podium").
+    /// Ranked by share, then probes ("podium"); operators with insufficient data last.
     pub operators: Vec<Operator>,
     pub probes: Vec<MapProbe>,
 }
@@ -101,6 +116,8 @@ pub struct Countries {
     pub window_hours: u64,
     pub method: &'static str,
     pub source: Source,
+    /// The minimum sample applied (collector config `[publication] min_probes`).
+    pub min_probes: usize,
     pub countries: Vec<CountrySummary>,
 }
 
@@ -213,21 +230,27 @@ fn observe(
     Ok(observed.into_values().collect())
 }
 
-fn summarize(country: CountryCode, probes: &[&Observed]) -> Option<(CountrySummary, Balanced)> {
+fn summarize(
+    country: CountryCode,
+    probes: &[&Observed],
+    rule: MinSample,
+) -> Option<(CountrySummary, Balanced)> {
     let observations: Vec<(u32, bool)> = probes.iter().map(|p| (p.asn, p.works)).collect();
     let balanced = rollup::balanced_share(&observations)?;
+    let sufficient = rule.allows(balanced.probes);
     let mut v6: Vec<f64> = probes.iter().filter_map(|p| p.rtt_v6).collect();
     let mut v4: Vec<f64> = probes.iter().filter_map(|p| p.rtt_v4).collect();
-    let median_rtt_v6_ms = rollup::median(&mut v6);
-    let median_rtt_v4_ms = rollup::median(&mut v4);
+    let median_rtt_v6_ms = rollup::median(&mut v6).filter(|_| sufficient);
+    let median_rtt_v4_ms = rollup::median(&mut v4).filter(|_| sufficient);
     let summary = CountrySummary {
         country,
         probes: balanced.probes,
         operators: balanced.operators,
-        v6_works: Shares {
+        insufficient_data: !sufficient,
+        v6_works: sufficient.then(|| Shares {
             balanced: balanced.overall.clone(),
             pooled: balanced.raw.clone(),
-        },
+        }),
         median_rtt_v6_ms,
         median_rtt_v4_ms,
         v6_penalty_ms: rollup::v6_penalty_ms(median_rtt_v6_ms, median_rtt_v4_ms),
@@ -281,29 +304,41 @@ impl Snapshot {
         })
     }
 
-    /// Every country with active probes.
+    /// Every country with active probes, every figure published (no minimum sample): the
+    /// reference the figures are tested against.
     pub fn countries(&self) -> Countries {
+        self.countries_with(MinSample { min_probes: 1 })
+    }
+
+    /// Every country with active probes; figures under `rule`'s minimum are insufficient data.
+    pub fn countries_with(&self, rule: MinSample) -> Countries {
         let countries = by_country(&self.observed)
             .into_iter()
-            .filter_map(|(country, probes)| summarize(country, &probes).map(|(s, _)| s))
+            .filter_map(|(country, probes)| summarize(country, &probes, rule).map(|(s, _)| s))
             .collect();
         Countries {
             generated_at: self.generated_at,
             window_hours: WINDOW.as_secs() / 3600,
             method: method(self.source),
             source: self.source,
+            min_probes: rule.min_probes,
             countries,
         }
     }
 
-    /// One country's page; `None` without active probes there.
+    /// One country's page, every figure published; `None` without active probes there.
     pub fn country(&self, country: CountryCode) -> Option<CountryDetail> {
+        self.country_with(country, MinSample { min_probes: 1 })
+    }
+
+    /// One country's page under `rule`; `None` without active probes there.
+    pub fn country_with(&self, country: CountryCode, rule: MinSample) -> Option<CountryDetail> {
         let probes: Vec<&Observed> = self
             .observed
             .iter()
             .filter(|o| o.country == country)
             .collect();
-        country_detail(country, &probes, self.generated_at, self.source)
+        country_detail(country, &probes, self.generated_at, self.source, rule)
     }
 }
 
@@ -346,25 +381,45 @@ fn country_detail(
     probes: &[&Observed],
     now: UnixMicros,
     source: Source,
+    rule: MinSample,
 ) -> Option<CountryDetail> {
-    let (summary, balanced) = summarize(country, probes)?;
-    let operators = balanced
+    let (summary, balanced) = summarize(country, probes, rule)?;
+    // Ranked: those with enough probes, in the podium order, with their rank ranges; then the
+    // rest, without share or rank.
+    let (ranked, unranked): (Vec<&OperatorShare>, Vec<&OperatorShare>) = balanced
         .per_operator
         .iter()
+        .partition(|o| rule.allows(o.probes));
+    let ranks = rollup::rank_ranges(
+        &ranked
+            .iter()
+            .map(|o| (o.share.low, o.share.high))
+            .collect::<Vec<_>>(),
+    );
+    let operators = ranked
+        .iter()
+        .zip(ranks.into_iter().map(Some))
+        .chain(unranked.iter().zip(std::iter::repeat(None)))
         .map(
-            |OperatorShare {
-                 asn,
-                 probes: n,
-                 share,
-             }| {
+            |(
+                OperatorShare {
+                    asn,
+                    probes: n,
+                    share,
+                },
+                rank,
+            )| {
                 let mine: Vec<&&Observed> = probes.iter().filter(|p| p.asn == *asn).collect();
                 let mut rtts: Vec<f64> = mine.iter().filter_map(|p| p.rtt_v6).collect();
+                let sufficient = rank.is_some();
                 Operator {
                     asn: *asn,
                     as_name: mine.iter().find_map(|p| p.as_name.clone()),
                     probes: *n,
-                    v6_works: share.clone(),
-                    median_rtt_v6_ms: rollup::median(&mut rtts),
+                    insufficient_data: !sufficient,
+                    rank,
+                    v6_works: sufficient.then(|| share.clone()),
+                    median_rtt_v6_ms: rollup::median(&mut rtts).filter(|_| sufficient),
                 }
             },
         )
@@ -386,6 +441,8 @@ fn country_detail(
         source,
         probe_count: summary.probes,
         operator_count: summary.operators,
+        min_probes: rule.min_probes,
+        insufficient_data: summary.insufficient_data,
         v6_works: summary.v6_works,
         median_rtt_v6_ms: summary.median_rtt_v6_ms,
         median_rtt_v4_ms: summary.median_rtt_v4_ms,
@@ -393,4 +450,99 @@ fn country_detail(
         operators,
         probes,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SledStore;
+    use sixmap_shared::health::{ProbeTag, TagName};
+    use sixmap_shared::prefixes::Enrichment;
+
+    const NOW: UnixMicros = UnixMicros(1_790_000_000_000_000);
+
+    /// Active probes `(country, asn, v6 works)`, without RTT samples.
+    fn snapshot(probes: &[(&str, u32, bool)]) -> Snapshot {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        for (i, (country, asn, works)) in probes.iter().enumerate() {
+            let tags = if *works {
+                vec![ProbeTag {
+                    name: TagName::new(Tag::V6Works.name()).unwrap(),
+                    since: NOW,
+                }]
+            } else {
+                Vec::new()
+            };
+            store
+                .create_probe(&ProbeRecord {
+                    id: format!("{:016x}", i + 1).parse().unwrap(),
+                    hostname: format!("p{i}"),
+                    enrolled_at: NOW,
+                    last_seen: Some(NOW),
+                    software_version: None,
+                    boot_epoch: None,
+                    local_addresses: Vec::new(),
+                    self_test: None,
+                    last_v6_success: None,
+                    tags,
+                    location: None,
+                    origin: Some(Enrichment {
+                        asn: Some(*asn),
+                        as_name: None,
+                        country: Some(country.parse().unwrap()),
+                    }),
+                    owner: None,
+                    enrolled_from: None,
+                    enrolled_prefix: None,
+                    certificate_sha256: None,
+                    revoked_at: None,
+                })
+                .unwrap();
+        }
+        Snapshot::take_from(&store, NOW, Source::Scan).unwrap()
+    }
+
+    #[test]
+    fn a_country_with_one_probe_is_insufficient_data_not_zero_percent() {
+        let s = snapshot(&[
+            ("XA", 1, false),
+            ("XB", 2, true),
+            ("XB", 2, true),
+            ("XB", 3, false),
+        ]);
+        let rule = MinSample { min_probes: 3 };
+        let countries = s.countries_with(rule);
+        assert_eq!(countries.min_probes, 3);
+        let xa = &countries.countries[0];
+        assert_eq!((xa.country.to_string(), xa.probes), ("XA".to_owned(), 1));
+        assert!(xa.insufficient_data);
+        assert!(xa.v6_works.is_none() && xa.median_rtt_v6_ms.is_none());
+        let json = serde_json::to_value(xa).unwrap();
+        assert!(json["v6_works"].is_null(), "{json}");
+        let xb = &countries.countries[1];
+        assert!(!xb.insufficient_data && xb.v6_works.is_some());
+        // Without a minimum (the reference computation), XA's 0 % is published.
+        let all = s.countries();
+        assert_eq!(
+            all.countries[0].v6_works.as_ref().unwrap().balanced.share,
+            0.0
+        );
+
+        // On the country page the operators under the minimum are listed last, without share
+        // or rank.
+        let xb = s
+            .country_with("XB".parse().unwrap(), MinSample { min_probes: 2 })
+            .unwrap();
+        let rows: Vec<_> = xb
+            .operators
+            .iter()
+            .map(|o| (o.asn, o.insufficient_data, o.rank.map(|r| r.to_string())))
+            .collect();
+        assert_eq!(rows, [(2, false, Some("1".into())), (3, true, None)]);
+        assert!(xb.operators[1].v6_works.is_none());
+        let page = s.country_with("XA".parse().unwrap(), rule).unwrap();
+        assert!(page.insufficient_data && page.v6_works.is_none());
+        assert_eq!(page.probe_count, 1);
+    }
 }

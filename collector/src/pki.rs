@@ -219,8 +219,13 @@ impl Pki {
     }
 
     /// A server certificate for this run (new key each start, never written to disk) and the
-    /// rustls configuration of the gRPC listener.
-    pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, PkiError> {
+    /// rustls configuration of the gRPC listener. The certificate names [`SERVER_NAME`], which
+    /// probes check, and `public_names` (`[tls]`), which other gRPC clients check against
+    /// the name they dialled.
+    pub fn server_config(
+        &self,
+        public_names: &[PublicName],
+    ) -> Result<Arc<rustls::ServerConfig>, PkiError> {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::new(vec![SERVER_NAME.to_owned()])?;
         params.distinguished_name = DistinguishedName::new();
@@ -228,6 +233,12 @@ impl Pki {
             .distinguished_name
             .push(DnType::CommonName, SERVER_NAME);
         params.subject_alt_names = vec![SanType::DnsName(SERVER_NAME.try_into()?)];
+        for name in public_names {
+            params.subject_alt_names.push(match name {
+                PublicName::Dns(dns) => SanType::DnsName(dns.as_str().try_into()?),
+                PublicName::Ip(ip) => SanType::IpAddress(*ip),
+            });
+        }
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
@@ -258,6 +269,24 @@ impl Pki {
             )?;
         config.alpn_protocols = vec![b"h2".to_vec()];
         Ok(Arc::new(config))
+    }
+}
+
+/// One subject alternative name of the server certificate besides [`SERVER_NAME`] (from
+/// `[tls] public_names`, checked by `config`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublicName {
+    /// A host name, lowercase, without a trailing dot.
+    Dns(String),
+    Ip(std::net::IpAddr),
+}
+
+impl std::fmt::Display for PublicName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Dns(name) => f.write_str(name),
+            Self::Ip(ip) => write!(f, "{ip}"),
+        }
     }
 }
 
@@ -385,7 +414,7 @@ mod tests {
             .issue_probe_certificate(&probe, csr.der(), UnixMicros::now())
             .unwrap();
         assert!(!cert.is_empty());
-        assert!(pki.server_config().is_ok());
+        assert!(pki.server_config(&[]).is_ok());
         let mut tampered = csr.der().to_vec();
         let last = tampered.len() - 1;
         tampered[last] ^= 1;

@@ -37,26 +37,59 @@
 //! share = Σ w·x / Σ w = (1/K) · Σ_ASN share_ASN        (K = number of ASNs, x = 1 if it works)
 //! ```
 //!
-//! Unequal weights make the estimate noisier than a plain mean over the same probes; this is
-//! accounted for with Kish's effective sample size
+//! Its 95 % interval is the Wilson interval above at an effective sample size `n` that
+//! accounts for two things. Unequal weights make the estimate noisier than a plain mean over
+//! the same probes (Kish's effective sample size):
 //!
 //! ```text
-//! n_eff = (Σ w)² / Σ w² = K² / Σ_ASN (1 / n_ASN)
+//! n_kish = (Σ w)² / Σ w² = K² / Σ_ASN (1 / n_ASN)
 //! ```
 //!
-//! and the interval is the Wilson interval above with n = n_eff and successes = share · n_eff.
-//! K ≤ n_eff ≤ number of probes; with a single operator n_eff is its probe count and the
-//! balanced figure equals the pooled one.
+//! and probes of one operator behave alike (same network, same configuration), so the
+//! operators, not the probes, are the independent units: with two operators of 50 probes, one
+//! at 0 % and one at 100 %, n_kish is 100 but the data say almost nothing about a third
+//! operator. The second part is the between-operator ("ultimate cluster") variance of a mean
+//! of K cluster shares, which includes the sampling noise within each operator:
+//!
+//! ```text
+//! v         = Σ_ASN (share_ASN − share)² / (K (K − 1))        (K ≥ 2)
+//! n_cluster = share (1 − share) / v                            (the n a binomial share would
+//!                                                               need for that variance)
+//! n         = min(n_kish, n_cluster)      when K ≥ 2 and v > 0, else n_kish
+//! ```
+//!
+//! successes = share · n. Deterministic, O(K), no resampling: the same data give the same
+//! interval (this is the closed form of the variance a cluster bootstrap over operators
+//! estimates, with the K − 1 small-sample correction). Taking the minimum keeps the interval at
+//! least as wide as the probe-level one: operators that agree give n_kish (many similar
+//! operators: a narrow interval), operators that disagree widen it (two operators at 0 % and
+//! 100 % give n = 1: [0.05, 0.95]). K ≤ n_kish ≤ number of probes; with a single operator the
+//! balanced figure equals the pooled one (within-operator correlation cannot be estimated from
+//! one operator; the minimum-sample rule of the publications keeps such figures out).
 //!
 //! What this figure is, and is not: it answers "for a typical operator among those where we
 //! have probes, what share of its probes have working IPv6", not "what share of the country's
 //! subscribers have it" (operators are not weighted by size, and operators without probes are
-//! absent). Its interval reflects only the sampling of probes under the weights; it does not
-//! account for probes of one operator behaving alike (they usually do), so it understates the
-//! uncertainty when there are few operators. The plain pooled share (every probe weight 1, Wilson
-//! on all probes) is published beside it for comparison, with the per-operator shares ranked by
-//! share, then by number of probes, then by ASN.
+//! absent). The plain pooled share (every probe weight 1, Wilson on all probes) is published
+//! beside it for comparison, with the per-operator shares ranked by share, then by number of
+//! probes, then by ASN.
 //!
+//! ## Ranking by interval (`rank_ranges`)
+//!
+//! A point estimate ranks operators that the data cannot tell apart. Each operator gets a rank
+//! range instead: best = 1 + the number of operators whose interval lies entirely above its
+//! own (their low bound above its high bound), worst = K − the number whose interval lies
+//! entirely below. Operators whose intervals overlap share ranks ("1–3"); a chain a ~ b ~ c
+//! where a and c are disjoint gives a "1–2", b "1–3", c "2–3": the rule compares each pair on
+//! its own and never merges groups transitively. Touching intervals (equal bounds) overlap.
+//!
+//! ## Minimum sample (`MinSample`)
+//!
+//! Below a published minimum number of probes (collector config `[publication] min_probes`,
+//! default [`DEFAULT_MIN_PROBES`]) a figure is "insufficient data": its n is shown, but no
+//! share, colour or rank. One probe at 0 % has the interval 0–79 %: a colour would state a
+//! fact the data do not hold.
+
 //! ## Medians (`median`, `median_of_medians`)
 //!
 //! The median of an odd count is the middle value, of an even count the mean of the two middle
@@ -103,6 +136,63 @@ const LOGIT_CLAMP: f64 = 0.001;
 const MIN_PROJECTION_POINTS: usize = 3;
 const MIN_PROJECTION_SPAN_DAYS: f64 = 7.0;
 const DAYS_PER_YEAR: f64 = 365.25;
+
+/// Default of the minimum-sample rule: figures over fewer probes are "insufficient data".
+pub const DEFAULT_MIN_PROBES: usize = 3;
+
+/// The minimum-sample rule of published figures (module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct MinSample {
+    pub min_probes: usize,
+}
+
+impl Default for MinSample {
+    fn default() -> Self {
+        Self {
+            min_probes: DEFAULT_MIN_PROBES,
+        }
+    }
+}
+
+impl MinSample {
+    /// Whether a figure over `probes` probes may be published.
+    pub fn allows(&self, probes: usize) -> bool {
+        probes >= self.min_probes
+    }
+}
+
+/// A rank range, 1-based: the best and worst rank the intervals allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RankRange {
+    pub best: usize,
+    pub worst: usize,
+}
+
+impl std::fmt::Display for RankRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.best == self.worst {
+            write!(f, "{}", self.best)
+        } else {
+            write!(f, "{}–{}", self.best, self.worst)
+        }
+    }
+}
+
+/// Each interval's `(low, high)` rank range among all of them (module documentation):
+/// best = 1 + how many lie entirely above, worst = count − how many lie entirely below.
+pub fn rank_ranges(intervals: &[(f64, f64)]) -> Vec<RankRange> {
+    intervals
+        .iter()
+        .map(|&(low, high)| {
+            let above = intervals.iter().filter(|&&(l, _)| l > high).count();
+            let below = intervals.iter().filter(|&&(_, h)| h < low).count();
+            RankRange {
+                best: 1 + above,
+                worst: intervals.len() - below,
+            }
+        })
+        .collect()
+}
 
 /// A share with its 95 % Wilson score interval.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -158,8 +248,11 @@ pub struct OperatorShare {
 /// A country's share, balanced across operators, with the pooled figure beside it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Balanced {
-    /// Mean of the operators' shares; `n` is Kish's effective sample size.
+    /// Mean of the operators' shares; `n` is the effective sample size of the module
+    /// documentation (Kish's, lowered by the between-operator variance).
     pub overall: Proportion,
+    /// Kish's effective sample size alone (weights only).
+    pub n_kish: f64,
     /// Every probe weighted 1.
     pub raw: Proportion,
     pub operators: usize,
@@ -198,16 +291,33 @@ pub fn balanced_share(observations: &[(u32, bool)]) -> Option<Balanced> {
     let operators = per_operator.len();
     let k = operators as f64;
     let share = (share_sum / k).clamp(0.0, 1.0);
-    let n_eff = k * k / inverse_sizes;
-    if !(n_eff.is_finite() && n_eff > 0.0) {
+    let n_kish = k * k / inverse_sizes;
+    if !(n_kish.is_finite() && n_kish > 0.0) {
         return None;
     }
+    let n_eff = if operators >= 2 {
+        let mean = share_sum / k;
+        let spread: f64 = per_operator
+            .iter()
+            .map(|o| (o.share.share - mean).powi(2))
+            .sum();
+        let v = spread / (k * (k - 1.0));
+        let n_cluster = share * (1.0 - share) / v;
+        if v > 0.0 && n_cluster.is_finite() && n_cluster > 0.0 {
+            n_kish.min(n_cluster)
+        } else {
+            n_kish
+        }
+    } else {
+        n_kish
+    };
     let overall = interval(share, share * n_eff, n_eff);
 
     let working = observations.iter().filter(|(_, works)| *works).count();
     let raw = wilson(working as f64, observations.len() as f64)?;
     Some(Balanced {
         overall,
+        n_kish,
         raw,
         operators,
         probes: observations.len(),
@@ -402,11 +512,16 @@ mod tests {
         interval_is(&b.raw, 0.9, 0.595850, 0.982124);
         assert_eq!((b.raw.n, b.raw.successes), (10.0, 9.0));
 
-        // balanced = (1 + 0)/2 = 0.5; n_eff = 2² / (1/9 + 1/1) = 4 / (10/9) = 3.6;
-        // successes = 0.5 · 3.6 = 1.8 → Wilson(1.8, 3.6) = [0.140756, 0.859244] (see above)
-        interval_is(&b.overall, 0.5, 0.140756, 0.859244);
-        close(b.overall.n, 3.6, 1e-12);
-        close(b.overall.successes, 1.8, 1e-12);
+        // balanced = (1 + 0)/2 = 0.5; n_kish = 2² / (1/9 + 1/1) = 4 / (10/9) = 3.6;
+        // the two operators disagree completely: v = (0.25 + 0.25) / (2 · 1) = 0.25,
+        // n_cluster = 0.25 / 0.25 = 1, n = min(3.6, 1) = 1; successes = 0.5.
+        // Wilson(0.5, 1): denominator = 4.841459, centre = 0.5; radicand = 0.25 + 0.960365
+        // = 1.210365, √ = 1.100166; half = 0.404829 · 1.100166 = 0.445379
+        // → [0.054621, 0.945379]
+        interval_is(&b.overall, 0.5, 0.054621, 0.945379);
+        close(b.overall.n, 1.0, 1e-12);
+        close(b.overall.successes, 0.5, 1e-12);
+        close(b.n_kish, 3.6, 1e-12);
 
         assert_eq!((b.operators, b.probes), (2, 10));
         let asns: Vec<u32> = b.per_operator.iter().map(|o| o.asn).collect();
@@ -441,8 +556,29 @@ mod tests {
     }
 
     #[test]
-    fn equal_sized_operators_match_pooled_share() {
-        // Every ASN with 2 probes: weights are all 1/2, n_eff = 3² / (3 · 1/2) = 6 = probes.
+    fn equal_sized_operators_that_agree_match_pooled_share() {
+        // Every ASN with 2 probes, one working: weights all 1/2, n_kish = 3² / (3 · 1/2) = 6 =
+        // probes; the operators agree (v = 0), so n = n_kish and the figure is the pooled one.
+        let observations = [
+            (10, true),
+            (10, false),
+            (20, true),
+            (20, false),
+            (30, false),
+            (30, true),
+        ];
+        let b = balanced_share(&observations).expect("observations");
+        close(b.overall.share, b.raw.share, 1e-12);
+        close(b.overall.n, 6.0, 1e-12);
+        close(b.overall.low, b.raw.low, 1e-12);
+        close(b.overall.high, b.raw.high, 1e-12);
+    }
+
+    #[test]
+    fn operators_that_disagree_widen_the_national_interval() {
+        // Same probes per operator, but shares 1, 0.5, 0: n_kish = 6 as above, while
+        // v = (0.25 + 0 + 0.25) / (3 · 2) = 1/12 and n_cluster = 0.25 · 12 = 3: n = 3.
+        // Wilson(0.5, 3) = [0.125334, 0.874666], wider than the pooled Wilson(3, 6).
         let observations = [
             (10, true),
             (10, true),
@@ -452,10 +588,83 @@ mod tests {
             (30, false),
         ];
         let b = balanced_share(&observations).expect("observations");
-        close(b.overall.share, b.raw.share, 1e-12);
-        close(b.overall.n, 6.0, 1e-12);
-        close(b.overall.low, b.raw.low, 1e-12);
-        close(b.overall.high, b.raw.high, 1e-12);
+        close(b.n_kish, 6.0, 1e-12);
+        close(b.overall.n, 3.0, 1e-12);
+        interval_is(&b.overall, 0.5, 0.125334, 0.874666);
+        assert!(b.overall.high - b.overall.low > b.raw.high - b.raw.low);
+    }
+
+    #[test]
+    fn two_operators_at_zero_and_hundred_percent_know_little() {
+        // 50 probes each: Kish alone would say n = 100 and [0.40, 0.60]; with the operators as
+        // the independent units n = 1 and the interval spans nearly everything.
+        let mut observations = vec![(1, true); 50];
+        observations.extend(vec![(2, false); 50]);
+        let b = balanced_share(&observations).expect("observations");
+        close(b.n_kish, 100.0, 1e-9);
+        close(b.overall.n, 1.0, 1e-12);
+        interval_is(&b.overall, 0.5, 0.054621, 0.945379);
+        // The same data give the same interval (no resampling, no seed).
+        assert_eq!(balanced_share(&observations), Some(b));
+    }
+
+    #[test]
+    fn many_similar_operators_narrow_the_national_interval() {
+        // 20 operators of 10 probes, alternately 6 and 7 working: share 0.65, n_kish = 200,
+        // v = 0.0025 / 19, n_cluster = 0.2275 / v = 1729, so n = n_kish = 200.
+        let observations: Vec<(u32, bool)> = (0..20u32)
+            .flat_map(|asn| {
+                let working = if asn % 2 == 0 { 6 } else { 7 };
+                (0..10).map(move |i| (asn, i < working))
+            })
+            .collect();
+        let b = balanced_share(&observations).expect("observations");
+        close(b.overall.share, 0.65, 1e-12);
+        close(b.overall.n, 200.0, 1e-9);
+        assert!(b.overall.high - b.overall.low < 0.14, "{:?}", b.overall);
+        // Fewer such operators: a wider interval.
+        let few: Vec<(u32, bool)> = observations.iter().copied().filter(|o| o.0 < 4).collect();
+        let f = balanced_share(&few).expect("observations");
+        assert!(f.overall.high - f.overall.low > b.overall.high - b.overall.low);
+    }
+
+    fn ranks(intervals: &[(f64, f64)]) -> Vec<String> {
+        rank_ranges(intervals)
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn ranks_by_interval() {
+        // Disjoint intervals: plain ranks, whatever the input order.
+        assert_eq!(
+            ranks(&[(0.1, 0.2), (0.8, 0.9), (0.4, 0.5)]),
+            ["3", "1", "2"]
+        );
+        // Ties and overlaps share a range.
+        assert_eq!(ranks(&[(0.2, 0.6), (0.2, 0.6)]), ["1–2", "1–2"]);
+        assert_eq!(
+            ranks(&[(0.5, 0.9), (0.1, 0.6), (0.0, 0.05)]),
+            ["1–2", "1–2", "3"]
+        );
+        // A chain a ~ b ~ c with a and c disjoint: pairs compared one by one.
+        assert_eq!(
+            ranks(&[(0.7, 0.9), (0.4, 0.75), (0.1, 0.5)]),
+            ["1–2", "1–3", "2–3"]
+        );
+        // Touching bounds overlap.
+        assert_eq!(ranks(&[(0.5, 0.9), (0.1, 0.5)]), ["1–2", "1–2"]);
+        assert_eq!(ranks(&[(0.3, 0.4)]), ["1"]);
+        assert!(rank_ranges(&[]).is_empty());
+    }
+
+    #[test]
+    fn the_minimum_sample_rule() {
+        let rule = MinSample::default();
+        assert_eq!(rule.min_probes, DEFAULT_MIN_PROBES);
+        assert!(!rule.allows(1) && !rule.allows(2) && rule.allows(3));
+        assert!(MinSample { min_probes: 1 }.allows(1));
     }
 
     #[test]

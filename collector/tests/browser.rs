@@ -1,7 +1,8 @@
 //! The national maps in a real browser: Debian's headless Chromium driven over WebDriver
 //! (chromedriver) against a collector serving a seeded store. The world map must colour exactly
-//! the countries with data, clicking a country must open its page, and the operator ranking
-//! there must match the data. Screenshots go to `<target>/tmp/browser-screenshots/`.
+//! the countries with data (those under the minimum sample, Brazil's two probes, in a neutral
+//! insufficient-data fill, without a share), clicking a country must open its page, and the operator ranking there (rank
+//! ranges by interval, "insufficient data" under the minimum) must match the data. Screenshots go to `<target>/tmp/browser-screenshots/`.
 //!
 //! Needs `chromium` and `chromium-driver` (installed by `.ci/run`); outside CI the test is
 //! skipped when they are missing, in CI (CI=true) it fails.
@@ -377,10 +378,12 @@ async fn world_map_colours_countries_and_opens_the_country_ranking() {
 fn browse(base: &str, collector: SocketAddr, shots: &Path) {
     // The figures the pages must show, from the API behind them.
     let countries = api_json(collector, "/api/v1/maps/countries");
+    assert_eq!(countries["min_probes"], 3, "the default minimum sample");
     let with_data: BTreeMap<String, f64> = countries["countries"]
         .as_array()
         .unwrap()
         .iter()
+        .filter(|c| c["insufficient_data"] == false)
         .map(|c| {
             (
                 c["country"].as_str().unwrap().to_owned(),
@@ -390,9 +393,19 @@ fn browse(base: &str, collector: SocketAddr, shots: &Path) {
         .collect();
     assert_eq!(
         with_data.keys().collect::<Vec<_>>(),
-        ["BR", "DE", "FR", "JP"],
-        "seeded countries"
+        ["DE", "FR", "JP"],
+        "seeded countries with at least three probes"
     );
+    // Brazil: two probes, neither working. Insufficient data, not "0 %".
+    let br = countries["countries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["country"] == "BR")
+        .unwrap();
+    assert_eq!(br["insufficient_data"], true, "{br}");
+    assert!(br["v6_works"].is_null(), "{br}");
+    assert_eq!(br["probes"], 2, "{br}");
 
     let (_driver, addr) = start_chromedriver();
     let browser = WebDriver::start(addr);
@@ -413,7 +426,12 @@ fn browse(base: &str, collector: SocketAddr, shots: &Path) {
     );
     browser.screenshot(&shots.join("world-map.png"));
     let fills = drawn["fills"].as_object().unwrap();
-    let coloured: Vec<&String> = fills.keys().collect();
+    let insufficient = fills["BR"].as_str().unwrap();
+    assert_eq!(
+        insufficient, "rgb(236, 230, 211)",
+        "BR has the insufficient-data fill, not a share's colour: {drawn}"
+    );
+    let coloured: Vec<&String> = fills.keys().filter(|code| *code != "BR").collect();
     assert_eq!(
         coloured,
         with_data.keys().collect::<Vec<_>>(),
@@ -427,6 +445,13 @@ fn browse(base: &str, collector: SocketAddr, shots: &Path) {
             no_data,
             "{code} has the no-data colour"
         );
+        if code != "BR" {
+            assert_ne!(
+                fill.as_str().unwrap(),
+                insufficient,
+                "{code} has the insufficient-data fill"
+            );
+        }
     }
     // Different shares, different colours; the colour scale is monotone in the share.
     let mut by_share: Vec<(f64, &str)> = with_data
@@ -440,27 +465,27 @@ fn browse(base: &str, collector: SocketAddr, shots: &Path) {
         }
     }
     assert!(
-        drawn["status"]
-            .as_str()
-            .unwrap()
-            .contains("4 countries with data"),
+        drawn["status"].as_str().unwrap().contains(
+            "3 countries with data, 1 country with insufficient data (fewer than 3 probes)"
+        ),
         "{drawn}"
     );
     // The table under the map lists the same countries, best share first.
     let table = browser.script(
-        "return [...document.querySelectorAll('#table tbody tr')].map(r => r.cells[0].textContent);",
+        "return [...document.querySelectorAll('#table tbody tr')].map(r => [r.cells[0].textContent, r.cells[1].textContent]);",
     );
     let listed: Vec<&str> = table
         .as_array()
         .unwrap()
         .iter()
-        .map(|t| t.as_str().unwrap())
+        .map(|t| t[0].as_str().unwrap())
         .collect();
     assert_eq!(
         listed,
         ["France (FR)", "Japan (JP)", "Germany (DE)", "Brazil (BR)"],
-        "country table order (balanced share FR 0.75, JP 0.67, DE 0.44, BR 0)"
+        "country table order (balanced share FR 0.75, JP 0.67, DE 0.44; BR insufficient, last)"
     );
+    assert_eq!(table[3][1], "insufficient data", "{table}");
 
     // A click on Germany opens its national page.
     browser.click("#countries path[data-code='DE']");
@@ -490,11 +515,22 @@ fn browse(base: &str, collector: SocketAddr, shots: &Path) {
     assert_eq!(rows.len(), operators.len(), "{rows:?}");
     assert_eq!(operators.len(), 3);
     for (i, (row, op)) in rows.iter().zip(operators).enumerate() {
+        let rank = &op["rank"];
         let expected = [
-            (i + 1).to_string(),
+            if rank.is_null() {
+                "—".to_owned()
+            } else if rank["best"] == rank["worst"] {
+                rank["best"].to_string()
+            } else {
+                format!("{}–{}", rank["best"], rank["worst"])
+            },
             format!("AS{} {}", op["asn"], op["as_name"].as_str().unwrap()),
             op["probes"].to_string(),
-            interval(&op["v6_works"]),
+            if op["insufficient_data"] == true {
+                "insufficient data".to_owned()
+            } else {
+                interval(&op["v6_works"])
+            },
             format!(
                 "{:.1} ms",
                 op["median_rtt_v6_ms"].as_f64().unwrap_or(f64::NAN)
@@ -513,14 +549,25 @@ fn browse(base: &str, collector: SocketAddr, shots: &Path) {
         } else {
             assert_eq!(cells[4], expected[4], "ranking row {i}");
         }
-        assert!(row["podium"].as_bool().unwrap(), "top three are the podium");
+        assert_eq!(
+            row["podium"].as_bool().unwrap(),
+            !rank.is_null(),
+            "ranked operators are the podium, row {i}"
+        );
     }
-    // The seeded truth: Telekom 4/4, then Telefonica 1/3, then Vodafone 0/2.
+    // The seeded truth: Telekom 4/4 ([51, 100 %]) and Telefonica 1/3 ([6, 79 %]) overlap,
+    // so both rank 1–2; Vodafone's two probes are under the minimum: listed, unranked.
     let order: Vec<u64> = operators
         .iter()
         .map(|o| o["asn"].as_u64().unwrap())
         .collect();
     assert_eq!(order, [3320, 6805, 3209]);
+    let ranks: Vec<&str> = rows
+        .iter()
+        .map(|r| r["cells"][0].as_str().unwrap())
+        .collect();
+    assert_eq!(ranks, ["1–2", "1–2", "—"], "{rows:?}");
+    assert_eq!(rows[2]["cells"][3], "insufficient data", "{rows:?}");
     let figures = browser.script(
         "return ['balanced', 'probes', 'operators'].map(id => document.getElementById(id).textContent);",
     );

@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers may fail loudly
 
 use sixmap_collector::auth;
-use sixmap_collector::campaign::client::Client;
+use sixmap_collector::client::Client;
 use sixmap_collector::config::CollectorConfig;
 use sixmap_collector::store::Role;
 use sixmap_collector::testing::clickhouse::test_store;

@@ -374,6 +374,19 @@ fn records_behave_like_sled(server: &ClickHouseServer) {
             ("2026-01-02".to_owned(), b"{\"v\":3}".to_vec()),
         ]
     );
+    // A day's rollups, countries and networks, the latest of each, by key.
+    store
+        .put_rollup("2026-01-01", "asn:64500", b"{\"v\":5}")
+        .unwrap();
+    assert_eq!(
+        store.rollups_of_day("2026-01-01").unwrap(),
+        vec![
+            ("DE".to_owned(), b"{\"v\":2}".to_vec()),
+            ("FR".to_owned(), b"{\"v\":4}".to_vec()),
+            ("asn:64500".to_owned(), b"{\"v\":5}".to_vec()),
+        ]
+    );
+    assert_eq!(store.rollups_of_day("2026-01-03").unwrap(), vec![]);
 
     // Tag history: oldest first, two changes in one microsecond both kept.
     let event = |at, tag: &str| TagEvent {

@@ -531,6 +531,55 @@ async fn series_chart_draws_days_and_a_distinct_projection() {
     assert_eq!(series["days"][0]["day"], "2025-11-08");
     assert!(series["projection"].is_object(), "{series}");
 
+    // The historical map: a past day's stored figures, from the rollups (not the live window).
+    let past = get(c.http, "/api/v1/maps/countries?date=2025-11-08").await;
+    assert_eq!(past.status, 200, "{}", past.text());
+    let day: serde_json::Value = serde_json::from_slice(&past.body).unwrap();
+    assert_eq!(
+        (&day["date"], &day["source"]),
+        (&"2025-11-08".into(), &"rollups".into())
+    );
+    let countries = day["countries"].as_array().unwrap();
+    assert_eq!(countries.len(), 1, "networks are not countries: {day}");
+    assert_eq!(countries[0]["country"], "XA");
+    assert_eq!(countries[0]["probes"], 8);
+    assert_eq!(countries[0]["v6_works"]["balanced"]["share"], 0.5, "{day}");
+    let past = get(c.http, "/api/v1/maps/countries/xa?date=2025-12-08").await;
+    let xa: serde_json::Value = serde_json::from_slice(&past.body).unwrap();
+    assert_eq!(
+        (past.status, &xa["day"]),
+        (200, &"2025-12-08".into()),
+        "{xa}"
+    );
+    assert_eq!(xa["v6_works"]["pooled"]["share"], 5.0 / 8.0, "{xa}");
+    // A day without figures; a day that is not one; a repeat; any other parameter.
+    assert_eq!(
+        get(c.http, "/api/v1/maps/countries/XA?date=2025-11-09")
+            .await
+            .status,
+        404
+    );
+    let empty = get(c.http, "/api/v1/maps/countries?date=2025-11-09").await;
+    let empty: serde_json::Value = serde_json::from_slice(&empty.body).unwrap();
+    assert_eq!(empty["countries"], serde_json::json!([]), "{empty}");
+    for (query, says) in [
+        ("date=2025-11-31", "not a UTC day"),
+        ("date=2025-1-08", "not a UTC day"),
+        ("date=2025-11-08&date=2025-11-18", "more than once"),
+        ("date=2025-11-08&colour=red", "unknown parameter `colour`"),
+        ("since=2025-11-08", "unknown parameter `since`"),
+    ] {
+        for path in ["/api/v1/maps/countries", "/api/v1/maps/countries/XA"] {
+            let past = get(c.http, &format!("{path}?{query}")).await;
+            assert_eq!(past.status, 400, "{path}?{query}");
+            assert!(
+                past.text().contains(says),
+                "{path}?{query}: {}",
+                past.text()
+            );
+        }
+    }
+
     let page = get(c.http, "/map/XA").await.text();
     let script = &inline_scripts(&page)[0];
     let work = tempfile::tempdir().unwrap();

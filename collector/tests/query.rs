@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers may fail loudly
 
 use sixmap_collector::auth;
-use sixmap_collector::campaign::client::Client;
+use sixmap_collector::client::Client;
 use sixmap_collector::http_auth::{self, Access};
 use sixmap_collector::pki::Pki;
 use sixmap_collector::query::grpc::QueryGrpc;

@@ -927,17 +927,19 @@ async fn national_figures_balance_operators_and_match_hand_computed_values() {
     );
     let close =
         |v: &serde_json::Value, expected: f64| (v.as_f64().unwrap() - expected).abs() < 1e-4;
-    // Pooled: 2 of 3. Balanced: mean of AS shares (1 + 0) / 2 = 0.5, n_eff = 2^2 / (1/2 + 1/1)
-    // = 2.6667 (Kish), so Wilson(1.3333, 2.6667).
+    // Pooled: 2 of 3. Balanced: mean of AS shares (1 + 0) / 2 = 0.5; Kish's n = 2^2 / (1/2 +
+    // 1/1) = 2.6667, but the two operators disagree completely: between-operator variance
+    // v = (0.25 + 0.25) / (2 * 1) = 0.25, n = min(2.6667, 0.25 / 0.25) = 1 (rollup.rs).
     let shares = &xa["v6_works"];
+    assert_eq!(xa["insufficient_data"], false, "{body}");
+    assert_eq!(json["min_probes"], 3, "{body}");
     assert!(close(&shares["pooled"]["share"], 2.0 / 3.0), "{body}");
     assert!(close(&shares["balanced"]["share"], 0.5), "{body}");
-    assert!(close(&shares["balanced"]["n"], 8.0 / 3.0), "{body}");
-    // Wilson(1.3333, 2.6667), z^2 = 3.841459: denominator 1 + z^2/n = 2.440547; centre 0.5;
-    // half = z / 2.440547 * sqrt(0.25/2.666667 + z^2/(4 * 7.111111))
-    //      = 0.803082 * sqrt(0.093750 + 0.135051) = 0.803082 * 0.478332 = 0.384140.
-    assert!(close(&shares["balanced"]["low"], 0.5 - 0.384140), "{body}");
-    assert!(close(&shares["balanced"]["high"], 0.5 + 0.384140), "{body}");
+    assert!(close(&shares["balanced"]["n"], 1.0), "{body}");
+    // Wilson(0.5, 1), z^2 = 3.841459: denominator 4.841459; centre 0.5;
+    // half = z / 4.841459 * sqrt(0.25 + z^2/4) = 0.404829 * 1.100166 = 0.445379.
+    assert!(close(&shares["balanced"]["low"], 0.5 - 0.445379), "{body}");
+    assert!(close(&shares["balanced"]["high"], 0.5 + 0.445379), "{body}");
     // Per-probe medians 30 and 40 (the third has none): median 35, read from histograms
     // within 1 % (`figures::sketch`).
     let median = xa["median_rtt_v6_ms"].as_f64().unwrap();
@@ -949,7 +951,13 @@ async fn national_figures_balance_operators_and_match_hand_computed_values() {
     assert_eq!(operators[0]["asn"], 15169, "podium: {body}");
     assert_eq!(operators[0]["as_name"], "Google LLC", "{body}");
     assert_eq!(operators[1]["asn"], 13335, "{body}");
-    assert!(close(&operators[1]["v6_works"]["share"], 0.0), "{body}");
+    // Two probes and one, under the default minimum of three: insufficient data, no share
+    // and no rank, the probes counted.
+    for (o, probes) in operators.iter().zip([2, 1]) {
+        assert_eq!(o["insufficient_data"], true, "{body}");
+        assert!(o["v6_works"].is_null() && o["rank"].is_null(), "{body}");
+        assert_eq!(o["probes"], probes, "{body}");
+    }
     assert_eq!(json["probes"].as_array().unwrap().len(), 3, "{body}");
     assert_eq!(json["probe_count"], 3, "{body}");
     assert_eq!(json["operator_count"], 2, "{body}");

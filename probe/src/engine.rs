@@ -179,11 +179,25 @@ impl Engine {
                 .await
                 .map(Outcome::DualStack);
         }
-        let resolving = Instant::now();
-        let destination = self.resolve(&spec.target, spec.family).await?;
-        if target_name.is_some() {
-            ctx.resolve_ns = Some(nanos(resolving.elapsed()));
-        }
+        let destination = match &spec.kind {
+            // The host's own resolver, from its configuration: the target is only the name
+            // asked about, so it is neither resolved nor checked against the target policy
+            // (the collector did not choose this address, and the host already sends every
+            // lookup there). The question is checked instead: the collector chose it, and
+            // it must not reach into the volunteer's own network.
+            SpecKind::Dns(dns) if dns.system_resolver() => {
+                crate::dns::check_system_resolver_question(dns)?;
+                crate::dns::system_resolver().await?
+            }
+            _ => {
+                let resolving = Instant::now();
+                let destination = self.resolve(&spec.target, spec.family).await?;
+                if target_name.is_some() {
+                    ctx.resolve_ns = Some(nanos(resolving.elapsed()));
+                }
+                destination
+            }
+        };
         produced.destination = Some(destination);
         produced.family_used = Some(Family::of(destination));
         produced.source = source_address_for(destination).ok();

@@ -75,16 +75,10 @@ pub(crate) fn classify(context: &str, status: tonic::Status) -> End {
 }
 
 /// An error with its causes: tonic's transport errors say little at the top level, and a TLS
-/// refusal (wrong CA, revoked certificate) is only named further down.
+/// refusal (wrong CA, revoked certificate) is only named further down. Each message once
+/// (`ConnectError` already quotes its source).
 fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+    sixmap_shared::errors::chain(error)
 }
 
 pub(crate) async fn connect(

@@ -91,6 +91,10 @@ struct SetupArgs {
     /// Replace an existing config file.
     #[arg(long)]
     force: bool,
+    /// Skip the live check that each collector answers with the CA the token names (offline
+    /// installs); the token's form is checked all the same.
+    #[arg(long)]
+    no_check: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -105,7 +109,20 @@ struct StatusArgs {
     json: bool,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    match main_result() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line with each cause once: anyhow's own report would list again, under
+            // "Caused by", the causes our messages already quote.
+            eprintln!("Error: {}", sixmap_shared::errors::chain(e.as_ref()));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The command line's work; its error is printed by `main`.
+fn main_result() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // `target=level` directives (`info,sixmap_probe=debug`): tracing-subscriber's `Targets`
     // rather than `EnvFilter`, whose regex engine is a tenth of the binary.
@@ -136,21 +153,34 @@ fn main() -> anyhow::Result<()> {
         Command::Run(args) => runtime.block_on(run(args)),
         Command::Status(args) => status(args),
         Command::Measure(args) => runtime.block_on(measure_cli::measure(args)),
-        Command::Setup(args) => setup(args),
+        Command::Setup(args) => setup(args, &runtime),
     }
 }
 
-fn setup(args: SetupArgs) -> anyhow::Result<()> {
+fn setup(args: SetupArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<()> {
     use sixmap_probe::setup;
     let text = setup::render(&setup::SetupValues {
-        collectors: args.collector,
-        token: args.token,
+        collectors: args.collector.clone(),
+        token: args.token.clone(),
         hostname: args.hostname,
         state_dir: args.state_dir.clone(),
         latitude: args.latitude,
         longitude: args.longitude,
     })?;
     let gid = setup::group_id(&args.group)?;
+    if args.no_check {
+        println!("not checking the collectors (--no-check)");
+    } else {
+        // Before anything is written: a wrong URL or token fails here, not in the daemon.
+        for url in &args.collector {
+            runtime.block_on(setup::check_collector(
+                url,
+                &args.token,
+                setup::CHECK_TIMEOUT,
+            ))?;
+            println!("{url}: reachable over TLS, its CA matches the token");
+        }
+    }
     setup::write_config(&args.config, &text, Some(gid), args.force)?;
     println!(
         "wrote {} (mode 0640, group {})",

@@ -110,6 +110,9 @@ enum MeasureKind {
         /// Do not set the Recursion Desired bit.
         #[arg(long)]
         no_recurse: bool,
+        /// The resolver's port.
+        #[arg(short = 'p', long, default_value_t = 53)]
+        port: u32,
     },
     /// TCP connect.
     Tcp { target: String, port: u32 },
@@ -234,6 +237,7 @@ fn spec_of(kind: MeasureKind, common: &Common) -> anyhow::Result<MeasurementSpec
             query_type,
             tcp,
             no_recurse,
+            port,
         } => {
             let transport = if tcp {
                 DnsTransport::Tcp
@@ -243,7 +247,9 @@ fn spec_of(kind: MeasureKind, common: &Common) -> anyhow::Result<MeasurementSpec
             let query_type = u32::from(parse_query_type(&query_type)?);
             (
                 resolver,
-                SpecKind::Dns(DnsSpec::new(&name, query_type, transport, !no_recurse)?),
+                SpecKind::Dns(
+                    DnsSpec::new(&name, query_type, transport, !no_recurse)?.with_port(port)?,
+                ),
             )
         }
         MeasureKind::Tcp { target, port } => (target, SpecKind::Tcp(TcpSpec::new(port)?)),

@@ -1,15 +1,24 @@
 //! `sixmap-probe setup`: writes the config file of an installed probe, so a volunteer gives the
 //! collector URL and the enrollment token once and never edits TOML by hand.
 //!
-//! Setup only writes the file. The identity is made by the daemon on its first start, which
-//! enrolls with the token and keeps the identity in its state directory (`identity`,
-//! `session`). The file holds the token, so it is readable by root and the service's group
-//! only (0640), and replaced atomically (a half-written config never exists).
+//! Setup checks, then writes the file: the token must have its form (`<secret>.<CA
+//! fingerprint>`, [`render`]), and each collector must answer over TLS with the CA the token
+//! names ([`check_collector`], skipped by `--no-check` for offline installs), so a mistyped
+//! URL or token fails here, with nothing written, not later in the daemon's log. The check
+//! is a TLS handshake only: the token is not sent, so it stays unused.
+//!
+//! The identity is made by the daemon on its first start, which enrolls with the token and
+//! keeps the identity in its state directory (`identity`, `session`). The file holds the
+//! token, so it is readable by root and the service's group only (0640), and replaced
+//! atomically (a half-written config never exists).
 
+use crate::collector_tls;
 use crate::config::ProbeConfig;
+use sixmap_shared::enrollment::EnrollmentToken;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Where the Debian package's systemd unit reads the config.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/sixmap/probe.toml";
@@ -18,10 +27,18 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/sixmap-probe";
 /// The system group the package creates for the service.
 pub const SERVICE_GROUP: &str = "sixmap-probe";
 
+/// How long the live check waits for one collector (connection and TLS handshake).
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
     #[error("{0}")]
     Invalid(String),
+    #[error(
+        "collector {url}: {reason}. Nothing was written; check the URL and the token (or give \
+         --no-check to write the config without this check, e.g. offline)"
+    )]
+    Check { url: String, reason: String },
     #[error("{path} exists; give --force to replace it (the old file is overwritten)")]
     Exists { path: PathBuf },
     #[error("group {0:?} does not exist (it is made by the sixmap-probe package); give --group")]
@@ -53,10 +70,20 @@ fn quoted(text: &str) -> String {
 /// The config file's text. It is parsed and validated back before it is returned, so setup
 /// never writes a file the daemon would refuse.
 pub fn render(values: &SetupValues) -> Result<String, SetupError> {
-    if values.token.trim().is_empty() {
+    let token = values.token.trim();
+    if token.is_empty() {
         return Err(SetupError::Invalid(
             "the enrollment token is empty: ask the collector's operator for one".into(),
         ));
+    }
+    if EnrollmentToken::parse(token).is_none() {
+        // The text is not repeated: it may be a real token cut short, and it is a secret.
+        return Err(SetupError::Invalid(format!(
+            "the enrollment token must be 64 hex digits, a dot and 64 more (the secret and \
+             the collector CA's fingerprint), as `sixmap-collector token create` prints it; \
+             this one has {} characters: copy it whole",
+            token.chars().count()
+        )));
     }
     let state_dir = values.state_dir.to_str().ok_or_else(|| {
         SetupError::Invalid(format!(
@@ -109,6 +136,35 @@ pub fn render(values: &SetupValues) -> Result<String, SetupError> {
         .validate(None)
         .map_err(|e| SetupError::Invalid(e.to_string()))?;
     Ok(text)
+}
+
+/// Checks that the collector at `url` answers over TLS (1.3) with the CA whose fingerprint
+/// `token` carries, within `timeout`, as enrollment will need. Only the handshake is made:
+/// the token itself is not sent.
+pub async fn check_collector(url: &str, token: &str, timeout: Duration) -> Result<(), SetupError> {
+    let failed = |reason: String| SetupError::Check {
+        url: url.to_owned(),
+        reason,
+    };
+    let token = EnrollmentToken::parse(token.trim())
+        .ok_or_else(|| SetupError::Invalid("the enrollment token is malformed".into()))?;
+    let tls = collector_tls::enrollment_config(token.ca_fingerprint)
+        .map_err(|e| failed(e.to_string()))?;
+    let attempt = collector_tls::channel(url, tls, |endpoint| {
+        endpoint.connect_timeout(timeout).timeout(timeout)
+    });
+    match tokio::time::timeout(timeout, attempt).await {
+        Err(_) => Err(failed(format!(
+            "no TLS answer within {} s",
+            timeout.as_secs()
+        ))),
+        Ok(Err(collector_tls::ConnectError::Transport { source, .. })) => Err(failed(format!(
+            "cannot connect: {}",
+            sixmap_shared::errors::chain(&source)
+        ))),
+        Ok(Err(e)) => Err(failed(e.to_string())),
+        Ok(Ok(_channel)) => Ok(()),
+    }
 }
 
 /// The numeric id of a group, through NSS (`getent`), as `chown` needs it.
@@ -192,11 +248,15 @@ mod tests {
     use super::*;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
+    /// A well-formed token: 64 hex digits, a dot, a CA fingerprint.
+    const TOKEN: &str = "5555555555555555555555555555555555555555555555555555555555555555.\
+                         0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
     fn values() -> SetupValues {
         SetupValues {
             collectors: vec!["https://collector.example.net:7400".into()],
-            token: "volunteer \"token\"\\x".into(),
-            hostname: "pi-kitchen".into(),
+            token: TOKEN.into(),
+            hostname: "pi (o'brien's kitchen)".into(),
             state_dir: DEFAULT_STATE_DIR.into(),
             latitude: Some(52.0),
             longitude: Some(4.89),
@@ -207,10 +267,8 @@ mod tests {
     fn rendered_config_reads_back_with_the_given_values() {
         let text = render(&values()).unwrap();
         let config: ProbeConfig = sixmap_shared::config::parse_toml(&text).unwrap();
-        assert_eq!(
-            config.enrollment_token.as_deref(),
-            Some("volunteer \"token\"\\x")
-        );
+        assert_eq!(config.enrollment_token.as_deref(), Some(TOKEN));
+        assert_eq!(config.hostname, "pi (o'brien's kitchen)");
         assert_eq!(config.state_dir, Path::new(DEFAULT_STATE_DIR));
         assert!(!config.lab_mode);
         let settings = config.validate(None).unwrap();
@@ -229,6 +287,21 @@ mod tests {
         let mut v = values();
         v.token = "  ".into();
         assert!(render(&v).unwrap_err().to_string().contains("token"));
+        // Not the token's form: refused, without repeating what may be a secret.
+        for bad in [
+            "abc",
+            &TOKEN[..100],
+            &TOKEN.replace('.', ""),
+            &TOKEN.to_uppercase(),
+            &format!("{TOKEN}0"),
+        ] {
+            v.token = bad.to_owned();
+            let e = render(&v).unwrap_err().to_string();
+            assert!(
+                e.contains("64 hex digits") && !e.contains(bad),
+                "{bad}: {e}"
+            );
+        }
         let mut v = values();
         v.longitude = None;
         assert!(render(&v).unwrap_err().to_string().contains("both"));

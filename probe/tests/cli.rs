@@ -115,3 +115,57 @@ fn manual_ping_of_loopback_in_lab_mode() {
     assert!(stdout.contains("2 sent, 2 received, 0% loss"), "{stdout}");
     assert!(stdout.contains("hlim=64"), "{stdout}");
 }
+
+/// A one-shot DNS server on `[::1]` at a port of its own: answers the first query with one
+/// AAAA record, `2001:db8::53`.
+fn one_answer_dns_server() -> (u16, std::thread::JoinHandle<()>) {
+    let socket = std::net::UdpSocket::bind("[::1]:0").unwrap();
+    let port = socket.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        socket
+            .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .unwrap();
+        let mut query = [0u8; 512];
+        let (len, from) = socket.recv_from(&mut query).unwrap();
+        let query = &query[..len];
+        // The question: the name's labels up to the root, then type and class.
+        let mut end = 12;
+        while query[end] != 0 {
+            end += 1 + usize::from(query[end]);
+        }
+        end += 5;
+        let mut answer = Vec::new();
+        answer.extend_from_slice(&query[..2]); // the query's id
+        answer.extend_from_slice(&[0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0]); // NOERROR, 1 + 1
+        answer.extend_from_slice(&query[12..end]);
+        answer.extend_from_slice(&[0xc0, 12, 0, 28, 0, 1, 0, 0, 0, 60, 0, 16]);
+        let address: std::net::Ipv6Addr = "2001:db8::53".parse().unwrap();
+        answer.extend_from_slice(&address.octets());
+        socket.send_to(&answer, from).unwrap();
+    });
+    (port, server)
+}
+
+#[test]
+fn manual_dns_asks_the_resolver_at_the_given_port() {
+    let (port, server) = one_answer_dns_server();
+    let port = port.to_string();
+    let (ok, stdout, stderr) = probe(&[
+        "measure",
+        "dns",
+        "::1",
+        "example.org",
+        "-p",
+        &port,
+        "--lab-mode",
+        "--timeout-ms",
+        "5000",
+    ]);
+    server.join().unwrap();
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("NOERROR"), "{stdout}");
+    assert!(stdout.contains("2001:db8::53"), "{stdout}");
+    // Ports beyond 16 bits are refused by name.
+    let (ok, _, stderr) = probe(&["measure", "dns", "::1", "example.org", "-p", "70000"]);
+    assert!(!ok && stderr.contains("dns.port"), "{stderr}");
+}

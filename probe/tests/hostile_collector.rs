@@ -269,7 +269,7 @@ async fn a_hostile_collector_cannot_aim_the_probe_at_local_or_special_targets() 
     // The token the volunteer got: any secret (this collector accepts all) and the CA's
     // fingerprint, which the probe pins.
     let token = format!("{}.{}", "5".repeat(64), pki.fingerprint());
-    let tls = pki.server_config().unwrap();
+    let tls = pki.server_config(&[]).unwrap();
     let server = tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(ProbeControlServer::new(Hostile {

@@ -134,12 +134,16 @@ pub fn spec(wire: &v1::MeasurementSpec) -> Result<MeasurementSpec, WireError> {
             t.port,
             t.flow_label,
         )?),
-        Some(W::Dns(d)) => SpecKind::Dns(DnsSpec::new(
-            &d.query_name,
-            d.query_type,
-            required("dns.transport", d.transport, dns_transport_from_wire)?,
-            d.recursion_desired,
-        )?),
+        Some(W::Dns(d)) => SpecKind::Dns(
+            DnsSpec::new(
+                &d.query_name,
+                d.query_type,
+                required("dns.transport", d.transport, dns_transport_from_wire)?,
+                d.recursion_desired,
+            )?
+            .with_system_resolver(d.system_resolver)
+            .with_port(d.port)?,
+        ),
         Some(W::Tcp(t)) => SpecKind::Tcp(TcpSpec::new(t.port)?),
         Some(W::Tls(t)) => {
             SpecKind::Tls(TlsSpec::new(t.port, Some(&t.server_name), t.alpn.clone())?)

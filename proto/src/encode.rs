@@ -45,6 +45,12 @@ pub fn spec(spec: &MeasurementSpec) -> v1::MeasurementSpec {
             query_type: u32::from(d.query_type()),
             transport: dns_transport_to_wire(d.transport()).into(),
             recursion_desired: d.recursion_desired(),
+            system_resolver: d.system_resolver(),
+            // 0 for 53, so a spec of before ports could be chosen keeps its bytes.
+            port: match d.port() {
+                sixmap_shared::measurement::DNS_PORT => 0,
+                port => u32::from(port),
+            },
         }),
         SpecKind::Tcp(t) => W::Tcp(v1::TcpSpec {
             port: u32::from(t.port()),

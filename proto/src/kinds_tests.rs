@@ -78,6 +78,25 @@ pub(crate) fn specs() -> Vec<MeasurementSpec> {
             "dual.example.org",
             SpecKind::DualStack(DualStackSpec::new(DualInner::Http, 8080).unwrap()),
         ),
+        // A question about the target, asked of the probe host's own resolver.
+        spec(
+            "www.example.org",
+            SpecKind::Dns(
+                DnsSpec::new("www.example.org", 1, DnsTransport::Udp, true)
+                    .unwrap()
+                    .with_system_resolver(true),
+            ),
+        ),
+        // Last, so the indexes other tests use stay.
+        spec(
+            "2001:db8::53",
+            SpecKind::Dns(
+                DnsSpec::new("example.org", 28, DnsTransport::Udp, false)
+                    .unwrap()
+                    .with_port(5353)
+                    .unwrap(),
+            ),
+        ),
     ]
 }
 

@@ -6,6 +6,7 @@
 pub mod config;
 pub mod digest;
 pub mod enrollment;
+pub mod errors;
 pub mod health;
 pub mod ids;
 pub mod measurement;

@@ -8,6 +8,7 @@
 use sixmap_tests::lab::campaign::{COLLECTOR, CampaignLab, campaign};
 use sixmap_tests::lab::scenarios::names;
 use sixmap_tests::{binary, collector_command, wait_for};
+use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -23,6 +24,20 @@ kind = "ping"
 timeout_ms = 2000
 count = 2
 interval_ms = 200
+
+[[measurements]]
+kind = "dns"
+query_name = "{target}"
+query_type = "AAAA"
+system_resolver = true
+timeout_ms = 2000
+
+[[measurements]]
+kind = "dns"
+query_name = "{target}"
+query_type = "A"
+system_resolver = true
+timeout_ms = 2000
 
 [[measurements]]
 kind = "http"
@@ -70,10 +85,45 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-#[test]
-fn a_campaign_over_lab_targets_reports_the_lab_truth() {
-    let started = Instant::now();
-    let lab = campaign().expect("campaign lab");
+/// A campaign lab with its collector and one probe per probe host running, every probe
+/// connected with its operator's origin.
+struct Running {
+    lab: CampaignLab,
+    dir: PathBuf,
+    collector_log: PathBuf,
+    /// An admin's API token (reads the API).
+    admin: String,
+    /// A campaigner's (its name, `regulator-xa`, owns the campaigns).
+    campaigner: String,
+}
+
+impl Running {
+    fn log(&self, what: &str) -> String {
+        log_of(&self.lab, &self.dir, &self.collector_log, what)
+    }
+}
+
+/// The collector's log and the last lines of each probe's, headed by `what`.
+fn log_of(lab: &CampaignLab, dir: &Path, collector_log: &Path, what: &str) -> String {
+    let mut all = format!(
+        "{what}\n--- collector:\n{}",
+        std::fs::read_to_string(collector_log).unwrap_or_default()
+    );
+    for p in &lab.probes {
+        let path = dir.join(format!("{}.log", p.node));
+        let probe_log = std::fs::read_to_string(path).unwrap_or_default();
+        let tail: Vec<_> = probe_log.lines().rev().take(30).collect();
+        all.push_str(&format!(
+            "\n--- {}:\n{}",
+            p.node,
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        ));
+    }
+    all
+}
+
+/// `extra_config` is added to the collector's configuration.
+fn start(mut lab: CampaignLab, started: Instant, extra_config: &str) -> Running {
     let dir = lab.lab.scratch_dir().to_owned();
     let data = dir.join("collector-data");
     let collector_bin = binary("sixmap-collector");
@@ -132,20 +182,19 @@ fn a_campaign_over_lab_targets_reports_the_lab_truth() {
         })
         .collect();
 
-    // The owner limit leaves room for one run of this campaign (100 probe-tests), not two.
+    // The owner limit leaves room for one run of this campaign (140 probe-tests), not two.
     let config = dir.join("collector.toml");
     std::fs::write(
         &config,
         format!(
             "data_dir = {data:?}\ngrpc_listen = \"[{}]:7400\"\nhttp_listen = \"[::]:7480\"\n\
              heartbeat_interval_s = 1\nlab_mode = true\n\
-             campaign_owner_hourly_limit = 150\n",
+             campaign_owner_hourly_limit = 150\n{extra_config}",
             lab.collector
         ),
     )
     .unwrap();
     let collector_log = dir.join("collector.log");
-    let mut lab = lab;
     let mut command = lab.lab.command(COLLECTOR, collector_bin.to_str().unwrap());
     command
         .args(["serve", "--config", config.to_str().unwrap()])
@@ -153,27 +202,15 @@ fn a_campaign_over_lab_targets_reports_the_lab_truth() {
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&collector_log).unwrap());
     lab.lab.spawn(COLLECTOR, command).unwrap();
-    let log = |what: &str| {
-        let mut all = format!(
-            "{what}\n--- collector:\n{}",
-            std::fs::read_to_string(&collector_log).unwrap_or_default()
-        );
-        for p in &lab.probes {
-            let path = dir.join(format!("{}.log", p.node));
-            let probe_log = std::fs::read_to_string(path).unwrap_or_default();
-            let tail: Vec<_> = probe_log.lines().rev().take(30).collect();
-            all.push_str(&format!(
-                "\n--- {}:\n{}",
-                p.node,
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            ));
-        }
-        all
-    };
     wait_for(Duration::from_secs(15), || {
         api(&lab, &admin, "/healthz").or_else(|| api(&lab, &admin, "/api/v1/campaigns"))
     })
-    .unwrap_or_else(|| panic!("{}", log("collector never answered")));
+    .unwrap_or_else(|| {
+        panic!(
+            "{}",
+            log_of(&lab, &dir, &collector_log, "collector never answered")
+        )
+    });
 
     // One probe per lab probe host, each in its own namespace.
     let probe_bin = binary("sixmap-probe");
@@ -208,12 +245,41 @@ fn a_campaign_over_lab_targets_reports_the_lab_truth() {
             .count();
         (ready == lab.probes.len()).then_some(())
     })
-    .unwrap_or_else(|| panic!("{}", log("probes did not all connect with an origin")));
+    .unwrap_or_else(|| {
+        let what = "probes did not all connect with an origin";
+        panic!("{}", log_of(&lab, &dir, &collector_log, what))
+    });
     eprintln!(
         "lab and {} probes up after {:?}",
         lab.probes.len(),
         started.elapsed()
     );
+    Running {
+        lab,
+        dir,
+        collector_log,
+        admin,
+        campaigner,
+    }
+}
+
+#[test]
+fn a_campaign_over_lab_targets_reports_the_lab_truth() {
+    let started = Instant::now();
+    // Five probes in three operators: every figure published (the minimum-sample rule is
+    // tested in the collector's unit and browser tests), so the figures meet the lab's truth.
+    let running = start(
+        campaign().expect("campaign lab"),
+        started,
+        "[publication]\nmin_probes = 1\n",
+    );
+    let Running {
+        ref lab,
+        ref dir,
+        ref campaigner,
+        ..
+    } = running;
+    let log = |what: &str| running.log(what);
 
     // Invalid specs, each with the field named.
     let bad_dir = dir.join("bad");
@@ -256,8 +322,8 @@ fn a_campaign_over_lab_targets_reports_the_lab_truth() {
         let path = bad_dir.join(format!("{name}.toml"));
         std::fs::write(&path, spec).unwrap();
         let out = cli(
-            &lab,
-            &campaigner,
+            lab,
+            campaigner,
             &[
                 "create",
                 "--collector",
@@ -280,8 +346,8 @@ fn a_campaign_over_lab_targets_reports_the_lab_truth() {
     let spec_path = dir.join("lab-campaign.toml");
     std::fs::write(&spec_path, SPEC).unwrap();
     let out = cli(
-        &lab,
-        &campaigner,
+        lab,
+        campaigner,
         &[
             "create",
             "--collector",
@@ -296,8 +362,8 @@ fn a_campaign_over_lab_targets_reports_the_lab_truth() {
     let id = text(&out.stdout).trim().to_owned();
     // The same owner again, while the first runs: over the owner's hourly limit.
     let out = cli(
-        &lab,
-        &campaigner,
+        lab,
+        campaigner,
         &[
             "create",
             "--collector",
@@ -318,8 +384,8 @@ fn a_campaign_over_lab_targets_reports_the_lab_truth() {
     );
 
     let out = cli(
-        &lab,
-        &campaigner,
+        lab,
+        campaigner,
         &[
             "report",
             &id,
@@ -341,7 +407,7 @@ fn a_campaign_over_lab_targets_reports_the_lab_truth() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     eprintln!("report after {:?}", started.elapsed());
 
-    assert_eq!(report["methodology_version"], "sixmap-campaign-report/1");
+    assert_eq!(report["methodology_version"], "sixmap-campaign-report/3");
     assert_eq!(
         report["campaign"]["spec"]["targets"]
             .as_array()
@@ -357,8 +423,8 @@ fn a_campaign_over_lab_targets_reports_the_lab_truth() {
     );
     let progress = &report["progress"];
     assert_eq!(progress["probes_assigned"], 5, "{progress}");
-    assert_eq!(progress["tasks"], 20, "{progress}");
-    assert_eq!(progress["results_in"], 100, "{progress}");
+    assert_eq!(progress["tasks"], 28, "{progress}");
+    assert_eq!(progress["results_in"], 140, "{progress}");
     assert_eq!(progress["complete"], true, "{progress}");
 
     let target = |name: &str| {
@@ -379,6 +445,15 @@ fn a_campaign_over_lab_targets_reports_the_lab_truth() {
     ] {
         let t = target(name);
         assert_eq!(t["aaaa_published"], aaaa, "{name}: {t:#}");
+        // Every probe's resolver works: five votes, all the same.
+        let votes = if aaaa { "yes" } else { "no" };
+        assert_eq!(t["aaaa"]["verdict"], votes, "{name}: {t:#}");
+        assert_eq!(t["aaaa"][votes], 5, "{name}: {t:#}");
+        assert_eq!(
+            t["aaaa"]["excluded"],
+            serde_json::json!([]),
+            "{name}: {t:#}"
+        );
         for figure in ["reachable_v6", "http_v6_works"] {
             let f = &t[figure];
             assert_eq!(f["overall"]["share"], works, "{name} {figure}: {f:#}");
@@ -414,6 +489,14 @@ fn a_campaign_over_lab_targets_reports_the_lab_truth() {
         .map(|o| o["asn"].as_u64().unwrap())
         .collect();
     assert_eq!(ranking, [64500, 64502, 64501], "{operators:#?}");
+    // The same share everywhere: the intervals overlap, every operator ranks 1–3.
+    for o in operators {
+        assert_eq!(
+            o["rank_range"],
+            serde_json::json!({"best": 1, "worst": 3}),
+            "{o}"
+        );
+    }
     for o in operators {
         let probes = lab.probes.iter().filter(|p| o["asn"] == p.asn).count() as f64;
         let country = lab
@@ -435,8 +518,8 @@ fn a_campaign_over_lab_targets_reports_the_lab_truth() {
     let declared = dir.join("declared.csv");
     std::fs::write(&declared, "asn,metric,value,as_of,source\n64500,ipv6_activation_rate,0.8,2026-09-30,\"opa Q3 report\"\n").unwrap();
     let out = cli(
-        &lab,
-        &campaigner,
+        lab,
+        campaigner,
         &[
             "import-declared",
             &id,
@@ -448,8 +531,8 @@ fn a_campaign_over_lab_targets_reports_the_lab_truth() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let csv_path = dir.join("report.csv");
     let out = cli(
-        &lab,
-        &campaigner,
+        lab,
+        campaigner,
         &[
             "report",
             &id,
@@ -464,7 +547,7 @@ fn a_campaign_over_lab_targets_reports_the_lab_truth() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let csv = std::fs::read_to_string(&csv_path).unwrap();
     assert!(
-        csv.contains("meta,,,,,methodology_version,sixmap-campaign-report/1"),
+        csv.contains("meta,,,,,methodology_version,sixmap-campaign-report/3"),
         "{csv}"
     );
     assert!(csv.contains("campaign_spec"), "{csv}");
@@ -477,23 +560,158 @@ fn a_campaign_over_lab_targets_reports_the_lab_truth() {
         "{csv}"
     );
     let out = cli(
-        &lab,
-        &campaigner,
+        lab,
+        campaigner,
         &["report", &id, "--collector", API, "--format", "html"],
     );
     let html = text(&out.stdout);
     assert!(
-        html.contains("sixmap-campaign-report/1")
+        html.contains("sixmap-campaign-report/3")
             && html.contains("ipv6_activation_rate")
             && html.contains("per_operator = 2"),
         "{html}"
     );
 
-    let out = cli(&lab, &campaigner, &["list", "--collector", API]);
+    let out = cli(lab, campaigner, &["list", "--collector", API]);
     assert!(
         text(&out.stdout).contains("Lab IPv6 readiness"),
         "{}",
         text(&out.stdout)
+    );
+    eprintln!("done after {:?}", started.elapsed());
+}
+
+/// Issue #20: one probe's resolver is broken (its resolv.conf names an address where nothing
+/// answers DNS); the others work. "AAAA published" must still be the truth: yes for a name with
+/// AAAA, no for one without, the broken probe excluded with its reason, never a "no" from it.
+#[test]
+fn a_broken_resolver_never_makes_aaaa_published_no() {
+    let started = Instant::now();
+    let lab = campaign().expect("campaign lab");
+    // opb-p1 asks the v6-only web host, where nothing listens on port 53.
+    let broken_node = "opb-p1";
+    let nowhere = lab.lab.node("v6only").v6();
+    lab.lab
+        .set_resolver(broken_node, std::net::IpAddr::V6(nowhere))
+        .unwrap();
+    let running = start(lab, started, "");
+    let lab = &running.lab;
+    let spec = r#"
+name = "AAAA with a broken resolver"
+targets = ["dual.lab", "v4only.lab"]
+
+[[measurements]]
+kind = "dns"
+query_name = "{target}"
+query_type = "AAAA"
+system_resolver = true
+timeout_ms = 2000
+
+[[measurements]]
+kind = "dns"
+query_name = "{target}"
+query_type = "A"
+system_resolver = true
+timeout_ms = 2000
+
+[selection]
+countries = ["XA", "XB"]
+per_operator = 2
+
+[schedule]
+spread_s = 2
+"#;
+    let spec_path = running.dir.join("broken-resolver.toml");
+    std::fs::write(&spec_path, spec).unwrap();
+    let out = cli(
+        lab,
+        &running.campaigner,
+        &[
+            "create",
+            "--collector",
+            API,
+            "--owner",
+            "regulator-xa",
+            "--spec",
+            spec_path.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", running.log(&text(&out.stderr)));
+    let id = text(&out.stdout).trim().to_owned();
+    let report = |format: &str, wait: bool| {
+        let mut args = vec!["report", &id, "--collector", API, "--format", format];
+        if wait {
+            args.extend(["--wait", "--timeout-s", "40"]);
+        }
+        let out = cli(lab, &running.campaigner, &args);
+        assert!(out.status.success(), "{}", running.log(&text(&out.stderr)));
+        text(&out.stdout)
+    };
+    let json: serde_json::Value = serde_json::from_str(&report("json", true)).unwrap();
+    assert_eq!(json["progress"]["results_in"], 20, "{:#}", json["progress"]);
+    let probes = api(lab, &running.admin, "/api/v1/probes").unwrap();
+    let broken_id = probes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["hostname"] == broken_node)
+        .unwrap()["id"]
+        .clone();
+    let target = |name: &str| {
+        json["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["target"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {json:#}"))
+            .clone()
+    };
+    // (name, AAAA verdict and its deciding votes, A verdict and its votes)
+    for (name, aaaa, a) in [
+        (names::DUAL_STACK, ("yes", "yes"), ("yes", "yes")),
+        (names::V4_ONLY, ("no", "no"), ("yes", "yes")),
+    ] {
+        let t = target(name);
+        for (figure, (verdict, votes)) in [("aaaa", aaaa), ("a", a)] {
+            let f = &t[figure];
+            assert_eq!(f["verdict"], verdict, "{name} {figure}: {f:#}");
+            assert_eq!(f["source"], "dns", "{name} {figure}: {f:#}");
+            // Four working resolvers decide; the broken one is out, with its reason.
+            assert_eq!(f[votes], 4, "{name} {figure}: {f:#}");
+            assert_eq!(f["inconclusive"], 0, "{name} {figure}: {f:#}");
+            let excluded = f["excluded"].as_array().unwrap();
+            assert_eq!(excluded.len(), 1, "{name} {figure}: {f:#}");
+            assert_eq!(excluded[0]["probe"], broken_id, "{name} {figure}: {f:#}");
+            let reason = excluded[0]["reason"].as_str().unwrap();
+            assert!(
+                reason.starts_with("resolver failed both questions"),
+                "{name} {figure}: {reason}"
+            );
+        }
+        assert_eq!(t["aaaa_published"], aaaa.0 == "yes", "{name}: {t:#}");
+    }
+    let csv = report("csv", false);
+    let broken = broken_id.as_str().unwrap();
+    assert!(
+        csv.contains(&format!(
+            "target_excluded,dual.lab,,,,aaaa_excluded_probe,{broken},"
+        )),
+        "{csv}"
+    );
+    assert!(
+        csv.contains("target,dual.lab,,,,aaaa_published,yes,"),
+        "{csv}"
+    );
+    assert!(
+        csv.contains("target,v4only.lab,,,,aaaa_probes_no,4,"),
+        "{csv}"
+    );
+    let html = report("html", false);
+    assert!(
+        html.contains("yes <small>(4 yes, 0 no, 0 inconclusive, 1 excluded)</small>")
+            && html.contains("Probes excluded from the DNS figures")
+            && html.contains(broken),
+        "{html}"
     );
     eprintln!("done after {:?}", started.elapsed());
 }

@@ -180,7 +180,11 @@ pub fn share_drop(
     let before = days
         .iter()
         .find(|d| d.day_number == newest.day_number - 1)?;
-    let (was, is) = (&before.v6_works.balanced, &newest.v6_works.balanced);
+    // A day without shares (insufficient data where it was computed) raises nothing.
+    let (Some(was), Some(is)) = (&before.v6_works, &newest.v6_works) else {
+        return None;
+    };
+    let (was, is) = (&was.balanced, &is.balanced);
     let drop = (was.share - is.share) * 100.0;
     let enough = before.probes >= min_probes && newest.probes >= min_probes;
     if !(enough && drop > points && was.low > is.high) {

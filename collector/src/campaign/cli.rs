@@ -1,8 +1,8 @@
 //! The `sixmap-collector campaign` commands: commission, follow and publish campaigns
-//! through a running collector's HTTP API (the [`client`](super::client)).
+//! through a running collector's HTTP API (the [`client`](crate::client)).
 
-use super::client::{Client, Reply};
 use super::{CampaignStatus, Progress};
+use crate::client::{Client, Reply};
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use serde::Deserialize;
@@ -10,13 +10,16 @@ use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
 pub struct Remote {
-    /// The collector's HTTP API.
-    #[arg(long, default_value = "http://[::1]:7480")]
-    collector: String,
+    /// The collector's HTTP API. Default: $SIXMAP_COLLECTOR, else http://[::1]:7480.
+    #[arg(long)]
+    collector: Option<String>,
     /// API token (`sxa_…`; campaign writes need a campaigner's). Default: $SIXMAP_API_TOKEN.
     #[arg(long)]
     token: Option<String>,
 }
+
+/// The collector a campaign command talks to when neither the flag nor the environment says.
+const DEFAULT_COLLECTOR: &str = "http://[::1]:7480";
 
 #[derive(Debug, Subcommand)]
 pub enum CampaignCommand {
@@ -101,24 +104,24 @@ const TEMPLATES: [(&str, &str); 2] = [
     ),
 ];
 
+/// The client the flags ask for; the environment fills in what they leave out (flags win).
 fn client(remote: &Remote) -> anyhow::Result<Client> {
+    let env = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
+    let url = remote
+        .collector
+        .clone()
+        .or_else(|| env(crate::client::URL_ENV))
+        .unwrap_or_else(|| DEFAULT_COLLECTOR.to_owned());
     let token = remote
         .token
         .clone()
-        .or_else(|| std::env::var("SIXMAP_API_TOKEN").ok());
-    Ok(Client::new(&remote.collector)?.with_token(token))
+        .or_else(|| env(crate::client::TOKEN_ENV));
+    Ok(Client::new(&url)?.with_token(token))
 }
 
-/// The body of a successful reply, or the collector's error message.
+/// The body of a successful reply, or the collector's error message with its URL.
 fn ok_body(what: &str, reply: Reply) -> anyhow::Result<String> {
-    if (200..300).contains(&reply.status) {
-        return Ok(reply.body);
-    }
-    let message = serde_json::from_str::<serde_json::Value>(&reply.body)
-        .ok()
-        .and_then(|v| v["error"].as_str().map(str::to_owned))
-        .unwrap_or(reply.body);
-    bail!("{what}: {message} (HTTP {})", reply.status)
+    Ok(reply.into_ok(what)?)
 }
 
 fn read_targets(path: &std::path::Path) -> anyhow::Result<Vec<String>> {

@@ -13,10 +13,10 @@
 //! campaign as they are stored, so a report reads only its own results.
 
 pub mod cli;
-pub mod client;
 mod declared;
 pub mod grpc;
 pub mod http;
+pub mod presence;
 mod progress;
 mod registry;
 pub mod report;
@@ -183,6 +183,8 @@ pub struct Campaigns {
     store: Arc<dyn Store>,
     lab_mode: bool,
     owner_hourly_limit: Option<u64>,
+    /// The minimum-sample rule reports publish under.
+    publication: crate::rollup::MinSample,
     /// Connected probes' session streams, to assign and cancel without waiting for a
     /// reconnect.
     sessions: Mutex<HashMap<ProbeId, SessionSender>>,
@@ -212,10 +214,17 @@ impl Campaigns {
             store,
             lab_mode,
             owner_hourly_limit,
+            publication: crate::rollup::MinSample::default(),
             sessions: Mutex::new(HashMap::new()),
             records: Mutex::new(()),
             pushed: Mutex::new(Pushed::default()),
         }
+    }
+
+    /// Reports publish under `rule` (the collector's `[publication]`).
+    pub fn with_publication(mut self, rule: crate::rollup::MinSample) -> Self {
+        self.publication = rule;
+        self
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -675,7 +684,13 @@ impl Campaigns {
         let record = self.load(id)?;
         let cells = self.cells(id)?;
         let progress = self.progress(&record, &cells, now);
-        Ok(report::build(&record, &cells, progress, now))
+        Ok(report::build(
+            &record,
+            &cells,
+            progress,
+            now,
+            self.publication,
+        ))
     }
 
     /// A campaign with its progress, as `show` prints it; blocking.
@@ -1060,7 +1075,14 @@ mod tests {
             );
             let report = |cells: &[CampaignCell]| {
                 let progress = c.progress(campaign, cells, now);
-                serde_json::to_string(&report::build(campaign, cells, progress, now)).unwrap()
+                serde_json::to_string(&report::build(
+                    campaign,
+                    cells,
+                    progress,
+                    now,
+                    crate::rollup::MinSample::default(),
+                ))
+                .unwrap()
             };
             let expected = report(&from_results);
             assert!(
@@ -1159,7 +1181,14 @@ mod tests {
                 .unwrap();
             let cells = crate::store::fold_cells(all);
             let progress = c.progress(&record, &cells, now);
-            serde_json::to_string(&report::build(&record, &cells, progress, now)).unwrap()
+            serde_json::to_string(&report::build(
+                &record,
+                &cells,
+                progress,
+                now,
+                crate::rollup::MinSample::default(),
+            ))
+            .unwrap()
         });
         assert!(a == b, "the two reports differ");
         let cells = c.cells(record.id).unwrap().len();

@@ -2,34 +2,51 @@
 //! recomputed by hand from the results export. [`METHODOLOGY`] states the method and is
 //! embedded, with its version and the campaign spec, in every rendering.
 
+use super::presence::{self, Answer, Presence, Source, TYPE_A, TYPE_AAAA, Verdict};
 use super::spec::{is_reachability_kind, task_label};
 use super::{CampaignRecord, DeclaredFigure, Progress};
-use crate::rollup::{self, Balanced, Proportion};
+use crate::rollup::{self, Balanced, MinSample, Proportion, RankRange};
 use crate::store::{CampaignCell, StoredResult, is_newer};
 use serde::Serialize;
-use sixmap_shared::measurement::{Family, MeasurementKind, Outcome, Target};
+use sixmap_shared::measurement::{Family, MeasurementKind, Outcome, SpecKind, Target};
 use sixmap_shared::{ProbeId, UnixMicros};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write;
 use std::net::IpAddr;
 
 /// Bumped whenever a figure's definition changes, so published reports say which applies.
-pub const METHODOLOGY_VERSION: &str = "sixmap-campaign-report/1";
+pub const METHODOLOGY_VERSION: &str = "sixmap-campaign-report/3";
 
 pub const METHODOLOGY: &str = "\
 Observations. For each probe, target, measurement kind and address family only the probe's \
 latest result counts, so a probe measuring often does not outweigh one measuring rarely. \
 Operators are the origin AS of the probe's address when it was chosen (imported prefix data); \
 probes without one are grouped under AS 0.\n\
-AAAA published: yes when any probe's IPv6 measurement of the name resolved an IPv6 address; \
-no when every IPv6 measurement failed at name resolution; unknown otherwise. An address target \
-is its own answer.\n\
+AAAA published (and A published, the same way): from DNS questions about the name (`dns` \
+measurements, normally asked of each probe's own resolver), each probe's latest answer per \
+record type. A probe votes yes when its resolver returned the record with a public address \
+(not synthesised by DNS64 in 64:ff9b::/96 or 64:ff9b:1::/48, not a filter's ::, 0.0.0.0 or \
+loopback, not a private view's unique-local, link-local or RFC 1918 address); no when the \
+answer was NOERROR or NXDOMAIN without it while the same probe's question of the other type \
+returned records (so its resolver works for that name); inconclusive otherwise (SERVFAIL, \
+REFUSED, timeouts, an unreachable resolver, only non-public addresses, or an empty answer the \
+other question cannot confirm). A probe whose \
+resolver failed both questions is excluded from the figure, with the reason. The figure is yes \
+when any probe voted yes, else no when any voted no, else inconclusive; the counts are shown. \
+A resolver's failure is never a no. Without DNS questions of a type, an address of that family \
+resolved by another measurement still counts as yes; nothing counts as no. An address target is \
+its own answer.\n\
 Reachable over IPv6: a probe reaches a target when the latest IPv6 result of at least one \
 reachability measurement (ping, traceroute, tcp, tls, http, quic, dual_stack's IPv6 leg) \
 reached the destination (an answer of any kind, a refused TCP connection included). Per \
 operator: the share of its probes, with the 95 % Wilson score interval. Overall: the \
-operator-balanced share (each operator counts equally; Kish effective sample size), with the \
-pooled share beside it (collector/src/rollup.rs states both methods).\n\
+operator-balanced share (each operator counts equally), its interval on an effective sample \
+size that accounts for unequal weights (Kish) and for probes of one operator behaving alike \
+(between-operator variance), with the pooled share beside it (collector/src/rollup.rs states \
+both methods).\n\
+Minimum sample: a figure over fewer probes than the collector's published minimum \
+(`min_probes`, in the report) is insufficient data: its number of probes is shown, no share, \
+interval, RTT or rank.\n\
 HTTP over IPv6 works: the probe's latest IPv6 HTTP result has a status 200-399.\n\
 Same certificate over IPv4 and IPv6: the latest TLS results of one probe over both families \
 present the same leaf certificate (subject, issuer, validity period). Same content: the latest \
@@ -37,9 +54,12 @@ HTTP results of one probe over both families have the same status and the same b
 truncation; the probe reports body sizes, not body hashes, so equal sizes of different bodies \
 count as the same content. Only probes with results over both families are compared.\n\
 Operator ranking: per operator, the (probe, target) pairs over the targets with AAAA \
-published, and the share of those reached over IPv6, with its 95 % Wilson interval; ranked by \
-share, then sample size, then ASN. Pairs of one probe are not independent, so the interval \
-understates the uncertainty when an operator has few probes. Median IPv6 RTT: the median over \
+published, and the share of those reached over IPv6, with its 95 % Wilson interval; listed by \
+share, then sample size, then ASN, and ranked by interval: an operator's rank range runs from 1 \
++ the number of operators whose interval lies entirely above its own to the number of ranked \
+operators minus those entirely below, so operators the data cannot tell apart share ranks. \
+Pairs of one probe are not independent, so the interval understates the uncertainty when an \
+operator has few probes. Median IPv6 RTT: the median over \
 probes of each probe's median ping RTT (first replies).\n\
 Declared figures are the operators' own, imported as given, and shown beside the measured \
 ones without adjustment.";
@@ -72,22 +92,33 @@ pub struct OperatorFigure {
     pub as_name: Option<String>,
     pub country: Option<String>,
     pub probes: usize,
-    pub share: Proportion,
+    /// Fewer probes than the minimum sample: no share.
+    pub insufficient_data: bool,
+    pub share: Option<Proportion>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ShareFigure {
+    /// Probes behind the figure.
+    pub probes: usize,
+    /// Fewer probes than the minimum sample: no overall or pooled share.
+    pub insufficient_data: bool,
     /// Operator-balanced.
-    pub overall: Proportion,
+    pub overall: Option<Proportion>,
     /// Every probe weighted 1.
-    pub pooled: Proportion,
+    pub pooled: Option<Proportion>,
     pub operators: Vec<OperatorFigure>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TargetReport {
     pub target: String,
+    /// `aaaa.verdict` as a boolean: yes / no, null when inconclusive or not measured.
     pub aaaa_published: Option<bool>,
+    /// AAAA published: verdict, source, the probes' votes and the probes excluded.
+    pub aaaa: Presence,
+    /// A published, the same way.
+    pub a: Presence,
     /// IPv6 addresses the probes resolved.
     pub v6_addresses: Vec<IpAddr>,
     pub reachable_v6: Option<ShareFigure>,
@@ -100,13 +131,19 @@ pub struct TargetReport {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct OperatorReport {
-    pub rank: usize,
+    /// The best rank of `rank_range`; null with insufficient data.
+    pub rank: Option<usize>,
+    /// Rank range by interval among the operators with sufficient data
+    /// (`rollup::rank_ranges`): operators whose intervals overlap share ranks.
+    pub rank_range: Option<RankRange>,
+    /// Fewer reporting probes than the minimum sample: no share, RTT or rank.
+    pub insufficient_data: bool,
     pub asn: u32,
     pub as_name: Option<String>,
     pub country: Option<String>,
     pub probes: usize,
     /// (probe, target) pairs over targets with AAAA published, reached over IPv6.
-    pub v6_reachability: Proportion,
+    pub v6_reachability: Option<Proportion>,
     pub http_v6: Option<Proportion>,
     pub median_v6_rtt_ms: Option<f64>,
     pub declared: Vec<DeclaredFigure>,
@@ -117,6 +154,8 @@ pub struct Report {
     pub methodology_version: &'static str,
     pub methodology: &'static str,
     pub generated_at: UnixMicros,
+    /// The minimum sample applied (collector config `[publication] min_probes`).
+    pub min_probes: usize,
     pub campaign: CampaignInfo,
     pub progress: Progress,
     pub targets: Vec<TargetReport>,
@@ -134,30 +173,75 @@ fn http_works(outcome: &Outcome) -> bool {
 fn share_figure(
     observations: &[(u32, bool)],
     names: &BTreeMap<u32, (Option<String>, Option<String>)>,
+    rule: MinSample,
 ) -> Option<ShareFigure> {
     let Balanced {
         overall,
         raw,
         per_operator,
+        probes,
         ..
     } = rollup::balanced_share(observations)?;
+    let sufficient = rule.allows(probes);
     Some(ShareFigure {
-        overall,
-        pooled: raw,
+        probes,
+        insufficient_data: !sufficient,
+        overall: sufficient.then_some(overall),
+        pooled: sufficient.then_some(raw),
         operators: per_operator
             .into_iter()
             .map(|o| {
                 let (as_name, country) = names.get(&o.asn).cloned().unwrap_or_default();
+                let sufficient = rule.allows(o.probes);
                 OperatorFigure {
                     asn: o.asn,
                     as_name,
                     country,
                     probes: o.probes,
-                    share: o.share,
+                    insufficient_data: !sufficient,
+                    share: sufficient.then_some(o.share),
                 }
             })
             .collect(),
     })
+}
+
+/// The presence of `query_type` records of `target` from the probes' DNS questions about it
+/// ([`presence::presence`]); without any, yes when another measurement resolved an address of
+/// the type's family (`resolved`), else not measured.
+fn dns_presence(
+    dns_latest: &HashMap<(ProbeId, String, u16), &StoredResult>,
+    target: &str,
+    query_type: u16,
+    resolved: bool,
+) -> Presence {
+    let name = target
+        .strip_suffix('.')
+        .unwrap_or(target)
+        .to_ascii_lowercase();
+    let other_type = if query_type == TYPE_AAAA {
+        TYPE_A
+    } else {
+        TYPE_AAAA
+    };
+    let mut asked: BTreeMap<ProbeId, (Option<Answer>, Option<Answer>)> = BTreeMap::new();
+    for ((probe, asked_name, t), r) in dns_latest {
+        if *asked_name != name {
+            continue;
+        }
+        let votes = asked.entry(probe.clone()).or_default();
+        if *t == query_type {
+            votes.0 = Some(presence::answer(&r.result.outcome, *t));
+        } else if *t == other_type {
+            votes.1 = Some(presence::answer(&r.result.outcome, *t));
+        }
+    }
+    let p = presence::presence(query_type, &asked);
+    match p.verdict {
+        Verdict::NotMeasured if resolved => Presence::fixed(Verdict::Yes, Source::Resolved),
+        Verdict::NotMeasured => Presence::fixed(Verdict::NotMeasured, Source::None),
+        _ => p,
+    }
 }
 
 fn comparison(pairs: &[bool]) -> Option<Comparison> {
@@ -179,6 +263,7 @@ pub fn build(
     cells: &[CampaignCell],
     progress: Progress,
     now: UnixMicros,
+    rule: MinSample,
 ) -> Report {
     let asn_of: BTreeMap<&ProbeId, u32> = record
         .probes
@@ -194,6 +279,9 @@ pub fn build(
     // Latest result per (probe, target, kind, family).
     // Iteration order does not matter: every figure below goes through ordered maps.
     let mut latest: HashMap<Key, &StoredResult> = HashMap::new();
+    // DNS questions apart, per (probe, name asked, record type): a probe's AAAA and A
+    // questions of one name share the other key's kind and family.
+    let mut dns_latest: HashMap<(ProbeId, String, u16), &StoredResult> = HashMap::new();
     let mut counts: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
     for cell in cells {
         let Some(task) = record.tasks.iter().find(|t| t.task_id == cell.task_id) else {
@@ -214,6 +302,17 @@ pub fn build(
         // The newest over the tasks of the key; ties by result key (`store::is_newer`), so
         // the answer does not depend on the order cells are read in.
         let r = &cell.latest;
+        if let SpecKind::Dns(dns) = &spec.kind {
+            let key = (
+                cell.probe_id.clone(),
+                dns.query_name().to_owned(),
+                dns.query_type(),
+            );
+            if dns_latest.get(&key).is_none_or(|old| is_newer(r, old)) {
+                dns_latest.insert(key, r);
+            }
+            continue;
+        }
         let newer = latest.get(&key).is_none_or(|old| is_newer(r, old));
         if newer {
             latest.insert(key, r);
@@ -222,6 +321,8 @@ pub fn build(
 
     let mut operator_pairs: Vec<(u32, bool)> = Vec::new();
     let mut operator_http: Vec<(u32, bool)> = Vec::new();
+    // Per operator, the probes behind its pairs: the minimum sample counts probes, not pairs.
+    let mut reporting: BTreeMap<u32, BTreeSet<&ProbeId>> = BTreeMap::new();
     let mut targets = Vec::new();
     for target in &record.spec.targets {
         let of_target: Vec<(&Key, &&StoredResult)> =
@@ -235,19 +336,33 @@ pub fn build(
             .filter_map(|(_, r)| r.result.destination)
             .filter(|a| a.is_ipv6())
             .collect();
-        let aaaa_published = match Target::parse(target) {
-            Ok(Target::Address(a)) => Some(a.is_ipv6()),
-            _ if !v6_addresses.is_empty() => Some(true),
-            _ if !v6.is_empty()
-                && v6.iter().all(|(_, r)| {
-                    matches!(&r.result.outcome, Outcome::Failed(e)
-                        if e.class == sixmap_shared::measurement::ErrorClass::Resolution)
-                }) =>
-            {
-                Some(false)
+        let (aaaa, a) = match Target::parse(target) {
+            Ok(Target::Address(address)) => {
+                let own = |yes| if yes { Verdict::Yes } else { Verdict::No };
+                (
+                    Presence::fixed(own(address.is_ipv6()), Source::Address),
+                    Presence::fixed(own(address.is_ipv4()), Source::Address),
+                )
             }
-            _ => None,
+            _ => {
+                let v4_resolved = of_target.iter().any(|(k, r)| {
+                    k.3 == Family::V4
+                        && r.result
+                            .destination
+                            .is_some_and(|d| d.is_ipv4() && presence::published_address(d))
+                });
+                (
+                    dns_presence(
+                        &dns_latest,
+                        target,
+                        TYPE_AAAA,
+                        v6_addresses.iter().any(|a| presence::published_address(*a)),
+                    ),
+                    dns_presence(&dns_latest, target, TYPE_A, v4_resolved),
+                )
+            }
         };
+        let aaaa_published = aaaa.as_bool();
         // Per probe: reached by any reachability kind over IPv6; HTTP over IPv6 works.
         let mut reached: BTreeMap<&ProbeId, bool> = BTreeMap::new();
         let mut http: BTreeMap<&ProbeId, bool> = BTreeMap::new();
@@ -270,6 +385,10 @@ pub fn build(
         if aaaa_published == Some(true) {
             operator_pairs.extend(&reach_obs);
             operator_http.extend(&http_obs);
+            for p in reached.keys() {
+                let asn = asn_of.get(p).copied().unwrap_or(0);
+                reporting.entry(asn).or_default().insert(p);
+            }
         }
         // Both families, per probe.
         let get = |probe: &ProbeId, kind, family| {
@@ -299,9 +418,11 @@ pub fn build(
         targets.push(TargetReport {
             target: target.clone(),
             aaaa_published,
+            aaaa,
+            a,
             v6_addresses: v6_addresses.into_iter().collect(),
-            reachable_v6: share_figure(&reach_obs, &names),
-            http_v6_works: share_figure(&http_obs, &names),
+            reachable_v6: share_figure(&reach_obs, &names, rule),
+            http_v6_works: share_figure(&http_obs, &names, rule),
             same_certificate_v4_v6: comparison(&same_cert),
             same_content_v4_v6: comparison(&same_content),
             results: counts.remove(target).unwrap_or_default(),
@@ -319,7 +440,24 @@ pub fn build(
                     .collect::<BTreeMap<_, _>>()
             })
             .unwrap_or_default();
-        for (i, o) in balanced.per_operator.into_iter().enumerate() {
+        // Ranked among the operators with enough probes, in the podium order; the others
+        // after them, without share or rank.
+        let (ranked, unranked): (Vec<_>, Vec<_>) = balanced
+            .per_operator
+            .into_iter()
+            .partition(|o| rule.allows(reporting.get(&o.asn).map_or(0, BTreeSet::len)));
+        let ranks = rollup::rank_ranges(
+            &ranked
+                .iter()
+                .map(|o| (o.share.low, o.share.high))
+                .collect::<Vec<_>>(),
+        );
+        let ordered = ranked
+            .into_iter()
+            .zip(ranks.into_iter().map(Some))
+            .chain(unranked.into_iter().zip(std::iter::repeat(None)));
+        for (o, rank) in ordered {
+            let sufficient = rank.is_some();
             let (as_name, country) = names.get(&o.asn).cloned().unwrap_or_default();
             let rtts: Vec<Vec<f64>> = latest
                 .iter()
@@ -339,7 +477,9 @@ pub fn build(
                 .into_values()
                 .collect();
             operators.push(OperatorReport {
-                rank: i + 1,
+                rank: rank.map(|r: RankRange| r.best),
+                rank_range: rank,
+                insufficient_data: !sufficient,
                 asn: o.asn,
                 as_name,
                 country,
@@ -348,9 +488,9 @@ pub fn build(
                     .iter()
                     .filter(|p| p.asn.unwrap_or(0) == o.asn)
                     .count(),
-                v6_reachability: o.share,
-                http_v6: http_by_asn.get(&o.asn).cloned(),
-                median_v6_rtt_ms: rollup::median_of_medians(&rtts),
+                v6_reachability: sufficient.then_some(o.share),
+                http_v6: http_by_asn.get(&o.asn).cloned().filter(|_| sufficient),
+                median_v6_rtt_ms: rollup::median_of_medians(&rtts).filter(|_| sufficient),
                 declared: record
                     .declared
                     .iter()
@@ -365,6 +505,7 @@ pub fn build(
         methodology_version: METHODOLOGY_VERSION,
         methodology: METHODOLOGY,
         generated_at: now,
+        min_probes: rule.min_probes,
         campaign: CampaignInfo {
             id: record.id,
             name: record.spec.name.clone(),
@@ -386,6 +527,14 @@ pub fn build(
             .cloned()
             .collect(),
     }
+}
+
+/// A share for the CSV, or "insufficient data" with the probes behind it.
+fn share_text(p: Option<&Proportion>, probes: usize) -> String {
+    p.map_or_else(
+        || format!("insufficient data (n={probes})"),
+        |p| num(p.share),
+    )
 }
 
 fn csv_field(text: &str) -> String {
@@ -474,23 +623,71 @@ pub fn to_csv(report: &Report) -> String {
         None,
         "",
     );
+    row(
+        "meta",
+        "",
+        None,
+        None,
+        None,
+        "min_probes",
+        report.min_probes.to_string(),
+        None,
+        "",
+    );
     for t in &report.targets {
-        let aaaa = match t.aaaa_published {
-            Some(true) => "yes",
-            Some(false) => "no",
-            None => "unknown",
-        };
-        row(
-            "target",
-            &t.target,
-            None,
-            None,
-            None,
-            "aaaa_published",
-            aaaa.into(),
-            None,
-            "measured",
-        );
+        for (metric, p) in [("aaaa", &t.aaaa), ("a", &t.a)] {
+            let source = match p.source {
+                Source::Dns => "measured (DNS, probes' resolvers)",
+                Source::Address => "address literal",
+                Source::Resolved => "resolved by other measurements",
+                Source::None => "",
+            };
+            row(
+                "target",
+                &t.target,
+                None,
+                None,
+                None,
+                &format!("{metric}_published"),
+                p.verdict.as_str().into(),
+                None,
+                source,
+            );
+            if p.source != Source::Dns {
+                continue;
+            }
+            for (votes, count) in [
+                ("yes", p.yes),
+                ("no", p.no),
+                ("inconclusive", p.inconclusive),
+                ("excluded", p.excluded.len() as u64),
+            ] {
+                row(
+                    "target",
+                    &t.target,
+                    None,
+                    None,
+                    None,
+                    &format!("{metric}_probes_{votes}"),
+                    count.to_string(),
+                    None,
+                    "measured",
+                );
+            }
+            for e in &p.excluded {
+                row(
+                    "target_excluded",
+                    &t.target,
+                    None,
+                    None,
+                    None,
+                    &format!("{metric}_excluded_probe"),
+                    e.probe.to_string(),
+                    None,
+                    &e.reason,
+                );
+            }
+        }
         for (metric, figure) in [
             ("reachable_v6", &t.reachable_v6),
             ("http_v6_works", &t.http_v6_works),
@@ -503,8 +700,8 @@ pub fn to_csv(report: &Report) -> String {
                     None,
                     None,
                     metric,
-                    num(f.overall.share),
-                    Some(&f.overall),
+                    share_text(f.overall.as_ref(), f.probes),
+                    f.overall.as_ref(),
                     "measured, operator-balanced",
                 );
                 for o in &f.operators {
@@ -515,8 +712,8 @@ pub fn to_csv(report: &Report) -> String {
                         o.as_name.as_deref(),
                         o.country.as_deref(),
                         metric,
-                        num(o.share.share),
-                        Some(&o.share),
+                        share_text(o.share.as_ref(), o.probes),
+                        o.share.as_ref(),
                         "measured",
                     );
                 }
@@ -551,9 +748,11 @@ pub fn to_csv(report: &Report) -> String {
             name,
             cc,
             "rank",
-            o.rank.to_string(),
+            o.rank_range
+                .map(|r| r.to_string())
+                .unwrap_or_else(|| "insufficient data".into()),
             None,
-            "measured",
+            "measured, by interval",
         );
         row(
             "operator",
@@ -573,8 +772,8 @@ pub fn to_csv(report: &Report) -> String {
             name,
             cc,
             "v6_reachability",
-            num(o.v6_reachability.share),
-            Some(&o.v6_reachability),
+            share_text(o.v6_reachability.as_ref(), o.probes),
+            o.v6_reachability.as_ref(),
             "measured",
         );
         if let Some(h) = &o.http_v6 {
@@ -654,6 +853,33 @@ fn pct(p: &Proportion) -> String {
     )
 }
 
+/// A share with its interval, or "insufficient data" with the probes behind it.
+fn pct_or_insufficient(p: Option<&Proportion>, probes: usize) -> String {
+    p.map_or_else(
+        || format!("insufficient data <small>n={probes} probes</small>"),
+        pct,
+    )
+}
+
+/// A presence figure's table cell: the verdict, and the probes' votes when DNS made it.
+fn presence_cell(p: &Presence) -> String {
+    match p.source {
+        Source::Dns => format!(
+            "{} <small>({} yes, {} no, {} inconclusive, {} excluded)</small>",
+            p.verdict.as_str(),
+            p.yes,
+            p.no,
+            p.inconclusive,
+            p.excluded.len()
+        ),
+        Source::Resolved => format!(
+            "{} <small>(resolved by other measurements)</small>",
+            p.verdict.as_str()
+        ),
+        Source::Address | Source::None => p.verdict.as_str().to_owned(),
+    }
+}
+
 /// A self-contained printable page (no scripts, no external resources).
 pub fn to_html(report: &Report) -> String {
     let c = &report.campaign;
@@ -691,8 +917,8 @@ pub fn to_html(report: &Report) -> String {
         esc(&format!("{:?}", p.failures)),
     );
     h.push_str(
-        "<h2>Targets</h2><table><tr><th>Target</th><th>AAAA published</th><th>Reachable over \
-         IPv6 (operator-balanced)</th><th>HTTP over IPv6 works</th><th>Same certificate v4/v6</th>\
+        "<h2>Targets</h2><table><tr><th>Target</th><th>AAAA published</th><th>A published</th>\
+         <th>Reachable over IPv6 (operator-balanced)</th><th>HTTP over IPv6 works</th><th>Same certificate v4/v6</th>\
          <th>Same content v4/v6</th></tr>",
     );
     let cmp = |c: &Option<Comparison>| {
@@ -703,22 +929,45 @@ pub fn to_html(report: &Report) -> String {
     for t in &report.targets {
         let fig = |f: &Option<ShareFigure>| {
             f.as_ref()
-                .map(|f| pct(&f.overall))
+                .map(|f| pct_or_insufficient(f.overall.as_ref(), f.probes))
                 .unwrap_or_else(|| "—".into())
         };
         let _ = write!(
             h,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&t.target),
-            match t.aaaa_published {
-                Some(true) => "yes",
-                Some(false) => "no",
-                None => "unknown",
-            },
+            presence_cell(&t.aaaa),
+            presence_cell(&t.a),
             fig(&t.reachable_v6),
             fig(&t.http_v6_works),
             cmp(&t.same_certificate_v4_v6),
             cmp(&t.same_content_v4_v6),
+        );
+    }
+    let excluded: Vec<String> = report
+        .targets
+        .iter()
+        .flat_map(|t| {
+            [("AAAA", &t.aaaa), ("A", &t.a)]
+                .into_iter()
+                .flat_map(move |(ty, p)| {
+                    p.excluded.iter().map(move |e| {
+                        format!(
+                            "<tr><td>{}</td><td>{ty}</td><td>{}</td><td>{}</td></tr>",
+                            esc(&t.target),
+                            e.probe,
+                            esc(&e.reason)
+                        )
+                    })
+                })
+        })
+        .collect();
+    if !excluded.is_empty() {
+        let _ = write!(
+            h,
+            "</table><h3>Probes excluded from the DNS figures</h3><table><tr><th>Target</th>\
+             <th>Record</th><th>Probe</th><th>Reason</th></tr>{}",
+            excluded.concat()
         );
     }
     h.push_str("</table><h3>Reachable over IPv6, per operator</h3><table><tr><th>Target</th><th>Operator</th><th>Share</th></tr>");
@@ -731,7 +980,7 @@ pub fn to_html(report: &Report) -> String {
                 o.asn,
                 esc(o.as_name.as_deref().unwrap_or("")),
                 esc(o.country.as_deref().unwrap_or("")),
-                pct(&o.share)
+                pct_or_insufficient(o.share.as_ref(), o.probes)
             );
         }
     }
@@ -757,12 +1006,14 @@ pub fn to_html(report: &Report) -> String {
         let _ = write!(
             h,
             "<tr><td>{}</td><td>AS{} {} {}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            o.rank,
+            o.rank_range
+                .map(|r| r.to_string())
+                .unwrap_or_else(|| "—".into()),
             o.asn,
             esc(o.as_name.as_deref().unwrap_or("")),
             esc(o.country.as_deref().unwrap_or("")),
             o.probes,
-            pct(&o.v6_reachability),
+            pct_or_insufficient(o.v6_reachability.as_ref(), o.probes),
             o.http_v6.as_ref().map(pct).unwrap_or_else(|| "—".into()),
             o.median_v6_rtt_ms
                 .map(|m| format!("{m:.1} ms"))
@@ -777,10 +1028,12 @@ pub fn to_html(report: &Report) -> String {
     let _ = writeln!(
         h,
         "</table><h2>Methodology ({})</h2><p>{}</p><p>Intervals are 95 % Wilson score \
-         intervals; n is the sample size (an effective one for balanced figures).</p>\
+         intervals; n is the sample size (an effective one for balanced figures). Figures \
+         over fewer than {} probes are shown as insufficient data.</p>\
          <h2>Campaign spec</h2><pre>{}</pre></body></html>",
         report.methodology_version,
         esc(report.methodology).replace('\n', "</p><p>"),
+        report.min_probes,
         esc(&c.spec_text),
     );
     h
@@ -801,7 +1054,9 @@ mod tests {
     fn record() -> CampaignRecord {
         let text = "name = \"r\"\ntargets = [\"a.example\", \"none.example\"]\n\
             [[measurements]]\nkind = \"ping\"\ntimeout_ms = 2000\n\
-            [[measurements]]\nkind = \"http\"\nfamily = \"both\"\nurl = \"http://{target}/\"\ntimeout_ms = 2000\n";
+            [[measurements]]\nkind = \"http\"\nfamily = \"both\"\nurl = \"http://{target}/\"\ntimeout_ms = 2000\n\
+            [[measurements]]\nkind = \"dns\"\nquery_name = \"{target}\"\nquery_type = \"AAAA\"\nsystem_resolver = true\ntimeout_ms = 2000\n\
+            [[measurements]]\nkind = \"dns\"\nquery_name = \"{target}\"\nquery_type = \"A\"\nsystem_resolver = true\ntimeout_ms = 2000\n";
         let (spec, tasks) =
             spec::validate(&spec::parse("toml", text).unwrap(), NOW, false).unwrap();
         let probe = |n: u8, asn| CampaignProbe {
@@ -949,8 +1204,52 @@ mod tests {
             r.result.destination = None;
             results.push(r);
         }
+        // DNS (tasks 7 AAAA a, 8 AAAA none, 9 A a, 10 A none). Probe 1's resolver works: a has
+        // both records, none only an A. Probe 2's resolver fails everything (SERVFAIL, then a
+        // timeout). Probe 3 asked none's AAAA only and got NXDOMAIN, unconfirmed by an A answer.
+        let dns = |ty: u16, rcode: Option<u16>, records: &[u16]| {
+            Outcome::Dns(sixmap_shared::measurement::DnsResult {
+                query_name: String::new(),
+                query_type: ty,
+                transport_used: sixmap_shared::measurement::DnsTransport::Udp,
+                rtt_ns: rcode.map(|_| 1),
+                response: rcode.map(|rcode| sixmap_shared::measurement::DnsResponse {
+                    rcode,
+                    flags: 0,
+                    answers: records
+                        .iter()
+                        .map(|t| sixmap_shared::measurement::DnsRecord {
+                            name: String::new(),
+                            record_type: *t,
+                            ttl: 1,
+                            data: String::new(),
+                        })
+                        .collect(),
+                }),
+                failure: rcode.is_none().then(|| "timeout".into()),
+            })
+        };
+        results.extend([
+            result(1, 20, 7, dns(28, Some(0), &[28]), true),
+            result(1, 21, 9, dns(1, Some(0), &[1]), true),
+            result(1, 22, 8, dns(28, Some(0), &[]), true),
+            result(1, 23, 10, dns(1, Some(0), &[1]), true),
+            result(2, 20, 7, dns(28, Some(2), &[]), true),
+            result(2, 21, 9, dns(1, None, &[]), true),
+            result(2, 22, 8, dns(28, Some(2), &[]), true),
+            result(2, 23, 10, dns(1, None, &[]), true),
+            result(3, 22, 8, dns(28, Some(3), &[]), true),
+        ]);
         let progress = crate::campaign::Progress::default();
-        let report = build(&rec, &crate::store::fold_cells(results), progress, NOW);
+        let cells = crate::store::fold_cells(results);
+        // Every figure published (a minimum of one probe): the figures themselves.
+        let report = build(
+            &rec,
+            &cells,
+            progress.clone(),
+            NOW,
+            MinSample { min_probes: 1 },
+        );
         let a = &report.targets[0];
         assert_eq!(a.aaaa_published, Some(true));
         let reach = a.reachable_v6.as_ref().unwrap();
@@ -958,27 +1257,115 @@ mod tests {
         let by_asn: Vec<_> = reach
             .operators
             .iter()
-            .map(|o| (o.asn, o.share.successes, o.share.n))
+            .map(|o| {
+                let share = o.share.as_ref().unwrap();
+                (o.asn, share.successes, share.n)
+            })
             .collect();
         assert_eq!(by_asn, [(64500, 2.0, 2.0), (64501, 0.0, 1.0)]);
-        assert!((reach.overall.share - 0.5).abs() < 1e-12);
+        assert!((reach.overall.as_ref().unwrap().share - 0.5).abs() < 1e-12);
         let content = a.same_content_v4_v6.as_ref().unwrap();
         assert_eq!((content.compared, content.same), (2, 1));
+        assert_eq!(a.aaaa.verdict, Verdict::Yes);
+        assert_eq!((a.aaaa.yes, a.aaaa.no, a.aaaa.inconclusive), (1, 0, 0));
+        assert_eq!(a.aaaa.excluded.len(), 1, "{:?}", a.aaaa);
+        assert_eq!(a.aaaa.excluded[0].probe.to_string(), format!("{:016x}", 2));
+        assert_eq!(a.a.verdict, Verdict::Yes);
         let none = &report.targets[1];
+        // No from probe 1's working resolver; probe 2 excluded; probe 3 inconclusive.
         assert_eq!(none.aaaa_published, Some(false));
-        // Operator ranking counts only targets with AAAA: one pair per probe.
+        assert_eq!(
+            (none.aaaa.verdict, none.aaaa.no, none.aaaa.inconclusive),
+            (Verdict::No, 1, 1)
+        );
+        assert_eq!(none.aaaa.excluded.len(), 1);
+        assert_eq!(none.a.verdict, Verdict::Yes);
+        // The resolver's DNS answers are no IPv6 address of the target.
+        assert!(none.v6_addresses.is_empty(), "{:?}", none.v6_addresses);
+        // Operator ranking counts only targets with AAAA: one pair per probe. 2/2 ([0.34, 1])
+        // and 0/1 ([0, 0.79]) overlap: the data cannot order them, both rank 1–2.
         let ranking: Vec<_> = report
             .operators
             .iter()
-            .map(|o| (o.rank, o.asn, o.v6_reachability.n, o.probes))
+            .map(|o| {
+                (
+                    o.rank_range.map(|r| r.to_string()),
+                    o.asn,
+                    o.v6_reachability.as_ref().unwrap().n,
+                    o.probes,
+                )
+            })
             .collect();
-        assert_eq!(ranking, [(1, 64500, 2.0, 2), (2, 64501, 1.0, 1)]);
+        let both = Some("1–2".to_owned());
+        assert_eq!(
+            ranking,
+            [(both.clone(), 64500, 2.0, 2), (both, 64501, 1.0, 1)]
+        );
+        assert_eq!(report.operators[0].rank, Some(1));
         assert_eq!(report.operators[0].median_v6_rtt_ms, Some(20.0));
         let csv = to_csv(&report);
         assert!(
             csv.contains("target,a.example,,,,aaaa_published,yes"),
             "{csv}"
         );
-        assert!(to_html(&report).contains("a.example"));
+        assert!(
+            csv.contains("target,none.example,,,,aaaa_published,no,"),
+            "{csv}"
+        );
+        assert!(
+            csv.contains("target,a.example,,,,aaaa_probes_excluded,1,"),
+            "{csv}"
+        );
+        assert!(
+            csv.contains(&format!(
+                "target_excluded,a.example,,,,aaaa_excluded_probe,{:016x},,,,,resolver failed both questions (AAAA: SERVFAIL; A: timeout)",
+                2
+            )),
+            "{csv}"
+        );
+        let html = to_html(&report);
+        assert!(html.contains("a.example"));
+        assert!(
+            html.contains("yes <small>(1 yes, 0 no, 0 inconclusive, 1 excluded)</small>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("Probes excluded from the DNS figures"),
+            "{html}"
+        );
+        assert!(html.contains("<tr><td>1–2</td><td>AS64500"), "{html}");
+
+        // Under the default minimum of three probes: a.example's overall figure (three probes)
+        // stands, each operator's (two and one) is insufficient data: n shown, no share, no rank.
+        let report = build(&rec, &cells, progress, NOW, MinSample::default());
+        assert_eq!(report.min_probes, 3);
+        let reach = report.targets[0].reachable_v6.as_ref().unwrap();
+        assert!(!reach.insufficient_data && reach.overall.is_some());
+        assert_eq!(reach.probes, 3);
+        for o in &reach.operators {
+            assert!(o.insufficient_data && o.share.is_none(), "{o:?}");
+        }
+        for o in &report.operators {
+            assert!(o.insufficient_data, "{o:?}");
+            assert_eq!((o.rank, o.rank_range), (None, None));
+            assert!(o.v6_reachability.is_none() && o.median_v6_rtt_ms.is_none());
+        }
+        let csv = to_csv(&report);
+        assert!(csv.contains("meta,,,,,min_probes,3,"), "{csv}");
+        assert!(
+            csv.contains(
+                "target_operator,a.example,64501,,XA,reachable_v6,insufficient data (n=1),"
+            ),
+            "{csv}"
+        );
+        assert!(
+            csv.contains("operator,,64500,,XA,rank,insufficient data,"),
+            "{csv}"
+        );
+        let html = to_html(&report);
+        assert!(
+            html.contains("<tr><td>—</td><td>AS64500  XA</td><td>2</td><td>insufficient data <small>n=2 probes</small>"),
+            "{html}"
+        );
     }
 }

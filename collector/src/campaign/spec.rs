@@ -6,8 +6,11 @@
 //! Measurement tables take exactly the keys of the collector config's `[[tasks]]` tables
 //! (see [`crate::config::TaskTable`]) and are checked by the same code
 //! ([`crate::config::table_tasks`]), except that `targets` and `every_s` come from the
-//! campaign, `family` may also be `"both"` (one task per family), and `url` may contain
-//! `{target}`, replaced by each target (a literal IPv6 address in brackets).
+//! campaign, `family` may also be `"both"` (one task per family), `url` may contain
+//! `{target}`, replaced by each target (a literal IPv6 address in brackets), and so may a
+//! `dns` table's `query_name` (no task for address targets: an address is its own answer).
+//! A `dns` table with `system_resolver = true` asks each probe's own resolver about the
+//! target; the report's "AAAA published" and "A published" come from those answers.
 
 use crate::config::{TaskTable, table_tasks};
 use serde::{Deserialize, Serialize};
@@ -523,6 +526,20 @@ fn measurement_tasks(
         None => vec![None],
     };
     let url = table.get("url").and_then(|u| u.as_str());
+    let query_name = table
+        .get("query_name")
+        .and_then(|q| q.as_str())
+        .filter(|q| q.contains("{target}"));
+    // A question for the probe host's own resolver is about the campaign's targets only: a
+    // fixed name there would measure the volunteers' resolvers, not the targets (probes also
+    // refuse private names and types other than A, AAAA and HTTPS).
+    if table.get("system_resolver").and_then(|v| v.as_bool()) == Some(true) && query_name.is_none()
+    {
+        return Err(invalid(
+            format!("{key}.query_name"),
+            "with system_resolver = true it must contain {target}".to_string(),
+        ));
+    }
     let mut tasks = Vec::new();
     for target in targets {
         for family in &families {
@@ -543,6 +560,16 @@ fn measurement_tasks(
                 Some(f) => object.insert("family".into(), serde_json::json!(f)),
                 None => object.remove("family"),
             };
+            if let Some(name) = query_name {
+                // A DNS question about the target: an address literal is its own answer.
+                if target.parse::<std::net::IpAddr>().is_ok() {
+                    continue;
+                }
+                object.insert(
+                    "query_name".into(),
+                    serde_json::json!(name.replace("{target}", target)),
+                );
+            }
             if let Some(url) = url {
                 let host = match target.parse::<std::net::Ipv6Addr>() {
                     Ok(v6) => format!("[{v6}]"),
@@ -615,6 +642,38 @@ every_s = 300
         lab: bool,
     ) -> Result<(CampaignSpec, Vec<CampaignTaskSpec>), SpecFieldError> {
         validate(&parse("toml", text)?, NOW, lab)
+    }
+
+    #[test]
+    fn dns_questions_about_each_target_go_to_the_probes_resolvers() {
+        let text = r#"
+name = "dns"
+targets = ["www.example.gov", "2001:db8:1::1"]
+[[measurements]]
+kind = "dns"
+query_type = "AAAA"
+query_name = "{target}"
+system_resolver = true
+timeout_ms = 3000
+"#;
+        let (_, tasks) = check(text, true).unwrap();
+        // No question about the address literal.
+        assert_eq!(tasks.len(), 1);
+        assert_eq!(tasks[0].target, "www.example.gov");
+        match &tasks[0].spec.kind {
+            sixmap_shared::measurement::SpecKind::Dns(d) => {
+                assert_eq!(d.query_name(), "www.example.gov");
+                assert_eq!(d.query_type(), 28);
+                assert!(d.system_resolver());
+            }
+            other => panic!("{other:?}"),
+        }
+        let typo = text.replace("system_resolver", "system_resolvers");
+        assert!(check(&typo, true).is_err());
+        // A fixed name would measure the volunteers' resolvers, not the targets.
+        let fixed = text.replace("query_name = \"{target}\"", "query_name = \"router.lan\"");
+        let refused = check(&fixed, true).unwrap_err();
+        assert_eq!(refused.field, "measurements[0].query_name", "{refused:?}");
     }
 
     #[test]
@@ -787,6 +846,26 @@ every_s = 300
             assert!(spec.selection.per_operator.is_some(), "{name}");
             assert!(!tasks.is_empty(), "{name}");
         }
+        // The portals template asks each probe's own resolver for AAAA and A of each portal.
+        let mut input = parse(
+            "toml",
+            include_str!("../../../deploy/campaigns/government-portals.toml"),
+        )
+        .unwrap();
+        input.targets.push("www.example.org".into());
+        let (_, tasks) = validate(&input, NOW, false).unwrap();
+        let questions: Vec<(u16, bool)> = tasks
+            .iter()
+            .filter_map(|t| match &t.spec.kind {
+                sixmap_shared::measurement::SpecKind::Dns(d)
+                    if d.query_name() == "www.example.org" =>
+                {
+                    Some((d.query_type(), d.system_resolver()))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(questions, [(28, true), (1, true)]);
         // The portals template needs the regulator's list.
         let input = parse(
             "toml",

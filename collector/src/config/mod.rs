@@ -7,12 +7,15 @@ use sixmap_shared::measurement::{MeasurementSpec, PingSpec, SpecKind, Target};
 use sixmap_shared::session::MIN_TASK_INTERVAL;
 
 mod alerts;
+mod publication;
 mod store;
 mod task_table;
+mod tls;
 
 pub use alerts::{Alerts, AlertsConfig, Rule, RuleKind, Webhook};
 pub use store::{BackendName, ClickHouseToml, StoreConfig, StoreSettings};
 pub use task_table::{MAX_TASK_INTERVAL, QueryType, TaskTable, table_tasks};
+pub use tls::{PublicName, TlsConfig, TlsSettings};
 
 use sixmap_shared::version::Version;
 use std::collections::HashSet;
@@ -68,6 +71,10 @@ pub struct CollectorConfig {
     pub limits: crate::limits::LimitsConfig,
     /// Daily open-data dumps (`[dumps]`); see [`crate::export::dumps::DumpsConfig`].
     pub dumps: crate::export::dumps::DumpsConfig,
+    /// What maps and reports publish (`[publication]`); see [`publication::PublicationConfig`].
+    pub publication: publication::PublicationConfig,
+    /// The gRPC certificate's public names (`[tls]`); see [`TlsConfig`].
+    pub tls: TlsConfig,
     /// Alert rules and webhooks (`[alerts]`); see [`AlertsConfig`].
     pub alerts: AlertsConfig,
 }
@@ -110,6 +117,8 @@ impl Default for CollectorConfig {
             campaign_owner_hourly_limit: DEFAULT_OWNER_HOURLY_LIMIT,
             limits: crate::limits::LimitsConfig::default(),
             dumps: Default::default(),
+            publication: Default::default(),
+            tls: TlsConfig::default(),
             alerts: AlertsConfig::default(),
         }
     }
@@ -151,6 +160,8 @@ pub struct Settings {
     pub limits: crate::limits::Limits,
     /// `None` when daily dumps are off.
     pub dumps: Option<crate::export::dumps::Dumps>,
+    pub publication: crate::rollup::MinSample,
+    pub tls: TlsSettings,
     pub alerts: Alerts,
 }
 
@@ -304,6 +315,8 @@ impl CollectorConfig {
                 .then_some(self.campaign_owner_hourly_limit),
             limits: self.limits.validate(source)?,
             dumps,
+            publication: self.publication.validate(source)?,
+            tls: self.tls.validate(source)?,
             alerts: self.alerts.validate(source)?,
         })
     }
@@ -400,6 +413,7 @@ mod tests {
             timeout_ms = 5000
             query_name = "example.org"
             query_type = 65
+            port = 5353
 
             [[tasks]]
             kind = "tcp"
@@ -484,10 +498,11 @@ mod tests {
             (SpecKind::Dns(a), SpecKind::Dns(https)) => {
                 assert_eq!((a.query_type(), a.transport()), (1, DnsTransport::Tcp));
                 assert_eq!(
-                    (https.query_type(), https.transport()),
-                    (65, DnsTransport::Udp)
+                    (https.query_type(), https.transport(), https.port()),
+                    (65, DnsTransport::Udp, 5353)
                 );
                 assert!(a.recursion_desired());
+                assert_eq!(a.port(), 53);
             }
             other => panic!("{other:?}"),
         }
@@ -563,6 +578,11 @@ mod tests {
                 "kind = \"dns\"\ntargets = [\"::1\"]\nquery_name = \"x.org\"\ntransport = \"quic\"\n",
                 "transport",
                 "udp or tcp",
+            ),
+            (
+                "kind = \"dns\"\ntargets = [\"::1\"]\nquery_name = \"x.org\"\nport = 70000\n",
+                "port",
+                "1..=65535",
             ),
             (
                 "kind = \"http\"\nurl = \"ftp://x.org/\"\n",

@@ -43,7 +43,9 @@ pub const MAX_TASK_INTERVAL: Duration = Duration::from_secs(7 * 86_400);
 ///   `flow_label` (0..=0xFFFFF, default 0).
 /// - `dns`: `query_name` (required), `query_type` (a name such as `"AAAA"` or a number;
 ///   default AAAA), `transport` (`udp` or `tcp`; default `udp`), `recursion_desired`
-///   (default true).
+///   (default true), `system_resolver` (default false: ask the target; true: ask the probe
+///   host's own resolver, the target then being only the name measured), `port` (the resolver's;
+///   default 53).
 /// - `tcp`: `port` (required, 1..=65535).
 /// - `tls` and `quic`: `port` (default 443), `server_name` (SNI; default the target's host
 ///   name), `alpn` (list; default none for tls, `["h3"]` for quic).
@@ -80,6 +82,7 @@ pub struct TaskTable {
     pub query_type: Option<QueryType>,
     pub transport: Option<String>,
     pub recursion_desired: Option<bool>,
+    pub system_resolver: Option<bool>,
     pub server_name: Option<String>,
     pub alpn: Option<Vec<String>>,
     pub url: Option<String>,
@@ -100,7 +103,7 @@ pub enum QueryType {
 }
 
 /// The kind-specific keys of a task table, with whether each is set.
-fn kind_keys(t: &TaskTable) -> [(&'static str, bool); 22] {
+fn kind_keys(t: &TaskTable) -> [(&'static str, bool); 23] {
     [
         ("count", t.count.is_some()),
         ("interval_ms", t.interval_ms.is_some()),
@@ -116,6 +119,7 @@ fn kind_keys(t: &TaskTable) -> [(&'static str, bool); 22] {
         ("query_type", t.query_type.is_some()),
         ("transport", t.transport.is_some()),
         ("recursion_desired", t.recursion_desired.is_some()),
+        ("system_resolver", t.system_resolver.is_some()),
         ("server_name", t.server_name.is_some()),
         ("alpn", t.alpn.is_some()),
         ("url", t.url.is_some()),
@@ -140,7 +144,14 @@ fn keys_of(kind: MeasurementKind) -> &'static [&'static str] {
             "port",
             "flow_label",
         ],
-        MeasurementKind::Dns => &["query_name", "query_type", "transport", "recursion_desired"],
+        MeasurementKind::Dns => &[
+            "query_name",
+            "query_type",
+            "transport",
+            "recursion_desired",
+            "system_resolver",
+            "port",
+        ],
         MeasurementKind::Tcp => &["port"],
         MeasurementKind::Tls | MeasurementKind::Quic => &["port", "server_name", "alpn"],
         MeasurementKind::Http => &["url", "method", "max_body_bytes"],
@@ -265,7 +276,10 @@ pub fn table_tasks(
                 transport,
                 table.recursion_desired.unwrap_or(true),
             )
-            .map(SpecKind::Dns)
+            .and_then(|spec| spec.with_port(table.port.unwrap_or(0)))
+            .map(|spec| {
+                SpecKind::Dns(spec.with_system_resolver(table.system_resolver.unwrap_or(false)))
+            })
         }
         MeasurementKind::Tcp => {
             TcpSpec::new(table.port.ok_or_else(|| required("port"))?).map(SpecKind::Tcp)

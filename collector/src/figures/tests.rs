@@ -196,6 +196,9 @@ impl Store for LoggedStore {
     fn rollups(&self, c: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         self.inner.rollups(c)
     }
+    fn rollups_of_day(&self, d: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.inner.rollups_of_day(d)
+    }
     fn insert_losses(&self, l: &[OutboxLoss]) -> Result<Vec<Inserted>, StoreError> {
         self.inner.insert_losses(l)
     }

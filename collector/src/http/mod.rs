@@ -30,6 +30,8 @@ pub fn router(store: Arc<dyn Store>, maps: MapView) -> Router {
     let map_routes = Router::new()
         .route("/api/v1/maps/countries", get(map_countries))
         .route("/api/v1/maps/countries/{country}", get(map_country))
+        .route("/api/v1/maps/countries/{country}/series", get(map_series))
+        .route("/api/v1/maps/networks/{asn}/series", get(network_series))
         .with_state((store.clone(), maps));
     Router::new()
         .route("/", get(dashboard))
@@ -37,8 +39,6 @@ pub fn router(store: Arc<dyn Store>, maps: MapView) -> Router {
         .route("/api/v1/probes", get(probes))
         .route("/api/v1/probes/{id}/tags", get(tag_history))
         .route("/api/v1/losses", get(losses))
-        .route("/api/v1/maps/countries/{country}/series", get(map_series))
-        .route("/api/v1/maps/networks/{asn}/series", get(network_series))
         .route("/map", get(map_page))
         .route("/map/{country}", get(country_page))
         .route("/assets/{name}", get(asset))
@@ -95,6 +95,36 @@ fn no_parameters(query: Option<String>) -> Result<(), ApiError> {
             )))
         }
     }
+}
+
+/// The map routes' only parameter, `date=YYYY-MM-DD` (a past UTC day, answered from the stored
+/// daily rollups); any other parameter, a repeated one or a malformed day is a 400 naming it.
+fn date_parameter(query: Option<String>) -> Result<Option<UnixMicros>, ApiError> {
+    let mut date = None;
+    for pair in query.as_deref().unwrap_or_default().split('&') {
+        if pair.is_empty() {
+            continue;
+        }
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let shown: String = name.chars().take(40).collect();
+        if name != "date" {
+            return Err(ApiError::BadRequest(format!(
+                "unknown parameter `{shown}`: this route takes only `date` (YYYY-MM-DD)"
+            )));
+        }
+        if date.is_some() {
+            return Err(ApiError::BadRequest(
+                "query parameter `date`: given more than once".into(),
+            ));
+        }
+        let shown: String = value.chars().take(40).collect();
+        date = Some(crate::daily::parse_day(value).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "query parameter `date`: {shown:?} is not a UTC day YYYY-MM-DD"
+            ))
+        })?);
+    }
+    Ok(date)
 }
 
 /// A country code in a path, in any case (`de` is `DE`), as `probe_country` in queries.
@@ -186,31 +216,38 @@ async fn tag_history(
 }
 
 /// Per-country IPv6 figures for the world map.
+/// With `?date=`, that day's stored figures instead.
 async fn map_countries(
     State((store, maps)): State<(Arc<dyn Store>, MapView)>,
     RawQuery(query): RawQuery,
-) -> Result<Json<crate::maps::Countries>, ApiError> {
-    no_parameters(query)?;
+) -> Result<Response, ApiError> {
+    let date = date_parameter(query)?;
+    let rule = maps.rule();
+    if let Some(day) = date {
+        let on = run_blocking(move || crate::daily::countries_on(&*store, day, rule)).await?;
+        return Ok(Json(on).into_response());
+    }
     let snapshot = run_blocking(move || maps.snapshot(&*store)).await?;
-    Ok(Json(snapshot.countries()))
+    Ok(Json(snapshot.countries_with(rule)).into_response())
 }
 
 /// One country's stored daily figures and their projected trend.
 async fn map_series(
-    State(store): State<Arc<dyn Store>>,
+    State((store, maps)): State<(Arc<dyn Store>, MapView)>,
     Path(country): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<crate::daily::Series>, ApiError> {
     no_parameters(query)?;
     let code = country_in_path(&country)?;
+    let rule = maps.rule();
     Ok(Json(
-        run_blocking(move || crate::daily::series(&*store, code)).await?,
+        run_blocking(move || crate::daily::series_with(&*store, code, rule)).await?,
     ))
 }
 
 /// One network's (origin AS) stored daily figures and their projected trend.
 async fn network_series(
-    State(store): State<Arc<dyn Store>>,
+    State((store, maps)): State<(Arc<dyn Store>, MapView)>,
     Path(asn): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<crate::daily::NetworkSeries>, ApiError> {
@@ -220,21 +257,40 @@ async fn network_series(
         .unwrap_or(&asn)
         .parse()
         .map_err(|_| ApiError::BadRequest(format!("AS number in the path: {asn:?} is not one")))?;
+    let rule = maps.rule();
     Ok(Json(
-        run_blocking(move || crate::daily::network_series(&*store, asn)).await?,
+        run_blocking(move || crate::daily::network_series_with(&*store, asn, rule)).await?,
     ))
 }
 
-/// One country: figures, operator ranking, probes.
+/// One country: figures, operator ranking, probes. With `?date=`, that day's stored figures
+/// (the country's; operators are not kept per country and day).
 async fn map_country(
     State((store, maps)): State<(Arc<dyn Store>, MapView)>,
     Path(country): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    no_parameters(query)?;
+    let date = date_parameter(query)?;
     let code = country_in_path(&country)?;
+    let rule = maps.rule();
+    if let Some(day) = date {
+        let on = run_blocking(move || crate::daily::country_on(&*store, code, day, rule)).await?;
+        return Ok(match on {
+            Some(on) => Json(on).into_response(),
+            None => (
+                StatusCode::NOT_FOUND,
+                Json(serde_json::json!({
+                    "error": format!(
+                        "no stored figures for {code} on {}",
+                        crate::daily::day_label(day)
+                    )
+                })),
+            )
+                .into_response(),
+        });
+    }
     let snapshot = run_blocking(move || maps.snapshot(&*store)).await?;
-    let detail = snapshot.country(code);
+    let detail = snapshot.country_with(code, rule);
     Ok(match detail {
         Some(detail) => Json(detail).into_response(),
         None => (

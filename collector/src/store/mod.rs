@@ -292,6 +292,9 @@ pub trait Store:
     fn put_rollup(&self, day: &str, country: &str, json: &[u8]) -> Result<(), StoreError>;
     /// A country's stored daily rollups, oldest first, as (day, JSON).
     fn rollups(&self, country: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+    /// Every rollup stored for one day (`YYYY-MM-DD`), as (key, JSON), ordered by key: the
+    /// countries by code and the networks as `asn:N`. O(rollups of that day).
+    fn rollups_of_day(&self, day: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
 
     /// Stores probes' loss records unless their key is already present (first version wins).
     fn insert_losses(&self, losses: &[OutboxLoss]) -> Result<Vec<Inserted>, StoreError>;

@@ -3,7 +3,8 @@
 //! Layout (one tree each): `probes` id → JSON record; `tasks` definition → task id;
 //! `assignments` probe id ‖ task id → (); `losses` loss key → JSON (probes' records of
 //! undelivered results); `tag_history` probe id ‖ time ‖ counter → JSON tag event; `rollups`
-//! country ‖ '/' ‖ day → JSON daily figures; `campaigns` campaign id → JSON record;
+//! country ‖ '/' ‖ day → JSON daily figures, and '@' ‖ day ‖ '/' ‖ country → empty (the
+//! day's index); `campaigns` campaign id → JSON record;
 //! `campaign_tasks` task id → campaign id (also held in memory).
 //!
 //! Results live in one tree, `results_v2`, so that a result, its indexes and its ingest log
@@ -446,10 +447,32 @@ impl Store for SledStore {
     }
 
     fn put_rollup(&self, day: &str, country: &str, json: &[u8]) -> Result<(), StoreError> {
-        self.rollups
-            .insert(format!("{country}/{day}"), json)
-            .map_err(backend)?;
+        // With an index entry `@day/key` (empty), so a day's rollups are found without reading
+        // every key's; `@` starts no country code or `asn:` key. Both or neither are written.
+        let mut batch = sled::Batch::default();
+        batch.insert(format!("{country}/{day}").as_bytes(), json);
+        batch.insert(format!("@{day}/{country}").as_bytes(), &[][..]);
+        self.rollups.apply_batch(batch).map_err(backend)?;
         Ok(())
+    }
+
+    fn rollups_of_day(&self, day: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let mut found = Vec::new();
+        for entry in self.rollups.scan_prefix(format!("@{day}/")) {
+            let (key, _) = entry.map_err(backend)?;
+            let key = String::from_utf8_lossy(&key);
+            let Some((_, country)) = key.split_once('/') else {
+                continue;
+            };
+            if let Some(json) = self
+                .rollups
+                .get(format!("{country}/{day}"))
+                .map_err(backend)?
+            {
+                found.push((country.to_owned(), json.to_vec()));
+            }
+        }
+        Ok(found)
     }
 
     fn rollups(&self, country: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
@@ -674,6 +697,37 @@ mod tests {
                 message: "no route".into(),
             }),
         }
+    }
+
+    #[test]
+    fn rollups_by_key_and_by_day() {
+        // As `records_behave_like_sled` in tests/clickhouse.rs.
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        store.put_rollup("2026-01-02", "DE", b"{\"v\":1}").unwrap();
+        store.put_rollup("2026-01-01", "DE", b"{\"v\":2}").unwrap();
+        store.put_rollup("2026-01-02", "DE", b"{\"v\":3}").unwrap();
+        store.put_rollup("2026-01-01", "FR", b"{\"v\":4}").unwrap();
+        store
+            .put_rollup("2026-01-01", "asn:64500", b"{\"v\":5}")
+            .unwrap();
+        // The day index is no country's rollup.
+        assert_eq!(
+            store.rollups("DE").unwrap(),
+            vec![
+                ("2026-01-01".to_owned(), b"{\"v\":2}".to_vec()),
+                ("2026-01-02".to_owned(), b"{\"v\":3}".to_vec()),
+            ]
+        );
+        assert_eq!(
+            store.rollups_of_day("2026-01-01").unwrap(),
+            vec![
+                ("DE".to_owned(), b"{\"v\":2}".to_vec()),
+                ("FR".to_owned(), b"{\"v\":4}".to_vec()),
+                ("asn:64500".to_owned(), b"{\"v\":5}".to_vec()),
+            ]
+        );
+        assert_eq!(store.rollups_of_day("2026-01-03").unwrap(), vec![]);
     }
 
     #[test]
@@ -951,15 +1005,36 @@ mod tests {
             matches!(scanned, Err(StoreError::Corrupt { .. })),
             "{scanned:?}"
         );
-        let mut rows = 0;
+        let lines = std::sync::Arc::new(Mutex::new(Vec::new()));
         let exported = crate::export::export_with(
             &store,
             &crate::store::ResultFilter::default(),
-            crate::export::writer(crate::export::Format::Jsonl, std::io::sink()).unwrap(),
-            &mut |stats| rows = stats.rows,
+            crate::export::writer(crate::export::Format::Jsonl, SharedBuffer(lines.clone()))
+                .unwrap(),
+            &mut |_| {},
         );
         let error = exported.unwrap_err().to_string();
         assert!(error.contains("unknown value format 9"), "{error}");
-        assert!(rows <= 2500, "nothing after the damaged row: {rows}");
+        // The chunks before the damaged one may have been written, never one after it.
+        let written = lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count();
+        assert!(written <= 2500, "nothing after the damaged row: {written}");
+    }
+
+    /// A writer into a buffer the test reads afterwards.
+    struct SharedBuffer(std::sync::Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for SharedBuffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
     }
 }

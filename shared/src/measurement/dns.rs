@@ -68,12 +68,46 @@ pub fn rcode_name(rcode: u16) -> String {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The resolver's port unless a spec names another.
+pub const DNS_PORT: u16 = 53;
+
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DnsSpec {
     query_name: String,
     query_type: u16,
     transport: DnsTransport,
     recursion_desired: bool,
+    /// Ask the probe host's own resolver instead of the target (see `with_system_resolver`).
+    /// Absent in specs stored before the field existed: those asked the target.
+    #[serde(default)]
+    system_resolver: bool,
+    /// The resolver's port ([`DNS_PORT`] in specs written before it could be chosen).
+    #[serde(default = "default_port")]
+    port: u16,
+}
+
+fn default_port() -> u16 {
+    DNS_PORT
+}
+
+/// As derived, but `system_resolver` only when set and the port only when it is not 53: task ids come from this text
+/// (`DefaultTask::definition`, campaign tasks), and a spec that existed before ports could be
+/// chosen must keep its id.
+impl std::fmt::Debug for DnsSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut s = f.debug_struct("DnsSpec");
+        s.field("query_name", &self.query_name)
+            .field("query_type", &self.query_type)
+            .field("transport", &self.transport)
+            .field("recursion_desired", &self.recursion_desired);
+        if self.system_resolver {
+            s.field("system_resolver", &self.system_resolver);
+        }
+        if self.port != DNS_PORT {
+            s.field("port", &self.port);
+        }
+        s.finish()
+    }
 }
 
 impl DnsSpec {
@@ -110,7 +144,26 @@ impl DnsSpec {
             query_type,
             transport,
             recursion_desired,
+            system_resolver: false,
+            port: DNS_PORT,
         })
+    }
+
+    /// The same spec asking the resolver at `port` (0 = 53, as on the wire).
+    pub fn with_port(self, port: u32) -> Result<Self, SpecError> {
+        let port = match port {
+            0 => DNS_PORT,
+            n => u16::try_from(n).map_err(|_| field("dns.port", "must be 1..=65535 (0 = 53)"))?,
+        };
+        Ok(Self { port, ..self })
+    }
+
+    /// Sends the query to the probe host's own resolver (the first `nameserver` of its
+    /// `/etc/resolv.conf`) instead of the target, which is then only the name measured (a
+    /// label, neither resolved nor contacted): what the name's users get from their resolvers.
+    pub fn with_system_resolver(mut self, system_resolver: bool) -> Self {
+        self.system_resolver = system_resolver;
+        self
     }
 
     /// The name without a trailing dot; empty for the root.
@@ -125,6 +178,13 @@ impl DnsSpec {
     }
     pub fn recursion_desired(&self) -> bool {
         self.recursion_desired
+    }
+    pub fn system_resolver(&self) -> bool {
+        self.system_resolver
+    }
+    /// The resolver's port.
+    pub fn port(&self) -> u16 {
+        self.port
     }
 }
 
@@ -199,5 +259,34 @@ impl DnsResult {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_are_chosen_without_changing_old_specs() {
+        let spec = DnsSpec::new("example.org", 28, DnsTransport::Udp, true).unwrap();
+        assert_eq!(spec.port(), 53);
+        // The text task ids come from is what it was before ports existed.
+        let text = format!("{spec:?}");
+        assert_eq!(
+            text,
+            "DnsSpec { query_name: \"example.org\", query_type: 28, transport: Udp, \
+             recursion_desired: true }"
+        );
+        assert_eq!(spec.clone().with_port(0).unwrap(), spec);
+        assert_eq!(spec.clone().with_port(53).unwrap(), spec);
+        let other = spec.clone().with_port(5353).unwrap();
+        assert_eq!(other.port(), 5353);
+        assert!(format!("{other:?}").ends_with("recursion_desired: true, port: 5353 }"));
+        let e = spec.clone().with_port(65_536).unwrap_err().to_string();
+        assert!(e.contains("dns.port"), "{e}");
+        // Specs stored before ports could be chosen read back with port 53.
+        let old = r#"{"query_name":"example.org","query_type":28,"transport":"udp","recursion_desired":true}"#;
+        let read: DnsSpec = serde_json::from_str(old).unwrap();
+        assert_eq!(read, spec);
     }
 }

@@ -314,6 +314,10 @@ impl Store for ClickHouseStore {
         self.rollup_rows(country)
     }
 
+    fn rollups_of_day(&self, day: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.rollup_rows_of_day(day)
+    }
+
     fn insert_losses(&self, losses: &[OutboxLoss]) -> Result<Vec<Inserted>, StoreError> {
         self.insert_loss_rows(losses)
     }

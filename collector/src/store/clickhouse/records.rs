@@ -212,6 +212,24 @@ impl ClickHouseStore {
         .collect()
     }
 
+    pub(super) fn rollup_rows_of_day(
+        &self,
+        day: &str,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let table = self.table("rollups");
+        self.select(&format!(
+            "SELECT country, json FROM {table} WHERE day = {} \
+             ORDER BY country, version DESC LIMIT 1 BY country FORMAT TabSeparated",
+            quote(day)
+        ))?
+        .into_iter()
+        .map(|fields| match <[Vec<u8>; 2]>::try_from(fields) {
+            Ok([key, json]) => Ok((rows::text(&table, &key)?, json)),
+            Err(_) => Err(rows::corrupt(&table, "expected country, json")),
+        })
+        .collect()
+    }
+
     /// An ordering value for appended rows: microseconds then 10 random bits, so rows of one
     /// microsecond from several collectors do not collide.
     pub(super) fn append_nonce(&self) -> Result<u64, StoreError> {

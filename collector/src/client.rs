@@ -1,36 +1,72 @@
-//! The CLI's HTTP client for the campaign API: HTTP/1.1 over a plain TCP stream, one request
-//! per connection. A few dozen lines instead of an HTTP client crate and its dependencies.
+//! The command line's HTTP client for a running collector's API (the `campaign` commands and
+//! the admin commands with `--url`): HTTP/1.1 over a plain TCP stream, one request per
+//! connection. A few dozen lines instead of an HTTP client crate and its dependencies. Every
+//! error names the collector's URL, so a script's log says which collector refused.
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
+/// Where the CLI finds the collector when no flag says: `SIXMAP_COLLECTOR`.
+pub const URL_ENV: &str = "SIXMAP_COLLECTOR";
+/// The API token the CLI sends when no flag gives one: `SIXMAP_API_TOKEN`.
+pub const TOKEN_ENV: &str = "SIXMAP_API_TOKEN";
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("--collector {0:?}: expected http://HOST:PORT (HTTPS needs a reverse proxy for now)")]
+    #[error(
+        "collector URL {0:?}: expected http://HOST:PORT (the collector serves plain HTTP; put a TLS reverse proxy in front for remote access)"
+    )]
     Url(String),
-    #[error("cannot reach the collector at {addr}: {source}")]
-    Connect {
-        addr: String,
-        source: std::io::Error,
-    },
+    #[error("cannot reach the collector at {url}: {source}")]
+    Connect { url: String, source: std::io::Error },
     #[error("collector at {0}: malformed HTTP response")]
     Response(String),
+    #[error("collector at {url}: {what}: {message} (HTTP {status})")]
+    Status {
+        url: String,
+        what: String,
+        status: u16,
+        message: String,
+    },
 }
 
 /// A collector's HTTP API base, `http://host:port`.
 #[derive(Debug, Clone)]
 pub struct Client {
+    /// `http://host:port`, as errors show it.
+    url: String,
     authority: String,
-    /// API token sent as `Authorization: Bearer …` (campaign writes need a campaigner's).
+    /// API token sent as `Authorization: Bearer …`.
     token: Option<String>,
 }
 
-/// An HTTP response: status and body.
+/// An HTTP response: status and body, and the collector it came from.
 #[derive(Debug, Clone)]
 pub struct Reply {
     pub status: u16,
     pub body: String,
+    pub url: String,
+}
+
+impl Reply {
+    /// The body of a 2xx reply; otherwise an error with the collector's message (the
+    /// `error` of its JSON body), its URL and `what` the caller was doing.
+    pub fn into_ok(self, what: &str) -> Result<String, ClientError> {
+        if (200..300).contains(&self.status) {
+            return Ok(self.body);
+        }
+        let message = serde_json::from_str::<serde_json::Value>(&self.body)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_owned))
+            .unwrap_or(self.body);
+        Err(ClientError::Status {
+            url: self.url,
+            what: what.to_owned(),
+            status: self.status,
+            message,
+        })
+    }
 }
 
 impl Client {
@@ -43,9 +79,20 @@ impl Client {
             return Err(ClientError::Url(url.into()));
         }
         Ok(Self {
+            url: format!("http://{authority}"),
             authority: authority.to_owned(),
             token: None,
         })
+    }
+
+    /// `http://host:port`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Whether requests carry an API token.
+    pub fn has_token(&self) -> bool {
+        self.token.is_some()
     }
 
     /// Sends `token` as the bearer token with every request.
@@ -69,7 +116,7 @@ impl Client {
         body: Option<(&str, &str)>,
     ) -> Result<Reply, ClientError> {
         let connect = |e| ClientError::Connect {
-            addr: self.authority.clone(),
+            url: self.url.clone(),
             source: e,
         };
         // A synchronous client of the CLI: blocking name resolution is what it wants.
@@ -79,7 +126,7 @@ impl Client {
             .to_socket_addrs()
             .map_err(connect)?
             .next()
-            .ok_or_else(|| ClientError::Url(self.authority.clone()))?;
+            .ok_or_else(|| ClientError::Url(self.url.clone()))?;
         let mut stream =
             TcpStream::connect_timeout(&addr, Duration::from_secs(10)).map_err(connect)?;
         stream
@@ -103,11 +150,18 @@ impl Client {
         stream.write_all(request.as_bytes()).map_err(connect)?;
         let mut raw = Vec::new();
         stream.read_to_end(&mut raw).map_err(connect)?;
-        parse_response(&raw).ok_or_else(|| ClientError::Response(self.authority.clone()))
+        let (status, body) =
+            parse_response(&raw).ok_or_else(|| ClientError::Response(self.url.clone()))?;
+        Ok(Reply {
+            status,
+            body,
+            url: self.url.clone(),
+        })
     }
 }
 
-fn parse_response(raw: &[u8]) -> Option<Reply> {
+/// Status and body (de-chunked) of a whole HTTP/1.1 response.
+fn parse_response(raw: &[u8]) -> Option<(u16, String)> {
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = std::str::from_utf8(&raw[..split]).ok()?;
     let body = &raw[split + 4..];
@@ -121,10 +175,7 @@ fn parse_response(raw: &[u8]) -> Option<Reply> {
     } else {
         body.to_vec()
     };
-    Some(Reply {
-        status,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    })
+    Some((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
 fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
@@ -149,13 +200,39 @@ mod tests {
     #[test]
     fn responses_parse_plain_and_chunked() {
         let r = parse_response(b"HTTP/1.1 201 Created\r\ncontent-length: 2\r\n\r\n{}").unwrap();
-        assert_eq!((r.status, r.body.as_str()), (201, "{}"));
+        assert_eq!((r.0, r.1.as_str()), (201, "{}"));
         let r = parse_response(
             b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
         )
         .unwrap();
-        assert_eq!(r.body, "abcde");
+        assert_eq!(r.1, "abcde");
         assert!(Client::new("https://x:1").is_err());
         assert!(Client::new("http://[::1]:7480/").is_ok());
+    }
+
+    #[test]
+    fn refusals_name_the_collector_and_its_message() {
+        let reply = |status: u16, body: &str| Reply {
+            status,
+            body: body.into(),
+            url: "http://[::1]:7480".into(),
+        };
+        assert_eq!(reply(200, "{}").into_ok("list").unwrap(), "{}");
+        let e = reply(403, r#"{"error": "needs role admin", "status": 403}"#)
+            .into_ok("revoke")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "collector at http://[::1]:7480: revoke: needs role admin (HTTP 403)"
+        );
+        // A body that is not the API's JSON (a proxy's page) is shown as it is.
+        let e = reply(502, "Bad Gateway").into_ok("list").unwrap_err();
+        assert!(
+            e.to_string().ends_with("list: Bad Gateway (HTTP 502)"),
+            "{e}"
+        );
+        let e = Client::new("https://x:1").unwrap_err().to_string();
+        assert!(e.contains("\"https://x:1\""), "{e}");
     }
 }
