@@ -572,6 +572,30 @@ fn alerts_are_shared(server: &ClickHouseServer) {
         two.alerts().unwrap(),
         vec![("b2".to_string(), b"{\"v\":\"tab\\there\"}".to_vec())]
     );
+    // Many new alerts at once (an outage): claimed in parallel, each claim waiting its
+    // settle time (1 s) once per batch of 16, not once per alert.
+    let many: Vec<sixmap_collector::alerts::Alert> = (0..32)
+        .map(|i| sixmap_collector::alerts::Alert {
+            id: format!("c{i:02}"),
+            rule: "r".into(),
+            kind: "probe_offline".into(),
+            subject: format!("probe:{i}"),
+            created_at: UnixMicros(i),
+            summary: String::new(),
+            evidence: serde_json::Value::Null,
+            links: Vec::new(),
+        })
+        .collect();
+    let fresh = ClickHouseStore::open(&config(server, "alerts_many")).unwrap();
+    let started = std::time::Instant::now();
+    let new = sixmap_collector::alerts::record(&fresh, many, &["w".to_string()], 1000).unwrap();
+    let took = started.elapsed();
+    assert_eq!(new, 32);
+    assert!(
+        took < std::time::Duration::from_secs(12),
+        "32 alerts took {took:?}"
+    );
+    assert_eq!(fresh.alerts().unwrap().len(), 32);
 }
 
 fn errors_name_what_clickhouse_said(server: &ClickHouseServer) {

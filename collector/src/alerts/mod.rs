@@ -113,6 +113,9 @@ pub fn stored(store: &dyn Store) -> Result<Vec<StoredAlert>, StoreError> {
         .collect()
 }
 
+/// New alerts stored at once (threads), see [`record`].
+const PARALLEL_INSERTS: usize = 16;
+
 /// Stores the alerts not stored yet, drops the oldest over `max_stored` and flushes: after
 /// it returns, they survive a crash. Returns how many were new.
 pub fn record(
@@ -121,16 +124,44 @@ pub fn record(
     webhooks: &[String],
     max_stored: usize,
 ) -> Result<usize, StoreError> {
-    let mut new = 0;
+    // One id once (the same event from two rules' views cannot differ, and a store's
+    // insert-if-absent needs no race with itself).
+    let mut ids = std::collections::HashSet::new();
+    let mut records = Vec::new();
     for alert in alerts {
-        let (id, rule, kind) = (alert.id.clone(), alert.rule.clone(), alert.kind.clone());
-        let record = StoredAlert {
-            alert,
-            deliveries: BTreeMap::new(),
-        };
-        if store.insert_alert(&id, &to_json(&record)?)? {
-            new += 1;
-            info!(alert = %id, rule = %rule, kind = %kind, "alert raised");
+        if ids.insert(alert.id.clone()) {
+            let record = StoredAlert {
+                alert,
+                deliveries: BTreeMap::new(),
+            };
+            let json = to_json(&record)?;
+            records.push((record.alert, json));
+        }
+    }
+    // Inserted a few at a time in parallel: on ClickHouse each new id waits for its claim
+    // to settle (about a second), so an outage that raises hundreds of alerts at once costs
+    // seconds, not minutes.
+    let mut new = 0;
+    for chunk in records.chunks(PARALLEL_INSERTS) {
+        let outcomes: Vec<Result<bool, StoreError>> = std::thread::scope(|scope| {
+            let running: Vec<_> = chunk
+                .iter()
+                .map(|(alert, json)| scope.spawn(move || store.insert_alert(&alert.id, json)))
+                .collect();
+            running
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(StoreError::Backend("alert insert panicked".into()))
+                    })
+                })
+                .collect()
+        });
+        for ((alert, _), outcome) in chunk.iter().zip(outcomes) {
+            if outcome? {
+                new += 1;
+                info!(alert = %alert.id, rule = %alert.rule, kind = %alert.kind, "alert raised");
+            }
         }
     }
     if new > 0 {

@@ -1,13 +1,15 @@
 //! [`AlertStore`] on ClickHouse: the `alerts` table (schema 4), versioned rows like the other
 //! records, newest version read with `LIMIT 1 BY id`; a deletion is a newer row with
-//! `present = 0`. A new alert is stored once across collectors by the claim protocol
-//! (`claims`, scope `alert`): two collectors detecting the same event insert one row, and
-//! a dropped alert is never stored again (its claim stays).
+//! `present = 0`, so a dropped alert is never stored again. A new alert is stored once
+//! across collectors by the claim protocol (`claims`, scope `alert`, per id and minute):
+//! two collectors detecting the same event in the same minute insert one row; across a
+//! minute boundary both may, which costs one more delivery (receivers deduplicate by id).
 
 use super::ClickHouseStore;
 use super::rows::{self, quote};
 use crate::store::{AlertStore, StoreError};
 use serde_json::json;
+use sixmap_shared::UnixMicros;
 
 fn text(json: &[u8]) -> Result<&str, StoreError> {
     std::str::from_utf8(json)
@@ -47,7 +49,12 @@ impl AlertStore for ClickHouseStore {
         if self.alert_present(id)?.is_some() {
             return Ok(false);
         }
-        if !self.claim("alert", id)? {
+        // Claimed per minute: when every claimant lost (each was slower than the claim's
+        // settle time) nobody stores it, and a claim on the id alone would block it for
+        // good; the next evaluation, a minute later, claims afresh. A row stored meanwhile
+        // is found above first.
+        let minute = UnixMicros::now().0.div_euclid(60_000_000);
+        if !self.claim("alert", &format!("{id}:{minute}"))? {
             return Ok(false);
         }
         self.put_alert_row(id, text(json)?, true)?;
