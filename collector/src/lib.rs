@@ -203,6 +203,7 @@ pub async fn start_with_store(
     }
     let dumps = settings.dumps.clone();
     let publication = settings.publication;
+    let publisher = settings.publisher.clone();
     let server_limits = settings.limits.clone();
     let campaigns = Arc::new(
         campaign::Campaigns::new(
@@ -210,7 +211,8 @@ pub async fn start_with_store(
             settings.lab_mode,
             settings.campaign_owner_hourly_limit,
         )
-        .with_publication(publication),
+        .with_publication(publication)
+        .with_publisher(publisher),
     );
     let fatal = fatal::Fatal::default();
     // Sessions hand the folder each stored batch's figure deltas (`figures::feed`).

@@ -132,6 +132,11 @@ pub struct CampaignRecord {
     pub skipped_over_budget: BTreeSet<ProbeId>,
     #[serde(default)]
     pub declared: Vec<DeclaredFigure>,
+    /// When its owner or an admin published it: its report is then public at
+    /// `/reports/{id}` (`http::public_router`). Kept in the record, so publishing needs no
+    /// store change; absent in records written before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published_at: Option<UnixMicros>,
 }
 
 impl CampaignRecord {
@@ -186,6 +191,8 @@ pub struct Campaigns {
     owner_hourly_limit: Option<u64>,
     /// The minimum-sample rule reports publish under.
     publication: crate::rollup::MinSample,
+    /// Named in the heading of every report.
+    publisher: crate::config::Publisher,
     /// Connected probes' session streams, to assign and cancel without waiting for a
     /// reconnect.
     sessions: Mutex<HashMap<ProbeId, SessionSender>>,
@@ -216,6 +223,7 @@ impl Campaigns {
             lab_mode,
             owner_hourly_limit,
             publication: crate::rollup::MinSample::default(),
+            publisher: crate::config::Publisher::default(),
             sessions: Mutex::new(HashMap::new()),
             records: Mutex::new(()),
             pushed: Mutex::new(Pushed::default()),
@@ -225,6 +233,12 @@ impl Campaigns {
     /// Reports publish under `rule` (the collector's `[publication]`).
     pub fn with_publication(mut self, rule: crate::rollup::MinSample) -> Self {
         self.publication = rule;
+        self
+    }
+
+    /// Reports are headed with `publisher` (the collector's `[publication]`).
+    pub fn with_publisher(mut self, publisher: crate::config::Publisher) -> Self {
+        self.publisher = publisher;
         self
     }
 
@@ -366,6 +380,7 @@ impl Campaigns {
             probes: chosen.iter().map(|p| campaign_probe(p, now)).collect(),
             skipped_over_budget: BTreeSet::new(),
             declared: Vec::new(),
+            published_at: None,
         };
         for probe in &record.probes {
             for task in &record.tasks {
@@ -685,13 +700,9 @@ impl Campaigns {
         let record = self.load(id)?;
         let cells = self.cells(id)?;
         let progress = self.progress(&record, &cells, now);
-        Ok(report::build(
-            &record,
-            &cells,
-            progress,
-            now,
-            self.publication,
-        ))
+        let mut report = report::build(&record, &cells, progress, now, self.publication);
+        report.publisher = self.publisher.clone();
+        Ok(report)
     }
 
     /// A campaign with its progress, as `show` prints it; blocking.

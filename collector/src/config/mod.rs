@@ -7,6 +7,7 @@ use sixmap_shared::measurement::{MeasurementSpec, PingSpec, SpecKind, Target};
 use sixmap_shared::session::MIN_TASK_INTERVAL;
 
 mod publication;
+pub use publication::Publisher;
 mod store;
 mod task_table;
 
@@ -151,6 +152,8 @@ pub struct Settings {
     /// `None` when daily dumps are off.
     pub dumps: Option<crate::export::dumps::Dumps>,
     pub publication: crate::rollup::MinSample,
+    /// Who publishes the reports (`[publication] publisher`, `logo_url`).
+    pub publisher: Publisher,
 }
 
 /// A task every connected probe runs.
@@ -304,6 +307,7 @@ impl CollectorConfig {
             limits: self.limits.validate(source)?,
             dumps,
             publication: self.publication.validate(source)?,
+            publisher: self.publication.publisher(source)?,
         })
     }
 }
