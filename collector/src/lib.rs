@@ -283,7 +283,9 @@ pub async fn start_with_store(
     tokio::spawn(map_view::run(map_view.clone(), store.clone()));
     let router = http_auth::protect(
         http::router(store.clone(), map_view)
-            // Maps and the probe list: one computation per moment for all callers.
+            .merge(campaign::http::public_router(campaigns.clone()))
+            // Maps, the probe list and published reports: one computation per moment for
+            // all callers.
             .layer(axum::middleware::from_fn_with_state(
                 public_cache::PublicCache::default(),
                 public_cache::serve,

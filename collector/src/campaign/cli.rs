@@ -6,6 +6,7 @@ use super::{CampaignStatus, Progress};
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use serde::Deserialize;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
@@ -64,8 +65,15 @@ pub enum CampaignCommand {
         #[arg(long, default_value = "")]
         reason: String,
     },
-    /// Print or save a campaign's report (json, csv or html); --wait follows progress until
-    /// every result is in first.
+    /// Publish a campaign's report (owner or admin): it is then at `/reports/ID` (HTML;
+    /// `.json`, `.csv`, `.pdf`) on the collector's HTTP address, no token needed.
+    Publish {
+        #[command(flatten)]
+        remote: Remote,
+        id: u64,
+    },
+    /// Print or save a campaign's report (json, csv, html or pdf: the HTML printed by the
+    /// collector's headless Chromium); --wait follows progress until every result is in first.
     Report {
         #[command(flatten)]
         remote: Remote,
@@ -317,6 +325,22 @@ pub fn run(command: CampaignCommand) -> anyhow::Result<()> {
             eprintln!("campaign {id} cancelled");
             Ok(())
         }
+        CampaignCommand::Publish { remote, id } => {
+            let body = ok_body(
+                "publish",
+                client(&remote)?.post(
+                    &format!("/api/v1/campaigns/{id}/publish"),
+                    "application/json",
+                    "",
+                )?,
+            )?;
+            let url = serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["url"].as_str().map(str::to_owned))
+                .unwrap_or_default();
+            eprintln!("campaign {id} published: {}{url}", remote.collector.trim_end_matches('/'));
+            Ok(())
+        }
         CampaignCommand::Report {
             remote,
             id,
@@ -329,17 +353,22 @@ pub fn run(command: CampaignCommand) -> anyhow::Result<()> {
             if wait {
                 follow(&client, id, std::time::Duration::from_secs(timeout_s))?;
             }
-            let body = ok_body(
-                "report",
-                client.get(&format!("/api/v1/campaigns/{id}/report?format={format}"))?,
-            )?;
+            let reply = client.get(&format!("/api/v1/campaigns/{id}/report?format={format}"))?;
+            // Kept whole: a PDF is not text.
+            let bytes = reply.bytes.clone();
+            ok_body("report", reply)?;
             match output {
                 Some(path) => {
-                    std::fs::write(&path, &body)
+                    std::fs::write(&path, &bytes)
                         .with_context(|| format!("writing {}", path.display()))?;
                     eprintln!("report written to {}", path.display());
                 }
-                None => print!("{body}"),
+                None if format == "pdf" && std::io::stdout().is_terminal() => {
+                    bail!("a PDF report is not for a terminal: give --output FILE or redirect")
+                }
+                None => std::io::stdout()
+                    .write_all(&bytes)
+                    .context("writing the report to stdout")?,
             }
             Ok(())
         }

@@ -30,7 +30,10 @@ pub struct Client {
 #[derive(Debug, Clone)]
 pub struct Reply {
     pub status: u16,
+    /// The body as text (invalid UTF-8 replaced), for JSON, CSV and HTML.
     pub body: String,
+    /// The body as received, for binary bodies (a PDF report).
+    pub bytes: Vec<u8>,
 }
 
 impl Client {
@@ -124,6 +127,7 @@ fn parse_response(raw: &[u8]) -> Option<Reply> {
     Some(Reply {
         status,
         body: String::from_utf8_lossy(&body).into_owned(),
+        bytes: body,
     })
 }
 

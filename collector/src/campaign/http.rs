@@ -9,8 +9,17 @@
 //!
 //! Writes to a campaign (cancel, declared figures) are for its owner (the name of the API
 //! token that created it) and admins; others get 403.
-//! - `GET /api/v1/campaigns/{id}/report?format=json|csv|html`.
+//! - `GET /api/v1/campaigns/{id}/report?format=json|csv|html|pdf` (PDF: the HTML printed by
+//!   headless Chromium, `pdf`; 503 when this collector has none or is printing another).
 //! - `POST /api/v1/campaigns/{id}/declared` with a CSV body (`asn,metric,value,as_of,source`).
+//! - `POST /api/v1/campaigns/{id}/publish`: the owner or an admin makes its report public
+//!   (audited like every write, `http_auth`).
+//!
+//! Public, no token ([`public_router`]): `GET /reports/{id}` (HTML), `/reports/{id}.json`,
+//! `.csv`, `.pdf` for published campaigns; any other id is 404, whether it exists or not, so
+//! the route reveals nothing about unpublished campaigns. Anonymous like the maps: the
+//! anonymous share of requests, the long-response budget per source and the public cache
+//! (one computation per moment for all callers) bound what clients can make it cost.
 //!
 //! Store work runs on the readers' bounded pool (`limits::readers`); reports are long
 //! responses and hold a permit of the shared budget (`limits::streams`) until sent.
@@ -32,6 +41,14 @@ pub fn router(campaigns: Arc<Campaigns>) -> Router {
         .route("/api/v1/campaigns/{id}/cancel", post(cancel))
         .route("/api/v1/campaigns/{id}/report", get(report_of))
         .route("/api/v1/campaigns/{id}/declared", post(declared))
+        .route("/api/v1/campaigns/{id}/publish", post(publish))
+        .with_state(campaigns)
+}
+
+/// The published reports, public (`http_auth::required`: `/reports` needs no token).
+pub fn public_router(campaigns: Arc<Campaigns>) -> Router {
+    Router::new()
+        .route("/reports/{file}", get(public_report))
         .with_state(campaigns)
 }
 
@@ -185,26 +202,115 @@ async fn report_of(
     let id = parse_id(&id)?;
     let Query(params) = params.map_err(|e| bad("query", e.body_text()))?;
     let format = params.format.unwrap_or_else(|| "json".into());
-    if !["json", "csv", "html"].contains(&format.as_str()) {
+    if !FORMATS.contains(&format.as_str()) {
         return Err(bad(
             "format",
-            format!("{format:?} is not json, csv or html"),
+            format!("{format:?} is not json, csv, html or pdf"),
         ));
     }
+    let maker = c.pdf().clone();
     let report = blocking(move || c.report(id, UnixMicros::now())).await?;
-    Ok(match format.as_str() {
+    Ok(render(&report, &format, &maker).await)
+}
+
+const FORMATS: [&str; 4] = ["json", "csv", "html", "pdf"];
+
+/// `report` in `format` (one of [`FORMATS`]).
+async fn render(report: &report::Report, format: &str, maker: &super::pdf::PdfMaker) -> Response {
+    match format {
         "csv" => (
             [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
-            report::to_csv(&report),
+            report::to_csv(report),
         )
             .into_response(),
         "html" => (
             [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-            report::to_html(&report),
+            report::to_html(report),
         )
             .into_response(),
+        "pdf" => match maker.render(&report::to_html(report)).await {
+            Ok(bytes) => (
+                [
+                    (header::CONTENT_TYPE, "application/pdf".to_owned()),
+                    (
+                        header::CONTENT_DISPOSITION,
+                        format!("inline; filename=\"campaign-{}.pdf\"", report.campaign.id),
+                    ),
+                ],
+                bytes,
+            )
+                .into_response(),
+            Err(e) => {
+                let status = match e {
+                    super::pdf::PdfError::Unavailable
+                    | super::pdf::PdfError::Busy
+                    | super::pdf::PdfError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
+                    super::pdf::PdfError::Failed(_) | super::pdf::PdfError::Io(_) => {
+                        tracing::warn!(error = %e, campaign = report.campaign.id, "PDF report failed");
+                        StatusCode::INTERNAL_SERVER_ERROR
+                    }
+                };
+                let mut response = (
+                    status,
+                    Json(serde_json::json!({ "error": e.to_string(), "status": status.as_u16() })),
+                )
+                    .into_response();
+                if matches!(e, super::pdf::PdfError::Busy) {
+                    response.headers_mut().insert(
+                        header::RETRY_AFTER,
+                        header::HeaderValue::from_static("5"),
+                    );
+                }
+                response
+            }
+        },
         _ => Json(report).into_response(),
-    })
+    }
+}
+
+async fn publish(
+    State(c): State<Arc<Campaigns>>,
+    caller: crate::http_auth::Caller,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = parse_id(&id)?;
+    let record = blocking(move || c.publish(id, writer(&caller), UnixMicros::now())).await?;
+    Ok(Json(serde_json::json!({
+        "campaign": record.id,
+        "published_at": record.published_at,
+        "url": format!("/reports/{}", record.id),
+    })))
+}
+
+/// The same 404 for an unknown id, an unpublished campaign and a name that is no report.
+fn not_published() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(serde_json::json!({ "error": "no published report here", "status": 404 })),
+    )
+        .into_response()
+}
+
+/// `GET /reports/{id}[.json|.csv|.html|.pdf]`: a published campaign's report, no token.
+async fn public_report(State(c): State<Arc<Campaigns>>, Path(file): Path<String>) -> Response {
+    let (id, format) = match file.split_once('.') {
+        None => (file.as_str(), "html"),
+        Some((id, ext)) if FORMATS.contains(&ext) => (id, ext),
+        Some(_) => return not_published(),
+    };
+    // Digits only: `+7` or `07` would name the same campaign under another URL.
+    let Some(id) = (!id.is_empty() && id.len() <= 20 && id.bytes().all(|b| b.is_ascii_digit()) && !id.starts_with('0'))
+        .then(|| id.parse::<u64>().ok())
+        .flatten()
+    else {
+        return not_published();
+    };
+    let maker = c.pdf().clone();
+    match blocking(move || c.public_report(id, UnixMicros::now())).await {
+        Ok(report) => render(&report, format, &maker).await,
+        Err(ApiError(CampaignError::NotFound(_))) => not_published(),
+        Err(e) => e.into_response(),
+    }
 }
 
 async fn declared(

@@ -17,6 +17,7 @@ pub mod client;
 mod declared;
 pub mod grpc;
 pub mod http;
+pub mod pdf;
 pub mod presence;
 mod progress;
 mod registry;
@@ -193,6 +194,8 @@ pub struct Campaigns {
     publication: crate::rollup::MinSample,
     /// Named in the heading of every report.
     publisher: crate::config::Publisher,
+    /// Prints reports to PDF (headless Chromium, one at a time).
+    pdf: pdf::PdfMaker,
     /// Connected probes' session streams, to assign and cancel without waiting for a
     /// reconnect.
     sessions: Mutex<HashMap<ProbeId, SessionSender>>,
@@ -224,6 +227,7 @@ impl Campaigns {
             owner_hourly_limit,
             publication: crate::rollup::MinSample::default(),
             publisher: crate::config::Publisher::default(),
+            pdf: pdf::PdfMaker::default(),
             sessions: Mutex::new(HashMap::new()),
             records: Mutex::new(()),
             pushed: Mutex::new(Pushed::default()),
@@ -240,6 +244,16 @@ impl Campaigns {
     pub fn with_publisher(mut self, publisher: crate::config::Publisher) -> Self {
         self.publisher = publisher;
         self
+    }
+
+    /// Reports print to PDF with `maker` (default: the machine's Chromium, if any).
+    pub fn with_pdf(mut self, maker: pdf::PdfMaker) -> Self {
+        self.pdf = maker;
+        self
+    }
+
+    pub fn pdf(&self) -> &pdf::PdfMaker {
+        &self.pdf
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -662,6 +676,42 @@ impl Campaigns {
             }
         }
         Ok(())
+    }
+
+    /// Marks a campaign published: its report is then public at `/reports/{id}`, without a
+    /// token (`http::public_router`). For its owner or an admin; publishing again keeps the
+    /// first date, so the permanent URL's "published" date does not move.
+    pub fn publish(
+        &self,
+        id: u64,
+        by: Writer<'_>,
+        now: UnixMicros,
+    ) -> Result<CampaignRecord, CampaignError> {
+        let _guard = lock(&self.records);
+        let mut record = self.load(id)?;
+        by.check(&record)?;
+        if record.published_at.is_none() {
+            record.published_at = Some(now);
+            self.save(&record)?;
+            self.store.flush()?;
+            info!(campaign = id, by = by.name, "campaign published");
+        }
+        Ok(record)
+    }
+
+    /// The report of a published campaign, as the public sees it; `NotFound` for one that
+    /// does not exist or is not published, alike, so the public route reveals nothing about
+    /// unpublished campaigns.
+    pub fn public_report(
+        &self,
+        id: u64,
+        now: UnixMicros,
+    ) -> Result<report::Report, CampaignError> {
+        match self.load(id) {
+            Ok(record) if record.published_at.is_some() => self.report(id, now),
+            Ok(_) | Err(CampaignError::NotFound(_)) => Err(CampaignError::NotFound(id)),
+            Err(e) => Err(e),
+        }
     }
 
     /// Replaces the campaign's declared figures with those of a CSV file
