@@ -127,12 +127,18 @@ async fn only_owners_publish_and_unpublished_reports_are_not_found() {
         // Publishing: not anonymously, not by another owner; audited either way.
         let publish = format!("/api/v1/campaigns/{id}/publish");
         assert_eq!(
-            anonymous.post(&publish, "application/json", "").unwrap().status,
+            anonymous
+                .post(&publish, "application/json", "")
+                .unwrap()
+                .status,
             401
         );
         let refused = intruder.post(&publish, "application/json", "").unwrap();
         assert_eq!(refused.status, 403, "{}", refused.body);
-        assert_eq!(anonymous.get(&format!("/reports/{id}")).unwrap().status, 404);
+        assert_eq!(
+            anonymous.get(&format!("/reports/{id}")).unwrap().status,
+            404
+        );
         let done = owner.post(&publish, "application/json", "").unwrap();
         assert_eq!(done.status, 200, "{}", done.body);
         assert_eq!(json(&done.body)["url"], format!("/reports/{id}"));
@@ -156,15 +162,21 @@ async fn only_owners_publish_and_unpublished_reports_are_not_found() {
             })
             .collect();
         assert!(
-            entries.iter().any(|(who, outcome)| who.contains("other") && outcome == "denied (403)")
-                && entries.iter().any(|(who, outcome)| who.contains("regulator") && outcome == "ok (200)"),
+            entries
+                .iter()
+                .any(|(who, outcome)| who.contains("other") && outcome == "denied (403)")
+                && entries
+                    .iter()
+                    .any(|(who, outcome)| who.contains("regulator") && outcome == "ok (200)"),
             "{entries:?} in {}",
             audit.body
         );
 
         // After: public without a token, in every format; the other campaign stays hidden.
         // The public cache may keep the 404 of a moment ago for its freshness period.
-        std::thread::sleep(sixmap_collector::public_cache::FRESH_FOR + std::time::Duration::from_millis(100));
+        std::thread::sleep(
+            sixmap_collector::public_cache::FRESH_FOR + std::time::Duration::from_millis(100),
+        );
         let html = anonymous.get(&format!("/reports/{id}")).unwrap();
         assert_eq!(html.status, 200, "{}", html.body);
         assert!(html.body.contains(NAME) && html.body.contains("Autorité des Exemples"));
@@ -196,7 +208,11 @@ async fn only_owners_publish_and_unpublished_reports_are_not_found() {
             return;
         }
         assert_eq!(pdf.status, 200, "{}", pdf.body);
-        assert!(pdf.bytes.starts_with(b"%PDF-"), "{:?}", &pdf.bytes[..16.min(pdf.bytes.len())]);
+        assert!(
+            pdf.bytes.starts_with(b"%PDF-"),
+            "{:?}",
+            &pdf.bytes[..16.min(pdf.bytes.len())]
+        );
         match pdf_text(&pdf.bytes) {
             Some(text) => {
                 assert!(text.contains(NAME), "{text}");
@@ -209,7 +225,9 @@ async fn only_owners_publish_and_unpublished_reports_are_not_found() {
         }
         // The token route prints the same.
         let pdf = owner
-            .get(&format!("/api/v1/campaigns/{unpublished}/report?format=pdf"))
+            .get(&format!(
+                "/api/v1/campaigns/{unpublished}/report?format=pdf"
+            ))
             .unwrap();
         assert!(pdf.bytes.starts_with(b"%PDF-"), "{}", pdf.body);
 
@@ -217,7 +235,9 @@ async fn only_owners_publish_and_unpublished_reports_are_not_found() {
         // (the limit set above), as exports and other reports do.
         let first = {
             let owner = owner.clone();
-            std::thread::spawn(move || owner.get(&format!("/api/v1/campaigns/{id}/report?format=pdf")))
+            std::thread::spawn(move || {
+                owner.get(&format!("/api/v1/campaigns/{id}/report?format=pdf"))
+            })
         };
         std::thread::sleep(std::time::Duration::from_millis(300));
         let busy = anonymous.get(&format!("/reports/{id}.csv")).unwrap();

@@ -338,7 +338,10 @@ pub fn run(command: CampaignCommand) -> anyhow::Result<()> {
                 .ok()
                 .and_then(|v| v["url"].as_str().map(str::to_owned))
                 .unwrap_or_default();
-            eprintln!("campaign {id} published: {}{url}", remote.collector.trim_end_matches('/'));
+            eprintln!(
+                "campaign {id} published: {}{url}",
+                remote.collector.trim_end_matches('/')
+            );
             Ok(())
         }
         CampaignCommand::Report {

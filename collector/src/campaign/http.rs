@@ -256,10 +256,9 @@ async fn render(report: &report::Report, format: &str, maker: &super::pdf::PdfMa
                 )
                     .into_response();
                 if matches!(e, super::pdf::PdfError::Busy) {
-                    response.headers_mut().insert(
-                        header::RETRY_AFTER,
-                        header::HeaderValue::from_static("5"),
-                    );
+                    response
+                        .headers_mut()
+                        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
                 }
                 response
             }
@@ -299,10 +298,12 @@ async fn public_report(State(c): State<Arc<Campaigns>>, Path(file): Path<String>
         Some(_) => return not_published(),
     };
     // Digits only: `+7` or `07` would name the same campaign under another URL.
-    let Some(id) = (!id.is_empty() && id.len() <= 20 && id.bytes().all(|b| b.is_ascii_digit()) && !id.starts_with('0'))
-        .then(|| id.parse::<u64>().ok())
-        .flatten()
-    else {
+    let Some(id) = (!id.is_empty()
+        && id.len() <= 20
+        && id.bytes().all(|b| b.is_ascii_digit())
+        && !id.starts_with('0'))
+    .then(|| id.parse::<u64>().ok())
+    .flatten() else {
         return not_published();
     };
     let maker = c.pdf().clone();

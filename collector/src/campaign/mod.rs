@@ -702,11 +702,7 @@ impl Campaigns {
     /// The report of a published campaign, as the public sees it; `NotFound` for one that
     /// does not exist or is not published, alike, so the public route reveals nothing about
     /// unpublished campaigns.
-    pub fn public_report(
-        &self,
-        id: u64,
-        now: UnixMicros,
-    ) -> Result<report::Report, CampaignError> {
+    pub fn public_report(&self, id: u64, now: UnixMicros) -> Result<report::Report, CampaignError> {
         match self.load(id) {
             Ok(record) if record.published_at.is_some() => self.report(id, now),
             Ok(_) | Err(CampaignError::NotFound(_)) => Err(CampaignError::NotFound(id)),

@@ -110,7 +110,10 @@ impl PdfMaker {
             .arg("--no-first-run")
             .arg("--no-default-browser-check")
             .arg("--no-pdf-header-footer")
-            .arg(format!("--user-data-dir={}", dir.0.join("profile").display()))
+            .arg(format!(
+                "--user-data-dir={}",
+                dir.0.join("profile").display()
+            ))
             .arg(format!("--print-to-pdf={}", pdf.display()))
             .arg(format!("file://{}", page.display()))
             .stdin(Stdio::null())
@@ -127,7 +130,10 @@ impl PdfMaker {
         let status = match tokio::time::timeout(self.timeout, job.child.wait()).await {
             Ok(status) => status?,
             Err(_) => {
-                warn!(timeout_s = self.timeout.as_secs(), "PDF job killed at its deadline");
+                warn!(
+                    timeout_s = self.timeout.as_secs(),
+                    "PDF job killed at its deadline"
+                );
                 return Err(PdfError::Timeout(self.timeout));
             }
         };
@@ -283,7 +289,10 @@ mod tests {
         assert!(matches!(second, Err(PdfError::Busy)), "{second:?}");
         let first = first.await.unwrap();
         assert!(matches!(first, Err(PdfError::Timeout(_))), "{first:?}");
-        assert!(gone(&pids).await, "{pids:?} still running past the deadline");
+        assert!(
+            gone(&pids).await,
+            "{pids:?} still running past the deadline"
+        );
         let none = PdfMaker::with_program(None, DEFAULT_TIMEOUT);
         let err = none.render("<p>x</p>").await.unwrap_err();
         assert!(matches!(err, PdfError::Unavailable));
@@ -294,7 +303,11 @@ mod tests {
     async fn a_browser_that_fails_is_reported_with_its_last_words() {
         let dir = tempfile::tempdir().unwrap();
         let script = dir.path().join("failing");
-        std::fs::write(&script, "#!/bin/sh\necho 'cannot open display' >&2\nexit 3\n").unwrap();
+        std::fs::write(
+            &script,
+            "#!/bin/sh\necho 'cannot open display' >&2\nexit 3\n",
+        )
+        .unwrap();
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
         let maker = PdfMaker::with_program(Some(script), DEFAULT_TIMEOUT);
         let err = maker.render("<p>x</p>").await.unwrap_err().to_string();
