@@ -91,6 +91,7 @@ async fn only_owners_publish_and_unpublished_reports_are_not_found() {
     let running = sixmap_collector::start(settings).await.unwrap();
     let base = format!("http://{}", running.http_addr);
     let anonymous = Client::new(&base).unwrap();
+    let regulator_token = regulator.clone();
     let owner = anonymous.clone().with_token(Some(regulator));
     let intruder = anonymous.clone().with_token(Some(other));
     let ops = anonymous.clone().with_token(Some(admin));
@@ -230,6 +231,38 @@ async fn only_owners_publish_and_unpublished_reports_are_not_found() {
             ))
             .unwrap();
         assert!(pdf.bytes.starts_with(b"%PDF-"), "{}", pdf.body);
+        // So does the CLI, which publishes too.
+        let out = tempfile::tempdir().unwrap();
+        let file = out.path().join("report.pdf");
+        let cli = |args: &[&str]| {
+            let run = Command::new(env!("CARGO_BIN_EXE_sixmap-collector"))
+                .arg("campaign")
+                .args(args)
+                .args(["--collector", &base, "--token", &regulator_token])
+                .output()
+                .unwrap();
+            assert!(
+                run.status.success(),
+                "{args:?}: {}",
+                String::from_utf8_lossy(&run.stderr)
+            );
+            String::from_utf8_lossy(&run.stderr).into_owned()
+        };
+        let id_text = unpublished.to_string();
+        cli(&[
+            "report",
+            &id_text,
+            "--format",
+            "pdf",
+            "--output",
+            file.to_str().unwrap(),
+        ]);
+        assert!(std::fs::read(&file).unwrap().starts_with(b"%PDF-"));
+        let said = cli(&["publish", &id_text]);
+        assert!(
+            said.contains(&format!("{base}/reports/{unpublished}")),
+            "{said}"
+        );
 
         // A PDF is a long response: a second one at once from the same source waits its turn
         // (the limit set above), as exports and other reports do.
