@@ -602,7 +602,7 @@ fn share_text(p: Option<&Proportion>, probes: usize) -> String {
     )
 }
 
-fn csv_field(text: &str) -> String {
+pub(crate) fn csv_field(text: &str) -> String {
     if text.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", text.replace('"', "\"\""))
     } else {
