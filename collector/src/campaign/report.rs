@@ -1130,7 +1130,8 @@ pre{white-space:pre-wrap;background:#f6f6f6;padding:.5em;font-size:12px}footer{m
 @media print{body{margin:0;max-width:none;font-size:11pt;padding:0}a{color:#111;text-decoration:none}\
 h2,h3{break-after:avoid;page-break-after:avoid}tr,figure{break-inside:avoid;page-break-inside:avoid}\
 th{background:#eee;-webkit-print-color-adjust:exact;print-color-adjust:exact}\
-svg .bar{-webkit-print-color-adjust:exact;print-color-adjust:exact}}";
+svg .bar{-webkit-print-color-adjust:exact;print-color-adjust:exact}}\
+@media screen and (max-width:640px){body{margin:1em auto}table{display:block;overflow-x:auto}}";
 
 /// A self-contained printable page (no scripts, no external resources but the publisher's
 /// logo when configured): dates in words, charts in inline SVG, attribution in the footer.
