@@ -326,3 +326,115 @@ async fn declared(
         serde_json::json!({ "campaign": record.id, "declared": record.declared }),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::campaign::pdf::PdfMaker;
+    use crate::store::{ProbeRecord, SledStore, Store};
+    use std::io::{Read, Write};
+    use std::os::unix::fs::PermissionsExt;
+    use std::time::Duration;
+
+    fn probe() -> ProbeRecord {
+        ProbeRecord {
+            id: "0000000000000001".parse().unwrap(),
+            hostname: "p1".into(),
+            enrolled_at: UnixMicros::now(),
+            last_seen: Some(UnixMicros::now()),
+            software_version: None,
+            boot_epoch: None,
+            local_addresses: Vec::new(),
+            self_test: None,
+            last_v6_success: None,
+            tags: Vec::new(),
+            location: None,
+            origin: None,
+            owner: None,
+            enrolled_from: None,
+            enrolled_prefix: None,
+            certificate_sha256: None,
+            revoked_at: None,
+        }
+    }
+
+    fn alive(pid: &str) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
+    }
+
+    /// Over the real HTTP server: a client that asks for a published report's PDF and hangs
+    /// up stops the job, its browser and the browser's children.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_that_hangs_up_stops_its_pdf() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SledStore::open(&dir.path().join("store")).unwrap());
+        store.create_probe(&probe()).unwrap();
+        // A browser that never finishes, and says who it and its child are.
+        let pids = dir.path().join("pids");
+        let fake = dir.path().join("fake-chromium");
+        std::fs::write(
+            &fake,
+            format!(
+                "#!/bin/sh\nsleep 600 &\necho $$ $! > {}\nwait\n",
+                pids.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let campaigns = Arc::new(
+            Campaigns::new(store, false, None)
+                .with_pdf(PdfMaker::with_program(Some(fake), Duration::from_secs(600))),
+        );
+        let spec = "name = \"t\"\ntargets = [\"example.org\"]\n\
+            [[measurements]]\nkind = \"ping\"\ntimeout_ms = 5000\n";
+        let record = campaigns
+            .create("reg", "toml", spec, UnixMicros::now())
+            .unwrap();
+        let owner = super::super::Writer {
+            name: "reg",
+            admin: false,
+        };
+        campaigns
+            .publish(record.id, owner, UnixMicros::now())
+            .unwrap();
+        let listener = tokio::net::TcpListener::bind("[::1]:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(crate::limits::serve_http(
+            listener,
+            public_router(campaigns),
+            crate::limits::Limits::default(),
+        ));
+        let id = record.id;
+        let pid_file = pids.clone();
+        let started = tokio::task::spawn_blocking(move || {
+            let mut client = std::net::TcpStream::connect(addr).unwrap();
+            write!(client, "GET /reports/{id}.pdf HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+            for _ in 0..500 {
+                if std::fs::read_to_string(&pid_file).is_ok_and(|t| t.ends_with('\n')) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            // Nothing came back while the browser runs; the client gives up.
+            client
+                .set_read_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
+            let mut byte = [0u8; 1];
+            assert!(client.read(&mut byte).is_err(), "no answer yet");
+            drop(client);
+        });
+        started.await.unwrap();
+        let text = std::fs::read_to_string(&pids).unwrap();
+        let pids: Vec<&str> = text.split_whitespace().collect();
+        assert_eq!(pids.len(), 2, "{text}");
+        let mut gone = false;
+        for _ in 0..300 {
+            if pids.iter().all(|p| !alive(p)) {
+                gone = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(gone, "{pids:?} still running after the client hung up");
+    }
+}
