@@ -146,6 +146,14 @@ async fn only_owners_publish_and_unpublished_reports_are_not_found() {
         let first_date = json(&done.body)["published_at"].clone();
         assert!(first_date.is_i64(), "{}", done.body);
         // An admin may publish too; again keeps the first date.
+        let list = json(&owner.get("/api/v1/campaigns").unwrap().body);
+        let published: Vec<(u64, bool)> = list["campaigns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| (c["id"].as_u64().unwrap(), c["published_at"].is_i64()))
+            .collect();
+        assert_eq!(published, [(id, true), (unpublished, false)], "{list}");
         let again = ops.post(&publish, "application/json", "").unwrap();
         assert_eq!(json(&again.body)["published_at"], first_date);
         let audit = ops.get("/api/v1/audit").unwrap();
@@ -262,6 +270,22 @@ async fn only_owners_publish_and_unpublished_reports_are_not_found() {
         assert!(
             said.contains(&format!("{base}/reports/{unpublished}")),
             "{said}"
+        );
+        let listed = Command::new(env!("CARGO_BIN_EXE_sixmap-collector"))
+            .args([
+                "campaign",
+                "list",
+                "--collector",
+                &base,
+                "--token",
+                &regulator_token,
+            ])
+            .output()
+            .unwrap();
+        let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+        assert!(
+            listed.contains(&format!("{unpublished}\tactive, published\t")),
+            "{listed}"
         );
 
         // A PDF is a long response: a second one at once from the same source waits its turn

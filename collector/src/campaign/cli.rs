@@ -284,8 +284,13 @@ pub fn run(command: CampaignCommand) -> anyhow::Result<()> {
             let body = ok_body("list", client(&remote)?.get("/api/v1/campaigns")?)?;
             let list: serde_json::Value = serde_json::from_str(&body)?;
             for c in list["campaigns"].as_array().into_iter().flatten() {
+                let published = if c["published_at"].is_null() {
+                    ""
+                } else {
+                    ", published"
+                };
                 println!(
-                    "{}\t{}\t{}\t{} targets, {} tasks, {} probes\t{}",
+                    "{}\t{}{published}\t{}\t{} targets, {} tasks, {} probes\t{}",
                     c["id"],
                     c["status"].as_str().unwrap_or("?"),
                     c["owner"].as_str().unwrap_or("?"),

@@ -161,6 +161,9 @@ pub struct CampaignSummary {
     pub targets: usize,
     pub tasks: usize,
     pub probes: usize,
+    /// When its report was made public at `/reports/{id}`; null while it is not.
+    #[serde(default)]
+    pub published_at: Option<UnixMicros>,
 }
 
 /// Who asks to change a campaign: the caller's API token holder, and whether it is an admin.
@@ -302,6 +305,7 @@ impl Campaigns {
                 targets: r.spec.targets.len(),
                 tasks: r.tasks.len(),
                 probes: r.probes.len(),
+                published_at: r.published_at,
             })
             .collect())
     }
