@@ -110,6 +110,10 @@ impl PdfMaker {
             .arg("--no-first-run")
             .arg("--no-default-browser-check")
             .arg("--no-pdf-header-footer")
+            // The page has no script, and without a JIT V8 needs no writable-executable
+            // memory: the packaged unit's MemoryDenyWriteExecute=yes otherwise makes the
+            // renderer fail ("Failed to reserve virtual memory for CodeRange") and hang.
+            .arg("--js-flags=--jitless")
             .arg(format!(
                 "--user-data-dir={}",
                 dir.0.join("profile").display()
@@ -297,6 +301,48 @@ mod tests {
         let err = none.render("<p>x</p>").await.unwrap_err();
         assert!(matches!(err, PdfError::Unavailable));
         assert!(err.to_string().contains("chromium"), "{err}");
+    }
+
+    /// The real Chromium prints a report, also under the packaged systemd unit's
+    /// MemoryDenyWriteExecute=yes (here the same kernel rule set by prctl(PR_SET_MDWE) in a
+    /// wrapper, which the browser and its children inherit).
+    #[tokio::test]
+    async fn chromium_prints_under_memory_deny_write_execute() {
+        let Some(chromium) = CHROMIUM_PATHS
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file())
+        else {
+            assert!(
+                std::env::var("CI").is_err(),
+                "CI must make PDFs: install chromium"
+            );
+            eprintln!("skipped: no Chromium");
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let wrapper = dir.path().join("mdwe-chromium");
+        std::fs::write(
+            &wrapper,
+            format!(
+                "#!/usr/bin/env python3\nimport ctypes, os, sys\n\
+                 libc = ctypes.CDLL(None, use_errno=True)\n\
+                 # PR_SET_MDWE = 65, PR_MDWE_REFUSE_EXEC_GAIN = 1\n\
+                 if libc.prctl(65, 1, 0, 0, 0) != 0:\n    sys.exit('prctl: %d' % ctypes.get_errno())\n\
+                 os.execv({chromium:?}, [{chromium:?}] + sys.argv[1:])\n"
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let html = "<!doctype html><title>t</title><h1>Campagne Zéta 42</h1>";
+        for program in [chromium, wrapper] {
+            let maker = PdfMaker::with_program(Some(program.clone()), DEFAULT_TIMEOUT);
+            let pdf = maker
+                .render(html)
+                .await
+                .unwrap_or_else(|e| panic!("{}: {e}", program.display()));
+            assert!(pdf.starts_with(b"%PDF-"), "{}", program.display());
+        }
     }
 
     #[tokio::test]
