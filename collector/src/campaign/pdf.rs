@@ -120,6 +120,11 @@ impl PdfMaker {
             ))
             .arg(format!("--print-to-pdf={}", pdf.display()))
             .arg(format!("file://{}", page.display()))
+            // Its caches and NSS database in the job's directory too: the service's home
+            // may be read-only or absent (ProtectHome=, ProtectSystem= in the unit).
+            .env("HOME", &dir.0)
+            .env("XDG_CONFIG_HOME", &dir.0)
+            .env("XDG_CACHE_HOME", &dir.0)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log)?)
