@@ -592,6 +592,11 @@ fn a_campaign_over_lab_targets_reports_the_lab_truth() {
         assert!(out.status.success(), "{}", text(&out.stderr));
         let pdf = std::fs::read(&pdf_path).unwrap();
         assert!(pdf.starts_with(b"%PDF-"));
+        // Kept for people to look at, like the browser test's screenshots.
+        let kept =
+            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("lab-campaign-report.pdf");
+        std::fs::write(&kept, &pdf).unwrap();
+        eprintln!("PDF report in {}", kept.display());
         if let Ok(words) = std::process::Command::new("pdftotext")
             .arg(&pdf_path)
             .arg("-")
