@@ -45,7 +45,10 @@ pub struct Client {
 #[derive(Debug, Clone)]
 pub struct Reply {
     pub status: u16,
+    /// The body as text (invalid UTF-8 replaced), for JSON, CSV and HTML.
     pub body: String,
+    /// The body as received, for binary bodies (a PDF report).
+    pub bytes: Vec<u8>,
     pub url: String,
 }
 
@@ -154,14 +157,15 @@ impl Client {
             parse_response(&raw).ok_or_else(|| ClientError::Response(self.url.clone()))?;
         Ok(Reply {
             status,
-            body,
+            body: String::from_utf8_lossy(&body).into_owned(),
+            bytes: body,
             url: self.url.clone(),
         })
     }
 }
 
 /// Status and body (de-chunked) of a whole HTTP/1.1 response.
-fn parse_response(raw: &[u8]) -> Option<(u16, String)> {
+fn parse_response(raw: &[u8]) -> Option<(u16, Vec<u8>)> {
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = std::str::from_utf8(&raw[..split]).ok()?;
     let body = &raw[split + 4..];
@@ -175,7 +179,7 @@ fn parse_response(raw: &[u8]) -> Option<(u16, String)> {
     } else {
         body.to_vec()
     };
-    Some((status, String::from_utf8_lossy(&body).into_owned()))
+    Some((status, body))
 }
 
 fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
@@ -200,12 +204,12 @@ mod tests {
     #[test]
     fn responses_parse_plain_and_chunked() {
         let r = parse_response(b"HTTP/1.1 201 Created\r\ncontent-length: 2\r\n\r\n{}").unwrap();
-        assert_eq!((r.0, r.1.as_str()), (201, "{}"));
+        assert_eq!((r.0, r.1.as_slice()), (201, &b"{}"[..]));
         let r = parse_response(
             b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
         )
         .unwrap();
-        assert_eq!(r.1, "abcde");
+        assert_eq!(r.1, b"abcde");
         assert!(Client::new("https://x:1").is_err());
         assert!(Client::new("http://[::1]:7480/").is_ok());
     }
@@ -215,6 +219,7 @@ mod tests {
         let reply = |status: u16, body: &str| Reply {
             status,
             body: body.into(),
+            bytes: body.as_bytes().to_vec(),
             url: "http://[::1]:7480".into(),
         };
         assert_eq!(reply(200, "{}").into_ok("list").unwrap(), "{}");

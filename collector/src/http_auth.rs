@@ -165,6 +165,11 @@ pub fn required(method: &Method, path: &str, access: Access) -> Need {
     if path == "/healthz" || path == "/api/v1/openapi.json" {
         return Need::Public;
     }
+    // Reports their campaign's owner or an admin published: public by that act, whatever
+    // `maps_public` says; unpublished ids are 404 there (`campaign::http::public_router`).
+    if under("/reports") {
+        return Need::Public;
+    }
     if path == "/metrics" {
         return if access.metrics_public {
             Need::Public

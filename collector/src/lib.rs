@@ -212,6 +212,7 @@ pub async fn start_with_store(
     let dumps = settings.dumps.clone();
     let publication = settings.publication;
     let alerts = settings.alerts.clone();
+    let publisher = settings.publisher.clone();
     let server_limits = settings.limits.clone();
     let campaigns = Arc::new(
         campaign::Campaigns::new(
@@ -219,7 +220,8 @@ pub async fn start_with_store(
             settings.lab_mode,
             settings.campaign_owner_hourly_limit,
         )
-        .with_publication(publication),
+        .with_publication(publication)
+        .with_publisher(publisher),
     );
     let fatal = fatal::Fatal::default();
     // Sessions hand the folder each stored batch's figure deltas (`figures::feed`).
@@ -292,7 +294,9 @@ pub async fn start_with_store(
     tokio::spawn(map_view::run(map_view.clone(), store.clone()));
     let router = http_auth::protect(
         http::router(store.clone(), map_view)
-            // Maps and the probe list: one computation per moment for all callers.
+            .merge(campaign::http::public_router(campaigns.clone()))
+            // Maps, the probe list and published reports: one computation per moment for
+            // all callers.
             .layer(axum::middleware::from_fn_with_state(
                 public_cache::PublicCache::default(),
                 public_cache::serve,

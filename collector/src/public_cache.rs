@@ -1,5 +1,6 @@
 //! A short-lived cache with single flight for the public map and probe-list responses
-//! (`/api/v1/probes`, `/api/v1/maps/...`): they are the same for every caller the access
+//! (`/api/v1/probes`, `/api/v1/maps/...`, published campaign reports `/reports/...`: a PDF
+//! asked for by many at once is printed once): they are the same for every caller the access
 //! table lets through, and change slowly, so many anonymous clients asking at once cost one
 //! computation per [`FRESH_FOR`] instead of one each (issue #19: 250 clients made
 //! `/api/v1/probes` go from 15 ms to 823 ms median). Waiters share the computation of the
@@ -36,7 +37,10 @@ pub struct PublicCache {
 }
 
 fn cacheable(method: &Method, path: &str) -> bool {
-    method == Method::GET && (path == "/api/v1/probes" || path.starts_with("/api/v1/maps/"))
+    method == Method::GET
+        && (path == "/api/v1/probes"
+            || path.starts_with("/api/v1/maps/")
+            || path.starts_with("/reports/"))
 }
 
 impl PublicCache {

@@ -575,6 +575,49 @@ fn browse(base: &str, collector: SocketAddr, shots: &Path) {
         figures,
         json!([interval(&detail["v6_works"]["balanced"]), "9", "3"])
     );
+    // The ranking downloads as CSV: the link is the country's, and its rows are the table's.
+    let csv = browser.script(
+        "const a = document.getElementById('operators-csv');
+         const x = new XMLHttpRequest(); x.open('GET', a.href, false); x.send();
+         return [new URL(a.href).pathname + new URL(a.href).search, x.status, x.responseText];",
+    );
+    assert_eq!(csv[0], "/api/v1/maps/countries/DE?format=csv", "{csv}");
+    assert_eq!(csv[1], 200, "{csv}");
+    let lines: Vec<&str> = csv[2].as_str().unwrap().lines().collect();
+    assert_eq!(lines.len(), 1 + operators.len(), "{lines:?}");
+    assert!(lines[1].starts_with("DE,1–2,3320,"), "{lines:?}");
+    assert!(
+        lines[3].starts_with("DE,,3209,") && lines[3].contains(",true,"),
+        "{lines:?}"
+    );
+
+    // On a phone's width the pages do not widen past the screen: tables scroll inside.
+    browser.call(
+        "POST",
+        "/window/rect",
+        Some(json!({ "width": 390, "height": 844 })),
+    );
+    for (page, shot) in [
+        ("/map/DE", "country-DE-phone.png"),
+        ("/map", "world-map-phone.png"),
+    ] {
+        browser.go(&format!("{base}{page}"));
+        browser.wait_for(
+            "the page's table",
+            "const t = document.querySelector('table tbody tr'); return t ? true : null;",
+            Duration::from_secs(30),
+        );
+        let widths = browser.script(
+            "return [document.documentElement.scrollWidth, document.documentElement.clientWidth];",
+        );
+        let (scroll, client) = (widths[0].as_u64().unwrap(), widths[1].as_u64().unwrap());
+        assert!(client <= 420, "the window is a phone's: {widths}");
+        assert!(
+            scroll <= client,
+            "{page} is wider than a phone's screen: {widths}"
+        );
+        browser.screenshot(&shots.join(shot));
+    }
     eprintln!("screenshots in {}", shots.display());
 }
 

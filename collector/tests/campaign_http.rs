@@ -75,8 +75,13 @@ async fn http_errors_name_the_problem() {
         assert_eq!(reply.status, 400, "{}", reply.body);
         assert_eq!(client.get("/api/v1/campaigns/42").unwrap().status, 404);
         assert_eq!(
-            client.get("/api/v1/campaigns/42/report?format=pdf").unwrap().status,
+            client.get("/api/v1/campaigns/42/report?format=docx").unwrap().status,
             400
+        );
+        // PDF is a format; the campaign is what is missing.
+        assert_eq!(
+            client.get("/api/v1/campaigns/42/report?format=pdf").unwrap().status,
+            404
         );
         let list = client.get("/api/v1/campaigns").unwrap();
         assert_eq!((list.status, json(&list.body)["campaigns"].as_array().unwrap().len()), (200, 0));

@@ -580,7 +580,55 @@ async fn series_chart_draws_days_and_a_distinct_projection() {
         }
     }
 
+    // The same figures as CSV downloads, and a format that is not one.
+    let csv = get(c.http, "/api/v1/maps/countries?date=2025-11-08&format=csv").await;
+    assert_eq!(csv.status, 200, "{}", csv.text());
+    assert!(csv.header("content-type").starts_with("text/csv"));
+    assert!(
+        csv.header("content-disposition")
+            .contains("ipv6-by-country-2025-11-08.csv"),
+        "{:?}",
+        csv.headers
+    );
+    let text = csv.text();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some(
+            "country,probes,operators,insufficient_data,v6_works,ci_low,ci_high,n_effective,pooled,median_rtt_v6_ms,median_rtt_v4_ms,v6_penalty_ms,as_of,min_probes"
+        )
+    );
+    let row: Vec<&str> = lines.next().unwrap().split(',').collect();
+    assert_eq!(
+        (row[0], row[1], row[3], row[4], row[12]),
+        ("XA", "8", "false", "0.5000", "2025-11-08"),
+        "{text}"
+    );
+    assert_eq!(lines.next(), None, "{text}");
+    let one = get(
+        c.http,
+        "/api/v1/maps/countries/XA?format=csv&date=2025-12-08",
+    )
+    .await;
+    assert!(one.text().contains("\nXA,8,"), "{}", one.text());
+    let live = get(c.http, "/api/v1/maps/countries?format=csv").await;
+    assert_eq!(live.status, 200);
+    assert!(
+        live.text().starts_with("country,probes,"),
+        "{}",
+        live.text()
+    );
+    for query in ["format=xml", "format=csv&format=json"] {
+        let refused = get(c.http, &format!("/api/v1/maps/countries?{query}")).await;
+        assert_eq!(refused.status, 400, "{query}");
+        assert!(refused.text().contains("`format`"), "{}", refused.text());
+    }
+
     let page = get(c.http, "/map/XA").await.text();
+    assert!(
+        page.contains("a.csv") && page.contains("?format=csv"),
+        "{page}"
+    );
     let script = &inline_scripts(&page)[0];
     let work = tempfile::tempdir().unwrap();
     let data = work.path().join("series.json");

@@ -571,6 +571,59 @@ fn a_campaign_over_lab_targets_reports_the_lab_truth() {
             && html.contains("per_operator = 2"),
         "{html}"
     );
+    // Issue #20: the figures as a PDF a regulator can attach (headless Chromium in the
+    // collector's namespace), readable as text, and public once published.
+    let pdf_path = dir.join("report.pdf");
+    let out = cli(
+        lab,
+        campaigner,
+        &[
+            "report",
+            &id,
+            "--collector",
+            API,
+            "--format",
+            "pdf",
+            "--output",
+            pdf_path.to_str().unwrap(),
+        ],
+    );
+    if std::path::Path::new("/usr/bin/chromium").exists() {
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let pdf = std::fs::read(&pdf_path).unwrap();
+        assert!(pdf.starts_with(b"%PDF-"));
+        // Kept for people to look at, like the browser test's screenshots.
+        let kept =
+            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("lab-campaign-report.pdf");
+        std::fs::write(&kept, &pdf).unwrap();
+        eprintln!("PDF report in {}", kept.display());
+        if let Ok(words) = std::process::Command::new("pdftotext")
+            .arg(&pdf_path)
+            .arg("-")
+            .output()
+        {
+            let words = text(&words.stdout);
+            for needle in ["Lab IPv6 readiness", "Period measured", "AS64501", "DB-IP"] {
+                assert!(words.contains(needle), "{needle} not in the PDF:\n{words}");
+            }
+        }
+    } else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must make PDFs: install chromium"
+        );
+    }
+    let out = cli(lab, campaigner, &["publish", &id, "--collector", API]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // No token: the public URL (the public cache may hold the 404 of nothing for 2 s; no
+    // one asked before).
+    let public = lab.lab.exec_unchecked(
+        COLLECTOR,
+        &["curl", "-sf", &format!("{API}/reports/{id}.json")],
+    );
+    let public: serde_json::Value = serde_json::from_slice(&public.stdout).unwrap();
+    assert_eq!(public["campaign"]["name"], "Lab IPv6 readiness", "{public}");
+    assert!(public["campaign"]["published_at"].is_i64(), "{public}");
 
     let out = cli(lab, campaigner, &["list", "--collector", API]);
     assert!(

@@ -6,6 +6,7 @@ use crate::client::{Client, Reply};
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use serde::Deserialize;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
@@ -67,8 +68,15 @@ pub enum CampaignCommand {
         #[arg(long, default_value = "")]
         reason: String,
     },
-    /// Print or save a campaign's report (json, csv or html); --wait follows progress until
-    /// every result is in first.
+    /// Publish a campaign's report (owner or admin): it is then at `/reports/ID` (HTML;
+    /// `.json`, `.csv`, `.pdf`) on the collector's HTTP address, no token needed.
+    Publish {
+        #[command(flatten)]
+        remote: Remote,
+        id: u64,
+    },
+    /// Print or save a campaign's report (json, csv, html or pdf: the HTML printed by the
+    /// collector's headless Chromium); --wait follows progress until every result is in first.
     Report {
         #[command(flatten)]
         remote: Remote,
@@ -279,8 +287,13 @@ pub fn run(command: CampaignCommand) -> anyhow::Result<()> {
             let body = ok_body("list", client(&remote)?.get("/api/v1/campaigns")?)?;
             let list: serde_json::Value = serde_json::from_str(&body)?;
             for c in list["campaigns"].as_array().into_iter().flatten() {
+                let published = if c["published_at"].is_null() {
+                    ""
+                } else {
+                    ", published"
+                };
                 println!(
-                    "{}\t{}\t{}\t{} targets, {} tasks, {} probes\t{}",
+                    "{}\t{}{published}\t{}\t{} targets, {} tasks, {} probes\t{}",
                     c["id"],
                     c["status"].as_str().unwrap_or("?"),
                     c["owner"].as_str().unwrap_or("?"),
@@ -320,6 +333,26 @@ pub fn run(command: CampaignCommand) -> anyhow::Result<()> {
             eprintln!("campaign {id} cancelled");
             Ok(())
         }
+        CampaignCommand::Publish { remote, id } => {
+            let client = client(&remote)?;
+            let body = ok_body(
+                "publish",
+                client.post(
+                    &format!("/api/v1/campaigns/{id}/publish"),
+                    "application/json",
+                    "",
+                )?,
+            )?;
+            let url = serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["url"].as_str().map(str::to_owned))
+                .unwrap_or_default();
+            eprintln!(
+                "campaign {id} published: {}{url}",
+                client.url().trim_end_matches('/')
+            );
+            Ok(())
+        }
         CampaignCommand::Report {
             remote,
             id,
@@ -332,17 +365,22 @@ pub fn run(command: CampaignCommand) -> anyhow::Result<()> {
             if wait {
                 follow(&client, id, std::time::Duration::from_secs(timeout_s))?;
             }
-            let body = ok_body(
-                "report",
-                client.get(&format!("/api/v1/campaigns/{id}/report?format={format}"))?,
-            )?;
+            let reply = client.get(&format!("/api/v1/campaigns/{id}/report?format={format}"))?;
+            // Kept whole: a PDF is not text.
+            let bytes = reply.bytes.clone();
+            ok_body("report", reply)?;
             match output {
                 Some(path) => {
-                    std::fs::write(&path, &body)
+                    std::fs::write(&path, &bytes)
                         .with_context(|| format!("writing {}", path.display()))?;
                     eprintln!("report written to {}", path.display());
                 }
-                None => print!("{body}"),
+                None if format == "pdf" && std::io::stdout().is_terminal() => {
+                    bail!("a PDF report is not for a terminal: give --output FILE or redirect")
+                }
+                None => std::io::stdout()
+                    .write_all(&bytes)
+                    .context("writing the report to stdout")?,
             }
             Ok(())
         }

@@ -251,7 +251,8 @@ impl CampaignService for CampaignGrpc {
             "html" => ("text/html; charset=utf-8", report::to_html(&report)),
             other => {
                 return Err(Status::invalid_argument(format!(
-                    "`format`: {other:?} is not json, csv or html"
+                    "`format`: {other:?} is not json, csv or html (PDF reports are served over HTTP: \
+                     ?format=pdf)"
                 )));
             }
         };

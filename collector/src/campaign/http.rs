@@ -9,8 +9,17 @@
 //!
 //! Writes to a campaign (cancel, declared figures) are for its owner (the name of the API
 //! token that created it) and admins; others get 403.
-//! - `GET /api/v1/campaigns/{id}/report?format=json|csv|html`.
+//! - `GET /api/v1/campaigns/{id}/report?format=json|csv|html|pdf` (PDF: the HTML printed by
+//!   headless Chromium, `pdf`; 503 when this collector has none or is printing another).
 //! - `POST /api/v1/campaigns/{id}/declared` with a CSV body (`asn,metric,value,as_of,source`).
+//! - `POST /api/v1/campaigns/{id}/publish`: the owner or an admin makes its report public
+//!   (audited like every write, `http_auth`).
+//!
+//! Public, no token ([`public_router`]): `GET /reports/{id}` (HTML), `/reports/{id}.json`,
+//! `.csv`, `.pdf` for published campaigns; any other id is 404, whether it exists or not, so
+//! the route reveals nothing about unpublished campaigns. Anonymous like the maps: the
+//! anonymous share of requests, the long-response budget per source and the public cache
+//! (one computation per moment for all callers) bound what clients can make it cost.
 //!
 //! Store work runs on the readers' bounded pool (`limits::readers`); reports are long
 //! responses and hold a permit of the shared budget (`limits::streams`) until sent.
@@ -32,6 +41,14 @@ pub fn router(campaigns: Arc<Campaigns>) -> Router {
         .route("/api/v1/campaigns/{id}/cancel", post(cancel))
         .route("/api/v1/campaigns/{id}/report", get(report_of))
         .route("/api/v1/campaigns/{id}/declared", post(declared))
+        .route("/api/v1/campaigns/{id}/publish", post(publish))
+        .with_state(campaigns)
+}
+
+/// The published reports, public (`http_auth::required`: `/reports` needs no token).
+pub fn public_router(campaigns: Arc<Campaigns>) -> Router {
+    Router::new()
+        .route("/reports/{file}", get(public_report))
         .with_state(campaigns)
 }
 
@@ -185,26 +202,116 @@ async fn report_of(
     let id = parse_id(&id)?;
     let Query(params) = params.map_err(|e| bad("query", e.body_text()))?;
     let format = params.format.unwrap_or_else(|| "json".into());
-    if !["json", "csv", "html"].contains(&format.as_str()) {
+    if !FORMATS.contains(&format.as_str()) {
         return Err(bad(
             "format",
-            format!("{format:?} is not json, csv or html"),
+            format!("{format:?} is not json, csv, html or pdf"),
         ));
     }
+    let maker = c.pdf().clone();
     let report = blocking(move || c.report(id, UnixMicros::now())).await?;
-    Ok(match format.as_str() {
+    Ok(render(&report, &format, &maker).await)
+}
+
+const FORMATS: [&str; 4] = ["json", "csv", "html", "pdf"];
+
+/// `report` in `format` (one of [`FORMATS`]).
+async fn render(report: &report::Report, format: &str, maker: &super::pdf::PdfMaker) -> Response {
+    match format {
         "csv" => (
             [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
-            report::to_csv(&report),
+            report::to_csv(report),
         )
             .into_response(),
         "html" => (
             [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-            report::to_html(&report),
+            report::to_html(report),
         )
             .into_response(),
+        "pdf" => match maker.render(&report::to_html(report)).await {
+            Ok(bytes) => (
+                [
+                    (header::CONTENT_TYPE, "application/pdf".to_owned()),
+                    (
+                        header::CONTENT_DISPOSITION,
+                        format!("inline; filename=\"campaign-{}.pdf\"", report.campaign.id),
+                    ),
+                ],
+                bytes,
+            )
+                .into_response(),
+            Err(e) => {
+                let status = match e {
+                    super::pdf::PdfError::Unavailable
+                    | super::pdf::PdfError::Busy
+                    | super::pdf::PdfError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
+                    super::pdf::PdfError::Failed(_) | super::pdf::PdfError::Io(_) => {
+                        tracing::warn!(error = %e, campaign = report.campaign.id, "PDF report failed");
+                        StatusCode::INTERNAL_SERVER_ERROR
+                    }
+                };
+                let mut response = (
+                    status,
+                    Json(serde_json::json!({ "error": e.to_string(), "status": status.as_u16() })),
+                )
+                    .into_response();
+                if matches!(e, super::pdf::PdfError::Busy) {
+                    response
+                        .headers_mut()
+                        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+                }
+                response
+            }
+        },
         _ => Json(report).into_response(),
-    })
+    }
+}
+
+async fn publish(
+    State(c): State<Arc<Campaigns>>,
+    caller: crate::http_auth::Caller,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = parse_id(&id)?;
+    let record = blocking(move || c.publish(id, writer(&caller), UnixMicros::now())).await?;
+    Ok(Json(serde_json::json!({
+        "campaign": record.id,
+        "published_at": record.published_at,
+        "url": format!("/reports/{}", record.id),
+    })))
+}
+
+/// The same 404 for an unknown id, an unpublished campaign and a name that is no report.
+fn not_published() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(serde_json::json!({ "error": "no published report here", "status": 404 })),
+    )
+        .into_response()
+}
+
+/// `GET /reports/{id}[.json|.csv|.html|.pdf]`: a published campaign's report, no token.
+async fn public_report(State(c): State<Arc<Campaigns>>, Path(file): Path<String>) -> Response {
+    let (id, format) = match file.split_once('.') {
+        None => (file.as_str(), "html"),
+        Some((id, ext)) if FORMATS.contains(&ext) => (id, ext),
+        Some(_) => return not_published(),
+    };
+    // Digits only: `+7` or `07` would name the same campaign under another URL.
+    let Some(id) = (!id.is_empty()
+        && id.len() <= 20
+        && id.bytes().all(|b| b.is_ascii_digit())
+        && !id.starts_with('0'))
+    .then(|| id.parse::<u64>().ok())
+    .flatten() else {
+        return not_published();
+    };
+    let maker = c.pdf().clone();
+    match blocking(move || c.public_report(id, UnixMicros::now())).await {
+        Ok(report) => render(&report, format, &maker).await,
+        Err(ApiError(CampaignError::NotFound(_))) => not_published(),
+        Err(e) => e.into_response(),
+    }
 }
 
 async fn declared(
@@ -218,4 +325,116 @@ async fn declared(
     Ok(Json(
         serde_json::json!({ "campaign": record.id, "declared": record.declared }),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::campaign::pdf::PdfMaker;
+    use crate::store::{ProbeRecord, SledStore, Store};
+    use std::io::{Read, Write};
+    use std::os::unix::fs::PermissionsExt;
+    use std::time::Duration;
+
+    fn probe() -> ProbeRecord {
+        ProbeRecord {
+            id: "0000000000000001".parse().unwrap(),
+            hostname: "p1".into(),
+            enrolled_at: UnixMicros::now(),
+            last_seen: Some(UnixMicros::now()),
+            software_version: None,
+            boot_epoch: None,
+            local_addresses: Vec::new(),
+            self_test: None,
+            last_v6_success: None,
+            tags: Vec::new(),
+            location: None,
+            origin: None,
+            owner: None,
+            enrolled_from: None,
+            enrolled_prefix: None,
+            certificate_sha256: None,
+            revoked_at: None,
+        }
+    }
+
+    fn alive(pid: &str) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
+    }
+
+    /// Over the real HTTP server: a client that asks for a published report's PDF and hangs
+    /// up stops the job, its browser and the browser's children.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_that_hangs_up_stops_its_pdf() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SledStore::open(&dir.path().join("store")).unwrap());
+        store.create_probe(&probe()).unwrap();
+        // A browser that never finishes, and says who it and its child are.
+        let pids = dir.path().join("pids");
+        let fake = dir.path().join("fake-chromium");
+        std::fs::write(
+            &fake,
+            format!(
+                "#!/bin/sh\nsleep 600 &\necho $$ $! > {}\nwait\n",
+                pids.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let campaigns = Arc::new(
+            Campaigns::new(store, false, None)
+                .with_pdf(PdfMaker::with_program(Some(fake), Duration::from_secs(600))),
+        );
+        let spec = "name = \"t\"\ntargets = [\"example.org\"]\n\
+            [[measurements]]\nkind = \"ping\"\ntimeout_ms = 5000\n";
+        let record = campaigns
+            .create("reg", "toml", spec, UnixMicros::now())
+            .unwrap();
+        let owner = super::super::Writer {
+            name: "reg",
+            admin: false,
+        };
+        campaigns
+            .publish(record.id, owner, UnixMicros::now())
+            .unwrap();
+        let listener = tokio::net::TcpListener::bind("[::1]:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(crate::limits::serve_http(
+            listener,
+            public_router(campaigns),
+            crate::limits::Limits::default(),
+        ));
+        let id = record.id;
+        let pid_file = pids.clone();
+        let started = tokio::task::spawn_blocking(move || {
+            let mut client = std::net::TcpStream::connect(addr).unwrap();
+            write!(client, "GET /reports/{id}.pdf HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+            for _ in 0..500 {
+                if std::fs::read_to_string(&pid_file).is_ok_and(|t| t.ends_with('\n')) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            // Nothing came back while the browser runs; the client gives up.
+            client
+                .set_read_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
+            let mut byte = [0u8; 1];
+            assert!(client.read(&mut byte).is_err(), "no answer yet");
+            drop(client);
+        });
+        started.await.unwrap();
+        let text = std::fs::read_to_string(&pids).unwrap();
+        let pids: Vec<&str> = text.split_whitespace().collect();
+        assert_eq!(pids.len(), 2, "{text}");
+        let mut gone = false;
+        for _ in 0..300 {
+            if pids.iter().all(|p| !alive(p)) {
+                gone = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(gone, "{pids:?} still running after the client hung up");
+    }
 }

@@ -16,6 +16,7 @@ pub mod cli;
 mod declared;
 pub mod grpc;
 pub mod http;
+pub mod pdf;
 pub mod presence;
 mod progress;
 mod registry;
@@ -131,6 +132,11 @@ pub struct CampaignRecord {
     pub skipped_over_budget: BTreeSet<ProbeId>,
     #[serde(default)]
     pub declared: Vec<DeclaredFigure>,
+    /// When its owner or an admin published it: its report is then public at
+    /// `/reports/{id}` (`http::public_router`). Kept in the record, so publishing needs no
+    /// store change; absent in records written before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published_at: Option<UnixMicros>,
 }
 
 impl CampaignRecord {
@@ -154,6 +160,9 @@ pub struct CampaignSummary {
     pub targets: usize,
     pub tasks: usize,
     pub probes: usize,
+    /// When its report was made public at `/reports/{id}`; null while it is not.
+    #[serde(default)]
+    pub published_at: Option<UnixMicros>,
 }
 
 /// Who asks to change a campaign: the caller's API token holder, and whether it is an admin.
@@ -185,6 +194,10 @@ pub struct Campaigns {
     owner_hourly_limit: Option<u64>,
     /// The minimum-sample rule reports publish under.
     publication: crate::rollup::MinSample,
+    /// Named in the heading of every report.
+    publisher: crate::config::Publisher,
+    /// Prints reports to PDF (headless Chromium, one at a time).
+    pdf: pdf::PdfMaker,
     /// Connected probes' session streams, to assign and cancel without waiting for a
     /// reconnect.
     sessions: Mutex<HashMap<ProbeId, SessionSender>>,
@@ -215,6 +228,8 @@ impl Campaigns {
             lab_mode,
             owner_hourly_limit,
             publication: crate::rollup::MinSample::default(),
+            publisher: crate::config::Publisher::default(),
+            pdf: pdf::PdfMaker::default(),
             sessions: Mutex::new(HashMap::new()),
             records: Mutex::new(()),
             pushed: Mutex::new(Pushed::default()),
@@ -225,6 +240,22 @@ impl Campaigns {
     pub fn with_publication(mut self, rule: crate::rollup::MinSample) -> Self {
         self.publication = rule;
         self
+    }
+
+    /// Reports are headed with `publisher` (the collector's `[publication]`).
+    pub fn with_publisher(mut self, publisher: crate::config::Publisher) -> Self {
+        self.publisher = publisher;
+        self
+    }
+
+    /// Reports print to PDF with `maker` (default: the machine's Chromium, if any).
+    pub fn with_pdf(mut self, maker: pdf::PdfMaker) -> Self {
+        self.pdf = maker;
+        self
+    }
+
+    pub fn pdf(&self) -> &pdf::PdfMaker {
+        &self.pdf
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -273,6 +304,7 @@ impl Campaigns {
                 targets: r.spec.targets.len(),
                 tasks: r.tasks.len(),
                 probes: r.probes.len(),
+                published_at: r.published_at,
             })
             .collect())
     }
@@ -365,6 +397,7 @@ impl Campaigns {
             probes: chosen.iter().map(|p| campaign_probe(p, now)).collect(),
             skipped_over_budget: BTreeSet::new(),
             declared: Vec::new(),
+            published_at: None,
         };
         for probe in &record.probes {
             for task in &record.tasks {
@@ -648,6 +681,38 @@ impl Campaigns {
         Ok(())
     }
 
+    /// Marks a campaign published: its report is then public at `/reports/{id}`, without a
+    /// token (`http::public_router`). For its owner or an admin; publishing again keeps the
+    /// first date, so the permanent URL's "published" date does not move.
+    pub fn publish(
+        &self,
+        id: u64,
+        by: Writer<'_>,
+        now: UnixMicros,
+    ) -> Result<CampaignRecord, CampaignError> {
+        let _guard = lock(&self.records);
+        let mut record = self.load(id)?;
+        by.check(&record)?;
+        if record.published_at.is_none() {
+            record.published_at = Some(now);
+            self.save(&record)?;
+            self.store.flush()?;
+            info!(campaign = id, by = by.name, "campaign published");
+        }
+        Ok(record)
+    }
+
+    /// The report of a published campaign, as the public sees it; `NotFound` for one that
+    /// does not exist or is not published, alike, so the public route reveals nothing about
+    /// unpublished campaigns.
+    pub fn public_report(&self, id: u64, now: UnixMicros) -> Result<report::Report, CampaignError> {
+        match self.load(id) {
+            Ok(record) if record.published_at.is_some() => self.report(id, now),
+            Ok(_) | Err(CampaignError::NotFound(_)) => Err(CampaignError::NotFound(id)),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Replaces the campaign's declared figures with those of a CSV file
     /// (`asn,metric,value,as_of,source`, header line optional).
     pub fn import_declared(
@@ -684,13 +749,9 @@ impl Campaigns {
         let record = self.load(id)?;
         let cells = self.cells(id)?;
         let progress = self.progress(&record, &cells, now);
-        Ok(report::build(
-            &record,
-            &cells,
-            progress,
-            now,
-            self.publication,
-        ))
+        let mut report = report::build(&record, &cells, progress, now, self.publication);
+        report.publisher = self.publisher.clone();
+        Ok(report)
     }
 
     /// A campaign with its progress, as `show` prints it; blocking.

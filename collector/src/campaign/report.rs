@@ -73,8 +73,61 @@ pub struct CampaignInfo {
     pub status: super::CampaignStatus,
     pub status_reason: Option<String>,
     pub created_at: UnixMicros,
+    pub ended_at: Option<UnixMicros>,
+    /// When it was made public (`/reports/{id}`); null while it is not.
+    pub published_at: Option<UnixMicros>,
     pub spec: super::spec::CampaignSpec,
     pub spec_text: String,
+}
+
+/// The period the figures cover: from the campaign's start (its schedule's start, or its
+/// creation if later) to its newest result. Cells keep each probe's latest result only, so
+/// the start is the campaign's, not its first result's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Period {
+    pub from: UnixMicros,
+    pub to: UnixMicros,
+}
+
+/// The report's dates as people read them (UTC, e.g. `4 December 2026, 16:05 UTC`), beside
+/// the µs fields they come from.
+#[derive(Debug, Clone, Serialize)]
+pub struct HumanDates {
+    pub generated: String,
+    pub created: String,
+    pub ended: Option<String>,
+    pub published: Option<String>,
+    /// The period measured; null before the first result.
+    pub period_from: Option<String>,
+    pub period_to: Option<String>,
+}
+
+const MONTHS: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
+
+/// `t` as `4 December 2026, 16:05 UTC` (minutes truncated, as a clock shows them).
+pub fn human_utc(t: UnixMicros) -> String {
+    let secs = t.0.div_euclid(1_000_000);
+    let (year, month, day) = crate::export::row::civil_from_days(secs.div_euclid(86_400));
+    let of_day = secs.rem_euclid(86_400);
+    format!(
+        "{day} {} {year}, {:02}:{:02} UTC",
+        MONTHS[(month as usize).clamp(1, 12) - 1],
+        of_day / 3600,
+        of_day % 3600 / 60
+    )
 }
 
 /// A yes/no figure compared over probes with both families.
@@ -156,6 +209,12 @@ pub struct Report {
     pub generated_at: UnixMicros,
     /// The minimum sample applied (collector config `[publication] min_probes`).
     pub min_probes: usize,
+    /// Who publishes it (collector config `[publication]`): named in the HTML heading.
+    pub publisher: crate::config::Publisher,
+    /// The period measured; null before the first result.
+    pub period: Option<Period>,
+    /// `generated_at`, the campaign's dates and the period in words.
+    pub dates: HumanDates,
     pub campaign: CampaignInfo,
     pub progress: Progress,
     pub targets: Vec<TargetReport>,
@@ -501,11 +560,26 @@ pub fn build(
         }
     }
     let measured: BTreeSet<u32> = operators.iter().map(|o| o.asn).collect();
+    let newest = cells.iter().map(|c| c.latest.result.started_at).max();
+    let period = newest.map(|to| Period {
+        from: record.spec.schedule.start.max(record.created_at).min(to),
+        to,
+    });
     Report {
         methodology_version: METHODOLOGY_VERSION,
         methodology: METHODOLOGY,
         generated_at: now,
         min_probes: rule.min_probes,
+        publisher: crate::config::Publisher::default(),
+        period,
+        dates: HumanDates {
+            generated: human_utc(now),
+            created: human_utc(record.created_at),
+            ended: record.ended_at.map(human_utc),
+            published: record.published_at.map(human_utc),
+            period_from: period.map(|p| human_utc(p.from)),
+            period_to: period.map(|p| human_utc(p.to)),
+        },
         campaign: CampaignInfo {
             id: record.id,
             name: record.spec.name.clone(),
@@ -514,6 +588,8 @@ pub fn build(
             status: record.status,
             status_reason: record.status_reason.clone(),
             created_at: record.created_at,
+            ended_at: record.ended_at,
+            published_at: record.published_at,
             spec: record.spec.clone(),
             spec_text: record.spec_text.clone(),
         },
@@ -537,7 +613,7 @@ fn share_text(p: Option<&Proportion>, probes: usize) -> String {
     )
 }
 
-fn csv_field(text: &str) -> String {
+pub(crate) fn csv_field(text: &str) -> String {
     if text.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", text.replace('"', "\"\""))
     } else {
@@ -623,6 +699,30 @@ pub fn to_csv(report: &Report) -> String {
         None,
         "",
     );
+    let d = &report.dates;
+    for (metric, value) in [
+        ("generated", Some(&d.generated)),
+        ("campaign_created", Some(&d.created)),
+        ("campaign_ended", d.ended.as_ref()),
+        ("campaign_published", d.published.as_ref()),
+        ("period_from", d.period_from.as_ref()),
+        ("period_to", d.period_to.as_ref()),
+        ("publisher", report.publisher.name.as_ref()),
+    ] {
+        if let Some(value) = value {
+            row(
+                "meta",
+                "",
+                None,
+                None,
+                None,
+                metric,
+                value.clone(),
+                None,
+                "",
+            );
+        }
+    }
     row(
         "meta",
         "",
@@ -856,7 +956,12 @@ fn pct(p: &Proportion) -> String {
 /// A share with its interval, or "insufficient data" with the probes behind it.
 fn pct_or_insufficient(p: Option<&Proportion>, probes: usize) -> String {
     p.map_or_else(
-        || format!("insufficient data <small>n={probes} probes</small>"),
+        || {
+            format!(
+                "insufficient data <small>n={}</small>",
+                count(probes as u64, "probe", "probes")
+            )
+        },
         pct,
     )
 }
@@ -880,41 +985,251 @@ fn presence_cell(p: &Presence) -> String {
     }
 }
 
-/// A self-contained printable page (no scripts, no external resources).
+/// `n` and its noun, singular or plural: "1 probe", "2 probes".
+pub fn count(n: impl Into<u64>, one: &str, many: &str) -> String {
+    let n = n.into();
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// An RTT in milliseconds with the precision it deserves: one decimal under 10 ms, whole
+/// milliseconds above (sketch medians are within 1 %, so more digits would be noise).
+pub fn rtt_ms(ms: f64) -> String {
+    if ms < 10.0 {
+        format!("{ms:.1} ms")
+    } else {
+        format!("{ms:.0} ms")
+    }
+}
+
+/// Attribution of the data behind every figure, in the footer of each HTML report.
+pub const ATTRIBUTION: &str = "Operators (origin AS) and countries of probe addresses: \
+    IP to ASN and IP to country data by <a href=\"https://db-ip.com\">DB-IP</a>, licensed under \
+    <a href=\"https://creativecommons.org/licenses/by/4.0/\">CC BY 4.0</a>. Country shapes of \
+    the maps: <a href=\"https://www.naturalearthdata.com\">Natural Earth</a> (public domain). \
+    Measurements: sixmap probes run by volunteers.";
+
+/// One row of a [`share_chart`]: a share with its interval, or insufficient data (`None`).
+struct ChartRow {
+    label: String,
+    share: Option<Proportion>,
+    probes: usize,
+}
+
+const CHART_LABEL_W: usize = 210;
+const CHART_PLOT_W: usize = 300;
+const CHART_ROW_H: usize = 22;
+
+/// An inline SVG chart of shares with their 95 % intervals as whiskers: no script, no
+/// external resource, black and grey strokes that survive a monochrome printer. Rows under
+/// the minimum sample are drawn as a dashed empty box saying so, never as a bar.
+fn share_chart(title: &str, rows: &[ChartRow]) -> String {
+    let x0 = CHART_LABEL_W;
+    let x = |share: f64| x0 as f64 + share.clamp(0.0, 1.0) * CHART_PLOT_W as f64;
+    let top = 8;
+    let height = top + rows.len() * CHART_ROW_H + 24;
+    let width = CHART_LABEL_W + CHART_PLOT_W + 150;
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "<figure class=\"chart\"><svg xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" \
+         viewBox=\"0 0 {width} {height}\" width=\"100%\" style=\"max-width:{width}px\" \
+         font-family=\"sans-serif\" font-size=\"11\"><title>{}</title>",
+        esc(title)
+    );
+    let axis_y = top + rows.len() * CHART_ROW_H;
+    for tick in [0.0, 0.25, 0.5, 0.75, 1.0] {
+        let tx = x(tick);
+        let _ = write!(
+            s,
+            "<line x1=\"{tx:.1}\" y1=\"{top}\" x2=\"{tx:.1}\" y2=\"{axis_y}\" stroke=\"#ccc\"/>\
+             <text x=\"{tx:.1}\" y=\"{}\" text-anchor=\"middle\" fill=\"#333\">{:.0} %</text>",
+            axis_y + 14,
+            tick * 100.0
+        );
+    }
+    for (i, row) in rows.iter().enumerate() {
+        let y = top + i * CHART_ROW_H;
+        let mid = y + CHART_ROW_H / 2;
+        let _ = write!(
+            s,
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"end\" fill=\"#111\">{}</text>",
+            x0 - 6,
+            mid + 4,
+            esc(&row.label)
+        );
+        match &row.share {
+            Some(p) => {
+                let (lo, hi, at) = (x(p.low), x(p.high), x(p.share));
+                let _ = write!(
+                    s,
+                    "<rect class=\"bar\" x=\"{x0}\" y=\"{}\" width=\"{:.1}\" height=\"{}\" \
+                     fill=\"#9bb7d4\"/>\
+                     <line class=\"whisker\" x1=\"{lo:.1}\" y1=\"{mid}\" x2=\"{hi:.1}\" y2=\"{mid}\" stroke=\"#111\" stroke-width=\"1.5\"/>\
+                     <line x1=\"{lo:.1}\" y1=\"{}\" x2=\"{lo:.1}\" y2=\"{}\" stroke=\"#111\" stroke-width=\"1.5\"/>\
+                     <line x1=\"{hi:.1}\" y1=\"{}\" x2=\"{hi:.1}\" y2=\"{}\" stroke=\"#111\" stroke-width=\"1.5\"/>\
+                     <circle cx=\"{at:.1}\" cy=\"{mid}\" r=\"3\" fill=\"#111\"/>\
+                     <text x=\"{}\" y=\"{}\" fill=\"#111\">{:.1} % [{:.1}–{:.1}]</text>",
+                    y + 5,
+                    at - x0 as f64,
+                    CHART_ROW_H - 10,
+                    mid - 5,
+                    mid + 5,
+                    mid - 5,
+                    mid + 5,
+                    x0 + CHART_PLOT_W + 8,
+                    mid + 4,
+                    p.share * 100.0,
+                    p.low * 100.0,
+                    p.high * 100.0,
+                );
+            }
+            None => {
+                let _ = write!(
+                    s,
+                    "<rect class=\"insufficient\" x=\"{x0}\" y=\"{}\" width=\"{CHART_PLOT_W}\" \
+                     height=\"{}\" fill=\"none\" stroke=\"#777\" stroke-dasharray=\"4 3\"/>\
+                     <text x=\"{}\" y=\"{}\" text-anchor=\"middle\" fill=\"#555\">insufficient \
+                     data ({})</text>",
+                    y + 4,
+                    CHART_ROW_H - 8,
+                    x0 + CHART_PLOT_W / 2,
+                    mid + 4,
+                    count(row.probes as u64, "probe", "probes"),
+                );
+            }
+        }
+    }
+    let _ = write!(
+        s,
+        "</svg><figcaption>{}: share with its 95 % interval (whiskers); dashed: \
+         insufficient data.</figcaption></figure>",
+        esc(title)
+    );
+    s
+}
+
+fn operator_label(asn: u32, as_name: Option<&str>, country: Option<&str>) -> String {
+    let mut label = format!("AS{asn}");
+    for part in [as_name, country].into_iter().flatten() {
+        label.push(' ');
+        label.push_str(part);
+    }
+    // Long AS names would run into the plot.
+    if label.chars().count() > 34 {
+        label = label.chars().take(33).collect::<String>() + "…";
+    }
+    label
+}
+
+/// A table row saying there is nothing to show, spanning `columns`.
+fn no_data_row(columns: usize, what: &str) -> String {
+    format!(
+        "<tr class=\"no-data\"><td colspan=\"{columns}\">No data: {}</td></tr>",
+        esc(what)
+    )
+}
+
+const STYLE: &str = "body{font:14px/1.45 sans-serif;max-width:62em;margin:2em auto;padding:0 1em;color:#111}\
+header.publisher{display:flex;align-items:center;gap:1em;border-bottom:2px solid #333;padding-bottom:.5em}\
+header.publisher img{max-height:56px;max-width:200px}header.publisher .name{font-size:1.2em;font-weight:bold}\
+table{border-collapse:collapse;width:100%;margin:1em 0}th,td{border:1px solid #999;padding:.3em .5em;text-align:left;vertical-align:top}\
+th{background:#eee}td.num{text-align:right;font-variant-numeric:tabular-nums}small{color:#555}\
+tr.no-data td{font-style:italic;color:#555}dl.facts{display:grid;grid-template-columns:max-content auto;gap:.2em 1em}\
+dl.facts dt{font-weight:bold}dl.facts dd{margin:0}figure.chart{margin:1em 0}figcaption{font-size:12px;color:#555}\
+pre{white-space:pre-wrap;background:#f6f6f6;padding:.5em;font-size:12px}footer{margin-top:2em;border-top:1px solid #999;font-size:12px;color:#333}\
+@page{size:A4;margin:18mm 15mm}\
+@media print{body{margin:0;max-width:none;font-size:11pt;padding:0}a{color:#111;text-decoration:none}\
+h2,h3{break-after:avoid;page-break-after:avoid}tr,figure{break-inside:avoid;page-break-inside:avoid}\
+th{background:#eee;-webkit-print-color-adjust:exact;print-color-adjust:exact}\
+svg .bar{-webkit-print-color-adjust:exact;print-color-adjust:exact}}\
+@media screen and (max-width:640px){body{margin:1em auto}table{display:block;overflow-x:auto}}";
+
+/// A self-contained printable page (no scripts, no external resources but the publisher's
+/// logo when configured): dates in words, charts in inline SVG, attribution in the footer.
 pub fn to_html(report: &Report) -> String {
     let c = &report.campaign;
+    let d = &report.dates;
     let mut h = String::new();
     let _ = write!(
         h,
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{name} — sixmap \
-         campaign report</title><style>body{{font:14px/1.4 sans-serif;max-width:60em;margin:2em auto;color:#111}}\
-         table{{border-collapse:collapse;width:100%;margin:1em 0}}th,td{{border:1px solid #999;padding:.3em .5em;text-align:left}}\
-         th{{background:#eee}}small{{color:#555}}pre{{white-space:pre-wrap;background:#f6f6f6;padding:.5em;font-size:12px}}\
-         @media print{{body{{margin:0;max-width:none}}h2{{page-break-after:avoid}}table{{page-break-inside:avoid}}}}</style></head><body>\
-         <h1>{name}</h1><p>{desc}</p><p>Campaign {id}, commissioned by {owner}; status {status:?}{reason}. \
-         Report generated at {gen} (Unix µs). Methodology <b>{mv}</b>.</p>",
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{name} — sixmap campaign report</title><style>{STYLE}</style></head><body>",
+        name = esc(&c.name),
+    );
+    let publisher = &report.publisher;
+    if publisher.name.is_some() || publisher.logo_url.is_some() {
+        h.push_str("<header class=\"publisher\">");
+        if let Some(logo) = &publisher.logo_url {
+            let _ = write!(
+                h,
+                "<img src=\"{}\" alt=\"{}\">",
+                esc(logo),
+                esc(publisher.name.as_deref().unwrap_or("publisher's logo"))
+            );
+        }
+        if let Some(name) = &publisher.name {
+            let _ = write!(h, "<span class=\"name\">{}</span>", esc(name));
+        }
+        h.push_str("</header>");
+    }
+    let period = match (&d.period_from, &d.period_to) {
+        (Some(from), Some(to)) => format!("{} to {}", esc(from), esc(to)),
+        _ => "no results yet".to_owned(),
+    };
+    let _ = write!(
+        h,
+        "<h1>{name}</h1><p>{desc}</p><dl class=\"facts\">\
+         <dt>Campaign</dt><dd>{id}, commissioned by {owner}</dd>\
+         <dt>Status</dt><dd>{status}{reason}</dd>\
+         <dt>Period measured</dt><dd>{period}</dd>\
+         <dt>Created</dt><dd>{created}</dd>\
+         <dt>Ended</dt><dd>{ended}</dd>{published}\
+         <dt>Report generated</dt><dd>{generated}</dd>\
+         <dt>Methodology</dt><dd><b>{mv}</b></dd>\
+         <dt>Minimum sample</dt><dd>{min}</dd></dl>",
         name = esc(&c.name),
         desc = esc(&c.description),
         id = c.id,
         owner = esc(&c.owner),
-        status = c.status,
-        reason = c.status_reason.as_deref().map(|r| format!(" ({})", esc(r))).unwrap_or_default(),
-        gen = report.generated_at.0,
+        status = c.status.as_str().replace('_', " "),
+        reason = c
+            .status_reason
+            .as_deref()
+            .map(|r| format!(" ({})", esc(r)))
+            .unwrap_or_default(),
+        created = esc(&d.created),
+        ended = d.ended.as_deref().map_or_else(|| "not yet".to_owned(), esc),
+        published = d
+            .published
+            .as_deref()
+            .map(|p| format!("<dt>Published</dt><dd>{}</dd>", esc(p)))
+            .unwrap_or_default(),
+        generated = esc(&d.generated),
         mv = report.methodology_version,
+        min = count(report.min_probes as u64, "probe", "probes"),
     );
     let p = &report.progress;
+    let failures = if p.failures.is_empty() {
+        "none".to_owned()
+    } else {
+        p.failures
+            .iter()
+            .map(|(class, n)| format!("{} {}", esc(class), n))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let _ = write!(
         h,
-        "<h2>Progress</h2><p>{} probes assigned ({} connected, {} reporting), {} tasks, {} of {} \
-         results in, {} reached the destination; not reached: {}.</p>",
-        p.probes_assigned,
+        "<h2>Progress</h2><p>{} assigned ({} connected, {} reporting), {}, {} of {} in, {} \
+         reached the destination; not reached: {failures}.</p>",
+        count(p.probes_assigned as u64, "probe", "probes"),
         p.probes_connected,
         p.probes_reporting,
-        p.tasks,
+        count(p.tasks as u64, "task", "tasks"),
         p.results_in,
-        p.results_expected,
+        count(p.results_expected, "result", "results"),
         p.reached,
-        esc(&format!("{:?}", p.failures)),
     );
     h.push_str(
         "<h2>Targets</h2><table><tr><th>Target</th><th>AAAA published</th><th>A published</th>\
@@ -923,14 +1238,17 @@ pub fn to_html(report: &Report) -> String {
     );
     let cmp = |c: &Option<Comparison>| {
         c.as_ref()
-            .map(|c| format!("{} of {}", c.same, c.compared))
-            .unwrap_or_else(|| "—".into())
+            .map(|c| format!("{} of {}", c.same, count(c.compared, "probe", "probes")))
+            .unwrap_or_else(|| "no data".into())
     };
+    if report.targets.is_empty() {
+        h.push_str(&no_data_row(7, "the campaign has no targets"));
+    }
     for t in &report.targets {
         let fig = |f: &Option<ShareFigure>| {
             f.as_ref()
                 .map(|f| pct_or_insufficient(f.overall.as_ref(), f.probes))
-                .unwrap_or_else(|| "—".into())
+                .unwrap_or_else(|| "no data".into())
         };
         let _ = write!(
             h,
@@ -944,6 +1262,7 @@ pub fn to_html(report: &Report) -> String {
             cmp(&t.same_content_v4_v6),
         );
     }
+    h.push_str("</table>");
     let excluded: Vec<String> = report
         .targets
         .iter()
@@ -965,14 +1284,36 @@ pub fn to_html(report: &Report) -> String {
     if !excluded.is_empty() {
         let _ = write!(
             h,
-            "</table><h3>Probes excluded from the DNS figures</h3><table><tr><th>Target</th>\
-             <th>Record</th><th>Probe</th><th>Reason</th></tr>{}",
+            "<h3>Probes excluded from the DNS figures</h3><table><tr><th>Target</th>\
+             <th>Record</th><th>Probe</th><th>Reason</th></tr>{}</table>",
             excluded.concat()
         );
     }
-    h.push_str("</table><h3>Reachable over IPv6, per operator</h3><table><tr><th>Target</th><th>Operator</th><th>Share</th></tr>");
+    h.push_str("<h3>Reachable over IPv6, per operator</h3>");
+    for t in &report.targets {
+        let Some(f) = &t.reachable_v6 else {
+            continue;
+        };
+        let mut rows = vec![ChartRow {
+            label: "All operators (balanced)".into(),
+            share: f.overall.clone(),
+            probes: f.probes,
+        }];
+        rows.extend(f.operators.iter().map(|o| ChartRow {
+            label: operator_label(o.asn, o.as_name.as_deref(), o.country.as_deref()),
+            share: o.share.clone(),
+            probes: o.probes,
+        }));
+        h.push_str(&share_chart(
+            &format!("{}: reachable over IPv6", t.target),
+            &rows,
+        ));
+    }
+    h.push_str("<table><tr><th>Target</th><th>Operator</th><th>Share</th></tr>");
+    let mut any = false;
     for t in &report.targets {
         for o in t.reachable_v6.iter().flat_map(|f| &f.operators) {
+            any = true;
             let _ = write!(
                 h,
                 "<tr><td>{}</td><td>AS{} {} {}</td><td>{}</td></tr>",
@@ -984,11 +1325,36 @@ pub fn to_html(report: &Report) -> String {
             );
         }
     }
+    if !any {
+        h.push_str(&no_data_row(3, "no IPv6 reachability results yet"));
+    }
+    h.push_str("</table><h2>Operator ranking</h2>");
+    if !report.operators.is_empty() {
+        let rows: Vec<ChartRow> = report
+            .operators
+            .iter()
+            .map(|o| ChartRow {
+                label: operator_label(o.asn, o.as_name.as_deref(), o.country.as_deref()),
+                share: o.v6_reachability.clone(),
+                probes: o.probes,
+            })
+            .collect();
+        h.push_str(&share_chart(
+            "IPv6 reachability of targets with AAAA, per operator",
+            &rows,
+        ));
+    }
     h.push_str(
-        "</table><h2>Operator ranking</h2><table><tr><th>#</th><th>Operator</th><th>Probes</th>\
+        "<table><tr><th>#</th><th>Operator</th><th>Probes</th>\
          <th>IPv6 reachability (targets with AAAA)</th><th>HTTP over IPv6</th><th>Median IPv6 \
          RTT</th><th>Declared by the operator</th></tr>",
     );
+    if report.operators.is_empty() {
+        h.push_str(&no_data_row(
+            7,
+            "no operator has results on a target with AAAA published",
+        ));
+    }
     for o in &report.operators {
         let declared: Vec<String> = o
             .declared
@@ -1005,7 +1371,7 @@ pub fn to_html(report: &Report) -> String {
             .collect();
         let _ = write!(
             h,
-            "<tr><td>{}</td><td>AS{} {} {}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>AS{} {} {}</td><td class=\"num\">{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
             o.rank_range
                 .map(|r| r.to_string())
                 .unwrap_or_else(|| "—".into()),
@@ -1014,10 +1380,13 @@ pub fn to_html(report: &Report) -> String {
             esc(o.country.as_deref().unwrap_or("")),
             o.probes,
             pct_or_insufficient(o.v6_reachability.as_ref(), o.probes),
-            o.http_v6.as_ref().map(pct).unwrap_or_else(|| "—".into()),
+            o.http_v6
+                .as_ref()
+                .map(pct)
+                .unwrap_or_else(|| "no data".into()),
             o.median_v6_rtt_ms
-                .map(|m| format!("{m:.1} ms"))
-                .unwrap_or_else(|| "—".into()),
+                .map(rtt_ms)
+                .unwrap_or_else(|| "no data".into()),
             if declared.is_empty() {
                 "—".into()
             } else {
@@ -1025,16 +1394,40 @@ pub fn to_html(report: &Report) -> String {
             },
         );
     }
-    let _ = writeln!(
+    h.push_str("</table>");
+    if !report.declared_unmatched.is_empty() {
+        h.push_str(
+            "<h3>Declared figures of operators without measured figures</h3><table><tr>\
+             <th>Operator</th><th>Declared</th></tr>",
+        );
+        for d in &report.declared_unmatched {
+            let _ = write!(
+                h,
+                "<tr><td>AS{}</td><td>{} = {} ({}, {})</td></tr>",
+                d.asn,
+                esc(&d.metric),
+                d.value,
+                esc(&d.as_of),
+                esc(&d.source)
+            );
+        }
+        h.push_str("</table>");
+    }
+    let _ = write!(
         h,
-        "</table><h2>Methodology ({})</h2><p>{}</p><p>Intervals are 95 % Wilson score \
+        "<h2>Methodology ({})</h2><p>{}</p><p>Intervals are 95 % Wilson score \
          intervals; n is the sample size (an effective one for balanced figures). Figures \
-         over fewer than {} probes are shown as insufficient data.</p>\
-         <h2>Campaign spec</h2><pre>{}</pre></body></html>",
+         over fewer than {} are shown as insufficient data. RTTs are in milliseconds: one \
+         decimal under 10 ms, whole milliseconds above. Dates are UTC.</p>\
+         <h2>Campaign spec</h2><pre>{}</pre><footer><p>{ATTRIBUTION}</p><p>Campaign {} report \
+         generated {} by sixmap; methodology {}.</p></footer></body></html>",
         report.methodology_version,
         esc(report.methodology).replace('\n', "</p><p>"),
-        report.min_probes,
+        count(report.min_probes as u64, "probe", "probes"),
         esc(&c.spec_text),
+        c.id,
+        esc(&d.generated),
+        report.methodology_version,
     );
     h
 }
@@ -1086,6 +1479,7 @@ mod tests {
             probes: vec![probe(1, 64500), probe(2, 64500), probe(3, 64501)],
             skipped_over_budget: Default::default(),
             declared: Vec::new(),
+            published_at: None,
         }
     }
 
@@ -1364,8 +1758,159 @@ mod tests {
         );
         let html = to_html(&report);
         assert!(
-            html.contains("<tr><td>—</td><td>AS64500  XA</td><td>2</td><td>insufficient data <small>n=2 probes</small>"),
+            html.contains("<tr><td>—</td><td>AS64500  XA</td><td class=\"num\">2</td><td>insufficient data <small>n=2 probes</small>"),
             "{html}"
         );
+        // AS64501's single probe: singular, and drawn as insufficient, not as a 0 % bar.
+        assert!(
+            html.contains("insufficient data <small>n=1 probe</small>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("insufficient data (1 probe)</text>"),
+            "{html}"
+        );
+    }
+
+    #[test]
+    fn dates_read_as_words_in_utc() {
+        assert_eq!(
+            human_utc(UnixMicros(1_796_400_359_000_000)),
+            "4 December 2026, 16:05 UTC"
+        );
+        assert_eq!(human_utc(UnixMicros(0)), "1 January 1970, 00:00 UTC");
+        assert_eq!(human_utc(UnixMicros(-1)), "31 December 1969, 23:59 UTC");
+        assert_eq!(human_utc(NOW), "21 September 2026, 14:13 UTC");
+    }
+
+    #[test]
+    fn units_and_plurals() {
+        assert_eq!(rtt_ms(4.26), "4.3 ms");
+        assert_eq!(rtt_ms(9.94), "9.9 ms");
+        assert_eq!(rtt_ms(23.4), "23 ms");
+        assert_eq!(rtt_ms(123.6), "124 ms");
+        assert_eq!(count(1u64, "probe", "probes"), "1 probe");
+        assert_eq!(count(0u64, "probe", "probes"), "0 probes");
+        assert_eq!(count(2u64, "probe", "probes"), "2 probes");
+    }
+
+    /// One reachability result per probe of `record()`: probes 1 and 2 (AS64500) reach
+    /// a.example by ping with 4.26 and 23.4 ms, probe 3 (AS64501) does not.
+    fn reach_cells() -> Vec<CampaignCell> {
+        let rtt = |n: u8, ms: Option<f64>| {
+            result(
+                n,
+                1,
+                1,
+                ping_v6(
+                    format!("{n:016x}").parse().unwrap(),
+                    1,
+                    NOW,
+                    ms.map(Duration::from_secs_f64),
+                    Enrichment::default(),
+                )
+                .result
+                .outcome,
+                true,
+            )
+        };
+        crate::store::fold_cells(vec![
+            rtt(1, Some(0.004_26)),
+            rtt(2, Some(0.0234)),
+            rtt(3, None),
+        ])
+    }
+
+    #[test]
+    fn a_publishable_page_dates_publisher_charts_attribution() {
+        let mut rec = record();
+        rec.ended_at = Some(UnixMicros(1_796_400_359_000_000));
+        rec.status = CampaignStatus::Finished;
+        let mut report = build(
+            &rec,
+            &reach_cells(),
+            Progress {
+                probes_assigned: 1,
+                tasks: 2,
+                results_expected: 1,
+                ..Progress::default()
+            },
+            UnixMicros(1_796_400_359_000_000),
+            MinSample { min_probes: 2 },
+        );
+        report.publisher = crate::config::Publisher {
+            name: Some("Regulator <of> Examples".into()),
+            logo_url: Some("https://example.org/logo.svg".into()),
+        };
+        // The period runs from the campaign's start to its newest result (seq 1: NOW + 1 µs).
+        assert_eq!(
+            report.period,
+            Some(Period {
+                from: NOW,
+                to: UnixMicros(NOW.0 + 1)
+            })
+        );
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["dates"]["generated"], "4 December 2026, 16:05 UTC");
+        assert_eq!(json["dates"]["ended"], "4 December 2026, 16:05 UTC");
+        assert_eq!(json["dates"]["period_from"], "21 September 2026, 14:13 UTC");
+        assert_eq!(json["generated_at"], 1_796_400_359_000_000i64);
+        assert_eq!(json["publisher"]["name"], "Regulator <of> Examples");
+        let html = to_html(&report);
+        for needle in [
+            "<img src=\"https://example.org/logo.svg\" alt=\"Regulator &lt;of&gt; Examples\">",
+            "<span class=\"name\">Regulator &lt;of&gt; Examples</span>",
+            "<dt>Period measured</dt><dd>21 September 2026, 14:13 UTC to 21 September 2026, 14:13 UTC</dd>",
+            "<dt>Ended</dt><dd>4 December 2026, 16:05 UTC</dd>",
+            "<dt>Report generated</dt><dd>4 December 2026, 16:05 UTC</dd>",
+            "<dt>Minimum sample</dt><dd>2 probes</dd>",
+            "1 probe assigned",
+            "2 tasks",
+            "0 of 1 result in",
+            // AS64500's two probes: 4.26 and 23.4 ms, median 13.83: whole milliseconds.
+            "<td class=\"num\">14 ms</td>",
+            "DB-IP",
+            "CC BY 4.0",
+            "Natural Earth",
+            "@media print",
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" role=\"img\"",
+            "class=\"whisker\"",
+            // AS64501 has one probe under a minimum of two: drawn dashed, not as a bar.
+            "insufficient data (1 probe)</text>",
+            // none.example was reached by no result: its row says so.
+            "<td>none.example</td><td>not measured</td><td>not measured</td><td>no data</td>",
+        ] {
+            assert!(html.contains(needle), "{needle} missing:\n{html}");
+        }
+        assert!(!html.contains("<script"), "no script in a printable page");
+        // One whisker per figure with a share: the overall and AS64500's in both charts.
+        assert_eq!(html.matches("class=\"whisker\"").count(), 3, "{html}");
+        let csv = to_csv(&report);
+        assert!(
+            csv.contains("meta,,,,,generated,\"4 December 2026, 16:05 UTC\","),
+            "{csv}"
+        );
+        assert!(
+            csv.contains("meta,,,,,publisher,Regulator <of> Examples,"),
+            "{csv}"
+        );
+
+        // Nothing measured yet: explicit no-data rows, no chart, no period.
+        let empty = build(&rec, &[], Progress::default(), NOW, MinSample::default());
+        assert_eq!(empty.period, None);
+        let html = to_html(&empty);
+        assert!(
+            html.contains("<dt>Period measured</dt><dd>no results yet</dd>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("No data: no operator has results on a target with AAAA published"),
+            "{html}"
+        );
+        assert!(
+            html.contains("No data: no IPv6 reachability results yet"),
+            "{html}"
+        );
+        assert!(!html.contains("<svg"), "{html}");
     }
 }

@@ -8,6 +8,7 @@ use sixmap_shared::session::MIN_TASK_INTERVAL;
 
 mod alerts;
 mod publication;
+pub use publication::Publisher;
 mod store;
 mod task_table;
 mod tls;
@@ -163,6 +164,8 @@ pub struct Settings {
     pub publication: crate::rollup::MinSample,
     pub tls: TlsSettings,
     pub alerts: Alerts,
+    /// Who publishes the reports (`[publication] publisher`, `logo_url`).
+    pub publisher: Publisher,
 }
 
 /// A task every connected probe runs.
@@ -318,6 +321,7 @@ impl CollectorConfig {
             publication: self.publication.validate(source)?,
             tls: self.tls.validate(source)?,
             alerts: self.alerts.validate(source)?,
+            publisher: self.publication.publisher(source)?,
         })
     }
 }

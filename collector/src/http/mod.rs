@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use crate::map_view::MapView;
 
+mod csv;
 mod pages;
 mod summary;
 
@@ -97,34 +98,71 @@ fn no_parameters(query: Option<String>) -> Result<(), ApiError> {
     }
 }
 
-/// The map routes' only parameter, `date=YYYY-MM-DD` (a past UTC day, answered from the stored
-/// daily rollups); any other parameter, a repeated one or a malformed day is a 400 naming it.
-fn date_parameter(query: Option<String>) -> Result<Option<UnixMicros>, ApiError> {
+/// The map routes' parameters: `date=YYYY-MM-DD` (a past UTC day, answered from the stored
+/// daily rollups) and `format=json|csv`; any other parameter, a repeated one, a malformed
+/// day or an unknown format is a 400 naming it. Returns the day and whether CSV was asked.
+fn map_parameters(query: Option<String>) -> Result<(Option<UnixMicros>, bool), ApiError> {
     let mut date = None;
+    let mut format: Option<bool> = None;
     for pair in query.as_deref().unwrap_or_default().split('&') {
         if pair.is_empty() {
             continue;
         }
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         let shown: String = name.chars().take(40).collect();
-        if name != "date" {
+        let repeated = match name {
+            "date" => date.is_some(),
+            "format" => format.is_some(),
+            _ => {
+                return Err(ApiError::BadRequest(format!(
+                    "unknown parameter `{shown}`: this route takes only `date` (YYYY-MM-DD) \
+                     and `format` (json or csv)"
+                )));
+            }
+        };
+        if repeated {
             return Err(ApiError::BadRequest(format!(
-                "unknown parameter `{shown}`: this route takes only `date` (YYYY-MM-DD)"
+                "query parameter `{name}`: given more than once"
             )));
         }
-        if date.is_some() {
-            return Err(ApiError::BadRequest(
-                "query parameter `date`: given more than once".into(),
-            ));
-        }
         let shown: String = value.chars().take(40).collect();
+        if name == "format" {
+            format = Some(match value {
+                "json" => false,
+                "csv" => true,
+                _ => {
+                    return Err(ApiError::BadRequest(format!(
+                        "query parameter `format`: {shown:?} is not json or csv"
+                    )));
+                }
+            });
+            continue;
+        }
         date = Some(crate::daily::parse_day(value).ok_or_else(|| {
             ApiError::BadRequest(format!(
                 "query parameter `date`: {shown:?} is not a UTC day YYYY-MM-DD"
             ))
         })?);
     }
-    Ok(date)
+    Ok((date, format.unwrap_or(false)))
+}
+
+/// A CSV download; its file name says what and when.
+fn csv_response(name: String, body: String) -> Response {
+    (
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "text/csv; charset=utf-8".to_owned(),
+            ),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}.csv\""),
+            ),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 /// A country code in a path, in any case (`de` is `DE`), as `probe_country` in queries.
@@ -221,14 +259,27 @@ async fn map_countries(
     State((store, maps)): State<(Arc<dyn Store>, MapView)>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    let date = date_parameter(query)?;
+    let (date, as_csv) = map_parameters(query)?;
     let rule = maps.rule();
     if let Some(day) = date {
         let on = run_blocking(move || crate::daily::countries_on(&*store, day, rule)).await?;
+        if as_csv {
+            return Ok(csv_response(
+                format!("ipv6-by-country-{}", on.date),
+                csv::countries_on(&on),
+            ));
+        }
         return Ok(Json(on).into_response());
     }
     let snapshot = run_blocking(move || maps.snapshot(&*store)).await?;
-    Ok(Json(snapshot.countries_with(rule)).into_response())
+    let countries = snapshot.countries_with(rule);
+    if as_csv {
+        return Ok(csv_response(
+            "ipv6-by-country".into(),
+            csv::countries(&countries),
+        ));
+    }
+    Ok(Json(countries).into_response())
 }
 
 /// One country's stored daily figures and their projected trend.
@@ -270,12 +321,16 @@ async fn map_country(
     Path(country): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    let date = date_parameter(query)?;
+    let (date, as_csv) = map_parameters(query)?;
     let code = country_in_path(&country)?;
     let rule = maps.rule();
     if let Some(day) = date {
         let on = run_blocking(move || crate::daily::country_on(&*store, code, day, rule)).await?;
         return Ok(match on {
+            Some(on) if as_csv => csv_response(
+                format!("ipv6-{code}-{}", on.figures.day),
+                csv::country_on(&on, rule.min_probes),
+            ),
             Some(on) => Json(on).into_response(),
             None => (
                 StatusCode::NOT_FOUND,
@@ -292,6 +347,9 @@ async fn map_country(
     let snapshot = run_blocking(move || maps.snapshot(&*store)).await?;
     let detail = snapshot.country_with(code, rule);
     Ok(match detail {
+        Some(detail) if as_csv => {
+            csv_response(format!("ipv6-operators-{code}"), csv::operators(&detail))
+        }
         Some(detail) => Json(detail).into_response(),
         None => (
             StatusCode::NOT_FOUND,

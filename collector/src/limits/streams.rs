@@ -85,7 +85,9 @@ impl Streams {
 
 /// Whether a request's response is a long one that counts against the budget.
 pub fn is_long(path: &str) -> bool {
-    if path == "/api/v1/export" || path == "/api/v1/query/results" {
+    // Published reports (`/reports/{id}...`) are made like the campaign reports below.
+    if path == "/api/v1/export" || path == "/api/v1/query/results" || path.starts_with("/reports/")
+    {
         return true;
     }
     path.strip_prefix("/api/v1/campaigns/")
@@ -185,6 +187,7 @@ mod tests {
         drop(p1);
         assert!(streams.try_start(Some(b)).is_ok());
         assert!(is_long("/api/v1/campaigns/7/report"));
+        assert!(is_long("/reports/7") && is_long("/reports/7.pdf"));
         assert!(is_long("/api/v1/export"));
         assert!(!is_long("/api/v1/campaigns/7"));
         assert!(!is_long("/api/v1/probes"));
