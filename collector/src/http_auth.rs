@@ -155,6 +155,11 @@ pub fn required(method: &Method, path: &str, access: Access) -> Need {
                 .strip_prefix(prefix)
                 .is_some_and(|rest| rest.starts_with('/'))
     };
+    // Quick measurements: any role may start one (researchers and regulators alike); each
+    // caller sees only their own, budgets and rates are per caller (`campaign::quick`).
+    if under("/api/v1/measurements") {
+        return Need::AnyToken;
+    }
     if !is_read(method) {
         return if under("/api/v1/campaigns") {
             Need::Role(Role::Campaigner)
@@ -683,6 +688,19 @@ mod tests {
         assert_eq!(
             required(&Method::POST, "/api/v1/campaigns", private),
             Need::Role(Role::Campaigner)
+        );
+        // Quick measurements: any token, never anonymous, not even when raw data is public.
+        assert_eq!(
+            required(&Method::POST, "/api/v1/measurements", private),
+            Need::AnyToken
+        );
+        assert_eq!(
+            required(&get, "/api/v1/measurements/3/results", private),
+            Need::AnyToken
+        );
+        assert_eq!(
+            required(&Method::POST, "/api/v1/measurementsx", private),
+            Need::Role(Role::Admin)
         );
         assert_eq!(
             required(&Method::DELETE, "/api/v1/probes/ab/tags", private),

@@ -42,12 +42,13 @@ pub fn status_of(e: &CampaignError) -> StatusCode {
         CampaignError::NotFound(_) => StatusCode::NOT_FOUND,
         CampaignError::OverBudget(_) | CampaignError::NotOwner { .. } => StatusCode::FORBIDDEN,
         CampaignError::Ended(..) => StatusCode::CONFLICT,
+        CampaignError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
         CampaignError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
 
 #[derive(Debug)]
-struct ApiError(CampaignError);
+pub(super) struct ApiError(pub(super) CampaignError);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -63,7 +64,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn bad(field: &str, reason: String) -> ApiError {
+pub(super) fn bad(field: &str, reason: String) -> ApiError {
     ApiError(CampaignError::Spec(super::spec::SpecFieldError {
         field: field.into(),
         reason,
@@ -73,7 +74,7 @@ fn bad(field: &str, reason: String) -> ApiError {
 /// Store work on the readers' bounded pool (`limits::readers`) like the rest of the HTTP
 /// API, so campaign requests never take the threads ingest needs; a request that goes away
 /// stops its report's scan.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, CampaignError> + Send + 'static,
 ) -> Result<T, ApiError> {
     crate::limits::readers::read_blocking(move || Ok(work()))
@@ -82,7 +83,7 @@ async fn blocking<T: Send + 'static>(
         .map_err(ApiError)
 }
 
-fn parse_id(text: &str) -> Result<u64, ApiError> {
+pub(super) fn parse_id(text: &str) -> Result<u64, ApiError> {
     text.parse()
         .map_err(|_| bad("id", format!("{text:?} is not a campaign id")))
 }

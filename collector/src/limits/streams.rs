@@ -88,8 +88,14 @@ pub fn is_long(path: &str) -> bool {
     if path == "/api/v1/export" || path == "/api/v1/query/results" {
         return true;
     }
-    path.strip_prefix("/api/v1/campaigns/")
-        .is_some_and(|rest| rest.ends_with("/report"))
+    // A quick measurement's results, followed or not (`campaign::quick_http`).
+    let results = path
+        .strip_prefix("/api/v1/measurements/")
+        .is_some_and(|rest| rest.ends_with("/results"));
+    results
+        || path
+            .strip_prefix("/api/v1/campaigns/")
+            .is_some_and(|rest| rest.ends_with("/report"))
 }
 
 /// Middleware: long responses take a permit before the handler runs (503 with Retry-After
@@ -187,6 +193,8 @@ mod tests {
         assert!(is_long("/api/v1/campaigns/7/report"));
         assert!(is_long("/api/v1/export"));
         assert!(!is_long("/api/v1/campaigns/7"));
+        assert!(is_long("/api/v1/measurements/7/results"));
+        assert!(!is_long("/api/v1/measurements"));
         assert!(!is_long("/api/v1/probes"));
     }
 }
