@@ -19,6 +19,7 @@ pub mod http;
 pub mod presence;
 mod progress;
 pub mod quick;
+pub mod quick_cli;
 pub mod quick_http;
 mod registry;
 pub mod report;
