@@ -394,7 +394,6 @@ pub fn all_answered(record: &CampaignRecord, answered: &HashSet<(ProbeId, TaskId
 mod tests {
     use super::super::tests::{NOW, fleet, probe, service};
     use super::*;
-    use crate::store::Store;
 
     fn request(json: serde_json::Value) -> Request {
         serde_json::from_value(json).unwrap()
