@@ -822,3 +822,92 @@ fn a_quick_ping_from_one_country_streams_a_table() {
     assert!(stderr.contains(API), "{stderr}");
     eprintln!("quick measurements done after {:?}", started.elapsed());
 }
+
+/// Campaigns as code (issue #21): `campaign plan` shows the probes a spec would get per
+/// operator and its cost without creating anything, and `campaign create --kind … --from …`
+/// makes the same campaign without a file; a quick traceroute prints its hops.
+#[test]
+fn campaign_plan_and_create_from_flags_and_a_quick_traceroute() {
+    let started = Instant::now();
+    let running = start(campaign().expect("campaign lab"), started, "");
+    let Running {
+        ref lab,
+        ref campaigner,
+        ..
+    } = running;
+    let log = |what: &str| running.log(what);
+    let flags = [
+        "--collector",
+        API,
+        "--kind",
+        "ping",
+        "--target",
+        names::V6_ONLY,
+        "--target",
+        names::DUAL_STACK,
+        "--from",
+        "XA",
+        "--per-operator",
+        "1",
+        "--set",
+        "count=2",
+    ];
+    let out = cli(lab, campaigner, &[&["plan"][..], &flags].concat());
+    let plan = text(&out.stdout);
+    assert!(out.status.success(), "{}", log(&text(&out.stderr)));
+    eprintln!(
+        "$ sixmap-collector campaign plan {}\n{plan}",
+        flags.join(" ")
+    );
+    assert!(plan.contains("2 targets, 2 tasks, 2 probes"), "{plan}");
+    assert!(
+        plan.contains("AS64500") && plan.contains("AS64501"),
+        "{plan}"
+    );
+    assert!(!plan.contains("AS64502"), "{plan}");
+    assert!(plan.contains("probe-tests: 4 per hour, 4 in all"), "{plan}");
+    assert!(plan.contains("fits"), "{plan}");
+    let list = cli(lab, campaigner, &["list", "--collector", API]);
+    assert_eq!(text(&list.stdout), "", "a plan created a campaign");
+
+    let out = cli(lab, campaigner, &[&["create"][..], &flags].concat());
+    assert!(out.status.success(), "{}", log(&text(&out.stderr)));
+    let id = text(&out.stdout).trim().to_owned();
+    let shown = api(lab, campaigner, &format!("/api/v1/campaigns/{id}")).unwrap();
+    let mut asns: Vec<u64> = shown["campaign"]["probes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["asn"].as_u64().unwrap())
+        .collect();
+    asns.sort();
+    assert_eq!(asns, [64500, 64501], "{shown}");
+    assert_eq!(
+        shown["campaign"]["spec"]["selection"]["countries"],
+        serde_json::json!(["XA"])
+    );
+
+    // A quick traceroute from XB's operator: its hops, ending at the target.
+    let trace = [
+        "traceroute",
+        names::V6_ONLY,
+        "--from",
+        "AS64502",
+        "--probes",
+        "1",
+    ];
+    let out = measure(lab, campaigner, &trace);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", log(&text(&out.stderr)));
+    eprintln!("$ sixmap-collector measure {}\n{stdout}", trace.join(" "));
+    assert!(stdout.contains("AS64502 XB"), "{stdout}");
+    assert!(stdout.contains("reached"), "{stdout}");
+    let target = lab.lab.node("v6only").v6().to_string();
+    let hops: Vec<&str> = stdout.lines().filter(|l| l.starts_with("    ")).collect();
+    assert!(hops.len() >= 2, "{stdout}");
+    assert!(hops.last().unwrap().contains(&target), "{stdout}");
+    assert!(
+        stdout.ends_with("1 of 1 answered (every probe answered)\n"),
+        "{stdout}"
+    );
+}

@@ -28,6 +28,7 @@ use std::sync::Arc;
 pub fn router(campaigns: Arc<Campaigns>) -> Router {
     Router::new()
         .route("/api/v1/campaigns", get(list).post(create))
+        .route("/api/v1/campaigns/plan", post(plan))
         .route("/api/v1/campaigns/{id}", get(show))
         .route("/api/v1/campaigns/{id}/cancel", post(cancel))
         .route("/api/v1/campaigns/{id}/report", get(report_of))
@@ -111,16 +112,7 @@ async fn create(
     body: Result<Json<CreateBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(body) = body.map_err(|e| bad("body", e.body_text()))?;
-    let (format, text) = match body.spec {
-        serde_json::Value::String(text) => (body.format.unwrap_or_else(|| "toml".into()), text),
-        object @ serde_json::Value::Object(_) => ("json".into(), object.to_string()),
-        _ => {
-            return Err(bad(
-                "spec",
-                "must be the spec's text or a JSON object".into(),
-            ));
-        }
-    };
+    let (format, text) = spec_text(body)?;
     // The access table lets only campaigners and admins write here, so a caller is known;
     // the owner is always the caller (the body's `owner` is ignored), so no one can create a
     // campaign in another's name or spend another's budget.
@@ -130,6 +122,33 @@ async fn create(
     };
     let record = blocking(move || c.create(&owner, &format, &text, UnixMicros::now())).await?;
     Ok((StatusCode::CREATED, Json(record)).into_response())
+}
+
+/// `POST /api/v1/campaigns/plan`, the body of a create: what creating it would select and
+/// cost (`super::plan`), creating nothing.
+async fn plan(
+    State(c): State<Arc<Campaigns>>,
+    caller: crate::http_auth::Caller,
+    body: Result<Json<CreateBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<super::plan::Plan>, ApiError> {
+    let Json(body) = body.map_err(|e| bad("body", e.body_text()))?;
+    let (format, text) = spec_text(body)?;
+    let owner = caller.name;
+    Ok(Json(
+        blocking(move || c.plan(&owner, &format, &text, UnixMicros::now())).await?,
+    ))
+}
+
+/// The spec's format and text from a create body (text, or a JSON object).
+fn spec_text(body: CreateBody) -> Result<(String, String), ApiError> {
+    match body.spec {
+        serde_json::Value::String(text) => Ok((body.format.unwrap_or_else(|| "toml".into()), text)),
+        object @ serde_json::Value::Object(_) => Ok(("json".into(), object.to_string())),
+        _ => Err(bad(
+            "spec",
+            "must be the spec's text or a JSON object".into(),
+        )),
+    }
 }
 
 async fn show(

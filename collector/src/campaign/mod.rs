@@ -16,6 +16,7 @@ pub mod cli;
 mod declared;
 pub mod grpc;
 pub mod http;
+pub mod plan;
 pub mod presence;
 mod progress;
 pub mod quick;
