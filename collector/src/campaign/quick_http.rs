@@ -237,3 +237,85 @@ async fn follow(c: Arc<Campaigns>, record: CampaignRecord, tx: mpsc::Sender<Byte
     };
     let _ = tx.send(sent.done_line(&record, &reason)).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{fleet, probe, service};
+    use super::*;
+
+    /// A quick measurement started now on probe 1 (connected), followed by `follow` into a
+    /// channel the test holds or drops.
+    fn started(dir: &std::path::Path) -> (Arc<Campaigns>, CampaignRecord) {
+        let c = Arc::new(service(dir, &fleet(), None));
+        let (tx, rx) = mpsc::channel(8);
+        c.connected(&probe(1, None, "").id, tx);
+        std::mem::forget(rx);
+        let request: super::super::quick::Request = serde_json::from_value(
+            serde_json::json!({"kind": "ping", "target": "example.org", "probes": 1}),
+        )
+        .unwrap();
+        let record = c
+            .create_quick("alice", &request, UnixMicros::now())
+            .unwrap();
+        (c, record)
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_follower_that_goes_stops_the_poller_and_one_that_stays_waits() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, record) = started(dir.path());
+        // Nobody reads: the poller ends at once, long before the deadline (25 s).
+        let (tx, rx) = mpsc::channel(16);
+        drop(rx);
+        tokio::time::timeout(
+            Duration::from_secs(2),
+            follow(c.clone(), record.clone(), tx),
+        )
+        .await
+        .expect("the poller stops when its client goes");
+        // Someone reads and nothing has come: it keeps waiting, sending nothing.
+        let (tx, mut rx) = mpsc::channel(16);
+        let poller = tokio::spawn(follow(c, record, tx));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!poller.is_finished());
+        assert!(rx.try_recv().is_err());
+        drop(rx);
+        tokio::time::timeout(Duration::from_secs(2), poller)
+            .await
+            .expect("and stops once that client goes")
+            .unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn past_its_deadline_a_follow_sends_what_is_stored_and_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, mut record) = started(dir.path());
+        let probe_id = record.probes[0].probe.clone();
+        let mut r = crate::testing::ping_v6(
+            probe_id,
+            1,
+            UnixMicros::now(),
+            Some(Duration::from_millis(1)),
+            Default::default(),
+        );
+        r.result.task_id = record.tasks[0].task_id;
+        c.store().insert_results(&[r]).unwrap();
+        // A second probe that never answers, and a deadline already gone.
+        record.probes.push(record.probes[0].clone());
+        record.probes[1].probe = probe(2, None, "").id;
+        if let Some(quick) = record.spec.quick.as_mut() {
+            quick.deadline = UnixMicros(UnixMicros::now().0 - 1);
+        }
+        let (tx, mut rx) = mpsc::channel(16);
+        tokio::time::timeout(Duration::from_secs(2), follow(c, record.clone(), tx))
+            .await
+            .unwrap();
+        let result: serde_json::Value = serde_json::from_slice(&rx.recv().await.unwrap()).unwrap();
+        assert_eq!(result["task_id"], record.tasks[0].task_id.get());
+        let done: serde_json::Value = serde_json::from_slice(&rx.recv().await.unwrap()).unwrap();
+        assert_eq!(done["done"]["answered"], 1, "{done}");
+        assert_eq!(done["done"]["expected"], 2, "{done}");
+        assert_eq!(done["done"]["reason"], "deadline passed", "{done}");
+        assert!(rx.recv().await.is_none());
+    }
+}
