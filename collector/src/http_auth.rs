@@ -145,7 +145,8 @@ fn is_read(method: &Method) -> bool {
 }
 
 /// **The access table.** Writes (anything but GET and HEAD) always need a token: campaign
-/// writes a campaigner's, all others an admin's. Reads: maps public by default, raw data
+/// writes a campaigner's, quick measurements (`/api/v1/measurements`, reads too) any role's,
+/// all others an admin's. Reads: maps public by default, raw data
 /// (results, probes with their addresses, losses) for researchers unless configured public,
 /// the audit log, token listings and the admin view of probes (`/api/v1/admin/…`) for admins.
 pub fn required(method: &Method, path: &str, access: Access) -> Need {

@@ -910,4 +910,30 @@ fn campaign_plan_and_create_from_flags_and_a_quick_traceroute() {
         stdout.ends_with("1 of 1 answered (every probe answered)\n"),
         "{stdout}"
     );
+
+    // A quick DNS lookup by each probe's own resolver: the answers printed.
+    let dns = [
+        "dns",
+        names::DUAL_STACK,
+        "--from",
+        "XB",
+        "--probes",
+        "2",
+        "--set",
+        "query_type=AAAA",
+    ];
+    let out = measure(lab, campaigner, &dns);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", log(&text(&out.stderr)));
+    eprintln!("$ sixmap-collector measure {}\n{stdout}", dns.join(" "));
+    let dual = lab.lab.node("dual").v6().to_string();
+    let answers = stdout
+        .lines()
+        .filter(|l| l.starts_with("  dual.lab") && l.contains(" AAAA ") && l.ends_with(&dual))
+        .count();
+    assert_eq!(answers, 2, "{stdout}");
+    assert!(
+        stdout.ends_with("2 of 2 answered (every probe answered)\n"),
+        "{stdout}"
+    );
 }

@@ -1,5 +1,5 @@
 //! One budget of long responses for the whole process: HTTP exports, query result pages,
-//! campaign reports and gRPC `QueryService.StreamResults` each hold a [`StreamPermit`] from
+//! campaign reports, quick measurements' results and gRPC `QueryService.StreamResults` each hold a [`StreamPermit`] from
 //! before their work starts until their body is finished or their client has gone. A slow
 //! reader cannot keep one for long: the HTTP connection's write timeout
 //! ([`super::serve_http`]) and the gRPC stream's send timeout drop it.
