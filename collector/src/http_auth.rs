@@ -193,6 +193,10 @@ pub fn required(method: &Method, path: &str, access: Access) -> Need {
             Need::AnyToken
         };
     }
+    // Alerts name probes and their outages: researchers and admins, never public.
+    if under("/api/v1/alerts") {
+        return Need::Role(Role::Researcher);
+    }
     // Campaign progress: campaigners follow theirs, researchers read results.
     if under("/api/v1/campaigns") {
         return Need::AnyToken;

@@ -2,6 +2,7 @@
 //! API and the dashboard.
 
 pub mod admin;
+pub mod alerts;
 pub mod auth;
 pub mod campaign;
 pub mod client;
@@ -210,6 +211,7 @@ pub async fn start_with_store(
     }
     let dumps = settings.dumps.clone();
     let publication = settings.publication;
+    let alerts = settings.alerts.clone();
     let server_limits = settings.limits.clone();
     let campaigns = Arc::new(
         campaign::Campaigns::new(
@@ -284,6 +286,8 @@ pub async fn start_with_store(
     if let Some(dumps) = dumps {
         tokio::spawn(export::dumps::run(store.clone(), dumps));
     }
+    let alert_webhooks = alerts.webhooks.iter().map(|w| w.name.clone()).collect();
+    alerts::spawn(store.clone(), alerts);
     let map_view = map_view::MapView::with_rule(publication);
     tokio::spawn(map_view::run(map_view.clone(), store.clone()));
     let router = http_auth::protect(
@@ -298,7 +302,8 @@ pub async fn start_with_store(
             .merge(metrics::router())
             .merge(query::router(store.clone()))
             .merge(export::http::router(store.clone()))
-            .merge(health::router(store.clone(), fatal.clone())),
+            .merge(health::router(store.clone(), fatal.clone()))
+            .merge(alerts::http::router(store.clone(), alert_webhooks)),
         store,
         pki,
         access,

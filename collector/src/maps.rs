@@ -83,7 +83,9 @@ pub struct MapProbe {
     pub asn: u32,
     /// Degrees, rounded to a tenth, when the volunteer gave a location.
     pub location: Option<[f64; 2]>,
-    pub v6_works: bool,
+    /// `None` when its operator's figure is insufficient data (`[publication] min_probes`):
+    /// one probe's colour would publish what the rule keeps back.
+    pub v6_works: Option<bool>,
 }
 
 /// One country's page. The counts are `probe_count` and `operator_count` here, because
@@ -430,7 +432,7 @@ fn country_detail(
             id: p.record.id.clone(),
             asn: p.asn,
             location: p.record.location.map(|l| [l.latitude(), l.longitude()]),
-            v6_works: p.works,
+            v6_works: ranked.iter().any(|o| o.asn == p.asn).then_some(p.works),
         })
         .collect();
     Some(CountryDetail {
@@ -541,8 +543,15 @@ mod tests {
             .collect();
         assert_eq!(rows, [(2, false, Some("1".into())), (3, true, None)]);
         assert!(xb.operators[1].v6_works.is_none());
+        // Nor do that operator's probes show whether IPv6 works for them.
+        let shown: Vec<_> = xb.probes.iter().map(|p| (p.asn, p.v6_works)).collect();
+        assert_eq!(shown, [(2, Some(true)), (2, Some(true)), (3, None)]);
         let page = s.country_with("XA".parse().unwrap(), rule).unwrap();
         assert!(page.insufficient_data && page.v6_works.is_none());
         assert_eq!(page.probe_count, 1);
+        assert_eq!(
+            page.probes[0].v6_works, None,
+            "one probe's colour is no figure"
+        );
     }
 }

@@ -57,6 +57,8 @@ pub struct CollectorMetrics {
     pub http_requests: Arc<Family<Counter>>,
     pub reader_jobs_running: Arc<Gauge>,
     pub reader_jobs_stopped: Arc<Counter>,
+    pub alerts_dropped: Arc<Counter>,
+    pub alert_deliveries: Arc<Family<Counter>>,
 }
 
 impl CollectorMetrics {
@@ -134,6 +136,15 @@ impl CollectorMetrics {
             reader_jobs_stopped: r.counter(
                 "sixmap_collector_reader_jobs_stopped_total",
                 "API store reads that stopped early because their request went away (timed out, client left).",
+            ),
+            alerts_dropped: r.counter(
+                "sixmap_collector_alerts_dropped_total",
+                "Alerts dropped from a full alert outbox ([alerts] max_stored) before every webhook had them.",
+            ),
+            alert_deliveries: r.counter_family(
+                "sixmap_collector_alert_deliveries_total",
+                "Webhook requests carrying an alert, by outcome: ok (2xx) or failed (error, timeout, other status).",
+                &["outcome"],
             ),
             registry: r,
         }

@@ -542,6 +542,62 @@ fn campaigns_are_shared(server: &ClickHouseServer) {
     assert_eq!(seen, vec![2, 3]);
 }
 
+/// The alert outbox (`AlertStore`) as on sled: an alert stored once whichever collector
+/// detects it, updates only while stored, deletions final.
+fn alerts_are_shared(server: &ClickHouseServer) {
+    use sixmap_collector::store::AlertStore;
+    let one = ClickHouseStore::open(&config(server, "alerts")).unwrap();
+    let two = ClickHouseStore::open(&config(server, "alerts")).unwrap();
+    assert!(one.insert_alert("a1", b"{\"v\":1}").unwrap());
+    assert!(
+        !two.insert_alert("a1", b"{\"v\":2}").unwrap(),
+        "stored once"
+    );
+    assert!(two.insert_alert("b2", b"{\"v\":\"tab\\there\"}").unwrap());
+    two.update_alert("a1", b"{\"v\":3}").unwrap();
+    assert_eq!(
+        one.alerts().unwrap(),
+        vec![
+            ("a1".to_string(), b"{\"v\":3}".to_vec()),
+            ("b2".to_string(), b"{\"v\":\"tab\\there\"}".to_vec()),
+        ]
+    );
+    one.delete_alerts(&["a1".to_string()]).unwrap();
+    two.update_alert("a1", b"{\"v\":4}").unwrap();
+    assert!(
+        !two.insert_alert("a1", b"{\"v\":5}").unwrap(),
+        "a dropped alert stays dropped"
+    );
+    assert_eq!(
+        two.alerts().unwrap(),
+        vec![("b2".to_string(), b"{\"v\":\"tab\\there\"}".to_vec())]
+    );
+    // Many new alerts at once (an outage): claimed in parallel, each claim waiting its
+    // settle time (1 s) once per batch of 16, not once per alert.
+    let many: Vec<sixmap_collector::alerts::Alert> = (0..32)
+        .map(|i| sixmap_collector::alerts::Alert {
+            id: format!("c{i:02}"),
+            rule: "r".into(),
+            kind: "probe_offline".into(),
+            subject: format!("probe:{i}"),
+            created_at: UnixMicros(i),
+            summary: String::new(),
+            evidence: serde_json::Value::Null,
+            links: Vec::new(),
+        })
+        .collect();
+    let fresh = ClickHouseStore::open(&config(server, "alerts_many")).unwrap();
+    let started = std::time::Instant::now();
+    let new = sixmap_collector::alerts::record(&fresh, many, &["w".to_string()], 1000).unwrap();
+    let took = started.elapsed();
+    assert_eq!(new, 32);
+    assert!(
+        took < std::time::Duration::from_secs(12),
+        "32 alerts took {took:?}"
+    );
+    assert_eq!(fresh.alerts().unwrap().len(), 32);
+}
+
 fn errors_name_what_clickhouse_said(server: &ClickHouseServer) {
     let mut wrong_user = config(server, "errors");
     wrong_user.user = "nobody".into();
@@ -588,6 +644,7 @@ fn the_clickhouse_store_behaves_like_the_sled_store() {
     a_long_scan_pages_through_everything_once(&server);
     records_behave_like_sled(&server);
     campaigns_are_shared(&server);
+    alerts_are_shared(&server);
     errors_name_what_clickhouse_said(&server);
 }
 

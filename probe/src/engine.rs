@@ -181,10 +181,14 @@ impl Engine {
         }
         let destination = match &spec.kind {
             // The host's own resolver, from its configuration: the target is only the name
-            // asked about, so it is neither resolved nor checked. No policy check either: the
-            // collector did not choose this address, and the host already sends every lookup
-            // there.
-            SpecKind::Dns(dns) if dns.system_resolver() => crate::dns::system_resolver().await?,
+            // asked about, so it is neither resolved nor checked against the target policy
+            // (the collector did not choose this address, and the host already sends every
+            // lookup there). The question is checked instead: the collector chose it, and
+            // it must not reach into the volunteer's own network.
+            SpecKind::Dns(dns) if dns.system_resolver() => {
+                crate::dns::check_system_resolver_question(dns)?;
+                crate::dns::system_resolver().await?
+            }
             _ => {
                 let resolving = Instant::now();
                 let destination = self.resolve(&spec.target, spec.family).await?;

@@ -407,7 +407,7 @@ fn a_campaign_over_lab_targets_reports_the_lab_truth() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     eprintln!("report after {:?}", started.elapsed());
 
-    assert_eq!(report["methodology_version"], "sixmap-campaign-report/2");
+    assert_eq!(report["methodology_version"], "sixmap-campaign-report/3");
     assert_eq!(
         report["campaign"]["spec"]["targets"]
             .as_array()
@@ -547,7 +547,7 @@ fn a_campaign_over_lab_targets_reports_the_lab_truth() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let csv = std::fs::read_to_string(&csv_path).unwrap();
     assert!(
-        csv.contains("meta,,,,,methodology_version,sixmap-campaign-report/2"),
+        csv.contains("meta,,,,,methodology_version,sixmap-campaign-report/3"),
         "{csv}"
     );
     assert!(csv.contains("campaign_spec"), "{csv}");
@@ -566,7 +566,7 @@ fn a_campaign_over_lab_targets_reports_the_lab_truth() {
     );
     let html = text(&out.stdout);
     assert!(
-        html.contains("sixmap-campaign-report/2")
+        html.contains("sixmap-campaign-report/3")
             && html.contains("ipv6_activation_rate")
             && html.contains("per_operator = 2"),
         "{html}"

@@ -6,12 +6,19 @@
 //! unreachable resolvers make a probe's vote **inconclusive**, never "no", and a probe whose
 //! resolver failed both questions (AAAA and A) is **excluded** from the figure, with the
 //! reason. "No" needs a resolver that demonstrably works for that name: NOERROR or NXDOMAIN
-//! without the record while the same probe's question of the other type was answered.
+//! without the record while the same probe's question of the other type returned records (a
+//! resolver that answers "nothing" to both, as captive portals and filters do, says nothing).
+//!
+//! Records that are not the name's public addresses are not a "yes" either: AAAA synthesised
+//! by DNS64 (`64:ff9b::/96`, `64:ff9b:1::/48`: the name may have no IPv6 at all), a filter's
+//! `::` or `0.0.0.0`, loopback, link-local, unique-local or private addresses of a
+//! split-horizon view. Such an answer is inconclusive ([`published_address`]).
 
 use serde::Serialize;
 use sixmap_shared::ProbeId;
 use sixmap_shared::measurement::{Outcome, query_type_name, rcode_name};
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 pub const TYPE_A: u16 = 1;
 pub const TYPE_AAAA: u16 = 28;
@@ -30,6 +37,35 @@ pub enum Answer {
 const NOERROR: u16 = 0;
 const NXDOMAIN: u16 = 3;
 
+/// Whether `address` can be a name's published address as the public sees it (module doc):
+/// not DNS64's synthesis, a filter's sinkhole or an address of a private network.
+pub fn published_address(address: IpAddr) -> bool {
+    match address {
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            // 64:ff9b::/96 (RFC 6052) and 64:ff9b:1::/48 (RFC 8215).
+            let nat64 = s[0] == 0x64 && s[1] == 0xff9b && (s[2..6] == [0; 4] || s[2] == 1);
+            !(v6.is_unspecified()
+                || v6.is_loopback()
+                || v6.is_multicast()
+                || (s[0] & 0xffc0) == 0xfe80
+                || (s[0] & 0xfe00) == 0xfc00
+                || nat64
+                || v6.to_ipv4_mapped().is_some())
+        }
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            !(v4.is_unspecified()
+                || v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || (o[0] == 100 && (o[1] & 0xc0) == 64))
+        }
+    }
+}
+
 /// The answer in `outcome`, a DNS result for `query_type`.
 pub fn answer(outcome: &Outcome, query_type: u16) -> Answer {
     match outcome {
@@ -37,6 +73,26 @@ pub fn answer(outcome: &Outcome, query_type: u16) -> Answer {
             Some(r)
                 if r.rcode == NOERROR && r.answers.iter().any(|a| a.record_type == query_type) =>
             {
+                // Address records must hold a public address (module doc); other types count
+                // as they are.
+                let addresses: Vec<IpAddr> = r
+                    .answers
+                    .iter()
+                    .filter(|a| a.record_type == query_type)
+                    .filter_map(|a| a.data.parse().ok())
+                    .collect();
+                let address_type = query_type == TYPE_A || query_type == TYPE_AAAA;
+                // (Records whose text is not an address say nothing either way: counted.)
+                if address_type
+                    && !addresses.is_empty()
+                    && !addresses.iter().any(|a| published_address(*a))
+                {
+                    let shown: Vec<String> = addresses.iter().map(IpAddr::to_string).collect();
+                    return Answer::Failed(format!(
+                        "only addresses that are not public: {} (DNS64, a filter or a private view)",
+                        shown.join(", ")
+                    ));
+                }
                 Answer::Records
             }
             Some(r) if r.rcode == NOERROR || r.rcode == NXDOMAIN => Answer::Empty,
@@ -102,7 +158,7 @@ pub struct Presence {
     pub source: Source,
     /// Probes whose resolver returned the record.
     pub yes: u64,
-    /// Probes whose resolver answered without it while answering the other type.
+    /// Probes whose resolver answered without it while returning the other type's records.
     pub no: u64,
     /// Probes whose answer says nothing: this type failed while the other was answered, or an
     /// empty answer without the other type's question answered.
@@ -156,7 +212,7 @@ pub fn presence(
         let Some(this) = this else { continue };
         match (this, other) {
             (Answer::Records, _) => p.yes += 1,
-            (Answer::Empty, Some(Answer::Records | Answer::Empty)) => p.no += 1,
+            (Answer::Empty, Some(Answer::Records)) => p.no += 1,
             (Answer::Failed(a), Some(Answer::Failed(b))) => p.excluded.push(Excluded {
                 probe: probe.clone(),
                 reason: format!(
@@ -284,5 +340,70 @@ mod tests {
         let mut none = BTreeMap::new();
         none.insert(probe(7), (None, Some(Records)));
         assert_eq!(presence(TYPE_A, &none).verdict, Verdict::NotMeasured);
+        // A resolver that answers "nothing" to both (captive portal, filter): inconclusive.
+        let mut nothing = BTreeMap::new();
+        nothing.insert(probe(8), (Some(Empty), Some(Empty)));
+        let p = presence(TYPE_AAAA, &nothing);
+        assert_eq!(
+            (p.verdict, p.no, p.inconclusive),
+            (Verdict::Inconclusive, 0, 1)
+        );
+    }
+
+    fn addresses(query_type: u16, data: &[&str]) -> Outcome {
+        let mut outcome = dns(query_type, Some(0), &vec![query_type; data.len()]);
+        if let Outcome::Dns(d) = &mut outcome
+            && let Some(r) = &mut d.response
+        {
+            for (record, text) in r.answers.iter_mut().zip(data) {
+                record.data = (*text).into();
+            }
+        }
+        outcome
+    }
+
+    /// DNS64's synthesis, a filter's sinkhole and private views are not the name's published
+    /// addresses: inconclusive, never "yes".
+    #[test]
+    fn only_public_addresses_say_yes() {
+        for synthesised in [
+            &["64:ff9b::c000:201"][..],
+            &["64:ff9b:1::a00:1"],
+            &["::"],
+            &["::1"],
+            &["fd00::53"],
+            &["fe80::1"],
+            &["::ffff:192.0.2.1"],
+        ] {
+            assert!(
+                matches!(answer(&addresses(28, synthesised), 28), Answer::Failed(_)),
+                "{synthesised:?}"
+            );
+        }
+        for sinkhole in [
+            &["0.0.0.0"][..],
+            &["127.0.0.1"],
+            &["10.1.2.3"],
+            &["100.64.0.1"],
+        ] {
+            assert!(
+                matches!(answer(&addresses(1, sinkhole), 1), Answer::Failed(_)),
+                "{sinkhole:?}"
+            );
+        }
+        // One public address among them is enough; 64:ff9b:: with other bits set is a
+        // global address, not the well-known prefix.
+        for public in [
+            &["2001:db8::1"][..],
+            &["64:ff9b::c000:201", "2a01:e0a::1"],
+            &["64:ff9b:0:1::1"],
+        ] {
+            assert_eq!(
+                answer(&addresses(28, public), 28),
+                Answer::Records,
+                "{public:?}"
+            );
+        }
+        assert_eq!(answer(&addresses(1, &["192.0.2.1"]), 1), Answer::Records);
     }
 }

@@ -15,7 +15,7 @@ use std::fmt::Write;
 use std::net::IpAddr;
 
 /// Bumped whenever a figure's definition changes, so published reports say which applies.
-pub const METHODOLOGY_VERSION: &str = "sixmap-campaign-report/2";
+pub const METHODOLOGY_VERSION: &str = "sixmap-campaign-report/3";
 
 pub const METHODOLOGY: &str = "\
 Observations. For each probe, target, measurement kind and address family only the probe's \
@@ -24,10 +24,13 @@ Operators are the origin AS of the probe's address when it was chosen (imported 
 probes without one are grouped under AS 0.\n\
 AAAA published (and A published, the same way): from DNS questions about the name (`dns` \
 measurements, normally asked of each probe's own resolver), each probe's latest answer per \
-record type. A probe votes yes when its resolver returned the record; no when the answer was \
-NOERROR or NXDOMAIN without it while the same probe's question of the other type was answered \
-(so its resolver works for that name); inconclusive otherwise (SERVFAIL, REFUSED, timeouts, an \
-unreachable resolver, or an empty answer the other question cannot confirm). A probe whose \
+record type. A probe votes yes when its resolver returned the record with a public address \
+(not synthesised by DNS64 in 64:ff9b::/96 or 64:ff9b:1::/48, not a filter's ::, 0.0.0.0 or \
+loopback, not a private view's unique-local, link-local or RFC 1918 address); no when the \
+answer was NOERROR or NXDOMAIN without it while the same probe's question of the other type \
+returned records (so its resolver works for that name); inconclusive otherwise (SERVFAIL, \
+REFUSED, timeouts, an unreachable resolver, only non-public addresses, or an empty answer the \
+other question cannot confirm). A probe whose \
 resolver failed both questions is excluded from the figure, with the reason. The figure is yes \
 when any probe voted yes, else no when any voted no, else inconclusive; the counts are shown. \
 A resolver's failure is never a no. Without DNS questions of a type, an address of that family \
@@ -343,10 +346,18 @@ pub fn build(
             }
             _ => {
                 let v4_resolved = of_target.iter().any(|(k, r)| {
-                    k.3 == Family::V4 && r.result.destination.is_some_and(|d| d.is_ipv4())
+                    k.3 == Family::V4
+                        && r.result
+                            .destination
+                            .is_some_and(|d| d.is_ipv4() && presence::published_address(d))
                 });
                 (
-                    dns_presence(&dns_latest, target, TYPE_AAAA, !v6_addresses.is_empty()),
+                    dns_presence(
+                        &dns_latest,
+                        target,
+                        TYPE_AAAA,
+                        v6_addresses.iter().any(|a| presence::published_address(*a)),
+                    ),
                     dns_presence(&dns_latest, target, TYPE_A, v4_resolved),
                 )
             }

@@ -535,6 +535,16 @@ fn measurement_tasks(
         .get("query_name")
         .and_then(|q| q.as_str())
         .filter(|q| q.contains("{target}"));
+    // A question for the probe host's own resolver is about the campaign's targets only: a
+    // fixed name there would measure the volunteers' resolvers, not the targets (probes also
+    // refuse private names and types other than A, AAAA and HTTPS).
+    if table.get("system_resolver").and_then(|v| v.as_bool()) == Some(true) && query_name.is_none()
+    {
+        return Err(invalid(
+            format!("{key}.query_name"),
+            "with system_resolver = true it must contain {target}".to_string(),
+        ));
+    }
     let mut tasks = Vec::new();
     for target in targets {
         for family in &families {
@@ -665,6 +675,10 @@ timeout_ms = 3000
         }
         let typo = text.replace("system_resolver", "system_resolvers");
         assert!(check(&typo, true).is_err());
+        // A fixed name would measure the volunteers' resolvers, not the targets.
+        let fixed = text.replace("query_name = \"{target}\"", "query_name = \"router.lan\"");
+        let refused = check(&fixed, true).unwrap_err();
+        assert_eq!(refused.field, "measurements[0].query_name", "{refused:?}");
     }
 
     #[test]

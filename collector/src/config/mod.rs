@@ -6,11 +6,13 @@ use sixmap_shared::config::{ConfigError, load_toml};
 use sixmap_shared::measurement::{MeasurementSpec, PingSpec, SpecKind, Target};
 use sixmap_shared::session::MIN_TASK_INTERVAL;
 
+mod alerts;
 mod publication;
 mod store;
 mod task_table;
 mod tls;
 
+pub use alerts::{Alerts, AlertsConfig, Rule, RuleKind, Webhook};
 pub use store::{BackendName, ClickHouseToml, StoreConfig, StoreSettings};
 pub use task_table::{MAX_TASK_INTERVAL, QueryType, TaskTable, table_tasks};
 pub use tls::{PublicName, TlsConfig, TlsSettings};
@@ -73,6 +75,8 @@ pub struct CollectorConfig {
     pub publication: publication::PublicationConfig,
     /// The gRPC certificate's public names (`[tls]`); see [`TlsConfig`].
     pub tls: TlsConfig,
+    /// Alert rules and webhooks (`[alerts]`); see [`AlertsConfig`].
+    pub alerts: AlertsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -115,6 +119,7 @@ impl Default for CollectorConfig {
             dumps: Default::default(),
             publication: Default::default(),
             tls: TlsConfig::default(),
+            alerts: AlertsConfig::default(),
         }
     }
 }
@@ -157,6 +162,7 @@ pub struct Settings {
     pub dumps: Option<crate::export::dumps::Dumps>,
     pub publication: crate::rollup::MinSample,
     pub tls: TlsSettings,
+    pub alerts: Alerts,
 }
 
 /// A task every connected probe runs.
@@ -311,6 +317,7 @@ impl CollectorConfig {
             dumps,
             publication: self.publication.validate(source)?,
             tls: self.tls.validate(source)?,
+            alerts: self.alerts.validate(source)?,
         })
     }
 }

@@ -175,15 +175,27 @@ impl EnrollmentGate {
             for (network, cap) in networks.iter().zip([caps.per_64, caps.per_routed_prefix]) {
                 // Enrollments in progress whose probe is not in the index yet, then the
                 // index's counter: in this order, a write landing meanwhile is counted twice
-                // at worst (a refusal in a window of milliseconds), never nowhere. Pending
-                // entries leave only under this lock, after their write (`commit`).
-                let mut unstored = 0;
-                for p in pending.iter().filter(|p| p.networks.contains(network)) {
-                    if !store.owner_has_probe(owner, network, &p.probe)? {
-                        unstored += 1;
+                // at worst, never nowhere. Pending entries leave only under this lock, after
+                // their write (`commit`).
+                // The counter is read before and after: when it moved, a write landed in
+                // between and may be counted twice, so the check is made again (a spurious
+                // refusal ends a probe for good: exit status 78). After a few tries the
+                // double-counting answer stands, which errs on the side of the cap.
+                let mut count = 0;
+                for _ in 0..4 {
+                    let before = store.owner_probe_count(owner, network)?;
+                    let mut unstored = 0;
+                    for p in pending.iter().filter(|p| p.networks.contains(network)) {
+                        if !store.owner_has_probe(owner, network, &p.probe)? {
+                            unstored += 1;
+                        }
+                    }
+                    let after = store.owner_probe_count(owner, network)?;
+                    count = unstored + after;
+                    if before == after {
+                        break;
                     }
                 }
-                let count = unstored + store.owner_probe_count(owner, network)?;
                 if count >= cap {
                     return Ok(Err(if network.starts_with("site ") {
                         format!(

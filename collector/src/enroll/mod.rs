@@ -259,6 +259,17 @@ impl Enroller {
                 fingerprint.clone(),
             ))?;
             store.bind_certificate(&fingerprint, &probe)?;
+            // The owner index too (idempotent): on ClickHouse the enrollment's writes follow
+            // one another, and one that failed after the token's claim left the probe out of
+            // the count of its owner's caps, letting a cap be exceeded for good.
+            if let Some(from) = outcome.enrolled_from {
+                store.index_owner_probe(
+                    &token.owner,
+                    &auth::owner_networks(from, outcome.enrolled_prefix),
+                    &probe,
+                    true,
+                )?;
+            }
             store.flush()?;
         }
         if let Some(message) = existing.as_ref().and_then(auth::revocation_message) {

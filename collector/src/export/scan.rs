@@ -143,21 +143,21 @@ fn decode(
         let Ok((number, (mut undecoded, mut results))) = next else {
             return;
         };
-        let mut decoded = Ok(());
-        for row in undecoded.drain(..) {
-            if readers::cancelled() {
-                decoded = Err(StoreError::Cancelled);
-                break;
-            }
-            match row.decode() {
-                Ok(stored) if plan.selects(&stored) => results.push(stored),
-                Ok(_) => {}
-                Err(e) => {
-                    decoded = Err(e);
-                    break;
+        // A panic decoding one row becomes that chunk's error: the writer waits for every
+        // chunk by number, so a chunk that never came would hold the export forever.
+        let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            for row in undecoded.drain(..) {
+                if readers::cancelled() {
+                    return Err(StoreError::Cancelled);
+                }
+                let stored = row.decode()?;
+                if plan.selects(&stored) {
+                    results.push(stored);
                 }
             }
-        }
+            Ok(())
+        }))
+        .unwrap_or_else(|_| Err(panicked("decoder")));
         undecoded.clear();
         if done
             .send((number, (undecoded, decoded.map(|()| results))))

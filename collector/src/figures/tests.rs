@@ -787,3 +787,5 @@ fn figures_fed_by_sessions_equal_a_rebuild_whatever_reaches_the_folder() {
         }
     }
 }
+
+impl crate::store::AlertStore for LoggedStore {}

@@ -5,12 +5,14 @@
 //! Methods are synchronous and quick except [`Store::flush`]; async callers run `flush` on a
 //! blocking thread.
 
+pub mod alert_store;
 pub mod auth;
 pub mod clickhouse;
 pub mod figure_store;
 pub mod filter;
 mod migrate;
 mod result_codec;
+mod sled_alerts;
 mod sled_auth;
 mod sled_cells;
 mod sled_db;
@@ -19,6 +21,7 @@ mod sled_index;
 mod sled_log;
 mod sled_store;
 
+pub use alert_store::AlertStore;
 pub use auth::{ApiTokenRecord, AuditEntry, AuthStore, EnrollmentTokenRecord, Role};
 pub use clickhouse::{ClickHouseConfig, ClickHouseStore};
 pub use figure_store::{FigureStore, FigureWrite};
@@ -236,7 +239,9 @@ pub async fn run_blocking<T: Send + 'static>(
         .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
 }
 
-pub trait Store: AuthStore + FigureStore + Send + Sync + std::fmt::Debug + 'static {
+pub trait Store:
+    AuthStore + FigureStore + AlertStore + Send + Sync + std::fmt::Debug + 'static
+{
     /// Registers a newly enrolled probe; fails if the id exists.
     fn create_probe(&self, probe: &ProbeRecord) -> Result<(), StoreError>;
     /// Replaces an existing probe's record (last seen, version...).

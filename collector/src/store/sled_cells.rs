@@ -222,6 +222,21 @@ pub(super) fn build_from_index(
                 cursor = None;
             }
         }
+    } else if cursor.is_some()
+        && tree.get(CELLS_HEAD).map_err(backend)?.as_deref() != Some(&log_head[..])
+    {
+        // An interrupted build resumes after its cursor, but campaign index keys sort by
+        // campaign and result key, not by time: results stored meanwhile by a release without
+        // cells may sort before the cursor and would never be counted. Start again.
+        tracing::warn!(
+            "results were stored while the campaign cells were half built: building them again"
+        );
+        delete_cells(tree, chunk)?;
+        cursor = None;
+    }
+    if cursor.is_none() {
+        // The log head the build counts up to (nothing stores results while the store opens).
+        tree.insert(CELLS_HEAD, log_head.clone()).map_err(backend)?;
     }
     let chunk = chunk.max(1);
     let mut after: Bound<Vec<u8>> = match cursor {
@@ -431,6 +446,55 @@ mod tests {
         let store = SledStore::open(dir.path()).unwrap();
         assert_eq!(store.migrated().cell_entries, 0, "nothing left to build");
         assert_eq!(cells(&store, 3).iter().map(|c| c.results).sum::<u64>(), 60);
+    }
+
+    /// Results stored while a build was interrupted (a rollback between two opens) may sort
+    /// before its cursor: the next open builds the cells again from the start.
+    #[test]
+    fn a_build_interrupted_by_a_rollback_starts_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let probe: ProbeId = "00000000000000aa".parse().unwrap();
+        let task = TaskId::new(5).unwrap();
+        let results: Vec<StoredResult> = (1..=30u64)
+            .map(|sequence| {
+                let at = UnixMicros(1_790_000_000_000_000 + sequence as i64);
+                let mut r = ping_v6(probe.clone(), sequence, at, None, Enrichment::default());
+                r.result.task_id = task;
+                r
+            })
+            .collect();
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            store.link_campaign_task(task, 3).unwrap();
+            store.insert_results(&results[..20]).unwrap();
+            // As the release before cells left it, then a build interrupted after two chunks.
+            let mut batch = sled::Batch::default();
+            for entry in store.results.scan_prefix([CELL]).keys() {
+                batch.remove(entry.unwrap());
+            }
+            batch.remove(CELLS_CURSOR);
+            batch.remove(CELLS_HEAD);
+            store.results.apply_batch(batch).unwrap();
+            assert_eq!(build_from_index(&store.results, 5, Some(2)).unwrap(), 10);
+            // The old release again: ten more results. (This release also counts them in
+            // cells, which only makes a resumed build count them twice; the old release's
+            // mark is the head it leaves behind.)
+            store.insert_results(&results[20..]).unwrap();
+            assert_ne!(
+                store.results.get(CELLS_HEAD).unwrap(),
+                None,
+                "the batch wrote the head"
+            );
+            store.results.remove(CELLS_HEAD).unwrap();
+            store.flush().unwrap();
+        }
+        let store = SledStore::open(dir.path()).unwrap();
+        assert_eq!(
+            store.migrated().cell_entries,
+            30,
+            "built again from the start"
+        );
+        assert!(cells(&store, 3) == fold_cells(results.iter().cloned()));
     }
 
     /// A rollback to a release without cells, which stores campaign results without counting

@@ -21,33 +21,101 @@ use wire::{Message, Query};
 /// mounts the namespace's own over it).
 const RESOLV_CONF: &str = "/etc/resolv.conf";
 
-/// The host's own resolver: the first usable `nameserver` of `/etc/resolv.conf`, the one the
-/// C library asks first. A missing file or no usable entry is a resolution failure: the
-/// host cannot look names up either.
-pub async fn system_resolver() -> Result<IpAddr, MeasurementError> {
-    let text = tokio::fs::read_to_string(RESOLV_CONF).await.map_err(|e| {
-        failure(
-            ErrorClass::Resolution,
-            format!("system resolver: {RESOLV_CONF}: {e}"),
-        )
-    })?;
-    first_nameserver(&text).ok_or_else(|| {
-        failure(
-            ErrorClass::Resolution,
-            format!("system resolver: no usable nameserver in {RESOLV_CONF}"),
-        )
-    })
+/// Longest resolv.conf read: the C library reads far less, and a larger file is not one.
+const RESOLV_CONF_MAX: u64 = 64 * 1024;
+
+/// Query types a measurement may ask of the host's own resolver: the address records (and
+/// HTTPS, for `ipv6hint`) of a public name. The collector chooses the question while the host
+/// chooses the resolver, so without this the collector could read the volunteer's internal
+/// DNS (PTR of their LAN, `router.lan`, zone transfers) through it.
+const SYSTEM_RESOLVER_TYPES: [u16; 3] = [1, 28, 65];
+
+/// Names never asked of the host's resolver: special-use and private-use names (RFC 6761,
+/// RFC 8375, RFC 6762, the common home-router zones) and reverse zones, which only say
+/// something about the volunteer's own network.
+const PRIVATE_SUFFIXES: [&str; 16] = [
+    "local",
+    "localhost",
+    "localdomain",
+    "lan",
+    "home",
+    "internal",
+    "intranet",
+    "corp",
+    "private",
+    "test",
+    "invalid",
+    "example",
+    "onion",
+    "home.arpa",
+    "in-addr.arpa",
+    "ip6.arpa",
+];
+
+/// Refuses a question the host's own resolver may not be asked (see
+/// [`SYSTEM_RESOLVER_TYPES`], [`PRIVATE_SUFFIXES`]); the probe checks it whatever the
+/// collector sent.
+pub fn check_system_resolver_question(spec: &DnsSpec) -> Result<(), MeasurementError> {
+    let refuse = |why: String| failure(ErrorClass::Policy, format!("system resolver: {why}"));
+    if !SYSTEM_RESOLVER_TYPES.contains(&spec.query_type()) {
+        return Err(refuse(format!(
+            "query type {} is not asked of the host's resolver (only A, AAAA and HTTPS)",
+            spec.query_type()
+        )));
+    }
+    let name = spec.query_name();
+    if !name.contains('.') {
+        return Err(refuse(format!("{name:?} is not a public name (one label)")));
+    }
+    if let Some(suffix) = PRIVATE_SUFFIXES
+        .iter()
+        .find(|suffix| name == **suffix || name.ends_with(&format!(".{suffix}")))
+    {
+        return Err(refuse(format!(
+            "{name:?} is in the private or special-use zone {suffix:?}"
+        )));
+    }
+    Ok(())
 }
 
-/// The first `nameserver` address of a resolv.conf text. Entries with a zone (`fe80::1%eth0`)
-/// are skipped: a socket address here carries no zone, and such a query could not be sent.
-fn first_nameserver(text: &str) -> Option<IpAddr> {
-    text.lines()
-        .filter_map(|line| {
-            let mut words = line.split_whitespace();
-            (words.next() == Some("nameserver")).then(|| words.next())?
-        })
-        .find_map(|address| address.parse().ok())
+/// The host's own resolver: the first `nameserver` of `/etc/resolv.conf`, the one the C
+/// library asks first. A missing file or no usable first entry is a resolution failure: the
+/// host's lookups are not what this could measure.
+pub async fn system_resolver() -> Result<IpAddr, MeasurementError> {
+    use tokio::io::AsyncReadExt;
+    let unusable = |why: String| failure(ErrorClass::Resolution, format!("system resolver: {why}"));
+    let file = tokio::fs::File::open(RESOLV_CONF)
+        .await
+        .map_err(|e| unusable(format!("{RESOLV_CONF}: {e}")))?;
+    let mut text = String::new();
+    file.take(RESOLV_CONF_MAX)
+        .read_to_string(&mut text)
+        .await
+        .map_err(|e| unusable(format!("{RESOLV_CONF}: {e}")))?;
+    first_nameserver(&text).map_err(|why| unusable(format!("{RESOLV_CONF}: {why}")))
+}
+
+/// The first `nameserver` of a resolv.conf text, read as the C library reads it: the keyword
+/// at the very start of a line. When that first entry cannot be used here (a zone such as
+/// `fe80::1%eth0`, which a socket address here cannot carry; multicast, broadcast or
+/// unspecified), it is an error rather than the next entry: the host asks the first one.
+fn first_nameserver(text: &str) -> Result<IpAddr, String> {
+    let first = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("nameserver"))
+        .filter(|rest| rest.starts_with([' ', '\t']))
+        .find_map(|rest| rest.split_whitespace().next())
+        .ok_or_else(|| "no nameserver".to_string())?;
+    let address: IpAddr = first.parse().map_err(|_| {
+        format!("the first nameserver {first:?} is not an address this probe can use")
+    })?;
+    let unusable = address.is_unspecified()
+        || address.is_multicast()
+        || address == IpAddr::V4(std::net::Ipv4Addr::BROADCAST);
+    if unusable {
+        return Err(format!("the first nameserver {address} cannot be asked"));
+    }
+    Ok(address)
 }
 
 pub async fn run(

@@ -232,21 +232,63 @@ async fn a_silent_server_is_a_timeout_outcome() {
 }
 
 #[test]
-fn the_system_resolver_is_the_first_usable_nameserver() {
-    let text = "# generated\nsearch lab\nnameserver fe80::1%eth0\n  nameserver   2001:db8::53 \n\
+fn the_system_resolver_is_the_first_nameserver_as_the_c_library_reads_it() {
+    let text = "# generated\nsearch lab\n  nameserver 2001:db8::99\nnameserver   2001:db8::53 \n\
                 nameserver 192.0.2.53\noptions timeout:1\n";
+    // An indented line is not an entry for the C library either.
+    assert_eq!(first_nameserver(text), Ok("2001:db8::53".parse().unwrap()));
     assert_eq!(
-        first_nameserver(text),
-        Some("2001:db8::53".parse().unwrap())
-    );
-    assert_eq!(
-        first_nameserver("nameserver 127.0.0.53\n"),
-        Some("127.0.0.53".parse().unwrap())
+        first_nameserver("nameserver\t127.0.0.53\n"),
+        Ok("127.0.0.53".parse().unwrap())
     );
     // Commented, misspelt or empty entries are not resolvers.
-    assert_eq!(
-        first_nameserver("#nameserver 2001:db8::1\nnameservers 2001:db8::2\nnameserver\n"),
-        None
+    assert!(
+        first_nameserver("#nameserver 2001:db8::1\nnameservers 2001:db8::2\nnameserver\n").is_err()
     );
-    assert_eq!(first_nameserver(""), None);
+    assert!(first_nameserver("").is_err());
+    // A first entry this probe cannot ask is an error, not a silent switch to the second.
+    for first in [
+        "fe80::1%eth0",
+        "::",
+        "ff02::1",
+        "255.255.255.255",
+        "0.0.0.0",
+    ] {
+        let text = format!("nameserver {first}\nnameserver 2001:db8::53\n");
+        assert!(first_nameserver(&text).is_err(), "{first}");
+    }
+}
+
+#[test]
+fn the_host_resolver_is_asked_only_about_public_names_and_address_records() {
+    let spec = |name: &str, query_type: u32| {
+        DnsSpec::new(name, query_type, DnsTransport::Udp, true)
+            .unwrap()
+            .with_system_resolver(true)
+    };
+    for allowed in [
+        ("gouv.fr", 28),
+        ("www.service-public.fr", 1),
+        ("example.org", 65),
+    ] {
+        assert!(
+            check_system_resolver_question(&spec(allowed.0, allowed.1)).is_ok(),
+            "{allowed:?}"
+        );
+    }
+    for (name, query_type) in [
+        ("gouv.fr", 255),
+        ("gouv.fr", 252),
+        ("gouv.fr", 12),
+        ("router", 28),
+        ("router.lan", 28),
+        ("fritz.box.local", 1),
+        ("nas.home.arpa", 28),
+        ("1.1.168.192.in-addr.arpa", 28),
+        ("dc.corp", 1),
+        ("localhost", 1),
+    ] {
+        let refused = check_system_resolver_question(&spec(name, query_type)).unwrap_err();
+        assert_eq!(refused.class, ErrorClass::Policy, "{name} {query_type}");
+    }
 }

@@ -30,6 +30,7 @@
 //! - **Task ids** are a hash of the task definition, so every collector computes the same
 //!   id without coordination; a hash collision is detected and refused.
 
+mod alerts;
 mod auth;
 mod claims;
 pub mod client;

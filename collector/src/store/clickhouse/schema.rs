@@ -180,6 +180,15 @@ const TABLES_V3: &[Table] = &[
     },
 ];
 
+/// Schema version 4: the alert outbox (`crate::alerts`; versioned records, a deletion is a
+/// newer row with `present = 0`).
+const TABLES_V4: &[Table] = &[Table {
+    name: "alerts",
+    columns: "id String, version UInt64, present UInt8, json String",
+    engine: "ReplacingMergeTree(version) ORDER BY id",
+    shard_by: "cityHash64(id)",
+}];
+
 /// What a schema version changes.
 enum Step {
     Create(&'static [Table]),
@@ -208,10 +217,11 @@ const MIGRATIONS: &[(u32, &str, Step)] = &[
         "results: insertion stamps; figures, owner index",
         Step::Both(TABLES_V3, "results", RESULTS_V3_STAMP),
     ),
+    (4, "alert outbox", Step::Create(TABLES_V4)),
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 impl Layout {
     /// The fully qualified name queries use for a logical table.

@@ -1,0 +1,417 @@
+//! Alerts (issue #21): rules evaluated every `[alerts] evaluate_every_s` over what the
+//! collector already keeps (probe records, the stored daily rollups, campaign cells:
+//! O(probes + watched groups + cells), never a scan of results) raise alerts into a durable outbox in the store; one
+//! delivery task per webhook POSTs them, signed, until a 2xx is recorded.
+//!
+//! - `plan`: what to send next, backoff, what to drop when full (pure, no I/O, no clock).
+//! - `rules`: the rules as pure functions of their inputs (`share_drop`, `probe_offline`,
+//!   `target_lost_v6`).
+//! - `hmac`: HMAC-SHA256 (RFC 2104) for `X-Sixmap-Signature`.
+//! - `webhook`: one POST with a deadline; the answer's body is never read.
+//! - `http`: `GET /api/v1/alerts`.
+//!
+//! Delivery guarantees: an alert's id is derived from its rule and its event (e.g. rule,
+//! probe and the last-seen time of the outage), so detecting it again, after a restart
+//! too, finds it stored and adds nothing. An alert is stored and flushed before any
+//! attempt; its delivery to a webhook is recorded (and flushed) only after a 2xx. A crash
+//! between the 2xx and that record sends it once more: at least once on the wire, with the
+//! id in `X-Sixmap-Alert-Id` so receivers deduplicate; never re-sent after the record.
+
+pub mod hmac;
+pub mod http;
+pub mod plan;
+pub mod rules;
+pub mod webhook;
+
+use crate::config::{Alerts, Webhook};
+use crate::store::{Store, StoreError};
+use plan::{Step, WebhookState};
+use serde::{Deserialize, Serialize};
+use sixmap_shared::UnixMicros;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio::sync::Notify;
+use tracing::{debug, info, warn};
+
+/// An alert as sent to webhooks (the request body).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    /// Stable: [`alert_id`] of the rule and the event.
+    pub id: String,
+    pub rule: String,
+    /// `share_drop`, `probe_offline` or `target_lost_v6`.
+    pub kind: String,
+    /// What it is about: `country:DE`, `asn:64500`, `probe:<id>`, `campaign:<id>:target:<t>`.
+    pub subject: String,
+    pub created_at: UnixMicros,
+    /// One line for people.
+    pub summary: String,
+    /// The figures behind it (sample sizes, shares and their intervals, times).
+    pub evidence: serde_json::Value,
+    /// API paths of the series or probe the evidence comes from.
+    pub links: Vec<String>,
+}
+
+/// One webhook's delivery of one alert.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// When a 2xx was recorded; never sent again after.
+    pub delivered_at: Option<UnixMicros>,
+    pub attempts: u32,
+    pub last_attempt: Option<UnixMicros>,
+    /// Why the last attempt failed (status or error), for `GET /api/v1/alerts`.
+    pub last_error: Option<String>,
+}
+
+/// An alert in the outbox, with its delivery state per webhook (by name).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredAlert {
+    pub alert: Alert,
+    #[serde(default)]
+    pub deliveries: BTreeMap<String, Delivery>,
+}
+
+impl StoredAlert {
+    pub fn delivered_to(&self, webhook: &str) -> bool {
+        self.deliveries
+            .get(webhook)
+            .is_some_and(|d| d.delivered_at.is_some())
+    }
+
+    pub fn delivered_to_all(&self, webhooks: &[String]) -> bool {
+        webhooks.iter().all(|w| self.delivered_to(w))
+    }
+}
+
+/// The id of the alert `rule` raises for `event` (subject and what distinguishes this
+/// occurrence: a day, a last-seen time): 128 bits of SHA-256, hex.
+pub fn alert_id(rule: &str, event: &str) -> String {
+    let digest = ring::digest::digest(
+        &ring::digest::SHA256,
+        format!("{rule}\u{0}{event}").as_bytes(),
+    );
+    sixmap_shared::digest::hex_lower(&digest.as_ref()[..16])
+}
+
+fn corrupt(id: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        key: format!("alerts/{id}"),
+        reason: e.to_string(),
+    }
+}
+
+fn to_json(alert: &StoredAlert) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(alert).map_err(|e| corrupt(&alert.alert.id, e))
+}
+
+/// Every stored alert.
+pub fn stored(store: &dyn Store) -> Result<Vec<StoredAlert>, StoreError> {
+    store
+        .alerts()?
+        .into_iter()
+        .map(|(id, json)| serde_json::from_slice(&json).map_err(|e| corrupt(&id, e)))
+        .collect()
+}
+
+/// New alerts stored at once (threads), see [`record`].
+const PARALLEL_INSERTS: usize = 16;
+
+/// Stores the alerts not stored yet, drops the oldest over `max_stored` and flushes: after
+/// it returns, they survive a crash. Returns how many were new.
+pub fn record(
+    store: &dyn Store,
+    alerts: Vec<Alert>,
+    webhooks: &[String],
+    max_stored: usize,
+) -> Result<usize, StoreError> {
+    // One id once (the same event from two rules' views cannot differ, and a store's
+    // insert-if-absent needs no race with itself).
+    let mut ids = std::collections::HashSet::new();
+    let mut records = Vec::new();
+    for alert in alerts {
+        if ids.insert(alert.id.clone()) {
+            let record = StoredAlert {
+                alert,
+                deliveries: BTreeMap::new(),
+            };
+            let json = to_json(&record)?;
+            records.push((record.alert, json));
+        }
+    }
+    // Inserted a few at a time in parallel: on ClickHouse each new id waits for its claim
+    // to settle (about a second), so an outage that raises hundreds of alerts at once costs
+    // seconds, not minutes.
+    let mut new = 0;
+    for chunk in records.chunks(PARALLEL_INSERTS) {
+        let outcomes: Vec<Result<bool, StoreError>> = std::thread::scope(|scope| {
+            let running: Vec<_> = chunk
+                .iter()
+                .map(|(alert, json)| scope.spawn(move || store.insert_alert(&alert.id, json)))
+                .collect();
+            running
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(StoreError::Backend("alert insert panicked".into()))
+                    })
+                })
+                .collect()
+        });
+        for ((alert, _), outcome) in chunk.iter().zip(outcomes) {
+            if outcome? {
+                new += 1;
+                info!(alert = %alert.id, rule = %alert.rule, kind = %alert.kind, "alert raised");
+            }
+        }
+    }
+    if new > 0 {
+        let all = stored(store)?;
+        let (drop, undelivered) = plan::evict(&all, webhooks, max_stored);
+        if !drop.is_empty() {
+            store.delete_alerts(&drop)?;
+            let metrics = crate::metrics::metrics();
+            metrics.alerts_dropped.add(undelivered as u64);
+            if undelivered > 0 {
+                warn!(
+                    dropped = drop.len(),
+                    undelivered,
+                    max_stored,
+                    "alert outbox full: oldest alerts dropped, some never delivered"
+                );
+            }
+        }
+        store.flush()?;
+    }
+    Ok(new)
+}
+
+/// Records an attempt's outcome for one webhook and flushes it. A 2xx (`error` None) is
+/// what makes the alert delivered there.
+fn record_attempt(
+    store: &dyn Store,
+    id: &str,
+    webhook: &str,
+    now: UnixMicros,
+    error: Option<String>,
+) -> Result<(), StoreError> {
+    let Some(mut alert) = stored_one(store, id)? else {
+        // Dropped meanwhile (outbox over its cap): nothing to record.
+        return Ok(());
+    };
+    let delivery = alert.deliveries.entry(webhook.to_owned()).or_default();
+    delivery.attempts = delivery.attempts.saturating_add(1);
+    delivery.last_attempt = Some(now);
+    match error {
+        None => {
+            delivery.delivered_at = Some(now);
+            delivery.last_error = None;
+        }
+        Some(e) => delivery.last_error = Some(e),
+    }
+    store.update_alert(id, &to_json(&alert)?)?;
+    store.flush()
+}
+
+fn stored_one(store: &dyn Store, id: &str) -> Result<Option<StoredAlert>, StoreError> {
+    // The outbox is bounded by `max_stored`, so reading it whole stays bounded.
+    Ok(stored(store)?.into_iter().find(|a| a.alert.id == id))
+}
+
+/// Starts the evaluation task and one delivery task per webhook. Nothing runs without rules.
+pub fn spawn(store: Arc<dyn Store>, settings: Alerts) {
+    if settings.rules.is_empty() {
+        return;
+    }
+    let settings = Arc::new(settings);
+    let wake: Arc<Vec<Arc<Notify>>> = Arc::new(
+        settings
+            .webhooks
+            .iter()
+            .map(|_| Arc::new(Notify::new()))
+            .collect(),
+    );
+    for (i, hook) in settings.webhooks.iter().enumerate() {
+        tokio::spawn(deliver(
+            store.clone(),
+            settings.clone(),
+            hook.clone(),
+            wake[i].clone(),
+        ));
+    }
+    tokio::spawn(evaluate(store, settings, wake));
+}
+
+async fn evaluate(store: Arc<dyn Store>, settings: Arc<Alerts>, wake: Arc<Vec<Arc<Notify>>>) {
+    let names: Vec<String> = settings.webhooks.iter().map(|w| w.name.clone()).collect();
+    let up_since = UnixMicros::now();
+    loop {
+        let now = UnixMicros::now();
+        let (s, rules, names2, cap) = (
+            store.clone(),
+            settings.rules.clone(),
+            names.clone(),
+            settings.max_stored,
+        );
+        let outcome = crate::store::run_blocking(move || {
+            let alerts = rules::evaluate(&*s, &rules, now, up_since)?;
+            record(&*s, alerts, &names2, cap)
+        })
+        .await;
+        match outcome {
+            Ok(0) => debug!("alert rules evaluated, nothing new"),
+            Ok(new) => {
+                debug!(new, "alert rules evaluated");
+                for notify in wake.iter() {
+                    notify.notify_one();
+                }
+            }
+            Err(e) => warn!(error = %e, "alert rules not evaluated"),
+        }
+        tokio::time::sleep(settings.evaluate_every).await;
+    }
+}
+
+/// One webhook's delivery loop: one request at a time, oldest alert first.
+async fn deliver(store: Arc<dyn Store>, settings: Arc<Alerts>, hook: Webhook, wake: Arc<Notify>) {
+    let mut state = WebhookState::default();
+    let metrics = crate::metrics::metrics();
+    loop {
+        let now = UnixMicros::now();
+        let s = store.clone();
+        let alerts = match crate::store::run_blocking(move || stored(&*s)).await {
+            Ok(alerts) => alerts,
+            Err(e) => {
+                warn!(webhook = %hook.name, error = %e, "alert outbox not read");
+                let _ = tokio::time::timeout(settings.backoff.cap, wake.notified()).await;
+                continue;
+            }
+        };
+        let alert = match state.next(&hook.name, &alerts, now) {
+            Step::Idle => {
+                // New alerts wake us; the timer covers a wake-up sent before we waited.
+                let _ = tokio::time::timeout(settings.evaluate_every, wake.notified()).await;
+                continue;
+            }
+            Step::WaitUntil(at) => {
+                let pause = at.saturating_since(now);
+                tokio::time::sleep(pause).await;
+                continue;
+            }
+            Step::Send(id) => match alerts.into_iter().find(|a| a.alert.id == id) {
+                Some(alert) => alert.alert,
+                None => continue,
+            },
+        };
+        let sent_at = UnixMicros::now();
+        let outcome = webhook::post(&hook, &alert, sent_at, settings.timeout).await;
+        let error = match &outcome {
+            Ok(()) => None,
+            Err(e) => Some(e.to_string()),
+        };
+        metrics
+            .alert_deliveries
+            .with(&[if error.is_none() { "ok" } else { "failed" }])
+            .inc();
+        let (s, id, name, e2) = (
+            store.clone(),
+            alert.id.clone(),
+            hook.name.clone(),
+            error.clone(),
+        );
+        let recorded =
+            crate::store::run_blocking(move || record_attempt(&*s, &id, &name, sent_at, e2)).await;
+        match (error, recorded) {
+            (None, Ok(())) => {
+                info!(webhook = %hook.name, alert = %alert.id, "alert delivered");
+                state.delivered();
+            }
+            (None, Err(e)) => {
+                // Sent but not recorded: it goes again (the receiver dedups by id).
+                warn!(webhook = %hook.name, alert = %alert.id, error = %e, "alert delivered but not recorded");
+                state.failed(UnixMicros::now(), settings.backoff);
+            }
+            (Some(e), _) => {
+                let at = state.failed(UnixMicros::now(), settings.backoff);
+                warn!(webhook = %hook.name, alert = %alert.id, error = %e, failures = state.failures, retry_in_ms = at.saturating_since(UnixMicros::now()).as_millis() as u64, "alert delivery failed");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SledStore;
+
+    fn alert(id: &str, t: i64) -> Alert {
+        Alert {
+            id: id.into(),
+            rule: "r".into(),
+            kind: "probe_offline".into(),
+            subject: "probe:x".into(),
+            created_at: UnixMicros(t),
+            summary: String::new(),
+            evidence: serde_json::Value::Null,
+            links: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_outbox_stores_an_event_once_keeps_deliveries_across_reopen_and_drops_the_oldest() {
+        let dir = tempfile::tempdir().unwrap();
+        let hooks = vec!["w".to_string()];
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            assert_eq!(
+                record(&store, vec![alert("a", 1), alert("a", 1)], &hooks, 3).unwrap(),
+                1
+            );
+            record_attempt(
+                &store,
+                "a",
+                "w",
+                UnixMicros(5),
+                Some("answered status 500".into()),
+            )
+            .unwrap();
+            record_attempt(&store, "a", "w", UnixMicros(6), None).unwrap();
+        }
+        let store = SledStore::open(dir.path()).unwrap();
+        // The same event detected again after the reopen: nothing new, state kept.
+        assert_eq!(record(&store, vec![alert("a", 9)], &hooks, 3).unwrap(), 0);
+        let a = &stored(&store).unwrap()[0];
+        assert_eq!(a.alert.created_at, UnixMicros(1));
+        assert_eq!(
+            a.deliveries["w"],
+            Delivery {
+                delivered_at: Some(UnixMicros(6)),
+                attempts: 2,
+                last_attempt: Some(UnixMicros(6)),
+                last_error: None,
+            }
+        );
+        let dropped = crate::metrics::metrics().alerts_dropped.get();
+        assert_eq!(
+            record(
+                &store,
+                vec![alert("b", 2), alert("c", 3), alert("d", 4), alert("e", 5)],
+                &hooks,
+                3
+            )
+            .unwrap(),
+            4
+        );
+        let mut left: Vec<String> = stored(&store)
+            .unwrap()
+            .into_iter()
+            .map(|s| s.alert.id)
+            .collect();
+        left.sort();
+        // The delivered one went first, then the oldest undelivered.
+        assert_eq!(left, ["c", "d", "e"]);
+        assert!(crate::metrics::metrics().alerts_dropped.get() > dropped);
+        // A dropped alert is not brought back by a late delivery record.
+        record_attempt(&store, "b", "w", UnixMicros(7), None).unwrap();
+        assert_eq!(stored(&store).unwrap().len(), 3);
+    }
+}

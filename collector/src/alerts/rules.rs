@@ -1,0 +1,561 @@
+//! The rules: pure functions from what the collector keeps (probe records, stored daily
+//! rollups) and the time to the alerts that hold now. [`evaluate`] reads their inputs: the
+//! probe records (O(probes)) and the watched groups' stored days (O(groups × days)); never
+//! a result.
+
+use super::{Alert, alert_id};
+use crate::campaign::CampaignRecord;
+use crate::campaign::spec::is_reachability_kind;
+use crate::config::{Rule, RuleKind};
+use crate::daily::{self, CountryDay};
+use crate::store::{CampaignCell, ProbeRecord, Store, StoreError, failure_class};
+use serde_json::json;
+use sixmap_shared::UnixMicros;
+use sixmap_shared::measurement::Family;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+const DAY_US: i64 = 86_400_000_000;
+
+/// How long after its threshold an outage still raises an alert: an alert dropped from a
+/// full outbox is not raised again for a probe that has been gone for months.
+pub const OFFLINE_WINDOW: Duration = Duration::from_secs(7 * 86_400);
+
+/// Every rule's alerts at `now`, for a collector serving since `up_since` (see
+/// [`probe_offline`]).
+pub fn evaluate(
+    store: &dyn Store,
+    rules: &[Rule],
+    now: UnixMicros,
+    up_since: UnixMicros,
+) -> Result<Vec<Alert>, StoreError> {
+    let mut alerts = Vec::new();
+    let mut probes: Option<Vec<ProbeRecord>> = None;
+    for rule in rules {
+        match &rule.kind {
+            RuleKind::ProbeOffline { after } => {
+                if probes.is_none() {
+                    probes = Some(store.probes()?);
+                }
+                let probes = probes.as_deref().unwrap_or_default();
+                alerts.extend(probe_offline(&rule.id, *after, probes, now, up_since));
+            }
+            RuleKind::TargetLostV6 {
+                campaigns,
+                min_probes,
+            } => {
+                for (id, json) in store.campaigns()? {
+                    if !campaigns.is_empty() && !campaigns.contains(&id) {
+                        continue;
+                    }
+                    let record: CampaignRecord =
+                        serde_json::from_slice(&json).map_err(|e| StoreError::Corrupt {
+                            key: format!("campaigns/{id}"),
+                            reason: e.to_string(),
+                        })?;
+                    if !record.is_active() {
+                        continue;
+                    }
+                    let mut cells = Vec::new();
+                    store.campaign_cells(id, &mut |cell| {
+                        cells.push(cell);
+                        true
+                    })?;
+                    let seen = observations(&record, &cells);
+                    alerts.extend(target_lost_v6(&rule.id, id, &seen, *min_probes, now));
+                }
+            }
+            RuleKind::ShareDrop {
+                countries,
+                networks,
+                points,
+                min_probes,
+            } => {
+                for country in countries {
+                    let series = daily::series(store, *country)?;
+                    let subject = format!("country:{country}");
+                    let link = format!("/api/v1/maps/countries/{country}/series");
+                    alerts.extend(share_drop(
+                        &rule.id,
+                        &subject,
+                        &link,
+                        &series.days,
+                        *points,
+                        *min_probes,
+                        now,
+                    ));
+                }
+                for asn in networks {
+                    let series = daily::network_series(store, *asn)?;
+                    let subject = format!("asn:{asn}");
+                    let link = format!("/api/v1/maps/networks/{asn}/series");
+                    alerts.extend(share_drop(
+                        &rule.id,
+                        &subject,
+                        &link,
+                        &series.days,
+                        *points,
+                        *min_probes,
+                        now,
+                    ));
+                }
+            }
+        }
+    }
+    Ok(alerts)
+}
+
+/// Probes not seen for more than `after` (never seen: since enrollment), unrevoked, within
+/// [`OFFLINE_WINDOW`] of the threshold. Only absence while this collector serves counts
+/// (from `up_since`): after the collector itself was down for hours, its probes get that
+/// long to reconnect instead of all being reported at once. One alert per outage: its id
+/// holds the last-seen time, so the same outage never raises two (after a restart too) and
+/// the next one raises a new one.
+pub fn probe_offline(
+    rule: &str,
+    after: Duration,
+    probes: &[ProbeRecord],
+    now: UnixMicros,
+    up_since: UnixMicros,
+) -> Vec<Alert> {
+    let after_us = i64::try_from(after.as_micros()).unwrap_or(i64::MAX);
+    let window_us = i64::try_from(OFFLINE_WINDOW.as_micros()).unwrap_or(i64::MAX);
+    probes
+        .iter()
+        .filter(|p| p.revoked_at.is_none())
+        .filter_map(|p| {
+            let since = p.last_seen.unwrap_or(p.enrolled_at);
+            let gone = now.0.saturating_sub(since.0);
+            let watched = now.0.saturating_sub(since.0.max(up_since.0));
+            if watched <= after_us || gone > after_us.saturating_add(window_us) {
+                return None;
+            }
+            let hours = gone as f64 / 3.6e9;
+            Some(Alert {
+                id: alert_id(rule, &format!("probe:{}:{}", p.id, since.0)),
+                rule: rule.to_owned(),
+                kind: "probe_offline".into(),
+                subject: format!("probe:{}", p.id),
+                created_at: now,
+                summary: format!("probe {} ({}) not seen for {hours:.1} h", p.id, p.hostname),
+                evidence: json!({
+                    "probe": p.id.as_str(),
+                    "hostname": p.hostname,
+                    // The owner goes to the webhook only; `GET /api/v1/alerts` removes it.
+                    "owner": p.owner,
+                    "last_seen": p.last_seen,
+                    "enrolled_at": p.enrolled_at,
+                    "offline_hours": hours,
+                    "threshold_hours": after.as_secs_f64() / 3600.0,
+                    "origin": p.origin,
+                }),
+                links: vec![
+                    format!("/api/v1/probes/{}/tags", p.id),
+                    "/api/v1/probes".into(),
+                ],
+            })
+        })
+        .collect()
+}
+
+/// An alert when the group's operator-balanced IPv6 share fell by more than `points`
+/// percentage points from the day before its newest stored day, beyond both days' 95 %
+/// intervals (the day before's lower bound above the newest day's upper bound), with at
+/// least `min_probes` probes on each day. Only a newest day of today or yesterday counts
+/// (a stale series raises nothing). The id holds the newest day: one alert per drop.
+pub fn share_drop(
+    rule: &str,
+    subject: &str,
+    link: &str,
+    days: &[CountryDay],
+    points: f64,
+    min_probes: usize,
+    now: UnixMicros,
+) -> Option<Alert> {
+    let today = now.0.div_euclid(DAY_US);
+    let newest = days.iter().max_by_key(|d| d.day_number)?;
+    if newest.day_number < today - 1 {
+        return None;
+    }
+    let before = days
+        .iter()
+        .find(|d| d.day_number == newest.day_number - 1)?;
+    // A day without shares (insufficient data where it was computed) raises nothing.
+    let (Some(was), Some(is)) = (&before.v6_works, &newest.v6_works) else {
+        return None;
+    };
+    let (was, is) = (&was.balanced, &is.balanced);
+    let drop = (was.share - is.share) * 100.0;
+    let enough = before.probes >= min_probes && newest.probes >= min_probes;
+    if !(enough && drop > points && was.low > is.high) {
+        return None;
+    }
+    Some(Alert {
+        id: alert_id(rule, &format!("{subject}:{}", newest.day)),
+        rule: rule.to_owned(),
+        kind: "share_drop".into(),
+        subject: subject.to_owned(),
+        created_at: now,
+        summary: format!(
+            "{subject}: IPv6 share {:.1} % on {} after {:.1} % on {} (−{drop:.1} points)",
+            is.share * 100.0,
+            newest.day,
+            was.share * 100.0,
+            before.day
+        ),
+        evidence: json!({
+            "drop_points": drop,
+            "threshold_points": points,
+            "min_probes": min_probes,
+            "before": {"day": before.day, "probes": before.probes, "operators": before.operators, "v6_works": before.v6_works},
+            "after": {"day": newest.day, "probes": newest.probes, "operators": newest.operators, "v6_works": newest.v6_works},
+        }),
+        links: vec![link.to_owned()],
+    })
+}
+
+/// One probe's IPv6 reachability cell of a campaign target (task and probe), as
+/// [`target_lost_v6`] needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observation {
+    pub target: String,
+    pub probe: String,
+    /// Results of the cell that reached the target, ever.
+    pub reached: u64,
+    /// Whether its newest result reached it; else the failure class.
+    pub latest_failure: Option<&'static str>,
+    pub latest_at: UnixMicros,
+}
+
+/// The IPv6 reachability cells of `record` (tasks over IPv6 of a kind that reaches its
+/// target: not DNS, PMTU or extension headers).
+pub fn observations(record: &CampaignRecord, cells: &[CampaignCell]) -> Vec<Observation> {
+    cells
+        .iter()
+        .filter_map(|cell| {
+            let task = record.tasks.iter().find(|t| t.task_id == cell.task_id)?;
+            let spec = &task.task.spec;
+            (spec.family == Family::V6 && is_reachability_kind(spec.measurement_kind())).then(
+                || Observation {
+                    target: task.task.target.clone(),
+                    probe: cell.probe_id.to_string(),
+                    reached: cell.reached,
+                    latest_failure: failure_class(&cell.latest.result.outcome),
+                    latest_at: cell.latest.result.started_at,
+                },
+            )
+        })
+        .collect()
+}
+
+/// A campaign target that was reached over IPv6 (some result ever reached it) and is no
+/// longer: the newest IPv6 result of every probe measuring it failed, from at least
+/// `min_probes` probes. `lost` says what: `aaaa` when every newest failure is a name
+/// resolution failure (the AAAA record went), else `reachability`. The id holds the count
+/// of results that ever reached the target, which stays put while it is lost and grows when
+/// it comes back: one alert per loss.
+pub fn target_lost_v6(
+    rule: &str,
+    campaign: u64,
+    seen: &[Observation],
+    min_probes: usize,
+    now: UnixMicros,
+) -> Vec<Alert> {
+    let mut by_target: BTreeMap<&str, Vec<&Observation>> = BTreeMap::new();
+    for o in seen {
+        by_target.entry(&o.target).or_default().push(o);
+    }
+    let mut alerts = Vec::new();
+    for (target, cells) in by_target {
+        let reached: u64 = cells.iter().map(|o| o.reached).sum();
+        let mut probes: BTreeMap<&str, (&'static str, UnixMicros)> = BTreeMap::new();
+        let mut works = false;
+        for o in &cells {
+            match o.latest_failure {
+                None => works = true,
+                Some(class) => {
+                    let entry = probes.entry(&o.probe).or_insert((class, o.latest_at));
+                    if o.latest_at > entry.1 {
+                        *entry = (class, o.latest_at);
+                    }
+                }
+            }
+        }
+        if reached == 0 || works || probes.len() < min_probes {
+            continue;
+        }
+        let lost = if probes.values().all(|(class, _)| *class == "resolution") {
+            "aaaa"
+        } else {
+            "reachability"
+        };
+        let subject = format!("campaign:{campaign}:target:{target}");
+        let failures: BTreeMap<&str, serde_json::Value> = probes
+            .iter()
+            .map(|(p, (class, at))| (*p, json!({"class": class, "at": at})))
+            .collect();
+        alerts.push(Alert {
+            id: alert_id(rule, &format!("{subject}:{reached}")),
+            rule: rule.to_owned(),
+            kind: "target_lost_v6".into(),
+            subject,
+            created_at: now,
+            summary: format!(
+                "campaign {campaign}: {target} lost its IPv6 {lost} from all {} probes measuring it",
+                probes.len()
+            ),
+            evidence: json!({
+                "campaign": campaign,
+                "target": target,
+                "lost": lost,
+                "probes": probes.len(),
+                "reached_before": reached,
+                "latest_failures": failures,
+            }),
+            links: vec![
+                format!("/api/v1/campaigns/{campaign}"),
+                format!("/api/v1/campaigns/{campaign}/report"),
+            ],
+        });
+    }
+    alerts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::maps::Shares;
+    use crate::rollup::Proportion;
+
+    const H: i64 = 3_600_000_000;
+
+    fn probe(id: &str, last_seen: Option<i64>) -> ProbeRecord {
+        serde_json::from_value(json!({
+            "id": id, "hostname": "pi", "enrolled_at": 0, "last_seen": last_seen,
+            "software_version": null, "boot_epoch": null, "local_addresses": [],
+            "owner": "alice@example.org",
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn offline_probes_raise_one_alert_per_outage() {
+        let id = "0123456789abcdef";
+        let after = Duration::from_secs(2 * 3600);
+        let probes = [probe(id, Some(100 * H))];
+        assert!(probe_offline("r", after, &probes, UnixMicros(102 * H), UnixMicros(0)).is_empty());
+        let first = probe_offline("r", after, &probes, UnixMicros(102 * H + 1), UnixMicros(0));
+        let later = probe_offline("r", after, &probes, UnixMicros(110 * H), UnixMicros(0));
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].id, later[0].id, "same outage, same id");
+        assert_eq!(first[0].evidence["owner"], "alice@example.org");
+        assert_eq!(first[0].links[0], format!("/api/v1/probes/{id}/tags"));
+        // Seen again, gone again: a new outage.
+        let again = [probe(id, Some(200 * H))];
+        assert_ne!(
+            probe_offline("r", after, &again, UnixMicros(203 * H), UnixMicros(0))[0].id,
+            first[0].id
+        );
+        // Past the window: nothing.
+        assert!(
+            probe_offline(
+                "r",
+                after,
+                &probes,
+                UnixMicros(102 * H + 7 * 24 * H + 1),
+                UnixMicros(0)
+            )
+            .is_empty()
+        );
+        // A collector up since 101 h counts the absence from then: alerted an hour later,
+        // with the same id.
+        let up = UnixMicros(101 * H);
+        assert!(probe_offline("r", after, &probes, UnixMicros(102 * H + 1), up).is_empty());
+        let late = probe_offline("r", after, &probes, UnixMicros(103 * H + 1), up);
+        assert_eq!(late[0].id, first[0].id);
+        let mut revoked = probe(id, Some(100 * H));
+        revoked.revoked_at = Some(UnixMicros(101 * H));
+        assert!(
+            probe_offline("r", after, &[revoked], UnixMicros(110 * H), UnixMicros(0)).is_empty()
+        );
+    }
+
+    fn share(share: f64, low: f64, high: f64) -> Proportion {
+        Proportion {
+            share,
+            low,
+            high,
+            n: 100.0,
+            successes: share * 100.0,
+        }
+    }
+
+    fn day(n: i64, probes: usize, p: Proportion) -> CountryDay {
+        serde_json::from_value(json!({
+            "day": format!("d{n}"), "day_number": n, "probes": probes, "operators": 3,
+            "v6_works": Shares { balanced: p.clone(), pooled: p },
+            "median_rtt_v6_ms": null, "median_rtt_v4_ms": null,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn share_drop_needs_the_points_the_intervals_and_the_sample() {
+        let now = UnixMicros(20_001 * DAY_US + 5);
+        let check = |days: &[CountryDay], min: usize| {
+            share_drop("r", "country:DE", "/l", days, 10.0, min, now)
+        };
+        let before = day(20_000, 20, share(0.60, 0.55, 0.65));
+        let fell = day(20_001, 20, share(0.40, 0.35, 0.45));
+        let alert = check(&[before.clone(), fell.clone()], 5).unwrap();
+        assert!((alert.evidence["drop_points"].as_f64().unwrap() - 20.0).abs() < 1e-9);
+        assert_eq!(alert.evidence["before"]["probes"], 20);
+        assert_eq!(
+            alert.id,
+            check(&[before.clone(), fell.clone()], 5).unwrap().id
+        );
+        // Overlapping intervals: within the noise.
+        assert!(
+            check(
+                &[before.clone(), day(20_001, 20, share(0.40, 0.35, 0.56))],
+                5
+            )
+            .is_none()
+        );
+        // Too small a drop.
+        assert!(
+            check(
+                &[before.clone(), day(20_001, 20, share(0.52, 0.50, 0.54))],
+                5
+            )
+            .is_none()
+        );
+        // Too few probes.
+        assert!(check(&[before.clone(), fell.clone()], 21).is_none());
+        // Not consecutive days, or a stale series.
+        assert!(check(&[day(19_999, 20, share(0.6, 0.55, 0.65)), fell.clone()], 5).is_none());
+        let stale = UnixMicros(20_003 * DAY_US);
+        assert!(share_drop("r", "c", "/l", &[before, fell], 10.0, 5, stale).is_none());
+    }
+
+    fn seen(
+        target: &str,
+        probe: &str,
+        reached: u64,
+        failure: Option<&'static str>,
+        at: i64,
+    ) -> Observation {
+        Observation {
+            target: target.into(),
+            probe: probe.into(),
+            reached,
+            latest_failure: failure,
+            latest_at: UnixMicros(at),
+        }
+    }
+
+    #[test]
+    fn a_target_lost_from_every_probe_after_working_raises_one_alert_per_loss() {
+        let now = UnixMicros(100);
+        let lost = [
+            seen("a.example", "p1", 3, Some("resolution"), 10),
+            seen("a.example", "p2", 0, Some("resolution"), 11),
+            // Another target still works from one probe; a third never worked.
+            seen("b.example", "p1", 2, Some("timeout"), 10),
+            seen("b.example", "p2", 2, None, 12),
+            seen("c.example", "p1", 0, Some("timeout"), 10),
+        ];
+        let alerts = target_lost_v6("r", 7, &lost, 1, now);
+        assert_eq!(alerts.len(), 1, "{alerts:#?}");
+        assert_eq!(alerts[0].subject, "campaign:7:target:a.example");
+        assert_eq!(alerts[0].evidence["lost"], "aaaa");
+        assert_eq!(alerts[0].evidence["probes"], 2);
+        assert_eq!(alerts[0].links[1], "/api/v1/campaigns/7/report");
+        // Still lost later (newer failures): the same alert.
+        let later = [
+            seen("a.example", "p1", 3, Some("timeout"), 50),
+            seen("a.example", "p2", 0, Some("resolution"), 51),
+        ];
+        let again = target_lost_v6("r", 7, &later, 1, UnixMicros(200));
+        assert_eq!(again[0].id, alerts[0].id);
+        assert_eq!(again[0].evidence["lost"], "reachability");
+        // Back, then lost again: a new alert.
+        let relapse = [seen("a.example", "p1", 5, Some("timeout"), 90)];
+        assert_ne!(target_lost_v6("r", 7, &relapse, 1, now)[0].id, alerts[0].id);
+        // Too few probes failing.
+        assert!(target_lost_v6("r", 7, &lost[..2], 3, now).is_empty());
+    }
+
+    #[test]
+    fn target_lost_v6_reads_campaign_cells_from_the_store() {
+        use crate::campaign::Campaigns;
+        use crate::config::Rule;
+        use crate::store::{SledStore, StoredResult};
+        use sixmap_shared::measurement::{ErrorClass, MeasurementError, Outcome};
+        use std::sync::Arc;
+
+        const NOW: UnixMicros = UnixMicros(1_790_000_000_000_000);
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
+        let ids = ["00000000000000a1", "00000000000000a2"];
+        for id in ids {
+            let mut p = probe(id, Some(NOW.0));
+            p.enrolled_at = NOW;
+            store.create_probe(&p).unwrap();
+        }
+        let spec = "name = \"t\"\ntargets = [\"example.org\"]\n\
+                    [[measurements]]\nkind = \"ping\"\ntimeout_ms = 5000\n";
+        let record = Campaigns::new(store.clone(), false, None)
+            .create("reg", "toml", spec, NOW)
+            .unwrap();
+        let task = record.tasks[0].task_id;
+        let result = |probe: &str, sequence: u64, reached: bool| {
+            let mut r: StoredResult = crate::export::samples::sample(0, 1, NOW, 0);
+            r.result.key.probe_id = probe.parse().unwrap();
+            r.result.key.sequence = sequence;
+            r.result.task_id = task;
+            r.result.started_at = UnixMicros(NOW.0 + sequence as i64);
+            if !reached {
+                r.result.outcome = Outcome::Failed(MeasurementError {
+                    class: ErrorClass::Resolution,
+                    message: "no AAAA".into(),
+                });
+                r.result.destination = None;
+                r.result.family_used = None;
+            }
+            r
+        };
+        let rules = [Rule {
+            id: "lost".into(),
+            kind: RuleKind::TargetLostV6 {
+                campaigns: vec![],
+                min_probes: 2,
+            },
+        }];
+        let later = UnixMicros(NOW.0 + 10);
+        store
+            .insert_results(&[result(ids[0], 1, true), result(ids[1], 1, true)])
+            .unwrap();
+        assert!(
+            evaluate(&*store, &rules, later, UnixMicros(0))
+                .unwrap()
+                .is_empty()
+        );
+        // One probe loses it: the other still reaches it.
+        store.insert_results(&[result(ids[0], 2, false)]).unwrap();
+        assert!(
+            evaluate(&*store, &rules, later, UnixMicros(0))
+                .unwrap()
+                .is_empty()
+        );
+        store.insert_results(&[result(ids[1], 2, false)]).unwrap();
+        let alerts = evaluate(&*store, &rules, later, UnixMicros(0)).unwrap();
+        assert_eq!(alerts.len(), 1, "{alerts:#?}");
+        assert_eq!(
+            alerts[0].subject,
+            format!("campaign:{}:target:example.org", record.id)
+        );
+        assert_eq!(alerts[0].evidence["lost"], "aaaa");
+        assert_eq!(alerts[0].evidence["reached_before"], 2);
+    }
+}

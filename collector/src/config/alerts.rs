@@ -1,0 +1,490 @@
+//! `[alerts]` in the collector config: the webhooks alerts are delivered to and the rules
+//! that raise them (`crate::alerts`). Every error names its key (`alerts.rules[2].points`).
+
+use serde::Deserialize;
+use sixmap_shared::config::ConfigError;
+use sixmap_shared::prefixes::CountryCode;
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::Duration;
+
+/// Most rules and webhooks: each costs work every evaluation and every delivery cycle.
+pub const MAX_RULES: usize = 64;
+pub const MAX_WEBHOOKS: usize = 8;
+/// Most subjects (countries plus networks) one `share_drop` rule watches.
+pub const MAX_SUBJECTS: usize = 1000;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    /// Seconds between rule evaluations.
+    pub evaluate_every_s: u64,
+    /// Alerts kept (delivered and not); over it the oldest are dropped, delivered first.
+    pub max_stored: usize,
+    /// Deadline of one webhook request, connect to status line.
+    pub timeout_ms: u64,
+    /// First retry pause after a failed delivery, doubled per failure up to `backoff_max_s`.
+    pub backoff_initial_ms: u64,
+    pub backoff_max_s: u64,
+    pub webhooks: Vec<WebhookToml>,
+    pub rules: Vec<RuleToml>,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        Self {
+            evaluate_every_s: 60,
+            max_stored: 10_000,
+            timeout_ms: 10_000,
+            backoff_initial_ms: 1000,
+            backoff_max_s: 600,
+            webhooks: Vec::new(),
+            rules: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookToml {
+    /// Names the webhook in the delivery state (`GET /api/v1/alerts`) and in logs.
+    pub name: String,
+    /// `http://host:port/path`.
+    pub url: String,
+    /// HMAC-SHA256 key of `X-Sixmap-Signature`; at least 16 bytes.
+    pub secret: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleToml {
+    /// Part of every alert's id, so keep it stable: renaming a rule re-raises its alerts.
+    pub id: String,
+    /// `share_drop`, `probe_offline` or `target_lost_v6`.
+    pub kind: String,
+    /// `target_lost_v6`: the campaigns watched (ids); empty: every active campaign.
+    #[serde(default)]
+    pub campaigns: Vec<u64>,
+    /// `share_drop`: countries (ISO 3166 alpha-2) and networks (origin AS numbers) watched.
+    #[serde(default)]
+    pub countries: Vec<String>,
+    #[serde(default)]
+    pub networks: Vec<u32>,
+    /// `share_drop`: the drop in percentage points of the operator-balanced IPv6 share.
+    pub points: Option<f64>,
+    /// `share_drop`: fewest probes on each of the two days; `target_lost_v6`: fewest probes
+    /// whose latest IPv6 result failed.
+    pub min_probes: Option<usize>,
+    /// `probe_offline`: hours without contact (fractions allowed, for tests).
+    pub hours: Option<f64>,
+}
+
+/// A validated webhook.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Webhook {
+    pub name: String,
+    /// Host and port to connect to, and the request target (path and query).
+    pub authority: String,
+    pub path: String,
+    pub secret: Vec<u8>,
+}
+
+impl std::fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The secret never reaches logs.
+        f.debug_struct("Webhook")
+            .field("name", &self.name)
+            .field("authority", &self.authority)
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RuleKind {
+    ShareDrop {
+        countries: Vec<CountryCode>,
+        networks: Vec<u32>,
+        points: f64,
+        min_probes: usize,
+    },
+    ProbeOffline {
+        after: Duration,
+    },
+    TargetLostV6 {
+        /// Empty: every active campaign.
+        campaigns: Vec<u64>,
+        min_probes: usize,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    pub id: String,
+    pub kind: RuleKind,
+}
+
+/// `[alerts]` validated. Alerts are off when there is no rule.
+#[derive(Debug, Clone)]
+pub struct Alerts {
+    pub evaluate_every: Duration,
+    pub max_stored: usize,
+    pub timeout: Duration,
+    pub backoff: crate::alerts::plan::Backoff,
+    pub webhooks: Vec<Webhook>,
+    pub rules: Vec<Rule>,
+}
+
+impl Default for Alerts {
+    fn default() -> Self {
+        AlertsConfig::default()
+            .validate(None)
+            .unwrap_or_else(|_| unreachable!("the defaults are valid"))
+    }
+}
+
+fn name_ok(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 64
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// `http://authority/path` split; https is not spoken (a TLS-terminating proxy on the
+/// receiver's side, or a local relay, covers it).
+fn parse_url(url: &str) -> Result<(String, String), String> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or("must start with http:// (https is not supported)")?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    if authority.is_empty() || authority.contains('@') {
+        return Err("needs a host[:port] and no user info".into());
+    }
+    if url.len() > 2048 || url.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+        return Err("must be at most 2048 characters without spaces or controls".into());
+    }
+    Ok((authority.to_owned(), path.to_owned()))
+}
+
+impl AlertsConfig {
+    pub fn validate(self, source: Option<&Path>) -> Result<Alerts, ConfigError> {
+        let invalid = |key: &str, reason: String| {
+            ConfigError::invalid(format!("alerts.{key}"), source, reason)
+        };
+        if !(1..=86_400).contains(&self.evaluate_every_s) {
+            return Err(invalid("evaluate_every_s", "must be 1..=86400".into()));
+        }
+        if !(1..=1_000_000).contains(&self.max_stored) {
+            return Err(invalid("max_stored", "must be 1..=1000000".into()));
+        }
+        if !(100..=300_000).contains(&self.timeout_ms) {
+            return Err(invalid("timeout_ms", "must be 100..=300000".into()));
+        }
+        if !(10..=3_600_000).contains(&self.backoff_initial_ms) {
+            return Err(invalid("backoff_initial_ms", "must be 10..=3600000".into()));
+        }
+        if !(1..=86_400).contains(&self.backoff_max_s)
+            || self.backoff_max_s * 1000 < self.backoff_initial_ms
+        {
+            return Err(invalid(
+                "backoff_max_s",
+                "must be 1..=86400 and at least backoff_initial_ms".into(),
+            ));
+        }
+        if self.webhooks.len() > MAX_WEBHOOKS {
+            return Err(invalid("webhooks", format!("at most {MAX_WEBHOOKS}")));
+        }
+        if self.rules.len() > MAX_RULES {
+            return Err(invalid("rules", format!("at most {MAX_RULES}")));
+        }
+        let mut names = HashSet::new();
+        let mut webhooks = Vec::new();
+        for (i, hook) in self.webhooks.into_iter().enumerate() {
+            let key = |field: &str| format!("webhooks[{i}].{field}");
+            if !name_ok(&hook.name) || !names.insert(hook.name.clone()) {
+                return Err(invalid(
+                    &key("name"),
+                    "must be unique, 1-64 letters, digits, '-' or '_'".into(),
+                ));
+            }
+            let (authority, path) = parse_url(&hook.url).map_err(|e| invalid(&key("url"), e))?;
+            if hook.secret.len() < 16 {
+                return Err(invalid(&key("secret"), "must be at least 16 bytes".into()));
+            }
+            webhooks.push(Webhook {
+                name: hook.name,
+                authority,
+                path,
+                secret: hook.secret.into_bytes(),
+            });
+        }
+        let mut ids = HashSet::new();
+        let mut rules = Vec::new();
+        for (i, rule) in self.rules.into_iter().enumerate() {
+            let key = |field: &str| format!("rules[{i}].{field}");
+            if !name_ok(&rule.id) || !ids.insert(rule.id.clone()) {
+                return Err(invalid(
+                    &key("id"),
+                    "must be unique, 1-64 letters, digits, '-' or '_'".into(),
+                ));
+            }
+            let unused = |field: &str, set: bool| {
+                if set {
+                    Err(invalid(
+                        &key(field),
+                        format!("not a key of kind {:?}", rule.kind),
+                    ))
+                } else {
+                    Ok(())
+                }
+            };
+            let kind = match rule.kind.as_str() {
+                "share_drop" => {
+                    unused("hours", rule.hours.is_some())?;
+                    unused("campaigns", !rule.campaigns.is_empty())?;
+                    let points = rule
+                        .points
+                        .ok_or_else(|| invalid(&key("points"), "is required".into()))?;
+                    if !(points > 0.0 && points <= 100.0) {
+                        return Err(invalid(&key("points"), "must be in (0, 100]".into()));
+                    }
+                    let min_probes = rule.min_probes.unwrap_or(5);
+                    if min_probes == 0 {
+                        return Err(invalid(&key("min_probes"), "must be at least 1".into()));
+                    }
+                    if rule.countries.is_empty() && rule.networks.is_empty() {
+                        return Err(invalid(
+                            &key("countries"),
+                            "name at least one country or network".into(),
+                        ));
+                    }
+                    if rule.countries.len() + rule.networks.len() > MAX_SUBJECTS {
+                        return Err(invalid(
+                            &key("countries"),
+                            format!("at most {MAX_SUBJECTS} countries and networks"),
+                        ));
+                    }
+                    let countries = rule
+                        .countries
+                        .iter()
+                        .map(|c| {
+                            // Any case, as the API's country paths.
+                            c.to_ascii_uppercase()
+                                .parse::<CountryCode>()
+                                .map_err(|e| invalid(&key("countries"), e.to_string()))
+                        })
+                        .collect::<Result<Vec<_>, _>>()?;
+                    RuleKind::ShareDrop {
+                        countries,
+                        networks: rule.networks,
+                        points,
+                        min_probes,
+                    }
+                }
+                "probe_offline" => {
+                    unused("campaigns", !rule.campaigns.is_empty())?;
+                    unused("points", rule.points.is_some())?;
+                    unused("min_probes", rule.min_probes.is_some())?;
+                    unused(
+                        "countries",
+                        !rule.countries.is_empty() || !rule.networks.is_empty(),
+                    )?;
+                    let hours = rule
+                        .hours
+                        .ok_or_else(|| invalid(&key("hours"), "is required".into()))?;
+                    if !(0.0001..=8760.0).contains(&hours) {
+                        return Err(invalid(&key("hours"), "must be in [0.0001, 8760]".into()));
+                    }
+                    RuleKind::ProbeOffline {
+                        after: Duration::from_secs_f64(hours * 3600.0),
+                    }
+                }
+                "target_lost_v6" => {
+                    unused("points", rule.points.is_some())?;
+                    unused("hours", rule.hours.is_some())?;
+                    unused(
+                        "countries",
+                        !rule.countries.is_empty() || !rule.networks.is_empty(),
+                    )?;
+                    if rule.campaigns.len() > MAX_SUBJECTS || rule.campaigns.contains(&0) {
+                        return Err(invalid(
+                            &key("campaigns"),
+                            format!("at most {MAX_SUBJECTS} campaign ids, none 0"),
+                        ));
+                    }
+                    let min_probes = rule.min_probes.unwrap_or(1);
+                    if min_probes == 0 {
+                        return Err(invalid(&key("min_probes"), "must be at least 1".into()));
+                    }
+                    RuleKind::TargetLostV6 {
+                        campaigns: rule.campaigns,
+                        min_probes,
+                    }
+                }
+                other => {
+                    return Err(invalid(
+                        &key("kind"),
+                        format!("{other:?}: expected share_drop, probe_offline or target_lost_v6"),
+                    ));
+                }
+            };
+            rules.push(Rule { id: rule.id, kind });
+        }
+        if !rules.is_empty() && webhooks.is_empty() {
+            return Err(invalid(
+                "webhooks",
+                "rules are set but no webhook receives their alerts".into(),
+            ));
+        }
+        Ok(Alerts {
+            evaluate_every: Duration::from_secs(self.evaluate_every_s),
+            max_stored: self.max_stored,
+            timeout: Duration::from_millis(self.timeout_ms),
+            backoff: crate::alerts::plan::Backoff {
+                base: Duration::from_millis(self.backoff_initial_ms),
+                cap: Duration::from_secs(self.backoff_max_s),
+            },
+            webhooks,
+            rules,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(toml: &str) -> Result<Alerts, String> {
+        let config: AlertsConfig = sixmap_shared::config::parse_toml(toml)?;
+        config.validate(None).map_err(|e| e.to_string())
+    }
+
+    const HOOK: &str = "[[webhooks]]\nname = \"ops\"\nurl = \"http://[::1]:9000/hook?x=1\"\nsecret = \"0123456789abcdef\"\n";
+
+    #[test]
+    fn valid_rules_and_webhooks() {
+        let alerts = parse(&format!(
+            "{HOOK}[[rules]]\nid = \"de-drop\"\nkind = \"share_drop\"\ncountries = [\"de\"]\nnetworks = [64500]\npoints = 5\n\
+             [[rules]]\nid = \"offline\"\nkind = \"probe_offline\"\nhours = 6\n\
+             [[rules]]\nid = \"lost\"\nkind = \"target_lost_v6\"\ncampaigns = [7]\n"
+        ))
+        .unwrap();
+        assert_eq!(alerts.webhooks[0].authority, "[::1]:9000");
+        assert_eq!(alerts.webhooks[0].path, "/hook?x=1");
+        assert!(!format!("{:?}", alerts.webhooks[0]).contains("0123456789abcdef"));
+        assert_eq!(
+            alerts.rules[1].kind,
+            RuleKind::ProbeOffline {
+                after: Duration::from_secs(6 * 3600)
+            }
+        );
+        assert_eq!(
+            alerts.rules[2].kind,
+            RuleKind::TargetLostV6 {
+                campaigns: vec![7],
+                min_probes: 1
+            }
+        );
+        let RuleKind::ShareDrop {
+            countries,
+            min_probes,
+            ..
+        } = &alerts.rules[0].kind
+        else {
+            panic!("{:?}", alerts.rules[0]);
+        };
+        assert_eq!(countries[0].to_string(), "DE");
+        assert_eq!(*min_probes, 5);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases = [
+            (
+                format!(
+                    "{HOOK}[[rules]]\nid = \"a\"\nkind = \"share_drop\"\ncountries = [\"DE\"]\n"
+                ),
+                "alerts.rules[0].points",
+            ),
+            (
+                format!("{HOOK}[[rules]]\nid = \"a\"\nkind = \"share_drop\"\npoints = 5\n"),
+                "alerts.rules[0].countries",
+            ),
+            (
+                format!(
+                    "{HOOK}[[rules]]\nid = \"a\"\nkind = \"share_drop\"\ncountries = [\"XYZ\"]\npoints = 5\n"
+                ),
+                "alerts.rules[0].countries",
+            ),
+            (
+                format!(
+                    "{HOOK}[[rules]]\nid = \"a\"\nkind = \"probe_offline\"\nhours = 2\npoints = 3\n"
+                ),
+                "alerts.rules[0].points",
+            ),
+            (
+                format!("{HOOK}[[rules]]\nid = \"a\"\nkind = \"probe_offline\"\nhours = 0\n"),
+                "alerts.rules[0].hours",
+            ),
+            (
+                format!("{HOOK}[[rules]]\nid = \"a\"\nkind = \"nope\"\n"),
+                "alerts.rules[0].kind",
+            ),
+            (
+                format!(
+                    "{HOOK}[[rules]]\nid = \"a\"\nkind = \"target_lost_v6\"\ncampaigns = [0]\n"
+                ),
+                "alerts.rules[0].campaigns",
+            ),
+            (
+                format!(
+                    "{HOOK}[[rules]]\nid = \"a\"\nkind = \"probe_offline\"\nhours = 1\ncampaigns = [3]\n"
+                ),
+                "alerts.rules[0].campaigns",
+            ),
+            (
+                format!("{HOOK}[[rules]]\nid = \"a b\"\nkind = \"probe_offline\"\nhours = 1\n"),
+                "alerts.rules[0].id",
+            ),
+            (
+                "[[rules]]\nid = \"a\"\nkind = \"probe_offline\"\nhours = 1\n".to_string(),
+                "alerts.webhooks",
+            ),
+            (
+                "[[webhooks]]\nname = \"a\"\nurl = \"https://x/\"\nsecret = \"0123456789abcdef\"\n"
+                    .to_string(),
+                "alerts.webhooks[0].url",
+            ),
+            (
+                "[[webhooks]]\nname = \"a\"\nurl = \"http://x/\"\nsecret = \"short\"\n".to_string(),
+                "alerts.webhooks[0].secret",
+            ),
+            (format!("{HOOK}{HOOK}"), "alerts.webhooks[1].name"),
+            ("timeout_ms = 1\n".to_string(), "alerts.timeout_ms"),
+        ];
+        for (toml, key) in cases {
+            let error = parse(&toml).unwrap_err();
+            assert!(error.contains(key), "{toml}: {error} should name {key}");
+        }
+    }
+
+    #[test]
+    fn the_example_config_alerts_are_valid_uncommented() {
+        let text = include_str!("../../../deploy/collector.example.toml");
+        let start = text.find("[alerts]").unwrap();
+        let end = start + text[start..].find("\n\n").unwrap();
+        let uncommented: String = text[start..end]
+            .lines()
+            .map(|l| l.strip_prefix('#').unwrap_or(l).trim_start())
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let config: crate::config::CollectorConfig =
+            sixmap_shared::config::parse_toml(&uncommented).unwrap();
+        let alerts = config.alerts.validate(None).unwrap();
+        assert_eq!((alerts.webhooks.len(), alerts.rules.len()), (1, 3));
+    }
+}

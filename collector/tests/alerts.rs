@@ -1,0 +1,566 @@
+//! Issue #21, alerts end to end: `sixmap-collector serve` processes detect a probe that went
+//! offline (a real probe record in the store) and deliver the alert to a real local webhook
+//! receiver (a tokio listener answering HTTP/1.1 as each test scripts it). Checked: the
+//! receiver gets exactly one signed alert answered 2xx, after 500s and across a collector
+//! SIGKILL between detection and delivery, and nothing after the 2xx even across another
+//! restart; hostile receivers (never answering, an endless status line, an endless body)
+//! cost a timeout each and neither stall the collector nor grow it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers may fail loudly
+
+mod common;
+
+use sixmap_collector::auth;
+use sixmap_collector::store::{ProbeRecord, Role, SledStore, Store};
+use sixmap_shared::{ProbeId, UnixMicros};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const SECRET: &str = "test-secret-0123456789";
+const OWNER: &str = "alice@example.org";
+
+/// What the receiver does with a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    Status(u16),
+    /// Reads the request and never answers.
+    Never,
+    /// Sends bytes without a line end, forever.
+    EndlessStatusLine,
+    /// `200 OK`, then body bytes forever.
+    EndlessBody,
+}
+
+#[derive(Debug, Clone)]
+struct Received {
+    headers: HashMap<String, String>,
+    body: Vec<u8>,
+    answer: Answer,
+}
+
+/// The webhook receiver: answers requests in turn from `script` (its last entry repeats).
+#[derive(Clone)]
+struct Receiver {
+    addr: SocketAddr,
+    script: Arc<Mutex<Vec<Answer>>>,
+    got: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Receiver {
+    async fn start(script: Vec<Answer>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let receiver = Self {
+            addr: listener.local_addr().unwrap(),
+            script: Arc::new(Mutex::new(script)),
+            got: Arc::new(Mutex::new(Vec::new())),
+        };
+        let r = receiver.clone();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                tokio::spawn(r.clone().handle(stream));
+            }
+        });
+        receiver
+    }
+
+    fn set_script(&self, script: Vec<Answer>) {
+        *self.script.lock().unwrap() = script;
+    }
+
+    fn got(&self) -> Vec<Received> {
+        self.got.lock().unwrap().clone()
+    }
+
+    async fn handle(self, mut stream: TcpStream) {
+        let mut data = Vec::new();
+        let mut buf = [0u8; 4096];
+        let head_end = loop {
+            let n = stream.read(&mut buf).await.unwrap_or(0);
+            if n == 0 {
+                return;
+            }
+            data.extend_from_slice(&buf[..n]);
+            if let Some(i) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i;
+            }
+        };
+        let head = String::from_utf8(data[..head_end].to_vec()).unwrap();
+        let headers: HashMap<String, String> = head
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_once(": "))
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned()))
+            .collect();
+        let length: usize = headers["content-length"].parse().unwrap();
+        let mut body = data[head_end + 4..].to_vec();
+        while body.len() < length {
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(n > 0, "request body cut short");
+            body.extend_from_slice(&buf[..n]);
+        }
+        let answer = {
+            let mut script = self.script.lock().unwrap();
+            if script.len() > 1 {
+                script.remove(0)
+            } else {
+                script[0]
+            }
+        };
+        self.got.lock().unwrap().push(Received {
+            headers,
+            body,
+            answer,
+        });
+        match answer {
+            Answer::Status(code) => {
+                let text = format!("HTTP/1.1 {code} X\r\nContent-Length: 0\r\n\r\n");
+                let _ = stream.write_all(text.as_bytes()).await;
+            }
+            Answer::Never => {
+                // Holds the connection until the collector gives up on it.
+                let _ = stream.read(&mut buf).await;
+            }
+            Answer::EndlessStatusLine | Answer::EndlessBody => {
+                if answer == Answer::EndlessBody {
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100000000000\r\n\r\n")
+                        .await;
+                }
+                let chunk = vec![b'x'; 64 * 1024];
+                // Until the collector closes the connection.
+                while stream.write_all(&chunk).await.is_ok() {}
+            }
+        }
+    }
+}
+
+/// A data directory with one probe last seen an hour ago (owner [`OWNER`]) and an admin
+/// token; returns the probe id and the token.
+fn prepare(dir: &Path) -> (ProbeId, String) {
+    let store = SledStore::open(dir).unwrap();
+    let id = ProbeId::random().unwrap();
+    let now = UnixMicros::now();
+    let probe: ProbeRecord = serde_json::from_value(serde_json::json!({
+        "id": id, "hostname": "pi-kitchen", "enrolled_at": now.0 - 86_400_000_000,
+        "last_seen": now.0 - 3_600_000_000, "software_version": "0.1.0", "boot_epoch": 1,
+        "local_addresses": [], "owner": OWNER,
+    }))
+    .unwrap();
+    store.create_probe(&probe).unwrap();
+    let (token, _) = auth::create_api_token(&store, Role::Researcher, "reader", now).unwrap();
+    store.flush().unwrap();
+    (id, token)
+}
+
+/// The rule of the offline tests: a probe not seen for 1.8 s (counted from the collector's
+/// start: the probe's hour of absence before it does not count).
+const OFFLINE_RULE: &str =
+    "[[alerts.rules]]\nid = \"offline\"\nkind = \"probe_offline\"\nhours = 0.0005\n";
+
+/// The config of a collector in `dir` whose alerts go to `hooks` (name, address).
+fn config(dir: &Path, hooks: &[(&str, SocketAddr)], timeout_ms: u64) -> std::path::PathBuf {
+    config_with(dir, hooks, timeout_ms, OFFLINE_RULE)
+}
+
+/// [`config`] with other rules.
+fn config_with(
+    dir: &Path,
+    hooks: &[(&str, SocketAddr)],
+    timeout_ms: u64,
+    rules: &str,
+) -> std::path::PathBuf {
+    let mut text = format!(
+        "data_dir = {:?}\ngrpc_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n\
+         raw_data_public = true\n\
+         [alerts]\nevaluate_every_s = 1\ntimeout_ms = {timeout_ms}\nbackoff_initial_ms = 100\n\
+         backoff_max_s = 1\n{rules}",
+        dir.join("data")
+    );
+    for (name, addr) in hooks {
+        text.push_str(&format!(
+            "[[alerts.webhooks]]\nname = \"{name}\"\nurl = \"http://{addr}/hook\"\nsecret = \"{SECRET}\"\n"
+        ));
+    }
+    let path = dir.join("collector.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A `serve` process, killed (SIGKILL: no clean shutdown) on drop.
+struct Collector(common::Served);
+
+impl Collector {
+    fn start(config: &Path) -> Self {
+        Self(common::serve(
+            Path::new(env!("CARGO_BIN_EXE_sixmap-collector")),
+            config,
+            Stdio::inherit(),
+            Some("sixmap_collector::alerts=debug,warn"),
+        ))
+    }
+
+    fn rss_kib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.0.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+            .unwrap()
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        let _ = self.0.child.kill();
+        let _ = self.0.child.wait();
+    }
+}
+
+async fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Checks the request's signature as a receiver would: HMAC-SHA256 (ring's, not ours) of
+/// `timestamp.body` under the shared secret.
+fn verify(request: &Received) {
+    let timestamp = &request.headers["x-sixmap-timestamp"];
+    let signature = request.headers["x-sixmap-signature"]
+        .strip_prefix("sha256=")
+        .unwrap();
+    let mut signed = format!("{timestamp}.").into_bytes();
+    signed.extend_from_slice(&request.body);
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, SECRET.as_bytes());
+    let tag: Vec<u8> = (0..signature.len() / 2)
+        .map(|i| u8::from_str_radix(&signature[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    ring::hmac::verify(&key, &signed, &tag).expect("signature verifies");
+    let sent: i64 = timestamp.parse().unwrap();
+    let now = UnixMicros::now().0 / 1_000_000;
+    assert!((now - sent).abs() < 120, "timestamp {sent} is now");
+}
+
+/// GET `path`, with `token` if given: the head and the body.
+async fn request(http: SocketAddr, path: &str, token: Option<&str>) -> (String, String) {
+    let mut stream = TcpStream::connect(http).await.unwrap();
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let text = String::from_utf8(answer).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    (head.to_owned(), body.to_owned())
+}
+
+/// GET `path` with `token`; the body of a 200.
+async fn get(http: SocketAddr, path: &str, token: &str) -> String {
+    let (head, body) = request(http, path, Some(token)).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}\n{body}");
+    body
+}
+
+/// The receiver's check from docs/alerts.md, run as written (Python's own `hmac`) on a
+/// request as received: true when it accepts the signature.
+fn python_verifies(request: &Received, secret: &str) -> bool {
+    use std::io::Write as _;
+    let doc = include_str!("../../docs/alerts.md");
+    let start = doc
+        .find("```python\n")
+        .expect("docs/alerts.md has the check")
+        + 10;
+    let code = &doc[start..start + doc[start..].find("```").unwrap()];
+    let headers: HashMap<&str, &str> = ["X-Sixmap-Timestamp", "X-Sixmap-Signature"]
+        .into_iter()
+        .map(|h| (h, request.headers[&h.to_ascii_lowercase()].as_str()))
+        .collect();
+    let input = serde_json::json!({
+        "secret": secret,
+        "headers": headers,
+        "body": String::from_utf8(request.body.clone()).unwrap(),
+    });
+    let script = format!(
+        "{code}\nimport json, sys\nx = json.load(sys.stdin)\n\
+         print(verify(x['secret'].encode(), x['headers'], x['body'].encode()))\n"
+    );
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    match String::from_utf8_lossy(&out.stdout).trim() {
+        "True" => true,
+        "False" => false,
+        other => panic!("python printed {other:?}"),
+    }
+}
+
+async fn get_json(http: SocketAddr, path: &str, token: &str) -> serde_json::Value {
+    serde_json::from_str(&get(http, path, token).await).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_signed_alert_per_event_across_500s_and_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (probe, token) = prepare(&dir.path().join("data"));
+    let receiver = Receiver::start(vec![Answer::Status(500)]).await;
+    let config = config(dir.path(), &[("ops", receiver.addr)], 2000);
+
+    // Detected, stored, tried and refused (500, retried with backoff); then the collector
+    // dies before any delivery succeeded.
+    let first = Collector::start(&config);
+    wait_for("two refused attempts", Duration::from_secs(30), || {
+        receiver.got().len() >= 2
+    })
+    .await;
+    drop(first);
+    let refused = receiver.got();
+    assert!(refused.iter().all(|r| r.answer == Answer::Status(500)));
+
+    // The receiver now accepts; the restarted collector delivers the stored alert.
+    receiver.set_script(vec![Answer::Status(200)]);
+    let second = Collector::start(&config);
+    wait_for("a delivery", Duration::from_secs(30), || {
+        receiver
+            .got()
+            .iter()
+            .any(|r| r.answer == Answer::Status(200))
+    })
+    .await;
+    // Several evaluations later (one a second) still one alert, delivered once.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let listed = get_json(second.0.http, "/api/v1/alerts", &token).await;
+    drop(second);
+    let third = Collector::start(&config);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    drop(third);
+
+    let got = receiver.got();
+    let ok: Vec<&Received> = got
+        .iter()
+        .filter(|r| r.answer == Answer::Status(200))
+        .collect();
+    assert_eq!(ok.len(), 1, "exactly one accepted delivery: {got:#?}");
+    assert_eq!(
+        got.len(),
+        refused.len() + 1,
+        "nothing sent after the 2xx: {got:#?}"
+    );
+    let id = &ok[0].headers["x-sixmap-alert-id"];
+    assert!(
+        python_verifies(ok[0], SECRET),
+        "the documented check accepts it"
+    );
+    assert!(
+        !python_verifies(ok[0], "another-secret-0123"),
+        "and refuses another key"
+    );
+    for request in &got {
+        verify(request);
+        assert_eq!(
+            &request.headers["x-sixmap-alert-id"], id,
+            "one event, one id"
+        );
+        assert_eq!(request.body, ok[0].body, "the same alert each time");
+    }
+    let alert: serde_json::Value = serde_json::from_slice(&ok[0].body).unwrap();
+    assert_eq!(&alert["id"], id.as_str());
+    assert_eq!(alert["kind"], "probe_offline");
+    assert_eq!(alert["subject"], format!("probe:{probe}"));
+    assert_eq!(
+        alert["evidence"]["owner"], OWNER,
+        "the owner goes to the webhook"
+    );
+    assert!(alert["evidence"]["offline_hours"].as_f64().unwrap() > 0.99);
+    assert_eq!(alert["links"][0], format!("/api/v1/probes/{probe}/tags"));
+
+    // The API lists it with its delivery state, without the owner.
+    let alerts = listed["alerts"].as_array().unwrap();
+    assert_eq!(alerts.len(), 1, "{listed}");
+    assert_eq!(&alerts[0]["id"], id.as_str());
+    assert_eq!(alerts[0]["delivered"], true);
+    let delivery = &alerts[0]["deliveries"]["ops"];
+    // An attempt cut short by the SIGKILL (sent, its outcome not yet recorded) is not
+    // counted; every other one is.
+    let attempts = delivery["attempts"].as_u64().unwrap() as usize;
+    assert!(
+        (got.len() - 1..=got.len()).contains(&attempts),
+        "{attempts} of {}",
+        got.len()
+    );
+    assert!(delivery["delivered_at"].is_i64());
+    assert!(!listed.to_string().contains(OWNER), "{listed}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_receivers_cost_a_timeout_each_and_stall_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_probe, token) = prepare(&dir.path().join("data"));
+    let hostile = Receiver::start(vec![
+        Answer::Never,
+        Answer::EndlessStatusLine,
+        Answer::Never,
+        Answer::EndlessBody,
+    ])
+    .await;
+    let good = Receiver::start(vec![Answer::Status(204)]).await;
+    let config = config(
+        dir.path(),
+        &[("hostile", hostile.addr), ("good", good.addr)],
+        500,
+    );
+    let collector = Collector::start(&config);
+    let http = collector.0.http;
+    // Alerts name probes and outages: a token is needed even with `raw_data_public`.
+    let (head, _) = request(http, "/api/v1/alerts", None).await;
+    assert!(head.starts_with("HTTP/1.1 401"), "{head}");
+
+    // The good webhook is not held up by the hostile one.
+    wait_for(
+        "the good webhook's delivery",
+        Duration::from_secs(10),
+        || !good.got().is_empty(),
+    )
+    .await;
+    let rss_before = collector.rss_kib();
+    // While the hostile receiver holds connections, the collector serves and its store
+    // takes writes (`/healthz` writes and flushes).
+    let start = Instant::now();
+    while hostile.got().len() < 3 {
+        assert_eq!(get(http, "/healthz", &token).await, "ok\n");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "hostile attempts too slow"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The endless body is a 200: the alert is delivered without the body being read.
+    wait_for(
+        "delivery through the endless body",
+        Duration::from_secs(30),
+        || hostile.got().len() >= 4,
+    )
+    .await;
+    // The 200's record lands just after the request: poll the API until it shows.
+    let start = Instant::now();
+    let listed = loop {
+        let listed = get_json(http, "/api/v1/alerts", &token).await;
+        if listed["alerts"][0]["delivered"] == true {
+            break listed;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{listed}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let alert = &listed["alerts"][0];
+    assert_eq!(alert["delivered"], true, "{listed}");
+    assert_eq!(alert["deliveries"]["hostile"]["attempts"], 4, "{listed}");
+    assert_eq!(alert["deliveries"]["good"]["attempts"], 1, "{listed}");
+    // Nothing more goes to either once delivered.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(hostile.got().len(), 4);
+    assert_eq!(good.got().len(), 1);
+    let rss_after = collector.rss_kib();
+    // The endless answers are read no further than a status line: none of them is held.
+    assert!(
+        rss_after < rss_before + 32 * 1024,
+        "RSS grew from {rss_before} to {rss_after} KiB"
+    );
+    for request in hostile.got().iter().chain(good.got().iter()) {
+        verify(request);
+    }
+}
+
+/// A stored day of a group's figures with the balanced (and pooled) share `share` in
+/// [`low`, `high`].
+fn day(t: UnixMicros, probes: usize, share: f64, low: f64, high: f64) -> Vec<u8> {
+    let p = serde_json::json!({"share": share, "low": low, "high": high, "n": probes, "successes": share * probes as f64});
+    serde_json::to_vec(&serde_json::json!({
+        "day": sixmap_collector::daily::day_label(t),
+        "day_number": t.0.div_euclid(86_400_000_000),
+        "probes": probes, "operators": 4,
+        "v6_works": {"balanced": p, "pooled": p},
+        "median_rtt_v6_ms": null, "median_rtt_v4_ms": null,
+    }))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_share_drop_in_the_stored_rollups_is_delivered_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    {
+        let store = SledStore::open(&data).unwrap();
+        let today = UnixMicros::now();
+        let yesterday = UnixMicros(today.0 - 86_400_000_000);
+        let label = sixmap_collector::daily::day_label;
+        // Germany: 60 % → 40 %, intervals apart: an alert.
+        store
+            .put_rollup(
+                &label(yesterday),
+                "DE",
+                &day(yesterday, 20, 0.6, 0.55, 0.65),
+            )
+            .unwrap();
+        store
+            .put_rollup(&label(today), "DE", &day(today, 20, 0.4, 0.35, 0.45))
+            .unwrap();
+        // AS64500: the same fall, but its intervals overlap: noise, no alert.
+        store
+            .put_rollup(
+                &label(yesterday),
+                "asn:64500",
+                &day(yesterday, 6, 0.6, 0.3, 0.85),
+            )
+            .unwrap();
+        store
+            .put_rollup(&label(today), "asn:64500", &day(today, 6, 0.4, 0.15, 0.7))
+            .unwrap();
+        store.flush().unwrap();
+    }
+    let receiver = Receiver::start(vec![Answer::Status(200)]).await;
+    let rule = "[[alerts.rules]]\nid = \"drop\"\nkind = \"share_drop\"\ncountries = [\"de\"]\n\
+                networks = [64500]\npoints = 10\nmin_probes = 5\n";
+    let config = config_with(dir.path(), &[("ops", receiver.addr)], 2000, rule);
+    let collector = Collector::start(&config);
+    wait_for("the alert", Duration::from_secs(30), || {
+        !receiver.got().is_empty()
+    })
+    .await;
+    // Evaluated again every second: still one alert.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    drop(collector);
+    let got = receiver.got();
+    assert_eq!(got.len(), 1, "{got:#?}");
+    verify(&got[0]);
+    let alert: serde_json::Value = serde_json::from_slice(&got[0].body).unwrap();
+    assert_eq!(alert["kind"], "share_drop");
+    assert_eq!(alert["subject"], "country:DE");
+    assert_eq!(alert["links"][0], "/api/v1/maps/countries/DE/series");
+    let evidence = &alert["evidence"];
+    assert!(
+        (evidence["drop_points"].as_f64().unwrap() - 20.0).abs() < 1e-9,
+        "{evidence}"
+    );
+    assert_eq!(evidence["before"]["probes"], 20);
+    assert_eq!(evidence["after"]["v6_works"]["balanced"]["high"], 0.45);
+}
