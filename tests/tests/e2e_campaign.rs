@@ -814,6 +814,7 @@ fn a_quick_ping_from_one_country_streams_a_table() {
         &["ping", names::V6_ONLY, "--from", "XA", "--from", "XC"],
     );
     let stderr = text(&out.stderr);
+    eprintln!("$ sixmap-collector measure ping v6only.lab --from XA --from XC\n{stderr}");
     assert!(!out.status.success());
     assert!(
         stderr.contains("from[1]") && stderr.contains("no known probe matches XC"),
