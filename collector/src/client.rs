@@ -112,12 +112,137 @@ impl Client {
         self.request("POST", path, Some((content_type, body)))
     }
 
+    /// GET `path` and hand each line of the body to `on_line` as it arrives (a streamed,
+    /// chunked JSON-lines response: `GET /api/v1/measurements/{id}/results?follow=true`),
+    /// until the body ends or `on_line` returns false. A refusal (non-2xx) is an error with
+    /// the collector's message, as [`Reply::into_ok`] makes it. `idle` bounds the wait for
+    /// each read.
+    pub fn get_lines(
+        &self,
+        path: &str,
+        what: &str,
+        idle: Duration,
+        on_line: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<(), ClientError> {
+        let connect = |e| ClientError::Connect {
+            url: self.url.clone(),
+            source: e,
+        };
+        let stream = self.send("GET", path, None, idle)?;
+        let mut reader = std::io::BufReader::new(stream);
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut line = Vec::new();
+            // The head is small: 64 KiB bounds what a broken server can make us hold.
+            let n = std::io::BufRead::read_until(&mut reader, b'\n', &mut line).map_err(connect)?;
+            if n == 0 || head.len() > 64 * 1024 {
+                return Err(ClientError::Response(self.url.clone()));
+            }
+            head.extend_from_slice(&line);
+        }
+        let head_text = String::from_utf8_lossy(&head).into_owned();
+        let status: u16 = head_text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| ClientError::Response(self.url.clone()))?;
+        let chunked = head_text.lines().any(|l| {
+            let l = l.to_ascii_lowercase();
+            l.starts_with("transfer-encoding:") && l.contains("chunked")
+        });
+        if !(200..300).contains(&status) {
+            let mut rest = Vec::new();
+            reader.read_to_end(&mut rest).map_err(connect)?;
+            let mut raw = head;
+            raw.extend_from_slice(&rest);
+            self.reply(&raw)?.into_ok(what)?;
+            return Ok(());
+        }
+        let mut pending: Vec<u8> = Vec::new();
+        let mut deliver = |pending: &mut Vec<u8>| -> bool {
+            while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                let text = String::from_utf8_lossy(&line);
+                let text = text.trim_end();
+                if !text.is_empty() && !on_line(text) {
+                    return false;
+                }
+            }
+            true
+        };
+        loop {
+            let data = if chunked {
+                let mut size_line = String::new();
+                std::io::BufRead::read_line(&mut reader, &mut size_line).map_err(connect)?;
+                let size =
+                    usize::from_str_radix(size_line.split(';').next().unwrap_or("").trim(), 16)
+                        .map_err(|_| ClientError::Response(self.url.clone()))?;
+                if size == 0 {
+                    break;
+                }
+                let mut data = vec![0; size + 2];
+                reader.read_exact(&mut data).map_err(connect)?;
+                data.truncate(size);
+                data
+            } else {
+                let mut data = vec![0; 16 * 1024];
+                let n = reader.read(&mut data).map_err(connect)?;
+                if n == 0 {
+                    break;
+                }
+                data.truncate(n);
+                data
+            };
+            pending.extend_from_slice(&data);
+            if !deliver(&mut pending) {
+                return Ok(());
+            }
+            // A line longer than 16 MiB is no result line.
+            if pending.len() > 16 << 20 {
+                return Err(ClientError::Response(self.url.clone()));
+            }
+        }
+        pending.push(b'\n');
+        deliver(&mut pending);
+        Ok(())
+    }
+
     fn request(
         &self,
         method: &str,
         path: &str,
         body: Option<(&str, &str)>,
     ) -> Result<Reply, ClientError> {
+        let connect = |e| ClientError::Connect {
+            url: self.url.clone(),
+            source: e,
+        };
+        let mut stream = self.send(method, path, body, Duration::from_secs(120))?;
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).map_err(connect)?;
+        self.reply(&raw)
+    }
+
+    /// The reply of a whole HTTP/1.1 response read from this collector.
+    fn reply(&self, raw: &[u8]) -> Result<Reply, ClientError> {
+        let (status, body) =
+            parse_response(raw).ok_or_else(|| ClientError::Response(self.url.clone()))?;
+        Ok(Reply {
+            status,
+            body: String::from_utf8_lossy(&body).into_owned(),
+            bytes: body,
+            url: self.url.clone(),
+        })
+    }
+
+    /// Connects and sends a request; the stream is left to read the response from.
+    fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<(&str, &str)>,
+        read_timeout: Duration,
+    ) -> Result<TcpStream, ClientError> {
         let connect = |e| ClientError::Connect {
             url: self.url.clone(),
             source: e,
@@ -133,7 +258,7 @@ impl Client {
         let mut stream =
             TcpStream::connect_timeout(&addr, Duration::from_secs(10)).map_err(connect)?;
         stream
-            .set_read_timeout(Some(Duration::from_secs(120)))
+            .set_read_timeout(Some(read_timeout))
             .map_err(connect)?;
         let mut request = format!(
             "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nAccept: */*\r\n",
@@ -151,16 +276,7 @@ impl Client {
             request.push_str("\r\n");
         }
         stream.write_all(request.as_bytes()).map_err(connect)?;
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).map_err(connect)?;
-        let (status, body) =
-            parse_response(&raw).ok_or_else(|| ClientError::Response(self.url.clone()))?;
-        Ok(Reply {
-            status,
-            body: String::from_utf8_lossy(&body).into_owned(),
-            bytes: body,
-            url: self.url.clone(),
-        })
+        Ok(stream)
     }
 }
 
@@ -212,6 +328,61 @@ mod tests {
         assert_eq!(r.1, b"abcde");
         assert!(Client::new("https://x:1").is_err());
         assert!(Client::new("http://[::1]:7480/").is_ok());
+    }
+
+    /// A one-connection server answering `response` in the given pieces, a pause between
+    /// them (so the client reads lines as they come, not at the end).
+    fn serve_once(pieces: Vec<&'static [u8]>) -> Client {
+        let listener = std::net::TcpListener::bind("[::1]:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (mut socket, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = socket.read(&mut buf);
+            for piece in pieces {
+                socket.write_all(piece).unwrap();
+                socket.flush().unwrap();
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        Client::new(&format!("http://{addr}")).unwrap()
+    }
+
+    #[test]
+    fn streamed_lines_arrive_one_by_one_and_refusals_are_errors() {
+        let client = serve_once(vec![
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n",
+            b"4\r\n{\"a\"\r\n",
+            b"5\r\n:1}\n{\r\n",
+            b"7\r\n\"b\":2}\n\r\n",
+            b"0\r\n\r\n",
+        ]);
+        let mut lines = Vec::new();
+        client
+            .get_lines("/x", "follow", Duration::from_secs(5), &mut |l| {
+                lines.push(l.to_owned());
+                true
+            })
+            .unwrap();
+        assert_eq!(lines, ["{\"a\":1}", "{\"b\":2}"]);
+        // The caller may stop early.
+        let client = serve_once(vec![b"HTTP/1.1 200 OK\r\n\r\none\ntwo\nthree\n"]);
+        let mut n = 0;
+        client
+            .get_lines("/x", "follow", Duration::from_secs(5), &mut |_| {
+                n += 1;
+                false
+            })
+            .unwrap();
+        assert_eq!(n, 1);
+        let client = serve_once(vec![
+            b"HTTP/1.1 404 Not Found\r\ncontent-length: 31\r\n\r\n{\"error\": \"no campaign 9\", \"x\":1}",
+        ]);
+        let e = client
+            .get_lines("/x", "follow", Duration::from_secs(5), &mut |_| true)
+            .unwrap_err()
+            .to_string();
+        assert!(e.ends_with("follow: no campaign 9 (HTTP 404)"), "{e}");
     }
 
     #[test]

@@ -145,7 +145,8 @@ fn is_read(method: &Method) -> bool {
 }
 
 /// **The access table.** Writes (anything but GET and HEAD) always need a token: campaign
-/// writes a campaigner's, all others an admin's. Reads: maps public by default, raw data
+/// writes a campaigner's, quick measurements (`/api/v1/measurements`, reads too) any role's,
+/// all others an admin's. Reads: maps public by default, raw data
 /// (results, probes with their addresses, losses) for researchers unless configured public,
 /// the audit log, token listings and the admin view of probes (`/api/v1/admin/…`) for admins.
 pub fn required(method: &Method, path: &str, access: Access) -> Need {
@@ -155,6 +156,11 @@ pub fn required(method: &Method, path: &str, access: Access) -> Need {
                 .strip_prefix(prefix)
                 .is_some_and(|rest| rest.starts_with('/'))
     };
+    // Quick measurements: any role may start one (researchers and regulators alike); each
+    // caller sees only their own, budgets and rates are per caller (`campaign::quick`).
+    if under("/api/v1/measurements") {
+        return Need::AnyToken;
+    }
     if !is_read(method) {
         return if under("/api/v1/campaigns") {
             Need::Role(Role::Campaigner)
@@ -692,6 +698,19 @@ mod tests {
         assert_eq!(
             required(&Method::POST, "/api/v1/campaigns", private),
             Need::Role(Role::Campaigner)
+        );
+        // Quick measurements: any token, never anonymous, not even when raw data is public.
+        assert_eq!(
+            required(&Method::POST, "/api/v1/measurements", private),
+            Need::AnyToken
+        );
+        assert_eq!(
+            required(&get, "/api/v1/measurements/3/results", private),
+            Need::AnyToken
+        );
+        assert_eq!(
+            required(&Method::POST, "/api/v1/measurementsx", private),
+            Need::Role(Role::Admin)
         );
         assert_eq!(
             required(&Method::DELETE, "/api/v1/probes/ab/tags", private),

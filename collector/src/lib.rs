@@ -301,6 +301,7 @@ pub async fn start_with_store(
                 public_cache::PublicCache::default(),
                 public_cache::serve,
             ))
+            .merge(campaign::quick_http::router(campaigns.clone()))
             .merge(campaign::http::router(campaigns))
             .merge(metrics::router())
             .merge(query::router(store.clone()))

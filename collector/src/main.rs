@@ -46,6 +46,9 @@ enum Command {
     /// HTTP API).
     #[command(subcommand)]
     Campaign(sixmap_collector::campaign::cli::CampaignCommand),
+    /// A quick measurement from connected probes, results printed as they arrive (talks to a
+    /// running collector's HTTP API; any API token).
+    Measure(Box<sixmap_collector::campaign::quick_cli::MeasureArgs>),
     /// Daily rollups and the figures behind maps and aggregates (docs/figures.md).
     #[command(subcommand)]
     Rollups(admin::RollupsCommand),
@@ -195,6 +198,7 @@ fn run() -> anyhow::Result<()> {
         }
         Command::Rollups(command) => admin::rollups(command),
         Command::Campaign(command) => sixmap_collector::campaign::cli::run(command),
+        Command::Measure(args) => sixmap_collector::campaign::quick_cli::run(*args),
         Command::Token(command) => admin::token(command),
         Command::Probe(command) => admin::probe(command),
         Command::ApiToken(command) => admin::api_token(command),

@@ -73,6 +73,16 @@ async fn http_errors_name_the_problem() {
             .post("/api/v1/campaigns", "application/json", "{\"spec\": 1}")
             .unwrap();
         assert_eq!(reply.status, 400, "{}", reply.body);
+        // A plan answers as a create would, and needs the same token.
+        let reply = client
+            .post("/api/v1/campaigns/plan", "application/json", &spec.to_string())
+            .unwrap();
+        assert_eq!(reply.status, 400, "{}", reply.body);
+        assert_eq!(json(&reply.body)["field"], "selection", "{}", reply.body);
+        let reply = anonymous
+            .post("/api/v1/campaigns/plan", "application/json", &spec.to_string())
+            .unwrap();
+        assert_eq!(reply.status, 401, "{}", reply.body);
         assert_eq!(client.get("/api/v1/campaigns/42").unwrap().status, 404);
         assert_eq!(
             client.get("/api/v1/campaigns/42/report?format=docx").unwrap().status,

@@ -768,3 +768,226 @@ spread_s = 2
     );
     eprintln!("done after {:?}", started.elapsed());
 }
+
+/// `sixmap-collector measure …` as `token`, in the collector's namespace.
+fn measure(lab: &CampaignLab, token: &str, args: &[&str]) -> Output {
+    lab.lab
+        .command(COLLECTOR, binary("sixmap-collector").to_str().unwrap())
+        .env("SIXMAP_API_TOKEN", token)
+        .env("SIXMAP_COLLECTOR", API)
+        .arg("measure")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run sixmap-collector measure")
+}
+
+/// Issue #21's quick measurement: `measure ping … --from XA` runs on probes of XA's two
+/// operators (never on XB's), the table is printed as results arrive and ends when both
+/// answered; `--json` gives the API's lines; a `from` that matches no probe is refused with
+/// the entry named.
+#[test]
+fn a_quick_ping_from_one_country_streams_a_table() {
+    let started = Instant::now();
+    let running = start(campaign().expect("campaign lab"), started, "");
+    let Running {
+        ref lab,
+        ref campaigner,
+        ..
+    } = running;
+    let log = |what: &str| running.log(what);
+    let ping = [
+        "ping",
+        names::V6_ONLY,
+        "--from",
+        "XA",
+        "--probes",
+        "2",
+        "--set",
+        "count=3",
+        "--set",
+        "interval_ms=200",
+        "--set",
+        "timeout_ms=2000",
+    ];
+    let asked = Instant::now();
+    let out = measure(lab, campaigner, &ping);
+    let took = asked.elapsed();
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", log(&text(&out.stderr)));
+    eprintln!(
+        "$ sixmap-collector measure {}\n{stdout}(in {took:?})",
+        ping.join(" ")
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines[0].contains("from 2 probes (XA)"), "{stdout}");
+    assert!(lines[1].starts_with("PROBE "), "{stdout}");
+    let rows = &lines[2..lines.len() - 1];
+    assert_eq!(rows.len(), 2, "{stdout}");
+    let mut asns: Vec<&str> = rows
+        .iter()
+        .map(|r| r.split_whitespace().nth(1).unwrap())
+        .collect();
+    asns.sort();
+    // One probe per XA operator, spread across them; XB's operator (AS64502) not asked.
+    assert_eq!(asns, ["AS64500", "AS64501"], "{stdout}");
+    for row in rows {
+        let cols: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(cols[2], "XA", "{row}");
+        // v6only answers every ping: no loss, and RTTs.
+        assert_eq!(cols[4], "0%", "{row}");
+        assert!(cols[5].parse::<f64>().unwrap() > 0.0, "{row}");
+    }
+    assert_eq!(
+        lines.last().unwrap(),
+        &"2 of 2 answered (every probe answered)",
+        "{stdout}"
+    );
+    assert!(took < Duration::from_secs(20), "{took:?}");
+
+    // --json: the stored results, then the end line.
+    let out = measure(lab, campaigner, &[&ping[..], &["--json"]].concat());
+    assert!(out.status.success(), "{}", log(&text(&out.stderr)));
+    let json: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(json.len(), 3, "{json:?}");
+    for r in &json[..2] {
+        assert_eq!(r["probe_origin"]["country"], "XA", "{r}");
+        assert_eq!(r["outcome"]["received"], 3, "{r}");
+    }
+    assert_eq!(json[2]["done"]["answered"], 2, "{}", json[2]);
+
+    // Nowhere to measure from: refused, the entry named, the collector's URL in the error.
+    let out = measure(
+        lab,
+        campaigner,
+        &["ping", names::V6_ONLY, "--from", "XA", "--from", "XC"],
+    );
+    let stderr = text(&out.stderr);
+    eprintln!("$ sixmap-collector measure ping v6only.lab --from XA --from XC\n{stderr}");
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("from[1]") && stderr.contains("no known probe matches XC"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(API), "{stderr}");
+    eprintln!("quick measurements done after {:?}", started.elapsed());
+}
+
+/// Campaigns as code (issue #21): `campaign plan` shows the probes a spec would get per
+/// operator and its cost without creating anything, and `campaign create --kind … --from …`
+/// makes the same campaign without a file; a quick traceroute prints its hops.
+#[test]
+fn campaign_plan_and_create_from_flags_and_a_quick_traceroute() {
+    let started = Instant::now();
+    let running = start(campaign().expect("campaign lab"), started, "");
+    let Running {
+        ref lab,
+        ref campaigner,
+        ..
+    } = running;
+    let log = |what: &str| running.log(what);
+    let flags = [
+        "--collector",
+        API,
+        "--kind",
+        "ping",
+        "--target",
+        names::V6_ONLY,
+        "--target",
+        names::DUAL_STACK,
+        "--from",
+        "XA",
+        "--per-operator",
+        "1",
+        "--set",
+        "count=2",
+    ];
+    let out = cli(lab, campaigner, &[&["plan"][..], &flags].concat());
+    let plan = text(&out.stdout);
+    assert!(out.status.success(), "{}", log(&text(&out.stderr)));
+    eprintln!(
+        "$ sixmap-collector campaign plan {}\n{plan}",
+        flags.join(" ")
+    );
+    assert!(plan.contains("2 targets, 2 tasks, 2 probes"), "{plan}");
+    assert!(
+        plan.contains("AS64500") && plan.contains("AS64501"),
+        "{plan}"
+    );
+    assert!(!plan.contains("AS64502"), "{plan}");
+    assert!(plan.contains("probe-tests: 4 per hour, 4 in all"), "{plan}");
+    assert!(plan.contains("fits"), "{plan}");
+    let list = cli(lab, campaigner, &["list", "--collector", API]);
+    assert_eq!(text(&list.stdout), "", "a plan created a campaign");
+
+    let out = cli(lab, campaigner, &[&["create"][..], &flags].concat());
+    assert!(out.status.success(), "{}", log(&text(&out.stderr)));
+    let id = text(&out.stdout).trim().to_owned();
+    let shown = api(lab, campaigner, &format!("/api/v1/campaigns/{id}")).unwrap();
+    let mut asns: Vec<u64> = shown["campaign"]["probes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["asn"].as_u64().unwrap())
+        .collect();
+    asns.sort();
+    assert_eq!(asns, [64500, 64501], "{shown}");
+    assert_eq!(
+        shown["campaign"]["spec"]["selection"]["countries"],
+        serde_json::json!(["XA"])
+    );
+
+    // A quick traceroute from XB's operator: its hops, ending at the target.
+    let trace = [
+        "traceroute",
+        names::V6_ONLY,
+        "--from",
+        "AS64502",
+        "--probes",
+        "1",
+    ];
+    let out = measure(lab, campaigner, &trace);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", log(&text(&out.stderr)));
+    eprintln!("$ sixmap-collector measure {}\n{stdout}", trace.join(" "));
+    assert!(stdout.contains("AS64502 XB"), "{stdout}");
+    assert!(stdout.contains("reached"), "{stdout}");
+    let target = lab.lab.node("v6only").v6().to_string();
+    let hops: Vec<&str> = stdout.lines().filter(|l| l.starts_with("    ")).collect();
+    assert!(hops.len() >= 2, "{stdout}");
+    assert!(hops.last().unwrap().contains(&target), "{stdout}");
+    assert!(
+        stdout.ends_with("1 of 1 answered (every probe answered)\n"),
+        "{stdout}"
+    );
+
+    // A quick DNS lookup by each probe's own resolver: the answers printed.
+    let dns = [
+        "dns",
+        names::DUAL_STACK,
+        "--from",
+        "XB",
+        "--probes",
+        "2",
+        "--set",
+        "query_type=AAAA",
+    ];
+    let out = measure(lab, campaigner, &dns);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", log(&text(&out.stderr)));
+    eprintln!("$ sixmap-collector measure {}\n{stdout}", dns.join(" "));
+    let dual = lab.lab.node("dual").v6().to_string();
+    let answers = stdout
+        .lines()
+        .filter(|l| l.starts_with("  dual.lab") && l.contains(" AAAA ") && l.ends_with(&dual))
+        .count();
+    assert_eq!(answers, 2, "{stdout}");
+    assert!(
+        stdout.ends_with("2 of 2 answered (every probe answered)\n"),
+        "{stdout}"
+    );
+}

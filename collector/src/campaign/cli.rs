@@ -19,6 +19,140 @@ pub struct Remote {
     token: Option<String>,
 }
 
+/// A spec from flags instead of a file: `campaign create --kind ping --target X --from FR`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct InlineSpec {
+    /// Without --spec or --template: the one measurement's kind (ping, traceroute, dns, tcp,
+    /// tls, http, quic, pmtu, exthdr, dualstack), over the --target/--targets-file targets.
+    #[arg(long, conflicts_with_all = ["spec", "template"])]
+    kind: Option<String>,
+    /// With --kind: which probes, a country (FR), an origin AS (AS3215) or a tag
+    /// (tag:v6-works); repeatable. As in a spec's [selection], countries are alternatives,
+    /// and so are ASes, while a probe needs every tag and must meet each kind of criterion.
+    #[arg(long = "from", requires = "kind")]
+    from: Vec<String>,
+    /// With --kind: seconds between runs (at least 60); absent: once.
+    #[arg(long, requires = "kind")]
+    every_s: Option<u64>,
+    /// With --kind: at most this many probes per operator.
+    #[arg(long, requires = "kind")]
+    per_operator: Option<u32>,
+    /// With --kind: the campaign's name (default: the kind and the targets).
+    #[arg(long, requires = "kind")]
+    name: Option<String>,
+    /// With --kind: a measurement option, KEY=VALUE with a measurement table's keys
+    /// (count, timeout_ms, family, port, ...); repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE", requires = "kind")]
+    set: Vec<String>,
+}
+
+impl InlineSpec {
+    /// The spec these flags describe over `targets`.
+    fn spec(&self, kind: &str, targets: Vec<String>) -> anyhow::Result<super::spec::SpecInput> {
+        use super::quick::Source;
+        let mut table = serde_json::Map::new();
+        table.insert("kind".into(), serde_json::json!(kind));
+        table.insert("timeout_ms".into(), serde_json::json!(5000));
+        for set in &self.set {
+            let Some((key, value)) = set.split_once('=') else {
+                bail!("--set {set:?}: expected KEY=VALUE (e.g. count=5)");
+            };
+            let value = serde_json::from_str(value)
+                .unwrap_or_else(|_| serde_json::Value::String(value.to_owned()));
+            table.insert(key.trim().to_owned(), value);
+        }
+        let mut selection = super::spec::Selection {
+            per_operator: self.per_operator,
+            ..Default::default()
+        };
+        for entry in &self.from {
+            match Source::parse(entry).map_err(|e| anyhow::anyhow!("--from {e}"))? {
+                Source::Country(c) => selection.countries.push(c.to_string()),
+                Source::Asn(a) => selection.asns.push(a),
+                Source::Tag(t) => selection.tags.push(t.to_string()),
+            }
+        }
+        let name = self.name.clone().unwrap_or_else(|| {
+            let mut shown: Vec<&str> = targets.iter().take(3).map(String::as_str).collect();
+            if targets.len() > 3 {
+                shown.push("…");
+            }
+            format!("{kind} {}", shown.join(" "))
+        });
+        Ok(super::spec::SpecInput {
+            name,
+            targets,
+            measurements: vec![table],
+            selection,
+            schedule: super::spec::ScheduleInput {
+                every_s: self.every_s,
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+    }
+}
+
+/// The spec a create or plan command sends: its text and format.
+fn spec_to_send(
+    spec: &Option<PathBuf>,
+    template: &Option<String>,
+    targets_files: &[PathBuf],
+    targets: Vec<String>,
+    inline: &InlineSpec,
+) -> anyhow::Result<(String, &'static str)> {
+    use super::spec::SpecInput;
+    let (text, format, base) = match (spec, template, &inline.kind) {
+        (Some(path), _, _) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let format = if path.extension().is_some_and(|e| e == "json") {
+                "json"
+            } else {
+                "toml"
+            };
+            (
+                text,
+                format,
+                path.parent().map(std::path::Path::to_path_buf),
+            )
+        }
+        (None, Some(name), _) => {
+            let Some((_, text)) = TEMPLATES.iter().find(|(n, _)| n == name) else {
+                let names: Vec<_> = TEMPLATES.iter().map(|(n, _)| *n).collect();
+                bail!("--template {name:?}: not one of {}", names.join(", "));
+            };
+            ((*text).to_owned(), "toml", None)
+        }
+        (None, None, Some(kind)) => {
+            let mut all = targets;
+            for file in targets_files {
+                all.extend(read_targets(file)?);
+            }
+            let input = inline.spec(kind, all)?;
+            return Ok((serde_json::to_string_pretty(&input)?, "json"));
+        }
+        (None, None, None) => bail!("give --spec FILE, --template NAME or --kind KIND"),
+    };
+    let mut input: SpecInput = super::spec::parse(format, &text)?;
+    let mut extra = targets;
+    let had_file = input.targets_file.is_some();
+    if let Some(file) = input.targets_file.take() {
+        let path = base.unwrap_or_default().join(file);
+        extra.extend(read_targets(&path)?);
+    }
+    for file in targets_files {
+        extra.extend(read_targets(file)?);
+    }
+    // Unchanged specs travel as written, so the report embeds the regulator's text.
+    if extra.is_empty() && !had_file && spec.is_some() {
+        Ok((text, format))
+    } else {
+        input.targets.extend(extra);
+        Ok((serde_json::to_string_pretty(&input)?, "json"))
+    }
+}
+
 /// The collector a campaign command talks to when neither the flag nor the environment says.
 const DEFAULT_COLLECTOR: &str = "http://[::1]:7480";
 
@@ -43,6 +177,31 @@ pub enum CampaignCommand {
         /// A target to add; repeatable.
         #[arg(long = "target")]
         targets: Vec<String>,
+        #[command(flatten)]
+        inline: InlineSpec,
+    },
+    /// Print what creating a spec would do, creating nothing: the probes it would select per
+    /// operator, probe-tests per hour and in all, and the budgets it would use.
+    Plan {
+        #[command(flatten)]
+        remote: Remote,
+        /// A spec file (TOML, or JSON if it ends in .json).
+        #[arg(long, conflicts_with = "template")]
+        spec: Option<PathBuf>,
+        /// `government-portals` or `operator-ranking` (deploy/campaigns/*.toml).
+        #[arg(long)]
+        template: Option<String>,
+        /// Targets to add, one per line (`#` starts a comment); repeatable.
+        #[arg(long = "targets-file")]
+        targets_files: Vec<PathBuf>,
+        /// A target to add; repeatable.
+        #[arg(long = "target")]
+        targets: Vec<String>,
+        #[command(flatten)]
+        inline: InlineSpec,
+        /// Print the collector's JSON instead of the summary.
+        #[arg(long)]
+        json: bool,
     },
     /// List campaigns.
     List {
@@ -214,9 +373,64 @@ fn follow(
     }
 }
 
+/// A plan for people: probes per operator, tests, budgets, and whether it fits.
+fn plan_text(plan: &serde_json::Value) -> String {
+    let n = |v: &serde_json::Value| v.as_u64().map_or("-".to_owned(), |n| n.to_string());
+    let mut out = format!(
+        "plan of {:?}: {} targets, {} tasks, {} probes\n{:<10} {:<24} {:<8} PROBES\n",
+        plan["name"].as_str().unwrap_or("?"),
+        plan["targets"],
+        plan["tasks"],
+        plan["probes"],
+        "AS",
+        "NAME",
+        "CC"
+    );
+    for op in plan["operators"].as_array().into_iter().flatten() {
+        let asn = op["asn"]
+            .as_u64()
+            .map_or("-".to_owned(), |a| format!("AS{a}"));
+        let countries: Vec<&str> = op["countries"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.as_str())
+            .collect();
+        let probes: Vec<&str> = op["probes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p.as_str())
+            .collect();
+        out.push_str(&format!(
+            "{asn:<10} {:<24} {:<8} {} ({})\n",
+            op["as_name"].as_str().unwrap_or("-"),
+            countries.join(","),
+            probes.len(),
+            probes.join(" ")
+        ));
+    }
+    out.push_str(&format!(
+        "probe-tests: {} per hour, {} in all (budget: {} per hour, {} in all)\n\
+         owner: {} per hour committed, limit {}\n",
+        n(&plan["tests_per_hour"]),
+        plan["tests_total"]
+            .as_u64()
+            .map_or("unbounded".to_owned(), |t| t.to_string()),
+        n(&plan["budget_per_hour"]),
+        n(&plan["budget_total"]),
+        n(&plan["owner_committed"]),
+        n(&plan["owner_limit"]),
+    ));
+    match plan["refusal"].as_str() {
+        Some(why) => out.push_str(&format!("would be refused: {why}\n")),
+        None => out.push_str("fits: `campaign create` with the same arguments would be accepted\n"),
+    }
+    out
+}
+
 /// Runs one `campaign` subcommand.
 pub fn run(command: CampaignCommand) -> anyhow::Result<()> {
-    use super::spec::SpecInput;
     match command {
         CampaignCommand::Create {
             remote,
@@ -225,48 +439,9 @@ pub fn run(command: CampaignCommand) -> anyhow::Result<()> {
             template,
             targets_files,
             targets,
+            inline,
         } => {
-            let (text, format, base) = match (&spec, &template) {
-                (Some(path), _) => {
-                    let text = std::fs::read_to_string(path)
-                        .with_context(|| format!("reading {}", path.display()))?;
-                    let format = if path.extension().is_some_and(|e| e == "json") {
-                        "json"
-                    } else {
-                        "toml"
-                    };
-                    (
-                        text,
-                        format,
-                        path.parent().map(std::path::Path::to_path_buf),
-                    )
-                }
-                (None, Some(name)) => {
-                    let Some((_, text)) = TEMPLATES.iter().find(|(n, _)| n == name) else {
-                        let names: Vec<_> = TEMPLATES.iter().map(|(n, _)| *n).collect();
-                        bail!("--template {name:?}: not one of {}", names.join(", "));
-                    };
-                    ((*text).to_owned(), "toml", None)
-                }
-                (None, None) => bail!("give --spec FILE or --template NAME"),
-            };
-            let mut input: SpecInput = super::spec::parse(format, &text)?;
-            let mut extra = targets;
-            let had_file = input.targets_file.is_some();
-            if let Some(file) = input.targets_file.take() {
-                let path = base.unwrap_or_default().join(file);
-                extra.extend(read_targets(&path)?);
-            }
-            for file in &targets_files {
-                extra.extend(read_targets(file)?);
-            }
-            // Unchanged specs travel as written, so the report embeds the regulator's text.
-            let (text, format) = if extra.is_empty() && !had_file && spec.is_some() {
-                (text, format)
-            } else {
-                input.targets.extend(extra);
-                (serde_json::to_string_pretty(&input)?, "json")
-            };
+            let (text, format) = spec_to_send(&spec, &template, &targets_files, targets, &inline)?;
             let body = serde_json::json!({ "owner": owner, "format": format, "spec": text });
             let client = client(&remote)?;
             let created = ok_body(
@@ -281,6 +456,34 @@ pub fn run(command: CampaignCommand) -> anyhow::Result<()> {
                 record["probes"].as_array().map_or(0, Vec::len)
             );
             println!("{}", record["id"]);
+            Ok(())
+        }
+        CampaignCommand::Plan {
+            remote,
+            spec,
+            template,
+            targets_files,
+            targets,
+            inline,
+            json,
+        } => {
+            let (text, format) = spec_to_send(&spec, &template, &targets_files, targets, &inline)?;
+            let body = serde_json::json!({ "format": format, "spec": text });
+            let client = client(&remote)?;
+            let plan = ok_body(
+                "plan",
+                client.post(
+                    "/api/v1/campaigns/plan",
+                    "application/json",
+                    &body.to_string(),
+                )?,
+            )?;
+            let plan: serde_json::Value = serde_json::from_str(&plan)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&plan)?);
+            } else {
+                print!("{}", plan_text(&plan));
+            }
             Ok(())
         }
         CampaignCommand::List { remote } => {

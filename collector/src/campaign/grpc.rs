@@ -137,6 +137,7 @@ fn status(e: CampaignError) -> Status {
         StatusCode::NOT_FOUND => Status::not_found(message),
         StatusCode::FORBIDDEN => Status::permission_denied(message),
         StatusCode::CONFLICT => Status::failed_precondition(message),
+        StatusCode::TOO_MANY_REQUESTS => Status::resource_exhausted(message),
         _ => Status::unavailable(message),
     }
 }

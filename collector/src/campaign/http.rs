@@ -37,6 +37,7 @@ use std::sync::Arc;
 pub fn router(campaigns: Arc<Campaigns>) -> Router {
     Router::new()
         .route("/api/v1/campaigns", get(list).post(create))
+        .route("/api/v1/campaigns/plan", post(plan))
         .route("/api/v1/campaigns/{id}", get(show))
         .route("/api/v1/campaigns/{id}/cancel", post(cancel))
         .route("/api/v1/campaigns/{id}/report", get(report_of))
@@ -59,12 +60,13 @@ pub fn status_of(e: &CampaignError) -> StatusCode {
         CampaignError::NotFound(_) => StatusCode::NOT_FOUND,
         CampaignError::OverBudget(_) | CampaignError::NotOwner { .. } => StatusCode::FORBIDDEN,
         CampaignError::Ended(..) => StatusCode::CONFLICT,
+        CampaignError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
         CampaignError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
 
 #[derive(Debug)]
-struct ApiError(CampaignError);
+pub(super) struct ApiError(pub(super) CampaignError);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -80,7 +82,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn bad(field: &str, reason: String) -> ApiError {
+pub(super) fn bad(field: &str, reason: String) -> ApiError {
     ApiError(CampaignError::Spec(super::spec::SpecFieldError {
         field: field.into(),
         reason,
@@ -90,7 +92,7 @@ fn bad(field: &str, reason: String) -> ApiError {
 /// Store work on the readers' bounded pool (`limits::readers`) like the rest of the HTTP
 /// API, so campaign requests never take the threads ingest needs; a request that goes away
 /// stops its report's scan.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, CampaignError> + Send + 'static,
 ) -> Result<T, ApiError> {
     crate::limits::readers::read_blocking(move || Ok(work()))
@@ -99,7 +101,7 @@ async fn blocking<T: Send + 'static>(
         .map_err(ApiError)
 }
 
-fn parse_id(text: &str) -> Result<u64, ApiError> {
+pub(super) fn parse_id(text: &str) -> Result<u64, ApiError> {
     text.parse()
         .map_err(|_| bad("id", format!("{text:?} is not a campaign id")))
 }
@@ -127,16 +129,7 @@ async fn create(
     body: Result<Json<CreateBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(body) = body.map_err(|e| bad("body", e.body_text()))?;
-    let (format, text) = match body.spec {
-        serde_json::Value::String(text) => (body.format.unwrap_or_else(|| "toml".into()), text),
-        object @ serde_json::Value::Object(_) => ("json".into(), object.to_string()),
-        _ => {
-            return Err(bad(
-                "spec",
-                "must be the spec's text or a JSON object".into(),
-            ));
-        }
-    };
+    let (format, text) = spec_text(body)?;
     // The access table lets only campaigners and admins write here, so a caller is known;
     // the owner is always the caller (the body's `owner` is ignored), so no one can create a
     // campaign in another's name or spend another's budget.
@@ -146,6 +139,33 @@ async fn create(
     };
     let record = blocking(move || c.create(&owner, &format, &text, UnixMicros::now())).await?;
     Ok((StatusCode::CREATED, Json(record)).into_response())
+}
+
+/// `POST /api/v1/campaigns/plan`, the body of a create: what creating it would select and
+/// cost (`super::plan`), creating nothing.
+async fn plan(
+    State(c): State<Arc<Campaigns>>,
+    caller: crate::http_auth::Caller,
+    body: Result<Json<CreateBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<super::plan::Plan>, ApiError> {
+    let Json(body) = body.map_err(|e| bad("body", e.body_text()))?;
+    let (format, text) = spec_text(body)?;
+    let owner = caller.name;
+    Ok(Json(
+        blocking(move || c.plan(&owner, &format, &text, UnixMicros::now())).await?,
+    ))
+}
+
+/// The spec's format and text from a create body (text, or a JSON object).
+fn spec_text(body: CreateBody) -> Result<(String, String), ApiError> {
+    match body.spec {
+        serde_json::Value::String(text) => Ok((body.format.unwrap_or_else(|| "toml".into()), text)),
+        object @ serde_json::Value::Object(_) => Ok(("json".into(), object.to_string())),
+        _ => Err(bad(
+            "spec",
+            "must be the spec's text or a JSON object".into(),
+        )),
+    }
 }
 
 async fn show(

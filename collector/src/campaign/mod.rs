@@ -17,8 +17,12 @@ mod declared;
 pub mod grpc;
 pub mod http;
 pub mod pdf;
+pub mod plan;
 pub mod presence;
 mod progress;
+pub mod quick;
+pub mod quick_cli;
+pub mod quick_http;
 mod registry;
 pub mod report;
 mod selection;
@@ -56,6 +60,9 @@ pub enum CampaignError {
     Declared(String),
     #[error("campaign {id} belongs to {owner:?}: only its owner or an admin may change it")]
     NotOwner { id: u64, owner: String },
+    /// A quick measurement refused by the per-owner rate (`quick::MAX_PER_MINUTE`).
+    #[error("too many measurements: {0}")]
+    TooMany(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -207,6 +214,8 @@ pub struct Campaigns {
     /// connected probes. With several collectors on one store, a campaign created or ended
     /// at another collector shows up here as new at the next tick.
     pushed: Mutex<Pushed>,
+    /// Recent quick measurements per owner, for their rate (`quick`).
+    quick_rate: Mutex<quick::OwnerRate>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -233,6 +242,7 @@ impl Campaigns {
             sessions: Mutex::new(HashMap::new()),
             records: Mutex::new(()),
             pushed: Mutex::new(Pushed::default()),
+            quick_rate: Mutex::new(quick::OwnerRate::default()),
         }
     }
 
@@ -333,6 +343,21 @@ impl Campaigns {
         if chosen.is_empty() {
             return Err(empty_selection(&spec, &probes).into());
         }
+        self.create_selected(owner, spec, task_specs, chosen, text, now)
+    }
+
+    /// The common end of [`Self::create`] and quick measurements ([`quick`]): the spec's and
+    /// the owner's budgets checked for `chosen`, then the campaign stored and its tasks sent
+    /// to the connected probes among them.
+    fn create_selected(
+        &self,
+        owner: &str,
+        spec: CampaignSpec,
+        task_specs: Vec<CampaignTaskSpec>,
+        chosen: Vec<ProbeRecord>,
+        text: &str,
+        now: UnixMicros,
+    ) -> Result<CampaignRecord, CampaignError> {
         let per_probe_hour = spec.tests_per_probe_hour(task_specs.len());
         let hourly = per_probe_hour * chosen.len() as u64;
         if let Some(limit) = spec.budget.per_hour
@@ -650,6 +675,19 @@ impl Campaigns {
                 )?;
                 continue;
             }
+            // A quick measurement is followed live until its deadline; a probe that has not
+            // answered by then is told to drop the task, so it cannot run long after.
+            if let Some(quick) = &record.spec.quick
+                && quick.deadline <= now
+            {
+                self.end(
+                    record,
+                    CampaignStatus::Finished,
+                    "quick measurement deadline passed".into(),
+                    now,
+                )?;
+                continue;
+            }
             let once = record.spec.schedule.every.is_none();
             // Reading the cells every tick is only needed to end the campaign on them.
             if !once && record.spec.budget.total.is_none() {
@@ -790,9 +828,9 @@ mod tests {
     use crate::store::SledStore;
     use sixmap_shared::prefixes::Enrichment;
 
-    const NOW: UnixMicros = UnixMicros(1_790_000_000_000_000);
+    pub(super) const NOW: UnixMicros = UnixMicros(1_790_000_000_000_000);
 
-    fn probe(n: u8, asn: Option<u32>, country: &str) -> ProbeRecord {
+    pub(super) fn probe(n: u8, asn: Option<u32>, country: &str) -> ProbeRecord {
         ProbeRecord {
             id: format!("{n:016x}").parse().unwrap(),
             hostname: format!("p{n}"),
@@ -818,7 +856,11 @@ mod tests {
         }
     }
 
-    fn service(dir: &std::path::Path, probes: &[ProbeRecord], limit: Option<u64>) -> Campaigns {
+    pub(super) fn service(
+        dir: &std::path::Path,
+        probes: &[ProbeRecord],
+        limit: Option<u64>,
+    ) -> Campaigns {
         let store: Arc<dyn Store> = Arc::new(SledStore::open(dir).unwrap());
         for p in probes {
             store.create_probe(p).unwrap();
@@ -826,10 +868,10 @@ mod tests {
         Campaigns::new(store, false, limit)
     }
 
-    const SPEC: &str = "name = \"t\"\ntargets = [\"example.org\"]\n\
+    pub(super) const SPEC: &str = "name = \"t\"\ntargets = [\"example.org\"]\n\
         [[measurements]]\nkind = \"ping\"\ntimeout_ms = 5000\n";
 
-    fn fleet() -> Vec<ProbeRecord> {
+    pub(super) fn fleet() -> Vec<ProbeRecord> {
         vec![
             probe(1, Some(64500), "XA"),
             probe(2, Some(64500), "XA"),

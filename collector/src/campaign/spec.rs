@@ -154,6 +154,10 @@ pub struct CampaignSpec {
     pub selection: Selection,
     pub schedule: Schedule,
     pub budget: Budget,
+    /// Set for a quick measurement (`POST /api/v1/measurements`): a one-off campaign on
+    /// connected probes whose results are followed live; absent for campaigns from specs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quick: Option<super::quick::Quick>,
 }
 
 /// One measurement of one target, as a task probes run.
@@ -326,6 +330,7 @@ pub fn validate(
         selection: input.selection.clone(),
         schedule,
         budget: input.budget,
+        quick: None,
     };
     if spec.budget.per_hour == Some(0) || spec.budget.total == Some(0) {
         return Err(invalid(

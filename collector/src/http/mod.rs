@@ -19,9 +19,10 @@ use crate::map_view::MapView;
 mod csv;
 mod pages;
 mod summary;
+/// One-line result summaries, also printed by `sixmap-collector measure`.
+pub(crate) use summary::summarize;
 
 use pages::{asset, country_page, dashboard, map_page};
-use summary::summarize;
 
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 10_000;

@@ -6,7 +6,7 @@ use sixmap_shared::measurement::{
 };
 
 /// A short line about a result for the dashboard's probe list: what came back and how fast.
-pub(super) fn summarize(result: &MeasurementResult) -> String {
+pub(crate) fn summarize(result: &MeasurementResult) -> String {
     summarize_outcome(&result.outcome)
 }
 

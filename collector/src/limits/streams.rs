@@ -1,5 +1,5 @@
 //! One budget of long responses for the whole process: HTTP exports, query result pages,
-//! campaign reports and gRPC `QueryService.StreamResults` each hold a [`StreamPermit`] from
+//! campaign reports, quick measurements' results and gRPC `QueryService.StreamResults` each hold a [`StreamPermit`] from
 //! before their work starts until their body is finished or their client has gone. A slow
 //! reader cannot keep one for long: the HTTP connection's write timeout
 //! ([`super::serve_http`]) and the gRPC stream's send timeout drop it.
@@ -90,8 +90,14 @@ pub fn is_long(path: &str) -> bool {
     {
         return true;
     }
-    path.strip_prefix("/api/v1/campaigns/")
-        .is_some_and(|rest| rest.ends_with("/report"))
+    // A quick measurement's results, followed or not (`campaign::quick_http`).
+    let results = path
+        .strip_prefix("/api/v1/measurements/")
+        .is_some_and(|rest| rest.ends_with("/results"));
+    results
+        || path
+            .strip_prefix("/api/v1/campaigns/")
+            .is_some_and(|rest| rest.ends_with("/report"))
 }
 
 /// Middleware: long responses take a permit before the handler runs (503 with Retry-After
@@ -190,6 +196,8 @@ mod tests {
         assert!(is_long("/reports/7") && is_long("/reports/7.pdf"));
         assert!(is_long("/api/v1/export"));
         assert!(!is_long("/api/v1/campaigns/7"));
+        assert!(is_long("/api/v1/measurements/7/results"));
+        assert!(!is_long("/api/v1/measurements"));
         assert!(!is_long("/api/v1/probes"));
     }
 }
