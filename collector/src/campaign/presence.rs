@@ -9,10 +9,11 @@
 //! without the record while the same probe's question of the other type returned records (a
 //! resolver that answers "nothing" to both, as captive portals and filters do, says nothing).
 //!
-//! Records that are not the name's public addresses are not a "yes" either: AAAA synthesised
-//! by DNS64 (`64:ff9b::/96`, `64:ff9b:1::/48`: the name may have no IPv6 at all), a filter's
-//! `::` or `0.0.0.0`, loopback, link-local, unique-local or private addresses of a
-//! split-horizon view. Such an answer is inconclusive ([`published_address`]).
+//! Records a resolver makes up are not a "yes" either: AAAA synthesised by DNS64
+//! (`64:ff9b::/96`, `64:ff9b:1::/48`: the name may have no IPv6 at all) and a filter's
+//! sinkholes (`::`, `0.0.0.0`, loopback), or link-local, multicast and IPv4-mapped addresses.
+//! Such an answer is inconclusive for its type ([`published_address`]), while it still shows
+//! the resolver answers for the name (it confirms a "no" of the other type).
 
 use serde::Serialize;
 use sixmap_shared::ProbeId;
@@ -30,6 +31,8 @@ pub enum Answer {
     Records,
     /// NOERROR without one (NODATA) or NXDOMAIN: the name's zone answered.
     Empty,
+    /// Records, but only addresses a resolver makes up (DNS64, sinkholes): why.
+    MadeUp(String),
     /// No usable answer (the resolver's failure, not the name's): why.
     Failed(String),
 }
@@ -37,8 +40,9 @@ pub enum Answer {
 const NOERROR: u16 = 0;
 const NXDOMAIN: u16 = 3;
 
-/// Whether `address` can be a name's published address as the public sees it (module doc):
-/// not DNS64's synthesis, a filter's sinkhole or an address of a private network.
+/// Whether `address` can be a name's published address rather than one a resolver made up
+/// (module doc): not DNS64's synthesis nor a filter's sinkhole. (Private addresses are not
+/// refused: a lab's names have them, and a split-horizon view is still the name's.)
 pub fn published_address(address: IpAddr) -> bool {
     match address {
         IpAddr::V6(v6) => {
@@ -49,19 +53,15 @@ pub fn published_address(address: IpAddr) -> bool {
                 || v6.is_loopback()
                 || v6.is_multicast()
                 || (s[0] & 0xffc0) == 0xfe80
-                || (s[0] & 0xfe00) == 0xfc00
                 || nat64
                 || v6.to_ipv4_mapped().is_some())
         }
         IpAddr::V4(v4) => {
-            let o = v4.octets();
             !(v4.is_unspecified()
                 || v4.is_loopback()
-                || v4.is_private()
                 || v4.is_link_local()
                 || v4.is_broadcast()
-                || v4.is_multicast()
-                || (o[0] == 100 && (o[1] & 0xc0) == 64))
+                || v4.is_multicast())
         }
     }
 }
@@ -88,8 +88,8 @@ pub fn answer(outcome: &Outcome, query_type: u16) -> Answer {
                     && !addresses.iter().any(|a| published_address(*a))
                 {
                     let shown: Vec<String> = addresses.iter().map(IpAddr::to_string).collect();
-                    return Answer::Failed(format!(
-                        "only addresses that are not public: {} (DNS64, a filter or a private view)",
+                    return Answer::MadeUp(format!(
+                        "only addresses a resolver makes up: {} (DNS64 or a filter)",
                         shown.join(", ")
                     ));
                 }
@@ -212,7 +212,7 @@ pub fn presence(
         let Some(this) = this else { continue };
         match (this, other) {
             (Answer::Records, _) => p.yes += 1,
-            (Answer::Empty, Some(Answer::Records)) => p.no += 1,
+            (Answer::Empty, Some(Answer::Records | Answer::MadeUp(_))) => p.no += 1,
             (Answer::Failed(a), Some(Answer::Failed(b))) => p.excluded.push(Excluded {
                 probe: probe.clone(),
                 reason: format!(
@@ -362,35 +362,50 @@ mod tests {
         outcome
     }
 
-    /// DNS64's synthesis, a filter's sinkhole and private views are not the name's published
-    /// addresses: inconclusive, never "yes".
+    /// DNS64's synthesis and a filter's sinkholes are not the name's published addresses:
+    /// inconclusive, never "yes".
     #[test]
-    fn only_public_addresses_say_yes() {
+    fn only_published_addresses_say_yes() {
         for synthesised in [
             &["64:ff9b::c000:201"][..],
             &["64:ff9b:1::a00:1"],
             &["::"],
             &["::1"],
-            &["fd00::53"],
             &["fe80::1"],
             &["::ffff:192.0.2.1"],
         ] {
             assert!(
-                matches!(answer(&addresses(28, synthesised), 28), Answer::Failed(_)),
+                matches!(answer(&addresses(28, synthesised), 28), Answer::MadeUp(_)),
                 "{synthesised:?}"
             );
         }
-        for sinkhole in [
-            &["0.0.0.0"][..],
-            &["127.0.0.1"],
-            &["10.1.2.3"],
-            &["100.64.0.1"],
-        ] {
+        for sinkhole in [&["0.0.0.0"][..], &["127.0.0.1"]] {
             assert!(
-                matches!(answer(&addresses(1, sinkhole), 1), Answer::Failed(_)),
+                matches!(answer(&addresses(1, sinkhole), 1), Answer::MadeUp(_)),
                 "{sinkhole:?}"
             );
         }
+        // Behind DNS64 the AAAA vote says nothing (inconclusive, never "yes"), while the
+        // resolver plainly answers for the name: an empty A beside it would be a "no" for A.
+        let mut dns64 = BTreeMap::new();
+        dns64.insert(
+            probe(9),
+            (
+                Some(answer(&addresses(28, &["64:ff9b::c000:201"]), 28)),
+                Some(Answer::Empty),
+            ),
+        );
+        let p = presence(TYPE_AAAA, &dns64);
+        assert_eq!(
+            (p.verdict, p.yes, p.inconclusive),
+            (Verdict::Inconclusive, 0, 1)
+        );
+        let p = presence(TYPE_A, &{
+            let mut swapped = BTreeMap::new();
+            swapped.insert(probe(9), (Some(Answer::Empty), dns64[&probe(9)].0.clone()));
+            swapped
+        });
+        assert_eq!((p.verdict, p.no), (Verdict::No, 1));
         // One public address among them is enough; 64:ff9b:: with other bits set is a
         // global address, not the well-known prefix.
         for public in [
@@ -405,5 +420,8 @@ mod tests {
             );
         }
         assert_eq!(answer(&addresses(1, &["192.0.2.1"]), 1), Answer::Records);
+        // Private addresses are a name's too (a lab's, a split-horizon view's).
+        assert_eq!(answer(&addresses(1, &["10.1.2.3"]), 1), Answer::Records);
+        assert_eq!(answer(&addresses(28, &["fd00::53"]), 28), Answer::Records);
     }
 }

@@ -24,13 +24,12 @@ Operators are the origin AS of the probe's address when it was chosen (imported 
 probes without one are grouped under AS 0.\n\
 AAAA published (and A published, the same way): from DNS questions about the name (`dns` \
 measurements, normally asked of each probe's own resolver), each probe's latest answer per \
-record type. A probe votes yes when its resolver returned the record with a public address \
-(not synthesised by DNS64 in 64:ff9b::/96 or 64:ff9b:1::/48, not a filter's ::, 0.0.0.0 or \
-loopback, not a private view's unique-local, link-local or RFC 1918 address); no when the \
-answer was NOERROR or NXDOMAIN without it while the same probe's question of the other type \
-returned records (so its resolver works for that name); inconclusive otherwise (SERVFAIL, \
-REFUSED, timeouts, an unreachable resolver, only non-public addresses, or an empty answer the \
-other question cannot confirm). A probe whose \
+record type. A probe votes yes when its resolver returned the record with an address it did \
+not make up (not synthesised by DNS64 in 64:ff9b::/96 or 64:ff9b:1::/48, not a filter's ::, \
+0.0.0.0 or loopback); no when the answer was NOERROR or NXDOMAIN without it while the same \
+probe's question of the other type returned records (so its resolver works for that name); \
+inconclusive otherwise (SERVFAIL, REFUSED, timeouts, an unreachable resolver, only made-up \
+addresses, or an empty answer the other question cannot confirm). A probe whose \
 resolver failed both questions is excluded from the figure, with the reason. The figure is yes \
 when any probe voted yes, else no when any voted no, else inconclusive; the counts are shown. \
 A resolver's failure is never a no. Without DNS questions of a type, an address of that family \
