@@ -165,6 +165,7 @@ pub fn record(
         }
     }
     if new > 0 {
+        let _outbox = outbox_lock();
         let all = stored(store)?;
         let (drop, undelivered) = plan::evict(&all, webhooks, max_stored);
         if !drop.is_empty() {
@@ -185,6 +186,18 @@ pub fn record(
     Ok(new)
 }
 
+/// Held around every read-modify-write of stored alerts in this process: each webhook's task
+/// rewrites the whole alert record, and two tasks (or a task and the eviction) writing at once
+/// would drop each other's changes, a recorded 2xx included, and the alert would go out again.
+static OUTBOX: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn outbox_lock() -> std::sync::MutexGuard<'static, ()> {
+    // The guarded data is in the store; a panicked holder left nothing half-changed here.
+    OUTBOX
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Records an attempt's outcome for one webhook and flushes it. A 2xx (`error` None) is
 /// what makes the alert delivered there.
 fn record_attempt(
@@ -194,6 +207,7 @@ fn record_attempt(
     now: UnixMicros,
     error: Option<String>,
 ) -> Result<(), StoreError> {
+    let _outbox = outbox_lock();
     let Some(mut alert) = stored_one(store, id)? else {
         // Dropped meanwhile (outbox over its cap): nothing to record.
         return Ok(());
@@ -413,5 +427,39 @@ mod tests {
         // A dropped alert is not brought back by a late delivery record.
         record_attempt(&store, "b", "w", UnixMicros(7), None).unwrap();
         assert_eq!(stored(&store).unwrap().len(), 3);
+    }
+
+    /// Two webhooks' tasks recording at the same moment keep each other's records: neither
+    /// overwrites the other's 2xx (which would send the alert there again).
+    #[test]
+    fn webhooks_recording_at_once_keep_each_others_deliveries() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let hooks = vec!["ops".to_string(), "pager".to_string()];
+        record(&store, vec![alert("a", 1)], &hooks, 10).unwrap();
+        std::thread::scope(|s| {
+            for hook in ["ops", "pager"] {
+                let store = &store;
+                s.spawn(move || {
+                    for t in 0..40 {
+                        let error = (t < 39).then(|| "answered status 500".to_string());
+                        record_attempt(store, "a", hook, UnixMicros(t), error).unwrap();
+                    }
+                });
+            }
+        });
+        let a = &stored(&store).unwrap()[0];
+        for hook in ["ops", "pager"] {
+            assert_eq!(
+                a.deliveries[hook].attempts, 40,
+                "{hook}: {:?}",
+                a.deliveries
+            );
+            assert_eq!(
+                a.deliveries[hook].delivered_at,
+                Some(UnixMicros(39)),
+                "{hook}"
+            );
+        }
     }
 }

@@ -161,8 +161,10 @@ pub fn probe_offline(
 /// An alert when the group's operator-balanced IPv6 share fell by more than `points`
 /// percentage points from the day before its newest stored day, beyond both days' 95 %
 /// intervals (the day before's lower bound above the newest day's upper bound), with at
-/// least `min_probes` probes on each day. Only a newest day of today or yesterday counts
-/// (a stale series raises nothing). The id holds the newest day: one alert per drop.
+/// least `min_probes` probes on each day. The newest day compared is yesterday, the last
+/// complete UTC day: today's figures are rewritten as results arrive, and a few hours of them
+/// against a whole day would be a drop that is only a partial day (a stale series raises
+/// nothing). The id holds the newest day: one alert per drop.
 pub fn share_drop(
     rule: &str,
     subject: &str,
@@ -173,7 +175,10 @@ pub fn share_drop(
     now: UnixMicros,
 ) -> Option<Alert> {
     let today = now.0.div_euclid(DAY_US);
-    let newest = days.iter().max_by_key(|d| d.day_number)?;
+    let newest = days
+        .iter()
+        .filter(|d| d.day_number < today)
+        .max_by_key(|d| d.day_number)?;
     if newest.day_number < today - 1 {
         return None;
     }
@@ -401,7 +406,7 @@ mod tests {
 
     #[test]
     fn share_drop_needs_the_points_the_intervals_and_the_sample() {
-        let now = UnixMicros(20_001 * DAY_US + 5);
+        let now = UnixMicros(20_002 * DAY_US + 5);
         let check = |days: &[CountryDay], min: usize| {
             share_drop("r", "country:DE", "/l", days, 10.0, min, now)
         };
@@ -435,7 +440,22 @@ mod tests {
         // Not consecutive days, or a stale series.
         assert!(check(&[day(19_999, 20, share(0.6, 0.55, 0.65)), fell.clone()], 5).is_none());
         let stale = UnixMicros(20_003 * DAY_US);
-        assert!(share_drop("r", "c", "/l", &[before, fell], 10.0, 5, stale).is_none());
+        assert!(
+            share_drop(
+                "r",
+                "c",
+                "/l",
+                &[before.clone(), fell.clone()],
+                10.0,
+                5,
+                stale
+            )
+            .is_none()
+        );
+        // Today's partial figures are not compared: the same fall on the running day is
+        // nothing yet.
+        let running = UnixMicros(20_001 * DAY_US + 5);
+        assert!(share_drop("r", "c", "/l", &[before, fell], 10.0, 5, running).is_none());
     }
 
     fn seen(
