@@ -654,85 +654,33 @@ pub fn to_csv(report: &Report) -> String {
         );
     };
     let spec = serde_json::to_string(&report.campaign.spec).unwrap_or_default();
-    row(
-        "meta",
-        "",
-        None,
-        None,
-        None,
-        "methodology_version",
-        report.methodology_version.into(),
-        None,
-        "",
-    );
-    row(
-        "meta",
-        "",
-        None,
-        None,
-        None,
-        "campaign",
-        format!("{} ({})", report.campaign.name, report.campaign.id),
-        None,
-        "",
-    );
-    row(
-        "meta",
-        "",
-        None,
-        None,
-        None,
-        "campaign_spec",
-        spec,
-        None,
-        "",
-    );
-    row(
-        "meta",
-        "",
-        None,
-        None,
-        None,
-        "generated_at_us",
-        report.generated_at.0.to_string(),
-        None,
-        "",
-    );
     let d = &report.dates;
-    for (metric, value) in [
-        ("generated", Some(&d.generated)),
-        ("campaign_created", Some(&d.created)),
-        ("campaign_ended", d.ended.as_ref()),
-        ("campaign_published", d.published.as_ref()),
-        ("period_from", d.period_from.as_ref()),
-        ("period_to", d.period_to.as_ref()),
-        ("publisher", report.publisher.name.as_ref()),
-    ] {
+    // The report's own facts, in this order; absent dates are left out.
+    let meta: [(&str, Option<String>); 12] = [
+        (
+            "methodology_version",
+            Some(report.methodology_version.into()),
+        ),
+        (
+            "campaign",
+            Some(format!("{} ({})", report.campaign.name, report.campaign.id)),
+        ),
+        ("campaign_spec", Some(spec)),
+        ("generated_at_us", Some(report.generated_at.0.to_string())),
+        ("generated", Some(d.generated.clone())),
+        ("campaign_created", Some(d.created.clone())),
+        ("campaign_ended", d.ended.clone()),
+        ("campaign_published", d.published.clone()),
+        ("period_from", d.period_from.clone()),
+        ("period_to", d.period_to.clone()),
+        ("publisher", report.publisher.name.clone()),
+        ("min_probes", Some(report.min_probes.to_string())),
+    ];
+    for (metric, value) in meta {
         if let Some(value) = value {
-            row(
-                "meta",
-                "",
-                None,
-                None,
-                None,
-                metric,
-                value.clone(),
-                None,
-                "",
-            );
+            row("meta", "", None, None, None, metric, value, None, "");
         }
     }
-    row(
-        "meta",
-        "",
-        None,
-        None,
-        None,
-        "min_probes",
-        report.min_probes.to_string(),
-        None,
-        "",
-    );
     for t in &report.targets {
         for (metric, p) in [("aaaa", &t.aaaa), ("a", &t.a)] {
             let source = match p.source {

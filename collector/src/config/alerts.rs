@@ -44,7 +44,7 @@ impl Default for AlertsConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookToml {
     /// Names the webhook in the delivery state (`GET /api/v1/alerts`) and in logs.
@@ -53,6 +53,17 @@ pub struct WebhookToml {
     pub url: String,
     /// HMAC-SHA256 key of `X-Sixmap-Signature`; at least 16 bytes.
     pub secret: String,
+}
+
+/// As derived, without the secret: a config printed with `?` must not leak it.
+impl std::fmt::Debug for WebhookToml {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookToml")
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -376,6 +387,13 @@ mod tests {
         assert_eq!(alerts.webhooks[0].authority, "[::1]:9000");
         assert_eq!(alerts.webhooks[0].path, "/hook?x=1");
         assert!(!format!("{:?}", alerts.webhooks[0]).contains("0123456789abcdef"));
+        // Nor the config as read, whole.
+        let read: AlertsConfig = sixmap_shared::config::parse_toml(HOOK).unwrap();
+        let shown = format!("{read:?}");
+        assert!(
+            shown.contains("ops") && !shown.contains("0123456789abcdef"),
+            "{shown}"
+        );
         assert_eq!(
             alerts.rules[1].kind,
             RuleKind::ProbeOffline {
