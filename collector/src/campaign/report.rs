@@ -193,7 +193,11 @@ pub struct OperatorReport {
     pub asn: u32,
     pub as_name: Option<String>,
     pub country: Option<String>,
+    /// The operator's probes selected for the campaign.
     pub probes: usize,
+    /// Of those, the ones that reported on targets with AAAA published: the n the minimum
+    /// sample is checked against.
+    pub reporting_probes: usize,
     /// (probe, target) pairs over targets with AAAA published, reached over IPv6.
     pub v6_reachability: Option<Proportion>,
     pub http_v6: Option<Proportion>,
@@ -546,6 +550,7 @@ pub fn build(
                     .iter()
                     .filter(|p| p.asn.unwrap_or(0) == o.asn)
                     .count(),
+                reporting_probes: reporting.get(&o.asn).map_or(0, BTreeSet::len),
                 v6_reachability: sufficient.then_some(o.share),
                 http_v6: http_by_asn.get(&o.asn).cloned().filter(|_| sufficient),
                 median_v6_rtt_ms: rollup::median_of_medians(&rtts).filter(|_| sufficient),
@@ -819,7 +824,7 @@ pub fn to_csv(report: &Report) -> String {
             name,
             cc,
             "v6_reachability",
-            share_text(o.v6_reachability.as_ref(), o.probes),
+            share_text(o.v6_reachability.as_ref(), o.reporting_probes),
             o.v6_reachability.as_ref(),
             "measured",
         );
@@ -1283,7 +1288,7 @@ pub fn to_html(report: &Report) -> String {
             .map(|o| ChartRow {
                 label: operator_label(o.asn, o.as_name.as_deref(), o.country.as_deref()),
                 share: o.v6_reachability.clone(),
-                probes: o.probes,
+                probes: o.reporting_probes,
             })
             .collect();
         h.push_str(&share_chart(
@@ -1326,7 +1331,7 @@ pub fn to_html(report: &Report) -> String {
             esc(o.as_name.as_deref().unwrap_or("")),
             esc(o.country.as_deref().unwrap_or("")),
             o.probes,
-            pct_or_insufficient(o.v6_reachability.as_ref(), o.probes),
+            pct_or_insufficient(o.v6_reachability.as_ref(), o.reporting_probes),
             o.http_v6
                 .as_ref()
                 .map(pct)
@@ -1711,6 +1716,23 @@ mod tests {
         // AS64501's single probe: singular, and drawn as insufficient, not as a 0 % bar.
         assert!(
             html.contains("insufficient data <small>n=1 probe</small>"),
+            "{html}"
+        );
+        // A probe selected but silent is in the operator's "probes", not in the n its figure
+        // is held back for.
+        let mut silent = rec.clone();
+        let mut extra = silent.probes[0].clone();
+        extra.probe = format!("{:016x}", 9).parse().unwrap();
+        silent.probes.push(extra);
+        let progress = crate::campaign::Progress::default();
+        let report = build(&silent, &cells, progress, NOW, MinSample::default());
+        let as64500 = report.operators.iter().find(|o| o.asn == 64500).unwrap();
+        assert_eq!((as64500.probes, as64500.reporting_probes), (3, 2));
+        let html = to_html(&report);
+        assert!(
+            html.contains(
+                "<td class=\"num\">3</td><td>insufficient data <small>n=2 probes</small>"
+            ),
             "{html}"
         );
         assert!(
