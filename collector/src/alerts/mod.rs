@@ -427,6 +427,9 @@ mod tests {
         // A dropped alert is not brought back by a late delivery record.
         record_attempt(&store, "b", "w", UnixMicros(7), None).unwrap();
         assert_eq!(stored(&store).unwrap().len(), 3);
+        // Nor by the rules detecting its event again: it stays dropped, not raised anew.
+        assert_eq!(record(&store, vec![alert("b", 8)], &hooks, 3).unwrap(), 0);
+        assert_eq!(stored(&store).unwrap().len(), 3);
     }
 
     /// Two webhooks' tasks recording at the same moment keep each other's records: neither
