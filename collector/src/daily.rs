@@ -519,6 +519,24 @@ pub fn network_series_with(
     })
 }
 
+/// Every group's stored figures of one UTC day, by rollup key (a country code, or `asn:N` for
+/// a network), every day published: O(rollups of that day), for readers that need a day or
+/// two of every group at once (the alert rules).
+pub fn groups_on(
+    store: &dyn Store,
+    day: UnixMicros,
+) -> Result<BTreeMap<String, CountryDay>, StoreError> {
+    let date = day_label(day);
+    store
+        .rollups_of_day(&date)?
+        .into_iter()
+        .map(|(key, json)| {
+            let figures = decode_day(&key, &date, &json)?;
+            Ok((key, published(figures, EVERY_DAY)))
+        })
+        .collect()
+}
+
 /// A stored day as published under `rule`: below the minimum, n and counts without any
 /// share or median.
 fn published(mut day: CountryDay, rule: MinSample) -> CountryDay {

@@ -31,6 +31,7 @@ pub fn evaluate(
 ) -> Result<Vec<Alert>, StoreError> {
     let mut alerts = Vec::new();
     let mut probes: Option<Vec<ProbeRecord>> = None;
+    let mut two_days = None;
     for rule in rules {
         match &rule.kind {
             RuleKind::ProbeOffline { after } => {
@@ -71,29 +72,43 @@ pub fn evaluate(
                 points,
                 min_probes,
             } => {
+                // The two days compared (`share_drop`), every group's, read once per
+                // evaluation: O(groups), whatever the length of the stored series.
+                let (before, newest) = match &two_days {
+                    Some(days) => days,
+                    None => two_days.insert((
+                        daily::groups_on(store, UnixMicros(now.0 - 2 * DAY_US))?,
+                        daily::groups_on(store, UnixMicros(now.0 - DAY_US))?,
+                    )),
+                };
+                let days_of = |key: &str| -> Vec<CountryDay> {
+                    [before.get(key), newest.get(key)]
+                        .into_iter()
+                        .flatten()
+                        .cloned()
+                        .collect()
+                };
                 for country in countries {
-                    let series = daily::series(store, *country)?;
                     let subject = format!("country:{country}");
                     let link = format!("/api/v1/maps/countries/{country}/series");
                     alerts.extend(share_drop(
                         &rule.id,
                         &subject,
                         &link,
-                        &series.days,
+                        &days_of(&country.to_string()),
                         *points,
                         *min_probes,
                         now,
                     ));
                 }
                 for asn in networks {
-                    let series = daily::network_series(store, *asn)?;
                     let subject = format!("asn:{asn}");
                     let link = format!("/api/v1/maps/networks/{asn}/series");
                     alerts.extend(share_drop(
                         &rule.id,
                         &subject,
                         &link,
-                        &series.days,
+                        &days_of(&subject),
                         *points,
                         *min_probes,
                         now,
