@@ -62,7 +62,7 @@ pub fn evaluate(
                         cells.push(cell);
                         true
                     })?;
-                    let seen = observations(&record, &cells);
+                    let seen = observations(&record, &cells, now);
                     alerts.extend(target_lost_v6(&rule.id, id, &seen, *min_probes, now));
                 }
             }
@@ -245,15 +245,37 @@ pub struct Observation {
     /// Whether its newest result reached it; else the failure class.
     pub latest_failure: Option<&'static str>,
     pub latest_at: UnixMicros,
+    /// Whether the newest result is recent (`observations`): a probe gone for good keeps its
+    /// last result, which must not keep a lost target "working", nor count as a failure.
+    pub fresh: bool,
 }
 
 /// The IPv6 reachability cells of `record` (tasks over IPv6 of a kind that reaches its
-/// target: not DNS, PMTU or extension headers).
-pub fn observations(record: &CampaignRecord, cells: &[CampaignCell]) -> Vec<Observation> {
+/// target: not DNS, PMTU or extension headers). A cell is fresh when its newest result is
+/// within two of the campaign's intervals (at least an hour; a day for a one-off campaign)
+/// of `now`.
+pub fn observations(
+    record: &CampaignRecord,
+    cells: &[CampaignCell],
+    now: UnixMicros,
+) -> Vec<Observation> {
+    let window = record
+        .spec
+        .schedule
+        .every
+        .map_or(Duration::from_secs(86_400), |every| {
+            (every * 2).max(Duration::from_secs(3600))
+        });
+    let since = UnixMicros(
+        now.0
+            .saturating_sub(i64::try_from(window.as_micros()).unwrap_or(i64::MAX)),
+    );
+    let tasks: std::collections::HashMap<_, _> =
+        record.tasks.iter().map(|t| (t.task_id, t)).collect();
     cells
         .iter()
         .filter_map(|cell| {
-            let task = record.tasks.iter().find(|t| t.task_id == cell.task_id)?;
+            let task = tasks.get(&cell.task_id)?;
             let spec = &task.task.spec;
             (spec.family == Family::V6 && is_reachability_kind(spec.measurement_kind())).then(
                 || Observation {
@@ -262,6 +284,7 @@ pub fn observations(record: &CampaignRecord, cells: &[CampaignCell]) -> Vec<Obse
                     reached: cell.reached,
                     latest_failure: failure_class(&cell.latest.result.outcome),
                     latest_at: cell.latest.result.started_at,
+                    fresh: cell.latest.result.started_at >= since,
                 },
             )
         })
@@ -287,10 +310,11 @@ pub fn target_lost_v6(
     }
     let mut alerts = Vec::new();
     for (target, cells) in by_target {
+        // Over every cell, stale ones too: the id must not change as probes go quiet.
         let reached: u64 = cells.iter().map(|o| o.reached).sum();
         let mut probes: BTreeMap<&str, (&'static str, UnixMicros)> = BTreeMap::new();
         let mut works = false;
-        for o in &cells {
+        for o in cells.iter().filter(|o| o.fresh) {
             match o.latest_failure {
                 None => works = true,
                 Some(class) => {
@@ -486,6 +510,7 @@ mod tests {
             reached,
             latest_failure: failure,
             latest_at: UnixMicros(at),
+            fresh: true,
         }
     }
 
@@ -519,6 +544,20 @@ mod tests {
         assert_ne!(target_lost_v6("r", 7, &relapse, 1, now)[0].id, alerts[0].id);
         // Too few probes failing.
         assert!(target_lost_v6("r", 7, &lost[..2], 3, now).is_empty());
+        // A probe gone for good whose last result was a success does not keep a target
+        // "working"; the fresh failures decide, and the id (its reached count) stays.
+        let mut gone = lost.to_vec();
+        gone.push(Observation {
+            fresh: false,
+            ..seen("a.example", "p3", 4, None, 1)
+        });
+        let alerts_gone = target_lost_v6("r", 7, &gone, 1, now);
+        assert_eq!(alerts_gone.len(), 1, "{alerts_gone:#?}");
+        assert_eq!(alerts_gone[0].evidence["probes"], 2);
+        assert_eq!(
+            alerts_gone[0].id,
+            target_lost_v6("r", 7, &gone, 1, UnixMicros(300))[0].id
+        );
     }
 
     #[test]
