@@ -232,7 +232,9 @@ mod tests {
     /// The writer of the earlier layout, as the release before this one stored results:
     /// JSON rows by result key, a time index, a campaign index written with the row.
     fn write_old_layout(dir: &std::path::Path, results: &[StoredResult], campaign_task: TaskId) {
-        let db = sled::open(dir).unwrap();
+        let db =
+            super::super::sled_store::open_waiting_for_lock(dir, super::super::DEFAULT_CACHE_MB)
+                .unwrap();
         let rows = db.open_tree(OLD_RESULTS).unwrap();
         let by_time = db.open_tree(OLD_BY_TIME).unwrap();
         let campaign = db.open_tree(OLD_CAMPAIGN).unwrap();
@@ -262,7 +264,9 @@ mod tests {
         results: &[StoredResult],
         campaign_task: TaskId,
     ) {
-        let db = sled::open(dir).unwrap();
+        let db =
+            super::super::sled_store::open_waiting_for_lock(dir, super::super::DEFAULT_CACHE_MB)
+                .unwrap();
         let tree = db.open_tree(super::super::sled_db::RESULTS_TREE).unwrap();
         db.open_tree("campaign_tasks")
             .unwrap()
@@ -289,7 +293,11 @@ mod tests {
         write_per_result_index_layout(dir.path(), &results, task);
         // Interrupted after some chunks (each one atomic) without a flush, as by a crash.
         {
-            let db = sled::open(dir.path()).unwrap();
+            let db = super::super::sled_store::open_waiting_for_lock(
+                dir.path(),
+                super::super::DEFAULT_CACHE_MB,
+            )
+            .unwrap();
             let tree = db.open_tree(super::super::sled_db::RESULTS_TREE).unwrap();
             let done =
                 super::super::sled_index::convert_per_result_entries(&tree, 17, Some(5)).unwrap();
@@ -440,7 +448,12 @@ mod tests {
         // Stopped after a few chunks, mid-campaign-index and then mid-rows, without the
         // final flush: as after a crash, each finished chunk is whole.
         for stop_after in [2, 9] {
-            let db = sled::open(dir.path()).unwrap();
+            // The previous round's handle lets go of the lock from sled's background thread.
+            let db = super::super::sled_store::open_waiting_for_lock(
+                dir.path(),
+                super::super::DEFAULT_CACHE_MB,
+            )
+            .unwrap();
             let new = db.open_tree(super::super::sled_db::RESULTS_TREE).unwrap();
             let partial = run(&db, &new, 17, Some(stop_after)).unwrap();
             assert!(!partial.complete);

@@ -60,7 +60,7 @@ fn assignment_key(probe: &ProbeId, task: TaskId) -> Vec<u8> {
 /// tests reopening a store). Another process holding it is refused after this wait.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
-fn open_waiting_for_lock(dir: &Path, cache_mb: u64) -> Result<sled::Db, StoreError> {
+pub(super) fn open_waiting_for_lock(dir: &Path, cache_mb: u64) -> Result<sled::Db, StoreError> {
     let started = std::time::Instant::now();
     loop {
         let opened = sled::Config::new()
