@@ -15,7 +15,7 @@ use super::selection::stable_hash;
 use super::spec::{self, CampaignTaskSpec, ScheduleInput, SpecFieldError, SpecInput};
 use super::{CampaignError, CampaignRecord, Campaigns, lock};
 use crate::store::ProbeRecord;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sixmap_shared::health::TagName;
 use sixmap_shared::prefixes::CountryCode;
 use sixmap_shared::{ProbeId, TaskId, UnixMicros};
@@ -41,16 +41,8 @@ const DEFAULT_TIMEOUT_MS: u64 = 5000;
 /// Owners remembered by the rate; beyond, the oldest entries are forgotten first.
 const MAX_OWNERS: usize = 10_000;
 
-/// What makes a campaign a quick measurement.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Quick {
-    /// The `from` entries as given (normalised: `FR`, `AS3215`, `tag:v6-works`).
-    pub from: Vec<String>,
-    /// Probes asked for (the selection may find fewer).
-    pub probes_requested: u32,
-    /// When following stops and the ticker ends the measurement.
-    pub deadline: UnixMicros,
-}
+/// What makes a campaign a quick measurement: part of the spec it is stored in.
+pub use super::spec::Quick;
 
 /// A `from` entry (where to measure from): a country, an origin AS or a tag.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -157,7 +157,18 @@ pub struct CampaignSpec {
     /// Set for a quick measurement (`POST /api/v1/measurements`): a one-off campaign on
     /// connected probes whose results are followed live; absent for campaigns from specs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub quick: Option<super::quick::Quick>,
+    pub quick: Option<Quick>,
+}
+
+/// What makes a campaign a quick measurement (`super::quick`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quick {
+    /// The `from` entries as given (normalised: `FR`, `AS3215`, `tag:v6-works`).
+    pub from: Vec<String>,
+    /// Probes asked for (the selection may find fewer).
+    pub probes_requested: u32,
+    /// When following stops and the ticker ends the measurement.
+    pub deadline: UnixMicros,
 }
 
 /// One measurement of one target, as a task probes run.
