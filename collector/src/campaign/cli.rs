@@ -94,15 +94,36 @@ impl InlineSpec {
 }
 
 /// The spec a create or plan command sends: its text and format.
-fn spec_to_send(
-    spec: &Option<PathBuf>,
-    template: &Option<String>,
-    targets_files: &[PathBuf],
+/// Where `campaign create` and `campaign plan` take their spec from: a file, a template or
+/// flags, plus targets to add.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SpecSource {
+    /// A spec file (TOML, or JSON if it ends in .json).
+    #[arg(long, conflicts_with = "template")]
+    spec: Option<PathBuf>,
+    /// `government-portals` or `operator-ranking` (deploy/campaigns/*.toml).
+    #[arg(long)]
+    template: Option<String>,
+    /// Targets to add, one per line (`#` starts a comment); repeatable.
+    #[arg(long = "targets-file")]
+    targets_files: Vec<PathBuf>,
+    /// A target to add; repeatable.
+    #[arg(long = "target")]
     targets: Vec<String>,
-    inline: &InlineSpec,
-) -> anyhow::Result<(String, &'static str)> {
+    #[command(flatten)]
+    inline: InlineSpec,
+}
+
+fn spec_to_send(source: SpecSource) -> anyhow::Result<(String, &'static str)> {
     use super::spec::SpecInput;
-    let (text, format, base) = match (spec, template, &inline.kind) {
+    let SpecSource {
+        spec,
+        template,
+        targets_files,
+        targets,
+        inline,
+    } = source;
+    let (text, format, base) = match (&spec, &template, &inline.kind) {
         (Some(path), _, _) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))?;
@@ -126,7 +147,7 @@ fn spec_to_send(
         }
         (None, None, Some(kind)) => {
             let mut all = targets;
-            for file in targets_files {
+            for file in &targets_files {
                 all.extend(read_targets(file)?);
             }
             let input = inline.spec(kind, all)?;
@@ -141,7 +162,7 @@ fn spec_to_send(
         let path = base.unwrap_or_default().join(file);
         extra.extend(read_targets(&path)?);
     }
-    for file in targets_files {
+    for file in &targets_files {
         extra.extend(read_targets(file)?);
     }
     // Unchanged specs travel as written, so the report embeds the regulator's text.
@@ -166,39 +187,16 @@ pub enum CampaignCommand {
         /// holder of the API token that creates it.
         #[arg(long)]
         owner: Option<String>,
-        #[arg(long, conflicts_with = "template")]
-        spec: Option<PathBuf>,
-        /// `government-portals` or `operator-ranking` (deploy/campaigns/*.toml).
-        #[arg(long)]
-        template: Option<String>,
-        /// Targets to add, one per line (`#` starts a comment); repeatable.
-        #[arg(long = "targets-file")]
-        targets_files: Vec<PathBuf>,
-        /// A target to add; repeatable.
-        #[arg(long = "target")]
-        targets: Vec<String>,
         #[command(flatten)]
-        inline: InlineSpec,
+        source: SpecSource,
     },
     /// Print what creating a spec would do, creating nothing: the probes it would select per
     /// operator, probe-tests per hour and in all, and the budgets it would use.
     Plan {
         #[command(flatten)]
         remote: Remote,
-        /// A spec file (TOML, or JSON if it ends in .json).
-        #[arg(long, conflicts_with = "template")]
-        spec: Option<PathBuf>,
-        /// `government-portals` or `operator-ranking` (deploy/campaigns/*.toml).
-        #[arg(long)]
-        template: Option<String>,
-        /// Targets to add, one per line (`#` starts a comment); repeatable.
-        #[arg(long = "targets-file")]
-        targets_files: Vec<PathBuf>,
-        /// A target to add; repeatable.
-        #[arg(long = "target")]
-        targets: Vec<String>,
         #[command(flatten)]
-        inline: InlineSpec,
+        source: SpecSource,
         /// Print the collector's JSON instead of the summary.
         #[arg(long)]
         json: bool,
@@ -435,13 +433,9 @@ pub fn run(command: CampaignCommand) -> anyhow::Result<()> {
         CampaignCommand::Create {
             remote,
             owner,
-            spec,
-            template,
-            targets_files,
-            targets,
-            inline,
+            source,
         } => {
-            let (text, format) = spec_to_send(&spec, &template, &targets_files, targets, &inline)?;
+            let (text, format) = spec_to_send(source)?;
             let body = serde_json::json!({ "owner": owner, "format": format, "spec": text });
             let client = client(&remote)?;
             let created = ok_body(
@@ -460,14 +454,10 @@ pub fn run(command: CampaignCommand) -> anyhow::Result<()> {
         }
         CampaignCommand::Plan {
             remote,
-            spec,
-            template,
-            targets_files,
-            targets,
-            inline,
+            source,
             json,
         } => {
-            let (text, format) = spec_to_send(&spec, &template, &targets_files, targets, &inline)?;
+            let (text, format) = spec_to_send(source)?;
             let body = serde_json::json!({ "format": format, "spec": text });
             let client = client(&remote)?;
             let plan = ok_body(
