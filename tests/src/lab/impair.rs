@@ -1057,3 +1057,68 @@ mod tests {
         );
     }
 }
+
+/// Whether RTTs measured across a link delayed by `one_way_ms` each way (no jitter) are what
+/// the link does: `Err` says why not.
+///
+/// The lower bound `2 × one_way_ms` is exact: the forwarder never releases early, so a shorter
+/// RTT is a measuring error. Above it, the forwarder is a userspace process on a machine busy
+/// with other tests, and one of its sleeps can overrun by tens of milliseconds (CI saw a
+/// single 66.8 ms reply on a 50 ms link): that is the truth of that packet. So the median and
+/// at least 80 % of the RTTs must lie within `slack_ms` above the bound, and none beyond
+/// 100 ms above it.
+pub fn check_delay_band(rtts_ms: &[f64], one_way_ms: f64, slack_ms: f64) -> Result<(), String> {
+    let low = 2.0 * one_way_ms;
+    let band = low..low + slack_ms;
+    if rtts_ms.is_empty() {
+        return Err("no RTTs".to_owned());
+    }
+    if let Some(rtt) = rtts_ms.iter().find(|r| !(low..low + 100.0).contains(*r)) {
+        return Err(format!(
+            "RTT {rtt} ms outside [{low}, {}): {rtts_ms:?}",
+            low + 100.0
+        ));
+    }
+    let in_band = rtts_ms.iter().filter(|r| band.contains(*r)).count();
+    if in_band * 5 < rtts_ms.len() * 4 {
+        return Err(format!(
+            "only {in_band} of {} RTTs in {band:?} ms: {rtts_ms:?}",
+            rtts_ms.len()
+        ));
+    }
+    let mut sorted = rtts_ms.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    let median = if n % 2 == 0 {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+    } else {
+        sorted[n / 2]
+    };
+    if !band.contains(&median) {
+        return Err(format!(
+            "median RTT {median} ms outside {band:?}: {rtts_ms:?}"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod delay_band_tests {
+    use super::check_delay_band;
+
+    #[test]
+    fn one_late_reply_passes_but_early_or_mostly_late_ones_fail() {
+        let mut rtts = vec![50.2; 9];
+        rtts.push(66.8);
+        assert!(check_delay_band(&rtts, 25.0, 8.0).is_ok());
+        rtts[0] = 49.9;
+        assert!(check_delay_band(&rtts, 25.0, 8.0).is_err(), "early reply");
+        let late = [50.5, 59.0, 60.0, 61.0, 50.5, 50.5, 50.5, 50.5, 50.5, 50.5];
+        assert!(check_delay_band(&late, 25.0, 8.0).is_err(), "3 of 10 late");
+        assert!(check_delay_band(&[], 25.0, 8.0).is_err());
+        assert!(
+            check_delay_band(&[50.1, 200.0], 25.0, 8.0).is_err(),
+            "far too late"
+        );
+    }
+}
