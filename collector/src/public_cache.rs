@@ -64,12 +64,37 @@ impl PublicCache {
     }
 }
 
+/// Longest `Accept-Language` kept in a key; a longer one is served without the cache.
+const MAX_ACCEPT_LANGUAGE: usize = 256;
+
+/// The cache key: the URI, and for reports (which answer in the language asked for,
+/// `crate::i18n::Negotiated`) the `Accept-Language` header as sent, so a French reader never
+/// gets the English page computed a moment before. The raw header rather than the language
+/// it picks: this layer does not know the languages, and equal headers are the common case.
+fn key(request: &Request) -> Option<String> {
+    let uri = request.uri().to_string();
+    if !request.uri().path().starts_with("/reports/") {
+        return Some(uri);
+    }
+    let accept = request
+        .headers()
+        .get(axum::http::header::ACCEPT_LANGUAGE)
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    if accept.len() > MAX_ACCEPT_LANGUAGE {
+        return None;
+    }
+    Some(format!("{uri}\n{}", String::from_utf8_lossy(accept)))
+}
+
 /// Middleware for the public read routes.
 pub async fn serve(State(cache): State<PublicCache>, request: Request, next: Next) -> Response {
     if !cacheable(request.method(), request.uri().path()) {
         return next.run(request).await;
     }
-    let key = request.uri().to_string();
+    let Some(key) = key(&request) else {
+        return next.run(request).await;
+    };
     let Some(cell) = cache.cell(&key) else {
         return next.run(request).await;
     };
