@@ -9,6 +9,9 @@ const I18N = (() => {
   try { return JSON.parse(el.textContent); } catch (e) { return { lang: "en", dir: "ltr", languages: [], strings: {}, countries: {} }; }
 })();
 const LANG = I18N.lang;
+// The locale for Intl (numbers, dates, plurals): [language] intl of the translation file,
+// e.g. "ar-u-nu-arab" so Arabic pages write Arabic-Indic digits as the reports do.
+const LOCALE = I18N.strings["language.intl"] || LANG;
 
 // The string `key` with its {placeholders} filled; the key itself if missing (never blank).
 function t(key, vars) {
@@ -20,13 +23,13 @@ function t(key, vars) {
 const numberFormats = new Map();
 function num(x, digits = 0) {
   if (!numberFormats.has(digits)) {
-    numberFormats.set(digits, new Intl.NumberFormat(LANG, { minimumFractionDigits: digits, maximumFractionDigits: digits }));
+    numberFormats.set(digits, new Intl.NumberFormat(LOCALE, { minimumFractionDigits: digits, maximumFractionDigits: digits }));
   }
   return numberFormats.get(digits).format(x);
 }
 
 // `key.<plural category>` for n (CLDR rules via Intl: Arabic has six), `.other` if absent.
-const pluralRules = new Intl.PluralRules(LANG);
+const pluralRules = new Intl.PluralRules(LOCALE);
 function plural(key, n, vars) {
   const category = pluralRules.select(n);
   const text = I18N.strings[`${key}.${category}`] ?? I18N.strings[`${key}.other`] ?? key;
@@ -37,9 +40,9 @@ function plural(key, n, vars) {
 const countryName = code => I18N.countries[code] || code;
 
 // A moment in UTC, in words of the page's language, e.g. "4 déc. 2026, 16:05 UTC".
-const dateTimeFormat = new Intl.DateTimeFormat(LANG, { dateStyle: "medium", timeStyle: "short", timeZone: "UTC" });
+const dateTimeFormat = new Intl.DateTimeFormat(LOCALE, { dateStyle: "medium", timeStyle: "short", timeZone: "UTC" });
 const dateTime = date => t("common.utc_time", { time: dateTimeFormat.format(date) });
-const dayFormat = new Intl.DateTimeFormat(LANG, { dateStyle: "medium", timeZone: "UTC" });
+const dayFormat = new Intl.DateTimeFormat(LOCALE, { dateStyle: "medium", timeZone: "UTC" });
 const dayText = isoDay => dayFormat.format(new Date(isoDay + "T00:00:00Z"));
 
 // Links within the collector keep an explicit ?lang= choice; the language menu offers the others.

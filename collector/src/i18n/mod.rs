@@ -219,6 +219,12 @@ impl Language {
             }
         }
         strings.retain(|key, _| !key.starts_with("countries."));
+        // A language's own name and the browsers' locale are its own, never English's.
+        for key in ["language.name", "language.intl"] {
+            strings
+                .entry(key.to_owned())
+                .or_insert_with(|| code.to_owned());
+        }
         for (key, text) in english {
             if !key.starts_with("countries.") {
                 strings.entry(key.clone()).or_insert_with(|| text.clone());
@@ -235,7 +241,7 @@ impl Language {
             name: strings
                 .get("language.name")
                 .cloned()
-                .unwrap_or_else(|| code.to_owned()),
+                .unwrap_or_default(),
             dir: if strings.get("language.dir").map(String::as_str) == Some("rtl") {
                 Dir::Rtl
             } else {

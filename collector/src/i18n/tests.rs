@@ -175,10 +175,17 @@ fn a_directory_overrides_and_adds_languages() {
         "[language]\nname = \"Deutsch\"\n[map]\nheading = \"IPv6 nach Land\"\n\
          [countries]\nDE = \"Deutschland\"\n",
     );
+    write(dir.path(), "pt-BR.toml", "[map]\nheading = \"IPv6 por país\"\n");
     write(dir.path(), "notes.txt", "not a translation");
     let catalog = Catalog::load(Some(dir.path())).unwrap();
     let codes: Vec<&str> = catalog.languages().iter().map(|l| l.code.as_str()).collect();
-    assert_eq!(codes, ["en", "fr", "ar", "de"]);
+    assert_eq!(codes, ["en", "fr", "ar", "de", "pt-BR"]);
+    let pt = catalog.find("pt-br").unwrap();
+    assert_eq!(
+        (pt.name.as_str(), pt.t("language.intl"), pt.t("map.heading")),
+        ("pt-BR", "pt-BR", "IPv6 por país"),
+        "name and locale default to the code, not to English's"
+    );
     let fr = catalog.find("fr").unwrap();
     assert_eq!(fr.t("map.heading"), "L'IPv6 dans le monde");
     assert_eq!(fr.t("map.col_country"), "Pays", "the rest of French stays");
