@@ -154,6 +154,64 @@ mod tests {
         answer
     }
 
+    /// Reports answer in the reader's language: a French reader never gets the English
+    /// report computed a moment before, while readers with the same header share one.
+    #[tokio::test]
+    async fn reports_are_cached_per_accept_language() {
+        let computed = Arc::new(AtomicUsize::new(0));
+        let counter = computed.clone();
+        let app = Router::new()
+            .route(
+                "/reports/{id}",
+                get(move |headers: HeaderMap| {
+                    let counter = counter.clone();
+                    async move {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        let lang = headers
+                            .get("accept-language")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("none")
+                            .to_owned();
+                        format!("report in {lang}")
+                    }
+                }),
+            )
+            .layer(axum::middleware::from_fn_with_state(
+                PublicCache::default(),
+                serve,
+            ));
+        let listener = tokio::net::TcpListener::bind("[::1]:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let ask = |accept: &'static str| async move {
+            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let header = if accept.is_empty() {
+                String::new()
+            } else {
+                format!("Accept-Language: {accept}\r\n")
+            };
+            stream
+                .write_all(
+                    format!("GET /reports/1 HTTP/1.1\r\nHost: x\r\n{header}Connection: close\r\n\r\n")
+                        .as_bytes(),
+                )
+                .await
+                .unwrap();
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer).await.unwrap();
+            answer
+        };
+        assert!(ask("en").await.ends_with("report in en"));
+        assert!(ask("fr").await.ends_with("report in fr"));
+        assert!(ask("").await.ends_with("report in none"));
+        assert!(ask("fr").await.ends_with("report in fr"));
+        assert_eq!(computed.load(Ordering::SeqCst), 3, "the second fr is cached");
+        let long: &'static str = Box::leak("fr,".repeat(100).into_boxed_str());
+        ask(long).await;
+        ask(long).await;
+        assert_eq!(computed.load(Ordering::SeqCst), 5, "a huge header bypasses the cache");
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_requests_share_one_computation() {
         let computed = Arc::new(AtomicUsize::new(0));

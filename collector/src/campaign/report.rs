@@ -1857,6 +1857,56 @@ mod tests {
     }
 
     #[test]
+    fn the_report_reads_in_arabic_right_to_left_and_in_french() {
+        let catalog = crate::i18n::Catalog::builtin().unwrap();
+        let mut rec = record();
+        rec.ended_at = Some(UnixMicros(1_796_400_359_000_000));
+        rec.status = CampaignStatus::Finished;
+        let report = build(
+            &rec,
+            &reach_cells(),
+            Progress {
+                probes_assigned: 2,
+                tasks: 2,
+                results_expected: 3,
+                ..Progress::default()
+            },
+            UnixMicros(1_796_400_359_000_000),
+            MinSample { min_probes: 2 },
+        );
+        let html = to_html_in(&report, catalog.find("ar").unwrap());
+        for needle in [
+            "<html lang=\"ar\" dir=\"rtl\">",
+            "<dt>الحالة</dt><dd>منتهية</dd>",
+            "<dt>تاريخ إعداد التقرير</dt><dd>٤ ديسمبر ٢٠٢٦، الساعة ١٦:٠٥ بالتوقيت العالمي</dd>",
+            "<dt>الحدّ الأدنى للعيّنة</dt><dd>مسباران</dd>",
+            "مسباران مُكلَّفان",
+            "<h2>ترتيب المشغّلين</h2>",
+            // AS64500's median RTT, 13.83 ms: whole milliseconds, Arabic-Indic digits.
+            "<td class=\"num\">١٤ ملّي ثانية</td>",
+            "بيانات غير كافية (مسبار واحد)</text>",
+            ">١٠٠٪</text>",
+            "<a href=\"https://db-ip.com\">DB-IP</a>",
+            // Charts read left to right in every language.
+            "direction=\"ltr\"",
+        ] {
+            assert!(html.contains(needle), "{needle} missing:\n{html}");
+        }
+        assert!(!html.contains("<h2>Operator ranking</h2>"), "{html}");
+        let html = to_html_in(&report, catalog.find("fr").unwrap());
+        for needle in [
+            "<html lang=\"fr\" dir=\"ltr\">",
+            "<h2>Classement des opérateurs</h2>",
+            "<td class=\"num\">14\u{a0}ms</td>",
+            "<dt>Rapport généré</dt><dd>4 décembre 2026, 16 h 05 UTC</dd>",
+        ] {
+            assert!(html.contains(needle), "{needle} missing:\n{html}");
+        }
+        // English stays as it was.
+        assert!(to_html(&report).starts_with("<!doctype html><html lang=\"en\" dir=\"ltr\">"));
+    }
+
+    #[test]
     fn dates_read_as_words_in_utc() {
         assert_eq!(
             human_utc(UnixMicros(1_796_400_359_000_000)),
