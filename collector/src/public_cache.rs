@@ -192,8 +192,10 @@ mod tests {
             };
             stream
                 .write_all(
-                    format!("GET /reports/1 HTTP/1.1\r\nHost: x\r\n{header}Connection: close\r\n\r\n")
-                        .as_bytes(),
+                    format!(
+                        "GET /reports/1 HTTP/1.1\r\nHost: x\r\n{header}Connection: close\r\n\r\n"
+                    )
+                    .as_bytes(),
                 )
                 .await
                 .unwrap();
@@ -205,11 +207,19 @@ mod tests {
         assert!(ask("fr").await.ends_with("report in fr"));
         assert!(ask("").await.ends_with("report in none"));
         assert!(ask("fr").await.ends_with("report in fr"));
-        assert_eq!(computed.load(Ordering::SeqCst), 3, "the second fr is cached");
+        assert_eq!(
+            computed.load(Ordering::SeqCst),
+            3,
+            "the second fr is cached"
+        );
         let long: &'static str = Box::leak("fr,".repeat(100).into_boxed_str());
         ask(long).await;
         ask(long).await;
-        assert_eq!(computed.load(Ordering::SeqCst), 5, "a huge header bypasses the cache");
+        assert_eq!(
+            computed.load(Ordering::SeqCst),
+            5,
+            "a huge header bypasses the cache"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -665,7 +665,10 @@ fn arabic(base: &str, collector: SocketAddr, shots: &Path, driver: SocketAddr) {
     assert_eq!(page["dir"], "rtl", "{page}");
     assert_eq!(page["computed"], "rtl", "{page}");
     assert_eq!(page["h1"], "IPv6 حسب الدولة", "{page}");
-    assert_eq!(page["firstColumnRightOfLast"], true, "columns run right to left: {page}");
+    assert_eq!(
+        page["firstColumnRightOfLast"], true,
+        "columns run right to left: {page}"
+    );
     assert_eq!(page["tick"], "١٠٠٪", "{page}");
     let status = page["status"].as_str().unwrap();
     assert!(
@@ -685,7 +688,12 @@ fn arabic(base: &str, collector: SocketAddr, shots: &Path, driver: SocketAddr) {
         page["rows"][0],
         json!([
             "فرنسا (FR)",
-            arabic_digits(&format!("{}٪ ({}–{}٪)", pc(&b["share"]), pc(&b["low"]), pc(&b["high"]))),
+            arabic_digits(&format!(
+                "{}٪ ({}–{}٪)",
+                pc(&b["share"]),
+                pc(&b["low"]),
+                pc(&b["high"])
+            )),
             "٤"
         ]),
         "{page}"
@@ -756,14 +764,22 @@ fn pages_answer_in_the_negotiated_language(collector: SocketAddr) {
     for (path, accept, lang, dir) in [
         ("/map", "", "en", "ltr"),
         ("/map", "Accept-Language: fr-CH, ar;q=0.9\r\n", "fr", "ltr"),
-        ("/map/DE", "Accept-Language: de;q=1, ar;q=0.8, fr;q=0.5\r\n", "ar", "rtl"),
+        (
+            "/map/DE",
+            "Accept-Language: de;q=1, ar;q=0.8, fr;q=0.5\r\n",
+            "ar",
+            "rtl",
+        ),
         ("/", "Accept-Language: de\r\n", "en", "ltr"),
         ("/?lang=ar", "Accept-Language: fr\r\n", "ar", "rtl"),
     ] {
         let (head, body) = get_raw(collector, path, accept);
         assert!(head.starts_with("HTTP/1.1 200"), "{path}: {head}");
         let head = head.to_ascii_lowercase();
-        assert!(head.contains(&format!("content-language: {lang}\r\n")), "{path} {accept}: {head}");
+        assert!(
+            head.contains(&format!("content-language: {lang}\r\n")),
+            "{path} {accept}: {head}"
+        );
         assert!(head.contains("vary: accept-language"), "{path}: {head}");
         assert!(
             body.contains(&format!("<html lang=\"{lang}\" dir=\"{dir}\">")),
@@ -772,7 +788,10 @@ fn pages_answer_in_the_negotiated_language(collector: SocketAddr) {
     }
     let (head, body) = get_raw(collector, "/map?lang=xx", "");
     assert!(head.starts_with("HTTP/1.1 400"), "{head}");
-    assert!(body.contains("\"xx\"") && body.contains("en, fr, ar"), "{body}");
+    assert!(
+        body.contains("\"xx\"") && body.contains("en, fr, ar"),
+        "{body}"
+    );
 }
 
 fn api_json(addr: SocketAddr, path: &str) -> Value {

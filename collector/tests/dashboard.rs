@@ -286,7 +286,9 @@ async fn series_of_a_country_without_data_is_empty() {
     // its language, `crate::i18n`).
     let page = get(c.http, "/map/NL").await.text();
     assert!(page.contains("t(\"country.series_none\", { country: label })"));
-    assert!(page.contains("\"country.series_none\":\"No daily figures stored yet for {country}.\""));
+    assert!(
+        page.contains("\"country.series_none\":\"No daily figures stored yet for {country}.\"")
+    );
     assert!(page.contains("A projection needs at least 3 days over at least a week of data."));
 }
 

@@ -5,9 +5,9 @@
 use super::presence::{self, Answer, Presence, Source, TYPE_A, TYPE_AAAA, Verdict};
 use super::spec::{is_reachability_kind, task_label};
 use super::{CampaignRecord, DeclaredFigure, Progress};
+use crate::i18n::Language;
 use crate::rollup::{self, Balanced, MinSample, Proportion, RankRange};
 use crate::store::{CampaignCell, StoredResult, is_newer};
-use crate::i18n::Language;
 use serde::Serialize;
 use sixmap_shared::measurement::{Family, MeasurementKind, Outcome, SpecKind, Target};
 use sixmap_shared::{ProbeId, UnixMicros};
@@ -1206,12 +1206,14 @@ pub fn to_html_in(report: &Report, l: &Language) -> String {
         t_created = esc(l.t("report.fact_created")),
         created = date(c.created_at),
         t_ended = esc(l.t("report.fact_ended")),
-        ended = c
-            .ended_at
-            .map_or_else(|| esc(l.t("report.not_yet")), date),
+        ended = c.ended_at.map_or_else(|| esc(l.t("report.not_yet")), date),
         published = c
             .published_at
-            .map(|p| format!("<dt>{}</dt><dd>{}</dd>", esc(l.t("report.fact_published")), date(p)))
+            .map(|p| format!(
+                "<dt>{}</dt><dd>{}</dd>",
+                esc(l.t("report.fact_published")),
+                date(p)
+            ))
             .unwrap_or_default(),
         t_generated = esc(l.t("report.fact_generated")),
         generated = date(report.generated_at),
@@ -1237,7 +1239,10 @@ pub fn to_html_in(report: &Report, l: &Language) -> String {
         esc(&l.fmt(
             "report.progress_text",
             &[
-                ("assigned", &l.plural("report.probes_assigned", p.probes_assigned as u64, &[])),
+                (
+                    "assigned",
+                    &l.plural("report.probes_assigned", p.probes_assigned as u64, &[])
+                ),
                 ("connected", &l.integer(p.probes_connected as u64)),
                 ("reporting", &l.integer(p.probes_reporting as u64)),
                 ("tasks", &l.plural("report.tasks", p.tasks as u64, &[])),
@@ -1279,7 +1284,10 @@ pub fn to_html_in(report: &Report, l: &Language) -> String {
             .map(|c| {
                 esc(&l.fmt(
                     "report.same_of",
-                    &[("same", &l.integer(c.same)), ("probes", &probes(c.compared))],
+                    &[
+                        ("same", &l.integer(c.same)),
+                        ("probes", &probes(c.compared)),
+                    ],
                 ))
             })
             .unwrap_or_else(no_data)
@@ -1362,7 +1370,11 @@ pub fn to_html_in(report: &Report, l: &Language) -> String {
     let _ = write!(
         h,
         "<table><tr>{}</tr>",
-        th(&["report.col_target", "report.col_operator", "report.col_share"])
+        th(&[
+            "report.col_target",
+            "report.col_operator",
+            "report.col_share"
+        ])
     );
     let mut any = false;
     for t in &report.targets {

@@ -4,12 +4,12 @@
 //! is served in the request's language (`crate::i18n`: `?lang=`, else `Accept-Language`),
 //! its static text filled in here and its script handed the strings it formats.
 
+use crate::i18n::Negotiated;
+use crate::i18n::page::localise;
 use axum::Json;
 use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
-use crate::i18n::Negotiated;
-use crate::i18n::page::localise;
 
 pub(super) async fn dashboard(lang: Negotiated) -> Response {
     page(include_str!("../dashboard.html"), &lang)

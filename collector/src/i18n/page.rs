@@ -150,7 +150,9 @@ fn fill_text(html: &str, lang: &Language) -> String {
             break;
         };
         let text_start = at + TEXT_MARK.len() + tag_end + 1;
-        let text_len = rest[text_start..].find('<').unwrap_or(rest.len() - text_start);
+        let text_len = rest[text_start..]
+            .find('<')
+            .unwrap_or(rest.len() - text_start);
         out.push_str(&rest[..text_start]);
         out.push_str(&escape(lang.t(key)));
         rest = &rest[text_start + text_len..];

@@ -13,14 +13,20 @@ fn every_english_key_is_translated_in_french_and_arabic() {
     assert!(english.len() > 250, "{} keys", english.len());
     for code in ["fr", "ar"] {
         let theirs = raw(code);
-        let missing: Vec<&String> = english.keys().filter(|k| !theirs.contains_key(*k)).collect();
+        let missing: Vec<&String> = english
+            .keys()
+            .filter(|k| !theirs.contains_key(*k))
+            .collect();
         assert!(missing.is_empty(), "{code}.toml lacks {missing:?}");
         // And they are translations, not copies: most strings differ from English.
         let same = english
             .iter()
             .filter(|(k, v)| theirs.get(*k) == Some(v))
             .count();
-        assert!(same * 5 < english.len(), "{code}: {same} strings as in English");
+        assert!(
+            same * 5 < english.len(),
+            "{code}: {same} strings as in English"
+        );
     }
 }
 
@@ -52,16 +58,28 @@ fn builtin_languages_and_directions() {
 #[test]
 fn keys_used_in_pages_scripts_and_reports_exist() {
     let english = raw("en");
-    let has = |key: &str| english.contains_key(key) || english.contains_key(&format!("{key}.other"));
+    let has =
+        |key: &str| english.contains_key(key) || english.contains_key(&format!("{key}.other"));
     let sources = [
         ("dashboard.html", include_str!("../dashboard.html")),
         ("map.html", include_str!("../map.html")),
         ("country.html", include_str!("../country.html")),
         ("i18n.js", include_str!("../../assets/i18n.js")),
-        ("maps-common.js", include_str!("../../assets/maps-common.js")),
+        (
+            "maps-common.js",
+            include_str!("../../assets/maps-common.js"),
+        ),
         ("report.rs", include_str!("../campaign/report.rs")),
     ];
-    let sections = ["common.", "dashboard.", "map.", "country.", "report.", "number.", "date."];
+    let sections = [
+        "common.",
+        "dashboard.",
+        "map.",
+        "country.",
+        "report.",
+        "number.",
+        "date.",
+    ];
     let mut used = BTreeSet::new();
     for (file, text) in sources {
         // Every quoted "section.key" and every `name:section.key` of data-i18n-attr.
@@ -88,7 +106,10 @@ fn keys_used_in_pages_scripts_and_reports_exist() {
         crate::campaign::CampaignStatus::Cancelled,
         crate::campaign::CampaignStatus::BudgetSpent,
     ] {
-        assert!(has(&format!("report.status_{}", status.as_str())), "{status:?}");
+        assert!(
+            has(&format!("report.status_{}", status.as_str())),
+            "{status:?}"
+        );
     }
     for month in 1..=12 {
         assert!(has(&format!("date.month_{month}")));
@@ -101,8 +122,16 @@ fn accept_language_order_follows_q_values() {
         preferences("de-CH, fr;q=0.8, ar;q=0.9, en;q=0, *;q=0.1"),
         ["de-CH", "ar", "fr", "*"]
     );
-    assert_eq!(preferences("fr;q=0.5, ar;q=0.5"), ["fr", "ar"], "ties keep order");
-    assert_eq!(preferences("fr;q=2, ar;q=x, en"), ["en"], "malformed q skipped");
+    assert_eq!(
+        preferences("fr;q=0.5, ar;q=0.5"),
+        ["fr", "ar"],
+        "ties keep order"
+    );
+    assert_eq!(
+        preferences("fr;q=2, ar;q=x, en"),
+        ["en"],
+        "malformed q skipped"
+    );
     assert!(preferences("").is_empty());
 }
 
@@ -112,12 +141,23 @@ fn negotiation_query_then_header_then_english() {
     let code = |q: Option<&str>, h: Option<&str>| catalog.negotiate(q, h).map(|l| l.code.clone());
     assert_eq!(code(None, None).unwrap(), "en");
     assert_eq!(code(None, Some("de, ar;q=0.9, fr;q=0.8")).unwrap(), "ar");
-    assert_eq!(code(None, Some("fr-CA, en;q=0.5")).unwrap(), "fr", "primary subtag");
+    assert_eq!(
+        code(None, Some("fr-CA, en;q=0.5")).unwrap(),
+        "fr",
+        "primary subtag"
+    );
     assert_eq!(code(None, Some("de, *;q=0.5")).unwrap(), "en");
-    assert_eq!(code(None, Some("fr;q=0, ar;q=0")).unwrap(), "en", "q=0 refuses");
+    assert_eq!(
+        code(None, Some("fr;q=0, ar;q=0")).unwrap(),
+        "en",
+        "q=0 refuses"
+    );
     assert_eq!(code(Some("AR"), Some("fr")).unwrap(), "ar", "?lang= wins");
     let err = code(Some("xx"), Some("fr")).unwrap_err();
-    assert!(err.contains("\"xx\"") && err.contains("en, fr, ar"), "{err}");
+    assert!(
+        err.contains("\"xx\"") && err.contains("en, fr, ar"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -130,7 +170,9 @@ fn plural_categories() {
     };
     assert_eq!(
         cats("ar"),
-        ["zero", "one", "two", "few", "few", "many", "many", "other", "other"]
+        [
+            "zero", "one", "two", "few", "few", "many", "many", "other", "other"
+        ]
     );
     assert_eq!(cats("fr")[..3], ["one", "one", "other"]);
     assert_eq!(cats("en")[..3], ["other", "one", "other"]);
@@ -150,7 +192,10 @@ fn numbers_percentages_and_dates_per_language() {
     assert_eq!(en.date_time(t), "4 December 2026, 16:05 UTC");
     assert_eq!(en.date_time(t), crate::campaign::report::human_utc(t));
     assert_eq!(fr.date_time(t), "4 décembre 2026, 16 h 05 UTC");
-    assert_eq!(ar.date_time(t), "٤ ديسمبر ٢٠٢٦، الساعة ١٦:٠٥ بالتوقيت العالمي");
+    assert_eq!(
+        ar.date_time(t),
+        "٤ ديسمبر ٢٠٢٦، الساعة ١٦:٠٥ بالتوقيت العالمي"
+    );
     assert_eq!(en.plural("report.probes", 1, &[]), "1 probe");
     assert_eq!(ar.plural("report.probes", 2, &[]), "مسباران");
     assert_eq!(ar.plural("report.probes", 5, &[]), "٥ مسابير");
@@ -168,17 +213,29 @@ fn write(dir: &Path, name: &str, text: &str) {
 #[test]
 fn a_directory_overrides_and_adds_languages() {
     let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "fr.toml", "[map]\nheading = \"L'IPv6 dans le monde\"\n");
+    write(
+        dir.path(),
+        "fr.toml",
+        "[map]\nheading = \"L'IPv6 dans le monde\"\n",
+    );
     write(
         dir.path(),
         "de.toml",
         "[language]\nname = \"Deutsch\"\n[map]\nheading = \"IPv6 nach Land\"\n\
          [countries]\nDE = \"Deutschland\"\n",
     );
-    write(dir.path(), "pt-BR.toml", "[map]\nheading = \"IPv6 por país\"\n");
+    write(
+        dir.path(),
+        "pt-BR.toml",
+        "[map]\nheading = \"IPv6 por país\"\n",
+    );
     write(dir.path(), "notes.txt", "not a translation");
     let catalog = Catalog::load(Some(dir.path())).unwrap();
-    let codes: Vec<&str> = catalog.languages().iter().map(|l| l.code.as_str()).collect();
+    let codes: Vec<&str> = catalog
+        .languages()
+        .iter()
+        .map(|l| l.code.as_str())
+        .collect();
     assert_eq!(codes, ["en", "fr", "ar", "de", "pt-BR"]);
     let pt = catalog.find("pt-br").unwrap();
     assert_eq!(
@@ -192,11 +249,22 @@ fn a_directory_overrides_and_adds_languages() {
     let de = catalog.find("de-AT").unwrap();
     assert_eq!((de.name.as_str(), de.dir), ("Deutsch", Dir::Ltr));
     assert_eq!(de.t("map.heading"), "IPv6 nach Land");
-    assert_eq!(de.t("map.col_country"), "Country", "a missing key falls back to English");
-    assert_eq!(de.country("DE"), "Deutschland");
-    assert_eq!(de.country("FR"), "France", "country names fall back to English");
     assert_eq!(
-        catalog.negotiate(None, Some("de-DE,en;q=0.5")).unwrap().code,
+        de.t("map.col_country"),
+        "Country",
+        "a missing key falls back to English"
+    );
+    assert_eq!(de.country("DE"), "Deutschland");
+    assert_eq!(
+        de.country("FR"),
+        "France",
+        "country names fall back to English"
+    );
+    assert_eq!(
+        catalog
+            .negotiate(None, Some("de-DE,en;q=0.5"))
+            .unwrap()
+            .code,
         "de"
     );
 }
@@ -204,7 +272,12 @@ fn a_directory_overrides_and_adds_languages() {
 #[test]
 fn malformed_files_name_the_file_and_the_key() {
     let cases = [
-        ("fr.toml", "[map]\nheadng = \"x\"\n", "`map.headng`", "misspelt"),
+        (
+            "fr.toml",
+            "[map]\nheadng = \"x\"\n",
+            "`map.headng`",
+            "misspelt",
+        ),
         ("fr.toml", "[map]\nheading = 3\n", "fr.toml", "heading"),
         ("fr.toml", "[map\n", "fr.toml", "line 1"),
         (
@@ -213,9 +286,24 @@ fn malformed_files_name_the_file_and_the_key() {
             "`map.tip_works`",
             "missing [\"share\"]",
         ),
-        ("de.toml", "[language]\ndir = \"up\"\n", "`language.dir`", "\"up\""),
-        ("de.toml", "[number]\ndigits = \"0123\"\n", "`number.digits`", "ten"),
-        ("de.toml", "[countries]\nGermany = \"x\"\n", "`countries.Germany`", "alpha-2"),
+        (
+            "de.toml",
+            "[language]\ndir = \"up\"\n",
+            "`language.dir`",
+            "\"up\"",
+        ),
+        (
+            "de.toml",
+            "[number]\ndigits = \"0123\"\n",
+            "`number.digits`",
+            "ten",
+        ),
+        (
+            "de.toml",
+            "[countries]\nGermany = \"x\"\n",
+            "`countries.Germany`",
+            "alpha-2",
+        ),
         ("Deutsch.toml", "", "Deutsch.toml", "not a language code"),
     ];
     for (name, text, key, reason) in cases {
@@ -264,7 +352,9 @@ fn pages_get_direction_text_attributes_and_strings() {
     );
     assert!(out.contains("aria-label=\"اللغات\""), "{out}");
     assert!(out.contains(">IPv6 حسب الدولة · sixmap</title>"), "{out}");
-    let start = out.find("<script id=\"i18n\" type=\"application/json\">").unwrap();
+    let start = out
+        .find("<script id=\"i18n\" type=\"application/json\">")
+        .unwrap();
     let json = &out[start..];
     let json = &json[json.find('>').unwrap() + 1..json.find("</script>").unwrap()];
     let data: serde_json::Value = serde_json::from_str(json).unwrap();
