@@ -1142,6 +1142,7 @@ pub fn to_html(report: &Report) -> String {
 pub fn to_html_in(report: &Report, l: &Language) -> String {
     let c = &report.campaign;
     let date = |t: UnixMicros| esc(&l.date_time(t));
+    // Ids stay in ASCII digits in every language: they are typed into URLs and the CLI.
     let probes = |n: u64| l.plural("report.probes", n, &[]);
     let mut h = String::new();
     let _ = write!(
@@ -1193,7 +1194,7 @@ pub fn to_html_in(report: &Report, l: &Language) -> String {
         t_campaign = esc(l.t("report.fact_campaign")),
         commissioned = esc(&l.fmt(
             "report.commissioned",
-            &[("id", &l.integer(c.id)), ("owner", &c.owner)]
+            &[("id", &c.id.to_string()), ("owner", &c.owner)]
         )),
         t_status = esc(l.t("report.fact_status")),
         status = esc(l.t(&status_key)),
@@ -1502,7 +1503,7 @@ pub fn to_html_in(report: &Report, l: &Language) -> String {
         esc(&l.fmt(
             "report.footer",
             &[
-                ("id", &l.integer(c.id)),
+                ("id", &c.id.to_string()),
                 ("time", &l.date_time(report.generated_at)),
                 ("version", report.methodology_version),
             ]
