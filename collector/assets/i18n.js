@@ -39,6 +39,10 @@ function plural(key, n, vars) {
 
 const countryName = code => I18N.countries[code] || code;
 
+// Text in another direction (an API's English error, an address) kept whole inside a
+// sentence: Unicode first-strong isolate … pop directional isolate.
+const isolate = text => `\u2068${text}\u2069`;
+
 // A moment in UTC, in words of the page's language, e.g. "4 déc. 2026, 16:05 UTC".
 const dateTimeFormat = new Intl.DateTimeFormat(LOCALE, { dateStyle: "medium", timeStyle: "short", timeZone: "UTC" });
 const dateTime = date => t("common.utc_time", { time: dateTimeFormat.format(date) });

@@ -724,6 +724,23 @@ fn arabic(base: &str, collector: SocketAddr, shots: &Path, driver: SocketAddr) {
     browser.script("document.getElementById('ranking').scrollIntoView(); return true;");
     browser.screenshot(&shots.join("country-DE-ranking-ar.png"));
 
+    // The dashboard too: translated headings, its columns right to left.
+    browser.go(&format!("{base}/"));
+    let dashboard = browser.wait_for(
+        "the Arabic dashboard",
+        "const u = document.getElementById('updated').textContent;
+         if (!u) return null;
+         const th = [...document.querySelectorAll('#probes thead th')].map(c => c.getBoundingClientRect().left);
+         return { dir: document.documentElement.dir, h1: document.querySelector('h1').textContent,
+                  h2: document.querySelector('h2').textContent, rtl: th[0] > th[th.length - 1] };",
+        Duration::from_secs(30),
+    );
+    browser.screenshot(&shots.join("dashboard-ar.png"));
+    assert_eq!(
+        dashboard,
+        json!({ "dir": "rtl", "h1": "مُجمِّع sixmap", "h2": "المسابير", "rtl": true })
+    );
+
     // ?lang= wins over the browser's language; the page's links keep the choice.
     browser.go(&format!("{base}/map/DE?lang=fr"));
     let french = browser.wait_for(
