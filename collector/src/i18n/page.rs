@@ -104,7 +104,7 @@ pub fn escape(text: &str) -> String {
 /// - each `data-i18n-attr="name:key; name:key"` sets the attributes named to those strings
 ///   (they must already be on the element);
 /// - a `<script id="i18n" type="application/json">` before `</head>` carries the language,
-///   its direction, every string and the country names, for the page's script (assets/i18n.js)
+///   its direction, the strings (but the reports') and the country names, for the page's script (assets/i18n.js)
 ///   and the language choice the links keep.
 pub fn localise(html: &str, lang: &Language, languages: &[Language]) -> String {
     let mut out = html.replacen(
@@ -122,7 +122,12 @@ pub fn localise(html: &str, lang: &Language, languages: &[Language]) -> String {
         "lang": lang.code,
         "dir": lang.dir,
         "languages": languages.iter().map(|l| serde_json::json!([l.code, l.name])).collect::<Vec<_>>(),
-        "strings": lang.strings(),
+        // Reports are rendered on the server: their strings stay there.
+        "strings": lang
+            .strings()
+            .iter()
+            .filter(|(key, _)| !key.starts_with("report."))
+            .collect::<std::collections::BTreeMap<_, _>>(),
         "countries": lang.countries(),
     });
     // `<` escaped so no string can close the script element.
