@@ -1,11 +1,13 @@
 // Shared by the map pages (/map and /map/CC): number formats, fetching, and the atlas's rings.
+// Needs i18n.js before it.
 // Loaded before each page's own script; classic script, so these names are page globals.
 "use strict";
 
-const pct = x => Math.round(x * 100) + " %";
-const interval = p => `${pct(p.share)} (${Math.round(p.low * 100)}–${Math.round(p.high * 100)} %)`;
-const ms = x => x == null ? "—" : x.toFixed(1) + " ms";
-const signedMs = x => x == null ? "—" : (x > 0 ? "+" : x < 0 ? "−" : "") + Math.abs(x).toFixed(1) + " ms";
+// In the page's language (i18n.js, loaded first): digits by Intl, patterns from [number].
+const pct = x => t("number.percent", { n: num(Math.round(x * 100)) });
+const interval = p => t("number.interval", { share: pct(p.share), low: num(Math.round(p.low * 100)), high: num(Math.round(p.high * 100)) });
+const ms = x => x == null ? "—" : t("number.ms", { n: num(x, 1) });
+const signedMs = x => x == null ? "—" : (x > 0 ? "+" : x < 0 ? "−" : "") + t("number.ms", { n: num(Math.abs(x), 1) });
 
 async function getJson(url) {
   const r = await fetch(url);

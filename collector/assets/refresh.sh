@@ -16,6 +16,10 @@
 #                        first is taken (the package's own default, "official")
 #     atlas_names        atlas features without an id whose name is exactly one of those
 #                        English names -> alpha-2 (in world-atlas 2.0.2: Kosovo -> XK)
+#   country-names.json       built here from i18n-iso-countries langs/{en,fr,ar}.json: per
+#                            language, alpha-2 -> name (first name where several); not served
+#                            as an asset but embedded by the i18n module (collector/src/i18n),
+#                            which puts the page's language's names into each page and report
 #
 # Update the versions, run, check `git diff --stat`, update README.md (versions, sizes) and
 # run `cargo test -p sixmap-collector --test dashboard`.
@@ -59,6 +63,21 @@ const body = {
   atlas_names: atlasNames,
 };
 fs.writeFileSync(out, JSON.stringify(body, null, 1) + "\n");
+JS
+
+# Country names in the languages of deploy/i18n (collector/src/i18n): one compact file.
+node - "$out/country-names.json" "$I18N_ISO_COUNTRIES" <<'JS'
+const fs = require("fs");
+const [out, version] = process.argv.slice(2);
+const langs = ["en", "fr", "ar"];
+const body = { source: `i18n-iso-countries ${version} (MIT, widdix GmbH): langs/{${langs.join(",")}}.json; built by refresh.sh` };
+for (const lang of langs) {
+  const names = require(`./i18n-iso-countries/langs/${lang}.json`).countries;
+  body[lang] = Object.fromEntries(Object.entries(names)
+    .map(([code, n]) => [code, Array.isArray(n) ? n[0] : n])
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+}
+fs.writeFileSync(out, JSON.stringify(body) + "\n");
 JS
 
 ls -l "$out"

@@ -19,6 +19,7 @@ pub mod figures;
 pub mod health;
 pub mod http;
 pub mod http_auth;
+pub mod i18n;
 pub mod ingest;
 pub mod limits;
 pub mod map_view;
@@ -213,6 +214,7 @@ pub async fn start_with_store(
     let publication = settings.publication;
     let alerts = settings.alerts.clone();
     let publisher = settings.publisher.clone();
+    let languages = settings.i18n.clone();
     let server_limits = settings.limits.clone();
     let campaigns = Arc::new(
         campaign::Campaigns::new(
@@ -311,7 +313,9 @@ pub async fn start_with_store(
         store,
         pki,
         access,
-    );
+    )
+    // The languages of pages and reports (`i18n::Negotiated` reads them per request).
+    .layer(axum::Extension(languages));
     // Outermost, so refusals by the limits and the access table are counted too.
     let app = limits::http_layers_with(router, &server_limits, &shared)
         .layer(axum::middleware::from_fn(metrics::track_http));

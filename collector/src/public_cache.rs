@@ -64,12 +64,37 @@ impl PublicCache {
     }
 }
 
+/// Longest `Accept-Language` kept in a key; a longer one is served without the cache.
+const MAX_ACCEPT_LANGUAGE: usize = 256;
+
+/// The cache key: the URI, and for reports (which answer in the language asked for,
+/// `crate::i18n::Negotiated`) the `Accept-Language` header as sent, so a French reader never
+/// gets the English page computed a moment before. The raw header rather than the language
+/// it picks: this layer does not know the languages, and equal headers are the common case.
+fn key(request: &Request) -> Option<String> {
+    let uri = request.uri().to_string();
+    if !request.uri().path().starts_with("/reports/") {
+        return Some(uri);
+    }
+    let accept = request
+        .headers()
+        .get(axum::http::header::ACCEPT_LANGUAGE)
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    if accept.len() > MAX_ACCEPT_LANGUAGE {
+        return None;
+    }
+    Some(format!("{uri}\n{}", String::from_utf8_lossy(accept)))
+}
+
 /// Middleware for the public read routes.
 pub async fn serve(State(cache): State<PublicCache>, request: Request, next: Next) -> Response {
     if !cacheable(request.method(), request.uri().path()) {
         return next.run(request).await;
     }
-    let key = request.uri().to_string();
+    let Some(key) = key(&request) else {
+        return next.run(request).await;
+    };
     let Some(cell) = cache.cell(&key) else {
         return next.run(request).await;
     };
@@ -127,6 +152,74 @@ mod tests {
         let mut answer = String::new();
         stream.read_to_string(&mut answer).await.unwrap();
         answer
+    }
+
+    /// Reports answer in the reader's language: a French reader never gets the English
+    /// report computed a moment before, while readers with the same header share one.
+    #[tokio::test]
+    async fn reports_are_cached_per_accept_language() {
+        let computed = Arc::new(AtomicUsize::new(0));
+        let counter = computed.clone();
+        let app = Router::new()
+            .route(
+                "/reports/{id}",
+                get(move |headers: HeaderMap| {
+                    let counter = counter.clone();
+                    async move {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        let lang = headers
+                            .get("accept-language")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("none")
+                            .to_owned();
+                        format!("report in {lang}")
+                    }
+                }),
+            )
+            .layer(axum::middleware::from_fn_with_state(
+                PublicCache::default(),
+                serve,
+            ));
+        let listener = tokio::net::TcpListener::bind("[::1]:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let ask = |accept: &'static str| async move {
+            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let header = if accept.is_empty() {
+                String::new()
+            } else {
+                format!("Accept-Language: {accept}\r\n")
+            };
+            stream
+                .write_all(
+                    format!(
+                        "GET /reports/1 HTTP/1.1\r\nHost: x\r\n{header}Connection: close\r\n\r\n"
+                    )
+                    .as_bytes(),
+                )
+                .await
+                .unwrap();
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer).await.unwrap();
+            answer
+        };
+        assert!(ask("en").await.ends_with("report in en"));
+        assert!(ask("fr").await.ends_with("report in fr"));
+        assert!(ask("").await.ends_with("report in none"));
+        assert!(ask("fr").await.ends_with("report in fr"));
+        assert_eq!(
+            computed.load(Ordering::SeqCst),
+            3,
+            "the second fr is cached"
+        );
+        let long: &'static str = Box::leak("fr,".repeat(100).into_boxed_str());
+        ask(long).await;
+        ask(long).await;
+        assert_eq!(
+            computed.load(Ordering::SeqCst),
+            5,
+            "a huge header bypasses the cache"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

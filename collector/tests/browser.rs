@@ -2,7 +2,9 @@
 //! (chromedriver) against a collector serving a seeded store. The world map must colour exactly
 //! the countries with data (those under the minimum sample, Brazil's two probes, in a neutral
 //! insufficient-data fill, without a share), clicking a country must open its page, and the operator ranking there (rank
-//! ranges by interval, "insufficient data" under the minimum) must match the data. Screenshots go to `<target>/tmp/browser-screenshots/`.
+//! ranges by interval, "insufficient data" under the minimum) must match the data. Then the same pages for a browser asking for Arabic (right to left, translated headings and
+//! country names, Arabic-Indic digits) and `?lang=fr` over it. Screenshots go to
+//! `<target>/tmp/browser-screenshots/` (the test prints the path).
 //!
 //! Needs `chromium` and `chromium-driver` (installed by `.ci/run`); outside CI the test is
 //! skipped when they are missing, in CI (CI=true) it fails.
@@ -157,10 +159,16 @@ fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>) -> Val
 
 impl WebDriver {
     fn start(addr: SocketAddr) -> Self {
+        Self::start_in(addr, "en-US,en")
+    }
+
+    /// A browser whose `Accept-Language` is `languages` (Chromium's preference).
+    fn start_in(addr: SocketAddr, languages: &str) -> Self {
         let capabilities = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": {
                 "binary": CHROMIUM,
+                "prefs": { "intl": { "accept_languages": languages } },
                 // As root in a closed network: no sandbox, and nothing that phones home.
                 "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                          "--no-first-run", "--disable-background-networking",
@@ -407,6 +415,7 @@ fn browse(base: &str, collector: SocketAddr, shots: &Path) {
     assert!(br["v6_works"].is_null(), "{br}");
     assert_eq!(br["probes"], 2, "{br}");
 
+    pages_answer_in_the_negotiated_language(collector);
     let (_driver, addr) = start_chromedriver();
     let browser = WebDriver::start(addr);
     browser.go(&format!("{base}/map"));
@@ -618,7 +627,188 @@ fn browse(base: &str, collector: SocketAddr, shots: &Path) {
         );
         browser.screenshot(&shots.join(shot));
     }
+    drop(browser);
+    arabic(base, collector, shots, addr);
     eprintln!("screenshots in {}", shots.display());
+}
+
+/// Arabic-Indic digits, as the pages' `Intl.NumberFormat("ar")` writes them.
+fn arabic_digits(text: &str) -> String {
+    text.chars()
+        .map(|c| match c.to_digit(10) {
+            Some(d) => char::from_u32(0x0660 + d).unwrap(),
+            None => c,
+        })
+        .collect()
+}
+
+/// The same pages for a browser that asks for Arabic (`Accept-Language: ar`): right to left,
+/// translated headings and country names, numbers in Arabic-Indic digits; then `?lang=fr`
+/// overrides the browser's choice and the links keep it.
+fn arabic(base: &str, collector: SocketAddr, shots: &Path, driver: SocketAddr) {
+    let browser = WebDriver::start_in(driver, "ar,en;q=0.5");
+    browser.go(&format!("{base}/map"));
+    let page = browser.wait_for(
+        "the Arabic map's table",
+        "if (!document.querySelector('#table tbody tr')) return null;
+         const th = [...document.querySelectorAll('#table thead th')].map(c => c.getBoundingClientRect().left);
+         return { lang: document.documentElement.lang, dir: document.documentElement.dir,
+                  computed: getComputedStyle(document.body).direction,
+                  h1: document.querySelector('h1').textContent, status: document.getElementById('status').textContent,
+                  rows: [...document.querySelectorAll('#table tbody tr')].map(r => [r.cells[0].textContent, r.cells[1].textContent, r.cells[3].textContent]),
+                  firstColumnRightOfLast: th[0] > th[th.length - 1],
+                  tick: document.querySelector('#ticks span:last-child').textContent };",
+        Duration::from_secs(30),
+    );
+    browser.screenshot(&shots.join("world-map-ar.png"));
+    assert_eq!(page["lang"], "ar", "{page}");
+    assert_eq!(page["dir"], "rtl", "{page}");
+    assert_eq!(page["computed"], "rtl", "{page}");
+    assert_eq!(page["h1"], "IPv6 حسب الدولة", "{page}");
+    assert_eq!(
+        page["firstColumnRightOfLast"], true,
+        "columns run right to left: {page}"
+    );
+    assert_eq!(page["tick"], "١٠٠٪", "{page}");
+    let status = page["status"].as_str().unwrap();
+    assert!(
+        status.contains("٣ دول لديها بيانات") && status.contains("أقل من ٣ مسابير"),
+        "Arabic plurals and digits: {status}"
+    );
+    let countries = api_json(collector, "/api/v1/maps/countries");
+    let fr = countries["countries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["country"] == "FR")
+        .unwrap();
+    let pc = |x: &Value| (x.as_f64().unwrap() * 100.0).round().to_string();
+    let b = &fr["v6_works"]["balanced"];
+    assert_eq!(
+        page["rows"][0],
+        json!([
+            "فرنسا (FR)",
+            arabic_digits(&format!(
+                "{}٪ ({}–{}٪)",
+                pc(&b["share"]),
+                pc(&b["low"]),
+                pc(&b["high"])
+            )),
+            "٤"
+        ]),
+        "{page}"
+    );
+    assert_eq!(page["rows"][3][1], "بيانات غير كافية", "{page}");
+
+    browser.click("#countries path[data-code='DE']");
+    let figures = browser.wait_for(
+        "the Arabic country page's ranking",
+        "const s = document.getElementById('ranking');
+         if (!s || s.hidden) return null;
+         return { url: location.pathname + location.search, dir: document.documentElement.dir,
+                  h1: document.getElementById('title').textContent,
+                  heading: s.querySelector('h2').textContent,
+                  figures: ['probes', 'operators'].map(id => document.getElementById(id).textContent),
+                  ranks: [...document.querySelectorAll('#operators-table tbody tr')].map(r => r.cells[0].textContent),
+                  insufficient: document.querySelector('#operators-table tbody tr:last-child').cells[3].textContent };",
+        Duration::from_secs(30),
+    );
+    browser.screenshot(&shots.join("country-DE-ar.png"));
+    assert_eq!(figures["url"], "/map/DE", "{figures}");
+    assert_eq!(figures["dir"], "rtl", "{figures}");
+    assert_eq!(figures["h1"], "IPv6 في ألمانيا (DE)", "{figures}");
+    assert_eq!(figures["heading"], "ترتيب المشغّلين", "{figures}");
+    assert_eq!(figures["figures"], json!(["٩", "٣"]), "{figures}");
+    assert_eq!(figures["ranks"], json!(["١–٢", "١–٢", "—"]), "{figures}");
+    assert_eq!(figures["insufficient"], "بيانات غير كافية", "{figures}");
+    browser.script("document.getElementById('ranking').scrollIntoView(); return true;");
+    browser.screenshot(&shots.join("country-DE-ranking-ar.png"));
+
+    // The dashboard too: translated headings, its columns right to left.
+    browser.go(&format!("{base}/"));
+    let dashboard = browser.wait_for(
+        "the Arabic dashboard",
+        "const u = document.getElementById('updated').textContent;
+         if (!u) return null;
+         const th = [...document.querySelectorAll('#probes thead th')].map(c => c.getBoundingClientRect().left);
+         return { dir: document.documentElement.dir, h1: document.querySelector('h1').textContent,
+                  h2: document.querySelector('h2').textContent, rtl: th[0] > th[th.length - 1] };",
+        Duration::from_secs(30),
+    );
+    browser.screenshot(&shots.join("dashboard-ar.png"));
+    assert_eq!(
+        dashboard,
+        json!({ "dir": "rtl", "h1": "مُجمِّع sixmap", "h2": "المسابير", "rtl": true })
+    );
+
+    // ?lang= wins over the browser's language; the page's links keep the choice.
+    browser.go(&format!("{base}/map/DE?lang=fr"));
+    let french = browser.wait_for(
+        "the French country page",
+        "const s = document.getElementById('ranking');
+         if (!s || s.hidden) return null;
+         return { lang: document.documentElement.lang, dir: document.documentElement.dir,
+                  h1: document.getElementById('title').textContent,
+                  back: new URL(document.querySelector('nav:not(.languages) a').href).search,
+                  menu: document.getElementById('languages').textContent };",
+        Duration::from_secs(30),
+    );
+    assert_eq!(
+        french,
+        json!({ "lang": "fr", "dir": "ltr", "h1": "IPv6 : Allemagne (DE)", "back": "?lang=fr",
+                "menu": "English · Français · العربية" })
+    );
+}
+
+/// The raw head and body of `GET path` with `headers`.
+fn get_raw(addr: SocketAddr, path: &str, headers: &str) -> (String, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: test\r\n{headers}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    (head.to_owned(), body.to_owned())
+}
+
+/// Without a browser: the language each request gets, its headers, and the 400 for an
+/// unknown `?lang=`.
+fn pages_answer_in_the_negotiated_language(collector: SocketAddr) {
+    for (path, accept, lang, dir) in [
+        ("/map", "", "en", "ltr"),
+        ("/map", "Accept-Language: fr-CH, ar;q=0.9\r\n", "fr", "ltr"),
+        (
+            "/map/DE",
+            "Accept-Language: de;q=1, ar;q=0.8, fr;q=0.5\r\n",
+            "ar",
+            "rtl",
+        ),
+        ("/", "Accept-Language: de\r\n", "en", "ltr"),
+        ("/?lang=ar", "Accept-Language: fr\r\n", "ar", "rtl"),
+    ] {
+        let (head, body) = get_raw(collector, path, accept);
+        assert!(head.starts_with("HTTP/1.1 200"), "{path}: {head}");
+        let head = head.to_ascii_lowercase();
+        assert!(
+            head.contains(&format!("content-language: {lang}\r\n")),
+            "{path} {accept}: {head}"
+        );
+        assert!(head.contains("vary: accept-language"), "{path}: {head}");
+        assert!(
+            body.contains(&format!("<html lang=\"{lang}\" dir=\"{dir}\">")),
+            "{path} {accept}"
+        );
+    }
+    let (head, body) = get_raw(collector, "/map?lang=xx", "");
+    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+    assert!(
+        body.contains("\"xx\"") && body.contains("en, fr, ar"),
+        "{body}"
+    );
 }
 
 fn api_json(addr: SocketAddr, path: &str) -> Value {

@@ -190,6 +190,18 @@ async fn only_owners_publish_and_unpublished_reports_are_not_found() {
         assert_eq!(html.status, 200, "{}", html.body);
         assert!(html.body.contains(NAME) && html.body.contains("Autorité des Exemples"));
         assert!(html.body.contains("<dt>Published</dt>"), "{}", html.body);
+        // In the reader's language: Arabic, right to left; an unknown language is a 400.
+        let arabic = anonymous.get(&format!("/reports/{id}?lang=ar")).unwrap();
+        assert_eq!(arabic.status, 200, "{}", arabic.body);
+        assert!(
+            arabic.body.contains("<html lang=\"ar\" dir=\"rtl\">")
+                && arabic.body.contains("<dt>تاريخ النشر</dt>")
+                && arabic.body.contains(NAME),
+            "{}",
+            arabic.body
+        );
+        let unknown = anonymous.get(&format!("/reports/{id}?lang=xx")).unwrap();
+        assert_eq!(unknown.status, 400, "{}", unknown.body);
         let report = anonymous.get(&format!("/reports/{id}.json")).unwrap();
         assert_eq!(json(&report.body)["campaign"]["published_at"], first_date);
         let csv = anonymous.get(&format!("/reports/{id}.csv")).unwrap();
@@ -231,6 +243,17 @@ async fn only_owners_publish_and_unpublished_reports_are_not_found() {
                 std::env::var("CI").is_err(),
                 "CI must check the PDF's text: install poppler-utils"
             ),
+        }
+        // The Arabic PDF, kept for the eye (its path is printed).
+        let pdf = anonymous
+            .get(&format!("/reports/{id}.pdf?lang=ar"))
+            .unwrap();
+        assert!(pdf.bytes.starts_with(b"%PDF-"), "{}", pdf.body);
+        let kept = Path::new(env!("CARGO_TARGET_TMPDIR")).join("report-ar.pdf");
+        std::fs::write(&kept, &pdf.bytes).unwrap();
+        eprintln!("Arabic report: {}", kept.display());
+        if let Some(text) = pdf_text(&pdf.bytes) {
+            assert!(text.contains(NAME) && text.contains("sixmap"), "{text}");
         }
         // The token route prints the same.
         let pdf = owner

@@ -95,6 +95,7 @@ const ASSETS: &[(&str, &str)] = &[
     ("countries-110m.json", "application/json"),
     ("iso3166.json", "application/json"),
     ("topojson-client.min.js", "text/javascript; charset=utf-8"),
+    ("i18n.js", "text/javascript; charset=utf-8"),
     ("maps-common.js", "text/javascript; charset=utf-8"),
 ];
 
@@ -120,7 +121,10 @@ async fn map_pages_and_assets_are_served() {
     }
     let world = get(c.http, "/map").await.text();
     let country = get(c.http, "/map/NL").await.text();
-    assert!(world.contains("<title>IPv6 by country"), "{world}");
+    assert!(
+        world.contains("<title data-i18n=\"map.page_title\">IPv6 by country"),
+        "{world}"
+    );
     assert!(country.contains("/api/v1/maps/countries/"), "{country}");
 
     for (name, content_type) in ASSETS {
@@ -278,9 +282,13 @@ async fn series_of_a_country_without_data_is_empty() {
         let r = get(c.http, &format!("/api/v1/maps/countries/{bad}/series")).await;
         assert_eq!(r.status, 400, "{bad}");
     }
-    // The page says so in words, and says what a projection needs.
+    // The page says so in words, and says what a projection needs (strings it is handed in
+    // its language, `crate::i18n`).
     let page = get(c.http, "/map/NL").await.text();
-    assert!(page.contains("No daily figures stored yet for ${label}."));
+    assert!(page.contains("t(\"country.series_none\", { country: label })"));
+    assert!(
+        page.contains("\"country.series_none\":\"No daily figures stored yet for {country}.\"")
+    );
     assert!(page.contains("A projection needs at least 3 days over at least a week of data."));
 }
 
@@ -344,8 +352,12 @@ async fn inline_scripts_parse_and_cut_rings_at_the_antimeridian() {
         }
         // The pages' shared ring handling, run on the served atlas: no edge may run across the
         // map (±180°) and no point may leave it, except Antarctica's ring around the pole.
-        let common = get(c.http, "/assets/maps-common.js").await.text();
-        // The shared script and the page's own run in one global scope: together they must
+        let common = format!(
+            "{}\n{}",
+            get(c.http, "/assets/i18n.js").await.text(),
+            get(c.http, "/assets/maps-common.js").await.text()
+        );
+        // The shared scripts and the page's own run in one global scope: together they must
         // parse (a name declared in both would be a SyntaxError in the browser).
         let together = dir
             .path()
@@ -417,7 +429,9 @@ class El {
   set textContent(t) { this.text = String(t); }
   get textContent() { return this.text + this.children.map(c => c.textContent).join(""); }
 }
-globalThis.document = { getElementById: () => new El("any"), createElementNS: (ns, tag) => new El(tag),
+globalThis.document = {
+  getElementById: id => Object.assign(new El("any"), { text: id === "i18n" ? globalThis.I18N_JSON : "" }),
+  createElementNS: (ns, tag) => new El(tag), addEventListener() {},
   querySelectorAll: () => [], querySelector: () => new El("any") };
 globalThis.location = { pathname: "/map/XA" };
 globalThis.fetch = () => new Promise(() => {});
@@ -635,9 +649,19 @@ async fn series_chart_draws_days_and_a_distinct_projection() {
     std::fs::write(&data, &r.body).unwrap();
     let file = work.path().join("chart.js");
     let common = get(c.http, "/assets/maps-common.js").await.text();
+    // The page's strings (English), as the fake DOM's `<script id="i18n">`.
+    let strings = page
+        .split("<script id=\"i18n\" type=\"application/json\">")
+        .nth(1)
+        .and_then(|rest| rest.split("</script>").next())
+        .expect("the page's strings");
+    let i18n = get(c.http, "/assets/i18n.js").await.text();
     std::fs::write(
         &file,
-        format!("{FAKE_DOM}\n{common}\n{script}\n{CHART_CHECK}"),
+        format!(
+            "{FAKE_DOM}\nglobalThis.I18N_JSON = {};\n{i18n}\n{common}\n{script}\n{CHART_CHECK}",
+            serde_json::Value::String(strings.to_owned())
+        ),
     )
     .unwrap();
     let Some(out) = node(&[file.as_os_str(), data.as_os_str()]) else {

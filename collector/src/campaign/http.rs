@@ -25,6 +25,7 @@
 //! responses and hold a permit of the shared budget (`limits::streams`) until sent.
 
 use super::{CampaignError, Campaigns, report};
+use crate::i18n::Negotiated;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -212,12 +213,16 @@ async fn cancel(
 #[serde(deny_unknown_fields)]
 struct ReportParams {
     format: Option<String>,
+    /// Read by [`Negotiated`]; named here so `deny_unknown_fields` lets it through.
+    #[allow(dead_code)]
+    lang: Option<String>,
 }
 
 async fn report_of(
     State(c): State<Arc<Campaigns>>,
     Path(id): Path<String>,
     params: Result<Query<ReportParams>, axum::extract::rejection::QueryRejection>,
+    lang: Negotiated,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
     let Query(params) = params.map_err(|e| bad("query", e.body_text()))?;
@@ -230,13 +235,32 @@ async fn report_of(
     }
     let maker = c.pdf().clone();
     let report = blocking(move || c.report(id, UnixMicros::now())).await?;
-    Ok(render(&report, &format, &maker).await)
+    Ok(render(&report, &format, &maker, &lang).await)
 }
 
 const FORMATS: [&str; 4] = ["json", "csv", "html", "pdf"];
 
-/// `report` in `format` (one of [`FORMATS`]).
-async fn render(report: &report::Report, format: &str, maker: &super::pdf::PdfMaker) -> Response {
+/// `report` in `format` (one of [`FORMATS`]); HTML and PDF in `lang`, JSON and CSV (data
+/// for programs) in English whatever the language.
+async fn render(
+    report: &report::Report,
+    format: &str,
+    maker: &super::pdf::PdfMaker,
+    lang: &Negotiated,
+) -> Response {
+    let mut response = render_in(report, format, maker, lang.language()).await;
+    if matches!(format, "html" | "pdf") {
+        response.headers_mut().extend(lang.headers());
+    }
+    response
+}
+
+async fn render_in(
+    report: &report::Report,
+    format: &str,
+    maker: &super::pdf::PdfMaker,
+    lang: &crate::i18n::Language,
+) -> Response {
     match format {
         "csv" => (
             [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
@@ -245,10 +269,10 @@ async fn render(report: &report::Report, format: &str, maker: &super::pdf::PdfMa
             .into_response(),
         "html" => (
             [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-            report::to_html(report),
+            report::to_html_in(report, lang),
         )
             .into_response(),
-        "pdf" => match maker.render(&report::to_html(report)).await {
+        "pdf" => match maker.render(&report::to_html_in(report, lang)).await {
             Ok(bytes) => (
                 [
                     (header::CONTENT_TYPE, "application/pdf".to_owned()),
@@ -310,8 +334,13 @@ fn not_published() -> Response {
         .into_response()
 }
 
-/// `GET /reports/{id}[.json|.csv|.html|.pdf]`: a published campaign's report, no token.
-async fn public_report(State(c): State<Arc<Campaigns>>, Path(file): Path<String>) -> Response {
+/// `GET /reports/{id}[.json|.csv|.html|.pdf][?lang=]`: a published campaign's report, no
+/// token; HTML and PDF in the reader's language.
+async fn public_report(
+    State(c): State<Arc<Campaigns>>,
+    Path(file): Path<String>,
+    lang: Negotiated,
+) -> Response {
     let (id, format) = match file.split_once('.') {
         None => (file.as_str(), "html"),
         Some((id, ext)) if FORMATS.contains(&ext) => (id, ext),
@@ -328,7 +357,7 @@ async fn public_report(State(c): State<Arc<Campaigns>>, Path(file): Path<String>
     };
     let maker = c.pdf().clone();
     match blocking(move || c.public_report(id, UnixMicros::now())).await {
-        Ok(report) => render(&report, format, &maker).await,
+        Ok(report) => render(&report, format, &maker, &lang).await,
         Err(ApiError(CampaignError::NotFound(_))) => not_published(),
         Err(e) => e.into_response(),
     }

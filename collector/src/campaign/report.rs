@@ -5,6 +5,7 @@
 use super::presence::{self, Answer, Presence, Source, TYPE_A, TYPE_AAAA, Verdict};
 use super::spec::{is_reachability_kind, task_label};
 use super::{CampaignRecord, DeclaredFigure, Progress};
+use crate::i18n::Language;
 use crate::rollup::{self, Balanced, MinSample, Proportion, RankRange};
 use crate::store::{CampaignCell, StoredResult, is_newer};
 use serde::Serialize;
@@ -891,53 +892,71 @@ fn esc(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
-fn pct(p: &Proportion) -> String {
+/// A share with its interval and sample size: `44.0 % [21.3–69.2] n=3` in English.
+fn pct(l: &Language, p: &Proportion) -> String {
+    let n = if p.n.fract() == 0.0 {
+        l.number(p.n, 0)
+    } else {
+        l.number(p.n, 1)
+    };
     format!(
-        "{:.1} % <small>[{:.1}–{:.1}] n={}</small>",
-        p.share * 100.0,
-        p.low * 100.0,
-        p.high * 100.0,
-        if p.n.fract() == 0.0 {
-            format!("{}", p.n)
-        } else {
-            format!("{:.1}", p.n)
-        }
+        "{} <small>[{}–{}] {}</small>",
+        esc(&l.percent(p.share, 1)),
+        l.number(p.low * 100.0, 1),
+        l.number(p.high * 100.0, 1),
+        esc(&l.fmt("report.sample_n", &[("n", &n)]))
     )
 }
 
 /// A share with its interval, or "insufficient data" with the probes behind it.
-fn pct_or_insufficient(p: Option<&Proportion>, probes: usize) -> String {
+fn pct_or_insufficient(l: &Language, p: Option<&Proportion>, probes: usize) -> String {
     p.map_or_else(
         || {
             format!(
-                "insufficient data <small>n={}</small>",
-                count(probes as u64, "probe", "probes")
+                "{} <small>{}</small>",
+                esc(l.t("report.insufficient")),
+                esc(&l.fmt(
+                    "report.sample_n",
+                    &[("n", &l.plural("report.probes", probes as u64, &[]))]
+                ))
             )
         },
-        pct,
+        |p| pct(l, p),
     )
 }
 
+fn verdict(l: &Language, v: Verdict) -> &str {
+    l.t(match v {
+        Verdict::Yes => "report.verdict_yes",
+        Verdict::No => "report.verdict_no",
+        Verdict::Inconclusive => "report.verdict_inconclusive",
+        Verdict::NotMeasured => "report.verdict_not_measured",
+    })
+}
+
 /// A presence figure's table cell: the verdict, and the probes' votes when DNS made it.
-fn presence_cell(p: &Presence) -> String {
+fn presence_cell(l: &Language, p: &Presence) -> String {
+    let word = esc(verdict(l, p.verdict));
     match p.source {
         Source::Dns => format!(
-            "{} <small>({} yes, {} no, {} inconclusive, {} excluded)</small>",
-            p.verdict.as_str(),
-            p.yes,
-            p.no,
-            p.inconclusive,
-            p.excluded.len()
+            "{word} <small>{}</small>",
+            esc(&l.fmt(
+                "report.votes",
+                &[
+                    ("yes", &l.integer(p.yes)),
+                    ("no", &l.integer(p.no)),
+                    ("inconclusive", &l.integer(p.inconclusive)),
+                    ("excluded", &l.integer(p.excluded.len() as u64)),
+                ]
+            ))
         ),
-        Source::Resolved => format!(
-            "{} <small>(resolved by other measurements)</small>",
-            p.verdict.as_str()
-        ),
-        Source::Address | Source::None => p.verdict.as_str().to_owned(),
+        Source::Resolved => format!("{word} <small>{}</small>", esc(l.t("report.resolved"))),
+        Source::Address | Source::None => word,
     }
 }
 
-/// `n` and its noun, singular or plural: "1 probe", "2 probes".
+/// `n` and its noun, singular or plural: "1 probe", "2 probes" (English; [`Language::plural`]
+/// for the report's language).
 pub fn count(n: impl Into<u64>, one: &str, many: &str) -> String {
     let n = n.into();
     format!("{n} {}", if n == 1 { one } else { many })
@@ -946,19 +965,28 @@ pub fn count(n: impl Into<u64>, one: &str, many: &str) -> String {
 /// An RTT in milliseconds with the precision it deserves: one decimal under 10 ms, whole
 /// milliseconds above (sketch medians are within 1 %, so more digits would be noise).
 pub fn rtt_ms(ms: f64) -> String {
-    if ms < 10.0 {
-        format!("{ms:.1} ms")
-    } else {
-        format!("{ms:.0} ms")
-    }
+    rtt_ms_in(crate::i18n::builtin().default_language(), ms)
 }
 
-/// Attribution of the data behind every figure, in the footer of each HTML report.
-pub const ATTRIBUTION: &str = "Operators (origin AS) and countries of probe addresses: \
-    IP to ASN and IP to country data by <a href=\"https://db-ip.com\">DB-IP</a>, licensed under \
-    <a href=\"https://creativecommons.org/licenses/by/4.0/\">CC BY 4.0</a>. Country shapes of \
-    the maps: <a href=\"https://www.naturalearthdata.com\">Natural Earth</a> (public domain). \
-    Measurements: sixmap probes run by volunteers.";
+fn rtt_ms_in(l: &Language, ms: f64) -> String {
+    let decimals = if ms < 10.0 { 1 } else { 0 };
+    l.fmt("number.ms", &[("n", &l.number(ms, decimals))])
+}
+
+/// Attribution of the data behind every figure, in the footer of each HTML report: the
+/// language's `report.attribution` with its `{dbip}`, `{cc_by}` and `{natural_earth}` links.
+fn attribution(l: &Language) -> String {
+    esc(l.t("report.attribution"))
+        .replace("{dbip}", "<a href=\"https://db-ip.com\">DB-IP</a>")
+        .replace(
+            "{cc_by}",
+            "<a href=\"https://creativecommons.org/licenses/by/4.0/\">CC BY 4.0</a>",
+        )
+        .replace(
+            "{natural_earth}",
+            "<a href=\"https://www.naturalearthdata.com\">Natural Earth</a>",
+        )
+}
 
 /// One row of a [`share_chart`]: a share with its interval, or insufficient data (`None`).
 struct ChartRow {
@@ -973,8 +1001,9 @@ const CHART_ROW_H: usize = 22;
 
 /// An inline SVG chart of shares with their 95 % intervals as whiskers: no script, no
 /// external resource, black and grey strokes that survive a monochrome printer. Rows under
-/// the minimum sample are drawn as a dashed empty box saying so, never as a bar.
-fn share_chart(title: &str, rows: &[ChartRow]) -> String {
+/// the minimum sample are drawn as a dashed empty box saying so, never as a bar. The plot
+/// reads left to right in every language (`direction="ltr"`), as the pages' charts do.
+fn share_chart(l: &Language, title: &str, rows: &[ChartRow]) -> String {
     let x0 = CHART_LABEL_W;
     let x = |share: f64| x0 as f64 + share.clamp(0.0, 1.0) * CHART_PLOT_W as f64;
     let top = 8;
@@ -985,7 +1014,7 @@ fn share_chart(title: &str, rows: &[ChartRow]) -> String {
         s,
         "<figure class=\"chart\"><svg xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" \
          viewBox=\"0 0 {width} {height}\" width=\"100%\" style=\"max-width:{width}px\" \
-         font-family=\"sans-serif\" font-size=\"11\"><title>{}</title>",
+         font-family=\"sans-serif\" font-size=\"11\" direction=\"ltr\"><title>{}</title>",
         esc(title)
     );
     let axis_y = top + rows.len() * CHART_ROW_H;
@@ -994,9 +1023,9 @@ fn share_chart(title: &str, rows: &[ChartRow]) -> String {
         let _ = write!(
             s,
             "<line x1=\"{tx:.1}\" y1=\"{top}\" x2=\"{tx:.1}\" y2=\"{axis_y}\" stroke=\"#ccc\"/>\
-             <text x=\"{tx:.1}\" y=\"{}\" text-anchor=\"middle\" fill=\"#333\">{:.0} %</text>",
+             <text x=\"{tx:.1}\" y=\"{}\" text-anchor=\"middle\" fill=\"#333\">{}</text>",
             axis_y + 14,
-            tick * 100.0
+            esc(&l.percent(tick, 0))
         );
     }
     for (i, row) in rows.iter().enumerate() {
@@ -1020,7 +1049,7 @@ fn share_chart(title: &str, rows: &[ChartRow]) -> String {
                      <line x1=\"{lo:.1}\" y1=\"{}\" x2=\"{lo:.1}\" y2=\"{}\" stroke=\"#111\" stroke-width=\"1.5\"/>\
                      <line x1=\"{hi:.1}\" y1=\"{}\" x2=\"{hi:.1}\" y2=\"{}\" stroke=\"#111\" stroke-width=\"1.5\"/>\
                      <circle cx=\"{at:.1}\" cy=\"{mid}\" r=\"3\" fill=\"#111\"/>\
-                     <text x=\"{}\" y=\"{}\" fill=\"#111\">{:.1} % [{:.1}–{:.1}]</text>",
+                     <text x=\"{}\" y=\"{}\" fill=\"#111\">{} [{}–{}]</text>",
                     y + 5,
                     at - x0 as f64,
                     CHART_ROW_H - 10,
@@ -1030,9 +1059,9 @@ fn share_chart(title: &str, rows: &[ChartRow]) -> String {
                     mid + 5,
                     x0 + CHART_PLOT_W + 8,
                     mid + 4,
-                    p.share * 100.0,
-                    p.low * 100.0,
-                    p.high * 100.0,
+                    esc(&l.percent(p.share, 1)),
+                    l.number(p.low * 100.0, 1),
+                    l.number(p.high * 100.0, 1),
                 );
             }
             None => {
@@ -1040,22 +1069,23 @@ fn share_chart(title: &str, rows: &[ChartRow]) -> String {
                     s,
                     "<rect class=\"insufficient\" x=\"{x0}\" y=\"{}\" width=\"{CHART_PLOT_W}\" \
                      height=\"{}\" fill=\"none\" stroke=\"#777\" stroke-dasharray=\"4 3\"/>\
-                     <text x=\"{}\" y=\"{}\" text-anchor=\"middle\" fill=\"#555\">insufficient \
-                     data ({})</text>",
+                     <text x=\"{}\" y=\"{}\" text-anchor=\"middle\" fill=\"#555\">{}</text>",
                     y + 4,
                     CHART_ROW_H - 8,
                     x0 + CHART_PLOT_W / 2,
                     mid + 4,
-                    count(row.probes as u64, "probe", "probes"),
+                    esc(&l.fmt(
+                        "report.chart_insufficient",
+                        &[("probes", &l.plural("report.probes", row.probes as u64, &[]))]
+                    )),
                 );
             }
         }
     }
     let _ = write!(
         s,
-        "</svg><figcaption>{}: share with its 95 % interval (whiskers); dashed: \
-         insufficient data.</figcaption></figure>",
-        esc(title)
+        "</svg><figcaption>{}</figcaption></figure>",
+        esc(&l.fmt("report.chart_caption", &[("title", title)]))
     );
     s
 }
@@ -1074,21 +1104,23 @@ fn operator_label(asn: u32, as_name: Option<&str>, country: Option<&str>) -> Str
 }
 
 /// A table row saying there is nothing to show, spanning `columns`.
-fn no_data_row(columns: usize, what: &str) -> String {
+fn no_data_row(l: &Language, columns: usize, what_key: &str) -> String {
     format!(
-        "<tr class=\"no-data\"><td colspan=\"{columns}\">No data: {}</td></tr>",
-        esc(what)
+        "<tr class=\"no-data\"><td colspan=\"{columns}\">{}</td></tr>",
+        esc(&l.fmt("report.no_data_row", &[("what", l.t(what_key))]))
     )
 }
 
+/// Logical properties (`start`, `inline-start`) so the same sheet lays out right to left.
 const STYLE: &str = "body{font:14px/1.45 sans-serif;max-width:62em;margin:2em auto;padding:0 1em;color:#111}\
 header.publisher{display:flex;align-items:center;gap:1em;border-bottom:2px solid #333;padding-bottom:.5em}\
 header.publisher img{max-height:56px;max-width:200px}header.publisher .name{font-size:1.2em;font-weight:bold}\
-table{border-collapse:collapse;width:100%;margin:1em 0}th,td{border:1px solid #999;padding:.3em .5em;text-align:left;vertical-align:top}\
-th{background:#eee}td.num{text-align:right;font-variant-numeric:tabular-nums}small{color:#555}\
+table{border-collapse:collapse;width:100%;margin:1em 0}th,td{border:1px solid #999;padding:.3em .5em;text-align:start;vertical-align:top}\
+th{background:#eee}td.num{text-align:end;font-variant-numeric:tabular-nums}small{color:#555}\
 tr.no-data td{font-style:italic;color:#555}dl.facts{display:grid;grid-template-columns:max-content auto;gap:.2em 1em}\
 dl.facts dt{font-weight:bold}dl.facts dd{margin:0}figure.chart{margin:1em 0}figcaption{font-size:12px;color:#555}\
-pre{white-space:pre-wrap;background:#f6f6f6;padding:.5em;font-size:12px}footer{margin-top:2em;border-top:1px solid #999;font-size:12px;color:#333}\
+pre{white-space:pre-wrap;background:#f6f6f6;padding:.5em;font-size:12px;direction:ltr;text-align:left}footer{margin-top:2em;border-top:1px solid #999;font-size:12px;color:#333}\
+.ltr{direction:ltr;unicode-bidi:isolate}\
 @page{size:A4;margin:18mm 15mm}\
 @media print{body{margin:0;max-width:none;font-size:11pt;padding:0}a{color:#111;text-decoration:none}\
 h2,h3{break-after:avoid;page-break-after:avoid}tr,figure{break-inside:avoid;page-break-inside:avoid}\
@@ -1096,18 +1128,31 @@ th{background:#eee;-webkit-print-color-adjust:exact;print-color-adjust:exact}\
 svg .bar{-webkit-print-color-adjust:exact;print-color-adjust:exact}}\
 @media screen and (max-width:640px){body{margin:1em auto}table{display:block;overflow-x:auto}}";
 
-/// A self-contained printable page (no scripts, no external resources but the publisher's
-/// logo when configured): dates in words, charts in inline SVG, attribution in the footer.
+/// The report in English: [`to_html_in`].
 pub fn to_html(report: &Report) -> String {
+    to_html_in(report, crate::i18n::builtin().default_language())
+}
+
+/// A self-contained printable page (no scripts, no external resources but the publisher's
+/// logo when configured) in `l`: dates in words, charts in inline SVG, attribution in the
+/// footer. Numbers and dates are formatted by [`Language`] (its digits and decimal sign, the
+/// month names of its file), deterministically, so the same report prints the same. The
+/// campaign's own texts (name, description, spec), operators' names and the methodology
+/// text stay as written.
+pub fn to_html_in(report: &Report, l: &Language) -> String {
     let c = &report.campaign;
-    let d = &report.dates;
+    let date = |t: UnixMicros| esc(&l.date_time(t));
+    // Ids stay in ASCII digits in every language: they are typed into URLs and the CLI.
+    let probes = |n: u64| l.plural("report.probes", n, &[]);
     let mut h = String::new();
     let _ = write!(
         h,
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+        "<!doctype html><html lang=\"{lang}\" dir=\"{dir}\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{name} — sixmap campaign report</title><style>{STYLE}</style></head><body>",
-        name = esc(&c.name),
+         <title>{title}</title><style>{STYLE}</style></head><body>",
+        lang = esc(&l.code),
+        dir = l.dir.as_str(),
+        title = esc(&l.fmt("report.title", &[("name", &c.name)])),
     );
     let publisher = &report.publisher;
     if publisher.name.is_some() || publisher.logo_url.is_some() {
@@ -1117,7 +1162,7 @@ pub fn to_html(report: &Report) -> String {
                 h,
                 "<img src=\"{}\" alt=\"{}\">",
                 esc(logo),
-                esc(publisher.name.as_deref().unwrap_or("publisher's logo"))
+                esc(publisher.name.as_deref().unwrap_or(l.t("report.logo")))
             );
         }
         if let Some(name) = &publisher.name {
@@ -1125,89 +1170,144 @@ pub fn to_html(report: &Report) -> String {
         }
         h.push_str("</header>");
     }
-    let period = match (&d.period_from, &d.period_to) {
-        (Some(from), Some(to)) => format!("{} to {}", esc(from), esc(to)),
-        _ => "no results yet".to_owned(),
+    let period = match &report.period {
+        Some(p) => esc(&l.fmt(
+            "report.period",
+            &[("from", &l.date_time(p.from)), ("to", &l.date_time(p.to))],
+        )),
+        None => esc(l.t("report.no_results_yet")),
     };
+    let status_key = format!("report.status_{}", c.status.as_str());
     let _ = write!(
         h,
         "<h1>{name}</h1><p>{desc}</p><dl class=\"facts\">\
-         <dt>Campaign</dt><dd>{id}, commissioned by {owner}</dd>\
-         <dt>Status</dt><dd>{status}{reason}</dd>\
-         <dt>Period measured</dt><dd>{period}</dd>\
-         <dt>Created</dt><dd>{created}</dd>\
-         <dt>Ended</dt><dd>{ended}</dd>{published}\
-         <dt>Report generated</dt><dd>{generated}</dd>\
-         <dt>Methodology</dt><dd><b>{mv}</b></dd>\
-         <dt>Minimum sample</dt><dd>{min}</dd></dl>",
+         <dt>{t_campaign}</dt><dd>{commissioned}</dd>\
+         <dt>{t_status}</dt><dd>{status}{reason}</dd>\
+         <dt>{t_period}</dt><dd>{period}</dd>\
+         <dt>{t_created}</dt><dd>{created}</dd>\
+         <dt>{t_ended}</dt><dd>{ended}</dd>{published}\
+         <dt>{t_generated}</dt><dd>{generated}</dd>\
+         <dt>{t_methodology}</dt><dd><b>{mv}</b></dd>\
+         <dt>{t_min}</dt><dd>{min}</dd></dl>",
         name = esc(&c.name),
         desc = esc(&c.description),
-        id = c.id,
-        owner = esc(&c.owner),
-        status = c.status.as_str().replace('_', " "),
+        t_campaign = esc(l.t("report.fact_campaign")),
+        commissioned = esc(&l.fmt(
+            "report.commissioned",
+            &[("id", &c.id.to_string()), ("owner", &c.owner)]
+        )),
+        t_status = esc(l.t("report.fact_status")),
+        status = esc(l.t(&status_key)),
         reason = c
             .status_reason
             .as_deref()
             .map(|r| format!(" ({})", esc(r)))
             .unwrap_or_default(),
-        created = esc(&d.created),
-        ended = d.ended.as_deref().map_or_else(|| "not yet".to_owned(), esc),
-        published = d
-            .published
-            .as_deref()
-            .map(|p| format!("<dt>Published</dt><dd>{}</dd>", esc(p)))
+        t_period = esc(l.t("report.fact_period")),
+        t_created = esc(l.t("report.fact_created")),
+        created = date(c.created_at),
+        t_ended = esc(l.t("report.fact_ended")),
+        ended = c.ended_at.map_or_else(|| esc(l.t("report.not_yet")), date),
+        published = c
+            .published_at
+            .map(|p| format!(
+                "<dt>{}</dt><dd>{}</dd>",
+                esc(l.t("report.fact_published")),
+                date(p)
+            ))
             .unwrap_or_default(),
-        generated = esc(&d.generated),
+        t_generated = esc(l.t("report.fact_generated")),
+        generated = date(report.generated_at),
+        t_methodology = esc(l.t("report.fact_methodology")),
         mv = report.methodology_version,
-        min = count(report.min_probes as u64, "probe", "probes"),
+        t_min = esc(l.t("report.fact_min_sample")),
+        min = esc(&probes(report.min_probes as u64)),
     );
     let p = &report.progress;
     let failures = if p.failures.is_empty() {
-        "none".to_owned()
+        l.t("report.none").to_owned()
     } else {
         p.failures
             .iter()
-            .map(|(class, n)| format!("{} {}", esc(class), n))
+            .map(|(class, n)| format!("{} {}", class, l.integer(*n)))
             .collect::<Vec<_>>()
-            .join(", ")
+            .join(l.t("common.list_separator"))
     };
     let _ = write!(
         h,
-        "<h2>Progress</h2><p>{} assigned ({} connected, {} reporting), {}, {} of {} in, {} \
-         reached the destination; not reached: {failures}.</p>",
-        count(p.probes_assigned as u64, "probe", "probes"),
-        p.probes_connected,
-        p.probes_reporting,
-        count(p.tasks as u64, "task", "tasks"),
-        p.results_in,
-        count(p.results_expected, "result", "results"),
-        p.reached,
+        "<h2>{}</h2><p>{}</p>",
+        esc(l.t("report.progress")),
+        esc(&l.fmt(
+            "report.progress_text",
+            &[
+                (
+                    "assigned",
+                    &l.plural("report.probes_assigned", p.probes_assigned as u64, &[])
+                ),
+                ("connected", &l.integer(p.probes_connected as u64)),
+                ("reporting", &l.integer(p.probes_reporting as u64)),
+                ("tasks", &l.plural("report.tasks", p.tasks as u64, &[])),
+                (
+                    "results",
+                    &l.plural(
+                        "report.results_in",
+                        p.results_expected,
+                        &[("in", &l.integer(p.results_in))]
+                    )
+                ),
+                ("reached", &l.integer(p.reached)),
+                ("failures", &failures),
+            ]
+        )),
     );
-    h.push_str(
-        "<h2>Targets</h2><table><tr><th>Target</th><th>AAAA published</th><th>A published</th>\
-         <th>Reachable over IPv6 (operator-balanced)</th><th>HTTP over IPv6 works</th><th>Same certificate v4/v6</th>\
-         <th>Same content v4/v6</th></tr>",
+    let th = |keys: &[&str]| -> String {
+        keys.iter()
+            .map(|k| format!("<th>{}</th>", esc(l.t(k))))
+            .collect()
+    };
+    let _ = write!(
+        h,
+        "<h2>{}</h2><table><tr>{}</tr>",
+        esc(l.t("report.targets")),
+        th(&[
+            "report.col_target",
+            "report.col_aaaa",
+            "report.col_a",
+            "report.col_reachable",
+            "report.col_http",
+            "report.col_same_cert",
+            "report.col_same_content",
+        ])
     );
+    let no_data = || esc(l.t("report.no_data"));
     let cmp = |c: &Option<Comparison>| {
         c.as_ref()
-            .map(|c| format!("{} of {}", c.same, count(c.compared, "probe", "probes")))
-            .unwrap_or_else(|| "no data".into())
+            .map(|c| {
+                esc(&l.fmt(
+                    "report.same_of",
+                    &[
+                        ("same", &l.integer(c.same)),
+                        ("probes", &probes(c.compared)),
+                    ],
+                ))
+            })
+            .unwrap_or_else(no_data)
     };
     if report.targets.is_empty() {
-        h.push_str(&no_data_row(7, "the campaign has no targets"));
+        h.push_str(&no_data_row(l, 7, "report.none_targets"));
     }
     for t in &report.targets {
         let fig = |f: &Option<ShareFigure>| {
             f.as_ref()
-                .map(|f| pct_or_insufficient(f.overall.as_ref(), f.probes))
-                .unwrap_or_else(|| "no data".into())
+                .map(|f| pct_or_insufficient(l, f.overall.as_ref(), f.probes))
+                .unwrap_or_else(no_data)
         };
         let _ = write!(
             h,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&t.target),
-            presence_cell(&t.aaaa),
-            presence_cell(&t.a),
+            presence_cell(l, &t.aaaa),
+            presence_cell(l, &t.a),
             fig(&t.reachable_v6),
             fig(&t.http_v6_works),
             cmp(&t.same_certificate_v4_v6),
@@ -1236,18 +1336,24 @@ pub fn to_html(report: &Report) -> String {
     if !excluded.is_empty() {
         let _ = write!(
             h,
-            "<h3>Probes excluded from the DNS figures</h3><table><tr><th>Target</th>\
-             <th>Record</th><th>Probe</th><th>Reason</th></tr>{}</table>",
+            "<h3>{}</h3><table><tr>{}</tr>{}</table>",
+            esc(l.t("report.excluded")),
+            th(&[
+                "report.col_target",
+                "report.col_record",
+                "report.col_probe",
+                "report.col_reason"
+            ]),
             excluded.concat()
         );
     }
-    h.push_str("<h3>Reachable over IPv6, per operator</h3>");
+    let _ = write!(h, "<h3>{}</h3>", esc(l.t("report.reachable_per_operator")));
     for t in &report.targets {
         let Some(f) = &t.reachable_v6 else {
             continue;
         };
         let mut rows = vec![ChartRow {
-            label: "All operators (balanced)".into(),
+            label: l.t("report.all_operators").to_owned(),
             share: f.overall.clone(),
             probes: f.probes,
         }];
@@ -1257,11 +1363,20 @@ pub fn to_html(report: &Report) -> String {
             probes: o.probes,
         }));
         h.push_str(&share_chart(
-            &format!("{}: reachable over IPv6", t.target),
+            l,
+            &l.fmt("report.chart_reachable", &[("target", &t.target)]),
             &rows,
         ));
     }
-    h.push_str("<table><tr><th>Target</th><th>Operator</th><th>Share</th></tr>");
+    let _ = write!(
+        h,
+        "<table><tr>{}</tr>",
+        th(&[
+            "report.col_target",
+            "report.col_operator",
+            "report.col_share"
+        ])
+    );
     let mut any = false;
     for t in &report.targets {
         for o in t.reachable_v6.iter().flat_map(|f| &f.operators) {
@@ -1273,14 +1388,14 @@ pub fn to_html(report: &Report) -> String {
                 o.asn,
                 esc(o.as_name.as_deref().unwrap_or("")),
                 esc(o.country.as_deref().unwrap_or("")),
-                pct_or_insufficient(o.share.as_ref(), o.probes)
+                pct_or_insufficient(l, o.share.as_ref(), o.probes)
             );
         }
     }
     if !any {
-        h.push_str(&no_data_row(3, "no IPv6 reachability results yet"));
+        h.push_str(&no_data_row(l, 3, "report.none_reachability"));
     }
-    h.push_str("</table><h2>Operator ranking</h2>");
+    let _ = write!(h, "</table><h2>{}</h2>", esc(l.t("report.ranking")));
     if !report.operators.is_empty() {
         let rows: Vec<ChartRow> = report
             .operators
@@ -1291,21 +1406,23 @@ pub fn to_html(report: &Report) -> String {
                 probes: o.reporting_probes,
             })
             .collect();
-        h.push_str(&share_chart(
-            "IPv6 reachability of targets with AAAA, per operator",
-            &rows,
-        ));
+        h.push_str(&share_chart(l, l.t("report.chart_ranking"), &rows));
     }
-    h.push_str(
-        "<table><tr><th>#</th><th>Operator</th><th>Probes</th>\
-         <th>IPv6 reachability (targets with AAAA)</th><th>HTTP over IPv6</th><th>Median IPv6 \
-         RTT</th><th>Declared by the operator</th></tr>",
+    let _ = write!(
+        h,
+        "<table><tr>{}</tr>",
+        th(&[
+            "report.col_rank",
+            "report.col_operator",
+            "report.col_probes",
+            "report.col_reachability",
+            "report.col_http_v6",
+            "report.col_rtt",
+            "report.col_declared",
+        ])
     );
     if report.operators.is_empty() {
-        h.push_str(&no_data_row(
-            7,
-            "no operator has results on a target with AAAA published",
-        ));
+        h.push_str(&no_data_row(l, 7, "report.none_operators"));
     }
     for o in &report.operators {
         let declared: Vec<String> = o
@@ -1325,20 +1442,20 @@ pub fn to_html(report: &Report) -> String {
             h,
             "<tr><td>{}</td><td>AS{} {} {}</td><td class=\"num\">{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
             o.rank_range
-                .map(|r| r.to_string())
+                .map(|r| l.localise_digits(&r.to_string()))
                 .unwrap_or_else(|| "—".into()),
             o.asn,
             esc(o.as_name.as_deref().unwrap_or("")),
             esc(o.country.as_deref().unwrap_or("")),
-            o.probes,
-            pct_or_insufficient(o.v6_reachability.as_ref(), o.reporting_probes),
+            l.integer(o.probes as u64),
+            pct_or_insufficient(l, o.v6_reachability.as_ref(), o.reporting_probes),
             o.http_v6
                 .as_ref()
-                .map(pct)
-                .unwrap_or_else(|| "no data".into()),
+                .map(|p| pct(l, p))
+                .unwrap_or_else(no_data),
             o.median_v6_rtt_ms
-                .map(rtt_ms)
-                .unwrap_or_else(|| "no data".into()),
+                .map(|ms| esc(&rtt_ms_in(l, ms)))
+                .unwrap_or_else(no_data),
             if declared.is_empty() {
                 "—".into()
             } else {
@@ -1348,9 +1465,11 @@ pub fn to_html(report: &Report) -> String {
     }
     h.push_str("</table>");
     if !report.declared_unmatched.is_empty() {
-        h.push_str(
-            "<h3>Declared figures of operators without measured figures</h3><table><tr>\
-             <th>Operator</th><th>Declared</th></tr>",
+        let _ = write!(
+            h,
+            "<h3>{}</h3><table><tr>{}</tr>",
+            esc(l.t("report.declared_unmatched")),
+            th(&["report.col_operator", "report.col_declared"])
         );
         for d in &report.declared_unmatched {
             let _ = write!(
@@ -1367,19 +1486,28 @@ pub fn to_html(report: &Report) -> String {
     }
     let _ = write!(
         h,
-        "<h2>Methodology ({})</h2><p>{}</p><p>Intervals are 95 % Wilson score \
-         intervals; n is the sample size (an effective one for balanced figures). Figures \
-         over fewer than {} are shown as insufficient data. RTTs are in milliseconds: one \
-         decimal under 10 ms, whole milliseconds above. Dates are UTC.</p>\
-         <h2>Campaign spec</h2><pre>{}</pre><footer><p>{ATTRIBUTION}</p><p>Campaign {} report \
-         generated {} by sixmap; methodology {}.</p></footer></body></html>",
-        report.methodology_version,
+        "<h2>{}</h2><p>{}</p><p>{}</p>\
+         <h2>{}</h2><pre>{}</pre><footer><p>{}</p><p>{}</p></footer></body></html>",
+        esc(&l.fmt(
+            "report.methodology",
+            &[("version", report.methodology_version)]
+        )),
         esc(report.methodology).replace('\n', "</p><p>"),
-        count(report.min_probes as u64, "probe", "probes"),
+        esc(&l.fmt(
+            "report.method_notes",
+            &[("min", &probes(report.min_probes as u64))]
+        )),
+        esc(l.t("report.spec")),
         esc(&c.spec_text),
-        c.id,
-        esc(&d.generated),
-        report.methodology_version,
+        attribution(l),
+        esc(&l.fmt(
+            "report.footer",
+            &[
+                ("id", &c.id.to_string()),
+                ("time", &l.date_time(report.generated_at)),
+                ("version", report.methodology_version),
+            ]
+        )),
     );
     h
 }
@@ -1739,6 +1867,56 @@ mod tests {
             html.contains("insufficient data (1 probe)</text>"),
             "{html}"
         );
+    }
+
+    #[test]
+    fn the_report_reads_in_arabic_right_to_left_and_in_french() {
+        let catalog = crate::i18n::Catalog::builtin().unwrap();
+        let mut rec = record();
+        rec.ended_at = Some(UnixMicros(1_796_400_359_000_000));
+        rec.status = CampaignStatus::Finished;
+        let report = build(
+            &rec,
+            &reach_cells(),
+            Progress {
+                probes_assigned: 2,
+                tasks: 2,
+                results_expected: 3,
+                ..Progress::default()
+            },
+            UnixMicros(1_796_400_359_000_000),
+            MinSample { min_probes: 2 },
+        );
+        let html = to_html_in(&report, catalog.find("ar").unwrap());
+        for needle in [
+            "<html lang=\"ar\" dir=\"rtl\">",
+            "<dt>الحالة</dt><dd>منتهية</dd>",
+            "<dt>تاريخ إعداد التقرير</dt><dd>٤ ديسمبر ٢٠٢٦، الساعة ١٦:٠٥ بالتوقيت العالمي</dd>",
+            "<dt>الحدّ الأدنى للعيّنة</dt><dd>مسباران</dd>",
+            "مسباران مُكلَّفان",
+            "<h2>ترتيب المشغّلين</h2>",
+            // AS64500's median RTT, 13.83 ms: whole milliseconds, Arabic-Indic digits.
+            "<td class=\"num\">١٤ ملّي ثانية</td>",
+            "بيانات غير كافية (مسبار واحد)</text>",
+            ">١٠٠٪</text>",
+            "<a href=\"https://db-ip.com\">DB-IP</a>",
+            // Charts read left to right in every language.
+            "direction=\"ltr\"",
+        ] {
+            assert!(html.contains(needle), "{needle} missing:\n{html}");
+        }
+        assert!(!html.contains("<h2>Operator ranking</h2>"), "{html}");
+        let html = to_html_in(&report, catalog.find("fr").unwrap());
+        for needle in [
+            "<html lang=\"fr\" dir=\"ltr\">",
+            "<h2>Classement des opérateurs</h2>",
+            "<td class=\"num\">14\u{a0}ms</td>",
+            "<dt>Rapport généré</dt><dd>4 décembre 2026, 16 h 05 UTC</dd>",
+        ] {
+            assert!(html.contains(needle), "{needle} missing:\n{html}");
+        }
+        // English stays as it was.
+        assert!(to_html(&report).starts_with("<!doctype html><html lang=\"en\" dir=\"ltr\">"));
     }
 
     #[test]

@@ -78,6 +78,16 @@ pub struct CollectorConfig {
     pub tls: TlsConfig,
     /// Alert rules and webhooks (`[alerts]`); see [`AlertsConfig`].
     pub alerts: AlertsConfig,
+    /// `[i18n]`: more languages, or other wording, for the pages and reports.
+    pub i18n: I18nConfig,
+}
+
+/// `[i18n] dir`: a directory of `<language>.toml` files read at start over the built-in
+/// translations (`deploy/i18n/`, see `crate::i18n`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct I18nConfig {
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -121,6 +131,7 @@ impl Default for CollectorConfig {
             publication: Default::default(),
             tls: TlsConfig::default(),
             alerts: AlertsConfig::default(),
+            i18n: I18nConfig::default(),
         }
     }
 }
@@ -164,6 +175,8 @@ pub struct Settings {
     pub publication: crate::rollup::MinSample,
     pub tls: TlsSettings,
     pub alerts: Alerts,
+    /// The languages of the pages and reports, built in and from `[i18n] dir`.
+    pub i18n: std::sync::Arc<crate::i18n::Catalog>,
     /// Who publishes the reports (`[publication] publisher`, `logo_url`).
     pub publisher: Publisher,
 }
@@ -322,6 +335,11 @@ impl CollectorConfig {
             tls: self.tls.validate(source)?,
             alerts: self.alerts.validate(source)?,
             publisher: self.publication.publisher(source)?,
+            // The files are read here so a malformed one stops the start, naming file and key.
+            i18n: std::sync::Arc::new(
+                crate::i18n::Catalog::load(self.i18n.dir.as_deref())
+                    .map_err(|e| invalid("i18n.dir", e.to_string()))?,
+            ),
         })
     }
 }

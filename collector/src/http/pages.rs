@@ -1,14 +1,18 @@
 //! The pages (dashboard, world map, country map) and the vendored files they use at
 //! `/assets/<name>`, embedded in the binary (see `collector/assets/README.md`). The pages
-//! fetch nothing from elsewhere; the JSON they read comes from the API ([`super`]).
+//! fetch nothing from elsewhere; the JSON they read comes from the API ([`super`]). Each page
+//! is served in the request's language (`crate::i18n`: `?lang=`, else `Accept-Language`),
+//! its static text filled in here and its script handed the strings it formats.
 
+use crate::i18n::Negotiated;
+use crate::i18n::page::localise;
 use axum::Json;
 use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 
-pub(super) async fn dashboard() -> Html<&'static str> {
-    Html(include_str!("../dashboard.html"))
+pub(super) async fn dashboard(lang: Negotiated) -> Response {
+    page(include_str!("../dashboard.html"), &lang)
 }
 
 /// Vendored files for the map pages: name under `/assets/`, content type, bytes.
@@ -27,6 +31,11 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
         "topojson-client.min.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../../assets/topojson-client.min.js"),
+    ),
+    (
+        "i18n.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../assets/i18n.js"),
     ),
     (
         "maps-common.js",
@@ -59,28 +68,39 @@ pub(super) async fn asset(Path(name): Path<String>) -> Response {
     }
 }
 
-fn page(html: &'static str) -> Response {
+fn page(html: &'static str, lang: &Negotiated) -> Response {
+    let languages = lang.catalog().languages();
     (
         [(axum::http::header::CONTENT_SECURITY_POLICY, PAGE_CSP)],
-        Html(html),
+        lang.headers(),
+        Html(localise(html, lang.language(), languages)),
     )
         .into_response()
 }
 
 /// The world map of IPv6 by country.
-pub(super) async fn map_page() -> Response {
-    page(include_str!("../map.html"))
+pub(super) async fn map_page(lang: Negotiated) -> Response {
+    page(include_str!("../map.html"), &lang)
 }
 
 /// One country's page; the page itself fetches `/api/v1/maps/countries/{CC}`. A code in
 /// lower or mixed case is redirected to its upper-case form; anything else that is not two
 /// letters is refused with a plain-text message.
-pub(super) async fn country_page(Path(country): Path<String>) -> Response {
+pub(super) async fn country_page(
+    Path(country): Path<String>,
+    lang: Negotiated,
+    uri: axum::http::Uri,
+) -> Response {
     match country.parse::<sixmap_shared::prefixes::CountryCode>() {
-        Ok(_) => page(include_str!("../country.html")),
+        Ok(_) => page(include_str!("../country.html"), &lang),
         Err(_) if country.len() == 2 && country.bytes().all(|b| b.is_ascii_alphabetic()) => {
-            axum::response::Redirect::permanent(&format!("/map/{}", country.to_ascii_uppercase()))
-                .into_response()
+            // The query (a `?lang=` choice) goes along.
+            let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+            axum::response::Redirect::permanent(&format!(
+                "/map/{}{query}",
+                country.to_ascii_uppercase()
+            ))
+            .into_response()
         }
         Err(e) => (
             StatusCode::BAD_REQUEST,
