@@ -11,7 +11,11 @@ const I18N = (() => {
 const LANG = I18N.lang;
 // The locale for Intl (numbers, dates, plurals): [language] intl of the translation file,
 // e.g. "ar-u-nu-arab" so Arabic pages write Arabic-Indic digits as the reports do.
-const LOCALE = I18N.strings["language.intl"] || LANG;
+// A tag the browser refuses (the server checks its shape, not what this browser knows)
+// falls back to the language code, then English, so the pages never stop at "Loading…".
+const LOCALE = [I18N.strings["language.intl"], LANG, "en"].find(tag => {
+  try { return tag && Intl.NumberFormat.supportedLocalesOf([tag]).length > 0; } catch (e) { return false; }
+}) || "en";
 
 // The string `key` with its {placeholders} filled; the key itself if missing (never blank).
 function t(key, vars) {

@@ -64,27 +64,33 @@ impl PublicCache {
     }
 }
 
-/// Longest `Accept-Language` kept in a key; a longer one is served without the cache.
-const MAX_ACCEPT_LANGUAGE: usize = 256;
-
-/// The cache key: the URI, and for reports (which answer in the language asked for,
-/// `crate::i18n::Negotiated`) the `Accept-Language` header as sent, so a French reader never
-/// gets the English page computed a moment before. The raw header rather than the language
-/// it picks: this layer does not know the languages, and equal headers are the common case.
-fn key(request: &Request) -> Option<String> {
+/// The cache key: the URI, and for report pages and PDFs (which answer in the language asked
+/// for, `crate::i18n::Negotiated`) the code of the language negotiated for the request, so a
+/// French reader never gets the English page computed a moment before, while every English
+/// reader shares one computation whatever their browser's header says (one PDF print, not one
+/// per header variant; and a header cannot make entries of its own). A report's JSON and CSV
+/// are the same in every language and key on the URI alone.
+fn key(request: &Request) -> String {
     let uri = request.uri().to_string();
-    if !request.uri().path().starts_with("/reports/") {
-        return Some(uri);
+    let path = request.uri().path();
+    if !path.starts_with("/reports/") || path.ends_with(".json") || path.ends_with(".csv") {
+        return uri;
     }
+    let catalog = request
+        .extensions()
+        .get::<std::sync::Arc<crate::i18n::Catalog>>()
+        .cloned()
+        .unwrap_or_else(crate::i18n::builtin);
     let accept = request
         .headers()
         .get(axum::http::header::ACCEPT_LANGUAGE)
-        .map(|v| v.as_bytes())
+        .and_then(|v| v.to_str().ok());
+    // An unknown `?lang=` is a 400 naming the query's code, which the URI already keys.
+    let code = catalog
+        .negotiate(crate::i18n::page::query_lang(request.uri().query()), accept)
+        .map(|l| l.code.clone())
         .unwrap_or_default();
-    if accept.len() > MAX_ACCEPT_LANGUAGE {
-        return None;
-    }
-    Some(format!("{uri}\n{}", String::from_utf8_lossy(accept)))
+    format!("{uri}\n{code}")
 }
 
 /// Middleware for the public read routes.
@@ -92,9 +98,7 @@ pub async fn serve(State(cache): State<PublicCache>, request: Request, next: Nex
     if !cacheable(request.method(), request.uri().path()) {
         return next.run(request).await;
     }
-    let Some(key) = key(&request) else {
-        return next.run(request).await;
-    };
+    let key = key(&request);
     let Some(cell) = cache.cell(&key) else {
         return next.run(request).await;
     };
@@ -155,35 +159,31 @@ mod tests {
     }
 
     /// Reports answer in the reader's language: a French reader never gets the English
-    /// report computed a moment before, while readers with the same header share one.
+    /// report computed a moment before, while readers who get the same language share one
+    /// computation whatever their header says, and JSON is shared by every language.
     #[tokio::test]
-    async fn reports_are_cached_per_accept_language() {
+    async fn reports_are_cached_per_negotiated_language() {
         let computed = Arc::new(AtomicUsize::new(0));
         let counter = computed.clone();
-        let app = Router::new()
-            .route(
-                "/reports/{id}",
-                get(move |headers: HeaderMap| {
-                    let counter = counter.clone();
-                    async move {
-                        counter.fetch_add(1, Ordering::SeqCst);
-                        let lang = headers
-                            .get("accept-language")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("none")
-                            .to_owned();
-                        format!("report in {lang}")
-                    }
-                }),
-            )
-            .layer(axum::middleware::from_fn_with_state(
-                PublicCache::default(),
-                serve,
-            ));
+        let report = move |headers: HeaderMap| {
+            let counter = counter.clone();
+            async move {
+                counter.fetch_add(1, Ordering::SeqCst);
+                let lang = headers
+                    .get("accept-language")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("none")
+                    .to_owned();
+                format!("report for {lang}")
+            }
+        };
+        let app = Router::new().route("/reports/{file}", get(report)).layer(
+            axum::middleware::from_fn_with_state(PublicCache::default(), serve),
+        );
         let listener = tokio::net::TcpListener::bind("[::1]:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await });
-        let ask = |accept: &'static str| async move {
+        let ask = |path: &'static str, accept: &'static str| async move {
             let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
             let header = if accept.is_empty() {
                 String::new()
@@ -192,10 +192,8 @@ mod tests {
             };
             stream
                 .write_all(
-                    format!(
-                        "GET /reports/1 HTTP/1.1\r\nHost: x\r\n{header}Connection: close\r\n\r\n"
-                    )
-                    .as_bytes(),
+                    format!("GET {path} HTTP/1.1\r\nHost: x\r\n{header}Connection: close\r\n\r\n")
+                        .as_bytes(),
                 )
                 .await
                 .unwrap();
@@ -203,23 +201,43 @@ mod tests {
             stream.read_to_string(&mut answer).await.unwrap();
             answer
         };
-        assert!(ask("en").await.ends_with("report in en"));
-        assert!(ask("fr").await.ends_with("report in fr"));
-        assert!(ask("").await.ends_with("report in none"));
-        assert!(ask("fr").await.ends_with("report in fr"));
-        assert_eq!(
-            computed.load(Ordering::SeqCst),
-            3,
-            "the second fr is cached"
+        let count = || computed.load(Ordering::SeqCst);
+        assert!(
+            ask("/reports/1", "en-US,en;q=0.9")
+                .await
+                .ends_with("report for en-US,en;q=0.9")
         );
-        let long: &'static str = Box::leak("fr,".repeat(100).into_boxed_str());
-        ask(long).await;
-        ask(long).await;
-        assert_eq!(
-            computed.load(Ordering::SeqCst),
-            5,
-            "a huge header bypasses the cache"
+        assert!(ask("/reports/1", "fr").await.ends_with("report for fr"));
+        assert_eq!(count(), 2);
+        // Other English headers (and none) get the English report already made.
+        assert!(
+            ask("/reports/1", "en-US,en;q=0.5")
+                .await
+                .ends_with("report for en-US,en;q=0.9")
         );
+        assert!(
+            ask("/reports/1", "")
+                .await
+                .ends_with("report for en-US,en;q=0.9")
+        );
+        assert!(ask("/reports/1", "fr-CA").await.ends_with("report for fr"));
+        assert_eq!(count(), 2, "served from the cache");
+        // An explicit ?lang= keys on the URI, and wins over the header.
+        assert!(
+            ask("/reports/1?lang=ar", "fr")
+                .await
+                .ends_with("report for fr")
+        );
+        assert_eq!(count(), 3);
+        // A flood of header variants makes no entry of its own.
+        for accept in ["de", "es,fr;q=0.1", "zz", "fr,fr,fr,fr", "*"] {
+            ask("/reports/1", accept).await;
+        }
+        assert_eq!(count(), 3, "every variant maps to en or fr");
+        // JSON is the same in every language: one computation for all.
+        ask("/reports/1.json", "fr").await;
+        ask("/reports/1.json", "ar").await;
+        assert_eq!(count(), 4);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

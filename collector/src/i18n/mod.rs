@@ -217,14 +217,61 @@ fn check(path: &Path, strings: &Strings, english: &Strings) -> Result<(), I18nEr
         ));
     }
     if let Some(digits) = strings.get("number.digits")
-        && digits.chars().count() != 10
+        && !is_digit_run(digits)
     {
         return Err(invalid(
             "number.digits",
-            "must be the ten digits 0 to 9, e.g. \"0123456789\"".into(),
+            "must be the ten digits 0 to 9 in order, e.g. \"0123456789\" or \"٠١٢٣٤٥٦٧٨٩\"".into(),
+        ));
+    }
+    // Reports write these into their HTML as they are: nothing that could be markup.
+    if let Some(decimal) = strings.get("number.decimal")
+        && !is_decimal_sign(decimal)
+    {
+        return Err(invalid(
+            "number.decimal",
+            "must be one to four punctuation characters, e.g. \".\" or \",\"".into(),
+        ));
+    }
+    // The pages hand it to the browser's Intl, which throws on a malformed tag.
+    if let Some(intl) = strings.get("language.intl")
+        && !is_locale_tag(intl)
+    {
+        return Err(invalid(
+            "language.intl",
+            format!("{intl:?} is not a BCP 47 locale such as \"fr\" or \"ar-u-nu-arab\""),
         ));
     }
     Ok(())
+}
+
+/// Ten consecutive numeric code points: the digits 0 to 9 of one script, in order.
+fn is_digit_run(digits: &str) -> bool {
+    let chars: Vec<char> = digits.chars().collect();
+    chars.len() == 10
+        && chars.iter().all(|c| c.is_numeric())
+        && chars
+            .windows(2)
+            .all(|pair| u32::from(pair[1]) == u32::from(pair[0]) + 1)
+}
+
+/// One to four punctuation characters (reports write the sign into their HTML as it is).
+fn is_decimal_sign(sign: &str) -> bool {
+    (1..=4).contains(&sign.chars().count())
+        && !sign
+            .chars()
+            .any(|c| c.is_alphanumeric() || c.is_control() || "<>&\"'".contains(c))
+}
+
+/// A locale tag of BCP 47's shape: subtags of 1 to 8 ASCII letters or digits joined by `-`,
+/// the first of letters.
+fn is_locale_tag(tag: &str) -> bool {
+    tag.len() <= 64
+        && tag.split('-').enumerate().all(|(i, subtag)| {
+            (1..=8).contains(&subtag.len())
+                && subtag.bytes().all(|b| b.is_ascii_alphanumeric())
+                && (i > 0 || subtag.bytes().all(|b| b.is_ascii_alphabetic()))
+        })
 }
 
 impl Language {

@@ -300,6 +300,24 @@ fn malformed_files_name_the_file_and_the_key() {
         ),
         (
             "de.toml",
+            "[number]\ndigits = \"0123456798\"\n",
+            "`number.digits`",
+            "in order",
+        ),
+        (
+            "fr.toml",
+            "[number]\ndecimal = \"<img src=x onerror=alert(1)>\"\n",
+            "`number.decimal`",
+            "punctuation",
+        ),
+        (
+            "de.toml",
+            "[language]\nintl = \"ar_EG\"\n",
+            "`language.intl`",
+            "BCP 47",
+        ),
+        (
+            "de.toml",
             "[countries]\nGermany = \"x\"\n",
             "`countries.Germany`",
             "alpha-2",
