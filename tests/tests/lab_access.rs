@@ -324,3 +324,81 @@ fn the_probe_self_test_classifies_each_access() {
     assert_eq!(t.aaaa_resolved, Some(false), "{t:?}");
     assert!(access_tags(&t).is_empty(), "{:?}", access_tags(&t));
 }
+
+/// Runs `sixmap-probe measure ARGS --json --lab-mode` on `node`; the JSON `outcome`.
+fn measure(lab: &AccessLab, node: &str, args: &[&str]) -> serde_json::Value {
+    let binary = sixmap_tests::binary("sixmap-probe");
+    let mut argv = vec![binary.to_str().unwrap(), "measure"];
+    argv.extend_from_slice(args);
+    argv.extend_from_slice(&["--json", "--lab-mode"]);
+    let output = lab.lab.exec_unchecked(node, &argv);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "measure {args:?} on {node}: no JSON ({e}): {}",
+            text(&output)
+        )
+    });
+    json["outcome"].clone()
+}
+
+/// Whether a tcp leg connected.
+fn connected(leg: &serde_json::Value) -> bool {
+    leg["outcome"]["kind"] == "tcp" && leg["outcome"]["outcome"] == "connected"
+}
+
+#[test]
+fn the_dual_stack_measurement_reports_what_each_access_gets() {
+    lab_or_skip!();
+    let lab = nat64::access_lab().unwrap();
+    let synthesised = AccessLab::synthesised(V4_SERVICE).to_string();
+    let dualstack = |node: &str, name: &str| {
+        let outcome = measure(
+            &lab,
+            node,
+            &["dualstack", name, "--inner", "tcp", "--timeout-ms", "3000"],
+        );
+        assert_eq!(outcome["kind"], "dual_stack", "{node} {name}: {outcome}");
+        outcome
+    };
+
+    // IPv6-only with NAT64: the IPv4-only service is reached over IPv6 at a synthesised
+    // address, said so with its prefix; the A record is unusable (no IPv4 route).
+    let o = dualstack(V6_ONLY, names::V4_ONLY);
+    assert_eq!(o["v6"]["destination"], synthesised, "{o}");
+    assert!(connected(&o["v6"]), "{o}");
+    assert_eq!(o["v6_nat64_prefix"], NAT64_PREFIX.to_string(), "{o}");
+    assert_eq!(o["v4"]["destination"], V4_SERVICE.to_string(), "{o}");
+    assert!(!connected(&o["v4"]), "{o}");
+    assert_eq!(o["v4_via_clat"], false, "{o}");
+    assert_eq!(o["happy_eyeballs_choice"], "v6", "{o}");
+    // A name with its own AAAA is native IPv6 there: nothing synthesised.
+    let o = dualstack(V6_ONLY, names::DUAL_STACK);
+    assert_eq!(o["v6"]["destination"], lab.server_v6.to_string(), "{o}");
+    assert!(connected(&o["v6"]), "{o}");
+    assert_eq!(o["v6_nat64_prefix"], serde_json::Value::Null, "{o}");
+
+    // 464XLAT: both legs work, the IPv4 one from the CLAT's address, through it.
+    let o = dualstack(XLAT, names::V4_ONLY);
+    assert!(connected(&o["v6"]) && connected(&o["v4"]), "{o}");
+    assert_eq!(o["v6_nat64_prefix"], NAT64_PREFIX.to_string(), "{o}");
+    assert_eq!(o["v4"]["source"], CLAT_HOST_V4.to_string(), "{o}");
+    assert_eq!(o["v4_via_clat"], true, "{o}");
+
+    // Native dual-stack: both legs native, nothing translated.
+    let o = dualstack(DUAL, names::DUAL_STACK);
+    assert!(connected(&o["v6"]) && connected(&o["v4"]), "{o}");
+    assert_eq!(o["v6_nat64_prefix"], serde_json::Value::Null, "{o}");
+    assert_eq!(o["v4_via_clat"], false, "{o}");
+    let o = dualstack(DUAL, names::V4_ONLY);
+    assert_eq!(o["v6"]["outcome"]["class"], "resolution", "{o}");
+    assert_eq!(o["v6_nat64_prefix"], serde_json::Value::Null, "{o}");
+    assert_eq!(o["happy_eyeballs_choice"], "v4", "{o}");
+
+    // IPv4-only: the real AAAA is unusable, IPv4 works untranslated.
+    let o = dualstack(V4_ONLY, names::DUAL_STACK);
+    assert!(!connected(&o["v6"]) && connected(&o["v4"]), "{o}");
+    assert_eq!(o["v6_nat64_prefix"], serde_json::Value::Null, "{o}");
+    assert_eq!(o["v4_via_clat"], false, "{o}");
+    assert_eq!(o["happy_eyeballs_choice"], "v4", "{o}");
+}
