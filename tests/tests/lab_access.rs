@@ -1,6 +1,6 @@
 //! The access lab (`sixmap_tests::lab::nat64`): NAT64/DNS64, 464XLAT, dual-stack and IPv4-only
 //! hosts. First checked by independent tools (dig, ping, curl, the kernel's interface
-//! counters), then the probe's self-test and dual-stack measurement run on each host.
+//! counters), then the probe's self-test, dual-stack and DNS measurements run on each host.
 //!
 //! The probe's self-test reads the namespace's own `/proc/net`, `/sys` and resolver, so it runs
 //! in a process started inside the namespace: this test binary itself, running its ignored
@@ -8,9 +8,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers may fail loudly
 
+use sixmap_collector::campaign::presence::{Answer, TYPE_A, TYPE_AAAA, answer};
 use sixmap_collector::tags::{TagInputs, compute};
 use sixmap_shared::UnixMicros;
 use sixmap_shared::health::SelfTest;
+use sixmap_shared::measurement::Outcome;
 use sixmap_tests::lab::nat64::{
     self, AccessLab, CLAT_DEVICE, CLAT_HOST_V4, DUAL, NAT64_PREFIX, V4_ONLY, V4_SERVICE, V6_ONLY,
     XLAT, names,
@@ -401,4 +403,53 @@ fn the_dual_stack_measurement_reports_what_each_access_gets() {
     assert_eq!(o["v6_nat64_prefix"], serde_json::Value::Null, "{o}");
     assert_eq!(o["v4_via_clat"], false, "{o}");
     assert_eq!(o["happy_eyeballs_choice"], "v4", "{o}");
+}
+
+#[test]
+fn dns_measurements_show_the_synthesised_aaaa_as_made_up() {
+    lab_or_skip!();
+    let lab = nat64::access_lab().unwrap();
+    let dns = |node: &str, resolver: Ipv6Addr, name: &str, qtype: &str| {
+        let json = measure(
+            &lab,
+            node,
+            &[
+                "dns",
+                &resolver.to_string(),
+                name,
+                "-t",
+                qtype,
+                "--timeout-ms",
+                "3000",
+            ],
+        );
+        let outcome: Outcome = serde_json::from_value(json.clone())
+            .unwrap_or_else(|e| panic!("{node} {name} {qtype}: {e}: {json}"));
+        (json, outcome)
+    };
+    // What the user of the IPv6-only access gets from its resolver: the AAAA DNS64 made up,
+    // which the collector counts as made up, not as the name's IPv6 (campaign presence).
+    let (json, outcome) = dns(V6_ONLY, lab.dns64_v6only, names::V4_ONLY, "AAAA");
+    assert_eq!(
+        json["response"]["answers"][0]["data"],
+        AccessLab::synthesised(V4_SERVICE).to_string(),
+        "{json}"
+    );
+    assert!(
+        matches!(answer(&outcome, TYPE_AAAA), Answer::MadeUp(_)),
+        "{json}"
+    );
+    let (json, outcome) = dns(V6_ONLY, lab.dns64_v6only, names::V4_ONLY, "A");
+    assert_eq!(answer(&outcome, TYPE_A), Answer::Records, "{json}");
+    // A real AAAA through the same DNS64 is the name's own.
+    let (json, outcome) = dns(V6_ONLY, lab.dns64_v6only, names::DUAL_STACK, "AAAA");
+    assert_eq!(
+        json["response"]["answers"][0]["data"],
+        lab.server_v6.to_string(),
+        "{json}"
+    );
+    assert_eq!(answer(&outcome, TYPE_AAAA), Answer::Records, "{json}");
+    // The dual-stack host's plain resolver: no AAAA for the IPv4-only name.
+    let (json, outcome) = dns(DUAL, lab.server_v6, names::V4_ONLY, "AAAA");
+    assert_eq!(answer(&outcome, TYPE_AAAA), Answer::Empty, "{json}");
 }
