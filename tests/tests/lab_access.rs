@@ -14,8 +14,8 @@ use sixmap_shared::UnixMicros;
 use sixmap_shared::health::SelfTest;
 use sixmap_shared::measurement::Outcome;
 use sixmap_tests::lab::nat64::{
-    self, AccessLab, CLAT_DEVICE, CLAT_HOST_V4, DUAL, NAT64_PREFIX, V4_ONLY, V4_SERVICE, V6_ONLY,
-    XLAT, names,
+    self, AccessLab, CLAT_DEVICE, CLAT_HOST_V4, DUAL, NAT64_PREFIX, NETWORK_SPECIFIC_PREFIX,
+    V4_ONLY, V4_SERVICE, V6_ONLY, XLAT, names,
 };
 use sixmap_tests::lab_or_skip;
 use std::net::Ipv6Addr;
@@ -85,7 +85,7 @@ fn device_packets(lab: &AccessLab, node: &str, device: &str) -> (u64, u64) {
 fn nat64_and_dns64_are_confirmed_by_dig_ping_and_curl() {
     lab_or_skip!();
     let lab = nat64::access_lab().unwrap();
-    let synthesised = AccessLab::synthesised(V4_SERVICE);
+    let synthesised = lab.synthesised(V4_SERVICE);
     assert_eq!(synthesised.to_string(), "64:ff9b::6440:102");
 
     // DNS64 makes up the AAAA of an IPv4-only name, keeps a real one, and answers RFC 7050's
@@ -353,7 +353,7 @@ fn connected(leg: &serde_json::Value) -> bool {
 fn the_dual_stack_measurement_reports_what_each_access_gets() {
     lab_or_skip!();
     let lab = nat64::access_lab().unwrap();
-    let synthesised = AccessLab::synthesised(V4_SERVICE).to_string();
+    let synthesised = lab.synthesised(V4_SERVICE).to_string();
     let dualstack = |node: &str, name: &str| {
         let outcome = measure(
             &lab,
@@ -432,7 +432,7 @@ fn dns_measurements_show_the_synthesised_aaaa_as_made_up() {
     let (json, outcome) = dns(V6_ONLY, lab.dns64_v6only, names::V4_ONLY, "AAAA");
     assert_eq!(
         json["response"]["answers"][0]["data"],
-        AccessLab::synthesised(V4_SERVICE).to_string(),
+        lab.synthesised(V4_SERVICE).to_string(),
         "{json}"
     );
     assert!(
@@ -452,4 +452,70 @@ fn dns_measurements_show_the_synthesised_aaaa_as_made_up() {
     // The dual-stack host's plain resolver: no AAAA for the IPv4-only name.
     let (json, outcome) = dns(DUAL, lab.server_v6, names::V4_ONLY, "AAAA");
     assert_eq!(answer(&outcome, TYPE_AAAA), Answer::Empty, "{json}");
+}
+
+#[test]
+fn a_network_specific_prefix_is_found_by_rfc_7050_discovery() {
+    lab_or_skip!();
+    let lab = nat64::access_lab_with(NETWORK_SPECIFIC_PREFIX).unwrap();
+    let synthesised = lab.synthesised(V4_SERVICE);
+    assert_eq!(synthesised.to_string(), "2001:db8:64:ff9b::6440:102");
+    // Checked by dig and curl first: DNS64 and the PLAT use the operator's own prefix.
+    assert_eq!(
+        dig(&lab, V6_ONLY, "AAAA", names::V4_ONLY),
+        [synthesised.to_string()]
+    );
+    assert_eq!(
+        dig(&lab, V6_ONLY, "AAAA", names::IPV4ONLY_ARPA),
+        ["2001:db8:64:ff9b::c000:aa", "2001:db8:64:ff9b::c000:ab"]
+    );
+    let url = format!("http://{}/", names::V4_ONLY);
+    assert_eq!(curl(&lab, V6_ONLY, "-6", &url).unwrap(), lab.body);
+    assert_eq!(
+        curl(&lab, XLAT, "-4", &format!("http://{V4_SERVICE}/")).unwrap(),
+        lab.body
+    );
+
+    // Nothing in the address says "translated": the self-test learns the prefix from
+    // ipv4only.arpa, and so does the dual-stack measurement for an AAAA embedding an A answer.
+    let t = self_test_of(&lab, V6_ONLY);
+    assert_eq!(t.nat64_prefix, Some(NETWORK_SPECIFIC_PREFIX), "{t:?}");
+    let t = self_test_of(&lab, XLAT);
+    assert_eq!(
+        (t.nat64_prefix, t.clat),
+        (Some(NETWORK_SPECIFIC_PREFIX), true)
+    );
+    let o = measure(
+        &lab,
+        V6_ONLY,
+        &[
+            "dualstack",
+            names::V4_ONLY,
+            "--inner",
+            "tcp",
+            "--timeout-ms",
+            "3000",
+        ],
+    );
+    assert_eq!(o["v6"]["destination"], synthesised.to_string(), "{o}");
+    assert!(connected(&o["v6"]), "{o}");
+    assert_eq!(
+        o["v6_nat64_prefix"],
+        NETWORK_SPECIFIC_PREFIX.to_string(),
+        "{o}"
+    );
+    // The server's real AAAA, under no prefix, stays unflagged.
+    let o = measure(
+        &lab,
+        V6_ONLY,
+        &[
+            "dualstack",
+            names::DUAL_STACK,
+            "--inner",
+            "tcp",
+            "--timeout-ms",
+            "3000",
+        ],
+    );
+    assert_eq!(o["v6_nat64_prefix"], serde_json::Value::Null, "{o}");
 }

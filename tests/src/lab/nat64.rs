@@ -9,8 +9,9 @@
 //! ```
 //!
 //! `isp` is the provider's router: it routes both families, runs the PLAT (Debian's `tayga`,
-//! a userspace NAT64 on a TUN device: Jool needs a kernel module) translating
-//! [`NAT64_PREFIX`]`/96` to a pool of [`NAT64_POOL`], NAT44 (nftables masquerade) from that
+//! a userspace NAT64 on a TUN device: Jool needs a kernel module) translating the NAT64 prefix
+//! (/96: the well-known [`NAT64_PREFIX`], or a network-specific one such as
+//! [`NETWORK_SPECIFIC_PREFIX`]) to a pool of [`NAT64_POOL`], NAT44 (nftables masquerade) from that
 //! pool towards the server, and DNS64 (Debian's `unbound`, `module-config: "dns64 iterator"`)
 //! forwarding to the server's dnsmasq. The CLAT on `xlat` is a second tayga with one static
 //! mapping, as clatd sets it up: the host's IPv4 default route goes into the `clat` device,
@@ -41,6 +42,10 @@ pub const SERVER: &str = "server";
 
 /// The RFC 6052 well-known prefix the PLAT and DNS64 use.
 pub const NAT64_PREFIX: Ipv6Addr = Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, 0, 0);
+/// A network-specific prefix (RFC 6052 section 2.3), for the case where only RFC 7050
+/// discovery tells a host that an address is synthesised.
+pub const NETWORK_SPECIFIC_PREFIX: Ipv6Addr =
+    Ipv6Addr::new(0x2001, 0xdb8, 0x64, 0xff9b, 0, 0, 0, 0);
 /// The IPv4-only service, on the server's loopback. Debian's tayga 0.9.2 drops traffic to
 /// RFC 1918 and documentation (TEST-NET) addresses behind the well-known prefix, as the RFC
 /// asks of non-global addresses, but lets the shared address space 100.64.0.0/10 through, so
@@ -91,6 +96,8 @@ pub struct AccessLab {
     pub dns64_xlat: Ipv6Addr,
     /// The IPv6 address the CLAT gives the xlat host's IPv4 traffic.
     pub clat_v6: Ipv6Addr,
+    /// The NAT64 prefix (/96) of the PLAT, the CLAT and DNS64.
+    pub nat64_prefix: Ipv6Addr,
     /// The lab CA of the server's HTTPS.
     pub ca: LabCa,
     /// What the server's web serves at `/`.
@@ -99,13 +106,20 @@ pub struct AccessLab {
 
 impl AccessLab {
     /// The address DNS64 synthesises and the PLAT translates for `v4` (RFC 6052, /96).
-    pub fn synthesised(v4: Ipv4Addr) -> Ipv6Addr {
-        Ipv6Addr::from_bits(NAT64_PREFIX.to_bits() | u128::from(v4.to_bits()))
+    pub fn synthesised(&self, v4: Ipv4Addr) -> Ipv6Addr {
+        Ipv6Addr::from_bits(self.nat64_prefix.to_bits() | u128::from(v4.to_bits()))
     }
 }
 
-/// Builds the access lab and returns once both translators pass traffic.
+/// Builds the access lab with the well-known prefix and returns once both translators pass
+/// traffic.
 pub fn access_lab() -> Result<AccessLab, LabError> {
+    access_lab_with(NAT64_PREFIX)
+}
+
+/// Builds the access lab with `nat64_prefix` (a /96: its last 32 bits are ignored).
+pub fn access_lab_with(nat64_prefix: Ipv6Addr) -> Result<AccessLab, LabError> {
+    let nat64_prefix = Ipv6Addr::from_bits(nat64_prefix.to_bits() & !0xffff_ffff);
     services::require("tayga", &["--help"], "tayga: apt-get install tayga")?;
     services::require("unbound", &["-V"], "unbound: apt-get install unbound")?;
     let topology = Topology::new()
@@ -228,37 +242,45 @@ pub fn access_lab() -> Result<AccessLab, LabError> {
     let body = "sixmap access lab: hello\n".to_owned();
     services::start_web(&mut lab, SERVER, &ca, &dir, &body)?;
 
-    start_plat(&mut lab, &dir, &to_server.name)?;
-    start_dns64(&mut lab, &dir, &[to_v6only.v6, to_xlat.v6], server_v6)?;
-    let clat_v6 = start_clat(&mut lab, &dir)?;
+    start_plat(&mut lab, &dir, &to_server.name, nat64_prefix)?;
+    start_dns64(
+        &mut lab,
+        &dir,
+        &[to_v6only.v6, to_xlat.v6],
+        server_v6,
+        nat64_prefix,
+    )?;
+    let clat_v6 = start_clat(&mut lab, &dir, nat64_prefix)?;
 
     lab.set_resolver(V6_ONLY, IpAddr::V6(to_v6only.v6))?;
     lab.set_resolver(XLAT, IpAddr::V6(to_xlat.v6))?;
     lab.set_resolver(DUAL, IpAddr::V6(server_v6))?;
     lab.set_resolver(V4_ONLY, IpAddr::V4(server_v4))?;
 
-    let synthesised = AccessLab::synthesised(V4_SERVICE).to_string();
-    wait_ping(&lab, V6_ONLY, &synthesised)?;
-    wait_ping(&lab, XLAT, &V4_SERVICE.to_string())?;
-    Ok(AccessLab {
+    let access = AccessLab {
         lab,
         server_v6,
         server_v4,
         dns64_v6only: to_v6only.v6,
         dns64_xlat: to_xlat.v6,
         clat_v6,
+        nat64_prefix,
         ca,
         body,
-    })
+    };
+    let synthesised = access.synthesised(V4_SERVICE).to_string();
+    wait_ping(&access.lab, V6_ONLY, &synthesised)?;
+    wait_ping(&access.lab, XLAT, &V4_SERVICE.to_string())?;
+    Ok(access)
 }
 
 fn topology_error(why: &str) -> LabError {
     LabError::Topology(why.to_owned())
 }
 
-/// The PLAT on `isp`: tayga between [`NAT64_PREFIX`]/96 and the pool, then NAT44 out of
-/// `uplink` (towards the server) so the IPv4 side sees the router's own address.
-fn start_plat(lab: &mut Lab, dir: &Path, uplink: &str) -> Result<(), LabError> {
+/// The PLAT on `isp`: tayga between `prefix`/96 and the pool, then NAT44 out of `uplink`
+/// (towards the server) so the IPv4 side sees the router's own address.
+fn start_plat(lab: &mut Lab, dir: &Path, uplink: &str, prefix: Ipv6Addr) -> Result<(), LabError> {
     let conf = dir.join("plat.conf");
     services::write(
         &conf,
@@ -266,7 +288,7 @@ fn start_plat(lab: &mut Lab, dir: &Path, uplink: &str) -> Result<(), LabError> {
             "tun-device {PLAT_DEVICE}\n\
              ipv4-addr {PLAT_V4}\n\
              ipv6-addr {PLAT_V6}\n\
-             prefix {NAT64_PREFIX}/96\n\
+             prefix {prefix}/96\n\
              dynamic-pool {NAT64_POOL}/24\n"
         )
         .as_bytes(),
@@ -280,7 +302,7 @@ fn start_plat(lab: &mut Lab, dir: &Path, uplink: &str) -> Result<(), LabError> {
         .cloned()
         .ok_or_else(|| topology_error("isp without its uplink"))?;
     let pool = format!("{NAT64_POOL}/24");
-    let prefix = format!("{NAT64_PREFIX}/96");
+    let prefix = format!("{prefix}/96");
     let plat_v6 = PLAT_V6.to_string();
     let uplink_v4 = uplink_if
         .v4
@@ -318,13 +340,14 @@ fn start_plat(lab: &mut Lab, dir: &Path, uplink: &str) -> Result<(), LabError> {
 }
 
 /// DNS64 on `isp`: unbound listening on `listen`, forwarding everything to the server's
-/// dnsmasq, synthesising AAAA under [`NAT64_PREFIX`] for names with A records only. No cache
+/// dnsmasq, synthesising AAAA under `prefix` for names with A records only. No cache
 /// (TTL 0 everywhere), no DNSSEC validation (the lab's zone is unsigned), no daemon.
 fn start_dns64(
     lab: &mut Lab,
     dir: &Path,
     listen: &[Ipv6Addr],
     upstream: Ipv6Addr,
+    prefix: Ipv6Addr,
 ) -> Result<(), LabError> {
     let instance = services::instance_name(lab, ISP, "unbound");
     let conf = dir.join(format!("{instance}.conf"));
@@ -344,7 +367,7 @@ fn start_dns64(
          \x20 verbosity: 1\n\
          \x20 access-control: ::/0 allow\n\
          \x20 module-config: \"dns64 iterator\"\n\
-         \x20 dns64-prefix: {NAT64_PREFIX}/96\n\
+         \x20 dns64-prefix: {prefix}/96\n\
          \x20 cache-max-ttl: 0\n\
          \x20 cache-max-negative-ttl: 0\n\
          forward-zone:\n\
@@ -369,7 +392,7 @@ fn start_dns64(
 /// [`CLAT_HOST_V4`] to a dedicated IPv6 address of the host's prefix (returned) and every
 /// destination into the PLAT prefix. The ISP routes that address to the host, which forwards
 /// it into the device.
-fn start_clat(lab: &mut Lab, dir: &Path) -> Result<Ipv6Addr, LabError> {
+fn start_clat(lab: &mut Lab, dir: &Path, plat_prefix: Ipv6Addr) -> Result<Ipv6Addr, LabError> {
     let host = lab.node(XLAT).clone();
     let host_v6 = host.v6();
     let prefix = super::prefix64(host_v6).to_bits();
@@ -382,7 +405,7 @@ fn start_clat(lab: &mut Lab, dir: &Path) -> Result<Ipv6Addr, LabError> {
             "tun-device {CLAT_DEVICE}\n\
              ipv4-addr {CLAT_V4}\n\
              ipv6-addr {tayga_v6}\n\
-             prefix {NAT64_PREFIX}/96\n\
+             prefix {plat_prefix}/96\n\
              map {CLAT_HOST_V4} {clat_v6}\n"
         )
         .as_bytes(),
