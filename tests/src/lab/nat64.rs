@@ -252,10 +252,19 @@ pub fn access_lab_with(nat64_prefix: Ipv6Addr) -> Result<AccessLab, LabError> {
     )?;
     let clat_v6 = start_clat(&mut lab, &dir, nat64_prefix)?;
 
-    lab.set_resolver(V6_ONLY, IpAddr::V6(to_v6only.v6))?;
-    lab.set_resolver(XLAT, IpAddr::V6(to_xlat.v6))?;
-    lab.set_resolver(DUAL, IpAddr::V6(server_v6))?;
-    lab.set_resolver(V4_ONLY, IpAddr::V4(server_v4))?;
+    for (host, resolver) in [
+        (V6_ONLY, IpAddr::V6(to_v6only.v6)),
+        (XLAT, IpAddr::V6(to_xlat.v6)),
+        (DUAL, IpAddr::V6(server_v6)),
+        (V4_ONLY, IpAddr::V4(server_v4)),
+    ] {
+        lab.set_resolver(host, resolver)?;
+        // Straight to DNS: an NSS module in front (systemd-resolved's `resolve`, mDNS) would
+        // answer from the host's own resolver, outside the namespace. `ip netns exec` mounts
+        // this file over /etc/nsswitch.conf; it goes with the namespace's directory.
+        let nsswitch = format!("/etc/netns/{}/nsswitch.conf", lab.node(host).netns);
+        services::write(Path::new(&nsswitch), b"hosts: files dns\n")?;
+    }
 
     let access = AccessLab {
         lab,
