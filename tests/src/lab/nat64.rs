@@ -21,8 +21,10 @@
 //! Every program runs as a child of the [`Lab`] in its namespace, and the TUN devices live in
 //! the namespaces, so dropping the lab removes all of it, also after a failed test.
 
+use super::scenarios::Truth;
 use super::services::{self, DnsRecord, LabCa};
 use super::{Lab, LabError, Topology};
+use serde_json::json;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -281,6 +283,41 @@ pub fn access_lab_with(nat64_prefix: Ipv6Addr) -> Result<AccessLab, LabError> {
     wait_ping(&access.lab, V6_ONLY, &synthesised)?;
     wait_ping(&access.lab, XLAT, &V4_SERVICE.to_string())?;
     Ok(access)
+}
+
+impl Truth for AccessLab {
+    fn truth(&self) -> serde_json::Value {
+        let host = |name: &str| {
+            let node = self.lab.node(name);
+            // The IPv4-only host's link address was removed with its IPv6.
+            let v6 = (name != V4_ONLY).then(|| node.v6());
+            json!({"netns": node.netns, "v6": v6, "v4": node.v4()})
+        };
+        json!({
+            "scenario": "access",
+            "nat64_prefix": format!("{}/96", self.nat64_prefix),
+            "v4_service": V4_SERVICE,
+            "v4_service_synthesised": self.synthesised(V4_SERVICE),
+            "server": [self.server_v6, self.server_v4],
+            "dns64": {V6_ONLY: self.dns64_v6only, XLAT: self.dns64_xlat},
+            "clat": {"host_v4": CLAT_HOST_V4, "v6": self.clat_v6, "device": CLAT_DEVICE},
+            "names": [names::DUAL_STACK, names::V4_ONLY, names::IPV4ONLY_ARPA],
+            "hosts": {
+                V6_ONLY: host(V6_ONLY),
+                XLAT: host(XLAT),
+                DUAL: host(DUAL),
+                V4_ONLY: host(V4_ONLY),
+            },
+        })
+    }
+
+    fn lab(&self) -> &Lab {
+        &self.lab
+    }
+
+    fn lab_mut(&mut self) -> &mut Lab {
+        &mut self.lab
+    }
 }
 
 fn topology_error(why: &str) -> LabError {
