@@ -4,6 +4,10 @@
 //! each address is checked against the target policy, then the inner measurement runs over
 //! both families concurrently, so both legs see the same network conditions. From the legs
 //! come what a Happy Eyeballs (RFC 8305) client would have picked and, for ping, path lengths.
+//!
+//! What a user of a translated network gets is said too: an AAAA that DNS64 synthesised
+//! (RFC 6147: the IPv6 leg then reaches an IPv4-only service through NAT64) comes with its NAT64
+//! prefix, and an IPv4 leg sent from a CLAT address (464XLAT) is flagged.
 
 use crate::context::{Context, failure};
 use crate::sock::source_address_for;
@@ -12,8 +16,14 @@ use sixmap_shared::measurement::{
     HttpSpec, MeasurementError, Outcome, PingSpec, SpecKind, TcpSpec, happy_eyeballs_choice,
     hops_from_reply_hop_limit,
 };
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
+
+/// Bound on the RFC 7050 lookup that confirms a synthesised AAAA; it runs beside the legs.
+const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(2);
+/// RFC 6052's well-known prefix: used for translation only, so an address under it was made
+/// up by DNS64 (or written by hand for the translator).
+const WELL_KNOWN_NAT64: Ipv6Addr = Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, 0, 0);
 
 /// Spacing of the ping inner measurement's echo requests (their number is
 /// [`crate::safety::dual_ping_count`]): a minimum RTT without making the pair slow.
@@ -37,10 +47,13 @@ pub async fn run(
         resolve_ns: Some(resolve_ns),
         ..*ctx
     };
-    let (v6, v4) = tokio::join!(
+    let (v6, v4, v6_nat64_prefix) = tokio::join!(
         leg(&leg_ctx, &kind, name, Family::V6, addresses.v6),
         leg(&leg_ctx, &kind, name, Family::V4, addresses.v4),
+        synthesis_prefix(addresses.v6, &addresses.a_answers),
     );
+    let v4_via_clat = matches!(v4.source, Some(IpAddr::V4(source))
+        if crate::selftest::has_clat(&[source], &[]));
     let result = DualStackResult {
         happy_eyeballs_choice: happy_eyeballs_choice(
             success_time(&v6.outcome),
@@ -48,6 +61,8 @@ pub async fn run(
         ),
         v6_hops: hops(&v6.outcome),
         v4_hops: hops(&v4.outcome),
+        v6_nat64_prefix,
+        v4_via_clat,
         v6: Box::new(v6),
         v4: Box::new(v4),
     };
@@ -64,27 +79,38 @@ fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// The first address of each family the name resolves to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The first address of each family the name resolves to, and every IPv4 answer (to
+/// recognise a synthesised AAAA by the address it embeds).
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Addresses {
     v6: Option<IpAddr>,
     v4: Option<IpAddr>,
+    a_answers: Vec<Ipv4Addr>,
 }
 
 async fn resolve(name: &str) -> Result<Addresses, MeasurementError> {
     let found = tokio::net::lookup_host((name, 0))
         .await
         .map_err(|e| failure(ErrorClass::Resolution, format!("{name}: {e}")))?;
-    let mut addresses = Addresses { v6: None, v4: None };
+    let mut addresses = Addresses {
+        v6: None,
+        v4: None,
+        a_answers: Vec::new(),
+    };
     for socket in found {
         // IPv4-mapped answers count as IPv4: that is what goes on the wire.
         let ip = match socket.ip() {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
             v4 => v4,
         };
-        match Family::of(ip) {
-            Family::V6 => addresses.v6 = addresses.v6.or(Some(ip)),
-            Family::V4 => addresses.v4 = addresses.v4.or(Some(ip)),
+        match ip {
+            IpAddr::V6(_) => addresses.v6 = addresses.v6.or(Some(ip)),
+            IpAddr::V4(v4) => {
+                addresses.v4 = addresses.v4.or(Some(ip));
+                if !addresses.a_answers.contains(&v4) {
+                    addresses.a_answers.push(v4);
+                }
+            }
         }
     }
     if addresses.v6.is_none() && addresses.v4.is_none() {
@@ -94,6 +120,41 @@ async fn resolve(name: &str) -> Result<Addresses, MeasurementError> {
         ));
     }
     Ok(addresses)
+}
+
+/// The NAT64 prefix the v6 leg's address was synthesised under, if it was. An address under
+/// the well-known prefix is one by definition. Otherwise a synthesised AAAA embeds one of the
+/// name's A answers in its last 32 bits (DNS64 passes the A records through); only such an
+/// address is checked against the prefix the resolver reveals for ipv4only.arpa (RFC 7050),
+/// so on ordinary networks no extra lookup is made. Prefixes other than /96 are not
+/// recognised (as in the self-test).
+async fn synthesis_prefix(v6: Option<IpAddr>, a_answers: &[Ipv4Addr]) -> Option<Ipv6Addr> {
+    let Some(IpAddr::V6(v6)) = v6 else {
+        return None;
+    };
+    if prefix96(v6) == WELL_KNOWN_NAT64 {
+        return Some(WELL_KNOWN_NAT64);
+    }
+    if !embeds_an_answer(v6, a_answers) {
+        return None;
+    }
+    let discovered =
+        tokio::time::timeout(DISCOVERY_TIMEOUT, crate::selftest::discover_nat64_prefix())
+            .await
+            .ok()
+            .flatten()?;
+    (prefix96(v6) == discovered).then_some(discovered)
+}
+
+/// The address with its last 32 bits zeroed: its /96 prefix.
+fn prefix96(address: Ipv6Addr) -> Ipv6Addr {
+    Ipv6Addr::from_bits(address.to_bits() & !0xffff_ffff)
+}
+
+/// Whether the address's last 32 bits are one of `answers` (RFC 6052's /96 form).
+fn embeds_an_answer(address: Ipv6Addr, answers: &[Ipv4Addr]) -> bool {
+    let [.., a, b, c, d] = address.octets();
+    answers.contains(&Ipv4Addr::new(a, b, c, d))
 }
 
 /// The measurement each leg runs.
@@ -258,6 +319,38 @@ mod tests {
         );
     }
 
+    fn v6(text: &str) -> Ipv6Addr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn synthesised_addresses_embed_an_a_answer_in_a_96() {
+        let answers = [Ipv4Addr::new(198, 51, 100, 7), Ipv4Addr::new(192, 0, 2, 1)];
+        assert!(embeds_an_answer(v6("2001:db8:64::c633:6407"), &answers));
+        assert!(embeds_an_answer(v6("2001:db8:64::192.0.2.1"), &answers));
+        assert!(!embeds_an_answer(v6("2001:db8:64::c633:6408"), &answers));
+        assert!(!embeds_an_answer(v6("2001:db8:64::c633:6407"), &[]));
+        assert_eq!(prefix96(v6("2001:db8:64::c633:6407")), v6("2001:db8:64::"));
+    }
+
+    #[tokio::test]
+    async fn the_well_known_prefix_is_a_translation_without_a_lookup() {
+        let synthesised = IpAddr::V6(v6("64:ff9b::c633:6407"));
+        assert_eq!(
+            synthesis_prefix(Some(synthesised), &[]).await,
+            Some(WELL_KNOWN_NAT64)
+        );
+        // An ordinary AAAA that embeds none of the A answers is not looked into further.
+        let native = IpAddr::V6(v6("2001:db8:1::2"));
+        assert_eq!(
+            synthesis_prefix(Some(native), &[Ipv4Addr::new(198, 51, 100, 7)]).await,
+            None
+        );
+        let v4 = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7));
+        assert_eq!(synthesis_prefix(Some(v4), &[]).await, None);
+        assert_eq!(synthesis_prefix(None, &[]).await, None);
+    }
+
     #[tokio::test]
     async fn localhost_legs_are_refused_by_the_policy() {
         let ctx = crate::context::for_test(None, Some("localhost"), Duration::from_secs(2));
@@ -270,6 +363,7 @@ mod tests {
             );
         }
         assert_eq!(result.happy_eyeballs_choice, None);
+        assert_eq!((result.v6_nat64_prefix, result.v4_via_clat), (None, false));
         assert!(crate::render::dualstack(&result).contains("happy eyeballs would use: neither"));
     }
 }

@@ -422,6 +422,17 @@ pub fn dualstack(result: &DualStackResult) -> String {
         if let Some(hops) = hops {
             let _ = write!(out, ", {hops} hops");
         }
+        if name == "IPv6"
+            && let Some(prefix) = result.v6_nat64_prefix
+        {
+            let _ = write!(
+                out,
+                ", AAAA synthesised by DNS64 (NAT64 prefix {prefix}/96)"
+            );
+        }
+        if name == "IPv4" && result.v4_via_clat {
+            let _ = write!(out, ", through the host's CLAT (464XLAT)");
+        }
         out.push('\n');
     }
     let _ = writeln!(

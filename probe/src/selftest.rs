@@ -38,8 +38,8 @@ pub async fn run(aaaa_name: &str, collector: Option<&str>, now: UnixMicros) -> S
 
 /// The self-test with procfs and sysfs read under `root`, so tests can supply a fake tree.
 async fn run_at(root: &Path, aaaa_name: &str, now: UnixMicros) -> SelfTest {
-    let (aaaa_resolved, nat64_answers) =
-        tokio::join!(resolves_aaaa(aaaa_name), lookup(NAT64_DISCOVERY_NAME));
+    let (aaaa_resolved, nat64_prefix) =
+        tokio::join!(resolves_aaaa(aaaa_name), discover_nat64_prefix());
     let global_v6_address = read(root, "proc/net/if_inet6")
         .await
         .is_some_and(|text| has_global_v6_address(&text));
@@ -72,7 +72,7 @@ async fn run_at(root: &Path, aaaa_name: &str, now: UnixMicros) -> SelfTest {
         v6_route_mtu,
         aaaa_name: bounded_name(aaaa_name).to_owned(),
         aaaa_resolved,
-        nat64_prefix: nat64_answers.and_then(|answers| nat64_prefix(&answers)),
+        nat64_prefix,
         clat,
         global_v6_address,
         collector_v6: None,
@@ -113,6 +113,14 @@ pub async fn collector_reachable_v6(url: &str) -> Option<bool> {
         tokio::time::timeout(COLLECTOR_CONNECT_TIMEOUT, connect).await,
         Ok(Ok(_))
     ))
+}
+
+/// The NAT64 prefix the system resolver reveals (RFC 7050: the AAAA it gives `ipv4only.arpa`),
+/// or `None` when there is none or the lookup failed.
+pub(crate) async fn discover_nat64_prefix() -> Option<Ipv6Addr> {
+    lookup(NAT64_DISCOVERY_NAME)
+        .await
+        .and_then(|answers| nat64_prefix(&answers))
 }
 
 async fn read(root: &Path, relative: &str) -> Option<String> {

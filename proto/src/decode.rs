@@ -533,6 +533,17 @@ fn dual_stack_result(d: &v1::DualStackResult) -> Result<DualStackResult, WireErr
         )?),
         v6_hops: optional_small("dual_stack.v6_hops", d.v6_hops)?,
         v4_hops: optional_small("dual_stack.v4_hops", d.v4_hops)?,
+        v6_nat64_prefix: if d.v6_nat64_prefix.is_empty() {
+            None
+        } else {
+            Some(d.v6_nat64_prefix.parse().map_err(|_| {
+                WireError::new(
+                    "dual_stack.v6_nat64_prefix",
+                    format!("{:?} is not an IPv6 address", d.v6_nat64_prefix),
+                )
+            })?)
+        },
+        v4_via_clat: d.v4_via_clat,
     })
 }
 

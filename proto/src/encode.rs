@@ -344,6 +344,8 @@ fn dual_stack_result(d: &DualStackResult) -> v1::DualStackResult {
             .into(),
         v6_hops: d.v6_hops.map_or(0, u32::from),
         v4_hops: d.v4_hops.map_or(0, u32::from),
+        v6_nat64_prefix: d.v6_nat64_prefix.map(|p| p.to_string()).unwrap_or_default(),
+        v4_via_clat: d.v4_via_clat,
     }
 }
 

@@ -413,6 +413,8 @@ fn dual_stack() -> DualStackResult {
         happy_eyeballs_choice: Some(Family::V6),
         v6_hops: Some(8),
         v4_hops: None,
+        v6_nat64_prefix: Some("64:ff9b::".parse().unwrap()),
+        v4_via_clat: true,
     }
 }
 
@@ -557,6 +559,9 @@ fn dual_stack_legs_are_decoded_on_their_own() {
         v4.destination_address = "192.0.2".into();
     }
     assert_eq!(field_of(&wire), "dual_stack.v4.destination_address");
+    let mut wire = dual();
+    dual_wire(&mut wire).v6_nat64_prefix = "64:ff9b::/96".into();
+    assert_eq!(field_of(&wire), "dual_stack.v6_nat64_prefix");
 
     let mut wire = dual();
     dual_wire(&mut wire).v4 = None;

@@ -303,6 +303,8 @@ mod summarize_tests {
             happy_eyeballs_choice: Some(Family::V4),
             v6_hops: None,
             v4_hops: None,
+            v6_nat64_prefix: None,
+            v4_via_clat: false,
         });
         assert_eq!(
             summarize_outcome(&dual),

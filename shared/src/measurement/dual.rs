@@ -2,7 +2,7 @@
 
 use super::{Family, Outcome, SpecError, field};
 use serde::{Deserialize, Serialize};
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
 
 /// The measurement run over each family.
@@ -76,6 +76,15 @@ pub struct DualStackResult {
     /// Path length in hops (routers + 1), estimated from the reply hop limit of ping legs.
     pub v6_hops: Option<u8>,
     pub v4_hops: Option<u8>,
+    /// The v6 leg's destination was synthesised by DNS64 (RFC 6147): the NAT64 prefix (/96,
+    /// RFC 6052) it lies under. The name then has no IPv6 address of its own and the IPv6 path
+    /// ends in a translator; the probe's network is IPv6-only with NAT64 as its user sees it.
+    #[serde(default)]
+    pub v6_nat64_prefix: Option<Ipv6Addr>,
+    /// The v4 leg left from a CLAT address (192.0.0.0/29, RFC 7335): the host's IPv4 is
+    /// 464XLAT (RFC 6877), translated to IPv6 on the host and back in the network.
+    #[serde(default)]
+    pub v4_via_clat: bool,
 }
 
 impl DualStackResult {
@@ -173,6 +182,8 @@ mod tests {
             happy_eyeballs_choice: None,
             v6_hops: None,
             v4_hops: None,
+            v6_nat64_prefix: None,
+            v4_via_clat: false,
         };
         assert_eq!(result.validate(), Ok(()));
         result.v4.outcome = Outcome::Pmtu(PmtuResult {

@@ -42,6 +42,9 @@ enum Scenario {
     Networks,
     /// `networks` plus the `services` targets and a collector host: the campaign lab.
     Campaign,
+    /// Access networks: IPv6-only with NAT64/DNS64, 464XLAT (CLAT on the host), native
+    /// dual-stack and IPv4-only hosts behind one ISP router.
+    Access,
 }
 
 #[derive(Debug, Subcommand)]
@@ -128,6 +131,7 @@ fn main() -> anyhow::Result<()> {
                 }
                 Scenario::Networks => Box::new(scenarios::networks()?),
                 Scenario::Campaign => Box::new(sixmap_tests::lab::campaign::campaign()?),
+                Scenario::Access => Box::new(sixmap_tests::lab::nat64::access_lab()?),
             };
             println!("{}", serde_json::to_string_pretty(&built.truth())?);
             let lab = built.lab();

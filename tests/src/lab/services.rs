@@ -538,7 +538,7 @@ fn running(pid: u32) -> bool {
 /// Spawns `program args` in the node with stdout and stderr to `log`, then waits until the
 /// process listens on every one of `ports` (port, udp). `marker` is an argument unique to this
 /// instance, by which the process is found.
-fn launch(
+pub(super) fn launch(
     lab: &mut Lab,
     node: &str,
     program: &str,
@@ -612,7 +612,7 @@ fn launch(
 
 /// A name unique to one start of a service (`<netns>-<kind>-<n>`): its files are named after
 /// it, and the path of one of them, in its command line, finds its process.
-fn instance_name(lab: &Lab, node: &str, kind: &str) -> String {
+pub(super) fn instance_name(lab: &Lab, node: &str, kind: &str) -> String {
     static STARTS: AtomicU32 = AtomicU32::new(0);
     let n = STARTS.fetch_add(1, Ordering::Relaxed);
     format!("{}-{kind}-{n}", lab.node(node).netns)
@@ -656,7 +656,7 @@ fn start_python(
 }
 
 /// Fails with the install hint unless `program args` runs and succeeds.
-fn require(program: &str, args: &[&str], install: &str) -> Result<(), LabError> {
+pub(super) fn require(program: &str, args: &[&str], install: &str) -> Result<(), LabError> {
     let ok = Command::new(program)
         .args(args)
         .stdin(Stdio::null())
@@ -688,7 +688,7 @@ fn require_python(aioquic_modules: &[&str]) -> Result<(), LabError> {
     )
 }
 
-fn write(path: &Path, contents: &[u8]) -> Result<(), LabError> {
+pub(super) fn write(path: &Path, contents: &[u8]) -> Result<(), LabError> {
     std::fs::write(path, contents).map_err(|e| io_error(path, &e))
 }
 
