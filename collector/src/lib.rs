@@ -228,7 +228,9 @@ pub async fn start_with_store(
     let feed = Arc::new(figures::feed::Feed::default());
     let shared = limits::Shared::new(&server_limits);
     let campaign_service = CampaignServiceServer::new(
-        campaign::grpc::CampaignGrpc::new(campaigns.clone(), store.clone()).with_limits(&shared),
+        campaign::grpc::CampaignGrpc::new(campaigns.clone(), store.clone())
+            .with_limits(&shared)
+            .with_write_timeout(server_limits.stream_write_timeout),
     );
     let gate = limits::grpc::GrpcGate::new(&server_limits);
     let seen = gate.request_seen();
