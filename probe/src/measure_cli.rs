@@ -38,8 +38,9 @@ struct Common {
     /// Resolve host names to IPv6 (the default).
     #[arg(short = '6', global = true)]
     v6: bool,
-    /// ICMP socket kind: "auto", "datagram" or "raw".
-    #[arg(long, global = true, default_value = "auto")]
+    /// ICMP socket kind: datagram (unprivileged, ping_group_range), raw (CAP_NET_RAW) or
+    /// auto (datagram if allowed, else raw).
+    #[arg(long, global = true, default_value = "auto", value_parser = ["auto", "datagram", "raw"])]
     icmp_socket: String,
     /// Extra PEM certificate authorities trusted for tls, http and quic.
     #[arg(long, global = true)]
@@ -58,8 +59,10 @@ enum MeasureKind {
     Ping {
         /// Address or host name.
         target: String,
+        /// Echo requests to send.
         #[arg(short = 'c', long, default_value_t = 3)]
         count: u32,
+        /// Milliseconds between requests.
         #[arg(short = 'i', long, default_value_t = 1000)]
         interval_ms: u32,
         /// Payload bytes after the ICMPv6 header.
@@ -69,6 +72,7 @@ enum MeasureKind {
     /// Paris-style traceroute (constant flow) with all hop limits probed in parallel. Several
     /// targets are traced at once (at most --parallel), all under one --pps cap if given.
     Traceroute {
+        /// Addresses or host names, one trace each.
         #[arg(required = true, num_args = 1..)]
         targets: Vec<String>,
         /// Packets per second at most, over all targets together.
@@ -77,11 +81,13 @@ enum MeasureKind {
         /// Traces running at the same time when several targets are given.
         #[arg(long, default_value_t = 32)]
         parallel: u32,
-        /// icmp, udp or tcp (SYN).
-        #[arg(short = 'P', long, default_value = "icmp")]
+        /// Probe packets: ICMP echo, UDP or TCP SYN.
+        #[arg(short = 'P', long, default_value = "icmp", value_parser = ["icmp", "udp", "tcp"])]
         protocol: String,
+        /// First hop limit probed.
         #[arg(short = 'f', long, default_value_t = 1)]
         first_hop: u32,
+        /// Last hop limit probed.
         #[arg(short = 'm', long, default_value_t = 30)]
         max_hops: u32,
         /// Probes per hop.
@@ -93,6 +99,7 @@ enum MeasureKind {
         /// Destination port for udp and tcp (0: 33434 / 80).
         #[arg(short = 'p', long, default_value_t = 0)]
         port: u32,
+        /// IPv6 flow label of every probe packet (0..=1048575), constant for the whole trace.
         #[arg(long, default_value_t = 0)]
         flow_label: u32,
     },
@@ -105,6 +112,7 @@ enum MeasureKind {
         /// Query type: a name (AAAA, A, MX, …) or number.
         #[arg(short = 't', long = "type", default_value = "AAAA")]
         query_type: String,
+        /// Ask over TCP instead of UDP.
         #[arg(long)]
         tcp: bool,
         /// Do not set the Recursion Desired bit.
@@ -115,10 +123,17 @@ enum MeasureKind {
         port: u32,
     },
     /// TCP connect.
-    Tcp { target: String, port: u32 },
+    Tcp {
+        /// Address or host name.
+        target: String,
+        /// Destination port.
+        port: u32,
+    },
     /// TLS handshake (rustls).
     Tls {
+        /// Address or host name.
         target: String,
+        /// Destination port.
         #[arg(short = 'p', long, default_value_t = 443)]
         port: u32,
         /// Server name to send (default: the target's host name).
@@ -132,6 +147,7 @@ enum MeasureKind {
     Http {
         /// http:// or https:// URL; its host is measured unless --address is given.
         url: String,
+        /// Send HEAD instead of GET.
         #[arg(long)]
         head: bool,
         /// Body bytes read at most.
@@ -143,26 +159,32 @@ enum MeasureKind {
     },
     /// QUIC handshake (quinn), HTTP/3 ALPN by default.
     Quic {
+        /// Address or host name.
         target: String,
+        /// Destination UDP port.
         #[arg(short = 'p', long, default_value_t = 443)]
         port: u32,
+        /// Server name to send (default: the target's host name).
         #[arg(long)]
         sni: Option<String>,
+        /// ALPN protocols to offer, comma-separated (default h3).
         #[arg(long, value_delimiter = ',')]
         alpn: Vec<String>,
     },
     /// Path MTU, with black-hole detection.
     Pmtu {
+        /// Address or host name.
         target: String,
         /// Largest packet tried, in bytes.
         #[arg(long, default_value_t = 1500)]
         max_size: u32,
-        /// icmp or udp.
-        #[arg(short = 'P', long, default_value = "icmp")]
+        /// Probe packets: ICMP echo or UDP.
+        #[arg(short = 'P', long, default_value = "icmp", value_parser = ["icmp", "udp"])]
         protocol: String,
     },
     /// Do Hop-by-Hop, Destination Options and Fragment headers reach the target?
     Exthdr {
+        /// Address or host name.
         target: String,
         /// Headers to test, comma-separated: hbh, dst, frag (default all).
         #[arg(long, value_delimiter = ',')]
@@ -175,8 +197,8 @@ enum MeasureKind {
     Dualstack {
         /// A host name with A and AAAA records.
         hostname: String,
-        /// ping, tcp or http.
-        #[arg(long, default_value = "tcp")]
+        /// What runs over each family.
+        #[arg(long, default_value = "tcp", value_parser = ["ping", "tcp", "http"])]
         inner: String,
         /// Port for tcp and http (0: 80).
         #[arg(short = 'p', long, default_value_t = 0)]

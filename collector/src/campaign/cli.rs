@@ -249,7 +249,9 @@ pub enum CampaignCommand {
     Cancel {
         #[command(flatten)]
         remote: Remote,
+        /// The campaign's id.
         id: u64,
+        /// Why; logged and shown in the campaign's status.
         #[arg(long, default_value = "")]
         reason: String,
     },
@@ -258,6 +260,7 @@ pub enum CampaignCommand {
     Publish {
         #[command(flatten)]
         remote: Remote,
+        /// The campaign's id.
         id: u64,
     },
     /// Print or save a campaign's report (json, csv, html or pdf: the HTML printed by the
@@ -265,11 +268,15 @@ pub enum CampaignCommand {
     Report {
         #[command(flatten)]
         remote: Remote,
+        /// The campaign's id.
         id: u64,
-        #[arg(long, default_value = "json")]
+        /// The report's format.
+        #[arg(long, default_value = "json", value_parser = ["json", "csv", "html", "pdf"])]
         format: String,
+        /// Write the report to this file instead of stdout (needed for pdf on a terminal).
         #[arg(long)]
         output: Option<PathBuf>,
+        /// Follow progress until every result is in, then fetch the report.
         #[arg(long)]
         wait: bool,
         /// With --wait: give up after this many seconds.
@@ -281,7 +288,9 @@ pub enum CampaignCommand {
     ImportDeclared {
         #[command(flatten)]
         remote: Remote,
+        /// The campaign's id.
         id: u64,
+        /// The CSV file: asn,metric,value,as_of,source (one header line).
         file: PathBuf,
     },
 }
