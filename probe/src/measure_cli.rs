@@ -382,6 +382,16 @@ pub async fn measure(args: MeasureArgs) -> anyhow::Result<()> {
         };
         return many_traceroutes(engine, &targets, trace, pps, parallel, &common).await;
     }
+    if let MeasureKind::Ping {
+        target,
+        count,
+        interval_ms,
+        size,
+    } = &args.kind
+        && !common.json
+    {
+        return ping_live(engine, target, *count, *interval_ms, *size, &common).await;
+    }
     let spec = spec_of(args.kind, &common)?;
     let produced = engine.run(TaskId::new(1)?, &spec).await;
     if common.json {
@@ -391,6 +401,79 @@ pub async fn measure(args: MeasureArgs) -> anyhow::Result<()> {
     }
     if let Outcome::Failed(e) = &produced.outcome {
         bail!("{:?}: {}", e.class, e.message);
+    }
+    Ok(())
+}
+
+/// `measure ping` as text, like ping: each reply (or ICMP error, or loss) printed as it
+/// comes. Each echo request is its own one-request measurement, started `interval` after
+/// the previous one whatever became of it, so a lost reply holds up no other line; the
+/// sequence number is the request's place. `--json` keeps one measurement holding every
+/// reply, as the collector would store it.
+async fn ping_live(
+    engine: Engine,
+    target: &str,
+    count: u32,
+    interval_ms: u32,
+    size: u32,
+    common: &Common,
+) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    // The whole request checked as one spec, so the bounds and messages are the usual ones.
+    PingSpec::new(count, interval_ms, size)?;
+    let (target, family) = target_and_family(target, common)?;
+    let one = MeasurementSpec::new(
+        target,
+        family,
+        Duration::from_millis(common.timeout_ms),
+        SpecKind::Ping(PingSpec::new(1, interval_ms, size)?),
+    )?
+    .with_max_packets(common.max_packets)?;
+    let engine = Arc::new(engine);
+    let interval = Duration::from_millis(u64::from(interval_ms));
+    let start = tokio::time::Instant::now();
+    // At most `count` (64) results: unbounded is bounded here.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    for sequence in 0..count {
+        let task_id = TaskId::new(u64::from(sequence) + 1)?;
+        let (engine, spec, tx) = (engine.clone(), one.clone(), tx.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep_until(start + interval * sequence).await;
+            let produced = engine.run(task_id, &spec).await;
+            // The receiver outlives every sender unless main is already failing.
+            let _ = tx.send((sequence, produced));
+        });
+    }
+    drop(tx);
+    let mut tally = sixmap_probe::render::PingTally::default();
+    let mut header = false;
+    let mut failures = Vec::new();
+    let mut stdout = std::io::stdout();
+    while let Some((sequence, produced)) = rx.recv().await {
+        if !header && let Some(destination) = produced.destination {
+            let source = produced.source.map_or("?".to_owned(), |s| s.to_string());
+            writeln!(
+                stdout,
+                "PING {destination} from {source}: {size} payload bytes"
+            )?;
+            header = true;
+        }
+        write!(
+            stdout,
+            "{}",
+            sixmap_probe::render::ping_request(sequence, &produced, common.timeout_ms)
+        )?;
+        stdout.flush()?;
+        tally.add(&produced);
+        if let Outcome::Failed(e) = &produced.outcome {
+            failures.push(format!("{:?}: {}", e.class, e.message));
+        }
+    }
+    print!("{}", tally.summary());
+    if failures.len() == count as usize
+        && let Some(first) = failures.first()
+    {
+        bail!("{first}");
     }
     Ok(())
 }
