@@ -10,6 +10,7 @@ pub mod commit;
 pub mod config;
 pub mod control;
 pub mod daily;
+pub mod directory;
 pub mod enrich;
 pub mod enroll;
 pub mod epochs;
@@ -297,8 +298,9 @@ pub async fn start_with_store(
     let router = http_auth::protect(
         http::router(store.clone(), map_view)
             .merge(campaign::http::public_router(campaigns.clone()))
-            // Maps, the probe list and published reports: one computation per moment for
-            // all callers.
+            .merge(directory::router(store.clone()))
+            // Maps, the probe list, the probe directory and published reports: one
+            // computation per moment for all callers.
             .layer(axum::middleware::from_fn_with_state(
                 public_cache::PublicCache::default(),
                 public_cache::serve,

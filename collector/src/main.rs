@@ -79,6 +79,10 @@ enum Command {
     /// and an admin API token, or on the store: a sled store with the collector stopped).
     #[command(subcommand, name = "api-token")]
     ApiToken(admin::ApiTokenCommand),
+    /// The public probe directory: list it, see your probes, list or unlist yours (talks to a
+    /// running collector's HTTP API).
+    #[command(subcommand)]
+    Directory(sixmap_collector::directory::DirectoryCommand),
     /// Check prefix data files and add them to the data dir; the collector loads them at start
     /// to give results and probes their origin AS and country.
     ImportPrefixes {
@@ -210,6 +214,7 @@ fn run() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Rollups(command) => admin::rollups(command),
+        Command::Directory(command) => sixmap_collector::directory::run(command),
         Command::Campaign(command) => sixmap_collector::campaign::cli::run(command),
         Command::Measure(args) => sixmap_collector::campaign::quick_cli::run(*args),
         Command::Token(command) => admin::token(command),
@@ -321,6 +326,20 @@ const EXAMPLES: &[(&[&str], &str)] = &[
     (
         &["api-token", "revoke"],
         "  sixmap-collector api-token revoke --url http://[::1]:7480 5",
+    ),
+    (
+        &["directory", "list"],
+        "  sixmap-collector directory list --collector https://collector.example.net\n  \
+         sixmap-collector directory list --page 2 --json",
+    ),
+    (&["directory", "mine"], "  sixmap-collector directory mine"),
+    (
+        &["directory", "opt-in"],
+        "  sixmap-collector directory opt-in 0123456789abcdef",
+    ),
+    (
+        &["directory", "opt-out"],
+        "  sixmap-collector directory opt-out 0123456789abcdef",
     ),
     (
         &["import-prefixes"],
