@@ -176,6 +176,7 @@ fn cap_check(probes: usize) {
                 enrolled_prefix: None,
                 certificate_sha256: None,
                 revoked_at: None,
+                directory_listed: false,
             })
             .unwrap();
     }

@@ -157,6 +157,7 @@ fn main() -> anyhow::Result<()> {
             enrolled_prefix: None,
             certificate_sha256: None,
             revoked_at: None,
+            directory_listed: false,
         })?;
         for s in 0..per_probe {
             // Spread evenly over the 30 days.

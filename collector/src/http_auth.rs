@@ -161,6 +161,14 @@ pub fn required(method: &Method, path: &str, access: Access) -> Need {
     if under("/api/v1/measurements") {
         return Need::AnyToken;
     }
+    // The probe directory (`directory`): its list and page public, an owner's view and
+    // listing changes for any token (each caller touches only their own probes).
+    if path == "/directory" || (path == "/api/v1/directory" && is_read(method)) {
+        return Need::Public;
+    }
+    if under("/api/v1/directory") {
+        return Need::AnyToken;
+    }
     if !is_read(method) {
         return if under("/api/v1/campaigns") {
             Need::Role(Role::Campaigner)

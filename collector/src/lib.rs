@@ -10,6 +10,7 @@ pub mod commit;
 pub mod config;
 pub mod control;
 pub mod daily;
+pub mod directory;
 pub mod enrich;
 pub mod enroll;
 pub mod epochs;
@@ -230,7 +231,9 @@ pub async fn start_with_store(
     let feed = Arc::new(figures::feed::Feed::default());
     let shared = limits::Shared::new(&server_limits);
     let campaign_service = CampaignServiceServer::new(
-        campaign::grpc::CampaignGrpc::new(campaigns.clone(), store.clone()).with_limits(&shared),
+        campaign::grpc::CampaignGrpc::new(campaigns.clone(), store.clone())
+            .with_limits(&shared)
+            .with_write_timeout(server_limits.stream_write_timeout),
     );
     let gate = limits::grpc::GrpcGate::new(&server_limits);
     let seen = gate.request_seen();
@@ -297,8 +300,9 @@ pub async fn start_with_store(
     let router = http_auth::protect(
         http::router(store.clone(), map_view)
             .merge(campaign::http::public_router(campaigns.clone()))
-            // Maps, the probe list and published reports: one computation per moment for
-            // all callers.
+            .merge(directory::router(store.clone()))
+            // Maps, the probe list, the probe directory and published reports: one
+            // computation per moment for all callers.
             .layer(axum::middleware::from_fn_with_state(
                 public_cache::PublicCache::default(),
                 public_cache::serve,

@@ -36,6 +36,7 @@ enum Command {
         /// Only this probe's results.
         #[arg(long)]
         probe: Option<String>,
+        /// Most results printed.
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
@@ -78,9 +79,14 @@ enum Command {
     /// and an admin API token, or on the store: a sled store with the collector stopped).
     #[command(subcommand, name = "api-token")]
     ApiToken(admin::ApiTokenCommand),
+    /// The public probe directory: list it, see your probes, list or unlist yours (talks to a
+    /// running collector's HTTP API).
+    #[command(subcommand)]
+    Directory(sixmap_collector::directory::DirectoryCommand),
     /// Check prefix data files and add them to the data dir; the collector loads them at start
     /// to give results and probes their origin AS and country.
     ImportPrefixes {
+        /// The collector's data directory, where the checked files are copied.
         #[arg(long)]
         data_dir: PathBuf,
         /// `@ip-location-db/asn` CSV files (asn-ipv4.csv, asn-ipv6.csv, *-num.csv).
@@ -103,12 +109,20 @@ struct ServeArgs {
     /// TOML config file; flags below override it.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Where the store, the CA and the prefix data live (replaces the config's `data_dir`).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Address of the gRPC server for probes and API clients, e.g. [::]:7400 (port 0: any).
     #[arg(long)]
     grpc_listen: Option<SocketAddr>,
+    /// Address of the HTTP API and dashboard, e.g. [::]:7480 (port 0: any).
     #[arg(long)]
     http_listen: Option<SocketAddr>,
+    /// Lab mode: campaigns and quick measurements may target loopback, ULA, documentation and
+    /// private addresses (the config's `lab_mode = true`); for test networks only. Probes
+    /// still apply their own policy (`sixmap-probe run --lab-mode`).
+    #[arg(long)]
+    lab_mode: bool,
     /// Serve raw results, probes and losses without an API token (the local demo).
     #[arg(long)]
     raw_data_public: bool,
@@ -118,6 +132,7 @@ struct ServeArgs {
     /// Seconds between default ping runs.
     #[arg(long)]
     ping_every_s: Option<u64>,
+    /// Seconds between the heartbeats probes are asked to send.
     #[arg(long)]
     heartbeat_interval_s: Option<u64>,
 }
@@ -136,7 +151,9 @@ fn main() -> std::process::ExitCode {
 
 /// The command line's work; its error is printed by `main`.
 fn run() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    use clap::{CommandFactory, FromArgMatches};
+    let cli = Cli::from_arg_matches(&with_examples(Cli::command()).get_matches())
+        .unwrap_or_else(|e| e.exit());
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -197,6 +214,7 @@ fn run() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Rollups(command) => admin::rollups(command),
+        Command::Directory(command) => sixmap_collector::directory::run(command),
         Command::Campaign(command) => sixmap_collector::campaign::cli::run(command),
         Command::Measure(args) => sixmap_collector::campaign::quick_cli::run(*args),
         Command::Token(command) => admin::token(command),
@@ -225,6 +243,128 @@ fn run() -> anyhow::Result<()> {
     }
 }
 
+/// Examples shown under each command's help, by the command's path.
+const EXAMPLES: &[(&[&str], &str)] = &[
+    (
+        &["serve"],
+        "  sixmap-collector serve --config /etc/sixmap/collector.toml\n  \
+         sixmap-collector serve --data-dir ./data --grpc-listen [::1]:7400 --http-listen [::1]:7480 --lab-mode",
+    ),
+    (
+        &["results"],
+        "  sixmap-collector results --url http://[::1]:7480 --probe 0123456789abcdef --limit 5\n  \
+         sixmap-collector results --data-dir ./data",
+    ),
+    (
+        &["export"],
+        "  sixmap-collector export --url http://[::1]:7480 --format csv --from 2026-12-01 --output dec.csv\n  \
+         sixmap-collector export --data-dir ./data --format parquet --probe-country FR --output fr.parquet",
+    ),
+    (
+        &["campaign", "create"],
+        "  sixmap-collector campaign create --spec portals.toml\n  \
+         sixmap-collector campaign create --template government-portals --targets-file gov.txt\n  \
+         sixmap-collector campaign create --kind ping --target example.org --from FR --every-s 3600",
+    ),
+    (
+        &["campaign", "plan"],
+        "  sixmap-collector campaign plan --spec portals.toml\n  \
+         sixmap-collector campaign plan --kind http --target example.org --from AS3215 --json",
+    ),
+    (&["campaign", "list"], "  sixmap-collector campaign list"),
+    (
+        &["campaign", "cancel"],
+        "  sixmap-collector campaign cancel 7 --reason \"wrong targets\"",
+    ),
+    (
+        &["campaign", "publish"],
+        "  sixmap-collector campaign publish 7",
+    ),
+    (
+        &["campaign", "report"],
+        "  sixmap-collector campaign report 7 --format csv > report.csv\n  \
+         sixmap-collector campaign report 7 --format pdf --wait --output report.pdf",
+    ),
+    (
+        &["campaign", "import-declared"],
+        "  sixmap-collector campaign import-declared 7 declared.csv",
+    ),
+    (
+        &["rollups", "rebuild"],
+        "  sixmap-collector rollups rebuild --data-dir ./data",
+    ),
+    (&["migrate"], "  sixmap-collector migrate --data-dir ./data"),
+    (&["probes"], "  sixmap-collector probes --data-dir ./data"),
+    (
+        &["token", "create"],
+        "  sixmap-collector token create --url http://[::1]:7480 --owner uni-a --expires-in 30d",
+    ),
+    (
+        &["token", "list"],
+        "  sixmap-collector token list --url http://[::1]:7480",
+    ),
+    (
+        &["token", "revoke"],
+        "  sixmap-collector token revoke --url http://[::1]:7480 3f2a9c",
+    ),
+    (
+        &["probe", "list"],
+        "  sixmap-collector probe list --url http://[::1]:7480",
+    ),
+    (
+        &["probe", "revoke"],
+        "  sixmap-collector probe revoke --url http://[::1]:7480 0123456789abcdef",
+    ),
+    (
+        &["api-token", "create"],
+        "  sixmap-collector api-token create --url http://[::1]:7480 --role researcher --name uni-a",
+    ),
+    (
+        &["api-token", "list"],
+        "  sixmap-collector api-token list --url http://[::1]:7480",
+    ),
+    (
+        &["api-token", "revoke"],
+        "  sixmap-collector api-token revoke --url http://[::1]:7480 5",
+    ),
+    (
+        &["directory", "list"],
+        "  sixmap-collector directory list --collector https://collector.example.net\n  \
+         sixmap-collector directory list --page 2 --json",
+    ),
+    (&["directory", "mine"], "  sixmap-collector directory mine"),
+    (
+        &["directory", "opt-in"],
+        "  sixmap-collector directory opt-in 0123456789abcdef",
+    ),
+    (
+        &["directory", "opt-out"],
+        "  sixmap-collector directory opt-out 0123456789abcdef",
+    ),
+    (
+        &["import-prefixes"],
+        "  sixmap-collector import-prefixes --data-dir ./data --asn asn-ipv6.csv --asn asn-ipv4.csv \
+         --country geo-whois-asn-country-ipv6.csv --rir delegated-ripencc-extended-latest",
+    ),
+];
+
+/// `cmd` with [`EXAMPLES`] as the `after_help` of the commands they name.
+fn with_examples(mut cmd: clap::Command) -> clap::Command {
+    fn at(cmd: clap::Command, path: &[&str], text: &'static str) -> clap::Command {
+        match path.split_first() {
+            None => cmd.after_help(format!("Examples:\n{text}")),
+            Some((first, rest)) => {
+                let rest = rest.to_vec();
+                cmd.mut_subcommand(*first, move |sub| at(sub, &rest, text))
+            }
+        }
+    }
+    for (path, text) in EXAMPLES {
+        cmd = at(cmd, path, text);
+    }
+    cmd
+}
+
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = match &args.config {
         Some(path) => CollectorConfig::load(path)?,
@@ -240,6 +380,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config.http_listen = addr;
     }
     config.raw_data_public |= args.raw_data_public;
+    config.lab_mode |= args.lab_mode;
     if !args.ping_targets.is_empty() {
         config.default_ping.targets = args.ping_targets;
     }
@@ -274,4 +415,48 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         anyhow::Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// Options and arguments without help text, and commands without an example
+    /// (`after_help`), anywhere under `cmd`.
+    fn undocumented(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+        let path = format!("{path} {}", cmd.get_name()).trim().to_owned();
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            if id == "help" || id == "version" {
+                continue;
+            }
+            if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                out.push(format!("{path}: `{id}` has no help text"));
+            }
+        }
+        if cmd.get_about().is_none() && cmd.get_long_about().is_none() {
+            out.push(format!("{path}: no description"));
+        }
+        let subcommands: Vec<_> = cmd
+            .get_subcommands()
+            .filter(|s| s.get_name() != "help")
+            .collect();
+        if subcommands.is_empty()
+            && cmd.get_after_help().is_none()
+            && cmd.get_after_long_help().is_none()
+        {
+            out.push(format!("{path}: no example (after_help)"));
+        }
+        for sub in subcommands {
+            undocumented(sub, &path, out);
+        }
+    }
+
+    #[test]
+    fn every_option_has_help_and_every_command_an_example() {
+        let mut missing = Vec::new();
+        undocumented(&super::with_examples(Cli::command()), "", &mut missing);
+        assert!(missing.is_empty(), "{}", missing.join("\n"));
+    }
 }

@@ -190,6 +190,7 @@ mod tests {
                 enrolled_prefix: None,
                 certificate_sha256: None,
                 revoked_at: None,
+                directory_listed: false,
             })
             .unwrap();
     }

@@ -39,6 +39,7 @@ pub struct PublicCache {
 fn cacheable(method: &Method, path: &str) -> bool {
     method == Method::GET
         && (path == "/api/v1/probes"
+            || path == "/api/v1/directory"
             || path.starts_with("/api/v1/maps/")
             || path.starts_with("/reports/"))
 }

@@ -66,6 +66,7 @@ async fn start() -> Harness {
                 enrolled_prefix: None,
                 certificate_sha256: None,
                 revoked_at: None,
+                directory_listed: false,
             })
             .unwrap();
         let results: Vec<_> = (1..=3u64)

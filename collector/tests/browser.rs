@@ -82,6 +82,7 @@ fn seed(dir: &Path) {
                     enrolled_prefix: None,
                     certificate_sha256: None,
                     revoked_at: None,
+                    directory_listed: false,
                 })
                 .unwrap();
             // RTTs differ per operator so the ranking's RTT column is not constant.

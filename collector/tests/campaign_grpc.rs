@@ -265,6 +265,41 @@ async fn campaigns_reach_connected_probes_and_errors_name_the_field() {
         collector_message::Kind::Cancel(c) => assert_eq!(c.task_id, task_id),
         other => panic!("expected a cancel at hello, got {other:?}"),
     }
+
+    // A quick measurement over gRPC (issue #21): the stream opens with the measurement, whose
+    // task reaches the connected probe at once; another user cannot follow it.
+    let mut measured = campaigns
+        .measure(authed(
+            &api,
+            v1::MeasureRequest {
+                json: r#"{"kind": "ping", "target": "::1", "probes": 1, "count": 1}"#.into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let started = tokio::time::timeout(Duration::from_secs(5), measured.message())
+        .await
+        .expect("the measurement within 5 s")
+        .unwrap()
+        .expect("stream open");
+    let started: serde_json::Value = serde_json::from_str(&started.json).unwrap();
+    assert_eq!(
+        started["probes"][0]["probe"], identity.probe_id,
+        "{started}"
+    );
+    let quick_task = started["tasks"][0]["task_id"].as_u64().unwrap();
+    match next_task_message(&mut stream).await {
+        collector_message::Kind::Assign(a) => assert_eq!(a.task_id, quick_task),
+        other => panic!("expected the measurement's task, got {other:?}"),
+    }
+    let measurement = started["id"].as_u64().unwrap();
+    let err = campaigns
+        .follow_measurement(authed(&intruder, v1::CampaignRef { id: measurement }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err}");
+    drop(measured);
 }
 
 /// A campaign call carrying an API token, as every one must.

@@ -43,6 +43,7 @@ fn probe(n: u8) -> ProbeRecord {
         enrolled_prefix: None,
         certificate_sha256: None,
         revoked_at: None,
+        directory_listed: false,
     }
 }
 

@@ -56,6 +56,7 @@ fn probe_record(hostname: &str) -> ProbeRecord {
         enrolled_prefix: None,
         certificate_sha256: None,
         revoked_at: None,
+        directory_listed: false,
     }
 }
 

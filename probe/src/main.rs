@@ -47,6 +47,8 @@ struct RunArgs {
     /// sharing one store, tried in order (replaces the config's `collector`/`collectors`).
     #[arg(long)]
     collector: Vec<String>,
+    /// Where the identity, outbox and status live (replaces the config's `state_dir`;
+    /// required without --config).
     #[arg(long)]
     state_dir: Option<PathBuf>,
     /// One-time token from the collector's operator: <secret>.<CA fingerprint>.
@@ -78,11 +80,13 @@ struct SetupArgs {
     /// Where the probe is, in degrees (sent rounded to 0.1 degree); with --longitude.
     #[arg(long, allow_negative_numbers = true)]
     latitude: Option<f64>,
+    /// Longitude in degrees (east positive); with --latitude.
     #[arg(long, allow_negative_numbers = true)]
     longitude: Option<f64>,
     /// The config file to write.
     #[arg(long, default_value = sixmap_probe::setup::DEFAULT_CONFIG_PATH)]
     config: PathBuf,
+    /// The state directory the config names (identity, outbox).
     #[arg(long, default_value = sixmap_probe::setup::DEFAULT_STATE_DIR)]
     state_dir: PathBuf,
     /// Group that may read the file (mode 0640): the service's.
@@ -102,6 +106,7 @@ struct StatusArgs {
     /// The probe's TOML config (to find its state directory) [default: /etc/sixmap/probe.toml].
     #[arg(long, conflicts_with = "state_dir")]
     config: Option<PathBuf>,
+    /// The probe's state directory, given directly.
     #[arg(long)]
     state_dir: Option<PathBuf>,
     /// Print the status as JSON.
@@ -121,9 +126,97 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// Examples shown under each command's help, by the command's path.
+const EXAMPLES: &[(&[&str], &str)] = &[
+    (
+        &["run"],
+        "  sixmap-probe run --config /etc/sixmap/probe.toml\n  \
+         sixmap-probe run --collector https://[2001:db8::10]:7400 --enrollment-token SECRET.FINGERPRINT \
+         --state-dir ./state\n  \
+         sixmap-probe run --collector https://[::1]:7400 --state-dir ./state --lab-mode",
+    ),
+    (
+        &["status"],
+        "  sixmap-probe status\n  sixmap-probe status --state-dir ./state --json",
+    ),
+    (
+        &["setup"],
+        "  sixmap-probe setup --collector https://collector.example.net:7400 --token SECRET.FINGERPRINT \
+         --hostname home-paris --latitude 48.85 --longitude 2.35",
+    ),
+    (
+        &["measure", "ping"],
+        "  sixmap-probe measure ping example.org\n  \
+         sixmap-probe measure ping 2001:db8::1 -c 10 -i 200 -s 1200 --lab-mode\n  \
+         sixmap-probe measure ping example.org -4 --json",
+    ),
+    (
+        &["measure", "traceroute"],
+        "  sixmap-probe measure traceroute example.org\n  \
+         sixmap-probe measure traceroute example.org -P tcp -p 443 -q 1\n  \
+         sixmap-probe measure traceroute 2001:db8::1 2001:db8::2 --pps 100",
+    ),
+    (
+        &["measure", "dns"],
+        "  sixmap-probe measure dns 2001:4860:4860::8888 example.org\n  \
+         sixmap-probe measure dns ::1 example.org -t A -p 5353 --tcp --lab-mode",
+    ),
+    (
+        &["measure", "tcp"],
+        "  sixmap-probe measure tcp example.org 443",
+    ),
+    (
+        &["measure", "tls"],
+        "  sixmap-probe measure tls example.org\n  \
+         sixmap-probe measure tls 2001:db8::1 --sni example.org --alpn h2,http/1.1 --lab-mode",
+    ),
+    (
+        &["measure", "http"],
+        "  sixmap-probe measure http https://example.org/\n  \
+         sixmap-probe measure http https://example.org/ --head --address 2001:db8::1 --lab-mode",
+    ),
+    (
+        &["measure", "quic"],
+        "  sixmap-probe measure quic example.org",
+    ),
+    (
+        &["measure", "pmtu"],
+        "  sixmap-probe measure pmtu example.org\n  sixmap-probe measure pmtu example.org -P udp --max-size 9000",
+    ),
+    (
+        &["measure", "exthdr"],
+        "  sixmap-probe measure exthdr example.org\n  \
+         sixmap-probe measure exthdr example.org --headers hbh,dst --option-bytes 16",
+    ),
+    (
+        &["measure", "dualstack"],
+        "  sixmap-probe measure dualstack example.org\n  \
+         sixmap-probe measure dualstack example.org --inner http",
+    ),
+];
+
+/// `cmd` with [`EXAMPLES`] as the `after_help` of the commands they name.
+fn with_examples(mut cmd: clap::Command) -> clap::Command {
+    fn at(cmd: clap::Command, path: &[&str], text: &'static str) -> clap::Command {
+        match path.split_first() {
+            None => cmd.after_help(format!("Examples:\n{text}")),
+            Some((first, rest)) => {
+                let rest = rest.to_vec();
+                cmd.mut_subcommand(*first, move |sub| at(sub, &rest, text))
+            }
+        }
+    }
+    for (path, text) in EXAMPLES {
+        cmd = at(cmd, path, text);
+    }
+    cmd
+}
+
 /// The command line's work; its error is printed by `main`.
 fn main_result() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    use clap::{CommandFactory, FromArgMatches};
+    let cli = Cli::from_arg_matches(&with_examples(Cli::command()).get_matches())
+        .unwrap_or_else(|e| e.exit());
     // `target=level` directives (`info,sixmap_probe=debug`): tracing-subscriber's `Targets`
     // rather than `EnvFilter`, whose regex engine is a tenth of the binary.
     let filter = std::env::var("RUST_LOG")
@@ -313,4 +406,48 @@ fn status(args: StatusArgs) -> anyhow::Result<()> {
         print!("{}", status::render(&current, alive, now));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// Options and arguments without help text, and commands without an example
+    /// (`after_help`), anywhere under `cmd`.
+    fn undocumented(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+        let path = format!("{path} {}", cmd.get_name()).trim().to_owned();
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            if id == "help" || id == "version" {
+                continue;
+            }
+            if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                out.push(format!("{path}: `{id}` has no help text"));
+            }
+        }
+        if cmd.get_about().is_none() && cmd.get_long_about().is_none() {
+            out.push(format!("{path}: no description"));
+        }
+        let subcommands: Vec<_> = cmd
+            .get_subcommands()
+            .filter(|s| s.get_name() != "help")
+            .collect();
+        if subcommands.is_empty()
+            && cmd.get_after_help().is_none()
+            && cmd.get_after_long_help().is_none()
+        {
+            out.push(format!("{path}: no example (after_help)"));
+        }
+        for sub in subcommands {
+            undocumented(sub, &path, out);
+        }
+    }
+
+    #[test]
+    fn every_option_has_help_and_every_command_an_example() {
+        let mut missing = Vec::new();
+        undocumented(&super::with_examples(Cli::command()), "", &mut missing);
+        assert!(missing.is_empty(), "{}", missing.join("\n"));
+    }
 }

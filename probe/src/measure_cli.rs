@@ -38,8 +38,9 @@ struct Common {
     /// Resolve host names to IPv6 (the default).
     #[arg(short = '6', global = true)]
     v6: bool,
-    /// ICMP socket kind: "auto", "datagram" or "raw".
-    #[arg(long, global = true, default_value = "auto")]
+    /// ICMP socket kind: datagram (unprivileged, ping_group_range), raw (CAP_NET_RAW) or
+    /// auto (datagram if allowed, else raw).
+    #[arg(long, global = true, default_value = "auto", value_parser = ["auto", "datagram", "raw"])]
     icmp_socket: String,
     /// Extra PEM certificate authorities trusted for tls, http and quic.
     #[arg(long, global = true)]
@@ -58,8 +59,10 @@ enum MeasureKind {
     Ping {
         /// Address or host name.
         target: String,
+        /// Echo requests to send.
         #[arg(short = 'c', long, default_value_t = 3)]
         count: u32,
+        /// Milliseconds between requests.
         #[arg(short = 'i', long, default_value_t = 1000)]
         interval_ms: u32,
         /// Payload bytes after the ICMPv6 header.
@@ -69,6 +72,7 @@ enum MeasureKind {
     /// Paris-style traceroute (constant flow) with all hop limits probed in parallel. Several
     /// targets are traced at once (at most --parallel), all under one --pps cap if given.
     Traceroute {
+        /// Addresses or host names, one trace each.
         #[arg(required = true, num_args = 1..)]
         targets: Vec<String>,
         /// Packets per second at most, over all targets together.
@@ -77,11 +81,13 @@ enum MeasureKind {
         /// Traces running at the same time when several targets are given.
         #[arg(long, default_value_t = 32)]
         parallel: u32,
-        /// icmp, udp or tcp (SYN).
-        #[arg(short = 'P', long, default_value = "icmp")]
+        /// Probe packets: ICMP echo, UDP or TCP SYN.
+        #[arg(short = 'P', long, default_value = "icmp", value_parser = ["icmp", "udp", "tcp"])]
         protocol: String,
+        /// First hop limit probed.
         #[arg(short = 'f', long, default_value_t = 1)]
         first_hop: u32,
+        /// Last hop limit probed.
         #[arg(short = 'm', long, default_value_t = 30)]
         max_hops: u32,
         /// Probes per hop.
@@ -93,6 +99,7 @@ enum MeasureKind {
         /// Destination port for udp and tcp (0: 33434 / 80).
         #[arg(short = 'p', long, default_value_t = 0)]
         port: u32,
+        /// IPv6 flow label of every probe packet (0..=1048575), constant for the whole trace.
         #[arg(long, default_value_t = 0)]
         flow_label: u32,
     },
@@ -105,6 +112,7 @@ enum MeasureKind {
         /// Query type: a name (AAAA, A, MX, …) or number.
         #[arg(short = 't', long = "type", default_value = "AAAA")]
         query_type: String,
+        /// Ask over TCP instead of UDP.
         #[arg(long)]
         tcp: bool,
         /// Do not set the Recursion Desired bit.
@@ -115,10 +123,17 @@ enum MeasureKind {
         port: u32,
     },
     /// TCP connect.
-    Tcp { target: String, port: u32 },
+    Tcp {
+        /// Address or host name.
+        target: String,
+        /// Destination port.
+        port: u32,
+    },
     /// TLS handshake (rustls).
     Tls {
+        /// Address or host name.
         target: String,
+        /// Destination port.
         #[arg(short = 'p', long, default_value_t = 443)]
         port: u32,
         /// Server name to send (default: the target's host name).
@@ -132,6 +147,7 @@ enum MeasureKind {
     Http {
         /// http:// or https:// URL; its host is measured unless --address is given.
         url: String,
+        /// Send HEAD instead of GET.
         #[arg(long)]
         head: bool,
         /// Body bytes read at most.
@@ -143,26 +159,32 @@ enum MeasureKind {
     },
     /// QUIC handshake (quinn), HTTP/3 ALPN by default.
     Quic {
+        /// Address or host name.
         target: String,
+        /// Destination UDP port.
         #[arg(short = 'p', long, default_value_t = 443)]
         port: u32,
+        /// Server name to send (default: the target's host name).
         #[arg(long)]
         sni: Option<String>,
+        /// ALPN protocols to offer, comma-separated (default h3).
         #[arg(long, value_delimiter = ',')]
         alpn: Vec<String>,
     },
     /// Path MTU, with black-hole detection.
     Pmtu {
+        /// Address or host name.
         target: String,
         /// Largest packet tried, in bytes.
         #[arg(long, default_value_t = 1500)]
         max_size: u32,
-        /// icmp or udp.
-        #[arg(short = 'P', long, default_value = "icmp")]
+        /// Probe packets: ICMP echo or UDP.
+        #[arg(short = 'P', long, default_value = "icmp", value_parser = ["icmp", "udp"])]
         protocol: String,
     },
     /// Do Hop-by-Hop, Destination Options and Fragment headers reach the target?
     Exthdr {
+        /// Address or host name.
         target: String,
         /// Headers to test, comma-separated: hbh, dst, frag (default all).
         #[arg(long, value_delimiter = ',')]
@@ -175,8 +197,8 @@ enum MeasureKind {
     Dualstack {
         /// A host name with A and AAAA records.
         hostname: String,
-        /// ping, tcp or http.
-        #[arg(long, default_value = "tcp")]
+        /// What runs over each family.
+        #[arg(long, default_value = "tcp", value_parser = ["ping", "tcp", "http"])]
         inner: String,
         /// Port for tcp and http (0: 80).
         #[arg(short = 'p', long, default_value_t = 0)]
@@ -360,6 +382,16 @@ pub async fn measure(args: MeasureArgs) -> anyhow::Result<()> {
         };
         return many_traceroutes(engine, &targets, trace, pps, parallel, &common).await;
     }
+    if let MeasureKind::Ping {
+        target,
+        count,
+        interval_ms,
+        size,
+    } = &args.kind
+        && !common.json
+    {
+        return ping_live(engine, target, *count, *interval_ms, *size, &common).await;
+    }
     let spec = spec_of(args.kind, &common)?;
     let produced = engine.run(TaskId::new(1)?, &spec).await;
     if common.json {
@@ -369,6 +401,79 @@ pub async fn measure(args: MeasureArgs) -> anyhow::Result<()> {
     }
     if let Outcome::Failed(e) = &produced.outcome {
         bail!("{:?}: {}", e.class, e.message);
+    }
+    Ok(())
+}
+
+/// `measure ping` as text, like ping: each reply (or ICMP error, or loss) printed as it
+/// comes. Each echo request is its own one-request measurement, started `interval` after
+/// the previous one whatever became of it, so a lost reply holds up no other line; the
+/// sequence number is the request's place. `--json` keeps one measurement holding every
+/// reply, as the collector would store it.
+async fn ping_live(
+    engine: Engine,
+    target: &str,
+    count: u32,
+    interval_ms: u32,
+    size: u32,
+    common: &Common,
+) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    // The whole request checked as one spec, so the bounds and messages are the usual ones.
+    PingSpec::new(count, interval_ms, size)?;
+    let (target, family) = target_and_family(target, common)?;
+    let one = MeasurementSpec::new(
+        target,
+        family,
+        Duration::from_millis(common.timeout_ms),
+        SpecKind::Ping(PingSpec::new(1, interval_ms, size)?),
+    )?
+    .with_max_packets(common.max_packets)?;
+    let engine = Arc::new(engine);
+    let interval = Duration::from_millis(u64::from(interval_ms));
+    let start = tokio::time::Instant::now();
+    // At most `count` (64) results: unbounded is bounded here.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    for sequence in 0..count {
+        let task_id = TaskId::new(u64::from(sequence) + 1)?;
+        let (engine, spec, tx) = (engine.clone(), one.clone(), tx.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep_until(start + interval * sequence).await;
+            let produced = engine.run(task_id, &spec).await;
+            // The receiver outlives every sender unless main is already failing.
+            let _ = tx.send((sequence, produced));
+        });
+    }
+    drop(tx);
+    let mut tally = sixmap_probe::render::PingTally::default();
+    let mut header = false;
+    let mut failures = Vec::new();
+    let mut stdout = std::io::stdout();
+    while let Some((sequence, produced)) = rx.recv().await {
+        if !header && let Some(destination) = produced.destination {
+            let source = produced.source.map_or("?".to_owned(), |s| s.to_string());
+            writeln!(
+                stdout,
+                "PING {destination} from {source}: {size} payload bytes"
+            )?;
+            header = true;
+        }
+        write!(
+            stdout,
+            "{}",
+            sixmap_probe::render::ping_request(sequence, &produced, common.timeout_ms)
+        )?;
+        stdout.flush()?;
+        tally.add(&produced);
+        if let Outcome::Failed(e) = &produced.outcome {
+            failures.push(format!("{:?}: {}", e.class, e.message));
+        }
+    }
+    print!("{}", tally.summary());
+    if failures.len() == count as usize
+        && let Some(first) = failures.first()
+    {
+        bail!("{first}");
     }
     Ok(())
 }

@@ -7,7 +7,7 @@ use crate::rawnet::build::TCP_RST;
 use crate::tls::x509;
 use sixmap_shared::measurement::{
     ConnectOutcome, DnsResponse, DnsResult, DualStackResult, ExtHeaderResult, Family, HopAnswer,
-    HttpResult, Outcome, PingResult, PmtuResult, QuicResult, TcpResult, TlsResult,
+    HttpResult, IcmpError, Outcome, PingResult, PmtuResult, QuicResult, TcpResult, TlsResult,
     TracerouteResult, query_type_name, rcode_name,
 };
 use std::fmt::Write as _;
@@ -31,8 +31,9 @@ pub fn ping(ping: &PingResult) -> String {
     }
     for error in &ping.errors {
         out.push_str(&format!(
-            "ICMP error type {} code {} from {}\n",
-            error.icmp_type, error.icmp_code, error.from
+            "from {}: {}\n",
+            error.from,
+            icmp_error_words(error)
         ));
     }
     out.push_str(&format!(
@@ -44,6 +45,150 @@ pub fn ping(ping: &PingResult) -> String {
         ping.timestamp_source
     ));
     out
+}
+
+/// An ICMP error in words, its numbers after: `destination unreachable: no route (ICMPv6
+/// type 1 code 0)`. The family is the sender's: ICMPv6 from an IPv6 address, else ICMP.
+pub fn icmp_error_words(error: &IcmpError) -> String {
+    let (t, c) = (error.icmp_type, error.icmp_code);
+    let v6 = error.from.is_ipv6() && !is_v4_mapped(error.from);
+    let mtu = error.mtu.map_or(String::new(), |m| format!(", mtu {m}"));
+    let words = if v6 {
+        match (t, c) {
+            (1, 0) => "destination unreachable: no route".to_owned(),
+            (1, 1) => "destination unreachable: administratively prohibited".to_owned(),
+            (1, 2) => "destination unreachable: beyond the scope of the source address".to_owned(),
+            (1, 3) => "destination unreachable: address unreachable".to_owned(),
+            (1, 4) => "destination unreachable: port unreachable".to_owned(),
+            (1, 5) => "destination unreachable: source address failed policy".to_owned(),
+            (1, 6) => "destination unreachable: reject route".to_owned(),
+            (1, _) => "destination unreachable".to_owned(),
+            (2, _) => format!("packet too big{mtu}"),
+            (3, 0) => "time exceeded: hop limit reached in transit".to_owned(),
+            (3, 1) => "time exceeded: fragment reassembly".to_owned(),
+            (3, _) => "time exceeded".to_owned(),
+            (4, 0) => "parameter problem: erroneous header field".to_owned(),
+            (4, 1) => "parameter problem: unrecognized next header".to_owned(),
+            (4, 2) => "parameter problem: unrecognized IPv6 option".to_owned(),
+            (4, _) => "parameter problem".to_owned(),
+            _ => "ICMPv6 error".to_owned(),
+        }
+    } else {
+        match (t, c) {
+            (3, 0) => "destination unreachable: network unreachable".to_owned(),
+            (3, 1) => "destination unreachable: host unreachable".to_owned(),
+            (3, 2) => "destination unreachable: protocol unreachable".to_owned(),
+            (3, 3) => "destination unreachable: port unreachable".to_owned(),
+            (3, 4) => format!("destination unreachable: fragmentation needed{mtu}"),
+            (3, 9 | 10 | 13) => "destination unreachable: administratively prohibited".to_owned(),
+            (3, _) => "destination unreachable".to_owned(),
+            (5, _) => "redirect".to_owned(),
+            (11, 0) => "time exceeded: TTL reached in transit".to_owned(),
+            (11, _) => "time exceeded: fragment reassembly".to_owned(),
+            (12, _) => "parameter problem".to_owned(),
+            _ => "ICMP error".to_owned(),
+        }
+    };
+    let family = if v6 { "ICMPv6" } else { "ICMP" };
+    format!("{words} ({family} type {t} code {c})")
+}
+
+fn is_v4_mapped(address: IpAddr) -> bool {
+    matches!(address, IpAddr::V6(a) if a.to_ipv4_mapped().is_some())
+}
+
+/// One request of a live `sixmap-probe measure ping` (one echo request per measurement):
+/// its reply, its ICMP errors in words, or why nothing came, under the request's `sequence`.
+pub fn ping_request(sequence: u32, produced: &Produced, timeout_ms: u64) -> String {
+    let mut out = String::new();
+    match &produced.outcome {
+        Outcome::Ping(r) => {
+            for reply in &r.replies {
+                out.push_str(&format!(
+                    "reply from {}: seq={sequence} hlim={} time={:.3} ms{}\n",
+                    reply.from,
+                    reply
+                        .hop_limit
+                        .map(|h| h.to_string())
+                        .unwrap_or_else(|| "?".into()),
+                    reply.rtt_ns as f64 / 1e6,
+                    if reply.duplicate { " (DUP!)" } else { "" }
+                ));
+            }
+            for error in &r.errors {
+                out.push_str(&format!(
+                    "from {}: seq={sequence} {}\n",
+                    error.from,
+                    icmp_error_words(error)
+                ));
+            }
+            if out.is_empty() {
+                out.push_str(&format!(
+                    "no reply: seq={sequence} (nothing within {timeout_ms} ms)\n"
+                ));
+            }
+        }
+        Outcome::Failed(e) => {
+            out.push_str(&format!(
+                "seq={sequence} failed: {:?}: {}\n",
+                e.class, e.message
+            ));
+        }
+        other => out.push_str(&format!("seq={sequence}: not a ping result: {other:?}\n")),
+    }
+    out
+}
+
+/// What a live `measure ping` counts, for its last line.
+#[derive(Debug, Default)]
+pub struct PingTally {
+    sent: u32,
+    received: u32,
+    errors: u32,
+    rtts_ns: Vec<u64>,
+}
+
+impl PingTally {
+    pub fn add(&mut self, produced: &Produced) {
+        if let Outcome::Ping(r) = &produced.outcome {
+            self.sent += u32::from(r.sent);
+            self.received += u32::from(r.received);
+            self.errors += r.errors.len() as u32;
+            self.rtts_ns
+                .extend(r.replies.iter().filter(|r| !r.duplicate).map(|r| r.rtt_ns));
+        }
+    }
+
+    /// `--- 5 sent, 4 received, 20% loss, 1 ICMP error; rtt min/avg/max 1.0/2.0/3.0 ms`.
+    pub fn summary(&self) -> String {
+        let loss = if self.sent == 0 {
+            100.0
+        } else {
+            100.0 * f64::from(self.sent.saturating_sub(self.received)) / f64::from(self.sent)
+        };
+        let mut out = format!(
+            "--- {} sent, {} received, {loss:.0}% loss",
+            self.sent, self.received
+        );
+        if self.errors > 0 {
+            out.push_str(&format!(
+                ", {} ICMP error{}",
+                self.errors,
+                if self.errors == 1 { "" } else { "s" }
+            ));
+        }
+        if let (Some(min), Some(max)) = (self.rtts_ns.iter().min(), self.rtts_ns.iter().max()) {
+            let avg = self.rtts_ns.iter().sum::<u64>() as f64 / self.rtts_ns.len() as f64;
+            out.push_str(&format!(
+                "; rtt min/avg/max {:.3}/{:.3}/{:.3} ms",
+                *min as f64 / 1e6,
+                avg / 1e6,
+                *max as f64 / 1e6
+            ));
+        }
+        out.push('\n');
+        out
+    }
 }
 
 fn hop_answer(answer: &HopAnswer) -> String {
@@ -470,4 +615,139 @@ pub fn produced(produced: &Produced) -> String {
         Outcome::DualStack(r) => dualstack(r),
     });
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sixmap_shared::measurement::{
+        ErrorClass, IcmpSocketKind, MeasurementError, PingReply, TimestampSource,
+    };
+    use sixmap_shared::{ClockState, TaskId, UnixMicros};
+
+    fn produced(outcome: Outcome) -> Produced {
+        Produced {
+            task_id: TaskId::new(1).unwrap(),
+            started_at: UnixMicros(0),
+            duration_us: 0,
+            family_requested: Family::V6,
+            family_used: Some(Family::V6),
+            source: None,
+            destination: None,
+            clock_state: ClockState::Unknown,
+            outcome,
+        }
+    }
+
+    fn ping_of(replies: Vec<PingReply>, errors: Vec<IcmpError>) -> Outcome {
+        Outcome::Ping(PingResult {
+            sent: 1,
+            received: replies.len() as u16,
+            replies,
+            timestamp_source: TimestampSource::Kernel,
+            socket_kind: IcmpSocketKind::Datagram,
+            errors,
+        })
+    }
+
+    #[test]
+    fn icmp_errors_are_in_words_with_their_numbers() {
+        let error = |from: &str, icmp_type, icmp_code, mtu| IcmpError {
+            icmp_type,
+            icmp_code,
+            from: from.parse().unwrap(),
+            mtu,
+        };
+        assert_eq!(
+            icmp_error_words(&error("2001:db8::1", 1, 0, None)),
+            "destination unreachable: no route (ICMPv6 type 1 code 0)"
+        );
+        assert_eq!(
+            icmp_error_words(&error("2001:db8::1", 1, 1, None)),
+            "destination unreachable: administratively prohibited (ICMPv6 type 1 code 1)"
+        );
+        assert_eq!(
+            icmp_error_words(&error("2001:db8::1", 2, 0, Some(1280))),
+            "packet too big, mtu 1280 (ICMPv6 type 2 code 0)"
+        );
+        assert_eq!(
+            icmp_error_words(&error("2001:db8::1", 3, 0, None)),
+            "time exceeded: hop limit reached in transit (ICMPv6 type 3 code 0)"
+        );
+        // The same numbers mean other things in ICMP (v4): 3 is unreachable there.
+        assert_eq!(
+            icmp_error_words(&error("192.0.2.1", 3, 1, None)),
+            "destination unreachable: host unreachable (ICMP type 3 code 1)"
+        );
+        assert_eq!(
+            icmp_error_words(&error("::ffff:192.0.2.1", 11, 0, None)),
+            "time exceeded: TTL reached in transit (ICMP type 11 code 0)"
+        );
+        assert_eq!(
+            icmp_error_words(&error("2001:db8::1", 200, 7, None)),
+            "ICMPv6 error (ICMPv6 type 200 code 7)"
+        );
+    }
+
+    #[test]
+    fn a_live_ping_prints_each_request_and_tallies_them() {
+        let from: IpAddr = "2001:db8::1".parse().unwrap();
+        let reply = |rtt_ns| PingReply {
+            sequence: 0,
+            rtt_ns,
+            hop_limit: Some(57),
+            duplicate: false,
+            from,
+        };
+        let answered = produced(ping_of(vec![reply(2_000_000)], vec![]));
+        assert_eq!(
+            ping_request(4, &answered, 1000),
+            "reply from 2001:db8::1: seq=4 hlim=57 time=2.000 ms\n"
+        );
+        let refused = produced(ping_of(
+            vec![],
+            vec![IcmpError {
+                icmp_type: 1,
+                icmp_code: 4,
+                from,
+                mtu: None,
+            }],
+        ));
+        assert_eq!(
+            ping_request(5, &refused, 1000),
+            "from 2001:db8::1: seq=5 destination unreachable: port unreachable (ICMPv6 type 1 \
+             code 4)\n"
+        );
+        let lost = produced(ping_of(vec![], vec![]));
+        assert_eq!(
+            ping_request(6, &lost, 1000),
+            "no reply: seq=6 (nothing within 1000 ms)\n"
+        );
+        let failed = produced(Outcome::Failed(MeasurementError {
+            class: ErrorClass::Network,
+            message: "no route".into(),
+        }));
+        assert_eq!(
+            ping_request(7, &failed, 1000),
+            "seq=7 failed: Network: no route\n"
+        );
+        let mut tally = PingTally::default();
+        for p in [
+            &answered,
+            &refused,
+            &lost,
+            &produced(ping_of(vec![reply(4_000_000)], vec![])),
+        ] {
+            tally.add(p);
+        }
+        assert_eq!(
+            tally.summary(),
+            "--- 4 sent, 2 received, 50% loss, 1 ICMP error; rtt min/avg/max 2.000/3.000/4.000 \
+             ms\n"
+        );
+        assert_eq!(
+            PingTally::default().summary(),
+            "--- 0 sent, 0 received, 100% loss\n"
+        );
+    }
 }

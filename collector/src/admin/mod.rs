@@ -58,6 +58,7 @@ pub enum TokenCommand {
     Revoke {
         #[command(flatten)]
         target: AdminArgs,
+        /// The token's id, as `token list` shows it.
         id: String,
     },
 }
@@ -76,6 +77,7 @@ pub enum ProbeCommand {
     Revoke {
         #[command(flatten)]
         target: AdminArgs,
+        /// The probe's id (16 hex digits), as `probe list` shows it.
         id: String,
     },
 }
@@ -107,6 +109,7 @@ pub enum ApiTokenCommand {
     Revoke {
         #[command(flatten)]
         target: AdminArgs,
+        /// The API token's id, as `api-token list` shows it.
         id: String,
     },
 }

@@ -6,6 +6,8 @@ use crate::client::{Client, Reply};
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use serde::Deserialize;
+use sixmap_shared::UnixMicros;
+use std::collections::BTreeSet;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
@@ -201,18 +203,44 @@ pub enum CampaignCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Create the campaign a spec describes, or bring your campaign of the spec's name in
+    /// line with it: on a running campaign only `description`, `budget` and `schedule.stop`
+    /// may change (the rest decides its tasks and probes: cancel it and apply again, or rename
+    /// the spec). Applying the same spec twice changes nothing and says so.
+    #[command(
+        after_help = "Examples:\n  sixmap-collector campaign apply --spec portals.toml\n  \
+        sixmap-collector campaign apply --kind ping --target example.org --from FR --every-s 3600 \
+        --name fr-ping"
+    )]
+    Apply {
+        #[command(flatten)]
+        remote: Remote,
+        #[command(flatten)]
+        source: SpecSource,
+    },
     /// List campaigns.
     List {
         #[command(flatten)]
         remote: Remote,
     },
-    /// Show a campaign and its progress; --follow prints progress until it ends.
+    /// Show a campaign: status, schedule and next run, a progress bar, probes per operator,
+    /// when the first results are due, and warnings about its spec (--json: the collector's
+    /// document as is). --follow prints a progress line whenever it changes until the
+    /// campaign is complete or ended, then the summary.
+    #[command(after_help = "Examples:\n  sixmap-collector campaign show 7\n  \
+        sixmap-collector campaign show 7 --follow --timeout-s 600\n  \
+        sixmap-collector campaign show 7 --json | jq .progress")]
     Show {
         #[command(flatten)]
         remote: Remote,
+        /// The campaign's id (as `campaign create` printed it, or `campaign list` lists it).
         id: u64,
+        /// Print progress lines (to stderr) until the campaign is complete or ended.
         #[arg(long)]
         follow: bool,
+        /// Print the collector's JSON document instead of the summary.
+        #[arg(long)]
+        json: bool,
         /// With --follow: give up after this many seconds.
         #[arg(long, default_value_t = 3600)]
         timeout_s: u64,
@@ -221,7 +249,9 @@ pub enum CampaignCommand {
     Cancel {
         #[command(flatten)]
         remote: Remote,
+        /// The campaign's id.
         id: u64,
+        /// Why; logged and shown in the campaign's status.
         #[arg(long, default_value = "")]
         reason: String,
     },
@@ -230,6 +260,7 @@ pub enum CampaignCommand {
     Publish {
         #[command(flatten)]
         remote: Remote,
+        /// The campaign's id.
         id: u64,
     },
     /// Print or save a campaign's report (json, csv, html or pdf: the HTML printed by the
@@ -237,11 +268,15 @@ pub enum CampaignCommand {
     Report {
         #[command(flatten)]
         remote: Remote,
+        /// The campaign's id.
         id: u64,
-        #[arg(long, default_value = "json")]
+        /// The report's format.
+        #[arg(long, default_value = "json", value_parser = ["json", "csv", "html", "pdf"])]
         format: String,
+        /// Write the report to this file instead of stdout (needed for pdf on a terminal).
         #[arg(long)]
         output: Option<PathBuf>,
+        /// Follow progress until every result is in, then fetch the report.
         #[arg(long)]
         wait: bool,
         /// With --wait: give up after this many seconds.
@@ -253,7 +288,9 @@ pub enum CampaignCommand {
     ImportDeclared {
         #[command(flatten)]
         remote: Remote,
+        /// The campaign's id.
         id: u64,
+        /// The CSV file: asn,metric,value,as_of,source (one header line).
         file: PathBuf,
     },
 }
@@ -336,6 +373,267 @@ fn progress_line(show: &Shown) -> String {
         p.probes_connected,
         p.probes_reporting,
     )
+}
+
+/// The parts of a campaign record the summary reads. Everything is optional, so a document
+/// from an older or newer collector still shows what it has.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Detail {
+    owner: String,
+    created_at: Option<UnixMicros>,
+    ended_at: Option<UnixMicros>,
+    status_reason: Option<String>,
+    spec: SpecHead,
+    probes: Vec<ProbeHead>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct SpecHead {
+    name: String,
+    targets: Vec<String>,
+    measurements: Vec<serde_json::Map<String, serde_json::Value>>,
+    selection: SelectionHead,
+    schedule: Option<super::spec::Schedule>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct SelectionHead {
+    countries: Vec<String>,
+    asns: Vec<u32>,
+    tags: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct ProbeHead {
+    asn: Option<u32>,
+    as_name: Option<String>,
+    country: Option<String>,
+}
+
+/// What a spec asks that may surprise its owner: a selection without countries (probes of
+/// every country qualify) and `family = "both"` over an address, which has one family only.
+fn spec_warnings(spec: &SpecHead) -> Vec<String> {
+    let mut out = Vec::new();
+    let sel = &spec.selection;
+    if sel.countries.is_empty() {
+        out.push(if sel.asns.is_empty() && sel.tags.is_empty() {
+            "the selection is empty: every probe, in every country, qualifies".to_owned()
+        } else {
+            "the selection names no country: probes of every country qualify".to_owned()
+        });
+    }
+    for (i, m) in spec.measurements.iter().enumerate() {
+        if m.get("family").and_then(|f| f.as_str()) != Some("both") {
+            continue;
+        }
+        for target in &spec.targets {
+            if let Ok(address) = target.parse::<std::net::IpAddr>() {
+                let only = if address.is_ipv6() { "IPv6" } else { "IPv4" };
+                out.push(format!(
+                    "measurements[{i}]: family = \"both\" cannot apply to the address {target}: \
+                     measured over {only} only"
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// `[#########-----------]`, `width` characters inside the brackets.
+fn progress_bar(done: u64, expected: u64, width: usize) -> String {
+    let filled = if expected == 0 {
+        0
+    } else {
+        (done.min(expected) as u128 * width as u128 / expected as u128) as usize
+    };
+    format!("[{}{}]", "#".repeat(filled), "-".repeat(width - filled))
+}
+
+/// How far `later` is from `now`, in words (`in 12 min`, `3 h ago`).
+fn relative(later: UnixMicros, now: UnixMicros) -> String {
+    let secs = (later.0 - now.0) / 1_000_000;
+    let n = secs.unsigned_abs();
+    let amount = match n {
+        0..60 => format!("{n} s"),
+        60..7200 => format!("{} min", n / 60),
+        7200..172_800 => format!("{} h", n / 3600),
+        _ => format!("{} days", n / 86_400),
+    };
+    if secs >= 0 {
+        format!("in {amount}")
+    } else {
+        format!("{amount} ago")
+    }
+}
+
+/// The next run of a campaign after `now` (the start of its next slot), if it has one.
+fn next_run(schedule: &super::spec::Schedule, now: UnixMicros) -> Option<UnixMicros> {
+    let next = match schedule.every {
+        _ if now < schedule.start => schedule.start,
+        None => return None,
+        Some(every) => {
+            let every = i64::try_from(every.as_micros()).unwrap_or(i64::MAX).max(1);
+            let slots = (now.0 - schedule.start.0) / every + 1;
+            UnixMicros(schedule.start.0.saturating_add(slots.saturating_mul(every)))
+        }
+    };
+    match schedule.stop {
+        Some(stop) if next >= stop => None,
+        _ => Some(next),
+    }
+}
+
+/// A campaign for people: what it is, when it runs, how far it got, on which operators'
+/// probes, and what in its spec may surprise.
+fn summary(shown: &Shown, detail: &Detail, now: UnixMicros) -> String {
+    use super::report::human_utc;
+    let (c, p) = (&shown.campaign, &shown.progress);
+    let mut out = format!(
+        "campaign {} {:?}: {}",
+        c.id,
+        detail.spec.name,
+        c.status.as_str()
+    );
+    if let Some(why) = &detail.status_reason {
+        out.push_str(&format!(" ({why})"));
+    }
+    out.push('\n');
+    if !detail.owner.is_empty() {
+        out.push_str(&format!("owner:      {}\n", detail.owner));
+    }
+    if let Some(created) = detail.created_at {
+        out.push_str(&format!("created:    {}\n", human_utc(created)));
+    }
+    if let Some(ended) = detail.ended_at {
+        out.push_str(&format!("ended:      {}\n", human_utc(ended)));
+    }
+    out.push_str(&format!(
+        "targets:    {}, {} tasks\n",
+        detail.spec.targets.len(),
+        p.tasks
+    ));
+    if let Some(schedule) = &detail.spec.schedule {
+        let every = match schedule.every {
+            Some(e) => format!("every {} s", e.as_secs()),
+            None => "once".to_owned(),
+        };
+        let stop = schedule
+            .stop
+            .map_or(String::new(), |t| format!(" until {}", human_utc(t)));
+        out.push_str(&format!(
+            "schedule:   {every} from {}{stop}, spread over {} s\n",
+            human_utc(schedule.start),
+            schedule.spread.as_secs()
+        ));
+        let next = next_run(schedule, now).filter(|_| c.status == CampaignStatus::Active);
+        out.push_str(&match next {
+            Some(t) => format!("next run:   {} ({})\n", human_utc(t), relative(t, now)),
+            None => "next run:   none\n".to_owned(),
+        });
+        if p.results_in == 0 && c.status == CampaignStatus::Active {
+            // The first slot, its spread, and the longest timeout: when results are due.
+            let timeout_ms = detail
+                .spec
+                .measurements
+                .iter()
+                .filter_map(|m| m.get("timeout_ms").and_then(|t| t.as_u64()))
+                .max()
+                .unwrap_or(5000);
+            let due = UnixMicros(
+                schedule
+                    .start
+                    .0
+                    .max(detail.created_at.map_or(0, |t| t.0))
+                    .saturating_add(i64::try_from(schedule.spread.as_micros()).unwrap_or(i64::MAX))
+                    .saturating_add(i64::try_from(timeout_ms * 1000).unwrap_or(i64::MAX)),
+            );
+            out.push_str(&if due > now {
+                format!(
+                    "first results: none yet, due by {} ({})\n",
+                    human_utc(due),
+                    relative(due, now)
+                )
+            } else {
+                format!(
+                    "first results: none yet, due since {} ({}): are its probes connected?\n",
+                    human_utc(due),
+                    relative(due, now)
+                )
+            });
+        }
+    }
+    let (done, expected) = (p.results_in, p.results_expected);
+    let percent = if expected > 0 {
+        format!(
+            "{:.0} %",
+            100.0 * done.min(expected) as f64 / expected as f64
+        )
+    } else {
+        "-".into()
+    };
+    out.push_str(&format!(
+        "progress:   {} {percent}  {done}/{expected} results, {} reached{}\n",
+        progress_bar(done, expected, 30),
+        p.reached,
+        if p.complete { ", complete" } else { "" }
+    ));
+    if !p.failures.is_empty() {
+        let failures: Vec<String> = p.failures.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        out.push_str(&format!("not reached: {}\n", failures.join(", ")));
+    }
+    out.push_str(&format!(
+        "probes:     {} assigned, {} connected, {} reporting{}\n",
+        p.probes_assigned,
+        p.probes_connected,
+        p.probes_reporting,
+        if p.skipped_over_budget > 0 {
+            format!(", {} left out over budget", p.skipped_over_budget)
+        } else {
+            String::new()
+        }
+    ));
+    // Probes per operator, most probes first.
+    let mut operators: std::collections::BTreeMap<Option<u32>, (String, BTreeSet<String>, usize)> =
+        Default::default();
+    for probe in &detail.probes {
+        let entry = operators.entry(probe.asn).or_default();
+        if let Some(name) = &probe.as_name {
+            entry.0.clone_from(name);
+        }
+        if let Some(cc) = &probe.country {
+            entry.1.insert(cc.clone());
+        }
+        entry.2 += 1;
+    }
+    let mut operators: Vec<_> = operators.into_iter().collect();
+    operators.sort_by(|a, b| b.1.2.cmp(&a.1.2).then(a.0.cmp(&b.0)));
+    if !operators.is_empty() {
+        out.push_str(&format!(
+            "  {:<10} {:<24} {:<8} PROBES\n",
+            "AS", "NAME", "CC"
+        ));
+    }
+    for (asn, (name, countries, n)) in &operators {
+        let asn = asn.map_or("-".to_owned(), |a| format!("AS{a}"));
+        let name = if name.is_empty() { "-" } else { name };
+        let countries: Vec<&str> = countries.iter().map(String::as_str).collect();
+        out.push_str(&format!(
+            "  {asn:<10} {name:<24} {:<8} {n}\n",
+            if countries.is_empty() {
+                "-".to_owned()
+            } else {
+                countries.join(",")
+            }
+        ));
+    }
+    for warning in spec_warnings(&detail.spec) {
+        out.push_str(&format!("warning: {warning}\n"));
+    }
+    out
 }
 
 /// Fetches a campaign: the reply as sent (printed as is) and its typed reading.
@@ -427,6 +725,38 @@ fn plan_text(plan: &serde_json::Value) -> String {
     out
 }
 
+/// What `campaign apply` did, in one line.
+fn applied_text(applied: &serde_json::Value) -> String {
+    let c = &applied["campaign"];
+    let name = c["spec"]["name"].as_str().unwrap_or("?");
+    match applied["applied"].as_str() {
+        Some("created") => format!(
+            "created campaign {} ({name:?}): {} tasks on {} probes",
+            c["id"],
+            c["tasks"].as_array().map_or(0, Vec::len),
+            c["probes"].as_array().map_or(0, Vec::len)
+        ),
+        Some("updated") => {
+            let changed: Vec<&str> = applied["changed"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|k| k.as_str())
+                .collect();
+            format!(
+                "updated campaign {} ({name:?}): {}",
+                c["id"],
+                changed.join(", ")
+            )
+        }
+        Some("unchanged") => format!(
+            "campaign {} ({name:?}) already matches the spec: nothing changed",
+            c["id"]
+        ),
+        _ => format!("the collector answered {applied}"),
+    }
+}
+
 /// Runs one `campaign` subcommand.
 pub fn run(command: CampaignCommand) -> anyhow::Result<()> {
     match command {
@@ -476,6 +806,23 @@ pub fn run(command: CampaignCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        CampaignCommand::Apply { remote, source } => {
+            let (text, format) = spec_to_send(source)?;
+            let body = serde_json::json!({ "format": format, "spec": text });
+            let client = client(&remote)?;
+            let applied = ok_body(
+                "apply",
+                client.post(
+                    "/api/v1/campaigns/apply",
+                    "application/json",
+                    &body.to_string(),
+                )?,
+            )?;
+            let applied: serde_json::Value = serde_json::from_str(&applied)?;
+            eprintln!("{}", applied_text(&applied));
+            println!("{}", applied["campaign"]["id"]);
+            Ok(())
+        }
         CampaignCommand::List { remote } => {
             let body = ok_body("list", client(&remote)?.get("/api/v1/campaigns")?)?;
             let list: serde_json::Value = serde_json::from_str(&body)?;
@@ -502,15 +849,22 @@ pub fn run(command: CampaignCommand) -> anyhow::Result<()> {
             remote,
             id,
             follow: keep,
+            json,
             timeout_s,
         } => {
             let client = client(&remote)?;
-            let show = if keep {
+            let raw = if keep {
                 follow(&client, id, std::time::Duration::from_secs(timeout_s))?
             } else {
                 show(&client, id)?.0
             };
-            println!("{}", serde_json::to_string_pretty(&show)?);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&raw)?);
+            } else {
+                let shown = Shown::deserialize(&raw).context("reading the collector's campaign")?;
+                let detail = Detail::deserialize(&raw["campaign"]).unwrap_or_default();
+                print!("{}", summary(&shown, &detail, UnixMicros::now()));
+            }
             Ok(())
         }
         CampaignCommand::Cancel { remote, id, reason } => {
@@ -633,5 +987,128 @@ mod tests {
         let shown = Shown::deserialize(&ended).unwrap();
         assert_eq!(shown.campaign.status, CampaignStatus::BudgetSpent);
         assert!(progress_line(&shown).contains("[budget_spent]: 0/0 results (-)"));
+    }
+
+    #[test]
+    fn the_summary_says_what_runs_where_when_and_warns_about_the_spec() {
+        const MIN: i64 = 60_000_000;
+        let created = UnixMicros(1_790_000_000_000_000);
+        let answer = serde_json::json!({
+            "campaign": {
+                "id": 7, "status": "active", "owner": "regulator", "created_at": created,
+                "spec": {
+                    "name": "v6 portals",
+                    "targets": ["example.org", "2001:db8::1"],
+                    "measurements": [{"kind": "ping", "family": "both", "timeout_ms": 2000}],
+                    "selection": {"countries": [], "asns": [3215], "tags": []},
+                    "schedule": {
+                        "start": created, "stop": null,
+                        "every": {"secs": 3600, "nanos": 0}, "spread": {"secs": 60, "nanos": 0}
+                    },
+                    "a_new_key": 1
+                },
+                "probes": [
+                    {"probe": "a", "asn": 3215, "as_name": "Orange", "country": "FR"},
+                    {"probe": "b", "asn": 3215, "as_name": "Orange", "country": "FR"},
+                    {"probe": "c", "asn": 5410, "as_name": "Bouygues", "country": "FR"}
+                ]
+            },
+            "progress": Progress {
+                probes_assigned: 3, probes_connected: 2, tasks: 3,
+                results_expected: 9, ..Progress::default()
+            },
+        });
+        let shown = Shown::deserialize(&answer).unwrap();
+        let detail = Detail::deserialize(&answer["campaign"]).unwrap();
+        let now = UnixMicros(created.0 + 70 * MIN);
+        let text = summary(&shown, &detail, now);
+        assert!(
+            text.starts_with("campaign 7 \"v6 portals\": active\n"),
+            "{text}"
+        );
+        assert!(text.contains("schedule:   every 3600 s from "), "{text}");
+        // Started 70 min ago, hourly: the next slot is in 50 min.
+        assert!(text.contains("(in 50 min)"), "{text}");
+        assert!(
+            text.contains("[------------------------------] 0 %  0/9 results"),
+            "{text}"
+        );
+        // Due 62 s after creation (spread and timeout), long passed: said so.
+        assert!(
+            text.contains("first results: none yet, due since"),
+            "{text}"
+        );
+        let orange = text.find("AS3215     Orange").expect("Orange's line");
+        let bouygues = text.find("AS5410     Bouygues").expect("Bouygues' line");
+        assert!(orange < bouygues, "most probes first: {text}");
+        assert!(text.contains("FR       2\n"), "{text}");
+        assert!(
+            text.contains("warning: the selection names no country"),
+            "{text}"
+        );
+        assert!(
+            text.contains("cannot apply to the address 2001:db8::1: measured over IPv6 only"),
+            "{text}"
+        );
+        assert!(!text.contains("example.org: measured"), "{text}");
+
+        // Half done, a one-off whose start passed: no next run, a half-full bar, no warning
+        // about countries once the selection names one.
+        let mut answer = answer;
+        answer["campaign"]["spec"]["schedule"]["every"] = serde_json::Value::Null;
+        answer["campaign"]["spec"]["selection"]["countries"] = serde_json::json!(["FR"]);
+        answer["campaign"]["spec"]["measurements"][0]["family"] = serde_json::json!("v6");
+        answer["progress"]["results_in"] = serde_json::json!(4);
+        answer["progress"]["results_expected"] = serde_json::json!(8);
+        let shown = Shown::deserialize(&answer).unwrap();
+        let detail = Detail::deserialize(&answer["campaign"]).unwrap();
+        let text = summary(&shown, &detail, now);
+        assert!(text.contains("next run:   none\n"), "{text}");
+        assert!(
+            text.contains("[###############---------------] 50 %"),
+            "{text}"
+        );
+        assert!(!text.contains("warning"), "{text}");
+        assert!(!text.contains("first results"), "{text}");
+        // A document with nothing but the head still shows.
+        let bare = serde_json::json!({"campaign": {"id": 1, "status": "cancelled"},
+                                      "progress": Progress::default()});
+        let text = summary(
+            &Shown::deserialize(&bare).unwrap(),
+            &Detail::deserialize(&bare["campaign"]).unwrap(),
+            now,
+        );
+        assert!(text.starts_with("campaign 1 \"\": cancelled\n"), "{text}");
+        assert!(text.contains("warning: the selection is empty"), "{text}");
+    }
+
+    #[test]
+    fn next_runs_fall_on_slots_and_stop_at_the_end() {
+        let start = UnixMicros(1_000_000_000);
+        let hourly = super::super::spec::Schedule {
+            start,
+            stop: Some(UnixMicros(start.0 + 3 * 3_600_000_000)),
+            every: Some(std::time::Duration::from_secs(3600)),
+            spread: std::time::Duration::ZERO,
+        };
+        assert_eq!(next_run(&hourly, UnixMicros(start.0 - 1)), Some(start));
+        assert_eq!(
+            next_run(&hourly, start),
+            Some(UnixMicros(start.0 + 3_600_000_000))
+        );
+        assert_eq!(
+            next_run(&hourly, UnixMicros(start.0 + 3_600_000_001)),
+            Some(UnixMicros(start.0 + 7_200_000_000))
+        );
+        assert_eq!(next_run(&hourly, UnixMicros(start.0 + 7_200_000_001)), None);
+        let once = super::super::spec::Schedule {
+            every: None,
+            stop: None,
+            ..hourly
+        };
+        assert_eq!(next_run(&once, start), None);
+        assert_eq!(progress_bar(1, 3, 3), "[#--]");
+        assert_eq!(progress_bar(5, 3, 3), "[###]");
+        assert_eq!(progress_bar(0, 0, 2), "[--]");
     }
 }

@@ -4,6 +4,10 @@
 //! - `POST /api/v1/campaigns` with `{"format": "toml"|"json", "spec": "<text>"}` (or `"spec"`
 //!   as a JSON object): 201 with the campaign; 400 naming the spec field; 403 over budget. The
 //!   owner is the calling API token's holder (an `owner` in the body is ignored).
+//! - `POST /api/v1/campaigns/apply`, the body of a create: creates the campaign (201) or
+//!   brings the caller's campaign of the spec's name in line with it (200): `{"applied":
+//!   "created"|"updated"|"unchanged", "campaign": {...}, "changed": [keys]}`; 409 naming the
+//!   keys a running campaign cannot change, or when it has ended (`super::apply`).
 //! - `GET /api/v1/campaigns/{id}`: the campaign and its progress.
 //! - `POST /api/v1/campaigns/{id}/cancel` with optional `{"reason": "..."}`.
 //!
@@ -39,6 +43,7 @@ pub fn router(campaigns: Arc<Campaigns>) -> Router {
     Router::new()
         .route("/api/v1/campaigns", get(list).post(create))
         .route("/api/v1/campaigns/plan", post(plan))
+        .route("/api/v1/campaigns/apply", post(apply))
         .route("/api/v1/campaigns/{id}", get(show))
         .route("/api/v1/campaigns/{id}/cancel", post(cancel))
         .route("/api/v1/campaigns/{id}/report", get(report_of))
@@ -60,7 +65,7 @@ pub fn status_of(e: &CampaignError) -> StatusCode {
         CampaignError::Spec(_) | CampaignError::Declared(_) => StatusCode::BAD_REQUEST,
         CampaignError::NotFound(_) => StatusCode::NOT_FOUND,
         CampaignError::OverBudget(_) | CampaignError::NotOwner { .. } => StatusCode::FORBIDDEN,
-        CampaignError::Ended(..) => StatusCode::CONFLICT,
+        CampaignError::Ended(..) | CampaignError::Unchangeable(_) => StatusCode::CONFLICT,
         CampaignError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
         CampaignError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
     }
@@ -155,6 +160,23 @@ async fn plan(
     Ok(Json(
         blocking(move || c.plan(&owner, &format, &text, UnixMicros::now())).await?,
     ))
+}
+
+/// `POST /api/v1/campaigns/apply`: create or update by name (`super::apply`).
+async fn apply(
+    State(c): State<Arc<Campaigns>>,
+    caller: crate::http_auth::Caller,
+    body: Result<Json<CreateBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(body) = body.map_err(|e| bad("body", e.body_text()))?;
+    let (format, text) = spec_text(body)?;
+    let owner = caller.name;
+    let applied = blocking(move || c.apply(&owner, &format, &text, UnixMicros::now())).await?;
+    let status = match applied {
+        super::apply::Applied::Created { .. } => StatusCode::CREATED,
+        _ => StatusCode::OK,
+    };
+    Ok((status, Json(applied)).into_response())
 }
 
 /// The spec's format and text from a create body (text, or a JSON object).
@@ -404,6 +426,7 @@ mod tests {
             enrolled_prefix: None,
             certificate_sha256: None,
             revoked_at: None,
+            directory_listed: false,
         }
     }
 

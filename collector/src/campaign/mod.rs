@@ -12,6 +12,7 @@
 //! `campaign:<id>:...`), so they never collide; the store indexes their results under the
 //! campaign as they are stored, so a report reads only its own results.
 
+pub mod apply;
 pub mod cli;
 mod declared;
 pub mod grpc;
@@ -63,6 +64,9 @@ pub enum CampaignError {
     /// A quick measurement refused by the per-owner rate (`quick::MAX_PER_MINUTE`).
     #[error("too many measurements: {0}")]
     TooMany(String),
+    /// `campaign apply` asked to change what a running campaign keeps (`apply::CHANGEABLE`).
+    #[error("cannot apply: {0}")]
+    Unchangeable(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -853,6 +857,7 @@ mod tests {
             enrolled_prefix: None,
             certificate_sha256: None,
             revoked_at: None,
+            directory_listed: false,
         }
     }
 

@@ -67,21 +67,23 @@ async fn create(
     let Json(request) = body.map_err(|e| bad("body", e.body_text()))?;
     let owner = caller.name.clone();
     let record = blocking(move || c.create_quick(&owner, &request, UnixMicros::now())).await?;
-    let quick = record.spec.quick.clone();
-    Ok((
-        StatusCode::CREATED,
-        Json(serde_json::json!({
-            "id": record.id,
-            "status": record.status,
-            "target": record.spec.targets.first(),
-            "from": quick.as_ref().map(|q| &q.from),
-            "deadline": quick.as_ref().map(|q| q.deadline),
-            "probes": record.probes,
-            "tasks": record.tasks,
-            "results": format!("/api/v1/measurements/{}/results?follow=true", record.id),
-        })),
-    )
-        .into_response())
+    Ok((StatusCode::CREATED, Json(started(&record))).into_response())
+}
+
+/// What starting a quick measurement answers (HTTP's 201 body, gRPC `Measure`'s first
+/// document): its id, probes, tasks, deadline and where its results are.
+pub fn started(record: &CampaignRecord) -> serde_json::Value {
+    let quick = record.spec.quick.as_ref();
+    serde_json::json!({
+        "id": record.id,
+        "status": record.status,
+        "target": record.spec.targets.first(),
+        "from": quick.map(|q| &q.from),
+        "deadline": quick.map(|q| q.deadline),
+        "probes": record.probes,
+        "tasks": record.tasks,
+        "results": format!("/api/v1/measurements/{}/results?follow=true", record.id),
+    })
 }
 
 async fn show(
@@ -187,14 +189,47 @@ async fn results(
     // A small channel: the poller waits for the client to read, and stops when the body
     // (so the client) is gone.
     let (tx, rx) = mpsc::channel::<Bytes>(16);
-    tokio::spawn(follow(c, record, tx));
+    // A client that takes no line for `IDLE` is taken as gone (the connection's own write
+    // timeout usually ends it first).
+    tokio::spawn(follow(c, record, tx, IDLE));
     let body = Body::from_stream(ReceiverStream::new(rx).map(Ok::<_, Infallible>));
     Ok((headers, body).into_response())
 }
 
-/// Sends the measurement's results as they are stored, then the `done` line.
-async fn follow(c: Arc<Campaigns>, record: CampaignRecord, tx: mpsc::Sender<Bytes>) {
+/// Why [`follow`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Followed {
+    /// It sent the `done` line.
+    Done,
+    /// The client went away.
+    Gone,
+    /// The client took nothing for the stall time: the rest, `done` included, was not sent.
+    Stalled,
+}
+
+/// Sends the measurement's results as they are stored, then the `done` line. Each line waits
+/// at most `stall` for room in `tx`: a client that stops reading (but stays) cannot hold the
+/// follower, and with it a place in the long-response budget, past that.
+pub async fn follow(
+    c: Arc<Campaigns>,
+    record: CampaignRecord,
+    tx: mpsc::Sender<Bytes>,
+    stall: Duration,
+) -> Followed {
     let id = record.id;
+    let send = |line: Bytes| {
+        let tx = tx.clone();
+        async move {
+            match tx.send_timeout(line, stall).await {
+                Ok(()) => None,
+                Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
+                    debug!(measurement = id, "results follower stalled");
+                    Some(Followed::Stalled)
+                }
+                Err(mpsc::error::SendTimeoutError::Closed(_)) => Some(Followed::Gone),
+            }
+        }
+    };
     let deadline = record
         .spec
         .quick
@@ -205,7 +240,7 @@ async fn follow(c: Arc<Campaigns>, record: CampaignRecord, tx: mpsc::Sender<Byte
     let reason = loop {
         if tx.is_closed() {
             debug!(measurement = id, "results follower gone");
-            return;
+            return Followed::Gone;
         }
         let worker = c.clone();
         let stored =
@@ -220,8 +255,8 @@ async fn follow(c: Arc<Campaigns>, record: CampaignRecord, tx: mpsc::Sender<Byte
             last_new = tokio::time::Instant::now();
         }
         for line in lines {
-            if tx.send(line).await.is_err() {
-                return;
+            if let Some(ended) = send(line).await {
+                return ended;
             }
         }
         if all_answered(&record, &sent.answered) {
@@ -235,7 +270,9 @@ async fn follow(c: Arc<Campaigns>, record: CampaignRecord, tx: mpsc::Sender<Byte
         }
         tokio::time::sleep(POLL).await;
     };
-    let _ = tx.send(sent.done_line(&record, &reason)).await;
+    send(sent.done_line(&record, &reason))
+        .await
+        .unwrap_or(Followed::Done)
 }
 
 #[cfg(test)]
@@ -269,13 +306,13 @@ mod tests {
         drop(rx);
         tokio::time::timeout(
             Duration::from_secs(2),
-            follow(c.clone(), record.clone(), tx),
+            follow(c.clone(), record.clone(), tx, IDLE),
         )
         .await
         .expect("the poller stops when its client goes");
         // Someone reads and nothing has come: it keeps waiting, sending nothing.
         let (tx, mut rx) = mpsc::channel(16);
-        let poller = tokio::spawn(follow(c, record, tx));
+        let poller = tokio::spawn(follow(c, record, tx, IDLE));
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert!(!poller.is_finished());
         assert!(rx.try_recv().is_err());
@@ -307,7 +344,7 @@ mod tests {
             quick.deadline = UnixMicros(UnixMicros::now().0 - 1);
         }
         let (tx, mut rx) = mpsc::channel(16);
-        tokio::time::timeout(Duration::from_secs(2), follow(c, record.clone(), tx))
+        tokio::time::timeout(Duration::from_secs(2), follow(c, record.clone(), tx, IDLE))
             .await
             .unwrap();
         let result: serde_json::Value = serde_json::from_slice(&rx.recv().await.unwrap()).unwrap();

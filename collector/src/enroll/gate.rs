@@ -261,6 +261,7 @@ mod tests {
             enrolled_prefix: Some(("2001:db8::".parse().unwrap(), 32)),
             certificate_sha256: None,
             revoked_at: None,
+            directory_listed: false,
         }
     }
 

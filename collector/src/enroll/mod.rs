@@ -322,5 +322,6 @@ fn probe_record(
         enrolled_prefix,
         certificate_sha256: Some(fingerprint),
         revoked_at: None,
+        directory_listed: false,
     }
 }

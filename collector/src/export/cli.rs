@@ -27,17 +27,22 @@ pub struct ExportArgs {
     /// Probe id (16 hex digits).
     #[arg(long)]
     pub probe: Option<String>,
+    /// Task id (a number, as results carry it).
     #[arg(long)]
     pub task: Option<String>,
+    /// Campaign id: only the results of its tasks.
     #[arg(long)]
     pub campaign: Option<String>,
     /// Origin AS of the probe (3320 or AS3320).
     #[arg(long)]
     pub probe_asn: Option<String>,
+    /// Country of the probe's origin (ISO 3166-1 alpha-2: FR, de).
     #[arg(long)]
     pub probe_country: Option<String>,
+    /// Origin AS of the destination (3320 or AS3320).
     #[arg(long)]
     pub target_asn: Option<String>,
+    /// Country of the destination (ISO 3166-1 alpha-2).
     #[arg(long)]
     pub target_country: Option<String>,
     /// Destination address or prefix (2001:db8::/32).

@@ -440,6 +440,7 @@ fn add_probes(store: &dyn Store, rng: &mut Rng) {
                 enrolled_prefix: None,
                 certificate_sha256: None,
                 revoked_at: None,
+                directory_listed: false,
             })
             .unwrap();
     }

@@ -94,6 +94,10 @@ pub struct ProbeRecord {
     /// Set when an admin revoked the probe: it is refused at hello from then on.
     #[serde(default)]
     pub revoked_at: Option<UnixMicros>,
+    /// Its owner agreed to list it in the public probe directory (`directory`); off unless
+    /// they say so.
+    #[serde(default)]
+    pub directory_listed: bool,
 }
 
 /// A result as stored: the probe's result and what the prefix data said at ingest about the
