@@ -184,6 +184,7 @@ pub fn required(method: &Method, path: &str, access: Access) -> Need {
         };
     }
     if under("/api/v1/audit")
+        || under("/api/v1/alert-rules")
         || under("/api/v1/enrollment-tokens")
         || under("/api/v1/api-tokens")
         || under("/api/v1/admin")

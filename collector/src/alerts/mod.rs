@@ -9,6 +9,12 @@
 //! - `hmac`: HMAC-SHA256 (RFC 2104) for `X-Sixmap-Signature`.
 //! - `webhook`: one POST with a deadline; the answer's body is never read.
 //! - `http`: `GET /api/v1/alerts`.
+//! - `rules_api`: rules over the API (`/api/v1/alert-rules`), stored beside the config's.
+//!
+//! Each webhook's delivery reads only the alerts pending for it (the store's delivery index,
+//! `AlertStore::pending_alerts`): an alert is marked pending for every webhook when stored,
+//! and no longer when a 2xx is recorded there. At start the index is checked against the
+//! outbox once (a webhook added to the config, a crash between storing and marking).
 //!
 //! Delivery guarantees: an alert's id is derived from its rule and its event (e.g. rule,
 //! probe and the last-seen time of the outage), so detecting it again, after a restart
@@ -17,10 +23,12 @@
 //! between the 2xx and that record sends it once more: at least once on the wire, with the
 //! id in `X-Sixmap-Alert-Id` so receivers deduplicate; never re-sent after the record.
 
+pub mod cli;
 pub mod hmac;
 pub mod http;
 pub mod plan;
 pub mod rules;
+pub mod rules_api;
 pub mod webhook;
 
 use crate::config::{Alerts, Webhook};
@@ -157,11 +165,16 @@ pub fn record(
                 })
                 .collect()
         });
+        let mut fresh = Vec::new();
         for ((alert, _), outcome) in chunk.iter().zip(outcomes) {
             if outcome? {
                 new += 1;
+                fresh.push(alert.id.clone());
                 info!(alert = %alert.id, rule = %alert.rule, kind = %alert.kind, "alert raised");
             }
+        }
+        for webhook in webhooks {
+            store.set_alerts_pending(webhook, &fresh, true)?;
         }
     }
     if new > 0 {
@@ -170,6 +183,9 @@ pub fn record(
         let (drop, undelivered) = plan::evict(&all, webhooks, max_stored);
         if !drop.is_empty() {
             store.delete_alerts(&drop)?;
+            for webhook in webhooks {
+                store.set_alerts_pending(webhook, &drop, false)?;
+            }
             let metrics = crate::metrics::metrics();
             metrics.alerts_dropped.add(undelivered as u64);
             if undelivered > 0 {
@@ -215,6 +231,7 @@ fn record_attempt(
     let delivery = alert.deliveries.entry(webhook.to_owned()).or_default();
     delivery.attempts = delivery.attempts.saturating_add(1);
     delivery.last_attempt = Some(now);
+    let delivered = error.is_none();
     match error {
         None => {
             delivery.delivered_at = Some(now);
@@ -223,7 +240,47 @@ fn record_attempt(
         Some(e) => delivery.last_error = Some(e),
     }
     store.update_alert(id, &to_json(&alert)?)?;
+    if delivered {
+        // After the record: a crash between the two leaves it in the index, and the
+        // delivery skips it (delivered) until the start-up check removes it.
+        store.set_alerts_pending(webhook, &[id.to_owned()], false)?;
+    }
     store.flush()
+}
+
+/// The alerts pending for `webhook` (the delivery index), without those already delivered
+/// there.
+pub fn pending(store: &dyn Store, webhook: &str) -> Result<Vec<StoredAlert>, StoreError> {
+    let mut out = Vec::new();
+    for (id, json) in store.pending_alerts(webhook)? {
+        let alert: StoredAlert = serde_json::from_slice(&json).map_err(|e| corrupt(&id, e))?;
+        if !alert.delivered_to(webhook) {
+            out.push(alert);
+        }
+    }
+    Ok(out)
+}
+
+/// Brings the delivery index in line with the outbox, reading it whole once (at start):
+/// each configured webhook's undelivered alerts pending, its delivered ones not. Covers a
+/// webhook new in the config (it gets every stored alert) and a crash between storing an
+/// alert and marking it. Returns how many were marked pending.
+pub fn reconcile(store: &dyn Store, webhooks: &[String]) -> Result<usize, StoreError> {
+    let _outbox = outbox_lock();
+    let all = stored(store)?;
+    let mut marked = 0;
+    for webhook in webhooks {
+        let (done, open): (Vec<&StoredAlert>, Vec<&StoredAlert>) =
+            all.iter().partition(|a| a.delivered_to(webhook));
+        let ids = |list: Vec<&StoredAlert>| -> Vec<String> {
+            list.into_iter().map(|a| a.alert.id.clone()).collect()
+        };
+        marked += open.len();
+        store.set_alerts_pending(webhook, &ids(open), true)?;
+        store.set_alerts_pending(webhook, &ids(done), false)?;
+    }
+    store.flush()?;
+    Ok(marked)
 }
 
 fn stored_one(store: &dyn Store, id: &str) -> Result<Option<StoredAlert>, StoreError> {
@@ -231,10 +288,19 @@ fn stored_one(store: &dyn Store, id: &str) -> Result<Option<StoredAlert>, StoreE
     Ok(stored(store)?.into_iter().find(|a| a.alert.id == id))
 }
 
-/// Starts the evaluation task and one delivery task per webhook. Nothing runs without rules.
+/// Starts the evaluation task and one delivery task per webhook, after checking the delivery
+/// index. They run without rules in the config too: rules may come over the API.
 pub fn spawn(store: Arc<dyn Store>, settings: Alerts) {
-    if settings.rules.is_empty() {
-        return;
+    tokio::spawn(start(store, settings));
+}
+
+async fn start(store: Arc<dyn Store>, settings: Alerts) {
+    let names: Vec<String> = settings.webhooks.iter().map(|w| w.name.clone()).collect();
+    let s = store.clone();
+    match crate::store::run_blocking(move || reconcile(&*s, &names)).await {
+        Ok(marked) => debug!(marked, "alert delivery index checked"),
+        // Deliveries still run on the index as it is; the next start checks again.
+        Err(e) => warn!(error = %e, "alert delivery index not checked"),
     }
     let settings = Arc::new(settings);
     let wake: Arc<Vec<Arc<Notify>>> = Arc::new(
@@ -260,13 +326,16 @@ async fn evaluate(store: Arc<dyn Store>, settings: Arc<Alerts>, wake: Arc<Vec<Ar
     let up_since = UnixMicros::now();
     loop {
         let now = UnixMicros::now();
-        let (s, rules, names2, cap) = (
+        let (s, mut rules, names2, cap) = (
             store.clone(),
             settings.rules.clone(),
             names.clone(),
             settings.max_stored,
         );
         let outcome = crate::store::run_blocking(move || {
+            // The API's rules as they are now: one made or deleted counts from here on.
+            let api = rules_api::stored_rules(&*s, &rules)?;
+            rules.extend(api);
             let alerts = rules::evaluate(&*s, &rules, now, up_since)?;
             record(&*s, alerts, &names2, cap)
         })
@@ -291,8 +360,8 @@ async fn deliver(store: Arc<dyn Store>, settings: Arc<Alerts>, hook: Webhook, wa
     let metrics = crate::metrics::metrics();
     loop {
         let now = UnixMicros::now();
-        let s = store.clone();
-        let alerts = match crate::store::run_blocking(move || stored(&*s)).await {
+        let (s, name) = (store.clone(), hook.name.clone());
+        let alerts = match crate::store::run_blocking(move || pending(&*s, &name)).await {
             Ok(alerts) => alerts,
             Err(e) => {
                 warn!(webhook = %hook.name, error = %e, "alert outbox not read");

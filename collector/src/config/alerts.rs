@@ -1,7 +1,7 @@
 //! `[alerts]` in the collector config: the webhooks alerts are delivered to and the rules
 //! that raise them (`crate::alerts`). Every error names its key (`alerts.rules[2].points`).
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sixmap_shared::config::ConfigError;
 use sixmap_shared::prefixes::CountryCode;
 use std::collections::HashSet;
@@ -66,7 +66,9 @@ impl std::fmt::Debug for WebhookToml {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// A rule as written: in `[[alerts.rules]]`, and the body of `POST /api/v1/alert-rules` (the
+/// same keys, as JSON), stored as such (`RuleToml::validate` again when read).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleToml {
     /// Part of every alert's id, so keep it stable: renaming a rule re-raises its alerts.
@@ -74,19 +76,22 @@ pub struct RuleToml {
     /// `share_drop`, `probe_offline` or `target_lost_v6`.
     pub kind: String,
     /// `target_lost_v6`: the campaigns watched (ids); empty: every active campaign.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub campaigns: Vec<u64>,
     /// `share_drop`: countries (ISO 3166 alpha-2) and networks (origin AS numbers) watched.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub countries: Vec<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub networks: Vec<u32>,
     /// `share_drop`: the drop in percentage points of the operator-balanced IPv6 share.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub points: Option<f64>,
     /// `share_drop`: fewest probes on each of the two days; `target_lost_v6`: fewest probes
     /// whose latest IPv6 result failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_probes: Option<usize>,
     /// `probe_offline`: hours without contact (fractions allowed, for tests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hours: Option<f64>,
 }
 
@@ -144,6 +149,8 @@ pub struct Alerts {
     pub backoff: crate::alerts::plan::Backoff,
     pub webhooks: Vec<Webhook>,
     pub rules: Vec<Rule>,
+    /// `rules` as written, for `GET /api/v1/alert-rules`.
+    pub written: Vec<RuleToml>,
 }
 
 impl Default for Alerts {
@@ -179,6 +186,116 @@ fn parse_url(url: &str) -> Result<(String, String), String> {
         return Err("must be at most 2048 characters without spaces or controls".into());
     }
     Ok((authority.to_owned(), path.to_owned()))
+}
+
+impl RuleToml {
+    /// Checks one rule (its id's form, not its uniqueness): the error names the field
+    /// (`points`) and the problem. The config and the rules API (`crate::alerts::rules_api`)
+    /// both take rules through it.
+    pub fn validate(self) -> Result<Rule, (String, String)> {
+        let bad = |field: &str, reason: String| (field.to_owned(), reason);
+        if !name_ok(&self.id) {
+            return Err(bad("id", "must be 1-64 letters, digits, '-' or '_'".into()));
+        }
+        let unused = |field: &str, set: bool| {
+            if set {
+                Err(bad(field, format!("not a key of kind {:?}", self.kind)))
+            } else {
+                Ok(())
+            }
+        };
+        let kind = match self.kind.as_str() {
+            "share_drop" => {
+                unused("hours", self.hours.is_some())?;
+                unused("campaigns", !self.campaigns.is_empty())?;
+                let points = self
+                    .points
+                    .ok_or_else(|| bad("points", "is required".into()))?;
+                if !(points > 0.0 && points <= 100.0) {
+                    return Err(bad("points", "must be in (0, 100]".into()));
+                }
+                let min_probes = self.min_probes.unwrap_or(5);
+                if min_probes == 0 {
+                    return Err(bad("min_probes", "must be at least 1".into()));
+                }
+                if self.countries.is_empty() && self.networks.is_empty() {
+                    return Err(bad(
+                        "countries",
+                        "name at least one country or network".into(),
+                    ));
+                }
+                if self.countries.len() + self.networks.len() > MAX_SUBJECTS {
+                    return Err(bad(
+                        "countries",
+                        format!("at most {MAX_SUBJECTS} countries and networks"),
+                    ));
+                }
+                let countries = self
+                    .countries
+                    .iter()
+                    .map(|c| {
+                        // Any case, as the API's country paths.
+                        c.to_ascii_uppercase()
+                            .parse::<CountryCode>()
+                            .map_err(|e| bad("countries", e.to_string()))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                RuleKind::ShareDrop {
+                    countries,
+                    networks: self.networks,
+                    points,
+                    min_probes,
+                }
+            }
+            "probe_offline" => {
+                unused("campaigns", !self.campaigns.is_empty())?;
+                unused("points", self.points.is_some())?;
+                unused("min_probes", self.min_probes.is_some())?;
+                unused(
+                    "countries",
+                    !self.countries.is_empty() || !self.networks.is_empty(),
+                )?;
+                let hours = self
+                    .hours
+                    .ok_or_else(|| bad("hours", "is required".into()))?;
+                if !(0.0001..=8760.0).contains(&hours) {
+                    return Err(bad("hours", "must be in [0.0001, 8760]".into()));
+                }
+                RuleKind::ProbeOffline {
+                    after: Duration::from_secs_f64(hours * 3600.0),
+                }
+            }
+            "target_lost_v6" => {
+                unused("points", self.points.is_some())?;
+                unused("hours", self.hours.is_some())?;
+                unused(
+                    "countries",
+                    !self.countries.is_empty() || !self.networks.is_empty(),
+                )?;
+                if self.campaigns.len() > MAX_SUBJECTS || self.campaigns.contains(&0) {
+                    return Err(bad(
+                        "campaigns",
+                        format!("at most {MAX_SUBJECTS} campaign ids, none 0"),
+                    ));
+                }
+                let min_probes = self.min_probes.unwrap_or(1);
+                if min_probes == 0 {
+                    return Err(bad("min_probes", "must be at least 1".into()));
+                }
+                RuleKind::TargetLostV6 {
+                    campaigns: self.campaigns,
+                    min_probes,
+                }
+            }
+            other => {
+                return Err(bad(
+                    "kind",
+                    format!("{other:?}: expected share_drop, probe_offline or target_lost_v6"),
+                ));
+            }
+        };
+        Ok(Rule { id: self.id, kind })
+    }
 }
 
 impl AlertsConfig {
@@ -235,115 +352,16 @@ impl AlertsConfig {
         }
         let mut ids = HashSet::new();
         let mut rules = Vec::new();
+        let written = self.rules.clone();
         for (i, rule) in self.rules.into_iter().enumerate() {
             let key = |field: &str| format!("rules[{i}].{field}");
-            if !name_ok(&rule.id) || !ids.insert(rule.id.clone()) {
-                return Err(invalid(
-                    &key("id"),
-                    "must be unique, 1-64 letters, digits, '-' or '_'".into(),
-                ));
+            if !ids.insert(rule.id.clone()) {
+                return Err(invalid(&key("id"), "must be unique".into()));
             }
-            let unused = |field: &str, set: bool| {
-                if set {
-                    Err(invalid(
-                        &key(field),
-                        format!("not a key of kind {:?}", rule.kind),
-                    ))
-                } else {
-                    Ok(())
-                }
-            };
-            let kind = match rule.kind.as_str() {
-                "share_drop" => {
-                    unused("hours", rule.hours.is_some())?;
-                    unused("campaigns", !rule.campaigns.is_empty())?;
-                    let points = rule
-                        .points
-                        .ok_or_else(|| invalid(&key("points"), "is required".into()))?;
-                    if !(points > 0.0 && points <= 100.0) {
-                        return Err(invalid(&key("points"), "must be in (0, 100]".into()));
-                    }
-                    let min_probes = rule.min_probes.unwrap_or(5);
-                    if min_probes == 0 {
-                        return Err(invalid(&key("min_probes"), "must be at least 1".into()));
-                    }
-                    if rule.countries.is_empty() && rule.networks.is_empty() {
-                        return Err(invalid(
-                            &key("countries"),
-                            "name at least one country or network".into(),
-                        ));
-                    }
-                    if rule.countries.len() + rule.networks.len() > MAX_SUBJECTS {
-                        return Err(invalid(
-                            &key("countries"),
-                            format!("at most {MAX_SUBJECTS} countries and networks"),
-                        ));
-                    }
-                    let countries = rule
-                        .countries
-                        .iter()
-                        .map(|c| {
-                            // Any case, as the API's country paths.
-                            c.to_ascii_uppercase()
-                                .parse::<CountryCode>()
-                                .map_err(|e| invalid(&key("countries"), e.to_string()))
-                        })
-                        .collect::<Result<Vec<_>, _>>()?;
-                    RuleKind::ShareDrop {
-                        countries,
-                        networks: rule.networks,
-                        points,
-                        min_probes,
-                    }
-                }
-                "probe_offline" => {
-                    unused("campaigns", !rule.campaigns.is_empty())?;
-                    unused("points", rule.points.is_some())?;
-                    unused("min_probes", rule.min_probes.is_some())?;
-                    unused(
-                        "countries",
-                        !rule.countries.is_empty() || !rule.networks.is_empty(),
-                    )?;
-                    let hours = rule
-                        .hours
-                        .ok_or_else(|| invalid(&key("hours"), "is required".into()))?;
-                    if !(0.0001..=8760.0).contains(&hours) {
-                        return Err(invalid(&key("hours"), "must be in [0.0001, 8760]".into()));
-                    }
-                    RuleKind::ProbeOffline {
-                        after: Duration::from_secs_f64(hours * 3600.0),
-                    }
-                }
-                "target_lost_v6" => {
-                    unused("points", rule.points.is_some())?;
-                    unused("hours", rule.hours.is_some())?;
-                    unused(
-                        "countries",
-                        !rule.countries.is_empty() || !rule.networks.is_empty(),
-                    )?;
-                    if rule.campaigns.len() > MAX_SUBJECTS || rule.campaigns.contains(&0) {
-                        return Err(invalid(
-                            &key("campaigns"),
-                            format!("at most {MAX_SUBJECTS} campaign ids, none 0"),
-                        ));
-                    }
-                    let min_probes = rule.min_probes.unwrap_or(1);
-                    if min_probes == 0 {
-                        return Err(invalid(&key("min_probes"), "must be at least 1".into()));
-                    }
-                    RuleKind::TargetLostV6 {
-                        campaigns: rule.campaigns,
-                        min_probes,
-                    }
-                }
-                other => {
-                    return Err(invalid(
-                        &key("kind"),
-                        format!("{other:?}: expected share_drop, probe_offline or target_lost_v6"),
-                    ));
-                }
-            };
-            rules.push(Rule { id: rule.id, kind });
+            let rule = rule
+                .validate()
+                .map_err(|(field, reason)| invalid(&key(&field), reason))?;
+            rules.push(rule);
         }
         if !rules.is_empty() && webhooks.is_empty() {
             return Err(invalid(
@@ -361,6 +379,7 @@ impl AlertsConfig {
             },
             webhooks,
             rules,
+            written,
         })
     }
 }
