@@ -424,7 +424,7 @@ async fn deliver(store: Arc<dyn Store>, settings: Arc<Alerts>, hook: Webhook, wa
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::SledStore;
+    use crate::store::{AlertStore, SledStore};
 
     fn alert(id: &str, t: i64) -> Alert {
         Alert {
@@ -499,6 +499,50 @@ mod tests {
         // Nor by the rules detecting its event again: it stays dropped, not raised anew.
         assert_eq!(record(&store, vec![alert("b", 8)], &hooks, 3).unwrap(), 0);
         assert_eq!(stored(&store).unwrap().len(), 3);
+    }
+
+    /// A delivery reads what is pending for its webhook only: new alerts are pending for
+    /// every webhook, a 2xx takes one out for that webhook, eviction takes them out for all,
+    /// and the start-up check adds a new webhook's backlog and repairs a lost mark.
+    #[test]
+    fn the_pending_index_holds_what_each_webhook_has_not_had() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let hooks = vec!["ops".to_string(), "pager".to_string()];
+        let ids = |list: Vec<StoredAlert>| -> Vec<String> {
+            let mut ids: Vec<String> = list.into_iter().map(|a| a.alert.id).collect();
+            ids.sort();
+            ids
+        };
+        record(&store, vec![alert("a", 1), alert("b", 2)], &hooks, 10).unwrap();
+        assert_eq!(ids(pending(&store, "ops").unwrap()), ["a", "b"]);
+        record_attempt(&store, "a", "ops", UnixMicros(5), None).unwrap();
+        // A failure keeps it pending.
+        record_attempt(&store, "b", "ops", UnixMicros(5), Some("500".into())).unwrap();
+        assert_eq!(ids(pending(&store, "ops").unwrap()), ["b"]);
+        assert_eq!(ids(pending(&store, "pager").unwrap()), ["a", "b"]);
+        // The index, not the outbox: an alert stored without its mark (a crash between the
+        // two) is not seen until the start-up check puts it back.
+        store
+            .insert_alert(
+                "c",
+                &to_json(&StoredAlert {
+                    alert: alert("c", 3),
+                    deliveries: BTreeMap::new(),
+                })
+                .unwrap(),
+            )
+            .unwrap();
+        assert_eq!(ids(pending(&store, "ops").unwrap()), ["b"]);
+        // A webhook new in the config gets the whole backlog from the check.
+        let three = vec!["ops".to_string(), "pager".to_string(), "new".to_string()];
+        assert_eq!(reconcile(&store, &three).unwrap(), 2 + 3 + 3);
+        assert_eq!(ids(pending(&store, "ops").unwrap()), ["b", "c"]);
+        assert_eq!(ids(pending(&store, "new").unwrap()), ["a", "b", "c"]);
+        // Evicted alerts leave every webhook's index.
+        record(&store, vec![alert("d", 4)], &three, 2).unwrap();
+        assert_eq!(ids(pending(&store, "new").unwrap()), ["c", "d"]);
+        assert_eq!(ids(pending(&store, "ops").unwrap()), ["c", "d"]);
     }
 
     /// Two webhooks' tasks recording at the same moment keep each other's records: neither
