@@ -41,13 +41,14 @@ pub enum AlertRuleCommand {
         /// Part of every alert's id: letters, digits, '-' or '_'.
         #[arg(long)]
         id: String,
-        /// share_drop, probe_offline or target_lost_v6.
-        #[arg(long, value_parser = ["share_drop", "probe_offline", "target_lost_v6"])]
+        /// share_drop, probe_offline, target_lost_v6, pmtu_black_hole or ext_header_drop.
+        #[arg(long, value_parser = ["share_drop", "probe_offline", "target_lost_v6", "pmtu_black_hole", "ext_header_drop"])]
         kind: String,
         /// share_drop: countries watched (ISO 3166 alpha-2), comma-separated.
         #[arg(long, value_delimiter = ',')]
         countries: Vec<String>,
-        /// share_drop: networks watched (AS numbers), comma-separated.
+        /// share_drop, pmtu_black_hole, ext_header_drop: networks watched (AS numbers),
+        /// comma-separated (the last two: default every network).
         #[arg(long, value_delimiter = ',')]
         networks: Vec<u32>,
         /// target_lost_v6: campaign ids watched, comma-separated (default: every active one).
@@ -62,6 +63,9 @@ pub enum AlertRuleCommand {
         /// probe_offline: hours without contact.
         #[arg(long)]
         hours: Option<f64>,
+        /// pmtu_black_hole, ext_header_drop: fewest tests on each day compared.
+        #[arg(long)]
+        min_tests: Option<u64>,
     },
     /// Delete a rule made over the API (config rules are changed in the config file).
     ///
@@ -107,6 +111,7 @@ fn settings(rule: &Map<String, Value>) -> String {
         "points",
         "min_probes",
         "hours",
+        "min_tests",
     ] {
         match rule.get(key) {
             Some(Value::Array(items)) if !items.is_empty() => {
@@ -168,6 +173,7 @@ pub fn run(command: AlertRuleCommand) -> anyhow::Result<()> {
             points,
             min_probes,
             hours,
+            min_tests,
         } => {
             let client = client(&target)?;
             let mut body = json!({ "id": id, "kind": kind });
@@ -184,6 +190,7 @@ pub fn run(command: AlertRuleCommand) -> anyhow::Result<()> {
                 ("points", points.map(|p| json!(p))),
                 ("min_probes", min_probes.map(|m| json!(m))),
                 ("hours", hours.map(|h| json!(h))),
+                ("min_tests", min_tests.map(|m| json!(m))),
             ];
             for (key, value) in fields {
                 if let Some(value) = value {

@@ -147,6 +147,7 @@ pub fn parse(body: &[u8]) -> Result<(RuleToml, Rule), RulesError> {
         points: None,
         min_probes: None,
         hours: None,
+        min_tests: None,
     };
     for (key, v) in object {
         let mut probe = serde_json::to_value(&blank)
@@ -161,7 +162,7 @@ pub fn parse(body: &[u8]) -> Result<(RuleToml, Rule), RulesError> {
                 invalid(
                     key,
                     "not a rule key (id, kind, campaigns, countries, networks, points, \
-                     min_probes, hours)",
+                     min_probes, hours, min_tests)",
                 )
             } else {
                 invalid(key, text)

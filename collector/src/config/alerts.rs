@@ -78,7 +78,8 @@ pub struct RuleToml {
     /// `target_lost_v6`: the campaigns watched (ids); empty: every active campaign.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub campaigns: Vec<u64>,
-    /// `share_drop`: countries (ISO 3166 alpha-2) and networks (origin AS numbers) watched.
+    /// `share_drop`: countries (ISO 3166 alpha-2) and networks (origin AS numbers) watched;
+    /// `pmtu_black_hole`, `ext_header_drop`: networks (empty: every network with figures).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub countries: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -93,6 +94,9 @@ pub struct RuleToml {
     /// `probe_offline`: hours without contact (fractions allowed, for tests).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hours: Option<f64>,
+    /// `pmtu_black_hole`, `ext_header_drop`: fewest tests on each of the two days compared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_tests: Option<u64>,
 }
 
 /// A validated webhook.
@@ -131,6 +135,17 @@ pub enum RuleKind {
         /// Empty: every active campaign.
         campaigns: Vec<u64>,
         min_probes: usize,
+    },
+    /// A network's PMTU tests found a black hole yesterday and none the day before.
+    PmtuBlackHole {
+        /// Empty: every network with stored days.
+        networks: Vec<u32>,
+        min_tests: u64,
+    },
+    /// A network dropped an extension header yesterday that it let through the day before.
+    ExtHeaderDrop {
+        networks: Vec<u32>,
+        min_tests: u64,
     },
 }
 
@@ -206,6 +221,7 @@ impl RuleToml {
         };
         let kind = match self.kind.as_str() {
             "share_drop" => {
+                unused("min_tests", self.min_tests.is_some())?;
                 unused("hours", self.hours.is_some())?;
                 unused("campaigns", !self.campaigns.is_empty())?;
                 let points = self
@@ -248,6 +264,7 @@ impl RuleToml {
                 }
             }
             "probe_offline" => {
+                unused("min_tests", self.min_tests.is_some())?;
                 unused("campaigns", !self.campaigns.is_empty())?;
                 unused("points", self.points.is_some())?;
                 unused("min_probes", self.min_probes.is_some())?;
@@ -266,6 +283,7 @@ impl RuleToml {
                 }
             }
             "target_lost_v6" => {
+                unused("min_tests", self.min_tests.is_some())?;
                 unused("points", self.points.is_some())?;
                 unused("hours", self.hours.is_some())?;
                 unused(
@@ -287,10 +305,42 @@ impl RuleToml {
                     min_probes,
                 }
             }
+            kind @ ("pmtu_black_hole" | "ext_header_drop") => {
+                unused("points", self.points.is_some())?;
+                unused("hours", self.hours.is_some())?;
+                unused("min_probes", self.min_probes.is_some())?;
+                unused("campaigns", !self.campaigns.is_empty())?;
+                unused("countries", !self.countries.is_empty())?;
+                if self.networks.len() > MAX_SUBJECTS || self.networks.contains(&0) {
+                    return Err(bad(
+                        "networks",
+                        format!("at most {MAX_SUBJECTS} AS numbers, none 0"),
+                    ));
+                }
+                let min_tests = self.min_tests.unwrap_or(1);
+                if min_tests == 0 {
+                    return Err(bad("min_tests", "must be at least 1".into()));
+                }
+                let networks = self.networks;
+                if kind == "pmtu_black_hole" {
+                    RuleKind::PmtuBlackHole {
+                        networks,
+                        min_tests,
+                    }
+                } else {
+                    RuleKind::ExtHeaderDrop {
+                        networks,
+                        min_tests,
+                    }
+                }
+            }
             other => {
                 return Err(bad(
                     "kind",
-                    format!("{other:?}: expected share_drop, probe_offline or target_lost_v6"),
+                    format!(
+                        "{other:?}: expected share_drop, probe_offline, target_lost_v6, \
+                         pmtu_black_hole or ext_header_drop"
+                    ),
                 ));
             }
         };
