@@ -258,9 +258,28 @@ fn verify(request: &Received) {
 
 /// GET `path`, with `token` if given: the head and the body.
 async fn request(http: SocketAddr, path: &str, token: Option<&str>) -> (String, String) {
+    send(http, "GET", path, token, None).await
+}
+
+/// A request with `method` and a JSON `body`; the answer's head and body.
+async fn send(
+    http: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (String, String) {
     let mut stream = TcpStream::connect(http).await.unwrap();
     let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n");
+    let body = body.map_or(String::new(), |b| {
+        format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}",
+            b.len()
+        )
+    });
+    let end = if body.is_empty() { "\r\n" } else { "" };
+    let request =
+        format!("{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n{end}{body}");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut answer = Vec::new();
     stream.read_to_end(&mut answer).await.unwrap();
@@ -588,4 +607,174 @@ async fn a_share_drop_in_the_stored_rollups_is_delivered_once() {
     );
     assert_eq!(evidence["before"]["probes"], 20);
     assert_eq!(evidence["after"]["v6_works"]["balanced"]["high"], 0.45);
+}
+
+/// Rules over the API, as an admin would use them and as others may not: the CLI adds,
+/// lists and removes them; bad bodies get a 400 naming the field; researchers get 403; a
+/// config rule is read-only; the number of rules is capped. A rule added over the API (the
+/// config has none that fires) raises its alert and the webhook gets it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_over_the_api_are_admin_only_checked_capped_and_evaluated() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (_probe, researcher) = prepare(&data);
+    let admin = {
+        let store = SledStore::open(&data).unwrap();
+        let (admin, _) =
+            auth::create_api_token(&store, Role::Admin, "ops-admin", UnixMicros::now()).unwrap();
+        store.flush().unwrap();
+        admin
+    };
+    let receiver = Receiver::start(vec![Answer::Status(204)]).await;
+    // One config rule, which never fires (no such campaign).
+    let config_rule =
+        "[[alerts.rules]]\nid = \"from-config\"\nkind = \"target_lost_v6\"\ncampaigns = [999]\n";
+    let config = config_with(dir.path(), &[("ops", receiver.addr)], 2000, config_rule);
+    let collector = Collector::start(&config);
+    let http = collector.0.http;
+    let path = "/api/v1/alert-rules";
+    let offline = r#"{"id": "offline-api", "kind": "probe_offline", "hours": 0.0005}"#;
+
+    // Researchers may read alerts, not rules; nobody without a token.
+    let (head, _) = send(http, "POST", path, Some(&researcher), Some(offline)).await;
+    assert!(head.starts_with("HTTP/1.1 403"), "{head}");
+    let (head, _) = send(http, "GET", path, Some(&researcher), None).await;
+    assert!(head.starts_with("HTTP/1.1 403"), "{head}");
+    let (head, _) = send(http, "DELETE", &format!("{path}/from-config"), None, None).await;
+    assert!(head.starts_with("HTTP/1.1 401"), "{head}");
+    // Bad bodies: a 400 naming the field.
+    for (body, field) in [
+        (r#"{"id": "x", "kind": "probe_offline"}"#, "`hours`"),
+        (
+            r#"{"id": "x", "kind": "probe_offline", "hours": "soon"}"#,
+            "`hours`",
+        ),
+        (
+            r#"{"id": "x", "kind": "share_drop", "points": 5, "countries": ["Germany"]}"#,
+            "`countries`",
+        ),
+        (
+            r#"{"id": "x", "kind": "probe_offline", "hours": 1, "owner": "me"}"#,
+            "`owner`",
+        ),
+        (r#"{"kind": "probe_offline", "hours": 1}"#, "`id`"),
+        ("not json", "`body`"),
+    ] {
+        let (head, answer) = send(http, "POST", path, Some(&admin), Some(body)).await;
+        assert!(head.starts_with("HTTP/1.1 400"), "{body}: {head}");
+        let error: serde_json::Value = serde_json::from_str(&answer).unwrap();
+        assert!(
+            error["error"].as_str().unwrap().starts_with(field),
+            "{body}: {answer}"
+        );
+    }
+    // The config's rule: its id is taken and it cannot be deleted here.
+    let taken = r#"{"id": "from-config", "kind": "probe_offline", "hours": 1}"#;
+    let (head, _) = send(http, "POST", path, Some(&admin), Some(taken)).await;
+    assert!(head.starts_with("HTTP/1.1 409"), "{head}");
+    let (head, _) = send(
+        http,
+        "DELETE",
+        &format!("{path}/from-config"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 409"), "{head}");
+
+    // The CLI adds one; the collector evaluates it and the webhook gets its alert.
+    let cli = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_sixmap-collector"))
+            .arg("alert-rule")
+            .args(args)
+            .args(["--url", &format!("http://{http}")])
+            .env("SIXMAP_API_TOKEN", &admin)
+            .output()
+            .unwrap()
+    };
+    let out = cli(&[
+        "add",
+        "--id",
+        "offline-api",
+        "--kind",
+        "probe_offline",
+        "--hours",
+        "0.0005",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for("the API rule's alert", Duration::from_secs(30), || {
+        !receiver.got().is_empty()
+    })
+    .await;
+    let alert: serde_json::Value = serde_json::from_slice(&receiver.got()[0].body).unwrap();
+    assert_eq!(alert["rule"], "offline-api");
+    verify(&receiver.got()[0]);
+    let out = cli(&["list"]);
+    let table = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines[0].starts_with("ID") && lines[0].contains("SOURCE"),
+        "{table}"
+    );
+    assert!(
+        lines[1].contains("from-config") && lines[1].contains("config"),
+        "{table}"
+    );
+    assert!(
+        lines[2].contains("offline-api") && lines[2].contains("hours=0.0005"),
+        "{table}"
+    );
+    // A researcher's token is refused by the CLI's collector too, with the reason.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sixmap-collector"))
+        .args([
+            "alert-rule",
+            "rm",
+            "offline-api",
+            "--url",
+            &format!("http://{http}"),
+        ])
+        .args(["--token", &researcher])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("403"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The cap: 64 rules in all, config and API.
+    for i in 2..64 {
+        let body = format!(r#"{{"id": "r{i}", "kind": "target_lost_v6", "campaigns": [999]}}"#);
+        let (head, answer) = send(http, "POST", path, Some(&admin), Some(&body)).await;
+        assert!(head.starts_with("HTTP/1.1 201"), "{i}: {head}\n{answer}");
+    }
+    let body = r#"{"id": "one-more", "kind": "target_lost_v6", "campaigns": [999]}"#;
+    let (head, answer) = send(http, "POST", path, Some(&admin), Some(body)).await;
+    assert!(
+        head.starts_with("HTTP/1.1 409") && answer.contains("at most 64"),
+        "{head}\n{answer}"
+    );
+    let out = cli(&["rm", "offline-api"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed = get_json(http, path, &admin).await;
+    assert_eq!(listed["rules"].as_array().unwrap().len(), 63, "{listed}");
+    assert!(!listed.to_string().contains("offline-api"));
+    let (head, _) = send(
+        http,
+        "DELETE",
+        &format!("{path}/offline-api"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
 }
