@@ -155,7 +155,7 @@ pub struct Rule {
     pub kind: RuleKind,
 }
 
-/// `[alerts]` validated. Alerts are off when there is no rule.
+/// `[alerts]` validated. Without rules here, rules made over the API still run.
 #[derive(Debug, Clone)]
 pub struct Alerts {
     pub evaluate_every: Duration,
