@@ -745,6 +745,7 @@ mod tests {
             "/api/v1/api-tokens",
             "/api/v1/enrollment-tokens",
             "/api/v1/admin/probes",
+            "/api/v1/alert-rules",
         ] {
             assert_eq!(
                 required(&get, path, open),

@@ -173,8 +173,10 @@ pub fn record(
                 info!(alert = %alert.id, rule = %alert.rule, kind = %alert.kind, "alert raised");
             }
         }
-        for webhook in webhooks {
-            store.set_alerts_pending(webhook, &fresh, true)?;
+        if !fresh.is_empty() {
+            for webhook in webhooks {
+                store.set_alerts_pending(webhook, &fresh, true)?;
+            }
         }
     }
     if new > 0 {
