@@ -288,7 +288,7 @@ pub async fn start_with_store(
     if let Some(dumps) = dumps {
         tokio::spawn(export::dumps::run(store.clone(), dumps));
     }
-    let alert_webhooks = alerts.webhooks.iter().map(|w| w.name.clone()).collect();
+    let alert_webhooks = alerts.destinations();
     let alert_rules = alerts.written.clone();
     alerts::spawn(store.clone(), alerts);
     let map_view = map_view::MapView::with_rule(publication);

@@ -778,3 +778,87 @@ async fn rules_over_the_api_are_admin_only_checked_capped_and_evaluated() {
     .await;
     assert!(head.starts_with("HTTP/1.1 404"), "{head}");
 }
+
+/// Email through an SMTP relay: a real SMTP server (Python's aiosmtpd, delivering into a
+/// Maildir; `.ci/run` installs it) gets exactly one message for the event, with the alert's
+/// id in `X-Sixmap-Alert-Id`, and the API shows it delivered there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_by_email_reaches_a_real_smtp_server_once() {
+    let have = std::process::Command::new("python3")
+        .args(["-c", "import aiosmtpd"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "aiosmtpd missing: python3 -m pip install aiosmtpd"
+        );
+        eprintln!("skipped: needs Python's aiosmtpd (python3 -m pip install aiosmtpd)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_probe, token) = prepare(&dir.path().join("data"));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let maildir = dir.path().join("mail");
+    let mut smtp = std::process::Command::new("python3")
+        .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+        .args(["-c", "aiosmtpd.handlers.Mailbox"])
+        .arg(&maildir)
+        .spawn()
+        .unwrap();
+    wait_for("the SMTP server", Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    })
+    .await;
+    let email = format!(
+        "[[alerts.emails]]\nname = \"mail\"\nrelay = \"127.0.0.1:{port}\"\n\
+         from = \"sixmap@example.org\"\nto = [\"noc@example.org\", \"ops@example.org\"]\n"
+    );
+    let config = config_with(dir.path(), &[], 2000, &format!("{OFFLINE_RULE}{email}"));
+    let collector = Collector::start(&config);
+    let new = maildir.join("new");
+    let messages = || -> Vec<String> {
+        std::fs::read_dir(&new)
+            .map(|d| {
+                d.filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    wait_for("the email", Duration::from_secs(30), || {
+        !messages().is_empty()
+    })
+    .await;
+    // Evaluated again every second: still one message.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let got = messages();
+    assert_eq!(got.len(), 1, "{got:#?}");
+    let message = &got[0];
+    let listed = get_json(collector.0.http, "/api/v1/alerts", &token).await;
+    let alert = &listed["alerts"][0];
+    assert_eq!(alert["deliveries"]["mail"]["attempts"], 1, "{listed}");
+    assert!(
+        alert["deliveries"]["mail"]["delivered_at"].is_i64(),
+        "{listed}"
+    );
+    let id = alert["id"].as_str().unwrap();
+    for expected in [
+        format!("X-Sixmap-Alert-Id: {id}"),
+        "From: <sixmap@example.org>".to_string(),
+        "To: <noc@example.org>, <ops@example.org>".to_string(),
+        "Subject: [sixmap] probe ".to_string(),
+        "Rule offline (probe_offline)".to_string(),
+        "/api/v1/probes".to_string(),
+        // The owner goes out with the alert, as in webhook bodies.
+        OWNER.to_string(),
+    ] {
+        assert!(message.contains(&expected), "{expected}: {message}");
+    }
+    drop(collector);
+    let _ = smtp.kill();
+    let _ = smtp.wait();
+}

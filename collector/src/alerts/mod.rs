@@ -8,6 +8,9 @@
 //!   `target_lost_v6`).
 //! - `hmac`: HMAC-SHA256 (RFC 2104) for `X-Sixmap-Signature`.
 //! - `webhook`: one POST with a deadline; the answer's body is never read.
+//! - `smtp`: one email through the configured SMTP relay, with a deadline. Emails are
+//!   destinations like webhooks (the same outbox, index, retries and guarantees; accepted
+//!   means the relay's 250 after the message).
 //! - `http`: `GET /api/v1/alerts`.
 //! - `rules_api`: rules over the API (`/api/v1/alert-rules`), stored beside the config's.
 //!
@@ -29,9 +32,10 @@ pub mod http;
 pub mod plan;
 pub mod rules;
 pub mod rules_api;
+pub mod smtp;
 pub mod webhook;
 
-use crate::config::{Alerts, Webhook};
+use crate::config::{Alerts, Email, Webhook};
 use crate::store::{Store, StoreError};
 use plan::{Step, WebhookState};
 use serde::{Deserialize, Serialize};
@@ -297,7 +301,7 @@ pub fn spawn(store: Arc<dyn Store>, settings: Alerts) {
 }
 
 async fn start(store: Arc<dyn Store>, settings: Alerts) {
-    let names: Vec<String> = settings.webhooks.iter().map(|w| w.name.clone()).collect();
+    let names = settings.destinations();
     let s = store.clone();
     match crate::store::run_blocking(move || reconcile(&*s, &names)).await {
         Ok(marked) => debug!(marked, "alert delivery index checked"),
@@ -307,16 +311,22 @@ async fn start(store: Arc<dyn Store>, settings: Alerts) {
     let settings = Arc::new(settings);
     let wake: Arc<Vec<Arc<Notify>>> = Arc::new(
         settings
-            .webhooks
+            .destinations()
             .iter()
             .map(|_| Arc::new(Notify::new()))
             .collect(),
     );
-    for (i, hook) in settings.webhooks.iter().enumerate() {
+    let destinations = settings
+        .webhooks
+        .iter()
+        .cloned()
+        .map(Destination::Webhook)
+        .chain(settings.emails.iter().cloned().map(Destination::Email));
+    for (i, to) in destinations.enumerate() {
         tokio::spawn(deliver(
             store.clone(),
             settings.clone(),
-            hook.clone(),
+            to,
             wake[i].clone(),
         ));
     }
@@ -324,7 +334,7 @@ async fn start(store: Arc<dyn Store>, settings: Alerts) {
 }
 
 async fn evaluate(store: Arc<dyn Store>, settings: Arc<Alerts>, wake: Arc<Vec<Arc<Notify>>>) {
-    let names: Vec<String> = settings.webhooks.iter().map(|w| w.name.clone()).collect();
+    let names = settings.destinations();
     let up_since = UnixMicros::now();
     loop {
         let now = UnixMicros::now();
@@ -356,8 +366,44 @@ async fn evaluate(store: Arc<dyn Store>, settings: Arc<Alerts>, wake: Arc<Vec<Ar
     }
 }
 
-/// One webhook's delivery loop: one request at a time, oldest alert first.
-async fn deliver(store: Arc<dyn Store>, settings: Arc<Alerts>, hook: Webhook, wake: Arc<Notify>) {
+/// Where alerts go: a webhook or an email through a relay. Each has a name, the key of its
+/// deliveries.
+#[derive(Debug, Clone)]
+enum Destination {
+    Webhook(Webhook),
+    Email(Email),
+}
+
+impl Destination {
+    fn name(&self) -> &str {
+        match self {
+            Self::Webhook(w) => &w.name,
+            Self::Email(e) => &e.name,
+        }
+    }
+
+    /// One attempt: `Ok` once accepted (a 2xx, the relay's 250), else why not.
+    async fn send(
+        &self,
+        alert: &Alert,
+        now: UnixMicros,
+        timeout: std::time::Duration,
+    ) -> Result<(), String> {
+        match self {
+            Self::Webhook(w) => webhook::post(w, alert, now, timeout)
+                .await
+                .map_err(|e| e.to_string()),
+            Self::Email(e) => smtp::send(e, alert, now, timeout)
+                .await
+                .map_err(|e| e.to_string()),
+        }
+    }
+}
+
+/// One destination's delivery loop: one request at a time, oldest alert first.
+async fn deliver(store: Arc<dyn Store>, settings: Arc<Alerts>, to: Destination, wake: Arc<Notify>) {
+    let hook_name = to.name().to_owned();
+    let hook = &HookName { name: hook_name };
     let mut state = WebhookState::default();
     let metrics = crate::metrics::metrics();
     loop {
@@ -388,11 +434,7 @@ async fn deliver(store: Arc<dyn Store>, settings: Arc<Alerts>, hook: Webhook, wa
             },
         };
         let sent_at = UnixMicros::now();
-        let outcome = webhook::post(&hook, &alert, sent_at, settings.timeout).await;
-        let error = match &outcome {
-            Ok(()) => None,
-            Err(e) => Some(e.to_string()),
-        };
+        let error = to.send(&alert, sent_at, settings.timeout).await.err();
         metrics
             .alert_deliveries
             .with(&[if error.is_none() { "ok" } else { "failed" }])
@@ -421,6 +463,11 @@ async fn deliver(store: Arc<dyn Store>, settings: Arc<Alerts>, hook: Webhook, wa
             }
         }
     }
+}
+
+/// The name a delivery loop logs under (`hook.name`, as before there were emails).
+struct HookName {
+    name: String,
 }
 
 #[cfg(test)]

@@ -27,6 +27,8 @@ pub struct AlertsConfig {
     pub backoff_initial_ms: u64,
     pub backoff_max_s: u64,
     pub webhooks: Vec<WebhookToml>,
+    /// Alerts by email through an SMTP relay.
+    pub emails: Vec<EmailToml>,
     pub rules: Vec<RuleToml>,
 }
 
@@ -39,9 +41,46 @@ impl Default for AlertsConfig {
             backoff_initial_ms: 1000,
             backoff_max_s: 600,
             webhooks: Vec::new(),
+            emails: Vec::new(),
             rules: Vec::new(),
         }
     }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailToml {
+    /// Names it in the delivery state, as a webhook's name (unique among both).
+    pub name: String,
+    /// `host:port` of an SMTP relay spoken to in plain SMTP (no TLS, no login): the
+    /// operator's own MTA, which does both onwards.
+    pub relay: String,
+    /// The envelope and `From` address.
+    pub from: String,
+    /// Recipients (at most 16).
+    pub to: Vec<String>,
+}
+
+/// A validated email destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email {
+    pub name: String,
+    pub relay: String,
+    pub from: String,
+    pub to: Vec<String>,
+}
+
+/// An address as SMTP takes it between `<` and `>`: something@something, no spaces, no
+/// controls, no angle brackets.
+fn address_ok(text: &str) -> bool {
+    let ok_chars = text
+        .chars()
+        .all(|c| !c.is_control() && !c.is_whitespace() && c != '<' && c != '>');
+    ok_chars
+        && text.len() <= 254
+        && text
+            .split_once('@')
+            .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty())
 }
 
 #[derive(Clone, Deserialize)]
@@ -163,9 +202,21 @@ pub struct Alerts {
     pub timeout: Duration,
     pub backoff: crate::alerts::plan::Backoff,
     pub webhooks: Vec<Webhook>,
+    pub emails: Vec<Email>,
     pub rules: Vec<Rule>,
     /// `rules` as written, for `GET /api/v1/alert-rules`.
     pub written: Vec<RuleToml>,
+}
+
+impl Alerts {
+    /// Every destination's name (webhooks, then emails): the keys of an alert's deliveries.
+    pub fn destinations(&self) -> Vec<String> {
+        self.webhooks
+            .iter()
+            .map(|w| w.name.clone())
+            .chain(self.emails.iter().map(|e| e.name.clone()))
+            .collect()
+    }
 }
 
 impl Default for Alerts {
@@ -400,6 +451,48 @@ impl AlertsConfig {
                 secret: hook.secret.into_bytes(),
             });
         }
+        if webhooks.len() + self.emails.len() > MAX_WEBHOOKS {
+            return Err(invalid(
+                "emails",
+                format!("at most {MAX_WEBHOOKS} webhooks and emails together"),
+            ));
+        }
+        let mut emails = Vec::new();
+        for (i, mail) in self.emails.into_iter().enumerate() {
+            let key = |field: &str| format!("emails[{i}].{field}");
+            if !name_ok(&mail.name) || !names.insert(mail.name.clone()) {
+                return Err(invalid(
+                    &key("name"),
+                    "must be unique among webhooks and emails, 1-64 letters, digits, '-' or '_'"
+                        .into(),
+                ));
+            }
+            let port_ok = mail
+                .relay
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+            if !port_ok || mail.relay.len() > 255 || mail.relay.contains(['/', '@', ' ']) {
+                return Err(invalid(&key("relay"), "must be host:port".into()));
+            }
+            if !address_ok(&mail.from) {
+                return Err(invalid(&key("from"), "must be an address (a@b)".into()));
+            }
+            if mail.to.is_empty() || mail.to.len() > 16 {
+                return Err(invalid(&key("to"), "1 to 16 addresses".into()));
+            }
+            if let Some(bad) = mail.to.iter().find(|t| !address_ok(t)) {
+                return Err(invalid(
+                    &key("to"),
+                    format!("{bad:?} is not an address (a@b)"),
+                ));
+            }
+            emails.push(Email {
+                name: mail.name,
+                relay: mail.relay,
+                from: mail.from,
+                to: mail.to,
+            });
+        }
         let mut ids = HashSet::new();
         let mut rules = Vec::new();
         let written = self.rules.clone();
@@ -413,10 +506,10 @@ impl AlertsConfig {
                 .map_err(|(field, reason)| invalid(&key(&field), reason))?;
             rules.push(rule);
         }
-        if !rules.is_empty() && webhooks.is_empty() {
+        if !rules.is_empty() && webhooks.is_empty() && emails.is_empty() {
             return Err(invalid(
                 "webhooks",
-                "rules are set but no webhook receives their alerts".into(),
+                "rules are set but no webhook or email receives their alerts".into(),
             ));
         }
         Ok(Alerts {
@@ -428,6 +521,7 @@ impl AlertsConfig {
                 cap: Duration::from_secs(self.backoff_max_s),
             },
             webhooks,
+            emails,
             rules,
             written,
         })
@@ -552,6 +646,25 @@ mod tests {
             ),
             (format!("{HOOK}{HOOK}"), "alerts.webhooks[1].name"),
             ("timeout_ms = 1\n".to_string(), "alerts.timeout_ms"),
+            (
+                "[[emails]]\nname = \"m\"\nrelay = \"mail.example.org\"\nfrom = \"a@b\"\nto = [\"c@d\"]\n"
+                    .to_string(),
+                "alerts.emails[0].relay",
+            ),
+            (
+                "[[emails]]\nname = \"m\"\nrelay = \"mx:25\"\nfrom = \"a@b\"\nto = [\"c@d>\\r\\nRCPT TO:<e@f\"]\n"
+                    .to_string(),
+                "alerts.emails[0].to",
+            ),
+            (
+                "[[emails]]\nname = \"m\"\nrelay = \"mx:25\"\nfrom = \"nobody\"\nto = [\"c@d\"]\n"
+                    .to_string(),
+                "alerts.emails[0].from",
+            ),
+            (
+                format!("{HOOK}[[emails]]\nname = \"ops\"\nrelay = \"mx:25\"\nfrom = \"a@b\"\nto = [\"c@d\"]\n"),
+                "alerts.emails[0].name",
+            ),
         ];
         for (toml, key) in cases {
             let error = parse(&toml).unwrap_err();
