@@ -230,7 +230,15 @@ fn record_attempt(
     error: Option<String>,
 ) -> Result<(), StoreError> {
     let _outbox = outbox_lock();
-    let Some(mut alert) = stored_one(store, id)? else {
+    // Read from the webhook's pending alerts, not the outbox: it is pending there until this
+    // records its 2xx.
+    let mut alert = None;
+    for (stored_id, json) in store.pending_alerts(webhook)? {
+        if stored_id == id {
+            alert = Some(serde_json::from_slice::<StoredAlert>(&json).map_err(|e| corrupt(id, e))?);
+        }
+    }
+    let Some(mut alert) = alert else {
         // Dropped meanwhile (outbox over its cap): nothing to record.
         return Ok(());
     };
@@ -287,11 +295,6 @@ pub fn reconcile(store: &dyn Store, webhooks: &[String]) -> Result<usize, StoreE
     }
     store.flush()?;
     Ok(marked)
-}
-
-fn stored_one(store: &dyn Store, id: &str) -> Result<Option<StoredAlert>, StoreError> {
-    // The outbox is bounded by `max_stored`, so reading it whole stays bounded.
-    Ok(stored(store)?.into_iter().find(|a| a.alert.id == id))
 }
 
 /// Starts the evaluation task and one delivery task per webhook, after checking the delivery

@@ -685,6 +685,13 @@ mod tests {
         let config: crate::config::CollectorConfig =
             sixmap_shared::config::parse_toml(&uncommented).unwrap();
         let alerts = config.alerts.validate(None).unwrap();
-        assert_eq!((alerts.webhooks.len(), alerts.rules.len()), (1, 3));
+        assert_eq!(
+            (
+                alerts.webhooks.len(),
+                alerts.emails.len(),
+                alerts.rules.len()
+            ),
+            (1, 1, 4)
+        );
     }
 }
