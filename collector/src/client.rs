@@ -112,6 +112,10 @@ impl Client {
         self.request("POST", path, Some((content_type, body)))
     }
 
+    pub fn delete(&self, path: &str) -> Result<Reply, ClientError> {
+        self.request("DELETE", path, None)
+    }
+
     /// GET `path` and hand each line of the body to `on_line` as it arrives (a streamed,
     /// chunked JSON-lines response: `GET /api/v1/measurements/{id}/results?follow=true`),
     /// until the body ends or `on_line` returns false. A refusal (non-2xx) is an error with

@@ -192,6 +192,7 @@ pub fn required(method: &Method, path: &str, access: Access) -> Need {
         };
     }
     if under("/api/v1/audit")
+        || under("/api/v1/alert-rules")
         || under("/api/v1/enrollment-tokens")
         || under("/api/v1/api-tokens")
         || under("/api/v1/admin")
@@ -752,6 +753,7 @@ mod tests {
             "/api/v1/api-tokens",
             "/api/v1/enrollment-tokens",
             "/api/v1/admin/probes",
+            "/api/v1/alert-rules",
         ] {
             assert_eq!(
                 required(&get, path, open),

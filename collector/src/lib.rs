@@ -293,7 +293,8 @@ pub async fn start_with_store(
     if let Some(dumps) = dumps {
         tokio::spawn(export::dumps::run(store.clone(), dumps));
     }
-    let alert_webhooks = alerts.webhooks.iter().map(|w| w.name.clone()).collect();
+    let alert_webhooks = alerts.destinations();
+    let alert_rules = alerts.written.clone();
     alerts::spawn(store.clone(), alerts);
     let map_view = map_view::MapView::with_rule(publication);
     tokio::spawn(map_view::run(map_view.clone(), store.clone()));
@@ -313,7 +314,8 @@ pub async fn start_with_store(
             .merge(query::router(store.clone()))
             .merge(export::http::router(store.clone()))
             .merge(health::router(store.clone(), fatal.clone()))
-            .merge(alerts::http::router(store.clone(), alert_webhooks)),
+            .merge(alerts::http::router(store.clone(), alert_webhooks))
+            .merge(alerts::rules_api::router(store.clone(), alert_rules)),
         store,
         pki,
         access,

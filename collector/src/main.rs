@@ -83,6 +83,10 @@ enum Command {
     /// running collector's HTTP API).
     #[command(subcommand)]
     Directory(sixmap_collector::directory::DirectoryCommand),
+    /// Alert rules on a running collector (--url and an admin API token): list them (the
+    /// config's too), add one, delete one made over the API.
+    #[command(subcommand, name = "alert-rule")]
+    AlertRule(sixmap_collector::alerts::cli::AlertRuleCommand),
     /// Check prefix data files and add them to the data dir; the collector loads them at start
     /// to give results and probes their origin AS and country.
     ImportPrefixes {
@@ -220,6 +224,7 @@ fn run() -> anyhow::Result<()> {
         Command::Token(command) => admin::token(command),
         Command::Probe(command) => admin::probe(command),
         Command::ApiToken(command) => admin::api_token(command),
+        Command::AlertRule(command) => sixmap_collector::alerts::cli::run(command),
         Command::Migrate { store } => {
             // Opening a sled store migrates it (progress and counts in the log).
             let opened = admin::open_admin(&store, false)?;

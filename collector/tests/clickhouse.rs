@@ -573,6 +573,36 @@ fn alerts_are_shared(server: &ClickHouseServer) {
         two.alerts().unwrap(),
         vec![("b2".to_string(), b"{\"v\":\"tab\\there\"}".to_vec())]
     );
+    // The delivery index (schema 5): per webhook, the newest mark wins, and only stored
+    // alerts come back (a1 was dropped).
+    two.set_alerts_pending("ops", &["b2".to_string(), "a1".to_string()], true)
+        .unwrap();
+    one.set_alerts_pending("pager", &["b2".to_string()], true)
+        .unwrap();
+    assert_eq!(
+        one.pending_alerts("ops").unwrap(),
+        vec![("b2".to_string(), b"{\"v\":\"tab\\there\"}".to_vec())]
+    );
+    one.set_alerts_pending("ops", &["b2".to_string()], false)
+        .unwrap();
+    assert!(two.pending_alerts("ops").unwrap().is_empty());
+    assert_eq!(two.pending_alerts("pager").unwrap().len(), 1);
+    // Rules made over the API: one per id across collectors, deletions final until the id
+    // is created again.
+    assert!(one.insert_alert_rule("r1", b"{\"v\":1}").unwrap());
+    assert!(!two.insert_alert_rule("r1", b"{\"v\":2}").unwrap());
+    assert_eq!(
+        two.alert_rules().unwrap(),
+        vec![("r1".to_string(), b"{\"v\":1}".to_vec())]
+    );
+    assert!(two.delete_alert_rule("r1").unwrap());
+    assert!(!one.delete_alert_rule("r1").unwrap());
+    assert!(one.alert_rules().unwrap().is_empty());
+    assert!(
+        one.insert_alert_rule("r1", b"{\"v\":3}").unwrap(),
+        "a deleted id can be used again"
+    );
+    assert_eq!(two.alert_rules().unwrap().len(), 1);
     // Many new alerts at once (an outage): claimed in parallel, each claim waiting its
     // settle time (1 s) once per batch of 16, not once per alert.
     let many: Vec<sixmap_collector::alerts::Alert> = (0..32)

@@ -302,9 +302,10 @@ fn a_campaign_over_lab_targets_reports_the_lab_truth() {
         ),
         (
             "bad-interval",
-            SPEC.replace("spread_s = 2", "every_s = 10"),
+            // Under lab mode's minimum (5 s; 60 s otherwise).
+            SPEC.replace("spread_s = 2", "every_s = 4"),
             "schedule.every_s",
-            "minimum 60",
+            "minimum 5",
         ),
         (
             "no-probe",

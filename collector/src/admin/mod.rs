@@ -5,7 +5,7 @@
 //! with ClickHouse it may keep running). Both ways print the same: a table for people, the
 //! API's document with `--json`. `table` renders the tables.
 
-mod table;
+pub(crate) mod table;
 
 use crate::auth::{self, Page, PageRequest, ProbeListing};
 use crate::client::Client;

@@ -8,7 +8,16 @@
 //!   `target_lost_v6`).
 //! - `hmac`: HMAC-SHA256 (RFC 2104) for `X-Sixmap-Signature`.
 //! - `webhook`: one POST with a deadline; the answer's body is never read.
+//! - `smtp`: one email through the configured SMTP relay, with a deadline. Emails are
+//!   destinations like webhooks (the same outbox, index, retries and guarantees; accepted
+//!   means the relay's 250 after the message).
 //! - `http`: `GET /api/v1/alerts`.
+//! - `rules_api`: rules over the API (`/api/v1/alert-rules`), stored beside the config's.
+//!
+//! Each webhook's delivery reads only the alerts pending for it (the store's delivery index,
+//! `AlertStore::pending_alerts`): an alert is marked pending for every webhook when stored,
+//! and no longer when a 2xx is recorded there. At start the index is checked against the
+//! outbox once (a webhook added to the config, a crash between storing and marking).
 //!
 //! Delivery guarantees: an alert's id is derived from its rule and its event (e.g. rule,
 //! probe and the last-seen time of the outage), so detecting it again, after a restart
@@ -17,13 +26,16 @@
 //! between the 2xx and that record sends it once more: at least once on the wire, with the
 //! id in `X-Sixmap-Alert-Id` so receivers deduplicate; never re-sent after the record.
 
+pub mod cli;
 pub mod hmac;
 pub mod http;
 pub mod plan;
 pub mod rules;
+pub mod rules_api;
+pub mod smtp;
 pub mod webhook;
 
-use crate::config::{Alerts, Webhook};
+use crate::config::{Alerts, Email, Webhook};
 use crate::store::{Store, StoreError};
 use plan::{Step, WebhookState};
 use serde::{Deserialize, Serialize};
@@ -157,10 +169,17 @@ pub fn record(
                 })
                 .collect()
         });
+        let mut fresh = Vec::new();
         for ((alert, _), outcome) in chunk.iter().zip(outcomes) {
             if outcome? {
                 new += 1;
+                fresh.push(alert.id.clone());
                 info!(alert = %alert.id, rule = %alert.rule, kind = %alert.kind, "alert raised");
+            }
+        }
+        if !fresh.is_empty() {
+            for webhook in webhooks {
+                store.set_alerts_pending(webhook, &fresh, true)?;
             }
         }
     }
@@ -170,6 +189,9 @@ pub fn record(
         let (drop, undelivered) = plan::evict(&all, webhooks, max_stored);
         if !drop.is_empty() {
             store.delete_alerts(&drop)?;
+            for webhook in webhooks {
+                store.set_alerts_pending(webhook, &drop, false)?;
+            }
             let metrics = crate::metrics::metrics();
             metrics.alerts_dropped.add(undelivered as u64);
             if undelivered > 0 {
@@ -208,13 +230,22 @@ fn record_attempt(
     error: Option<String>,
 ) -> Result<(), StoreError> {
     let _outbox = outbox_lock();
-    let Some(mut alert) = stored_one(store, id)? else {
+    // Read from the webhook's pending alerts, not the outbox: it is pending there until this
+    // records its 2xx.
+    let mut alert = None;
+    for (stored_id, json) in store.pending_alerts(webhook)? {
+        if stored_id == id {
+            alert = Some(serde_json::from_slice::<StoredAlert>(&json).map_err(|e| corrupt(id, e))?);
+        }
+    }
+    let Some(mut alert) = alert else {
         // Dropped meanwhile (outbox over its cap): nothing to record.
         return Ok(());
     };
     let delivery = alert.deliveries.entry(webhook.to_owned()).or_default();
     delivery.attempts = delivery.attempts.saturating_add(1);
     delivery.last_attempt = Some(now);
+    let delivered = error.is_none();
     match error {
         None => {
             delivery.delivered_at = Some(now);
@@ -223,32 +254,82 @@ fn record_attempt(
         Some(e) => delivery.last_error = Some(e),
     }
     store.update_alert(id, &to_json(&alert)?)?;
+    if delivered {
+        // After the record: a crash between the two leaves it in the index, and the
+        // delivery skips it (delivered) until the start-up check removes it.
+        store.set_alerts_pending(webhook, &[id.to_owned()], false)?;
+    }
     store.flush()
 }
 
-fn stored_one(store: &dyn Store, id: &str) -> Result<Option<StoredAlert>, StoreError> {
-    // The outbox is bounded by `max_stored`, so reading it whole stays bounded.
-    Ok(stored(store)?.into_iter().find(|a| a.alert.id == id))
+/// The alerts pending for `webhook` (the delivery index), without those already delivered
+/// there.
+pub fn pending(store: &dyn Store, webhook: &str) -> Result<Vec<StoredAlert>, StoreError> {
+    let mut out = Vec::new();
+    for (id, json) in store.pending_alerts(webhook)? {
+        let alert: StoredAlert = serde_json::from_slice(&json).map_err(|e| corrupt(&id, e))?;
+        if !alert.delivered_to(webhook) {
+            out.push(alert);
+        }
+    }
+    Ok(out)
 }
 
-/// Starts the evaluation task and one delivery task per webhook. Nothing runs without rules.
+/// Brings the delivery index in line with the outbox, reading it whole once (at start):
+/// each configured webhook's undelivered alerts pending, its delivered ones not. Covers a
+/// webhook new in the config (it gets every stored alert) and a crash between storing an
+/// alert and marking it. Returns how many were marked pending.
+pub fn reconcile(store: &dyn Store, webhooks: &[String]) -> Result<usize, StoreError> {
+    let _outbox = outbox_lock();
+    let all = stored(store)?;
+    let mut marked = 0;
+    for webhook in webhooks {
+        let (done, open): (Vec<&StoredAlert>, Vec<&StoredAlert>) =
+            all.iter().partition(|a| a.delivered_to(webhook));
+        let ids = |list: Vec<&StoredAlert>| -> Vec<String> {
+            list.into_iter().map(|a| a.alert.id.clone()).collect()
+        };
+        marked += open.len();
+        store.set_alerts_pending(webhook, &ids(open), true)?;
+        store.set_alerts_pending(webhook, &ids(done), false)?;
+    }
+    store.flush()?;
+    Ok(marked)
+}
+
+/// Starts the evaluation task and one delivery task per webhook, after checking the delivery
+/// index. They run without rules in the config too: rules may come over the API.
 pub fn spawn(store: Arc<dyn Store>, settings: Alerts) {
-    if settings.rules.is_empty() {
-        return;
+    tokio::spawn(start(store, settings));
+}
+
+async fn start(store: Arc<dyn Store>, settings: Alerts) {
+    let names = settings.destinations();
+    let s = store.clone();
+    match crate::store::run_blocking(move || reconcile(&*s, &names)).await {
+        Ok(marked) => debug!(marked, "alert delivery index checked"),
+        // Deliveries still run on the index as it is; the next start checks again.
+        Err(e) => warn!(error = %e, "alert delivery index not checked"),
     }
     let settings = Arc::new(settings);
     let wake: Arc<Vec<Arc<Notify>>> = Arc::new(
         settings
-            .webhooks
+            .destinations()
             .iter()
             .map(|_| Arc::new(Notify::new()))
             .collect(),
     );
-    for (i, hook) in settings.webhooks.iter().enumerate() {
+    let destinations = settings
+        .webhooks
+        .iter()
+        .cloned()
+        .map(Destination::Webhook)
+        .chain(settings.emails.iter().cloned().map(Destination::Email));
+    for (i, to) in destinations.enumerate() {
         tokio::spawn(deliver(
             store.clone(),
             settings.clone(),
-            hook.clone(),
+            to,
             wake[i].clone(),
         ));
     }
@@ -256,17 +337,20 @@ pub fn spawn(store: Arc<dyn Store>, settings: Alerts) {
 }
 
 async fn evaluate(store: Arc<dyn Store>, settings: Arc<Alerts>, wake: Arc<Vec<Arc<Notify>>>) {
-    let names: Vec<String> = settings.webhooks.iter().map(|w| w.name.clone()).collect();
+    let names = settings.destinations();
     let up_since = UnixMicros::now();
     loop {
         let now = UnixMicros::now();
-        let (s, rules, names2, cap) = (
+        let (s, mut rules, names2, cap) = (
             store.clone(),
             settings.rules.clone(),
             names.clone(),
             settings.max_stored,
         );
         let outcome = crate::store::run_blocking(move || {
+            // The API's rules as they are now: one made or deleted counts from here on.
+            let api = rules_api::stored_rules(&*s, &rules)?;
+            rules.extend(api);
             let alerts = rules::evaluate(&*s, &rules, now, up_since)?;
             record(&*s, alerts, &names2, cap)
         })
@@ -285,14 +369,50 @@ async fn evaluate(store: Arc<dyn Store>, settings: Arc<Alerts>, wake: Arc<Vec<Ar
     }
 }
 
-/// One webhook's delivery loop: one request at a time, oldest alert first.
-async fn deliver(store: Arc<dyn Store>, settings: Arc<Alerts>, hook: Webhook, wake: Arc<Notify>) {
+/// Where alerts go: a webhook or an email through a relay. Each has a name, the key of its
+/// deliveries.
+#[derive(Debug, Clone)]
+enum Destination {
+    Webhook(Webhook),
+    Email(Email),
+}
+
+impl Destination {
+    fn name(&self) -> &str {
+        match self {
+            Self::Webhook(w) => &w.name,
+            Self::Email(e) => &e.name,
+        }
+    }
+
+    /// One attempt: `Ok` once accepted (a 2xx, the relay's 250), else why not.
+    async fn send(
+        &self,
+        alert: &Alert,
+        now: UnixMicros,
+        timeout: std::time::Duration,
+    ) -> Result<(), String> {
+        match self {
+            Self::Webhook(w) => webhook::post(w, alert, now, timeout)
+                .await
+                .map_err(|e| e.to_string()),
+            Self::Email(e) => smtp::send(e, alert, now, timeout)
+                .await
+                .map_err(|e| e.to_string()),
+        }
+    }
+}
+
+/// One destination's delivery loop: one request at a time, oldest alert first.
+async fn deliver(store: Arc<dyn Store>, settings: Arc<Alerts>, to: Destination, wake: Arc<Notify>) {
+    let hook_name = to.name().to_owned();
+    let hook = &HookName { name: hook_name };
     let mut state = WebhookState::default();
     let metrics = crate::metrics::metrics();
     loop {
         let now = UnixMicros::now();
-        let s = store.clone();
-        let alerts = match crate::store::run_blocking(move || stored(&*s)).await {
+        let (s, name) = (store.clone(), hook.name.clone());
+        let alerts = match crate::store::run_blocking(move || pending(&*s, &name)).await {
             Ok(alerts) => alerts,
             Err(e) => {
                 warn!(webhook = %hook.name, error = %e, "alert outbox not read");
@@ -317,11 +437,7 @@ async fn deliver(store: Arc<dyn Store>, settings: Arc<Alerts>, hook: Webhook, wa
             },
         };
         let sent_at = UnixMicros::now();
-        let outcome = webhook::post(&hook, &alert, sent_at, settings.timeout).await;
-        let error = match &outcome {
-            Ok(()) => None,
-            Err(e) => Some(e.to_string()),
-        };
+        let error = to.send(&alert, sent_at, settings.timeout).await.err();
         metrics
             .alert_deliveries
             .with(&[if error.is_none() { "ok" } else { "failed" }])
@@ -352,10 +468,15 @@ async fn deliver(store: Arc<dyn Store>, settings: Arc<Alerts>, hook: Webhook, wa
     }
 }
 
+/// The name a delivery loop logs under (`hook.name`, as before there were emails).
+struct HookName {
+    name: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::SledStore;
+    use crate::store::{AlertStore, SledStore};
 
     fn alert(id: &str, t: i64) -> Alert {
         Alert {
@@ -430,6 +551,50 @@ mod tests {
         // Nor by the rules detecting its event again: it stays dropped, not raised anew.
         assert_eq!(record(&store, vec![alert("b", 8)], &hooks, 3).unwrap(), 0);
         assert_eq!(stored(&store).unwrap().len(), 3);
+    }
+
+    /// A delivery reads what is pending for its webhook only: new alerts are pending for
+    /// every webhook, a 2xx takes one out for that webhook, eviction takes them out for all,
+    /// and the start-up check adds a new webhook's backlog and repairs a lost mark.
+    #[test]
+    fn the_pending_index_holds_what_each_webhook_has_not_had() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let hooks = vec!["ops".to_string(), "pager".to_string()];
+        let ids = |list: Vec<StoredAlert>| -> Vec<String> {
+            let mut ids: Vec<String> = list.into_iter().map(|a| a.alert.id).collect();
+            ids.sort();
+            ids
+        };
+        record(&store, vec![alert("a", 1), alert("b", 2)], &hooks, 10).unwrap();
+        assert_eq!(ids(pending(&store, "ops").unwrap()), ["a", "b"]);
+        record_attempt(&store, "a", "ops", UnixMicros(5), None).unwrap();
+        // A failure keeps it pending.
+        record_attempt(&store, "b", "ops", UnixMicros(5), Some("500".into())).unwrap();
+        assert_eq!(ids(pending(&store, "ops").unwrap()), ["b"]);
+        assert_eq!(ids(pending(&store, "pager").unwrap()), ["a", "b"]);
+        // The index, not the outbox: an alert stored without its mark (a crash between the
+        // two) is not seen until the start-up check puts it back.
+        store
+            .insert_alert(
+                "c",
+                &to_json(&StoredAlert {
+                    alert: alert("c", 3),
+                    deliveries: BTreeMap::new(),
+                })
+                .unwrap(),
+            )
+            .unwrap();
+        assert_eq!(ids(pending(&store, "ops").unwrap()), ["b"]);
+        // A webhook new in the config gets the whole backlog from the check.
+        let three = vec!["ops".to_string(), "pager".to_string(), "new".to_string()];
+        assert_eq!(reconcile(&store, &three).unwrap(), 2 + 3 + 3);
+        assert_eq!(ids(pending(&store, "ops").unwrap()), ["b", "c"]);
+        assert_eq!(ids(pending(&store, "new").unwrap()), ["a", "b", "c"]);
+        // Evicted alerts leave every webhook's index.
+        record(&store, vec![alert("d", 4)], &three, 2).unwrap();
+        assert_eq!(ids(pending(&store, "new").unwrap()), ["c", "d"]);
+        assert_eq!(ids(pending(&store, "ops").unwrap()), ["c", "d"]);
     }
 
     /// Two webhooks' tasks recording at the same moment keep each other's records: neither

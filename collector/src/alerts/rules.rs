@@ -8,6 +8,7 @@ use crate::campaign::CampaignRecord;
 use crate::campaign::spec::is_reachability_kind;
 use crate::config::{Rule, RuleKind};
 use crate::daily::{self, CountryDay};
+use crate::rollup::Proportion;
 use crate::store::{CampaignCell, ProbeRecord, Store, StoreError, failure_class};
 use serde_json::json;
 use sixmap_shared::UnixMicros;
@@ -64,6 +65,47 @@ pub fn evaluate(
                     })?;
                     let seen = observations(&record, &cells, now);
                     alerts.extend(target_lost_v6(&rule.id, id, &seen, *min_probes, now));
+                }
+            }
+            RuleKind::PmtuBlackHole {
+                networks,
+                min_tests,
+            }
+            | RuleKind::ExtHeaderDrop {
+                networks,
+                min_tests,
+            } => {
+                let (before, newest) = match &two_days {
+                    Some(days) => days,
+                    None => two_days.insert((
+                        daily::groups_on(store, UnixMicros(now.0 - 2 * DAY_US))?,
+                        daily::groups_on(store, UnixMicros(now.0 - DAY_US))?,
+                    )),
+                };
+                let pmtu = matches!(rule.kind, RuleKind::PmtuBlackHole { .. });
+                // Every network with a figure yesterday, or the ones named.
+                let watched: Vec<u32> = if networks.is_empty() {
+                    newest
+                        .keys()
+                        .filter_map(|k| k.strip_prefix("asn:")?.parse().ok())
+                        .collect()
+                } else {
+                    networks.clone()
+                };
+                for asn in watched {
+                    let key = format!("asn:{asn}");
+                    let Some(after) = newest.get(&key) else {
+                        continue;
+                    };
+                    alerts.extend(new_path_problems(
+                        &rule.id,
+                        pmtu,
+                        asn,
+                        before.get(&key),
+                        after,
+                        *min_tests,
+                        now,
+                    ));
                 }
             }
             RuleKind::ShareDrop {
@@ -232,6 +274,88 @@ pub fn share_drop(
         }),
         links: vec![link.to_owned()],
     })
+}
+
+/// The path problems of a network that are new yesterday (the last complete UTC day): with
+/// `pmtu`, PMTU black holes (some of its PMTU tests found one), else each extension header
+/// (`hbh`, `dst`, `frag`) it dropped. New means the day before had at least `min_tests` tests
+/// of the same kind from the network and none found it; yesterday needs `min_tests` too. A
+/// day without such tests says nothing either way, so a problem seen after a gap in testing
+/// raises nothing (it may be old). One alert per network, problem and day: the id holds them.
+pub fn new_path_problems(
+    rule: &str,
+    pmtu: bool,
+    asn: u32,
+    before: Option<&CountryDay>,
+    after: &CountryDay,
+    min_tests: u64,
+    now: UnixMicros,
+) -> Vec<Alert> {
+    let today = now.0.div_euclid(DAY_US);
+    let Some(before) = before else {
+        return Vec::new();
+    };
+    if after.day_number != today - 1 || before.day_number != after.day_number - 1 {
+        return Vec::new();
+    }
+    let problems: Vec<(&str, Option<&Proportion>, Option<&Proportion>)> = if pmtu {
+        vec![(
+            "pmtu_black_hole",
+            before.pmtu_black_holes.as_ref(),
+            after.pmtu_black_holes.as_ref(),
+        )]
+    } else {
+        crate::figures::EXT_HEADERS
+            .iter()
+            .map(|h| {
+                (
+                    *h,
+                    before.ext_header_drops.get(*h),
+                    after.ext_header_drops.get(*h),
+                )
+            })
+            .collect()
+    };
+    let enough = |p: &Proportion| p.n >= min_tests as f64;
+    let subject = format!("asn:{asn}");
+    problems
+        .into_iter()
+        .filter_map(|(problem, was, is)| {
+            let (was, is) = (was?, is?);
+            if !(enough(was) && enough(is) && was.successes == 0.0 && is.successes > 0.0) {
+                return None;
+            }
+            let what = if pmtu {
+                "a PMTU black hole".to_owned()
+            } else {
+                format!("extension header {problem} dropped")
+            };
+            Some(Alert {
+                id: alert_id(rule, &format!("{subject}:{problem}:{}", after.day)),
+                rule: rule.to_owned(),
+                kind: if pmtu {
+                    "pmtu_black_hole"
+                } else {
+                    "ext_header_drop"
+                }
+                .into(),
+                subject: subject.clone(),
+                created_at: now,
+                summary: format!(
+                    "AS{asn}: {what} on {} in {} of {} tests, none in {} tests on {}",
+                    after.day, is.successes, is.n, was.n, before.day
+                ),
+                evidence: json!({
+                    "network": asn,
+                    "problem": problem,
+                    "min_tests": min_tests,
+                    "after": {"day": after.day, "tests": is.n, "found": is.successes, "share": is},
+                    "before": {"day": before.day, "tests": was.n, "found": was.successes},
+                }),
+                links: vec![format!("/api/v1/maps/networks/{asn}/series")],
+            })
+        })
+        .collect()
 }
 
 /// One probe's IPv6 reachability cell of a campaign target (task and probe), as
@@ -495,6 +619,128 @@ mod tests {
         // nothing yet.
         let running = UnixMicros(20_001 * DAY_US + 5);
         assert!(share_drop("r", "c", "/l", &[before, fell], 10.0, 5, running).is_none());
+    }
+
+    #[test]
+    fn a_path_problem_is_new_when_the_day_before_tested_without_it() {
+        let now = UnixMicros(20_002 * DAY_US + 5);
+        let count = |found: f64, n: f64| Proportion {
+            share: found / n,
+            low: 0.0,
+            high: 1.0,
+            n,
+            successes: found,
+        };
+        let with = |n: i64, pmtu: Option<Proportion>, hbh: Option<Proportion>| {
+            let mut d = day(n, 10, share(0.6, 0.5, 0.7));
+            d.pmtu_black_holes = pmtu;
+            if let Some(hbh) = hbh {
+                d.ext_header_drops.insert("hbh".into(), hbh);
+            }
+            d
+        };
+        let clean = with(20_000, Some(count(0.0, 8.0)), Some(count(0.0, 4.0)));
+        let holes = with(20_001, Some(count(2.0, 8.0)), Some(count(1.0, 4.0)));
+        let pmtu = new_path_problems("r", true, 64500, Some(&clean), &holes, 3, now);
+        assert_eq!(pmtu.len(), 1, "{pmtu:#?}");
+        assert_eq!(pmtu[0].kind, "pmtu_black_hole");
+        assert_eq!(pmtu[0].subject, "asn:64500");
+        assert_eq!(pmtu[0].evidence["after"]["found"], 2.0);
+        assert_eq!(pmtu[0].links[0], "/api/v1/maps/networks/64500/series");
+        // The same day evaluated again: the same alert.
+        assert_eq!(
+            new_path_problems(
+                "r",
+                true,
+                64500,
+                Some(&clean),
+                &holes,
+                3,
+                UnixMicros(now.0 + 9)
+            )[0]
+            .id,
+            pmtu[0].id
+        );
+        let eh = new_path_problems("r", false, 64500, Some(&clean), &holes, 3, now);
+        assert_eq!(eh.len(), 1, "{eh:#?}");
+        assert_eq!(eh[0].kind, "ext_header_drop");
+        assert_eq!(eh[0].evidence["problem"], "hbh");
+        assert_ne!(eh[0].id, pmtu[0].id);
+        // Seen the day before too: not new.
+        let old = with(20_000, Some(count(1.0, 8.0)), Some(count(2.0, 4.0)));
+        assert!(new_path_problems("r", true, 64500, Some(&old), &holes, 3, now).is_empty());
+        assert!(new_path_problems("r", false, 64500, Some(&old), &holes, 3, now).is_empty());
+        // No tests, or too few, the day before: nothing known, nothing raised.
+        let untested = with(20_000, None, None);
+        assert!(new_path_problems("r", true, 64500, Some(&untested), &holes, 3, now).is_empty());
+        assert!(new_path_problems("r", true, 64500, None, &holes, 3, now).is_empty());
+        assert!(new_path_problems("r", false, 64500, Some(&clean), &holes, 5, now).is_empty());
+        // Not yesterday's figures (a stale series, or today's partial day).
+        let later = UnixMicros(20_003 * DAY_US);
+        assert!(new_path_problems("r", true, 64500, Some(&clean), &holes, 3, later).is_empty());
+    }
+
+    /// The rules read the stored daily rollups: a network whose PMTU tests found no black
+    /// hole the day before yesterday and some yesterday raises one alert; another network
+    /// that had them both days, or that is not watched, raises none.
+    #[test]
+    fn path_problem_rules_read_the_stored_days() {
+        use crate::config::Rule;
+        use crate::store::SledStore;
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let now = UnixMicros(20_002 * DAY_US + 3600 * 1_000_000);
+        let put = |asn: u32, n: i64, found: f64, drops: f64| {
+            let count = |hits: f64| json!({"share": hits / 6.0, "low": 0.0, "high": 1.0, "n": 6.0, "successes": hits});
+            let t = UnixMicros(n * DAY_US);
+            let mut d = serde_json::to_value(day(n, 10, share(0.6, 0.5, 0.7))).unwrap();
+            d["day"] = json!(daily::day_label(t));
+            d["pmtu_black_holes"] = count(found);
+            d["ext_header_drops"] = json!({"frag": count(drops), "hbh": count(0.0)});
+            store
+                .put_rollup(
+                    &daily::day_label(t),
+                    &format!("asn:{asn}"),
+                    &serde_json::to_vec(&d).unwrap(),
+                )
+                .unwrap();
+        };
+        put(64500, 20_000, 0.0, 0.0);
+        put(64500, 20_001, 3.0, 2.0);
+        put(64501, 20_000, 1.0, 0.0);
+        put(64501, 20_001, 3.0, 0.0);
+        let rules = [
+            Rule {
+                id: "pmtu".into(),
+                kind: RuleKind::PmtuBlackHole {
+                    networks: vec![],
+                    min_tests: 5,
+                },
+            },
+            Rule {
+                id: "eh".into(),
+                kind: RuleKind::ExtHeaderDrop {
+                    networks: vec![64501],
+                    min_tests: 5,
+                },
+            },
+        ];
+        let alerts = evaluate(&store, &rules, now, UnixMicros(0)).unwrap();
+        assert_eq!(alerts.len(), 1, "{alerts:#?}");
+        assert_eq!(alerts[0].rule, "pmtu");
+        assert_eq!(alerts[0].subject, "asn:64500");
+        // AS64500's new frag drop raises with the network watched (every network).
+        let every = [Rule {
+            id: "eh".into(),
+            kind: RuleKind::ExtHeaderDrop {
+                networks: vec![],
+                min_tests: 5,
+            },
+        }];
+        let eh = evaluate(&store, &every, now, UnixMicros(0)).unwrap();
+        assert_eq!(eh.len(), 1, "{eh:#?}");
+        assert_eq!(eh[0].evidence["problem"], "frag");
+        assert_eq!(eh[0].subject, "asn:64500");
     }
 
     fn seen(

@@ -40,6 +40,10 @@ fn invalid(field: impl Into<String>, reason: impl Into<String>) -> SpecFieldErro
 /// Shortest interval of a periodic campaign: a regulator's campaign runs on many probes, and
 /// volunteers' links are not a load generator.
 pub const MIN_CAMPAIGN_INTERVAL: Duration = Duration::from_secs(60);
+/// The same in lab mode (`lab_mode = true`): lab networks are the operator's own, and a lab
+/// test that waits for a campaign's next run (an alert on a target lost mid-campaign) should
+/// take seconds, not minutes.
+pub const LAB_MIN_CAMPAIGN_INTERVAL: Duration = Duration::from_secs(5);
 /// Longest time a one-off campaign's runs may be spread over.
 pub const MAX_ONCE_SPREAD: Duration = Duration::from_secs(3600);
 /// Default spread of a one-off campaign's runs.
@@ -291,7 +295,7 @@ pub fn validate(
         ));
     }
     let targets = check_targets(&input.targets, lab_mode)?;
-    let schedule = check_schedule(&input.schedule, now)?;
+    let schedule = check_schedule(&input.schedule, now, lab_mode)?;
     check_selection(&input.selection)?;
     if input.measurements.is_empty() {
         return Err(invalid(
@@ -385,7 +389,16 @@ fn check_targets(targets: &[String], lab_mode: bool) -> Result<Vec<String>, Spec
     Ok(out)
 }
 
-fn check_schedule(input: &ScheduleInput, now: UnixMicros) -> Result<Schedule, SpecFieldError> {
+fn check_schedule(
+    input: &ScheduleInput,
+    now: UnixMicros,
+    lab_mode: bool,
+) -> Result<Schedule, SpecFieldError> {
+    let min_every = if lab_mode {
+        LAB_MIN_CAMPAIGN_INTERVAL
+    } else {
+        MIN_CAMPAIGN_INTERVAL
+    };
     let time = |field: &str, text: &Option<String>| {
         text.as_deref()
             .map(|t| {
@@ -430,12 +443,12 @@ fn check_schedule(input: &ScheduleInput, now: UnixMicros) -> Result<Schedule, Sp
     }
     let every = match input.every_s {
         None => None,
-        Some(s) if Duration::from_secs(s) < MIN_CAMPAIGN_INTERVAL => {
+        Some(s) if Duration::from_secs(s) < min_every => {
             return Err(invalid(
                 "schedule.every_s",
                 format!(
                     "{s} s is shorter than the minimum {} s (leave it out to run once)",
-                    MIN_CAMPAIGN_INTERVAL.as_secs()
+                    min_every.as_secs()
                 ),
             ));
         }
@@ -815,6 +828,11 @@ timeout_ms = 3000
         );
         // Lab mode allows the private target; a documentation address needs it too.
         assert!(check(&good.replace("2001:500:2f::f", "10.1.2.3"), true).is_ok());
+        // Lab mode allows a 5 s interval (lab tests wait for a campaign's next run), not less.
+        let lab = good.replace("2001:500:2f::f", "10.1.2.3");
+        assert!(check(&lab.replace("every_s = 300", "every_s = 5"), true).is_ok());
+        let err = check(&lab.replace("every_s = 300", "every_s = 4"), true).unwrap_err();
+        assert!(err.to_string().contains("minimum 5"), "{err}");
         let err = check(GOOD, false).unwrap_err();
         assert_eq!(err.field, "targets[1]", "{err}");
     }

@@ -1,7 +1,7 @@
 //! `[alerts]` in the collector config: the webhooks alerts are delivered to and the rules
 //! that raise them (`crate::alerts`). Every error names its key (`alerts.rules[2].points`).
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sixmap_shared::config::ConfigError;
 use sixmap_shared::prefixes::CountryCode;
 use std::collections::HashSet;
@@ -27,6 +27,8 @@ pub struct AlertsConfig {
     pub backoff_initial_ms: u64,
     pub backoff_max_s: u64,
     pub webhooks: Vec<WebhookToml>,
+    /// Alerts by email through an SMTP relay.
+    pub emails: Vec<EmailToml>,
     pub rules: Vec<RuleToml>,
 }
 
@@ -39,9 +41,46 @@ impl Default for AlertsConfig {
             backoff_initial_ms: 1000,
             backoff_max_s: 600,
             webhooks: Vec::new(),
+            emails: Vec::new(),
             rules: Vec::new(),
         }
     }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailToml {
+    /// Names it in the delivery state, as a webhook's name (unique among both).
+    pub name: String,
+    /// `host:port` of an SMTP relay spoken to in plain SMTP (no TLS, no login): the
+    /// operator's own MTA, which does both onwards.
+    pub relay: String,
+    /// The envelope and `From` address.
+    pub from: String,
+    /// Recipients (at most 16).
+    pub to: Vec<String>,
+}
+
+/// A validated email destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email {
+    pub name: String,
+    pub relay: String,
+    pub from: String,
+    pub to: Vec<String>,
+}
+
+/// An address as SMTP takes it between `<` and `>`: something@something, no spaces, no
+/// controls, no angle brackets.
+fn address_ok(text: &str) -> bool {
+    let ok_chars = text
+        .chars()
+        .all(|c| !c.is_control() && !c.is_whitespace() && c != '<' && c != '>');
+    ok_chars
+        && text.len() <= 254
+        && text
+            .split_once('@')
+            .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty())
 }
 
 #[derive(Clone, Deserialize)]
@@ -66,7 +105,9 @@ impl std::fmt::Debug for WebhookToml {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// A rule as written: in `[[alerts.rules]]`, and the body of `POST /api/v1/alert-rules` (the
+/// same keys, as JSON), stored as such (`RuleToml::validate` again when read).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleToml {
     /// Part of every alert's id, so keep it stable: renaming a rule re-raises its alerts.
@@ -74,20 +115,27 @@ pub struct RuleToml {
     /// `share_drop`, `probe_offline` or `target_lost_v6`.
     pub kind: String,
     /// `target_lost_v6`: the campaigns watched (ids); empty: every active campaign.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub campaigns: Vec<u64>,
-    /// `share_drop`: countries (ISO 3166 alpha-2) and networks (origin AS numbers) watched.
-    #[serde(default)]
+    /// `share_drop`: countries (ISO 3166 alpha-2) and networks (origin AS numbers) watched;
+    /// `pmtu_black_hole`, `ext_header_drop`: networks (empty: every network with figures).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub countries: Vec<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub networks: Vec<u32>,
     /// `share_drop`: the drop in percentage points of the operator-balanced IPv6 share.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub points: Option<f64>,
     /// `share_drop`: fewest probes on each of the two days; `target_lost_v6`: fewest probes
     /// whose latest IPv6 result failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_probes: Option<usize>,
     /// `probe_offline`: hours without contact (fractions allowed, for tests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hours: Option<f64>,
+    /// `pmtu_black_hole`, `ext_header_drop`: fewest tests on each of the two days compared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_tests: Option<u64>,
 }
 
 /// A validated webhook.
@@ -127,6 +175,17 @@ pub enum RuleKind {
         campaigns: Vec<u64>,
         min_probes: usize,
     },
+    /// A network's PMTU tests found a black hole yesterday and none the day before.
+    PmtuBlackHole {
+        /// Empty: every network with stored days.
+        networks: Vec<u32>,
+        min_tests: u64,
+    },
+    /// A network dropped an extension header yesterday that it let through the day before.
+    ExtHeaderDrop {
+        networks: Vec<u32>,
+        min_tests: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -135,7 +194,7 @@ pub struct Rule {
     pub kind: RuleKind,
 }
 
-/// `[alerts]` validated. Alerts are off when there is no rule.
+/// `[alerts]` validated. Without rules here, rules made over the API still run.
 #[derive(Debug, Clone)]
 pub struct Alerts {
     pub evaluate_every: Duration,
@@ -143,7 +202,21 @@ pub struct Alerts {
     pub timeout: Duration,
     pub backoff: crate::alerts::plan::Backoff,
     pub webhooks: Vec<Webhook>,
+    pub emails: Vec<Email>,
     pub rules: Vec<Rule>,
+    /// `rules` as written, for `GET /api/v1/alert-rules`.
+    pub written: Vec<RuleToml>,
+}
+
+impl Alerts {
+    /// Every destination's name (webhooks, then emails): the keys of an alert's deliveries.
+    pub fn destinations(&self) -> Vec<String> {
+        self.webhooks
+            .iter()
+            .map(|w| w.name.clone())
+            .chain(self.emails.iter().map(|e| e.name.clone()))
+            .collect()
+    }
 }
 
 impl Default for Alerts {
@@ -179,6 +252,151 @@ fn parse_url(url: &str) -> Result<(String, String), String> {
         return Err("must be at most 2048 characters without spaces or controls".into());
     }
     Ok((authority.to_owned(), path.to_owned()))
+}
+
+impl RuleToml {
+    /// Checks one rule (its id's form, not its uniqueness): the error names the field
+    /// (`points`) and the problem. The config and the rules API (`crate::alerts::rules_api`)
+    /// both take rules through it.
+    pub fn validate(self) -> Result<Rule, (String, String)> {
+        let bad = |field: &str, reason: String| (field.to_owned(), reason);
+        if !name_ok(&self.id) {
+            return Err(bad("id", "must be 1-64 letters, digits, '-' or '_'".into()));
+        }
+        let unused = |field: &str, set: bool| {
+            if set {
+                Err(bad(field, format!("not a key of kind {:?}", self.kind)))
+            } else {
+                Ok(())
+            }
+        };
+        let kind = match self.kind.as_str() {
+            "share_drop" => {
+                unused("min_tests", self.min_tests.is_some())?;
+                unused("hours", self.hours.is_some())?;
+                unused("campaigns", !self.campaigns.is_empty())?;
+                let points = self
+                    .points
+                    .ok_or_else(|| bad("points", "is required".into()))?;
+                if !(points > 0.0 && points <= 100.0) {
+                    return Err(bad("points", "must be in (0, 100]".into()));
+                }
+                let min_probes = self.min_probes.unwrap_or(5);
+                if min_probes == 0 {
+                    return Err(bad("min_probes", "must be at least 1".into()));
+                }
+                if self.countries.is_empty() && self.networks.is_empty() {
+                    return Err(bad(
+                        "countries",
+                        "name at least one country or network".into(),
+                    ));
+                }
+                if self.countries.len() + self.networks.len() > MAX_SUBJECTS {
+                    return Err(bad(
+                        "countries",
+                        format!("at most {MAX_SUBJECTS} countries and networks"),
+                    ));
+                }
+                let countries = self
+                    .countries
+                    .iter()
+                    .map(|c| {
+                        // Any case, as the API's country paths.
+                        c.to_ascii_uppercase()
+                            .parse::<CountryCode>()
+                            .map_err(|e| bad("countries", e.to_string()))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                RuleKind::ShareDrop {
+                    countries,
+                    networks: self.networks,
+                    points,
+                    min_probes,
+                }
+            }
+            "probe_offline" => {
+                unused("min_tests", self.min_tests.is_some())?;
+                unused("campaigns", !self.campaigns.is_empty())?;
+                unused("points", self.points.is_some())?;
+                unused("min_probes", self.min_probes.is_some())?;
+                unused(
+                    "countries",
+                    !self.countries.is_empty() || !self.networks.is_empty(),
+                )?;
+                let hours = self
+                    .hours
+                    .ok_or_else(|| bad("hours", "is required".into()))?;
+                if !(0.0001..=8760.0).contains(&hours) {
+                    return Err(bad("hours", "must be in [0.0001, 8760]".into()));
+                }
+                RuleKind::ProbeOffline {
+                    after: Duration::from_secs_f64(hours * 3600.0),
+                }
+            }
+            "target_lost_v6" => {
+                unused("min_tests", self.min_tests.is_some())?;
+                unused("points", self.points.is_some())?;
+                unused("hours", self.hours.is_some())?;
+                unused(
+                    "countries",
+                    !self.countries.is_empty() || !self.networks.is_empty(),
+                )?;
+                if self.campaigns.len() > MAX_SUBJECTS || self.campaigns.contains(&0) {
+                    return Err(bad(
+                        "campaigns",
+                        format!("at most {MAX_SUBJECTS} campaign ids, none 0"),
+                    ));
+                }
+                let min_probes = self.min_probes.unwrap_or(1);
+                if min_probes == 0 {
+                    return Err(bad("min_probes", "must be at least 1".into()));
+                }
+                RuleKind::TargetLostV6 {
+                    campaigns: self.campaigns,
+                    min_probes,
+                }
+            }
+            kind @ ("pmtu_black_hole" | "ext_header_drop") => {
+                unused("points", self.points.is_some())?;
+                unused("hours", self.hours.is_some())?;
+                unused("min_probes", self.min_probes.is_some())?;
+                unused("campaigns", !self.campaigns.is_empty())?;
+                unused("countries", !self.countries.is_empty())?;
+                if self.networks.len() > MAX_SUBJECTS || self.networks.contains(&0) {
+                    return Err(bad(
+                        "networks",
+                        format!("at most {MAX_SUBJECTS} AS numbers, none 0"),
+                    ));
+                }
+                let min_tests = self.min_tests.unwrap_or(1);
+                if min_tests == 0 {
+                    return Err(bad("min_tests", "must be at least 1".into()));
+                }
+                let networks = self.networks;
+                if kind == "pmtu_black_hole" {
+                    RuleKind::PmtuBlackHole {
+                        networks,
+                        min_tests,
+                    }
+                } else {
+                    RuleKind::ExtHeaderDrop {
+                        networks,
+                        min_tests,
+                    }
+                }
+            }
+            other => {
+                return Err(bad(
+                    "kind",
+                    format!(
+                        "{other:?}: expected share_drop, probe_offline, target_lost_v6, \
+                         pmtu_black_hole or ext_header_drop"
+                    ),
+                ));
+            }
+        };
+        Ok(Rule { id: self.id, kind })
+    }
 }
 
 impl AlertsConfig {
@@ -233,122 +451,65 @@ impl AlertsConfig {
                 secret: hook.secret.into_bytes(),
             });
         }
-        let mut ids = HashSet::new();
-        let mut rules = Vec::new();
-        for (i, rule) in self.rules.into_iter().enumerate() {
-            let key = |field: &str| format!("rules[{i}].{field}");
-            if !name_ok(&rule.id) || !ids.insert(rule.id.clone()) {
+        if webhooks.len() + self.emails.len() > MAX_WEBHOOKS {
+            return Err(invalid(
+                "emails",
+                format!("at most {MAX_WEBHOOKS} webhooks and emails together"),
+            ));
+        }
+        let mut emails = Vec::new();
+        for (i, mail) in self.emails.into_iter().enumerate() {
+            let key = |field: &str| format!("emails[{i}].{field}");
+            if !name_ok(&mail.name) || !names.insert(mail.name.clone()) {
                 return Err(invalid(
-                    &key("id"),
-                    "must be unique, 1-64 letters, digits, '-' or '_'".into(),
+                    &key("name"),
+                    "must be unique among webhooks and emails, 1-64 letters, digits, '-' or '_'"
+                        .into(),
                 ));
             }
-            let unused = |field: &str, set: bool| {
-                if set {
-                    Err(invalid(
-                        &key(field),
-                        format!("not a key of kind {:?}", rule.kind),
-                    ))
-                } else {
-                    Ok(())
-                }
-            };
-            let kind = match rule.kind.as_str() {
-                "share_drop" => {
-                    unused("hours", rule.hours.is_some())?;
-                    unused("campaigns", !rule.campaigns.is_empty())?;
-                    let points = rule
-                        .points
-                        .ok_or_else(|| invalid(&key("points"), "is required".into()))?;
-                    if !(points > 0.0 && points <= 100.0) {
-                        return Err(invalid(&key("points"), "must be in (0, 100]".into()));
-                    }
-                    let min_probes = rule.min_probes.unwrap_or(5);
-                    if min_probes == 0 {
-                        return Err(invalid(&key("min_probes"), "must be at least 1".into()));
-                    }
-                    if rule.countries.is_empty() && rule.networks.is_empty() {
-                        return Err(invalid(
-                            &key("countries"),
-                            "name at least one country or network".into(),
-                        ));
-                    }
-                    if rule.countries.len() + rule.networks.len() > MAX_SUBJECTS {
-                        return Err(invalid(
-                            &key("countries"),
-                            format!("at most {MAX_SUBJECTS} countries and networks"),
-                        ));
-                    }
-                    let countries = rule
-                        .countries
-                        .iter()
-                        .map(|c| {
-                            // Any case, as the API's country paths.
-                            c.to_ascii_uppercase()
-                                .parse::<CountryCode>()
-                                .map_err(|e| invalid(&key("countries"), e.to_string()))
-                        })
-                        .collect::<Result<Vec<_>, _>>()?;
-                    RuleKind::ShareDrop {
-                        countries,
-                        networks: rule.networks,
-                        points,
-                        min_probes,
-                    }
-                }
-                "probe_offline" => {
-                    unused("campaigns", !rule.campaigns.is_empty())?;
-                    unused("points", rule.points.is_some())?;
-                    unused("min_probes", rule.min_probes.is_some())?;
-                    unused(
-                        "countries",
-                        !rule.countries.is_empty() || !rule.networks.is_empty(),
-                    )?;
-                    let hours = rule
-                        .hours
-                        .ok_or_else(|| invalid(&key("hours"), "is required".into()))?;
-                    if !(0.0001..=8760.0).contains(&hours) {
-                        return Err(invalid(&key("hours"), "must be in [0.0001, 8760]".into()));
-                    }
-                    RuleKind::ProbeOffline {
-                        after: Duration::from_secs_f64(hours * 3600.0),
-                    }
-                }
-                "target_lost_v6" => {
-                    unused("points", rule.points.is_some())?;
-                    unused("hours", rule.hours.is_some())?;
-                    unused(
-                        "countries",
-                        !rule.countries.is_empty() || !rule.networks.is_empty(),
-                    )?;
-                    if rule.campaigns.len() > MAX_SUBJECTS || rule.campaigns.contains(&0) {
-                        return Err(invalid(
-                            &key("campaigns"),
-                            format!("at most {MAX_SUBJECTS} campaign ids, none 0"),
-                        ));
-                    }
-                    let min_probes = rule.min_probes.unwrap_or(1);
-                    if min_probes == 0 {
-                        return Err(invalid(&key("min_probes"), "must be at least 1".into()));
-                    }
-                    RuleKind::TargetLostV6 {
-                        campaigns: rule.campaigns,
-                        min_probes,
-                    }
-                }
-                other => {
-                    return Err(invalid(
-                        &key("kind"),
-                        format!("{other:?}: expected share_drop, probe_offline or target_lost_v6"),
-                    ));
-                }
-            };
-            rules.push(Rule { id: rule.id, kind });
+            let port_ok = mail
+                .relay
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+            if !port_ok || mail.relay.len() > 255 || mail.relay.contains(['/', '@', ' ']) {
+                return Err(invalid(&key("relay"), "must be host:port".into()));
+            }
+            if !address_ok(&mail.from) {
+                return Err(invalid(&key("from"), "must be an address (a@b)".into()));
+            }
+            if mail.to.is_empty() || mail.to.len() > 16 {
+                return Err(invalid(&key("to"), "1 to 16 addresses".into()));
+            }
+            if let Some(bad) = mail.to.iter().find(|t| !address_ok(t)) {
+                return Err(invalid(
+                    &key("to"),
+                    format!("{bad:?} is not an address (a@b)"),
+                ));
+            }
+            emails.push(Email {
+                name: mail.name,
+                relay: mail.relay,
+                from: mail.from,
+                to: mail.to,
+            });
         }
-        if !rules.is_empty() && webhooks.is_empty() {
+        let mut ids = HashSet::new();
+        let mut rules = Vec::new();
+        let written = self.rules.clone();
+        for (i, rule) in self.rules.into_iter().enumerate() {
+            let key = |field: &str| format!("rules[{i}].{field}");
+            if !ids.insert(rule.id.clone()) {
+                return Err(invalid(&key("id"), "must be unique".into()));
+            }
+            let rule = rule
+                .validate()
+                .map_err(|(field, reason)| invalid(&key(&field), reason))?;
+            rules.push(rule);
+        }
+        if !rules.is_empty() && webhooks.is_empty() && emails.is_empty() {
             return Err(invalid(
                 "webhooks",
-                "rules are set but no webhook receives their alerts".into(),
+                "rules are set but no webhook or email receives their alerts".into(),
             ));
         }
         Ok(Alerts {
@@ -360,7 +521,9 @@ impl AlertsConfig {
                 cap: Duration::from_secs(self.backoff_max_s),
             },
             webhooks,
+            emails,
             rules,
+            written,
         })
     }
 }
@@ -483,6 +646,25 @@ mod tests {
             ),
             (format!("{HOOK}{HOOK}"), "alerts.webhooks[1].name"),
             ("timeout_ms = 1\n".to_string(), "alerts.timeout_ms"),
+            (
+                "[[emails]]\nname = \"m\"\nrelay = \"mail.example.org\"\nfrom = \"a@b\"\nto = [\"c@d\"]\n"
+                    .to_string(),
+                "alerts.emails[0].relay",
+            ),
+            (
+                "[[emails]]\nname = \"m\"\nrelay = \"mx:25\"\nfrom = \"a@b\"\nto = [\"c@d>\\r\\nRCPT TO:<e@f\"]\n"
+                    .to_string(),
+                "alerts.emails[0].to",
+            ),
+            (
+                "[[emails]]\nname = \"m\"\nrelay = \"mx:25\"\nfrom = \"nobody\"\nto = [\"c@d\"]\n"
+                    .to_string(),
+                "alerts.emails[0].from",
+            ),
+            (
+                format!("{HOOK}[[emails]]\nname = \"ops\"\nrelay = \"mx:25\"\nfrom = \"a@b\"\nto = [\"c@d\"]\n"),
+                "alerts.emails[0].name",
+            ),
         ];
         for (toml, key) in cases {
             let error = parse(&toml).unwrap_err();
@@ -503,6 +685,13 @@ mod tests {
         let config: crate::config::CollectorConfig =
             sixmap_shared::config::parse_toml(&uncommented).unwrap();
         let alerts = config.alerts.validate(None).unwrap();
-        assert_eq!((alerts.webhooks.len(), alerts.rules.len()), (1, 3));
+        assert_eq!(
+            (
+                alerts.webhooks.len(),
+                alerts.emails.len(),
+                alerts.rules.len()
+            ),
+            (1, 1, 4)
+        );
     }
 }

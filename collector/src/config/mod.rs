@@ -13,7 +13,7 @@ mod store;
 mod task_table;
 mod tls;
 
-pub use alerts::{Alerts, AlertsConfig, Rule, RuleKind, Webhook};
+pub use alerts::{Alerts, AlertsConfig, Email, MAX_RULES, Rule, RuleKind, RuleToml, Webhook};
 pub use store::{BackendName, ClickHouseToml, StoreConfig, StoreSettings};
 pub use task_table::{MAX_TASK_INTERVAL, QueryType, TaskTable, table_tasks};
 pub use tls::{PublicName, TlsConfig, TlsSettings};

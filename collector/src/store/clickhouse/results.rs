@@ -423,10 +423,17 @@ impl ClickHouseStore {
 
     /// The cells of a campaign (`Store::campaign_cells`) in three reads, none returning a row
     /// per stored result that reached its destination: the result keys per (task, probe)
-    /// (deduplicated, then grouped), the rows at each cell's latest start time (the rows'
-    /// wide columns are never sorted: only the start times are aggregated), and the rows that
-    /// did not reach (for their failure class, which no column holds; rows of schema 1 have
-    /// no `reached` and are read here too, and count as failures only if they did not reach).
+    /// (deduplicated, then grouped, with how many have `reached` set), the rows at each cell's
+    /// latest start time (the rows' wide columns are never sorted: only the start times are
+    /// aggregated), and the rows that did not reach (for their failure class, which no column
+    /// holds; rows of schema 1 have no `reached` and are read here too, and count as failures
+    /// only if they did not reach).
+    ///
+    /// A cell's `reached` is the rows flagged `reached` in the first read plus the schema-1
+    /// rows of the third that reached: never a difference of counts taken at two moments.
+    /// Rows stored between the reads (a lost target's probes keep storing failures) cannot
+    /// change it, so `target_lost_v6`, whose alert id holds it, gets the same id at every
+    /// evaluation while the target stays lost.
     pub(super) fn campaign_cells_of(
         &self,
         campaign: u64,
@@ -435,19 +442,23 @@ impl ClickHouseStore {
         self.flush_results()?;
         let table = self.table("results");
         let counts = self.client.query_bytes(&format!(
-            "SELECT task_id, probe_id, count() FROM (SELECT task_id, probe_id, boot_epoch, \
-             sequence FROM {table} WHERE campaign = {campaign} \
+            "SELECT task_id, probe_id, count(), countIf(reached = 1) FROM (SELECT task_id, \
+             probe_id, boot_epoch, sequence, reached FROM {table} WHERE campaign = {campaign} \
              LIMIT 1 BY probe_id, boot_epoch, sequence) \
              GROUP BY task_id, probe_id FORMAT TabSeparated"
         ))?;
-        let mut results: BTreeMap<(u64, String), u64> = BTreeMap::new();
+        // (results, of which flagged `reached`) per (task, probe).
+        let mut results: BTreeMap<(u64, String), (u64, u64)> = BTreeMap::new();
         for fields in rows::byte_lines(&counts) {
-            let [task, probe, count] = fields.as_slice() else {
-                return Err(rows::corrupt(&table, "expected task_id, probe_id, count"));
+            let [task, probe, count, reached] = fields.as_slice() else {
+                return Err(rows::corrupt(
+                    &table,
+                    "expected task_id, probe_id, count, reached",
+                ));
             };
             results.insert(
                 (rows::number(&table, task)?, rows::text(&table, probe)?),
-                rows::number(&table, count)?,
+                (rows::number(&table, count)?, rows::number(&table, reached)?),
             );
         }
         // GLOBAL: with a cluster the subquery runs once over every shard, not per shard on
@@ -475,14 +486,14 @@ impl ClickHouseStore {
         // any report taken during ingest is as of about its time.
         let mut cells: BTreeMap<(u64, String), CampaignCell> = BTreeMap::new();
         for (key, r) in newest {
-            let n = results.get(&key).copied().unwrap_or(1);
+            let (n, flagged) = results.get(&key).copied().unwrap_or((1, 0));
             cells.insert(
                 key,
                 CampaignCell {
                     task_id: r.result.task_id,
                     probe_id: r.result.key.probe_id.clone(),
                     results: n,
-                    reached: 0,
+                    reached: flagged,
                     failures: BTreeMap::new(),
                     latest: r,
                 },
@@ -507,16 +518,19 @@ impl ClickHouseStore {
                 r.result.task_id.get(),
                 r.result.key.probe_id.as_str().to_owned(),
             );
-            if let (Some(class), Some(cell)) =
-                (failure_class(&r.result.outcome), cells.get_mut(&key))
-            {
-                *cell.failures.entry(class.to_owned()).or_default() += 1;
+            let Some(cell) = cells.get_mut(&key) else {
+                continue;
+            };
+            match failure_class(&r.result.outcome) {
+                Some(class) => *cell.failures.entry(class.to_owned()).or_default() += 1,
+                // A schema-1 row (no `reached` column) that reached.
+                None => cell.reached += 1,
             }
         }
         for cell in cells.values_mut() {
             let failed: u64 = cell.failures.values().sum();
-            cell.results = cell.results.max(failed);
-            cell.reached = cell.results - failed;
+            // Rows stored between the reads may show in a later read only.
+            cell.results = cell.results.max(failed + cell.reached);
         }
         for cell in cells.into_values() {
             if !visit(cell) {

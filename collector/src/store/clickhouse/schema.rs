@@ -189,6 +189,25 @@ const TABLES_V4: &[Table] = &[Table {
     shard_by: "cityHash64(id)",
 }];
 
+/// Schema version 5: the alerts' delivery index (one versioned row per webhook and alert,
+/// `pending` 1 until a 2xx is recorded there, so a delivery reads what is pending for its
+/// webhook, not the outbox) and the alert rules made over the API (versioned records, a
+/// deletion is a newer row with `present = 0`).
+const TABLES_V5: &[Table] = &[
+    Table {
+        name: "alert_pending",
+        columns: "webhook String, id String, version UInt64, pending UInt8",
+        engine: "ReplacingMergeTree(version) ORDER BY (webhook, id)",
+        shard_by: "cityHash64(id)",
+    },
+    Table {
+        name: "alert_rules",
+        columns: "id String, version UInt64, present UInt8, json String",
+        engine: "ReplacingMergeTree(version) ORDER BY id",
+        shard_by: "cityHash64(id)",
+    },
+];
+
 /// What a schema version changes.
 enum Step {
     Create(&'static [Table]),
@@ -218,10 +237,15 @@ const MIGRATIONS: &[(u32, &str, Step)] = &[
         Step::Both(TABLES_V3, "results", RESULTS_V3_STAMP),
     ),
     (4, "alert outbox", Step::Create(TABLES_V4)),
+    (
+        5,
+        "alert delivery index, alert rules",
+        Step::Create(TABLES_V5),
+    ),
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 
 impl Layout {
     /// The fully qualified name queries use for a logical table.

@@ -1,0 +1,277 @@
+//! One alert by email: plain SMTP (RFC 5321) to the configured relay, under one deadline for
+//! the whole exchange. No TLS and no authentication: the relay is the operator's own (a local
+//! MTA that does both onwards), as webhooks speak plain HTTP to a local relay. Replies are
+//! read a line at a time, at most [`MAX_LINE`] bytes each and [`MAX_LINES`] per reply, so a
+//! hostile relay costs the deadline and nothing more.
+
+use super::Alert;
+use crate::config::Email;
+use sixmap_shared::UnixMicros;
+use std::time::Duration;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+const MAX_LINE: usize = 1024;
+const MAX_LINES: usize = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SmtpError {
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("connecting to {relay}: {source}")]
+    Connect {
+        relay: String,
+        source: std::io::Error,
+    },
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the relay's answer is not an SMTP reply")]
+    BadReply,
+    #[error("the relay answered {code} to {step}: {text}")]
+    Refused {
+        step: &'static str,
+        code: u16,
+        text: String,
+    },
+}
+
+/// A reply: its code, and its lines' text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub code: u16,
+    pub lines: Vec<String>,
+}
+
+/// Parses one reply line (`250-8BITMIME`, `250 OK`): code, whether more lines follow, text.
+pub fn reply_line(line: &str) -> Option<(u16, bool, &str)> {
+    let line = line.trim_end_matches(['\r', '\n']);
+    let code = line.get(..3)?;
+    if !code.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let (more, text) = match line.as_bytes().get(3) {
+        None => (false, ""),
+        Some(b' ') => (false, &line[4..]),
+        Some(b'-') => (true, &line[4..]),
+        Some(_) => return None,
+    };
+    Some((code.parse().ok()?, more, text))
+}
+
+async fn read_reply<R: AsyncBufRead + Unpin>(reader: &mut R) -> Result<Reply, SmtpError> {
+    let mut lines = Vec::new();
+    loop {
+        let mut line = Vec::new();
+        // Bounded: `take` stops a line that never ends at MAX_LINE bytes.
+        let n = (&mut *reader)
+            .take(MAX_LINE as u64)
+            .read_until(b'\n', &mut line)
+            .await?;
+        if n == 0 || !line.ends_with(b"\n") || lines.len() >= MAX_LINES {
+            return Err(SmtpError::BadReply);
+        }
+        let text = String::from_utf8_lossy(&line).into_owned();
+        let (code, more, rest) = reply_line(&text).ok_or(SmtpError::BadReply)?;
+        lines.push(rest.to_owned());
+        if !more {
+            return Ok(Reply { code, lines });
+        }
+    }
+}
+
+/// `Fri, 04 Dec 2026 19:51:00 +0000` (RFC 5322 `Date`).
+pub fn rfc5322_date(at: UnixMicros) -> String {
+    let seconds = at.0.div_euclid(1_000_000);
+    let (days, of_day) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
+    let (y, m, d) = crate::export::row::civil_from_days(days);
+    // 1970-01-01 was a Thursday.
+    let weekday = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][days.rem_euclid(7) as usize];
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ][(m as usize).saturating_sub(1).min(11)];
+    format!(
+        "{weekday}, {d:02} {month} {y:04} {:02}:{:02}:{:02} +0000",
+        of_day / 3600,
+        of_day % 3600 / 60,
+        of_day % 60
+    )
+}
+
+/// Header text without line breaks or controls (a summary names probes and hosts), at most
+/// 200 characters.
+fn header_text(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(200)
+        .collect()
+}
+
+/// The message (headers, blank line, body) with CRLF line ends and dot-stuffed, ready for
+/// `DATA` (without the final `.`).
+pub fn message(mail: &Email, alert: &Alert, now: UnixMicros) -> String {
+    let evidence = serde_json::to_string_pretty(&alert.evidence).unwrap_or_default();
+    let links = alert
+        .links
+        .iter()
+        .map(|l| format!("  {l}"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let body = format!(
+        "{}\n\nRule {} ({}), subject {}.\nAlert id {} (also in X-Sixmap-Alert-Id).\n\n\
+         Evidence:\n{evidence}\n\nLinks (API paths on the collector):\n{links}\n",
+        header_text(&alert.summary),
+        alert.rule,
+        alert.kind,
+        alert.subject,
+        alert.id
+    );
+    let head = format!(
+        "From: <{}>\nTo: {}\nSubject: [sixmap] {}\nDate: {}\nMessage-ID: <{}@sixmap>\n\
+         X-Sixmap-Alert-Id: {}\nMIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\n\
+         Content-Transfer-Encoding: 8bit\n",
+        mail.from,
+        mail.to
+            .iter()
+            .map(|t| format!("<{t}>"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        header_text(&alert.summary),
+        rfc5322_date(now),
+        alert.id,
+        alert.id,
+    );
+    format!("{head}\n{body}")
+        .lines()
+        .map(|l| {
+            // Dot-stuffing (RFC 5321 4.5.2): a line starting with a dot gets another.
+            if l.starts_with('.') {
+                format!(".{l}\r\n")
+            } else {
+                format!("{l}\r\n")
+            }
+        })
+        .collect()
+}
+
+/// Sends `alert` to `mail`'s recipients through its relay; `Ok` once the relay accepted the
+/// message (250 after `DATA`).
+pub async fn send(
+    mail: &Email,
+    alert: &Alert,
+    now: UnixMicros,
+    timeout: Duration,
+) -> Result<(), SmtpError> {
+    let attempt = async {
+        let stream =
+            TcpStream::connect(&mail.relay)
+                .await
+                .map_err(|source| SmtpError::Connect {
+                    relay: mail.relay.clone(),
+                    source,
+                })?;
+        let (read, mut write) = stream.into_split();
+        let mut reader = BufReader::new(read);
+        let expect = |step: &'static str, reply: Reply, wanted: u16| {
+            if reply.code == wanted {
+                Ok(reply)
+            } else {
+                Err(SmtpError::Refused {
+                    step,
+                    code: reply.code,
+                    text: header_text(&reply.lines.join(" ")),
+                })
+            }
+        };
+        expect("the greeting", read_reply(&mut reader).await?, 220)?;
+        write.write_all(b"EHLO sixmap-collector\r\n").await?;
+        let ehlo = expect("EHLO", read_reply(&mut reader).await?, 250)?;
+        let eight_bit = ehlo
+            .lines
+            .iter()
+            .any(|l| l.eq_ignore_ascii_case("8BITMIME"));
+        let body = if eight_bit { " BODY=8BITMIME" } else { "" };
+        write
+            .write_all(format!("MAIL FROM:<{}>{body}\r\n", mail.from).as_bytes())
+            .await?;
+        expect("MAIL FROM", read_reply(&mut reader).await?, 250)?;
+        for to in &mail.to {
+            write
+                .write_all(format!("RCPT TO:<{to}>\r\n").as_bytes())
+                .await?;
+            expect("RCPT TO", read_reply(&mut reader).await?, 250)?;
+        }
+        write.write_all(b"DATA\r\n").await?;
+        expect("DATA", read_reply(&mut reader).await?, 354)?;
+        write
+            .write_all(message(mail, alert, now).as_bytes())
+            .await?;
+        write.write_all(b".\r\n").await?;
+        expect("the message", read_reply(&mut reader).await?, 250)?;
+        // Accepted: QUIT is a courtesy, its answer does not matter.
+        let _ = write.write_all(b"QUIT\r\n").await;
+        Ok(())
+    };
+    tokio::time::timeout(timeout, attempt)
+        .await
+        .map_err(|_| SmtpError::Timeout(timeout))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reply_lines() {
+        assert_eq!(
+            reply_line("250-8BITMIME\r\n"),
+            Some((250, true, "8BITMIME"))
+        );
+        assert_eq!(reply_line("250 OK\r\n"), Some((250, false, "OK")));
+        assert_eq!(reply_line("354"), Some((354, false, "")));
+        assert_eq!(reply_line("25x OK"), None);
+        assert_eq!(reply_line("250_OK"), None);
+        assert_eq!(reply_line(""), None);
+    }
+
+    #[test]
+    fn dates_are_rfc5322() {
+        assert_eq!(
+            rfc5322_date(UnixMicros(0)),
+            "Thu, 01 Jan 1970 00:00:00 +0000"
+        );
+        assert_eq!(
+            rfc5322_date(UnixMicros(1_796_413_860_000_000)),
+            "Fri, 04 Dec 2026 19:51:00 +0000"
+        );
+    }
+
+    #[test]
+    fn the_message_is_dot_stuffed_and_its_headers_have_no_line_breaks() {
+        let mail = Email {
+            name: "mail".into(),
+            relay: "[::1]:25".into(),
+            from: "sixmap@example.org".into(),
+            to: vec!["noc@example.org".into(), "ops@example.org".into()],
+        };
+        let alert = Alert {
+            id: "abc".into(),
+            rule: "r".into(),
+            kind: "probe_offline".into(),
+            subject: "probe:x".into(),
+            created_at: UnixMicros(1),
+            summary: "probe x\r\nBcc: evil@example.org".into(),
+            evidence: serde_json::json!({"note": "x"}),
+            links: vec!["/api/v1/probes".into()],
+        };
+        let text = message(&mail, &alert, UnixMicros(0));
+        assert!(text.lines().all(|l| !l.starts_with("Bcc")), "{text}");
+        assert!(text.contains("To: <noc@example.org>, <ops@example.org>\r\n"));
+        assert!(text.contains("X-Sixmap-Alert-Id: abc\r\n"));
+        assert!(text.split("\r\n").all(|l| !l.contains('\n')));
+        // The summary opens the body: a body line that starts with a dot.
+        let mut with_dot = alert.clone();
+        with_dot.summary = ".starts with a dot".into();
+        let text = message(&mail, &with_dot, UnixMicros(0));
+        assert!(text.contains("\r\n..starts with a dot\r\n"), "{text}");
+    }
+}
