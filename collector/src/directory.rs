@@ -325,7 +325,7 @@ pub enum DirectoryCommand {
 #[derive(Debug, clap::Args)]
 pub struct Remote {
     /// The collector's HTTP API. Default: $SIXMAP_COLLECTOR, else http://[::1]:7480.
-    #[arg(long)]
+    #[arg(long = "url", alias = "collector")]
     collector: Option<String>,
     /// API token (`sxa_…`; not needed for `list`). Default: $SIXMAP_API_TOKEN.
     #[arg(long)]

@@ -334,7 +334,7 @@ const EXAMPLES: &[(&[&str], &str)] = &[
     ),
     (
         &["directory", "list"],
-        "  sixmap-collector directory list --collector https://collector.example.net\n  \
+        "  sixmap-collector directory list --url https://collector.example.net\n  \
          sixmap-collector directory list --page 2 --json",
     ),
     (&["directory", "mine"], "  sixmap-collector directory mine"),
@@ -345,6 +345,19 @@ const EXAMPLES: &[(&[&str], &str)] = &[
     (
         &["directory", "opt-out"],
         "  sixmap-collector directory opt-out 0123456789abcdef",
+    ),
+    (
+        &["alert-rule", "list"],
+        "  sixmap-collector alert-rule list --url http://[::1]:7480",
+    ),
+    (
+        &["alert-rule", "add"],
+        "  sixmap-collector alert-rule add --url http://[::1]:7480 --id de-drop --kind share_drop --countries DE --points 5\n  \
+         sixmap-collector alert-rule add --id lost --kind target_lost_v6 --campaigns 7 --min-probes 3",
+    ),
+    (
+        &["alert-rule", "rm"],
+        "  sixmap-collector alert-rule rm --url http://[::1]:7480 de-drop",
     ),
     (
         &["import-prefixes"],

@@ -47,10 +47,20 @@ pub async fn run(
         resolve_ns: Some(resolve_ns),
         ..*ctx
     };
+    // An AAAA that embeds one of the name's A answers may be a network-specific NAT64
+    // prefix's synthesis: the translator would deliver the IPv6 leg to that IPv4 address, so
+    // the policy judges it too (a private A record is refused over IPv6 as over IPv4).
+    let embedded = match addresses.v6 {
+        Some(IpAddr::V6(v6)) if embeds_an_answer(v6, &addresses.a_answers) => {
+            Some(IpAddr::V4(embedded_v4(v6)))
+        }
+        _ => None,
+    };
+    let discovery_timeout = DISCOVERY_TIMEOUT.min(ctx.remaining());
     let (v6, v4, v6_nat64_prefix) = tokio::join!(
-        leg(&leg_ctx, &kind, name, Family::V6, addresses.v6),
-        leg(&leg_ctx, &kind, name, Family::V4, addresses.v4),
-        synthesis_prefix(addresses.v6, &addresses.a_answers),
+        leg(&leg_ctx, &kind, name, Family::V6, addresses.v6, embedded),
+        leg(&leg_ctx, &kind, name, Family::V4, addresses.v4, None),
+        synthesis_prefix(addresses.v6, &addresses.a_answers, discovery_timeout),
     );
     let v4_via_clat = matches!(v4.source, Some(IpAddr::V4(source))
         if crate::selftest::has_clat(&[source], &[]));
@@ -128,7 +138,11 @@ async fn resolve(name: &str) -> Result<Addresses, MeasurementError> {
 /// address is checked against the prefix the resolver reveals for ipv4only.arpa (RFC 7050),
 /// so on ordinary networks no extra lookup is made. Prefixes other than /96 are not
 /// recognised (as in the self-test).
-async fn synthesis_prefix(v6: Option<IpAddr>, a_answers: &[Ipv4Addr]) -> Option<Ipv6Addr> {
+async fn synthesis_prefix(
+    v6: Option<IpAddr>,
+    a_answers: &[Ipv4Addr],
+    timeout: Duration,
+) -> Option<Ipv6Addr> {
     let Some(IpAddr::V6(v6)) = v6 else {
         return None;
     };
@@ -138,11 +152,10 @@ async fn synthesis_prefix(v6: Option<IpAddr>, a_answers: &[Ipv4Addr]) -> Option<
     if !embeds_an_answer(v6, a_answers) {
         return None;
     }
-    let discovered =
-        tokio::time::timeout(DISCOVERY_TIMEOUT, crate::selftest::discover_nat64_prefix())
-            .await
-            .ok()
-            .flatten()?;
+    let discovered = tokio::time::timeout(timeout, crate::selftest::discover_nat64_prefix())
+        .await
+        .ok()
+        .flatten()?;
     (prefix96(v6) == discovered).then_some(discovered)
 }
 
@@ -151,10 +164,15 @@ fn prefix96(address: Ipv6Addr) -> Ipv6Addr {
     Ipv6Addr::from_bits(address.to_bits() & !0xffff_ffff)
 }
 
-/// Whether the address's last 32 bits are one of `answers` (RFC 6052's /96 form).
-fn embeds_an_answer(address: Ipv6Addr, answers: &[Ipv4Addr]) -> bool {
+/// The IPv4 address in the last 32 bits (RFC 6052's /96 form).
+fn embedded_v4(address: Ipv6Addr) -> Ipv4Addr {
     let [.., a, b, c, d] = address.octets();
-    answers.contains(&Ipv4Addr::new(a, b, c, d))
+    Ipv4Addr::new(a, b, c, d)
+}
+
+/// Whether the address's last 32 bits are one of `answers`.
+fn embeds_an_answer(address: Ipv6Addr, answers: &[Ipv4Addr]) -> bool {
+    answers.contains(&embedded_v4(address))
 }
 
 /// The measurement each leg runs.
@@ -178,13 +196,15 @@ fn inner_kind(
     })
 }
 
-/// One family's half: policy check, then the inner measurement through the context's dispatch.
+/// One family's half: policy check (of the address, and of `embedded`, where a translator
+/// may deliver it), then the inner measurement through the context's dispatch.
 async fn leg(
     ctx: &Context<'_>,
     kind: &SpecKind,
     name: &str,
     family: Family,
     address: Option<IpAddr>,
+    embedded: Option<IpAddr>,
 ) -> DualLeg {
     let started = Instant::now();
     let mut leg = DualLeg {
@@ -204,7 +224,11 @@ async fn leg(
                 }
             ),
         )),
-        Some(address) => match ctx.policy.check(address) {
+        Some(address) => match ctx
+            .policy
+            .check(address)
+            .and_then(|()| embedded.map_or(Ok(()), |e| ctx.policy.check(e)))
+        {
             Err(violation) => Outcome::Failed(failure(ErrorClass::Policy, violation.to_string())),
             Ok(()) => {
                 leg.source = source_address_for(address).ok();
@@ -333,22 +357,24 @@ mod tests {
         assert_eq!(prefix96(v6("2001:db8:64::c633:6407")), v6("2001:db8:64::"));
     }
 
+    const SECOND: Duration = Duration::from_secs(1);
+
     #[tokio::test]
     async fn the_well_known_prefix_is_a_translation_without_a_lookup() {
         let synthesised = IpAddr::V6(v6("64:ff9b::c633:6407"));
         assert_eq!(
-            synthesis_prefix(Some(synthesised), &[]).await,
+            synthesis_prefix(Some(synthesised), &[], SECOND).await,
             Some(WELL_KNOWN_NAT64)
         );
         // An ordinary AAAA that embeds none of the A answers is not looked into further.
         let native = IpAddr::V6(v6("2001:db8:1::2"));
         assert_eq!(
-            synthesis_prefix(Some(native), &[Ipv4Addr::new(198, 51, 100, 7)]).await,
+            synthesis_prefix(Some(native), &[Ipv4Addr::new(198, 51, 100, 7)], SECOND).await,
             None
         );
         let v4 = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7));
-        assert_eq!(synthesis_prefix(Some(v4), &[]).await, None);
-        assert_eq!(synthesis_prefix(None, &[]).await, None);
+        assert_eq!(synthesis_prefix(Some(v4), &[], SECOND).await, None);
+        assert_eq!(synthesis_prefix(None, &[], SECOND).await, None);
     }
 
     #[tokio::test]
@@ -365,5 +391,35 @@ mod tests {
         assert_eq!(result.happy_eyeballs_choice, None);
         assert_eq!((result.v6_nat64_prefix, result.v4_via_clat), (None, false));
         assert!(crate::render::dualstack(&result).contains("happy eyeballs would use: neither"));
+    }
+
+    /// Behind a network-specific NAT64 prefix from ordinary global space, an AAAA embedding a
+    /// private A answer would be translated to that private address: the IPv6 leg is refused
+    /// as the IPv4 one is, without being sent.
+    #[tokio::test]
+    async fn a_synthesis_of_a_private_a_record_is_refused_over_ipv6_too() {
+        let ctx = crate::context::for_test(None, Some("portal.example"), Duration::from_secs(2));
+        let kind = SpecKind::Tcp(TcpSpec::new(80).unwrap());
+        let synthesised = IpAddr::V6(v6("2a00:1450:4001::c0a8:101"));
+        let embedded = Some(IpAddr::V4(embedded_v4(v6("2a00:1450:4001::c0a8:101"))));
+        assert_eq!(embedded, Some(IpAddr::V4(Ipv4Addr::new(192, 168, 1, 1))));
+        assert!(
+            ctx.policy.check(synthesised).is_ok(),
+            "a global address by itself"
+        );
+        let leg = leg(
+            &ctx,
+            &kind,
+            "portal.example",
+            Family::V6,
+            Some(synthesised),
+            embedded,
+        )
+        .await;
+        assert!(
+            matches!(&leg.outcome, Outcome::Failed(e) if e.class == ErrorClass::Policy),
+            "{leg:?}"
+        );
+        assert_eq!(leg.source, None, "nothing was sent");
     }
 }

@@ -136,7 +136,7 @@ pub struct AdminArgs {
     /// A running collector's HTTP API (http://HOST:PORT): act through it, with an admin API
     /// token, instead of opening the store. Default: $SIXMAP_COLLECTOR, unless --config or
     /// --data-dir is given.
-    #[arg(long, conflicts_with_all = ["config", "data_dir"])]
+    #[arg(long, alias = "collector", conflicts_with_all = ["config", "data_dir"])]
     url: Option<String>,
     /// API token (`sxa_…`) for the collector's HTTP API: an admin's for tokens and probes, a
     /// researcher's for results. Default: $SIXMAP_API_TOKEN.

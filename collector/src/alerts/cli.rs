@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 #[derive(Debug, clap::Args)]
 pub struct RemoteArgs {
     /// The collector's HTTP API (http://HOST:PORT). Default: $SIXMAP_COLLECTOR.
-    #[arg(long)]
+    #[arg(long, alias = "collector")]
     url: Option<String>,
     /// An admin's API token (`sxa_…`). Default: $SIXMAP_API_TOKEN.
     #[arg(long)]
@@ -22,8 +22,6 @@ pub struct RemoteArgs {
 #[derive(Debug, Subcommand)]
 pub enum AlertRuleCommand {
     /// List every rule: the config file's (read-only here) and those made over the API.
-    ///
-    /// Example: sixmap-collector alert-rule list --url http://[::1]:7480
     List {
         #[command(flatten)]
         target: RemoteArgs,
@@ -33,8 +31,6 @@ pub enum AlertRuleCommand {
     },
     /// Add a rule (evaluated from the collector's next evaluation on). The keys are those of
     /// `[[alerts.rules]]` (docs/alerts.md).
-    ///
-    /// Example: sixmap-collector alert-rule add --url http://[::1]:7480 --id de-drop --kind share_drop --countries DE --points 5
     Add {
         #[command(flatten)]
         target: RemoteArgs,
@@ -68,11 +64,10 @@ pub enum AlertRuleCommand {
         min_tests: Option<u64>,
     },
     /// Delete a rule made over the API (config rules are changed in the config file).
-    ///
-    /// Example: sixmap-collector alert-rule rm --url http://[::1]:7480 de-drop
     Rm {
         #[command(flatten)]
         target: RemoteArgs,
+        /// The rule's id, as `alert-rule list` shows it.
         id: String,
     },
 }

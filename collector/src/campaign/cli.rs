@@ -14,7 +14,7 @@ use std::path::PathBuf;
 #[derive(Debug, clap::Args)]
 pub struct Remote {
     /// The collector's HTTP API. Default: $SIXMAP_COLLECTOR, else http://[::1]:7480.
-    #[arg(long)]
+    #[arg(long = "url", alias = "collector")]
     collector: Option<String>,
     /// API token (`sxa_…`; campaign writes need a campaigner's). Default: $SIXMAP_API_TOKEN.
     #[arg(long)]

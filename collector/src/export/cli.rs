@@ -55,7 +55,7 @@ pub struct ExportArgs {
     #[arg(long, conflicts_with = "url")]
     pub data_dir: Option<PathBuf>,
     /// Or ask a running collector: its HTTP API, http://HOST:PORT.
-    #[arg(long)]
+    #[arg(long, alias = "collector")]
     pub url: Option<String>,
     /// API token for --url (a researcher's, unless raw data is public). Default:
     /// $SIXMAP_API_TOKEN.
