@@ -173,7 +173,8 @@ pub fn required(method: &Method, path: &str, access: Access) -> Need {
     }
     // Reports their campaign's owner or an admin published: public by that act, whatever
     // `maps_public` says; unpublished ids are 404 there (`campaign::http::public_router`).
-    if under("/reports") {
+    // The key that signs them and the dumps is public as they are.
+    if under("/reports") || path == crate::export::sign::KEY_URL {
         return Need::Public;
     }
     if path == "/metrics" {

@@ -28,6 +28,8 @@ pub mod openapi;
 pub mod pki;
 pub mod private_files;
 pub mod public_cache;
+#[cfg(test)]
+mod publication_audit;
 pub mod query;
 pub mod rollup;
 pub mod store;
@@ -59,6 +61,8 @@ pub enum StartError {
     Pki(#[from] pki::PkiError),
     #[error("prefix data: {0}")]
     Prefixes(#[from] enrich::EnrichError),
+    #[error("open-data signing key: {0}")]
+    Sign(#[from] export::sign::SignError),
     #[error(transparent)]
     Config(#[from] sixmap_shared::config::ConfigError),
     #[error("cannot listen on {addr} ({what}): {source}")]
@@ -188,6 +192,14 @@ pub async fn start_with_store(
             .await
             .map_err(|e| store::StoreError::Backend(e.to_string()))??,
     );
+    // The open-data signing key lives with the CA (`export::sign`).
+    let key_dir = settings.pki_dir.clone();
+    let open_data_key = Arc::new(
+        tokio::task::spawn_blocking(move || export::sign::OpenDataKey::load_or_create_in(&key_dir))
+            .await
+            .map_err(|e| store::StoreError::Backend(e.to_string()))??,
+    );
+    info!(key = open_data_key.key_id(), "open-data signing key loaded");
     let tls = pki.server_config(&settings.tls.public_names)?;
     let public_names: Vec<String> = settings
         .tls
@@ -221,7 +233,8 @@ pub async fn start_with_store(
             settings.campaign_owner_hourly_limit,
         )
         .with_publication(publication)
-        .with_publisher(publisher),
+        .with_publisher(publisher)
+        .with_signer(open_data_key.clone()),
     );
     let fatal = fatal::Fatal::default();
     // Sessions hand the folder each stored batch's figure deltas (`figures::feed`).
@@ -286,7 +299,11 @@ pub async fn start_with_store(
     }
     tokio::spawn(campaign::run_ticker(campaigns.clone()));
     if let Some(dumps) = dumps {
-        tokio::spawn(export::dumps::run(store.clone(), dumps));
+        tokio::spawn(export::dumps::run(
+            store.clone(),
+            dumps,
+            open_data_key.clone(),
+        ));
     }
     let alert_webhooks = alerts.webhooks.iter().map(|w| w.name.clone()).collect();
     alerts::spawn(store.clone(), alerts);
@@ -306,6 +323,7 @@ pub async fn start_with_store(
             .merge(metrics::router())
             .merge(query::router(store.clone()))
             .merge(export::http::router(store.clone()))
+            .merge(export::sign::router(open_data_key))
             .merge(health::router(store.clone(), fatal.clone()))
             .merge(alerts::http::router(store.clone(), alert_webhooks)),
         store,

@@ -78,6 +78,17 @@ enum Command {
     /// and an admin API token, or on the store: a sled store with the collector stopped).
     #[command(subcommand, name = "api-token")]
     ApiToken(admin::ApiTokenCommand),
+    /// Print the public key that signs the daily dumps and published reports (PEM, as
+    /// `GET /open-data/key.pem` serves it) and its id (SHA-256 of its DER); the key is made
+    /// on first use, like the collector does at start. See docs/export.md.
+    OpenDataKey {
+        /// The collector's data dir (the key is in `<data_dir>/pki`).
+        #[arg(long, required_unless_present = "pki_dir")]
+        data_dir: Option<PathBuf>,
+        /// The collector's `pki_dir`, when the config sets one.
+        #[arg(long, conflicts_with = "data_dir")]
+        pki_dir: Option<PathBuf>,
+    },
     /// Check prefix data files and add them to the data dir; the collector loads them at start
     /// to give results and probes their origin AS and country.
     ImportPrefixes {
@@ -194,6 +205,15 @@ fn run() -> anyhow::Result<()> {
                 }
             }
             println!("restart the collector to use the new prefix data");
+            Ok(())
+        }
+        Command::OpenDataKey { data_dir, pki_dir } => {
+            let dir = pki_dir
+                .or_else(|| data_dir.map(|d| d.join("pki")))
+                .context("give --data-dir or --pki-dir")?;
+            let key = sixmap_collector::export::sign::OpenDataKey::load_or_create_in(&dir)?;
+            print!("{}", key.public_pem());
+            eprintln!("key id (SHA-256 of the DER public key): {}", key.key_id());
             Ok(())
         }
         Command::Rollups(command) => admin::rollups(command),
