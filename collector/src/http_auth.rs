@@ -679,6 +679,12 @@ mod tests {
             required(&get, "/assets/maps-common.js", private),
             Need::Public
         );
+        // The key that verifies dumps and reports; nothing else under its directory.
+        assert_eq!(required(&get, "/open-data/key.pem", private), Need::Public);
+        assert_eq!(
+            required(&get, "/open-data/other", private),
+            Need::Role(Role::Researcher)
+        );
         assert_eq!(
             required(&get, "/api/v1/results", private),
             Need::Role(Role::Researcher)
