@@ -9,6 +9,7 @@ pub mod client;
 pub mod commit;
 pub mod config;
 pub mod control;
+pub mod coverage;
 pub mod daily;
 pub mod enrich;
 pub mod enroll;
@@ -225,6 +226,8 @@ pub async fn start_with_store(
     let publication = settings.publication;
     let alerts = settings.alerts.clone();
     let publisher = settings.publisher.clone();
+    let coverage_users = settings.coverage_users.clone();
+    let coverage_prefixes = prefixes.clone();
     let server_limits = settings.limits.clone();
     let campaigns = Arc::new(
         campaign::Campaigns::new(
@@ -324,6 +327,11 @@ pub async fn start_with_store(
             .merge(query::router(store.clone()))
             .merge(export::http::router(store.clone()))
             .merge(export::sign::router(open_data_key))
+            .merge(coverage::router(coverage::CoverageState::new(
+                store.clone(),
+                coverage_prefixes,
+                coverage_users,
+            )))
             .merge(health::router(store.clone(), fatal.clone()))
             .merge(alerts::http::router(store.clone(), alert_webhooks)),
         store,

@@ -1,5 +1,5 @@
 //! Tests only: the audit of public outputs (issue #20). Every output anyone can read without a
-//! researcher's token — the maps (JSON, CSV, HTML pages) and the campaign reports (HTML, JSON,
+//! researcher's token — the maps (JSON, CSV, HTML pages, coverage) and the campaign reports (HTML, JSON,
 //! CSV) — is produced here from probes whose addresses are known, and searched for them: no
 //! output may show a probe's address below its /48 (a /64, the full address, the IPv4
 //! address) or its hostname, nor a share, RTT or rank for a cell under the minimum sample.
@@ -148,7 +148,13 @@ async fn maps_show_no_probe_address_nor_small_cell() {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(crate::limits::serve_http(
         listener,
-        crate::http::router(store, MapView::with_rule(rule)),
+        crate::http::router(store.clone(), MapView::with_rule(rule)).merge(
+            crate::coverage::router(crate::coverage::CoverageState::new(
+                store,
+                Arc::new(sixmap_shared::prefixes::PrefixData::new()),
+                crate::coverage::AsUsers::default(),
+            )),
+        ),
         crate::limits::Limits::default(),
     ));
     tokio::task::spawn_blocking(move || {
@@ -178,6 +184,9 @@ async fn maps_show_no_probe_address_nor_small_cell() {
                 assert!(row.contains(",true,,,,"), "{row}");
             }
             assert_no_secret("country page", &get(addr, &format!("/map/{country}")), 5);
+            let coverage = get(addr, &format!("/api/v1/maps/countries/{country}/coverage"));
+            assert_no_secret("coverage JSON", &coverage, 5);
+            assert!(coverage.contains("\"operators\":[{\"asn\""), "{coverage}");
         }
         assert_no_secret("map page", &get(addr, "/map"), 5);
         assert_no_secret("dashboard", &get(addr, "/"), 5);

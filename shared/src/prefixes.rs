@@ -305,6 +305,24 @@ impl<T> PrefixTable<T> {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Every stored prefix with its value, in no particular order (IPv4 as IPv4): for
+    /// summaries over the whole table, such as the address space each AS announces.
+    pub fn iter(&self) -> impl Iterator<Item = (IpAddr, u8, &T)> {
+        let v4 = self.v4.by_len.iter().enumerate().flat_map(|(len, map)| {
+            map.iter().map(move |(network, value)| {
+                (IpAddr::V4(Ipv4Addr::from_bits(*network)), len, value)
+            })
+        });
+        let v6 = self.v6.by_len.iter().enumerate().flat_map(|(len, map)| {
+            map.iter().map(move |(network, value)| {
+                (IpAddr::V6(Ipv6Addr::from_bits(*network)), len, value)
+            })
+        });
+        // Lengths index `by_len`, which has one entry per length up to 128.
+        v4.chain(v6)
+            .map(|(network, len, value)| (network, u8::try_from(len).unwrap_or(u8::MAX), value))
+    }
 }
 
 /// `network/len` is a prefix: the length fits the family and the host bits are zero.

@@ -78,6 +78,8 @@ pub struct CollectorConfig {
     pub tls: TlsConfig,
     /// Alert rules and webhooks (`[alerts]`); see [`AlertsConfig`].
     pub alerts: AlertsConfig,
+    /// Coverage per country (`[coverage]`); see [`crate::coverage::CoverageConfig`].
+    pub coverage: crate::coverage::CoverageConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -121,6 +123,7 @@ impl Default for CollectorConfig {
             publication: Default::default(),
             tls: TlsConfig::default(),
             alerts: AlertsConfig::default(),
+            coverage: Default::default(),
         }
     }
 }
@@ -166,6 +169,8 @@ pub struct Settings {
     pub alerts: Alerts,
     /// Who publishes the reports (`[publication] publisher`, `logo_url`).
     pub publisher: Publisher,
+    /// Users per AS and country (`[coverage] users_csv`), empty without the file.
+    pub coverage_users: crate::coverage::AsUsers,
 }
 
 /// A task every connected probe runs.
@@ -322,6 +327,7 @@ impl CollectorConfig {
             tls: self.tls.validate(source)?,
             alerts: self.alerts.validate(source)?,
             publisher: self.publication.publisher(source)?,
+            coverage_users: self.coverage.load(source)?,
         })
     }
 }
