@@ -509,6 +509,24 @@ fn browse(base: &str, collector: SocketAddr, shots: &Path) {
     browser.screenshot(&shots.join("country-DE.png"));
     browser.script("document.getElementById('ranking').scrollIntoView(); return true;");
     browser.screenshot(&shots.join("country-DE-ranking.png"));
+    // Coverage: the operators with probes, as the coverage API counts them.
+    let coverage = browser.wait_for(
+        "the coverage section",
+        "const s = document.getElementById('coverage');
+         if (!s || s.hidden) return null;
+         return [...document.querySelectorAll('#coverage-with tbody tr')].map(r => r.cells[1].textContent);",
+        Duration::from_secs(30),
+    );
+    let api = api_json(collector, "/api/v1/maps/countries/DE/coverage");
+    let counts: Vec<String> = api["operators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["probes"].to_string())
+        .collect();
+    assert_eq!(coverage, serde_json::json!(counts), "{api}");
+    browser.script("document.getElementById('coverage').scrollIntoView(); return true;");
+    browser.screenshot(&shots.join("country-DE-coverage.png"));
     let detail = api_json(collector, "/api/v1/maps/countries/DE");
     let operators = detail["operators"].as_array().unwrap();
     let rows = rows.as_array().unwrap();
