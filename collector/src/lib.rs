@@ -7,6 +7,7 @@ pub mod auth;
 pub mod campaign;
 pub mod client;
 pub mod commit;
+pub mod comparison;
 pub mod config;
 pub mod control;
 pub mod coverage;
@@ -64,6 +65,8 @@ pub enum StartError {
     Prefixes(#[from] enrich::EnrichError),
     #[error("open-data signing key: {0}")]
     Sign(#[from] export::sign::SignError),
+    #[error("imported comparison figures: {0}")]
+    Comparison(#[from] comparison::ComparisonError),
     #[error(transparent)]
     Config(#[from] sixmap_shared::config::ConfigError),
     #[error("cannot listen on {addr} ({what}): {source}")]
@@ -228,6 +231,8 @@ pub async fn start_with_store(
     let publisher = settings.publisher.clone();
     let coverage_users = settings.coverage_users.clone();
     let coverage_prefixes = prefixes.clone();
+    // APNIC's per-economy figures, if imported (`import-apnic`): shown beside ours.
+    let apnic = comparison::load(&settings.data_dir)?;
     let server_limits = settings.limits.clone();
     let campaigns = Arc::new(
         campaign::Campaigns::new(
@@ -311,6 +316,7 @@ pub async fn start_with_store(
     let alert_webhooks = alerts.webhooks.iter().map(|w| w.name.clone()).collect();
     alerts::spawn(store.clone(), alerts);
     let map_view = map_view::MapView::with_rule(publication);
+    let comparison = comparison::router(store.clone(), map_view.clone(), apnic);
     tokio::spawn(map_view::run(map_view.clone(), store.clone()));
     let router = http_auth::protect(
         http::router(store.clone(), map_view)
@@ -327,6 +333,7 @@ pub async fn start_with_store(
             .merge(query::router(store.clone()))
             .merge(export::http::router(store.clone()))
             .merge(export::sign::router(open_data_key))
+            .merge(comparison)
             .merge(coverage::router(coverage::CoverageState::new(
                 store.clone(),
                 coverage_prefixes,

@@ -78,6 +78,17 @@ enum Command {
     /// and an admin API token, or on the store: a sled store with the collector stopped).
     #[command(subcommand, name = "api-token")]
     ApiToken(admin::ApiTokenCommand),
+    /// Import APNIC Labs' per-economy IPv6 capability CSV (stats.labs.apnic.net/ipv6) to show
+    /// beside our shares at `/api/v1/maps/comparison` (docs/methodology.md); replaces an
+    /// earlier import. Restart the collector to use it.
+    ImportApnic {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The day of the figures, when the file has no Date column (YYYY-MM-DD).
+        #[arg(long)]
+        as_of: Option<String>,
+        file: PathBuf,
+    },
     /// Print the public key that signs the daily dumps and published reports (PEM, as
     /// `GET /open-data/key.pem` serves it) and its id (SHA-256 of its DER); the key is made
     /// on first use, like the collector does at start. See docs/export.md.
@@ -205,6 +216,33 @@ fn run() -> anyhow::Result<()> {
                 }
             }
             println!("restart the collector to use the new prefix data");
+            Ok(())
+        }
+        Command::ImportApnic {
+            data_dir,
+            as_of,
+            file,
+        } => {
+            if let Some(day) = &as_of
+                && sixmap_collector::daily::parse_day(day).is_none()
+            {
+                bail!("--as-of {day:?} is not a UTC day YYYY-MM-DD");
+            }
+            let imported = sixmap_collector::comparison::import(
+                &data_dir,
+                &file,
+                as_of,
+                sixmap_shared::UnixMicros::now(),
+            )
+            .with_context(|| format!("importing {}", file.display()))?;
+            println!(
+                "{} economies as of {} kept in {}; restart the collector to show them",
+                imported.figures.len(),
+                imported.as_of,
+                data_dir
+                    .join(sixmap_collector::comparison::STORED)
+                    .display()
+            );
             Ok(())
         }
         Command::OpenDataKey { data_dir, pki_dir } => {
