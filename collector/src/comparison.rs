@@ -96,6 +96,9 @@ fn percent(text: &str, line: u64, what: &str) -> Result<f64, ComparisonError> {
     Ok(value / 100.0)
 }
 
+/// Positions of the columns read: economy, capable, then preferred, samples and date if any.
+type Columns = (usize, usize, Option<usize>, Option<usize>, Option<usize>);
+
 /// ISO 3166 user-assigned codes, which APNIC gives its regions.
 fn private_use(code: &CountryCode) -> bool {
     let text = code.to_string();
@@ -107,7 +110,7 @@ fn private_use(code: &CountryCode) -> bool {
 pub fn parse_apnic(
     reader: impl BufRead,
 ) -> Result<(Vec<EconomyFigure>, Option<String>), ComparisonError> {
-    let mut columns: Option<(usize, usize, Option<usize>, Option<usize>, Option<usize>)> = None;
+    let mut columns: Option<Columns> = None;
     let mut figures: BTreeMap<CountryCode, EconomyFigure> = BTreeMap::new();
     let mut date = None;
     for (n, line) in reader.lines().enumerate() {
