@@ -951,6 +951,28 @@ mod tests {
         text.parse().unwrap()
     }
 
+    #[test]
+    fn iter_yields_every_prefix_once_with_its_family() {
+        let mut table = PrefixTable::new();
+        table.insert(ip("10.0.0.0"), 8, 1).unwrap();
+        table.insert(ip("2001:db8::"), 32, 2).unwrap();
+        table.insert(ip("2001:db8:1::"), 48, 3).unwrap();
+        // Mapped IPv4 space is stored, and listed, as IPv4.
+        table.insert(ip("::ffff:192.0.2.0"), 120, 4).unwrap();
+        let mut all: Vec<(IpAddr, u8, i32)> = table.iter().map(|(n, l, v)| (n, l, *v)).collect();
+        all.sort_by_key(|e| e.2);
+        assert_eq!(
+            all,
+            [
+                (ip("10.0.0.0"), 8, 1),
+                (ip("2001:db8::"), 32, 2),
+                (ip("2001:db8:1::"), 48, 3),
+                (ip("192.0.2.0"), 24, 4),
+            ]
+        );
+        assert_eq!(table.iter().count(), table.len());
+    }
+
     fn v4(text: &str) -> Ipv4Addr {
         text.parse().unwrap()
     }
