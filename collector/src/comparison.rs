@@ -260,6 +260,8 @@ pub struct Row {
 pub struct Comparison {
     pub generated_at: UnixMicros,
     pub method: &'static str,
+    /// The method of our figures (`maps::METHOD_ID`).
+    pub ours_method_id: &'static str,
     pub min_probes: usize,
     /// The other source, its day and when it was imported; null without an import.
     pub other_source: Option<OtherSource>,
@@ -317,6 +319,7 @@ pub fn compare(
     Comparison {
         generated_at: now,
         method: METHOD,
+        ours_method_id: ours.method_id,
         min_probes: ours.min_probes,
         other_source: theirs.map(|t| OtherSource {
             name: t.source.clone(),
@@ -495,6 +498,7 @@ mod tests {
             generated_at: UnixMicros(0),
             window_hours: 24,
             method: "",
+            method_id: crate::maps::METHOD_ID,
             source: crate::figures::Source::Scan,
             min_probes: 3,
             countries: vec![

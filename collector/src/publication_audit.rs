@@ -165,6 +165,8 @@ async fn maps_show_no_probe_address_nor_small_cell() {
         assert_no_secret("world JSON", &world, 5);
         let world = json(&world);
         assert_no_small_cell("world JSON", &world, 3);
+        // Every published figure names its method.
+        assert_eq!(world["method_id"], crate::maps::METHOD_ID);
         // The test means something: XA is published, XB and AS64501 are not.
         assert!(world["countries"][0]["v6_works"].is_object(), "{world}");
         let csv = get(addr, "/api/v1/maps/countries?format=csv");
@@ -174,7 +176,9 @@ async fn maps_show_no_probe_address_nor_small_cell() {
         for country in ["XA", "XB"] {
             let detail = get(addr, &format!("/api/v1/maps/countries/{country}"));
             assert_no_secret("country JSON", &detail, 5);
-            assert_no_small_cell("country JSON", &json(&detail), 3);
+            let detail = json(&detail);
+            assert_no_small_cell("country JSON", &detail, 3);
+            assert_eq!(detail["method_id"], crate::maps::METHOD_ID);
             let csv = get(
                 addr,
                 &format!("/api/v1/maps/countries/{country}?format=csv"),
