@@ -55,9 +55,22 @@ pub fn day_label(t: UnixMicros) -> String {
     format!("{year:04}-{month:02}-{day:02}")
 }
 
+/// The id of the method that makes the daily figures, stored with each day: the balanced
+/// share's interval on Kish's effective n capped by the between-operator variance
+/// (`rollup::balanced_share`). A new method gets a new id; series mark the day it changes
+/// ([`MethodBreak`]). docs/methodology.md lists the ids.
+pub const METHOD_ID: &str = "sixmap-daily/2";
+/// The method before: the same share, its interval on Kish's effective n alone. Days made by
+/// [`METHOD_ID`] carry its value too (`v6_works_previous_method`), for the overlap.
+pub const PREVIOUS_METHOD_ID: &str = "sixmap-daily/1";
+
 /// One country's figures for one day.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CountryDay {
+    /// The method that made these figures ([`METHOD_ID`]); null for days stored before
+    /// figures carried one.
+    #[serde(default)]
+    pub method_id: Option<String>,
     pub day: String,
     /// Days since 1970-01-01 (for plotting and the projection).
     pub day_number: i64,
@@ -83,6 +96,33 @@ pub struct CountryDay {
     /// Share of traceroutes to destinations in the probes' own country that stayed in it.
     #[serde(default)]
     pub domestic_paths: Option<Proportion>,
+    /// The balanced share as [`PREVIOUS_METHOD_ID`] made it (interval on Kish's n alone),
+    /// beside the current one; null where it cannot be computed (days stored before) or
+    /// under the minimum sample.
+    #[serde(default)]
+    pub v6_works_previous_method: Option<Proportion>,
+}
+
+/// A day where the series' method changes: figures before and after it are not directly
+/// comparable (the chart marks it; `v6_works_previous_method` bridges where it exists).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MethodBreak {
+    /// The first day of the new method.
+    pub day: String,
+    pub before: Option<String>,
+    pub after: Option<String>,
+}
+
+/// Every change of method between consecutive days.
+pub fn method_breaks(days: &[CountryDay]) -> Vec<MethodBreak> {
+    days.windows(2)
+        .filter(|w| w[0].method_id != w[1].method_id)
+        .map(|w| MethodBreak {
+            day: w[1].day.clone(),
+            before: w[0].method_id.clone(),
+            after: w[1].method_id.clone(),
+        })
+        .collect()
 }
 
 /// Counts of successes out of trials, turned into a [`Proportion`] when there was a trial.
@@ -223,7 +263,11 @@ fn figures(start: UnixMicros, probes: &[&DayProbe]) -> Option<CountryDay> {
     let balanced = rollup::balanced_share(&observations)?;
     let mut v6: Vec<f64> = probes.iter().filter_map(|p| p.median_v6).collect();
     let mut v4: Vec<f64> = probes.iter().filter_map(|p| p.median_v4).collect();
+    // The previous method's interval: the same share at Kish's n.
+    let previous = rollup::wilson(balanced.overall.share * balanced.n_kish, balanced.n_kish);
     Some(CountryDay {
+        method_id: Some(METHOD_ID.to_owned()),
+        v6_works_previous_method: previous,
         day: day_label(start),
         day_number: start.0 / DAY_US,
         probes: balanced.probes,
@@ -365,6 +409,8 @@ pub struct ProjectionView {
 pub struct Series {
     pub country: CountryCode,
     pub days: Vec<CountryDay>,
+    /// Days where the method changes ([`method_breaks`]).
+    pub method_breaks: Vec<MethodBreak>,
     /// `None` with fewer than 3 days over less than a week.
     pub projection: Option<ProjectionView>,
 }
@@ -375,6 +421,8 @@ pub struct Series {
 pub struct NetworkSeries {
     pub asn: u32,
     pub days: Vec<CountryDay>,
+    /// Days where the method changes ([`method_breaks`]).
+    pub method_breaks: Vec<MethodBreak>,
     pub projection: Option<ProjectionView>,
 }
 
@@ -495,6 +543,7 @@ pub fn series_with(
     let (days, projection) = stored_days(store, &country.to_string(), rule)?;
     Ok(Series {
         country,
+        method_breaks: method_breaks(&days),
         days,
         projection,
     })
@@ -514,6 +563,7 @@ pub fn network_series_with(
     let (days, projection) = stored_days(store, &network_key(asn), rule)?;
     Ok(NetworkSeries {
         asn,
+        method_breaks: method_breaks(&days),
         days,
         projection,
     })
@@ -549,6 +599,7 @@ fn published(mut day: CountryDay, rule: MinSample) -> CountryDay {
         day.pmtu_black_holes = None;
         day.ext_header_drops = BTreeMap::new();
         day.domestic_paths = None;
+        day.v6_works_previous_method = None;
     }
     day
 }
@@ -709,6 +760,62 @@ mod tests {
         // Refreshing again replaces, never duplicates.
         refresh(&store, &PrefixData::new(), now, 30).unwrap();
         assert_eq!(series_len(&store), 3);
+    }
+
+    /// Each stored day names its method; a day stored before ids existed (no `method_id`)
+    /// reads as null, the series marks the change, and the new days carry the previous
+    /// method's interval (Kish's n alone: never narrower) beside the current one.
+    #[test]
+    fn series_mark_where_the_method_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let day0 = 20_400 * DAY_US;
+        // Day 1: AS1's two probes work, AS2's does not: operators disagree, so the current
+        // interval is wider than Kish's.
+        let results = [
+            result("00000000000000a1", 1, day0 + DAY_US + 1, true, 1),
+            result("00000000000000a2", 1, day0 + DAY_US + 2, true, 1),
+            result("00000000000000b1", 1, day0 + DAY_US + 3, false, 2),
+        ];
+        store.insert_results(&results).unwrap();
+        refresh(
+            &store,
+            &PrefixData::new(),
+            UnixMicros(day0 + DAY_US + 10),
+            1,
+        )
+        .unwrap();
+        // Day 0 as an older collector stored it.
+        let legacy = serde_json::json!({
+            "day": "2025-11-08", "day_number": 20_400, "probes": 3, "operators": 2,
+            "v6_works": null, "median_rtt_v6_ms": null, "median_rtt_v4_ms": null,
+        });
+        store
+            .put_rollup("2025-11-08", "XA", legacy.to_string().as_bytes())
+            .unwrap();
+        let series = series(&store, "XA".parse().unwrap()).unwrap();
+        let ids: Vec<_> = series.days.iter().map(|d| d.method_id.as_deref()).collect();
+        assert_eq!(ids, [None, Some(METHOD_ID)]);
+        assert_eq!(
+            series.method_breaks,
+            [MethodBreak {
+                day: "2025-11-09".into(),
+                before: None,
+                after: Some(METHOD_ID.into()),
+            }]
+        );
+        let day1 = &series.days[1];
+        let now = &day1.v6_works.as_ref().unwrap().balanced;
+        let before = day1.v6_works_previous_method.as_ref().unwrap();
+        assert_eq!(before.share, now.share);
+        assert!(before.n > now.n, "{before:?} {now:?}");
+        assert!(before.high - before.low < now.high - now.low);
+        let json = serde_json::to_value(&series).unwrap();
+        assert_eq!(json["days"][1]["method_id"], METHOD_ID, "{json}");
+        // Under the minimum sample, the previous method's figure is held back too.
+        let strict =
+            series_with(&store, "XA".parse().unwrap(), MinSample { min_probes: 4 }).unwrap();
+        assert!(strict.days[1].v6_works_previous_method.is_none());
     }
 
     /// A stored result of probe p1 (AS1, XA) towards the synthetic global destination.

@@ -181,7 +181,8 @@ pub fn required(method: &Method, path: &str, access: Access) -> Need {
     }
     // Reports their campaign's owner or an admin published: public by that act, whatever
     // `maps_public` says; unpublished ids are 404 there (`campaign::http::public_router`).
-    if under("/reports") {
+    // The key that signs them and the dumps is public as they are.
+    if under("/reports") || path == crate::export::sign::KEY_URL {
         return Need::Public;
     }
     if path == "/metrics" {
@@ -686,6 +687,12 @@ mod tests {
         assert_eq!(
             required(&get, "/assets/maps-common.js", private),
             Need::Public
+        );
+        // The key that verifies dumps and reports; nothing else under its directory.
+        assert_eq!(required(&get, "/open-data/key.pem", private), Need::Public);
+        assert_eq!(
+            required(&get, "/open-data/other", private),
+            Need::Role(Role::Researcher)
         );
         assert_eq!(
             required(&get, "/api/v1/results", private),

@@ -7,8 +7,10 @@ pub mod auth;
 pub mod campaign;
 pub mod client;
 pub mod commit;
+pub mod comparison;
 pub mod config;
 pub mod control;
+pub mod coverage;
 pub mod daily;
 pub mod directory;
 pub mod enrich;
@@ -30,6 +32,8 @@ pub mod openapi;
 pub mod pki;
 pub mod private_files;
 pub mod public_cache;
+#[cfg(test)]
+mod publication_audit;
 pub mod query;
 pub mod rollup;
 pub mod store;
@@ -61,6 +65,10 @@ pub enum StartError {
     Pki(#[from] pki::PkiError),
     #[error("prefix data: {0}")]
     Prefixes(#[from] enrich::EnrichError),
+    #[error("open-data signing key: {0}")]
+    Sign(#[from] export::sign::SignError),
+    #[error("imported comparison figures: {0}")]
+    Comparison(#[from] comparison::ComparisonError),
     #[error(transparent)]
     Config(#[from] sixmap_shared::config::ConfigError),
     #[error("cannot listen on {addr} ({what}): {source}")]
@@ -190,6 +198,14 @@ pub async fn start_with_store(
             .await
             .map_err(|e| store::StoreError::Backend(e.to_string()))??,
     );
+    // The open-data signing key lives with the CA (`export::sign`).
+    let key_dir = settings.pki_dir.clone();
+    let open_data_key = Arc::new(
+        tokio::task::spawn_blocking(move || export::sign::OpenDataKey::load_or_create_in(&key_dir))
+            .await
+            .map_err(|e| store::StoreError::Backend(e.to_string()))??,
+    );
+    info!(key = open_data_key.key_id(), "open-data signing key loaded");
     let tls = pki.server_config(&settings.tls.public_names)?;
     let public_names: Vec<String> = settings
         .tls
@@ -216,6 +232,10 @@ pub async fn start_with_store(
     let alerts = settings.alerts.clone();
     let publisher = settings.publisher.clone();
     let languages = settings.i18n.clone();
+    let coverage_users = settings.coverage_users.clone();
+    let coverage_prefixes = prefixes.clone();
+    // APNIC's per-economy figures, if imported (`import-apnic`): shown beside ours.
+    let apnic = comparison::load(&settings.data_dir)?;
     let server_limits = settings.limits.clone();
     let campaigns = Arc::new(
         campaign::Campaigns::new(
@@ -224,7 +244,8 @@ pub async fn start_with_store(
             settings.campaign_owner_hourly_limit,
         )
         .with_publication(publication)
-        .with_publisher(publisher),
+        .with_publisher(publisher)
+        .with_signer(open_data_key.clone()),
     );
     let fatal = fatal::Fatal::default();
     // Sessions hand the folder each stored batch's figure deltas (`figures::feed`).
@@ -291,12 +312,17 @@ pub async fn start_with_store(
     }
     tokio::spawn(campaign::run_ticker(campaigns.clone()));
     if let Some(dumps) = dumps {
-        tokio::spawn(export::dumps::run(store.clone(), dumps));
+        tokio::spawn(export::dumps::run(
+            store.clone(),
+            dumps,
+            open_data_key.clone(),
+        ));
     }
     let alert_webhooks = alerts.destinations();
     let alert_rules = alerts.written.clone();
     alerts::spawn(store.clone(), alerts);
     let map_view = map_view::MapView::with_rule(publication);
+    let comparison = comparison::router(store.clone(), map_view.clone(), apnic);
     tokio::spawn(map_view::run(map_view.clone(), store.clone()));
     let router = http_auth::protect(
         http::router(store.clone(), map_view)
@@ -313,6 +339,13 @@ pub async fn start_with_store(
             .merge(metrics::router())
             .merge(query::router(store.clone()))
             .merge(export::http::router(store.clone()))
+            .merge(export::sign::router(open_data_key))
+            .merge(comparison)
+            .merge(coverage::router(coverage::CoverageState::new(
+                store.clone(),
+                coverage_prefixes,
+                coverage_users,
+            )))
             .merge(health::router(store.clone(), fatal.clone()))
             .merge(alerts::http::router(store.clone(), alert_webhooks))
             .merge(alerts::rules_api::router(store.clone(), alert_rules)),

@@ -87,6 +87,30 @@ enum Command {
     /// config's too), add one, delete one made over the API.
     #[command(subcommand, name = "alert-rule")]
     AlertRule(sixmap_collector::alerts::cli::AlertRuleCommand),
+    /// Import APNIC Labs' per-economy IPv6 capability CSV (stats.labs.apnic.net/ipv6) to show
+    /// beside our shares at `/api/v1/maps/comparison` (docs/methodology.md); replaces an
+    /// earlier import. Restart the collector to use it.
+    ImportApnic {
+        /// The collector's data dir (the import is kept in `<data_dir>/comparison`).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The day of the figures, when the file has no Date column (YYYY-MM-DD).
+        #[arg(long)]
+        as_of: Option<String>,
+        /// APNIC's per-economy CSV (columns found by their header names).
+        file: PathBuf,
+    },
+    /// Print the public key that signs the daily dumps and published reports (PEM, as
+    /// `GET /open-data/key.pem` serves it) and its id (SHA-256 of its DER); the key is made
+    /// on first use, like the collector does at start. See docs/export.md.
+    OpenDataKey {
+        /// The collector's data dir (the key is in `<data_dir>/pki`).
+        #[arg(long, required_unless_present = "pki_dir")]
+        data_dir: Option<PathBuf>,
+        /// The collector's `pki_dir`, when the config sets one.
+        #[arg(long, conflicts_with = "data_dir")]
+        pki_dir: Option<PathBuf>,
+    },
     /// Check prefix data files and add them to the data dir; the collector loads them at start
     /// to give results and probes their origin AS and country.
     ImportPrefixes {
@@ -215,6 +239,42 @@ fn run() -> anyhow::Result<()> {
                 }
             }
             println!("restart the collector to use the new prefix data");
+            Ok(())
+        }
+        Command::ImportApnic {
+            data_dir,
+            as_of,
+            file,
+        } => {
+            if let Some(day) = &as_of
+                && sixmap_collector::daily::parse_day(day).is_none()
+            {
+                bail!("--as-of {day:?} is not a UTC day YYYY-MM-DD");
+            }
+            let imported = sixmap_collector::comparison::import(
+                &data_dir,
+                &file,
+                as_of,
+                sixmap_shared::UnixMicros::now(),
+            )
+            .with_context(|| format!("importing {}", file.display()))?;
+            println!(
+                "{} economies as of {} kept in {}; restart the collector to show them",
+                imported.figures.len(),
+                imported.as_of,
+                data_dir
+                    .join(sixmap_collector::comparison::STORED)
+                    .display()
+            );
+            Ok(())
+        }
+        Command::OpenDataKey { data_dir, pki_dir } => {
+            let dir = pki_dir
+                .or_else(|| data_dir.map(|d| d.join("pki")))
+                .context("give --data-dir or --pki-dir")?;
+            let key = sixmap_collector::export::sign::OpenDataKey::load_or_create_in(&dir)?;
+            print!("{}", key.public_pem());
+            eprintln!("key id (SHA-256 of the DER public key): {}", key.key_id());
             Ok(())
         }
         Command::Rollups(command) => admin::rollups(command),
@@ -358,6 +418,15 @@ const EXAMPLES: &[(&[&str], &str)] = &[
     (
         &["alert-rule", "rm"],
         "  sixmap-collector alert-rule rm --url http://[::1]:7480 de-drop",
+    ),
+    (
+        &["import-apnic"],
+        "  sixmap-collector import-apnic --data-dir ./data --as-of 2026-12-01 apnic-economies.csv",
+    ),
+    (
+        &["open-data-key"],
+        "  sixmap-collector open-data-key --data-dir ./data\n  \
+         sixmap-collector open-data-key --pki-dir /etc/sixmap/pki",
     ),
     (
         &["import-prefixes"],

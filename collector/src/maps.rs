@@ -96,6 +96,8 @@ pub struct CountryDetail {
     pub generated_at: UnixMicros,
     pub window_hours: u64,
     pub method: &'static str,
+    /// [`METHOD_ID`].
+    pub method_id: &'static str,
     pub source: Source,
     pub probe_count: usize,
     pub operator_count: usize,
@@ -112,11 +114,18 @@ pub struct CountryDetail {
     pub probes: Vec<MapProbe>,
 }
 
+/// The id of the method the live map's figures are made by (the operator-balanced share, its
+/// interval on Kish's n capped by the between-operator variance; `daily::METHOD_ID` for the
+/// stored days). docs/methodology.md lists the ids.
+pub const METHOD_ID: &str = "sixmap-map/2";
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Countries {
     pub generated_at: UnixMicros,
     pub window_hours: u64,
     pub method: &'static str,
+    /// [`METHOD_ID`].
+    pub method_id: &'static str,
     pub source: Source,
     /// The minimum sample applied (collector config `[publication] min_probes`).
     pub min_probes: usize,
@@ -322,6 +331,7 @@ impl Snapshot {
             generated_at: self.generated_at,
             window_hours: WINDOW.as_secs() / 3600,
             method: method(self.source),
+            method_id: METHOD_ID,
             source: self.source,
             min_probes: rule.min_probes,
             countries,
@@ -439,6 +449,7 @@ fn country_detail(
         country: summary.country,
         generated_at: now,
         window_hours: WINDOW.as_secs() / 3600,
+        method_id: METHOD_ID,
         method: method(source),
         source,
         probe_count: summary.probes,

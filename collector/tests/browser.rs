@@ -367,6 +367,14 @@ async fn world_map_colours_countries_and_opens_the_country_ranking() {
     }
     let dir = tempfile::tempdir().unwrap();
     seed(dir.path());
+    // APNIC's figures beside ours on the country page.
+    sixmap_collector::comparison::import(
+        dir.path(),
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/apnic-v6-per-economy.csv"),
+        None,
+        UnixMicros::now(),
+    )
+    .unwrap();
     let text = format!(
         "data_dir = {:?}\ngrpc_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n",
         dir.path()
@@ -519,6 +527,35 @@ fn browse(base: &str, collector: SocketAddr, shots: &Path) {
     browser.screenshot(&shots.join("country-DE.png"));
     browser.script("document.getElementById('ranking').scrollIntoView(); return true;");
     browser.screenshot(&shots.join("country-DE-ranking.png"));
+    // Coverage: the operators with probes, as the coverage API counts them.
+    let coverage = browser.wait_for(
+        "the coverage section",
+        "const s = document.getElementById('coverage');
+         if (!s || s.hidden) return null;
+         return [...document.querySelectorAll('#coverage-with tbody tr')].map(r => r.cells[1].textContent);",
+        Duration::from_secs(30),
+    );
+    let api = api_json(collector, "/api/v1/maps/countries/DE/coverage");
+    let counts: Vec<String> = api["operators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["probes"].to_string())
+        .collect();
+    assert_eq!(coverage, serde_json::json!(counts), "{api}");
+    browser.script("document.getElementById('coverage').scrollIntoView(); return true;");
+    let other = browser.wait_for(
+        "APNIC's figure beside ours",
+        "const p = document.getElementById('comparison'); return p && !p.hidden ? p.textContent : null;",
+        Duration::from_secs(30),
+    );
+    let other = other.as_str().unwrap();
+    assert!(
+        other.contains("APNIC Labs measured 72 % of users IPv6-capable")
+            && other.contains("as of 2026-12-01"),
+        "{other}"
+    );
+    browser.screenshot(&shots.join("country-DE-coverage.png"));
     let detail = api_json(collector, "/api/v1/maps/countries/DE");
     let operators = detail["operators"].as_array().unwrap();
     let rows = rows.as_array().unwrap();

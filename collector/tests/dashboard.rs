@@ -276,7 +276,7 @@ async fn series_of_a_country_without_data_is_empty() {
     let series: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     assert_eq!(
         series,
-        serde_json::json!({ "country": "NL", "days": [], "projection": null })
+        serde_json::json!({ "country": "NL", "days": [], "method_breaks": [], "projection": null })
     );
     for bad in ["nl1", "NLD", "N1"] {
         let r = get(c.http, &format!("/api/v1/maps/countries/{bad}/series")).await;

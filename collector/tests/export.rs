@@ -9,6 +9,7 @@
 use serde_json::Value;
 use sixmap_collector::auth;
 use sixmap_collector::config::CollectorConfig;
+use sixmap_collector::export::sign::OpenDataKey;
 use sixmap_collector::export::{self, ExportStats, Format, atlas, remote, samples};
 use sixmap_collector::store::{ResultFilter, Role, SledStore, Store, StoredResult};
 use sixmap_shared::UnixMicros;
@@ -541,6 +542,7 @@ async fn http_export_streams_what_the_cli_writes() {
 fn daily_dumps_cover_each_ended_day_once() {
     use sixmap_collector::export::dumps::{Dumps, IndexEntry, write_due};
     let dir = tempfile::tempdir().unwrap();
+    let key = OpenDataKey::load_or_create_in(&dir.path().join("pki")).unwrap();
     // 3.5 days of results, one every 90 minutes.
     let step = 90 * 60 * 1_000_000;
     let store = SledStore::open(&dir.path().join("store")).unwrap();
@@ -558,22 +560,22 @@ fn daily_dumps_cover_each_ended_day_once() {
     };
     // March 2 ended 30 minutes ago: within the grace period, so only March 1 is due.
     let now = UnixMicros(DAY0 + 2 * DAY_US + 30 * 60 * 1_000_000);
-    let written = write_due(&store, &dumps, now).unwrap();
+    let written = write_due(&store, &dumps, &key, now).unwrap();
     let names: Vec<&str> = written.iter().map(|e| e.file.as_str()).collect();
     assert_eq!(names, ["2026-03-01.jsonl", "2026-03-01.parquet"]);
     assert_eq!(written[0].rows, per_day(0));
     // An hour later March 2 is due too; March 1 is not written again.
     let now = UnixMicros(DAY0 + 2 * DAY_US + 90 * 60 * 1_000_000);
-    let written = write_due(&store, &dumps, now).unwrap();
+    let written = write_due(&store, &dumps, &key, now).unwrap();
     let names: Vec<&str> = written.iter().map(|e| e.file.as_str()).collect();
     assert_eq!(names, ["2026-03-02.jsonl", "2026-03-02.parquet"]);
     assert_eq!(written[1].rows, per_day(1));
     // Nothing new to do at the same time.
-    assert!(write_due(&store, &dumps, now).unwrap().is_empty());
+    assert!(write_due(&store, &dumps, &key, now).unwrap().is_empty());
     // A lost file is written again, alone; a later clock adds day 2.
     std::fs::remove_file(dumps.dir.join("2026-03-01.jsonl")).unwrap();
     let later = UnixMicros(DAY0 + 3 * DAY_US + 2 * 3_600_000_000);
-    let written = write_due(&store, &dumps, later).unwrap();
+    let written = write_due(&store, &dumps, &key, later).unwrap();
     let names: Vec<&str> = written.iter().map(|e| e.file.as_str()).collect();
     assert_eq!(
         names,
@@ -605,4 +607,180 @@ fn daily_dumps_cover_each_ended_day_once() {
         let name = entry.unwrap().file_name().into_string().unwrap();
         assert!(!name.ends_with(".tmp"), "{name}");
     }
+}
+
+/// Copies the flat directory `from` to a fresh `to`.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+/// The documented verification (docs/verify-dumps.sh: openssl 3 and sha256sum only) accepts
+/// the signed chain of daily dumps as written, and refuses each kind of change: a file
+/// edited, a signature from another key or damaged, a past day re-signed with the real key
+/// (the next day's manifest still names the old one), a day removed. The dumps publish no
+/// probe address beyond its /48.
+#[test]
+fn signed_dumps_verify_with_openssl_and_any_change_fails() {
+    use sixmap_collector::export::dumps::{Dumps, write_due};
+    let dir = tempfile::tempdir().unwrap();
+    let key = OpenDataKey::load_or_create_in(&dir.path().join("pki")).unwrap();
+    let other = OpenDataKey::load_or_create_in(&dir.path().join("other")).unwrap();
+    let store = SledStore::open(&dir.path().join("store")).unwrap();
+    let results = fill(&store, 56, 90 * 60 * 1_000_000);
+    let dumps = Dumps {
+        dir: dir.path().join("dumps"),
+        formats: vec![Format::Jsonl, Format::Csv, Format::Atlas],
+        delay: std::time::Duration::from_secs(3600),
+    };
+    // March 1 to 3 are due; March 4 is not over.
+    write_due(&store, &dumps, &key, UnixMicros(DAY0 + 4 * DAY_US)).unwrap();
+    let pem = dir.path().join("pki").join("open-data.pem");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/verify-dumps.sh");
+    let verify = |dumps: &Path| {
+        let out = Command::new("sh")
+            .arg(&script)
+            .arg(&pem)
+            .arg(dumps)
+            .output()
+            .expect("sh, openssl 3 and sha256sum run the documented verification");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+    let (ok, text) = verify(&dumps.dir);
+    assert!(ok, "{text}");
+    assert!(text.contains("OK: 3 days"), "{text}");
+    // The chain: March 2 names March 1's manifest, March 1 names none.
+    let march2 = std::fs::read_to_string(dumps.dir.join("2026-03-02.manifest")).unwrap();
+    assert!(march2.ends_with("  2026-03-01.manifest\n"), "{march2}");
+    assert_eq!(march2.lines().count(), 4, "{march2}");
+    let march1 = std::fs::read_to_string(dumps.dir.join("2026-03-01.manifest")).unwrap();
+    assert!(!march1.contains(".manifest"), "{march1}");
+    // The Python procedure of docs/export.md (`cryptography`, which aioquic brings to CI).
+    if python_has("cryptography") {
+        let snippet = "from cryptography.hazmat.primitives.serialization import load_pem_public_key\n\
+            import sys\n\
+            key = load_pem_public_key(open(sys.argv[1], 'rb').read())\n\
+            data = open(sys.argv[2] + '/2026-03-02.manifest', 'rb').read()\n\
+            key.verify(open(sys.argv[2] + '/2026-03-02.manifest.sig', 'rb').read(), data)\n";
+        let run = |dumps: &Path| {
+            Command::new("python3")
+                .args(["-c", snippet])
+                .arg(&pem)
+                .arg(dumps)
+                .status()
+                .unwrap()
+                .success()
+        };
+        assert!(run(&dumps.dir));
+        let bad = dir.path().join("python-bad");
+        copy_dir(&dumps.dir, &bad);
+        std::fs::write(bad.join("2026-03-02.manifest"), march2.replace('a', "b")).unwrap();
+        assert!(!run(&bad), "Python accepted a changed manifest");
+    }
+    // Running again seals nothing new and changes no signed byte.
+    write_due(&store, &dumps, &key, UnixMicros(DAY0 + 4 * DAY_US)).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(dumps.dir.join("2026-03-02.manifest")).unwrap(),
+        march2
+    );
+
+    // Probe addresses: only their /48 (`export::public`), in every format.
+    for name in [
+        "2026-03-01.jsonl",
+        "2026-03-01.csv",
+        "2026-03-01.atlas.jsonl",
+    ] {
+        let text = std::fs::read_to_string(dumps.dir.join(name)).unwrap();
+        assert!(text.contains("2001:db8:5::"), "{name}");
+        for r in &results {
+            let source = r.result.source.unwrap().to_string();
+            assert!(!text.contains(&source), "{name} shows {source}");
+        }
+    }
+
+    let case = |name: &str, change: &dyn Fn(&Path)| {
+        let copy = dir.path().join(name);
+        copy_dir(&dumps.dir, &copy);
+        change(&copy);
+        let (ok, text) = verify(&copy);
+        assert!(!ok, "{name}: verified after the change: {text}");
+        text
+    };
+    let text = case("edited", &|d| {
+        let path = d.join("2026-03-02.csv");
+        let mut bytes = std::fs::read(&path).unwrap();
+        let at = bytes.len() / 2;
+        bytes[at] ^= 1;
+        std::fs::write(&path, bytes).unwrap();
+    });
+    assert!(
+        text.contains("2026-03-02.manifest: a file differs"),
+        "{text}"
+    );
+    let text = case("other-key", &|d| {
+        let manifest = std::fs::read(d.join("2026-03-03.manifest")).unwrap();
+        std::fs::write(d.join("2026-03-03.manifest.sig"), other.sign(&manifest)).unwrap();
+    });
+    assert!(
+        text.contains("2026-03-03.manifest: BAD SIGNATURE"),
+        "{text}"
+    );
+    let text = case("damaged-signature", &|d| {
+        let path = d.join("2026-03-01.manifest.sig");
+        let mut sig = std::fs::read(&path).unwrap();
+        sig[10] ^= 1;
+        std::fs::write(&path, sig).unwrap();
+    });
+    assert!(
+        text.contains("2026-03-01.manifest: BAD SIGNATURE"),
+        "{text}"
+    );
+    // Someone with the key rewrites a past day and signs it again: that day verifies alone,
+    // the next day's manifest still holds the old hash.
+    let text = case("resigned", &|d| {
+        std::fs::write(d.join("2026-03-01.jsonl"), b"{}\n").unwrap();
+        let manifest = std::fs::read_to_string(d.join("2026-03-01.manifest")).unwrap();
+        let digest = ring::digest::digest(&ring::digest::SHA256, b"{}\n");
+        let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        let manifest: String = manifest
+            .lines()
+            .map(|l| {
+                if l.ends_with("  2026-03-01.jsonl") {
+                    format!("{hex}  2026-03-01.jsonl\n")
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect();
+        std::fs::write(d.join("2026-03-01.manifest"), &manifest).unwrap();
+        std::fs::write(
+            d.join("2026-03-01.manifest.sig"),
+            key.sign(manifest.as_bytes()),
+        )
+        .unwrap();
+    });
+    assert!(
+        text.contains("2026-03-02.manifest: a file differs"),
+        "{text}"
+    );
+    let text = case("day-removed", &|d| {
+        for name in [
+            "2026-03-02.manifest",
+            "2026-03-02.manifest.sig",
+            "2026-03-02.jsonl",
+            "2026-03-02.csv",
+            "2026-03-02.atlas.jsonl",
+        ] {
+            std::fs::remove_file(d.join(name)).unwrap();
+        }
+    });
+    assert!(text.contains("2026-03-03.manifest"), "{text}");
 }

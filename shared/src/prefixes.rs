@@ -305,6 +305,24 @@ impl<T> PrefixTable<T> {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Every stored prefix with its value, in no particular order (IPv4 as IPv4): for
+    /// summaries over the whole table, such as the address space each AS announces.
+    pub fn iter(&self) -> impl Iterator<Item = (IpAddr, u8, &T)> {
+        let v4 = self.v4.by_len.iter().enumerate().flat_map(|(len, map)| {
+            map.iter().map(move |(network, value)| {
+                (IpAddr::V4(Ipv4Addr::from_bits(*network)), len, value)
+            })
+        });
+        let v6 = self.v6.by_len.iter().enumerate().flat_map(|(len, map)| {
+            map.iter().map(move |(network, value)| {
+                (IpAddr::V6(Ipv6Addr::from_bits(*network)), len, value)
+            })
+        });
+        // Lengths index `by_len`, which has one entry per length up to 128.
+        v4.chain(v6)
+            .map(|(network, len, value)| (network, u8::try_from(len).unwrap_or(u8::MAX), value))
+    }
 }
 
 /// `network/len` is a prefix: the length fits the family and the host bits are zero.
@@ -931,6 +949,28 @@ mod tests {
 
     fn ip(text: &str) -> IpAddr {
         text.parse().unwrap()
+    }
+
+    #[test]
+    fn iter_yields_every_prefix_once_with_its_family() {
+        let mut table = PrefixTable::new();
+        table.insert(ip("10.0.0.0"), 8, 1).unwrap();
+        table.insert(ip("2001:db8::"), 32, 2).unwrap();
+        table.insert(ip("2001:db8:1::"), 48, 3).unwrap();
+        // Mapped IPv4 space is stored, and listed, as IPv4.
+        table.insert(ip("::ffff:192.0.2.0"), 120, 4).unwrap();
+        let mut all: Vec<(IpAddr, u8, i32)> = table.iter().map(|(n, l, v)| (n, l, *v)).collect();
+        all.sort_by_key(|e| e.2);
+        assert_eq!(
+            all,
+            [
+                (ip("10.0.0.0"), 8, 1),
+                (ip("2001:db8::"), 32, 2),
+                (ip("2001:db8:1::"), 48, 3),
+                (ip("192.0.2.0"), 24, 4),
+            ]
+        );
+        assert_eq!(table.iter().count(), table.len());
     }
 
     fn v4(text: &str) -> Ipv4Addr {

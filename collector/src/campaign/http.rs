@@ -20,7 +20,8 @@
 //!   (audited like every write, `http_auth`).
 //!
 //! Public, no token ([`public_router`]): `GET /reports/{id}` (HTML), `/reports/{id}.json`,
-//! `.csv`, `.pdf` for published campaigns; any other id is 404, whether it exists or not, so
+//! `.csv`, `.pdf` for published campaigns, each signed (`Sixmap-Signature`, `export::sign`);
+//! any other id is 404, whether it exists or not, so
 //! the route reveals nothing about unpublished campaigns. Anonymous like the maps: the
 //! anonymous share of requests, the long-response budget per source and the public cache
 //! (one computation per moment for all callers) bound what clients can make it cost.
@@ -378,8 +379,15 @@ async fn public_report(
         return not_published();
     };
     let maker = c.pdf().clone();
+    let signer = c.signer().cloned();
     match blocking(move || c.public_report(id, UnixMicros::now())).await {
-        Ok(report) => render(&report, format, &maker, &lang).await,
+        // Signed as served, whatever the format (`export::sign`); errors are not signed.
+        Ok(report) => match (render(&report, format, &maker, &lang).await, signer) {
+            (response, Some(key)) if response.status().is_success() => {
+                key.sign_response(response).await
+            }
+            (response, _) => response,
+        },
         Err(ApiError(CampaignError::NotFound(_))) => not_published(),
         Err(e) => e.into_response(),
     }

@@ -209,6 +209,8 @@ pub struct Campaigns {
     publisher: crate::config::Publisher,
     /// Prints reports to PDF (headless Chromium, one at a time).
     pdf: pdf::PdfMaker,
+    /// Signs published reports (`export::sign`); none in tests that do not need it.
+    signer: Option<Arc<crate::export::sign::OpenDataKey>>,
     /// Connected probes' session streams, to assign and cancel without waiting for a
     /// reconnect.
     sessions: Mutex<HashMap<ProbeId, SessionSender>>,
@@ -243,6 +245,7 @@ impl Campaigns {
             publication: crate::rollup::MinSample::default(),
             publisher: crate::config::Publisher::default(),
             pdf: pdf::PdfMaker::default(),
+            signer: None,
             sessions: Mutex::new(HashMap::new()),
             records: Mutex::new(()),
             pushed: Mutex::new(Pushed::default()),
@@ -270,6 +273,16 @@ impl Campaigns {
 
     pub fn pdf(&self) -> &pdf::PdfMaker {
         &self.pdf
+    }
+
+    /// Published reports are signed with `key` (the `Sixmap-Signature` header).
+    pub fn with_signer(mut self, key: Arc<crate::export::sign::OpenDataKey>) -> Self {
+        self.signer = Some(key);
+        self
+    }
+
+    pub fn signer(&self) -> Option<&Arc<crate::export::sign::OpenDataKey>> {
+        self.signer.as_ref()
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

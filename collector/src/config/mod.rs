@@ -78,6 +78,8 @@ pub struct CollectorConfig {
     pub tls: TlsConfig,
     /// Alert rules and webhooks (`[alerts]`); see [`AlertsConfig`].
     pub alerts: AlertsConfig,
+    /// Coverage per country (`[coverage]`); see [`crate::coverage::CoverageConfig`].
+    pub coverage: crate::coverage::CoverageConfig,
     /// `[i18n]`: more languages, or other wording, for the pages and reports.
     pub i18n: I18nConfig,
 }
@@ -132,6 +134,7 @@ impl Default for CollectorConfig {
             tls: TlsConfig::default(),
             alerts: AlertsConfig::default(),
             i18n: I18nConfig::default(),
+            coverage: Default::default(),
         }
     }
 }
@@ -179,6 +182,8 @@ pub struct Settings {
     pub i18n: std::sync::Arc<crate::i18n::Catalog>,
     /// Who publishes the reports (`[publication] publisher`, `logo_url`).
     pub publisher: Publisher,
+    /// Users per AS and country (`[coverage] users_csv`), empty without the file.
+    pub coverage_users: crate::coverage::AsUsers,
 }
 
 /// A task every connected probe runs.
@@ -340,6 +345,7 @@ impl CollectorConfig {
                 crate::i18n::Catalog::load(self.i18n.dir.as_deref())
                     .map_err(|e| invalid("i18n.dir", e.to_string()))?,
             ),
+            coverage_users: self.coverage.load(source)?,
         })
     }
 }

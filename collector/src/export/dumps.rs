@@ -1,12 +1,16 @@
 //! Daily open-data dumps: once a UTC day has ended (plus a grace period for late uploads),
 //! its results are written to `<dir>/YYYY-MM-DD.<ext>` in each configured format, with a
-//! `.sha256` beside each (`sha256sum -c` format) and an `index.json` listing them all.
+//! `.sha256` beside each (`sha256sum -c` format) and an `index.json` listing them all. The
+//! probes' addresses in them are cut to their /48 (`export::public`). Each day is sealed by a
+//! signed manifest that also names the previous day's ([`write_due`]): a hash chain anyone
+//! can check with openssl and sha256sum (docs/export.md, docs/verify-dumps.sh).
 //!
 //! Every file is written to a temporary name, fsynced and renamed, so a dump that exists is
 //! complete; days whose files exist are skipped, and missing days since the first stored
 //! result are caught up at start. The clock is a parameter ([`write_due`]) so tests can run
 //! days in any order; only [`run`] reads the OS clock.
 
+use super::sign::OpenDataKey;
 use super::{Format, row};
 use crate::store::{ResultFilter, Store, StoreError};
 use serde::{Deserialize, Serialize};
@@ -228,7 +232,15 @@ fn write_day(
         to: Some(UnixMicros((day + 1) * DAY_US)),
         ..ResultFilter::default()
     };
-    let stats = match super::export(store, &filter, format, out, &mut |_| {}) {
+    // Public: the probes' addresses cut to their /48 (`public`).
+    let writer = match super::writer(format, out) {
+        Ok(writer) => Box::new(super::public::Masking(writer)),
+        Err(source) => {
+            let _ = std::fs::remove_file(&temp);
+            return Err(DumpError::Export { path, source });
+        }
+    };
+    let stats = match super::export_with(store, &filter, writer, &mut |_| {}) {
         Ok(stats) => stats,
         Err(source) => {
             let _ = std::fs::remove_file(&temp);
@@ -258,11 +270,72 @@ fn write_day(
     Ok(entry)
 }
 
+/// SHA-256 of a file, hex, read in blocks.
+fn hash_file(path: &Path) -> Result<String, DumpError> {
+    let mut file = std::fs::File::open(path).map_err(io(path))?;
+    let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut block = vec![0u8; 64 * 1024];
+    loop {
+        let n = std::io::Read::read(&mut file, &mut block).map_err(io(path))?;
+        if n == 0 {
+            return Ok(hex(digest.finish().as_ref()));
+        }
+        digest.update(&block[..n]);
+    }
+}
+
+/// A day's manifest: `YYYY-MM-DD.manifest`.
+pub fn manifest_name(day: &str) -> String {
+    format!("{day}.{MANIFEST_EXTENSION}")
+}
+
+/// Extension of the daily manifests; their signatures add `.sig`.
+pub const MANIFEST_EXTENSION: &str = "manifest";
+
+/// The lines of a manifest (`sha256sum` format: hex digest, two spaces, file name).
+fn manifest_lines(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|line| line.split_once("  "))
+        .map(|(hash, name)| (hash.to_owned(), name.to_owned()))
+        .collect()
+}
+
+/// The newest manifest of a day before `day` in `dir`, with its hash: the link the next
+/// manifest names.
+fn previous_manifest(dir: &Path, day: &str) -> Result<Option<(String, String)>, DumpError> {
+    let before = manifest_name(day);
+    let mut newest: Option<String> = None;
+    for entry in std::fs::read_dir(dir).map_err(io(dir))? {
+        let name = entry.map_err(io(dir))?.file_name();
+        let Some(name) = name.to_str() else { continue };
+        // `YYYY-MM-DD.manifest` sorts by day.
+        if name.len() == before.len()
+            && name.ends_with(MANIFEST_EXTENSION)
+            && name < before.as_str()
+            && newest.as_deref().is_none_or(|n| n < name)
+        {
+            newest = Some(name.to_owned());
+        }
+    }
+    newest
+        .map(|name| Ok((hash_file(&dir.join(&name))?, name)))
+        .transpose()
+}
+
 /// Writes every missing dump of the days that ended at least `delay` before `now`, from the
 /// day of the oldest stored result on, and rewrites `index.json`. Returns the files written.
+///
+/// Each day is then sealed by its manifest, `YYYY-MM-DD.manifest` in `sha256sum` format: a
+/// line per file of the day and one naming the previous day's manifest with its hash (the
+/// chain across days), signed with `key` in `YYYY-MM-DD.manifest.sig` (raw Ed25519, 64
+/// bytes). A sealed day gets no new files: a format added later starts with the next day, so
+/// no signed manifest ever changes. A file of a sealed day that was lost is written again
+/// and, if its bytes differ from what the manifest says, logged: the manifest still tells
+/// anyone that the file changed.
 pub fn write_due(
     store: &dyn Store,
     dumps: &Dumps,
+    key: &OpenDataKey,
     now: UnixMicros,
 ) -> Result<Vec<IndexEntry>, DumpError> {
     std::fs::create_dir_all(&dumps.dir).map_err(io(&dumps.dir))?;
@@ -284,18 +357,62 @@ pub fn write_due(
     let last = (now.0.saturating_sub(delay)).div_euclid(DAY_US) - 1;
     let mut written = Vec::new();
     let oldest = first.0.div_euclid(DAY_US).max(last - MAX_CATCH_UP_DAYS + 1);
+    let mut previous = previous_manifest(&dumps.dir, &day_name(oldest))?;
     for day in oldest..=last {
+        let manifest = manifest_name(&day_name(day));
+        let manifest_path = dumps.dir.join(&manifest);
+        let sealed = match std::fs::read_to_string(&manifest_path) {
+            Ok(text) => Some(manifest_lines(&text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(source) => return Err(io(&manifest_path)(source)),
+        };
+        let mut lines = Vec::new();
         for &format in &dumps.formats {
             let name = format!("{}.{}", day_name(day), format.extension());
-            if dumps.dir.join(&name).exists() {
+            let listed = sealed
+                .as_ref()
+                .map(|lines| lines.iter().find(|(_, n)| *n == name));
+            if listed == Some(None) {
                 continue;
             }
-            let entry = write_day(store, &dumps.dir, day, format)?;
-            info!(file = %entry.file, rows = entry.rows, bytes = entry.bytes, "daily dump written");
-            index.retain(|e| e.file != entry.file);
-            index.push(entry.clone());
-            written.push(entry);
+            let path = dumps.dir.join(&name);
+            let sha256 = if path.exists() {
+                if sealed.is_some() {
+                    continue;
+                }
+                // Written before manifests existed, or before a crash ahead of the manifest.
+                hash_file(&path)?
+            } else {
+                let entry = write_day(store, &dumps.dir, day, format)?;
+                info!(file = %entry.file, rows = entry.rows, bytes = entry.bytes, "daily dump written");
+                if let Some(Some((hash, _))) = listed
+                    && *hash != entry.sha256
+                {
+                    warn!(file = %entry.file, manifest = %manifest, "a lost dump was written again with other bytes than its signed manifest names");
+                }
+                index.retain(|e| e.file != entry.file);
+                index.push(entry.clone());
+                let sha256 = entry.sha256.clone();
+                written.push(entry);
+                sha256
+            };
+            lines.push((sha256, name));
         }
+        if sealed.is_none() {
+            lines.extend(previous.clone());
+            let text: String = lines
+                .iter()
+                .map(|(hash, name)| format!("{hash}  {name}\n"))
+                .collect();
+            // The signature first: a manifest that exists is complete and signed.
+            write_atomically(
+                &dumps.dir.join(format!("{manifest}.sig")),
+                &key.sign(text.as_bytes()),
+            )?;
+            write_atomically(&manifest_path, text.as_bytes())?;
+            info!(%manifest, files = lines.len(), key = key.key_id(), "daily dump sealed and signed");
+        }
+        previous = Some((hash_file(&manifest_path)?, manifest));
     }
     if !written.is_empty() {
         index.sort_by(|a, b| (&a.day, &a.file).cmp(&(&b.day, &b.file)));
@@ -309,11 +426,11 @@ pub fn write_due(
 }
 
 /// The collector's dump task: catches up at start, then checks every ten minutes.
-pub async fn run(store: Arc<dyn Store>, dumps: Dumps) {
+pub async fn run(store: Arc<dyn Store>, dumps: Dumps, key: Arc<OpenDataKey>) {
     loop {
-        let (store2, dumps2) = (store.clone(), dumps.clone());
+        let (store2, dumps2, key2) = (store.clone(), dumps.clone(), key.clone());
         match tokio::task::spawn_blocking(move || {
-            write_due(store2.as_ref(), &dumps2, UnixMicros::now())
+            write_due(store2.as_ref(), &dumps2, &key2, UnixMicros::now())
         })
         .await
         {

@@ -16,11 +16,13 @@ pub mod http;
 pub mod jsonl;
 pub mod parquet;
 pub mod progress;
+pub mod public;
 pub mod remote;
 pub mod row;
 #[doc(hidden)]
 pub mod samples;
 mod scan;
+pub mod sign;
 
 use crate::store::{ResultFilter, Store, StoreError, StoredResult};
 use std::fmt;

@@ -131,6 +131,7 @@ mod tests {
             generated_at: UnixMicros(1_796_400_359_000_000),
             window_hours: 24,
             method: "",
+            method_id: crate::maps::METHOD_ID,
             source: crate::figures::Source::Figures,
             probe_count: 6,
             operator_count: 2,

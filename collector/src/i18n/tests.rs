@@ -69,6 +69,7 @@ fn keys_used_in_pages_scripts_and_reports_exist() {
             "maps-common.js",
             include_str!("../../assets/maps-common.js"),
         ),
+        ("coverage.js", include_str!("../../assets/coverage.js")),
         ("report.rs", include_str!("../campaign/report.rs")),
     ];
     let sections = [
@@ -76,6 +77,7 @@ fn keys_used_in_pages_scripts_and_reports_exist() {
         "dashboard.",
         "map.",
         "country.",
+        "coverage.",
         "report.",
         "number.",
         "date.",

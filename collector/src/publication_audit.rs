@@ -1,0 +1,270 @@
+//! Tests only: the audit of public outputs (issue #20). Every output anyone can read without a
+//! researcher's token — the maps (JSON, CSV, HTML pages, coverage) and the campaign reports (HTML, JSON,
+//! CSV) — is produced here from probes whose addresses are known, and searched for them: no
+//! output may show a probe's address below its /48 (a /64, the full address, the IPv4
+//! address) or its hostname, nor a share, RTT or rank for a cell under the minimum sample.
+//! The daily dumps, which publish raw results, have their own test with the signature chain
+//! (`collector/tests/export.rs`) and `export::public`'s.
+
+use crate::campaign::{CampaignProbe, CampaignRecord, CampaignStatus, CampaignTask, spec};
+use crate::map_view::MapView;
+use crate::rollup::MinSample;
+use crate::store::{ProbeRecord, SledStore, Store};
+use serde_json::Value;
+use sixmap_shared::health::{ProbeTag, TagName};
+use sixmap_shared::prefixes::Enrichment;
+use sixmap_shared::{ProbeId, TaskId, UnixMicros};
+use std::io::{Read, Write};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// What identifies probe `n` more finely than a /48: its addresses, their /64, its hostname.
+fn secrets(n: u8) -> Vec<String> {
+    vec![
+        format!("2001:db8:1234:{n}::42"),
+        format!("2001:db8:1234:{n}:"),
+        format!("192.0.2.{}", 100 + n),
+        format!("volunteer-host-{n}"),
+    ]
+}
+
+fn probe_id(n: u8) -> ProbeId {
+    format!("{:016x}", u64::from(n)).parse().unwrap()
+}
+
+fn address(n: u8) -> IpAddr {
+    format!("2001:db8:1234:{n}::42").parse().unwrap()
+}
+
+fn assert_no_secret(what: &str, text: &str, probes: u8) {
+    for n in 1..=probes {
+        for secret in secrets(n) {
+            assert!(!text.contains(&secret), "{what} shows {secret}:\n{text}");
+        }
+    }
+}
+
+/// Every JSON object with a probe count under `min` publishes no share, RTT or rank.
+fn assert_no_small_cell(what: &str, value: &Value, min: u64) {
+    match value {
+        Value::Object(map) => {
+            let probes = ["probes", "probe_count", "reporting_probes"]
+                .iter()
+                .find_map(|k| map.get(*k).and_then(Value::as_u64));
+            if let Some(probes) = probes.filter(|p| *p < min) {
+                for key in [
+                    "v6_works",
+                    "share",
+                    "overall",
+                    "v6_reachability",
+                    "median_rtt_v6_ms",
+                    "median_rtt_v4_ms",
+                    "rank",
+                ] {
+                    if let Some(v) = map.get(key) {
+                        assert!(
+                            v.is_null(),
+                            "{what}: {key} published for {probes} probes: {value}"
+                        );
+                    }
+                }
+            }
+            map.values()
+                .for_each(|v| assert_no_small_cell(what, v, min));
+        }
+        Value::Array(items) => items
+            .iter()
+            .for_each(|v| assert_no_small_cell(what, v, min)),
+        _ => {}
+    }
+}
+
+const NOW: UnixMicros = UnixMicros(1_790_000_000_000_000);
+
+/// Probes 1–4 in XA: three in AS64500 (IPv6 works), one in AS64501 (under the minimum of 3),
+/// each with its addresses, hostname and a precise location; probe 5 alone in XB.
+fn probes(store: &dyn Store, now: UnixMicros) {
+    for (n, asn, country) in [
+        (1u8, 64500u32, "XA"),
+        (2, 64500, "XA"),
+        (3, 64500, "XA"),
+        (4, 64501, "XA"),
+        (5, 64502, "XB"),
+    ] {
+        let v6 = address(n);
+        store
+            .create_probe(&ProbeRecord {
+                id: probe_id(n),
+                hostname: format!("volunteer-host-{n}"),
+                enrolled_at: now,
+                last_seen: Some(now),
+                software_version: None,
+                boot_epoch: None,
+                local_addresses: vec![v6, format!("192.0.2.{}", 100 + n).parse().unwrap()],
+                self_test: None,
+                last_v6_success: Some(now),
+                tags: vec![ProbeTag {
+                    name: TagName::new(crate::tags::Tag::V6Works.name()).unwrap(),
+                    since: now,
+                }],
+                location: None,
+                origin: Some(Enrichment {
+                    asn: Some(asn),
+                    as_name: Some(format!("Operator {asn}")),
+                    country: Some(country.parse().unwrap()),
+                }),
+                owner: None,
+                enrolled_from: Some(v6),
+                enrolled_prefix: None,
+                certificate_sha256: None,
+                revoked_at: None,
+            })
+            .unwrap();
+    }
+}
+
+fn get(addr: std::net::SocketAddr, path: &str) -> String {
+    let mut client = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        client,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    client.read_to_string(&mut raw).unwrap();
+    assert!(raw.starts_with("HTTP/1.1 200"), "{path}: {raw}");
+    raw
+}
+
+/// The maps as served: world and country JSON and CSV, and the HTML pages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maps_show_no_probe_address_nor_small_cell() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
+    // The maps read the clock: probes seen now.
+    probes(&*store, UnixMicros::now());
+    let rule = MinSample { min_probes: 3 };
+    let listener = tokio::net::TcpListener::bind("[::1]:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(crate::limits::serve_http(
+        listener,
+        crate::http::router(store.clone(), MapView::with_rule(rule)).merge(
+            crate::coverage::router(crate::coverage::CoverageState::new(
+                store,
+                Arc::new(sixmap_shared::prefixes::PrefixData::new()),
+                crate::coverage::AsUsers::default(),
+            )),
+        ),
+        crate::limits::Limits::default(),
+    ));
+    tokio::task::spawn_blocking(move || {
+        let json = |raw: &str| -> Value {
+            serde_json::from_str(raw.split_once("\r\n\r\n").unwrap().1).unwrap()
+        };
+        let world = get(addr, "/api/v1/maps/countries");
+        assert_no_secret("world JSON", &world, 5);
+        let world = json(&world);
+        assert_no_small_cell("world JSON", &world, 3);
+        // Every published figure names its method.
+        assert_eq!(world["method_id"], crate::maps::METHOD_ID);
+        // The test means something: XA is published, XB and AS64501 are not.
+        assert!(world["countries"][0]["v6_works"].is_object(), "{world}");
+        let csv = get(addr, "/api/v1/maps/countries?format=csv");
+        assert_no_secret("world CSV", &csv, 5);
+        let xb = csv.lines().find(|l| l.starts_with("XB,")).unwrap();
+        assert!(xb.starts_with("XB,1,1,true,,,,"), "{xb}");
+        for country in ["XA", "XB"] {
+            let detail = get(addr, &format!("/api/v1/maps/countries/{country}"));
+            assert_no_secret("country JSON", &detail, 5);
+            let detail = json(&detail);
+            assert_no_small_cell("country JSON", &detail, 3);
+            assert_eq!(detail["method_id"], crate::maps::METHOD_ID);
+            let csv = get(
+                addr,
+                &format!("/api/v1/maps/countries/{country}?format=csv"),
+            );
+            assert_no_secret("operators CSV", &csv, 5);
+            for row in csv.lines().filter(|l| l.contains(",64501,")) {
+                assert!(row.contains(",true,,,,"), "{row}");
+            }
+            assert_no_secret("country page", &get(addr, &format!("/map/{country}")), 5);
+            let coverage = get(addr, &format!("/api/v1/maps/countries/{country}/coverage"));
+            assert_no_secret("coverage JSON", &coverage, 5);
+            assert!(coverage.contains("\"operators\":[{\"asn\""), "{coverage}");
+        }
+        assert_no_secret("map page", &get(addr, "/map"), 5);
+        assert_no_secret("dashboard", &get(addr, "/"), 5);
+    })
+    .await
+    .unwrap();
+}
+
+/// A campaign report from the same probes, their results carrying their source addresses:
+/// HTML, JSON and CSV as published.
+#[test]
+fn reports_show_no_probe_address_nor_small_cell() {
+    let text = "name = \"r\"\ntargets = [\"a.example\"]\n\
+        [[measurements]]\nkind = \"ping\"\ntimeout_ms = 2000\n";
+    let (spec, tasks) = spec::validate(&spec::parse("toml", text).unwrap(), NOW, false).unwrap();
+    let probe = |n: u8, asn| CampaignProbe {
+        probe: probe_id(n),
+        asn: Some(asn),
+        as_name: Some(format!("Operator {asn}")),
+        country: Some("XA".into()),
+        assigned_at: NOW,
+    };
+    let record = CampaignRecord {
+        id: 1,
+        owner: "o".into(),
+        created_at: NOW,
+        status: CampaignStatus::Active,
+        status_reason: None,
+        ended_at: None,
+        spec,
+        spec_text: text.into(),
+        tasks: tasks
+            .into_iter()
+            .enumerate()
+            .map(|(i, task)| CampaignTask {
+                task_id: TaskId::new(i as u64 + 1).unwrap(),
+                task,
+            })
+            .collect(),
+        probes: vec![
+            probe(1, 64500),
+            probe(2, 64500),
+            probe(3, 64500),
+            probe(4, 64501),
+        ],
+        skipped_over_budget: Default::default(),
+        declared: Vec::new(),
+        published_at: Some(NOW),
+    };
+    let results = (1..=4u8).map(|n| {
+        let mut r = crate::testing::ping_v6(
+            probe_id(n),
+            1,
+            NOW,
+            Some(std::time::Duration::from_millis(u64::from(n) * 3)),
+            Enrichment::default(),
+        );
+        r.result.source = Some(address(n));
+        r
+    });
+    let cells = crate::store::fold_cells(results);
+    let report = crate::campaign::report::build(
+        &record,
+        &cells,
+        crate::campaign::Progress::default(),
+        NOW,
+        MinSample { min_probes: 3 },
+    );
+    let json = serde_json::to_value(&report).unwrap();
+    assert_no_secret("report JSON", &json.to_string(), 4);
+    assert_no_small_cell("report JSON", &json, 3);
+    assert_no_secret("report HTML", &crate::campaign::report::to_html(&report), 4);
+    let csv = crate::campaign::report::to_csv(&report);
+    assert_no_secret("report CSV", &csv, 4);
+    // AS64501 (one probe) is insufficient data; AS64500 (three) has its share.
+    assert!(csv.contains("insufficient data (n=1)"), "{csv}");
+}

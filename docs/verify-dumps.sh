@@ -1,0 +1,32 @@
+#!/bin/sh
+# Verifies sixmap's daily open-data dumps with standard tools only (openssl 3, sha256sum):
+#   sh verify-dumps.sh open-data.pem DUMPS_DIR
+# For every day's manifest, oldest first: its Ed25519 signature (openssl), the SHA-256 of
+# every file it names (sha256sum), including the previous day's manifest, and that the
+# manifest names exactly the previous one (the hash chain: a day removed, replaced or edited
+# breaks it). Exits non-zero at the first failure. docs/export.md explains each step; the
+# collector's tests run this very script (collector/tests/export.rs).
+set -eu
+key=$(realpath "$1")
+cd "$2"
+previous=""
+count=0
+for manifest in $(ls -- *.manifest | sort); do
+    openssl pkeyutl -verify -pubin -inkey "$key" -rawin \
+        -in "$manifest" -sigfile "$manifest.sig" >/dev/null \
+        || { echo "$manifest: BAD SIGNATURE" >&2; exit 1; }
+    if [ -n "$previous" ]; then
+        sha256sum --check --strict --quiet "$manifest" \
+            || { echo "$manifest: a file differs from its hash" >&2; exit 1; }
+        grep -q "^[0-9a-f]\{64\}  $previous\$" "$manifest" \
+            || { echo "$manifest: does not name $previous (chain broken)" >&2; exit 1; }
+    else
+        # The oldest day here: the manifest before it may have been pruned from this copy.
+        grep -v '[.]manifest$' "$manifest" | sha256sum --check --strict --quiet - \
+            || { echo "$manifest: a file differs from its hash" >&2; exit 1; }
+    fi
+    previous=$manifest
+    count=$((count + 1))
+done
+[ "$count" -gt 0 ] || { echo "no manifest in $2" >&2; exit 1; }
+echo "OK: $count days, signatures, files and chain verified"
