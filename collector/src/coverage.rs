@@ -450,6 +450,7 @@ mod tests {
                 country: Some(country.parse().unwrap()),
             }),
             owner: None,
+            directory_listed: false,
             enrolled_from: None,
             enrolled_prefix: None,
             certificate_sha256: None,

@@ -114,6 +114,7 @@ fn probes(store: &dyn Store, now: UnixMicros) {
                     country: Some(country.parse().unwrap()),
                 }),
                 owner: None,
+                directory_listed: false,
                 enrolled_from: Some(v6),
                 enrolled_prefix: None,
                 certificate_sha256: None,

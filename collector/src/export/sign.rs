@@ -285,6 +285,7 @@ mod tests {
                 location: None,
                 origin: None,
                 owner: None,
+                directory_listed: false,
                 enrolled_from: None,
                 enrolled_prefix: None,
                 certificate_sha256: None,
