@@ -552,7 +552,8 @@ fn browse(base: &str, collector: SocketAddr, shots: &Path) {
     let other = other.as_str().unwrap();
     assert!(
         other.contains("APNIC Labs measured 72 % of users IPv6-capable")
-            && other.contains("as of 2026-12-01"),
+            && other.contains("(Dec 1, 2026)")
+            && other.contains("Difference: -27.7 points"),
         "{other}"
     );
     browser.screenshot(&shots.join("country-DE-coverage.png"));
