@@ -395,14 +395,15 @@ pub(crate) fn outcomes() -> Vec<Outcome> {
 
 fn dual_stack() -> DualStackResult {
     DualStackResult {
+        // 192.0.2.1 through DNS64 and NAT64; IPv4 from a CLAT address.
         v6: Box::new(DualLeg {
             source: Some(ip("2001:db8:100::2")),
-            destination: Some(ip("2001:db8::1")),
+            destination: Some(ip("64:ff9b::c000:201")),
             duration_us: 2_100_000,
-            outcome: ping_outcome("2001:db8::1", 57),
+            outcome: ping_outcome("64:ff9b::c000:201", 57),
         }),
         v4: Box::new(DualLeg {
-            source: None,
+            source: Some(ip("192.0.0.2")),
             destination: Some(ip("192.0.2.1")),
             duration_us: 5_000_000,
             outcome: Outcome::Failed(MeasurementError {
@@ -562,6 +563,18 @@ fn dual_stack_legs_are_decoded_on_their_own() {
     let mut wire = dual();
     dual_wire(&mut wire).v6_nat64_prefix = "64:ff9b::/96".into();
     assert_eq!(field_of(&wire), "dual_stack.v6_nat64_prefix");
+    // Flags that disagree with the legs: a prefix that is no /96, one the destination is not
+    // under, a CLAT flag on an ordinary source.
+    for prefix in ["64:ff9b::1", "2001:db8:64::"] {
+        let mut wire = dual();
+        dual_wire(&mut wire).v6_nat64_prefix = prefix.into();
+        assert_eq!(field_of(&wire), "dual_stack.v6_nat64_prefix", "{prefix}");
+    }
+    let mut wire = dual();
+    if let Some(v4) = dual_wire(&mut wire).v4.as_mut() {
+        v4.source_address = "192.0.2.9".into();
+    }
+    assert_eq!(field_of(&wire), "dual_stack.v4_via_clat");
 
     let mut wire = dual();
     dual_wire(&mut wire).v4 = None;

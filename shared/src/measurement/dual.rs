@@ -102,6 +102,32 @@ impl DualStackResult {
                 other => other,
             })?;
         }
+        // The translation flags must agree with the legs they describe: a prefix is a /96
+        // the v6 leg's destination lies under, a CLAT leg left from 192.0.0.0/29.
+        if let Some(prefix) = self.v6_nat64_prefix {
+            if prefix.to_bits() & 0xffff_ffff != 0 {
+                return Err(field(
+                    "dual_stack.v6_nat64_prefix",
+                    format!("{prefix} is not a /96 prefix (its last 32 bits are not zero)"),
+                ));
+            }
+            let under = matches!(self.v6.destination, Some(IpAddr::V6(d))
+                if d.to_bits() & !0xffff_ffff == prefix.to_bits());
+            if !under {
+                return Err(field(
+                    "dual_stack.v6_nat64_prefix",
+                    format!("the v6 leg's destination is not under {prefix}/96"),
+                ));
+            }
+        }
+        if self.v4_via_clat
+            && !matches!(self.v4.source, Some(IpAddr::V4(s)) if s.octets()[..3] == [192, 0, 0] && s.octets()[3] < 8)
+        {
+            return Err(field(
+                "dual_stack.v4_via_clat",
+                "set, but the v4 leg's source is not in 192.0.0.0/29",
+            ));
+        }
         Ok(())
     }
 }
