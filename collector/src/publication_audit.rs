@@ -213,6 +213,7 @@ fn reports_show_no_probe_address_nor_small_cell() {
         as_name: Some(format!("Operator {asn}")),
         country: Some("XA".into()),
         assigned_at: NOW,
+        nat64_prefix: None,
     };
     let record = CampaignRecord {
         id: 1,

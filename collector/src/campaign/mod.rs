@@ -110,6 +110,10 @@ pub struct CampaignProbe {
     pub as_name: Option<String>,
     pub country: Option<String>,
     pub assigned_at: UnixMicros,
+    /// The NAT64 prefix the probe's self-test found then (RFC 7050): AAAA answers under it
+    /// were synthesised by its resolver, even when the prefix is the operator's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nat64_prefix: Option<std::net::Ipv6Addr>,
 }
 
 /// A figure an operator declares (activation rate, forecast...), shown beside ours.

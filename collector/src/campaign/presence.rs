@@ -66,8 +66,18 @@ pub fn published_address(address: IpAddr) -> bool {
     }
 }
 
-/// The answer in `outcome`, a DNS result for `query_type`.
-pub fn answer(outcome: &Outcome, query_type: u16) -> Answer {
+/// Whether `address` lies under the /96 `prefix`.
+fn under_prefix(address: IpAddr, prefix: Option<std::net::Ipv6Addr>) -> bool {
+    match (address, prefix) {
+        (IpAddr::V6(a), Some(p)) => a.to_bits() & !0xffff_ffff == p.to_bits() & !0xffff_ffff,
+        _ => false,
+    }
+}
+
+/// The answer in `outcome`, a DNS result for `query_type`, asked by a probe whose self-test
+/// found the NAT64 prefix `nat64` (addresses under it are made up too: a network-specific
+/// prefix is ordinary global space, which `published_address` cannot tell).
+pub fn answer(outcome: &Outcome, query_type: u16, nat64: Option<std::net::Ipv6Addr>) -> Answer {
     match outcome {
         Outcome::Dns(d) => match &d.response {
             Some(r)
@@ -85,7 +95,9 @@ pub fn answer(outcome: &Outcome, query_type: u16) -> Answer {
                 // (Records whose text is not an address say nothing either way: counted.)
                 if address_type
                     && !addresses.is_empty()
-                    && !addresses.iter().any(|a| published_address(*a))
+                    && !addresses
+                        .iter()
+                        .any(|a| published_address(*a) && !under_prefix(*a, nat64))
                 {
                     let shown: Vec<String> = addresses.iter().map(IpAddr::to_string).collect();
                     return Answer::MadeUp(format!(
@@ -272,27 +284,30 @@ mod tests {
 
     #[test]
     fn answers_are_read_from_the_rcode_and_the_records() {
-        assert_eq!(answer(&dns(28, Some(0), &[5, 28]), 28), Answer::Records);
-        // A CNAME alone, NODATA, NXDOMAIN: the zone answered without the record.
-        assert_eq!(answer(&dns(28, Some(0), &[5]), 28), Answer::Empty);
-        assert_eq!(answer(&dns(28, Some(3), &[]), 28), Answer::Empty);
         assert_eq!(
-            answer(&dns(28, Some(2), &[]), 28),
+            answer(&dns(28, Some(0), &[5, 28]), 28, None),
+            Answer::Records
+        );
+        // A CNAME alone, NODATA, NXDOMAIN: the zone answered without the record.
+        assert_eq!(answer(&dns(28, Some(0), &[5]), 28, None), Answer::Empty);
+        assert_eq!(answer(&dns(28, Some(3), &[]), 28, None), Answer::Empty);
+        assert_eq!(
+            answer(&dns(28, Some(2), &[]), 28, None),
             Answer::Failed("SERVFAIL".into())
         );
         assert_eq!(
-            answer(&dns(28, Some(5), &[]), 28),
+            answer(&dns(28, Some(5), &[]), 28, None),
             Answer::Failed("REFUSED".into())
         );
         assert_eq!(
-            answer(&dns(28, None, &[]), 28),
+            answer(&dns(28, None, &[]), 28, None),
             Answer::Failed("timeout after 5 s".into())
         );
         let no_resolver = Outcome::Failed(MeasurementError {
             class: ErrorClass::Resolution,
             message: "system resolver: no usable nameserver".into(),
         });
-        assert!(matches!(answer(&no_resolver, 28), Answer::Failed(_)));
+        assert!(matches!(answer(&no_resolver, 28, None), Answer::Failed(_)));
     }
 
     #[test]
@@ -375,13 +390,27 @@ mod tests {
             &["::ffff:192.0.2.1"],
         ] {
             assert!(
-                matches!(answer(&addresses(28, synthesised), 28), Answer::MadeUp(_)),
+                matches!(
+                    answer(&addresses(28, synthesised), 28, None),
+                    Answer::MadeUp(_)
+                ),
                 "{synthesised:?}"
             );
         }
+        // Under the network-specific prefix the probe's self-test found: made up too, while
+        // the same address asked by a probe without that prefix is the name's own.
+        let nsp: std::net::Ipv6Addr = "2001:db8:64:ff9b::".parse().unwrap();
+        let synthesised = addresses(28, &["2001:db8:64:ff9b::c000:201"]);
+        assert!(matches!(
+            answer(&synthesised, 28, Some(nsp)),
+            Answer::MadeUp(_)
+        ));
+        assert_eq!(answer(&synthesised, 28, None), Answer::Records);
+        let mixed = addresses(28, &["2001:db8:64:ff9b::c000:201", "2001:db8:5::1"]);
+        assert_eq!(answer(&mixed, 28, Some(nsp)), Answer::Records);
         for sinkhole in [&["0.0.0.0"][..], &["127.0.0.1"]] {
             assert!(
-                matches!(answer(&addresses(1, sinkhole), 1), Answer::MadeUp(_)),
+                matches!(answer(&addresses(1, sinkhole), 1, None), Answer::MadeUp(_)),
                 "{sinkhole:?}"
             );
         }
@@ -391,7 +420,7 @@ mod tests {
         dns64.insert(
             probe(9),
             (
-                Some(answer(&addresses(28, &["64:ff9b::c000:201"]), 28)),
+                Some(answer(&addresses(28, &["64:ff9b::c000:201"]), 28, None)),
                 Some(Answer::Empty),
             ),
         );
@@ -414,14 +443,23 @@ mod tests {
             &["64:ff9b:0:1::1"],
         ] {
             assert_eq!(
-                answer(&addresses(28, public), 28),
+                answer(&addresses(28, public), 28, None),
                 Answer::Records,
                 "{public:?}"
             );
         }
-        assert_eq!(answer(&addresses(1, &["192.0.2.1"]), 1), Answer::Records);
+        assert_eq!(
+            answer(&addresses(1, &["192.0.2.1"]), 1, None),
+            Answer::Records
+        );
         // Private addresses are a name's too (a lab's, a split-horizon view's).
-        assert_eq!(answer(&addresses(1, &["10.1.2.3"]), 1), Answer::Records);
-        assert_eq!(answer(&addresses(28, &["fd00::53"]), 28), Answer::Records);
+        assert_eq!(
+            answer(&addresses(1, &["10.1.2.3"]), 1, None),
+            Answer::Records
+        );
+        assert_eq!(
+            answer(&addresses(28, &["fd00::53"]), 28, None),
+            Answer::Records
+        );
     }
 }

@@ -274,6 +274,7 @@ fn share_figure(
 /// the type's family (`resolved`), else not measured.
 fn dns_presence(
     dns_latest: &HashMap<(ProbeId, String, u16), &StoredResult>,
+    nat64_of: &BTreeMap<&ProbeId, Option<std::net::Ipv6Addr>>,
     target: &str,
     query_type: u16,
     resolved: bool,
@@ -292,11 +293,12 @@ fn dns_presence(
         if *asked_name != name {
             continue;
         }
+        let nat64 = nat64_of.get(probe).copied().flatten();
         let votes = asked.entry(probe.clone()).or_default();
         if *t == query_type {
-            votes.0 = Some(presence::answer(&r.result.outcome, *t));
+            votes.0 = Some(presence::answer(&r.result.outcome, *t, nat64));
         } else if *t == other_type {
-            votes.1 = Some(presence::answer(&r.result.outcome, *t));
+            votes.1 = Some(presence::answer(&r.result.outcome, *t, nat64));
         }
     }
     let p = presence::presence(query_type, &asked);
@@ -332,6 +334,11 @@ pub fn build(
         .probes
         .iter()
         .map(|p| (&p.probe, p.asn.unwrap_or(0)))
+        .collect();
+    let nat64_of: BTreeMap<&ProbeId, Option<std::net::Ipv6Addr>> = record
+        .probes
+        .iter()
+        .map(|p| (&p.probe, p.nat64_prefix))
         .collect();
     let mut names: BTreeMap<u32, (Option<String>, Option<String>)> = BTreeMap::new();
     for p in &record.probes {
@@ -417,11 +424,12 @@ pub fn build(
                 (
                     dns_presence(
                         &dns_latest,
+                        &nat64_of,
                         target,
                         TYPE_AAAA,
                         v6_addresses.iter().any(|a| presence::published_address(*a)),
                     ),
-                    dns_presence(&dns_latest, target, TYPE_A, v4_resolved),
+                    dns_presence(&dns_latest, &nat64_of, target, TYPE_A, v4_resolved),
                 )
             }
         };
@@ -1538,6 +1546,7 @@ mod tests {
             as_name: None,
             country: Some("XA".into()),
             assigned_at: NOW,
+            nat64_prefix: None,
         };
         CampaignRecord {
             id: 1,

@@ -49,6 +49,7 @@ pub(super) fn campaign_probe(probe: &ProbeRecord, now: UnixMicros) -> CampaignPr
         as_name: origin.and_then(|o| o.as_name.clone()),
         country: origin.and_then(|o| o.country).map(|c| c.to_string()),
         assigned_at: now,
+        nat64_prefix: probe.self_test.as_ref().and_then(|t| t.nat64_prefix),
     }
 }
 
