@@ -436,11 +436,11 @@ fn dns_measurements_show_the_synthesised_aaaa_as_made_up() {
         "{json}"
     );
     assert!(
-        matches!(answer(&outcome, TYPE_AAAA), Answer::MadeUp(_)),
+        matches!(answer(&outcome, TYPE_AAAA, None), Answer::MadeUp(_)),
         "{json}"
     );
     let (json, outcome) = dns(V6_ONLY, lab.dns64_v6only, names::V4_ONLY, "A");
-    assert_eq!(answer(&outcome, TYPE_A), Answer::Records, "{json}");
+    assert_eq!(answer(&outcome, TYPE_A, None), Answer::Records, "{json}");
     // A real AAAA through the same DNS64 is the name's own.
     let (json, outcome) = dns(V6_ONLY, lab.dns64_v6only, names::DUAL_STACK, "AAAA");
     assert_eq!(
@@ -448,10 +448,10 @@ fn dns_measurements_show_the_synthesised_aaaa_as_made_up() {
         lab.server_v6.to_string(),
         "{json}"
     );
-    assert_eq!(answer(&outcome, TYPE_AAAA), Answer::Records, "{json}");
+    assert_eq!(answer(&outcome, TYPE_AAAA, None), Answer::Records, "{json}");
     // The dual-stack host's plain resolver: no AAAA for the IPv4-only name.
     let (json, outcome) = dns(DUAL, lab.server_v6, names::V4_ONLY, "AAAA");
-    assert_eq!(answer(&outcome, TYPE_AAAA), Answer::Empty, "{json}");
+    assert_eq!(answer(&outcome, TYPE_AAAA, None), Answer::Empty, "{json}");
 }
 
 #[test]
