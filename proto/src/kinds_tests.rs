@@ -263,6 +263,8 @@ pub(crate) fn outcomes() -> Vec<Outcome> {
                 }],
             }),
             failure: None,
+            failure_class: None,
+            session: None,
         }),
         Outcome::Dns(DnsResult {
             query_name: String::new(),
@@ -271,6 +273,8 @@ pub(crate) fn outcomes() -> Vec<Outcome> {
             rtt_ns: None,
             response: None,
             failure: Some("timeout after 5000 ms".into()),
+            failure_class: None,
+            session: None,
         }),
         Outcome::Tcp(TcpResult {
             port: 443,
@@ -746,6 +750,8 @@ fn the_largest_results_fit_the_message_limit() {
                 .collect(),
         }),
         failure: None,
+        failure_class: None,
+        session: None,
     });
     assert_eq!(largest.validate(), Ok(()));
     let len = encode::result(&largest).encoded_len();

@@ -245,9 +245,14 @@ fn dns(r: &MeasurementResult, d: &DnsResult) -> Map<String, Value> {
     let mut m = common(r, "dns");
     let proto = match d.transport_used {
         DnsTransport::Udp => "UDP",
-        DnsTransport::Tcp => "TCP",
+        // Atlas has no DoH; its DoT results say TCP with `"tls": true`, and so do ours for
+        // both encrypted transports (the transport is TCP under TLS either way).
+        DnsTransport::Tcp | DnsTransport::Tls | DnsTransport::Https => "TCP",
     };
     m.insert("proto".into(), json!(proto));
+    if d.transport_used.is_encrypted() {
+        m.insert("tls".into(), json!(true));
+    }
     match dns_wire::response_message(d) {
         Some((message, left_out, count)) => {
             let mut result = json!({
