@@ -238,6 +238,8 @@ impl DnsSpec {
             && name.split('.').all(|label| {
                 !label.is_empty()
                     && label.len() <= 63
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
                     && label
                         .bytes()
                         .all(|b| b.is_ascii_alphanumeric() || b == b'-')
@@ -488,5 +490,63 @@ mod tests {
         let old = r#"{"query_name":"example.org","query_type":28,"transport":"udp","recursion_desired":true}"#;
         let read: DnsSpec = serde_json::from_str(old).unwrap();
         assert_eq!(read, spec);
+    }
+
+    #[test]
+    fn encrypted_specs_take_their_port_name_and_path() {
+        let dot = DnsSpec::new("example.org", 28, DnsTransport::Tls, true).unwrap();
+        assert_eq!(dot.port(), DOT_PORT);
+        assert_eq!(dot.clone().with_port(0).unwrap().port(), DOT_PORT);
+        let doh = DnsSpec::new("example.org", 28, DnsTransport::Https, true).unwrap();
+        assert_eq!((doh.port(), doh.path()), (DOH_PORT, DOH_PATH));
+        let named = dot.clone().with_server_name("DNS.Example.org").unwrap();
+        assert_eq!(named.server_name(), Some("dns.example.org"));
+        assert!(format!("{named:?}").contains("server_name: \"dns.example.org\""));
+        for bad in ["a..b", "-", "a b", "x_y.org"] {
+            assert!(dot.clone().with_server_name(bad).is_err(), "{bad}");
+        }
+        assert_eq!(doh.clone().with_path("/q").unwrap().path(), "/q");
+        for bad in ["q", "/a?dns=x", "/a b", "/#"] {
+            assert!(doh.clone().with_path(bad).is_err(), "{bad}");
+        }
+        // Nothing verifies a name over UDP or TCP, and only DoH has a path.
+        let udp = DnsSpec::new("example.org", 28, DnsTransport::Udp, true).unwrap();
+        assert!(udp.clone().with_server_name("dns.example.org").is_err());
+        assert!(dot.with_path("/q").is_err());
+        assert_eq!(udp.clone().with_server_name("").unwrap(), udp);
+    }
+
+    #[test]
+    fn encrypted_results_carry_phases_and_classes() {
+        let mut result = DnsResult {
+            query_name: "example.org".into(),
+            query_type: 28,
+            transport_used: DnsTransport::Tls,
+            rtt_ns: None,
+            response: None,
+            failure: Some("refused".into()),
+            failure_class: Some(DnsFailureClass::Refused),
+            session: Some(DnsSession::default()),
+        };
+        result.validate().unwrap();
+        // Phases exactly for the encrypted transports.
+        result.transport_used = DnsTransport::Tcp;
+        assert!(result.validate().is_err());
+        result.session = None;
+        result.validate().unwrap();
+        // A class needs a failure.
+        result.failure = None;
+        result.response = Some(DnsResponse {
+            rcode: 0,
+            flags: 0,
+            answers: vec![],
+        });
+        assert!(result.validate().is_err());
+        result.failure_class = None;
+        result.validate().unwrap();
+        // Results stored before the fields existed read back without them.
+        let old = r#"{"query_name":"a","query_type":1,"transport_used":"udp","rtt_ns":null,"response":null,"failure":"timeout"}"#;
+        let read: DnsResult = serde_json::from_str(old).unwrap();
+        assert_eq!((read.failure_class, read.session), (None, None));
     }
 }
