@@ -760,7 +760,7 @@ mod tests {
         let config: CollectorConfig =
             parse_toml(&format!("{}{uncommented}", &text[..start])).unwrap();
         let tasks = config.validate(None).unwrap().default_tasks;
-        assert_eq!(tasks.len(), plain + 5);
+        assert_eq!(tasks.len(), plain + 6);
     }
 
     #[test]
