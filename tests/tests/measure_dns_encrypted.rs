@@ -13,10 +13,12 @@ use serde_json::Value;
 use sixmap_tests::lab::Lab;
 use sixmap_tests::lab::scenarios::{self, PROBE, names};
 use sixmap_tests::lab::services::{self, DOH_PATH, DOT_PORT, DnsRecord};
-use sixmap_tests::lab_or_skip;
-use std::net::IpAddr;
+use sixmap_tests::{Process, binary, collector_command, lab_or_skip, wait_for};
+use std::io::{BufRead, BufReader};
+use std::net::{IpAddr, Ipv6Addr};
 use std::path::Path;
-use std::time::Instant;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
 
 /// The name the DoT/DoH certificate is for (the resolver's name, not one it resolves).
 const SERVER_NAME: &str = "dns.lab";
@@ -74,14 +76,10 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-#[test]
-fn dot_and_doh_over_ipv6_answer_and_fail_by_class() {
-    lab_or_skip!();
-    let kdig = std::process::Command::new("kdig").arg("-V").output();
-    assert!(
-        kdig.is_ok_and(|o| o.status.success()),
-        "kdig is missing: apt-get install knot-dnsutils"
-    );
+/// The targets scenario with the lab's dnsmasq on the dual-stack host (`dual.lab` only) and
+/// unbound beside it serving DoT and DoH on both its addresses with a lab CA certificate for
+/// [`SERVER_NAME`] and those addresses.
+fn encrypted_dns_lab() -> (scenarios::Targets, services::LabCa) {
     let mut t = scenarios::targets().unwrap();
     let (dual_v6, dual_v4) = t.dual_stack;
     let records = [DnsRecord {
@@ -103,7 +101,22 @@ fn dot_and_doh_over_ipv6_answer_and_fail_by_class() {
         IpAddr::V6(dual_v6),
     )
     .unwrap();
+    (t, ca)
+}
+
+#[test]
+fn dot_and_doh_over_ipv6_answer_and_fail_by_class() {
+    lab_or_skip!();
+    let kdig = std::process::Command::new("kdig").arg("-V").output();
+    assert!(
+        kdig.is_ok_and(|o| o.status.success()),
+        "kdig is missing: apt-get install knot-dnsutils"
+    );
+    let (t, ca) = encrypted_dns_lab();
+    let (dual_v6, dual_v4) = t.dual_stack;
+    let addresses = [IpAddr::V6(dual_v6), IpAddr::V4(dual_v4)];
     let lab = &t.lab;
+    let dir = lab.scratch_dir().join("encrypted-dns");
     let cacert = ca.ca_cert.display().to_string();
     let want = dual_v6.to_string();
 
@@ -314,4 +327,200 @@ fn dot_and_doh_over_ipv6_answer_and_fail_by_class() {
         "{outcome}"
     );
     assert!(outcome["session"]["tls_ns"].as_u64().is_some(), "{outcome}");
+}
+
+/// Starts a workspace binary inside the probe namespace; its stderr goes to `log`.
+fn spawn_in_lab(
+    lab: &Lab,
+    name: &str,
+    args: &[&str],
+    log: &Path,
+) -> (Process, std::process::ChildStdout) {
+    let mut command = lab.command(PROBE, binary(name).to_str().unwrap());
+    command
+        .args(args)
+        .env("RUST_LOG", "info,sixmap_collector=debug,sixmap_probe=debug")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(log).unwrap());
+    let mut child = command.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    (Process::from_child(child, name, log.to_owned()), stdout)
+}
+
+/// GET on the collector's API (inside the lab) with an API token.
+fn api(lab: &Lab, http: &str, token: &str, path: &str) -> Value {
+    let bearer = format!("Authorization: Bearer {token}");
+    let out = lab
+        .exec(
+            PROBE,
+            &[
+                "curl",
+                "-sf",
+                "-H",
+                &bearer,
+                &format!("http://{http}{path}"),
+            ],
+        )
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The scorecard end to end: the collector's `[[tasks]]` ask the lab probe (whose /64 the
+/// prefix data gives to AS 64500) for DNS over UDP, TLS and HTTPS against the lab's resolvers,
+/// one DoT task naming the wrong server and one DoH task at a closed port; the probe runs them
+/// and the collector's `/api/v1/query/dns-scorecard` scores the operator from what it stored.
+#[test]
+fn the_operator_scorecard_counts_dot_and_doh_over_ipv6() {
+    lab_or_skip!();
+    let (t, ca) = encrypted_dns_lab();
+    let lab = &t.lab;
+    let dual6 = t.dual_stack.0;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data_arg = data.to_str().unwrap();
+
+    // The probe's /64 belongs to the lab operator.
+    let s = lab.node(PROBE).v6().segments();
+    let first = Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
+    let last = Ipv6Addr::new(s[0], s[1], s[2], s[3], 0xffff, 0xffff, 0xffff, 0xffff);
+    let asn_csv = dir.path().join("asn-ipv6.csv");
+    let country_csv = dir.path().join("country-ipv6.csv");
+    std::fs::write(&asn_csv, format!("{first},{last},64500,Lab operator\n")).unwrap();
+    std::fs::write(&country_csv, format!("{first},{last},NL\n")).unwrap();
+    let import = std::process::Command::new(binary("sixmap-collector"))
+        .args(["import-prefixes", "--data-dir", data_arg, "--asn"])
+        .arg(&asn_csv)
+        .arg("--country")
+        .arg(&country_csv)
+        .output()
+        .unwrap();
+    assert!(
+        import.status.success(),
+        "{}",
+        String::from_utf8_lossy(&import.stderr)
+    );
+    let reader = collector_command(&[
+        "api-token",
+        "create",
+        "--data-dir",
+        data_arg,
+        "--role",
+        "researcher",
+        "--name",
+        "scorecard",
+    ]);
+    let token = collector_command(&["token", "create", "--data-dir", data_arg, "--owner", "lab"]);
+
+    let task = |extra: &str| {
+        format!(
+            "[[tasks]]\nkind = \"dns\"\ntargets = [\"{dual6}\"]\nevery_s = 3600\n\
+             timeout_ms = 3000\nquery_name = \"{}\"\nquery_type = \"AAAA\"\n{extra}\n",
+            names::DUAL_STACK
+        )
+    };
+    let tasks = [
+        task(""),
+        task(&format!(
+            "transport = \"tls\"\nserver_name = \"{SERVER_NAME}\""
+        )),
+        task(&format!(
+            "transport = \"https\"\nserver_name = \"{SERVER_NAME}\""
+        )),
+        task(&format!(
+            "transport = \"tls\"\nserver_name = \"{}\"",
+            names::V6_ONLY
+        )),
+        task(&format!(
+            "transport = \"https\"\nserver_name = \"{SERVER_NAME}\"\nport = {}",
+            DOT_PORT + 1
+        )),
+    ]
+    .concat();
+    let collector_config = dir.path().join("collector.toml");
+    std::fs::write(
+        &collector_config,
+        format!(
+            "data_dir = {data:?}\ngrpc_listen = \"[::1]:0\"\nhttp_listen = \"[::1]:0\"\n{tasks}"
+        ),
+    )
+    .unwrap();
+    let (_collector, stdout) = spawn_in_lab(
+        lab,
+        "sixmap-collector",
+        &["serve", "--config", collector_config.to_str().unwrap()],
+        &dir.path().join("collector.log"),
+    );
+    let line = BufReader::new(stdout).lines().next().unwrap().unwrap();
+    let field = |key: &str| -> String {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(key))
+            .unwrap_or_else(|| panic!("no {key} in {line:?}"))
+            .to_owned()
+    };
+    let (grpc, http) = (field("grpc="), field("http="));
+    let probe_config = dir.path().join("probe.toml");
+    std::fs::write(
+        &probe_config,
+        format!(
+            "collector = \"https://{grpc}\"\nstate_dir = {:?}\nenrollment_token = \"{token}\"\n\
+             hostname = \"lab-probe\"\nlab_mode = true\nextra_ca_file = {:?}\n",
+            dir.path().join("probe-state"),
+            ca.ca_cert
+        ),
+    )
+    .unwrap();
+    let (_probe, _) = spawn_in_lab(
+        lab,
+        "sixmap-probe",
+        &["run", "--config", probe_config.to_str().unwrap()],
+        &dir.path().join("probe.log"),
+    );
+
+    let card = wait_for(Duration::from_secs(60), || {
+        let card = api(lab, &http, &reader, "/api/v1/query/dns-scorecard");
+        (card["results"] == 5).then_some(card)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "five dns results not scored within 60 s; collector log:\n{}\nprobe log:\n{}",
+            std::fs::read_to_string(dir.path().join("collector.log")).unwrap_or_default(),
+            std::fs::read_to_string(dir.path().join("probe.log")).unwrap_or_default()
+        )
+    });
+    eprintln!("scorecard: {card}");
+    let rows = card["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{card}");
+    let row = &rows[0];
+    assert_eq!(row["asn"], 64500, "{card}");
+    assert_eq!(row["as_name"], "Lab operator", "{card}");
+    assert_eq!(row["probes"], 1);
+    // The UDP query to the resolver's IPv6 address was answered.
+    assert_eq!(
+        (&row["resolver_v6"]["asked"], &row["resolver_v6"]["yes"]),
+        (&1.into(), &1.into())
+    );
+    // Three answered AAAA queries (UDP, DoT, DoH), each with the AAAA record.
+    assert_eq!(
+        (&row["aaaa"]["asked"], &row["aaaa"]["yes"]),
+        (&3.into(), &3.into())
+    );
+    // No DNS64 in this lab, no HTTPS records asked.
+    assert_eq!(row["dns64"]["synthesised"], 0);
+    assert_eq!(row["https_ipv6hint"]["asked"], 0);
+    let dot = &row["encrypted"]["tls"];
+    assert_eq!(
+        (&dot["answered"]["asked"], &dot["answered"]["yes"]),
+        (&2.into(), &1.into()),
+        "{card}"
+    );
+    assert_eq!(dot["failures"]["certificate"], 1, "{card}");
+    assert!(dot["median_tls_ms"].as_f64().unwrap() > 0.0, "{card}");
+    let doh = &row["encrypted"]["https"];
+    assert_eq!(
+        (&doh["answered"]["asked"], &doh["answered"]["yes"]),
+        (&2.into(), &1.into()),
+        "{card}"
+    );
+    assert_eq!(doh["failures"]["refused"], 1, "{card}");
+    assert!(doh["median_query_ms"].as_f64().unwrap() > 0.0, "{card}");
 }
