@@ -348,4 +348,41 @@ mod tests {
         assert_eq!(v["result"], json!([{ "x": "*" }]));
         assert_eq!(v["timestamp"], json!(2));
     }
+
+    #[test]
+    fn encrypted_dns_reads_as_atlas_tcp_with_tls() {
+        let mut stored = crate::testing::ping_v6(
+            "0123456789abcdef".parse().unwrap(),
+            1,
+            sixmap_shared::UnixMicros(2_000_000),
+            None,
+            Default::default(),
+        );
+        for (transport, tls) in [
+            (DnsTransport::Udp, None),
+            (DnsTransport::Tls, Some(true)),
+            (DnsTransport::Https, Some(true)),
+        ] {
+            stored.result.outcome = Outcome::Dns(DnsResult {
+                query_name: "example.org".into(),
+                query_type: 28,
+                transport_used: transport,
+                rtt_ns: None,
+                response: None,
+                failure: Some("refused".into()),
+                failure_class: None,
+                session: transport
+                    .is_encrypted()
+                    .then(sixmap_shared::measurement::DnsSession::default),
+            });
+            let v = to_atlas(&stored.result).unwrap();
+            let proto = if transport == DnsTransport::Udp {
+                "UDP"
+            } else {
+                "TCP"
+            };
+            assert_eq!(v["proto"], json!(proto), "{v}");
+            assert_eq!(v.get("tls").cloned(), tls.map(|t| json!(t)), "{v}");
+        }
+    }
 }
