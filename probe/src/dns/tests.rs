@@ -437,3 +437,156 @@ async fn doh_needs_http2_in_alpn() {
     );
     result.validate().unwrap();
 }
+
+/// What the DoH test server answers.
+#[derive(Clone, Copy)]
+enum Doh {
+    /// 200, `application/dns-message`, an AAAA answer to the query's id.
+    Answer,
+    /// 200 and a body that never ends.
+    Endless,
+    /// 503.
+    Unavailable,
+    /// 200 but `text/html`.
+    Html,
+}
+
+/// A DoH server over HTTP/2 on ::1 for one connection with the fixture certificate; the join
+/// handle gives the request's method, path and content type.
+async fn doh_server(
+    behaviour: Doh,
+) -> (
+    SocketAddr,
+    tokio::task::JoinHandle<Option<(String, String, String)>>,
+) {
+    use http_body_util::combinators::BoxBody;
+    use http_body_util::{BodyExt, Full, StreamBody};
+    use hyper::body::Frame;
+    use std::collections::VecDeque;
+    use std::convert::Infallible;
+    use std::sync::{Arc, Mutex};
+
+    let config = crate::tls::testserver::server_config(&["h2"]);
+    let listener = tokio::net::TcpListener::bind("[::1]:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let seen = Arc::new(Mutex::new(None));
+    let task = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let Ok(tls) = acceptor.accept(tcp).await else {
+            return None;
+        };
+        let recorded = Arc::clone(&seen);
+        let service =
+            hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                let recorded = Arc::clone(&recorded);
+                async move {
+                    let head = (
+                        request.method().to_string(),
+                        request.uri().path().to_owned(),
+                        request
+                            .headers()
+                            .get("content-type")
+                            .map(|v| v.to_str().unwrap().to_owned())
+                            .unwrap_or_default(),
+                    );
+                    *recorded.lock().unwrap() = Some(head);
+                    let query = request.into_body().collect().await.unwrap().to_bytes();
+                    let id = u16::from_be_bytes([query[0], query[1]]);
+                    let full = |bytes: Vec<u8>| -> BoxBody<VecDeque<u8>, Infallible> {
+                        Full::new(VecDeque::from(bytes)).boxed()
+                    };
+                    let (status, content_type, body) = match behaviour {
+                        Doh::Answer => (
+                            200,
+                            "application/dns-message",
+                            full(framed_aaaa(id)[2..].to_vec()),
+                        ),
+                        Doh::Html => (200, "text/html", full(b"<html></html>".to_vec())),
+                        Doh::Unavailable => (503, "text/plain", full(b"busy".to_vec())),
+                        Doh::Endless => {
+                            let chunks = std::iter::repeat_with(|| {
+                                Ok::<_, Infallible>(Frame::data(VecDeque::from(vec![
+                                    0u8;
+                                    16 * 1024
+                                ])))
+                            });
+                            (
+                                200,
+                                "application/dns-message",
+                                StreamBody::new(tokio_stream::iter(chunks)).boxed(),
+                            )
+                        }
+                    };
+                    let response = hyper::Response::builder()
+                        .status(status)
+                        .header("content-type", content_type)
+                        .body(body)
+                        .unwrap();
+                    Ok::<_, Infallible>(response)
+                }
+            });
+        let _ = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+            .await;
+        seen.lock().unwrap().take()
+    });
+    (address, task)
+}
+
+#[tokio::test]
+async fn doh_posts_a_dns_message_over_http2() {
+    let ca = crate::tls::testserver::fixture_ca();
+    let deadline = Instant::now() + std::time::Duration::from_secs(5);
+    let (address, server) = doh_server(Doh::Answer).await;
+    let spec = encrypted_spec(DnsTransport::Https, "fixture.test")
+        .with_path("/q")
+        .unwrap();
+    let result = measure(address, &spec, Some(&ca), deadline).await.unwrap();
+    let request = server.await.unwrap();
+    assert_eq!(result.failure, None, "{result:?}");
+    assert_eq!(result.response.unwrap().answers[0].data, "2001:db8::6");
+    let session = result.session.unwrap();
+    assert_eq!(session.http_status, Some(200));
+    assert!(session.connect_ns.is_some() && session.tls_ns.is_some());
+    assert_eq!(
+        request,
+        Some((
+            "POST".to_owned(),
+            "/q".to_owned(),
+            "application/dns-message".to_owned()
+        ))
+    );
+}
+
+#[tokio::test]
+async fn doh_hostile_and_failing_servers_are_classed_and_bounded() {
+    let ca = crate::tls::testserver::fixture_ca();
+    let spec = encrypted_spec(DnsTransport::Https, "fixture.test");
+    for (behaviour, class, words) in [
+        (
+            Doh::Endless,
+            DnsFailureClass::Malformed,
+            "larger than a DNS message",
+        ),
+        (Doh::Unavailable, DnsFailureClass::Http, "HTTP status 503"),
+        (Doh::Html, DnsFailureClass::Http, "text/html"),
+    ] {
+        let deadline = Instant::now() + std::time::Duration::from_secs(5);
+        let (address, server) = doh_server(behaviour).await;
+        let started = Instant::now();
+        let result = measure(address, &spec, Some(&ca), deadline).await.unwrap();
+        server.abort();
+        assert_eq!(result.failure_class, Some(class), "{result:?}");
+        assert!(
+            result.failure.as_deref().unwrap().contains(words),
+            "{result:?}"
+        );
+        // The endless body ends at the limit, not at the deadline.
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "{result:?}"
+        );
+        result.validate().unwrap();
+    }
+}
