@@ -3,7 +3,9 @@
 //! forwarding to the lab's dnsmasq. Checked first with independent clients (`kdig +tls`,
 //! `kdig +https` from knot-dnsutils; curl POSTing a wire query over HTTP/2), then
 //! `sixmap-probe measure dns --transport tls|https` over IPv6 and IPv4: answers, phases, and
-//! the failure classes of a wrong server name, an untrusted CA and a closed port.
+//! the failure classes of a wrong server name, an untrusted CA and a closed port. Then the
+//! per-operator DNS scorecard end to end (collector tasks, a probe, the stored results, the
+//! API): DoT/DoH here, and DNS64 correctness in the access lab (`lab::nat64`).
 //!
 //! Needs the probe binary: `cargo build -p sixmap-probe --bins`.
 
@@ -11,6 +13,7 @@
 
 use serde_json::Value;
 use sixmap_tests::lab::Lab;
+use sixmap_tests::lab::nat64;
 use sixmap_tests::lab::scenarios::{self, PROBE, names};
 use sixmap_tests::lab::services::{self, DOH_PATH, DOT_PORT, DnsRecord};
 use sixmap_tests::{Process, binary, collector_command, lab_or_skip, wait_for};
@@ -329,14 +332,15 @@ fn dot_and_doh_over_ipv6_answer_and_fail_by_class() {
     assert!(outcome["session"]["tls_ns"].as_u64().is_some(), "{outcome}");
 }
 
-/// Starts a workspace binary inside the probe namespace; its stderr goes to `log`.
+/// Starts a workspace binary inside `node`'s namespace; its stderr goes to `log`.
 fn spawn_in_lab(
     lab: &Lab,
+    node: &str,
     name: &str,
     args: &[&str],
     log: &Path,
 ) -> (Process, std::process::ChildStdout) {
-    let mut command = lab.command(PROBE, binary(name).to_str().unwrap());
+    let mut command = lab.command(node, binary(name).to_str().unwrap());
     command
         .args(args)
         .env("RUST_LOG", "info,sixmap_collector=debug,sixmap_probe=debug")
@@ -347,12 +351,12 @@ fn spawn_in_lab(
     (Process::from_child(child, name, log.to_owned()), stdout)
 }
 
-/// GET on the collector's API (inside the lab) with an API token.
-fn api(lab: &Lab, http: &str, token: &str, path: &str) -> Value {
+/// GET on the collector's API (inside `node`) with an API token.
+fn api(lab: &Lab, node: &str, http: &str, token: &str, path: &str) -> Value {
     let bearer = format!("Authorization: Bearer {token}");
     let out = lab
         .exec(
-            PROBE,
+            node,
             &[
                 "curl",
                 "-sf",
@@ -365,27 +369,27 @@ fn api(lab: &Lab, http: &str, token: &str, path: &str) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// The scorecard end to end: the collector's `[[tasks]]` ask the lab probe (whose /64 the
-/// prefix data gives to AS 64500) for DNS over UDP, TLS and HTTPS against the lab's resolvers,
-/// one DoT task naming the wrong server and one DoH task at a closed port; the probe runs them
-/// and the collector's `/api/v1/query/dns-scorecard` scores the operator from what it stored.
-#[test]
-fn the_operator_scorecard_counts_dot_and_doh_over_ipv6() {
-    lab_or_skip!();
-    let (t, ca) = encrypted_dns_lab();
-    let lab = &t.lab;
-    let dual6 = t.dual_stack.0;
+/// A `[[tasks]]` table: `query_type` `name` asked of `resolver`, plus `extra` keys.
+fn dns_task(resolver: Ipv6Addr, name: &str, query_type: &str, extra: &str) -> String {
+    format!(
+        "[[tasks]]\nkind = \"dns\"\ntargets = [\"{resolver}\"]\nevery_s = 3600\n\
+         timeout_ms = 3000\nquery_name = \"{name}\"\nquery_type = \"{query_type}\"\n{extra}\n"
+    )
+}
+
+/// Runs a collector with `tasks` and one probe (trusting `ca`) in `node`, the probe's /64 being
+/// AS `asn` ("Lab operator") in the prefix data, and returns the DNS scorecard once it counts
+/// `results` results.
+fn scorecard(lab: &Lab, node: &str, tasks: &str, ca: &Path, asn: u32, results: u64) -> Value {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let data_arg = data.to_str().unwrap();
-
-    // The probe's /64 belongs to the lab operator.
-    let s = lab.node(PROBE).v6().segments();
+    let s = lab.node(node).v6().segments();
     let first = Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
     let last = Ipv6Addr::new(s[0], s[1], s[2], s[3], 0xffff, 0xffff, 0xffff, 0xffff);
     let asn_csv = dir.path().join("asn-ipv6.csv");
     let country_csv = dir.path().join("country-ipv6.csv");
-    std::fs::write(&asn_csv, format!("{first},{last},64500,Lab operator\n")).unwrap();
+    std::fs::write(&asn_csv, format!("{first},{last},{asn},Lab operator\n")).unwrap();
     std::fs::write(&country_csv, format!("{first},{last},NL\n")).unwrap();
     let import = std::process::Command::new(binary("sixmap-collector"))
         .args(["import-prefixes", "--data-dir", data_arg, "--asn"])
@@ -410,32 +414,6 @@ fn the_operator_scorecard_counts_dot_and_doh_over_ipv6() {
         "scorecard",
     ]);
     let token = collector_command(&["token", "create", "--data-dir", data_arg, "--owner", "lab"]);
-
-    let task = |extra: &str| {
-        format!(
-            "[[tasks]]\nkind = \"dns\"\ntargets = [\"{dual6}\"]\nevery_s = 3600\n\
-             timeout_ms = 3000\nquery_name = \"{}\"\nquery_type = \"AAAA\"\n{extra}\n",
-            names::DUAL_STACK
-        )
-    };
-    let tasks = [
-        task(""),
-        task(&format!(
-            "transport = \"tls\"\nserver_name = \"{SERVER_NAME}\""
-        )),
-        task(&format!(
-            "transport = \"https\"\nserver_name = \"{SERVER_NAME}\""
-        )),
-        task(&format!(
-            "transport = \"tls\"\nserver_name = \"{}\"",
-            names::V6_ONLY
-        )),
-        task(&format!(
-            "transport = \"https\"\nserver_name = \"{SERVER_NAME}\"\nport = {}",
-            DOT_PORT + 1
-        )),
-    ]
-    .concat();
     let collector_config = dir.path().join("collector.toml");
     std::fs::write(
         &collector_config,
@@ -446,6 +424,7 @@ fn the_operator_scorecard_counts_dot_and_doh_over_ipv6() {
     .unwrap();
     let (_collector, stdout) = spawn_in_lab(
         lab,
+        node,
         "sixmap-collector",
         &["serve", "--config", collector_config.to_str().unwrap()],
         &dir.path().join("collector.log"),
@@ -463,26 +442,25 @@ fn the_operator_scorecard_counts_dot_and_doh_over_ipv6() {
         &probe_config,
         format!(
             "collector = \"https://{grpc}\"\nstate_dir = {:?}\nenrollment_token = \"{token}\"\n\
-             hostname = \"lab-probe\"\nlab_mode = true\nextra_ca_file = {:?}\n",
+             hostname = \"lab-probe\"\nlab_mode = true\nextra_ca_file = {ca:?}\n",
             dir.path().join("probe-state"),
-            ca.ca_cert
         ),
     )
     .unwrap();
     let (_probe, _) = spawn_in_lab(
         lab,
+        node,
         "sixmap-probe",
         &["run", "--config", probe_config.to_str().unwrap()],
         &dir.path().join("probe.log"),
     );
-
     let card = wait_for(Duration::from_secs(60), || {
-        let card = api(lab, &http, &reader, "/api/v1/query/dns-scorecard");
-        (card["results"] == 5).then_some(card)
+        let card = api(lab, node, &http, &reader, "/api/v1/query/dns-scorecard");
+        (card["results"] == results).then_some(card)
     })
     .unwrap_or_else(|| {
         panic!(
-            "five dns results not scored within 60 s; collector log:\n{}\nprobe log:\n{}",
+            "{results} dns results not scored within 60 s; collector log:\n{}\nprobe log:\n{}",
             std::fs::read_to_string(dir.path().join("collector.log")).unwrap_or_default(),
             std::fs::read_to_string(dir.path().join("probe.log")).unwrap_or_default()
         )
@@ -490,10 +468,54 @@ fn the_operator_scorecard_counts_dot_and_doh_over_ipv6() {
     eprintln!("scorecard: {card}");
     let rows = card["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 1, "{card}");
-    let row = &rows[0];
-    assert_eq!(row["asn"], 64500, "{card}");
-    assert_eq!(row["as_name"], "Lab operator", "{card}");
-    assert_eq!(row["probes"], 1);
+    assert_eq!(rows[0]["asn"], asn, "{card}");
+    assert_eq!(rows[0]["as_name"], "Lab operator", "{card}");
+    assert_eq!(rows[0]["probes"], 1);
+    rows[0].clone()
+}
+
+/// The scorecard end to end: the collector's `[[tasks]]` ask the lab probe for DNS over UDP,
+/// TLS and HTTPS against the lab's resolvers, one DoT task naming the wrong server and one DoH
+/// task at a closed port; the probe runs them and the collector's
+/// `/api/v1/query/dns-scorecard` scores the operator from what it stored.
+#[test]
+fn the_operator_scorecard_counts_dot_and_doh_over_ipv6() {
+    lab_or_skip!();
+    let (t, ca) = encrypted_dns_lab();
+    let dual6 = t.dual_stack.0;
+    let name = names::DUAL_STACK;
+    let tasks = [
+        dns_task(dual6, name, "AAAA", ""),
+        dns_task(
+            dual6,
+            name,
+            "AAAA",
+            &format!("transport = \"tls\"\nserver_name = \"{SERVER_NAME}\""),
+        ),
+        dns_task(
+            dual6,
+            name,
+            "AAAA",
+            &format!("transport = \"https\"\nserver_name = \"{SERVER_NAME}\""),
+        ),
+        dns_task(
+            dual6,
+            name,
+            "AAAA",
+            &format!("transport = \"tls\"\nserver_name = \"{}\"", names::V6_ONLY),
+        ),
+        dns_task(
+            dual6,
+            name,
+            "AAAA",
+            &format!(
+                "transport = \"https\"\nserver_name = \"{SERVER_NAME}\"\nport = {}",
+                DOT_PORT + 1
+            ),
+        ),
+    ]
+    .concat();
+    let row = scorecard(&t.lab, PROBE, &tasks, &ca.ca_cert, 64500, 5);
     // The UDP query to the resolver's IPv6 address was answered.
     assert_eq!(
         (&row["resolver_v6"]["asked"], &row["resolver_v6"]["yes"]),
@@ -511,16 +533,55 @@ fn the_operator_scorecard_counts_dot_and_doh_over_ipv6() {
     assert_eq!(
         (&dot["answered"]["asked"], &dot["answered"]["yes"]),
         (&2.into(), &1.into()),
-        "{card}"
+        "{row}"
     );
-    assert_eq!(dot["failures"]["certificate"], 1, "{card}");
-    assert!(dot["median_tls_ms"].as_f64().unwrap() > 0.0, "{card}");
+    assert_eq!(dot["failures"]["certificate"], 1, "{row}");
+    assert!(dot["median_tls_ms"].as_f64().unwrap() > 0.0, "{row}");
     let doh = &row["encrypted"]["https"];
     assert_eq!(
         (&doh["answered"]["asked"], &doh["answered"]["yes"]),
         (&2.into(), &1.into()),
-        "{card}"
+        "{row}"
     );
-    assert_eq!(doh["failures"]["refused"], 1, "{card}");
-    assert!(doh["median_query_ms"].as_f64().unwrap() > 0.0, "{card}");
+    assert_eq!(doh["failures"]["refused"], 1, "{row}");
+    assert!(doh["median_query_ms"].as_f64().unwrap() > 0.0, "{row}");
+}
+
+/// DNS64 correctness in the scorecard, on the access lab's IPv6-only host behind unbound's
+/// DNS64: the AAAA it synthesises for an IPv4-only name embeds the A record the same resolver
+/// gives, and a native AAAA is not counted as synthesised.
+#[test]
+fn the_operator_scorecard_checks_dns64_against_the_a_records() {
+    lab_or_skip!();
+    let access = nat64::access_lab().unwrap();
+    assert_eq!(access.nat64_prefix, nat64::NAT64_PREFIX);
+    let dns64 = access.dns64_v6only;
+    let tasks = [
+        dns_task(dns64, nat64::names::V4_ONLY, "AAAA", ""),
+        dns_task(dns64, nat64::names::V4_ONLY, "A", ""),
+        dns_task(dns64, nat64::names::DUAL_STACK, "AAAA", ""),
+    ]
+    .concat();
+    let row = scorecard(
+        &access.lab,
+        nat64::V6_ONLY,
+        &tasks,
+        &access.ca.ca_cert,
+        64501,
+        3,
+    );
+    assert_eq!(
+        (&row["resolver_v6"]["asked"], &row["resolver_v6"]["yes"]),
+        (&3.into(), &3.into())
+    );
+    assert_eq!(
+        (&row["aaaa"]["asked"], &row["aaaa"]["yes"]),
+        (&2.into(), &2.into())
+    );
+    assert_eq!(
+        row["dns64"],
+        serde_json::json!({"synthesised": 1, "correct": 1, "incorrect": 0, "unverified": 0}),
+        "{row}"
+    );
+    assert_eq!(row["encrypted"], serde_json::json!({}));
 }
