@@ -339,6 +339,25 @@ async fn http_filters_pages_errors_and_access() {
         assert_eq!(nl["count"], expected_nl.len() as u64);
         let answered = expected_nl.iter().filter(|i| *i % 6 != 0).count() as u64;
         assert_eq!(nl["success"], answered, "{nl}");
+
+        // The DNS scorecard: served beside the aggregates with the same filter parameters;
+        // these results are pings, so it scores nothing.
+        let reply = client.get("/api/v1/query/dns-scorecard").unwrap();
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let body = json(&reply.body);
+        assert_eq!(body["results"], 0, "{body}");
+        assert_eq!(body["rows"], serde_json::json!([]), "{body}");
+        assert_eq!(body["truncated"], false, "{body}");
+        let reply = client
+            .get("/api/v1/query/dns-scorecard?probe_asn=not-a-number")
+            .unwrap();
+        assert_eq!(reply.status, 400, "{}", reply.body);
+        assert_eq!(
+            json(&reply.body)["parameter"],
+            "probe_asn",
+            "{}",
+            reply.body
+        );
     })
     .await
     .unwrap();

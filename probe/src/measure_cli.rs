@@ -103,7 +103,8 @@ enum MeasureKind {
         #[arg(long, default_value_t = 0)]
         flow_label: u32,
     },
-    /// A DNS query to RESOLVER over UDP (or TCP).
+    /// A DNS query to RESOLVER over UDP, TCP, TLS (DoT, RFC 7858) or HTTPS (DoH, RFC 8484,
+    /// over HTTP/2).
     Dns {
         /// The resolver: address or host name.
         resolver: String,
@@ -112,14 +113,24 @@ enum MeasureKind {
         /// Query type: a name (AAAA, A, MX, …) or number.
         #[arg(short = 't', long = "type", default_value = "AAAA")]
         query_type: String,
-        /// Ask over TCP instead of UDP.
-        #[arg(long)]
+        /// Same as `--transport tcp`.
+        #[arg(long, conflicts_with = "transport")]
         tcp: bool,
+        /// udp, tcp, tls (DoT, RFC 7858) or https (DoH, RFC 8484).
+        #[arg(long, default_value = "udp", value_parser = ["udp", "tcp", "tls", "https"])]
+        transport: String,
+        /// TLS and HTTPS: the name to verify and send as SNI (default: the resolver's address
+        /// is verified).
+        #[arg(long)]
+        server_name: Option<String>,
+        /// HTTPS: the DoH endpoint's path.
+        #[arg(long, default_value = sixmap_shared::measurement::DOH_PATH)]
+        path: String,
         /// Do not set the Recursion Desired bit.
         #[arg(long)]
         no_recurse: bool,
-        /// The resolver's port.
-        #[arg(short = 'p', long, default_value_t = 53)]
+        /// The resolver's port (0: the transport's, 53, 853 for tls, 443 for https).
+        #[arg(short = 'p', long, default_value_t = 0)]
         port: u32,
     },
     /// TCP connect.
@@ -258,21 +269,31 @@ fn spec_of(kind: MeasureKind, common: &Common) -> anyhow::Result<MeasurementSpec
             name,
             query_type,
             tcp,
+            transport,
+            server_name,
+            path,
             no_recurse,
             port,
         } => {
-            let transport = if tcp {
-                DnsTransport::Tcp
-            } else {
-                DnsTransport::Udp
+            let transport = match (tcp, transport.to_ascii_lowercase().as_str()) {
+                (true, _) | (false, "tcp") => DnsTransport::Tcp,
+                (false, "udp") => DnsTransport::Udp,
+                (false, "tls" | "dot") => DnsTransport::Tls,
+                (false, "https" | "doh") => DnsTransport::Https,
+                (false, other) => {
+                    anyhow::bail!("--transport {other:?}: expected udp, tcp, tls or https")
+                }
             };
             let query_type = u32::from(parse_query_type(&query_type)?);
-            (
-                resolver,
-                SpecKind::Dns(
-                    DnsSpec::new(&name, query_type, transport, !no_recurse)?.with_port(port)?,
-                ),
-            )
+            let spec = DnsSpec::new(&name, query_type, transport, !no_recurse)?
+                .with_port(port)?
+                .with_server_name(server_name.as_deref().unwrap_or_default())?;
+            let spec = if transport == DnsTransport::Https {
+                spec.with_path(&path)?
+            } else {
+                spec
+            };
+            (resolver, SpecKind::Dns(spec))
         }
         MeasureKind::Tcp { target, port } => (target, SpecKind::Tcp(TcpSpec::new(port)?)),
         MeasureKind::Tls {

@@ -285,21 +285,45 @@ fn flag_names(flags: u16) -> String {
 /// Human-readable lines for `sixmap-probe measure`, in the spirit of dig.
 pub fn dns(result: &DnsResult) -> String {
     let mut out = format!(
-        ";; {} {} over {:?}",
+        ";; {} {} over {}",
         if result.query_name.is_empty() {
             "."
         } else {
             &result.query_name
         },
         query_type_name(result.query_type),
-        result.transport_used
+        result.transport_used.name().to_ascii_uppercase()
     );
     if let Some(ns) = result.rtt_ns {
         let _ = write!(out, " in {:.3} ms", ns as f64 / 1e6);
     }
     out.push('\n');
+    if let Some(session) = &result.session {
+        let ms =
+            |ns: Option<u64>| ns.map_or("-".to_owned(), |ns| format!("{:.3} ms", ns as f64 / 1e6));
+        let _ = write!(
+            out,
+            ";; connect {}, TLS {}",
+            ms(session.connect_ns),
+            ms(session.tls_ns)
+        );
+        if let Some(version) = &session.tls_version {
+            let _ = write!(out, " ({version})");
+        }
+        if let Some(status) = session.http_status {
+            let _ = write!(out, ", HTTP status {status}");
+        }
+        out.push('\n');
+    }
     if let Some(failure) = &result.failure {
-        let _ = writeln!(out, ";; no answer: {failure}");
+        match result.failure_class {
+            Some(class) => {
+                let _ = writeln!(out, ";; no answer ({}): {failure}", class.name());
+            }
+            None => {
+                let _ = writeln!(out, ";; no answer: {failure}");
+            }
+        }
     }
     if let Some(response) = &result.response {
         let _ = writeln!(

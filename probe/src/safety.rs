@@ -68,6 +68,12 @@ fn kind_packets(kind: &SpecKind, max_packets: Option<u16>) -> u32 {
             // One datagram, and a TCP retry if the answer is truncated.
             sixmap_shared::measurement::DnsTransport::Udp => 1 + TCP_CONNECTION + 1,
             sixmap_shared::measurement::DnsTransport::Tcp => TCP_CONNECTION + 1,
+            // The handshake, the query (and an HTTP request head: two segments at most), and
+            // one ACK per two segments of the largest DNS message the probe reads.
+            sixmap_shared::measurement::DnsTransport::Tls
+            | sixmap_shared::measurement::DnsTransport::Https => {
+                TCP_CONNECTION + TLS_HANDSHAKE + 2 + u32::from(u16::MAX).div_ceil(2 * MIN_SEGMENT)
+            }
         },
         SpecKind::Tcp(_) => TCP_CONNECTION,
         SpecKind::Tls(_) => TCP_CONNECTION + TLS_HANDSHAKE,

@@ -9,7 +9,7 @@ use sixmap_shared::health::{
 };
 use sixmap_shared::ids::{ProbeId, ResultKey, TaskId};
 use sixmap_shared::measurement::{
-    CertificateSummary, ClockInfo, DnsRecord, DnsResponse, DnsResult, DnsSpec, DualLeg,
+    CertificateSummary, ClockInfo, DnsRecord, DnsResponse, DnsResult, DnsSession, DnsSpec, DualLeg,
     DualStackResult, DualStackSpec, ExtHeaderOutcome, ExtHeaderResult, ExtHeaderSpec, Family,
     HopAnswer, HopReply, HttpResult, HttpSpec, IcmpError, MAX_ERROR_MESSAGE_LEN, MeasurementError,
     MeasurementResult, MeasurementSpec, Outcome, PingReply, PingResult, PingSpec, PmtuResult,
@@ -142,7 +142,9 @@ pub fn spec(wire: &v1::MeasurementSpec) -> Result<MeasurementSpec, WireError> {
                 d.recursion_desired,
             )?
             .with_system_resolver(d.system_resolver)
-            .with_port(d.port)?,
+            .with_port(d.port)?
+            .with_server_name(&d.server_name)?
+            .with_path(&d.path)?,
         ),
         Some(W::Tcp(t)) => SpecKind::Tcp(TcpSpec::new(t.port)?),
         Some(W::Tls(t)) => {
@@ -378,6 +380,13 @@ fn dns_result(d: &v1::DnsResult) -> Result<DnsResult, WireError> {
         rtt_ns: nonzero(d.rtt_ns),
         response,
         failure: optional_text(&d.failure),
+        failure_class: dns_failure_from_wire(enum_value("dns.failure_class", d.failure_class)?),
+        session: d.encrypted.then(|| DnsSession {
+            connect_ns: nonzero(d.connect_ns),
+            tls_ns: nonzero(d.tls_ns),
+            http_status: u16::try_from(d.http_status).ok().filter(|s| *s != 0),
+            tls_version: optional_text(&d.tls_version),
+        }),
     })
 }
 

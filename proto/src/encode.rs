@@ -47,9 +47,17 @@ pub fn spec(spec: &MeasurementSpec) -> v1::MeasurementSpec {
             recursion_desired: d.recursion_desired(),
             system_resolver: d.system_resolver(),
             // 0 for 53, so a spec of before ports could be chosen keeps its bytes.
-            port: match d.port() {
-                sixmap_shared::measurement::DNS_PORT => 0,
-                port => u32::from(port),
+            // 0 for the transport's own, so a spec of before ports could be chosen keeps its
+            // bytes.
+            port: if d.port() == d.transport().default_port() {
+                0
+            } else {
+                u32::from(d.port())
+            },
+            server_name: d.server_name().unwrap_or_default().to_owned(),
+            path: match d.path() {
+                sixmap_shared::measurement::DOH_PATH => String::new(),
+                path => path.to_owned(),
             },
         }),
         SpecKind::Tcp(t) => W::Tcp(v1::TcpSpec {
@@ -207,6 +215,7 @@ fn traceroute_result(t: &TracerouteResult) -> v1::TracerouteResult {
 
 fn dns_result(d: &DnsResult) -> v1::DnsResult {
     let response = d.response.as_ref();
+    let session = d.session.as_ref();
     v1::DnsResult {
         rcode: response.map_or(0, |r| u32::from(r.rcode)),
         answers: response
@@ -229,6 +238,14 @@ fn dns_result(d: &DnsResult) -> v1::DnsResult {
         query_type: u32::from(d.query_type),
         answered: response.is_some(),
         failure: d.failure.clone().unwrap_or_default(),
+        failure_class: dns_failure_to_wire(d.failure_class).into(),
+        encrypted: d.session.is_some(),
+        connect_ns: session.and_then(|s| s.connect_ns).unwrap_or(0),
+        tls_ns: session.and_then(|s| s.tls_ns).unwrap_or(0),
+        http_status: session.and_then(|s| s.http_status).map_or(0, u32::from),
+        tls_version: session
+            .and_then(|s| s.tls_version.clone())
+            .unwrap_or_default(),
     }
 }
 

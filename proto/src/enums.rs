@@ -3,8 +3,9 @@
 use crate::v1;
 use sixmap_shared::health::{InterfaceKind, LossReason};
 use sixmap_shared::measurement::{
-    ClockState, ConnectOutcome, DnsTransport, DualInner, ErrorClass, ExtHeaderType, Family,
-    IcmpSocketKind, MeasurementKind, QuicFailure, TimestampSource, TraceProtocol, TraceStop,
+    ClockState, ConnectOutcome, DnsFailureClass, DnsTransport, DualInner, ErrorClass,
+    ExtHeaderType, Family, IcmpSocketKind, MeasurementKind, QuicFailure, TimestampSource,
+    TraceProtocol, TraceStop,
 };
 
 pub(crate) fn kind_to_wire(kind: MeasurementKind) -> v1::MeasurementKind {
@@ -206,6 +207,8 @@ pub(crate) fn dns_transport_to_wire(transport: DnsTransport) -> v1::DnsTransport
     match transport {
         DnsTransport::Udp => v1::DnsTransport::Udp,
         DnsTransport::Tcp => v1::DnsTransport::Tcp,
+        DnsTransport::Tls => v1::DnsTransport::Tls,
+        DnsTransport::Https => v1::DnsTransport::Https,
     }
 }
 
@@ -214,6 +217,38 @@ pub(crate) fn dns_transport_from_wire(transport: v1::DnsTransport) -> Option<Dns
         v1::DnsTransport::Unspecified => None,
         v1::DnsTransport::Udp => Some(DnsTransport::Udp),
         v1::DnsTransport::Tcp => Some(DnsTransport::Tcp),
+        v1::DnsTransport::Tls => Some(DnsTransport::Tls),
+        v1::DnsTransport::Https => Some(DnsTransport::Https),
+    }
+}
+
+pub(crate) fn dns_failure_to_wire(class: Option<DnsFailureClass>) -> v1::DnsFailureClass {
+    use v1::DnsFailureClass as W;
+    match class {
+        None => W::Unspecified,
+        Some(DnsFailureClass::Timeout) => W::Timeout,
+        Some(DnsFailureClass::Refused) => W::Refused,
+        Some(DnsFailureClass::Unreachable) => W::Unreachable,
+        Some(DnsFailureClass::Tls) => W::Tls,
+        Some(DnsFailureClass::Certificate) => W::Certificate,
+        Some(DnsFailureClass::Http) => W::Http,
+        Some(DnsFailureClass::Malformed) => W::Malformed,
+        Some(DnsFailureClass::Other) => W::Other,
+    }
+}
+
+pub(crate) fn dns_failure_from_wire(class: v1::DnsFailureClass) -> Option<DnsFailureClass> {
+    use v1::DnsFailureClass as W;
+    match class {
+        W::Unspecified => None,
+        W::Timeout => Some(DnsFailureClass::Timeout),
+        W::Refused => Some(DnsFailureClass::Refused),
+        W::Unreachable => Some(DnsFailureClass::Unreachable),
+        W::Tls => Some(DnsFailureClass::Tls),
+        W::Certificate => Some(DnsFailureClass::Certificate),
+        W::Http => Some(DnsFailureClass::Http),
+        W::Malformed => Some(DnsFailureClass::Malformed),
+        W::Other => Some(DnsFailureClass::Other),
     }
 }
 

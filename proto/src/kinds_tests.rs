@@ -97,6 +97,27 @@ pub(crate) fn specs() -> Vec<MeasurementSpec> {
                     .unwrap(),
             ),
         ),
+        // DoT with a name to verify and the default port; DoH on another port and path.
+        spec(
+            "2001:db8::853",
+            SpecKind::Dns(
+                DnsSpec::new("example.org", 28, DnsTransport::Tls, true)
+                    .unwrap()
+                    .with_server_name("dns.example.org")
+                    .unwrap(),
+            ),
+        ),
+        spec(
+            "2001:db8::443",
+            SpecKind::Dns(
+                DnsSpec::new("example.org", 65, DnsTransport::Https, true)
+                    .unwrap()
+                    .with_port(8443)
+                    .unwrap()
+                    .with_path("/resolve")
+                    .unwrap(),
+            ),
+        ),
     ]
 }
 
@@ -263,6 +284,8 @@ pub(crate) fn outcomes() -> Vec<Outcome> {
                 }],
             }),
             failure: None,
+            failure_class: None,
+            session: None,
         }),
         Outcome::Dns(DnsResult {
             query_name: String::new(),
@@ -271,6 +294,8 @@ pub(crate) fn outcomes() -> Vec<Outcome> {
             rtt_ns: None,
             response: None,
             failure: Some("timeout after 5000 ms".into()),
+            failure_class: None,
+            session: None,
         }),
         Outcome::Tcp(TcpResult {
             port: 443,
@@ -389,6 +414,38 @@ pub(crate) fn outcomes() -> Vec<Outcome> {
         Outcome::Failed(MeasurementError {
             class: ErrorClass::Policy,
             message: "target 10.0.0.1 is private".into(),
+        }),
+        Outcome::Dns(DnsResult {
+            query_name: "example.org".into(),
+            query_type: 28,
+            transport_used: DnsTransport::Https,
+            rtt_ns: Some(2_000_000),
+            response: Some(DnsResponse {
+                rcode: 0,
+                flags: 0x8180,
+                answers: vec![],
+            }),
+            failure: None,
+            failure_class: None,
+            session: Some(DnsSession {
+                connect_ns: Some(900_000),
+                tls_ns: Some(4_000_000),
+                http_status: Some(200),
+                tls_version: Some("TLSv1.3".into()),
+            }),
+        }),
+        Outcome::Dns(DnsResult {
+            query_name: "example.org".into(),
+            query_type: 28,
+            transport_used: DnsTransport::Tls,
+            rtt_ns: None,
+            response: None,
+            failure: Some("certificate not verified: name mismatch".into()),
+            failure_class: Some(DnsFailureClass::Certificate),
+            session: Some(DnsSession {
+                connect_ns: Some(900_000),
+                ..DnsSession::default()
+            }),
         }),
     ]
 }
@@ -759,6 +816,8 @@ fn the_largest_results_fit_the_message_limit() {
                 .collect(),
         }),
         failure: None,
+        failure_class: None,
+        session: None,
     });
     assert_eq!(largest.validate(), Ok(()));
     let len = encode::result(&largest).encoded_len();

@@ -275,6 +275,8 @@ mod tests {
                     .collect(),
             }),
             failure: rcode.is_none().then(|| "timeout after 5 s".into()),
+            failure_class: None,
+            session: None,
         })
     }
 

@@ -1710,6 +1710,8 @@ mod tests {
                         .collect(),
                 }),
                 failure: rcode.is_none().then(|| "timeout".into()),
+                failure_class: None,
+                session: None,
             })
         };
         results.extend([

@@ -369,7 +369,9 @@ pub fn check_dumps_dir(dumps: &crate::export::dumps::Dumps) -> Result<(), Config
 mod tests {
     use super::*;
     use sixmap_shared::config::parse_toml;
-    use sixmap_shared::measurement::{DnsTransport, Family, MeasurementKind, TraceProtocol};
+    use sixmap_shared::measurement::{
+        DnsSpec, DnsTransport, Family, MeasurementKind, SpecKind, TraceProtocol,
+    };
 
     #[test]
     fn full_config_parses_and_validates() {
@@ -548,6 +550,49 @@ mod tests {
         }
     }
 
+    #[test]
+    fn dns_tasks_over_tls_and_https_name_their_server_and_path() {
+        let config: CollectorConfig = parse_toml(
+            r#"
+            [[tasks]]
+            kind = "dns"
+            targets = ["2001:db8::53"]
+            every_s = 300
+            timeout_ms = 5000
+            query_name = "example.org"
+            transport = "tls"
+            server_name = "dns.example.org"
+
+            [[tasks]]
+            kind = "dns"
+            targets = ["2001:db8::53"]
+            every_s = 300
+            timeout_ms = 5000
+            query_name = "example.org"
+            transport = "https"
+            path = "/resolve"
+            "#,
+        )
+        .unwrap();
+        let tasks = config.validate(None).unwrap().default_tasks;
+        let dns: Vec<&DnsSpec> = tasks
+            .iter()
+            .filter_map(|t| match &t.spec.kind {
+                SpecKind::Dns(d) => Some(d),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(dns.len(), 2, "{tasks:?}");
+        assert_eq!(
+            (dns[0].transport(), dns[0].port(), dns[0].server_name()),
+            (DnsTransport::Tls, 853, Some("dns.example.org"))
+        );
+        assert_eq!(
+            (dns[1].transport(), dns[1].port(), dns[1].path()),
+            (DnsTransport::Https, 443, "/resolve")
+        );
+    }
+
     const COMMON: &str = "every_s = 60\ntimeout_ms = 5000\n";
 
     /// The error of a config with one `[[tasks]]` table made of `COMMON` and `body`.
@@ -605,7 +650,17 @@ mod tests {
             (
                 "kind = \"dns\"\ntargets = [\"::1\"]\nquery_name = \"x.org\"\ntransport = \"quic\"\n",
                 "transport",
-                "udp or tcp",
+                "udp, tcp, tls or https",
+            ),
+            (
+                "kind = \"dns\"\ntargets = [\"::1\"]\nquery_name = \"x.org\"\nserver_name = \"dns.x.org\"\n",
+                "server_name",
+                "only DNS over TLS or HTTPS",
+            ),
+            (
+                "kind = \"dns\"\ntargets = [\"::1\"]\nquery_name = \"x.org\"\ntransport = \"https\"\npath = \"q\"\n",
+                "path",
+                "absolute path",
             ),
             (
                 "kind = \"dns\"\ntargets = [\"::1\"]\nquery_name = \"x.org\"\nport = 70000\n",
@@ -711,7 +766,7 @@ mod tests {
         let config: CollectorConfig =
             parse_toml(&format!("{}{uncommented}", &text[..start])).unwrap();
         let tasks = config.validate(None).unwrap().default_tasks;
-        assert_eq!(tasks.len(), plain + 5);
+        assert_eq!(tasks.len(), plain + 6);
     }
 
     #[test]

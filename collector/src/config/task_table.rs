@@ -92,6 +92,8 @@ pub struct TaskTable {
     pub headers: Option<Vec<String>>,
     pub option_bytes: Option<u32>,
     pub inner: Option<String>,
+    /// DNS over HTTPS: the endpoint's path (`/dns-query` when absent).
+    pub path: Option<String>,
 }
 
 /// A DNS query type as written in the config: `"AAAA"`, `"28"` or `28`.
@@ -103,7 +105,7 @@ pub enum QueryType {
 }
 
 /// The kind-specific keys of a task table, with whether each is set.
-fn kind_keys(t: &TaskTable) -> [(&'static str, bool); 23] {
+fn kind_keys(t: &TaskTable) -> [(&'static str, bool); 24] {
     [
         ("count", t.count.is_some()),
         ("interval_ms", t.interval_ms.is_some()),
@@ -128,6 +130,7 @@ fn kind_keys(t: &TaskTable) -> [(&'static str, bool); 23] {
         ("max_size", t.max_size.is_some()),
         ("headers", t.headers.is_some()),
         ("option_bytes", t.option_bytes.is_some()),
+        ("path", t.path.is_some()),
     ]
 }
 
@@ -151,6 +154,8 @@ fn keys_of(kind: MeasurementKind) -> &'static [&'static str] {
             "recursion_desired",
             "system_resolver",
             "port",
+            "server_name",
+            "path",
         ],
         MeasurementKind::Tcp => &["port"],
         MeasurementKind::Tls | MeasurementKind::Quic => &["port", "server_name", "alpn"],
@@ -266,8 +271,13 @@ pub fn table_tasks(
             let transport = match table.transport.as_deref() {
                 None | Some("udp") => DnsTransport::Udp,
                 Some("tcp") => DnsTransport::Tcp,
+                Some("tls") => DnsTransport::Tls,
+                Some("https") => DnsTransport::Https,
                 Some(other) => {
-                    return Err(at("transport", format!("{other:?} is not udp or tcp")));
+                    return Err(at(
+                        "transport",
+                        format!("{other:?} is not udp, tcp, tls or https"),
+                    ));
                 }
             };
             DnsSpec::new(
@@ -277,6 +287,8 @@ pub fn table_tasks(
                 table.recursion_desired.unwrap_or(true),
             )
             .and_then(|spec| spec.with_port(table.port.unwrap_or(0)))
+            .and_then(|spec| spec.with_server_name(table.server_name.as_deref().unwrap_or("")))
+            .and_then(|spec| spec.with_path(table.path.as_deref().unwrap_or("")))
             .map(|spec| {
                 SpecKind::Dns(spec.with_system_resolver(table.system_resolver.unwrap_or(false)))
             })

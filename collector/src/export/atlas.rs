@@ -245,9 +245,14 @@ fn dns(r: &MeasurementResult, d: &DnsResult) -> Map<String, Value> {
     let mut m = common(r, "dns");
     let proto = match d.transport_used {
         DnsTransport::Udp => "UDP",
-        DnsTransport::Tcp => "TCP",
+        // Atlas has no DoH; its DoT results say TCP with `"tls": true`, and so do ours for
+        // both encrypted transports (the transport is TCP under TLS either way).
+        DnsTransport::Tcp | DnsTransport::Tls | DnsTransport::Https => "TCP",
     };
     m.insert("proto".into(), json!(proto));
+    if d.transport_used.is_encrypted() {
+        m.insert("tls".into(), json!(true));
+    }
     match dns_wire::response_message(d) {
         Some((message, left_out, count)) => {
             let mut result = json!({
@@ -342,5 +347,42 @@ mod tests {
         assert_eq!(v["min"], json!(-1.0));
         assert_eq!(v["result"], json!([{ "x": "*" }]));
         assert_eq!(v["timestamp"], json!(2));
+    }
+
+    #[test]
+    fn encrypted_dns_reads_as_atlas_tcp_with_tls() {
+        let mut stored = crate::testing::ping_v6(
+            "0123456789abcdef".parse().unwrap(),
+            1,
+            sixmap_shared::UnixMicros(2_000_000),
+            None,
+            Default::default(),
+        );
+        for (transport, tls) in [
+            (DnsTransport::Udp, None),
+            (DnsTransport::Tls, Some(true)),
+            (DnsTransport::Https, Some(true)),
+        ] {
+            stored.result.outcome = Outcome::Dns(DnsResult {
+                query_name: "example.org".into(),
+                query_type: 28,
+                transport_used: transport,
+                rtt_ns: None,
+                response: None,
+                failure: Some("refused".into()),
+                failure_class: None,
+                session: transport
+                    .is_encrypted()
+                    .then(sixmap_shared::measurement::DnsSession::default),
+            });
+            let v = to_atlas(&stored.result).unwrap();
+            let proto = if transport == DnsTransport::Udp {
+                "UDP"
+            } else {
+                "TCP"
+            };
+            assert_eq!(v["proto"], json!(proto), "{v}");
+            assert_eq!(v.get("tls").cloned(), tls.map(|t| json!(t)), "{v}");
+        }
     }
 }

@@ -150,6 +150,8 @@ pub fn outcome(i: u64) -> Outcome {
                 ],
             }),
             failure: None,
+            failure_class: None,
+            session: None,
         }),
         6 => Outcome::Dns(DnsResult {
             query_name: "nx.example.org".into(),
@@ -162,6 +164,8 @@ pub fn outcome(i: u64) -> Outcome {
                 answers: Vec::new(),
             }),
             failure: None,
+            failure_class: None,
+            session: None,
         }),
         7 => Outcome::Dns(DnsResult {
             query_name: "slow.example.org".into(),
@@ -170,6 +174,8 @@ pub fn outcome(i: u64) -> Outcome {
             rtt_ns: None,
             response: None,
             failure: Some("timeout after 5000 ms".into()),
+            failure_class: None,
+            session: None,
         }),
         8 => Outcome::Http(HttpResult {
             connect: ConnectOutcome::Connected,

@@ -213,6 +213,8 @@ mod summarize_tests {
                 }],
             }),
             failure: None,
+            failure_class: None,
+            session: None,
         });
         assert_eq!(summarize_outcome(&dns), "dns AAAA NOERROR 1 answer 3.1 ms");
 

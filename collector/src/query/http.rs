@@ -19,6 +19,7 @@ pub fn router(store: Arc<dyn Store>) -> Router {
     Router::new()
         .route("/api/v1/query/results", get(results))
         .route("/api/v1/query/aggregates", get(aggregates))
+        .route("/api/v1/query/dns-scorecard", get(dns_scorecard))
         .route("/api/v1/openapi.json", get(openapi))
         .with_state(store)
 }
@@ -108,6 +109,32 @@ async fn aggregates(
         "query aggregates served"
     );
     Ok(Json(aggregates))
+}
+
+/// The DNS-over-IPv6 scorecard per operator (`dns_scorecard`).
+async fn dns_scorecard(
+    State(store): State<Arc<dyn Store>>,
+    query: Pairs,
+) -> Result<Json<super::dns_scorecard::Scorecard>, QueryError> {
+    let pairs = pairs(query)?;
+    let filter = crate::store::ResultFilter::from_pairs(
+        pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())),
+        &[],
+    )
+    .map_err(|e| QueryError::Param(e.into()))?;
+    let started = Instant::now();
+    let card = blocking(move || {
+        super::dns_scorecard::scorecard(&*store, &filter, super::dns_scorecard::budget())
+    })
+    .await?;
+    tracing::debug!(
+        operators = card.rows.len(),
+        results = card.results,
+        truncated = card.truncated,
+        ms = started.elapsed().as_millis() as u64,
+        "dns scorecard served"
+    );
+    Ok(Json(card))
 }
 
 async fn openapi() -> Response {

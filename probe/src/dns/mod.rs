@@ -1,18 +1,24 @@
 //! DNS measurement: one query to the resolver at the destination address, over UDP (retried
-//! over TCP when the answer is truncated) or TCP, with a hand-written message codec.
+//! over TCP when the answer is truncated), TCP, TLS (DoT) or HTTPS (DoH, `encrypted`), with a
+//! hand-written message codec.
 //!
 //! Timeouts, refusals, unreachable servers and malformed responses are outcomes of the
 //! measurement (`DnsResult::failure`), not errors: they are what was measured.
 
+mod encrypted;
 mod present;
 mod transport;
 mod wire;
 
 use crate::context::{Context, failure};
+use encrypted::Problem;
+use rustls::client::danger::ServerCertVerifier;
 use sixmap_shared::measurement::{
     DnsRecord, DnsResponse, DnsResult, DnsSpec, DnsTransport, ErrorClass, MeasurementError,
 };
 use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
 use tokio::time::Instant;
 use transport::Failure;
 use wire::{Message, Query};
@@ -126,15 +132,18 @@ pub async fn run(
     measure(
         SocketAddr::new(destination, spec.port()),
         spec,
+        ctx.extra_ca_file,
         ctx.deadline,
     )
     .await
 }
 
-/// The measurement against any server address (tests use a loopback port).
+/// The measurement against any server address (tests use a loopback port). `extra_ca` adds
+/// trust anchors for DoT and DoH.
 async fn measure(
     server: SocketAddr,
     spec: &DnsSpec,
+    extra_ca: Option<&Path>,
     deadline: Instant,
 ) -> Result<DnsResult, MeasurementError> {
     let query = Query::new(
@@ -143,27 +152,53 @@ async fn measure(
         spec.query_type(),
         spec.recursion_desired(),
     );
+    // Encrypted transports set up TLS before the clock starts: loading trust anchors is not
+    // the network's time.
+    let setup = if spec.transport().is_encrypted() {
+        Some(tls_setup(server, spec, extra_ca)?)
+    } else {
+        None
+    };
     let started = Instant::now();
-    let (transport_used, outcome) = match spec.transport() {
-        DnsTransport::Tcp => (
+    let mut session = None;
+    let (transport_used, outcome) = match (spec.transport(), setup) {
+        (DnsTransport::Tcp, _) => (
             DnsTransport::Tcp,
-            transport::tcp(server, &query, deadline).await,
+            transport::tcp(server, &query, deadline)
+                .await
+                .map_err(Problem::from),
         ),
-        DnsTransport::Udp => match transport::udp(server, &query, deadline).await {
+        (DnsTransport::Udp, _) => match transport::udp(server, &query, deadline).await {
             Ok((_, message)) if message.header.word & DnsResponse::FLAG_TC != 0 => (
                 DnsTransport::Tcp,
                 transport::tcp(server, &query, deadline)
                     .await
-                    .map_err(|e| Failure::AfterTruncation(Box::new(e))),
+                    .map_err(|e| Problem::from(Failure::AfterTruncation(Box::new(e)))),
             ),
-            other => (DnsTransport::Udp, other),
+            other => (DnsTransport::Udp, other.map_err(Problem::from)),
         },
+        (encrypted, Some(setup)) => {
+            let exchange = encrypted::exchange(server, encrypted, setup, &query, deadline).await;
+            session = Some((exchange.session, exchange.rtt));
+            (encrypted, exchange.answer)
+        }
+        (encrypted, None) => {
+            return Err(failure(
+                ErrorClass::Internal,
+                format!("dns over {}: no TLS setup", encrypted.name()),
+            ));
+        }
     };
-    // From the first query sent to the response used (over TCP after a truncation).
-    let rtt_ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-    let (rtt_ns, response, failure_text) = match outcome {
-        Ok((bytes, message)) => (Some(rtt_ns), Some(response(&bytes, &message)), None),
-        Err(failure) => (None, None, Some(failure.to_string())),
+    // From the first query sent to the response used (over TCP after a truncation); over TLS
+    // and HTTPS from the query sent over the established session, the connection's phases
+    // apart.
+    let rtt_ns = match &session {
+        Some((_, rtt)) => rtt.map(crate::tls::nanos),
+        None => Some(crate::tls::nanos(started.elapsed())),
+    };
+    let (rtt_ns, response, failure_text, failure_class) = match outcome {
+        Ok((bytes, message)) => (rtt_ns, Some(response(&bytes, &message)), None, None),
+        Err(problem) => (None, None, Some(problem.text), Some(problem.class)),
     };
     let result = DnsResult {
         query_name: spec.query_name().to_owned(),
@@ -172,6 +207,8 @@ async fn measure(
         rtt_ns,
         response,
         failure: failure_text,
+        failure_class,
+        session: session.map(|(session, _)| session),
     };
     result.validate().map_err(|e| {
         failure(
@@ -180,6 +217,38 @@ async fn measure(
         )
     })?;
     Ok(result)
+}
+
+/// The TLS side of DoT and DoH: rustls' verifier over the probe's trust anchors, the name to
+/// verify (the spec's, else the resolver's address), the ALPN of the transport.
+fn tls_setup(
+    server: SocketAddr,
+    spec: &DnsSpec,
+    extra_ca: Option<&Path>,
+) -> Result<encrypted::Setup, MeasurementError> {
+    let provider = crate::tls::provider();
+    let anchors = crate::trust::anchors(extra_ca)
+        .map_err(|e| failure(ErrorClass::Internal, e.to_string()))?;
+    let verifier: Arc<dyn ServerCertVerifier> =
+        crate::tls::verifier::webpki(anchors, Arc::clone(&provider))
+            .map_err(|e| failure(ErrorClass::Internal, e))?;
+    let config = crate::tls::client_config(provider, &encrypted::alpn(spec.transport()), verifier)?;
+    let name = crate::tls::server_name(spec.server_name(), server.ip())?;
+    let authority = match (spec.server_name(), server) {
+        (Some(name), _) => name.to_owned(),
+        (None, SocketAddr::V6(v6)) => format!("[{}]", v6.ip()),
+        (None, SocketAddr::V4(v4)) => v4.ip().to_string(),
+    };
+    let authority = match server.port() {
+        sixmap_shared::measurement::DOH_PORT => authority,
+        port => format!("{authority}:{port}"),
+    };
+    Ok(encrypted::Setup {
+        config: Arc::new(config),
+        name,
+        path: spec.path().to_owned(),
+        authority,
+    })
 }
 
 fn random_id() -> Result<u16, MeasurementError> {

@@ -1,4 +1,5 @@
 use super::*;
+use sixmap_shared::measurement::DnsFailureClass;
 use sixmap_shared::measurement::rcode_name;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wire::tests::{question, record, response as wire_response, response_counts};
@@ -65,6 +66,8 @@ fn every_known_type_is_presented() {
         rtt_ns: Some(1_500_000),
         response: Some(r),
         failure: None,
+        failure_class: None,
+        session: None,
     };
     assert_eq!(result.validate(), Ok(()));
     let text = crate::render::dns(&result);
@@ -129,6 +132,8 @@ fn mutated_responses_never_panic() {
                 rtt_ns: None,
                 response: Some(r),
                 failure: None,
+                failure_class: None,
+                session: None,
             };
             assert_eq!(result.validate(), Ok(()), "round {round}");
         }
@@ -204,7 +209,7 @@ async fn truncated_udp_answer_is_retried_over_tcp() {
     let server_task = tokio::spawn(serve);
     let spec = DnsSpec::new("dual.lab", 28, DnsTransport::Udp, true).unwrap();
     let deadline = Instant::now() + std::time::Duration::from_secs(5);
-    let result = measure(([127, 0, 0, 1], port).into(), &spec, deadline)
+    let result = measure(([127, 0, 0, 1], port).into(), &spec, None, deadline)
         .await
         .unwrap();
     server_task.await.unwrap();
@@ -223,7 +228,7 @@ async fn a_silent_server_is_a_timeout_outcome() {
     let silent = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let spec = DnsSpec::new("dual.lab", 1, DnsTransport::Udp, false).unwrap();
     let deadline = Instant::now() + std::time::Duration::from_millis(200);
-    let result = measure(silent.local_addr().unwrap(), &spec, deadline)
+    let result = measure(silent.local_addr().unwrap(), &spec, None, deadline)
         .await
         .unwrap();
     assert_eq!(result.response, None);
@@ -290,5 +295,298 @@ fn the_host_resolver_is_asked_only_about_public_names_and_address_records() {
     ] {
         let refused = check_system_resolver_question(&spec(name, query_type)).unwrap_err();
         assert_eq!(refused.class, ErrorClass::Policy, "{name} {query_type}");
+    }
+}
+
+/// A DoT server on ::1 for one connection with the fixture certificate: reads one framed
+/// query and answers with what `answer` makes of its id (raw bytes, framing included).
+async fn dot_server(
+    alpn: &[&str],
+    answer: fn(u16) -> Vec<u8>,
+) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let config = crate::tls::testserver::server_config(alpn);
+    let listener = tokio::net::TcpListener::bind("[::1]:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let task = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let Ok(mut tls) = acceptor.accept(tcp).await else {
+            return;
+        };
+        let mut prefix = [0u8; 2];
+        if tls.read_exact(&mut prefix).await.is_err() {
+            return;
+        }
+        let mut query = vec![0u8; usize::from(u16::from_be_bytes(prefix))];
+        tls.read_exact(&mut query).await.unwrap();
+        let id = u16::from_be_bytes([query[0], query[1]]);
+        let _ = tls.write_all(&answer(id)).await;
+        let _ = tls.shutdown().await;
+    });
+    (address, task)
+}
+
+fn framed_aaaa(id: u16) -> Vec<u8> {
+    let aaaa = record(
+        28,
+        7,
+        &[0x20, 1, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 6],
+    );
+    let message = wire_response(id, 0x8180, &question(28), &[&aaaa]);
+    let mut frame = u16::try_from(message.len()).unwrap().to_be_bytes().to_vec();
+    frame.extend_from_slice(&message);
+    frame
+}
+
+fn encrypted_spec(transport: DnsTransport, name: &str) -> DnsSpec {
+    DnsSpec::new("dual.lab", 28, transport, true)
+        .unwrap()
+        .with_server_name(name)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn dot_answers_with_connect_and_tls_phases() {
+    let (address, server) = dot_server(&[], framed_aaaa).await;
+    let ca = crate::tls::testserver::fixture_ca();
+    let deadline = Instant::now() + std::time::Duration::from_secs(5);
+    let spec = encrypted_spec(DnsTransport::Tls, "fixture.test");
+    let result = measure(address, &spec, Some(&ca), deadline).await.unwrap();
+    server.await.unwrap();
+    assert_eq!(result.failure, None, "{result:?}");
+    assert_eq!(result.transport_used, DnsTransport::Tls);
+    let session = result.session.clone().unwrap();
+    assert!(session.connect_ns.is_some() && session.tls_ns.is_some());
+    assert_eq!(session.tls_version.as_deref(), Some("TLSv1.3"));
+    assert_eq!(session.http_status, None);
+    assert_eq!(result.response.unwrap().answers[0].data, "2001:db8::6");
+    assert!(result.rtt_ns.is_some());
+}
+
+#[tokio::test]
+async fn dot_certificate_and_refusal_failures_are_classed() {
+    let ca = crate::tls::testserver::fixture_ca();
+    let deadline = Instant::now() + std::time::Duration::from_secs(5);
+    // The certificate is for fixture.test: another name does not verify.
+    let (address, server) = dot_server(&[], framed_aaaa).await;
+    let spec = encrypted_spec(DnsTransport::Tls, "wrong.test");
+    let result = measure(address, &spec, Some(&ca), deadline).await.unwrap();
+    server.await.unwrap();
+    assert_eq!(
+        result.failure_class,
+        Some(DnsFailureClass::Certificate),
+        "{result:?}"
+    );
+    assert!(result.failure.as_deref().unwrap().contains("name mismatch"));
+    let session = result.session.unwrap();
+    assert!(session.connect_ns.is_some() && session.tls_ns.is_none());
+    // Without the fixture CA the issuer is unknown.
+    let (address, server) = dot_server(&[], framed_aaaa).await;
+    let spec = encrypted_spec(DnsTransport::Tls, "fixture.test");
+    let result = measure(address, &spec, None, deadline).await.unwrap();
+    server.await.unwrap();
+    assert_eq!(result.failure_class, Some(DnsFailureClass::Certificate));
+    assert!(result.failure.unwrap().contains("unknown issuer"));
+    // Nothing listens: refused, before any TLS.
+    let result = measure(address, &spec, Some(&ca), deadline).await.unwrap();
+    assert_eq!(result.failure_class, Some(DnsFailureClass::Refused));
+    assert_eq!(result.session.as_ref().unwrap().tls_ns, None);
+    let text = crate::render::dns(&result);
+    assert!(text.contains("no answer (refused)"), "{text}");
+}
+
+#[tokio::test]
+async fn dot_hostile_answers_are_malformed_not_memory() {
+    let ca = crate::tls::testserver::fixture_ca();
+    let deadline = Instant::now() + std::time::Duration::from_secs(5);
+    // A length prefix of 65535 and then the close: at most 64 KiB were ever asked for.
+    let (address, server) = dot_server(&[], |_| vec![0xFF, 0xFF, 1, 2, 3]).await;
+    let spec = encrypted_spec(DnsTransport::Tls, "fixture.test");
+    let result = measure(address, &spec, Some(&ca), deadline).await.unwrap();
+    server.await.unwrap();
+    assert_eq!(
+        result.failure_class,
+        Some(DnsFailureClass::Malformed),
+        "{result:?}"
+    );
+    // An answer to another id, then the close.
+    let (address, server) = dot_server(&[], |id| framed_aaaa(id.wrapping_add(1))).await;
+    let result = measure(address, &spec, Some(&ca), deadline).await.unwrap();
+    server.await.unwrap();
+    assert_eq!(result.failure_class, Some(DnsFailureClass::Malformed));
+}
+
+#[tokio::test]
+async fn doh_needs_http2_in_alpn() {
+    // A TLS server that only speaks HTTP/1.1: the exchange fails at the HTTP layer.
+    let ca = crate::tls::testserver::fixture_ca();
+    let (address, server) = crate::tls::testserver::tls(&["http/1.1"], Vec::new()).await;
+    let deadline = Instant::now() + std::time::Duration::from_secs(5);
+    let spec = encrypted_spec(DnsTransport::Https, "fixture.test");
+    let result = measure(address, &spec, Some(&ca), deadline).await.unwrap();
+    let _ = server.await;
+    assert_eq!(result.transport_used, DnsTransport::Https);
+    // rustls refuses a server that selects none of the offered protocols... or the server
+    // declines ALPN: both are failures of the HTTP/2 agreement, not of the certificate.
+    assert!(
+        matches!(
+            result.failure_class,
+            Some(DnsFailureClass::Http | DnsFailureClass::Tls)
+        ),
+        "{result:?}"
+    );
+    result.validate().unwrap();
+}
+
+/// What the DoH test server answers.
+#[derive(Clone, Copy)]
+enum Doh {
+    /// 200, `application/dns-message`, an AAAA answer to the query's id.
+    Answer,
+    /// 200 and a body that never ends.
+    Endless,
+    /// 503.
+    Unavailable,
+    /// 200 but `text/html`.
+    Html,
+}
+
+/// A DoH server over HTTP/2 on ::1 for one connection with the fixture certificate; the join
+/// handle gives the request's method, path and content type.
+async fn doh_server(
+    behaviour: Doh,
+) -> (
+    SocketAddr,
+    tokio::task::JoinHandle<Option<(String, String, String)>>,
+) {
+    use http_body_util::combinators::BoxBody;
+    use http_body_util::{BodyExt, Full, StreamBody};
+    use hyper::body::Frame;
+    use std::collections::VecDeque;
+    use std::convert::Infallible;
+    use std::sync::{Arc, Mutex};
+
+    let config = crate::tls::testserver::server_config(&["h2"]);
+    let listener = tokio::net::TcpListener::bind("[::1]:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let seen = Arc::new(Mutex::new(None));
+    let task = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let Ok(tls) = acceptor.accept(tcp).await else {
+            return None;
+        };
+        let recorded = Arc::clone(&seen);
+        let service =
+            hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                let recorded = Arc::clone(&recorded);
+                async move {
+                    let head = (
+                        request.method().to_string(),
+                        request.uri().path().to_owned(),
+                        request
+                            .headers()
+                            .get("content-type")
+                            .map(|v| v.to_str().unwrap().to_owned())
+                            .unwrap_or_default(),
+                    );
+                    *recorded.lock().unwrap() = Some(head);
+                    let query = request.into_body().collect().await.unwrap().to_bytes();
+                    let id = u16::from_be_bytes([query[0], query[1]]);
+                    let full = |bytes: Vec<u8>| -> BoxBody<VecDeque<u8>, Infallible> {
+                        Full::new(VecDeque::from(bytes)).boxed()
+                    };
+                    let (status, content_type, body) = match behaviour {
+                        Doh::Answer => (
+                            200,
+                            "application/dns-message",
+                            full(framed_aaaa(id)[2..].to_vec()),
+                        ),
+                        Doh::Html => (200, "text/html", full(b"<html></html>".to_vec())),
+                        Doh::Unavailable => (503, "text/plain", full(b"busy".to_vec())),
+                        Doh::Endless => {
+                            let chunks = std::iter::repeat_with(|| {
+                                Ok::<_, Infallible>(Frame::data(VecDeque::from(vec![
+                                    0u8;
+                                    16 * 1024
+                                ])))
+                            });
+                            (
+                                200,
+                                "application/dns-message",
+                                StreamBody::new(tokio_stream::iter(chunks)).boxed(),
+                            )
+                        }
+                    };
+                    let response = hyper::Response::builder()
+                        .status(status)
+                        .header("content-type", content_type)
+                        .body(body)
+                        .unwrap();
+                    Ok::<_, Infallible>(response)
+                }
+            });
+        let _ = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+            .await;
+        seen.lock().unwrap().take()
+    });
+    (address, task)
+}
+
+#[tokio::test]
+async fn doh_posts_a_dns_message_over_http2() {
+    let ca = crate::tls::testserver::fixture_ca();
+    let deadline = Instant::now() + std::time::Duration::from_secs(5);
+    let (address, server) = doh_server(Doh::Answer).await;
+    let spec = encrypted_spec(DnsTransport::Https, "fixture.test")
+        .with_path("/q")
+        .unwrap();
+    let result = measure(address, &spec, Some(&ca), deadline).await.unwrap();
+    let request = server.await.unwrap();
+    assert_eq!(result.failure, None, "{result:?}");
+    assert_eq!(result.response.unwrap().answers[0].data, "2001:db8::6");
+    let session = result.session.unwrap();
+    assert_eq!(session.http_status, Some(200));
+    assert!(session.connect_ns.is_some() && session.tls_ns.is_some());
+    assert_eq!(
+        request,
+        Some((
+            "POST".to_owned(),
+            "/q".to_owned(),
+            "application/dns-message".to_owned()
+        ))
+    );
+}
+
+#[tokio::test]
+async fn doh_hostile_and_failing_servers_are_classed_and_bounded() {
+    let ca = crate::tls::testserver::fixture_ca();
+    let spec = encrypted_spec(DnsTransport::Https, "fixture.test");
+    for (behaviour, class, words) in [
+        (
+            Doh::Endless,
+            DnsFailureClass::Malformed,
+            "larger than a DNS message",
+        ),
+        (Doh::Unavailable, DnsFailureClass::Http, "HTTP status 503"),
+        (Doh::Html, DnsFailureClass::Http, "text/html"),
+    ] {
+        let deadline = Instant::now() + std::time::Duration::from_secs(5);
+        let (address, server) = doh_server(behaviour).await;
+        let started = Instant::now();
+        let result = measure(address, &spec, Some(&ca), deadline).await.unwrap();
+        server.abort();
+        assert_eq!(result.failure_class, Some(class), "{result:?}");
+        assert!(
+            result.failure.as_deref().unwrap().contains(words),
+            "{result:?}"
+        );
+        // The endless body ends at the limit, not at the deadline.
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "{result:?}"
+        );
+        result.validate().unwrap();
     }
 }

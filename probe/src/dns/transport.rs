@@ -5,9 +5,10 @@
 //! wait goes on until the deadline.
 
 use super::wire::{self, DecodeError, Header, Message, Query};
+use sixmap_shared::measurement::DnsFailureClass;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::Instant;
 
@@ -44,6 +45,28 @@ pub enum Failure {
     },
     #[error("truncated UDP response; the TCP retry failed: {0}")]
     AfterTruncation(Box<Failure>),
+    #[error("malformed response from {server}: it does not answer our query ({reason})")]
+    NotOurs {
+        server: SocketAddr,
+        reason: &'static str,
+    },
+}
+
+impl Failure {
+    /// The class a result records.
+    pub fn class(&self) -> DnsFailureClass {
+        match self {
+            Self::Timeout { .. } => DnsFailureClass::Timeout,
+            Self::Refused { .. } => DnsFailureClass::Refused,
+            Self::Unreachable { .. } => DnsFailureClass::Unreachable,
+            Self::Malformed { .. }
+            | Self::Closed { .. }
+            | Self::Flooded { .. }
+            | Self::NotOurs { .. } => DnsFailureClass::Malformed,
+            Self::Io { .. } => DnsFailureClass::Other,
+            Self::AfterTruncation(inner) => inner.class(),
+        }
+    }
 }
 
 fn ignored_note(ignored: usize) -> String {
@@ -170,39 +193,63 @@ pub async fn tcp(
     deadline: Instant,
 ) -> Result<(Vec<u8>, Message), Failure> {
     let timeout = || Failure::Timeout { server, ignored: 0 };
-    let io = |error| classify(server, error);
     let exchange = async {
-        let mut stream = TcpStream::connect(server).await.map_err(io)?;
-        let len = u16::try_from(query.bytes.len()).map_err(|_| Failure::Io {
-            server,
-            error: io::Error::other("query longer than 65535 bytes"),
-        })?;
-        let mut frame = len.to_be_bytes().to_vec();
-        frame.extend_from_slice(&query.bytes);
-        stream.write_all(&frame).await.map_err(io)?;
-        for _ in 0..MAX_TCP_FRAMES {
-            let mut prefix = [0u8; 2];
-            read_exact(&mut stream, &mut prefix, server).await?;
-            let mut bytes = vec![0u8; usize::from(u16::from_be_bytes(prefix))];
-            read_exact(&mut stream, &mut bytes, server).await?;
-            match judge(&bytes, query) {
-                Verdict::Ours(message) => return Ok((bytes, message)),
-                Verdict::Malformed(error) => return Err(Failure::Malformed { server, error }),
-                Verdict::Foreign(reason) => tracing::debug!(%server, reason, "ignored DNS frame"),
-            }
-        }
-        Err(Failure::Flooded {
-            server,
-            ignored: MAX_TCP_FRAMES,
-        })
+        let stream = TcpStream::connect(server)
+            .await
+            .map_err(|e| classify(server, e))?;
+        framed(stream, server, query).await
     };
     tokio::time::timeout_at(deadline, exchange)
         .await
         .map_err(|_| timeout())?
 }
 
-async fn read_exact(
-    stream: &mut TcpStream,
+/// The query and its response over an established stream with TCP's 2-byte length framing
+/// (plain TCP, or TLS for DoT): the length prefix bounds every read to 64 KiB, and at most
+/// [`MAX_TCP_FRAMES`] frames are read. The caller bounds the time.
+pub async fn framed<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    server: SocketAddr,
+    query: &Query,
+) -> Result<(Vec<u8>, Message), Failure> {
+    let io = |error| classify(server, error);
+    let len = u16::try_from(query.bytes.len()).map_err(|_| Failure::Io {
+        server,
+        error: io::Error::other("query longer than 65535 bytes"),
+    })?;
+    let mut frame = len.to_be_bytes().to_vec();
+    frame.extend_from_slice(&query.bytes);
+    stream.write_all(&frame).await.map_err(io)?;
+    stream.flush().await.map_err(io)?;
+    for _ in 0..MAX_TCP_FRAMES {
+        let mut prefix = [0u8; 2];
+        read_exact(&mut stream, &mut prefix, server).await?;
+        let mut bytes = vec![0u8; usize::from(u16::from_be_bytes(prefix))];
+        read_exact(&mut stream, &mut bytes, server).await?;
+        match judge(&bytes, query) {
+            Verdict::Ours(message) => return Ok((bytes, message)),
+            Verdict::Malformed(error) => return Err(Failure::Malformed { server, error }),
+            Verdict::Foreign(reason) => tracing::debug!(%server, reason, "ignored DNS frame"),
+        }
+    }
+    Err(Failure::Flooded {
+        server,
+        ignored: MAX_TCP_FRAMES,
+    })
+}
+
+/// Judges one whole DNS message received outside any framing (a DoH response body): ours,
+/// or malformed, since nothing else may share an HTTP response.
+pub fn single(bytes: &[u8], server: SocketAddr, query: &Query) -> Result<Message, Failure> {
+    match judge(bytes, query) {
+        Verdict::Ours(message) => Ok(message),
+        Verdict::Malformed(error) => Err(Failure::Malformed { server, error }),
+        Verdict::Foreign(reason) => Err(Failure::NotOurs { server, reason }),
+    }
+}
+
+async fn read_exact<S: AsyncRead + Unpin>(
+    stream: &mut S,
     buffer: &mut [u8],
     server: SocketAddr,
 ) -> Result<(), Failure> {

@@ -13,8 +13,9 @@ pub use connect::{
     QuicResult, QuicSpec, TcpResult, TcpSpec, TlsResult, TlsSpec,
 };
 pub use dns::{
-    DNS_PORT, DnsRecord, DnsResponse, DnsResult, DnsSpec, DnsTransport, MAX_DNS_ANSWERS,
-    QUERY_TYPES, parse_query_type, query_type_name, rcode_name,
+    DNS_PORT, DOH_PATH, DOH_PORT, DOT_PORT, DnsFailureClass, DnsRecord, DnsResponse, DnsResult,
+    DnsSession, DnsSpec, DnsTransport, MAX_DNS_ANSWERS, QUERY_TYPES, parse_query_type,
+    query_type_name, rcode_name,
 };
 pub use dual::{
     CONNECTION_ATTEMPT_DELAY, DualInner, DualLeg, DualStackResult, DualStackSpec,

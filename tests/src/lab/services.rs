@@ -1,7 +1,7 @@
 //! Services the lab's target hosts run, each with the ground truth tests compare against: an
 //! authoritative-style DNS server (dnsmasq), a lab certificate authority (openssl CLI), HTTP and
-//! HTTPS (a Python stdlib script), HTTP/3 over QUIC (a Python script on aioquic), and filtered
-//! TCP ports (nftables).
+//! HTTPS (a Python stdlib script), HTTP/3 over QUIC (a Python script on aioquic), DNS over TLS
+//! and over HTTPS (unbound), and filtered TCP ports (nftables).
 //!
 //! Every `start_*` function returns only once the program listens on all its ports (checked
 //! with `ss` for the program's own process, so another listener on the port does not count);
@@ -418,6 +418,74 @@ pub fn start_quic(
         dir,
         body,
         &[(443, true)],
+    )
+}
+
+/// Port of DNS over TLS (RFC 7858) of [`start_encrypted_dns`].
+pub const DOT_PORT: u16 = 853;
+/// Port and path of DNS over HTTPS (RFC 8484) of [`start_encrypted_dns`].
+pub const DOH_PORT: u16 = 443;
+pub const DOH_PATH: &str = "/dns-query";
+
+/// DNS over TLS on port 853 and DNS over HTTPS (HTTP/2, `POST`/`GET` at `/dns-query`) on port
+/// 443 of each of `listen`, served by Debian's `unbound` in `node`'s namespace with the lab CA's
+/// leaf certificate, forwarding every question to `upstream` (the lab's dnsmasq, port 53).
+/// Nothing else: no plain port 53 (the node's dnsmasq keeps it), no cache (TTL 0), no DNSSEC
+/// validation (the lab's zone is unsigned), no daemon. Run the way the access lab runs its
+/// DNS64 unbound. unbound's DoH speaks HTTP/2 only.
+pub fn start_encrypted_dns(
+    lab: &mut Lab,
+    node: &str,
+    ca: &LabCa,
+    dir: &Path,
+    listen: &[IpAddr],
+    upstream: IpAddr,
+) -> Result<(), LabError> {
+    require("unbound", &["-V"], "unbound: apt-get install unbound")?;
+    let instance = instance_name(lab, node, "unbound-tls");
+    let conf = dir.join(format!("{instance}.conf"));
+    let mut text = String::from("server:\n");
+    for address in listen {
+        for port in [DOT_PORT, DOH_PORT] {
+            text.push_str(&format!("  interface: {address}@{port}\n"));
+        }
+    }
+    text.push_str(&format!(
+        "  tls-port: {DOT_PORT}\n\
+         \x20 https-port: {DOH_PORT}\n\
+         \x20 http-endpoint: \"{DOH_PATH}\"\n\
+         \x20 tls-service-key: \"{key}\"\n\
+         \x20 tls-service-pem: \"{cert}\"\n\
+         \x20 do-daemonize: no\n\
+         \x20 username: \"\"\n\
+         \x20 chroot: \"\"\n\
+         \x20 pidfile: \"\"\n\
+         \x20 directory: \"{dir}\"\n\
+         \x20 use-syslog: no\n\
+         \x20 logfile: \"\"\n\
+         \x20 verbosity: 1\n\
+         \x20 access-control: ::/0 allow\n\
+         \x20 access-control: 0.0.0.0/0 allow\n\
+         \x20 module-config: \"iterator\"\n\
+         \x20 cache-max-ttl: 0\n\
+         \x20 cache-max-negative-ttl: 0\n\
+         forward-zone:\n\
+         \x20 name: \".\"\n\
+         \x20 forward-addr: {upstream}\n",
+        key = ca.key.display(),
+        cert = ca.cert.display(),
+        dir = dir.display(),
+    ));
+    write(&conf, text.as_bytes())?;
+    let conf_arg = conf.display().to_string();
+    launch(
+        lab,
+        node,
+        "unbound",
+        &["-d", "-c", &conf_arg],
+        &conf_arg,
+        &dir.join(format!("{instance}.log")),
+        &[(DOT_PORT, false), (DOH_PORT, false)],
     )
 }
 

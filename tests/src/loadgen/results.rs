@@ -208,6 +208,8 @@ fn dns(rng: &mut Rng) -> Outcome {
                 .collect(),
         }),
         failure: None,
+        failure_class: None,
+        session: None,
     })
 }
 

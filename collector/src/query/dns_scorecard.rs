@@ -1,0 +1,544 @@
+//! The DNS-over-IPv6 scorecard per operator (issue #23): from the stored `dns` results the
+//! filter selects, grouped by the probe's origin AS (its access operator, as enriched at
+//! ingest), what that operator's users get from DNS over IPv6:
+//!
+//! - `resolver_v6`: queries sent over UDP/TCP to a resolver's IPv6 address, and how many got a
+//!   response (any rcode): is the resolver reachable over IPv6;
+//! - `aaaa`: AAAA queries that got NOERROR, and how many carried an AAAA record;
+//! - `dns64`: AAAA records under the well-known NAT64 prefix `64:ff9b::/96` (RFC 6052), and
+//!   whether the IPv4 address they embed is one the same probe got as an A record for the same
+//!   name (`correct`), is not (`incorrect`), or no A answer was seen to compare (`unverified`);
+//! - `https_ipv6hint`: HTTPS (type 65) queries answered NOERROR with records, and how many
+//!   carried an `ipv6hint`;
+//! - `encrypted`: DNS over TLS and over HTTPS to IPv6 addresses: asked, answered, the failure
+//!   classes, and median connect, TLS and query times.
+//!
+//! A scan within the aggregate budget (`truncated` as for aggregates); the DNS64 comparison
+//! keeps at most [`MAX_NAMES`] (probe, name) pairs, past which synthesised records count as
+//! unverified.
+
+use crate::store::{ResultFilter, ScanBudget, ScanEnd, Store, StoreError, scan_filtered_bounded};
+use serde::Serialize;
+use sixmap_shared::UnixMicros;
+use sixmap_shared::measurement::{DnsResult, DnsTransport, Family, MeasurementKind, Outcome};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// (probe, name) pairs whose A and synthesised AAAA answers are kept for the DNS64 check.
+pub const MAX_NAMES: usize = 100_000;
+
+const TYPE_A: u16 = 1;
+const TYPE_AAAA: u16 = 28;
+const TYPE_HTTPS: u16 = 65;
+/// `64:ff9b::/96`.
+const WELL_KNOWN_PREFIX: u128 = 0x0064_ff9b_u128 << 96;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Share {
+    pub asked: u64,
+    pub yes: u64,
+    /// `yes / asked`; `null` when nothing was asked.
+    pub share: Option<f64>,
+}
+
+impl Share {
+    fn add(&mut self, yes: bool) {
+        self.asked += 1;
+        self.yes += u64::from(yes);
+    }
+    fn finish(mut self) -> Self {
+        self.share = (self.asked > 0).then(|| self.yes as f64 / self.asked as f64);
+        self
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Dns64 {
+    pub synthesised: u64,
+    pub correct: u64,
+    pub incorrect: u64,
+    pub unverified: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Encrypted {
+    /// Queries asked, and answered (any rcode).
+    pub answered: Share,
+    /// Failures by class (`certificate`, `refused`, `timeout`, ...).
+    pub failures: BTreeMap<&'static str, u64>,
+    pub median_connect_ms: Option<f64>,
+    pub median_tls_ms: Option<f64>,
+    pub median_query_ms: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct OperatorRow {
+    /// The probes' origin AS; `null` for results without prefix data.
+    pub asn: Option<u32>,
+    pub as_name: Option<String>,
+    /// Distinct probes behind the row.
+    pub probes: u64,
+    pub resolver_v6: Share,
+    pub aaaa: Share,
+    pub dns64: Dns64,
+    pub https_ipv6hint: Share,
+    /// DoT (`tls`) and DoH (`https`) over IPv6.
+    pub encrypted: BTreeMap<&'static str, Encrypted>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Scorecard {
+    pub rows: Vec<OperatorRow>,
+    /// `dns` results read.
+    pub results: u64,
+    pub truncated: bool,
+    pub scanned_until: Option<UnixMicros>,
+}
+
+#[derive(Default)]
+struct Timings {
+    connect: Vec<u64>,
+    tls: Vec<u64>,
+    query: Vec<u64>,
+}
+
+#[derive(Default)]
+struct Group {
+    row: OperatorRow,
+    probes: HashSet<String>,
+    timings: BTreeMap<&'static str, Timings>,
+}
+
+/// Per (probe, name): A addresses seen, and IPv4 addresses embedded in synthesised AAAA.
+#[derive(Default)]
+struct Names {
+    a: HashSet<Ipv4Addr>,
+    embedded: Vec<Ipv4Addr>,
+}
+
+/// The scorecard of what `filter` selects (its kind is forced to `dns`), within `budget`.
+pub fn scorecard(
+    store: &dyn Store,
+    filter: &ResultFilter,
+    budget: ScanBudget,
+) -> Result<Scorecard, StoreError> {
+    let mut filter = filter.clone();
+    filter.kind = Some(crate::store::filter::KindFilter::Kind(MeasurementKind::Dns));
+    let mut groups: BTreeMap<Option<u32>, Group> = BTreeMap::new();
+    let mut names: HashMap<(Option<u32>, String, String), Names> = HashMap::new();
+    let mut unverified_overflow: BTreeMap<Option<u32>, u64> = BTreeMap::new();
+    let mut results = 0u64;
+    let end = scan_filtered_bounded(store, &filter, None, budget, &mut |stored| {
+        let Outcome::Dns(dns) = &stored.result.outcome else {
+            return true;
+        };
+        results += 1;
+        let asn = stored.probe_origin.as_ref().and_then(|o| o.asn);
+        let group = groups.entry(asn).or_default();
+        if group.row.as_name.is_none() {
+            group.row.as_name = stored.probe_origin.as_ref().and_then(|o| o.as_name.clone());
+        }
+        let probe = stored.result.key.probe_id.to_string();
+        group.probes.insert(probe.clone());
+        let over_v6 = stored
+            .result
+            .destination
+            .map(Family::of)
+            .or(stored.result.family_used)
+            == Some(Family::V6);
+        count(group, dns, over_v6);
+        // The DNS64 check pairs a probe's A and AAAA answers for one name.
+        if let Some(response) = dns.response.as_ref().filter(|r| r.rcode == 0) {
+            let key = (asn, probe, dns.query_name.clone());
+            let known = names.contains_key(&key);
+            for answer in &response.answers {
+                let entry = if known || names.len() < MAX_NAMES {
+                    Some(names.entry(key.clone()).or_default())
+                } else {
+                    None
+                };
+                match (answer.record_type, entry) {
+                    (TYPE_A, Some(entry)) => {
+                        if let Ok(v4) = answer.data.parse::<Ipv4Addr>() {
+                            entry.a.insert(v4);
+                        }
+                    }
+                    (TYPE_AAAA, entry) => {
+                        if let Some(v4) = synthesised(&answer.data) {
+                            group.row.dns64.synthesised += 1;
+                            match entry {
+                                Some(entry) => entry.embedded.push(v4),
+                                None => *unverified_overflow.entry(asn).or_default() += 1,
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        true
+    })?;
+    for ((asn, _, _), seen) in names {
+        let Some(group) = groups.get_mut(&asn) else {
+            continue;
+        };
+        for v4 in seen.embedded {
+            let dns64 = &mut group.row.dns64;
+            if seen.a.is_empty() {
+                dns64.unverified += 1;
+            } else if seen.a.contains(&v4) {
+                dns64.correct += 1;
+            } else {
+                dns64.incorrect += 1;
+            }
+        }
+    }
+    for (asn, n) in unverified_overflow {
+        if let Some(group) = groups.get_mut(&asn) {
+            group.row.dns64.unverified += n;
+        }
+    }
+    let scanned_until = match &end {
+        ScanEnd::Budget(cursor) => Some(cursor.started_at),
+        ScanEnd::Exhausted | ScanEnd::Stopped => None,
+    };
+    let rows = groups
+        .into_iter()
+        .map(|(asn, mut group)| {
+            let mut row = group.row;
+            row.asn = asn;
+            row.probes = group.probes.len() as u64;
+            row.resolver_v6 = row.resolver_v6.finish();
+            row.aaaa = row.aaaa.finish();
+            row.https_ipv6hint = row.https_ipv6hint.finish();
+            for (name, encrypted) in &mut row.encrypted {
+                encrypted.answered = std::mem::take(&mut encrypted.answered).finish();
+                if let Some(t) = group.timings.get_mut(name) {
+                    encrypted.median_connect_ms = median_ms(&mut t.connect);
+                    encrypted.median_tls_ms = median_ms(&mut t.tls);
+                    encrypted.median_query_ms = median_ms(&mut t.query);
+                }
+            }
+            row
+        })
+        .collect();
+    Ok(Scorecard {
+        rows,
+        results,
+        truncated: scanned_until.is_some(),
+        scanned_until,
+    })
+}
+
+fn count(group: &mut Group, dns: &DnsResult, over_v6: bool) {
+    let row = &mut group.row;
+    let answered = dns.response.is_some();
+    match dns.transport_used {
+        DnsTransport::Udp | DnsTransport::Tcp => {
+            if over_v6 {
+                row.resolver_v6.add(answered);
+            }
+        }
+        encrypted @ (DnsTransport::Tls | DnsTransport::Https) => {
+            if over_v6 {
+                let name = encrypted.name();
+                let entry = row.encrypted.entry(name).or_default();
+                entry.answered.add(answered);
+                if let Some(class) = dns.failure_class {
+                    *entry.failures.entry(class.name()).or_default() += 1;
+                }
+                let timings = group.timings.entry(name).or_default();
+                if let Some(session) = &dns.session {
+                    timings.connect.extend(session.connect_ns);
+                    timings.tls.extend(session.tls_ns);
+                }
+                timings.query.extend(dns.rtt_ns);
+            }
+        }
+    }
+    let Some(response) = dns.response.as_ref().filter(|r| r.rcode == 0) else {
+        return;
+    };
+    match dns.query_type {
+        TYPE_AAAA => row
+            .aaaa
+            .add(response.answers.iter().any(|a| a.record_type == TYPE_AAAA)),
+        TYPE_HTTPS if !response.answers.is_empty() => {
+            row.https_ipv6hint.add(
+                response
+                    .answers
+                    .iter()
+                    .any(|a| a.record_type == TYPE_HTTPS && a.data.contains("ipv6hint=")),
+            );
+        }
+        _ => {}
+    }
+}
+
+/// The IPv4 address a `64:ff9b::/96` AAAA record embeds.
+fn synthesised(data: &str) -> Option<Ipv4Addr> {
+    let v6: Ipv6Addr = data.parse().ok()?;
+    let bits = v6.to_bits();
+    (bits >> 32 == WELL_KNOWN_PREFIX >> 32).then(|| Ipv4Addr::from_bits(bits as u32))
+}
+
+fn median_ms(values: &mut [u64]) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_unstable();
+    let mid = values.len() / 2;
+    let ns = if values.len() % 2 == 1 {
+        values[mid] as f64
+    } else {
+        (values[mid - 1] as f64 + values[mid] as f64) / 2.0
+    };
+    Some(ns / 1e6)
+}
+
+/// The budget of one scorecard request: an aggregate's.
+pub fn budget() -> ScanBudget {
+    super::aggregate_budget()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{SledStore, StoredResult};
+    use sixmap_shared::measurement::{DnsFailureClass, DnsRecord, DnsResponse, DnsSession};
+    use sixmap_shared::prefixes::Enrichment;
+    use std::net::IpAddr;
+
+    fn origin(asn: u32) -> Enrichment {
+        Enrichment {
+            asn: Some(asn),
+            as_name: Some(format!("operator {asn}")),
+            country: Some("NL".parse().unwrap()),
+        }
+    }
+
+    fn record(record_type: u16, data: &str) -> DnsRecord {
+        DnsRecord {
+            name: "www.example.org".into(),
+            record_type,
+            ttl: 60,
+            data: data.into(),
+        }
+    }
+
+    struct Sample {
+        probe: &'static str,
+        asn: u32,
+        resolver: &'static str,
+        transport: DnsTransport,
+        query_type: u16,
+        answers: Option<Vec<DnsRecord>>,
+        failure: Option<DnsFailureClass>,
+    }
+
+    fn stored(sequence: u64, s: Sample) -> StoredResult {
+        let mut stored = crate::testing::ping_v6(
+            s.probe.parse().unwrap(),
+            sequence,
+            UnixMicros(i64::try_from(sequence).unwrap() * 10),
+            None,
+            origin(s.asn),
+        );
+        let resolver: IpAddr = s.resolver.parse().unwrap();
+        stored.result.destination = Some(resolver);
+        stored.result.family_used = Some(Family::of(resolver));
+        let session = s.transport.is_encrypted().then(|| DnsSession {
+            connect_ns: Some(1_000_000),
+            tls_ns: s.answers.as_ref().map(|_| 3_000_000),
+            http_status: None,
+            tls_version: None,
+        });
+        stored.result.outcome = Outcome::Dns(DnsResult {
+            query_name: "www.example.org".into(),
+            query_type: s.query_type,
+            transport_used: s.transport,
+            rtt_ns: s.answers.as_ref().map(|_| 2_000_000),
+            response: s.answers.map(|answers| DnsResponse {
+                rcode: 0,
+                flags: 0x8180,
+                answers,
+            }),
+            failure: s.failure.map(|c| c.name().to_owned()),
+            failure_class: s.failure,
+            session,
+        });
+        stored
+    }
+
+    #[test]
+    fn operators_are_scored_on_each_dns_criterion() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let (p1, p2) = ("00000000000000a1", "00000000000000a2");
+        let sample = |probe, asn, resolver, transport, query_type, answers, failure| Sample {
+            probe,
+            asn,
+            resolver,
+            transport,
+            query_type,
+            answers,
+            failure,
+        };
+        use DnsTransport::{Https, Tls, Udp};
+        let samples = vec![
+            // Operator 1: resolver over IPv6 answers AAAA; one timeout; DNS64 right for one
+            // probe, wrong for the other; an HTTPS record with ipv6hint; DoT fine, DoH with
+            // a certificate failure.
+            sample(
+                p1,
+                1,
+                "2001:db8::53",
+                Udp,
+                28,
+                Some(vec![record(28, "2001:db8::1")]),
+                None,
+            ),
+            sample(
+                p1,
+                1,
+                "2001:db8::53",
+                Udp,
+                28,
+                None,
+                Some(DnsFailureClass::Timeout),
+            ),
+            sample(
+                p1,
+                1,
+                "2001:db8::53",
+                Udp,
+                1,
+                Some(vec![record(1, "192.0.2.7")]),
+                None,
+            ),
+            sample(
+                p1,
+                1,
+                "2001:db8::53",
+                Udp,
+                28,
+                Some(vec![record(28, "64:ff9b::c000:207")]),
+                None,
+            ),
+            sample(
+                p2,
+                1,
+                "2001:db8::53",
+                Udp,
+                1,
+                Some(vec![record(1, "192.0.2.8")]),
+                None,
+            ),
+            sample(
+                p2,
+                1,
+                "2001:db8::53",
+                Udp,
+                28,
+                Some(vec![record(28, "64:ff9b::c000:207")]),
+                None,
+            ),
+            sample(
+                p1,
+                1,
+                "2001:db8::53",
+                Udp,
+                65,
+                Some(vec![record(65, "1 . alpn=h2 ipv6hint=2001:db8::1")]),
+                None,
+            ),
+            sample(
+                p1,
+                1,
+                "2001:db8::853",
+                Tls,
+                28,
+                Some(vec![record(28, "2001:db8::1")]),
+                None,
+            ),
+            sample(
+                p1,
+                1,
+                "2001:db8::443",
+                Https,
+                28,
+                None,
+                Some(DnsFailureClass::Certificate),
+            ),
+            // DoT over IPv4 is not a score of IPv6.
+            sample(
+                p1,
+                1,
+                "192.0.2.53",
+                Tls,
+                28,
+                None,
+                Some(DnsFailureClass::Refused),
+            ),
+            // Operator 2: AAAA answered without data (no AAAA); nothing else.
+            sample(p2, 2, "2001:db8:2::53", Udp, 28, Some(vec![]), None),
+        ];
+        let results: Vec<StoredResult> = samples
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| stored(i as u64 + 1, s))
+            .collect();
+        store.insert_results(&results).unwrap();
+        let card = scorecard(&store, &ResultFilter::default(), ScanBudget::rows(1000)).unwrap();
+        assert_eq!((card.results, card.truncated), (11, false));
+        let one = &card.rows[0];
+        assert_eq!(
+            (one.asn, one.as_name.as_deref()),
+            (Some(1), Some("operator 1"))
+        );
+        assert_eq!(one.probes, 2);
+        assert_eq!((one.resolver_v6.asked, one.resolver_v6.yes), (7, 6));
+        // Whatever the transport: DoT answered one too.
+        assert_eq!((one.aaaa.asked, one.aaaa.yes), (4, 4));
+        assert_eq!(
+            one.dns64,
+            Dns64 {
+                synthesised: 2,
+                correct: 1,
+                incorrect: 1,
+                unverified: 0
+            }
+        );
+        assert_eq!((one.https_ipv6hint.asked, one.https_ipv6hint.yes), (1, 1));
+        let dot = &one.encrypted["tls"];
+        assert_eq!((dot.answered.asked, dot.answered.yes), (1, 1));
+        assert_eq!(dot.median_tls_ms, Some(3.0));
+        assert_eq!(dot.median_query_ms, Some(2.0));
+        let doh = &one.encrypted["https"];
+        assert_eq!((doh.answered.asked, doh.answered.yes), (1, 0));
+        assert_eq!(doh.failures.get("certificate"), Some(&1));
+        assert_eq!(doh.median_connect_ms, Some(1.0));
+        assert_eq!(doh.median_tls_ms, None);
+        let two = &card.rows[1];
+        assert_eq!(
+            (two.aaaa.asked, two.aaaa.yes, two.aaaa.share),
+            (1, 0, Some(0.0))
+        );
+        assert!(two.encrypted.is_empty());
+        assert_eq!(two.https_ipv6hint.share, None);
+        // A budget too small for the whole store says so.
+        let cut = scorecard(&store, &ResultFilter::default(), ScanBudget::rows(3)).unwrap();
+        assert!(cut.truncated && cut.scanned_until.is_some());
+    }
+
+    #[test]
+    fn only_the_well_known_prefix_reads_as_synthesised() {
+        assert_eq!(
+            synthesised("64:ff9b::c000:207"),
+            Some(Ipv4Addr::new(192, 0, 2, 7))
+        );
+        assert_eq!(synthesised("64:ff9b:1::c000:207"), None);
+        assert_eq!(synthesised("2001:db8::1"), None);
+        assert_eq!(synthesised("not an address"), None);
+    }
+}
