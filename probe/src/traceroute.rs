@@ -10,8 +10,8 @@
 //!   guess) a hop leaves as soon as the hop below it answered, else `GAP` after the last new
 //!   hop, so a silent hop never stalls the trace;
 //! - one probe per hop; a hop gets another (up to `probes_per_hop` in all) only when it
-//!   stayed silent for a few round trips, which is also when a rate-limiting router has a
-//!   fresh token (Linux refills one every 250 ms towards a /64);
+//!   stayed silent for a few round trips and at least `RETRY`, when a rate-limiting router
+//!   has a fresh token again;
 //! - no router is asked more than `probes_per_hop` times, and at most one probe per hop is
 //!   unanswered at a time: within the burst of six errors Linux grants each peer.
 //!
@@ -43,6 +43,10 @@ const GAP: Duration = Duration::from_millis(5);
 /// known. More than the ~3 s a router spends on neighbour discovery before "address
 /// unreachable".
 const WAIT: Duration = Duration::from_secs(4);
+/// The least wait before a silent hop is asked again. Linux routers refill their ICMPv6
+/// error bucket for a peer by one token every 250 ms to 1 s (the lab measured about 1 s):
+/// a retry sooner would likely be dropped again.
+const RETRY: Duration = Duration::from_secs(1);
 /// Longest sleep between two looks at the state while nothing arrives.
 const TICK: Duration = Duration::from_millis(50);
 
@@ -66,7 +70,9 @@ pub async fn run(
         limit,
     )
     .map_err(|e| measurement_error(&e))?;
-    let mut driver = Driver::new(spec, destination);
+    // Under a shared cap (many traces at once) time is set by the cap, not by round trips:
+    // the marker would only cost a packet per path there.
+    let mut driver = Driver::new(spec, destination, ctx.pacer.is_none());
     drive(&mut prober, &mut driver, ctx.pacer.cloned(), ctx.deadline)
         .await
         .map_err(|e| measurement_error(&e))?;
@@ -147,6 +153,8 @@ enum Step {
 /// The state of one trace: what was sent when, what came back, and what to send next
 /// (pure: the clock is handed in, so it is tested without a network).
 struct Driver {
+    /// Whether to send the marker at all.
+    with_marker: bool,
     first: u8,
     max: u8,
     attempts: u8,
@@ -169,8 +177,9 @@ struct Driver {
 }
 
 impl Driver {
-    fn new(spec: &TracerouteSpec, destination: Ipv6Addr) -> Self {
+    fn new(spec: &TracerouteSpec, destination: Ipv6Addr, with_marker: bool) -> Self {
         Self {
+            with_marker,
             first: spec.first_hop(),
             max: spec.max_hops(),
             attempts: spec.probes_per_hop().max(1),
@@ -241,9 +250,10 @@ impl Driver {
             .filter(|&i| self.ex.answers.get(i).is_some_and(Option::is_none))
     }
 
-    /// How long a probe is waited for before its hop gets another.
+    /// How long a probe is waited for before its hop gets another: a few round trips, and
+    /// never less than `RETRY`, by when a rate-limiting router has a token again.
     fn retry_after(&self) -> Duration {
-        settle_wait(self.max_rtt)
+        settle_wait(self.max_rtt).max(RETRY)
     }
 
     /// For each hop limit from `first`: answered, probes sent, when the last one left.
@@ -324,7 +334,8 @@ impl Driver {
             let paced =
                 marker_heard && past_guess_waited && self.last_new.is_none_or(|at| now >= at + GAP);
             // The marker leaves right after the first hop, unless the burst reaches it.
-            if self.marker.is_none()
+            if self.with_marker
+                && self.marker.is_none()
                 && !self.plan.is_empty()
                 && self.max > self.first.saturating_add(BURST)
             {
@@ -666,10 +677,11 @@ mod tests {
     #[allow(clippy::type_complexity)]
     fn simulate(
         spec: &TracerouteSpec,
+        marker: bool,
         network: impl Fn(u8, usize) -> Option<(Ipv6Addr, AnswerKind, Duration, u8)>,
     ) -> (Driver, usize, Duration) {
         let destination: Ipv6Addr = DESTINATION.parse().unwrap();
-        let mut d = Driver::new(spec, destination);
+        let mut d = Driver::new(spec, destination, marker);
         let start = Instant::now();
         let mut now = start;
         let mut pending: Vec<(Instant, usize, Answer)> = Vec::new();
@@ -751,7 +763,7 @@ mod tests {
     fn a_path_is_traced_with_one_probe_per_hop_in_about_two_round_trips() {
         let spec = spec(30, 3, 5);
         let rtt = Duration::from_micros(30);
-        let (d, sent, took) = simulate(&spec, path(8, rtt, &[]));
+        let (d, sent, took) = simulate(&spec, true, path(8, rtt, &[]));
         // Nine hops and the marker.
         assert_eq!(sent, 10);
         assert_eq!(d.guess, Some(9));
@@ -779,7 +791,7 @@ mod tests {
         let rtt = Duration::from_micros(30);
         // The destination hides its distance: its answers claim one hop.
         let base = path(12, rtt, &[]);
-        let (d, sent, _) = simulate(&spec, |hop, n| {
+        let (d, sent, _) = simulate(&spec, true, |hop, n| {
             base(hop, n)
                 .map(|(from, kind, rtt, left)| (from, kind, rtt, if hop > 12 { 64 } else { left }))
         });
@@ -792,7 +804,7 @@ mod tests {
     fn a_silent_hop_is_asked_again_after_a_wait_and_counted_silent() {
         let spec = spec(30, 3, 5);
         let rtt = Duration::from_millis(10);
-        let (d, sent, took) = simulate(&spec, path(6, rtt, &[3]));
+        let (d, sent, took) = simulate(&spec, true, path(6, rtt, &[3]));
         // Hop 3 three times, six others once, and the marker.
         assert_eq!(sent, 10);
         let at_three: Vec<Instant> = d
@@ -804,15 +816,15 @@ mod tests {
             .collect();
         assert_eq!(at_three.len(), 3);
         // Never sooner than the retry wait (polite to a router that rate-limits).
-        assert!(at_three[1] - at_three[0] >= Duration::from_millis(250));
-        assert!(took < Duration::from_secs(2), "{took:?}");
+        assert!(at_three[1] - at_three[0] >= RETRY);
+        assert!(took < Duration::from_secs(4), "{took:?}");
     }
 
     #[test]
     fn a_silent_run_ends_a_trace_whose_destination_never_answers() {
         let spec = spec(30, 2, 3);
         let rtt = Duration::from_millis(1);
-        let (d, sent, took) = simulate(&spec, |hop, _| {
+        let (d, sent, took) = simulate(&spec, true, |hop, _| {
             (hop <= 2).then(|| (router(u16::from(hop)), exceeded(), rtt, 64))
         });
         let destination: Ipv6Addr = DESTINATION.parse().unwrap();
@@ -829,5 +841,15 @@ mod tests {
         // Two hops, three silent ones twice each, the marker.
         assert_eq!(sent, 9, "the run stopped the trace");
         assert!(took >= WAIT, "the end is waited for: {took:?}");
+    }
+
+    #[test]
+    fn without_the_marker_hops_follow_the_answers_and_none_passes_the_destination() {
+        let spec = spec(30, 1, 5);
+        let rtt = Duration::from_micros(30);
+        let (d, sent, _) = simulate(&spec, false, path(5, rtt, &[]));
+        assert_eq!(d.marker, None);
+        // Exactly the six hops, as a hop-by-hop tracer would send.
+        assert_eq!(sent, 6);
     }
 }

@@ -15,6 +15,7 @@
 pub mod campaign;
 pub mod impair;
 pub mod many;
+pub mod ratelimit;
 pub mod scenarios;
 pub mod services;
 mod tun;
