@@ -70,6 +70,13 @@ struct Args {
     /// the routers' token buckets full (6 tokens, one back every 250 ms).
     #[arg(long, default_value_t = 2.0)]
     ratelimit_pause: f64,
+    /// Extra addresses per target host in the rate-limited many-target run.
+    #[arg(long, default_value_t = 5)]
+    ratelimit_per_host: usize,
+    /// Packets-per-second cap of the rate-limited many-target run (ours and scamper's): what
+    /// routers answering about one error a second can follow.
+    #[arg(long, default_value_t = 5)]
+    ratelimit_pps: u32,
     /// Do not run `cargo build --release -p sixmap-probe` first.
     #[arg(long)]
     no_build: bool,
@@ -599,9 +606,14 @@ fn dublin_failure(
 
 fn many_bench(args: &Args, probe: &Path, limited: bool) -> Result<Benchmark> {
     let s = if limited {
-        ratelimit::ratelimited_many(args.per_host).context("building ratelimited_many")?
+        ratelimit::ratelimited_many(args.ratelimit_per_host).context("building ratelimited_many")?
     } else {
         many::many_targets(args.per_host).context("building many_targets")?
+    };
+    let cap = if limited {
+        args.ratelimit_pps
+    } else {
+        args.pps
     };
     let pause = if limited {
         Duration::from_secs_f64(args.ratelimit_pause.max(0.0))
@@ -613,7 +625,7 @@ fn many_bench(args: &Args, probe: &Path, limited: bool) -> Result<Benchmark> {
     eprintln!(
         "many targets: {} destinations at 4..7 hops, cap {} packets/s",
         texts.len(),
-        args.pps
+        cap
     );
     // Warm the routers' neighbour caches for every destination.
     if find("fping").is_some() {
@@ -630,13 +642,18 @@ fn many_bench(args: &Args, probe: &Path, limited: bool) -> Result<Benchmark> {
     let counter = Counter::install(&s.lab, &addresses)?;
     let list = s.lab.scratch_dir().join("targets.txt");
     std::fs::write(&list, texts.join("\n") + "\n").context("target list")?;
-    let pps = args.pps.to_string();
+    let pps = cap.to_string();
     let probe = probe.display().to_string();
     let mut ours = strings(&[&probe, "measure", "traceroute"]);
     ours.extend(texts.iter().cloned());
+    // Towards rate-limiting routers: one trace at a time (a router is asked once per trace)
+    // and a silent hop asked once more, a second later.
+    let (q, parallel) = if limited { ("2", "1") } else { ("1", "32") };
     ours.extend(strings(&[
         "-q",
-        "1",
+        q,
+        "--parallel",
+        parallel,
         "--pps",
         &pps,
         "--timeout-ms",
@@ -698,7 +715,7 @@ fn many_bench(args: &Args, probe: &Path, limited: bool) -> Result<Benchmark> {
             precision: 0,
         },
         Metric {
-            name: format!("packets per second sent (cap {})", args.pps),
+            name: format!("packets per second sent (cap {cap})"),
             better: Better::Info,
             precision: 1,
         },
@@ -791,7 +808,7 @@ fn many_bench(args: &Args, probe: &Path, limited: bool) -> Result<Benchmark> {
                 ""
             },
             texts.len(),
-            args.pps
+            cap
         ),
         metrics,
         tools: results,

@@ -1089,7 +1089,7 @@ pub fn check_delay_band(rtts_ms: &[f64], one_way_ms: f64, slack_ms: f64) -> Resu
     let mut sorted = rtts_ms.to_vec();
     sorted.sort_by(f64::total_cmp);
     let n = sorted.len();
-    let median = if n % 2 == 0 {
+    let median = if n.is_multiple_of(2) {
         (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
     } else {
         sorted[n / 2]
