@@ -60,8 +60,9 @@ pub async fn run(
     let IpAddr::V6(destination) = destination else {
         return Err(ipv4_unsupported("traceroute"));
     };
-    // One more than the hops times the probes: the marker.
-    let limit = ctx.packet_limit(spec.packet_budget().saturating_add(1));
+    // The budget the engine charged (`safety::worst_case_packets`): the marker takes one of
+    // its slots, which a path needing every attempt at every hop would miss at its end.
+    let limit = ctx.packet_limit(spec.packet_budget());
     let mut prober = Prober::open(
         destination,
         spec.protocol(),
