@@ -12,8 +12,11 @@
 //! - one probe per hop; a hop gets another (up to `probes_per_hop` in all) only when it
 //!   stayed silent for a few round trips and at least `RETRY`, when a rate-limiting router
 //!   has a fresh token again;
-//! - no router is asked more than `probes_per_hop` times, and at most one probe per hop is
-//!   unanswered at a time: within the burst of six errors Linux grants each peer.
+//! - no router is asked more than `probes_per_hop` times by one trace, its probes at least
+//!   `RETRY` apart: within the burst of six errors Linux grants each peer. Under a shared
+//!   pacer (many traces at once) no marker is sent: the cap sets the time there, and the
+//!   marker would cost a packet per path.
+//! - without a known end, no hop beyond `max_silent_hops` silent ones is opened.
 //!
 //! The trace ends at the first hop where the destination answered (echo reply, port
 //! unreachable, SYN-ACK or RST) or where a destination unreachable came back; hops beyond it
