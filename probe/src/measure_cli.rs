@@ -90,7 +90,7 @@ enum MeasureKind {
         /// Last hop limit probed.
         #[arg(short = 'm', long, default_value_t = 30)]
         max_hops: u32,
-        /// Probes per hop.
+        /// Most probes per hop: a hop that answered gets one, a silent one more, 1 s apart.
         #[arg(short = 'q', long, default_value_t = 3)]
         probes: u32,
         /// Stop after this many consecutive silent hops.

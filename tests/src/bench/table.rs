@@ -55,8 +55,13 @@ pub struct Benchmark {
 impl Benchmark {
     /// Ours / the best peer's median, and that peer, for one metric.
     pub fn ratio(&self, metric: usize) -> Option<(f64, String)> {
-        let (ours, peers) = self.tools.split_first()?;
+        let (ours, rest) = self.tools.split_first()?;
         let ours = ours.median(metric)?;
+        // Our own variants (e.g. "sixmap, no cap") are rows for context, not peers.
+        let peers: Vec<&ToolResult> = rest
+            .iter()
+            .filter(|p| !p.tool.starts_with("sixmap"))
+            .collect();
         let better = self.metrics.get(metric)?.better;
         let best = better.best(peers.iter().filter_map(|p| p.median(metric)))?;
         let peer = peers

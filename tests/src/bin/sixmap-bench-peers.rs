@@ -20,7 +20,7 @@ use sixmap_tests::bench::parse::{self, PingRun, Trace};
 use sixmap_tests::bench::table::{self, Benchmark, Metric, ToolResult};
 use sixmap_tests::bench::{Better, hops_correct};
 use sixmap_tests::lab::scenarios::{self, PROBE};
-use sixmap_tests::lab::{Lab, many};
+use sixmap_tests::lab::{Lab, many, ratelimit};
 use std::net::{IpAddr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -58,6 +58,25 @@ struct Args {
     /// Also write the report (table, commands, versions) to this Markdown file.
     #[arg(long)]
     report: Option<PathBuf>,
+    /// Benchmarks to run, comma-separated: ping, trace, many, ratelimit (the traceroute and
+    /// many-target runs again, on routers that rate-limit ICMPv6 errors as Linux does).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "ping,trace,many,ratelimit"
+    )]
+    only: Vec<String>,
+    /// Seconds between two tools' runs in the rate-limited scenario, so that each starts with
+    /// the routers' token buckets full (6 tokens, one back every 250 ms).
+    #[arg(long, default_value_t = 2.0)]
+    ratelimit_pause: f64,
+    /// Extra addresses per target host in the rate-limited many-target run.
+    #[arg(long, default_value_t = 5)]
+    ratelimit_per_host: usize,
+    /// Packets-per-second cap of the rate-limited many-target run (ours and scamper's): what
+    /// routers answering about one error a second can follow.
+    #[arg(long, default_value_t = 5)]
+    ratelimit_pps: u32,
     /// Do not run `cargo build --release -p sixmap-probe` first.
     #[arg(long)]
     no_build: bool,
@@ -355,8 +374,17 @@ fn ping_bench(args: &Args, probe: &Path) -> Result<Benchmark> {
     })
 }
 
-fn trace_bench(args: &Args, probe: &Path) -> Result<Benchmark> {
-    let path = scenarios::long_path(args.routers).context("building long_path")?;
+fn trace_bench(args: &Args, probe: &Path, limited: bool) -> Result<Benchmark> {
+    let path = if limited {
+        ratelimit::ratelimited_path(args.routers).context("building ratelimited_path")?
+    } else {
+        scenarios::long_path(args.routers).context("building long_path")?
+    };
+    let pause = if limited {
+        Duration::from_secs_f64(args.ratelimit_pause.max(0.0))
+    } else {
+        Duration::ZERO
+    };
     let target_ip = path.target;
     let target = target_ip.to_string();
     let expected = path.hops.clone();
@@ -463,6 +491,7 @@ fn trace_bench(args: &Args, probe: &Path) -> Result<Benchmark> {
                 continue;
             }
             results[i].rounds += 1;
+            std::thread::sleep(pause);
             let before = counter.read(&path.lab)?;
             let out = run(&path.lab, &commands[i], Duration::from_secs(90))?;
             let packets = counter.read(&path.lab)?.saturating_sub(before);
@@ -482,8 +511,16 @@ fn trace_bench(args: &Args, probe: &Path) -> Result<Benchmark> {
             match parsed {
                 Ok(trace) => {
                     let (correct, complete) = hops_correct(&trace.hops, &expected);
+                    // Where our wall time goes: the measurement itself, as the probe timed
+                    // it, and the rest (process start, output).
+                    let inside = (i == 0)
+                        .then(|| serde_json::from_str::<serde_json::Value>(&out.stdout).ok())
+                        .flatten()
+                        .and_then(|v| v["duration_us"].as_u64())
+                        .map(|us| format!(" (measurement {:.1} ms)", us as f64 / 1e3))
+                        .unwrap_or_default();
                     eprintln!(
-                        "  round {round} {:<17} {:>8.1} ms, {correct}/{} hops{}, {packets} packets{}",
+                        "  round {round} {:<17} {:>8.1} ms{inside}, {correct}/{} hops{}, {packets} packets{}",
                         tools[i].name,
                         out.wall.as_secs_f64() * 1e3,
                         expected.len(),
@@ -507,7 +544,12 @@ fn trace_bench(args: &Args, probe: &Path) -> Result<Benchmark> {
     }
     Ok(Benchmark {
         name: format!(
-            "traceroute, long_path({}) = {} hops",
+            "traceroute, {}({}) = {} hops",
+            if limited {
+                "ratelimited_path"
+            } else {
+                "long_path"
+            },
             args.routers,
             expected.len()
         ),
@@ -562,14 +604,28 @@ fn dublin_failure(
     }
 }
 
-fn many_bench(args: &Args, probe: &Path) -> Result<Benchmark> {
-    let s = many::many_targets(args.per_host).context("building many_targets")?;
+fn many_bench(args: &Args, probe: &Path, limited: bool) -> Result<Benchmark> {
+    let s = if limited {
+        ratelimit::ratelimited_many(args.ratelimit_per_host).context("building ratelimited_many")?
+    } else {
+        many::many_targets(args.per_host).context("building many_targets")?
+    };
+    let cap = if limited {
+        args.ratelimit_pps
+    } else {
+        args.pps
+    };
+    let pause = if limited {
+        Duration::from_secs_f64(args.ratelimit_pause.max(0.0))
+    } else {
+        Duration::ZERO
+    };
     let addresses: Vec<Ipv6Addr> = s.destinations.iter().map(|d| d.address).collect();
     let texts: Vec<String> = addresses.iter().map(Ipv6Addr::to_string).collect();
     eprintln!(
         "many targets: {} destinations at 4..7 hops, cap {} packets/s",
         texts.len(),
-        args.pps
+        cap
     );
     // Warm the routers' neighbour caches for every destination.
     if find("fping").is_some() {
@@ -586,15 +642,33 @@ fn many_bench(args: &Args, probe: &Path) -> Result<Benchmark> {
     let counter = Counter::install(&s.lab, &addresses)?;
     let list = s.lab.scratch_dir().join("targets.txt");
     std::fs::write(&list, texts.join("\n") + "\n").context("target list")?;
-    let pps = args.pps.to_string();
+    let pps = cap.to_string();
     let probe = probe.display().to_string();
     let mut ours = strings(&[&probe, "measure", "traceroute"]);
     ours.extend(texts.iter().cloned());
+    // Towards rate-limiting routers: one trace at a time (a router is asked once per trace)
+    // and a silent hop asked once more, a second later.
+    let (q, parallel) = if limited { ("2", "1") } else { ("1", "32") };
     ours.extend(strings(&[
         "-q",
-        "1",
+        q,
+        "--parallel",
+        parallel,
         "--pps",
         &pps,
+        "--timeout-ms",
+        "60000",
+        "--json",
+        "--lab-mode",
+    ]));
+    // The same without a cap and all at once: what blasting gets.
+    let mut blast = strings(&[&probe, "measure", "traceroute"]);
+    blast.extend(texts.iter().cloned());
+    blast.extend(strings(&[
+        "-q",
+        "1",
+        "--parallel",
+        "1024",
         "--timeout-ms",
         "60000",
         "--json",
@@ -603,6 +677,7 @@ fn many_bench(args: &Args, probe: &Path) -> Result<Benchmark> {
     let list = list.display().to_string();
     let commands = [
         ours,
+        blast,
         strings(&[
             "scamper",
             "-O",
@@ -621,6 +696,11 @@ fn many_bench(args: &Args, probe: &Path) -> Result<Benchmark> {
             probe.clone(),
             "cargo build --release -p sixmap-probe",
         ),
+        Tool::new(
+            "sixmap, no cap",
+            probe.clone(),
+            "cargo build --release -p sixmap-probe",
+        ),
         Tool::new("scamper", "scamper", "apt-get install scamper"),
     ];
     let metrics = vec![
@@ -635,7 +715,7 @@ fn many_bench(args: &Args, probe: &Path) -> Result<Benchmark> {
             precision: 0,
         },
         Metric {
-            name: format!("packets per second sent (cap {})", args.pps),
+            name: format!("packets per second sent (cap {cap})"),
             better: Better::Info,
             precision: 1,
         },
@@ -643,6 +723,11 @@ fn many_bench(args: &Args, probe: &Path) -> Result<Benchmark> {
             name: "packets sent (nftables)".into(),
             better: Better::Lower,
             precision: 0,
+        },
+        Metric {
+            name: "packets per complete path".into(),
+            better: Better::Lower,
+            precision: 2,
         },
     ];
     let mut results: Vec<ToolResult> = tools
@@ -672,11 +757,12 @@ fn many_bench(args: &Args, probe: &Path) -> Result<Benchmark> {
                 continue;
             }
             results[i].rounds += 1;
+            std::thread::sleep(pause);
             let before = counter.read(&s.lab)?;
             let out = run(&s.lab, &commands[i], Duration::from_secs(300))?;
             let packets = counter.read(&s.lab)?.saturating_sub(before);
             let traces = match i {
-                0 => parse::sixmap_traceroutes(&out.stdout).map(|(t, _)| t),
+                0 | 1 => parse::sixmap_traceroutes(&out.stdout).map(|(t, _)| t),
                 _ => parse::scamper_json(&out.stdout),
             };
             match traces {
@@ -702,6 +788,9 @@ fn many_bench(args: &Args, probe: &Path) -> Result<Benchmark> {
                     results[i].values[1].push(complete as f64);
                     results[i].values[2].push(packets as f64 / secs);
                     results[i].values[3].push(packets as f64);
+                    if complete > 0 {
+                        results[i].values[4].push(packets as f64 / complete as f64);
+                    }
                 }
                 Err(e) => {
                     eprintln!("  round {round} {}: {e}", tools[i].name);
@@ -712,9 +801,14 @@ fn many_bench(args: &Args, probe: &Path) -> Result<Benchmark> {
     }
     Ok(Benchmark {
         name: format!(
-            "many-target traceroute, {} destinations, cap {} pps",
+            "many-target traceroute{}, {} destinations, cap {} pps",
+            if limited {
+                ", rate-limiting routers"
+            } else {
+                ""
+            },
             texts.len(),
-            args.pps
+            cap
         ),
         metrics,
         tools: results,
@@ -800,11 +894,21 @@ fn main() -> Result<()> {
         );
     }
     let started = Instant::now();
-    let benches = vec![
-        ping_bench(&args, &probe)?,
-        trace_bench(&args, &probe)?,
-        many_bench(&args, &probe)?,
-    ];
+    let wants = |name: &str| args.only.iter().any(|o| o == name);
+    let mut benches = Vec::new();
+    if wants("ping") {
+        benches.push(ping_bench(&args, &probe)?);
+    }
+    if wants("trace") {
+        benches.push(trace_bench(&args, &probe, false)?);
+    }
+    if wants("many") {
+        benches.push(many_bench(&args, &probe, false)?);
+    }
+    if wants("ratelimit") {
+        benches.push(trace_bench(&args, &probe, true)?);
+        benches.push(many_bench(&args, &probe, true)?);
+    }
     let table = table::render(&benches);
     println!("{table}");
     let mut report = String::new();

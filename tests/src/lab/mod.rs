@@ -16,6 +16,7 @@ pub mod campaign;
 pub mod impair;
 pub mod many;
 pub mod nat64;
+pub mod ratelimit;
 pub mod scenarios;
 pub mod services;
 mod tun;
