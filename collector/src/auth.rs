@@ -192,6 +192,7 @@ pub fn revoke_probe(
     probe: &ProbeId,
     now: UnixMicros,
 ) -> Result<ProbeRecord, AuthError> {
+    let _writing = crate::store::probe_record_lock(probe);
     let mut record = store.probe(probe)?.ok_or_else(|| AuthError::NotFound {
         what: "probe",
         id: probe.to_string(),

@@ -266,6 +266,7 @@ async fn update_probe(
     let store = store.clone();
     let probe = probe.clone();
     blocking(move || {
+        let _writing = crate::store::probe_record_lock(&probe);
         let Some(mut record) = store.probe(&probe)? else {
             return Err(StoreError::Backend(format!("probe {probe} vanished from the store")));
         };

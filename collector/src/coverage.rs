@@ -344,11 +344,24 @@ pub struct CoverageState {
 }
 
 impl CoverageState {
+    /// Starts summing the address space per AS and country in the background (one pass over
+    /// the prefix table), so no request waits for it behind a reader thread.
     pub fn new(store: Arc<dyn Store>, prefixes: Arc<PrefixData>, users: AsUsers) -> Self {
+        let space = Arc::new(OnceLock::new());
+        let (building, table) = (space.clone(), prefixes.clone());
+        let spawned = std::thread::Builder::new()
+            .name("coverage-space".into())
+            .spawn(move || {
+                building.get_or_init(|| address_space(&table));
+            });
+        if let Err(e) = spawned {
+            // The first request builds it instead.
+            tracing::warn!(error = %e, "coverage: address space not built ahead");
+        }
         Self {
             store,
             prefixes,
-            space: Arc::new(OnceLock::new()),
+            space,
             users: Arc::new(users),
         }
     }

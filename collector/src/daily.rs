@@ -113,10 +113,15 @@ pub struct MethodBreak {
     pub after: Option<String>,
 }
 
-/// Every change of method between consecutive days.
+/// Every change of method between consecutive days whose method is known. Days stored before
+/// days carried an id read as null: the method of that time is not known from the day (the
+/// current one was already in use for a while before ids were stored), so null → id is no
+/// break to mark; the id → id changes are.
 pub fn method_breaks(days: &[CountryDay]) -> Vec<MethodBreak> {
     days.windows(2)
-        .filter(|w| w[0].method_id != w[1].method_id)
+        .filter(|w| {
+            w[0].method_id.is_some() && w[1].method_id.is_some() && w[0].method_id != w[1].method_id
+        })
         .map(|w| MethodBreak {
             day: w[1].day.clone(),
             before: w[0].method_id.clone(),
@@ -796,11 +801,16 @@ mod tests {
         let series = series(&store, "XA".parse().unwrap()).unwrap();
         let ids: Vec<_> = series.days.iter().map(|d| d.method_id.as_deref()).collect();
         assert_eq!(ids, [None, Some(METHOD_ID)]);
+        // A day of unknown method before one of a known method is no break.
+        assert_eq!(series.method_breaks, Vec::<MethodBreak>::new());
+        // A change between two known methods is.
+        let mut days = series.days.clone();
+        days[0].method_id = Some("sixmap-daily/1".into());
         assert_eq!(
-            series.method_breaks,
+            method_breaks(&days),
             [MethodBreak {
                 day: "2025-11-09".into(),
-                before: None,
+                before: Some("sixmap-daily/1".into()),
                 after: Some(METHOD_ID.into()),
             }]
         );

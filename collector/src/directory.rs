@@ -194,8 +194,10 @@ pub fn set_listed(
     let shown: String = id.chars().take(40).collect();
     let not_found = || DirectoryError::NotFound(format!("{shown:?}"));
     let probe_id: ProbeId = id.parse().map_err(|_| not_found())?;
+    let _writing = crate::store::probe_record_lock(&probe_id);
     let mut record = store.probe(&probe_id)?.ok_or_else(not_found)?;
-    if !(admin || owns(name, &record)) {
+    // A revoked probe is in no directory, and its record is the operator's now.
+    if !(admin || owns(name, &record)) || record.revoked_at.is_some() {
         return Err(not_found());
     }
     if record.directory_listed != listed {
@@ -221,12 +223,57 @@ struct ListedBody {
 }
 
 pub fn router(store: Arc<dyn Store>) -> Router {
+    let listing = Listing {
+        store,
+        snapshot: Arc::new(std::sync::Mutex::new(None)),
+    };
     Router::new()
         .route("/directory", get(page_html))
         .route("/api/v1/directory", get(list))
         .route("/api/v1/directory/mine", get(own))
         .route("/api/v1/directory/{id}", post(set))
-        .with_state(store)
+        .with_state(listing)
+}
+
+/// How long the public listing's read of every probe serves: the public cache keys on the URI,
+/// so pages asked in many spellings (`page=01`, parameters reordered) each miss it; they share
+/// this one read instead of each reading every probe.
+const SNAPSHOT_FRESH_FOR: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The public listing's state: the store and its last read of every probe.
+#[derive(Clone)]
+struct Listing {
+    store: Arc<dyn Store>,
+    snapshot: Arc<std::sync::Mutex<Option<Snapshot>>>,
+}
+
+/// Every probe record as read at an instant.
+type Snapshot = (std::time::Instant, Arc<Vec<ProbeRecord>>);
+
+impl Listing {
+    /// Drops the snapshot: the next listing reads the store.
+    fn forget(&self) {
+        *self
+            .snapshot
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+    }
+
+    /// Every probe record, read at most once per [`SNAPSHOT_FRESH_FOR`]; blocking.
+    fn probes(&self) -> Result<Arc<Vec<ProbeRecord>>, DirectoryError> {
+        let mut snapshot = self
+            .snapshot
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((at, probes)) = snapshot.as_ref()
+            && at.elapsed() < SNAPSHOT_FRESH_FOR
+        {
+            return Ok(probes.clone());
+        }
+        let probes = Arc::new(self.store.probes()?);
+        *snapshot = Some((std::time::Instant::now(), probes.clone()));
+        Ok(probes)
+    }
 }
 
 async fn blocking<T: Send + 'static>(
@@ -245,7 +292,7 @@ async fn page_html() -> Response {
 }
 
 async fn list(
-    State(store): State<Arc<dyn Store>>,
+    State(listing): State<Listing>,
     params: Result<Query<PageParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Page>, DirectoryError> {
     let Query(params) = params.map_err(|e| DirectoryError::BadParam("query", e.body_text()))?;
@@ -254,28 +301,33 @@ async fn list(
         params.per_page.unwrap_or(DEFAULT_PER_PAGE),
     );
     Ok(Json(
-        blocking(move || page(&store.probes()?, UnixMicros::now(), n, per_page)).await?,
+        blocking(move || page(&listing.probes()?, UnixMicros::now(), n, per_page)).await?,
     ))
 }
 
 async fn own(
-    State(store): State<Arc<dyn Store>>,
+    State(listing): State<Listing>,
     caller: Caller,
 ) -> Result<Json<serde_json::Value>, DirectoryError> {
-    let probes = blocking(move || mine(&*store, &caller.name, UnixMicros::now())).await?;
+    let probes = blocking(move || mine(&*listing.store, &caller.name, UnixMicros::now())).await?;
     Ok(Json(serde_json::json!({ "probes": probes })))
 }
 
 async fn set(
-    State(store): State<Arc<dyn Store>>,
+    State(listing): State<Listing>,
     caller: Caller,
     Path(id): Path<String>,
     body: Result<Json<ListedBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<Entry>, DirectoryError> {
     let Json(body) = body.map_err(|e| DirectoryError::BadParam("body", e.body_text()))?;
     let admin = caller.role == Role::Admin;
-    let record =
-        blocking(move || set_listed(&*store, &caller.name, admin, &id, body.listed)).await?;
+    let record = blocking(move || {
+        let changed = set_listed(&*listing.store, &caller.name, admin, &id, body.listed);
+        // The owner sees the change in the public listing at once.
+        listing.forget();
+        changed
+    })
+    .await?;
     Ok(Json(entry(&record, UnixMicros::now())))
 }
 

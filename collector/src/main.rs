@@ -101,8 +101,8 @@ enum Command {
         file: PathBuf,
     },
     /// Print the public key that signs the daily dumps and published reports (PEM, as
-    /// `GET /open-data/key.pem` serves it) and its id (SHA-256 of its DER); the key is made
-    /// on first use, like the collector does at start. See docs/export.md.
+    /// `GET /open-data/key.pem` serves it) and its id (SHA-256 of its DER). The collector
+    /// makes the key at its first start; this only reads it. See docs/export.md.
     OpenDataKey {
         /// The collector's data dir (the key is in `<data_dir>/pki`).
         #[arg(long, required_unless_present = "pki_dir")]
@@ -272,7 +272,16 @@ fn run() -> anyhow::Result<()> {
             let dir = pki_dir
                 .or_else(|| data_dir.map(|d| d.join("pki")))
                 .context("give --data-dir or --pki-dir")?;
-            let key = sixmap_collector::export::sign::OpenDataKey::load_or_create_in(&dir)?;
+            // Read only: a key made here (as another user, or in a dir the collector does not
+            // use) would be one the collector never signs with.
+            let path = dir.join(sixmap_collector::export::sign::KEY_FILE);
+            if !path.exists() {
+                anyhow::bail!(
+                    "no open-data key at {}: the collector makes it at its first start (check --data-dir / --pki-dir)",
+                    path.display()
+                );
+            }
+            let key = sixmap_collector::export::sign::OpenDataKey::load(&path)?;
             print!("{}", key.public_pem());
             eprintln!("key id (SHA-256 of the DER public key): {}", key.key_id());
             Ok(())

@@ -179,7 +179,12 @@ pub fn record(
         }
         if !fresh.is_empty() {
             for webhook in webhooks {
-                store.set_alerts_pending(webhook, &fresh, true)?;
+                if let Err(e) = store.set_alerts_pending(webhook, &fresh, true) {
+                    // Stored but not marked: the next evaluation sees them as known and would
+                    // never mark them; the evaluation loop reconciles before its next round.
+                    RECONCILE_NEEDED.store(true, std::sync::atomic::Ordering::SeqCst);
+                    return Err(e);
+                }
             }
         }
     }
@@ -275,6 +280,10 @@ pub fn pending(store: &dyn Store, webhook: &str) -> Result<Vec<StoredAlert>, Sto
     Ok(out)
 }
 
+/// Set when alerts were stored but their pending marks could not be written (a store error,
+/// not a crash): the evaluation loop then reconciles, as a start would.
+static RECONCILE_NEEDED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Brings the delivery index in line with the outbox, reading it whole once (at start):
 /// each configured webhook's undelivered alerts pending, its delivered ones not. Covers a
 /// webhook new in the config (it gets every stored alert) and a crash between storing an
@@ -348,6 +357,12 @@ async fn evaluate(store: Arc<dyn Store>, settings: Arc<Alerts>, wake: Arc<Vec<Ar
             settings.max_stored,
         );
         let outcome = crate::store::run_blocking(move || {
+            if RECONCILE_NEEDED.swap(false, std::sync::atomic::Ordering::SeqCst)
+                && let Err(e) = reconcile(&*s, &names2)
+            {
+                RECONCILE_NEEDED.store(true, std::sync::atomic::Ordering::SeqCst);
+                return Err(e);
+            }
             // The API's rules as they are now: one made or deleted counts from here on.
             let api = rules_api::stored_rules(&*s, &rules)?;
             rules.extend(api);

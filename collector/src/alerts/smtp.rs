@@ -194,11 +194,30 @@ pub async fn send(
             .write_all(format!("MAIL FROM:<{}>{body}\r\n", mail.from).as_bytes())
             .await?;
         expect("MAIL FROM", read_reply(&mut reader).await?, 250)?;
+        // A recipient the relay refuses for good (5xx) is skipped, so one bad address does not
+        // hold every later alert; a transient refusal (4xx) retries the whole send.
+        let mut accepted = 0;
+        let mut refused = None;
         for to in &mail.to {
             write
                 .write_all(format!("RCPT TO:<{to}>\r\n").as_bytes())
                 .await?;
-            expect("RCPT TO", read_reply(&mut reader).await?, 250)?;
+            let reply = read_reply(&mut reader).await?;
+            match reply.code {
+                250 | 251 => accepted += 1,
+                500..=599 => {
+                    tracing::warn!(recipient = %to, code = reply.code, "alert email: the relay refused a recipient");
+                    refused = Some(reply);
+                }
+                _ => {
+                    expect("RCPT TO", reply, 250)?;
+                }
+            }
+        }
+        if accepted == 0
+            && let Some(reply) = refused
+        {
+            expect("RCPT TO", reply, 250)?;
         }
         write.write_all(b"DATA\r\n").await?;
         expect("DATA", read_reply(&mut reader).await?, 354)?;

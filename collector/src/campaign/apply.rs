@@ -9,8 +9,8 @@
 //!   `spread_s`) defines the tasks, the probes or the slots the results were counted against;
 //!   changing it would make one campaign two. Refused (409), naming the keys: cancel it and
 //!   apply again, or give the spec another name.
-//! - An ended campaign changes no more (409), unless the spec is the same: applying the same
-//!   spec twice changes nothing and says so, whatever the campaign's status.
+//! - An ended campaign (cancelled, finished) changes no more: applying the same spec again
+//!   changes nothing and says so; a different spec creates a new campaign of that name.
 
 use super::spec::{self, SpecInput};
 use super::{CampaignError, CampaignRecord, Campaigns, lock};
@@ -78,6 +78,9 @@ fn stored_input(record: &CampaignRecord, format: &str) -> Option<SpecInput> {
         .ok()
 }
 
+/// Held through each apply (see [`Campaigns::apply`]).
+static APPLYING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 impl Campaigns {
     /// Creates the campaign `text` describes, or brings the caller's campaign of that name in
     /// line with it (see the module documentation); blocking (store I/O).
@@ -92,6 +95,11 @@ impl Campaigns {
         let input = spec::parse(format, text)?;
         // Checked whole first: an invalid spec is refused the same whether it creates or updates.
         let (new, _) = spec::validate(&input, now, self.lab_mode)?;
+        // One apply at a time: two at once would both find no campaign of the name and create
+        // two, or update from copies read before the other's write.
+        let _applying = APPLYING
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let existing = self
             .all()?
             .into_iter()
@@ -116,14 +124,18 @@ impl Campaigns {
             });
         }
         if !record.is_active() {
-            return Err(CampaignError::Ended(
-                record.id,
-                format!(
-                    "{}; the spec differs in {}: give it another name to start a new campaign",
-                    record.status.as_str(),
-                    changed.join(", ")
-                ),
-            ));
+            // Its results stay with it; the changed spec is a campaign of its own, as after
+            // "cancel it and apply again".
+            let created = self.create(owner, format, text, now)?;
+            info!(
+                campaign = created.id,
+                ended = record.id,
+                owner,
+                "campaign created by apply after an ended one"
+            );
+            return Ok(Applied::Created {
+                campaign: Box::new(created),
+            });
         }
         let fixed: Vec<&String> = changed
             .iter()
@@ -141,14 +153,10 @@ impl Campaigns {
                 CHANGEABLE.join(", ")
             )));
         }
-        record.spec.description = new.description;
-        record.spec.budget = new.budget;
-        record.spec.schedule.stop = new.schedule.stop;
-        self.check_budget(&record)?;
-        record.spec_text = text.to_owned();
         {
             let _guard = lock(&self.records);
-            // Another apply or a cancel may have ended it since it was read.
+            // The changes go onto the record as it is now: since it was read, the ticker may
+            // have assigned probes, its owner published it, a cancel ended it.
             let current = self.load(record.id)?;
             if !current.is_active() {
                 return Err(CampaignError::Ended(
@@ -156,6 +164,12 @@ impl Campaigns {
                     current.status.as_str().to_owned(),
                 ));
             }
+            record = current;
+            record.spec.description = new.description;
+            record.spec.budget = new.budget;
+            record.spec.schedule.stop = new.schedule.stop;
+            self.check_budget(&record)?;
+            record.spec_text = text.to_owned();
             self.save(&record)?;
             self.store.flush()?;
         }
@@ -283,7 +297,7 @@ mod tests {
         assert_eq!(what, "created");
         assert_ne!(bobs, id);
 
-        // An ended campaign: the same spec is still "unchanged", a different one refused.
+        // An ended campaign: the same spec is still "unchanged", a different one a new campaign.
         c.cancel(
             id,
             super::super::Writer {
@@ -298,9 +312,13 @@ mod tests {
             kind(&c.apply("alice", "toml", &changed, later).unwrap()),
             ("unchanged", id)
         );
-        let e = c.apply("alice", "toml", SPEC, later).unwrap_err();
-        assert!(matches!(e, CampaignError::Ended(..)), "{e}");
-        assert!(e.to_string().contains("another name"), "{e}");
+        let (what, again) = kind(&c.apply("alice", "toml", SPEC, later).unwrap());
+        assert_eq!(what, "created");
+        assert_ne!(again, id);
+        assert_eq!(
+            kind(&c.apply("alice", "toml", SPEC, later).unwrap()),
+            ("unchanged", again)
+        );
         // An invalid spec is refused before anything is looked up.
         let e = c
             .apply("alice", "toml", &SPEC.replace("3600", "5"), later)

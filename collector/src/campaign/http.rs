@@ -113,8 +113,11 @@ pub(super) fn parse_id(text: &str) -> Result<u64, ApiError> {
         .map_err(|_| bad("id", format!("{text:?} is not a campaign id")))
 }
 
-async fn list(State(c): State<Arc<Campaigns>>) -> Result<Json<serde_json::Value>, ApiError> {
-    let summaries = blocking(move || c.summaries()).await?;
+async fn list(
+    State(c): State<Arc<Campaigns>>,
+    caller: crate::http_auth::Caller,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let summaries = blocking(move || c.summaries(writer(&caller))).await?;
     Ok(Json(serde_json::json!({ "campaigns": summaries })))
 }
 
@@ -194,10 +197,13 @@ fn spec_text(body: CreateBody) -> Result<(String, String), ApiError> {
 
 async fn show(
     State(c): State<Arc<Campaigns>>,
+    caller: crate::http_auth::Caller,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let id = parse_id(&id)?;
-    Ok(Json(blocking(move || c.show(id, UnixMicros::now())).await?))
+    Ok(Json(
+        blocking(move || c.show_for(id, writer(&caller), UnixMicros::now())).await?,
+    ))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -243,6 +249,7 @@ struct ReportParams {
 
 async fn report_of(
     State(c): State<Arc<Campaigns>>,
+    caller: crate::http_auth::Caller,
     Path(id): Path<String>,
     params: Result<Query<ReportParams>, axum::extract::rejection::QueryRejection>,
     lang: Negotiated,
@@ -257,7 +264,7 @@ async fn report_of(
         ));
     }
     let maker = c.pdf().clone();
-    let report = blocking(move || c.report(id, UnixMicros::now())).await?;
+    let report = blocking(move || c.report_for(id, writer(&caller), UnixMicros::now())).await?;
     Ok(render(&report, &format, &maker, &lang).await)
 }
 

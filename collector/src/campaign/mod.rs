@@ -187,6 +187,12 @@ pub struct Writer<'a> {
     pub admin: bool,
 }
 
+/// Whether `by` may read `record`: a quick measurement is its owner's (its targets and
+/// results are theirs, as its follower already holds); any other campaign every reader's.
+fn readable(record: &CampaignRecord, by: Writer<'_>) -> bool {
+    record.spec.quick.is_none() || by.check(record).is_ok()
+}
+
 impl Writer<'_> {
     /// Refuses unless this writer owns `record` or is an admin.
     fn check(&self, record: &CampaignRecord) -> Result<(), CampaignError> {
@@ -322,10 +328,13 @@ impl Campaigns {
         self.load(id)
     }
 
-    pub fn summaries(&self) -> Result<Vec<CampaignSummary>, CampaignError> {
+    /// The campaigns `by` may read: every campaign, but quick measurements only their
+    /// owner's (or an admin's), as [`Campaigns::quick`] decides.
+    pub fn summaries(&self, by: Writer<'_>) -> Result<Vec<CampaignSummary>, CampaignError> {
         Ok(self
             .all()?
             .into_iter()
+            .filter(|r| readable(r, by))
             .map(|r| CampaignSummary {
                 id: r.id,
                 name: r.spec.name.clone(),
@@ -811,6 +820,33 @@ impl Campaigns {
         let mut report = report::build(&record, &cells, progress, now, self.publication);
         report.publisher = self.publisher.clone();
         Ok(report)
+    }
+
+    /// The report of campaign `id` as `by` may read it: another owner's quick measurement is
+    /// "not found", like an unknown id; blocking.
+    pub fn report_for(
+        &self,
+        id: u64,
+        by: Writer<'_>,
+        now: UnixMicros,
+    ) -> Result<report::Report, CampaignError> {
+        if !readable(&self.load(id)?, by) {
+            return Err(CampaignError::NotFound(id));
+        }
+        self.report(id, now)
+    }
+
+    /// [`Campaigns::show`] as `by` may read it (see [`Campaigns::report_for`]).
+    pub fn show_for(
+        &self,
+        id: u64,
+        by: Writer<'_>,
+        now: UnixMicros,
+    ) -> Result<serde_json::Value, CampaignError> {
+        if !readable(&self.load(id)?, by) {
+            return Err(CampaignError::NotFound(id));
+        }
+        self.show(id, now)
     }
 
     /// A campaign with its progress, as `show` prints it; blocking.

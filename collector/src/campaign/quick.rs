@@ -592,6 +592,36 @@ mod tests {
     }
 
     #[test]
+    fn another_owners_quick_measurement_is_not_found_anywhere() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = service(dir.path(), &fleet(), None);
+        for n in 1..=2u8 {
+            let (tx, rx) = tokio::sync::mpsc::channel(8);
+            c.connected(&probe(n, None, "").id, tx);
+            std::mem::forget(rx);
+        }
+        let ask =
+            request(serde_json::json!({"kind": "ping", "target": "example.org", "probes": 1}));
+        let id = c.create_quick("alice", &ask, NOW).unwrap().id;
+        let who = |name, admin| super::super::Writer { name, admin };
+        let listed = |by| c.summaries(by).unwrap().iter().any(|s| s.id == id);
+        assert!(listed(who("alice", false)));
+        assert!(listed(who("root", true)));
+        assert!(!listed(who("bob", false)), "bob lists alice's measurement");
+        let bob = who("bob", false);
+        assert!(matches!(
+            c.show_for(id, bob, NOW),
+            Err(CampaignError::NotFound(_))
+        ));
+        assert!(matches!(
+            c.report_for(id, bob, NOW),
+            Err(CampaignError::NotFound(_))
+        ));
+        assert!(c.show_for(id, who("alice", false), NOW).is_ok());
+        assert!(c.report_for(id, who("root", true), NOW).is_ok());
+    }
+
+    #[test]
     fn quick_measurements_spend_the_owners_budget_and_rate() {
         let dir = tempfile::tempdir().unwrap();
         // Owner limit: 3 probe-tests per hour across active campaigns.

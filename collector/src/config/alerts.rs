@@ -14,6 +14,10 @@ pub const MAX_WEBHOOKS: usize = 8;
 /// Most subjects (countries plus networks) one `share_drop` rule watches.
 pub const MAX_SUBJECTS: usize = 1000;
 
+/// `min_tests` of the pmtu_black_hole and ext_header_drop rules when not given: a single test
+/// on each day compared would call one flapping path a new black hole every other day.
+pub const DEFAULT_MIN_TESTS: u64 = 5;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AlertsConfig {
@@ -368,7 +372,7 @@ impl RuleToml {
                         format!("at most {MAX_SUBJECTS} AS numbers, none 0"),
                     ));
                 }
-                let min_tests = self.min_tests.unwrap_or(1);
+                let min_tests = self.min_tests.unwrap_or(DEFAULT_MIN_TESTS);
                 if min_tests == 0 {
                     return Err(bad("min_tests", "must be at least 1".into()));
                 }

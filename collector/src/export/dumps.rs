@@ -376,13 +376,13 @@ pub fn write_due(
                 continue;
             }
             let path = dumps.dir.join(&name);
-            let sha256 = if path.exists() {
-                if sealed.is_some() {
-                    continue;
-                }
-                // Written before manifests existed, or before a crash ahead of the manifest.
-                hash_file(&path)?
-            } else {
+            if sealed.is_some() && path.exists() {
+                continue;
+            }
+            // Not sealed yet: written again even when a file is there. It was never signed, and
+            // one written before this release (or before addresses were cut to /48) must not
+            // be sealed as it is.
+            let sha256 = {
                 let entry = write_day(store, &dumps.dir, day, format)?;
                 info!(file = %entry.file, rows = entry.rows, bytes = entry.bytes, "daily dump written");
                 if let Some(Some((hash, _))) = listed

@@ -70,14 +70,85 @@ fn mask_in(value: &mut Value, prefixes: &[IpAddr], key: Option<&str>) {
         Value::Array(items) => items.iter_mut().for_each(|v| mask_in(v, prefixes, None)),
         Value::String(text) => {
             if let Ok(address) = text.parse::<IpAddr>() {
-                let masked = mask(address);
-                if key.is_some_and(is_source_key) || prefixes.contains(&masked) {
+                if let Some(masked) = household(address) {
                     *text = masked.to_string();
+                } else {
+                    let masked = mask(address);
+                    if key.is_some_and(is_source_key) || prefixes.contains(&masked) {
+                        *text = masked.to_string();
+                    }
                 }
+            } else if let Some(masked) = mask_text(text, prefixes) {
+                *text = masked;
             }
         }
         _ => {}
     }
+}
+
+/// What a household-local address is cut to, whatever field holds it: a unique local address
+/// (fc00::/7: its 40-bit global id is a stable per-site random number, the home router's
+/// address behind a system resolver) to `fd00::`/`fc00::`, a link-local one to `fe80::`.
+/// `None` for every other address.
+fn household(address: IpAddr) -> Option<IpAddr> {
+    let IpAddr::V6(v6) = address else {
+        return None;
+    };
+    let first = v6.segments()[0];
+    if first & 0xfe00 == 0xfc00 {
+        Some(IpAddr::V6(Ipv6Addr::new(
+            first & 0xff00,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+        )))
+    } else if first & 0xffc0 == 0xfe80 {
+        Some(IpAddr::V6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0)))
+    } else {
+        None
+    }
+}
+
+/// `text` (free text: an error message) with the addresses it names cut as a field holding
+/// them would be; `None` when it names none that needs it. Words are split at white space
+/// and stripped of quotes, brackets and punctuation around them, and of a `%zone`.
+fn mask_text(text: &str, prefixes: &[IpAddr]) -> Option<String> {
+    let mut out = String::with_capacity(text.len());
+    let mut changed = false;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let start = rest
+            .find(|c: char| !c.is_whitespace())
+            .unwrap_or(rest.len());
+        out.push_str(&rest[..start]);
+        rest = &rest[start..];
+        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        let word = &rest[..end];
+        let core = word.trim_matches(|c: char| "\"'()[]{}<>,;.".contains(c));
+        // `[address]:port` and `address%zone`: the address alone.
+        let address_text = core.split(['%', ']']).next().unwrap_or(core);
+        let replacement = address_text.parse::<IpAddr>().ok().and_then(|address| {
+            household(address).or_else(|| {
+                let masked = mask(address);
+                prefixes.contains(&masked).then_some(masked)
+            })
+        });
+        match (replacement, word.find(address_text)) {
+            (Some(masked), Some(at)) if !address_text.is_empty() => {
+                out.push_str(&word[..at]);
+                out.push_str(&masked.to_string());
+                out.push_str(&word[at + address_text.len()..]);
+                changed = true;
+            }
+            _ => out.push_str(word),
+        }
+        rest = &rest[end..];
+    }
+    changed.then_some(out)
 }
 
 /// `stored` as a public output may show it: the probe's addresses cut to its /48 (/24).
@@ -113,6 +184,32 @@ mod tests {
     use super::*;
     use crate::export::samples;
     use sixmap_shared::UnixMicros;
+
+    /// A home router's unique local or link-local address identifies the household wherever
+    /// it appears (a system resolver's `destination`, an error message); an address of the
+    /// probe's own /48 inside a message is cut as in a field.
+    #[test]
+    fn household_addresses_are_cut_in_any_field_and_in_messages() {
+        let own: IpAddr = "2001:db8:1234::".parse().unwrap();
+        let mut value = serde_json::json!({
+            "destination": "fd3a:1b2c:9d4e::1",
+            "hop": "fe80::1:2",
+            "target": "2001:db8:99::1",
+            "failure": "the first nameserver \"fe80::aa:bb%eth0\" failed; connect to [2001:db8:1234:5::7]:53, then fd12:3456:789a::53.",
+        });
+        mask_in(&mut value, &[own], None);
+        assert_eq!(value["destination"], "fd00::");
+        assert_eq!(value["hop"], "fe80::");
+        assert_eq!(
+            value["target"], "2001:db8:99::1",
+            "another network's address stays"
+        );
+        assert_eq!(
+            value["failure"],
+            "the first nameserver \"fe80::%eth0\" failed; connect to [2001:db8:1234::]:53, then fd00::."
+        );
+        assert_eq!(mask_text("no address here: 42 ms", &[own]), None);
+    }
 
     #[test]
     fn prefixes_are_cut_per_family() {

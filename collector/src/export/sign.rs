@@ -83,19 +83,34 @@ impl OpenDataKey {
         let path = pki_dir.join(KEY_FILE);
         if !path.exists() {
             let pair = KeyPair::generate_for(&PKCS_ED25519)?;
-            // create_new: two processes starting at once cannot overwrite each other's key;
-            // the loser reads the winner's below.
-            match std::fs::OpenOptions::new()
+            // Written whole under a name of this process's own, then linked into place:
+            // `hard_link` fails when the key exists, so two processes starting at once cannot
+            // overwrite each other's key, and a crash mid-write leaves no empty key behind (a
+            // key that later changed would break every published key id).
+            let temporary = pki_dir.join(format!(".{KEY_FILE}.{}", std::process::id()));
+            let _ = std::fs::remove_file(&temporary);
+            let written = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
-                .open(&path)
-            {
-                Ok(mut file) => {
-                    file.write_all(pair.serialize_pem().as_bytes())
-                        .and_then(|()| file.sync_all())
-                        .map_err(io("write", &path))?;
+                .open(&temporary)
+                .and_then(|mut file| {
+                    file.write_all(pair.serialize_pem().as_bytes())?;
+                    file.sync_all()
+                });
+            if let Err(e) = written {
+                let _ = std::fs::remove_file(&temporary);
+                return Err(io("write", &temporary)(e));
+            }
+            let linked = std::fs::hard_link(&temporary, &path);
+            let _ = std::fs::remove_file(&temporary);
+            match linked {
+                Ok(()) => {
+                    std::fs::File::open(pki_dir)
+                        .and_then(|dir| dir.sync_all())
+                        .map_err(io("sync", pki_dir))?;
                 }
+                // Another process made it first: theirs is the key.
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(io("create", &path)(e)),
             }

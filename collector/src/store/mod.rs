@@ -33,6 +33,23 @@ pub use migrate::Migrated;
 pub use result_codec::Undecoded;
 pub use sled_db::{DEFAULT_CACHE_MB, SledStore};
 
+/// Held around every read-modify-write of a probe record (session updates, revocation, the
+/// directory listing): the store has no compare-and-swap of records, so without it a write
+/// made from a stale copy undid another (an owner toggling their listing could undo an
+/// operator's revocation). One collector process; collectors sharing a store do not share it.
+/// Striped by probe, so sessions of different probes do not wait for each other.
+pub fn probe_record_lock(probe: &ProbeId) -> std::sync::MutexGuard<'static, ()> {
+    use std::hash::{Hash, Hasher};
+    static LOCKS: [std::sync::Mutex<()>; 64] = [const { std::sync::Mutex::new(()) }; 64];
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    probe.hash(&mut hasher);
+    let stripe = usize::try_from(hasher.finish() % 64).unwrap_or(0);
+    // Nothing guarded can be left half-done by a panic: the record is written whole.
+    LOCKS[stripe]
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 use serde::{Deserialize, Serialize};
 use sixmap_shared::health::{OutboxLoss, ProbeTag, SelfTest, TagName};
 use sixmap_shared::measurement::MeasurementResult;
