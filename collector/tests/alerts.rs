@@ -816,7 +816,8 @@ async fn an_alert_by_email_reaches_a_real_smtp_server_once() {
     .await;
     let email = format!(
         "[[alerts.emails]]\nname = \"mail\"\nrelay = \"127.0.0.1:{port}\"\n\
-         from = \"sixmap@example.org\"\nto = [\"noc@example.org\", \"ops@example.org\"]\n"
+         from = \"sixmap@example.org\"\nto = [\"noc@example.org\", \"ops@example.org\"]\n\
+         probe_owners = {{ \"{OWNER}\" = \"volunteer@home.example\", \"bob\" = \"bob@example.net\" }}\n"
     );
     let config = config_with(dir.path(), &[], 2000, &format!("{OFFLINE_RULE}{email}"));
     let collector = Collector::start(&config);
@@ -849,7 +850,8 @@ async fn an_alert_by_email_reaches_a_real_smtp_server_once() {
     for expected in [
         format!("X-Sixmap-Alert-Id: {id}"),
         "From: <sixmap@example.org>".to_string(),
-        "To: <noc@example.org>, <ops@example.org>".to_string(),
+        // The probe's owner too (probe_owners), and no other owner.
+        "To: <noc@example.org>, <ops@example.org>, <volunteer@home.example>".to_string(),
         "Subject: [sixmap] probe ".to_string(),
         "Rule offline (probe_offline)".to_string(),
         "/api/v1/probes".to_string(),
@@ -858,6 +860,14 @@ async fn an_alert_by_email_reaches_a_real_smtp_server_once() {
     ] {
         assert!(message.contains(&expected), "{expected}: {message}");
     }
+    // The envelope (aiosmtpd writes it as X-RcptTo) has the owner's contact, and no other
+    // owner's.
+    let envelope = message
+        .lines()
+        .find(|l| l.starts_with("X-RcptTo:"))
+        .unwrap_or_else(|| panic!("no X-RcptTo: {message}"));
+    assert!(envelope.contains("volunteer@home.example"), "{envelope}");
+    assert!(!message.contains("bob@example.net"), "{message}");
     drop(collector);
     let _ = smtp.kill();
     let _ = smtp.wait();

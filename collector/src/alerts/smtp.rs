@@ -106,6 +106,22 @@ fn header_text(text: &str) -> String {
         .collect()
 }
 
+/// Who gets `alert`: the destination's `to`, and for a `probe_offline` alert the contact of
+/// the probe's owner (its evidence's `owner`) when `probe_owners` names one. Empty: nobody to
+/// tell (the alert counts as delivered to this destination).
+pub fn recipients(mail: &Email, alert: &Alert) -> Vec<String> {
+    let mut to = mail.to.clone();
+    if alert.kind == "probe_offline"
+        && let Some(contact) = alert.evidence["owner"]
+            .as_str()
+            .and_then(|owner| mail.probe_owners.get(owner))
+        && !to.contains(contact)
+    {
+        to.push(contact.clone());
+    }
+    to
+}
+
 /// The message (headers, blank line, body) with CRLF line ends and dot-stuffed, ready for
 /// `DATA` (without the final `.`).
 pub fn message(mail: &Email, alert: &Alert, now: UnixMicros) -> String {
@@ -130,7 +146,7 @@ pub fn message(mail: &Email, alert: &Alert, now: UnixMicros) -> String {
          X-Sixmap-Alert-Id: {}\nMIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\n\
          Content-Transfer-Encoding: 8bit\n",
         mail.from,
-        mail.to
+        recipients(mail, alert)
             .iter()
             .map(|t| format!("<{t}>"))
             .collect::<Vec<_>>()
@@ -161,6 +177,11 @@ pub async fn send(
     now: UnixMicros,
     timeout: Duration,
 ) -> Result<(), SmtpError> {
+    let recipients = recipients(mail, alert);
+    if recipients.is_empty() {
+        // An alert of a probe whose owner left no contact, on a destination for owners only.
+        return Ok(());
+    }
     let attempt = async {
         let stream =
             TcpStream::connect(&mail.relay)
@@ -198,7 +219,7 @@ pub async fn send(
         // hold every later alert; a transient refusal (4xx) retries the whole send.
         let mut accepted = 0;
         let mut refused = None;
-        for to in &mail.to {
+        for to in &recipients {
             write
                 .write_all(format!("RCPT TO:<{to}>\r\n").as_bytes())
                 .await?;
@@ -264,6 +285,53 @@ mod tests {
         );
     }
 
+    /// A probe's owner hears of their probe's outage, and of nothing else.
+    #[test]
+    fn probe_owners_get_their_probes_offline_alerts_only() {
+        let mail = Email {
+            name: "mail".into(),
+            relay: "[::1]:25".into(),
+            from: "sixmap@example.org".into(),
+            to: vec!["noc@example.org".into()],
+            probe_owners: [("alice".to_owned(), "alice@home.example".to_owned())].into(),
+        };
+        let alert = |kind: &str, owner: &str| Alert {
+            id: "abc".into(),
+            rule: "r".into(),
+            kind: kind.into(),
+            subject: "probe:x".into(),
+            created_at: UnixMicros(1),
+            summary: "s".into(),
+            evidence: serde_json::json!({"owner": owner}),
+            links: Vec::new(),
+        };
+        assert_eq!(
+            recipients(&mail, &alert("probe_offline", "alice")),
+            ["noc@example.org", "alice@home.example"]
+        );
+        assert_eq!(
+            recipients(&mail, &alert("probe_offline", "bob")),
+            ["noc@example.org"]
+        );
+        assert_eq!(
+            recipients(&mail, &alert("share_drop", "alice")),
+            ["noc@example.org"]
+        );
+        let owners_only = Email {
+            to: Vec::new(),
+            ..mail
+        };
+        assert!(recipients(&owners_only, &alert("share_drop", "alice")).is_empty());
+        assert!(
+            message(
+                &owners_only,
+                &alert("probe_offline", "alice"),
+                UnixMicros(0)
+            )
+            .contains("To: <alice@home.example>\r\n")
+        );
+    }
+
     #[test]
     fn the_message_is_dot_stuffed_and_its_headers_have_no_line_breaks() {
         let mail = Email {
@@ -271,6 +339,7 @@ mod tests {
             relay: "[::1]:25".into(),
             from: "sixmap@example.org".into(),
             to: vec!["noc@example.org".into(), "ops@example.org".into()],
+            probe_owners: Default::default(),
         };
         let alert = Alert {
             id: "abc".into(),

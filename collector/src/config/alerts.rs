@@ -61,9 +61,18 @@ pub struct EmailToml {
     pub relay: String,
     /// The envelope and `From` address.
     pub from: String,
-    /// Recipients (at most 16).
+    /// Recipients of every alert (at most 16; may be empty when `probe_owners` is set).
+    #[serde(default)]
     pub to: Vec<String>,
+    /// Probe owners' own contacts: owner (as in their enrollment token) → address. A
+    /// `probe_offline` alert of an owner's probe goes to that owner too, as RIPE Atlas tells a
+    /// host whose probe is down.
+    #[serde(default)]
+    pub probe_owners: std::collections::BTreeMap<String, String>,
 }
+
+/// Most owner contacts one email destination holds.
+pub const MAX_PROBE_OWNERS: usize = 100_000;
 
 /// A validated email destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +81,8 @@ pub struct Email {
     pub relay: String,
     pub from: String,
     pub to: Vec<String>,
+    /// Owner → address (see [`EmailToml::probe_owners`]).
+    pub probe_owners: std::collections::BTreeMap<String, String>,
 }
 
 /// An address as SMTP takes it between `<` and `>`: something@something, no spaces, no
@@ -481,8 +492,23 @@ impl AlertsConfig {
             if !address_ok(&mail.from) {
                 return Err(invalid(&key("from"), "must be an address (a@b)".into()));
             }
-            if mail.to.is_empty() || mail.to.len() > 16 {
-                return Err(invalid(&key("to"), "1 to 16 addresses".into()));
+            if (mail.to.is_empty() && mail.probe_owners.is_empty()) || mail.to.len() > 16 {
+                return Err(invalid(
+                    &key("to"),
+                    "1 to 16 addresses (or none, with probe_owners)".into(),
+                ));
+            }
+            if mail.probe_owners.len() > MAX_PROBE_OWNERS {
+                return Err(invalid(
+                    &key("probe_owners"),
+                    format!("at most {MAX_PROBE_OWNERS} owners"),
+                ));
+            }
+            if let Some((owner, bad)) = mail.probe_owners.iter().find(|(_, a)| !address_ok(a)) {
+                return Err(invalid(
+                    &key(&format!("probe_owners.{owner}")),
+                    format!("{bad:?} is not an address (a@b)"),
+                ));
             }
             if let Some(bad) = mail.to.iter().find(|t| !address_ok(t)) {
                 return Err(invalid(
@@ -495,6 +521,7 @@ impl AlertsConfig {
                 relay: mail.relay,
                 from: mail.from,
                 to: mail.to,
+                probe_owners: mail.probe_owners,
             });
         }
         let mut ids = HashSet::new();
