@@ -4,7 +4,10 @@
 # For every day's manifest, oldest first: its Ed25519 signature (openssl), the SHA-256 of
 # every file it names (sha256sum), including the previous day's manifest, and that the
 # manifest names exactly the previous one (the hash chain: a day removed, replaced or edited
-# breaks it). Exits non-zero at the first failure. docs/export.md explains each step; the
+# breaks it); then that every day's data file is named by its day's manifest (a file added
+# beside a signed day, or a day not sealed, would otherwise pass unchecked; the `.sha256`
+# sidecars and index.json are conveniences, not signed). Exits non-zero at the first
+# failure. docs/export.md explains each step; the
 # collector's tests run this very script (collector/tests/export.rs).
 set -eu
 key=$(realpath "$1")
@@ -29,4 +32,14 @@ for manifest in $(ls -- *.manifest | sort); do
     count=$((count + 1))
 done
 [ "$count" -gt 0 ] || { echo "no manifest in $2" >&2; exit 1; }
+for file in [0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9].*; do
+    case "$file" in
+        *.manifest | *.manifest.sig | *.sha256) continue ;;
+    esac
+    day=$(printf '%s' "$file" | cut -c1-10)
+    [ -f "$day.manifest" ] \
+        || { echo "$file: its day has no signed manifest (not sealed)" >&2; exit 1; }
+    grep -q "^[0-9a-f]\{64\}  $file\$" "$day.manifest" \
+        || { echo "$file: not named by $day.manifest" >&2; exit 1; }
+done
 echo "OK: $count days, signatures, files and chain verified"

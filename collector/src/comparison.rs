@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use sixmap_shared::UnixMicros;
 use sixmap_shared::prefixes::{CountryCode, split_csv};
 use std::collections::BTreeMap;
-use std::io::BufRead;
+use std::io::{BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -52,6 +52,13 @@ pub enum ComparisonError {
     Missing(&'static str),
     #[error("no economy in the file")]
     Empty,
+    #[error(
+        "every figure is between 0 and 1 and none has a % sign: these look like fractions, \
+         while APNIC publishes percentages (multiply by 100, or check the file)"
+    )]
+    Fractions,
+    #[error("{path}: {size} bytes, more than the {max} an economy table can need")]
+    TooLarge { path: PathBuf, size: u64, max: u64 },
     #[error("{path}: {reason}")]
     Corrupt { path: PathBuf, reason: String },
 }
@@ -99,11 +106,32 @@ fn percent(text: &str, line: u64, what: &str) -> Result<f64, ComparisonError> {
 /// Positions of the columns read: economy, capable, then preferred, samples and date if any.
 type Columns = (usize, usize, Option<usize>, Option<usize>, Option<usize>);
 
-/// ISO 3166 user-assigned codes, which APNIC gives its regions.
+/// ISO 3166 user-assigned codes, which APNIC gives its regions, and the reserved EU and AP
+/// (the European Union, Asia-Pacific): not economies.
 fn private_use(code: &CountryCode) -> bool {
     let text = code.to_string();
     let b = text.as_bytes();
-    text == "AA" || text == "ZZ" || b[0] == b'X' || (b[0] == b'Q' && b[1] >= b'M')
+    text == "AA"
+        || text == "ZZ"
+        || text == "EU"
+        || text == "AP"
+        || b[0] == b'X'
+        || (b[0] == b'Q' && b[1] >= b'M')
+}
+
+/// Largest file `import` reads: APNIC's table is a few hundred kilobytes, its time series a
+/// few megabytes.
+pub const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// A `YYYY-MM-DD` day.
+fn is_day(text: &str) -> bool {
+    let b = text.as_bytes();
+    b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
 }
 
 /// Parses APNIC's per-economy CSV; returns the figures and the file's date, if it has one.
@@ -111,8 +139,9 @@ pub fn parse_apnic(
     reader: impl BufRead,
 ) -> Result<(Vec<EconomyFigure>, Option<String>), ComparisonError> {
     let mut columns: Option<Columns> = None;
-    let mut figures: BTreeMap<CountryCode, EconomyFigure> = BTreeMap::new();
-    let mut date = None;
+    // Per economy its newest row (a time series has one per day), with that row's day.
+    let mut figures: BTreeMap<CountryCode, (Option<String>, EconomyFigure)> = BTreeMap::new();
+    let mut percent_signs = false;
     for (n, line) in reader.lines().enumerate() {
         let line_no = n as u64 + 1;
         let line = line.map_err(|source| ComparisonError::Io {
@@ -147,7 +176,7 @@ pub fn parse_apnic(
         };
         let field = |i: usize| fields.get(i).map(|f| f.trim()).unwrap_or_default();
         // Regions, totals and unknown economies are not countries: not ours to compare.
-        let Ok(country) = field(cc).parse::<CountryCode>() else {
+        let Ok(country) = field(cc).to_ascii_uppercase().parse::<CountryCode>() else {
             continue;
         };
         if private_use(&country) {
@@ -166,27 +195,44 @@ pub fn parse_apnic(
                 )
             }
         };
-        if let Some(d) = day.map(field).filter(|d| !d.is_empty()) {
-            date.get_or_insert_with(|| d.to_owned());
+        let row_day = match day.map(field).filter(|d| !d.is_empty()) {
+            None => None,
+            Some(d) if is_day(d) => Some(d.to_owned()),
+            Some(d) => {
+                return Err(ComparisonError::Line {
+                    line: line_no,
+                    reason: format!("date {d:?} is not a day (YYYY-MM-DD)"),
+                });
+            }
+        };
+        if figures
+            .get(&country)
+            .is_some_and(|(kept, _)| kept.as_deref() > row_day.as_deref())
+        {
+            continue;
         }
-        figures.insert(
+        percent_signs |= field(capable).contains('%');
+        let figure = EconomyFigure {
             country,
-            EconomyFigure {
-                country,
-                capable: percent(field(capable), line_no, "capable")?,
-                preferred: preferred
-                    .map(field)
-                    .filter(|p| !p.is_empty())
-                    .map(|p| percent(p, line_no, "preferred"))
-                    .transpose()?,
-                samples,
-            },
-        );
+            capable: percent(field(capable), line_no, "capable")?,
+            preferred: preferred
+                .map(field)
+                .filter(|p| !p.is_empty())
+                .map(|p| percent(p, line_no, "preferred"))
+                .transpose()?,
+            samples,
+        };
+        figures.insert(country, (row_day, figure));
     }
     if figures.is_empty() {
         return Err(ComparisonError::Empty);
     }
-    Ok((figures.into_values().collect(), date))
+    if !percent_signs && figures.values().all(|(_, f)| f.capable <= 0.01) {
+        return Err(ComparisonError::Fractions);
+    }
+    // The figures' day: the newest row kept (every economy's, in a one-day table).
+    let date = figures.values().filter_map(|(d, _)| d.clone()).max();
+    Ok((figures.into_values().map(|(_, f)| f).collect(), date))
 }
 
 /// Checks `file` and keeps it in `data_dir` (replacing an earlier import), atomically.
@@ -200,7 +246,16 @@ pub fn import(
         let path = path.to_owned();
         move |source| ComparisonError::Io { path, source }
     };
-    let reader = std::io::BufReader::new(std::fs::File::open(file).map_err(io(file))?);
+    let opened = std::fs::File::open(file).map_err(io(file))?;
+    let size = opened.metadata().map_err(io(file))?.len();
+    if size > MAX_FILE_BYTES {
+        return Err(ComparisonError::TooLarge {
+            path: file.to_owned(),
+            size,
+            max: MAX_FILE_BYTES,
+        });
+    }
+    let reader = std::io::BufReader::new(opened.take(MAX_FILE_BYTES));
     let (figures, date) = parse_apnic(reader)?;
     let imported = Imported {
         source: SOURCE.into(),
@@ -219,7 +274,12 @@ pub fn import(
         path: path.clone(),
         reason: e.to_string(),
     })?;
-    std::fs::write(&temp, json).map_err(io(&temp))?;
+    std::fs::File::create(&temp)
+        .and_then(|mut f| {
+            f.write_all(&json)?;
+            f.sync_all()
+        })
+        .map_err(io(&temp))?;
     std::fs::rename(&temp, &path).map_err(io(&path))?;
     Ok(imported)
 }
@@ -467,6 +527,38 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("Capable"), "{err}");
+    }
+
+    /// A time series keeps each economy's newest row and is dated by it; fractions, bad dates
+    /// and regions are refused or skipped with a word; lowercase codes are read.
+    #[test]
+    fn series_fractions_dates_and_codes() {
+        let series = "Date,CC,IPv6 Capable\n2026-12-02,de,70%\n2026-11-30,DE,60%\n\
+                      2026-11-30,FR,50%\n2026-12-01,EU,40%\n";
+        let (figures, date) = parse_apnic(series.as_bytes()).unwrap();
+        assert_eq!(date.as_deref(), Some("2026-12-02"));
+        let share = |cc: &str| {
+            figures
+                .iter()
+                .find(|f| f.country.to_string() == cc)
+                .map(|f| f.capable)
+        };
+        assert_eq!(
+            share("DE"),
+            Some(0.7),
+            "the newest row, lowercase code read"
+        );
+        assert_eq!(share("FR"), Some(0.5));
+        assert_eq!(share("EU"), None, "EU is no economy");
+        let err = parse_apnic("CC,IPv6 Capable\nDE,0.72\nFR,0.5\n".as_bytes()).unwrap_err();
+        assert!(matches!(err, ComparisonError::Fractions), "{err}");
+        let err = parse_apnic("Date,CC,IPv6 Capable\n12/01/2026,DE,70\n".as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("line 2") && err.contains("YYYY-MM-DD"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -235,7 +235,11 @@ pub async fn start_with_store(
     let coverage_users = settings.coverage_users.clone();
     let coverage_prefixes = prefixes.clone();
     // APNIC's per-economy figures, if imported (`import-apnic`): shown beside ours.
-    let apnic = comparison::load(&settings.data_dir)?;
+    // A damaged import hides the comparison, not the collector: it says so and serves on.
+    let apnic = comparison::load(&settings.data_dir).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "the APNIC import is unreadable: the comparison is not shown (import it again)");
+        None
+    });
     let server_limits = settings.limits.clone();
     let campaigns = Arc::new(
         campaign::Campaigns::new(

@@ -783,4 +783,19 @@ fn signed_dumps_verify_with_openssl_and_any_change_fails() {
         }
     });
     assert!(text.contains("2026-03-03.manifest"), "{text}");
+    // A file beside a signed day that its manifest does not name, and a day never sealed.
+    let text = case("unlisted", &|d| {
+        std::fs::write(d.join("2026-03-02.parquet"), b"not signed").unwrap();
+    });
+    assert!(
+        text.contains("2026-03-02.parquet: not named by 2026-03-02.manifest"),
+        "{text}"
+    );
+    let text = case("unsealed", &|d| {
+        std::fs::write(d.join("2026-03-09.jsonl"), b"{}\n").unwrap();
+    });
+    assert!(
+        text.contains("2026-03-09.jsonl: its day has no signed manifest"),
+        "{text}"
+    );
 }
