@@ -7,8 +7,8 @@ use crate::rawnet::build::TCP_RST;
 use crate::tls::x509;
 use sixmap_shared::measurement::{
     ConnectOutcome, DnsResponse, DnsResult, DualStackResult, ExtHeaderResult, Family, HopAnswer,
-    HttpResult, IcmpError, Outcome, PingResult, PmtuResult, QuicResult, TcpResult, TlsResult,
-    TracerouteResult, query_type_name, rcode_name,
+    HttpResult, IcmpError, Outcome, PingReply, PingResult, PmtuResult, QuicResult, TcpResult,
+    TlsResult, TracerouteResult, query_type_name, rcode_name,
 };
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -17,17 +17,7 @@ use std::net::IpAddr;
 pub fn ping(ping: &PingResult) -> String {
     let mut out = String::new();
     for reply in &ping.replies {
-        out.push_str(&format!(
-            "reply from {}: seq={} hlim={} time={:.3} ms{}\n",
-            reply.from,
-            reply.sequence,
-            reply
-                .hop_limit
-                .map(|h| h.to_string())
-                .unwrap_or_else(|| "?".into()),
-            reply.rtt_ns as f64 / 1e6,
-            if reply.duplicate { " (DUP!)" } else { "" }
-        ));
+        out.push_str(&reply_line(reply, reply.sequence));
     }
     for error in &ping.errors {
         out.push_str(&format!(
@@ -97,6 +87,21 @@ fn is_v4_mapped(address: IpAddr) -> bool {
     matches!(address, IpAddr::V6(a) if a.to_ipv4_mapped().is_some())
 }
 
+/// One echo reply as iputils ping writes it, under `sequence` (the reply's own, or the
+/// request's in a live `measure ping`, where each request is a measurement of its own).
+fn reply_line(reply: &PingReply, sequence: impl std::fmt::Display) -> String {
+    format!(
+        "reply from {}: seq={sequence} hlim={} time={:.3} ms{}\n",
+        reply.from,
+        reply
+            .hop_limit
+            .map(|h| h.to_string())
+            .unwrap_or_else(|| "?".into()),
+        reply.rtt_ns as f64 / 1e6,
+        if reply.duplicate { " (DUP!)" } else { "" }
+    )
+}
+
 /// One request of a live `sixmap-probe measure ping` (one echo request per measurement):
 /// its reply, its ICMP errors in words, or why nothing came, under the request's `sequence`.
 pub fn ping_request(sequence: u32, produced: &Produced, timeout_ms: u64) -> String {
@@ -104,16 +109,7 @@ pub fn ping_request(sequence: u32, produced: &Produced, timeout_ms: u64) -> Stri
     match &produced.outcome {
         Outcome::Ping(r) => {
             for reply in &r.replies {
-                out.push_str(&format!(
-                    "reply from {}: seq={sequence} hlim={} time={:.3} ms{}\n",
-                    reply.from,
-                    reply
-                        .hop_limit
-                        .map(|h| h.to_string())
-                        .unwrap_or_else(|| "?".into()),
-                    reply.rtt_ns as f64 / 1e6,
-                    if reply.duplicate { " (DUP!)" } else { "" }
-                ));
+                out.push_str(&reply_line(reply, sequence));
             }
             for error in &r.errors {
                 out.push_str(&format!(
