@@ -206,15 +206,20 @@ async fn grpc_connections_are_capped_per_source_and_enrolled_probes_keep_their_r
     )
     .await;
     let (probe, mut client) = collector.enroll().await;
-    // One source (::1) gets 3 anonymous connections; its 4th is closed at once.
+    // One source (::1) gets 3 anonymous connections; its 4th is closed at once. The
+    // enrollment's own connection from ::1 holds a place until the collector has seen it
+    // close (CI once refused the third): each of the 3 may wait up to 5 s for that.
     let mut held = Vec::new();
     for i in 0..3 {
-        held.push(
-            collector
-                .anonymous_tls("::1")
-                .await
-                .unwrap_or_else(|| panic!("anonymous connection {i} refused")),
-        );
+        let mut accepted = None;
+        for _ in 0..50 {
+            accepted = collector.anonymous_tls("::1").await;
+            if accepted.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        held.push(accepted.unwrap_or_else(|| panic!("anonymous connection {i} refused")));
     }
     assert!(
         collector.anonymous_tls("::1").await.is_none(),
