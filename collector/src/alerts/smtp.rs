@@ -106,6 +106,57 @@ fn header_text(text: &str) -> String {
         .collect()
 }
 
+/// `text` as a header value: as is when ASCII, else RFC 2047 encoded words (UTF-8, base64),
+/// each at most 75 characters and on its own folded line, so any mail reader shows the
+/// summary's host and country names as written.
+fn header_value(text: &str) -> String {
+    if text.is_ascii() {
+        return text.to_owned();
+    }
+    // 45 bytes of UTF-8 make 60 base64 characters: 72 with `=?UTF-8?B?` and `?=`.
+    const CHUNK: usize = 45;
+    let mut words = Vec::new();
+    let mut chunk = String::new();
+    for c in text.chars() {
+        if chunk.len() + c.len_utf8() > CHUNK {
+            words.push(std::mem::take(&mut chunk));
+        }
+        chunk.push(c);
+    }
+    if !chunk.is_empty() {
+        words.push(chunk);
+    }
+    words
+        .iter()
+        .map(|w| {
+            format!(
+                "=?UTF-8?B?{}?=",
+                crate::export::dns_wire::base64(w.as_bytes())
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n ")
+}
+
+/// The longest line SMTP carries is 998 octets (RFC 5322 2.1.1); longer body lines (a long
+/// evidence value) are cut at a character boundary and continued on the next line.
+const MAX_BODY_LINE: usize = 998;
+
+fn wrap_line(line: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let mut rest = line;
+    while rest.len() > MAX_BODY_LINE - 1 {
+        let mut cut = MAX_BODY_LINE - 1;
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        parts.push(&rest[..cut]);
+        rest = &rest[cut..];
+    }
+    parts.push(rest);
+    parts
+}
+
 /// Who gets `alert`: the destination's `to`, and for a `probe_offline` alert the contact of
 /// the probe's owner (its evidence's `owner`) when `probe_owners` names one. Empty: nobody to
 /// tell (the alert counts as delivered to this destination).
@@ -142,7 +193,7 @@ pub fn message(mail: &Email, alert: &Alert, now: UnixMicros) -> String {
         alert.id
     );
     let head = format!(
-        "From: <{}>\nTo: {}\nSubject: [sixmap] {}\nDate: {}\nMessage-ID: <{}@sixmap>\n\
+        "From: <{}>\nTo: {}\nSubject: {}\nDate: {}\nMessage-ID: <{}@sixmap>\n\
          X-Sixmap-Alert-Id: {}\nMIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\n\
          Content-Transfer-Encoding: 8bit\n",
         mail.from,
@@ -151,13 +202,14 @@ pub fn message(mail: &Email, alert: &Alert, now: UnixMicros) -> String {
             .map(|t| format!("<{t}>"))
             .collect::<Vec<_>>()
             .join(", "),
-        header_text(&alert.summary),
+        header_value(&format!("[sixmap] {}", header_text(&alert.summary))),
         rfc5322_date(now),
         alert.id,
         alert.id,
     );
     format!("{head}\n{body}")
         .lines()
+        .flat_map(wrap_line)
         .map(|l| {
             // Dot-stuffing (RFC 5321 4.5.2): a line starting with a dot gets another.
             if l.starts_with('.') {
@@ -361,5 +413,86 @@ mod tests {
         with_dot.summary = ".starts with a dot".into();
         let text = message(&mail, &with_dot, UnixMicros(0));
         assert!(text.contains("\r\n..starts with a dot\r\n"), "{text}");
+    }
+
+    fn base64_decode(text: &str) -> Vec<u8> {
+        const ALPHABET: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let values: Vec<u32> = text
+            .bytes()
+            .filter(|b| *b != b'=')
+            .map(|b| {
+                ALPHABET
+                    .bytes()
+                    .position(|a| a == b)
+                    .expect("base64 alphabet") as u32
+            })
+            .collect();
+        let mut out = Vec::new();
+        for chunk in values.chunks(4) {
+            let n = chunk
+                .iter()
+                .enumerate()
+                .fold(0, |n, (i, v)| n | v << (18 - 6 * i));
+            for i in 0..chunk.len() - 1 {
+                out.push((n >> (16 - 8 * i)) as u8);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_summary_in_any_script_is_encoded_and_long_lines_are_cut() {
+        let mail = Email {
+            name: "mail".into(),
+            relay: "[::1]:25".into(),
+            from: "sixmap@example.org".into(),
+            to: vec!["noc@example.org".into()],
+            probe_owners: Default::default(),
+        };
+        let summary = "IPv6 perdu vers café.example depuis l'opérateur مصر للاتصالات".to_owned();
+        let alert = Alert {
+            id: "abc".into(),
+            rule: "r".into(),
+            kind: "target_lost_v6".into(),
+            subject: "target:café.example".into(),
+            created_at: UnixMicros(1),
+            summary: summary.clone(),
+            evidence: serde_json::json!({"long": "x".repeat(3000)}),
+            links: vec![],
+        };
+        let text = message(&mail, &alert, UnixMicros(0));
+        let head = text.split("\r\n\r\n").next().unwrap_or_default();
+        assert!(head.is_ascii(), "{head}");
+        let lines: Vec<&str> = head.split("\r\n").collect();
+        let start = lines
+            .iter()
+            .position(|l| l.starts_with("Subject: "))
+            .expect("a Subject");
+        let mut words = vec![lines[start].trim_start_matches("Subject: ")];
+        words.extend(
+            lines[start + 1..]
+                .iter()
+                .take_while(|l| l.starts_with(' '))
+                .map(|l| &l[1..]),
+        );
+        assert!(words.len() > 1, "{head}");
+        let mut decoded = Vec::new();
+        for word in words {
+            assert!(word.len() <= 75, "{word}");
+            let inner = word
+                .strip_prefix("=?UTF-8?B?")
+                .and_then(|w| w.strip_suffix("?="))
+                .expect("an encoded word");
+            decoded.extend(base64_decode(inner));
+        }
+        assert_eq!(
+            String::from_utf8(decoded).ok(),
+            Some(format!("[sixmap] {summary}"))
+        );
+        assert!(
+            text.split("\r\n").all(|l| l.len() <= 998),
+            "a line over 998 octets"
+        );
+        assert!(text.contains(&"x".repeat(900)));
     }
 }

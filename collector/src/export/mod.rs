@@ -10,7 +10,7 @@
 pub mod atlas;
 pub mod cli;
 pub mod csv;
-mod dns_wire;
+pub(crate) mod dns_wire;
 pub mod dumps;
 pub mod http;
 pub mod jsonl;
