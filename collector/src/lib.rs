@@ -351,8 +351,12 @@ pub async fn start_with_store(
                 coverage_users,
             )))
             .merge(health::router(store.clone(), fatal.clone()))
-            .merge(alerts::http::router(store.clone(), alert_webhooks))
-            .merge(alerts::rules_api::router(store.clone(), alert_rules)),
+            .merge(alerts::http::router(store.clone(), alert_webhooks.clone()))
+            .merge(alerts::rules_api::router(
+                store.clone(),
+                alert_rules,
+                alert_webhooks,
+            )),
         store,
         pki,
         access,

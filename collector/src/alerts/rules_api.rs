@@ -25,15 +25,18 @@ struct Api {
     store: Arc<dyn Store>,
     /// The config's rules as written: listed, never changed here.
     config: Arc<Vec<RuleToml>>,
+    /// The configured destinations' names (webhooks and emails).
+    destinations: Arc<Vec<String>>,
 }
 
-pub fn router(store: Arc<dyn Store>, config: Vec<RuleToml>) -> Router {
+pub fn router(store: Arc<dyn Store>, config: Vec<RuleToml>, destinations: Vec<String>) -> Router {
     Router::new()
         .route("/api/v1/alert-rules", get(list).post(create))
         .route("/api/v1/alert-rules/{id}", delete(remove))
         .with_state(Api {
             store,
             config: Arc::new(config),
+            destinations: Arc::new(destinations),
         })
 }
 
@@ -56,6 +59,11 @@ pub enum RulesError {
     ReadOnly(String),
     #[error("no rule `{0}`")]
     NotFound(String),
+    #[error(
+        "no webhook or email is configured ([[alerts.webhooks]], [[alerts.emails]]): \
+         a new rule's alerts would reach nobody"
+    )]
+    NoDestination,
     #[error("at most {MAX_RULES} rules (config and API together): delete one first")]
     Full,
     #[error(transparent)]
@@ -66,7 +74,9 @@ impl RulesError {
     fn status(&self) -> StatusCode {
         match self {
             Self::Invalid { .. } => StatusCode::BAD_REQUEST,
-            Self::Exists(_) | Self::ReadOnly(_) | Self::Full => StatusCode::CONFLICT,
+            Self::Exists(_) | Self::ReadOnly(_) | Self::Full | Self::NoDestination => {
+                StatusCode::CONFLICT
+            }
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -188,9 +198,18 @@ pub fn parse(body: &[u8]) -> Result<(RuleToml, Rule), RulesError> {
 /// their number, once).
 static CREATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// Stores a new rule after the checks; returns it as listed.
-pub fn add(store: &dyn Store, config: &[RuleToml], body: &[u8]) -> Result<Listed, RulesError> {
+/// Stores a new rule after the checks; returns it as listed. With no destination configured
+/// the rule is refused: it would be evaluated and stored for nobody to hear of.
+pub fn add(
+    store: &dyn Store,
+    config: &[RuleToml],
+    destinations: &[String],
+    body: &[u8],
+) -> Result<Listed, RulesError> {
     let (written, _) = parse(body)?;
+    if destinations.is_empty() {
+        return Err(RulesError::NoDestination);
+    }
     if config.iter().any(|c| c.id == written.id) {
         return Err(RulesError::Exists(written.id));
     }
@@ -252,8 +271,12 @@ async fn list(State(api): State<Api>) -> Response {
 }
 
 async fn create(State(api): State<Api>, body: Bytes) -> Response {
-    let (store, config) = (api.store.clone(), api.config.clone());
-    let made = tokio::task::spawn_blocking(move || add(&*store, &config, &body))
+    let (store, config, destinations) = (
+        api.store.clone(),
+        api.config.clone(),
+        api.destinations.clone(),
+    );
+    let made = tokio::task::spawn_blocking(move || add(&*store, &config, &destinations, &body))
         .await
         .unwrap_or_else(|e| Err(StoreError::Backend(format!("rule task failed: {e}")).into()));
     match made {
@@ -353,14 +376,22 @@ mod tests {
         let store = SledStore::open(dir.path()).unwrap();
         let config = config();
         let body = |id: &str| format!(r#"{{"id": "{id}", "kind": "probe_offline", "hours": 2}}"#);
-        let made = add(&store, &config, body("api-1").as_bytes()).unwrap();
+        // Nobody to tell: refused before anything is stored.
+        assert!(matches!(
+            add(&store, &config, &[], body("api-0").as_bytes()),
+            Err(RulesError::NoDestination)
+        ));
+        assert!(stored(&store).unwrap().is_empty());
+        let dest = vec!["ops".to_owned()];
+        let body = |id: &str| format!(r#"{{"id": "{id}", "kind": "probe_offline", "hours": 2}}"#);
+        let made = add(&store, &config, &dest, body("api-1").as_bytes()).unwrap();
         assert_eq!(made.source, "api");
         assert!(matches!(
-            add(&store, &config, body("api-1").as_bytes()),
+            add(&store, &config, &dest, body("api-1").as_bytes()),
             Err(RulesError::Exists(_))
         ));
         assert!(matches!(
-            add(&store, &config, body("from-config").as_bytes()),
+            add(&store, &config, &dest, body("from-config").as_bytes()),
             Err(RulesError::Exists(_))
         ));
         let listed = all(&store, &config).unwrap();
@@ -374,10 +405,10 @@ mod tests {
         assert_eq!(rules[0].id, "api-1");
         // The cap counts config and stored rules together.
         for i in 2..MAX_RULES {
-            add(&store, &config, body(&format!("api-{i}")).as_bytes()).unwrap();
+            add(&store, &config, &dest, body(&format!("api-{i}")).as_bytes()).unwrap();
         }
         assert!(matches!(
-            add(&store, &config, body("one-more").as_bytes()),
+            add(&store, &config, &dest, body("one-more").as_bytes()),
             Err(RulesError::Full)
         ));
         assert!(matches!(
@@ -394,7 +425,7 @@ mod tests {
             Err(RulesError::NotFound(_))
         ));
         // Room again, and the deleted id can be used again.
-        add(&store, &config, body("api-1").as_bytes()).unwrap();
+        add(&store, &config, &dest, body("api-1").as_bytes()).unwrap();
         assert_eq!(all(&store, &config).unwrap().len(), MAX_RULES);
     }
 }
