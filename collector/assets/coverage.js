@@ -25,7 +25,13 @@
   const count = n => n == null ? "–" : num(Math.round(n));
   const withBody = document.querySelector("#coverage-with tbody");
   for (const o of c.operators) row(withBody, [name(o), count(o.probes), count(o.active)]);
-  if (!c.operators.length) row(withBody, [t("coverage.no_probe"), count(0), count(0)]);
+  // Operators under the publication minimum are counted together, never named.
+  const few = c.few_probes;
+  if (few && few.operators) {
+    row(withBody, [t("coverage.few", { below: count(few.below), operators: count(few.operators) }),
+      count(few.probes), count(few.active)]);
+  }
+  if (!c.operators.length && !(few && few.operators)) row(withBody, [t("coverage.no_probe"), count(0), count(0)]);
   const withoutBody = document.querySelector("#coverage-without tbody");
   for (const u of c.uncovered) row(withoutBody, [name(u), count(u.v6_slash48s), count(u.users)]);
   if (!c.uncovered.length) row(withoutBody, [t("coverage.none_known"), "", ""]);

@@ -13,6 +13,7 @@
 //! `GET /api/v1/maps/countries/{country}/coverage`: public like the maps (`http_auth`). It
 //! names operators and counts, never a probe's address or id.
 
+use crate::rollup::MinSample;
 use crate::store::{ProbeRecord, Store, StoreError};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
@@ -36,7 +37,8 @@ const ACTIVE_US: i64 = 24 * 3_600_000_000;
 const MAX_USERS_BYTES: u64 = 64 << 20;
 
 pub const METHOD: &str = "Probes: enrolled and not revoked, placed by the origin country and AS of their address in the \
-imported prefix data; active: seen in the last 24 h. Networks without a probe: every AS originating IPv6 space in the country \
+imported prefix data; active: seen in the last 24 h. Operators with fewer probes than the publication minimum are counted \
+together and not named (one volunteer's probe must not point at that person). Networks without a probe: every AS originating IPv6 space in the country \
 (each prefix counted in the country of its first address, summed in /48s), or listed for the country in the configured per-AS \
 user-count file; ranked by users when that file gives them, else by announced IPv6 space, which is only a proxy for size.";
 
@@ -190,6 +192,17 @@ pub struct Covered {
     pub users: Option<u64>,
 }
 
+/// Operators with fewer probes than the publication rule's minimum, counted together and not
+/// named: a one-person network with one volunteer's probe would otherwise point at that person.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct FewProbes {
+    /// Each of them has fewer probes than this.
+    pub below: usize,
+    pub operators: usize,
+    pub probes: usize,
+    pub active: usize,
+}
+
 /// A network of the country with no probe.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Uncovered {
@@ -210,8 +223,10 @@ pub struct Coverage {
     pub ranked_by: &'static str,
     pub probes: usize,
     pub active_probes: usize,
-    /// Operators with probes, most probes first.
+    /// Operators with at least the publication rule's minimum of probes, most probes first.
     pub operators: Vec<Covered>,
+    /// The other operators with probes, together.
+    pub few_probes: FewProbes,
     /// The largest networks without any probe (at most [`UNCOVERED_LIMIT`]).
     pub uncovered: Vec<Uncovered>,
     /// How many networks of the country have no probe in all.
@@ -232,6 +247,7 @@ pub fn coverage(
     probes: &[ProbeRecord],
     space: &AddressSpace,
     users: &AsUsers,
+    rule: MinSample,
     now: UnixMicros,
 ) -> Coverage {
     let empty = BTreeMap::new();
@@ -315,8 +331,15 @@ pub fn coverage(
     }
     let uncovered_total = uncovered.len();
     uncovered.truncate(UNCOVERED_LIMIT);
-    let mut operators: Vec<Covered> = covered.into_values().collect();
+    let (mut operators, few): (Vec<Covered>, Vec<Covered>) =
+        covered.into_values().partition(|o| rule.allows(o.probes));
     operators.sort_by(|a, b| b.probes.cmp(&a.probes).then(a.asn.cmp(&b.asn)));
+    let few_probes = FewProbes {
+        below: rule.min_probes,
+        operators: few.len(),
+        probes: few.iter().map(|o| o.probes).sum(),
+        active: few.iter().map(|o| o.active).sum(),
+    };
     Coverage {
         country,
         generated_at: now,
@@ -326,9 +349,10 @@ pub fn coverage(
         } else {
             "announced_v6_space"
         },
-        probes: operators.iter().map(|o| o.probes).sum(),
-        active_probes: operators.iter().map(|o| o.active).sum(),
+        probes: operators.iter().map(|o| o.probes).sum::<usize>() + few_probes.probes,
+        active_probes: operators.iter().map(|o| o.active).sum::<usize>() + few_probes.active,
         operators,
+        few_probes,
         uncovered,
         uncovered_total,
     }
@@ -341,12 +365,18 @@ pub struct CoverageState {
     prefixes: Arc<PrefixData>,
     space: Arc<OnceLock<AddressSpace>>,
     users: Arc<AsUsers>,
+    rule: MinSample,
 }
 
 impl CoverageState {
     /// Starts summing the address space per AS and country in the background (one pass over
     /// the prefix table), so no request waits for it behind a reader thread.
-    pub fn new(store: Arc<dyn Store>, prefixes: Arc<PrefixData>, users: AsUsers) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        prefixes: Arc<PrefixData>,
+        users: AsUsers,
+        rule: MinSample,
+    ) -> Self {
         let space = Arc::new(OnceLock::new());
         let (building, table) = (space.clone(), prefixes.clone());
         let spawned = std::thread::Builder::new()
@@ -363,6 +393,7 @@ impl CoverageState {
             prefixes,
             space,
             users: Arc::new(users),
+            rule,
         }
     }
 }
@@ -404,6 +435,7 @@ async fn country_coverage(
             &probes,
             space,
             &state.users,
+            state.rule,
             UnixMicros::now(),
         ))
     };
@@ -484,7 +516,8 @@ mod tests {
             probe(5, 64510, "XB", NOW, false),
         ];
         let xa: CountryCode = "XA".parse().unwrap();
-        let c = coverage(xa, &probes, &space, &AsUsers::default(), NOW);
+        let rule = MinSample { min_probes: 1 };
+        let c = coverage(xa, &probes, &space, &AsUsers::default(), rule, NOW);
         assert_eq!(c.ranked_by, "announced_v6_space");
         assert_eq!((c.probes, c.active_probes), (3, 2));
         let ops: Vec<_> = c
@@ -513,6 +546,25 @@ mod tests {
             .collect();
         assert_eq!(missing, [(64500, 524_288.0, 0), (64503, 0.0, 256)]);
         assert_eq!(c.uncovered_total, 2);
+        assert_eq!(c.few_probes.operators, 0);
+
+        // Under the publication rule, an operator with fewer probes is counted, not named,
+        // and is not listed as uncovered either.
+        let strict = MinSample { min_probes: 2 };
+        let c = coverage(xa, &probes, &space, &AsUsers::default(), strict, NOW);
+        let named: Vec<_> = c.operators.iter().map(|o| o.asn).collect();
+        assert_eq!(named, [64501]);
+        assert_eq!(
+            c.few_probes,
+            FewProbes {
+                below: 2,
+                operators: 1,
+                probes: 1,
+                active: 1
+            }
+        );
+        assert_eq!((c.probes, c.active_probes), (3, 2));
+        assert!(c.uncovered.iter().all(|u| u.asn != 64502));
 
         // With user counts, users order the list, and a network the file names without
         // announced space is listed too.
@@ -522,7 +574,7 @@ mod tests {
             FsPath::new("users.csv"),
         )
         .unwrap();
-        let c = coverage(xa, &probes, &space, &users, NOW);
+        let c = coverage(xa, &probes, &space, &users, rule, NOW);
         assert_eq!(c.ranked_by, "users");
         let missing: Vec<_> = c.uncovered.iter().map(|u| (u.asn, u.users)).collect();
         assert_eq!(

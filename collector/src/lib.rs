@@ -349,6 +349,7 @@ pub async fn start_with_store(
                 store.clone(),
                 coverage_prefixes,
                 coverage_users,
+                publication,
             )))
             .merge(health::router(store.clone(), fatal.clone()))
             .merge(alerts::http::router(store.clone(), alert_webhooks.clone()))
