@@ -25,11 +25,12 @@ use axum::http::StatusCode;
 use sixmap_proto::v1;
 use sixmap_proto::v1::campaign_service_server::CampaignService;
 use sixmap_shared::UnixMicros;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
-use tokio_stream::{Stream, StreamExt};
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 /// Documents a measurement stream buffers for a slow client.
@@ -37,6 +38,59 @@ const MEASURE_BUFFER: usize = 16;
 
 /// A quick measurement's documents as they come.
 pub type MeasureStream = Pin<Box<dyn Stream<Item = Result<v1::CampaignDocument, Status>> + Send>>;
+
+/// A followed measurement's lines, ended at once with `DEADLINE_EXCEEDED` when its follower
+/// gave up on a client that read nothing: the lines still buffered are dropped with the
+/// receiver rather than kept for a client that may never read them. (What HTTP/2 already
+/// holds for the stream is bounded by its flow-control window.)
+struct CutShort {
+    lines: Option<mpsc::Receiver<axum::body::Bytes>>,
+    stalled: Option<oneshot::Receiver<Duration>>,
+}
+
+impl Stream for CutShort {
+    type Item = Result<v1::CampaignDocument, Status>;
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        // The stall first: what is still buffered is not served after it.
+        if let Some(stalled) = self.stalled.as_mut() {
+            match Pin::new(stalled).poll(cx) {
+                Poll::Ready(Ok(stall)) => {
+                    self.stalled = None;
+                    self.lines = None;
+                    return Poll::Ready(Some(Err(Status::deadline_exceeded(format!(
+                        "the client read nothing for {} ms: the stream is ended",
+                        stall.as_millis()
+                    )))));
+                }
+                // The follower ended without stalling.
+                Poll::Ready(Err(_)) => self.stalled = None,
+                Poll::Pending => {}
+            }
+        }
+        let Some(lines) = self.lines.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match lines.poll_recv(cx) {
+            Poll::Ready(Some(line)) => Poll::Ready(Some(
+                String::from_utf8(line.to_vec())
+                    .map(|json| v1::CampaignDocument {
+                        json: json.trim_end().to_owned(),
+                    })
+                    .map_err(|e| Status::internal(e.to_string())),
+            )),
+            Poll::Ready(None) => {
+                self.lines = None;
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
 
 /// The gRPC face of campaigns. Callers authenticate like on the HTTP API, with an API token in
 /// the `authorization` metadata (`Bearer sxa_…`): writes need a campaigner (or admin), reads
@@ -94,16 +148,21 @@ impl CampaignGrpc {
         permit: crate::limits::streams::StreamPermit,
     ) -> MeasureStream {
         let (tx, rx) = mpsc::channel(MEASURE_BUFFER);
+        let (stalled_tx, stalled) = oneshot::channel();
         let (campaigns, stall) = (self.campaigns.clone(), self.write_timeout);
         let id = record.id;
         tokio::spawn(async move {
-            if let Some(first) = first {
-                let line = axum::body::Bytes::from(first.to_string());
-                if tx.send_timeout(line, stall).await.is_err() {
-                    return;
+            let ended = match first {
+                Some(first) => {
+                    let line = axum::body::Bytes::from(first.to_string());
+                    match tx.send_timeout(line, stall).await {
+                        Ok(()) => follow(campaigns, record, tx.clone(), stall).await,
+                        Err(mpsc::error::SendTimeoutError::Timeout(_)) => Followed::Stalled,
+                        Err(mpsc::error::SendTimeoutError::Closed(_)) => Followed::Gone,
+                    }
                 }
-            }
-            let ended = follow(campaigns, record, tx.clone(), stall).await;
+                None => follow(campaigns, record, tx.clone(), stall).await,
+            };
             if ended != Followed::Done {
                 tracing::debug!(
                     measurement = id,
@@ -111,18 +170,18 @@ impl CampaignGrpc {
                     "gRPC measurement stream cut short"
                 );
             }
+            if ended == Followed::Stalled {
+                let _ = stalled_tx.send(stall);
+            }
             // The place is given back before the stream's end is seen (the last sender
             // dropped), so a client that saw the end can start another at once.
             drop(permit);
             drop(tx);
         });
-        Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx).map(|line| {
-            String::from_utf8(line.to_vec())
-                .map(|json| v1::CampaignDocument {
-                    json: json.trim_end().to_owned(),
-                })
-                .map_err(|e| Status::internal(e.to_string()))
-        }))
+        Box::pin(CutShort {
+            lines: Some(rx),
+            stalled: Some(stalled),
+        })
     }
 
     /// A place in the long-response budget for a measurement stream.
@@ -415,6 +474,7 @@ mod tests {
     use super::super::tests::{fleet, probe, service};
     use super::*;
     use crate::auth;
+    use tokio_stream::StreamExt;
 
     fn authed<T>(token: &str, message: T) -> Request<T> {
         let mut request = Request::new(message);
@@ -584,13 +644,16 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), released)
             .await
             .expect("the stalled follower lets go of its place");
-        // What was buffered is there, but no `done`: the stream says it was cut short.
-        let mut got = 0;
-        while let Some(doc) = next(&mut stream).await {
-            assert!(doc.get("done").is_none(), "{doc}");
-            got += 1;
-        }
-        assert_eq!(got, MEASURE_BUFFER, "buffered results");
+        // The stream ends at once with a status saying why; what was buffered is dropped,
+        // not kept for a client that may never read it.
+        let err = stream
+            .next()
+            .await
+            .expect("an item")
+            .expect_err("cut short");
+        assert_eq!(err.code(), tonic::Code::DeadlineExceeded, "{err}");
+        assert!(err.message().contains("read nothing for 200 ms"), "{err}");
+        assert!(stream.next().await.is_none());
 
         // A client that goes: the follower (waiting for results that never come) ends.
         let stream = grpc
