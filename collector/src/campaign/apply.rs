@@ -12,7 +12,7 @@
 //! - An ended campaign (cancelled, finished) changes no more: applying the same spec again
 //!   changes nothing and says so; a different spec creates a new campaign of that name.
 
-use super::spec::{self, SpecInput};
+use super::spec::{self, CampaignSpec, SpecInput};
 use super::{CampaignError, CampaignRecord, Campaigns, lock};
 use serde::Serialize;
 use sixmap_shared::UnixMicros;
@@ -36,38 +36,52 @@ pub enum Applied {
     Unchanged { campaign: Box<CampaignRecord> },
 }
 
-/// The keys (`targets`, `schedule.stop`...) in which two specs differ, in the spec's order.
-fn differences(old: &SpecInput, new: &SpecInput) -> Vec<String> {
+/// The keys (`targets`, `schedule.stop`...) in which two validated specs differ, in the
+/// spec's order. Validated, not as written: `["de"]` and `["DE"]`, TOML and JSON, a key
+/// spelt out with its default value, all say the same campaign. `schedule.start` is the
+/// exception: validation puts an unstated or past start at "now", so the starts the two texts
+/// state (`old_start`, `new_start`) are compared instead.
+fn differences(
+    old: &CampaignSpec,
+    old_start: Option<UnixMicros>,
+    new: &CampaignSpec,
+    new_start: Option<UnixMicros>,
+) -> Vec<String> {
+    let value = |spec: &CampaignSpec| serde_json::to_value(spec).unwrap_or_default();
+    let (old_value, new_value) = (value(old), value(new));
     let mut out = Vec::new();
-    let (old, new) = (
-        serde_json::to_value(old).unwrap_or_default(),
-        serde_json::to_value(new).unwrap_or_default(),
-    );
-    let keys = [
+    for key in [
         "name",
         "description",
         "targets",
-        "targets_file",
         "measurements",
         "selection",
         "schedule",
         "budget",
-    ];
-    for key in keys {
-        if old.get(key) == new.get(key) {
-            continue;
-        }
+    ] {
         if key == "schedule" {
-            for part in ["start", "stop", "every_s", "spread_s"] {
-                if old[key].get(part) != new[key].get(part) {
-                    out.push(format!("schedule.{part}"));
-                }
+            if old_start != new_start {
+                out.push("schedule.start".to_owned());
             }
-        } else {
+            if old.schedule.stop != new.schedule.stop {
+                out.push("schedule.stop".to_owned());
+            }
+            if old.schedule.every != new.schedule.every {
+                out.push("schedule.every_s".to_owned());
+            }
+            if old.schedule.spread != new.schedule.spread {
+                out.push("schedule.spread_s".to_owned());
+            }
+        } else if old_value.get(key) != new_value.get(key) {
             out.push(key.to_owned());
         }
     }
     out
+}
+
+/// The start a spec's text states (`None`: unstated, "at creation"), from its parsed input.
+fn stated_start(input: &SpecInput) -> Option<UnixMicros> {
+    input.schedule.start.as_deref().and_then(spec::parse_time)
 }
 
 /// The stored spec's text read back, in the format it came in (unknown: either).
@@ -112,7 +126,7 @@ impl Campaigns {
             });
         };
         let changed = match stored_input(&record, format) {
-            Some(old) => differences(&old, &input),
+            Some(old) => differences(&record.spec, stated_start(&old), &new, stated_start(&input)),
             // A stored text this collector cannot read back (written by an older one): only
             // an identical text counts as unchanged.
             None if record.spec_text == text => Vec::new(),
@@ -165,6 +179,21 @@ impl Campaigns {
                 ));
             }
             record = current;
+            // Validation bounded `stop` from "now"; a campaign runs at most MAX_DURATION from
+            // its own start, however often it is applied.
+            if let Some(stop) = new.schedule.stop
+                && stop.0.saturating_sub(record.spec.schedule.start.0)
+                    > i64::try_from(spec::MAX_DURATION.as_micros()).unwrap_or(i64::MAX)
+            {
+                return Err(CampaignError::Spec(spec::SpecFieldError {
+                    field: "schedule.stop".into(),
+                    reason: format!(
+                        "more than {} days after the campaign's start: campaigns run at most \
+                         that long",
+                        spec::MAX_DURATION.as_secs() / 86_400
+                    ),
+                }));
+            }
             record.spec.description = new.description;
             record.spec.budget = new.budget;
             record.spec.schedule.stop = new.schedule.stop;
@@ -242,6 +271,12 @@ mod tests {
             kind(&c.apply("alice", "json", json, later).unwrap()),
             ("unchanged", id)
         );
+        // Other words for the same campaign: a default spelt out, keys in another order.
+        let spelt = format!("description = \"\"\n{SPEC}");
+        assert_eq!(
+            kind(&c.apply("alice", "toml", &spelt, later).unwrap()),
+            ("unchanged", id)
+        );
         assert_eq!(c.all().unwrap().len(), 1);
         let before = c.get(id).unwrap();
 
@@ -273,13 +308,28 @@ mod tests {
             ("unchanged", id)
         );
 
+        // A stop more than MAX_DURATION after the campaign's own start: refused, though it
+        // is within MAX_DURATION of "now" (applying again must not stretch a campaign).
+        // NOW is 2026-09-21: 2037-06-01 is over ten years after the start, and under ten
+        // years after a "now" 300 days on.
+        let far = spec::parse_time("2037-06-01T00:00:00Z").unwrap();
+        let much_later = UnixMicros(NOW.0 + 300 * 86_400_000_000);
+        let max = i64::try_from(spec::MAX_DURATION.as_micros()).unwrap();
+        assert!(far.0 - before.spec.schedule.start.0 > max && far.0 - much_later.0 < max);
+        let stretched = changed.replace("2030-12-31T00:00:00Z", "2037-06-01T00:00:00Z");
+        let e = c
+            .apply("alice", "toml", &stretched, much_later)
+            .unwrap_err();
+        assert!(e.to_string().contains("schedule.stop"), "{e}");
+
         // A budget the running campaign already exceeds: refused, nothing saved.
         let tight = changed.replace("per_hour = 100", "per_hour = 1");
         let e = c.apply("alice", "toml", &tight, later).unwrap_err();
         assert!(matches!(e, CampaignError::OverBudget(_)), "{e}");
         assert_eq!(c.get(id).unwrap().spec.budget.per_hour, Some(100));
 
-        // Targets and the interval decide tasks and slots: refused, naming them.
+        // Targets and the interval decide tasks and slots: refused, naming them (the spread
+        // follows the interval when unstated, so it changes too).
         let other = changed
             .replace("example.org", "example.net")
             .replace("every_s = 3600", "every_s = 600");
@@ -287,7 +337,7 @@ mod tests {
         assert!(matches!(e, CampaignError::Unchangeable(_)), "{e}");
         let text = e.to_string();
         assert!(
-            text.contains("targets, schedule.every_s cannot change"),
+            text.contains("targets, schedule.every_s, schedule.spread_s cannot change"),
             "{text}"
         );
         assert_eq!(c.get(id).unwrap().spec.targets, ["example.org"]);
