@@ -660,7 +660,13 @@ fn signed_dumps_verify_with_openssl_and_any_change_fails() {
     // The chain: March 2 names March 1's manifest, March 1 names none.
     let march2 = std::fs::read_to_string(dumps.dir.join("2026-03-02.manifest")).unwrap();
     assert!(march2.ends_with("  2026-03-01.manifest\n"), "{march2}");
-    assert_eq!(march2.lines().count(), 4, "{march2}");
+    // The header, three files and their sidecars, the previous day.
+    assert_eq!(march2.lines().count(), 8, "{march2}");
+    assert!(
+        march2.starts_with("# sixmap open-data manifest 1\n"),
+        "{march2}"
+    );
+    assert!(march2.contains("  2026-03-02.csv.sha256\n"), "{march2}");
     let march1 = std::fs::read_to_string(dumps.dir.join("2026-03-01.manifest")).unwrap();
     assert!(!march1.contains(".manifest"), "{march1}");
     // The Python procedure of docs/export.md (`cryptography`, which aioquic brings to CI).
@@ -778,11 +784,50 @@ fn signed_dumps_verify_with_openssl_and_any_change_fails() {
             "2026-03-02.jsonl",
             "2026-03-02.csv",
             "2026-03-02.atlas.jsonl",
+            "2026-03-02.jsonl.sha256",
+            "2026-03-02.csv.sha256",
+            "2026-03-02.atlas.jsonl.sha256",
         ] {
             std::fs::remove_file(d.join(name)).unwrap();
         }
     });
     assert!(text.contains("2026-03-03.manifest"), "{text}");
+    // The sidecars are signed: one edited fails like a data file.
+    let text = case("sidecar-edited", &|d| {
+        let path = d.join("2026-03-02.csv.sha256");
+        let sidecar = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(
+            &path,
+            sidecar.replacen(|c: char| c.is_ascii_hexdigit(), "0", 1),
+        )
+        .unwrap();
+    });
+    assert!(
+        text.contains("2026-03-02.manifest: a file differs"),
+        "{text}"
+    );
+    // Something else the key signed (a report, here a manifest without its first line) is not
+    // taken for a manifest.
+    let text = case("not-a-manifest", &|d| {
+        let manifest = std::fs::read_to_string(d.join("2026-03-03.manifest")).unwrap();
+        let body = manifest.split_once('\n').unwrap().1;
+        std::fs::write(d.join("2026-03-03.manifest"), body).unwrap();
+        std::fs::write(d.join("2026-03-03.manifest.sig"), key.sign(body.as_bytes())).unwrap();
+    });
+    assert!(
+        text.contains("2026-03-03.manifest: not a sixmap manifest"),
+        "{text}"
+    );
+    // The index is signed.
+    let text = case("index-edited", &|d| {
+        let index = std::fs::read_to_string(d.join("index.json")).unwrap();
+        std::fs::write(
+            d.join("index.json"),
+            index.replace("2026-03-02", "2026-03-05"),
+        )
+        .unwrap();
+    });
+    assert!(text.contains("index.json: BAD SIGNATURE"), "{text}");
     // A file beside a signed day that its manifest does not name, and a day never sealed.
     let text = case("unlisted", &|d| {
         std::fs::write(d.join("2026-03-02.parquet"), b"not signed").unwrap();

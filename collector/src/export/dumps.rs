@@ -1,6 +1,7 @@
 //! Daily open-data dumps: once a UTC day has ended (plus a grace period for late uploads),
 //! its results are written to `<dir>/YYYY-MM-DD.<ext>` in each configured format, with a
-//! `.sha256` beside each (`sha256sum -c` format) and an `index.json` listing them all. The
+//! `.sha256` beside each (`sha256sum -c` format) and an `index.json` listing them all
+//! (signed in `index.json.sig` each time it is rewritten). The
 //! probes' addresses in them are cut to their /48 (`export::public`). Each day is sealed by a
 //! signed manifest that also names the previous day's ([`write_due`]): a hash chain anyone
 //! can check with openssl and sha256sum (docs/export.md, docs/verify-dumps.sh).
@@ -292,9 +293,15 @@ pub fn manifest_name(day: &str) -> String {
 /// Extension of the daily manifests; their signatures add `.sig`.
 pub const MANIFEST_EXTENSION: &str = "manifest";
 
+/// The first line of every manifest. The same key signs manifests and published reports; a
+/// verifier that checks this line cannot be handed a signed report as a manifest (no report
+/// starts with it). `sha256sum -c` skips it as a comment.
+pub const MANIFEST_HEADER: &str = "# sixmap open-data manifest 1";
+
 /// The lines of a manifest (`sha256sum` format: hex digest, two spaces, file name).
 fn manifest_lines(text: &str) -> Vec<(String, String)> {
     text.lines()
+        .filter(|line| !line.starts_with('#'))
         .filter_map(|line| line.split_once("  "))
         .map(|(hash, name)| (hash.to_owned(), name.to_owned()))
         .collect()
@@ -376,7 +383,10 @@ pub fn write_due(
                 continue;
             }
             let path = dumps.dir.join(&name);
-            if sealed.is_some() && path.exists() {
+            if sealed.is_some()
+                && path.exists()
+                && dumps.dir.join(format!("{name}.sha256")).exists()
+            {
                 continue;
             }
             // Not sealed yet: written again even when a file is there. It was never signed, and
@@ -396,13 +406,16 @@ pub fn write_due(
                 written.push(entry);
                 sha256
             };
+            let sidecar = format!("{name}.sha256");
+            let sidecar_hash = hash_file(&dumps.dir.join(&sidecar))?;
             lines.push((sha256, name));
+            // The sidecar is signed too: whoever checks one file with it checks signed bytes.
+            lines.push((sidecar_hash, sidecar));
         }
         if sealed.is_none() {
             lines.extend(previous.clone());
-            let text: String = lines
-                .iter()
-                .map(|(hash, name)| format!("{hash}  {name}\n"))
+            let text: String = std::iter::once(format!("{MANIFEST_HEADER}\n"))
+                .chain(lines.iter().map(|(hash, name)| format!("{hash}  {name}\n")))
                 .collect();
             // The signature first: a manifest that exists is complete and signed.
             write_atomically(
@@ -421,6 +434,8 @@ pub fn write_due(
             source: std::io::Error::other(e),
         })?;
         write_atomically(&index_path, &json)?;
+        // Re-signed at each rewrite (it lists every day, so no manifest can hold it).
+        write_atomically(&dumps.dir.join("index.json.sig"), &key.sign(&json))?;
     }
     Ok(written)
 }
