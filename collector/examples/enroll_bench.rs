@@ -159,24 +159,14 @@ fn cap_check(probes: usize) {
         };
         store
             .create_probe(&ProbeRecord {
-                id: format!("{i:016x}").parse::<ProbeId>().unwrap(),
-                hostname: format!("bench-{i}"),
-                enrolled_at: now,
-                last_seen: None,
                 software_version: Some("0.1.0".into()),
-                boot_epoch: None,
-                local_addresses: Vec::new(),
-                self_test: None,
-                last_v6_success: None,
-                tags: Vec::new(),
-                location: None,
-                origin: None,
                 owner: Some(owner),
                 enrolled_from: Some(from),
-                enrolled_prefix: None,
-                certificate_sha256: None,
-                revoked_at: None,
-                directory_listed: false,
+                ..ProbeRecord::new(
+                    format!("{i:016x}").parse::<ProbeId>().unwrap(),
+                    format!("bench-{i}"),
+                    now,
+                )
             })
             .unwrap();
     }

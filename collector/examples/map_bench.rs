@@ -133,15 +133,9 @@ fn main() -> anyhow::Result<()> {
             country: Some(country(p % 400 / 10)),
         };
         store.create_probe(&ProbeRecord {
-            id: probe_id(p),
-            hostname: String::new(),
-            enrolled_at: UnixMicros(start),
             last_seen: Some(now),
             software_version: Some("0.1.0".into()),
             boot_epoch: Some(1),
-            local_addresses: Vec::new(),
-            self_test: None,
-            last_v6_success: None,
             tags: if !p.is_multiple_of(7) {
                 vec![ProbeTag {
                     name: TagName::new("v6-works")?,
@@ -150,14 +144,8 @@ fn main() -> anyhow::Result<()> {
             } else {
                 Vec::new()
             },
-            location: None,
             origin: Some(origin.clone()),
-            owner: None,
-            enrolled_from: None,
-            enrolled_prefix: None,
-            certificate_sha256: None,
-            revoked_at: None,
-            directory_listed: false,
+            ..ProbeRecord::new(probe_id(p), String::new(), UnixMicros(start))
         })?;
         for s in 0..per_probe {
             // Spread evenly over the 30 days.

@@ -478,28 +478,14 @@ mod tests {
 
     fn probe(n: u64, asn: u32, country: &str, seen: UnixMicros, revoked: bool) -> ProbeRecord {
         ProbeRecord {
-            id: format!("{n:016x}").parse().unwrap(),
-            hostname: format!("p{n}"),
-            enrolled_at: seen,
             last_seen: Some(seen),
-            software_version: None,
-            boot_epoch: None,
-            local_addresses: Vec::new(),
-            self_test: None,
-            last_v6_success: None,
-            tags: Vec::new(),
-            location: None,
             origin: Some(Enrichment {
                 asn: Some(asn),
                 as_name: None,
                 country: Some(country.parse().unwrap()),
             }),
-            owner: None,
-            directory_listed: false,
-            enrolled_from: None,
-            enrolled_prefix: None,
-            certificate_sha256: None,
             revoked_at: revoked.then_some(seen),
+            ..ProbeRecord::new(format!("{n:016x}").parse().unwrap(), format!("p{n}"), seen)
         }
     }
 

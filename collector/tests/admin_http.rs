@@ -49,24 +49,10 @@ async fn start() -> Harness {
         }
         store
             .create_probe(&ProbeRecord {
-                id: PROBE.parse().unwrap(),
-                hostname: "pi-kitchen".into(),
-                enrolled_at: now,
                 last_seen: Some(now),
                 software_version: Some("0.1.0".into()),
-                boot_epoch: None,
-                local_addresses: Vec::new(),
-                self_test: None,
-                last_v6_success: None,
-                tags: Vec::new(),
-                location: None,
-                origin: None,
                 owner: Some("uni-a".into()),
-                enrolled_from: None,
-                enrolled_prefix: None,
-                certificate_sha256: None,
-                revoked_at: None,
-                directory_listed: false,
+                ..ProbeRecord::new(PROBE.parse().unwrap(), "pi-kitchen", now)
             })
             .unwrap();
         let results: Vec<_> = (1..=3u64)

@@ -45,28 +45,13 @@ async fn start() -> Harness {
     }
     store
         .create_probe(&ProbeRecord {
-            id: "00000000000000a1".parse().unwrap(),
-            hostname: "pi".into(),
-            enrolled_at: now,
             last_seen: Some(now),
-            software_version: None,
-            boot_epoch: None,
-            local_addresses: Vec::new(),
-            self_test: None,
-            last_v6_success: None,
-            tags: Vec::new(),
-            location: None,
             origin: Some(Enrichment {
                 asn: Some(64500),
                 as_name: None,
                 country: "DE".parse().ok(),
             }),
-            owner: None,
-            enrolled_from: None,
-            enrolled_prefix: None,
-            certificate_sha256: None,
-            revoked_at: None,
-            directory_listed: false,
+            ..ProbeRecord::new("00000000000000a1".parse().unwrap(), "pi", now)
         })
         .unwrap();
     let campaign = Campaigns::new(store.clone(), false, None)

@@ -22,28 +22,17 @@ const NAME: &str = "Portails publics 2026";
 
 fn probe(n: u8) -> ProbeRecord {
     ProbeRecord {
-        id: format!("{n:016x}").parse().unwrap(),
-        hostname: format!("p{n}"),
-        enrolled_at: UnixMicros::now(),
         last_seen: Some(UnixMicros::now()),
-        software_version: None,
-        boot_epoch: None,
-        local_addresses: Vec::new(),
-        self_test: None,
-        last_v6_success: None,
-        tags: Vec::new(),
-        location: None,
         origin: Some(Enrichment {
             asn: Some(64500),
             as_name: Some("Example Net".into()),
             country: "FR".parse().ok(),
         }),
-        owner: None,
-        enrolled_from: None,
-        enrolled_prefix: None,
-        certificate_sha256: None,
-        revoked_at: None,
-        directory_listed: false,
+        ..ProbeRecord::new(
+            format!("{n:016x}").parse().unwrap(),
+            format!("p{n}"),
+            UnixMicros::now(),
+        )
     }
 }
 

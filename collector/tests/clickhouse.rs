@@ -39,24 +39,10 @@ fn result(probe: &ProbeId, epoch: u64, sequence: u64, at: i64) -> StoredResult {
 
 fn probe_record(hostname: &str) -> ProbeRecord {
     ProbeRecord {
-        id: ProbeId::random().unwrap(),
-        hostname: hostname.into(),
-        enrolled_at: UnixMicros(1),
-        last_seen: None,
         software_version: Some("0.1.0".into()),
-        boot_epoch: None,
         local_addresses: vec!["2001:db8::1".parse().unwrap()],
-        self_test: None,
-        last_v6_success: None,
-        tags: Vec::new(),
-        location: None,
-        origin: None,
         owner: Some("alice".into()),
-        enrolled_from: None,
-        enrolled_prefix: None,
-        certificate_sha256: None,
-        revoked_at: None,
-        directory_listed: false,
+        ..ProbeRecord::new(ProbeId::random().unwrap(), hostname, UnixMicros(1))
     }
 }
 

@@ -424,24 +424,8 @@ mod tests {
 
     fn probe() -> ProbeRecord {
         ProbeRecord {
-            id: "0000000000000001".parse().unwrap(),
-            hostname: "p1".into(),
-            enrolled_at: UnixMicros::now(),
             last_seen: Some(UnixMicros::now()),
-            software_version: None,
-            boot_epoch: None,
-            local_addresses: Vec::new(),
-            self_test: None,
-            last_v6_success: None,
-            tags: Vec::new(),
-            location: None,
-            origin: None,
-            owner: None,
-            enrolled_from: None,
-            enrolled_prefix: None,
-            certificate_sha256: None,
-            revoked_at: None,
-            directory_listed: false,
+            ..ProbeRecord::new("0000000000000001".parse().unwrap(), "p1", UnixMicros::now())
         }
     }
 

@@ -889,28 +889,13 @@ mod tests {
 
     pub(super) fn probe(n: u8, asn: Option<u32>, country: &str) -> ProbeRecord {
         ProbeRecord {
-            id: format!("{n:016x}").parse().unwrap(),
-            hostname: format!("p{n}"),
-            enrolled_at: NOW,
             last_seen: Some(NOW),
-            software_version: None,
-            boot_epoch: None,
-            local_addresses: Vec::new(),
-            self_test: None,
-            last_v6_success: None,
-            tags: Vec::new(),
-            location: None,
             origin: asn.map(|asn| Enrichment {
                 asn: Some(asn),
                 as_name: Some(format!("AS{asn} name")),
                 country: country.parse().ok(),
             }),
-            owner: None,
-            enrolled_from: None,
-            enrolled_prefix: None,
-            certificate_sha256: None,
-            revoked_at: None,
-            directory_listed: false,
+            ..ProbeRecord::new(format!("{n:016x}").parse().unwrap(), format!("p{n}"), NOW)
         }
     }
 

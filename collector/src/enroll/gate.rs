@@ -244,24 +244,10 @@ mod tests {
 
     fn probe(owner: &str, from: &str) -> ProbeRecord {
         ProbeRecord {
-            id: ProbeId::random().unwrap(),
-            hostname: String::new(),
-            enrolled_at: UnixMicros(0),
-            last_seen: None,
-            software_version: None,
-            boot_epoch: None,
-            local_addresses: Vec::new(),
-            self_test: None,
-            last_v6_success: None,
-            tags: Vec::new(),
-            location: None,
-            origin: None,
             owner: Some(owner.into()),
             enrolled_from: Some(from.parse().unwrap()),
             enrolled_prefix: Some(("2001:db8::".parse().unwrap(), 32)),
-            certificate_sha256: None,
-            revoked_at: None,
-            directory_listed: false,
+            ..ProbeRecord::new(ProbeId::random().unwrap(), String::new(), UnixMicros(0))
         }
     }
 

@@ -305,23 +305,11 @@ fn probe_record(
     fingerprint: String,
 ) -> ProbeRecord {
     ProbeRecord {
-        id,
-        hostname: request.hostname.clone(),
-        enrolled_at,
-        last_seen: None,
         software_version: Some(request.software_version.clone()),
-        boot_epoch: None,
-        local_addresses: Vec::new(),
-        self_test: None,
-        last_v6_success: None,
-        tags: Vec::new(),
-        location: None,
-        origin: None,
         owner: Some(owner.to_owned()),
         enrolled_from,
         enrolled_prefix,
         certificate_sha256: Some(fingerprint),
-        revoked_at: None,
-        directory_listed: false,
+        ..ProbeRecord::new(id, request.hostname.clone(), enrolled_at)
     }
 }

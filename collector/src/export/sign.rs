@@ -287,24 +287,12 @@ mod tests {
         let store: Arc<dyn Store> = Arc::new(SledStore::open(&dir.path().join("store")).unwrap());
         store
             .create_probe(&crate::store::ProbeRecord {
-                id: "0000000000000001".parse().unwrap(),
-                hostname: "p1".into(),
-                enrolled_at: UnixMicros::now(),
                 last_seen: Some(UnixMicros::now()),
-                software_version: None,
-                boot_epoch: None,
-                local_addresses: Vec::new(),
-                self_test: None,
-                last_v6_success: None,
-                tags: Vec::new(),
-                location: None,
-                origin: None,
-                owner: None,
-                directory_listed: false,
-                enrolled_from: None,
-                enrolled_prefix: None,
-                certificate_sha256: None,
-                revoked_at: None,
+                ..crate::store::ProbeRecord::new(
+                    "0000000000000001".parse().unwrap(),
+                    "p1",
+                    UnixMicros::now(),
+                )
             })
             .unwrap();
         let campaigns = Arc::new(Campaigns::new(store, false, None).with_signer(key.clone()));

@@ -117,6 +117,33 @@ pub struct ProbeRecord {
     pub directory_listed: bool,
 }
 
+impl ProbeRecord {
+    /// A probe enrolled at `enrolled_at`, not seen since, with nothing else known yet; the
+    /// other fields are set by struct update (`ProbeRecord { owner, ..ProbeRecord::new(..) }`).
+    pub fn new(id: ProbeId, hostname: impl Into<String>, enrolled_at: UnixMicros) -> Self {
+        Self {
+            id,
+            hostname: hostname.into(),
+            enrolled_at,
+            last_seen: None,
+            software_version: None,
+            boot_epoch: None,
+            local_addresses: Vec::new(),
+            self_test: None,
+            last_v6_success: None,
+            tags: Vec::new(),
+            location: None,
+            origin: None,
+            owner: None,
+            enrolled_from: None,
+            enrolled_prefix: None,
+            certificate_sha256: None,
+            revoked_at: None,
+            directory_listed: false,
+        }
+    }
+}
+
 /// A result as stored: the probe's result and what the prefix data said at ingest about the
 /// addresses involved. The enrichment sits beside the result, so the result stays exactly
 /// what the probe sent.
