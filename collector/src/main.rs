@@ -445,20 +445,8 @@ const EXAMPLES: &[(&[&str], &str)] = &[
 ];
 
 /// `cmd` with [`EXAMPLES`] as the `after_help` of the commands they name.
-fn with_examples(mut cmd: clap::Command) -> clap::Command {
-    fn at(cmd: clap::Command, path: &[&str], text: &'static str) -> clap::Command {
-        match path.split_first() {
-            None => cmd.after_help(format!("Examples:\n{text}")),
-            Some((first, rest)) => {
-                let rest = rest.to_vec();
-                cmd.mut_subcommand(*first, move |sub| at(sub, &rest, text))
-            }
-        }
-    }
-    for (path, text) in EXAMPLES {
-        cmd = at(cmd, path, text);
-    }
-    cmd
+fn with_examples(cmd: clap::Command) -> clap::Command {
+    sixmap_shared::cli_help::with_examples(cmd, EXAMPLES)
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -518,41 +506,9 @@ mod tests {
     use super::Cli;
     use clap::CommandFactory;
 
-    /// Options and arguments without help text, and commands without an example
-    /// (`after_help`), anywhere under `cmd`.
-    fn undocumented(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
-        let path = format!("{path} {}", cmd.get_name()).trim().to_owned();
-        for arg in cmd.get_arguments() {
-            let id = arg.get_id().as_str();
-            if id == "help" || id == "version" {
-                continue;
-            }
-            if arg.get_help().is_none() && arg.get_long_help().is_none() {
-                out.push(format!("{path}: `{id}` has no help text"));
-            }
-        }
-        if cmd.get_about().is_none() && cmd.get_long_about().is_none() {
-            out.push(format!("{path}: no description"));
-        }
-        let subcommands: Vec<_> = cmd
-            .get_subcommands()
-            .filter(|s| s.get_name() != "help")
-            .collect();
-        if subcommands.is_empty()
-            && cmd.get_after_help().is_none()
-            && cmd.get_after_long_help().is_none()
-        {
-            out.push(format!("{path}: no example (after_help)"));
-        }
-        for sub in subcommands {
-            undocumented(sub, &path, out);
-        }
-    }
-
     #[test]
     fn every_option_has_help_and_every_command_an_example() {
-        let mut missing = Vec::new();
-        undocumented(&super::with_examples(Cli::command()), "", &mut missing);
+        let missing = sixmap_shared::cli_help::undocumented(&super::with_examples(Cli::command()));
         assert!(missing.is_empty(), "{}", missing.join("\n"));
     }
 }

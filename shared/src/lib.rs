@@ -3,6 +3,8 @@
 //! Everything here is already validated: code that holds one of these types never re-checks it.
 //! Wire types (prost) never appear here; `sixmap-proto` converts them at the edge.
 
+#[cfg(any(feature = "cli", test))]
+pub mod cli_help;
 pub mod config;
 pub mod digest;
 pub mod enrollment;
