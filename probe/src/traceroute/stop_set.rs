@@ -10,6 +10,7 @@
 //!   of the run reached it. The first trace of a /64 leads and probes from the first hop;
 //!   the others of that /64 wait for it, then start at its distance: normally the destination
 //!   answers there and the router below is in the local stop set, two packets for the path.
+//!   A leader that does not reach its /64 lets the others go on their own, at once.
 //!
 //! The table is plain data behind a mutex (no clock, no I/O); [`StopSet::enter`] is the only
 //! async part, waiting for a leader with the trace's own deadline.
@@ -43,6 +44,9 @@ enum Prefix {
     Tracing,
     /// A trace reached a destination in this /64 at this hop limit.
     Reached(u8),
+    /// Its leader ended without reaching it: the others trace on their own, all at once (one
+    /// leader after another would queue every trace of a silent /64 behind the last).
+    Open,
 }
 
 /// How a trace of the run starts.
@@ -54,7 +58,8 @@ pub enum Claim {
     Follow(u8),
     /// Another trace leads its /64: wait for it.
     Wait,
-    /// Probes from the first hop without leading (its wait for a leader timed out).
+    /// Probes from the first hop without leading (its /64's leader did not reach it, or the
+    /// wait for the leader timed out).
     Alone,
 }
 
@@ -85,6 +90,7 @@ impl StopSet {
             Entry::Occupied(slot) => match *slot.get() {
                 Prefix::Tracing => Claim::Wait,
                 Prefix::Reached(distance) => Claim::Follow(distance),
+                Prefix::Open => Claim::Alone,
             },
         }
     }
@@ -115,8 +121,8 @@ impl StopSet {
     }
 
     /// Records what a trace to `destination` found: every router interface with the hops
-    /// before it, and the /64's distance if reached. A leader (`claim` [`Claim::Lead`]) frees
-    /// its /64 when it did not reach it, so a waiting trace leads instead.
+    /// before it, and the /64's distance if reached. A leader (`claim` [`Claim::Lead`]) that
+    /// did not reach it opens its /64: the waiting traces go on their own.
     pub fn learn(&self, destination: Ipv6Addr, claim: Claim, result: &TracerouteResult) {
         let mut known = self.known();
         for (i, hop) in result.hops.iter().enumerate() {
@@ -156,13 +162,13 @@ impl StopSet {
                 known.prefixes.insert(key, Prefix::Reached(distance));
             }
             (Some(distance), _) => {
-                known
-                    .prefixes
-                    .entry(key)
-                    .or_insert(Prefix::Reached(distance));
+                let entry = known.prefixes.entry(key).or_insert(Prefix::Open);
+                if *entry == Prefix::Open {
+                    *entry = Prefix::Reached(distance);
+                }
             }
             (None, Claim::Lead) => {
-                known.prefixes.remove(&key);
+                known.prefixes.insert(key, Prefix::Open);
             }
             (None, _) => {}
         }
@@ -172,12 +178,12 @@ impl StopSet {
         }
     }
 
-    /// A leader that ends without a result frees its /64.
+    /// A leader that ends without a result opens its /64 to the others.
     pub fn release(&self, destination: Ipv6Addr) {
         let key = prefix(destination);
         let mut known = self.known();
         if known.prefixes.get(&key) == Some(&Prefix::Tracing) {
-            known.prefixes.remove(&key);
+            known.prefixes.insert(key, Prefix::Open);
         }
         drop(known);
         self.changed.notify_waiters();
@@ -312,7 +318,7 @@ mod tests {
     }
 
     #[test]
-    fn a_leader_that_fails_frees_its_prefix() {
+    fn a_leader_that_fails_lets_the_others_go_alone_until_one_reaches() {
         let set = StopSet::new();
         let a: Ipv6Addr = "2001:db8:9::10".parse().unwrap();
         let b: Ipv6Addr = "2001:db8:9::11".parse().unwrap();
@@ -320,15 +326,19 @@ mod tests {
             let _lead = Leading::new(&set, a, set.claim(a));
             assert_eq!(set.claim(b), Claim::Wait);
         }
-        assert_eq!(set.claim(b), Claim::Lead, "dropped without a result");
-        let mut unreached = trace(3, b);
+        assert_eq!(set.claim(b), Claim::Alone, "dropped without a result");
+        let other: Ipv6Addr = "2001:db8:8::10".parse().unwrap();
+        let mut unreached = trace(3, other);
         unreached.hops.pop();
         unreached.stop = TraceStop::SilentHops;
         unreached.reached_destination = false;
-        Leading::new(&set, b, Claim::Lead).learn(&unreached);
-        assert_eq!(set.claim(a), Claim::Lead, "not reached: the next one leads");
+        Leading::new(&set, other, set.claim(other)).learn(&unreached);
+        assert_eq!(set.claim(other), Claim::Alone, "not reached: no waiting");
         // What it saw is kept all the same.
         assert!(set.below(router(3), 3).is_some());
+        // A trace on its own that reaches the /64 makes the next ones follow.
+        set.learn(b, Claim::Alone, &trace(3, b));
+        assert_eq!(set.claim(a), Claim::Follow(4));
     }
 
     #[tokio::test(start_paused = true)]
