@@ -871,6 +871,7 @@ mod tests {
             reached_destination: true,
             stop: TraceStop::Reached,
             packets_sent: hops.len() as u32,
+            reused_hops: 0,
         })
     }
 

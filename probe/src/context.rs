@@ -5,6 +5,7 @@
 
 use crate::ping::SocketPreference;
 use crate::rawnet::pacer::Pacer;
+use crate::traceroute::stop_set::StopSet;
 use sixmap_shared::TargetPolicy;
 use sixmap_shared::measurement::{ErrorClass, MeasurementError, Outcome, SpecKind};
 use std::future::Future;
@@ -32,6 +33,9 @@ pub struct Context<'a> {
     pub icmp_socket: SocketPreference,
     /// A packets-per-second cap shared with other measurements (`measure traceroute --pps`).
     pub pacer: Option<&'a Arc<Pacer>>,
+    /// The Doubletree stop set shared by the traceroutes of one run (`measure traceroute
+    /// T1 T2 …`); `None` elsewhere.
+    pub stop_set: Option<&'a Arc<StopSet>>,
     pub dispatch: Dispatch,
     /// The whole measurement must be over by then.
     pub deadline: tokio::time::Instant,
@@ -87,6 +91,7 @@ pub(crate) fn for_test<'a>(
         extra_ca_file,
         icmp_socket: SocketPreference::Auto,
         pacer: None,
+        stop_set: None,
         dispatch: refuse,
         deadline: tokio::time::Instant::now() + timeout,
         max_packets: None,

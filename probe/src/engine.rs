@@ -8,6 +8,7 @@ use crate::ping::{self, PingError, SocketPreference};
 use crate::rawnet::pacer::Pacer;
 use crate::safety::{PacketBudget, worst_case_packets};
 use crate::sock::source_address_for;
+use crate::traceroute::stop_set::StopSet;
 use sixmap_shared::measurement::{
     ErrorClass, Family, MeasurementError, MeasurementSpec, Outcome, SpecKind, Target,
 };
@@ -69,6 +70,9 @@ pub struct Engine {
     /// A packets-per-second cap shared by the traceroutes this engine runs at the same time
     /// (`measure traceroute T1 T2 … --pps N`); `None` in the daemon, whose budget bounds them.
     pub pacer: Option<Arc<Pacer>>,
+    /// The Doubletree stop set shared by the traceroutes this engine runs in one go
+    /// (`measure traceroute T1 T2 …`); `None` in the daemon.
+    pub stop_set: Option<Arc<StopSet>>,
 }
 
 fn nanos(d: Duration) -> u64 {
@@ -168,6 +172,7 @@ impl Engine {
             extra_ca_file: self.extra_ca_file.as_deref(),
             icmp_socket: self.icmp_socket,
             pacer: self.pacer.as_ref(),
+            stop_set: self.stop_set.as_ref(),
             dispatch,
             deadline,
             max_packets: spec.max_packets,

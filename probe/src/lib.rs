@@ -18,6 +18,7 @@ pub mod ledger;
 pub mod link;
 pub mod lograte;
 pub mod metrics;
+pub mod nat64_cache;
 pub mod outbox;
 pub mod ping;
 pub mod pmtu;

@@ -6,6 +6,7 @@ use clap::{Args, Subcommand};
 use sixmap_probe::engine::{Engine, Produced};
 use sixmap_probe::ping::SocketPreference;
 use sixmap_probe::rawnet::pacer::Pacer;
+use sixmap_probe::traceroute::stop_set::StopSet;
 use sixmap_shared::measurement::{
     DnsSpec, DnsTransport, DualInner, DualStackSpec, ExtHeaderSpec, ExtHeaderType, Family,
     HttpSpec, HttpUrl, MeasurementSpec, Outcome, PingSpec, PmtuSpec, QuicSpec, SpecKind, Target,
@@ -81,6 +82,11 @@ enum MeasureKind {
         /// Traces running at the same time when several targets are given.
         #[arg(long, default_value_t = 32)]
         parallel: u32,
+        /// Trace every target from the first hop, without the Doubletree stop set shared by
+        /// the traces of a run (the first trace to a /64 leads; the others start at its
+        /// distance and probe backwards only until a router the run already saw).
+        #[arg(long)]
+        no_stop_set: bool,
         /// Probe packets: ICMP echo, UDP or TCP SYN.
         #[arg(short = 'P', long, default_value = "icmp", value_parser = ["icmp", "udp", "tcp"])]
         protocol: String,
@@ -380,6 +386,7 @@ pub async fn measure(args: MeasureArgs) -> anyhow::Result<()> {
         // Run by hand, once: the kind's own bounds apply, not the daemon's per-minute budget.
         budget: None,
         pacer: None,
+        stop_set: None,
     };
     if let Some(path) = &common.ca_file {
         std::fs::metadata(path).with_context(|| format!("--ca-file {}", path.display()))?;
@@ -388,11 +395,16 @@ pub async fn measure(args: MeasureArgs) -> anyhow::Result<()> {
         targets,
         pps,
         parallel,
+        no_stop_set,
         ..
     } = &args.kind
         && (targets.len() > 1 || pps.is_some())
     {
         let (targets, pps, parallel) = (targets.clone(), *pps, *parallel);
+        let engine = Engine {
+            stop_set: (!*no_stop_set).then(|| Arc::new(StopSet::new())),
+            ..engine
+        };
         let mut first = args.kind;
         if let MeasureKind::Traceroute { targets, .. } = &mut first {
             // The spec is the same for every target; this one only carries the settings.

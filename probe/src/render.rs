@@ -230,15 +230,27 @@ fn hop_answer(answer: &HopAnswer) -> String {
 /// Human-readable lines for `sixmap-probe measure`, in the style of traceroute.
 pub fn traceroute(result: &TracerouteResult) -> String {
     let mut out = format!(
-        "traceroute ({}, flow label {:#07x}): {:?} after {} hops, {} packets sent\n",
+        "traceroute ({}, flow label {:#07x}): {:?} after {} hops, {} packets sent{}\n",
         result.protocol.name(),
         result.flow_label,
         result.stop,
         result.hops.len(),
-        result.packets_sent
+        result.packets_sent,
+        if result.reused_hops > 0 {
+            format!(
+                " ({} hops marked = copied from an earlier trace of the run)",
+                result.reused_hops
+            )
+        } else {
+            String::new()
+        }
     );
-    for hop in &result.hops {
+    for (i, hop) in result.hops.iter().enumerate() {
         out.push_str(&format!("{:>3} ", hop.hop_limit));
+        // Copied from an earlier trace of the run (stop set), not probed by this one.
+        if i < usize::from(result.reused_hops) {
+            out.push_str(" =");
+        }
         let mut previous: Option<IpAddr> = None;
         for reply in &hop.replies {
             match reply {

@@ -116,8 +116,14 @@ pub async fn collector_reachable_v6(url: &str) -> Option<bool> {
 }
 
 /// The NAT64 prefix the system resolver reveals (RFC 7050: the AAAA it gives `ipv4only.arpa`),
-/// or `None` when there is none or the lookup failed.
+/// or `None` when there is none or the lookup failed; kept for the answer's TTL on the same
+/// network ([`crate::nat64_cache`]).
 pub(crate) async fn discover_nat64_prefix() -> Option<Ipv6Addr> {
+    crate::nat64_cache::discover(crate::nat64_cache::shared()).await
+}
+
+/// [`discover_nat64_prefix`] through the C library, uncached (it gives no TTL).
+pub(crate) async fn lookup_nat64_prefix() -> Option<Ipv6Addr> {
     lookup(NAT64_DISCOVERY_NAME)
         .await
         .and_then(|answers| nat64_prefix(&answers))

@@ -74,6 +74,7 @@ pub async fn run(settings: Settings) -> Result<(), ProbeError> {
             crate::safety::PacketBudget::per_minute(settings.packet_budget_per_minute),
         )),
         pacer: None,
+        stop_set: None,
     };
     let (self_test_tx, self_test_rx) = watch::channel(None);
     tokio::spawn(self_test_loop(

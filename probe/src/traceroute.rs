@@ -18,13 +18,21 @@
 //!   marker would cost a packet per path.
 //! - without a known end, no hop beyond `max_silent_hops` silent ones is opened.
 //!
+//! Several traces of one run (`measure traceroute T1 T2 …`) share a [`StopSet`]
+//! (Doubletree): a trace whose /64 another one already reached starts at that distance
+//! instead of the first hop, probes forwards from there as above, and backwards, one hop at
+//! a time once the one above settled, until it meets a router the run saw at the same hop
+//! limit; the hops below it are copied (`reused_hops`).
+//!
 //! The trace ends at the first hop where the destination answered (echo reply, port
 //! unreachable, SYN-ACK or RST) or where a destination unreachable came back; hops beyond it
 //! are dropped. Without either, `max_silent_hops` consecutive silent hops end it.
 
 use crate::context::{Context, ipv4_unsupported};
 use crate::rawnet::pacer::Pacer;
-use crate::rawnet::parse::{DESTINATION_UNREACHABLE, PACKET_TOO_BIG, PORT_UNREACHABLE};
+use crate::rawnet::parse::{
+    DESTINATION_UNREACHABLE, PACKET_TOO_BIG, PORT_UNREACHABLE, TIME_EXCEEDED,
+};
 use crate::rawnet::prober::{SendError, settle_wait};
 use crate::rawnet::{self, Answer, AnswerKind, Exchanged, Planned, Prober, measurement_error};
 use sixmap_shared::measurement::{
@@ -36,6 +44,10 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
+
+pub mod stop_set;
+
+use stop_set::{Claim, Leading, StopSet};
 
 /// Hops sent at once at the start, before any answer says how long the path is.
 const BURST: u8 = 4;
@@ -76,7 +88,18 @@ pub async fn run(
     .map_err(|e| measurement_error(&e))?;
     // Under a shared cap (many traces at once) time is set by the cap, not by round trips:
     // the marker would only cost a packet per path there.
+    // A trace of a run with a stop set waits for the leader of its /64, if any, first.
+    let (claim, leading) = match ctx.stop_set {
+        Some(set) => {
+            let claim = set.enter(destination, ctx.deadline).await;
+            (claim, Some(Leading::new(set, destination, claim)))
+        }
+        None => (Claim::Alone, None),
+    };
     let mut driver = Driver::new(spec, destination, ctx.pacer.is_none());
+    if let (Claim::Follow(start), Some(set)) = (claim, ctx.stop_set) {
+        driver = driver.follow(start, set.clone());
+    }
     drive(&mut prober, &mut driver, ctx.pacer.cloned(), ctx.deadline)
         .await
         .map_err(|e| measurement_error(&e))?;
@@ -87,6 +110,7 @@ pub async fn run(
         destination,
         prober.packets_sent(),
         driver.marker_unanswered(),
+        driver.reused.as_deref(),
     );
     result.validate().map_err(|e| {
         crate::context::failure(
@@ -94,6 +118,9 @@ pub async fn run(
             format!("traceroute produced an invalid result: {e}"),
         )
     })?;
+    if let Some(leading) = leading {
+        leading.learn(&result);
+    }
     Ok(result)
 }
 
@@ -178,6 +205,14 @@ struct Driver {
     last_send: Option<Instant>,
     /// The longest round trip seen: sets how long a silent hop is waited for.
     max_rtt: Duration,
+    /// Where probing started: `first`, or a followed /64's distance.
+    start: u8,
+    /// The lowest hop limit probed so far (below `start` once probing backwards).
+    low: u8,
+    /// The run's stop set, when following: backward probing stops at a router in it.
+    stop_set: Option<Arc<StopSet>>,
+    /// The hops below `low`, copied from the stop set once backward probing met it.
+    reused: Option<Arc<[TracerouteHop]>>,
 }
 
 impl Driver {
@@ -201,7 +236,26 @@ impl Driver {
             last_new: None,
             last_send: None,
             max_rtt: Duration::ZERO,
+            start: spec.first_hop(),
+            low: spec.first_hop(),
+            stop_set: None,
+            reused: None,
         }
+    }
+
+    /// Starts at `start` (where the run reached this /64) instead of the first hop, without
+    /// a marker (the distance is known), probing backwards until `stop_set` is met.
+    fn follow(mut self, start: u8, stop_set: Arc<StopSet>) -> Self {
+        let start = start.clamp(self.first, self.max);
+        self.with_marker = false;
+        self.start = start;
+        self.low = start;
+        self.next_new = start;
+        // The followed distance is the guess: beyond it only once it answered or stayed
+        // silent for the retry wait.
+        self.guess = Some(start);
+        self.stop_set = Some(stop_set);
+        self
     }
 
     /// Records a probe at `hop_limit` (`id` `None`: it did not leave).
@@ -219,6 +273,8 @@ impl Driver {
         self.sent_at.push(now);
         if self.marker.is_none() && hop_limit == self.max && hop_limit > self.next_new {
             self.marker = Some(index);
+        } else if hop_limit < self.low {
+            self.low = hop_limit;
         } else if hop_limit == self.next_new {
             self.next_new = hop_limit.saturating_add(1);
             self.last_new = Some(now);
@@ -233,20 +289,39 @@ impl Driver {
     }
 
     fn answered(&mut self, index: usize, answer: Answer) {
-        let Some(slot) = self.ex.answers.get_mut(index) else {
-            return;
-        };
-        if slot.is_some() {
+        if self.ex.answers.get(index).is_none_or(Option::is_some) {
             return;
         }
         self.max_rtt = self.max_rtt.max(Duration::from_nanos(answer.rtt_ns));
+        // Backward probing meets the stop set: the first answer at the lowest hop is a router
+        // the run saw at this hop limit, so the hops below it are known.
+        if let Some(set) = &self.stop_set
+            && self.reused.is_none()
+            && self
+                .plan
+                .get(index)
+                .is_some_and(|p| p.hop_limit == self.low)
+            && !self.hop(self.low).0
+            && answer.from != self.destination
+            && matches!(
+                answer.kind,
+                AnswerKind::IcmpError {
+                    icmp_type: TIME_EXCEEDED,
+                    ..
+                }
+            )
+        {
+            self.reused = set.below(answer.from, self.low);
+        }
         if Some(index) == self.marker
             && ending(&answer, self.destination) == Some(TraceStop::Reached)
             && let Some(left) = answer.reply_hop_limit
         {
             self.guess = Some(distance(left).clamp(self.first, self.max));
         }
-        *slot = Some(answer);
+        if let Some(slot) = self.ex.answers.get_mut(index) {
+            *slot = Some(answer);
+        }
     }
 
     fn marker_unanswered(&self) -> Option<usize> {
@@ -293,7 +368,7 @@ impl Driver {
         // Settled: answered, or every attempt made and waited for.
         let mut all_settled = true;
         let mut highest_answered: Option<u8> = None;
-        for hop_limit in self.first..self.next_new.min(limit.saturating_add(1)) {
+        for hop_limit in self.low..self.next_new.min(limit.saturating_add(1)) {
             let (answered, count, last) = self.hop(hop_limit);
             if answered {
                 highest_answered = Some(hop_limit);
@@ -311,15 +386,24 @@ impl Driver {
                 all_settled = false;
             }
         }
+        // Following: one hop lower once the lowest settled without meeting the stop set.
+        if self.stop_set.is_some() && self.reused.is_none() && self.low > self.first && can_send {
+            let (answered, count, last) = self.hop(self.low);
+            let waited = count >= self.attempts && last.is_some_and(|at| now >= at + retry);
+            if answered || waited {
+                return Step::Send(self.low - 1);
+            }
+        }
         // Without a known end, no hop beyond `max_silent_hops` silent ones: they end the
         // trace unless one of them answers. With a known end, every hop up to it.
         let reach = highest_answered
-            .unwrap_or(self.first.saturating_sub(1))
+            .unwrap_or(0)
+            .max(self.start.saturating_sub(1))
             .saturating_add(self.max_silent);
         let more = can_send && self.next_new <= limit && (end.is_some() || self.next_new <= reach);
         if more {
             let hop_limit = self.next_new;
-            let below_answered = hop_limit == self.first
+            let below_answered = hop_limit == self.start
                 || highest_answered.is_some_and(|h| h.saturating_add(1) >= hop_limit);
             let opened = match self.guess {
                 Some(guess) => hop_limit <= guess || below_answered,
@@ -352,7 +436,18 @@ impl Driver {
                 .marker
                 .and_then(|m| self.sent_at.get(m))
                 .map_or(now, |at| *at + retry);
-            soonest(self.last_new.map_or(now, |at| at + GAP).max(marker_wait));
+            // Past the guess, pacing waits for the guessed hop's retry wait as well.
+            let guess_wait = self
+                .guess
+                .filter(|&guess| hop_limit > guess)
+                .and_then(|guess| self.hop(guess).2)
+                .map_or(now, |at| at + retry);
+            soonest(
+                self.last_new
+                    .map_or(now, |at| at + GAP)
+                    .max(marker_wait)
+                    .max(guess_wait),
+            );
         }
         if !more && all_settled {
             if end.is_some() {
@@ -446,8 +541,11 @@ fn conclude(
     destination: Ipv6Addr,
     packets_sent: u32,
     unanswered_marker: Option<usize>,
+    reused: Option<&[TracerouteHop]>,
 ) -> TracerouteResult {
-    let mut hops: Vec<TracerouteHop> = Vec::new();
+    // Copied hops come first: they are all below the lowest hop probed.
+    let mut hops: Vec<TracerouteHop> = reused.map(<[TracerouteHop]>::to_vec).unwrap_or_default();
+    let reused = hops.len();
     for hop_limit in spec.first_hop()..=spec.max_hops() {
         let replies: Vec<Option<HopReply>> = plan
             .iter()
@@ -485,6 +583,8 @@ fn conclude(
     } else {
         TraceStop::Timeout
     };
+    // Cuts above never reach the copied hops (they end at or above the lowest probed one).
+    let reused_hops = u8::try_from(reused.min(hops.len())).unwrap_or(u8::MAX);
     TracerouteResult {
         protocol: spec.protocol(),
         flow_label: spec.flow_label(),
@@ -492,6 +592,7 @@ fn conclude(
         reached_destination: stop == TraceStop::Reached,
         stop,
         packets_sent,
+        reused_hops,
     }
 }
 
@@ -596,7 +697,7 @@ mod tests {
             1..=3 => Some((router(u16::from(hop)), exceeded())),
             _ => Some((destination, AnswerKind::EchoReply)),
         });
-        let result = conclude(&spec, &plan, &ex, destination, 20, None);
+        let result = conclude(&spec, &plan, &ex, destination, 20, None, None);
         assert_eq!(result.stop, TraceStop::Reached);
         assert!(result.reached_destination);
         assert_eq!(
@@ -623,7 +724,7 @@ mod tests {
         let spec = spec(10, 1, 3);
         let plan = plan(&spec);
         let ex = exchange(&plan, |hop| (hop == 1).then(|| (router(1), exceeded())));
-        let result = conclude(&spec, &plan, &ex, destination, 10, None);
+        let result = conclude(&spec, &plan, &ex, destination, 10, None, None);
         assert_eq!(result.stop, TraceStop::SilentHops);
         assert_eq!(result.hops.len(), 4, "hop 1 and three silent hops");
         assert_eq!(result.hops[3].replies, vec![None]);
@@ -644,7 +745,7 @@ mod tests {
             1 => Some((router(1), exceeded())),
             _ => Some((router(2), unreachable)),
         });
-        let result = conclude(&spec, &plan, &ex, destination, 6, None);
+        let result = conclude(&spec, &plan, &ex, destination, 6, None, None);
         assert_eq!(
             (result.stop, result.hops.len()),
             (TraceStop::Unreachable, 2)
@@ -652,12 +753,12 @@ mod tests {
         // Every hop answered by routers only: max hops; the same cut by the deadline: timeout.
         let mut ex = exchange(&plan, |hop| Some((router(u16::from(hop)), exceeded())));
         assert_eq!(
-            conclude(&spec, &plan, &ex, destination, 6, None).stop,
+            conclude(&spec, &plan, &ex, destination, 6, None, None).stop,
             TraceStop::MaxHops
         );
         ex.complete = false;
         assert_eq!(
-            conclude(&spec, &plan, &ex, destination, 6, None).stop,
+            conclude(&spec, &plan, &ex, destination, 6, None, None).stop,
             TraceStop::Timeout
         );
         // Port unreachable from the destination itself means it was reached (UDP).
@@ -671,7 +772,7 @@ mod tests {
             1 => Some((router(1), exceeded())),
             _ => Some((destination, port)),
         });
-        let result = conclude(&spec, &plan, &ex, destination, 6, None);
+        let result = conclude(&spec, &plan, &ex, destination, 6, None, None);
         assert_eq!((result.stop, result.hops.len()), (TraceStop::Reached, 2));
     }
 
@@ -685,7 +786,15 @@ mod tests {
         network: impl Fn(u8, usize) -> Option<(Ipv6Addr, AnswerKind, Duration, u8)>,
     ) -> (Driver, usize, Duration) {
         let destination: Ipv6Addr = DESTINATION.parse().unwrap();
-        let mut d = Driver::new(spec, destination, marker);
+        drive_simulated(Driver::new(spec, destination, marker), network)
+    }
+
+    /// [`simulate`] with a driver made by the test.
+    #[allow(clippy::type_complexity)]
+    fn drive_simulated(
+        mut d: Driver,
+        network: impl Fn(u8, usize) -> Option<(Ipv6Addr, AnswerKind, Duration, u8)>,
+    ) -> (Driver, usize, Duration) {
         let start = Instant::now();
         let mut now = start;
         let mut pending: Vec<(Instant, usize, Answer)> = Vec::new();
@@ -780,6 +889,7 @@ mod tests {
             destination,
             sent as u32,
             d.marker_unanswered(),
+            d.reused.as_deref(),
         );
         assert_eq!(result.stop, TraceStop::Reached);
         let mut expected: Vec<Option<IpAddr>> =
@@ -839,6 +949,7 @@ mod tests {
             destination,
             sent as u32,
             d.marker_unanswered(),
+            d.reused.as_deref(),
         );
         assert_eq!(result.stop, TraceStop::SilentHops);
         assert_eq!(result.hops.len(), 5, "two routers, three silent hops");
@@ -855,5 +966,139 @@ mod tests {
         assert_eq!(d.marker, None);
         // Exactly the six hops, as a hop-by-hop tracer would send.
         assert_eq!(sent, 6);
+    }
+
+    fn result_of(spec: &TracerouteSpec, d: &Driver, sent: usize) -> TracerouteResult {
+        let destination: Ipv6Addr = DESTINATION.parse().unwrap();
+        let result = conclude(
+            spec,
+            &d.plan,
+            &d.ex,
+            destination,
+            sent as u32,
+            d.marker_unanswered(),
+            d.reused.as_deref(),
+        );
+        assert_eq!(result.validate(), Ok(()));
+        result
+    }
+
+    /// The routers 1..=routers, then the destination, as a trace must report them.
+    fn full_path(routers: u8) -> Vec<Option<IpAddr>> {
+        let mut expected: Vec<Option<IpAddr>> = (1..=u16::from(routers))
+            .map(|n| Some(IpAddr::V6(router(n))))
+            .collect();
+        expected.push(Some(DESTINATION.parse::<IpAddr>().unwrap()));
+        expected
+    }
+
+    /// A stop set that learnt the 8-router path of a leader traced hop by hop.
+    fn led_stop_set(spec: &TracerouteSpec) -> Arc<StopSet> {
+        let destination: Ipv6Addr = DESTINATION.parse().unwrap();
+        let set = Arc::new(StopSet::new());
+        let claim = set.claim(destination);
+        assert_eq!(claim, Claim::Lead);
+        let (d, sent, _) = simulate(spec, false, path(8, Duration::from_micros(30), &[]));
+        assert_eq!(sent, 9);
+        set.learn(destination, claim, &result_of(spec, &d, sent));
+        set
+    }
+
+    fn follower(spec: &TracerouteSpec, set: &Arc<StopSet>) -> Driver {
+        let destination: Ipv6Addr = DESTINATION.parse().unwrap();
+        let Claim::Follow(start) = set.claim(destination) else {
+            panic!("the leader reached the /64");
+        };
+        Driver::new(spec, destination, true).follow(start, set.clone())
+    }
+
+    #[test]
+    fn a_follower_probes_the_destination_and_the_router_below_and_copies_the_rest() {
+        let spec = spec(30, 1, 5);
+        let set = led_stop_set(&spec);
+        let rtt = Duration::from_micros(30);
+        let (d, sent, _) = drive_simulated(follower(&spec, &set), path(8, rtt, &[]));
+        assert_eq!(
+            d.plan.iter().map(|p| p.hop_limit).collect::<Vec<_>>(),
+            [9, 8],
+            "the destination, then the router below it, which the leader saw"
+        );
+        let result = result_of(&spec, &d, sent);
+        assert_eq!(result.stop, TraceStop::Reached);
+        assert_eq!(result.path(), full_path(8));
+        assert_eq!(result.reused_hops, 7);
+        assert_eq!(result.packets_sent, 2);
+    }
+
+    #[test]
+    fn a_follower_on_a_longer_path_goes_forwards_too() {
+        let spec = spec(30, 1, 5);
+        let set = led_stop_set(&spec);
+        let rtt = Duration::from_micros(30);
+        // Two more routers than the leader's path: hop 9 is a router now.
+        let (d, sent, _) = drive_simulated(follower(&spec, &set), path(10, rtt, &[]));
+        let mut hops: Vec<u8> = d.plan.iter().map(|p| p.hop_limit).collect();
+        hops.sort_unstable();
+        assert_eq!(hops, [8, 9, 10, 11]);
+        let result = result_of(&spec, &d, sent);
+        assert_eq!(result.path(), full_path(10));
+        assert_eq!(result.reused_hops, 7);
+    }
+
+    #[test]
+    fn a_follower_past_a_shorter_path_comes_back_to_the_destination() {
+        let spec = spec(30, 1, 5);
+        let set = led_stop_set(&spec);
+        let rtt = Duration::from_micros(30);
+        let (d, sent, _) = drive_simulated(follower(&spec, &set), path(6, rtt, &[]));
+        // The destination answers at 9, 8 and 7; router 6 is in the stop set.
+        assert_eq!(
+            d.plan.iter().map(|p| p.hop_limit).collect::<Vec<_>>(),
+            [9, 8, 7, 6]
+        );
+        let result = result_of(&spec, &d, sent);
+        assert_eq!(result.stop, TraceStop::Reached);
+        assert_eq!(
+            result.path(),
+            full_path(6),
+            "nothing beyond the destination"
+        );
+        assert_eq!(result.reused_hops, 5);
+    }
+
+    #[test]
+    fn without_a_hit_a_follower_probes_back_to_the_first_hop_past_silent_ones() {
+        let spec = spec(30, 2, 5);
+        // Learnt towards another branch: none of these routers.
+        let set = led_stop_set(&spec);
+        let other = |n: u16| Ipv6Addr::new(0x2001, 0xdb8, 0x100 + n, 0, 0, 0, 0, 1);
+        let destination: Ipv6Addr = DESTINATION.parse().unwrap();
+        let rtt = Duration::from_millis(1);
+        let (d, sent, took) = drive_simulated(follower(&spec, &set), move |hop, _| {
+            let rtt = rtt * u32::from(hop);
+            match hop {
+                5.. => Some((destination, AnswerKind::EchoReply, rtt, 60)),
+                2 => None,
+                _ => Some((other(u16::from(hop)), exceeded(), rtt, 64)),
+            }
+        });
+        // 9 down to 5 answered by the destination, 4 and 3 routers, 2 silent (asked twice,
+        // the second after the retry wait), 1 a router.
+        let mut hops: Vec<u8> = d.plan.iter().map(|p| p.hop_limit).collect();
+        hops.sort_unstable();
+        assert_eq!(hops, [1, 2, 2, 3, 4, 5, 6, 7, 8, 9]);
+        assert!(took >= RETRY, "{took:?}");
+        let result = result_of(&spec, &d, sent);
+        assert_eq!(result.reused_hops, 0);
+        assert_eq!(
+            result.path(),
+            vec![
+                Some(other(1).into()),
+                None,
+                Some(other(3).into()),
+                Some(other(4).into()),
+                Some(destination.into())
+            ]
+        );
     }
 }

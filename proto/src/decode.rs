@@ -307,6 +307,7 @@ fn traceroute_result(t: &v1::TracerouteResult) -> Result<TracerouteResult, WireE
         reached_destination: t.reached_destination,
         stop: required("traceroute.stop", t.stop, trace_stop_from_wire)?,
         packets_sent: t.packets_sent,
+        reused_hops: small("traceroute.reused_hops", t.reused_hops)?,
     })
 }
 

@@ -210,6 +210,7 @@ fn traceroute_result(t: &TracerouteResult) -> v1::TracerouteResult {
         flow_label: t.flow_label,
         protocol: trace_protocol_to_wire(t.protocol).into(),
         stop: trace_stop_to_wire(t.stop).into(),
+        reused_hops: u32::from(t.reused_hops),
     }
 }
 

@@ -234,6 +234,7 @@ fn traceroute() -> TracerouteResult {
         reached_destination: true,
         stop: TraceStop::Reached,
         packets_sent: 12,
+        reused_hops: 0,
     }
 }
 
@@ -776,6 +777,7 @@ fn largest_traceroute(hops: u8, replies: u8) -> TracerouteResult {
         reached_destination: false,
         stop: TraceStop::MaxHops,
         packets_sent: u32::MAX,
+        reused_hops: 0,
     }
 }
 

@@ -224,7 +224,8 @@ fn the_dual_stack_and_ipv4_only_hosts_are_what_they_claim() {
 }
 
 /// Run inside a lab namespace by [`self_test_of`]: the probe's self-test of this host, as one
-/// `SELFTEST <json>` line.
+/// `SELFTEST <json>` line; run three times in one process, as the daemon does, with one line
+/// `NAT64QUERIES <n>`: the ipv4only.arpa queries sent in all (RFC 7050 cache).
 #[test]
 #[ignore = "run inside a lab namespace by the access tests"]
 fn self_test_in_this_namespace() {
@@ -232,12 +233,23 @@ fn self_test_in_this_namespace() {
         .enable_all()
         .build()
         .unwrap();
-    let test = runtime.block_on(sixmap_probe::selftest::run(
-        names::V4_ONLY,
-        None,
-        UnixMicros(1),
-    ));
+    let run = || {
+        runtime.block_on(sixmap_probe::selftest::run(
+            names::V4_ONLY,
+            None,
+            UnixMicros(1),
+        ))
+    };
+    let test = run();
+    for _ in 0..2 {
+        // The cached prefix is the one discovered.
+        assert_eq!(run().nat64_prefix, test.nat64_prefix);
+    }
     println!("SELFTEST {}", serde_json::to_string(&test).unwrap());
+    println!(
+        "NAT64QUERIES {}",
+        sixmap_probe::nat64_cache::shared().queries()
+    );
 }
 
 /// The probe's self-test as it runs on `node`.
@@ -262,6 +274,15 @@ fn self_test_of(lab: &AccessLab, node: &str) -> SelfTest {
         .lines()
         .find_map(|l| l.split_once("SELFTEST ").map(|(_, json)| json))
         .unwrap_or_else(|| panic!("no self-test from {node}: {}", text(&output)));
+    // Three self-tests, one query: the answer is kept for its TTL on an unchanged network.
+    let queries = out
+        .lines()
+        .find_map(|l| l.strip_prefix("NAT64QUERIES "))
+        .unwrap_or_else(|| panic!("no query count from {node}: {}", text(&output)));
+    assert_eq!(
+        queries, "1",
+        "ipv4only.arpa queries on {node} in three self-tests"
+    );
     serde_json::from_str(line).unwrap()
 }
 

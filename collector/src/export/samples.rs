@@ -124,6 +124,7 @@ pub fn outcome(i: u64) -> Outcome {
                     TraceStop::Unreachable
                 },
                 packets_sent: 18,
+                reused_hops: 0,
             })
         }
         5 => Outcome::Dns(DnsResult {

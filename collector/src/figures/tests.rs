@@ -377,6 +377,7 @@ fn random_result(rng: &mut Rng, p: u64, seq: u64) -> StoredResult {
             reached_destination: rng.below(2) == 0,
             stop: TraceStop::Reached,
             packets_sent: 2,
+            reused_hops: 0,
         }),
         3 => Outcome::Failed(sixmap_shared::measurement::MeasurementError {
             class: sixmap_shared::measurement::ErrorClass::Network,

@@ -194,6 +194,7 @@ mod summarize_tests {
             reached_destination: true,
             stop: TraceStop::Reached,
             packets_sent: 24,
+            reused_hops: 0,
         });
         assert_eq!(summarize_outcome(&trace), "traceroute udp 8 hops, reached");
 

@@ -7,8 +7,8 @@
 
 mod encrypted;
 mod present;
-mod transport;
-mod wire;
+pub(crate) mod transport;
+pub(crate) mod wire;
 
 use crate::context::{Context, failure};
 use encrypted::Problem;
@@ -251,7 +251,7 @@ fn tls_setup(
     })
 }
 
-fn random_id() -> Result<u16, MeasurementError> {
+pub(crate) fn random_id() -> Result<u16, MeasurementError> {
     let mut bytes = [0u8; 2];
     getrandom::fill(&mut bytes)
         .map_err(|e| failure(ErrorClass::Internal, format!("no random query id: {e}")))?;

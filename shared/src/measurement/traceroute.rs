@@ -234,6 +234,16 @@ pub struct TracerouteResult {
     pub reached_destination: bool,
     pub stop: TraceStop,
     pub packets_sent: u32,
+    /// The first `reused_hops` hops were not probed by this trace: they are the path to an
+    /// interface this trace reached at the same hop limit, as an earlier trace of the same
+    /// run found it (a Doubletree stop set, `measure traceroute T1 T2 …`). One reply slot
+    /// each, with that trace's answer; not counted in `packets_sent`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reused_hops: u8,
+}
+
+fn is_zero(n: &u8) -> bool {
+    *n == 0
 }
 
 impl TracerouteResult {
@@ -244,9 +254,15 @@ impl TracerouteResult {
         if self.flow_label > TracerouteSpec::MAX_FLOW_LABEL {
             return Err(field("traceroute.flow_label", "more than 20 bits"));
         }
+        if usize::from(self.reused_hops) > self.hops.len() {
+            return Err(field(
+                "traceroute.reused_hops",
+                "more than the hops reported",
+            ));
+        }
         let mut previous = 0u8;
         let mut answers = 0usize;
-        for hop in &self.hops {
+        for (i, hop) in self.hops.iter().enumerate() {
             if hop.hop_limit <= previous {
                 return Err(field(
                     "traceroute.hops.hop_limit",
@@ -257,7 +273,17 @@ impl TracerouteResult {
             if hop.replies.len() > 16 {
                 return Err(field("traceroute.hops.replies", "more than 16 per hop"));
             }
-            answers += hop.replies.len();
+            if i < usize::from(self.reused_hops) {
+                // Copied from an earlier trace: one slot, not a probe of this one.
+                if hop.replies.len() != 1 {
+                    return Err(field(
+                        "traceroute.hops.replies",
+                        "a reused hop has one slot",
+                    ));
+                }
+            } else {
+                answers += hop.replies.len();
+            }
             // On the wire, TCP flags 0 means "an ICMP answer".
             if hop
                 .replies

@@ -661,6 +661,9 @@ fn many_bench(args: &Args, probe: &Path, limited: bool) -> Result<Benchmark> {
         "--json",
         "--lab-mode",
     ]));
+    // The same without the Doubletree stop set: every trace from the first hop.
+    let mut no_stop_set = ours.clone();
+    no_stop_set.push("--no-stop-set".into());
     // The same without a cap and all at once: what blasting gets.
     let mut blast = strings(&[&probe, "measure", "traceroute"]);
     blast.extend(texts.iter().cloned());
@@ -678,6 +681,7 @@ fn many_bench(args: &Args, probe: &Path, limited: bool) -> Result<Benchmark> {
     let commands = [
         ours,
         blast,
+        no_stop_set,
         strings(&[
             "scamper",
             "-O",
@@ -698,6 +702,11 @@ fn many_bench(args: &Args, probe: &Path, limited: bool) -> Result<Benchmark> {
         ),
         Tool::new(
             "sixmap, no cap",
+            probe.clone(),
+            "cargo build --release -p sixmap-probe",
+        ),
+        Tool::new(
+            "sixmap, no stop set",
             probe.clone(),
             "cargo build --release -p sixmap-probe",
         ),
@@ -762,7 +771,7 @@ fn many_bench(args: &Args, probe: &Path, limited: bool) -> Result<Benchmark> {
             let out = run(&s.lab, &commands[i], Duration::from_secs(300))?;
             let packets = counter.read(&s.lab)?.saturating_sub(before);
             let traces = match i {
-                0 | 1 => parse::sixmap_traceroutes(&out.stdout).map(|(t, _)| t),
+                0..=2 => parse::sixmap_traceroutes(&out.stdout).map(|(t, _)| t),
                 _ => parse::scamper_json(&out.stdout),
             };
             match traces {

@@ -387,7 +387,9 @@ fn start_plat(lab: &mut Lab, dir: &Path, uplink: &str, prefix: Ipv6Addr) -> Resu
 
 /// DNS64 on `isp`: unbound listening on `listen`, forwarding everything to the server's
 /// dnsmasq, synthesising AAAA under `prefix` for names with A records only. No cache
-/// (TTL 0 everywhere), no DNSSEC validation (the lab's zone is unsigned), no daemon.
+/// (TTL 0 everywhere), no DNSSEC validation (the lab's zone is unsigned), no daemon. Except
+/// `ipv4only.arpa`, answered locally as RFC 8880 asks of a DNS64, with a TTL of 60 s: the
+/// probe keeps the NAT64 prefix that long (RFC 7050 section 3.1).
 fn start_dns64(
     lab: &mut Lab,
     dir: &Path,
@@ -416,10 +418,17 @@ fn start_dns64(
          \x20 dns64-prefix: {prefix}/96\n\
          \x20 cache-max-ttl: 0\n\
          \x20 cache-max-negative-ttl: 0\n\
+         \x20 local-zone: \"ipv4only.arpa.\" static\n\
+         \x20 local-data: \"ipv4only.arpa. 60 IN A 192.0.0.170\"\n\
+         \x20 local-data: \"ipv4only.arpa. 60 IN A 192.0.0.171\"\n\
+         \x20 local-data: \"ipv4only.arpa. 60 IN AAAA {aa}\"\n\
+         \x20 local-data: \"ipv4only.arpa. 60 IN AAAA {ab}\"\n\
          forward-zone:\n\
          \x20 name: \".\"\n\
          \x20 forward-addr: {upstream}\n",
         dir = dir.display(),
+        aa = Ipv6Addr::from_bits(prefix.to_bits() | 0xc000_00aa),
+        ab = Ipv6Addr::from_bits(prefix.to_bits() | 0xc000_00ab),
     ));
     services::write(&conf, text.as_bytes())?;
     let conf_arg = conf.display().to_string();

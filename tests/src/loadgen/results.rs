@@ -185,6 +185,7 @@ fn traceroute(rng: &mut Rng) -> Outcome {
             TraceStop::SilentHops
         },
         packets_sent: u32::from(hops) * 3,
+        reused_hops: 0,
     })
 }
 
