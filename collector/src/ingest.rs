@@ -128,7 +128,7 @@ pub fn write_batch(
                 result.destination,
                 probe_origin.as_ref(),
                 target_origin.as_ref(),
-                &|a| enrich::lookup(prefixes, a).and_then(|e| e.asn),
+                &|a| enrich::lookup(prefixes, a),
             );
             StoredResult {
                 probe_origin,

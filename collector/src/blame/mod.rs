@@ -32,7 +32,7 @@ pub mod rollup;
 use serde::{Deserialize, Serialize};
 use sixmap_shared::measurement::{FaultPath, Outcome};
 use sixmap_shared::policy::{NonGlobal, classify};
-use sixmap_shared::prefixes::Enrichment;
+use sixmap_shared::prefixes::{CountryCode, Enrichment};
 use std::net::IpAddr;
 
 /// What failed.
@@ -119,6 +119,15 @@ pub struct Blame {
     /// is at their interconnection.
     #[serde(default)]
     pub boundary: bool,
+    /// The ends as attributed: the probe's origin AS and country (the rollups group by
+    /// them) and the destination's AS. A dual-stack result names its addresses in its legs
+    /// only, so they are looked up there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe_asn: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe_country: Option<CountryCode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination_asn: Option<u32>,
 }
 
 /// What a failing measurement observed, ready to attribute.
@@ -201,6 +210,9 @@ pub fn attribute(
             last_answering: None,
             first_silent: None,
             boundary: false,
+            probe_asn,
+            probe_country: None,
+            destination_asn,
         };
     }
     // Defensive order (the wire decoder validated it): by hop limit, without hops past the
@@ -282,24 +294,38 @@ pub fn attribute(
         last_answering,
         first_silent,
         boundary,
+        probe_asn,
+        probe_country: None,
+        destination_asn,
     }
 }
 
 /// The attribution of a result about to be stored, if it shows a failure with a path.
+/// `probe_origin` and `target_origin` are the result's enrichment; where it has none (a
+/// dual-stack result's addresses are in its legs) the legs' addresses are looked up.
 pub fn of_result(
     outcome: &Outcome,
     destination: Option<IpAddr>,
     probe_origin: Option<&Enrichment>,
     target_origin: Option<&Enrichment>,
-    asn_of: &dyn Fn(IpAddr) -> Option<u32>,
+    lookup: &dyn Fn(IpAddr) -> Option<Enrichment>,
 ) -> Option<Blame> {
     let observation = observe(outcome, destination)?;
-    Some(attribute(
+    let probe = probe_origin.cloned().or_else(|| match outcome {
+        Outcome::DualStack(d) => d.v6.source.or(d.v4.source).and_then(lookup),
+        _ => None,
+    });
+    let target = target_origin
+        .cloned()
+        .or_else(|| observation.destination.and_then(lookup));
+    let mut blame = attribute(
         &observation,
-        probe_origin.and_then(|o| o.asn),
-        target_origin.and_then(|o| o.asn),
-        asn_of,
-    ))
+        probe.as_ref().and_then(|o| o.asn),
+        target.as_ref().and_then(|o| o.asn),
+        &|a| lookup(a).and_then(|e| e.asn),
+    );
+    blame.probe_country = probe.and_then(|o| o.country);
+    Some(blame)
 }
 
 #[cfg(test)]

@@ -269,3 +269,87 @@ fn only_failures_with_a_path_are_observed() {
     let seen = observe(&outcome, None).unwrap();
     assert_eq!((seen.failure, seen.silent_at), (Failure::ExtHeaderDrop, Some(2)));
 }
+
+#[test]
+fn a_dual_stack_result_is_attributed_from_its_legs_and_counted_by_the_probes_origin() {
+    use crate::figures::{Figure, FigureKey, FigureSet};
+    use sixmap_shared::measurement::{IcmpSocketKind, PingResult, TimestampSource};
+    let lookup = |a: IpAddr| {
+        asn_of(a).map(|asn| Enrichment {
+            asn: Some(asn),
+            as_name: None,
+            country: "XA".parse().ok(),
+        })
+    };
+    let ping = |received| {
+        Outcome::Ping(PingResult {
+            sent: 1,
+            received,
+            replies: vec![],
+            timestamp_source: TimestampSource::Kernel,
+            socket_kind: IcmpSocketKind::Raw,
+            errors: vec![],
+        })
+    };
+    let dual = Outcome::DualStack(DualStackResult {
+        v6: Box::new(DualLeg {
+            source: Some("2001:db8:11::2".parse().unwrap()),
+            destination: Some(DEST.parse().unwrap()),
+            duration_us: 1,
+            outcome: ping(0),
+        }),
+        v4: Box::new(DualLeg {
+            source: Some("10.0.0.2".parse().unwrap()),
+            destination: Some("10.0.9.2".parse().unwrap()),
+            duration_us: 1,
+            outcome: ping(0),
+        }),
+        happy_eyeballs_choice: None,
+        v6_hops: None,
+        v4_hops: None,
+        v6_nat64_prefix: None,
+        v4_via_clat: false,
+        v6_fault_path: Some(path(&[(1, "2001:db8:11::1"), (2, "2001:db8:21::1")], false)),
+    });
+    // The result itself names no address (a dual-stack result's are in its legs).
+    let blame = of_result(&dual, None, None, None, &lookup).unwrap();
+    assert_eq!(blame.placement, Placement::Transit);
+    assert_eq!(blame.probe_asn, Some(PROBE_AS));
+    assert_eq!(blame.destination_asn, Some(DEST_AS));
+    assert_eq!(blame.probe_country, "XA".parse().ok());
+
+    let mut stored = crate::testing::ping_v6(
+        "00000000000000aa".parse().unwrap(),
+        1,
+        sixmap_shared::UnixMicros(5 * crate::figures::DAY_US + 1),
+        None,
+        Enrichment::default(),
+    );
+    stored.probe_origin = None;
+    stored.blame = Some(blame);
+    let mut set = FigureSet::default();
+    set.fold(&stored, &Default::default(), 0);
+    set.fold(&stored, &Default::default(), 0);
+    let breaks: Vec<_> = set
+        .rows
+        .iter()
+        .filter(|(k, _)| matches!(k, FigureKey::Breaks { .. }))
+        .collect();
+    assert_eq!(breaks.len(), 1);
+    let (key, figure) = breaks[0];
+    assert_eq!(
+        key,
+        &FigureKey::Breaks {
+            day: 5,
+            country: "XA".parse().ok(),
+            asn: Some(PROBE_AS),
+            failure: Failure::V6Broken,
+            placement: Placement::Transit,
+            responsible: Some(TRANSIT_AS),
+        }
+    );
+    assert_eq!(figure, &Figure::Breaks(crate::figures::Breaks { count: 2 }));
+    // Keys and values survive their encoding.
+    assert_eq!(&FigureKey::decode(&key.encode()).unwrap(), key);
+    assert_eq!(&Figure::decode(&figure.encode()).unwrap(), figure);
+}

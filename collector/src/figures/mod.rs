@@ -600,8 +600,8 @@ impl FigureSet {
         if let Some(blame) = &stored.blame {
             let key = FigureKey::Breaks {
                 day,
-                country: stored.probe_origin.as_ref().and_then(|o| o.country),
-                asn: stored.probe_origin.as_ref().and_then(|o| o.asn),
+                country: blame.probe_country,
+                asn: blame.probe_asn,
                 failure: blame.failure,
                 placement: blame.placement,
                 responsible: blame.responsible_asn,

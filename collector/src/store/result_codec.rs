@@ -387,6 +387,9 @@ mod tests {
             }),
             first_silent: None,
             boundary: false,
+            probe_asn: Some(64500),
+            probe_country: Some("XA".parse().unwrap()),
+            destination_asn: None,
         });
         for stored in [full, partial, bare, blamed] {
             let row = row_key(stored.result.started_at, &stored.result.key);
