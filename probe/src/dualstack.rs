@@ -19,8 +19,7 @@ use crate::sock::source_address_for;
 use sixmap_shared::measurement::{
     ConnectOutcome, DualInner, DualLeg, DualStackResult, DualStackSpec, ErrorClass, Family,
     HttpSpec, MeasurementError, Outcome, PingSpec, SpecKind, TcpSpec, TraceProtocol,
-    happy_eyeballs_choice,
-    hops_from_reply_hop_limit,
+    happy_eyeballs_choice, hops_from_reply_hop_limit,
 };
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};

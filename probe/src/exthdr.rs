@@ -50,14 +50,9 @@ pub async fn run(
         // Where headers vanish, and whose network that is: the plain path, from what the
         // measurement's packet bound leaves.
         let left = limit.saturating_sub(result.packets_sent);
-        result.fault_path = crate::faultpath::trace(
-            ctx,
-            IpAddr::V6(destination),
-            TraceProtocol::Icmp,
-            0,
-            left,
-        )
-        .await;
+        result.fault_path =
+            crate::faultpath::trace(ctx, IpAddr::V6(destination), TraceProtocol::Icmp, 0, left)
+                .await;
         if let Some(path) = &result.fault_path {
             result.packets_sent = result.packets_sent.saturating_add(path.packets_sent);
         }

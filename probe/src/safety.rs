@@ -96,7 +96,9 @@ pub fn dual_legs_packets(dual: &DualStackSpec, max_packets: Option<u16>) -> u32 
     2 * match dual.inner() {
         DualInner::Ping => dual_ping_count(max_packets),
         DualInner::Tcp => TCP_CONNECTION,
-        DualInner::Http => TCP_CONNECTION + 2 + HttpSpec::DEFAULT_MAX_BODY.div_ceil(2 * MIN_SEGMENT),
+        DualInner::Http => {
+            TCP_CONNECTION + 2 + HttpSpec::DEFAULT_MAX_BODY.div_ceil(2 * MIN_SEGMENT)
+        }
     }
 }
 
@@ -233,8 +235,8 @@ mod tests {
     use super::*;
     use sixmap_shared::Target;
     use sixmap_shared::measurement::{
-        DnsSpec, DnsTransport, ExtHeaderSpec, Family, PingSpec, PmtuSpec, QuicSpec,
-        TcpSpec, TlsSpec, TraceProtocol,
+        DnsSpec, DnsTransport, ExtHeaderSpec, Family, PingSpec, PmtuSpec, QuicSpec, TcpSpec,
+        TlsSpec, TraceProtocol,
     };
     use std::time::Duration;
 

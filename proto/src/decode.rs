@@ -11,11 +11,10 @@ use sixmap_shared::ids::{ProbeId, ResultKey, TaskId};
 use sixmap_shared::measurement::{
     CertificateSummary, ClockInfo, DnsRecord, DnsResponse, DnsResult, DnsSession, DnsSpec, DualLeg,
     DualStackResult, DualStackSpec, ExtHeaderOutcome, ExtHeaderResult, ExtHeaderSpec, Family,
-    FaultPath, PathHop,
-    HopAnswer, HopReply, HttpResult, HttpSpec, IcmpError, MAX_ERROR_MESSAGE_LEN, MeasurementError,
-    MeasurementResult, MeasurementSpec, Outcome, PingReply, PingResult, PingSpec, PmtuResult,
-    PmtuSpec, QuicResult, QuicSpec, SpecKind, Target, TcpResult, TcpSpec, TlsResult, TlsSpec,
-    TracerouteHop, TracerouteResult, TracerouteSpec,
+    FaultPath, HopAnswer, HopReply, HttpResult, HttpSpec, IcmpError, MAX_ERROR_MESSAGE_LEN,
+    MeasurementError, MeasurementResult, MeasurementSpec, Outcome, PathHop, PingReply, PingResult,
+    PingSpec, PmtuResult, PmtuSpec, QuicResult, QuicSpec, SpecKind, Target, TcpResult, TcpSpec,
+    TlsResult, TlsSpec, TracerouteHop, TracerouteResult, TracerouteSpec,
 };
 use sixmap_shared::session::{
     Ack, Assignment, Cancel, CoarseLocation, CollectorMessage, Heartbeat, Hello, MAX_BATCH_RESULTS,

@@ -72,14 +72,30 @@ fn ipv6_broken_in_the_access_in_transit_and_at_the_destination_is_attributed_to_
         assert!(!broken.status.success(), "{}: IPv6 works", t.node);
         let out = lab.lab.exec_unchecked(
             PROBE,
-            &["traceroute", "-6", "-n", "-q", "1", "-w", "1", "-m", "5", &v6],
+            &[
+                "traceroute",
+                "-6",
+                "-n",
+                "-q",
+                "1",
+                "-w",
+                "1",
+                "-m",
+                "5",
+                &v6,
+            ],
         );
         let hops = traceroute_hops(&text(&out.stdout));
         let last = hops.iter().rposition(|h| h != "*").map(|i| hops[i].clone());
         let expected = lab
             .lab
             .expected_hops(PROBE, t.node, std::net::IpAddr::V6(t.v6));
-        let router = lab.lab.path(PROBE, t.node).iter().position(|n| n == t.router).unwrap();
+        let router = lab
+            .lab
+            .path(PROBE, t.node)
+            .iter()
+            .position(|n| n == t.router)
+            .unwrap();
         assert_eq!(
             last,
             Some(expected[router].to_string()),
@@ -101,12 +117,30 @@ fn ipv6_broken_in_the_access_in_transit_and_at_the_destination_is_attributed_to_
         .unwrap();
     assert!(import.status.success(), "{}", text(&import.stderr));
     let admin = collector_command(&[
-        "api-token", "create", "--data-dir", data_arg, "--role", "admin", "--name", "lab-admin",
+        "api-token",
+        "create",
+        "--data-dir",
+        data_arg,
+        "--role",
+        "admin",
+        "--name",
+        "lab-admin",
     ]);
     let enrollment = collector_command(&[
-        "token", "create", "--data-dir", data_arg, "--owner", "lab", "--expires-in", "1h",
+        "token",
+        "create",
+        "--data-dir",
+        data_arg,
+        "--owner",
+        "lab",
+        "--expires-in",
+        "1h",
     ]);
-    let names: Vec<String> = lab.targets.iter().map(|t| format!("{:?}", t.name)).collect();
+    let names: Vec<String> = lab
+        .targets
+        .iter()
+        .map(|t| format!("{:?}", t.name))
+        .collect();
     let config = dir.join("collector.toml");
     std::fs::write(
         &config,
@@ -170,7 +204,8 @@ fn ipv6_broken_in_the_access_in_transit_and_at_the_destination_is_attributed_to_
     for t in &lab.targets {
         let r = results
             .iter()
-            .find(|r| r["destination"] == t.v6.to_string())
+            // A dual-stack result names its addresses in its legs.
+            .find(|r| r["outcome"]["v6"]["destination"] == t.v6.to_string())
             .unwrap_or_else(|| panic!("no result for {}: {results:#?}", t.name));
         let outcome = &r["outcome"];
         assert!(
@@ -183,19 +218,31 @@ fn ipv6_broken_in_the_access_in_transit_and_at_the_destination_is_attributed_to_
         let expected = lab
             .lab
             .expected_hops(PROBE, t.node, std::net::IpAddr::V6(t.v6));
-        let router = lab.lab.path(PROBE, t.node).iter().position(|n| n == t.router).unwrap();
+        let router = lab
+            .lab
+            .path(PROBE, t.node)
+            .iter()
+            .position(|n| n == t.router)
+            .unwrap();
         let hops: Vec<String> = outcome["v6_fault_path"]["hops"]
             .as_array()
             .unwrap_or_else(|| panic!("{}: no fault path: {r:#}", t.name))
             .iter()
             .map(|h| h["address"].as_str().unwrap().to_owned())
             .collect();
-        let want: Vec<String> = expected[..=router].iter().map(ToString::to_string).collect();
+        let want: Vec<String> = expected[..=router]
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         assert_eq!(hops, want, "{}: {r:#}", t.name);
         let blame = &r["blame"];
         assert_eq!(blame["failure"], "v6_broken", "{}: {r:#}", t.name);
         assert_eq!(blame["placement"], t.placement, "{}: {r:#}", t.name);
-        assert_eq!(blame["responsible_asn"], t.responsible_asn, "{}: {r:#}", t.name);
+        assert_eq!(
+            blame["responsible_asn"], t.responsible_asn,
+            "{}: {r:#}",
+            t.name
+        );
         assert_eq!(
             blame["last_answering"]["address"],
             expected[router].to_string(),

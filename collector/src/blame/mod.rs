@@ -246,14 +246,16 @@ pub fn attribute(
         None => {
             let answering: Vec<_> = hops.iter().collect();
             let destination_answered = reached_at.is_some() || path.reached_destination;
-            let next = answering.last().map_or(1, |h| h.hop_limit.saturating_add(1));
+            let next = answering
+                .last()
+                .map_or(1, |h| h.hop_limit.saturating_add(1));
             let silent = (!destination_answered).then(|| hop(next, None));
             (answering, silent)
         }
     };
     let last_answering = answering.last().map(|h| hop(h.hop_limit, Some(h.address)));
-    let destination_answered = observation.silent_at.is_none()
-        && (reached_at.is_some() || path.reached_destination);
+    let destination_answered =
+        observation.silent_at.is_none() && (reached_at.is_some() || path.reached_destination);
     // The last public hop decides; private hops name no network.
     let anchor = answering
         .iter()

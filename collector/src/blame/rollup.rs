@@ -108,7 +108,13 @@ pub struct CountryBreaks {
 pub fn summarize(
     country: CountryCode,
     rows: impl IntoIterator<Item = BreakRow>,
-) -> (u64, Placements, Failures, Vec<NetworkBreaks>, Vec<Responsible>) {
+) -> (
+    u64,
+    Placements,
+    Failures,
+    Vec<NetworkBreaks>,
+    Vec<Responsible>,
+) {
     let mut total = 0;
     let mut placements = Placements::default();
     let mut failures = Failures::default();

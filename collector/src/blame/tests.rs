@@ -54,14 +54,20 @@ fn v6_broken(path: &FaultPath) -> Blame {
 
 #[test]
 fn a_path_dying_after_the_isp_router_is_the_access() {
-    let blame = v6_broken(&path(&[(1, "2001:db8:11::1"), (2, "2001:db8:12::1")], false));
+    let blame = v6_broken(&path(
+        &[(1, "2001:db8:11::1"), (2, "2001:db8:12::1")],
+        false,
+    ));
     assert_eq!(blame.placement, Placement::Access);
     assert_eq!(blame.responsible_asn, Some(PROBE_AS));
     let last = blame.last_answering.unwrap();
     assert_eq!((last.hop_limit, last.asn), (2, Some(PROBE_AS)));
     // Nothing answered beyond: the first silent hop has no address.
     let silent = blame.first_silent.unwrap();
-    assert_eq!((silent.hop_limit, silent.address, silent.asn), (3, None, None));
+    assert_eq!(
+        (silent.hop_limit, silent.address, silent.asn),
+        (3, None, None)
+    );
     assert!(!blame.boundary);
 }
 
@@ -77,13 +83,20 @@ fn nothing_answering_or_only_the_home_router_is_the_access() {
     let blame = v6_broken(&path(&[(1, "fd00::1"), (2, "192.168.1.1")], false));
     assert_eq!(blame.placement, Placement::Access);
     assert_eq!(blame.responsible_asn, Some(PROBE_AS));
-    assert_eq!(blame.last_answering.unwrap().address, Some("192.168.1.1".parse().unwrap()));
+    assert_eq!(
+        blame.last_answering.unwrap().address,
+        Some("192.168.1.1".parse().unwrap())
+    );
 }
 
 #[test]
 fn a_path_dying_in_another_network_between_the_ends_is_transit() {
     let blame = v6_broken(&path(
-        &[(1, "2001:db8:11::1"), (2, "2001:db8:21::1"), (3, "2001:db8:22::1")],
+        &[
+            (1, "2001:db8:11::1"),
+            (2, "2001:db8:21::1"),
+            (3, "2001:db8:22::1"),
+        ],
         false,
     ));
     assert_eq!(blame.placement, Placement::Transit);
@@ -105,7 +118,11 @@ fn a_private_hop_after_public_ones_is_passed_over() {
 #[test]
 fn a_path_dying_in_the_destination_network_or_at_the_host_is_the_destination() {
     let blame = v6_broken(&path(
-        &[(1, "2001:db8:11::1"), (2, "2001:db8:21::1"), (3, "2001:db8:31::1")],
+        &[
+            (1, "2001:db8:11::1"),
+            (2, "2001:db8:21::1"),
+            (3, "2001:db8:31::1"),
+        ],
         false,
     ));
     assert_eq!(blame.placement, Placement::Destination);
@@ -119,7 +136,10 @@ fn a_path_dying_in_the_destination_network_or_at_the_host_is_the_destination() {
 
 #[test]
 fn an_as_the_prefix_data_does_not_know_is_unknown() {
-    let blame = v6_broken(&path(&[(1, "2001:db8:11::1"), (2, "2001:db8:ff::1")], false));
+    let blame = v6_broken(&path(
+        &[(1, "2001:db8:11::1"), (2, "2001:db8:ff::1")],
+        false,
+    ));
     assert_eq!(blame.placement, Placement::Unknown);
     assert_eq!(blame.responsible_asn, None);
 
@@ -139,7 +159,11 @@ fn an_as_the_prefix_data_does_not_know_is_unknown() {
 #[test]
 fn hops_out_of_order_and_strays_beyond_the_destination_are_put_right() {
     let mut p = path(
-        &[(3, "2001:db8:21::1"), (1, "2001:db8:11::1"), (2, "2001:db8:11::2")],
+        &[
+            (3, "2001:db8:21::1"),
+            (1, "2001:db8:11::1"),
+            (2, "2001:db8:11::2"),
+        ],
         false,
     );
     let blame = v6_broken(&p);
@@ -147,7 +171,11 @@ fn hops_out_of_order_and_strays_beyond_the_destination_are_put_right() {
     assert_eq!(blame.placement, Placement::Transit);
 
     // An answer from beyond the hop where the destination answered is a stray.
-    p.hops = path(&[(1, "2001:db8:11::1"), (2, DEST), (4, "2001:db8:21::1")], false).hops;
+    p.hops = path(
+        &[(1, "2001:db8:11::1"), (2, DEST), (4, "2001:db8:21::1")],
+        false,
+    )
+    .hops;
     let blame = v6_broken(&p);
     assert_eq!(blame.placement, Placement::Destination);
     assert_eq!(blame.last_answering.unwrap().hop_limit, 2);
@@ -267,7 +295,10 @@ fn only_failures_with_a_path_are_observed() {
     ]);
     let outcome = Outcome::ExtHeaders(two);
     let seen = observe(&outcome, None).unwrap();
-    assert_eq!((seen.failure, seen.silent_at), (Failure::ExtHeaderDrop, Some(2)));
+    assert_eq!(
+        (seen.failure, seen.silent_at),
+        (Failure::ExtHeaderDrop, Some(2))
+    );
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! The paired dual-stack measurement: one name, measured over IPv6 and IPv4 at the same moment.
 
-use super::{FaultPath, Family, Outcome, SpecError, field};
+use super::{Family, FaultPath, Outcome, SpecError, field};
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;

@@ -38,7 +38,10 @@ impl FaultPath {
         let mut previous = 0u8;
         for hop in &self.hops {
             if hop.hop_limit <= previous {
-                return Err(field(name, "hop limits must be strictly increasing and > 0"));
+                return Err(field(
+                    name,
+                    "hop limits must be strictly increasing and > 0",
+                ));
             }
             previous = hop.hop_limit;
         }

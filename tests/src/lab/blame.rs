@@ -45,7 +45,13 @@ pub struct FaultTarget {
 
 pub const TARGETS: [(&str, &str, &str, &str, u32); 3] = [
     ("tacc", "access.blame.lab", "isp", "access", ISP_AS),
-    ("ttra", "transit.blame.lab", "transit", "transit", TRANSIT_AS),
+    (
+        "ttra",
+        "transit.blame.lab",
+        "transit",
+        "transit",
+        TRANSIT_AS,
+    ),
     ("tdst", "dest.blame.lab", "dedge", "destination", DEST_AS),
 ];
 
