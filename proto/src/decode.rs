@@ -484,7 +484,7 @@ fn fault_path(field: &str, p: &v1::FaultPath) -> Result<FaultPath, WireError> {
     // Bounded before anything is allocated per hop.
     if p.hops.len() > FaultPath::MAX_HOPS {
         return Err(WireError::new(
-            &format!("{field}.hops"),
+            format!("{field}.hops"),
             format!("more than {} hops", FaultPath::MAX_HOPS),
         ));
     }
