@@ -891,6 +891,7 @@ mod tests {
                 black_hole_from: None,
                 too_big: Vec::new(),
                 packets_sent: 10,
+                fault_path: None,
             })
         };
         let ext = |dropped: &[(ExtHeaderType, bool)]| {
@@ -906,6 +907,7 @@ mod tests {
                     })
                     .collect(),
                 packets_sent: 6,
+                fault_path: None,
             })
         };
         use ExtHeaderType::{DestinationOptions as Dst, Fragment as Frag, HopByHop as Hbh};

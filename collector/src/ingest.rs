@@ -120,10 +120,22 @@ pub fn write_batch(
     }
     let stored: Vec<StoredResult> = accepted
         .into_iter()
-        .map(|result| StoredResult {
-            probe_origin: result.source.and_then(|a| enrich::lookup(prefixes, a)),
-            target_origin: result.destination.and_then(|a| enrich::lookup(prefixes, a)),
-            result,
+        .map(|result| {
+            let probe_origin = result.source.and_then(|a| enrich::lookup(prefixes, a));
+            let target_origin = result.destination.and_then(|a| enrich::lookup(prefixes, a));
+            let blame = crate::blame::of_result(
+                &result.outcome,
+                result.destination,
+                probe_origin.as_ref(),
+                target_origin.as_ref(),
+                &|a| enrich::lookup(prefixes, a),
+            );
+            StoredResult {
+                probe_origin,
+                target_origin,
+                blame,
+                result,
+            }
         })
         .collect();
     let (inserted, logged_from) = store.insert_results_logged(&stored)?;

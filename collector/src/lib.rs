@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod alerts;
 pub mod auth;
+pub mod blame;
 pub mod campaign;
 pub mod client;
 pub mod commit;
@@ -332,6 +333,7 @@ pub async fn start_with_store(
         http::router(store.clone(), map_view)
             .merge(campaign::http::public_router(campaigns.clone()))
             .merge(directory::router(store.clone()))
+            .merge(blame::http::router(store.clone()))
             // Maps, the probe list, the probe directory and published reports: one
             // computation per moment for all callers.
             .layer(axum::middleware::from_fn_with_state(

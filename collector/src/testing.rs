@@ -65,5 +65,6 @@ pub fn ping_v6(
         },
         probe_origin: Some(origin),
         target_origin: None,
+        blame: None,
     }
 }

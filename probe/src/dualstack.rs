@@ -5,6 +5,11 @@
 //! both families concurrently, so both legs see the same network conditions. From the legs
 //! come what a Happy Eyeballs (RFC 8305) client would have picked and, for ping, path lengths.
 //!
+//! When IPv6 fails on the network while IPv4 works, the IPv6 path is traced right after
+//! (`faultpath`, the inner measurement's protocol) for the collector's fault attribution;
+//! the legs end up to a third of the timeout early (at most `faultpath::TIME`) to leave it
+//! that time.
+//!
 //! What a user of a translated network gets is said too: an AAAA that DNS64 synthesised
 //! (RFC 6147: the IPv6 leg then reaches an IPv4-only service through NAT64) comes with its NAT64
 //! prefix, and an IPv4 leg sent from a CLAT address (464XLAT) is flagged.
@@ -13,8 +18,8 @@ use crate::context::{Context, failure};
 use crate::sock::source_address_for;
 use sixmap_shared::measurement::{
     ConnectOutcome, DualInner, DualLeg, DualStackResult, DualStackSpec, ErrorClass, Family,
-    HttpSpec, MeasurementError, Outcome, PingSpec, SpecKind, TcpSpec, happy_eyeballs_choice,
-    hops_from_reply_hop_limit,
+    HttpSpec, MeasurementError, Outcome, PingSpec, SpecKind, TcpSpec, TraceProtocol,
+    happy_eyeballs_choice, hops_from_reply_hop_limit,
 };
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
@@ -43,8 +48,12 @@ pub async fn run(
     let addresses = resolve(name).await?;
     let resolve_ns = nanos(resolving.elapsed());
     let kind = inner_kind(spec, name, ctx.max_packets)?;
+    // A failing leg may wait until its deadline (a ping's unanswered echoes): the legs end
+    // early enough to leave the fault-path trace its time, at most a third of what is left.
+    let reserve = crate::faultpath::TIME.min(ctx.remaining() / 3);
     let leg_ctx = Context {
         resolve_ns: Some(resolve_ns),
+        deadline: ctx.deadline.checked_sub(reserve).unwrap_or(ctx.deadline),
         ..*ctx
     };
     // An AAAA that embeds one of the name's A answers may be a network-specific NAT64
@@ -64,6 +73,20 @@ pub async fn run(
     );
     let v4_via_clat = matches!(v4.source, Some(IpAddr::V4(source))
         if crate::selftest::has_clat(&[source], &[]));
+    // IPv6 broken where IPv4 works: trace the IPv6 path so the collector can say where it
+    // breaks, with the inner measurement's protocol (a filter may drop only that).
+    let v6_fault_path = match (v6.destination, v6_fault(&v6.outcome, &v4.outcome)) {
+        (Some(destination), true) => {
+            let (protocol, port) = match spec.inner() {
+                DualInner::Ping => (TraceProtocol::Icmp, 0),
+                DualInner::Tcp | DualInner::Http => (TraceProtocol::TcpSyn, spec.port()),
+            };
+            let legs = crate::safety::dual_legs_packets(spec, ctx.max_packets);
+            let packets = crate::safety::dual_fault_packets(ctx.max_packets, legs);
+            crate::faultpath::trace(ctx, destination, protocol, port, packets).await
+        }
+        _ => None,
+    };
     let result = DualStackResult {
         happy_eyeballs_choice: happy_eyeballs_choice(
             success_time(&v6.outcome),
@@ -73,6 +96,7 @@ pub async fn run(
         v4_hops: hops(&v4.outcome),
         v6_nat64_prefix,
         v4_via_clat,
+        v6_fault_path,
         v6: Box::new(v6),
         v4: Box::new(v4),
     };
@@ -257,6 +281,17 @@ fn success_time(outcome: &Outcome) -> Option<Duration> {
     }
 }
 
+/// Whether the IPv6 leg failed on the network while the IPv4 leg reached its destination:
+/// what a fault path is traced for. A v6 leg that never ran (no AAAA, refused by the policy)
+/// has no path to trace.
+fn v6_fault(v6: &Outcome, v4: &Outcome) -> bool {
+    let v6_ran = match v6 {
+        Outcome::Failed(e) => e.class == ErrorClass::Network,
+        _ => true,
+    };
+    v6_ran && !v6.reached_destination() && v4.reached_destination()
+}
+
 /// Path length from the hop limit of the first echo reply.
 fn hops(outcome: &Outcome) -> Option<u8> {
     let Outcome::Ping(r) = outcome else {
@@ -283,6 +318,21 @@ mod tests {
             connect_ns: Some(ms * 1_000_000),
             icmp_error: None,
         })
+    }
+
+    #[test]
+    fn a_fault_path_is_traced_only_when_v6_fails_on_the_network_and_v4_works() {
+        let connected = tcp(ConnectOutcome::Connected, 3);
+        let timed_out = tcp(ConnectOutcome::Timeout, 3);
+        assert!(v6_fault(&timed_out, &connected));
+        assert!(!v6_fault(&connected, &connected));
+        assert!(!v6_fault(&timed_out, &timed_out));
+        let network = Outcome::Failed(failure(ErrorClass::Network, "unreachable"));
+        assert!(v6_fault(&network, &connected));
+        let no_aaaa = Outcome::Failed(failure(ErrorClass::Resolution, "no AAAA"));
+        assert!(!v6_fault(&no_aaaa, &connected));
+        let refused = Outcome::Failed(failure(ErrorClass::Policy, "private"));
+        assert!(!v6_fault(&refused, &connected));
     }
 
     #[test]

@@ -42,9 +42,21 @@ pub async fn run(
     let limit = ctx.packet_limit(crate::safety::EXTHDR_PACKETS);
     let mut prober = Prober::open(destination, TraceProtocol::Icmp, 0, 0, limit)
         .map_err(|e| measurement_error(&e))?;
-    let result = measure(&mut prober, spec, ctx.deadline)
+    let mut result = measure(&mut prober, spec, ctx.deadline)
         .await
         .map_err(|e| measurement_error(&e))?;
+    drop(prober);
+    if result.outcomes.iter().any(|o| !o.survived) {
+        // Where headers vanish, and whose network that is: the plain path, from what the
+        // measurement's packet bound leaves.
+        let left = limit.saturating_sub(result.packets_sent);
+        result.fault_path =
+            crate::faultpath::trace(ctx, IpAddr::V6(destination), TraceProtocol::Icmp, 0, left)
+                .await;
+        if let Some(path) = &result.fault_path {
+            result.packets_sent = result.packets_sent.saturating_add(path.packets_sent);
+        }
+    }
     result.validate().map_err(|e| {
         failure(
             ErrorClass::Internal,
@@ -200,5 +212,6 @@ async fn measure(
     Ok(ExtHeaderResult {
         outcomes,
         packets_sent: prober.packets_sent(),
+        fault_path: None,
     })
 }

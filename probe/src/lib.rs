@@ -12,6 +12,7 @@ pub mod engine;
 pub mod enroll;
 pub mod exthdr;
 pub mod failover;
+pub mod faultpath;
 pub mod http;
 pub mod identity;
 pub mod ledger;

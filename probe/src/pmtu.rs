@@ -61,9 +61,26 @@ pub async fn run(
         limit,
     )
     .map_err(|e| measurement_error(&e))?;
-    let result = measure(&mut prober, spec, ctx.deadline)
+    let mut result = measure(&mut prober, spec, ctx.deadline)
         .await
         .map_err(|e| measurement_error(&e))?;
+    drop(prober);
+    if result.black_hole {
+        // Where the large packets vanish, and whose network that is: the plain path, from
+        // what the measurement's packet bound leaves.
+        let left = limit.saturating_sub(result.packets_sent);
+        result.fault_path = crate::faultpath::trace(
+            ctx,
+            IpAddr::V6(destination),
+            spec.protocol(),
+            spec.protocol().default_port(),
+            left,
+        )
+        .await;
+        if let Some(path) = &result.fault_path {
+            result.packets_sent = result.packets_sent.saturating_add(path.packets_sent);
+        }
+    }
     result.validate().map_err(|e| {
         failure(
             ErrorClass::Internal,
@@ -275,6 +292,7 @@ async fn measure(
         black_hole_from: None,
         too_big: search.too_big.clone(),
         packets_sent: 0,
+        fault_path: None,
     };
     if let (true, Some(large)) = (black_hole, search.silent) {
         let scan_hops = search

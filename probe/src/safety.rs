@@ -6,7 +6,9 @@
 //! probe harmless if its collector is compromised: a task over budget is refused before any
 //! packet and reported as a `Policy` failure, like a refused target.
 
-use sixmap_shared::measurement::{DualInner, HttpSpec, MeasurementSpec, SpecKind, TracerouteSpec};
+use sixmap_shared::measurement::{
+    DualInner, DualStackSpec, HttpSpec, MeasurementSpec, SpecKind, TracerouteSpec,
+};
 use std::sync::Mutex;
 use tokio::time::Instant;
 
@@ -81,17 +83,33 @@ fn kind_packets(kind: &SpecKind, max_packets: Option<u16>) -> u32 {
         SpecKind::Quic(_) => QUIC_HANDSHAKE,
         SpecKind::Pmtu(_) => capped(PMTU_PACKETS),
         SpecKind::ExtHeaders(_) => capped(EXTHDR_PACKETS),
-        // Both families at once: twice the inner measurement the legs run.
+        // Both families at once, and the fault path when IPv6 fails and IPv4 works.
         SpecKind::DualStack(dual) => {
-            2 * match dual.inner() {
-                DualInner::Ping => dual_ping_count(max_packets),
-                DualInner::Tcp => TCP_CONNECTION,
-                DualInner::Http => {
-                    TCP_CONNECTION + 2 + HttpSpec::DEFAULT_MAX_BODY.div_ceil(2 * MIN_SEGMENT)
-                }
-            }
+            let legs = dual_legs_packets(dual, max_packets);
+            legs + dual_fault_packets(max_packets, legs)
         }
     }
+}
+
+/// Both legs of a dual-stack measurement: twice the inner measurement they run.
+pub fn dual_legs_packets(dual: &DualStackSpec, max_packets: Option<u16>) -> u32 {
+    2 * match dual.inner() {
+        DualInner::Ping => dual_ping_count(max_packets),
+        DualInner::Tcp => TCP_CONNECTION,
+        DualInner::Http => {
+            TCP_CONNECTION + 2 + HttpSpec::DEFAULT_MAX_BODY.div_ceil(2 * MIN_SEGMENT)
+        }
+    }
+}
+
+/// The fault-path trace a dual-stack measurement adds when IPv6 fails and IPv4 works
+/// (`faultpath::PACKETS`), within what the spec's budget leaves after the legs.
+pub fn dual_fault_packets(max_packets: Option<u16>, legs: u32) -> u32 {
+    max_packets.map_or(crate::faultpath::PACKETS, |max| {
+        u32::from(max)
+            .saturating_sub(legs)
+            .min(crate::faultpath::PACKETS)
+    })
 }
 
 fn traceroute(spec: &TracerouteSpec) -> u32 {
@@ -217,8 +235,8 @@ mod tests {
     use super::*;
     use sixmap_shared::Target;
     use sixmap_shared::measurement::{
-        DnsSpec, DnsTransport, DualStackSpec, ExtHeaderSpec, Family, PingSpec, PmtuSpec, QuicSpec,
-        TcpSpec, TlsSpec, TraceProtocol,
+        DnsSpec, DnsTransport, ExtHeaderSpec, Family, PingSpec, PmtuSpec, QuicSpec, TcpSpec,
+        TlsSpec, TraceProtocol,
     };
     use std::time::Duration;
 
@@ -287,12 +305,18 @@ mod tests {
                 DualStackSpec::new(inner, port).unwrap(),
             ))
         };
-        assert_eq!(worst_case_packets(&dual(DualInner::Ping, 0)), 6);
-        assert_eq!(worst_case_packets(&dual(DualInner::Tcp, 443)), 20);
+        // The legs, plus the fault path's 40 when IPv6 fails and IPv4 works.
+        assert_eq!(worst_case_packets(&dual(DualInner::Ping, 0)), 6 + 40);
+        assert_eq!(worst_case_packets(&dual(DualInner::Tcp, 443)), 20 + 40);
         assert_eq!(
             worst_case_packets(&dual(DualInner::Http, 80)),
-            2 * (10 + 2 + 27)
+            2 * (10 + 2 + 27) + 40
         );
+        // A spec budget bounds the legs and the trace together.
+        let bounded = dual(DualInner::Ping, 0).with_max_packets(16).unwrap();
+        assert_eq!(worst_case_packets(&bounded), 16);
+        let tight = dual(DualInner::Ping, 0).with_max_packets(4).unwrap();
+        assert_eq!(worst_case_packets(&tight), 4);
     }
 
     #[test]

@@ -11,10 +11,10 @@ use sixmap_shared::ids::{ProbeId, ResultKey, TaskId};
 use sixmap_shared::measurement::{
     CertificateSummary, ClockInfo, DnsRecord, DnsResponse, DnsResult, DnsSession, DnsSpec, DualLeg,
     DualStackResult, DualStackSpec, ExtHeaderOutcome, ExtHeaderResult, ExtHeaderSpec, Family,
-    HopAnswer, HopReply, HttpResult, HttpSpec, IcmpError, MAX_ERROR_MESSAGE_LEN, MeasurementError,
-    MeasurementResult, MeasurementSpec, Outcome, PingReply, PingResult, PingSpec, PmtuResult,
-    PmtuSpec, QuicResult, QuicSpec, SpecKind, Target, TcpResult, TcpSpec, TlsResult, TlsSpec,
-    TracerouteHop, TracerouteResult, TracerouteSpec,
+    FaultPath, HopAnswer, HopReply, HttpResult, HttpSpec, IcmpError, MAX_ERROR_MESSAGE_LEN,
+    MeasurementError, MeasurementResult, MeasurementSpec, Outcome, PathHop, PingReply, PingResult,
+    PingSpec, PmtuResult, PmtuSpec, QuicResult, QuicSpec, SpecKind, Target, TcpResult, TcpSpec,
+    TlsResult, TlsSpec, TracerouteHop, TracerouteResult, TracerouteSpec,
 };
 use sixmap_shared::session::{
     Ack, Assignment, Cancel, CoarseLocation, CollectorMessage, Heartbeat, Hello, MAX_BATCH_RESULTS,
@@ -473,6 +473,38 @@ fn pmtu_result(p: &v1::PmtuResult) -> Result<PmtuResult, WireError> {
             .map(|(i, e)| icmp_error(&format!("pmtu.too_big[{i}]"), e))
             .collect::<Result<_, _>>()?,
         packets_sent: p.packets_sent,
+        fault_path: p
+            .fault_path
+            .as_ref()
+            .map(|f| fault_path("pmtu.fault_path", f))
+            .transpose()?,
+    })
+}
+
+fn fault_path(field: &str, p: &v1::FaultPath) -> Result<FaultPath, WireError> {
+    // Bounded before anything is allocated per hop.
+    if p.hops.len() > FaultPath::MAX_HOPS {
+        return Err(WireError::new(
+            format!("{field}.hops"),
+            format!("more than {} hops", FaultPath::MAX_HOPS),
+        ));
+    }
+    let hops = p
+        .hops
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            Ok(PathHop {
+                hop_limit: small(&format!("{field}.hops[{i}].hop_limit"), h.hop_limit)?,
+                address: address(&format!("{field}.hops[{i}].address"), &h.address)?,
+            })
+        })
+        .collect::<Result<Vec<_>, WireError>>()?;
+    Ok(FaultPath {
+        hops,
+        probed_up_to: small(&format!("{field}.probed_up_to"), p.probed_up_to)?,
+        reached_destination: p.reached_destination,
+        packets_sent: p.packets_sent,
     })
 }
 
@@ -504,6 +536,11 @@ fn ext_header_result(e: &v1::ExtHeaderResult) -> Result<ExtHeaderResult, WireErr
     Ok(ExtHeaderResult {
         outcomes,
         packets_sent: e.packets_sent,
+        fault_path: e
+            .fault_path
+            .as_ref()
+            .map(|f| fault_path("ext_headers.fault_path", f))
+            .transpose()?,
     })
 }
 
@@ -554,6 +591,11 @@ fn dual_stack_result(d: &v1::DualStackResult) -> Result<DualStackResult, WireErr
             })?)
         },
         v4_via_clat: d.v4_via_clat,
+        v6_fault_path: d
+            .v6_fault_path
+            .as_ref()
+            .map(|f| fault_path("dual_stack.v6_fault_path", f))
+            .transpose()?,
     })
 }
 

@@ -5,7 +5,7 @@ use crate::v1;
 use sixmap_shared::ResultKey;
 use sixmap_shared::health::{OutboxLoss, ProbeTag, SelfTest};
 use sixmap_shared::measurement::{
-    CertificateSummary, DnsResult, DualLeg, DualStackResult, ExtHeaderResult, HopAnswer,
+    CertificateSummary, DnsResult, DualLeg, DualStackResult, ExtHeaderResult, FaultPath, HopAnswer,
     HttpMethod, HttpResult, IcmpError, MeasurementResult, MeasurementSpec, Outcome, PingResult,
     PmtuResult, QuicResult, SpecKind, Target, TcpResult, TlsResult, TracerouteResult,
 };
@@ -318,6 +318,23 @@ fn pmtu_result(p: &PmtuResult) -> v1::PmtuResult {
         black_hole_from: p.black_hole_from.map(|a| a.to_string()).unwrap_or_default(),
         too_big: p.too_big.iter().map(icmp_error).collect(),
         packets_sent: p.packets_sent,
+        fault_path: p.fault_path.as_ref().map(fault_path),
+    }
+}
+
+fn fault_path(p: &FaultPath) -> v1::FaultPath {
+    v1::FaultPath {
+        hops: p
+            .hops
+            .iter()
+            .map(|h| v1::PathHop {
+                hop_limit: u32::from(h.hop_limit),
+                address: h.address.to_string(),
+            })
+            .collect(),
+        probed_up_to: u32::from(p.probed_up_to),
+        reached_destination: p.reached_destination,
+        packets_sent: p.packets_sent,
     }
 }
 
@@ -335,6 +352,7 @@ fn ext_header_result(e: &ExtHeaderResult) -> v1::ExtHeaderResult {
             })
             .collect(),
         packets_sent: e.packets_sent,
+        fault_path: e.fault_path.as_ref().map(fault_path),
     }
 }
 
@@ -364,6 +382,7 @@ fn dual_stack_result(d: &DualStackResult) -> v1::DualStackResult {
         v4_hops: d.v4_hops.map_or(0, u32::from),
         v6_nat64_prefix: d.v6_nat64_prefix.map(|p| p.to_string()).unwrap_or_default(),
         v4_via_clat: d.v4_via_clat,
+        v6_fault_path: d.v6_fault_path.as_ref().map(fault_path),
     }
 }
 

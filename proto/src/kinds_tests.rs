@@ -384,6 +384,21 @@ pub(crate) fn outcomes() -> Vec<Outcome> {
             black_hole_from: Some(ip("2001:db8:3::1")),
             too_big: vec![icmp(2, 0, "2001:db8:2::1", Some(1400))],
             packets_sent: 24,
+            fault_path: Some(FaultPath {
+                hops: vec![
+                    PathHop {
+                        hop_limit: 1,
+                        address: ip("2001:db8:1::1"),
+                    },
+                    PathHop {
+                        hop_limit: 3,
+                        address: ip("2001:db8:3::1"),
+                    },
+                ],
+                probed_up_to: 6,
+                reached_destination: false,
+                packets_sent: 7,
+            }),
         }),
         Outcome::ExtHeaders(ExtHeaderResult {
             outcomes: vec![
@@ -410,6 +425,7 @@ pub(crate) fn outcomes() -> Vec<Outcome> {
                 },
             ],
             packets_sent: 30,
+            fault_path: None,
         }),
         Outcome::DualStack(dual_stack()),
         Outcome::Failed(MeasurementError {
@@ -474,6 +490,15 @@ fn dual_stack() -> DualStackResult {
         v4_hops: None,
         v6_nat64_prefix: Some("64:ff9b::".parse().unwrap()),
         v4_via_clat: true,
+        v6_fault_path: Some(FaultPath {
+            hops: vec![PathHop {
+                hop_limit: 2,
+                address: ip("2001:db8:2::1"),
+            }],
+            probed_up_to: 5,
+            reached_destination: false,
+            packets_sent: 5,
+        }),
     }
 }
 

@@ -261,6 +261,7 @@ pub fn sample(i: u64, probes: u64, start: UnixMicros, step_us: i64) -> StoredRes
             as_name: Some("RIPE-NCC".into()),
             country: "NL".parse().ok(),
         }),
+        blame: None,
     }
 }
 

@@ -16,6 +16,8 @@
 //! - **tally** `(UTC day, side, country, AS)` for the probe's and the destination's origin:
 //!   results, results that reached their destination, and a sketch of answered pings' minimum
 //!   RTT. `/api/v1/query/aggregates` groups them by country, AS and day.
+//! - **breaks** `(UTC day, probe's country and AS, failure, placement, responsible AS)`:
+//!   attributed failures (`crate::blame`), counted; "where IPv6 breaks" (`blame::rollup`).
 //!
 //! Medians come from a log-bucketed histogram with at most 1 % relative error
 //! ([`sketch::RELATIVE_ERROR`]); counts and shares are exact.
@@ -38,6 +40,7 @@ pub mod sketch;
 mod tests;
 pub(crate) mod v6_tallies;
 
+use crate::blame::{Failure, Placement};
 use crate::store::StoredResult;
 use codec::{CodecError, Reader, put_i64, put_u64};
 use sixmap_shared::policy::classify;
@@ -140,6 +143,12 @@ pub enum Side {
     Target = 1,
 }
 
+/// Attributed failures of one group (`FigureKey::Breaks`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Breaks {
+    pub count: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum FigureKey {
     ProbeDay {
@@ -156,6 +165,15 @@ pub enum FigureKey {
         country: Option<CountryCode>,
         asn: Option<u32>,
     },
+    /// Failures attributed by probes of (`country`, `asn`) on `day`.
+    Breaks {
+        day: i64,
+        country: Option<CountryCode>,
+        asn: Option<u32>,
+        failure: Failure,
+        placement: Placement,
+        responsible: Option<u32>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,11 +181,56 @@ pub enum Figure {
     ProbeDay(ProbeDay),
     ProbeHour(ProbeHour),
     Tally(Tally),
+    Breaks(Breaks),
 }
 
 const KIND_DAY: u8 = b'D';
 const KIND_HOUR: u8 = b'H';
 const KIND_TALLY: u8 = b'T';
+const KIND_BREAKS: u8 = b'B';
+
+fn put_country(key: &mut Vec<u8>, country: &Option<CountryCode>) {
+    match country {
+        Some(c) => {
+            key.push(1);
+            key.extend_from_slice(c.to_string().as_bytes());
+        }
+        None => key.push(0),
+    }
+}
+
+fn put_asn(key: &mut Vec<u8>, asn: &Option<u32>) {
+    match asn {
+        Some(a) => {
+            key.push(1);
+            key.extend_from_slice(&a.to_be_bytes());
+        }
+        None => key.push(0),
+    }
+}
+
+fn get_country(r: &mut Reader<'_>) -> Result<Option<CountryCode>, CodecError> {
+    Ok(match r.u8()? {
+        0 => None,
+        _ => Some(
+            std::str::from_utf8(r.bytes(2)?)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or(CodecError("country in a figure key is not one"))?,
+        ),
+    })
+}
+
+fn get_asn(r: &mut Reader<'_>) -> Result<Option<u32>, CodecError> {
+    Ok(match r.u8()? {
+        0 => None,
+        _ => Some(u32::from_be_bytes(
+            r.bytes(4)?
+                .try_into()
+                .map_err(|_| CodecError("AS number is not 4 bytes"))?,
+        )),
+    })
+}
 
 /// Time made to sort as unsigned big-endian bytes (sign bit flipped).
 fn time_bytes(t: i64) -> [u8; 8] {
@@ -193,6 +256,7 @@ pub mod kind {
     pub const DAY: u8 = super::KIND_DAY;
     pub const HOUR: u8 = super::KIND_HOUR;
     pub const TALLY: u8 = super::KIND_TALLY;
+    pub const BREAKS: u8 = super::KIND_BREAKS;
 }
 
 impl FigureKey {
@@ -230,6 +294,22 @@ impl FigureKey {
                     }
                     None => key.push(0),
                 }
+                key
+            }
+            Self::Breaks {
+                day,
+                country,
+                asn,
+                failure,
+                placement,
+                responsible,
+            } => {
+                let mut key = range_start(KIND_BREAKS, *day);
+                put_country(&mut key, country);
+                put_asn(&mut key, asn);
+                key.push(*failure as u8);
+                key.push(*placement as u8);
+                put_asn(&mut key, responsible);
                 key
             }
         }
@@ -285,6 +365,22 @@ impl FigureKey {
                     asn,
                 }
             }
+            KIND_BREAKS => {
+                let country = get_country(&mut r)?;
+                let asn = get_asn(&mut r)?;
+                let failure =
+                    Failure::from_u8(r.u8()?).ok_or(CodecError("unknown failure in a key"))?;
+                let placement =
+                    Placement::from_u8(r.u8()?).ok_or(CodecError("unknown placement in a key"))?;
+                Self::Breaks {
+                    day: t,
+                    country,
+                    asn,
+                    failure,
+                    placement,
+                    responsible: get_asn(&mut r)?,
+                }
+            }
             _ => return Err(CodecError("unknown figure kind")),
         };
         if !r.is_empty() {
@@ -330,6 +426,7 @@ impl Figure {
                 a.success += b.success;
                 a.rtt.merge(&b.rtt);
             }
+            (Figure::Breaks(a), Figure::Breaks(b)) => a.count += b.count,
             _ => {}
         }
     }
@@ -375,6 +472,10 @@ impl Figure {
                 put_u64(&mut out, t.count);
                 put_u64(&mut out, t.success);
                 t.rtt.encode(&mut out);
+            }
+            Figure::Breaks(b) => {
+                out.push(KIND_BREAKS);
+                put_u64(&mut out, b.count);
             }
         }
         out
@@ -439,6 +540,7 @@ impl Figure {
                 success: r.u64()?,
                 rtt: Sketch::decode(&mut r)?,
             }),
+            KIND_BREAKS => Figure::Breaks(Breaks { count: r.u64()? }),
             _ => return Err(CodecError("unknown figure kind")),
         };
         if !r.is_empty() {
@@ -491,6 +593,21 @@ impl FigureSet {
                 if let Some(ns) = ping_rtt_ns {
                     t.rtt.add_ns(ns);
                 }
+            }
+        }
+
+        // Where IPv6 broke, by the probe's origin.
+        if let Some(blame) = &stored.blame {
+            let key = FigureKey::Breaks {
+                day,
+                country: blame.probe_country,
+                asn: blame.probe_asn,
+                failure: blame.failure,
+                placement: blame.placement,
+                responsible: blame.responsible_asn,
+            };
+            if let Figure::Breaks(b) = self.entry(key, || Figure::Breaks(Breaks::default())) {
+                b.count += 1;
             }
         }
 

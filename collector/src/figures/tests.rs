@@ -341,6 +341,7 @@ fn random_result(rng: &mut Rng, p: u64, seq: u64) -> StoredResult {
             black_hole_from: None,
             too_big: Vec::new(),
             packets_sent: 4,
+            fault_path: None,
         }),
         1 => {
             let mut outcomes = Vec::new();
@@ -358,6 +359,7 @@ fn random_result(rng: &mut Rng, p: u64, seq: u64) -> StoredResult {
             Outcome::ExtHeaders(ExtHeaderResult {
                 outcomes,
                 packets_sent: 3,
+                fault_path: None,
             })
         }
         2 => Outcome::Traceroute(TracerouteResult {

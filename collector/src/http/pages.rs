@@ -47,6 +47,11 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
         "text/javascript; charset=utf-8",
         include_bytes!("../../assets/coverage.js"),
     ),
+    (
+        "breaks.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../assets/breaks.js"),
+    ),
 ];
 
 /// Assets change only with the binary; a day of caching spares the atlas on every page view.

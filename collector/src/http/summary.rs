@@ -249,6 +249,7 @@ mod summarize_tests {
             black_hole_from: None,
             too_big: vec![],
             packets_sent: 12,
+            fault_path: None,
         });
         assert_eq!(summarize_outcome(&pmtu), "pmtu 1280 (black hole at hop 3)");
 
@@ -280,6 +281,7 @@ mod summarize_tests {
                 },
             ],
             packets_sent: 20,
+            fault_path: None,
         });
         assert_eq!(
             summarize_outcome(&ext),
@@ -308,6 +310,7 @@ mod summarize_tests {
             v4_hops: None,
             v6_nat64_prefix: None,
             v4_via_clat: false,
+            v6_fault_path: None,
         });
         assert_eq!(
             summarize_outcome(&dual),

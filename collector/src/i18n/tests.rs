@@ -70,6 +70,7 @@ fn keys_used_in_pages_scripts_and_reports_exist() {
             include_str!("../../assets/maps-common.js"),
         ),
         ("coverage.js", include_str!("../../assets/coverage.js")),
+        ("breaks.js", include_str!("../../assets/breaks.js")),
         ("report.rs", include_str!("../campaign/report.rs")),
     ];
     let sections = [
@@ -78,6 +79,7 @@ fn keys_used_in_pages_scripts_and_reports_exist() {
         "map.",
         "country.",
         "coverage.",
+        "breaks.",
         "report.",
         "number.",
         "date.",

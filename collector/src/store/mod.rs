@@ -157,6 +157,10 @@ pub struct StoredResult {
     /// Origin AS and country of the destination.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_origin: Option<Enrichment>,
+    /// Where the failure the result shows lies and whose network that is (`crate::blame`),
+    /// for results that carry a fault path; made at ingest from the prefix data then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blame: Option<crate::blame::Blame>,
 }
 
 impl From<MeasurementResult> for StoredResult {
@@ -165,6 +169,7 @@ impl From<MeasurementResult> for StoredResult {
             result,
             probe_origin: None,
             target_origin: None,
+            blame: None,
         }
     }
 }

@@ -24,6 +24,9 @@ pub(super) const ROW_KEY_LEN: usize = 8 + RESULT_KEY_LEN;
 
 const PROBE_ORIGIN: u8 = 1;
 const TARGET_ORIGIN: u8 = 2;
+/// A fault attribution follows the enrichments: its length (varint) and its JSON (rare
+/// results, and a form that can grow).
+const BLAME: u8 = 4;
 const HAS_ASN: u8 = 1;
 const HAS_COUNTRY: u8 = 2;
 const HAS_NAME: u8 = 4;
@@ -142,12 +145,22 @@ pub(super) fn encode_value(stored: &StoredResult) -> Vec<u8> {
     } else {
         0
     };
+    // Serialising plain data to JSON cannot fail; a failure would only drop the attribution.
+    let blame = stored
+        .blame
+        .as_ref()
+        .and_then(|b| serde_json::to_vec(b).ok());
+    let present = present | if blame.is_some() { BLAME } else { 0 };
     out.push(present);
     for e in [&stored.probe_origin, &stored.target_origin]
         .into_iter()
         .flatten()
     {
         put_enrichment(&mut out, e);
+    }
+    if let Some(blame) = blame {
+        put_varint(&mut out, blame.len());
+        out.extend_from_slice(&blame);
     }
     out.extend_from_slice(&proto);
     out
@@ -238,12 +251,23 @@ pub(super) fn decode_value(row: &[u8], value: &[u8]) -> Result<StoredResult, Sto
     let target_origin = (present & TARGET_ORIGIN != 0)
         .then(|| reader.enrichment())
         .transpose()?;
+    let blame = if present & BLAME != 0 {
+        let len = reader.varint()?;
+        let bytes = reader.take(len)?;
+        Some(
+            serde_json::from_slice(bytes)
+                .map_err(|e| corrupt(row, format!("fault attribution: {e}")))?,
+        )
+    } else {
+        None
+    };
     let result = sixmap_proto::decode::stored_result(reader.rest(), key, started_at)
         .map_err(|e| corrupt(row, e.to_string()))?;
     Ok(StoredResult {
         result,
         probe_origin,
         target_origin,
+        blame,
     })
 }
 
@@ -351,7 +375,23 @@ mod tests {
         });
         partial.probe_origin = None;
         let bare = StoredResult::from(full.result.clone());
-        for stored in [full, partial, bare] {
+        let mut blamed = full.clone();
+        blamed.blame = Some(crate::blame::Blame {
+            failure: crate::blame::Failure::V6Broken,
+            placement: crate::blame::Placement::Transit,
+            responsible_asn: Some(64510),
+            last_answering: Some(crate::blame::BlameHop {
+                hop_limit: 3,
+                address: Some("2001:db8:21::1".parse().unwrap()),
+                asn: Some(64510),
+            }),
+            first_silent: None,
+            boundary: false,
+            probe_asn: Some(64500),
+            probe_country: Some("XA".parse().unwrap()),
+            destination_asn: None,
+        });
+        for stored in [full, partial, bare, blamed] {
             let row = row_key(stored.result.started_at, &stored.result.key);
             let value = encode_value(&stored);
             assert_eq!(value[0], FORMAT_PROTO);

@@ -1,6 +1,6 @@
 //! The paired dual-stack measurement: one name, measured over IPv6 and IPv4 at the same moment.
 
-use super::{Family, Outcome, SpecError, field};
+use super::{Family, FaultPath, Outcome, SpecError, field};
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
@@ -85,6 +85,10 @@ pub struct DualStackResult {
     /// 464XLAT (RFC 6877), translated to IPv6 on the host and back in the network.
     #[serde(default)]
     pub v4_via_clat: bool,
+    /// IPv6 failed where IPv4 worked: the IPv6 path towards the v6 leg's destination, traced
+    /// right after, for fault attribution. `None` otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub v6_fault_path: Option<FaultPath>,
 }
 
 impl DualStackResult {
@@ -127,6 +131,9 @@ impl DualStackResult {
                 "dual_stack.v4_via_clat",
                 "set, but the v4 leg's source is not in 192.0.0.0/29",
             ));
+        }
+        if let Some(path) = &self.v6_fault_path {
+            path.validate("dual_stack.v6_fault_path")?;
         }
         Ok(())
     }
@@ -210,6 +217,7 @@ mod tests {
             v4_hops: None,
             v6_nat64_prefix: None,
             v4_via_clat: false,
+            v6_fault_path: None,
         };
         assert_eq!(result.validate(), Ok(()));
         result.v4.outcome = Outcome::Pmtu(PmtuResult {
@@ -219,6 +227,7 @@ mod tests {
             black_hole_from: None,
             too_big: Vec::new(),
             packets_sent: 3,
+            fault_path: None,
         });
         let err = result.validate().unwrap_err().to_string();
         assert!(err.contains("dual_stack.v4"), "{err}");

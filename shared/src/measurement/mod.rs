@@ -5,6 +5,7 @@
 mod connect;
 mod dns;
 mod dual;
+mod fault;
 mod path;
 mod traceroute;
 
@@ -21,6 +22,7 @@ pub use dual::{
     CONNECTION_ATTEMPT_DELAY, DualInner, DualLeg, DualStackResult, DualStackSpec,
     happy_eyeballs_choice, hops_from_reply_hop_limit,
 };
+pub use fault::{FaultPath, PathHop};
 pub use path::{
     ExtHeaderOutcome, ExtHeaderResult, ExtHeaderSpec, ExtHeaderType, PmtuResult, PmtuSpec,
 };

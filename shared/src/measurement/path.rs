@@ -1,7 +1,7 @@
 //! Path properties: the path MTU (and black holes), and extension-header survival.
 
 use super::traceroute::TraceProtocol;
-use super::{IcmpError, SpecError, field};
+use super::{FaultPath, IcmpError, SpecError, field};
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 
@@ -59,6 +59,9 @@ pub struct PmtuResult {
     pub black_hole_from: Option<IpAddr>,
     pub too_big: Vec<IcmpError>,
     pub packets_sent: u32,
+    /// With a black hole: the plain path towards the destination, for fault attribution.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault_path: Option<FaultPath>,
 }
 
 impl PmtuResult {
@@ -76,6 +79,9 @@ impl PmtuResult {
         }
         if self.too_big.len() > 64 {
             return Err(field("pmtu.too_big", "more than 64 messages"));
+        }
+        if let Some(path) = &self.fault_path {
+            path.validate("pmtu.fault_path")?;
         }
         Ok(())
     }
@@ -188,6 +194,10 @@ pub struct ExtHeaderOutcome {
 pub struct ExtHeaderResult {
     pub outcomes: Vec<ExtHeaderOutcome>,
     pub packets_sent: u32,
+    /// With a header dropped on the way: the plain path towards the destination, for fault
+    /// attribution.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault_path: Option<FaultPath>,
 }
 
 impl ExtHeaderResult {
@@ -205,6 +215,9 @@ impl ExtHeaderResult {
                     "a header that survived was not dropped",
                 ));
             }
+        }
+        if let Some(path) = &self.fault_path {
+            path.validate("ext_headers.fault_path")?;
         }
         Ok(())
     }

@@ -12,6 +12,7 @@
 //! the second `::2` / `.2`. Routes are static, computed along shortest paths, so the route
 //! between two nodes is the ground truth tests compare against.
 
+pub mod blame;
 pub mod campaign;
 pub mod impair;
 pub mod many;

@@ -1,0 +1,334 @@
+//! Where IPv6 breaks and whose fault it is (issue #23, "fault attribution").
+//!
+//! When a probe finds IPv6 failing where IPv4 works (dual-stack), a PMTU black hole or an
+//! extension-header drop, it traces the plain IPv6 path towards the destination right after
+//! (`FaultPath`: the hops that answered). This module turns that path into an attribution,
+//! stored with the result ([`crate::store::StoredResult::blame`]) and rolled up per country and
+//! per probe network by [`rollup`] (the country page's "where IPv6 breaks").
+//!
+//! The method (docs/methodology.md, "Where IPv6 breaks"):
+//! - the **last answering hop** is the highest hop limit that answered the failing traffic:
+//!   for a dual-stack failure the last hop of the trace (the traffic dies after it), for a
+//!   black hole or a header drop the hop just below the one the measurement located (large
+//!   or header-carrying packets stop there while plain ones go on). The **first silent hop**
+//!   is the next hop limit; its address is known only when plain probes get through there
+//!   (black holes, header drops).
+//! - Hops with non-global addresses (unique-local, link-local, RFC 1918, shared address
+//!   space) say nothing about networks: the last *public* answering hop decides. None at all
+//!   (nothing answered, or only the home router) places the fault in the **access**.
+//! - That hop's origin AS decides the **placement**: the probe's own AS → `access`, the
+//!   destination's AS (or the destination itself answered) → `destination`, another AS while
+//!   both ends are known → `transit`, otherwise (an AS the prefix data does not know, or an
+//!   end whose AS is unknown) `unknown`.
+//! - When the first silent hop is known and in another AS than the last answering one, the
+//!   fault sits at the interconnection (`boundary`): either side may be dropping, and the
+//!   placement names the side whose router answered last.
+//!
+//! Everything here is pure: no I/O, no clock; the prefix lookup is a parameter.
+
+pub mod http;
+pub mod rollup;
+
+use serde::{Deserialize, Serialize};
+use sixmap_shared::measurement::{FaultPath, Outcome};
+use sixmap_shared::policy::{NonGlobal, classify};
+use sixmap_shared::prefixes::{CountryCode, Enrichment};
+use std::net::IpAddr;
+
+/// What failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Failure {
+    /// IPv6 failed while IPv4 worked (dual-stack).
+    V6Broken = 0,
+    /// Large packets vanish without Packet Too Big.
+    PmtuBlackHole = 1,
+    /// Packets with an extension header vanish.
+    ExtHeaderDrop = 2,
+}
+
+impl Failure {
+    pub const ALL: [Self; 3] = [Self::V6Broken, Self::PmtuBlackHole, Self::ExtHeaderDrop];
+
+    pub fn from_u8(n: u8) -> Option<Self> {
+        Self::ALL.into_iter().find(|f| *f as u8 == n)
+    }
+}
+
+/// Whose network the fault is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Placement {
+    /// The probe's own network: its ISP (last answering hop in the probe's AS) or its home
+    /// network / CPE (no public hop answered).
+    Access = 0,
+    /// A network between the probe's and the destination's.
+    Transit = 1,
+    /// The destination's network, or the destination itself.
+    Destination = 2,
+    /// The prefix data cannot tell (an AS it does not know, an end without AS).
+    Unknown = 3,
+}
+
+impl Placement {
+    pub const ALL: [Self; 4] = [
+        Self::Access,
+        Self::Transit,
+        Self::Destination,
+        Self::Unknown,
+    ];
+
+    pub fn from_u8(n: u8) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| *p as u8 == n)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Access => "access",
+            Self::Transit => "transit",
+            Self::Destination => "destination",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+/// One hop of an attribution: where, who answered (if known) and that address's origin AS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlameHop {
+    pub hop_limit: u8,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<IpAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asn: Option<u32>,
+}
+
+/// The attribution stored with a result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Blame {
+    pub failure: Failure,
+    pub placement: Placement,
+    /// The network held responsible: the probe's AS for `access`, the destination's for
+    /// `destination`, the last answering hop's for `transit` (and `unknown`, when it has one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub responsible_asn: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_answering: Option<BlameHop>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_silent: Option<BlameHop>,
+    /// The last answering and the first silent hop are in different (known) ASes: the fault
+    /// is at their interconnection.
+    #[serde(default)]
+    pub boundary: bool,
+    /// The ends as attributed: the probe's origin AS and country (the rollups group by
+    /// them) and the destination's AS. A dual-stack result names its addresses in its legs
+    /// only, so they are looked up there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe_asn: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe_country: Option<CountryCode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination_asn: Option<u32>,
+}
+
+/// What a failing measurement observed, ready to attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Observation<'a> {
+    pub failure: Failure,
+    pub path: &'a FaultPath,
+    /// The hop limit where the failing traffic went silent, when the measurement located it
+    /// (black hole, header drop); `None`: where the plain path itself goes silent.
+    pub silent_at: Option<u8>,
+    pub destination: Option<IpAddr>,
+}
+
+/// The failure a result shows and the path it carries, if it has both.
+pub fn observe(outcome: &Outcome, destination: Option<IpAddr>) -> Option<Observation<'_>> {
+    match outcome {
+        Outcome::DualStack(d) => d.v6_fault_path.as_ref().map(|path| Observation {
+            failure: Failure::V6Broken,
+            path,
+            silent_at: None,
+            destination: d.v6.destination.or(destination),
+        }),
+        Outcome::Pmtu(p) if p.black_hole => p.fault_path.as_ref().map(|path| Observation {
+            failure: Failure::PmtuBlackHole,
+            path,
+            silent_at: p.black_hole_hop,
+            destination,
+        }),
+        Outcome::ExtHeaders(e) => {
+            let path = e.fault_path.as_ref()?;
+            let dropped: Vec<_> = e.outcomes.iter().filter(|o| !o.survived).collect();
+            if dropped.is_empty() {
+                return None;
+            }
+            // The nearest located drop: where the first header-carrying packets die.
+            let silent_at = dropped.iter().filter_map(|o| o.dropped_at_hop).min();
+            Some(Observation {
+                failure: Failure::ExtHeaderDrop,
+                path,
+                silent_at,
+                destination,
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Addresses that name no network: a home router's, a carrier's private addressing.
+fn is_private(address: IpAddr) -> bool {
+    matches!(
+        classify(address),
+        Some(
+            NonGlobal::UniqueLocal
+                | NonGlobal::LinkLocal
+                | NonGlobal::SiteLocal
+                | NonGlobal::Private
+                | NonGlobal::SharedAddressSpace
+                | NonGlobal::Loopback
+                | NonGlobal::Unspecified
+        )
+    )
+}
+
+/// Attributes one observation. `probe_asn` and `destination_asn` are the ends' origin ASes
+/// (from the result's enrichment); `asn_of` looks up a hop's origin AS.
+pub fn attribute(
+    observation: &Observation<'_>,
+    probe_asn: Option<u32>,
+    destination_asn: Option<u32>,
+    asn_of: &dyn Fn(IpAddr) -> Option<u32>,
+) -> Blame {
+    let path = observation.path;
+    if observation.failure != Failure::V6Broken && observation.silent_at.is_none() {
+        // The measurement did not locate where large or header-carrying packets die: the
+        // plain path (which works) cannot say it either.
+        return Blame {
+            failure: observation.failure,
+            placement: Placement::Unknown,
+            responsible_asn: None,
+            last_answering: None,
+            first_silent: None,
+            boundary: false,
+            probe_asn,
+            probe_country: None,
+            destination_asn,
+        };
+    }
+    // Defensive order (the wire decoder validated it): by hop limit, without hops past the
+    // one where the destination answered (an answer from beyond the end is a stray).
+    let mut hops = path.hops.clone();
+    hops.sort_by_key(|h| h.hop_limit);
+    hops.dedup_by_key(|h| h.hop_limit);
+    let reached_at = hops
+        .iter()
+        .find(|h| Some(h.address) == observation.destination)
+        .map(|h| h.hop_limit);
+    if let Some(end) = reached_at {
+        hops.retain(|h| h.hop_limit <= end);
+    }
+    let hop = |hop_limit: u8, address: Option<IpAddr>| BlameHop {
+        hop_limit,
+        address,
+        asn: address.and_then(asn_of),
+    };
+    // The hops that answered the failing traffic, and the first that did not.
+    let (answering, first_silent): (Vec<_>, Option<BlameHop>) = match observation.silent_at {
+        Some(silent) => (
+            hops.iter().filter(|h| h.hop_limit < silent).collect(),
+            Some(hop(
+                silent,
+                hops.iter()
+                    .find(|h| h.hop_limit == silent)
+                    .map(|h| h.address),
+            )),
+        ),
+        None => {
+            let answering: Vec<_> = hops.iter().collect();
+            let destination_answered = reached_at.is_some() || path.reached_destination;
+            let next = answering
+                .last()
+                .map_or(1, |h| h.hop_limit.saturating_add(1));
+            let silent = (!destination_answered).then(|| hop(next, None));
+            (answering, silent)
+        }
+    };
+    let last_answering = answering.last().map(|h| hop(h.hop_limit, Some(h.address)));
+    let destination_answered =
+        observation.silent_at.is_none() && (reached_at.is_some() || path.reached_destination);
+    // The last public hop decides; private hops name no network.
+    let anchor = answering
+        .iter()
+        .rev()
+        .find(|h| !is_private(h.address))
+        .map(|h| hop(h.hop_limit, Some(h.address)));
+    let (placement, responsible_asn) = if destination_answered
+        || anchor.is_some_and(|a| a.address.is_some() && a.address == observation.destination)
+    {
+        (Placement::Destination, destination_asn)
+    } else {
+        match anchor {
+            // Nothing public answered: the probe's own network (home router, access).
+            None => (Placement::Access, probe_asn),
+            Some(BlameHop { asn: None, .. }) => (Placement::Unknown, None),
+            Some(BlameHop { asn: Some(asn), .. }) if Some(asn) == probe_asn => {
+                (Placement::Access, probe_asn)
+            }
+            Some(BlameHop { asn: Some(asn), .. }) if Some(asn) == destination_asn => {
+                (Placement::Destination, destination_asn)
+            }
+            Some(BlameHop { asn: Some(asn), .. })
+                if probe_asn.is_some() && destination_asn.is_some() =>
+            {
+                (Placement::Transit, Some(asn))
+            }
+            Some(BlameHop { asn, .. }) => (Placement::Unknown, asn),
+        }
+    };
+    let boundary = matches!(
+        (last_answering.and_then(|h| h.asn), first_silent.and_then(|h| h.asn)),
+        (Some(a), Some(b)) if a != b
+    );
+    Blame {
+        failure: observation.failure,
+        placement,
+        responsible_asn,
+        last_answering,
+        first_silent,
+        boundary,
+        probe_asn,
+        probe_country: None,
+        destination_asn,
+    }
+}
+
+/// The attribution of a result about to be stored, if it shows a failure with a path.
+/// `probe_origin` and `target_origin` are the result's enrichment; where it has none (a
+/// dual-stack result's addresses are in its legs) the legs' addresses are looked up.
+pub fn of_result(
+    outcome: &Outcome,
+    destination: Option<IpAddr>,
+    probe_origin: Option<&Enrichment>,
+    target_origin: Option<&Enrichment>,
+    lookup: &dyn Fn(IpAddr) -> Option<Enrichment>,
+) -> Option<Blame> {
+    let observation = observe(outcome, destination)?;
+    let probe = probe_origin.cloned().or_else(|| match outcome {
+        Outcome::DualStack(d) => d.v6.source.or(d.v4.source).and_then(lookup),
+        _ => None,
+    });
+    let target = target_origin
+        .cloned()
+        .or_else(|| observation.destination.and_then(lookup));
+    let mut blame = attribute(
+        &observation,
+        probe.as_ref().and_then(|o| o.asn),
+        target.as_ref().and_then(|o| o.asn),
+        &|a| lookup(a).and_then(|e| e.asn),
+    );
+    blame.probe_country = probe.and_then(|o| o.country);
+    Some(blame)
+}
+
+#[cfg(test)]
+mod tests;

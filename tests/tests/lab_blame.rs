@@ -1,0 +1,300 @@
+//! Issue #23's must-show for fault attribution: a probe whose IPv6 breaks at three places,
+//! each towards its own dual-stack target: in its ISP's network (access), in the transit
+//! network, and in the destination's network (`lab::blame`). The faults are first checked
+//! with independent tools (Debian's ping and traceroute: IPv4 works, IPv6 does not, and the
+//! last hop that answers is the faulty router). Then the collector's dual-stack tasks run on
+//! a real probe: each target's result must carry the IPv6 path and an attribution with the
+//! right placement and responsible network, and the country's "where IPv6 breaks" figures
+//! (`/api/v1/maps/countries/XA/breaks`, the country page's section) must count each.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use sixmap_tests::lab::blame::{BlameLab, COLLECTOR, DEST_AS, ISP_AS, PROBE, TRANSIT_AS, blame};
+use sixmap_tests::{binary, collector_command, lab_or_skip, wait_for};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+const API: &str = "http://[::1]:7480";
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn log_of(dir: &Path, what: &str) -> String {
+    format!(
+        "{what}\n--- collector:\n{}\n--- probe:\n{}",
+        std::fs::read_to_string(dir.join("collector.log")).unwrap_or_default(),
+        std::fs::read_to_string(dir.join("probe.log")).unwrap_or_default()
+    )
+}
+
+/// GET on the collector's API, with `token` if given.
+fn api(lab: &BlameLab, token: Option<&str>, path: &str) -> Option<serde_json::Value> {
+    let mut argv = vec!["curl".to_owned(), "-sf".to_owned()];
+    if let Some(token) = token {
+        argv.extend(["-H".to_owned(), format!("Authorization: Bearer {token}")]);
+    }
+    argv.push(format!("{API}{path}"));
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let out = lab.lab.exec_unchecked(COLLECTOR, &argv);
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+/// The hop addresses `traceroute -n` printed ("*" for a silent hop).
+fn traceroute_hops(output: &str) -> Vec<String> {
+    output
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(1).map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn ipv6_broken_in_the_access_in_transit_and_at_the_destination_is_attributed_to_each() {
+    lab_or_skip!();
+    let started = Instant::now();
+    let mut lab = blame().expect("blame lab");
+    let dir = lab.lab.scratch_dir().to_owned();
+
+    // The lab first, with independent tools: IPv4 reaches every target, IPv6 none, and the
+    // last router answering an IPv6 traceroute is the one dropping it.
+    for t in &lab.targets {
+        let v4 = lab.lab.node(t.node).v4().unwrap().to_string();
+        let ok = lab
+            .lab
+            .exec_unchecked(PROBE, &["ping", "-4", "-c", "1", "-W", "2", &v4]);
+        assert!(ok.status.success(), "{}: IPv4 {}", t.node, text(&ok.stdout));
+        let v6 = t.v6.to_string();
+        let broken = lab
+            .lab
+            .exec_unchecked(PROBE, &["ping", "-6", "-c", "1", "-W", "1", &v6]);
+        assert!(!broken.status.success(), "{}: IPv6 works", t.node);
+        let out = lab.lab.exec_unchecked(
+            PROBE,
+            &[
+                "traceroute",
+                "-6",
+                "-n",
+                "-q",
+                "1",
+                "-w",
+                "1",
+                "-m",
+                "5",
+                &v6,
+            ],
+        );
+        let hops = traceroute_hops(&text(&out.stdout));
+        let last = hops.iter().rposition(|h| h != "*").map(|i| hops[i].clone());
+        let expected = lab
+            .lab
+            .expected_hops(PROBE, t.node, std::net::IpAddr::V6(t.v6));
+        let router = lab
+            .lab
+            .path(PROBE, t.node)
+            .iter()
+            .position(|n| n == t.router)
+            .unwrap();
+        assert_eq!(
+            last,
+            Some(expected[router].to_string()),
+            "{}: {}",
+            t.node,
+            text(&out.stdout)
+        );
+    }
+
+    // The collector, with dual-stack ping tasks to the three names, and a probe.
+    let data = dir.join("collector-data");
+    let data_arg = data.to_str().unwrap();
+    let import = std::process::Command::new(binary("sixmap-collector"))
+        .args(["import-prefixes", "--data-dir", data_arg, "--asn"])
+        .arg(&lab.asn_csv)
+        .arg("--country")
+        .arg(&lab.country_csv)
+        .output()
+        .unwrap();
+    assert!(import.status.success(), "{}", text(&import.stderr));
+    let admin = collector_command(&[
+        "api-token",
+        "create",
+        "--data-dir",
+        data_arg,
+        "--role",
+        "admin",
+        "--name",
+        "lab-admin",
+    ]);
+    let enrollment = collector_command(&[
+        "token",
+        "create",
+        "--data-dir",
+        data_arg,
+        "--owner",
+        "lab",
+        "--expires-in",
+        "1h",
+    ]);
+    let names: Vec<String> = lab
+        .targets
+        .iter()
+        .map(|t| format!("{:?}", t.name))
+        .collect();
+    let config = dir.join("collector.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {data:?}\ngrpc_listen = \"[{}]:7400\"\nhttp_listen = \"[::]:7480\"\n\
+             heartbeat_interval_s = 1\nlab_mode = true\n\
+             [[tasks]]\nkind = \"dual_stack\"\ntargets = [{}]\nevery_s = 3600\n\
+             timeout_ms = 9000\ninner = \"ping\"\n",
+            lab.collector,
+            names.join(", ")
+        ),
+    )
+    .unwrap();
+    let mut command = lab
+        .lab
+        .command(COLLECTOR, binary("sixmap-collector").to_str().unwrap());
+    command
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("collector.log")).unwrap());
+    lab.lab.spawn(COLLECTOR, command).unwrap();
+    wait_for(Duration::from_secs(15), || {
+        api(&lab, Some(&admin), "/api/v1/probes")
+    })
+    .unwrap_or_else(|| panic!("{}", log_of(&dir, "collector never answered")));
+    let probe_config = dir.join("probe.toml");
+    std::fs::write(
+        &probe_config,
+        format!(
+            "collector = \"https://[{}]:7400\"\nstate_dir = {:?}\nenrollment_token = \"{enrollment}\"\n\
+             hostname = \"p1\"\nlab_mode = true\n",
+            lab.collector,
+            dir.join("probe-state"),
+        ),
+    )
+    .unwrap();
+    let mut command = lab
+        .lab
+        .command(PROBE, binary("sixmap-probe").to_str().unwrap());
+    command
+        .args(["run", "--config", probe_config.to_str().unwrap()])
+        .env("RUST_LOG", "info,sixmap_probe::faultpath=debug")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("probe.log")).unwrap());
+    lab.lab.spawn(PROBE, command).unwrap();
+
+    // One dual-stack result per target, each with its path and attribution.
+    let results = wait_for(Duration::from_secs(60), || {
+        let body = api(&lab, Some(&admin), "/api/v1/results?limit=100")?;
+        let results: Vec<serde_json::Value> = body["results"]
+            .as_array()?
+            .iter()
+            .filter(|r| r["outcome"]["kind"] == "dual_stack")
+            .cloned()
+            .collect();
+        (results.len() >= lab.targets.len()).then_some(results)
+    })
+    .unwrap_or_else(|| panic!("{}", log_of(&dir, "no dual-stack results")));
+    eprintln!("results after {:?}", started.elapsed());
+    for t in &lab.targets {
+        let r = results
+            .iter()
+            // A dual-stack result names its addresses in its legs.
+            .find(|r| r["outcome"]["v6"]["destination"] == t.v6.to_string())
+            .unwrap_or_else(|| panic!("no result for {}: {results:#?}", t.name));
+        let outcome = &r["outcome"];
+        assert!(
+            outcome["v4"]["outcome"]["received"].as_u64().unwrap_or(0) > 0,
+            "{}: IPv4 must work: {r:#}",
+            t.name
+        );
+        assert_eq!(outcome["v6"]["outcome"]["received"], 0, "{}: {r:#}", t.name);
+        // The probe's path: the routers up to the faulty one answered, nothing after.
+        let expected = lab
+            .lab
+            .expected_hops(PROBE, t.node, std::net::IpAddr::V6(t.v6));
+        let router = lab
+            .lab
+            .path(PROBE, t.node)
+            .iter()
+            .position(|n| n == t.router)
+            .unwrap();
+        let hops: Vec<String> = outcome["v6_fault_path"]["hops"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{}: no fault path: {r:#}", t.name))
+            .iter()
+            .map(|h| h["address"].as_str().unwrap().to_owned())
+            .collect();
+        let want: Vec<String> = expected[..=router]
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(hops, want, "{}: {r:#}", t.name);
+        let blame = &r["blame"];
+        assert_eq!(blame["failure"], "v6_broken", "{}: {r:#}", t.name);
+        assert_eq!(blame["placement"], t.placement, "{}: {r:#}", t.name);
+        assert_eq!(
+            blame["responsible_asn"], t.responsible_asn,
+            "{}: {r:#}",
+            t.name
+        );
+        assert_eq!(
+            blame["last_answering"]["address"],
+            expected[router].to_string(),
+            "{}: {r:#}",
+            t.name
+        );
+        assert_eq!(
+            blame["first_silent"]["hop_limit"],
+            router + 2,
+            "{}: {r:#}",
+            t.name
+        );
+    }
+
+    // The country's figures (public, like the maps): one failure in each place, all seen by
+    // the ISP's probe, each network held responsible once.
+    let breaks = wait_for(Duration::from_secs(20), || {
+        let b = api(&lab, None, "/api/v1/maps/countries/xa/breaks")?;
+        (b["total"] == 3).then_some(b)
+    })
+    .unwrap_or_else(|| panic!("{}", log_of(&dir, "breaks never counted the three")));
+    assert_eq!(breaks["source"], "figures", "{breaks:#}");
+    assert_eq!(
+        breaks["placements"],
+        serde_json::json!({"access": 1, "transit": 1, "destination": 1, "unknown": 0}),
+        "{breaks:#}"
+    );
+    assert_eq!(breaks["failures"]["v6_broken"], 3, "{breaks:#}");
+    assert_eq!(breaks["networks"][0]["asn"], ISP_AS, "{breaks:#}");
+    assert_eq!(breaks["networks"][0]["total"], 3, "{breaks:#}");
+    let mut responsible: Vec<(u64, u64)> = breaks["responsible"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["asn"].as_u64().unwrap(), r["count"].as_u64().unwrap()))
+        .collect();
+    responsible.sort_unstable();
+    assert_eq!(
+        responsible,
+        vec![
+            (u64::from(ISP_AS), 1),
+            (u64::from(TRANSIT_AS), 1),
+            (u64::from(DEST_AS), 1)
+        ],
+        "{breaks:#}"
+    );
+    // The country page carries the section that shows them.
+    let page = lab
+        .lab
+        .exec_unchecked(COLLECTOR, &["curl", "-sf", &format!("{API}/map/XA")]);
+    let page = text(&page.stdout);
+    assert!(page.contains("id=\"breaks\""), "{page}");
+    assert!(page.contains("/assets/breaks.js"), "{page}");
+    eprintln!("done after {:?}", started.elapsed());
+}
