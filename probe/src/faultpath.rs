@@ -136,6 +136,7 @@ mod tests {
             reached_destination: false,
             stop: TraceStop::SilentHops,
             packets_sent: 7,
+            reused_hops: 0,
         };
         let path = reduce(&result);
         assert_eq!(path.probed_up_to, 4);
