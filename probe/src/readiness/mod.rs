@@ -14,12 +14,12 @@
 //! - `names`: the DNS and mail checks.
 //! - `web`: the page over both families, and its subresources over IPv6.
 //! - `html`: the bounded scanner of the page's subresource hosts.
-//! - `render`: the result as `measure readiness` prints it.
+//!
+//! `crate::render::readiness` prints a result.
 
 mod html;
 mod lookup;
 mod names;
-pub mod render;
 mod web;
 
 use crate::context::{Context, failure};

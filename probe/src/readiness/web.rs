@@ -519,7 +519,7 @@ mod tests {
             subresources: Some(sub),
         };
         assert_eq!(result.validate(), Ok(()));
-        let text = super::super::render::readiness(&result);
+        let text = crate::render::readiness(&result);
         assert!(
             text.contains("page works IPv6-only: no: 192.0.2.7"),
             "{text}"
