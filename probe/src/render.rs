@@ -714,6 +714,11 @@ mod readiness_text {
             web.v4_address
                 .map_or_else(String::new, |a| format!(" ({a})")),
         );
+        for (name, lookup) in [("AAAA", &web.aaaa_lookup), ("A", &web.a_lookup)] {
+            if let Some(detail) = &lookup.detail {
+                let _ = writeln!(out, "  {name} lookup {}: {detail}", lookup.status.words());
+            }
+        }
         for (family, connected, status, error) in [
             (
                 "IPv6",

@@ -33,6 +33,7 @@ pub(super) async fn lookups(run: &Run<'_>, host: &str, end: Instant) -> Lookups 
     // The dual-stack measurement's test: a synthesised AAAA lies under the well-known prefix,
     // or embeds one of the A answers under the prefix the resolver reveals (RFC 7050).
     let first_v6 = own_v6(&aaaa.records, None).first().copied().map(IpAddr::V6);
+    // Charged for the discovery lookups it may make (`ipv4only.arpa`, A and AAAA).
     let dns64 = if first_v6.is_some() && run.take(2 * READINESS_LOOKUP) {
         let wait = end.saturating_duration_since(Instant::now());
         crate::dualstack::synthesis_prefix(first_v6, &a_answers, wait).await
@@ -150,7 +151,11 @@ async fn page(run: &Run<'_>, family: Family, address: IpAddr, url: &str, end: In
             page.connect = Some(result.connect);
         }
         page.status = result.status;
-        page.error = result.failure.clone().map(bounded);
+        // The error says why no response came; a response cut short still counts as one.
+        page.error = match result.status {
+            None => result.failure.clone().map(bounded),
+            Some(_) => None,
+        };
         page.moved = hop > 0;
         page.url = Some(spec.url().clone());
         let location = redirect(&fetched, spec.url());
