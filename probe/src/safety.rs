@@ -7,7 +7,8 @@
 //! packet and reported as a `Policy` failure, like a refused target.
 
 use sixmap_shared::measurement::{
-    DualInner, DualStackSpec, HttpSpec, MeasurementSpec, SpecKind, TracerouteSpec,
+    DualInner, DualStackSpec, HttpSpec, MeasurementSpec, ReadinessSpec, SpecKind,
+    TracerouteSpec,
 };
 use std::sync::Mutex;
 use tokio::time::Instant;
@@ -88,6 +89,7 @@ fn kind_packets(kind: &SpecKind, max_packets: Option<u16>) -> u32 {
             let legs = dual_legs_packets(dual, max_packets);
             legs + dual_fault_packets(max_packets, legs)
         }
+        SpecKind::Readiness(readiness) => readiness_allowance(readiness, max_packets),
     }
 }
 
@@ -111,6 +113,57 @@ pub fn dual_fault_packets(max_packets: Option<u16>, legs: u32) -> u32 {
             .min(crate::faultpath::PACKETS)
     })
 }
+
+/// Packets of one DNS lookup over UDP at worst: the datagram and a TCP retry if truncated.
+pub const READINESS_LOOKUP: u32 = 1 + TCP_CONNECTION + 1;
+/// Packets of one TCP connect-and-close (the mail check's port 25).
+pub const READINESS_CONNECT: u32 = TCP_CONNECTION;
+/// Body bytes a readiness page fetch reads at most: enough for the head and body of nearly
+/// every portal's HTML, small enough that both families fit a default budget.
+pub const READINESS_PAGE_BODY: u32 = 256 * 1024;
+/// Body bytes a subresource fetch reads at most: its status is what counts.
+pub const READINESS_SUBRESOURCE_BODY: u32 = 16 * 1024;
+/// Packets of one HTTPS request reading at most `body` bytes.
+pub fn readiness_fetch(body: u32) -> u32 {
+    TCP_CONNECTION + TLS_HANDSHAKE + 2 + body.div_ceil(2 * MIN_SEGMENT) + 2
+}
+/// Packets a readiness measurement may send when its spec gives no `max_packets`: it stays
+/// within the default per-minute budget beside other tasks. Checks that would go beyond are
+/// not run, and the result says so.
+pub const READINESS_DEFAULT_PACKETS: u32 = 400;
+// A readiness task with the default allowance must fit the default per-minute budget.
+const _: () = assert!(READINESS_DEFAULT_PACKETS <= DEFAULT_PACKETS_PER_MINUTE);
+
+/// The packets a readiness measurement is charged and may send: every check it can run at
+/// worst, bounded by the spec's `max_packets` or [`READINESS_DEFAULT_PACKETS`]. The runner
+/// charges each step's worst case against this allowance before the step, so what it sends
+/// never exceeds it.
+pub fn readiness_allowance(spec: &ReadinessSpec, max_packets: Option<u16>) -> u32 {
+    use sixmap_shared::measurement::{MAX_READINESS_MAIL_EXCHANGERS, MAX_READINESS_NAME_SERVERS};
+    let servers = MAX_READINESS_NAME_SERVERS as u32;
+    // The NS lookup, then per server its AAAA lookup and one SOA query over IPv6.
+    let dns = READINESS_LOOKUP + servers * 2 * READINESS_LOOKUP;
+    let mail = if spec.check_mail() {
+        READINESS_LOOKUP
+            + MAX_READINESS_MAIL_EXCHANGERS as u32 * (READINESS_LOOKUP + READINESS_CONNECT)
+    } else {
+        0
+    };
+    // A and AAAA, then the page over each family (with its redirects).
+    let web = 2 * READINESS_LOOKUP
+        + 2 * (1 + READINESS_MAX_REDIRECTS) * readiness_fetch(READINESS_PAGE_BODY);
+    let subresources = if spec.check_subresources() {
+        u32::from(spec.max_subresource_hosts())
+            * (READINESS_LOOKUP + readiness_fetch(READINESS_SUBRESOURCE_BODY))
+    } else {
+        0
+    };
+    let own = dns + mail + web + subresources;
+    own.min(max_packets.map_or(READINESS_DEFAULT_PACKETS, u32::from))
+}
+
+/// Redirects a readiness page fetch follows (to a `www.` host, to https).
+pub const READINESS_MAX_REDIRECTS: u32 = 3;
 
 fn traceroute(spec: &TracerouteSpec) -> u32 {
     spec.packet_budget()
@@ -317,6 +370,32 @@ mod tests {
         assert_eq!(worst_case_packets(&bounded), 16);
         let tight = dual(DualInner::Ping, 0).with_max_packets(4).unwrap();
         assert_eq!(worst_case_packets(&tight), 4);
+    }
+
+    #[test]
+    fn readiness_is_bounded_by_its_allowance() {
+        let readiness = |mail, sub, max| {
+            let kind = SpecKind::Readiness(ReadinessSpec::new("", "", mail, sub, max).unwrap());
+            MeasurementSpec::new(
+                Target::hostname("example.gov").unwrap(),
+                Family::V6,
+                Duration::from_secs(30),
+                kind,
+            )
+            .unwrap()
+        };
+        let full = readiness(true, true, 32);
+        assert_eq!(worst_case_packets(&full), READINESS_DEFAULT_PACKETS);
+        // The spec's own bound wins, up to what every check could send at worst.
+        assert_eq!(
+            worst_case_packets(&full.clone().with_max_packets(1000).unwrap()),
+            1000
+        );
+        let small = readiness(false, false, 0).with_max_packets(1024).unwrap();
+        // The NS set and 16 servers twice, A and AAAA, four page fetches per family.
+        let own = 12 + 16 * 2 * 12 + 2 * 12 + 2 * 4 * readiness_fetch(READINESS_PAGE_BODY);
+        assert_eq!(worst_case_packets(&small), own.min(1024));
+        assert_eq!(worst_case_packets(&full.with_max_packets(40).unwrap()), 40);
     }
 
     #[test]

@@ -505,11 +505,27 @@ mod tests {
             every_s = 60
             timeout_ms = 10000
             payload_size = 1232
+
+            [[tasks]]
+            kind = "readiness"
+            targets = ["example.gov"]
+            every_s = 86400
+            timeout_ms = 30000
+            web_host = "www.example.gov"
+            check_subresources = false
             "#,
         )
         .unwrap();
         let tasks = config.validate(None).unwrap().default_tasks;
-        assert_eq!(tasks.len(), 13);
+        assert_eq!(tasks.len(), 14);
+        match &tasks[13].spec.kind {
+            SpecKind::Readiness(r) => {
+                assert_eq!(r.web_host(), Some("www.example.gov"));
+                assert!(r.check_mail() && !r.check_subresources());
+                assert_eq!(r.path(), "/");
+            }
+            other => panic!("{other:?}"),
+        }
         let kinds: HashSet<_> = tasks.iter().map(|t| t.spec.measurement_kind()).collect();
         assert_eq!(kinds.len(), MeasurementKind::ALL.len());
         match &tasks[1].spec.kind {
