@@ -179,6 +179,12 @@ impl Engine {
                 .await
                 .map(Outcome::DualStack);
         }
+        if let SpecKind::Readiness(_) = &spec.kind {
+            return Err(failure(
+                ErrorClass::Unsupported,
+                "this probe version does not measure readiness yet",
+            ));
+        }
         let destination = match &spec.kind {
             // The host's own resolver, from its configuration: the target is only the name
             // asked about, so it is neither resolved nor checked against the target policy
@@ -281,6 +287,10 @@ async fn run_kind(
         SpecKind::DualStack(_) => Err(failure(
             ErrorClass::Unsupported,
             "a dual-stack measurement cannot be nested",
+        )),
+        SpecKind::Readiness(_) => Err(failure(
+            ErrorClass::Unsupported,
+            "a readiness measurement cannot be nested",
         )),
     }
 }

@@ -612,6 +612,18 @@ pub fn dualstack(result: &DualStackResult) -> String {
     out
 }
 
+pub fn readiness(result: &sixmap_shared::measurement::ReadinessResult) -> String {
+    let web = &result.web;
+    format!(
+        "web {}: AAAA {}, A {}, https over IPv6 {}\n",
+        web.host,
+        web.aaaa.words(),
+        web.a.words(),
+        web.https_v6_status
+            .map_or_else(|| "no response".to_owned(), |s| s.to_string()),
+    )
+}
+
 pub fn produced(produced: &Produced) -> String {
     let mut out = String::new();
     if let Some(destination) = produced.destination {
@@ -633,6 +645,7 @@ pub fn produced(produced: &Produced) -> String {
         Outcome::Pmtu(r) => pmtu(r),
         Outcome::ExtHeaders(r) => exthdr(r),
         Outcome::DualStack(r) => dualstack(r),
+        Outcome::Readiness(r) => readiness(r),
     });
     out
 }

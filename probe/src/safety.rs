@@ -6,7 +6,9 @@
 //! probe harmless if its collector is compromised: a task over budget is refused before any
 //! packet and reported as a `Policy` failure, like a refused target.
 
-use sixmap_shared::measurement::{DualInner, HttpSpec, MeasurementSpec, SpecKind, TracerouteSpec};
+use sixmap_shared::measurement::{
+    DualInner, HttpSpec, MeasurementSpec, ReadinessSpec, SpecKind, TracerouteSpec,
+};
 use std::sync::Mutex;
 use tokio::time::Instant;
 
@@ -91,8 +93,58 @@ fn kind_packets(kind: &SpecKind, max_packets: Option<u16>) -> u32 {
                 }
             }
         }
+        SpecKind::Readiness(readiness) => readiness_allowance(readiness, max_packets),
     }
 }
+
+/// Packets of one DNS lookup over UDP at worst: the datagram and a TCP retry if truncated.
+pub const READINESS_LOOKUP: u32 = 1 + TCP_CONNECTION + 1;
+/// Packets of one TCP connect-and-close (the mail check's port 25).
+pub const READINESS_CONNECT: u32 = TCP_CONNECTION;
+/// Body bytes a readiness page fetch reads at most: enough for the head and body of nearly
+/// every portal's HTML, small enough that both families fit a default budget.
+pub const READINESS_PAGE_BODY: u32 = 256 * 1024;
+/// Body bytes a subresource fetch reads at most: its status is what counts.
+pub const READINESS_SUBRESOURCE_BODY: u32 = 16 * 1024;
+/// Packets of one HTTPS request reading at most `body` bytes.
+pub fn readiness_fetch(body: u32) -> u32 {
+    TCP_CONNECTION + TLS_HANDSHAKE + 2 + body.div_ceil(2 * MIN_SEGMENT) + 2
+}
+/// Packets a readiness measurement may send when its spec gives no `max_packets`: it stays
+/// within the default per-minute budget beside other tasks. Checks that would go beyond are
+/// not run, and the result says so.
+pub const READINESS_DEFAULT_PACKETS: u32 = 400;
+
+/// The packets a readiness measurement is charged and may send: every check it can run at
+/// worst, bounded by the spec's `max_packets` or [`READINESS_DEFAULT_PACKETS`]. The runner
+/// charges each step's worst case against this allowance before the step, so what it sends
+/// never exceeds it.
+pub fn readiness_allowance(spec: &ReadinessSpec, max_packets: Option<u16>) -> u32 {
+    use sixmap_shared::measurement::{MAX_READINESS_MAIL_EXCHANGERS, MAX_READINESS_NAME_SERVERS};
+    let servers = MAX_READINESS_NAME_SERVERS as u32;
+    // The NS lookup, then per server its AAAA lookup and one SOA query over IPv6.
+    let dns = READINESS_LOOKUP + servers * 2 * READINESS_LOOKUP;
+    let mail = if spec.check_mail() {
+        READINESS_LOOKUP
+            + MAX_READINESS_MAIL_EXCHANGERS as u32 * (READINESS_LOOKUP + READINESS_CONNECT)
+    } else {
+        0
+    };
+    // A and AAAA, then the page over each family (with its redirects).
+    let web = 2 * READINESS_LOOKUP
+        + 2 * (1 + READINESS_MAX_REDIRECTS) * readiness_fetch(READINESS_PAGE_BODY);
+    let subresources = if spec.check_subresources() {
+        u32::from(spec.max_subresource_hosts())
+            * (READINESS_LOOKUP + readiness_fetch(READINESS_SUBRESOURCE_BODY))
+    } else {
+        0
+    };
+    let own = dns + mail + web + subresources;
+    own.min(max_packets.map_or(READINESS_DEFAULT_PACKETS, u32::from))
+}
+
+/// Redirects a readiness page fetch follows (to a `www.` host, to https).
+pub const READINESS_MAX_REDIRECTS: u32 = 3;
 
 fn traceroute(spec: &TracerouteSpec) -> u32 {
     spec.packet_budget()

@@ -16,6 +16,11 @@ use sixmap_shared::measurement::{
     PmtuSpec, QuicResult, QuicSpec, SpecKind, Target, TcpResult, TcpSpec, TlsResult, TlsSpec,
     TracerouteHop, TracerouteResult, TracerouteSpec,
 };
+use sixmap_shared::measurement::{
+    DnsReadiness, Lookup, MAX_READINESS_MAIL_EXCHANGERS, MAX_READINESS_NAME_SERVERS,
+    MAX_SUBRESOURCE_HOSTS, MailExchangerCheck, MailReadiness, NameServerCheck, ReadinessResult,
+    ReadinessSpec, SubresourceHost, SubresourceReadiness, WebReadiness,
+};
 use sixmap_shared::session::{
     Ack, Assignment, Cancel, CoarseLocation, CollectorMessage, Heartbeat, Hello, MAX_BATCH_RESULTS,
     MAX_LOCAL_ADDRESSES, MIN_TASK_INTERVAL, ProbeMessage, ReceivedBatch, ReceivedCollectorMessage,
@@ -192,6 +197,13 @@ pub fn spec(wire: &v1::MeasurementSpec) -> Result<MeasurementSpec, WireError> {
             }
             SpecKind::DualStack(DualStackSpec::new(inner, d.port)?)
         }
+        Some(W::Readiness(r)) => SpecKind::Readiness(ReadinessSpec::new(
+            &r.path,
+            &r.web_host,
+            r.check_mail,
+            r.check_subresources,
+            r.max_subresource_hosts,
+        )?),
         // prost leaves a oneof variant from a newer peer unset: say so, as the compatibility
         // rules ask, rather than only "missing".
         None => {
@@ -556,6 +568,189 @@ fn dual_stack_result(d: &v1::DualStackResult) -> Result<DualStackResult, WireErr
     })
 }
 
+fn lookup(field: &str, wire: Option<&v1::Lookup>) -> Result<Lookup, WireError> {
+    let wire = wire.ok_or_else(|| WireError::missing(field))?;
+    Ok(Lookup {
+        status: required(
+            &format!("{field}.status"),
+            wire.status,
+            lookup_status_from_wire,
+        )?,
+        detail: optional_text(&wire.detail),
+    })
+}
+
+fn optional_v6(field: &str, text: &str) -> Result<Option<std::net::Ipv6Addr>, WireError> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse()
+        .map(Some)
+        .map_err(|_| WireError::new(field, format!("{text:?} is not an IPv6 address")))
+}
+
+fn optional_connect(
+    field: &str,
+    raw: i32,
+) -> Result<Option<sixmap_shared::measurement::ConnectOutcome>, WireError> {
+    Ok(connect_from_wire(enum_value(field, raw)?))
+}
+
+/// A repeated field's length is checked before its items are decoded, so a hostile list is
+/// refused without work proportional to its length.
+fn bounded<T>(field: &str, items: &[T], max: usize) -> Result<(), WireError> {
+    if items.len() > max {
+        return Err(WireError::new(field, format!("more than {max} items")));
+    }
+    Ok(())
+}
+
+fn readiness_result(r: &v1::ReadinessResult) -> Result<ReadinessResult, WireError> {
+    let dns = r
+        .dns
+        .as_ref()
+        .ok_or_else(|| WireError::missing("readiness.dns"))?;
+    bounded(
+        "readiness.dns.servers",
+        &dns.servers,
+        MAX_READINESS_NAME_SERVERS,
+    )?;
+    let servers = dns
+        .servers
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let f = format!("readiness.dns.servers[{i}]");
+            Ok(NameServerCheck {
+                name: s.name.clone(),
+                has_aaaa: required(&format!("{f}.has_aaaa"), s.has_aaaa, presence_from_wire)?,
+                address: optional_v6(&format!("{f}.address"), &s.address)?,
+                answers_over_v6: s.answers_over_v6,
+                detail: optional_text(&s.detail),
+            })
+        })
+        .collect::<Result<Vec<_>, WireError>>()?;
+    let mail = match &r.mail {
+        None => None,
+        Some(m) => {
+            bounded(
+                "readiness.mail.exchangers",
+                &m.exchangers,
+                MAX_READINESS_MAIL_EXCHANGERS,
+            )?;
+            let exchangers = m
+                .exchangers
+                .iter()
+                .enumerate()
+                .map(|(i, x)| {
+                    let f = format!("readiness.mail.exchangers[{i}]");
+                    Ok(MailExchangerCheck {
+                        name: x.name.clone(),
+                        preference: small(&format!("{f}.preference"), x.preference)?,
+                        has_aaaa: required(
+                            &format!("{f}.has_aaaa"),
+                            x.has_aaaa,
+                            presence_from_wire,
+                        )?,
+                        address: optional_v6(&format!("{f}.address"), &x.address)?,
+                        smtp_v6: optional_connect(&format!("{f}.smtp_v6"), x.smtp_v6)?,
+                        detail: optional_text(&x.detail),
+                    })
+                })
+                .collect::<Result<Vec<_>, WireError>>()?;
+            Some(MailReadiness {
+                mx_lookup: lookup("readiness.mail.mx_lookup", m.mx_lookup.as_ref())?,
+                null_mx: m.null_mx,
+                exchangers,
+            })
+        }
+    };
+    let w = r
+        .web
+        .as_ref()
+        .ok_or_else(|| WireError::missing("readiness.web"))?;
+    let web = WebReadiness {
+        host: w.host.clone(),
+        aaaa: required("readiness.web.aaaa", w.aaaa, presence_from_wire)?,
+        a: required("readiness.web.a", w.a, presence_from_wire)?,
+        aaaa_lookup: lookup("readiness.web.aaaa_lookup", w.aaaa_lookup.as_ref())?,
+        a_lookup: lookup("readiness.web.a_lookup", w.a_lookup.as_ref())?,
+        v6_address: optional_v6("readiness.web.v6_address", &w.v6_address)?,
+        v4_address: if w.v4_address.is_empty() {
+            None
+        } else {
+            Some(w.v4_address.parse().map_err(|_| {
+                WireError::new(
+                    "readiness.web.v4_address",
+                    format!("{:?} is not an IPv4 address", w.v4_address),
+                )
+            })?)
+        },
+        https_v6_connect: optional_connect("readiness.web.https_v6_connect", w.https_v6_connect)?,
+        https_v4_connect: optional_connect("readiness.web.https_v4_connect", w.https_v4_connect)?,
+        https_v6_status: optional_small("readiness.web.https_v6_status", w.https_v6_status)?,
+        https_v4_status: optional_small("readiness.web.https_v4_status", w.https_v4_status)?,
+        v6_certificate_verified: w.v6_certificate_verified,
+        v6_error: optional_text(&w.v6_error),
+        v4_error: optional_text(&w.v4_error),
+        same_certificate: w.same_certificate,
+        same_content: w.same_content,
+        v6_body_bytes: w.v6_body_bytes,
+        v4_body_bytes: w.v4_body_bytes,
+        final_url: optional_text(&w.final_url),
+    };
+    let subresources = match &r.subresources {
+        None => None,
+        Some(s) => {
+            bounded(
+                "readiness.subresources.hosts",
+                &s.hosts,
+                usize::from(MAX_SUBRESOURCE_HOSTS),
+            )?;
+            let hosts = s
+                .hosts
+                .iter()
+                .enumerate()
+                .map(|(i, h)| {
+                    let f = format!("readiness.subresources.hosts[{i}]");
+                    Ok(SubresourceHost {
+                        host: h.host.clone(),
+                        same_host: h.same_host,
+                        has_aaaa: required(
+                            &format!("{f}.has_aaaa"),
+                            h.has_aaaa,
+                            presence_from_wire,
+                        )?,
+                        url: h.url.clone(),
+                        fetched_v6: h.fetched_v6,
+                        status_v6: optional_small(&format!("{f}.status_v6"), h.status_v6)?,
+                        detail: optional_text(&h.detail),
+                    })
+                })
+                .collect::<Result<Vec<_>, WireError>>()?;
+            Some(SubresourceReadiness {
+                html_from: family_from_wire(enum_value(
+                    "readiness.subresources.html_from",
+                    s.html_from,
+                )?),
+                hosts,
+                truncated: s.truncated,
+            })
+        }
+    };
+    Ok(ReadinessResult {
+        resolver: optional_address("readiness.resolver", &r.resolver)?,
+        dns64_prefix: optional_v6("readiness.dns64_prefix", &r.dns64_prefix)?,
+        dns: DnsReadiness {
+            ns_lookup: lookup("readiness.dns.ns_lookup", dns.ns_lookup.as_ref())?,
+            servers,
+        },
+        mail,
+        web,
+        subresources,
+    })
+}
+
 /// The outcome carried by a result's `error` field or `kind` oneof (an error wins).
 fn outcome(
     error: Option<&v1::MeasurementError>,
@@ -583,6 +778,7 @@ fn outcome(
         (None, Some(W::Pmtu(p))) => Outcome::Pmtu(pmtu_result(p)?),
         (None, Some(W::ExtHeaders(e))) => Outcome::ExtHeaders(ext_header_result(e)?),
         (None, Some(W::DualStack(d))) => Outcome::DualStack(dual_stack_result(d)?),
+        (None, Some(W::Readiness(r))) => Outcome::Readiness(Box::new(readiness_result(r)?)),
         (None, None) => {
             return Err(WireError::new(
                 "kind",

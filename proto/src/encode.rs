@@ -7,7 +7,8 @@ use sixmap_shared::health::{OutboxLoss, ProbeTag, SelfTest};
 use sixmap_shared::measurement::{
     CertificateSummary, DnsResult, DualLeg, DualStackResult, ExtHeaderResult, HopAnswer,
     HttpMethod, HttpResult, IcmpError, MeasurementResult, MeasurementSpec, Outcome, PingResult,
-    PmtuResult, QuicResult, SpecKind, Target, TcpResult, TlsResult, TracerouteResult,
+    PmtuResult, QuicResult, ReadinessResult, SpecKind, Target, TcpResult, TlsResult,
+    TracerouteResult,
 };
 use sixmap_shared::session::{
     Ack, Assignment, CollectorMessage, Heartbeat, Hello, ProbeMessage, ResultBatch, Welcome,
@@ -103,6 +104,13 @@ pub fn spec(spec: &MeasurementSpec) -> v1::MeasurementSpec {
             },
             inner: dual_inner_to_wire(d.inner()).into(),
             port: u32::from(d.port()),
+        }),
+        SpecKind::Readiness(r) => W::Readiness(v1::ReadinessSpec {
+            path: r.path().to_owned(),
+            web_host: r.web_host().unwrap_or_default().to_owned(),
+            check_mail: r.check_mail(),
+            check_subresources: r.check_subresources(),
+            max_subresource_hosts: u32::from(r.max_subresource_hosts()),
         }),
     };
     v1::MeasurementSpec {
@@ -366,6 +374,104 @@ fn dual_stack_result(d: &DualStackResult) -> v1::DualStackResult {
     }
 }
 
+fn text(value: &Option<String>) -> String {
+    value.clone().unwrap_or_default()
+}
+
+fn lookup(l: &sixmap_shared::measurement::Lookup) -> v1::Lookup {
+    v1::Lookup {
+        status: lookup_status_to_wire(l.status).into(),
+        detail: text(&l.detail),
+    }
+}
+
+fn optional_connect(outcome: Option<sixmap_shared::measurement::ConnectOutcome>) -> i32 {
+    outcome
+        .map_or(v1::ConnectOutcome::Unspecified, connect_to_wire)
+        .into()
+}
+
+fn readiness_result(r: &ReadinessResult) -> v1::ReadinessResult {
+    let address = |a: Option<std::net::Ipv6Addr>| a.map(|a| a.to_string()).unwrap_or_default();
+    let web = &r.web;
+    v1::ReadinessResult {
+        resolver: r.resolver.map(|a| a.to_string()).unwrap_or_default(),
+        dns64_prefix: address(r.dns64_prefix),
+        dns: Some(v1::DnsReadiness {
+            ns_lookup: Some(lookup(&r.dns.ns_lookup)),
+            servers: r
+                .dns
+                .servers
+                .iter()
+                .map(|s| v1::NameServerCheck {
+                    name: s.name.clone(),
+                    has_aaaa: presence_to_wire(s.has_aaaa).into(),
+                    address: address(s.address),
+                    answers_over_v6: s.answers_over_v6,
+                    detail: text(&s.detail),
+                })
+                .collect(),
+        }),
+        mail: r.mail.as_ref().map(|m| v1::MailReadiness {
+            mx_lookup: Some(lookup(&m.mx_lookup)),
+            null_mx: m.null_mx,
+            exchangers: m
+                .exchangers
+                .iter()
+                .map(|x| v1::MailExchangerCheck {
+                    name: x.name.clone(),
+                    preference: u32::from(x.preference),
+                    has_aaaa: presence_to_wire(x.has_aaaa).into(),
+                    address: address(x.address),
+                    smtp_v6: optional_connect(x.smtp_v6),
+                    detail: text(&x.detail),
+                })
+                .collect(),
+        }),
+        web: Some(v1::WebReadiness {
+            host: web.host.clone(),
+            aaaa: presence_to_wire(web.aaaa).into(),
+            a: presence_to_wire(web.a).into(),
+            aaaa_lookup: Some(lookup(&web.aaaa_lookup)),
+            a_lookup: Some(lookup(&web.a_lookup)),
+            v6_address: address(web.v6_address),
+            v4_address: web.v4_address.map(|a| a.to_string()).unwrap_or_default(),
+            https_v6_connect: optional_connect(web.https_v6_connect),
+            https_v4_connect: optional_connect(web.https_v4_connect),
+            https_v6_status: web.https_v6_status.map_or(0, u32::from),
+            https_v4_status: web.https_v4_status.map_or(0, u32::from),
+            v6_certificate_verified: web.v6_certificate_verified,
+            v6_error: text(&web.v6_error),
+            v4_error: text(&web.v4_error),
+            same_certificate: web.same_certificate,
+            same_content: web.same_content,
+            v6_body_bytes: web.v6_body_bytes,
+            v4_body_bytes: web.v4_body_bytes,
+            final_url: text(&web.final_url),
+        }),
+        subresources: r.subresources.as_ref().map(|s| v1::SubresourceReadiness {
+            html_from: s
+                .html_from
+                .map_or(v1::AddressFamily::Unspecified, family_to_wire)
+                .into(),
+            hosts: s
+                .hosts
+                .iter()
+                .map(|h| v1::SubresourceHost {
+                    host: h.host.clone(),
+                    same_host: h.same_host,
+                    has_aaaa: presence_to_wire(h.has_aaaa).into(),
+                    url: h.url.clone(),
+                    fetched_v6: h.fetched_v6,
+                    status_v6: h.status_v6.map_or(0, u32::from),
+                    detail: text(&h.detail),
+                })
+                .collect(),
+            truncated: s.truncated,
+        }),
+    }
+}
+
 /// The `error` field and the `kind` oneof of a result (or of a dual-stack leg).
 fn outcome(
     outcome: &Outcome,
@@ -392,6 +498,7 @@ fn outcome(
         Outcome::Pmtu(p) => W::Pmtu(pmtu_result(p)),
         Outcome::ExtHeaders(e) => W::ExtHeaders(ext_header_result(e)),
         Outcome::DualStack(d) => W::DualStack(Box::new(dual_stack_result(d))),
+        Outcome::Readiness(r) => W::Readiness(readiness_result(r)),
     };
     (None, Some(kind))
 }

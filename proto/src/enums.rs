@@ -4,8 +4,8 @@ use crate::v1;
 use sixmap_shared::health::{InterfaceKind, LossReason};
 use sixmap_shared::measurement::{
     ClockState, ConnectOutcome, DnsFailureClass, DnsTransport, DualInner, ErrorClass,
-    ExtHeaderType, Family, IcmpSocketKind, MeasurementKind, QuicFailure, TimestampSource,
-    TraceProtocol, TraceStop,
+    ExtHeaderType, Family, IcmpSocketKind, LookupStatus, MeasurementKind, Presence, QuicFailure,
+    TimestampSource, TraceProtocol, TraceStop,
 };
 
 pub(crate) fn kind_to_wire(kind: MeasurementKind) -> v1::MeasurementKind {
@@ -21,6 +21,7 @@ pub(crate) fn kind_to_wire(kind: MeasurementKind) -> v1::MeasurementKind {
         MeasurementKind::Pmtu => W::Pmtu,
         MeasurementKind::ExtHeaders => W::ExtHeaders,
         MeasurementKind::DualStack => W::DualStack,
+        MeasurementKind::Readiness => W::Readiness,
     }
 }
 
@@ -324,5 +325,41 @@ pub(crate) fn dual_inner_from_wire(kind: v1::MeasurementKind) -> Option<DualInne
         v1::MeasurementKind::Tcp => Some(DualInner::Tcp),
         v1::MeasurementKind::Http => Some(DualInner::Http),
         _ => None,
+    }
+}
+
+pub(crate) fn presence_to_wire(presence: Presence) -> v1::Presence {
+    match presence {
+        Presence::Yes => v1::Presence::Yes,
+        Presence::No => v1::Presence::No,
+        Presence::Inconclusive => v1::Presence::Inconclusive,
+    }
+}
+
+pub(crate) fn presence_from_wire(presence: v1::Presence) -> Option<Presence> {
+    match presence {
+        v1::Presence::Unspecified => None,
+        v1::Presence::Yes => Some(Presence::Yes),
+        v1::Presence::No => Some(Presence::No),
+        v1::Presence::Inconclusive => Some(Presence::Inconclusive),
+    }
+}
+
+pub(crate) fn lookup_status_to_wire(status: LookupStatus) -> v1::LookupStatus {
+    match status {
+        LookupStatus::Found => v1::LookupStatus::Found,
+        LookupStatus::NoData => v1::LookupStatus::NoData,
+        LookupStatus::NxDomain => v1::LookupStatus::NxDomain,
+        LookupStatus::Failed => v1::LookupStatus::Failed,
+    }
+}
+
+pub(crate) fn lookup_status_from_wire(status: v1::LookupStatus) -> Option<LookupStatus> {
+    match status {
+        v1::LookupStatus::Unspecified => None,
+        v1::LookupStatus::Found => Some(LookupStatus::Found),
+        v1::LookupStatus::NoData => Some(LookupStatus::NoData),
+        v1::LookupStatus::NxDomain => Some(LookupStatus::NxDomain),
+        v1::LookupStatus::Failed => Some(LookupStatus::Failed),
     }
 }

@@ -118,6 +118,12 @@ pub(crate) fn specs() -> Vec<MeasurementSpec> {
                     .unwrap(),
             ),
         ),
+        spec(
+            "example.gov",
+            SpecKind::Readiness(
+                ReadinessSpec::new("/portal?lang=fr", "www.example.gov", true, false, 24).unwrap(),
+            ),
+        ),
     ]
 }
 
@@ -411,6 +417,7 @@ pub(crate) fn outcomes() -> Vec<Outcome> {
             packets_sent: 30,
         }),
         Outcome::DualStack(dual_stack()),
+        Outcome::Readiness(Box::new(readiness())),
         Outcome::Failed(MeasurementError {
             class: ErrorClass::Policy,
             message: "target 10.0.0.1 is private".into(),
@@ -448,6 +455,97 @@ pub(crate) fn outcomes() -> Vec<Outcome> {
             }),
         }),
     ]
+}
+
+fn lookup(status: LookupStatus, detail: Option<&str>) -> Lookup {
+    Lookup {
+        status,
+        detail: detail.map(str::to_owned),
+    }
+}
+
+/// A readiness result with every optional part present and every field off its default.
+fn readiness() -> ReadinessResult {
+    ReadinessResult {
+        resolver: Some(ip("2001:db8::53")),
+        dns64_prefix: Some("64:ff9b::".parse().unwrap()),
+        dns: DnsReadiness {
+            ns_lookup: lookup(LookupStatus::Found, None),
+            servers: vec![
+                NameServerCheck {
+                    name: "ns1.example.gov".into(),
+                    has_aaaa: Presence::Yes,
+                    address: Some("2001:db8::1".parse().unwrap()),
+                    answers_over_v6: Some(false),
+                    detail: Some("not authoritative (AA unset)".into()),
+                },
+                NameServerCheck {
+                    name: "ns2.example.net".into(),
+                    has_aaaa: Presence::Inconclusive,
+                    address: None,
+                    answers_over_v6: None,
+                    detail: Some("AAAA lookup: SERVFAIL".into()),
+                },
+            ],
+        },
+        mail: Some(MailReadiness {
+            mx_lookup: lookup(LookupStatus::Found, None),
+            null_mx: false,
+            exchangers: vec![MailExchangerCheck {
+                name: "mx.example.gov".into(),
+                preference: 10,
+                has_aaaa: Presence::Yes,
+                address: Some("2001:db8::25".parse().unwrap()),
+                smtp_v6: Some(ConnectOutcome::Refused),
+                detail: None,
+            }],
+        }),
+        web: WebReadiness {
+            host: "www.example.gov".into(),
+            aaaa: Presence::No,
+            a: Presence::Yes,
+            aaaa_lookup: lookup(LookupStatus::Found, Some("synthesised by DNS64")),
+            a_lookup: lookup(LookupStatus::Found, None),
+            v6_address: None,
+            v4_address: Some("192.0.2.80".parse().unwrap()),
+            https_v6_connect: None,
+            https_v4_connect: Some(ConnectOutcome::Connected),
+            https_v6_status: None,
+            https_v4_status: Some(200),
+            v6_certificate_verified: None,
+            v6_error: Some("no AAAA record of its own".into()),
+            v4_error: None,
+            same_certificate: None,
+            same_content: None,
+            v6_body_bytes: None,
+            v4_body_bytes: Some(0),
+            final_url: Some("https://www.example.gov/portal/?lang=fr".into()),
+        },
+        subresources: Some(SubresourceReadiness {
+            html_from: Some(Family::V4),
+            hosts: vec![
+                SubresourceHost {
+                    host: "cdn.example.net".into(),
+                    same_host: false,
+                    has_aaaa: Presence::Yes,
+                    url: "https://cdn.example.net/app.js".into(),
+                    fetched_v6: Some(true),
+                    status_v6: Some(304),
+                    detail: None,
+                },
+                SubresourceHost {
+                    host: "192.0.2.7".into(),
+                    same_host: false,
+                    has_aaaa: Presence::No,
+                    url: "http://192.0.2.7/logo.png".into(),
+                    fetched_v6: None,
+                    status_v6: None,
+                    detail: Some("an IPv4 address literal".into()),
+                },
+            ],
+            truncated: true,
+        }),
+    }
 }
 
 fn dual_stack() -> DualStackResult {
@@ -884,4 +982,116 @@ fn write_fuzz_seeds() {
         kind: Some(v1::probe_message::Kind::Hello(hello)),
     };
     write(7, message.encode_to_vec());
+}
+
+fn readiness_wire(wire: &mut v1::MeasurementResult) -> &mut v1::ReadinessResult {
+    match wire.kind.as_mut() {
+        Some(v1::measurement_result::Kind::Readiness(r)) => r,
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn readiness_without_mail_or_subresources_round_trips() {
+    let mut r = readiness();
+    r.mail = None;
+    r.subresources = None;
+    r.dns.servers.clear();
+    r.dns.ns_lookup = lookup(LookupStatus::Failed, Some("timeout"));
+    let domain = base(Outcome::Readiness(Box::new(r)));
+    let wire = encode::result(&domain);
+    assert_eq!(decode::result(&wire).unwrap(), domain);
+}
+
+#[test]
+fn hostile_readiness_results_are_refused_naming_the_field() {
+    let readiness = || wire_of(Outcome::Readiness(Box::new(readiness())));
+    type Damage = Box<dyn Fn(&mut v1::ReadinessResult)>;
+    let cases: Vec<(&str, Damage)> = vec![
+        ("readiness.dns", Box::new(|r| r.dns = None)),
+        ("readiness.web", Box::new(|r| r.web = None)),
+        (
+            "readiness.dns.servers",
+            Box::new(|r| {
+                let d = r.dns.as_mut().unwrap();
+                let s = d.servers[0].clone();
+                d.servers = vec![s; 100_000];
+            }),
+        ),
+        (
+            "readiness.subresources.hosts",
+            Box::new(|r| {
+                let s = r.subresources.as_mut().unwrap();
+                let h = s.hosts[0].clone();
+                s.hosts = vec![h; 33];
+            }),
+        ),
+        (
+            "readiness.dns.servers[0].has_aaaa",
+            Box::new(|r| r.dns.as_mut().unwrap().servers[0].has_aaaa = 0),
+        ),
+        (
+            "readiness.dns.servers[1].address",
+            Box::new(|r| r.dns.as_mut().unwrap().servers[1].address = "192.0.2.1".into()),
+        ),
+        (
+            "readiness.dns.ns_lookup.status",
+            Box::new(|r| r.dns.as_mut().unwrap().ns_lookup.as_mut().unwrap().status = 99),
+        ),
+        (
+            "readiness.mail.exchangers[0].preference",
+            Box::new(|r| r.mail.as_mut().unwrap().exchangers[0].preference = 70_000),
+        ),
+        (
+            "readiness.mail.exchangers[0].smtp_v6",
+            Box::new(|r| r.mail.as_mut().unwrap().exchangers[0].smtp_v6 = 42),
+        ),
+        (
+            "readiness.web.v4_address",
+            Box::new(|r| r.web.as_mut().unwrap().v4_address = "2001:db8::1".into()),
+        ),
+        (
+            "readiness.web.a_lookup",
+            Box::new(|r| r.web.as_mut().unwrap().a_lookup = None),
+        ),
+        (
+            "readiness.web.aaaa",
+            Box::new(|r| r.dns64_prefix = String::new()),
+        ),
+        (
+            "readiness.web.https_v4_connect",
+            Box::new(|r| r.web.as_mut().unwrap().https_v4_connect = 0),
+        ),
+        (
+            "readiness.subresources.hosts.host",
+            Box::new(|r| r.subresources.as_mut().unwrap().hosts[0].host = "<script>".into()),
+        ),
+        (
+            "readiness.dns.servers.detail",
+            Box::new(|r| r.dns.as_mut().unwrap().servers[0].detail = "x".repeat(513)),
+        ),
+    ];
+    for (expected, damage) in cases {
+        let mut wire = readiness();
+        damage(readiness_wire(&mut wire));
+        assert_eq!(field_of(&wire), expected);
+    }
+}
+
+#[test]
+fn readiness_spec_is_refused_for_an_address_or_a_bad_key() {
+    let mut wire = encode::spec(&specs().pop().unwrap());
+    wire.target = Some(v1::Target {
+        kind: Some(v1::target::Kind::Address("2001:db8::1".into())),
+        family: 0,
+    });
+    assert_eq!(decode::spec(&wire).unwrap_err().field, "target.hostname");
+    let mut wire = encode::spec(&specs().pop().unwrap());
+    if let Some(v1::measurement_spec::Kind::Readiness(r)) = wire.kind.as_mut() {
+        r.max_subresource_hosts = 33;
+    }
+    assert_eq!(
+        decode::spec(&wire).unwrap_err().field,
+        "readiness.max_subresource_hosts"
+    );
 }

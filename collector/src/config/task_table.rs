@@ -6,8 +6,8 @@ use serde::Deserialize;
 use sixmap_shared::config::ConfigError;
 use sixmap_shared::measurement::{
     DnsSpec, DnsTransport, DualInner, DualStackSpec, ExtHeaderSpec, ExtHeaderType, Family,
-    HttpSpec, MeasurementKind, MeasurementSpec, PingSpec, PmtuSpec, QuicSpec, SpecError, SpecKind,
-    Target, TcpSpec, TlsSpec, TraceProtocol, TracerouteSpec, parse_query_type,
+    HttpSpec, MeasurementKind, MeasurementSpec, PingSpec, PmtuSpec, QuicSpec, ReadinessSpec,
+    SpecError, SpecKind, Target, TcpSpec, TlsSpec, TraceProtocol, TracerouteSpec, parse_query_type,
 };
 use sixmap_shared::session::MIN_TASK_INTERVAL;
 use std::time::Duration;
@@ -26,7 +26,7 @@ pub const MAX_TASK_INTERVAL: Duration = Duration::from_secs(7 * 86_400);
 ///
 /// Common keys:
 /// - `kind` (required): `ping`, `traceroute`, `dns`, `tcp`, `tls`, `http`, `quic`, `pmtu`,
-///   `ext_headers` or `dual_stack`.
+///   `ext_headers`, `dual_stack` or `readiness`.
 /// - `targets`: addresses or host names (for `dns`, the resolvers); at least one, except for
 ///   `http`, where the URL's host is the target when `targets` is left out.
 /// - `every_s` (required): seconds between runs.
@@ -57,6 +57,9 @@ pub const MAX_TASK_INTERVAL: Duration = Duration::from_secs(7 * 86_400);
 ///   `option_bytes` (multiple of 8 up to 256, default 8).
 /// - `dual_stack` (targets must be host names): `inner` (`ping`, `tcp` or `http`; default
 ///   `tcp`), `port` (tcp and http only; default 80).
+/// - `readiness` (targets must be domain names): `path` (the page; default `/`), `web_host`
+///   (the web site's host; default the domain), `check_mail` (default true),
+///   `check_subresources` (default true), `max_subresource_hosts` (1..=32, default 16).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TaskTable {
@@ -92,8 +95,12 @@ pub struct TaskTable {
     pub headers: Option<Vec<String>>,
     pub option_bytes: Option<u32>,
     pub inner: Option<String>,
-    /// DNS over HTTPS: the endpoint's path (`/dns-query` when absent).
+    /// DNS over HTTPS: the endpoint's path (`/dns-query` when absent); readiness: the page.
     pub path: Option<String>,
+    pub web_host: Option<String>,
+    pub check_mail: Option<bool>,
+    pub check_subresources: Option<bool>,
+    pub max_subresource_hosts: Option<u32>,
 }
 
 /// A DNS query type as written in the config: `"AAAA"`, `"28"` or `28`.
@@ -105,7 +112,7 @@ pub enum QueryType {
 }
 
 /// The kind-specific keys of a task table, with whether each is set.
-fn kind_keys(t: &TaskTable) -> [(&'static str, bool); 24] {
+fn kind_keys(t: &TaskTable) -> [(&'static str, bool); 28] {
     [
         ("count", t.count.is_some()),
         ("interval_ms", t.interval_ms.is_some()),
@@ -131,6 +138,10 @@ fn kind_keys(t: &TaskTable) -> [(&'static str, bool); 24] {
         ("headers", t.headers.is_some()),
         ("option_bytes", t.option_bytes.is_some()),
         ("path", t.path.is_some()),
+        ("web_host", t.web_host.is_some()),
+        ("check_mail", t.check_mail.is_some()),
+        ("check_subresources", t.check_subresources.is_some()),
+        ("max_subresource_hosts", t.max_subresource_hosts.is_some()),
     ]
 }
 
@@ -163,6 +174,13 @@ fn keys_of(kind: MeasurementKind) -> &'static [&'static str] {
         MeasurementKind::Pmtu => &["max_size", "protocol"],
         MeasurementKind::ExtHeaders => &["headers", "option_bytes"],
         MeasurementKind::DualStack => &["inner", "port"],
+        MeasurementKind::Readiness => &[
+            "path",
+            "web_host",
+            "check_mail",
+            "check_subresources",
+            "max_subresource_hosts",
+        ],
     }
 }
 
@@ -331,6 +349,14 @@ pub fn table_tasks(
             .map_or(Ok(DualInner::Tcp), DualInner::parse)
             .and_then(|inner| DualStackSpec::new(inner, table.port.unwrap_or(0)))
             .map(SpecKind::DualStack),
+        MeasurementKind::Readiness => ReadinessSpec::new(
+            table.path.as_deref().unwrap_or(""),
+            table.web_host.as_deref().unwrap_or(""),
+            table.check_mail.unwrap_or(true),
+            table.check_subresources.unwrap_or(true),
+            table.max_subresource_hosts.unwrap_or(0),
+        )
+        .map(SpecKind::Readiness),
     }
     .map_err(spec_error)?;
     let targets = match (&spec_kind, table.targets.is_empty()) {

@@ -182,6 +182,11 @@ fn headline(outcome: &Outcome) -> Headline {
         Outcome::Pmtu(p) => h.packets_sent = Some(i64::from(p.packets_sent)),
         Outcome::ExtHeaders(e) => h.packets_sent = Some(i64::from(e.packets_sent)),
         Outcome::DualStack(_) => {}
+        // The web page over IPv6 is the headline; the rest is in the result's JSON.
+        Outcome::Readiness(r) => {
+            h.http_status = r.web.https_v6_status.map(i64::from);
+            h.error_message = r.web.v6_error.clone();
+        }
     }
     h
 }

@@ -170,6 +170,19 @@ fn summarize_outcome(outcome: &Outcome) -> String {
                 leg(&d.v4)
             )
         }
+        Outcome::Readiness(r) => {
+            let web = &r.web;
+            let https = match web.https_v6_status {
+                Some(status) => format!("https over v6 {status}"),
+                None => "no https over v6".to_owned(),
+            };
+            format!(
+                "readiness {}: AAAA {}, A {}, {https}",
+                web.host,
+                web.aaaa.words(),
+                web.a.words()
+            )
+        }
     }
 }
 

@@ -6,6 +6,7 @@ mod connect;
 mod dns;
 mod dual;
 mod path;
+mod readiness;
 mod traceroute;
 
 pub use connect::{
@@ -23,6 +24,13 @@ pub use dual::{
 };
 pub use path::{
     ExtHeaderOutcome, ExtHeaderResult, ExtHeaderSpec, ExtHeaderType, PmtuResult, PmtuSpec,
+};
+pub use readiness::{
+    DEFAULT_SUBRESOURCE_HOSTS, DnsReadiness, Lookup, LookupStatus, MAX_READINESS_DETAIL_LEN,
+    MAX_READINESS_MAIL_EXCHANGERS, MAX_READINESS_NAME_SERVERS, MAX_READINESS_PATH_LEN,
+    MAX_READINESS_URL_LEN, MAX_SUBRESOURCE_HOSTS, MailExchangerCheck, MailReadiness,
+    NameServerCheck, Presence, ReadinessResult, ReadinessSpec, SubresourceHost,
+    SubresourceReadiness, WebReadiness,
 };
 pub use traceroute::{
     HopAnswer, HopReply, TraceProtocol, TraceStop, TracerouteHop, TracerouteResult, TracerouteSpec,
@@ -49,10 +57,11 @@ pub enum MeasurementKind {
     Pmtu,
     ExtHeaders,
     DualStack,
+    Readiness,
 }
 
 impl MeasurementKind {
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::Ping,
         Self::Traceroute,
         Self::Dns,
@@ -63,6 +72,7 @@ impl MeasurementKind {
         Self::Pmtu,
         Self::ExtHeaders,
         Self::DualStack,
+        Self::Readiness,
     ];
 
     pub fn name(self) -> &'static str {
@@ -77,6 +87,7 @@ impl MeasurementKind {
             Self::Pmtu => "pmtu",
             Self::ExtHeaders => "ext_headers",
             Self::DualStack => "dual_stack",
+            Self::Readiness => "readiness",
         }
     }
 }
@@ -223,6 +234,12 @@ impl MeasurementSpec {
                 "a dual-stack measurement needs a host name with A and AAAA records",
             ));
         }
+        if matches!(kind, SpecKind::Readiness(_)) && !matches!(target, Target::Hostname(_)) {
+            return Err(field(
+                "target.hostname",
+                "a readiness measurement needs the domain's name",
+            ));
+        }
         Ok(Self {
             target,
             family,
@@ -265,6 +282,7 @@ pub enum SpecKind {
     Pmtu(PmtuSpec),
     ExtHeaders(ExtHeaderSpec),
     DualStack(DualStackSpec),
+    Readiness(ReadinessSpec),
 }
 
 impl SpecKind {
@@ -280,6 +298,7 @@ impl SpecKind {
             Self::Pmtu(_) => MeasurementKind::Pmtu,
             Self::ExtHeaders(_) => MeasurementKind::ExtHeaders,
             Self::DualStack(_) => MeasurementKind::DualStack,
+            Self::Readiness(_) => MeasurementKind::Readiness,
         }
     }
 }
@@ -435,6 +454,8 @@ pub enum Outcome {
     Pmtu(PmtuResult),
     ExtHeaders(ExtHeaderResult),
     DualStack(DualStackResult),
+    /// Boxed: the largest result by far, and rare.
+    Readiness(Box<ReadinessResult>),
 }
 
 impl Outcome {
@@ -455,6 +476,7 @@ impl Outcome {
             Outcome::Pmtu(r) => r.validate(),
             Outcome::ExtHeaders(r) => r.validate(),
             Outcome::DualStack(r) => r.validate(),
+            Outcome::Readiness(r) => r.validate(),
         }
     }
 
@@ -476,6 +498,8 @@ impl Outcome {
             Outcome::Pmtu(r) => r.path_mtu > 0,
             Outcome::ExtHeaders(_) => false,
             Outcome::DualStack(r) => r.v6.outcome.reached_destination(),
+            // The domain's web site answered over IPv6.
+            Outcome::Readiness(r) => r.web.https_v6_status.is_some(),
         }
     }
 
@@ -493,6 +517,7 @@ impl Outcome {
             Outcome::Pmtu(_) => MeasurementKind::Pmtu,
             Outcome::ExtHeaders(_) => MeasurementKind::ExtHeaders,
             Outcome::DualStack(_) => MeasurementKind::DualStack,
+            Outcome::Readiness(_) => MeasurementKind::Readiness,
         })
     }
 }
