@@ -779,7 +779,10 @@ every_s = 300
         );
         let (spec, tasks) = check(&text, true).unwrap();
         // The domain joins the targets (canonical, once), and gets its tasks.
-        assert_eq!(spec.targets, ["dual.lab", "2001:db8:1::1", "health.gov.lab"]);
+        assert_eq!(
+            spec.targets,
+            ["dual.lab", "2001:db8:1::1", "health.gov.lab"]
+        );
         assert!(tasks.iter().any(|t| t.target == "health.gov.lab"));
         assert_eq!(
             spec.entities,
@@ -798,8 +801,16 @@ every_s = 300
     #[test]
     fn bad_entities_are_refused_naming_the_field() {
         for (entities, field, reason) in [
-            ("[[entities]]\nname = \"\"\ndomains = [\"a.lab\"]\n", "entities[0].name", "required"),
-            ("[[entities]]\nname = \"X\"\ndomains = []\n", "entities[0].domains", "1..="),
+            (
+                "[[entities]]\nname = \"\"\ndomains = [\"a.lab\"]\n",
+                "entities[0].name",
+                "required",
+            ),
+            (
+                "[[entities]]\nname = \"X\"\ndomains = []\n",
+                "entities[0].domains",
+                "1..=",
+            ),
             (
                 "[[entities]]\nname = \"X\"\ndomains = [\"2001:db8::1\"]\n",
                 "entities[0].domains[0]",
