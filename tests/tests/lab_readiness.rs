@@ -203,3 +203,324 @@ fn the_readiness_lab_serves_its_truth() {
         certificate_v4(&lab, &a.web_v4.to_string(), "mismatch.gov.lab")
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// End to end: a collector and the lab's two probes run the government-readiness template; the
+// report's per-domain and per-entity scores equal the lab's truth.
+
+use sixmap_tests::lab::readiness::{COLLECTOR, DOMAINS, ENTITIES, entity_score};
+use sixmap_tests::{binary, collector_command, wait_for};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+const API: &str = "http://[::1]:7480";
+
+/// The template as shipped, with the lab's targets and a spread of seconds instead of an hour.
+fn lab_spec() -> String {
+    let template = include_str!("../../deploy/campaigns/government-readiness.toml");
+    let spec = template
+        .replace("spread_s = 3600", "spread_s = 2")
+        .replace("targets = []", "targets = [\"good.gov.lab\"]");
+    assert_ne!(spec, template, "the template changed: update this test");
+    spec
+}
+
+fn cli(lab: &ReadinessLab, token: &str, args: &[&str]) -> std::process::Output {
+    lab.lab
+        .command(COLLECTOR, binary("sixmap-collector").to_str().unwrap())
+        .env("SIXMAP_API_TOKEN", token)
+        .arg("campaign")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run sixmap-collector campaign")
+}
+
+fn api(lab: &ReadinessLab, token: &str, path: &str) -> Option<serde_json::Value> {
+    let bearer = format!("Authorization: Bearer {token}");
+    let out = lab.lab.exec_unchecked(
+        COLLECTOR,
+        &["curl", "-sf", "-H", &bearer, &format!("{API}{path}")],
+    );
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+fn logs(dir: &Path, what: &str) -> String {
+    let mut all = format!("{what}\n");
+    for name in ["collector", "p1", "p2"] {
+        let log = std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default();
+        let tail: Vec<_> = log.lines().rev().take(40).collect();
+        all.push_str(&format!(
+            "--- {name}:\n{}\n",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        ));
+    }
+    all
+}
+
+fn close(value: &serde_json::Value, want: f64) -> bool {
+    value.as_f64().is_some_and(|v| (v - want).abs() < 1e-9)
+}
+
+#[test]
+fn a_readiness_campaign_scores_the_lab_truth() {
+    lab_or_skip!();
+    let started = Instant::now();
+    let mut lab = readiness().expect("readiness lab");
+    let dir = lab.lab.scratch_dir().to_owned();
+    let data = dir.join("collector-data");
+    let data_arg = data.to_str().unwrap().to_owned();
+    let import = std::process::Command::new(binary("sixmap-collector"))
+        .args(["import-prefixes", "--data-dir", &data_arg, "--asn"])
+        .arg(&lab.asn_csv)
+        .arg("--country")
+        .arg(&lab.country_csv)
+        .output()
+        .unwrap();
+    assert!(import.status.success(), "{}", text(&import));
+    let admin = collector_command(&[
+        "api-token",
+        "create",
+        "--data-dir",
+        &data_arg,
+        "--role",
+        "admin",
+        "--name",
+        "lab-admin",
+    ]);
+    let campaigner = collector_command(&[
+        "api-token",
+        "create",
+        "--data-dir",
+        &data_arg,
+        "--role",
+        "campaigner",
+        "--name",
+        "regulator",
+    ]);
+    let config = dir.join("collector.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {data:?}\ngrpc_listen = \"[{}]:7400\"\nhttp_listen = \"[::]:7480\"\n\
+             heartbeat_interval_s = 1\nlab_mode = true\n[publication]\nmin_probes = 1\n",
+            lab.collector
+        ),
+    )
+    .unwrap();
+    let mut command = lab
+        .lab
+        .command(COLLECTOR, binary("sixmap-collector").to_str().unwrap());
+    command
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .env("RUST_LOG", "info,sixmap_collector=debug")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("collector.log")).unwrap());
+    lab.lab.spawn(COLLECTOR, command).unwrap();
+    wait_for(Duration::from_secs(15), || {
+        api(&lab, &admin, "/api/v1/campaigns")
+    })
+    .unwrap_or_else(|| panic!("{}", logs(&dir, "collector never answered")));
+
+    // The probes trust the lab CA, as a regulator's probes trust the public ones.
+    for p in lab.probes.clone() {
+        let token = collector_command(&[
+            "token",
+            "create",
+            "--data-dir",
+            &data_arg,
+            "--owner",
+            "lab",
+            "--expires-in",
+            "1h",
+        ]);
+        let config = dir.join(format!("{}.toml", p.node));
+        std::fs::write(
+            &config,
+            format!(
+                "collector = \"https://[{}]:7400\"\nstate_dir = {:?}\nenrollment_token = \"{token}\"\n\
+                 hostname = \"{}\"\nlab_mode = true\nextra_ca_file = {:?}\n",
+                lab.collector,
+                dir.join(format!("{}-state", p.node)),
+                p.node,
+                lab.ca.ca_cert,
+            ),
+        )
+        .unwrap();
+        let mut command = lab
+            .lab
+            .command(&p.node, binary("sixmap-probe").to_str().unwrap());
+        command
+            .args(["run", "--config", config.to_str().unwrap()])
+            .env("RUST_LOG", "info,sixmap_probe=debug")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join(format!("{}.log", p.node))).unwrap());
+        lab.lab.spawn(&p.node, command).unwrap();
+    }
+    wait_for(Duration::from_secs(30), || {
+        let probes = api(&lab, &admin, "/api/v1/probes")?;
+        let ready = probes
+            .as_array()?
+            .iter()
+            .filter(|p| p["last_seen"].is_number() && p["origin"]["asn"].is_number())
+            .count();
+        (ready == lab.probes.len()).then_some(())
+    })
+    .unwrap_or_else(|| panic!("{}", logs(&dir, "probes did not all connect")));
+    eprintln!("lab, collector and probes up after {:?}", started.elapsed());
+
+    // The template with the entities file: their domains join good.gov.lab as targets.
+    let spec = dir.join("readiness.toml");
+    std::fs::write(&spec, lab_spec()).unwrap();
+    let entities = dir.join("entities.csv");
+    let mut lines = String::from("# entity,domain\n");
+    for (entity, domains) in ENTITIES {
+        for domain in domains {
+            lines.push_str(&format!("{entity},{domain}\n"));
+        }
+    }
+    std::fs::write(&entities, lines).unwrap();
+    let out = cli(
+        &lab,
+        &campaigner,
+        &[
+            "create",
+            "--collector",
+            API,
+            "--spec",
+            spec.to_str().unwrap(),
+            "--entities-file",
+            entities.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", logs(&dir, &text(&out)));
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let out = cli(
+        &lab,
+        &campaigner,
+        &[
+            "report",
+            &id,
+            "--collector",
+            API,
+            "--wait",
+            "--timeout-s",
+            "90",
+            "--format",
+            "json",
+        ],
+    );
+    assert!(out.status.success(), "{}", logs(&dir, &text(&out)));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    eprintln!("report after {:?}", started.elapsed());
+    let readiness = &report["readiness"];
+    assert_eq!(readiness["method"], "sixmap-readiness/1", "{report:#}");
+
+    // Per domain: every component and the score, from both probes.
+    let domains = readiness["domains"].as_array().unwrap();
+    assert_eq!(domains.len(), DOMAINS.len(), "{readiness:#}");
+    for truth in DOMAINS {
+        let d = domains
+            .iter()
+            .find(|d| d["domain"] == truth.name)
+            .unwrap_or_else(|| panic!("no {} in {readiness:#}", truth.name));
+        assert_eq!(d["probes"], 2, "{d:#}");
+        assert_eq!(d["entities"], serde_json::json!([truth.entity]), "{d:#}");
+        for (component, want) in [
+            ("dns", truth.dns),
+            ("mail", truth.mail),
+            ("web", truth.web),
+            ("page", truth.page),
+        ] {
+            match want {
+                Some(want) => assert!(
+                    close(&d[component]["score"], want),
+                    "{} {component}: {d:#}",
+                    truth.name
+                ),
+                None => assert!(
+                    d[component]["score"].is_null() && d[component]["not_applicable"] == "no_mx",
+                    "{} {component}: {d:#}",
+                    truth.name
+                ),
+            }
+        }
+        assert!(close(&d["score"], truth.score()), "{}: {d:#}", truth.name);
+        assert_eq!(d["inconclusive"], serde_json::json!([]), "{d:#}");
+        // What failed, and why: exactly the lab's failures, each seen by both probes.
+        let mut failures: Vec<(String, String)> = d["failures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                assert_eq!(f["probes"], 2, "{f}");
+                (
+                    f["host"].as_str().unwrap().to_owned(),
+                    f["reason"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        failures.sort();
+        let mut want: Vec<(String, String)> = truth
+            .failing
+            .iter()
+            .map(|(h, r)| ((*h).to_owned(), (*r).to_owned()))
+            .collect();
+        want.sort();
+        assert_eq!(failures, want, "{}: {d:#}", truth.name);
+    }
+    // Per entity: the mean of its domains.
+    for (name, _) in ENTITIES {
+        let e = readiness["entities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {readiness:#}"));
+        assert!(close(&e["score"], entity_score(name)), "{e:#}");
+    }
+    // Today's trend has the same scores.
+    let days = readiness["trend"]["days"].as_array().unwrap();
+    let today = days.last().unwrap();
+    for truth in DOMAINS {
+        assert!(
+            close(&today["domains"][truth.name], truth.score()),
+            "{today:#}"
+        );
+    }
+
+    // The HTML report names the IPv4-only script host and why, in English and in Arabic; the
+    // CSV carries the scores.
+    let out = cli(
+        &lab,
+        &campaigner,
+        &["report", &id, "--collector", API, "--format", "html"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let html = String::from_utf8_lossy(&out.stdout);
+    assert!(html.contains("Government IPv6 readiness"), "{html}");
+    assert!(
+        html.contains("IPv6-only page: cdn.v4.lab: no AAAA"),
+        "{html}"
+    );
+    assert!(html.contains("Ministry of Agriculture"), "{html}");
+    let out = cli(
+        &lab,
+        &campaigner,
+        &["report", &id, "--collector", API, "--format", "csv"],
+    );
+    let csv = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        csv.lines()
+            .any(|l| l.starts_with("readiness_failure,partial.gov.lab,")
+                && l.contains("page:no_aaaa,cdn.v4.lab")),
+        "{csv}"
+    );
+    assert!(
+        csv.lines()
+            .any(|l| l.starts_with("readiness_entity,Ministry of Digital Affairs,")),
+        "{csv}"
+    );
+}

@@ -57,7 +57,8 @@ pub struct DomainTruth {
     pub mail: Option<f64>,
     pub web: Option<f64>,
     pub page: Option<f64>,
-    /// Hosts the report must name as failing, with a word of the reason.
+    /// Every failure the report must name: host and reason (the collector's reason codes,
+    /// docs/readiness.md), seen by every probe.
     pub failing: &'static [(&'static str, &'static str)],
 }
 
@@ -93,9 +94,9 @@ pub const DOMAINS: [DomainTruth; 4] = [
         // nothing serves on it) do not.
         page: Some(1.0 / 3.0),
         failing: &[
-            ("mail.partial.gov.lab", "AAAA"),
-            ("cdn.v4.lab", "AAAA"),
-            ("img.partial.gov.lab", "IPv6"),
+            ("mail.partial.gov.lab", "no_aaaa"),
+            ("cdn.v4.lab", "no_aaaa"),
+            ("img.partial.gov.lab", "not_served_v6"),
         ],
     },
     DomainTruth {
@@ -106,7 +107,11 @@ pub const DOMAINS: [DomainTruth; 4] = [
         mail: None,
         web: Some(0.0),
         page: Some(0.0),
-        failing: &[("ns2.v4only.gov.lab", "AAAA"), ("v4only.gov.lab", "AAAA")],
+        failing: &[
+            ("ns2.v4only.gov.lab", "no_aaaa"),
+            ("v4only.gov.lab", "no_aaaa"),
+            ("v4only.gov.lab", "page_not_v6"),
+        ],
     },
     DomainTruth {
         name: "mismatch.gov.lab",
@@ -116,7 +121,10 @@ pub const DOMAINS: [DomainTruth; 4] = [
         // AAAA and HTTPS over IPv6 fine; certificate and content differ.
         web: Some(0.5),
         page: Some(1.0),
-        failing: &[("mismatch.gov.lab", "certificate")],
+        failing: &[
+            ("mismatch.gov.lab", "other_certificate"),
+            ("mismatch.gov.lab", "other_content"),
+        ],
     },
 ];
 
