@@ -138,7 +138,7 @@ async fn resolve(name: &str) -> Result<Addresses, MeasurementError> {
 /// address is checked against the prefix the resolver reveals for ipv4only.arpa (RFC 7050),
 /// so on ordinary networks no extra lookup is made. Prefixes other than /96 are not
 /// recognised (as in the self-test).
-async fn synthesis_prefix(
+pub(crate) async fn synthesis_prefix(
     v6: Option<IpAddr>,
     a_answers: &[Ipv4Addr],
     timeout: Duration,

@@ -179,11 +179,18 @@ impl Engine {
                 .await
                 .map(Outcome::DualStack);
         }
-        if let SpecKind::Readiness(_) = &spec.kind {
-            return Err(failure(
-                ErrorClass::Unsupported,
-                "this probe version does not measure readiness yet",
-            ));
+        if let SpecKind::Readiness(readiness) = &spec.kind {
+            // The domain is looked up record by record by the measurement itself, through
+            // the host's resolver; every address it contacts is checked against the policy.
+            let Target::Hostname(domain) = &spec.target else {
+                return Err(failure(
+                    ErrorClass::Internal,
+                    "a readiness spec without a domain name",
+                ));
+            };
+            return crate::readiness::run(&ctx, readiness, domain)
+                .await
+                .map(|result| Outcome::Readiness(Box::new(result)));
         }
         let destination = match &spec.kind {
             // The host's own resolver, from its configuration: the target is only the name

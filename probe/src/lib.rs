@@ -23,6 +23,7 @@ pub mod ping;
 pub mod pmtu;
 pub mod quic;
 pub mod rawnet;
+pub mod readiness;
 pub mod render;
 pub mod safety;
 pub mod scheduler;

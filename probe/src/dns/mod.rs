@@ -138,9 +138,10 @@ pub async fn run(
     .await
 }
 
-/// The measurement against any server address (tests use a loopback port). `extra_ca` adds
-/// trust anchors for DoT and DoH.
-async fn measure(
+/// The measurement against any server address (tests use a loopback port; readiness asks
+/// the host's resolver and name servers with it). `extra_ca` adds trust anchors for DoT and
+/// DoH.
+pub(crate) async fn measure(
     server: SocketAddr,
     spec: &DnsSpec,
     extra_ca: Option<&Path>,

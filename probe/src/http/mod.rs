@@ -72,7 +72,17 @@ pub async fn run(
     };
 
     let outcome = match tls_config {
-        None => exchange(ctx, stream, &request, spec, &mut result).await,
+        None => {
+            exchange(
+                ctx,
+                stream,
+                &request,
+                spec,
+                &mut result,
+                &mut Progress::default(),
+            )
+            .await
+        }
         Some((config, name)) => {
             let handshake_started = Instant::now();
             let connector = tokio_rustls::TlsConnector::from(config);
@@ -84,7 +94,15 @@ pub async fn run(
                 Ok(Err(e)) => Err(tls::describe_io(&e)),
                 Ok(Ok(tls_stream)) => {
                     result.tls_ns = Some(nanos(handshake_started.elapsed()));
-                    exchange(ctx, tls_stream, &request, spec, &mut result).await
+                    exchange(
+                        ctx,
+                        tls_stream,
+                        &request,
+                        spec,
+                        &mut result,
+                        &mut Progress::default(),
+                    )
+                    .await
                 }
             }
         }
@@ -102,9 +120,9 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     request: &[u8],
     spec: &HttpSpec,
     result: &mut HttpResult,
+    progress: &mut Progress,
 ) -> Result<(), String> {
     let mut stream = BufReader::new(stream);
-    let mut progress = Progress::default();
     let mut sent = None;
     let outcome = tokio::time::timeout_at(ctx.deadline, async {
         stream
@@ -122,7 +140,7 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
             &mut stream,
             spec.method() == HttpMethod::Head,
             u64::from(spec.max_body_bytes()),
-            &mut progress,
+            progress,
         )
         .await
         .map_err(|e: HttpError| e.to_string())
@@ -151,6 +169,108 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
             ),
         }),
     }
+}
+
+/// One GET as the readiness measurement makes it: the response's head and body (at most
+/// `max_body` bytes) are kept, and over HTTPS the server's leaf certificate and whether it
+/// verified for the URL's host. A bad certificate does not stop the request (the verdict
+/// is recorded instead), so the page is still compared over both families.
+#[derive(Debug, Clone, Default)]
+pub struct Fetched {
+    pub result: Option<HttpResult>,
+    pub head: Option<response::Head>,
+    pub body: Vec<u8>,
+    /// DER of the leaf certificate, when a TLS handshake got that far.
+    pub leaf: Option<Vec<u8>>,
+    pub certificate_verified: Option<bool>,
+}
+
+impl Fetched {
+    /// The value of a response header (name in lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head
+            .as_ref()?
+            .headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Fetches `spec`'s URL from `destination` by the time `ctx.deadline` says; see [`Fetched`].
+pub async fn fetch(
+    ctx: &Context<'_>,
+    spec: &HttpSpec,
+    destination: IpAddr,
+) -> Result<Fetched, MeasurementError> {
+    let url = spec.url();
+    let mut fetched = Fetched::default();
+    let recorder = if url.https {
+        let provider = tls::provider();
+        let recorder =
+            tls::verifier::RecordingVerifier::new(tls::anchors(ctx)?, Arc::clone(&provider))
+                .map_err(|e| failure(ErrorClass::Internal, e))?;
+        let verifier: Arc<dyn ServerCertVerifier> = recorder.clone();
+        let config = tls::client_config(provider, &[ALPN.to_owned()], verifier)?;
+        Some((recorder, Arc::new(config), server_name(url)?))
+    } else {
+        None
+    };
+    let request = request(spec);
+    let started_connect = Instant::now();
+    let attempt = connect::connect(destination, url.port, ctx.deadline)
+        .await
+        .map_err(|e| failure(ErrorClass::Network, format!("TCP socket: {e}")))?;
+    let mut result = HttpResult {
+        connect: attempt.outcome,
+        status: None,
+        http_version: None,
+        dns_ns: None,
+        connect_ns: (attempt.outcome != ConnectOutcome::Timeout).then(|| nanos(attempt.elapsed)),
+        tls_ns: None,
+        first_byte_ns: None,
+        total_ns: 0,
+        body_bytes: 0,
+        body_truncated: false,
+        failure: attempt.detail,
+    };
+    let mut progress = Progress {
+        keep_body: true,
+        ..Progress::default()
+    };
+    if let Some(stream) = attempt.stream {
+        let outcome = match &recorder {
+            None => exchange(ctx, stream, &request, spec, &mut result, &mut progress).await,
+            Some((_, config, name)) => {
+                let handshake_started = Instant::now();
+                let connector = tokio_rustls::TlsConnector::from(Arc::clone(config));
+                match tokio::time::timeout_at(ctx.deadline, connector.connect(name.clone(), stream))
+                    .await
+                {
+                    Err(_) => Err(format!(
+                        "the TLS handshake did not finish within {} ms",
+                        handshake_started.elapsed().as_millis()
+                    )),
+                    Ok(Err(e)) => Err(tls::describe_io(&e)),
+                    Ok(Ok(tls_stream)) => {
+                        result.tls_ns = Some(nanos(handshake_started.elapsed()));
+                        exchange(ctx, tls_stream, &request, spec, &mut result, &mut progress).await
+                    }
+                }
+            }
+        };
+        result.failure = outcome.err().map(tls::bounded);
+    }
+    if let Some((recorder, _, _)) = &recorder {
+        let recorded = recorder.recorded();
+        fetched.leaf = recorded.chain.first().map(|c| c.as_ref().to_vec());
+        fetched.certificate_verified = recorded.verdict.map(|v| v.is_ok());
+    }
+    result.total_ns = nanos(started_connect.elapsed());
+    fetched.result = Some(result);
+    fetched.head = progress.head.take();
+    fetched.body = std::mem::take(&mut progress.body);
+    Ok(fetched)
 }
 
 /// The request: origin-form target, Host from the URL's authority, one request per

@@ -74,6 +74,10 @@ pub struct Progress {
     pub head: Option<Head>,
     pub body_bytes: u64,
     pub body_truncated: bool,
+    /// Keep the body bytes read in `body` (never more than the caller's cap), for a caller
+    /// that reads the page (readiness); the measurement of HTTP itself only counts them.
+    pub keep_body: bool,
+    pub body: Vec<u8>,
 }
 
 /// Reads the final response to a request (skipping interim 1xx responses) and counts its
@@ -375,6 +379,11 @@ async fn count<R: AsyncBufRead + Unpin>(
         let take = available
             .len()
             .min(usize::try_from(want - got).unwrap_or(usize::MAX));
+        if progress.keep_body {
+            progress
+                .body
+                .extend_from_slice(available.get(..take).unwrap_or_default());
+        }
         reader.consume(take);
         got += take as u64;
         progress.body_bytes += take as u64;

@@ -1,0 +1,398 @@
+//! The web site over both families, and the page's subresources over IPv6.
+
+use super::html;
+use super::lookup::{Answer, TYPE_A, TYPE_AAAA, aaaa_presence, bounded, own_v6};
+use super::{NO_BUDGET, Run, share};
+use crate::http::{self, Fetched};
+use crate::safety::{
+    READINESS_LOOKUP, READINESS_MAX_REDIRECTS, READINESS_PAGE_BODY, READINESS_SUBRESOURCE_BODY,
+    readiness_fetch,
+};
+use ring::digest::{SHA256, digest};
+use sixmap_shared::measurement::{
+    ConnectOutcome, Family, HttpSpec, HttpUrl, Presence, SubresourceHost, SubresourceReadiness,
+    WebReadiness,
+};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use tokio::time::Instant;
+
+/// The web host's A and AAAA lookups, and the network's DNS64 prefix they reveal.
+pub(super) struct Lookups {
+    host: String,
+    aaaa: Answer,
+    a: Answer,
+    pub(super) dns64: Option<Ipv6Addr>,
+}
+
+pub(super) async fn lookups(run: &Run<'_>, host: &str, end: Instant) -> Lookups {
+    let (aaaa, a) = tokio::join!(
+        run.lookup(host, TYPE_AAAA, end),
+        run.lookup(host, TYPE_A, end)
+    );
+    let a_answers: Vec<Ipv4Addr> = a.records.iter().filter_map(|r| r.parse().ok()).collect();
+    // The dual-stack measurement's test: a synthesised AAAA lies under the well-known prefix,
+    // or embeds one of the A answers under the prefix the resolver reveals (RFC 7050).
+    let first_v6 = own_v6(&aaaa.records, None).first().copied().map(IpAddr::V6);
+    let dns64 = if first_v6.is_some() && run.take(2 * READINESS_LOOKUP) {
+        let wait = end.saturating_duration_since(Instant::now());
+        crate::dualstack::synthesis_prefix(first_v6, &a_answers, wait).await
+    } else {
+        None
+    };
+    Lookups {
+        host: host.to_owned(),
+        aaaa,
+        a,
+        dns64,
+    }
+}
+
+/// The page as fetched over one family, after the redirects followed.
+#[derive(Debug, Default)]
+pub(super) struct Page {
+    /// The first connection's outcome; `None` when no connection was tried.
+    connect: Option<ConnectOutcome>,
+    status: Option<u16>,
+    error: Option<String>,
+    url: Option<HttpUrl>,
+    /// The URL of the final response when a redirect led elsewhere.
+    moved: bool,
+    body: Vec<u8>,
+    leaf: Option<Vec<u8>>,
+    verified: Option<bool>,
+}
+
+pub(super) struct Pages {
+    v6_address: Option<Ipv6Addr>,
+    v4_address: Option<Ipv4Addr>,
+    v6: Page,
+    v4: Page,
+    host: String,
+}
+
+pub(super) async fn pages(run: &Run<'_>, lookups: &Lookups, path: &str, end: Instant) -> Pages {
+    let (_, v6_address) = aaaa_presence(&lookups.aaaa, run.dns64);
+    let v4_address = lookups
+        .a
+        .records
+        .iter()
+        .find_map(|r| r.parse::<Ipv4Addr>().ok());
+    let url = format!("https://{}{path}", lookups.host);
+    let (v6, v4) = tokio::join!(
+        async {
+            match v6_address {
+                Some(a) => page(run, Family::V6, IpAddr::V6(a), &url, end).await,
+                None => Page::default(),
+            }
+        },
+        async {
+            match v4_address {
+                Some(a) => page(run, Family::V4, IpAddr::V4(a), &url, end).await,
+                None => Page::default(),
+            }
+        },
+    );
+    Pages {
+        v6_address,
+        v4_address,
+        v6,
+        v4,
+        host: lookups.host.clone(),
+    }
+}
+
+/// GETs `url` from `address`, following up to [`READINESS_MAX_REDIRECTS`] redirects within
+/// the same family (a new host is looked up in that family).
+async fn page(run: &Run<'_>, family: Family, address: IpAddr, url: &str, end: Instant) -> Page {
+    let mut page = Page::default();
+    let mut url = url.to_owned();
+    let mut address = address;
+    let mut host = None;
+    for hop in 0..=READINESS_MAX_REDIRECTS {
+        let spec = match HttpSpec::new(&url, "GET", READINESS_PAGE_BODY) {
+            Ok(spec) => spec,
+            Err(e) => {
+                page.error = Some(bounded(format!("redirect to an unusable URL: {e}")));
+                break;
+            }
+        };
+        // A redirect to another host: its own address in the same family.
+        if host.as_ref().is_some_and(|h| *h != spec.url().host) {
+            match next_address(run, &spec.url().host, family, end).await {
+                Ok(next) => address = next,
+                Err(why) => {
+                    page.error = Some(why);
+                    break;
+                }
+            }
+        }
+        host = Some(spec.url().host.clone());
+        if let Err(why) = run.allowed(address) {
+            page.error = Some(why);
+            break;
+        }
+        if !run.take(readiness_fetch(READINESS_PAGE_BODY)) {
+            page.error = Some(NO_BUDGET.to_owned());
+            break;
+        }
+        let fetched = match http::fetch(&run.ctx_until(end), &spec, address).await {
+            Ok(fetched) => fetched,
+            Err(e) => {
+                page.error = Some(bounded(e.message));
+                break;
+            }
+        };
+        let Some(result) = &fetched.result else {
+            break;
+        };
+        if hop == 0 {
+            page.connect = Some(result.connect);
+        }
+        page.status = result.status;
+        page.error = result.failure.clone().map(bounded);
+        page.moved = hop > 0;
+        page.url = Some(spec.url().clone());
+        let location = redirect(&fetched, spec.url());
+        page.leaf = fetched.leaf;
+        page.verified = fetched.certificate_verified;
+        page.body = fetched.body;
+        match location {
+            Some(next) if hop < READINESS_MAX_REDIRECTS => url = next,
+            _ => break,
+        }
+    }
+    page
+}
+
+/// The first address of `host` in `family`, looked up through the host's resolver.
+async fn next_address(
+    run: &Run<'_>,
+    host: &str,
+    family: Family,
+    end: Instant,
+) -> Result<IpAddr, String> {
+    if let Ok(literal) = host.parse::<IpAddr>() {
+        return Ok(literal);
+    }
+    let deadline = share(end, 4);
+    match family {
+        Family::V6 => {
+            let answer = run.lookup(host, TYPE_AAAA, deadline).await;
+            match aaaa_presence(&answer, run.dns64) {
+                (_, Some(address)) => Ok(IpAddr::V6(address)),
+                (presence, None) => Err(format!(
+                    "redirected to {host}, whose AAAA is {}",
+                    presence.words()
+                )),
+            }
+        }
+        Family::V4 => {
+            let answer = run.lookup(host, TYPE_A, deadline).await;
+            answer
+                .records
+                .iter()
+                .find_map(|r| r.parse::<Ipv4Addr>().ok())
+                .map(IpAddr::V4)
+                .ok_or_else(|| format!("redirected to {host}, which has no A record"))
+        }
+    }
+}
+
+/// Where a 3xx response sends the client: its Location resolved against `base`.
+fn redirect(fetched: &Fetched, base: &HttpUrl) -> Option<String> {
+    let status = fetched.result.as_ref()?.status?;
+    if !(300..400).contains(&status) {
+        return None;
+    }
+    resolve(base, fetched.header("location")?.trim())
+}
+
+/// A reference resolved against a base URL (absolute, scheme-relative, absolute-path or
+/// relative-path forms; enough for redirects).
+fn resolve(base: &HttpUrl, location: &str) -> Option<String> {
+    let scheme = if base.https { "https" } else { "http" };
+    let lower = location.get(..8).unwrap_or(location).to_ascii_lowercase();
+    Some(if lower.starts_with("https://") {
+        format!("https://{}", location.get(8..)?)
+    } else if lower.starts_with("http://") {
+        format!("http://{}", location.get(7..)?)
+    } else if let Some(rest) = location.strip_prefix("//") {
+        format!("{scheme}://{rest}")
+    } else if location.starts_with('/') {
+        format!("{scheme}://{}{location}", base.authority())
+    } else if location.is_empty() {
+        return None;
+    } else {
+        let path = base.path.split('?').next().unwrap_or("/");
+        let dir = path.rsplit_once('/').map_or("", |(dir, _)| dir);
+        format!("{scheme}://{}{dir}/{location}", base.authority())
+    })
+}
+
+fn sha256(bytes: &[u8]) -> Vec<u8> {
+    digest(&SHA256, bytes).as_ref().to_vec()
+}
+
+/// The web part of the result from the lookups and the pages.
+pub(super) fn readiness(lookups: Lookups, pages: &Pages) -> WebReadiness {
+    let (v6, v4) = (&pages.v6, &pages.v4);
+    let (aaaa, _) = aaaa_presence(&lookups.aaaa, lookups.dns64);
+    let both = |f: &dyn Fn(&Page) -> Option<Vec<u8>>| match (f(v6), f(v4)) {
+        (Some(a), Some(b)) => Some(sha256(&a) == sha256(&b)),
+        _ => None,
+    };
+    let final_url = [v6, v4]
+        .into_iter()
+        .find(|p| p.status.is_some())
+        .filter(|p| p.moved)
+        .and_then(|p| p.url.as_ref())
+        .map(|u| u.to_string());
+    WebReadiness {
+        host: lookups.host,
+        aaaa,
+        a: lookups.a.lookup.status.presence(),
+        v6_address: pages.v6_address,
+        v4_address: pages.v4_address,
+        https_v6_connect: v6.connect,
+        https_v4_connect: v4.connect,
+        https_v6_status: v6.status,
+        https_v4_status: v4.status,
+        v6_certificate_verified: v6.verified,
+        v6_error: v6.error.clone(),
+        v4_error: v4.error.clone(),
+        same_certificate: both(&|p| p.leaf.clone()),
+        same_content: both(&|p| p.status.map(|_| p.body.clone())),
+        v6_body_bytes: v6.status.map(|_| v6.body.len() as u64),
+        v4_body_bytes: v4.status.map(|_| v4.body.len() as u64),
+        final_url,
+        aaaa_lookup: lookups.aaaa.lookup,
+        a_lookup: lookups.a.lookup,
+    }
+}
+
+/// The hosts the page's HTML loads from, each looked up and one of its URLs fetched over
+/// IPv6. The page is the IPv6 one when IPv6 got a page, else the IPv4 one.
+pub(super) async fn subresources(
+    run: &Run<'_>,
+    pages: &Pages,
+    max_hosts: usize,
+    end: Instant,
+) -> SubresourceReadiness {
+    let source = [(Family::V6, &pages.v6), (Family::V4, &pages.v4)]
+        .into_iter()
+        .find(|(_, p)| p.status.is_some() && !p.body.is_empty());
+    let Some((family, page)) = source else {
+        return SubresourceReadiness {
+            html_from: None,
+            hosts: Vec::new(),
+            truncated: false,
+        };
+    };
+    let page_https = page.url.as_ref().is_none_or(|u| u.https);
+    let page_host = page
+        .url
+        .as_ref()
+        .map_or(pages.host.as_str(), |u| u.host.as_str());
+    let scan = html::subresource_hosts(&page.body, page_https, max_hosts);
+    let count = scan.hosts.len();
+    let mut hosts = Vec::with_capacity(count);
+    for (i, reference) in scan.hosts.into_iter().enumerate() {
+        let item_end = share(end, count - i);
+        hosts.push(subresource(run, reference, page_host, &pages.host, item_end).await);
+    }
+    SubresourceReadiness {
+        html_from: Some(family),
+        hosts,
+        truncated: scan.truncated,
+    }
+}
+
+async fn subresource(
+    run: &Run<'_>,
+    reference: html::Reference,
+    page_host: &str,
+    web_host: &str,
+    end: Instant,
+) -> SubresourceHost {
+    let mut detail = None;
+    let (has_aaaa, address) = match reference.host.parse::<IpAddr>() {
+        Ok(IpAddr::V6(v6)) => (Presence::Yes, Some(v6)),
+        Ok(IpAddr::V4(_)) => {
+            detail = Some("an IPv4 address literal".to_owned());
+            (Presence::No, None)
+        }
+        Err(_) => {
+            let answer = run.lookup(&reference.host, TYPE_AAAA, share(end, 2)).await;
+            detail = answer
+                .lookup
+                .detail
+                .as_ref()
+                .map(|d| bounded(format!("AAAA lookup: {d}")));
+            aaaa_presence(&answer, run.dns64)
+        }
+    };
+    let mut fetched_v6 = None;
+    let mut status_v6 = None;
+    if let Some(v6) = address {
+        match fetch_over_v6(run, &reference.url, IpAddr::V6(v6), end).await {
+            Ok((status, failure)) => {
+                fetched_v6 = Some(status.is_some_and(|s| (200..400).contains(&s)));
+                status_v6 = status;
+                detail = failure.or(detail);
+            }
+            Err(why) => detail = Some(why),
+        }
+    }
+    SubresourceHost {
+        same_host: reference.host == page_host || reference.host == web_host,
+        host: reference.host,
+        has_aaaa,
+        url: reference.url.to_string(),
+        fetched_v6,
+        status_v6,
+        detail,
+    }
+}
+
+/// One GET of a subresource over IPv6 (no redirect followed: a 3xx already shows the host
+/// serves over IPv6). `Err` when it was not sent.
+async fn fetch_over_v6(
+    run: &Run<'_>,
+    url: &HttpUrl,
+    address: IpAddr,
+    end: Instant,
+) -> Result<(Option<u16>, Option<String>), String> {
+    run.allowed(address)?;
+    let spec = HttpSpec::new(&url.to_string(), "GET", READINESS_SUBRESOURCE_BODY)
+        .map_err(|e| e.to_string())?;
+    if !run.take(readiness_fetch(READINESS_SUBRESOURCE_BODY)) {
+        return Err(NO_BUDGET.to_owned());
+    }
+    let fetched = http::fetch(&run.ctx_until(end), &spec, address)
+        .await
+        .map_err(|e| bounded(e.message))?;
+    Ok(match fetched.result {
+        Some(r) => (r.status, r.failure.map(bounded)),
+        None => (None, Some("no request was made".to_owned())),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirects_resolve_against_the_page() {
+        let base = HttpUrl::parse("https://example.gov:8443/a/b?c").unwrap();
+        for (location, expected) in [
+            ("https://www.example.gov/", "https://www.example.gov/"),
+            ("HTTP://x.example/", "http://x.example/"),
+            ("//cdn.example/x", "https://cdn.example/x"),
+            ("/root", "https://example.gov:8443/root"),
+            ("next", "https://example.gov:8443/a/next"),
+        ] {
+            assert_eq!(resolve(&base, location).as_deref(), Some(expected));
+        }
+        assert_eq!(resolve(&base, ""), None);
+    }
+}
