@@ -193,6 +193,12 @@ const EXAMPLES: &[(&[&str], &str)] = &[
         "  sixmap-probe measure dualstack example.org\n  \
          sixmap-probe measure dualstack example.org --inner http",
     ),
+    (
+        &["measure", "readiness"],
+        "  sixmap-probe measure readiness example.gov --timeout-ms 30000
+  \
+         sixmap-probe measure readiness example.gov --web-host www.example.gov --no-mail",
+    ),
 ];
 
 /// `cmd` with [`EXAMPLES`] as the `after_help` of the commands they name.

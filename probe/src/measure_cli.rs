@@ -8,8 +8,8 @@ use sixmap_probe::ping::SocketPreference;
 use sixmap_probe::rawnet::pacer::Pacer;
 use sixmap_shared::measurement::{
     DnsSpec, DnsTransport, DualInner, DualStackSpec, ExtHeaderSpec, ExtHeaderType, Family,
-    HttpSpec, HttpUrl, MeasurementSpec, Outcome, PingSpec, PmtuSpec, QuicSpec, SpecKind, Target,
-    TcpSpec, TlsSpec, TraceProtocol, TracerouteSpec, parse_query_type,
+    HttpSpec, HttpUrl, MeasurementSpec, Outcome, PingSpec, PmtuSpec, QuicSpec, ReadinessSpec,
+    SpecKind, Target, TcpSpec, TlsSpec, TraceProtocol, TracerouteSpec, parse_query_type,
 };
 use sixmap_shared::{TargetPolicy, TaskId};
 use std::path::PathBuf;
@@ -215,6 +215,27 @@ enum MeasureKind {
         #[arg(short = 'p', long, default_value_t = 0)]
         port: u32,
     },
+    /// How ready a domain is for IPv6: name servers, mail, the web site over both families,
+    /// and whether the page's subresources load over IPv6 only.
+    Readiness {
+        /// The domain name (its NS, MX and web site are checked).
+        domain: String,
+        /// Path and query of the page fetched.
+        #[arg(long, default_value = "/")]
+        path: String,
+        /// Host of the web site when it is not the domain itself (e.g. www.example.gov).
+        #[arg(long, default_value = "")]
+        web_host: String,
+        /// Skip the mail exchangers.
+        #[arg(long)]
+        no_mail: bool,
+        /// Skip the page's subresource hosts.
+        #[arg(long)]
+        no_subresources: bool,
+        /// Subresource hosts checked at most (0: 16; at most 32).
+        #[arg(long, default_value_t = 0)]
+        max_hosts: u32,
+    },
 }
 
 fn target_and_family(text: &str, common: &Common) -> anyhow::Result<(Target, Family)> {
@@ -354,6 +375,23 @@ fn spec_of(kind: MeasureKind, common: &Common) -> anyhow::Result<MeasurementSpec
         } => (
             hostname,
             SpecKind::DualStack(DualStackSpec::new(DualInner::parse(&inner)?, port)?),
+        ),
+        MeasureKind::Readiness {
+            domain,
+            path,
+            web_host,
+            no_mail,
+            no_subresources,
+            max_hosts,
+        } => (
+            domain,
+            SpecKind::Readiness(ReadinessSpec::new(
+                &path,
+                &web_host,
+                !no_mail,
+                !no_subresources,
+                max_hosts,
+            )?),
         ),
     };
     let (target, family) = target_and_family(&target, common)?;

@@ -114,6 +114,8 @@ pub fn readiness_fetch(body: u32) -> u32 {
 /// within the default per-minute budget beside other tasks. Checks that would go beyond are
 /// not run, and the result says so.
 pub const READINESS_DEFAULT_PACKETS: u32 = 400;
+// A readiness task with the default allowance must fit the default per-minute budget.
+const _: () = assert!(READINESS_DEFAULT_PACKETS <= DEFAULT_PACKETS_PER_MINUTE);
 
 /// The packets a readiness measurement is charged and may send: every check it can run at
 /// worst, bounded by the spec's `max_packets` or [`READINESS_DEFAULT_PACKETS`]. The runner
@@ -345,6 +347,32 @@ mod tests {
             worst_case_packets(&dual(DualInner::Http, 80)),
             2 * (10 + 2 + 27)
         );
+    }
+
+    #[test]
+    fn readiness_is_bounded_by_its_allowance() {
+        let readiness = |mail, sub, max| {
+            let kind = SpecKind::Readiness(ReadinessSpec::new("", "", mail, sub, max).unwrap());
+            MeasurementSpec::new(
+                Target::hostname("example.gov").unwrap(),
+                Family::V6,
+                Duration::from_secs(30),
+                kind,
+            )
+            .unwrap()
+        };
+        let full = readiness(true, true, 32);
+        assert_eq!(worst_case_packets(&full), READINESS_DEFAULT_PACKETS);
+        // The spec's own bound wins, up to what every check could send at worst.
+        assert_eq!(
+            worst_case_packets(&full.clone().with_max_packets(1000).unwrap()),
+            1000
+        );
+        let small = readiness(false, false, 0).with_max_packets(1024).unwrap();
+        // The NS set and 16 servers twice, A and AAAA, four page fetches per family.
+        let own = 12 + 16 * 2 * 12 + 2 * 12 + 2 * 4 * readiness_fetch(READINESS_PAGE_BODY);
+        assert_eq!(worst_case_packets(&small), own.min(1024));
+        assert_eq!(worst_case_packets(&full.with_max_packets(40).unwrap()), 40);
     }
 
     #[test]

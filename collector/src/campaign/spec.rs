@@ -872,6 +872,53 @@ timeout_ms = 3000
     }
 
     #[test]
+    fn readiness_campaigns_take_their_keys_and_refuse_bad_ones() {
+        let text = r#"
+name = "ministries"
+targets = ["example.gov", "finance.example.gov"]
+[[measurements]]
+kind = "readiness"
+timeout_ms = 30000
+path = "/en/"
+check_mail = false
+max_subresource_hosts = 8
+"#;
+        let (_, tasks) = check(text, true).unwrap();
+        assert_eq!(tasks.len(), 2);
+        match &tasks[1].spec.kind {
+            sixmap_shared::measurement::SpecKind::Readiness(r) => {
+                assert_eq!(r.path(), "/en/");
+                assert!(!r.check_mail() && r.check_subresources());
+                assert_eq!(r.max_subresource_hosts(), 8);
+                assert_eq!(r.web_host(), None);
+            }
+            other => panic!("{other:?}"),
+        }
+        for (bad, field) in [
+            (
+                text.replace("max_subresource_hosts = 8", "max_subresource_hosts = 99"),
+                "measurements[0].max_subresource_hosts",
+            ),
+            (
+                text.replace("path = \"/en/\"", "path = \"en\""),
+                "measurements[0].path",
+            ),
+            // A key of another kind is refused, not ignored.
+            (
+                text.replace("check_mail = false", "port = 443"),
+                "measurements[0].port",
+            ),
+            (
+                text.replace("\"example.gov\",", "\"2001:db8::1\","),
+                "measurements[0].targets",
+            ),
+        ] {
+            let refused = check(&bad, true).unwrap_err();
+            assert_eq!(refused.field, field, "{refused:?}");
+        }
+    }
+
+    #[test]
     fn a_good_spec_expands_into_tasks() {
         let (spec, tasks) = check(GOOD, true).unwrap();
         // The name: ping, http v6, http v4; the IPv6 literal: ping and http v6 only.

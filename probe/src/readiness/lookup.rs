@@ -21,6 +21,8 @@ pub struct Answer {
     pub records: Vec<String>,
     /// The response's AA bit (for queries sent to a name server).
     pub authoritative: bool,
+    /// The query was retried over TCP (after a truncated answer): more than one datagram.
+    pub over_tcp: bool,
 }
 
 impl Answer {
@@ -32,6 +34,7 @@ impl Answer {
             },
             records: Vec::new(),
             authoritative: false,
+            over_tcp: false,
         }
     }
 }
@@ -70,12 +73,14 @@ pub async fn ask(
 /// The status a DNS result proves for `qtype`.
 pub fn classify(result: &DnsResult, qtype: u16) -> Answer {
     let Some(response) = &result.response else {
-        return Answer::failed(
+        let mut failed = Answer::failed(
             result
                 .failure
                 .clone()
                 .unwrap_or_else(|| "no response".into()),
         );
+        failed.over_tcp = result.transport_used == DnsTransport::Tcp;
+        return failed;
     };
     let records: Vec<String> = response
         .answers
@@ -94,6 +99,7 @@ pub fn classify(result: &DnsResult, qtype: u16) -> Answer {
         lookup: Lookup { status, detail },
         records,
         authoritative: response.flags & DnsResponse::FLAG_AA != 0,
+        over_tcp: result.transport_used == DnsTransport::Tcp,
     }
 }
 

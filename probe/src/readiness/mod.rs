@@ -14,6 +14,8 @@
 //! - `names`: the DNS and mail checks.
 //! - `web`: the page over both families, and its subresources over IPv6.
 //! - `html`: the bounded scanner of the page's subresource hosts.
+//!
+//! `crate::render::readiness` prints a result.
 
 mod html;
 mod lookup;
@@ -123,6 +125,38 @@ impl Run<'_> {
             .is_ok()
     }
 
+    /// Gives back what a step was charged but did not send (a lookup answered over UDP is
+    /// one datagram; a page shorter than the cap needs fewer ACKs).
+    fn refund(&self, packets: u32) {
+        self.allowance.fetch_add(packets, Ordering::SeqCst);
+    }
+
+    /// Charges one lookup, runs it, and gives back what it did not send.
+    async fn charged_lookup(
+        &self,
+        server: IpAddr,
+        name: &str,
+        qtype: u16,
+        recursion_desired: bool,
+        deadline: Instant,
+    ) -> Answer {
+        if !self.take(READINESS_LOOKUP) {
+            return Answer::failed(NO_BUDGET);
+        }
+        let answer = lookup::ask(
+            server,
+            name,
+            qtype,
+            recursion_desired,
+            deadline.min(self.ctx.deadline),
+        )
+        .await;
+        if !answer.over_tcp {
+            self.refund(READINESS_LOOKUP - 1);
+        }
+        answer
+    }
+
     /// The context of one step: the measurement's, ending at `deadline` (or before).
     fn ctx_until(&self, deadline: Instant) -> Context<'_> {
         let mut ctx = *self.ctx;
@@ -158,10 +192,8 @@ impl Run<'_> {
         if let Err(why) = question {
             return Answer::failed(format!("not asked: {why}"));
         }
-        if !self.take(READINESS_LOOKUP) {
-            return Answer::failed(NO_BUDGET);
-        }
-        lookup::ask(resolver, name, qtype, true, deadline.min(self.ctx.deadline)).await
+        self.charged_lookup(resolver, name, qtype, true, deadline)
+            .await
     }
 }
 
@@ -209,5 +241,30 @@ mod tests {
             sixmap_shared::measurement::LookupStatus::Failed
         );
         assert_eq!(answer.lookup.detail.as_deref(), Some("no resolv.conf"));
+    }
+
+    #[tokio::test]
+    async fn private_names_are_never_asked_of_the_hosts_resolver() {
+        let ctx = crate::context::for_test(None, None, Duration::from_secs(1));
+        let run = Run {
+            ctx: &ctx,
+            // Nothing listens there: a query sent would time out, not be refused by name.
+            resolver: Some("::1".parse().unwrap()),
+            resolver_error: None,
+            allowance: AtomicU32::new(100),
+            dns64: None,
+        };
+        for name in [
+            "router.lan",
+            "printer.home.arpa",
+            "localhost",
+            "nas.internal",
+        ] {
+            let answer = run.lookup(name, lookup::TYPE_AAAA, ctx.deadline).await;
+            let detail = answer.lookup.detail.unwrap_or_default();
+            assert!(detail.starts_with("not asked: "), "{name}: {detail}");
+        }
+        // Nothing was charged for them.
+        assert_eq!(run.allowance.load(Ordering::SeqCst), 100);
     }
 }

@@ -33,6 +33,7 @@ pub(super) async fn lookups(run: &Run<'_>, host: &str, end: Instant) -> Lookups 
     // The dual-stack measurement's test: a synthesised AAAA lies under the well-known prefix,
     // or embeds one of the A answers under the prefix the resolver reveals (RFC 7050).
     let first_v6 = own_v6(&aaaa.records, None).first().copied().map(IpAddr::V6);
+    // Charged for the discovery lookups it may make (`ipv4only.arpa`, A and AAAA).
     let dns64 = if first_v6.is_some() && run.take(2 * READINESS_LOOKUP) {
         let wait = end.saturating_duration_since(Instant::now());
         crate::dualstack::synthesis_prefix(first_v6, &a_answers, wait).await
@@ -145,11 +146,16 @@ async fn page(run: &Run<'_>, family: Family, address: IpAddr, url: &str, end: In
         let Some(result) = &fetched.result else {
             break;
         };
+        run.refund(unsent(READINESS_PAGE_BODY, result.body_bytes));
         if hop == 0 {
             page.connect = Some(result.connect);
         }
         page.status = result.status;
-        page.error = result.failure.clone().map(bounded);
+        // The error says why no response came; a response cut short still counts as one.
+        page.error = match result.status {
+            None => result.failure.clone().map(bounded),
+            Some(_) => None,
+        };
         page.moved = hop > 0;
         page.url = Some(spec.url().clone());
         let location = redirect(&fetched, spec.url());
@@ -227,6 +233,12 @@ fn resolve(base: &HttpUrl, location: &str) -> Option<String> {
         let dir = path.rsplit_once('/').map_or("", |(dir, _)| dir);
         format!("{scheme}://{}{dir}/{location}", base.authority())
     })
+}
+
+/// Packets a fetch charged for a `cap`-byte body did not need for the `read` bytes it got.
+fn unsent(cap: u32, read: u64) -> u32 {
+    let read = u32::try_from(read).unwrap_or(u32::MAX).min(cap);
+    readiness_fetch(cap) - readiness_fetch(read)
 }
 
 fn sha256(bytes: &[u8]) -> Vec<u8> {
@@ -372,7 +384,10 @@ async fn fetch_over_v6(
         .await
         .map_err(|e| bounded(e.message))?;
     Ok(match fetched.result {
-        Some(r) => (r.status, r.failure.map(bounded)),
+        Some(r) => {
+            run.refund(unsent(READINESS_SUBRESOURCE_BODY, r.body_bytes));
+            (r.status, r.failure.map(bounded))
+        }
         None => (None, Some("no request was made".to_owned())),
     })
 }
@@ -380,6 +395,141 @@ async fn fetch_over_v6(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tls::testserver::{ca, context, tls};
+    use sixmap_shared::TargetPolicy;
+    use sixmap_shared::measurement::{DnsReadiness, Lookup, LookupStatus, ReadinessResult};
+    use std::sync::atomic::AtomicU32;
+    use std::time::Duration;
+
+    fn answer(status: LookupStatus, records: &[&str]) -> Answer {
+        Answer {
+            lookup: Lookup {
+                status,
+                detail: None,
+            },
+            records: records.iter().map(|r| (*r).to_owned()).collect(),
+            authoritative: false,
+            over_tcp: false,
+        }
+    }
+
+    /// Real local servers: a page that redirects, the page itself with subresources on an
+    /// IPv6 literal (served), an IPv4 literal and a name the resolver cannot look up.
+    #[tokio::test]
+    async fn a_redirected_page_and_its_subresources_over_local_servers() {
+        let (sub, sub_server) =
+            tls(&["http/1.1"], b"HTTP/1.1 204 No Content\r\n\r\n".to_vec()).await;
+        let html = format!(
+            "<html><head><script src=\"https://[::1]:{}/app.js\"></script>\
+             <link rel=stylesheet href=//cdn.example/site.css></head>\
+             <body><img src=http://192.0.2.7/logo.png></body></html>",
+            sub.port()
+        );
+        let ok = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{html}",
+            html.len()
+        );
+        let (home, home_server) = tls(&["http/1.1"], ok.into_bytes()).await;
+        let moved = format!(
+            "HTTP/1.1 302 Found\r\nLocation: https://fixture.test:{}/home\r\nContent-Length: 0\r\n\r\n",
+            home.port()
+        );
+        let (first, first_server) = tls(&["http/1.1"], moved.into_bytes()).await;
+
+        let ca = ca(true);
+        let mut ctx = context(ca.as_deref(), None, Duration::from_secs(5));
+        ctx.policy = TargetPolicy { lab_mode: true };
+        let run = Run {
+            ctx: &ctx,
+            resolver: None,
+            resolver_error: Some("no resolver in this test".into()),
+            allowance: AtomicU32::new(10_000),
+            dns64: None,
+        };
+        let end = ctx.deadline;
+        let url = format!("https://fixture.test:{}/", first.port());
+        let v6 = page(&run, Family::V6, "::1".parse().unwrap(), &url, end).await;
+        assert_eq!(v6.status, Some(200), "{v6:?}");
+        assert_eq!(
+            (v6.connect, v6.moved),
+            (Some(ConnectOutcome::Connected), true)
+        );
+        assert_eq!(v6.verified, Some(true));
+        assert!(v6.leaf.is_some());
+        assert_eq!(v6.body, html.as_bytes());
+        assert!(
+            first_server
+                .await
+                .unwrap()
+                .starts_with(b"GET / HTTP/1.1\r\nHost: fixture.test:")
+        );
+        assert!(
+            home_server
+                .await
+                .unwrap()
+                .starts_with(b"GET /home HTTP/1.1\r\n")
+        );
+
+        let pages = Pages {
+            v6_address: Some("::1".parse().unwrap()),
+            v4_address: None,
+            v6,
+            v4: Page::default(),
+            host: "fixture.test".into(),
+        };
+        let sub = subresources(&run, &pages, 16, end).await;
+        sub_server.await.unwrap();
+        assert_eq!(sub.html_from, Some(Family::V6));
+        let found: Vec<_> = sub
+            .hosts
+            .iter()
+            .map(|h| (h.host.as_str(), h.has_aaaa, h.fetched_v6, h.status_v6))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("::1", Presence::Yes, Some(true), Some(204)),
+                ("cdn.example", Presence::Inconclusive, None, None),
+                ("192.0.2.7", Presence::No, None, None),
+            ]
+        );
+        let failing: Vec<_> = sub.failing_hosts().map(|h| h.host.as_str()).collect();
+        assert_eq!(failing, ["192.0.2.7"]);
+
+        let lookups = Lookups {
+            host: "fixture.test".into(),
+            aaaa: answer(LookupStatus::Found, &["::1"]),
+            a: answer(LookupStatus::Failed, &[]),
+            dns64: None,
+        };
+        let web = readiness(lookups, &pages);
+        assert_eq!(web.a, Presence::Inconclusive);
+        assert_eq!(
+            web.final_url.as_deref(),
+            Some(&*format!("https://fixture.test:{}/home", home.port()))
+        );
+        assert_eq!((web.same_certificate, web.same_content), (None, None));
+        let result = ReadinessResult {
+            resolver: None,
+            dns64_prefix: None,
+            dns: DnsReadiness {
+                ns_lookup: Lookup {
+                    status: LookupStatus::Failed,
+                    detail: None,
+                },
+                servers: Vec::new(),
+            },
+            mail: None,
+            web,
+            subresources: Some(sub),
+        };
+        assert_eq!(result.validate(), Ok(()));
+        let text = crate::render::readiness(&result);
+        assert!(
+            text.contains("page works IPv6-only: no: 192.0.2.7"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn redirects_resolve_against_the_page() {
