@@ -103,9 +103,14 @@ pub struct SpecSource {
     /// A spec file (TOML, or JSON if it ends in .json).
     #[arg(long, conflicts_with = "template")]
     spec: Option<PathBuf>,
-    /// `government-portals` or `operator-ranking` (deploy/campaigns/*.toml).
+    /// `government-portals`, `government-readiness` or `operator-ranking`
+    /// (deploy/campaigns/*.toml).
     #[arg(long)]
     template: Option<String>,
+    /// Entities grouping domains for the readiness report: `entity,domain` lines (CSV,
+    /// `#` starts a comment); the domains join the targets. Repeatable.
+    #[arg(long = "entities-file")]
+    entities_files: Vec<PathBuf>,
     /// Targets to add, one per line (`#` starts a comment); repeatable.
     #[arg(long = "targets-file")]
     targets_files: Vec<PathBuf>,
@@ -123,6 +128,7 @@ fn spec_to_send(source: SpecSource) -> anyhow::Result<(String, &'static str)> {
         template,
         targets_files,
         targets,
+        entities_files,
         inline,
     } = source;
     let (text, format, base) = match (&spec, &template, &inline.kind) {
@@ -167,8 +173,11 @@ fn spec_to_send(source: SpecSource) -> anyhow::Result<(String, &'static str)> {
     for file in &targets_files {
         extra.extend(read_targets(file)?);
     }
+    for file in &entities_files {
+        add_entities(&mut input.entities, read_entities(file)?);
+    }
     // Unchanged specs travel as written, so the report embeds the regulator's text.
-    if extra.is_empty() && !had_file && spec.is_some() {
+    if extra.is_empty() && !had_file && entities_files.is_empty() && spec.is_some() {
         Ok((text, format))
     } else {
         input.targets.extend(extra);
@@ -295,10 +304,14 @@ pub enum CampaignCommand {
     },
 }
 
-const TEMPLATES: [(&str, &str); 2] = [
+const TEMPLATES: [(&str, &str); 3] = [
     (
         "government-portals",
         include_str!("../../../deploy/campaigns/government-portals.toml"),
+    ),
+    (
+        "government-readiness",
+        include_str!("../../../deploy/campaigns/government-readiness.toml"),
     ),
     (
         "operator-ranking",
@@ -324,6 +337,45 @@ fn client(remote: &Remote) -> anyhow::Result<Client> {
 /// The body of a successful reply, or the collector's error message with its URL.
 fn ok_body(what: &str, reply: Reply) -> anyhow::Result<String> {
     Ok(reply.into_ok(what)?)
+}
+
+/// `entity,domain` lines (CSV: a name with a comma is quoted), in file order.
+fn read_entities(path: &std::path::Path) -> anyhow::Result<Vec<(String, String)>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading entities file {}", path.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let fields = sixmap_shared::prefixes::split_csv(line)
+            .map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), i + 1))?;
+        let [entity, domain] = fields.as_slice() else {
+            bail!(
+                "{}:{}: expected `entity,domain`, found {} fields",
+                path.display(),
+                i + 1,
+                fields.len()
+            );
+        };
+        out.push((entity.trim().to_owned(), domain.trim().to_owned()));
+    }
+    Ok(out)
+}
+
+/// Adds (entity, domain) pairs to a spec's entities, keeping the entities' order of first
+/// appearance.
+fn add_entities(entities: &mut Vec<super::spec::Entity>, pairs: Vec<(String, String)>) {
+    for (name, domain) in pairs {
+        match entities.iter_mut().find(|e| e.name == name) {
+            Some(e) => e.domains.push(domain),
+            None => entities.push(super::spec::Entity {
+                name,
+                domains: vec![domain],
+            }),
+        }
+    }
 }
 
 fn read_targets(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
@@ -987,6 +1039,61 @@ mod tests {
         let shown = Shown::deserialize(&ended).unwrap();
         assert_eq!(shown.campaign.status, CampaignStatus::BudgetSpent);
         assert!(progress_line(&shown).contains("[budget_spent]: 0/0 results (-)"));
+    }
+
+    #[test]
+    fn an_entities_file_groups_domains_and_adds_them_as_targets() {
+        let dir = std::env::temp_dir().join(format!("sixmap-entities-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("entities.csv");
+        std::fs::write(
+            &file,
+            "# entity,domain\nMinistry of Health,health.gov.lab\n\n\
+             \"Transport, Roads\",roads.gov.lab\nMinistry of Health, vaccines.gov.lab\n",
+        )
+        .unwrap();
+        let source = SpecSource {
+            spec: None,
+            template: Some("government-readiness".into()),
+            targets_files: Vec::new(),
+            targets: Vec::new(),
+            entities_files: vec![file.clone()],
+            inline: InlineSpec::default(),
+        };
+        let (text, format) = spec_to_send(source).unwrap();
+        assert_eq!(format, "json");
+        let input: super::super::spec::SpecInput = serde_json::from_str(&text).unwrap();
+        let entities: Vec<(&str, Vec<&str>)> = input
+            .entities
+            .iter()
+            .map(|e| {
+                (
+                    e.name.as_str(),
+                    e.domains.iter().map(String::as_str).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            entities,
+            [
+                (
+                    "Ministry of Health",
+                    vec!["health.gov.lab", "vaccines.gov.lab"]
+                ),
+                ("Transport, Roads", vec!["roads.gov.lab"]),
+            ]
+        );
+        // The template validates with them: the domains become its targets.
+        let (spec, _) =
+            super::super::spec::validate(&input, UnixMicros(1_790_000_000_000_000), false).unwrap();
+        assert_eq!(
+            spec.targets,
+            ["health.gov.lab", "vaccines.gov.lab", "roads.gov.lab"]
+        );
+        std::fs::write(&file, "just-a-domain.gov.lab\n").unwrap();
+        let e = read_entities(&file).unwrap_err().to_string();
+        assert!(e.contains(":1: expected `entity,domain`"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -24,6 +24,7 @@ mod progress;
 pub mod quick;
 pub mod quick_cli;
 pub mod quick_http;
+pub mod readiness;
 mod registry;
 pub mod report;
 mod selection;
@@ -32,6 +33,7 @@ pub mod spec;
 
 use crate::store::{CampaignCell, ProbeRecord, Store, StoreError};
 use serde::{Deserialize, Serialize};
+use sixmap_shared::measurement::MeasurementKind;
 use sixmap_shared::session::{Assignment, Cancel, CollectorMessage};
 use sixmap_shared::{ProbeId, TaskId, UnixMicros};
 use spec::{CampaignSpec, CampaignTaskSpec, SpecFieldError};
@@ -819,7 +821,34 @@ impl Campaigns {
         let progress = self.progress(&record, &cells, now);
         let mut report = report::build(&record, &cells, progress, now, self.publication);
         report.publisher = self.publisher.clone();
+        if let Some(readiness) = report.readiness.as_mut() {
+            readiness.trend = Some(self.readiness_trend(&record)?);
+        }
         Ok(report)
+    }
+
+    /// The readiness score per UTC day from the campaign's stored results (only readiness
+    /// results are kept, at most `readiness::MAX_TREND_RESULTS`); blocking.
+    fn readiness_trend(&self, record: &CampaignRecord) -> Result<readiness::Trend, CampaignError> {
+        let target_of: HashMap<TaskId, &str> = record
+            .tasks
+            .iter()
+            .filter(|t| t.task.spec.measurement_kind() == MeasurementKind::Readiness)
+            .map(|t| (t.task_id, t.task.target.as_str()))
+            .collect();
+        let mut trend = readiness::TrendBuilder::default();
+        let mut gone = false;
+        self.store.campaign_results(record.id, &mut |r| {
+            gone = crate::limits::readers::cancelled();
+            match target_of.get(&r.result.task_id) {
+                Some(target) => trend.add(target, r) && !gone,
+                None => !gone,
+            }
+        })?;
+        if gone {
+            return Err(StoreError::Cancelled.into());
+        }
+        Ok(trend.finish(&record.spec.targets, &record.spec.entities))
     }
 
     /// The report of campaign `id` as `by` may read it: another owner's quick measurement is

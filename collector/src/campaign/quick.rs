@@ -174,6 +174,7 @@ pub fn spec_of(
             ..ScheduleInput::default()
         },
         budget: Default::default(),
+        entities: Vec::new(),
     };
     let (mut spec, tasks) = spec::validate(&input, now, lab_mode).map_err(|e| {
         // The request's keys are the spec's without their place in it.

@@ -225,6 +225,10 @@ pub struct Report {
     pub operators: Vec<OperatorReport>,
     /// Declared figures of operators without measured figures.
     pub declared_unmatched: Vec<DeclaredFigure>,
+    /// Readiness scores per domain and entity (`super::readiness`, docs/readiness.md);
+    /// absent when the campaign has no readiness measurement.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub readiness: Option<super::readiness::ReadinessReport>,
 }
 
 type Key = (ProbeId, String, MeasurementKind, Family);
@@ -615,6 +619,23 @@ pub fn build(
             .filter(|d| !measured.contains(&d.asn))
             .cloned()
             .collect(),
+        readiness: super::readiness::from_cells(
+            &record.spec.targets,
+            &record.spec.entities,
+            cells,
+            |cell| {
+                record
+                    .tasks
+                    .iter()
+                    .find(|t| t.task_id == cell.task_id)
+                    .filter(|t| t.task.spec.measurement_kind() == MeasurementKind::Readiness)
+                    .map(|t| t.task.target.as_str())
+            },
+            record
+                .tasks
+                .iter()
+                .any(|t| t.task.spec.measurement_kind() == MeasurementKind::Readiness),
+        ),
     }
 }
 
@@ -890,10 +911,13 @@ pub fn to_csv(report: &Report) -> String {
             &format!("declared {} ({})", d.as_of, d.source),
         );
     }
+    if let Some(readiness) = &report.readiness {
+        out.push_str(&super::readiness::csv_rows(readiness));
+    }
     out
 }
 
-fn esc(text: &str) -> String {
+pub(crate) fn esc(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -1273,6 +1297,9 @@ pub fn to_html_in(report: &Report, l: &Language) -> String {
             .map(|k| format!("<th>{}</th>", esc(l.t(k))))
             .collect()
     };
+    if let Some(readiness) = &report.readiness {
+        h.push_str(&super::readiness::to_html(readiness, l));
+    }
     let _ = write!(
         h,
         "<h2>{}</h2><table><tr>{}</tr>",

@@ -77,6 +77,23 @@ pub struct SpecInput {
     pub schedule: ScheduleInput,
     #[serde(default)]
     pub budget: Budget,
+    /// Entities (a ministry, an agency) grouping target domains, for the readiness report
+    /// (`super::readiness`): an entity's score is the mean of its domains'. Domains not
+    /// listed in `targets` are added to them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub entities: Vec<Entity>,
+}
+
+/// Longest list of entities, and of domains per entity.
+pub const MAX_ENTITIES: usize = 200;
+pub const MAX_ENTITY_DOMAINS: usize = 100;
+
+/// An entity and its domains (as targets, canonical after validation).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entity {
+    pub name: String,
+    pub domains: Vec<String>,
 }
 
 /// Which probes run the campaign. Empty lists select everything; the criteria combine.
@@ -162,6 +179,10 @@ pub struct CampaignSpec {
     /// connected probes whose results are followed live; absent for campaigns from specs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quick: Option<Quick>,
+    /// Entities grouping targets (names canonical, every domain one of `targets`); absent in
+    /// records stored before they existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub entities: Vec<Entity>,
 }
 
 /// What makes a campaign a quick measurement (`super::quick`).
@@ -294,7 +315,21 @@ pub fn validate(
              (`sixmap-collector campaign create` reads targets_file for you)",
         ));
     }
-    let targets = check_targets(&input.targets, lab_mode)?;
+    let mut listed = input.targets.clone();
+    check_entity_shape(&input.entities)?;
+    // Entity domains join the targets (after them, once each): an entity-only spec measures
+    // its domains. Duplicates are compared canonically below.
+    for entity in &input.entities {
+        for domain in &entity.domains {
+            let canonical = |t: &String| Target::parse(t.trim()).map(|t| t.to_string()).ok();
+            let known = canonical(domain);
+            if known.is_none() || !listed.iter().any(|t| canonical(t) == known) {
+                listed.push(domain.clone());
+            }
+        }
+    }
+    let targets = check_targets(&listed, lab_mode)?;
+    let entities = check_entities(&input.entities, &targets)?;
     let schedule = check_schedule(&input.schedule, now, lab_mode)?;
     check_selection(&input.selection)?;
     if input.measurements.is_empty() {
@@ -346,6 +381,7 @@ pub fn validate(
         schedule,
         budget: input.budget,
         quick: None,
+        entities,
     };
     if spec.budget.per_hour == Some(0) || spec.budget.total == Some(0) {
         return Err(invalid(
@@ -354,6 +390,68 @@ pub fn validate(
         ));
     }
     Ok((spec, tasks))
+}
+
+/// Bounds of the entity list, before its domains are parsed.
+fn check_entity_shape(entities: &[Entity]) -> Result<(), SpecFieldError> {
+    if entities.len() > MAX_ENTITIES {
+        return Err(invalid(
+            "entities",
+            format!("at most {MAX_ENTITIES} entities"),
+        ));
+    }
+    let mut names = std::collections::HashSet::new();
+    for (i, entity) in entities.iter().enumerate() {
+        let name = entity.name.trim();
+        if name.is_empty() || name.len() > MAX_NAME_LEN || name.chars().any(char::is_control) {
+            return Err(invalid(
+                format!("entities[{i}].name"),
+                format!("required, 1..={MAX_NAME_LEN} bytes, no control characters"),
+            ));
+        }
+        if !names.insert(name) {
+            return Err(invalid(
+                format!("entities[{i}].name"),
+                format!("{name:?} is listed twice"),
+            ));
+        }
+        if entity.domains.is_empty() || entity.domains.len() > MAX_ENTITY_DOMAINS {
+            return Err(invalid(
+                format!("entities[{i}].domains"),
+                format!("1..={MAX_ENTITY_DOMAINS} domains"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The entities with canonical domain names, each a host-name target.
+fn check_entities(entities: &[Entity], targets: &[String]) -> Result<Vec<Entity>, SpecFieldError> {
+    let mut out = Vec::with_capacity(entities.len());
+    for (i, entity) in entities.iter().enumerate() {
+        let mut domains: Vec<String> = Vec::with_capacity(entity.domains.len());
+        for (j, domain) in entity.domains.iter().enumerate() {
+            let field = format!("entities[{i}].domains[{j}]");
+            let target =
+                Target::parse(domain.trim()).map_err(|e| invalid(&field, e.to_string()))?;
+            if matches!(target, Target::Address(_)) {
+                return Err(invalid(&field, "a domain name, not an address"));
+            }
+            let canonical = target.to_string();
+            if !targets.contains(&canonical) {
+                return Err(invalid(&field, format!("{canonical} is not a target")));
+            }
+            if domains.contains(&canonical) {
+                return Err(invalid(&field, format!("{canonical} is listed twice")));
+            }
+            domains.push(canonical);
+        }
+        out.push(Entity {
+            name: entity.name.trim().to_owned(),
+            domains,
+        });
+    }
+    Ok(out)
 }
 
 fn check_targets(targets: &[String], lab_mode: bool) -> Result<Vec<String>, SpecFieldError> {
@@ -671,6 +769,74 @@ every_s = 300
         lab: bool,
     ) -> Result<(CampaignSpec, Vec<CampaignTaskSpec>), SpecFieldError> {
         validate(&parse("toml", text)?, NOW, lab)
+    }
+
+    #[test]
+    fn entities_group_targets_and_add_their_domains() {
+        let text = format!(
+            "{GOOD}\n[[entities]]\nname = \" Ministry of Health \"\n\
+             domains = [\"Health.gov.lab\", \"dual.lab\"]\n"
+        );
+        let (spec, tasks) = check(&text, true).unwrap();
+        // The domain joins the targets (canonical, once), and gets its tasks.
+        assert_eq!(
+            spec.targets,
+            ["dual.lab", "2001:db8:1::1", "health.gov.lab"]
+        );
+        assert!(tasks.iter().any(|t| t.target == "health.gov.lab"));
+        assert_eq!(
+            spec.entities,
+            [Entity {
+                name: "Ministry of Health".into(),
+                domains: vec!["health.gov.lab".into(), "dual.lab".into()],
+            }]
+        );
+        // Stored records without entities still read.
+        let mut json = serde_json::to_value(&spec).unwrap();
+        json.as_object_mut().unwrap().remove("entities");
+        let back: CampaignSpec = serde_json::from_value(json).unwrap();
+        assert!(back.entities.is_empty());
+    }
+
+    #[test]
+    fn bad_entities_are_refused_naming_the_field() {
+        for (entities, field, reason) in [
+            (
+                "[[entities]]\nname = \"\"\ndomains = [\"a.lab\"]\n",
+                "entities[0].name",
+                "required",
+            ),
+            (
+                "[[entities]]\nname = \"X\"\ndomains = []\n",
+                "entities[0].domains",
+                "1..=",
+            ),
+            (
+                "[[entities]]\nname = \"X\"\ndomains = [\"2001:db8::1\"]\n",
+                "entities[0].domains[0]",
+                "not an address",
+            ),
+            (
+                "[[entities]]\nname = \"X\"\ndomains = [\"a.lab\", \"A.lab\"]\n",
+                "entities[0].domains[1]",
+                "twice",
+            ),
+            (
+                "[[entities]]\nname = \"X\"\ndomains = [\"a.lab\"]\n\
+                 [[entities]]\nname = \"X\"\ndomains = [\"b.lab\"]\n",
+                "entities[1].name",
+                "twice",
+            ),
+            (
+                "[[entities]]\nname = \"X\"\ndomains = [\"not a name\"]\n",
+                "targets[2]",
+                "",
+            ),
+        ] {
+            let e = check(&format!("{GOOD}\n{entities}"), true).unwrap_err();
+            assert_eq!(e.field, field, "{entities}: {e}");
+            assert!(e.reason.contains(reason), "{entities}: {e}");
+        }
     }
 
     #[test]

@@ -45,6 +45,9 @@ enum Scenario {
     /// Access networks: IPv6-only with NAT64/DNS64, 464XLAT (CLAT on the host), native
     /// dual-stack and IPv4-only hosts behind one ISP router.
     Access,
+    /// Government domains with known IPv6 readiness (DNS, mail, web, subresources), two
+    /// probes and a collector host.
+    Readiness,
 }
 
 #[derive(Debug, Subcommand)]
@@ -132,6 +135,7 @@ fn main() -> anyhow::Result<()> {
                 Scenario::Networks => Box::new(scenarios::networks()?),
                 Scenario::Campaign => Box::new(sixmap_tests::lab::campaign::campaign()?),
                 Scenario::Access => Box::new(sixmap_tests::lab::nat64::access_lab()?),
+                Scenario::Readiness => Box::new(sixmap_tests::lab::readiness::readiness()?),
             };
             println!("{}", serde_json::to_string_pretty(&built.truth())?);
             let lab = built.lab();

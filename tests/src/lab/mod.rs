@@ -18,6 +18,7 @@ pub mod impair;
 pub mod many;
 pub mod nat64;
 pub mod ratelimit;
+pub mod readiness;
 pub mod scenarios;
 pub mod services;
 mod tun;
