@@ -65,7 +65,7 @@ impl PublicCache {
     }
 }
 
-/// The cache key: the URI, and for report pages and PDFs (which answer in the language asked
+/// The cache key: the URI, and for report pages and PDFs and map SVGs (which answer in the language asked
 /// for, `crate::i18n::Negotiated`) the code of the language negotiated for the request, so a
 /// French reader never gets the English page computed a moment before, while every English
 /// reader shares one computation whatever their browser's header says (one PDF print, not one
@@ -74,7 +74,14 @@ impl PublicCache {
 fn key(request: &Request) -> String {
     let uri = request.uri().to_string();
     let path = request.uri().path();
-    if !path.starts_with("/reports/") || path.ends_with(".json") || path.ends_with(".csv") {
+    // Map SVGs (`?format=svg`) are drawn in the reader's language too.
+    let svg = path.starts_with("/api/v1/maps/")
+        && request
+            .uri()
+            .query()
+            .is_some_and(|q| q.split('&').any(|p| p == "format=svg"));
+    if !svg && (!path.starts_with("/reports/") || path.ends_with(".json") || path.ends_with(".csv"))
+    {
         return uri;
     }
     let catalog = request
