@@ -1,5 +1,5 @@
 //! Tests only: the audit of public outputs (issue #20). Every output anyone can read without a
-//! researcher's token — the maps (JSON, CSV, SVG, HTML pages, coverage) and the campaign reports (HTML, JSON,
+//! researcher's token — the maps (JSON, CSV, SVG, HTML pages, coverage, drill-downs) and the campaign reports (HTML, JSON,
 //! CSV) — is produced here from probes whose addresses are known, and searched for them: no
 //! output may show a probe's address below its /48 (a /64, the full address, the IPv4
 //! address) or its hostname, nor a share, RTT or rank for a cell under the minimum sample.
@@ -256,6 +256,34 @@ async fn maps_show_no_probe_address_nor_small_cell() {
                 "{country}: {svg}"
             );
             assert_eq!(svg.contains("IPv6 works:"), country == "XA", "{svg}");
+            // The drill-down of the country's cell and of each operator's.
+            let cells = [
+                format!("/api/v1/maps/countries/{country}/drilldown"),
+                format!("/api/v1/maps/countries/{country}/drilldown/64500"),
+                format!("/api/v1/maps/countries/{country}/drilldown/64501"),
+            ];
+            for path in cells
+                .iter()
+                .filter(|p| country == "XA" || !p.contains("/drilldown/"))
+            {
+                let raw = get(addr, path);
+                assert_no_secret("drill-down", &raw, 6);
+                let cell = json(&raw);
+                assert_no_small_cell("drill-down", &cell, 3);
+                let small = country != "XA" || path.ends_with("64501");
+                assert_eq!(cell["insufficient_data"], small, "{path}: {cell}");
+                if small {
+                    // Insufficient data only: no n, weights, exclusions or share.
+                    for key in ["probes", "weights", "excluded", "v6_works", "n_effective"] {
+                        assert!(cell.get(key).is_none(), "{path}: {key} in {cell}");
+                    }
+                } else {
+                    assert!(
+                        cell["weights"].is_array() && cell["v6_works"].is_object(),
+                        "{cell}"
+                    );
+                }
+            }
             let detail = get(addr, &format!("/api/v1/maps/countries/{country}"));
             assert_no_secret("country JSON", &detail, 6);
             let detail = json(&detail);

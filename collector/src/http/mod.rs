@@ -34,6 +34,14 @@ pub fn router(store: Arc<dyn Store>, maps: MapView) -> Router {
         .route("/api/v1/maps/countries", get(map_countries))
         .route("/api/v1/maps/countries/{country}", get(map_country))
         .route("/api/v1/maps/countries/{country}/series", get(map_series))
+        .route(
+            "/api/v1/maps/countries/{country}/drilldown",
+            get(country_drilldown),
+        )
+        .route(
+            "/api/v1/maps/countries/{country}/drilldown/{asn}",
+            get(operator_drilldown),
+        )
         .route("/api/v1/maps/networks/{asn}/series", get(network_series))
         .with_state((store.clone(), maps));
     Router::new()
@@ -427,11 +435,58 @@ async fn map_series(
     ))
 }
 
+/// What stands behind a country's cell: n, weights, probes left out and why (from the
+/// snapshot in memory: O(probes of the country)).
+async fn country_drilldown(
+    State((store, maps)): State<(Arc<dyn Store>, MapView)>,
+    Path(country): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    no_parameters(query)?;
+    let code = country_in_path(&country)?;
+    drilldown(store, maps, code, None).await
+}
+
+/// The same for one operator's cell in a country.
+async fn operator_drilldown(
+    State((store, maps)): State<(Arc<dyn Store>, MapView)>,
+    Path((country, asn)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    no_parameters(query)?;
+    let code = country_in_path(&country)?;
+    let asn = parse_asn(&asn)?;
+    drilldown(store, maps, code, Some(asn)).await
+}
+
 fn parse_asn(text: &str) -> Result<u32, ApiError> {
     text.strip_prefix("AS")
         .unwrap_or(text)
         .parse()
         .map_err(|_| ApiError::BadRequest(format!("AS number in the path: {text:?} is not one")))
+}
+
+async fn drilldown(
+    store: Arc<dyn Store>,
+    maps: MapView,
+    code: sixmap_shared::prefixes::CountryCode,
+    asn: Option<u32>,
+) -> Result<Response, ApiError> {
+    let rule = maps.rule();
+    let snapshot = run_blocking(move || maps.snapshot(&*store)).await?;
+    Ok(match snapshot.drilldown(code, asn, rule) {
+        Some(cell) => Json(cell).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({
+                "error": match asn {
+                    None => format!("no active probe with prefix data in {code}"),
+                    Some(asn) => format!("no active probe of AS{asn} in {code}"),
+                }
+            })),
+        )
+            .into_response(),
+    })
 }
 
 /// One network's (origin AS) stored daily figures and their projected trend.
