@@ -515,8 +515,14 @@ const run = Array.from({ length: 40 }, (_, i) => ({ ...template, day_number: tem
   day: new Date((template.day_number + i) * 86400000).toISOString().slice(0, 10) }));
 const saturated = { ...served, projection: { ...served.projection, slope_per_year_logit: 300,
   points: served.projection.points.map(([y, d]) => [y, d, 1]) } };
+// A method change on the fourth day: the days before by sixmap-daily/1; from it on, by /2,
+// each with the old method's value beside it.
+const changed = { ...served, projection: null,
+  days: served.days.map((d, i) => ({ ...d, method_id: i < 3 ? "sixmap-daily/1" : "sixmap-daily/2",
+    v6_works_previous_method: i < 3 ? null : { ...d.v6_works.balanced, share: d.v6_works.balanced.share - 0.05 } })),
+  method_breaks: [{ day: served.days[3].day, before: "sixmap-daily/1", after: "sixmap-daily/2" }] };
 const cases = {
-  served, saturated,
+  served, saturated, changed,
   "one day": { country: "XA", days: served.days.slice(0, 1), projection: null },
   "no days": { country: "XA", days: [], projection: null },
   "40 days": { country: "XA", days: run, projection: null },
@@ -537,6 +543,21 @@ for (const [name, series] of Object.entries(cases)) {
     expect(dots.length === series.days.length, `${what}: ${dots.length} dots`);
     for (const d of dots) expect(+d.attrs.cx > 0 && +d.attrs.cx < W && +d.attrs.cy > 0 && +d.attrs.cy < H, `${what}: dot at ${d.attrs.cx},${d.attrs.cy}`);
     expect(dots.every(d => d.children.some(t => t.tag === "title")), `${what}: dots have titles`);
+    // The method break: one marked line between the last day of the old method and the first
+    // of the new, labelled with the new method; the old method's value beside each later day.
+    const breaks = all.filter(el => has(el, "method-break")), previous = all.filter(el => has(el, "previous-method"));
+    if (name === "changed") {
+      const xs = dots.map(d => +d.attrs.cx).sort((a, b) => a - b);
+      expect(breaks.length === 1 && +breaks[0].attrs.x1 > xs[2] && +breaks[0].attrs.x1 < xs[3], `${what}: break line between days 3 and 4`);
+      expect(all.some(el => has(el, "method-break-text") && el.textContent.includes("sixmap-daily/2")), `${what}: break labelled`);
+      expect(previous.length === series.days.length - 3, `${what}: ${previous.length} previous-method marks`);
+      for (const m of previous) {
+        const x = +m.attrs.d.slice(1).split(",")[0];
+        expect(xs.some(dx => x > dx && x - dx < 12), `${what}: previous-method mark at ${x} beside its day`);
+      }
+    } else {
+      expect(!breaks.length && !previous.length, `${what}: no break drawn without a method change`);
+    }
     const projected = all.filter(el => has(el, "projected"));
     const labels = all.filter(el => el.tag === "text" && el.textContent.includes("(projection)"));
     if (!series.projection) {
