@@ -153,6 +153,27 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+    fn request(uri: &str, accept: &str) -> Request {
+        Request::builder()
+            .uri(uri)
+            .header(axum::http::header::ACCEPT_LANGUAGE, accept)
+            .body(Body::empty())
+            .unwrap()
+    }
+
+    /// A map SVG is drawn in the reader's language: a French reader never gets the English
+    /// drawing computed a moment before. JSON and CSV have no language and share one entry.
+    #[test]
+    fn map_svgs_are_keyed_by_language_and_json_is_not() {
+        let svg = "/api/v1/maps/countries?format=svg";
+        assert_ne!(key(&request(svg, "fr")), key(&request(svg, "en")));
+        assert_eq!(key(&request(svg, "en-GB")), key(&request(svg, "en")));
+        let json = "/api/v1/maps/countries";
+        assert_eq!(key(&request(json, "fr")), key(&request(json, "en")));
+        let csv = "/api/v1/maps/countries/DE?format=csv";
+        assert_eq!(key(&request(csv, "fr")), csv);
+    }
+
     async fn get_body(addr: std::net::SocketAddr, path: &str) -> String {
         let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
         stream
