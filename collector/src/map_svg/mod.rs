@@ -739,13 +739,21 @@ pub fn country(view: &CountryView, lang: &Language) -> Result<String, &'static a
         (None, "country.key_unknown"),
     ];
     let rtl = lang.dir == Dir::Rtl;
+    // Keys only for dots there are (a stored day keeps no probe locations).
+    let keys = if view.dots.is_empty() {
+        &keys[..0]
+    } else {
+        &keys[..]
+    };
     for (i, (works, key)) in keys.iter().enumerate() {
         let x = 24.0 + i as f64 * 290.0;
         let at = if rtl { COUNTRY_W - x } else { x };
         dot(&mut doc.out, [at, y - 4.0], *works);
         doc.text(x + 14.0, y, 12.0, false, lang.t(key));
     }
-    y += 24.0;
+    if !keys.is_empty() {
+        y += 24.0;
+    }
     if !layout.insets.is_empty() || layout.left_out > 0 {
         y = doc.paragraph(16.0, y, 11.0, lang.t("svg.insets_note"));
         y += 4.0;
@@ -971,6 +979,10 @@ mod tests {
         assert_eq!(france(&far), france(&svg), "the view stays on France");
         // Without enough probes: the words only.
         let small = country(&view("FR", None, Vec::new()), en).unwrap();
+        assert!(
+            !small.contains("probe: IPv6 works"),
+            "no dot keys without dots"
+        );
         assert!(
             small.contains(
                 "Insufficient data: 9 probes, fewer than 3 probes; no share is published."
