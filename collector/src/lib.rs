@@ -26,6 +26,7 @@ pub mod http_auth;
 pub mod i18n;
 pub mod ingest;
 pub mod limits;
+pub mod map_svg;
 pub mod map_view;
 pub mod maps;
 pub mod metrics;

@@ -155,15 +155,26 @@ fn observe(
     store: &dyn Store,
     now: UnixMicros,
     source: Source,
+    left_out: &mut LeftOut,
 ) -> Result<Vec<Observed>, StoreError> {
     let since = UnixMicros(now.0.saturating_sub(WINDOW.as_micros() as i64));
     let mut observed: BTreeMap<ProbeId, Observed> = BTreeMap::new();
     for record in store.probes()? {
         let active = record.last_seen.is_some_and(|t| t >= since);
-        let Some(origin) = record.origin.clone().filter(|_| active) else {
+        // Probes placed in a country but not counted there: tallied by reason for the
+        // drill-down (counts only, never which probes).
+        let Some(origin) = record.origin.clone() else {
             continue;
         };
-        let (Some(country), Some(asn)) = (origin.country, origin.asn) else {
+        let Some(country) = origin.country else {
+            continue;
+        };
+        if !active {
+            *left_out.inactive.entry((country, origin.asn)).or_default() += 1;
+            continue;
+        }
+        let Some(asn) = origin.asn else {
+            *left_out.no_asn.entry(country).or_default() += 1;
             continue;
         };
         let works = record
@@ -285,6 +296,18 @@ pub struct Snapshot {
     pub generated_at: UnixMicros,
     pub source: Source,
     observed: Vec<Observed>,
+    left_out: LeftOut,
+}
+
+/// Probes with an origin country that the figures leave out, counted when the snapshot is
+/// taken (one pass over the probe records it reads anyway), so a drill-down costs
+/// O(probes of the cell).
+#[derive(Debug, Default)]
+struct LeftOut {
+    /// Not seen within [`WINDOW`], by country and origin AS (if the prefix data gives one).
+    inactive: BTreeMap<(CountryCode, Option<u32>), usize>,
+    /// Active, but the prefix data gives their address a country and no AS.
+    no_asn: BTreeMap<CountryCode, usize>,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -308,10 +331,13 @@ impl Snapshot {
         now: UnixMicros,
         source: Source,
     ) -> Result<Self, StoreError> {
+        let mut left_out = LeftOut::default();
+        let observed = observe(store, now, source, &mut left_out)?;
         Ok(Self {
             generated_at: now,
             source,
-            observed: observe(store, now, source)?,
+            observed,
+            left_out,
         })
     }
 
@@ -351,6 +377,174 @@ impl Snapshot {
             .filter(|o| o.country == country)
             .collect();
         country_detail(country, &probes, self.generated_at, self.source, rule)
+    }
+}
+
+/// Why probes are left out of a cell's figures, as counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// Not seen by the collector in the last [`WINDOW`]: in no figure.
+    NotSeenIn24h,
+    /// The prefix data gives the probe's address this country but no origin AS: an operator
+    /// cannot be named, so the operator-balanced share cannot weigh it. In no figure.
+    NoOriginAs,
+    /// Counted in the shares, but no ping RTT to a global destination over IPv6 in the
+    /// window: left out of the median IPv6 RTT only.
+    NoIpv6Rtt,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Exclusion {
+    pub reason: Reason,
+    pub probes: usize,
+}
+
+/// One operator's weight in its country's operator-balanced share.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OperatorWeight {
+    pub asn: u32,
+    pub probes: usize,
+    /// The operator's weight in the national share: 1 / operators.
+    pub operator_weight: f64,
+    /// Each of its probes' weight: 1 / (operators × its probes).
+    pub probe_weight: f64,
+}
+
+/// What stands behind one cell of the maps (a country, or an operator in it): the sample, the
+/// weights and the probes left out and why. Under the minimum sample only `insufficient_data`
+/// (the rest is absent), as everywhere the rule applies.
+#[derive(Debug, Clone, Serialize)]
+pub struct Drilldown {
+    pub country: CountryCode,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub asn: Option<u32>,
+    pub generated_at: UnixMicros,
+    pub method_id: &'static str,
+    pub min_probes: usize,
+    pub insufficient_data: bool,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub figures: Option<DrilldownFigures>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DrilldownFigures {
+    /// Probes counted in the share.
+    pub probes: usize,
+    pub operators: usize,
+    /// The share's interval rests on this effective sample size (`rollup::balanced_share`);
+    /// for an operator, its probes (each weighs the same within it).
+    pub n_effective: f64,
+    /// Kish's effective sample size from the weights alone (country cells).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub n_kish: Option<f64>,
+    pub v6_works: rollup::Proportion,
+    /// Every operator of the country (country cell) or this one (operator cell).
+    pub weights: Vec<OperatorWeight>,
+    /// Operators under the minimum sample: in the national share with their weight, unranked.
+    pub operators_under_minimum: usize,
+    /// By reason; reasons with no probe are absent.
+    pub excluded: Vec<Exclusion>,
+}
+
+impl Snapshot {
+    /// The drill-down of a country's cell (`asn` `None`) or of one operator's in it; `None`
+    /// when the cell has no active probe.
+    pub fn drilldown(
+        &self,
+        country: CountryCode,
+        asn: Option<u32>,
+        rule: MinSample,
+    ) -> Option<Drilldown> {
+        let probes: Vec<&Observed> = self
+            .observed
+            .iter()
+            .filter(|o| o.country == country)
+            .collect();
+        let observations: Vec<(u32, bool)> = probes.iter().map(|p| (p.asn, p.works)).collect();
+        let balanced = rollup::balanced_share(&observations)?;
+        let mine: Vec<&&Observed> = probes
+            .iter()
+            .filter(|p| asn.is_none_or(|a| p.asn == a))
+            .collect();
+        if mine.is_empty() {
+            return None;
+        }
+        let operators = balanced.operators;
+        let weights: Vec<OperatorWeight> = balanced
+            .per_operator
+            .iter()
+            .filter(|o| asn.is_none_or(|a| o.asn == a))
+            .map(|o| OperatorWeight {
+                asn: o.asn,
+                probes: o.probes,
+                operator_weight: 1.0 / operators as f64,
+                probe_weight: 1.0 / (operators * o.probes) as f64,
+            })
+            .collect();
+        let counted = mine.len();
+        let head = Drilldown {
+            country,
+            asn,
+            generated_at: self.generated_at,
+            method_id: METHOD_ID,
+            min_probes: rule.min_probes,
+            insufficient_data: !rule.allows(counted),
+            figures: None,
+        };
+        if head.insufficient_data {
+            return Some(head);
+        }
+        let (v6_works, n_effective, n_kish) = match asn {
+            None => (
+                balanced.overall.clone(),
+                balanced.overall.n,
+                Some(balanced.n_kish),
+            ),
+            Some(a) => {
+                let share = balanced
+                    .per_operator
+                    .iter()
+                    .find(|o| o.asn == a)
+                    .map(|o| o.share.clone())?;
+                let n = share.n;
+                (share, n, None)
+            }
+        };
+        let inactive: usize = self
+            .left_out
+            .inactive
+            .iter()
+            .filter(|((c, a), _)| *c == country && asn.is_none_or(|x| *a == Some(x)))
+            .map(|(_, n)| n)
+            .sum();
+        let no_asn = match asn {
+            None => self.left_out.no_asn.get(&country).copied().unwrap_or(0),
+            Some(_) => 0,
+        };
+        let no_rtt = mine.iter().filter(|p| p.rtt_v6.is_none()).count();
+        let excluded = [
+            (Reason::NotSeenIn24h, inactive),
+            (Reason::NoOriginAs, no_asn),
+            (Reason::NoIpv6Rtt, no_rtt),
+        ]
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(reason, probes)| Exclusion { reason, probes })
+        .collect();
+        Some(Drilldown {
+            figures: Some(DrilldownFigures {
+                probes: counted,
+                operators: weights.len(),
+                n_effective,
+                n_kish,
+                v6_works,
+                operators_under_minimum: weights.iter().filter(|w| !rule.allows(w.probes)).count(),
+                weights,
+                excluded,
+            }),
+            ..head
+        })
     }
 }
 
@@ -476,9 +670,18 @@ mod tests {
 
     /// Active probes `(country, asn, v6 works)`, without RTT samples.
     fn snapshot(probes: &[(&str, u32, bool)]) -> Snapshot {
+        let all: Vec<_> = probes
+            .iter()
+            .map(|(c, asn, works)| (*c, Some(*asn), *works, true))
+            .collect();
+        snapshot_of(&all)
+    }
+
+    /// Probes `(country, asn, v6 works, seen within the window)`, without RTT samples.
+    fn snapshot_of(probes: &[(&str, Option<u32>, bool, bool)]) -> Snapshot {
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(dir.path()).unwrap();
-        for (i, (country, asn, works)) in probes.iter().enumerate() {
+        for (i, (country, asn, works, active)) in probes.iter().enumerate() {
             let tags = if *works {
                 vec![ProbeTag {
                     name: TagName::new(Tag::V6Works.name()).unwrap(),
@@ -492,7 +695,11 @@ mod tests {
                     id: format!("{:016x}", i + 1).parse().unwrap(),
                     hostname: format!("p{i}"),
                     enrolled_at: NOW,
-                    last_seen: Some(NOW),
+                    last_seen: Some(if *active {
+                        NOW
+                    } else {
+                        UnixMicros(NOW.0 - 2 * WINDOW.as_micros() as i64)
+                    }),
                     software_version: None,
                     boot_epoch: None,
                     local_addresses: Vec::new(),
@@ -501,7 +708,7 @@ mod tests {
                     tags,
                     location: None,
                     origin: Some(Enrichment {
-                        asn: Some(*asn),
+                        asn: *asn,
                         as_name: None,
                         country: Some(country.parse().unwrap()),
                     }),
@@ -565,5 +772,77 @@ mod tests {
             page.probes[0].v6_works, None,
             "one probe's colour is no figure"
         );
+    }
+
+    #[test]
+    fn a_drilldown_shows_n_weights_and_probes_left_out_by_reason() {
+        let s = snapshot_of(&[
+            ("XA", Some(1), true, true),
+            ("XA", Some(1), true, true),
+            ("XA", Some(1), false, true),
+            ("XA", Some(2), true, true),
+            // Left out: two not seen in the window (one of AS1), one without an AS.
+            ("XA", Some(1), true, false),
+            ("XA", Some(3), true, false),
+            ("XA", None, true, true),
+            ("XB", Some(4), true, true),
+        ]);
+        let rule = MinSample { min_probes: 3 };
+        let xa = s.drilldown("XA".parse().unwrap(), None, rule).unwrap();
+        assert!(!xa.insufficient_data);
+        let f = xa.figures.as_ref().unwrap();
+        assert_eq!(
+            (f.probes, f.operators, f.operators_under_minimum),
+            (4, 2, 1)
+        );
+        // Two operators: each weighs 1/2; AS1's three probes 1/6 each, AS2's one 1/2.
+        let weights: Vec<_> = f
+            .weights
+            .iter()
+            .map(|w| (w.asn, w.probes, w.operator_weight, w.probe_weight))
+            .collect();
+        assert_eq!(weights, [(2, 1, 0.5, 0.5), (1, 3, 0.5, 1.0 / 6.0)]);
+        // Kish: (Σw)² / Σw² = 1 / (3/36 + 1/4) = 3.
+        assert!((f.n_kish.unwrap() - 3.0).abs() < 1e-9, "{:?}", f.n_kish);
+        assert!(f.n_effective <= 3.0 + 1e-9);
+        let country = s.country_with("XA".parse().unwrap(), rule).unwrap();
+        assert_eq!(
+            f.v6_works.share,
+            country.v6_works.unwrap().balanced.share,
+            "the cell's figure"
+        );
+        let excluded: Vec<_> = f.excluded.iter().map(|e| (e.reason, e.probes)).collect();
+        assert_eq!(
+            excluded,
+            [
+                (Reason::NotSeenIn24h, 2),
+                (Reason::NoOriginAs, 1),
+                // No RTT samples in this test: every counted probe is out of the RTT median.
+                (Reason::NoIpv6Rtt, 4),
+            ]
+        );
+        // An operator's cell: its own probes and exclusions.
+        let as1 = s.drilldown("XA".parse().unwrap(), Some(1), rule).unwrap();
+        let f = as1.figures.unwrap();
+        assert_eq!((f.probes, f.n_effective), (3, 3.0));
+        assert_eq!(f.weights.len(), 1);
+        assert_eq!(
+            f.excluded[0],
+            Exclusion {
+                reason: Reason::NotSeenIn24h,
+                probes: 1
+            }
+        );
+        // Under the minimum sample: insufficient data and nothing else.
+        let as2 = s.drilldown("XA".parse().unwrap(), Some(2), rule).unwrap();
+        assert!(as2.insufficient_data && as2.figures.is_none());
+        let json = serde_json::to_value(&as2).unwrap();
+        assert_eq!(json.get("probes"), None, "{json}");
+        assert_eq!(json.get("weights"), None, "{json}");
+        let xb = s.drilldown("XB".parse().unwrap(), None, rule).unwrap();
+        assert!(xb.insufficient_data && xb.figures.is_none());
+        // No active probe in the cell: none.
+        assert!(s.drilldown("XA".parse().unwrap(), Some(3), rule).is_none());
+        assert!(s.drilldown("XC".parse().unwrap(), None, rule).is_none());
     }
 }

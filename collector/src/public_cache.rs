@@ -65,7 +65,7 @@ impl PublicCache {
     }
 }
 
-/// The cache key: the URI, and for report pages and PDFs (which answer in the language asked
+/// The cache key: the URI, and for report pages and PDFs and map SVGs (which answer in the language asked
 /// for, `crate::i18n::Negotiated`) the code of the language negotiated for the request, so a
 /// French reader never gets the English page computed a moment before, while every English
 /// reader shares one computation whatever their browser's header says (one PDF print, not one
@@ -74,7 +74,14 @@ impl PublicCache {
 fn key(request: &Request) -> String {
     let uri = request.uri().to_string();
     let path = request.uri().path();
-    if !path.starts_with("/reports/") || path.ends_with(".json") || path.ends_with(".csv") {
+    // Map SVGs (`?format=svg`) are drawn in the reader's language too.
+    let svg = path.starts_with("/api/v1/maps/")
+        && request
+            .uri()
+            .query()
+            .is_some_and(|q| q.split('&').any(|p| p == "format=svg"));
+    if !svg && (!path.starts_with("/reports/") || path.ends_with(".json") || path.ends_with(".csv"))
+    {
         return uri;
     }
     let catalog = request
@@ -145,6 +152,27 @@ mod tests {
     use axum::routing::get;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn request(uri: &str, accept: &str) -> Request {
+        Request::builder()
+            .uri(uri)
+            .header(axum::http::header::ACCEPT_LANGUAGE, accept)
+            .body(Body::empty())
+            .unwrap()
+    }
+
+    /// A map SVG is drawn in the reader's language: a French reader never gets the English
+    /// drawing computed a moment before. JSON and CSV have no language and share one entry.
+    #[test]
+    fn map_svgs_are_keyed_by_language_and_json_is_not() {
+        let svg = "/api/v1/maps/countries?format=svg";
+        assert_ne!(key(&request(svg, "fr")), key(&request(svg, "en")));
+        assert_eq!(key(&request(svg, "en-GB")), key(&request(svg, "en")));
+        let json = "/api/v1/maps/countries";
+        assert_eq!(key(&request(json, "fr")), key(&request(json, "en")));
+        let csv = "/api/v1/maps/countries/DE?format=csv";
+        assert_eq!(key(&request(csv, "fr")), csv);
+    }
 
     async fn get_body(addr: std::net::SocketAddr, path: &str) -> String {
         let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();

@@ -1,5 +1,5 @@
 //! Tests only: the audit of public outputs (issue #20). Every output anyone can read without a
-//! researcher's token — the maps (JSON, CSV, HTML pages, coverage) and the campaign reports (HTML, JSON,
+//! researcher's token — the maps (JSON, CSV, SVG, HTML pages, coverage, drill-downs) and the campaign reports (HTML, JSON,
 //! CSV) — is produced here from probes whose addresses are known, and searched for them: no
 //! output may show a probe's address below its /48 (a /64, the full address, the IPv4
 //! address) or its hostname, nor a share, RTT or rank for a cell under the minimum sample.
@@ -89,6 +89,39 @@ fn assert_no_small_cell(what: &str, value: &Value, min: u64) {
     }
 }
 
+/// Every SVG element that gives a cell's probe count (`data-n`) under `min` gives no share,
+/// and no text of the file gives one for the countries named in `small`.
+fn assert_no_small_svg_cell(what: &str, svg: &str, min: u64, small: &[&str], insufficient: &str) {
+    for tag in svg.split('<').filter(|t| t.contains("data-n=\"")) {
+        let n: u64 = tag
+            .split("data-n=\"")
+            .nth(1)
+            .and_then(|v| v.split('"').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap();
+        if n < min {
+            assert!(
+                !tag.contains("data-share") && tag.contains("url(#insufficient)"),
+                "{what}: a cell of {n} probes: <{tag}"
+            );
+        }
+    }
+    for code in small {
+        let marks = [
+            format!("({code}): "),
+            format!(">{code}: "),
+            format!(" {code}: "),
+        ];
+        for line in marks.iter().flat_map(|m| svg.split(m.as_str()).skip(1)) {
+            assert!(
+                line.starts_with(insufficient),
+                "{what}: {code} published: {}",
+                &line[..line.len().min(80)]
+            );
+        }
+    }
+}
+
 const NOW: UnixMicros = UnixMicros(1_790_000_000_000_000);
 
 /// Probes 1–4 in XA: three in AS64500 (IPv6 works), one in AS64501 (under the minimum of 3),
@@ -100,6 +133,8 @@ fn probes(store: &dyn Store, now: UnixMicros) {
         (3, 64500, "XA"),
         (4, 64501, "XA"),
         (5, 64502, "XB"),
+        // A country the atlas draws, under the minimum: hatched on the SVG map, no share.
+        (6, 64503, "BR"),
     ] {
         let v6 = address(n);
         store
@@ -174,20 +209,84 @@ async fn maps_show_no_probe_address_nor_small_cell() {
             serde_json::from_str(raw.split_once("\r\n\r\n").unwrap().1).unwrap()
         };
         let world = get(addr, "/api/v1/maps/countries");
-        assert_no_secret("world JSON", &world, 5);
+        assert_no_secret("world JSON", &world, 6);
         let world = json(&world);
         assert_no_small_cell("world JSON", &world, 3);
         // Every published figure names its method.
         assert_eq!(world["method_id"], crate::maps::METHOD_ID);
         // The test means something: XA is published, XB and AS64501 are not.
-        assert!(world["countries"][0]["v6_works"].is_object(), "{world}");
+        let xa = world["countries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["country"] == "XA")
+            .unwrap();
+        assert!(xa["v6_works"].is_object(), "{world}");
+        // The map as an SVG file, in two languages: BR hatched (drawn), XA and XB listed
+        // under the map (no shape in the atlas), XB as insufficient data.
+        for lang in ["en", "ar"] {
+            let svg = get(
+                addr,
+                &format!("/api/v1/maps/countries?format=svg&lang={lang}"),
+            );
+            assert_no_secret("world SVG", &svg, 6);
+            let catalog = crate::i18n::builtin();
+            let words = catalog.find(lang).unwrap().t("common.insufficient");
+            assert_no_small_svg_cell("world SVG", &svg, 3, &["XB", "BR"], words);
+            assert!(svg.contains("data-country=\"BR\" data-n=\"1\""), "{svg}");
+            assert!(svg.contains(crate::maps::METHOD_ID), "{svg}");
+        }
+        let svg = get(addr, "/api/v1/maps/countries?format=svg");
+        assert!(
+            svg.contains("XA: 100 %") && svg.contains("XB: insufficient data"),
+            "{svg}"
+        );
         let csv = get(addr, "/api/v1/maps/countries?format=csv");
-        assert_no_secret("world CSV", &csv, 5);
+        assert_no_secret("world CSV", &csv, 6);
         let xb = csv.lines().find(|l| l.starts_with("XB,")).unwrap();
         assert!(xb.starts_with("XB,1,1,true,,,,"), "{xb}");
-        for country in ["XA", "XB"] {
+        for country in ["XA", "XB", "BR"] {
+            let svg = get(
+                addr,
+                &format!("/api/v1/maps/countries/{country}?format=svg"),
+            );
+            assert_no_secret("country SVG", &svg, 6);
+            assert_eq!(
+                svg.contains("Insufficient data"),
+                country != "XA",
+                "{country}: {svg}"
+            );
+            assert_eq!(svg.contains("IPv6 works:"), country == "XA", "{svg}");
+            // The drill-down of the country's cell and of each operator's.
+            let cells = [
+                format!("/api/v1/maps/countries/{country}/drilldown"),
+                format!("/api/v1/maps/countries/{country}/drilldown/64500"),
+                format!("/api/v1/maps/countries/{country}/drilldown/64501"),
+            ];
+            for path in cells
+                .iter()
+                .filter(|p| country == "XA" || !p.contains("/drilldown/"))
+            {
+                let raw = get(addr, path);
+                assert_no_secret("drill-down", &raw, 6);
+                let cell = json(&raw);
+                assert_no_small_cell("drill-down", &cell, 3);
+                let small = country != "XA" || path.ends_with("64501");
+                assert_eq!(cell["insufficient_data"], small, "{path}: {cell}");
+                if small {
+                    // Insufficient data only: no n, weights, exclusions or share.
+                    for key in ["probes", "weights", "excluded", "v6_works", "n_effective"] {
+                        assert!(cell.get(key).is_none(), "{path}: {key} in {cell}");
+                    }
+                } else {
+                    assert!(
+                        cell["weights"].is_array() && cell["v6_works"].is_object(),
+                        "{cell}"
+                    );
+                }
+            }
             let detail = get(addr, &format!("/api/v1/maps/countries/{country}"));
-            assert_no_secret("country JSON", &detail, 5);
+            assert_no_secret("country JSON", &detail, 6);
             let detail = json(&detail);
             assert_no_small_cell("country JSON", &detail, 3);
             assert_eq!(detail["method_id"], crate::maps::METHOD_ID);
@@ -195,13 +294,13 @@ async fn maps_show_no_probe_address_nor_small_cell() {
                 addr,
                 &format!("/api/v1/maps/countries/{country}?format=csv"),
             );
-            assert_no_secret("operators CSV", &csv, 5);
+            assert_no_secret("operators CSV", &csv, 6);
             for row in csv.lines().filter(|l| l.contains(",64501,")) {
                 assert!(row.contains(",true,,,,"), "{row}");
             }
-            assert_no_secret("country page", &get(addr, &format!("/map/{country}")), 5);
+            assert_no_secret("country page", &get(addr, &format!("/map/{country}")), 6);
             let coverage = get(addr, &format!("/api/v1/maps/countries/{country}/coverage"));
-            assert_no_secret("coverage JSON", &coverage, 5);
+            assert_no_secret("coverage JSON", &coverage, 6);
             // Operators under the minimum are counted together, never named: XA's operator
             // with three probes is listed, XB's one-probe operator and XA's AS64501 are not.
             let coverage = json(&coverage);
@@ -218,8 +317,8 @@ async fn maps_show_no_probe_address_nor_small_cell() {
             assert_eq!(!named.is_empty(), country == "XA", "{coverage}");
             assert_eq!(coverage["few_probes"]["operators"], 1, "{coverage}");
         }
-        assert_no_secret("map page", &get(addr, "/map"), 5);
-        assert_no_secret("dashboard", &get(addr, "/"), 5);
+        assert_no_secret("map page", &get(addr, "/map"), 6);
+        assert_no_secret("dashboard", &get(addr, "/"), 6);
     })
     .await
     .unwrap();

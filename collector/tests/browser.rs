@@ -505,6 +505,54 @@ fn browse(base: &str, collector: SocketAddr, shots: &Path) {
     );
     assert_eq!(table[3][1], "insufficient data", "{table}");
 
+    // The map downloads as an SVG drawn by the server (the link's file) and as a PNG made
+    // from it in the browser; both are kept beside the screenshots.
+    let svg = browser.script(
+        "const a = document.getElementById('svg-download');
+         const x = new XMLHttpRequest(); x.open('GET', a.href, false); x.send();
+         return [new URL(a.href).pathname + new URL(a.href).search, a.getAttribute('download'), x.status,
+                 x.getResponseHeader('content-type'), x.responseText];",
+    );
+    assert_eq!(
+        (&svg[0], &svg[1], &svg[2]),
+        (
+            &json!("/api/v1/maps/countries?format=svg&lang=en"),
+            &json!("ipv6-by-country.svg"),
+            &json!(200)
+        ),
+        "{}",
+        svg[0]
+    );
+    assert!(svg[3].as_str().unwrap().starts_with("image/svg+xml"));
+    let svg_text = svg[4].as_str().unwrap();
+    assert!(svg_text.starts_with("<?xml") && svg_text.contains("<title>IPv6 by country</title>"));
+    // The same colours as the page's map: FR's share colour, BR hatched.
+    let fr_fill = fills["FR"].as_str().unwrap().replace(' ', "");
+    assert!(
+        svg_text.contains(&format!("fill=\"{fr_fill}\" data-country=\"FR\"")),
+        "FR drawn {fr_fill} in the SVG"
+    );
+    assert!(svg_text.contains("fill=\"url(#insufficient)\" data-country=\"BR\" data-n=\"2\""));
+    std::fs::write(shots.join("world-map-download.svg"), svg_text).unwrap();
+    let png = browser.script(
+        "return svgToPng(document.getElementById('svg-download').href).then(blob => new Promise(ok => {
+           const r = new FileReader(); r.onload = () => ok(r.result); r.readAsDataURL(blob); }));",
+    );
+    let png = base64_decode(
+        png.as_str()
+            .unwrap()
+            .strip_prefix("data:image/png;base64,")
+            .expect("a PNG data URL"),
+    );
+    assert!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 20_000,
+        "{} bytes",
+        png.len()
+    );
+    // Twice the SVG's 960 px width (IHDR: width at bytes 16..20).
+    assert_eq!(u32::from_be_bytes(png[16..20].try_into().unwrap()), 1920);
+    std::fs::write(shots.join("world-map-download.png"), &png).unwrap();
+
     // A click on Germany opens its national page.
     browser.click("#countries path[data-code='DE']");
     let start = Instant::now();
@@ -642,6 +690,110 @@ fn browse(base: &str, collector: SocketAddr, shots: &Path) {
         lines[3].starts_with("DE,,3209,") && lines[3].contains(",true,"),
         "{lines:?}"
     );
+
+    // Drill-down: a click on an operator's row shows what is behind its cell; under the
+    // minimum sample, insufficient data only; the national figure's shows every weight.
+    let drill = |browser: &WebDriver, css: &str, what: &str| -> Value {
+        browser.script("document.getElementById('drill-body').replaceChildren(); return true;");
+        browser.click(css);
+        browser.wait_for(
+            what,
+            "const s = document.getElementById('drilldown'), b = document.getElementById('drill-body');
+             if (s.hidden || !b.children.length) return null;
+             return { cell: document.getElementById('drill-cell').textContent, text: b.textContent,
+                      weights: [...b.querySelectorAll('#drill-weights tbody tr')].map(r => [...r.cells].map(c => c.textContent)),
+                      excluded: [...b.querySelectorAll('#drill-excluded li')].map(li => li.textContent) };",
+            Duration::from_secs(30),
+        )
+    };
+    let telekom = drill(
+        &browser,
+        "#operators-table tbody tr[data-asn='3320']",
+        "Telekom's drill-down",
+    );
+    assert_eq!(telekom["cell"], "AS3320 in Germany (DE)", "{telekom}");
+    let text = telekom["text"].as_str().unwrap();
+    assert!(text.contains("4 probes counted"), "{telekom}");
+    assert_eq!(
+        telekom["weights"],
+        json!([["AS3320", "4", "33.3 %", "8.3 %"]]),
+        "{telekom}"
+    );
+    browser.screenshot(&shots.join("country-DE-drilldown-operator.png"));
+    let vodafone = drill(
+        &browser,
+        "#operators-table tbody tr[data-asn='3209']",
+        "Vodafone's drill-down",
+    );
+    let text = vodafone["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("Insufficient data (fewer than 3 probes)"),
+        "{vodafone}"
+    );
+    assert!(
+        !text.contains('%') && vodafone["weights"] == json!([]),
+        "{vodafone}"
+    );
+    let national = drill(&browser, "#drill-country", "the national drill-down");
+    assert_eq!(
+        national["cell"], "Germany (DE), all operators",
+        "{national}"
+    );
+    let api = api_json(collector, "/api/v1/maps/countries/DE/drilldown");
+    assert_eq!(
+        national["weights"].as_array().unwrap().len(),
+        3,
+        "{national}"
+    );
+    assert!(
+        national["text"].as_str().unwrap().contains(&format!(
+            "9 probes counted, 3 operators; effective sample size of the interval: {:.1}",
+            api["n_effective"].as_f64().unwrap()
+        )),
+        "{national} {api}"
+    );
+    assert!(
+        national["text"]
+            .as_str()
+            .unwrap()
+            .contains("1 operator under the minimum sample"),
+        "{national}"
+    );
+    // Every seeded probe is active; those without a working IPv6 have no IPv6 RTT.
+    assert_eq!(
+        national["excluded"],
+        json!([format!(
+            "{} probes: no IPv6 ping round-trip time in the last 24 h (counted in the shares, not in the median RTT)",
+            api["excluded"][0]["probes"]
+        )]),
+        "{national} {api}"
+    );
+    browser.screenshot(&shots.join("country-DE-drilldown.png"));
+
+    // France: French Guiana in an inset, so the metropolitan country fills the view.
+    browser.go(&format!("{base}/map/FR"));
+    let insets = browser.wait_for(
+        "France's map",
+        "const t = document.querySelector('#land path.target'); if (!t) return null;
+         const b = t.getBBox(), v = document.getElementById('shape').viewBox.baseVal;
+         return { insets: document.querySelectorAll('#insets svg.inset').length,
+                  note: !document.getElementById('insets-note').hidden,
+                  width: b.width / v.width, height: b.height / v.height };",
+        Duration::from_secs(30),
+    );
+    assert_eq!(insets["insets"], 1, "{insets}");
+    assert_eq!(insets["note"], true, "{insets}");
+    // The metropolitan outline (with Corsica) takes most of the view's height, not a corner.
+    assert!(insets["height"].as_f64().unwrap() > 0.6, "{insets}");
+    browser.screenshot(&shots.join("country-FR-insets.png"));
+    let fr_svg = browser.script(
+        "const a = document.getElementById('svg-download');
+         const x = new XMLHttpRequest(); x.open('GET', a.href, false); x.send(); return [x.status, x.responseText];",
+    );
+    assert_eq!(fr_svg[0], 200);
+    let fr_svg = fr_svg[1].as_str().unwrap();
+    assert_eq!(fr_svg.matches("class=\"inset\"").count(), 1);
+    std::fs::write(shots.join("country-FR-download.svg"), fr_svg).unwrap();
 
     // On a phone's width the pages do not widen past the screen: tables scroll inside.
     browser.call(

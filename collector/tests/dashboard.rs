@@ -402,6 +402,68 @@ async fn inline_scripts_parse_and_cut_rings_at_the_antimeridian() {
     }
 }
 
+/// The country page splits a country into its metropolitan view and insets exactly as the SVG
+/// download does (`maps-common.js` `countryLayout`, `map_svg::atlas::layout`): for every country
+/// of the atlas, the same metropolitan box and the same inset boxes.
+#[test]
+fn the_page_and_the_svg_draw_territories_alike() {
+    let assets = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets");
+    let dir = tempfile::tempdir().unwrap();
+    let script = "const fs = require('fs');\n\
+        const topojson = require(process.argv[2]);\n\
+        const atlas = JSON.parse(fs.readFileSync(process.argv[3]));\n\
+        const iso = JSON.parse(fs.readFileSync(process.argv[4]));\n\
+        const common = new Function(fs.readFileSync(process.argv[5], 'utf8') + '; return { rings, countryLayout };')();\n\
+        const shiftRing = ring => ring.every(([lon]) => lon < 0) ? ring.map(([lon, lat]) => [lon + 360, lat]) : ring;\n\
+        const bounds = rs => rs.flat().reduce((b, [x, y]) => [Math.min(b[0], x), Math.min(b[1], y), Math.max(b[2], x), Math.max(b[3], y)], [Infinity, Infinity, -Infinity, -Infinity]);\n\
+        const out = {};\n\
+        for (const f of topojson.feature(atlas, atlas.objects.countries).features) {\n\
+          const code = f.id !== undefined ? iso.numeric_to_alpha2[f.id] : iso.atlas_names[f.properties.name];\n\
+          if (!code) continue;\n\
+          const plain = bounds(common.rings(f.geometry)), moved = bounds(common.rings(f.geometry).map(shiftRing));\n\
+          const shift = moved[2] - moved[0] < plain[2] - plain[0];\n\
+          const layout = common.countryLayout(f.geometry, ring => shift ? shiftRing(ring) : ring);\n\
+          out[code] = [layout.mainBox, layout.insetBoxes];\n\
+        }\n\
+        console.log(JSON.stringify(out));\n";
+    let file = dir.path().join("layout.js");
+    std::fs::write(&file, script).unwrap();
+    let Some(out) = node(&[
+        file.as_os_str(),
+        assets.join("topojson-client.min.js").as_os_str(),
+        assets.join("countries-110m.json").as_os_str(),
+        assets.join("iso3166.json").as_os_str(),
+        assets.join("maps-common.js").as_os_str(),
+    ]) else {
+        return;
+    };
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let page: std::collections::BTreeMap<String, ([f64; 4], Vec<[f64; 4]>)> =
+        serde_json::from_slice(&out.stdout).unwrap();
+    assert!(page.len() > 170, "{}", page.len());
+    let close = |a: &[f64; 4], b: &[f64; 4]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-6);
+    let mut with_insets = Vec::new();
+    for (code, (main, insets)) in &page {
+        let (svg_main, svg_insets) = sixmap_collector::map_svg::country_boxes(code).unwrap();
+        assert!(
+            close(main, &svg_main),
+            "{code}: page {main:?}, SVG {svg_main:?}"
+        );
+        assert_eq!(insets.len(), svg_insets.len(), "{code}");
+        for (a, b) in insets.iter().zip(&svg_insets) {
+            assert!(close(a, b), "{code}: inset {a:?} vs {b:?}");
+        }
+        if !insets.is_empty() {
+            with_insets.push(code.as_str());
+        }
+    }
+    assert_eq!(with_insets, ["FR", "US"]);
+}
+
 /// One probe's ping on day `day` (days since 1970), from its own operator AS `probe + 1` in XA.
 fn ping(probe: u32, sequence: u64, day: i64, works: bool) -> sixmap_collector::store::StoredResult {
     let origin = sixmap_shared::prefixes::Enrichment {
@@ -453,8 +515,14 @@ const run = Array.from({ length: 40 }, (_, i) => ({ ...template, day_number: tem
   day: new Date((template.day_number + i) * 86400000).toISOString().slice(0, 10) }));
 const saturated = { ...served, projection: { ...served.projection, slope_per_year_logit: 300,
   points: served.projection.points.map(([y, d]) => [y, d, 1]) } };
+// A method change on the fourth day: the days before by sixmap-daily/1; from it on, by /2,
+// each with the old method's value beside it.
+const changed = { ...served, projection: null,
+  days: served.days.map((d, i) => ({ ...d, method_id: i < 3 ? "sixmap-daily/1" : "sixmap-daily/2",
+    v6_works_previous_method: i < 3 ? null : { ...d.v6_works.balanced, share: d.v6_works.balanced.share - 0.05 } })),
+  method_breaks: [{ day: served.days[3].day, before: "sixmap-daily/1", after: "sixmap-daily/2" }] };
 const cases = {
-  served, saturated,
+  served, saturated, changed,
   "one day": { country: "XA", days: served.days.slice(0, 1), projection: null },
   "no days": { country: "XA", days: [], projection: null },
   "40 days": { country: "XA", days: run, projection: null },
@@ -475,6 +543,21 @@ for (const [name, series] of Object.entries(cases)) {
     expect(dots.length === series.days.length, `${what}: ${dots.length} dots`);
     for (const d of dots) expect(+d.attrs.cx > 0 && +d.attrs.cx < W && +d.attrs.cy > 0 && +d.attrs.cy < H, `${what}: dot at ${d.attrs.cx},${d.attrs.cy}`);
     expect(dots.every(d => d.children.some(t => t.tag === "title")), `${what}: dots have titles`);
+    // The method break: one marked line between the last day of the old method and the first
+    // of the new, labelled with the new method; the old method's value beside each later day.
+    const breaks = all.filter(el => has(el, "method-break")), previous = all.filter(el => has(el, "previous-method"));
+    if (name === "changed") {
+      const xs = dots.map(d => +d.attrs.cx).sort((a, b) => a - b);
+      expect(breaks.length === 1 && +breaks[0].attrs.x1 > xs[2] && +breaks[0].attrs.x1 < xs[3], `${what}: break line between days 3 and 4`);
+      expect(all.some(el => has(el, "method-break-text") && el.textContent.includes("sixmap-daily/2")), `${what}: break labelled`);
+      expect(previous.length === series.days.length - 3, `${what}: ${previous.length} previous-method marks`);
+      for (const m of previous) {
+        const x = +m.attrs.d.slice(1).split(",")[0];
+        expect(xs.some(dx => x > dx && x - dx < 12), `${what}: previous-method mark at ${x} beside its day`);
+      }
+    } else {
+      expect(!breaks.length && !previous.length, `${what}: no break drawn without a method change`);
+    }
     const projected = all.filter(el => has(el, "projected"));
     const labels = all.filter(el => el.tag === "text" && el.textContent.includes("(projection)"));
     if (!series.projection) {
@@ -636,6 +719,46 @@ async fn series_chart_draws_days_and_a_distinct_projection() {
         let refused = get(c.http, &format!("/api/v1/maps/countries?{query}")).await;
         assert_eq!(refused.status, 400, "{query}");
         assert!(refused.text().contains("`format`"), "{}", refused.text());
+    }
+    // The map of a past day as an SVG file, in the language asked for; `lang` means nothing
+    // to JSON or CSV.
+    let svg = get(
+        c.http,
+        "/api/v1/maps/countries?date=2025-11-08&format=svg&lang=fr",
+    )
+    .await;
+    assert_eq!(svg.status, 200, "{}", svg.text());
+    assert!(svg.header("content-type").starts_with("image/svg+xml"));
+    assert!(
+        svg.header("content-disposition")
+            .contains("ipv6-by-country-2025-11-08.svg")
+    );
+    let text = svg.text();
+    assert!(text.starts_with("<?xml") && text.contains("<title>IPv6 par pays</title>"));
+    assert!(
+        text.contains("2025-11-08") && text.contains("sixmap-daily/"),
+        "{text}"
+    );
+    let one = get(
+        c.http,
+        "/api/v1/maps/countries/XA?date=2025-12-08&format=svg",
+    )
+    .await;
+    assert_eq!(one.status, 200, "{}", one.text());
+    // 5 of 8 operators, one probe each: 62.5 %, rounded as the pages round it.
+    assert!(
+        one.text().contains("IPv6 works: 63 % (29–87 %)"),
+        "{}",
+        one.text()
+    );
+    for (query, says) in [
+        ("lang=fr", "only with format=svg"),
+        ("format=csv&lang=fr", "only with format=svg"),
+        ("format=svg&lang=fr&lang=ar", "more than once"),
+    ] {
+        let refused = get(c.http, &format!("/api/v1/maps/countries?{query}")).await;
+        assert_eq!(refused.status, 400, "{query}");
+        assert!(refused.text().contains(says), "{query}: {}", refused.text());
     }
 
     let page = get(c.http, "/map/XA").await.text();

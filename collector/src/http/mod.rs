@@ -14,6 +14,7 @@ use sixmap_shared::{ProbeId, UnixMicros};
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use crate::i18n::Negotiated;
 use crate::map_view::MapView;
 
 mod csv;
@@ -33,6 +34,14 @@ pub fn router(store: Arc<dyn Store>, maps: MapView) -> Router {
         .route("/api/v1/maps/countries", get(map_countries))
         .route("/api/v1/maps/countries/{country}", get(map_country))
         .route("/api/v1/maps/countries/{country}/series", get(map_series))
+        .route(
+            "/api/v1/maps/countries/{country}/drilldown",
+            get(country_drilldown),
+        )
+        .route(
+            "/api/v1/maps/countries/{country}/drilldown/{asn}",
+            get(operator_drilldown),
+        )
         .route("/api/v1/maps/networks/{asn}/series", get(network_series))
         .with_state((store.clone(), maps));
     Router::new()
@@ -99,12 +108,23 @@ fn no_parameters(query: Option<String>) -> Result<(), ApiError> {
     }
 }
 
+/// What a map route answers with (`?format=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Json,
+    Csv,
+    /// The map itself, drawn on the server (`crate::map_svg`), in the request's language.
+    Svg,
+}
+
 /// The map routes' parameters: `date=YYYY-MM-DD` (a past UTC day, answered from the stored
-/// daily rollups) and `format=json|csv`; any other parameter, a repeated one, a malformed
-/// day or an unknown format is a 400 naming it. Returns the day and whether CSV was asked.
-fn map_parameters(query: Option<String>) -> Result<(Option<UnixMicros>, bool), ApiError> {
+/// daily rollups), `format=json|csv|svg` and, with `svg` only, `lang` (the drawing's language,
+/// chosen by the `Negotiated` extractor); any other parameter, a repeated one, a malformed
+/// day or an unknown format is a 400 naming it. Returns the day and the format.
+fn map_parameters(query: Option<String>) -> Result<(Option<UnixMicros>, Format), ApiError> {
     let mut date = None;
-    let mut format: Option<bool> = None;
+    let mut format: Option<Format> = None;
+    let mut lang = false;
     for pair in query.as_deref().unwrap_or_default().split('&') {
         if pair.is_empty() {
             continue;
@@ -114,10 +134,11 @@ fn map_parameters(query: Option<String>) -> Result<(Option<UnixMicros>, bool), A
         let repeated = match name {
             "date" => date.is_some(),
             "format" => format.is_some(),
+            "lang" => std::mem::replace(&mut lang, true),
             _ => {
                 return Err(ApiError::BadRequest(format!(
-                    "unknown parameter `{shown}`: this route takes only `date` (YYYY-MM-DD) \
-                     and `format` (json or csv)"
+                    "unknown parameter `{shown}`: this route takes only `date` (YYYY-MM-DD), \
+                     `format` (json, csv or svg) and, with svg, `lang`"
                 )));
             }
         };
@@ -127,25 +148,85 @@ fn map_parameters(query: Option<String>) -> Result<(Option<UnixMicros>, bool), A
             )));
         }
         let shown: String = value.chars().take(40).collect();
-        if name == "format" {
-            format = Some(match value {
-                "json" => false,
-                "csv" => true,
-                _ => {
-                    return Err(ApiError::BadRequest(format!(
-                        "query parameter `format`: {shown:?} is not json or csv"
-                    )));
-                }
-            });
-            continue;
+        match name {
+            "format" => {
+                format = Some(match value {
+                    "json" => Format::Json,
+                    "csv" => Format::Csv,
+                    "svg" => Format::Svg,
+                    _ => {
+                        return Err(ApiError::BadRequest(format!(
+                            "query parameter `format`: {shown:?} is not json, csv or svg"
+                        )));
+                    }
+                });
+            }
+            "date" => {
+                date = Some(crate::daily::parse_day(value).ok_or_else(|| {
+                    ApiError::BadRequest(format!(
+                        "query parameter `date`: {shown:?} is not a UTC day YYYY-MM-DD"
+                    ))
+                })?);
+            }
+            _ => {}
         }
-        date = Some(crate::daily::parse_day(value).ok_or_else(|| {
-            ApiError::BadRequest(format!(
-                "query parameter `date`: {shown:?} is not a UTC day YYYY-MM-DD"
-            ))
-        })?);
     }
-    Ok((date, format.unwrap_or(false)))
+    let format = format.unwrap_or(Format::Json);
+    if lang && format != Format::Svg {
+        return Err(ApiError::BadRequest(
+            "query parameter `lang`: only with format=svg (JSON and CSV have no language)".into(),
+        ));
+    }
+    Ok((date, format))
+}
+
+/// An SVG map: shown inline by a browser, saved under a name that says what and when.
+fn svg_response(name: String, body: String, lang: &Negotiated) -> Response {
+    use axum::http::header;
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                "image/svg+xml; charset=utf-8".to_owned(),
+            ),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("inline; filename=\"{name}.svg\""),
+            ),
+            // Opened on its own, the file may run nothing and load nothing.
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; style-src 'unsafe-inline'".to_owned(),
+            ),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+        ],
+        lang.headers(),
+        body,
+    )
+        .into_response()
+}
+
+fn atlas_failed(e: &crate::map_svg::atlas::AtlasError) -> Response {
+    tracing::error!(error = %e, "map SVG: the embedded atlas");
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Json(serde_json::json!({ "error": e.to_string() })),
+    )
+        .into_response()
+}
+
+/// "As of" the live snapshot, or the stored day, in words.
+fn svg_when(lang: &crate::i18n::Language, date: Option<&str>, generated_at: UnixMicros) -> String {
+    match date {
+        Some(day) => lang.fmt("svg.on_day", &[("day", day)]),
+        None => lang.fmt(
+            "svg.as_of",
+            &[
+                ("time", &lang.date_time(generated_at)),
+                ("hours", &lang.integer(crate::maps::WINDOW.as_secs() / 3600)),
+            ],
+        ),
+    }
 }
 
 /// A CSV download; its file name says what and when.
@@ -259,28 +340,85 @@ async fn tag_history(
 async fn map_countries(
     State((store, maps)): State<(Arc<dyn Store>, MapView)>,
     RawQuery(query): RawQuery,
+    lang: Negotiated,
 ) -> Result<Response, ApiError> {
-    let (date, as_csv) = map_parameters(query)?;
+    let (date, format) = map_parameters(query)?;
     let rule = maps.rule();
     if let Some(day) = date {
         let on = run_blocking(move || crate::daily::countries_on(&*store, day, rule)).await?;
-        if as_csv {
-            return Ok(csv_response(
+        return Ok(match format {
+            Format::Csv => csv_response(
                 format!("ipv6-by-country-{}", on.date),
                 csv::countries_on(&on),
-            ));
-        }
-        return Ok(Json(on).into_response());
+            ),
+            Format::Json => Json(on).into_response(),
+            Format::Svg => {
+                // The day's rows name their method; a day stored before ids has none.
+                let mut ids: Vec<&str> = on
+                    .countries
+                    .iter()
+                    .filter_map(|c| c.figures.method_id.as_deref())
+                    .collect();
+                ids.sort_unstable();
+                ids.dedup();
+                let world = crate::map_svg::World {
+                    cells: on
+                        .countries
+                        .iter()
+                        .map(|c| crate::map_svg::Cell {
+                            country: c.country.to_string(),
+                            probes: c.figures.probes,
+                            share: c.figures.v6_works.as_ref().map(|s| s.balanced.clone()),
+                        })
+                        .collect(),
+                    when: svg_when(lang.language(), Some(&on.date), UnixMicros(0)),
+                    method_id: if ids.is_empty() {
+                        crate::daily::METHOD_ID.to_owned()
+                    } else {
+                        ids.join(", ")
+                    },
+                    min_probes: on.min_probes,
+                };
+                match crate::map_svg::world(&world, lang.language()) {
+                    Ok(svg) => svg_response(format!("ipv6-by-country-{}", on.date), svg, &lang),
+                    Err(e) => atlas_failed(e),
+                }
+            }
+        });
     }
     let snapshot = run_blocking(move || maps.snapshot(&*store)).await?;
     let countries = snapshot.countries_with(rule);
-    if as_csv {
-        return Ok(csv_response(
-            "ipv6-by-country".into(),
-            csv::countries(&countries),
-        ));
-    }
-    Ok(Json(countries).into_response())
+    Ok(match format {
+        Format::Csv => csv_response("ipv6-by-country".into(), csv::countries(&countries)),
+        Format::Json => Json(countries).into_response(),
+        Format::Svg => {
+            let world = crate::map_svg::World {
+                cells: countries
+                    .countries
+                    .iter()
+                    .map(|c| crate::map_svg::Cell {
+                        country: c.country.to_string(),
+                        probes: c.probes,
+                        share: c.v6_works.as_ref().map(|s| s.balanced.clone()),
+                    })
+                    .collect(),
+                when: svg_when(lang.language(), None, countries.generated_at),
+                method_id: countries.method_id.to_owned(),
+                min_probes: countries.min_probes,
+            };
+            match crate::map_svg::world(&world, lang.language()) {
+                Ok(svg) => svg_response(
+                    format!(
+                        "ipv6-by-country-{}",
+                        crate::daily::day_label(countries.generated_at)
+                    ),
+                    svg,
+                    &lang,
+                ),
+                Err(e) => atlas_failed(e),
+            }
+        }
+    })
 }
 
 /// One country's stored daily figures and their projected trend.
@@ -297,6 +435,60 @@ async fn map_series(
     ))
 }
 
+/// What stands behind a country's cell: n, weights, probes left out and why (from the
+/// snapshot in memory: O(probes of the country)).
+async fn country_drilldown(
+    State((store, maps)): State<(Arc<dyn Store>, MapView)>,
+    Path(country): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    no_parameters(query)?;
+    let code = country_in_path(&country)?;
+    drilldown(store, maps, code, None).await
+}
+
+/// The same for one operator's cell in a country.
+async fn operator_drilldown(
+    State((store, maps)): State<(Arc<dyn Store>, MapView)>,
+    Path((country, asn)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    no_parameters(query)?;
+    let code = country_in_path(&country)?;
+    let asn = parse_asn(&asn)?;
+    drilldown(store, maps, code, Some(asn)).await
+}
+
+fn parse_asn(text: &str) -> Result<u32, ApiError> {
+    text.strip_prefix("AS")
+        .unwrap_or(text)
+        .parse()
+        .map_err(|_| ApiError::BadRequest(format!("AS number in the path: {text:?} is not one")))
+}
+
+async fn drilldown(
+    store: Arc<dyn Store>,
+    maps: MapView,
+    code: sixmap_shared::prefixes::CountryCode,
+    asn: Option<u32>,
+) -> Result<Response, ApiError> {
+    let rule = maps.rule();
+    let snapshot = run_blocking(move || maps.snapshot(&*store)).await?;
+    Ok(match snapshot.drilldown(code, asn, rule) {
+        Some(cell) => Json(cell).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({
+                "error": match asn {
+                    None => format!("no active probe with prefix data in {code}"),
+                    Some(asn) => format!("no active probe of AS{asn} in {code}"),
+                }
+            })),
+        )
+            .into_response(),
+    })
+}
+
 /// One network's (origin AS) stored daily figures and their projected trend.
 async fn network_series(
     State((store, maps)): State<(Arc<dyn Store>, MapView)>,
@@ -304,11 +496,7 @@ async fn network_series(
     RawQuery(query): RawQuery,
 ) -> Result<Json<crate::daily::NetworkSeries>, ApiError> {
     no_parameters(query)?;
-    let asn: u32 = asn
-        .strip_prefix("AS")
-        .unwrap_or(&asn)
-        .parse()
-        .map_err(|_| ApiError::BadRequest(format!("AS number in the path: {asn:?} is not one")))?;
+    let asn = parse_asn(&asn)?;
     let rule = maps.rule();
     Ok(Json(
         run_blocking(move || crate::daily::network_series_with(&*store, asn, rule)).await?,
@@ -321,17 +509,39 @@ async fn map_country(
     State((store, maps)): State<(Arc<dyn Store>, MapView)>,
     Path(country): Path<String>,
     RawQuery(query): RawQuery,
+    lang: Negotiated,
 ) -> Result<Response, ApiError> {
-    let (date, as_csv) = map_parameters(query)?;
+    let (date, format) = map_parameters(query)?;
     let code = country_in_path(&country)?;
     let rule = maps.rule();
     if let Some(day) = date {
         let on = run_blocking(move || crate::daily::country_on(&*store, code, day, rule)).await?;
         return Ok(match on {
-            Some(on) if as_csv => csv_response(
+            Some(on) if format == Format::Csv => csv_response(
                 format!("ipv6-{code}-{}", on.figures.day),
                 csv::country_on(&on, rule.min_probes),
             ),
+            Some(on) if format == Format::Svg => {
+                let f = &on.figures;
+                let view = crate::map_svg::CountryView {
+                    country: code.to_string(),
+                    probes: f.probes,
+                    operators: f.operators,
+                    share: f.v6_works.as_ref().map(|s| s.balanced.clone()),
+                    // Stored days keep no probe locations.
+                    dots: Vec::new(),
+                    when: svg_when(lang.language(), Some(&f.day), UnixMicros(0)),
+                    method_id: f
+                        .method_id
+                        .clone()
+                        .unwrap_or_else(|| crate::daily::METHOD_ID.to_owned()),
+                    min_probes: rule.min_probes,
+                };
+                match crate::map_svg::country(&view, lang.language()) {
+                    Ok(svg) => svg_response(format!("ipv6-{code}-{}", f.day), svg, &lang),
+                    Err(e) => atlas_failed(e),
+                }
+            }
             Some(on) => Json(on).into_response(),
             None => (
                 StatusCode::NOT_FOUND,
@@ -348,8 +558,42 @@ async fn map_country(
     let snapshot = run_blocking(move || maps.snapshot(&*store)).await?;
     let detail = snapshot.country_with(code, rule);
     Ok(match detail {
-        Some(detail) if as_csv => {
+        Some(detail) if format == Format::Csv => {
             csv_response(format!("ipv6-operators-{code}"), csv::operators(&detail))
+        }
+        Some(detail) if format == Format::Svg => {
+            let view = crate::map_svg::CountryView {
+                country: code.to_string(),
+                probes: detail.probe_count,
+                operators: detail.operator_count,
+                share: detail.v6_works.as_ref().map(|s| s.balanced.clone()),
+                dots: detail
+                    .probes
+                    .iter()
+                    .filter_map(|p| {
+                        let [lat, lon] = p.location?;
+                        Some(crate::map_svg::Dot {
+                            lon,
+                            lat,
+                            works: p.v6_works,
+                        })
+                    })
+                    .collect(),
+                when: svg_when(lang.language(), None, detail.generated_at),
+                method_id: detail.method_id.to_owned(),
+                min_probes: detail.min_probes,
+            };
+            match crate::map_svg::country(&view, lang.language()) {
+                Ok(svg) => svg_response(
+                    format!(
+                        "ipv6-{code}-{}",
+                        crate::daily::day_label(detail.generated_at)
+                    ),
+                    svg,
+                    &lang,
+                ),
+                Err(e) => atlas_failed(e),
+            }
         }
         Some(detail) => Json(detail).into_response(),
         None => (
