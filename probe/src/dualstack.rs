@@ -34,6 +34,9 @@ const WELL_KNOWN_NAT64: Ipv6Addr = Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, 0, 0)
 /// [`crate::safety::dual_ping_count`]): a minimum RTT without making the pair slow.
 const PING_INTERVAL_MS: u32 = 200;
 
+/// The time both legs keep, whatever the fault-path trace would like (in [`run`]).
+const LEG_FLOOR: Duration = Duration::from_secs(6);
+
 pub async fn run(
     ctx: &Context<'_>,
     spec: &DualStackSpec,
@@ -49,8 +52,12 @@ pub async fn run(
     let resolve_ns = nanos(resolving.elapsed());
     let kind = inner_kind(spec, name, ctx.max_packets)?;
     // A failing leg may wait until its deadline (a ping's unanswered echoes): the legs end
-    // early enough to leave the fault-path trace its time, at most a third of what is left.
-    let reserve = crate::faultpath::TIME.min(ctx.remaining() / 3);
+    // early enough to leave the fault-path trace its time, at most a third of what is left,
+    // and never below LEG_FLOOR: a slow but working IPv6 handshake (TCP retransmits its SYN
+    // after 1 s and 3 s) must not be cut into a failure to make room for the trace.
+    let reserve = crate::faultpath::TIME
+        .min(ctx.remaining() / 3)
+        .min(ctx.remaining().saturating_sub(LEG_FLOOR));
     let leg_ctx = Context {
         resolve_ns: Some(resolve_ns),
         deadline: ctx.deadline.checked_sub(reserve).unwrap_or(ctx.deadline),

@@ -7,8 +7,7 @@
 //! packet and reported as a `Policy` failure, like a refused target.
 
 use sixmap_shared::measurement::{
-    DualInner, DualStackSpec, HttpSpec, MeasurementSpec, ReadinessSpec, SpecKind,
-    TracerouteSpec,
+    DualInner, DualStackSpec, HttpSpec, MeasurementSpec, ReadinessSpec, SpecKind, TracerouteSpec,
 };
 use std::sync::Mutex;
 use tokio::time::Instant;

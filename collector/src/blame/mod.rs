@@ -191,6 +191,10 @@ fn is_private(address: IpAddr) -> bool {
     )
 }
 
+/// Hop limits a trace must have probed past its last answering hop, all silent, before the
+/// silence counts as where the path dies (the probe's fault path stops after three).
+pub const MIN_SILENT_PROBED: u16 = 2;
+
 /// Attributes one observation. `probe_asn` and `destination_asn` are the ends' origin ASes
 /// (from the result's enrichment); `asn_of` looks up a hop's origin AS.
 pub fn attribute(
@@ -262,7 +266,15 @@ pub fn attribute(
         .rev()
         .find(|h| !is_private(h.address))
         .map(|h| hop(h.hop_limit, Some(h.address)));
-    let (placement, responsible_asn) = if destination_answered
+    // A trace that stopped (budget, deadline, hop cap) before probing past its last answer
+    // twice did not see the path go silent: where it "ended" says nothing of the fault.
+    let last_hop_limit = answering.last().map_or(0, |h| h.hop_limit);
+    let cut_short = observation.silent_at.is_none()
+        && !destination_answered
+        && u16::from(path.probed_up_to) < u16::from(last_hop_limit) + MIN_SILENT_PROBED;
+    let (placement, responsible_asn) = if cut_short {
+        (Placement::Unknown, None)
+    } else if destination_answered
         || anchor.is_some_and(|a| a.address.is_some() && a.address == observation.destination)
     {
         (Placement::Destination, destination_asn)

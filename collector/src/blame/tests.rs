@@ -384,3 +384,26 @@ fn a_dual_stack_result_is_attributed_from_its_legs_and_counted_by_the_probes_ori
     assert_eq!(&FigureKey::decode(&key.encode()).unwrap(), key);
     assert_eq!(&Figure::decode(&figure.encode()).unwrap(), figure);
 }
+
+#[test]
+fn a_trace_cut_short_before_the_path_went_silent_is_unknown() {
+    // The trace answered up to hop 3 and stopped there (its budget): no silence was seen.
+    // Its last answer is in transit: a whole trace would blame transit.
+    let mut cut = path(
+        &[
+            (1, "2001:db8:10::1"),
+            (2, "2001:db8:11::1"),
+            (3, "2001:db8:20::1"),
+        ],
+        false,
+    );
+    cut.probed_up_to = 3;
+    let blame = v6_broken(&cut);
+    assert_eq!(blame.placement, Placement::Unknown, "{blame:?}");
+    assert_eq!(blame.responsible_asn, None);
+    // One silent hop probed is not enough either; two are.
+    cut.probed_up_to = 4;
+    assert_eq!(v6_broken(&cut).placement, Placement::Unknown);
+    cut.probed_up_to = 5;
+    assert_eq!(v6_broken(&cut).placement, Placement::Transit);
+}
