@@ -397,7 +397,9 @@ pub enum Reason {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Exclusion {
     pub reason: Reason,
-    pub probes: usize,
+    /// `None`: fewer than the minimum sample (an exact small count, beside the public list
+    /// of probes, would tell which one dropped out).
+    pub probes: Option<usize>,
 }
 
 /// One operator's weight in its country's operator-balanced share.
@@ -471,10 +473,17 @@ impl Snapshot {
             return None;
         }
         let operators = balanced.operators;
+        // Operators under the minimum are counted, never named: with its weight and probes
+        // beside the published shares, one operator's hidden share could be worked out.
+        let under_minimum = balanced
+            .per_operator
+            .iter()
+            .filter(|o| asn.is_none_or(|a| o.asn == a) && !rule.allows(o.probes))
+            .count();
         let weights: Vec<OperatorWeight> = balanced
             .per_operator
             .iter()
-            .filter(|o| asn.is_none_or(|a| o.asn == a))
+            .filter(|o| asn.is_none_or(|a| o.asn == a) && rule.allows(o.probes))
             .map(|o| OperatorWeight {
                 asn: o.asn,
                 probes: o.probes,
@@ -530,16 +539,19 @@ impl Snapshot {
         ]
         .into_iter()
         .filter(|(_, n)| *n > 0)
-        .map(|(reason, probes)| Exclusion { reason, probes })
+        .map(|(reason, probes)| Exclusion {
+            reason,
+            probes: rule.allows(probes).then_some(probes),
+        })
         .collect();
         Some(Drilldown {
             figures: Some(DrilldownFigures {
                 probes: counted,
-                operators: weights.len(),
+                operators: if asn.is_some() { 1 } else { operators },
                 n_effective,
                 n_kish,
                 v6_works,
-                operators_under_minimum: weights.iter().filter(|w| !rule.allows(w.probes)).count(),
+                operators_under_minimum: under_minimum,
                 weights,
                 excluded,
             }),
@@ -795,13 +807,15 @@ mod tests {
             (f.probes, f.operators, f.operators_under_minimum),
             (4, 2, 1)
         );
-        // Two operators: each weighs 1/2; AS1's three probes 1/6 each, AS2's one 1/2.
+        // Two operators: each weighs 1/2; AS1's three probes 1/6 each. AS2, with one probe, is
+        // counted and not named: its weight and probes beside the published figures would
+        // let anyone work out its share.
         let weights: Vec<_> = f
             .weights
             .iter()
             .map(|w| (w.asn, w.probes, w.operator_weight, w.probe_weight))
             .collect();
-        assert_eq!(weights, [(2, 1, 0.5, 0.5), (1, 3, 0.5, 1.0 / 6.0)]);
+        assert_eq!(weights, [(1, 3, 0.5, 1.0 / 6.0)]);
         // Kish: (Σw)² / Σw² = 1 / (3/36 + 1/4) = 3.
         assert!((f.n_kish.unwrap() - 3.0).abs() < 1e-9, "{:?}", f.n_kish);
         assert!(f.n_effective <= 3.0 + 1e-9);
@@ -815,10 +829,11 @@ mod tests {
         assert_eq!(
             excluded,
             [
-                (Reason::NotSeenIn24h, 2),
-                (Reason::NoOriginAs, 1),
+                // Under the minimum: "fewer than 3", never an exact small count.
+                (Reason::NotSeenIn24h, None),
+                (Reason::NoOriginAs, None),
                 // No RTT samples in this test: every counted probe is out of the RTT median.
-                (Reason::NoIpv6Rtt, 4),
+                (Reason::NoIpv6Rtt, Some(4)),
             ]
         );
         // An operator's cell: its own probes and exclusions.
@@ -830,7 +845,7 @@ mod tests {
             f.excluded[0],
             Exclusion {
                 reason: Reason::NotSeenIn24h,
-                probes: 1
+                probes: None
             }
         );
         // Under the minimum sample: insufficient data and nothing else.

@@ -283,6 +283,16 @@ async fn maps_show_no_probe_address_nor_small_cell() {
                         cell["weights"].is_array() && cell["v6_works"].is_object(),
                         "{cell}"
                     );
+                    // No operator under the minimum named, no exact count under it.
+                    for w in cell["weights"].as_array().unwrap() {
+                        assert!(w["probes"].as_u64().unwrap() >= 3, "{path}: {cell}");
+                    }
+                    for e in cell["excluded"].as_array().unwrap() {
+                        assert!(
+                            e["probes"].as_u64().is_none_or(|n| n >= 3),
+                            "{path}: {cell}"
+                        );
+                    }
                 }
             }
             let detail = get(addr, &format!("/api/v1/maps/countries/{country}"));
