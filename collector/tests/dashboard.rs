@@ -755,10 +755,22 @@ async fn series_chart_draws_days_and_a_distinct_projection() {
         ("lang=fr", "only with format=svg"),
         ("format=csv&lang=fr", "only with format=svg"),
         ("format=svg&lang=fr&lang=ar", "more than once"),
+        // One spelling per language: any other would be a drawing of its own in the cache.
+        ("format=svg&lang=fr-x1", "not a language code"),
+        ("format=svg&lang=FR", "not a language code"),
     ] {
         let refused = get(c.http, &format!("/api/v1/maps/countries?{query}")).await;
         assert_eq!(refused.status, 400, "{query}");
         assert!(refused.text().contains(says), "{query}: {}", refused.text());
+    }
+    // One spelling per AS number, likewise.
+    for asn in ["AS064500", "+64500", "64500x", "AS"] {
+        let refused = get(
+            c.http,
+            &format!("/api/v1/maps/countries/XA/drilldown/{asn}"),
+        )
+        .await;
+        assert_eq!(refused.status, 400, "{asn}: {}", refused.text());
     }
 
     let page = get(c.http, "/map/XA").await.text();

@@ -168,6 +168,15 @@ fn map_parameters(query: Option<String>) -> Result<(Option<UnixMicros>, Format),
                     ))
                 })?);
             }
+            // A language code as the catalog spells it (`fr`), nothing more: the negotiation
+            // would read `fr-x1`, `FR` or ` fr` as French too, and each spelling would be a
+            // drawing of its own in the public cache, which anyone could then fill.
+            "lang" if !(value.len() <= 8 && value.bytes().all(|b| b.is_ascii_lowercase())) => {
+                return Err(ApiError::BadRequest(format!(
+                    "query parameter `lang`: {shown:?} is not a language code as listed \
+                     (lowercase letters, e.g. fr)"
+                )));
+            }
             _ => {}
         }
     }
@@ -459,11 +468,17 @@ async fn operator_drilldown(
     drilldown(store, maps, code, Some(asn)).await
 }
 
+/// An AS number in a path: `64500` or `AS64500`, digits only and no leading zero, so each AS
+/// has one spelling (one entry in the public cache).
 fn parse_asn(text: &str) -> Result<u32, ApiError> {
-    text.strip_prefix("AS")
-        .unwrap_or(text)
-        .parse()
-        .map_err(|_| ApiError::BadRequest(format!("AS number in the path: {text:?} is not one")))
+    let digits = text.strip_prefix("AS").unwrap_or(text);
+    let canonical = !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && (digits == "0" || !digits.starts_with('0'));
+    digits.parse().ok().filter(|_| canonical).ok_or_else(|| {
+        let shown: String = text.chars().take(40).collect();
+        ApiError::BadRequest(format!("AS number in the path: {shown:?} is not one"))
+    })
 }
 
 async fn drilldown(
