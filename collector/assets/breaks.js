@@ -24,6 +24,17 @@
     body.appendChild(tr);
   };
   const as = asn => asn == null ? t("breaks.unknown_network") : `AS${asn}`;
+  // Under the publication minimum the API gives no figure: say so and show nothing else.
+  if (b.insufficient_data) {
+    document.getElementById("breaks-period").textContent = t("breaks.insufficient",
+      { from: dayText(b.from), to: dayText(b.to), fewer_than: plural("common.fewer_than_probes", b.min_probes) });
+    for (const id of ["breaks-placements", "breaks-networks", "breaks-responsible"]) {
+      const table = document.getElementById(id);
+      if (table) table.hidden = true;
+    }
+    document.getElementById("breaks").hidden = false;
+    return;
+  }
   document.getElementById("breaks-period").textContent =
     t("breaks.period", { from: dayText(b.from), to: dayText(b.to), total: count(b.total) });
   const places = ["access", "transit", "destination", "unknown"];
@@ -33,7 +44,13 @@
   for (const n of b.networks) {
     row(netBody, [as(n.asn), count(n.total), ...places.map(p => count(n.placements[p]))]);
   }
-  if (!b.networks.length) row(netBody, [t("breaks.none"), "", "", "", "", ""]);
+  // Networks with fewer probes than the minimum: one unnamed row.
+  const few = b.networks_under_minimum;
+  if (few) {
+    row(netBody, [t("breaks.few_networks", { below: count(b.min_probes) }), count(few.total),
+      ...places.map(p => count(few.placements[p]))]);
+  }
+  if (!b.networks.length && !few) row(netBody, [t("breaks.none"), "", "", "", "", ""]);
   const respBody = document.querySelector("#breaks-responsible tbody");
   for (const r of b.responsible) {
     const where = places.filter(p => r.placements[p] > 0).map(p => t(`breaks.place_${p}`)).join(", ");

@@ -334,7 +334,7 @@ pub async fn start_with_store(
         http::router(store.clone(), map_view)
             .merge(campaign::http::public_router(campaigns.clone()))
             .merge(directory::router(store.clone()))
-            .merge(blame::http::router(store.clone()))
+            .merge(blame::http::router(store.clone(), publication))
             // Maps, the probe list, the probe directory and published reports: one
             // computation per moment for all callers.
             .layer(axum::middleware::from_fn_with_state(

@@ -194,14 +194,16 @@ async fn maps_show_no_probe_address_nor_small_cell() {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(crate::limits::serve_http(
         listener,
-        crate::http::router(store.clone(), MapView::with_rule(rule)).merge(
-            crate::coverage::router(crate::coverage::CoverageState::new(
-                store,
-                Arc::new(sixmap_shared::prefixes::PrefixData::new()),
-                crate::coverage::AsUsers::default(),
-                rule,
+        crate::http::router(store.clone(), MapView::with_rule(rule))
+            .merge(crate::blame::http::router(store.clone(), rule))
+            .merge(crate::coverage::router(
+                crate::coverage::CoverageState::new(
+                    store,
+                    Arc::new(sixmap_shared::prefixes::PrefixData::new()),
+                    crate::coverage::AsUsers::default(),
+                    rule,
+                ),
             )),
-        ),
         crate::limits::Limits::default(),
     ));
     tokio::task::spawn_blocking(move || {
@@ -326,6 +328,15 @@ async fn maps_show_no_probe_address_nor_small_cell() {
             assert!(!named.contains(&64501), "{coverage}");
             assert_eq!(!named.is_empty(), country == "XA", "{coverage}");
             assert_eq!(coverage["few_probes"]["operators"], 1, "{coverage}");
+            // Where IPv6 breaks: nothing for a country under the minimum, no network under
+            // it named.
+            let breaks = get(addr, &format!("/api/v1/maps/countries/{country}/breaks"));
+            assert_no_secret("breaks JSON", &breaks, 6);
+            let breaks = json(&breaks);
+            assert_eq!(breaks["insufficient_data"], country != "XA", "{breaks}");
+            for n in breaks["networks"].as_array().unwrap() {
+                assert_ne!(n["asn"], 64501, "{breaks}");
+            }
         }
         assert_no_secret("map page", &get(addr, "/map"), 6);
         assert_no_secret("dashboard", &get(addr, "/"), 6);

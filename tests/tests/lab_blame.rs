@@ -148,7 +148,8 @@ fn ipv6_broken_in_the_access_in_transit_and_at_the_destination_is_attributed_to_
             "data_dir = {data:?}\ngrpc_listen = \"[{}]:7400\"\nhttp_listen = \"[::]:7480\"\n\
              heartbeat_interval_s = 1\nlab_mode = true\n\
              [[tasks]]\nkind = \"dual_stack\"\ntargets = [{}]\nevery_s = 3600\n\
-             timeout_ms = 9000\ninner = \"ping\"\n",
+             timeout_ms = 9000\ninner = \"ping\"\n\
+             [publication]\nmin_probes = 1\n",
             lab.collector,
             names.join(", ")
         ),

@@ -2,6 +2,7 @@
 //! ([`super::rollup::country`]), public like the maps and behind their cache.
 
 use super::rollup;
+use crate::rollup::MinSample;
 use crate::store::{Store, StoreError};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
@@ -12,13 +13,13 @@ use sixmap_shared::UnixMicros;
 use sixmap_shared::prefixes::CountryCode;
 use std::sync::Arc;
 
-pub fn router(store: Arc<dyn Store>) -> Router {
+pub fn router(store: Arc<dyn Store>, rule: MinSample) -> Router {
     Router::new()
         .route(
             "/api/v1/maps/countries/{country}/breaks",
             get(country_breaks),
         )
-        .with_state(store)
+        .with_state((store, rule))
 }
 
 fn bad_request(message: String) -> Response {
@@ -30,7 +31,7 @@ fn bad_request(message: String) -> Response {
 }
 
 async fn country_breaks(
-    State(store): State<Arc<dyn Store>>,
+    State((store, rule)): State<(Arc<dyn Store>, MinSample)>,
     Path(country): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Response {
@@ -42,7 +43,7 @@ async fn country_breaks(
         return bad_request(format!("{shown:?} is not a country code (two letters)"));
     };
     let work = move || -> Result<rollup::CountryBreaks, StoreError> {
-        rollup::country(store.as_ref(), code, UnixMicros::now())
+        rollup::country(store.as_ref(), code, rule, UnixMicros::now())
     };
     match crate::store::run_blocking(work).await {
         Ok(breaks) => Json(breaks).into_response(),

@@ -9,6 +9,7 @@
 
 use super::{Failure, Placement};
 use crate::figures::{DAY_US, Figure, FigureKey, FigureSet, Source, kind, range_start, read};
+use crate::rollup::MinSample;
 use crate::store::{Store, StoreError};
 use serde::Serialize;
 use sixmap_shared::UnixMicros;
@@ -90,6 +91,11 @@ pub struct Responsible {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CountryBreaks {
     pub country: CountryCode,
+    /// The publication rule's minimum of probes, of the country and of each network named.
+    pub min_probes: usize,
+    /// The country has fewer probes: no figure at all (one volunteer's failures would be
+    /// published as the country's).
+    pub insufficient_data: bool,
     /// First and last UTC day summed (YYYY-MM-DD).
     pub from: String,
     pub to: String,
@@ -98,8 +104,10 @@ pub struct CountryBreaks {
     pub total: u64,
     pub placements: Placements,
     pub failures: Failures,
-    /// Per probe network, most failures first.
+    /// Per probe network with at least `min_probes` probes, most failures first.
     pub networks: Vec<NetworkBreaks>,
+    /// The probe networks with fewer, together and unnamed (`asn` null).
+    pub networks_under_minimum: Option<NetworkBreaks>,
     /// The networks held responsible most often (at most [`TOP_RESPONSIBLE`]).
     pub responsible: Vec<Responsible>,
 }
@@ -236,27 +244,112 @@ fn date(day: i64) -> String {
     crate::daily::day_label(UnixMicros(day.saturating_mul(DAY_US)))
 }
 
-/// The country's "where IPv6 breaks" over the [`WINDOW_DAYS`] days ending on `now`'s day.
+/// The enrolled, unrevoked probes of `country` per origin AS (`None`: AS unknown).
+pub fn probes_per_network(
+    probes: &[crate::store::ProbeRecord],
+    country: CountryCode,
+) -> BTreeMap<Option<u32>, usize> {
+    let mut out = BTreeMap::new();
+    for origin in probes
+        .iter()
+        .filter(|p| p.revoked_at.is_none())
+        .filter_map(|p| p.origin.as_ref())
+        .filter(|o| o.country == Some(country))
+    {
+        *out.entry(origin.asn).or_insert(0) += 1;
+    }
+    out
+}
+
+/// The publication rule on a country's breaks: with fewer than `rule.min_probes` probes in
+/// the country, nothing; probe networks with fewer are summed into one unnamed row, and are
+/// not listed among the responsible networks either (an access fault names the probe's own
+/// network). The probes counted are the networks' probes, not only those that saw a failure:
+/// a figure then points at a network of at least `min_probes` volunteers, never at one.
+pub fn publishable(
+    mut breaks: CountryBreaks,
+    per_network: &BTreeMap<Option<u32>, usize>,
+    rule: MinSample,
+) -> CountryBreaks {
+    breaks.min_probes = rule.min_probes;
+    let probes_of = |asn: Option<u32>| per_network.get(&asn).copied().unwrap_or(0);
+    if !rule.allows(per_network.values().sum()) {
+        return CountryBreaks {
+            insufficient_data: true,
+            total: 0,
+            placements: Placements::default(),
+            failures: Failures::default(),
+            networks: Vec::new(),
+            networks_under_minimum: None,
+            responsible: Vec::new(),
+            ..breaks
+        };
+    }
+    let (named, few): (Vec<_>, Vec<_>) = std::mem::take(&mut breaks.networks)
+        .into_iter()
+        .partition(|n| rule.allows(probes_of(n.asn)));
+    breaks.networks = named;
+    breaks.networks_under_minimum = (!few.is_empty()).then(|| {
+        let mut sum = NetworkBreaks {
+            asn: None,
+            total: 0,
+            placements: Placements::default(),
+            failures: Failures::default(),
+        };
+        for n in &few {
+            sum.total += n.total;
+            for (p, count) in [
+                (Placement::Access, n.placements.access),
+                (Placement::Transit, n.placements.transit),
+                (Placement::Destination, n.placements.destination),
+                (Placement::Unknown, n.placements.unknown),
+            ] {
+                sum.placements.add(p, count);
+            }
+            sum.failures.v6_broken += n.failures.v6_broken;
+            sum.failures.pmtu_black_hole += n.failures.pmtu_black_hole;
+            sum.failures.ext_header_drop += n.failures.ext_header_drop;
+        }
+        sum
+    });
+    breaks.responsible.retain(|r| {
+        let probes = probes_of(Some(r.asn));
+        probes == 0 || rule.allows(probes)
+    });
+    breaks
+}
+
+/// The country's "where IPv6 breaks" over the [`WINDOW_DAYS`] days ending on `now`'s day,
+/// under the publication rule ([`publishable`]).
 pub fn country(
     store: &dyn Store,
     country: CountryCode,
+    rule: MinSample,
     now: UnixMicros,
 ) -> Result<CountryBreaks, StoreError> {
     let today = now.0.div_euclid(DAY_US);
     let from_day = today - (WINDOW_DAYS - 1);
     let (rows, source) = rows(store, from_day, today + 1)?;
     let (total, placements, failures, networks, responsible) = summarize(country, rows);
-    Ok(CountryBreaks {
-        country,
-        from: date(from_day),
-        to: date(today),
-        source,
-        total,
-        placements,
-        failures,
-        networks,
-        responsible,
-    })
+    let per_network = probes_per_network(&store.probes()?, country);
+    Ok(publishable(
+        CountryBreaks {
+            country,
+            min_probes: rule.min_probes,
+            insufficient_data: false,
+            from: date(from_day),
+            to: date(today),
+            source,
+            total,
+            placements,
+            failures,
+            networks,
+            networks_under_minimum: None,
+            responsible,
+        },
+        &per_network,
+        rule,
+    ))
 }
 
 #[cfg(test)]
@@ -336,5 +429,50 @@ mod tests {
         let (.., responsible) = summarize("XA".parse().unwrap(), rows);
         assert_eq!(responsible.len(), TOP_RESPONSIBLE);
         assert_eq!(responsible[0].asn, 124);
+    }
+
+    #[test]
+    fn networks_and_countries_under_the_minimum_are_not_published() {
+        use Failure::*;
+        use Placement::*;
+        let xa: CountryCode = "XA".parse().unwrap();
+        let rows = vec![
+            row("XA", Some(1), V6Broken, Access, Some(1), 5),
+            row("XA", Some(2), V6Broken, Access, Some(2), 2),
+            row("XA", Some(2), V6Broken, Transit, Some(9), 1),
+        ];
+        let (total, placements, failures, networks, responsible) = summarize(xa, rows);
+        let breaks = CountryBreaks {
+            country: xa,
+            min_probes: 0,
+            insufficient_data: false,
+            from: String::new(),
+            to: String::new(),
+            source: Source::Figures,
+            total,
+            placements,
+            failures,
+            networks,
+            networks_under_minimum: None,
+            responsible,
+        };
+        let rule = MinSample { min_probes: 3 };
+        // AS1 has three probes, AS2 one: AS2 is summed unnamed and not named as responsible.
+        let per_network = BTreeMap::from([(Some(1), 3), (Some(2), 1)]);
+        let b = publishable(breaks.clone(), &per_network, rule);
+        assert!(!b.insufficient_data);
+        assert_eq!(b.total, 8);
+        let named: Vec<_> = b.networks.iter().map(|n| n.asn).collect();
+        assert_eq!(named, [Some(1)]);
+        let few = b.networks_under_minimum.as_ref().unwrap();
+        assert_eq!((few.asn, few.total, few.placements.access), (None, 3, 2));
+        let responsible: Vec<_> = b.responsible.iter().map(|r| r.asn).collect();
+        assert_eq!(responsible, [1, 9]);
+        // A country of two probes: nothing.
+        let per_network = BTreeMap::from([(Some(1), 1), (Some(2), 1)]);
+        let b = publishable(breaks, &per_network, rule);
+        assert!(b.insufficient_data);
+        assert_eq!((b.total, b.networks.len(), b.responsible.len()), (0, 0, 0));
+        assert_eq!(b.placements, Placements::default());
     }
 }
