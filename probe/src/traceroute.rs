@@ -91,7 +91,11 @@ pub async fn run(
     // A trace of a run with a stop set waits for the leader of its /64, if any, first.
     let (claim, leading) = match ctx.stop_set {
         Some(set) => {
-            let claim = set.enter(destination, ctx.deadline).await;
+            // Half the time at most: a leader slowed to its deadline (a pps cap, rate-limited
+            // routers) must not leave its followers no time to trace on their own.
+            let now = tokio::time::Instant::now();
+            let wait_until = now + ctx.deadline.saturating_duration_since(now) / 2;
+            let claim = set.enter(destination, wait_until).await;
             (claim, Some(Leading::new(set, destination, claim)))
         }
         None => (Claim::Alone, None),
@@ -574,7 +578,9 @@ fn conclude(
     let stop = if let Some((end, stop)) = end_hop(plan, ex, destination) {
         hops.retain(|h| h.hop_limit <= end);
         stop
-    } else if let Some(last) = silent_run_end(&hops, spec.max_silent_hops()) {
+    } else if let Some(last) =
+        silent_run_end(&hops[reused.min(hops.len())..], spec.max_silent_hops())
+    {
         hops.retain(|h| h.hop_limit <= last);
         TraceStop::SilentHops
     } else if ex.complete || ex.budget_spent {
@@ -583,7 +589,8 @@ fn conclude(
     } else {
         TraceStop::Timeout
     };
-    // Cuts above never reach the copied hops (they end at or above the lowest probed one).
+    // Cuts above never reach the copied hops: the end is found among the probed hops, and the
+    // silent run is looked for there only (a silent stretch of the leader's path is not ours).
     let reused_hops = u8::try_from(reused.min(hops.len())).unwrap_or(u8::MAX);
     TracerouteResult {
         protocol: spec.protocol(),

@@ -141,11 +141,13 @@ impl StopSet {
                     }
                 );
             let before = &result.hops[..i];
-            // Only a path without gaps can stand for the hops below (every trace of a run
-            // starts at the same first hop).
-            let whole = result.hops[..=i]
-                .windows(2)
-                .all(|w| w[1].hop_limit == w[0].hop_limit.saturating_add(1));
+            // Only a path without gaps from hop 1 can stand for the hops below: a trace cut
+            // short while probing backwards, or whose first sends failed, would pass its
+            // missing hops on to every trace copying from it.
+            let whole = result.hops.first().is_some_and(|h| h.hop_limit == 1)
+                && result.hops[..=i]
+                    .windows(2)
+                    .all(|w| w[1].hop_limit == w[0].hop_limit.saturating_add(1));
             if router && whole {
                 known
                     .interfaces
@@ -315,6 +317,19 @@ mod tests {
         assert_eq!(set.below(router(3), 4), None);
         assert_eq!(set.below(a, 4), None);
         assert_eq!(set.below(router(2), 2), None);
+    }
+
+    #[test]
+    fn a_path_not_starting_at_hop_one_is_not_kept() {
+        // A follower cut short while probing backwards: its hops 1 and 2 are missing, and
+        // hop 4's router would be stored with one hop below it instead of three.
+        let set = StopSet::new();
+        let a: Ipv6Addr = "2001:db8:9::10".parse().unwrap();
+        let mut cut = trace(5, a);
+        cut.hops.drain(..2);
+        set.learn(a, Claim::Follow(6), &cut);
+        assert_eq!(set.below(router(4), 4), None);
+        assert_eq!(set.below(router(3), 3), None);
     }
 
     #[test]
