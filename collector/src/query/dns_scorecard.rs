@@ -90,6 +90,8 @@ pub struct OperatorRow {
     pub as_name: Option<String>,
     /// Distinct probes behind the row.
     pub probes: u64,
+    /// `dns` results behind the row.
+    pub results: u64,
     pub resolver_v6: Share,
     pub aaaa: Share,
     pub dns64: Dns64,
@@ -149,6 +151,7 @@ pub fn scorecard(
         results += 1;
         let asn = stored.probe_origin.as_ref().and_then(|o| o.asn);
         let group = groups.entry(asn).or_default();
+        group.row.results += 1;
         if group.row.as_name.is_none() {
             group.row.as_name = stored.probe_origin.as_ref().and_then(|o| o.as_name.clone());
         }
@@ -332,6 +335,7 @@ pub fn from_tallies(tallies: impl IntoIterator<Item = (i64, Option<u32>, DnsScor
                 asn,
                 as_name: score.as_name.map(|(_, name)| name),
                 probes: score.probes.len() as u64,
+                results: score.results,
                 resolver_v6: share(&score.resolver_v6),
                 aaaa: share(&score.aaaa),
                 dns64,
@@ -793,9 +797,10 @@ mod tests {
         };
         for (s, t) in scan.rows.iter().zip(&tallied.rows) {
             assert_eq!(
-                (s.asn, &s.as_name, s.probes, &s.resolver_v6, &s.aaaa),
-                (t.asn, &t.as_name, t.probes, &t.resolver_v6, &t.aaaa)
+                (s.asn, &s.as_name, s.probes, s.results, &s.resolver_v6),
+                (t.asn, &t.as_name, t.probes, t.results, &t.resolver_v6)
             );
+            assert_eq!(&s.aaaa, &t.aaaa);
             assert_eq!((&s.dns64, &s.https_ipv6hint), (&t.dns64, &t.https_ipv6hint));
             assert_eq!(
                 s.encrypted.keys().collect::<Vec<_>>(),
