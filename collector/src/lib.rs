@@ -335,6 +335,7 @@ pub async fn start_with_store(
             .merge(campaign::http::public_router(campaigns.clone()))
             .merge(directory::router(store.clone()))
             .merge(blame::http::router(store.clone(), publication))
+            .merge(query::dns_public::router(store.clone(), publication))
             // Maps, the probe list, the probe directory and published reports: one
             // computation per moment for all callers.
             .layer(axum::middleware::from_fn_with_state(

@@ -282,6 +282,26 @@ async fn series_of_a_country_without_data_is_empty() {
         let r = get(c.http, &format!("/api/v1/maps/countries/{bad}/series")).await;
         assert_eq!(r.status, 400, "{bad}");
     }
+    // The DNS over IPv6 section's figures: public, empty, and strict about its input.
+    let r = get(c.http, "/api/v1/maps/countries/nl/dns").await;
+    assert_eq!(r.status, 200);
+    let dns: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(
+        (&dns["country"], &dns["days"], &dns["results"]),
+        (
+            &serde_json::json!("NL"),
+            &serde_json::json!(30),
+            &serde_json::json!(0)
+        ),
+        "{dns}"
+    );
+    assert_eq!(dns["operators"], serde_json::json!([]), "{dns}");
+    for bad in [
+        "/api/v1/maps/countries/NLD/dns",
+        "/api/v1/maps/countries/NL/dns?days=7",
+    ] {
+        assert_eq!(get(c.http, bad).await.status, 400, "{bad}");
+    }
     // The page says so in words, and says what a projection needs (strings it is handed in
     // its language, `crate::i18n`).
     let page = get(c.http, "/map/NL").await.text();

@@ -358,6 +358,14 @@ async fn http_filters_pages_errors_and_access() {
             "{}",
             reply.body
         );
+        // It sums whole days (at most 90) from its own tallies: other filters are refused.
+        for (query, parameter) in [("days=91", "days"), ("days=7&task=1", "task")] {
+            let reply = client
+                .get(&format!("/api/v1/query/dns-scorecard?{query}"))
+                .unwrap();
+            assert_eq!(reply.status, 400, "{}", reply.body);
+            assert_eq!(json(&reply.body)["parameter"], parameter, "{}", reply.body);
+        }
     })
     .await
     .unwrap();

@@ -18,6 +18,8 @@
 //!   RTT. `/api/v1/query/aggregates` groups them by country, AS and day.
 //! - **breaks** `(UTC day, probe's country and AS, failure, placement, responsible AS)`:
 //!   attributed failures (`crate::blame`), counted; "where IPv6 breaks" (`blame::rollup`).
+//! - **dns score** `(UTC day, probe's country and AS)`: the DNS-over-IPv6 scorecard's counts,
+//!   probes, timing sketches and DNS64 pairs (`dns`); `/api/v1/query/dns-scorecard`.
 //!
 //! Medians come from a log-bucketed histogram with at most 1 % relative error
 //! ([`sketch::RELATIVE_ERROR`]); counts and shares are exact.
@@ -32,6 +34,7 @@
 //! randomised test checks that.
 
 pub mod codec;
+pub mod dns;
 pub mod feed;
 pub mod fold;
 pub mod read;
@@ -174,6 +177,12 @@ pub enum FigureKey {
         placement: Placement,
         responsible: Option<u32>,
     },
+    /// The DNS scorecard's tallies of probes of (`country`, `asn`) on `day`.
+    DnsScore {
+        day: i64,
+        country: Option<CountryCode>,
+        asn: Option<u32>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,12 +191,14 @@ pub enum Figure {
     ProbeHour(ProbeHour),
     Tally(Tally),
     Breaks(Breaks),
+    DnsScore(Box<dns::DnsScore>),
 }
 
 const KIND_DAY: u8 = b'D';
 const KIND_HOUR: u8 = b'H';
 const KIND_TALLY: u8 = b'T';
 const KIND_BREAKS: u8 = b'B';
+const KIND_DNS: u8 = b'S';
 
 fn put_country(key: &mut Vec<u8>, country: &Option<CountryCode>) {
     match country {
@@ -257,6 +268,7 @@ pub mod kind {
     pub const HOUR: u8 = super::KIND_HOUR;
     pub const TALLY: u8 = super::KIND_TALLY;
     pub const BREAKS: u8 = super::KIND_BREAKS;
+    pub const DNS: u8 = super::KIND_DNS;
 }
 
 impl FigureKey {
@@ -310,6 +322,12 @@ impl FigureKey {
                 key.push(*failure as u8);
                 key.push(*placement as u8);
                 put_asn(&mut key, responsible);
+                key
+            }
+            Self::DnsScore { day, country, asn } => {
+                let mut key = range_start(KIND_DNS, *day);
+                put_country(&mut key, country);
+                put_asn(&mut key, asn);
                 key
             }
         }
@@ -381,6 +399,11 @@ impl FigureKey {
                     responsible: get_asn(&mut r)?,
                 }
             }
+            KIND_DNS => Self::DnsScore {
+                day: t,
+                country: get_country(&mut r)?,
+                asn: get_asn(&mut r)?,
+            },
             _ => return Err(CodecError("unknown figure kind")),
         };
         if !r.is_empty() {
@@ -427,6 +450,7 @@ impl Figure {
                 a.rtt.merge(&b.rtt);
             }
             (Figure::Breaks(a), Figure::Breaks(b)) => a.count += b.count,
+            (Figure::DnsScore(a), Figure::DnsScore(b)) => a.merge(b),
             _ => {}
         }
     }
@@ -476,6 +500,10 @@ impl Figure {
             Figure::Breaks(b) => {
                 out.push(KIND_BREAKS);
                 put_u64(&mut out, b.count);
+            }
+            Figure::DnsScore(d) => {
+                out.push(KIND_DNS);
+                d.encode(&mut out);
             }
         }
         out
@@ -541,6 +569,7 @@ impl Figure {
                 rtt: Sketch::decode(&mut r)?,
             }),
             KIND_BREAKS => Figure::Breaks(Breaks { count: r.u64()? }),
+            KIND_DNS => Figure::DnsScore(Box::new(dns::DnsScore::decode(&mut r)?)),
             _ => return Err(CodecError("unknown figure kind")),
         };
         if !r.is_empty() {
@@ -608,6 +637,18 @@ impl FigureSet {
             };
             if let Figure::Breaks(b) = self.entry(key, || Figure::Breaks(Breaks::default())) {
                 b.count += 1;
+            }
+        }
+
+        // The DNS scorecard, by the probe's origin.
+        if let Outcome::Dns(d) = &r.outcome {
+            let key = FigureKey::DnsScore {
+                day,
+                country: stored.probe_origin.as_ref().and_then(|o| o.country),
+                asn: stored.probe_origin.as_ref().and_then(|o| o.asn),
+            };
+            if let Figure::DnsScore(s) = self.entry(key, || Figure::DnsScore(Box::default())) {
+                s.fold(stored, d, order);
             }
         }
 

@@ -385,6 +385,41 @@ fn random_result(rng: &mut Rng, p: u64, seq: u64) -> StoredResult {
             class: sixmap_shared::measurement::ErrorClass::Network,
             message: "no route".into(),
         }),
+        // DNS scorecard rows: A and synthesised AAAA answers of a few names, some over DoT.
+        4 => {
+            use sixmap_shared::measurement::{
+                DnsFailureClass, DnsRecord, DnsResponse, DnsResult, DnsTransport,
+            };
+            let (query_type, data) = match rng.below(3) {
+                0 => (1, format!("192.0.2.{}", rng.below(3))),
+                1 => (28, format!("64:ff9b::c000:2{:02x}", rng.below(3))),
+                _ => (28, "2001:db8::1".to_owned()),
+            };
+            let answered = rng.below(4) != 0;
+            Outcome::Dns(DnsResult {
+                query_name: format!("n{}.example", rng.below(2)),
+                query_type,
+                transport_used: if rng.below(3) == 0 {
+                    DnsTransport::Tls
+                } else {
+                    DnsTransport::Udp
+                },
+                rtt_ns: answered.then(|| 1_000_000 + rng.below(9_000_000)),
+                response: answered.then(|| DnsResponse {
+                    rcode: 0,
+                    flags: 0x8180,
+                    answers: vec![DnsRecord {
+                        name: "n.example".into(),
+                        record_type: query_type,
+                        ttl: 60,
+                        data,
+                    }],
+                }),
+                failure: None,
+                failure_class: (!answered).then_some(DnsFailureClass::Timeout),
+                session: None,
+            })
+        }
         _ => r.outcome.clone(),
     };
     stored

@@ -52,6 +52,11 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
         "text/javascript; charset=utf-8",
         include_bytes!("../../assets/breaks.js"),
     ),
+    (
+        "dnsv6.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../assets/dnsv6.js"),
+    ),
 ];
 
 /// Assets change only with the binary; a day of caching spares the atlas on every page view.

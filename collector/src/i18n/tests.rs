@@ -71,6 +71,7 @@ fn keys_used_in_pages_scripts_and_reports_exist() {
         ),
         ("coverage.js", include_str!("../../assets/coverage.js")),
         ("breaks.js", include_str!("../../assets/breaks.js")),
+        ("dnsv6.js", include_str!("../../assets/dnsv6.js")),
         ("report.rs", include_str!("../campaign/report.rs")),
     ];
     let sections = [
@@ -80,6 +81,7 @@ fn keys_used_in_pages_scripts_and_reports_exist() {
         "country.",
         "coverage.",
         "breaks.",
+        "dnsv6.",
         "report.",
         "number.",
         "date.",

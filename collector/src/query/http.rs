@@ -117,20 +117,25 @@ async fn dns_scorecard(
     query: Pairs,
 ) -> Result<Json<super::dns_scorecard::Scorecard>, QueryError> {
     let pairs = pairs(query)?;
-    let filter = crate::store::ResultFilter::from_pairs(
+    let request = super::dns_scorecard::Request::from_pairs(
         pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())),
-        &[],
     )
     .map_err(|e| QueryError::Param(e.into()))?;
     let started = Instant::now();
     let card = blocking(move || {
-        super::dns_scorecard::scorecard(&*store, &filter, super::dns_scorecard::budget())
+        super::dns_scorecard::request(
+            &*store,
+            &request,
+            sixmap_shared::UnixMicros::now(),
+            super::dns_scorecard::budget(),
+        )
     })
     .await?;
     tracing::debug!(
         operators = card.rows.len(),
         results = card.results,
         truncated = card.truncated,
+        source = ?card.source,
         ms = started.elapsed().as_millis() as u64,
         "dns scorecard served"
     );

@@ -10,6 +10,7 @@
 //! and an index lookup; `examples/query_bench.rs`).
 
 pub mod aggregate;
+pub mod dns_public;
 pub mod dns_scorecard;
 pub mod grpc;
 pub mod http;
