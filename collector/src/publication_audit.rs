@@ -196,6 +196,7 @@ async fn maps_show_no_probe_address_nor_small_cell() {
         listener,
         crate::http::router(store.clone(), MapView::with_rule(rule))
             .merge(crate::blame::http::router(store.clone(), rule))
+            .merge(crate::query::dns_public::router(store.clone(), rule))
             .merge(crate::coverage::router(
                 crate::coverage::CoverageState::new(
                     store,
@@ -336,6 +337,13 @@ async fn maps_show_no_probe_address_nor_small_cell() {
             assert_eq!(breaks["insufficient_data"], country != "XA", "{breaks}");
             for n in breaks["networks"].as_array().unwrap() {
                 assert_ne!(n["asn"], 64501, "{breaks}");
+            }
+            // DNS over IPv6 per operator: no operator under the minimum named.
+            let dns = get(addr, &format!("/api/v1/maps/countries/{country}/dns"));
+            assert_no_secret("DNS JSON", &dns, 6);
+            let dns = json(&dns);
+            for o in dns["operators"].as_array().unwrap() {
+                assert!(o["probes"].as_u64().unwrap() >= 3, "{dns}");
             }
         }
         assert_no_secret("map page", &get(addr, "/map"), 6);
