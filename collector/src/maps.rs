@@ -79,7 +79,8 @@ pub struct Operator {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct MapProbe {
-    pub id: ProbeId,
+    // No probe id: with the location, an id joins the public dumps (each result's probe and
+    // /48) and the opt-in directory, which promises never to show a location.
     pub asn: u32,
     /// Degrees, rounded to a tenth, when the volunteer gave a location.
     pub location: Option<[f64; 2]>,
@@ -645,7 +646,6 @@ fn country_detail(
     let probes = probes
         .iter()
         .map(|p| MapProbe {
-            id: p.record.id.clone(),
             asn: p.asn,
             location: p.record.location.map(|l| [l.latitude(), l.longitude()]),
             v6_works: ranked.iter().any(|o| o.asn == p.asn).then_some(p.works),
