@@ -2,6 +2,7 @@
 //! scanner: `<script src>`, `<link href>` with a stylesheet or icon `rel`, `<img src>`,
 //! `<iframe src>`. Only absolute (`https://host/…`) and protocol-relative (`//host/…`) URLs
 //! name a host; relative URLs are the page's own host, which the web check already covers.
+//! A URL keeps its port here; `web` fetches only from the web's ports (80, 443, the page's own).
 //!
 //! The input is whatever a server sent, so the scanner never indexes out of bounds, never
 //! recurses, reads at most [`MAX_ATTRIBUTE`] bytes of a value, and stops after `max_hosts`

@@ -109,6 +109,7 @@ async fn page(run: &Run<'_>, family: Family, address: IpAddr, url: &str, end: In
     let mut url = url.to_owned();
     let mut address = address;
     let mut host = None;
+    let mut own_port = None;
     for hop in 0..=READINESS_MAX_REDIRECTS {
         let spec = match HttpSpec::new(&url, "GET", READINESS_PAGE_BODY) {
             Ok(spec) => spec,
@@ -117,6 +118,11 @@ async fn page(run: &Run<'_>, family: Family, address: IpAddr, url: &str, end: In
                 break;
             }
         };
+        let own_port = *own_port.get_or_insert(spec.url().port);
+        if let Err(why) = web_port(spec.url().port, own_port) {
+            page.error = Some(format!("redirect {why}"));
+            break;
+        }
         // A redirect to another host: its own address in the same family.
         if host.as_ref().is_some_and(|h| *h != spec.url().host) {
             match next_address(run, &spec.url().host, family, end).await {
@@ -168,6 +174,19 @@ async fn page(run: &Run<'_>, family: Family, address: IpAddr, url: &str, end: In
         }
     }
     page
+}
+
+/// A page may send the probe to the web's ports only (80, 443, and the port of the page
+/// asked for): otherwise a hostile page or redirect could make every probe send an HTTP
+/// request to any service of any host, a mail server's port 25 say.
+fn web_port(port: u16, own_port: u16) -> Result<(), String> {
+    if matches!(port, 80 | 443) || port == own_port {
+        Ok(())
+    } else {
+        Err(format!(
+            "not followed: port {port} is not 80, 443 or the page's own ({own_port})"
+        ))
+    }
 }
 
 /// The first address of `host` in `family`, looked up through the host's resolver.
@@ -305,12 +324,14 @@ pub(super) async fn subresources(
         .url
         .as_ref()
         .map_or(pages.host.as_str(), |u| u.host.as_str());
+    let page_port = page.url.as_ref().map_or(443, |u| u.port);
     let scan = html::subresource_hosts(&page.body, page_https, max_hosts);
     let count = scan.hosts.len();
     let mut hosts = Vec::with_capacity(count);
     for (i, reference) in scan.hosts.into_iter().enumerate() {
         let item_end = share(end, count - i);
-        hosts.push(subresource(run, reference, page_host, &pages.host, item_end).await);
+        let item = subresource(run, reference, page_host, page_port, &pages.host, item_end);
+        hosts.push(item.await);
     }
     SubresourceReadiness {
         html_from: Some(family),
@@ -323,6 +344,7 @@ async fn subresource(
     run: &Run<'_>,
     reference: html::Reference,
     page_host: &str,
+    page_port: u16,
     web_host: &str,
     end: Instant,
 ) -> SubresourceHost {
@@ -345,7 +367,11 @@ async fn subresource(
     };
     let mut fetched_v6 = None;
     let mut status_v6 = None;
-    if let Some(v6) = address {
+    let port = web_port(reference.url.port, page_port);
+    if let (Some(_), Err(why)) = (address, &port) {
+        detail = Some(why.clone());
+    }
+    if let (Some(v6), Ok(())) = (address, port) {
         match fetch_over_v6(run, &reference.url, IpAddr::V6(v6), end).await {
             Ok((status, failure)) => {
                 fetched_v6 = Some(status.is_some_and(|s| (200..400).contains(&s)));
@@ -395,11 +421,12 @@ async fn fetch_over_v6(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tls::testserver::{ca, context, tls};
+    use crate::tls::testserver::{ca, context, tls_serving};
     use sixmap_shared::TargetPolicy;
     use sixmap_shared::measurement::{DnsReadiness, Lookup, LookupStatus, ReadinessResult};
     use std::sync::atomic::AtomicU32;
     use std::time::Duration;
+    use tokio::net::TcpListener;
 
     fn answer(status: LookupStatus, records: &[&str]) -> Answer {
         Answer {
@@ -413,41 +440,51 @@ mod tests {
         }
     }
 
-    /// Real local servers: a page that redirects, the page itself with subresources on an
-    /// IPv6 literal (served), an IPv4 literal and a name the resolver cannot look up.
+    fn lab_run<'a>(ctx: &'a crate::context::Context<'a>) -> Run<'a> {
+        Run {
+            ctx,
+            resolver: None,
+            resolver_error: Some("no resolver in this test".into()),
+            allowance: AtomicU32::new(10_000),
+            dns64: None,
+        }
+    }
+
+    /// Real local servers on one port: a page that redirects, the page itself with
+    /// subresources on an IPv6 literal (served), an IPv4 literal and a name the resolver
+    /// cannot look up.
     #[tokio::test]
     async fn a_redirected_page_and_its_subresources_over_local_servers() {
-        let (sub, sub_server) =
-            tls(&["http/1.1"], b"HTTP/1.1 204 No Content\r\n\r\n".to_vec()).await;
+        let listener = TcpListener::bind("[::1]:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
         let html = format!(
-            "<html><head><script src=\"https://[::1]:{}/app.js\"></script>\
+            "<html><head><script src=\"https://[::1]:{port}/app.js\"></script>\
              <link rel=stylesheet href=//cdn.example/site.css></head>\
-             <body><img src=http://192.0.2.7/logo.png></body></html>",
-            sub.port()
+             <body><img src=http://192.0.2.7/logo.png></body></html>"
         );
         let ok = format!(
             "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{html}",
             html.len()
         );
-        let (home, home_server) = tls(&["http/1.1"], ok.into_bytes()).await;
         let moved = format!(
-            "HTTP/1.1 302 Found\r\nLocation: https://fixture.test:{}/home\r\nContent-Length: 0\r\n\r\n",
-            home.port()
+            "HTTP/1.1 302 Found\r\nLocation: https://fixture.test:{port}/home\r\nContent-Length: 0\r\n\r\n"
         );
-        let (first, first_server) = tls(&["http/1.1"], moved.into_bytes()).await;
+        let server = tls_serving(
+            listener,
+            &["http/1.1"],
+            vec![
+                moved.into_bytes(),
+                ok.into_bytes(),
+                b"HTTP/1.1 204 No Content\r\n\r\n".to_vec(),
+            ],
+        );
 
         let ca = ca(true);
         let mut ctx = context(ca.as_deref(), None, Duration::from_secs(5));
         ctx.policy = TargetPolicy { lab_mode: true };
-        let run = Run {
-            ctx: &ctx,
-            resolver: None,
-            resolver_error: Some("no resolver in this test".into()),
-            allowance: AtomicU32::new(10_000),
-            dns64: None,
-        };
+        let run = lab_run(&ctx);
         let end = ctx.deadline;
-        let url = format!("https://fixture.test:{}/", first.port());
+        let url = format!("https://fixture.test:{port}/");
         let v6 = page(&run, Family::V6, "::1".parse().unwrap(), &url, end).await;
         assert_eq!(v6.status, Some(200), "{v6:?}");
         assert_eq!(
@@ -457,18 +494,6 @@ mod tests {
         assert_eq!(v6.verified, Some(true));
         assert!(v6.leaf.is_some());
         assert_eq!(v6.body, html.as_bytes());
-        assert!(
-            first_server
-                .await
-                .unwrap()
-                .starts_with(b"GET / HTTP/1.1\r\nHost: fixture.test:")
-        );
-        assert!(
-            home_server
-                .await
-                .unwrap()
-                .starts_with(b"GET /home HTTP/1.1\r\n")
-        );
 
         let pages = Pages {
             v6_address: Some("::1".parse().unwrap()),
@@ -478,7 +503,10 @@ mod tests {
             host: "fixture.test".into(),
         };
         let sub = subresources(&run, &pages, 16, end).await;
-        sub_server.await.unwrap();
+        let requests = server.await.unwrap();
+        assert!(requests[0].starts_with(b"GET / HTTP/1.1\r\nHost: fixture.test:"));
+        assert!(requests[1].starts_with(b"GET /home HTTP/1.1\r\n"));
+        assert!(requests[2].starts_with(b"GET /app.js HTTP/1.1\r\n"));
         assert_eq!(sub.html_from, Some(Family::V6));
         let found: Vec<_> = sub
             .hosts
@@ -506,7 +534,7 @@ mod tests {
         assert_eq!(web.a, Presence::Inconclusive);
         assert_eq!(
             web.final_url.as_deref(),
-            Some(&*format!("https://fixture.test:{}/home", home.port()))
+            Some(&*format!("https://fixture.test:{port}/home"))
         );
         assert_eq!((web.same_certificate, web.same_content), (None, None));
         let result = ReadinessResult {
@@ -529,6 +557,63 @@ mod tests {
             text.contains("page works IPv6-only: no: 192.0.2.7"),
             "{text}"
         );
+    }
+
+    /// A page whose subresources and redirect point at other services (a mail server's
+    /// port, any port): the probe sends nothing there.
+    #[tokio::test]
+    async fn a_hostile_page_cannot_send_the_probe_to_other_ports() {
+        let victim = TcpListener::bind("[::1]:0").await.unwrap();
+        let victim_port = victim.local_addr().unwrap().port();
+        let listener = TcpListener::bind("[::1]:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let html =
+            format!("<img src=\"http://[::1]:{victim_port}/\"><img src=\"https://[::1]:25/x\">");
+        let ok = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{html}",
+            html.len()
+        );
+        let moved = format!(
+            "HTTP/1.1 301 Moved\r\nLocation: http://[::1]:{victim_port}/\r\nContent-Length: 0\r\n\r\n"
+        );
+        let server = tls_serving(
+            listener,
+            &["http/1.1"],
+            vec![ok.into_bytes(), moved.into_bytes()],
+        );
+        let ca = ca(true);
+        let mut ctx = context(ca.as_deref(), None, Duration::from_secs(5));
+        ctx.policy = TargetPolicy { lab_mode: true };
+        let run = lab_run(&ctx);
+        let end = ctx.deadline;
+        let url = format!("https://fixture.test:{port}/");
+        let v6 = page(&run, Family::V6, "::1".parse().unwrap(), &url, end).await;
+        assert_eq!(v6.status, Some(200), "{v6:?}");
+        let pages = Pages {
+            v6_address: Some("::1".parse().unwrap()),
+            v4_address: None,
+            v6,
+            v4: Page::default(),
+            host: "fixture.test".into(),
+        };
+        let sub = subresources(&run, &pages, 16, end).await;
+        for host in &sub.hosts {
+            assert_eq!((host.has_aaaa, host.fetched_v6), (Presence::Yes, None));
+            let detail = host.detail.as_deref().unwrap_or_default();
+            assert!(detail.starts_with("not followed: port "), "{detail}");
+        }
+        assert_eq!(
+            sub.hosts.len(),
+            1,
+            "one host, [::1], first on port {victim_port}"
+        );
+
+        let moved = page(&run, Family::V6, "::1".parse().unwrap(), &url, end).await;
+        let error = moved.error.unwrap_or_default();
+        assert!(error.starts_with("redirect not followed: port "), "{error}");
+        server.await.unwrap();
+        let knock = tokio::time::timeout(Duration::from_millis(300), victim.accept()).await;
+        assert!(knock.is_err(), "the probe connected to the victim's port");
     }
 
     #[test]
