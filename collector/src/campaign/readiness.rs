@@ -1108,6 +1108,7 @@ mod tests {
                 v6_body_bytes: Some(100),
                 v4_body_bytes: Some(100),
                 final_url: None,
+                v6_inconclusive: false,
             },
             subresources: Some(SubresourceReadiness {
                 html_from: Some(Family::V6),

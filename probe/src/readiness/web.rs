@@ -61,6 +61,8 @@ pub(super) struct Page {
     body: Vec<u8>,
     leaf: Option<Vec<u8>>,
     verified: Option<bool>,
+    /// The fetch stopped for a reason that says nothing of the site.
+    inconclusive: bool,
 }
 
 pub(super) struct Pages {
@@ -114,42 +116,45 @@ async fn page(run: &Run<'_>, family: Family, address: IpAddr, url: &str, end: In
         let spec = match HttpSpec::new(&url, "GET", READINESS_PAGE_BODY) {
             Ok(spec) => spec,
             Err(e) => {
-                page.error = Some(bounded(format!("redirect to an unusable URL: {e}")));
+                let why = bounded(format!("redirect to an unusable URL: {e}"));
+                page.stop(Stop::Failed(why));
                 break;
             }
         };
         let own_port = *own_port.get_or_insert(spec.url().port);
         if let Err(why) = web_port(spec.url().port, own_port) {
-            page.error = Some(format!("redirect {why}"));
+            page.stop(Stop::Failed(format!("redirect {why}")));
             break;
         }
         // A redirect to another host: its own address in the same family.
         if host.as_ref().is_some_and(|h| *h != spec.url().host) {
             match next_address(run, &spec.url().host, family, end).await {
                 Ok(next) => address = next,
-                Err(why) => {
-                    page.error = Some(why);
+                Err(stop) => {
+                    page.stop(stop);
                     break;
                 }
             }
         }
         host = Some(spec.url().host.clone());
         if let Err(why) = run.allowed(address) {
-            page.error = Some(why);
+            page.stop(Stop::Inconclusive(why));
             break;
         }
         if !run.take(readiness_fetch(READINESS_PAGE_BODY)) {
-            page.error = Some(NO_BUDGET.to_owned());
+            page.stop(Stop::Inconclusive(NO_BUDGET.to_owned()));
             break;
         }
         let fetched = match http::fetch(&run.ctx_until(end), &spec, address).await {
             Ok(fetched) => fetched,
+            // A local error (a socket, the trust anchors): nothing was learnt of the site.
             Err(e) => {
-                page.error = Some(bounded(e.message));
+                page.stop(Stop::Inconclusive(bounded(e.message)));
                 break;
             }
         };
         let Some(result) = &fetched.result else {
+            page.stop(Stop::Inconclusive("no request was made".to_owned()));
             break;
         };
         run.refund(unsent(READINESS_PAGE_BODY, result.body_bytes));
@@ -176,6 +181,35 @@ async fn page(run: &Run<'_>, family: Family, address: IpAddr, url: &str, end: In
     page
 }
 
+/// Why a fetch or one of its redirect hops was not completed.
+#[derive(Debug)]
+enum Stop {
+    /// The site's doing: a redirect to a host without an address in the family, to an
+    /// unusable URL or to another service's port.
+    Failed(String),
+    /// Nothing learnt of the site: the packet allowance, a lookup without a usable answer,
+    /// the probe's target policy, a local error.
+    Inconclusive(String),
+}
+
+impl Page {
+    /// A hop not completed: what an earlier hop got (a 3xx, its body and certificate) is no
+    /// page, so it must not pass for one, be compared with the other family's page or be
+    /// scanned for subresources.
+    fn stop(&mut self, stop: Stop) {
+        self.status = None;
+        self.body = Vec::new();
+        self.leaf = None;
+        self.verified = None;
+        let (why, inconclusive) = match stop {
+            Stop::Failed(why) => (why, false),
+            Stop::Inconclusive(why) => (why, true),
+        };
+        self.error = Some(why);
+        self.inconclusive = inconclusive;
+    }
+}
+
 /// A page may send the probe to the web's ports only (80, 443, and the port of the page
 /// asked for): otherwise a hostile page or redirect could make every probe send an HTTP
 /// request to any service of any host, a mail server's port 25 say.
@@ -189,15 +223,21 @@ fn web_port(port: u16, own_port: u16) -> Result<(), String> {
     }
 }
 
-/// The first address of `host` in `family`, looked up through the host's resolver.
+/// The first address of `host` in `family`, looked up through the host's resolver. An
+/// address literal of the other family is refused: it would leave the family measured.
 async fn next_address(
     run: &Run<'_>,
     host: &str,
     family: Family,
     end: Instant,
-) -> Result<IpAddr, String> {
+) -> Result<IpAddr, Stop> {
     if let Ok(literal) = host.parse::<IpAddr>() {
-        return Ok(literal);
+        return match (family, literal) {
+            (Family::V6, IpAddr::V6(_)) | (Family::V4, IpAddr::V4(_)) => Ok(literal),
+            _ => Err(Stop::Failed(format!(
+                "redirected to {host}, an address of the other family"
+            ))),
+        };
     }
     let deadline = share(end, 4);
     match family {
@@ -205,20 +245,29 @@ async fn next_address(
             let answer = run.lookup(host, TYPE_AAAA, deadline).await;
             match aaaa_presence(&answer, run.dns64) {
                 (_, Some(address)) => Ok(IpAddr::V6(address)),
-                (presence, None) => Err(format!(
-                    "redirected to {host}, whose AAAA is {}",
-                    presence.words()
-                )),
+                (presence, None) => {
+                    let why = format!("redirected to {host}, whose AAAA is {}", presence.words());
+                    Err(match presence {
+                        Presence::No => Stop::Failed(why),
+                        _ => Stop::Inconclusive(why),
+                    })
+                }
             }
         }
         Family::V4 => {
             let answer = run.lookup(host, TYPE_A, deadline).await;
-            answer
+            let found = answer
                 .records
                 .iter()
                 .find_map(|r| r.parse::<Ipv4Addr>().ok())
-                .map(IpAddr::V4)
-                .ok_or_else(|| format!("redirected to {host}, which has no A record"))
+                .map(IpAddr::V4);
+            found.ok_or_else(|| {
+                let why = format!("redirected to {host}, which has no A record");
+                match answer.lookup.status.presence() {
+                    Presence::No => Stop::Failed(why),
+                    _ => Stop::Inconclusive(why),
+                }
+            })
         }
     }
 }
@@ -296,6 +345,7 @@ pub(super) fn readiness(lookups: Lookups, pages: &Pages) -> WebReadiness {
         v6_body_bytes: v6.status.map(|_| v6.body.len() as u64),
         v4_body_bytes: v4.status.map(|_| v4.body.len() as u64),
         final_url,
+        v6_inconclusive: v6.inconclusive,
         aaaa_lookup: lookups.aaaa.lookup,
         a_lookup: lookups.a.lookup,
     }
@@ -609,11 +659,83 @@ mod tests {
         );
 
         let moved = page(&run, Family::V6, "::1".parse().unwrap(), &url, end).await;
+        assert_eq!(
+            (moved.status, moved.inconclusive),
+            (None, false),
+            "{moved:?}"
+        );
         let error = moved.error.unwrap_or_default();
         assert!(error.starts_with("redirect not followed: port "), "{error}");
         server.await.unwrap();
         let knock = tokio::time::timeout(Duration::from_millis(300), victim.accept()).await;
         assert!(knock.is_err(), "the probe connected to the victim's port");
+    }
+
+    /// A redirect hop not completed leaves no page behind: the 3xx is not taken for the
+    /// page. Where it went without an address of the family, the site failed; where the
+    /// lookup gave no usable answer, nothing was learnt.
+    #[tokio::test]
+    async fn an_uncompleted_redirect_is_no_page() {
+        let listener = TcpListener::bind("[::1]:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let moved = |to: &str| {
+            format!("HTTP/1.1 301 Moved\r\nLocation: {to}\r\nContent-Length: 5\r\n\r\nmoved")
+                .into_bytes()
+        };
+        let server = tls_serving(
+            listener,
+            &["http/1.1"],
+            vec![
+                moved("https://192.0.2.1/"),
+                moved(&format!("https://elsewhere.example:{port}/")),
+            ],
+        );
+        let ca = ca(true);
+        let mut ctx = context(ca.as_deref(), None, Duration::from_secs(5));
+        ctx.policy = TargetPolicy { lab_mode: true };
+        let run = lab_run(&ctx);
+        let end = ctx.deadline;
+        let url = format!("https://fixture.test:{port}/");
+        let address: IpAddr = "::1".parse().unwrap();
+        let literal = page(&run, Family::V6, address, &url, end).await;
+        let unknown = page(&run, Family::V6, address, &url, end).await;
+        server.await.unwrap();
+        for (p, inconclusive, error) in [
+            (
+                &literal,
+                false,
+                "redirected to 192.0.2.1, an address of the other family",
+            ),
+            (
+                &unknown,
+                true,
+                "redirected to elsewhere.example, whose AAAA is ",
+            ),
+        ] {
+            assert_eq!(p.connect, Some(ConnectOutcome::Connected), "{p:?}");
+            assert_eq!((p.status, p.inconclusive), (None, inconclusive), "{p:?}");
+            assert!(p.body.is_empty() && p.leaf.is_none(), "{p:?}");
+            let why = p.error.as_deref().unwrap_or_default();
+            assert!(why.starts_with(error), "{why}");
+        }
+        let pages = Pages {
+            v6_address: Some("::1".parse().unwrap()),
+            v4_address: None,
+            v6: unknown,
+            v4: Page::default(),
+            host: "fixture.test".into(),
+        };
+        let sub = subresources(&run, &pages, 16, end).await;
+        assert_eq!(sub.html_from, None);
+        let lookups = Lookups {
+            host: "fixture.test".into(),
+            aaaa: answer(LookupStatus::Found, &["::1"]),
+            a: answer(LookupStatus::Failed, &[]),
+            dns64: None,
+        };
+        let web = readiness(lookups, &pages);
+        assert_eq!((web.https_v6_status, web.v6_inconclusive), (None, true));
+        assert_eq!(web.final_url, None);
     }
 
     #[test]
