@@ -216,10 +216,14 @@ use std::time::{Duration, Instant};
 
 const API: &str = "http://[::1]:7480";
 
-/// The template as shipped, with the lab's targets and a spread of seconds instead of an hour.
+/// The template as shipped, with the lab's targets, a spread of seconds instead of an hour,
+/// and without the `v6-works` selection: the lab's fresh probes have sent no IPv6 result
+/// yet, so the collector has not given them that tag when the campaign picks its probes.
 fn lab_spec() -> String {
     let template = include_str!("../../deploy/campaigns/government-readiness.toml");
+    assert!(template.contains("tags = [\"v6-works\"]\n"));
     let spec = template
+        .replace("tags = [\"v6-works\"]\n", "")
         .replace("spread_s = 14400", "spread_s = 2")
         .replace("targets = []", "targets = [\"good.gov.lab\"]");
     assert_ne!(spec, template, "the template changed: update this test");

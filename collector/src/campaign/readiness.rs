@@ -243,16 +243,25 @@ pub fn observe(r: &ReadinessResult) -> Observation {
         },
     }
 
-    // Web: AAAA, HTTPS over IPv6, same certificate, same content. Without AAAA, or when
-    // nothing came back over IPv6, all four fail: the site is not served over IPv6.
+    // Web: AAAA, HTTPS over IPv6, same certificate, same content. Without AAAA all four
+    // fail; with AAAA published that check passes and, when the fetch over IPv6 was tried
+    // and nothing came back, the other three fail: the site is not served over IPv6. Only
+    // what was tried is scored: a fetch not made (the packet allowance, the probe's own
+    // target policy) or stopped for a reason that says nothing of the site is inconclusive.
     let w = &r.web;
     let mut web = Tally::default();
     let v6_works = https_ok(w.https_v6_status);
+    let v6_untried =
+        w.https_v6_status.is_none() && (w.v6_inconclusive || w.https_v6_connect.is_none());
     match w.aaaa {
         Presence::Inconclusive => web.inconclusive += 4,
         Presence::No => {
             fail(&mut web, Component::Web, &w.host, Reason::NoAaaa, None);
             web.failed += 3;
+        }
+        Presence::Yes if v6_untried => {
+            web.pass();
+            web.inconclusive += 3;
         }
         Presence::Yes if !v6_works => {
             web.pass();
@@ -291,6 +300,7 @@ pub fn observe(r: &ReadinessResult) -> Observation {
     match &r.subresources {
         None => page.not_measured = true,
         Some(_) if w.aaaa == Presence::Inconclusive => page.unsure(),
+        Some(_) if w.aaaa == Presence::Yes && v6_untried => page.unsure(),
         Some(_) if !v6_works => fail(&mut page, Component::Page, &w.host, Reason::PageNotV6, None),
         Some(s) if s.html_from.is_none() => page.unsure(),
         Some(s) => {
@@ -1287,6 +1297,23 @@ mod tests {
         assert!(close(o.score(Component::Web), 1.0));
         assert_eq!(o.tallies[&Component::Dns].inconclusive, 1);
         assert_eq!(o.tallies[&Component::Web].inconclusive, 1);
+        // A fetch over IPv6 not made (packet allowance, the probe's target policy) or
+        // stopped for a reason that says nothing of the site: AAAA alone is scored, and
+        // the page is inconclusive, not failed.
+        for (connect, inconclusive) in [(None, false), (Some(ConnectOutcome::Connected), true)] {
+            let mut r = good();
+            r.web.https_v6_connect = connect;
+            r.web.https_v6_status = None;
+            r.web.v6_inconclusive = inconclusive;
+            r.web.v6_error = Some("not run: the measurement's packet allowance was spent".into());
+            r.web.same_certificate = None;
+            r.web.same_content = None;
+            let o = observe(&r);
+            assert!(o.failures.is_empty(), "{:?}", o.failures);
+            assert!(close(o.score(Component::Web), 1.0));
+            assert_eq!(o.tallies[&Component::Web].inconclusive, 3);
+            assert_eq!(o.score(Component::Page), None);
+        }
     }
 
     #[test]
