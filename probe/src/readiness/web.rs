@@ -10,8 +10,8 @@ use crate::safety::{
 };
 use ring::digest::{SHA256, digest};
 use sixmap_shared::measurement::{
-    ConnectOutcome, Family, HttpSpec, HttpUrl, Presence, SubresourceHost, SubresourceReadiness,
-    WebReadiness,
+    ConnectOutcome, Family, HttpSpec, HttpUrl, MAX_READINESS_URL_LEN, Presence, SubresourceHost,
+    SubresourceReadiness, WebReadiness,
 };
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use tokio::time::Instant;
@@ -326,7 +326,10 @@ pub(super) fn readiness(lookups: Lookups, pages: &Pages) -> WebReadiness {
         .find(|p| p.status.is_some())
         .filter(|p| p.moved)
         .and_then(|p| p.url.as_ref())
-        .map(|u| u.to_string());
+        .map(|u| u.to_string())
+        // Written out again it may be longer than the Location was (a `/` before a `?`):
+        // one too long for the result is left out, not let fail the measurement.
+        .filter(|u| u.len() <= MAX_READINESS_URL_LEN);
     WebReadiness {
         host: lookups.host,
         aaaa,
