@@ -31,7 +31,9 @@ pub const WEIGHTS: [(Component, f64); 4] = [
 
 /// At most this many days in a trend (the newest).
 pub const MAX_TREND_DAYS: usize = 366;
-/// At most this many results are read for a trend; beyond it the trend says it is partial.
+/// At most this many results of the campaign are read for a trend, of every kind (a campaign
+/// may measure more than readiness, and a request's work must be bounded whatever it
+/// measured); beyond it the trend says it is partial.
 pub const MAX_TREND_RESULTS: usize = 200_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -675,13 +677,11 @@ impl TrendBuilder {
     /// Takes one result of the campaign's task for `target`; false once the bound is reached
     /// (stop visiting).
     pub fn add(&mut self, target: &str, result: StoredResult) -> bool {
+        if !self.skip() {
+            return false;
+        }
         if readiness_of(&result).is_none() {
             return true;
-        }
-        self.seen += 1;
-        if self.seen > MAX_TREND_RESULTS {
-            self.partial = true;
-            return false;
         }
         let key = (
             day_of(result.result.started_at),
@@ -693,6 +693,17 @@ impl TrendBuilder {
             _ => {
                 self.newest.insert(key, result);
             }
+        }
+        true
+    }
+
+    /// Counts one result read that is not a readiness task's toward the bound; false once
+    /// the bound is reached (stop visiting).
+    pub fn skip(&mut self) -> bool {
+        self.seen += 1;
+        if self.seen > MAX_TREND_RESULTS {
+            self.partial = true;
+            return false;
         }
         true
     }
@@ -1396,6 +1407,17 @@ mod tests {
         assert!(close(days[0].1, 1.0) && close(days[0].2, 1.0), "{days:?}");
         assert!(close(days[1].1, 0.5 / 3.0), "{days:?}");
         assert!(days[0].0 < days[1].0);
+
+        // Every result read counts toward the bound, readiness or not.
+        let mut trend = TrendBuilder::default();
+        for _ in 0..MAX_TREND_RESULTS - 1 {
+            assert!(trend.skip());
+        }
+        assert!(trend.add("a.lab", at(1, 0, 60, good())));
+        assert!(!trend.add("a.lab", at(2, 0, 120, good())));
+        let t = trend.finish(&["a.lab".into()], &entities);
+        assert!(t.partial);
+        assert_eq!(t.days.len(), 1);
     }
 
     #[test]
