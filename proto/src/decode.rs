@@ -741,6 +741,7 @@ fn readiness_result(r: &v1::ReadinessResult) -> Result<ReadinessResult, WireErro
         v6_body_bytes: w.v6_body_bytes,
         v4_body_bytes: w.v4_body_bytes,
         final_url: optional_text(&w.final_url),
+        v6_inconclusive: w.v6_inconclusive,
     };
     let subresources = match &r.subresources {
         None => None,

@@ -468,6 +468,7 @@ fn readiness_result(r: &ReadinessResult) -> v1::ReadinessResult {
             v6_body_bytes: web.v6_body_bytes,
             v4_body_bytes: web.v4_body_bytes,
             final_url: text(&web.final_url),
+            v6_inconclusive: web.v6_inconclusive,
         }),
         subresources: r.subresources.as_ref().map(|s| v1::SubresourceReadiness {
             html_from: s

@@ -537,6 +537,7 @@ fn readiness() -> ReadinessResult {
             v6_body_bytes: None,
             v4_body_bytes: Some(0),
             final_url: Some("https://www.example.gov/portal/?lang=fr".into()),
+            v6_inconclusive: true,
         },
         subresources: Some(SubresourceReadiness {
             html_from: Some(Family::V4),

@@ -76,24 +76,21 @@ fn curl(lab: &ReadinessLab, family: &str, url: &str) -> Result<String, String> {
 }
 
 /// The SHA-256 fingerprint of the certificate `host` presents at `address`:443.
+/// The SHA-256 fingerprint of the certificate `address` (an IPv6 or IPv4 address) serves for
+/// `host`; asserted to be one, so that comparing two cannot pass on two empty outputs.
 fn certificate(lab: &ReadinessLab, address: &str, host: &str) -> String {
+    let connect = match address.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(_)) => format!("[{address}]:443"),
+        _ => format!("{address}:443"),
+    };
     let script = format!(
-        "openssl s_client -connect '[{address}]:443' -servername {host} </dev/null 2>/dev/null \
+        "openssl s_client -connect '{connect}' -servername {host} </dev/null 2>/dev/null \
          | openssl x509 -noout -fingerprint -sha256"
     );
     let output = lab.lab.exec(PROBE, &["sh", "-c", &script]).unwrap();
     let out = String::from_utf8_lossy(&output.stdout).trim().to_owned();
     assert!(out.contains("Fingerprint="), "no certificate: {out}");
     out
-}
-
-fn certificate_v4(lab: &ReadinessLab, address: &str, host: &str) -> String {
-    let script = format!(
-        "openssl s_client -connect '{address}:443' -servername {host} </dev/null 2>/dev/null \
-         | openssl x509 -noout -fingerprint -sha256"
-    );
-    let output = lab.lab.exec(PROBE, &["sh", "-c", &script]).unwrap();
-    String::from_utf8_lossy(&output.stdout).trim().to_owned()
 }
 
 /// A TCP connection to `address` port 25 with bash's /dev/tcp: the server's first line.
@@ -166,7 +163,7 @@ fn the_readiness_lab_serves_its_truth() {
     assert!(good6.contains("static.good.gov.lab/app.js"), "{good6}");
     assert_eq!(
         certificate(&lab, &a.web_v6.to_string(), "good.gov.lab"),
-        certificate_v4(&lab, &a.web_v4.to_string(), "good.gov.lab")
+        certificate(&lab, &a.web_v4.to_string(), "good.gov.lab")
     );
     curl(&lab, "-6", "https://static.good.gov.lab/app.js").unwrap();
     curl(&lab, "-6", "https://static.good.gov.lab/site.css").unwrap();
@@ -200,7 +197,7 @@ fn the_readiness_lab_serves_its_truth() {
     assert_ne!(m6, m4);
     assert_ne!(
         certificate(&lab, &a.mismatch_v6.to_string(), "mismatch.gov.lab"),
-        certificate_v4(&lab, &a.web_v4.to_string(), "mismatch.gov.lab")
+        certificate(&lab, &a.web_v4.to_string(), "mismatch.gov.lab")
     );
 }
 
@@ -216,10 +213,14 @@ use std::time::{Duration, Instant};
 
 const API: &str = "http://[::1]:7480";
 
-/// The template as shipped, with the lab's targets and a spread of seconds instead of an hour.
+/// The template as shipped, with the lab's targets, a spread of seconds instead of an hour,
+/// and without the `v6-works` selection: the lab's fresh probes have sent no IPv6 result
+/// yet, so the collector has not given them that tag when the campaign picks its probes.
 fn lab_spec() -> String {
     let template = include_str!("../../deploy/campaigns/government-readiness.toml");
+    assert!(template.contains("tags = [\"v6-works\"]\n"));
     let spec = template
+        .replace("tags = [\"v6-works\"]\n", "")
         .replace("spread_s = 14400", "spread_s = 2")
         .replace("targets = []", "targets = [\"good.gov.lab\"]");
     assert_ne!(spec, template, "the template changed: update this test");

@@ -828,7 +828,8 @@ impl Campaigns {
     }
 
     /// The readiness score per UTC day from the campaign's stored results (only readiness
-    /// results are kept, at most `readiness::MAX_TREND_RESULTS`); blocking.
+    /// results are kept; at most `readiness::MAX_TREND_RESULTS` results of any kind are
+    /// read); blocking.
     fn readiness_trend(&self, record: &CampaignRecord) -> Result<readiness::Trend, CampaignError> {
         let target_of: HashMap<TaskId, &str> = record
             .tasks
@@ -842,7 +843,7 @@ impl Campaigns {
             gone = crate::limits::readers::cancelled();
             match target_of.get(&r.result.task_id) {
                 Some(target) => trend.add(target, r) && !gone,
-                None => !gone,
+                None => trend.skip() && !gone,
             }
         })?;
         if gone {

@@ -31,7 +31,9 @@ pub const WEIGHTS: [(Component, f64); 4] = [
 
 /// At most this many days in a trend (the newest).
 pub const MAX_TREND_DAYS: usize = 366;
-/// At most this many results are read for a trend; beyond it the trend says it is partial.
+/// At most this many results of the campaign are read for a trend, of every kind (a campaign
+/// may measure more than readiness, and a request's work must be bounded whatever it
+/// measured); beyond it the trend says it is partial.
 pub const MAX_TREND_RESULTS: usize = 200_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -243,16 +245,25 @@ pub fn observe(r: &ReadinessResult) -> Observation {
         },
     }
 
-    // Web: AAAA, HTTPS over IPv6, same certificate, same content. Without AAAA, or when
-    // nothing came back over IPv6, all four fail: the site is not served over IPv6.
+    // Web: AAAA, HTTPS over IPv6, same certificate, same content. Without AAAA all four
+    // fail; with AAAA published that check passes and, when the fetch over IPv6 was tried
+    // and nothing came back, the other three fail: the site is not served over IPv6. Only
+    // what was tried is scored: a fetch not made (the packet allowance, the probe's own
+    // target policy) or stopped for a reason that says nothing of the site is inconclusive.
     let w = &r.web;
     let mut web = Tally::default();
     let v6_works = https_ok(w.https_v6_status);
+    let v6_untried =
+        w.https_v6_status.is_none() && (w.v6_inconclusive || w.https_v6_connect.is_none());
     match w.aaaa {
         Presence::Inconclusive => web.inconclusive += 4,
         Presence::No => {
             fail(&mut web, Component::Web, &w.host, Reason::NoAaaa, None);
             web.failed += 3;
+        }
+        Presence::Yes if v6_untried => {
+            web.pass();
+            web.inconclusive += 3;
         }
         Presence::Yes if !v6_works => {
             web.pass();
@@ -291,6 +302,7 @@ pub fn observe(r: &ReadinessResult) -> Observation {
     match &r.subresources {
         None => page.not_measured = true,
         Some(_) if w.aaaa == Presence::Inconclusive => page.unsure(),
+        Some(_) if w.aaaa == Presence::Yes && v6_untried => page.unsure(),
         Some(_) if !v6_works => fail(&mut page, Component::Page, &w.host, Reason::PageNotV6, None),
         Some(s) if s.html_from.is_none() => page.unsure(),
         Some(s) => {
@@ -665,13 +677,11 @@ impl TrendBuilder {
     /// Takes one result of the campaign's task for `target`; false once the bound is reached
     /// (stop visiting).
     pub fn add(&mut self, target: &str, result: StoredResult) -> bool {
+        if !self.skip() {
+            return false;
+        }
         if readiness_of(&result).is_none() {
             return true;
-        }
-        self.seen += 1;
-        if self.seen > MAX_TREND_RESULTS {
-            self.partial = true;
-            return false;
         }
         let key = (
             day_of(result.result.started_at),
@@ -683,6 +693,17 @@ impl TrendBuilder {
             _ => {
                 self.newest.insert(key, result);
             }
+        }
+        true
+    }
+
+    /// Counts one result read that is not a readiness task's toward the bound; false once
+    /// the bound is reached (stop visiting).
+    pub fn skip(&mut self) -> bool {
+        self.seen += 1;
+        if self.seen > MAX_TREND_RESULTS {
+            self.partial = true;
+            return false;
         }
         true
     }
@@ -1108,6 +1129,7 @@ mod tests {
                 v6_body_bytes: Some(100),
                 v4_body_bytes: Some(100),
                 final_url: None,
+                v6_inconclusive: false,
             },
             subresources: Some(SubresourceReadiness {
                 html_from: Some(Family::V6),
@@ -1286,6 +1308,23 @@ mod tests {
         assert!(close(o.score(Component::Web), 1.0));
         assert_eq!(o.tallies[&Component::Dns].inconclusive, 1);
         assert_eq!(o.tallies[&Component::Web].inconclusive, 1);
+        // A fetch over IPv6 not made (packet allowance, the probe's target policy) or
+        // stopped for a reason that says nothing of the site: AAAA alone is scored, and
+        // the page is inconclusive, not failed.
+        for (connect, inconclusive) in [(None, false), (Some(ConnectOutcome::Connected), true)] {
+            let mut r = good();
+            r.web.https_v6_connect = connect;
+            r.web.https_v6_status = None;
+            r.web.v6_inconclusive = inconclusive;
+            r.web.v6_error = Some("not run: the measurement's packet allowance was spent".into());
+            r.web.same_certificate = None;
+            r.web.same_content = None;
+            let o = observe(&r);
+            assert!(o.failures.is_empty(), "{:?}", o.failures);
+            assert!(close(o.score(Component::Web), 1.0));
+            assert_eq!(o.tallies[&Component::Web].inconclusive, 3);
+            assert_eq!(o.score(Component::Page), None);
+        }
     }
 
     #[test]
@@ -1368,6 +1407,17 @@ mod tests {
         assert!(close(days[0].1, 1.0) && close(days[0].2, 1.0), "{days:?}");
         assert!(close(days[1].1, 0.5 / 3.0), "{days:?}");
         assert!(days[0].0 < days[1].0);
+
+        // Every result read counts toward the bound, readiness or not.
+        let mut trend = TrendBuilder::default();
+        for _ in 0..MAX_TREND_RESULTS - 1 {
+            assert!(trend.skip());
+        }
+        assert!(trend.add("a.lab", at(1, 0, 60, good())));
+        assert!(!trend.add("a.lab", at(2, 0, 120, good())));
+        let t = trend.finish(&["a.lab".into()], &entities);
+        assert!(t.partial);
+        assert_eq!(t.days.len(), 1);
     }
 
     #[test]

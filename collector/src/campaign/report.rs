@@ -334,6 +334,13 @@ pub fn build(
     now: UnixMicros,
     rule: MinSample,
 ) -> Report {
+    // The domain of each readiness task, looked up once per cell (not a scan of the tasks).
+    let readiness_target: HashMap<_, &str> = record
+        .tasks
+        .iter()
+        .filter(|t| t.task.spec.measurement_kind() == MeasurementKind::Readiness)
+        .map(|t| (t.task_id, t.task.target.as_str()))
+        .collect();
     let asn_of: BTreeMap<&ProbeId, u32> = record
         .probes
         .iter()
@@ -623,18 +630,8 @@ pub fn build(
             &record.spec.targets,
             &record.spec.entities,
             cells,
-            |cell| {
-                record
-                    .tasks
-                    .iter()
-                    .find(|t| t.task_id == cell.task_id)
-                    .filter(|t| t.task.spec.measurement_kind() == MeasurementKind::Readiness)
-                    .map(|t| t.task.target.as_str())
-            },
-            record
-                .tasks
-                .iter()
-                .any(|t| t.task.spec.measurement_kind() == MeasurementKind::Readiness),
+            |cell| readiness_target.get(&cell.task_id).copied(),
+            !readiness_target.is_empty(),
         ),
     }
 }

@@ -2,13 +2,14 @@
 //! scanner: `<script src>`, `<link href>` with a stylesheet or icon `rel`, `<img src>`,
 //! `<iframe src>`. Only absolute (`https://host/…`) and protocol-relative (`//host/…`) URLs
 //! name a host; relative URLs are the page's own host, which the web check already covers.
+//! A URL keeps its port here; `web` fetches only from the web's ports (80, 443, the page's own).
 //!
 //! The input is whatever a server sent, so the scanner never indexes out of bounds, never
 //! recurses, reads at most [`MAX_ATTRIBUTE`] bytes of a value, and stops after `max_hosts`
 //! distinct hosts (saying it did). It is not an HTML parser: inline script and style bodies
 //! and comments are skipped so that markup quoted inside them is not taken for the page's.
 
-use sixmap_shared::measurement::{HttpUrl, Target};
+use sixmap_shared::measurement::{HttpUrl, MAX_READINESS_URL_LEN, Target};
 use std::net::IpAddr;
 
 /// Longest attribute value read; longer URLs are not what a page loads its resources from.
@@ -191,6 +192,12 @@ fn absolute(value: &[u8], https: bool) -> Option<Reference> {
         return None;
     };
     let url = HttpUrl::parse(&url).ok()?;
+    // The URL goes into the result as written out again (scheme added, `?` after the host
+    // given its `/`): one longer than the result allows is dropped, not let fail the whole
+    // measurement's validation.
+    if url.to_string().len() > MAX_READINESS_URL_LEN {
+        return None;
+    }
     let host = url.host.to_ascii_lowercase();
     let host = match host.parse::<IpAddr>() {
         Ok(address) => address.to_string(),
@@ -306,6 +313,19 @@ mod tests {
             let scan = subresource_hosts(page.as_bytes(), true, 16);
             assert!(scan.hosts.len() <= 16, "{page:.40}");
         }
+        // A value within MAX_ATTRIBUTE whose URL, written out, is longer than a result's URL
+        // may be: dropped.
+        let query = format!(
+            "<img src=https://long.example?{}>",
+            "q".repeat(MAX_ATTRIBUTE - 21)
+        );
+        assert_eq!(query.len() - "<img src=>".len(), MAX_ATTRIBUTE);
+        assert!(hosts(&query, 4).0.is_empty());
+        let relative = format!(
+            "<img src=//long.example/{}>",
+            "p".repeat(MAX_ATTRIBUTE - 15)
+        );
+        assert!(hosts(&relative, 4).0.is_empty());
         let (found, truncated) = hosts(&many_hosts, 16);
         assert_eq!((found.len(), truncated), (16, true));
         assert_eq!(hosts("<img/src=https://f.example/>", 4).0, ["f.example"]);

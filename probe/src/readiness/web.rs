@@ -10,8 +10,8 @@ use crate::safety::{
 };
 use ring::digest::{SHA256, digest};
 use sixmap_shared::measurement::{
-    ConnectOutcome, Family, HttpSpec, HttpUrl, Presence, SubresourceHost, SubresourceReadiness,
-    WebReadiness,
+    ConnectOutcome, Family, HttpSpec, HttpUrl, MAX_READINESS_URL_LEN, Presence, SubresourceHost,
+    SubresourceReadiness, WebReadiness,
 };
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use tokio::time::Instant;
@@ -61,6 +61,8 @@ pub(super) struct Page {
     body: Vec<u8>,
     leaf: Option<Vec<u8>>,
     verified: Option<bool>,
+    /// The fetch stopped for a reason that says nothing of the site.
+    inconclusive: bool,
 }
 
 pub(super) struct Pages {
@@ -109,41 +111,50 @@ async fn page(run: &Run<'_>, family: Family, address: IpAddr, url: &str, end: In
     let mut url = url.to_owned();
     let mut address = address;
     let mut host = None;
+    let mut own_port = None;
     for hop in 0..=READINESS_MAX_REDIRECTS {
         let spec = match HttpSpec::new(&url, "GET", READINESS_PAGE_BODY) {
             Ok(spec) => spec,
             Err(e) => {
-                page.error = Some(bounded(format!("redirect to an unusable URL: {e}")));
+                let why = bounded(format!("redirect to an unusable URL: {e}"));
+                page.stop(Stop::Failed(why));
                 break;
             }
         };
+        let own_port = *own_port.get_or_insert(spec.url().port);
+        if let Err(why) = web_port(spec.url().port, own_port) {
+            page.stop(Stop::Failed(format!("redirect {why}")));
+            break;
+        }
         // A redirect to another host: its own address in the same family.
         if host.as_ref().is_some_and(|h| *h != spec.url().host) {
             match next_address(run, &spec.url().host, family, end).await {
                 Ok(next) => address = next,
-                Err(why) => {
-                    page.error = Some(why);
+                Err(stop) => {
+                    page.stop(stop);
                     break;
                 }
             }
         }
         host = Some(spec.url().host.clone());
         if let Err(why) = run.allowed(address) {
-            page.error = Some(why);
+            page.stop(Stop::Inconclusive(why));
             break;
         }
         if !run.take(readiness_fetch(READINESS_PAGE_BODY)) {
-            page.error = Some(NO_BUDGET.to_owned());
+            page.stop(Stop::Inconclusive(NO_BUDGET.to_owned()));
             break;
         }
         let fetched = match http::fetch(&run.ctx_until(end), &spec, address).await {
             Ok(fetched) => fetched,
+            // A local error (a socket, the trust anchors): nothing was learnt of the site.
             Err(e) => {
-                page.error = Some(bounded(e.message));
+                page.stop(Stop::Inconclusive(bounded(e.message)));
                 break;
             }
         };
         let Some(result) = &fetched.result else {
+            page.stop(Stop::Inconclusive("no request was made".to_owned()));
             break;
         };
         run.refund(unsent(READINESS_PAGE_BODY, result.body_bytes));
@@ -170,15 +181,63 @@ async fn page(run: &Run<'_>, family: Family, address: IpAddr, url: &str, end: In
     page
 }
 
-/// The first address of `host` in `family`, looked up through the host's resolver.
+/// Why a fetch or one of its redirect hops was not completed.
+#[derive(Debug)]
+enum Stop {
+    /// The site's doing: a redirect to a host without an address in the family, to an
+    /// unusable URL or to another service's port.
+    Failed(String),
+    /// Nothing learnt of the site: the packet allowance, a lookup without a usable answer,
+    /// the probe's target policy, a local error.
+    Inconclusive(String),
+}
+
+impl Page {
+    /// A hop not completed: what an earlier hop got (a 3xx, its body and certificate) is no
+    /// page, so it must not pass for one, be compared with the other family's page or be
+    /// scanned for subresources.
+    fn stop(&mut self, stop: Stop) {
+        self.status = None;
+        self.body = Vec::new();
+        self.leaf = None;
+        self.verified = None;
+        let (why, inconclusive) = match stop {
+            Stop::Failed(why) => (why, false),
+            Stop::Inconclusive(why) => (why, true),
+        };
+        self.error = Some(why);
+        self.inconclusive = inconclusive;
+    }
+}
+
+/// A page may send the probe to the web's ports only (80, 443, and the port of the page
+/// asked for): otherwise a hostile page or redirect could make every probe send an HTTP
+/// request to any service of any host, a mail server's port 25 say.
+fn web_port(port: u16, own_port: u16) -> Result<(), String> {
+    if matches!(port, 80 | 443) || port == own_port {
+        Ok(())
+    } else {
+        Err(format!(
+            "not followed: port {port} is not 80, 443 or the page's own ({own_port})"
+        ))
+    }
+}
+
+/// The first address of `host` in `family`, looked up through the host's resolver. An
+/// address literal of the other family is refused: it would leave the family measured.
 async fn next_address(
     run: &Run<'_>,
     host: &str,
     family: Family,
     end: Instant,
-) -> Result<IpAddr, String> {
+) -> Result<IpAddr, Stop> {
     if let Ok(literal) = host.parse::<IpAddr>() {
-        return Ok(literal);
+        return match (family, literal) {
+            (Family::V6, IpAddr::V6(_)) | (Family::V4, IpAddr::V4(_)) => Ok(literal),
+            _ => Err(Stop::Failed(format!(
+                "redirected to {host}, an address of the other family"
+            ))),
+        };
     }
     let deadline = share(end, 4);
     match family {
@@ -186,20 +245,29 @@ async fn next_address(
             let answer = run.lookup(host, TYPE_AAAA, deadline).await;
             match aaaa_presence(&answer, run.dns64) {
                 (_, Some(address)) => Ok(IpAddr::V6(address)),
-                (presence, None) => Err(format!(
-                    "redirected to {host}, whose AAAA is {}",
-                    presence.words()
-                )),
+                (presence, None) => {
+                    let why = format!("redirected to {host}, whose AAAA is {}", presence.words());
+                    Err(match presence {
+                        Presence::No => Stop::Failed(why),
+                        _ => Stop::Inconclusive(why),
+                    })
+                }
             }
         }
         Family::V4 => {
             let answer = run.lookup(host, TYPE_A, deadline).await;
-            answer
+            let found = answer
                 .records
                 .iter()
                 .find_map(|r| r.parse::<Ipv4Addr>().ok())
-                .map(IpAddr::V4)
-                .ok_or_else(|| format!("redirected to {host}, which has no A record"))
+                .map(IpAddr::V4);
+            found.ok_or_else(|| {
+                let why = format!("redirected to {host}, which has no A record");
+                match answer.lookup.status.presence() {
+                    Presence::No => Stop::Failed(why),
+                    _ => Stop::Inconclusive(why),
+                }
+            })
         }
     }
 }
@@ -258,7 +326,10 @@ pub(super) fn readiness(lookups: Lookups, pages: &Pages) -> WebReadiness {
         .find(|p| p.status.is_some())
         .filter(|p| p.moved)
         .and_then(|p| p.url.as_ref())
-        .map(|u| u.to_string());
+        .map(|u| u.to_string())
+        // Written out again it may be longer than the Location was (a `/` before a `?`):
+        // one too long for the result is left out, not let fail the measurement.
+        .filter(|u| u.len() <= MAX_READINESS_URL_LEN);
     WebReadiness {
         host: lookups.host,
         aaaa,
@@ -277,6 +348,7 @@ pub(super) fn readiness(lookups: Lookups, pages: &Pages) -> WebReadiness {
         v6_body_bytes: v6.status.map(|_| v6.body.len() as u64),
         v4_body_bytes: v4.status.map(|_| v4.body.len() as u64),
         final_url,
+        v6_inconclusive: v6.inconclusive,
         aaaa_lookup: lookups.aaaa.lookup,
         a_lookup: lookups.a.lookup,
     }
@@ -305,12 +377,14 @@ pub(super) async fn subresources(
         .url
         .as_ref()
         .map_or(pages.host.as_str(), |u| u.host.as_str());
+    let page_port = page.url.as_ref().map_or(443, |u| u.port);
     let scan = html::subresource_hosts(&page.body, page_https, max_hosts);
     let count = scan.hosts.len();
     let mut hosts = Vec::with_capacity(count);
     for (i, reference) in scan.hosts.into_iter().enumerate() {
         let item_end = share(end, count - i);
-        hosts.push(subresource(run, reference, page_host, &pages.host, item_end).await);
+        let item = subresource(run, reference, page_host, page_port, &pages.host, item_end);
+        hosts.push(item.await);
     }
     SubresourceReadiness {
         html_from: Some(family),
@@ -323,6 +397,7 @@ async fn subresource(
     run: &Run<'_>,
     reference: html::Reference,
     page_host: &str,
+    page_port: u16,
     web_host: &str,
     end: Instant,
 ) -> SubresourceHost {
@@ -345,7 +420,11 @@ async fn subresource(
     };
     let mut fetched_v6 = None;
     let mut status_v6 = None;
-    if let Some(v6) = address {
+    let port = web_port(reference.url.port, page_port);
+    if let (Some(_), Err(why)) = (address, &port) {
+        detail = Some(why.clone());
+    }
+    if let (Some(v6), Ok(())) = (address, port) {
         match fetch_over_v6(run, &reference.url, IpAddr::V6(v6), end).await {
             Ok((status, failure)) => {
                 fetched_v6 = Some(status.is_some_and(|s| (200..400).contains(&s)));
@@ -395,11 +474,12 @@ async fn fetch_over_v6(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tls::testserver::{ca, context, tls};
+    use crate::tls::testserver::{ca, context, tls_serving};
     use sixmap_shared::TargetPolicy;
     use sixmap_shared::measurement::{DnsReadiness, Lookup, LookupStatus, ReadinessResult};
     use std::sync::atomic::AtomicU32;
     use std::time::Duration;
+    use tokio::net::TcpListener;
 
     fn answer(status: LookupStatus, records: &[&str]) -> Answer {
         Answer {
@@ -413,41 +493,51 @@ mod tests {
         }
     }
 
-    /// Real local servers: a page that redirects, the page itself with subresources on an
-    /// IPv6 literal (served), an IPv4 literal and a name the resolver cannot look up.
+    fn lab_run<'a>(ctx: &'a crate::context::Context<'a>) -> Run<'a> {
+        Run {
+            ctx,
+            resolver: None,
+            resolver_error: Some("no resolver in this test".into()),
+            allowance: AtomicU32::new(10_000),
+            dns64: None,
+        }
+    }
+
+    /// Real local servers on one port: a page that redirects, the page itself with
+    /// subresources on an IPv6 literal (served), an IPv4 literal and a name the resolver
+    /// cannot look up.
     #[tokio::test]
     async fn a_redirected_page_and_its_subresources_over_local_servers() {
-        let (sub, sub_server) =
-            tls(&["http/1.1"], b"HTTP/1.1 204 No Content\r\n\r\n".to_vec()).await;
+        let listener = TcpListener::bind("[::1]:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
         let html = format!(
-            "<html><head><script src=\"https://[::1]:{}/app.js\"></script>\
+            "<html><head><script src=\"https://[::1]:{port}/app.js\"></script>\
              <link rel=stylesheet href=//cdn.example/site.css></head>\
-             <body><img src=http://192.0.2.7/logo.png></body></html>",
-            sub.port()
+             <body><img src=http://192.0.2.7/logo.png></body></html>"
         );
         let ok = format!(
             "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{html}",
             html.len()
         );
-        let (home, home_server) = tls(&["http/1.1"], ok.into_bytes()).await;
         let moved = format!(
-            "HTTP/1.1 302 Found\r\nLocation: https://fixture.test:{}/home\r\nContent-Length: 0\r\n\r\n",
-            home.port()
+            "HTTP/1.1 302 Found\r\nLocation: https://fixture.test:{port}/home\r\nContent-Length: 0\r\n\r\n"
         );
-        let (first, first_server) = tls(&["http/1.1"], moved.into_bytes()).await;
+        let server = tls_serving(
+            listener,
+            &["http/1.1"],
+            vec![
+                moved.into_bytes(),
+                ok.into_bytes(),
+                b"HTTP/1.1 204 No Content\r\n\r\n".to_vec(),
+            ],
+        );
 
         let ca = ca(true);
         let mut ctx = context(ca.as_deref(), None, Duration::from_secs(5));
         ctx.policy = TargetPolicy { lab_mode: true };
-        let run = Run {
-            ctx: &ctx,
-            resolver: None,
-            resolver_error: Some("no resolver in this test".into()),
-            allowance: AtomicU32::new(10_000),
-            dns64: None,
-        };
+        let run = lab_run(&ctx);
         let end = ctx.deadline;
-        let url = format!("https://fixture.test:{}/", first.port());
+        let url = format!("https://fixture.test:{port}/");
         let v6 = page(&run, Family::V6, "::1".parse().unwrap(), &url, end).await;
         assert_eq!(v6.status, Some(200), "{v6:?}");
         assert_eq!(
@@ -457,18 +547,6 @@ mod tests {
         assert_eq!(v6.verified, Some(true));
         assert!(v6.leaf.is_some());
         assert_eq!(v6.body, html.as_bytes());
-        assert!(
-            first_server
-                .await
-                .unwrap()
-                .starts_with(b"GET / HTTP/1.1\r\nHost: fixture.test:")
-        );
-        assert!(
-            home_server
-                .await
-                .unwrap()
-                .starts_with(b"GET /home HTTP/1.1\r\n")
-        );
 
         let pages = Pages {
             v6_address: Some("::1".parse().unwrap()),
@@ -478,7 +556,10 @@ mod tests {
             host: "fixture.test".into(),
         };
         let sub = subresources(&run, &pages, 16, end).await;
-        sub_server.await.unwrap();
+        let requests = server.await.unwrap();
+        assert!(requests[0].starts_with(b"GET / HTTP/1.1\r\nHost: fixture.test:"));
+        assert!(requests[1].starts_with(b"GET /home HTTP/1.1\r\n"));
+        assert!(requests[2].starts_with(b"GET /app.js HTTP/1.1\r\n"));
         assert_eq!(sub.html_from, Some(Family::V6));
         let found: Vec<_> = sub
             .hosts
@@ -506,7 +587,7 @@ mod tests {
         assert_eq!(web.a, Presence::Inconclusive);
         assert_eq!(
             web.final_url.as_deref(),
-            Some(&*format!("https://fixture.test:{}/home", home.port()))
+            Some(&*format!("https://fixture.test:{port}/home"))
         );
         assert_eq!((web.same_certificate, web.same_content), (None, None));
         let result = ReadinessResult {
@@ -529,6 +610,135 @@ mod tests {
             text.contains("page works IPv6-only: no: 192.0.2.7"),
             "{text}"
         );
+    }
+
+    /// A page whose subresources and redirect point at other services (a mail server's
+    /// port, any port): the probe sends nothing there.
+    #[tokio::test]
+    async fn a_hostile_page_cannot_send_the_probe_to_other_ports() {
+        let victim = TcpListener::bind("[::1]:0").await.unwrap();
+        let victim_port = victim.local_addr().unwrap().port();
+        let listener = TcpListener::bind("[::1]:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let html =
+            format!("<img src=\"http://[::1]:{victim_port}/\"><img src=\"https://[::1]:25/x\">");
+        let ok = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{html}",
+            html.len()
+        );
+        let moved = format!(
+            "HTTP/1.1 301 Moved\r\nLocation: http://[::1]:{victim_port}/\r\nContent-Length: 0\r\n\r\n"
+        );
+        let server = tls_serving(
+            listener,
+            &["http/1.1"],
+            vec![ok.into_bytes(), moved.into_bytes()],
+        );
+        let ca = ca(true);
+        let mut ctx = context(ca.as_deref(), None, Duration::from_secs(5));
+        ctx.policy = TargetPolicy { lab_mode: true };
+        let run = lab_run(&ctx);
+        let end = ctx.deadline;
+        let url = format!("https://fixture.test:{port}/");
+        let v6 = page(&run, Family::V6, "::1".parse().unwrap(), &url, end).await;
+        assert_eq!(v6.status, Some(200), "{v6:?}");
+        let pages = Pages {
+            v6_address: Some("::1".parse().unwrap()),
+            v4_address: None,
+            v6,
+            v4: Page::default(),
+            host: "fixture.test".into(),
+        };
+        let sub = subresources(&run, &pages, 16, end).await;
+        for host in &sub.hosts {
+            assert_eq!((host.has_aaaa, host.fetched_v6), (Presence::Yes, None));
+            let detail = host.detail.as_deref().unwrap_or_default();
+            assert!(detail.starts_with("not followed: port "), "{detail}");
+        }
+        assert_eq!(
+            sub.hosts.len(),
+            1,
+            "one host, [::1], first on port {victim_port}"
+        );
+
+        let moved = page(&run, Family::V6, "::1".parse().unwrap(), &url, end).await;
+        assert_eq!(
+            (moved.status, moved.inconclusive),
+            (None, false),
+            "{moved:?}"
+        );
+        let error = moved.error.unwrap_or_default();
+        assert!(error.starts_with("redirect not followed: port "), "{error}");
+        server.await.unwrap();
+        let knock = tokio::time::timeout(Duration::from_millis(300), victim.accept()).await;
+        assert!(knock.is_err(), "the probe connected to the victim's port");
+    }
+
+    /// A redirect hop not completed leaves no page behind: the 3xx is not taken for the
+    /// page. Where it went without an address of the family, the site failed; where the
+    /// lookup gave no usable answer, nothing was learnt.
+    #[tokio::test]
+    async fn an_uncompleted_redirect_is_no_page() {
+        let listener = TcpListener::bind("[::1]:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let moved = |to: &str| {
+            format!("HTTP/1.1 301 Moved\r\nLocation: {to}\r\nContent-Length: 5\r\n\r\nmoved")
+                .into_bytes()
+        };
+        let server = tls_serving(
+            listener,
+            &["http/1.1"],
+            vec![
+                moved("https://192.0.2.1/"),
+                moved(&format!("https://elsewhere.example:{port}/")),
+            ],
+        );
+        let ca = ca(true);
+        let mut ctx = context(ca.as_deref(), None, Duration::from_secs(5));
+        ctx.policy = TargetPolicy { lab_mode: true };
+        let run = lab_run(&ctx);
+        let end = ctx.deadline;
+        let url = format!("https://fixture.test:{port}/");
+        let address: IpAddr = "::1".parse().unwrap();
+        let literal = page(&run, Family::V6, address, &url, end).await;
+        let unknown = page(&run, Family::V6, address, &url, end).await;
+        server.await.unwrap();
+        for (p, inconclusive, error) in [
+            (
+                &literal,
+                false,
+                "redirected to 192.0.2.1, an address of the other family",
+            ),
+            (
+                &unknown,
+                true,
+                "redirected to elsewhere.example, whose AAAA is ",
+            ),
+        ] {
+            assert_eq!(p.connect, Some(ConnectOutcome::Connected), "{p:?}");
+            assert_eq!((p.status, p.inconclusive), (None, inconclusive), "{p:?}");
+            assert!(p.body.is_empty() && p.leaf.is_none(), "{p:?}");
+            let why = p.error.as_deref().unwrap_or_default();
+            assert!(why.starts_with(error), "{why}");
+        }
+        let pages = Pages {
+            v6_address: Some("::1".parse().unwrap()),
+            v4_address: None,
+            v6: unknown,
+            v4: Page::default(),
+            host: "fixture.test".into(),
+        };
+        let sub = subresources(&run, &pages, 16, end).await;
+        assert_eq!(sub.html_from, None);
+        let lookups = Lookups {
+            host: "fixture.test".into(),
+            aaaa: answer(LookupStatus::Found, &["::1"]),
+            a: answer(LookupStatus::Failed, &[]),
+            dns64: None,
+        };
+        let web = readiness(lookups, &pages);
+        assert_eq!((web.https_v6_status, web.v6_inconclusive), (None, true));
+        assert_eq!(web.final_url, None);
     }
 
     #[test]

@@ -98,3 +98,24 @@ pub async fn plain(response: Vec<u8>) -> (SocketAddr, tokio::task::JoinHandle<Ve
     });
     (address, task)
 }
+
+/// A TLS server on `listener` answering one connection per response, in order (a page, its
+/// redirect and its subresources on one port); the join handle gives the requests it read.
+pub fn tls_serving(
+    listener: TcpListener,
+    alpn: &[&str],
+    responses: Vec<Vec<u8>>,
+) -> tokio::task::JoinHandle<Vec<Vec<u8>>> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(server_config(alpn));
+    tokio::spawn(async move {
+        let mut requests = Vec::new();
+        for response in responses {
+            let (tcp, _) = listener.accept().await.unwrap();
+            requests.push(match acceptor.accept(tcp).await {
+                Ok(tls) => answer(tls, response).await,
+                Err(_) => Vec::new(),
+            });
+        }
+        requests
+    })
+}

@@ -308,6 +308,12 @@ pub struct WebReadiness {
     /// The URL of the final response over IPv6 (or IPv4 when IPv6 got none), when redirects
     /// were followed to another URL.
     pub final_url: Option<String>,
+    /// The IPv6 fetch (or a redirect hop of it) stopped for a reason that says nothing of
+    /// the site: the packet allowance, a lookup without a usable answer, the probe's own
+    /// target policy, a local error. `https_v6_status` is then `None` and the web check
+    /// inconclusive, not failed.
+    #[serde(default)]
+    pub v6_inconclusive: bool,
 }
 
 /// One host that the page's HTML loads a resource from.
@@ -541,6 +547,12 @@ impl ReadinessResult {
                 return Err(field(name, "HTTP status outside 100..=999"));
             }
         }
+        if web.v6_inconclusive && web.https_v6_status.is_some() {
+            return Err(field(
+                "readiness.web.v6_inconclusive",
+                "set, but IPv6 got a response",
+            ));
+        }
         detail_ok("readiness.web.v6_error", &web.v6_error)?;
         detail_ok("readiness.web.v4_error", &web.v4_error)?;
         if web.final_url.as_ref().is_some_and(|u| {
@@ -612,6 +624,7 @@ mod tests {
                 v6_body_bytes: Some(1000),
                 v4_body_bytes: Some(1000),
                 final_url: None,
+                v6_inconclusive: false,
             },
             subresources: Some(SubresourceReadiness {
                 html_from: Some(super::super::Family::V6),
