@@ -16,10 +16,10 @@
 use crate::rollup::MinSample;
 use crate::store::{ProbeRecord, Store, StoreError};
 use axum::extract::{Path, RawQuery, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+
+use axum::Router;
+use axum::response::Response;
 use axum::routing::get;
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use sixmap_shared::UnixMicros;
 use sixmap_shared::config::ConfigError;
@@ -407,25 +407,14 @@ pub fn router(state: CoverageState) -> Router {
         .with_state(state)
 }
 
-fn bad_request(message: String) -> Response {
-    (
-        StatusCode::BAD_REQUEST,
-        Json(serde_json::json!({ "error": message, "status": 400 })),
-    )
-        .into_response()
-}
-
 async fn country_coverage(
     State(state): State<CoverageState>,
     Path(country): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    if query.as_deref().is_some_and(|q| !q.is_empty()) {
-        return bad_request("unknown parameter: this route takes no query parameters".into());
-    }
-    let Ok(code) = country.to_ascii_uppercase().parse::<CountryCode>() else {
-        let shown: String = country.chars().take(20).collect();
-        return bad_request(format!("{shown:?} is not a country code (two letters)"));
+    let code = match crate::http::country_route::country_of(&country, query.as_deref()) {
+        Ok(code) => code,
+        Err(refused) => return refused,
     };
     let work = move || -> Result<Coverage, StoreError> {
         let probes = state.store.probes()?;
@@ -439,14 +428,7 @@ async fn country_coverage(
             UnixMicros::now(),
         ))
     };
-    match crate::store::run_blocking(work).await {
-        Ok(coverage) => Json(coverage).into_response(),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({ "error": e.to_string(), "status": 503 })),
-        )
-            .into_response(),
-    }
+    crate::http::country_route::json_or_503("coverage", code, work).await
 }
 
 #[cfg(test)]

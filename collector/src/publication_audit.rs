@@ -303,7 +303,10 @@ async fn maps_show_no_probe_address_nor_small_cell() {
             // No probe id on the maps: with a location it joins the dumps and the directory.
             for n in 1..=6 {
                 let id = probe_id(n).to_string();
-                assert!(!detail.contains(&id), "country JSON shows probe {id}:\n{detail}");
+                assert!(
+                    !detail.contains(&id),
+                    "country JSON shows probe {id}:\n{detail}"
+                );
             }
             let detail = json(&detail);
             assert_no_small_cell("country JSON", &detail, 3);

@@ -5,12 +5,12 @@ use super::rollup;
 use crate::rollup::MinSample;
 use crate::store::{Store, StoreError};
 use axum::extract::{Path, RawQuery, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+
+use axum::Router;
+use axum::response::Response;
 use axum::routing::get;
-use axum::{Json, Router};
 use sixmap_shared::UnixMicros;
-use sixmap_shared::prefixes::CountryCode;
+
 use std::sync::Arc;
 
 pub fn router(store: Arc<dyn Store>, rule: MinSample) -> Router {
@@ -22,38 +22,17 @@ pub fn router(store: Arc<dyn Store>, rule: MinSample) -> Router {
         .with_state((store, rule))
 }
 
-fn bad_request(message: String) -> Response {
-    (
-        StatusCode::BAD_REQUEST,
-        Json(serde_json::json!({ "error": message, "status": 400 })),
-    )
-        .into_response()
-}
-
 async fn country_breaks(
     State((store, rule)): State<(Arc<dyn Store>, MinSample)>,
     Path(country): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    if query.as_deref().is_some_and(|q| !q.is_empty()) {
-        return bad_request("unknown parameter: this route takes no query parameters".into());
-    }
-    let Ok(code) = country.to_ascii_uppercase().parse::<CountryCode>() else {
-        let shown: String = country.chars().take(20).collect();
-        return bad_request(format!("{shown:?} is not a country code (two letters)"));
+    let code = match crate::http::country_route::country_of(&country, query.as_deref()) {
+        Ok(code) => code,
+        Err(refused) => return refused,
     };
     let work = move || -> Result<rollup::CountryBreaks, StoreError> {
         rollup::country(store.as_ref(), code, rule, UnixMicros::now())
     };
-    match crate::store::run_blocking(work).await {
-        Ok(breaks) => Json(breaks).into_response(),
-        Err(e) => {
-            tracing::warn!(error = %e, country = %code, "breaks not read");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(serde_json::json!({ "error": e.to_string(), "status": 503 })),
-            )
-                .into_response()
-        }
-    }
+    crate::http::country_route::json_or_503("breaks", code, work).await
 }

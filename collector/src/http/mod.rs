@@ -17,6 +17,7 @@ use std::sync::Arc;
 use crate::i18n::Negotiated;
 use crate::map_view::MapView;
 
+pub mod country_route;
 mod csv;
 mod pages;
 mod summary;

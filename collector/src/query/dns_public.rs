@@ -10,10 +10,10 @@ use crate::figures::Source;
 use crate::rollup::MinSample;
 use crate::store::{Store, StoreError};
 use axum::extract::{Path, RawQuery, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+
+use axum::Router;
+use axum::response::Response;
 use axum::routing::get;
-use axum::{Json, Router};
 use serde::Serialize;
 use sixmap_shared::UnixMicros;
 use sixmap_shared::prefixes::CountryCode;
@@ -80,25 +80,14 @@ pub fn router(store: Arc<dyn Store>, rule: MinSample) -> Router {
         .with_state((store, rule))
 }
 
-fn bad_request(message: String) -> Response {
-    (
-        StatusCode::BAD_REQUEST,
-        Json(serde_json::json!({ "error": message, "status": 400 })),
-    )
-        .into_response()
-}
-
 async fn country_dns(
     State((store, rule)): State<(Arc<dyn Store>, MinSample)>,
     Path(country): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    if query.as_deref().is_some_and(|q| !q.is_empty()) {
-        return bad_request("unknown parameter: this route takes no query parameters".into());
-    }
-    let Ok(code) = country.to_ascii_uppercase().parse::<CountryCode>() else {
-        let shown: String = country.chars().take(20).collect();
-        return bad_request(format!("{shown:?} is not a country code (two letters)"));
+    let code = match crate::http::country_route::country_of(&country, query.as_deref()) {
+        Ok(code) => code,
+        Err(refused) => return refused,
     };
     let work = move || -> Result<CountryDns, StoreError> {
         let asked = Request {
@@ -114,17 +103,7 @@ async fn country_dns(
         )?;
         Ok(publish(code, card, rule))
     };
-    match crate::store::run_blocking(work).await {
-        Ok(dns) => Json(dns).into_response(),
-        Err(e) => {
-            tracing::warn!(error = %e, country = %code, "country dns scorecard not read");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(serde_json::json!({ "error": e.to_string(), "status": 503 })),
-            )
-                .into_response()
-        }
-    }
+    crate::http::country_route::json_or_503("dns", code, work).await
 }
 
 #[cfg(test)]
