@@ -20,6 +20,7 @@ pub mod link;
 pub mod lograte;
 pub mod metrics;
 pub mod nat64_cache;
+pub mod netinfo;
 pub mod outbox;
 pub mod ping;
 pub mod pmtu;

@@ -90,11 +90,11 @@ pub fn shared() -> &'static Nat64Cache {
 }
 
 /// The NAT64 prefix from the answers to `ipv4only.arpa` AAAA with their TTLs: the prefix as
-/// [`crate::selftest::nat64_prefix`] reads it, and how long to keep it (the smallest TTL of
+/// [`crate::netinfo::nat64_prefix`] reads it, and how long to keep it (the smallest TTL of
 /// the AAAA records; [`NEGATIVE_TTL`] without a prefix).
 pub fn prefix_and_ttl(answers: &[(Ipv6Addr, u32)]) -> (Option<Ipv6Addr>, Duration) {
     let addresses: Vec<IpAddr> = answers.iter().map(|(a, _)| IpAddr::V6(*a)).collect();
-    match crate::selftest::nat64_prefix(&addresses) {
+    match crate::netinfo::nat64_prefix(&addresses) {
         Some(prefix) => {
             let ttl = answers.iter().map(|(_, ttl)| *ttl).min().unwrap_or(0);
             (Some(prefix), Duration::from_secs(u64::from(ttl)))
@@ -116,10 +116,10 @@ pub async fn current_network() -> Network {
     let read = |path: &'static str| async move { tokio::fs::read_to_string(path).await.ok() };
     let default_v6 = read("/proc/net/ipv6_route")
         .await
-        .and_then(|t| crate::selftest::parse_ipv6_default_route(&t));
+        .and_then(|t| crate::netinfo::parse_ipv6_default_route(&t));
     let default_v4 = read("/proc/net/route")
         .await
-        .and_then(|t| crate::selftest::parse_ipv4_default_route(&t));
+        .and_then(|t| crate::netinfo::parse_ipv4_default_route(&t));
     Network {
         resolver,
         source,
@@ -164,7 +164,7 @@ pub async fn discover(cache: &Nat64Cache) -> Option<Ipv6Addr> {
         return known;
     }
     let Some(resolver) = network.resolver else {
-        return crate::selftest::lookup_nat64_prefix().await;
+        return crate::netinfo::lookup_nat64_prefix().await;
     };
     cache
         .queries
@@ -172,7 +172,7 @@ pub async fn discover(cache: &Nat64Cache) -> Option<Ipv6Addr> {
     let Some(answers) = query(resolver).await else {
         // Not asked or not answered here (a resolver only the C library reaches): the old
         // way, without a TTL to keep it for.
-        return crate::selftest::lookup_nat64_prefix().await;
+        return crate::netinfo::lookup_nat64_prefix().await;
     };
     let (prefix, ttl) = prefix_and_ttl(&answers);
     tracing::debug!(?prefix, ttl_s = ttl.as_secs(), %resolver, "NAT64 prefix discovered");

@@ -6,20 +6,12 @@
 //! the probe can see and never fails, so a container without `/sys` still reports something.
 //! The parsing is pure functions over the files' text, tested on fixtures.
 
+use crate::netinfo::lookup;
+pub use crate::netinfo::{nat64_prefix, parse_ipv4_default_route, parse_ipv6_default_route};
 use sixmap_shared::UnixMicros;
 use sixmap_shared::health::{InterfaceKind, MAX_NAME_LEN, MAX_SELF_TEST_V4_ADDRESSES, SelfTest};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
-
-/// Bound on each DNS lookup; `getaddrinfo` itself may retry for much longer.
-const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
-/// RTF_REJECT: an unreachable/prohibit route, which carries no traffic.
-const RTF_REJECT: u32 = 0x0200;
-/// RFC 7050 discovery name; its only A records are the two well-known addresses below.
-const NAT64_DISCOVERY_NAME: &str = "ipv4only.arpa";
-const WELL_KNOWN_IPV4_ONLY: [Ipv4Addr; 2] =
-    [Ipv4Addr::new(192, 0, 0, 170), Ipv4Addr::new(192, 0, 0, 171)];
 
 /// Runs the self-test against the host's `/proc`, `/sys` and resolver.
 ///
@@ -122,13 +114,6 @@ pub(crate) async fn discover_nat64_prefix() -> Option<Ipv6Addr> {
     crate::nat64_cache::discover(crate::nat64_cache::shared()).await
 }
 
-/// [`discover_nat64_prefix`] through the C library, uncached (it gives no TTL).
-pub(crate) async fn lookup_nat64_prefix() -> Option<Ipv6Addr> {
-    lookup(NAT64_DISCOVERY_NAME)
-        .await
-        .and_then(|answers| nat64_prefix(&answers))
-}
-
 async fn read(root: &Path, relative: &str) -> Option<String> {
     tokio::fs::read_to_string(root.join(relative)).await.ok()
 }
@@ -150,15 +135,6 @@ fn bounded_name(name: &str) -> &str {
         end -= 1;
     }
     &name[..end]
-}
-
-/// All addresses the system resolver returns for `name`, or `None` on failure or timeout.
-/// On timeout the blocking `getaddrinfo` thread finishes on its own; only the wait is bounded.
-async fn lookup(name: &str) -> Option<Vec<IpAddr>> {
-    match tokio::time::timeout(LOOKUP_TIMEOUT, tokio::net::lookup_host((name, 0))).await {
-        Ok(Ok(answers)) => Some(answers.map(|a| a.ip()).collect()),
-        Ok(Err(_)) | Err(_) => None,
-    }
 }
 
 /// `root/sys/class/net/<name>/<file>`, refusing names that would leave that directory: the
@@ -196,63 +172,6 @@ async fn list_interfaces(root: &Path) -> Vec<String> {
         }
     }
     names
-}
-
-/// The interface of the default IPv6 route in `/proc/net/ipv6_route`, lowest metric first.
-///
-/// Reject routes are skipped: some setups list an unreachable default on `lo`, which must not
-/// read as IPv6 connectivity.
-pub fn parse_ipv6_default_route(text: &str) -> Option<String> {
-    let routes = text.lines().filter_map(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let &[
-            destination,
-            prefix_len,
-            _,
-            _,
-            _,
-            metric,
-            _,
-            _,
-            flags,
-            interface,
-        ] = fields.as_slice()
-        else {
-            return None;
-        };
-        let is_default = prefix_len == "00" && destination.bytes().all(|b| b == b'0');
-        let metric = u32::from_str_radix(metric, 16).ok()?;
-        usable_default(is_default, flags)?;
-        Some((metric, interface))
-    });
-    lowest_metric(routes)
-}
-
-/// The interface of the default IPv4 route in `/proc/net/route`, lowest metric first.
-pub fn parse_ipv4_default_route(text: &str) -> Option<String> {
-    let routes = text.lines().filter_map(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let &[interface, destination, _, flags, _, _, metric, mask, ..] = fields.as_slice() else {
-            return None;
-        };
-        let is_default = destination == "00000000" && mask == "00000000";
-        // Unlike ipv6_route, this file prints the metric in decimal.
-        let metric = metric.parse().ok()?;
-        usable_default(is_default, flags)?;
-        Some((metric, interface))
-    });
-    lowest_metric(routes)
-}
-
-fn usable_default(is_default: bool, hex_flags: &str) -> Option<()> {
-    let flags = u32::from_str_radix(hex_flags, 16).ok()?;
-    (is_default && flags & RTF_REJECT == 0).then_some(())
-}
-
-fn lowest_metric<'a>(routes: impl Iterator<Item = (u32, &'a str)>) -> Option<String> {
-    routes
-        .min_by_key(|&(metric, _)| metric)
-        .map(|(_, interface)| interface.to_owned())
 }
 
 /// The host's own IPv4 addresses from `/proc/net/fib_trie`: the `/32 host LOCAL` leaves of the
@@ -310,27 +229,6 @@ pub fn interface_kind(arphrd: u32) -> InterfaceKind {
         768 | 769 | 778 | 823 | 65534 => InterfaceKind::Tunnel,
         _ => InterfaceKind::Other,
     }
-}
-
-/// The NAT64 prefix (RFC 7050) from the answers for `ipv4only.arpa`: an IPv6 answer whose last
-/// 32 bits are a well-known IPv4-only address, with those bits zeroed.
-///
-/// Only /96 prefixes are found: RFC 6052 also allows /32 to /64, where the IPv4 address is
-/// split around the reserved octet; those would need the other offsets searched as well.
-pub fn nat64_prefix(answers: &[IpAddr]) -> Option<Ipv6Addr> {
-    answers.iter().find_map(|answer| {
-        let IpAddr::V6(v6) = answer else {
-            return None;
-        };
-        // A mapped address is IPv4 in disguise, not a synthesised one.
-        if v6.to_ipv4_mapped().is_some() {
-            return None;
-        }
-        let [.., a, b, c, d] = v6.octets();
-        WELL_KNOWN_IPV4_ONLY
-            .contains(&Ipv4Addr::new(a, b, c, d))
-            .then(|| Ipv6Addr::from_bits(v6.to_bits() & !0xffff_ffff))
-    })
 }
 
 /// A CLAT is present when the host holds an address of 192.0.0.0/29 (RFC 7335, reserved for

@@ -15,6 +15,7 @@
 pub mod apply;
 pub mod cli;
 mod declared;
+mod escape;
 pub mod grpc;
 pub mod http;
 pub mod pdf;

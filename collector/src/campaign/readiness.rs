@@ -756,7 +756,7 @@ fn num(v: f64) -> String {
 /// value the host, `n` the probes that saw it, source the probe's words),
 /// `readiness_entity` and `readiness_trend` (metric `score_on_YYYY-MM-DD`).
 pub fn csv_rows(r: &ReadinessReport) -> String {
-    use super::report::csv_field;
+    use super::escape::csv_field;
     let mut out = String::new();
     let mut row =
         |section: &str, target: &str, metric: &str, value: String, n: String, source: &str| {
@@ -845,7 +845,7 @@ pub fn csv_rows(r: &ReadinessReport) -> String {
 /// The readiness section of the HTML report, in the reader's language.
 pub fn to_html(r: &ReadinessReport, l: &crate::i18n::Language) -> String {
     use std::fmt::Write;
-    let esc = super::report::esc;
+    let esc = super::escape::esc;
     let score = |s: Option<f64>| {
         s.map_or_else(|| esc(l.t("readiness.no_score")), |v| esc(&l.percent(v, 1)))
     };

@@ -2,6 +2,7 @@
 //! recomputed by hand from the results export. [`METHODOLOGY`] states the method and is
 //! embedded, with its version and the campaign spec, in every rendering.
 
+pub(crate) use super::escape::{csv_field, esc};
 use super::presence::{self, Answer, Presence, Source, TYPE_A, TYPE_AAAA, Verdict};
 use super::spec::{is_reachability_kind, task_label};
 use super::{CampaignRecord, DeclaredFigure, Progress};
@@ -644,14 +645,6 @@ fn share_text(p: Option<&Proportion>, probes: usize) -> String {
     )
 }
 
-pub(crate) fn csv_field(text: &str) -> String {
-    if text.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text.to_owned()
-    }
-}
-
 fn num(v: f64) -> String {
     format!("{v:.4}")
 }
@@ -912,13 +905,6 @@ pub fn to_csv(report: &Report) -> String {
         out.push_str(&super::readiness::csv_rows(readiness));
     }
     out
-}
-
-pub(crate) fn esc(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 /// A share with its interval and sample size: `44.0 % [21.3–69.2] n=3` in English.

@@ -12,11 +12,10 @@
 use super::codec::{CodecError, Reader, put_u64};
 use super::sketch::Sketch;
 use super::{Count, Order, get_order, put_order};
-use crate::query::dns_scorecard::{self as card};
 use crate::store::StoredResult;
-use sixmap_shared::measurement::{DnsResult, DnsTransport};
+use sixmap_shared::measurement::{DnsResponse, DnsResult, DnsTransport, Family};
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// DoT and DoH over IPv6, in the order they are encoded.
 pub const ENCRYPTED: [&str; 2] = ["tls", "https"];
@@ -73,7 +72,7 @@ impl DnsScore {
         let probe = stored.result.key.probe_id.to_string();
         self.probes.insert(probe.clone());
         let answered = dns.response.is_some();
-        let over_v6 = card::over_v6(stored);
+        let over_v6 = over_v6(stored);
         match dns.transport_used {
             DnsTransport::Udp | DnsTransport::Tcp => {
                 if over_v6 {
@@ -102,21 +101,21 @@ impl DnsScore {
         let Some(response) = dns.response.as_ref().filter(|r| r.rcode == 0) else {
             return;
         };
-        match card::scored_query(dns.query_type, response) {
-            Some(card::Scored::Aaaa(yes)) => self.aaaa.add(yes),
-            Some(card::Scored::Https(yes)) => self.https_ipv6hint.add(yes),
+        match scored_query(dns.query_type, response) {
+            Some(Scored::Aaaa(yes)) => self.aaaa.add(yes),
+            Some(Scored::Https(yes)) => self.https_ipv6hint.add(yes),
             None => {}
         }
         for answer in &response.answers {
             match answer.record_type {
-                card::TYPE_A => {
+                TYPE_A => {
                     if let Ok(v4) = answer.data.parse::<Ipv4Addr>() {
                         let key = (probe.clone(), dns.query_name.clone());
                         self.pairs.entry(key).or_default().a.insert(v4);
                     }
                 }
-                card::TYPE_AAAA => {
-                    if let Some(v4) = card::synthesised(&answer.data) {
+                TYPE_AAAA => {
+                    if let Some(v4) = synthesised(&answer.data) {
                         self.synthesised += 1;
                         let key = (probe.clone(), dns.query_name.clone());
                         *self
@@ -282,4 +281,51 @@ fn get_v4(r: &mut Reader<'_>) -> Result<Ipv4Addr, CodecError> {
         .try_into()
         .map_err(|_| CodecError("IPv4 address is not 4 bytes"))?;
     Ok(Ipv4Addr::from(octets))
+}
+
+// What a DNS result says, shared with the per-request scorecard (`query::dns_scorecard`),
+// which reads these from here so the figures do not import the query service back.
+
+pub(crate) const TYPE_A: u16 = 1;
+pub(crate) const TYPE_AAAA: u16 = 28;
+const TYPE_HTTPS: u16 = 65;
+/// `64:ff9b::/96`.
+const WELL_KNOWN_PREFIX: u128 = 0x0064_ff9b_u128 << 96;
+
+/// Whether a result went to an IPv6 address (its destination, else the family it used).
+pub(crate) fn over_v6(stored: &StoredResult) -> bool {
+    stored
+        .result
+        .destination
+        .map(Family::of)
+        .or(stored.result.family_used)
+        == Some(Family::V6)
+}
+
+/// What a NOERROR answer scores: an AAAA query (with an AAAA record?) or an HTTPS query
+/// answered with records (with an `ipv6hint`?).
+pub(crate) enum Scored {
+    Aaaa(bool),
+    Https(bool),
+}
+
+pub(crate) fn scored_query(query_type: u16, response: &DnsResponse) -> Option<Scored> {
+    match query_type {
+        TYPE_AAAA => Some(Scored::Aaaa(
+            response.answers.iter().any(|a| a.record_type == TYPE_AAAA),
+        )),
+        TYPE_HTTPS if !response.answers.is_empty() => {
+            Some(Scored::Https(response.answers.iter().any(|a| {
+                a.record_type == TYPE_HTTPS && a.data.contains("ipv6hint=")
+            })))
+        }
+        _ => None,
+    }
+}
+
+/// The IPv4 address a `64:ff9b::/96` AAAA record embeds.
+pub(crate) fn synthesised(data: &str) -> Option<Ipv4Addr> {
+    let v6: Ipv6Addr = data.parse().ok()?;
+    let bits = v6.to_bits();
+    (bits >> 32 == WELL_KNOWN_PREFIX >> 32).then(|| Ipv4Addr::from_bits(bits as u32))
 }

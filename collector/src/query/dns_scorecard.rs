@@ -21,29 +21,21 @@
 //! for aggregates; its DNS64 comparison keeps at most [`MAX_NAMES`] (probe, day, name) pairs,
 //! past which synthesised records count as unverified). [`from_tallies`] is pure.
 
-use crate::figures::dns::{DnsScore, ENCRYPTED};
+use crate::figures::dns::{
+    DnsScore, ENCRYPTED, Scored, TYPE_A, TYPE_AAAA, over_v6, scored_query, synthesised,
+};
 use crate::figures::{Count, DAY_US, Figure, FigureKey, Source, kind, range_start, read};
 use crate::store::filter::FilterError;
-use crate::store::{
-    ResultFilter, ScanBudget, ScanEnd, Store, StoreError, StoredResult, scan_filtered_bounded,
-};
+use crate::store::{ResultFilter, ScanBudget, ScanEnd, Store, StoreError, scan_filtered_bounded};
 use serde::Serialize;
 use sixmap_shared::UnixMicros;
-use sixmap_shared::measurement::{
-    DnsResponse, DnsResult, DnsTransport, Family, MeasurementKind, Outcome,
-};
+use sixmap_shared::measurement::{DnsResult, DnsTransport, MeasurementKind, Outcome};
 use sixmap_shared::prefixes::CountryCode;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::Ipv4Addr;
 
 /// (probe, name) pairs whose A and synthesised AAAA answers are kept for the DNS64 check.
 pub const MAX_NAMES: usize = 100_000;
-
-pub(crate) const TYPE_A: u16 = 1;
-pub(crate) const TYPE_AAAA: u16 = 28;
-const TYPE_HTTPS: u16 = 65;
-/// `64:ff9b::/96`.
-const WELL_KNOWN_PREFIX: u128 = 0x0064_ff9b_u128 << 96;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Share {
@@ -242,37 +234,6 @@ pub fn scorecard(
         scanned_until,
         source: Source::Scan,
     })
-}
-
-/// Whether a result went to an IPv6 address (its destination, else the family it used).
-pub(crate) fn over_v6(stored: &StoredResult) -> bool {
-    stored
-        .result
-        .destination
-        .map(Family::of)
-        .or(stored.result.family_used)
-        == Some(Family::V6)
-}
-
-/// What a NOERROR answer scores: an AAAA query (with an AAAA record?) or an HTTPS query
-/// answered with records (with an `ipv6hint`?).
-pub(crate) enum Scored {
-    Aaaa(bool),
-    Https(bool),
-}
-
-pub(crate) fn scored_query(query_type: u16, response: &DnsResponse) -> Option<Scored> {
-    match query_type {
-        TYPE_AAAA => Some(Scored::Aaaa(
-            response.answers.iter().any(|a| a.record_type == TYPE_AAAA),
-        )),
-        TYPE_HTTPS if !response.answers.is_empty() => {
-            Some(Scored::Https(response.answers.iter().any(|a| {
-                a.record_type == TYPE_HTTPS && a.data.contains("ipv6hint=")
-            })))
-        }
-        _ => None,
-    }
 }
 
 fn share(count: &Count) -> Share {
@@ -517,13 +478,6 @@ fn count(group: &mut Group, dns: &DnsResult, over_v6: bool) {
     }
 }
 
-/// The IPv4 address a `64:ff9b::/96` AAAA record embeds.
-pub(crate) fn synthesised(data: &str) -> Option<Ipv4Addr> {
-    let v6: Ipv6Addr = data.parse().ok()?;
-    let bits = v6.to_bits();
-    (bits >> 32 == WELL_KNOWN_PREFIX >> 32).then(|| Ipv4Addr::from_bits(bits as u32))
-}
-
 fn median_ms(values: &mut [u64]) -> Option<f64> {
     if values.is_empty() {
         return None;
@@ -547,7 +501,7 @@ pub fn budget() -> ScanBudget {
 mod tests {
     use super::*;
     use crate::store::{SledStore, StoredResult};
-    use sixmap_shared::measurement::{DnsFailureClass, DnsRecord, DnsResponse, DnsSession};
+    use sixmap_shared::measurement::{DnsFailureClass, DnsRecord, DnsResponse, DnsSession, Family};
     use sixmap_shared::prefixes::{Enrichment, PrefixData};
     use std::net::IpAddr;
 
