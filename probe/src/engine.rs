@@ -180,7 +180,7 @@ impl Engine {
             resolve_ns: None,
         };
         if let SpecKind::DualStack(dual) = &spec.kind {
-            return crate::dualstack::run(&ctx, dual)
+            return Box::pin(crate::dualstack::run(&ctx, dual))
                 .await
                 .map(Outcome::DualStack);
         }
@@ -193,7 +193,7 @@ impl Engine {
                     "a readiness spec without a domain name",
                 ));
             };
-            return crate::readiness::run(&ctx, readiness, domain)
+            return Box::pin(crate::readiness::run(&ctx, readiness, domain))
                 .await
                 .map(|result| Outcome::Readiness(Box::new(result)));
         }
@@ -255,6 +255,11 @@ fn dispatch<'c>(ctx: &'c Context<'c>, kind: &'c SpecKind, destination: IpAddr) -
 }
 
 /// Runs one kind against an address already resolved and allowed by the policy.
+///
+/// Each kind's future is boxed: unboxed, every measurement's future was as large as the
+/// largest kind's (66 KB), moved on the stack and allocated with
+/// every task, so a one-shot traceroute spent more time faulting in stack pages than
+/// probing.
 async fn run_kind(
     ctx: &Context<'_>,
     kind: &SpecKind,
@@ -263,7 +268,14 @@ async fn run_kind(
     match kind {
         SpecKind::Ping(ping_spec) => {
             let remaining = ctx.remaining();
-            match ping::ping(destination, ping_spec, remaining, ctx.icmp_socket).await {
+            match Box::pin(ping::ping(
+                destination,
+                ping_spec,
+                remaining,
+                ctx.icmp_socket,
+            ))
+            .await
+            {
                 Ok(result) => Ok(Outcome::Ping(result)),
                 Err(e @ (PingError::NoSocket { .. } | PingError::Socket { .. })) => {
                     Err(failure(ErrorClass::Permission, e.to_string()))
@@ -272,28 +284,28 @@ async fn run_kind(
                 Err(e @ PingError::Io(_)) => Err(failure(ErrorClass::Internal, e.to_string())),
             }
         }
-        SpecKind::Traceroute(spec) => crate::traceroute::run(ctx, spec, destination)
+        SpecKind::Traceroute(spec) => Box::pin(crate::traceroute::run(ctx, spec, destination))
             .await
             .map(Outcome::Traceroute),
-        SpecKind::Dns(spec) => crate::dns::run(ctx, spec, destination)
+        SpecKind::Dns(spec) => Box::pin(crate::dns::run(ctx, spec, destination))
             .await
             .map(Outcome::Dns),
-        SpecKind::Tcp(spec) => crate::tcp::run(ctx, spec, destination)
+        SpecKind::Tcp(spec) => Box::pin(crate::tcp::run(ctx, spec, destination))
             .await
             .map(Outcome::Tcp),
-        SpecKind::Tls(spec) => crate::tls::run(ctx, spec, destination)
+        SpecKind::Tls(spec) => Box::pin(crate::tls::run(ctx, spec, destination))
             .await
             .map(Outcome::Tls),
-        SpecKind::Http(spec) => crate::http::run(ctx, spec, destination)
+        SpecKind::Http(spec) => Box::pin(crate::http::run(ctx, spec, destination))
             .await
             .map(Outcome::Http),
-        SpecKind::Quic(spec) => crate::quic::run(ctx, spec, destination)
+        SpecKind::Quic(spec) => Box::pin(crate::quic::run(ctx, spec, destination))
             .await
             .map(Outcome::Quic),
-        SpecKind::Pmtu(spec) => crate::pmtu::run(ctx, spec, destination)
+        SpecKind::Pmtu(spec) => Box::pin(crate::pmtu::run(ctx, spec, destination))
             .await
             .map(Outcome::Pmtu),
-        SpecKind::ExtHeaders(spec) => crate::exthdr::run(ctx, spec, destination)
+        SpecKind::ExtHeaders(spec) => Box::pin(crate::exthdr::run(ctx, spec, destination))
             .await
             .map(Outcome::ExtHeaders),
         SpecKind::DualStack(_) => Err(failure(
