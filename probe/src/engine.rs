@@ -193,8 +193,14 @@ impl Engine {
                     "a readiness spec without a domain name",
                 ));
             };
-            return Box::pin(crate::readiness::run(&ctx, readiness, domain))
-                .await
+            let ran = Box::pin(crate::readiness::run(&ctx, readiness, domain)).await;
+            // Charged the whole allowance at admission: what the steps did not send (a
+            // domain with two name servers, not sixteen; answers over UDP) comes back.
+            if let Some(budget) = &self.budget {
+                budget.refund(ran.unspent);
+            }
+            return ran
+                .result
                 .map(|result| Outcome::Readiness(Box::new(result)));
         }
         let destination = match &spec.kind {
@@ -447,6 +453,42 @@ mod tests {
         assert_eq!(c, ErrorClass::Policy);
         assert!(message.contains("packet budget exhausted"), "{message}");
         assert!(message.starts_with("ping measurement refused"), "{message}");
+    }
+
+    /// A readiness measurement is charged its whole allowance and gets back what it did not
+    /// send: here every name is one the host's resolver is never asked (`.invalid`), so at
+    /// most the NAT64 prefix discovery is spent.
+    #[tokio::test]
+    async fn a_readiness_measurement_gives_back_what_it_did_not_send() {
+        let budget = Arc::new(PacketBudget::per_minute(1000));
+        let engine = Engine {
+            budget: Some(budget.clone()),
+            ..Engine::default()
+        };
+        let spec = MeasurementSpec::new(
+            Target::hostname("portal.gov.invalid").unwrap(),
+            Family::V6,
+            Duration::from_secs(2),
+            SpecKind::Readiness(
+                sixmap_shared::measurement::ReadinessSpec::new("", "", true, true, 0).unwrap(),
+            ),
+        )
+        .unwrap();
+        assert_eq!(
+            crate::safety::worst_case_packets(&spec),
+            crate::safety::READINESS_DEFAULT_PACKETS
+        );
+        let produced = engine.run(TaskId::new(1).unwrap(), &spec).await;
+        assert!(
+            matches!(produced.outcome, Outcome::Readiness(_)),
+            "{:?}",
+            produced.outcome
+        );
+        let available = budget.available();
+        assert!(
+            available >= 1000 - crate::safety::READINESS_DISCOVERY,
+            "{available} packets left of 1000"
+        );
     }
 
     #[test]

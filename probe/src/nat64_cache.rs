@@ -159,12 +159,36 @@ async fn query(resolver: IpAddr) -> Option<Vec<(Ipv6Addr, u32)>> {
 /// The NAT64 prefix of the network now: from `cache` while it holds for this network, else
 /// discovered (and kept for the answer's TTL). `None`: no prefix, or discovery failed.
 pub async fn discover(cache: &Nat64Cache) -> Option<Ipv6Addr> {
+    discover_counted(cache).await.prefix
+}
+
+/// What [`discover_counted`] found, and the packets it sent for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Discovery {
+    pub prefix: Option<Ipv6Addr>,
+    /// Datagrams sent: 0 when the cache answered, 1 for the query; `None` when the C
+    /// library's lookup ran, which sends what it sends (A and AAAA, retries).
+    pub packets: Option<u32>,
+}
+
+/// [`discover`], saying what it sent, so that a measurement charged for a discovery gets
+/// back what was not sent.
+pub async fn discover_counted(cache: &Nat64Cache) -> Discovery {
     let network = current_network().await;
     if let Some(known) = cache.get(&network, Instant::now()) {
-        return known;
+        return Discovery {
+            prefix: known,
+            packets: Some(0),
+        };
     }
+    let fallback = || async {
+        Discovery {
+            prefix: crate::netinfo::lookup_nat64_prefix().await,
+            packets: None,
+        }
+    };
     let Some(resolver) = network.resolver else {
-        return crate::netinfo::lookup_nat64_prefix().await;
+        return fallback().await;
     };
     cache
         .queries
@@ -172,12 +196,15 @@ pub async fn discover(cache: &Nat64Cache) -> Option<Ipv6Addr> {
     let Some(answers) = query(resolver).await else {
         // Not asked or not answered here (a resolver only the C library reaches): the old
         // way, without a TTL to keep it for.
-        return crate::netinfo::lookup_nat64_prefix().await;
+        return fallback().await;
     };
     let (prefix, ttl) = prefix_and_ttl(&answers);
     tracing::debug!(?prefix, ttl_s = ttl.as_secs(), %resolver, "NAT64 prefix discovered");
     cache.put(network, prefix, ttl, Instant::now());
-    prefix
+    Discovery {
+        prefix,
+        packets: Some(1),
+    }
 }
 
 #[cfg(test)]

@@ -115,6 +115,10 @@ pub fn dual_fault_packets(max_packets: Option<u16>, legs: u32) -> u32 {
 
 /// Packets of one DNS lookup over UDP at worst: the datagram and a TCP retry if truncated.
 pub const READINESS_LOOKUP: u32 = 1 + TCP_CONNECTION + 1;
+/// Packets of the network's NAT64 prefix discovery (RFC 7050) at worst: the C library's
+/// `ipv4only.arpa` lookup (A and AAAA, with retries) when the direct query fails. Usually the
+/// prefix is cached (nothing sent) or one datagram asks for it; the rest is given back.
+pub const READINESS_DISCOVERY: u32 = 2 * READINESS_LOOKUP;
 /// Packets of one TCP connect-and-close (the mail check's port 25).
 pub const READINESS_CONNECT: u32 = TCP_CONNECTION;
 /// Body bytes a readiness page fetch reads at most: enough for the head and body of nearly
@@ -157,7 +161,7 @@ pub fn readiness_allowance(spec: &ReadinessSpec, max_packets: Option<u16>) -> u3
     } else {
         0
     };
-    let own = dns + mail + web + subresources;
+    let own = READINESS_DISCOVERY + dns + mail + web + subresources;
     own.min(max_packets.map_or(READINESS_DEFAULT_PACKETS, u32::from))
 }
 
@@ -391,8 +395,9 @@ mod tests {
             1000
         );
         let small = readiness(false, false, 0).with_max_packets(1024).unwrap();
-        // The NS set and 16 servers twice, A and AAAA, four page fetches per family.
-        let own = 12 + 16 * 2 * 12 + 2 * 12 + 2 * 4 * readiness_fetch(READINESS_PAGE_BODY);
+        // The NAT64 discovery, the NS set and 16 servers twice, A and AAAA, four page
+        // fetches per family.
+        let own = 24 + 12 + 16 * 2 * 12 + 2 * 12 + 2 * 4 * readiness_fetch(READINESS_PAGE_BODY);
         assert_eq!(worst_case_packets(&small), own.min(1024));
         assert_eq!(worst_case_packets(&full.with_max_packets(40).unwrap()), 40);
     }

@@ -759,7 +759,7 @@ fn readiness_result(r: &v1::ReadinessResult) -> Result<ReadinessResult, WireErro
                     let f = format!("readiness.subresources.hosts[{i}]");
                     Ok(SubresourceHost {
                         host: h.host.clone(),
-                        same_host: h.same_host,
+                        same_host: false,
                         has_aaaa: required(
                             &format!("{f}.has_aaaa"),
                             h.has_aaaa,
@@ -782,7 +782,7 @@ fn readiness_result(r: &v1::ReadinessResult) -> Result<ReadinessResult, WireErro
             })
         }
     };
-    Ok(ReadinessResult {
+    let mut result = ReadinessResult {
         resolver: optional_address("readiness.resolver", &r.resolver)?,
         dns64_prefix: optional_v6("readiness.dns64_prefix", &r.dns64_prefix)?,
         dns: DnsReadiness {
@@ -792,7 +792,11 @@ fn readiness_result(r: &v1::ReadinessResult) -> Result<ReadinessResult, WireErro
         mail,
         web,
         subresources,
-    })
+    };
+    // Whether a host is the page's own (exempt from the page's readiness) is derived here
+    // from the web part, whatever the wire says.
+    result.derive_same_hosts();
+    Ok(result)
 }
 
 /// The outcome carried by a result's `error` field or `kind` oneof (an error wins).

@@ -1032,6 +1032,35 @@ fn readiness_without_mail_or_subresources_round_trips() {
 }
 
 #[test]
+fn readiness_same_host_is_derived_at_decode_not_read_from_the_wire() {
+    let mut wire = wire_of(Outcome::Readiness(Box::new(readiness())));
+    // A probe claiming the IPv4-only literal host is the page's own would hide it from the
+    // page's readiness.
+    readiness_wire(&mut wire)
+        .subresources
+        .as_mut()
+        .unwrap()
+        .hosts[1]
+        .same_host = true;
+    let Outcome::Readiness(decoded) = decode::result(&wire).unwrap().outcome else {
+        unreachable!()
+    };
+    let sub = decoded.subresources.as_ref().unwrap();
+    assert!(!sub.hosts[1].same_host);
+    let failing: Vec<_> = sub.failing_hosts().map(|h| h.host.as_str()).collect();
+    assert_eq!(failing, ["192.0.2.7"]);
+    // The final URL's host is the page's own, claimed or not.
+    let mut wire = wire_of(Outcome::Readiness(Box::new(readiness())));
+    let r = readiness_wire(&mut wire);
+    r.subresources.as_mut().unwrap().hosts[0].host = "www.example.gov".into();
+    r.subresources.as_mut().unwrap().hosts[0].url = "https://www.example.gov/app.js".into();
+    let Outcome::Readiness(decoded) = decode::result(&wire).unwrap().outcome else {
+        unreachable!()
+    };
+    assert!(decoded.subresources.unwrap().hosts[0].same_host);
+}
+
+#[test]
 fn hostile_readiness_results_are_refused_naming_the_field() {
     let readiness = || wire_of(Outcome::Readiness(Box::new(readiness())));
     type Damage = Box<dyn Fn(&mut v1::ReadinessResult)>;

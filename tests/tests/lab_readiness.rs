@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers may fail loudly
 
-use sixmap_tests::lab::readiness::{ReadinessLab, readiness};
+use sixmap_tests::lab::readiness::{DNS64_PREFIX, DNS64_PROBE, ReadinessLab, readiness};
 use sixmap_tests::lab_or_skip;
 
 const PROBE: &str = "p1";
@@ -18,12 +18,14 @@ fn text(output: &std::process::Output) -> String {
 
 /// `dig +short TYPE name` from the probe host through its resolver; the answers, sorted.
 fn dig(lab: &ReadinessLab, rtype: &str, name: &str) -> Vec<String> {
+    dig_from(lab, PROBE, rtype, name)
+}
+
+/// [`dig`] from `node`, through that node's resolver.
+fn dig_from(lab: &ReadinessLab, node: &str, rtype: &str, name: &str) -> Vec<String> {
     let output = lab
         .lab
-        .exec(
-            PROBE,
-            &["dig", "+short", "+tries=2", "+time=2", rtype, name],
-        )
+        .exec(node, &["dig", "+short", "+tries=2", "+time=2", rtype, name])
         .unwrap();
     let mut answers: Vec<String> = String::from_utf8_lossy(&output.stdout)
         .lines()
@@ -191,6 +193,35 @@ fn the_readiness_lab_serves_its_truth() {
     assert!(dig(&lab, "AAAA", "v4only.gov.lab").is_empty());
     curl(&lab, "-4", "https://v4only.gov.lab/").unwrap();
 
+    // DNS64 (the resolver of p2): AAAA made up under the prefix for every name with A only,
+    // the real AAAA of the others, and the prefix told by ipv4only.arpa.
+    let synthesised = |v4: std::net::Ipv4Addr| {
+        std::net::Ipv6Addr::from_bits(DNS64_PREFIX.to_bits() | u128::from(v4.to_bits())).to_string()
+    };
+    for (name, v4) in [
+        ("mail.partial.gov.lab", a.mail_v4),
+        ("ns2.v4only.gov.lab", a.ns_v4),
+        ("cdn.v4.lab", a.web_v4),
+        ("v4only.gov.lab", a.web_v4),
+    ] {
+        assert_eq!(
+            dig_from(&lab, DNS64_PROBE, "AAAA", name),
+            [synthesised(v4)],
+            "{name}"
+        );
+    }
+    assert_eq!(
+        dig_from(&lab, DNS64_PROBE, "AAAA", "partial.gov.lab"),
+        [a.web_v6.to_string()]
+    );
+    assert_eq!(
+        dig_from(&lab, DNS64_PROBE, "AAAA", "ipv4only.arpa"),
+        [
+            synthesised("192.0.0.170".parse().unwrap()),
+            synthesised("192.0.0.171".parse().unwrap())
+        ]
+    );
+
     // mismatch: another page and certificate (same CA, so both verify) over IPv6.
     let m6 = curl(&lab, "-6", "https://mismatch.gov.lab/").unwrap();
     let m4 = curl(&lab, "-4", "https://mismatch.gov.lab/").unwrap();
@@ -199,6 +230,73 @@ fn the_readiness_lab_serves_its_truth() {
         certificate(&lab, &a.mismatch_v6.to_string(), "mismatch.gov.lab"),
         certificate(&lab, &a.web_v4.to_string(), "mismatch.gov.lab")
     );
+}
+
+/// Behind DNS64, a probe's own measurement (`sixmap-probe measure readiness`) finds the
+/// network's prefix by RFC 7050 and counts no made-up AAAA as a name's own, whichever name it
+/// is: partial.gov.lab's web host has its own AAAA (so the web host's answer reveals no
+/// prefix), but its mail exchanger and its script's host have only A records.
+#[test]
+fn a_probe_behind_dns64_counts_no_synthesised_aaaa() {
+    lab_or_skip!();
+    let lab = readiness().expect("readiness lab");
+    let measure = |domain: &str| -> serde_json::Value {
+        let ca = lab.ca.ca_cert.display().to_string();
+        let output = lab
+            .lab
+            .command(
+                DNS64_PROBE,
+                sixmap_tests::binary("sixmap-probe").to_str().unwrap(),
+            )
+            .args([
+                "measure",
+                "readiness",
+                domain,
+                "--json",
+                "--lab-mode",
+                "--ca-file",
+                &ca,
+                "--timeout-ms",
+                "20000",
+            ])
+            .output()
+            .expect("run sixmap-probe measure readiness");
+        assert!(output.status.success(), "{}", text(&output));
+        let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        json["outcome"].clone()
+    };
+    let partial = measure("partial.gov.lab");
+    assert_eq!(partial["kind"], "readiness", "{partial:#}");
+    assert_eq!(
+        partial["dns64_prefix"],
+        DNS64_PREFIX.to_string(),
+        "{partial:#}"
+    );
+    assert_eq!(partial["web"]["aaaa"], "yes", "{partial:#}");
+    assert_eq!(partial["web"]["https_v6_status"], 200, "{partial:#}");
+    let mx = &partial["mail"]["exchangers"][0];
+    assert_eq!(mx["name"], "mail.partial.gov.lab", "{partial:#}");
+    assert_eq!(mx["has_aaaa"], "no", "{partial:#}");
+    assert!(mx["address"].is_null() && mx["smtp_v6"].is_null(), "{mx:#}");
+    assert_eq!(mx["detail"], "AAAA only synthesised by DNS64", "{mx:#}");
+    let hosts = partial["subresources"]["hosts"].as_array().unwrap();
+    let cdn = hosts.iter().find(|h| h["host"] == "cdn.v4.lab").unwrap();
+    assert_eq!(cdn["has_aaaa"], "no", "{cdn:#}");
+    assert!(cdn["fetched_v6"].is_null(), "{cdn:#}");
+
+    // A domain without any AAAA of its own: web host, one NS, no MX.
+    let v4only = measure("v4only.gov.lab");
+    assert_eq!(v4only["web"]["aaaa"], "no", "{v4only:#}");
+    assert!(v4only["web"]["v6_address"].is_null(), "{v4only:#}");
+    let ns2 = v4only["dns"]["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "ns2.v4only.gov.lab")
+        .unwrap()
+        .clone();
+    assert_eq!(ns2["has_aaaa"], "no", "{ns2:#}");
+    assert!(ns2["answers_over_v6"].is_null(), "{ns2:#}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -414,13 +512,29 @@ fn a_readiness_campaign_scores_the_lab_truth() {
         (shown["progress"]["results_in"].as_u64()? >= expected as u64).then_some(())
     })
     .unwrap_or_else(|| panic!("{}", logs(&dir, "the readiness results did not all come")));
-    let out = cli(
-        &lab,
-        &campaigner,
-        &["report", &id, "--collector", API, "--format", "json"],
-    );
-    assert!(out.status.success(), "{}", logs(&dir, &text(&out)));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // The trend comes from rows the collector folds from stored results about every half
+    // second: wait until today's has every domain.
+    let report_json = || {
+        let out = cli(
+            &lab,
+            &campaigner,
+            &["report", &id, "--collector", API, "--format", "json"],
+        );
+        assert!(out.status.success(), "{}", logs(&dir, &text(&out)));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let report = wait_for(Duration::from_secs(15), || {
+        let report = report_json();
+        let today = report["readiness"]["trend"]["days"]
+            .as_array()?
+            .last()?
+            .clone();
+        DOMAINS
+            .iter()
+            .all(|d| today["domains"][d.name].is_number())
+            .then_some(report)
+    })
+    .unwrap_or_else(|| panic!("{:#}", report_json()["readiness"]["trend"]));
     eprintln!("report after {:?}", started.elapsed());
     let readiness = &report["readiness"];
     assert_eq!(readiness["method"], "sixmap-readiness/1", "{report:#}");
@@ -455,6 +569,9 @@ fn a_readiness_campaign_scores_the_lab_truth() {
             }
         }
         assert!(close(&d["score"], truth.score()), "{}: {d:#}", truth.name);
+        // p2 asks a DNS64 resolver: had it taken a made-up AAAA for a name's own, it would
+        // differ from p1 (mail.partial.gov.lab "not reachable" instead of "no AAAA"), and
+        // the median of two would not be the truth, nor every failure seen by both.
         assert_eq!(d["inconclusive"], serde_json::json!([]), "{d:#}");
         // What failed, and why: exactly the lab's failures, each seen by both probes.
         let mut failures: Vec<(String, String)> = d["failures"]

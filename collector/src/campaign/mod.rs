@@ -823,15 +823,95 @@ impl Campaigns {
         let mut report = report::build(&record, &cells, progress, now, self.publication);
         report.publisher = self.publisher.clone();
         if let Some(readiness) = report.readiness.as_mut() {
-            readiness.trend = Some(self.readiness_trend(&record)?);
+            readiness.trend = Some(self.readiness_trend(&record, &cells)?);
         }
         Ok(report)
     }
 
-    /// The readiness score per UTC day from the campaign's stored results (only readiness
-    /// results are kept; at most `readiness::MAX_TREND_RESULTS` results of any kind are
-    /// read); blocking.
-    fn readiness_trend(&self, record: &CampaignRecord) -> Result<readiness::Trend, CampaignError> {
+    /// The readiness score per UTC day: from the rows kept at ingest
+    /// (`figures::readiness`) where the store keeps figures, else from the campaign's
+    /// stored results; blocking.
+    fn readiness_trend(
+        &self,
+        record: &CampaignRecord,
+        cells: &[CampaignCell],
+    ) -> Result<readiness::Trend, CampaignError> {
+        if crate::figures::read::ready(&*self.store)? {
+            self.readiness_trend_kept(record, cells)
+        } else {
+            self.readiness_trend_scanned(record)
+        }
+    }
+
+    /// The trend from the kept rows: one row per (readiness task, day) for the newest
+    /// [`readiness::MAX_TREND_DAYS`] days up to the campaign's newest result (its cells say
+    /// which), each holding one entry per probe: O(domains × days) rows, whatever the number
+    /// of results. Whether older days exist costs one row per task.
+    fn readiness_trend_kept(
+        &self,
+        record: &CampaignRecord,
+        cells: &[CampaignCell],
+    ) -> Result<readiness::Trend, CampaignError> {
+        let tasks: Vec<(TaskId, &str)> = record
+            .tasks
+            .iter()
+            .filter(|t| t.task.spec.measurement_kind() == MeasurementKind::Readiness)
+            .map(|t| (t.task_id, t.task.target.as_str()))
+            .collect();
+        let ids: HashSet<TaskId> = tasks.iter().map(|(id, _)| *id).collect();
+        let mut trend = readiness::TrendBuilder::default();
+        let newest = cells
+            .iter()
+            .filter(|c| ids.contains(&c.task_id))
+            .map(|c| readiness::day_number(c.latest.result.started_at))
+            .max();
+        if let Some(newest) = newest {
+            trend.saw_day(newest);
+            let from = readiness::trend_start(newest);
+            let mut gone = false;
+            for (task, target) in &tasks {
+                crate::figures::read::readiness_days(
+                    &*self.store,
+                    *task,
+                    from,
+                    newest.saturating_add(1),
+                    &mut |day, row| {
+                        for (probe, entry) in row.probes {
+                            trend.add_observed(day, target, &probe, entry.order, entry.tallies);
+                        }
+                        gone = crate::limits::readers::cancelled();
+                        !gone
+                    },
+                )?;
+                if gone {
+                    return Err(StoreError::Cancelled.into());
+                }
+                let mut older = false;
+                crate::figures::read::readiness_days(
+                    &*self.store,
+                    *task,
+                    i64::MIN,
+                    from,
+                    &mut |_, _| {
+                        older = true;
+                        false
+                    },
+                )?;
+                if older {
+                    trend.older_days_left();
+                }
+            }
+        }
+        Ok(trend.finish(&record.spec.targets, &record.spec.entities))
+    }
+
+    /// The trend from the campaign's stored results (only readiness results are kept; at
+    /// most `readiness::MAX_TREND_RESULTS` results of any kind are read): stores without
+    /// figures, and the reference the kept rows are tested against; blocking.
+    fn readiness_trend_scanned(
+        &self,
+        record: &CampaignRecord,
+    ) -> Result<readiness::Trend, CampaignError> {
         let target_of: HashMap<TaskId, &str> = record
             .tasks
             .iter()
@@ -1286,6 +1366,109 @@ mod tests {
         drop(c);
         let c = Campaigns::new(Arc::new(SledStore::open(dir.path()).unwrap()), false, None);
         assert!(c.cells(record.id).unwrap() == before);
+    }
+
+    /// The readiness trend from the rows kept at ingest (`figures::readiness`) equals the
+    /// trend from a scan of the campaign's results, on random results: several probes and
+    /// days, a probe measuring a domain more than once a day, replays, failed runs, a
+    /// campaign that measures more than readiness, days older than the trend shows, and the
+    /// rows folded in rounds as results arrive.
+    #[test]
+    fn the_readiness_trend_kept_at_ingest_equals_the_scan() {
+        use super::readiness::tests::{good, partial, v4only};
+        use sixmap_shared::measurement::{ErrorClass, MeasurementError, Outcome};
+        #[allow(clippy::disallowed_methods, clippy::disallowed_types)]
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64
+            | 1;
+        eprintln!("seed {seed}");
+        let mut rng = Random(seed);
+        let dir = tempfile::tempdir().unwrap();
+        let c = service(dir.path(), &fleet(), None);
+        let spec = "name = \"r\"\ntargets = [\"a.gov.example\", \"b.gov.example\", \"c.gov.example\"]\n\
+            [[entities]]\nname = \"M\"\ndomains = [\"a.gov.example\", \"b.gov.example\"]\n\
+            [[measurements]]\nkind = \"readiness\"\ntimeout_ms = 30000\n\
+            [[measurements]]\nkind = \"ping\"\ntimeout_ms = 5000\n";
+        let record = c.create("reg", "toml", spec, NOW).unwrap();
+        let prefixes = sixmap_shared::prefixes::PrefixData::new();
+        // A new store's figures, built before any result (as at the collector's start).
+        crate::figures::fold::rebuild(&*c.store, &prefixes, NOW).unwrap();
+        const DAY: i64 = 86_400_000_000;
+        let fixtures = [good(), partial(), v4only()];
+        let mut all = Vec::new();
+        for probe in &record.probes {
+            for sequence in 1..=50 {
+                let task = &record.tasks[rng.below(record.tasks.len() as u64) as usize];
+                // Mostly the last 8 days; a few long before what the trend shows.
+                let day = if rng.below(40) == 0 {
+                    -400 - rng.below(30) as i64
+                } else {
+                    -(rng.below(8) as i64)
+                };
+                let at = UnixMicros(NOW.0 + day * DAY + rng.below(DAY as u64) as i64);
+                let mut r = crate::testing::ping_v6(
+                    probe.probe.clone(),
+                    sequence,
+                    at,
+                    Some(Duration::from_millis(3)),
+                    Enrichment::default(),
+                );
+                r.result.task_id = task.task_id;
+                r.result.key.boot_epoch = 1 + rng.below(2);
+                if task.task.spec.measurement_kind() == MeasurementKind::Readiness {
+                    r.result.outcome = match rng.below(8) {
+                        0 => Outcome::Failed(MeasurementError {
+                            class: ErrorClass::Internal,
+                            message: "readiness produced an invalid result".into(),
+                        }),
+                        n => Outcome::Readiness(Box::new(fixtures[n as usize % 3].clone())),
+                    };
+                }
+                all.push(r);
+            }
+        }
+        let mut sent = 0;
+        while sent < all.len() {
+            let size = 1 + rng.below(30) as usize;
+            let mut batch = all[sent..(sent + size).min(all.len())].to_vec();
+            sent += batch.len();
+            if rng.below(2) == 0 {
+                batch.push(all[rng.below(sent as u64) as usize].clone());
+            }
+            c.store.insert_results(&batch).unwrap();
+            if rng.below(3) == 0 {
+                crate::figures::fold::fold_once(
+                    &*c.store,
+                    &prefixes,
+                    1 + rng.below(40) as usize,
+                    i64::MIN,
+                )
+                .unwrap();
+            }
+        }
+        while crate::figures::fold::fold_once(&*c.store, &prefixes, 100, i64::MIN)
+            .unwrap()
+            .folded
+            > 0
+        {}
+        let cells = c.cells(record.id).unwrap();
+        let kept = c.readiness_trend_kept(&record, &cells).unwrap();
+        let scanned = c.readiness_trend_scanned(&record).unwrap();
+        assert!(kept == scanned, "seed {seed}: {kept:#?}\n{scanned:#?}");
+        assert!(
+            kept.days.len() >= 6,
+            "seed {seed}: {} days",
+            kept.days.len()
+        );
+        assert!(kept.days.iter().all(|d| d.entities.contains_key("M")));
+        // The report takes the kept rows (this store keeps figures) and so the same trend.
+        let report = c.report(record.id, NOW).unwrap();
+        assert!(report.readiness.unwrap().trend == Some(kept.clone()));
+        // A rebuild from raw results gives the same rows, so the same trend.
+        crate::figures::fold::rebuild(&*c.store, &prefixes, NOW).unwrap();
+        assert!(c.readiness_trend_kept(&record, &cells).unwrap() == kept);
     }
 
     /// The cost of a report over a campaign of many results, from cells and (as before

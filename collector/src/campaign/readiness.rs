@@ -29,7 +29,7 @@ pub const WEIGHTS: [(Component, f64); 4] = [
     (Component::Page, 0.25),
 ];
 
-/// At most this many days in a trend (the newest).
+/// At most this many days in a trend: the calendar days up to the newest with a result.
 pub const MAX_TREND_DAYS: usize = 366;
 /// At most this many results of the campaign are read for a trend, of every kind (a campaign
 /// may measure more than readiness, and a request's work must be bounded whatever it
@@ -50,6 +50,17 @@ pub enum Component {
 }
 
 impl Component {
+    pub const ALL: [Component; 4] = [Self::Dns, Self::Mail, Self::Web, Self::Page];
+
+    /// The component's number in stored figure rows (`figures::readiness`): never reused.
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    pub fn from_code(code: u8) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.code() == code)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Dns => "dns",
@@ -88,6 +99,28 @@ pub enum Reason {
 }
 
 impl Reason {
+    const ALL: [Reason; 10] = [
+        Self::NoAaaa,
+        Self::NoAnswerV6,
+        Self::SmtpV6,
+        Self::HttpsV6,
+        Self::OtherCertificate,
+        Self::OtherContent,
+        Self::NotServedV6,
+        Self::PageNotV6,
+        Self::NoNs,
+        Self::NoMx,
+    ];
+
+    /// The reason's number in stored figure rows (`figures::readiness`): never reused.
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    pub fn from_code(code: u8) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.code() == code)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::NoAaaa => "no_aaaa",
@@ -654,21 +687,51 @@ fn scores_of(
         .collect()
 }
 
-/// UTC day of a time, `YYYY-MM-DD`.
-fn day_of(t: UnixMicros) -> String {
-    let days = t.0.div_euclid(1_000_000).div_euclid(86_400);
+/// UTC day number of a time (days since 1970-01-01).
+pub fn day_number(t: UnixMicros) -> i64 {
+    t.0.div_euclid(1_000_000).div_euclid(86_400)
+}
+
+/// UTC day `YYYY-MM-DD` of a day number.
+fn day_text(days: i64) -> String {
     let (y, m, d) = crate::export::row::civil_from_days(days);
     format!("{y:04}-{m:02}-{d:02}")
 }
 
-/// Collects a trend from results visited one by one (in any order): per UTC day, each
-/// probe's newest result of each domain that day, scored like the report. Bounded: at most
-/// [`MAX_TREND_RESULTS`] results are kept (the caller stops visiting when `add` says so) and
-/// the newest [`MAX_TREND_DAYS`] days are shown.
+/// The first day number a trend ending on day `newest` shows ([`MAX_TREND_DAYS`] days).
+pub fn trend_start(newest: i64) -> i64 {
+    let span = i64::try_from(MAX_TREND_DAYS).unwrap_or(i64::MAX);
+    newest.saturating_sub(span - 1)
+}
+
+/// A result's checks per component (`Observation::tallies`).
+pub type Checks = BTreeMap<Component, Tally>;
+
+/// Where a result sorts among one probe's: start time, then boot epoch and sequence (the
+/// order of `store::is_newer` within a probe; `figures::Order`).
+pub type Order = (i64, u64, u64);
+
+/// The order of a stored result.
+pub fn order_of(r: &StoredResult) -> Order {
+    (
+        r.result.started_at.0,
+        r.result.key.boot_epoch,
+        r.result.key.sequence,
+    )
+}
+
+/// Collects a trend from observations visited one by one (in any order): per UTC day, each
+/// probe's newest result of each domain that day, scored like the report. Fed either by
+/// results read from the store (`add`, bounded: at most [`MAX_TREND_RESULTS`] results are
+/// read, the caller stops visiting when `add` says so) or by the per-day rows kept at ingest
+/// (`add_observed`, `figures::readiness`); the newest [`MAX_TREND_DAYS`] days are shown.
 #[derive(Debug, Default)]
 pub struct TrendBuilder {
-    /// (day, domain, probe) → newest result that day.
-    newest: BTreeMap<(String, String, ProbeId), StoredResult>,
+    /// (day, domain, probe) → newest result that day: its order and its checks.
+    newest: BTreeMap<(i64, String, ProbeId), (Order, Checks)>,
+    /// The day of the campaign's newest result of a readiness task (of any outcome): the
+    /// trend ends there.
+    last_day: Option<i64>,
     seen: usize,
     partial: bool,
 }
@@ -680,21 +743,39 @@ impl TrendBuilder {
         if !self.skip() {
             return false;
         }
-        if readiness_of(&result).is_none() {
+        let day = day_number(result.result.started_at);
+        self.saw_day(day);
+        let Some(readiness) = readiness_of(&result) else {
             return true;
-        }
-        let key = (
-            day_of(result.result.started_at),
-            target.to_owned(),
-            result.result.key.probe_id.clone(),
+        };
+        self.add_observed(
+            day,
+            target,
+            &result.result.key.probe_id,
+            order_of(&result),
+            observe(readiness).tallies,
         );
+        true
+    }
+
+    /// Takes one probe's newest result of `target` on day number `day` (its order and its
+    /// checks), as the kept rows hold it; an older one of the same day is replaced.
+    pub fn add_observed(
+        &mut self,
+        day: i64,
+        target: &str,
+        probe: &ProbeId,
+        order: Order,
+        tallies: BTreeMap<Component, Tally>,
+    ) {
+        self.saw_day(day);
+        let key = (day, target.to_owned(), probe.clone());
         match self.newest.get(&key) {
-            Some(old) if !is_newer(&result, old) => {}
+            Some((old, _)) if *old >= order => {}
             _ => {
-                self.newest.insert(key, result);
+                self.newest.insert(key, (order, tallies));
             }
         }
-        true
     }
 
     /// Counts one result read that is not a readiness task's toward the bound; false once
@@ -708,32 +789,48 @@ impl TrendBuilder {
         true
     }
 
+    /// A result of a readiness task on day `day` exists (whatever its outcome): the trend
+    /// runs up to the newest such day.
+    pub fn saw_day(&mut self, day: i64) {
+        self.last_day = Some(self.last_day.map_or(day, |d| d.max(day)));
+    }
+
+    /// Marks the trend partial: days before the newest [`MAX_TREND_DAYS`] were left unread.
+    pub fn older_days_left(&mut self) {
+        self.partial = true;
+    }
+
     pub fn finish(self, targets: &[String], entities: &[Entity]) -> Trend {
-        let mut by_day: BTreeMap<&str, BTreeMap<(&str, &ProbeId), &StoredResult>> = BTreeMap::new();
-        for ((day, domain, probe), r) in &self.newest {
+        let mut by_day: BTreeMap<i64, BTreeMap<&str, Vec<Observation>>> = BTreeMap::new();
+        for ((day, domain, _), (_, tallies)) in &self.newest {
             by_day
-                .entry(day.as_str())
+                .entry(*day)
                 .or_default()
-                .insert((domain.as_str(), probe), r);
+                .entry(domain.as_str())
+                .or_default()
+                .push(Observation {
+                    tallies: tallies.clone(),
+                    failures: Vec::new(),
+                });
         }
-        let mut partial = self.partial;
-        if by_day.len() > MAX_TREND_DAYS {
-            partial = true;
-        }
-        let skip = by_day.len().saturating_sub(MAX_TREND_DAYS);
+        // The calendar days up to the newest one with a result: older ones are left out.
+        let from = trend_start(self.last_day.unwrap_or(0));
+        let partial = self.partial || by_day.keys().next().is_some_and(|first| *first < from);
         let days = by_day
             .into_iter()
-            .skip(skip)
-            .map(|(day, latest)| {
-                let of_day: Vec<String> = targets
+            .filter(|(day, _)| *day >= from)
+            .map(|(day, of_day)| {
+                let domains: Vec<DomainScore> = targets
                     .iter()
-                    .filter(|t| latest.keys().any(|(d, _)| d == t))
-                    .cloned()
+                    .filter_map(|t| {
+                        let observations = of_day.get(t.as_str())?;
+                        let refs: Vec<&Observation> = observations.iter().collect();
+                        Some(domain_score(t, entities, &refs))
+                    })
                     .collect();
-                let domains = scores_of(&of_day, entities, &latest);
                 let entity = entity_scores(entities, &domains);
                 TrendDay {
-                    day: day.to_owned(),
+                    day: day_text(day),
                     domains: domains
                         .iter()
                         .map(|d| (d.domain.clone(), d.score))
@@ -1036,7 +1133,7 @@ pub fn to_html(r: &ReadinessReport, l: &crate::i18n::Language) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use sixmap_shared::measurement::{
         DnsReadiness, Family, Lookup, MailExchangerCheck, MailReadiness, NameServerCheck,
@@ -1089,7 +1186,7 @@ mod tests {
     }
 
     /// good.gov.lab of the readiness lab: everything ready.
-    fn good() -> ReadinessResult {
+    pub(crate) fn good() -> ReadinessResult {
         ReadinessResult {
             resolver: None,
             dns64_prefix: None,
@@ -1147,7 +1244,7 @@ mod tests {
 
     /// partial.gov.lab: a script host without AAAA, an image host not serving over IPv6, an
     /// MX without AAAA.
-    fn partial() -> ReadinessResult {
+    pub(crate) fn partial() -> ReadinessResult {
         let mut r = good();
         r.mail = Some(MailReadiness {
             mx_lookup: lookup(LookupStatus::Found),
@@ -1167,7 +1264,7 @@ mod tests {
     }
 
     /// v4only.gov.lab: no AAAA, one NS of two without AAAA, no MX.
-    fn v4only() -> ReadinessResult {
+    pub(crate) fn v4only() -> ReadinessResult {
         let mut r = good();
         r.dns.servers[1] = ns("ns2.v4only.gov.lab", Presence::No, None);
         r.mail = Some(MailReadiness {

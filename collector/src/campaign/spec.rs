@@ -315,19 +315,8 @@ pub fn validate(
              (`sixmap-collector campaign create` reads targets_file for you)",
         ));
     }
-    let mut listed = input.targets.clone();
     check_entity_shape(&input.entities)?;
-    // Entity domains join the targets (after them, once each): an entity-only spec measures
-    // its domains. Duplicates are compared canonically below.
-    for entity in &input.entities {
-        for domain in &entity.domains {
-            let canonical = |t: &String| Target::parse(t.trim()).map(|t| t.to_string()).ok();
-            let known = canonical(domain);
-            if known.is_none() || !listed.iter().any(|t| canonical(t) == known) {
-                listed.push(domain.clone());
-            }
-        }
-    }
+    let listed = with_entity_domains(&input.targets, &input.entities)?;
     let targets = check_targets(&listed, lab_mode)?;
     let entities = check_entities(&input.entities, &targets)?;
     let schedule = check_schedule(&input.schedule, now, lab_mode)?;
@@ -390,6 +379,42 @@ pub fn validate(
         ));
     }
     Ok((spec, tasks))
+}
+
+/// The targets followed by the entities' domains not among them (once each): an entity-only
+/// spec measures its domains. The target cap comes first, and every name is parsed once
+/// (a set of canonical names, not a comparison of each domain with every target).
+fn with_entity_domains(
+    targets: &[String],
+    entities: &[Entity],
+) -> Result<Vec<String>, SpecFieldError> {
+    let too_many = || {
+        invalid(
+            "targets",
+            format!("at most {MAX_TARGETS} targets, the entities' domains included"),
+        )
+    };
+    if targets.len() > MAX_TARGETS {
+        return Err(too_many());
+    }
+    let canonical = |t: &str| Target::parse(t.trim()).map(|t| t.to_string()).ok();
+    let mut listed = targets.to_vec();
+    let mut known: std::collections::HashSet<String> =
+        targets.iter().filter_map(|t| canonical(t)).collect();
+    for domain in entities.iter().flat_map(|e| &e.domains) {
+        // One that does not parse joins as it is: `check_targets` names it.
+        let added = match canonical(domain) {
+            Some(name) => known.insert(name),
+            None => true,
+        };
+        if added {
+            if listed.len() == MAX_TARGETS {
+                return Err(too_many());
+            }
+            listed.push(domain.clone());
+        }
+    }
+    Ok(listed)
 }
 
 /// Bounds of the entity list, before its domains are parsed.
@@ -796,6 +821,50 @@ every_s = 300
         json.as_object_mut().unwrap().remove("entities");
         let back: CampaignSpec = serde_json::from_value(json).unwrap();
         assert!(back.entities.is_empty());
+    }
+
+    #[test]
+    fn entity_domains_count_toward_the_target_cap_before_they_are_compared() {
+        let targets: Vec<String> = (0..MAX_TARGETS).map(|i| format!("t{i}.gov.lab")).collect();
+        // Every target listed again by an entity (canonically equal): nothing is added.
+        let again = vec![Entity {
+            name: "All".into(),
+            domains: targets
+                .iter()
+                .take(MAX_ENTITY_DOMAINS)
+                .map(|t| t.to_uppercase())
+                .collect(),
+        }];
+        assert_eq!(with_entity_domains(&targets, &again).unwrap(), targets);
+        // One new domain past the cap is refused, naming the targets.
+        let new = vec![Entity {
+            name: "New".into(),
+            domains: vec!["new.gov.lab".into()],
+        }];
+        let e = with_entity_domains(&targets, &new).unwrap_err();
+        assert_eq!(e.field, "targets");
+        assert!(e.reason.contains("entities' domains included"), "{e}");
+        // Too many targets are refused before any entity domain is looked at.
+        let mut over = targets.clone();
+        over.push("x.gov.lab".into());
+        let e = with_entity_domains(&over, &[]).unwrap_err();
+        assert_eq!(e.field, "targets");
+        // The largest entity list against the largest target list stays linear: 20 000
+        // domains, each parsed once.
+        let many: Vec<Entity> = (0..MAX_ENTITIES)
+            .map(|i| Entity {
+                name: format!("E{i}"),
+                domains: (0..MAX_ENTITY_DOMAINS)
+                    .map(|j| format!("t{}.gov.lab", (i * MAX_ENTITY_DOMAINS + j) % MAX_TARGETS))
+                    .collect(),
+            })
+            .collect();
+        let started = std::time::Instant::now();
+        assert_eq!(
+            with_entity_domains(&targets, &many).unwrap().len(),
+            MAX_TARGETS
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
     }
 
     #[test]

@@ -20,6 +20,8 @@
 //!   attributed failures (`crate::blame`), counted; "where IPv6 breaks" (`blame::rollup`).
 //! - **dns score** `(UTC day, probe's country and AS)`: the DNS-over-IPv6 scorecard's counts,
 //!   probes, timing sketches and DNS64 pairs (`dns`); `/api/v1/query/dns-scorecard`.
+//! - **readiness** `(readiness task, UTC day)`: each probe's newest readiness result of the
+//!   task's domain that day, as the trend scores it (`readiness`); a campaign report's trend.
 //!
 //! Medians come from a log-bucketed histogram with at most 1 % relative error
 //! ([`sketch::RELATIVE_ERROR`]); counts and shares are exact.
@@ -38,6 +40,7 @@ pub mod dns;
 pub mod feed;
 pub mod fold;
 pub mod read;
+pub mod readiness;
 pub mod sketch;
 #[cfg(test)]
 mod tests;
@@ -48,7 +51,7 @@ use crate::store::StoredResult;
 use codec::{CodecError, Reader, put_i64, put_u64};
 use sixmap_shared::policy::classify;
 use sixmap_shared::prefixes::{CountryCode, PrefixData};
-use sixmap_shared::{Family, Outcome, ProbeId};
+use sixmap_shared::{Family, Outcome, ProbeId, TaskId};
 use sketch::Sketch;
 use std::collections::BTreeMap;
 
@@ -183,6 +186,11 @@ pub enum FigureKey {
         country: Option<CountryCode>,
         asn: Option<u32>,
     },
+    /// The readiness results of `task` (one domain of a campaign) on `day`, per probe.
+    Readiness {
+        task: TaskId,
+        day: i64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,6 +200,7 @@ pub enum Figure {
     Tally(Tally),
     Breaks(Breaks),
     DnsScore(Box<dns::DnsScore>),
+    Readiness(Box<readiness::ReadinessDay>),
 }
 
 const KIND_DAY: u8 = b'D';
@@ -199,6 +208,7 @@ const KIND_HOUR: u8 = b'H';
 const KIND_TALLY: u8 = b'T';
 const KIND_BREAKS: u8 = b'B';
 const KIND_DNS: u8 = b'S';
+const KIND_READINESS: u8 = b'R';
 
 fn put_country(key: &mut Vec<u8>, country: &Option<CountryCode>) {
     match country {
@@ -269,6 +279,16 @@ pub mod kind {
     pub const TALLY: u8 = super::KIND_TALLY;
     pub const BREAKS: u8 = super::KIND_BREAKS;
     pub const DNS: u8 = super::KIND_DNS;
+    pub const READINESS: u8 = super::KIND_READINESS;
+}
+
+/// First key of the readiness rows of `task` on day `day` and later (`task` first, so one
+/// task's days are one range).
+pub fn readiness_start(task: u64, day: i64) -> Vec<u8> {
+    let mut key = vec![KIND_READINESS];
+    key.extend_from_slice(&task.to_be_bytes());
+    key.extend_from_slice(&time_bytes(day));
+    key
 }
 
 impl FigureKey {
@@ -330,12 +350,28 @@ impl FigureKey {
                 put_asn(&mut key, asn);
                 key
             }
+            Self::Readiness { task, day } => readiness_start(task.get(), *day),
         }
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
         let mut r = Reader::new(bytes);
         let kind = r.u8()?;
+        if kind == KIND_READINESS {
+            let task = u64::from_be_bytes(
+                r.bytes(8)?
+                    .try_into()
+                    .map_err(|_| CodecError("task id is not 8 bytes"))?,
+            );
+            let key = Self::Readiness {
+                task: TaskId::new(task).map_err(|_| CodecError("task id 0 in a figure key"))?,
+                day: time_from(r.bytes(8)?)?,
+            };
+            if !r.is_empty() {
+                return Err(CodecError("figure key is longer than its kind"));
+            }
+            return Ok(key);
+        }
         let t = time_from(r.bytes(8)?)?;
         let probe = |r: &mut Reader<'_>| -> Result<ProbeId, CodecError> {
             let rest = r.bytes(PROBE_ID_LEN)?;
@@ -451,6 +487,7 @@ impl Figure {
             }
             (Figure::Breaks(a), Figure::Breaks(b)) => a.count += b.count,
             (Figure::DnsScore(a), Figure::DnsScore(b)) => a.merge(b),
+            (Figure::Readiness(a), Figure::Readiness(b)) => a.merge(b),
             _ => {}
         }
     }
@@ -503,6 +540,10 @@ impl Figure {
             }
             Figure::DnsScore(d) => {
                 out.push(KIND_DNS);
+                d.encode(&mut out);
+            }
+            Figure::Readiness(d) => {
+                out.push(KIND_READINESS);
                 d.encode(&mut out);
             }
         }
@@ -570,6 +611,7 @@ impl Figure {
             }),
             KIND_BREAKS => Figure::Breaks(Breaks { count: r.u64()? }),
             KIND_DNS => Figure::DnsScore(Box::new(dns::DnsScore::decode(&mut r)?)),
+            KIND_READINESS => Figure::Readiness(Box::new(readiness::ReadinessDay::decode(&mut r)?)),
             _ => return Err(CodecError("unknown figure kind")),
         };
         if !r.is_empty() {
@@ -649,6 +691,17 @@ impl FigureSet {
             };
             if let Figure::DnsScore(s) = self.entry(key, || Figure::DnsScore(Box::default())) {
                 s.fold(stored, d, order);
+            }
+        }
+
+        // The readiness trend: the probe's newest result of the task's domain that day.
+        if let Outcome::Readiness(x) = &r.outcome {
+            let key = FigureKey::Readiness {
+                task: r.task_id,
+                day,
+            };
+            if let Figure::Readiness(d) = self.entry(key, || Figure::Readiness(Box::default())) {
+                d.fold(&r.key.probe_id, order, x);
             }
         }
 

@@ -2,11 +2,11 @@
 //! keeps no figures ([`ready`] is false: ClickHouse, or a sled store without its ingest log)
 //! those modules compute from a scan of the results instead, as they did before figures.
 
-use super::{DAY_US, range_start};
+use super::{DAY_US, range_start, readiness_start};
 use super::{Figure, FigureKey, ProbeDay, ProbeHour, Side, Tally, codec::CodecError, kind};
 use crate::store::{Store, StoreError};
 use sixmap_shared::prefixes::CountryCode;
-use sixmap_shared::{ProbeId, UnixMicros};
+use sixmap_shared::{ProbeId, TaskId, UnixMicros};
 use std::collections::BTreeMap;
 
 /// Whether stored figures can answer: kept by this store and built at least once.
@@ -151,4 +151,34 @@ pub fn days(store: &dyn Store) -> Result<Vec<i64>, StoreError> {
         }
     }
     Ok(out)
+}
+
+/// The readiness rows of `task` for days numbered `[from_day, to_day)`, in day order; stops
+/// when `visit` returns false.
+pub fn readiness_days(
+    store: &dyn Store,
+    task: TaskId,
+    from_day: i64,
+    to_day: i64,
+    visit: &mut dyn FnMut(i64, super::readiness::ReadinessDay) -> bool,
+) -> Result<(), StoreError> {
+    let mut failed = None;
+    store.figure_rows(
+        &readiness_start(task.get(), from_day),
+        &readiness_start(task.get(), to_day),
+        &mut |key, value| {
+            let decoded = FigureKey::decode(key)
+                .and_then(|k| Figure::decode(value).map(|f| (k, f)))
+                .map_err(|e| corrupt(key, e));
+            match decoded {
+                Ok((FigureKey::Readiness { day, .. }, Figure::Readiness(row))) => visit(day, *row),
+                Ok(_) => true,
+                Err(e) => {
+                    failed = Some(e);
+                    false
+                }
+            }
+        },
+    )?;
+    failed.map_or(Ok(()), Err)
 }

@@ -52,9 +52,11 @@ pub fn bounded(mut text: String) -> String {
     text
 }
 
-/// Asks `server` (port 53, UDP with a TCP retry on truncation) for `name`/`qtype`.
+/// Asks `server` (on `port`: 53 but in tests; UDP with a TCP retry on truncation) for
+/// `name`/`qtype`.
 pub async fn ask(
     server: IpAddr,
+    port: u16,
     name: &str,
     qtype: u16,
     recursion_desired: bool,
@@ -64,7 +66,7 @@ pub async fn ask(
         Ok(spec) => spec,
         Err(e) => return Answer::failed(format!("not asked: {e}")),
     };
-    match crate::dns::measure(SocketAddr::new(server, 53), &spec, None, deadline).await {
+    match crate::dns::measure(SocketAddr::new(server, port), &spec, None, deadline).await {
         Ok(result) => classify(&result, qtype),
         Err(e) => Answer::failed(e.message),
     }
@@ -103,13 +105,24 @@ pub fn classify(result: &DnsResult, qtype: u16) -> Answer {
     }
 }
 
-/// The IPv6 addresses of an AAAA answer that are the name's own: those under the network's
-/// DNS64 prefix were synthesised from its A records and are dropped.
+/// RFC 6052's well-known NAT64 prefix (`64:ff9b::/96`): never a host's own address, so an
+/// AAAA under it is synthesised whatever the network's own prefix is.
+pub const WELL_KNOWN_NAT64: Ipv6Addr = Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, 0, 0);
+
+/// The address lies under the network's DNS64 prefix (a /96, RFC 7050) or under the
+/// well-known one: DNS64 made it from an A record.
+pub fn synthesised(address: Ipv6Addr, dns64: Option<Ipv6Addr>) -> bool {
+    let prefix = address.to_bits() & !0xffff_ffff;
+    prefix == WELL_KNOWN_NAT64.to_bits() || dns64.is_some_and(|p| p.to_bits() == prefix)
+}
+
+/// The IPv6 addresses of an AAAA answer that are the name's own: those DNS64 synthesised
+/// from its A records ([`synthesised`]) are dropped.
 pub fn own_v6(records: &[String], dns64: Option<Ipv6Addr>) -> Vec<Ipv6Addr> {
     records
         .iter()
         .filter_map(|r| r.parse::<Ipv6Addr>().ok())
-        .filter(|a| dns64.is_none_or(|p| a.to_bits() & !0xffff_ffff != p.to_bits()))
+        .filter(|a| !synthesised(*a, dns64))
         .collect()
 }
 
@@ -180,16 +193,25 @@ mod tests {
 
     #[test]
     fn dns64_answers_are_not_the_names_own() {
-        let prefix: Ipv6Addr = "64:ff9b::".parse().unwrap();
-        let synthesised = classify(&result(0, &[(28, "64:ff9b::c000:201")]), TYPE_AAAA);
+        // Under the well-known prefix: synthesised, whether or not discovery found it.
+        let well_known = classify(&result(0, &[(28, "64:ff9b::c000:201")]), TYPE_AAAA);
+        for network in [None, Some("2001:db8:64::".parse().unwrap())] {
+            assert_eq!(aaaa_presence(&well_known, network), (Presence::No, None));
+        }
+        // Under a network-specific prefix: only once the network's prefix is known.
+        let prefix: Ipv6Addr = "2001:db8:64:ff9b::".parse().unwrap();
+        let specific = classify(&result(0, &[(28, "2001:db8:64:ff9b::c000:219")]), TYPE_AAAA);
+        assert_eq!(aaaa_presence(&specific, Some(prefix)), (Presence::No, None));
         assert_eq!(
-            aaaa_presence(&synthesised, Some(prefix)),
-            (Presence::No, None)
+            aaaa_presence(&specific, None),
+            (
+                Presence::Yes,
+                Some("2001:db8:64:ff9b::c000:219".parse().unwrap())
+            )
         );
-        assert_eq!(
-            aaaa_presence(&synthesised, None),
-            (Presence::Yes, Some("64:ff9b::c000:201".parse().unwrap()))
-        );
+        // The same /64 outside the /96 is a host's own address.
+        let own: Ipv6Addr = "2001:db8:64:ff9b:0:1::1".parse().unwrap();
+        assert!(!synthesised(own, Some(prefix)));
         let both = classify(
             &result(0, &[(28, "64:ff9b::c000:201"), (28, "2001:db8::1")]),
             TYPE_AAAA,

@@ -6,9 +6,14 @@
 //!
 //! Every step's failure is recorded in the result, never fatal. Name lookups go to the host's
 //! own resolver, like the users of the probe's network; a lookup without a usable answer is
-//! inconclusive, never "no". The steps share the spec's timeout (each gets its own share, see
+//! inconclusive, never "no". Behind DNS64 that resolver makes up AAAA records for IPv4-only
+//! names: the network's NAT64 prefix (RFC 7050, [`crate::nat64_cache`]) is known before any
+//! answer is judged, and an AAAA under it or under `64:ff9b::/96` counts as absent, for every
+//! name (name servers, mail exchangers, the web host, subresource hosts). The steps share the spec's timeout (each gets its own share, see
 //! [`share`]) and the packet allowance of [`crate::safety::readiness_allowance`]: a step is
 //! charged its worst case before it runs, and a step that does not fit is skipped and says so.
+//! What a step was charged but did not send goes back to the allowance, and what is left of
+//! the allowance at the end back to the probe's budget ([`Ran::unspent`]).
 //!
 //! - `lookup`: DNS lookups and their classification.
 //! - `names`: the DNS and mail checks.
@@ -23,29 +28,33 @@ mod names;
 mod web;
 
 use crate::context::{Context, failure};
-use crate::safety::{READINESS_LOOKUP, readiness_allowance};
+use crate::safety::{READINESS_DISCOVERY, READINESS_LOOKUP, readiness_allowance};
 use lookup::Answer;
 use sixmap_shared::measurement::{
-    DnsSpec, DnsTransport, ErrorClass, MeasurementError, ReadinessResult, ReadinessSpec,
+    DnsSpec, DnsTransport, ErrorClass, MeasurementError, Presence, ReadinessResult, ReadinessSpec,
 };
 use std::net::{IpAddr, Ipv6Addr};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use tokio::time::Instant;
 
 /// Why a step was skipped for the packet allowance.
 const NO_BUDGET: &str = "not run: the measurement's packet allowance was spent";
 
-/// Parts of the whole timeout by which the phases end: the web site's lookups first (they
-/// decide the DNS64 prefix), then the DNS, mail and page checks side by side, and the
+/// Parts of the whole timeout by which the phases end: the web site's lookups and the
+/// network's NAT64 prefix first, then the DNS, mail and page checks side by side, and the
 /// subresources in the rest.
 const LOOKUPS_END: (u32, u32) = (15, 100);
 const CHECKS_END: (u32, u32) = (60, 100);
 
-pub async fn run(
-    ctx: &Context<'_>,
-    spec: &ReadinessSpec,
-    domain: &str,
-) -> Result<ReadinessResult, MeasurementError> {
+/// A measurement's result, and the packets of its allowance it did not send (the engine
+/// gives them back to the probe's budget, which was charged the whole allowance).
+#[derive(Debug)]
+pub struct Ran {
+    pub result: Result<ReadinessResult, MeasurementError>,
+    pub unspent: u32,
+}
+
+pub async fn run(ctx: &Context<'_>, spec: &ReadinessSpec, domain: &str) -> Ran {
     let start = Instant::now();
     let total = ctx.remaining();
     let at = |(part, whole): (u32, u32)| (start + total * part / whole).min(ctx.deadline);
@@ -53,16 +62,19 @@ pub async fn run(
         Ok(address) => (Some(address), None),
         Err(e) => (None, Some(e.message)),
     };
-    let mut run = Run {
+    let mut run = Run::new(
         ctx,
         resolver,
         resolver_error,
-        allowance: AtomicU32::new(readiness_allowance(spec, ctx.max_packets)),
-        dns64: None,
-    };
+        readiness_allowance(spec, ctx.max_packets),
+    );
     let host = spec.web_host().unwrap_or(domain).to_owned();
-    let lookups = web::lookups(&run, &host, at(LOOKUPS_END)).await;
-    run.dns64 = lookups.dns64;
+    let lookups_end = at(LOOKUPS_END);
+    let (lookups, dns64) = tokio::join!(
+        web::lookups(&run, &host, lookups_end),
+        network_prefix(&run, lookups_end),
+    );
+    run.dns64 = dns64;
     let checks_end = at(CHECKS_END);
     let (dns, mail, pages) = tokio::join!(
         names::dns(&run, domain, checks_end),
@@ -88,21 +100,46 @@ pub async fn run(
     } else {
         None
     };
-    let result = ReadinessResult {
+    let web = web::readiness(&run, lookups, &pages);
+    let mut result = ReadinessResult {
         resolver,
-        dns64_prefix: run.dns64,
+        dns64_prefix: run.reported_prefix(),
         dns,
         mail,
-        web: web::readiness(lookups, &pages),
+        web,
         subresources,
     };
-    result.validate().map_err(|e| {
+    result.derive_same_hosts();
+    let result = result.validate().map(|()| result).map_err(|e| {
         failure(
             ErrorClass::Internal,
             format!("readiness produced an invalid result: {e}"),
         )
-    })?;
-    Ok(result)
+    });
+    Ran {
+        result,
+        unspent: run.allowance.load(Ordering::SeqCst),
+    }
+}
+
+/// The network's NAT64 prefix (RFC 7050), from the probe's cache when it holds for this
+/// network, else asked once (`ipv4only.arpa`); charged at worst and given back what was not
+/// sent. `None`: no DNS64 here, or not known (then only the well-known prefix is recognised).
+async fn network_prefix(run: &Run<'_>, end: Instant) -> Option<Ipv6Addr> {
+    if !run.take(READINESS_DISCOVERY) {
+        return None;
+    }
+    let wait = end.saturating_duration_since(Instant::now());
+    let discovery = tokio::time::timeout(
+        wait,
+        crate::nat64_cache::discover_counted(crate::nat64_cache::shared()),
+    )
+    .await
+    .ok()?;
+    if let Some(sent) = discovery.packets {
+        run.refund(READINESS_DISCOVERY.saturating_sub(sent));
+    }
+    discovery.prefix
 }
 
 /// What every step shares: the context, the host's resolver, the packet allowance left and
@@ -113,9 +150,54 @@ struct Run<'a> {
     resolver_error: Option<String>,
     allowance: AtomicU32,
     dns64: Option<Ipv6Addr>,
+    /// An AAAA under the well-known prefix was dropped (reported when discovery found none).
+    saw_well_known: AtomicBool,
+    /// The DNS port of the resolver and name servers: 53 (another only in tests).
+    dns_port: u16,
+}
+
+impl<'a> Run<'a> {
+    fn new(
+        ctx: &'a Context<'a>,
+        resolver: Option<IpAddr>,
+        resolver_error: Option<String>,
+        allowance: u32,
+    ) -> Self {
+        Self {
+            ctx,
+            resolver,
+            resolver_error,
+            allowance: AtomicU32::new(allowance),
+            dns64: None,
+            saw_well_known: AtomicBool::new(false),
+            dns_port: 53,
+        }
+    }
 }
 
 impl Run<'_> {
+    /// The name's own AAAA presence and first address: synthesised ones dropped.
+    fn aaaa_presence(&self, answer: &Answer) -> (Presence, Option<Ipv6Addr>) {
+        let well_known = answer.records.iter().any(|r| {
+            r.parse::<Ipv6Addr>()
+                .is_ok_and(|a| lookup::synthesised(a, None))
+        });
+        if well_known {
+            self.saw_well_known.store(true, Ordering::SeqCst);
+        }
+        lookup::aaaa_presence(answer, self.dns64)
+    }
+
+    /// The prefix the result reports: the network's, else the well-known one when an answer
+    /// under it was dropped.
+    fn reported_prefix(&self) -> Option<Ipv6Addr> {
+        self.dns64.or_else(|| {
+            self.saw_well_known
+                .load(Ordering::SeqCst)
+                .then_some(lookup::WELL_KNOWN_NAT64)
+        })
+    }
+
     /// Takes `packets` from the allowance, or nothing and `false`.
     fn take(&self, packets: u32) -> bool {
         self.allowance
@@ -140,11 +222,26 @@ impl Run<'_> {
         recursion_desired: bool,
         deadline: Instant,
     ) -> Answer {
+        self.charged_ask(server, name, qtype, recursion_desired, deadline)
+            .await
+            .unwrap_or_else(|| Answer::failed(NO_BUDGET))
+    }
+
+    /// [`Run::charged_lookup`], `None` when the allowance could not pay for it (nothing sent).
+    async fn charged_ask(
+        &self,
+        server: IpAddr,
+        name: &str,
+        qtype: u16,
+        recursion_desired: bool,
+        deadline: Instant,
+    ) -> Option<Answer> {
         if !self.take(READINESS_LOOKUP) {
-            return Answer::failed(NO_BUDGET);
+            return None;
         }
         let answer = lookup::ask(
             server,
+            self.dns_port,
             name,
             qtype,
             recursion_desired,
@@ -154,7 +251,7 @@ impl Run<'_> {
         if !answer.over_tcp {
             self.refund(READINESS_LOOKUP - 1);
         }
-        answer
+        Some(answer)
     }
 
     /// The context of one step: the measurement's, ending at `deadline` (or before).
@@ -222,13 +319,7 @@ mod tests {
     #[tokio::test]
     async fn the_allowance_is_never_overdrawn() {
         let ctx = crate::context::for_test(None, None, Duration::from_secs(1));
-        let run = Run {
-            ctx: &ctx,
-            resolver: None,
-            resolver_error: Some("no resolv.conf".into()),
-            allowance: AtomicU32::new(30),
-            dns64: None,
-        };
+        let run = Run::new(&ctx, None, Some("no resolv.conf".into()), 30);
         assert!(run.take(12) && run.take(12));
         assert!(!run.take(12));
         assert!(run.take(6) && !run.take(1));
@@ -246,14 +337,8 @@ mod tests {
     #[tokio::test]
     async fn private_names_are_never_asked_of_the_hosts_resolver() {
         let ctx = crate::context::for_test(None, None, Duration::from_secs(1));
-        let run = Run {
-            ctx: &ctx,
-            // Nothing listens there: a query sent would time out, not be refused by name.
-            resolver: Some("::1".parse().unwrap()),
-            resolver_error: None,
-            allowance: AtomicU32::new(100),
-            dns64: None,
-        };
+        // Nothing listens there: a query sent would time out, not be refused by name.
+        let run = Run::new(&ctx, Some("::1".parse().unwrap()), None, 100);
         for name in [
             "router.lan",
             "printer.home.arpa",
@@ -266,5 +351,120 @@ mod tests {
         }
         // Nothing was charged for them.
         assert_eq!(run.allowance.load(Ordering::SeqCst), 100);
+    }
+
+    /// A resolver and authoritative server in one, on loopback: `NAME NS` lists
+    /// `ns1.NAME` .. `nsN.NAME` where N is the name's first label's number (`two.gov.xy`: 2),
+    /// every `ns*` name has AAAA `::1`, and the SOA is answered with AA. Anything else is
+    /// NXDOMAIN. Returns the port; serves until the test ends.
+    async fn zone_server() -> u16 {
+        let socket = tokio::net::UdpSocket::bind("[::1]:0").await.unwrap();
+        let port = socket.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 512];
+            loop {
+                let Ok((len, from)) = socket.recv_from(&mut buf).await else {
+                    return;
+                };
+                let query = &buf[..len];
+                // The question: labels from offset 12, then type and class.
+                let mut at = 12;
+                let mut labels = Vec::new();
+                while query[at] != 0 {
+                    let n = usize::from(query[at]);
+                    labels.push(String::from_utf8_lossy(&query[at + 1..at + 1 + n]).into_owned());
+                    at += 1 + n;
+                }
+                let qtype = u16::from_be_bytes([query[at + 1], query[at + 2]]);
+                let question = &query[12..at + 5];
+                let name = labels.join(".");
+                let wire_name = |name: &str| {
+                    let mut out = Vec::new();
+                    for label in name.split('.') {
+                        out.push(label.len() as u8);
+                        out.extend_from_slice(label.as_bytes());
+                    }
+                    out.push(0);
+                    out
+                };
+                let count = match labels.first().map(String::as_str) {
+                    Some("one") => 1,
+                    Some("two") => 2,
+                    Some("four") => 4,
+                    _ => 0,
+                };
+                let mut rdatas: Vec<Vec<u8>> = Vec::new();
+                match qtype {
+                    lookup::TYPE_NS if count > 0 => {
+                        for i in 1..=count {
+                            rdatas.push(wire_name(&format!("ns{i}.{name}")));
+                        }
+                    }
+                    lookup::TYPE_AAAA if name.starts_with("ns") => {
+                        rdatas.push(std::net::Ipv6Addr::LOCALHOST.octets().to_vec())
+                    }
+                    lookup::TYPE_SOA if count > 0 => {
+                        let mut soa = wire_name(&format!("ns1.{name}"));
+                        soa.extend(wire_name(&format!("hostmaster.{name}")));
+                        for n in [1u32, 3600, 600, 86400, 60] {
+                            soa.extend_from_slice(&n.to_be_bytes());
+                        }
+                        rdatas.push(soa);
+                    }
+                    _ => {}
+                }
+                let known = count > 0 || name.starts_with("ns");
+                // QR, AA, RD as asked, RA; NXDOMAIN for names outside the zone.
+                let word: u16 = 0x8480 | (u16::from(query[2] & 1) << 8) | if known { 0 } else { 3 };
+                let records: Vec<Vec<u8>> = rdatas
+                    .iter()
+                    .map(|rdata| {
+                        let mut r = vec![0xC0, 12];
+                        r.extend_from_slice(&qtype.to_be_bytes());
+                        r.extend_from_slice(&1u16.to_be_bytes());
+                        r.extend_from_slice(&60u32.to_be_bytes());
+                        r.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+                        r.extend_from_slice(rdata);
+                        r
+                    })
+                    .collect();
+                let refs: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
+                let id = u16::from_be_bytes([query[0], query[1]]);
+                let bytes = crate::dns::wire::tests::response(id, word, question, &refs);
+                let _ = socket.send_to(&bytes, from).await;
+            }
+        });
+        port
+    }
+
+    /// The name servers are charged what they send: a lookup or SOA query answered over UDP
+    /// is one datagram, so a domain with one name server costs 3 packets (NS, AAAA, SOA) and
+    /// one with four 9, not the 12 a TCP retry would take per query.
+    #[tokio::test]
+    async fn a_domain_with_few_name_servers_is_charged_few_packets() {
+        let port = zone_server().await;
+        let mut ctx = crate::context::for_test(None, None, Duration::from_secs(5));
+        ctx.policy = sixmap_shared::TargetPolicy { lab_mode: true };
+        let mut spent = Vec::new();
+        for domain in ["one.gov.xy", "two.gov.xy", "four.gov.xy"] {
+            let mut run = Run::new(&ctx, Some("::1".parse().unwrap()), None, 400);
+            run.dns_port = port;
+            let dns = names::dns(&run, domain, ctx.deadline).await;
+            assert_eq!(
+                dns.ns_lookup.status,
+                sixmap_shared::measurement::LookupStatus::Found
+            );
+            assert!(
+                dns.servers
+                    .iter()
+                    .all(|s| s.has_aaaa == Presence::Yes && s.answers_over_v6 == Some(true)),
+                "{dns:?}"
+            );
+            spent.push((
+                dns.servers.len(),
+                400 - run.allowance.load(Ordering::SeqCst),
+            ));
+        }
+        assert_eq!(spent, [(1, 3), (2, 5), (4, 9)]);
     }
 }

@@ -1,8 +1,8 @@
 //! The domain's name servers and mail exchangers over IPv6.
 
-use super::lookup::{self, TYPE_AAAA, TYPE_MX, TYPE_NS, TYPE_SOA, aaaa_presence, bounded};
+use super::lookup::{TYPE_AAAA, TYPE_MX, TYPE_NS, TYPE_SOA, bounded};
 use super::{NO_BUDGET, Run, share};
-use crate::safety::{READINESS_CONNECT, READINESS_LOOKUP};
+use crate::safety::READINESS_CONNECT;
 use sixmap_shared::measurement::{
     DnsReadiness, LookupStatus, MAX_READINESS_MAIL_EXCHANGERS, MAX_READINESS_NAME_SERVERS,
     MailExchangerCheck, MailReadiness, NameServerCheck, Presence, Target, TcpSpec,
@@ -26,7 +26,7 @@ async fn aaaa(
     deadline: Instant,
 ) -> (Presence, Option<Ipv6Addr>, Option<String>) {
     let answer = run.lookup(name, TYPE_AAAA, deadline).await;
-    let (presence, address) = aaaa_presence(&answer, run.dns64);
+    let (presence, address) = run.aaaa_presence(&answer);
     let detail = match (&answer.lookup.detail, presence) {
         (Some(detail), _) => Some(bounded(format!("AAAA lookup: {detail}"))),
         (None, Presence::No) if answer.lookup.status == LookupStatus::Found => {
@@ -89,17 +89,11 @@ async fn soa_over_v6(
 ) -> Result<(bool, Option<String>), String> {
     let address = IpAddr::V6(address);
     run.allowed(address)?;
-    if !run.take(READINESS_LOOKUP) {
-        return Err(NO_BUDGET.to_owned());
-    }
-    let answer = lookup::ask(
-        address,
-        domain,
-        TYPE_SOA,
-        false,
-        deadline.min(run.ctx.deadline),
-    )
-    .await;
+    // Charged as any lookup: one datagram unless the answer was truncated.
+    let answer = run
+        .charged_ask(address, domain, TYPE_SOA, false, deadline)
+        .await
+        .ok_or_else(|| NO_BUDGET.to_owned())?;
     let answered = matches!(
         answer.lookup.status,
         LookupStatus::Found | LookupStatus::NoData

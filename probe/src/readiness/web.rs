@@ -1,12 +1,11 @@
 //! The web site over both families, and the page's subresources over IPv6.
 
 use super::html;
-use super::lookup::{Answer, TYPE_A, TYPE_AAAA, aaaa_presence, bounded, own_v6};
+use super::lookup::{Answer, TYPE_A, TYPE_AAAA, bounded};
 use super::{NO_BUDGET, Run, share};
 use crate::http::{self, Fetched};
 use crate::safety::{
-    READINESS_LOOKUP, READINESS_MAX_REDIRECTS, READINESS_PAGE_BODY, READINESS_SUBRESOURCE_BODY,
-    readiness_fetch,
+    READINESS_MAX_REDIRECTS, READINESS_PAGE_BODY, READINESS_SUBRESOURCE_BODY, readiness_fetch,
 };
 use ring::digest::{SHA256, digest};
 use sixmap_shared::measurement::{
@@ -16,12 +15,11 @@ use sixmap_shared::measurement::{
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use tokio::time::Instant;
 
-/// The web host's A and AAAA lookups, and the network's DNS64 prefix they reveal.
+/// The web host's A and AAAA lookups.
 pub(super) struct Lookups {
     host: String,
     aaaa: Answer,
     a: Answer,
-    pub(super) dns64: Option<Ipv6Addr>,
 }
 
 pub(super) async fn lookups(run: &Run<'_>, host: &str, end: Instant) -> Lookups {
@@ -29,22 +27,10 @@ pub(super) async fn lookups(run: &Run<'_>, host: &str, end: Instant) -> Lookups 
         run.lookup(host, TYPE_AAAA, end),
         run.lookup(host, TYPE_A, end)
     );
-    let a_answers: Vec<Ipv4Addr> = a.records.iter().filter_map(|r| r.parse().ok()).collect();
-    // The dual-stack measurement's test: a synthesised AAAA lies under the well-known prefix,
-    // or embeds one of the A answers under the prefix the resolver reveals (RFC 7050).
-    let first_v6 = own_v6(&aaaa.records, None).first().copied().map(IpAddr::V6);
-    // Charged for the discovery lookups it may make (`ipv4only.arpa`, A and AAAA).
-    let dns64 = if first_v6.is_some() && run.take(2 * READINESS_LOOKUP) {
-        let wait = end.saturating_duration_since(Instant::now());
-        crate::dualstack::synthesis_prefix(first_v6, &a_answers, wait).await
-    } else {
-        None
-    };
     Lookups {
         host: host.to_owned(),
         aaaa,
         a,
-        dns64,
     }
 }
 
@@ -70,11 +56,10 @@ pub(super) struct Pages {
     v4_address: Option<Ipv4Addr>,
     v6: Page,
     v4: Page,
-    host: String,
 }
 
 pub(super) async fn pages(run: &Run<'_>, lookups: &Lookups, path: &str, end: Instant) -> Pages {
-    let (_, v6_address) = aaaa_presence(&lookups.aaaa, run.dns64);
+    let (_, v6_address) = run.aaaa_presence(&lookups.aaaa);
     let v4_address = lookups
         .a
         .records
@@ -100,7 +85,6 @@ pub(super) async fn pages(run: &Run<'_>, lookups: &Lookups, path: &str, end: Ins
         v4_address,
         v6,
         v4,
-        host: lookups.host.clone(),
     }
 }
 
@@ -243,7 +227,7 @@ async fn next_address(
     match family {
         Family::V6 => {
             let answer = run.lookup(host, TYPE_AAAA, deadline).await;
-            match aaaa_presence(&answer, run.dns64) {
+            match run.aaaa_presence(&answer) {
                 (_, Some(address)) => Ok(IpAddr::V6(address)),
                 (presence, None) => {
                     let why = format!("redirected to {host}, whose AAAA is {}", presence.words());
@@ -314,9 +298,9 @@ fn sha256(bytes: &[u8]) -> Vec<u8> {
 }
 
 /// The web part of the result from the lookups and the pages.
-pub(super) fn readiness(lookups: Lookups, pages: &Pages) -> WebReadiness {
+pub(super) fn readiness(run: &Run<'_>, lookups: Lookups, pages: &Pages) -> WebReadiness {
     let (v6, v4) = (&pages.v6, &pages.v4);
-    let (aaaa, _) = aaaa_presence(&lookups.aaaa, lookups.dns64);
+    let (aaaa, _) = run.aaaa_presence(&lookups.aaaa);
     let both = |f: &dyn Fn(&Page) -> Option<Vec<u8>>| match (f(v6), f(v4)) {
         (Some(a), Some(b)) => Some(sha256(&a) == sha256(&b)),
         _ => None,
@@ -373,17 +357,13 @@ pub(super) async fn subresources(
         };
     };
     let page_https = page.url.as_ref().is_none_or(|u| u.https);
-    let page_host = page
-        .url
-        .as_ref()
-        .map_or(pages.host.as_str(), |u| u.host.as_str());
     let page_port = page.url.as_ref().map_or(443, |u| u.port);
     let scan = html::subresource_hosts(&page.body, page_https, max_hosts);
     let count = scan.hosts.len();
     let mut hosts = Vec::with_capacity(count);
     for (i, reference) in scan.hosts.into_iter().enumerate() {
         let item_end = share(end, count - i);
-        let item = subresource(run, reference, page_host, page_port, &pages.host, item_end);
+        let item = subresource(run, reference, page_port, item_end);
         hosts.push(item.await);
     }
     SubresourceReadiness {
@@ -396,9 +376,7 @@ pub(super) async fn subresources(
 async fn subresource(
     run: &Run<'_>,
     reference: html::Reference,
-    page_host: &str,
     page_port: u16,
-    web_host: &str,
     end: Instant,
 ) -> SubresourceHost {
     let mut detail = None;
@@ -415,7 +393,7 @@ async fn subresource(
                 .detail
                 .as_ref()
                 .map(|d| bounded(format!("AAAA lookup: {d}")));
-            aaaa_presence(&answer, run.dns64)
+            run.aaaa_presence(&answer)
         }
     };
     let mut fetched_v6 = None;
@@ -435,7 +413,9 @@ async fn subresource(
         }
     }
     SubresourceHost {
-        same_host: reference.host == page_host || reference.host == web_host,
+        // The page's own host or not: `ReadinessResult::derive_same_hosts`, from the web part,
+        // the rule the collector applies again at decode.
+        same_host: false,
         host: reference.host,
         has_aaaa,
         url: reference.url.to_string(),
@@ -477,7 +457,6 @@ mod tests {
     use crate::tls::testserver::{ca, context, tls_serving};
     use sixmap_shared::TargetPolicy;
     use sixmap_shared::measurement::{DnsReadiness, Lookup, LookupStatus, ReadinessResult};
-    use std::sync::atomic::AtomicU32;
     use std::time::Duration;
     use tokio::net::TcpListener;
 
@@ -494,13 +473,7 @@ mod tests {
     }
 
     fn lab_run<'a>(ctx: &'a crate::context::Context<'a>) -> Run<'a> {
-        Run {
-            ctx,
-            resolver: None,
-            resolver_error: Some("no resolver in this test".into()),
-            allowance: AtomicU32::new(10_000),
-            dns64: None,
-        }
+        Run::new(ctx, None, Some("no resolver in this test".into()), 10_000)
     }
 
     /// Real local servers on one port: a page that redirects, the page itself with
@@ -553,7 +526,6 @@ mod tests {
             v4_address: None,
             v6,
             v4: Page::default(),
-            host: "fixture.test".into(),
         };
         let sub = subresources(&run, &pages, 16, end).await;
         let requests = server.await.unwrap();
@@ -581,9 +553,8 @@ mod tests {
             host: "fixture.test".into(),
             aaaa: answer(LookupStatus::Found, &["::1"]),
             a: answer(LookupStatus::Failed, &[]),
-            dns64: None,
         };
-        let web = readiness(lookups, &pages);
+        let web = readiness(&run, lookups, &pages);
         assert_eq!(web.a, Presence::Inconclusive);
         assert_eq!(
             web.final_url.as_deref(),
@@ -647,7 +618,6 @@ mod tests {
             v4_address: None,
             v6,
             v4: Page::default(),
-            host: "fixture.test".into(),
         };
         let sub = subresources(&run, &pages, 16, end).await;
         for host in &sub.hosts {
@@ -726,7 +696,6 @@ mod tests {
             v4_address: None,
             v6: unknown,
             v4: Page::default(),
-            host: "fixture.test".into(),
         };
         let sub = subresources(&run, &pages, 16, end).await;
         assert_eq!(sub.html_from, None);
@@ -734,9 +703,8 @@ mod tests {
             host: "fixture.test".into(),
             aaaa: answer(LookupStatus::Found, &["::1"]),
             a: answer(LookupStatus::Failed, &[]),
-            dns64: None,
         };
-        let web = readiness(lookups, &pages);
+        let web = readiness(&run, lookups, &pages);
         assert_eq!((web.https_v6_status, web.v6_inconclusive), (None, true));
         assert_eq!(web.final_url, None);
     }

@@ -321,7 +321,8 @@ pub struct WebReadiness {
 pub struct SubresourceHost {
     /// Lower case name, or an address literal (without brackets).
     pub host: String,
-    /// The host is the page's own host: its readiness is the web check's.
+    /// The host is the page's own host: its readiness is the web check's. Never taken from
+    /// the wire: [`ReadinessResult::derive_same_hosts`] sets it from the web part.
     pub same_host: bool,
     pub has_aaaa: Presence,
     /// The first URL on the page with this host (absolute, scheme included).
@@ -374,6 +375,31 @@ pub struct ReadinessResult {
 }
 
 impl ReadinessResult {
+    /// Whether `host` is the page's own: the web host, or the host of the final URL after
+    /// redirects (`web.final_url`).
+    pub fn is_page_host(&self, host: &str) -> bool {
+        let web = &self.web;
+        host.eq_ignore_ascii_case(&web.host)
+            || web
+                .final_url
+                .as_deref()
+                .and_then(|u| super::HttpUrl::parse(u).ok())
+                .is_some_and(|u| host.eq_ignore_ascii_case(&u.host))
+    }
+
+    /// Sets every subresource host's `same_host` by [`ReadinessResult::is_page_host`]: the
+    /// probe and the collector's decode apply the one rule, so a result cannot exempt a host
+    /// from the page's readiness by saying it is the page's own.
+    pub fn derive_same_hosts(&mut self) {
+        let Some(mut subresources) = self.subresources.take() else {
+            return;
+        };
+        for host in &mut subresources.hosts {
+            host.same_host = self.is_page_host(&host.host);
+        }
+        self.subresources = Some(subresources);
+    }
+
     pub fn validate(&self) -> Result<(), SpecError> {
         if let Some(prefix) = self.dns64_prefix
             && prefix.to_bits() & 0xffff_ffff != 0
@@ -808,5 +834,58 @@ mod tests {
             .map(|h| h.host.as_str())
             .collect();
         assert_eq!(failing, ["cdn.example.net", "192.0.2.7"]);
+    }
+
+    #[test]
+    fn same_host_is_derived_from_the_web_part_never_claimed() {
+        let mut r = sample();
+        let host = |name: &str, same_host: bool| SubresourceHost {
+            host: name.into(),
+            same_host,
+            has_aaaa: Presence::No,
+            url: format!("https://{name}/x.js"),
+            fetched_v6: None,
+            status_v6: None,
+            detail: None,
+        };
+        let sub = r.subresources.as_mut().unwrap();
+        // A result claiming an IPv4-only CDN is the page's own host, and not claiming the
+        // web host and the redirect's host.
+        sub.hosts[0].same_host = true;
+        sub.hosts.push(host("EXAMPLE.gov", false));
+        sub.hosts.push(host("www.example.gov", false));
+        r.derive_same_hosts();
+        let same: Vec<bool> = r
+            .subresources
+            .as_ref()
+            .unwrap()
+            .hosts
+            .iter()
+            .map(|h| h.same_host)
+            .collect();
+        assert_eq!(same, [false, true, false]);
+        r.web.final_url = Some("https://www.example.gov/home".into());
+        r.derive_same_hosts();
+        let same: Vec<bool> = r
+            .subresources
+            .as_ref()
+            .unwrap()
+            .hosts
+            .iter()
+            .map(|h| h.same_host)
+            .collect();
+        assert_eq!(same, [false, true, true]);
+        let failing: Vec<_> = r
+            .subresources
+            .as_ref()
+            .unwrap()
+            .failing_hosts()
+            .map(|h| h.host.as_str())
+            .collect();
+        assert_eq!(failing, ["cdn.example.net"]);
+        // Without subresources there is nothing to derive.
+        r.subresources = None;
+        r.derive_same_hosts();
+        assert_eq!(r.subresources, None);
     }
 }

@@ -3,9 +3,16 @@
 //!
 //! ```text
 //!  p1 ─┐
-//!  p2 ─┴─ isp ── core ── gov   (unbound: the zones and the probes' resolver; web; SMTP)
+//!  p2 ─┴─ isp ── core ── gov   (unbound: the zones and the probes' resolver; web; SMTP;
+//!                  │            a second unbound: DNS64, p2's resolver)
 //!                  └──── ctl   (the collector)
 //! ```
+//!
+//! `p2` ([`DNS64_PROBE`]) asks a DNS64 resolver (unbound, `dns64 iterator`, forwarding to the
+//! zones' unbound) synthesising AAAA under the network-specific [`DNS64_PREFIX`] for names
+//! with A records only, as an IPv6-only access network's resolver does (there is no NAT64
+//! behind it: nothing may be sent to a synthesised address). Every name of the lab without
+//! AAAA has one there, made up; a probe must find the same readiness as `p1`.
 //!
 //! Everything the domains serve lives on `gov`, on addresses added to its link (its /64 and
 //! its /24 are routed to it), so that a name "without AAAA", "with AAAA but nothing serving
@@ -45,6 +52,11 @@ pub const ISP_ASN: u32 = 64510;
 pub const ISP_COUNTRY: &str = "XA";
 /// The probe hosts.
 pub const PROBES: [&str; 2] = ["p1", "p2"];
+/// The probe whose resolver is DNS64.
+pub const DNS64_PROBE: &str = "p2";
+/// The prefix DNS64 synthesises under (a network-specific /96, RFC 6052 section 2.3: only RFC
+/// 7050 discovery tells a probe that addresses under it are made up).
+pub const DNS64_PREFIX: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x64, 0xff9b, 0, 0, 0, 0);
 
 /// One government domain and what a readiness measurement of it must find.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -170,6 +182,8 @@ pub struct ReadinessLab {
     pub collector: Ipv6Addr,
     /// The probes' resolver (unbound on `gov`).
     pub resolver: Ipv6Addr,
+    /// [`DNS64_PROBE`]'s resolver: DNS64 under [`DNS64_PREFIX`] (a second unbound on `gov`).
+    pub dns64_resolver: Ipv6Addr,
     /// Addresses by role (see [`Addresses`]).
     pub addresses: Addresses,
     /// The lab CA: both web certificates are signed by it (probes trust it).
@@ -199,6 +213,8 @@ pub struct Addresses {
     pub ns_v6: [Ipv6Addr; 5],
     /// The IPv4 address of every NS name (ns2.v4only.gov.lab has only this one).
     pub ns_v4: Ipv4Addr,
+    /// The DNS64 resolver's address.
+    pub dns64: Ipv6Addr,
 }
 
 fn topology_error(why: &str) -> LabError {
@@ -254,6 +270,7 @@ pub fn readiness() -> Result<ReadinessLab, LabError> {
         mail_v4: v4(125),
         ns_v6: [v6(0x5301), v6(0x5302), v6(0x5303), v6(0x5304), v6(0x5305)],
         ns_v4: v4(153),
+        dns64: v6(0x6464),
     };
     // The role addresses on gov's link; no duplicate address detection, so they work at
     // once. dead_v6 is there too: a connection to it is refused (RST), as from a host whose
@@ -263,6 +280,7 @@ pub fn readiness() -> Result<ReadinessLab, LabError> {
         addresses.dead_v6,
         addresses.mismatch_v6,
         addresses.mail_v6,
+        addresses.dns64,
     ];
     own_v6.extend(addresses.ns_v6);
     for address in own_v6 {
@@ -298,6 +316,7 @@ pub fn readiness() -> Result<ReadinessLab, LabError> {
     std::fs::create_dir_all(&dir).map_err(|e| io("mkdir readiness", e))?;
     let resolver = interface.v6;
     start_unbound(&mut lab, &dir, &addresses, resolver, gov_v4)?;
+    start_dns64(&mut lab, &dir, addresses.dns64, resolver)?;
     let ca = services::make_ca(&dir, &WEB_NAMES, &[])?;
     let other_cert = second_leaf(&dir)?;
     start_servers(&mut lab, &dir, &addresses, &ca, &other_cert)?;
@@ -313,7 +332,12 @@ pub fn readiness() -> Result<ReadinessLab, LabError> {
         })
         .collect();
     for probe in &probes {
-        lab.set_resolver(&probe.node, IpAddr::V6(resolver))?;
+        let server = if probe.node == DNS64_PROBE {
+            addresses.dns64
+        } else {
+            resolver
+        };
+        lab.set_resolver(&probe.node, IpAddr::V6(server))?;
     }
     // The probes' /64s belong to the ISP.
     let mut asn_csv = String::new();
@@ -333,6 +357,7 @@ pub fn readiness() -> Result<ReadinessLab, LabError> {
         collector: lab.node(COLLECTOR).v6(),
         probes,
         resolver,
+        dns64_resolver: addresses.dns64,
         addresses,
         ca,
         other_cert,
@@ -444,6 +469,61 @@ fn start_unbound(
     for record in zone(a) {
         text.push_str(&format!("  local-data: \"{record}\"\n"));
     }
+    services::write(&conf, text.as_bytes())?;
+    let conf_arg = conf.display().to_string();
+    services::launch(
+        lab,
+        GOV,
+        "unbound",
+        &["-d", "-c", &conf_arg],
+        &conf_arg,
+        &dir.join(format!("{instance}.log")),
+        &[(53, true), (53, false)],
+    )
+}
+
+/// DNS64 on gov: a second unbound on `listen`, forwarding everything to the zones' unbound
+/// at `upstream` and synthesising AAAA under [`DNS64_PREFIX`] for names with A records only;
+/// `ipv4only.arpa` answered locally (RFC 8880) so that probes discover the prefix (RFC 7050).
+/// No cache, no validation, no daemon.
+fn start_dns64(
+    lab: &mut Lab,
+    dir: &Path,
+    listen: Ipv6Addr,
+    upstream: Ipv6Addr,
+) -> Result<(), LabError> {
+    let instance = services::instance_name(lab, GOV, "unbound-dns64");
+    let conf = dir.join(format!("{instance}.conf"));
+    let under = |v4: u32| Ipv6Addr::from_bits(DNS64_PREFIX.to_bits() | u128::from(v4));
+    let text = format!(
+        "server:\n\
+         \x20 interface: {listen}\n\
+         \x20 port: 53\n\
+         \x20 do-daemonize: no\n\
+         \x20 username: \"\"\n\
+         \x20 chroot: \"\"\n\
+         \x20 pidfile: \"\"\n\
+         \x20 directory: \"{dir}\"\n\
+         \x20 use-syslog: no\n\
+         \x20 logfile: \"\"\n\
+         \x20 verbosity: 1\n\
+         \x20 access-control: ::/0 allow\n\
+         \x20 module-config: \"dns64 iterator\"\n\
+         \x20 dns64-prefix: {DNS64_PREFIX}/96\n\
+         \x20 cache-max-ttl: 0\n\
+         \x20 cache-max-negative-ttl: 0\n\
+         \x20 local-zone: \"ipv4only.arpa.\" static\n\
+         \x20 local-data: \"ipv4only.arpa. 60 IN A 192.0.0.170\"\n\
+         \x20 local-data: \"ipv4only.arpa. 60 IN A 192.0.0.171\"\n\
+         \x20 local-data: \"ipv4only.arpa. 60 IN AAAA {aa}\"\n\
+         \x20 local-data: \"ipv4only.arpa. 60 IN AAAA {ab}\"\n\
+         forward-zone:\n\
+         \x20 name: \".\"\n\
+         \x20 forward-addr: {upstream}\n",
+        dir = dir.display(),
+        aa = under(0xc000_00aa),
+        ab = under(0xc000_00ab),
+    );
     services::write(&conf, text.as_bytes())?;
     let conf_arg = conf.display().to_string();
     services::launch(
@@ -683,6 +763,7 @@ impl super::scenarios::Truth for ReadinessLab {
             "scenario": "readiness",
             "collector": self.collector,
             "resolver": self.resolver,
+            "dns64": {"probe": DNS64_PROBE, "resolver": self.dns64_resolver, "prefix": DNS64_PREFIX},
             "probes": self.probes.iter().map(|p| json!({
                 "node": p.node, "address": p.address, "asn": p.asn, "country": p.country,
             })).collect::<Vec<_>>(),
