@@ -999,6 +999,15 @@ fn current_clickhouse_accepts_the_same_sql() {
         fold::fold_once(&store, &prefixes, 10, i64::MIN).unwrap();
         store.figure(b"D").unwrap();
         store.figure_rows(b"A", b"Z", &mut |_, _| true).unwrap();
+        store
+            .figure_ranges(
+                &[
+                    (b"B".to_vec(), b"C".to_vec()),
+                    (b"D".to_vec(), b"E".to_vec()),
+                ],
+                &mut |_, _| true,
+            )
+            .unwrap();
         fold::rebuild(&store, &prefixes, UnixMicros(1_700_000_000_000_000)).unwrap();
     }
 
@@ -1353,6 +1362,28 @@ fn sled_and_clickhouse_answer_the_same() {
         &figure_rows(&sled),
         &format!("sled vs ClickHouse, seed {seed}"),
     );
+    // Several ranges in one request (ClickHouse's own query) read what the ranges hold: the
+    // first and last thirds of the rows, an empty range between, a range past the end.
+    let key = |i: usize| folded[i].0.clone();
+    let (third, last) = (folded.len() / 3, folded.len() - 1);
+    let ranges = vec![
+        (key(0), key(third)),
+        (key(third + 1), key(third + 1)),
+        (key(2 * third), key(last)),
+        (b"Z".to_vec(), b"ZZ".to_vec()),
+    ];
+    let mut want: Vec<(Vec<u8>, Vec<u8>)> = folded[..third].to_vec();
+    want.extend_from_slice(&folded[2 * third..last]);
+    for store in [&clickhouse as &dyn Store, &sled] {
+        let mut got = Vec::new();
+        store
+            .figure_ranges(&ranges, &mut |k, v| {
+                got.push((k.to_vec(), v.to_vec()));
+                true
+            })
+            .unwrap();
+        assert_same_figures(&got, &want, &format!("figure_ranges, seed {seed}"));
+    }
     let (rebuilt, _) = fold::compute(&clickhouse, &prefixes, hours).unwrap();
     let rebuilt: Vec<(Vec<u8>, Vec<u8>)> = rebuilt
         .rows

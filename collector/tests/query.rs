@@ -14,6 +14,7 @@ use sixmap_collector::store::{Role, SledStore, Store, StoredResult};
 use sixmap_proto::v1;
 use sixmap_proto::v1::query_service_client::QueryServiceClient;
 use sixmap_proto::v1::query_service_server::QueryServiceServer;
+use sixmap_shared::blame::{Blame, BlameHop, Failure, Placement};
 use sixmap_shared::prefixes::Enrichment;
 use sixmap_shared::{TaskId, UnixMicros};
 use std::net::IpAddr;
@@ -63,6 +64,28 @@ fn result(i: u64) -> StoredResult {
     r.target_origin = Some(target_origin);
     if i.is_multiple_of(5) {
         r.result.task_id = TaskId::new(CAMPAIGN_TASK).unwrap();
+    }
+    // Every other result with a fault attribution, as ingest stores one beside a failure.
+    if i.is_multiple_of(2) {
+        r.blame = Some(Blame {
+            failure: Failure::V6Broken,
+            placement: Placement::Transit,
+            responsible_asn: Some(64_510),
+            last_answering: Some(BlameHop {
+                hop_limit: 3,
+                address: Some("2001:db8:20::1".parse().unwrap()),
+                asn: Some(64_510),
+            }),
+            first_silent: Some(BlameHop {
+                hop_limit: 4,
+                address: None,
+                asn: None,
+            }),
+            boundary: false,
+            probe_asn: r.probe_origin.as_ref().and_then(|o| o.asn),
+            probe_country: r.probe_origin.as_ref().and_then(|o| o.country),
+            destination_asn: Some(3333),
+        });
     }
     r
 }
@@ -445,17 +468,25 @@ async fn grpc_streams_filtered_results_and_stops_when_the_client_leaves() {
         .into_inner();
     let mut got = Vec::new();
     let mut last_cursor = String::new();
+    let mut with_blame = 0;
     while let Some(item) = stream.message().await.unwrap() {
         let decoded = sixmap_proto::decode::query_result(&item).unwrap();
         let expected = result(decoded.result.key.sequence);
         assert_eq!(decoded.result, expected.result);
         assert_eq!(decoded.probe_origin, expected.probe_origin);
         assert_eq!(decoded.target_origin, expected.target_origin);
+        // The attribution the HTTP API shows travels on gRPC too.
+        assert_eq!(decoded.blame, expected.blame);
+        if decoded.blame.is_some() {
+            with_blame += 1;
+        }
         got.push(decoded.result.key.sequence);
         last_cursor = decoded.cursor;
     }
     let expected: Vec<u64> = (0..N).filter(|i| i % 3 == 2 && i % 4 >= 2).collect();
     assert_eq!(got, expected);
+    assert_eq!(with_blame, expected.iter().filter(|i| *i % 2 == 0).count());
+    assert!(with_blame > 0 && with_blame < got.len());
     // Resuming after the last result finds nothing more; a limit stops early.
     let resumed = v1::ResultQuery {
         cursor: last_cursor,

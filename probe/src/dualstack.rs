@@ -82,8 +82,8 @@ pub async fn run(
         if crate::selftest::has_clat(&[source], &[]));
     // IPv6 broken where IPv4 works: trace the IPv6 path so the collector can say where it
     // breaks, with the inner measurement's protocol (a filter may drop only that).
-    let v6_fault_path = match (v6.destination, v6_fault(&v6.outcome, &v4.outcome)) {
-        (Some(destination), true) => {
+    let v6_fault_path = match fault_destination(&v6, &v4) {
+        Some(destination) => {
             let (protocol, port) = match spec.inner() {
                 DualInner::Ping => (TraceProtocol::Icmp, 0),
                 DualInner::Tcp | DualInner::Http => (TraceProtocol::TcpSyn, spec.port()),
@@ -92,7 +92,7 @@ pub async fn run(
             let packets = crate::safety::dual_fault_packets(ctx.max_packets, legs);
             crate::faultpath::trace(ctx, destination, protocol, port, packets).await
         }
-        _ => None,
+        None => None,
     };
     let result = DualStackResult {
         happy_eyeballs_choice: happy_eyeballs_choice(
@@ -291,6 +291,13 @@ fn success_time(outcome: &Outcome) -> Option<Duration> {
 /// Whether the IPv6 leg failed on the network while the IPv4 leg reached its destination:
 /// what a fault path is traced for. A v6 leg that never ran (no AAAA, refused by the policy)
 /// has no path to trace.
+/// Where to trace the IPv6 path: the v6 leg's destination, when IPv6 failed there on the
+/// network while IPv4 worked (what the collector accepts a fault path with).
+fn fault_destination(v6: &DualLeg, v4: &DualLeg) -> Option<IpAddr> {
+    v6.destination
+        .filter(|_| v6_fault(&v6.outcome, &v4.outcome))
+}
+
 fn v6_fault(v6: &Outcome, v4: &Outcome) -> bool {
     let v6_ran = match v6 {
         Outcome::Failed(e) => e.class == ErrorClass::Network,
@@ -340,6 +347,111 @@ mod tests {
         assert!(!v6_fault(&no_aaaa, &connected));
         let refused = Outcome::Failed(failure(ErrorClass::Policy, "private"));
         assert!(!v6_fault(&refused, &connected));
+    }
+
+    /// Every pair of legs the probe can produce: where it traces a fault path, the result
+    /// passes the collector's wire decoder (which refuses a path matching no failure).
+    #[test]
+    fn every_fault_path_the_probe_traces_is_accepted_by_the_decoder() {
+        use sixmap_shared::ids::{ResultKey, TaskId};
+        use sixmap_shared::measurement::{
+            ClockInfo, ClockState, FaultPath, MeasurementResult, PathHop,
+        };
+        let ping = |received: u16| {
+            Outcome::Ping(PingResult {
+                sent: 1,
+                received,
+                replies: (0..received)
+                    .map(|sequence| PingReply {
+                        sequence,
+                        rtt_ns: 1_000_000,
+                        hop_limit: Some(60),
+                        duplicate: false,
+                        from: "2001:db8:80::1".parse().unwrap(),
+                    })
+                    .collect(),
+                timestamp_source: TimestampSource::Kernel,
+                socket_kind: IcmpSocketKind::Datagram,
+                errors: vec![],
+            })
+        };
+        let outcomes = || {
+            vec![
+                ping(0),
+                ping(1),
+                tcp(ConnectOutcome::Connected, 3),
+                tcp(ConnectOutcome::Refused, 3),
+                tcp(ConnectOutcome::Timeout, 3),
+                tcp(ConnectOutcome::Unreachable, 3),
+                Outcome::Failed(failure(ErrorClass::Network, "unreachable")),
+                Outcome::Failed(failure(ErrorClass::Resolution, "no AAAA")),
+                Outcome::Failed(failure(ErrorClass::Policy, "private")),
+            ]
+        };
+        let leg = |destination: Option<&str>, outcome| DualLeg {
+            source: None,
+            destination: destination.map(|d| d.parse().unwrap()),
+            duration_us: 1,
+            outcome,
+        };
+        let mut traced = 0;
+        for v6 in outcomes() {
+            for v4 in outcomes() {
+                for v6_destination in [Some("2001:db8:80::1"), None] {
+                    let v6 = leg(v6_destination, v6.clone());
+                    let v4 = leg(Some("192.0.2.80"), v4.clone());
+                    let Some(destination) = fault_destination(&v6, &v4) else {
+                        continue;
+                    };
+                    traced += 1;
+                    assert_eq!(Some(destination), v6.destination);
+                    let dual = DualStackResult {
+                        v6: Box::new(v6),
+                        v4: Box::new(v4),
+                        happy_eyeballs_choice: Some(Family::V4),
+                        v6_hops: None,
+                        v4_hops: None,
+                        v6_nat64_prefix: None,
+                        v4_via_clat: false,
+                        v6_fault_path: Some(FaultPath {
+                            hops: vec![PathHop {
+                                hop_limit: 1,
+                                address: "2001:db8:1::1".parse().unwrap(),
+                            }],
+                            probed_up_to: 4,
+                            reached_destination: false,
+                            packets_sent: 8,
+                        }),
+                    };
+                    let result = MeasurementResult {
+                        key: ResultKey {
+                            probe_id: "0a0b0c0d0e0f1011".parse().unwrap(),
+                            boot_epoch: 1,
+                            sequence: 1,
+                        },
+                        task_id: TaskId::new(7).unwrap(),
+                        started_at: sixmap_shared::UnixMicros(1_700_000_000_000_000),
+                        duration_us: 5,
+                        family_requested: Family::V6,
+                        family_used: Some(Family::V6),
+                        source: None,
+                        destination: None,
+                        software_version: "0.1.0".into(),
+                        clock: ClockInfo {
+                            state: ClockState::Synchronized,
+                            offset_us: None,
+                        },
+                        outcome: Outcome::DualStack(dual),
+                    };
+                    let wire = sixmap_proto::encode::result(&result);
+                    let decoded = sixmap_proto::decode::result(&wire)
+                        .unwrap_or_else(|e| panic!("{e}: {:?}", result.outcome));
+                    assert_eq!(decoded, result);
+                }
+            }
+        }
+        // IPv6 failing on the network (4 ways) while IPv4 reached (3 ways), towards an address.
+        assert_eq!(traced, 12);
     }
 
     #[test]

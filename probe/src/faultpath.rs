@@ -63,7 +63,7 @@ pub async fn trace(
         ..*ctx
     };
     match crate::traceroute::run(&trace_ctx, &spec, destination).await {
-        Ok(result) => Some(reduce(&result)),
+        Ok(result) => reduce(&result),
         Err(e) => {
             tracing::debug!(%destination, error = %e.message, "no fault path: trace failed");
             None
@@ -71,24 +71,39 @@ pub async fn trace(
     }
 }
 
-/// The answering hops of a trace (each hop's first responder).
-fn reduce(result: &sixmap_shared::measurement::TracerouteResult) -> FaultPath {
+/// The answering hops of a trace (each hop's first responder that can be a router: an
+/// answer from a multicast, unspecified or IPv4-mapped source is no router's, and the
+/// collector refuses a path naming one). `None` when the trace probed no hop at all.
+fn reduce(result: &sixmap_shared::measurement::TracerouteResult) -> Option<FaultPath> {
     let hops = result
         .hops
         .iter()
+        .filter(|hop| hop.hop_limit > 0)
         .filter_map(|hop| {
-            hop.responders().first().map(|&address| PathHop {
-                hop_limit: hop.hop_limit,
-                address,
-            })
+            hop.responders()
+                .into_iter()
+                .find(|&address| PathHop::answers_from(address))
+                .map(|address| PathHop {
+                    hop_limit: hop.hop_limit,
+                    address,
+                })
         })
         .take(FaultPath::MAX_HOPS)
         .collect();
-    FaultPath {
+    let probed_up_to = result.hops.iter().map(|h| h.hop_limit).max()?;
+    let path = FaultPath {
         hops,
-        probed_up_to: result.hops.iter().map(|h| h.hop_limit).max().unwrap_or(0),
+        probed_up_to,
         reached_destination: result.reached_destination,
         packets_sent: result.packets_sent,
+    };
+    // What the collector would refuse is not sent: the failure then travels without a path.
+    match path.validate("fault_path") {
+        Ok(()) => Some(path),
+        Err(e) => {
+            tracing::debug!(error = %e, "no fault path: the trace is not a path");
+            None
+        }
     }
 }
 
@@ -138,7 +153,7 @@ mod tests {
             packets_sent: 7,
             reused_hops: 0,
         };
-        let path = reduce(&result);
+        let path = reduce(&result).unwrap();
         assert_eq!(path.probed_up_to, 4);
         assert_eq!(path.packets_sent, 7);
         assert!(!path.reached_destination);
@@ -152,6 +167,53 @@ mod tests {
             vec![(1, "2001:db8:1::1".into()), (3, "2001:db8:3::1".into())]
         );
         assert_eq!(path.validate("p"), Ok(()));
+    }
+
+    #[test]
+    fn answers_from_no_router_are_left_out_and_an_empty_trace_is_no_path() {
+        let reply = |from: &str| {
+            Some(HopReply {
+                from: from.parse().unwrap(),
+                rtt_ns: 1000,
+                answer: HopAnswer::Icmp {
+                    icmp_type: 3,
+                    icmp_code: 0,
+                    mtu: None,
+                },
+            })
+        };
+        let mut result = TracerouteResult {
+            protocol: TraceProtocol::Icmp,
+            flow_label: 0,
+            hops: vec![
+                TracerouteHop {
+                    hop_limit: 1,
+                    replies: vec![reply("ff02::1"), reply("2001:db8:1::1")],
+                },
+                TracerouteHop {
+                    hop_limit: 2,
+                    replies: vec![reply("::ffff:192.0.2.1"), reply("::")],
+                },
+                TracerouteHop {
+                    hop_limit: 3,
+                    replies: vec![None, None],
+                },
+            ],
+            reached_destination: false,
+            stop: TraceStop::SilentHops,
+            packets_sent: 6,
+            reused_hops: 0,
+        };
+        let path = reduce(&result).unwrap();
+        let hops: Vec<(u8, String)> = path
+            .hops
+            .iter()
+            .map(|h| (h.hop_limit, h.address.to_string()))
+            .collect();
+        assert_eq!(hops, vec![(1, "2001:db8:1::1".into())]);
+        assert_eq!(path.probed_up_to, 3);
+        result.hops.clear();
+        assert_eq!(reduce(&result), None);
     }
 
     #[test]

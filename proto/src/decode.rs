@@ -501,23 +501,50 @@ fn fault_path(field: &str, p: &v1::FaultPath) -> Result<FaultPath, WireError> {
             format!("more than {} hops", FaultPath::MAX_HOPS),
         ));
     }
+    let mut previous = 0;
     let hops = p
         .hops
         .iter()
         .enumerate()
         .map(|(i, h)| {
-            Ok(PathHop {
-                hop_limit: small(&format!("{field}.hops[{i}].hop_limit"), h.hop_limit)?,
-                address: address(&format!("{field}.hops[{i}].address"), &h.address)?,
-            })
+            let hop_limit = small(&format!("{field}.hops[{i}].hop_limit"), h.hop_limit)?;
+            if hop_limit <= previous {
+                return Err(WireError::new(
+                    format!("{field}.hops[{i}].hop_limit"),
+                    format!(
+                        "{hop_limit} after {previous}: hop limits must be strictly increasing and > 0"
+                    ),
+                ));
+            }
+            previous = hop_limit;
+            let at = format!("{field}.hops[{i}].address");
+            let address = address(&at, &h.address)?;
+            if !PathHop::answers_from(address) {
+                return Err(WireError::new(
+                    at,
+                    format!("{address} is not an IPv6 unicast address"),
+                ));
+            }
+            Ok(PathHop { hop_limit, address })
         })
         .collect::<Result<Vec<_>, WireError>>()?;
-    Ok(FaultPath {
+    let probed_up_to = small(&format!("{field}.probed_up_to"), p.probed_up_to)?;
+    if probed_up_to == 0 || u32::from(probed_up_to) > TracerouteSpec::MAX_HOPS {
+        return Err(WireError::new(
+            format!("{field}.probed_up_to"),
+            format!("{probed_up_to} is not in 1..={}", TracerouteSpec::MAX_HOPS),
+        ));
+    }
+    let path = FaultPath {
         hops,
-        probed_up_to: small(&format!("{field}.probed_up_to"), p.probed_up_to)?,
+        probed_up_to,
         reached_destination: p.reached_destination,
         packets_sent: p.packets_sent,
-    })
+    };
+    // The rest (hops within what was probed, packets): with the field's name.
+    path.validate("fault_path")
+        .map_err(|e| WireError::new(field, WireError::from(e).reason))?;
+    Ok(path)
 }
 
 fn ext_header_result(e: &v1::ExtHeaderResult) -> Result<ExtHeaderResult, WireError> {
@@ -1338,6 +1365,8 @@ pub struct QueriedResult {
     pub target_origin: Option<sixmap_shared::prefixes::Enrichment>,
     /// Resumes a stream after this result.
     pub cursor: String,
+    /// The collector's fault attribution of the result's failure, if it made one.
+    pub blame: Option<sixmap_shared::blame::Blame>,
 }
 
 pub fn query_result(wire: &v1::QueryResult) -> Result<QueriedResult, WireError> {
@@ -1356,11 +1385,60 @@ pub fn query_result(wire: &v1::QueryResult) -> Result<QueriedResult, WireError> 
         .as_ref()
         .map(|o| origin(o).map_err(|e| e.within("target_origin")))
         .transpose()?;
+    let blame = wire
+        .blame
+        .as_ref()
+        .map(|b| fault_attribution(b).map_err(|e| e.within("blame")))
+        .transpose()?;
     Ok(QueriedResult {
         result,
         probe_origin,
         target_origin,
         cursor: wire.cursor.clone(),
+        blame,
+    })
+}
+
+pub fn fault_attribution(
+    wire: &v1::FaultAttribution,
+) -> Result<sixmap_shared::blame::Blame, WireError> {
+    use sixmap_shared::blame::{Blame, BlameHop};
+    let hop = |field: &str, h: Option<&v1::FaultHop>| -> Result<Option<BlameHop>, WireError> {
+        let Some(h) = h else {
+            return Ok(None);
+        };
+        let hop_limit: u8 = small(&format!("{field}.hop_limit"), h.hop_limit)?;
+        if hop_limit == 0 {
+            return Err(WireError::new(
+                format!("{field}.hop_limit"),
+                "required, 1..=255",
+            ));
+        }
+        Ok(Some(BlameHop {
+            hop_limit,
+            address: optional_address(&format!("{field}.address"), &h.address)?,
+            asn: h.asn,
+        }))
+    };
+    let probe_country = match wire.probe_country.as_str() {
+        "" => None,
+        text => Some(
+            text.parse()
+                .map_err(|e: sixmap_shared::prefixes::CountryCodeError| {
+                    WireError::new("probe_country", e.to_string())
+                })?,
+        ),
+    };
+    Ok(Blame {
+        failure: required("failure", wire.failure, fault_failure_from_wire)?,
+        placement: required("placement", wire.placement, placement_from_wire)?,
+        responsible_asn: wire.responsible_asn,
+        last_answering: hop("last_answering", wire.last_answering.as_ref())?,
+        first_silent: hop("first_silent", wire.first_silent.as_ref())?,
+        boundary: wire.boundary,
+        probe_asn: wire.probe_asn,
+        probe_country,
+        destination_asn: wire.destination_asn,
     })
 }
 
@@ -1726,5 +1804,74 @@ mod query_tests {
             ..Default::default()
         };
         assert_eq!(origin(&bad_origin).unwrap_err().field, "country");
+    }
+
+    #[test]
+    fn a_fault_attribution_travels_with_its_result_and_bad_fields_are_named() {
+        use sixmap_shared::blame::{Blame, BlameHop, Failure, Placement};
+        let blame = Blame {
+            failure: Failure::PmtuBlackHole,
+            placement: Placement::Transit,
+            responsible_asn: Some(64510),
+            last_answering: Some(BlameHop {
+                hop_limit: 2,
+                address: Some("2001:db8:2::1".parse().unwrap()),
+                asn: Some(64510),
+            }),
+            first_silent: Some(BlameHop {
+                hop_limit: 3,
+                address: None,
+                asn: None,
+            }),
+            boundary: false,
+            probe_asn: Some(64500),
+            probe_country: "XA".parse().ok(),
+            destination_asn: None,
+        };
+        let result = crate::kinds_tests::base(crate::kinds_tests::outcomes().swap_remove(11));
+        let wire = crate::encode::query_result(&result, None, None, Some(&blame), "c".into());
+        let decoded = query_result(&wire).unwrap();
+        assert_eq!(decoded.blame, Some(blame));
+        assert_eq!(decoded.result, result);
+        // Every failure and placement has its wire value, and back.
+        for failure in Failure::ALL {
+            for placement in Placement::ALL {
+                let b = Blame {
+                    failure,
+                    placement,
+                    ..blame
+                };
+                assert_eq!(
+                    fault_attribution(&crate::encode::fault_attribution(&b)),
+                    Ok(b)
+                );
+            }
+        }
+        let none = crate::encode::query_result(&result, None, None, None, "c".into());
+        assert_eq!(query_result(&none).unwrap().blame, None);
+
+        type Damage = fn(&mut v1::FaultAttribution);
+        let cases: [(&str, Damage); 7] = [
+            ("blame.failure", |b| b.failure = 0),
+            ("blame.failure", |b| b.failure = 42),
+            ("blame.placement", |b| b.placement = 0),
+            ("blame.probe_country", |b| {
+                b.probe_country = "Atlantis".into()
+            }),
+            ("blame.last_answering.address", |b| {
+                b.last_answering.as_mut().unwrap().address = "router".into();
+            }),
+            ("blame.last_answering.hop_limit", |b| {
+                b.last_answering.as_mut().unwrap().hop_limit = 256;
+            }),
+            ("blame.first_silent.hop_limit", |b| {
+                b.first_silent.as_mut().unwrap().hop_limit = 0;
+            }),
+        ];
+        for (field, damage) in cases {
+            let mut bad = wire.clone();
+            damage(bad.blame.as_mut().unwrap());
+            assert_eq!(query_result(&bad).unwrap_err().field, field);
+        }
     }
 }

@@ -3,6 +3,7 @@
 use crate::enums::*;
 use crate::v1;
 use sixmap_shared::ResultKey;
+use sixmap_shared::blame::{Blame, BlameHop};
 use sixmap_shared::health::{OutboxLoss, ProbeTag, SelfTest};
 use sixmap_shared::measurement::{
     CertificateSummary, DnsResult, DualLeg, DualStackResult, ExtHeaderResult, FaultPath, HopAnswer,
@@ -722,11 +723,12 @@ pub fn origin(e: &sixmap_shared::prefixes::Enrichment) -> v1::Origin {
 }
 
 /// A stored result on the query stream: the result as the probe sent it, the enrichment
-/// beside it, and the cursor that resumes a stream after it.
+/// and fault attribution beside it, and the cursor that resumes a stream after it.
 pub fn query_result(
     r: &MeasurementResult,
     probe_origin: Option<&sixmap_shared::prefixes::Enrichment>,
     target_origin: Option<&sixmap_shared::prefixes::Enrichment>,
+    blame: Option<&Blame>,
     cursor: String,
 ) -> v1::QueryResult {
     v1::QueryResult {
@@ -734,5 +736,25 @@ pub fn query_result(
         probe_origin: probe_origin.map(origin),
         target_origin: target_origin.map(origin),
         cursor,
+        blame: blame.map(fault_attribution),
+    }
+}
+
+pub fn fault_attribution(b: &Blame) -> v1::FaultAttribution {
+    let hop = |h: &BlameHop| v1::FaultHop {
+        hop_limit: u32::from(h.hop_limit),
+        address: h.address.map(|a| a.to_string()).unwrap_or_default(),
+        asn: h.asn,
+    };
+    v1::FaultAttribution {
+        failure: fault_failure_to_wire(b.failure).into(),
+        placement: placement_to_wire(b.placement).into(),
+        responsible_asn: b.responsible_asn,
+        last_answering: b.last_answering.as_ref().map(hop),
+        first_silent: b.first_silent.as_ref().map(hop),
+        boundary: b.boundary,
+        probe_asn: b.probe_asn,
+        probe_country: b.probe_country.map(|c| c.to_string()).unwrap_or_default(),
+        destination_asn: b.destination_asn,
     }
 }

@@ -1,6 +1,7 @@
 //! Enum mappings shared by both directions.
 
 use crate::v1;
+use sixmap_shared::blame::{Failure, Placement};
 use sixmap_shared::health::{InterfaceKind, LossReason};
 use sixmap_shared::measurement::{
     ClockState, ConnectOutcome, DnsFailureClass, DnsTransport, DualInner, ErrorClass,
@@ -362,4 +363,33 @@ pub(crate) fn lookup_status_from_wire(status: v1::LookupStatus) -> Option<Lookup
         v1::LookupStatus::NxDomain => Some(LookupStatus::NxDomain),
         v1::LookupStatus::Failed => Some(LookupStatus::Failed),
     }
+}
+
+pub(crate) fn fault_failure_to_wire(failure: Failure) -> v1::FaultFailure {
+    match failure {
+        Failure::V6Broken => v1::FaultFailure::V6Broken,
+        Failure::PmtuBlackHole => v1::FaultFailure::PmtuBlackHole,
+        Failure::ExtHeaderDrop => v1::FaultFailure::ExtHeaderDrop,
+    }
+}
+
+pub(crate) fn fault_failure_from_wire(failure: v1::FaultFailure) -> Option<Failure> {
+    Failure::ALL
+        .into_iter()
+        .find(|f| fault_failure_to_wire(*f) == failure)
+}
+
+pub(crate) fn placement_to_wire(placement: Placement) -> v1::FaultPlacement {
+    match placement {
+        Placement::Access => v1::FaultPlacement::Access,
+        Placement::Transit => v1::FaultPlacement::Transit,
+        Placement::Destination => v1::FaultPlacement::Destination,
+        Placement::Unknown => v1::FaultPlacement::Unknown,
+    }
+}
+
+pub(crate) fn placement_from_wire(placement: v1::FaultPlacement) -> Option<Placement> {
+    Placement::ALL
+        .into_iter()
+        .find(|p| placement_to_wire(*p) == placement)
 }

@@ -431,7 +431,15 @@ pub(crate) fn outcomes() -> Vec<Outcome> {
                 },
             ],
             packets_sent: 30,
-            fault_path: None,
+            fault_path: Some(FaultPath {
+                hops: vec![PathHop {
+                    hop_limit: 1,
+                    address: ip("2001:db8:100::1"),
+                }],
+                probed_up_to: 4,
+                reached_destination: true,
+                packets_sent: 4,
+            }),
         }),
         Outcome::DualStack(dual_stack()),
         Outcome::Readiness(Box::new(readiness())),
@@ -471,6 +479,7 @@ pub(crate) fn outcomes() -> Vec<Outcome> {
                 ..DnsSession::default()
             }),
         }),
+        Outcome::DualStack(dual_stack_broken()),
     ]
 }
 
@@ -589,14 +598,51 @@ fn dual_stack() -> DualStackResult {
         v4_hops: None,
         v6_nat64_prefix: Some("64:ff9b::".parse().unwrap()),
         v4_via_clat: true,
+        v6_fault_path: None,
+    }
+}
+
+/// IPv6 silent where IPv4 answers, with the IPv6 path traced after.
+fn dual_stack_broken() -> DualStackResult {
+    DualStackResult {
+        v6: Box::new(DualLeg {
+            source: Some(ip("2001:db8:100::2")),
+            destination: Some(ip("2001:db8:80::1")),
+            duration_us: 3_000_000,
+            outcome: Outcome::Ping(PingResult {
+                sent: 3,
+                received: 0,
+                replies: vec![],
+                timestamp_source: TimestampSource::Kernel,
+                socket_kind: IcmpSocketKind::Datagram,
+                errors: vec![],
+            }),
+        }),
+        v4: Box::new(DualLeg {
+            source: Some(ip("192.0.2.7")),
+            destination: Some(ip("198.51.100.1")),
+            duration_us: 2_000_000,
+            outcome: ping_outcome("198.51.100.1", 57),
+        }),
+        happy_eyeballs_choice: Some(Family::V4),
+        v6_hops: None,
+        v4_hops: Some(8),
+        v6_nat64_prefix: None,
+        v4_via_clat: false,
         v6_fault_path: Some(FaultPath {
-            hops: vec![PathHop {
-                hop_limit: 2,
-                address: ip("2001:db8:2::1"),
-            }],
+            hops: vec![
+                PathHop {
+                    hop_limit: 1,
+                    address: ip("fe80::1"),
+                },
+                PathHop {
+                    hop_limit: 2,
+                    address: ip("2001:db8:2::1"),
+                },
+            ],
             probed_up_to: 5,
             reached_destination: false,
-            packets_sent: 5,
+            packets_sent: 8,
         }),
     }
 }
@@ -1151,4 +1197,147 @@ fn readiness_spec_is_refused_for_an_address_or_a_bad_key() {
         decode::spec(&wire).unwrap_err().field,
         "readiness.max_subresource_hosts"
     );
+}
+
+fn fault_path_wire(wire: &mut v1::MeasurementResult) -> &mut v1::FaultPath {
+    use v1::measurement_result::Kind as W;
+    match wire.kind.as_mut() {
+        Some(W::DualStack(d)) => d.v6_fault_path.as_mut().unwrap(),
+        Some(W::Pmtu(p)) => p.fault_path.as_mut().unwrap(),
+        Some(W::ExtHeaders(e)) => e.fault_path.as_mut().unwrap(),
+        _ => unreachable!(),
+    }
+}
+
+/// Every fault path a probe can send, damaged in each way the decoder refuses: the result is
+/// refused, naming the field (a path that does not match a failure would be blamed on a
+/// network).
+#[test]
+fn hostile_fault_paths_are_refused_naming_the_field() {
+    use v1::measurement_result::Kind as W;
+    let samples: Vec<(&str, v1::MeasurementResult)> = vec![
+        (
+            "dual_stack.v6_fault_path",
+            wire_of(Outcome::DualStack(dual_stack_broken())),
+        ),
+        ("pmtu.fault_path", wire_of(outcomes().swap_remove(11))),
+        (
+            "ext_headers.fault_path",
+            wire_of(outcomes().swap_remove(12)),
+        ),
+    ];
+    type Damage = Box<dyn Fn(&mut v1::FaultPath)>;
+    let far = |n: u32| v1::PathHop {
+        hop_limit: n,
+        address: format!("2001:db8:{n:x}::1"),
+    };
+    let cases: Vec<(&str, Damage)> = vec![
+        ("probed_up_to", Box::new(|p| p.probed_up_to = 0)),
+        ("probed_up_to", Box::new(|p| p.probed_up_to = 65)),
+        ("probed_up_to", Box::new(|p| p.probed_up_to = 256)),
+        (
+            "hops[0].address",
+            Box::new(|p| p.hops[0].address = "::ffff:192.0.2.1".into()),
+        ),
+        (
+            "hops[0].address",
+            Box::new(|p| p.hops[0].address = "192.0.2.1".into()),
+        ),
+        (
+            "hops[0].address",
+            Box::new(|p| p.hops[0].address = "ff02::1".into()),
+        ),
+        (
+            "hops[0].address",
+            Box::new(|p| p.hops[0].address = "::".into()),
+        ),
+        (
+            "hops[0].address",
+            Box::new(|p| p.hops[0].address = "router".into()),
+        ),
+        ("hops[0].hop_limit", Box::new(|p| p.hops[0].hop_limit = 0)),
+        ("hops[0].hop_limit", Box::new(|p| p.hops[0].hop_limit = 300)),
+        (
+            "hops[1].hop_limit",
+            Box::new(move |p| {
+                p.hops = vec![far(2), far(2)];
+            }),
+        ),
+        (
+            "hops[1].hop_limit",
+            Box::new(move |p| {
+                p.hops = vec![far(3), far(2)];
+            }),
+        ),
+        (
+            "hops",
+            Box::new(move |p| {
+                p.probed_up_to = 64;
+                p.hops = (1..=65).map(far).collect();
+            }),
+        ),
+        // Within the wire's bounds but not a path: hops above what was probed, fewer
+        // packets than answers.
+        (
+            "",
+            Box::new(move |p| {
+                p.probed_up_to = 2;
+                p.hops = vec![far(1), far(3)];
+            }),
+        ),
+        ("", Box::new(|p| p.packets_sent = 0)),
+    ];
+    for (path, sample) in &samples {
+        assert!(decode::result(sample).is_ok(), "{path}");
+        for (field, damage) in &cases {
+            let mut wire = sample.clone();
+            damage(fault_path_wire(&mut wire));
+            let want = if field.is_empty() {
+                (*path).to_owned()
+            } else {
+                format!("{path}.{field}")
+            };
+            assert_eq!(field_of(&wire), want, "{path} {field}");
+        }
+    }
+
+    // A path that matches no failure.
+    let mut wire = wire_of(Outcome::DualStack(dual_stack_broken()));
+    if let Some(W::DualStack(d)) = wire.kind.as_mut() {
+        d.v4 = d.v6.clone();
+    }
+    assert_eq!(field_of(&wire), "dual_stack.v6_fault_path");
+    let mut wire = wire_of(Outcome::DualStack(dual_stack()));
+    if let Some(W::DualStack(d)) = wire.kind.as_mut() {
+        let broken = wire_of(Outcome::DualStack(dual_stack_broken()));
+        if let Some(W::DualStack(b)) = broken.kind {
+            d.v6_fault_path = b.v6_fault_path;
+        }
+        // The v4 leg works too: still IPv6 worked.
+        d.v4 = d.v6.clone();
+        d.v4_via_clat = false;
+    }
+    let err = decode::result(&wire).unwrap_err();
+    assert_eq!(err.field, "dual_stack.v6_fault_path");
+    assert!(err.reason.contains("IPv6 leg reached"), "{err}");
+    let mut wire = wire_of(Outcome::DualStack(dual_stack_broken()));
+    if let Some(W::DualStack(d)) = wire.kind.as_mut() {
+        d.v6.as_mut().unwrap().destination_address = String::new();
+    }
+    assert_eq!(field_of(&wire), "dual_stack.v6_fault_path");
+    let mut wire = wire_of(outcomes().swap_remove(11));
+    if let Some(W::Pmtu(p)) = wire.kind.as_mut() {
+        p.black_hole = false;
+        p.black_hole_hop = 0;
+        p.black_hole_from = String::new();
+    }
+    assert_eq!(field_of(&wire), "pmtu.fault_path");
+    let mut wire = wire_of(outcomes().swap_remove(12));
+    if let Some(W::ExtHeaders(e)) = wire.kind.as_mut() {
+        for o in &mut e.outcomes {
+            o.survived = true;
+            o.dropped_at_hop = 0;
+        }
+    }
+    assert_eq!(field_of(&wire), "ext_headers.fault_path");
 }

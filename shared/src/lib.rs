@@ -3,6 +3,7 @@
 //! Everything here is already validated: code that holds one of these types never re-checks it.
 //! Wire types (prost) never appear here; `sixmap-proto` converts them at the edge.
 
+pub mod blame;
 #[cfg(any(feature = "cli", test))]
 pub mod cli_help;
 pub mod config;

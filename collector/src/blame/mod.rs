@@ -29,106 +29,11 @@
 pub mod http;
 pub mod rollup;
 
-use serde::{Deserialize, Serialize};
+pub use sixmap_shared::blame::{Blame, BlameHop, Failure, Placement};
 use sixmap_shared::measurement::{FaultPath, Outcome};
 use sixmap_shared::policy::{NonGlobal, classify};
-use sixmap_shared::prefixes::{CountryCode, Enrichment};
+use sixmap_shared::prefixes::Enrichment;
 use std::net::IpAddr;
-
-/// What failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Failure {
-    /// IPv6 failed while IPv4 worked (dual-stack).
-    V6Broken = 0,
-    /// Large packets vanish without Packet Too Big.
-    PmtuBlackHole = 1,
-    /// Packets with an extension header vanish.
-    ExtHeaderDrop = 2,
-}
-
-impl Failure {
-    pub const ALL: [Self; 3] = [Self::V6Broken, Self::PmtuBlackHole, Self::ExtHeaderDrop];
-
-    pub fn from_u8(n: u8) -> Option<Self> {
-        Self::ALL.into_iter().find(|f| *f as u8 == n)
-    }
-}
-
-/// Whose network the fault is in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Placement {
-    /// The probe's own network: its ISP (last answering hop in the probe's AS) or its home
-    /// network / CPE (no public hop answered).
-    Access = 0,
-    /// A network between the probe's and the destination's.
-    Transit = 1,
-    /// The destination's network, or the destination itself.
-    Destination = 2,
-    /// The prefix data cannot tell (an AS it does not know, an end without AS).
-    Unknown = 3,
-}
-
-impl Placement {
-    pub const ALL: [Self; 4] = [
-        Self::Access,
-        Self::Transit,
-        Self::Destination,
-        Self::Unknown,
-    ];
-
-    pub fn from_u8(n: u8) -> Option<Self> {
-        Self::ALL.into_iter().find(|p| *p as u8 == n)
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Access => "access",
-            Self::Transit => "transit",
-            Self::Destination => "destination",
-            Self::Unknown => "unknown",
-        }
-    }
-}
-
-/// One hop of an attribution: where, who answered (if known) and that address's origin AS.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BlameHop {
-    pub hop_limit: u8,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub address: Option<IpAddr>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub asn: Option<u32>,
-}
-
-/// The attribution stored with a result.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Blame {
-    pub failure: Failure,
-    pub placement: Placement,
-    /// The network held responsible: the probe's AS for `access`, the destination's for
-    /// `destination`, the last answering hop's for `transit` (and `unknown`, when it has one).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub responsible_asn: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_answering: Option<BlameHop>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub first_silent: Option<BlameHop>,
-    /// The last answering and the first silent hop are in different (known) ASes: the fault
-    /// is at their interconnection.
-    #[serde(default)]
-    pub boundary: bool,
-    /// The ends as attributed: the probe's origin AS and country (the rollups group by
-    /// them) and the destination's AS. A dual-stack result names its addresses in its legs
-    /// only, so they are looked up there.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub probe_asn: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub probe_country: Option<CountryCode>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub destination_asn: Option<u32>,
-}
 
 /// What a failing measurement observed, ready to attribute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,23 +46,40 @@ pub struct Observation<'a> {
     pub destination: Option<IpAddr>,
 }
 
-/// The failure a result shows and the path it carries, if it has both.
+/// The failure a result shows and the path it carries, if it has both and they match.
+///
+/// The wire decoder refuses a path that matches no failure or is no path; this checks the
+/// same again (defence in depth: a store may hold results accepted before those checks), so
+/// an attribution is never made from a path that would blame a network falsely.
 pub fn observe(outcome: &Outcome, destination: Option<IpAddr>) -> Option<Observation<'_>> {
+    let usable = |path: &FaultPath| path.validate("fault_path").is_ok();
     match outcome {
-        Outcome::DualStack(d) => d.v6_fault_path.as_ref().map(|path| Observation {
-            failure: Failure::V6Broken,
-            path,
-            silent_at: None,
-            destination: d.v6.destination.or(destination),
-        }),
-        Outcome::Pmtu(p) if p.black_hole => p.fault_path.as_ref().map(|path| Observation {
-            failure: Failure::PmtuBlackHole,
-            path,
-            silent_at: p.black_hole_hop,
-            destination,
-        }),
+        Outcome::DualStack(d) => {
+            let path = d.v6_fault_path.as_ref().filter(|path| usable(path))?;
+            // IPv6 failed where IPv4 worked, towards an address the probe traced.
+            if d.v6.outcome.reached_destination() || !d.v4.outcome.reached_destination() {
+                return None;
+            }
+            Some(Observation {
+                failure: Failure::V6Broken,
+                path,
+                silent_at: None,
+                destination: Some(d.v6.destination?),
+            })
+        }
+        Outcome::Pmtu(p) if p.black_hole => {
+            p.fault_path
+                .as_ref()
+                .filter(|path| usable(path))
+                .map(|path| Observation {
+                    failure: Failure::PmtuBlackHole,
+                    path,
+                    silent_at: p.black_hole_hop,
+                    destination,
+                })
+        }
         Outcome::ExtHeaders(e) => {
-            let path = e.fault_path.as_ref()?;
+            let path = e.fault_path.as_ref().filter(|path| usable(path))?;
             let dropped: Vec<_> = e.outcomes.iter().filter(|o| !o.survived).collect();
             if dropped.is_empty() {
                 return None;

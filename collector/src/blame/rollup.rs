@@ -3,12 +3,13 @@
 //! the networks held responsible most often.
 //!
 //! Read from the `breaks` figure rows kept as results arrive (`crate::figures`, one row per
-//! day, probe origin, failure, placement and responsible AS), so a request costs
-//! O(groups of the window), never O(results); a store without figures is scanned instead,
-//! as the other readers do. [`summarize`] is pure.
+//! day, probe origin, failure, placement and responsible AS), one key range per day holding
+//! only the country's rows, so a request costs O(the country's groups of the window), never
+//! O(results) nor the other countries' rows; a store without figures is scanned instead, as
+//! the other readers do. [`summarize`] is pure.
 
 use super::{Failure, Placement};
-use crate::figures::{DAY_US, Figure, FigureKey, FigureSet, Source, kind, range_start, read};
+use crate::figures::{DAY_US, Figure, FigureKey, FigureSet, Source, breaks_of_country, read};
 use crate::rollup::MinSample;
 use crate::store::{Store, StoreError};
 use serde::Serialize;
@@ -183,37 +184,51 @@ fn row_of(key: FigureKey, figure: &Figure) -> Option<BreakRow> {
     }
 }
 
-/// The breaks rows of days `[from_day, to_day)` (day numbers since the epoch): from the
-/// figures, or folded from a scan of the results when the store keeps none.
+/// A country's breaks rows, where they came from, and how many stored rows (or results,
+/// scanning) were read to find them: the work a request did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CountryRows {
+    pub rows: Vec<BreakRow>,
+    pub source: Source,
+    pub read: usize,
+}
+
+/// The breaks rows of `country`'s probes on days `[from_day, to_day)` (day numbers since the
+/// epoch). From the figures one key range per day (read in one request), each holding only
+/// that country's rows (their key starts with kind, day, country:
+/// `figures::breaks_of_country`), so a request costs O(the country's rows), whatever the
+/// other countries have; folded from a scan of the results when the store keeps no figures.
 pub fn rows(
     store: &dyn Store,
+    country: CountryCode,
     from_day: i64,
     to_day: i64,
-) -> Result<(Vec<BreakRow>, Source), StoreError> {
+) -> Result<CountryRows, StoreError> {
     let source = Source::of(store)?;
     let mut out = Vec::new();
+    let mut visited = 0;
     match source {
         Source::Figures => {
+            let ranges: Vec<_> = (from_day..to_day)
+                .map(|day| breaks_of_country(day, country))
+                .collect();
             let mut failed = None;
-            store.figure_rows(
-                &range_start(kind::BREAKS, from_day),
-                &range_start(kind::BREAKS, to_day),
-                &mut |key, value| {
-                    let decoded = FigureKey::decode(key)
-                        .and_then(|k| Figure::decode(value).map(|f| (k, f)))
-                        .map_err(|e| read::corrupt(key, e));
-                    match decoded {
-                        Ok((k, f)) => {
-                            out.extend(row_of(k, &f));
-                            true
-                        }
-                        Err(e) => {
-                            failed = Some(e);
-                            false
-                        }
+            store.figure_ranges(&ranges, &mut |key, value| {
+                visited += 1;
+                let decoded = FigureKey::decode(key)
+                    .and_then(|k| Figure::decode(value).map(|f| (k, f)))
+                    .map_err(|e| read::corrupt(key, e));
+                match decoded {
+                    Ok((k, f)) => {
+                        out.extend(row_of(k, &f).filter(|r| r.country == Some(country)));
+                        true
                     }
-                },
-            )?;
+                    Err(e) => {
+                        failed = Some(e);
+                        false
+                    }
+                }
+            })?;
             if let Some(e) = failed {
                 return Err(e);
             }
@@ -225,9 +240,13 @@ pub fn rows(
                 UnixMicros(from_day.saturating_mul(DAY_US)),
                 UnixMicros(to_day.saturating_mul(DAY_US)),
                 &mut |stored| {
-                    // Only results with an attribution make breaks rows; the rest would
+                    visited += 1;
+                    // Only the country's attributed results make its rows; the rest would
                     // only fill the set with rows thrown away below.
-                    if stored.blame.is_some() {
+                    if stored
+                        .blame
+                        .is_some_and(|b| b.probe_country == Some(country))
+                    {
                         set.fold(&stored, &none, i64::MAX);
                     }
                     !crate::limits::readers::cancelled()
@@ -237,7 +256,11 @@ pub fn rows(
             out.extend(set.rows.into_iter().filter_map(|(k, f)| row_of(k, &f)));
         }
     }
-    Ok((out, source))
+    Ok(CountryRows {
+        rows: out,
+        source,
+        read: visited,
+    })
 }
 
 fn date(day: i64) -> String {
@@ -329,7 +352,7 @@ pub fn country(
 ) -> Result<CountryBreaks, StoreError> {
     let today = now.0.div_euclid(DAY_US);
     let from_day = today - (WINDOW_DAYS - 1);
-    let (rows, source) = rows(store, from_day, today + 1)?;
+    let CountryRows { rows, source, .. } = rows(store, country, from_day, today + 1)?;
     let (total, placements, failures, networks, responsible) = summarize(country, rows);
     let per_network = probes_per_network(&store.probes()?, country);
     Ok(publishable(
@@ -412,6 +435,94 @@ mod tests {
         let order: Vec<(u32, u64)> = responsible.iter().map(|r| (r.asn, r.count)).collect();
         assert_eq!(order, vec![(1, 5), (9, 5), (7, 1)]);
         assert_eq!(responsible[1].placements.transit, 5);
+    }
+
+    /// Breaks rows of many countries in a store that keeps figures: a country's request reads
+    /// its own rows only, and finds the same as a summary of every row.
+    #[test]
+    fn a_request_reads_only_its_countrys_rows() {
+        use crate::store::{FigureStore, SledStore};
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let xa: CountryCode = "XA".parse().unwrap();
+        let today = 20_000;
+        let mut all = Vec::new();
+        let mut stored = Vec::new();
+        // 40 days (10 outside the window) of 60 countries, 6 groups each; XA is among them,
+        // sorting between others (XA < XB..), and rows without a country too.
+        let countries: Vec<Option<CountryCode>> = std::iter::once(None)
+            .chain((0..60u8).map(|i| {
+                let code = format!("{}{}", (b'A' + i / 26) as char, (b'A' + i % 26) as char);
+                code.parse().ok()
+            }))
+            .chain(["XA", "XB", "XC", "ZZ"].iter().map(|c| c.parse().ok()))
+            .collect();
+        for day in today - 39..=today {
+            for country in &countries {
+                for (n, (failure, placement)) in [
+                    (Failure::V6Broken, Placement::Access),
+                    (Failure::V6Broken, Placement::Transit),
+                    (Failure::PmtuBlackHole, Placement::Destination),
+                    (Failure::ExtHeaderDrop, Placement::Transit),
+                    (Failure::ExtHeaderDrop, Placement::Unknown),
+                    (Failure::PmtuBlackHole, Placement::Access),
+                ]
+                .into_iter()
+                .enumerate()
+                {
+                    let n = n as u32;
+                    let key = FigureKey::Breaks {
+                        day,
+                        country: *country,
+                        asn: Some(64500 + n % 2),
+                        failure,
+                        placement,
+                        responsible: Some(64510 + n),
+                    };
+                    let count = u64::from(n) + 1;
+                    stored.push((
+                        key.encode(),
+                        Figure::Breaks(crate::figures::Breaks { count }).encode(),
+                    ));
+                    if day > today - WINDOW_DAYS {
+                        all.push(BreakRow {
+                            country: *country,
+                            asn: Some(64500 + n % 2),
+                            failure,
+                            placement,
+                            responsible: Some(64510 + n),
+                            count,
+                        });
+                    }
+                }
+            }
+        }
+        store.replace_figures(&stored, 0).unwrap();
+        let got = rows(&store, xa, today - (WINDOW_DAYS - 1), today + 1).unwrap();
+        assert_eq!(got.source, Source::Figures);
+        let mine: Vec<BreakRow> = all
+            .iter()
+            .copied()
+            .filter(|r| r.country == Some(xa))
+            .collect();
+        assert_eq!(mine.len(), 6 * WINDOW_DAYS as usize);
+        // The work: the country's rows of the window, not the 65 countries' of 40 days.
+        assert_eq!(got.read, mine.len());
+        let mut sorted = got.rows.clone();
+        sorted.sort_by_key(|r| (r.failure, r.placement, r.responsible));
+        let mut want = mine.clone();
+        want.sort_by_key(|r| (r.failure, r.placement, r.responsible));
+        assert_eq!(sorted, want);
+        // Same figures as summing over everything.
+        assert_eq!(summarize(xa, got.rows), summarize(xa, all));
+        // A country without rows reads nothing.
+        let none = rows(&store, "QQ".parse().unwrap(), today - 29, today + 1).unwrap();
+        assert_eq!((none.rows.len(), none.read), (0, 0));
+        // The whole request (probe records aside) agrees.
+        let now = UnixMicros(today * DAY_US + 5);
+        let b = country(&store, xa, MinSample { min_probes: 0 }, now).unwrap();
+        assert_eq!(b.total, 6 * 30 + 5 * 30 + 4 * 30 + 3 * 30 + 2 * 30 + 30);
+        assert_eq!(b.source, Source::Figures);
     }
 
     #[test]

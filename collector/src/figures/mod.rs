@@ -272,6 +272,27 @@ pub fn range_start(kind: u8, t: i64) -> Vec<u8> {
     key
 }
 
+/// The key range of one day's `breaks` rows of one probe country: the key starts with
+/// (kind, day, country), so a country's rows are read without the others' of that day.
+pub fn breaks_of_country(day: i64, country: CountryCode) -> (Vec<u8>, Vec<u8>) {
+    let mut from = range_start(KIND_BREAKS, day);
+    put_country(&mut from, &Some(country));
+    let to = prefix_end(&from);
+    (from, to)
+}
+
+/// The first key after every key that starts with `prefix` (`prefix` not all 0xff).
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            break;
+        }
+    }
+    end
+}
+
 /// Key prefixes of the three kinds, for range reads.
 pub mod kind {
     pub const DAY: u8 = super::KIND_DAY;

@@ -232,6 +232,7 @@ impl QueryService for QueryGrpc {
                     &stored.result,
                     stored.probe_origin.as_ref(),
                     stored.target_origin.as_ref(),
+                    stored.blame.as_ref(),
                     cursor,
                 );
                 match send(Ok(item)) {

@@ -57,6 +57,25 @@ pub trait FigureStore {
         let _ = (from, to, visit);
         Err(no_figures())
     }
+    /// Rows with keys in any of `ranges` (each `[from, to)`, in key order, not overlapping),
+    /// in key order; stops when `visit` returns false. One request where a request is costly.
+    fn figure_ranges(
+        &self,
+        ranges: &[(Vec<u8>, Vec<u8>)],
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        let mut going = true;
+        for (from, to) in ranges {
+            self.figure_rows(from, to, &mut |key, value| {
+                going = visit(key, value);
+                going
+            })?;
+            if !going {
+                break;
+            }
+        }
+        Ok(())
+    }
     /// Writes `rows` and the new cursor in one atomic write: after a crash both or neither.
     fn put_figures(&self, rows: &[FigureWrite], cursor: u64) -> Result<(), StoreError> {
         let _ = (rows, cursor);

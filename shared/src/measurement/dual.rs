@@ -133,6 +133,20 @@ impl DualStackResult {
             ));
         }
         if let Some(path) = &self.v6_fault_path {
+            // The probe traces only IPv6 failing on the way to a known address while IPv4
+            // reached its destination; anything else would be blamed on a network falsely.
+            let reason = if self.v6.outcome.reached_destination() {
+                Some("set, but the IPv6 leg reached its destination")
+            } else if !self.v4.outcome.reached_destination() {
+                Some("set, but the IPv4 leg failed too")
+            } else if self.v6.destination.is_none() {
+                Some("set, but the IPv6 leg has no destination to trace towards")
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                return Err(field("dual_stack.v6_fault_path", reason));
+            }
             path.validate("dual_stack.v6_fault_path")?;
         }
         Ok(())
@@ -231,6 +245,61 @@ mod tests {
         });
         let err = result.validate().unwrap_err().to_string();
         assert!(err.contains("dual_stack.v4"), "{err}");
+    }
+
+    #[test]
+    fn a_fault_path_must_match_ipv6_failing_where_ipv4_works() {
+        use crate::measurement::{ConnectOutcome, FaultPath, PathHop, TcpResult};
+        let tcp = |outcome| DualLeg {
+            source: None,
+            destination: Some("2001:db8::80".parse().unwrap()),
+            duration_us: 1,
+            outcome: Outcome::Tcp(TcpResult {
+                port: 80,
+                outcome,
+                connect_ns: Some(1_000_000),
+                icmp_error: None,
+            }),
+        };
+        let path = FaultPath {
+            hops: vec![PathHop {
+                hop_limit: 1,
+                address: "2001:db8:1::1".parse().unwrap(),
+            }],
+            probed_up_to: 4,
+            reached_destination: false,
+            packets_sent: 8,
+        };
+        let result = |v6, v4| DualStackResult {
+            v6: Box::new(tcp(v6)),
+            v4: Box::new(tcp(v4)),
+            happy_eyeballs_choice: None,
+            v6_hops: None,
+            v4_hops: None,
+            v6_nat64_prefix: None,
+            v4_via_clat: false,
+            v6_fault_path: Some(path.clone()),
+        };
+        use ConnectOutcome::{Connected, Refused, Timeout};
+        assert_eq!(result(Timeout, Connected).validate(), Ok(()));
+        assert_eq!(result(Timeout, Refused).validate(), Ok(()));
+        for (v6, v4, reason) in [
+            (Connected, Connected, "IPv6 leg reached"),
+            (Refused, Connected, "IPv6 leg reached"),
+            (Timeout, Timeout, "IPv4 leg failed"),
+        ] {
+            let err = result(v6, v4).validate().unwrap_err().to_string();
+            assert!(err.contains("dual_stack.v6_fault_path"), "{err}");
+            assert!(err.contains(reason), "{err}");
+        }
+        let mut no_destination = result(Timeout, Connected);
+        no_destination.v6.destination = None;
+        let err = no_destination.validate().unwrap_err().to_string();
+        assert!(err.contains("no destination"), "{err}");
+        // The path itself is checked too.
+        let mut bad = result(Timeout, Connected);
+        bad.v6_fault_path.as_mut().unwrap().probed_up_to = 0;
+        assert!(bad.validate().is_err());
     }
 
     #[test]

@@ -81,6 +81,9 @@ impl PmtuResult {
             return Err(field("pmtu.too_big", "more than 64 messages"));
         }
         if let Some(path) = &self.fault_path {
+            if !self.black_hole {
+                return Err(field("pmtu.fault_path", "set, but no black hole was found"));
+            }
             path.validate("pmtu.fault_path")?;
         }
         Ok(())
@@ -217,8 +220,81 @@ impl ExtHeaderResult {
             }
         }
         if let Some(path) = &self.fault_path {
+            if self.outcomes.iter().all(|o| o.survived) {
+                return Err(field(
+                    "ext_headers.fault_path",
+                    "set, but no header was dropped",
+                ));
+            }
             path.validate("ext_headers.fault_path")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::measurement::PathHop;
+
+    fn path() -> FaultPath {
+        FaultPath {
+            hops: vec![PathHop {
+                hop_limit: 1,
+                address: "2001:db8:1::1".parse().unwrap(),
+            }],
+            probed_up_to: 3,
+            reached_destination: true,
+            packets_sent: 4,
+        }
+    }
+
+    #[test]
+    fn a_pmtu_fault_path_needs_a_black_hole() {
+        let mut result = PmtuResult {
+            path_mtu: 1280,
+            black_hole: true,
+            black_hole_hop: Some(2),
+            black_hole_from: None,
+            too_big: Vec::new(),
+            packets_sent: 20,
+            fault_path: Some(path()),
+        };
+        assert_eq!(result.validate(), Ok(()));
+        result.black_hole = false;
+        result.black_hole_hop = None;
+        let err = result.validate().unwrap_err().to_string();
+        assert!(err.contains("pmtu.fault_path"), "{err}");
+        assert!(err.contains("no black hole"), "{err}");
+        result.fault_path = None;
+        assert_eq!(result.validate(), Ok(()));
+    }
+
+    #[test]
+    fn an_ext_header_fault_path_needs_a_dropped_header() {
+        let outcome = |survived: bool| ExtHeaderOutcome {
+            header: ExtHeaderType::HopByHop,
+            survived,
+            dropped_at_hop: (!survived).then_some(2),
+            last_responder: None,
+            icmp_error: None,
+        };
+        let mut result = ExtHeaderResult {
+            outcomes: vec![outcome(false)],
+            packets_sent: 20,
+            fault_path: Some(path()),
+        };
+        assert_eq!(result.validate(), Ok(()));
+        result.outcomes = vec![outcome(true)];
+        let err = result.validate().unwrap_err().to_string();
+        assert!(err.contains("ext_headers.fault_path"), "{err}");
+        assert!(err.contains("no header was dropped"), "{err}");
+        result.outcomes.clear();
+        assert!(result.validate().is_err());
+        let mut bad = path();
+        bad.hops[0].address = "ff02::2".parse().unwrap();
+        result.outcomes = vec![outcome(false)];
+        result.fault_path = Some(bad);
+        assert!(result.validate().is_err());
     }
 }

@@ -435,6 +435,45 @@ impl FigureStore for ClickHouseStore {
         Ok(())
     }
 
+    fn figure_ranges(
+        &self,
+        ranges: &[(Vec<u8>, Vec<u8>)],
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        let within: Vec<String> = ranges
+            .iter()
+            .filter(|(from, to)| from < to)
+            .map(|(from, to)| {
+                format!(
+                    "(key >= {} AND key < {})",
+                    quote(&hex(from)),
+                    quote(&hex(to))
+                )
+            })
+            .collect();
+        if within.is_empty() {
+            return Ok(());
+        }
+        let table = self.table("figures");
+        let answer = self.client.query_bytes(&format!(
+            "SELECT key, value FROM {table} WHERE {} \
+             ORDER BY key, version DESC LIMIT 1 BY key FORMAT TabSeparated",
+            within.join(" OR ")
+        ))?;
+        for fields in rows::byte_lines(&answer) {
+            let [key, value] = fields.as_slice() else {
+                return Err(rows::corrupt(&table, "expected key, value"));
+            };
+            if value.is_empty() {
+                continue;
+            }
+            if !visit(&unhex(&table, key)?, value) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     fn put_figures(&self, rows: &[FigureWrite], cursor: u64) -> Result<(), StoreError> {
         self.write_round(rows, Some(cursor), self.next_figure_version()?)
     }
