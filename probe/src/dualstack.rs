@@ -288,9 +288,6 @@ fn success_time(outcome: &Outcome) -> Option<Duration> {
     }
 }
 
-/// Whether the IPv6 leg failed on the network while the IPv4 leg reached its destination:
-/// what a fault path is traced for. A v6 leg that never ran (no AAAA, refused by the policy)
-/// has no path to trace.
 /// Where to trace the IPv6 path: the v6 leg's destination, when IPv6 failed there on the
 /// network while IPv4 worked (what the collector accepts a fault path with).
 fn fault_destination(v6: &DualLeg, v4: &DualLeg) -> Option<IpAddr> {
@@ -298,6 +295,9 @@ fn fault_destination(v6: &DualLeg, v4: &DualLeg) -> Option<IpAddr> {
         .filter(|_| v6_fault(&v6.outcome, &v4.outcome))
 }
 
+/// Whether the IPv6 leg failed on the network while the IPv4 leg reached its destination:
+/// what a fault path is traced for. A v6 leg that never ran (no AAAA, refused by the policy)
+/// has no path to trace.
 fn v6_fault(v6: &Outcome, v4: &Outcome) -> bool {
     let v6_ran = match v6 {
         Outcome::Failed(e) => e.class == ErrorClass::Network,

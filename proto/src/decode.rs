@@ -885,7 +885,36 @@ pub fn stored_result(
     use prost::Message;
     let wire = v1::MeasurementResult::decode(bytes)
         .map_err(|e| WireError::new("result", format!("not a protobuf result: {e}")))?;
-    result_with(&wire, key, started_at)
+    kept_result(wire, key, started_at)
+}
+
+/// A result a store or an outbox kept, decoded. A fault path the rules refuse today (an older
+/// probe's path of an empty trace, or rules made stricter since it was accepted) is left out
+/// rather than making the whole result unreadable, which would also end every scan that meets
+/// it: the path is auxiliary, and its attribution was made when the result arrived.
+fn kept_result(
+    wire: v1::MeasurementResult,
+    key: ResultKey,
+    started_at: UnixMicros,
+) -> Result<MeasurementResult, WireError> {
+    match result_with(&wire, key, started_at) {
+        Err(e) if e.field.contains("fault_path") => {
+            let mut wire = wire;
+            without_fault_paths(&mut wire);
+            result_with(&wire, key, started_at)
+        }
+        decoded => decoded,
+    }
+}
+
+fn without_fault_paths(wire: &mut v1::MeasurementResult) {
+    use v1::measurement_result::Kind as W;
+    match wire.kind.as_mut() {
+        Some(W::Pmtu(p)) => p.fault_path = None,
+        Some(W::ExtHeaders(e)) => e.fault_path = None,
+        Some(W::DualStack(d)) => d.v6_fault_path = None,
+        _ => {}
+    }
 }
 
 fn result_with(
@@ -1288,11 +1317,9 @@ pub fn outbox_result(bytes: &[u8]) -> Result<MeasurementResult, WireError> {
     use prost::Message;
     let wire = v1::MeasurementResult::decode(bytes)
         .map_err(|e| WireError::new("result", format!("not a protobuf result: {e}")))?;
-    result_with(
-        &wire,
-        result_key(wire.key.as_ref())?,
-        UnixMicros(wire.started_at_us),
-    )
+    let key = result_key(wire.key.as_ref())?;
+    let started_at = UnixMicros(wire.started_at_us);
+    kept_result(wire, key, started_at)
 }
 
 /// A loss record as the probe's outbox keeps it ([`crate::encode::outbox_loss`]).

@@ -1209,6 +1209,15 @@ fn fault_path_wire(wire: &mut v1::MeasurementResult) -> &mut v1::FaultPath {
     }
 }
 
+fn fault_path_of(result: &MeasurementResult) -> Option<&FaultPath> {
+    match &result.outcome {
+        Outcome::DualStack(d) => d.v6_fault_path.as_ref(),
+        Outcome::Pmtu(p) => p.fault_path.as_ref(),
+        Outcome::ExtHeaders(e) => e.fault_path.as_ref(),
+        _ => None,
+    }
+}
+
 /// Every fault path a probe can send, damaged in each way the decoder refuses: the result is
 /// refused, naming the field (a path that does not match a failure would be blamed on a
 /// network).
@@ -1298,6 +1307,18 @@ fn hostile_fault_paths_are_refused_naming_the_field() {
                 format!("{path}.{field}")
             };
             assert_eq!(field_of(&wire), want, "{path} {field}");
+            // What a store or a probe's outbox kept before the rules were this strict still
+            // reads back, without the path: one such row must not end every scan.
+            let good = decode::result(sample).expect("the undamaged sample decodes");
+            let bytes = wire.encode_to_vec();
+            let kept = decode::stored_result(&bytes, good.key, good.started_at)
+                .unwrap_or_else(|e| panic!("{path} {field}: stored row unreadable: {e}"));
+            let queued = decode::outbox_result(&bytes)
+                .unwrap_or_else(|e| panic!("{path} {field}: outbox entry unreadable: {e}"));
+            for read in [&kept, &queued] {
+                assert!(fault_path_of(read).is_none(), "{path} {field}: path kept");
+                assert_eq!(read.task_id, good.task_id, "{path} {field}");
+            }
         }
     }
 

@@ -49,8 +49,9 @@ pub struct Observation<'a> {
 /// The failure a result shows and the path it carries, if it has both and they match.
 ///
 /// The wire decoder refuses a path that matches no failure or is no path; this checks the
-/// same again (defence in depth: a store may hold results accepted before those checks), so
-/// an attribution is never made from a path that would blame a network falsely.
+/// same again at ingest (defence in depth: the decoder's checks and these may drift apart),
+/// so an attribution is never made from a path that would blame a network falsely. Stored
+/// results are read back without a path the rules refuse today (`decode::stored_result`).
 pub fn observe(outcome: &Outcome, destination: Option<IpAddr>) -> Option<Observation<'_>> {
     let usable = |path: &FaultPath| path.validate("fault_path").is_ok();
     match outcome {

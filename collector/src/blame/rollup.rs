@@ -335,9 +335,14 @@ pub fn publishable(
         }
         sum
     });
+    // A network that shows up among the probe networks under the minimum is never named as
+    // responsible, even when no counted probe is in it (a revoked volunteer's results in the
+    // window, or a probe whose record names another AS than its results' source): an access
+    // fault would point at the volunteer's own network.
+    let unnamed: std::collections::BTreeSet<u32> = few.iter().filter_map(|n| n.asn).collect();
     breaks.responsible.retain(|r| {
         let probes = probes_of(Some(r.asn));
-        probes == 0 || rule.allows(probes)
+        !unnamed.contains(&r.asn) && (probes == 0 || rule.allows(probes))
     });
     breaks
 }
@@ -577,6 +582,12 @@ mod tests {
         assert_eq!(named, [Some(1)]);
         let few = b.networks_under_minimum.as_ref().unwrap();
         assert_eq!((few.asn, few.total, few.placements.access), (None, 3, 2));
+        let responsible: Vec<_> = b.responsible.iter().map(|r| r.asn).collect();
+        assert_eq!(responsible, [1, 9]);
+        // AS2's only probe was revoked (or its record names another AS): AS2 has no counted
+        // probe, but its results are in the window; its access fault must not name it.
+        let per_network = BTreeMap::from([(Some(1), 3)]);
+        let b = publishable(breaks.clone(), &per_network, rule);
         let responsible: Vec<_> = b.responsible.iter().map(|r| r.asn).collect();
         assert_eq!(responsible, [1, 9]);
         // A country of two probes: nothing.
