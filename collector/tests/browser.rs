@@ -717,7 +717,8 @@ fn browse(base: &str, collector: SocketAddr, shots: &Path) {
     assert!(text.contains("4 probes counted"), "{telekom}");
     assert_eq!(
         telekom["weights"],
-        json!([["AS3320", "4", "33.3 %", "8.3 %"]]),
+        // Telekom and Telefonica are the national share's two units (Vodafone is left out).
+        json!([["AS3320", "4", "50.0 %", "12.5 %"]]),
         "{telekom}"
     );
     browser.screenshot(&shots.join("country-DE-drilldown-operator.png"));
