@@ -125,8 +125,9 @@ pub struct OperatorDay {
     pub asn: u32,
     pub probes: usize,
     pub working: usize,
-    pub rtt_v6: Vec<f64>,
-    pub rtt_v4: Vec<f64>,
+    /// Each of its probes' median RTT of the day, in probe order (those with samples).
+    pub medians_v6_ms: Vec<f64>,
+    pub medians_v4_ms: Vec<f64>,
     pub lost_v6: Count,
     pub black_holes: Count,
     pub ext_drops: [Count; 3],
@@ -139,8 +140,8 @@ impl OperatorDay {
             asn,
             probes: 0,
             working: 0,
-            rtt_v6: Vec::new(),
-            rtt_v4: Vec::new(),
+            medians_v6_ms: Vec::new(),
+            medians_v4_ms: Vec::new(),
             lost_v6: Count::default(),
             black_holes: Count::default(),
             ext_drops: [Count::default(); 3],
@@ -151,8 +152,8 @@ impl OperatorDay {
     fn add(&mut self, p: &DayProbe) {
         self.probes += 1;
         self.working += usize::from(p.works);
-        self.rtt_v6.extend(p.median_v6);
-        self.rtt_v4.extend(p.median_v4);
+        self.medians_v6_ms.extend(p.median_v6);
+        self.medians_v4_ms.extend(p.median_v4);
         self.lost_v6.add_many(p.lost_v6.hits, p.lost_v6.trials);
         self.black_holes
             .add_many(p.black_holes.hits, p.black_holes.trials);
@@ -355,11 +356,11 @@ fn counted(counted: &[(u32, &OperatorDay)]) -> Option<Counted> {
     let balanced = rollup::balanced_share(&observations)?;
     let mut v6: Vec<f64> = counted
         .iter()
-        .flat_map(|(_, o)| o.rtt_v6.iter().copied())
+        .flat_map(|(_, o)| o.medians_v6_ms.iter().copied())
         .collect();
     let mut v4: Vec<f64> = counted
         .iter()
-        .flat_map(|(_, o)| o.rtt_v4.iter().copied())
+        .flat_map(|(_, o)| o.medians_v4_ms.iter().copied())
         .collect();
     Some(Counted {
         balanced,
