@@ -835,6 +835,30 @@ fn browse(base: &str, collector: SocketAddr, shots: &Path) {
     // The metropolitan outline (with Corsica) takes most of the view's height, not a corner.
     assert!(insets["height"].as_f64().unwrap() > 0.6, "{insets}");
     browser.screenshot(&shots.join("country-FR-insets.png"));
+    // France's two operators (two probes each) are under the minimum, together over it: one
+    // unnamed unit of the national share, drawn as one row of the drill-down's weights.
+    browser.wait_for(
+        "France's ranking",
+        "const s = document.getElementById('ranking'); return s && !s.hidden ? true : null;",
+        Duration::from_secs(30),
+    );
+    let france = drill(&browser, "#drill-country", "France's national drill-down");
+    assert_eq!(
+        france["weights"],
+        json!([[
+            "2 operators under the minimum, as one",
+            "4",
+            "100.0 %",
+            "25.0 %"
+        ]]),
+        "{france}"
+    );
+    assert!(
+        france["text"].as_str().unwrap().contains(
+            "2 operators under the minimum sample, neither named nor ranked: together they reach it"
+        ),
+        "{france}"
+    );
     let fr_svg = browser.script(
         "const a = document.getElementById('svg-download');
          const x = new XMLHttpRequest(); x.open('GET', a.href, false); x.send(); return [x.status, x.responseText];",
