@@ -11,6 +11,14 @@
 //! yesterday every 10 minutes, the last 30 days at start); that computation is also the
 //! reference the figures are tested against (medians from figures are within 1 %).
 //!
+//! A country's stored day keeps each operator's part (`by_operator`: probes, working ones,
+//! each probe's median RTTs, path-quality counts), never published: its national figures are
+//! made from them when the day is published, under the minimum sample of that moment
+//! (`rollup::national_share`: operators under it pooled into one unit, or left out, so none
+//! of them can be worked out by subtraction). That costs O(probes of the day) per day
+//! published when an operator is under the minimum; the stored figures are used as they are
+//! otherwise.
+//!
 //! Path quality is counted over that day's results to global IPv6 destinations, pooled over
 //! the group's probes (not operator-balanced; each figure carries its sample size and 95 %
 //! Wilson interval): ping loss (requests unanswered / sent); the PMTU black-hole rate (pmtu
