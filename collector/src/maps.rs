@@ -275,21 +275,10 @@ struct National {
 
 fn national(probes: &[&Observed], rule: MinSample) -> National {
     let observations: Vec<(u32, bool)> = probes.iter().map(|p| (p.asn, p.works)).collect();
-    match rollup::national_share(&observations, rule) {
-        Some((balanced, population)) => National {
-            balanced: Some(balanced),
-            population,
-        },
-        None => {
-            let mut sizes: BTreeMap<u32, usize> = BTreeMap::new();
-            for p in probes {
-                *sizes.entry(p.asn).or_default() += 1;
-            }
-            National {
-                balanced: None,
-                population: Population::of(sizes, rule),
-            }
-        }
+    let (balanced, population) = rollup::national_share(&observations, rule);
+    National {
+        balanced,
+        population,
     }
 }
 

@@ -423,11 +423,11 @@ impl Population {
 
 /// The national share of per-probe observations `(asn, works)` under `rule`: the operators
 /// under the minimum pooled into one unit ([`UNDER_MINIMUM_GROUP`]) or left out (module
-/// documentation). `None` when nothing is counted.
+/// documentation); no share when nothing is counted.
 pub fn national_share(
     observations: &[(u32, bool)],
     rule: MinSample,
-) -> Option<(Balanced, Population)> {
+) -> (Option<Balanced>, Population) {
     let mut sizes: BTreeMap<u32, usize> = BTreeMap::new();
     for &(asn, _) in observations {
         *sizes.entry(asn).or_default() += 1;
@@ -437,7 +437,7 @@ pub fn national_share(
         .iter()
         .filter_map(|&(asn, works)| population.unit(asn).map(|unit| (unit, works)))
         .collect();
-    Some((balanced_share(&counted)?, population))
+    (balanced_share(&counted), population)
 }
 
 /// Median of `values` (sorted in place); the mean of the two middle values for an even count.
@@ -815,7 +815,8 @@ mod tests {
         let mut observations = vec![(1, true); 3];
         observations.extend([(2, true), (2, false), (2, false), (3, false)]);
         let rule = MinSample { min_probes: 3 };
-        let (b, population) = national_share(&observations, rule).expect("counted");
+        let (b, population) = national_share(&observations, rule);
+        let b = b.expect("counted");
         let named: Vec<u32> = population.named.iter().copied().collect();
         assert_eq!((named, population.left_out()), (vec![1, 2], vec![3]));
         // The mean of the named shares: nothing of AS3 in it, whatever its probe says.
@@ -823,10 +824,10 @@ mod tests {
         assert_eq!((b.operators, b.probes, b.raw.n), (2, 6, 6.0));
         let mut flipped = observations.clone();
         flipped[6] = (3, true);
-        assert_eq!(national_share(&flipped, rule).expect("counted").0, b);
+        assert_eq!(national_share(&flipped, rule).0, Some(b));
         // Without a minimum it is the plain balanced share.
-        let all = national_share(&observations, MinSample { min_probes: 1 }).unwrap();
-        assert_eq!(all.0, balanced_share(&observations).unwrap());
+        let all = national_share(&observations, MinSample { min_probes: 1 });
+        assert_eq!(all.0, balanced_share(&observations));
         assert_eq!(all.1.units(), 3);
     }
 
@@ -835,7 +836,8 @@ mod tests {
         // AS1 3/3 named; AS2 (2 probes, 1 works) and AS3 (1 probe, works) pool: 2/3.
         let mut observations = vec![(1, true); 3];
         observations.extend([(2, true), (2, false), (3, true)]);
-        let (b, population) = national_share(&observations, MinSample { min_probes: 3 }).unwrap();
+        let (b, population) = national_share(&observations, MinSample { min_probes: 3 });
+        let b = b.expect("counted");
         assert!(population.grouped && population.left_out().is_empty());
         assert_eq!(
             (population.units(), population.under_minimum_probes),
@@ -855,16 +857,12 @@ mod tests {
             (3, false),
         ];
         assert_eq!(
-            national_share(&moved, MinSample { min_probes: 3 })
-                .unwrap()
-                .0,
-            b
+            national_share(&moved, MinSample { min_probes: 3 }).0,
+            Some(b)
         );
         // Under the minimum in all: nothing to count.
-        assert_eq!(
-            national_share(&[(3, true)], MinSample { min_probes: 3 }),
-            None
-        );
+        let (none, population) = national_share(&[(3, true)], MinSample { min_probes: 3 });
+        assert_eq!((none, population.left_out()), (None, vec![3]));
     }
 
     #[test]
