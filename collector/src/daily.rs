@@ -11,6 +11,14 @@
 //! yesterday every 10 minutes, the last 30 days at start); that computation is also the
 //! reference the figures are tested against (medians from figures are within 1 %).
 //!
+//! A country's stored day keeps each operator's part (`by_operator`: probes, working ones,
+//! each probe's median RTTs, path-quality counts), never published: its national figures are
+//! made from them when the day is published, under the minimum sample of that moment
+//! (`rollup::national_share`: operators under it pooled into one unit, or left out, so none
+//! of them can be worked out by subtraction). That costs O(probes of the day) per day
+//! published when an operator is under the minimum; the stored figures are used as they are
+//! otherwise.
+//!
 //! Path quality is counted over that day's results to global IPv6 destinations, pooled over
 //! the group's probes (not operator-balanced; each figure carries its sample size and 95 %
 //! Wilson interval): ping loss (requests unanswered / sent); the PMTU black-hole rate (pmtu
@@ -22,7 +30,7 @@
 use crate::figures::v6_tallies::{V6Tallies, observe_v6};
 use crate::figures::{Count, EXT_HEADERS, ProbeDay, Source, read};
 use crate::maps::Shares;
-use crate::rollup::{self, MinSample, Proportion};
+use crate::rollup::{self, MinSample, Population, Proportion};
 use crate::store::{Store, StoreError, StoredResult};
 use serde::{Deserialize, Serialize};
 use sixmap_shared::policy::classify;
@@ -57,12 +65,15 @@ pub fn day_label(t: UnixMicros) -> String {
 
 /// The id of the method that makes the daily figures, stored with each day: the balanced
 /// share's interval on Kish's effective n capped by the between-operator variance
-/// (`rollup::balanced_share`). A new method gets a new id; series mark the day it changes
-/// ([`MethodBreak`]). docs/methodology.md lists the ids.
-pub const METHOD_ID: &str = "sixmap-daily/2";
-/// The method before: the same share, its interval on Kish's effective n alone. Days made by
-/// [`METHOD_ID`] carry its value too (`v6_works_previous_method`), for the overlap.
-pub const PREVIOUS_METHOD_ID: &str = "sixmap-daily/1";
+/// (`rollup::balanced_share`); the national figures count operators under the minimum sample
+/// pooled into one, or not at all (`rollup::national_share`), made when the day is published
+/// from the operators' parts stored with it. A new method gets a new id; series mark the day
+/// it changes ([`MethodBreak`]). docs/methodology.md lists the ids.
+pub const METHOD_ID: &str = "sixmap-daily/3";
+/// The method before: every operator counted on its own, whatever its probes. Days made by
+/// [`METHOD_ID`] carry its value (`v6_works_previous_method`) where it is the same figure:
+/// when no operator is under the minimum (else it would give their share away).
+pub const PREVIOUS_METHOD_ID: &str = "sixmap-daily/2";
 
 /// One country's figures for one day.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -96,11 +107,69 @@ pub struct CountryDay {
     /// Share of traceroutes to destinations in the probes' own country that stayed in it.
     #[serde(default)]
     pub domestic_paths: Option<Proportion>,
-    /// The balanced share as [`PREVIOUS_METHOD_ID`] made it (interval on Kish's n alone),
-    /// beside the current one; null where it cannot be computed (days stored before) or
-    /// under the minimum sample.
+    /// The balanced share as [`PREVIOUS_METHOD_ID`] made it, beside the current one; null
+    /// where it cannot be computed (days stored before), under the minimum sample, and where
+    /// an operator is under the minimum (it would publish what the current method keeps
+    /// back).
     #[serde(default)]
     pub v6_works_previous_method: Option<Proportion>,
+    /// A day stored by an earlier method, which counted operators under the minimum on their
+    /// own and kept no parts to redo its figures: published as `insufficient_data` (n only),
+    /// since its figures could give such an operator's share away. `sixmap-collector rollups
+    /// rebuild` stores it again by the current method.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub held_back: bool,
+    /// Stored, never published ([`published`] empties it): each operator's part of a
+    /// country's day, from which the national figures are made under the publication's
+    /// minimum sample. Empty for networks (one operator) and days of earlier methods.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub by_operator: Vec<OperatorDay>,
+}
+
+/// One operator's part of a country's day: what its national figures need, summed over the
+/// operator's probes (RTTs: each probe's median of the day, for the median of medians).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OperatorDay {
+    pub asn: u32,
+    pub probes: usize,
+    pub working: usize,
+    /// Each of its probes' median RTT of the day, in probe order (those with samples).
+    pub medians_v6_ms: Vec<f64>,
+    pub medians_v4_ms: Vec<f64>,
+    pub lost_v6: Count,
+    pub black_holes: Count,
+    pub ext_drops: [Count; 3],
+    pub domestic: Count,
+}
+
+impl OperatorDay {
+    fn new(asn: u32) -> Self {
+        Self {
+            asn,
+            probes: 0,
+            working: 0,
+            medians_v6_ms: Vec::new(),
+            medians_v4_ms: Vec::new(),
+            lost_v6: Count::default(),
+            black_holes: Count::default(),
+            ext_drops: [Count::default(); 3],
+            domestic: Count::default(),
+        }
+    }
+
+    fn add(&mut self, p: &DayProbe) {
+        self.probes += 1;
+        self.working += usize::from(p.works);
+        self.medians_v6_ms.extend(p.median_v6);
+        self.medians_v4_ms.extend(p.median_v4);
+        self.lost_v6.add_many(p.lost_v6.hits, p.lost_v6.trials);
+        self.black_holes
+            .add_many(p.black_holes.hits, p.black_holes.trials);
+        for (sum, c) in self.ext_drops.iter_mut().zip(&p.ext_drops) {
+            sum.add_many(c.hits, c.trials);
+        }
+        self.domestic.add_many(p.domestic.hits, p.domestic.trials);
+    }
 }
 
 /// A day where the series' method changes: figures before and after it are not directly
@@ -259,43 +328,126 @@ fn probe_days(
     Ok(probes.into_values().map(ScanDay::into_probe).collect())
 }
 
-/// The figures of one group of probes (a country, or one network) for one day.
-fn figures(start: UnixMicros, probes: &[&DayProbe]) -> Option<CountryDay> {
-    let observations: Vec<(u32, bool)> = probes
-        .iter()
-        .filter_map(|p| p.asn.map(|asn| (asn, p.works)))
-        .collect();
+/// Each operator's part of a group's day; probes without an origin AS are in none.
+fn by_operator(probes: &[&DayProbe]) -> Vec<OperatorDay> {
+    let mut operators: BTreeMap<u32, OperatorDay> = BTreeMap::new();
+    for p in probes {
+        if let Some(asn) = p.asn {
+            operators
+                .entry(asn)
+                .or_insert_with(|| OperatorDay::new(asn))
+                .add(p);
+        }
+    }
+    operators.into_values().collect()
+}
+
+/// The figures of the operators `counted`, each under its unit (its ASN, or
+/// `rollup::UNDER_MINIMUM_GROUP` for those pooled): the balanced share averages units, the
+/// medians and path-quality counts are over their probes. `None` without probes.
+struct Counted {
+    balanced: rollup::Balanced,
+    median_v6: Option<f64>,
+    median_v4: Option<f64>,
+    ping_loss_v6: Option<Proportion>,
+    pmtu_black_holes: Option<Proportion>,
+    ext_header_drops: BTreeMap<String, Proportion>,
+    domestic_paths: Option<Proportion>,
+}
+
+fn counted(counted: &[(u32, &OperatorDay)]) -> Option<Counted> {
+    let mut observations = Vec::new();
+    for (unit, o) in counted {
+        observations.extend(std::iter::repeat_n((*unit, true), o.working));
+        observations.extend(std::iter::repeat_n((*unit, false), o.probes - o.working));
+    }
     let balanced = rollup::balanced_share(&observations)?;
-    let mut v6: Vec<f64> = probes.iter().filter_map(|p| p.median_v6).collect();
-    let mut v4: Vec<f64> = probes.iter().filter_map(|p| p.median_v4).collect();
-    // The previous method's interval: the same share at Kish's n.
-    let previous = rollup::wilson(balanced.overall.share * balanced.n_kish, balanced.n_kish);
-    Some(CountryDay {
-        method_id: Some(METHOD_ID.to_owned()),
-        v6_works_previous_method: previous,
-        day: day_label(start),
-        day_number: start.0 / DAY_US,
-        probes: balanced.probes,
-        operators: balanced.operators,
-        insufficient_data: false,
-        v6_works: Some(Shares {
-            balanced: balanced.overall,
-            pooled: balanced.raw,
-        }),
-        median_rtt_v6_ms: rollup::median(&mut v6),
-        median_rtt_v4_ms: rollup::median(&mut v4),
-        ping_loss_v6: proportion(sum(probes.iter().map(|p| &p.lost_v6))),
-        pmtu_black_holes: proportion(sum(probes.iter().map(|p| &p.black_holes))),
+    let mut v6: Vec<f64> = counted
+        .iter()
+        .flat_map(|(_, o)| o.medians_v6_ms.iter().copied())
+        .collect();
+    let mut v4: Vec<f64> = counted
+        .iter()
+        .flat_map(|(_, o)| o.medians_v4_ms.iter().copied())
+        .collect();
+    Some(Counted {
+        balanced,
+        median_v6: rollup::median(&mut v6),
+        median_v4: rollup::median(&mut v4),
+        ping_loss_v6: proportion(sum(counted.iter().map(|(_, o)| &o.lost_v6))),
+        pmtu_black_holes: proportion(sum(counted.iter().map(|(_, o)| &o.black_holes))),
         ext_header_drops: EXT_HEADERS
             .iter()
             .enumerate()
             .filter_map(|(i, header)| {
-                proportion(sum(probes.iter().map(|p| &p.ext_drops[i])))
+                proportion(sum(counted.iter().map(|(_, o)| &o.ext_drops[i])))
                     .map(|p| ((*header).to_owned(), p))
             })
             .collect(),
-        domestic_paths: proportion(sum(probes.iter().map(|p| &p.domestic))),
+        domestic_paths: proportion(sum(counted.iter().map(|(_, o)| &o.domestic))),
     })
+}
+
+impl CountryDay {
+    /// Insufficient data: n and counts only.
+    fn withhold(&mut self) {
+        self.insufficient_data = true;
+        self.v6_works = None;
+        self.median_rtt_v6_ms = None;
+        self.median_rtt_v4_ms = None;
+        self.ping_loss_v6 = None;
+        self.pmtu_black_holes = None;
+        self.ext_header_drops = BTreeMap::new();
+        self.domestic_paths = None;
+        self.v6_works_previous_method = None;
+    }
+
+    /// Sets the national figures to `c`'s (the counts of probes and operators stay).
+    fn set_figures(&mut self, c: Counted) {
+        self.v6_works = Some(Shares {
+            balanced: c.balanced.overall,
+            pooled: c.balanced.raw,
+        });
+        self.median_rtt_v6_ms = c.median_v6;
+        self.median_rtt_v4_ms = c.median_v4;
+        self.ping_loss_v6 = c.ping_loss_v6;
+        self.pmtu_black_holes = c.pmtu_black_holes;
+        self.ext_header_drops = c.ext_header_drops;
+        self.domestic_paths = c.domestic_paths;
+    }
+}
+
+/// The figures of one group of probes (a country, or one network) for one day, every operator
+/// counted on its own; a country's day keeps its operators' parts (`keep_parts`), from which
+/// [`published`] makes the figures under the minimum sample.
+fn figures(start: UnixMicros, probes: &[&DayProbe], keep_parts: bool) -> Option<CountryDay> {
+    let parts = by_operator(probes);
+    let all: Vec<(u32, &OperatorDay)> = parts.iter().map(|o| (o.asn, o)).collect();
+    let c = counted(&all)?;
+    let mut day = CountryDay {
+        method_id: Some(METHOD_ID.to_owned()),
+        // Every operator on its own is the previous method's figure.
+        v6_works_previous_method: Some(c.balanced.overall.clone()),
+        day: day_label(start),
+        day_number: start.0 / DAY_US,
+        probes: c.balanced.probes,
+        operators: c.balanced.operators,
+        insufficient_data: false,
+        v6_works: None,
+        median_rtt_v6_ms: None,
+        median_rtt_v4_ms: None,
+        ping_loss_v6: None,
+        pmtu_black_holes: None,
+        ext_header_drops: BTreeMap::new(),
+        domestic_paths: None,
+        held_back: false,
+        by_operator: Vec::new(),
+    };
+    day.set_figures(c);
+    if keep_parts {
+        day.by_operator = parts;
+    }
+    Some(day)
 }
 
 /// One day's figures per country and per network (origin AS).
@@ -337,11 +489,11 @@ pub fn compute_day_from(
     Ok(Day {
         countries: by_country
             .into_iter()
-            .filter_map(|(c, p)| figures(start, &p).map(|f| (c, f)))
+            .filter_map(|(c, p)| figures(start, &p, true).map(|f| (c, f)))
             .collect(),
         networks: by_network
             .into_iter()
-            .filter_map(|(asn, p)| figures(start, &p).map(|f| (asn, f)))
+            .filter_map(|(asn, p)| figures(start, &p, false).map(|f| (asn, f)))
             .collect(),
     })
 }
@@ -593,18 +745,34 @@ pub fn groups_on(
 }
 
 /// A stored day as published under `rule`: below the minimum, n and counts without any
-/// share or median.
+/// share or median; otherwise the national figures over the operators the rule counts
+/// (`rollup::national_share`: those under the minimum pooled, or left out), made from the
+/// operators' parts stored with the day, which are never published.
 fn published(mut day: CountryDay, rule: MinSample) -> CountryDay {
-    if !rule.allows(day.probes) {
-        day.insufficient_data = true;
-        day.v6_works = None;
-        day.median_rtt_v6_ms = None;
-        day.median_rtt_v4_ms = None;
-        day.ping_loss_v6 = None;
-        day.pmtu_black_holes = None;
-        day.ext_header_drops = BTreeMap::new();
-        day.domestic_paths = None;
-        day.v6_works_previous_method = None;
+    let parts = std::mem::take(&mut day.by_operator);
+    // A day of an earlier method counted every operator on its own; without its parts there
+    // is no telling whether one under the minimum is in it (networks have one operator).
+    day.held_back = parts.is_empty() && day.operators > 1 && rule.min_probes > 1;
+    if !rule.allows(day.probes) || day.held_back {
+        day.withhold();
+        return day;
+    }
+    let population = Population::of(parts.iter().map(|o| (o.asn, o.probes)), rule);
+    if population.under_minimum.is_empty() {
+        // Every operator named (or a day without parts that may stand): the stored figures.
+        return day;
+    }
+    let units: Vec<(u32, &OperatorDay)> = parts
+        .iter()
+        .filter_map(|o| population.unit(o.asn).map(|unit| (unit, o)))
+        .collect();
+    match counted(&units) {
+        Some(c) => {
+            day.set_figures(c);
+            day.v6_works_previous_method = None;
+        }
+        // With enough probes in all something is counted; kept safe regardless.
+        None => day.withhold(),
     }
     day
 }
@@ -769,7 +937,7 @@ mod tests {
 
     /// Each stored day names its method; a day stored before ids existed (no `method_id`)
     /// reads as null, the series marks the change, and the new days carry the previous
-    /// method's interval (Kish's n alone: never narrower) beside the current one.
+    /// method's figure beside the current one where it is the same figure.
     #[test]
     fn series_mark_where_the_method_changes() {
         let dir = tempfile::tempdir().unwrap();
@@ -814,18 +982,130 @@ mod tests {
                 after: Some(METHOD_ID.into()),
             }]
         );
+        // Every operator named (no minimum): the previous method's figure is this one.
         let day1 = &series.days[1];
         let now = &day1.v6_works.as_ref().unwrap().balanced;
         let before = day1.v6_works_previous_method.as_ref().unwrap();
-        assert_eq!(before.share, now.share);
-        assert!(before.n > now.n, "{before:?} {now:?}");
-        assert!(before.high - before.low < now.high - now.low);
+        assert_eq!(before, now);
         let json = serde_json::to_value(&series).unwrap();
         assert_eq!(json["days"][1]["method_id"], METHOD_ID, "{json}");
+        // The operators' parts are stored, never published.
+        assert!(json["days"][1].get("by_operator").is_none(), "{json}");
+        // AS2 (one probe) under a minimum of 2, alone there: left out, and the previous
+        // method, which counted it, is not shown beside.
+        let two = series_with(&store, "XA".parse().unwrap(), MinSample { min_probes: 2 }).unwrap();
+        let day1 = &two.days[1];
+        assert_eq!(day1.v6_works.as_ref().unwrap().balanced.share, 1.0);
+        assert!(day1.v6_works_previous_method.is_none());
         // Under the minimum sample, the previous method's figure is held back too.
         let strict =
             series_with(&store, "XA".parse().unwrap(), MinSample { min_probes: 4 }).unwrap();
         assert!(strict.days[1].v6_works_previous_method.is_none());
+    }
+
+    /// A stored day's national figures under the minimum sample: whatever the probe of an
+    /// operator alone under it did, nothing published of the day changes (the series, the
+    /// historical map, its CSV source); two under it that reach it together are pooled. A
+    /// day stored by an earlier method, without the operators' parts, is held back.
+    #[test]
+    fn a_stored_day_gives_no_operator_under_the_minimum_away() {
+        let day0 = 20_400 * DAY_US;
+        let rule = MinSample { min_probes: 3 };
+        // AS1: three probes, all working; AS2: three, one working; AS3's probe `lone`.
+        let publish = |lone: bool, extra: &[(&str, bool, u32)]| {
+            let dir = tempfile::tempdir().unwrap();
+            let store = SledStore::open(dir.path()).unwrap();
+            let mut results = Vec::new();
+            let probes = [
+                ("00000000000000a1", true, 1),
+                ("00000000000000a2", true, 1),
+                ("00000000000000a3", true, 1),
+                ("00000000000000b1", true, 2),
+                ("00000000000000b2", false, 2),
+                ("00000000000000b3", false, 2),
+                ("00000000000000c1", lone, 3),
+            ];
+            for (i, (probe, works, asn)) in probes.iter().chain(extra).enumerate() {
+                results.push(result(probe, 1, day0 + 1000 + i as i64, *works, *asn));
+            }
+            store.insert_results(&results).unwrap();
+            refresh(&store, &PrefixData::new(), UnixMicros(day0 + DAY_US - 1), 1).unwrap();
+            let strict = series_with(&store, "XA".parse().unwrap(), rule).unwrap();
+            let map = countries_on(&store, UnixMicros(day0), rule).unwrap();
+            let one = country_on(&store, "XA".parse().unwrap(), UnixMicros(day0), rule).unwrap();
+            let all = series(&store, "XA".parse().unwrap()).unwrap();
+            (
+                serde_json::to_value((&strict, &map, &one)).unwrap(),
+                all.days[0].v6_works.clone().unwrap().balanced.share,
+            )
+        };
+        let (works, all_works) = publish(true, &[]);
+        let (broken, all_broken) = publish(false, &[]);
+        assert_eq!(works, broken);
+        // The reference (no minimum) does depend on it: the test means something.
+        assert_ne!(all_works, all_broken);
+        let day = &works[0]["days"][0];
+        assert_eq!(
+            day["v6_works"]["balanced"]["share"],
+            (1.0 + 1.0 / 3.0) / 2.0,
+            "{day}"
+        );
+        assert_eq!((&day["probes"], &day["operators"]), (&7.into(), &3.into()));
+        assert_eq!(day["v6_works"]["pooled"]["n"], 6.0, "{day}");
+        assert!(day["v6_works_previous_method"].is_null(), "{day}");
+        assert!(!works.to_string().contains("by_operator"), "{works}");
+        // With AS4's two probes, AS3 and AS4 reach the minimum together: one unit, their
+        // three probes pooled (which one works does not show).
+        let (pooled, _) = publish(
+            true,
+            &[
+                ("00000000000000d1", false, 4),
+                ("00000000000000d2", false, 4),
+            ],
+        );
+        let (moved, _) = publish(
+            false,
+            &[
+                ("00000000000000d1", true, 4),
+                ("00000000000000d2", false, 4),
+            ],
+        );
+        assert_eq!(pooled, moved);
+        let day = &pooled[0]["days"][0];
+        let share = day["v6_works"]["balanced"]["share"].as_f64().unwrap();
+        assert!(
+            (share - (1.0 + 1.0 / 3.0 + 1.0 / 3.0) / 3.0).abs() < 1e-12,
+            "{day}"
+        );
+
+        // A day as sixmap-daily/2 stored it: every operator on its own, no parts.
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let share = rollup::wilson(2.0, 4.0).unwrap();
+        let legacy = serde_json::json!({
+            "method_id": "sixmap-daily/2", "day": "2025-11-08", "day_number": 20_400,
+            "probes": 4, "operators": 2,
+            "v6_works": { "balanced": share, "pooled": share },
+            "v6_works_previous_method": share,
+            "median_rtt_v6_ms": 20.0, "median_rtt_v4_ms": null,
+        });
+        store
+            .put_rollup("2025-11-08", "XA", legacy.to_string().as_bytes())
+            .unwrap();
+        let held = country_on(&store, "XA".parse().unwrap(), UnixMicros(day0), rule)
+            .unwrap()
+            .unwrap();
+        assert!(held.figures.held_back && held.figures.insufficient_data);
+        assert!(held.figures.v6_works.is_none() && held.figures.v6_works_previous_method.is_none());
+        assert_eq!(held.figures.median_rtt_v6_ms, None);
+        let json = serde_json::to_value(&held).unwrap();
+        assert_eq!(
+            (&json["held_back"], &json["probes"]),
+            (&true.into(), &4.into())
+        );
+        // Without a minimum (the alerts' reading) there is nothing to hold back.
+        let every = series(&store, "XA".parse().unwrap()).unwrap();
+        assert!(!every.days[0].held_back && every.days[0].v6_works.is_some());
     }
 
     /// A stored result of probe p1 (AS1, XA) towards the synthetic global destination.

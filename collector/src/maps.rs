@@ -9,7 +9,7 @@
 //! time series are in [`crate::daily`].
 
 use crate::figures::{HOUR_US, Source, read};
-use crate::rollup::{self, Balanced, MinSample, OperatorShare, RankRange};
+use crate::rollup::{self, Balanced, MinSample, OperatorShare, Population, RankRange};
 use crate::store::{ProbeRecord, Store, StoreError};
 use crate::tags::Tag;
 use serde::Serialize;
@@ -28,7 +28,9 @@ IPv6 works: the probe holds the v6-works tag (a successful measurement to a glob
 National share: operator-balanced (each AS with probes counts equally; weight 1/probes-of-its-AS), 95% Wilson interval on an effective sample size: Kish's, \
 lowered by the between-operator variance so that operators, not probes, are the independent units (collector/src/rollup.rs); \
 the pooled share of all probes is given beside it. Operators are ranked by interval: a rank range from 1 + the operators entirely above to the count minus those entirely below. \
-A country or operator with fewer probes than the published minimum (min_probes) is insufficient data: its n is shown, no share, RTT or rank. RTT: median over probes of each probe's median ping RTT (min RTT of each result) \
+A country or operator with fewer probes than the published minimum (min_probes) is insufficient data: its n is shown, no share, RTT or rank. \
+Operators under the minimum count in the national figures as one operator when together they reach it, else not at all (so no figure of one can be worked out by subtraction). \
+Revoked probes count nowhere. RTT: median over probes of each probe's median ping RTT (min RTT of each result) \
 to global destinations in the last 24 h; penalty = IPv6 median - IPv4 median.";
 
 /// The method of figures served from the kept figures: the same, with the two differences.
@@ -37,7 +39,9 @@ IPv6 works: the probe holds the v6-works tag (a successful measurement to a glob
 National share: operator-balanced (each AS with probes counts equally; weight 1/probes-of-its-AS), 95% Wilson interval on an effective sample size: Kish's, \
 lowered by the between-operator variance so that operators, not probes, are the independent units (collector/src/rollup.rs); \
 the pooled share of all probes is given beside it. Operators are ranked by interval: a rank range from 1 + the operators entirely above to the count minus those entirely below. \
-A country or operator with fewer probes than the published minimum (min_probes) is insufficient data: its n is shown, no share, RTT or rank. RTT: median over probes of each probe's median ping RTT (min RTT of each result) \
+A country or operator with fewer probes than the published minimum (min_probes) is insufficient data: its n is shown, no share, RTT or rank. \
+Operators under the minimum count in the national figures as one operator when together they reach it, else not at all (so no figure of one can be worked out by subtraction). \
+Revoked probes count nowhere. RTT: median over probes of each probe's median ping RTT (min RTT of each result) \
 to global destinations in the UTC hours overlapping the last 24 h (24 to 25 h), read from per-probe hourly histograms kept as results arrive \
 (each median within 1% of the exact one; results count about a second after they are stored); penalty = IPv6 median - IPv4 median.";
 
@@ -56,7 +60,9 @@ pub struct CountrySummary {
     pub operators: usize,
     /// Fewer probes than the minimum sample: the figures below are null.
     pub insufficient_data: bool,
-    /// Null when `insufficient_data`.
+    /// Null when `insufficient_data`. This and the medians are over the probes the national
+    /// figures count: operators under the minimum pooled, or left out when together they do
+    /// not reach it (`rollup::national_share`).
     pub v6_works: Option<Shares>,
     pub median_rtt_v6_ms: Option<f64>,
     pub median_rtt_v4_ms: Option<f64>,
@@ -110,15 +116,17 @@ pub struct CountryDetail {
     pub median_rtt_v6_ms: Option<f64>,
     pub median_rtt_v4_ms: Option<f64>,
     pub v6_penalty_ms: Option<f64>,
-    /// Ranked by share, then probes ("podium"); operators with insufficient data last.
+    /// Ranked by share, then probes ("podium"); operators with insufficient data last, by
+    /// probes, then AS number (never by their hidden shares).
     pub operators: Vec<Operator>,
     pub probes: Vec<MapProbe>,
 }
 
 /// The id of the method the live map's figures are made by (the operator-balanced share, its
-/// interval on Kish's n capped by the between-operator variance; `daily::METHOD_ID` for the
-/// stored days). docs/methodology.md lists the ids.
-pub const METHOD_ID: &str = "sixmap-map/2";
+/// interval on Kish's n capped by the between-operator variance; operators under the minimum
+/// pooled or left out of the national figures: `rollup::national_share`; `daily::METHOD_ID`
+/// for the stored days). docs/methodology.md lists the ids.
+pub const METHOD_ID: &str = "sixmap-map/3";
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Countries {
@@ -161,6 +169,12 @@ fn observe(
     let since = UnixMicros(now.0.saturating_sub(WINDOW.as_micros() as i64));
     let mut observed: BTreeMap<ProbeId, Observed> = BTreeMap::new();
     for record in store.probes()? {
+        // A revoked probe is refused from then on: no longer active, and not one that went
+        // silent either (the drill-down's "not seen in 24 h" would count every probe ever
+        // retired).
+        if record.revoked_at.is_some() {
+            continue;
+        }
         let active = record.last_seen.is_some_and(|t| t >= since);
         // Probes placed in a country but not counted there: tallied by reason for the
         // drill-down (counts only, never which probes).
@@ -253,6 +267,22 @@ fn observe(
     Ok(observed.into_values().collect())
 }
 
+/// A country's national figures under `rule`: over the probes its [`Population`] counts.
+struct National {
+    balanced: Option<Balanced>,
+    population: Population,
+}
+
+fn national(probes: &[&Observed], rule: MinSample) -> National {
+    let observations: Vec<(u32, bool)> = probes.iter().map(|p| (p.asn, p.works)).collect();
+    let (balanced, population) = rollup::national_share(&observations, rule);
+    National {
+        balanced,
+        population,
+    }
+}
+
+/// The summary (national figures under `rule`) and every operator's own share (the ranking).
 fn summarize(
     country: CountryCode,
     probes: &[&Observed],
@@ -260,9 +290,24 @@ fn summarize(
 ) -> Option<(CountrySummary, Balanced)> {
     let observations: Vec<(u32, bool)> = probes.iter().map(|p| (p.asn, p.works)).collect();
     let balanced = rollup::balanced_share(&observations)?;
-    let sufficient = rule.allows(balanced.probes);
-    let mut v6: Vec<f64> = probes.iter().filter_map(|p| p.rtt_v6).collect();
-    let mut v4: Vec<f64> = probes.iter().filter_map(|p| p.rtt_v4).collect();
+    let National {
+        balanced: counted,
+        population,
+    } = national(probes, rule);
+    // With enough probes in all, something is counted: the operators with enough, or those
+    // under the minimum together.
+    let counted = counted.filter(|_| rule.allows(balanced.probes));
+    let sufficient = counted.is_some();
+    let mut v6: Vec<f64> = probes
+        .iter()
+        .filter(|p| population.counts(p.asn))
+        .filter_map(|p| p.rtt_v6)
+        .collect();
+    let mut v4: Vec<f64> = probes
+        .iter()
+        .filter(|p| population.counts(p.asn))
+        .filter_map(|p| p.rtt_v4)
+        .collect();
     let median_rtt_v6_ms = rollup::median(&mut v6).filter(|_| sufficient);
     let median_rtt_v4_ms = rollup::median(&mut v4).filter(|_| sufficient);
     let summary = CountrySummary {
@@ -270,9 +315,9 @@ fn summarize(
         probes: balanced.probes,
         operators: balanced.operators,
         insufficient_data: !sufficient,
-        v6_works: sufficient.then(|| Shares {
-            balanced: balanced.overall.clone(),
-            pooled: balanced.raw.clone(),
+        v6_works: counted.map(|c| Shares {
+            balanced: c.overall,
+            pooled: c.raw,
         }),
         median_rtt_v6_ms,
         median_rtt_v4_ms,
@@ -393,6 +438,9 @@ pub enum Reason {
     /// Counted in the shares, but no ping RTT to a global destination over IPv6 in the
     /// window: left out of the median IPv6 RTT only.
     NoIpv6Rtt,
+    /// Of operators under the minimum sample that together do not reach it: left out of the
+    /// national figures, whose mean would otherwise give their share away by subtraction.
+    OperatorUnderMinimum,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -411,6 +459,18 @@ pub struct OperatorWeight {
     /// The operator's weight in the national share: 1 / operators.
     pub operator_weight: f64,
     /// Each of its probes' weight: 1 / (operators × its probes).
+    pub probe_weight: f64,
+}
+
+/// The operators under the minimum, pooled: one unit of the national share.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GroupWeight {
+    pub operators: usize,
+    /// At least the minimum sample (else they would be left out).
+    pub probes: usize,
+    /// The group's weight: 1 / units, as one operator's.
+    pub operator_weight: f64,
+    /// Each of its probes': 1 / (units × the group's probes).
     pub probe_weight: f64,
 }
 
@@ -442,10 +502,15 @@ pub struct DrilldownFigures {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub n_kish: Option<f64>,
     pub v6_works: rollup::Proportion,
-    /// Every operator of the country (country cell) or this one (operator cell).
+    /// The named operators of the country (country cell) or this one (operator cell).
     pub weights: Vec<OperatorWeight>,
-    /// Operators under the minimum sample: in the national share with their weight, unranked.
+    /// Operators under the minimum sample: never named, unranked.
     pub operators_under_minimum: usize,
+    /// Country cell: those operators pooled into one unit of the national share (together
+    /// they reach the minimum); absent when there are none or they are left out
+    /// ([`Reason::OperatorUnderMinimum`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub under_minimum_group: Option<GroupWeight>,
     /// By reason; reasons with no probe are absent.
     pub excluded: Vec<Exclusion>,
 }
@@ -465,54 +530,74 @@ impl Snapshot {
             .filter(|o| o.country == country)
             .collect();
         let observations: Vec<(u32, bool)> = probes.iter().map(|p| (p.asn, p.works)).collect();
-        let balanced = rollup::balanced_share(&observations)?;
-        let mine: Vec<&&Observed> = probes
-            .iter()
-            .filter(|p| asn.is_none_or(|a| p.asn == a))
-            .collect();
-        if mine.is_empty() {
+        let all = rollup::balanced_share(&observations)?;
+        if asn.is_some_and(|a| !probes.iter().any(|p| p.asn == a)) {
             return None;
         }
-        let operators = balanced.operators;
-        // Operators under the minimum are counted, never named: with its weight and probes
-        // beside the published shares, one operator's hidden share could be worked out.
-        let under_minimum = balanced
-            .per_operator
+        let National {
+            balanced: counted,
+            population,
+        } = national(&probes, rule);
+        // The probes behind the cell's figure: the operator's own, or those the national
+        // figures count.
+        let mine: Vec<&&Observed> = probes
             .iter()
-            .filter(|o| asn.is_none_or(|a| o.asn == a) && !rule.allows(o.probes))
-            .count();
-        let weights: Vec<OperatorWeight> = balanced
-            .per_operator
-            .iter()
-            .filter(|o| asn.is_none_or(|a| o.asn == a) && rule.allows(o.probes))
-            .map(|o| OperatorWeight {
-                asn: o.asn,
-                probes: o.probes,
-                operator_weight: 1.0 / operators as f64,
-                probe_weight: 1.0 / (operators * o.probes) as f64,
+            .filter(|p| match asn {
+                Some(a) => p.asn == a,
+                None => population.counts(p.asn),
             })
             .collect();
-        let counted = mine.len();
+        let present = match asn {
+            Some(a) => probes.iter().filter(|p| p.asn == a).count(),
+            None => all.probes,
+        };
         let head = Drilldown {
             country,
             asn,
             generated_at: self.generated_at,
             method_id: METHOD_ID,
             min_probes: rule.min_probes,
-            insufficient_data: !rule.allows(counted),
+            insufficient_data: !rule.allows(present),
             figures: None,
         };
         if head.insufficient_data {
             return Some(head);
         }
+        let units = population.units();
+        // Operators under the minimum are counted, never named: with its weight and probes
+        // beside the published shares, one operator's hidden share could be worked out.
+        let under_minimum = match asn {
+            None => population.under_minimum.len(),
+            Some(_) => 0,
+        };
+        let weights: Vec<OperatorWeight> = all
+            .per_operator
+            .iter()
+            .filter(|o| asn.is_none_or(|a| o.asn == a) && population.named.contains(&o.asn))
+            .map(|o| OperatorWeight {
+                asn: o.asn,
+                probes: o.probes,
+                operator_weight: 1.0 / units as f64,
+                probe_weight: 1.0 / (units * o.probes) as f64,
+            })
+            .collect();
+        let under_minimum_group = (asn.is_none() && population.grouped).then(|| GroupWeight {
+            operators: population.under_minimum.len(),
+            probes: population.under_minimum_probes,
+            operator_weight: 1.0 / units as f64,
+            probe_weight: 1.0 / (units * population.under_minimum_probes) as f64,
+        });
         let (v6_works, n_effective, n_kish) = match asn {
-            None => (
-                balanced.overall.clone(),
-                balanced.overall.n,
-                Some(balanced.n_kish),
-            ),
+            None => {
+                let counted = counted?;
+                (
+                    counted.overall.clone(),
+                    counted.overall.n,
+                    Some(counted.n_kish),
+                )
+            }
             Some(a) => {
-                let share = balanced
+                let share = all
                     .per_operator
                     .iter()
                     .find(|o| o.asn == a)
@@ -532,10 +617,15 @@ impl Snapshot {
             None => self.left_out.no_asn.get(&country).copied().unwrap_or(0),
             Some(_) => 0,
         };
+        let left_out_small = match asn {
+            None if !population.grouped => population.under_minimum_probes,
+            _ => 0,
+        };
         let no_rtt = mine.iter().filter(|p| p.rtt_v6.is_none()).count();
         let excluded = [
             (Reason::NotSeenIn24h, inactive),
             (Reason::NoOriginAs, no_asn),
+            (Reason::OperatorUnderMinimum, left_out_small),
             (Reason::NoIpv6Rtt, no_rtt),
         ]
         .into_iter()
@@ -547,12 +637,16 @@ impl Snapshot {
         .collect();
         Some(Drilldown {
             figures: Some(DrilldownFigures {
-                probes: counted,
-                operators: if asn.is_some() { 1 } else { operators },
+                probes: mine.len(),
+                operators: match asn {
+                    Some(_) => 1,
+                    None => population.named.len() + population.grouped_operators(),
+                },
                 n_effective,
                 n_kish,
                 v6_works,
                 operators_under_minimum: under_minimum,
+                under_minimum_group,
                 weights,
                 excluded,
             }),
@@ -605,10 +699,13 @@ fn country_detail(
     let (summary, balanced) = summarize(country, probes, rule)?;
     // Ranked: those with enough probes, in the podium order, with their rank ranges; then the
     // rest, without share or rank.
-    let (ranked, unranked): (Vec<&OperatorShare>, Vec<&OperatorShare>) = balanced
+    let (ranked, mut unranked): (Vec<&OperatorShare>, Vec<&OperatorShare>) = balanced
         .per_operator
         .iter()
         .partition(|o| rule.allows(o.probes));
+    // Not in the podium order, which is by share: the order would tell which of them does
+    // better.
+    unranked.sort_by(|a, b| b.probes.cmp(&a.probes).then(a.asn.cmp(&b.asn)));
     let ranks = rollup::rank_ranges(
         &ranked
             .iter()
@@ -786,6 +883,135 @@ mod tests {
         );
     }
 
+    /// What the map publishes of country XA from `probes` under a minimum of 3.
+    fn published(probes: &[(&str, u32, bool)]) -> Vec<serde_json::Value> {
+        let s = snapshot(probes);
+        let rule = MinSample { min_probes: 3 };
+        let xa: CountryCode = "XA".parse().unwrap();
+        vec![
+            serde_json::to_value(s.countries_with(rule)).unwrap(),
+            serde_json::to_value(s.country_with(xa, rule)).unwrap(),
+            serde_json::to_value(s.drilldown(xa, None, rule)).unwrap(),
+        ]
+    }
+
+    #[test]
+    fn no_national_figure_gives_away_an_operator_under_the_minimum() {
+        // AS1 3/3 and AS2 1/3 are named; AS3's one probe is under the minimum of 3, and
+        // alone there: whether its IPv6 works must change nothing published (the national
+        // mean, with K and the named shares, would give it by subtraction).
+        let mut xa = vec![("XA", 1, true); 3];
+        xa.extend([("XA", 2, true), ("XA", 2, false), ("XA", 2, false)]);
+        let works = [xa.clone(), vec![("XA", 3, true)]].concat();
+        let broken = [xa.clone(), vec![("XA", 3, false)]].concat();
+        assert_eq!(published(&works), published(&broken));
+        let country = snapshot(&works)
+            .country_with("XA".parse().unwrap(), MinSample { min_probes: 3 })
+            .unwrap();
+        let national = country.v6_works.unwrap();
+        assert!((national.balanced.share - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!((national.pooled.n, country.probe_count), (6.0, 7));
+        // Two under the minimum that reach it together count as one operator: only their
+        // pooled share is in the figure, so moving a working probe between them changes
+        // nothing either.
+        let two = [
+            xa.clone(),
+            vec![("XA", 3, true), ("XA", 4, false), ("XA", 4, false)],
+        ]
+        .concat();
+        let moved = [
+            xa.clone(),
+            vec![("XA", 3, false), ("XA", 4, true), ("XA", 4, false)],
+        ]
+        .concat();
+        assert_eq!(published(&two), published(&moved));
+        let s = snapshot(&two);
+        let rule = MinSample { min_probes: 3 };
+        let f = s
+            .drilldown("XA".parse().unwrap(), None, rule)
+            .unwrap()
+            .figures
+            .unwrap();
+        assert_eq!(
+            (f.probes, f.operators, f.operators_under_minimum),
+            (9, 4, 2)
+        );
+        let group = f.under_minimum_group.unwrap();
+        assert_eq!((group.operators, group.probes), (2, 3));
+        assert!((group.operator_weight - 1.0 / 3.0).abs() < 1e-12);
+        assert!((f.v6_works.share - (1.0 + 1.0 / 3.0 + 1.0 / 3.0) / 3.0).abs() < 1e-12);
+        // Without a minimum (the reference) every operator counts on its own.
+        let all = s.countries().countries[0].v6_works.clone().unwrap();
+        assert!((all.balanced.share - (1.0 + 1.0 / 3.0 + 1.0 + 0.0) / 4.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_revoked_probe_is_neither_counted_nor_not_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let record = |n: u64, seen: i64, revoked: Option<i64>| ProbeRecord {
+            id: format!("{n:016x}").parse().unwrap(),
+            hostname: format!("p{n}"),
+            enrolled_at: UnixMicros(NOW.0 - 10 * WINDOW.as_micros() as i64),
+            last_seen: Some(UnixMicros(NOW.0 - seen)),
+            software_version: None,
+            boot_epoch: None,
+            local_addresses: Vec::new(),
+            self_test: None,
+            last_v6_success: None,
+            tags: Vec::new(),
+            location: None,
+            origin: Some(Enrichment {
+                asn: Some(1),
+                as_name: None,
+                country: Some("XA".parse().unwrap()),
+            }),
+            owner: None,
+            enrolled_from: None,
+            enrolled_prefix: None,
+            certificate_sha256: None,
+            revoked_at: revoked.map(|r| UnixMicros(NOW.0 - r)),
+            directory_listed: false,
+        };
+        let day = WINDOW.as_micros() as i64;
+        for n in 1..=3 {
+            store.create_probe(&record(n, 0, None)).unwrap();
+        }
+        // Three enrolled, silent for two days: not seen in 24 h.
+        for n in 4..=6 {
+            store.create_probe(&record(n, 2 * day, None)).unwrap();
+        }
+        // Retired long ago, and one revoked an hour ago that was seen just before: neither
+        // is an inactive probe, nor an active one.
+        for n in 7..=9 {
+            store
+                .create_probe(&record(n, 3 * day, Some(2 * day)))
+                .unwrap();
+        }
+        store
+            .create_probe(&record(10, 7_200_000_000, Some(3_600_000_000)))
+            .unwrap();
+        let s = Snapshot::take_from(&store, NOW, Source::Scan).unwrap();
+        let rule = MinSample { min_probes: 3 };
+        for asn in [None, Some(1)] {
+            let f = s
+                .drilldown("XA".parse().unwrap(), asn, rule)
+                .unwrap()
+                .figures
+                .unwrap();
+            assert_eq!(f.probes, 3, "{asn:?}");
+            assert_eq!(
+                f.excluded[0],
+                Exclusion {
+                    reason: Reason::NotSeenIn24h,
+                    probes: Some(3)
+                },
+                "{asn:?}"
+            );
+        }
+        assert_eq!(s.countries().countries[0].probes, 3);
+    }
+
     #[test]
     fn a_drilldown_shows_n_weights_and_probes_left_out_by_reason() {
         let s = snapshot_of(&[
@@ -803,22 +1029,28 @@ mod tests {
         let xa = s.drilldown("XA".parse().unwrap(), None, rule).unwrap();
         assert!(!xa.insufficient_data);
         let f = xa.figures.as_ref().unwrap();
+        // AS2, with one probe, is under the minimum and alone there: left out of the national
+        // figures (counted with AS1, its share would follow from the national one by
+        // subtraction), and not named.
         assert_eq!(
             (f.probes, f.operators, f.operators_under_minimum),
-            (4, 2, 1)
+            (3, 1, 1)
         );
-        // Two operators: each weighs 1/2; AS1's three probes 1/6 each. AS2, with one probe, is
-        // counted and not named: its weight and probes beside the published figures would
-        // let anyone work out its share.
+        assert!(f.under_minimum_group.is_none());
         let weights: Vec<_> = f
             .weights
             .iter()
             .map(|w| (w.asn, w.probes, w.operator_weight, w.probe_weight))
             .collect();
-        assert_eq!(weights, [(1, 3, 0.5, 1.0 / 6.0)]);
-        // Kish: (Σw)² / Σw² = 1 / (3/36 + 1/4) = 3.
+        assert_eq!(weights, [(1, 3, 1.0, 1.0 / 3.0)]);
+        // Kish: one operator, equal weights: its three probes.
         assert!((f.n_kish.unwrap() - 3.0).abs() < 1e-9, "{:?}", f.n_kish);
         assert!(f.n_effective <= 3.0 + 1e-9);
+        assert!(
+            (f.v6_works.share - 2.0 / 3.0).abs() < 1e-12,
+            "{:?}",
+            f.v6_works
+        );
         let country = s.country_with("XA".parse().unwrap(), rule).unwrap();
         assert_eq!(
             f.v6_works.share,
@@ -832,8 +1064,9 @@ mod tests {
                 // Under the minimum: "fewer than 3", never an exact small count.
                 (Reason::NotSeenIn24h, None),
                 (Reason::NoOriginAs, None),
+                (Reason::OperatorUnderMinimum, None),
                 // No RTT samples in this test: every counted probe is out of the RTT median.
-                (Reason::NoIpv6Rtt, Some(4)),
+                (Reason::NoIpv6Rtt, Some(3)),
             ]
         );
         // An operator's cell: its own probes and exclusions.

@@ -2,7 +2,9 @@
 //! researcher's token — the maps (JSON, CSV, SVG, HTML pages, coverage, drill-downs) and the campaign reports (HTML, JSON,
 //! CSV) — is produced here from probes whose addresses are known, and searched for them: no
 //! output may show a probe's address below its /48 (a /64, the full address, the IPv4
-//! address) or its hostname, nor a share, RTT or rank for a cell under the minimum sample.
+//! address) or its hostname, nor a share, RTT or rank for a cell under the minimum sample, nor
+//! a national figure from which an operator under it could be worked out by subtraction
+//! (published twice, with that operator's probe working and not: nothing may differ).
 //! The daily dumps, which publish raw results, have their own test with the signature chain
 //! (`collector/tests/export.rs`) and `export::public`'s.
 
@@ -127,6 +129,11 @@ const NOW: UnixMicros = UnixMicros(1_790_000_000_000_000);
 /// Probes 1–4 in XA: three in AS64500 (IPv6 works), one in AS64501 (under the minimum of 3),
 /// each with its addresses, hostname and a precise location; probe 5 alone in XB.
 fn probes(store: &dyn Store, now: UnixMicros) {
+    probes_with(store, now, true);
+}
+
+/// [`probes`], probe 4's IPv6 (AS64501, alone under the minimum) working or not.
+fn probes_with(store: &dyn Store, now: UnixMicros, lone_works: bool) {
     for (n, asn, country) in [
         (1u8, 64500u32, "XA"),
         (2, 64500, "XA"),
@@ -148,10 +155,14 @@ fn probes(store: &dyn Store, now: UnixMicros) {
                 local_addresses: vec![v6, format!("192.0.2.{}", 100 + n).parse().unwrap()],
                 self_test: None,
                 last_v6_success: Some(now),
-                tags: vec![ProbeTag {
-                    name: TagName::new(crate::tags::Tag::V6Works.name()).unwrap(),
-                    since: now,
-                }],
+                tags: if n != 4 || lone_works {
+                    vec![ProbeTag {
+                        name: TagName::new(crate::tags::Tag::V6Works.name()).unwrap(),
+                        since: now,
+                    }]
+                } else {
+                    Vec::new()
+                },
                 location: None,
                 origin: Some(Enrichment {
                     asn: Some(asn),
@@ -359,6 +370,128 @@ async fn maps_show_no_probe_address_nor_small_cell() {
     })
     .await
     .unwrap();
+}
+
+/// Every national figure the public routes give, as published from [`probes_with`] plus a
+/// stored day of results of the same probes (the series and `?date=`), probe 4's IPv6
+/// working or not; the snapshot's time is taken out.
+async fn published_nationally(lone_works: bool) -> Vec<(String, String)> {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
+    probes_with(&*store, UnixMicros::now(), lone_works);
+    let day = crate::daily::day_start(NOW);
+    let results: Vec<_> = [
+        (1u8, 64500u32, "XA"),
+        (2, 64500, "XA"),
+        (3, 64500, "XA"),
+        (4, 64501, "XA"),
+    ]
+    .into_iter()
+    .map(|(n, asn, country)| {
+        let works = n != 4 || lone_works;
+        crate::testing::ping_v6(
+            probe_id(n),
+            1,
+            UnixMicros(day.0 + 3_600_000_000 + i64::from(n)),
+            works.then_some(std::time::Duration::from_millis(20)),
+            Enrichment {
+                asn: Some(asn),
+                as_name: None,
+                country: Some(country.parse().unwrap()),
+            },
+        )
+    })
+    .collect();
+    store.insert_results(&results).unwrap();
+    crate::daily::refresh(&*store, &sixmap_shared::prefixes::PrefixData::new(), day, 1).unwrap();
+    let rule = MinSample { min_probes: 3 };
+    let maps = MapView::with_rule(rule);
+    let listener = tokio::net::TcpListener::bind("[::1]:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(crate::limits::serve_http(
+        listener,
+        crate::http::router(store.clone(), maps.clone())
+            .merge(crate::comparison::router(store, maps, None)),
+        crate::limits::Limits::default(),
+    ));
+    let date = crate::daily::day_label(day);
+    tokio::task::spawn_blocking(move || {
+        let body = |raw: String| raw.split_once("\r\n\r\n").unwrap().1.to_owned();
+        let live: Value = serde_json::from_str(&body(get(addr, "/api/v1/maps/countries"))).unwrap();
+        let at = UnixMicros(live["generated_at"].as_i64().unwrap());
+        let times = [
+            crate::export::row::rfc3339(at.0),
+            crate::i18n::builtin().find("en").unwrap().date_time(at),
+        ];
+        let paths = [
+            "/api/v1/maps/countries".to_owned(),
+            "/api/v1/maps/countries?format=csv".into(),
+            "/api/v1/maps/countries?format=svg".into(),
+            "/api/v1/maps/countries/XA".into(),
+            "/api/v1/maps/countries/XA?format=csv".into(),
+            "/api/v1/maps/countries/XA?format=svg".into(),
+            "/api/v1/maps/countries/XA/drilldown".into(),
+            "/api/v1/maps/countries/XA/drilldown/64500".into(),
+            "/api/v1/maps/countries/XA/series".into(),
+            format!("/api/v1/maps/countries?date={date}"),
+            format!("/api/v1/maps/countries?date={date}&format=csv"),
+            format!("/api/v1/maps/countries?date={date}&format=svg"),
+            format!("/api/v1/maps/countries/XA?date={date}"),
+            format!("/api/v1/maps/countries/XA?date={date}&format=csv"),
+            format!("/api/v1/maps/countries/XA?date={date}&format=svg"),
+            "/api/v1/maps/comparison".into(),
+        ];
+        paths
+            .into_iter()
+            .map(|path| {
+                let mut text = body(get(addr, &path));
+                if let Ok(mut json) = serde_json::from_str::<Value>(&text) {
+                    json["generated_at"] = Value::Null;
+                    text = json.to_string();
+                }
+                for time in &times {
+                    text = text.replace(time.as_str(), "(as of)");
+                }
+                (path, text)
+            })
+            .collect()
+    })
+    .await
+    .unwrap()
+}
+
+/// The national share is a mean of the operators' shares: with one operator under the minimum
+/// counted in it, anyone could work its share out from the national figure, the operators'
+/// count and the named shares. Whether that operator's probe works must change nothing any
+/// public route gives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_national_figure_gives_an_operator_under_the_minimum_away() {
+    let works = published_nationally(true).await;
+    let broken = published_nationally(false).await;
+    for ((path, a), (_, b)) in works.iter().zip(&broken) {
+        assert_eq!(a, b, "{path} depends on an operator under the minimum");
+    }
+    // The routes answered with figures: XA's national share, today and on the stored day.
+    let xa = |i: usize| -> Value { serde_json::from_str(&works[i].1).unwrap() };
+    assert_eq!(
+        xa(3)["v6_works"]["balanced"]["share"],
+        1.0,
+        "{}",
+        works[3].1
+    );
+    assert_eq!(
+        xa(8)["days"][0]["v6_works"]["balanced"]["share"],
+        1.0,
+        "{}",
+        works[8].1
+    );
+    assert_eq!(
+        xa(12)["v6_works"]["balanced"]["share"],
+        1.0,
+        "{}",
+        works[12].1
+    );
+    assert!(works[5].1.contains("IPv6 works: 100 %"), "{}", works[5].1);
 }
 
 /// A campaign report from the same probes, their results carrying their source addresses:

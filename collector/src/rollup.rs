@@ -89,6 +89,23 @@
 //! default [`DEFAULT_MIN_PROBES`]) a figure is "insufficient data": its n is shown, but no
 //! share, colour or rank. One probe at 0 % has the interval 0–79 %: a colour would state a
 //! fact the data do not hold.
+//!
+//! ## Operators under the minimum in a national figure (`national_share`)
+//!
+//! A national figure that counted an operator under the minimum on its own would publish that
+//! operator's share by subtraction: the balanced share is the mean of the operators' shares,
+//! so with K, the named operators' shares and one unnamed operator, anyone computes
+//! `K · share − Σ named` (the pooled share and its counts give the same by probes). So a
+//! national figure counts
+//!
+//! - each operator with at least the minimum, as one unit (weight 1 / units);
+//! - the operators under the minimum together as **one** unit, their probes pooled, when
+//!   together they reach the minimum (the most subtraction yields is that group's share, a
+//!   figure over at least the minimum);
+//! - otherwise none of them: they are left out of every national figure (shares, medians,
+//!   path quality), and only counted.
+//!
+//! With `min_probes = 1` every operator is named and the figure is the plain balanced share.
 
 //! ## Medians (`median`, `median_of_medians`)
 //!
@@ -125,7 +142,7 @@
 //! e ≈ 2.72 each year).
 
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Two-sided 95 % quantile of the standard normal distribution.
 pub const Z_95: f64 = 1.959964;
@@ -323,6 +340,104 @@ pub fn balanced_share(observations: &[(u32, bool)]) -> Option<Balanced> {
         probes: observations.len(),
         per_operator,
     })
+}
+
+/// The key the operators under the minimum pool their probes under in a national figure's
+/// [`Balanced`]: 4294967295, the last AS number, reserved (RFC 7300), so never an origin.
+pub const UNDER_MINIMUM_GROUP: u32 = u32::MAX;
+
+/// Which operators a national figure counts under a minimum sample, and how (module
+/// documentation: operators under the minimum).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Population {
+    /// Operators with at least the minimum: each one unit.
+    pub named: BTreeSet<u32>,
+    /// Operators under the minimum, and their probes together.
+    pub under_minimum: BTreeSet<u32>,
+    pub under_minimum_probes: usize,
+    /// They count as one unit (together they reach the minimum); else they are left out.
+    pub grouped: bool,
+}
+
+impl Population {
+    /// Sorts operators `(asn, probes)` (each once) by `rule`.
+    pub fn of(operators: impl IntoIterator<Item = (u32, usize)>, rule: MinSample) -> Self {
+        let mut named = BTreeSet::new();
+        let mut under_minimum = BTreeSet::new();
+        let mut under_minimum_probes = 0;
+        for (asn, probes) in operators {
+            if rule.allows(probes) {
+                named.insert(asn);
+            } else {
+                under_minimum.insert(asn);
+                under_minimum_probes += probes;
+            }
+        }
+        Self {
+            grouped: !under_minimum.is_empty() && rule.allows(under_minimum_probes),
+            named,
+            under_minimum,
+            under_minimum_probes,
+        }
+    }
+
+    /// The unit an operator's probes count under: its own ASN, [`UNDER_MINIMUM_GROUP`], or
+    /// none (left out).
+    pub fn unit(&self, asn: u32) -> Option<u32> {
+        if self.named.contains(&asn) {
+            Some(asn)
+        } else if self.grouped && self.under_minimum.contains(&asn) {
+            Some(UNDER_MINIMUM_GROUP)
+        } else {
+            None
+        }
+    }
+
+    pub fn counts(&self, asn: u32) -> bool {
+        self.unit(asn).is_some()
+    }
+
+    /// Units the national share averages: K of the weights 1 / K.
+    pub fn units(&self) -> usize {
+        self.named.len() + usize::from(self.grouped)
+    }
+
+    /// Operators under the minimum counted (pooled): all of them or none.
+    pub fn grouped_operators(&self) -> usize {
+        if self.grouped {
+            self.under_minimum.len()
+        } else {
+            0
+        }
+    }
+
+    /// Operators under the minimum that no national figure counts.
+    pub fn left_out(&self) -> Vec<u32> {
+        if self.grouped {
+            Vec::new()
+        } else {
+            self.under_minimum.iter().copied().collect()
+        }
+    }
+}
+
+/// The national share of per-probe observations `(asn, works)` under `rule`: the operators
+/// under the minimum pooled into one unit ([`UNDER_MINIMUM_GROUP`]) or left out (module
+/// documentation); no share when nothing is counted.
+pub fn national_share(
+    observations: &[(u32, bool)],
+    rule: MinSample,
+) -> (Option<Balanced>, Population) {
+    let mut sizes: BTreeMap<u32, usize> = BTreeMap::new();
+    for &(asn, _) in observations {
+        *sizes.entry(asn).or_default() += 1;
+    }
+    let population = Population::of(sizes, rule);
+    let counted: Vec<(u32, bool)> = observations
+        .iter()
+        .filter_map(|&(asn, works)| population.unit(asn).map(|unit| (unit, works)))
+        .collect();
+    (balanced_share(&counted), population)
 }
 
 /// Median of `values` (sorted in place); the mean of the two middle values for an even count.
@@ -692,6 +807,62 @@ mod tests {
         // raw 6/11 = 0.545455; Wilson(6, 11) = [0.280092, 0.787287]
         interval_is(&b.raw, 6.0 / 11.0, 0.280092, 0.787287);
         assert_eq!((b.operators, b.probes), (4, 11));
+    }
+
+    #[test]
+    fn a_lone_operator_under_the_minimum_is_left_out_of_the_national_share() {
+        // AS1 3/3, AS2 1/3 named; AS3, one probe at 0 %, under the minimum of 3.
+        let mut observations = vec![(1, true); 3];
+        observations.extend([(2, true), (2, false), (2, false), (3, false)]);
+        let rule = MinSample { min_probes: 3 };
+        let (b, population) = national_share(&observations, rule);
+        let b = b.expect("counted");
+        let named: Vec<u32> = population.named.iter().copied().collect();
+        assert_eq!((named, population.left_out()), (vec![1, 2], vec![3]));
+        // The mean of the named shares: nothing of AS3 in it, whatever its probe says.
+        close(b.overall.share, (1.0 + 1.0 / 3.0) / 2.0, 1e-12);
+        assert_eq!((b.operators, b.probes, b.raw.n), (2, 6, 6.0));
+        let mut flipped = observations.clone();
+        flipped[6] = (3, true);
+        assert_eq!(national_share(&flipped, rule).0, Some(b));
+        // Without a minimum it is the plain balanced share.
+        let all = national_share(&observations, MinSample { min_probes: 1 });
+        assert_eq!(all.0, balanced_share(&observations));
+        assert_eq!(all.1.units(), 3);
+    }
+
+    #[test]
+    fn operators_under_the_minimum_that_reach_it_together_count_as_one() {
+        // AS1 3/3 named; AS2 (2 probes, 1 works) and AS3 (1 probe, works) pool: 2/3.
+        let mut observations = vec![(1, true); 3];
+        observations.extend([(2, true), (2, false), (3, true)]);
+        let (b, population) = national_share(&observations, MinSample { min_probes: 3 });
+        let b = b.expect("counted");
+        assert!(population.grouped && population.left_out().is_empty());
+        assert_eq!(
+            (population.units(), population.under_minimum_probes),
+            (2, 3)
+        );
+        assert_eq!(population.unit(2), Some(UNDER_MINIMUM_GROUP));
+        close(b.overall.share, (1.0 + 2.0 / 3.0) / 2.0, 1e-12);
+        assert_eq!((b.operators, b.probes), (2, 6));
+        // Only the group's total is in the figure: moving the working probe from AS3 to AS2
+        // changes nothing.
+        let moved = [
+            (1, true),
+            (1, true),
+            (1, true),
+            (2, true),
+            (2, true),
+            (3, false),
+        ];
+        assert_eq!(
+            national_share(&moved, MinSample { min_probes: 3 }).0,
+            Some(b)
+        );
+        // Under the minimum in all: nothing to count.
+        let (none, population) = national_share(&[(3, true)], MinSample { min_probes: 3 });
+        assert_eq!((none, population.left_out()), (None, vec![3]));
     }
 
     #[test]

@@ -500,8 +500,9 @@ fn browse(base: &str, collector: SocketAddr, shots: &Path) {
         .collect();
     assert_eq!(
         listed,
-        ["France (FR)", "Japan (JP)", "Germany (DE)", "Brazil (BR)"],
-        "country table order (balanced share FR 0.75, JP 0.67, DE 0.44; BR insufficient, last)"
+        ["France (FR)", "Germany (DE)", "Japan (JP)", "Brazil (BR)"],
+        "country table order (balanced share FR 0.75; DE and JP 0.67, DE with more probes first \
+         (Vodafone, alone under the minimum, is left out of DE's); BR insufficient, last)"
     );
     assert_eq!(table[3][1], "insufficient data", "{table}");
 
@@ -605,7 +606,7 @@ fn browse(base: &str, collector: SocketAddr, shots: &Path) {
     assert!(
         other.contains("APNIC Labs measured 72 % of users IPv6-capable")
             && other.contains("(Dec 1, 2026)")
-            && other.contains("Difference: -27.7 points"),
+            && other.contains("Difference: -5.5 points"),
         "{other}"
     );
     browser.screenshot(&shots.join("country-DE-coverage.png"));
@@ -716,7 +717,8 @@ fn browse(base: &str, collector: SocketAddr, shots: &Path) {
     assert!(text.contains("4 probes counted"), "{telekom}");
     assert_eq!(
         telekom["weights"],
-        json!([["AS3320", "4", "33.3 %", "8.3 %"]]),
+        // Telekom and Telefonica are the national share's two units (Vodafone is left out).
+        json!([["AS3320", "4", "50.0 %", "12.5 %"]]),
         "{telekom}"
     );
     browser.screenshot(&shots.join("country-DE-drilldown-operator.png"));
@@ -740,7 +742,8 @@ fn browse(base: &str, collector: SocketAddr, shots: &Path) {
         "{national}"
     );
     let api = api_json(collector, "/api/v1/maps/countries/DE/drilldown");
-    // Vodafone, under the minimum sample, is counted and not named.
+    // Vodafone, alone under the minimum sample, is neither named nor counted: with the
+    // national share and the named operators', its own would follow by subtraction.
     assert_eq!(
         national["weights"].as_array().unwrap().len(),
         2,
@@ -748,29 +751,71 @@ fn browse(base: &str, collector: SocketAddr, shots: &Path) {
     );
     assert!(
         national["text"].as_str().unwrap().contains(&format!(
-            "9 probes counted, 3 operators; effective sample size of the interval: {:.1}",
+            "7 probes counted, 2 operators; effective sample size of the interval: {:.1}",
             api["n_effective"].as_f64().unwrap()
         )),
         "{national} {api}"
     );
     assert!(
-        national["text"]
-            .as_str()
-            .unwrap()
-            .contains("1 operator under the minimum sample"),
+        national["text"].as_str().unwrap().contains(
+            "1 operator under the minimum sample, neither named nor ranked, and together under it too: left out of the national figures"
+        ),
         "{national}"
     );
     // Every seeded probe is active; those without a working IPv6 have no IPv6 RTT.
     assert_eq!(
         national["excluded"],
-        json!([format!(
-            "{}: no IPv6 ping round-trip time in the last 24 h (counted in the shares, not in the median RTT)",
-            match api["excluded"][0]["probes"].as_u64() {
-                Some(n) => format!("{n} probes"),
-                None => "fewer than 3 probes".to_owned(),
-            }
-        )]),
+        json!([
+            "fewer than 3 probes: of operators under the minimum sample that together do not reach it (in no national figure)",
+            format!(
+                "{}: no IPv6 ping round-trip time in the last 24 h (counted in the shares, not in the median RTT)",
+                match api["excluded"][1]["probes"].as_u64() {
+                    Some(n) => format!("{n} probes"),
+                    None => "fewer than 3 probes".to_owned(),
+                }
+            )
+        ]),
         "{national} {api}"
+    );
+    assert_eq!(
+        api["excluded"][0]["reason"], "operator_under_minimum",
+        "{api}"
+    );
+
+    // Two quick clicks: the first cell's answer comes last (the page's fetch of it held
+    // back 1.5 s) and must not be drawn over the second's, nor mixed into it.
+    browser.script(
+        "const real = window.fetch;
+         window.realFetch = real;
+         window.fetch = (url, options) => String(url).endsWith('/drilldown/3320')
+           ? new Promise(ok => setTimeout(ok, 1500)).then(() => real(url, options))
+           : real(url, options);
+         document.getElementById('drill-body').replaceChildren();
+         return true;",
+    );
+    browser.click("#operators-table tbody tr[data-asn='3320']");
+    browser.click("#drill-country");
+    browser.wait_for(
+        "the second click's drill-down",
+        "const b = document.getElementById('drill-body');
+         return b.querySelector('#drill-excluded') ? true : null;",
+        Duration::from_secs(30),
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    let last = browser.script(
+        "window.fetch = window.realFetch;
+         const b = document.getElementById('drill-body');
+         return { cell: document.getElementById('drill-cell').textContent, text: b.textContent,
+                  tables: b.querySelectorAll('#drill-weights').length,
+                  weights: [...b.querySelectorAll('#drill-weights tbody tr')].map(r => r.cells[0].textContent) };",
+    );
+    assert_eq!(last["cell"], "Germany (DE), all operators", "{last}");
+    assert_eq!(last["tables"], 1, "{last}");
+    assert_eq!(last["weights"], json!(["AS3320", "AS6805"]), "{last}");
+    let text = last["text"].as_str().unwrap();
+    assert!(
+        text.contains("7 probes counted") && !text.contains("each weighing the same"),
+        "{last}"
     );
     browser.screenshot(&shots.join("country-DE-drilldown.png"));
 
@@ -790,6 +835,30 @@ fn browse(base: &str, collector: SocketAddr, shots: &Path) {
     // The metropolitan outline (with Corsica) takes most of the view's height, not a corner.
     assert!(insets["height"].as_f64().unwrap() > 0.6, "{insets}");
     browser.screenshot(&shots.join("country-FR-insets.png"));
+    // France's two operators (two probes each) are under the minimum, together over it: one
+    // unnamed unit of the national share, drawn as one row of the drill-down's weights.
+    browser.wait_for(
+        "France's ranking",
+        "const s = document.getElementById('ranking'); return s && !s.hidden ? true : null;",
+        Duration::from_secs(30),
+    );
+    let france = drill(&browser, "#drill-country", "France's national drill-down");
+    assert_eq!(
+        france["weights"],
+        json!([[
+            "2 operators under the minimum, as one",
+            "4",
+            "100.0 %",
+            "25.0 %"
+        ]]),
+        "{france}"
+    );
+    assert!(
+        france["text"].as_str().unwrap().contains(
+            "2 operators under the minimum sample, neither named nor ranked: together they reach it"
+        ),
+        "{france}"
+    );
     let fr_svg = browser.script(
         "const a = document.getElementById('svg-download');
          const x = new XMLHttpRequest(); x.open('GET', a.href, false); x.send(); return [x.status, x.responseText];",

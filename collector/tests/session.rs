@@ -927,19 +927,28 @@ async fn national_figures_balance_operators_and_match_hand_computed_values() {
     );
     let close =
         |v: &serde_json::Value, expected: f64| (v.as_f64().unwrap() - expected).abs() < 1e-4;
-    // Pooled: 2 of 3. Balanced: mean of AS shares (1 + 0) / 2 = 0.5; Kish's n = 2^2 / (1/2 +
-    // 1/1) = 2.6667, but the two operators disagree completely: between-operator variance
-    // v = (0.25 + 0.25) / (2 * 1) = 0.25, n = min(2.6667, 0.25 / 0.25) = 1 (rollup.rs).
+    // Pooled: 2 of 3. Both operators are under the default minimum of three, together they
+    // reach it: the national share counts them as one unit, their probes pooled (counted on
+    // their own, with one of them named, the other's share would follow by subtraction;
+    // rollup.rs), so the balanced share is the pooled 2/3 at n = 3. Counted on their own
+    // (min_probes = 1) it would be (1 + 0) / 2 = 0.5 at n = 1 (rollup's tests).
     let shares = &xa["v6_works"];
     assert_eq!(xa["insufficient_data"], false, "{body}");
     assert_eq!(json["min_probes"], 3, "{body}");
     assert!(close(&shares["pooled"]["share"], 2.0 / 3.0), "{body}");
-    assert!(close(&shares["balanced"]["share"], 0.5), "{body}");
-    assert!(close(&shares["balanced"]["n"], 1.0), "{body}");
-    // Wilson(0.5, 1), z^2 = 3.841459: denominator 4.841459; centre 0.5;
-    // half = z / 4.841459 * sqrt(0.25 + z^2/4) = 0.404829 * 1.100166 = 0.445379.
-    assert!(close(&shares["balanced"]["low"], 0.5 - 0.445379), "{body}");
-    assert!(close(&shares["balanced"]["high"], 0.5 + 0.445379), "{body}");
+    assert!(close(&shares["balanced"]["share"], 2.0 / 3.0), "{body}");
+    assert!(close(&shares["balanced"]["n"], 3.0), "{body}");
+    // Wilson(2, 3), z^2 = 3.841459: denominator 1 + z^2/3 = 2.280486; centre
+    // (0.666667 + 0.640243) / 2.280486 = 0.573084; half = z / 2.280486 *
+    // sqrt(0.222222/3 + z^2/36) = 0.859452 * 0.425184 = 0.365424.
+    assert!(
+        close(&shares["balanced"]["low"], 0.573084 - 0.365424),
+        "{body}"
+    );
+    assert!(
+        close(&shares["balanced"]["high"], 0.573084 + 0.365424),
+        "{body}"
+    );
     // Per-probe medians 30 and 40 (the third has none): median 35, read from histograms
     // within 1 % (`figures::sketch`).
     let median = xa["median_rtt_v6_ms"].as_f64().unwrap();

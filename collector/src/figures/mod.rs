@@ -65,7 +65,7 @@ const FORMAT: u8 = 1;
 const PROBE_ID_LEN: usize = 16;
 
 /// Successes out of trials.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Count {
     pub hits: u64,
     pub trials: u64,
