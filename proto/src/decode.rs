@@ -897,7 +897,7 @@ fn kept_result(
     key: ResultKey,
     started_at: UnixMicros,
 ) -> Result<MeasurementResult, WireError> {
-    match result_with(&wire, key, started_at) {
+    match result_with(&wire, key.clone(), started_at) {
         Err(e) if e.field.contains("fault_path") => {
             let mut wire = wire;
             without_fault_paths(&mut wire);

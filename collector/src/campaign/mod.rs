@@ -823,7 +823,7 @@ impl Campaigns {
         let mut report = report::build(&record, &cells, progress, now, self.publication);
         report.publisher = self.publisher.clone();
         if let Some(readiness) = report.readiness.as_mut() {
-            readiness.trend = Some(self.readiness_trend(&record, &cells)?);
+            readiness.trend = Some(self.readiness_trend(&record, &cells, now)?);
         }
         Ok(report)
     }
@@ -835,22 +835,25 @@ impl Campaigns {
         &self,
         record: &CampaignRecord,
         cells: &[CampaignCell],
+        now: UnixMicros,
     ) -> Result<readiness::Trend, CampaignError> {
         if crate::figures::read::ready(&*self.store)? {
-            self.readiness_trend_kept(record, cells)
+            self.readiness_trend_kept(record, cells, now)
         } else {
-            self.readiness_trend_scanned(record)
+            self.readiness_trend_scanned(record, now)
         }
     }
 
     /// The trend from the kept rows: one row per (readiness task, day) for the newest
     /// [`readiness::MAX_TREND_DAYS`] days up to the campaign's newest result (its cells say
-    /// which), each holding one entry per probe: O(domains × days) rows, whatever the number
-    /// of results. Whether older days exist costs one row per task.
+    /// which) or today, whichever is earlier, each holding one entry per probe: O(domains ×
+    /// days) rows, and at most [`readiness::MAX_TREND_RESULTS`] probe entries are read (then
+    /// the trend says it is partial). Whether older days exist costs one row per task.
     fn readiness_trend_kept(
         &self,
         record: &CampaignRecord,
         cells: &[CampaignCell],
+        now: UnixMicros,
     ) -> Result<readiness::Trend, CampaignError> {
         let tasks: Vec<(TaskId, &str)> = record
             .tasks
@@ -859,16 +862,17 @@ impl Campaigns {
             .map(|t| (t.task_id, t.task.target.as_str()))
             .collect();
         let ids: HashSet<TaskId> = tasks.iter().map(|(id, _)| *id).collect();
-        let mut trend = readiness::TrendBuilder::default();
+        let mut trend = readiness::TrendBuilder::until(now);
+        let today = readiness::day_number(now);
         let newest = cells
             .iter()
             .filter(|c| ids.contains(&c.task_id))
-            .map(|c| readiness::day_number(c.latest.result.started_at))
+            .map(|c| readiness::day_number(c.latest.result.started_at).min(today))
             .max();
         if let Some(newest) = newest {
             trend.saw_day(newest);
             let from = readiness::trend_start(newest);
-            let mut gone = false;
+            let (mut gone, mut full) = (false, false);
             for (task, target) in &tasks {
                 crate::figures::read::readiness_days(
                     &*self.store,
@@ -877,6 +881,11 @@ impl Campaigns {
                     newest.saturating_add(1),
                     &mut |day, row| {
                         for (probe, entry) in row.probes {
+                            // Bounded work per report: every probe entry counts.
+                            if !trend.skip() {
+                                full = true;
+                                return false;
+                            }
                             trend.add_observed(day, target, &probe, entry.order, entry.tallies);
                         }
                         gone = crate::limits::readers::cancelled();
@@ -885,6 +894,9 @@ impl Campaigns {
                 )?;
                 if gone {
                     return Err(StoreError::Cancelled.into());
+                }
+                if full {
+                    break;
                 }
                 let mut older = false;
                 crate::figures::read::readiness_days(
@@ -911,6 +923,7 @@ impl Campaigns {
     fn readiness_trend_scanned(
         &self,
         record: &CampaignRecord,
+        now: UnixMicros,
     ) -> Result<readiness::Trend, CampaignError> {
         let target_of: HashMap<TaskId, &str> = record
             .tasks
@@ -918,7 +931,7 @@ impl Campaigns {
             .filter(|t| t.task.spec.measurement_kind() == MeasurementKind::Readiness)
             .map(|t| (t.task_id, t.task.target.as_str()))
             .collect();
-        let mut trend = readiness::TrendBuilder::default();
+        let mut trend = readiness::TrendBuilder::until(now);
         let mut gone = false;
         self.store.campaign_results(record.id, &mut |r| {
             gone = crate::limits::readers::cancelled();
@@ -1429,6 +1442,19 @@ mod tests {
                 all.push(r);
             }
         }
+        // One result dated decades ahead (a probe's clock, or a hostile probe) must not move
+        // the window past every real day.
+        let readiness_task = record
+            .tasks
+            .iter()
+            .find(|t| t.task.spec.measurement_kind() == MeasurementKind::Readiness)
+            .unwrap();
+        let mut ahead = all[0].clone();
+        ahead.result.key.sequence = 10_000;
+        ahead.result.started_at = UnixMicros(NOW.0 + 30_000 * DAY);
+        ahead.result.task_id = readiness_task.task_id;
+        ahead.result.outcome = Outcome::Readiness(Box::new(good()));
+        all.push(ahead);
         let mut sent = 0;
         while sent < all.len() {
             let size = 1 + rng.below(30) as usize;
@@ -1454,8 +1480,8 @@ mod tests {
             > 0
         {}
         let cells = c.cells(record.id).unwrap();
-        let kept = c.readiness_trend_kept(&record, &cells).unwrap();
-        let scanned = c.readiness_trend_scanned(&record).unwrap();
+        let kept = c.readiness_trend_kept(&record, &cells, NOW).unwrap();
+        let scanned = c.readiness_trend_scanned(&record, NOW).unwrap();
         assert!(kept == scanned, "seed {seed}: {kept:#?}\n{scanned:#?}");
         assert!(
             kept.days.len() >= 6,
@@ -1468,7 +1494,7 @@ mod tests {
         assert!(report.readiness.unwrap().trend == Some(kept.clone()));
         // A rebuild from raw results gives the same rows, so the same trend.
         crate::figures::fold::rebuild(&*c.store, &prefixes, NOW).unwrap();
-        assert!(c.readiness_trend_kept(&record, &cells).unwrap() == kept);
+        assert!(c.readiness_trend_kept(&record, &cells, NOW).unwrap() == kept);
     }
 
     /// The cost of a report over a campaign of many results, from cells and (as before

@@ -732,11 +732,26 @@ pub struct TrendBuilder {
     /// The day of the campaign's newest result of a readiness task (of any outcome): the
     /// trend ends there.
     last_day: Option<i64>,
+    /// Days after this one (a probe's clock ahead; a hostile probe) are left out: one result
+    /// dated years ahead would otherwise move the window past every real day.
+    today: Option<i64>,
     seen: usize,
     partial: bool,
 }
 
 impl TrendBuilder {
+    /// A trend of the days up to `now`'s UTC day.
+    pub fn until(now: UnixMicros) -> Self {
+        Self {
+            today: Some(day_number(now)),
+            ..Self::default()
+        }
+    }
+
+    fn after_today(&self, day: i64) -> bool {
+        self.today.is_some_and(|today| day > today)
+    }
+
     /// Takes one result of the campaign's task for `target`; false once the bound is reached
     /// (stop visiting).
     pub fn add(&mut self, target: &str, result: StoredResult) -> bool {
@@ -768,6 +783,9 @@ impl TrendBuilder {
         order: Order,
         tallies: BTreeMap<Component, Tally>,
     ) {
+        if self.after_today(day) {
+            return;
+        }
         self.saw_day(day);
         let key = (day, target.to_owned(), probe.clone());
         match self.newest.get(&key) {
@@ -792,6 +810,9 @@ impl TrendBuilder {
     /// A result of a readiness task on day `day` exists (whatever its outcome): the trend
     /// runs up to the newest such day.
     pub fn saw_day(&mut self, day: i64) {
+        if self.after_today(day) {
+            return;
+        }
         self.last_day = Some(self.last_day.map_or(day, |d| d.max(day)));
     }
 

@@ -378,13 +378,24 @@ impl ReadinessResult {
     /// Whether `host` is the page's own: the web host, or the host of the final URL after
     /// redirects (`web.final_url`).
     pub fn is_page_host(&self, host: &str) -> bool {
-        let web = &self.web;
-        host.eq_ignore_ascii_case(&web.host)
-            || web
-                .final_url
-                .as_deref()
-                .and_then(|u| super::HttpUrl::parse(u).ok())
-                .is_some_and(|u| host.eq_ignore_ascii_case(&u.host))
+        let final_host = self.final_url_host();
+        self.is_page_host_with(host, final_host.as_deref())
+    }
+
+    fn is_page_host_with(&self, host: &str, final_host: Option<&str>) -> bool {
+        host.eq_ignore_ascii_case(&self.web.host)
+            || final_host.is_some_and(|h| host.eq_ignore_ascii_case(h))
+    }
+
+    /// The host of the page's final URL. A URL over the limit is not parsed at all: the
+    /// decoder runs this before `validate`, on whatever a result carries.
+    fn final_url_host(&self) -> Option<String> {
+        self.web
+            .final_url
+            .as_deref()
+            .filter(|u| u.len() <= MAX_READINESS_URL_LEN)
+            .and_then(|u| super::HttpUrl::parse(u).ok())
+            .map(|u| u.host)
     }
 
     /// Sets every subresource host's `same_host` by [`ReadinessResult::is_page_host`]: the
@@ -394,8 +405,10 @@ impl ReadinessResult {
         let Some(mut subresources) = self.subresources.take() else {
             return;
         };
+        // Parsed once, not once per host.
+        let final_host = self.final_url_host();
         for host in &mut subresources.hosts {
-            host.same_host = self.is_page_host(&host.host);
+            host.same_host = self.is_page_host_with(&host.host, final_host.as_deref());
         }
         self.subresources = Some(subresources);
     }
