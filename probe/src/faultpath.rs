@@ -114,19 +114,21 @@ mod tests {
         HopAnswer, HopReply, TraceStop, TracerouteHop, TracerouteResult,
     };
 
+    /// A time-exceeded answer from `from`.
+    fn reply(from: &str) -> Option<HopReply> {
+        Some(HopReply {
+            from: from.parse().unwrap(),
+            rtt_ns: 1000,
+            answer: HopAnswer::Icmp {
+                icmp_type: 3,
+                icmp_code: 0,
+                mtu: None,
+            },
+        })
+    }
+
     #[test]
     fn a_trace_is_reduced_to_its_answering_hops() {
-        let reply = |from: &str| {
-            Some(HopReply {
-                from: from.parse().unwrap(),
-                rtt_ns: 1000,
-                answer: HopAnswer::Icmp {
-                    icmp_type: 3,
-                    icmp_code: 0,
-                    mtu: None,
-                },
-            })
-        };
         let result = TracerouteResult {
             protocol: TraceProtocol::Icmp,
             flow_label: 0,
@@ -171,17 +173,6 @@ mod tests {
 
     #[test]
     fn answers_from_no_router_are_left_out_and_an_empty_trace_is_no_path() {
-        let reply = |from: &str| {
-            Some(HopReply {
-                from: from.parse().unwrap(),
-                rtt_ns: 1000,
-                answer: HopAnswer::Icmp {
-                    icmp_type: 3,
-                    icmp_code: 0,
-                    mtu: None,
-                },
-            })
-        };
         let mut result = TracerouteResult {
             protocol: TraceProtocol::Icmp,
             flow_label: 0,

@@ -414,25 +414,8 @@ impl FigureStore for ClickHouseStore {
         to: &[u8],
         visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<(), StoreError> {
-        let table = self.table("figures");
-        let answer = self.client.query_bytes(&format!(
-            "SELECT key, value FROM {table} WHERE key >= {} AND key < {} \
-             ORDER BY key, version DESC LIMIT 1 BY key FORMAT TabSeparated",
-            quote(&hex(from)),
-            quote(&hex(to))
-        ))?;
-        for fields in rows::byte_lines(&answer) {
-            let [key, value] = fields.as_slice() else {
-                return Err(rows::corrupt(&table, "expected key, value"));
-            };
-            if value.is_empty() {
-                continue;
-            }
-            if !visit(&unhex(&table, key)?, value) {
-                break;
-            }
-        }
-        Ok(())
+        // One range: the same newest-version-per-key query as several.
+        self.figure_ranges(&[(from.to_vec(), to.to_vec())], visit)
     }
 
     fn figure_ranges(
