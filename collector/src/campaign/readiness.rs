@@ -796,8 +796,9 @@ impl TrendBuilder {
         }
     }
 
-    /// Counts one result read that is not a readiness task's toward the bound; false once
-    /// the bound is reached (stop visiting).
+    /// Counts one thing read toward the bound: a result that is not a readiness task's (the
+    /// scan), or one probe's entry of a kept row; false once the bound is reached (stop
+    /// visiting).
     pub fn skip(&mut self) -> bool {
         self.seen += 1;
         if self.seen > MAX_TREND_RESULTS {
