@@ -24,6 +24,7 @@ pub mod netinfo;
 pub mod outbox;
 pub mod ping;
 pub mod pmtu;
+pub mod process_start;
 pub mod quic;
 pub mod rawnet;
 pub mod readiness;

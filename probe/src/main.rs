@@ -1,10 +1,15 @@
 //! `sixmap-probe`: the probe daemon, and one-shot measurements by hand.
+//!
+//! The entry point is the C `main` below rather than std's: see `sixmap_probe::process_start`
+//! for what that saves and what it keeps.
+#![cfg_attr(all(not(test), target_os = "linux", target_env = "gnu"), no_main)]
 
 mod measure_cli;
 
 use anyhow::{Context, bail};
 use clap::{Args as _, Subcommand};
 use sixmap_probe::config::ProbeConfig;
+use sixmap_probe::engine::boxed;
 use sixmap_probe::session::ProbeError;
 use sixmap_shared::cli_help::{LazySubcommand, with_lazy_subcommands};
 use tracing_subscriber::filter::Targets;
@@ -143,16 +148,52 @@ struct StatusArgs {
     json: bool,
 }
 
-fn main() -> std::process::ExitCode {
-    match main_result() {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+/// The process's entry point on glibc (`#![no_main]`), where std reads the arguments without
+/// its own `main` (glibc hands them to std's `.init_array` hook).
+#[cfg(all(not(test), target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)] // `no_mangle`: this is the symbol the C runtime calls.
+#[unsafe(no_mangle)]
+extern "C" fn main(
+    _argc: std::ffi::c_int,
+    _argv: *const *const std::ffi::c_char,
+) -> std::ffi::c_int {
+    if let Err(e) = sixmap_probe::process_start::prepare() {
+        exit_with(Err(anyhow::Error::new(e).context("preparing the process")));
+    }
+    // A panic must not unwind into the C runtime (that aborts); std's `main` ends the
+    // process with status 101 after the panic message, and so does this one.
+    match std::panic::catch_unwind(main_result) {
+        Ok(result) => exit_with(result),
+        Err(_) => exit_with_panic(),
+    }
+}
+
+#[cfg(all(not(test), target_os = "linux", target_env = "gnu"))]
+#[allow(clippy::disallowed_methods)] // the binary's `main`: nothing is left to drop
+fn exit_with_panic() -> ! {
+    std::process::exit(101)
+}
+
+/// Elsewhere (and in the test harness) std's own start-up runs first.
+#[cfg(any(test, not(all(target_os = "linux", target_env = "gnu"))))]
+fn main() {
+    exit_with(main_result())
+}
+
+/// Prints the error, if any, and ends the process through `std::process::exit`, which
+/// flushes stdout as std's own `main` would on return.
+/// Everything `main_result` owned (runtime, outbox, sockets) is dropped by the time it returns.
+#[allow(clippy::disallowed_methods)] // this is the binary's `main`, split for its two entries
+fn exit_with(result: anyhow::Result<()>) -> ! {
+    std::process::exit(match result {
+        Ok(()) => 0,
         Err(e) => {
             // One line with each cause once: anyhow's own report would list again, under
             // "Caused by", the causes our messages already quote.
             eprintln!("Error: {}", sixmap_shared::errors::chain(e.as_ref()));
-            std::process::ExitCode::FAILURE
+            1
         }
-    }
+    })
 }
 
 /// The command line's work; its error is printed by `main`.
@@ -185,9 +226,9 @@ fn main_result() -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     match command {
-        Command::Run(args) => runtime.block_on(run(args)),
+        Command::Run(args) => runtime.block_on(boxed(|| run(args))),
         Command::Status(args) => status(args),
-        Command::Measure(args) => runtime.block_on(measure_cli::measure(args)),
+        Command::Measure(args) => runtime.block_on(boxed(|| measure_cli::measure(args))),
         Command::Setup(args) => setup(args, &runtime),
     }
 }

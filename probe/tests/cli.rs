@@ -169,3 +169,35 @@ fn manual_dns_asks_the_resolver_at_the_given_port() {
     let (ok, _, stderr) = probe(&["measure", "dns", "::1", "example.org", "-p", "70000"]);
     assert!(!ok && stderr.contains("dns.port"), "{stderr}");
 }
+
+/// The binary starts without std's `main` (`process_start`): a closed stdout must still be
+/// reopened on `/dev/null`, or the first descriptor the probe opens (its event loop's) would
+/// become "stdout" and receive the measurement's report.
+#[test]
+fn closed_stdout_is_not_reused_by_the_probe() {
+    let out = Command::new("sh")
+        .args(["-c", r#"exec "$0" "$@" >&-"#])
+        .arg(env!("CARGO_BIN_EXE_sixmap-probe"))
+        .args(["measure", "ping", "::1", "-c", "1", "--lab-mode"])
+        .output()
+        .expect("run sixmap-probe under sh");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// And SIGPIPE is ignored, as under std's `main`: a write to a closed pipe is an error the
+/// probe handles, never the end of the daemon.
+#[test]
+fn a_closed_pipe_does_not_kill_the_probe() {
+    use std::os::unix::process::ExitStatusExt as _;
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let status = Command::new(env!("CARGO_BIN_EXE_sixmap-probe"))
+        .args(["measure", "ping", "::1", "-c", "1", "--lab-mode"])
+        .stdout(writer)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("run sixmap-probe");
+    assert_eq!(status.signal(), None, "{status:?}");
+}
