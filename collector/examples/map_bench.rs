@@ -4,7 +4,8 @@
 //! figures existed, "figures" reads the figures kept at ingest (`figures`).
 //!
 //! Run: `cargo run --release -p sixmap-collector --example map_bench [RESULTS] [PROBES]
-//! [--no-scan] [--store clickhouse]` (defaults: 1,000,000 results from 2,000 probes over 30
+//! [--no-scan] [--store clickhouse]` or `--series-only` (the year of one country's series
+//! alone) (defaults: 1,000,000 results from 2,000 probes over 30
 //! days, in 40 countries of 10 networks each; sled). `--no-scan` skips the scan reference
 //! (minutes at 10 M results). With `--store clickhouse` the results go through the
 //! ClickHouse store into a ClickHouse server the benchmark starts (Debian's binary, as the
@@ -79,6 +80,9 @@ fn time<T>(runs: usize, mut f: impl FnMut() -> T) -> String {
 
 fn main() -> anyhow::Result<()> {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--series-only") {
+        return year_of_series();
+    }
     let clickhouse = match args.iter().position(|a| a == "--store") {
         Some(i) => {
             let backend = args.get(i + 1).cloned().unwrap_or_default();
@@ -204,7 +208,8 @@ fn main() -> anyhow::Result<()> {
         );
     }
     let t = Instant::now();
-    let rollups = daily::refresh(store, &prefixes, now, DAYS + 1)?;
+    let rule = sixmap_collector::rollup::MinSample::default();
+    let rollups = daily::refresh(store, &prefixes, now, DAYS + 1, rule)?;
     println!(
         "daily rollups, all {} days from figures: {rollups} stored in {:.2} s",
         DAYS + 1,
@@ -261,11 +266,12 @@ fn main() -> anyhow::Result<()> {
                     Source::Scan => {
                         for back in 0..2 {
                             let day = sixmap_shared::UnixMicros(now.0 - back * DAY_US);
-                            daily::compute_day_from(store, &prefixes, day, Source::Scan).unwrap();
+                            daily::compute_day_from(store, &prefixes, day, Source::Scan, rule)
+                                .unwrap();
                         }
                     }
                     Source::Figures => {
-                        daily::store_days(store, &[today - 1, today]).unwrap();
+                        daily::store_days(store, &[today - 1, today], rule).unwrap();
                     }
                 }
             )
@@ -309,6 +315,62 @@ fn main() -> anyhow::Result<()> {
     println!(
         "GET /api/v1/maps/networks/AS64512/series: {}",
         time(200, || daily::network_series(store, 64_512).unwrap())
+    );
+    if !clickhouse {
+        year_of_series()?;
+    }
+    Ok(())
+}
+
+/// The series routes over a year of stored days of one large country: 200 probes a day in
+/// 12 operators, one of them a lone probe under the minimum sample (so its part is left out
+/// of every national figure), one result per probe and day. A series request reads every
+/// stored day of its key.
+fn year_of_series() -> anyhow::Result<()> {
+    const YEAR: i64 = 365;
+    const PROBES: u64 = 200;
+    let dir = tempfile::tempdir()?;
+    let store = SledStore::open(dir.path())?;
+    let now = UnixMicros::now();
+    let start = now.0 - YEAR * DAY_US;
+    let zz: CountryCode = "ZZ".parse()?;
+    let mut batch = Vec::new();
+    for p in 0..PROBES {
+        // Operator 0 has probe 0 alone; the others share the rest.
+        let operator = if p == 0 { 0 } else { 1 + p % 11 };
+        let origin = Enrichment {
+            asn: Some(65_000 + operator as u32),
+            as_name: None,
+            country: Some(zz),
+        };
+        for day in 0..YEAR {
+            batch.push(result(
+                p,
+                day as u64 + 1,
+                start + day * DAY_US + 1_000,
+                &origin,
+            ));
+        }
+    }
+    store.insert_results(&batch)?;
+    store.flush()?;
+    let prefixes = sixmap_shared::prefixes::PrefixData::new();
+    fold::rebuild(&store, &prefixes, now)?;
+    let days = sixmap_collector::figures::read::days(&store)?;
+    let rule = sixmap_collector::rollup::MinSample::default();
+    daily::store_days(&store, &days, rule)?;
+    println!(
+        "a year of one country's days ({PROBES} probes a day, one operator under the minimum), {} stored days:",
+        days.len()
+    );
+    println!(
+        "GET /api/v1/maps/countries/ZZ/series:     {}",
+        time(50, || daily::series_with(&store, zz, rule).unwrap())
+    );
+    println!(
+        "GET /api/v1/maps/networks/AS65001/series: {}",
+        time(50, || daily::network_series_with(&store, 65_001, rule)
+            .unwrap())
     );
     Ok(())
 }

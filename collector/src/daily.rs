@@ -124,6 +124,18 @@ pub struct CountryDay {
     /// minimum sample. Empty for networks (one operator) and days of earlier methods.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub by_operator: Vec<OperatorDay>,
+    /// Stored, never published ([`published`] takes it): the day as published under the
+    /// collector's minimum sample when it was stored, so that a series reads one small
+    /// record a day instead of every operator's part (stored under [`parts_key`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published_under: Option<Box<PublishedDay>>,
+}
+
+/// A day as published under one minimum sample, made when the day was stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PublishedDay {
+    pub min_probes: usize,
+    pub day: CountryDay,
 }
 
 /// One operator's part of a country's day: what its national figures need, summed over the
@@ -442,6 +454,7 @@ fn figures(start: UnixMicros, probes: &[&DayProbe], keep_parts: bool) -> Option<
         domestic_paths: None,
         held_back: false,
         by_operator: Vec::new(),
+        published_under: None,
     };
     day.set_figures(c);
     if keep_parts {
@@ -451,10 +464,18 @@ fn figures(start: UnixMicros, probes: &[&DayProbe], keep_parts: bool) -> Option<
 }
 
 /// One day's figures per country and per network (origin AS).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Day {
+    /// Every operator counted on its own, with their parts.
     pub countries: BTreeMap<CountryCode, CountryDay>,
+    /// Every probe of the network counted.
     pub networks: BTreeMap<u32, CountryDay>,
+    /// Each network's figures over its (country, network) cells of at least `rule`'s minimum
+    /// sample: a network's probes in a country where it is under the minimum are left out,
+    /// or its figure next to that country's operators would give their share away.
+    pub networks_published: BTreeMap<u32, CountryDay>,
+    /// The minimum sample the day is published under.
+    pub rule: MinSample,
 }
 
 /// Computes the day holding `day`: from the stored figures when the store keeps them, else
@@ -463,8 +484,9 @@ pub fn compute_day(
     store: &dyn Store,
     prefixes: &PrefixData,
     day: UnixMicros,
+    rule: MinSample,
 ) -> Result<Day, StoreError> {
-    compute_day_from(store, prefixes, day, Source::of(store)?)
+    compute_day_from(store, prefixes, day, Source::of(store)?, rule)
 }
 
 /// [`compute_day`] from the given source (`Scan` is the reference the figures are tested
@@ -474,18 +496,32 @@ pub fn compute_day_from(
     prefixes: &PrefixData,
     day: UnixMicros,
     source: Source,
+    rule: MinSample,
 ) -> Result<Day, StoreError> {
     let start = day_start(day);
     let probes = probe_days(store, prefixes, start, source)?;
     let mut by_country: BTreeMap<CountryCode, Vec<&DayProbe>> = BTreeMap::new();
     let mut by_network: BTreeMap<u32, Vec<&DayProbe>> = BTreeMap::new();
+    let mut cells: BTreeMap<(Option<CountryCode>, u32), usize> = BTreeMap::new();
     for probe in &probes {
         let Some(asn) = probe.asn else { continue };
         by_network.entry(asn).or_default().push(probe);
+        *cells.entry((probe.country, asn)).or_default() += 1;
         if let Some(country) = probe.country {
             by_country.entry(country).or_default().push(probe);
         }
     }
+    let networks_published = by_network
+        .iter()
+        .map(|(asn, probes)| {
+            let counted: Vec<&DayProbe> = probes
+                .iter()
+                .copied()
+                .filter(|p| rule.allows(cells[&(p.country, *asn)]))
+                .collect();
+            (*asn, network_published(start, &counted, rule))
+        })
+        .collect();
     Ok(Day {
         countries: by_country
             .into_iter()
@@ -495,7 +531,37 @@ pub fn compute_day_from(
             .into_iter()
             .filter_map(|(asn, p)| figures(start, &p, false).map(|f| (asn, f)))
             .collect(),
+        networks_published,
+        rule,
     })
+}
+
+/// A network's day over the probes `counted` (its cells at the minimum): insufficient data
+/// when they are fewer than the minimum, or none.
+fn network_published(start: UnixMicros, counted: &[&DayProbe], rule: MinSample) -> CountryDay {
+    let mut day = figures(start, counted, false).unwrap_or_else(|| CountryDay {
+        method_id: Some(METHOD_ID.to_owned()),
+        day: day_label(start),
+        day_number: start.0 / DAY_US,
+        probes: counted.len(),
+        operators: usize::from(!counted.is_empty()),
+        insufficient_data: true,
+        v6_works: None,
+        median_rtt_v6_ms: None,
+        median_rtt_v4_ms: None,
+        ping_loss_v6: None,
+        pmtu_black_holes: None,
+        ext_header_drops: BTreeMap::new(),
+        domestic_paths: None,
+        v6_works_previous_method: None,
+        held_back: false,
+        by_operator: Vec::new(),
+        published_under: None,
+    });
+    if !rule.allows(day.probes) {
+        day.withhold();
+    }
+    day
 }
 
 /// Store key of a network's rollups; country codes never contain ':'.
@@ -503,7 +569,17 @@ fn network_key(asn: u32) -> String {
     format!("asn:{asn}")
 }
 
-/// Recomputes and stores the `days` days up to and including the one holding `now`.
+/// Store key of the operators' parts of a country's days ([`CountryDay::by_operator`]),
+/// kept apart from the day's own record: they grow with the country's probes, and only a
+/// publication under another minimum sample than the stored one reads them.
+pub fn parts_key(country: &str) -> String {
+    format!("{PARTS_PREFIX}{country}")
+}
+
+const PARTS_PREFIX: &str = "parts:";
+
+/// Recomputes and stores the `days` days up to and including the one holding `now`, published
+/// under `rule` (the collector's `[publication]`) as well as kept for any other.
 /// `prefixes` places traceroute hops in countries (for the domestic-path share) when the
 /// figures come from a scan; kept figures placed them when they were folded.
 pub fn refresh(
@@ -511,19 +587,23 @@ pub fn refresh(
     prefixes: &PrefixData,
     now: UnixMicros,
     days: i64,
+    rule: MinSample,
 ) -> Result<usize, StoreError> {
     let source = Source::of(store)?;
     let mut stored = 0;
     for back in 0..days {
         let day = UnixMicros(day_start(now).0 - back * DAY_US);
-        stored += put_day(store, &compute_day_from(store, prefixes, day, source)?)?;
+        stored += put_day(
+            store,
+            &compute_day_from(store, prefixes, day, source, rule)?,
+        )?;
     }
     Ok(stored)
 }
 
-/// Recomputes and stores the given days (numbers since 1970-01-01) from the stored figures:
-/// O(probes of each day). The folder calls it for the days it changed.
-pub fn store_days(store: &dyn Store, days: &[i64]) -> Result<usize, StoreError> {
+/// Recomputes and stores the given days (numbers since 1970-01-01) from the stored figures,
+/// as [`refresh`]: O(probes of each day). The folder calls it for the days it changed.
+pub fn store_days(store: &dyn Store, days: &[i64], rule: MinSample) -> Result<usize, StoreError> {
     let mut stored = 0;
     for day in days {
         let day = compute_day_from(
@@ -531,26 +611,53 @@ pub fn store_days(store: &dyn Store, days: &[i64]) -> Result<usize, StoreError> 
             &PrefixData::new(),
             UnixMicros(day.saturating_mul(DAY_US)),
             Source::Figures,
+            rule,
         )?;
         stored += put_day(store, &day)?;
     }
     Ok(stored)
 }
 
+/// Stores each group's record of the day (with its publication under the day's rule) and
+/// each country's operators' parts under [`parts_key`]; returns the records stored.
 fn put_day(store: &dyn Store, day: &Day) -> Result<usize, StoreError> {
-    let keyed = day
-        .countries
-        .iter()
-        .map(|(c, f)| (c.to_string(), f))
-        .chain(day.networks.iter().map(|(asn, f)| (network_key(*asn), f)));
     let mut stored = 0;
-    for (key, figures) in keyed {
-        let json = serde_json::to_vec(figures)
-            .map_err(|e| StoreError::Backend(format!("encoding a rollup: {e}")))?;
-        store.put_rollup(&figures.day, &key, &json)?;
+    for (country, full) in &day.countries {
+        let key = country.to_string();
+        let mut record = full.clone();
+        let parts = std::mem::take(&mut record.by_operator);
+        record.published_under = Some(Box::new(PublishedDay {
+            min_probes: day.rule.min_probes,
+            day: published(full.clone(), day.rule, Group::Country, None),
+        }));
+        // The parts first: a record is never stored without the parts it was made from.
+        put_json(store, &parts_key(&key), &full.day, &parts)?;
+        put_json(store, &key, &full.day, &record)?;
+        stored += 1;
+    }
+    for (asn, full) in &day.networks {
+        let mut record = full.clone();
+        if let Some(counted) = day.networks_published.get(asn) {
+            record.published_under = Some(Box::new(PublishedDay {
+                min_probes: day.rule.min_probes,
+                day: counted.clone(),
+            }));
+        }
+        put_json(store, &network_key(*asn), &full.day, &record)?;
         stored += 1;
     }
     Ok(stored)
+}
+
+fn put_json<T: Serialize>(
+    store: &dyn Store,
+    key: &str,
+    date: &str,
+    value: &T,
+) -> Result<(), StoreError> {
+    let json = serde_json::to_vec(value)
+        .map_err(|e| StoreError::Backend(format!("encoding a rollup: {e}")))?;
+    store.put_rollup(date, key, &json)
 }
 
 /// The trend of the balanced share, projected: never a measurement.
@@ -633,12 +740,22 @@ pub fn countries_on(
 ) -> Result<DayCountries, StoreError> {
     let date = day_label(day);
     let mut countries = Vec::new();
+    let mut records = Vec::new();
+    let mut parts = BTreeMap::new();
     for (key, json) in store.rollups_of_day(&date)? {
-        // Networks (`asn:N`) share the day's index; only country codes are countries.
-        let Ok(country) = key.parse::<CountryCode>() else {
-            continue;
-        };
-        let figures = published(decode_day(&key, &date, &json)?, rule);
+        // Networks (`asn:N`) and parts share the day's index; only country codes are countries.
+        if let Some(country) = key.strip_prefix(PARTS_PREFIX) {
+            parts.insert(country.to_owned(), json);
+        } else if let Ok(country) = key.parse::<CountryCode>() {
+            records.push((country, key, json));
+        }
+    }
+    let mut parts = LazyParts::given(store, parts);
+    for (country, key, json) in records {
+        let day = decode_day(&key, &date, &json)?;
+        let label = format!("{key}/{date}");
+        let parts = parts.get(needs_parts(&day, rule), &key, &label)?;
+        let figures = published(day, rule, Group::Country, parts);
         countries.push(DayCountry {
             country,
             v6_penalty_ms: rollup::v6_penalty_ms(
@@ -668,7 +785,13 @@ pub fn country_on(
     let key = country.to_string();
     for (stored, json) in store.rollups(&key)? {
         if stored == date {
-            let figures = published(decode_day(&key, &date, &json)?, rule);
+            let day = decode_day(&key, &date, &json)?;
+            let parts = LazyParts::of_country(store, &key).get(
+                needs_parts(&day, rule),
+                &date,
+                &format!("{key}/{date}"),
+            )?;
+            let figures = published(day, rule, Group::Country, parts);
             return Ok(Some(DayCountry {
                 country,
                 v6_penalty_ms: rollup::v6_penalty_ms(
@@ -697,7 +820,7 @@ pub fn series_with(
     country: CountryCode,
     rule: MinSample,
 ) -> Result<Series, StoreError> {
-    let (days, projection) = stored_days(store, &country.to_string(), rule)?;
+    let (days, projection) = stored_days(store, &country.to_string(), rule, Group::Country)?;
     Ok(Series {
         country,
         method_breaks: method_breaks(&days),
@@ -717,7 +840,7 @@ pub fn network_series_with(
     asn: u32,
     rule: MinSample,
 ) -> Result<NetworkSeries, StoreError> {
-    let (days, projection) = stored_days(store, &network_key(asn), rule)?;
+    let (days, projection) = stored_days(store, &network_key(asn), rule, Group::Network)?;
     Ok(NetworkSeries {
         asn,
         method_breaks: method_breaks(&days),
@@ -737,29 +860,67 @@ pub fn groups_on(
     store
         .rollups_of_day(&date)?
         .into_iter()
+        .filter(|(key, _)| !key.starts_with(PARTS_PREFIX))
         .map(|(key, json)| {
             let figures = decode_day(&key, &date, &json)?;
-            Ok((key, published(figures, EVERY_DAY)))
+            // Under a minimum of 1 neither the group's kind nor its parts matter.
+            Ok((key, published(figures, EVERY_DAY, Group::Country, None)))
         })
         .collect()
+}
+
+/// Which kind of group a stored day is of: how it is published under another minimum sample
+/// than the one it was stored with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Group {
+    /// Made again from its operators' parts.
+    Country,
+    /// Held back: which of its (country, network) cells are at the minimum is not stored.
+    Network,
 }
 
 /// A stored day as published under `rule`: below the minimum, n and counts without any
 /// share or median; otherwise the national figures over the operators the rule counts
 /// (`rollup::national_share`: those under the minimum pooled, or left out), made from the
-/// operators' parts stored with the day, which are never published.
-fn published(mut day: CountryDay, rule: MinSample) -> CountryDay {
-    let parts = std::mem::take(&mut day.by_operator);
+/// operators' parts, which are never published. The publication stored with the day is
+/// taken when it was made under the same minimum; under a minimum of 1 every operator (and
+/// every network cell) counts, which are the stored figures. Otherwise a country's day is
+/// made from its `parts` (inline in days stored before the parts were kept apart).
+fn published(
+    mut day: CountryDay,
+    rule: MinSample,
+    group: Group,
+    parts: Option<Vec<OperatorDay>>,
+) -> CountryDay {
+    let stored = day.published_under.take();
+    let inline = std::mem::take(&mut day.by_operator);
+    if rule.min_probes <= 1 {
+        return day;
+    }
+    if let Some(stored) = stored
+        && stored.min_probes == rule.min_probes
+    {
+        return stored.day;
+    }
+    let parts = if inline.is_empty() {
+        parts.unwrap_or_default()
+    } else {
+        inline
+    };
     // A day of an earlier method counted every operator on its own; without its parts there
-    // is no telling whether one under the minimum is in it (networks have one operator).
-    day.held_back = parts.is_empty() && day.operators > 1 && rule.min_probes > 1;
+    // is no telling whether one under the minimum is in it. A network's day of another
+    // minimum (or an earlier method) may count probes of cells under this one.
+    day.held_back = match group {
+        Group::Country => parts.is_empty() && day.operators > 1,
+        Group::Network => true,
+    };
     if !rule.allows(day.probes) || day.held_back {
         day.withhold();
         return day;
     }
     let population = Population::of(parts.iter().map(|o| (o.asn, o.probes)), rule);
     if population.under_minimum.is_empty() {
-        // Every operator named (or a day without parts that may stand): the stored figures.
+        // Every operator named (or a day of one operator): the stored figures.
         return day;
     }
     let units: Vec<(u32, &OperatorDay)> = parts
@@ -777,19 +938,88 @@ fn published(mut day: CountryDay, rule: MinSample) -> CountryDay {
     day
 }
 
+/// Operators' parts of stored days, read once and only when a day needs them (a publication
+/// under another minimum than the stored one): one country's parts by day, or one day's
+/// parts by country.
+struct LazyParts<'s> {
+    store: &'s dyn Store,
+    /// The parts key read on first need (a country's); `None` when `rows` came given.
+    key: Option<String>,
+    rows: Option<BTreeMap<String, Vec<u8>>>,
+}
+
+impl<'s> LazyParts<'s> {
+    /// A country's parts, by day.
+    fn of_country(store: &'s dyn Store, country_key: &str) -> Self {
+        Self {
+            store,
+            key: Some(parts_key(country_key)),
+            rows: None,
+        }
+    }
+
+    /// A day's parts, by country key, from the day's rows already read.
+    fn given(store: &'s dyn Store, rows: BTreeMap<String, Vec<u8>>) -> Self {
+        Self {
+            store,
+            key: None,
+            rows: Some(rows),
+        }
+    }
+
+    /// The parts at `lookup` (a day, or a country key) when `needed`; `None` when not
+    /// needed or not stored. `label` names the row in an error.
+    fn get(
+        &mut self,
+        needed: bool,
+        lookup: &str,
+        label: &str,
+    ) -> Result<Option<Vec<OperatorDay>>, StoreError> {
+        if !needed {
+            return Ok(None);
+        }
+        if self.rows.is_none() {
+            let rows = match &self.key {
+                Some(key) => self.store.rollups(key)?.into_iter().collect(),
+                None => BTreeMap::new(),
+            };
+            self.rows = Some(rows);
+        }
+        let Some(json) = self.rows.as_ref().and_then(|rows| rows.get(lookup)) else {
+            return Ok(None);
+        };
+        serde_json::from_slice(json)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt {
+                key: format!("rollup parts of {label}"),
+                reason: e.to_string(),
+            })
+    }
+}
+
+/// Whether publishing `day` under `rule` needs its country's parts from the store.
+fn needs_parts(day: &CountryDay, rule: MinSample) -> bool {
+    rule.min_probes > 1
+        && day.by_operator.is_empty()
+        && day
+            .published_under
+            .as_ref()
+            .is_none_or(|p| p.min_probes != rule.min_probes)
+}
+
 fn stored_days(
     store: &dyn Store,
     key: &str,
     rule: MinSample,
+    group: Group,
 ) -> Result<(Vec<CountryDay>, Option<ProjectionView>), StoreError> {
     let mut days = Vec::new();
-    for (day, json) in store.rollups(key)? {
-        let figures: CountryDay =
-            serde_json::from_slice(&json).map_err(|e| StoreError::Corrupt {
-                key: format!("rollup {key}/{day}"),
-                reason: e.to_string(),
-            })?;
-        days.push(published(figures, rule));
+    let mut parts = LazyParts::of_country(store, key);
+    for (date, json) in store.rollups(key)? {
+        let day = decode_day(key, &date, &json)?;
+        let needed = group == Group::Country && needs_parts(&day, rule);
+        let parts = parts.get(needed, &date, &format!("{key}/{date}"))?;
+        days.push(published(day, rule, group, parts));
     }
     let points: Vec<(f64, f64)> = days
         .iter()
@@ -881,7 +1111,10 @@ mod tests {
         store.insert_results(&results).unwrap();
         let now = UnixMicros(day0 + 20 * DAY_US + 5_000_000);
         // Per day: the country and its two networks.
-        assert_eq!(refresh(&store, &PrefixData::new(), now, 30).unwrap(), 9);
+        assert_eq!(
+            refresh(&store, &PrefixData::new(), now, 30, MinSample::default()).unwrap(),
+            9
+        );
         let series = series(&store, "XA".parse().unwrap()).unwrap();
         let shares: Vec<f64> = series
             .days
@@ -931,7 +1164,7 @@ mod tests {
         assert_eq!(as1.days[0].operators, 1);
         assert_eq!(as1.days[0].probes, 2);
         // Refreshing again replaces, never duplicates.
-        refresh(&store, &PrefixData::new(), now, 30).unwrap();
+        refresh(&store, &PrefixData::new(), now, 30, MinSample::default()).unwrap();
         assert_eq!(series_len(&store), 3);
     }
 
@@ -956,6 +1189,7 @@ mod tests {
             &PrefixData::new(),
             UnixMicros(day0 + DAY_US + 10),
             1,
+            MinSample::default(),
         )
         .unwrap();
         // Day 0 as an older collector stored it.
@@ -1003,6 +1237,103 @@ mod tests {
         assert!(strict.days[1].v6_works_previous_method.is_none());
     }
 
+    /// Equal but for each number's last bits.
+    fn assert_json_close(a: &serde_json::Value, b: &serde_json::Value, path: &str) {
+        use serde_json::Value;
+        match (a, b) {
+            (Value::Number(x), Value::Number(y)) => {
+                let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+                assert!(
+                    (x - y).abs() <= 1e-12 * x.abs().max(1.0),
+                    "{path}: {x} vs {y}"
+                );
+            }
+            (Value::Array(x), Value::Array(y)) => {
+                assert_eq!(x.len(), y.len(), "{path}: lengths");
+                for (i, (x, y)) in x.iter().zip(y).enumerate() {
+                    assert_json_close(x, y, &format!("{path}[{i}]"));
+                }
+            }
+            (Value::Object(x), Value::Object(y)) => {
+                let keys: Vec<&String> = x.keys().collect();
+                assert_eq!(keys, y.keys().collect::<Vec<_>>(), "{path}: keys");
+                for (k, v) in x {
+                    assert_json_close(v, &y[k], &format!("{path}.{k}"));
+                }
+            }
+            _ => assert_eq!(a, b, "{path}"),
+        }
+    }
+
+    /// A network's series counts only its (country, network) cells at the minimum sample: its
+    /// figure beside a country's operators must not give away its probes in a country where
+    /// it is under the minimum. Days stored under another minimum are held back.
+    #[test]
+    fn a_network_series_gives_no_cell_under_the_minimum_away() {
+        let day0 = 20_400 * DAY_US;
+        let rule = MinSample { min_probes: 3 };
+        let publish = |lone: bool, stored_under: MinSample, read_under: MinSample| {
+            let dir = tempfile::tempdir().unwrap();
+            let store = SledStore::open(dir.path()).unwrap();
+            // AS1: three probes in XA (two working), one in XB (`lone`).
+            let cells = [
+                ("00000000000000a1", true, "XA"),
+                ("00000000000000a2", true, "XA"),
+                ("00000000000000a3", false, "XA"),
+                ("00000000000000b1", lone, "XB"),
+            ];
+            let results: Vec<StoredResult> = cells
+                .iter()
+                .enumerate()
+                .map(|(i, (probe, works, country))| {
+                    crate::testing::ping_v6(
+                        probe.parse().unwrap(),
+                        1,
+                        UnixMicros(day0 + 1000 + i as i64),
+                        works.then_some(std::time::Duration::from_millis(20)),
+                        Enrichment {
+                            asn: Some(1),
+                            as_name: None,
+                            country: country.parse().ok(),
+                        },
+                    )
+                })
+                .collect();
+            store.insert_results(&results).unwrap();
+            let at = UnixMicros(day0 + DAY_US - 1);
+            refresh(&store, &PrefixData::new(), at, 1, stored_under).unwrap();
+            (
+                network_series_with(&store, 1, read_under).unwrap(),
+                network_series(&store, 1).unwrap(),
+            )
+        };
+        let (works, all_works) = publish(true, rule, rule);
+        let (broken, all_broken) = publish(false, rule, rule);
+        assert_eq!(
+            serde_json::to_value(&works).unwrap(),
+            serde_json::to_value(&broken).unwrap()
+        );
+        let day = &works.days[0];
+        assert_eq!(day.probes, 3);
+        assert_eq!(day.v6_works.as_ref().unwrap().balanced.share, 2.0 / 3.0);
+        // Every cell counts without a minimum: the test means something.
+        assert_eq!(all_works.days[0].probes, 4);
+        assert_ne!(
+            all_works.days[0].v6_works.as_ref().unwrap().balanced.share,
+            all_broken.days[0].v6_works.as_ref().unwrap().balanced.share
+        );
+        // Stored under another minimum: which cells reach this one is not known.
+        let (other, _) = publish(true, MinSample { min_probes: 2 }, rule);
+        let day = &other.days[0];
+        assert!(day.held_back && day.insufficient_data && day.v6_works.is_none());
+        // A network whose every cell is under the minimum: insufficient data, n of none.
+        let five = MinSample { min_probes: 5 };
+        let (none, _) = publish(true, five, five);
+        let day = &none.days[0];
+        assert!(!day.held_back && day.insufficient_data && day.v6_works.is_none());
+        assert_eq!(day.probes, 0);
+    }
+
     /// A stored day's national figures under the minimum sample: whatever the probe of an
     /// operator alone under it did, nothing published of the day changes (the series, the
     /// historical map, its CSV source); two under it that reach it together are pooled. A
@@ -1029,13 +1360,23 @@ mod tests {
                 results.push(result(probe, 1, day0 + 1000 + i as i64, *works, *asn));
             }
             store.insert_results(&results).unwrap();
-            refresh(&store, &PrefixData::new(), UnixMicros(day0 + DAY_US - 1), 1).unwrap();
-            let strict = series_with(&store, "XA".parse().unwrap(), rule).unwrap();
-            let map = countries_on(&store, UnixMicros(day0), rule).unwrap();
-            let one = country_on(&store, "XA".parse().unwrap(), UnixMicros(day0), rule).unwrap();
+            // Stored under the rule (its publication kept with the day) and under another
+            // (made again from the operators' parts): published alike.
+            let mut published = Vec::new();
+            for stored_under in [rule, MinSample { min_probes: 2 }] {
+                let at = UnixMicros(day0 + DAY_US - 1);
+                refresh(&store, &PrefixData::new(), at, 1, stored_under).unwrap();
+                let strict = series_with(&store, "XA".parse().unwrap(), rule).unwrap();
+                let map = countries_on(&store, UnixMicros(day0), rule).unwrap();
+                let one =
+                    country_on(&store, "XA".parse().unwrap(), UnixMicros(day0), rule).unwrap();
+                published.push(serde_json::to_value((&strict, &map, &one)).unwrap());
+            }
+            // A stored figure is read back from JSON, which may move its last bit.
+            assert_json_close(&published[0], &published[1], "");
             let all = series(&store, "XA".parse().unwrap()).unwrap();
             (
-                serde_json::to_value((&strict, &map, &one)).unwrap(),
+                published.swap_remove(0),
                 all.days[0].v6_works.clone().unwrap().balanced.share,
             )
         };
@@ -1054,6 +1395,7 @@ mod tests {
         assert_eq!(day["v6_works"]["pooled"]["n"], 6.0, "{day}");
         assert!(day["v6_works_previous_method"].is_null(), "{day}");
         assert!(!works.to_string().contains("by_operator"), "{works}");
+        assert!(!works.to_string().contains("published_under"), "{works}");
         // With AS4's two probes, AS3 and AS4 reach the minimum together: one unit, their
         // three probes pooled (which one works does not show).
         let (pooled, _) = publish(
@@ -1227,7 +1569,7 @@ mod tests {
             .country
             .insert("2a00:2::".parse().unwrap(), 32, "XB".parse().unwrap())
             .unwrap();
-        refresh(&store, &prefixes, UnixMicros(t), 1).unwrap();
+        refresh(&store, &prefixes, UnixMicros(t), 1, MinSample::default()).unwrap();
         let day = series(&store, "XA".parse().unwrap())
             .unwrap()
             .days

@@ -120,13 +120,19 @@ const ROLLUP_BACKFILL_DAYS: i64 = 30;
 const ROLLUP_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Keeps the stored daily rollups current (see [`daily`]).
-async fn refresh_rollups(store: Arc<dyn Store>, prefixes: Arc<PrefixData>) {
+async fn refresh_rollups(
+    store: Arc<dyn Store>,
+    prefixes: Arc<PrefixData>,
+    rule: rollup::MinSample,
+) {
     let mut days = ROLLUP_BACKFILL_DAYS;
     loop {
         let now = sixmap_shared::UnixMicros::now();
         let worker = store.clone();
         let prefixes = prefixes.clone();
-        match store::run_blocking(move || daily::refresh(&*worker, &prefixes, now, days)).await {
+        match store::run_blocking(move || daily::refresh(&*worker, &prefixes, now, days, rule))
+            .await
+        {
             Ok(stored) => tracing::debug!(days, stored, "daily rollups refreshed"),
             Err(e) => tracing::warn!(error = %e, "daily rollups not refreshed"),
         }
@@ -312,9 +318,14 @@ pub async fn start_with_store(
     );
     if keeps_figures {
         // Folds new results into the figures and refreshes the rollups of changed days.
-        tokio::spawn(figures::fold::run(store.clone(), prefixes, feed));
+        tokio::spawn(figures::fold::run(
+            store.clone(),
+            prefixes,
+            feed,
+            publication,
+        ));
     } else {
-        tokio::spawn(refresh_rollups(store.clone(), prefixes));
+        tokio::spawn(refresh_rollups(store.clone(), prefixes, publication));
     }
     tokio::spawn(campaign::run_ticker(campaigns.clone()));
     if let Some(dumps) = dumps {

@@ -403,8 +403,15 @@ async fn published_nationally(lone_works: bool) -> Vec<(String, String)> {
     })
     .collect();
     store.insert_results(&results).unwrap();
-    crate::daily::refresh(&*store, &sixmap_shared::prefixes::PrefixData::new(), day, 1).unwrap();
     let rule = MinSample { min_probes: 3 };
+    crate::daily::refresh(
+        &*store,
+        &sixmap_shared::prefixes::PrefixData::new(),
+        day,
+        1,
+        rule,
+    )
+    .unwrap();
     let maps = MapView::with_rule(rule);
     let listener = tokio::net::TcpListener::bind("[::1]:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

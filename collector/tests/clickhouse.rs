@@ -1486,9 +1486,14 @@ fn sled_and_clickhouse_answer_the_same() {
         }
         for day in 0..3 {
             let at = UnixMicros(now.0 - day * DAY);
-            let computed =
-                sixmap_collector::daily::compute_day_from(store, &prefixes, at, Source::Figures)
-                    .unwrap();
+            let computed = sixmap_collector::daily::compute_day_from(
+                store,
+                &prefixes,
+                at,
+                Source::Figures,
+                Default::default(),
+            )
+            .unwrap();
             out.push(format!("{computed:?}"));
         }
         out

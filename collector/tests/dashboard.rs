@@ -654,7 +654,8 @@ async fn series_chart_draws_days_and_a_distinct_projection() {
                 &store,
                 &sixmap_shared::prefixes::PrefixData::new(),
                 now,
-                70
+                70,
+                Default::default(),
             )
             .unwrap(),
             7 * 9

@@ -587,6 +587,8 @@ fn humantime(d: std::time::Duration) -> String {
 #[derive(Debug)]
 pub struct Opened {
     pub store: Arc<dyn Store>,
+    /// The minimum sample of `[publication]` (rollups are stored published under it).
+    pub publication: crate::rollup::MinSample,
     pub pki_dir: PathBuf,
     pub data_dir: PathBuf,
 }
@@ -629,6 +631,7 @@ pub fn open_admin(args: &StoreArgs, create: bool) -> anyhow::Result<Opened> {
     };
     Ok(Opened {
         store,
+        publication: settings.publication,
         pki_dir: settings.pki_dir,
         data_dir: settings.data_dir,
     })
@@ -639,8 +642,12 @@ pub fn rollups(command: RollupsCommand) -> anyhow::Result<()> {
     let RollupsCommand::Rebuild { store } = command;
     let opened = open_admin(&store, false)?;
     let (prefixes, _) = crate::enrich::load(&opened.data_dir)?;
-    let done =
-        crate::figures::fold::rebuild_everything(&*opened.store, &prefixes, UnixMicros::now())?;
+    let done = crate::figures::fold::rebuild_everything(
+        &*opened.store,
+        &prefixes,
+        UnixMicros::now(),
+        opened.publication,
+    )?;
     println!("{done}");
     Ok(())
 }

@@ -20,6 +20,7 @@
 use super::feed::{Feed, Next};
 use super::read::corrupt;
 use super::{DAY_US, Figure, FigureKey, FigureSet, HOUR_US, kind, range_start};
+use crate::rollup::MinSample;
 use crate::store::{FigureWrite, Store, StoreError};
 use sixmap_shared::UnixMicros;
 use sixmap_shared::prefixes::PrefixData;
@@ -279,9 +280,10 @@ pub fn rebuild_everything(
     store: &dyn Store,
     prefixes: &PrefixData,
     now: UnixMicros,
+    rule: MinSample,
 ) -> Result<Rebuilt, StoreError> {
     if !store.keeps_figures() {
-        let rollups = crate::daily::refresh(store, prefixes, now, ROLLUP_BACKFILL_DAYS)?;
+        let rollups = crate::daily::refresh(store, prefixes, now, ROLLUP_BACKFILL_DAYS, rule)?;
         return Ok(Rebuilt {
             results: None,
             days: ROLLUP_BACKFILL_DAYS as usize,
@@ -290,7 +292,7 @@ pub fn rebuild_everything(
     }
     let results = rebuild(store, prefixes, now)?;
     let days = super::read::days(store)?;
-    let rollups = crate::daily::store_days(store, &days)?;
+    let rollups = crate::daily::store_days(store, &days, rule)?;
     Ok(Rebuilt {
         results: Some(results),
         days: days.len(),
@@ -352,7 +354,12 @@ fn fold_all(
 
 /// The folder task: folds every [`FOLD_EVERY`], refreshes the daily rollups of changed days
 /// every [`ROLLUPS_EVERY`], and drops hourly rows past [`HOURS_KEPT`].
-pub async fn run(store: Arc<dyn Store>, prefixes: Arc<PrefixData>, feed: Arc<Feed>) {
+pub async fn run(
+    store: Arc<dyn Store>,
+    prefixes: Arc<PrefixData>,
+    feed: Arc<Feed>,
+    rule: MinSample,
+) {
     let today = UnixMicros::now().0.div_euclid(DAY_US);
     let mut dirty: BTreeSet<i64> = (today - ROLLUP_BACKFILL_DAYS + 1..=today).collect();
     let mut rollups_at: Option<Instant> = None;
@@ -389,8 +396,10 @@ pub async fn run(store: Arc<dyn Store>, prefixes: Arc<PrefixData>, feed: Arc<Fee
             rollups_at = Some(Instant::now());
             let days: Vec<i64> = dirty.iter().copied().collect();
             let worker = store.clone();
-            match crate::store::run_blocking(move || crate::daily::store_days(&*worker, &days))
-                .await
+            match crate::store::run_blocking(move || {
+                crate::daily::store_days(&*worker, &days, rule)
+            })
+            .await
             {
                 Ok(stored) => {
                     tracing::debug!(stored, "daily rollups refreshed from figures");

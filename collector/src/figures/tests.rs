@@ -613,11 +613,17 @@ fn incremental_figures_equal_a_rebuild_and_publish_what_scans_do() {
         // Published figures: from the kept figures and from scans (the old computation).
         for day in DAY0..DAY0 + DAYS {
             let at = UnixMicros(day * DAY_US);
-            let f = daily::compute_day_from(&store, &prefixes, at, Source::Figures).unwrap();
-            let s = daily::compute_day_from(&store, &prefixes, at, Source::Scan).unwrap();
+            let rule = crate::rollup::MinSample::default();
+            let f = daily::compute_day_from(&store, &prefixes, at, Source::Figures, rule).unwrap();
+            let s = daily::compute_day_from(&store, &prefixes, at, Source::Scan, rule).unwrap();
             assert!(!s.countries.is_empty() && !s.networks.is_empty());
             assert_close(&json(&f.countries), &json(&s.countries), "countries");
             assert_close(&json(&f.networks), &json(&s.networks), "networks");
+            assert_close(
+                &json(&f.networks_published),
+                &json(&s.networks_published),
+                "networks published",
+            );
         }
         let now = UnixMicros(NOW);
         let f = maps::countries_from(&store, now, Source::Figures).unwrap();
