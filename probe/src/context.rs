@@ -9,7 +9,7 @@ use crate::traceroute::stop_set::StopSet;
 use sixmap_shared::TargetPolicy;
 use sixmap_shared::measurement::{ErrorClass, MeasurementError, Outcome, SpecKind};
 use std::future::Future;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -45,6 +45,10 @@ pub struct Context<'a> {
     pub target_name: Option<&'a str>,
     /// Time spent resolving that name.
     pub resolve_ns: Option<u64>,
+    /// The source address the kernel picks for a destination, as the engine looked it up
+    /// for the result: (destination, source). Raw-socket kinds use it for that destination
+    /// instead of asking the kernel again.
+    pub source: Option<(IpAddr, IpAddr)>,
 }
 
 impl Context<'_> {
@@ -58,6 +62,14 @@ impl Context<'_> {
     /// one.
     pub fn packet_limit(&self, own: u32) -> u32 {
         self.max_packets.map_or(own, |max| own.min(u32::from(max)))
+    }
+
+    /// The source already looked up for `destination`, if it was.
+    pub fn source_for(&self, destination: Ipv6Addr) -> Option<Ipv6Addr> {
+        match self.source {
+            Some((IpAddr::V6(to), IpAddr::V6(from))) if to == destination => Some(from),
+            _ => None,
+        }
     }
 }
 
@@ -97,5 +109,6 @@ pub(crate) fn for_test<'a>(
         max_packets: None,
         target_name,
         resolve_ns: None,
+        source: None,
     }
 }

@@ -178,6 +178,7 @@ impl Engine {
             max_packets: spec.max_packets,
             target_name,
             resolve_ns: None,
+            source: None,
         };
         if let SpecKind::DualStack(dual) = &spec.kind {
             return boxed(|| crate::dualstack::run(&ctx, dual))
@@ -225,6 +226,7 @@ impl Engine {
         produced.destination = Some(destination);
         produced.family_used = Some(Family::of(destination));
         produced.source = source_address_for(destination).ok();
+        ctx.source = produced.source.map(|source| (destination, source));
         run_kind(&ctx, &spec.kind, destination).await
     }
 

@@ -40,8 +40,15 @@ pub async fn run(
         return Err(ipv4_unsupported("extension-header measurement"));
     };
     let limit = ctx.packet_limit(crate::safety::EXTHDR_PACKETS);
-    let mut prober = Prober::open(destination, TraceProtocol::Icmp, 0, 0, limit)
-        .map_err(|e| measurement_error(&e))?;
+    let mut prober = Prober::open(
+        destination,
+        ctx.source_for(destination),
+        TraceProtocol::Icmp,
+        0,
+        0,
+        limit,
+    )
+    .map_err(|e| measurement_error(&e))?;
     let mut result = measure(&mut prober, spec, ctx.deadline)
         .await
         .map_err(|e| measurement_error(&e))?;

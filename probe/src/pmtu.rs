@@ -55,6 +55,7 @@ pub async fn run(
     let limit = ctx.packet_limit(crate::safety::PMTU_PACKETS);
     let mut prober = Prober::open(
         destination,
+        ctx.source_for(destination),
         spec.protocol(),
         spec.protocol().default_port(),
         0,

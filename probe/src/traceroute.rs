@@ -80,6 +80,7 @@ pub async fn run(
     let limit = ctx.packet_limit(spec.packet_budget());
     let mut prober = Prober::open(
         destination,
+        ctx.source_for(destination),
         spec.protocol(),
         spec.port(),
         spec.flow_label(),

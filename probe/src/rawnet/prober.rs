@@ -145,15 +145,22 @@ fn source_port() -> Result<u16, ProbeError> {
 }
 
 impl Prober {
-    /// Opens the sockets and draws the flow's constants. `limit` bounds the packets sent.
+    /// Opens the sockets and draws the flow's constants. `limit` bounds the packets sent;
+    /// `known_source` is the source the kernel picks for `destination` if the caller already
+    /// asked it (`Context::source_for`).
     pub fn open(
         destination: Ipv6Addr,
+        known_source: Option<Ipv6Addr>,
         protocol: TraceProtocol,
         port: u16,
         flow_label: u32,
         limit: u32,
     ) -> Result<Self, ProbeError> {
-        let source = match crate::sock::source_address_for(IpAddr::V6(destination)) {
+        let looked_up = match known_source {
+            Some(source) => Ok(IpAddr::V6(source)),
+            None => crate::sock::source_address_for(IpAddr::V6(destination)),
+        };
+        let source = match looked_up {
             Ok(IpAddr::V6(source)) => source,
             Ok(IpAddr::V4(_)) => {
                 return Err(ProbeError::NoRoute {
