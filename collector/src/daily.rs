@@ -914,13 +914,31 @@ fn published(
         Group::Country => parts.is_empty() && day.operators > 1,
         Group::Network => true,
     };
-    if !rule.allows(day.probes) || day.held_back {
+    if parts.is_empty() || day.held_back {
+        // A day of one operator (networks, and countries of one) stands as stored.
+        if !rule.allows(day.probes) || day.held_back {
+            day.withhold();
+        }
+        return day;
+    }
+    // Everything from the parts alone, counts included: a record and parts written apart
+    // (the two writes of `put_day`) must never mix an older record's figures with them.
+    let every: Vec<(u32, &OperatorDay)> = parts.iter().map(|o| (o.asn, o)).collect();
+    let Some(all) = counted(&every) else {
+        day.withhold();
+        return day;
+    };
+    day.probes = all.balanced.probes;
+    day.operators = all.balanced.operators;
+    if !rule.allows(day.probes) {
         day.withhold();
         return day;
     }
     let population = Population::of(parts.iter().map(|o| (o.asn, o.probes)), rule);
     if population.under_minimum.is_empty() {
-        // Every operator named (or a day of one operator): the stored figures.
+        // Every operator named: the previous method's figure is this one.
+        day.v6_works_previous_method = Some(all.balanced.overall.clone());
+        day.set_figures(all);
         return day;
     }
     let units: Vec<(u32, &OperatorDay)> = parts
@@ -1263,6 +1281,69 @@ mod tests {
             }
             _ => assert_eq!(a, b, "{path}"),
         }
+    }
+
+    /// Published from the parts, a day takes nothing from its record but the day: a record
+    /// stored apart from its parts (a crash between `put_day`'s two writes) cannot mix an
+    /// older record's figures, counted under another minimum, with newer parts.
+    #[test]
+    fn a_day_published_from_its_parts_takes_nothing_else_from_its_record() {
+        let day0 = 20_400 * DAY_US;
+        let at = UnixMicros(day0 + DAY_US - 1);
+        // Two operators of three probes, and (`lone`) AS3's one probe, working.
+        let store_day = |store: &SledStore, lone: bool| {
+            let probes = [
+                ("00000000000000a1", true, 1),
+                ("00000000000000a2", true, 1),
+                ("00000000000000a3", true, 1),
+                ("00000000000000b1", false, 2),
+                ("00000000000000b2", false, 2),
+                ("00000000000000b3", true, 2),
+                ("00000000000000c1", true, 3),
+            ];
+            let results: Vec<StoredResult> = probes
+                .iter()
+                .take(if lone { 7 } else { 6 })
+                .enumerate()
+                .map(|(i, (probe, works, asn))| {
+                    result(probe, 1, day0 + 1000 + i as i64, *works, *asn)
+                })
+                .collect();
+            store.insert_results(&results).unwrap();
+            refresh(
+                store,
+                &PrefixData::new(),
+                at,
+                1,
+                MinSample { min_probes: 1 },
+            )
+            .unwrap();
+        };
+        let rule = MinSample { min_probes: 3 };
+        let published_by = |store: &SledStore| {
+            serde_json::to_value(series_with(store, "XA".parse().unwrap(), rule).unwrap()).unwrap()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let reference = SledStore::open(dir.path()).unwrap();
+        store_day(&reference, false);
+        let expected = published_by(&reference);
+        // A record counting AS3's probe on its own (under a minimum of 1), with parts in
+        // which no operator is under the minimum of 3: the record's figures would give AS3
+        // away.
+        let other = tempfile::tempdir().unwrap();
+        let mixed = SledStore::open(other.path()).unwrap();
+        store_day(&mixed, true);
+        assert_ne!(published_by(&mixed), expected);
+        let date = day_label(at);
+        let parts = reference
+            .rollups(&parts_key("XA"))
+            .unwrap()
+            .into_iter()
+            .find(|(day, _)| *day == date)
+            .unwrap()
+            .1;
+        mixed.put_rollup(&date, &parts_key("XA"), &parts).unwrap();
+        assert_json_close(&published_by(&mixed), &expected, "");
     }
 
     /// A network's series counts only its (country, network) cells at the minimum sample: its

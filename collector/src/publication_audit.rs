@@ -447,6 +447,8 @@ async fn published_nationally(lone_works: bool) -> Vec<(String, String)> {
             format!("/api/v1/maps/countries/XA?date={date}&format=csv"),
             format!("/api/v1/maps/countries/XA?date={date}&format=svg"),
             "/api/v1/maps/comparison".into(),
+            "/api/v1/maps/networks/64500/series".into(),
+            "/api/v1/maps/networks/64501/series".into(),
         ];
         paths
             .into_iter()

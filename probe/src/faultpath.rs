@@ -60,6 +60,9 @@ pub async fn trace(
     let trace_ctx = Context {
         deadline: ctx.deadline.min(tokio::time::Instant::now() + TIME),
         max_packets: u16::try_from(packets).ok(),
+        // Looked up before the measurement, maybe seconds ago: the trace asks the kernel
+        // again (a temporary address may have expired since).
+        source: None,
         ..*ctx
     };
     match crate::traceroute::run(&trace_ctx, &spec, destination).await {

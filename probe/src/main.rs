@@ -189,8 +189,14 @@ fn exit_with(result: anyhow::Result<()>) -> ! {
         Ok(()) => 0,
         Err(e) => {
             // One line with each cause once: anyhow's own report would list again, under
-            // "Caused by", the causes our messages already quote.
-            eprintln!("Error: {}", sixmap_shared::errors::chain(e.as_ref()));
+            // "Caused by", the causes our messages already quote. Written, not `eprintln!`:
+            // a closed stderr must not turn an error exit into a panic.
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr(),
+                "Error: {}",
+                sixmap_shared::errors::chain(e.as_ref())
+            );
             1
         }
     })

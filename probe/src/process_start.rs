@@ -31,32 +31,57 @@ pub fn prepare() -> io::Result<()> {
 
 /// Opens `/dev/null` on each of descriptors 0, 1 and 2 that is closed.
 fn open_closed_standard_descriptors() -> io::Result<()> {
+    // In order: `open` returns the lowest free descriptor, which is the closed one.
+    for fd in closed_standard_descriptors()? {
+        // SAFETY: the path is a NUL-terminated literal; the flags are plain values.
+        let opened = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) };
+        if opened != fd {
+            return Err(io::Error::other(format!(
+                "standard descriptor {fd} is closed and /dev/null could not take its place"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Which of descriptors 0, 1 and 2 are closed: one `poll`, or, where `poll` cannot answer
+/// (a descriptor limit under 3, no memory), `fcntl` on each, as std does.
+fn closed_standard_descriptors() -> io::Result<Vec<libc::c_int>> {
     let mut fds = [0, 1, 2].map(|fd| libc::pollfd {
         fd,
         events: 0,
         revents: 0,
     });
-    // SAFETY: `fds` is a valid array of three `pollfd` for the duration of the call; a zero
-    // timeout makes `poll` only report each descriptor's state.
-    let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 0) };
-    if ready < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // In order: `open` returns the lowest free descriptor, which is the closed one.
-    for pollfd in fds {
-        if pollfd.revents & libc::POLLNVAL == 0 {
-            continue;
+    loop {
+        // SAFETY: `fds` is a valid array of three `pollfd` for the duration of the call; a
+        // zero timeout makes `poll` only report each descriptor's state.
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 0) };
+        if ready >= 0 {
+            return Ok(fds
+                .iter()
+                .filter(|p| p.revents & libc::POLLNVAL != 0)
+                .map(|p| p.fd)
+                .collect());
         }
-        // SAFETY: the path is a NUL-terminated literal; the flags are plain values.
-        let fd = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) };
-        if fd != pollfd.fd {
-            return Err(io::Error::other(format!(
-                "standard descriptor {} is closed and /dev/null could not take its place",
-                pollfd.fd
-            )));
+        let error = io::Error::last_os_error();
+        match error.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::EINVAL | libc::EAGAIN | libc::ENOMEM) => break,
+            _ => return Err(error),
         }
     }
-    Ok(())
+    let mut closed = Vec::new();
+    for fd in [0, 1, 2] {
+        // SAFETY: F_GETFD only reads the descriptor's flags.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
+            let error = io::Error::last_os_error();
+            if error.raw_os_error() != Some(libc::EBADF) {
+                return Err(error);
+            }
+            closed.push(fd);
+        }
+    }
+    Ok(closed)
 }
 
 fn ignore_sigpipe() -> io::Result<()> {

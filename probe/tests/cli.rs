@@ -193,11 +193,14 @@ fn a_closed_pipe_does_not_kill_the_probe() {
     use std::os::unix::process::ExitStatusExt as _;
     let (reader, writer) = std::io::pipe().expect("pipe");
     drop(reader);
-    let status = Command::new(env!("CARGO_BIN_EXE_sixmap-probe"))
+    let out = Command::new(env!("CARGO_BIN_EXE_sixmap-probe"))
         .args(["measure", "ping", "::1", "-c", "1", "--lab-mode"])
         .stdout(writer)
-        .stderr(std::process::Stdio::null())
-        .status()
+        .output()
         .expect("run sixmap-probe");
-    assert_eq!(status.signal(), None, "{status:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.signal(), None, "{:?}", out.status);
+    // It did write (and was told the pipe is broken), and said so.
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("Broken pipe"), "{stderr}");
 }

@@ -640,6 +640,15 @@ pub fn open_admin(args: &StoreArgs, create: bool) -> anyhow::Result<Opened> {
 /// `rollups rebuild`: every figure and daily rollup recomputed from the raw results.
 pub fn rollups(command: RollupsCommand) -> anyhow::Result<()> {
     let RollupsCommand::Rebuild { store } = command;
+    if store.config.is_none() {
+        // The days are stored published under this minimum; a collector publishing under
+        // another makes them again from the operators' parts, and holds network days back.
+        eprintln!(
+            "note: without --config the days are stored under the default minimum sample \
+             (min_probes = {}); give the collector's config to store them under its [publication]",
+            crate::rollup::DEFAULT_MIN_PROBES
+        );
+    }
     let opened = open_admin(&store, false)?;
     let (prefixes, _) = crate::enrich::load(&opened.data_dir)?;
     let done = crate::figures::fold::rebuild_everything(

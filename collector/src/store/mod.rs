@@ -346,7 +346,8 @@ pub trait Store:
     /// A country's stored daily rollups, oldest first, as (day, JSON).
     fn rollups(&self, country: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
     /// Every rollup stored for one day (`YYYY-MM-DD`), as (key, JSON), ordered by key: the
-    /// countries by code and the networks as `asn:N`. O(rollups of that day).
+    /// countries by code, the networks as `asn:N`, and the countries' operators' parts as
+    /// `parts:CC` (`daily::parts_key`). O(rollups of that day).
     fn rollups_of_day(&self, day: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
 
     /// Stores probes' loss records unless their key is already present (first version wins).
