@@ -285,9 +285,10 @@ pub fn probes_per_network(
 }
 
 /// The publication rule on a country's breaks: with fewer than `rule.min_probes` probes in
-/// the country, nothing; probe networks with fewer are summed into one unnamed row, and are
-/// not listed among the responsible networks either (an access fault names the probe's own
-/// network). The probes counted are the networks' probes, not only those that saw a failure:
+/// the country, nothing; probe networks with fewer are summed into one unnamed row when
+/// together they have at least the minimum, else left out of the country's figures; either
+/// way they are not listed among the responsible networks (an access fault names the
+/// probe's own network). The probes counted are the networks' probes, not only those that saw a failure:
 /// a figure then points at a network of at least `min_probes` volunteers, never at one.
 pub fn publishable(
     mut breaks: CountryBreaks,
@@ -311,30 +312,20 @@ pub fn publishable(
     let (named, few): (Vec<_>, Vec<_>) = std::mem::take(&mut breaks.networks)
         .into_iter()
         .partition(|n| rule.allows(probes_of(n.asn)));
+    // As in the national shares (`rollup::national_share`): the networks under the minimum
+    // are pooled into one unnamed row when together they reach it; else they are left out
+    // of the country's figures too, or the country's total minus the named networks' would
+    // be theirs (one volunteer's failures, when the small network is one probe).
+    let pooled: usize = per_network.values().filter(|p| !rule.allows(**p)).sum();
+    if rule.allows(pooled) {
+        breaks.networks_under_minimum = (!few.is_empty()).then(|| sum_of(None, &few));
+    } else if !few.is_empty() {
+        let counted = sum_of(None, &named);
+        breaks.total = counted.total;
+        breaks.placements = counted.placements;
+        breaks.failures = counted.failures;
+    }
     breaks.networks = named;
-    breaks.networks_under_minimum = (!few.is_empty()).then(|| {
-        let mut sum = NetworkBreaks {
-            asn: None,
-            total: 0,
-            placements: Placements::default(),
-            failures: Failures::default(),
-        };
-        for n in &few {
-            sum.total += n.total;
-            for (p, count) in [
-                (Placement::Access, n.placements.access),
-                (Placement::Transit, n.placements.transit),
-                (Placement::Destination, n.placements.destination),
-                (Placement::Unknown, n.placements.unknown),
-            ] {
-                sum.placements.add(p, count);
-            }
-            sum.failures.v6_broken += n.failures.v6_broken;
-            sum.failures.pmtu_black_hole += n.failures.pmtu_black_hole;
-            sum.failures.ext_header_drop += n.failures.ext_header_drop;
-        }
-        sum
-    });
     // A network that shows up among the probe networks under the minimum is never named as
     // responsible, even when no counted probe is in it (a revoked volunteer's results in the
     // window, or a probe whose record names another AS than its results' source): an access
@@ -345,6 +336,31 @@ pub fn publishable(
         !unnamed.contains(&r.asn) && (probes == 0 || rule.allows(probes))
     });
     breaks
+}
+
+/// The networks' breaks summed, under `asn`.
+fn sum_of(asn: Option<u32>, networks: &[NetworkBreaks]) -> NetworkBreaks {
+    let mut sum = NetworkBreaks {
+        asn,
+        total: 0,
+        placements: Placements::default(),
+        failures: Failures::default(),
+    };
+    for n in networks {
+        sum.total += n.total;
+        for (p, count) in [
+            (Placement::Access, n.placements.access),
+            (Placement::Transit, n.placements.transit),
+            (Placement::Destination, n.placements.destination),
+            (Placement::Unknown, n.placements.unknown),
+        ] {
+            sum.placements.add(p, count);
+        }
+        sum.failures.v6_broken += n.failures.v6_broken;
+        sum.failures.pmtu_black_hole += n.failures.pmtu_black_hole;
+        sum.failures.ext_header_drop += n.failures.ext_header_drop;
+    }
+    sum
 }
 
 /// The country's "where IPv6 breaks" over the [`WINDOW_DAYS`] days ending on `now`'s day,
@@ -573,8 +589,9 @@ mod tests {
             responsible,
         };
         let rule = MinSample { min_probes: 3 };
-        // AS1 has three probes, AS2 one: AS2 is summed unnamed and not named as responsible.
-        let per_network = BTreeMap::from([(Some(1), 3), (Some(2), 1)]);
+        // AS1 has three probes, AS2 one and AS3 two: AS2 (with AS3, which saw no failure)
+        // is summed unnamed and not named as responsible.
+        let per_network = BTreeMap::from([(Some(1), 3), (Some(2), 1), (Some(3), 2)]);
         let b = publishable(breaks.clone(), &per_network, rule);
         assert!(!b.insufficient_data);
         assert_eq!(b.total, 8);
@@ -590,6 +607,17 @@ mod tests {
         let b = publishable(breaks.clone(), &per_network, rule);
         let responsible: Vec<_> = b.responsible.iter().map(|r| r.asn).collect();
         assert_eq!(responsible, [1, 9]);
+        // AS2 alone under the minimum is left out of the country's figures too (the total
+        // minus AS1's would be its one probe's); with AS3's probes it reaches it, pooled.
+        let rule4 = MinSample { min_probes: 4 };
+        let per_network = BTreeMap::from([(Some(1), 4), (Some(2), 1)]);
+        let b = publishable(breaks.clone(), &per_network, rule4);
+        assert!(b.networks_under_minimum.is_none());
+        assert_eq!(b.total, 8 - 3);
+        let per_network = BTreeMap::from([(Some(1), 4), (Some(2), 1), (Some(3), 3)]);
+        let b = publishable(breaks.clone(), &per_network, rule4);
+        assert_eq!(b.total, 8);
+        assert_eq!(b.networks_under_minimum.as_ref().unwrap().total, 3);
         // A country of two probes: nothing.
         let per_network = BTreeMap::from([(Some(1), 1), (Some(2), 1)]);
         let b = publishable(breaks, &per_network, rule);

@@ -27,7 +27,9 @@ pub const WINDOW_DAYS: i64 = 30;
 pub struct FewProbes {
     pub operators: u64,
     pub probes: u64,
-    /// Their `dns` results.
+    /// Their `dns` results: 0, and not in the country's `results`, when together they have
+    /// fewer probes than the minimum (as the national shares leave them out: else the
+    /// country's count minus the named operators' would be one small operator's).
     pub results: u64,
 }
 
@@ -61,6 +63,10 @@ pub fn publish(country: CountryCode, card: Scorecard, rule: MinSample) -> Countr
             few.probes += row.probes;
             few.results += row_results;
         }
+    }
+    if !rule.allows(usize::try_from(few.probes).unwrap_or(usize::MAX)) {
+        results -= few.results;
+        few.results = 0;
     }
     operators.sort_by(|a, b| b.probes.cmp(&a.probes).then(a.asn.cmp(&b.asn)));
     CountryDns {
@@ -138,6 +144,21 @@ mod tests {
                 operators: 2,
                 probes: 4,
                 results: 6
+            }
+        );
+        // AS 2 alone under the minimum: counted, its results left out of the country's.
+        let card = from_tallies([
+            (0, Some(1), score(&["a", "b", "c"], 9)),
+            (0, Some(2), score(&["d"], 4)),
+        ]);
+        let out = publish("NL".parse().unwrap(), card, MinSample { min_probes: 3 });
+        assert_eq!(out.results, 9);
+        assert_eq!(
+            out.few_probes,
+            FewProbes {
+                operators: 1,
+                probes: 1,
+                results: 0
             }
         );
         // A looser rule names AS 2 as well, never the unknown network.
