@@ -401,6 +401,29 @@ fn counted(counted: &[(u32, &OperatorDay)]) -> Option<Counted> {
 }
 
 impl CountryDay {
+    /// The day holding `start`, of the current method, with its counts and no figure yet.
+    fn without_figures(start: UnixMicros, probes: usize, operators: usize) -> Self {
+        Self {
+            method_id: Some(METHOD_ID.to_owned()),
+            day: day_label(start),
+            day_number: start.0 / DAY_US,
+            probes,
+            operators,
+            insufficient_data: false,
+            v6_works: None,
+            median_rtt_v6_ms: None,
+            median_rtt_v4_ms: None,
+            ping_loss_v6: None,
+            pmtu_black_holes: None,
+            ext_header_drops: BTreeMap::new(),
+            domestic_paths: None,
+            v6_works_previous_method: None,
+            held_back: false,
+            by_operator: Vec::new(),
+            published_under: None,
+        }
+    }
+
     /// Insufficient data: n and counts only.
     fn withhold(&mut self) {
         self.insufficient_data = true;
@@ -436,26 +459,9 @@ fn figures(start: UnixMicros, probes: &[&DayProbe], keep_parts: bool) -> Option<
     let parts = by_operator(probes);
     let all: Vec<(u32, &OperatorDay)> = parts.iter().map(|o| (o.asn, o)).collect();
     let c = counted(&all)?;
-    let mut day = CountryDay {
-        method_id: Some(METHOD_ID.to_owned()),
-        // Every operator on its own is the previous method's figure.
-        v6_works_previous_method: Some(c.balanced.overall.clone()),
-        day: day_label(start),
-        day_number: start.0 / DAY_US,
-        probes: c.balanced.probes,
-        operators: c.balanced.operators,
-        insufficient_data: false,
-        v6_works: None,
-        median_rtt_v6_ms: None,
-        median_rtt_v4_ms: None,
-        ping_loss_v6: None,
-        pmtu_black_holes: None,
-        ext_header_drops: BTreeMap::new(),
-        domestic_paths: None,
-        held_back: false,
-        by_operator: Vec::new(),
-        published_under: None,
-    };
+    let mut day = CountryDay::without_figures(start, c.balanced.probes, c.balanced.operators);
+    // Every operator on its own is the previous method's figure.
+    day.v6_works_previous_method = Some(c.balanced.overall.clone());
     day.set_figures(c);
     if keep_parts {
         day.by_operator = parts;
@@ -539,24 +545,8 @@ pub fn compute_day_from(
 /// A network's day over the probes `counted` (its cells at the minimum): insufficient data
 /// when they are fewer than the minimum, or none.
 fn network_published(start: UnixMicros, counted: &[&DayProbe], rule: MinSample) -> CountryDay {
-    let mut day = figures(start, counted, false).unwrap_or_else(|| CountryDay {
-        method_id: Some(METHOD_ID.to_owned()),
-        day: day_label(start),
-        day_number: start.0 / DAY_US,
-        probes: counted.len(),
-        operators: usize::from(!counted.is_empty()),
-        insufficient_data: true,
-        v6_works: None,
-        median_rtt_v6_ms: None,
-        median_rtt_v4_ms: None,
-        ping_loss_v6: None,
-        pmtu_black_holes: None,
-        ext_header_drops: BTreeMap::new(),
-        domestic_paths: None,
-        v6_works_previous_method: None,
-        held_back: false,
-        by_operator: Vec::new(),
-        published_under: None,
+    let mut day = figures(start, counted, false).unwrap_or_else(|| {
+        CountryDay::without_figures(start, counted.len(), usize::from(!counted.is_empty()))
     });
     if !rule.allows(day.probes) {
         day.withhold();
@@ -1255,6 +1245,20 @@ mod tests {
         assert!(strict.days[1].v6_works_previous_method.is_none());
     }
 
+    /// AS1's three probes, all working; AS2's three, working as `as2` says; AS3's one probe,
+    /// working as `lone` says: (probe, works, asn).
+    fn three_operators(as2: [bool; 3], lone: bool) -> [(&'static str, bool, u32); 7] {
+        [
+            ("00000000000000a1", true, 1),
+            ("00000000000000a2", true, 1),
+            ("00000000000000a3", true, 1),
+            ("00000000000000b1", as2[0], 2),
+            ("00000000000000b2", as2[1], 2),
+            ("00000000000000b3", as2[2], 2),
+            ("00000000000000c1", lone, 3),
+        ]
+    }
+
     /// Equal but for each number's last bits.
     fn assert_json_close(a: &serde_json::Value, b: &serde_json::Value, path: &str) {
         use serde_json::Value;
@@ -1292,15 +1296,7 @@ mod tests {
         let at = UnixMicros(day0 + DAY_US - 1);
         // Two operators of three probes, and (`lone`) AS3's one probe, working.
         let store_day = |store: &SledStore, lone: bool| {
-            let probes = [
-                ("00000000000000a1", true, 1),
-                ("00000000000000a2", true, 1),
-                ("00000000000000a3", true, 1),
-                ("00000000000000b1", false, 2),
-                ("00000000000000b2", false, 2),
-                ("00000000000000b3", true, 2),
-                ("00000000000000c1", true, 3),
-            ];
+            let probes = three_operators([false, false, true], true);
             let results: Vec<StoredResult> = probes
                 .iter()
                 .take(if lone { 7 } else { 6 })
@@ -1428,15 +1424,7 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let store = SledStore::open(dir.path()).unwrap();
             let mut results = Vec::new();
-            let probes = [
-                ("00000000000000a1", true, 1),
-                ("00000000000000a2", true, 1),
-                ("00000000000000a3", true, 1),
-                ("00000000000000b1", true, 2),
-                ("00000000000000b2", false, 2),
-                ("00000000000000b3", false, 2),
-                ("00000000000000c1", lone, 3),
-            ];
+            let probes = three_operators([true, false, false], lone);
             for (i, (probe, works, asn)) in probes.iter().chain(extra).enumerate() {
                 results.push(result(probe, 1, day0 + 1000 + i as i64, *works, *asn));
             }
