@@ -318,9 +318,9 @@ pub fn publishable(
     // be theirs (one volunteer's failures, when the small network is one probe).
     let pooled: usize = per_network.values().filter(|p| !rule.allows(**p)).sum();
     if rule.allows(pooled) {
-        breaks.networks_under_minimum = (!few.is_empty()).then(|| sum_of(None, &few));
+        breaks.networks_under_minimum = (!few.is_empty()).then(|| sum_of(&few));
     } else if !few.is_empty() {
-        let counted = sum_of(None, &named);
+        let counted = sum_of(&named);
         breaks.total = counted.total;
         breaks.placements = counted.placements;
         breaks.failures = counted.failures;
@@ -338,10 +338,10 @@ pub fn publishable(
     breaks
 }
 
-/// The networks' breaks summed, under `asn`.
-fn sum_of(asn: Option<u32>, networks: &[NetworkBreaks]) -> NetworkBreaks {
+/// The networks' breaks summed, in one unnamed row.
+fn sum_of(networks: &[NetworkBreaks]) -> NetworkBreaks {
     let mut sum = NetworkBreaks {
-        asn,
+        asn: None,
         total: 0,
         placements: Placements::default(),
         failures: Failures::default(),
