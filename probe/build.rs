@@ -15,6 +15,55 @@ fn main() {
     if !old_glibc && cfg("ARCH") == "x86_64" && cfg("OS") == "linux" && cfg("ENV") == "gnu" {
         println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
     }
+    // The functions the probe runs, first and together in its text (deploy/probe-link-order.sh
+    // makes the list): the kernel maps text 64 KiB around each page touched, so scattered
+    // start-up code kept nearly all 4.6 MiB of it resident in the idle daemon. The option
+    // is lld's; rustc links x86_64 Linux with lld from 1.90 on (GNU ld, which the Pi cross
+    // builds use, has no equivalent). The list names one compiler's and profile's symbols:
+    // debug builds would only pay the lookups. SIXMAP_PROBE_NO_LINK_ORDER=1 leaves it out
+    // (a build told to link with another linker).
+    let profile = std::env::var("PROFILE").unwrap_or_default();
+    let skip_order = std::env::var("SIXMAP_PROBE_NO_LINK_ORDER").is_ok_and(|v| v == "1");
+    if !skip_order
+        && profile == "release"
+        && cfg("ARCH") == "x86_64"
+        && cfg("OS") == "linux"
+        && cfg("ENV") == "gnu"
+        && links_with_lld()
+    {
+        let dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default();
+        let order = std::path::Path::new(&dir).join("link-order.txt");
+        if order.exists() {
+            println!(
+                "cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={}",
+                order.display()
+            );
+            // Names the list has and this build does not (another compiler, changed code)
+            // are skipped quietly; `probe_footprint` reports how much of the list matches.
+            println!("cargo:rustc-link-arg-bins=-Wl,--no-warn-symbol-ordering");
+        }
+    }
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=SIXMAP_PROBE_OLD_GLIBC");
+    println!("cargo:rerun-if-env-changed=SIXMAP_PROBE_NO_LINK_ORDER");
+    println!("cargo:rerun-if-changed=link-order.txt");
+}
+
+/// True when rustc links with lld by default: x86_64 Linux from Rust 1.90. An older compiler
+/// (the workspace's `rust-version` is lower) links with GNU ld, which would refuse the option.
+fn links_with_lld() -> bool {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let Ok(output) = std::process::Command::new(rustc).arg("--version").output() else {
+        return false;
+    };
+    // "rustc 1.95.0 (59807616e 2026-04-14)"
+    let version = String::from_utf8_lossy(&output.stdout);
+    let mut numbers = version
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_default()
+        .split(['.', '-'])
+        .map(|n| n.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
+    (major, minor) >= (1, 90)
 }

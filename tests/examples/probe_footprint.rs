@@ -8,7 +8,9 @@
 //! cargo build --release -p sixmap-probe -p sixmap-collector && cargo run --release -p sixmap-tests --example probe_footprint
 //! ```
 //!
-//! Append `-- --tasks N` to assign N ping tasks instead of 100 in the periodic phases.
+//! Append `-- --tasks N` to assign N ping tasks instead of 100 in the periodic phases, and
+//! `--patience N` to wait N times longer for enrolment, connection and the first result (a
+//! probe under valgrind: deploy/probe-link-order.sh).
 //!
 //! Phases, each with a fresh collector, a fresh probe and fresh state directories:
 //! - idle: the collector assigns no task; once the probe is enrolled and connected it settles
@@ -312,13 +314,26 @@ fn collector_config(tasks: Option<Tasks>) -> String {
     toml
 }
 
+/// The probe's packets per minute for a phase: what its tasks send with room to spare, so the
+/// phase measures pings rather than the budget refusing them (the default, 600 a minute, is
+/// a tenth of 100 pings/s).
+fn packet_budget(tasks: Option<Tasks>) -> u64 {
+    let per_minute = tasks.map_or(0, |t| t.count as u64 * 60 / t.every_s.max(1));
+    (per_minute * 2).clamp(600, 60_000)
+}
+
 /// Results of `probe` stored so far (newest first, at most 10 000).
 fn stored_results(collector: &Collector, probe_id: &str) -> Vec<serde_json::Value> {
     let body = collector.get_json(&format!("/api/v1/results?probe={probe_id}&limit=10000"));
     body["results"].as_array().cloned().unwrap_or_default()
 }
 
-fn run_phase(work: &Path, spec: &PhaseSpec, ticks_per_s: u64) -> Result<PhaseResult, String> {
+fn run_phase(
+    work: &Path,
+    spec: &PhaseSpec,
+    ticks_per_s: u64,
+    patience: u32,
+) -> Result<PhaseResult, String> {
     eprintln!("phase {:?}: starting", spec.name);
     let dir = work.join(spec.slug);
     std::fs::create_dir_all(&dir).expect("create phase directory");
@@ -337,17 +352,18 @@ fn run_phase(work: &Path, spec: &PhaseSpec, ticks_per_s: u64) -> Result<PhaseRes
         &probe_toml,
         format!(
             "collector = \"{}\"\nstate_dir = {:?}\nenrollment_token = \"{}\"\n\
-             hostname = \"footprint\"\nlab_mode = true\n",
+             hostname = \"footprint\"\nlab_mode = true\npacket_budget_per_minute = {}\n",
             collector.url(),
             state_dir,
-            collector.enrollment_token("footprint")
+            collector.enrollment_token("footprint"),
+            packet_budget(spec.tasks)
         ),
     )
     .expect("write probe.toml");
     let mut probe = Probe::start(&probe_toml, &state_dir);
 
     // Enrolled, then connected (a hello sets last_seen).
-    let probe_id = wait_for(Duration::from_secs(30), || {
+    let probe_id = wait_for(Duration::from_secs(30) * patience, || {
         let probes = collector.get_json("/api/v1/probes");
         let p = &probes[0];
         (!p["last_seen"].is_null())
@@ -357,7 +373,7 @@ fn run_phase(work: &Path, spec: &PhaseSpec, ticks_per_s: u64) -> Result<PhaseRes
     .ok_or_else(|| failure("probe never enrolled and connected", &probe, &collector))?;
 
     if spec.tasks.is_some() {
-        wait_for(Duration::from_secs(20), || {
+        wait_for(Duration::from_secs(20) * patience, || {
             let body = collector.get_json("/api/v1/results?limit=1");
             (body["count"].as_u64() > Some(0)).then_some(())
         })
@@ -492,6 +508,42 @@ fn run_phase(work: &Path, spec: &PhaseSpec, ticks_per_s: u64) -> Result<PhaseRes
     })
 }
 
+/// How many of the functions in `probe/link-order.txt` the probe binary has: the list is made
+/// for one compiler and profile (deploy/probe-link-order.sh), and the names it misses are laid
+/// out anywhere, which shows in the idle RSS before anything else.
+fn link_order_coverage() -> String {
+    let list = Path::new(env!("CARGO_MANIFEST_DIR")).join("../probe/link-order.txt");
+    let Ok(list) = std::fs::read_to_string(&list) else {
+        return format!("{} is missing", list.display());
+    };
+    let symbols = match Command::new("nm")
+        .arg("--defined-only")
+        .arg(binary("sixmap-probe"))
+        .output()
+    {
+        Ok(out) if out.status.success() => out.stdout,
+        Ok(out) => return format!("nm failed: {}", String::from_utf8_lossy(&out.stderr).trim()),
+        Err(e) => return format!("cannot run nm (install binutils): {e}"),
+    };
+    let symbols = String::from_utf8_lossy(&symbols);
+    let present: std::collections::HashSet<&str> = symbols
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(2))
+        .collect();
+    let wanted: Vec<&str> = list.lines().filter(|l| !l.is_empty()).collect();
+    let found = wanted.iter().filter(|name| present.contains(*name)).count();
+    let share = found as f64 * 100.0 / wanted.len().max(1) as f64;
+    let advice = if share < 90.0 {
+        " (stale: rerun deploy/probe-link-order.sh)"
+    } else {
+        ""
+    };
+    format!(
+        "{found} of {} listed functions in the binary ({share:.0} %){advice}",
+        wanted.len()
+    )
+}
+
 /// Unstripped and stripped size of a release binary; the stripped one is None when `strip`
 /// is unavailable or fails (the reason is returned instead).
 fn binary_sizes(name: &str, scratch: &Path) -> (u64, Result<u64, String>) {
@@ -518,22 +570,44 @@ fn mib(bytes: f64) -> String {
 }
 
 /// `--tasks N` (default 100): how many ping tasks the periodic phases assign.
-fn task_count() -> usize {
+/// Command-line options.
+#[derive(Clone, Copy, Debug)]
+struct Options {
+    /// Ping tasks of the periodic phases.
+    tasks: usize,
+    /// Multiplies the waits for enrolment, connection and the first result: a probe run
+    /// under valgrind (deploy/probe-link-order.sh) starts tens of times slower.
+    patience: u32,
+}
+
+fn options() -> Options {
+    const USAGE: &str = "usage: probe_footprint [--tasks N (1..=1000, default 100)] [--patience N (1..=100, default 1)]";
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.as_slice() {
-        [] => 100,
-        [flag, n] if flag == "--tasks" => n
-            .parse()
-            .ok()
-            .filter(|n| (1..=1000).contains(n))
-            .unwrap_or_else(|| panic!("--tasks takes a number of tasks, 1..=1000, not {n:?}")),
-        _ => panic!("usage: probe_footprint [--tasks N]  (default 100)"),
+    let mut options = Options {
+        tasks: 100,
+        patience: 1,
+    };
+    for pair in args.chunks(2) {
+        let [flag, n] = pair else { panic!("{USAGE}") };
+        let number = |range: std::ops::RangeInclusive<usize>| {
+            n.parse()
+                .ok()
+                .filter(|n| range.contains(n))
+                .unwrap_or_else(|| panic!("{flag} takes a number in {range:?}, not {n:?}; {USAGE}"))
+        };
+        match flag.as_str() {
+            "--tasks" => options.tasks = number(1..=1000),
+            "--patience" => options.patience = u32::try_from(number(1..=100)).unwrap_or(1),
+            _ => panic!("{USAGE}"),
+        }
     }
+    options
 }
 
 fn main() {
     let started = Instant::now();
-    let task_count = task_count();
+    let options = options();
+    let task_count = options.tasks;
     let work = tempfile::tempdir().expect("temporary directory");
     let ticks_per_s = clock_ticks_per_second();
     let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
@@ -564,7 +638,10 @@ fn main() {
     ];
     let outcomes: Vec<(String, Result<PhaseResult, String>)> = phases
         .iter()
-        .map(|spec| (spec.name.clone(), run_phase(work.path(), spec, ticks_per_s)))
+        .map(|spec| {
+            let outcome = run_phase(work.path(), spec, ticks_per_s, options.patience);
+            (spec.name.clone(), outcome)
+        })
         .collect();
     let results: Vec<&PhaseResult> = outcomes
         .iter()
@@ -639,6 +716,7 @@ fn main() {
         };
         println!("binary  {name:<17} {} MiB ({stripped})", mib(*size as f64));
     }
+    println!("link order of sixmap-probe: {}", link_order_coverage());
     println!(
         "RSS: mean of 1 s samples over the window; peak: VmHWM since the process started; \
          windows: {}",
