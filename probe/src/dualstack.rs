@@ -21,14 +21,12 @@ use sixmap_shared::measurement::{
     HttpSpec, MeasurementError, Outcome, PingSpec, SpecKind, TcpSpec, TraceProtocol,
     happy_eyeballs_choice, hops_from_reply_hop_limit,
 };
+use sixmap_shared::nat64::Nat64Prefix;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 /// Bound on the RFC 7050 lookup that confirms a synthesised AAAA; it runs beside the legs.
 const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(2);
-/// RFC 6052's well-known prefix: used for translation only, so an address under it was made
-/// up by DNS64 (or written by hand for the translator).
-const WELL_KNOWN_NAT64: Ipv6Addr = Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, 0, 0);
 
 /// Spacing of the ping inner measurement's echo requests (their number is
 /// [`crate::safety::dual_ping_count`]): a minimum RTT without making the pair slow.
@@ -67,9 +65,7 @@ pub async fn run(
     // prefix's synthesis: the translator would deliver the IPv6 leg to that IPv4 address, so
     // the policy judges it too (a private A record is refused over IPv6 as over IPv4).
     let embedded = match addresses.v6 {
-        Some(IpAddr::V6(v6)) if embeds_an_answer(v6, &addresses.a_answers) => {
-            Some(IpAddr::V4(embedded_v4(v6)))
-        }
+        Some(IpAddr::V6(v6)) => embedded_answer(v6, &addresses.a_answers).map(IpAddr::V4),
         _ => None,
     };
     let discovery_timeout = DISCOVERY_TIMEOUT.min(ctx.remaining());
@@ -165,45 +161,32 @@ async fn resolve(name: &str) -> Result<Addresses, MeasurementError> {
 
 /// The NAT64 prefix the v6 leg's address was synthesised under, if it was. An address under
 /// the well-known prefix is one by definition. Otherwise a synthesised AAAA embeds one of the
-/// name's A answers in its last 32 bits (DNS64 passes the A records through); only such an
-/// address is checked against the prefix the resolver reveals for ipv4only.arpa (RFC 7050),
-/// so on ordinary networks no extra lookup is made. Prefixes other than /96 are not
-/// recognised (as in the self-test).
+/// name's A answers (DNS64 passes the A records through) at one of RFC 6052's positions;
+/// only such an address is checked against the prefix the resolver reveals for
+/// ipv4only.arpa (RFC 7050), so on ordinary networks no extra lookup is made.
 pub(crate) async fn synthesis_prefix(
     v6: Option<IpAddr>,
     a_answers: &[Ipv4Addr],
     timeout: Duration,
-) -> Option<Ipv6Addr> {
+) -> Option<Nat64Prefix> {
     let Some(IpAddr::V6(v6)) = v6 else {
         return None;
     };
-    if prefix96(v6) == WELL_KNOWN_NAT64 {
-        return Some(WELL_KNOWN_NAT64);
+    if Nat64Prefix::WELL_KNOWN.contains(v6) {
+        return Some(Nat64Prefix::WELL_KNOWN);
     }
-    if !embeds_an_answer(v6, a_answers) {
-        return None;
-    }
+    embedded_answer(v6, a_answers)?;
     let discovered = tokio::time::timeout(timeout, crate::selftest::discover_nat64_prefix())
         .await
         .ok()
         .flatten()?;
-    (prefix96(v6) == discovered).then_some(discovered)
+    discovered.contains(v6).then_some(discovered)
 }
 
-/// The address with its last 32 bits zeroed: its /96 prefix.
-fn prefix96(address: Ipv6Addr) -> Ipv6Addr {
-    Ipv6Addr::from_bits(address.to_bits() & !0xffff_ffff)
-}
-
-/// The IPv4 address in the last 32 bits (RFC 6052's /96 form).
-fn embedded_v4(address: Ipv6Addr) -> Ipv4Addr {
-    let [.., a, b, c, d] = address.octets();
-    Ipv4Addr::new(a, b, c, d)
-}
-
-/// Whether the address's last 32 bits are one of `answers`.
-fn embeds_an_answer(address: Ipv6Addr, answers: &[Ipv4Addr]) -> bool {
-    answers.contains(&embedded_v4(address))
+/// The A answer `address` embeds at one of RFC 6052's positions, if any: what a translator
+/// would deliver the IPv6 leg to, were `address` a synthesis.
+fn embedded_answer(address: Ipv6Addr, answers: &[Ipv4Addr]) -> Option<Ipv4Addr> {
+    Nat64Prefix::discover(address, answers)?.extract(address)
 }
 
 /// The measurement each leg runs.
@@ -517,13 +500,15 @@ mod tests {
     }
 
     #[test]
-    fn synthesised_addresses_embed_an_a_answer_in_a_96() {
+    fn synthesised_addresses_embed_an_a_answer_at_an_rfc_6052_position() {
         let answers = [Ipv4Addr::new(198, 51, 100, 7), Ipv4Addr::new(192, 0, 2, 1)];
-        assert!(embeds_an_answer(v6("2001:db8:64::c633:6407"), &answers));
-        assert!(embeds_an_answer(v6("2001:db8:64::192.0.2.1"), &answers));
-        assert!(!embeds_an_answer(v6("2001:db8:64::c633:6408"), &answers));
-        assert!(!embeds_an_answer(v6("2001:db8:64::c633:6407"), &[]));
-        assert_eq!(prefix96(v6("2001:db8:64::c633:6407")), v6("2001:db8:64::"));
+        let embedded = |a: &str| embedded_answer(v6(a), &answers);
+        assert_eq!(embedded("2001:db8:64::c633:6407"), Some(answers[0]));
+        assert_eq!(embedded("2001:db8:64::192.0.2.1"), Some(answers[1]));
+        // Under a /48 the address is split around bits 64-71.
+        assert_eq!(embedded("2001:db8:122:c000:2:100::"), Some(answers[1]));
+        assert_eq!(embedded("2001:db8:64::c633:6408"), None);
+        assert_eq!(embedded_answer(v6("2001:db8:64::c633:6407"), &[]), None);
     }
 
     const SECOND: Duration = Duration::from_secs(1);
@@ -533,7 +518,7 @@ mod tests {
         let synthesised = IpAddr::V6(v6("64:ff9b::c633:6407"));
         assert_eq!(
             synthesis_prefix(Some(synthesised), &[], SECOND).await,
-            Some(WELL_KNOWN_NAT64)
+            Some(Nat64Prefix::WELL_KNOWN)
         );
         // An ordinary AAAA that embeds none of the A answers is not looked into further.
         let native = IpAddr::V6(v6("2001:db8:1::2"));
@@ -570,7 +555,8 @@ mod tests {
         let ctx = crate::context::for_test(None, Some("portal.example"), Duration::from_secs(2));
         let kind = SpecKind::Tcp(TcpSpec::new(80).unwrap());
         let synthesised = IpAddr::V6(v6("2a00:1450:4001::c0a8:101"));
-        let embedded = Some(IpAddr::V4(embedded_v4(v6("2a00:1450:4001::c0a8:101"))));
+        let a_answer = [Ipv4Addr::new(192, 168, 1, 1)];
+        let embedded = embedded_answer(v6("2a00:1450:4001::c0a8:101"), &a_answer).map(IpAddr::V4);
         assert_eq!(embedded, Some(IpAddr::V4(Ipv4Addr::new(192, 168, 1, 1))));
         assert!(
             ctx.policy.check(synthesised).is_ok(),

@@ -12,6 +12,7 @@
 //! usable resolver, no answer) the old lookup through the C library runs instead, uncached:
 //! it has no TTL to honour.
 
+use sixmap_shared::nat64::Nat64Prefix;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::Duration;
@@ -40,7 +41,7 @@ pub struct Network {
 #[derive(Debug, Clone)]
 struct Cached {
     network: Network,
-    prefix: Option<Ipv6Addr>,
+    prefix: Option<Nat64Prefix>,
     until: Instant,
 }
 
@@ -59,7 +60,7 @@ impl Nat64Cache {
 
     /// The cached prefix (`Some(None)`: known to be none) if it was found on `network` and
     /// has not expired at `now`.
-    pub fn get(&self, network: &Network, now: Instant) -> Option<Option<Ipv6Addr>> {
+    pub fn get(&self, network: &Network, now: Instant) -> Option<Option<Nat64Prefix>> {
         let last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
         last.as_ref()
             .filter(|c| c.network == *network && now < c.until)
@@ -68,7 +69,7 @@ impl Nat64Cache {
 
     /// Keeps what a discovery on `network` found at `now`, for `ttl` (bounded by
     /// [`MAX_TTL`]).
-    pub fn put(&self, network: Network, prefix: Option<Ipv6Addr>, ttl: Duration, now: Instant) {
+    pub fn put(&self, network: Network, prefix: Option<Nat64Prefix>, ttl: Duration, now: Instant) {
         let until = now + ttl.min(MAX_TTL);
         *self.last.lock().unwrap_or_else(PoisonError::into_inner) = Some(Cached {
             network,
@@ -92,7 +93,7 @@ pub fn shared() -> &'static Nat64Cache {
 /// The NAT64 prefix from the answers to `ipv4only.arpa` AAAA with their TTLs: the prefix as
 /// [`crate::netinfo::nat64_prefix`] reads it, and how long to keep it (the smallest TTL of
 /// the AAAA records; [`NEGATIVE_TTL`] without a prefix).
-pub fn prefix_and_ttl(answers: &[(Ipv6Addr, u32)]) -> (Option<Ipv6Addr>, Duration) {
+pub fn prefix_and_ttl(answers: &[(Ipv6Addr, u32)]) -> (Option<Nat64Prefix>, Duration) {
     let addresses: Vec<IpAddr> = answers.iter().map(|(a, _)| IpAddr::V6(*a)).collect();
     match crate::netinfo::nat64_prefix(&addresses) {
         Some(prefix) => {
@@ -158,14 +159,14 @@ async fn query(resolver: IpAddr) -> Option<Vec<(Ipv6Addr, u32)>> {
 
 /// The NAT64 prefix of the network now: from `cache` while it holds for this network, else
 /// discovered (and kept for the answer's TTL). `None`: no prefix, or discovery failed.
-pub async fn discover(cache: &Nat64Cache) -> Option<Ipv6Addr> {
+pub async fn discover(cache: &Nat64Cache) -> Option<Nat64Prefix> {
     discover_counted(cache).await.prefix
 }
 
 /// What [`discover_counted`] found, and the packets it sent for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Discovery {
-    pub prefix: Option<Ipv6Addr>,
+    pub prefix: Option<Nat64Prefix>,
     /// Datagrams sent: 0 when the cache answered, 1 for the query; `None` when the C
     /// library's lookup ran, which sends what it sends (A and AAAA, retries).
     pub packets: Option<u32>,
@@ -212,11 +213,6 @@ mod tests {
     use super::*;
     use std::net::Ipv4Addr;
 
-    /// An IPv4 address's embedding under `prefix` (RFC 6052 /96).
-    fn under(prefix: Ipv6Addr, v4: Ipv4Addr) -> Ipv6Addr {
-        Ipv6Addr::from_bits(prefix.to_bits() | u128::from(v4.to_bits()))
-    }
-
     fn network(source: &str) -> Network {
         Network {
             resolver: Some("2001:db8::53".parse().unwrap()),
@@ -232,10 +228,11 @@ mod tests {
         let here = network("2001:db8:1::10");
         let start = Instant::now();
         assert_eq!(cache.get(&here, start), None, "nothing known yet");
-        let prefix: Ipv6Addr = "2001:db8:64::".parse().unwrap();
+        // A /48: the IPv4 address split around bits 64-71.
+        let prefix: Nat64Prefix = "2001:db8:64::/48".parse().unwrap();
         let (found, ttl) = prefix_and_ttl(&[
-            (under(prefix, Ipv4Addr::new(192, 0, 0, 170)), 600),
-            (under(prefix, Ipv4Addr::new(192, 0, 0, 171)), 300),
+            (prefix.embed(Ipv4Addr::new(192, 0, 0, 170)), 600),
+            (prefix.embed(Ipv4Addr::new(192, 0, 0, 171)), 300),
         ]);
         assert_eq!((found, ttl), (Some(prefix), Duration::from_secs(300)));
         cache.put(here.clone(), found, ttl, start);
@@ -254,7 +251,7 @@ mod tests {
     fn a_changed_network_asks_again() {
         let cache = Nat64Cache::new();
         let start = Instant::now();
-        let prefix: Ipv6Addr = "64:ff9b::".parse().unwrap();
+        let prefix = Nat64Prefix::WELL_KNOWN;
         cache.put(network("2001:db8:1::10"), Some(prefix), MAX_TTL, start);
         assert_eq!(
             cache.get(&network("2001:db8:2::10"), start),
@@ -285,7 +282,7 @@ mod tests {
         cache.put(here.clone(), None, NEGATIVE_TTL, start);
         assert_eq!(cache.get(&here, start + NEGATIVE_TTL / 2), Some(None));
         assert_eq!(cache.get(&here, start + NEGATIVE_TTL), None);
-        let prefix: Ipv6Addr = "64:ff9b::".parse().unwrap();
+        let prefix = Nat64Prefix::WELL_KNOWN;
         cache.put(
             here.clone(),
             Some(prefix),

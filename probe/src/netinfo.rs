@@ -2,7 +2,8 @@
 //! (`selftest`) and the NAT64 prefix cache (`nat64_cache`): the default routes' interfaces
 //! and the RFC 7050 NAT64 prefix. Pure parsing over the files' text, and one lookup.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use sixmap_shared::nat64::Nat64Prefix;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 /// Bound on each DNS lookup; `getaddrinfo` itself may retry for much longer.
@@ -15,7 +16,7 @@ const WELL_KNOWN_IPV4_ONLY: [Ipv4Addr; 2] =
     [Ipv4Addr::new(192, 0, 0, 170), Ipv4Addr::new(192, 0, 0, 171)];
 
 /// The NAT64 prefix through the C library, uncached (it gives no TTL).
-pub(crate) async fn lookup_nat64_prefix() -> Option<Ipv6Addr> {
+pub(crate) async fn lookup_nat64_prefix() -> Option<Nat64Prefix> {
     lookup(NAT64_DISCOVERY_NAME)
         .await
         .and_then(|answers| nat64_prefix(&answers))
@@ -87,23 +88,12 @@ fn lowest_metric<'a>(routes: impl Iterator<Item = (u32, &'a str)>) -> Option<Str
         .map(|(_, interface)| interface.to_owned())
 }
 
-/// The NAT64 prefix (RFC 7050) from the answers for `ipv4only.arpa`: an IPv6 answer whose last
-/// 32 bits are a well-known IPv4-only address, with those bits zeroed.
-///
-/// Only /96 prefixes are found: RFC 6052 also allows /32 to /64, where the IPv4 address is
-/// split around the reserved octet; those would need the other offsets searched as well.
-pub fn nat64_prefix(answers: &[IpAddr]) -> Option<Ipv6Addr> {
-    answers.iter().find_map(|answer| {
-        let IpAddr::V6(v6) = answer else {
-            return None;
-        };
-        // A mapped address is IPv4 in disguise, not a synthesised one.
-        if v6.to_ipv4_mapped().is_some() {
-            return None;
-        }
-        let [.., a, b, c, d] = v6.octets();
-        WELL_KNOWN_IPV4_ONLY
-            .contains(&Ipv4Addr::new(a, b, c, d))
-            .then(|| Ipv6Addr::from_bits(v6.to_bits() & !0xffff_ffff))
+/// The NAT64 prefix (RFC 7050) from the answers for `ipv4only.arpa`: an IPv6 answer that
+/// embeds a well-known IPv4-only address at one of RFC 6052's positions, which gives the
+/// prefix and its length.
+pub fn nat64_prefix(answers: &[IpAddr]) -> Option<Nat64Prefix> {
+    answers.iter().find_map(|answer| match answer {
+        IpAddr::V6(v6) => Nat64Prefix::discover(*v6, &WELL_KNOWN_IPV4_ONLY),
+        IpAddr::V4(_) => None,
     })
 }

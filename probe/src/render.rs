@@ -602,10 +602,7 @@ pub fn dualstack(result: &DualStackResult) -> String {
         if name == "IPv6"
             && let Some(prefix) = result.v6_nat64_prefix
         {
-            let _ = write!(
-                out,
-                ", AAAA synthesised by DNS64 (NAT64 prefix {prefix}/96)"
-            );
+            let _ = write!(out, ", AAAA synthesised by DNS64 (NAT64 prefix {prefix})");
         }
         if name == "IPv4" && result.v4_via_clat {
             let _ = write!(out, ", through the host's CLAT (464XLAT)");
@@ -659,7 +656,7 @@ mod readiness_text {
         if let Some(prefix) = r.dns64_prefix {
             let _ = writeln!(
                 out,
-                "DNS64 prefix {prefix}/96: AAAA answers under it are not counted"
+                "DNS64 prefix {prefix}: AAAA answers under it are not counted"
             );
         }
         let dns = &r.dns;

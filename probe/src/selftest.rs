@@ -10,7 +10,8 @@ use crate::netinfo::lookup;
 pub use crate::netinfo::{nat64_prefix, parse_ipv4_default_route, parse_ipv6_default_route};
 use sixmap_shared::UnixMicros;
 use sixmap_shared::health::{InterfaceKind, MAX_NAME_LEN, MAX_SELF_TEST_V4_ADDRESSES, SelfTest};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use sixmap_shared::nat64::Nat64Prefix;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
 /// Runs the self-test against the host's `/proc`, `/sys` and resolver.
@@ -110,7 +111,7 @@ pub async fn collector_reachable_v6(url: &str) -> Option<bool> {
 /// The NAT64 prefix the system resolver reveals (RFC 7050: the AAAA it gives `ipv4only.arpa`),
 /// or `None` when there is none or the lookup failed; kept for the answer's TTL on the same
 /// network ([`crate::nat64_cache`]).
-pub(crate) async fn discover_nat64_prefix() -> Option<Ipv6Addr> {
+pub(crate) async fn discover_nat64_prefix() -> Option<Nat64Prefix> {
     crate::nat64_cache::discover(crate::nat64_cache::shared()).await
 }
 

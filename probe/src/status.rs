@@ -173,7 +173,7 @@ pub fn render(status: &ProbeStatus, alive: bool, now: UnixMicros) -> String {
         };
         let nat64 = t
             .nat64_prefix
-            .map_or(String::new(), |p| format!(", NAT64 prefix {p}/96"));
+            .map_or(String::new(), |p| format!(", NAT64 prefix {p}"));
         let collector = match t.collector_v6 {
             Some(true) => ", collector reachable over IPv6",
             Some(false) => ", collector NOT reachable over IPv6",

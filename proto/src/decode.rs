@@ -21,6 +21,7 @@ use sixmap_shared::measurement::{
     MAX_SUBRESOURCE_HOSTS, MailExchangerCheck, MailReadiness, NameServerCheck, ReadinessResult,
     ReadinessSpec, SubresourceHost, SubresourceReadiness, WebReadiness,
 };
+use sixmap_shared::nat64::Nat64Prefix;
 use sixmap_shared::session::{
     Ack, Assignment, Cancel, CoarseLocation, CollectorMessage, Heartbeat, Hello, MAX_BATCH_RESULTS,
     MAX_LOCAL_ADDRESSES, MIN_TASK_INTERVAL, ProbeMessage, ReceivedBatch, ReceivedCollectorMessage,
@@ -67,6 +68,17 @@ fn required<W: TryFrom<i32>, D>(
 
 fn small<T: TryFrom<u32>>(field: &str, raw: u32) -> Result<T, WireError> {
     T::try_from(raw).map_err(|_| WireError::new(field, format!("{raw} is out of range")))
+}
+
+/// A NAT64 prefix (RFC 6052): "ADDRESS/LENGTH", or a bare address for a /96 (what probes sent
+/// before other lengths were carried, and still send for a /96); empty = none.
+fn nat64_prefix(field: &str, text: &str) -> Result<Option<Nat64Prefix>, WireError> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse()
+        .map(Some)
+        .map_err(|e: sixmap_shared::nat64::Nat64PrefixError| WireError::new(field, e.to_string()))
 }
 
 /// A small number where 0 means unknown.
@@ -619,16 +631,7 @@ fn dual_stack_result(d: &v1::DualStackResult) -> Result<DualStackResult, WireErr
         )?),
         v6_hops: optional_small("dual_stack.v6_hops", d.v6_hops)?,
         v4_hops: optional_small("dual_stack.v4_hops", d.v4_hops)?,
-        v6_nat64_prefix: if d.v6_nat64_prefix.is_empty() {
-            None
-        } else {
-            Some(d.v6_nat64_prefix.parse().map_err(|_| {
-                WireError::new(
-                    "dual_stack.v6_nat64_prefix",
-                    format!("{:?} is not an IPv6 address", d.v6_nat64_prefix),
-                )
-            })?)
-        },
+        v6_nat64_prefix: nat64_prefix("dual_stack.v6_nat64_prefix", &d.v6_nat64_prefix)?,
         v4_via_clat: d.v4_via_clat,
         v6_fault_path: d
             .v6_fault_path
@@ -811,7 +814,7 @@ fn readiness_result(r: &v1::ReadinessResult) -> Result<ReadinessResult, WireErro
     };
     let mut result = ReadinessResult {
         resolver: optional_address("readiness.resolver", &r.resolver)?,
-        dns64_prefix: optional_v6("readiness.dns64_prefix", &r.dns64_prefix)?,
+        dns64_prefix: nat64_prefix("readiness.dns64_prefix", &r.dns64_prefix)?,
         dns: DnsReadiness {
             ns_lookup: lookup("readiness.dns.ns_lookup", dns.ns_lookup.as_ref())?,
             servers,
@@ -1196,16 +1199,7 @@ pub fn self_test(wire: &v1::SelfTest) -> Result<SelfTest, WireError> {
             ));
         }
     }
-    let nat64_prefix = if wire.nat64_prefix.is_empty() {
-        None
-    } else {
-        Some(wire.nat64_prefix.parse().map_err(|_| {
-            WireError::new(
-                "nat64_prefix",
-                format!("{:?} is not an IPv6 address", wire.nat64_prefix),
-            )
-        })?)
-    };
+    let nat64_prefix = nat64_prefix("nat64_prefix", &wire.nat64_prefix)?;
     Ok(SelfTest {
         tested_at: UnixMicros(wire.tested_at_us),
         default_route_v6: wire.default_route_v6,

@@ -389,7 +389,7 @@ fn dual_stack_result(d: &DualStackResult) -> v1::DualStackResult {
             .into(),
         v6_hops: d.v6_hops.map_or(0, u32::from),
         v4_hops: d.v4_hops.map_or(0, u32::from),
-        v6_nat64_prefix: d.v6_nat64_prefix.map(|p| p.to_string()).unwrap_or_default(),
+        v6_nat64_prefix: d.v6_nat64_prefix.map(nat64_prefix).unwrap_or_default(),
         v4_via_clat: d.v4_via_clat,
         v6_fault_path: d.v6_fault_path.as_ref().map(fault_path),
     }
@@ -417,7 +417,7 @@ fn readiness_result(r: &ReadinessResult) -> v1::ReadinessResult {
     let web = &r.web;
     v1::ReadinessResult {
         resolver: r.resolver.map(|a| a.to_string()).unwrap_or_default(),
-        dns64_prefix: address(r.dns64_prefix),
+        dns64_prefix: r.dns64_prefix.map(nat64_prefix).unwrap_or_default(),
         dns: Some(v1::DnsReadiness {
             ns_lookup: Some(lookup(&r.dns.ns_lookup)),
             servers: r
@@ -694,7 +694,7 @@ pub fn self_test(t: &SelfTest) -> v1::SelfTest {
         v6_route_mtu: t.v6_route_mtu.unwrap_or(0),
         aaaa_name: t.aaaa_name.clone(),
         aaaa_resolved: t.aaaa_resolved,
-        nat64_prefix: t.nat64_prefix.map(|p| p.to_string()).unwrap_or_default(),
+        nat64_prefix: t.nat64_prefix.map(nat64_prefix).unwrap_or_default(),
         clat: t.clat,
         global_v6_address: t.global_v6_address,
         collector_v6: t.collector_v6,
@@ -756,5 +756,15 @@ pub fn fault_attribution(b: &Blame) -> v1::FaultAttribution {
         probe_asn: b.probe_asn,
         probe_country: b.probe_country.map(|c| c.to_string()).unwrap_or_default(),
         destination_asn: b.destination_asn,
+    }
+}
+
+/// A NAT64 prefix on the wire: a /96 as its bare address, which collectors older than the
+/// other lengths accept; the others as "ADDRESS/LENGTH".
+fn nat64_prefix(prefix: sixmap_shared::nat64::Nat64Prefix) -> String {
+    if prefix.length() == 96 {
+        prefix.network().to_string()
+    } else {
+        prefix.to_string()
     }
 }

@@ -789,11 +789,11 @@ fn dual_stack_legs_are_decoded_on_their_own() {
     }
     assert_eq!(field_of(&wire), "dual_stack.v4.destination_address");
     let mut wire = dual();
-    dual_wire(&mut wire).v6_nat64_prefix = "64:ff9b::/96".into();
+    dual_wire(&mut wire).v6_nat64_prefix = "64:ff9b::/95".into();
     assert_eq!(field_of(&wire), "dual_stack.v6_nat64_prefix");
-    // Flags that disagree with the legs: a prefix that is no /96, one the destination is not
-    // under, a CLAT flag on an ordinary source.
-    for prefix in ["64:ff9b::1", "2001:db8:64::"] {
+    // Flags that disagree with the legs: a prefix with bits after its length, one the
+    // destination is not under, a CLAT flag on an ordinary source.
+    for prefix in ["64:ff9b::1", "2001:db8:64::", "2001:db8::/32"] {
         let mut wire = dual();
         dual_wire(&mut wire).v6_nat64_prefix = prefix.into();
         assert_eq!(field_of(&wire), "dual_stack.v6_nat64_prefix", "{prefix}");

@@ -82,7 +82,27 @@ fn probe_messages_round_trip() {
         global_v6_address: true,
         collector_v6: None,
     };
+    // NAT64 prefixes of both forms: a /96 travels as its bare address (what older
+    // collectors accept), another RFC 6052 length as ADDRESS/LENGTH.
+    let well_known = SelfTest {
+        nat64_prefix: Some(sixmap_shared::nat64::Nat64Prefix::WELL_KNOWN),
+        ..self_test.clone()
+    };
+    let short = SelfTest {
+        nat64_prefix: Some("2001:db8:122::/48".parse().unwrap()),
+        ..self_test.clone()
+    };
+    assert_eq!(encode::self_test(&well_known).nat64_prefix, "64:ff9b::");
+    assert_eq!(encode::self_test(&short).nat64_prefix, "2001:db8:122::/48");
     for (sent, expected) in [
+        (
+            ProbeMessage::SelfTest(well_known.clone()),
+            ProbeMessage::SelfTest(well_known),
+        ),
+        (
+            ProbeMessage::SelfTest(short.clone()),
+            ProbeMessage::SelfTest(short),
+        ),
         (
             ProbeMessage::Hello(hello.clone()),
             ProbeMessage::Hello(hello),

@@ -5,7 +5,7 @@ use crate::ids::ResultKey;
 use crate::time::UnixMicros;
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::Ipv4Addr;
 
 /// Upper bound on IPv4 addresses a self-test may list.
 pub const MAX_SELF_TEST_V4_ADDRESSES: usize = 64;
@@ -47,7 +47,7 @@ pub struct SelfTest {
     /// `None` when the lookup could not run (no resolver configured, timeout).
     pub aaaa_resolved: Option<bool>,
     /// NAT64 prefix learned from ipv4only.arpa (RFC 7050).
-    pub nat64_prefix: Option<Ipv6Addr>,
+    pub nat64_prefix: Option<crate::nat64::Nat64Prefix>,
     /// The customer side of 464XLAT is present.
     pub clat: bool,
     /// The host has a global unicast IPv6 address (2000::/3).

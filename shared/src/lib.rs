@@ -14,6 +14,7 @@ pub mod health;
 pub mod ids;
 pub mod measurement;
 pub mod metrics;
+pub mod nat64;
 pub mod policy;
 pub mod prefixes;
 pub mod session;

@@ -13,9 +13,10 @@ use sixmap_collector::tags::{TagInputs, compute};
 use sixmap_shared::UnixMicros;
 use sixmap_shared::health::SelfTest;
 use sixmap_shared::measurement::Outcome;
+use sixmap_shared::nat64::Nat64Prefix;
 use sixmap_tests::lab::nat64::{
-    self, AccessLab, CLAT_DEVICE, CLAT_HOST_V4, DUAL, NAT64_PREFIX, NETWORK_SPECIFIC_PREFIX,
-    V4_ONLY, V4_SERVICE, V6_ONLY, XLAT, names,
+    self, AccessLab, CLAT_DEVICE, CLAT_HOST_V4, DUAL, NAT64_PREFIX, V4_ONLY, V4_SERVICE, V6_ONLY,
+    XLAT, names,
 };
 use sixmap_tests::lab_or_skip;
 use std::net::Ipv6Addr;
@@ -304,7 +305,7 @@ fn access_tags(test: &SelfTest) -> Vec<String> {
 fn the_probe_self_test_classifies_each_access() {
     lab_or_skip!();
     let lab = nat64::access_lab().unwrap();
-    let prefix: Option<Ipv6Addr> = Some(NAT64_PREFIX);
+    let prefix = Some(NAT64_PREFIX);
 
     // IPv6-only with NAT64/DNS64: an IPv6 default route and address, no IPv4 at all, the
     // prefix learned from ipv4only.arpa, and the IPv4-only name "has" an AAAA (synthesised).
@@ -478,18 +479,34 @@ fn dns_measurements_show_the_synthesised_aaaa_as_made_up() {
 #[test]
 fn a_network_specific_prefix_is_found_by_rfc_7050_discovery() {
     lab_or_skip!();
-    let lab = nat64::access_lab_with(NETWORK_SPECIFIC_PREFIX).unwrap();
-    let synthesised = lab.synthesised(V4_SERVICE);
-    assert_eq!(synthesised.to_string(), "2001:db8:64:ff9b::6440:102");
+    network_specific(
+        nat64::network_specific_prefix(),
+        "2001:db8:64:ff9b::6440:102",
+        ["2001:db8:64:ff9b::c000:aa", "2001:db8:64:ff9b::c000:ab"],
+    );
+}
+
+/// A /48: tayga, unbound and the probe all split the IPv4 address around bits 64-71
+/// (RFC 6052 section 2.2), where a /96-only search finds no well-known address at all.
+#[test]
+fn a_48_network_specific_prefix_is_found_at_its_rfc_6052_position() {
+    lab_or_skip!();
+    network_specific(
+        nat64::short_network_specific_prefix(),
+        "2001:db8:640:6440:1:200::",
+        ["2001:db8:640:c000:0:aa00::", "2001:db8:640:c000:0:ab00::"],
+    );
+}
+
+/// The access lab behind `prefix`, checked with dig and curl, then the probe's self-test and
+/// dual-stack measurement: `synthesised` is V4_SERVICE under it, `discovery` the AAAA answers
+/// for ipv4only.arpa.
+fn network_specific(prefix: Nat64Prefix, synthesised: &str, discovery: [&str; 2]) {
+    let lab = nat64::access_lab_with(prefix).unwrap();
+    assert_eq!(lab.synthesised(V4_SERVICE).to_string(), synthesised);
     // Checked by dig and curl first: DNS64 and the PLAT use the operator's own prefix.
-    assert_eq!(
-        dig(&lab, V6_ONLY, "AAAA", names::V4_ONLY),
-        [synthesised.to_string()]
-    );
-    assert_eq!(
-        dig(&lab, V6_ONLY, "AAAA", names::IPV4ONLY_ARPA),
-        ["2001:db8:64:ff9b::c000:aa", "2001:db8:64:ff9b::c000:ab"]
-    );
+    assert_eq!(dig(&lab, V6_ONLY, "AAAA", names::V4_ONLY), [synthesised]);
+    assert_eq!(dig(&lab, V6_ONLY, "AAAA", names::IPV4ONLY_ARPA), discovery);
     let url = format!("http://{}/", names::V4_ONLY);
     assert_eq!(curl(&lab, V6_ONLY, "-6", &url).unwrap(), lab.body);
     assert_eq!(
@@ -500,12 +517,9 @@ fn a_network_specific_prefix_is_found_by_rfc_7050_discovery() {
     // Nothing in the address says "translated": the self-test learns the prefix from
     // ipv4only.arpa, and so does the dual-stack measurement for an AAAA embedding an A answer.
     let t = self_test_of(&lab, V6_ONLY);
-    assert_eq!(t.nat64_prefix, Some(NETWORK_SPECIFIC_PREFIX), "{t:?}");
+    assert_eq!(t.nat64_prefix, Some(prefix), "{t:?}");
     let t = self_test_of(&lab, XLAT);
-    assert_eq!(
-        (t.nat64_prefix, t.clat),
-        (Some(NETWORK_SPECIFIC_PREFIX), true)
-    );
+    assert_eq!((t.nat64_prefix, t.clat), (Some(prefix), true));
     let o = measure(
         &lab,
         V6_ONLY,
@@ -518,13 +532,9 @@ fn a_network_specific_prefix_is_found_by_rfc_7050_discovery() {
             "3000",
         ],
     );
-    assert_eq!(o["v6"]["destination"], synthesised.to_string(), "{o}");
+    assert_eq!(o["v6"]["destination"], synthesised, "{o}");
     assert!(connected(&o["v6"]), "{o}");
-    assert_eq!(
-        o["v6_nat64_prefix"],
-        NETWORK_SPECIFIC_PREFIX.to_string(),
-        "{o}"
-    );
+    assert_eq!(o["v6_nat64_prefix"], prefix.to_string(), "{o}");
     // The server's real AAAA, under no prefix, stays unflagged.
     let o = measure(
         &lab,

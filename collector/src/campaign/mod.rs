@@ -116,7 +116,7 @@ pub struct CampaignProbe {
     /// The NAT64 prefix the probe's self-test found then (RFC 7050): AAAA answers under it
     /// were synthesised by its resolver, even when the prefix is the operator's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub nat64_prefix: Option<std::net::Ipv6Addr>,
+    pub nat64_prefix: Option<sixmap_shared::nat64::Nat64Prefix>,
 }
 
 /// A figure an operator declares (activation rate, forecast...), shown beside ours.

@@ -18,6 +18,7 @@
 use serde::Serialize;
 use sixmap_shared::ProbeId;
 use sixmap_shared::measurement::{Outcome, query_type_name, rcode_name};
+use sixmap_shared::nat64::Nat64Prefix;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -66,10 +67,10 @@ pub fn published_address(address: IpAddr) -> bool {
     }
 }
 
-/// Whether `address` lies under the /96 `prefix`.
-fn under_prefix(address: IpAddr, prefix: Option<std::net::Ipv6Addr>) -> bool {
+/// Whether `address` lies under the NAT64 `prefix`.
+fn under_prefix(address: IpAddr, prefix: Option<Nat64Prefix>) -> bool {
     match (address, prefix) {
-        (IpAddr::V6(a), Some(p)) => a.to_bits() & !0xffff_ffff == p.to_bits() & !0xffff_ffff,
+        (IpAddr::V6(a), Some(p)) => p.contains(a),
         _ => false,
     }
 }
@@ -77,7 +78,7 @@ fn under_prefix(address: IpAddr, prefix: Option<std::net::Ipv6Addr>) -> bool {
 /// The answer in `outcome`, a DNS result for `query_type`, asked by a probe whose self-test
 /// found the NAT64 prefix `nat64` (addresses under it are made up too: a network-specific
 /// prefix is ordinary global space, which `published_address` cannot tell).
-pub fn answer(outcome: &Outcome, query_type: u16, nat64: Option<std::net::Ipv6Addr>) -> Answer {
+pub fn answer(outcome: &Outcome, query_type: u16, nat64: Option<Nat64Prefix>) -> Answer {
     match outcome {
         Outcome::Dns(d) => match &d.response {
             Some(r)
@@ -401,7 +402,7 @@ mod tests {
         }
         // Under the network-specific prefix the probe's self-test found: made up too, while
         // the same address asked by a probe without that prefix is the name's own.
-        let nsp: std::net::Ipv6Addr = "2001:db8:64:ff9b::".parse().unwrap();
+        let nsp: Nat64Prefix = "2001:db8:64:ff9b::/96".parse().unwrap();
         let synthesised = addresses(28, &["2001:db8:64:ff9b::c000:201"]);
         assert!(matches!(
             answer(&synthesised, 28, Some(nsp)),

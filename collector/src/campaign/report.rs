@@ -11,6 +11,7 @@ use crate::rollup::{self, Balanced, MinSample, Proportion, RankRange};
 use crate::store::{CampaignCell, StoredResult, is_newer};
 use serde::Serialize;
 use sixmap_shared::measurement::{Family, MeasurementKind, Outcome, SpecKind, Target};
+use sixmap_shared::nat64::Nat64Prefix;
 use sixmap_shared::{ProbeId, UnixMicros};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write;
@@ -279,7 +280,7 @@ fn share_figure(
 /// the type's family (`resolved`), else not measured.
 fn dns_presence(
     dns_latest: &HashMap<(ProbeId, String, u16), &StoredResult>,
-    nat64_of: &BTreeMap<&ProbeId, Option<std::net::Ipv6Addr>>,
+    nat64_of: &BTreeMap<&ProbeId, Option<Nat64Prefix>>,
     target: &str,
     query_type: u16,
     resolved: bool,
@@ -347,7 +348,7 @@ pub fn build(
         .iter()
         .map(|p| (&p.probe, p.asn.unwrap_or(0)))
         .collect();
-    let nat64_of: BTreeMap<&ProbeId, Option<std::net::Ipv6Addr>> = record
+    let nat64_of: BTreeMap<&ProbeId, Option<Nat64Prefix>> = record
         .probes
         .iter()
         .map(|p| (&p.probe, p.nat64_prefix))

@@ -15,7 +15,7 @@ use super::{Count, Order, get_order, put_order};
 use crate::store::StoredResult;
 use sixmap_shared::measurement::{DnsResponse, DnsResult, DnsTransport, Family};
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::Ipv4Addr;
 
 /// DoT and DoH over IPv6, in the order they are encoded.
 pub const ENCRYPTED: [&str; 2] = ["tls", "https"];
@@ -289,8 +289,6 @@ fn get_v4(r: &mut Reader<'_>) -> Result<Ipv4Addr, CodecError> {
 pub(crate) const TYPE_A: u16 = 1;
 pub(crate) const TYPE_AAAA: u16 = 28;
 const TYPE_HTTPS: u16 = 65;
-/// `64:ff9b::/96`.
-const WELL_KNOWN_PREFIX: u128 = 0x0064_ff9b_u128 << 96;
 
 /// Whether a result went to an IPv6 address (its destination, else the family it used).
 pub(crate) fn over_v6(stored: &StoredResult) -> bool {
@@ -325,7 +323,5 @@ pub(crate) fn scored_query(query_type: u16, response: &DnsResponse) -> Option<Sc
 
 /// The IPv4 address a `64:ff9b::/96` AAAA record embeds.
 pub(crate) fn synthesised(data: &str) -> Option<Ipv4Addr> {
-    let v6: Ipv6Addr = data.parse().ok()?;
-    let bits = v6.to_bits();
-    (bits >> 32 == WELL_KNOWN_PREFIX >> 32).then(|| Ipv4Addr::from_bits(bits as u32))
+    sixmap_shared::nat64::Nat64Prefix::WELL_KNOWN.extract(data.parse().ok()?)
 }

@@ -5,6 +5,7 @@ use sixmap_shared::measurement::{
     DnsResponse, DnsResult, DnsSpec, DnsTransport, Lookup, LookupStatus, MAX_READINESS_DETAIL_LEN,
     Presence, rcode_name,
 };
+use sixmap_shared::nat64::Nat64Prefix;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use tokio::time::Instant;
 
@@ -105,20 +106,16 @@ pub fn classify(result: &DnsResult, qtype: u16) -> Answer {
     }
 }
 
-/// RFC 6052's well-known NAT64 prefix (`64:ff9b::/96`): never a host's own address, so an
-/// AAAA under it is synthesised whatever the network's own prefix is.
-pub const WELL_KNOWN_NAT64: Ipv6Addr = Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, 0, 0);
-
-/// The address lies under the network's DNS64 prefix (a /96, RFC 7050) or under the
-/// well-known one: DNS64 made it from an A record.
-pub fn synthesised(address: Ipv6Addr, dns64: Option<Ipv6Addr>) -> bool {
-    let prefix = address.to_bits() & !0xffff_ffff;
-    prefix == WELL_KNOWN_NAT64.to_bits() || dns64.is_some_and(|p| p.to_bits() == prefix)
+/// The address lies under the network's DNS64 prefix (RFC 7050) or under the well-known one
+/// (never a host's own address, whatever the network's prefix is): DNS64 made it from an A
+/// record.
+pub fn synthesised(address: Ipv6Addr, dns64: Option<Nat64Prefix>) -> bool {
+    Nat64Prefix::WELL_KNOWN.contains(address) || dns64.is_some_and(|p| p.contains(address))
 }
 
 /// The IPv6 addresses of an AAAA answer that are the name's own: those DNS64 synthesised
 /// from its A records ([`synthesised`]) are dropped.
-pub fn own_v6(records: &[String], dns64: Option<Ipv6Addr>) -> Vec<Ipv6Addr> {
+pub fn own_v6(records: &[String], dns64: Option<Nat64Prefix>) -> Vec<Ipv6Addr> {
     records
         .iter()
         .filter_map(|r| r.parse::<Ipv6Addr>().ok())
@@ -127,7 +124,7 @@ pub fn own_v6(records: &[String], dns64: Option<Ipv6Addr>) -> Vec<Ipv6Addr> {
 }
 
 /// Presence of AAAA records of the name's own, and the first of them.
-pub fn aaaa_presence(answer: &Answer, dns64: Option<Ipv6Addr>) -> (Presence, Option<Ipv6Addr>) {
+pub fn aaaa_presence(answer: &Answer, dns64: Option<Nat64Prefix>) -> (Presence, Option<Ipv6Addr>) {
     let own = own_v6(&answer.records, dns64);
     match answer.lookup.status.presence() {
         Presence::Yes if own.is_empty() => (Presence::No, None),
@@ -199,7 +196,7 @@ mod tests {
             assert_eq!(aaaa_presence(&well_known, network), (Presence::No, None));
         }
         // Under a network-specific prefix: only once the network's prefix is known.
-        let prefix: Ipv6Addr = "2001:db8:64:ff9b::".parse().unwrap();
+        let prefix: Nat64Prefix = "2001:db8:64:ff9b::/96".parse().unwrap();
         let specific = classify(&result(0, &[(28, "2001:db8:64:ff9b::c000:219")]), TYPE_AAAA);
         assert_eq!(aaaa_presence(&specific, Some(prefix)), (Presence::No, None));
         assert_eq!(
@@ -212,6 +209,11 @@ mod tests {
         // The same /64 outside the /96 is a host's own address.
         let own: Ipv6Addr = "2001:db8:64:ff9b:0:1::1".parse().unwrap();
         assert!(!synthesised(own, Some(prefix)));
+        // Under a /56 the IPv4 address 192.0.2.25 is split around bits 64-71.
+        let short: Nat64Prefix = "2001:db8:64:ff00::/56".parse().unwrap();
+        let split = classify(&result(0, &[(28, "2001:db8:64:ffc0:0:219::")]), TYPE_AAAA);
+        assert_eq!(aaaa_presence(&split, Some(short)), (Presence::No, None));
+        assert_eq!(aaaa_presence(&split, Some(prefix)).0, Presence::Yes);
         let both = classify(
             &result(0, &[(28, "64:ff9b::c000:201"), (28, "2001:db8::1")]),
             TYPE_AAAA,

@@ -33,6 +33,7 @@ use lookup::Answer;
 use sixmap_shared::measurement::{
     DnsSpec, DnsTransport, ErrorClass, MeasurementError, Presence, ReadinessResult, ReadinessSpec,
 };
+use sixmap_shared::nat64::Nat64Prefix;
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use tokio::time::Instant;
@@ -125,7 +126,7 @@ pub async fn run(ctx: &Context<'_>, spec: &ReadinessSpec, domain: &str) -> Ran {
 /// The network's NAT64 prefix (RFC 7050), from the probe's cache when it holds for this
 /// network, else asked once (`ipv4only.arpa`); charged at worst and given back what was not
 /// sent. `None`: no DNS64 here, or not known (then only the well-known prefix is recognised).
-async fn network_prefix(run: &Run<'_>, end: Instant) -> Option<Ipv6Addr> {
+async fn network_prefix(run: &Run<'_>, end: Instant) -> Option<Nat64Prefix> {
     if !run.take(READINESS_DISCOVERY) {
         return None;
     }
@@ -149,7 +150,7 @@ struct Run<'a> {
     resolver: Option<IpAddr>,
     resolver_error: Option<String>,
     allowance: AtomicU32,
-    dns64: Option<Ipv6Addr>,
+    dns64: Option<Nat64Prefix>,
     /// An AAAA under the well-known prefix was dropped (reported when discovery found none).
     saw_well_known: AtomicBool,
     /// The DNS port of the resolver and name servers: 53 (another only in tests).
@@ -190,11 +191,11 @@ impl Run<'_> {
 
     /// The prefix the result reports: the network's, else the well-known one when an answer
     /// under it was dropped.
-    fn reported_prefix(&self) -> Option<Ipv6Addr> {
+    fn reported_prefix(&self) -> Option<Nat64Prefix> {
         self.dns64.or_else(|| {
             self.saw_well_known
                 .load(Ordering::SeqCst)
-                .then_some(lookup::WELL_KNOWN_NAT64)
+                .then_some(Nat64Prefix::WELL_KNOWN)
         })
     }
 

@@ -2,7 +2,7 @@
 
 use super::{Family, FaultPath, Outcome, SpecError, field};
 use serde::{Deserialize, Serialize};
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::time::Duration;
 
 /// The measurement run over each family.
@@ -76,11 +76,11 @@ pub struct DualStackResult {
     /// Path length in hops (routers + 1), estimated from the reply hop limit of ping legs.
     pub v6_hops: Option<u8>,
     pub v4_hops: Option<u8>,
-    /// The v6 leg's destination was synthesised by DNS64 (RFC 6147): the NAT64 prefix (/96,
-    /// RFC 6052) it lies under. The name then has no IPv6 address of its own and the IPv6 path
+    /// The v6 leg's destination was synthesised by DNS64 (RFC 6147): the NAT64 prefix (RFC
+    /// 6052) it lies under. The name then has no IPv6 address of its own and the IPv6 path
     /// ends in a translator; the probe's network is IPv6-only with NAT64 as its user sees it.
     #[serde(default)]
-    pub v6_nat64_prefix: Option<Ipv6Addr>,
+    pub v6_nat64_prefix: Option<crate::nat64::Nat64Prefix>,
     /// The v4 leg left from a CLAT address (192.0.0.0/29, RFC 7335): the host's IPv4 is
     /// 464XLAT (RFC 6877), translated to IPv6 on the host and back in the network.
     #[serde(default)]
@@ -106,21 +106,14 @@ impl DualStackResult {
                 other => other,
             })?;
         }
-        // The translation flags must agree with the legs they describe: a prefix is a /96
-        // the v6 leg's destination lies under, a CLAT leg left from 192.0.0.0/29.
+        // The translation flags must agree with the legs they describe: the v6 leg's
+        // destination lies under the prefix, a CLAT leg left from 192.0.0.0/29.
         if let Some(prefix) = self.v6_nat64_prefix {
-            if prefix.to_bits() & 0xffff_ffff != 0 {
-                return Err(field(
-                    "dual_stack.v6_nat64_prefix",
-                    format!("{prefix} is not a /96 prefix (its last 32 bits are not zero)"),
-                ));
-            }
-            let under = matches!(self.v6.destination, Some(IpAddr::V6(d))
-                if d.to_bits() & !0xffff_ffff == prefix.to_bits());
+            let under = matches!(self.v6.destination, Some(IpAddr::V6(d)) if prefix.contains(d));
             if !under {
                 return Err(field(
                     "dual_stack.v6_nat64_prefix",
-                    format!("the v6 leg's destination is not under {prefix}/96"),
+                    format!("the v6 leg's destination is not under {prefix}"),
                 ));
             }
         }

@@ -363,9 +363,9 @@ impl SubresourceReadiness {
 pub struct ReadinessResult {
     /// The recursive resolver asked (the probe host's own).
     pub resolver: Option<IpAddr>,
-    /// The probe's network synthesises AAAA records (DNS64) under this /96: AAAA answers
+    /// The probe's network synthesises AAAA records (DNS64) under this prefix: AAAA answers
     /// under it were counted as absent, since the name has no IPv6 address of its own.
-    pub dns64_prefix: Option<Ipv6Addr>,
+    pub dns64_prefix: Option<crate::nat64::Nat64Prefix>,
     pub dns: DnsReadiness,
     /// `None` when the spec did not ask for mail.
     pub mail: Option<MailReadiness>,
@@ -414,14 +414,6 @@ impl ReadinessResult {
     }
 
     pub fn validate(&self) -> Result<(), SpecError> {
-        if let Some(prefix) = self.dns64_prefix
-            && prefix.to_bits() & 0xffff_ffff != 0
-        {
-            return Err(field(
-                "readiness.dns64_prefix",
-                format!("{prefix} is not a /96 prefix"),
-            ));
-        }
         self.dns
             .ns_lookup
             .validate("readiness.dns.ns_lookup.detail")?;
@@ -781,10 +773,6 @@ mod tests {
             (
                 "readiness.web.final_url",
                 Box::new(|r| r.web.final_url = Some("https://a b/".into())),
-            ),
-            (
-                "readiness.dns64_prefix",
-                Box::new(|r| r.dns64_prefix = Some("64:ff9b::1".parse().unwrap())),
             ),
             (
                 "readiness.subresources.hosts.host",

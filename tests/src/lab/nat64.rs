@@ -10,8 +10,8 @@
 //!
 //! `isp` is the provider's router: it routes both families, runs the PLAT (Debian's `tayga`,
 //! a userspace NAT64 on a TUN device: Jool needs a kernel module) translating the NAT64 prefix
-//! (/96: the well-known [`NAT64_PREFIX`], or a network-specific one such as
-//! [`NETWORK_SPECIFIC_PREFIX`]) to a pool of [`NAT64_POOL`], NAT44 (nftables masquerade) from that
+//! (the well-known [`NAT64_PREFIX`], or a network-specific one such as
+//! [`network_specific_prefix`], a /96, or [`short_network_specific_prefix`], a /48) to a pool of [`NAT64_POOL`], NAT44 (nftables masquerade) from that
 //! pool towards the server, and DNS64 (Debian's `unbound`, `module-config: "dns64 iterator"`)
 //! forwarding to the server's dnsmasq. The CLAT on `xlat` is a second tayga with one static
 //! mapping, as clatd sets it up: the host's IPv4 default route goes into the `clat` device,
@@ -25,6 +25,7 @@ use super::scenarios::Truth;
 use super::services::{self, DnsRecord, LabCa};
 use super::{Lab, LabError, Topology};
 use serde_json::json;
+use sixmap_shared::nat64::Nat64Prefix;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -43,11 +44,19 @@ pub const V4_ONLY: &str = "v4only";
 pub const SERVER: &str = "server";
 
 /// The RFC 6052 well-known prefix the PLAT and DNS64 use.
-pub const NAT64_PREFIX: Ipv6Addr = Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, 0, 0);
+pub const NAT64_PREFIX: Nat64Prefix = Nat64Prefix::WELL_KNOWN;
 /// A network-specific prefix (RFC 6052 section 2.3), for the case where only RFC 7050
 /// discovery tells a host that an address is synthesised.
-pub const NETWORK_SPECIFIC_PREFIX: Ipv6Addr =
-    Ipv6Addr::new(0x2001, 0xdb8, 0x64, 0xff9b, 0, 0, 0, 0);
+pub fn network_specific_prefix() -> Nat64Prefix {
+    Nat64Prefix::new(Ipv6Addr::new(0x2001, 0xdb8, 0x64, 0xff9b, 0, 0, 0, 0), 96)
+        .unwrap_or(Nat64Prefix::WELL_KNOWN)
+}
+/// A network-specific prefix shorter than /96 (RFC 6052 section 2.2): the IPv4 address is
+/// split around bits 64–71, so only a discovery that searches every position finds it.
+pub fn short_network_specific_prefix() -> Nat64Prefix {
+    Nat64Prefix::new(Ipv6Addr::new(0x2001, 0xdb8, 0x640, 0, 0, 0, 0, 0), 48)
+        .unwrap_or(Nat64Prefix::WELL_KNOWN)
+}
 /// The IPv4-only service, on the server's loopback. Debian's tayga 0.9.2 drops traffic to
 /// RFC 1918 and documentation (TEST-NET) addresses behind the well-known prefix, as the RFC
 /// asks of non-global addresses, but lets the shared address space 100.64.0.0/10 through, so
@@ -98,8 +107,8 @@ pub struct AccessLab {
     pub dns64_xlat: Ipv6Addr,
     /// The IPv6 address the CLAT gives the xlat host's IPv4 traffic.
     pub clat_v6: Ipv6Addr,
-    /// The NAT64 prefix (/96) of the PLAT, the CLAT and DNS64.
-    pub nat64_prefix: Ipv6Addr,
+    /// The NAT64 prefix of the PLAT, the CLAT and DNS64.
+    pub nat64_prefix: Nat64Prefix,
     /// The lab CA of the server's HTTPS.
     pub ca: LabCa,
     /// What the server's web serves at `/`.
@@ -107,9 +116,9 @@ pub struct AccessLab {
 }
 
 impl AccessLab {
-    /// The address DNS64 synthesises and the PLAT translates for `v4` (RFC 6052, /96).
+    /// The address DNS64 synthesises and the PLAT translates for `v4` (RFC 6052).
     pub fn synthesised(&self, v4: Ipv4Addr) -> Ipv6Addr {
-        Ipv6Addr::from_bits(self.nat64_prefix.to_bits() | u128::from(v4.to_bits()))
+        self.nat64_prefix.embed(v4)
     }
 }
 
@@ -119,9 +128,8 @@ pub fn access_lab() -> Result<AccessLab, LabError> {
     access_lab_with(NAT64_PREFIX)
 }
 
-/// Builds the access lab with `nat64_prefix` (a /96: its last 32 bits are ignored).
-pub fn access_lab_with(nat64_prefix: Ipv6Addr) -> Result<AccessLab, LabError> {
-    let nat64_prefix = Ipv6Addr::from_bits(nat64_prefix.to_bits() & !0xffff_ffff);
+/// Builds the access lab with `nat64_prefix`.
+pub fn access_lab_with(nat64_prefix: Nat64Prefix) -> Result<AccessLab, LabError> {
     services::require("tayga", &["--help"], "tayga: apt-get install tayga")?;
     services::require("unbound", &["-V"], "unbound: apt-get install unbound")?;
     let topology = Topology::new()
@@ -295,7 +303,7 @@ impl Truth for AccessLab {
         };
         json!({
             "scenario": "access",
-            "nat64_prefix": format!("{}/96", self.nat64_prefix),
+            "nat64_prefix": self.nat64_prefix.to_string(),
             "v4_service": V4_SERVICE,
             "v4_service_synthesised": self.synthesised(V4_SERVICE),
             "server": [self.server_v6, self.server_v4],
@@ -324,9 +332,14 @@ fn topology_error(why: &str) -> LabError {
     LabError::Topology(why.to_owned())
 }
 
-/// The PLAT on `isp`: tayga between `prefix`/96 and the pool, then NAT44 out of `uplink`
+/// The PLAT on `isp`: tayga between `prefix` and the pool, then NAT44 out of `uplink`
 /// (towards the server) so the IPv4 side sees the router's own address.
-fn start_plat(lab: &mut Lab, dir: &Path, uplink: &str, prefix: Ipv6Addr) -> Result<(), LabError> {
+fn start_plat(
+    lab: &mut Lab,
+    dir: &Path,
+    uplink: &str,
+    prefix: Nat64Prefix,
+) -> Result<(), LabError> {
     let conf = dir.join("plat.conf");
     services::write(
         &conf,
@@ -334,7 +347,7 @@ fn start_plat(lab: &mut Lab, dir: &Path, uplink: &str, prefix: Ipv6Addr) -> Resu
             "tun-device {PLAT_DEVICE}\n\
              ipv4-addr {PLAT_V4}\n\
              ipv6-addr {PLAT_V6}\n\
-             prefix {prefix}/96\n\
+             prefix {prefix}\n\
              dynamic-pool {NAT64_POOL}/24\n"
         )
         .as_bytes(),
@@ -348,7 +361,7 @@ fn start_plat(lab: &mut Lab, dir: &Path, uplink: &str, prefix: Ipv6Addr) -> Resu
         .cloned()
         .ok_or_else(|| topology_error("isp without its uplink"))?;
     let pool = format!("{NAT64_POOL}/24");
-    let prefix = format!("{prefix}/96");
+    let prefix = prefix.to_string();
     let plat_v6 = PLAT_V6.to_string();
     let uplink_v4 = uplink_if
         .v4
@@ -395,7 +408,7 @@ fn start_dns64(
     dir: &Path,
     listen: &[Ipv6Addr],
     upstream: Ipv6Addr,
-    prefix: Ipv6Addr,
+    prefix: Nat64Prefix,
 ) -> Result<(), LabError> {
     let instance = services::instance_name(lab, ISP, "unbound");
     let conf = dir.join(format!("{instance}.conf"));
@@ -415,7 +428,7 @@ fn start_dns64(
          \x20 verbosity: 1\n\
          \x20 access-control: ::/0 allow\n\
          \x20 module-config: \"dns64 iterator\"\n\
-         \x20 dns64-prefix: {prefix}/96\n\
+         \x20 dns64-prefix: {prefix}\n\
          \x20 cache-max-ttl: 0\n\
          \x20 cache-max-negative-ttl: 0\n\
          \x20 local-zone: \"ipv4only.arpa.\" static\n\
@@ -427,8 +440,8 @@ fn start_dns64(
          \x20 name: \".\"\n\
          \x20 forward-addr: {upstream}\n",
         dir = dir.display(),
-        aa = Ipv6Addr::from_bits(prefix.to_bits() | 0xc000_00aa),
-        ab = Ipv6Addr::from_bits(prefix.to_bits() | 0xc000_00ab),
+        aa = prefix.embed(Ipv4Addr::new(192, 0, 0, 170)),
+        ab = prefix.embed(Ipv4Addr::new(192, 0, 0, 171)),
     ));
     services::write(&conf, text.as_bytes())?;
     let conf_arg = conf.display().to_string();
@@ -447,7 +460,7 @@ fn start_dns64(
 /// [`CLAT_HOST_V4`] to a dedicated IPv6 address of the host's prefix (returned) and every
 /// destination into the PLAT prefix. The ISP routes that address to the host, which forwards
 /// it into the device.
-fn start_clat(lab: &mut Lab, dir: &Path, plat_prefix: Ipv6Addr) -> Result<Ipv6Addr, LabError> {
+fn start_clat(lab: &mut Lab, dir: &Path, plat_prefix: Nat64Prefix) -> Result<Ipv6Addr, LabError> {
     let host = lab.node(XLAT).clone();
     let host_v6 = host.v6();
     let prefix = super::prefix64(host_v6).to_bits();
@@ -460,7 +473,7 @@ fn start_clat(lab: &mut Lab, dir: &Path, plat_prefix: Ipv6Addr) -> Result<Ipv6Ad
             "tun-device {CLAT_DEVICE}\n\
              ipv4-addr {CLAT_V4}\n\
              ipv6-addr {tayga_v6}\n\
-             prefix {plat_prefix}/96\n\
+             prefix {plat_prefix}\n\
              map {CLAT_HOST_V4} {clat_v6}\n"
         )
         .as_bytes(),
