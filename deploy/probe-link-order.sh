@@ -25,7 +25,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 command -v valgrind >/dev/null || { echo "probe-link-order: install valgrind first" >&2; exit 1; }
-if ip netns list | grep -q '^sxl-manual-'; then
+if ip netns list | grep '^sxl-manual-' >/dev/null; then
   echo "probe-link-order: a lab is up (sxl-manual-*): take it down first (target/debug/sixmap-lab down)" >&2
   exit 1
 fi
@@ -34,7 +34,17 @@ cargo build --release -p sixmap-probe
 cargo build -p sixmap-collector -p sixmap-tests --bin sixmap-collector --bin sixmap-lab --example probe_footprint
 
 work=$(mktemp -d)
-trap 'rm -rf "$work"; target/debug/sixmap-lab down >/dev/null 2>&1 || true' EXIT
+# On failure the logs (bench.log, lab.log, valgrind.log) stay for reading.
+finish() {
+  local status=$?
+  target/debug/sixmap-lab down >/dev/null 2>&1 || true
+  if [ "$status" -eq 0 ]; then
+    rm -rf "$work"
+  else
+    echo "probe-link-order: failed; logs kept in $work" >&2
+  fi
+}
+trap finish EXIT
 probe="$work/sixmap-probe.real"
 cp target/release/sixmap-probe "$probe"
 mkdir -p "$work/bench/examples" "$work/profiles"
@@ -44,10 +54,13 @@ callgrind=(valgrind --tool=callgrind --demangle=no --compress-strings=no --dump-
 # probe_footprint runs DIR/sixmap-probe beside its own examples/ directory; this one runs
 # the real probe under callgrind, dumping every 5 M basic blocks (the benchmark kills the
 # probe, which would lose a dump at exit).
-cat >"$work/bench/sixmap-probe" <<EOF
-#!/bin/sh
-exec ${callgrind[*]} --dump-every-bb=5000000 --callgrind-out-file=$work/profiles/1-daemon.%p $probe "\$@"
-EOF
+{
+  echo '#!/bin/sh'
+  printf 'exec'
+  printf ' %q' "${callgrind[@]}" --dump-every-bb=5000000 \
+    "--callgrind-out-file=$work/profiles/1-daemon.%p" "$probe"
+  echo ' "$@"'
+} >"$work/bench/sixmap-probe"
 chmod +x "$work/bench/sixmap-probe"
 echo "== daemon under callgrind (probe_footprint)"
 "$work/bench/examples/probe_footprint" --patience 20 >"$work/bench.log" 2>&1 || true

@@ -46,18 +46,40 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=SIXMAP_PROBE_OLD_GLIBC");
     println!("cargo:rerun-if-env-changed=SIXMAP_PROBE_NO_LINK_ORDER");
+    println!("cargo:rerun-if-env-changed=RUSTC_LINKER");
     println!("cargo:rerun-if-changed=link-order.txt");
 }
 
-/// True when rustc links with lld by default: x86_64 Linux from Rust 1.90. An older compiler
-/// (the workspace's `rust-version` is lower) links with GNU ld, which would refuse the option.
+/// True when rustc links this build with its own lld: x86_64-unknown-linux-gnu from Rust 1.90
+/// on, with the `rust-lld` it ships (rustup's toolchains; a distribution's rustc may leave it
+/// out), and no linker chosen by the builder (`RUSTC_LINKER`, `-C linker=`, `-fuse-ld=`,
+/// `-C linker-features`): GNU ld and mold would refuse the option and fail the build.
 fn links_with_lld() -> bool {
+    if std::env::var("TARGET").as_deref() != Ok("x86_64-unknown-linux-gnu")
+        || std::env::var_os("RUSTC_LINKER").is_some()
+    {
+        return false;
+    }
+    let flags = std::env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
+    if ["linker", "fuse-ld", "link-self-contained"]
+        .iter()
+        .any(|chosen| flags.contains(chosen))
+    {
+        return false;
+    }
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-    let Ok(output) = std::process::Command::new(rustc).arg("--version").output() else {
+    let run = |args: &[&str]| {
+        std::process::Command::new(&rustc)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|out| out.status.success())
+            .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    };
+    // "rustc 1.95.0 (59807616e 2026-04-14)", "rustc 1.96.0-nightly (...)"
+    let Some(version) = run(&["--version"]) else {
         return false;
     };
-    // "rustc 1.95.0 (59807616e 2026-04-14)"
-    let version = String::from_utf8_lossy(&output.stdout);
     let mut numbers = version
         .split_whitespace()
         .nth(1)
@@ -65,5 +87,13 @@ fn links_with_lld() -> bool {
         .split(['.', '-'])
         .map(|n| n.parse::<u32>().unwrap_or(0));
     let (major, minor) = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
-    (major, minor) >= (1, 90)
+    if (major, minor) < (1, 90) {
+        return false;
+    }
+    let Some(sysroot) = run(&["--print", "sysroot"]) else {
+        return false;
+    };
+    std::path::Path::new(&sysroot)
+        .join("lib/rustlib/x86_64-unknown-linux-gnu/bin/gcc-ld/ld.lld")
+        .exists()
 }

@@ -656,6 +656,7 @@ async fn loss_records_are_stored_once_and_self_tests_become_tags() {
             aaaa_name: "www.ripe.net".into(),
             aaaa_resolved: Some(true),
             nat64_prefix: String::new(),
+            nat64_prefix_length: 0,
             clat: false,
             global_v6_address: true,
             collector_v6: Some(true),

@@ -180,7 +180,11 @@ pub(crate) async fn synthesis_prefix(
         .await
         .ok()
         .flatten()?;
-    discovered.contains(v6).then_some(discovered)
+    // The network's prefix must place one of the name's A answers where this address has it.
+    discovered
+        .extract(v6)
+        .is_some_and(|v4| a_answers.contains(&v4))
+        .then_some(discovered)
 }
 
 /// The A answer `address` embeds at one of RFC 6052's positions, if any: what a translator

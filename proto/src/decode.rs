@@ -70,15 +70,33 @@ fn small<T: TryFrom<u32>>(field: &str, raw: u32) -> Result<T, WireError> {
     T::try_from(raw).map_err(|_| WireError::new(field, format!("{raw} is out of range")))
 }
 
-/// A NAT64 prefix (RFC 6052): "ADDRESS/LENGTH", or a bare address for a /96 (what probes sent
-/// before other lengths were carried, and still send for a /96); empty = none.
-fn nat64_prefix(field: &str, text: &str) -> Result<Option<Nat64Prefix>, WireError> {
+/// A NAT64 prefix (RFC 6052): its network address (empty = none) and, in the field beside it,
+/// its length (0 = 96, what probes sent before the length field existed).
+fn nat64_prefix(field: &str, text: &str, length: u32) -> Result<Option<Nat64Prefix>, WireError> {
     if text.is_empty() {
+        if length != 0 {
+            return Err(WireError::new(
+                field,
+                format!("a prefix length ({length}) without a prefix"),
+            ));
+        }
         return Ok(None);
     }
-    text.parse()
+    let network = text
+        .parse()
+        .map_err(|_| WireError::new(field, format!("{text:?} is not an IPv6 address")))?;
+    let length = match length {
+        0 => 96,
+        n => u8::try_from(n).map_err(|_| {
+            WireError::new(
+                field,
+                format!("prefix length {n} is not one of 32, 40, 48, 56, 64 or 96"),
+            )
+        })?,
+    };
+    Nat64Prefix::new(network, length)
         .map(Some)
-        .map_err(|e: sixmap_shared::nat64::Nat64PrefixError| WireError::new(field, e.to_string()))
+        .map_err(|e| WireError::new(field, e.to_string()))
 }
 
 /// A small number where 0 means unknown.
@@ -631,7 +649,11 @@ fn dual_stack_result(d: &v1::DualStackResult) -> Result<DualStackResult, WireErr
         )?),
         v6_hops: optional_small("dual_stack.v6_hops", d.v6_hops)?,
         v4_hops: optional_small("dual_stack.v4_hops", d.v4_hops)?,
-        v6_nat64_prefix: nat64_prefix("dual_stack.v6_nat64_prefix", &d.v6_nat64_prefix)?,
+        v6_nat64_prefix: nat64_prefix(
+            "dual_stack.v6_nat64_prefix",
+            &d.v6_nat64_prefix,
+            d.v6_nat64_prefix_length,
+        )?,
         v4_via_clat: d.v4_via_clat,
         v6_fault_path: d
             .v6_fault_path
@@ -814,7 +836,11 @@ fn readiness_result(r: &v1::ReadinessResult) -> Result<ReadinessResult, WireErro
     };
     let mut result = ReadinessResult {
         resolver: optional_address("readiness.resolver", &r.resolver)?,
-        dns64_prefix: nat64_prefix("readiness.dns64_prefix", &r.dns64_prefix)?,
+        dns64_prefix: nat64_prefix(
+            "readiness.dns64_prefix",
+            &r.dns64_prefix,
+            r.dns64_prefix_length,
+        )?,
         dns: DnsReadiness {
             ns_lookup: lookup("readiness.dns.ns_lookup", dns.ns_lookup.as_ref())?,
             servers,
@@ -1199,7 +1225,7 @@ pub fn self_test(wire: &v1::SelfTest) -> Result<SelfTest, WireError> {
             ));
         }
     }
-    let nat64_prefix = nat64_prefix("nat64_prefix", &wire.nat64_prefix)?;
+    let nat64_prefix = nat64_prefix("nat64_prefix", &wire.nat64_prefix, wire.nat64_prefix_length)?;
     Ok(SelfTest {
         tested_at: UnixMicros(wire.tested_at_us),
         default_route_v6: wire.default_route_v6,

@@ -389,7 +389,8 @@ fn dual_stack_result(d: &DualStackResult) -> v1::DualStackResult {
             .into(),
         v6_hops: d.v6_hops.map_or(0, u32::from),
         v4_hops: d.v4_hops.map_or(0, u32::from),
-        v6_nat64_prefix: d.v6_nat64_prefix.map(nat64_prefix).unwrap_or_default(),
+        v6_nat64_prefix: nat64_network(d.v6_nat64_prefix),
+        v6_nat64_prefix_length: nat64_length(d.v6_nat64_prefix),
         v4_via_clat: d.v4_via_clat,
         v6_fault_path: d.v6_fault_path.as_ref().map(fault_path),
     }
@@ -417,7 +418,8 @@ fn readiness_result(r: &ReadinessResult) -> v1::ReadinessResult {
     let web = &r.web;
     v1::ReadinessResult {
         resolver: r.resolver.map(|a| a.to_string()).unwrap_or_default(),
-        dns64_prefix: r.dns64_prefix.map(nat64_prefix).unwrap_or_default(),
+        dns64_prefix: nat64_network(r.dns64_prefix),
+        dns64_prefix_length: nat64_length(r.dns64_prefix),
         dns: Some(v1::DnsReadiness {
             ns_lookup: Some(lookup(&r.dns.ns_lookup)),
             servers: r
@@ -694,7 +696,8 @@ pub fn self_test(t: &SelfTest) -> v1::SelfTest {
         v6_route_mtu: t.v6_route_mtu.unwrap_or(0),
         aaaa_name: t.aaaa_name.clone(),
         aaaa_resolved: t.aaaa_resolved,
-        nat64_prefix: t.nat64_prefix.map(nat64_prefix).unwrap_or_default(),
+        nat64_prefix: nat64_network(t.nat64_prefix),
+        nat64_prefix_length: nat64_length(t.nat64_prefix),
         clat: t.clat,
         global_v6_address: t.global_v6_address,
         collector_v6: t.collector_v6,
@@ -759,12 +762,16 @@ pub fn fault_attribution(b: &Blame) -> v1::FaultAttribution {
     }
 }
 
-/// A NAT64 prefix on the wire: a /96 as its bare address, which collectors older than the
-/// other lengths accept; the others as "ADDRESS/LENGTH".
-fn nat64_prefix(prefix: sixmap_shared::nat64::Nat64Prefix) -> String {
-    if prefix.length() == 96 {
-        prefix.network().to_string()
-    } else {
-        prefix.to_string()
-    }
+/// A NAT64 prefix's network address on the wire (empty: none).
+fn nat64_network(prefix: Option<sixmap_shared::nat64::Nat64Prefix>) -> String {
+    prefix.map(|p| p.network().to_string()).unwrap_or_default()
+}
+
+/// Its length in the field beside it: 0 for a /96, so that a /96 reads the same to
+/// collectors from before the field.
+fn nat64_length(prefix: Option<sixmap_shared::nat64::Nat64Prefix>) -> u32 {
+    prefix
+        .map(|p| p.length())
+        .filter(|&length| length != 96)
+        .map_or(0, u32::from)
 }

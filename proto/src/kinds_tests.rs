@@ -791,11 +791,19 @@ fn dual_stack_legs_are_decoded_on_their_own() {
     let mut wire = dual();
     dual_wire(&mut wire).v6_nat64_prefix = "64:ff9b::/95".into();
     assert_eq!(field_of(&wire), "dual_stack.v6_nat64_prefix");
-    // Flags that disagree with the legs: a prefix with bits after its length, one the
-    // destination is not under, a CLAT flag on an ordinary source.
-    for prefix in ["64:ff9b::1", "2001:db8:64::", "2001:db8::/32"] {
+    // A length RFC 6052 does not allow, and a length without a prefix.
+    for (prefix, length) in [("64:ff9b::", 95), ("64:ff9b::", 256), ("", 64)] {
         let mut wire = dual();
         dual_wire(&mut wire).v6_nat64_prefix = prefix.into();
+        dual_wire(&mut wire).v6_nat64_prefix_length = length;
+        assert_eq!(field_of(&wire), "dual_stack.v6_nat64_prefix", "{length}");
+    }
+    // Flags that disagree with the legs: a prefix with bits after its length, one the
+    // destination is not under, a CLAT flag on an ordinary source.
+    for (prefix, length) in [("64:ff9b::1", 0), ("2001:db8:64::", 0), ("2001:db8::", 32)] {
+        let mut wire = dual();
+        dual_wire(&mut wire).v6_nat64_prefix = prefix.into();
+        dual_wire(&mut wire).v6_nat64_prefix_length = length;
         assert_eq!(field_of(&wire), "dual_stack.v6_nat64_prefix", "{prefix}");
     }
     let mut wire = dual();

@@ -82,8 +82,8 @@ fn probe_messages_round_trip() {
         global_v6_address: true,
         collector_v6: None,
     };
-    // NAT64 prefixes of both forms: a /96 travels as its bare address (what older
-    // collectors accept), another RFC 6052 length as ADDRESS/LENGTH.
+    // NAT64 prefixes: the network address, and the length beside it, 0 for a /96 (what
+    // collectors from before the length field read).
     let well_known = SelfTest {
         nat64_prefix: Some(sixmap_shared::nat64::Nat64Prefix::WELL_KNOWN),
         ..self_test.clone()
@@ -92,8 +92,16 @@ fn probe_messages_round_trip() {
         nat64_prefix: Some("2001:db8:122::/48".parse().unwrap()),
         ..self_test.clone()
     };
-    assert_eq!(encode::self_test(&well_known).nat64_prefix, "64:ff9b::");
-    assert_eq!(encode::self_test(&short).nat64_prefix, "2001:db8:122::/48");
+    let wire = encode::self_test(&well_known);
+    assert_eq!(
+        (wire.nat64_prefix.as_str(), wire.nat64_prefix_length),
+        ("64:ff9b::", 0)
+    );
+    let wire = encode::self_test(&short);
+    assert_eq!(
+        (wire.nat64_prefix.as_str(), wire.nat64_prefix_length),
+        ("2001:db8:122::", 48)
+    );
     for (sent, expected) in [
         (
             ProbeMessage::SelfTest(well_known.clone()),

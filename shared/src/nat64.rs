@@ -163,9 +163,15 @@ impl FromStr for Nat64Prefix {
     }
 }
 
+/// A /96 as its bare address, the form stored and served before other lengths existed (a
+/// collector rolled back still reads its records); the others as `ADDRESS/LENGTH`.
 impl Serialize for Nat64Prefix {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+        if self.len == 96 {
+            serializer.collect_str(&self.network)
+        } else {
+            serializer.collect_str(self)
+        }
     }
 }
 
@@ -264,7 +270,11 @@ mod tests {
         assert!(error("2001:db8::/x").contains("\"x\""));
         assert!(error("2001:db8::1/64").contains("bits set after its length"));
         let json = serde_json::to_string(&Nat64Prefix::WELL_KNOWN).unwrap();
-        assert_eq!(json, "\"64:ff9b::/96\"");
+        assert_eq!(json, "\"64:ff9b::\"");
+        let short = prefix("2001:db8::/32");
+        let json = serde_json::to_string(&short).unwrap();
+        assert_eq!(json, "\"2001:db8::/32\"");
+        assert_eq!(serde_json::from_str::<Nat64Prefix>(&json).unwrap(), short);
         assert_eq!(
             serde_json::from_str::<Nat64Prefix>("\"64:ff9b::\"").unwrap(),
             Nat64Prefix::WELL_KNOWN

@@ -569,7 +569,6 @@ fn mib(bytes: f64) -> String {
     format!("{:.1}", bytes / MIB)
 }
 
-/// `--tasks N` (default 100): how many ping tasks the periodic phases assign.
 /// Command-line options.
 #[derive(Clone, Copy, Debug)]
 struct Options {

@@ -391,7 +391,7 @@ fn the_dual_stack_measurement_reports_what_each_access_gets() {
     let o = dualstack(V6_ONLY, names::V4_ONLY);
     assert_eq!(o["v6"]["destination"], synthesised, "{o}");
     assert!(connected(&o["v6"]), "{o}");
-    assert_eq!(o["v6_nat64_prefix"], NAT64_PREFIX.to_string(), "{o}");
+    assert_eq!(o["v6_nat64_prefix"], serde_json::json!(NAT64_PREFIX), "{o}");
     assert_eq!(o["v4"]["destination"], V4_SERVICE.to_string(), "{o}");
     assert!(!connected(&o["v4"]), "{o}");
     assert_eq!(o["v4_via_clat"], false, "{o}");
@@ -405,7 +405,7 @@ fn the_dual_stack_measurement_reports_what_each_access_gets() {
     // 464XLAT: both legs work, the IPv4 one from the CLAT's address, through it.
     let o = dualstack(XLAT, names::V4_ONLY);
     assert!(connected(&o["v6"]) && connected(&o["v4"]), "{o}");
-    assert_eq!(o["v6_nat64_prefix"], NAT64_PREFIX.to_string(), "{o}");
+    assert_eq!(o["v6_nat64_prefix"], serde_json::json!(NAT64_PREFIX), "{o}");
     assert_eq!(o["v4"]["source"], CLAT_HOST_V4.to_string(), "{o}");
     assert_eq!(o["v4_via_clat"], true, "{o}");
 
@@ -534,7 +534,7 @@ fn network_specific(prefix: Nat64Prefix, synthesised: &str, discovery: [&str; 2]
     );
     assert_eq!(o["v6"]["destination"], synthesised, "{o}");
     assert!(connected(&o["v6"]), "{o}");
-    assert_eq!(o["v6_nat64_prefix"], prefix.to_string(), "{o}");
+    assert_eq!(o["v6_nat64_prefix"], serde_json::json!(prefix), "{o}");
     // The server's real AAAA, under no prefix, stays unflagged.
     let o = measure(
         &lab,
