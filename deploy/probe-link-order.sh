@@ -20,7 +20,7 @@
 #      printed, and a list much shorter than 4,000 functions deserves a look;
 #   2. `sixmap-probe measure traceroute` on the lab's 8-hop path (sixmap-lab), the command
 #      docs/benchmarks.md times against the peers, and `measure ping` on it.
-# Needs: valgrind (apt-get install valgrind), the lab's packages (see .ci/run). About 5 min.
+# Needs: valgrind (apt-get install valgrind), the lab's packages (see .ci/run). About 7 min.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -24,13 +24,8 @@ fn main() {
     // (a build told to link with another linker).
     let profile = std::env::var("PROFILE").unwrap_or_default();
     let skip_order = std::env::var("SIXMAP_PROBE_NO_LINK_ORDER").is_ok_and(|v| v == "1");
-    if !skip_order
-        && profile == "release"
-        && cfg("ARCH") == "x86_64"
-        && cfg("OS") == "linux"
-        && cfg("ENV") == "gnu"
-        && links_with_lld()
-    {
+    // (`links_with_lld` checks the target: x86_64-unknown-linux-gnu only.)
+    if !skip_order && profile == "release" && links_with_lld() {
         let dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default();
         let order = std::path::Path::new(&dir).join("link-order.txt");
         if order.exists() {
